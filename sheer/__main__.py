@@ -1,0 +1,3 @@
+from sheer.cli.main import main
+
+raise SystemExit(main())
