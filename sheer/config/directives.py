@@ -1,0 +1,238 @@
+"""The directive table: every directive sheer accepts, where, with how many arguments, converted how.
+
+A directive missing here is an error (`unknown directive`), one present but used elsewhere is
+`"x" directive is not allowed here`, exactly like `nginx -t`. Directives of nginx's article that a
+later part of sheer implements are listed with `todo` and refused with "not implemented yet".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sheer.config.errors import ConfigError, Source
+from sheer.config.model import LOG_LEVELS, NEXT_UPSTREAM_CONDITIONS, Listen, UpstreamServer
+from sheer.config.values import (
+    parse_flag, parse_host_port, parse_number, parse_size, parse_time, unescape,
+)
+
+Convert = Callable[[list[str], Source], Any]
+
+MAIN, EVENTS = "main", "events"
+HTTP, HTTP_SERVER, HTTP_LOCATION, HTTP_UPSTREAM = "http", "http.server", "http.location", "http.upstream"
+STREAM, STREAM_SERVER, STREAM_UPSTREAM = "stream", "stream.server", "stream.upstream"
+HTTP_ALL = frozenset({HTTP, HTTP_SERVER, HTTP_LOCATION})
+STREAM_ALL = frozenset({STREAM, STREAM_SERVER})
+
+
+@dataclass(frozen=True, slots=True)
+class Directive:
+    name: str
+    contexts: frozenset[str]
+    nargs: tuple[int, int | None]          # minimum and maximum argument count (None: any)
+    convert: Convert | None = None         # None: keep the (unescaped) arguments as they are
+    block: str | None = None               # the context a block directive opens
+    multi: bool = False                    # may repeat; values are collected in order
+    todo: str | None = None                # planned but not built yet: refused, never ignored
+
+
+# --- converters ------------------------------------------------------------------------------
+
+def _one(name: str, parse: Callable[[str, str, Source], Any]) -> Convert:
+    return lambda args, src: parse(args[0], name, src)
+
+
+def _time(name: str) -> Convert:
+    return _one(name, parse_time)
+
+
+def _number(name: str, minimum: int = 0) -> Convert:
+    return lambda args, src: parse_number(args[0], name, src, minimum)
+
+
+def _flag(name: str) -> Convert:
+    return _one(name, parse_flag)
+
+
+def _worker_processes(args: list[str], src: Source) -> int | None:
+    return None if args[0] == "auto" else parse_number(args[0], "worker_processes", src, 1)
+
+
+def _user(args: list[str], src: Source) -> tuple[str, str | None]:
+    return args[0], (args[1] if len(args) > 1 else None)
+
+
+def _error_log(args: list[str], src: Source) -> tuple[str, str]:
+    level = args[1] if len(args) > 1 else "error"
+    if level not in LOG_LEVELS:
+        raise ConfigError(f'invalid log level "{level}"', src)
+    if args[0].startswith(("syslog:", "memory:")):
+        raise ConfigError(f'"{args[0].split(":")[0]}:" logging is not supported; write a file path or stderr', src)
+    return args[0], level
+
+
+def _listen(args: list[str], src: Source) -> Listen:
+    address = parse_host_port(args[0], src, wildcard_ok=True, port_only_ok=True)
+    if address.port is None:
+        if args[0].isdigit():
+            raise ConfigError(f'invalid port in "{args[0]}" of the "listen" directive', src)
+        address = type(address)(address.host, 80)
+    udp = reuseport = False
+    ipv6only = True
+    backlog = 511
+    for param in args[1:]:
+        if param == "udp":
+            udp = True
+        elif param == "reuseport":
+            reuseport = True
+        elif param in ("default_server", "default", "bind", "deferred", "so_keepalive=on"):
+            pass  # sheer always binds each listen address itself and always accepts on every worker
+        elif param.startswith("backlog="):
+            backlog = parse_number(param[8:], "listen backlog", src, 1)
+        elif param.startswith("ipv6only="):
+            ipv6only = parse_flag(param[9:], "listen ipv6only", src)
+        elif param in ("ssl", "http2", "quic", "proxy_protocol"):
+            raise ConfigError(f'the "{param}" parameter of "listen" is not supported', src)
+        else:
+            raise ConfigError(f'invalid parameter "{param}"', src)
+    return Listen(address.host, address.port or 80, udp, reuseport, ipv6only, backlog, src)
+
+
+def _upstream_server(args: list[str], src: Source) -> UpstreamServer:
+    address = parse_host_port(args[0], src)
+    options: dict[str, Any] = {}
+    for param in args[1:]:
+        key, _, value = param.partition("=")
+        if key == "weight" and value:
+            options["weight"] = parse_number(value, "weight", src, 1)
+        elif key == "max_fails" and value:
+            options["max_fails"] = parse_number(value, "max_fails", src)
+        elif key == "fail_timeout" and value:
+            options["fail_timeout"] = parse_time(value, "fail_timeout", src)
+        elif key == "max_conns" and value:
+            options["max_conns"] = parse_number(value, "max_conns", src)
+        elif param in ("backup", "down"):
+            options[param] = True
+        elif key in ("resolve", "service", "slow_start", "route", "drain"):
+            raise ConfigError(f'the "{key}" parameter of "server" is not supported', src)
+        else:
+            raise ConfigError(f'invalid parameter "{param}"', src)
+    # The port is filled in by the loader: http defaults to 80, stream requires one.
+    return UpstreamServer(address.host, address.port or 0, source=src, **options)
+
+
+def _next_upstream_conditions(args: list[str], src: Source) -> frozenset[str]:
+    for word in args:
+        if word not in NEXT_UPSTREAM_CONDITIONS:
+            raise ConfigError(f'invalid value "{word}" in "proxy_next_upstream" directive', src)
+    if "off" in args and len(args) > 1:
+        raise ConfigError('"off" cannot be combined with other values in "proxy_next_upstream"', src)
+    return frozenset(args)
+
+
+def _proxy_responses(args: list[str], src: Source) -> int:
+    return parse_number(args[0], "proxy_responses", src)
+
+
+def _http_version(args: list[str], src: Source) -> str:
+    if args[0] not in ("1.0", "1.1"):
+        raise ConfigError(f'invalid value "{args[0]}" in "proxy_http_version" directive, it must be "1.0" or "1.1"', src)
+    return args[0]
+
+
+def _keepalive(args: list[str], src: Source) -> int:
+    return parse_number(args[0], "keepalive", src, 1)
+
+
+def _zone(args: list[str], src: Source) -> tuple[str, int | None]:
+    return args[0], (parse_size(args[1], "zone", src) if len(args) > 1 else None)
+
+
+def _d(name: str, contexts: frozenset[str] | set[str], nargs: tuple[int, int | None],
+       convert: Convert | None = None, **kw: Any) -> Directive:
+    return Directive(name, frozenset(contexts), nargs, convert, **kw)
+
+
+_LATER_TRANSPARENCY = "IP Transparency (proxy_bind)"
+_LATER_HEALTH = "active health checks"
+_LATER_BALANCERS = "the other balancing methods"
+
+TABLE: tuple[Directive, ...] = (
+    # main
+    _d("user", {MAIN}, (1, 2), _user),
+    _d("worker_processes", {MAIN}, (1, 1), _worker_processes),
+    _d("error_log", {MAIN} | HTTP_ALL | STREAM_ALL, (1, 2), _error_log),
+    _d("pid", {MAIN}, (1, 1)),
+    _d("daemon", {MAIN}, (1, 1), _flag("daemon")),
+    _d("events", {MAIN}, (0, 0), block=EVENTS),
+    _d("worker_connections", {EVENTS}, (1, 1), _number("worker_connections", 1)),
+    _d("http", {MAIN}, (0, 0), block=HTTP),
+    _d("stream", {MAIN}, (0, 0), block=STREAM),
+    # shared by http and stream
+    _d("upstream", {HTTP, STREAM}, (1, 1), block="upstream"),
+    _d("log_format", {HTTP, STREAM}, (2, None), multi=True),
+    _d("access_log", HTTP_ALL | STREAM_ALL, (1, 4), multi=True),
+    _d("proxy_connect_timeout", HTTP_ALL | STREAM_ALL, (1, 1), _time("proxy_connect_timeout")),
+    _d("proxy_next_upstream_tries", HTTP_ALL | STREAM_ALL, (1, 1), _number("proxy_next_upstream_tries")),
+    _d("proxy_next_upstream_timeout", HTTP_ALL | STREAM_ALL, (1, 1), _time("proxy_next_upstream_timeout")),
+    # upstream blocks
+    _d("server", {HTTP_UPSTREAM, STREAM_UPSTREAM}, (1, None), _upstream_server, multi=True),
+    _d("server", {HTTP, STREAM}, (0, 0), block="server"),
+    _d("keepalive", {HTTP_UPSTREAM}, (1, 1), _keepalive),
+    _d("zone", {HTTP_UPSTREAM, STREAM_UPSTREAM}, (1, 2), _zone, todo=_LATER_HEALTH),
+    _d("least_conn", {HTTP_UPSTREAM, STREAM_UPSTREAM}, (0, 0), todo=_LATER_BALANCERS),
+    _d("hash", {HTTP_UPSTREAM, STREAM_UPSTREAM}, (1, 2), todo=_LATER_BALANCERS),
+    _d("ip_hash", {HTTP_UPSTREAM}, (0, 0), todo=_LATER_BALANCERS),
+    _d("random", {HTTP_UPSTREAM, STREAM_UPSTREAM}, (0, 2), todo=_LATER_BALANCERS),
+    # stream server
+    _d("listen", {STREAM_SERVER, HTTP_SERVER}, (1, None), _listen, multi=True),
+    _d("proxy_pass", {STREAM_SERVER, HTTP_LOCATION}, (1, 1)),
+    _d("proxy_timeout", STREAM_ALL, (1, 1), _time("proxy_timeout")),
+    _d("proxy_responses", STREAM_ALL, (1, 1), _proxy_responses),
+    _d("proxy_requests", STREAM_ALL, (1, 1), _number("proxy_requests")),
+    _d("proxy_next_upstream", STREAM_ALL | HTTP_ALL, (1, None)),
+    _d("return", {STREAM_SERVER, HTTP_SERVER, HTTP_LOCATION}, (1, 2)),
+    _d("proxy_bind", STREAM_ALL | HTTP_ALL, (1, 2), todo=_LATER_TRANSPARENCY),
+    _d("health_check", {STREAM_SERVER, HTTP_LOCATION}, (0, None), todo=_LATER_HEALTH),
+    _d("health_check_timeout", STREAM_ALL, (1, 1), todo=_LATER_HEALTH),
+    _d("match", {HTTP, STREAM}, (1, 1), block="match", todo=_LATER_HEALTH),
+    # http
+    _d("server_name", {HTTP_SERVER}, (1, None)),
+    _d("location", {HTTP_SERVER}, (1, 2), block=HTTP_LOCATION),
+    _d("proxy_set_header", HTTP_ALL, (2, 2), multi=True),
+    _d("proxy_http_version", HTTP_ALL, (1, 1), _http_version),
+    _d("proxy_read_timeout", HTTP_ALL, (1, 1), _time("proxy_read_timeout")),
+    _d("proxy_send_timeout", HTTP_ALL, (1, 1), _time("proxy_send_timeout")),
+)
+
+_BY_CONTEXT: dict[tuple[str, str], Directive] = {}
+_NAMES: set[str] = set()
+for _entry in TABLE:
+    _NAMES.add(_entry.name)
+    for _context in _entry.contexts:
+        _BY_CONTEXT[(_entry.name, _context)] = _entry
+
+
+def lookup(name: str, context: str, source: Source) -> Directive:
+    """The table entry for `name` in `context`, or nginx's error for it."""
+    entry = _BY_CONTEXT.get((name, context))
+    if entry is None:
+        if name in _NAMES:
+            raise ConfigError(f'"{name}" directive is not allowed here', source)
+        raise ConfigError(f'unknown directive "{name}"', source)
+    if entry.todo is not None:
+        raise ConfigError(f'"{name}" is not implemented yet (planned with {entry.todo})', source)
+    return entry
+
+
+def check_arity(entry: Directive, args: list[str], source: Source) -> None:
+    low, high = entry.nargs
+    if len(args) < low or (high is not None and len(args) > high):
+        raise ConfigError(f'invalid number of arguments in "{entry.name}" directive', source)
+
+
+def convert(entry: Directive, args: list[str], source: Source) -> Any:
+    words = [unescape(arg) for arg in args]
+    check_arity(entry, words, source)
+    return words if entry.convert is None else entry.convert(words, source)

@@ -1,0 +1,196 @@
+"""The frozen, typed configuration model. It is also the Python API: build a `Config`, run it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Literal
+
+from sheer.config.errors import Source
+from sheer.config.template import Template
+
+LogLevel = Literal["debug", "info", "notice", "warn", "error", "crit", "alert", "emerg"]
+LOG_LEVELS: tuple[LogLevel, ...] = ("debug", "info", "notice", "warn", "error", "crit", "alert", "emerg")
+
+# proxy_next_upstream conditions (http); stream has only on/off.
+NEXT_UPSTREAM_CONDITIONS = frozenset({
+    "error", "timeout", "invalid_header", "http_500", "http_502", "http_503", "http_504",
+    "http_403", "http_404", "http_429", "non_idempotent", "off",
+})
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorLog:
+    path: str                  # absolute path, or "stderr"
+    level: LogLevel = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class LogFormat:
+    name: str
+    template: Template
+
+
+@dataclass(frozen=True, slots=True)
+class AccessLog:
+    path: str                  # absolute path, or "stderr"/"stdout"
+    format: LogFormat
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    host: str                  # literal address; "" is the IPv4 wildcard
+    port: int
+    udp: bool = False
+    reuseport: bool = False
+    ipv6only: bool = True
+    backlog: int = 511
+    source: Source | None = None
+
+    @property
+    def family(self) -> int:
+        return 6 if ":" in self.host else 4
+
+    @property
+    def bind_host(self) -> str:
+        return self.host or "0.0.0.0"
+
+    @property
+    def is_wildcard(self) -> bool:
+        return self.host in ("", "0.0.0.0", "::")
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if self.family == 6 else (self.host or "0.0.0.0")
+        return f"{host}:{self.port}{' udp' if self.udp else ''}"
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamServer:
+    host: str
+    port: int
+    weight: int = 1
+    max_fails: int = 1
+    fail_timeout: float = 10.0
+    backup: bool = False
+    down: bool = False
+    max_conns: int = 0          # 0 = unlimited
+    source: Source | None = None
+
+    @property
+    def family(self) -> int:
+        return 6 if ":" in self.host else 4
+
+    @property
+    def name(self) -> str:
+        """How nginx prints a peer in logs and $upstream_addr."""
+        return f"[{self.host}]:{self.port}" if self.family == 6 else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    name: str
+    servers: tuple[UpstreamServer, ...]
+    keepalive: int = 0          # idle connections cached per worker (http)
+    implicit: bool = False      # made from `proxy_pass 1.2.3.4:80`, not an upstream block
+    source: Source | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamServer:
+    listens: tuple[Listen, ...]
+    upstream: Upstream | None
+    return_value: Template | None = None
+    proxy_timeout: float = 600.0
+    proxy_connect_timeout: float = 60.0
+    proxy_responses: int | None = None        # None: unlimited (nginx's default)
+    proxy_requests: int = 0                   # 0: unlimited
+    proxy_next_upstream: bool = True
+    proxy_next_upstream_tries: int = 0        # 0: as many as there are peers
+    proxy_next_upstream_timeout: float = 0.0  # 0: no limit
+    access_logs: tuple[AccessLog, ...] = ()
+    error_log: ErrorLog | None = None
+    source: Source | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    servers: tuple[StreamServer, ...]
+    upstreams: tuple[Upstream, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HttpReturn:
+    code: int
+    text: Template | None      # body, or the Location for 301/302/303/307/308
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyPass:
+    upstream: Upstream
+    uri: str | None            # `proxy_pass http://group/prefix/`: replaces the matched location part
+    text: str = ""
+
+
+DEFAULT_PROXY_HEADERS = (("Host", "$proxy_host"), ("Connection", "close"))
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    path: str
+    exact: bool = False
+    proxy_pass: ProxyPass | None = None
+    return_: HttpReturn | None = None
+    # Effective headers (defaults and inheritance already applied); an empty value removes the header.
+    proxy_set_header: tuple[tuple[str, Template], ...] = ()
+    proxy_http_version: str = "1.0"
+    proxy_connect_timeout: float = 60.0
+    proxy_read_timeout: float = 60.0
+    proxy_send_timeout: float = 60.0
+    proxy_next_upstream: frozenset[str] = frozenset({"error", "timeout"})
+    proxy_next_upstream_tries: int = 0
+    proxy_next_upstream_timeout: float = 0.0
+    access_logs: tuple[AccessLog, ...] = ()
+    error_log: ErrorLog | None = None
+    source: Source | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HttpServer:
+    listens: tuple[Listen, ...]
+    server_names: tuple[str, ...] = ("",)
+    locations: tuple[Location, ...] = ()
+    return_: HttpReturn | None = None           # server-level `return`: answers before any location
+    source: Source | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Http:
+    servers: tuple[HttpServer, ...]
+    upstreams: tuple[Upstream, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    file: str = "<api>"
+    prefix: str = field(default_factory=os.getcwd)
+    user: tuple[str, str | None] | None = None
+    worker_processes: int | None = 1            # None: auto (one per core)
+    error_log: ErrorLog = ErrorLog("stderr")
+    pid: str | None = None
+    daemon: bool = False
+    worker_connections: int = 512
+    stream: Stream | None = None
+    http: Http | None = None
+
+    @property
+    def workers(self) -> int:
+        return self.worker_processes or (os.cpu_count() or 1)
+
+    @property
+    def listens(self) -> tuple[Listen, ...]:
+        found: list[Listen] = []
+        for server in (self.stream.servers if self.stream else ()):
+            found.extend(server.listens)
+        for http_server in (self.http.servers if self.http else ()):
+            found.extend(http_server.listens)
+        return tuple(dict.fromkeys(found))

@@ -1,0 +1,88 @@
+"""Strings with nginx variables (`"Hello $remote_addr:${remote_port}"`), compiled once at load time."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sheer.config.errors import ConfigError, Source
+
+_NAME = re.compile(r"[A-Za-z0-9_]+")
+
+# Variables sheer knows, per module; `http_`, `sent_http_`, `arg_`, `cookie_` and
+# `upstream_http_` are prefixes, as in nginx.
+COMMON_VARIABLES = frozenset({
+    "remote_addr", "remote_port", "server_addr", "server_port", "hostname", "time_local",
+    "time_iso8601", "msec", "pid", "bytes_sent", "upstream_addr", "status", "connection",
+    "nginx_version", "binary_remote_addr", "upstream_connect_time",
+})
+STREAM_VARIABLES = COMMON_VARIABLES | {
+    "protocol", "bytes_received", "session_time", "upstream_bytes_sent",
+    "upstream_bytes_received", "upstream_session_time",
+}
+HTTP_VARIABLES = COMMON_VARIABLES | {
+    "host", "request_uri", "uri", "document_uri", "args", "query_string", "request",
+    "request_method", "request_time", "scheme", "server_protocol", "server_name",
+    "proxy_add_x_forwarded_for", "proxy_host", "proxy_port", "body_bytes_sent",
+    "remote_user", "request_length", "upstream_status", "upstream_response_time",
+    "content_length", "content_type", "http_host", "is_args",
+}
+HTTP_PREFIXES = ("http_", "sent_http_", "arg_", "cookie_", "upstream_http_")
+
+
+@dataclass(frozen=True, slots=True)
+class Var:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """Literal text and variable references, in order."""
+
+    parts: tuple[str | Var, ...]
+    text: str
+
+    @property
+    def is_literal(self) -> bool:
+        return all(isinstance(part, str) for part in self.parts)
+
+    @property
+    def variables(self) -> frozenset[str]:
+        return frozenset(part.name for part in self.parts if isinstance(part, Var))
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def compile_template(text: str, source: Source, known: frozenset[str],
+                     prefixes: tuple[str, ...] = ()) -> Template:
+    parts: list[str | Var] = []
+    literal: list[str] = []
+    pos = 0
+    while pos < len(text):
+        dollar = text.find("$", pos)
+        if dollar < 0:
+            literal.append(text[pos:])
+            break
+        literal.append(text[pos:dollar])
+        braced = text.startswith("${", dollar)
+        start = dollar + 2 if braced else dollar + 1
+        match = _NAME.match(text, start)
+        if match is None:
+            raise ConfigError(f'invalid variable name in "{text}"', source)
+        end = match.end()
+        if braced:
+            if not text.startswith("}", end):
+                raise ConfigError(f'the closing bracket in "{match.group()}" variable is missing', source)
+            end += 1
+        name = match.group()
+        if name not in known and not name.startswith(prefixes):
+            raise ConfigError(f'unknown "{name}" variable', source)
+        if "".join(literal):
+            parts.append("".join(literal))
+        literal = []
+        parts.append(Var(name))
+        pos = end
+    if literal and "".join(literal):
+        parts.append("".join(literal))
+    return Template(tuple(parts), text)

@@ -1,0 +1,128 @@
+"""Read nginx-syntax files with crossplane into a tree of blocks, checked against the directive table."""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+import crossplane  # type: ignore[import-untyped]
+
+from sheer.config import directives
+from sheer.config.errors import ConfigError, Source
+
+_CROSSPLANE_WHERE = re.compile(r" in (.+):(\d+)$")
+
+
+@dataclass
+class Block:
+    """One context (main, http, a server, a location...) and what was set in it."""
+
+    context: str
+    args: list[str]
+    source: Source
+    settings: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, Source] = field(default_factory=dict)
+    children: list[Block] = field(default_factory=list)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.settings.get(key, default)
+
+
+def _read(path: str) -> list[dict[str, Any]]:
+    try:
+        result = crossplane.parse(path, single=True, check_ctx=False, check_args=False, comments=False)
+    except OSError as exc:
+        raise ConfigError(f'open() "{path}" failed ({exc.strerror})') from None
+    if result["status"] != "ok":
+        error = result["errors"][0]
+        message = _CROSSPLANE_WHERE.sub("", error["error"])
+        raise ConfigError(message, Source(path, error.get("line") or 0))
+    parsed: list[dict[str, Any]] = result["config"][0]["parsed"]
+    for directive in parsed:
+        _stamp(directive, path)
+    return parsed
+
+
+def _stamp(directive: dict[str, Any], path: str) -> None:
+    directive["file"] = path
+    for child in directive.get("block", ()):
+        _stamp(child, path)
+
+
+def _block_context(name: str, parent: str) -> str:
+    if name in ("upstream", "server"):
+        return f"{parent}.{name}"
+    if name == "location":
+        return directives.HTTP_LOCATION
+    return name
+
+
+class TreeReader:
+    """Walks parsed directives into `Block`s; includes are expanded relative to the main file."""
+
+    def __init__(self, conf_dir: str) -> None:
+        self.conf_dir = conf_dir
+        self._including: list[str] = []
+
+    def read_file(self, path: str, into: Block) -> None:
+        self.walk(_read(path), into)
+
+    def read_text(self, text: str, into: Block, label: str) -> None:
+        with tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False) as handle:
+            handle.write(text)
+        try:
+            parsed = _read(handle.name)
+        finally:
+            os.unlink(handle.name)
+        for directive in parsed:
+            _stamp(directive, label)
+        self.walk(parsed, into)
+
+    def walk(self, parsed: list[dict[str, Any]], block: Block) -> None:
+        for directive in parsed:
+            name: str = directive["directive"]
+            args: list[str] = directive["args"]
+            source = Source(directive["file"], directive["line"])
+            if name == "include":
+                self._include(args, source, block)
+                continue
+            entry = directives.lookup(name, block.context, source)
+            has_block = "block" in directive
+            if entry.block is not None and not has_block:
+                raise ConfigError(f'directive "{name}" has no opening "{{"', source)
+            if entry.block is None and has_block:
+                raise ConfigError(f'directive "{name}" is not terminated by ";"', source)
+            if entry.block is not None:
+                directives.check_arity(entry, args, source)
+                child = Block(_block_context(name, block.context), list(args), source)
+                block.children.append(child)
+                self.walk(directive["block"], child)
+                continue
+            value = directives.convert(entry, args, source)
+            if entry.multi:
+                block.settings.setdefault(name, []).append((value, source))
+            elif name in block.settings:
+                raise ConfigError(f'"{name}" directive is duplicate', source)
+            else:
+                block.settings[name] = value
+            block.sources.setdefault(name, source)
+
+    def _include(self, args: list[str], source: Source, block: Block) -> None:
+        if len(args) != 1:
+            raise ConfigError('invalid number of arguments in "include" directive', source)
+        pattern = args[0] if os.path.isabs(args[0]) else os.path.join(self.conf_dir, args[0])
+        paths = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+        for path in paths:
+            if path in self._including:
+                raise ConfigError(f'include of "{path}" loops back to itself', source)
+            if not os.path.exists(path):
+                raise ConfigError(f'open() "{path}" failed (No such file or directory)', source)
+            self._including.append(path)
+            try:
+                self.read_file(path, block)
+            finally:
+                self._including.pop()

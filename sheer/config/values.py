@@ -1,0 +1,126 @@
+"""Converters for directive arguments, with nginx's syntax and error wording."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+
+from sheer.config.errors import ConfigError, Source
+
+_TIME_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0,
+               "M": 2592000.0, "y": 31536000.0}
+_TIME_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|M|y)?")
+_SIZE = re.compile(r"(\d+)([kKmMgG]?)")
+
+_ESCAPES = {'"': '"', "'": "'", "\\": "\\", "t": "\t", "r": "\r", "n": "\n"}
+
+
+def unescape(word: str) -> str:
+    """Undo nginx's token escapes (\\" \\' \\\\ \\t \\r \\n); others such as \\x24 stay as written."""
+    if "\\" not in word:
+        return word
+    out: list[str] = []
+    i = 0
+    while i < len(word):
+        ch = word[i]
+        if ch == "\\" and i + 1 < len(word) and word[i + 1] in _ESCAPES:
+            out.append(_ESCAPES[word[i + 1]])
+            i += 2
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def parse_time(value: str, name: str, source: Source) -> float:
+    """nginx time: `10`, `10s`, `500ms`, `1m30s`; a bare number means seconds."""
+    pos = 0
+    total = 0.0
+    if not value:
+        raise ConfigError(f'"{name}" directive invalid value "{value}"', source)
+    while pos < len(value):
+        match = _TIME_PART.match(value, pos)
+        if match is None:
+            raise ConfigError(f'"{name}" directive invalid value "{value}", expected a time such as 10s, 500ms or 1m', source)
+        total += int(match.group(1)) * _TIME_UNITS[match.group(2) or "s"]
+        pos = match.end()
+    return total
+
+
+def parse_size(value: str, name: str, source: Source) -> int:
+    match = _SIZE.fullmatch(value)
+    if match is None:
+        raise ConfigError(f'"{name}" directive invalid value "{value}", expected a size such as 64k', source)
+    scale = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[match.group(2).lower()]
+    return int(match.group(1)) * scale
+
+
+def parse_number(value: str, name: str, source: Source, minimum: int = 0) -> int:
+    if not value.isdigit() or int(value) < minimum:
+        wanted = "a non-negative number" if minimum == 0 else f"a number >= {minimum}"
+        raise ConfigError(f'"{name}" takes {wanted}, got "{value}"', source)
+    return int(value)
+
+
+def parse_flag(value: str, name: str, source: Source) -> bool:
+    if value == "on":
+        return True
+    if value == "off":
+        return False
+    raise ConfigError(f'invalid value "{value}" in "{name}" directive, it must be "on" or "off"', source)
+
+
+@dataclass(frozen=True, slots=True)
+class HostPort:
+    host: str          # a literal IPv4/IPv6 address, or "" for the wildcard
+    port: int | None   # None when the text carried no port
+
+    @property
+    def family(self) -> int:
+        return 6 if ":" in self.host else 4
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else (self.host or "*")
+        return host if self.port is None else f"{host}:{self.port}"
+
+
+def _parse_port(text: str, whole: str, source: Source) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ConfigError(f'invalid port in "{whole}"', source)
+    return int(text)
+
+
+def _parse_host(text: str, whole: str, source: Source, wildcard_ok: bool) -> str:
+    if text in ("*", "") and wildcard_ok:
+        return ""
+    if text == "localhost":
+        return "127.0.0.1"
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise ConfigError(
+            f'host "{text}" in "{whole}" is not an IP address; sheer does not resolve names at load time, '
+            f"write the address", source) from None
+
+
+def parse_host_port(text: str, source: Source, *, wildcard_ok: bool = False,
+                    port_only_ok: bool = False) -> HostPort:
+    """`1.2.3.4`, `1.2.3.4:80`, `[::1]:80`, `*:80`, `80` (when port_only_ok), `localhost:80`."""
+    if text.startswith("unix:"):
+        raise ConfigError(f'unix sockets are not supported: "{text}"', source)
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise ConfigError(f'invalid IPv6 address in "{text}"', source)
+        host = _parse_host(text[1:end], text, source, wildcard_ok)
+        rest = text[end + 1:]
+        if rest and not rest.startswith(":"):
+            raise ConfigError(f'invalid address "{text}"', source)
+        return HostPort(host, _parse_port(rest[1:], text, source) if rest else None)
+    if port_only_ok and text.isdigit():
+        return HostPort("", _parse_port(text, text, source))
+    if text.count(":") == 1:
+        host, port = text.split(":")
+        return HostPort(_parse_host(host, text, source, wildcard_ok), _parse_port(port, text, source))
+    return HostPort(_parse_host(text, text, source, wildcard_ok), None)

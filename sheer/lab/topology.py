@@ -1,0 +1,174 @@
+"""The article's lab as data: the single source of truth for build, status, demo and tests.
+
+client 192.168.99.1 --public-- proxy 192.168.99.10 / 172.16.0.1 --internal-- up1..up4 172.16.0.11-14
+                      \\--- return router 192.168.99.254 / 172.16.0.254 ---/
+Both segments are bridges inside the switch namespace; nothing touches the root namespace.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from pathlib import Path
+from typing import Literal
+
+PREFIX = "sheer"
+STATE_DIR = Path("/run/sheer-lab")
+LOCK_FILE = Path("/run/sheer-lab.lock")
+REPORT_DIR = Path("/run/sheer-lab-report")
+SWITCH_NETNS = "sheer-sw"
+RR_NFT_TABLE = "sheer_rr"
+
+CLIENT_ADDR = IPv4Address("192.168.99.1")
+VIP = IPv4Address("192.168.99.10")
+PROXY_INTERNAL = IPv4Address("172.16.0.1")
+RR_PUBLIC = IPv4Address("192.168.99.254")
+RR_INTERNAL = IPv4Address("172.16.0.254")
+
+HTTP_PORT = 80
+WITNESS_PORT = 8000  # TCP and UDP "you connected from" witnesses
+DNS_PORT = 53
+DNS_NAME = "www.example.com"
+HEALTH_TXT_NAME = "health.example.com"
+HEALTH_TEXT = "health.is.good"
+
+Role = Literal["client", "proxy", "upstream", "router"]
+SegmentName = Literal["public", "internal"]
+
+
+@dataclass(frozen=True)
+class Segment:
+    name: SegmentName
+    bridge: str
+    network: IPv4Network
+
+
+@dataclass(frozen=True)
+class Iface:
+    name: str  # inside the node
+    segment: SegmentName
+    address: IPv4Interface
+    port: str  # the veth peer, enslaved to the segment's bridge in the switch namespace
+
+
+@dataclass(frozen=True)
+class Route:
+    dst: str  # "default" or a CIDR
+    via: IPv4Address
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    role: Role
+    ifaces: tuple[Iface, ...]
+    routes: tuple[Route, ...] = ()
+    sysctls: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def netns(self) -> str:
+        return f"{PREFIX}-{self.name}"
+
+    def address(self, segment: SegmentName | None = None) -> IPv4Address:
+        for iface in self.ifaces:
+            if segment is None or iface.segment == segment:
+                return iface.address.ip
+        raise KeyError(f"{self.name} has no {segment} address")
+
+
+@dataclass(frozen=True)
+class Topology:
+    segments: tuple[Segment, ...]
+    nodes: tuple[Node, ...]
+    switch_netns: str = SWITCH_NETNS
+
+    def node(self, name: str) -> Node:
+        bare = name.removeprefix(f"{PREFIX}-")
+        for node in self.nodes:
+            if node.name == bare:
+                return node
+        known = ", ".join(n.name for n in self.nodes)
+        raise KeyError(f"no lab node {name!r} (nodes: {known})")
+
+    def segment(self, name: SegmentName) -> Segment:
+        return next(s for s in self.segments if s.name == name)
+
+    @property
+    def upstreams(self) -> tuple[Node, ...]:
+        return tuple(n for n in self.nodes if n.role == "upstream")
+
+    @property
+    def namespaces(self) -> tuple[str, ...]:
+        return (self.switch_netns, *(n.netns for n in self.nodes))
+
+
+# Every node: IPv6 off (no DAD/RS/MLD noise in the counters), forwarding off, rp_filter off
+# unless the node says otherwise. Interfaces are created after these, so "default" reaches them.
+COMMON_SYSCTLS: tuple[tuple[str, str], ...] = (
+    ("net.ipv6.conf.all.disable_ipv6", "1"),
+    ("net.ipv6.conf.default.disable_ipv6", "1"),
+    ("net.ipv4.ip_forward", "0"),
+    ("net.ipv4.conf.all.rp_filter", "0"),
+    ("net.ipv4.conf.default.rp_filter", "0"),
+)
+
+
+def _iface(node: str, segment: SegmentName, address: str) -> Iface:
+    short = "pub" if segment == "public" else "int"
+    return Iface(f"{PREFIX}-{short}", segment, IPv4Interface(address), f"{PREFIX}-{node}-{short[0]}")
+
+
+def _upstream(index: int) -> Node:
+    name = f"up{index}"
+    return Node(
+        name,
+        "upstream",
+        (_iface(name, "internal", f"172.16.0.{10 + index}/24"),),
+        (Route("default", PROXY_INTERNAL),),
+    )
+
+
+def article() -> Topology:
+    client = Node(
+        "client",
+        "client",
+        (_iface("client", "public", f"{CLIENT_ADDR}/24"),),
+        (),  # only its /24: the upstreams must stay unreachable
+        # load generators run here: connection-per-request runs exhaust TIME_WAIT without these
+        (("net.ipv4.tcp_tw_reuse", "1"), ("net.ipv4.ip_local_port_range", "1024 65535")),
+    )
+    proxy = Node(
+        "proxy",
+        "proxy",
+        (_iface("proxy", "public", f"{VIP}/24"), _iface("proxy", "internal", f"{PROXY_INTERNAL}/24")),
+    )
+    router = Node(
+        "rr",
+        "router",
+        (_iface("rr", "public", f"{RR_PUBLIC}/24"), _iface("rr", "internal", f"{RR_INTERNAL}/24")),
+        (),
+        # origin-NAT replies arrive on the internal side with the public VIP as source: strict
+        # reverse-path filtering would drop them, loose mode (2) only asks that the VIP be routable
+        (
+            ("net.ipv4.ip_forward", "1"),
+            ("net.ipv4.conf.all.rp_filter", "2"),
+            ("net.ipv4.conf.default.rp_filter", "2"),
+        ),
+    )
+    segments = (
+        Segment("public", f"{PREFIX}-br-pub", IPv4Network("192.168.99.0/24")),
+        Segment("internal", f"{PREFIX}-br-int", IPv4Network("172.16.0.0/24")),
+    )
+    return Topology(segments, (client, proxy, *(_upstream(i) for i in range(1, 5)), router))
+
+
+def rr_ruleset(table: str = RR_NFT_TABLE) -> str:
+    """The return router forwards only origin-NAT DSR replies (UDP from the VIP, inside -> out)."""
+    return f"""table ip {table} {{
+    chain forward {{
+        type filter hook forward priority filter; policy drop;
+        iifname "{PREFIX}-int" oifname "{PREFIX}-pub" ip saddr {VIP} meta l4proto udp counter accept
+        counter drop
+    }}
+}}
+"""
