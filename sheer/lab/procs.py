@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -79,3 +80,13 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise LabError(f"timed out after {timeout:g}s waiting for {what}")
         time.sleep(0.02)
+
+
+def netns_list() -> set[str]:
+    out = run("ip", "-j", "netns", "list").stdout.strip()
+    return {entry["name"] for entry in json.loads(out)} if out else set()
+
+
+def netns_pids(netns: str) -> list[int]:
+    proc = run("ip", "netns", "pids", netns, check=False)
+    return [int(p) for p in proc.stdout.split() if p.isdigit()]

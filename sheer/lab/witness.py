@@ -35,7 +35,7 @@ class Seen:
     node: str
     protocol: str  # http, tcp, udp, dns
     src: str
-    sport: int | None
+    sport: int
     dst: str
     dport: int
 
@@ -157,9 +157,9 @@ def parse_seen(node: Node, since: dict[str, int] | None = None, state_dir: Path 
             src, sport = fields[1].rsplit(":", 1)
             dst, dport = fields[2].rsplit(":", 1)
             seen.append(Seen(node.name, fields[0].lower(), src, int(sport), dst, int(dport)))
-    # "query[A] www.example.com from 172.16.0.1": dnsmasq logs no port
-    for m in re.finditer(r"query\[\w+\] \S+ from ([\d.]+)", _read(d / "dnsmasq.log", since.get("dnsmasq.log", 0))):
-        seen.append(Seen(node.name, "dns", m.group(1), None, str(node.address()), DNS_PORT))
+    # --log-queries=extra: "1 172.16.0.1/55240 query[A] www.example.com from 172.16.0.1"
+    for m in re.finditer(r" ([\d.]+)/(\d+) query\[\w+\] ", _read(d / "dnsmasq.log", since.get("dnsmasq.log", 0))):
+        seen.append(Seen(node.name, "dns", m.group(1), int(m.group(2)), str(node.address()), DNS_PORT))
     return seen
 
 

@@ -1,0 +1,117 @@
+"""Smooth weighted round robin with nginx's semantics (ngx_http_upstream_round_robin.c).
+
+Per-worker state, as in nginx without `zone`. Time is an argument: `now` in seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sheer.config.model import Upstream, UpstreamServer
+
+
+@dataclass(slots=True, eq=False)
+class Peer:
+    server: UpstreamServer
+    index: int                      # position in the upstream block: the bit in a request's `tried` set
+    effective_weight: int = 0
+    current_weight: int = 0
+    conns: int = 0
+    fails: int = 0
+    accessed: float = 0.0
+    checked: float = 0.0
+    health_down: bool = False       # set by active health checks
+
+    @property
+    def name(self) -> str:
+        return self.server.name
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (self.server.host, self.server.port)
+
+
+@dataclass(slots=True)
+class Tried:
+    """The peers one request has already tried, and how many more tries it may make."""
+
+    left: int
+    peers: set[int] = field(default_factory=set)
+
+
+class RoundRobin:
+    def __init__(self, upstream: Upstream) -> None:
+        self.upstream = upstream
+        peers = [Peer(server, index, effective_weight=server.weight)
+                 for index, server in enumerate(upstream.servers)]
+        self.primary = [peer for peer in peers if not peer.server.backup]
+        self.backup = [peer for peer in peers if peer.server.backup]
+        self.peers = peers
+
+    def start(self, tries_limit: int = 0) -> Tried:
+        """A new request: nginx allows as many tries as there are peers, capped by tries_limit."""
+        count = len(self.peers)
+        return Tried(min(count, tries_limit) if tries_limit else count)
+
+    def get(self, tried: Tried, now: float) -> Peer | None:
+        """Pick the next peer for this request, or None ("no live upstreams")."""
+        if tried.left <= 0:
+            return None
+        peer = self._pick(self.primary, tried, now)
+        if peer is None and self.backup:
+            peer = self._pick(self.backup, tried, now)
+        if peer is not None:
+            tried.peers.add(peer.index)
+            tried.left -= 1
+            peer.conns += 1
+        return peer
+
+    def _pick(self, peers: list[Peer], tried: Tried, now: float) -> Peer | None:
+        if len(self.peers) == 1:
+            # nginx: a lone server is never considered unavailable (max_fails is ignored).
+            only = peers[0] if peers else None
+            if only is None or only.server.down or only.health_down or only.index in tried.peers:
+                return None
+            if only.server.max_conns and only.conns >= only.server.max_conns:
+                return None
+            return only
+        best: Peer | None = None
+        total = 0
+        for peer in peers:
+            server = peer.server
+            if peer.index in tried.peers or server.down or peer.health_down:
+                continue
+            if server.max_fails and peer.fails >= server.max_fails and now - peer.checked <= server.fail_timeout:
+                continue
+            if server.max_conns and peer.conns >= server.max_conns:
+                continue
+            peer.current_weight += peer.effective_weight
+            total += peer.effective_weight
+            if peer.effective_weight < server.weight:
+                peer.effective_weight += 1
+            if best is None or peer.current_weight > best.current_weight:
+                best = peer
+        if best is None:
+            return None
+        best.current_weight -= total
+        if now - best.checked > best.server.fail_timeout:
+            best.checked = now
+        return best
+
+    def free(self, peer: Peer, *, failed: bool, now: float) -> bool:
+        """Release a peer after use. Returns True when this failure made it unavailable."""
+        peer.conns -= 1
+        server = peer.server
+        if len(self.peers) == 1:
+            return False
+        if failed:
+            peer.fails += 1
+            peer.accessed = now
+            peer.checked = now
+            if server.max_fails:
+                peer.effective_weight = max(0, peer.effective_weight - server.weight // server.max_fails)
+                return peer.fails == server.max_fails
+            return False
+        if peer.accessed < peer.checked:
+            peer.fails = 0
+        return False

@@ -1,0 +1,55 @@
+"""Render compiled templates. Values come from a per-request/session object; nothing here does I/O."""
+
+from __future__ import annotations
+
+import time as _time
+from collections.abc import Callable, Mapping
+from typing import Protocol
+
+from sheer.config.template import Template, Var
+
+
+class VariableSource(Protocol):
+    def variable(self, name: str) -> str: ...
+
+
+def render(template: Template, source: VariableSource) -> str:
+    parts = template.parts
+    if len(parts) == 1 and isinstance(parts[0], str):
+        return parts[0]
+    return "".join(part if isinstance(part, str) else source.variable(part.name) for part in parts)
+
+
+def render_bytes(template: Template, source: VariableSource) -> bytes:
+    return render(template, source).encode("latin-1", "replace")
+
+
+def time_local(now: float) -> str:
+    """nginx's $time_local: 26/Nov/2026:15:46:37 +0000."""
+    return _time.strftime("%d/%b/%Y:%H:%M:%S %z", _time.localtime(now))
+
+
+def time_iso8601(now: float) -> str:
+    return _time.strftime("%Y-%m-%dT%H:%M:%S%z", _time.localtime(now))[:-2] + ":" + \
+        _time.strftime("%z", _time.localtime(now))[-2:]
+
+
+class MappingSource:
+    """A VariableSource from a dict of values and lazily computed ones; unknown names render empty."""
+
+    __slots__ = ("values", "lazy")
+
+    def __init__(self, values: Mapping[str, str],
+                 lazy: Mapping[str, Callable[[], str]] | None = None) -> None:
+        self.values = values
+        self.lazy = lazy or {}
+
+    def variable(self, name: str) -> str:
+        value = self.values.get(name)
+        if value is not None:
+            return value
+        compute = self.lazy.get(name)
+        return compute() if compute is not None else ""
+
+
+__all__ = ["MappingSource", "Var", "VariableSource", "render", "render_bytes", "time_iso8601", "time_local"]

@@ -1,0 +1,93 @@
+"""Error and access logs in nginx's format, written with one write() per line like nginx does."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from sheer.config.model import LOG_LEVELS, AccessLog, ErrorLog
+from sheer.core.variables import VariableSource, render
+
+_RANK = {level: rank for rank, level in enumerate(LOG_LEVELS)}
+_files: dict[str, int] = {}
+
+
+def open_log(path: str) -> int:
+    """The file descriptor for a log path (opened once per process, append mode)."""
+    if path == "stderr":
+        return 2
+    if path == "stdout":
+        return 1
+    fd = _files.get(path)
+    if fd is None:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise LogOpenError(f'open() "{path}" failed ({exc.errno}: {exc.strerror})') from None
+        _files[path] = fd
+    return fd
+
+
+def reopen_logs() -> None:
+    """SIGUSR1 / `-s reopen`: after rotation, write to the new files."""
+    for path, fd in list(_files.items()):
+        os.close(fd)
+        del _files[path]
+        open_log(path)
+
+
+class LogOpenError(Exception):
+    pass
+
+
+class ErrorLogger:
+    """`2026/11/26 15:46:37 [error] 123#123: message, client: ..., upstream: "..."`."""
+
+    __slots__ = ("fd", "rank", "pid")
+
+    def __init__(self, log: ErrorLog) -> None:
+        self.fd = open_log(log.path)
+        self.rank = _RANK[log.level]
+        self.pid = os.getpid()
+
+    def enabled(self, level: str) -> bool:
+        return _RANK[level] >= self.rank
+
+    def log(self, level: str, message: str) -> None:
+        if _RANK[level] < self.rank:
+            return
+        stamp = time.strftime("%Y/%m/%d %H:%M:%S")
+        line = f"{stamp} [{level}] {self.pid}#{self.pid}: {message}\n".encode("utf-8", "replace")
+        try:
+            os.write(self.fd, line)
+        except OSError:
+            if self.fd != 2:
+                sys.stderr.write(line.decode())
+
+    def error(self, message: str) -> None:
+        self.log("error", message)
+
+    def warn(self, message: str) -> None:
+        self.log("warn", message)
+
+    def info(self, message: str) -> None:
+        self.log("info", message)
+
+
+class AccessLogger:
+    __slots__ = ("logs",)
+
+    def __init__(self, logs: tuple[AccessLog, ...]) -> None:
+        self.logs = [(open_log(log.path), log.format.template) for log in logs]
+
+    def __bool__(self) -> bool:
+        return bool(self.logs)
+
+    def write(self, source: VariableSource) -> None:
+        for fd, template in self.logs:
+            line = render(template, source) + "\n"
+            try:
+                os.write(fd, line.encode("utf-8", "replace"))
+            except OSError:
+                pass

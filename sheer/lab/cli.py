@@ -1,0 +1,101 @@
+"""`sheer lab up|status [--json]|exec NODE CMD...|demo [--out DIR]|down`: the only part that prints."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from sheer.lab.errors import LabError
+from sheer.lab.topology import REPORT_DIR, article
+
+
+def _progress(line: str) -> None:
+    print(f"  {line}", flush=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sheer lab", description="the article's topology in network namespaces")
+    sub = p.add_subparsers(dest="verb", required=True)
+    sub.add_parser("up", help="build the lab (repairs a half-built one)")
+    st = sub.add_parser("status", help="nodes, addresses, routes, processes")
+    st.add_argument("--json", action="store_true")
+    ex = sub.add_parser("exec", help="run a command in a node: sheer lab exec client curl 192.168.99.10")
+    ex.add_argument("node")
+    ex.add_argument("cmd", nargs=argparse.REMAINDER)
+    demo = sub.add_parser("demo", help="run the article end to end and write a report")
+    demo.add_argument("--out", type=Path, default=REPORT_DIR, help=f"report directory (default {REPORT_DIR})")
+    demo.add_argument(
+        "--proxy",
+        choices=("sheer", "nginx"),
+        default="sheer",
+        help="the proxy under test; nginx = the reference implementation",
+    )
+    sub.add_parser("down", help="remove every namespace and process of the lab")
+    return p
+
+
+def _print_status(st: dict[str, Any]) -> None:
+    print(f"lab: {'up' if st['up'] else 'NOT up'} (state in {st['state_dir']})")
+    for node in st["nodes"]:
+        if not node["exists"]:
+            print(f"{node['name']:<7} {node['netns']:<13} (missing)")
+            continue
+        links = ", ".join(
+            f"{link['ifname']} {' '.join(link['addresses']) or '-'} {link['state']}"
+            for link in node["links"]
+            if link["ifname"] != "lo"
+        )
+        print(f"{node['name']:<7} {node['netns']:<13} {links if node['role'] != 'switch' else ''}")
+        if node["role"] == "switch":
+            ports = [link["ifname"] for link in node["links"] if link["ifname"] != "lo"]
+            print(f"        links: {', '.join(ports)}")
+        for route in node["routes"]:
+            print(f"        route {route}")
+        for proc in node["processes"]:
+            print(f"        pid {proc['pid']:<7} {proc['cmd'][:90]}")
+    for problem in st["problems"]:
+        print(f"problem: {problem}")
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    from sheer.lab import build, inspect
+
+    try:
+        if args.verb == "up":
+            print("sheer lab up", flush=True)
+            build.up(progress=_progress)
+            return 0
+        if args.verb == "down":
+            print("sheer lab down", flush=True)
+            build.down(progress=_progress)
+            print("  lab is down", flush=True)
+            return 0
+        if args.verb == "status":
+            build.require_root()
+            st = inspect.status()
+            if args.json:
+                json.dump(st, sys.stdout, indent=2)
+                print()
+            else:
+                _print_status(st)
+            return 0 if st["up"] else 1
+        if args.verb == "exec":
+            if not args.cmd:
+                print("sheer lab exec: give a command, e.g. sheer lab exec client curl -s 192.168.99.10", file=sys.stderr)
+                return 2
+            build.require_root()
+            node = article().node(args.node)
+            os.execvp("ip", ["ip", "netns", "exec", node.netns, *args.cmd])
+        if args.verb == "demo":
+            from sheer.lab import demo
+
+            return demo.main(out=args.out, proxy=args.proxy, echo=lambda s: print(s, flush=True))
+    except (LabError, KeyError) as exc:
+        print(f"sheer lab: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
+        return 1
+    return 2
