@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 from sheer.config import directives
 from sheer.config.build import Builder
@@ -22,4 +23,5 @@ def load(path: str, *, prefix: str | None = None, global_directives: str | None 
     reader.read_file(path, root)
     if global_directives:
         reader.read_text(global_directives, root, label="-g")
-    return Builder(root, path, os.path.abspath(prefix) if prefix else conf_dir).config()
+    config = Builder(root, path, os.path.abspath(prefix) if prefix else conf_dir).config()
+    return replace(config, files=tuple(reader.files))

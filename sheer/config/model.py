@@ -172,6 +172,7 @@ class Http:
 @dataclass(frozen=True, slots=True)
 class Config:
     file: str = "<api>"
+    files: tuple[str, ...] = ()                 # every file read, includes too (for -T)
     prefix: str = field(default_factory=os.getcwd)
     user: tuple[str, str | None] | None = None
     worker_processes: int | None = 1            # None: auto (one per core)

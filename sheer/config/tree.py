@@ -67,8 +67,10 @@ class TreeReader:
     def __init__(self, conf_dir: str) -> None:
         self.conf_dir = conf_dir
         self._including: list[str] = []
+        self.files: list[str] = []
 
     def read_file(self, path: str, into: Block) -> None:
+        self.files.append(path)
         self.walk(_read(path), into)
 
     def read_text(self, text: str, into: Block, label: str) -> None:

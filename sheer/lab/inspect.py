@@ -64,8 +64,10 @@ def _node_problems(node: Node, state_dir: Path) -> list[str]:
     for r in node.routes:
         if not any(line.startswith(f"{r.dst} via {r.via} ") for line in have):
             problems.append(f"{node.name}: route {r.dst} via {r.via} is missing")
-    if not node.routes and any(line.startswith("default") for line in have):
-        problems.append(f"{node.name}: has a default route it must not have")
+    expected = [f"{r.dst} via {r.via} " for r in node.routes]
+    for line in have:
+        if " via " in line and not any(line.startswith(e) for e in expected):
+            problems.append(f"{node.name}: unexpected route {line}")
     wanted = dict(COMMON_SYSCTLS) | dict(node.sysctls)
     values = netns_exec(node.netns, "sysctl", "-n", *wanted, check=False).stdout.splitlines()
     for (key, value), got in zip(wanted.items(), values):

@@ -1,0 +1,151 @@
+"""`sheer`: nginx's command-line flags, plus sheer's own verbs (lab, net, doctor, bench)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from collections.abc import Callable
+
+from sheer import __version__
+from sheer.config import Config, ConfigError, load
+
+DEFAULT_CONF = "/etc/sheer/sheer.conf"
+SIGNALS = {"stop": signal.SIGTERM, "quit": signal.SIGQUIT, "reload": signal.SIGHUP, "reopen": signal.SIGUSR1}
+
+
+def _verbs() -> dict[str, Callable[[list[str]], int]]:
+    def lab(argv: list[str]) -> int:
+        from sheer.lab.cli import main as lab_main
+        return lab_main(argv)
+
+    return {"lab": lab}
+
+
+def say(message: str) -> None:
+    print(f"sheer: {message}", file=sys.stderr)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sheer",
+        description="A load balancer that stays out of sight (nginx configuration syntax).",
+        epilog="verbs: sheer lab up|status|exec|demo|down — the article's lab in network namespaces",
+    )
+    p.add_argument("-c", metavar="file", dest="conf", default=DEFAULT_CONF,
+                   help=f"configuration file (default: {DEFAULT_CONF})")
+    p.add_argument("-p", metavar="prefix", dest="prefix",
+                   help="prefix for relative paths in the configuration (default: the configuration's directory)")
+    p.add_argument("-e", metavar="file", dest="error_log",
+                   help="error log used until the configuration is read, and when it sets none (default: stderr)")
+    p.add_argument("-g", metavar="directives", dest="directives", help="global directives, e.g. 'worker_processes 2;'")
+    p.add_argument("-t", action="store_true", dest="test", help="test the configuration and exit")
+    p.add_argument("-T", action="store_true", dest="dump", help="test the configuration, dump it and exit")
+    p.add_argument("-q", action="store_true", dest="quiet", help="only errors while testing")
+    p.add_argument("-v", action="store_true", dest="version", help="show version and exit")
+    p.add_argument("-V", action="store_true", dest="build", help="show version and build details and exit")
+    p.add_argument("-s", metavar="signal", dest="signal", choices=sorted(SIGNALS),
+                   help="send a signal to the master: stop, quit, reload, reopen")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    verbs = _verbs()
+    if argv and argv[0] in verbs:
+        return verbs[argv[0]](argv[1:])
+    args = parser().parse_args(argv)
+    if args.version or args.build:
+        print(f"sheer version: sheer/{__version__}", file=sys.stderr)
+        if args.build:
+            import uvloop
+            print(f"built with Python {sys.version.split()[0]}, uvloop {uvloop.__version__}", file=sys.stderr)
+        return 0
+    try:
+        config = read_config(args)
+    except ConfigError as exc:
+        say(f"[emerg] {exc}")
+        if args.test or args.dump:
+            say(f"configuration file {os.path.abspath(args.conf)} test failed")
+        return 1
+    if args.test or args.dump:
+        return test_config(config, args)
+    if args.signal:
+        return send_signal(config, args.signal)
+    return run(config, args)
+
+
+def read_config(args: argparse.Namespace) -> Config:
+    if not os.path.exists(args.conf):
+        hint = " (write one, or try `sheer lab demo` for the article's lab)" if args.conf == DEFAULT_CONF else ""
+        raise ConfigError(f'open() "{args.conf}" failed (No such file or directory){hint}')
+    config = load(args.conf, prefix=args.prefix, global_directives=args.directives)
+    if args.error_log and config.error_log.path == "stderr":
+        from dataclasses import replace
+        config = replace(config, error_log=replace(config.error_log, path=args.error_log))
+    return config
+
+
+def test_config(config: Config, args: argparse.Namespace) -> int:
+    from sheer.runtime.checks import check
+
+    problems = check(config)
+    for problem in problems:
+        say(f"[emerg] {problem}")
+    if problems:
+        say(f"configuration file {config.file} test failed")
+        return 1
+    if args.dump:
+        for path in config.files:
+            print(f"# configuration file {path}:")
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                print(handle.read())
+    if not args.quiet:
+        say(f"the configuration file {config.file} syntax is ok")
+        say(f"configuration file {config.file} test is successful")
+    return 0
+
+
+def send_signal(config: Config, name: str) -> int:
+    if not config.pid:
+        say('[error] no "pid" directive in the configuration: sheer cannot find the master to signal '
+            "(add `pid /run/sheer.pid;`)")
+        return 1
+    try:
+        with open(config.pid) as handle:
+            pid = int(handle.read().strip())
+    except (OSError, ValueError) as exc:
+        say(f'[error] open() "{config.pid}" failed ({exc}); is sheer running?')
+        return 1
+    try:
+        os.kill(pid, SIGNALS[name])
+    except ProcessLookupError:
+        say(f"[error] kill({pid}, {SIGNALS[name]}) failed (No such process); remove the stale {config.pid}")
+        return 1
+    return 0
+
+
+def run(config: Config, args: argparse.Namespace) -> int:
+    from sheer.runtime.checks import check
+    from sheer.runtime.daemon import daemonize
+    from sheer.runtime.master import Master, StartupError
+
+    problems = check(config)
+    for problem in problems:
+        say(f"[emerg] {problem}")
+    if problems:
+        return 1
+    conf, prefix, directives = args.conf, args.prefix, args.directives
+
+    def reload_config() -> Config:
+        return load(conf, prefix=prefix, global_directives=directives)
+
+    try:
+        master = Master(config, reload_config)
+        if config.daemon:
+            daemonize()
+        return master.run()
+    except StartupError as exc:
+        say(f"[emerg] {exc}")
+        return 1

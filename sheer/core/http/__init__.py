@@ -1,0 +1,1 @@
+"""Sans-IO HTTP/1.x proxy logic: routing, URIs, header building, framing, retry decisions, variables."""

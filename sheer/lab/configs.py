@@ -1,0 +1,50 @@
+"""The article's configurations, as the demo and the lab tests run them (addresses of the lab)."""
+
+from __future__ import annotations
+
+from sheer.lab.topology import DNS_PORT, HTTP_PORT, article
+
+
+def _servers(port: int | None) -> str:
+    suffix = f":{port}" if port else ""
+    return "".join(f"\n        server {n.address()}{suffix};" for n in article().upstreams)
+
+
+def http_block(proxy_bind: str = "") -> str:
+    bind = f"\n            proxy_bind {proxy_bind};" if proxy_bind else ""
+    return f"""http {{
+    upstream http_upstreams {{{_servers(None)}
+    }}
+
+    server {{
+        listen {HTTP_PORT};
+
+        location / {{{bind}
+            proxy_pass http://http_upstreams;
+        }}
+    }}
+}}
+"""
+
+
+def dns_block(proxy_bind: str = "", responses: int = 1) -> str:
+    bind = f"\n        proxy_bind {proxy_bind};" if proxy_bind else ""
+    return f"""stream {{
+    upstream dns_upstreams {{{_servers(DNS_PORT)}
+    }}
+
+    server {{
+        listen {DNS_PORT} udp;
+        proxy_responses {responses};
+        proxy_timeout 1s;{bind}
+        proxy_pass dns_upstreams;
+    }}
+}}
+"""
+
+
+HEADER = "user root;\nworker_processes 1;\n\nevents {\n    worker_connections 1024;\n}\n\n"
+
+PLAIN = HEADER + http_block() + "\n" + dns_block()
+TRANSPARENT = HEADER + http_block("$remote_addr transparent") + "\n" + dns_block("$remote_addr transparent")
+DSR = HEADER + dns_block("$remote_addr:$remote_port transparent", responses=0)

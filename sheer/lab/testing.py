@@ -1,0 +1,83 @@
+"""The lab as a test fixture: run commands in nodes, read counters, see what the upstreams saw."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sheer.lab import build, configs, counters, proxy, witness
+from sheer.lab.errors import LabError
+from sheer.lab.procs import run
+from sheer.lab.topology import STATE_DIR, Node, Topology, article
+
+
+def unsupported_reason() -> str | None:
+    """Why network namespaces are impossible here, or None. Missing nginx/dnsmasq is a failure, not this."""
+    if os.geteuid() != 0:
+        return "lab tests need root (ip netns, veth, nft): run pytest as root"
+    if shutil.which("ip") is None:
+        return "lab tests need `ip` (iproute2)"
+    probe = "sheer-probe"
+    made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
+    subprocess.run(["ip", "netns", "delete", probe], capture_output=True)
+    if made.returncode != 0:
+        return f"network namespaces are not available here: {made.stderr.strip()}"
+    return None
+
+
+def sheer_unavailable_reason() -> str | None:
+    """Why `python -m sheer -t` cannot run the article's plain config yet, or None once it can."""
+    try:
+        proxy.check("sheer", configs.PLAIN)
+    except LabError as exc:
+        return f"sheer cannot run the article's config yet: {exc}"
+    return None
+
+
+def root_snapshot() -> tuple[str, str]:
+    """`ip netns list` and the root namespace's links: what `lab down` must leave as it found."""
+    return run("ip", "netns", "list").stdout, run("ip", "-br", "link").stdout
+
+
+class Lab:
+    def __init__(self, topo: Topology | None = None, state_dir: Path = STATE_DIR) -> None:
+        self.topo = topo or article()
+        self.state_dir = state_dir
+
+    def up(self) -> bool:
+        return build.up(self.topo, self.state_dir)
+
+    def down(self) -> None:
+        build.down(self.topo, self.state_dir)
+
+    def node(self, name: str) -> Node:
+        return self.topo.node(name)
+
+    def run(self, node: str, *cmd: str, check: bool = False, timeout: float = 10) -> subprocess.CompletedProcess[str]:
+        return run("ip", "netns", "exec", self.node(node).netns, *cmd, check=check, timeout=timeout)
+
+    def python(self, node: str, code: str, timeout: float = 10) -> subprocess.CompletedProcess[str]:
+        """Run a Python snippet in a node (raw sockets and the like, where no tool fits)."""
+        return self.run(node, "python3", "-c", code, timeout=timeout)
+
+    def counters(self, node: str) -> dict[str, int]:
+        return counters.snmp(self.node(node).netns)
+
+    def mark(self) -> dict[str, dict[str, int]]:
+        """Where every upstream's witness logs end now; pass to seen() to get only what follows."""
+        return {n.name: witness.log_offsets(n, self.state_dir) for n in self.topo.upstreams}
+
+    def seen(self, since: dict[str, dict[str, int]] | None = None, node: str | None = None) -> list[witness.Seen]:
+        """What the upstreams' witnesses (nginx, dnsmasq) logged, optionally after a mark()."""
+        nodes = [self.node(node)] if node else list(self.topo.upstreams)
+        since = since or {}
+        return [s for n in nodes for s in witness.parse_seen(n, since.get(n.name), self.state_dir)]
+
+    @contextmanager
+    def proxy(self, config_text: str, kind: proxy.Kind = "sheer") -> Iterator[proxy.RunningProxy]:
+        with proxy.running(kind, config_text, self.state_dir) as running:
+            yield running

@@ -1,0 +1,42 @@
+"""What `sheer -t` checks beyond syntax: that logs can be opened and users exist (as nginx -t does)."""
+
+from __future__ import annotations
+
+import os
+
+from sheer.config.model import Config
+from sheer.runtime.privileges import PrivilegeError, resolve_user
+
+
+def _log_paths(config: Config) -> list[str]:
+    paths = [config.error_log.path]
+    for server in (config.stream.servers if config.stream else ()):
+        paths += [log.path for log in server.access_logs]
+        if server.error_log:
+            paths.append(server.error_log.path)
+    for http_server in (config.http.servers if config.http else ()):
+        for location in http_server.locations:
+            paths += [log.path for log in location.access_logs]
+            if location.error_log:
+                paths.append(location.error_log.path)
+    return [path for path in dict.fromkeys(paths) if path not in ("stderr", "stdout")]
+
+
+def check(config: Config) -> list[str]:
+    problems: list[str] = []
+    for path in _log_paths(config):
+        directory = os.path.dirname(path) or "."
+        if not os.path.isdir(directory):
+            problems.append(f'open() "{path}" failed (2: No such file or directory): '
+                            f"create {directory} or set the prefix with -p")
+        elif os.path.exists(path) and not os.access(path, os.W_OK):
+            problems.append(f'open() "{path}" failed (13: Permission denied)')
+        elif not os.path.exists(path) and not os.access(directory, os.W_OK):
+            problems.append(f'open() "{path}" failed (13: Permission denied)')
+    try:
+        resolve_user(config)
+    except PrivilegeError as exc:
+        problems.append(str(exc))
+    return problems
+
+

@@ -1,0 +1,208 @@
+"""The master process: owns the listening sockets, forks workers, handles signals and reloads.
+
+Signals, as in nginx: TERM/INT stop fast, QUIT drains and stops, HUP reloads (the new
+configuration is checked first; a bad one is refused and the old workers keep serving),
+USR1 reopens log files.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sheer.config import Config, ConfigError
+from sheer.io.logs import ErrorLogger, LogOpenError, reopen_logs
+from sheer.io.sockets import ListenError, listener
+from sheer.runtime.privileges import PrivilegeError, resolve_user
+from sheer.runtime.worker import ListenKey, listen_key, run_worker
+
+HANDLED = {signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD, signal.SIGUSR1}
+STOP_GRACE = 5.0
+
+
+class StartupError(Exception):
+    """The master could not start: the message says why and, where possible, the fix."""
+
+
+@dataclass
+class Worker:
+    pid: int
+    slot: int
+    generation: int
+
+
+@dataclass
+class Master:
+    config: Config
+    reload_config: Callable[[], Config]
+    log: ErrorLogger = field(init=False)
+    slots: dict[ListenKey, list[socket.socket]] = field(default_factory=dict)
+    workers: dict[int, Worker] = field(default_factory=dict)
+    generation: int = 0
+    stopping: bool = False
+
+    def __post_init__(self) -> None:
+        try:
+            self.log = ErrorLogger(self.config.error_log)
+        except LogOpenError as exc:
+            raise StartupError(str(exc)) from None
+
+    # --- sockets -------------------------------------------------------------------------
+
+    def open_listeners(self, config: Config) -> None:
+        """Make sure every listen address has one socket per worker slot; close unused ones."""
+        wanted = {listen_key(listen): listen for listen in config.listens}
+        created: list[socket.socket] = []
+        try:
+            for key, listen in wanted.items():
+                have = self.slots.setdefault(key, [])
+                while len(have) < config.workers:
+                    sock = listener(listen)
+                    created.append(sock)
+                    have.append(sock)
+        except ListenError as exc:
+            for sock in created:
+                sock.close()
+                for have in self.slots.values():
+                    if sock in have:
+                        have.remove(sock)
+            raise StartupError(str(exc)) from None
+        for key in list(self.slots):
+            if key not in wanted:
+                for sock in self.slots.pop(key):
+                    sock.close()
+            else:
+                for sock in self.slots[key][config.workers:]:
+                    sock.close()
+                del self.slots[key][config.workers:]
+
+    # --- workers -------------------------------------------------------------------------
+
+    def spawn(self, slot: int) -> None:
+        sockets = {key: socks[slot] for key, socks in self.slots.items()}
+        pid = os.fork()
+        if pid == 0:
+            status = 2
+            try:
+                status = run_worker(self.config, sockets)
+            finally:
+                os._exit(status)
+        self.workers[pid] = Worker(pid, slot, self.generation)
+
+    def start(self) -> None:
+        try:
+            resolve_user(self.config)
+        except PrivilegeError as exc:
+            raise StartupError(str(exc)) from None
+        self.open_listeners(self.config)
+        signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
+        self.write_pid()
+        for slot in range(self.config.workers):
+            self.spawn(slot)
+        self.log.log("notice", f"sheer started: {self.config.workers} worker(s), "
+                               f"{len(self.slots)} listener(s), configuration {self.config.file}")
+
+    def signal_workers(self, signum: int, generation: int | None = None) -> None:
+        for worker in list(self.workers.values()):
+            if generation is None or worker.generation == generation:
+                try:
+                    os.kill(worker.pid, signum)
+                except ProcessLookupError:
+                    pass
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            worker = self.workers.pop(pid, None)
+            if worker is None:
+                continue
+            if os.WIFSIGNALED(status) or (os.WIFEXITED(status) and os.WEXITSTATUS(status) != 0):
+                how = (f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
+                       else f"code {os.WEXITSTATUS(status)}")
+                self.log.log("alert", f"worker process {pid} exited on {how}")
+                if not self.stopping and worker.generation == self.generation:
+                    self.spawn(worker.slot)
+
+    def reload(self) -> None:
+        self.log.log("notice", "reconfiguring")
+        try:
+            config = self.reload_config()
+            ErrorLogger(config.error_log)
+            resolve_user(config)
+        except (ConfigError, LogOpenError, PrivilegeError) as exc:
+            self.log.log("emerg", f"{exc}; the new configuration is refused, the old one keeps serving")
+            return
+        old_generation = self.generation
+        try:
+            previous = self.config
+            self.config = config
+            self.open_listeners(config)
+        except StartupError as exc:
+            self.config = previous
+            self.log.log("emerg", f"{exc}; the new configuration is refused, the old one keeps serving")
+            return
+        self.generation += 1
+        for slot in range(config.workers):
+            self.spawn(slot)
+        self.signal_workers(signal.SIGQUIT, old_generation)
+
+    # --- main loop -----------------------------------------------------------------------
+
+    def run(self) -> int:
+        self.start()
+        deadline: float | None = None
+        try:
+            while True:
+                if self.stopping and not self.workers:
+                    return 0
+                timeout = 1.0 if deadline is None else max(0.05, deadline - time.monotonic())
+                info = signal.sigtimedwait(HANDLED, timeout)
+                if info is None:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        self.signal_workers(signal.SIGKILL)
+                        deadline = None
+                    continue
+                signum = info.si_signo
+                if signum == signal.SIGCHLD:
+                    self.reap()
+                elif signum in (signal.SIGTERM, signal.SIGINT):
+                    self.stopping = True
+                    self.signal_workers(signal.SIGTERM)
+                    deadline = time.monotonic() + STOP_GRACE
+                elif signum == signal.SIGQUIT:
+                    self.stopping = True
+                    self.signal_workers(signal.SIGQUIT)
+                elif signum == signal.SIGHUP and not self.stopping:
+                    self.reload()
+                elif signum == signal.SIGUSR1:
+                    reopen_logs()
+                    self.signal_workers(signal.SIGUSR1)
+        finally:
+            self.remove_pid()
+            for socks in self.slots.values():
+                for sock in socks:
+                    sock.close()
+
+    def write_pid(self) -> None:
+        if self.config.pid:
+            try:
+                with open(self.config.pid, "w") as handle:
+                    handle.write(f"{os.getpid()}\n")
+            except OSError as exc:
+                raise StartupError(f'open() "{self.config.pid}" failed ({exc.errno}: {exc.strerror})') from None
+
+    def remove_pid(self) -> None:
+        if self.config.pid:
+            try:
+                os.unlink(self.config.pid)
+            except OSError:
+                pass

@@ -1,0 +1,126 @@
+"""A worker process: one uvloop event loop serving every listener slot it inherited."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+from collections.abc import Callable
+
+import uvloop
+
+from sheer.config.model import Config, HttpServer, Listen
+from sheer.io.logs import ErrorLogger, reopen_logs
+from sheer.io.service import Service
+from sheer.runtime.context import WorkerContext
+from sheer.runtime.privileges import drop_privileges
+
+ListenKey = tuple[str, int, bool]
+
+PR_SET_PDEATHSIG = 1
+
+
+def listen_key(listen: Listen) -> ListenKey:
+    return (listen.bind_host, listen.port, listen.udp)
+
+
+def build_services(config: Config, sockets: dict[ListenKey, socket.socket],
+                   ctx: WorkerContext) -> list[Service]:
+    """One service per listening socket: the stream server or the http virtual hosts behind it."""
+    from sheer.io.stream_tcp import TcpStreamService
+    from sheer.io.stream_udp import UdpStreamService
+
+    services: list[Service] = []
+    for server in (config.stream.servers if config.stream else ()):
+        for listen in server.listens:
+            sock = sockets[listen_key(listen)]
+            if listen.udp:
+                services.append(UdpStreamService(sock, server, ctx))
+            else:
+                services.append(TcpStreamService(sock, server, ctx))
+    if config.http:
+        from sheer.io.http import HttpService
+
+        by_socket: dict[ListenKey, list[HttpServer]] = {}
+        for http_server in config.http.servers:
+            for listen in http_server.listens:
+                by_socket.setdefault(listen_key(listen), []).append(http_server)
+        for key, servers in by_socket.items():
+            services.append(HttpService(sockets[key], servers, ctx))
+    return services
+
+
+def run_worker(config: Config, sockets: dict[ListenKey, socket.socket]) -> int:
+    """Entry point in the forked child. Returns the exit status."""
+    _die_with_parent()
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    for signum in (signal.SIGHUP, signal.SIGUSR1, signal.SIGQUIT, signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_DFL)
+    log = ErrorLogger(config.error_log)
+    ctx = WorkerContext(config, log)
+    drop_privileges(config, log)
+    uvloop.install()
+    try:
+        return asyncio.run(_serve(config, sockets, ctx))
+    except Exception as exc:  # the last resort: a worker must say why it died
+        log.log("alert", f"worker process failed: {exc!r}")
+        return 2
+
+
+async def _serve(config: Config, sockets: dict[ListenKey, socket.socket], ctx: WorkerContext) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    mode: list[str] = []
+
+    def request(kind: str) -> Callable[[], None]:
+        def handler() -> None:
+            mode.append(kind)
+            stop.set()
+        return handler
+
+    loop.add_signal_handler(signal.SIGTERM, request("fast"))
+    loop.add_signal_handler(signal.SIGINT, request("fast"))
+    loop.add_signal_handler(signal.SIGQUIT, request("graceful"))
+    loop.add_signal_handler(signal.SIGUSR1, reopen_logs)
+    loop.add_signal_handler(signal.SIGHUP, lambda: None)  # the master reloads; workers ignore HUP
+
+    services = build_services(config, sockets, ctx)
+    for service in services:
+        await service.start()
+    await stop.wait()
+    if mode[0] == "fast":
+        for service in services:
+            service.abort()
+        return 0
+    ctx.log.log("notice", "gracefully shutting down")
+    for service in services:
+        service.stop_accepting()
+    loop.remove_signal_handler(signal.SIGQUIT)
+    stop.clear()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    drains = asyncio.gather(*(service.drain() for service in services))
+    waiter = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([drains, waiter], return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    if not drains.done():
+        drains.cancel()
+        for service in services:
+            service.abort()
+    with contextlib.suppress(asyncio.CancelledError):
+        await drains
+    ctx.log.log("notice", "exiting")
+    return 0
+
+
+def _die_with_parent() -> None:
+    """If the master is killed (SIGKILL), its workers must not keep serving an old config."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() == 1:
+        os._exit(0)
