@@ -30,9 +30,15 @@ def unsupported_reason() -> str | None:
 
 
 def sheer_unavailable_reason() -> str | None:
-    """Why `python -m sheer -t` cannot run the article's plain config yet, or None once it can."""
+    """Why sheer cannot proxy the article's plain config yet (`-t` refuses it, or one request
+    through it fails), or None once it can. Needs the lab up."""
     try:
-        proxy.check("sheer", configs.PLAIN)
+        with proxy.running("sheer", configs.PLAIN) as running:
+            res = run("ip", "netns", "exec", "sheer-client", "curl", "-s", "-m", "2", "http://192.168.99.10/", check=False)
+            if "You connected from" not in res.stdout:
+                lines = [ln for ln in running.log().splitlines() if ln.strip()]
+                why = next((ln for ln in lines if "failed" in ln or "rror" in ln), lines[-1] if lines else "")
+                return f"sheer runs but does not proxy HTTP yet (curl exit {res.returncode}): {why}"
     except LabError as exc:
         return f"sheer cannot run the article's config yet: {exc}"
     return None
@@ -47,6 +53,7 @@ class Lab:
     def __init__(self, topo: Topology | None = None, state_dir: Path = STATE_DIR) -> None:
         self.topo = topo or article()
         self.state_dir = state_dir
+        self.baseline = root_snapshot()
 
     def up(self) -> bool:
         return build.up(self.topo, self.state_dir)

@@ -8,7 +8,7 @@ from contextlib import AbstractContextManager
 import pytest
 
 from sheer.lab.proxy import RunningProxy
-from sheer.lab.testing import Lab, root_snapshot, sheer_unavailable_reason, unsupported_reason
+from sheer.lab.testing import Lab, sheer_unavailable_reason, unsupported_reason
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -23,7 +23,6 @@ def lab() -> Iterator[Lab]:
     if reason:
         pytest.skip(reason)
     lab = Lab()
-    lab.baseline = root_snapshot()  # type: ignore[attr-defined]
     try:
         lab.up()
         yield lab
