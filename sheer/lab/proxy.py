@@ -77,7 +77,8 @@ def check(kind: Kind, config_text: str, state_dir: Path = STATE_DIR) -> None:
     )
     if proc.returncode != 0:
         lines = [ln for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
-        raise ProxyUnavailable(lines[-1] if lines else f"{kind} -t exited {proc.returncode}")
+        # the first line is the reason ("... is not implemented yet"), the last one only "test failed"
+        raise ProxyUnavailable(lines[0] if lines else f"{kind} -t exited {proc.returncode}")
 
 
 def _write(kind: Kind, config_text: str, prefix: Path) -> Path:

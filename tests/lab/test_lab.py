@@ -180,3 +180,31 @@ def _plain_reverse_proxy(lab: Lab, kind: str) -> None:
     assert {s.src for s in seen} == {"172.16.0.1"}
     assert after["Udp.InDatagrams"] - before["Udp.InDatagrams"] >= 8  # 4 queries + 4 answers
     assert after["Ip.ForwDatagrams"] == before["Ip.ForwDatagrams"]  # nothing forwarded: all proxied
+
+
+def test_demo_with_the_reference_nginx_shows_every_method(lab: Lab, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import xml.etree.ElementTree as ET
+
+    from sheer.lab import demo
+
+    printed: list[str] = []
+    assert demo.main(out=tmp_path, proxy="nginx", echo=printed.append) == 0
+    report = (tmp_path / "report.txt").read_text()
+    assert report.count("result: ok") == 4, report
+    assert "up1 (172.16.0.11) saw: http from 172.16.0.1:" in report  # plain
+    assert "up1 (172.16.0.11) saw: http from 192.168.99.1:" in report  # transparency
+    assert "forwarded 4 packets; return router forwarded 0" in report  # router NAT
+    assert "forwarded 0 packets; return router forwarded 4" in report  # origin NAT
+    for step in demo.STEPS:
+        ET.parse(tmp_path / f"{step.method}.svg")
+    assert verify(lab.topo, lab.state_dir) == []  # the demo's kernel state is gone again
+
+
+def test_demo_says_plainly_what_sheer_has_not_built(lab: Lab) -> None:
+    from sheer.lab import demo
+
+    outcome = demo.run_step(demo.STEPS[1], "sheer")
+    if outcome.verdict == "not built yet":
+        assert "not implemented yet" in outcome.reason
+    else:
+        assert outcome.verdict in ("ok", "unexpected")
