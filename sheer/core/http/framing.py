@@ -1,0 +1,48 @@
+"""Body framing decisions for a response relayed to the client."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class BodyMode(Enum):
+    NONE = "none"          # HEAD, 1xx, 204, 304
+    LENGTH = "length"      # Content-Length passthrough
+    CHUNKED = "chunked"    # re-encoded: upstream chunked or close-delimited, HTTP/1.1 client
+    CLOSE = "close"        # close-delimited: HTTP/1.0 client without a known length
+
+
+@dataclass(frozen=True, slots=True)
+class Framing:
+    mode: BodyMode
+    keepalive: bool
+    content_length: int | None = None
+
+
+def has_body(method: bytes, status: int) -> bool:
+    return not (method == b"HEAD" or status < 200 or status in (204, 304))
+
+
+def response_framing(method: bytes, status: int, content_length: int | None, *,
+                     client_http11: bool, client_keepalive: bool) -> Framing:
+    """`content_length` is the upstream's, or None when its body is chunked or close-delimited."""
+    if not has_body(method, status):
+        return Framing(BodyMode.NONE, client_keepalive, content_length)
+    if content_length is not None:
+        return Framing(BodyMode.LENGTH, client_keepalive, content_length)
+    if client_http11:
+        return Framing(BodyMode.CHUNKED, client_keepalive)
+    return Framing(BodyMode.CLOSE, False)
+
+
+def upstream_reusable(method: bytes, status: int, upstream_keepalive: bool, content_length: int | None,
+                      chunked: bool) -> bool:
+    """Whether the upstream connection can go back to the pool after this response: the upstream
+    allowed keepalive and the body had its own end (not close-delimited)."""
+    if not upstream_keepalive or method == b"HEAD":
+        # A HEAD response carries no body whatever its Content-Length says; the parser can't be told.
+        return False
+    if status < 200 or status in (204, 304):
+        return True
+    return content_length is not None or chunked

@@ -1,0 +1,88 @@
+"""Header blocks sent upstream and back to the client. Names and values stay bytes (latin-1 on the wire)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+Headers = list[tuple[bytes, bytes]]
+
+# Never forwarded in either direction: they describe one hop, or sheer re-frames the body.
+HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"te", b"trailer", b"upgrade", b"proxy-connection",
+    b"transfer-encoding",
+})
+# nginx also drops these from the client's request by default (its internal proxy headers).
+_REQUEST_SKIP = HOP_BY_HOP | {b"content-length", b"expect"}
+# nginx sends its own Date and Server (proxy_hide_header defaults), so does sheer.
+_RESPONSE_SKIP = HOP_BY_HOP | {b"date", b"server", b"content-length", b"x-pad"}
+
+STATUS_REASONS: dict[int, bytes] = {
+    100: b"Continue", 101: b"Switching Protocols",
+    200: b"OK", 201: b"Created", 202: b"Accepted", 203: b"Non-Authoritative Information",
+    204: b"No Content", 205: b"Reset Content", 206: b"Partial Content",
+    300: b"Multiple Choices", 301: b"Moved Permanently", 302: b"Found", 303: b"See Other",
+    304: b"Not Modified", 307: b"Temporary Redirect", 308: b"Permanent Redirect",
+    400: b"Bad Request", 401: b"Unauthorized", 402: b"Payment Required", 403: b"Forbidden",
+    404: b"Not Found", 405: b"Not Allowed", 406: b"Not Acceptable", 408: b"Request Time-out",
+    409: b"Conflict", 410: b"Gone", 411: b"Length Required", 412: b"Precondition Failed",
+    413: b"Request Entity Too Large", 414: b"Request-URI Too Large", 415: b"Unsupported Media Type",
+    416: b"Requested Range Not Satisfiable", 421: b"Misdirected Request", 429: b"Too Many Requests",
+    500: b"Internal Server Error", 501: b"Not Implemented", 502: b"Bad Gateway",
+    503: b"Service Temporarily Unavailable", 504: b"Gateway Time-out", 505: b"HTTP Version Not Supported",
+    507: b"Insufficient Storage",
+}
+
+
+def reason(status: int) -> bytes:
+    return STATUS_REASONS.get(status, b"")
+
+
+def request_head(method: bytes, uri: bytes, version: bytes, set_headers: Iterable[tuple[bytes, bytes]],
+                 set_names: frozenset[bytes], client_headers: Headers,
+                 body_length: int | None, chunked: bool) -> bytes:
+    """The upstream request head: proxy_set_header values (empty ones already left out), then the
+    client's headers minus hop-by-hop ones and those proxy_set_header names, then the body framing."""
+    lines = [b"%s %s HTTP/%s\r\n" % (method, uri, version)]
+    for name, value in set_headers:
+        lines.append(b"%s: %s\r\n" % (name, value))
+    skip = _REQUEST_SKIP | set_names
+    for name, value in client_headers:
+        if name.lower() not in skip:
+            lines.append(b"%s: %s\r\n" % (name, value))
+    if body_length is not None:
+        lines.append(b"Content-Length: %d\r\n" % body_length)
+    elif chunked:
+        lines.append(b"Transfer-Encoding: chunked\r\n")
+    lines.append(b"\r\n")
+    return b"".join(lines)
+
+
+def response_head(status: int, reason_phrase: bytes, headers: Headers, *, server: bytes, date: bytes,
+                  content_length: int | None, chunked: bool, keepalive: bool) -> bytes:
+    """The client's response head: the upstream's status and end-to-end headers, sheer's framing."""
+    lines = [b"HTTP/1.1 %d %s\r\nServer: %s\r\nDate: %s\r\n" % (status, reason_phrase or reason(status),
+                                                              server, date)]
+    for name, value in headers:
+        if name.lower() not in _RESPONSE_SKIP:
+            lines.append(b"%s: %s\r\n" % (name, value))
+    if content_length is not None:
+        lines.append(b"Content-Length: %d\r\n" % content_length)
+    elif chunked:
+        lines.append(b"Transfer-Encoding: chunked\r\n")
+    lines.append(b"Connection: keep-alive\r\n\r\n" if keepalive else b"Connection: close\r\n\r\n")
+    return b"".join(lines)
+
+
+def forwarded_for(client_headers: Headers, remote_addr: str) -> str:
+    """$proxy_add_x_forwarded_for: the client's X-Forwarded-For values, then $remote_addr."""
+    values = [value.decode("latin-1") for name, value in client_headers if name.lower() == b"x-forwarded-for"]
+    if not values:
+        return remote_addr
+    return ", ".join(values) + ", " + remote_addr
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+LAST_CHUNK = b"0\r\n\r\n"

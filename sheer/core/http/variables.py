@@ -1,0 +1,141 @@
+"""The variables of one HTTP request ($remote_addr, $request, $upstream_status, ...): a VariableSource."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import unquote_plus
+
+from sheer.core.http.headers import Headers, forwarded_for
+from sheer.core.variables import time_iso8601, time_local
+
+
+class Connection:
+    """Per client connection values, shared by its requests."""
+
+    __slots__ = ("remote_addr", "remote_port", "server_addr", "server_port", "number", "hostname", "pid")
+
+    def __init__(self, remote: tuple[str, int], local: tuple[str, int], number: int,
+                 hostname: str, pid: int) -> None:
+        self.remote_addr, self.remote_port = remote[0], str(remote[1])
+        self.server_addr, self.server_port = local[0], str(local[1])
+        self.number = str(number)
+        self.hostname = hostname
+        self.pid = str(pid)
+
+
+class RequestVariables:
+    """Filled by the io driver as the request progresses; `now` is set before each rendering."""
+
+    __slots__ = ("conn", "method", "request_uri", "uri", "args", "version", "headers", "host",
+                 "server_name", "request_length", "start", "now", "proxy_host", "upstream_addrs",
+                 "upstream_statuses", "upstream_times", "status", "bytes_sent", "body_bytes_sent",
+                 "_lower")
+
+    def __init__(self, conn: Connection, method: bytes, request_uri: str, uri: str, args: str,
+                 version: str, headers: Headers, host: str, server_name: str, request_length: int,
+                 start: float) -> None:
+        self.conn = conn
+        self.method = method
+        self.request_uri = request_uri
+        self.uri = uri
+        self.args = args
+        self.version = version
+        self.headers = headers
+        self.host = host
+        self.server_name = server_name
+        self.request_length = request_length
+        self.start = start
+        self.now = start
+        self.proxy_host = ""
+        self.upstream_addrs: list[str] = []
+        self.upstream_statuses: list[str] = []
+        self.upstream_times: list[str] = []
+        self.status = 0
+        self.bytes_sent = 0
+        self.body_bytes_sent = 0
+        self._lower: dict[str, str] | None = None
+
+    def header(self, name: str) -> str:
+        """A request header by lowercase name (`x-forwarded-for`), or ""."""
+        if self._lower is None:
+            lower: dict[str, str] = {}
+            for key, value in self.headers:
+                lower.setdefault(key.decode("latin-1").lower(), value.decode("latin-1"))
+            self._lower = lower
+        return self._lower.get(name, "")
+
+    def variable(self, name: str) -> str:
+        getter = _GETTERS.get(name)
+        if getter is not None:
+            return getter(self)
+        if name.startswith("http_"):
+            return self.header(name[5:].replace("_", "-"))
+        if name.startswith("arg_"):
+            return _arg(self.args, name[4:])
+        if name.startswith("cookie_"):
+            return _cookie(self.header("cookie"), name[7:])
+        return ""
+
+
+def _arg(args: str, key: str) -> str:
+    for pair in args.split("&"):
+        name, _, value = pair.partition("=")
+        if name.lower() == key:
+            return value
+    return ""
+
+
+def _cookie(cookies: str, key: str) -> str:
+    for pair in cookies.split(";"):
+        name, _, value = pair.strip().partition("=")
+        if name == key:
+            return unquote_plus(value)
+    return ""
+
+
+def _request_line(v: RequestVariables) -> str:
+    return f"{v.method.decode('latin-1')} {v.request_uri} {v.version}"
+
+
+_GETTERS: dict[str, Callable[[RequestVariables], str]] = {
+    "remote_addr": lambda v: v.conn.remote_addr,
+    "binary_remote_addr": lambda v: v.conn.remote_addr,
+    "remote_port": lambda v: v.conn.remote_port,
+    "server_addr": lambda v: v.conn.server_addr,
+    "server_port": lambda v: v.conn.server_port,
+    "connection": lambda v: v.conn.number,
+    "hostname": lambda v: v.conn.hostname,
+    "pid": lambda v: v.conn.pid,
+    "host": lambda v: v.host,
+    "http_host": lambda v: v.header("host"),
+    "server_name": lambda v: v.server_name,
+    "request_uri": lambda v: v.request_uri,
+    "uri": lambda v: v.uri,
+    "document_uri": lambda v: v.uri,
+    "args": lambda v: v.args,
+    "query_string": lambda v: v.args,
+    "is_args": lambda v: "?" if v.args else "",
+    "request": _request_line,
+    "request_method": lambda v: v.method.decode("latin-1"),
+    "scheme": lambda v: "http",
+    "server_protocol": lambda v: v.version,
+    "status": lambda v: f"{v.status:03d}",
+    "bytes_sent": lambda v: str(v.bytes_sent),
+    "body_bytes_sent": lambda v: str(v.body_bytes_sent),
+    "request_length": lambda v: str(v.request_length),
+    "request_time": lambda v: f"{max(0.0, v.now - v.start):.3f}",
+    "msec": lambda v: f"{v.now:.3f}",
+    "time_local": lambda v: time_local(v.now),
+    "time_iso8601": lambda v: time_iso8601(v.now),
+    "content_length": lambda v: v.header("content-length"),
+    "content_type": lambda v: v.header("content-type"),
+    "remote_user": lambda v: "",
+    "nginx_version": lambda v: "1.24.0",
+    "proxy_host": lambda v: v.proxy_host,
+    "proxy_port": lambda v: v.proxy_host.rpartition(":")[2] if ":" in v.proxy_host else "80",
+    "proxy_add_x_forwarded_for": lambda v: forwarded_for(v.headers, v.conn.remote_addr),
+    "upstream_addr": lambda v: ", ".join(v.upstream_addrs),
+    "upstream_status": lambda v: ", ".join(v.upstream_statuses),
+    "upstream_response_time": lambda v: ", ".join(v.upstream_times),
+    "upstream_connect_time": lambda v: "",
+}

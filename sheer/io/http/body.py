@@ -1,0 +1,93 @@
+"""A client's request body on its way upstream: buffered while small, then streamed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Protocol
+
+# Bodies up to this size are read completely before the first upstream try, so a failed try can
+# be repeated on the next peer (nginx buffers every body, to disk if needed; sheer streams larger
+# ones, which then can't be retried once sending started).
+BUFFER_LIMIT = 64 * 1024
+
+
+class Reader(Protocol):
+    def pause(self, reason: str) -> None: ...
+    def resume(self, reason: str) -> None: ...
+
+
+def _discard(data: bytes) -> None:
+    pass
+
+
+class RequestBody:
+    __slots__ = ("reader", "content_length", "chunked", "chunks", "size", "done", "sink", "end",
+                 "waiter", "limit", "replayable")
+
+    def __init__(self, reader: Reader, content_length: int | None, chunked: bool) -> None:
+        self.reader = reader
+        self.content_length = content_length
+        self.chunked = chunked
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.done = not self.expected
+        self.sink: Callable[[bytes], None] | None = None
+        self.end: Callable[[], None] | None = None
+        self.waiter: asyncio.Future[None] | None = None
+        self.limit = BUFFER_LIMIT
+        self.replayable = True
+
+    @property
+    def expected(self) -> bool:
+        return self.chunked or bool(self.content_length)
+
+    def feed(self, data: bytes) -> None:
+        if self.sink is not None:
+            self.sink(data)
+            return
+        self.chunks.append(data)
+        self.size += len(data)
+        if self.size > self.limit:
+            self.reader.pause("body")
+            self._wake()
+
+    def finish(self) -> None:
+        self.done = True
+        if self.end is not None:
+            self.end()
+        self._wake()
+
+    async def ready(self, *, whole: bool) -> None:
+        """Until the body is complete, or (unless `whole`) bigger than the buffer limit."""
+        if whole:
+            self.limit = 1 << 62
+        if self.done or self.size > self.limit:
+            return
+        self.waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self.waiter
+        finally:
+            self.waiter = None
+
+    def attach(self, sink: Callable[[bytes], None], end: Callable[[], None]) -> None:
+        """Send what arrived so far, then everything else as it arrives."""
+        for data in self.chunks:
+            sink(data)
+        if self.done:
+            end()
+            return
+        self.replayable = False
+        self.chunks = []
+        self.sink, self.end = sink, end
+        self.reader.resume("body")
+
+    def detach(self) -> None:
+        """The upstream went away: whatever else the client sends is read and dropped."""
+        self.sink, self.end = _discard, None
+        self.chunks = []
+        self.reader.resume("body")
+
+    def _wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)

@@ -1,0 +1,285 @@
+"""One try of one request on one upstream connection: send the request, parse and relay the response."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httptools
+
+from sheer.core.http.framing import BodyMode, Framing, upstream_reusable
+from sheer.core.http.headers import LAST_CHUNK, Headers, response_head
+from sheer.core.http.nextupstream import Failure
+from sheer.io.http.body import RequestBody
+from sheer.io.http.client import ClientConnection
+from sheer.io.http.site import SERVER
+from sheer.io.http.upstream import UpstreamConnection
+
+
+class UpstreamFailed(Exception):
+    def __init__(self, failure: Failure, message: str) -> None:
+        super().__init__(message)
+        self.failure = failure
+        self.message = message
+
+
+class Exchange:
+    """Implements UpstreamUser (events from the upstream socket) and httptools' response callbacks."""
+
+    def __init__(self, client: ClientConnection, conn: UpstreamConnection, method: bytes,
+                 read_timeout: float, send_timeout: float) -> None:
+        self.client = client
+        self.conn = conn
+        self.method = method
+        self.loop = client.loop
+        self.read_timeout = read_timeout
+        self.send_timeout = send_timeout
+        self.parser = httptools.HttpResponseParser(self)
+        self.head: asyncio.Future[None] = self.loop.create_future()
+        self.done: asyncio.Future[None] = self.loop.create_future()
+        self.status = 0
+        self.reason: list[bytes] = []
+        self.headers: Headers = []
+        self.content_length: int | None = None
+        self.chunked = False
+        self.upstream_keepalive = False
+        self.complete = False
+        self.got_bytes = False
+        self.pending: list[bytes] = []
+        self.framing: Framing | None = None
+        self.body_bytes = 0
+        self.request_sent = False
+        self.last_activity = self.loop.time()
+        self.write_paused_at = 0.0
+        self.timer: asyncio.TimerHandle | None = None
+        self.body: RequestBody | None = None
+        self.body_chunked = False
+        conn.user = self
+        conn.requests += 1
+
+    # -- request --
+
+    def send(self, head: bytes, body: RequestBody | None, chunked: bool) -> None:
+        transport = self.conn.transport
+        assert transport is not None
+        self.body = body
+        self.body_chunked = chunked
+        transport.write(head)
+        if body is None:
+            self._request_sent()
+        else:
+            body.attach(self._send_body, self._send_end)
+        self._arm(self.loop.time() + min(self.read_timeout, self.send_timeout))
+
+    def _send_body(self, data: bytes) -> None:
+        transport = self.conn.transport
+        if transport is None or self.conn.closed or not data:
+            return
+        if self.body_chunked:
+            transport.writelines([b"%x\r\n" % len(data), data, b"\r\n"])
+        else:
+            transport.write(data)
+
+    def _send_end(self) -> None:
+        if self.body_chunked and self.conn.transport is not None and not self.conn.closed:
+            self.conn.transport.write(LAST_CHUNK)
+        self._request_sent()
+
+    def _request_sent(self) -> None:
+        self.request_sent = True
+        self.last_activity = self.loop.time()
+
+    # -- timeouts: one timer, re-armed lazily from timestamps instead of per chunk --
+
+    def _arm(self, when: float) -> None:
+        self.timer = self.loop.call_at(when, self._check_timeout)
+
+    def _check_timeout(self) -> None:
+        self.timer = None
+        if self.done.done():
+            return
+        now = self.loop.time()
+        if self.conn.write_paused:
+            deadline = self.write_paused_at + self.send_timeout
+            phase = "sending request to upstream"
+        elif not self.request_sent or self.client.write_paused:
+            deadline = now + self.read_timeout   # waiting on the client, not the upstream
+            phase = ""
+        else:
+            deadline = self.last_activity + self.read_timeout
+            phase = ("reading response header from upstream" if not self.head.done()
+                     else "reading upstream")
+        if now >= deadline and phase:
+            self._fail(Failure.TIMEOUT, f"upstream timed out (110: Connection timed out) while {phase}")
+        else:
+            self._arm(max(deadline, now + 0.001))
+
+    # -- UpstreamUser --
+
+    def upstream_data(self, data: bytes) -> None:
+        self.last_activity = self.loop.time()
+        self.got_bytes = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            if not self.head.done():
+                self._fail(Failure.INVALID_HEADER,
+                           "upstream sent invalid header while reading response header from upstream")
+            elif not self.complete:
+                self._fail(Failure.ERROR, "upstream sent invalid chunked response while reading upstream")
+
+    def upstream_eof(self) -> None:
+        self._ended("upstream prematurely closed connection")
+
+    def upstream_lost(self, exc: Exception | None) -> None:
+        if isinstance(exc, OSError) and exc.errno:
+            self._ended(f"recv() failed ({exc.errno}: {exc.strerror})")
+        else:
+            self._ended("upstream prematurely closed connection")
+
+    def _ended(self, why: str) -> None:
+        if self.complete:
+            return
+        if not self.head.done():
+            self._fail(Failure.ERROR, f"{why} while reading response header from upstream")
+        elif self.content_length is None and not self.chunked:
+            self.upstream_keepalive = False
+            self.on_message_complete()   # a close-delimited body ends here
+        else:
+            self._fail(Failure.ERROR, f"{why} while reading upstream")
+
+    def upstream_paused(self, paused: bool) -> None:
+        if paused:
+            self.write_paused_at = self.loop.time()
+            self.client.pause("upstream")
+        else:
+            self.last_activity = self.loop.time()
+            self.client.resume("upstream")
+
+    def client_paused(self, paused: bool) -> None:
+        transport = self.conn.transport
+        if transport is None or self.conn.closed:
+            return
+        if paused:
+            transport.pause_reading()
+        else:
+            self.last_activity = self.loop.time()
+            transport.resume_reading()
+
+    # -- httptools callbacks --
+
+    def on_status(self, status: bytes) -> None:
+        self.reason.append(status)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+        lname = name.lower()
+        if lname == b"content-length":
+            self.content_length = int(value)
+        elif lname == b"transfer-encoding":
+            self.chunked = b"chunked" in value.lower()
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            self.reason, self.headers = [], []     # interim response: wait for the final one
+            return
+        self.status = status
+        self.upstream_keepalive = self.parser.should_keep_alive()
+        if self.chunked:
+            self.content_length = None
+        transport = self.conn.transport
+        if transport is not None:
+            transport.pause_reading()   # until the proxy decided what to do with this response
+        if self.method == b"HEAD" or status == 101:
+            self.complete = True
+        if not self.head.done():
+            self.head.set_result(None)
+
+    def on_body(self, body: bytes) -> None:
+        if self.framing is None:
+            self.pending.append(body)
+        else:
+            self._write_body(body)
+
+    def on_message_complete(self) -> None:
+        if self.status == 0:
+            return   # the end of an interim response
+        self.complete = True
+        if self.framing is not None:
+            self._finish_body()
+
+    # -- response --
+
+    def relay(self, framing: Framing) -> None:
+        """Send the response head to the client, then the body as it arrives."""
+        self.framing = framing
+        client = self.client
+        client.relay = self
+        content_length = self.content_length if framing.mode in (BodyMode.LENGTH, BodyMode.NONE) else None
+        if framing.mode is BodyMode.NONE and self.method != b"HEAD":
+            content_length = None
+        client.write(response_head(self.status, b"".join(self.reason), self.headers, server=SERVER,
+                                   date=client.site.date(), content_length=content_length,
+                                   chunked=framing.mode is BodyMode.CHUNKED, keepalive=framing.keepalive))
+        pending, self.pending = self.pending, []
+        for data in pending:
+            self._write_body(data)
+        if self.complete:
+            self._finish_body()
+        elif self.conn.transport is not None and not client.write_paused:
+            self.conn.transport.resume_reading()
+
+    def _write_body(self, data: bytes) -> None:
+        framing = self.framing
+        assert framing is not None
+        transport = self.client.transport
+        if not data or transport is None or self.client.closed or framing.mode is BodyMode.NONE:
+            return
+        self.body_bytes += len(data)
+        if framing.mode is BodyMode.CHUNKED:
+            transport.writelines([b"%x\r\n" % len(data), data, b"\r\n"])
+        else:
+            transport.write(data)
+
+    def _finish_body(self) -> None:
+        assert self.framing is not None
+        if self.framing.mode is BodyMode.CHUNKED and self.client.transport is not None and not self.client.closed:
+            self.client.transport.write(LAST_CHUNK)
+        self._cancel_timer()
+        if not self.done.done():
+            self.done.set_result(None)
+
+    @property
+    def reusable(self) -> bool:
+        return (self.complete and self.request_sent and not self.conn.closed and self.body_complete
+                and upstream_reusable(self.method, self.status, self.upstream_keepalive,
+                                      self.content_length, self.chunked))
+
+    @property
+    def body_complete(self) -> bool:
+        return self.body is None or self.body.done
+
+    def _fail(self, failure: Failure, message: str) -> None:
+        self._cancel_timer()
+        error = UpstreamFailed(failure, message)
+        for future in (self.head, self.done):
+            if not future.done():
+                future.set_exception(error)
+                break
+        self.conn.user = None
+        self.conn.abort()
+
+    def release(self) -> None:
+        self._cancel_timer()
+        if self.body is not None and self.body.sink is not None and not self.body.done:
+            self.body.detach()
+        if self.client.relay is self:
+            self.client.relay = None
+        for future in (self.head, self.done):
+            if future.done() and not future.cancelled():
+                future.exception()   # consumed: a failure after the client left is not an error
+
+    def _cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None

@@ -1,0 +1,188 @@
+"""proxy_pass: choose peers, try them in turn per proxy_next_upstream, relay the response."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sheer.core.balancer import Peer
+from sheer.core.http.framing import response_framing
+from sheer.core.http.headers import request_head
+from sheer.core.http.nextupstream import Attempt, Failure, final_status, may_retry, peer_failed, status_failure
+from sheer.core.http.uri import upstream_uri
+from sheer.io.http.client import ClientConnection, Request
+from sheer.io.http.exchange import Exchange, UpstreamFailed
+from sheer.io.http.site import Plan
+from sheer.io.http.upstream import UpstreamConnection, open_upstream
+
+CLIENT_BODY_TIMEOUT = 60.0   # client_body_timeout, for the part of the body read before connecting
+
+
+class ProxiedRequest:
+    def __init__(self, client: ClientConnection, request: Request, plan: Plan) -> None:
+        self.client = client
+        self.request = request
+        self.plan = plan
+        self.location = plan.location
+        self.loop = client.loop
+        assert request.vars is not None and self.location is not None
+        self.vars = request.vars
+        self.vars.proxy_host = plan.proxy_host
+        self.response_started = False
+        self.uri = ""
+        self.body_chunked = False
+        self.tried = plan.balancer.start(1) if plan.balancer else None  # replaced in run()
+        self.started = 0.0
+
+    async def run(self) -> None:
+        request, plan, location = self.request, self.plan, self.location
+        assert plan.balancer is not None and location is not None and location.proxy_pass is not None
+        body = request.body
+        if body.expected:
+            if request.expect_continue and body.size == 0:
+                self.client.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            # A chunked body sent as HTTP/1.0 needs its length first, so it is read whole.
+            whole = body.chunked and plan.version == b"1.0"
+            async with asyncio.timeout(CLIENT_BODY_TIMEOUT):
+                await body.ready(whole=whole)
+        self.uri = upstream_uri(location, location.proxy_pass, request.raw_uri, self.vars.uri, self.vars.args)
+        head = self._head()
+        balancer = plan.balancer
+        tried = self.tried = balancer.start(location.proxy_next_upstream_tries)
+        started = self.started = self.loop.time()
+        while True:
+            peer = balancer.get(tried, self.loop.time())
+            if peer is None:
+                self._log("error", "no live upstreams while connecting to upstream", None)
+                self.client.respond_error(request, 502, plan)
+                return
+            self.vars.upstream_addrs.append(peer.name)
+            began = self.loop.time()
+            failure: Failure | None = None
+            try:
+                failure = await self._try(peer, head)
+            finally:
+                self.vars.upstream_times.append(f"{self.loop.time() - began:.3f}")
+                failed = failure is not None and peer_failed(failure)
+                if balancer.free(peer, failed=failed, now=self.loop.time()):
+                    self._log("warn", "upstream server temporarily disabled while connecting to upstream", peer)
+            if failure is None:
+                return
+            attempt = Attempt(request.method, body.replayable, self.response_started, tried.left,
+                              self.loop.time() - started, location.proxy_next_upstream_timeout)
+            if not may_retry(failure, location.proxy_next_upstream, attempt):
+                if not self.response_started:
+                    self.client.respond_error(request, final_status(failure), plan)
+                return
+
+    def _head(self) -> bytes:
+        request, plan = self.request, self.plan
+        body = request.body
+        length: int | None = None
+        chunked = False
+        if body.content_length is not None:
+            length = body.content_length
+        elif body.chunked:
+            if body.done:
+                length = body.size
+            else:
+                chunked = True
+        self.body_chunked = chunked
+        return request_head(request.method, self.uri.encode("latin-1"), plan.version, plan.headers(self.vars),
+                            plan.set_names, request.headers, length, chunked)
+
+    async def _try(self, peer: Peer, head: bytes) -> Failure | None:
+        """None when a response went to the client; the failure otherwise."""
+        location, plan, request = self.location, self.plan, self.request
+        assert location is not None
+        key = (peer.address, None)
+        conn: UpstreamConnection | None = None
+        while True:
+            cached = False
+            if plan.pool is not None and plan.keepalive_ok:
+                conn = plan.pool.take(key)
+                cached = conn is not None
+            if conn is None:
+                try:
+                    conn = await open_upstream(peer.address, location.proxy_connect_timeout)
+                except TimeoutError:
+                    self._log("error", "upstream timed out (110: Connection timed out) while connecting to upstream",
+                              peer)
+                    return Failure.TIMEOUT
+                except OSError as exc:
+                    self._log("error", f"connect() failed ({exc.errno}: {exc.strerror}) while connecting to "
+                              "upstream", peer)
+                    return Failure.ERROR
+            exchange = Exchange(self.client, conn, request.method, location.proxy_read_timeout,
+                                location.proxy_send_timeout)
+            try:
+                result = await self._exchange(exchange, peer, head)
+            except UpstreamFailed as failed:
+                # A cached connection the upstream closed meanwhile: try again on a fresh one.
+                if (cached and failed.failure is Failure.ERROR and not exchange.got_bytes
+                        and request.body.replayable and not self.response_started):
+                    conn = None
+                    continue
+                self._log("error", failed.message, peer)
+                if self.response_started:
+                    self.client.abort()
+                return failed.failure
+            finally:
+                exchange.release()
+                if exchange.reusable and plan.pool is not None and plan.keepalive_ok:
+                    plan.pool.put(conn)
+                elif exchange.complete:
+                    conn.close()
+                else:
+                    conn.abort()
+            return result
+
+    async def _exchange(self, exchange: Exchange, peer: Peer, head: bytes) -> Failure | None:
+        request, location = self.request, self.location
+        assert location is not None
+        exchange.send(head, request.body if request.body.expected else None, self.body_chunked)
+        await exchange.head
+        status = exchange.status
+        self.vars.upstream_statuses.append(str(status))
+        failure = status_failure(status, location.proxy_next_upstream)
+        if failure is not None:
+            attempt = Attempt(request.method, request.body.replayable, False, self.tried.left,
+                              self.loop.time() - self.started, location.proxy_next_upstream_timeout)
+            if may_retry(failure, location.proxy_next_upstream, attempt):
+                exchange.complete = False   # drop it: the connection is not reused
+                return failure
+        client = self.client
+        framing = response_framing(request.method, status, exchange.content_length,
+                                   client_http11=request.version == "HTTP/1.1",
+                                   client_keepalive=client._keepalive_after(request))
+        self.response_started = True
+        self.vars.status = status
+        exchange.relay(framing)
+        await exchange.done
+        self.vars.body_bytes_sent = exchange.body_bytes
+        client.finish(request, self.plan, keepalive=framing.keepalive and request.body.done)
+        return None
+
+    def _log(self, level: str, message: str, peer: Peer | None) -> None:
+        log = self.plan.error_log
+        if not log.enabled(level):
+            return
+        v = self.vars
+        line = f'{message}, client: {v.conn.remote_addr}, server: {v.server_name}, request: "{v.variable("request")}"'
+        if peer is not None:
+            line += f', upstream: "http://{peer.name}{self.uri}"'
+        host = v.header("host")
+        if host:
+            line += f', host: "{host}"'
+        log.log(level, line)
+
+
+async def proxy(client: ClientConnection, request: Request, plan: Plan) -> None:
+    try:
+        await ProxiedRequest(client, request, plan).run()
+    except TimeoutError:
+        client.respond_error(request, 408, plan, keepalive=False)   # the client's body stalled
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:   # a bug must cost one connection, not the worker
+        plan.error_log.log("crit", f"unexpected error while proxying: {exc!r}")
+        client.abort()

@@ -1,0 +1,90 @@
+"""What a listener precomputes once: virtual hosts, and for each location its proxy/return plan."""
+
+from __future__ import annotations
+
+import time
+from email.utils import formatdate
+
+from sheer.config.model import HttpReturn, HttpServer, Location, Upstream
+from sheer.config.template import Template
+from sheer.core.balancer import RoundRobin
+from sheer.core.http.routing import VirtualHosts
+from sheer.core.variables import VariableSource, render
+from sheer.io.http.upstream import UpstreamPool, pool_for
+from sheer.io.logs import AccessLogger, ErrorLogger
+from sheer.runtime.context import WorkerContext
+
+SERVER = b"sheer"
+
+
+class Plan:
+    """A location (or a server-level `return`) ready to serve: templates split by name, loggers,
+    the balancer and the keepalive pool of its upstream."""
+
+    __slots__ = ("location", "return_", "access", "error_log", "upstream", "balancer", "pool",
+                 "proxy_host", "version", "set_headers", "set_names", "keepalive_ok")
+
+    def __init__(self, ctx: WorkerContext, location: Location | None, return_: HttpReturn | None) -> None:
+        self.location = location
+        self.return_ = return_
+        self.access = AccessLogger(location.access_logs) if location is not None else None
+        self.error_log: ErrorLogger = ctx.error_log(location.error_log if location else None)
+        proxy = location.proxy_pass if location is not None else None
+        self.upstream: Upstream | None = proxy.upstream if proxy else None
+        self.balancer: RoundRobin | None = ctx.balancer(self.upstream) if self.upstream else None
+        self.pool: UpstreamPool | None = pool_for(self.upstream) if self.upstream else None
+        self.proxy_host = self.upstream.name if self.upstream else ""
+        self.version = b"1.0"
+        self.set_headers: list[tuple[bytes, Template]] = []
+        self.set_names: frozenset[bytes] = frozenset()
+        self.keepalive_ok = False
+        if location is not None and proxy is not None:
+            self.version = location.proxy_http_version.encode()
+            self.set_headers = [(name.encode("latin-1"), value) for name, value in location.proxy_set_header
+                                if not (value.is_literal and not value.text)]
+            self.set_names = frozenset(name.lower().encode("latin-1") for name, _ in location.proxy_set_header)
+            connection = [value for name, value in location.proxy_set_header if name.lower() == "connection"]
+            # nginx reuses upstream connections only for HTTP/1.1 requests whose Connection was cleared.
+            self.keepalive_ok = self.version == b"1.1" and (
+                not connection or (connection[0].is_literal and connection[0].text.lower() != "close"))
+
+    def headers(self, source: VariableSource) -> list[tuple[bytes, bytes]]:
+        out = []
+        for name, template in self.set_headers:
+            value = render(template, source)
+            if value:
+                out.append((name, value.encode("latin-1", "replace")))
+        return out
+
+
+class Site:
+    """Per listener: routing and plans, plus the cached Date header."""
+
+    def __init__(self, servers: list[HttpServer], ctx: WorkerContext) -> None:
+        self.ctx = ctx
+        self.vhosts = VirtualHosts(servers)
+        self.plans: dict[int, Plan] = {}
+        self.server_plans: dict[int, Plan] = {}
+        for server in servers:
+            if server.return_ is not None:
+                self.server_plans[id(server)] = Plan(ctx, None, server.return_)
+            for location in server.locations:
+                self.plans[id(location)] = Plan(ctx, location, location.return_)
+        self._date_second = -1
+        self._date = b""
+        self.hostname = ctx.hostname
+        self.pid = ctx.pid
+
+    def date(self) -> bytes:
+        now = int(time.time())
+        if now != self._date_second:
+            self._date_second = now
+            self._date = formatdate(now, usegmt=True).encode()
+        return self._date
+
+    def plan(self, location: Location) -> Plan:
+        return self.plans[id(location)]
+
+
+def text_of(template: Template | None, source: VariableSource) -> str:
+    return render(template, source) if template is not None else ""

@@ -1,0 +1,182 @@
+"""Upstream connections: the one connect function, the protocol object, the keepalive pool."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import cast, Protocol
+
+from sheer.config.model import Upstream
+
+Address = tuple[str, int]
+# A pooled connection is identified by where it goes and where it comes from: with IP Transparency
+# each upstream connection carries a client's address and must never serve another client.
+PoolKey = tuple[Address, Address | None]
+
+UPSTREAM_KEEPALIVE_TIMEOUT = 60.0   # nginx's upstream keepalive_timeout default
+UPSTREAM_KEEPALIVE_REQUESTS = 1000  # nginx's keepalive_requests default
+
+
+class UpstreamUser(Protocol):
+    """What drives an upstream connection while a request uses it (the proxy's exchange)."""
+
+    def upstream_data(self, data: bytes) -> None: ...
+    def upstream_eof(self) -> None: ...
+    def upstream_lost(self, exc: Exception | None) -> None: ...
+    def upstream_paused(self, paused: bool) -> None: ...
+
+
+class UpstreamConnection(asyncio.Protocol):
+    def __init__(self, key: PoolKey) -> None:
+        self.key = key
+        self.transport: asyncio.Transport | None = None
+        self.user: UpstreamUser | None = None
+        self.pool: UpstreamPool | None = None
+        self.idle_timer: asyncio.TimerHandle | None = None
+        self.closed = False
+        self.requests = 0
+        self.write_paused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)   # uvloop's aren't subclasses
+
+    def data_received(self, data: bytes) -> None:
+        if self.user is not None:
+            self.user.upstream_data(data)
+        else:
+            self.close()   # bytes on an idle connection: its state is unknown, never reuse it
+
+    def eof_received(self) -> bool:
+        if self.user is not None:
+            self.user.upstream_eof()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.pool is not None:
+            self.pool.discard(self)
+        user, self.user = self.user, None
+        if user is not None:
+            user.upstream_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        if self.user is not None:
+            self.user.upstream_paused(True)
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.user is not None:
+            self.user.upstream_paused(False)
+
+    def close(self) -> None:
+        self.user = None
+        if not self.closed:
+            self.closed = True
+            if self.transport is not None:
+                self.transport.close()
+
+    def abort(self) -> None:
+        self.user = None
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+
+async def open_upstream(peer_addr: Address, timeout: float, source: Address | None = None) -> UpstreamConnection:
+    """Connect to a peer within `timeout` seconds. The only place upstream sockets are made, so
+    `proxy_bind` (and IP_TRANSPARENT) belongs here. Raises OSError or TimeoutError."""
+    loop = asyncio.get_running_loop()
+    family = socket.AF_INET6 if ":" in peer_addr[0] else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if source is not None:
+            sock.bind(source)
+        async with asyncio.timeout(timeout):
+            await loop.sock_connect(sock, peer_addr)
+        _, protocol = await loop.create_connection(lambda: UpstreamConnection((peer_addr, source)), sock=sock)
+    except BaseException:
+        sock.close()
+        raise
+    return protocol
+
+
+class UpstreamPool:
+    """`keepalive N`: up to N idle connections per worker for one upstream block, least recently
+    used evicted first, looked up by (peer, source)."""
+
+    def __init__(self, size: int, idle_timeout: float = UPSTREAM_KEEPALIVE_TIMEOUT,
+                 max_requests: int = UPSTREAM_KEEPALIVE_REQUESTS) -> None:
+        self.size = size
+        self.idle_timeout = idle_timeout
+        self.max_requests = max_requests
+        self.by_key: dict[PoolKey, list[UpstreamConnection]] = {}
+        self.order: dict[UpstreamConnection, None] = {}
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def take(self, key: PoolKey) -> UpstreamConnection | None:
+        idle = self.by_key.get(key)
+        while idle:
+            conn = idle.pop()
+            self._forget(conn)
+            if not conn.closed:
+                return conn
+        return None
+
+    def put(self, conn: UpstreamConnection) -> None:
+        if conn.closed or conn.requests >= self.max_requests or self.size <= 0:
+            conn.close()
+            return
+        while len(self.order) >= self.size:
+            oldest = next(iter(self.order))
+            self.discard(oldest)
+            oldest.close()
+        conn.user = None
+        conn.pool = self
+        self.order[conn] = None
+        self.by_key.setdefault(conn.key, []).append(conn)
+        loop = asyncio.get_running_loop()
+        conn.idle_timer = loop.call_later(self.idle_timeout, self._expire, conn)
+
+    def discard(self, conn: UpstreamConnection) -> None:
+        if conn in self.order:
+            idle = self.by_key.get(conn.key)
+            if idle and conn in idle:
+                idle.remove(conn)
+            self._forget(conn)
+
+    def close(self) -> None:
+        for conn in list(self.order):
+            self.discard(conn)
+            conn.abort()
+
+    def _forget(self, conn: UpstreamConnection) -> None:
+        self.order.pop(conn, None)
+        if not self.by_key.get(conn.key, True):
+            del self.by_key[conn.key]
+        conn.pool = None
+        if conn.idle_timer is not None:
+            conn.idle_timer.cancel()
+            conn.idle_timer = None
+
+    def _expire(self, conn: UpstreamConnection) -> None:
+        conn.idle_timer = None
+        self.discard(conn)
+        conn.close()
+
+
+# Per worker (per process), as nginx's cache lives in each worker; keyed by upstream identity.
+_pools: dict[int, tuple[Upstream, UpstreamPool]] = {}
+
+
+def pool_for(upstream: Upstream) -> UpstreamPool | None:
+    if upstream.keepalive <= 0:
+        return None
+    found = _pools.get(id(upstream))
+    if found is None or found[0] is not upstream:
+        found = _pools[id(upstream)] = (upstream, UpstreamPool(upstream.keepalive))
+    return found[1]

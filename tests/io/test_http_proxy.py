@@ -1,0 +1,101 @@
+"""The HTTP proxy end to end on loopback: the article's demo, bodies, keepalive."""
+
+from __future__ import annotations
+
+import http.client
+import re
+import socket
+import subprocess
+
+import pytest
+from test_http_harness import Harness, harness, hello_upstreams  # noqa: F401
+
+pytestmark = pytest.mark.io
+
+HOSTS = ["127.0.0.11", "127.0.0.12", "127.0.0.13", "127.0.0.14"]
+
+
+def get(port: int, path: str = "/", host: str = "127.0.0.1", headers: dict[str, str] | None = None,
+        method: str = "GET", body: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection(host, port, timeout=3)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        conn.close()
+
+
+def test_article_demo_round_robin_through_the_proxy(harness: Harness) -> None:
+    port, servers = hello_upstreams(harness, HOSTS)
+    proxy = harness.listen("127.0.0.1")
+    upstream = "".join(f"server {host}:{port};" for host in HOSTS)
+    harness.serve(f"""{servers}
+        upstream http_upstreams {{ {upstream} }}
+        server {{ listen 127.0.0.1:{proxy}; location / {{ proxy_pass http://http_upstreams; }} }}""")
+    seen = []
+    for _ in range(8):
+        out = subprocess.run(["curl", "-sS", "--max-time", "3", f"http://127.0.0.1:{proxy}/"],
+                             capture_output=True, text=True, check=True).stdout
+        match = re.fullmatch(r"Hello from (\S+)\. You connected from ([\d.]+):(\d+) to ([\d.]+):(\d+)\n", out)
+        assert match, out
+        assert match.group(1) == socket.gethostname()
+        assert match.group(2) == "127.0.0.1"            # the proxy's own source address
+        assert match.group(5) == str(port)
+        seen.append(match.group(4))
+    assert seen == HOSTS + HOSTS
+
+
+def test_proxy_pass_with_uri_replaces_the_location_prefix(harness: Harness) -> None:
+    up = harness.listen("127.0.0.11")
+    proxy = harness.listen("127.0.0.1")
+    harness.serve(f"""
+        server {{ listen 127.0.0.11:{up}; location / {{ return 200 "$request_uri|$http_host|$http_connection"; }} }}
+        server {{ listen 127.0.0.1:{proxy};
+                  location /app/ {{ proxy_pass http://127.0.0.11:{up}/v2/; }}
+                  location / {{ proxy_pass http://127.0.0.11:{up}; }} }}""")
+    assert get(proxy, "/app/a/b?x=1")[2] == f"/v2/a/b?x=1|127.0.0.11:{up}|close".encode()
+    assert get(proxy, "/other?y")[2] == f"/other?y|127.0.0.11:{up}|close".encode()
+
+
+def test_x_forwarded_for_and_hop_by_hop_headers(harness: Harness) -> None:
+    up = harness.listen("127.0.0.11")
+    proxy = harness.listen("127.0.0.1")
+    harness.serve(f"""
+        server {{ listen 127.0.0.11:{up};
+                  location / {{ return 200 "$http_x_forwarded_for|$http_x_custom|$http_keep_alive|$http_te|$host"; }} }}
+        server {{ listen 127.0.0.1:{proxy}; location / {{
+                  proxy_set_header Host $host;
+                  proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+                  proxy_pass http://127.0.0.11:{up}; }} }}""")
+    status, _, body = get(proxy, headers={"X-Custom": "yes", "Keep-Alive": "300", "TE": "trailers",
+                                          "Host": "Example.COM:8080"})
+    assert (status, body) == (200, b"127.0.0.1|yes|||example.com")
+    _, _, body = get(proxy, headers={"X-Forwarded-For": "10.1.1.1"})
+    assert body.startswith(b"10.1.1.1, 127.0.0.1|")
+
+
+def test_server_by_host_and_location_exact_before_prefix(harness: Harness) -> None:
+    port = harness.listen("127.0.0.1")
+    harness.serve(f"""
+        server {{ listen 127.0.0.1:{port}; location / {{ return 200 "default"; }} }}
+        server {{ listen 127.0.0.1:{port}; server_name www.example.com;
+                  location = /exact {{ return 200 "exact"; }}
+                  location /exact {{ return 200 "prefix"; }}
+                  location /redirect {{ return 301 http://elsewhere/; }} }}""")
+    assert get(port, "/exact")[2] == b"default"
+    assert get(port, "/exact", headers={"Host": "www.example.com"})[2] == b"exact"
+    assert get(port, "/exactly", headers={"Host": "WWW.example.com"})[2] == b"prefix"
+    status, headers, _ = get(port, "/redirect", headers={"Host": "www.example.com"})
+    assert (status, headers["location"]) == (301, "http://elsewhere/")
+    assert get(port, "/none", headers={"Host": "www.example.com"})[0] == 404
+
+
+def test_bad_request_and_large_header(harness: Harness) -> None:
+    port = harness.listen("127.0.0.1")
+    harness.serve(f'server {{ listen 127.0.0.1:{port}; location / {{ return 200 "ok"; }} }}')
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+        sock.sendall(b"GARBAGE\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 400 ")
+    status, _, body = get(port, headers={"X-Big": "a" * 9000})
+    assert status == 400 and b"Too Large" in body
