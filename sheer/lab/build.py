@@ -8,6 +8,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 from sheer.lab import witness
@@ -150,7 +151,7 @@ def _build(topo: Topology, state_dir: Path, progress: Progress) -> None:
         progress(f"starting nginx and dnsmasq witnesses on {node.name} ({node.address()})")
         witness.start(node, state_dir)
     for node in topo.upstreams:
-        wait_for(lambda n=node: _listening(n), 5.0, f"the witnesses of {node.name} to listen")
+        wait_for(partial(_listening, node), 5.0, f"the witnesses of {node.name} to listen")
 
 
 def _build_switch(topo: Topology, progress: Progress) -> None:

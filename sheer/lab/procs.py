@@ -7,15 +7,15 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from sheer.lab.errors import LabError
 
 
 def run(*cmd: str, check: bool = True, input: str | None = None, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, input=input, timeout=timeout)
+        proc = subprocess.run(cmd, check=False, capture_output=True, text=True, input=input, timeout=timeout)
     except FileNotFoundError as exc:
         raise LabError(f"{cmd[0]} not found: install it (iproute2, nftables, nginx-light, dnsmasq-base)") from exc
     if check and proc.returncode != 0:

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.lab
 
 def test_topology_is_the_articles(lab: Lab) -> None:
     assert verify(lab.topo, lab.state_dir) == []
+    assert root_snapshot()[1] == lab.baseline[1]  # nothing attached to the root namespace
     for node in lab.topo.nodes:
         links = {link["ifname"]: link for link in addresses(node.netns)}
         for iface in node.ifaces:
