@@ -11,12 +11,6 @@ from sheer.lab.proxy import RunningProxy
 from sheer.lab.testing import Lab, sheer_unavailable_reason, unsupported_reason
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "tests/lab/" in str(item.fspath).replace("\\", "/"):
-            item.add_marker(pytest.mark.lab)
-
-
 @pytest.fixture(scope="session")
 def lab() -> Iterator[Lab]:
     reason = unsupported_reason()
