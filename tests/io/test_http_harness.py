@@ -47,6 +47,7 @@ class Harness:
         self.sockets: dict[tuple[str, int], socket.socket] = {}
         self.services: list[HttpService] = []
         self.count = 0
+        self.upstreams: list[ScriptedUpstream] = []
 
     def listen(self, host: str, port: int = 0) -> int:
         sock = listening(host, port)
@@ -90,6 +91,13 @@ class Harness:
         async def stop() -> None:
             for service in self.services:
                 service.abort()
+            for upstream in self.upstreams:
+                if upstream.server is not None:
+                    upstream.server.close()
+            others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in others:
+                task.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
             await asyncio.sleep(0)
         self.call(stop())
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -132,3 +140,70 @@ def test_harness_serves_a_return(harness: Harness) -> None:
     assert response.status == 200
     assert response.getheader("Content-Type") == "text/plain"
     assert body.startswith("Hello from ") and f"to 127.0.0.11:{port}\n" in body
+
+
+class ScriptedUpstream:
+    """A minimal HTTP/1.1 origin on the harness loop: echoes request bodies, answers with the framing
+    the path asks for (/length, /chunked, /close, /big/N, /status/N, /silent), records what it saw."""
+
+    def __init__(self, h: Harness, host: str) -> None:
+        self.port = h.listen(host)
+        self.sock = h.sockets[(host, self.port)]
+        self.accepted = 0
+        self.requests: list[tuple[bytes, bytes]] = []   # (head, body)
+        self.server: asyncio.AbstractServer | None = None
+        h.call(self._start())
+        h.upstreams.append(self)
+
+    async def _start(self) -> None:
+        self.server = await asyncio.start_server(self._client, sock=self.sock.dup())
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                path = lines[0].split()[1]
+                fields = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+                body = b""
+                if "content-length" in fields:
+                    body = await reader.readexactly(int(fields["content-length"]))
+                elif fields.get("transfer-encoding") == "chunked":
+                    while True:
+                        size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+                        body += (await reader.readexactly(size + 2))[:-2]
+                        if size == 0:
+                            break
+                self.requests.append((head, body))
+                if not await self._answer(path, body, writer):
+                    break
+                if fields.get("connection", "").lower() == "close" or lines[0].endswith("1.0"):
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def _answer(self, path: str, body: bytes, writer: asyncio.StreamWriter) -> bool:
+        if path.startswith("/silent"):
+            await asyncio.sleep(10)
+            return False
+        if path.startswith("/big/"):
+            body = bytes(range(256)) * (int(path.split("/")[2]) // 256)
+        status = int(path.split("/")[2]) if path.startswith("/status/") else 200
+        if path.startswith("/chunked") or path.startswith("/big/"):
+            writer.write(b"HTTP/1.1 %d X\r\nTransfer-Encoding: chunked\r\n\r\n" % status)
+            for start in range(0, len(body), 100_000):
+                piece = body[start:start + 100_000]
+                writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                await writer.drain()
+            writer.write(b"0\r\n\r\n")
+        elif path.startswith("/close"):
+            writer.write(b"HTTP/1.1 %d X\r\nConnection: close\r\n\r\n%s" % (status, body))
+            await writer.drain()
+            return False
+        else:
+            writer.write(b"HTTP/1.1 %d X\r\nContent-Length: %d\r\n\r\n%s" % (status, len(body), body))
+        await writer.drain()
+        return True

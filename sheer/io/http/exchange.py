@@ -224,10 +224,10 @@ class Exchange:
         pending, self.pending = self.pending, []
         for data in pending:
             self._write_body(data)
+        if self.conn.transport is not None and not self.conn.closed and not client.write_paused:
+            self.conn.transport.resume_reading()
         if self.complete:
             self._finish_body()
-        elif self.conn.transport is not None and not client.write_paused:
-            self.conn.transport.resume_reading()
 
     def _write_body(self, data: bytes) -> None:
         framing = self.framing

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 from sheer.core.balancer import Peer
 from sheer.core.http.framing import response_framing
@@ -109,7 +110,7 @@ class ProxiedRequest:
                               peer)
                     return Failure.TIMEOUT
                 except OSError as exc:
-                    self._log("error", f"connect() failed ({exc.errno}: {exc.strerror}) while connecting to "
+                    self._log("error", f"connect() failed ({_errno(exc)}) while connecting to "
                               "upstream", peer)
                     return Failure.ERROR
             exchange = Exchange(self.client, conn, request.method, location.proxy_read_timeout,
@@ -174,6 +175,11 @@ class ProxiedRequest:
         if host:
             line += f', host: "{host}"'
         log.log(level, line)
+
+
+def _errno(exc: OSError) -> str:
+    """nginx's `(111: Connection refused)`; asyncio's messages carry the address instead."""
+    return f"{exc.errno}: {os.strerror(exc.errno)}" if exc.errno else str(exc)
 
 
 async def proxy(client: ClientConnection, request: Request, plan: Plan) -> None:

@@ -137,6 +137,8 @@ class UpstreamPool:
             oldest.close()
         conn.user = None
         conn.pool = self
+        if conn.transport is not None:
+            conn.transport.resume_reading()   # an idle connection must notice the upstream closing it
         self.order[conn] = None
         self.by_key.setdefault(conn.key, []).append(conn)
         loop = asyncio.get_running_loop()

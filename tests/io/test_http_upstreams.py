@@ -1,0 +1,138 @@
+"""Upstream failures (next upstream, max_fails, 502/504) and the upstream keepalive pool."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+
+import pytest
+from test_http_harness import Harness, ScriptedUpstream, free_port, harness, hello_upstreams  # noqa: F401
+
+from sheer.io.http.upstream import UpstreamPool, open_upstream
+
+pytestmark = pytest.mark.io
+
+
+def get(port: int, path: str = "/", method: str = "GET", body: bytes | None = None) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=3)
+    try:
+        conn.request(method, path, body=body)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def test_dead_upstream_next_used_then_skipped_by_max_fails(harness: Harness) -> None:
+    port, servers = hello_upstreams(harness, ["127.0.0.11"])
+    dead = free_port("127.0.0.13")
+    proxy = harness.listen("127.0.0.1")
+    harness.serve(f"""{servers}
+        upstream group {{ server 127.0.0.13:{dead} max_fails=1 fail_timeout=10s; server 127.0.0.11:{port}; }}
+        server {{ listen 127.0.0.1:{proxy}; location / {{ proxy_pass http://group; }} }}""")
+    for _ in range(4):
+        status, body = get(proxy)
+        assert status == 200 and f"to 127.0.0.11:{port}".encode() in body
+    log = harness.error_log()
+    assert log.count("connect() failed (111: Connection refused) while connecting to upstream") == 1
+    assert (f'client: 127.0.0.1, server: , request: "GET / HTTP/1.1", '
+            f'upstream: "http://127.0.0.13:{dead}/", host: "127.0.0.1:{proxy}"') in log
+    assert "upstream server temporarily disabled while connecting to upstream" in log
+
+
+def test_all_dead_is_502_and_then_no_live_upstreams(harness: Harness) -> None:
+    dead1, dead2 = free_port("127.0.0.13"), free_port("127.0.0.14")
+    proxy = harness.listen("127.0.0.1")
+    harness.serve(f"""
+        upstream group {{ server 127.0.0.13:{dead1}; server 127.0.0.14:{dead2}; }}
+        server {{ listen 127.0.0.1:{proxy}; location / {{ proxy_pass http://group; }} }}""")
+    status, body = get(proxy)
+    assert status == 502 and b"502 Bad Gateway" in body
+    assert get(proxy)[0] == 502
+    assert "no live upstreams while connecting to upstream" in harness.error_log()
+
+
+def test_upstream_read_timeout_is_504(harness: Harness) -> None:
+    silent = ScriptedUpstream(harness, "127.0.0.12")
+    proxy = harness.listen("127.0.0.1")
+    harness.serve(f"""
+        server {{ listen 127.0.0.1:{proxy}; location / {{
+            proxy_read_timeout 300ms; proxy_pass http://127.0.0.12:{silent.port}; }} }}""")
+    status, body = get(proxy, "/silent")
+    assert status == 504 and b"504 Gateway Time-out" in body
+    assert "upstream timed out (110: Connection timed out) while reading response header from upstream" \
+        in harness.error_log()
+
+
+def test_http_status_next_upstream_and_non_idempotent(harness: Harness) -> None:
+    first = ScriptedUpstream(harness, "127.0.0.11")
+    second = ScriptedUpstream(harness, "127.0.0.12")
+    proxy = harness.listen("127.0.0.1")
+    harness.serve(f"""
+        upstream group {{ server 127.0.0.11:{first.port}; server 127.0.0.12:{second.port}; }}
+        server {{ listen 127.0.0.1:{proxy}; location / {{
+            proxy_next_upstream error timeout http_503; proxy_pass http://group; }} }}""")
+    # Both answer 503: the first try goes to .11, the retry to .12, whose 503 is passed on.
+    assert get(proxy, "/status/503")[0] == 503
+    assert (len(first.requests), len(second.requests)) == (1, 1)
+    # POST is not retried without non_idempotent.
+    assert get(proxy, "/status/503", "POST", b"x")[0] == 503
+    assert len(first.requests) + len(second.requests) == 3
+
+
+def test_upstream_keepalive_pool_reuses_connections(harness: Harness) -> None:
+    port, servers = hello_upstreams(harness, ["127.0.0.11"])
+    pooled, plain = harness.listen("127.0.0.1"), harness.listen("127.0.0.2")
+    services = harness.serve(f"""{servers}
+        upstream pooled {{ server 127.0.0.11:{port}; keepalive 2; }}
+        upstream plain {{ server 127.0.0.11:{port}; }}
+        server {{ listen 127.0.0.1:{pooled}; location / {{
+            proxy_http_version 1.1; proxy_set_header Connection ""; proxy_pass http://pooled; }} }}
+        server {{ listen 127.0.0.2:{plain}; location / {{ proxy_pass http://plain; }} }}""")
+    upstream = services[("127.0.0.11", port)]
+    for _ in range(5):
+        assert get(pooled)[0] == 200
+    assert upstream.connected == 1
+    for _ in range(3):
+        conn = http.client.HTTPConnection("127.0.0.2", plain, timeout=3)
+        conn.request("GET", "/")
+        assert conn.getresponse().status == 200
+        conn.close()
+    assert upstream.connected == 4
+
+
+def test_pool_key_includes_the_source_address(harness: Harness) -> None:
+    port, servers = hello_upstreams(harness, ["127.0.0.11"])
+    harness.serve(servers)
+    peer = ("127.0.0.11", port)
+
+    async def scenario() -> tuple[bool, bool, bool]:
+        pool = UpstreamPool(4)
+        conn = await open_upstream(peer, 1.0)
+        pool.put(conn)
+        other_source = pool.take((peer, ("127.0.0.5", 0)))
+        same = pool.take((peer, None))
+        sourced = await open_upstream(peer, 1.0, source=("127.0.0.5", 0))
+        pool.put(sourced)
+        plain_key = pool.take((peer, None))
+        pool.close()
+        if same is not None:
+            same.close()
+        return other_source is None, same is conn, plain_key is None and sourced.key == (peer, ("127.0.0.5", 0))
+
+    assert harness.call(scenario()) == (True, True, True)
+
+
+def test_drain_waits_for_in_flight_and_closes_idle(harness: Harness) -> None:
+    port, servers = hello_upstreams(harness, ["127.0.0.11"])
+    services = harness.serve(servers)
+    service = services[("127.0.0.11", port)]
+    idle = http.client.HTTPConnection("127.0.0.11", port, timeout=3)
+    idle.request("GET", "/")
+    idle.getresponse().read()
+
+    async def drain() -> int:
+        await asyncio.wait_for(service.drain(), 2)
+        return len(service.connections)
+
+    assert harness.call(drain()) == 0
