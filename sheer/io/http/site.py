@@ -34,6 +34,8 @@ class Plan:
         self.balancer: RoundRobin | None = ctx.balancer(self.upstream) if self.upstream else None
         self.pool: UpstreamPool | None = pool_for(self.upstream) if self.upstream else None
         self.proxy_host = self.upstream.name if self.upstream else ""
+        if self.upstream is not None and self.upstream.implicit and self.proxy_host.endswith(":80"):
+            self.proxy_host = self.proxy_host[:-3]   # nginx leaves the default port out of $proxy_host
         self.version = b"1.0"
         self.set_headers: list[tuple[bytes, Template]] = []
         self.set_names: frozenset[bytes] = frozenset()
