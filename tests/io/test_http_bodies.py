@@ -7,7 +7,7 @@ import os
 import socket
 
 import pytest
-from test_http_harness import Harness, ScriptedUpstream, harness  # noqa: F401
+from test_http_harness import Harness, ScriptedUpstream, harness_fixture  # noqa: F401
 
 pytestmark = pytest.mark.io
 

@@ -107,8 +107,8 @@ class Harness:
             sock.close()
 
 
-@pytest.fixture
-def harness(tmp_path: Path) -> Any:
+@pytest.fixture(name="harness")
+def harness_fixture(tmp_path: Path) -> Any:
     h = Harness(tmp_path)
     try:
         yield h
@@ -192,7 +192,7 @@ class ScriptedUpstream:
         if path.startswith("/big/"):
             body = bytes(range(256)) * (int(path.split("/")[2]) // 256)
         status = int(path.split("/")[2]) if path.startswith("/status/") else 200
-        if path.startswith("/chunked") or path.startswith("/big/"):
+        if path.startswith(("/chunked", "/big/")):
             writer.write(b"HTTP/1.1 %d X\r\nTransfer-Encoding: chunked\r\n\r\n" % status)
             for start in range(0, len(body), 100_000):
                 piece = body[start:start + 100_000]

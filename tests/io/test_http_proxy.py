@@ -8,7 +8,7 @@ import socket
 import subprocess
 
 import pytest
-from test_http_harness import Harness, harness, hello_upstreams  # noqa: F401
+from test_http_harness import Harness, harness_fixture, hello_upstreams  # noqa: F401
 
 pytestmark = pytest.mark.io
 

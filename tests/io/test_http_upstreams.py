@@ -6,7 +6,7 @@ import asyncio
 import http.client
 
 import pytest
-from test_http_harness import Harness, ScriptedUpstream, free_port, harness, hello_upstreams  # noqa: F401
+from test_http_harness import Harness, ScriptedUpstream, free_port, harness_fixture, hello_upstreams  # noqa: F401
 
 from sheer.io.http.upstream import UpstreamPool, open_upstream
 

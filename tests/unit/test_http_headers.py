@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from sheer.core.http.framing import BodyMode, response_framing, upstream_reusable
 from sheer.core.http.headers import forwarded_for, request_head, response_head
-from sheer.core.http.nextupstream import Attempt, Failure, final_status, may_retry, peer_failed, status_failure
+from sheer.core.http.nextupstream import (
+    Attempt,
+    Failure,
+    final_status,
+    may_retry,
+    peer_failed,
+    status_failure,
+)
 from sheer.core.http.pages import error_response, simple_response
 
 CLIENT = [(b"Host", b"example.com"), (b"Connection", b"keep-alive"), (b"Keep-Alive", b"300"),
@@ -66,7 +73,8 @@ def test_upstream_reusable() -> None:
 
 
 def attempt(method: bytes = b"GET", **kw: object) -> Attempt:
-    values: dict[str, object] = dict(replayable=True, response_started=False, tries_left=1, elapsed=0.0, timeout=0.0)
+    values: dict[str, object] = {"replayable": True, "response_started": False, "tries_left": 1,
+                                 "elapsed": 0.0, "timeout": 0.0}
     values.update(kw)
     return Attempt(method, **values)  # type: ignore[arg-type]
 

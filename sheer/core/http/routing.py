@@ -37,7 +37,7 @@ class Locations:
 
 
 class VirtualHost:
-    __slots__ = ("server", "name", "locations")
+    __slots__ = ("locations", "name", "server")
 
     def __init__(self, server: HttpServer) -> None:
         self.server = server
@@ -48,7 +48,7 @@ class VirtualHost:
 class VirtualHosts:
     """The servers sharing one listening address; the first is the default server."""
 
-    __slots__ = ("default", "by_name", "wildcards")
+    __slots__ = ("by_name", "default", "wildcards")
 
     def __init__(self, servers: list[HttpServer]) -> None:
         if not servers:
@@ -63,7 +63,7 @@ class VirtualHosts:
                 name = name.lower()
                 if not name:
                     continue
-                if name.startswith("*.") or name.startswith("."):
+                if name.startswith(("*.", ".")):
                     suffix = name[1:]
                     self.wildcards.append((suffix, vhost))
                     if name.startswith("."):

@@ -12,7 +12,7 @@ from sheer.core.variables import time_iso8601, time_local
 class Connection:
     """Per client connection values, shared by its requests."""
 
-    __slots__ = ("remote_addr", "remote_port", "server_addr", "server_port", "number", "hostname", "pid")
+    __slots__ = ("hostname", "number", "pid", "remote_addr", "remote_port", "server_addr", "server_port")
 
     def __init__(self, remote: tuple[str, int], local: tuple[str, int], number: int,
                  hostname: str, pid: int) -> None:
@@ -26,10 +26,28 @@ class Connection:
 class RequestVariables:
     """Filled by the io driver as the request progresses; `now` is set before each rendering."""
 
-    __slots__ = ("conn", "method", "request_uri", "uri", "args", "version", "headers", "host",
-                 "server_name", "request_length", "start", "now", "proxy_host", "upstream_addrs",
-                 "upstream_statuses", "upstream_times", "status", "bytes_sent", "body_bytes_sent",
-                 "_lower")
+    __slots__ = (
+        "_lower",
+        "args",
+        "body_bytes_sent",
+        "bytes_sent",
+        "conn",
+        "headers",
+        "host",
+        "method",
+        "now",
+        "proxy_host",
+        "request_length",
+        "request_uri",
+        "server_name",
+        "start",
+        "status",
+        "upstream_addrs",
+        "upstream_statuses",
+        "upstream_times",
+        "uri",
+        "version",
+    )
 
     def __init__(self, conn: Connection, method: bytes, request_uri: str, uri: str, args: str,
                  version: str, headers: Headers, host: str, server_name: str, request_length: int,

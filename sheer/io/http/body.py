@@ -22,8 +22,19 @@ def _discard(data: bytes) -> None:
 
 
 class RequestBody:
-    __slots__ = ("reader", "content_length", "chunked", "chunks", "size", "done", "sink", "end",
-                 "waiter", "limit", "replayable")
+    __slots__ = (
+        "chunked",
+        "chunks",
+        "content_length",
+        "done",
+        "end",
+        "limit",
+        "reader",
+        "replayable",
+        "sink",
+        "size",
+        "waiter",
+    )
 
     def __init__(self, reader: Reader, content_length: int | None, chunked: bool) -> None:
         self.reader = reader

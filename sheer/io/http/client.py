@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from typing import cast, TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 import httptools
 
@@ -32,8 +32,18 @@ class Relay(Protocol):
 
 
 class Request:
-    __slots__ = ("method", "raw_uri", "version", "headers", "keepalive", "body", "vars", "host",
-                 "expect_continue", "finished")
+    __slots__ = (
+        "body",
+        "expect_continue",
+        "finished",
+        "headers",
+        "host",
+        "keepalive",
+        "method",
+        "raw_uri",
+        "vars",
+        "version",
+    )
 
     def __init__(self, method: bytes, raw_uri: str, version: str, headers: list[tuple[bytes, bytes]],
                  keepalive: bool, body: RequestBody, host: str | None, expect_continue: bool) -> None:
@@ -96,9 +106,8 @@ class ClientConnection(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         self.parser = None
-        if self.current is None and not self.queue:
-            return False
-        return True   # keep the write side open: the response is still coming
+        # Keep the write side open while a response is still coming.
+        return not (self.current is None and not self.queue)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -242,7 +251,7 @@ class ClientConnection(asyncio.Protocol):
         if plan.return_ is not None:
             self._return(request, plan)
             return
-        from sheer.io.http.proxy import proxy   # the proxy imports this module's types
+        from sheer.io.http.proxy import proxy  # the proxy imports this module's types
         self.task = self.loop.create_task(proxy(self, request, plan))
 
     def _return(self, request: Request, plan: Plan) -> None:

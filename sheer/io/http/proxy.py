@@ -5,10 +5,18 @@ from __future__ import annotations
 import asyncio
 import os
 
-from sheer.core.balancer import Peer
+from sheer.core.balancer import Peer, Tried
 from sheer.core.http.framing import response_framing
 from sheer.core.http.headers import request_head
-from sheer.core.http.nextupstream import Attempt, Failure, final_status, may_retry, peer_failed, status_failure
+from sheer.core.http.nextupstream import (
+    NON_IDEMPOTENT,
+    Attempt,
+    Failure,
+    final_status,
+    may_retry,
+    peer_failed,
+    status_failure,
+)
 from sheer.core.http.uri import upstream_uri
 from sheer.io.http.client import ClientConnection, Request
 from sheer.io.http.exchange import Exchange, UpstreamFailed
@@ -31,7 +39,7 @@ class ProxiedRequest:
         self.response_started = False
         self.uri = ""
         self.body_chunked = False
-        self.tried = plan.balancer.start(1) if plan.balancer else None  # replaced in run()
+        self.tried = Tried(0)   # replaced in run()
         self.started = 0.0
 
     async def run(self) -> None:
@@ -120,7 +128,7 @@ class ProxiedRequest:
             except UpstreamFailed as failed:
                 # A cached connection the upstream closed meanwhile: try again on a fresh one.
                 if (cached and failed.failure is Failure.ERROR and not exchange.got_bytes
-                        and request.body.replayable and not self.response_started):
+                        and request.body.replayable and not self.response_started and self._idempotent):
                     conn = None
                     continue
                 self._log("error", failed.message, peer)
@@ -130,11 +138,11 @@ class ProxiedRequest:
             finally:
                 exchange.release()
                 if exchange.reusable and plan.pool is not None and plan.keepalive_ok:
-                    plan.pool.put(conn)
+                    plan.pool.put(exchange.conn)
                 elif exchange.complete:
-                    conn.close()
+                    exchange.conn.close()
                 else:
-                    conn.abort()
+                    exchange.conn.abort()
             return result
 
     async def _exchange(self, exchange: Exchange, peer: Peer, head: bytes) -> Failure | None:
@@ -163,6 +171,11 @@ class ProxiedRequest:
         client.finish(request, self.plan, keepalive=framing.keepalive and request.body.done)
         return None
 
+    @property
+    def _idempotent(self) -> bool:
+        assert self.location is not None
+        return self.request.method not in NON_IDEMPOTENT or "non_idempotent" in self.location.proxy_next_upstream
+
     def _log(self, level: str, message: str, peer: Peer | None) -> None:
         log = self.plan.error_log
         if not log.enabled(level):
@@ -189,6 +202,6 @@ async def proxy(client: ClientConnection, request: Request, plan: Plan) -> None:
         client.respond_error(request, 408, plan, keepalive=False)   # the client's body stalled
     except asyncio.CancelledError:
         raise
-    except Exception as exc:   # a bug must cost one connection, not the worker
+    except Exception as exc:  # noqa: BLE001 -- a bug must cost one connection, not the worker
         plan.error_log.log("crit", f"unexpected error while proxying: {exc!r}")
         client.abort()

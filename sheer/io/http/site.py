@@ -21,8 +21,20 @@ class Plan:
     """A location (or a server-level `return`) ready to serve: templates split by name, loggers,
     the balancer and the keepalive pool of its upstream."""
 
-    __slots__ = ("location", "return_", "access", "error_log", "upstream", "balancer", "pool",
-                 "proxy_host", "version", "set_headers", "set_names", "keepalive_ok")
+    __slots__ = (
+        "access",
+        "balancer",
+        "error_log",
+        "keepalive_ok",
+        "location",
+        "pool",
+        "proxy_host",
+        "return_",
+        "set_headers",
+        "set_names",
+        "upstream",
+        "version",
+    )
 
     def __init__(self, ctx: WorkerContext, location: Location | None, return_: HttpReturn | None) -> None:
         self.location = location

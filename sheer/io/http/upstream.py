@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from typing import cast, Protocol
+from typing import Protocol, cast
 
 from sheer.config.model import Upstream
 
