@@ -99,3 +99,34 @@ def test_bad_request_and_large_header(harness: Harness) -> None:
         assert sock.recv(100).startswith(b"HTTP/1.1 400 ")
     status, _, body = get(port, headers={"X-Big": "a" * 9000})
     assert status == 400 and b"Too Large" in body
+
+
+def read_all(sock: socket.socket) -> bytes:
+    reply = b""
+    while chunk := sock.recv(65536):
+        reply += chunk
+    return reply
+
+
+def test_pipelined_requests_with_bodies_on_a_return_server(harness: Harness) -> None:
+    port = harness.listen("127.0.0.1")
+    harness.serve(f'server {{ listen 127.0.0.1:{port}; location / {{ return 200 "$request_method $uri\\n"; }} }}')
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+        sock.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+                     b"POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+                     b"PUT /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+                     b"GET /d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        reply = read_all(sock)
+    bodies = [part.split(b"\r\n\r\n", 1)[1] for part in reply.split(b"HTTP/1.1 200 OK\r\n")[1:]]
+    assert bodies == [b"GET /a\n", b"POST /b\n", b"PUT /c\n", b"GET /d\n"]
+
+
+def test_http11_request_without_host_is_400(harness: Harness) -> None:
+    port = harness.listen("127.0.0.1")
+    harness.serve(f'server {{ listen 127.0.0.1:{port}; location / {{ return 200 "ok"; }} }}')
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        assert read_all(sock).startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+        sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        assert read_all(sock).endswith(b"\r\n\r\nok")

@@ -136,3 +136,43 @@ def test_drain_waits_for_in_flight_and_closes_idle(harness: Harness) -> None:
         return len(service.connections)
 
     assert harness.call(drain()) == 0
+
+
+def test_invalid_upstream_header_is_502(harness: Harness) -> None:
+    garbage = harness.listen("127.0.0.12")
+    proxy = harness.listen("127.0.0.1")
+    harness.serve(f"server {{ listen 127.0.0.1:{proxy}; location / {{ proxy_pass http://127.0.0.12:{garbage}; }} }}")
+    sock = harness.sockets[("127.0.0.12", garbage)]
+
+    async def answer_garbage() -> None:
+        loop = asyncio.get_running_loop()
+        conn, _ = await loop.sock_accept(sock)
+        await loop.sock_recv(conn, 65536)
+        await loop.sock_sendall(conn, b"NOT HTTP AT ALL\r\n\r\n")
+        conn.close()
+
+    future = asyncio.run_coroutine_threadsafe(answer_garbage(), harness.loop)
+    assert get(proxy)[0] == 502
+    future.result(2)
+    assert "upstream sent invalid header while reading response header from upstream" in harness.error_log()
+
+
+def test_drain_finishes_in_flight_requests_and_keeps_the_socket(harness: Harness) -> None:
+    slow = ScriptedUpstream(harness, "127.0.0.12")
+    proxy = harness.listen("127.0.0.1")
+    services = harness.serve(f"""server {{ listen 127.0.0.1:{proxy}; location / {{
+        proxy_read_timeout 200ms; proxy_pass http://127.0.0.12:{slow.port}; }} }}""")
+    service = services[("127.0.0.1", proxy)]
+    conn = http.client.HTTPConnection("127.0.0.1", proxy, timeout=3)
+    conn.request("GET", "/silent")   # in flight until the read timeout answers 504
+
+    async def drain() -> None:
+        await asyncio.sleep(0.05)
+        service.stop_accepting()
+        await asyncio.wait_for(service.drain(), 2)
+
+    future = asyncio.run_coroutine_threadsafe(drain(), harness.loop)
+    response = conn.getresponse()
+    assert (response.status, response.getheader("Connection")) == (504, "close")
+    future.result(2)
+    assert harness.sockets[("127.0.0.1", proxy)].fileno() != -1   # the master's socket stays open
