@@ -39,6 +39,7 @@ class Request:
         "headers",
         "host",
         "keepalive",
+        "length",
         "method",
         "raw_uri",
         "vars",
@@ -57,6 +58,7 @@ class Request:
         self.expect_continue = expect_continue
         self.vars: RequestVariables | None = None
         self.finished = False
+        self.length = 0
 
 
 class ClientConnection(asyncio.Protocol):
@@ -179,6 +181,7 @@ class ClientConnection(asyncio.Protocol):
                           self._headers, parser.should_keep_alive(),
                           RequestBody(self, None if chunked else content_length, chunked),
                           host, expect and version == "1.1")
+        request.length = self._header_size
         if parser.should_upgrade():
             request.keepalive = False
         self.receiving = request
@@ -238,7 +241,7 @@ class ClientConnection(asyncio.Protocol):
             bad = request.host is None and request.version == "HTTP/1.1"
         request.vars = RequestVariables(conn, request.method, request.raw_uri, uri, args, request.version,
                                         request.headers, host or vhost.name or conn.server_addr, vhost.name,
-                                        self._header_size, time.time())
+                                        request.length, time.time())
         if bad:
             self.respond_error(request, 400, None, keepalive=False)
             return
@@ -251,8 +254,7 @@ class ClientConnection(asyncio.Protocol):
         if plan.return_ is not None:
             self._return(request, plan)
             return
-        from sheer.io.http.proxy import proxy  # the proxy imports this module's types
-        self.task = self.loop.create_task(proxy(self, request, plan))
+        self.task = self.loop.create_task(self.service.proxy(self, request, plan))
 
     def _return(self, request: Request, plan: Plan) -> None:
         returned = plan.return_
@@ -272,7 +274,7 @@ class ClientConnection(asyncio.Protocol):
             body, content_type = error_body(code), b"text/html"
         else:
             body, content_type = b"", b"text/plain"
-        keepalive = self._keepalive_after(request)
+        keepalive = self.keepalive_after(request)
         head = request.method == b"HEAD"
         data = simple_response(code, server=SERVER, date=self.site.date(), body=body,
                                content_type=content_type, keepalive=keepalive, head=head, location=location)
@@ -283,7 +285,7 @@ class ClientConnection(asyncio.Protocol):
         self.finish(request, plan, keepalive=keepalive)
 
     def respond_error(self, request: Request, status: int, plan: Plan | None, *, keepalive: bool = True) -> None:
-        keepalive = keepalive and self._keepalive_after(request)
+        keepalive = keepalive and self.keepalive_after(request)
         data = error_response(status, server=SERVER, date=self.site.date(), keepalive=keepalive,
                               head=request.method == b"HEAD")
         request.body.detach()
@@ -293,7 +295,7 @@ class ClientConnection(asyncio.Protocol):
         self.write(data)
         self.finish(request, plan, keepalive=keepalive)
 
-    def _keepalive_after(self, request: Request) -> bool:
+    def keepalive_after(self, request: Request) -> bool:
         # An unanswered `Expect: 100-continue` leaves the body's fate unknown: close instead.
         unread = request.expect_continue and not request.body.done and request.body.size == 0
         return request.keepalive and not unread and not self.service.draining and self.parser is not None

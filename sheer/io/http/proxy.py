@@ -162,12 +162,13 @@ class ProxiedRequest:
         client = self.client
         framing = response_framing(request.method, status, exchange.content_length,
                                    client_http11=request.version == "HTTP/1.1",
-                                   client_keepalive=client._keepalive_after(request))
+                                   client_keepalive=client.keepalive_after(request))
         self.response_started = True
         self.vars.status = status
         exchange.relay(framing)
         await exchange.done
         self.vars.body_bytes_sent = exchange.body_bytes
+        self.vars.bytes_sent += exchange.body_bytes
         client.finish(request, self.plan, keepalive=framing.keepalive and request.body.done)
         return None
 

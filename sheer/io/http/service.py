@@ -7,6 +7,7 @@ import socket
 
 from sheer.config.model import HttpServer
 from sheer.io.http.client import ClientConnection
+from sheer.io.http.proxy import proxy
 from sheer.io.http.site import Site
 from sheer.runtime.context import WorkerContext
 
@@ -23,6 +24,7 @@ class HttpService:
         self.connections: set[ClientConnection] = set()
         self.connected = 0
         self.draining = False
+        self.proxy = proxy
         self._drained: asyncio.Future[None] | None = None
         port = sock.getsockname()[1]
         self.backlog = next((listen.backlog for server in servers for listen in server.listens
