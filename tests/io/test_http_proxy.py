@@ -6,6 +6,7 @@ import http.client
 import re
 import socket
 import subprocess
+import time
 
 import pytest
 from test_http_harness import Harness, harness_fixture, hello_upstreams  # noqa: F401
@@ -130,3 +131,20 @@ def test_http11_request_without_host_is_400(harness: Harness) -> None:
     with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
         sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
         assert read_all(sock).endswith(b"\r\n\r\nok")
+
+
+def test_access_log_after_each_request(harness: Harness) -> None:
+    port, servers = hello_upstreams(harness, ["127.0.0.11"])
+    proxy = harness.listen("127.0.0.1")
+    log = harness.tmp / "access.log"
+    harness.serve(f"""{servers}
+        log_format up '$remote_addr "$request" $status $upstream_addr $upstream_status $body_bytes_sent';
+        server {{ listen 127.0.0.1:{proxy};
+                  location / {{ access_log {log} up; proxy_pass http://127.0.0.11:{port}; }} }}""")
+    status, _, body = get(proxy, "/x?y=1")
+    assert status == 200
+    for _ in range(100):   # written just after the last byte went out
+        if log.exists() and log.read_text():
+            break
+        time.sleep(0.01)
+    assert log.read_text() == f'127.0.0.1 "GET /x?y=1 HTTP/1.1" 200 127.0.0.11:{port} 200 {len(body)}\n'
