@@ -33,6 +33,11 @@ class Worker:
     pid: int
     slot: int
     generation: int
+    started: float = field(default_factory=time.monotonic)
+
+
+# A worker that dies this soon after starting failed to start: respawning it would only loop.
+EARLY_DEATH = 2.0
 
 
 @dataclass
@@ -44,6 +49,7 @@ class Master:
     workers: dict[int, Worker] = field(default_factory=dict)
     generation: int = 0
     stopping: bool = False
+    status: int = 0
 
     def __post_init__(self) -> None:
         try:
@@ -129,8 +135,16 @@ class Master:
                 how = (f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
                        else f"code {os.WEXITSTATUS(status)}")
                 self.log.log("alert", f"worker process {pid} exited on {how}")
-                if not self.stopping and worker.generation == self.generation:
-                    self.spawn(worker.slot)
+                if self.stopping or worker.generation != self.generation:
+                    continue
+                if time.monotonic() - worker.started < EARLY_DEATH:
+                    self.log.log("emerg", "a worker process failed right after starting (see the lines above); "
+                                          "stopping instead of respawning it in a loop")
+                    self.stopping = True
+                    self.status = 1
+                    self.signal_workers(signal.SIGTERM)
+                    continue
+                self.spawn(worker.slot)
 
     def reload(self) -> None:
         self.log.log("notice", "reconfiguring")
@@ -163,7 +177,7 @@ class Master:
         try:
             while True:
                 if self.stopping and not self.workers:
-                    return 0
+                    return self.status
                 timeout = 1.0 if deadline is None else max(0.05, deadline - time.monotonic())
                 info = signal.sigtimedwait(HANDLED, timeout)
                 if info is None:

@@ -1,0 +1,269 @@
+"""TCP stream proxy: a bidirectional relay with half-close, connect retries and an idle timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+
+
+from sheer.config.model import StreamServer
+from sheer.core.balancer import Peer
+from sheer.core.variables import render_bytes
+from sheer.io.logs import AccessLogger
+from sheer.io.stream_vars import StreamVariables
+from sheer.io.upstream import UpstreamConnectError, open_stream
+from sheer.runtime.context import WorkerContext
+
+
+class TcpStreamService:
+    def __init__(self, sock: socket.socket, server: StreamServer, ctx: WorkerContext) -> None:
+        self.sock = sock
+        self.server = server
+        self.ctx = ctx
+        self.log = ctx.error_log(server.error_log)
+        self.access = AccessLogger(server.access_logs)
+        self.balancer = ctx.balancer(server.upstream) if server.upstream else None
+        self.listen_name = str(server.listens[0]).removesuffix(" udp")
+        self.sessions: set[Session] = set()
+        self._server: asyncio.AbstractServer | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.loop = asyncio.get_running_loop()
+
+    async def start(self) -> None:
+        self._server = await self.loop.create_server(lambda: Session(self), sock=self.sock)
+
+    def stop_accepting(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+    async def drain(self) -> None:
+        await self._idle.wait()
+
+    def abort(self) -> None:
+        self.stop_accepting()
+        for session in list(self.sessions):
+            session.close()
+
+    def opened(self, session: Session) -> None:
+        self.sessions.add(session)
+        self._idle.clear()
+
+    def closed(self, session: Session) -> None:
+        self.sessions.discard(session)
+        if not self.sessions:
+            self._idle.set()
+
+
+class UpstreamSide(asyncio.Protocol):
+    __slots__ = ("session", "transport")
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        session = self.session
+        session.vars.upstream_bytes_received += len(data)
+        session.vars.bytes_sent += len(data)
+        session.active = True
+        session.client.write(data)  # type: ignore[union-attr]
+
+    def eof_received(self) -> bool:
+        self.session.half_closed(from_client=False)
+        return True
+
+    def pause_writing(self) -> None:
+        self.session.client.pause_reading()  # type: ignore[union-attr]
+
+    def resume_writing(self) -> None:
+        self.session.client.resume_reading()  # type: ignore[union-attr]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None and self.session.vars.status == 200:
+            self.session.error = f"recv() failed ({exc}) while proxying and reading from upstream"
+        self.session.close()
+
+
+class Session(asyncio.Protocol):
+    """One client connection and, once connected, its upstream connection."""
+
+    def __init__(self, service: TcpStreamService) -> None:
+        self.service = service
+        self.client: asyncio.Transport | None = None
+        self.upstream: UpstreamSide | None = None
+        self.vars: StreamVariables
+        self.connecting: asyncio.Task[None] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.active = False
+        self.eof_client = self.eof_upstream = False
+        self.done = False
+        self.error: str | None = None
+        self.peer: Peer | None = None
+        self.pending: list[bytes] = []
+        self.eof_pending = False
+
+    # --- client side ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.client = transport  # type: ignore[assignment]
+        service = self.service
+        service.opened(self)
+        self.vars = StreamVariables(service.ctx, "TCP", transport.get_extra_info("peername"),
+                                    transport.get_extra_info("sockname"), time.time())
+        if service.server.return_value is not None:
+            transport.write(render_bytes(service.server.return_value, self.vars))  # type: ignore[attr-defined]
+            self.close()
+            return
+        transport.pause_reading()  # type: ignore[attr-defined]
+        self.connecting = service.loop.create_task(self.connect())
+
+    def data_received(self, data: bytes) -> None:
+        self.vars.bytes_received += len(data)
+        self.vars.upstream_bytes_sent += len(data)
+        self.active = True
+        upstream = self.upstream
+        if upstream is None:
+            # Still connecting (uvloop may deliver data before honouring pause_reading).
+            self.pending.append(data)
+            self.client.pause_reading()  # type: ignore[union-attr]
+            return
+        upstream.transport.write(data)  # type: ignore[union-attr]
+
+    def eof_received(self) -> bool:
+        if self.upstream is None:
+            self.eof_pending = True
+            return True
+        self.half_closed(from_client=True)
+        return True
+
+    def pause_writing(self) -> None:
+        if self.upstream and self.upstream.transport:
+            self.upstream.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.upstream and self.upstream.transport:
+            self.upstream.transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.close()
+
+    # --- upstream ------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        service = self.service
+        server = service.server
+        balancer = service.balancer
+        assert balancer is not None
+        loop = service.loop
+        tried = balancer.start(server.proxy_next_upstream_tries)
+        started = loop.time()
+        while True:
+            peer = balancer.get(tried, loop.time())
+            if peer is None:
+                self.fail("no live upstreams while connecting to upstream")
+                return
+            self.peer = peer
+            self.vars.upstream_addr.append(peer.name)
+            begin = loop.time()
+            try:
+                _, protocol = await open_stream(loop, lambda: UpstreamSide(self), peer.address,
+                                                server.proxy_connect_timeout)
+            except UpstreamConnectError as exc:
+                self.peer = None
+                disabled = balancer.free(peer, failed=True, now=loop.time())
+                service.log.error(f"{exc.message} while connecting to upstream, {self.context(peer)}")
+                if disabled:
+                    service.log.warn(f"upstream server temporarily disabled while connecting to upstream, "
+                                     f"{self.context(peer)}")
+                limit = server.proxy_next_upstream_timeout
+                if (not server.proxy_next_upstream or tried.left <= 0
+                        or (limit and loop.time() - started >= limit) or self.done):
+                    self.fail(None)
+                    return
+                continue
+            self.vars.upstream_connect_time = loop.time() - begin
+            self.upstream = protocol  # type: ignore[assignment]
+            break
+        if self.done:
+            self.upstream.transport.close()  # type: ignore[union-attr]
+            return
+        if self.pending:
+            self.upstream.transport.writelines(self.pending)  # type: ignore[union-attr]
+            self.pending = []
+        self.arm_timer()
+        if self.eof_pending:
+            self.half_closed(from_client=True)
+        else:
+            self.client.resume_reading()  # type: ignore[union-attr]
+
+    def context(self, peer: Peer | None) -> str:
+        v = self.vars
+        text = f"client: {v.remote_addr}, server: {self.service.listen_name}"
+        if peer is not None:
+            text += f', upstream: "{peer.name}"'
+        text += f", bytes from/to client:{v.bytes_received}/{v.bytes_sent}"
+        text += f", bytes from/to upstream:{v.upstream_bytes_received}/{v.upstream_bytes_sent}"
+        return text
+
+    def fail(self, message: str | None) -> None:
+        if message:
+            self.service.log.error(f"{message}, {self.context(None)}")
+        self.vars.status = 502
+        self.close()
+
+    # --- lifetime ------------------------------------------------------------------------
+
+    def arm_timer(self) -> None:
+        self.timer = self.service.loop.call_later(self.service.server.proxy_timeout, self.idle_check)
+
+    def idle_check(self) -> None:
+        if self.active:
+            self.active = False
+            self.arm_timer()
+            return
+        self.service.log.info(f"connection timed out, {self.context(self.peer)}")
+        self.close()
+
+    def half_closed(self, from_client: bool) -> None:
+        if from_client:
+            self.eof_client = True
+            upstream = self.upstream.transport if self.upstream else None
+            if upstream is not None and upstream.can_write_eof():
+                upstream.write_eof()
+        else:
+            self.eof_upstream = True
+            if self.client is not None and self.client.can_write_eof():
+                self.client.write_eof()
+        if self.eof_client and self.eof_upstream:
+            self.close()
+
+    def close(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        service = self.service
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.connecting is not None and not self.connecting.done():
+            self.connecting.cancel()
+        if self.upstream is not None and self.upstream.transport is not None:
+            self.upstream.transport.close()
+        if self.peer is not None and service.balancer is not None:
+            service.balancer.free(self.peer, failed=False, now=service.loop.time())
+            self.peer = None
+        if self.error:
+            service.log.error(f"{self.error}, {self.context(None)}")
+        if self.client is not None:
+            self.client.close()
+        if service.access:
+            with contextlib.suppress(Exception):
+                service.access.write(self.vars)
+        service.closed(self)
+
+

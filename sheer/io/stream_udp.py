@@ -1,0 +1,267 @@
+"""UDP stream proxy: datagrams from a listener to per-session connected upstream sockets and back.
+
+Hot path: one readiness callback drains up to BATCH datagrams per wake-up with plain
+recvfrom/send calls; the decisions (which session, is it done, did it time out) come from
+`sheer.core.udp`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import socket
+import struct
+import time
+
+from sheer.config.model import StreamServer
+from sheer.core.balancer import Peer
+from sheer.core.udp import UdpSession, UdpSessionTable
+from sheer.core.variables import render_bytes
+from sheer.io.logs import AccessLogger
+from sheer.io.sockets import IP_PKTINFO, IPV6_PKTINFO, family_of
+from sheer.io.stream_vars import StreamVariables
+from sheer.runtime.context import WorkerContext
+
+BATCH = 64
+MAX_DATAGRAM = 65535
+_CMSG_SPACE = socket.CMSG_SPACE(max(12, 20))
+
+
+class UdpFlow:
+    """The driver's state for one session."""
+
+    __slots__ = ("sock", "fd", "peer", "client", "local", "vars")
+
+    def __init__(self, sock: socket.socket, peer: Peer, client: tuple[str, int],
+                 local: str | None, variables: StreamVariables) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.peer = peer
+        self.client = client
+        self.local = local        # the address the client wrote to (wildcard listeners only)
+        self.vars = variables
+
+
+class UdpStreamService:
+    def __init__(self, sock: socket.socket, server: StreamServer, ctx: WorkerContext) -> None:
+        self.sock = sock
+        self.server = server
+        self.ctx = ctx
+        self.loop = asyncio.get_running_loop()
+        self.log = ctx.error_log(server.error_log)
+        self.access = AccessLogger(server.access_logs)
+        self.balancer = ctx.balancer(server.upstream) if server.upstream else None
+        listen = server.listens[0]
+        self.listen_name = str(listen).removesuffix(" udp")
+        self.wildcard = next(l for l in server.listens if l.udp).is_wildcard
+        self.family = sock.family
+        self.local_addr = sock.getsockname()
+        self.table = UdpSessionTable(server.proxy_timeout, max(1, self.ctx.config.worker_connections),
+                                     server.proxy_responses, server.proxy_requests)
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0
+        self.accepting = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._full_logged = 0.0
+
+    # --- Service -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.loop.add_reader(self.sock.fileno(), self.on_client_readable)
+        self.accepting = True
+
+    def stop_accepting(self) -> None:
+        if self.accepting:
+            self.loop.remove_reader(self.sock.fileno())
+            self.accepting = False
+
+    async def drain(self) -> None:
+        if len(self.table):
+            self._idle.clear()
+            await self._idle.wait()
+
+    def abort(self) -> None:
+        self.stop_accepting()
+        for session in self.table:
+            self.finish(session, status=200, failed=False)
+
+    # --- client -> upstream --------------------------------------------------------------
+
+    def on_client_readable(self) -> None:
+        sock = self.sock
+        now = self.loop.time()
+        for _ in range(BATCH):
+            try:
+                if self.wildcard:
+                    data, ancillary, _flags, client = sock.recvmsg(MAX_DATAGRAM, _CMSG_SPACE)
+                    local = _destination(ancillary)
+                    key: object = (client, local)
+                else:
+                    data, client = sock.recvfrom(MAX_DATAGRAM)
+                    local = None
+                    key = client
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue  # an ICMP error queued on the listener: nothing to do with it
+            session = self.table.lookup(key)
+            if session is None:
+                session = self.open(key, client, local, now)
+                if session is None:
+                    continue
+            flow: UdpFlow = session.io
+            try:
+                flow.sock.send(data)
+            except BlockingIOError:
+                continue  # the upstream socket's buffer is full: drop, as the network would
+            except OSError as exc:
+                self.upstream_error(session, exc, "send() failed", "while proxying connection")
+                continue
+            flow.vars.bytes_received += len(data)
+            flow.vars.upstream_bytes_sent += len(data)
+            if self.table.request(session, now):
+                self.finish(session, status=200, failed=False)
+            else:
+                self.schedule(now)
+
+    def open(self, key: object, client: tuple[str, int], local: str | None, now: float) -> UdpSession | None:
+        server = self.server
+        variables = StreamVariables(self.ctx, "UDP", client, (local, self.local_addr[1]) if local
+                                    else self.local_addr, time.time())
+        if server.return_value is not None:
+            self.reply(render_bytes(server.return_value, variables), client, local)
+            return None
+        if self.table.full:
+            if now - self._full_logged > 1.0:
+                self._full_logged = now
+                self.log.log("alert", f"{self.table.capacity} worker_connections are not enough, "
+                                      f"client: {client[0]}, server: {self.listen_name}")
+            return None
+        balancer = self.balancer
+        assert balancer is not None
+        tried = balancer.start(server.proxy_next_upstream_tries)
+        peer = balancer.get(tried, now)
+        if peer is None:
+            self.log.error(f"no live upstreams while connecting to upstream, udp client: {client[0]}, "
+                           f"server: {self.listen_name}")
+            return None
+        variables.upstream_addr.append(peer.name)
+        sock = socket.socket(family_of(peer.server.host), socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        try:
+            # A connected UDP socket: the kernel filters replies to this peer and reports its
+            # ICMP port-unreachable as ECONNREFUSED, which is how a dead peer is noticed.
+            sock.connect(peer.address)
+        except OSError as exc:
+            sock.close()
+            balancer.free(peer, failed=True, now=now)
+            self.log.error(f"connect() failed ({exc.errno}: {exc.strerror}) while connecting to upstream, "
+                           f"udp client: {client[0]}, server: {self.listen_name}, upstream: \"{peer.name}\"")
+            return None
+        flow = UdpFlow(sock, peer, client, local, variables)
+        session = self.table.open(key, now, flow)
+        self.loop.add_reader(flow.fd, self.on_upstream_readable, session)
+        self._idle.clear()
+        return session
+
+    # --- upstream -> client --------------------------------------------------------------
+
+    def on_upstream_readable(self, session: UdpSession) -> None:
+        flow: UdpFlow = session.io
+        now = self.loop.time()
+        for _ in range(BATCH):
+            try:
+                data = flow.sock.recv(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                self.schedule(now)
+                return
+            except OSError as exc:
+                self.upstream_error(session, exc, "recv() failed", "while proxying and reading from upstream")
+                return
+            self.reply(data, flow.client, flow.local)
+            flow.vars.bytes_sent += len(data)
+            flow.vars.upstream_bytes_received += len(data)
+            if self.table.response(session, now):
+                self.finish(session, status=200, failed=False)
+                return
+        self.schedule(now)
+
+    def reply(self, data: bytes, client: tuple[str, int], local: str | None) -> None:
+        try:
+            if local is None:
+                self.sock.sendto(data, client)
+            else:
+                self.sock.sendmsg([data], [_source_cmsg(self.family, local)], 0, client)
+        except OSError:
+            pass  # the client's network refused it; UDP has no one to tell
+
+    # --- ending --------------------------------------------------------------------------
+
+    def upstream_error(self, session: UdpSession, exc: OSError, call: str, when: str) -> None:
+        flow: UdpFlow = session.io
+        code = exc.errno or errno.EIO
+        self.log.error(f"{call} ({code}: {os.strerror(code)}) {when}, {self.context(flow)}")
+        self.finish(session, status=502, failed=True)
+
+    def context(self, flow: UdpFlow) -> str:
+        v = flow.vars
+        return (f"udp client: {flow.client[0]}, server: {self.listen_name}, upstream: \"{flow.peer.name}\", "
+                f"bytes from/to client:{v.bytes_received}/{v.bytes_sent}, "
+                f"bytes from/to upstream:{v.upstream_bytes_received}/{v.upstream_bytes_sent}")
+
+    def finish(self, session: UdpSession, status: int, failed: bool) -> None:
+        flow: UdpFlow = session.io
+        self.table.close(session)
+        self.loop.remove_reader(flow.fd)
+        flow.sock.close()
+        assert self.balancer is not None
+        if self.balancer.free(flow.peer, failed=failed, now=self.loop.time()):
+            self.log.warn(f"upstream server temporarily disabled while proxying connection, {self.context(flow)}")
+        flow.vars.status = status
+        if self.access:
+            self.access.write(flow.vars)
+        if not len(self.table):
+            self._idle.set()
+
+    def schedule(self, now: float) -> None:
+        deadline = self.table.next_deadline()
+        if deadline is None or (self.timer is not None and self.timer_at <= deadline):
+            return
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer_at = deadline
+        self.timer = self.loop.call_at(deadline, self.on_timer)
+
+    def on_timer(self) -> None:
+        self.timer = None
+        now = self.loop.time()
+        for expired in self.table.expire(now):
+            flow: UdpFlow = expired.session.io
+            if expired.failed:
+                self.log.error(f"upstream timed out (110: Connection timed out) while proxying connection, "
+                               f"{self.context(flow)}")
+                self.finish(expired.session, status=502, failed=True)
+            else:
+                self.log.info(f"udp timed out, packets from/to client:{expired.session.requests}/"
+                              f"{expired.session.responses}, {self.context(flow)}")
+                self.finish(expired.session, status=200, failed=False)
+        self.schedule(now)
+
+
+def _destination(ancillary: list[tuple[int, int, bytes]]) -> str | None:
+    for level, kind, data in ancillary:
+        if level == socket.IPPROTO_IP and kind == IP_PKTINFO:
+            return socket.inet_ntop(socket.AF_INET, data[8:12])      # in_pktinfo.ipi_addr
+        if level == socket.IPPROTO_IPV6 and kind == IPV6_PKTINFO:
+            return socket.inet_ntop(socket.AF_INET6, data[:16])      # in6_pktinfo.ipi6_addr
+    return None
+
+
+def _source_cmsg(family: int, local: str) -> tuple[int, int, bytes]:
+    """Select the reply's source address: ipi_spec_dst (v4) / ipi6_addr (v6), any interface."""
+    if family == socket.AF_INET:
+        return (socket.IPPROTO_IP, IP_PKTINFO,
+                struct.pack("=i4s4s", 0, socket.inet_pton(socket.AF_INET, local), bytes(4)))
+    return (socket.IPPROTO_IPV6, IPV6_PKTINFO, socket.inet_pton(socket.AF_INET6, local) + struct.pack("=i", 0))

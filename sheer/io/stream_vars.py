@@ -1,0 +1,68 @@
+"""Variables of a stream session (TCP connection or UDP session), for `return` and access logs."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sheer.core.variables import time_iso8601, time_local
+from sheer.runtime.context import WorkerContext
+
+
+def host_of(address: Any) -> str:
+    return address[0] if address else ""
+
+
+def port_of(address: Any) -> str:
+    return str(address[1]) if address else ""
+
+
+class StreamVariables:
+    __slots__ = ("ctx", "protocol", "client", "local", "started", "status", "bytes_sent", "bytes_received",
+                 "upstream_addr", "upstream_bytes_sent", "upstream_bytes_received", "upstream_connect_time")
+
+    def __init__(self, ctx: WorkerContext, protocol: str, client: Any, local: Any, started: float) -> None:
+        self.ctx = ctx
+        self.protocol = protocol
+        self.client = client
+        self.local = local
+        self.started = started
+        self.status = 200
+        self.bytes_sent = self.bytes_received = 0
+        self.upstream_bytes_sent = self.upstream_bytes_received = 0
+        self.upstream_addr: list[str] = []
+        self.upstream_connect_time: float | None = None
+
+    @property
+    def remote_addr(self) -> str:
+        return host_of(self.client)
+
+    def variable(self, name: str) -> str:
+        getter = _GETTERS.get(name)
+        return getter(self) if getter is not None else ""
+
+
+_GETTERS = {
+    "remote_addr": lambda v: host_of(v.client),
+    "remote_port": lambda v: port_of(v.client),
+    "binary_remote_addr": lambda v: host_of(v.client),
+    "server_addr": lambda v: host_of(v.local),
+    "server_port": lambda v: port_of(v.local),
+    "protocol": lambda v: v.protocol,
+    "status": lambda v: str(v.status),
+    "bytes_sent": lambda v: str(v.bytes_sent),
+    "bytes_received": lambda v: str(v.bytes_received),
+    "session_time": lambda v: f"{time.time() - v.started:.3f}",
+    "upstream_addr": lambda v: ", ".join(v.upstream_addr),
+    "upstream_bytes_sent": lambda v: str(v.upstream_bytes_sent),
+    "upstream_bytes_received": lambda v: str(v.upstream_bytes_received),
+    "upstream_session_time": lambda v: f"{time.time() - v.started:.3f}",
+    "upstream_connect_time": lambda v: "-" if v.upstream_connect_time is None else f"{v.upstream_connect_time:.3f}",
+    "hostname": lambda v: v.ctx.hostname,
+    "pid": lambda v: str(v.ctx.pid),
+    "time_local": lambda v: time_local(time.time()),
+    "time_iso8601": lambda v: time_iso8601(time.time()),
+    "msec": lambda v: f"{time.time():.3f}",
+    "nginx_version": lambda v: "1.22.1",
+    "connection": lambda v: str(id(v)),
+}

@@ -1,0 +1,47 @@
+"""Opening upstream connections: the one place that builds the proxy's upstream sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import socket
+from collections.abc import Callable
+
+from sheer.io.sockets import family_of
+
+
+class UpstreamConnectError(Exception):
+    """connect() to a peer failed or timed out; `timed_out` tells which, `message` is nginx's wording."""
+
+    def __init__(self, message: str, timed_out: bool) -> None:
+        super().__init__(message)
+        self.message = message
+        self.timed_out = timed_out
+
+
+async def open_stream(
+    loop: asyncio.AbstractEventLoop,
+    factory: Callable[[], asyncio.Protocol],
+    address: tuple[str, int],
+    timeout: float,
+) -> tuple[asyncio.Transport, asyncio.Protocol]:
+    """Connect a TCP socket to `address` within `timeout` and attach `factory()`'s protocol."""
+    sock = socket.socket(family_of(address[0]), socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        async with asyncio.timeout(timeout):
+            await loop.sock_connect(sock, address)
+    except TimeoutError:
+        sock.close()
+        raise UpstreamConnectError("upstream timed out (110: Connection timed out)", True) from None
+    except OSError as exc:
+        sock.close()
+        code = exc.errno or errno.ECONNREFUSED
+        raise UpstreamConnectError(f"connect() failed ({code}: {os.strerror(code)})", False) from None
+    except BaseException:
+        sock.close()
+        raise
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    transport, protocol = await loop.create_connection(factory, sock=sock)
+    return transport, protocol  # type: ignore[return-value]
