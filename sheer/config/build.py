@@ -10,7 +10,7 @@ from sheer.config import directives as d
 from sheer.config.errors import ConfigError, Source
 from sheer.config.model import (
     DEFAULT_PROXY_HEADERS, AccessLog, Config, ErrorLog, Http, HttpReturn, HttpServer, Listen,
-    Location, LogFormat, ProxyPass, Stream, StreamServer, Upstream, UpstreamServer,
+    Location, LogFormat, ProxyBind, ProxyPass, Stream, StreamServer, Upstream, UpstreamServer,
 )
 from sheer.config.template import (
     HTTP_PREFIXES, HTTP_VARIABLES, STREAM_VARIABLES, Template, compile_template,
@@ -164,6 +164,7 @@ class StreamBuilder:
             proxy_next_upstream_timeout=_inherited(chain, "proxy_next_upstream_timeout", 0.0),
             access_logs=self.top.access_logs(chain, formats, None),
             error_log=self.top.error_log(error_log) if error_log else None,
+            proxy_bind=_proxy_bind(chain, STREAM_VARIABLES, ()),
             source=block.source,
         )
 
@@ -242,6 +243,7 @@ class HttpBuilder:
             proxy_next_upstream_timeout=_inherited(chain, "proxy_next_upstream_timeout", 0.0),
             access_logs=self.top.access_logs(chain, formats, "combined"),
             error_log=self.top.error_log(error_log) if error_log else None,
+            proxy_bind=_proxy_bind(chain, HTTP_VARIABLES, HTTP_PREFIXES),
             source=block.source,
         )
 
@@ -273,6 +275,20 @@ class HttpBuilder:
             raise ConfigError(f'invalid return code "{first}"', source)
         text = self.template(args[1], source) if len(args) == 2 else None
         return HttpReturn(code, text)
+
+
+def _proxy_bind(chain: list[Block], variables: frozenset[str], prefixes: tuple[str, ...]) -> ProxyBind | None:
+    for block in chain:
+        if "proxy_bind" in block.settings:
+            args = block.settings["proxy_bind"]
+            source = block.sources["proxy_bind"]
+            if args[0] == "off":
+                return None
+            template = compile_template(args[0], source, variables, prefixes)
+            if template.is_literal:
+                parse_host_port(args[0], source)
+            return ProxyBind(template, len(args) == 2, source)
+    return None
 
 
 def _single_child(block: Block, context: str) -> Block | None:

@@ -135,6 +135,16 @@ def _proxy_responses(args: list[str], src: Source) -> int:
     return parse_number(args[0], "proxy_responses", src)
 
 
+def _proxy_bind(args: list[str], src: Source) -> list[str]:
+    if args[0] == "off":
+        if len(args) > 1:
+            raise ConfigError('invalid number of arguments in "proxy_bind" directive', src)
+        return args
+    if len(args) == 2 and args[1] != "transparent":
+        raise ConfigError(f'invalid parameter "{args[1]}"', src)
+    return args
+
+
 def _http_version(args: list[str], src: Source) -> str:
     if args[0] not in ("1.0", "1.1"):
         raise ConfigError(f'invalid value "{args[0]}" in "proxy_http_version" directive, it must be "1.0" or "1.1"', src)
@@ -154,7 +164,6 @@ def _d(name: str, contexts: frozenset[str] | set[str], nargs: tuple[int, int | N
     return Directive(name, frozenset(contexts), nargs, convert, **kw)
 
 
-_LATER_TRANSPARENCY = "IP Transparency (proxy_bind)"
 _LATER_HEALTH = "active health checks"
 _LATER_BALANCERS = "the other balancing methods"
 
@@ -193,7 +202,7 @@ TABLE: tuple[Directive, ...] = (
     _d("proxy_requests", STREAM_ALL, (1, 1), _number("proxy_requests")),
     _d("proxy_next_upstream", STREAM_ALL | HTTP_ALL, (1, None)),
     _d("return", {STREAM_SERVER, HTTP_SERVER, HTTP_LOCATION}, (1, 2)),
-    _d("proxy_bind", STREAM_ALL | HTTP_ALL, (1, 2), todo=_LATER_TRANSPARENCY),
+    _d("proxy_bind", STREAM_ALL | HTTP_ALL, (1, 2), _proxy_bind),
     _d("health_check", {STREAM_SERVER, HTTP_LOCATION}, (0, None), todo=_LATER_HEALTH),
     _d("health_check_timeout", STREAM_ALL, (1, 1), todo=_LATER_HEALTH),
     _d("match", {HTTP, STREAM}, (1, 1), block="match", todo=_LATER_HEALTH),

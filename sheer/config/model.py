@@ -96,6 +96,25 @@ class Upstream:
 
 
 @dataclass(frozen=True, slots=True)
+class ProxyBind:
+    """`proxy_bind address [transparent]`: the local address of upstream connections."""
+
+    address: Template            # "$remote_addr", "$remote_addr:$remote_port", "192.0.2.1", ...
+    transparent: bool = False    # IP_TRANSPARENT: the address need not be local (the client's own)
+    source: Source | None = None
+
+    @property
+    def client_address(self) -> bool:
+        """Binds the client's own address: IP Transparency."""
+        return "remote_addr" in self.address.variables
+
+    @property
+    def client_port(self) -> bool:
+        """Binds the client's port too: what DSR needs (the reply goes to the client's ip:port)."""
+        return "remote_port" in self.address.variables
+
+
+@dataclass(frozen=True, slots=True)
 class StreamServer:
     listens: tuple[Listen, ...]
     upstream: Upstream | None
@@ -109,7 +128,18 @@ class StreamServer:
     proxy_next_upstream_timeout: float = 0.0  # 0: no limit
     access_logs: tuple[AccessLog, ...] = ()
     error_log: ErrorLog | None = None
+    proxy_bind: ProxyBind | None = None
     source: Source | None = None
+
+    @property
+    def udp(self) -> bool:
+        return any(listen.udp for listen in self.listens)
+
+    @property
+    def dsr(self) -> bool:
+        """Direct Server Return: the upstream answers the client itself, sheer expects nothing back."""
+        bind = self.proxy_bind
+        return self.proxy_responses == 0 and bind is not None and bind.transparent and bind.client_port
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +181,7 @@ class Location:
     proxy_next_upstream_timeout: float = 0.0
     access_logs: tuple[AccessLog, ...] = ()
     error_log: ErrorLog | None = None
+    proxy_bind: ProxyBind | None = None
     source: Source | None = None
 
 
