@@ -20,7 +20,11 @@ def _verbs() -> dict[str, Callable[[list[str]], int]]:
         from sheer.lab.cli import main as lab_main
         return lab_main(argv)
 
-    return {"lab": lab}
+    def net(argv: list[str]) -> int:
+        from sheer.net.cli import main as net_main
+        return net_main(argv)
+
+    return {"lab": lab, "net": net}
 
 
 def say(message: str) -> None:
@@ -31,7 +35,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="sheer",
         description="A load balancer that stays out of sight (nginx configuration syntax).",
-        epilog="verbs: sheer lab up|status|exec|demo|down — the article's lab in network namespaces",
+        epilog="verbs: sheer lab up|status|exec|demo|down (the article's lab in network namespaces); "
+           "sheer net plan|apply|revert|status (the routing and netfilter state a config needs)",
     )
     p.add_argument("-c", metavar="file", dest="conf", default=DEFAULT_CONF,
                    help=f"configuration file (default: {DEFAULT_CONF})")
