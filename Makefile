@@ -1,0 +1,40 @@
+# The two commands of the README: `make demo` and `make test`. Both install what they need.
+PY      ?= $(shell command -v python3.11 || command -v python3)
+VENV    := .venv
+BIN     := $(VENV)/bin
+APT_PKGS := iproute2 nftables dnsmasq-base dnsutils curl nginx-light libnginx-mod-stream \
+            ethtool tcpdump dnsperf wrk iperf3 procps
+
+.PHONY: deps venv test unit demo lint clean
+
+deps:            ## Debian packages: the lab's tools and witnesses (needs root)
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+venv: $(BIN)/.installed
+
+$(BIN)/.installed: pyproject.toml requirements.lock
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q -r requirements.lock
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+test: deps venv  ## every test: unit, io (loopback) and lab (network namespaces, as root)
+	$(BIN)/python -m pytest tests -q
+
+unit: venv
+	$(BIN)/python -m pytest tests/unit -q
+
+demo: deps venv  ## the article's lab: build it, run the demo, tear it down
+	$(BIN)/sheer lab demo; status=$$?; $(BIN)/sheer lab down; exit $$status
+
+lint: venv
+	$(BIN)/ruff check sheer tests
+	$(BIN)/mypy
+
+clean:
+	-$(BIN)/sheer lab down
+	rm -rf $(VENV)
