@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 def read_config(args: argparse.Namespace) -> Config:
     if not os.path.exists(args.conf):
         hint = " (write one, or try `sheer lab demo` for the article's lab)" if args.conf == DEFAULT_CONF else ""
-        raise ConfigError(f'open() "{args.conf}" failed (No such file or directory){hint}')
+        raise ConfigError(f'open() "{args.conf}" failed (2: No such file or directory){hint}')
     config = load(args.conf, prefix=args.prefix, global_directives=args.directives)
     if args.error_log and config.error_log.path == "stderr":
         from dataclasses import replace

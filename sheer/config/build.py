@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-
 from typing import Any
 
 from sheer.config import directives as d
@@ -266,7 +265,7 @@ class HttpBuilder:
 
     def return_(self, args: list[str], source: Source) -> HttpReturn:
         first = args[0]
-        if not first.isdigit():
+        if not (first.isascii() and first.isdigit()):
             if len(args) == 2 or not first.startswith(("http://", "https://", "$scheme")):
                 raise ConfigError(f'invalid return code "{first}"', source)
             return HttpReturn(302, self.template(first, source))

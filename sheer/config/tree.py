@@ -34,9 +34,10 @@ class Block:
 
 def _read(path: str) -> list[dict[str, Any]]:
     try:
+        _check_terminated(path)
         result = crossplane.parse(path, single=True, check_ctx=False, check_args=False, comments=False)
     except OSError as exc:
-        raise ConfigError(f'open() "{path}" failed ({exc.strerror})') from None
+        raise ConfigError(f'open() "{path}" failed ({exc.errno}: {exc.strerror})') from None
     if result["status"] != "ok":
         error = result["errors"][0]
         message = _CROSSPLANE_WHERE.sub("", error["error"])
@@ -45,6 +46,24 @@ def _read(path: str) -> list[dict[str, Any]]:
     for directive in parsed:
         _stamp(directive, path)
     return parsed
+
+
+def _check_terminated(path: str) -> None:
+    """crossplane takes `proxy_pass a }` as `proxy_pass a;`; nginx refuses it: `unexpected "}"`."""
+    pending = False
+    try:
+        tokens = list(crossplane.lex(path))
+    except crossplane.errors.NgxParserBaseException:
+        return  # crossplane.parse reports it, with the line
+    for token, line, quoted in tokens:
+        if not quoted and token.startswith("#"):
+            continue  # a comment
+        if not quoted and token in (";", "{", "}"):
+            if token == "}" and pending:
+                raise ConfigError('unexpected "}"', Source(path, line))
+            pending = False
+        else:
+            pending = True
 
 
 def _stamp(directive: dict[str, Any], path: str) -> None:
@@ -122,7 +141,7 @@ class TreeReader:
             if path in self._including:
                 raise ConfigError(f'include of "{path}" loops back to itself', source)
             if not os.path.exists(path):
-                raise ConfigError(f'open() "{path}" failed (No such file or directory)', source)
+                raise ConfigError(f'open() "{path}" failed (2: No such file or directory)', source)
             self._including.append(path)
             try:
                 self.read_file(path, block)

@@ -10,8 +10,10 @@ from sheer.config.errors import ConfigError, Source
 
 _TIME_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0,
                "M": 2592000.0, "y": 31536000.0}
-_TIME_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|M|y)?")
-_SIZE = re.compile(r"(\d+)([kKmMgG]?)")
+_TIME_PART = re.compile(r"([0-9]+)(ms|s|m|h|d|w|M|y)?")
+# nginx (ngx_parse_time): units in decreasing order, each at most once; a bare number is seconds.
+_TIME_ORDER = ("y", "M", "w", "d", "h", "m", "s", "ms")
+_SIZE = re.compile(r"([0-9]+)([kKmMgG]?)")
 
 _ESCAPES = {'"': '"', "'": "'", "\\": "\\", "t": "\t", "r": "\r", "n": "\n"}
 
@@ -37,13 +39,16 @@ def parse_time(value: str, name: str, source: Source) -> float:
     """nginx time: `10`, `10s`, `500ms`, `1m30s`; a bare number means seconds."""
     pos = 0
     total = 0.0
-    if not value:
-        raise ConfigError(f'"{name}" directive invalid value "{value}"', source)
-    while pos < len(value):
+    step = -1
+    while pos < len(value) or pos == 0:
         match = _TIME_PART.match(value, pos)
-        if match is None:
-            raise ConfigError(f'"{name}" directive invalid value "{value}", expected a time such as 10s, 500ms or 1m', source)
-        total += int(match.group(1)) * _TIME_UNITS[match.group(2) or "s"]
+        unit = match.group(2) if match is not None else None
+        rank = _TIME_ORDER.index(unit) if unit else _TIME_ORDER.index("s")
+        if match is None or rank <= step or (unit is None and match.end() != len(value)):
+            raise ConfigError(f'"{name}" directive invalid value "{value}", expected a time such as 10s, '
+                              "500ms or 1m30s", source)
+        step = rank
+        total += int(match.group(1)) * _TIME_UNITS[unit or "s"]
         pos = match.end()
     return total
 
@@ -57,7 +62,7 @@ def parse_size(value: str, name: str, source: Source) -> int:
 
 
 def parse_number(value: str, name: str, source: Source, minimum: int = 0) -> int:
-    if not value.isdigit() or int(value) < minimum:
+    if not (value.isascii() and value.isdigit()) or int(value) < minimum:
         wanted = "a non-negative number" if minimum == 0 else f"a number >= {minimum}"
         raise ConfigError(f'"{name}" takes {wanted}, got "{value}"', source)
     return int(value)
@@ -86,7 +91,7 @@ class HostPort:
 
 
 def _parse_port(text: str, whole: str, source: Source) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 65536:
         raise ConfigError(f'invalid port in "{whole}"', source)
     return int(text)
 
@@ -118,7 +123,7 @@ def parse_host_port(text: str, source: Source, *, wildcard_ok: bool = False,
         if rest and not rest.startswith(":"):
             raise ConfigError(f'invalid address "{text}"', source)
         return HostPort(host, _parse_port(rest[1:], text, source) if rest else None)
-    if port_only_ok and text.isdigit():
+    if port_only_ok and text.isascii() and text.isdigit():
         return HostPort("", _parse_port(text, text, source))
     if text.count(":") == 1:
         host, port = text.split(":")
