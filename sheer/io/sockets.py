@@ -76,3 +76,64 @@ def upstream_stream_socket(family: socket.AddressFamily) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setblocking(False)
     return sock
+
+
+class BindError(Exception):
+    """Making the upstream socket's local side failed; the message is nginx's, plus the fix."""
+
+
+_TRANSPARENT_FIX = ("IP_TRANSPARENT needs CAP_NET_RAW or CAP_NET_ADMIN: run sheer as root, or grant the "
+                    "capability (setcap cap_net_raw+ep on the interpreter, or systemd AmbientCapabilities=CAP_NET_RAW)")
+
+
+def bound_socket(family: socket.AddressFamily, kind: socket.SocketKind, host: str, port: int,
+                 transparent: bool) -> socket.socket:
+    """An upstream socket bound to `host:port` (proxy_bind), possibly not a local address.
+
+    IP_TRANSPARENT lets bind() take a foreign address (the client's) and makes the kernel accept
+    the replies to it on this socket, once routing delivers them locally. For TCP with port 0,
+    IP_BIND_ADDRESS_NO_PORT defers the port choice to connect(), so many connections can share
+    one source address without exhausting ports at bind() time. For UDP bound to a specific port
+    (the client's own, for DSR), SO_REUSEADDR lets two datagrams from the same client ip:port in
+    quick succession each have their socket (nginx does the same, for the same reason).
+    """
+    sock = socket.socket(family, kind)
+    try:
+        sock.setblocking(False)
+        if transparent:
+            level, option, name = ((socket.IPPROTO_IP, IP_TRANSPARENT, "IP_TRANSPARENT")
+                                   if family == socket.AF_INET else
+                                   (socket.IPPROTO_IPV6, IPV6_TRANSPARENT, "IPV6_TRANSPARENT"))
+            try:
+                sock.setsockopt(level, option, 1)
+            except OSError as exc:
+                fix = f"; {_TRANSPARENT_FIX}" if exc.errno == errno.EPERM else ""
+                raise BindError(f"setsockopt({name}) failed ({exc.errno}: {exc.strerror}){fix}") from None
+        if kind == socket.SOCK_STREAM and port == 0:
+            sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+        if kind == socket.SOCK_DGRAM and port != 0:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            where = f"{host}:{port}" if port else host
+            fix = ""
+            if exc.errno == errno.EADDRNOTAVAIL and not transparent:
+                fix = "; to bind a foreign address (the client's), add the `transparent` parameter"
+            raise BindError(f"bind({where}) failed ({exc.errno}: {exc.strerror}){fix}") from None
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def can_be_transparent() -> str | None:
+    """None when this process may set IP_TRANSPARENT; otherwise why not, with the fix."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.setsockopt(socket.IPPROTO_IP, IP_TRANSPARENT, 1)
+    except OSError as exc:
+        return f"setsockopt(IP_TRANSPARENT) failed ({exc.errno}: {exc.strerror}); {_TRANSPARENT_FIX}"
+    finally:
+        probe.close()
+    return None

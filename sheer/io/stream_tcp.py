@@ -7,9 +7,9 @@ import contextlib
 import socket
 import time
 
-
 from sheer.config.model import StreamServer
 from sheer.core.balancer import Peer
+from sheer.core.bind import PLUMBING_HINT, BindValueError, bind_to
 from sheer.core.variables import render_bytes
 from sheer.io.logs import AccessLogger
 from sheer.io.stream_vars import StreamVariables
@@ -161,6 +161,11 @@ class Session(asyncio.Protocol):
         balancer = service.balancer
         assert balancer is not None
         loop = service.loop
+        try:
+            bind = bind_to(server.proxy_bind, self.vars)
+        except BindValueError as exc:
+            self.fail(f"{exc} while connecting to upstream", status=500)
+            return
         tried = balancer.start(server.proxy_next_upstream_tries)
         started = loop.time()
         while True:
@@ -173,13 +178,19 @@ class Session(asyncio.Protocol):
             begin = loop.time()
             try:
                 _, protocol = await open_stream(loop, lambda: UpstreamSide(self), peer.address,
-                                                server.proxy_connect_timeout)
+                                                server.proxy_connect_timeout, bind)
             except UpstreamConnectError as exc:
                 self.peer = None
+                if exc.local:
+                    balancer.free(peer, failed=False, now=loop.time())
+                    self.fail(f"{exc.message} while connecting to upstream, {self.context(peer)}", status=500,
+                              with_context=False)
+                    return
                 disabled = balancer.free(peer, failed=True, now=loop.time())
-                service.log.error(f"{exc.message} while connecting to upstream, {self.context(peer)}")
+                hint = f"; {PLUMBING_HINT}" if exc.timed_out and bind is not None and bind.transparent else ""
+                service.log.error(f"{exc.message} while connecting to upstream, {self.context(peer)}{hint}")
                 if disabled:
-                    service.log.warn(f"upstream server temporarily disabled while connecting to upstream, "
+                    service.log.warning(f"upstream server temporarily disabled while connecting to upstream, "
                                      f"{self.context(peer)}")
                 limit = server.proxy_next_upstream_timeout
                 if (not server.proxy_next_upstream or tried.left <= 0
@@ -211,10 +222,10 @@ class Session(asyncio.Protocol):
         text += f", bytes from/to upstream:{v.upstream_bytes_received}/{v.upstream_bytes_sent}"
         return text
 
-    def fail(self, message: str | None) -> None:
+    def fail(self, message: str | None, status: int = 502, with_context: bool = True) -> None:
         if message:
-            self.service.log.error(f"{message}, {self.context(None)}")
-        self.vars.status = 502
+            self.service.log.error(f"{message}, {self.context(None)}" if with_context else message)
+        self.vars.status = status
         self.close()
 
     # --- lifetime ------------------------------------------------------------------------

@@ -16,10 +16,12 @@ import time
 
 from sheer.config.model import StreamServer
 from sheer.core.balancer import Peer
+from sheer.core.bind import PLUMBING_HINT, BindValueError, bind_to
 from sheer.core.udp import UdpSession, UdpSessionTable
 from sheer.core.variables import render_bytes
+from sheer.io.dsr import DsrSender
 from sheer.io.logs import AccessLogger
-from sheer.io.sockets import IP_PKTINFO, IPV6_PKTINFO, family_of
+from sheer.io.sockets import IP_PKTINFO, IPV6_PKTINFO, BindError, bound_socket, family_of
 from sheer.io.stream_vars import StreamVariables
 from sheer.runtime.context import WorkerContext
 
@@ -31,7 +33,7 @@ _CMSG_SPACE = socket.CMSG_SPACE(max(12, 20))
 class UdpFlow:
     """The driver's state for one session."""
 
-    __slots__ = ("sock", "fd", "peer", "client", "local", "vars")
+    __slots__ = ("client", "fd", "local", "peer", "sock", "vars")
 
     def __init__(self, sock: socket.socket, peer: Peer, client: tuple[str, int],
                  local: str | None, variables: StreamVariables) -> None:
@@ -65,11 +67,20 @@ class UdpStreamService:
         self._idle = asyncio.Event()
         self._idle.set()
         self._full_logged = 0.0
+        self.transparent = server.proxy_bind is not None and server.proxy_bind.transparent
+        self.dsr: DsrSender | None = None
+        if server.dsr:
+            assert self.balancer is not None
+            self.dsr = DsrSender(self.balancer, self.log, self.listen_name, self.access, ctx)
 
     # --- Service -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.loop.add_reader(self.sock.fileno(), self.on_client_readable)
+        if self.dsr is not None:
+            self.dsr.open()
+            self.loop.add_reader(self.sock.fileno(), self.dsr.on_readable, self.sock, self.loop)
+        else:
+            self.loop.add_reader(self.sock.fileno(), self.on_client_readable)
         self.accepting = True
 
     def stop_accepting(self) -> None:
@@ -86,6 +97,8 @@ class UdpStreamService:
         self.stop_accepting()
         for session in self.table:
             self.finish(session, status=200, failed=False)
+        if self.dsr is not None:
+            self.dsr.close()
 
     # --- client -> upstream --------------------------------------------------------------
 
@@ -148,8 +161,22 @@ class UdpStreamService:
                            f"server: {self.listen_name}")
             return None
         variables.upstream_addr.append(peer.name)
-        sock = socket.socket(family_of(peer.server.host), socket.SOCK_DGRAM)
-        sock.setblocking(False)
+        family = family_of(peer.server.host)
+        try:
+            bind = bind_to(server.proxy_bind, variables)
+            if bind is None:
+                sock = socket.socket(family, socket.SOCK_DGRAM)
+                sock.setblocking(False)
+            elif family_of(bind.host) != family:
+                raise BindError(f'local address "{bind}" and upstream "{peer.server.host}" are of different '
+                                "address families")
+            else:
+                sock = bound_socket(family, socket.SOCK_DGRAM, bind.host, bind.port, bind.transparent)
+        except (BindValueError, BindError) as exc:
+            balancer.free(peer, failed=False, now=now)
+            self.log.error(f"{exc} while connecting to upstream, udp client: {client[0]}, "
+                           f"server: {self.listen_name}, upstream: \"{peer.name}\"")
+            return None
         try:
             # A connected UDP socket: the kernel filters replies to this peer and reports its
             # ICMP port-unreachable as ECONNREFUSED, which is how a dead peer is noticed.
@@ -218,7 +245,7 @@ class UdpStreamService:
         flow.sock.close()
         assert self.balancer is not None
         if self.balancer.free(flow.peer, failed=failed, now=self.loop.time()):
-            self.log.warn(f"upstream server temporarily disabled while proxying connection, {self.context(flow)}")
+            self.log.warning(f"upstream server temporarily disabled while proxying connection, {self.context(flow)}")
         flow.vars.status = status
         if self.access:
             self.access.write(flow.vars)
@@ -240,8 +267,9 @@ class UdpStreamService:
         for expired in self.table.expire(now):
             flow: UdpFlow = expired.session.io
             if expired.failed:
+                hint = f"; {PLUMBING_HINT}" if self.transparent and not flow.vars.upstream_bytes_received else ""
                 self.log.error(f"upstream timed out (110: Connection timed out) while proxying connection, "
-                               f"{self.context(flow)}")
+                               f"{self.context(flow)}{hint}")
                 self.finish(expired.session, status=502, failed=True)
             else:
                 self.log.info(f"udp timed out, packets from/to client:{expired.session.requests}/"

@@ -8,16 +8,18 @@ import os
 import socket
 from collections.abc import Callable
 
-from sheer.io.sockets import family_of
+from sheer.core.bind import BindTo
+from sheer.io.sockets import BindError, bound_socket, family_of
 
 
 class UpstreamConnectError(Exception):
     """connect() to a peer failed or timed out; `timed_out` tells which, `message` is nginx's wording."""
 
-    def __init__(self, message: str, timed_out: bool) -> None:
+    def __init__(self, message: str, timed_out: bool, local: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.timed_out = timed_out
+        self.local = local      # our side failed (bind, IP_TRANSPARENT): not the peer's fault
 
 
 async def open_stream(
@@ -25,10 +27,21 @@ async def open_stream(
     factory: Callable[[], asyncio.Protocol],
     address: tuple[str, int],
     timeout: float,
+    bind: BindTo | None = None,
 ) -> tuple[asyncio.Transport, asyncio.Protocol]:
     """Connect a TCP socket to `address` within `timeout` and attach `factory()`'s protocol."""
-    sock = socket.socket(family_of(address[0]), socket.SOCK_STREAM)
-    sock.setblocking(False)
+    family = family_of(address[0])
+    if bind is None:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setblocking(False)
+    else:
+        if family_of(bind.host) != family:
+            raise UpstreamConnectError(f'local address "{bind}" and upstream "{address[0]}" are of different '
+                                       "address families", False, local=True)
+        try:
+            sock = bound_socket(family, socket.SOCK_STREAM, bind.host, bind.port, bind.transparent)
+        except BindError as exc:
+            raise UpstreamConnectError(str(exc), False, local=True) from None
     try:
         async with asyncio.timeout(timeout):
             await loop.sock_connect(sock, address)

@@ -8,6 +8,7 @@ import http.client
 import pytest
 from test_http_harness import Harness, ScriptedUpstream, free_port, harness_fixture, hello_upstreams  # noqa: F401
 
+from sheer.core.bind import BindTo
 from sheer.io.http.upstream import UpstreamPool, open_upstream
 
 pytestmark = pytest.mark.io
@@ -112,7 +113,7 @@ def test_pool_key_includes_the_source_address(harness: Harness) -> None:
         pool.put(conn)
         other_source = pool.take((peer, ("127.0.0.5", 0)))
         same = pool.take((peer, None))
-        sourced = await open_upstream(peer, 1.0, source=("127.0.0.5", 0))
+        sourced = await open_upstream(peer, 1.0, source=BindTo("127.0.0.5", 0, transparent=False))
         pool.put(sourced)
         plain_key = pool.take((peer, None))
         pool.close()

@@ -6,6 +6,7 @@ import asyncio
 import os
 
 from sheer.core.balancer import Peer, Tried
+from sheer.core.bind import PLUMBING_HINT, BindTo, BindValueError, bind_to
 from sheer.core.http.framing import response_framing
 from sheer.core.http.headers import request_head
 from sheer.core.http.nextupstream import (
@@ -21,7 +22,8 @@ from sheer.core.http.uri import upstream_uri
 from sheer.io.http.client import ClientConnection, Request
 from sheer.io.http.exchange import Exchange, UpstreamFailed
 from sheer.io.http.site import Plan
-from sheer.io.http.upstream import UpstreamConnection, open_upstream
+from sheer.io.http.upstream import UpstreamConnection, open_upstream, pool_key
+from sheer.io.sockets import BindError
 
 CLIENT_BODY_TIMEOUT = 60.0   # client_body_timeout, for the part of the body read before connecting
 
@@ -41,6 +43,7 @@ class ProxiedRequest:
         self.body_chunked = False
         self.tried = Tried(0)   # replaced in run()
         self.started = 0.0
+        self.bind: BindTo | None = None
 
     async def run(self) -> None:
         request, plan, location = self.request, self.plan, self.location
@@ -54,6 +57,12 @@ class ProxiedRequest:
             async with asyncio.timeout(CLIENT_BODY_TIMEOUT):
                 await body.ready(whole=whole)
         self.uri = upstream_uri(location, location.proxy_pass, request.raw_uri, self.vars.uri, self.vars.args)
+        try:
+            self.bind = bind_to(location.proxy_bind, self.vars)
+        except BindValueError as exc:
+            self._log("error", f"{exc} while connecting to upstream", None)
+            self.client.respond_error(request, 500, plan)
+            return
         head = self._head()
         balancer = plan.balancer
         tried = self.tried = balancer.start(location.proxy_next_upstream_tries)
@@ -69,6 +78,11 @@ class ProxiedRequest:
             failure: Failure | None = None
             try:
                 failure = await self._try(peer, head)
+            except BindError as exc:
+                # Our side failed (proxy_bind, IP_TRANSPARENT): not the peer's fault, no retry.
+                self._log("crit" if "bind(" in str(exc) else "alert", f"{exc} while connecting to upstream", peer)
+                self.client.respond_error(request, 500, plan)
+                return
             finally:
                 self.vars.upstream_times.append(f"{self.loop.time() - began:.3f}")
                 failed = failure is not None and peer_failed(failure)
@@ -103,7 +117,7 @@ class ProxiedRequest:
         """None when a response went to the client; the failure otherwise."""
         location, plan, request = self.location, self.plan, self.request
         assert location is not None
-        key = (peer.address, None)
+        key = pool_key(peer.address, self.bind)
         conn: UpstreamConnection | None = None
         while True:
             cached = False
@@ -112,10 +126,11 @@ class ProxiedRequest:
                 cached = conn is not None
             if conn is None:
                 try:
-                    conn = await open_upstream(peer.address, location.proxy_connect_timeout)
+                    conn = await open_upstream(peer.address, location.proxy_connect_timeout, self.bind)
                 except TimeoutError:
+                    hint = f"; {PLUMBING_HINT}" if self.bind is not None and self.bind.transparent else ""
                     self._log("error", "upstream timed out (110: Connection timed out) while connecting to upstream",
-                              peer)
+                              peer, hint)
                     return Failure.TIMEOUT
                 except OSError as exc:
                     self._log("error", f"connect() failed ({_errno(exc)}) while connecting to "
@@ -177,7 +192,7 @@ class ProxiedRequest:
         assert self.location is not None
         return self.request.method not in NON_IDEMPOTENT or "non_idempotent" in self.location.proxy_next_upstream
 
-    def _log(self, level: str, message: str, peer: Peer | None) -> None:
+    def _log(self, level: str, message: str, peer: Peer | None, hint: str = "") -> None:
         log = self.plan.error_log
         if not log.enabled(level):
             return
@@ -188,7 +203,7 @@ class ProxiedRequest:
         host = v.header("host")
         if host:
             line += f', host: "{host}"'
-        log.log(level, line)
+        log.log(level, line + hint)
 
 
 def _errno(exc: OSError) -> str:

@@ -7,6 +7,8 @@ import socket
 from typing import Protocol, cast
 
 from sheer.config.model import Upstream
+from sheer.core.bind import BindTo
+from sheer.io.sockets import bound_socket
 
 Address = tuple[str, int]
 # A pooled connection is identified by where it goes and where it comes from: with IP Transparency
@@ -83,20 +85,29 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.abort()
 
 
-async def open_upstream(peer_addr: Address, timeout: float, source: Address | None = None) -> UpstreamConnection:
-    """Connect to a peer within `timeout` seconds. The only place upstream sockets are made, so
-    `proxy_bind` (and IP_TRANSPARENT) belongs here. Raises OSError or TimeoutError."""
+def pool_key(peer_addr: Address, source: BindTo | None) -> PoolKey:
+    """A pooled connection is only reused for the same local address: with IP Transparency that
+    address is the client's, and one client's request must never travel on a connection that
+    shows another client's address."""
+    return (peer_addr, None if source is None else (source.host, source.port))
+
+
+async def open_upstream(peer_addr: Address, timeout: float, source: BindTo | None = None) -> UpstreamConnection:
+    """Connect to a peer within `timeout` seconds. The only place upstream sockets are made.
+    Raises OSError, TimeoutError, or sheer.io.sockets.BindError (our side failed: proxy_bind)."""
     loop = asyncio.get_running_loop()
     family = socket.AF_INET6 if ":" in peer_addr[0] else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    if source is None:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    else:
+        sock = bound_socket(family, socket.SOCK_STREAM, source.host, source.port, source.transparent)
     try:
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if source is not None:
-            sock.bind(source)
         async with asyncio.timeout(timeout):
             await loop.sock_connect(sock, peer_addr)
-        _, protocol = await loop.create_connection(lambda: UpstreamConnection((peer_addr, source)), sock=sock)
+        key = pool_key(peer_addr, source)
+        _, protocol = await loop.create_connection(lambda: UpstreamConnection(key), sock=sock)
     except BaseException:
         sock.close()
         raise

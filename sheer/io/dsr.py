@@ -1,0 +1,105 @@
+"""Direct Server Return for UDP: each client datagram leaves toward the balanced upstream as if
+sent by the client's own ip:port, and sheer keeps nothing for it.
+
+The sender is one raw IPv4 socket (IP_HDRINCL): about two syscalls per datagram, and no UDP
+socket bound to the client's address ever exists. That matters for router NAT: an open,
+connected socket bound to the client's ip:port would be found by UDP early demux when the
+upstream's reply is forwarded back through the proxy, and ip_forward() would then drop the
+reply (nginx's connected sockets hit exactly this). A raw socket cannot be found that way, and
+a `socket transparent` mark rule cannot match the reply either, so it is forwarded as it should.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+import time
+
+from sheer.core.balancer import RoundRobin
+from sheer.core.udpwire import MAX_UDP_PAYLOAD, udp_datagram
+from sheer.io.logs import AccessLogger, ErrorLogger
+from sheer.io.stream_vars import StreamVariables
+from sheer.runtime.context import WorkerContext
+
+BATCH = 64
+
+
+class DsrSender:
+    def __init__(self, balancer: RoundRobin, log: ErrorLogger, listen_name: str, access: AccessLogger,
+                 ctx: WorkerContext) -> None:
+        self.balancer = balancer
+        self.log = log
+        self.listen_name = listen_name
+        self.access = access
+        self.ctx = ctx
+        self.raw: socket.socket | None = None
+        self.peers = {peer.index: (socket.inet_aton(peer.server.host), peer.server.port, (peer.server.host, 0))
+                      for peer in balancer.peers}
+        self._logged: dict[str, float] = {}
+
+    def open(self) -> None:
+        try:
+            # IPPROTO_RAW implies IP_HDRINCL: we write the IP header, so the source can be the client's.
+            self.raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        except PermissionError as exc:
+            self.log.log("alert", f"socket(SOCK_RAW) failed ({exc.errno}: {exc.strerror}) for direct server "
+                                  f"return on {self.listen_name}; it needs CAP_NET_RAW: run sheer as root or "
+                                  "grant the capability")
+            return
+        self.raw.setblocking(False)
+
+    def close(self) -> None:
+        if self.raw is not None:
+            self.raw.close()
+            self.raw = None
+
+    def on_readable(self, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
+        raw = self.raw
+        balancer = self.balancer
+        peers = self.peers
+        now = loop.time()
+        for _ in range(BATCH):
+            try:
+                data, client = sock.recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue
+            tried = balancer.start(1)
+            peer = balancer.get(tried, now)
+            if peer is None:
+                self.once("no live upstreams", f"no live upstreams while connecting to upstream, "
+                                               f"udp client: {client[0]}, server: {self.listen_name}")
+                continue
+            balancer.free(peer, failed=False, now=now)
+            if raw is None:
+                continue
+            address, port, target = peers[peer.index]
+            if len(data) > MAX_UDP_PAYLOAD:
+                continue
+            try:
+                raw.sendto(udp_datagram(socket.inet_aton(client[0]), client[1], address, port, data), target)
+            except BlockingIOError:
+                continue  # the send buffer is full: dropped, as a congested link would
+            except OSError as exc:
+                if exc.errno == errno.EMSGSIZE:
+                    self.once("EMSGSIZE", f"a {len(data)}-byte datagram from {client[0]} exceeds the MTU toward "
+                                          f"{peer.name}; direct server return sends datagrams unfragmented, "
+                                          "so it was dropped")
+                else:
+                    self.once(str(exc.errno), f"sendto() failed ({exc.errno}: {exc.strerror}) while proxying "
+                                              f"udp client: {client[0]}, upstream: \"{peer.name}\"")
+                continue
+            if self.access:
+                variables = StreamVariables(self.ctx, "UDP", client, sock.getsockname(), time.time())
+                variables.upstream_addr.append(peer.name)
+                variables.bytes_received = variables.upstream_bytes_sent = len(data)
+                self.access.write(variables)
+
+    def once(self, key: str, message: str) -> None:
+        """Log a per-datagram problem at most once a second."""
+        now = time.monotonic()
+        if now - self._logged.get(key, 0.0) >= 1.0:
+            self._logged[key] = now
+            self.log.error(message)
