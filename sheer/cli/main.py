@@ -93,11 +93,13 @@ def read_config(args: argparse.Namespace) -> Config:
 
 
 def test_config(config: Config, args: argparse.Namespace) -> int:
-    from sheer.runtime.checks import check
+    from sheer.runtime.checks import check, warnings
 
     problems = check(config)
     for problem in problems:
         say(f"[emerg] {problem}")
+    for warning in warnings(config):
+        say(f"[warn] {warning}")
     if problems:
         say(f"configuration file {config.file} test failed")
         return 1
@@ -132,7 +134,7 @@ def send_signal(config: Config, name: str) -> int:
 
 
 def run(config: Config, args: argparse.Namespace) -> int:
-    from sheer.runtime.checks import check
+    from sheer.runtime.checks import check, warnings
     from sheer.runtime.daemon import daemonize
     from sheer.runtime.master import Master, StartupError
 
@@ -141,6 +143,8 @@ def run(config: Config, args: argparse.Namespace) -> int:
         say(f"[emerg] {problem}")
     if problems:
         return 1
+    for warning in warnings(config):
+        say(f"[warn] {warning}")
     conf, prefix, directives = args.conf, args.prefix, args.directives
 
     def reload_config() -> Config:

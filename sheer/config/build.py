@@ -150,6 +150,9 @@ class StreamBuilder:
             raise ConfigError(f'invalid value "{" ".join(next_upstream)}" in "proxy_next_upstream" '
                               'directive, it must be "on" or "off"', block.sources.get("proxy_next_upstream"))
         error_log = _inherited(chain, "error_log", None)
+        bind = _proxy_bind(chain, STREAM_VARIABLES, ())
+        _check_dsr(listens, bind, _inherited(chain, "proxy_responses", None),
+                   upstream, block.sources.get("proxy_bind") or block.source)
         return StreamServer(
             listens=listens,
             upstream=upstream,
@@ -163,7 +166,7 @@ class StreamBuilder:
             proxy_next_upstream_timeout=_inherited(chain, "proxy_next_upstream_timeout", 0.0),
             access_logs=self.top.access_logs(chain, formats, None),
             error_log=self.top.error_log(error_log) if error_log else None,
-            proxy_bind=_proxy_bind(chain, STREAM_VARIABLES, ()),
+            proxy_bind=bind,
             source=block.source,
         )
 
@@ -288,6 +291,25 @@ def _proxy_bind(chain: list[Block], variables: frozenset[str], prefixes: tuple[s
                 parse_host_port(args[0], source)
             return ProxyBind(template, len(args) == 2, source)
     return None
+
+
+def _check_dsr(listens: tuple[Listen, ...], bind: ProxyBind | None, responses: int | None,
+               upstream: Upstream | None, source: Source) -> None:
+    """Direct server return: `proxy_responses 0` with the client's address bound transparently."""
+    if responses != 0 or bind is None or not bind.transparent or not bind.client_address:
+        return
+    tcp = [listen for listen in listens if not listen.udp]
+    if bind.client_port and tcp:
+        raise ConfigError(f'direct server return (proxy_bind with $remote_port, proxy_responses 0) works for UDP only, '
+                          f'but "listen {tcp[0]}" is TCP: a TCP upstream cannot answer the client directly; '
+                          "use a separate server for TCP, without $remote_port", source)
+    if not bind.client_port:
+        raise ConfigError('proxy_responses 0 with proxy_bind $remote_addr: the upstream would answer the client '
+                          "at a port the client never used; for direct server return write "
+                          "`proxy_bind $remote_addr:$remote_port transparent;`", source)
+    if any(listen.family == 6 for listen in listens) or (
+            upstream is not None and any(server.family == 6 for server in upstream.servers)):
+        raise ConfigError("direct server return over IPv6 is not supported yet", source)
 
 
 def _single_child(block: Block, context: str) -> Block | None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 
 from sheer.config.model import Config
-from sheer.runtime.privileges import PrivilegeError, resolve_user
+from sheer.io.sockets import can_be_transparent
+from sheer.runtime.privileges import PrivilegeError, needs_transparency, resolve_user
 
 
 def _log_paths(config: Config) -> list[str]:
@@ -40,3 +41,18 @@ def check(config: Config) -> list[str]:
     return problems
 
 
+
+
+def warnings(config: Config) -> list[str]:
+    """Things that let sheer start but will hurt: said by `-t` and at start-up."""
+    found: list[str] = []
+    if needs_transparency(config):
+        why = can_be_transparent()
+        if why is not None:
+            found.append(f"transparent upstream connections will fail: {why}")
+    for server in (config.stream.servers if config.stream else ()):
+        if server.dsr:
+            where = f"{server.source}: " if server.source else ""
+            found.append(f"{where}direct server return: sheer never sees the replies, so passive checks "
+                         "(max_fails) cannot notice a dead upstream; active health checks are not built yet")
+    return found

@@ -1,7 +1,8 @@
-"""Dropping root in workers (`user`)."""
+"""Dropping root in workers (`user`), keeping only the capability IP_TRANSPARENT needs."""
 
 from __future__ import annotations
 
+import ctypes
 import grp
 import os
 import pwd
@@ -9,9 +10,35 @@ import pwd
 from sheer.config.model import Config
 from sheer.io.logs import ErrorLogger
 
+CAP_NET_ADMIN = 12
+CAP_NET_RAW = 13
+PR_SET_KEEPCAPS = 8
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
 
 class PrivilegeError(Exception):
     pass
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+def needs_transparency(config: Config) -> bool:
+    """Any `proxy_bind ... transparent` (or DSR, whose raw sender needs CAP_NET_RAW too)."""
+    for server in (config.stream.servers if config.stream else ()):
+        if server.proxy_bind is not None and server.proxy_bind.transparent:
+            return True
+    for http_server in (config.http.servers if config.http else ()):
+        for location in http_server.locations:
+            if location.proxy_bind is not None and location.proxy_bind.transparent:
+                return True
+    return False
 
 
 def resolve_user(config: Config) -> tuple[int, int] | None:
@@ -42,6 +69,30 @@ def drop_privileges(config: Config, log: ErrorLogger) -> None:
     uid, gid = ids
     if uid == 0:
         return
+    keep = needs_transparency(config)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if keep and libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0:
+        log.log("alert", f"prctl(PR_SET_KEEPCAPS) failed ({ctypes.get_errno()}): transparent upstream "
+                         "connections will fail")
+        keep = False
     os.setgroups([])
     os.setgid(gid)
     os.setuid(uid)
+    if keep:
+        # As nginx does (1.13.8+): after setuid() only CAP_NET_RAW stays, effective and permitted;
+        # it is what IP_TRANSPARENT and the DSR raw socket need, and nothing else.
+        header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+        data = (_CapData * 2)()
+        data[0].effective = data[0].permitted = 1 << CAP_NET_RAW
+        if libc.capset(ctypes.byref(header), data) != 0:
+            log.log("alert", f"capset(CAP_NET_RAW) failed ({ctypes.get_errno()}): transparent upstream "
+                             "connections will fail")
+
+
+def effective_capabilities(pid: int | str = "self") -> int:
+    """CapEff of a process, from /proc (for checks and tests)."""
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith("CapEff:"):
+                return int(line.split()[1], 16)
+    return 0
