@@ -1,0 +1,93 @@
+"""What the kernel already has, as plain data: gathered by `sheer.net.inspect`, recorded in tests."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, ip_address
+
+MAIN_TABLE = 254
+RESERVED_TABLES = frozenset({0, 253, 254, 255})
+
+
+@dataclass(frozen=True, slots=True)
+class IfAddr:
+    dev: str
+    address: str                   # "192.168.99.10/24"
+
+    @property
+    def interface(self) -> IPv4Interface:
+        return IPv4Interface(self.address)
+
+
+@dataclass(frozen=True, slots=True)
+class RouteFact:
+    dst: str                       # "0.0.0.0/0", "172.16.0.0/24"
+    dev: str | None = None
+    via: str | None = None
+    table: int = MAIN_TABLE
+    kind: str = "unicast"
+
+
+@dataclass(frozen=True, slots=True)
+class RuleFact:
+    priority: int
+    table: int
+    fwmark: int | None = None
+    src: str | None = None
+    ipproto: str | None = None
+    sport: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KernelFacts:
+    addresses: tuple[IfAddr, ...] = ()
+    routes: tuple[RouteFact, ...] = ()     # every table
+    rules: tuple[RuleFact, ...] = ()
+    act_nat: bool = False
+    sysctls: Mapping[str, str] = field(default_factory=dict)
+    nft_tables: tuple[str, ...] = ()       # "ip sheer", "inet filter", ...
+
+    def excluding(self, rules: tuple[RuleFact, ...], routes: tuple[RouteFact, ...]) -> KernelFacts:
+        """The facts without what sheer itself created, so a re-plan picks the same mark and table."""
+        return replace(self, rules=tuple(r for r in self.rules if r not in rules),
+                       routes=tuple(r for r in self.routes if r not in routes))
+
+    @property
+    def fwmarks(self) -> frozenset[int]:
+        return frozenset(r.fwmark for r in self.rules if r.fwmark is not None)
+
+    @property
+    def tables(self) -> frozenset[int]:
+        return frozenset({r.table for r in self.rules} | {r.table for r in self.routes}) | RESERVED_TABLES
+
+    @property
+    def priorities(self) -> frozenset[int]:
+        return frozenset(r.priority for r in self.rules)
+
+    def is_local(self, addr: str) -> bool:
+        return any(str(a.interface.ip) == addr for a in self.addresses)
+
+    def dev_of(self, addr: str) -> str | None:
+        """The interface holding `addr`."""
+        return next((a.dev for a in self.addresses if str(a.interface.ip) == addr), None)
+
+    def networks_of(self, dev: str) -> tuple[IPv4Network, ...]:
+        return tuple(a.interface.network for a in self.addresses if a.dev == dev)
+
+    def route_to(self, addr: str) -> RouteFact | None:
+        """Longest-prefix match in the main table (what the kernel would pick, rules aside)."""
+        target = ip_address(addr)
+        best: RouteFact | None = None
+        best_len = -1
+        for route in self.routes:
+            if route.table != MAIN_TABLE or route.kind != "unicast":
+                continue
+            net = IPv4Network(route.dst, strict=False)
+            if isinstance(target, IPv4Address) and target in net and net.prefixlen > best_len:
+                best, best_len = route, net.prefixlen
+        return best
+
+    def default_gateway(self) -> str | None:
+        route = next((r for r in self.routes if r.table == MAIN_TABLE and r.dst == "0.0.0.0/0" and r.via), None)
+        return route.via if route else None

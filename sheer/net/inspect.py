@@ -1,0 +1,98 @@
+"""Read the current network namespace into KernelFacts (pyroute2, `nft -j`, /proc/sys)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from socket import AF_INET
+from typing import Any
+
+from pyroute2 import IPRoute
+
+from sheer.net.facts import IfAddr, KernelFacts, RouteFact, RuleFact
+
+RTN_UNICAST, RTN_LOCAL = 1, 2
+FR_ACT_TO_TBL = 1
+
+
+def gather() -> KernelFacts:
+    with IPRoute() as ipr:
+        names = {link["index"]: link.get("ifname") for link in ipr.get_links()}
+        addresses = tuple(IfAddr(names.get(a["index"], str(a["index"])), f"{a.get('address')}/{a['prefixlen']}")
+                          for a in ipr.get_addr(family=AF_INET))
+        routes = tuple(route_fact(r, names) for r in ipr.get_routes(family=AF_INET)
+                       if r["type"] in (RTN_UNICAST, RTN_LOCAL))
+        rules = tuple(rule_fact(r) for r in ipr.get_rules(family=AF_INET))
+    devs = sorted({a.dev for a in addresses})
+    keys = ["net.ipv4.ip_forward", "net.ipv4.udp_early_demux", "net.ipv4.conf.all.rp_filter",
+            *(f"net.ipv4.conf.{d}.rp_filter" for d in devs)]
+    sysctls = {k: v for k in keys if (v := read_sysctl(k)) is not None}
+    return KernelFacts(addresses, routes, rules, act_nat(), sysctls, nft_tables())
+
+
+def route_fact(r: Any, names: dict[int, str]) -> RouteFact:
+    dst = f"{r.get('dst') or '0.0.0.0'}/{r['dst_len']}"
+    oif = r.get("oif")
+    return RouteFact(dst, names.get(oif) if oif else None, r.get("gateway"), r.get("table") or r["table"],
+                     "local" if r["type"] == RTN_LOCAL else "unicast")
+
+
+def rule_fact(r: Any) -> RuleFact:
+    proto = {6: "tcp", 17: "udp"}.get(r.get("ip_proto") or 0)
+    sport = r.get("sport_range")
+    src = r.get("src")
+    return RuleFact(r.get("priority") or 0, r.get("table") or r["table"], r.get("fwmark"),
+                    f"{src}" if src and r["src_len"] == 32 else (f"{src}/{r['src_len']}" if src else None),
+                    proto, int(str(sport).split(":")[0]) if sport else None)
+
+
+def sysctl_path(key: str) -> str:
+    from sheer.net.items import Sysctl
+    return Sysctl(key, "").path
+
+
+def read_sysctl(key: str) -> str | None:
+    try:
+        with open(sysctl_path(key)) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def act_nat() -> bool:
+    """Whether tc's act_nat exists, without loading anything: loaded, built in, or installable."""
+    if os.path.exists("/sys/module/act_nat"):
+        return True
+    base = f"/lib/modules/{platform.release()}"
+    for name in ("modules.builtin", "modules.dep"):
+        try:
+            with open(os.path.join(base, name)) as f:
+                if "act_nat.ko" in f.read():
+                    return True
+        except OSError:
+            continue
+    return False
+
+
+def nft_tables() -> tuple[str, ...]:
+    try:
+        res = subprocess.run(["nft", "-j", "list", "tables"], capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        return ()
+    if res.returncode != 0:
+        return ()
+    found = json.loads(res.stdout).get("nftables", [])
+    return tuple(f"{t['table']['family']} {t['table']['name']}" for t in found if "table" in t)
+
+
+def netns_id() -> int:
+    return os.stat("/proc/self/ns/net").st_ino
+
+
+def in_root_netns() -> bool:
+    try:
+        return os.stat("/proc/1/ns/net").st_ino == netns_id()
+    except PermissionError:
+        return False

@@ -1,0 +1,213 @@
+"""Derive the kernel plumbing a configuration needs: pure, no I/O (facts come in as data).
+
+Proxy role, Method 1 (IP Transparency): replies from the upstreams to a client address must be
+delivered to the local transparent socket bound to that address. Mark them, send the mark to a
+table where every address is local (`ip rule fwmark M lookup T`, `ip route add local 0.0.0.0/0
+dev lo table T`). Marking uses nft `socket transparent 1`: it marks exactly the packets that
+belong to a local transparent socket, so it needs no port list, covers TCP and UDP (proxy_responses
+>= 1) alike and never captures traffic of anything else on the box; it is scoped to the
+upstreams' addresses as well. `--match ports` gives the article's per-protocol port rules instead.
+
+DSR (UDP, proxy_responses 0, proxy_bind $remote_addr:$remote_port transparent): router NAT
+forwards the replies and rewrites their source statelessly on the client-facing interface; origin
+NAT has each upstream rewrite its own replies on output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network, ip_address
+from typing import Any, Literal
+
+from sheer.config.model import Config, Listen, UpstreamServer
+from sheer.net.facts import KernelFacts
+from sheer.net.items import Item, NftChain, NftRule, NftTable, Route, Rule, Sysctl, TcClsact, TcNat, to_json
+
+Role = Literal["proxy", "upstream"]
+Dsr = Literal["router", "origin"]
+Match = Literal["socket", "ports"]
+Nat = Literal["auto", "tc", "nft"]
+Proto = Literal["tcp", "udp"]
+
+NFT_TABLE = "sheer"
+DEFAULT_MARK = 1
+DEFAULT_TABLE = 100
+TOP_PRIORITY = 32765              # just before `main` (32766)
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    role: Role = "proxy"
+    host: str | None = None        # upstream role: which upstream this is
+    dsr: Dsr | None = None         # None: router on the proxy, when the config has DSR servers
+    mark: int | None = None
+    table: int | None = None
+    match: Match = "socket"
+    nat: Nat = "auto"
+    masquerade: bool = False       # router NAT: let the upstreams reach outside hosts
+    public_if: str | None = None   # proxy: the interface facing the clients
+    vip: str | None = None         # the public address replies must come from
+    gateway: str | None = None     # upstream role: the proxy's internal address
+    via: str | None = None         # upstream role, origin NAT: the return router
+    internal: str | None = None    # upstream role, origin NAT: replies to it are not rewritten
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """One listener whose upstream connections carry the client's address."""
+
+    proto: Proto
+    listen: Listen
+    upstreams: tuple[UpstreamServer, ...]
+    dsr: bool
+    where: str                     # file:line of proxy_bind, for messages
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    options: Options
+    items: tuple[Item, ...] = ()
+    notes: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()
+    mark: int | None = None
+    table: int | None = None
+
+    def commands(self) -> list[str]:
+        return [line for item in self.items for line in item.commands()]
+
+    def nft(self) -> str:
+        return "".join(item.nft() for item in self.items if isinstance(item, NftTable))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "role": self.options.role, "host": self.options.host, "dsr": self.options.dsr,
+            "mark": self.mark, "table": self.table,
+            "items": [to_json(item) | {"commands": item.commands()} for item in self.items],
+            "commands": self.commands(), "nft": self.nft(),
+            "notes": list(self.notes), "problems": list(self.problems),
+        }
+
+
+def services(config: Config) -> list[Service]:
+    found: list[Service] = []
+    for server in config.stream.servers if config.stream else ():
+        bind = server.proxy_bind
+        if not (bind and bind.transparent and bind.client_address and server.upstream):
+            continue
+        for listen in server.listens:
+            found.append(Service("udp" if listen.udp else "tcp", listen, server.upstream.servers,
+                                 server.dsr and listen.udp, str(bind.source or "")))
+    for http_server in config.http.servers if config.http else ():
+        for location in http_server.locations:
+            bind = location.proxy_bind
+            if not (bind and bind.transparent and bind.client_address and location.proxy_pass):
+                continue
+            for listen in http_server.listens:
+                found.append(Service("tcp", listen, location.proxy_pass.upstream.servers, False,
+                                     str(bind.source or "")))
+    return found
+
+
+def _ipv4(host: str) -> bool:
+    try:
+        return isinstance(ip_address(host), IPv4Address)
+    except ValueError:
+        return False
+
+
+def _free(start: int, used: frozenset[int], step: int = 1) -> int:
+    value = start
+    while value in used:
+        value += step
+    return value
+
+
+def _set(values: list[str]) -> str:
+    unique = list(dict.fromkeys(values))
+    return unique[0] if len(unique) == 1 else "{ " + ", ".join(unique) + " }"
+
+
+@dataclass
+class _Builder:
+    options: Options
+    kernel: KernelFacts
+    items: list[Item] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    used_tables: set[int] = field(default_factory=set)
+    priority: int = 0
+
+    def __post_init__(self) -> None:
+        self.used_tables = set(self.kernel.tables)
+        self.priority = self.choose_priority()
+
+    def choose_priority(self) -> int:
+        value = TOP_PRIORITY
+        while value in self.kernel.priorities:
+            value -= 1
+        return value
+
+    def choose_table(self) -> int:
+        if self.options.table is not None and self.options.table not in self.used_tables:
+            table = self.options.table
+        else:
+            table = _free(DEFAULT_TABLE, frozenset(self.used_tables))
+        self.used_tables.add(table)
+        return table
+
+    def choose_mark(self) -> int:
+        if self.options.mark is not None:
+            return self.options.mark
+        return _free(DEFAULT_MARK, self.kernel.fwmarks)
+
+    def plan(self, mark: int | None = None, table: int | None = None) -> Plan:
+        return Plan(self.options, tuple(self.items), tuple(dict.fromkeys(self.notes)),
+                    tuple(dict.fromkeys(self.problems)), mark, table)
+
+
+def plan(config: Config, options: Options = Options(), kernel: KernelFacts = KernelFacts()) -> Plan:
+    from sheer.net.upstream import plan_upstream
+
+    found = services(config)
+    b = _Builder(options, kernel)
+    if options.mark is not None and options.mark in kernel.fwmarks:
+        b.problems.append(f"fwmark {options.mark} is already used by an existing `ip rule`: pick another --mark")
+    if options.table is not None and options.table in kernel.tables:
+        b.problems.append(f"table {options.table} is already in use (rules or routes): pick another --table")
+    if not found:
+        b.notes.append("nothing to do: no `proxy_bind $remote_addr... transparent` with upstreams in the config")
+        return b.plan()
+    if options.role == "upstream":
+        return plan_upstream(b, found)
+    from sheer.net.proxy import plan_proxy
+    return plan_proxy(b, found)
+
+
+def upstream_problems(kernel: KernelFacts, server: UpstreamServer, public_if: str | None, what: str) -> list[str]:
+    """The article's "No Overlapping IP Ranges": the upstream's replies must route back through us."""
+    host = server.host
+    if not _ipv4(host):
+        if ":" in host:
+            return [f"{what}: upstream {server.name} is IPv6: sheer net plans IPv4 only"]
+        return []
+    addr = IPv4Address(host)
+    if addr.is_loopback or kernel.is_local(host):
+        return [f"{what}: upstream {server.name} is on this host (loopback or a local address): a "
+                "transparent connection from the client's address cannot be answered through loopback; "
+                "run the upstream on another host or drop `transparent`"]
+    if public_if:
+        for net in kernel.networks_of(public_if):
+            if addr in net:
+                return [f"{what}: upstream {server.name} is on the clients' subnet {net} ({public_if}): "
+                        "it would answer clients directly instead of through the proxy (the article's "
+                        "\"No Overlapping IP Ranges\"); put upstreams on a separate network"]
+    return []
+
+
+def in_network(host: str, net: IPv4Network) -> bool:
+    return _ipv4(host) and IPv4Address(host) in net
+
+
+__all__ = ["NFT_TABLE", "Dsr", "Match", "Nat", "NftChain", "NftRule", "NftTable", "Options", "Plan",
+           "Role", "Route", "Rule", "Service", "Sysctl", "TcClsact", "TcNat", "in_network", "plan",
+           "services", "upstream_problems"]
