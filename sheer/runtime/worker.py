@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import encodings.idna  # noqa: F401  (address lookups encode host names with it; see the imports below)
 import os
 import signal
 import socket
@@ -13,8 +14,13 @@ from collections.abc import Callable
 import uvloop
 
 from sheer.config.model import Config, HttpServer, Listen
+# Imported here, not lazily: a worker that dropped to `user` may no longer be able to read the
+# interpreter's files (a virtualenv under /root, say), so everything must be loaded before.
+from sheer.io.http import HttpService
 from sheer.io.logs import ErrorLogger, reopen_logs
 from sheer.io.service import Service
+from sheer.io.stream_tcp import TcpStreamService
+from sheer.io.stream_udp import UdpStreamService
 from sheer.runtime.context import WorkerContext
 from sheer.runtime.privileges import drop_privileges
 
@@ -30,9 +36,6 @@ def listen_key(listen: Listen) -> ListenKey:
 def build_services(config: Config, sockets: dict[ListenKey, socket.socket],
                    ctx: WorkerContext) -> list[Service]:
     """One service per listening socket: the stream server or the http virtual hosts behind it."""
-    from sheer.io.stream_tcp import TcpStreamService
-    from sheer.io.stream_udp import UdpStreamService
-
     services: list[Service] = []
     for server in (config.stream.servers if config.stream else ()):
         for listen in server.listens:
@@ -42,8 +45,6 @@ def build_services(config: Config, sockets: dict[ListenKey, socket.socket],
             else:
                 services.append(TcpStreamService(sock, server, ctx))
     if config.http:
-        from sheer.io.http import HttpService
-
         by_socket: dict[ListenKey, list[HttpServer]] = {}
         for http_server in config.http.servers:
             for listen in http_server.listens:
