@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2 import IPRoute  # type: ignore[import-untyped]
+from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
 
 from sheer.net import inspect
 from sheer.net.facts import RouteFact, RuleFact
-from sheer.net.items import Item, NftTable, Route, Rule, Sysctl, TcClsact, TcNat, from_json, to_json
+from sheer.net.items import Item, NftTable, Route, Rule, Sysctl, TcClsact, from_json, to_json
 from sheer.net.plan import Plan
 
 STATE_DIR = Path("/run/sheer/net")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import replace
 from typing import Any
 
 from sheer.config import ConfigError, load
@@ -139,5 +138,3 @@ def render(the_plan: Plan) -> str:
         out += ["", "# the nft table sheer loads (one transaction; `sheer net revert` deletes it):", nft.rstrip()]
     return "\n".join(out)
 
-
-_ = replace

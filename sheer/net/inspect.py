@@ -9,7 +9,7 @@ import subprocess
 from socket import AF_INET
 from typing import Any
 
-from pyroute2 import IPRoute
+from pyroute2 import IPRoute  # type: ignore[import-untyped]
 
 from sheer.net.facts import IfAddr, KernelFacts, RouteFact, RuleFact
 

@@ -123,9 +123,9 @@ class TcNat:
     prio: int
 
     def commands(self) -> list[str]:
-        return [f"tc filter add dev {self.dev} egress protocol ip prio {self.prio} u32 "
-                f"match ip src {self.src}/32 match ip sport {self.sport} 0xffff "
-                f"action nat egress {self.src}/32 {self.vip}"]
+        return [(f"tc filter add dev {self.dev} egress protocol ip prio {self.prio} u32 "
+                 f"match ip src {self.src}/32 match ip sport {self.sport} 0xffff "
+                 f"action nat egress {self.src}/32 {self.vip}")]
 
 
 Item: TypeAlias = Sysctl | Rule | Route | NftTable | TcClsact | TcNat

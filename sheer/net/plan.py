@@ -165,7 +165,10 @@ class _Builder:
                     tuple(dict.fromkeys(self.problems)), mark, table)
 
 
-def plan(config: Config, options: Options = Options(), kernel: KernelFacts = KernelFacts()) -> Plan:
+NO_FACTS = KernelFacts()
+
+
+def plan(config: Config, options: Options = Options(), kernel: KernelFacts = NO_FACTS) -> Plan:
     from sheer.net.upstream import plan_upstream
 
     found = services(config)
@@ -192,15 +195,15 @@ def upstream_problems(kernel: KernelFacts, server: UpstreamServer, public_if: st
         return []
     addr = IPv4Address(host)
     if addr.is_loopback or kernel.is_local(host):
-        return [f"{what}: upstream {server.name} is on this host (loopback or a local address): a "
-                "transparent connection from the client's address cannot be answered through loopback; "
-                "run the upstream on another host or drop `transparent`"]
+        return [(f"{what}: upstream {server.name} is on this host (loopback or a local address): a "
+                 "transparent connection from the client's address cannot be answered through loopback; "
+                 "run the upstream on another host or drop `transparent`")]
     if public_if:
         for net in kernel.networks_of(public_if):
             if addr in net:
-                return [f"{what}: upstream {server.name} is on the clients' subnet {net} ({public_if}): "
-                        "it would answer clients directly instead of through the proxy (the article's "
-                        "\"No Overlapping IP Ranges\"); put upstreams on a separate network"]
+                return [(f"{what}: upstream {server.name} is on the clients' subnet {net} ({public_if}): "
+                         "it would answer clients directly instead of through the proxy (the article's "
+                         "\"No Overlapping IP Ranges\"); put upstreams on a separate network")]
     return []
 
 

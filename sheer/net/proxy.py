@@ -173,7 +173,7 @@ def _router_nat(b: _Builder, dsr: list[Service], public_if: str | None) -> tuple
         for (port, vip, public), addrs in groups.items():
             sport = f" udp sport set {public}" if public != port else ""
             article = "\n".join(
-                f"# no iptables equivalent (stateless); the article's, with act_nat: "
+                "# no iptables equivalent (stateless); the article's, with act_nat: "
                 + TcNat(public_if, a, port, vip, 0).commands()[0].replace(" prio 0", "") for a in addrs)
             rules.append(NftRule(f'oifname "{public_if}" ip saddr {_set(addrs)} udp sport {port} '
                                  f"ip saddr set {vip}{sport}", article))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ipaddress import IPv4Network
 
 from sheer.net.items import Item, NftChain, NftRule, NftTable, Route, Rule, Sysctl
-from sheer.net.plan import NFT_TABLE, Plan, Proto, Service, _Builder, _set
+from sheer.net.plan import NFT_TABLE, Plan, Proto, Service, _Builder
 
 
 def plan_upstream(b: _Builder, found: list[Service]) -> Plan:
@@ -103,5 +103,3 @@ def _rp_filter(b: _Builder, dev: str | None) -> list[Item]:
         b.notes.append("rp_filter strict -> loose (2) for the return path")
     return out
 
-
-_ = _set
