@@ -1,0 +1,138 @@
+"""TCP through a real sheer master: echo with half-close, next upstream on connect refused, `return`."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sheer_process import Sheer, TcpEcho, free_port, wait_for
+
+pytestmark = pytest.mark.io
+
+LOGGING_WARN_BUG = (
+    "sheer/io/stream_tcp.py (connect) and sheer/io/stream_udp.py (finish) call ErrorLogger.warning(), "
+    "which does not exist (the method is warn()): when a failure disables a peer, AttributeError "
+    "kills the connect task / the datagram callback")
+
+
+def connect(port: int, host: str = "127.0.0.1", timeout: float = 5.0) -> socket.socket:
+    return socket.create_connection((host, port), timeout=timeout)
+
+
+def read_all(sock: socket.socket) -> bytes:
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def echo_through(port: int, payload: bytes, timeout: float = 5.0) -> bytes:
+    """Send `payload`, shut down the write side, read until the proxy closes."""
+    with connect(port, timeout=timeout) as sock:
+        received: list[bytes] = []
+        reader = threading.Thread(target=lambda: received.append(read_all(sock)))
+        reader.start()
+        sock.sendall(payload)
+        sock.shutdown(socket.SHUT_WR)
+        reader.join(timeout)
+        assert not reader.is_alive(), "the proxy never closed the connection"
+        return received[0]
+
+
+def proxy_config(port: int, servers: str, extra: str = "") -> str:
+    return f"""stream {{
+    upstream backend {{{servers}
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        proxy_connect_timeout 2s;{extra}
+        proxy_pass backend;
+    }}
+}}
+"""
+
+
+def test_one_megabyte_echo_with_half_close(run_sheer: Callable[..., Sheer], closing: Callable[[Any], Any]) -> None:
+    echo = closing(TcpEcho("127.0.0.11"))
+    port = free_port()
+    run_sheer(proxy_config(port, f"\n        server 127.0.0.11:{echo.port};"))
+    payload = os.urandom(1 << 20)
+    assert echo_through(port, payload) == payload
+    assert echo.peers[0][0] == "127.0.0.1"  # the upstream sees the proxy
+
+
+def test_client_half_close_still_receives_the_rest(
+        run_sheer: Callable[..., Sheer], closing: Callable[[Any], Any]) -> None:
+    """The client sends everything and shuts down writing before reading a single byte."""
+    echo = closing(TcpEcho("127.0.0.11"))
+    port = free_port()
+    run_sheer(proxy_config(port, f"\n        server 127.0.0.11:{echo.port};"))
+    payload = os.urandom(200_000)
+    with connect(port) as sock:
+        sock.sendall(payload)
+        sock.shutdown(socket.SHUT_WR)
+        assert read_all(sock) == payload
+
+
+@pytest.mark.xfail(strict=True, reason=LOGGING_WARN_BUG)
+def test_connect_refused_goes_to_the_next_upstream(
+        run_sheer: Callable[..., Sheer], closing: Callable[[Any], Any]) -> None:
+    echo = closing(TcpEcho("127.0.0.12"))
+    refused = free_port(("127.0.0.11",), (socket.SOCK_STREAM,))
+    port = free_port()
+    proxy = run_sheer(proxy_config(port, f"\n        server 127.0.0.11:{refused};\n"
+                                         f"        server 127.0.0.12:{echo.port};"))
+    for _ in range(3):
+        assert echo_through(port, b"ping\n", timeout=1.0) == b"ping\n"
+    assert echo.connections == 3
+    log = proxy.error_log()
+    assert "connect() failed (111: Connection refused) while connecting to upstream" in log
+    assert f'upstream: "127.0.0.11:{refused}"' in log
+    assert "upstream server temporarily disabled while connecting to upstream" in log
+
+
+def test_connect_refused_everywhere_closes_the_client(run_sheer: Callable[..., Sheer]) -> None:
+    refused = free_port(("127.0.0.11",), (socket.SOCK_STREAM,))
+    port = free_port()
+    proxy = run_sheer(proxy_config(port, f"\n        server 127.0.0.11:{refused};"))
+    with connect(port) as sock:
+        sock.sendall(b"hello")
+        assert read_all(sock) == b""
+    proxy.wait_log("connect() failed (111: Connection refused) while connecting to upstream")
+
+
+def test_stream_return(run_sheer: Callable[..., Sheer]) -> None:
+    port = free_port()
+    run_sheer(f"""stream {{
+    server {{
+        listen 127.0.0.1:{port};
+        return "hello $remote_addr from $server_addr:$server_port\\n";
+    }}
+}}
+""")
+    with connect(port) as sock:
+        local = sock.getsockname()
+        assert read_all(sock) == f"hello {local[0]} from 127.0.0.1:{port}\n".encode()
+
+
+def test_access_log(run_sheer: Callable[..., Sheer], closing: Callable[[Any], Any], tmp_path: Any) -> None:
+    echo = closing(TcpEcho("127.0.0.11"))
+    port = free_port()
+    log = tmp_path / "access.log"
+    proxy = run_sheer(f"""stream {{
+    log_format basic '$remote_addr $protocol $status $bytes_sent $bytes_received $upstream_addr';
+    server {{
+        listen 127.0.0.1:{port};
+        access_log {log} basic;
+        proxy_pass 127.0.0.11:{echo.port};
+    }}
+}}
+""")
+    assert echo_through(port, b"x" * 1000) == b"x" * 1000
+    wait_for(lambda: log.exists() and log.read_text().endswith("\n"), what="the access log line")
+    assert log.read_text() == f"127.0.0.1 TCP 200 1000 1000 127.0.0.11:{echo.port}\n"
+    proxy.check_running()
