@@ -79,7 +79,21 @@ def upstream_stream_socket(family: socket.AddressFamily) -> socket.socket:
 
 
 class BindError(Exception):
-    """Making the upstream socket's local side failed; the message is nginx's, plus the fix."""
+    """Making the upstream socket's local side failed: nginx's message, its level, and the fix."""
+
+    def __init__(self, message: str, fix: str = "", level: str = "crit") -> None:
+        super().__init__(message)
+        self.message = message
+        self.fix = fix
+        self.level = level
+
+    def __str__(self) -> str:
+        return f"{self.message}; {self.fix}" if self.fix else self.message
+
+    def describe(self, context: str) -> str:
+        """nginx's line: `<message> while connecting to upstream, <context>`, then the fix."""
+        line = f"{self.message} while connecting to upstream, {context}"
+        return f"{line}; {self.fix}" if self.fix else line
 
 
 _TRANSPARENT_FIX = ("IP_TRANSPARENT needs CAP_NET_RAW or CAP_NET_ADMIN: run sheer as root, or grant the "
@@ -107,8 +121,8 @@ def bound_socket(family: socket.AddressFamily, kind: socket.SocketKind, host: st
             try:
                 sock.setsockopt(level, option, 1)
             except OSError as exc:
-                fix = f"; {_TRANSPARENT_FIX}" if exc.errno == errno.EPERM else ""
-                raise BindError(f"setsockopt({name}) failed ({exc.errno}: {exc.strerror}){fix}") from None
+                fix = _TRANSPARENT_FIX if exc.errno == errno.EPERM else ""
+                raise BindError(f"setsockopt({name}) failed ({exc.errno}: {exc.strerror})", fix, "alert") from None
         if kind == socket.SOCK_STREAM and port == 0:
             sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
         if kind == socket.SOCK_DGRAM and port != 0:
@@ -119,8 +133,8 @@ def bound_socket(family: socket.AddressFamily, kind: socket.SocketKind, host: st
             where = f"{host}:{port}" if port else host
             fix = ""
             if exc.errno == errno.EADDRNOTAVAIL and not transparent:
-                fix = "; to bind a foreign address (the client's), add the `transparent` parameter"
-            raise BindError(f"bind({where}) failed ({exc.errno}: {exc.strerror}){fix}") from None
+                fix = "to bind a foreign address (the client's), add the `transparent` parameter to proxy_bind"
+            raise BindError(f"bind({where}) failed ({exc.errno}: {exc.strerror})", fix) from None
     except BaseException:
         sock.close()
         raise

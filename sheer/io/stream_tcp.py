@@ -181,10 +181,10 @@ class Session(asyncio.Protocol):
                                                 server.proxy_connect_timeout, bind)
             except UpstreamConnectError as exc:
                 self.peer = None
-                if exc.local:
+                if exc.local is not None:
                     balancer.free(peer, failed=False, now=loop.time())
-                    self.fail(f"{exc.message} while connecting to upstream, {self.context(peer)}", status=500,
-                              with_context=False)
+                    service.log.log(exc.local.level, exc.local.describe(self.context(peer)))
+                    self.fail(None, status=500)
                     return
                 disabled = balancer.free(peer, failed=True, now=loop.time())
                 hint = f"; {PLUMBING_HINT}" if exc.timed_out and bind is not None and bind.transparent else ""
@@ -222,9 +222,9 @@ class Session(asyncio.Protocol):
         text += f", bytes from/to upstream:{v.upstream_bytes_received}/{v.upstream_bytes_sent}"
         return text
 
-    def fail(self, message: str | None, status: int = 502, with_context: bool = True) -> None:
+    def fail(self, message: str | None, status: int = 502) -> None:
         if message:
-            self.service.log.error(f"{message}, {self.context(None)}" if with_context else message)
+            self.service.log.error(f"{message}, {self.context(None)}")
         self.vars.status = status
         self.close()
 

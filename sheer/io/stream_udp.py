@@ -169,13 +169,14 @@ class UdpStreamService:
                 sock.setblocking(False)
             elif family_of(bind.host) != family:
                 raise BindError(f'local address "{bind}" and upstream "{peer.server.host}" are of different '
-                                "address families")
+                                "address families", level="error")
             else:
                 sock = bound_socket(family, socket.SOCK_DGRAM, bind.host, bind.port, bind.transparent)
         except (BindValueError, BindError) as exc:
             balancer.free(peer, failed=False, now=now)
-            self.log.error(f"{exc} while connecting to upstream, udp client: {client[0]}, "
-                           f"server: {self.listen_name}, upstream: \"{peer.name}\"")
+            problem = exc if isinstance(exc, BindError) else BindError(str(exc), level="error")
+            self.log.log(problem.level, problem.describe(f"udp client: {client[0]}, server: {self.listen_name}, "
+                                                         f"upstream: \"{peer.name}\""))
             return None
         try:
             # A connected UDP socket: the kernel filters replies to this peer and reports its

@@ -15,7 +15,7 @@ from sheer.io.sockets import BindError, bound_socket, family_of
 class UpstreamConnectError(Exception):
     """connect() to a peer failed or timed out; `timed_out` tells which, `message` is nginx's wording."""
 
-    def __init__(self, message: str, timed_out: bool, local: bool = False) -> None:
+    def __init__(self, message: str, timed_out: bool, local: BindError | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.timed_out = timed_out
@@ -36,12 +36,13 @@ async def open_stream(
         sock.setblocking(False)
     else:
         if family_of(bind.host) != family:
-            raise UpstreamConnectError(f'local address "{bind}" and upstream "{address[0]}" are of different '
-                                       "address families", False, local=True)
+            problem = BindError(f'local address "{bind}" and upstream "{address[0]}" are of different '
+                                "address families", level="error")
+            raise UpstreamConnectError(problem.message, False, local=problem)
         try:
             sock = bound_socket(family, socket.SOCK_STREAM, bind.host, bind.port, bind.transparent)
         except BindError as exc:
-            raise UpstreamConnectError(str(exc), False, local=True) from None
+            raise UpstreamConnectError(exc.message, False, local=exc) from None
     try:
         async with asyncio.timeout(timeout):
             await loop.sock_connect(sock, address)

@@ -80,7 +80,8 @@ class ProxiedRequest:
                 failure = await self._try(peer, head)
             except BindError as exc:
                 # Our side failed (proxy_bind, IP_TRANSPARENT): not the peer's fault, no retry.
-                self._log("crit" if "bind(" in str(exc) else "alert", f"{exc} while connecting to upstream", peer)
+                self._log(exc.level, f"{exc.message} while connecting to upstream", peer,
+                          f"; {exc.fix}" if exc.fix else "")
                 self.client.respond_error(request, 500, plan)
                 return
             finally:
