@@ -44,7 +44,7 @@ class LogOpenError(Exception):
 class ErrorLogger:
     """`2026/11/26 15:46:37 [error] 123#123: message, client: ..., upstream: "..."`."""
 
-    __slots__ = ("fd", "rank", "pid")
+    __slots__ = ("fd", "pid", "rank")
 
     def __init__(self, log: ErrorLog) -> None:
         self.fd = open_log(log.path)
@@ -68,7 +68,7 @@ class ErrorLogger:
     def error(self, message: str) -> None:
         self.log("error", message)
 
-    def warn(self, message: str) -> None:
+    def warning(self, message: str) -> None:
         self.log("warn", message)
 
     def info(self, message: str) -> None:

@@ -18,8 +18,20 @@ def port_of(address: Any) -> str:
 
 
 class StreamVariables:
-    __slots__ = ("ctx", "protocol", "client", "local", "started", "status", "bytes_sent", "bytes_received",
-                 "upstream_addr", "upstream_bytes_sent", "upstream_bytes_received", "upstream_connect_time")
+    __slots__ = (
+        "bytes_received",
+        "bytes_sent",
+        "client",
+        "ctx",
+        "local",
+        "protocol",
+        "started",
+        "status",
+        "upstream_addr",
+        "upstream_bytes_received",
+        "upstream_bytes_sent",
+        "upstream_connect_time",
+    )
 
     def __init__(self, ctx: WorkerContext, protocol: str, client: Any, local: Any, started: float) -> None:
         self.ctx = ctx

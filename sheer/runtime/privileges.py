@@ -63,7 +63,7 @@ def drop_privileges(config: Config, log: ErrorLogger) -> None:
     ids = resolve_user(config)
     if ids is None:
         if config.user is not None and os.geteuid() != 0:
-            log.warn('the "user" directive makes sense only if the master process runs with '
+            log.warning('the "user" directive makes sense only if the master process runs with '
                      "super-user privileges, ignored")
         return
     uid, gid = ids

@@ -13,11 +13,6 @@ from sheer_process import Sheer, TcpEcho, free_port, wait_for
 
 pytestmark = pytest.mark.io
 
-LOGGING_WARN_BUG = (
-    "sheer/io/stream_tcp.py (connect) and sheer/io/stream_udp.py (finish) call ErrorLogger.warning(), "
-    "which does not exist (the method is warn()): when a failure disables a peer, AttributeError "
-    "kills the connect task / the datagram callback")
-
 
 def connect(port: int, host: str = "127.0.0.1", timeout: float = 5.0) -> socket.socket:
     return socket.create_connection((host, port), timeout=timeout)
@@ -78,7 +73,6 @@ def test_client_half_close_still_receives_the_rest(
         assert read_all(sock) == payload
 
 
-@pytest.mark.xfail(strict=True, reason=LOGGING_WARN_BUG)
 def test_connect_refused_goes_to_the_next_upstream(
         run_sheer: Callable[..., Sheer], closing: Callable[[Any], Any]) -> None:
     echo = closing(TcpEcho("127.0.0.12"))
