@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sheer.lab.errors import LabError
 from sheer.lab.procs import netns_exec, run
-from sheer.lab.topology import PREFIX, VIP, article
+from sheer.lab.topology import PREFIX, RR_INTERNAL, VIP, article
 
 REF_TABLE = f"{PREFIX}_ref"
 
@@ -80,10 +80,14 @@ def sheer_apply(method: str, config: Path) -> None:
     topo = article()
     if method == "plain":
         return
-    _sheer_net(topo.node("proxy").netns, "apply", config)
+    dsr = ("--dsr", method.removeprefix("dsr-")) if method.startswith("dsr-") else ()
+    _sheer_net(topo.node("proxy").netns, "apply", config, *dsr)
     if method == "dsr-origin":
+        # the lab's listen is a wildcard (the upstream cannot know the VIP) and the replies take the
+        # return router, not the upstreams' default route through the proxy
         for up in topo.upstreams:
-            _sheer_net(up.netns, "apply", config, "--role", "upstream", "--host", str(up.address()))
+            _sheer_net(up.netns, "apply", config, "--role", "upstream", "--host", str(up.address()),
+                       *dsr, "--vip", str(VIP), "--via", str(RR_INTERNAL))
 
 
 def sheer_revert(method: str, config: Path) -> None:

@@ -179,6 +179,8 @@ def ensure(item: Item, before: Entry | None) -> tuple[Entry, bool]:
     if isinstance(item, NftTable):
         existing = nft_listing(item)
         previous = before.previous if before else existing
+        if before and before.item == item and existing is not None and existing == before.listing:
+            return Entry(item, True, previous, existing), False     # untouched since our apply
         # one transaction: create-if-missing, delete, re-create with the plan's content
         _nft(f"table {item.family} {item.name}\ndelete table {item.family} {item.name}\n{item.nft()}", what)
         return Entry(item, True, previous, nft_listing(item)), existing != nft_listing(item)
@@ -296,7 +298,7 @@ def status(plan: Plan, path: Path) -> list[tuple[bool, str]]:
         elif isinstance(item, Rule):
             out.append((rule_fact(item) in facts.rules, line))
         elif isinstance(item, Route):
-            out.append((route_fact(item) in facts.routes, line))
+            out.append((any(r.satisfies(route_fact(item)) for r in facts.routes), line))
         elif isinstance(item, NftTable):
             entry = recorded.get(key(item))
             listing = nft_listing(item)

@@ -28,6 +28,11 @@ class RouteFact:
     table: int = MAIN_TABLE
     kind: str = "unicast"
 
+    def satisfies(self, want: RouteFact) -> bool:
+        """This kernel route is `want` (which may leave the device or gateway to the kernel)."""
+        return ((self.dst, self.table, self.kind) == (want.dst, want.table, want.kind)
+                and want.via in (None, self.via) and want.dev in (None, self.dev))
+
 
 @dataclass(frozen=True, slots=True)
 class RuleFact:
@@ -51,7 +56,7 @@ class KernelFacts:
     def excluding(self, rules: tuple[RuleFact, ...], routes: tuple[RouteFact, ...]) -> KernelFacts:
         """The facts without what sheer itself created, so a re-plan picks the same mark and table."""
         return replace(self, rules=tuple(r for r in self.rules if r not in rules),
-                       routes=tuple(r for r in self.routes if r not in routes))
+                       routes=tuple(r for r in self.routes if not any(r.satisfies(o) for o in routes)))
 
     @property
     def fwmarks(self) -> frozenset[int]:

@@ -92,7 +92,16 @@ def netns_id() -> int:
 
 
 def in_root_netns() -> bool:
+    """True unless this is provably another namespace: a named one (`ip netns`), or not PID 1's.
+    When PID 1's cannot be read (a sandbox), an unnamed namespace counts as the root one."""
+    here = netns_id()
     try:
-        return os.stat("/proc/1/ns/net").st_ino == netns_id()
-    except PermissionError:
+        named = {os.stat(os.path.join("/run/netns", n)).st_ino for n in os.listdir("/run/netns")}
+    except OSError:
+        named = set()
+    if here in named:
         return False
+    try:
+        return os.stat("/proc/1/ns/net").st_ino == here
+    except OSError:
+        return True
