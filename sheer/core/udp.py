@@ -20,7 +20,7 @@ from typing import Any
 
 
 class UdpSession:
-    __slots__ = ("key", "requests", "responses", "deadline", "bound", "io")
+    __slots__ = ("bound", "deadline", "io", "key", "requests", "responses")
 
     def __init__(self, key: Hashable, deadline: float, io: Any) -> None:
         self.key = key

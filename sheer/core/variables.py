@@ -37,7 +37,7 @@ def time_iso8601(now: float) -> str:
 class MappingSource:
     """A VariableSource from a dict of values and lazily computed ones; unknown names render empty."""
 
-    __slots__ = ("values", "lazy")
+    __slots__ = ("lazy", "values")
 
     def __init__(self, values: Mapping[str, str],
                  lazy: Mapping[str, Callable[[], str]] | None = None) -> None:

@@ -30,9 +30,7 @@ def check(config: Config) -> list[str]:
         if not os.path.isdir(directory):
             problems.append(f'open() "{path}" failed (2: No such file or directory): '
                             f"create {directory} or set the prefix with -p")
-        elif os.path.exists(path) and not os.access(path, os.W_OK):
-            problems.append(f'open() "{path}" failed (13: Permission denied)')
-        elif not os.path.exists(path) and not os.access(directory, os.W_OK):
+        elif os.path.exists(path) and not os.access(path, os.W_OK) or not os.path.exists(path) and not os.access(directory, os.W_OK):
             problems.append(f'open() "{path}" failed (13: Permission denied)')
     try:
         resolve_user(config)
@@ -51,8 +49,8 @@ def warnings(config: Config) -> list[str]:
         if why is not None:
             found.append(f"transparent upstream connections will fail: {why}")
     for server in (config.stream.servers if config.stream else ()):
-        if server.dsr:
+        if server.dsr and server.dsr_without_health_check:
             where = f"{server.source}: " if server.source else ""
-            found.append(f"{where}direct server return: sheer never sees the replies, so passive checks "
-                         "(max_fails) cannot notice a dead upstream; active health checks are not built yet")
+            found.append(f"{where}direct server return without an active health check "
+                         "(dsr_without_health_check on): a dead upstream keeps getting its share of the traffic")
     return found

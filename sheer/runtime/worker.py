@@ -14,6 +14,7 @@ from collections.abc import Callable
 import uvloop
 
 from sheer.config.model import Config, HttpServer, Listen
+
 # Imported here, not lazily: a worker that dropped to `user` may no longer be able to read the
 # interpreter's files (a virtualenv under /root, say), so everything must be loaded before.
 from sheer.io.http import HttpService
@@ -66,7 +67,7 @@ def run_worker(config: Config, sockets: dict[ListenKey, socket.socket]) -> int:
     uvloop.install()
     try:
         return asyncio.run(_serve(config, sockets, ctx))
-    except Exception as exc:  # the last resort: a worker must say why it died
+    except Exception as exc:  # noqa: BLE001  (the last resort: a worker must say why it died)
         log.log("alert", f"worker process failed: {exc!r}")
         return 2
 
