@@ -195,6 +195,10 @@ class Master:
                 elif signum == signal.SIGQUIT:
                     self.stopping = True
                     self.signal_workers(signal.SIGQUIT)
+                    # The draining workers stop accepting; once the master lets go of the
+                    # listeners too, new clients are refused instead of waiting in a backlog
+                    # nobody will ever accept from.
+                    self.close_listeners()
                 elif signum == signal.SIGHUP and not self.stopping:
                     self.reload()
                 elif signum == signal.SIGUSR1:
@@ -202,9 +206,13 @@ class Master:
                     self.signal_workers(signal.SIGUSR1)
         finally:
             self.remove_pid()
-            for socks in self.slots.values():
-                for sock in socks:
-                    sock.close()
+            self.close_listeners()
+
+    def close_listeners(self) -> None:
+        for socks in self.slots.values():
+            for sock in socks:
+                sock.close()
+        self.slots.clear()
 
     def write_pid(self) -> None:
         if self.config.pid:
