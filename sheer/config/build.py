@@ -11,6 +11,7 @@ from sheer.config.model import (
     DEFAULT_PROXY_HEADERS, AccessLog, Config, ErrorLog, Http, HttpReturn, HttpServer, Listen,
     Location, LogFormat, ProxyBind, ProxyPass, Stream, StreamServer, Upstream, UpstreamServer,
 )
+from sheer.config.realip import http_real_ip, stream_options
 from sheer.config.template import (
     HTTP_PREFIXES, HTTP_VARIABLES, STREAM_VARIABLES, Template, compile_template,
 )
@@ -167,6 +168,7 @@ class StreamBuilder:
             access_logs=self.top.access_logs(chain, formats, None),
             error_log=self.top.error_log(error_log) if error_log else None,
             proxy_bind=bind,
+            **stream_options(chain),
             source=block.source,
         )
 
@@ -205,6 +207,7 @@ class HttpBuilder:
             server_names=names,
             locations=tuple(locations),
             return_=self.return_(returned, block.sources["return"]) if returned else None,
+            real_ip=http_real_ip([block, self.block]),
             source=block.source,
         )
 
@@ -246,6 +249,7 @@ class HttpBuilder:
             access_logs=self.top.access_logs(chain, formats, "combined"),
             error_log=self.top.error_log(error_log) if error_log else None,
             proxy_bind=_proxy_bind(chain, HTTP_VARIABLES, HTTP_PREFIXES),
+            real_ip=http_real_ip(chain),
             source=block.source,
         )
 

@@ -13,6 +13,8 @@ from typing import Any
 
 from sheer.config.errors import ConfigError, Source
 from sheer.config.model import LOG_LEVELS, NEXT_UPSTREAM_CONDITIONS, Listen, UpstreamServer
+from sheer.config.realip import network as _network
+from sheer.config.realip import protocol_version as _protocol_version
 from sheer.config.values import (
     parse_flag, parse_host_port, parse_number, parse_size, parse_time, unescape,
 )
@@ -81,6 +83,7 @@ def _listen(args: list[str], src: Source) -> Listen:
     udp = reuseport = False
     ipv6only = True
     backlog = 511
+    proxy_protocol = False
     for param in args[1:]:
         if param == "udp":
             udp = True
@@ -92,11 +95,15 @@ def _listen(args: list[str], src: Source) -> Listen:
             backlog = parse_number(param[8:], "listen backlog", src, 1)
         elif param.startswith("ipv6only="):
             ipv6only = parse_flag(param[9:], "listen ipv6only", src)
-        elif param in ("ssl", "http2", "quic", "proxy_protocol"):
+        elif param == "proxy_protocol":
+            proxy_protocol = True
+        elif param in ("ssl", "http2", "quic"):
             raise ConfigError(f'the "{param}" parameter of "listen" is not supported', src)
         else:
             raise ConfigError(f'invalid parameter "{param}"', src)
-    return Listen(address.host, address.port or 80, udp, reuseport, ipv6only, backlog, src)
+    if udp and proxy_protocol:
+        raise ConfigError('"proxy_protocol" parameter is incompatible with "udp"', src)
+    return Listen(address.host, address.port or 80, udp, reuseport, ipv6only, backlog, src, proxy_protocol)
 
 
 def _upstream_server(args: list[str], src: Source) -> UpstreamServer:
@@ -206,6 +213,13 @@ TABLE: tuple[Directive, ...] = (
     _d("health_check", {STREAM_SERVER, HTTP_LOCATION}, (0, None), todo=_LATER_HEALTH),
     _d("health_check_timeout", STREAM_ALL, (1, 1), todo=_LATER_HEALTH),
     _d("match", {HTTP, STREAM}, (1, 1), block="match", todo=_LATER_HEALTH),
+    # PROXY protocol and the client's address from a trusted hop (sheer/config/realip.py)
+    _d("proxy_protocol", STREAM_ALL, (1, 1), _flag("proxy_protocol")),
+    _d("proxy_protocol_version", STREAM_ALL, (1, 1), _protocol_version),
+    _d("proxy_protocol_timeout", STREAM_ALL, (1, 1), _time("proxy_protocol_timeout")),
+    _d("set_real_ip_from", STREAM_ALL | HTTP_ALL, (1, 1), _network, multi=True),
+    _d("real_ip_header", HTTP_ALL, (1, 1)),
+    _d("real_ip_recursive", HTTP_ALL, (1, 1), _flag("real_ip_recursive")),
     # http
     _d("server_name", {HTTP_SERVER}, (1, None)),
     _d("location", {HTTP_SERVER}, (1, 2), block=HTTP_LOCATION),

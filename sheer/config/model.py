@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from sheer.config.errors import Source
+from sheer.config.realip import RealIp
 from sheer.config.template import Template
 
 LogLevel = Literal["debug", "info", "notice", "warn", "error", "crit", "alert", "emerg"]
@@ -46,6 +47,7 @@ class Listen:
     ipv6only: bool = True
     backlog: int = 511
     source: Source | None = None
+    proxy_protocol: bool = False   # the hop in front sends a PROXY protocol header first
 
     @property
     def family(self) -> int:
@@ -126,6 +128,10 @@ class StreamServer:
     proxy_next_upstream: bool = True
     proxy_next_upstream_tries: int = 0        # 0: as many as there are peers
     proxy_next_upstream_timeout: float = 0.0  # 0: no limit
+    proxy_protocol: bool = False              # send a PROXY header to the upstream
+    proxy_protocol_version: int = 1           # 1 (text) or 2 (binary); UDP always sends 2
+    proxy_protocol_timeout: float = 30.0      # reading the header of `listen ... proxy_protocol`
+    real_ip: RealIp | None = None             # set_real_ip_from: whose PROXY header sets $remote_addr
     access_logs: tuple[AccessLog, ...] = ()
     error_log: ErrorLog | None = None
     proxy_bind: ProxyBind | None = None
@@ -179,6 +185,7 @@ class Location:
     proxy_next_upstream: frozenset[str] = frozenset({"error", "timeout"})
     proxy_next_upstream_tries: int = 0
     proxy_next_upstream_timeout: float = 0.0
+    real_ip: RealIp | None = None
     access_logs: tuple[AccessLog, ...] = ()
     error_log: ErrorLog | None = None
     proxy_bind: ProxyBind | None = None
@@ -191,6 +198,7 @@ class HttpServer:
     server_names: tuple[str, ...] = ("",)
     locations: tuple[Location, ...] = ()
     return_: HttpReturn | None = None           # server-level `return`: answers before any location
+    real_ip: RealIp | None = None
     source: Source | None = None
 
 

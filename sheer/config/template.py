@@ -15,6 +15,9 @@ COMMON_VARIABLES = frozenset({
     "remote_addr", "remote_port", "server_addr", "server_port", "hostname", "time_local",
     "time_iso8601", "msec", "pid", "bytes_sent", "upstream_addr", "status", "connection",
     "nginx_version", "binary_remote_addr", "upstream_connect_time",
+    # PROXY protocol (listen ... proxy_protocol) and realip
+    "proxy_protocol_addr", "proxy_protocol_port", "proxy_protocol_server_addr", "proxy_protocol_server_port",
+    "realip_remote_addr", "realip_remote_port",
 })
 STREAM_VARIABLES = COMMON_VARIABLES | {
     "protocol", "bytes_received", "session_time", "upstream_bytes_sent",
@@ -26,6 +29,7 @@ HTTP_VARIABLES = COMMON_VARIABLES | {
     "proxy_add_x_forwarded_for", "proxy_host", "proxy_port", "body_bytes_sent",
     "remote_user", "request_length", "upstream_status", "upstream_response_time",
     "content_length", "content_type", "http_host", "is_args",
+    "proxy_add_forwarded",       # sheer-only: RFC 7239 Forwarded, appended like $proxy_add_x_forwarded_for
 }
 HTTP_PREFIXES = ("http_", "sent_http_", "arg_", "cookie_", "upstream_http_")
 

@@ -8,8 +8,10 @@ import socket
 import time
 
 from sheer.config.model import StreamServer
+from sheer.core import proxy_protocol
 from sheer.core.balancer import Peer
 from sheer.core.bind import PLUMBING_HINT, BindValueError, bind_to
+from sheer.core.realip import from_proxy_protocol
 from sheer.core.variables import render_bytes
 from sheer.io.logs import AccessLogger
 from sheer.io.stream_vars import StreamVariables
@@ -26,6 +28,9 @@ class TcpStreamService:
         self.access = AccessLogger(server.access_logs)
         self.balancer = ctx.balancer(server.upstream) if server.upstream else None
         self.listen_name = str(server.listens[0]).removesuffix(" udp")
+        host, port = sock.getsockname()[:2]
+        self.accept_proxy = any(listen.proxy_protocol for listen in server.listens
+                                if listen.port == port and listen.bind_host == host and not listen.udp)
         self.sessions: set[Session] = set()
         self._server: asyncio.AbstractServer | None = None
         self._idle = asyncio.Event()
@@ -107,6 +112,7 @@ class Session(asyncio.Protocol):
         self.peer: Peer | None = None
         self.pending: list[bytes] = []
         self.eof_pending = False
+        self.header: bytes | None = None       # `listen ... proxy_protocol`: the PROXY header read so far
 
     # --- client side ---------------------------------------------------------------------
 
@@ -116,14 +122,28 @@ class Session(asyncio.Protocol):
         service.opened(self)
         self.vars = StreamVariables(service.ctx, "TCP", transport.get_extra_info("peername"),
                                     transport.get_extra_info("sockname"), time.time())
+        if service.accept_proxy:
+            self.header = b""
+            self.timer = service.loop.call_later(service.server.proxy_protocol_timeout, self.header_timed_out)
+            return
+        self.start()
+
+    def start(self) -> None:
+        service = self.service
+        transport = self.client
+        assert transport is not None
         if service.server.return_value is not None:
-            transport.write(render_bytes(service.server.return_value, self.vars))  # type: ignore[attr-defined]
+            transport.write(render_bytes(service.server.return_value, self.vars))
             self.close()
             return
-        transport.pause_reading()  # type: ignore[attr-defined]
+        transport.pause_reading()
         self.connecting = service.loop.create_task(self.connect())
 
     def data_received(self, data: bytes) -> None:
+        if self.header is not None:
+            data = self.read_header(self.header + data)
+            if not data:
+                return
         self.vars.bytes_received += len(data)
         self.vars.upstream_bytes_sent += len(data)
         self.active = True
@@ -135,7 +155,39 @@ class Session(asyncio.Protocol):
             return
         upstream.transport.write(data)  # type: ignore[union-attr]
 
+    def read_header(self, buffer: bytes) -> bytes:
+        """Collect the PROXY header; once complete, apply it and start; returns the payload after it."""
+        result = proxy_protocol.parse(buffer)
+        if isinstance(result, proxy_protocol.NeedMore):
+            self.header = buffer
+            return b""
+        self.header = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if isinstance(result, proxy_protocol.Malformed):
+            self.fail(f"{result.reason} while reading PROXY protocol", status=400)
+            return b""
+        if result.header.transport == "stream":   # nginx ignores the addresses of other transports
+            self.vars.proxy = result.header
+            real = from_proxy_protocol(self.service.server.real_ip, self.vars.peer[0], result.header)
+            if real is not None:
+                self.vars.client = real
+        self.start()
+        return b"" if self.done else buffer[result.length:]
+
+    def header_timed_out(self) -> None:
+        self.timer = None
+        self.service.log.info(f"client timed out (110: Connection timed out) while reading PROXY protocol, "
+                              f"client: {self.vars.remote_addr}, server: {self.service.listen_name}")
+        self.close()
+
     def eof_received(self) -> bool:
+        if self.header is not None:
+            self.service.log.info(f"client closed connection while reading PROXY protocol, "
+                                  f"client: {self.vars.remote_addr}, server: {self.service.listen_name}")
+            self.close()
+            return False
         if self.upstream is None:
             self.eof_pending = True
             return True
@@ -204,6 +256,8 @@ class Session(asyncio.Protocol):
         if self.done:
             self.upstream.transport.close()  # type: ignore[union-attr]
             return
+        if server.proxy_protocol:
+            self.upstream.transport.write(self.proxy_header())  # type: ignore[union-attr]
         if self.pending:
             self.upstream.transport.writelines(self.pending)  # type: ignore[union-attr]
             self.pending = []
@@ -212,6 +266,13 @@ class Session(asyncio.Protocol):
             self.half_closed(from_client=True)
         else:
             self.client.resume_reading()  # type: ignore[union-attr]
+
+    def proxy_header(self) -> bytes:
+        """`proxy_protocol on`: the client (after realip) and the address it connected to, as nginx sends."""
+        client, local = self.vars.client[:2], self.vars.local[:2]
+        if self.service.server.proxy_protocol_version == 2:
+            return proxy_protocol.v2(client, local, "stream")
+        return proxy_protocol.v1(client, local)
 
     def context(self, peer: Peer | None) -> str:
         v = self.vars

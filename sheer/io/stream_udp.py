@@ -15,6 +15,7 @@ import struct
 import time
 
 from sheer.config.model import StreamServer
+from sheer.core import proxy_protocol
 from sheer.core.balancer import Peer
 from sheer.core.bind import PLUMBING_HINT, BindValueError, bind_to
 from sheer.core.udp import UdpSession, UdpSessionTable
@@ -33,7 +34,7 @@ _CMSG_SPACE = socket.CMSG_SPACE(max(12, 20))
 class UdpFlow:
     """The driver's state for one session."""
 
-    __slots__ = ("client", "fd", "local", "peer", "sock", "vars")
+    __slots__ = ("client", "fd", "local", "peer", "preamble", "sock", "vars")
 
     def __init__(self, sock: socket.socket, peer: Peer, client: tuple[str, int],
                  local: str | None, variables: StreamVariables) -> None:
@@ -43,6 +44,7 @@ class UdpFlow:
         self.client = client
         self.local = local        # the address the client wrote to (wildcard listeners only)
         self.vars = variables
+        self.preamble = b""       # `proxy_protocol on`: the v2 header the session's first datagram carries
 
 
 class UdpStreamService:
@@ -126,7 +128,11 @@ class UdpStreamService:
                     continue
             flow: UdpFlow = session.io
             try:
-                flow.sock.send(data)
+                if flow.preamble:
+                    flow.sock.send(flow.preamble + data)
+                    flow.preamble = b""
+                else:
+                    flow.sock.send(data)
             except BlockingIOError:
                 continue  # the upstream socket's buffer is full: drop, as the network would
             except OSError as exc:
@@ -189,6 +195,10 @@ class UdpStreamService:
                            f"udp client: {client[0]}, server: {self.listen_name}, upstream: \"{peer.name}\"")
             return None
         flow = UdpFlow(sock, peer, client, local, variables)
+        if server.proxy_protocol:
+            # PROXY v2 (v1 cannot say UDP), prepended to the first datagram of the session only:
+            # the upstream keys its session by our socket's address, as it would a client's.
+            flow.preamble = proxy_protocol.v2(client[:2], variables.local[:2], "dgram")
         session = self.table.open(key, now, flow)
         self.loop.add_reader(flow.fd, self.on_upstream_readable, session)
         self._idle.clear()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
+from sheer.core.proxy_protocol import ProxyHeader
 from sheer.core.variables import time_iso8601, time_local
 from sheer.runtime.context import WorkerContext
 
@@ -24,7 +26,9 @@ class StreamVariables:
         "client",
         "ctx",
         "local",
+        "peer",
         "protocol",
+        "proxy",
         "started",
         "status",
         "upstream_addr",
@@ -36,7 +40,9 @@ class StreamVariables:
     def __init__(self, ctx: WorkerContext, protocol: str, client: Any, local: Any, started: float) -> None:
         self.ctx = ctx
         self.protocol = protocol
-        self.client = client
+        self.client = client          # $remote_addr:$remote_port, after realip
+        self.peer = client            # the connection's own peer: $realip_remote_addr
+        self.proxy: ProxyHeader | None = None
         self.local = local
         self.started = started
         self.status = 200
@@ -54,10 +60,16 @@ class StreamVariables:
         return getter(self) if getter is not None else ""
 
 
-_GETTERS = {
+_GETTERS: dict[str, Callable[[StreamVariables], str]] = {
     "remote_addr": lambda v: host_of(v.client),
     "remote_port": lambda v: port_of(v.client),
     "binary_remote_addr": lambda v: host_of(v.client),
+    "realip_remote_addr": lambda v: host_of(v.peer),
+    "realip_remote_port": lambda v: port_of(v.peer),
+    "proxy_protocol_addr": lambda v: host_of(v.proxy.source) if v.proxy else "",
+    "proxy_protocol_port": lambda v: port_of(v.proxy.source) if v.proxy else "",
+    "proxy_protocol_server_addr": lambda v: host_of(v.proxy.destination) if v.proxy else "",
+    "proxy_protocol_server_port": lambda v: port_of(v.proxy.destination) if v.proxy else "",
     "server_addr": lambda v: host_of(v.local),
     "server_port": lambda v: port_of(v.local),
     "protocol": lambda v: v.protocol,

@@ -81,6 +81,29 @@ def forwarded_for(client_headers: Headers, remote_addr: str) -> str:
     return ", ".join(values) + ", " + remote_addr
 
 
+def forwarded(client_headers: Headers, remote_addr: str, remote_port: str, host: str, scheme: str) -> str:
+    """$proxy_add_forwarded (sheer-only): the client's Forwarded values, then this hop's element
+    (RFC 7239): `for=192.0.2.1`, `for="192.0.2.1:4711"`, `for="[2001:db8::1]:4711"`, then host and proto."""
+    values = [value.decode("latin-1") for name, value in client_headers if name.lower() == b"forwarded"]
+    node = f"[{remote_addr}]" if ":" in remote_addr else remote_addr
+    if remote_port:
+        node = f"{node}:{remote_port}"
+    element = f"for={_token_or_quoted(node)}"
+    if host:
+        element += f";host={_token_or_quoted(host)}"
+    element += f";proto={scheme}"
+    return ", ".join([*values, element])
+
+
+_TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def _token_or_quoted(value: str) -> str:
+    if value and all(ch in _TCHAR for ch in value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from urllib.parse import unquote_plus
 
-from sheer.core.http.headers import Headers, forwarded_for
+from sheer.core.http.headers import Headers, forwarded, forwarded_for
+from sheer.core.proxy_protocol import ProxyHeader
 from sheer.core.variables import time_iso8601, time_local
 
 
 class Connection:
     """Per client connection values, shared by its requests."""
 
-    __slots__ = ("hostname", "number", "pid", "remote_addr", "remote_port", "server_addr", "server_port")
+    __slots__ = ("hostname", "number", "pid", "proxy", "remote_addr", "remote_port", "server_addr", "server_port")
 
     def __init__(self, remote: tuple[str, int], local: tuple[str, int], number: int,
                  hostname: str, pid: int) -> None:
@@ -21,6 +22,7 @@ class Connection:
         self.number = str(number)
         self.hostname = hostname
         self.pid = str(pid)
+        self.proxy: ProxyHeader | None = None      # what `listen ... proxy_protocol` received
 
 
 class RequestVariables:
@@ -37,6 +39,8 @@ class RequestVariables:
         "method",
         "now",
         "proxy_host",
+        "remote_addr",
+        "remote_port",
         "request_length",
         "request_uri",
         "server_name",
@@ -53,6 +57,8 @@ class RequestVariables:
                  version: str, headers: Headers, host: str, server_name: str, request_length: int,
                  start: float) -> None:
         self.conn = conn
+        # realip may replace these per request (a trusted hop's header); the connection keeps the peer.
+        self.remote_addr, self.remote_port = conn.remote_addr, conn.remote_port
         self.method = method
         self.request_uri = request_uri
         self.uri = uri
@@ -111,14 +117,28 @@ def _cookie(cookies: str, key: str) -> str:
     return ""
 
 
+def _proxy_part(header: ProxyHeader | None, which: int, part: int) -> str:
+    """$proxy_protocol_addr and friends: empty without a header or when it carried no address."""
+    if header is None:
+        return ""
+    address = header.source if which == 0 else header.destination
+    return "" if address is None else str(address[part])
+
+
 def _request_line(v: RequestVariables) -> str:
     return f"{v.method.decode('latin-1')} {v.request_uri} {v.version}"
 
 
 _GETTERS: dict[str, Callable[[RequestVariables], str]] = {
-    "remote_addr": lambda v: v.conn.remote_addr,
-    "binary_remote_addr": lambda v: v.conn.remote_addr,
-    "remote_port": lambda v: v.conn.remote_port,
+    "remote_addr": lambda v: v.remote_addr,
+    "binary_remote_addr": lambda v: v.remote_addr,
+    "remote_port": lambda v: v.remote_port,
+    "realip_remote_addr": lambda v: v.conn.remote_addr,
+    "realip_remote_port": lambda v: v.conn.remote_port,
+    "proxy_protocol_addr": lambda v: _proxy_part(v.conn.proxy, 0, 0),
+    "proxy_protocol_port": lambda v: _proxy_part(v.conn.proxy, 0, 1),
+    "proxy_protocol_server_addr": lambda v: _proxy_part(v.conn.proxy, 1, 0),
+    "proxy_protocol_server_port": lambda v: _proxy_part(v.conn.proxy, 1, 1),
     "server_addr": lambda v: v.conn.server_addr,
     "server_port": lambda v: v.conn.server_port,
     "connection": lambda v: v.conn.number,
@@ -151,7 +171,8 @@ _GETTERS: dict[str, Callable[[RequestVariables], str]] = {
     "nginx_version": lambda v: "1.24.0",
     "proxy_host": lambda v: v.proxy_host,
     "proxy_port": lambda v: v.proxy_host.rpartition(":")[2] if ":" in v.proxy_host else "80",
-    "proxy_add_x_forwarded_for": lambda v: forwarded_for(v.headers, v.conn.remote_addr),
+    "proxy_add_x_forwarded_for": lambda v: forwarded_for(v.headers, v.remote_addr),
+    "proxy_add_forwarded": lambda v: forwarded(v.headers, v.remote_addr, v.remote_port, v.header("host"), "http"),
     "upstream_addr": lambda v: ", ".join(v.upstream_addrs),
     "upstream_status": lambda v: ", ".join(v.upstream_statuses),
     "upstream_response_time": lambda v: ", ".join(v.upstream_times),

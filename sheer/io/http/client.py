@@ -13,6 +13,8 @@ from sheer.core.http.pages import REDIRECTS, error_body, error_response, simple_
 from sheer.core.http.routing import host_name
 from sheer.core.http.uri import BadUri, normalize, split_uri
 from sheer.core.http.variables import Connection, RequestVariables
+from sheer.core.proxy_protocol import Malformed, NeedMore, parse
+from sheer.core.realip import for_request
 from sheer.core.variables import render_bytes
 from sheer.io.http.body import RequestBody
 from sheer.io.http.site import SERVER, Plan
@@ -83,6 +85,8 @@ class ClientConnection(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] = []
         self._header_size = 0
         self._in_headers = False
+        # `listen ... proxy_protocol`: bytes held until the PROXY header is complete (None: not expected).
+        self.proxy_buffer: bytes | None = b"" if service.proxy_protocol else None
 
     # -- transport events --
 
@@ -98,6 +102,10 @@ class ClientConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.parser is None:
             return
+        if self.proxy_buffer is not None:
+            data = self._proxy_header(self.proxy_buffer + data)
+            if not data:
+                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -105,6 +113,24 @@ class ClientConnection(asyncio.Protocol):
             self.parser = None
         except httptools.HttpParserError as exc:
             self._bad_request(494 if isinstance(exc.__context__, HeaderTooLarge) else 400)
+
+    def _proxy_header(self, buffer: bytes) -> bytes:
+        """Read the PROXY header (within client_header_timeout, like nginx); the request bytes after it."""
+        result = parse(buffer)
+        if isinstance(result, NeedMore):
+            self.proxy_buffer = buffer
+            return b""
+        self.proxy_buffer = None
+        conn = self.conn
+        assert conn is not None
+        if isinstance(result, Malformed):
+            self.service.log.error(f"{result.reason} while reading PROXY protocol, client: {conn.remote_addr}, "
+                                        f"server: {conn.server_addr}:{conn.server_port}")
+            self.abort()
+            return b""
+        if result.header.transport == "stream":   # nginx: other transports' addresses are ignored
+            conn.proxy = result.header
+        return buffer[result.length:]
 
     def eof_received(self) -> bool:
         self.parser = None
@@ -242,11 +268,16 @@ class ClientConnection(asyncio.Protocol):
         request.vars = RequestVariables(conn, request.method, request.raw_uri, uri, args, request.version,
                                         request.headers, host or vhost.name or conn.server_addr, vhost.name,
                                         request.length, time.time())
+        server_plan = self.site.server_plans.get(id(vhost.server))
+        location = vhost.locations.match(uri) if server_plan is None else None
+        real = for_request(location.real_ip if location is not None else vhost.server.real_ip,
+                           conn.remote_addr, conn.proxy, request.headers)
+        if real is not None:
+            request.vars.remote_addr = real[0]
+            request.vars.remote_port = "" if real[1] is None else str(real[1])
         if bad:
             self.respond_error(request, 400, None, keepalive=False)
             return
-        server_plan = self.site.server_plans.get(id(vhost.server))
-        location = vhost.locations.match(uri) if server_plan is None else None
         if server_plan is None and location is None:
             self.respond_error(request, 404, None)
             return

@@ -29,6 +29,11 @@ class HttpService:
         port = sock.getsockname()[1]
         self.backlog = next((listen.backlog for server in servers for listen in server.listens
                              if listen.port == port), 511)
+        host = sock.getsockname()[0]
+        # `listen ... proxy_protocol` belongs to the address: any server listing it turns it on.
+        self.proxy_protocol = any(listen.proxy_protocol for server in servers for listen in server.listens
+                                  if listen.port == port and listen.bind_host == host)
+        self.log = ctx.error_log(None)
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
