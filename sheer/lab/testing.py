@@ -88,3 +88,43 @@ class Lab:
     def proxy(self, config_text: str, kind: proxy.Kind = "sheer") -> Iterator[proxy.RunningProxy]:
         with proxy.running(kind, config_text, self.state_dir) as running:
             yield running
+
+
+USERS_FILE = STATE_DIR.parent / "sheer-lab.users"
+
+
+def _live_users(text: str) -> set[int]:
+    users = set()
+    for word in text.split():
+        if word.isdigit() and Path(f"/proc/{word}").exists():
+            users.add(int(word))
+    return users
+
+
+@contextmanager
+def shared_lab(lab: Lab) -> Iterator[Lab]:
+    """Use the lab alongside other sessions (a test run, a benchmark): bring it up if needed, and
+    tear it down afterwards only when no other live process still uses it."""
+    import fcntl
+
+    USERS_FILE.parent.mkdir(parents=True, exist_ok=True)
+    with open(USERS_FILE, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.seek(0)
+        users = _live_users(handle.read()) | {os.getpid()}
+        handle.seek(0)
+        handle.truncate()
+        handle.write(" ".join(map(str, sorted(users))))
+    try:
+        lab.up()
+        yield lab
+    finally:
+        with open(USERS_FILE, "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            handle.seek(0)
+            users = _live_users(handle.read()) - {os.getpid()}
+            handle.seek(0)
+            handle.truncate()
+            handle.write(" ".join(map(str, sorted(users))))
+            if not users:
+                lab.down()

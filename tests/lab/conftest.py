@@ -8,7 +8,7 @@ from contextlib import AbstractContextManager
 import pytest
 
 from sheer.lab.proxy import RunningProxy
-from sheer.lab.testing import Lab, sheer_unavailable_reason, unsupported_reason
+from sheer.lab.testing import Lab, shared_lab, sheer_unavailable_reason, unsupported_reason
 
 
 @pytest.fixture(scope="session")
@@ -16,20 +16,17 @@ def lab() -> Iterator[Lab]:
     reason = unsupported_reason()
     if reason:
         pytest.skip(reason)
-    lab = Lab()
-    try:
-        lab.up()
+    # Shared: a benchmark or another session may be using the lab too; the last one takes it down.
+    with shared_lab(Lab()) as lab:
         yield lab
-    finally:
-        lab.down()
 
 
 @pytest.fixture(scope="session")
 def sheer_ready(lab: Lab) -> None:
-    # TODO(lab): remove once `python -m sheer -t` runs the article's config
+    # sheer itself must work here: a broken `sheer -t` is a failure, never a reason to skip
     reason = sheer_unavailable_reason()
     if reason:
-        pytest.skip(reason)
+        pytest.fail(reason)
 
 
 @pytest.fixture
