@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from sheer.config import Config, ConfigError
 from sheer.io.logs import ErrorLogger, LogOpenError, reopen_logs
 from sheer.io.sockets import ListenError, listener
+from sheer.runtime.checks import check
 from sheer.runtime.privileges import PrivilegeError, resolve_user
 from sheer.runtime.worker import ListenKey, listen_key, run_worker
 
@@ -150,10 +151,17 @@ class Master:
         self.log.log("notice", "reconfiguring")
         try:
             config = self.reload_config()
-            ErrorLogger(config.error_log)
+            log = ErrorLogger(config.error_log)
             resolve_user(config)
         except (ConfigError, LogOpenError, PrivilegeError) as exc:
             self.log.log("emerg", f"{exc}; the new configuration is refused, the old one keeps serving")
+            return
+        # Everything `sheer -t` checks (every log file can be opened, ...): a new worker that
+        # cannot start would otherwise stop the whole server instead of leaving the old one serving.
+        problems = check(config)
+        if problems:
+            for problem in problems:
+                self.log.log("emerg", f"{problem}; the new configuration is refused, the old one keeps serving")
             return
         old_generation = self.generation
         try:
@@ -164,6 +172,7 @@ class Master:
             self.config = previous
             self.log.log("emerg", f"{exc}; the new configuration is refused, the old one keeps serving")
             return
+        self.log = log
         self.generation += 1
         for slot in range(config.workers):
             self.spawn(slot)

@@ -217,3 +217,35 @@ def test_worker_processes_2_gives_two_workers(
     proxy.signal(signal.SIGHUP)
     wait_for(lambda: not set(workers) & set(proxy.workers()) and len(proxy.workers()) == 2,
              what="two new workers")
+
+
+def test_reload_with_unopenable_access_log_is_refused(
+        run_sheer: Callable[..., Sheer], tmp_path: Path, setup: tuple[int, int, int]) -> None:
+    """What `sheer -t` checks (log files can be opened) is checked on reload too, before new workers start."""
+    ret, proxied, upstream = setup
+    proxy = run_sheer(config(tmp_path, "v1", ret, proxied, upstream))
+    [worker] = proxy.workers()
+    bad = config(tmp_path, "v2", ret, proxied, upstream).replace(
+        "        return", f"        access_log {tmp_path}/missing/access.log basic;\n        return").replace(
+        "stream {", "stream {\n    log_format basic '$remote_addr';")
+    proxy.write(bad)
+    proxy.signal(signal.SIGHUP)
+    proxy.wait_log("the new configuration is refused, the old one keeps serving")
+    assert f'open() "{tmp_path}/missing/access.log" failed' in proxy.error_log()
+    assert fetch(ret) == b"v1\n"
+    proxy.check_running()
+    assert proxy.workers() == [worker]
+
+
+def test_address_in_use_is_a_clean_startup_error(tmp_path: Path, closing: Callable[[Any], Any]) -> None:
+    busy = closing(socket.socket())
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    conf = tmp_path / "sheer.conf"
+    conf.write_text(f'stream {{ server {{ listen 127.0.0.1:{port}; return "x"; }} }}\n')
+    result = subprocess.run([sys.executable, "-m", "sheer", "-c", str(conf)], capture_output=True, text=True,
+                            timeout=10, check=False, stdin=subprocess.DEVNULL)
+    assert result.returncode == 1
+    assert f"bind() to 127.0.0.1:{port} failed (98: Address already in use)" in result.stderr
+    assert "Traceback" not in result.stderr
