@@ -56,7 +56,18 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return _main(sys.argv[1:] if argv is None else argv)
+    except BrokenPipeError:
+        # `sheer net plan --json | head`: the reader left; say nothing more.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except KeyboardInterrupt:
+        say("interrupted")
+        return 130
+
+
+def _main(argv: list[str]) -> int:
     verbs = _verbs()
     if argv and argv[0] in verbs:
         return verbs[argv[0]](argv[1:])
