@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import Any
 
+from sheer.config import build_health
 from sheer.config import directives as d
 from sheer.config.errors import ConfigError, Source
 from sheer.config.model import (
@@ -122,14 +124,19 @@ class StreamBuilder:
     def build(self) -> Stream:
         upstreams = self.top.upstreams(self.block, default_port=None)
         formats = self.top.log_formats(self.block, STREAM_VARIABLES, (), {})
+        self.matches = build_health.stream_matches(self.block)
         servers = tuple(self.server(child, upstreams, formats)
                         for child in self.block.children if child.context == "stream.server")
+        build_health.check_dsr_is_checked(servers)
         return Stream(servers, tuple(upstreams.values()))
 
     def server(self, block: Block, upstreams: dict[str, Upstream],
                formats: dict[str, LogFormat]) -> StreamServer:
         chain = [block, self.block]
         listens = tuple(listen for listen, _ in block.get("listen", []))
+        for listen in listens:
+            if listen.port == 0:  # nginx's stream module has no default port
+                raise ConfigError(f'no port in "{listen.host or "*"}" of the "listen" directive', listen.source)
         if not listens:
             raise ConfigError('no "listen" is defined for server', block.source)
         proxy_pass = block.get("proxy_pass")
@@ -154,6 +161,10 @@ class StreamBuilder:
         bind = _proxy_bind(chain, STREAM_VARIABLES, ())
         _check_dsr(listens, bind, _inherited(chain, "proxy_responses", None),
                    upstream, block.sources.get("proxy_bind") or block.source)
+        check_timeout = _inherited(chain, "health_check_timeout", 5.0)
+        health_check = build_health.resolve(block.get("health_check"), self.matches, check_timeout, check_timeout)
+        if health_check is not None and upstream is None:
+            raise ConfigError('"health_check" needs "proxy_pass"', health_check.source)
         return StreamServer(
             listens=listens,
             upstream=upstream,
@@ -169,6 +180,8 @@ class StreamBuilder:
             error_log=self.top.error_log(error_log) if error_log else None,
             proxy_bind=bind,
             **stream_options(chain),
+            health_check=health_check,
+            dsr_without_health_check=_inherited(chain, "dsr_without_health_check", False),
             source=block.source,
         )
 
@@ -181,6 +194,7 @@ class HttpBuilder:
     def build(self) -> Http:
         upstreams = self.top.upstreams(self.block, default_port=80)
         formats = self.top.log_formats(self.block, HTTP_VARIABLES, HTTP_PREFIXES, {"combined": COMBINED})
+        self.matches = build_health.http_matches(self.block)
         servers = tuple(self.server(child, upstreams, formats)
                         for child in self.block.children if child.context == "http.server")
         return Http(servers, tuple(upstreams.values()))
@@ -190,7 +204,8 @@ class HttpBuilder:
 
     def server(self, block: Block, upstreams: dict[str, Upstream],
                formats: dict[str, LogFormat]) -> HttpServer:
-        listens = tuple(listen for listen, _ in block.get("listen", [])) or (Listen("", 80, source=block.source),)
+        listens = tuple(replace(listen, port=80) if listen.port == 0 else listen
+                        for listen, _ in block.get("listen", [])) or (Listen("", 80, source=block.source),)
         names = tuple(block.get("server_name", [""]))
         locations: list[Location] = []
         seen: set[tuple[bool, str]] = set()
@@ -232,6 +247,11 @@ class HttpBuilder:
             raise ConfigError(f'location "{path}" has neither "proxy_pass" nor "return" '
                               '(sheer does not serve files)', block.source)
         error_log = _inherited(chain, "error_log", None)
+        health_check = build_health.resolve(block.get("health_check"), self.matches,
+                                            _inherited(chain, "proxy_read_timeout", 60.0),
+                                            _inherited(chain, "proxy_connect_timeout", 60.0))
+        if health_check is not None and not proxy_pass:
+            raise ConfigError('"health_check" needs "proxy_pass"', health_check.source)
         return Location(
             path=path,
             exact=exact,
@@ -250,6 +270,7 @@ class HttpBuilder:
             error_log=self.top.error_log(error_log) if error_log else None,
             proxy_bind=_proxy_bind(chain, HTTP_VARIABLES, HTTP_PREFIXES),
             real_ip=http_real_ip(chain),
+            health_check=health_check,
             source=block.source,
         )
 

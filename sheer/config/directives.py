@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sheer.config import health
 from sheer.config.errors import ConfigError, Source
 from sheer.config.model import LOG_LEVELS, NEXT_UPSTREAM_CONDITIONS, Listen, UpstreamServer
 from sheer.config.realip import network as _network
@@ -26,6 +27,7 @@ HTTP, HTTP_SERVER, HTTP_LOCATION, HTTP_UPSTREAM = "http", "http.server", "http.l
 STREAM, STREAM_SERVER, STREAM_UPSTREAM = "stream", "stream.server", "stream.upstream"
 HTTP_ALL = frozenset({HTTP, HTTP_SERVER, HTTP_LOCATION})
 STREAM_ALL = frozenset({STREAM, STREAM_SERVER})
+STREAM_MATCH, HTTP_MATCH = "stream.match", "http.match"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +81,7 @@ def _listen(args: list[str], src: Source) -> Listen:
     if address.port is None:
         if args[0].isdigit():
             raise ConfigError(f'invalid port in "{args[0]}" of the "listen" directive', src)
-        address = type(address)(address.host, 80)
+        address = type(address)(address.host, 0)  # no port written: http uses 80, stream refuses it
     udp = reuseport = False
     ipv6only = True
     backlog = 511
@@ -103,7 +105,7 @@ def _listen(args: list[str], src: Source) -> Listen:
             raise ConfigError(f'invalid parameter "{param}"', src)
     if udp and proxy_protocol:
         raise ConfigError('"proxy_protocol" parameter is incompatible with "udp"', src)
-    return Listen(address.host, address.port or 80, udp, reuseport, ipv6only, backlog, src, proxy_protocol)
+    return Listen(address.host, address.port or 0, udp, reuseport, ipv6only, backlog, src, proxy_protocol)
 
 
 def _upstream_server(args: list[str], src: Source) -> UpstreamServer:
@@ -171,7 +173,6 @@ def _d(name: str, contexts: frozenset[str] | set[str], nargs: tuple[int, int | N
     return Directive(name, frozenset(contexts), nargs, convert, **kw)
 
 
-_LATER_HEALTH = "active health checks"
 _LATER_BALANCERS = "the other balancing methods"
 
 TABLE: tuple[Directive, ...] = (
@@ -196,7 +197,7 @@ TABLE: tuple[Directive, ...] = (
     _d("server", {HTTP_UPSTREAM, STREAM_UPSTREAM}, (1, None), _upstream_server, multi=True),
     _d("server", {HTTP, STREAM}, (0, 0), block="server"),
     _d("keepalive", {HTTP_UPSTREAM}, (1, 1), _keepalive),
-    _d("zone", {HTTP_UPSTREAM, STREAM_UPSTREAM}, (1, 2), _zone, todo=_LATER_HEALTH),
+    _d("zone", {HTTP_UPSTREAM, STREAM_UPSTREAM}, (1, 2), _zone),  # accepted: sheer's state is shared anyway
     _d("least_conn", {HTTP_UPSTREAM, STREAM_UPSTREAM}, (0, 0), todo=_LATER_BALANCERS),
     _d("hash", {HTTP_UPSTREAM, STREAM_UPSTREAM}, (1, 2), todo=_LATER_BALANCERS),
     _d("ip_hash", {HTTP_UPSTREAM}, (0, 0), todo=_LATER_BALANCERS),
@@ -210,9 +211,17 @@ TABLE: tuple[Directive, ...] = (
     _d("proxy_next_upstream", STREAM_ALL | HTTP_ALL, (1, None)),
     _d("return", {STREAM_SERVER, HTTP_SERVER, HTTP_LOCATION}, (1, 2)),
     _d("proxy_bind", STREAM_ALL | HTTP_ALL, (1, 2), _proxy_bind),
-    _d("health_check", {STREAM_SERVER, HTTP_LOCATION}, (0, None), todo=_LATER_HEALTH),
-    _d("health_check_timeout", STREAM_ALL, (1, 1), todo=_LATER_HEALTH),
-    _d("match", {HTTP, STREAM}, (1, 1), block="match", todo=_LATER_HEALTH),
+    # active health checks (sheer/config/health.py)
+    _d("health_check", {STREAM_SERVER}, (0, None), health.stream_health_check),
+    _d("health_check", {HTTP_LOCATION}, (0, None), health.http_health_check),
+    _d("health_check_timeout", STREAM_ALL, (1, 1), _time("health_check_timeout")),
+    _d("dsr_without_health_check", STREAM_ALL, (1, 1), _flag("dsr_without_health_check")),  # sheer-only
+    _d("match", {HTTP, STREAM}, (1, 1), block="match"),
+    _d("send", {STREAM_MATCH}, (1, 1), health.send),
+    _d("expect", {STREAM_MATCH}, (1, 2), health.expect),
+    _d("status", {HTTP_MATCH}, (1, None), health.status, multi=True),
+    _d("header", {HTTP_MATCH}, (1, 3), health.header, multi=True),
+    _d("body", {HTTP_MATCH}, (2, 2), health.body),
     # PROXY protocol and the client's address from a trusted hop (sheer/config/realip.py)
     _d("proxy_protocol", STREAM_ALL, (1, 1), _flag("proxy_protocol")),
     _d("proxy_protocol_version", STREAM_ALL, (1, 1), _protocol_version),

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from sheer.config.errors import Source
+from sheer.config.health import HealthCheck
 from sheer.config.realip import RealIp
 from sheer.config.template import Template
 
@@ -135,6 +136,8 @@ class StreamServer:
     access_logs: tuple[AccessLog, ...] = ()
     error_log: ErrorLog | None = None
     proxy_bind: ProxyBind | None = None
+    health_check: HealthCheck | None = None   # active checks of the upstream's peers
+    dsr_without_health_check: bool = False    # sheer-only: run DSR with no active check, knowingly
     source: Source | None = None
 
     @property
@@ -189,6 +192,7 @@ class Location:
     access_logs: tuple[AccessLog, ...] = ()
     error_log: ErrorLog | None = None
     proxy_bind: ProxyBind | None = None
+    health_check: HealthCheck | None = None
     source: Source | None = None
 
 

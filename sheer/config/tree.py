@@ -73,7 +73,7 @@ def _stamp(directive: dict[str, Any], path: str) -> None:
 
 
 def _block_context(name: str, parent: str) -> str:
-    if name in ("upstream", "server"):
+    if name in ("upstream", "server", "match"):
         return f"{parent}.{name}"
     if name == "location":
         return directives.HTTP_LOCATION

@@ -27,8 +27,14 @@ def http_block(proxy_bind: str = "") -> str:
 """
 
 
-def dns_block(proxy_bind: str = "", responses: int = 1) -> str:
+def dns_block(proxy_bind: str = "", responses: int = 1, health_check: str = "") -> str:
     bind = f"\n        proxy_bind {proxy_bind};" if proxy_bind else ""
+    if health_check:
+        bind += f"\n        {health_check};"
+    elif responses == 0 and "$remote_port" in proxy_bind:
+        # DSR without an active check is an error unless acknowledged; these configs show the
+        # plumbing alone (tests/lab/test_health.py runs DSR with checks)
+        bind += "\n        dsr_without_health_check on;"
     return f"""stream {{
     upstream dns_upstreams {{{_servers(DNS_PORT)}
     }}
