@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 APT_PKGS := iproute2 nftables dnsmasq-base dnsutils curl nginx-light libnginx-mod-stream \
             ethtool tcpdump dnsperf wrk iperf3 procps
 
-.PHONY: deps venv test unit demo lint clean
+.PHONY: deps venv test unit demo lint clean bench
 
 deps:            ## Debian packages: the lab's tools and witnesses (needs root)
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -30,6 +30,11 @@ unit: venv
 
 demo: deps venv  ## the article's lab: build it, run the demo, tear it down
 	$(BIN)/sheer lab demo; status=$$?; $(BIN)/sheer lab down; exit $$status
+
+# `make bench`, or one workload: `make bench WORKLOAD=dns-dsr` (also RUNS=, DURATION=)
+bench: deps venv  ## sheer against Debian's nginx in the lab, interleaved runs, medians (as root)
+	$(BIN)/python -m bench $(if $(WORKLOAD),--workload $(WORKLOAD)) $(if $(RUNS),--runs $(RUNS)) \
+	  $(if $(DURATION),--duration $(DURATION))
 
 lint: venv
 	$(BIN)/ruff check sheer tests

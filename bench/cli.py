@@ -1,0 +1,73 @@
+"""python -m bench [--workload NAME ...] [--runs N] [--duration S] [--json PATH]"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from bench import report, runner, upstreams, workloads
+from sheer.lab.errors import LabError
+from sheer.lab.testing import Lab, unsupported_reason
+
+DEFAULT_JSON = Path("bench/results/latest.json")
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument("-w", "--workload", action="append", metavar="NAME",
+                   help="workload or group (repeat or comma-separate): "
+                        + ", ".join([w.name for w in workloads.WORKLOADS] + list(workloads.GROUPS)))
+    p.add_argument("-n", "--runs", type=int, default=3, help="runs per proxy, interleaved (default 3)")
+    p.add_argument("-d", "--duration", type=float, default=5.0, help="seconds per measured run (default 5)")
+    p.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"where to write results (default {DEFAULT_JSON})")
+    p.add_argument("--only", choices=runner.KINDS, help="run one proxy only (no ratios)")
+    p.add_argument("--keep-lab", action="store_true", help="leave the bench servers running afterwards")
+    args = p.parse_args(argv)
+    if args.runs < 1 or not 0.5 <= args.duration <= 120:
+        p.error("--runs must be >= 1 and --duration within 0.5..120 seconds")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    names = [n for item in args.workload or [] for n in item.split(",") if n]
+    try:
+        chosen = workloads.select(names)
+    except KeyError as exc:
+        print(f"bench: {exc.args[0]}", file=sys.stderr)
+        return 2
+    reason = unsupported_reason()
+    if reason:
+        print(f"bench: {reason}", file=sys.stderr)
+        return 2
+    lab = Lab()
+    kinds = (args.only,) if args.only else runner.KINDS
+    started = time.time()
+    try:
+        upstreams.ensure(lab)
+        print(f"bench: {len(chosen)} workload(s) x {args.runs} runs x {len(kinds)} proxies, "
+              f"{args.duration:g}s each", file=sys.stderr)
+        results = runner.run_all(lab, chosen, args.runs, args.duration, kinds)
+    except LabError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if not args.keep_lab:
+            upstreams.stop(lab)
+    meta = {
+        "command": "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "seconds": round(time.time() - started, 1),
+        "runs": args.runs, "duration": args.duration, "workers": workloads.WORKERS,
+        "host": {"kernel": platform.release(), "cpus": os.cpu_count(), "python": platform.python_version()},
+    }
+    report.write_json(results, args.json, meta)
+    print(report.table(results))
+    print(f"\n{meta['seconds']:.0f}s; JSON: {args.json}", file=sys.stderr)
+    complete = all(r.samples[k] for r in results for k in kinds)
+    return 0 if complete else 1

@@ -1,0 +1,150 @@
+"""Run workloads against both proxies, interleaved (A B A B ...), and keep every sample.
+
+Each run: the lab and bench servers made healthy, the method's plumbing applied for that proxy
+(`sheer net apply` for sheer, the article's rules for nginx), the proxy started, a one-second
+warm-up, the measured load (CPU of the proxy's processes read around it), then everything undone.
+A run that fails because the lab moved under it (another session's fixture tore it down) is
+retried after repairing the lab."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import procstat, upstreams
+from bench.loads import Sample
+from bench.workloads import UDP_SINK_PORT, Context, Workload
+from sheer.lab import plumbing
+from sheer.lab.errors import LabError
+from sheer.lab.procs import netns_exec, run
+from sheer.lab.proxy import Kind
+from sheer.lab.testing import Lab
+from sheer.lab.topology import PREFIX
+
+KINDS: tuple[Kind, ...] = ("nginx", "sheer")
+BENCH_TABLE = f"{PREFIX}_bench"
+ATTEMPTS = 3
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _nginx_extra_marks(netns: str) -> None:
+    """The reference rules mark replies from tcp/80 and udp/53 only; the bench's upstream services
+    (quiet nginx on 8080, iperf3 on 5201, the UDP witness on 8000) need the same mark."""
+    ruleset = f"""table ip {BENCH_TABLE} {{
+    chain prerouting {{
+        type filter hook prerouting priority mangle;
+        ip saddr 172.16.0.0/24 tcp sport {{ {upstreams.HTTP_PORT}, {upstreams.IPERF_PORT} }} meta mark set 0x1
+        ip saddr 172.16.0.0/24 udp sport {UDP_SINK_PORT} meta mark set 0x1
+    }}
+}}
+"""
+    run("ip", "netns", "exec", netns, "nft", "-f", "-", input=ruleset)
+
+
+def _clean(lab: Lab, workload: Workload, config: Path) -> None:
+    proxy_ns = lab.node("proxy").netns
+    netns_exec(proxy_ns, "nft", "delete", "table", "ip", BENCH_TABLE, check=False)
+    plumbing.reference_revert()
+    if config.exists():
+        plumbing.sheer_revert(workload.method, config)
+
+
+@dataclass
+class Result:
+    workload: Workload
+    samples: dict[str, list[Sample]] = field(default_factory=lambda: {k: [] for k in KINDS})
+    failures: list[str] = field(default_factory=list)
+
+    def median(self, kind: str) -> dict[str, Any] | None:
+        got = self.samples[kind]
+        if not got:
+            return None
+        keys = sorted({k for s in got for k in s.latency_ms})
+        return {
+            "rate": self._med([s.rate for s in got]),
+            "unit": got[0].unit,
+            "loss": self._med([s.loss for s in got]),
+            "latency_ms": {k: self._med([s.latency_ms[k] for s in got if k in s.latency_ms]) for k in keys},
+            "cpu": self._med([s.cpu for s in got]),
+            "runs": len(got),
+        }
+
+    @staticmethod
+    def _med(values: list[float]) -> float | None:
+        return statistics.median(values) if values else None
+
+    def ratio(self) -> float | None:
+        a, b = self.median("sheer"), self.median("nginx")
+        if not a or not b or not b["rate"]:
+            return None
+        return float(a["rate"] / b["rate"])
+
+    def as_json(self) -> dict[str, Any]:
+        w = self.workload
+        ratio = self.ratio()
+        return {
+            "name": w.name, "title": w.title, "method": w.method,
+            "target": w.target, "higher_is_better": w.higher_is_better, "target_note": w.target_note,
+            "ratio": ratio, "meets": None if ratio is None else w.meets(ratio),
+            "median": {k: self.median(k) for k in KINDS},
+            "samples": {k: [asdict(s) for s in v] for k, v in self.samples.items()},
+            "failures": self.failures,
+        }
+
+
+def run_once(lab: Lab, workload: Workload, kind: Kind, duration: float) -> Sample:
+    config_text = workload.config_for(kind)
+    config = Path(lab.state_dir) / f"bench-{workload.name}.conf"
+    upstreams.ensure(lab)
+    config.write_text(config_text)
+    _clean(lab, workload, config)
+    try:
+        if kind == "sheer":
+            plumbing.sheer_apply(workload.method, config)
+        else:
+            plumbing.reference_apply(workload.method)
+            if workload.method == "transparency":
+                _nginx_extra_marks(lab.node("proxy").netns)
+        with lab.proxy(config_text, kind) as running:
+            if workload.warmup:
+                workload.measure(Context(lab, 1.0, running.pid))
+            meter = procstat.CpuMeter(running.pid)
+            meter.start(time.monotonic())
+            sample = workload.measure(Context(lab, duration, running.pid))
+            sample.cpu = meter.stop(time.monotonic())
+            return sample
+    finally:
+        _clean(lab, workload, config)
+
+
+def run_all(lab: Lab, workloads: list[Workload], runs: int, duration: float,
+            kinds: tuple[Kind, ...] = KINDS, progress: Callable[[str], None] = _say) -> list[Result]:
+    results = []
+    for workload in workloads:
+        result = Result(workload)
+        for round_ in range(runs):
+            for kind in kinds:
+                for attempt in range(1, ATTEMPTS + 1):
+                    try:
+                        sample = run_once(lab, workload, kind, duration)
+                    except (LabError, OSError, subprocess.SubprocessError) as exc:
+                        note = f"{workload.name} {kind} run {round_ + 1} attempt {attempt}: {type(exc).__name__}: {exc}"
+                        result.failures.append(note)
+                        progress(f"  ! {note}")
+                        continue
+                    result.samples[kind].append(sample)
+                    lat = " ".join(f"{k} {v:.2f}ms" for k, v in sample.latency_ms.items())
+                    progress(f"  {workload.name:<15} {kind:<5} run {round_ + 1}: {sample.rate:,.1f} {sample.unit}"
+                             f" loss {sample.loss:.3%} cpu {sample.cpu:.0%} {lat}")
+                    break
+        results.append(result)
+    return results

@@ -1,0 +1,209 @@
+"""The workloads of issue 8: one configuration (run unchanged by sheer and by nginx), the kernel
+plumbing it needs, a load, and the target ratio sheer/nginx."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bench import idle, loads, upstreams
+from bench.loads import Sample
+from sheer.lab.testing import Lab
+from sheer.lab.topology import VIP, article
+
+WORKERS = 2
+TCP_PORT = 8080  # stream proxy -> the upstreams' quiet nginx (keepalive request/response)
+UDP_SINK_PORT = 8000  # the witnesses' UDP echo: the memory workload's sessions
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a measurement may use: the lab, the seconds it should last, the proxy's master PID."""
+
+    lab: Lab
+    duration: float
+    pid: int
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    title: str
+    config: str
+    method: str  # plumbing: transparency | dsr-router | dsr-origin
+    measure: Callable[[Context], Sample]
+    target: float  # sheer/nginx
+    higher_is_better: bool = True
+    target_note: str = ""
+    warmup: bool = True
+    sheer_config: str | None = None  # where sheer safely does more than nginx can (see HTTP)
+
+    def config_for(self, kind: str) -> str:
+        return self.sheer_config if kind == "sheer" and self.sheer_config else self.config
+
+    def meets(self, ratio: float) -> bool:
+        return ratio >= self.target if self.higher_is_better else ratio <= self.target
+
+
+def header(worker_connections: int = 16384, rlimit: int = 0) -> str:
+    limit = f"worker_rlimit_nofile {rlimit};\n" if rlimit else ""
+    return (f"user root;\nworker_processes {WORKERS};\n{limit}\n"
+            f"events {{\n    worker_connections {worker_connections};\n}}\n\n")
+
+
+def _servers(port: int | None, count: int = 4) -> str:
+    suffix = f":{port}" if port else ""
+    return "".join(f"\n        server {n.address()}{suffix};" for n in article().upstreams[:count])
+
+
+HTTP = header() + f"""http {{
+    upstream web {{{_servers(upstreams.HTTP_PORT)}
+    }}
+    server {{
+        listen 80;
+        location / {{
+            proxy_bind $remote_addr transparent;
+            proxy_pass http://web;
+        }}
+    }}
+}}
+"""
+
+TCP = header() + f"""stream {{
+    upstream tcp_upstreams {{{_servers(upstreams.HTTP_PORT)}
+    }}
+    server {{
+        listen {TCP_PORT};
+        proxy_bind $remote_addr transparent;
+        proxy_pass tcp_upstreams;
+    }}
+}}
+"""
+
+BULK = header() + f"""stream {{
+    upstream bulk {{
+        server 172.16.0.11:{upstreams.IPERF_PORT};
+    }}
+    server {{
+        listen {upstreams.IPERF_PORT};
+        proxy_bind $remote_addr transparent;
+        proxy_pass bulk;
+    }}
+}}
+"""
+
+
+def dns(bind: str, responses: int, timeout: str = "1s") -> str:
+    return header() + f"""stream {{
+    upstream dns_upstreams {{{_servers(53)}
+    }}
+    server {{
+        listen 53 udp;
+        proxy_responses {responses};
+        proxy_timeout {timeout};
+        proxy_bind {bind};
+        proxy_pass dns_upstreams;
+    }}
+}}
+"""
+
+
+DNS_PROXIED = dns("$remote_addr transparent", 1)
+DNS_DSR = dns("$remote_addr:$remote_port transparent", 0)
+# nginx has no active health checks (nginx Plus does): sheer refuses DSR without one unless told,
+# and the benchmark compares the same work, so sheer runs unchecked like nginx
+DNS_DSR_SHEER = DNS_DSR.replace("proxy_responses 0;", "proxy_responses 0;\n        dsr_without_health_check on;")
+
+# idle connections and sessions: enough descriptors for 10,000 x 2 sockets or 100,000 sessions
+MEM_TCP = header(worker_connections=30000, rlimit=70000) + f"""stream {{
+    upstream tcp_upstreams {{{_servers(upstreams.HTTP_PORT)}
+    }}
+    server {{
+        listen {TCP_PORT};
+        proxy_timeout 10m;
+        proxy_bind $remote_addr transparent;
+        proxy_pass tcp_upstreams;
+    }}
+}}
+"""
+
+MEM_UDP = header(worker_connections=200000, rlimit=200000) + f"""stream {{
+    upstream udp_sink {{{_servers(UDP_SINK_PORT)}
+    }}
+    server {{
+        listen 53 udp;
+        proxy_timeout 10m;
+        proxy_bind $remote_addr transparent;
+        proxy_pass udp_sink;
+    }}
+}}
+"""
+
+
+def _http(ctx: Context) -> Sample:
+    return loads.wrk(ctx.lab, f"http://{VIP}/", ctx.duration)
+
+
+def _tcp_keepalive(ctx: Context) -> Sample:
+    return loads.wrk(ctx.lab, f"http://{VIP}:{TCP_PORT}/", ctx.duration)
+
+
+def _tcp_new(ctx: Context) -> Sample:
+    return loads.wrk(ctx.lab, f"http://{VIP}:{TCP_PORT}/", ctx.duration, connections=32, close=True,
+                     unit="conn/s")
+
+
+def _dns(ctx: Context) -> Sample:
+    return loads.dnsperf(ctx.lab, ctx.duration)
+
+
+def _bulk(ctx: Context) -> Sample:
+    return loads.iperf3(ctx.lab, upstreams.IPERF_PORT, ctx.duration)
+
+
+def _mem_tcp(ctx: Context) -> Sample:
+    return idle.tcp(ctx.lab, ctx.pid, count=idle.TCP_COUNT, port=TCP_PORT, seconds=max(ctx.duration * 6, 30))
+
+
+def _mem_udp(ctx: Context) -> Sample:
+    return idle.udp(ctx.lab, ctx.pid, count=idle.UDP_COUNT, port=53, seconds=max(ctx.duration * 6, 30))
+
+
+WORKLOADS: tuple[Workload, ...] = (
+    Workload("dns-proxied", "UDP DNS proxied, proxy_responses 1, transparent", DNS_PROXIED, "transparency",
+             _dns, 1.0),
+    Workload("dns-dsr-router", "UDP DNS DSR, router NAT", DNS_DSR, "dsr-router", _dns, 1.5,
+             target_note="and loss < 0.1%", sheer_config=DNS_DSR_SHEER),
+    Workload("dns-dsr-origin", "UDP DNS DSR, origin NAT", DNS_DSR, "dsr-origin", _dns, 1.5,
+             target_note="and loss < 0.1%", sheer_config=DNS_DSR_SHEER),
+    Workload("http", "HTTP transparent, keepalive client (wrk -c 50)", HTTP, "transparency", _http, 1.5),
+    Workload("tcp-keepalive", "TCP stream transparent, keepalive client (wrk -c 50)", TCP, "transparency",
+             _tcp_keepalive, 1.0),
+    Workload("tcp-new", "TCP stream transparent, new connection per request (wrk -c 32, Connection: close)",
+             TCP, "transparency", _tcp_new, 0.9),
+    Workload("bulk", "TCP bulk through the stream proxy, transparent (iperf3, 1 stream)", BULK, "transparency",
+             _bulk, 0.9),
+    Workload("mem-tcp", f"RSS per idle TCP connection ({idle.TCP_COUNT:,} client connections)", MEM_TCP,
+             "transparency", _mem_tcp, 2.0, higher_is_better=False, warmup=False),
+    Workload("mem-udp", f"RSS per UDP session ({idle.UDP_COUNT:,} sessions)", MEM_UDP, "transparency", _mem_udp,
+             2.0, higher_is_better=False, warmup=False),
+)
+
+GROUPS = {"dns-dsr": ("dns-dsr-router", "dns-dsr-origin"), "dns": ("dns-proxied", "dns-dsr-router", "dns-dsr-origin"),
+          "tcp": ("tcp-keepalive", "tcp-new"), "mem": ("mem-tcp", "mem-udp")}
+
+
+def select(names: list[str] | None) -> list[Workload]:
+    """Workloads by name or group (dns, dns-dsr, tcp, mem); all of them for None."""
+    if not names:
+        return list(WORKLOADS)
+    by_name = {w.name: w for w in WORKLOADS}
+    wanted: list[str] = []
+    for name in names:
+        for one in GROUPS.get(name, (name,)):
+            if one not in by_name:
+                known = ", ".join([*by_name, *GROUPS])
+                raise KeyError(f"no workload {one!r} (known: {known})")
+            if one not in wanted:
+                wanted.append(one)
+    return [by_name[n] for n in wanted]
