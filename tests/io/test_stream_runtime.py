@@ -249,3 +249,20 @@ def test_address_in_use_is_a_clean_startup_error(tmp_path: Path, closing: Callab
     assert result.returncode == 1
     assert f"bind() to 127.0.0.1:{port} failed (98: Address already in use)" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_reload_changes_listeners_and_worker_count(
+        run_sheer: Callable[..., Sheer], tmp_path: Path, setup: tuple[int, int, int]) -> None:
+    ret, proxied, upstream = setup
+    extra = free_port()
+    proxy = run_sheer(config(tmp_path, "v1", ret, proxied, upstream))
+    added = config(tmp_path, "v2", ret, proxied, upstream, workers=2).replace(
+        "stream {", f'stream {{\n    server {{ listen 127.0.0.1:{extra}; return "extra\\n"; }}')
+    proxy.write(added)
+    proxy.signal(signal.SIGHUP)
+    wait_for(lambda: len(proxy.workers()) == 2 and fetch(ret) == b"v2\n", what="two v2 workers")
+    assert fetch(extra) == b"extra\n"
+    proxy.write(config(tmp_path, "v3", ret, proxied, upstream))
+    proxy.signal(signal.SIGHUP)
+    wait_for(lambda: len(proxy.workers()) == 1 and fetch(ret) == b"v3\n", what="one v3 worker")
+    wait_for(lambda: _refused(extra), what="the removed listener to be closed")

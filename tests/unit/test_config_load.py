@@ -177,6 +177,12 @@ def test_http_defaults(tmp_path: Path) -> None:
     assert loc.proxy_pass is not None and loc.proxy_pass.upstream.implicit
 
 
+def test_http_listen_without_port_is_80(tmp_path: Path) -> None:
+    config = load_text(tmp_path, "http { server { listen 127.0.0.2; return 200; } server { return 204; } }")
+    assert config.http is not None
+    assert [(s.listens[0].host, s.listens[0].port) for s in config.http.servers] == [("127.0.0.2", 80), ("", 80)]
+
+
 def test_upstream_server_parameters(tmp_path: Path) -> None:
     config = load_text(tmp_path, """stream {
         upstream u {
