@@ -6,6 +6,7 @@ Per-worker state, as in nginx without `zone`. Time is an argument: `now` in seco
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from sheer.config.model import Upstream, UpstreamServer
 
@@ -20,7 +21,7 @@ class Peer:
     fails: int = 0
     accessed: float = 0.0
     checked: float = 0.0
-    health_down: bool = False       # set by active health checks
+    health_down: bool = False       # set by hand (tests); active checks publish through HealthView
 
     @property
     def name(self) -> str:
@@ -39,9 +40,16 @@ class Tried:
     peers: set[int] = field(default_factory=set)
 
 
+class HealthView(Protocol):
+    """Active health checks' verdict, shared by every worker (sheer.runtime.board)."""
+
+    def down(self, index: int) -> bool: ...
+
+
 class RoundRobin:
-    def __init__(self, upstream: Upstream) -> None:
+    def __init__(self, upstream: Upstream, health: HealthView | None = None) -> None:
         self.upstream = upstream
+        self.health = health
         peers = [Peer(server, index, effective_weight=server.weight)
                  for index, server in enumerate(upstream.servers)]
         self.primary = [peer for peer in peers if not peer.server.backup]
@@ -70,7 +78,7 @@ class RoundRobin:
         if len(self.peers) == 1:
             # nginx: a lone server is never considered unavailable (max_fails is ignored).
             only = peers[0] if peers else None
-            if only is None or only.server.down or only.health_down or only.index in tried.peers:
+            if only is None or only.server.down or self._health_down(only) or only.index in tried.peers:
                 return None
             if only.server.max_conns and only.conns >= only.server.max_conns:
                 return None
@@ -79,7 +87,7 @@ class RoundRobin:
         total = 0
         for peer in peers:
             server = peer.server
-            if peer.index in tried.peers or server.down or peer.health_down:
+            if peer.index in tried.peers or server.down or self._health_down(peer):
                 continue
             if server.max_fails and peer.fails >= server.max_fails and now - peer.checked <= server.fail_timeout:
                 continue
@@ -97,6 +105,9 @@ class RoundRobin:
         if now - best.checked > best.server.fail_timeout:
             best.checked = now
         return best
+
+    def _health_down(self, peer: Peer) -> bool:
+        return peer.health_down or (self.health is not None and self.health.down(peer.index))
 
     def free(self, peer: Peer, *, failed: bool, now: float) -> bool:
         """Release a peer after use. Returns True when this failure made it unavailable."""

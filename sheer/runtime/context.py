@@ -9,12 +9,14 @@ from dataclasses import dataclass, field
 from sheer.config.model import Config, ErrorLog, Upstream
 from sheer.core.balancer import RoundRobin
 from sheer.io.logs import ErrorLogger
+from sheer.runtime.board import HealthBoard
 
 
 @dataclass
 class WorkerContext:
     config: Config
     log: ErrorLogger
+    health: HealthBoard | None = None      # active checks' shared peer state (this generation's)
     hostname: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
     _balancers: dict[int, RoundRobin] = field(default_factory=dict)
@@ -25,7 +27,8 @@ class WorkerContext:
         key = id(upstream)
         found = self._balancers.get(key)
         if found is None:
-            found = self._balancers[key] = RoundRobin(upstream)
+            view = self.health.view(upstream) if self.health else None
+            found = self._balancers[key] = RoundRobin(upstream, view)
         return found
 
     def error_log(self, log: ErrorLog | None) -> ErrorLogger:

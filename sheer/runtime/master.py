@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from sheer.config import Config, ConfigError
 from sheer.io.logs import ErrorLogger, LogOpenError, reopen_logs
 from sheer.io.sockets import ListenError, listener
+from sheer.runtime.board import HealthBoard
+from sheer.runtime.checker import run_checker
 from sheer.runtime.checks import check
 from sheer.runtime.privileges import PrivilegeError, resolve_user
 from sheer.runtime.worker import ListenKey, listen_key, run_worker
@@ -37,6 +39,8 @@ class Worker:
     started: float = field(default_factory=time.monotonic)
 
 
+CHECKER = -1     # the slot of the generation's health checker process (runtime/checker.py)
+
 # A worker that dies this soon after starting failed to start: respawning it would only loop.
 EARLY_DEATH = 2.0
 
@@ -49,6 +53,7 @@ class Master:
     slots: dict[ListenKey, list[socket.socket]] = field(default_factory=dict)
     workers: dict[int, Worker] = field(default_factory=dict)
     generation: int = 0
+    health: HealthBoard | None = None      # the current generation's shared peer health
     stopping: bool = False
     status: int = 0
 
@@ -95,10 +100,23 @@ class Master:
         if pid == 0:
             status = 2
             try:
-                status = run_worker(self.config, sockets)
+                if slot == CHECKER:
+                    assert self.health is not None
+                    for socks in self.slots.values():
+                        for sock in socks:
+                            sock.close()
+                    status = run_checker(self.config, self.health)
+                else:
+                    status = run_worker(self.config, sockets, self.health)
             finally:
                 os._exit(status)
         self.workers[pid] = Worker(pid, slot, self.generation)
+
+    def start_health(self, config: Config) -> None:
+        """A new board for a new generation, and its checker (when the config has active checks)."""
+        self.health = HealthBoard(config, self.health)
+        if self.health:
+            self.spawn(CHECKER)
 
     def start(self) -> None:
         try:
@@ -108,6 +126,7 @@ class Master:
         self.open_listeners(self.config)
         signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
         self.write_pid()
+        self.start_health(self.config)
         for slot in range(self.config.workers):
             self.spawn(slot)
         self.log.log("notice", f"sheer started: {self.config.workers} worker(s), "
@@ -135,7 +154,8 @@ class Master:
             if os.WIFSIGNALED(status) or (os.WIFEXITED(status) and os.WEXITSTATUS(status) != 0):
                 how = (f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
                        else f"code {os.WEXITSTATUS(status)}")
-                self.log.log("alert", f"worker process {pid} exited on {how}")
+                kind = "health checker" if worker.slot == CHECKER else "worker"
+                self.log.log("alert", f"{kind} process {pid} exited on {how}")
                 if self.stopping or worker.generation != self.generation:
                     continue
                 if time.monotonic() - worker.started < EARLY_DEATH:
@@ -174,6 +194,7 @@ class Master:
             return
         self.log = log
         self.generation += 1
+        self.start_health(config)
         for slot in range(config.workers):
             self.spawn(slot)
         self.signal_workers(signal.SIGQUIT, old_generation)

@@ -22,6 +22,7 @@ from sheer.io.logs import ErrorLogger, reopen_logs
 from sheer.io.service import Service
 from sheer.io.stream_tcp import TcpStreamService
 from sheer.io.stream_udp import UdpStreamService
+from sheer.runtime.board import HealthBoard
 from sheer.runtime.context import WorkerContext
 from sheer.runtime.privileges import drop_privileges
 
@@ -55,14 +56,14 @@ def build_services(config: Config, sockets: dict[ListenKey, socket.socket],
     return services
 
 
-def run_worker(config: Config, sockets: dict[ListenKey, socket.socket]) -> int:
+def run_worker(config: Config, sockets: dict[ListenKey, socket.socket], health: HealthBoard | None = None) -> int:
     """Entry point in the forked child. Returns the exit status."""
-    _die_with_parent()
+    die_with_parent()
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
     for signum in (signal.SIGHUP, signal.SIGUSR1, signal.SIGQUIT, signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, signal.SIG_DFL)
     log = ErrorLogger(config.error_log)
-    ctx = WorkerContext(config, log)
+    ctx = WorkerContext(config, log, health=health)
     drop_privileges(config, log)
     uvloop.install()
     try:
@@ -117,7 +118,7 @@ async def _serve(config: Config, sockets: dict[ListenKey, socket.socket], ctx: W
     return 0
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """If the master is killed (SIGKILL), its workers must not keep serving an old config."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)

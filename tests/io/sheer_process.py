@@ -20,6 +20,7 @@ import dns.message
 import dns.rrset
 
 import sheer.config
+from sheer.runtime.board import checked_groups
 
 UPSTREAM_HOSTS = ("127.0.0.11", "127.0.0.12", "127.0.0.13", "127.0.0.14")
 
@@ -118,7 +119,7 @@ class Sheer:
             return all(listen.port in (udp if listen.udp else tcp) for listen in wanted)
 
         wait_for(ready, timeout, "sheer's listeners")
-        self.wait_workers(config.workers, timeout)
+        self.wait_workers(config.workers + (1 if checked_groups(config) else 0), timeout)  # + the health checker
         return self
 
     def check_running(self) -> None:
