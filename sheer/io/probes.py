@@ -111,16 +111,20 @@ async def udp_probe(host: str, port: int, check: HealthCheck) -> Verdict:
         except OSError as exc:
             replies.put_nowait(exc)
 
-    try:
-        sock.connect((host, port))
-        sock.send(hcmatch.probe_payload(check))
-    except OSError as exc:
-        sock.close()
-        return _failed("send()", exc)
     loop.add_reader(sock.fileno(), readable)
     last: Verdict | None = None
+    sent = False
     try:
         async with asyncio.timeout(check.timeout):
+            sock.connect((host, port))
+            while not sent:
+                try:
+                    sock.send(hcmatch.probe_payload(check))
+                    sent = True
+                except BlockingIOError:
+                    # EAGAIN: the neighbour is still being resolved and its queue is full (a
+                    # DSR flood toward the same peer, say); not the peer's fault, try again.
+                    await asyncio.sleep(0.01)
             while True:
                 reply = await replies.get()
                 if isinstance(reply, OSError):
@@ -129,9 +133,13 @@ async def udp_probe(host: str, port: int, check: HealthCheck) -> Verdict:
                 if last.passed or not hcmatch.expects_reply(check):
                     return hcmatch.PASSED
     except TimeoutError:
+        if not sent:
+            return Verdict(False, f"send() {_TIMED_OUT}: 11: Resource temporarily unavailable")
         if hcmatch.expects_reply(check):
             return last or Verdict(False, f"upstream {_TIMED_OUT}: no reply")
         return hcmatch.PASSED    # silence is health for the basic UDP check
+    except OSError as exc:
+        return _failed("send()", exc)
     finally:
         loop.remove_reader(sock.fileno())
         sock.close()
