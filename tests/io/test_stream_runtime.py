@@ -112,8 +112,8 @@ def test_reload_keeps_held_connection_and_drops_nothing(
     assert old_worker in proxy.workers()
     assert echo_once(held, b"after reload\n") == b"after reload\n"
     held.close()
-    wait_for(lambda: not alive(old_worker), what="the old worker to exit")
-    assert len(proxy.workers()) == 1 and old_worker not in proxy.workers()
+    wait_for(lambda: old_worker not in proxy.workers(), what="the old worker to exit and be reaped")
+    assert not alive(old_worker) and len(proxy.workers()) == 1
     assert fetch(ret) == b"v2\n"
     log = proxy.error_log()
     assert "reconfiguring" in log and "gracefully shutting down" in log

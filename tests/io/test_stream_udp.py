@@ -141,4 +141,4 @@ def test_many_clients_many_sessions(run_sheer: Callable[..., Sheer], closing: Ca
         sock.sendto(b"%d" % i, ("127.0.0.1", port))
     for i, sock in enumerate(sockets):
         assert sock.recv(100) == b"%d" % i
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 5
