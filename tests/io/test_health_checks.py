@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
 import threading
 import time
@@ -148,3 +150,27 @@ stream {{
     sheer.wait_log(f'peer {UPSTREAM_HOSTS[1]}:{port} in upstream "u" is healthy (down -> up)', timeout=3)
     wait_for(lambda: ask(4)[UPSTREAM_HOSTS[1]] > 0, timeout=3, what="traffic to the peer again")
     assert "upstream timed out" not in sheer.error_log()
+
+
+def test_checker_is_respawned_and_replaced_on_reload(run_sheer: Callable[..., Any],
+                                                     closing: Callable[[Any], Any]) -> None:
+    echo = closing(TcpEcho("127.0.0.11"))
+    listen = free_port()
+    text = f"""stream {{
+    server {{ listen 127.0.0.1:{listen}; proxy_pass 127.0.0.11:{echo.port}; health_check interval=100ms; }}
+}}
+"""
+    sheer = run_sheer(text)
+    first = set(sheer.workers())
+    assert len(first) == 2                       # one worker, one health checker
+    wait_for(lambda: echo.connections >= 3, what="probes every 100ms")
+    time.sleep(2.1)                              # past the early-death guard
+    checker = min(first)                         # the master forks the checker before the workers
+    os.kill(checker, signal.SIGKILL)
+    sheer.wait_log(f"health checker process {checker} exited on signal 9")
+    wait_for(lambda: len(sheer.workers()) == 2 and checker not in sheer.workers(), what="a respawned process")
+    count = echo.connections
+    wait_for(lambda: echo.connections > count + 2, what="probes again")
+    sheer.signal(signal.SIGHUP)
+    wait_for(lambda: not set(sheer.workers()) & first - {checker} and len(sheer.workers()) == 2, timeout=5,
+             what="a new generation: worker and checker")
