@@ -75,9 +75,10 @@ class RoundRobin:
         return peer
 
     def _pick(self, peers: list[Peer], tried: Tried, now: float) -> Peer | None:
-        if len(self.peers) == 1:
-            # nginx: a lone server is never considered unavailable (max_fails is ignored).
-            only = peers[0] if peers else None
+        if peers is self.primary and len(peers) == 1:
+            # nginx (peers->single): a lone primary server is never considered unavailable
+            # (max_fails is ignored), even when backup servers exist.
+            only = peers[0]
             if only is None or only.server.down or self._health_down(only) or only.index in tried.peers:
                 return None
             if only.server.max_conns and only.conns >= only.server.max_conns:
@@ -113,7 +114,7 @@ class RoundRobin:
         """Release a peer after use. Returns True when this failure made it unavailable."""
         peer.conns -= 1
         server = peer.server
-        if len(self.peers) == 1:
+        if len(self.primary) == 1 and not server.backup:
             return False
         if failed:
             peer.fails += 1

@@ -177,3 +177,12 @@ def test_failure_lowers_effective_weight_which_recovers() -> None:
     assert rr.peers[0].effective_weight == 3
     sequence(rr, 8, now=2.0)
     assert rr.peers[0].effective_weight == 4
+
+
+def test_a_lone_primary_is_never_disabled_even_with_a_backup() -> None:
+    # nginx's peers->single counts primary servers only: failures of the lone primary are not
+    # counted, so traffic never moves to the backup because of max_fails.
+    rr = upstream(srv(1, max_fails=1), srv(9, backup=True))
+    for now in (1000.0, 1000.1, 1000.2):
+        assert pick(rr, now, failed=True) == "1"
+    assert sequence(rr, 3, 1000.3) == ["1", "1", "1"]
