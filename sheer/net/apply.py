@@ -151,7 +151,9 @@ def _nft(script: str, what: str) -> None:
 
 
 def nft_listing(table: NftTable) -> str | None:
-    res = subprocess.run(["nft", "list", "table", table.family, table.name], capture_output=True, text=True, check=False)
+    # stateless (-s): the rules' counters move with traffic and must not read as a changed table
+    res = subprocess.run(["nft", "-s", "list", "table", table.family, table.name], capture_output=True, text=True,
+                         check=False)
     return res.stdout if res.returncode == 0 else None
 
 

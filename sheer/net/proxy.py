@@ -105,7 +105,7 @@ def _mark_rules(b: _Builder, transparent: list[Service], mark: int) -> list[NftR
         iscope = f" -s {','.join(dict.fromkeys(addrs))}" if scoped else ""
         b.notes.append(f"marking: `socket transparent 1` marks only replies that belong to a local "
                        f"transparent socket (any upstream port, TCP and UDP); fwmark {hexmark} -> table")
-        return [NftRule(f"{scope}socket transparent 1 meta mark set {hexmark}",
+        return [NftRule(f"{scope}socket transparent 1 meta mark set {hexmark} counter",
                         f"iptables -t mangle -A PREROUTING{iscope} -m socket --transparent {xmark}")]
     rules: list[NftRule] = []
     for proto in ("tcp", "udp"):
@@ -114,7 +114,7 @@ def _mark_rules(b: _Builder, transparent: list[Service], mark: int) -> list[NftR
             continue
         addrs = [u.host for u in ups]
         ports = [str(u.port) for u in ups]
-        text = f"ip saddr {_set(addrs)} {proto} sport {_set(ports)} meta mark set {hexmark}"
+        text = f"ip saddr {_set(addrs)} {proto} sport {_set(ports)} meta mark set {hexmark} counter"
         for port in dict.fromkeys(ports):
             rules.append(NftRule(text, f"iptables -t mangle -A PREROUTING -p {proto} "
                                        f"-s {','.join(dict.fromkeys(addrs))} --sport {port} {xmark}"))
@@ -176,7 +176,7 @@ def _router_nat(b: _Builder, dsr: list[Service], public_if: str | None) -> tuple
                 "# no iptables equivalent (stateless); the article's, with act_nat: "
                 + TcNat(public_if, a, port, vip, 0).commands()[0].replace(" prio 0", "") for a in addrs)
             rules.append(NftRule(f'oifname "{public_if}" ip saddr {_set(addrs)} udp sport {port} '
-                                 f"ip saddr set {vip}{sport}", article))
+                                 f"ip saddr set {vip}{sport} counter", article))
         chains.append(NftChain("dsr_rewrite", "filter", "postrouting", "srcnat - 10", tuple(rules)))
     if b.options.masquerade:
         addrs = sorted({a for a, _ in rewrites})

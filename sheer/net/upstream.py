@@ -54,7 +54,7 @@ def plan_upstream(b: _Builder, found: list[Service]) -> Plan:
         else:
             rules = [NftRule(
                 f"ip saddr {host} ip daddr != {internal} udp sport {port} ip saddr set {vip}"
-                + (f" udp sport set {public}" if public != port else ""),
+                + (f" udp sport set {public}" if public != port else "") + " counter",
                 f"# the article's, with act_nat (rewrites every destination, health-check replies too): "
                 f"tc filter add dev {dev or 'eth0'} parent 10: protocol ip prio 10 u32 match ip src {host}/32 "
                 f"match ip sport {port} 0xffff action nat egress {host}/32 {vip}")

@@ -68,7 +68,7 @@ def test_http_and_dns_transparency_marks_replies_by_socket(tmp_path: Path) -> No
         "ip rule add fwmark 1 lookup 100 priority 32765",
     ]
     assert "table ip sheer {" in p.nft()
-    assert "socket transparent 1 meta mark set 0x1" in p.nft()
+    assert "socket transparent 1 meta mark set 0x1 counter" in p.nft()   # `sheer doctor` reads it
     assert any("UDP replies are marked" in n for n in p.notes)
 
 
@@ -109,7 +109,7 @@ def test_dsr_router_without_act_nat_uses_nft(tmp_path: Path) -> None:
     assert Sysctl("net.ipv4.ip_forward", "1") in p.items
     assert Sysctl("net.ipv4.udp_early_demux", "0") in p.items
     assert 'oifname "sheer-pub" ip saddr { 172.16.0.11, 172.16.0.12, 172.16.0.13, 172.16.0.14 } ' \
-           "udp sport 53 ip saddr set 192.168.99.10" in p.nft()
+           "udp sport 53 ip saddr set 192.168.99.10 counter" in p.nft()
     assert "priority srcnat - 10" in p.nft()
     assert not any(isinstance(i, (Rule, TcNat)) for i in p.items)   # replies are forwarded, not captured
     assert any("act_nat is missing" in n for n in p.notes)
@@ -174,7 +174,7 @@ def test_upstream_dsr_origin(tmp_path: Path) -> None:
              KernelFacts(tuple(IfAddr(a.dev, a.address.replace(".11/", ".12/")) for a in UP1.addresses),
                          UP1.routes, UP1.rules, sysctls=UP1.sysctls))
     assert not p.problems
-    assert "ip saddr 172.16.0.12 ip daddr != 172.16.0.0/24 udp sport 53 ip saddr set 192.168.99.10" in p.nft()
+    assert "ip saddr 172.16.0.12 ip daddr != 172.16.0.0/24 udp sport 53 ip saddr set 192.168.99.10 counter" in p.nft()
     assert "hook output" in p.nft()
     assert p.commands()[0] == "sysctl -w net.ipv4.conf.all.rp_filter=2"      # strict -> loose; 0 left alone
     assert "ip route add default via 172.16.0.254 table 100" in p.commands()

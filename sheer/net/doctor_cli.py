@@ -1,0 +1,65 @@
+"""`sheer doctor -c CONF [--role proxy|upstream] [--host ADDR] [--dsr router|origin] [--json]`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+
+from sheer.config import ConfigError, load
+from sheer.net import apply as net_apply
+from sheer.net import doctor, inspect
+from sheer.net.doctor_gather import gather
+from sheer.net.plan import Options
+
+DEFAULT_CONF = "/etc/sheer/sheer.conf"
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sheer doctor", description=(
+        "The article's troubleshooting list, automated: for what the configuration needs here, each check "
+        "prints ok / warning / problem with the evidence and the fix. Reads only; exit 0 when nothing is a "
+        "problem."))
+    p.add_argument("-c", dest="conf", metavar="file", default=DEFAULT_CONF, help="configuration file")
+    p.add_argument("--role", choices=("proxy", "upstream"), default="proxy")
+    p.add_argument("--host", metavar="ADDR", help="upstream role: this upstream's address in the config")
+    p.add_argument("--dsr", choices=("router", "origin"), help="DSR method (default: router)")
+    p.add_argument("--vip", metavar="ADDR", help="the public address DSR replies must come from")
+    p.add_argument("--gateway", metavar="ADDR", help="upstream role: the proxy's internal address (checked)")
+    p.add_argument("--via", metavar="ADDR", help="upstream role, origin NAT: the return router (checked)")
+    p.add_argument("--public-if", metavar="DEV", help="the interface facing the clients")
+    p.add_argument("--client", metavar="ADDR", help="a client address (default: 198.51.100.1, TEST-NET-2)")
+    p.add_argument("--probe", action="store_true", help=(
+        "send reachability probes even from the root network namespace (always on in other namespaces, "
+        "and for loopback upstreams)"))
+    p.add_argument("--json", action="store_true", help="findings as JSON")
+    return p
+
+
+def main(argv: list[str], transparent_error: Callable[[], str | None] = lambda: None) -> int:
+    """`transparent_error`: can this process set IP_TRANSPARENT (sheer.io.sockets.can_be_transparent,
+    passed in by the CLI: io sits above net)."""
+    args = parser().parse_args(argv)
+    try:
+        config = load(args.conf)
+    except ConfigError as exc:
+        print(f"sheer: [emerg] {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f'sheer: [emerg] open() "{args.conf}" failed ({exc.strerror})', file=sys.stderr)
+        return 1
+    options = Options(args.role, args.host, args.dsr, public_if=args.public_if, vip=args.vip,
+                      gateway=args.gateway, via=args.via)
+    facts = inspect.gather()
+    record = net_apply.Record.load(net_apply.record_path(options.role, options.host))
+    planning = facts.excluding(*record.facts()) if record else facts
+    needs = doctor.needs(config, options, planning, args.conf, args.client)
+    state = gather(needs, facts, args.probe, transparent_error)
+    findings = doctor.diagnose(needs, state)
+    if args.json:
+        print(json.dumps({"ok": doctor.exit_status(findings) == 0,
+                          "findings": [f.to_json() for f in findings]}, indent=1))
+    else:
+        print(doctor.render(findings))
+    return doctor.exit_status(findings)

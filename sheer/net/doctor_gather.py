@@ -1,0 +1,269 @@
+"""Gather what `sheer doctor` checks, in the current network namespace. Reads only: `nft -j`, `ip -j`,
+/proc/sys, /proc/self/status. Probes (ICMP, TCP, UDP, one transparent TCP connection) go only to the
+config's upstreams and gateways, and only when allowed (see `probes_allowed`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import struct
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from ipaddress import IPv4Address
+from typing import Any
+
+from sheer.net import inspect
+from sheer.net.doctor import Needs
+from sheer.net.doctor_state import NextHop, Privileges, Probe, RouteGet, State, TransparentProbe, nft_rules
+from sheer.net.facts import KernelFacts
+from sheer.net.plan import _ipv4
+
+IP_TRANSPARENT = 19
+DOC_CLIENT = "198.51.100.1"      # TEST-NET-2: a client address no real client has (probes, route lookups)
+LEAVES = ("rp_filter", "src_valid_mark", "accept_local")
+
+
+def _run(*cmd: str, timeout: float = 5) -> subprocess.CompletedProcess[str] | None:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=timeout)
+    except (FileNotFoundError, subprocess.TimeoutExpired):
+        return None
+
+
+def sysctls(facts: KernelFacts) -> dict[str, str]:
+    devs = sorted({a.dev for a in facts.addresses} | {"all"})
+    keys = ["net.ipv4.ip_forward", "net.ipv4.udp_early_demux",
+            *(f"net.ipv4.conf.{d}.{leaf}" for d in devs for leaf in LEAVES)]
+    return {k: v for k in keys if (v := inspect.read_sysctl(k)) is not None}
+
+
+def ruleset() -> tuple[Mapping[str, Any], ...]:
+    res = _run("nft", "-j", "list", "ruleset")
+    if res is None or res.returncode != 0 or not res.stdout.strip():
+        return ()
+    return tuple(json.loads(res.stdout).get("nftables", []))
+
+
+def legacy_tables() -> tuple[str, ...]:
+    try:
+        with open("/proc/net/ip_tables_names") as f:
+            return tuple(f.read().split())
+    except OSError:
+        return ()
+
+
+def tc_egress(devs: list[str]) -> dict[str, tuple[Mapping[str, Any], ...]]:
+    out: dict[str, tuple[Mapping[str, Any], ...]] = {}
+    for dev in devs:
+        res = _run("tc", "-j", "-s", "filter", "show", "dev", dev, "egress")
+        if res and res.returncode == 0 and res.stdout.strip():
+            try:
+                out[dev] = tuple(json.loads(res.stdout))
+            except json.JSONDecodeError:
+                continue
+    return out
+
+
+def privileges(transparent_error: str | None) -> Privileges:
+    caps = {"CapEff": 0, "CapBnd": 0}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in caps:
+                caps[key] = int(value.strip(), 16)
+    return Privileges(os.geteuid(), caps["CapEff"], caps["CapBnd"], transparent_error)
+
+
+def probes_allowed(n: Needs, explicit: bool) -> bool:
+    """Probes go out when asked (--probe), in a network namespace other than the root one (the lab),
+    or when every target is a loopback address."""
+    if explicit or not inspect.in_root_netns():
+        return True
+    return all(_ipv4(h) and IPv4Address(h).is_loopback for h in n.upstream_hosts)
+
+
+# --- probes ----------------------------------------------------------------------------------
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
+
+
+def icmp_echo(target: str, timeout: float = 1.0) -> tuple[bool, str]:
+    """One ICMP echo (raw socket as root, else the unprivileged ICMP datagram socket)."""
+    ident = os.getpid() & 0xFFFF
+    try:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        raw = True
+    except PermissionError:
+        try:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
+            raw = False
+        except OSError as exc:
+            return False, f"cannot open an ICMP socket ({exc.strerror})"
+    with sock:
+        header = struct.pack("!BBHHH", 8, 0, 0, ident, 1)
+        payload = b"sheer doctor"
+        packet = struct.pack("!BBHHH", 8, 0, _checksum(header + payload), ident, 1) + payload
+        sock.settimeout(timeout)
+        started = time.monotonic()
+        try:
+            sock.sendto(packet, (target, 0))
+            while time.monotonic() - started < timeout:
+                data, (peer, _) = sock.recvfrom(2048)
+                icmp = data[(data[0] & 0x0F) * 4:] if raw else data
+                if peer == target and icmp[0] == 0 and (not raw or icmp[4:6] == struct.pack("!H", ident)):
+                    return True, f"echo reply in {(time.monotonic() - started) * 1000:.1f} ms"
+        except TimeoutError:
+            pass
+        except OSError as exc:
+            return False, f"{exc.strerror}"
+    return False, f"no echo reply within {timeout:g}s"
+
+
+def tcp_connect(target: str, port: int, timeout: float = 2.0, source: str | None = None) -> tuple[bool, str]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    with sock:
+        sock.settimeout(timeout)
+        try:
+            if source:
+                # the transparent probe: bind the client's address, as a worker does (Method 1)
+                sock.setsockopt(socket.SOL_IP, IP_TRANSPARENT, 1)
+                sock.bind((source, 0))
+            started = time.monotonic()
+            sock.connect((target, port))
+            return True, f"connected in {(time.monotonic() - started) * 1000:.1f} ms"
+        except TimeoutError:
+            return False, f"no answer within {timeout:g}s"
+        except OSError as exc:
+            return False, f"{exc.strerror}"
+
+
+DNS_QUERY = bytes.fromhex("5348010000010000000000000000020001")    # id "SH", ". IN NS"
+
+
+def udp_probe(target: str, port: int, timeout: float = 1.0) -> tuple[bool | None, str]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect((target, port))      # connected: an ICMP port unreachable becomes ECONNREFUSED
+            sock.send(DNS_QUERY if port == 53 else b"")
+            sock.recv(2048)
+            return True, "answered" + (" (DNS)" if port == 53 else "")
+        except TimeoutError:
+            return (False if port == 53 else None), f"no answer within {timeout:g}s"
+        except OSError as exc:
+            return False, f"{exc.strerror}"
+
+
+def reachability(n: Needs, facts: KernelFacts) -> tuple[Probe, ...]:
+    out: list[Probe] = []
+    hosts = [h for h in n.upstream_hosts if _ipv4(h)]
+    for host in hosts:
+        ok, detail = icmp_echo(host)
+        out.append(Probe(host, "icmp", None, ok, detail))
+    seen: set[tuple[str, str, int]] = set()
+    for svc in (*n.transparent, *n.dsr):
+        for u in svc.upstreams:
+            key = (svc.proto, u.host, u.port)
+            if key in seen or not _ipv4(u.host):
+                continue
+            seen.add(key)
+            if svc.proto == "tcp":
+                ok_tcp, detail = tcp_connect(u.host, u.port)
+                out.append(Probe(u.host, "tcp", u.port, ok_tcp, detail))
+            else:
+                ok_udp, detail = udp_probe(u.host, u.port)
+                out.append(Probe(u.host, "udp", u.port, ok_udp, detail))
+    route = facts.route_to(n.client or DOC_CLIENT)
+    if route and route.via:
+        ok, detail = icmp_echo(route.via)
+        out.append(Probe(route.via, "icmp", None, ok, detail, "gateway"))
+    return tuple(out)
+
+
+def mark_counters(rules: tuple[Mapping[str, Any], ...]) -> dict[str, int]:
+    return {r.id: r.packets or 0 for r in nft_rules(rules) if r.hook == "prerouting" and r.mark_set() is not None}
+
+
+def transparent_probe(n: Needs) -> TransparentProbe | None:
+    target = next(((u.host, u.port) for svc in n.transparent if svc.proto == "tcp" for u in svc.upstreams
+                   if _ipv4(u.host)), None)
+    if target is None:
+        return None
+    src = n.client or DOC_CLIENT
+    before = mark_counters(ruleset())
+    ok, detail = tcp_connect(*target, timeout=2.0, source=src)
+    return TransparentProbe(src, target[0], target[1], ok, detail, before, mark_counters(ruleset()))
+
+
+# --- upstream role ---------------------------------------------------------------------------
+
+def routes_back(n: Needs) -> tuple[RouteGet, ...]:
+    host = n.options.host
+    if not host:
+        return ()
+    client = n.client or DOC_CLIENT
+    out: list[RouteGet] = []
+    ports = dict.fromkeys((svc.proto, u.port) for svc in (*n.transparent, *n.dsr) for u in svc.upstreams
+                          if u.host == host)
+    for proto, port in ports:
+        res = _run("ip", "-j", "route", "get", client, "from", host, "ipproto", proto, "sport", str(port))
+        if res is None or res.returncode != 0:
+            out.append(RouteGet(client, host, proto, port, None, None,
+                                (res.stderr.strip() if res else "ip not found") or "no route"))
+            continue
+        got = json.loads(res.stdout)[0]
+        out.append(RouteGet(client, host, proto, port, got.get("gateway"), got.get("dev")))
+    return tuple(out)
+
+
+def next_hop(address: str) -> NextHop | None:
+    """The named network namespace on this host holding `address` (the lab's return router), if any."""
+    here = inspect.netns_id()
+    try:
+        names = sorted(os.listdir("/run/netns"))
+    except OSError:
+        return None
+    for name in names:
+        try:
+            if os.stat(os.path.join("/run/netns", name)).st_ino == here:
+                continue
+        except OSError:
+            continue
+        res = _run("ip", "-n", name, "-j", "addr", "show")
+        if res is None or res.returncode != 0:
+            continue
+        for link in json.loads(res.stdout or "[]"):
+            if any(a.get("local") == address for a in link.get("addr_info", [])):
+                dev = link.get("ifname")
+                keys = ["net.ipv4.ip_forward", "net.ipv4.conf.all.rp_filter", f"net.ipv4.conf.{dev}.rp_filter"]
+                got = _run("ip", "netns", "exec", name, "sysctl", *keys)
+                values = dict(line.split(" = ", 1) for line in (got.stdout if got else "").splitlines() if " = " in line)
+                return NextHop(address, name, dev, values)
+    return None
+
+
+def gather(n: Needs, facts: KernelFacts, explicit_probe: bool,
+           transparent_error: Callable[[], str | None]) -> State:
+    facts = replace(facts, sysctls={**facts.sysctls, **sysctls(facts)})
+    state = State(facts, ruleset(), legacy_tables(),
+                  tc_egress([n.public_if]) if n.public_if and facts.act_nat else {},
+                  privileges(transparent_error()) if n.role == "proxy" else None)
+    if n.role == "upstream":
+        back = routes_back(n)
+        gateway = next((r.gateway for r in back if r.proto == "udp" and r.gateway), None)
+        hop = next_hop(gateway) if gateway and n.options.dsr == "origin" else None
+        return replace(state, routes_back=back, next_hop=hop)
+    if not probes_allowed(n, explicit_probe):
+        return state
+    tp = transparent_probe(n) if state.privileges and not state.privileges.transparent_error else None
+    return replace(state, probes=reachability(n, facts), transparent_probe=tp, probed=True)
