@@ -183,3 +183,24 @@ def test_dsr_under_dnsperf_loses_under_a_thousandth(lab: Lab, tmp_path: Path) ->
     lost = int(re.search(r"Queries lost:\s+(\d+)", res.stdout).group(1))  # type: ignore[union-attr]
     assert sent > 10000, res.stdout
     assert lost / sent < 0.001, res.stdout
+
+
+def test_without_plumbing_the_log_names_the_likely_cause(lab: Lab) -> None:
+    # No `sheer net apply`: the upstream's SYN-ACK to 192.168.99.1 is never delivered to sheer's
+    # transparent socket, the connect times out, and the log must say why and what to run.
+    config = configs.HEADER + """http {
+    upstream one { server 172.16.0.11; }
+    server {
+        listen 80;
+        location / { proxy_bind $remote_addr transparent; proxy_connect_timeout 1s; proxy_pass http://one; }
+    }
+}
+"""
+    rules = lab.run("proxy", "ip", "rule", "show").stdout
+    assert "fwmark" not in rules, f"someone else's plumbing is applied in sheer-proxy:\n{rules}"
+    with lab.proxy(config) as running:
+        res = lab.run("client", "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "5", f"http://{VIP}/")
+        assert res.stdout == "504", res
+        log = running.log()
+    assert "upstream timed out (110: Connection timed out) while connecting to upstream" in log, log
+    assert "sheer net apply" in log and "sheer doctor" in log, log
