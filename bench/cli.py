@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import shlex
 import sys
 import time
@@ -45,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     if reason:
         print(f"bench: {reason}", file=sys.stderr)
         return 2
+    # proxies inherit it: 10,000 idle connections need 20,000 descriptors (nginx would set
+    # worker_rlimit_nofile, which sheer does not implement; the soft limit up to the hard one does both)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     lab = Lab()
     kinds = (args.only,) if args.only else runner.KINDS
     started = time.time()

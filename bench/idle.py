@@ -17,7 +17,10 @@ from sheer.lab.topology import VIP
 
 TCP_COUNT = 10_000
 UDP_COUNT = 100_000
-EXTRA_CLIENT = "192.168.99.3"  # a second client address: 100,000 sessions need more than 64k ports
+# `proxy_bind $remote_addr transparent` takes an ephemeral port of the client's address for each
+# session: the proxy namespace's port range (28,232 ports) caps sessions per client address (and
+# connect() fails with EAGAIN well before), so 100,000 sessions come from eight client addresses
+EXTRA_CLIENTS = tuple(f"192.168.99.{i}" for i in range(3, 10))
 
 
 def _count(lab: Lab, proto: str, port: int) -> int:
@@ -29,7 +32,7 @@ def _count(lab: Lab, proto: str, port: int) -> int:
 
 
 def _settle(lab: Lab, proto: str, port: int, want: int, seconds: float) -> int:
-    """Wait until the flow count reaches `want` or stops growing for a second."""
+    """Wait until the flow count reaches `want` or stops growing for three seconds."""
     deadline = time.monotonic() + seconds
     last, still = -1, 0.0
     while time.monotonic() < deadline:
@@ -38,7 +41,7 @@ def _settle(lab: Lab, proto: str, port: int, want: int, seconds: float) -> int:
             return n
         if n == last:
             still += 0.25
-            if still >= 1.0:
+            if still >= 3.0:
                 return n
         else:
             last, still = n, 0.0
@@ -59,7 +62,7 @@ def _measure(lab: Lab, pid: int, argv: list[str], proto: str, upstream_port: int
         if len(line) != 2 or line[0] != "ready":
             raise LabError(f"idle client failed: {line} {proc.stderr.read() if proc.stderr else ''}")
         opened = int(line[1])
-        flows = _settle(lab, proto, upstream_port, opened, 20)
+        flows = _settle(lab, proto, upstream_port, opened, 40)
         after = procstat.rss_bytes(procstat.tree(pid))
     finally:
         if proc.stdin:
@@ -87,11 +90,12 @@ def tcp(lab: Lab, pid: int, count: int, port: int, seconds: float) -> Sample:
 def udp(lab: Lab, pid: int, count: int, port: int, seconds: float) -> Sample:
     from bench.workloads import UDP_SINK_PORT
 
-    added = lab.run("client", "ip", "addr", "add", f"{EXTRA_CLIENT}/24", "dev", "sheer-pub")
+    added = [a for a in EXTRA_CLIENTS
+             if lab.run("client", "ip", "addr", "add", f"{a}/24", "dev", "sheer-pub").returncode == 0]
     try:
         argv = [*helper("idle_client.py"), "udp", str(VIP), str(port), str(count), f"{seconds:g}",
-                str(lab.node("client").address()), EXTRA_CLIENT]
+                str(lab.node("client").address()), *EXTRA_CLIENTS]
         return _measure(lab, pid, argv, "udp", UDP_SINK_PORT, count, seconds)
     finally:
-        if added.returncode == 0:
-            lab.run("client", "ip", "addr", "del", f"{EXTRA_CLIENT}/24", "dev", "sheer-pub")
+        for a in added:
+            lab.run("client", "ip", "addr", "del", f"{a}/24", "dev", "sheer-pub")

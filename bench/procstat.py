@@ -19,6 +19,11 @@ def _stat_fields(pid: int) -> list[str] | None:
     return text.rsplit(")", 1)[1].split()
 
 
+def parent(pid: int) -> int | None:
+    fields = _stat_fields(pid)
+    return int(fields[1]) if fields else None
+
+
 def tree(root: int) -> list[int]:
     """root and all its descendants (nginx: master + workers; sheer: master + workers)."""
     children: dict[int, list[int]] = {}

@@ -40,7 +40,7 @@ def _verdict(r: Result) -> str:
         ok = bool(m and m["loss"] < 0.001)
     if ok:
         return f"**{ratio:.2f}×** (target {target}: met)"
-    short = (w.target / ratio - 1) if w.higher_is_better else (ratio / w.target - 1)
+    short = (1 - ratio / w.target) if w.higher_is_better else (ratio / w.target - 1)
     return f"**{ratio:.2f}×** (target {target}: missed" + (f" by {short:.0%})" if short > 0 else ", loss)")
 
 

@@ -17,10 +17,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import procstat, upstreams
+from bench import guard, procstat, upstreams
 from bench.loads import Sample
 from bench.workloads import UDP_SINK_PORT, Context, Workload
-from sheer.lab import plumbing
+from sheer.lab import plumbing, proxy
 from sheer.lab.errors import LabError
 from sheer.lab.procs import netns_exec, run
 from sheer.lab.proxy import Kind
@@ -29,7 +29,7 @@ from sheer.lab.topology import PREFIX
 
 KINDS: tuple[Kind, ...] = ("nginx", "sheer")
 BENCH_TABLE = f"{PREFIX}_bench"
-ATTEMPTS = 3
+ATTEMPTS = 4
 
 
 def _say(message: str) -> None:
@@ -114,13 +114,16 @@ def run_once(lab: Lab, workload: Workload, kind: Kind, duration: float) -> Sampl
             plumbing.reference_apply(workload.method)
             if workload.method == "transparency":
                 _nginx_extra_marks(lab.node("proxy").netns)
-        with lab.proxy(config_text, kind) as running:
+        guard.wait_quiet(lab)
+        # proxies' prefixes under bench/: the lab's own proxy-N directories belong to test sessions
+        with proxy.running(kind, config_text, Path(lab.state_dir) / "bench") as running:
             if workload.warmup:
                 workload.measure(Context(lab, 1.0, running.pid))
-            meter = procstat.CpuMeter(running.pid)
-            meter.start(time.monotonic())
-            sample = workload.measure(Context(lab, duration, running.pid))
-            sample.cpu = meter.stop(time.monotonic())
+            with guard.Watch(lab, running.pid):
+                meter = procstat.CpuMeter(running.pid)
+                meter.start(time.monotonic())
+                sample = workload.measure(Context(lab, duration, running.pid))
+                sample.cpu = meter.stop(time.monotonic())
             return sample
     finally:
         _clean(lab, workload, config)

@@ -14,6 +14,7 @@ from sheer.lab.topology import VIP, article
 WORKERS = 2
 TCP_PORT = 8080  # stream proxy -> the upstreams' quiet nginx (keepalive request/response)
 UDP_SINK_PORT = 8000  # the witnesses' UDP echo: the memory workload's sessions
+MEM_UDP_WORKERS = 6
 
 
 @dataclass(frozen=True)
@@ -45,9 +46,8 @@ class Workload:
         return ratio >= self.target if self.higher_is_better else ratio <= self.target
 
 
-def header(worker_connections: int = 16384, rlimit: int = 0) -> str:
-    limit = f"worker_rlimit_nofile {rlimit};\n" if rlimit else ""
-    return (f"user root;\nworker_processes {WORKERS};\n{limit}\n"
+def header(worker_connections: int = 16384, workers: int = WORKERS) -> str:
+    return (f"user root;\nworker_processes {workers};\n\n"
             f"events {{\n    worker_connections {worker_connections};\n}}\n\n")
 
 
@@ -60,7 +60,7 @@ HTTP = header() + f"""http {{
     upstream web {{{_servers(upstreams.HTTP_PORT)}
     }}
     server {{
-        listen 80;
+        listen 80 reuseport;
         location / {{
             proxy_bind $remote_addr transparent;
             proxy_pass http://web;
@@ -69,11 +69,21 @@ HTTP = header() + f"""http {{
 }}
 """
 
+# nginx opens an upstream connection per request here: its keepalive cache is keyed by upstream
+# only, so with proxy_bind transparent it would hand one client's connection to another. sheer
+# keys its pool by source address (DESIGN.md), so it runs the safe keepalive variant.
+HTTP_SHEER = HTTP.replace("""            proxy_pass http://web;""", """            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass http://web;""").replace("""server 172.16.0.14:8080;
+    }""", """server 172.16.0.14:8080;
+        keepalive 64;
+    }""")
+
 TCP = header() + f"""stream {{
     upstream tcp_upstreams {{{_servers(upstreams.HTTP_PORT)}
     }}
     server {{
-        listen {TCP_PORT};
+        listen {TCP_PORT} reuseport;
         proxy_bind $remote_addr transparent;
         proxy_pass tcp_upstreams;
     }}
@@ -85,7 +95,7 @@ BULK = header() + f"""stream {{
         server 172.16.0.11:{upstreams.IPERF_PORT};
     }}
     server {{
-        listen {upstreams.IPERF_PORT};
+        listen {upstreams.IPERF_PORT} reuseport;
         proxy_bind $remote_addr transparent;
         proxy_pass bulk;
     }}
@@ -98,7 +108,7 @@ def dns(bind: str, responses: int, timeout: str = "1s") -> str:
     upstream dns_upstreams {{{_servers(53)}
     }}
     server {{
-        listen 53 udp;
+        listen 53 udp reuseport;
         proxy_responses {responses};
         proxy_timeout {timeout};
         proxy_bind {bind};
@@ -114,12 +124,14 @@ DNS_DSR = dns("$remote_addr:$remote_port transparent", 0)
 # and the benchmark compares the same work, so sheer runs unchecked like nginx
 DNS_DSR_SHEER = DNS_DSR.replace("proxy_responses 0;", "proxy_responses 0;\n        dsr_without_health_check on;")
 
-# idle connections and sessions: enough descriptors for 10,000 x 2 sockets or 100,000 sessions
-MEM_TCP = header(worker_connections=30000, rlimit=70000) + f"""stream {{
+# Idle flows. The hard RLIMIT_NOFILE here is 20,000 (no CAP_SYS_RESOURCE to raise it), and every
+# UDP session holds one socket: 100,000 sessions need 6 workers (~16,700 each, by SO_REUSEPORT's
+# hash). nginx counts 2 connections per UDP session (client and upstream side).
+MEM_TCP = header(worker_connections=30000) + f"""stream {{
     upstream tcp_upstreams {{{_servers(upstreams.HTTP_PORT)}
     }}
     server {{
-        listen {TCP_PORT};
+        listen {TCP_PORT} reuseport;
         proxy_timeout 10m;
         proxy_bind $remote_addr transparent;
         proxy_pass tcp_upstreams;
@@ -127,11 +139,11 @@ MEM_TCP = header(worker_connections=30000, rlimit=70000) + f"""stream {{
 }}
 """
 
-MEM_UDP = header(worker_connections=200000, rlimit=200000) + f"""stream {{
+MEM_UDP = header(worker_connections=40000, workers=MEM_UDP_WORKERS) + f"""stream {{
     upstream udp_sink {{{_servers(UDP_SINK_PORT)}
     }}
     server {{
-        listen 53 udp;
+        listen 53 udp reuseport;
         proxy_timeout 10m;
         proxy_bind $remote_addr transparent;
         proxy_pass udp_sink;
@@ -176,16 +188,17 @@ WORKLOADS: tuple[Workload, ...] = (
              target_note="and loss < 0.1%", sheer_config=DNS_DSR_SHEER),
     Workload("dns-dsr-origin", "UDP DNS DSR, origin NAT", DNS_DSR, "dsr-origin", _dns, 1.5,
              target_note="and loss < 0.1%", sheer_config=DNS_DSR_SHEER),
-    Workload("http", "HTTP transparent, keepalive client (wrk -c 50)", HTTP, "transparency", _http, 1.5),
+    Workload("http", "HTTP transparent, keepalive client (wrk -c 50)", HTTP, "transparency", _http, 1.5,
+             sheer_config=HTTP_SHEER),
     Workload("tcp-keepalive", "TCP stream transparent, keepalive client (wrk -c 50)", TCP, "transparency",
              _tcp_keepalive, 1.0),
     Workload("tcp-new", "TCP stream transparent, new connection per request (wrk -c 32, Connection: close)",
              TCP, "transparency", _tcp_new, 0.9),
     Workload("bulk", "TCP bulk through the stream proxy, transparent (iperf3, 1 stream)", BULK, "transparency",
-             _bulk, 0.9),
+             _bulk, 0.9, warmup=False),
     Workload("mem-tcp", f"RSS per idle TCP connection ({idle.TCP_COUNT:,} client connections)", MEM_TCP,
              "transparency", _mem_tcp, 2.0, higher_is_better=False, warmup=False),
-    Workload("mem-udp", f"RSS per UDP session ({idle.UDP_COUNT:,} sessions)", MEM_UDP, "transparency", _mem_udp,
+    Workload("mem-udp", f"RSS per UDP session ({idle.UDP_COUNT:,} sessions, {MEM_UDP_WORKERS} workers)", MEM_UDP, "transparency", _mem_udp,
              2.0, higher_is_better=False, warmup=False),
 )
 
