@@ -8,14 +8,33 @@ from typing import Any
 
 from sheer.config import build_health
 from sheer.config import directives as d
+from sheer.config.balance import upstream_balance
 from sheer.config.errors import ConfigError, Source
 from sheer.config.model import (
-    DEFAULT_PROXY_HEADERS, AccessLog, Config, ErrorLog, Http, HttpReturn, HttpServer, Listen,
-    Location, LogFormat, ProxyBind, ProxyPass, Stream, StreamServer, Upstream, UpstreamServer,
+    DEFAULT_PROXY_HEADERS,
+    AccessLog,
+    Config,
+    ErrorLog,
+    Http,
+    HttpReturn,
+    HttpServer,
+    Listen,
+    Location,
+    LogFormat,
+    ProxyBind,
+    ProxyPass,
+    Stream,
+    StreamServer,
+    Upstream,
+    UpstreamServer,
 )
 from sheer.config.realip import http_real_ip, stream_options
 from sheer.config.template import (
-    HTTP_PREFIXES, HTTP_VARIABLES, STREAM_VARIABLES, Template, compile_template,
+    HTTP_PREFIXES,
+    HTTP_VARIABLES,
+    STREAM_VARIABLES,
+    Template,
+    compile_template,
 )
 from sheer.config.tree import Block
 from sheer.config.values import parse_host_port
@@ -79,9 +98,11 @@ class Builder:
                 servers.append(server)
             if not servers:
                 raise ConfigError(f'no servers are inside upstream "{name}"', child.source)
+            balance = upstream_balance(child.settings, child.sources, servers)
             if all(server.backup for server in servers):
                 raise ConfigError(f'upstream "{name}" has only backup servers', child.source)
-            found[name] = Upstream(name, tuple(servers), child.get("keepalive", 0), source=child.source)
+            found[name] = Upstream(name, tuple(servers), child.get("keepalive", 0), source=child.source,
+                                   balance=balance)
         return found
 
     def log_formats(self, block: Block, variables: frozenset[str],

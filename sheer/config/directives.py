@@ -11,13 +11,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sheer.config import health
+from sheer.config import balance, health
 from sheer.config.errors import ConfigError, Source
 from sheer.config.model import LOG_LEVELS, NEXT_UPSTREAM_CONDITIONS, Listen, UpstreamServer
 from sheer.config.realip import network as _network
 from sheer.config.realip import protocol_version as _protocol_version
+from sheer.config.template import HTTP_PREFIXES, HTTP_VARIABLES, STREAM_VARIABLES
 from sheer.config.values import (
-    parse_flag, parse_host_port, parse_number, parse_size, parse_time, unescape,
+    parse_flag,
+    parse_host_port,
+    parse_number,
+    parse_size,
+    parse_time,
+    unescape,
 )
 
 Convert = Callable[[list[str], Source], Any]
@@ -128,7 +134,7 @@ def _upstream_server(args: list[str], src: Source) -> UpstreamServer:
         else:
             raise ConfigError(f'invalid parameter "{param}"', src)
     # The port is filled in by the loader: http defaults to 80, stream requires one.
-    return UpstreamServer(address.host, address.port or 0, source=src, **options)
+    return UpstreamServer(address.host, address.port or 0, source=src, text=args[0], **options)
 
 
 def _next_upstream_conditions(args: list[str], src: Source) -> frozenset[str]:
@@ -173,8 +179,6 @@ def _d(name: str, contexts: frozenset[str] | set[str], nargs: tuple[int, int | N
     return Directive(name, frozenset(contexts), nargs, convert, **kw)
 
 
-_LATER_BALANCERS = "the other balancing methods"
-
 TABLE: tuple[Directive, ...] = (
     # main
     _d("user", {MAIN}, (1, 2), _user),
@@ -198,10 +202,12 @@ TABLE: tuple[Directive, ...] = (
     _d("server", {HTTP, STREAM}, (0, 0), block="server"),
     _d("keepalive", {HTTP_UPSTREAM}, (1, 1), _keepalive),
     _d("zone", {HTTP_UPSTREAM, STREAM_UPSTREAM}, (1, 2), _zone),  # accepted: sheer's state is shared anyway
-    _d("least_conn", {HTTP_UPSTREAM, STREAM_UPSTREAM}, (0, 0), todo=_LATER_BALANCERS),
-    _d("hash", {HTTP_UPSTREAM, STREAM_UPSTREAM}, (1, 2), todo=_LATER_BALANCERS),
-    _d("ip_hash", {HTTP_UPSTREAM}, (0, 0), todo=_LATER_BALANCERS),
-    _d("random", {HTTP_UPSTREAM, STREAM_UPSTREAM}, (0, 2), todo=_LATER_BALANCERS),
+    # balancing methods (sheer/config/balance.py, sheer/core/balancers/)
+    _d("least_conn", {HTTP_UPSTREAM, STREAM_UPSTREAM}, (0, 0), balance.least_conn),
+    _d("hash", {HTTP_UPSTREAM}, (1, 2), balance.hash_of(HTTP_VARIABLES, HTTP_PREFIXES)),
+    _d("hash", {STREAM_UPSTREAM}, (1, 2), balance.hash_of(STREAM_VARIABLES, ())),
+    _d("ip_hash", {HTTP_UPSTREAM}, (0, 0), balance.ip_hash),
+    _d("random", {HTTP_UPSTREAM, STREAM_UPSTREAM}, (0, 2), balance.random),
     # stream server
     _d("listen", {STREAM_SERVER, HTTP_SERVER}, (1, None), _listen, multi=True),
     _d("proxy_pass", {STREAM_SERVER, HTTP_LOCATION}, (1, 1)),

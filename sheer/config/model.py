@@ -78,6 +78,7 @@ class UpstreamServer:
     down: bool = False
     max_conns: int = 0          # 0 = unlimited
     source: Source | None = None
+    text: str = ""              # the address as written ("10.0.0.1", "[::1]:53"): what ketama hashes
 
     @property
     def family(self) -> int:
@@ -89,6 +90,19 @@ class UpstreamServer:
         return f"[{self.host}]:{self.port}" if self.family == 6 else f"{self.host}:{self.port}"
 
 
+BalanceMethod = Literal["round_robin", "least_conn", "hash", "consistent", "maglev", "ip_hash",
+                        "random", "random_two"]
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """The upstream's load-balancing method and, for the hashing ones, the key it hashes."""
+
+    method: BalanceMethod = "round_robin"
+    key: Template | None = None   # `hash KEY ...`; ip_hash hashes $remote_addr
+    source: Source | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Upstream:
     name: str
@@ -96,6 +110,7 @@ class Upstream:
     keepalive: int = 0          # idle connections cached per worker (http)
     implicit: bool = False      # made from `proxy_pass 1.2.3.4:80`, not an upstream block
     source: Source | None = None
+    balance: Balance = Balance()
 
 
 @dataclass(frozen=True, slots=True)

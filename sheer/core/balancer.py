@@ -1,14 +1,18 @@
-"""Smooth weighted round robin with nginx's semantics (ngx_http_upstream_round_robin.c).
+"""The balancer vocabulary (`Peer`, `Tried`, the `Balancer` protocol) and smooth weighted round
+robin with nginx's semantics (ngx_http_upstream_round_robin.c), which every other method falls
+back to, as nginx's do. The other methods live in sheer.core.balancers, one per file.
 
 Per-worker state, as in nginx without `zone`. Time is an argument: `now` in seconds.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from sheer.config.model import Upstream, UpstreamServer
+from sheer.core.variables import VariableSource, render
 
 
 @dataclass(slots=True, eq=False)
@@ -38,6 +42,31 @@ class Tried:
 
     left: int
     peers: set[int] = field(default_factory=set)
+    key: bytes = b""      # the hash key (rendered `hash KEY`; ip_hash: the address bytes nginx hashes)
+    hash: int = 0         # per-request hash state: nginx's hp->hash / iphp->hash / chash point
+    rehash: int = 0       # `hash`: how many times the key was hashed (nginx's hp->rehash)
+    spins: int = 0        # picks that landed on an unusable peer; past 20, round robin decides
+
+
+class Balancer(Protocol):
+    """What io drivers use: one instance per upstream block per worker (sheer.core.balancers)."""
+
+    upstream: Upstream
+    peers: list[Peer]
+
+    def start(self, tries_limit: int = 0, key: bytes = b"") -> Tried:
+        """A new request (connection, UDP session or datagram); `key` is `request_key()`'s answer."""
+        ...
+
+    def get(self, tried: Tried, now: float) -> Peer | None: ...
+
+    def free(self, peer: Peer, *, failed: bool, now: float) -> bool: ...
+
+
+def request_key(upstream: Upstream, variables: VariableSource) -> bytes:
+    """The bytes a hashing method hashes for this request (`hash KEY`, ip_hash's $remote_addr)."""
+    key = upstream.balance.key
+    return b"" if key is None else render(key, variables).encode("latin-1", "replace")
 
 
 class HealthView(Protocol):
@@ -55,11 +84,39 @@ class RoundRobin:
         self.primary = [peer for peer in peers if not peer.server.backup]
         self.backup = [peer for peer in peers if peer.server.backup]
         self.peers = peers
+        # nginx's peers->total_weight and the weight ranges hash/ip_hash/random map a number onto
+        # (down peers included: they take their share of the hash space and are skipped at pick time).
+        self.total_weight = sum(peer.server.weight for peer in self.primary)
+        self._ends: list[int] = []
+        for peer in self.primary:
+            self._ends.append((self._ends[-1] if self._ends else 0) + peer.server.weight)
 
-    def start(self, tries_limit: int = 0) -> Tried:
+    def start(self, tries_limit: int = 0, key: bytes = b"") -> Tried:
         """A new request: nginx allows as many tries as there are peers, capped by tries_limit."""
         count = len(self.peers)
         return Tried(min(count, tries_limit) if tries_limit else count)
+
+    def by_weight(self, w: int) -> Peer:
+        """The primary peer owning point `w` of [0, total_weight): nginx's `while (w >= peer->weight)`."""
+        return self.primary[bisect_right(self._ends, w)]
+
+    def usable(self, peer: Peer, tried: Tried, now: float) -> bool:
+        """nginx's per-peer tests in every method: not tried, not down, not failed, not at max_conns."""
+        server = peer.server
+        if peer.index in tried.peers or server.down or self._health_down(peer):
+            return False
+        if server.max_fails and peer.fails >= server.max_fails and now - peer.checked <= server.fail_timeout:
+            return False
+        return not (server.max_conns and peer.conns >= server.max_conns)
+
+    def take(self, peer: Peer, tried: Tried, now: float) -> Peer:
+        """Book the chosen peer for this request (what nginx does after `found:`)."""
+        if now - peer.checked > peer.server.fail_timeout:
+            peer.checked = now
+        tried.peers.add(peer.index)
+        tried.left -= 1
+        peer.conns += 1
+        return peer
 
     def get(self, tried: Tried, now: float) -> Peer | None:
         """Pick the next peer for this request, or None ("no live upstreams")."""

@@ -15,8 +15,10 @@ import asyncio
 import errno
 import socket
 import time
+from collections.abc import Callable
 
-from sheer.core.balancer import RoundRobin
+from sheer.config.template import Template, Var
+from sheer.core.balancer import Balancer, request_key
 from sheer.core.udpwire import MAX_UDP_PAYLOAD, udp_datagram
 from sheer.io.logs import AccessLogger, ErrorLogger
 from sheer.io.stream_vars import StreamVariables
@@ -26,7 +28,7 @@ BATCH = 64
 
 
 class DsrSender:
-    def __init__(self, balancer: RoundRobin, log: ErrorLogger, listen_name: str, access: AccessLogger,
+    def __init__(self, balancer: Balancer, log: ErrorLogger, listen_name: str, access: AccessLogger,
                  ctx: WorkerContext) -> None:
         self.balancer = balancer
         self.log = log
@@ -37,6 +39,7 @@ class DsrSender:
         self.peers = {peer.index: (socket.inet_aton(peer.server.host), peer.server.port, (peer.server.host, 0))
                       for peer in balancer.peers}
         self._logged: dict[str, float] = {}
+        self.key_of = self._key_function(balancer.upstream.balance.key)
 
     def open(self) -> None:
         try:
@@ -58,6 +61,7 @@ class DsrSender:
         raw = self.raw
         balancer = self.balancer
         peers = self.peers
+        key_of = self.key_of
         now = loop.time()
         for _ in range(BATCH):
             try:
@@ -66,7 +70,7 @@ class DsrSender:
                 return
             except OSError:
                 continue
-            tried = balancer.start(1)
+            tried = balancer.start(1, key_of(sock, client) if key_of is not None else b"")
             peer = balancer.get(tried, now)
             if peer is None:
                 self.once("no live upstreams", f"no live upstreams while connecting to upstream, "
@@ -96,6 +100,20 @@ class DsrSender:
                 variables.upstream_addr.append(peer.name)
                 variables.bytes_received = variables.upstream_bytes_sent = len(data)
                 self.access.write(variables)
+
+    def _key_function(self, key: Template | None) -> Callable[[socket.socket, tuple[str, int]], bytes] | None:
+        """How a datagram's hash key is made: `hash $remote_addr ...` (what DSR fleets write) straight
+        from the source address, anything else through the stream variables."""
+        if key is None:
+            return None
+        if key.parts == (Var("remote_addr"),):
+            return lambda sock, client: client[0].encode()
+        ctx = self.ctx
+        upstream = self.balancer.upstream
+
+        def rendered(sock: socket.socket, client: tuple[str, int]) -> bytes:
+            return request_key(upstream, StreamVariables(ctx, "UDP", client, sock.getsockname(), time.time()))
+        return rendered
 
     def once(self, key: str, message: str) -> None:
         """Log a per-datagram problem at most once a second."""

@@ -9,7 +9,7 @@ import time
 
 from sheer.config.model import StreamServer
 from sheer.core import proxy_protocol
-from sheer.core.balancer import Peer
+from sheer.core.balancer import Peer, request_key
 from sheer.core.bind import PLUMBING_HINT, BindValueError, bind_to
 from sheer.core.realip import from_proxy_protocol
 from sheer.core.variables import render_bytes
@@ -218,7 +218,7 @@ class Session(asyncio.Protocol):
         except BindValueError as exc:
             self.fail(f"{exc} while connecting to upstream", status=500)
             return
-        tried = balancer.start(server.proxy_next_upstream_tries)
+        tried = balancer.start(server.proxy_next_upstream_tries, request_key(balancer.upstream, self.vars))
         started = loop.time()
         while True:
             peer = balancer.get(tried, loop.time())

@@ -16,7 +16,7 @@ import time
 
 from sheer.config.model import StreamServer
 from sheer.core import proxy_protocol
-from sheer.core.balancer import Peer
+from sheer.core.balancer import Peer, request_key
 from sheer.core.bind import PLUMBING_HINT, BindValueError, bind_to
 from sheer.core.udp import UdpSession, UdpSessionTable
 from sheer.core.variables import render_bytes
@@ -160,7 +160,7 @@ class UdpStreamService:
             return None
         balancer = self.balancer
         assert balancer is not None
-        tried = balancer.start(server.proxy_next_upstream_tries)
+        tried = balancer.start(server.proxy_next_upstream_tries, request_key(balancer.upstream, variables))
         peer = balancer.get(tried, now)
         if peer is None:
             self.log.error(f"no live upstreams while connecting to upstream, udp client: {client[0]}, "

@@ -120,8 +120,8 @@ def stream(*lines: str) -> str:
     ("stream;\n", 1, 'directive "stream" has no opening "{"'),
     (stream("    server {", "        listen 127.0.0.1;", "        proxy_pass 127.0.0.1:1;", "    }"), 3,
      'no port in "127.0.0.1" of the "listen" directive'),
-    (stream("    upstream u {", "        least_conn;", "        server 127.0.0.1:1;", "    }", OK_SERVER), 3,
-     '"least_conn" is not implemented yet (planned with the other balancing methods)'),
+    (stream("    upstream u {", "        hash $remote_addr;", "        server 127.0.0.1:1 backup;", "    }", OK_SERVER),
+     4, 'balancing method does not support parameter "backup"'),
 ])
 def test_error_names_file_line_and_nginx_wording(tmp_path: Path, text: str, line: int, message: str) -> None:
     assert_error(tmp_path, text, line, message)

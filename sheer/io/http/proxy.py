@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 
-from sheer.core.balancer import Peer, Tried
+from sheer.core.balancer import Peer, Tried, request_key
 from sheer.core.bind import PLUMBING_HINT, BindTo, BindValueError, bind_to
 from sheer.core.http.framing import response_framing
 from sheer.core.http.headers import request_head
@@ -65,7 +65,8 @@ class ProxiedRequest:
             return
         head = self._head()
         balancer = plan.balancer
-        tried = self.tried = balancer.start(location.proxy_next_upstream_tries)
+        tried = self.tried = balancer.start(location.proxy_next_upstream_tries,
+                                            request_key(location.proxy_pass.upstream, self.vars))
         started = self.started = self.loop.time()
         while True:
             peer = balancer.get(tried, self.loop.time())

@@ -7,7 +7,7 @@ from email.utils import formatdate
 
 from sheer.config.model import HttpReturn, HttpServer, Location, Upstream
 from sheer.config.template import Template
-from sheer.core.balancer import RoundRobin
+from sheer.core.balancer import Balancer
 from sheer.core.http.routing import VirtualHosts
 from sheer.core.variables import VariableSource, render
 from sheer.io.http.upstream import UpstreamPool, pool_for
@@ -43,7 +43,7 @@ class Plan:
         self.error_log: ErrorLogger = ctx.error_log(location.error_log if location else None)
         proxy = location.proxy_pass if location is not None else None
         self.upstream: Upstream | None = proxy.upstream if proxy else None
-        self.balancer: RoundRobin | None = ctx.balancer(self.upstream) if self.upstream else None
+        self.balancer: Balancer | None = ctx.balancer(self.upstream) if self.upstream else None
         self.pool: UpstreamPool | None = pool_for(self.upstream) if self.upstream else None
         self.proxy_host = self.upstream.name if self.upstream else ""
         if self.upstream is not None and self.upstream.implicit and self.proxy_host.endswith(":80"):

@@ -1,0 +1,39 @@
+"""nginx's load-balancing methods, one per module (as nginx has one module per algorithm), and
+sheer's Maglev table. Each is a `sheer.core.balancer.Balancer`; all build on round robin's peer
+state and fall back to it where nginx's do."""
+
+from __future__ import annotations
+
+from random import Random
+
+from sheer.config.model import Upstream
+from sheer.core.balancer import Balancer, HealthView, RoundRobin
+from sheer.core.balancers.consistent import ConsistentHash
+from sheer.core.balancers.hash import Hash
+from sheer.core.balancers.ip_hash import IpHash
+from sheer.core.balancers.least_conn import LeastConn
+from sheer.core.balancers.maglev import Maglev
+from sheer.core.balancers.weighted_random import WeightedRandom
+
+
+def make_balancer(upstream: Upstream, health: HealthView | None = None, rng: Random | None = None) -> Balancer:
+    """The balancer `upstream`'s method names; `rng` seeds `random` (tests)."""
+    method = upstream.balance.method
+    match method:
+        case "round_robin":
+            return RoundRobin(upstream, health)
+        case "least_conn":
+            return LeastConn(upstream, health)
+        case "hash":
+            return Hash(upstream, health)
+        case "consistent":
+            return ConsistentHash(upstream, health)
+        case "maglev":
+            return Maglev(upstream, health)
+        case "ip_hash":
+            return IpHash(upstream, health)
+        case "random" | "random_two":
+            return WeightedRandom(upstream, health, two=method == "random_two", rng=rng)
+
+
+__all__ = ["ConsistentHash", "Hash", "IpHash", "LeastConn", "Maglev", "WeightedRandom", "make_balancer"]
