@@ -7,11 +7,12 @@ import os
 import platform
 import resource
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
 
-from bench import report, runner, upstreams, workloads
+from bench import profile, report, runner, upstreams, workloads
 from sheer.lab.errors import LabError
 from sheer.lab.testing import Lab, unsupported_reason
 
@@ -27,11 +28,17 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("-d", "--duration", type=float, default=5.0, help="seconds per measured run (default 5)")
     p.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"where to write results (default {DEFAULT_JSON})")
     p.add_argument("--only", choices=runner.KINDS, help="run one proxy only (no ratios)")
+    p.add_argument("--profile", type=Path, metavar="DIR",
+                   help="py-spy sheer's workers during its runs, collapsed stacks into DIR (slows sheer a little)")
     p.add_argument("--keep-lab", action="store_true", help="leave the bench servers running afterwards")
     args = p.parse_args(argv)
     if args.runs < 1 or not 0.5 <= args.duration <= 120:
         p.error("--runs must be >= 1 and --duration within 0.5..120 seconds")
     return args
+
+
+def _terminated(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyError as exc:
         print(f"bench: {exc.args[0]}", file=sys.stderr)
         return 2
+    # finally blocks stop the proxy and revert the plumbing on Ctrl-C or SIGTERM, even when run
+    # in the background (where a shell makes SIGINT ignored)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _terminated)
     reason = unsupported_reason()
     if reason:
         print(f"bench: {reason}", file=sys.stderr)
@@ -57,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         upstreams.ensure(lab)
         print(f"bench: {len(chosen)} workload(s) x {args.runs} runs x {len(kinds)} proxies, "
               f"{args.duration:g}s each", file=sys.stderr)
-        results = runner.run_all(lab, chosen, args.runs, args.duration, kinds)
+        results = runner.run_all(lab, chosen, args.runs, args.duration, kinds, profile_dir=args.profile)
     except LabError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
@@ -73,6 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     report.write_json(results, args.json, meta)
     print(report.table(results))
+    if args.profile:
+        for r in results:
+            files = sorted(args.profile.glob(f"{r.workload.name}-*.txt"))
+            if files:
+                print(f"\n## py-spy, sheer workers, {r.workload.name}\n\n```\n{profile.summary(files, 15)}\n```")
     print(f"\n{meta['seconds']:.0f}s; JSON: {args.json}", file=sys.stderr)
     complete = all(r.samples[k] for r in results for k in kinds)
     return 0 if complete else 1

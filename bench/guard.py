@@ -1,5 +1,7 @@
-"""Other sessions share the lab: their test fixtures rebuild it, their proxies run in the same
-proxy namespace. A run is only kept if nothing else ran there while it was measured."""
+"""Other sessions share the lab: their test fixtures rebuild it, their proxies and tools run in
+the same proxy namespace. A run is kept only if the lab was not rebuilt under it and nothing else
+in the proxy namespace used the CPU meanwhile (an idle leftover, a tcpdump waiting for packets
+that never come, say, does not count)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from sheer.lab.procs import cmdline, netns_pids, read_pid
 from sheer.lab.testing import Lab
 from sheer.lab.witness import pid_file
 
+BUSY = 0.05  # share of one core a foreign process may use before a run counts as disturbed
+
 
 class Disturbed(LabError):
     """Something else used the proxy namespace (or rebuilt the lab) during a measured run."""
@@ -27,14 +31,20 @@ def _foreign(lab: Lab, mine: set[int]) -> set[int]:
     return {p for p in pids if cmdline(p) and procstat.parent(p) != os.getpid()}
 
 
+def _busy(lab: Lab, seconds: float) -> list[int]:
+    pids = sorted(_foreign(lab, set()))
+    before = {p: procstat.cpu_seconds([p]) for p in pids}
+    time.sleep(seconds)
+    return [p for p in pids if procstat.cpu_seconds([p]) - before[p] > BUSY * seconds]
+
+
 def wait_quiet(lab: Lab, seconds: float = 90) -> float:
-    """Wait until no process runs in the proxy namespace; returns how long that took."""
+    """Wait until nothing else in the proxy namespace uses the CPU; returns how long that took."""
     started = time.monotonic()
-    while _foreign(lab, set()):
+    while busy := _busy(lab, 1.0):
         if time.monotonic() - started > seconds:
             raise Disturbed(f"the proxy namespace stayed busy for {seconds:g}s: "
-                            + "; ".join(cmdline(p)[:80] for p in sorted(_foreign(lab, set()))))
-        time.sleep(0.5)
+                            + "; ".join(cmdline(p)[:80] for p in busy))
     return time.monotonic() - started
 
 
@@ -48,21 +58,28 @@ class Watch:
     def __init__(self, lab: Lab, proxy_pid: int) -> None:
         self.lab = lab
         self.proxy_pid = proxy_pid
-        self.seen: dict[int, int] = {}
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
         self.witness = _witness_pid(lab)
+        self.started = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def __enter__(self) -> Self:
+        self.started = time.monotonic()
         self._thread.start()
         return self
 
     def _loop(self) -> None:
-        while not self._stop.wait(0.5):
+        while True:
             try:
                 for pid in _foreign(self.lab, set(procstat.tree(self.proxy_pid))):
-                    self.seen[pid] = self.seen.get(pid, 0) + 1
+                    cpu = procstat.cpu_seconds([pid])
+                    self.first.setdefault(pid, cpu)
+                    self.last[pid] = cpu
             except LabError:
+                return
+            if self._stop.wait(0.5):
                 return
 
     def __exit__(self, *exc: object) -> None:
@@ -72,8 +89,8 @@ class Watch:
             return
         if _witness_pid(self.lab) != self.witness:
             raise Disturbed("the lab was rebuilt during the run (another session's fixture)")
-        # a process seen twice (a second apart) ran beside ours: a proxy, not a quick `ss`
-        lasting = [pid for pid, n in self.seen.items() if n >= 2]
-        if lasting:
-            raise Disturbed("other processes ran in the proxy namespace during the run: pids "
-                            + ", ".join(map(str, lasting)))
+        elapsed = time.monotonic() - self.started
+        busy = {p: self.last[p] - self.first[p] for p in self.last if self.last[p] - self.first[p] > BUSY * elapsed}
+        if busy:
+            raise Disturbed("other processes used the CPU in the proxy namespace during the run: "
+                            + ", ".join(f"pid {p} {cpu:.2f}s" for p, cpu in busy.items()))

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import guard, procstat, upstreams
+from bench import guard, procstat, profile, upstreams
 from bench.loads import Sample
 from bench.workloads import UDP_SINK_PORT, Context, Workload
 from sheer.lab import plumbing, proxy
@@ -101,7 +101,7 @@ class Result:
         }
 
 
-def run_once(lab: Lab, workload: Workload, kind: Kind, duration: float) -> Sample:
+def run_once(lab: Lab, workload: Workload, kind: Kind, duration: float, profile_dir: Path | None = None) -> Sample:
     config_text = workload.config_for(kind)
     config = Path(lab.state_dir) / f"bench-{workload.name}.conf"
     upstreams.ensure(lab)
@@ -119,18 +119,22 @@ def run_once(lab: Lab, workload: Workload, kind: Kind, duration: float) -> Sampl
         with proxy.running(kind, config_text, Path(lab.state_dir) / "bench") as running:
             if workload.warmup:
                 workload.measure(Context(lab, 1.0, running.pid))
+            spies = (profile.start(running.pid, duration, profile_dir, workload.name)
+                     if profile_dir is not None and kind == "sheer" else [])
             with guard.Watch(lab, running.pid):
                 meter = procstat.CpuMeter(running.pid)
                 meter.start(time.monotonic())
                 sample = workload.measure(Context(lab, duration, running.pid))
                 sample.cpu = meter.stop(time.monotonic())
+            profile.wait(spies, timeout=duration + 10)
             return sample
     finally:
         _clean(lab, workload, config)
 
 
 def run_all(lab: Lab, workloads: list[Workload], runs: int, duration: float,
-            kinds: tuple[Kind, ...] = KINDS, progress: Callable[[str], None] = _say) -> list[Result]:
+            kinds: tuple[Kind, ...] = KINDS, progress: Callable[[str], None] = _say,
+            profile_dir: Path | None = None) -> list[Result]:
     results = []
     for workload in workloads:
         result = Result(workload)
@@ -138,7 +142,7 @@ def run_all(lab: Lab, workloads: list[Workload], runs: int, duration: float,
             for kind in kinds:
                 for attempt in range(1, ATTEMPTS + 1):
                     try:
-                        sample = run_once(lab, workload, kind, duration)
+                        sample = run_once(lab, workload, kind, duration, profile_dir)
                     except (LabError, OSError, subprocess.SubprocessError) as exc:
                         note = f"{workload.name} {kind} run {round_ + 1} attempt {attempt}: {type(exc).__name__}: {exc}"
                         result.failures.append(note)
