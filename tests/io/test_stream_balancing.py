@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sheer_process import Sheer, TcpEcho, free_port
+from sheer_process import Sheer, TcpEcho, free_port, udp_echo
 
 pytestmark = pytest.mark.io
 
@@ -45,3 +45,31 @@ def test_hash_remote_addr_sends_a_client_to_the_same_upstream(
             chosen.setdefault(client, set()).update(i for i in range(3) if after[i] != before[i])
     assert all(len(upstreams) == 1 for upstreams in chosen.values()), chosen
     assert len(set().union(*chosen.values())) >= 2, chosen      # and clients are spread
+
+
+def test_udp_hash_remote_addr_keeps_a_client_on_one_upstream(
+        run_sheer: Callable[..., Sheer], closing: Callable[[Any], Any]) -> None:
+    upstreams = [closing(udp_echo(f"127.0.0.{n}")) for n in (11, 12, 13)]
+    port = free_port(kinds=(socket.SOCK_DGRAM,))
+    servers = "".join(f"\n        server {up.host}:{up.port};" for up in upstreams)
+    run_sheer(f"""stream {{
+    upstream dns {{
+        hash $remote_addr maglev;{servers}
+    }}
+    server {{ listen 127.0.0.1:{port} udp; proxy_responses 1; proxy_pass dns; }}
+}}
+""")
+    chosen: dict[str, set[int]] = {}
+    for n in range(101, 113):
+        client = f"127.0.0.{n}"
+        for _ in range(3):
+            before = [len(up.peers) for up in upstreams]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.bind((client, 0))
+                sock.settimeout(3)
+                sock.sendto(b"ping", ("127.0.0.1", port))
+                assert sock.recv(100) == b"ping"
+            after = [len(up.peers) for up in upstreams]
+            chosen.setdefault(client, set()).update(i for i in range(3) if after[i] != before[i])
+    assert all(len(upstreams) == 1 for upstreams in chosen.values()), chosen
+    assert len(set().union(*chosen.values())) >= 2, chosen
