@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import time as _time
 from collections.abc import Callable, Mapping
 from typing import Protocol
@@ -22,6 +23,15 @@ def render(template: Template, source: VariableSource) -> str:
 
 def render_bytes(template: Template, source: VariableSource) -> bytes:
     return render(template, source).encode("latin-1", "replace")
+
+
+def binary_address(address: str) -> str:
+    """nginx's $binary_remote_addr: the address's 4 or 16 bytes, carried as latin-1 text so that
+    rendering a template back to bytes (latin-1) yields exactly those bytes."""
+    try:
+        return ipaddress.ip_address(address).packed.decode("latin-1")
+    except ValueError:
+        return ""
 
 
 def time_local(now: float) -> str:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sheer.core.proxy_protocol import ProxyHeader
-from sheer.core.variables import time_iso8601, time_local
+from sheer.core.variables import binary_address, time_iso8601, time_local
 from sheer.runtime.context import WorkerContext
 
 
@@ -63,7 +63,7 @@ class StreamVariables:
 _GETTERS: dict[str, Callable[[StreamVariables], str]] = {
     "remote_addr": lambda v: host_of(v.client),
     "remote_port": lambda v: port_of(v.client),
-    "binary_remote_addr": lambda v: host_of(v.client),
+    "binary_remote_addr": lambda v: binary_address(host_of(v.client)),
     "realip_remote_addr": lambda v: host_of(v.peer),
     "realip_remote_port": lambda v: port_of(v.peer),
     "proxy_protocol_addr": lambda v: host_of(v.proxy.source) if v.proxy else "",

@@ -7,7 +7,7 @@ from urllib.parse import unquote_plus
 
 from sheer.core.http.headers import Headers, forwarded, forwarded_for
 from sheer.core.proxy_protocol import ProxyHeader
-from sheer.core.variables import time_iso8601, time_local
+from sheer.core.variables import binary_address, time_iso8601, time_local
 
 
 class Connection:
@@ -131,7 +131,7 @@ def _request_line(v: RequestVariables) -> str:
 
 _GETTERS: dict[str, Callable[[RequestVariables], str]] = {
     "remote_addr": lambda v: v.remote_addr,
-    "binary_remote_addr": lambda v: v.remote_addr,
+    "binary_remote_addr": lambda v: binary_address(v.remote_addr),
     "remote_port": lambda v: v.remote_port,
     "realip_remote_addr": lambda v: v.conn.remote_addr,
     "realip_remote_port": lambda v: v.conn.remote_port,
