@@ -53,12 +53,3 @@ def test_a_zero_sum_is_sent_as_all_ones() -> None:
             return
     raise AssertionError("no zero-sum case found")
 
-
-def test_binary_remote_addr_is_the_address_bytes() -> None:
-    from sheer.config.template import Template, Var
-    from sheer.core.variables import MappingSource, binary_address, render_bytes
-
-    template = Template((Var("binary_remote_addr"),), "$binary_remote_addr")
-    assert render_bytes(template, MappingSource({"binary_remote_addr": binary_address("192.168.99.1")})) == \
-        bytes([192, 168, 99, 1])
-    assert len(binary_address("2001:db8::1")) == 16
