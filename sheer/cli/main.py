@@ -24,7 +24,16 @@ def _verbs() -> dict[str, Callable[[list[str]], int]]:
         from sheer.net.cli import main as net_main
         return net_main(argv)
 
-    return {"lab": lab, "net": net}
+    def doctor(argv: list[str]) -> int:
+        from sheer.io.sockets import can_be_transparent
+        from sheer.net.doctor_cli import main as doctor_main
+        return doctor_main(argv, can_be_transparent)
+
+    def trace(argv: list[str]) -> int:
+        from sheer.trace import main as trace_main
+        return trace_main(argv)
+
+    return {"lab": lab, "net": net, "doctor": doctor, "trace": trace}
 
 
 def say(message: str) -> None:

@@ -1,0 +1,251 @@
+"""`sheer trace -c CONF [--client ADDR] [--seconds N] [--json]`: watch one flow hop by hop.
+
+One tcpdump per network namespace (`-i any -y LINUX_SLL2`: every interface, with its index and the
+direction) writing pcap, a BPF filter on the config's ports (and the client), bounded by --seconds and
+a packet count; every tcpdump is ended by its PID. In the lab every node is watched, elsewhere this
+namespace. Then the first flow from a client is followed: client -> proxy -> upstream -> proxy or return
+router -> client, and where its replies stopped."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import select
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sheer.config import Config, ConfigError, load
+from sheer.trace_pcap import Packet, read
+
+MAX_PACKETS = 2000
+MAX_SECONDS = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Spot:
+    node: str
+    netns: str | None               # None: this namespace
+
+
+@dataclass(frozen=True, slots=True)
+class Hop:
+    node: str
+    dev: str
+    packet: Packet
+
+    def to_json(self, t0: float) -> dict[str, Any]:
+        p = self.packet
+        return {"t_ms": round((p.time - t0) * 1000, 3), "node": self.node, "dev": self.dev,
+                "dir": "out" if p.outgoing else "in", "proto": p.proto, "src": p.src, "sport": p.sport,
+                "dst": p.dst, "dport": p.dport, "flags": p.flags, "len": p.length}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sheer trace", description=(
+        "Watch the proxy's interfaces (in the lab: every node) for one flow and print its path hop by hop."))
+    p.add_argument("-c", dest="conf", metavar="file", default="/etc/sheer/sheer.conf", help="configuration file")
+    p.add_argument("--client", metavar="ADDR", help="only flows from this client address")
+    p.add_argument("--seconds", type=float, default=5.0, help=f"how long to watch (at most {MAX_SECONDS:g})")
+    p.add_argument("--json", action="store_true", help="the hops as JSON")
+    return p
+
+
+def ports(config: Config) -> tuple[set[int], set[int], set[str]]:
+    """(listen ports, upstream ports, upstream addresses) of the configuration."""
+    listen: set[int] = set()
+    upstream: set[int] = set()
+    hosts: set[str] = set()
+    for server in config.stream.servers if config.stream else ():
+        listen |= {x.port for x in server.listens}
+        for u in server.upstream.servers if server.upstream else ():
+            upstream.add(u.port)
+            hosts.add(u.host)
+    for http in config.http.servers if config.http else ():
+        listen |= {x.port for x in http.listens}
+        for loc in http.locations:
+            for u in loc.proxy_pass.upstream.servers if loc.proxy_pass else ():
+                upstream.add(u.port)
+                hosts.add(u.host)
+    return listen, upstream, hosts
+
+
+def spots() -> list[Spot]:
+    """The lab's nodes when its namespaces exist (and we are in the root one or one of them), else here."""
+    from sheer.lab.topology import article
+
+    topo = article()
+    try:
+        named = set(os.listdir("/run/netns"))
+    except OSError:
+        named = set()
+    if all(node.netns in named for node in topo.nodes):
+        return [Spot(node.name, node.netns) for node in topo.nodes]
+    return [Spot("here", None)]
+
+
+def bpf(listen: set[int], upstream: set[int], client: str | None) -> str:
+    port_list = " or ".join(f"port {p}" for p in sorted(listen | upstream))
+    text = f"ip and (tcp or udp) and ({port_list})"
+    return f"{text} and host {client}" if client else text
+
+
+def _in(spot: Spot, *cmd: str) -> list[str]:
+    return ["ip", "netns", "exec", spot.netns, *cmd] if spot.netns else list(cmd)
+
+
+def interfaces(spot: Spot) -> dict[int, str]:
+    res = subprocess.run(_in(spot, "ip", "-j", "link"), capture_output=True, text=True, check=False, timeout=5)
+    return {link["ifindex"]: link["ifname"] for link in json.loads(res.stdout or "[]")}
+
+
+def capture(where: list[Spot], bpf_text: str, seconds: float) -> list[Hop]:
+    seconds = max(0.1, min(seconds, MAX_SECONDS))
+    hops: list[Hop] = []
+    with tempfile.TemporaryDirectory(prefix="sheer-trace-") as tmp:
+        procs: list[tuple[Spot, Path, subprocess.Popen[bytes]]] = []
+        try:
+            for spot in where:
+                path = Path(tmp) / f"{spot.node}.pcap"
+                cmd = _in(spot, "tcpdump", "-i", "any", "-y", "LINUX_SLL2", "-U", "-n", "-s", "160",
+                          "-c", str(MAX_PACKETS), "-w", str(path), bpf_text)
+                procs.append((spot, path, subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                                                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)))
+            _wait_listening([p for _, _, p in procs], 5.0)
+            print(f"sheer trace: watching {', '.join(s.node for s in where)} for {seconds:g}s: {bpf_text}",
+                  file=sys.stderr, flush=True)
+            time.sleep(seconds)
+        finally:
+            for _, _, proc in procs:
+                _stop(proc)
+        for spot, path, _ in procs:
+            names = interfaces(spot)
+            data = path.read_bytes() if path.exists() else b""
+            hops.extend(Hop(spot.node, names.get(p.ifindex, str(p.ifindex)), p) for p in read(data))
+    return sorted(hops, key=lambda h: h.packet.time)
+
+
+def _wait_listening(procs: list[subprocess.Popen[bytes]], timeout: float) -> None:
+    """tcpdump says "listening on ..." once its socket is open."""
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        assert proc.stderr is not None
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([proc.stderr], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                break
+            line = proc.stderr.readline()
+            if not line or b"listening on" in line:
+                break
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """End one tcpdump we started, by its PID (SIGTERM flushes its file; SIGKILL if it lingers)."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=3)
+    if proc.stderr:
+        proc.stderr.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    hops: tuple[Hop, ...]
+    client: tuple[str, int]
+    front: tuple[str, int]           # the address and port the client sent to
+    proto: str
+    reached: bool                    # a reply from `front` reached the client (or left towards it)
+    reply_path: tuple[str, ...]      # nodes that sent the client's reply on, in order
+    stopped_at: Hop | None           # where the last reply was seen, when none reached the client
+
+
+def follow(hops: list[Hop], listen: set[int], upstream: set[int], hosts: set[str], client: str | None) -> Flow | None:
+    first = next((h for h in hops if h.packet.dport in listen and h.packet.src not in hosts
+                  and (client is None or h.packet.src == client)), None)
+    if first is None:
+        return None
+    req = first.packet
+    cl, front = (req.src, req.sport), (req.dst, req.dport)
+    legs = {frozenset({cl, front})}
+    inner = next((h.packet for h in hops if h.packet.time >= req.time and h.packet.dst in hosts
+                  and h.packet.dport in upstream and h.packet.proto == req.proto), None)
+    if inner is not None:
+        legs.add(frozenset({(inner.src, inner.sport), (inner.dst, inner.dport)}))
+    mine = tuple(h for h in hops if h.packet.proto == req.proto and h.packet.time >= req.time
+                 and frozenset({(h.packet.src, h.packet.sport), (h.packet.dst, h.packet.dport)}) in legs)
+    # the answer: from where the client sent to, with payload (a TCP handshake alone is not one)
+    answered = [h for h in mine if (h.packet.dst, h.packet.dport) == cl and (h.packet.src, h.packet.sport) == front
+                and (h.packet.proto == "udp" or h.packet.length > 0)]
+    reached = any(h.node == "client" and not h.packet.outgoing for h in answered) or (
+        any(h.packet.outgoing for h in answered) and not any(h.node == "client" for h in hops))
+    path = tuple(dict.fromkeys(h.node for h in answered if h.packet.outgoing))
+    inner_replies = [h for h in mine if inner is not None and (h.packet.src, h.packet.sport) == (inner.dst, inner.dport)]
+    toward = inner_replies or [h for h in mine if h.packet.dst == cl[0]]
+    stopped = None if reached or not toward else toward[-1]
+    return Flow(mine, cl, front, req.proto, reached, path, stopped)
+
+
+def render(flow: Flow) -> str:
+    t0 = flow.hops[0].packet.time
+    width = max(len(h.node) for h in flow.hops)
+    out = [f"sheer trace: {flow.proto} flow {flow.client[0]}:{flow.client[1]} -> {flow.front[0]}:{flow.front[1]}"]
+    for h in flow.hops[:60]:
+        out.append(f"  +{(h.packet.time - t0) * 1000:9.3f} ms  {h.node:<{width}}  {h.dev:<10} "
+                   f"{'out' if h.packet.outgoing else 'in ':<3}  {h.packet.endpoints()}")
+    if len(flow.hops) > 60:
+        out.append(f"  ... {len(flow.hops) - 60} more")
+    route = " -> ".join(dict.fromkeys(h.node for h in flow.hops))
+    out.append(f"path: {route}")
+    if flow.reached:
+        out.append(f"reply: reached the client from {flow.front[0]}:{flow.front[1]}"
+                   + (f", sent on by {' -> '.join(flow.reply_path)}" if flow.reply_path else ""))
+    elif flow.stopped_at:
+        h = flow.stopped_at
+        out.append(f"reply: none reached the client; the last reply was seen at {h.node} "
+                   f"({h.dev}, {'out' if h.packet.outgoing else 'in'}): {h.packet.endpoints()} — it stopped there")
+    else:
+        out.append("reply: none seen anywhere; the request stopped at "
+                   f"{flow.hops[-1].node} ({flow.hops[-1].dev})")
+    return "\n".join(out)
+
+
+def to_json(flow: Flow) -> dict[str, Any]:
+    t0 = flow.hops[0].packet.time
+    stopped = flow.stopped_at
+    return {"proto": flow.proto, "client": list(flow.client), "front": list(flow.front),
+            "hops": [h.to_json(t0) for h in flow.hops], "reached": flow.reached,
+            "reply_path": list(flow.reply_path),
+            "stopped_at": stopped.to_json(t0) if stopped else None}
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    try:
+        config = load(args.conf)
+    except ConfigError as exc:
+        print(f"sheer: [emerg] {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f'sheer: [emerg] open() "{args.conf}" failed ({exc.strerror})', file=sys.stderr)
+        return 1
+    listen, upstream, hosts = ports(config)
+    if not listen:
+        print("sheer: [emerg] the configuration listens nowhere: nothing to trace", file=sys.stderr)
+        return 1
+    hops = capture(spots(), bpf(listen, upstream, args.client), args.seconds)
+    flow = follow(hops, listen, upstream, hosts, args.client)
+    if flow is None:
+        print(json.dumps({"hops": [], "reached": False}) if args.json else
+              f"sheer trace: no flow to the configuration's ports seen in {args.seconds:g}s")
+        return 1
+    print(json.dumps(to_json(flow), indent=1) if args.json else render(flow))
+    return 0 if flow.reached else 1
