@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sheer.config import Config, ConfigError, load
+from sheer.cli.common import load_config
+from sheer.config import Config
 from sheer.trace_pcap import Packet, read
 
 MAX_PACKETS = 2000
@@ -229,13 +230,8 @@ def to_json(flow: Flow) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
-    try:
-        config = load(args.conf)
-    except ConfigError as exc:
-        print(f"sheer: [emerg] {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f'sheer: [emerg] open() "{args.conf}" failed ({exc.strerror})', file=sys.stderr)
+    config = load_config(args.conf)
+    if config is None:
         return 1
     listen, upstream, hosts = ports(config)
     if not listen:

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from sheer.config import ConfigError, load
+from sheer.cli.common import load_config
 from sheer.net import apply as net_apply
 from sheer.net import inspect
 from sheer.net.facts import KernelFacts
@@ -58,13 +58,8 @@ def main(argv: list[str]) -> int:
             return 1
         if args.verb == "revert":
             return revert(path)
-        try:
-            config = load(args.conf)
-        except ConfigError as exc:
-            say(f"[emerg] {exc}")
-            return 1
-        except OSError as exc:
-            say(f'[emerg] open() "{args.conf}" failed ({exc.strerror})')
+        config = load_config(args.conf)
+        if config is None:
             return 1
         record = net_apply.Record.load(path)
         facts = inspect.gather()

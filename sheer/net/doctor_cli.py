@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Callable
 
-from sheer.config import ConfigError, load
+from sheer.cli.common import load_config
 from sheer.net import apply as net_apply
 from sheer.net import doctor, inspect
 from sheer.net.doctor_gather import gather
@@ -41,13 +40,8 @@ def main(argv: list[str], transparent_error: Callable[[], str | None] = lambda: 
     """`transparent_error`: can this process set IP_TRANSPARENT (sheer.io.sockets.can_be_transparent,
     passed in by the CLI: io sits above net)."""
     args = parser().parse_args(argv)
-    try:
-        config = load(args.conf)
-    except ConfigError as exc:
-        print(f"sheer: [emerg] {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f'sheer: [emerg] open() "{args.conf}" failed ({exc.strerror})', file=sys.stderr)
+    config = load_config(args.conf)
+    if config is None:
         return 1
     options = Options(args.role, args.host, args.dsr, public_if=args.public_if, vip=args.vip,
                       gateway=args.gateway, via=args.via)
