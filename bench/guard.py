@@ -5,7 +5,9 @@ that never come, say, does not count)."""
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -48,6 +50,18 @@ def wait_quiet(lab: Lab, seconds: float = 90) -> float:
     return time.monotonic() - started
 
 
+def kernel_state(lab: Lab) -> str:
+    """What the plumbing set, where another session's test could change it under a run: nft
+    rulesets, policy rules and the two sysctls of the proxy, and the same of one upstream."""
+    parts = []
+    for node in ("proxy", "up1"):
+        parts.append(lab.run(node, "nft", "list", "ruleset").stdout)
+        parts.append(lab.run(node, "ip", "rule").stdout)
+    parts.append(lab.run("proxy", "sysctl", "net.ipv4.ip_forward", "net.ipv4.udp_early_demux").stdout)
+    # rule counters move with the traffic itself
+    return re.sub(r"counter packets \d+ bytes \d+", "counter", "\n".join(parts))
+
+
 def _witness_pid(lab: Lab) -> int | None:
     return read_pid(pid_file(lab.node("up1"), "dnsmasq", Path(lab.state_dir)))
 
@@ -61,11 +75,13 @@ class Watch:
         self.first: dict[int, float] = {}
         self.last: dict[int, float] = {}
         self.witness = _witness_pid(lab)
+        self.kernel = ""
         self.started = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def __enter__(self) -> Self:
+        self.kernel = kernel_state(self.lab)
         self.started = time.monotonic()
         self._thread.start()
         return self
@@ -90,6 +106,12 @@ class Watch:
         if _witness_pid(self.lab) != self.witness:
             raise Disturbed("the lab was rebuilt during the run (another session's fixture)")
         elapsed = time.monotonic() - self.started
+        now = kernel_state(self.lab)
+        if now != self.kernel:
+            diff = [ln for ln in difflib.unified_diff(self.kernel.splitlines(), now.splitlines(), lineterm="", n=0)
+                    if ln[:1] in "+-" and ln[:3] not in ("+++", "---")]
+            raise Disturbed("the proxy's netfilter/routing state changed during the run (another session's "
+                            f"test?): {' | '.join(diff[:4])}")
         busy = {p: self.last[p] - self.first[p] for p in self.last if self.last[p] - self.first[p] > BUSY * elapsed}
         if busy:
             raise Disturbed("other processes used the CPU in the proxy namespace during the run: "
