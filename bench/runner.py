@@ -25,7 +25,7 @@ from sheer.lab.errors import LabError
 from sheer.lab.procs import netns_exec, run
 from sheer.lab.proxy import Kind
 from sheer.lab.testing import Lab
-from sheer.lab.topology import PREFIX
+from sheer.lab.topology import PREFIX, RR_INTERNAL, VIP
 
 KINDS: tuple[Kind, ...] = ("nginx", "sheer")
 BENCH_TABLE = f"{PREFIX}_bench"
@@ -36,9 +36,35 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _nginx_extra_marks(netns: str) -> None:
-    """The reference rules mark replies from tcp/80 and udp/53 only; the bench's upstream services
-    (quiet nginx on 8080, iperf3 on 5201, the UDP witness on 8000) need the same mark."""
+def _nft(netns: str, ruleset: str) -> None:
+    run("ip", "netns", "exec", netns, "nft", "-f", "-", input=ruleset)
+
+
+def _nginx_extra(lab: Lab, method: str) -> None:
+    """The reference rules are the article's, for the witnesses' ports and addresses; the bench's
+    servers (quiet nginx on 8080, iperf3 on 5201, the UDP witness on 8000, quiet dnsmasq on
+    172.16.0.2N) need the same treatment, in a table of their own."""
+    ups = lab.topo.upstreams
+    if method == "dsr-router":
+        addrs = ", ".join(upstreams.dns_address(n) for n in ups)
+        _nft(lab.node("proxy").netns, f"""table ip {BENCH_TABLE} {{
+    chain postrouting {{
+        type filter hook postrouting priority srcnat;
+        oifname "{PREFIX}-pub" ip saddr {{ {addrs} }} udp sport 53 ip saddr set {VIP}
+    }}
+}}
+""")
+        return
+    if method == "dsr-origin":
+        for n in ups:
+            _nft(n.netns, f"""table ip {BENCH_TABLE} {{
+    chain output {{
+        type filter hook output priority filter;
+        ip saddr {upstreams.dns_address(n)} ip daddr != 172.16.0.0/24 udp sport 53 ip saddr set {VIP}
+    }}
+}}
+""")
+        return
     ruleset = f"""table ip {BENCH_TABLE} {{
     chain prerouting {{
         type filter hook prerouting priority mangle;
@@ -47,15 +73,36 @@ def _nginx_extra_marks(netns: str) -> None:
     }}
 }}
 """
-    run("ip", "netns", "exec", netns, "nft", "-f", "-", input=ruleset)
+    _nft(lab.node("proxy").netns, ruleset)
+
+
+def _sheer_net(netns: str, verb: str, *args: str) -> None:
+    res = netns_exec(netns, sys.executable, "-m", "sheer", "net", verb, *args, check=False)
+    if res.returncode != 0 and verb == "apply":
+        lines = [ln for ln in (res.stderr + res.stdout).splitlines() if ln.strip()]
+        raise LabError(f"`sheer net apply {' '.join(args)}` failed in {netns}: {lines[-1] if lines else ''}")
+
+
+def _sheer_origin(lab: Lab, verb: str, config: Path) -> None:
+    """`sheer net apply|revert` for origin NAT: the proxy's share, then `--role upstream` on each
+    upstream for its bench DNS address (the lab's plumbing passes the witness address, which the
+    bench config does not name)."""
+    _sheer_net(lab.node("proxy").netns, verb, "-c", str(config), *(("--dsr", "origin") if verb == "apply" else ()))
+    for n in lab.topo.upstreams:
+        extra = ("--dsr", "origin", "--vip", str(VIP), "--via", str(RR_INTERNAL), "--internal", "172.16.0.0/24")
+        _sheer_net(n.netns, verb, "-c", str(config), "--role", "upstream", "--host", upstreams.dns_address(n),
+                   *(extra if verb == "apply" else ()))
 
 
 def _clean(lab: Lab, workload: Workload, config: Path) -> None:
-    proxy_ns = lab.node("proxy").netns
-    netns_exec(proxy_ns, "nft", "delete", "table", "ip", BENCH_TABLE, check=False)
+    for node in (lab.node("proxy"), *lab.topo.upstreams):
+        netns_exec(node.netns, "nft", "delete", "table", "ip", BENCH_TABLE, check=False)
     plumbing.reference_revert()
     if config.exists():
-        plumbing.sheer_revert(workload.method, config)
+        if workload.method == "dsr-origin":
+            _sheer_origin(lab, "revert", config)
+        else:
+            plumbing.sheer_revert(workload.method, config)
 
 
 @dataclass
@@ -108,12 +155,13 @@ def run_once(lab: Lab, workload: Workload, kind: Kind, duration: float, profile_
     config.write_text(config_text)
     _clean(lab, workload, config)
     try:
-        if kind == "sheer":
+        if kind == "sheer" and workload.method == "dsr-origin":
+            _sheer_origin(lab, "apply", config)
+        elif kind == "sheer":
             plumbing.sheer_apply(workload.method, config)
         else:
             plumbing.reference_apply(workload.method)
-            if workload.method == "transparency":
-                _nginx_extra_marks(lab.node("proxy").netns)
+            _nginx_extra(lab, workload.method)
         guard.wait_quiet(lab)
         # proxies' prefixes under bench/: the lab's own proxy-N directories belong to test sessions
         with proxy.running(kind, config_text, Path(lab.state_dir) / "bench") as running:

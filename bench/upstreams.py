@@ -1,6 +1,7 @@
 """Servers the benchmarks need on the upstreams, beside the lab's witnesses (which log every
-request: fine for tests, a cost for benchmarks): a quiet nginx answering HTTP on 8080 with
-keepalive (the target of the HTTP and TCP stream workloads), and an iperf3 server on up1.
+request: fine for tests, a cost for benchmarks that would then measure the witnesses): a quiet
+nginx answering HTTP on 8080 with keepalive (the HTTP and TCP stream workloads), a quiet dnsmasq
+on a second address of each upstream, 172.16.0.2N:53 (the DNS workloads), and iperf3 on up1.
 
 They live in the lab's state directory, so `lab down` ends them with the rest; `ensure` starts
 whatever is missing, so a lab rebuilt by someone else's test session is repaired before each run."""
@@ -12,14 +13,20 @@ from functools import partial
 from pathlib import Path
 
 from sheer.lab.inspect import listeners
-from sheer.lab.procs import alive, read_pid, signal_and_wait, wait_for
+from sheer.lab.procs import alive, cmdline, read_pid, signal_and_wait, wait_for
 from sheer.lab.testing import Lab
 from sheer.lab.topology import Node
-from sheer.lab.witness import NGINX
+from sheer.lab.witness import DNSMASQ, NGINX
 
 HTTP_PORT = 8080
 IPERF_PORT = 5201
 IPERF_NODE = "up1"
+DNS_NAME = "www.example.com"
+
+
+def dns_address(node: Node) -> str:
+    """The quiet DNS server's address on an upstream: up1 172.16.0.21, ..., up4 172.16.0.24."""
+    return f"172.16.0.{int(node.name.removeprefix('up')) + 20}"
 
 
 def _dir(lab: Lab, node: Node) -> Path:
@@ -63,6 +70,22 @@ def _start_iperf(lab: Lab, node: Node) -> None:
     (d / "iperf3.pid").write_text(f"{proc.pid}\n")
 
 
+def _start_dns(lab: Lab, node: Node) -> None:
+    """dnsmasq without query logging on a /32 beside the witness's address (both use port 53)."""
+    d = _dir(lab, node)
+    d.mkdir(parents=True, exist_ok=True)
+    addr = dns_address(node)
+    lab.run(node.name, "ip", "addr", "replace", f"{addr}/32", "dev", node.ifaces[0].name, check=True)
+    lab.run(node.name, DNSMASQ, "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--bind-interfaces",
+            f"--listen-address={addr}", "--port=53", "--user=root", f"--host-record={DNS_NAME},{addr}",
+            "--cache-size=0", f"--pid-file={d / 'dnsmasq.pid'}", check=True)
+
+
+def _dns_up(lab: Lab, node: Node) -> bool:
+    pid = read_pid(_dir(lab, node) / "dnsmasq.pid")
+    return pid is not None and alive(pid) and dns_address(node) in cmdline(pid)
+
+
 def ensure(lab: Lab) -> None:
     """The lab up and the bench servers listening (idempotent; repairs what another session removed)."""
     lab.up()
@@ -70,6 +93,8 @@ def ensure(lab: Lab) -> None:
         have = listeners(node.netns)
         if ("tcp", HTTP_PORT) not in have:
             _start_nginx(lab, node)
+        if not _dns_up(lab, node):
+            _start_dns(lab, node)
         if node.name == IPERF_NODE and ("tcp", IPERF_PORT) not in have:
             _start_iperf(lab, node)
         wanted = {("tcp", HTTP_PORT)} | ({("tcp", IPERF_PORT)} if node.name == IPERF_NODE else set())
@@ -82,7 +107,10 @@ def _listening(netns: str, wanted: set[tuple[str, int]]) -> bool:
 
 def stop(lab: Lab) -> None:
     for node in lab.topo.upstreams:
-        for name in ("nginx.pid", "iperf3.pid"):
-            pid = read_pid(_dir(lab, node) / name)
-            if pid is not None and alive(pid):
+        d = _dir(lab, node)
+        # each PID only if its command line is still ours (PIDs get reused)
+        for name, marker in (("nginx.pid", str(d)), ("iperf3.pid", "iperf3 -s"), ("dnsmasq.pid", str(d))):
+            pid = read_pid(d / name)
+            if pid is not None and alive(pid) and marker in cmdline(pid):
                 signal_and_wait(pid)
+        lab.run(node.name, "ip", "addr", "del", f"{dns_address(node)}/32", "dev", node.ifaces[0].name)

@@ -103,9 +103,13 @@ BULK = header() + f"""stream {{
 """
 
 
+def _dns_servers() -> str:
+    return "".join(f"\n        server {upstreams.dns_address(n)}:53;" for n in article().upstreams)
+
+
 def dns(bind: str, responses: int, timeout: str = "1s") -> str:
     return header() + f"""stream {{
-    upstream dns_upstreams {{{_servers(53)}
+    upstream dns_upstreams {{{_dns_servers()}
     }}
     server {{
         listen 53 udp reuseport;
