@@ -60,6 +60,13 @@ def rss_bytes(pids: list[int]) -> int:
     return total
 
 
+def host_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs since boot: /proc/stat's first line, idle and iowait idle."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    total = sum(fields[:8])  # user nice system idle iowait irq softirq steal (guest is inside user)
+    return total - fields[3] - fields[4], total
+
+
 @dataclass
 class CpuMeter:
     """CPU used by a process tree between start() and stop(), as a share of one core."""
@@ -68,14 +75,19 @@ class CpuMeter:
     _pids: list[int] | None = None
     _cpu: float = 0.0
     _wall: float = 0.0
+    _host: tuple[int, int] = (0, 0)
+    host_busy: float = 0.0  # after stop(): the share of all CPUs busy (everything shares them)
 
     def start(self, now: float) -> None:
         self._pids = tree(self.root)
         self._cpu = cpu_seconds(self._pids)
         self._wall = now
+        self._host = host_ticks()
 
     def stop(self, now: float) -> float:
         assert self._pids is not None, "start() first"
         # workers that exited meanwhile take their time with them; proxies here keep theirs
         used = cpu_seconds(self._pids) - self._cpu
+        busy, total = host_ticks()
+        self.host_busy = (busy - self._host[0]) / max(total - self._host[1], 1)
         return used / max(now - self._wall, 1e-9)

@@ -17,7 +17,7 @@ def _rate(m: dict[str, Any] | None) -> str:
 
 
 def _pct(m: dict[str, Any] | None, key: str) -> str:
-    return "-" if not m or m[key] is None else f"{m[key]:.2%}" if key == "loss" else f"{m[key]:.0%}"
+    return "-" if not m or m.get(key) is None else f"{m[key]:.2%}" if key == "loss" else f"{m[key]:.0%}"
 
 
 def _lat(m: dict[str, Any] | None) -> str:
@@ -46,13 +46,13 @@ def _verdict(r: Result) -> str:
 
 def table(results: list[Result]) -> str:
     head = ("| workload | nginx | sheer | sheer/nginx | loss n / s | latency ms p50/p90/p99 nginx | "
-            "latency ms p50/p90/p99 sheer | proxy CPU n / s |")
-    rows = [head, "|" + "---|" * 8]
+            "latency ms p50/p90/p99 sheer | proxy CPU n / s | host busy n / s |")
+    rows = [head, "|" + "---|" * 9]
     for r in results:
         n, s = r.median("nginx"), r.median("sheer")
         rows.append(f"| {r.workload.name}: {r.workload.title} | {_rate(n)} | {_rate(s)} | {_verdict(r)} | "
                     f"{_pct(n, 'loss')} / {_pct(s, 'loss')} | {_lat(n)} | {_lat(s)} | "
-                    f"{_pct(n, 'cpu')} / {_pct(s, 'cpu')} |")
+                    f"{_pct(n, 'cpu')} / {_pct(s, 'cpu')} | {_pct(n, 'host_busy')} / {_pct(s, 'host_busy')} |")
     return "\n".join(rows)
 
 

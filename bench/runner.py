@@ -122,6 +122,7 @@ class Result:
             "loss": self._med([s.loss for s in got]),
             "latency_ms": {k: self._med([s.latency_ms[k] for s in got if k in s.latency_ms]) for k in keys},
             "cpu": self._med([s.cpu for s in got]),
+            "host_busy": self._med([s.extra["host_busy"] for s in got if "host_busy" in s.extra]),
             "runs": len(got),
         }
 
@@ -174,6 +175,7 @@ def run_once(lab: Lab, workload: Workload, kind: Kind, duration: float, profile_
                 meter.start(time.monotonic())
                 sample = workload.measure(Context(lab, duration, running.pid))
                 sample.cpu = meter.stop(time.monotonic())
+                sample.extra["host_busy"] = meter.host_busy
             profile.wait(spies, timeout=duration + 10)
             return sample
     finally:
@@ -199,7 +201,8 @@ def run_all(lab: Lab, workloads: list[Workload], runs: int, duration: float,
                     result.samples[kind].append(sample)
                     lat = " ".join(f"{k} {v:.2f}ms" for k, v in sample.latency_ms.items())
                     progress(f"  {workload.name:<15} {kind:<5} run {round_ + 1}: {sample.rate:,.1f} {sample.unit}"
-                             f" loss {sample.loss:.3%} cpu {sample.cpu:.0%} {lat}")
+                             f" loss {sample.loss:.3%} cpu {sample.cpu:.0%}"
+                             f" host {sample.extra.get('host_busy', 0):.0%} {lat}")
                     break
         results.append(result)
     return results
