@@ -75,7 +75,7 @@ def _measure(lab: Lab, pid: int, argv: list[str], proto: str, upstream_port: int
     if flows <= 0:
         raise LabError(f"no {proto} flows reached the upstreams ({opened} opened by the client)")
     per = (after - before) / flows
-    return Sample(per, "B/flow", 1 - flows / want, {},
+    return Sample(per, "B/flow", max(0.0, 1 - flows / want), {},
                   extra={"flows": flows, "opened": opened, "rss_before_mb": before / 2**20,
                          "rss_after_mb": after / 2**20})
 
