@@ -332,10 +332,18 @@ class ClientConnection(asyncio.Protocol):
         return request.keepalive and not unread and not self.service.draining and self.parser is not None
 
     def write(self, data: bytes) -> None:
+        self.write_buffers([data], counted=len(data))
+
+    def write_buffers(self, buffers: list[bytes], counted: int) -> None:
+        """Write several buffers with one send(); `counted` bytes of them go to $bytes_sent here
+        (a relayed body is counted by its exchange)."""
         if self.transport is not None and not self.closed:
-            self.transport.write(data)
+            if len(buffers) == 1:
+                self.transport.write(buffers[0])
+            else:
+                self.transport.writelines(buffers)
             if self.current is not None and self.current.vars is not None:
-                self.current.vars.bytes_sent += len(data)
+                self.current.vars.bytes_sent += counted
 
     def finish(self, request: Request, plan: Plan | None, *, keepalive: bool) -> None:
         """The response is written (or abandoned): log it, then close or wait for the next request."""
