@@ -55,6 +55,8 @@ def _nginx_text(config_text: str, prefix: Path) -> str:
         f"\n    {kind}_temp_path {prefix}/tmp/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
     text = re.sub(r"^\s*user\s+\S+;\s*$", "", config_text, flags=re.MULTILINE)
+    # sheer-only directives the reference nginx does not know (nginx OSS has no active checks)
+    text = re.sub(r"^\s*dsr_without_health_check\s+\S+;\s*$", "", text, flags=re.MULTILINE)
     text = re.sub(r"^http\s*\{", "http {" + temp, text, count=1, flags=re.MULTILINE)
     return f"load_module {witness.STREAM_MODULE};\nuser root;\ndaemon off;\npid {prefix}/nginx.pid;\n{text}"
 
