@@ -1,0 +1,166 @@
+"""The http part of the model: servers, locations, proxy_pass, headers, return."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from sheer.config import build_health
+from sheer.config import directives as d
+from sheer.config.errors import ConfigError, Source
+from sheer.config.model import (
+    DEFAULT_PROXY_HEADERS,
+    Http,
+    HttpReturn,
+    HttpServer,
+    Listen,
+    Location,
+    LogFormat,
+    ProxyPass,
+    Upstream,
+)
+from sheer.config.realip import http_real_ip
+from sheer.config.scope import implicit_address, implicit_upstream, inherited, proxy_bind
+from sheer.config.template import HTTP_PREFIXES, HTTP_VARIABLES, Template, compile_template
+from sheer.config.tree import Block
+
+if TYPE_CHECKING:
+    from sheer.config.build import Builder
+
+COMBINED = ('$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent '
+            '"$http_referer" "$http_user_agent"')
+
+
+class HttpBuilder:
+    def __init__(self, top: Builder, block: Block) -> None:
+        self.top = top
+        self.block = block
+
+    def build(self) -> Http:
+        upstreams = self.top.upstreams(self.block, default_port=80)
+        formats = self.top.log_formats(self.block, HTTP_VARIABLES, HTTP_PREFIXES, {"combined": COMBINED})
+        self.matches = build_health.http_matches(self.block)
+        servers = tuple(self.server(child, upstreams, formats)
+                        for child in self.block.children if child.context == "http.server")
+        return Http(servers, tuple(upstreams.values()))
+
+    def template(self, text: str, source: Source) -> Template:
+        return compile_template(text, source, HTTP_VARIABLES, HTTP_PREFIXES)
+
+    def server(self, block: Block, upstreams: dict[str, Upstream],
+               formats: dict[str, LogFormat]) -> HttpServer:
+        listens = tuple(replace(listen, port=80) if listen.port == 0 else listen
+                        for listen, _ in block.get("listen", [])) or (Listen("", 80, source=block.source),)
+        names = tuple(block.get("server_name", [""]))
+        locations: list[Location] = []
+        seen: set[tuple[bool, str]] = set()
+        for child in block.children:
+            location = self.location(child, [child, block, self.block], upstreams, formats)
+            key = (location.exact, location.path)
+            if key in seen:
+                raise ConfigError(f'duplicate location "{location.path}"', child.source)
+            seen.add(key)
+            locations.append(location)
+        returned = block.get("return")
+        return HttpServer(
+            listens=listens,
+            server_names=names,
+            locations=tuple(locations),
+            return_=self.return_(returned, block.sources["return"]) if returned else None,
+            real_ip=http_real_ip([block, self.block]),
+            source=block.source,
+        )
+
+    def location(self, block: Block, chain: list[Block], upstreams: dict[str, Upstream],
+                 formats: dict[str, LogFormat]) -> Location:
+        args = block.args
+        exact = False
+        if len(args) == 2:
+            if args[0] != "=":
+                raise ConfigError(f'location modifier "{args[0]}" is not supported (only prefix and "=")', block.source)
+            exact, path = True, args[1]
+        elif args[0] in ("=", "~", "~*", "^~", "@") or args[0].startswith(("~", "@")):
+            raise ConfigError(f'location "{args[0]}" is not supported: sheer has prefix and "=" locations',
+                              block.source)
+        else:
+            path = args[0]
+        proxy_pass = block.get("proxy_pass")
+        returned = block.get("return")
+        if proxy_pass and returned:
+            raise ConfigError('"return" and "proxy_pass" cannot both be set in one location', block.source)
+        if not proxy_pass and not returned:
+            raise ConfigError(f'location "{path}" has neither "proxy_pass" nor "return" '
+                              '(sheer does not serve files)', block.source)
+        error_log = inherited(chain, "error_log", None)
+        health_check = build_health.resolve(block.get("health_check"), self.matches,
+                                            inherited(chain, "proxy_read_timeout", 60.0),
+                                            inherited(chain, "proxy_connect_timeout", 60.0))
+        if health_check is not None and not proxy_pass:
+            raise ConfigError('"health_check" needs "proxy_pass"', health_check.source)
+        return Location(
+            path=path,
+            exact=exact,
+            proxy_pass=_http_proxy_pass(proxy_pass[0], upstreams, block.sources["proxy_pass"])
+            if proxy_pass else None,
+            return_=self.return_(returned, block.sources["return"]) if returned else None,
+            proxy_set_header=self.headers(chain),
+            proxy_http_version=inherited(chain, "proxy_http_version", "1.0"),
+            proxy_connect_timeout=inherited(chain, "proxy_connect_timeout", 60.0),
+            proxy_read_timeout=inherited(chain, "proxy_read_timeout", 60.0),
+            proxy_send_timeout=inherited(chain, "proxy_send_timeout", 60.0),
+            proxy_next_upstream=self.next_upstream(chain),
+            proxy_next_upstream_tries=inherited(chain, "proxy_next_upstream_tries", 0),
+            proxy_next_upstream_timeout=inherited(chain, "proxy_next_upstream_timeout", 0.0),
+            access_logs=self.top.access_logs(chain, formats, "combined"),
+            error_log=self.top.error_log(error_log) if error_log else None,
+            proxy_bind=proxy_bind(chain, HTTP_VARIABLES, HTTP_PREFIXES),
+            real_ip=http_real_ip(chain),
+            health_check=health_check,
+            source=block.source,
+        )
+
+    def next_upstream(self, chain: list[Block]) -> frozenset[str]:
+        for block in chain:
+            if "proxy_next_upstream" in block.settings:
+                return d._next_upstream_conditions(block.settings["proxy_next_upstream"],
+                                                   block.sources["proxy_next_upstream"])
+        return frozenset({"error", "timeout"})
+
+    def headers(self, chain: list[Block]) -> tuple[tuple[str, Template], ...]:
+        # nginx: a level's proxy_set_header list replaces the outer one wholesale.
+        entries = inherited(chain, "proxy_set_header", [])
+        headers = [(args[0], self.template(args[1], source)) for args, source in entries]
+        given = {name.lower() for name, _ in headers}
+        for name, value in DEFAULT_PROXY_HEADERS:
+            if name.lower() not in given:
+                headers.append((name, self.template(value, chain[0].source)))
+        return tuple(headers)
+
+    def return_(self, args: list[str], source: Source) -> HttpReturn:
+        first = args[0]
+        if not (first.isascii() and first.isdigit()):
+            if len(args) == 2 or not first.startswith(("http://", "https://", "$scheme")):
+                raise ConfigError(f'invalid return code "{first}"', source)
+            return HttpReturn(302, self.template(first, source))
+        code = int(first)
+        if code > 999:
+            raise ConfigError(f'invalid return code "{first}"', source)
+        text = self.template(args[1], source) if len(args) == 2 else None
+        return HttpReturn(code, text)
+
+
+def _http_proxy_pass(target: str, upstreams: dict[str, Upstream], source: Source) -> ProxyPass:
+    if "$" in target:
+        raise ConfigError(f'variables in "proxy_pass" are not supported: "{target}"', source)
+    if target.startswith("https://"):
+        raise ConfigError('"proxy_pass https://" is not supported: sheer proxies plain HTTP', source)
+    if not target.startswith("http://"):
+        raise ConfigError(f'invalid URL prefix in "{target}"', source)
+    rest = target[len("http://"):]
+    host, slash, uri = rest.partition("/")
+    if host in upstreams:
+        upstream = upstreams[host]
+    else:
+        address = implicit_address(host, source)
+        upstream = implicit_upstream(address.host, address.port or 80, source)
+    return ProxyPass(upstream, "/" + uri if slash else None, target)

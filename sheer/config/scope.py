@@ -1,0 +1,57 @@
+"""How a setting is found for a block: inheritance along the context chain, and the small
+resolutions the stream and http builders share (proxy_bind, implicit upstreams)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from sheer.config.errors import ConfigError, Source
+from sheer.config.model import ProxyBind, Upstream, UpstreamServer
+from sheer.config.template import compile_template
+from sheer.config.tree import Block
+from sheer.config.values import HostPort, parse_host_port
+
+
+def inherited(chain: list[Block], key: str, default: Any) -> Any:
+    for block in chain:
+        if key in block.settings:
+            return block.settings[key]
+    return default
+
+
+def single_child(block: Block, context: str) -> Block | None:
+    found = [child for child in block.children if child.context == context]
+    if len(found) > 1:
+        raise ConfigError(f'"{context}" directive is duplicate', found[1].source)
+    return found[0] if found else None
+
+
+def proxy_bind(chain: list[Block], variables: frozenset[str], prefixes: tuple[str, ...]) -> ProxyBind | None:
+    for block in chain:
+        if "proxy_bind" in block.settings:
+            args = block.settings["proxy_bind"]
+            source = block.sources["proxy_bind"]
+            if args[0] == "off":
+                return None
+            template = compile_template(args[0], source, variables, prefixes)
+            if template.is_literal:
+                parse_host_port(args[0], source)
+            return ProxyBind(template, len(args) == 2, source)
+    return None
+
+
+def with_port(server: UpstreamServer, port: int) -> UpstreamServer:
+    return replace(server, port=port)
+
+
+def implicit_address(text: str, source: Source) -> HostPort:
+    try:
+        return parse_host_port(text, source)
+    except ConfigError:
+        raise ConfigError(f'host not found in upstream "{text}"', source) from None
+
+
+def implicit_upstream(host: str, port: int, source: Source) -> Upstream:
+    server = UpstreamServer(host, port, source=source)
+    return Upstream(server.name, (server,), implicit=True, source=source)
