@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, cast
 
 import httptools
 
@@ -17,6 +17,7 @@ from sheer.core.proxy_protocol import Malformed, NeedMore, parse
 from sheer.core.realip import for_request
 from sheer.core.variables import render_bytes
 from sheer.io.http.body import RequestBody
+from sheer.io.http.request import HeaderTooLarge, Relay, Request
 from sheer.io.http.site import SERVER, Plan
 
 if TYPE_CHECKING:
@@ -27,40 +28,6 @@ CLIENT_HEADER_TIMEOUT = 60.0   # client_header_timeout
 KEEPALIVE_TIMEOUT = 75.0       # keepalive_timeout
 SEND_TIMEOUT = 60.0            # send_timeout
 PIPELINE_LIMIT = 8             # queued requests before reading pauses
-
-
-class Relay(Protocol):
-    def client_paused(self, paused: bool) -> None: ...
-
-
-class Request:
-    __slots__ = (
-        "body",
-        "expect_continue",
-        "finished",
-        "headers",
-        "host",
-        "keepalive",
-        "length",
-        "method",
-        "raw_uri",
-        "vars",
-        "version",
-    )
-
-    def __init__(self, method: bytes, raw_uri: str, version: str, headers: list[tuple[bytes, bytes]],
-                 keepalive: bool, body: RequestBody, host: str | None, expect_continue: bool) -> None:
-        self.method = method
-        self.raw_uri = raw_uri
-        self.version = version
-        self.headers = headers
-        self.keepalive = keepalive
-        self.body = body
-        self.host = host
-        self.expect_continue = expect_continue
-        self.vars: RequestVariables | None = None
-        self.finished = False
-        self.length = 0
 
 
 class ClientConnection(asyncio.Protocol):
@@ -420,6 +387,3 @@ class ClientConnection(asyncio.Protocol):
             self.send_timer.cancel()
             self.send_timer = None
 
-
-class HeaderTooLarge(Exception):
-    pass

@@ -19,8 +19,9 @@ from sheer.core.http.nextupstream import (
     status_failure,
 )
 from sheer.core.http.uri import upstream_uri
-from sheer.io.http.client import ClientConnection, Request
+from sheer.io.http.client import ClientConnection
 from sheer.io.http.exchange import Exchange, UpstreamFailed
+from sheer.io.http.request import Request
 from sheer.io.http.site import Plan
 from sheer.io.http.upstream import UpstreamConnection, open_upstream, pool_key
 from sheer.io.sockets import BindError
