@@ -80,7 +80,7 @@ class Record:
 
 def record_path(role: str, host: str | None) -> Path:
     suffix = f"-{host}" if host else ""
-    return STATE_DIR / f"{inspect.netns_id()}-{role}{suffix}.json"
+    return STATE_DIR / f"{inspect.netns_cookie()}-{role}{suffix}.json"
 
 
 def key(item: Item) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import socket
 import subprocess
 from socket import AF_INET
 from typing import Any
@@ -89,6 +90,20 @@ def nft_tables() -> tuple[str, ...]:
 
 def netns_id() -> int:
     return os.stat("/proc/self/ns/net").st_ino
+
+
+SO_NETNS_COOKIE = 71
+
+
+def netns_cookie() -> str:
+    """This network namespace's identity for apply records. Inode numbers of deleted namespaces
+    are reused, so a record keyed by inode could be picked up by an unrelated new namespace; the
+    kernel's netns cookie (SO_NETNS_COOKIE, Linux 5.14+) is never reused while the system runs."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            return f"c{int.from_bytes(probe.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8), 'little')}"
+    except OSError:
+        return f"i{netns_id()}"
 
 
 def in_root_netns() -> bool:
