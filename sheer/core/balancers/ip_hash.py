@@ -4,7 +4,7 @@ unusable picks round robin decides (ngx_http_upstream_ip_hash_module.c)."""
 
 from __future__ import annotations
 
-import socket
+import ipaddress
 
 from sheer.core.balancer import Peer, RoundRobin, Tried
 
@@ -13,15 +13,11 @@ _PSEUDO = b"\0\0\0"     # nginx's ngx_http_upstream_ip_hash_pseudo_addr, for non
 
 def address_bytes(text: bytes) -> bytes:
     """What nginx hashes of $remote_addr: 3 bytes of IPv4, 16 of IPv6."""
-    address = text.decode("latin-1")
     try:
-        return socket.inet_pton(socket.AF_INET, address)[:3]
-    except OSError:
-        pass
-    try:
-        return socket.inet_pton(socket.AF_INET6, address)
-    except OSError:
+        address = ipaddress.ip_address(text.decode("latin-1"))
+    except ValueError:
         return _PSEUDO
+    return address.packed[:3] if address.version == 4 else address.packed
 
 
 class IpHash(RoundRobin):
