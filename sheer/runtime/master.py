@@ -41,8 +41,10 @@ class Worker:
 
 CHECKER = -1     # the slot of the generation's health checker process (runtime/checker.py)
 
-# A worker that dies this soon after starting failed to start: respawning it would only loop.
+# A worker that exits with FAILED this soon after starting failed to start (its log says why):
+# respawning it would only loop. One killed by a signal (OOM killer, kill -9) is respawned.
 EARLY_DEATH = 2.0
+FAILED = 2
 
 
 @dataclass
@@ -98,7 +100,7 @@ class Master:
         sockets = {key: socks[slot] for key, socks in self.slots.items()}
         pid = os.fork()
         if pid == 0:
-            status = 2
+            status = FAILED
             try:
                 if slot == CHECKER:
                     assert self.health is not None
@@ -158,7 +160,8 @@ class Master:
                 self.log.log("alert", f"{kind} process {pid} exited on {how}")
                 if self.stopping or worker.generation != self.generation:
                     continue
-                if time.monotonic() - worker.started < EARLY_DEATH:
+                failed_to_start = os.WIFEXITED(status) and os.WEXITSTATUS(status) == FAILED
+                if failed_to_start and time.monotonic() - worker.started < EARLY_DEATH:
                     self.log.log("emerg", "a worker process failed right after starting (see the lines above); "
                                           "stopping instead of respawning it in a loop")
                     self.stopping = True

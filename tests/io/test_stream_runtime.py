@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -266,3 +267,17 @@ def test_reload_changes_listeners_and_worker_count(
     proxy.signal(signal.SIGHUP)
     wait_for(lambda: len(proxy.workers()) == 1 and fetch(ret) == b"v3\n", what="one v3 worker")
     wait_for(lambda: _refused(extra), what="the removed listener to be closed")
+
+
+def test_a_worker_killed_right_after_start_is_respawned(
+        run_sheer: Callable[..., Sheer], tmp_path: Path, setup: tuple[int, int, int]) -> None:
+    # Only a worker that *fails to start* (exit code 2, its log says why) stops the server; one
+    # killed by a signal, even at once (the OOM killer, kill -9), is replaced, as nginx does.
+    ret, proxied, upstream = setup
+    proxy = run_sheer(config(tmp_path, "v1", ret, proxied, upstream))
+    [worker] = proxy.workers()
+    os.kill(worker, signal.SIGKILL)
+    wait_for(lambda: proxy.workers() and proxy.workers() != [worker], what="a new worker")
+    assert alive(proxy.pid)
+    assert fetch(ret) == b"v1\n"
+    assert "exited on signal 9" in proxy.error_log()
