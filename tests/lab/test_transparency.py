@@ -204,3 +204,19 @@ def test_without_plumbing_the_log_names_the_likely_cause(lab: Lab) -> None:
         log = running.log()
     assert "upstream timed out (110: Connection timed out) while connecting to upstream" in log, log
     assert "sheer net apply" in log and "sheer doctor" in log, log
+
+
+def test_dsr_refuses_a_datagram_larger_than_the_mtu_clearly(lab: Lab) -> None:
+    # The client's 3000-byte datagram arrives in fragments, which the proxy's kernel reassembles;
+    # DSR resends it unfragmented with the client's source, which cannot fit a 1500-byte MTU:
+    # it is dropped with one clear log line, and the next normal query still works.
+    with applied(lab, "dsr-router", configs.DSR), lab.proxy(configs.DSR) as running:
+        probe = ("import socket\n"
+                 "u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                 f"u.sendto(b'x' * 3000, ('{VIP}', 53))\n")
+        assert lab.python("client", probe).returncode == 0
+        assert answer(dig(lab)) in {f"172.16.0.1{i}" for i in range(1, 5)}
+        time.sleep(0.2)
+        log = running.log()
+    assert "3000-byte datagram from 192.168.99.1 exceeds the MTU" in log, log
+    assert "Traceback" not in log
