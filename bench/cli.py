@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import resource
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from bench import profile, report, runner, upstreams, workloads
 from sheer.lab.errors import LabError
-from sheer.lab.testing import Lab, unsupported_reason
+from sheer.lab.testing import Lab, shared_lab, unsupported_reason
 
 DEFAULT_JSON = Path("bench/results/latest.json")
 
@@ -64,17 +65,19 @@ def main(argv: list[str] | None = None) -> int:
     lab = Lab()
     kinds = (args.only,) if args.only else runner.KINDS
     started = time.time()
-    try:
-        upstreams.ensure(lab)
-        print(f"bench: {len(chosen)} workload(s) x {args.runs} runs x {len(kinds)} proxies, "
-              f"{args.duration:g}s each", file=sys.stderr)
-        results = runner.run_all(lab, chosen, args.runs, args.duration, kinds, profile_dir=args.profile)
-    except LabError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        if not args.keep_lab:
-            upstreams.stop(lab)
+    # The lab is taken down afterwards when this run brought it up and nobody else uses it.
+    with contextlib.nullcontext(lab) if args.keep_lab else shared_lab(lab):
+        try:
+            upstreams.ensure(lab)
+            print(f"bench: {len(chosen)} workload(s) x {args.runs} runs x {len(kinds)} proxies, "
+                  f"{args.duration:g}s each", file=sys.stderr)
+            results = runner.run_all(lab, chosen, args.runs, args.duration, kinds, profile_dir=args.profile)
+        except LabError as exc:
+            print(f"bench: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            if not args.keep_lab:
+                upstreams.stop(lab)
     meta = {
         "command": "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
