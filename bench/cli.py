@@ -43,6 +43,20 @@ def _terminated(signum: int, _frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # finally blocks stop the proxy and revert the plumbing on Ctrl-C or SIGTERM, even when run
+    # in the background (where a shell makes SIGINT ignored); the caller's handlers come back after
+    # (the CI smoke test runs this inside pytest).
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _terminated)
+    try:
+        return _main(argv)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _main(argv: list[str] | None) -> int:
     args = parse(argv)
     names = [n for item in args.workload or [] for n in item.split(",") if n]
     try:
@@ -50,10 +64,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyError as exc:
         print(f"bench: {exc.args[0]}", file=sys.stderr)
         return 2
-    # finally blocks stop the proxy and revert the plumbing on Ctrl-C or SIGTERM, even when run
-    # in the background (where a shell makes SIGINT ignored)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _terminated)
     reason = unsupported_reason()
     if reason:
         print(f"bench: {reason}", file=sys.stderr)

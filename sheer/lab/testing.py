@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import subprocess
@@ -93,28 +94,35 @@ class Lab:
 USERS_FILE = STATE_DIR.parent / "sheer-lab.users"
 
 
-def _live_users(text: str) -> set[int]:
+def _live_users(text: str) -> set[str]:
+    """Registrations (`pid.serial`) whose process still runs."""
     users = set()
     for word in text.split():
-        if word.isdigit() and Path(f"/proc/{word}").exists():
-            users.add(int(word))
+        pid = word.split(".")[0]
+        if pid.isdigit() and Path(f"/proc/{pid}").exists():
+            users.add(word)
     return users
+
+
+_registrations = itertools.count()
 
 
 @contextmanager
 def shared_lab(lab: Lab) -> Iterator[Lab]:
-    """Use the lab alongside other sessions (a test run, a benchmark): bring it up if needed, and
-    tear it down afterwards only when no other live process still uses it."""
+    """Use the lab alongside other users (a test session, a benchmark, even nested in one
+    process): bring it up if needed, and tear it down afterwards only when no other live
+    registration still uses it."""
     import fcntl
 
+    me = f"{os.getpid()}.{next(_registrations)}"
     USERS_FILE.parent.mkdir(parents=True, exist_ok=True)
     with open(USERS_FILE, "a+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         handle.seek(0)
-        users = _live_users(handle.read()) | {os.getpid()}
+        users = _live_users(handle.read()) | {me}
         handle.seek(0)
         handle.truncate()
-        handle.write(" ".join(map(str, sorted(users))))
+        handle.write(" ".join(sorted(users)))
     try:
         lab.up()
         yield lab
@@ -122,9 +130,9 @@ def shared_lab(lab: Lab) -> Iterator[Lab]:
         with open(USERS_FILE, "a+") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             handle.seek(0)
-            users = _live_users(handle.read()) - {os.getpid()}
+            users = _live_users(handle.read()) - {me}
             handle.seek(0)
             handle.truncate()
-            handle.write(" ".join(map(str, sorted(users))))
+            handle.write(" ".join(sorted(users)))
             if not users:
                 lab.down()
