@@ -27,7 +27,7 @@ def http_block(proxy_bind: str = "") -> str:
 """
 
 
-def dns_block(proxy_bind: str = "", responses: int = 1, health_check: str = "") -> str:
+def dns_block(proxy_bind: str = "", responses: int = 1, health_check: str = "", listen: str = "") -> str:
     bind = f"\n        proxy_bind {proxy_bind};" if proxy_bind else ""
     if health_check:
         bind += f"\n        {health_check};"
@@ -40,7 +40,7 @@ def dns_block(proxy_bind: str = "", responses: int = 1, health_check: str = "") 
     }}
 
     server {{
-        listen {DNS_PORT} udp;
+        listen {listen or DNS_PORT} udp;
         proxy_responses {responses};
         proxy_timeout 1s;{bind}
         proxy_pass dns_upstreams;

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sheer.lab import build, configs, counters, proxy, witness
+from sheer.lab import build, configs, counters, plumbing, proxy, witness
 from sheer.lab.errors import LabError
 from sheer.lab.procs import run
 from sheer.lab.topology import STATE_DIR, Node, Topology, article
@@ -84,6 +84,17 @@ class Lab:
         nodes = [self.node(node)] if node else list(self.topo.upstreams)
         since = since or {}
         return [s for n in nodes for s in witness.parse_seen(n, since.get(n.name), self.state_dir)]
+
+    @contextmanager
+    def applied(self, method: str, config_text: str) -> Iterator[None]:
+        """`sheer net apply` for the method's plumbing (and `revert` after, even on failure)."""
+        path = Path(self.state_dir) / f"applied-{method}.conf"
+        path.write_text(config_text)
+        try:
+            plumbing.sheer_apply(method, path)
+            yield
+        finally:
+            plumbing.sheer_revert(method, path)
 
     @contextmanager
     def proxy(self, config_text: str, kind: proxy.Kind = "sheer") -> Iterator[proxy.RunningProxy]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_transparency import CLIENT, VIP, answer, applied, dig
+from test_transparency import CLIENT, VIP, answer, dig
 
 from sheer.lab import configs
 from sheer.lab.testing import Lab
@@ -71,7 +71,7 @@ def curl(lab: Lab) -> str:
 def method(lab: Lab, name: str, text: str) -> Iterator[Path]:
     conf = Path(lab.state_dir) / f"doctor-{name}.conf"
     conf.write_text(text)
-    with applied(lab, name, text), lab.proxy(text):
+    with lab.applied(name, text), lab.proxy(text):
         yield conf
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from sheer.lab import configs, plumbing, witness
+from sheer.lab import configs, witness
 from sheer.lab.procs import read_pid, run, signal_and_wait
 from sheer.lab.testing import Lab
 from sheer.lab.topology import VIP as _VIP
@@ -34,18 +34,6 @@ WINDOW = INTERVAL * FAILS + TIMEOUT
 
 
 HEADER = configs.HEADER + "error_log stderr notice;\n\n"
-
-
-@contextmanager
-def applied(lab: Lab, method: str, config_text: str) -> Iterator[None]:
-    """`sheer net apply` for the method (and `revert` after, even on failure)."""
-    path = Path(lab.state_dir) / f"test-health-{method}.conf"
-    path.write_text(config_text)
-    try:
-        plumbing.sheer_apply(method, path)
-        yield
-    finally:
-        plumbing.sheer_revert(method, path)
 
 
 def servers(port: int) -> str:
@@ -104,7 +92,7 @@ def test_dsr_dnsperf_dead_upstream_is_skipped_then_back(lab: Lab) -> None:
     queries = Path(lab.state_dir) / "health-queries.txt"
     queries.write_text("www.example.com A\n" * 50)
     rate = 2000
-    with applied(lab, "dsr-router", DSR_CHECKED), lab.proxy(DSR_CHECKED) as running:
+    with lab.applied("dsr-router", DSR_CHECKED), lab.proxy(DSR_CHECKED) as running:
         time.sleep(1.5)       # first checks done: every peer up
         dnsperf = subprocess.Popen(
             ["ip", "netns", "exec", lab.node("client").netns, "dnsperf", "-s", VIP, "-d", str(queries),

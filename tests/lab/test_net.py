@@ -15,27 +15,7 @@ from sheer.lab.topology import RR_INTERNAL, VIP
 
 pytestmark = pytest.mark.lab
 
-def dsr_conf(listen: str = "53", sheer: bool = True) -> str:
-    """The article's DSR server; sheer wants the missing health check acknowledged, nginx does not know
-    that directive."""
-    ack = "\n        dsr_without_health_check on;" if sheer else ""
-    servers = "".join(f"\n        server 172.16.0.{10 + i}:53;" for i in range(1, 5))
-    return configs.HEADER + f"""stream {{
-    upstream dns_upstreams {{{servers}
-    }}
-
-    server {{
-        listen {listen} udp;
-        proxy_responses 0;
-        proxy_timeout 1s;
-        proxy_bind $remote_addr:$remote_port transparent;
-        proxy_pass dns_upstreams;{ack}
-    }}
-}}
-"""
-
-
-DSR = dsr_conf()
+DSR = configs.DSR
 SYSCTLS = ("net.ipv4.ip_forward", "net.ipv4.udp_early_demux", "net.ipv4.conf.all.rp_filter",
            "net.ipv4.conf.sheer-int.rp_filter")
 
@@ -204,7 +184,7 @@ def test_reference_nginx_dsr_router_through_sheer_plumbing(lab: Lab, tmp_path: P
     conf = write(tmp_path, DSR)
     assert net(lab, "proxy", "apply", "-c", conf, "--dsr", "router").returncode == 0
     try:
-        with lab.proxy(dsr_conf(sheer=False), "nginx"):
+        with lab.proxy(DSR, "nginx"):
             mark = lab.mark()
             answers = [lab.run("client", "dig", "+short", "+time=2", "+tries=1", "@192.168.99.10", "www.example.com")
                        .stdout.strip() for _ in range(4)]
@@ -226,7 +206,7 @@ def test_reference_nginx_dsr_origin_through_sheer_plumbing(lab: Lab, tmp_path: P
         for up in ups:
             res = net(lab, up.name, "apply", "-c", conf, "--role", "upstream", "--host", str(up.address()), *upstream)
             assert res.returncode == 0, res.stderr
-        with lab.proxy(dsr_conf(sheer=False), "nginx"):
+        with lab.proxy(DSR, "nginx"):
             mark = lab.mark()
             answers = [lab.run("client", "dig", "+short", "+time=2", "+tries=1", "@192.168.99.10", "www.example.com")
                        .stdout.strip() for _ in range(4)]

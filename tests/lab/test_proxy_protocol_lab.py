@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from sheer.lab import configs, plumbing
+from sheer.lab import configs
 from sheer.lab.testing import Lab
 from sheer.lab.topology import VIP as _VIP
 from sheer.lab.witness import NGINX, STREAM_MODULE, WITNESS_PORT
@@ -109,15 +109,9 @@ def test_go_mmproxy_style_transparency_spoofs_the_carried_address(lab: Lab) -> N
     }}
 }}
 """
-    path = Path(lab.state_dir) / "test-proxy-protocol.conf"
-    path.write_text(config)
-    plumbing.sheer_apply("transparency", path)
-    try:
-        with lab.proxy(config):
-            mark = lab.mark()
-            line, _ = ask(lab, 9904, f"PROXY TCP4 {carried} {VIP} 5555 9904\r\n")
-            assert line.startswith(f"You connected from {carried}:"), line
-            seen = [s for s in lab.seen(mark, node="up1") if s.protocol == "tcp"]
-            assert [s.src for s in seen] == [carried]
-    finally:
-        plumbing.sheer_revert("transparency", path)
+    with lab.applied("transparency", config), lab.proxy(config):
+        mark = lab.mark()
+        line, _ = ask(lab, 9904, f"PROXY TCP4 {carried} {VIP} 5555 9904\r\n")
+        assert line.startswith(f"You connected from {carried}:"), line
+        seen = [s for s in lab.seen(mark, node="up1") if s.protocol == "tcp"]
+        assert [s.src for s in seen] == [carried]

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_transparency import VIP, answer, applied
+from test_transparency import VIP, answer
 
 from sheer.lab import configs
 from sheer.lab.testing import Lab
@@ -56,7 +56,7 @@ def conf_file(lab: Lab, name: str, text: str) -> Path:
 
 def test_origin_nat_reply_leaves_the_return_router(lab: Lab, sheer_ready: None, traced_client: str) -> None:
     conf = conf_file(lab, "origin", configs.DSR)
-    with applied(lab, "dsr-origin", configs.DSR), lab.proxy(configs.DSR):
+    with lab.applied("dsr-origin", configs.DSR), lab.proxy(configs.DSR):
         answers: list[str] = []
         dig = ["dig", f"-b{traced_client}", "+time=2", "+tries=1", f"@{VIP}", "www.example.com"]
         flow = trace(lab, conf, lambda: answers.append(answer(lab.run("client", *dig).stdout)))
@@ -90,7 +90,7 @@ def test_missing_mark_rule_stops_at_the_proxy(lab: Lab, sheer_ready: None, trace
                "s.settimeout(1.5)\n"
                "try: print(s.recv(200))\n"
                "except OSError as e: print(e)\n")
-    with applied(lab, "transparency", STREAM), lab.proxy(STREAM):
+    with lab.applied("transparency", STREAM), lab.proxy(STREAM):
         lab.run("proxy", "nft", "flush", "chain", "ip", "sheer", "prerouting", check=True)
         flow = trace(lab, conf, lambda: lab.python("client", connect), seconds=2.5)
     assert flow["reached"] is False

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from sheer.lab import configs, plumbing
+from sheer.lab import configs
 from sheer.lab.testing import Lab
 from sheer.lab.topology import VIP as _VIP
 
@@ -22,18 +20,6 @@ pytestmark = pytest.mark.lab
 CLIENT = "192.168.99.1"
 SECOND_CLIENT = "192.168.99.2"
 VIP = str(_VIP)
-
-
-@contextmanager
-def applied(lab: Lab, method: str, config_text: str) -> Iterator[None]:
-    """`sheer net apply` for the method (and `revert` after, even on failure)."""
-    path = Path(lab.state_dir) / f"test-{method}.conf"
-    path.write_text(config_text)
-    try:
-        plumbing.sheer_apply(method, path)
-        yield
-    finally:
-        plumbing.sheer_revert(method, path)
 
 
 def dig(lab: Lab, name: str = "www.example.com", source: str | None = None) -> str:
@@ -50,7 +36,7 @@ def answer(output: str) -> str:
 
 
 def test_http_upstreams_see_the_client(lab: Lab) -> None:
-    with applied(lab, "transparency", configs.TRANSPARENT), lab.proxy(configs.TRANSPARENT):
+    with lab.applied("transparency", configs.TRANSPARENT), lab.proxy(configs.TRANSPARENT):
         mark = lab.mark()
         bodies = [lab.run("client", "curl", "-s", "-m", "3", f"http://{VIP}/").stdout for _ in range(4)]
         assert [b.split(".")[0] for b in bodies] == ["Hello from up1", "Hello from up2",
@@ -75,7 +61,7 @@ def test_udp_with_responses_and_tcp_stream_see_the_client(lab: Lab) -> None:
     }
 }
 """
-    with applied(lab, "transparency", stream), lab.proxy(stream):
+    with lab.applied("transparency", stream), lab.proxy(stream):
         mark = lab.mark()
         probe = ("import socket\n"
                  "for _ in range(2):\n"
@@ -105,7 +91,7 @@ def test_keepalive_pool_never_mixes_clients(lab: Lab) -> None:
 """
     lab.run("client", "ip", "addr", "add", f"{SECOND_CLIENT}/24", "dev", "sheer-pub", check=True)
     try:
-        with applied(lab, "transparency", config), lab.proxy(config):
+        with lab.applied("transparency", config), lab.proxy(config):
             mark = lab.mark()
             for round_ in range(3):
                 for source in (CLIENT, SECOND_CLIENT):
@@ -125,7 +111,7 @@ def test_keepalive_pool_never_mixes_clients(lab: Lab) -> None:
 
 def test_workers_drop_to_nobody_and_keep_only_cap_net_raw(lab: Lab) -> None:
     config = configs.TRANSPARENT.replace("user root;", "user nobody nogroup;")
-    with applied(lab, "transparency", config), lab.proxy(config) as running:
+    with lab.applied("transparency", config), lab.proxy(config) as running:
         body = lab.run("client", "curl", "-s", "-m", "3", f"http://{VIP}/").stdout
         assert f"You connected from {CLIENT}:" in body
         children = lab.run("proxy", "ps", "-o", "pid=,user=", "--ppid", str(running.pid)).stdout.split()
@@ -138,7 +124,7 @@ def test_workers_drop_to_nobody_and_keep_only_cap_net_raw(lab: Lab) -> None:
 
 
 def test_dsr_router_nat_replies_bypass_sheer(lab: Lab) -> None:
-    with applied(lab, "dsr-router", configs.DSR), lab.proxy(configs.DSR):
+    with lab.applied("dsr-router", configs.DSR), lab.proxy(configs.DSR):
         # veth trusts checksums it did not compute: make the receivers verify ours and the NAT's
         for node, dev in (("proxy", "sheer-int"), ("proxy", "sheer-pub"), ("up1", "sheer-int")):
             lab.run(node, "ethtool", "-K", dev, "tx", "off", check=True)
@@ -162,7 +148,7 @@ def test_dsr_router_nat_replies_bypass_sheer(lab: Lab) -> None:
 
 
 def test_dsr_origin_nat_replies_go_through_the_return_router(lab: Lab) -> None:
-    with applied(lab, "dsr-origin", configs.DSR), lab.proxy(configs.DSR):
+    with lab.applied("dsr-origin", configs.DSR), lab.proxy(configs.DSR):
         proxy_before, rr_before = lab.counters("proxy"), lab.counters("rr")
         answers = [answer(dig(lab)) for _ in range(4)]
         proxy_after, rr_after = lab.counters("proxy"), lab.counters("rr")
@@ -174,7 +160,7 @@ def test_dsr_origin_nat_replies_go_through_the_return_router(lab: Lab) -> None:
 def test_dsr_under_dnsperf_loses_under_a_thousandth(lab: Lab, tmp_path: Path) -> None:
     queries = Path(lab.state_dir) / "dnsperf-queries.txt"
     queries.write_text("www.example.com A\n" * 50)
-    with applied(lab, "dsr-router", configs.DSR), lab.proxy(configs.DSR):
+    with lab.applied("dsr-router", configs.DSR), lab.proxy(configs.DSR):
         started = time.monotonic()
         res = lab.run("client", "dnsperf", "-s", VIP, "-d", str(queries), "-l", "10", "-Q", "5000", "-t", "2",
                       timeout=40)
@@ -210,7 +196,7 @@ def test_dsr_refuses_a_datagram_larger_than_the_mtu_clearly(lab: Lab) -> None:
     # The client's 3000-byte datagram arrives in fragments, which the proxy's kernel reassembles;
     # DSR resends it unfragmented with the client's source, which cannot fit a 1500-byte MTU:
     # it is dropped with one clear log line, and the next normal query still works.
-    with applied(lab, "dsr-router", configs.DSR), lab.proxy(configs.DSR) as running:
+    with lab.applied("dsr-router", configs.DSR), lab.proxy(configs.DSR) as running:
         probe = ("import socket\n"
                  "u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
                  f"u.sendto(b'x' * 3000, ('{VIP}', 53))\n")

@@ -27,28 +27,9 @@ UP1 = KernelFacts(
     rules=PROXY.rules,
     sysctls={"net.ipv4.conf.all.rp_filter": "1", "net.ipv4.conf.sheer-int.rp_filter": "0"},
 )
-def dsr_conf(listen: str = "53", sheer: bool = True) -> str:
-    """The article's DSR server; sheer wants the missing health check acknowledged, nginx does not know
-    that directive."""
-    ack = "\n        dsr_without_health_check on;" if sheer else ""
-    servers = "".join(f"\n        server 172.16.0.{10 + i}:53;" for i in range(1, 5))
-    return configs.HEADER + f"""stream {{
-    upstream dns_upstreams {{{servers}
-    }}
-
-    server {{
-        listen {listen} udp;
-        proxy_responses 0;
-        proxy_timeout 1s;
-        proxy_bind $remote_addr:$remote_port transparent;
-        proxy_pass dns_upstreams;{ack}
-    }}
-}}
-"""
-
-
-DSR = dsr_conf()
-DSR_5353 = dsr_conf("192.168.99.10:5353")
+DSR = configs.DSR
+DSR_5353 = configs.HEADER + configs.dns_block("$remote_addr:$remote_port transparent", responses=0,
+                                               listen="192.168.99.10:5353")
 
 
 def conf(tmp_path: Path, text: str) -> Config:
