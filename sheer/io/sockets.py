@@ -8,11 +8,8 @@ import socket
 from sheer.config.model import Listen
 
 # Python 3.11's socket module lacks these Linux constants (linux/in.h, linux/in6.h).
-IP_FREEBIND = 15
 IP_PKTINFO = 8
-IP_RECVERR = 11
 IP_TRANSPARENT = 19
-IP_RECVORIGDSTADDR = 20
 IP_BIND_ADDRESS_NO_PORT = 24
 IPV6_RECVPKTINFO = 49
 IPV6_PKTINFO = 50
@@ -71,11 +68,6 @@ def _bind_message(listen: Listen, exc: OSError) -> str:
         text += "; the address is not on any interface of this host"
     return text
 
-
-def upstream_stream_socket(family: socket.AddressFamily) -> socket.socket:
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setblocking(False)
-    return sock
 
 
 class BindError(Exception):

@@ -25,7 +25,6 @@ DNSMASQ = "/usr/sbin/dnsmasq"
 STREAM_MODULE = Path("/usr/lib/nginx/modules/ngx_stream_module.so")
 SERVICES = ("nginx", "dnsmasq")
 CONNECTED = "You connected from $remote_addr:$remote_port to $server_addr:$server_port\\n"
-SAW = re.compile(r"You connected from (?P<src>[\d.]+):(?P<sport>\d+) to (?P<dst>[\d.]+):(?P<dport>\d+)")
 
 
 @dataclass(frozen=True)

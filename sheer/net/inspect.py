@@ -15,7 +15,6 @@ from pyroute2 import IPRoute  # type: ignore[import-untyped]
 from sheer.net.facts import IfAddr, KernelFacts, RouteFact, RuleFact
 
 RTN_UNICAST, RTN_LOCAL = 1, 2
-FR_ACT_TO_TBL = 1
 
 
 def gather() -> KernelFacts:

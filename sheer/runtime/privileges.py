@@ -88,11 +88,3 @@ def drop_privileges(config: Config, log: ErrorLogger) -> None:
             log.log("alert", f"capset(CAP_NET_RAW) failed ({ctypes.get_errno()}): transparent upstream "
                              "connections will fail")
 
-
-def effective_capabilities(pid: int | str = "self") -> int:
-    """CapEff of a process, from /proc (for checks and tests)."""
-    with open(f"/proc/{pid}/status") as handle:
-        for line in handle:
-            if line.startswith("CapEff:"):
-                return int(line.split()[1], 16)
-    return 0

@@ -99,6 +99,3 @@ class Site:
     def plan(self, location: Location) -> Plan:
         return self.plans[id(location)]
 
-
-def text_of(template: Template | None, source: VariableSource) -> str:
-    return render(template, source) if template is not None else ""
