@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 
 from sheer import __version__
+from sheer.cli.common import say
 from sheer.config import Config, ConfigError, load
 
 DEFAULT_CONF = "/etc/sheer/sheer.conf"
@@ -34,10 +35,6 @@ def _verbs() -> dict[str, Callable[[list[str]], int]]:
         return trace_main(argv)
 
     return {"lab": lab, "net": net, "doctor": doctor, "trace": trace}
-
-
-def say(message: str) -> None:
-    print(f"sheer: {message}", file=sys.stderr)
 
 
 def parser() -> argparse.ArgumentParser:

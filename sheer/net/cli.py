@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
-from sheer.cli.common import load_config
+from sheer.cli.common import load_config, say
 from sheer.net import apply as net_apply
 from sheer.net import inspect
 from sheer.net.facts import KernelFacts
@@ -40,10 +39,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-root-netns", action="store_true",
                    help="let apply/revert change the root network namespace (refused by default)")
     return p
-
-
-def say(message: str) -> None:
-    print(f"sheer: {message}", file=sys.stderr)
 
 
 def main(argv: list[str]) -> int:
