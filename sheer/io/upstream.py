@@ -22,6 +22,40 @@ class UpstreamConnectError(Exception):
         self.local = local      # our side failed (bind, IP_TRANSPARENT): not the peer's fault
 
 
+async def connect(loop: asyncio.AbstractEventLoop, sock: socket.socket, address: tuple[str, int],
+                  timeout: float) -> None:
+    """Non-blocking connect() of `sock` to a numeric `address`, within `timeout` seconds.
+
+    Raises TimeoutError, or OSError with the connect() errno. Not `loop.sock_connect`: uvloop's
+    resolves every address through getaddrinfo on its thread pool (it passes no socket type, so
+    its numeric fast path never applies), a thread hand-off per upstream connection.
+    """
+    code = sock.connect_ex(address)
+    if code == 0:
+        return
+    if code != errno.EINPROGRESS:
+        raise OSError(code, os.strerror(code))
+    done = loop.create_future()
+
+    def settle(result: BaseException | None) -> None:
+        if not done.done():
+            done.set_result(result)
+
+    fd = sock.fileno()
+    loop.add_writer(fd, settle, None)
+    timer = loop.call_later(timeout, settle, TimeoutError())
+    try:
+        failure = await done
+    finally:
+        timer.cancel()
+        loop.remove_writer(fd)
+    if failure is not None:
+        raise failure
+    code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if code:
+        raise OSError(code, os.strerror(code))
+
+
 async def open_stream(
     loop: asyncio.AbstractEventLoop,
     factory: Callable[[], asyncio.Protocol],
@@ -44,8 +78,7 @@ async def open_stream(
         except BindError as exc:
             raise UpstreamConnectError(exc.message, False, local=exc) from None
     try:
-        async with asyncio.timeout(timeout):
-            await loop.sock_connect(sock, address)
+        await connect(loop, sock, address, timeout)
     except TimeoutError:
         sock.close()
         raise UpstreamConnectError("upstream timed out (110: Connection timed out)", True) from None

@@ -9,6 +9,7 @@ from typing import Protocol, cast
 from sheer.config.model import Upstream
 from sheer.core.bind import BindTo
 from sheer.io.sockets import bound_socket
+from sheer.io.upstream import connect
 
 Address = tuple[str, int]
 # A pooled connection is identified by where it goes and where it comes from: with IP Transparency
@@ -104,8 +105,7 @@ async def open_upstream(peer_addr: Address, timeout: float, source: BindTo | Non
     try:
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        async with asyncio.timeout(timeout):
-            await loop.sock_connect(sock, peer_addr)
+        await connect(loop, sock, peer_addr, timeout)
         key = pool_key(peer_addr, source)
         _, protocol = await loop.create_connection(lambda: UpstreamConnection(key), sock=sock)
     except BaseException:
