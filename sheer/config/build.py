@@ -187,6 +187,7 @@ class StreamBuilder:
             proxy_connect_timeout=inherited(chain, "proxy_connect_timeout", 60.0),
             proxy_responses=inherited(chain, "proxy_responses", None),
             proxy_requests=inherited(chain, "proxy_requests", 0),
+            proxy_half_close=inherited(chain, "proxy_half_close", False),
             proxy_next_upstream=next_upstream == ["on"],
             proxy_next_upstream_tries=inherited(chain, "proxy_next_upstream_tries", 0),
             proxy_next_upstream_timeout=inherited(chain, "proxy_next_upstream_timeout", 0.0),

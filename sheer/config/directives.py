@@ -214,6 +214,7 @@ TABLE: tuple[Directive, ...] = (
     _d("proxy_timeout", STREAM_ALL, (1, 1), _time("proxy_timeout")),
     _d("proxy_responses", STREAM_ALL, (1, 1), _proxy_responses),
     _d("proxy_requests", STREAM_ALL, (1, 1), _number("proxy_requests")),
+    _d("proxy_half_close", STREAM_ALL, (1, 1), _flag("proxy_half_close")),
     _d("proxy_next_upstream", STREAM_ALL | HTTP_ALL, (1, None)),
     _d("return", {STREAM_SERVER, HTTP_SERVER, HTTP_LOCATION}, (1, 2)),
     _d("proxy_bind", STREAM_ALL | HTTP_ALL, (1, 2), _proxy_bind),

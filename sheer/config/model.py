@@ -141,6 +141,7 @@ class StreamServer:
     proxy_connect_timeout: float = 60.0
     proxy_responses: int | None = None        # None: unlimited (nginx's default)
     proxy_requests: int = 0                   # 0: unlimited
+    proxy_half_close: bool = False            # off: the first EOF ends the session, as in nginx
     proxy_next_upstream: bool = True
     proxy_next_upstream_tries: int = 0        # 0: as many as there are peers
     proxy_next_upstream_timeout: float = 0.0  # 0: no limit

@@ -1,4 +1,4 @@
-"""TCP stream proxy: a bidirectional relay with half-close, connect retries and an idle timeout."""
+"""TCP stream proxy: a bidirectional relay with connect retries, an idle timeout and optional half-close."""
 
 from __future__ import annotations
 
@@ -303,6 +303,18 @@ class Session(asyncio.Protocol):
         self.close()
 
     def half_closed(self, from_client: bool) -> None:
+        """EOF from one side. `proxy_half_close off` (nginx's default) ends the session: closing a
+        transport still sends what it holds, so the data before the EOF is delivered. `on` passes
+        the EOF on (shutdown) and ends the session once both sides have sent theirs."""
+        service = self.service
+        if not service.server.proxy_half_close:
+            if service.log.enabled("info"):
+                v = self.vars
+                service.log.info(f"{'client' if from_client else 'upstream'} disconnected, "
+                                 f"bytes from/to client:{v.bytes_received}/{v.bytes_sent}, "
+                                 f"bytes from/to upstream:{v.upstream_bytes_received}/{v.upstream_bytes_sent}")
+            self.close()
+            return
         if from_client:
             self.eof_client = True
             upstream = self.upstream.transport if self.upstream else None

@@ -31,6 +31,12 @@ async def connect(loop: asyncio.AbstractEventLoop, sock: socket.socket, address:
     its numeric fast path never applies), a thread hand-off per upstream connection.
     """
     code = sock.connect_ex(address)
+    if code == errno.EINPROGRESS:
+        # Over veth or loopback the handshake usually completes inside that connect() call; asking
+        # again (0: connected, EALREADY: still in progress) saves a trip through the event loop.
+        code = sock.connect_ex(address)
+        if code == errno.EALREADY:
+            code = errno.EINPROGRESS
     if code == 0:
         return
     if code != errno.EINPROGRESS:

@@ -180,7 +180,9 @@ class Sheer:
 class TcpEcho:
     """Echoes every byte back; on the client's EOF, finishes writing and closes."""
 
-    def __init__(self, host: str, port: int = 0) -> None:
+    def __init__(self, host: str, port: int = 0, delay: float = 0.0) -> None:
+        self.delay = delay        # seconds to wait before echoing each chunk
+        self.received: list[bytes] = []
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, port))
@@ -201,11 +203,13 @@ class TcpEcho:
             self.peers.append(peer)
             threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
 
-    @staticmethod
-    def _echo(conn: socket.socket) -> None:
+    def _echo(self, conn: socket.socket) -> None:
         with conn:
             try:
                 while data := conn.recv(65536):
+                    self.received.append(data)
+                    if self.delay:
+                        time.sleep(self.delay)
                     conn.sendall(data)
                 conn.shutdown(socket.SHUT_WR)
             except OSError:

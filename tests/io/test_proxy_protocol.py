@@ -46,7 +46,8 @@ def stream(port: int, body: str, upstream_port: int | None = None, listen: str =
 def test_send_to_tcp_upstream(version: int, run_sheer: Callable[..., Sheer], closing: Callable[[Any], Any]) -> None:
     echo = closing(TcpEcho("127.0.0.11"))
     port = free_port()
-    run_sheer(stream(port, f"proxy_protocol on; proxy_protocol_version {version};", echo.port))
+    run_sheer(stream(port, f"proxy_protocol on; proxy_protocol_version {version}; proxy_half_close on;",
+                     echo.port))
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         client = sock.getsockname()
         sock.sendall(b"hello")

@@ -32,7 +32,7 @@ def test_hash_remote_addr_sends_a_client_to_the_same_upstream(
     upstream backend {{
         hash $remote_addr{method};{servers}
     }}
-    server {{ listen 127.0.0.1:{port}; proxy_pass backend; }}
+    server {{ listen 127.0.0.1:{port}; proxy_half_close on; proxy_pass backend; }}
 }}
 """)
     chosen: dict[str, set[int]] = {}

@@ -1,4 +1,4 @@
-"""TCP through a real sheer master: echo with half-close, next upstream on connect refused, `return`."""
+"""TCP through a real sheer master: EOF handling (proxy_half_close), next upstream on connect refused, `return`."""
 
 from __future__ import annotations
 
@@ -38,13 +38,15 @@ def echo_through(port: int, payload: bytes, timeout: float = 5.0) -> bytes:
         return received[0]
 
 
-def proxy_config(port: int, servers: str, extra: str = "") -> str:
+def proxy_config(port: int, servers: str, extra: str = "", half_close: bool = True) -> str:
+    """The echo tests half-close their side and read the rest: they need `proxy_half_close on`."""
+    half = "\n        proxy_half_close on;" if half_close else ""
     return f"""stream {{
     upstream backend {{{servers}
     }}
     server {{
         listen 127.0.0.1:{port};
-        proxy_connect_timeout 2s;{extra}
+        proxy_connect_timeout 2s;{half}{extra}
         proxy_pass backend;
     }}
 }}
@@ -71,6 +73,46 @@ def test_client_half_close_still_receives_the_rest(
         sock.sendall(payload)
         sock.shutdown(socket.SHUT_WR)
         assert read_all(sock) == payload
+
+
+def test_client_eof_ends_the_session_by_default(
+        run_sheer: Callable[..., Sheer], closing: Callable[[Any], Any], tmp_path: Any) -> None:
+    """nginx's default (`proxy_half_close off`): the client's EOF closes both connections once what
+    it sent has reached the upstream; the answer the echo sends afterwards is not waited for."""
+    echo = closing(TcpEcho("127.0.0.11", delay=0.3))
+    port = free_port()
+    proxy = run_sheer(proxy_config(port, f"\n        server 127.0.0.11:{echo.port};", half_close=False,
+                                   extra=f"\n        error_log {tmp_path / 'error.log'} info;"))
+    with connect(port) as sock:
+        sock.sendall(b"hello")
+        sock.shutdown(socket.SHUT_WR)
+        assert read_all(sock) == b""
+    wait_for(lambda: echo.received == [b"hello"], what="the upstream to receive the client's bytes")
+    wait_for(lambda: "client disconnected" in (tmp_path / "error.log").read_text(), what="the info line")
+    assert ("client disconnected, bytes from/to client:5/0, bytes from/to upstream:0/5"
+            in (tmp_path / "error.log").read_text())
+    proxy.check_running()
+
+
+def test_upstream_eof_ends_the_session_by_default(run_sheer: Callable[..., Sheer]) -> None:
+    """The upstream's EOF closes the client's connection once everything before it was delivered."""
+    upstream = socket.create_server(("127.0.0.11", 0))
+    closing_upstream = threading.Thread(target=lambda: _answer_and_close(upstream, b"x" * 300_000), daemon=True)
+    closing_upstream.start()
+    port = free_port()
+    run_sheer(proxy_config(port, f"\n        server 127.0.0.11:{upstream.getsockname()[1]};", half_close=False))
+    with connect(port) as sock:
+        sock.sendall(b"GET")
+        assert read_all(sock) == b"x" * 300_000   # never shut down by the client: the proxy closed
+    closing_upstream.join(5)
+    upstream.close()
+
+
+def _answer_and_close(listener: socket.socket, answer: bytes) -> None:
+    conn, _ = listener.accept()
+    with conn:
+        conn.recv(100)
+        conn.sendall(answer)
 
 
 def test_connect_refused_goes_to_the_next_upstream(
@@ -122,6 +164,7 @@ def test_access_log(run_sheer: Callable[..., Sheer], closing: Callable[[Any], An
     server {{
         listen 127.0.0.1:{port};
         access_log {log} basic;
+        proxy_half_close on;
         proxy_pass 127.0.0.11:{echo.port};
     }}
 }}

@@ -159,6 +159,7 @@ def test_stream_defaults(tmp_path: Path) -> None:
     assert server.proxy_next_upstream is True
     assert server.proxy_next_upstream_tries == 0
     assert server.proxy_next_upstream_timeout == 0.0
+    assert server.proxy_half_close is False         # the first EOF ends the session
     assert not server.udp
     assert server.upstream is not None
     peer = server.upstream.servers[0]
@@ -166,6 +167,18 @@ def test_stream_defaults(tmp_path: Path) -> None:
         (1, 1, 10.0, False, False, 0)
     assert config.worker_processes == 1 and config.worker_connections == 512
     assert config.error_log.path == "stderr" and config.pid is None and config.daemon is False
+
+
+def test_proxy_half_close_is_inherited_and_checked(tmp_path: Path) -> None:
+    config = load_text(tmp_path, """stream {
+        proxy_half_close on;
+        server { listen 1000; proxy_pass 127.0.0.1:1; }
+        server { listen 1001; proxy_half_close off; proxy_pass 127.0.0.1:1; }
+    }""")
+    assert stream_server(config, 0).proxy_half_close is True
+    assert stream_server(config, 1).proxy_half_close is False
+    with pytest.raises(ConfigError, match='"proxy_half_close"'):
+        load_text(tmp_path, "stream { server { listen 1000; proxy_half_close maybe; proxy_pass 127.0.0.1:1; } }")
 
 
 def test_http_defaults(tmp_path: Path) -> None:
