@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 
@@ -40,12 +41,20 @@ def bind_to(bind: ProxyBind | None, variables: VariableSource) -> BindTo | None:
     text = render(bind.address, variables)
     if not text:
         return None
+    host, port = _parse(text)
+    return BindTo(host, port, bind.transparent)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse(text: str) -> tuple[str, int]:
+    """The canonical host and the port of a rendered value. Cached: one client's connections and
+    requests render the same text, and parsing an address costs more than the rest of bind_to."""
     host, port = _split(text)
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
         raise BindValueError(f'invalid local address "{text}"') from None
-    return BindTo(str(address), port, bind.transparent)
+    return str(address), port
 
 
 def _split(text: str) -> tuple[str, int]:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import ctypes
 import encodings.idna  # noqa: F401  (address lookups encode host names with it; see the imports below)
+import gc
 import os
 import signal
 import socket
@@ -93,6 +94,9 @@ async def _serve(config: Config, sockets: dict[ListenKey, socket.socket], ctx: W
     services = build_services(config, sockets, ctx)
     for service in services:
         await service.start()
+    # Everything loaded so far (modules, the config, the services) lives as long as the worker:
+    # kept out of the collector's sight, full collections stop walking it again and again.
+    gc.freeze()
     await stop.wait()
     if mode[0] == "fast":
         for service in services:
