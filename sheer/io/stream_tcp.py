@@ -18,6 +18,8 @@ from sheer.io.stream_vars import StreamVariables
 from sheer.io.upstream import UpstreamConnectError, open_stream
 from sheer.runtime.context import WorkerContext
 
+PENDING_LIMIT = 65536   # bytes kept from the client while the upstream connects (nginx: proxy_buffer_size)
+
 
 class TcpStreamService:
     def __init__(self, sock: socket.socket, server: StreamServer, ctx: WorkerContext) -> None:
@@ -110,7 +112,8 @@ class Session(asyncio.Protocol):
         self.done = False
         self.error: str | None = None
         self.peer: Peer | None = None
-        self.pending: list[bytes] = []
+        self.pending: list[bytes] = []         # from the client, before the upstream connected
+        self.pending_size = 0
         self.eof_pending = False
         self.header: bytes | None = None       # `listen ... proxy_protocol`: the PROXY header read so far
 
@@ -136,7 +139,8 @@ class Session(asyncio.Protocol):
             transport.write(render_bytes(service.server.return_value, self.vars))
             self.close()
             return
-        transport.pause_reading()
+        # The client may keep sending while the upstream connects: what arrives is kept (up to
+        # PENDING_LIMIT, then reading pauses) and goes out first once connected.
         self.connecting = service.loop.create_task(self.connect())
 
     def data_received(self, data: bytes) -> None:
@@ -149,9 +153,10 @@ class Session(asyncio.Protocol):
         self.active = True
         upstream = self.upstream
         if upstream is None:
-            # Still connecting (uvloop may deliver data before honouring pause_reading).
             self.pending.append(data)
-            self.client.pause_reading()  # type: ignore[union-attr]
+            self.pending_size += len(data)
+            if self.pending_size > PENDING_LIMIT:
+                self.client.pause_reading()  # type: ignore[union-attr]
             return
         upstream.transport.write(data)  # type: ignore[union-attr]
 
@@ -260,7 +265,7 @@ class Session(asyncio.Protocol):
             self.upstream.transport.write(self.proxy_header())  # type: ignore[union-attr]
         if self.pending:
             self.upstream.transport.writelines(self.pending)  # type: ignore[union-attr]
-            self.pending = []
+            self.pending, self.pending_size = [], 0
         self.arm_timer()
         if self.eof_pending:
             self.half_closed(from_client=True)
