@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import socket
 import time
+from collections.abc import Callable
 
 from sheer.config.model import StreamServer
 from sheer.core import proxy_protocol
@@ -65,21 +66,21 @@ class TcpStreamService:
 
 
 class UpstreamSide(asyncio.Protocol):
-    __slots__ = ("session", "transport")
+    __slots__ = ("received", "session", "transport", "write")
 
     def __init__(self, session: Session) -> None:
         self.session = session
         self.transport: asyncio.Transport | None = None
+        self.received = 0                          # bytes from the upstream (Session.count)
+        self.write = session.client.write          # type: ignore[union-attr]
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        session = self.session
-        session.vars.upstream_bytes_received += len(data)
-        session.vars.bytes_sent += len(data)
-        session.active = True
-        session.client.write(data)  # type: ignore[union-attr]
+        # The relay's hot path, once per chunk: count and pass on, nothing else.
+        self.received += len(data)
+        self.write(data)
 
     def eof_received(self) -> bool:
         self.session.half_closed(from_client=False)
@@ -107,7 +108,9 @@ class Session(asyncio.Protocol):
         self.vars: StreamVariables
         self.connecting: asyncio.Task[None] | None = None
         self.timer: asyncio.TimerHandle | None = None
-        self.active = False
+        self.received = 0                      # bytes from the client (Session.count)
+        self.upstream_write: Callable[[bytes], object] | None = None
+        self.idle_mark = (0, 0)                # (received, upstream.received) at the last idle check
         self.eof_client = self.eof_upstream = False
         self.done = False
         self.error: str | None = None
@@ -148,17 +151,15 @@ class Session(asyncio.Protocol):
             data = self.read_header(self.header + data)
             if not data:
                 return
-        self.vars.bytes_received += len(data)
-        self.vars.upstream_bytes_sent += len(data)
-        self.active = True
-        upstream = self.upstream
-        if upstream is None:
+        self.received += len(data)
+        write = self.upstream_write
+        if write is None:
             self.pending.append(data)
             self.pending_size += len(data)
             if self.pending_size > PENDING_LIMIT:
                 self.client.pause_reading()  # type: ignore[union-attr]
             return
-        upstream.transport.write(data)  # type: ignore[union-attr]
+        write(data)
 
     def read_header(self, buffer: bytes) -> bytes:
         """Collect the PROXY header; once complete, apply it and start; returns the payload after it."""
@@ -257,6 +258,7 @@ class Session(asyncio.Protocol):
                 continue
             self.vars.upstream_connect_time = loop.time() - begin
             self.upstream = protocol  # type: ignore[assignment]
+            self.upstream_write = protocol.transport.write  # type: ignore[attr-defined]
             break
         if self.done:
             self.upstream.transport.close()  # type: ignore[union-attr]
@@ -279,8 +281,15 @@ class Session(asyncio.Protocol):
             return proxy_protocol.v2(client, local, "stream")
         return proxy_protocol.v1(client, local)
 
-    def context(self, peer: Peer | None) -> str:
+    def count(self) -> StreamVariables:
+        """The byte counters, kept on the protocols while relaying, copied into the variables."""
         v = self.vars
+        v.bytes_received = v.upstream_bytes_sent = self.received
+        v.bytes_sent = v.upstream_bytes_received = self.upstream.received if self.upstream is not None else 0
+        return v
+
+    def context(self, peer: Peer | None) -> str:
+        v = self.count()
         text = f"client: {v.remote_addr}, server: {self.service.listen_name}"
         if peer is not None:
             text += f', upstream: "{peer.name}"'
@@ -300,8 +309,9 @@ class Session(asyncio.Protocol):
         self.timer = self.service.loop.call_later(self.service.server.proxy_timeout, self.idle_check)
 
     def idle_check(self) -> None:
-        if self.active:
-            self.active = False
+        mark = (self.received, self.upstream.received if self.upstream is not None else 0)
+        if mark != self.idle_mark:
+            self.idle_mark = mark
             self.arm_timer()
             return
         self.service.log.info(f"connection timed out, {self.context(self.peer)}")
@@ -314,7 +324,7 @@ class Session(asyncio.Protocol):
         service = self.service
         if not service.server.proxy_half_close:
             if service.log.enabled("info"):
-                v = self.vars
+                v = self.count()
                 service.log.info(f"{'client' if from_client else 'upstream'} disconnected, "
                                  f"bytes from/to client:{v.bytes_received}/{v.bytes_sent}, "
                                  f"bytes from/to upstream:{v.upstream_bytes_received}/{v.upstream_bytes_sent}")
@@ -352,7 +362,7 @@ class Session(asyncio.Protocol):
             self.client.close()
         if service.access:
             with contextlib.suppress(Exception):
-                service.access.write(self.vars)
+                service.access.write(self.count())
         service.closed(self)
 
 

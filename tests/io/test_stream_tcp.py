@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -173,3 +174,26 @@ def test_access_log(run_sheer: Callable[..., Sheer], closing: Callable[[Any], An
     wait_for(lambda: log.exists() and log.read_text().endswith("\n"), what="the access log line")
     assert log.read_text() == f"127.0.0.1 TCP 200 1000 1000 127.0.0.11:{echo.port}\n"
     proxy.check_running()
+
+
+def test_proxy_timeout_closes_an_idle_session_but_not_a_busy_one(
+        run_sheer: Callable[..., Sheer], closing: Callable[[Any], Any], tmp_path: Any) -> None:
+    """proxy_timeout: no byte either way for that long ends the session; traffic keeps it alive."""
+    echo = closing(TcpEcho("127.0.0.11"))
+    port = free_port()
+    error_log = tmp_path / "error.log"
+    run_sheer(proxy_config(port, f"\n        server 127.0.0.11:{echo.port};",
+                           extra=f"\n        proxy_timeout 1s;\n        error_log {error_log} info;"))
+    with connect(port) as busy, connect(port) as idle:
+        idle.sendall(b"x")
+        assert idle.recv(10) == b"x"
+        started = time.monotonic()
+        for n in range(6):                  # 2.4 s of traffic every 0.4 s: longer than the timeout
+            busy.sendall(b"%d" % n)
+            assert busy.recv(10) == b"%d" % n
+            time.sleep(0.4)
+        assert idle.recv(10) == b""         # the idle one was closed meanwhile
+        assert time.monotonic() - started >= 0.9
+        busy.sendall(b"still")
+        assert busy.recv(10) == b"still"
+    assert "connection timed out, client: 127.0.0.1" in error_log.read_text()
