@@ -6,7 +6,6 @@ import asyncio
 import errno
 import os
 import socket
-from collections.abc import Callable
 
 from sheer.core.bind import BindTo
 from sheer.io.sockets import BindError, bound_socket, family_of
@@ -62,14 +61,12 @@ async def connect(loop: asyncio.AbstractEventLoop, sock: socket.socket, address:
         raise OSError(code, os.strerror(code))
 
 
-async def open_stream(
-    loop: asyncio.AbstractEventLoop,
-    factory: Callable[[], asyncio.Protocol],
-    address: tuple[str, int],
-    timeout: float,
-    bind: BindTo | None = None,
-) -> tuple[asyncio.Transport, asyncio.Protocol]:
-    """Connect a TCP socket to `address` within `timeout` and attach `factory()`'s protocol."""
+def start_connect(address: tuple[str, int], bind: BindTo | None) -> tuple[socket.socket, bool]:
+    """A non-blocking TCP socket toward `address`, bound per proxy_bind, its connect() issued.
+
+    Returns the socket and whether it is already connected (over veth or loopback the handshake
+    usually completes inside the connect() call); otherwise wait until it is writable, then call
+    finish_connect(). Raises UpstreamConnectError, with `local` set when our side failed."""
     family = family_of(address[0])
     if bind is None:
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -84,17 +81,25 @@ async def open_stream(
         except BindError as exc:
             raise UpstreamConnectError(exc.message, False, local=exc) from None
     try:
-        await connect(loop, sock, address, timeout)
-    except TimeoutError:
-        sock.close()
-        raise UpstreamConnectError("upstream timed out (110: Connection timed out)", True) from None
-    except OSError as exc:
-        sock.close()
-        code = exc.errno or errno.ECONNREFUSED
-        raise UpstreamConnectError(f"connect() failed ({code}: {os.strerror(code)})", False) from None
+        code = sock.connect_ex(address)
+        if code == errno.EINPROGRESS:
+            code = sock.connect_ex(address)     # 0: connected meanwhile, EALREADY: still in progress
+            if code == errno.EALREADY:
+                code = errno.EINPROGRESS
+        if code not in (0, errno.EINPROGRESS):
+            raise UpstreamConnectError(f"connect() failed ({code}: {os.strerror(code)})", False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except BaseException:
         sock.close()
         raise
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    transport, protocol = await loop.create_connection(factory, sock=sock)
-    return transport, protocol  # type: ignore[return-value]
+    return sock, code == 0
+
+
+def finish_connect(sock: socket.socket) -> None:
+    """The outcome of a connect() that was in progress, once the socket became writable."""
+    code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if code:
+        raise UpstreamConnectError(f"connect() failed ({code}: {os.strerror(code)})", False)
+
+
+TIMED_OUT = "upstream timed out (110: Connection timed out)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import threading
@@ -197,3 +198,52 @@ def test_proxy_timeout_closes_an_idle_session_but_not_a_busy_one(
         busy.sendall(b"still")
         assert busy.recv(10) == b"still"
     assert "connection timed out, client: 127.0.0.1" in error_log.read_text()
+
+
+def _serve_once(handler: Callable[[socket.socket], None]) -> tuple[socket.socket, threading.Thread]:
+    listener = socket.create_server(("127.0.0.11", 0))
+
+    def run() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            handler(conn)
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return listener, thread
+
+
+def test_a_slow_client_gets_every_byte_before_the_upstreams_eof_ends_the_session(
+        run_sheer: Callable[..., Sheer]) -> None:
+    """The upstream sends 16 MB and closes at once; the client starts reading only later: sheer
+    holds back reading the upstream, and ends the session only once everything reached the client."""
+    payload = os.urandom(16 << 20)
+    listener, thread = _serve_once(lambda conn: conn.sendall(payload))
+    port = free_port()
+    run_sheer(proxy_config(port, f"\n        server 127.0.0.11:{listener.getsockname()[1]};", half_close=False))
+    with connect(port, timeout=10) as sock:
+        time.sleep(0.5)
+        assert hashlib.sha256(read_all(sock)).digest() == hashlib.sha256(payload).digest()
+    thread.join(5)
+    listener.close()
+
+
+def test_a_slow_upstream_gets_every_byte_of_a_large_upload(run_sheer: Callable[..., Sheer]) -> None:
+    """The client sends 16 MB and half-closes; the upstream reads only later, then answers the digest."""
+    payload = os.urandom(16 << 20)
+
+    def digest_after_a_while(conn: socket.socket) -> None:
+        time.sleep(0.5)
+        digest = hashlib.sha256()
+        while chunk := conn.recv(1 << 20):
+            digest.update(chunk)
+        conn.sendall(digest.hexdigest().encode())
+
+    listener, thread = _serve_once(digest_after_a_while)
+    port = free_port()
+    run_sheer(proxy_config(port, f"\n        server 127.0.0.11:{listener.getsockname()[1]};"))
+    with connect(port, timeout=10) as sock:
+        sock.sendall(payload)
+        sock.shutdown(socket.SHUT_WR)
+        assert read_all(sock) == hashlib.sha256(payload).hexdigest().encode()
+    thread.join(5)
+    listener.close()
