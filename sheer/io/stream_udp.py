@@ -64,7 +64,6 @@ class UdpStreamService:
         self.table = UdpSessionTable(server.proxy_timeout, max(1, self.ctx.config.worker_connections),
                                      server.proxy_responses, server.proxy_requests)
         self.timer: asyncio.TimerHandle | None = None
-        self.timer_at = 0.0
         self.accepting = False
         self._idle = asyncio.Event()
         self._idle.set()
@@ -264,12 +263,13 @@ class UdpStreamService:
             self._idle.set()
 
     def schedule(self, now: float) -> None:
-        deadline = self.table.next_deadline()
-        if deadline is None or (self.timer is not None and self.timer_at <= deadline):
-            return
         if self.timer is not None:
-            self.timer.cancel()
-        self.timer_at = deadline
+            # Deadlines only move later (a touched session goes to the back with now + timeout,
+            # a new one too): an armed timer is never late. Called per datagram, so checked first.
+            return
+        deadline = self.table.next_deadline()
+        if deadline is None:
+            return
         self.timer = self.loop.call_at(deadline, self.on_timer)
 
     def on_timer(self) -> None:
