@@ -51,6 +51,7 @@ class TcpStreamService:
         host, port = sock.getsockname()[:2]
         self.accept_proxy = any(listen.proxy_protocol for listen in server.listens
                                 if listen.port == port and listen.bind_host == host and not listen.udp)
+        self.family = socket.AddressFamily(sock.family)
         self.sessions: set[Session] = set()
         self.accepting = False
         self._resume: asyncio.TimerHandle | None = None
@@ -65,9 +66,10 @@ class TcpStreamService:
 
     def _accept(self) -> None:
         listener = self.sock
+        family = self.family
         for _ in range(ACCEPT_BATCH):
             try:
-                conn, peer = listener.accept()
+                fd, peer = listener._accept()   # socket.accept() minus its enum conversions
             except _AGAIN:
                 return
             except OSError as exc:
@@ -77,7 +79,7 @@ class TcpStreamService:
                                           f"{self.listen_name}")
                     self._pause_accepting(0.5)
                 return   # ECONNABORTED and the like: that connection is gone, the next event brings more
-            Session(self, conn, peer)
+            Session(self, socket.socket(family, socket.SOCK_STREAM, 0, fd), peer)
 
     def _pause_accepting(self, seconds: float) -> None:
         if self.accepting:
@@ -122,7 +124,8 @@ class Session:
 
     __slots__ = (
         "bind", "client", "client_eof", "connect_began", "connect_timer", "done", "error", "header",
-        "idle_mark", "loop", "peer", "pending", "pending_size", "reading_client", "received", "sent",
+        "idle_mark", "loop", "peer", "pending", "pending_size", "reading_client", "reading_upstream",
+        "received", "sent",
         "service", "started", "timer", "to_client", "to_upstream", "tried", "upstream", "upstream_eof",
         "vars",
     )
@@ -145,7 +148,7 @@ class Session:
         self.bind: BindTo | None = None
         self.tried: Tried | None = None
         self.started = self.connect_began = 0.0
-        self.reading_client = False
+        self.reading_client = self.reading_upstream = False
         self.timer: asyncio.TimerHandle | None = None
         self.connect_timer: asyncio.TimerHandle | None = None
         self.idle_mark = (0, 0)
@@ -283,7 +286,7 @@ class Session:
         self.pending, self.pending_size = [], 0
         if server.proxy_protocol:
             first = self.proxy_header() + first
-        self.loop.add_reader(sock.fileno(), self.upstream_readable)
+        self.read_upstream(True)
         if first:
             self.send_upstream(first)
         if self.client_eof and not self.done:
@@ -387,7 +390,7 @@ class Session:
             self.upstream_failed("recv", exc)
             return
         if n == 0:
-            self.loop.remove_reader(sock.fileno())
+            self.read_upstream(False)
             self.upstream_eof = True
             self.eof(from_client=False)
             return
@@ -401,7 +404,7 @@ class Session:
             return
         if sent < n:
             self.to_client = bytes(VIEW[sent:n])
-            self.loop.remove_reader(sock.fileno())          # until the client takes it
+            self.read_upstream(False)        # until the client takes it
             self.loop.add_writer(self.client.fileno(), self.client_writable)
 
     def flush_client(self) -> None:
@@ -441,7 +444,7 @@ class Session:
         elif self.upstream_eof:
             self.eof(from_client=False)
         else:
-            self.loop.add_reader(self.upstream.fileno(), self.upstream_readable)
+            self.read_upstream(True)
 
     def eof(self, from_client: bool) -> None:
         """EOF from one side, passed on once what came before it is sent. `proxy_half_close off`
@@ -474,6 +477,16 @@ class Session:
                 self.loop.add_reader(self.client.fileno(), self.client_readable)
             else:
                 self.loop.remove_reader(self.client.fileno())
+
+    def read_upstream(self, on: bool) -> None:
+        if on != self.reading_upstream:
+            self.reading_upstream = on
+            sock = self.upstream
+            assert sock is not None
+            if on:
+                self.loop.add_reader(sock.fileno(), self.upstream_readable)
+            else:
+                self.loop.remove_reader(sock.fileno())
 
     def client_failed(self, call: str, exc: OSError) -> None:
         # nginx logs a client's failures at info: they are the client's business
@@ -567,15 +580,19 @@ class Session:
         self.done = True
         service = self.service
         loop = self.loop
-        for timer in (self.timer, self.connect_timer):
-            if timer is not None:
-                timer.cancel()
+        if self.timer is not None:
+            self.timer.cancel()
+        connecting = self.connect_timer is not None
+        if connecting:
+            self.connect_timer.cancel()  # type: ignore[union-attr]
         self.timer = self.connect_timer = None
+        # The loop is told only about what it watches: every call costs it a lookup or two.
         upstream = self.upstream
         if upstream is not None:
-            fd = upstream.fileno()
-            loop.remove_reader(fd)
-            loop.remove_writer(fd)
+            if self.reading_upstream:
+                loop.remove_reader(upstream.fileno())
+            if connecting or self.to_upstream is not None:
+                loop.remove_writer(upstream.fileno())
             upstream.close()
         if self.peer is not None and service.balancer is not None:
             service.balancer.free(self.peer, failed=False, now=loop.time())
@@ -583,9 +600,10 @@ class Session:
         if self.error:
             service.log.error(f"{self.error}, {self.context(None)}")
         client = self.client
-        fd = client.fileno()
-        loop.remove_reader(fd)
-        loop.remove_writer(fd)
+        if self.reading_client:
+            loop.remove_reader(client.fileno())
+        if self.to_client is not None:
+            loop.remove_writer(client.fileno())
         client.close()
         if service.access:
             with contextlib.suppress(Exception):

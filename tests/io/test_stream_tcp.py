@@ -247,3 +247,30 @@ def test_a_slow_upstream_gets_every_byte_of_a_large_upload(run_sheer: Callable[.
         assert read_all(sock) == hashlib.sha256(payload).hexdigest().encode()
     thread.join(5)
     listener.close()
+
+
+def test_connect_timeout_goes_to_the_next_upstream(
+        run_sheer: Callable[..., Sheer], closing: Callable[[Any], Any]) -> None:
+    """A peer whose accept queue is full drops SYNs: after proxy_connect_timeout (2s) the next one serves."""
+    stuck = closing(socket.create_server(("127.0.0.13", 0), backlog=0))
+    fillers = []
+    for _ in range(3):                   # fill the accept queue; later SYNs are dropped
+        filler = closing(socket.socket())
+        filler.setblocking(False)
+        filler.connect_ex(stuck.getsockname())
+        fillers.append(filler)
+    time.sleep(0.2)
+    echo = closing(TcpEcho("127.0.0.12"))
+    port = free_port()
+    proxy = run_sheer(proxy_config(port, f"\n        server {stuck.getsockname()[0]}:{stuck.getsockname()[1]};\n"
+                                         f"        server 127.0.0.12:{echo.port};"))
+    started = time.monotonic()
+    assert echo_through(port, b"ping\n", timeout=5.0) == b"ping\n"
+    assert echo.connections == 1
+    log = proxy.error_log()
+    if "upstream timed out (110: Connection timed out) while connecting to upstream" in log:
+        assert time.monotonic() - started >= 1.9
+        assert f'upstream: "127.0.0.13:{stuck.getsockname()[1]}"' in log
+    else:   # round robin went to the good peer first: ask again, the stuck one is next
+        assert echo_through(port, b"pong\n", timeout=5.0) == b"pong\n"
+        proxy.wait_log("upstream timed out (110: Connection timed out) while connecting to upstream")
