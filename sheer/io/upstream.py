@@ -65,8 +65,9 @@ def start_connect(address: tuple[str, int], bind: BindTo | None) -> tuple[socket
     """A non-blocking TCP socket toward `address`, bound per proxy_bind, its connect() issued.
 
     Returns the socket and whether it is already connected (over veth or loopback the handshake
-    usually completes inside the connect() call); otherwise wait until it is writable, then call
-    finish_connect(). Raises UpstreamConnectError, with `local` set when our side failed."""
+    usually completes inside the connect() call); otherwise an event on the socket means done or
+    failed: calling connect() again tells which. Raises UpstreamConnectError, with `local` set
+    when our side failed."""
     family = family_of(address[0])
     if bind is None:
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -93,13 +94,6 @@ def start_connect(address: tuple[str, int], bind: BindTo | None) -> tuple[socket
         sock.close()
         raise
     return sock, code == 0
-
-
-def finish_connect(sock: socket.socket) -> None:
-    """The outcome of a connect() that was in progress, once the socket became writable."""
-    code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-    if code:
-        raise UpstreamConnectError(f"connect() failed ({code}: {os.strerror(code)})", False)
 
 
 TIMED_OUT = "upstream timed out (110: Connection timed out)"
