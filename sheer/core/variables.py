@@ -16,8 +16,9 @@ class VariableSource(Protocol):
 
 def render(template: Template, source: VariableSource) -> str:
     parts = template.parts
-    if len(parts) == 1 and isinstance(parts[0], str):
-        return parts[0]
+    if len(parts) == 1:      # a literal, or one variable alone ("$remote_addr"): no join
+        part = parts[0]
+        return part if isinstance(part, str) else source.variable(part.name)
     return "".join(part if isinstance(part, str) else source.variable(part.name) for part in parts)
 
 

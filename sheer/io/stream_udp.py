@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import os
 import socket
 import struct
@@ -298,6 +299,7 @@ def _destination(ancillary: list[tuple[int, int, bytes]]) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=1024)
 def _source_cmsg(family: int, local: str) -> tuple[int, int, bytes]:
     """Select the reply's source address: ipi_spec_dst (v4) / ipi6_addr (v6), any interface."""
     if family == socket.AF_INET:
