@@ -44,6 +44,8 @@ class ClientConnection(asyncio.Protocol):
         self.task: asyncio.Task[None] | None = None
         self.relay: Relay | None = None
         self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0
+        self.deadline: float | None = None
         self.send_timer: asyncio.TimerHandle | None = None
         self.paused: set[str] = set()
         self.write_paused = False
@@ -372,17 +374,40 @@ class ClientConnection(asyncio.Protocol):
             self._cancel_timers()
             self.transport.abort()
 
+    # The header and keepalive timeouts: set and cleared for every request, so they are a
+    # deadline, and one timer that wakes up now and then to compare it, rather than a timer
+    # made and cancelled each time.
+
     def _arm(self, timeout: float) -> None:
-        self._cancel_timer()
-        self.timer = self.loop.call_later(timeout, self.close)
+        deadline = self.loop.time() + timeout
+        self.deadline = deadline
+        if self.timer is not None and self.timer_at <= deadline:
+            return
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer_at = deadline
+        self.timer = self.loop.call_at(deadline, self._expire)
+
+    def _expire(self) -> None:
+        self.timer = None
+        deadline = self.deadline
+        if deadline is None:
+            return
+        if self.loop.time() >= deadline:
+            self.close()
+        else:
+            self.timer_at = deadline
+            self.timer = self.loop.call_at(deadline, self._expire)
 
     def _cancel_timer(self) -> None:
+        self.deadline = None
+
+    def _cancel_timers(self) -> None:
+        """Closing: no timer may keep the connection alive."""
+        self.deadline = None
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-
-    def _cancel_timers(self) -> None:
-        self._cancel_timer()
         if self.send_timer is not None:
             self.send_timer.cancel()
             self.send_timer = None
