@@ -99,6 +99,8 @@ class TcpStreamService:
         self.family = socket.AddressFamily(sock.family)
         self.poller = Poller.of(asyncio.get_running_loop())
         self.sessions: set[Session] = set()
+        self.idle: dict[Session, float] = {}       # watched for proxy_timeout, by when last checked
+        self._sweep: asyncio.TimerHandle | None = None
         self.accepting = False
         self._resume: asyncio.TimerHandle | None = None
         self._idle = asyncio.Event()
@@ -155,6 +157,29 @@ class TcpStreamService:
         for session in list(self.sessions):
             session.close()
 
+    # proxy_timeout: sessions in the order they were last checked (so by due time, the timeout
+    # being the same for all), one timer for the oldest: no timer per session.
+
+    def watch(self, session: Session) -> None:
+        self.idle[session] = self.loop.time()
+        if self._sweep is None:
+            self._sweep = self.loop.call_later(self.server.proxy_timeout, self._sweep_idle)
+
+    def _sweep_idle(self) -> None:
+        self._sweep = None
+        idle = self.idle
+        timeout = self.server.proxy_timeout
+        now = self.loop.time()
+        while idle:
+            session = next(iter(idle))
+            if idle[session] + timeout > now:
+                break
+            del idle[session]
+            if session.idle_check():
+                idle[session] = now
+        if idle:
+            self._sweep = self.loop.call_at(idle[next(iter(idle))] + timeout, self._sweep_idle)
+
     def opened(self, session: Session) -> None:
         self.sessions.add(session)
         self._idle.clear()
@@ -204,13 +229,12 @@ class Session:
         conn.setblocking(False)
         try:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            local = conn.getsockname()
         except OSError:        # reset before we got to it
             conn.close()
             self.done = True
             return
         service.opened(self)
-        self.vars = StreamVariables(service.ctx, "TCP", peer_address, local, time.time())
+        self.vars = StreamVariables(service.ctx, "TCP", peer_address, conn.getsockname, time.time())
         self.poller.add(conn.fileno(), self.client_event)
         if service.accept_proxy:
             self.header = b""
@@ -618,17 +642,17 @@ class Session:
         self.close()
 
     def arm_timer(self) -> None:
-        self.timer = self.loop.call_later(self.service.server.proxy_timeout, self.idle_check)
+        self.service.watch(self)
 
-    def idle_check(self) -> None:
+    def idle_check(self) -> bool:
+        """proxy_timeout elapsed since the last check: True (and watched again) if a byte moved."""
         mark = (self.received, self.sent)
         if mark != self.idle_mark:
             self.idle_mark = mark
-            self.arm_timer()
-            return
-        self.timer = None
+            return True
         self.service.log.info(f"connection timed out, {self.context(self.peer)}")
         self.close()
+        return False
 
     def close(self) -> None:
         if self.done:
@@ -640,6 +664,7 @@ class Session:
             if timer is not None:
                 timer.cancel()
         self.timer = self.connect_timer = None
+        service.idle.pop(self, None)
         # Closing a socket takes it out of the epoll; forgetting its handler first makes any
         # event already fetched for it a no-op.
         poller = self.poller
@@ -653,6 +678,8 @@ class Session:
         if self.error:
             service.log.error(f"{self.error}, {self.context(None)}")
         client = self.client
+        if service.access:
+            self.vars.local    # noqa: B018  (asked while the socket is open)
         poller.forget(client.fileno())
         client.close()
         if service.access:

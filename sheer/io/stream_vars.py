@@ -21,11 +21,11 @@ def port_of(address: Any) -> str:
 
 class StreamVariables:
     __slots__ = (
+        "_local",
         "bytes_received",
         "bytes_sent",
         "client",
         "ctx",
-        "local",
         "peer",
         "protocol",
         "proxy",
@@ -43,13 +43,26 @@ class StreamVariables:
         self.client = client          # $remote_addr:$remote_port, after realip
         self.peer = client            # the connection's own peer: $realip_remote_addr
         self.proxy: ProxyHeader | None = None
-        self.local = local
+        self._local = local           # the address, or a function giving it (asked once, if ever needed)
         self.started = started
         self.status = 200
         self.bytes_sent = self.bytes_received = 0
         self.upstream_bytes_sent = self.upstream_bytes_received = 0
         self.upstream_addr: list[str] = []
         self.upstream_connect_time: float | None = None
+
+    @property
+    def local(self) -> Any:
+        """$server_addr:$server_port. A TCP session asks getsockname() only if a variable, a PROXY
+        header or the access log needs it (nginx does the same for wildcard listeners)."""
+        local = self._local
+        if callable(local):
+            try:
+                local = local()
+            except OSError:
+                local = None
+            self._local = local
+        return local
 
     @property
     def remote_addr(self) -> str:

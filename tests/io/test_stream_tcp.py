@@ -162,7 +162,8 @@ def test_access_log(run_sheer: Callable[..., Sheer], closing: Callable[[Any], An
     port = free_port()
     log = tmp_path / "access.log"
     proxy = run_sheer(f"""stream {{
-    log_format basic '$remote_addr $protocol $status $bytes_sent $bytes_received $upstream_addr';
+    log_format basic '$remote_addr $protocol $status $bytes_sent $bytes_received $upstream_addr '
+                     '$server_addr:$server_port';
     server {{
         listen 127.0.0.1:{port};
         access_log {log} basic;
@@ -173,7 +174,7 @@ def test_access_log(run_sheer: Callable[..., Sheer], closing: Callable[[Any], An
 """)
     assert echo_through(port, b"x" * 1000) == b"x" * 1000
     wait_for(lambda: log.exists() and log.read_text().endswith("\n"), what="the access log line")
-    assert log.read_text() == f"127.0.0.1 TCP 200 1000 1000 127.0.0.11:{echo.port}\n"
+    assert log.read_text() == f"127.0.0.1 TCP 200 1000 1000 127.0.0.11:{echo.port} 127.0.0.1:{port}\n"
     proxy.check_running()
 
 
