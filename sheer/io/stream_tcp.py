@@ -77,7 +77,13 @@ class Poller:
         for fd, events in self.epoll.poll(0, 256):
             handler = handlers.get(fd)
             if handler is not None:
-                handler(events)
+                try:
+                    handler(events)
+                except Exception as exc:  # noqa: BLE001 -- edges are not repeated: one session's bug must
+                    # cost that session only, not the events of the others fetched in the same batch
+                    crashed = getattr(getattr(handler, "__self__", None), "crashed", None)
+                    if crashed is not None:
+                        crashed(exc)
 
 
 def _why(exc: OSError) -> str:
@@ -579,6 +585,12 @@ class Session:
         with contextlib.suppress(OSError):
             target.shutdown(socket.SHUT_WR)
         if self.client_eof and self.upstream_eof:
+            self.close()
+
+    def crashed(self, exc: Exception) -> None:
+        """A bug met while relaying: said at crit level, as the HTTP proxy does, and this session ends."""
+        self.service.log.log("crit", f"unexpected error while proxying: {exc!r}, {self.context(self.peer)}")
+        with contextlib.suppress(Exception):
             self.close()
 
     def client_failed(self, call: str, exc: OSError) -> None:
