@@ -201,10 +201,37 @@ class Session:
     """One client connection and, once connected, its upstream connection."""
 
     __slots__ = (
-        "bind", "client", "client_end", "client_eof", "client_ready", "connect_began", "connect_timer",
-        "connecting", "done", "error", "header", "idle_mark", "loop", "peer", "pending", "pending_size",
-        "poller", "received", "sent", "service", "started", "timer", "to_client", "to_upstream", "tried",
-        "upstream", "upstream_end", "upstream_eof", "upstream_ready", "vars",
+        "bind",
+        "client",
+        "client_end",
+        "client_eof",
+        "client_ready",
+        "connect_began",
+        "connect_timer",
+        "connecting",
+        "done",
+        "error",
+        "flushed",
+        "header",
+        "idle_mark",
+        "loop",
+        "peer",
+        "pending",
+        "pending_size",
+        "poller",
+        "received",
+        "sent",
+        "service",
+        "started",
+        "timer",
+        "to_client",
+        "to_upstream",
+        "tried",
+        "upstream",
+        "upstream_end",
+        "upstream_eof",
+        "upstream_ready",
+        "vars",
     )
 
     def __init__(self, service: TcpStreamService, conn: socket.socket, peer_address: tuple[str, int]) -> None:
@@ -214,6 +241,7 @@ class Session:
         self.upstream: socket.socket | None = None
         self.received = 0              # bytes from the client
         self.sent = 0                  # bytes from the upstream (to the client)
+        self.flushed = 0               # bytes of held-back remainders sent since (progress, for proxy_timeout)
         self.to_client: bytes | None = None      # what the client's socket did not take yet
         self.to_upstream: bytes | None = None
         self.pending: list[bytes] = []           # from the client, before the upstream connected
@@ -231,7 +259,7 @@ class Session:
         self.poller = service.poller
         self.timer: asyncio.TimerHandle | None = None
         self.connect_timer: asyncio.TimerHandle | None = None
-        self.idle_mark = (0, 0)
+        self.idle_mark = (0, 0, 0)
         self.header: bytes | None = None      # `listen ... proxy_protocol`: the PROXY header read so far
         conn.setblocking(False)
         try:
@@ -247,7 +275,10 @@ class Session:
             self.header = b""
             self.timer = loop.call_later(service.server.proxy_protocol_timeout, self.header_timed_out)
             return
-        self.start()
+        try:
+            self.start()
+        except Exception as exc:  # noqa: BLE001 -- a bug costs this session, not the accept loop
+            self.crashed(exc)
 
     def start(self) -> None:
         service = self.service
@@ -256,6 +287,8 @@ class Session:
             self.client_eof = True       # nothing more is read: the session ends once this is sent
             self.to_client = render_bytes(server.return_value, self.vars)
             self.flush_client()
+            if not self.done:
+                service.watch(self)      # a client that never reads it is let go after proxy_timeout
             return
         balancer = service.balancer
         assert balancer is not None
@@ -449,15 +482,7 @@ class Session:
     def client_data(self, n: int) -> None:
         """The client's bytes before the relay runs: a PROXY header, or data while connecting."""
         if self.header is not None:
-            data = self.read_header(self.header + VIEW[:n])
-            if not data or self.done:
-                return
-            self.received += len(data)
-            if self.upstream is None or self.connecting:
-                self.pending.append(data)
-                self.pending_size += len(data)
-            else:
-                self.send_upstream(data)
+            self.read_header(self.header + VIEW[:n])
             return
         self.received += n                 # still connecting: kept until connected
         self.pending.append(bytes(VIEW[:n]))
@@ -466,6 +491,9 @@ class Session:
     def send_upstream(self, data: bytes | memoryview) -> None:
         sock = self.upstream
         assert sock is not None
+        if self.to_upstream is not None:      # behind what waits already, never before it
+            self.to_upstream += bytes(data)
+            return
         try:
             sent = sock.send(data)
         except _AGAIN:
@@ -500,6 +528,7 @@ class Session:
         except OSError as exc:
             self.upstream_failed("send", exc)
             return
+        self.flushed += sent
         if sent < len(data):
             self.to_upstream = data[sent:]
             return
@@ -553,11 +582,13 @@ class Session:
         except OSError as exc:
             self.client_failed("send", exc)
             return
+        self.flushed += sent
         if sent < len(data):
             self.to_client = data[sent:]
             return
         self.to_client = None
         if self.upstream is None:            # `return`: the answer is out
+            self.discard_input()
             self.close()
         elif self.upstream_eof:
             self.eof(from_client=False)
@@ -608,27 +639,31 @@ class Session:
 
     # --- PROXY protocol from a load balancer in front ---------------------------------------
 
-    def read_header(self, buffer: bytes) -> bytes:
-        """Collect the PROXY header; once complete, apply it and start; returns the payload after it."""
+    def read_header(self, buffer: bytes) -> None:
+        """Collect the PROXY header; once complete, apply it and start. What followed the header is
+        queued before starting: connecting may complete (and send the queue) within start()."""
         result = proxy_protocol.parse(buffer)
         if isinstance(result, proxy_protocol.NeedMore):
             self.header = buffer
-            return b""
+            return
         self.header = None
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
         if isinstance(result, proxy_protocol.Malformed):
             self.fail(f"{result.reason} while reading PROXY protocol", status=400)
-            return b""
+            return
         if result.header.transport == "stream":   # nginx ignores the addresses of other transports
             self.vars.proxy = result.header
             real = from_proxy_protocol(self.service.server.real_ip, self.vars.peer[0], result.header)
             if real is not None:
                 self.vars.client = real
         rest = buffer[result.length:]
+        if rest:
+            self.received += len(rest)
+            self.pending.append(rest)
+            self.pending_size += len(rest)
         self.start()
-        return b"" if self.done else rest
 
     def header_timed_out(self) -> None:
         self.timer = None
@@ -658,20 +693,23 @@ class Session:
         if message:
             self.service.log.error(f"{message}, {self.context(None)}")
         self.vars.status = status
-        # What the client sent and nobody will read would make close() answer with a reset: the
-        # client should see an orderly end of the connection instead.
+        self.discard_input()
+        self.close()
+
+    def discard_input(self) -> None:
+        """What the client sent and nobody will read would make close() answer with a reset: read
+        it away, so that the client sees an orderly end of the connection instead."""
         with contextlib.suppress(OSError):
             for _ in range(4):
                 if not self.client.recv_into(BUFFER, 0, socket.MSG_DONTWAIT):
                     break
-        self.close()
 
     def arm_timer(self) -> None:
         self.service.watch(self)
 
     def idle_check(self) -> bool:
         """proxy_timeout elapsed since the last check: True (and watched again) if a byte moved."""
-        mark = (self.received, self.sent)
+        mark = (self.received, self.sent, self.flushed)
         if mark != self.idle_mark:
             self.idle_mark = mark
             return True

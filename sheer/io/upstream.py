@@ -69,18 +69,20 @@ def start_connect(address: tuple[str, int], bind: BindTo | None) -> tuple[socket
     failed: calling connect() again tells which. Raises UpstreamConnectError, with `local` set
     when our side failed."""
     family = family_of(address[0])
-    if bind is None:
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setblocking(False)
-    else:
-        if family_of(bind.host) != family:
-            problem = BindError(f'local address "{bind}" and upstream "{address[0]}" are of different '
+    try:
+        if bind is None:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setblocking(False)
+        else:
+            if family_of(bind.host) != family:
+                raise BindError(f'local address "{bind}" and upstream "{address[0]}" are of different '
                                 "address families", level="error")
-            raise UpstreamConnectError(problem.message, False, local=problem)
-        try:
             sock = bound_socket(family, socket.SOCK_STREAM, bind.host, bind.port, bind.transparent)
-        except BindError as exc:
-            raise UpstreamConnectError(exc.message, False, local=exc) from None
+    except BindError as exc:
+        raise UpstreamConnectError(exc.message, False, local=exc) from None
+    except OSError as exc:        # out of descriptors or memory: our side, as nginx's socket() alert
+        problem = BindError(f"socket() failed ({exc.errno}: {exc.strerror})", level="alert")
+        raise UpstreamConnectError(problem.message, False, local=problem) from None
     try:
         code = sock.connect_ex(address)
         if code == errno.EINPROGRESS:

@@ -187,3 +187,21 @@ def test_http_malformed_proxy_header_closes(harness: Harness) -> None:
     assert 'broken header: "GET / HTTP/1.0" while reading PROXY protocol, client: 127.0.0.1' in harness.error_log()
     ok = proxy_protocol.v2(("192.0.2.1", 1), ("192.0.2.2", 80)) + b"GET / HTTP/1.0\r\n\r\n"
     assert body_of(raw_http(port, ok)) == b"x"
+
+
+@pytest.mark.parametrize("half_close", ["off", "on"])
+def test_header_payload_and_eof_in_one_segment_reach_the_upstream(
+        half_close: str, run_sheer: Callable[..., Sheer], closing: Callable[[Any], Any]) -> None:
+    """The PROXY header, the data after it and the client's EOF arrive together; the upstream
+    connects at once: the data must still be sent, before the EOF is passed on."""
+    echo = closing(TcpEcho("127.0.0.11"))
+    port = free_port()
+    run_sheer(stream(port, f"proxy_half_close {half_close};", echo.port, listen=" proxy_protocol"))
+    for n in range(3):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(f"PROXY TCP4 203.0.113.7 127.0.0.1 4242 {port}\r\n".encode() + b"payload %d" % n)
+            sock.shutdown(socket.SHUT_WR)
+            got = b"".join(iter(lambda: sock.recv(65536), b""))
+        if half_close == "on":
+            assert got == b"payload %d" % n       # echoed back: the session waited for both EOFs
+    wait_for(lambda: b"".join(echo.received) == b"payload 0payload 1payload 2", what="every payload upstream")
