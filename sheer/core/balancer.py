@@ -125,11 +125,20 @@ class RoundRobin:
         peer = self._pick(self.primary, tried, now)
         if peer is None and self.backup:
             peer = self._pick(self.backup, tried, now)
-        if peer is not None:
-            tried.peers.add(peer.index)
-            tried.left -= 1
-            peer.conns += 1
+        if peer is None:
+            self.recover()
+            return None
+        tried.peers.add(peer.index)
+        tried.left -= 1
+        peer.conns += 1
         return peer
+
+    def recover(self) -> None:
+        """Nothing could be picked: nginx's "all peers failed, mark them as live for quick
+        recovery" resets the primaries' failure counts, so the next request tries them again
+        instead of waiting out fail_timeout."""
+        for peer in self.primary:
+            peer.fails = 0
 
     def _pick(self, peers: list[Peer], tried: Tried, now: float) -> Peer | None:
         if peers is self.primary and len(peers) == 1:

@@ -186,3 +186,24 @@ def test_a_lone_primary_is_never_disabled_even_with_a_backup() -> None:
     for now in (1000.0, 1000.1, 1000.2):
         assert pick(rr, now, failed=True) == "1"
     assert sequence(rr, 3, 1000.3) == ["1", "1", "1"]
+
+
+def test_when_every_peer_failed_nothing_is_picked_and_they_are_marked_live_again() -> None:
+    """nginx: "all peers failed, mark them as live for quick recovery" (fails reset to 0)."""
+    rr = upstream(srv(1, max_fails=1, fail_timeout=10.0), srv(2, max_fails=1, fail_timeout=10.0))
+    assert pick(rr, 1000.0, failed=True) == "1"
+    assert pick(rr, 1000.0, failed=True) == "2"
+    assert pick(rr, 1001.0) is None                 # both out: "no live upstreams" ...
+    assert [p.fails for p in rr.peers] == [0, 0]    # ... and both marked live again
+    assert all(h in ("1", "2") for h in sequence(rr, 4, 1001.5))   # within fail_timeout, tried again
+
+
+def test_failed_backups_too_mark_the_primaries_live_again() -> None:
+    rr = upstream(srv(1, max_fails=1), srv(2, max_fails=1), srv(9, backup=True, max_fails=1),
+                  srv(10, backup=True, max_fails=1))
+    assert [pick(rr, 1000.0, failed=True) for _ in range(2)] == ["1", "2"]
+    assert [pick(rr, 1000.0, failed=True) for _ in range(2)] == ["9", "10"]   # backups serve, and fail
+    assert pick(rr, 1000.0) is None
+    assert [p.fails for p in rr.primary] == [0, 0]
+    assert [p.fails for p in rr.backup] == [1, 1]   # nginx resets the primaries only
+    assert pick(rr, 1000.0) in ("1", "2")

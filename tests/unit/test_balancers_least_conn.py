@@ -69,3 +69,10 @@ def test_one_request_tries_each_peer_once() -> None:
         seen.append(host(peer))
         b.free(peer, failed=True, now=1.0)
     assert sorted(seen) == ["1", "2", "3"]  # type: ignore[type-var]
+
+
+def test_when_every_peer_failed_they_are_marked_live_again() -> None:
+    b = balancer("least_conn", srv(1, max_fails=1), srv(2, max_fails=1))
+    assert {pick(b, now=100.0, failed=True), pick(b, now=100.0, failed=True)} == {"1", "2"}
+    assert pick(b, now=101.0) is None                # "no live upstreams", then quick recovery
+    assert pick(b, now=101.5) in ("1", "2")          # within fail_timeout, tried again

@@ -15,7 +15,10 @@ class LeastConn(RoundRobin):
         peer = self._least(self.primary, tried, now)
         if peer is None and self.backup:
             peer = self._least(self.backup, tried, now)
-        return None if peer is None else self.take(peer, tried, now)
+        if peer is None:
+            self.recover()
+            return None
+        return self.take(peer, tried, now)
 
     def _least(self, peers: list[Peer], tried: Tried, now: float) -> Peer | None:
         best: Peer | None = None
