@@ -30,7 +30,7 @@ from sheer.core.realip import from_proxy_protocol
 from sheer.core.variables import render_bytes
 from sheer.io.logs import AccessLogger
 from sheer.io.stream_vars import StreamVariables
-from sheer.io.upstream import TIMED_OUT, UpstreamConnectError, start_connect
+from sheer.io.upstream import TIMED_OUT, UpstreamConnectError, connect_now, start_connect
 from sheer.runtime.context import WorkerContext
 
 PENDING_LIMIT = 65536    # bytes kept from the client while the upstream connects (nginx: proxy_buffer_size)
@@ -86,11 +86,6 @@ class Poller:
                         crashed(exc)
 
 
-def _why(exc: OSError) -> str:
-    code = exc.errno or 0
-    return f"{code}: {exc.strerror or errno.errorcode.get(code, 'error')}"
-
-
 class TcpStreamService:
     def __init__(self, sock: socket.socket, server: StreamServer, ctx: WorkerContext) -> None:
         self.sock = sock
@@ -130,7 +125,7 @@ class TcpStreamService:
             except OSError as exc:
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     # nginx: stop accepting for a moment rather than spin on a listener that stays readable
-                    self.log.log("alert", f"accept4() failed ({_why(exc)}) while accepting new connection on "
+                    self.log.log("alert", f"accept4() failed ({exc.errno}: {exc.strerror}) while accepting new connection on "
                                           f"{self.listen_name}")
                     self._pause_accepting(0.5)
                 return   # ECONNABORTED and the like: that connection is gone, the next event brings more
@@ -208,7 +203,6 @@ class Session:
         "client_ready",
         "connect_began",
         "connect_timer",
-        "connecting",
         "done",
         "error",
         "flushed",
@@ -253,7 +247,6 @@ class Session:
         self.bind: BindTo | None = None
         self.tried: Tried | None = None
         self.started = self.connect_began = 0.0
-        self.connecting = False
         self.client_ready = self.upstream_ready = False    # may have data (an edge not read to the end)
         self.client_end = self.upstream_end = False        # EOF or an error is queued: read to the end
         self.poller = service.poller
@@ -330,7 +323,6 @@ class Session:
             if connected:
                 self.connected()
             else:
-                self.connecting = True
                 self.connect_timer = loop.call_later(server.proxy_connect_timeout, self.connect_timed_out)
             return
 
@@ -338,10 +330,9 @@ class Session:
         """An event on a connecting socket: asking connect() again tells done, failed or not yet."""
         sock = self.upstream
         assert sock is not None and self.peer is not None
-        code = sock.connect_ex(self.peer.address)
-        if code in (errno.EALREADY, errno.EINPROGRESS):
+        code = connect_now(sock, self.peer.address)
+        if code == errno.EINPROGRESS:
             return
-        self.connecting = False
         self.connect_timer.cancel()  # type: ignore[union-attr]
         self.connect_timer = None
         if code in CONNECTED:
@@ -360,7 +351,6 @@ class Session:
 
     def connect_timed_out(self) -> None:
         self.connect_timer = None
-        self.connecting = False
         self.drop_upstream()
         if self.connect_failed(UpstreamConnectError(TIMED_OUT, True)):
             self.connect_next()
@@ -454,7 +444,7 @@ class Session:
             if n < BUFFER_SIZE and not self.client_end:
                 self.client_ready = False   # drained: the next data brings another edge
             upstream = self.upstream
-            if upstream is None or self.connecting or self.header is not None:
+            if upstream is None or self.connect_timer is not None or self.header is not None:
                 self.client_data(n)
                 continue
             # The relay's hot path, once per chunk: count and pass on.
@@ -476,7 +466,7 @@ class Session:
             self.close()
             return
         self.client_eof = True
-        if self.upstream is not None and not self.connecting:
+        if self.upstream is not None and self.connect_timer is None:
             self.eof(from_client=True)
 
     def client_data(self, n: int) -> None:
@@ -509,7 +499,7 @@ class Session:
             self.upstream_end = True
         if events & READ_EVENTS:
             self.upstream_ready = True
-        if self.connecting:
+        if self.connect_timer is not None:
             self.connect_check()
             return
         if events & OUT and self.to_upstream is not None:
@@ -628,13 +618,13 @@ class Session:
         # nginx logs a client's failures at info: they are the client's business
         if self.service.log.enabled("info"):
             direction = "reading from" if call == "recv" else "sending to"
-            self.service.log.info(f"{call}() failed ({_why(exc)}) while proxying and {direction} client, "
+            self.service.log.info(f"{call}() failed ({exc.errno}: {exc.strerror}) while proxying and {direction} client, "
                                   f"{self.context(self.peer)}")
         self.close()
 
     def upstream_failed(self, call: str, exc: OSError) -> None:
         direction = "reading from" if call == "recv" else "sending to"
-        self.error = f"{call}() failed ({_why(exc)}) while proxying and {direction} upstream"
+        self.error = f"{call}() failed ({exc.errno}: {exc.strerror}) while proxying and {direction} upstream"
         self.close()
 
     # --- PROXY protocol from a load balancer in front ---------------------------------------

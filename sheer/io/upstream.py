@@ -10,6 +10,8 @@ import socket
 from sheer.core.bind import BindTo
 from sheer.io.sockets import BindError, bound_socket, family_of
 
+TIMED_OUT = "upstream timed out (110: Connection timed out)"
+
 
 class UpstreamConnectError(Exception):
     """connect() to a peer failed or timed out; `timed_out` tells which, `message` is nginx's wording."""
@@ -21,6 +23,19 @@ class UpstreamConnectError(Exception):
         self.local = local      # our side failed (bind, IP_TRANSPARENT): not the peer's fault
 
 
+def connect_now(sock: socket.socket, address: tuple[str, int]) -> int:
+    """Issue a non-blocking connect(): 0 (connected), EINPROGRESS, or the errno it failed with.
+
+    Over veth or loopback the handshake usually completes inside the first call; asking again
+    (0: connected, EALREADY: still in progress) saves a trip through the event loop."""
+    code = sock.connect_ex(address)
+    if code == errno.EINPROGRESS:
+        code = sock.connect_ex(address)
+        if code == errno.EALREADY:
+            code = errno.EINPROGRESS
+    return code
+
+
 async def connect(loop: asyncio.AbstractEventLoop, sock: socket.socket, address: tuple[str, int],
                   timeout: float) -> None:
     """Non-blocking connect() of `sock` to a numeric `address`, within `timeout` seconds.
@@ -29,13 +44,7 @@ async def connect(loop: asyncio.AbstractEventLoop, sock: socket.socket, address:
     resolves every address through getaddrinfo on its thread pool (it passes no socket type, so
     its numeric fast path never applies), a thread hand-off per upstream connection.
     """
-    code = sock.connect_ex(address)
-    if code == errno.EINPROGRESS:
-        # Over veth or loopback the handshake usually completes inside that connect() call; asking
-        # again (0: connected, EALREADY: still in progress) saves a trip through the event loop.
-        code = sock.connect_ex(address)
-        if code == errno.EALREADY:
-            code = errno.EINPROGRESS
+    code = connect_now(sock, address)
     if code == 0:
         return
     if code != errno.EINPROGRESS:
@@ -84,11 +93,7 @@ def start_connect(address: tuple[str, int], bind: BindTo | None) -> tuple[socket
         problem = BindError(f"socket() failed ({exc.errno}: {exc.strerror})", level="alert")
         raise UpstreamConnectError(problem.message, False, local=problem) from None
     try:
-        code = sock.connect_ex(address)
-        if code == errno.EINPROGRESS:
-            code = sock.connect_ex(address)     # 0: connected meanwhile, EALREADY: still in progress
-            if code == errno.EALREADY:
-                code = errno.EINPROGRESS
+        code = connect_now(sock, address)
         if code not in (0, errno.EINPROGRESS):
             raise UpstreamConnectError(f"connect() failed ({code}: {os.strerror(code)})", False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -97,5 +102,3 @@ def start_connect(address: tuple[str, int], bind: BindTo | None) -> tuple[socket
         raise
     return sock, code == 0
 
-
-TIMED_OUT = "upstream timed out (110: Connection timed out)"
