@@ -9,8 +9,11 @@ from sheer.io.http.client import ClientConnection
 
 
 class Handle:
-    def __init__(self, when: float, callback: Callable[[], None]) -> None:
-        self.when, self.callback, self.cancelled = when, callback, False
+    def __init__(self, at: float, callback: Callable[[], None]) -> None:
+        self.at, self.callback, self.cancelled = at, callback, False
+
+    def when(self) -> float:
+        return self.at
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -33,12 +36,12 @@ class Clock:
 
     def run_until(self, t: float) -> None:
         while True:
-            due = sorted((h for h in self.handles if not h.cancelled and h.when <= t), key=lambda h: h.when)
+            due = sorted((h for h in self.handles if not h.cancelled and h.at <= t), key=lambda h: h.at)
             if not due:
                 break
             handle = due[0]
             self.handles.remove(handle)
-            self.now = handle.when
+            self.now = handle.at
             handle.callback()
         self.now = t
 
@@ -46,7 +49,7 @@ class Clock:
 def connection(clock: Clock) -> tuple[ClientConnection, list[float]]:
     conn: Any = ClientConnection.__new__(ClientConnection)
     conn.loop = clock
-    conn.timer, conn.timer_at, conn.deadline, conn.send_timer = None, 0.0, None, None
+    conn.timer, conn.deadline, conn.send_timer = None, None, None
     closed: list[float] = []
     conn.close = lambda: closed.append(clock.now)
     return conn, closed
@@ -66,7 +69,7 @@ def test_a_cleared_deadline_never_closes_and_its_timer_goes_away() -> None:
     clock = Clock()
     conn, closed = connection(clock)
     conn._arm(60.0)
-    conn._cancel_timer()
+    conn._clear_deadline()
     clock.run_until(500.0)
     assert closed == []
     assert conn.timer is None
@@ -78,7 +81,7 @@ def test_re_armed_for_each_request_only_the_last_deadline_counts() -> None:
     conn._arm(60.0)                      # header timeout of the first request
     for t in range(1, 50):               # a request every second, each clearing and re-arming
         clock.run_until(float(t))
-        conn._cancel_timer()
+        conn._clear_deadline()
         conn._arm(75.0)                  # keepalive after the response
     assert len([h for h in clock.handles if not h.cancelled]) == 1   # one timer, not one per request
     clock.run_until(49.0 + 74.9)

@@ -44,7 +44,6 @@ class ClientConnection(asyncio.Protocol):
         self.task: asyncio.Task[None] | None = None
         self.relay: Relay | None = None
         self.timer: asyncio.TimerHandle | None = None
-        self.timer_at = 0.0
         self.deadline: float | None = None
         self.send_timer: asyncio.TimerHandle | None = None
         self.paused: set[str] = set()
@@ -214,7 +213,7 @@ class ClientConnection(asyncio.Protocol):
         request = self.queue.popleft()
         self.current = request
         self.resume("pipeline")
-        self._cancel_timer()
+        self._clear_deadline()
         conn = self.conn
         assert conn is not None
         raw_uri = request.raw_uri
@@ -381,11 +380,10 @@ class ClientConnection(asyncio.Protocol):
     def _arm(self, timeout: float) -> None:
         deadline = self.loop.time() + timeout
         self.deadline = deadline
-        if self.timer is not None and self.timer_at <= deadline:
-            return
         if self.timer is not None:
+            if self.timer.when() <= deadline:
+                return
             self.timer.cancel()
-        self.timer_at = deadline
         self.timer = self.loop.call_at(deadline, self._expire)
 
     def _expire(self) -> None:
@@ -396,10 +394,9 @@ class ClientConnection(asyncio.Protocol):
         if self.loop.time() >= deadline:
             self.close()
         else:
-            self.timer_at = deadline
             self.timer = self.loop.call_at(deadline, self._expire)
 
-    def _cancel_timer(self) -> None:
+    def _clear_deadline(self) -> None:
         self.deadline = None
 
     def _cancel_timers(self) -> None:
