@@ -27,9 +27,16 @@ def _failed(call: str, exc: OSError) -> Verdict:
 _TIMED_OUT = "timed out (110: Connection timed out)"
 
 
-async def _connect(host: str, port: int, check: HealthCheck) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    async with asyncio.timeout(check.connect_timeout):
-        return await asyncio.open_connection(host, port)
+async def _connect(host: str, port: int,
+                   check: HealthCheck) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | Verdict:
+    """The connected streams, or the failed verdict of the connect."""
+    try:
+        async with asyncio.timeout(check.connect_timeout):
+            return await asyncio.open_connection(host, port)
+    except TimeoutError:
+        return Verdict(False, f"connect() {_TIMED_OUT}")
+    except OSError as exc:
+        return _failed("connect()", exc)
 
 
 async def _read_all(reader: asyncio.StreamReader) -> bytes:
@@ -44,12 +51,10 @@ async def _read_all(reader: asyncio.StreamReader) -> bytes:
 
 async def tcp_probe(host: str, port: int, check: HealthCheck) -> Verdict:
     """Connect; with a match, send its bytes and read until the expectation is met or the peer closes."""
-    try:
-        reader, writer = await _connect(host, port, check)
-    except TimeoutError:
-        return Verdict(False, f"connect() {_TIMED_OUT}")
-    except OSError as exc:
-        return _failed("connect()", exc)
+    opened = await _connect(host, port, check)
+    if isinstance(opened, Verdict):
+        return opened
+    reader, writer = opened
     try:
         payload = hcmatch.probe_payload(check)
         if payload:
@@ -75,12 +80,10 @@ async def tcp_probe(host: str, port: int, check: HealthCheck) -> Verdict:
 
 
 async def http_probe(host: str, port: int, check: HealthCheck, host_header: str) -> Verdict:
-    try:
-        reader, writer = await _connect(host, port, check)
-    except TimeoutError:
-        return Verdict(False, f"connect() {_TIMED_OUT}")
-    except OSError as exc:
-        return _failed("connect()", exc)
+    opened = await _connect(host, port, check)
+    if isinstance(opened, Verdict):
+        return opened
+    reader, writer = opened
     try:
         writer.write(hcmatch.http_request(check, host_header))
         async with asyncio.timeout(check.timeout):
