@@ -13,7 +13,7 @@ from pathlib import Path
 from sheer.lab import build, configs, counters, plumbing, proxy, witness
 from sheer.lab.errors import LabError
 from sheer.lab.procs import run
-from sheer.lab.topology import STATE_DIR, Node, Topology, article
+from sheer.lab.topology import LAB, STATE_DIR, Node, Topology, article
 
 
 def unsupported_reason() -> str | None:
@@ -22,7 +22,7 @@ def unsupported_reason() -> str | None:
         return "lab tests need root (ip netns, veth, nft): run pytest as root"
     if shutil.which("ip") is None:
         return "lab tests need `ip` (iproute2)"
-    probe = "sheer-probe"
+    probe = f"{LAB}-probe"
     made = subprocess.run(["ip", "netns", "add", probe], check=False, capture_output=True, text=True)
     subprocess.run(["ip", "netns", "delete", probe], check=False, capture_output=True)
     if made.returncode != 0:
@@ -35,7 +35,7 @@ def sheer_unavailable_reason() -> str | None:
     through it fails), or None once it can. Needs the lab up."""
     try:
         with proxy.running("sheer", configs.PLAIN) as running:
-            res = run("ip", "netns", "exec", "sheer-client", "curl", "-s", "-m", "2", "http://192.168.99.10/", check=False)
+            res = run("ip", "netns", "exec", f"{LAB}-client", "curl", "-s", "-m", "2", "http://192.168.99.10/", check=False)
             if "You connected from" not in res.stdout:
                 lines = [ln for ln in running.log().splitlines() if ln.strip()]
                 why = next((ln for ln in lines if "failed" in ln or "rror" in ln), lines[-1] if lines else "")
@@ -102,7 +102,7 @@ class Lab:
             yield running
 
 
-USERS_FILE = STATE_DIR.parent / "sheer-lab.users"
+USERS_FILE = STATE_DIR.parent / f"{LAB}-lab.users"
 
 
 def _live_users(text: str) -> set[str]:

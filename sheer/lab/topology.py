@@ -7,16 +7,30 @@ Both segments are bridges inside the switch namespace; nothing touches the root 
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 from typing import Literal
 
-PREFIX = "sheer"
-STATE_DIR = Path("/run/sheer-lab")
-LOCK_FILE = Path("/run/sheer-lab.lock")
-REPORT_DIR = Path("/run/sheer-lab-report")
-SWITCH_NETNS = "sheer-sw"
+PREFIX = "sheer"     # interfaces inside the lab's namespaces
+
+
+def _lab_name() -> str:
+    """The lab's name, `sheer` unless SHEER_LAB says otherwise (e.g. `sheer2`): it prefixes its
+    namespaces and state, so two checkouts can each run a lab on one machine without meeting."""
+    name = os.environ.get("SHEER_LAB", "sheer")
+    if not re.fullmatch(r"sheer[a-z0-9]{0,4}", name):
+        raise SystemExit(f"SHEER_LAB={name!r}: a lab's name is `sheer` plus at most 4 letters or digits")
+    return name
+
+
+LAB = _lab_name()    # namespaces `LAB-<node>`
+STATE_DIR = Path(f"/run/{LAB}-lab")
+LOCK_FILE = Path(f"/run/{LAB}-lab.lock")
+REPORT_DIR = Path(f"/run/{LAB}-lab-report")
+SWITCH_NETNS = f"{LAB}-sw"
 RR_NFT_TABLE = "sheer_rr"
 
 CLIENT_ADDR = IPv4Address("192.168.99.1")
@@ -67,7 +81,7 @@ class Node:
 
     @property
     def netns(self) -> str:
-        return f"{PREFIX}-{self.name}"
+        return f"{LAB}-{self.name}"
 
     def address(self, segment: SegmentName | None = None) -> IPv4Address:
         for iface in self.ifaces:
@@ -83,7 +97,7 @@ class Topology:
     switch_netns: str = SWITCH_NETNS
 
     def node(self, name: str) -> Node:
-        bare = name.removeprefix(f"{PREFIX}-")
+        bare = name.removeprefix(f"{LAB}-")
         for node in self.nodes:
             if node.name == bare:
                 return node

@@ -183,7 +183,7 @@ def test_strict_rp_filter_on_the_return_router(lab: Lab, sheer_ready: None) -> N
             assert code == 1
             [found] = problems(findings)
             assert found["check"] == "return router" and "strictly on sheer-int" in found["summary"]
-            assert found["fix"] == [f"ip netns exec sheer-rr sysctl -w {keys[0]}=2 {keys[1]}=2"]
+            assert found["fix"] == [f"ip netns exec {lab.node('rr').netns} sysctl -w {keys[0]}=2 {keys[1]}=2"]
             run_fix(lab, "up1", found)
             assert_clean(lab, "up1", conf, *ORIGIN)
             answers = {answer(dig(lab)) for _ in range(4)}

@@ -25,7 +25,7 @@ def test_topology_is_the_articles(lab: Lab) -> None:
         for iface in node.ifaces:
             assert links[iface.name]["addresses"] == [str(iface.address)]
             assert links[iface.name]["state"] == "UP"
-    assert [r for r in routes("sheer-client") if " via " in r] == []
+    assert [r for r in routes(lab.node("client").netns) if " via " in r] == []
     for up in lab.topo.upstreams:
         assert "default via 172.16.0.1 dev sheer-int" in routes(up.netns)
     assert lab.run("proxy", "sysctl", "-n", "net.ipv4.ip_forward").stdout.strip() == "0"
@@ -97,7 +97,7 @@ def test_return_router_forwards_only_udp_from_the_vip(lab: Lab) -> None:
     try:
         for source, expected in ((str(VIP), f"{VIP} 5353 reply"), ("172.16.0.11", "nothing")):
             client = subprocess.Popen(
-                ["ip", "netns", "exec", "sheer-client", "python3", "-c", listen], stdout=subprocess.PIPE, text=True
+                ["ip", "netns", "exec", lab.node("client").netns, "python3", "-c", listen], stdout=subprocess.PIPE, text=True
             )
             lab.run("up1", "python3", "-c", send, source, check=True)
             assert client.communicate(timeout=5)[0].strip() == expected
@@ -125,9 +125,9 @@ def test_a_killed_half_lab_is_repaired_by_up(lab: Lab) -> None:
     signal_and_wait(read_pid(pid_file(lab.node("up1"), "dnsmasq")) or 0)
     import subprocess
 
-    subprocess.run(["ip", "netns", "delete", "sheer-up3"], check=True)
+    subprocess.run(["ip", "netns", "delete", lab.node("up3").netns], check=True)
     problems = verify(lab.topo, lab.state_dir)
-    assert any("sheer-up3" in p for p in problems)
+    assert any(lab.node("up3").netns in p for p in problems)
     assert lab.up() is True
     assert verify(lab.topo, lab.state_dir) == []
     res = lab.run("proxy", "dig", "+short", "+time=1", "@172.16.0.11", "www.example.com")
