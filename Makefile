@@ -3,9 +3,10 @@ PY      ?= $(shell command -v python3.11 || command -v python3)
 VENV    := .venv
 BIN     := $(VENV)/bin
 APT_PKGS := iproute2 nftables dnsmasq-base dnsutils curl nginx-light libnginx-mod-stream \
-            ethtool tcpdump dnsperf wrk iperf3 procps
+            ethtool tcpdump dnsperf wrk iperf3 procps \
+            chromium fonts-dejavu-core librsvg2-bin logrotate
 
-.PHONY: deps venv test unit demo lint clean bench
+.PHONY: deps venv test unit demo lint clean bench pythons
 
 deps:            ## Debian packages: the lab's tools and witnesses (needs root)
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -24,6 +25,9 @@ $(BIN)/.installed: pyproject.toml requirements.lock
 
 test: deps venv  ## every test: unit, io (loopback) and lab (network namespaces, as root)
 	$(BIN)/python -m pytest tests -q
+
+pythons:         ## `pip install .` on Python 3.11, 3.12 and 3.13 (pyenv), unit tests against each install
+	.ci/pythons
 
 unit: venv
 	$(BIN)/python -m pytest tests/unit -q

@@ -16,6 +16,14 @@ DEFAULT_CONF = "/etc/sheer/sheer.conf"
 SIGNALS = {"stop": signal.SIGTERM, "quit": signal.SIGQUIT, "reload": signal.SIGHUP, "reopen": signal.SIGUSR1}
 
 
+VERBS = {
+    "lab": "up|status|exec|demo|down: the article's lab in network namespaces",
+    "net": "plan|apply|revert|status: the routing and netfilter state a configuration needs",
+    "doctor": "the article's troubleshooting list, automated, with the fix for each finding",
+    "trace": "one flow followed hop by hop with tcpdump in every namespace",
+}
+
+
 def _verbs() -> dict[str, Callable[[list[str]], int]]:
     def lab(argv: list[str]) -> int:
         from sheer.lab.cli import main as lab_main
@@ -40,9 +48,13 @@ def _verbs() -> dict[str, Callable[[list[str]], int]]:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="sheer",
-        description="A load balancer that stays out of sight (nginx configuration syntax).",
-        epilog="verbs: sheer lab up|status|exec|demo|down (the article's lab in network namespaces); "
-           "sheer net plan|apply|revert|status (the routing and netfilter state a config needs)",
+        usage="sheer [-c file] [-p prefix] [-e file] [-g directives] [-t|-T] [-q] [-v|-V] [-s signal]\n"
+              "       sheer VERB ...   (VERB: " + " | ".join(VERBS) + ")",
+        description="A load balancer that stays out of sight (nginx configuration syntax). "
+                    "Without a verb, sheer runs (or tests, or signals) the configuration, as nginx does.",
+        epilog="verbs (each has its own --help):\n" + "\n".join(
+            f"  sheer {name:<7} {what}" for name, what in VERBS.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("-c", metavar="file", dest="conf", default=DEFAULT_CONF,
                    help=f"configuration file (default: {DEFAULT_CONF})")

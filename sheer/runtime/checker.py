@@ -19,6 +19,7 @@ from sheer.core.hcmatch import Verdict
 from sheer.core.health import Changed, Health, Outcome, PeerHealth
 from sheer.io.logs import ErrorLogger, reopen_logs
 from sheer.io.probes import http_probe, tcp_probe, udp_probe
+from sheer.runtime import proctitle
 from sheer.runtime.board import CheckedGroup, HealthBoard
 from sheer.runtime.privileges import drop_privileges
 from sheer.runtime.worker import die_with_parent
@@ -27,6 +28,7 @@ from sheer.runtime.worker import die_with_parent
 def run_checker(config: Config, board: HealthBoard) -> int:
     """Entry point in the forked child. Returns the exit status."""
     die_with_parent()
+    proctitle.child("health checker")
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
     for signum in (signal.SIGHUP, signal.SIGUSR1, signal.SIGQUIT, signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, signal.SIG_DFL)

@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from sheer.config import Config, ConfigError
 from sheer.io.logs import ErrorLogger, LogOpenError, reopen_logs
 from sheer.io.sockets import ListenError, listener
+from sheer.runtime import proctitle
 from sheer.runtime.board import HealthBoard
 from sheer.runtime.checker import run_checker
 from sheer.runtime.checks import check
+from sheer.runtime.notify import Notifier
 from sheer.runtime.privileges import PrivilegeError, resolve_user
 from sheer.runtime.worker import ListenKey, listen_key, run_worker
 
@@ -58,6 +60,7 @@ class Master:
     health: HealthBoard | None = None      # the current generation's shared peer health
     stopping: bool = False
     status: int = 0
+    notify: Notifier = field(default_factory=Notifier)
 
     def __post_init__(self) -> None:
         try:
@@ -121,6 +124,7 @@ class Master:
             self.spawn(CHECKER)
 
     def start(self) -> None:
+        proctitle.master()
         try:
             resolve_user(self.config)
         except PrivilegeError as exc:
@@ -133,6 +137,10 @@ class Master:
             self.spawn(slot)
         self.log.log("notice", f"sheer started: {self.config.workers} worker(s), "
                                f"{len(self.slots)} listener(s), configuration {self.config.file}")
+        self.notify.ready(self.serving())
+
+    def serving(self) -> str:
+        return f"generation {self.generation}: {self.config.workers} worker(s), {len(self.slots)} listener(s)"
 
     def signal_workers(self, signum: int, generation: int | None = None) -> None:
         for worker in list(self.workers.values()):
@@ -171,6 +179,12 @@ class Master:
                 self.spawn(worker.slot)
 
     def reload(self) -> None:
+        self.notify.reloading()
+        refused = self._reload()
+        self.notify.ready(f"reload refused ({refused}); {self.serving()}" if refused else self.serving())
+
+    def _reload(self) -> str | None:
+        """None when the new configuration serves; why it was refused otherwise."""
         self.log.log("notice", "reconfiguring")
         try:
             config = self.reload_config()
@@ -178,14 +192,14 @@ class Master:
             resolve_user(config)
         except (ConfigError, LogOpenError, PrivilegeError) as exc:
             self.log.log("emerg", f"{exc}; the new configuration is refused, the old one keeps serving")
-            return
+            return str(exc)
         # Everything `sheer -t` checks (every log file can be opened, ...): a new worker that
         # cannot start would otherwise stop the whole server instead of leaving the old one serving.
         problems = check(config)
         if problems:
             for problem in problems:
                 self.log.log("emerg", f"{problem}; the new configuration is refused, the old one keeps serving")
-            return
+            return str(problems[0])
         old_generation = self.generation
         try:
             previous = self.config
@@ -194,13 +208,14 @@ class Master:
         except StartupError as exc:
             self.config = previous
             self.log.log("emerg", f"{exc}; the new configuration is refused, the old one keeps serving")
-            return
+            return str(exc)
         self.log = log
         self.generation += 1
         self.start_health(config)
         for slot in range(config.workers):
             self.spawn(slot)
         self.signal_workers(signal.SIGQUIT, old_generation)
+        return None
 
     # --- main loop -----------------------------------------------------------------------
 
@@ -222,10 +237,12 @@ class Master:
                 if signum == signal.SIGCHLD:
                     self.reap()
                 elif signum in (signal.SIGTERM, signal.SIGINT):
+                    self.notify.stopping("stopping")
                     self.stopping = True
                     self.signal_workers(signal.SIGTERM)
                     deadline = time.monotonic() + STOP_GRACE
                 elif signum == signal.SIGQUIT:
+                    self.notify.stopping("gracefully shutting down: open connections finish")
                     self.stopping = True
                     self.signal_workers(signal.SIGQUIT)
                     # The draining workers stop accepting; once the master lets go of the

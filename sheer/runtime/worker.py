@@ -23,6 +23,7 @@ from sheer.io.logs import ErrorLogger, reopen_logs
 from sheer.io.service import Service
 from sheer.io.stream_tcp import TcpStreamService
 from sheer.io.stream_udp import UdpStreamService
+from sheer.runtime import proctitle
 from sheer.runtime.board import HealthBoard
 from sheer.runtime.context import WorkerContext
 from sheer.runtime.privileges import drop_privileges
@@ -60,6 +61,7 @@ def build_services(config: Config, sockets: dict[ListenKey, socket.socket],
 def run_worker(config: Config, sockets: dict[ListenKey, socket.socket], health: HealthBoard | None = None) -> int:
     """Entry point in the forked child. Returns the exit status."""
     die_with_parent()
+    proctitle.child("worker process")
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
     for signum in (signal.SIGHUP, signal.SIGUSR1, signal.SIGQUIT, signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, signal.SIG_DFL)
@@ -103,6 +105,7 @@ async def _serve(config: Config, sockets: dict[ListenKey, socket.socket], ctx: W
             service.abort()
         return 0
     ctx.log.log("notice", "gracefully shutting down")
+    proctitle.child("worker process is shutting down")
     for service in services:
         service.stop_accepting()
     loop.remove_signal_handler(signal.SIGQUIT)

@@ -75,6 +75,15 @@ def children_of(pid: int) -> list[int]:
     return [int(word) for word in text.split()]
 
 
+def start_time(pid: int) -> str | None:
+    """Field 22 of /proc/PID/stat: with the pid, names one process even after the pid is reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
 def alive(pid: int) -> bool:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -86,7 +95,9 @@ def alive(pid: int) -> bool:
 class Sheer:
     """`python -m sheer -c <conf>` with an error log in the test's directory."""
 
-    def __init__(self, tmp: Path, text: str, *, name: str = "sheer.conf", error_log: bool = True) -> None:
+    def __init__(self, tmp: Path, text: str, *, name: str = "sheer.conf", error_log: bool = True,
+                 env: dict[str, str] | None = None) -> None:
+        self.env = None if env is None else {**os.environ, **env}
         self.tmp = tmp
         self.conf = tmp / name
         self.log_path = tmp / "error.log"
@@ -95,6 +106,7 @@ class Sheer:
         self.write(text)
         self.proc: subprocess.Popen[bytes] | None = None
         self.workers_seen: set[int] = set()
+        self.started: dict[int, str | None] = {}     # pid -> start time, to kill only those very processes
 
     def write(self, text: str) -> None:
         self.conf.write_text(self.header + text)
@@ -110,7 +122,8 @@ class Sheer:
     def start(self, timeout: float = 5.0) -> Sheer:
         config = sheer.config.load(str(self.conf))
         with open(self.stderr_path, "wb") as stderr:
-            self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr)
+            self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
+                                         env=self.env)
         wanted = config.listens
 
         def ready() -> bool:
@@ -130,6 +143,8 @@ class Sheer:
     def workers(self) -> list[int]:
         found = children_of(self.pid)
         self.workers_seen.update(found)
+        for pid in found:
+            self.started.setdefault(pid, start_time(pid))
         return found
 
     def wait_workers(self, count: int, timeout: float = 5.0) -> list[int]:
@@ -166,13 +181,8 @@ class Sheer:
                 self.proc.kill()
                 self.proc.wait(5)
         for pid in self.workers_seen:
-            if alive(pid):
-                try:
-                    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-                except OSError:
-                    continue
-                if str(self.conf).encode() in cmdline:
-                    os.kill(pid, signal.SIGKILL)
+            if alive(pid) and self.started.get(pid) is not None and start_time(pid) == self.started[pid]:
+                os.kill(pid, signal.SIGKILL)
 
 
 # --- upstreams ------------------------------------------------------------------------------
