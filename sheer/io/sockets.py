@@ -57,6 +57,31 @@ def listener(listen: Listen) -> socket.socket:
     return sock
 
 
+def ensure_unclaimed(listen: Listen) -> None:
+    """Refuse an address another process (sheer, nginx, anything) already has bound.
+
+    Every listener of sheer sets SO_REUSEPORT, and a same-user SO_REUSEPORT bind always succeeds
+    next to another SO_REUSEPORT socket: a second `sheer -c same.conf` would silently split the
+    traffic with the first. So before the first socket of an address is made, a probe binds it
+    without SO_REUSEPORT: that fails (98: Address already in use) when any socket holds it, as
+    nginx's own bind() would. TCP keeps SO_REUSEADDR (connections in TIME_WAIT are no conflict,
+    a listener is); UDP sets nothing, since SO_REUSEADDR lets UDP sockets share an address.
+    The master's workers and generations share the sockets it already holds, never probed again.
+    """
+    family = family_of(listen.bind_host)
+    probe = socket.socket(family, socket.SOCK_DGRAM if listen.udp else socket.SOCK_STREAM)
+    try:
+        if not listen.udp:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(listen.ipv6only))
+        probe.bind((listen.bind_host, listen.port))
+    except OSError as exc:
+        raise ListenError(_bind_message(listen, exc)) from None
+    finally:
+        probe.close()
+
+
 def _bind_message(listen: Listen, exc: OSError) -> str:
     where = f"{listen.bind_host}:{listen.port}" if listen.family == 4 else f"[{listen.bind_host}]:{listen.port}"
     text = f"bind() to {where} failed ({exc.errno}: {exc.strerror})"

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from sheer.config import Config, ConfigError
 from sheer.io.logs import ErrorLogger, LogOpenError, reopen_logs
-from sheer.io.sockets import ListenError, listener
+from sheer.io.sockets import ListenError, ensure_unclaimed, listener
 from sheer.runtime import proctitle
 from sheer.runtime.board import HealthBoard
 from sheer.runtime.checker import run_checker
@@ -77,6 +77,8 @@ class Master:
         try:
             for key, listen in wanted.items():
                 have = self.slots.setdefault(key, [])
+                if not have:
+                    ensure_unclaimed(listen)   # another process on the address: nginx's bind() error
                 while len(have) < config.workers:
                     sock = listener(listen)
                     created.append(sock)
@@ -87,6 +89,8 @@ class Master:
                 for have in self.slots.values():
                     if sock in have:
                         have.remove(sock)
+            for key in [key for key, have in self.slots.items() if not have]:
+                del self.slots[key]
             raise StartupError(str(exc)) from None
         for key in list(self.slots):
             if key not in wanted:
