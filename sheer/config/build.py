@@ -197,6 +197,7 @@ class StreamBuilder:
             **stream_options(chain),
             health_check=health_check,
             dsr_without_health_check=inherited(chain, "dsr_without_health_check", False),
+            status_zone=block.get("status_zone", [None])[0],
             source=block.source,
         )
 

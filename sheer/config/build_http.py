@@ -17,6 +17,7 @@ from sheer.config.model import (
     Location,
     LogFormat,
     ProxyPass,
+    StatusHandler,
     Upstream,
 )
 from sheer.config.realip import http_real_ip
@@ -65,7 +66,8 @@ class HttpBuilder:
         return HttpServer(
             listens=listens,
             server_names=names,
-            locations=tuple(locations),
+            locations=tuple(_link_dashboards(locations)),
+            status_zone=block.get("status_zone", [None])[0],
             return_=self.return_(returned, block.sources["return"]) if returned else None,
             real_ip=http_real_ip([block, self.block]),
             source=block.source,
@@ -86,9 +88,13 @@ class HttpBuilder:
             path = args[0]
         proxy_pass = block.get("proxy_pass")
         returned = block.get("return")
+        handler = _handler(block)
         if proxy_pass and returned:
             raise ConfigError('"return" and "proxy_pass" cannot both be set in one location', block.source)
-        if not proxy_pass and not returned:
+        if handler is not None and (proxy_pass or returned):
+            raise ConfigError(f'"{handler.kind}" cannot be combined with '
+                              f'"{"proxy_pass" if proxy_pass else "return"}" in one location', handler.source)
+        if not proxy_pass and not returned and handler is None:
             raise ConfigError(f'location "{path}" has neither "proxy_pass" nor "return" '
                               '(sheer does not serve files)', block.source)
         error_log = inherited(chain, "error_log", None)
@@ -116,6 +122,7 @@ class HttpBuilder:
             proxy_bind=proxy_bind(chain, HTTP_VARIABLES, HTTP_PREFIXES),
             real_ip=http_real_ip(chain),
             health_check=health_check,
+            handler=handler,
             source=block.source,
         )
 
@@ -147,6 +154,42 @@ class HttpBuilder:
             raise ConfigError(f'invalid return code "{first}"', source)
         text = self.template(args[1], source) if len(args) == 2 else None
         return HttpReturn(code, text)
+
+
+HANDLERS = ("stub_status", "api", "prometheus", "dashboard")
+
+
+def _handler(block: Block) -> StatusHandler | None:
+    """The location's status handler, if it names one (at most one per location)."""
+    named = [kind for kind in HANDLERS if kind in block.settings]
+    if not named:
+        return None
+    if len(named) > 1:
+        raise ConfigError(f'"{named[1]}" cannot be combined with "{named[0]}" in one location',
+                          block.sources[named[1]])
+    kind = named[0]
+    source = block.sources[kind]
+    if kind == "stub_status" and block.get(kind) not in ([], ["on"]):
+        raise ConfigError('invalid parameter of "stub_status"', source)
+    write = bool(block.get("api")) if kind == "api" else False
+    return StatusHandler(kind, write=write, source=source)  # type: ignore[arg-type]
+
+
+def _link_dashboards(locations: list[Location]) -> list[Location]:
+    """A dashboard reads (and, with `api write=on`, changes) through the `api` location of its server."""
+    api = next((location for location in locations
+                if location.handler is not None and location.handler.kind == "api"), None)
+    linked = []
+    for location in locations:
+        handler = location.handler
+        if handler is not None and handler.kind == "dashboard":
+            if api is None:
+                raise ConfigError('"dashboard" needs a location with "api" in the same server '
+                                  '(add `location /api/ { api; }`)', handler.source)
+            assert api.handler is not None
+            location = replace(location, handler=replace(handler, api=api.path, write=api.handler.write))
+        linked.append(location)
+    return linked
 
 
 def _http_proxy_pass(target: str, upstreams: dict[str, Upstream], source: Source) -> ProxyPass:

@@ -245,6 +245,23 @@ TABLE: tuple[Directive, ...] = (
     _d("proxy_send_timeout", HTTP_ALL, (1, 1), _time("proxy_send_timeout")),
 )
 
+def _api(args: list[str], src: Source) -> bool:
+    for arg in args:
+        if not arg.startswith("write="):
+            raise ConfigError(f'invalid parameter "{arg}"', src)
+    return parse_flag(args[0][6:], "api write", src) if args else False
+
+
+TABLE += (
+    # status, API and metrics (sheer/io/http/status.py): nginx's stub_status, nginx Plus's api and
+    # status_zone, and the sheer-only handlers prometheus and dashboard
+    _d("stub_status", {HTTP_LOCATION}, (0, 1)),
+    _d("api", {HTTP_LOCATION}, (0, 1), _api),
+    _d("prometheus", {HTTP_LOCATION}, (0, 0)),
+    _d("dashboard", {HTTP_LOCATION}, (0, 0)),
+    _d("status_zone", {HTTP_SERVER, STREAM_SERVER}, (1, 1)),
+)
+
 _BY_CONTEXT: dict[tuple[str, str], Directive] = {}
 _NAMES: set[str] = set()
 for _entry in TABLE:

@@ -154,6 +154,7 @@ class StreamServer:
     proxy_bind: ProxyBind | None = None
     health_check: HealthCheck | None = None   # active checks of the upstream's peers
     dsr_without_health_check: bool = False    # sheer-only: run DSR with no active check, knowingly
+    status_zone: str | None = None            # nginx Plus: this server's counters in /api/N/stream/server_zones
     source: Source | None = None
 
     @property
@@ -186,6 +187,20 @@ class ProxyPass:
     text: str = ""
 
 
+HandlerKind = Literal["stub_status", "api", "prometheus", "dashboard"]
+
+
+@dataclass(frozen=True, slots=True)
+class StatusHandler:
+    """A location answered by sheer itself: `stub_status;`, `api [write=on];` (nginx Plus), and the
+    sheer-only `prometheus;` and `dashboard;`."""
+
+    kind: HandlerKind
+    write: bool = False           # api: PATCH allowed; dashboard: the API it uses allows it
+    api: str = ""                 # dashboard: the path of the `api` location it reads
+    source: Source | None = None
+
+
 DEFAULT_PROXY_HEADERS = (("Host", "$proxy_host"), ("Connection", "close"))
 
 
@@ -209,6 +224,7 @@ class Location:
     error_log: ErrorLog | None = None
     proxy_bind: ProxyBind | None = None
     health_check: HealthCheck | None = None
+    handler: StatusHandler | None = None
     source: Source | None = None
 
 
@@ -219,6 +235,7 @@ class HttpServer:
     locations: tuple[Location, ...] = ()
     return_: HttpReturn | None = None           # server-level `return`: answers before any location
     real_ip: RealIp | None = None
+    status_zone: str | None = None              # nginx Plus: counters in /api/N/http/server_zones
     source: Source | None = None
 
 

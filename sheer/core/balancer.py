@@ -75,24 +75,59 @@ class HealthView(Protocol):
     def down(self, index: int) -> bool: ...
 
 
+class Overrides(Protocol):
+    """What the API changed about an upstream's servers, shared by every worker (sheer.core.control)."""
+
+    @property
+    def version(self) -> int: ...
+
+    def servers(self) -> tuple[UpstreamServer, ...]: ...
+
+
 class RoundRobin:
-    def __init__(self, upstream: Upstream, health: HealthView | None = None) -> None:
+    def __init__(self, upstream: Upstream, health: HealthView | None = None,
+                 overrides: Overrides | None = None) -> None:
         self.upstream = upstream
         self.health = health
+        self.overrides = overrides
+        self._seen = 0          # the overrides' version last applied (0: none yet)
         peers = [Peer(server, index, effective_weight=server.weight)
                  for index, server in enumerate(upstream.servers)]
         self.primary = [peer for peer in peers if not peer.server.backup]
         self.backup = [peer for peer in peers if peer.server.backup]
         self.peers = peers
-        # nginx's peers->total_weight and the weight ranges hash/ip_hash/random map a number onto
-        # (down peers included: they take their share of the hash space and are skipped at pick time).
+        self.derive()
+        if overrides is not None:
+            self.refresh(overrides)
+
+    def derive(self) -> None:
+        """What follows from the peers' weights; methods with tables of their own extend it.
+        nginx's peers->total_weight and the weight ranges hash/ip_hash/random map a number onto
+        (down peers included: they take their share of the hash space and are skipped at pick time)."""
         self.total_weight = sum(peer.server.weight for peer in self.primary)
         self._ends: list[int] = []
         for peer in self.primary:
             self._ends.append((self._ends[-1] if self._ends else 0) + peer.server.weight)
 
+    def refresh(self, overrides: Overrides) -> None:
+        """Apply the API's changes (down, drain, weight): the same peers, their new parameters."""
+        self._seen = overrides.version
+        servers = overrides.servers()
+        reweighed = False
+        for peer, server in zip(self.peers, servers, strict=True):
+            if server.weight != peer.server.weight:
+                reweighed = True
+                peer.effective_weight = server.weight
+                peer.current_weight = 0
+            peer.server = server
+        if reweighed:
+            self.derive()
+
     def start(self, tries_limit: int = 0, key: bytes = b"") -> Tried:
         """A new request: nginx allows as many tries as there are peers, capped by tries_limit."""
+        overrides = self.overrides
+        if overrides is not None and overrides.version != self._seen:
+            self.refresh(overrides)
         count = len(self.peers)
         return Tried(min(count, tries_limit) if tries_limit else count)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from random import Random
 
 from sheer.config.model import Upstream
-from sheer.core.balancer import Balancer, HealthView, RoundRobin
+from sheer.core.balancer import Balancer, HealthView, Overrides, RoundRobin
 from sheer.core.balancers.consistent import ConsistentHash
 from sheer.core.balancers.hash import Hash
 from sheer.core.balancers.ip_hash import IpHash
@@ -16,24 +16,26 @@ from sheer.core.balancers.maglev import Maglev
 from sheer.core.balancers.weighted_random import WeightedRandom
 
 
-def make_balancer(upstream: Upstream, health: HealthView | None = None, rng: Random | None = None) -> Balancer:
-    """The balancer `upstream`'s method names; `rng` seeds `random` (tests)."""
+def make_balancer(upstream: Upstream, health: HealthView | None = None, rng: Random | None = None,
+                  overrides: Overrides | None = None) -> Balancer:
+    """The balancer `upstream`'s method names; `rng` seeds `random` (tests); `overrides`: the API's
+    changes to its servers."""
     method = upstream.balance.method
     match method:
         case "round_robin":
-            return RoundRobin(upstream, health)
+            return RoundRobin(upstream, health, overrides)
         case "least_conn":
-            return LeastConn(upstream, health)
+            return LeastConn(upstream, health, overrides)
         case "hash":
-            return Hash(upstream, health)
+            return Hash(upstream, health, overrides)
         case "consistent":
-            return ConsistentHash(upstream, health)
+            return ConsistentHash(upstream, health, overrides)
         case "maglev":
-            return Maglev(upstream, health)
+            return Maglev(upstream, health, overrides)
         case "ip_hash":
-            return IpHash(upstream, health)
+            return IpHash(upstream, health, overrides)
         case "random" | "random_two":
-            return WeightedRandom(upstream, health, two=method == "random_two", rng=rng)
+            return WeightedRandom(upstream, health, overrides, two=method == "random_two", rng=rng)
 
 
 __all__ = ["ConsistentHash", "Hash", "IpHash", "LeastConn", "Maglev", "WeightedRandom", "make_balancer"]

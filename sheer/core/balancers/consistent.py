@@ -13,8 +13,8 @@ from __future__ import annotations
 from bisect import bisect_left
 from zlib import crc32
 
-from sheer.config.model import Upstream, UpstreamServer
-from sheer.core.balancer import HealthView, Peer, RoundRobin, Tried
+from sheer.config.model import UpstreamServer
+from sheer.core.balancer import Peer, RoundRobin, Tried
 
 
 def ketama_name(server: UpstreamServer) -> tuple[bytes, bytes]:
@@ -45,8 +45,8 @@ def ketama_points(servers: list[UpstreamServer]) -> list[tuple[int, int]]:
 
 
 class ConsistentHash(RoundRobin):
-    def __init__(self, upstream: Upstream, health: HealthView | None = None) -> None:
-        super().__init__(upstream, health)
+    def derive(self) -> None:
+        super().derive()
         points = ketama_points([peer.server for peer in self.primary])
         self._hashes = [point for point, _ in points]
         # nginx compares the point's server *name*: every peer written the same way shares it.

@@ -18,8 +18,7 @@ from __future__ import annotations
 import hashlib
 from zlib import crc32
 
-from sheer.config.model import Upstream
-from sheer.core.balancer import HealthView, Peer, RoundRobin, Tried
+from sheer.core.balancer import Peer, RoundRobin, Tried
 
 TABLE_SIZE = 65537      # prime; the paper wants M much larger than the number of peers (M > 100 N)
 
@@ -74,8 +73,8 @@ def populate(names: list[str], weights: list[int], size: int) -> list[int]:
 
 
 class Maglev(RoundRobin):
-    def __init__(self, upstream: Upstream, health: HealthView | None = None) -> None:
-        super().__init__(upstream, health)
+    def derive(self) -> None:
+        super().derive()
         primary = self.primary
         self.size = table_size(self.total_weight)
         owners = populate([peer.server.name for peer in primary], [peer.server.weight for peer in primary],

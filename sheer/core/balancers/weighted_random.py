@@ -7,13 +7,13 @@ from __future__ import annotations
 from random import Random
 
 from sheer.config.model import Upstream
-from sheer.core.balancer import HealthView, Peer, RoundRobin, Tried
+from sheer.core.balancer import HealthView, Overrides, Peer, RoundRobin, Tried
 
 
 class WeightedRandom(RoundRobin):
-    def __init__(self, upstream: Upstream, health: HealthView | None = None, *,
-                 two: bool = False, rng: Random | None = None) -> None:
-        super().__init__(upstream, health)
+    def __init__(self, upstream: Upstream, health: HealthView | None = None,
+                 overrides: Overrides | None = None, *, two: bool = False, rng: Random | None = None) -> None:
+        super().__init__(upstream, health, overrides)
         self.two = two
         self._random = (rng or Random()).random
 
