@@ -132,7 +132,7 @@ class Layout:
     dsr: dict[str, Block]                          # stream server (its first listen) -> columns
     errno_base: int                                # transparent connect errors by errno
     controls: int                                  # rows used in the control board
-    kinds: tuple[Kind, ...]                        # the kind of every column, for gauges and timestamps
+    kinds: tuple[Kind, ...]                        # the kind of every column placed so far
 
     def peers(self, upstream: Upstream) -> tuple[PeerRef, ...]:
         return self.peers_by_upstream.get(id(upstream), ())
@@ -171,7 +171,7 @@ def layout(config: Config, registry: Registry, controls: Registry) -> Layout:
             name = str(stream_server.listens[0])
             dsr[name] = Block("dsr", registry.place(("dsr", name), len(DSR)))
     errno_base = registry.place(("errno",), ERRNO_MAX)
-    kinds = [Kind.COUNTER] * registry.capacity
+    kinds = [Kind.COUNTER] * registry.used
     for key, base in registry.columns.items():
         for offset, kind in enumerate(KINDS.get(key[0], {}).values()):
             kinds[base + offset] = kind

@@ -9,8 +9,19 @@ from dataclasses import dataclass, field
 from sheer.config.model import Config, ErrorLog, Upstream
 from sheer.core.balancer import Balancer
 from sheer.core.balancers import make_balancer
+from sheer.core.control import UpstreamOverrides
 from sheer.io.logs import ErrorLogger
 from sheer.runtime.board import HealthBoard
+from sheer.runtime.shared import SharedBoard
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a forked process is, for the API's /nginx: its generation, when it was loaded, its row."""
+
+    generation: int = 0
+    load_time: float = 0.0
+    row: int = -1
 
 
 @dataclass
@@ -18,10 +29,18 @@ class WorkerContext:
     config: Config
     log: ErrorLogger
     health: HealthBoard | None = None      # active checks' shared peer state (this generation's)
+    shared: SharedBoard | None = None      # counters and the API's changes (every generation's)
+    identity: Identity = field(default_factory=Identity)
+    counters: memoryview = field(init=False)   # this process's own row of counters (int64)
     hostname: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
     _balancers: dict[int, Balancer] = field(default_factory=dict)
     _loggers: dict[ErrorLog, ErrorLogger] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.shared is None:
+            self.shared = SharedBoard(self.config)   # a context of its own (tests, `sheer -t`)
+        self.counters = self.shared.writer(self.identity.row)
 
     def balancer(self, upstream: Upstream) -> Balancer:
         """One balancer per upstream block per worker, shared by every server using it (as in nginx)."""
@@ -29,7 +48,10 @@ class WorkerContext:
         found = self._balancers.get(key)
         if found is None:
             view = self.health.view(upstream) if self.health else None
-            found = self._balancers[key] = make_balancer(upstream, view)
+            assert self.shared is not None
+            refs = self.shared.layout.peers(upstream)
+            overrides = UpstreamOverrides(self.shared, upstream, tuple(ref.control for ref in refs)) if refs else None
+            found = self._balancers[key] = make_balancer(upstream, view, overrides=overrides)
         return found
 
     def error_log(self, log: ErrorLog | None) -> ErrorLogger:

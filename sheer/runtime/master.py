@@ -21,8 +21,10 @@ from sheer.runtime import proctitle
 from sheer.runtime.board import HealthBoard
 from sheer.runtime.checker import run_checker
 from sheer.runtime.checks import check
+from sheer.runtime.context import Identity
 from sheer.runtime.notify import Notifier
 from sheer.runtime.privileges import PrivilegeError, resolve_user
+from sheer.runtime.shared import SharedBoard
 from sheer.runtime.worker import ListenKey, listen_key, run_worker
 
 HANDLED = {signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD, signal.SIGUSR1}
@@ -38,6 +40,7 @@ class Worker:
     pid: int
     slot: int
     generation: int
+    row: int = -1              # its row of counters on the shared board
     started: float = field(default_factory=time.monotonic)
 
 
@@ -61,8 +64,11 @@ class Master:
     stopping: bool = False
     status: int = 0
     notify: Notifier = field(default_factory=Notifier)
+    shared: SharedBoard = field(init=False)   # counters and the API's changes, for the master's whole life
+    load_time: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
+        self.shared = SharedBoard(self.config)
         try:
             self.log = ErrorLogger(self.config.error_log)
         except LogOpenError as exc:
@@ -105,21 +111,23 @@ class Master:
 
     def spawn(self, slot: int) -> None:
         sockets = {key: socks[slot] for key, socks in self.slots.items()}
+        row = self.shared.take_row()
         pid = os.fork()
         if pid == 0:
             status = FAILED
             try:
+                identity = Identity(self.generation, self.load_time, row)
                 if slot == CHECKER:
                     assert self.health is not None
                     for socks in self.slots.values():
                         for sock in socks:
                             sock.close()
-                    status = run_checker(self.config, self.health)
+                    status = run_checker(self.config, self.health, self.shared, identity)
                 else:
-                    status = run_worker(self.config, sockets, self.health)
+                    status = run_worker(self.config, sockets, self.health, self.shared, identity)
             finally:
                 os._exit(status)
-        self.workers[pid] = Worker(pid, slot, self.generation)
+        self.workers[pid] = Worker(pid, slot, self.generation, row)
 
     def start_health(self, config: Config) -> None:
         """A new board for a new generation, and its checker (when the config has active checks)."""
@@ -165,6 +173,7 @@ class Master:
             worker = self.workers.pop(pid, None)
             if worker is None:
                 continue
+            self.shared.release_row(worker.row)
             if os.WIFSIGNALED(status) or (os.WIFEXITED(status) and os.WEXITSTATUS(status) != 0):
                 how = (f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
                        else f"code {os.WEXITSTATUS(status)}")
@@ -172,6 +181,7 @@ class Master:
                 self.log.log("alert", f"{kind} process {pid} exited on {how}")
                 if self.stopping or worker.generation != self.generation:
                     continue
+                self.shared.count_respawn()
                 failed_to_start = os.WIFEXITED(status) and os.WEXITSTATUS(status) == FAILED
                 if failed_to_start and time.monotonic() - worker.started < EARLY_DEATH:
                     self.log.log("emerg", "a worker process failed right after starting (see the lines above); "
@@ -215,6 +225,8 @@ class Master:
             return str(exc)
         self.log = log
         self.generation += 1
+        self.load_time = time.time()
+        self.shared.plan(config)
         self.start_health(config)
         for slot in range(config.workers):
             self.spawn(slot)

@@ -19,8 +19,8 @@ from __future__ import annotations
 import fcntl
 import mmap
 import os
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 from sheer.config.model import Config
 from sheer.core.stats import Kind, Layout, Registry, layout
@@ -33,8 +33,9 @@ CONTROL_ROWS = 4096
 
 def _columns_for(config: Config) -> int:
     """Room for this configuration four times over (reloads add columns), at least 4096."""
-    probe = layout(config, Registry(1 << 30), Registry(1 << 30))
-    need = probe.errno_base + 200
+    probe = Registry(1 << 30)
+    layout(config, probe, Registry(1 << 30))
+    need = probe.used
     columns = 4096
     while columns < 4 * need:
         columns *= 2
@@ -54,7 +55,7 @@ class SharedBoard:
         view = memoryview(self.mem)
         self.stats = view[:stats_bytes].cast("q")
         self.control = view[stats_bytes:].cast("q")
-        self.free_rows = list(range(ROWS - 1, -1, -1))
+        self.free_rows = list(range(ROWS - 2, -1, -1))   # the last row is the master's
         self.layout = self.plan(config)
 
     def plan(self, config: Config) -> Layout:
@@ -83,6 +84,10 @@ class SharedBoard:
         if row < 0:
             return memoryview(bytearray(self.columns * 8)).cast("q")
         return self.stats[row * self.columns:(row + 1) * self.columns]
+
+    def count_respawn(self) -> None:
+        """nginx Plus's /processes `respawned`: the master's own row is the last one."""
+        self.stats[(ROWS - 1) * self.columns + self.layout.glob.at("respawned")] += 1
 
     # --- reading ---------------------------------------------------------------------------
 

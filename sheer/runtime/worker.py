@@ -25,8 +25,9 @@ from sheer.io.stream_tcp import TcpStreamService
 from sheer.io.stream_udp import UdpStreamService
 from sheer.runtime import proctitle
 from sheer.runtime.board import HealthBoard
-from sheer.runtime.context import WorkerContext
+from sheer.runtime.context import Identity, WorkerContext
 from sheer.runtime.privileges import drop_privileges
+from sheer.runtime.shared import SharedBoard
 
 ListenKey = tuple[str, int, bool]
 
@@ -58,7 +59,8 @@ def build_services(config: Config, sockets: dict[ListenKey, socket.socket],
     return services
 
 
-def run_worker(config: Config, sockets: dict[ListenKey, socket.socket], health: HealthBoard | None = None) -> int:
+def run_worker(config: Config, sockets: dict[ListenKey, socket.socket], health: HealthBoard | None = None,
+               shared: SharedBoard | None = None, identity: Identity | None = None) -> int:
     """Entry point in the forked child. Returns the exit status."""
     die_with_parent()
     proctitle.child("worker process")
@@ -66,7 +68,7 @@ def run_worker(config: Config, sockets: dict[ListenKey, socket.socket], health: 
     for signum in (signal.SIGHUP, signal.SIGUSR1, signal.SIGQUIT, signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, signal.SIG_DFL)
     log = ErrorLogger(config.error_log)
-    ctx = WorkerContext(config, log, health=health)
+    ctx = WorkerContext(config, log, health=health, shared=shared, identity=identity or Identity())
     drop_privileges(config, log)
     uvloop.install()
     try:
