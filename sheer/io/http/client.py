@@ -19,6 +19,7 @@ from sheer.core.variables import render_bytes
 from sheer.io.http.body import RequestBody
 from sheer.io.http.request import HeaderTooLarge, Relay, Request
 from sheer.io.http.site import SERVER, Plan
+from sheer.io.http.status import serve as serve_status
 
 if TYPE_CHECKING:
     from sheer.io.http.service import HttpService
@@ -63,6 +64,9 @@ class ClientConnection(asyncio.Protocol):
         remote = transport.get_extra_info("peername")
         local = transport.get_extra_info("sockname")
         self.service.connected += 1
+        counters = self.service.counters
+        counters.row[counters.accepted] += 1
+        counters.row[counters.active] += 1
         self.conn = Connection(remote[:2], local[:2], self.service.connected, self.site.hostname, self.site.pid)
         self.service.connections.add(self)
         self._arm(CLIENT_HEADER_TIMEOUT)
@@ -109,11 +113,21 @@ class ClientConnection(asyncio.Protocol):
         self.closed = True
         self.parser = None
         self._cancel_timers()
+        counters = self.service.counters
+        row = counters.row
+        row[counters.active] -= 1
+        if self._in_headers:
+            self._in_headers = False
+            row[counters.reading] -= 1
+        for queued in self.queue:
+            self._uncount(queued)
         if self.task is not None:
             self.task.cancel()
         if self.current is not None and not self.current.finished and self.current.vars is not None:
             self.current.vars.status = self.current.vars.status or 499
             self._log_access(self.current)
+        if self.current is not None and not self.current.finished:
+            self._uncount(self.current)
         self.service.connection_closed(self)
 
     def pause_writing(self) -> None:
@@ -136,6 +150,9 @@ class ClientConnection(asyncio.Protocol):
         self._url = []
         self._headers = []
         self._header_size = 0
+        if not self._in_headers:
+            counters = self.service.counters
+            counters.row[counters.reading] += 1
         self._in_headers = True
         if self.current is None and not self.queue:
             self._arm(CLIENT_HEADER_TIMEOUT)
@@ -156,6 +173,11 @@ class ClientConnection(asyncio.Protocol):
         parser = self.parser
         assert parser is not None
         self._in_headers = False
+        counters = self.service.counters
+        row = counters.row
+        row[counters.reading] -= 1
+        row[counters.writing] += 1
+        row[counters.requests] += 1
         content_length: int | None = None
         chunked = False
         host: str | None = None
@@ -176,6 +198,7 @@ class ClientConnection(asyncio.Protocol):
                           RequestBody(self, None if chunked else content_length, chunked),
                           host, expect and version == "1.1")
         request.length = self._header_size
+        request.counted = True
         if parser.should_upgrade():
             request.keepalive = False
         self.receiving = request
@@ -236,6 +259,12 @@ class ClientConnection(asyncio.Protocol):
         request.vars = RequestVariables(conn, request.method, request.raw_uri, uri, args, request.version,
                                         request.headers, host or vhost.name or conn.server_addr, vhost.name,
                                         request.length, time.time())
+        zone = self.service.counters.zones.get(id(vhost.server))
+        if zone is not None:
+            request.zone = zone
+            row = self.service.counters.row
+            row[zone.processing] += 1
+            row[zone.requests] += 1
         server_plan = self.site.server_plans.get(id(vhost.server))
         location = vhost.locations.match(uri) if server_plan is None else None
         real = for_request(location.real_ip if location is not None else vhost.server.real_ip,
@@ -252,6 +281,9 @@ class ClientConnection(asyncio.Protocol):
         plan = server_plan or self.site.plan(location)  # type: ignore[arg-type]
         if plan.return_ is not None:
             self._return(request, plan)
+            return
+        if plan.handler is not None:
+            self.task = self.loop.create_task(serve_status(self, request, plan))
             return
         self.task = self.loop.create_task(self.service.proxy(self, request, plan))
 
@@ -316,6 +348,7 @@ class ClientConnection(asyncio.Protocol):
     def finish(self, request: Request, plan: Plan | None, *, keepalive: bool) -> None:
         """The response is written (or abandoned): log it, then close or wait for the next request."""
         request.finished = True
+        self._uncount(request)
         self.task = None
         self.relay = None
         if request.vars is not None and plan is not None:
@@ -330,6 +363,20 @@ class ClientConnection(asyncio.Protocol):
             self._start_next()
         else:
             self._arm(CLIENT_HEADER_TIMEOUT if self._in_headers else KEEPALIVE_TIMEOUT)
+
+    def _uncount(self, request: Request) -> None:
+        """The request is over (answered, or its connection lost): out of "writing", into its zone."""
+        if not request.counted:
+            return
+        request.counted = False
+        counters = self.service.counters
+        counters.row[counters.writing] -= 1
+        zone = request.zone
+        if zone is not None:
+            variables = request.vars
+            status = variables.status if variables is not None else 0
+            sent = variables.bytes_sent if variables is not None else 0
+            zone.finished(counters.row, status, request.length + request.body.size, sent)  # type: ignore[attr-defined]
 
     def _log_access(self, request: Request, plan: Plan | None = None) -> None:
         variables = request.vars

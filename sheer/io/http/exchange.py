@@ -47,6 +47,8 @@ class Exchange:
         self.pending: list[bytes] = []
         self.framing: Framing | None = None
         self.body_bytes = 0
+        self.received = 0          # bytes from the upstream (its peer's `received`)
+        self.sent = 0              # bytes to it (`sent`)
         self.request_sent = False
         self.last_activity = self.loop.time()
         self.write_paused_at = 0.0
@@ -64,6 +66,7 @@ class Exchange:
         self.body = body
         self.body_chunked = chunked
         transport.write(head)
+        self.sent = len(head) + (body.size if body is not None else 0)
         if body is None:
             self._request_sent()
         else:
@@ -116,6 +119,7 @@ class Exchange:
     # -- UpstreamUser --
 
     def upstream_data(self, data: bytes) -> None:
+        self.received += len(data)
         self.last_activity = self.loop.time()
         self.got_bytes = True
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 from sheer.core.balancer import Peer, Tried, request_key
 from sheer.core.bind import PLUMBING_HINT, BindTo, BindValueError, bind_to
@@ -20,6 +21,7 @@ from sheer.core.http.nextupstream import (
 )
 from sheer.core.http.uri import upstream_uri
 from sheer.io.http.client import ClientConnection
+from sheer.io.http.counting import PeerColumns
 from sheer.io.http.exchange import Exchange, UpstreamFailed
 from sheer.io.http.request import Request
 from sheer.io.http.site import Plan
@@ -45,6 +47,8 @@ class ProxiedRequest:
         self.tried = Tried(0)   # replaced in run()
         self.started = 0.0
         self.bind: BindTo | None = None
+        self.columns: PeerColumns | None = None   # the shared counters of the peer being tried
+        self.began = 0.0
 
     async def run(self) -> None:
         request, plan, location = self.request, self.plan, self.location
@@ -78,6 +82,14 @@ class ProxiedRequest:
             self.vars.upstream_addrs.append(peer.name)
             began = self.loop.time()
             failure: Failure | None = None
+            columns = plan.peer_columns[peer.index] if plan.peer_columns else None
+            row = self.client.service.counters.row
+            if columns is not None:
+                row[columns.requests] += 1
+                row[columns.active] += 1
+                row[columns.selected] = int(time.time() * 1000)
+            self.columns = columns
+            self.began = began
             try:
                 failure = await self._try(peer, head)
             except BindError as exc:
@@ -89,7 +101,15 @@ class ProxiedRequest:
             finally:
                 self.vars.upstream_times.append(f"{self.loop.time() - began:.3f}")
                 failed = failure is not None and peer_failed(failure)
-                if balancer.free(peer, failed=failed, now=self.loop.time()):
+                disabled = balancer.free(peer, failed=failed, now=self.loop.time())
+                if columns is not None:
+                    row[columns.active] -= 1
+                    if failed:
+                        row[columns.fails] += 1
+                    if disabled:
+                        row[columns.unavail] += 1
+                        row[columns.unavail_until] = int((time.time() + peer.server.fail_timeout) * 1000)
+                if disabled:
                     self._log("warn", "upstream server temporarily disabled while connecting to upstream", peer)
             if failure is None:
                 return
@@ -170,6 +190,12 @@ class ProxiedRequest:
         await exchange.head
         status = exchange.status
         self.vars.upstream_statuses.append(str(status))
+        columns = self.columns
+        row = self.client.service.counters.row
+        if columns is not None:
+            row[columns.header_time] += int((self.loop.time() - self.began) * 1000)
+            row[columns.header_n] += 1
+            row[columns.classes[min(max(status // 100, 1), 5) - 1]] += 1
         failure = status_failure(status, location.proxy_next_upstream)
         if failure is not None:
             attempt = Attempt(request.method, request.body.replayable, False, self.tried.left,
@@ -184,7 +210,14 @@ class ProxiedRequest:
         self.response_started = True
         self.vars.status = status
         exchange.relay(framing)
-        await exchange.done
+        try:
+            await exchange.done
+        finally:
+            if columns is not None:
+                row[columns.response_time] += int((self.loop.time() - self.began) * 1000)
+                row[columns.response_n] += 1
+                row[columns.sent] += exchange.sent
+                row[columns.received] += exchange.received
         self.vars.body_bytes_sent = exchange.body_bytes
         self.vars.bytes_sent += exchange.body_bytes
         client.finish(request, self.plan, keepalive=framing.keepalive and request.body.done)

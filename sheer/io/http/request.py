@@ -15,6 +15,7 @@ class Relay(Protocol):
 class Request:
     __slots__ = (
         "body",
+        "counted",
         "expect_continue",
         "finished",
         "headers",
@@ -25,6 +26,7 @@ class Request:
         "raw_uri",
         "vars",
         "version",
+        "zone",
     )
 
     def __init__(self, method: bytes, raw_uri: str, version: str, headers: list[tuple[bytes, bytes]],
@@ -40,6 +42,8 @@ class Request:
         self.vars: RequestVariables | None = None
         self.finished = False
         self.length = 0
+        self.counted = False        # counted as "writing" (stub_status) until it is finished
+        self.zone: object = None    # its status_zone's columns (sheer.io.http.counting.ZoneColumns)
 
 
 class HeaderTooLarge(Exception):

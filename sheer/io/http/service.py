@@ -7,6 +7,7 @@ import socket
 
 from sheer.config.model import HttpServer
 from sheer.io.http.client import ClientConnection
+from sheer.io.http.counting import HttpCounters
 from sheer.io.http.proxy import proxy
 from sheer.io.http.site import Site
 from sheer.runtime.context import WorkerContext
@@ -34,6 +35,8 @@ class HttpService:
         self.proxy_protocol = any(listen.proxy_protocol for server in servers for listen in server.listens
                                   if listen.port == port and listen.bind_host == host)
         self.log = ctx.error_log(None)
+        assert ctx.shared is not None
+        self.counters = HttpCounters(ctx.counters, ctx.shared.layout, servers)
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()

@@ -10,6 +10,7 @@ from sheer.config.template import Template
 from sheer.core.balancer import Balancer
 from sheer.core.http.routing import VirtualHosts
 from sheer.core.variables import VariableSource, render
+from sheer.io.http.counting import peer_columns
 from sheer.io.http.upstream import UpstreamPool, pool_for
 from sheer.io.logs import AccessLogger, ErrorLogger
 from sheer.runtime.context import WorkerContext
@@ -25,8 +26,10 @@ class Plan:
         "access",
         "balancer",
         "error_log",
+        "handler",
         "keepalive_ok",
         "location",
+        "peer_columns",
         "pool",
         "proxy_host",
         "return_",
@@ -39,12 +42,15 @@ class Plan:
     def __init__(self, ctx: WorkerContext, location: Location | None, return_: HttpReturn | None) -> None:
         self.location = location
         self.return_ = return_
+        self.handler = location.handler if location is not None else None
         self.access = AccessLogger(location.access_logs) if location is not None else None
         self.error_log: ErrorLogger = ctx.error_log(location.error_log if location else None)
         proxy = location.proxy_pass if location is not None else None
         self.upstream: Upstream | None = proxy.upstream if proxy else None
         self.balancer: Balancer | None = ctx.balancer(self.upstream) if self.upstream else None
         self.pool: UpstreamPool | None = pool_for(self.upstream) if self.upstream else None
+        assert ctx.shared is not None
+        self.peer_columns = peer_columns(ctx.shared.layout, self.upstream) if self.upstream else ()
         self.proxy_host = self.upstream.name if self.upstream else ""
         if self.upstream is not None and self.upstream.implicit and self.proxy_host.endswith(":80"):
             self.proxy_host = self.proxy_host[:-3]   # nginx leaves the default port out of $proxy_host
