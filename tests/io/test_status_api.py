@@ -1,0 +1,266 @@
+"""stub_status, nginx Plus's API and `prometheus;` on a real sheer with two workers: the numbers are
+every worker's (shared memory), a PATCH reaches every worker at once and survives a reload,
+errors are nginx Plus's JSON, concurrent PATCHes keep a consistent state, and the API answers
+while the workers are busy."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from sheer_process import Sheer, free_port, wait_for
+
+pytestmark = pytest.mark.io
+
+BACKENDS = ("127.0.0.11", "127.0.0.12")
+
+
+def request(port: int, method: str = "GET", path: str = "/", body: bytes | None = None,
+            timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body)
+        reply = conn.getresponse()
+        return reply.status, {k.lower(): v for k, v in reply.getheaders()}, reply.read()
+    finally:
+        conn.close()
+
+
+def api(port: int, path: str, method: str = "GET", body: Any = None, raw: bytes | None = None) -> tuple[int, Any]:
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    status, headers, reply = request(port, method, "/api/" + path, data)
+    assert headers["content-type"] == "application/json"
+    return status, json.loads(reply)
+
+
+def config(front: int, back: int, control: int, write: str = "on", extra: str = "") -> str:
+    return f"""worker_processes 2;
+http {{
+    upstream app {{ zone app 64k; server {BACKENDS[0]}:{back}; server {BACKENDS[1]}:{back}; {extra} }}
+    server {{ listen 127.0.0.1:{front}; status_zone front; location / {{ proxy_pass http://app; }} }}
+    server {{ listen {BACKENDS[0]}:{back}; listen {BACKENDS[1]}:{back};
+             location / {{ return 200 "$server_addr $pid\\n"; }} }}
+    server {{ listen 127.0.0.1:{control};
+             location /api/ {{ api write={write}; }}
+             location = /basic_status {{ stub_status; }}
+             location = /metrics {{ prometheus; }} }}
+}}
+"""
+
+
+@pytest.fixture(name="lb")
+def lb_fixture(run_sheer: Callable[..., Sheer]) -> tuple[Sheer, int, int]:
+    front, back, control = free_port(), free_port(BACKENDS), free_port()
+    sheer = run_sheer(config(front, back, control))
+    return sheer, front, control
+
+
+def spread(front: int, count: int) -> Counter[tuple[str, str]]:
+    """`count` requests, each on a new connection (so both workers get some): (backend, worker pid)."""
+    seen: Counter[tuple[str, str]] = Counter()
+    for _ in range(count):
+        status, _, body = request(front)
+        assert status == 200, body
+        backend, pid = body.decode().split()
+        seen[(backend, pid)] += 1
+    return seen
+
+
+def peers(control: int) -> list[dict[str, Any]]:
+    status, body = api(control, "9/http/upstreams/app")
+    assert status == 200
+    return list(body["peers"])
+
+
+def test_the_numbers_are_every_workers(lb: tuple[Sheer, int, int]) -> None:
+    sheer, front, control = lb
+    seen = spread(front, 40)
+    workers = {pid for _, pid in seen}
+    assert len(workers) == 2, f"both workers should have served (SO_REUSEPORT): {seen}"
+    # Each proxied request is two requests to sheer (the front one and the backend's), on two connections.
+    status, _, text = request(control, path="/basic_status")
+    assert status == 200
+    found = re.fullmatch(r"Active connections: (\d+) \nserver accepts handled requests\n (\d+) (\d+) (\d+) \n"
+                         r"Reading: (\d+) Writing: (\d+) Waiting: (\d+) \n", text.decode())
+    assert found is not None, text
+    active, accepts, handled, requests, reading, writing, waiting = map(int, found.groups())
+    assert accepts == handled == requests == 81          # 40 front + 40 backend + this one
+    assert writing == 1 and reading == 0 and active == waiting + writing + reading
+    by_backend = Counter(backend for backend, _ in seen.elements())
+    got = {peer["server"].split(":")[0]: peer for peer in peers(control)}
+    for backend in BACKENDS:
+        assert got[backend]["requests"] == by_backend[backend]
+        assert got[backend]["responses"]["2xx"] == by_backend[backend]
+        assert got[backend]["state"] == "up" and got[backend]["active"] == 0
+        assert got[backend]["received"] > 0 and got[backend]["sent"] > 0
+    status, zone = api(control, "9/http/server_zones/front")
+    assert zone["requests"] == 40 and zone["responses"]["2xx"] == 40 and zone["processing"] == 0
+    status, requests_now = api(control, "9/http/requests")
+    assert requests_now["total"] == 40 + 40 + 2 + 1 + 1   # two API calls before this one, stub_status
+
+
+def test_versions_paths_and_nginx_plus_errors(lb: tuple[Sheer, int, int]) -> None:
+    sheer, front, control = lb
+    assert api(control, "") == (200, [1, 2, 3, 4, 5, 6, 7, 8, 9])
+    status, root = api(control, "9/")
+    assert status == 200 and {"nginx", "connections", "http", "stream"} <= set(root)
+    status, nginx = api(control, "9/nginx")
+    assert nginx["ppid"] == sheer.pid and nginx["pid"] in sheer.workers() and nginx["generation"] == 0
+    assert api(control, "9/nginx?fields=generation,pid")[1].keys() == {"generation", "pid"}
+    cases = [
+        ("99/nginx", "GET", None, 404, "UnknownVersion"),
+        ("9/nothing", "GET", None, 404, "PathNotFound"),
+        ("9/http/upstreams/nope", "GET", None, 404, "UpstreamNotFound"),
+        ("9/http/upstreams/app/servers/7", "GET", None, 404, "UpstreamServerNotFound"),
+        ("9/http/upstreams/app/servers/x", "GET", None, 400, "UpstreamBadServerId"),
+        ("9/http/server_zones/nope", "GET", None, 404, "ServerZoneNotFound"),
+        ("9/http/upstreams/app/servers/0", "PUT", b"{}", 405, "MethodNotSupported"),
+        ("9/http/upstreams/app/servers/0", "PATCH", b"{bad json", 415, "JsonError"),
+        ("9/http/upstreams/app/servers/0", "PATCH", b'{"colour": "red"}', 400, "UpstreamConfFormatError"),
+        ("9/http/upstreams/app/servers/0", "PATCH", b'{"weight": 0}', 400, "UpstreamBadWeight"),
+        ("9/http/upstreams/app/servers/0", "PATCH", b'{"down": "yes"}', 400, "UpstreamConfFormatError"),
+        ("9/http/upstreams/app/servers/0", "PATCH", b'[1, 2]', 400, "UpstreamConfFormatError"),
+        ("9/connections", "PATCH", b"{}", 405, "MethodNotSupported"),
+    ]
+    for path, method, body, status, code in cases:
+        got_status, error = api(control, path, method, raw=body)
+        assert got_status == status and error["error"]["code"] == code, (path, method, error)
+        assert error["error"]["status"] == status and error["error"]["text"]
+        assert re.fullmatch(r"[0-9a-f]{32}", error["request_id"]) and error["href"].endswith("ngx_http_api_module.html")
+    # Nothing above changed anything.
+    assert [peer["state"] for peer in peers(control)] == ["up", "up"]
+    assert [peer["weight"] for peer in peers(control)] == [1, 1]
+
+
+def test_read_only_api_refuses_changes(run_sheer: Callable[..., Sheer]) -> None:
+    front, back, control = free_port(), free_port(BACKENDS), free_port()
+    run_sheer(config(front, back, control, write="off"))
+    status, error = api(control, "9/http/upstreams/app/servers/0", "PATCH", {"down": True})
+    assert status == 405 and error["error"]["code"] == "MethodDisabled"
+    assert [peer["state"] for peer in peers(control)] == ["up", "up"]
+
+
+def test_drain_down_and_weight_reach_every_worker_at_once(lb: tuple[Sheer, int, int]) -> None:
+    sheer, front, control = lb
+    status, conf = api(control, "9/http/upstreams/app/servers/1", "PATCH", {"drain": True})
+    assert status == 200 and conf == {"id": 1, "server": f"{BACKENDS[1]}:{conf['server'].split(':')[1]}",
+                                      "weight": 1, "max_conns": 0, "max_fails": 1, "fail_timeout": "10s",
+                                      "slow_start": "0s", "route": "", "backup": False, "down": False, "drain": True}
+    seen = spread(front, 30)
+    assert {backend for backend, _ in seen} == {BACKENDS[0]}, seen
+    assert len({pid for _, pid in seen}) == 2, seen                  # both workers obeyed
+    assert [peer["state"] for peer in peers(control)] == ["up", "draining"]
+
+    api(control, "9/http/upstreams/app/servers/1", "PATCH", {"drain": False})
+    api(control, "9/http/upstreams/app/servers/0", "PATCH", {"down": True})
+    seen = spread(front, 30)
+    assert {backend for backend, _ in seen} == {BACKENDS[1]}, seen
+    assert [peer["state"] for peer in peers(control)] == ["down", "up"]
+
+    api(control, "9/http/upstreams/app/servers/0", "PATCH", {"down": False, "weight": 3})
+    seen = spread(front, 40)
+    counts = Counter(backend for backend, _ in seen.elements())
+    assert counts[BACKENDS[0]] > counts[BACKENDS[1]] > 0, counts     # 3:1 per worker, smooth round robin
+    assert api(control, "9/http/upstreams/app/servers/")[1][0]["weight"] == 3
+
+
+def test_changes_are_kept_across_a_reload(lb: tuple[Sheer, int, int]) -> None:
+    sheer, front, control = lb
+    spread(front, 10)
+    before = peers(control)
+    api(control, "9/http/upstreams/app/servers/0", "PATCH", {"down": True})
+    old = set(sheer.workers())
+    sheer.signal(signal.SIGHUP)
+    wait_for(lambda: not (set(sheer.workers()) & old), 10.0, "the old workers to leave")
+    assert api(control, "9/nginx")[1]["generation"] == 1
+    seen = spread(front, 20)
+    assert {backend for backend, _ in seen} == {BACKENDS[1]}, seen
+    after = peers(control)
+    assert after[0]["state"] == "down"
+    # The counters were kept too (a zone survives a reload in nginx Plus).
+    assert after[1]["requests"] == before[1]["requests"] + 20
+
+
+def test_concurrent_patches_from_two_clients_leave_one_consistent_state(lb: tuple[Sheer, int, int]) -> None:
+    sheer, front, control = lb
+    failures: list[Any] = []
+
+    def client(server: int, bodies: list[dict[str, Any]]) -> None:
+        for body in bodies:
+            status, reply = api(control, f"9/http/upstreams/app/servers/{server}", "PATCH", body)
+            if status != 200:
+                failures.append(reply)
+
+    first = [{"weight": n} for n in range(1, 61)]
+    second = [{"down": n % 2 == 0, "weight": 100 - n} for n in range(1, 61)]   # ends with down, weight 40
+    threads = [threading.Thread(target=client, args=(0, first)), threading.Thread(target=client, args=(1, second))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not failures, failures
+    conf = api(control, "9/http/upstreams/app/servers/")[1]
+    assert (conf[0]["weight"], conf[0]["down"]) == (60, False)
+    assert (conf[1]["weight"], conf[1]["down"]) == (40, True)
+    seen = spread(front, 20)            # and every worker's balancer applied the last of each
+    assert {backend for backend, _ in seen} == {BACKENDS[0]} and len({pid for _, pid in seen}) == 2
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (make deps)")
+def test_the_api_answers_while_the_workers_are_saturated(lb: tuple[Sheer, int, int]) -> None:
+    """wrk keeps both workers busy (100 connections, 4 s); meanwhile the API keeps answering, and the
+    count it gives afterwards is wrk's own (every worker's, none lost)."""
+    sheer, front, control = lb
+    before = api(control, "9/http/server_zones/front")[1]["requests"]
+    load = subprocess.Popen(["wrk", "-t2", "-c100", "-d4s", f"http://127.0.0.1:{front}/"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    answered = 0
+    busy = []
+    try:
+        time.sleep(0.5)
+        while load.poll() is None:
+            status, body = api(control, "9/connections")
+            assert status == 200
+            busy.append(body["active"])
+            answered += 1
+            time.sleep(0.2)
+    finally:
+        if load.poll() is None:
+            load.kill()
+        output = load.communicate(timeout=10)[0]
+    found = re.search(r"(\d+) requests in", output)
+    assert found is not None, output
+    assert answered >= 5 and max(busy) >= 50, (answered, busy)      # the 100 connections were there
+    after = api(control, "9/http/server_zones/front")[1]
+    assert after["requests"] - before >= int(found.group(1)), (after, output)
+    assert after["processing"] == 0
+
+
+def test_prometheus_exposition_matches_the_api(lb: tuple[Sheer, int, int]) -> None:
+    sheer, front, control = lb
+    spread(front, 12)
+    status, headers, text = request(control, path="/metrics")
+    assert status == 200 and headers["content-type"].startswith("text/plain; version=")
+    families = {family.name: family for family in text_string_to_metric_families(text.decode())}
+    samples = {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+               for family in families.values() for sample in family.samples}
+    for peer in peers(control):
+        labels = (("server", peer["server"]), ("upstream", "app"))
+        assert samples[("nginxplus_upstream_server_requests", labels)] == peer["requests"]
+        assert samples[("nginxplus_upstream_server_state", labels)] == 1
+        assert samples[("nginxplus_upstream_server_responses", (("code", "2xx"), *labels))] == peer["responses"]["2xx"]
+    assert samples[("nginxplus_server_zone_requests", (("server_zone", "front"),))] == 12
+    assert samples[("nginx_connections_accepted", ())] >= 24
+    assert families["nginx_http_requests"].type == "counter"
+    assert "sheer_upstream_server_health_transitions" in families
