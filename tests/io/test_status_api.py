@@ -84,7 +84,7 @@ def peers(control: int) -> list[dict[str, Any]]:
 
 
 def test_the_numbers_are_every_workers(lb: tuple[Sheer, int, int]) -> None:
-    sheer, front, control = lb
+    _, front, control = lb
     seen = spread(front, 40)
     workers = {pid for _, pid in seen}
     assert len(workers) == 2, f"both workers should have served (SO_REUSEPORT): {seen}"
@@ -111,7 +111,7 @@ def test_the_numbers_are_every_workers(lb: tuple[Sheer, int, int]) -> None:
 
 
 def test_versions_paths_and_nginx_plus_errors(lb: tuple[Sheer, int, int]) -> None:
-    sheer, front, control = lb
+    sheer, _, control = lb
     assert api(control, "") == (200, [1, 2, 3, 4, 5, 6, 7, 8, 9])
     status, root = api(control, "9/")
     assert status == 200 and {"nginx", "connections", "http", "stream"} <= set(root)
@@ -152,7 +152,7 @@ def test_read_only_api_refuses_changes(run_sheer: Callable[..., Sheer]) -> None:
 
 
 def test_drain_down_and_weight_reach_every_worker_at_once(lb: tuple[Sheer, int, int]) -> None:
-    sheer, front, control = lb
+    _, front, control = lb
     status, conf = api(control, "9/http/upstreams/app/servers/1", "PATCH", {"drain": True})
     assert status == 200 and conf == {"id": 1, "server": f"{BACKENDS[1]}:{conf['server'].split(':')[1]}",
                                       "weight": 1, "max_conns": 0, "max_fails": 1, "fail_timeout": "10s",
@@ -193,7 +193,7 @@ def test_changes_are_kept_across_a_reload(lb: tuple[Sheer, int, int]) -> None:
 
 
 def test_concurrent_patches_from_two_clients_leave_one_consistent_state(lb: tuple[Sheer, int, int]) -> None:
-    sheer, front, control = lb
+    _, front, control = lb
     failures: list[Any] = []
 
     def client(server: int, bodies: list[dict[str, Any]]) -> None:
@@ -221,7 +221,7 @@ def test_concurrent_patches_from_two_clients_leave_one_consistent_state(lb: tupl
 def test_the_api_answers_while_the_workers_are_saturated(lb: tuple[Sheer, int, int]) -> None:
     """wrk keeps both workers busy (100 connections, 4 s); meanwhile the API keeps answering, and the
     count it gives afterwards is wrk's own (every worker's, none lost)."""
-    sheer, front, control = lb
+    _, front, control = lb
     before = api(control, "9/http/server_zones/front")[1]["requests"]
     load = subprocess.Popen(["wrk", "-t2", "-c100", "-d4s", f"http://127.0.0.1:{front}/"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -248,7 +248,7 @@ def test_the_api_answers_while_the_workers_are_saturated(lb: tuple[Sheer, int, i
 
 
 def test_prometheus_exposition_matches_the_api(lb: tuple[Sheer, int, int]) -> None:
-    sheer, front, control = lb
+    _, front, control = lb
     spread(front, 12)
     status, headers, text = request(control, path="/metrics")
     assert status == 200 and headers["content-type"].startswith("text/plain; version=")
