@@ -20,6 +20,7 @@ from collections.abc import Callable
 from sheer.config.template import Template, Var
 from sheer.core.balancer import Balancer, request_key
 from sheer.core.udpwire import MAX_UDP_PAYLOAD, udp_datagram
+from sheer.io.counting import DsrColumns, peer_columns
 from sheer.io.logs import AccessLogger, ErrorLogger
 from sheer.io.stream_vars import StreamVariables
 from sheer.runtime.context import WorkerContext
@@ -40,6 +41,14 @@ class DsrSender:
                       for peer in balancer.peers}
         self._logged: dict[str, float] = {}
         self.key_of = self._key_function(balancer.upstream.balance.key)
+        # Shared counters, added once per batch of datagrams (not per datagram): the service's
+        # (sheer_dsr_*) and each peer's `connections`, `sent` and `selected`.
+        assert ctx.shared is not None
+        layout = ctx.shared.layout
+        self.row = ctx.counters
+        block = layout.dsr.get(listen_name) or layout.dsr.get(f"{listen_name} udp")
+        self.columns = DsrColumns(block) if block is not None else None
+        self.peer_columns = peer_columns(layout, balancer.upstream)
 
     def open(self) -> None:
         try:
@@ -58,6 +67,33 @@ class DsrSender:
             self.raw = None
 
     def on_readable(self, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
+        sent = [0] * len(self.peers)      # datagrams and bytes per peer in this batch
+        size = [0] * len(self.peers)
+        dropped = [0, 0]                  # no live upstreams, send errors
+        try:
+            self._forward(sock, loop, sent, size, dropped)
+        finally:
+            self._count(sent, size, dropped)
+
+    def _count(self, sent: list[int], size: list[int], dropped: list[int]) -> None:
+        row = self.row
+        columns = self.columns
+        if columns is not None:
+            row[columns.datagrams] += sum(sent)
+            row[columns.bytes] += sum(size)
+            row[columns.no_live_upstreams] += dropped[0]
+            row[columns.send_errors] += dropped[1]
+        if self.peer_columns:
+            stamp = 0
+            for index, count in enumerate(sent):
+                if count:
+                    peer = self.peer_columns[index]
+                    row[peer.requests] += count
+                    row[peer.sent] += size[index]
+                    row[peer.selected] = stamp = stamp or int(time.time() * 1000)
+
+    def _forward(self, sock: socket.socket, loop: asyncio.AbstractEventLoop, sent: list[int], size: list[int],
+                 dropped: list[int]) -> None:
         raw = self.raw
         balancer = self.balancer
         peers = self.peers
@@ -73,6 +109,7 @@ class DsrSender:
             tried = balancer.start(1, key_of(sock, client) if key_of is not None else b"")
             peer = balancer.get(tried, now)
             if peer is None:
+                dropped[0] += 1
                 self.once("no live upstreams", f"no live upstreams while connecting to upstream, "
                                                f"udp client: {client[0]}, server: {self.listen_name}")
                 continue
@@ -85,8 +122,10 @@ class DsrSender:
             try:
                 raw.sendto(udp_datagram(socket.inet_aton(client[0]), client[1], address, port, data), target)
             except BlockingIOError:
+                dropped[1] += 1
                 continue  # the send buffer is full: dropped, as a congested link would
             except OSError as exc:
+                dropped[1] += 1
                 if exc.errno == errno.EMSGSIZE:
                     self.once("EMSGSIZE", f"a {len(data)}-byte datagram from {client[0]} exceeds the MTU toward "
                                           f"{peer.name}; direct server return sends datagrams unfragmented, "
@@ -95,6 +134,8 @@ class DsrSender:
                     self.once(str(exc.errno), f"sendto() failed ({exc.errno}: {exc.strerror}) while proxying "
                                               f"udp client: {client[0]}, upstream: \"{peer.name}\"")
                 continue
+            sent[peer.index] += 1
+            size[peer.index] += len(data)
             if self.access:
                 variables = StreamVariables(self.ctx, "UDP", client, sock.getsockname(), time.time())
                 variables.upstream_addr.append(peer.name)

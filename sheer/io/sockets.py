@@ -98,11 +98,12 @@ def _bind_message(listen: Listen, exc: OSError) -> str:
 class BindError(Exception):
     """Making the upstream socket's local side failed: nginx's message, its level, and the fix."""
 
-    def __init__(self, message: str, fix: str = "", level: str = "crit") -> None:
+    def __init__(self, message: str, fix: str = "", level: str = "crit", errno: int = 0) -> None:
         super().__init__(message)
         self.message = message
         self.fix = fix
         self.level = level
+        self.errno = errno          # the system call's, when one failed (counted by errno)
 
     def __str__(self) -> str:
         return f"{self.message}; {self.fix}" if self.fix else self.message
@@ -139,7 +140,8 @@ def bound_socket(family: socket.AddressFamily, kind: socket.SocketKind, host: st
                 sock.setsockopt(level, option, 1)
             except OSError as exc:
                 fix = _TRANSPARENT_FIX if exc.errno == errno.EPERM else ""
-                raise BindError(f"setsockopt({name}) failed ({exc.errno}: {exc.strerror})", fix, "alert") from None
+                raise BindError(f"setsockopt({name}) failed ({exc.errno}: {exc.strerror})", fix, "alert",
+                                exc.errno or 0) from None
         if kind == socket.SOCK_STREAM and port == 0:
             sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
         if kind == socket.SOCK_DGRAM and port != 0:
@@ -151,7 +153,8 @@ def bound_socket(family: socket.AddressFamily, kind: socket.SocketKind, host: st
             fix = ""
             if exc.errno == errno.EADDRNOTAVAIL and not transparent:
                 fix = "to bind a foreign address (the client's), add the `transparent` parameter to proxy_bind"
-            raise BindError(f"bind({where}) failed ({exc.errno}: {exc.strerror})", fix) from None
+            raise BindError(f"bind({where}) failed ({exc.errno}: {exc.strerror})", fix,
+                            errno=exc.errno or 0) from None
     except BaseException:
         sock.close()
         raise

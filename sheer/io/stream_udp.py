@@ -21,6 +21,7 @@ from sheer.core.balancer import Peer, request_key
 from sheer.core.bind import PLUMBING_HINT, BindValueError, bind_to
 from sheer.core.udp import UdpSession, UdpSessionTable
 from sheer.core.variables import render_bytes
+from sheer.io.counting import PeerColumns, peer_columns, stream_zone
 from sheer.io.dsr import DsrSender
 from sheer.io.logs import AccessLogger
 from sheer.io.sockets import IP_PKTINFO, IPV6_PKTINFO, BindError, bound_socket, family_of
@@ -35,7 +36,7 @@ _CMSG_SPACE = socket.CMSG_SPACE(max(12, 20))
 class UdpFlow:
     """The driver's state for one session."""
 
-    __slots__ = ("client", "fd", "local", "peer", "preamble", "sock", "vars")
+    __slots__ = ("client", "columns", "fd", "local", "peer", "preamble", "sock", "vars")
 
     def __init__(self, sock: socket.socket, peer: Peer, client: tuple[str, int],
                  local: str | None, variables: StreamVariables) -> None:
@@ -46,6 +47,7 @@ class UdpFlow:
         self.local = local        # the address the client wrote to (wildcard listeners only)
         self.vars = variables
         self.preamble = b""       # `proxy_protocol on`: the v2 header the session's first datagram carries
+        self.columns: PeerColumns | None = None   # the peer's shared counters
 
 
 class UdpStreamService:
@@ -70,6 +72,12 @@ class UdpStreamService:
         self._idle.set()
         self._full_logged = 0.0
         self.transparent = server.proxy_bind is not None and server.proxy_bind.transparent
+        assert ctx.shared is not None
+        layout = ctx.shared.layout
+        self.row = ctx.counters
+        self.zone = stream_zone(layout, server.status_zone)
+        self.peer_columns = peer_columns(layout, server.upstream) if server.upstream else ()
+        self.errors = layout
         self.dsr: DsrSender | None = None
         if server.dsr:
             assert self.balancer is not None
@@ -180,6 +188,8 @@ class UdpStreamService:
                 sock = bound_socket(family, socket.SOCK_DGRAM, bind.host, bind.port, bind.transparent)
         except (BindValueError, BindError) as exc:
             balancer.free(peer, failed=False, now=now)
+            if isinstance(exc, BindError) and exc.errno:
+                self.row[self.errors.errno_column(exc.errno)] += 1
             problem = exc if isinstance(exc, BindError) else BindError(str(exc), level="error")
             self.log.log(problem.level, problem.describe(f"udp client: {client[0]}, server: {self.listen_name}, "
                                                          f"upstream: \"{peer.name}\""))
@@ -191,6 +201,8 @@ class UdpStreamService:
         except OSError as exc:
             sock.close()
             balancer.free(peer, failed=True, now=now)
+            if self.transparent and exc.errno:
+                self.row[self.errors.errno_column(exc.errno)] += 1
             self.log.error(f"connect() failed ({exc.errno}: {exc.strerror}) while connecting to upstream, "
                            f"udp client: {client[0]}, server: {self.listen_name}, upstream: \"{peer.name}\"")
             return None
@@ -201,6 +213,15 @@ class UdpStreamService:
             flow.preamble = proxy_protocol.v2(client[:2], variables.local[:2], "dgram")
         session = self.table.open(key, now, flow)
         self.loop.add_reader(flow.fd, self.on_upstream_readable, session)
+        row = self.row
+        if self.zone is not None:
+            row[self.zone.processing] += 1
+            row[self.zone.requests] += 1
+        if self.peer_columns:
+            columns = flow.columns = self.peer_columns[peer.index]
+            row[columns.requests] += 1
+            row[columns.active] += 1
+            row[columns.selected] = int(time.time() * 1000)
         self._idle.clear()
         return session
 
@@ -255,13 +276,31 @@ class UdpStreamService:
         self.loop.remove_reader(flow.fd)
         flow.sock.close()
         assert self.balancer is not None
-        if self.balancer.free(flow.peer, failed=failed, now=self.loop.time()):
+        disabled = self.balancer.free(flow.peer, failed=failed, now=self.loop.time())
+        if disabled:
             self.log.warning(f"upstream server temporarily disabled while proxying connection, {self.context(flow)}")
         flow.vars.status = status
+        self.count(flow, status, failed, disabled)
         if self.access:
             self.access.write(flow.vars)
         if not len(self.table):
             self._idle.set()
+
+    def count(self, flow: UdpFlow, status: int, failed: bool, disabled: bool) -> None:
+        """The session is over: its zone's and its peer's shared counters (nginx Plus's fields)."""
+        row, v = self.row, flow.vars
+        if self.zone is not None:
+            self.zone.finished(row, status, v.bytes_received, v.bytes_sent)
+        columns = flow.columns
+        if columns is not None:
+            row[columns.active] -= 1
+            row[columns.sent] += v.upstream_bytes_sent
+            row[columns.received] += v.upstream_bytes_received
+            if failed:
+                row[columns.fails] += 1
+            if disabled:
+                row[columns.unavail] += 1
+                row[columns.unavail_until] = int((time.time() + flow.peer.server.fail_timeout) * 1000)
 
     def schedule(self, now: float) -> None:
         if self.timer is not None:

@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -19,7 +20,7 @@ from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from sheer_process import Sheer, free_port, wait_for
+from sheer_process import Sheer, UdpServer, free_port, wait_for
 
 pytestmark = pytest.mark.io
 
@@ -264,3 +265,42 @@ def test_prometheus_exposition_matches_the_api(lb: tuple[Sheer, int, int]) -> No
     assert samples[("nginx_connections_accepted", ())] >= 24
     assert families["nginx_http_requests"].type == "counter"
     assert "sheer_upstream_server_health_transitions" in families
+
+
+def test_stream_udp_sessions_and_health_checks_in_the_api(run_sheer: Callable[..., Sheer], closing: Any) -> None:
+    """A UDP stream server with a status_zone and an active check: sessions per zone and peer,
+    health checks counted by the checker process, a dead peer seen as unhealthy with its transition."""
+
+    port = free_port(BACKENDS, (socket.SOCK_DGRAM,))
+    listen, control = free_port(("127.0.0.1",), (socket.SOCK_DGRAM,)), free_port()
+    answering = closing(UdpServer(BACKENDS[0], port, lambda data, peer: None if data == b"nginx health check"
+                                  else [b"ok " + data]))
+    sheer = run_sheer(f"""worker_processes 2;
+stream {{
+    upstream dns {{ server {BACKENDS[0]}:{port}; server {BACKENDS[1]}:{port}; }}
+    server {{ listen 127.0.0.1:{listen} udp; status_zone dns; proxy_pass dns; proxy_responses 1;
+             health_check interval=200ms udp; health_check_timeout 200ms; }}
+}}
+http {{ server {{ listen 127.0.0.1:{control}; location /api/ {{ api; }} location = /metrics {{ prometheus; }} }} }}
+""")
+    peer_path = "9/stream/upstreams/dns"
+    wait_for(lambda: api(control, peer_path)[1]["peers"][1]["state"] == "unhealthy", 10.0, "the dead peer unhealthy")
+    for n in range(10):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.settimeout(3)
+            client.sendto(b"q%d" % n, ("127.0.0.1", listen))
+            assert client.recv(100) == b"ok q%d" % n
+    wait_for(lambda: api(control, "9/stream/server_zones/dns")[1]["sessions"]["2xx"] == 10, 5.0, "10 sessions")
+    zone = api(control, "9/stream/server_zones/dns")[1]
+    assert zone["connections"] == 10 and zone["processing"] == 0 and zone["received"] == 20 and zone["sent"] == 50
+    wait_for(lambda: api(control, peer_path)[1]["peers"][0]["health_checks"]["checks"] >= 2, 5.0, "checks of both")
+    up, dead = api(control, peer_path)[1]["peers"]
+    assert up["connections"] == 10 and up["state"] == "up" and up["health_checks"]["last_passed"] is True
+    assert dead["connections"] == 0 and dead["health_checks"]["unhealthy"] == 1
+    assert dead["health_checks"]["fails"] >= 1 and dead["health_checks"]["last_passed"] is False
+    assert dead["downtime"] > 0 and "downstart" in dead
+    text = request(control, path="/metrics")[2].decode()
+    assert (f'sheer_upstream_server_health_transitions_total{{protocol="stream",server="{BACKENDS[1]}:{port}",'
+            f'to="unhealthy",upstream="dns"}} 1.0') in text
+    assert f'nginxplus_stream_upstream_server_state{{server="{BACKENDS[1]}:{port}",upstream="dns"}} 6.0' in text
+    sheer.check_running()

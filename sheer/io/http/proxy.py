@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import time
 
@@ -20,8 +21,8 @@ from sheer.core.http.nextupstream import (
     status_failure,
 )
 from sheer.core.http.uri import upstream_uri
+from sheer.io.counting import PeerColumns
 from sheer.io.http.client import ClientConnection
-from sheer.io.http.counting import PeerColumns
 from sheer.io.http.exchange import Exchange, UpstreamFailed
 from sheer.io.http.request import Request
 from sheer.io.http.site import Plan
@@ -94,6 +95,7 @@ class ProxiedRequest:
                 failure = await self._try(peer, head)
             except BindError as exc:
                 # Our side failed (proxy_bind, IP_TRANSPARENT): not the peer's fault, no retry.
+                self._count_transparent(exc.errno)
                 self._log(exc.level, f"{exc.message} while connecting to upstream", peer,
                           f"; {exc.fix}" if exc.fix else "")
                 self.client.respond_error(request, 500, plan)
@@ -151,11 +153,13 @@ class ProxiedRequest:
                 try:
                     conn = await open_upstream(peer.address, location.proxy_connect_timeout, self.bind)
                 except TimeoutError:
+                    self._count_transparent(errno.ETIMEDOUT)
                     hint = f"; {PLUMBING_HINT}" if self.bind is not None and self.bind.transparent else ""
                     self._log("error", "upstream timed out (110: Connection timed out) while connecting to upstream",
                               peer, hint)
                     return Failure.TIMEOUT
                 except OSError as exc:
+                    self._count_transparent(exc.errno or 0)
                     self._log("error", f"connect() failed ({_errno(exc)}) while connecting to "
                               "upstream", peer)
                     return Failure.ERROR
@@ -222,6 +226,12 @@ class ProxiedRequest:
         self.vars.bytes_sent += exchange.body_bytes
         client.finish(request, self.plan, keepalive=framing.keepalive and request.body.done)
         return None
+
+    def _count_transparent(self, code: int) -> None:
+        """sheer_transparent_connect_errors_total{errno=...}: connects with the client's address."""
+        if code and self.bind is not None and self.bind.transparent:
+            layout = self.client.service.ctx.shared.layout  # type: ignore[union-attr]
+            self.client.service.counters.row[layout.errno_column(code)] += 1
 
     @property
     def _idempotent(self) -> bool:

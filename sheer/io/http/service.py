@@ -6,8 +6,8 @@ import asyncio
 import socket
 
 from sheer.config.model import HttpServer
+from sheer.io.counting import HttpCounters
 from sheer.io.http.client import ClientConnection
-from sheer.io.http.counting import HttpCounters
 from sheer.io.http.proxy import proxy
 from sheer.io.http.site import Site
 from sheer.runtime.context import WorkerContext

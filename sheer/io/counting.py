@@ -1,5 +1,6 @@
-"""The HTTP side's counters on the shared board: connections and requests (stub_status, nginx Plus's
-/connections and /http/requests) and each `status_zone`'s requests, responses and bytes.
+"""The proxies' counters on the shared board: connections and requests (stub_status, nginx Plus's
+/connections and /http/requests), each `status_zone`'s requests or sessions, responses and bytes,
+each upstream server's (nginx Plus's peer), DSR services' datagrams, transparent connect errors.
 
 A handful of int64 additions per request into this worker's own row (sheer.core.stats): the hot
 path pays an index and an add, nothing is locked, formatted or sent anywhere.
@@ -68,3 +69,16 @@ class PeerColumns:
 
 def peer_columns(layout: Layout, upstream: object) -> tuple[PeerColumns, ...]:
     return tuple(PeerColumns(ref.block) for ref in layout.peers(upstream))  # type: ignore[arg-type]
+
+
+def stream_zone(layout: Layout, name: str | None) -> ZoneColumns | None:
+    block = layout.zones.get(("stream", name)) if name else None
+    return ZoneColumns(block) if block is not None else None
+
+
+class DsrColumns:
+    __slots__ = ("bytes", "datagrams", "no_live_upstreams", "send_errors")
+
+    def __init__(self, block: Block) -> None:
+        for name in self.__slots__:
+            setattr(self, name, block.at(name))
