@@ -273,7 +273,7 @@ def test_stream_udp_sessions_and_health_checks_in_the_api(run_sheer: Callable[..
 
     port = free_port(BACKENDS, (socket.SOCK_DGRAM,))
     listen, control = free_port(("127.0.0.1",), (socket.SOCK_DGRAM,)), free_port()
-    answering = closing(UdpServer(BACKENDS[0], port, lambda data, peer: None if data == b"nginx health check"
+    closing(UdpServer(BACKENDS[0], port, lambda data, peer: None if data == b"nginx health check"
                                   else [b"ok " + data]))
     sheer = run_sheer(f"""worker_processes 2;
 stream {{
