@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from html import escape
+from itertools import pairwise
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,7 @@ def _arrow(points: list[tuple[float, float]], n: int, color: str) -> list[Shape]
     line = Shape("line", min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys),
                  f'<polyline points="{coords}" fill="none" stroke="{color}" stroke-width="2" '
                  f'marker-end="url(#head-{color[1:]})"/>')
-    segments = list(zip(points, points[1:], strict=False))
+    segments = list(pairwise(points))
     (ax, ay), (bx, by) = max(segments, key=lambda s: abs(s[1][0] - s[0][0]) + abs(s[1][1] - s[0][1]))
     mx, my = (ax + bx) / 2, (ay + by) / 2
     r = 10
@@ -219,8 +220,8 @@ def drawing(method: str) -> Drawing:
 def svg(method: str) -> str:
     picture = drawing(method)
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{picture.width:.0f}" height="{picture.height:.0f}" '
-        f'viewBox="0 0 {picture.width:.0f} {picture.height:.0f}" font-family="DejaVu Sans, sans-serif">',
+        (f'<svg xmlns="http://www.w3.org/2000/svg" width="{picture.width:.0f}" height="{picture.height:.0f}" '
+         f'viewBox="0 0 {picture.width:.0f} {picture.height:.0f}" font-family="DejaVu Sans, sans-serif">'),
         f'<rect width="{picture.width:.0f}" height="{picture.height:.0f}" fill="#fff"/>',
         "<defs>",
         *(
