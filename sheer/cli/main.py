@@ -1,4 +1,4 @@
-"""`sheer`: nginx's command-line flags, plus sheer's own verbs (lab, net, doctor, bench)."""
+"""`sheer`: nginx's command-line flags, plus sheer's own verbs (lab, net, doctor, trace)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ import sys
 from collections.abc import Callable
 
 from sheer import __version__
-from sheer.cli.common import say
+from sheer.cli.common import DEFAULT_CONF, say
 from sheer.config import Config, ConfigError, load
 
-DEFAULT_CONF = "/etc/sheer/sheer.conf"
 SIGNALS = {"stop": signal.SIGTERM, "quit": signal.SIGQUIT, "reload": signal.SIGHUP, "reopen": signal.SIGUSR1}
 
 
@@ -25,21 +24,21 @@ VERBS = {
 
 
 def _verbs() -> dict[str, Callable[[list[str]], int]]:
+    # each verb's module is imported only when it runs: `sheer -c` never loads pyroute2 or the lab
     def lab(argv: list[str]) -> int:
-        from sheer.lab.cli import main as lab_main
+        from sheer.cli.lab import main as lab_main
         return lab_main(argv)
 
     def net(argv: list[str]) -> int:
-        from sheer.net.cli import main as net_main
+        from sheer.cli.net import main as net_main
         return net_main(argv)
 
     def doctor(argv: list[str]) -> int:
-        from sheer.io.sockets import can_be_transparent
-        from sheer.net.doctor_cli import main as doctor_main
-        return doctor_main(argv, can_be_transparent)
+        from sheer.cli.doctor import main as doctor_main
+        return doctor_main(argv)
 
     def trace(argv: list[str]) -> int:
-        from sheer.trace import main as trace_main
+        from sheer.cli.trace import main as trace_main
         return trace_main(argv)
 
     return {"lab": lab, "net": net, "doctor": doctor, "trace": trace}

@@ -136,7 +136,7 @@ def test_a_killed_half_lab_is_repaired_by_up(lab: Lab) -> None:
 
 
 def test_status_json(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
-    from sheer.lab.cli import main
+    from sheer.cli.lab import main
 
     assert main(["status", "--json"]) == 0
     st = json.loads(capsys.readouterr().out)

@@ -100,7 +100,8 @@ def test_failure_half_way_leaves_nothing(lab: Lab, tmp_path: Path, clean: dict[s
     # the 5th item (the ip rule) fails: the sysctls, the nft table and the route must be taken back
     code = f"""
 import sys
-from sheer.net import apply, cli
+from sheer.cli import net as cli
+from sheer.net import apply
 real, calls = apply.ensure, []
 def failing(item, before):
     calls.append(item)

@@ -6,13 +6,11 @@ import argparse
 import json
 from typing import Any
 
-from sheer.cli.common import load_config, say
+from sheer.cli.common import DEFAULT_CONF, load_config, say
 from sheer.net import apply as net_apply
 from sheer.net import inspect
 from sheer.net.facts import KernelFacts
 from sheer.net.plan import Options, Plan, plan
-
-DEFAULT_CONF = "/etc/sheer/sheer.conf"
 
 
 def parser() -> argparse.ArgumentParser:
