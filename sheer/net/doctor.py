@@ -11,7 +11,7 @@ from typing import Any, Literal
 from sheer.config.model import Config
 from sheer.net.doctor_state import State
 from sheer.net.facts import KernelFacts
-from sheer.net.plan import Dsr, Options, Plan, Role, Service, plan, services
+from sheer.net.plan import Dsr, Options, Plan, Role, Service, client_facing, plan, services
 
 Status = Literal["ok", "warning", "problem"]
 
@@ -66,8 +66,6 @@ class Needs:
 
 
 def needs(config: Config, options: Options, facts: KernelFacts, conf: str, client: str | None = None) -> Needs:
-    from sheer.net.proxy import client_facing
-
     found = services(config)
     the_plan = plan(config, options, facts)
     public_if = options.public_if or (client_facing(facts, found) if found else None)

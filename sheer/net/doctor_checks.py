@@ -8,7 +8,7 @@ from collections.abc import Callable
 from sheer.net.doctor import Finding, Needs
 from sheer.net.doctor_state import CAP_NET_ADMIN, CAP_NET_RAW, NftRuleView, State, nft_rules, value_contains
 from sheer.net.items import NftTable, Rule, TcNat
-from sheer.net.plan import _ipv4, upstream_problems
+from sheer.net.plan import is_ipv4, upstream_problems
 
 Check = Callable[[Needs, State], list[Finding]]
 
@@ -81,9 +81,9 @@ def overlap(n: Needs, s: State) -> list[Finding]:
     for svc in (*n.transparent, *n.dsr):
         for u in svc.upstreams:
             found.extend(upstream_problems(s.facts, u, n.public_if, f"listen {svc.listen}"))
-    if n.client and _ipv4(n.client):
+    if n.client and is_ipv4(n.client):
         route = s.facts.route_to(n.client)
-        towards = {r.dev for h in n.upstream_hosts if _ipv4(h) for r in [s.facts.route_to(h)] if r}
+        towards = {r.dev for h in n.upstream_hosts if is_ipv4(h) for r in [s.facts.route_to(h)] if r}
         if route and route.dev in towards and route.via is None:
             found.append(f"client {n.client} is on the upstreams' network ({route.dst} on {route.dev}): the "
                          "upstreams would answer it directly, not through the proxy")
@@ -97,7 +97,7 @@ def overlap(n: Needs, s: State) -> list[Finding]:
 
 
 def _upstream_devs(n: Needs, s: State) -> list[str]:
-    devs = [r.dev for h in n.upstream_hosts if _ipv4(h) for r in [s.facts.route_to(h)] if r and r.dev]
+    devs = [r.dev for h in n.upstream_hosts if is_ipv4(h) for r in [s.facts.route_to(h)] if r and r.dev]
     return list(dict.fromkeys(devs))
 
 
@@ -229,7 +229,7 @@ def router_nat(n: Needs, s: State) -> list[Finding]:
     else:
         out.append(Finding("ip_forward", "ok", "forwarding is on (router NAT)", ("net.ipv4.ip_forward = 1",)))
     vip = _vip(n, s)
-    hosts = [u for svc in n.dsr for u in svc.upstreams if _ipv4(u.host)]
+    hosts = [u for svc in n.dsr for u in svc.upstreams if is_ipv4(u.host)]
     for u in hosts:
         rules = _rewrites(s, u.host, vip, ("postrouting", "output")) if vip else []
         if rules:
@@ -291,7 +291,7 @@ def stray_nat(n: Needs, s: State) -> list[Finding]:
     name = "stray rules"
     out: list[Finding] = []
     snat = [r for r in nft_rules(s.ruleset) if r.source_nat() and r.hook in ("postrouting", "output")]
-    targets = [(r.dev if r else None, h) for h in n.upstream_hosts if _ipv4(h) for r in [s.facts.route_to(h)]]
+    targets = [(r.dev if r else None, h) for h in n.upstream_hosts if is_ipv4(h) for r in [s.facts.route_to(h)]]
     for r in snat:
         verdicts = [_catches(n, s, r, dev, host) for dev, host in targets]
         fix = (f"nft delete rule {r.family} {r.table} {r.chain} handle {r.handle}",

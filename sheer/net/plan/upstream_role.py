@@ -5,10 +5,10 @@ from __future__ import annotations
 from ipaddress import IPv4Network
 
 from sheer.net.items import Item, NftChain, NftRule, NftTable, Route, Rule, Sysctl
-from sheer.net.plan import NFT_TABLE, Plan, Proto, Service, _Builder
+from sheer.net.plan.builder import NFT_TABLE, Builder, Plan, Proto, Service
 
 
-def plan_upstream(b: _Builder, found: list[Service]) -> Plan:
+def plan_upstream(b: Builder, found: list[Service]) -> Plan:
     opts = b.options
     host = opts.host
     if host is None:
@@ -73,12 +73,12 @@ def plan_upstream(b: _Builder, found: list[Service]) -> Plan:
     return b.plan(None, b.options.table if b.options.table else None)
 
 
-def _internal(b: _Builder, dev: str | None) -> str | None:
+def _internal(b: Builder, dev: str | None) -> str | None:
     nets = b.kernel.networks_of(dev) if dev else ()
     return str(nets[0]) if nets else None
 
 
-def _return_path(b: _Builder, host: str, dev: str | None, internal: str | None, gateway: str,
+def _return_path(b: Builder, host: str, dev: str | None, internal: str | None, gateway: str,
                  ports: list[tuple[Proto, int]]) -> list[Item]:
     table = b.choose_table()
     items: list[Item] = [Route(table, "0.0.0.0/0", via=gateway)]
@@ -89,7 +89,7 @@ def _return_path(b: _Builder, host: str, dev: str | None, internal: str | None, 
     return items
 
 
-def _rp_filter(b: _Builder, dev: str | None) -> list[Item]:
+def _rp_filter(b: Builder, dev: str | None) -> list[Item]:
     """Strict reverse-path filtering (1) drops requests whose client address routes out elsewhere;
     loose (2) only asks that it be routable. 0 and 2 are left as they are."""
     out: list[Item] = []
