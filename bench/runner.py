@@ -20,10 +20,10 @@ from typing import Any
 from bench import guard, procstat, profile, upstreams
 from bench.loads import Sample
 from bench.workloads import UDP_SINK_PORT, Context, Workload
-from sheer.lab import plumbing, proxy
+from sheer.lab import plumbing, running_proxy
 from sheer.lab.errors import LabError
 from sheer.lab.procs import netns_exec, run
-from sheer.lab.proxy import Kind
+from sheer.lab.running_proxy import Kind
 from sheer.lab.testing import Lab
 from sheer.lab.topology import PREFIX, RR_INTERNAL, VIP
 
@@ -166,7 +166,7 @@ def run_once(lab: Lab, workload: Workload, kind: Kind, duration: float, profile_
             _nginx_extra(lab, workload.method)
         guard.wait_quiet(lab)
         # proxies' prefixes under bench/: the lab's own proxy-N directories belong to test sessions
-        with proxy.running(kind, config_text, Path(lab.state_dir) / "bench") as running:
+        with running_proxy.running(kind, config_text, Path(lab.state_dir) / "bench") as running:
             if workload.warmup:
                 workload.measure(Context(lab, 1.0, running.pid))
             spies = (profile.start(running.pid, duration, profile_dir, workload.name)

@@ -15,10 +15,11 @@ CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 
 
 class HttpCounters:
-    __slots__ = ("accepted", "active", "reading", "requests", "row", "writing", "zones")
+    __slots__ = ("accepted", "active", "layout", "reading", "requests", "row", "writing", "zones")
 
     def __init__(self, row: memoryview, layout: Layout, servers: list[HttpServer]) -> None:
         self.row = row
+        self.layout = layout
         glob = layout.glob
         self.accepted = glob.at("accepted")
         self.active = glob.at("active")

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 
 from sheer.config.template import Template, Var
-from sheer.core.balancer import Balancer, request_key
+from sheer.core.balancers import Balancer, request_key
 from sheer.core.udpwire import MAX_UDP_PAYLOAD, udp_datagram
 from sheer.io.counting import DsrColumns, peer_columns
 from sheer.io.logs import AccessLogger, ErrorLogger

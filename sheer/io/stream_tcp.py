@@ -24,13 +24,13 @@ from typing import ClassVar
 
 from sheer.config.model import StreamServer
 from sheer.core import proxy_protocol
-from sheer.core.balancer import Peer, Tried, request_key
+from sheer.core.balancers import Peer, Tried, request_key
 from sheer.core.bind import PLUMBING_HINT, BindTo, BindValueError, bind_to
 from sheer.core.realip import from_proxy_protocol
 from sheer.core.variables import render_bytes
 from sheer.io.logs import AccessLogger
 from sheer.io.stream_vars import StreamVariables
-from sheer.io.upstream import TIMED_OUT, UpstreamConnectError, connect_now, start_connect
+from sheer.io.upstream_connect import TIMED_OUT, UpstreamConnectError, connect_now, start_connect
 from sheer.runtime.context import WorkerContext
 
 PENDING_LIMIT = 65536    # bytes kept from the client while the upstream connects (nginx: proxy_buffer_size)

@@ -17,7 +17,7 @@ import time
 
 from sheer.config.model import StreamServer
 from sheer.core import proxy_protocol
-from sheer.core.balancer import Peer, request_key
+from sheer.core.balancers import Peer, request_key
 from sheer.core.bind import PLUMBING_HINT, BindValueError, bind_to
 from sheer.core.udp import UdpSession, UdpSessionTable
 from sheer.core.variables import render_bytes

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
 
-from sheer.lab import build, configs, counters, diagram, plumbing, proxy, witness
+from sheer.lab import build, configs, counters, diagram, plumbing, running_proxy, witness
 from sheer.lab.errors import LabError
 from sheer.lab.procs import netns_exec, wait_for
 from sheer.lab.topology import STATE_DIR, VIP, article
@@ -42,7 +42,7 @@ class Outcome:
     lines: list[str] = field(default_factory=list)
 
 
-def _observe(step: Step, kind: proxy.Kind) -> Outcome:
+def _observe(step: Step, kind: running_proxy.Kind) -> Outcome:
     topo = article()
     out = Outcome(step)
     marks = {n.name: witness.log_offsets(n) for n in topo.upstreams}
@@ -95,10 +95,10 @@ def _is_ipv4(text: str) -> bool:
     return True
 
 
-def run_step(step: Step, kind: proxy.Kind, state_dir: Path = STATE_DIR) -> Outcome:
+def run_step(step: Step, kind: running_proxy.Kind, state_dir: Path = STATE_DIR) -> Outcome:
     try:
-        proxy.check(kind, step.config, state_dir)
-    except proxy.ProxyUnavailable as exc:
+        running_proxy.check(kind, step.config, state_dir)
+    except running_proxy.ProxyUnavailable as exc:
         return Outcome(step, "not built yet", str(exc))
     conf = state_dir / "demo" / f"{step.method}.conf"
     conf.parent.mkdir(parents=True, exist_ok=True)
@@ -111,7 +111,7 @@ def run_step(step: Step, kind: proxy.Kind, state_dir: Path = STATE_DIR) -> Outco
                 plumbing.sheer_apply(step.method, conf)
         except LabError as exc:
             return Outcome(step, "not built yet", str(exc))
-        with proxy.running(kind, step.config, state_dir) as running:
+        with running_proxy.running(kind, step.config, state_dir) as running:
             outcome = _observe(step, kind)
             if outcome.verdict != "ok":
                 lines = [ln for ln in running.log().splitlines() if ln.strip()]
@@ -127,7 +127,7 @@ def run_step(step: Step, kind: proxy.Kind, state_dir: Path = STATE_DIR) -> Outco
             plumbing.sheer_revert(step.method, conf)
 
 
-def main(out: Path, proxy: proxy.Kind, echo: Echo) -> int:
+def main(out: Path, proxy: running_proxy.Kind, echo: Echo) -> int:
     build.up(progress=lambda line: echo(f"  {line}"))
     out.mkdir(parents=True, exist_ok=True)
     report: list[str] = [f"sheer lab demo: the article end to end, proxy = {proxy}", ""]

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sheer.lab import build, configs, counters, plumbing, proxy, witness
+from sheer.lab import build, configs, counters, plumbing, running_proxy, witness
 from sheer.lab.errors import LabError
 from sheer.lab.procs import run
 from sheer.lab.topology import LAB, STATE_DIR, Node, Topology, article
@@ -34,7 +34,7 @@ def sheer_unavailable_reason() -> str | None:
     """Why sheer cannot proxy the article's plain config yet (`-t` refuses it, or one request
     through it fails), or None once it can. Needs the lab up."""
     try:
-        with proxy.running("sheer", configs.PLAIN) as running:
+        with running_proxy.running("sheer", configs.PLAIN) as running:
             res = run("ip", "netns", "exec", f"{LAB}-client", "curl", "-s", "-m", "2", "http://192.168.99.10/", check=False)
             if "You connected from" not in res.stdout:
                 lines = [ln for ln in running.log().splitlines() if ln.strip()]
@@ -97,8 +97,8 @@ class Lab:
             plumbing.sheer_revert(method, path)
 
     @contextmanager
-    def proxy(self, config_text: str, kind: proxy.Kind = "sheer") -> Iterator[proxy.RunningProxy]:
-        with proxy.running(kind, config_text, self.state_dir) as running:
+    def proxy(self, config_text: str, kind: running_proxy.Kind = "sheer") -> Iterator[running_proxy.RunningProxy]:
+        with running_proxy.running(kind, config_text, self.state_dir) as running:
             yield running
 
 

@@ -7,8 +7,7 @@ import socket
 from dataclasses import dataclass, field
 
 from sheer.config.model import Config, ErrorLog, Upstream
-from sheer.core.balancer import Balancer
-from sheer.core.balancers import make_balancer
+from sheer.core.balancers import Balancer, make_balancer
 from sheer.core.control import UpstreamOverrides
 from sheer.io.logs import ErrorLogger
 from sheer.runtime.board import HealthBoard

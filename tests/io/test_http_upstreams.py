@@ -9,7 +9,7 @@ import pytest
 from test_http_harness import Harness, ScriptedUpstream, free_port, harness_fixture, hello_upstreams  # noqa: F401
 
 from sheer.core.bind import BindTo
-from sheer.io.http.upstream import UpstreamPool, open_upstream
+from sheer.io.http.upstream_pool import UpstreamPool, open_upstream
 
 pytestmark = pytest.mark.io
 

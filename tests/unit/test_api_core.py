@@ -10,8 +10,7 @@ import pytest
 
 from sheer.config.model import Config, Http, Upstream, UpstreamServer
 from sheer.core.api import Api, Instance, iso
-from sheer.core.balancer import RoundRobin
-from sheer.core.balancers import make_balancer
+from sheer.core.balancers import RoundRobin, make_balancer
 from sheer.core.control import FALSE, TRUE, PatchError, UpstreamOverrides, parse_patch, peer_state
 from sheer.core.health import Health
 from sheer.core.stats import Kind, PeerRef, Registry, layout

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from typing import TYPE_CHECKING, cast
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol, cast
 
 import httptools
 
@@ -16,13 +17,11 @@ from sheer.core.http.variables import Connection, RequestVariables
 from sheer.core.proxy_protocol import Malformed, NeedMore, parse
 from sheer.core.realip import for_request
 from sheer.core.variables import render_bytes
+from sheer.io.counting import HttpCounters
 from sheer.io.http.body import RequestBody
 from sheer.io.http.request import HeaderTooLarge, Relay, Request
-from sheer.io.http.site import SERVER, Plan
-from sheer.io.http.status import serve as serve_status
-
-if TYPE_CHECKING:
-    from sheer.io.http.service import HttpService
+from sheer.io.http.site import SERVER, Plan, Site
+from sheer.io.logs import ErrorLogger
 
 HEADER_LIMIT = 8 * 1024        # large_client_header_buffers 8k
 CLIENT_HEADER_TIMEOUT = 60.0   # client_header_timeout
@@ -30,9 +29,30 @@ KEEPALIVE_TIMEOUT = 75.0       # keepalive_timeout
 SEND_TIMEOUT = 60.0            # send_timeout
 PIPELINE_LIMIT = 8             # queued requests before reading pauses
 
+# What answers a routed request that sheer does not answer itself: proxy_pass, the status locations.
+Handler = Callable[["ClientConnection", Request, Plan], Coroutine[Any, Any, None]]
+
+
+class Listener(Protocol):
+    """What a connection takes from the service that accepted it (sheer.io.http.service.HttpService):
+    the virtual hosts, the counters, the handlers, and its place among the open connections."""
+
+    site: Site
+    loop: asyncio.AbstractEventLoop
+    log: ErrorLogger
+    counters: HttpCounters
+    proxy_protocol: bool
+    connected: int
+    connections: set[ClientConnection]
+    draining: bool
+    proxy: Handler
+    status: Handler
+
+    def connection_closed(self, conn: ClientConnection) -> None: ...
+
 
 class ClientConnection(asyncio.Protocol):
-    def __init__(self, service: HttpService) -> None:
+    def __init__(self, service: Listener) -> None:
         self.service = service
         self.site = service.site
         self.loop = service.loop
@@ -283,7 +303,7 @@ class ClientConnection(asyncio.Protocol):
             self._return(request, plan)
             return
         if plan.handler is not None:
-            self.task = self.loop.create_task(serve_status(self, request, plan))
+            self.task = self.loop.create_task(self.service.status(self, request, plan))
             return
         self.task = self.loop.create_task(self.service.proxy(self, request, plan))
 

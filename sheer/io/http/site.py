@@ -7,11 +7,11 @@ from email.utils import formatdate
 
 from sheer.config.model import HttpReturn, HttpServer, Location, Upstream
 from sheer.config.template import Template
-from sheer.core.balancer import Balancer
+from sheer.core.balancers import Balancer
 from sheer.core.http.routing import VirtualHosts
 from sheer.core.variables import VariableSource, render
 from sheer.io.counting import peer_columns
-from sheer.io.http.upstream import UpstreamPool, pool_for
+from sheer.io.http.upstream_pool import UpstreamPool, pool_for
 from sheer.io.logs import AccessLogger, ErrorLogger
 from sheer.runtime.context import WorkerContext
 

@@ -1,6 +1,6 @@
 """The balancer vocabulary (`Peer`, `Tried`, the `Balancer` protocol) and smooth weighted round
 robin with nginx's semantics (ngx_http_upstream_round_robin.c), which every other method falls
-back to, as nginx's do. The other methods live in sheer.core.balancers, one per file.
+back to, as nginx's do. The other methods live beside it, one per file.
 
 Per-worker state, as in nginx without `zone`. Time is an argument: `now` in seconds.
 """

@@ -9,7 +9,7 @@ from typing import Protocol, cast
 from sheer.config.model import Upstream
 from sheer.core.bind import BindTo
 from sheer.io.sockets import bound_socket
-from sheer.io.upstream import connect
+from sheer.io.upstream_connect import connect
 
 Address = tuple[str, int]
 # A pooled connection is identified by where it goes and where it comes from: with IP Transparency

@@ -7,7 +7,7 @@ import errno
 import os
 import time
 
-from sheer.core.balancer import Peer, Tried, request_key
+from sheer.core.balancers import Peer, Tried, request_key
 from sheer.core.bind import PLUMBING_HINT, BindTo, BindValueError, bind_to
 from sheer.core.http.framing import response_framing
 from sheer.core.http.headers import request_head
@@ -26,7 +26,7 @@ from sheer.io.http.client import ClientConnection
 from sheer.io.http.exchange import Exchange, UpstreamFailed
 from sheer.io.http.request import Request
 from sheer.io.http.site import Plan
-from sheer.io.http.upstream import UpstreamConnection, open_upstream, pool_key
+from sheer.io.http.upstream_pool import UpstreamConnection, open_upstream, pool_key
 from sheer.io.sockets import BindError
 
 CLIENT_BODY_TIMEOUT = 60.0   # client_body_timeout, for the part of the body read before connecting
@@ -230,8 +230,8 @@ class ProxiedRequest:
     def _count_transparent(self, code: int) -> None:
         """sheer_transparent_connect_errors_total{errno=...}: connects with the client's address."""
         if code and self.bind is not None and self.bind.transparent:
-            layout = self.client.service.ctx.shared.layout  # type: ignore[union-attr]
-            self.client.service.counters.row[layout.errno_column(code)] += 1
+            counters = self.client.service.counters
+            counters.row[counters.layout.errno_column(code)] += 1
 
     @property
     def _idempotent(self) -> bool:
