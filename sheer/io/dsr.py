@@ -20,10 +20,10 @@ from collections.abc import Callable
 from sheer.config.template import Template, Var
 from sheer.core.balancers import Balancer, request_key
 from sheer.core.udpwire import MAX_UDP_PAYLOAD, udp_datagram
+from sheer.io.context import WorkerContext
 from sheer.io.counting import DsrColumns, peer_columns
 from sheer.io.logs import AccessLogger, ErrorLogger
 from sheer.io.stream_vars import StreamVariables
-from sheer.runtime.context import WorkerContext
 
 BATCH = 64
 
@@ -43,7 +43,6 @@ class DsrSender:
         self.key_of = self._key_function(balancer.upstream.balance.key)
         # Shared counters, added once per batch of datagrams (not per datagram): the service's
         # (sheer_dsr_*) and each peer's `connections`, `sent` and `selected`.
-        assert ctx.shared is not None
         layout = ctx.shared.layout
         self.row = ctx.counters
         block = layout.dsr.get(listen_name) or layout.dsr.get(f"{listen_name} udp")

@@ -28,10 +28,10 @@ from sheer.core.balancers import Peer, Tried, request_key
 from sheer.core.bind import PLUMBING_HINT, BindTo, BindValueError, bind_to
 from sheer.core.realip import from_proxy_protocol
 from sheer.core.variables import render_bytes
+from sheer.io.context import WorkerContext
 from sheer.io.logs import AccessLogger
 from sheer.io.stream_vars import StreamVariables
 from sheer.io.upstream_connect import TIMED_OUT, UpstreamConnectError, connect_now, start_connect
-from sheer.runtime.context import WorkerContext
 
 PENDING_LIMIT = 65536    # bytes kept from the client while the upstream connects (nginx: proxy_buffer_size)
 ACCEPT_BATCH = 16        # connections accepted per readiness event of a listener
@@ -93,7 +93,7 @@ class TcpStreamService:
         self.ctx = ctx
         self.log = ctx.error_log(server.error_log)
         self.access = AccessLogger(server.access_logs)
-        self.balancer = ctx.balancer(server.upstream) if server.upstream else None
+        self.balancer = ctx.balancer_for(server.upstream) if server.upstream else None
         self.listen_name = str(server.listens[0]).removesuffix(" udp")
         host, port = sock.getsockname()[:2]
         self.accept_proxy = any(listen.proxy_protocol for listen in server.listens

@@ -21,12 +21,12 @@ from sheer.core.balancers import Peer, request_key
 from sheer.core.bind import PLUMBING_HINT, BindValueError, bind_to
 from sheer.core.udp import UdpSession, UdpSessionTable
 from sheer.core.variables import render_bytes
+from sheer.io.context import WorkerContext
 from sheer.io.counting import PeerColumns, peer_columns, stream_zone
 from sheer.io.dsr import DsrSender
 from sheer.io.logs import AccessLogger
 from sheer.io.sockets import IP_PKTINFO, IPV6_PKTINFO, BindError, bound_socket, family_of
 from sheer.io.stream_vars import StreamVariables
-from sheer.runtime.context import WorkerContext
 
 BATCH = 64
 MAX_DATAGRAM = 65535
@@ -58,7 +58,7 @@ class UdpStreamService:
         self.loop = asyncio.get_running_loop()
         self.log = ctx.error_log(server.error_log)
         self.access = AccessLogger(server.access_logs)
-        self.balancer = ctx.balancer(server.upstream) if server.upstream else None
+        self.balancer = ctx.balancer_for(server.upstream) if server.upstream else None
         listen = server.listens[0]
         self.listen_name = str(listen).removesuffix(" udp")
         self.wildcard = next(l for l in server.listens if l.udp).is_wildcard
@@ -72,7 +72,6 @@ class UdpStreamService:
         self._idle.set()
         self._full_logged = 0.0
         self.transparent = server.proxy_bind is not None and server.proxy_bind.transparent
-        assert ctx.shared is not None
         layout = ctx.shared.layout
         self.row = ctx.counters
         self.zone = stream_zone(layout, server.status_zone)

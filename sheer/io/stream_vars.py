@@ -8,7 +8,7 @@ from typing import Any
 
 from sheer.core.proxy_protocol import ProxyHeader
 from sheer.core.variables import binary_address, time_iso8601, time_local
-from sheer.runtime.context import WorkerContext
+from sheer.io.context import WorkerContext
 
 
 def host_of(address: Any) -> str:

@@ -15,13 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sheer.config import Config, ConfigError
+from sheer.io.context import Identity
 from sheer.io.logs import ErrorLogger, LogOpenError, reopen_logs
 from sheer.io.sockets import ListenError, ensure_unclaimed, listener
 from sheer.runtime import proctitle
 from sheer.runtime.board import HealthBoard
 from sheer.runtime.checker import run_checker
 from sheer.runtime.checks import check
-from sheer.runtime.context import Identity
 from sheer.runtime.notify import Notifier
 from sheer.runtime.privileges import PrivilegeError, resolve_user
 from sheer.runtime.shared import SharedBoard

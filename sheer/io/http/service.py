@@ -6,12 +6,12 @@ import asyncio
 import socket
 
 from sheer.config.model import HttpServer
+from sheer.io.context import WorkerContext
 from sheer.io.counting import HttpCounters
 from sheer.io.http.client import ClientConnection, Handler
 from sheer.io.http.proxy_pass import proxy
 from sheer.io.http.site import Site
 from sheer.io.http.status import StatusLocations
-from sheer.runtime.context import WorkerContext
 
 
 class HttpService:
@@ -38,7 +38,6 @@ class HttpService:
         self.proxy_protocol = any(listen.proxy_protocol for server in servers for listen in server.listens
                                   if listen.port == port and listen.bind_host == host)
         self.log = ctx.error_log(None)
-        assert ctx.shared is not None
         self.counters = HttpCounters(ctx.counters, ctx.shared.layout, servers)
 
     async def start(self) -> None:

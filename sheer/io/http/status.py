@@ -12,7 +12,6 @@ import asyncio
 import os
 import secrets
 import time
-from typing import TYPE_CHECKING
 
 from sheer import __version__
 from sheer.config.model import StatusHandler
@@ -20,14 +19,12 @@ from sheer.core.api import Answer, Api, Instance, error_body
 from sheer.core.health import Health
 from sheer.core.http.pages import simple_response
 from sheer.core.stats import PeerRef
+from sheer.io.context import WorkerContext
 from sheer.io.http.client import ClientConnection
 from sheer.io.http.dashboard import page
 from sheer.io.http.metrics import exposition
 from sheer.io.http.request import Request
 from sheer.io.http.site import SERVER, Plan
-
-if TYPE_CHECKING:
-    from sheer.runtime.context import WorkerContext
 
 BODY_LIMIT = 16 * 1024      # nginx's client_body_buffer_size: an API body must fit in it (else 413)
 JSON = b"application/json"
@@ -37,24 +34,14 @@ class BoardReader:
     """sheer.core.api.Reader over the shared board and the health board of this generation."""
 
     def __init__(self, ctx: WorkerContext) -> None:
-        assert ctx.shared is not None
         self.shared = ctx.shared
         self.layout = ctx.shared.layout
-        self.health_board = ctx.health
+        self.checks = ctx.health
         self.value = self.shared.value
         self.overrides = self.shared.overrides
 
     def health(self, ref: PeerRef) -> Health | None:
-        board = self.health_board
-        if not board:
-            return None
-        found: Health | None = None
-        for group in board.groups:   # any check of the upstream that says so
-            if group.upstream is ref.upstream:
-                state = board.get(group, ref.id)
-                if state is Health.DOWN or found is None or (state is Health.CHECKING and found is Health.UP):
-                    found = state
-        return found
+        return self.checks.health(ref.upstream, ref.id) if self.checks is not None else None
 
     def apply(self, ref: PeerRef, changes: dict[str, int]) -> None:
         with self.shared.changing():
