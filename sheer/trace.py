@@ -75,7 +75,8 @@ def _in(spot: Spot, *cmd: str) -> list[str]:
 
 
 def interfaces(spot: Spot) -> dict[int, str]:
-    res = subprocess.run(_in(spot, "ip", "-j", "link"), capture_output=True, text=True, check=False, timeout=5)
+    res = subprocess.run(_in(spot, "ip", "-j", "link"), capture_output=True, text=True, check=False,
+                         timeout=5)
     return {link["ifindex"]: link["ifname"] for link in json.loads(res.stdout or "[]")}
 
 
@@ -93,7 +94,8 @@ def capture(where: list[Spot], bpf_text: str, seconds: float,
                 cmd = _in(spot, "tcpdump", "-i", "any", "-y", "LINUX_SLL2", "-U", "-n", "-s", "160",
                           "-c", str(MAX_PACKETS), "-w", str(path), bpf_text)
                 procs.append((spot, path, subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
-                                                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)))
+                                                           stdout=subprocess.DEVNULL,
+                                                           stderr=subprocess.PIPE)))
             _wait_listening([p for _, _, p in procs], 5.0)
             watching(where, bpf_text, seconds)
             time.sleep(seconds)
@@ -145,7 +147,8 @@ class Flow:
     stopped_at: Hop | None           # where the last reply was seen, when none reached the client
 
 
-def follow(hops: list[Hop], listen: set[int], upstream: set[int], hosts: set[str], client: str | None) -> Flow | None:
+def follow(hops: list[Hop], listen: set[int], upstream: set[int], hosts: set[str],
+           client: str | None) -> Flow | None:
     first = next((h for h in hops if h.packet.dport in listen and h.packet.src not in hosts
                   and (client is None or h.packet.src == client)), None)
     if first is None:
@@ -160,12 +163,14 @@ def follow(hops: list[Hop], listen: set[int], upstream: set[int], hosts: set[str
     mine = tuple(h for h in hops if h.packet.proto == req.proto and h.packet.time >= req.time
                  and frozenset({(h.packet.src, h.packet.sport), (h.packet.dst, h.packet.dport)}) in legs)
     # the answer: from where the client sent to, with payload (a TCP handshake alone is not one)
-    answered = [h for h in mine if (h.packet.dst, h.packet.dport) == cl and (h.packet.src, h.packet.sport) == front
+    answered = [h for h in mine if (h.packet.dst, h.packet.dport) == cl
+                and (h.packet.src, h.packet.sport) == front
                 and (h.packet.proto == "udp" or h.packet.length > 0)]
     reached = any(h.node == "client" and not h.packet.outgoing for h in answered) or (
         any(h.packet.outgoing for h in answered) and not any(h.node == "client" for h in hops))
     path = tuple(dict.fromkeys(h.node for h in answered if h.packet.outgoing))
-    inner_replies = [h for h in mine if inner is not None and (h.packet.src, h.packet.sport) == (inner.dst, inner.dport)]
+    inner_replies = [h for h in mine if inner is not None
+                     and (h.packet.src, h.packet.sport) == (inner.dst, inner.dport)]
     toward = inner_replies or [h for h in mine if h.packet.dst == cl[0]]
     stopped = None if reached or not toward else toward[-1]
     return Flow(mine, cl, front, req.proto, reached, path, stopped)

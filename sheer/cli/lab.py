@@ -88,7 +88,8 @@ def main(argv: list[str]) -> int:
             return 0 if st["up"] else 1
         if args.verb == "exec":
             if not args.cmd:
-                print("sheer lab exec: give a command, e.g. sheer lab exec client curl -s 192.168.99.10", file=sys.stderr)
+                print("sheer lab exec: give a command, e.g. sheer lab exec client curl -s 192.168.99.10",
+                      file=sys.stderr)
                 return 2
             build.require_root()
             node = topology.article().node(args.node)

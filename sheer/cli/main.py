@@ -58,10 +58,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-c", metavar="file", dest="conf", default=DEFAULT_CONF,
                    help=f"configuration file (default: {DEFAULT_CONF})")
     p.add_argument("-p", metavar="prefix", dest="prefix",
-                   help="prefix for relative paths in the configuration (default: the configuration's directory)")
+                   help="prefix for relative paths in the configuration (default: the configuration's "
+                        "directory)")
     p.add_argument("-e", metavar="file", dest="error_log",
-                   help="error log used until the configuration is read, and when it sets none (default: stderr)")
-    p.add_argument("-g", metavar="directives", dest="directives", help="global directives, e.g. 'worker_processes 2;'")
+                   help="error log used until the configuration is read, and when it sets none (default: "
+                        "stderr)")
+    p.add_argument("-g", metavar="directives", dest="directives",
+                   help="global directives, e.g. 'worker_processes 2;'")
     p.add_argument("-t", action="store_true", dest="test", help="test the configuration and exit")
     p.add_argument("-T", action="store_true", dest="dump", help="test the configuration, dump it and exit")
     p.add_argument("-q", action="store_true", dest="quiet", help="only errors while testing")
@@ -111,7 +114,9 @@ def _main(argv: list[str]) -> int:
 
 def read_config(args: argparse.Namespace) -> Config:
     if not os.path.exists(args.conf):
-        hint = " (write one, or try `sheer lab demo` for the article's lab)" if args.conf == DEFAULT_CONF else ""
+        hint = ""
+        if args.conf == DEFAULT_CONF:
+            hint = " (write one, or try `sheer lab demo` for the article's lab)"
         raise ConfigError(f'open() "{args.conf}" failed (2: No such file or directory){hint}')
     config = load(args.conf, prefix=args.prefix, global_directives=args.directives)
     if args.error_log and config.error_log.path == "stderr":

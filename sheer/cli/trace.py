@@ -46,7 +46,8 @@ def _watching(where: list[Spot], bpf_text: str, seconds: float) -> None:
 def render(flow: Flow) -> str:
     t0 = flow.hops[0].packet.time
     width = max(len(h.node) for h in flow.hops)
-    out = [f"sheer trace: {flow.proto} flow {flow.client[0]}:{flow.client[1]} -> {flow.front[0]}:{flow.front[1]}"]
+    out = [(f"sheer trace: {flow.proto} flow {flow.client[0]}:{flow.client[1]} -> "
+            f"{flow.front[0]}:{flow.front[1]}")]
     for h in flow.hops[:60]:
         out.append(f"  +{(h.packet.time - t0) * 1000:9.3f} ms  {h.node:<{width}}  {h.dev:<10} "
                    f"{'out' if h.packet.outgoing else 'in ':<3}  {h.packet.endpoints()}")
@@ -60,7 +61,8 @@ def render(flow: Flow) -> str:
     elif flow.stopped_at:
         h = flow.stopped_at
         out.append(f"reply: none reached the client; the last reply was seen at {h.node} "
-                   f"({h.dev}, {'out' if h.packet.outgoing else 'in'}): {h.packet.endpoints()} — it stopped there")
+                   f"({h.dev}, {'out' if h.packet.outgoing else 'in'}): {h.packet.endpoints()} — it stopped "
+                   "there")
     else:
         out.append("reply: none seen anywhere; the request stopped at "
                    f"{flow.hops[-1].node} ({flow.hops[-1].dev})")

@@ -93,7 +93,8 @@ class HttpBuilder:
         exact = False
         if len(args) == 2:
             if args[0] != "=":
-                raise ConfigError(f'location modifier "{args[0]}" is not supported (only prefix and "=")', block.source)
+                raise ConfigError(f'location modifier "{args[0]}" is not supported (only prefix and "=")',
+                                  block.source)
             exact, path = True, args[1]
         elif args[0] in ("=", "~", "~*", "^~", "@") or args[0].startswith(("~", "@")):
             raise ConfigError(f'location "{args[0]}" is not supported: sheer has prefix and "=" locations',

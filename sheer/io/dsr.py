@@ -37,7 +37,8 @@ class DsrSender:
         self.access = access
         self.ctx = ctx
         self.raw: socket.socket | None = None
-        self.peers = {peer.index: (socket.inet_aton(peer.server.host), peer.server.port, (peer.server.host, 0))
+        self.peers = {peer.index: (socket.inet_aton(peer.server.host), peer.server.port,
+                                   (peer.server.host, 0))
                       for peer in balancer.peers}
         self._logged: dict[str, float] = {}
         self.key_of = self._key_function(balancer.upstream.balance.key)
@@ -126,9 +127,9 @@ class DsrSender:
             except OSError as exc:
                 dropped[1] += 1
                 if exc.errno == errno.EMSGSIZE:
-                    self.once("EMSGSIZE", f"a {len(data)}-byte datagram from {client[0]} exceeds the MTU toward "
-                                          f"{peer.name}; direct server return sends datagrams unfragmented, "
-                                          "so it was dropped")
+                    self.once("EMSGSIZE", f"a {len(data)}-byte datagram from {client[0]} exceeds the MTU "
+                                          f"toward {peer.name}; direct server return sends datagrams "
+                                          "unfragmented, so it was dropped")
                 else:
                     self.once(str(exc.errno), f"sendto() failed ({exc.errno}: {exc.strerror}) while proxying "
                                               f"udp client: {client[0]}, upstream: \"{peer.name}\"")

@@ -190,8 +190,8 @@ class UdpStreamService:
             if isinstance(exc, BindError) and exc.errno:
                 self.row[self.errors.errno_column(exc.errno)] += 1
             problem = exc if isinstance(exc, BindError) else BindError(str(exc), level="error")
-            self.log.log(problem.level, problem.describe(f"udp client: {client[0]}, server: {self.listen_name}, "
-                                                         f"upstream: \"{peer.name}\""))
+            self.log.log(problem.level, problem.describe(f"udp client: {client[0]}, server: "
+                                                         f"{self.listen_name}, upstream: \"{peer.name}\""))
             return None
         try:
             # A connected UDP socket: the kernel filters replies to this peer and reports its
@@ -277,7 +277,8 @@ class UdpStreamService:
         assert self.balancer is not None
         disabled = self.balancer.free(flow.peer, failed=failed, now=self.loop.time())
         if disabled:
-            self.log.warning(f"upstream server temporarily disabled while proxying connection, {self.context(flow)}")
+            self.log.warning("upstream server temporarily disabled while proxying connection, "
+                             f"{self.context(flow)}")
         flow.vars.status = status
         self.count(flow, status, failed, disabled)
         if self.access:
@@ -317,7 +318,8 @@ class UdpStreamService:
         for expired in self.table.expire(now):
             flow: UdpFlow = expired.session.io
             if expired.failed:
-                hint = f"; {PLUMBING_HINT}" if self.transparent and not flow.vars.upstream_bytes_received else ""
+                silent = self.transparent and not flow.vars.upstream_bytes_received
+                hint = f"; {PLUMBING_HINT}" if silent else ""
                 self.log.error(f"upstream timed out (110: Connection timed out) while proxying connection, "
                                f"{self.context(flow)}{hint}")
                 self.finish(expired.session, status=502, failed=True)
@@ -343,4 +345,5 @@ def _source_cmsg(family: int, local: str) -> tuple[int, int, bytes]:
     if family == socket.AF_INET:
         return (socket.IPPROTO_IP, IP_PKTINFO,
                 struct.pack("=i4s4s", 0, socket.inet_pton(socket.AF_INET, local), bytes(4)))
-    return (socket.IPPROTO_IPV6, IPV6_PKTINFO, socket.inet_pton(socket.AF_INET6, local) + struct.pack("=i", 0))
+    return (socket.IPPROTO_IPV6, IPV6_PKTINFO, socket.inet_pton(socket.AF_INET6, local)
+            + struct.pack("=i", 0))

@@ -198,7 +198,8 @@ def reachability(n: Needs, facts: KernelFacts) -> tuple[Probe, ...]:
 
 
 def mark_counters(rules: tuple[Mapping[str, Any], ...]) -> dict[str, int]:
-    return {r.id: r.packets or 0 for r in nft_rules(rules) if r.hook == "prerouting" and r.mark_set() is not None}
+    return {r.id: r.packets or 0 for r in nft_rules(rules)
+            if r.hook == "prerouting" and r.mark_set() is not None}
 
 
 def transparent_probe(n: Needs) -> TransparentProbe | None:
@@ -277,9 +278,11 @@ def next_hop(address: str) -> NextHop | None:
                 continue
             if any(a.get("local") == address for a in link.get("addr_info", [])):
                 dev = link.get("ifname")
-                keys = ["net.ipv4.ip_forward", "net.ipv4.conf.all.rp_filter", f"net.ipv4.conf.{dev}.rp_filter"]
+                keys = ["net.ipv4.ip_forward", "net.ipv4.conf.all.rp_filter",
+                        f"net.ipv4.conf.{dev}.rp_filter"]
                 got = _run("ip", "netns", "exec", name, "sysctl", *keys)
-                values = dict(line.split(" = ", 1) for line in (got.stdout if got else "").splitlines() if " = " in line)
+                values = dict(line.split(" = ", 1) for line in (got.stdout if got else "").splitlines()
+                              if " = " in line)
                 return NextHop(address, name, dev, values)
     return None
 

@@ -67,7 +67,8 @@ class HealthCounters:
         if block is not None and state is not Health.UP and not self.shared.latest(block.at("downstart")):
             self.row[block.at("downstart")] = int(now * 1000)
 
-    def record(self, group: CheckedGroup, index: int, passed: bool, change: Changed | None, now: float) -> None:
+    def record(self, group: CheckedGroup, index: int, passed: bool, change: Changed | None,
+               now: float) -> None:
         block = self.block(group, index)
         if block is None:
             return

@@ -26,7 +26,8 @@ class Balancers:
         if found is None:
             view = self.health.view(upstream) if self.health else None
             refs = self.shared.layout.peers(upstream)
-            overrides = UpstreamOverrides(self.shared, upstream, tuple(ref.control for ref in refs)) if refs else None
+            overrides = UpstreamOverrides(self.shared, upstream,
+                                          tuple(ref.control for ref in refs)) if refs else None
             found = self.made[key] = make_balancer(upstream, view, overrides=overrides)
         return found
 

@@ -184,8 +184,8 @@ class Master:
                 self.shared.count_respawn()
                 failed_to_start = os.WIFEXITED(status) and os.WEXITSTATUS(status) == FAILED
                 if failed_to_start and time.monotonic() - worker.started < EARLY_DEATH:
-                    self.log.log("emerg", "a worker process failed right after starting (see the lines above); "
-                                          "stopping instead of respawning it in a loop")
+                    self.log.log("emerg", "a worker process failed right after starting (see the lines "
+                                          "above); stopping instead of respawning it in a loop")
                     self.stopping = True
                     self.status = 1
                     self.signal_workers(signal.SIGTERM)
@@ -212,7 +212,8 @@ class Master:
         problems = check(config)
         if problems:
             for problem in problems:
-                self.log.log("emerg", f"{problem}; the new configuration is refused, the old one keeps serving")
+                self.log.log("emerg",
+                             f"{problem}; the new configuration is refused, the old one keeps serving")
             return str(problems[0])
         old_generation = self.generation
         try:
@@ -286,7 +287,8 @@ class Master:
                 with open(self.config.pid, "w") as handle:
                     handle.write(f"{os.getpid()}\n")
             except OSError as exc:
-                raise StartupError(f'open() "{self.config.pid}" failed ({exc.errno}: {exc.strerror})') from None
+                raise StartupError(f'open() "{self.config.pid}" failed ({exc.errno}: {exc.strerror})') \
+                    from None
 
     def remove_pid(self) -> None:
         if self.config.pid:

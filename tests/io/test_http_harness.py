@@ -165,7 +165,8 @@ class ScriptedUpstream:
                 head = await reader.readuntil(b"\r\n\r\n")
                 lines = head.decode("latin-1").split("\r\n")
                 path = lines[0].split()[1]
-                fields = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+                fields = {k.lower(): v.strip()
+                          for k, _, v in (line.partition(":") for line in lines[1:] if line)}
                 body = b""
                 if "content-length" in fields:
                     body = await reader.readexactly(int(fields["content-length"]))

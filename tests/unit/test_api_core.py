@@ -83,7 +83,8 @@ def test_versions_and_errors() -> None:
              ("GET", "9/http/upstreams/none"): (404, "UpstreamNotFound"),
              ("GET", "9/http/upstreams/app/servers/2"): (404, "UpstreamServerNotFound"),
              ("GET", "9/http/upstreams/app/servers/01"): (400, "UpstreamBadServerId"),
-             ("OPTIONS", "9/"): (405, "MethodNotSupported"), ("DELETE", "9/connections"): (405, "MethodNotSupported")}
+             ("OPTIONS", "9/"): (405, "MethodNotSupported"),
+             ("DELETE", "9/connections"): (405, "MethodNotSupported")}
     for (method, path), (status, code) in cases.items():
         answer = api.handle(method, path, {}, b"", "rid")
         assert (answer.status, answer.body["error"]["code"]) == (status, code), path
@@ -154,7 +155,8 @@ def test_peer_state_order() -> None:
 
 
 def test_parse_patch() -> None:
-    assert parse_patch({"down": True, "drain": False, "weight": 3}, 0) == {"down": TRUE, "drain": FALSE, "weight": 3}
+    assert parse_patch({"down": True, "drain": False, "weight": 3}, 0) == {"down": TRUE, "drain": FALSE,
+                                                                           "weight": 3}
     with pytest.raises(PatchError):
         parse_patch({"weight": 1_000_001}, 0)
 
@@ -196,7 +198,8 @@ def test_weight_changes_rebuild_round_robin_shares() -> None:
     upstream = Upstream("app", servers(1, 1))
     board = Board(upstream)
     refs = board.layout.upstreams[("http", "app")]
-    balancer = make_balancer(upstream, overrides=UpstreamOverrides(board, upstream, tuple(r.control for r in refs)))
+    balancer = make_balancer(upstream,
+                             overrides=UpstreamOverrides(board, upstream, tuple(r.control for r in refs)))
     assert isinstance(balancer, RoundRobin)
     board.apply(refs[0], {"weight": 3})
     counts = [0, 0]

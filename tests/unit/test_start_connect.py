@@ -18,7 +18,8 @@ def no_descriptors(*args: object, **kwargs: object) -> socket.socket:
 
 
 @pytest.mark.parametrize("bind", [None, BindTo("127.0.0.1", 0, False)])
-def test_out_of_descriptors_is_our_side_not_the_peers(monkeypatch: pytest.MonkeyPatch, bind: BindTo | None) -> None:
+def test_out_of_descriptors_is_our_side_not_the_peers(monkeypatch: pytest.MonkeyPatch,
+                                                      bind: BindTo | None) -> None:
     monkeypatch.setattr(upstream_connect.socket, "socket", no_descriptors)
     monkeypatch.setattr(sockets.socket, "socket", no_descriptors)
     with pytest.raises(UpstreamConnectError) as caught:

@@ -46,5 +46,5 @@ def make_balancer(upstream: Upstream, health: HealthView | None = None, rng: Ran
             return WeightedRandom(upstream, health, overrides, two=method == "random_two", rng=rng)
 
 
-__all__ = ["Balancer", "ConsistentHash", "Hash", "HealthView", "IpHash", "LeastConn", "Maglev", "Overrides", "Peer",
-           "RoundRobin", "Tried", "WeightedRandom", "make_balancer", "request_key"]
+__all__ = ["Balancer", "ConsistentHash", "Hash", "HealthView", "IpHash", "LeastConn", "Maglev", "Overrides",
+           "Peer", "RoundRobin", "Tried", "WeightedRandom", "make_balancer", "request_key"]

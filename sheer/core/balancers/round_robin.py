@@ -191,7 +191,8 @@ class RoundRobin:
             server = peer.server
             if peer.index in tried.peers or server.down or self._health_down(peer):
                 continue
-            if server.max_fails and peer.fails >= server.max_fails and now - peer.checked <= server.fail_timeout:
+            if (server.max_fails and peer.fails >= server.max_fails
+                    and now - peer.checked <= server.fail_timeout):
                 continue
             if server.max_conns and peer.conns >= server.max_conns:
                 continue

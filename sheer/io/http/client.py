@@ -87,7 +87,8 @@ class ClientConnection(asyncio.Protocol):
         counters = self.service.counters
         counters.row[counters.accepted] += 1
         counters.row[counters.active] += 1
-        self.conn = Connection(remote[:2], local[:2], self.service.connected, self.site.hostname, self.site.pid)
+        self.conn = Connection(remote[:2], local[:2], self.service.connected, self.site.hostname,
+                               self.site.pid)
         self.service.connections.add(self)
         self._arm(CLIENT_HEADER_TIMEOUT)
 
@@ -116,8 +117,8 @@ class ClientConnection(asyncio.Protocol):
         conn = self.conn
         assert conn is not None
         if isinstance(result, Malformed):
-            self.service.log.error(f"{result.reason} while reading PROXY protocol, client: {conn.remote_addr}, "
-                                        f"server: {conn.server_addr}:{conn.server_port}")
+            self.service.log.error(f"{result.reason} while reading PROXY protocol, client: "
+                                        f"{conn.remote_addr}, server: {conn.server_addr}:{conn.server_port}")
             self.abort()
             return b""
         if result.header.transport == "stream":   # nginx: other transports' addresses are ignored
@@ -335,7 +336,8 @@ class ClientConnection(asyncio.Protocol):
         self.write(data)
         self.finish(request, plan, keepalive=keepalive)
 
-    def respond_error(self, request: Request, status: int, plan: Plan | None, *, keepalive: bool = True) -> None:
+    def respond_error(self, request: Request, status: int, plan: Plan | None, *,
+                      keepalive: bool = True) -> None:
         keepalive = keepalive and self.keepalive_after(request)
         data = error_response(status, server=SERVER, date=self.site.date(), keepalive=keepalive,
                               head=request.method == b"HEAD")
@@ -396,7 +398,8 @@ class ClientConnection(asyncio.Protocol):
             variables = request.vars
             status = variables.status if variables is not None else 0
             sent = variables.bytes_sent if variables is not None else 0
-            zone.finished(counters.row, status, request.length + request.body.size, sent)  # type: ignore[attr-defined]
+            received = request.length + request.body.size
+            zone.finished(counters.row, status, received, sent)
 
     def _log_access(self, request: Request, plan: Plan | None = None) -> None:
         variables = request.vars
@@ -410,7 +413,8 @@ class ClientConnection(asyncio.Protocol):
 
     def _bad_request(self, status: int) -> None:
         if self.current is None and self.transport is not None and not self.closed:
-            self.transport.write(error_response(status, server=SERVER, date=self.site.date(), keepalive=False))
+            self.transport.write(error_response(status, server=SERVER, date=self.site.date(),
+                                                keepalive=False))
             self.close()
         else:
             # A response is in progress: the connection can't be resynchronized; end it after that.

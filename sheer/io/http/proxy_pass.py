@@ -112,7 +112,8 @@ class ProxiedRequest:
                         row[columns.unavail] += 1
                         row[columns.unavail_until] = int((time.time() + peer.server.fail_timeout) * 1000)
                 if disabled:
-                    self._log("warn", "upstream server temporarily disabled while connecting to upstream", peer)
+                    self._log("warn", "upstream server temporarily disabled while connecting to upstream",
+                              peer)
             if failure is None:
                 return
             attempt = Attempt(request.method, body.replayable, self.response_started, tried.left,
@@ -155,7 +156,8 @@ class ProxiedRequest:
                 except TimeoutError:
                     self._count_transparent(errno.ETIMEDOUT)
                     hint = f"; {PLUMBING_HINT}" if self.bind is not None and self.bind.transparent else ""
-                    self._log("error", "upstream timed out (110: Connection timed out) while connecting to upstream",
+                    self._log("error",
+                              "upstream timed out (110: Connection timed out) while connecting to upstream",
                               peer, hint)
                     return Failure.TIMEOUT
                 except OSError as exc:
@@ -236,14 +238,16 @@ class ProxiedRequest:
     @property
     def _idempotent(self) -> bool:
         assert self.location is not None
-        return self.request.method not in NON_IDEMPOTENT or "non_idempotent" in self.location.proxy_next_upstream
+        return (self.request.method not in NON_IDEMPOTENT
+                or "non_idempotent" in self.location.proxy_next_upstream)
 
     def _log(self, level: str, message: str, peer: Peer | None, hint: str = "") -> None:
         log = self.plan.error_log
         if not log.enabled(level):
             return
         v = self.vars
-        line = f'{message}, client: {v.conn.remote_addr}, server: {v.server_name}, request: "{v.variable("request")}"'
+        line = (f'{message}, client: {v.conn.remote_addr}, server: {v.server_name}, '
+                f'request: "{v.variable("request")}"')
         if peer is not None:
             line += f', upstream: "http://{peer.name}{self.uri}"'
         host = v.header("host")

@@ -61,7 +61,8 @@ class Plan:
             self.version = location.proxy_http_version.encode()
             self.set_headers = [(name.encode("latin-1"), value) for name, value in location.proxy_set_header
                                 if not (value.is_literal and not value.text)]
-            self.set_names = frozenset(name.lower().encode("latin-1") for name, _ in location.proxy_set_header)
+            self.set_names = frozenset(name.lower().encode("latin-1")
+                                       for name, _ in location.proxy_set_header)
             connection = [value for name, value in location.proxy_set_header if name.lower() == "connection"]
             # nginx reuses upstream connections only for HTTP/1.1 requests whose Connection was cleared.
             self.keepalive_ok = self.version == b"1.1" and (

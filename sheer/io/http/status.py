@@ -124,19 +124,20 @@ class StatusLocations:
             if name:
                 query[name] = value
         ctx = self.ctx
-        instance = Instance(__version__, variables.conn.server_addr, ctx.identity.generation, ctx.identity.load_time,
-                            os.getpid(), os.getppid())
+        instance = Instance(__version__, variables.conn.server_addr, ctx.identity.generation,
+                            ctx.identity.load_time, os.getpid(), os.getppid())
         api = Api(reader, instance, write=handler.write, writer=reader, now=time.time())
         return api.handle(method, uri[len(location.path):], query, body, secrets.token_hex(16))
 
 
-def _send(client: ClientConnection, request: Request, plan: Plan, status: int, body: bytes, content_type: bytes,
-          extra: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+def _send(client: ClientConnection, request: Request, plan: Plan, status: int, body: bytes,
+          content_type: bytes, extra: tuple[tuple[bytes, bytes], ...] = ()) -> None:
     assert request.vars is not None
     request.body.detach()
     keepalive = client.keepalive_after(request)
     head = request.method == b"HEAD"
-    data = simple_response(status, server=SERVER, date=client.site.date(), body=body, content_type=content_type,
+    data = simple_response(status, server=SERVER, date=client.site.date(), body=body,
+                           content_type=content_type,
                            keepalive=keepalive, head=head, extra=extra)
     request.vars.status = status
     request.vars.body_bytes_sent = 0 if head else len(body)

@@ -48,17 +48,19 @@ def plan(config: Config, options: Options = PROXY, kernel: KernelFacts = NO_FACT
     found = services(config)
     b = Builder(options, kernel)
     if options.mark is not None and options.mark in kernel.fwmarks:
-        b.problems.append(f"fwmark {options.mark} is already used by an existing `ip rule`: pick another --mark")
+        b.problems.append(f"fwmark {options.mark} is already used by an existing `ip rule`: pick another "
+                          "--mark")
     if options.table is not None and options.table in kernel.tables:
         b.problems.append(f"table {options.table} is already in use (rules or routes): pick another --table")
     if not found:
-        b.notes.append("nothing to do: no `proxy_bind $remote_addr... transparent` with upstreams in the config")
+        b.notes.append("nothing to do: no `proxy_bind $remote_addr... transparent` with upstreams in the "
+                       "config")
         return b.plan()
     if options.role == "upstream":
         return plan_upstream(b, found)
     return plan_proxy(b, found)
 
 
-__all__ = ["DEFAULT_MARK", "DEFAULT_TABLE", "NFT_TABLE", "NO_FACTS", "PROXY", "Builder", "Dsr", "Match", "Nat", "Options",
-           "Plan", "Proto", "Role", "Service", "client_facing", "in_network", "is_ipv4", "nft_set", "plan",
-           "services", "upstream_problems"]
+__all__ = ["DEFAULT_MARK", "DEFAULT_TABLE", "NFT_TABLE", "NO_FACTS", "PROXY", "Builder", "Dsr", "Match",
+           "Nat", "Options", "Plan", "Proto", "Role", "Service", "client_facing", "in_network", "is_ipv4",
+           "nft_set", "plan", "services", "upstream_problems"]

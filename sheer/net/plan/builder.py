@@ -156,7 +156,8 @@ class Builder:
                     tuple(dict.fromkeys(self.problems)), mark, table)
 
 
-def upstream_problems(kernel: KernelFacts, server: UpstreamServer, public_if: str | None, what: str) -> list[str]:
+def upstream_problems(kernel: KernelFacts, server: UpstreamServer, public_if: str | None,
+                      what: str) -> list[str]:
     """The article's "No Overlapping IP Ranges": the upstream's replies must route back through us."""
     host = server.host
     if not is_ipv4(host):

@@ -140,7 +140,8 @@ def _router_nat(b: Builder, dsr: list[Service], public_if: str | None) -> tuple[
         for u in s.upstreams:
             b.problems.extend(upstream_problems(b.kernel, u, public_if, f"{s.where} listen {s.listen}"))
             if not is_ipv4(u.host):
-                b.problems.append(f"{s.where}: DSR upstream {u.name} must be an IPv4 address for a stateless rewrite")
+                b.problems.append(f"{s.where}: DSR upstream {u.name} must be an IPv4 address for a stateless "
+                                  "rewrite")
                 continue
             key, target = (u.host, u.port), (vip, s.listen.port)
             if rewrites.setdefault(key, target) != target:

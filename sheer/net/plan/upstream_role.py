@@ -30,7 +30,8 @@ def plan_upstream(b: Builder, found: list[Service]) -> Plan:
         if s.dsr and origin:
             vip = opts.vip or (None if s.listen.is_wildcard else s.listen.host)
             if vip is None:
-                b.problems.append(f"{s.where}: listen {s.listen} is a wildcard: pass --vip (the proxy's public address)")
+                b.problems.append(f"{s.where}: listen {s.listen} is a wildcard: pass --vip (the proxy's "
+                                  "public address)")
                 continue
             rewrites[(u.port, vip, s.listen.port)] = None
         else:
@@ -41,7 +42,8 @@ def plan_upstream(b: Builder, found: list[Service]) -> Plan:
     if back:
         gateway = opts.gateway or b.kernel.default_gateway()
         if gateway is None:
-            b.problems.append("no default gateway here to route replies through: pass --gateway (the proxy's internal address)")
+            b.problems.append("no default gateway here to route replies through: pass --gateway (the proxy's "
+                              "internal address)")
         else:
             b.notes.append(f"replies go back through the proxy {gateway} by policy routing on their source "
                            "port, so the upstream's other traffic keeps its own routes (the article instead "
@@ -56,15 +58,17 @@ def plan_upstream(b: Builder, found: list[Service]) -> Plan:
                 f"ip saddr {host} ip daddr != {internal} udp sport {port} ip saddr set {vip}"
                 + (f" udp sport set {public}" if public != port else "") + " counter",
                 f"# the article's, with act_nat (rewrites every destination, health-check replies too): "
-                f"tc filter add dev {dev or 'eth0'} parent 10: protocol ip prio 10 u32 match ip src {host}/32 "
-                f"match ip sport {port} 0xffff action nat egress {host}/32 {vip}")
+                f"tc filter add dev {dev or 'eth0'} parent 10: protocol ip prio 10 u32 match ip src "
+                f"{host}/32 match ip sport {port} 0xffff action nat egress {host}/32 {vip}")
                 for port, vip, public in sorted(rewrites)]
-            items.append(NftTable(NFT_TABLE, (NftChain("dsr_origin", "filter", "output", "filter", tuple(rules)),)))
+            items.append(NftTable(NFT_TABLE,
+                                  (NftChain("dsr_origin", "filter", "output", "filter", tuple(rules)),)))
             b.notes.append("origin NAT: nft rewrites the replies on output, except towards the internal "
                            f"network {internal} (health checks); tc u32 cannot express that exception")
         items[:0] = _rp_filter(b, dev)
         if opts.via:
-            tail.extend(_return_path(b, host, dev, internal, opts.via, sorted({("udp", p) for p, _, _ in rewrites})))
+            tail.extend(_return_path(b, host, dev, internal, opts.via,
+                                     sorted({("udp", p) for p, _, _ in rewrites})))
         else:
             b.notes.append("origin NAT replies follow this host's routes: the next hop must forward a "
                            "source address it does not own (rp_filter 0 or 2 there); pass --via ROUTER "
