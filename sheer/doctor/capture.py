@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sheer.config import Config
-from sheer.trace_pcap import Packet, read
+from sheer.doctor.pcap import Packet, read
 
 MAX_PACKETS = 2000
 MAX_SECONDS = 60.0
