@@ -48,10 +48,13 @@ def with_port(server: UpstreamServer, port: int) -> UpstreamServer:
 def implicit_address(text: str, source: Source) -> HostPort:
     try:
         return parse_host_port(text, source)
-    except ConfigError:
-        raise ConfigError(f'host not found in upstream "{text}"', source) from None
+    except ConfigError as exc:   # nginx: `%s in upstream "%V"` with ngx_parse_url's reason
+        raise ConfigError(f'{exc.message.split(" in ")[0]} in upstream "{text}"', source) from None
 
 
-def implicit_upstream(host: str, port: int, source: Source) -> Upstream:
-    server = UpstreamServer(host, port, source=source)
-    return Upstream(server.name, (server,), implicit=True, source=source)
+def implicit_upstream(host: str, port: int, addresses: tuple[str, ...], source: Source) -> Upstream:
+    """`proxy_pass ADDRESS:PORT` (or NAME:PORT) without an upstream block: one peer per address,
+    named as written (nginx's $proxy_host)."""
+    written = UpstreamServer(host, port).name
+    servers = tuple(UpstreamServer(address, port, source=source, text=written) for address in addresses)
+    return Upstream(written, servers, implicit=True, source=source)

@@ -102,8 +102,9 @@ def services(config: Config) -> list[Service]:
             bind = location.proxy_bind
             if not (bind and bind.transparent and bind.client_address and location.proxy_pass):
                 continue
+            upstream = location.proxy_pass.upstream
             for listen in http_server.listens:
-                found.append(Service("tcp", listen, location.proxy_pass.upstream.servers, False,
+                found.append(Service("tcp", listen, upstream.servers if upstream else (), False,
                                      str(bind.source or "")))
     return found
 
