@@ -241,6 +241,9 @@ def _check_dsr(listens: tuple[Listen, ...], bind: ProxyBind | None, responses: i
     if any(listen.family == 6 for listen in listens) or (
             upstream is not None and any(server.family == 6 for server in upstream.servers)):
         raise ConfigError("direct server return over IPv6 is not supported yet", source)
+    if upstream is not None and upstream.resolve and upstream.resolver is not None and upstream.resolver.ipv6:
+        raise ConfigError(f'direct server return over IPv6 is not supported yet, and upstream "{upstream.name}" '
+                          'resolves names at run time with IPv6: add "ipv6=off" to its "resolver"', source)
 
 
 def _stream_upstream(target: str, upstreams: dict[str, Upstream], source: Source, names: Names) -> Upstream:

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 from sheer.config.errors import ConfigError, Source
-from sheer.config.model import Listen, UpstreamServer
+from sheer.config.model import Config, Listen, Upstream, UpstreamServer
 from sheer.config.realip import Network
 
 Lookup = Callable[[str], tuple[str, ...]]
@@ -110,3 +110,35 @@ class Names:
     def name_servers(self, host: str, text: str, source: Source | None) -> tuple[str, ...]:
         """`resolver name`: the name servers are looked up once, at load (ngx_resolver_create)."""
         return self._must(host, f'host not found in resolver "{text}"', source)
+
+
+def with_peers(config: Config, peers: Mapping[tuple[str, str], Sequence[UpstreamServer]]) -> Config:
+    """The configuration as it stands at one moment of run time: the peers found for the
+    `server NAME resolve` lines of an upstream (`peers[(protocol, upstream name)]`) join its
+    servers, for what derives from upstream addresses (sheer net plan)."""
+    memo: dict[int, Upstream] = {}
+
+    def fill(protocol: str, upstream: Upstream) -> Upstream:
+        new = memo.get(id(upstream))
+        if new is None:
+            extra = tuple(peers.get((protocol, upstream.name), ())) if upstream.resolve else ()
+            new = memo[id(upstream)] = replace(upstream, servers=upstream.servers + extra) if extra else upstream
+        return new
+
+    stream, http = config.stream, config.http
+    if stream is not None:
+        stream = replace(stream, upstreams=tuple(fill("stream", u) for u in stream.upstreams),
+                         servers=tuple(replace(s, upstream=fill("stream", s.upstream)) if s.upstream else s
+                                       for s in stream.servers))
+    if http is not None:
+        servers = []
+        for server in http.servers:
+            locations = []
+            for location in server.locations:
+                proxy = location.proxy_pass
+                if proxy is not None and proxy.upstream is not None:
+                    location = replace(location, proxy_pass=replace(proxy, upstream=fill("http", proxy.upstream)))
+                locations.append(location)
+            servers.append(replace(server, locations=tuple(locations)))
+        http = replace(http, upstreams=tuple(fill("http", u) for u in http.upstreams), servers=tuple(servers))
+    return replace(config, stream=stream, http=http)

@@ -37,8 +37,8 @@ class DsrSender:
         self.access = access
         self.ctx = ctx
         self.raw: socket.socket | None = None
-        self.peers = {peer.index: (socket.inet_aton(peer.server.host), peer.server.port, (peer.server.host, 0))
-                      for peer in balancer.peers}
+        # A peer's packed address, by its address: peers come and go with `server NAME resolve`.
+        self.packed: dict[str, bytes] = {}
         self._logged: dict[str, float] = {}
         self.key_of = self._key_function(balancer.upstream.balance.key)
         # Shared counters, added once per batch of datagrams (not per datagram): the service's
@@ -67,15 +67,15 @@ class DsrSender:
             self.raw = None
 
     def on_readable(self, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
-        sent = [0] * len(self.peers)      # datagrams and bytes per peer in this batch
-        size = [0] * len(self.peers)
+        sent: dict[int, int] = {}         # datagrams and bytes per peer (position) in this batch
+        size: dict[int, int] = {}
         dropped = [0, 0]                  # no live upstreams, send errors
         try:
             self._forward(sock, loop, sent, size, dropped)
         finally:
             self._count(sent, size, dropped)
 
-    def _count(self, sent: list[int], size: list[int], dropped: list[int]) -> None:
+    def _count(self, sent: dict[int, int], size: dict[int, int], dropped: list[int]) -> None:
         row = self.row
         columns = self.columns
         if columns is not None:
@@ -85,18 +85,18 @@ class DsrSender:
             row[columns.send_errors] += dropped[1]
         if self.peer_columns:
             stamp = 0
-            for index, count in enumerate(sent):
-                if count:
+            for index, count in sent.items():
+                if count and index < len(self.peer_columns):
                     peer = self.peer_columns[index]
                     row[peer.requests] += count
                     row[peer.sent] += size[index]
                     row[peer.selected] = stamp = stamp or int(time.time() * 1000)
 
-    def _forward(self, sock: socket.socket, loop: asyncio.AbstractEventLoop, sent: list[int], size: list[int],
-                 dropped: list[int]) -> None:
+    def _forward(self, sock: socket.socket, loop: asyncio.AbstractEventLoop, sent: dict[int, int],
+                 size: dict[int, int], dropped: list[int]) -> None:
         raw = self.raw
         balancer = self.balancer
-        peers = self.peers
+        packed = self.packed
         key_of = self.key_of
         now = loop.time()
         for _ in range(BATCH):
@@ -116,11 +116,15 @@ class DsrSender:
             balancer.free(peer, failed=False, now=now)
             if raw is None:
                 continue
-            address, port, target = peers[peer.index]
+            host = peer.server.host
+            address = packed.get(host)
+            if address is None:
+                address = packed[host] = socket.inet_aton(host)
             if len(data) > MAX_UDP_PAYLOAD:
                 continue
             try:
-                raw.sendto(udp_datagram(socket.inet_aton(client[0]), client[1], address, port, data), target)
+                raw.sendto(udp_datagram(socket.inet_aton(client[0]), client[1], address, peer.server.port, data),
+                           (host, 0))
             except BlockingIOError:
                 dropped[1] += 1
                 continue  # the send buffer is full: dropped, as a congested link would
@@ -134,8 +138,8 @@ class DsrSender:
                     self.once(str(exc.errno), f"sendto() failed ({exc.errno}: {exc.strerror}) while proxying "
                                               f"udp client: {client[0]}, upstream: \"{peer.name}\"")
                 continue
-            sent[peer.index] += 1
-            size[peer.index] += len(data)
+            sent[peer.index] = sent.get(peer.index, 0) + 1
+            size[peer.index] = size.get(peer.index, 0) + len(data)
             if self.access:
                 variables = StreamVariables(self.ctx, "UDP", client, sock.getsockname(), time.time())
                 variables.upstream_addr.append(peer.name)
