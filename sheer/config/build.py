@@ -7,7 +7,6 @@ import os
 from sheer.config import build_health
 from sheer.config import directives as d
 from sheer.config.balance import upstream_balance
-from sheer.config.names import Names
 from sheer.config.build_http import HttpBuilder
 from sheer.config.errors import ConfigError, Source
 from sheer.config.model import (
@@ -22,6 +21,7 @@ from sheer.config.model import (
     Upstream,
     UpstreamServer,
 )
+from sheer.config.names import Names
 from sheer.config.realip import stream_options
 from sheer.config.resolver import effective as effective_resolver
 from sheer.config.scope import (

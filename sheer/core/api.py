@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from sheer.config.model import UpstreamServer
 from sheer.core.control import PatchError, parse_patch, peer_state
 from sheer.core.health import Health
-from sheer.config.model import UpstreamServer
 from sheer.core.stats import Block, Kind, Layout, PeerRef
 
 VERSIONS = tuple(range(1, 10))     # nginx Plus R33 answers versions 1 to 9

@@ -22,6 +22,7 @@ from collections.abc import Callable
 import dns.message
 
 from sheer.config.resolver import Resolver
+from sheer.core.resolve import NameCache, valid_until
 from sheer.core.resolve_wire import (
     MAX_CNAMES,
     NOERROR,
@@ -163,3 +164,49 @@ def _failed(exc: OSError) -> str:
     """nginx's `recv() failed (111: Connection refused)`."""
     code = exc.errno or 0
     return f"recv() failed ({code}: {os.strerror(code)})" if code else f"recv() failed ({exc})"
+
+
+class NameLookups:
+    """A worker's lookups for `proxy_pass http://$variable`: answers kept while they stand (per
+    `resolver`, as nginx keeps one cache per resolver), and one question in flight per name, whatever
+    the number of requests waiting for it."""
+
+    def __init__(self, log: Log) -> None:
+        self.log = log
+        self.cache = NameCache()
+        self.clients: dict[int, DnsClient] = {}
+        self.pending: dict[tuple[int, str], asyncio.Future[Resolution]] = {}
+
+    async def resolve(self, name: str, resolver: Resolver) -> Resolution:
+        loop = asyncio.get_running_loop()
+        key = (id(resolver), name)
+        while True:
+            found = self.cache.get(f"{key[0]} {name}", loop.time())
+            if found is not None:
+                return found
+            waiting = self.pending.get(key)
+            if waiting is None:
+                break
+            try:
+                return await asyncio.shield(waiting)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+                # the request that was asking went away: ask again
+        client = self.clients.get(id(resolver))
+        if client is None:
+            client = self.clients[id(resolver)] = DnsClient(resolver, self.log)
+        future: asyncio.Future[Resolution] = loop.create_future()
+        self.pending[key] = future
+        try:
+            resolution = await client.resolve(name)
+            if resolution.ok:       # nginx keeps answers, not failures
+                self.cache.put(f"{key[0]} {name}", resolution,
+                               valid_until(resolution, resolver.valid, loop.time()))
+            future.set_result(resolution)
+            return resolution
+        finally:
+            del self.pending[key]
+            if not future.done():
+                future.cancel()

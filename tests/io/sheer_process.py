@@ -20,7 +20,9 @@ import dns.message
 import dns.rrset
 
 import sheer.config
+from sheer.config.names import Lookup
 from sheer.runtime.board import checked_groups
+from sheer.runtime.peerset import names_of
 
 UPSTREAM_HOSTS = ("127.0.0.11", "127.0.0.12", "127.0.0.13", "127.0.0.14")
 
@@ -96,8 +98,9 @@ class Sheer:
     """`python -m sheer -c <conf>` with an error log in the test's directory."""
 
     def __init__(self, tmp: Path, text: str, *, name: str = "sheer.conf", error_log: bool = True,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, lookup: Lookup | None = None) -> None:
         self.env = None if env is None else {**os.environ, **env}
+        self.lookup = lookup       # how this test process resolves the config's names (never a real resolver)
         self.tmp = tmp
         self.conf = tmp / name
         self.log_path = tmp / "error.log"
@@ -120,7 +123,7 @@ class Sheer:
         return [sys.executable, "-m", "sheer", "-c", str(self.conf), *args]
 
     def start(self, timeout: float = 5.0) -> Sheer:
-        config = sheer.config.load(str(self.conf))
+        config = sheer.config.load(str(self.conf), lookup=self.lookup)
         with open(self.stderr_path, "wb") as stderr:
             self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
                                          env=self.env)
@@ -132,7 +135,8 @@ class Sheer:
             return all(listen.port in (udp if listen.udp else tcp) for listen in wanted)
 
         wait_for(ready, timeout, "sheer's listeners")
-        self.wait_workers(config.workers + (1 if checked_groups(config) else 0), timeout)  # + the health checker
+        helper = bool(checked_groups(config) or names_of(config))     # health checks, resolver
+        self.wait_workers(config.workers + (1 if helper else 0), timeout)
         return self
 
     def check_running(self) -> None:

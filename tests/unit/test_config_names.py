@@ -232,14 +232,14 @@ def test_resolve_on_an_address_is_a_plain_server(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("text", "message"), [
     (RESOLVE.format(http="", upstream=""),
-     'lb.conf:7: no resolver defined to resolve names at run time in upstream "app" '
-     '(add "resolver ADDRESS;" to it or to the http block)'),
-    ("stream {\n resolver 127.0.0.53;\n upstream u {\n  server app.internal:53 resolve;\n }\n"
-     " server { listen 1; proxy_pass u; }\n}\n",
-     'lb.conf:4: resolving names at run time requires upstream "u" to be in shared memory '
-     '(add "zone NAME 64k;" to it)'),
-    ("stream {\n resolver 127.0.0.53;\n upstream u {\n  zone u 64k;\n  server app.internal resolve;\n }\n"
-     " server { listen 1; proxy_pass u; }\n}\n",
+     ('lb.conf:7: no resolver defined to resolve names at run time in upstream "app" '
+     '(add "resolver ADDRESS;" to it or to the http block)')),
+    (("stream {\n resolver 127.0.0.53;\n upstream u {\n  server app.internal:53 resolve;\n }\n"
+     " server { listen 1; proxy_pass u; }\n}\n"),
+     ('lb.conf:4: resolving names at run time requires upstream "u" to be in shared memory '
+     '(add "zone NAME 64k;" to it)')),
+    (("stream {\n resolver 127.0.0.53;\n upstream u {\n  zone u 64k;\n  server app.internal resolve;\n }\n"
+     " server { listen 1; proxy_pass u; }\n}\n"),
      'lb.conf:5: no port in upstream "app.internal"'),
     ("http {\n resolver 127.0.0.53 valid=soon;\n}\n", "lb.conf:2: invalid parameter: valid=soon"),
     ("http {\n resolver 127.0.0.53 ipv6=maybe;\n}\n", "lb.conf:2: invalid parameter: ipv6=maybe"),
@@ -258,3 +258,13 @@ def test_resolve_on_an_address_is_a_plain_server(tmp_path: Path) -> None:
 ])
 def test_resolver_errors_use_nginx_wording(tmp_path: Path, text: str, message: str) -> None:
     assert error(tmp_path, text) == message
+
+
+def test_names_resolved_at_load_need_no_resolver_task(tmp_path: Path) -> None:
+    from sheer.runtime.peerset import names_of
+    config = load_text(tmp_path, "http { upstream a { server app.internal:80; } "
+                                 "server { location / { proxy_pass http://a; } } }")
+    assert names_of(config) == []
+    config = load_text(tmp_path, RESOLVE.format(http="resolver 127.0.0.53;", upstream=""))
+    assert [(name.protocol, name.upstream.name, name.server.text) for name in names_of(config)] == [
+        ("http", "app", "app.internal:8080")]

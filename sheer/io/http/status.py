@@ -18,8 +18,8 @@ from sheer import __version__
 from sheer.config.model import StatusHandler, UpstreamServer
 from sheer.core.api import Answer, Api, Instance, error_body
 from sheer.core.health import Health
-from sheer.core.peers import slot_server
 from sheer.core.http.pages import simple_response
+from sheer.core.peers import slot_server
 from sheer.core.stats import PeerRef
 from sheer.io.http.dashboard import page
 from sheer.io.http.metrics import exposition
