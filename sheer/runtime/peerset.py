@@ -154,17 +154,22 @@ class PeerSetBoard:
         """(address, since ms) per position of `upstream`, read consistently."""
         names = self.by_upstream.get(id(upstream), [])
         count = positions(upstream)
-        for _ in range(READ_TRIES):
-            before = self.version
-            if before % 2:
-                continue
+
+        def look() -> tuple[tuple[str | None, int], ...]:
             out: list[tuple[str | None, int]] = [(None, 0)] * count
             for name in names:
                 for slot in range(PEERS_PER_NAME):
                     out[name.position(slot)] = self.entry(name, slot)
+            return tuple(out)
+
+        for _ in range(READ_TRIES):
+            before = self.version
+            if before % 2:
+                continue
+            found = look()
             if self.version == before:
-                return tuple(out)
-        return tuple(out)        # a writer stuck mid-change (killed): take what is there
+                return found
+        return look()            # a writer stuck mid-change (killed): take what is there
 
     def view(self, upstream: Upstream) -> UpstreamSlots | None:
         return UpstreamSlots(self, upstream) if id(upstream) in self.by_upstream else None
