@@ -70,13 +70,18 @@ class ResolverTask:
         while True:
             if delay > 0:
                 await asyncio.sleep(delay)
-            resolution = await client.resolve(name.server.host)
-            now = loop.time()
-            self.record(name, resolution)
+            try:
+                resolution = await client.resolve(name.server.host)
+                now = loop.time()
+                self.record(name, resolution)
+            except Exception as exc:  # noqa: BLE001 -- a bug costs this name one round, not the checks
+                self.log.log("alert", f"resolving {name.server.host} failed: {exc!r}")
+                delay = max(resolver.timeout, 1.0)
+                continue
             if changes_peers(resolution):
-                # The next generation (a reload) waits for what this answer is still worth.
-                with self.board.changing():
-                    self.board.set_valid(name, time.time() + valid_until(resolution, resolver.valid, now) - now)
+                # What a reload's resolver waits for: when this answer stops standing (read by the
+                # next generation's task only, so no readers to frame it for).
+                self.board.set_valid(name, time.time() + valid_until(resolution, resolver.valid, now) - now)
             delay = next_attempt(resolution, resolver.valid, resolver.timeout, now) - now
 
     def record(self, name: Name, resolution: Resolution) -> None:
