@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from sheer.config.template import Template, Var
 from sheer.core.balancer import Balancer, request_key
+from sheer.core.peers import positions
 from sheer.core.udpwire import MAX_UDP_PAYLOAD, udp_datagram
 from sheer.io.counting import DsrColumns, peer_columns
 from sheer.io.logs import AccessLogger, ErrorLogger
@@ -39,6 +40,7 @@ class DsrSender:
         self.raw: socket.socket | None = None
         # A peer's packed address, by its address: peers come and go with `server NAME resolve`.
         self.packed: dict[str, bytes] = {}
+        self.positions = positions(balancer.upstream)
         self._logged: dict[str, float] = {}
         self.key_of = self._key_function(balancer.upstream.balance.key)
         # Shared counters, added once per batch of datagrams (not per datagram): the service's
@@ -67,15 +69,15 @@ class DsrSender:
             self.raw = None
 
     def on_readable(self, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
-        sent: dict[int, int] = {}         # datagrams and bytes per peer (position) in this batch
-        size: dict[int, int] = {}
+        sent = [0] * self.positions       # datagrams and bytes per peer (position) in this batch
+        size = [0] * self.positions
         dropped = [0, 0]                  # no live upstreams, send errors
         try:
             self._forward(sock, loop, sent, size, dropped)
         finally:
             self._count(sent, size, dropped)
 
-    def _count(self, sent: dict[int, int], size: dict[int, int], dropped: list[int]) -> None:
+    def _count(self, sent: list[int], size: list[int], dropped: list[int]) -> None:
         row = self.row
         columns = self.columns
         if columns is not None:
@@ -85,15 +87,15 @@ class DsrSender:
             row[columns.send_errors] += dropped[1]
         if self.peer_columns:
             stamp = 0
-            for index, count in sent.items():
+            for index, count in enumerate(sent):
                 if count and index < len(self.peer_columns):
                     peer = self.peer_columns[index]
                     row[peer.requests] += count
                     row[peer.sent] += size[index]
                     row[peer.selected] = stamp = stamp or int(time.time() * 1000)
 
-    def _forward(self, sock: socket.socket, loop: asyncio.AbstractEventLoop, sent: dict[int, int],
-                 size: dict[int, int], dropped: list[int]) -> None:
+    def _forward(self, sock: socket.socket, loop: asyncio.AbstractEventLoop, sent: list[int], size: list[int],
+                 dropped: list[int]) -> None:
         raw = self.raw
         balancer = self.balancer
         packed = self.packed
@@ -138,8 +140,8 @@ class DsrSender:
                     self.once(str(exc.errno), f"sendto() failed ({exc.errno}: {exc.strerror}) while proxying "
                                               f"udp client: {client[0]}, upstream: \"{peer.name}\"")
                 continue
-            sent[peer.index] = sent.get(peer.index, 0) + 1
-            size[peer.index] = size.get(peer.index, 0) + len(data)
+            sent[peer.index] += 1
+            size[peer.index] += len(data)
             if self.access:
                 variables = StreamVariables(self.ctx, "UDP", client, sock.getsockname(), time.time())
                 variables.upstream_addr.append(peer.name)

@@ -39,7 +39,7 @@ def get(port: int, path: str = "/", headers: dict[str, str] | None = None) -> tu
         return exc.code, exc.read().decode()
 
 
-def config(dns: DnsServer, front: int, back: int, api: int, *, upstream: str = "", resolver: str = "valid=1s",
+def config(dns: DnsServer, front: int, back: int, api: int, *, resolver: str = "valid=1s",
            workers: int = 2, extra: str = "") -> str:
     return f"""
 worker_processes {workers};
@@ -49,7 +49,6 @@ http {{
     upstream app {{
         zone app 64k;
         server app.test:{back} resolve;
-        {upstream}
     }}
     server {{ listen 127.0.0.1:{front}; location / {{ proxy_pass http://app; {extra} }} }}
     server {{
