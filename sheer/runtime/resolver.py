@@ -8,7 +8,8 @@ that every worker's balancer reads, and says what changed in the error log:
 
 A new peer starts afresh: its counters start at zero (this process's row takes the old totals
 back), the API's changes to its slot are cleared, its health checks begin (mandatory: checking).
-Upstream addresses feed `sheer net plan`; when they change the plan, the log says to apply it again.
+Upstream addresses feed `sheer net plan` (for transparent and DSR servers); when they change, the
+log says to apply it again.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from sheer.core.resolve_wire import NXDOMAIN, Resolution, strerror
 from sheer.core.stats import PEER, Kind
 from sheer.io.dns import DnsClient
 from sheer.io.logs import ErrorLogger
-from sheer.net.plan import plan
+from sheer.net.plan import services
 from sheer.runtime.peerset import Name, PeerSetBoard
 from sheer.runtime.shared import UNSET, SharedBoard
 
@@ -94,6 +95,7 @@ class ResolverTask:
             if not changes_peers(resolution):
                 return
         before = self.peers()
+        had = bool(slots.addresses)     # a first answer fills what `sheer net apply` resolved itself
         changes = slots.update(resolution.addresses)
         if not changes:
             return
@@ -108,7 +110,8 @@ class ResolverTask:
             self.log.log("error", f'cannot add new server to upstream "{upstream}", memory exhausted '
                                   f"(sheer keeps {PEERS_PER_NAME} peers per name; "
                                   f"{', '.join(changes.no_room)} left out)")
-        self.plumbing(before)
+        if had:
+            self.plumbing(before)
 
     def apply(self, name: Name, changes: PeerChanges) -> None:
         now_ms = int(time.time() * 1000)
@@ -151,10 +154,13 @@ class ResolverTask:
         return found
 
     def plumbing(self, before: dict[tuple[str, str], list[UpstreamServer]]) -> None:
-        """`sheer net plan` derives rules from upstream addresses: say when they changed it."""
-        old = plan(with_peers(self.config, before)).commands()
-        new = plan(with_peers(self.config, self.peers())).commands()
-        if old != new:
+        """`sheer net plan` derives its rules for transparent and DSR servers from their upstreams'
+        addresses (marks, NAT maps): say when those changed, and what to run."""
+        def inputs(peers: dict[tuple[str, str], list[UpstreamServer]]) -> set[tuple[str, str, tuple[str, ...]]]:
+            return {(service.where, str(service.listen), tuple(sorted(u.name for u in service.upstreams)))
+                    for service in services(with_peers(self.config, peers))}
+
+        if inputs(before) != inputs(self.peers()):
             self.log.log("warn", "upstream addresses changed the kernel plumbing this configuration needs: "
                                  f'run "sheer net apply -c {self.config.file}" again ("sheer net plan" shows it)')
 

@@ -8,6 +8,7 @@ real clients whose requests the upstreams' own nginx witnesses saw arrive."""
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from sheer.lab import configs
+from sheer.lab import configs, plumbing
 from sheer.lab.procs import alive, read_pid, run, signal_and_wait
 from sheer.lab.testing import Lab
 from sheer.lab.topology import LAB
@@ -147,3 +148,59 @@ def test_resolve_follows_dnsmasq_with_no_request_lost(lab: Lab, sheer_ready: Non
             assert 'upstream "app" keeps its 1 peer(s)' in running.log()
     finally:
         dnsmasq.stop()
+
+
+def test_dsr_follows_a_name_and_says_when_the_plumbing_must_be_applied_again(lab: Lab, sheer_ready: None) -> None:
+    """Router NAT rewrites the replies of the upstreams it knows: a new address needs `sheer net
+    apply` again, and the running sheer says so. The upstreams' dnsmasq answer with their own
+    address: the answer tells which upstream the DSR datagram reached."""
+    dnsmasq = Dnsmasq(lab, "up4")
+    try:
+        dnsmasq.set("app.lab", "172.16.0.11", "172.16.0.12")
+        config = configs.HEADER + f"""stream {{
+    resolver {dnsmasq.address}:5353 valid=1s ipv6=off;
+    resolver_timeout 1s;
+    upstream dns_upstreams {{
+        zone dns 64k;
+        hash $remote_addr$remote_port maglev;
+        server app.lab:53 resolve;
+    }}
+    server {{
+        listen 53 udp;
+        proxy_responses 0;
+        proxy_timeout 1s;
+        proxy_bind $remote_addr:$remote_port transparent;
+        dsr_without_health_check on;
+        proxy_pass dns_upstreams;
+    }}
+}}
+error_log stderr notice;
+"""
+        with lab.applied("dsr-router", config), lab.proxy(config) as running:
+            deadline = time.monotonic() + 10
+            while 'name "app.lab"' not in running.log():
+                assert time.monotonic() < deadline, running.log()
+                time.sleep(0.1)
+            answers = {dig_answer(lab) for _ in range(12)}
+            assert answers == {"172.16.0.11", "172.16.0.12"}, answers       # Maglev over both peers
+
+            assert "sheer net apply" not in running.log()                  # a first answer: as applied
+            dnsmasq.set("app.lab", "172.16.0.13")
+            deadline = time.monotonic() + 8
+            while "run \"sheer net apply" not in running.log():
+                assert time.monotonic() < deadline, running.log()[-2000:]
+                time.sleep(0.2)
+            # The datagrams reach 172.16.0.13 now, but its replies are not rewritten to the VIP yet:
+            # the client drops them (dig: no answer).
+            assert dig_answer(lab) is None
+            plumbing.sheer_apply("dsr-router", running.config)            # as the log says
+            answers = [dig_answer(lab) for _ in range(6)]
+            assert set(answers) == {"172.16.0.13"}, answers
+    finally:
+        dnsmasq.stop()
+
+
+def dig_answer(lab: Lab) -> str | None:
+    output = lab.run("client", "dig", "+time=2", "+tries=1", f"@{VIP}", "www.example.com").stdout
+    match = re.search(r"^www\.example\.com\.\s+\d+\s+IN\s+A\s+(\S+)$", output, re.MULTILINE)
+    return match.group(1) if match else None

@@ -202,8 +202,18 @@ def test_addresses_that_change_the_plumbing_say_so(tmp_path: Path) -> None:
     task, board, _, log, _ = task_for(config)
     name, = board.names
     task.record(name, Resolution(NOERROR, ("10.0.0.1",), 30))
+    assert not any(level == "warn" for level, _ in log.lines)      # a first answer: what apply resolved
+    task.record(name, Resolution(NOERROR, ("10.0.0.1", "10.0.0.2"), 30))
     assert any(level == "warn" and f'run "sheer net apply -c {config.file}" again' in message
                for level, message in log.lines)
+    log.lines.clear()
+    other = tmp_path / "plain"
+    other.mkdir()
+    plain, _, _, plain_log, _ = task_for(resolving_config(other))
+    plain_name, = plain.board.names
+    plain.record(plain_name, Resolution(NOERROR, ("10.0.0.1",), 30))
+    plain.record(plain_name, Resolution(NOERROR, ("10.0.0.2",), 30))
+    assert not any(level == "warn" for level, _ in plain_log.lines)  # no transparent server: no plumbing
 
 
 def test_net_plan_uses_the_addresses_of_now_and_says_they_follow_a_name(tmp_path: Path) -> None:
