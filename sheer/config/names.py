@@ -23,23 +23,15 @@ from dataclasses import replace
 from sheer.config.errors import ConfigError, Source
 from sheer.config.model import Config, Listen, Upstream, UpstreamServer
 from sheer.config.realip import Network
+from sheer.config.values import is_address
+
+__all__ = ["HostNotFound", "Lookup", "Names", "is_address", "system_lookup", "with_peers"]
 
 Lookup = Callable[[str], tuple[str, ...]]
 
 
 class HostNotFound(Exception):
     """The lookup found no IPv4 or IPv6 address for the name (nginx's u->err "host not found")."""
-
-
-def is_address(host: str) -> bool:
-    """An IP address literal (or "" for the wildcard): nothing to resolve."""
-    if not host:
-        return True
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def system_lookup(host: str) -> tuple[str, ...]:

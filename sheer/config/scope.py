@@ -10,7 +10,7 @@ from sheer.config.errors import ConfigError, Source
 from sheer.config.model import ProxyBind, Upstream, UpstreamServer
 from sheer.config.template import compile_template
 from sheer.config.tree import Block
-from sheer.config.values import HostPort, parse_host_port
+from sheer.config.values import HostPort, is_address, parse_host_port
 
 
 def inherited(chain: list[Block], key: str, default: Any) -> Any:
@@ -36,7 +36,10 @@ def proxy_bind(chain: list[Block], variables: frozenset[str], prefixes: tuple[st
                 return None
             template = compile_template(args[0], source, variables, prefixes)
             if template.is_literal:
-                parse_host_port(args[0], source)
+                # nginx (ngx_parse_addr_port): a local address, never a name
+                address = parse_host_port(args[0], source)
+                if not is_address(address.host):
+                    raise ConfigError(f'invalid address "{args[0]}"', source)
             return ProxyBind(template, len(args) == 2, source)
     return None
 

@@ -101,6 +101,17 @@ def _parse_port(text: str, whole: str, source: Source) -> int:
     return int(text)
 
 
+def is_address(host: str) -> bool:
+    """An IP address literal (or "" for the wildcard): nothing to resolve."""
+    if not host:
+        return True
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def _parse_host(text: str, whole: str, source: Source, wildcard_ok: bool) -> str:
     """An address literal (normalized), or a name: names are resolved by sheer.config.names."""
     if text in ("*", "") and wildcard_ok:

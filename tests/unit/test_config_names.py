@@ -268,3 +268,8 @@ def test_names_resolved_at_load_need_no_resolver_task(tmp_path: Path) -> None:
     config = load_text(tmp_path, RESOLVE.format(http="resolver 127.0.0.53;", upstream=""))
     assert [(name.protocol, name.upstream.name, name.server.text) for name in names_of(config)] == [
         ("http", "app", "app.internal:8080")]
+
+
+def test_proxy_bind_takes_an_address_never_a_name(tmp_path: Path) -> None:
+    assert error(tmp_path, "stream {\n server {\n  listen 1;\n  proxy_bind app.internal;\n"
+                           "  proxy_pass 127.0.0.1:1;\n }\n}\n") == 'lb.conf:4: invalid address "app.internal"'
