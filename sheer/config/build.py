@@ -23,6 +23,7 @@ from sheer.config.model import (
 )
 from sheer.config.names import Names
 from sheer.config.realip import stream_options
+from sheer.config.resolver import PEERS_PER_NAME
 from sheer.config.resolver import effective as effective_resolver
 from sheer.config.scope import (
     implicit_address,
@@ -96,7 +97,8 @@ class Builder:
                     (templates if peer.resolve else servers).append(peer)
             if not servers and not templates:
                 raise ConfigError(f'no servers are inside upstream "{name}"', child.source)
-            balance = upstream_balance(child.settings, child.sources, servers + templates)
+            # A `resolve` server counts as the peers it may have, for the tables weights expand into.
+            balance = upstream_balance(child.settings, child.sources, servers + templates * PEERS_PER_NAME)
             if all(server.backup for server in servers + templates):
                 raise ConfigError(f'upstream "{name}" has only backup servers', child.source)
             zone = child.get("zone")

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 DEFAULT_TIMEOUT = 30.0          # resolver_timeout
 DNS_PORT = 53
+PEERS_PER_NAME = 16             # peers one `server NAME resolve` may have (nginx: as many as the zone holds)
 
 
 @dataclass(frozen=True, slots=True)

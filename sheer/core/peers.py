@@ -8,8 +8,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 from sheer.config.model import Upstream, UpstreamServer
+from sheer.config.resolver import PEERS_PER_NAME
 
-PEERS_PER_NAME = 16      # slots of one `server NAME resolve` (nginx: as many as the zone's memory holds)
+__all__ = ["PEERS_PER_NAME", "configured", "position_of", "positions", "slot_of", "slot_server"]
 
 
 def positions(upstream: Upstream) -> int:
