@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -78,7 +77,7 @@ class NamedSheer(Sheer):
         self.hosts = hosts
 
     def command(self, *args: str) -> list[str]:
-        return self.hosts.command(sys.executable, "-m", "sheer", "-c", str(self.conf), *args)
+        return self.hosts.command(*self.argv(*args))
 
 
 @pytest.fixture(name="named")
@@ -163,7 +162,7 @@ def test_sheer_t_says_host_not_found_at_file_line(named: Any, tmp_path: Path) ->
     named.hosts.set("front.test", "127.0.0.1")
     front, back, api = free_port(), free_port(HOSTS), free_port()
     sheer = named(conf(front, back, api))
-    result = subprocess.run(named.hosts.command(*Sheer.command(sheer, "-t")), capture_output=True, text=True,
+    result = subprocess.run(named.hosts.command(*sheer.argv("-t")), capture_output=True, text=True,
                             check=False, timeout=30)
     assert result.returncode == 1
     assert f'sheer: [emerg] {sheer.conf}:5: host not found in upstream "app.test:{back}"' in result.stderr
