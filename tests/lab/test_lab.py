@@ -157,7 +157,7 @@ def test_down_twice_leaves_the_root_namespace_as_before(lab: Lab) -> None:
     def names(listing: str) -> set[str]:
         """Namespaces, without other labs' (another checkout's lab may come and go meanwhile)."""
         found = {line.split()[0] for line in listing.splitlines() if line.strip()}
-        return {n for n in found if not re.match(r"sheer[a-z0-9]{0,4}-", n) or n.startswith(f"{LAB}-")}
+        return {n for n in found if not re.match(r"sheer[A-Za-z0-9]{0,4}-", n) or n.startswith(f"{LAB}-")}
 
     assert not ours & names(netns)
     assert names(netns) == names(lab.baseline[0]) - ours
