@@ -58,7 +58,8 @@ def ports(config: Config) -> tuple[set[int], set[int], set[str]]:
     for http in config.http.servers if config.http else ():
         listen |= {x.port for x in http.listens}
         for loc in http.locations:
-            for u in loc.proxy_pass.upstream.servers if loc.proxy_pass else ():
+            # proxy_pass with variables: its upstreams are known per request only
+            for u in loc.proxy_pass.upstream.servers if loc.proxy_pass and loc.proxy_pass.upstream else ():
                 upstream.add(u.port)
                 hosts.add(u.host)
     return listen, upstream, hosts
