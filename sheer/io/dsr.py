@@ -18,13 +18,13 @@ import time
 from collections.abc import Callable
 
 from sheer.config.template import Template, Var
-from sheer.core.balancer import Balancer, request_key
+from sheer.core.balancers import Balancer, request_key
 from sheer.core.peers import positions
 from sheer.core.udpwire import MAX_UDP_PAYLOAD, udp_datagram
+from sheer.io.context import WorkerContext
 from sheer.io.counting import DsrColumns, peer_columns
 from sheer.io.logs import AccessLogger, ErrorLogger
 from sheer.io.stream_vars import StreamVariables
-from sheer.runtime.context import WorkerContext
 
 BATCH = 64
 
@@ -45,7 +45,6 @@ class DsrSender:
         self.key_of = self._key_function(balancer.upstream.balance.key)
         # Shared counters, added once per batch of datagrams (not per datagram): the service's
         # (sheer_dsr_*) and each peer's `connections`, `sent` and `selected`.
-        assert ctx.shared is not None
         layout = ctx.shared.layout
         self.row = ctx.counters
         block = layout.dsr.get(listen_name) or layout.dsr.get(f"{listen_name} udp")
@@ -125,7 +124,8 @@ class DsrSender:
             if len(data) > MAX_UDP_PAYLOAD:
                 continue
             try:
-                raw.sendto(udp_datagram(socket.inet_aton(client[0]), client[1], address, peer.server.port, data),
+                raw.sendto(udp_datagram(socket.inet_aton(client[0]), client[1], address, peer.server.port,
+                                        data),
                            (host, 0))
             except BlockingIOError:
                 dropped[1] += 1
@@ -133,9 +133,9 @@ class DsrSender:
             except OSError as exc:
                 dropped[1] += 1
                 if exc.errno == errno.EMSGSIZE:
-                    self.once("EMSGSIZE", f"a {len(data)}-byte datagram from {client[0]} exceeds the MTU toward "
-                                          f"{peer.name}; direct server return sends datagrams unfragmented, "
-                                          "so it was dropped")
+                    self.once("EMSGSIZE", f"a {len(data)}-byte datagram from {client[0]} exceeds the MTU "
+                                          f"toward {peer.name}; direct server return sends datagrams "
+                                          "unfragmented, so it was dropped")
                 else:
                     self.once(str(exc.errno), f"sendto() failed ({exc.errno}: {exc.strerror}) while proxying "
                                               f"udp client: {client[0]}, upstream: \"{peer.name}\"")

@@ -22,11 +22,11 @@ from sheer.core.hcmatch import Verdict
 from sheer.core.health import Changed, Health, Outcome, PeerHealth
 from sheer.core.peers import PEERS_PER_NAME, slot_server
 from sheer.core.stats import Block
+from sheer.io.context import Identity
 from sheer.io.logs import ErrorLogger, reopen_logs
 from sheer.io.probes import http_probe, tcp_probe, udp_probe
 from sheer.runtime import proctitle
 from sheer.runtime.board import CheckedGroup, HealthBoard
-from sheer.runtime.context import Identity
 from sheer.runtime.peerset import Name, PeerSetBoard
 from sheer.runtime.privileges import drop_privileges
 from sheer.runtime.resolver import ResolverTask
@@ -80,7 +80,8 @@ class HealthCounters:
         if block is not None and state is not Health.UP and not self.shared.latest(block.at("downstart")):
             self.row[block.at("downstart")] = int(now * 1000)
 
-    def record(self, group: CheckedGroup, index: int, passed: bool, change: Changed | None, now: float) -> None:
+    def record(self, group: CheckedGroup, index: int, passed: bool, change: Changed | None,
+               now: float) -> None:
         block = self.block(group, index)
         if block is None:
             return
