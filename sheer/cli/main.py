@@ -9,9 +9,12 @@ import sys
 from collections.abc import Callable
 
 from sheer import __version__
+from sheer.cli import options
 from sheer.cli.common import DEFAULT_CONF, say
 from sheer.config import Config, ConfigError, load
 from sheer.config.errors import unexpected
+from sheer.config.model import ErrorLog
+from sheer.config.prefix import STDERR, Prefixes, prefix_of
 
 SIGNALS = {"stop": signal.SIGTERM, "quit": signal.SIGQUIT, "reload": signal.SIGHUP, "reopen": signal.SIGUSR1}
 
@@ -57,13 +60,13 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("-c", metavar="file", dest="conf", default=DEFAULT_CONF,
-                   help=f"configuration file (default: {DEFAULT_CONF})")
+                   help=f"configuration file, relative to the prefix (default: {DEFAULT_CONF})")
     p.add_argument("-p", metavar="prefix", dest="prefix",
-                   help="prefix for relative paths in the configuration (default: the configuration's "
-                        "directory)")
+                   help="prefix for relative paths: -c, -e, pid, error_log, access_log (default: the current "
+                        "directory); include is relative to the configuration's directory")
     p.add_argument("-e", metavar="file", dest="error_log",
-                   help="error log used until the configuration is read, and when it sets none (default: "
-                        "stderr)")
+                   help="error log, relative to the prefix, used until the configuration is read and when "
+                        "its main level sets none (default and 'stderr': stderr)")
     p.add_argument("-g", metavar="directives", dest="directives",
                    help="global directives, e.g. 'worker_processes 2;'")
     p.add_argument("-t", action="store_true", dest="test", help="test the configuration and exit")
@@ -72,7 +75,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-v", action="store_true", dest="version", help="show version and exit")
     p.add_argument("-V", action="store_true", dest="build", help="show version and build details and exit")
     p.add_argument("-s", metavar="signal", dest="signal", choices=sorted(SIGNALS),
-                   help="send a signal to the master: stop, quit, reload, reopen")
+                   help="send a signal to the master found through the configuration's pid: stop, quit, "
+                        "reload, reopen")
     return p
 
 
@@ -92,42 +96,70 @@ def _main(argv: list[str]) -> int:
     verbs = _verbs()
     if argv and argv[0] in verbs:
         return verbs[argv[0]](argv[1:])
-    args = parser().parse_args(argv)
-    if args.version or args.build:
+    try:
+        args = options.parse(argv)
+    except options.OptionError as exc:
+        say(str(exc))
+        return 1
+    if args.version:
         print(f"sheer version: sheer/{__version__}", file=sys.stderr)
         if args.build:
             import uvloop
             print(f"built with Python {sys.version.split()[0]}, uvloop {uvloop.__version__}", file=sys.stderr)
+        if args.help:
+            print(parser().format_help(), file=sys.stderr, end="")
         return 0
+    # Fixed once: a reload resolves the same relative paths against the same directory.
+    args.prefix = prefix_of(args.prefix)
+    where = Prefixes.of(args.conf or DEFAULT_CONF, args.prefix)
+    early = EarlyLog(where.path(args.error_log) if args.error_log else STDERR)
     try:
         config = read_config(args)
     except Exception as exc:  # noqa: BLE001 - a file must never get a traceback, only its error
-        say(f"[emerg] {exc}" if isinstance(exc, ConfigError)
-            else f"[emerg] reading {args.conf} failed: {unexpected(exc)}")
-        if args.test or args.dump:
-            say(f"configuration file {os.path.abspath(args.conf)} test failed")
+        early.emerg(str(exc) if isinstance(exc, ConfigError)
+                    else f"reading {where.conf_file} failed: {unexpected(exc)}")
+        if args.test:
+            say(f"configuration file {where.conf_file} test failed")
         return 1
-    if args.test or args.dump:
+    if args.test:
         return test_config(config, args)
     if args.signal:
         return send_signal(config, args.signal)
     return run(config, args)
 
 
-def read_config(args: argparse.Namespace) -> Config:
-    if not os.path.exists(args.conf):
-        hint = ""
-        if args.conf == DEFAULT_CONF:
-            hint = " (write one, or try `sheer lab demo` for the article's lab)"
-        raise ConfigError(f'open() "{args.conf}" failed (2: No such file or directory){hint}')
-    config = load(args.conf, prefix=args.prefix, global_directives=args.directives)
-    if args.error_log and config.error_log.path == "stderr":
-        from dataclasses import replace
-        config = replace(config, error_log=replace(config.error_log, path=args.error_log))
-    return config
+class EarlyLog:
+    """The error log before the configuration is read: `-e`'s file (relative to the prefix), or
+    stderr. As nginx (ngx_log_init), it is opened, created if need be, at once; what goes to it also
+    goes to stderr, where whoever typed the command sees it."""
+
+    def __init__(self, path: str) -> None:
+        from sheer.io.logs import ErrorLogger, LogOpenError
+        self.logger: ErrorLogger | None = None
+        if path == STDERR:
+            return
+        try:
+            self.logger = ErrorLogger(ErrorLog(path, "error"))
+        except LogOpenError as exc:
+            say(f"[alert] could not open error log file: {exc}")
+
+    def emerg(self, message: str) -> None:
+        say(f"[emerg] {message}")
+        if self.logger is not None:
+            self.logger.log("emerg", message)
 
 
-def test_config(config: Config, args: argparse.Namespace) -> int:
+def read_config(args: options.Options) -> Config:
+    conf = args.conf or DEFAULT_CONF
+    try:
+        return load(conf, prefix=args.prefix, global_directives=args.directives, error_log=args.error_log)
+    except ConfigError as exc:
+        if args.conf is None and exc.source is None and not os.path.exists(DEFAULT_CONF):
+            raise ConfigError(f"{exc} (write one, or try `sheer lab demo` for the article's lab)") from None
+        raise
+
+
+def test_config(config: Config, args: options.Options) -> int:
     from sheer.runtime.checks import check, warnings
 
     problems = check(config)
@@ -150,25 +182,35 @@ def test_config(config: Config, args: argparse.Namespace) -> int:
 
 
 def send_signal(config: Config, name: str) -> int:
+    """`-s`: the master is found through the `pid` of this configuration (ngx_signal_process)."""
     if not config.pid:
         say('[error] no "pid" directive in the configuration: sheer cannot find the master to signal '
             "(add `pid /run/sheer.pid;`)")
         return 1
     try:
-        with open(config.pid) as handle:
-            pid = int(handle.read().strip())
-    except (OSError, ValueError) as exc:
-        say(f'[error] open() "{config.pid}" failed ({exc}); is sheer running?')
+        with open(config.pid, "rb") as handle:
+            text = handle.read(32)
+    except OSError as exc:
+        say(f'[error] open() "{config.pid}" failed ({exc.errno}: {exc.strerror}); is sheer running?')
         return 1
+    stripped = text.rstrip(b"\r\n")
+    if not stripped.isdigit() or int(stripped) <= 0:
+        say(f'[error] invalid PID number "{stripped.decode(errors="replace")}" in "{config.pid}"')
+        return 1
+    pid = int(stripped)
     try:
         os.kill(pid, SIGNALS[name])
     except ProcessLookupError:
-        say(f"[error] kill({pid}, {SIGNALS[name]}) failed (No such process); remove the stale {config.pid}")
+        say(f"[error] kill({pid}, {SIGNALS[name].value}) failed (3: No such process); "
+            f"remove the stale {config.pid}")
+        return 1
+    except PermissionError:
+        say(f"[error] kill({pid}, {SIGNALS[name].value}) failed (1: Operation not permitted)")
         return 1
     return 0
 
 
-def run(config: Config, args: argparse.Namespace) -> int:
+def run(config: Config, args: options.Options) -> int:
     from sheer.runtime.checks import check, warnings
     from sheer.runtime.daemon import daemonize
     from sheer.runtime.master import Master, StartupError
@@ -180,10 +222,8 @@ def run(config: Config, args: argparse.Namespace) -> int:
         return 1
     for warning in warnings(config):
         say(f"[warn] {warning}")
-    conf, prefix, directives = args.conf, args.prefix, args.directives
-
     def reload_config() -> Config:
-        return load(conf, prefix=prefix, global_directives=directives)
+        return read_config(args)
 
     try:
         master = Master(config, reload_config)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 
 from sheer.config import directives, names
@@ -10,24 +9,28 @@ from sheer.config.build import Builder
 from sheer.config.errors import ConfigError, Source
 from sheer.config.model import Config
 from sheer.config.names import Lookup, Names
-from sheer.config.tree import Block, TreeReader
+from sheer.config.prefix import Prefixes
+from sheer.config.tree import COMMAND_LINE, Block, TreeReader
 
 __all__ = ["Config", "ConfigError", "Lookup", "Source", "load"]
 
 
 def load(path: str, *, prefix: str | None = None, global_directives: str | None = None,
-         lookup: Lookup | None = None) -> Config:
+         error_log: str | None = None, lookup: Lookup | None = None) -> Config:
     """Parse and check `path` (and its includes); raise ConfigError naming file:line on any problem.
+
+    `prefix`, `global_directives` and `error_log` are nginx's `-p`, `-g` and `-e`: a relative `path`,
+    `error_log` and the configuration's own paths are relative to the prefix (by default the current
+    directory), `include` to the configuration's directory (sheer.config.prefix).
 
     Names (upstream servers, proxy_pass, listen, set_real_ip_from, resolver) are resolved through
     `lookup`, by default the system's resolver (sheer.config.names.system_lookup), as nginx does."""
-    path = os.path.abspath(path)
-    conf_dir = os.path.dirname(path)
-    root = Block(directives.MAIN, [], Source(path, 0))
-    reader = TreeReader(conf_dir)
-    reader.read_file(path, root)
-    if global_directives:
-        reader.read_text(global_directives, root, label="-g")
+    where = Prefixes.of(path, prefix)
+    root = Block(directives.MAIN, [], Source(where.conf_file, 0))
+    reader = TreeReader(where)
+    if global_directives:  # nginx reads -g before the file (ngx_conf_param, then ngx_conf_parse)
+        reader.read_text(global_directives, root, label=COMMAND_LINE)
+    reader.read_file(where.conf_file, root)
     step = Names(lookup or names.system_lookup)
-    config = Builder(root, path, os.path.abspath(prefix) if prefix else conf_dir, step).config()
+    config = Builder(root, where, step, error_log).config()
     return replace(config, files=tuple(reader.files))

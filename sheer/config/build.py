@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from sheer.config import build_health
 from sheer.config import directives as d
 from sheer.config.balance import upstream_balance
@@ -22,6 +20,7 @@ from sheer.config.model import (
     UpstreamServer,
 )
 from sheer.config.names import Names
+from sheer.config.prefix import STDERR, Prefixes
 from sheer.config.realip import stream_options
 from sheer.config.resolver import PEERS_PER_NAME
 from sheer.config.resolver import effective as effective_resolver
@@ -41,16 +40,18 @@ from sheer.config.tree import Block
 
 
 class Builder:
-    def __init__(self, root: Block, file: str, prefix: str, names: Names) -> None:
+    def __init__(self, root: Block, where: Prefixes, names: Names,
+                 default_error_log: str | None = None) -> None:
         self.root = root
-        self.file = file
-        self.prefix = prefix
+        self.where = where
+        self.file = where.conf_file
+        self.prefix = where.prefix
         self.names = names
+        self.default_error_log = default_error_log
 
     def path(self, value: str) -> str:
-        if value in ("stderr", "stdout") or os.path.isabs(value):
-            return value
-        return os.path.join(self.prefix, value)
+        """`pid`, `error_log`, `access_log`: relative to the prefix, as nginx (ngx_conf_open_file)."""
+        return self.where.path(value)
 
     def config(self) -> Config:
         root = self.root
@@ -65,7 +66,7 @@ class Builder:
             prefix=self.prefix,
             user=root.get("user"),
             worker_processes=root.get("worker_processes", 1),
-            error_log=self.error_log(error_log) if error_log else ErrorLog("stderr"),
+            error_log=self.error_log(error_log) if error_log else self.main_error_log(),
             pid=self.path(root.get("pid")[0]) if root.get("pid") else None,
             daemon=root.get("daemon", False),
             worker_connections=events.get("worker_connections", 512) if events else 512,
@@ -74,6 +75,11 @@ class Builder:
         )
         _check_listen_conflicts(config)
         return config
+
+    def main_error_log(self) -> ErrorLog:
+        """No `error_log` in main: `-e`'s file (nginx's ngx_log_open_default), at level error; stderr
+        without -e (sheer's NGX_ERROR_LOG_PATH, as Debian's nginx is built)."""
+        return ErrorLog(self.path(self.default_error_log or STDERR))
 
     def error_log(self, value: tuple[str, str]) -> ErrorLog:
         return ErrorLog(self.path(value[0]), value[1])  # type: ignore[arg-type]

@@ -13,6 +13,7 @@ import crossplane  # type: ignore[import-untyped]
 
 from sheer.config import directives
 from sheer.config.errors import ConfigError, Source
+from sheer.config.prefix import Prefixes
 
 _CROSSPLANE_WHERE = re.compile(r" in (.+):(\d+)$")
 
@@ -32,6 +33,7 @@ class Block:
         return self.settings.get(key, default)
 
 
+COMMAND_LINE = "command line"   # where nginx says -g's directives are
 MAX_DEPTH = 64     # blocks within blocks; nginx's own contexts nest at most 5 deep (http server location if)
 
 
@@ -100,10 +102,11 @@ def _block_context(name: str, parent: str) -> str:
 
 
 class TreeReader:
-    """Walks parsed directives into `Block`s; includes are expanded relative to the main file."""
+    """Walks parsed directives into `Block`s; includes are expanded relative to the configuration's
+    directory, as nginx does."""
 
-    def __init__(self, conf_dir: str) -> None:
-        self.conf_dir = conf_dir
+    def __init__(self, where: Prefixes) -> None:
+        self.where = where
         self._including: list[str] = []
         self.files: list[str] = []
 
@@ -154,7 +157,7 @@ class TreeReader:
     def _include(self, args: list[str], source: Source, block: Block) -> None:
         if len(args) != 1:
             raise ConfigError('invalid number of arguments in "include" directive', source)
-        pattern = args[0] if os.path.isabs(args[0]) else os.path.join(self.conf_dir, args[0])
+        pattern = self.where.conf_path(args[0])
         paths = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
         for path in paths:
             if path in self._including:

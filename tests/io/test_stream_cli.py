@@ -99,7 +99,7 @@ def test_global_directives_are_checked(tmp_path: Path) -> None:
     assert sheer("-t", "-q", "-c", conf, "-g", "worker_processes 2;").returncode == 0
     bad = sheer("-t", "-c", conf, "-g", "worker_processes two;")
     assert bad.returncode == 1
-    assert "-g:1: " in bad.stderr and "Traceback" not in bad.stderr
+    assert "command line:1: " in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_missing_config_file(tmp_path: Path) -> None:
@@ -111,7 +111,7 @@ def test_missing_config_file(tmp_path: Path) -> None:
 
 def test_unwritable_log_directory_fails_the_test(tmp_path: Path) -> None:
     conf = write(tmp_path, "error_log missing/dir/error.log;\n" + GOOD)
-    result = sheer("-t", "-c", conf)
+    result = sheer("-t", "-c", conf, "-p", str(tmp_path))
     assert result.returncode == 1
     assert f'open() "{tmp_path}/missing/dir/error.log" failed (2: No such file or directory)' in result.stderr
 
@@ -126,5 +126,6 @@ def test_signal_with_stale_pid_file(tmp_path: Path) -> None:
     conf = write(tmp_path, f"pid {tmp_path}/sheer.pid;\n" + GOOD)
     (tmp_path / "sheer.pid").write_text("not a pid\n")
     result = sheer("-s", "stop", "-c", conf)
-    assert result.returncode == 1 and "is sheer running?" in result.stderr
+    assert result.returncode == 1
+    assert f'[error] invalid PID number "not a pid" in "{tmp_path}/sheer.pid"' in result.stderr
     assert "Traceback" not in result.stderr

@@ -181,7 +181,7 @@ def test_error_in_global_directives(tmp_path: Path) -> None:
     path.write_text(stream(OK_SERVER))
     with pytest.raises(ConfigError) as info:
         load(str(path), global_directives="worker_processes none;")
-    assert info.value.source == Source("-g", 1)
+    assert info.value.source == Source("command line", 1)
     assert info.value.message == '"worker_processes" takes a number >= 1, got "none"'
 
 

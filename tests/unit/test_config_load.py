@@ -100,7 +100,7 @@ def test_article_udp_dns(tmp_path: Path) -> None:
 
 
 def test_admin_guide_dns_with_relative_error_log(tmp_path: Path) -> None:
-    config = load_text(tmp_path, ADMIN_GUIDE_DNS)
+    config = load_text(tmp_path, ADMIN_GUIDE_DNS, prefix=str(tmp_path))
     server = stream_server(config)
     assert server.error_log is not None
     assert server.error_log.path == str(tmp_path / "logs" / "dns.log")
@@ -220,7 +220,7 @@ def test_upstream_server_parameters(tmp_path: Path) -> None:
 
 def test_worker_processes_auto_and_daemon_pid(tmp_path: Path) -> None:
     config = load_text(tmp_path, """worker_processes auto; daemon off; pid run/sheer.pid;
-        stream { server { listen 1000; return "x"; } }""")
+        stream { server { listen 1000; return "x"; } }""", prefix=f"{tmp_path}/")
     assert config.worker_processes is None and config.workers >= 1
     assert config.pid == str(tmp_path / "run" / "sheer.pid")
 
@@ -306,7 +306,7 @@ def test_include_absolute_path(tmp_path: Path) -> None:
 
 def test_global_directives(tmp_path: Path) -> None:
     path = write(tmp_path, "stream { server { listen 1000; return x; } }")
-    config = load(path, global_directives="worker_processes 4; pid sheer.pid;")
+    config = load(path, global_directives="worker_processes 4; pid sheer.pid;", prefix=str(tmp_path))
     assert config.worker_processes == 4
     assert config.pid == str(tmp_path / "sheer.pid")
 
