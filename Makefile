@@ -4,9 +4,10 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 APT_PKGS := iproute2 nftables dnsmasq-base dnsutils curl nginx-light libnginx-mod-stream \
             ethtool tcpdump dnsperf wrk iperf3 procps \
-            chromium fonts-dejavu-core librsvg2-bin logrotate
+            chromium fonts-dejavu-core librsvg2-bin logrotate \
+            perl libprotocol-websocket-perl libio-socket-ssl-perl
 
-.PHONY: deps venv test unit demo lint clean bench pythons
+.PHONY: deps venv test unit demo lint clean bench pythons nginx-tests
 
 deps:            ## Debian packages: the lab's tools and witnesses (needs root)
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -25,6 +26,11 @@ $(BIN)/.installed: pyproject.toml requirements.lock
 
 test: deps venv  ## every test: unit, io (loopback) and lab (network namespaces, as root)
 	$(BIN)/python -m pytest tests -q
+
+# `make nginx-tests`: every file; or `make nginx-tests FILES="proxy.t stream_proxy.t"`, `SUBSET=ci`
+nginx-tests: deps venv  ## nginx's own test suite against sheer and nginx 1.22 in a namespace (as root): docs/nginx-tests.md
+	$(BIN)/python tests/nginx_tests/run.py --baseline tests/nginx_tests/baseline.json \
+	  $(if $(FILES),--files $(FILES)) $(if $(SUBSET),--subset $(SUBSET))
 
 pythons:         ## `pip install .` on Python 3.11, 3.12 and 3.13 (pyenv), unit tests against each install
 	.ci/pythons
