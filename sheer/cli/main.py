@@ -165,6 +165,9 @@ def test_config(config: Config, args: options.Options) -> int:
     problems = check(config)
     for problem in problems:
         say(f"[emerg] {problem}")
+    for level, notice in config.notices:
+        if level == "warn" or not args.quiet:
+            say(f"[{level}] {notice}")
     for warning in warnings(config):
         say(f"[warn] {warning}")
     if problems:
@@ -220,6 +223,8 @@ def run(config: Config, args: options.Options) -> int:
         say(f"[emerg] {problem}")
     if problems:
         return 1
+    for level, notice in config.notices:
+        say(f"[{level}] {notice}")
     for warning in warnings(config):
         say(f"[warn] {warning}")
     def reload_config() -> Config:

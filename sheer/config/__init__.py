@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from sheer.config import directives, names
+from sheer.config import names, table
 from sheer.config.build import Builder
 from sheer.config.errors import ConfigError, Source
 from sheer.config.model import Config
@@ -26,11 +26,12 @@ def load(path: str, *, prefix: str | None = None, global_directives: str | None 
     Names (upstream servers, proxy_pass, listen, set_real_ip_from, resolver) are resolved through
     `lookup`, by default the system's resolver (sheer.config.names.system_lookup), as nginx does."""
     where = Prefixes.of(path, prefix)
-    root = Block(directives.MAIN, [], Source(where.conf_file, 0))
+    root = Block(table.MAIN, [], Source(where.conf_file, 0))
     reader = TreeReader(where)
     if global_directives:  # nginx reads -g before the file (ngx_conf_param, then ngx_conf_parse)
         reader.read_text(global_directives, root, label=COMMAND_LINE)
     reader.read_file(where.conf_file, root)
     step = Names(lookup or names.system_lookup)
-    config = Builder(root, where, step, error_log).config()
-    return replace(config, files=tuple(reader.files))
+    builder = Builder(root, where, step, error_log)
+    config = builder.config()
+    return replace(config, files=tuple(reader.files), notices=tuple(reader.notices + builder.notices))

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from sheer.config import build_health
-from sheer.config import directives as d
+from sheer.config import build_health, table
 from sheer.config.balance import upstream_balance
 from sheer.config.build_http import HttpBuilder
 from sheer.config.errors import ConfigError, Source
@@ -32,6 +31,7 @@ from sheer.config.scope import (
     single_child,
     with_port,
 )
+from sheer.config.table import NoticeLevel
 from sheer.config.template import (
     STREAM_VARIABLES,
     compile_template,
@@ -48,6 +48,10 @@ class Builder:
         self.prefix = where.prefix
         self.names = names
         self.default_error_log = default_error_log
+        self.notices: list[tuple[NoticeLevel, str]] = []
+
+    def note(self, level: NoticeLevel, message: str, source: Source | None) -> None:
+        self.notices.append((level, f"{source}: {message}" if source else message))
 
     def path(self, value: str) -> str:
         """`pid`, `error_log`, `access_log`: relative to the prefix, as nginx (ngx_conf_open_file)."""
@@ -55,10 +59,10 @@ class Builder:
 
     def config(self) -> Config:
         root = self.root
-        events = single_child(root, d.EVENTS)
+        events = single_child(root, table.EVENTS)
         error_log = root.get("error_log")
-        stream_block = single_child(root, d.STREAM)
-        http_block = single_child(root, d.HTTP)
+        stream_block = single_child(root, table.STREAM)
+        http_block = single_child(root, table.HTTP)
         if stream_block is None and http_block is None:
             raise ConfigError(f'{self.file}: no "http" or "stream" block: nothing to serve')
         config = Config(

@@ -26,6 +26,7 @@ from sheer.config.names import Names
 from sheer.config.realip import http_real_ip
 from sheer.config.resolver import effective as effective_resolver
 from sheer.config.scope import implicit_address, implicit_upstream, inherited, proxy_bind
+from sheer.config.table import NoticeLevel
 from sheer.config.template import HTTP_PREFIXES, HTTP_VARIABLES, Template, compile_template
 from sheer.config.tree import Block
 
@@ -51,6 +52,8 @@ class Shared(Protocol):
     def error_log(self, value: tuple[str, str]) -> ErrorLog: ...
 
     def listens(self, block: Block) -> list[Listen]: ...
+
+    def note(self, level: NoticeLevel, message: str, source: Source | None) -> None: ...
 
 
 class HttpBuilder:
@@ -117,8 +120,12 @@ class HttpBuilder:
             raise ConfigError(f'"{handler.kind}" cannot be combined with '
                               f'"{"proxy_pass" if proxy_pass else "return"}" in one location', handler.source)
         if not proxy_pass and not returned and handler is None:
-            raise ConfigError(f'location "{path}" has neither "proxy_pass" nor "return" '
-                              '(sheer does not serve files)', block.source)
+            # nginx would serve files from `root` here; sheer answers what nginx answers when there is
+            # none, and says so
+            self.top.note("warn", f'location "{path}" has no "proxy_pass", "return" or handler: sheer serves '
+                          "no files (yet), it answers 404 there", block.source)
+            returned = ["404"]
+            block.sources.setdefault("return", block.source)
         error_log = inherited(chain, "error_log", None)
         health_check = build_health.resolve(block.get("health_check"), self.matches,
                                             inherited(chain, "proxy_read_timeout", 60.0),

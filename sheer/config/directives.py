@@ -8,15 +8,32 @@ later part of sheer implements are listed with `todo` and refused with "not impl
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from sheer.config import balance, health
+from sheer.config import accepted, balance, health, unsupported
 from sheer.config.errors import ConfigError, Source
 from sheer.config.model import LOG_LEVELS, NEXT_UPSTREAM_CONDITIONS, Listen, UpstreamServer
 from sheer.config.realip import network as _network
 from sheer.config.realip import protocol_version as _protocol_version
 from sheer.config.resolver import resolver_args
+from sheer.config.table import (
+    EVENTS,
+    HTTP,
+    HTTP_ALL,
+    HTTP_LOCATION,
+    HTTP_MATCH,
+    HTTP_SERVER,
+    HTTP_UPSTREAM,
+    MAIN,
+    STREAM,
+    STREAM_ALL,
+    STREAM_MATCH,
+    STREAM_SERVER,
+    STREAM_UPSTREAM,
+    Convert,
+    Directive,
+    entry,
+)
 from sheer.config.template import HTTP_PREFIXES, HTTP_VARIABLES, STREAM_VARIABLES
 from sheer.config.values import (
     parse_flag,
@@ -26,27 +43,6 @@ from sheer.config.values import (
     parse_time,
     unescape,
 )
-
-Convert = Callable[[list[str], Source], Any]
-
-MAIN, EVENTS = "main", "events"
-HTTP, HTTP_SERVER, HTTP_LOCATION, HTTP_UPSTREAM = "http", "http.server", "http.location", "http.upstream"
-STREAM, STREAM_SERVER, STREAM_UPSTREAM = "stream", "stream.server", "stream.upstream"
-HTTP_ALL = frozenset({HTTP, HTTP_SERVER, HTTP_LOCATION})
-STREAM_ALL = frozenset({STREAM, STREAM_SERVER})
-STREAM_MATCH, HTTP_MATCH = "stream.match", "http.match"
-
-
-@dataclass(frozen=True, slots=True)
-class Directive:
-    name: str
-    contexts: frozenset[str]
-    nargs: tuple[int, int | None]          # minimum and maximum argument count (None: any)
-    convert: Convert | None = None         # None: keep the (unescaped) arguments as they are
-    block: str | None = None               # the context a block directive opens
-    multi: bool = False                    # may repeat; values are collected in order
-    todo: str | None = None                # planned but not built yet: refused, never ignored
-
 
 # --- converters ------------------------------------------------------------------------------
 
@@ -178,9 +174,7 @@ def _zone(args: list[str], src: Source) -> tuple[str, int | None]:
     return args[0], (parse_size(args[1], "zone", src) if len(args) > 1 else None)
 
 
-def _d(name: str, contexts: frozenset[str] | set[str], nargs: tuple[int, int | None],
-       convert: Convert | None = None, **kw: Any) -> Directive:
-    return Directive(name, frozenset(contexts), nargs, convert, **kw)
+_d = entry
 
 
 TABLE: tuple[Directive, ...] = (
@@ -272,6 +266,9 @@ TABLE += (
     _d("status_zone", {HTTP_SERVER, STREAM_SERVER}, (1, 1)),
 )
 
+# what sheer reads, checks and says it does nothing with (sheer/config/accepted.py)
+TABLE += accepted.TABLE
+
 _BY_CONTEXT: dict[tuple[str, str], Directive] = {}
 _NAMES: set[str] = set()
 for _entry in TABLE:
@@ -286,7 +283,7 @@ def lookup(name: str, context: str, source: Source) -> Directive:
     if entry is None:
         if name in _NAMES:
             raise ConfigError(f'"{name}" directive is not allowed here', source)
-        raise ConfigError(f'unknown directive "{name}"', source)
+        raise ConfigError(unsupported.refusal(name) or f'unknown directive "{name}"', source)
     if entry.todo is not None:
         raise ConfigError(f'"{name}" is not implemented yet (planned with {entry.todo})', source)
     return entry

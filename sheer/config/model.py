@@ -271,6 +271,8 @@ class Config:
     worker_connections: int = 512
     stream: Stream | None = None
     http: Http | None = None
+    # What `sheer -t` and start-up say about what was accepted but is not done: (level, "file:line: ...").
+    notices: tuple[tuple[str, str], ...] = ()
 
     @property
     def workers(self) -> int:

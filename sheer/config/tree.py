@@ -11,9 +11,11 @@ from typing import Any
 
 import crossplane  # type: ignore[import-untyped]
 
-from sheer.config import directives
+from sheer.config import directives, table
+from sheer.config.accepted import BUILT_IN, module_of
 from sheer.config.errors import ConfigError, Source
 from sheer.config.prefix import Prefixes
+from sheer.config.table import Directive, NoticeLevel
 
 _CROSSPLANE_WHERE = re.compile(r" in (.+):(\d+)$")
 
@@ -97,7 +99,7 @@ def _block_context(name: str, parent: str) -> str:
     if name in ("upstream", "server", "match"):
         return f"{parent}.{name}"
     if name == "location":
-        return directives.HTTP_LOCATION
+        return table.HTTP_LOCATION
     return name
 
 
@@ -109,6 +111,9 @@ class TreeReader:
         self.where = where
         self._including: list[str] = []
         self.files: list[str] = []
+        self.notices: list[tuple[NoticeLevel, str]] = []     # what -t says of what sheer does not do
+        self._noted: set[tuple[str, str]] = set()
+        self._not_loaded: list[tuple[str, Source]] = []      # load_module of a module sheer lacks
 
     def read_file(self, path: str, into: Block) -> None:
         self.files.append(path)
@@ -133,12 +138,17 @@ class TreeReader:
             if name == "include":
                 self._include(args, source, block)
                 continue
-            entry = directives.lookup(name, block.context, source)
+            if block.context == table.TYPES:
+                self._type(directive, source)
+                continue
+            entry = self._lookup(name, block.context, source)
             has_block = "block" in directive
             if entry.block is not None and not has_block:
                 raise ConfigError(f'directive "{name}" has no opening "{{"', source)
             if entry.block is None and has_block:
                 raise ConfigError(f'directive "{name}" is not terminated by ";"', source)
+            if entry.notice is not None:
+                self._notice(entry, args, source)
             if entry.block is not None:
                 directives.check_arity(entry, args, source)
                 child = Block(_block_context(name, block.context), list(args), source)
@@ -146,6 +156,8 @@ class TreeReader:
                 self.walk(directive["block"], child)
                 continue
             value = directives.convert(entry, args, source)
+            if name == "load_module" and module_of(value[0]) not in BUILT_IN:
+                self._not_loaded.append((module_of(value[0]), source))
             if entry.multi:
                 block.settings.setdefault(name, []).append((value, source))
             elif name in block.settings:
@@ -153,6 +165,29 @@ class TreeReader:
             else:
                 block.settings[name] = value
             block.sources.setdefault(name, source)
+
+    def _lookup(self, name: str, context: str, source: Source) -> Directive:
+        try:
+            return directives.lookup(name, context, source)
+        except ConfigError as exc:
+            if not exc.message.startswith("unknown directive") or not self._not_loaded:
+                raise
+            loaded = ", ".join(f"{module} (loaded at {where})" for module, where in self._not_loaded)
+            raise ConfigError(f"{exc.message}: perhaps a directive of {loaded}, which sheer does not have",
+                              source) from None
+
+    def _notice(self, entry: Directive, args: list[str], source: Source) -> None:
+        assert entry.notice is not None
+        said = entry.notice(args)
+        if said is None or (entry.name, said[1]) in self._noted:
+            return   # each thing is said once, at its first line
+        self._noted.add((entry.name, said[1]))
+        self.notices.append((said[0], f'{source}: "{entry.name}": {said[1]}'))
+
+    def _type(self, directive: dict[str, Any], source: Source) -> None:
+        """A line of `types { text/html html htm; }`: a MIME type and its extensions."""
+        if "block" in directive:
+            raise ConfigError(f'directive "{directive["directive"]}" is not terminated by ";"', source)
 
     def _include(self, args: list[str], source: Source, block: Block) -> None:
         if len(args) != 1:

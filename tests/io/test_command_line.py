@@ -158,3 +158,36 @@ def _answers(port: int) -> str:
         return get(port)
     except OSError:
         return ""
+
+
+STOCK_NGINX_CONF = Path("/etc/nginx/nginx.conf")
+STOCK_MD5 = "e5398edc0b51497dba606859fb13a86e"     # nginx-common 1.22.1's conffile, as Debian ships it
+
+
+def _is_stock() -> bool:
+    import hashlib
+    return STOCK_NGINX_CONF.exists() and hashlib.md5(STOCK_NGINX_CONF.read_bytes()).hexdigest() == STOCK_MD5
+
+
+@pytest.mark.skipif(not _is_stock() or os.geteuid() != 0,
+                    reason="Debian's stock /etc/nginx/nginx.conf, checked as root (its user, its logs)")
+def test_debian_stock_configuration_passes_the_test() -> None:
+    result = sheer("-t", "-c", str(STOCK_NGINX_CONF))
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[-1] == f"sheer: configuration file {STOCK_NGINX_CONF} test is successful"
+    assert any('"gzip": gzip is not implemented yet' in line for line in lines)
+    assert any('location "/" has no "proxy_pass"' in line and line.startswith("sheer: [warn]")
+               for line in lines)
+
+
+def test_notices_and_warnings_of_minus_t(tmp_path: Path) -> None:
+    conf = tmp_path / "lb.conf"
+    conf.write_text("http {\n    sendfile on;\n    gzip on;\n"
+                    "    server { listen 127.0.0.1:1; location / { return 204; } }\n}\n")
+    said = sheer("-t", "-c", str(conf)).stderr.splitlines()
+    assert said[:2] == [
+        f'sheer: [notice] {conf}:2: "sendfile": sheer serves no files from disk (yet): nothing to send',
+        f'sheer: [warn] {conf}:3: "gzip": gzip is not implemented yet: responses go uncompressed']
+    quiet = sheer("-t", "-q", "-c", str(conf))
+    assert (quiet.returncode, quiet.stderr.splitlines()) == (0, [said[1]])

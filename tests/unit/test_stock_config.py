@@ -1,0 +1,62 @@
+"""Debian's stock nginx.conf and its default site load as they are (tests/unit/data/debian-nginx), and
+sheer says, line by line, what it does not do of them."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from sheer.config import load
+
+STOCK = Path(__file__).parent / "data" / "debian-nginx"
+
+
+def stock_tree(tmp_path: Path) -> Path:
+    """The stock files with /etc/nginx/ leading to a copy of them (nothing else changed)."""
+    etc = tmp_path / "etc" / "nginx"
+    shutil.copytree(STOCK, etc)
+    (etc / "sites-enabled").mkdir()
+    (etc / "sites-enabled" / "default").write_text((etc / "sites-available" / "default").read_text())
+    (etc / "conf.d").mkdir()
+    conf = etc / "nginx.conf"
+    conf.write_text(conf.read_text().replace("/etc/nginx/", f"{etc}/"))
+    return conf
+
+
+def test_the_stock_configuration_loads(tmp_path: Path) -> None:
+    conf = stock_tree(tmp_path)
+    config = load(str(conf))
+    assert config.user == ("www-data", None) and config.worker_processes is None
+    assert config.pid == "/run/nginx.pid" and config.error_log.path == "/var/log/nginx/error.log"
+    assert config.worker_connections == 768
+    assert config.http is not None and len(config.http.servers) == 1
+    server = config.http.servers[0]
+    assert {(listen.host, listen.port) for listen in server.listens} == {("", 80), ("::", 80)}
+    assert server.server_names == ("_",)
+    location = server.locations[0]
+    assert location.path == "/" and location.return_ is not None and location.return_.code == 404
+    assert location.access_logs[0].path == "/var/log/nginx/access.log"
+
+
+def test_what_sheer_drops_from_it_is_said(tmp_path: Path) -> None:
+    conf = stock_tree(tmp_path)
+    etc = conf.parent
+    notices = load(str(conf)).notices
+    said = {(level, text.split(": ", 1)[0], text.split('"')[1] if '"' in text else "")
+            for level, text in notices}
+    assert ("warn", f"{etc}/modules-enabled/50-mod-http-echo.conf:1", "load_module") in said
+    assert ("notice", f"{etc}/modules-enabled/50-mod-stream.conf:1", "load_module") in said
+    assert ("notice", f"{conf}:18", "sendfile") in said
+    assert ("notice", f"{conf}:19", "tcp_nopush") in said
+    assert ("notice", f"{conf}:20", "types_hash_max_size") in said
+    assert ("notice", f"{conf}:27", "default_type") in said
+    assert ("notice", f"{conf}:33", "ssl_protocols") in said
+    assert ("notice", f"{conf}:34", "ssl_prefer_server_ciphers") in said
+    assert ("warn", f"{conf}:46", "gzip") in said
+    assert ("notice", f"{etc}/mime.types:2", "types") in said
+    site = f"{etc}/sites-enabled/default"
+    assert ("warn", f"{site}:44", "index") in said
+    assert ("warn", f"{site}:51", "try_files") in said
+    assert any(level == "warn" and text.startswith(f"{site}:48: location \"/\"") and "answers 404" in text
+               for level, text in notices)
+    assert len(notices) == 13, notices
