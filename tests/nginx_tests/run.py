@@ -111,7 +111,7 @@ def claims(files: list[str]) -> dict[str, list[str]]:
                     for word in " ".join(found).split()] for file in files}
     features = sorted({word for words in named.values() for word in words})
     env = {**os.environ, "TEST_NGINX_BINARY": str(HERE / "sheer-shim")}
-    out = subprocess.run(["perl", "-e", _AVAILABLE, *features], cwd=SUITE, env=env, capture_output=True,
+    out = subprocess.run(["perl", "-e", _AVAILABLE, "--", *features], cwd=SUITE, env=env, capture_output=True,
                          text=True, check=True).stdout
     available = {line.split()[0]: line.split()[1] == "1" for line in out.splitlines() if line.strip()}
     return {file: [word for word in dict.fromkeys(words) if not available.get(word)]
@@ -151,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--subset", choices=["all", "ci"], default="all")
     parser.add_argument("--files", nargs="*", help="these .t files only")
+    parser.add_argument("--every-file", action="store_true",
+                        help="run the files of other modules too (they skip themselves: has())")
     parser.add_argument("--binary", choices=["both", "sheer", "nginx"], default="both")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", help="the report (default: docs/nginx-tests.md for the whole suite, "
@@ -165,6 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     files = args.files or (list(CI_SUBSET) if args.subset == "ci" else
                            sorted(path.name for path in SUITE.glob("*.t")))
     chosen = {name: env for name, env in binaries().items() if args.binary in ("both", name)}
+    missing = claims(files)
+    if not args.files and not args.every_file:
+        # a file of another module only skips itself: it is listed, not run
+        files = [file for file in files if not missing[file]]
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))   # so the namespace is removed on a kill
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix=f"{lab_name()}-nt-"))
@@ -185,7 +191,9 @@ def main(argv: list[str] | None = None) -> int:
             if other.file == result.file and other is not result:
                 tap.fill_unplanned(result, other)
     elapsed = time.monotonic() - started
-    text = report.render(results, claims(files), suite_commit=_suite_commit(),
+    if args.json:
+        Path(args.json).write_text(json.dumps([report.as_dict(r) for r in results], indent=1))
+    text = report.render(results, missing, suite_commit=_suite_commit(),
                          sheer_commit=_git("rev-parse", "--short", "HEAD"),
                          nginx_version=_nginx_version(), elapsed=elapsed, jobs=args.jobs,
                          subset=args.subset if not args.files else "files", lab=lab_name())
@@ -193,8 +201,6 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or (ROOT / "docs" / "nginx-tests.md" if whole else f"/tmp/{lab_name()}-nginx-tests.md")
     Path(out).write_text(text)
     print(f"nginx-tests: the table is in {out}")
-    if args.json:
-        Path(args.json).write_text(json.dumps([report.as_dict(r) for r in results], indent=1))
     print(report.summary(results, elapsed))
     if args.write_baseline:
         passed = {r.file: r.count("pass") for r in sorted(results, key=lambda r: r.file)

@@ -168,7 +168,17 @@ def _diagnostics(stderr: str) -> dict[str, str]:
     return found
 
 
+_LIKE = re.compile(r"^'(.*)' (doesn't match|matches) '\(\?\^\w*:(.*)\)'$", re.DOTALL)
+
+
 def _summarize(lines: list[str]) -> str:
-    text = " ".join(part for part in lines if part)
-    text = re.sub(r"\s+", " ", text)
+    """is(): `got: X expected: Y`; like()/unlike(): `wanted /Y/, got 'X'` (the start of X: a response's
+    status line and first headers say most)."""
+    text = re.sub(r"\s+", " ", " ".join(part for part in lines if part)).strip()
+    like = _LIKE.match(text)
+    if like:
+        got, verb, wanted = like.groups()
+        got = got[:120] + ("..." if len(got) > 120 else "")
+        want = "wanted" if verb.startswith("doesn") else "did not want"
+        return f"{want} /{wanted[:120]}/, got '{got}'"
     return text[:300] + ("..." if len(text) > 300 else "")

@@ -117,3 +117,11 @@ def test_a_try_run_skip_is_a_refusal_when_the_other_binary_ran_the_file() -> Non
     assert sheer.skip_all is None and sheer.count("fail") == 2
     assert sheer.died == ('configuration refused: unknown directive "max_headers" '
                           '(the test skips itself: "no max_headers")')
+
+
+def test_like_failures_say_what_was_wanted() -> None:
+    stdout = "1..3\nnot ok 1 - status\n"
+    stderr = ("#   Failed test 'status'\n#   at proxy.t line 9.\n#                   'HTTP/1.1 200 OK\n"
+              "# Connection: close\n# '\n#     doesn't match '(?^:502 Bad)'\n")
+    result = tap.parse("proxy.t", "sheer", stdout, stderr)
+    assert result.subtests[0].reason == "wanted /502 Bad/, got 'HTTP/1.1 200 OK Connection: close '"
