@@ -11,6 +11,7 @@ from sheer.config.errors import ConfigError, Source
 from sheer.config.model import (
     DEFAULT_PROXY_HEADERS,
     AccessLog,
+    AddHeader,
     ErrorLog,
     Http,
     HttpReturn,
@@ -144,6 +145,8 @@ class HttpBuilder:
             proxy_pass=target,
             return_=self.return_(returned, block.sources["return"]) if returned else None,
             proxy_set_header=self.headers(chain),
+            add_headers=tuple(AddHeader(args[0], self.template(args[1], source), len(args) == 3)
+                              for args, source in inherited(chain, "add_header", [])),
             proxy_http_version=inherited(chain, "proxy_http_version", "1.0"),
             proxy_connect_timeout=inherited(chain, "proxy_connect_timeout", 60.0),
             proxy_read_timeout=inherited(chain, "proxy_read_timeout", 60.0),

@@ -266,6 +266,17 @@ TABLE += (
     _d("status_zone", {HTTP_SERVER, STREAM_SERVER}, (1, 1)),
 )
 
+def _add_header(args: list[str], src: Source) -> list[str]:
+    if len(args) == 3 and args[2] != "always":
+        raise ConfigError(f'invalid parameter "{args[2]}"', src)
+    return args
+
+
+TABLE += (
+    # response headers (sheer/core/http/add_header.py)
+    _d("add_header", HTTP_ALL, (2, 3), _add_header, multi=True),
+)
+
 # what sheer reads, checks and says it does nothing with (sheer/config/accepted.py)
 TABLE += accepted.TABLE
 

@@ -185,6 +185,15 @@ class Stream:
 
 
 @dataclass(frozen=True, slots=True)
+class AddHeader:
+    """`add_header NAME VALUE [always]`: sent with 2xx/3xx responses, with every response if `always`."""
+
+    name: str
+    value: Template
+    always: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class HttpReturn:
     code: int
     text: Template | None      # body, or the Location for 301/302/303/307/308
@@ -224,6 +233,7 @@ class Location:
     return_: HttpReturn | None = None
     # Effective headers (defaults and inheritance already applied); an empty value removes the header.
     proxy_set_header: tuple[tuple[str, Template], ...] = ()
+    add_headers: tuple[AddHeader, ...] = ()     # the innermost level's add_header lines (nginx's inheritance)
     proxy_http_version: str = "1.0"
     proxy_connect_timeout: float = 60.0
     proxy_read_timeout: float = 60.0

@@ -151,3 +151,32 @@ def test_access_log_after_each_request(harness: Harness) -> None:
             break
         time.sleep(0.01)
     assert log.read_text() == f'127.0.0.1 "GET /x?y=1 HTTP/1.1" 200 127.0.0.11:{port} 200 {len(body)}\n'
+
+
+def test_add_header_on_proxied_returned_and_error_responses(harness: Harness) -> None:
+    up = harness.listen("127.0.0.11")
+    proxy = harness.listen("127.0.0.1")
+    dead = harness.listen("127.0.0.12")
+    harness.sockets.pop(("127.0.0.12", dead)).close()    # nothing listens there: 502
+    harness.serve(f"""
+        server {{ listen 127.0.0.11:{up};
+                  location / {{ add_header ETag '"up"' always; add_header X-Up 1; return 200 "up"; }}
+                  location /missing {{ return 404; }} }}
+        server {{ listen 127.0.0.1:{proxy};
+                  add_header X-URI $uri;
+                  add_header X-Always $remote_addr always;
+                  add_header ETag replaced;
+                  location / {{ proxy_pass http://127.0.0.11:{up}; }}
+                  location /missing {{ proxy_pass http://127.0.0.11:{up}; }}
+                  location /dead {{ proxy_pass http://127.0.0.12:{dead}; }}
+                  location /own {{ add_header X-Own yes; return 201 "own"; }} }}""")
+    status, headers, body = get(proxy, "/page")
+    assert (status, body) == (200, b"up")
+    assert headers["x-uri"] == "/page" and headers["x-always"] == "127.0.0.1" and headers["x-up"] == "1"
+    assert headers["etag"] == "replaced"                 # the upstream's own ETag is replaced
+    status, headers, _ = get(proxy, "/missing")
+    assert status == 404 and "x-uri" not in headers and headers["x-always"] == "127.0.0.1"
+    status, headers, _ = get(proxy, "/dead")
+    assert status == 502 and "x-uri" not in headers and headers["x-always"] == "127.0.0.1"
+    status, headers, body = get(proxy, "/own")
+    assert (status, body, headers["x-own"]) == (201, b"own", "yes") and "x-uri" not in headers

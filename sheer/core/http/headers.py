@@ -58,13 +58,19 @@ def request_head(method: bytes, uri: bytes, version: bytes, set_headers: Iterabl
 
 
 def response_head(status: int, reason_phrase: bytes, headers: Headers, *, server: bytes, date: bytes,
-                  content_length: int | None, chunked: bool, keepalive: bool) -> bytes:
-    """The client's response head: the upstream's status and end-to-end headers, sheer's framing."""
+                  content_length: int | None, chunked: bool, keepalive: bool,
+                  added: Iterable[tuple[bytes, bytes]] = (),
+                  replaced: frozenset[bytes] = frozenset()) -> bytes:
+    """The client's response head: the upstream's status and end-to-end headers (less those `add_header`
+    replaces), the added ones, sheer's framing."""
     lines = [b"HTTP/1.1 %d %s\r\nServer: %s\r\nDate: %s\r\n" % (status, reason_phrase or reason(status),
                                                               server, date)]
     for name, value in headers:
-        if name.lower() not in _RESPONSE_SKIP:
+        lower = name.lower()
+        if lower not in _RESPONSE_SKIP and lower not in replaced:
             lines.append(b"%s: %s\r\n" % (name, value))
+    for name, value in added:
+        lines.append(b"%s: %s\r\n" % (name, value))
     if content_length is not None:
         lines.append(b"Content-Length: %d\r\n" % content_length)
     elif chunked:

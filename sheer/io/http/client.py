@@ -12,7 +12,8 @@ from typing import Any, Protocol, cast
 import httptools
 
 from sheer.config.model import HttpReturn
-from sheer.core.http.pages import error_body, error_response
+from sheer.core.http.add_header import added
+from sheer.core.http.pages import error_body, error_response, simple_response
 from sheer.core.http.variables import Connection
 from sheer.core.proxy_protocol import Malformed, NeedMore, parse
 from sheer.io.counting import HttpCounters
@@ -278,14 +279,18 @@ class ClientConnection(Timeouts, asyncio.Protocol):
             self.finish(request, plan, keepalive=False)
             return
         keepalive = self.keepalive_after(request)
-        self.write(returned(request, return_, self.site.date(), keepalive=keepalive))
+        self.write(returned(request, return_, self.site.date(), keepalive=keepalive,
+                            add_headers=plan.location.add_headers if plan.location is not None else ()))
         self.finish(request, plan, keepalive=keepalive)
 
     def respond_error(self, request: Request, status: int, plan: Plan | None, *,
                       keepalive: bool = True) -> None:
         keepalive = keepalive and self.keepalive_after(request)
-        data = error_response(status, server=SERVER, date=self.site.date(), keepalive=keepalive,
-                              head=request.method == b"HEAD")
+        add_headers = plan.location.add_headers if plan is not None and plan.location is not None else ()
+        extra = tuple(added(add_headers, status, request.vars)[0]) if add_headers and request.vars else ()
+        data = simple_response(status, server=SERVER, date=self.site.date(), body=error_body(status),
+                               content_type=b"text/html", keepalive=keepalive, head=request.method == b"HEAD",
+                               extra=extra)
         request.body.detach()
         if request.vars is not None:
             request.vars.status = status

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import time
 
-from sheer.config.model import HttpReturn
+from sheer.config.model import AddHeader, HttpReturn
+from sheer.core.http.add_header import added
 from sheer.core.http.pages import REDIRECTS, error_body, simple_response
 from sheer.core.http.routing import host_name
 from sheer.core.http.uri import BadUri, normalize, split_uri
@@ -62,7 +63,8 @@ def route(site: Site, conn: Connection, request: Request, counters: HttpCounters
     return site.plan(location)
 
 
-def returned(request: Request, returned: HttpReturn, date: bytes, *, keepalive: bool) -> bytes:
+def returned(request: Request, returned: HttpReturn, date: bytes, *, keepalive: bool,
+             add_headers: tuple[AddHeader, ...] = ()) -> bytes:
     """The response of `return code [text|URL]` (not 444: that one closes without any)."""
     assert request.vars is not None
     code = returned.code
@@ -77,8 +79,9 @@ def returned(request: Request, returned: HttpReturn, date: bytes, *, keepalive: 
     else:
         body, content_type = b"", b"text/plain"
     head = request.method == b"HEAD"
-    data = simple_response(code, server=SERVER, date=date, body=body,
-                           content_type=content_type, keepalive=keepalive, head=head, location=location)
+    extra = tuple(added(add_headers, code, request.vars)[0]) if add_headers else ()
+    data = simple_response(code, server=SERVER, date=date, body=body, content_type=content_type,
+                           keepalive=keepalive, head=head, location=location, extra=extra)
     request.body.detach()
     request.vars.status = code
     request.vars.body_bytes_sent = 0 if head else len(body)

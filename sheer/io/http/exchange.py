@@ -6,9 +6,12 @@ import asyncio
 
 import httptools
 
+from sheer.config.model import AddHeader
+from sheer.core.http.add_header import added
 from sheer.core.http.framing import BodyMode, Framing, upstream_reusable
 from sheer.core.http.headers import LAST_CHUNK, Headers, response_head
 from sheer.core.http.nextupstream import Failure
+from sheer.core.variables import VariableSource
 from sheer.io.http.body import RequestBody
 from sheer.io.http.client import ClientConnection
 from sheer.io.http.site import SERVER
@@ -37,6 +40,9 @@ class Exchange:
         self.head: asyncio.Future[None] = self.loop.create_future()
         self.done: asyncio.Future[None] = self.loop.create_future()
         self.status = 0
+        # the location's add_header lines and the request's variables they render (set by proxy_pass)
+        self.add_headers: tuple[AddHeader, ...] = ()
+        self.variables: VariableSource | None = None
         self.reason: list[bytes] = []
         self.headers: Headers = []
         self.content_length: int | None = None
@@ -222,9 +228,14 @@ class Exchange:
         content_length = self.content_length if framing.mode in (BodyMode.LENGTH, BodyMode.NONE) else None
         if framing.mode is BodyMode.NONE and self.method != b"HEAD":
             content_length = None
+        extra: list[tuple[bytes, bytes]] = []
+        replaced: frozenset[bytes] = frozenset()
+        if self.add_headers and self.variables is not None:
+            extra, replaced = added(self.add_headers, self.status, self.variables)
         head = response_head(self.status, b"".join(self.reason), self.headers, server=SERVER,
                              date=client.site.date(), content_length=content_length,
-                             chunked=framing.mode is BodyMode.CHUNKED, keepalive=framing.keepalive)
+                             chunked=framing.mode is BodyMode.CHUNKED, keepalive=framing.keepalive,
+                             added=extra, replaced=replaced)
         # The head, what already arrived of the body and, if complete, the last chunk leave in one
         # write: a small response costs one send() instead of two or three.
         buffers = [head]

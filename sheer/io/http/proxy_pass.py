@@ -184,6 +184,7 @@ class ProxiedRequest:
                     return Failure.ERROR
             exchange = Exchange(self.client, conn, request.method, location.proxy_read_timeout,
                                 location.proxy_send_timeout)
+            exchange.add_headers, exchange.variables = location.add_headers, request.vars
             try:
                 result = await self._exchange(exchange, peer, head)
             except UpstreamFailed as failed:
