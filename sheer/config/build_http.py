@@ -8,6 +8,7 @@ from typing import Protocol
 from sheer.config import build_health
 from sheer.config import directives as d
 from sheer.config.errors import ConfigError, Source
+from sheer.config.locations import check_nesting, duplicate_key, location_args, location_regex
 from sheer.config.model import (
     DEFAULT_PROXY_HEADERS,
     AccessLog,
@@ -27,7 +28,8 @@ from sheer.config.names import Names
 from sheer.config.realip import http_real_ip
 from sheer.config.resolver import effective as effective_resolver
 from sheer.config.scope import implicit_address, implicit_upstream, inherited, proxy_bind
-from sheer.config.table import NoticeLevel
+from sheer.config.server_names import server_name_regexes
+from sheer.config.table import HTTP_LOCATION, NoticeLevel
 from sheer.config.template import HTTP_PREFIXES, HTTP_VARIABLES, Template, compile_template
 from sheer.config.tree import Block
 
@@ -68,6 +70,7 @@ class HttpBuilder:
         self.matches = build_health.http_matches(self.block)
         servers = tuple(self.server(child, upstreams, formats)
                         for child in self.block.children if child.context == "http.server")
+        _check_default_servers(servers)
         return Http(servers, tuple(upstreams.values()))
 
     def template(self, text: str, source: Source) -> Template:
@@ -78,43 +81,54 @@ class HttpBuilder:
         listens = tuple(replace(listen, port=80) if listen.port == 0 else listen
                         for listen in self.top.listens(block)) or (Listen("", 80, source=block.source),)
         names = tuple(block.get("server_name", [""]))
-        locations: list[Location] = []
-        seen: set[tuple[bool, str]] = set()
-        for child in block.children:
-            location = self.location(child, [child, block, self.block], upstreams, formats)
-            key = (location.exact, location.path)
-            if key in seen:
-                raise ConfigError(f'duplicate location "{location.path}"', child.source)
-            seen.add(key)
-            locations.append(location)
+        self.api = _api_location(block)
+        tree = self.locations(block, [block, self.block], None, upstreams, formats)
         returned = block.get("return")
         return HttpServer(
             listens=listens,
             server_names=names,
-            locations=tuple(_link_dashboards(locations)),
+            locations=tuple(_flat(tree)),
+            location_tree=tuple(tree),
+            name_regexes=server_name_regexes(names, block.sources.get("server_name")),
             status_zone=block.get("status_zone", [None])[0],
             return_=self.return_(returned, block.sources["return"]) if returned else None,
             real_ip=http_real_ip([block, self.block], self.top.names.networks),
             source=block.source,
         )
 
+    def locations(self, block: Block, chain: list[Block], parent: tuple[str, str] | None,
+                  upstreams: dict[str, Upstream], formats: dict[str, LogFormat]) -> list[Location]:
+        """The locations of one level (the server's or a location's), each with its nested ones, in the
+        order written."""
+        found: list[Location] = []
+        seen: set[tuple[str, str]] = set()
+        for child in block.children:
+            if child.context != HTTP_LOCATION:
+                continue
+            modifier, path = location_args(child.args, child.source)
+            check_nesting(modifier, path, parent, child.source)
+            key = duplicate_key(modifier, path)
+            if key is not None and key in seen:
+                raise ConfigError(f'duplicate location "{path}"', child.source)
+            if key is not None:
+                seen.add(key)
+            nested = self.locations(child, [child, *chain], (modifier, path), upstreams, formats)
+            found.append(replace(self.location(child, [child, *chain], upstreams, formats, modifier, path),
+                                 nested=tuple(nested)))
+        return found
+
     def location(self, block: Block, chain: list[Block], upstreams: dict[str, Upstream],
-                 formats: dict[str, LogFormat]) -> Location:
-        args = block.args
-        exact = False
-        if len(args) == 2:
-            if args[0] != "=":
-                raise ConfigError(f'location modifier "{args[0]}" is not supported (only prefix and "=")',
-                                  block.source)
-            exact, path = True, args[1]
-        elif args[0] in ("=", "~", "~*", "^~", "@") or args[0].startswith(("~", "@")):
-            raise ConfigError(f'location "{args[0]}" is not supported: sheer has prefix and "=" locations',
-                              block.source)
-        else:
-            path = args[0]
+                 formats: dict[str, LogFormat], modifier: str, path: str) -> Location:
+        exact = modifier == "="
         proxy_pass = block.get("proxy_pass")
         returned = block.get("return")
         handler = _handler(block)
+        if handler is not None and handler.kind == "dashboard":
+            # a dashboard reads (and, with `api write=on`, changes) through the `api` location of its server
+            if self.api is None:
+                raise ConfigError('"dashboard" needs a location with "api" in the same server '
+                                  '(add `location /api/ { api; }`)', handler.source)
+            handler = replace(handler, api=self.api[0], write=self.api[1])
         if proxy_pass and returned:
             raise ConfigError('"return" and "proxy_pass" cannot both be set in one location', block.source)
         if handler is not None and (proxy_pass or returned):
@@ -139,9 +153,15 @@ class HttpBuilder:
             raise ConfigError('"health_check" needs "proxy_pass" to an upstream group, not a URL with '
                               'variables',
                               health_check.source)
+        if target is not None and target.uri is not None and modifier in ("~", "~*", "@"):
+            raise ConfigError('"proxy_pass" cannot have URI part in location given by regular expression, '
+                              'or inside named location, or inside "if" statement, or inside "limit_except" '
+                              "block", block.sources["proxy_pass"])
         return Location(
             path=path,
             exact=exact,
+            modifier=modifier,
+            regex=location_regex(modifier, path, block.source),
             proxy_pass=target,
             return_=self.return_(returned, block.sources["return"]) if returned else None,
             proxy_set_header=self.headers(chain),
@@ -236,18 +256,36 @@ def _handler(block: Block) -> StatusHandler | None:
     return StatusHandler(kind, write=write, source=source)  # type: ignore[arg-type]
 
 
-def _link_dashboards(locations: list[Location]) -> list[Location]:
-    """A dashboard reads (and, with `api write=on`, changes) through the `api` location of its server."""
-    api = next((location for location in locations
-                if location.handler is not None and location.handler.kind == "api"), None)
-    linked = []
-    for location in locations:
-        handler = location.handler
-        if handler is not None and handler.kind == "dashboard":
-            if api is None:
-                raise ConfigError('"dashboard" needs a location with "api" in the same server '
-                                  '(add `location /api/ { api; }`)', handler.source)
-            assert api.handler is not None
-            location = replace(location, handler=replace(handler, api=api.path, write=api.handler.write))
-        linked.append(location)
-    return linked
+def _check_default_servers(servers: tuple[HttpServer, ...]) -> None:
+    """One `default_server` per address and port, as nginx requires."""
+    seen: set[tuple[str, int]] = set()
+    for server in servers:
+        for listen in server.listens:
+            if not listen.default_server:
+                continue
+            key = (listen.bind_host, listen.port)
+            if key in seen:
+                raise ConfigError(f"a duplicate default server for {listen}", listen.source)
+            seen.add(key)
+
+
+def _flat(tree: list[Location]) -> list[Location]:
+    """Every location of the tree, each before the ones inside it."""
+    out: list[Location] = []
+    for location in tree:
+        out.append(location)
+        out += _flat(list(location.nested))
+    return out
+
+
+def _api_location(server: Block) -> tuple[str, bool] | None:
+    """The path and `write=` of the server's `api` location, at any depth (a dashboard reads through it)."""
+    for child in server.children:
+        if child.context != HTTP_LOCATION:
+            continue
+        if "api" in child.settings:
+            return location_args(child.args, child.source)[1], bool(child.get("api"))
+        inner = _api_location(child)
+        if inner is not None:
+            return inner
+    return None

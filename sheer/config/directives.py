@@ -86,7 +86,7 @@ def _listen(args: list[str], src: Source) -> Listen:
         if args[0].isdigit():
             raise ConfigError(f'invalid port in "{args[0]}" of the "listen" directive', src)
         address = type(address)(address.host, 0)  # no port written: http uses 80, stream refuses it
-    udp = reuseport = False
+    udp = reuseport = default_server = False
     ipv6only = True
     backlog = 511
     proxy_protocol = False
@@ -95,7 +95,9 @@ def _listen(args: list[str], src: Source) -> Listen:
             udp = True
         elif param == "reuseport":
             reuseport = True
-        elif param in ("default_server", "default", "bind", "deferred", "so_keepalive=on"):
+        elif param in ("default_server", "default"):
+            default_server = True
+        elif param in ("bind", "deferred", "so_keepalive=on"):
             pass  # sheer always binds each listen address itself and always accepts on every worker
         elif param.startswith("backlog="):
             backlog = parse_number(param[8:], "listen backlog", src, 1)
@@ -110,7 +112,7 @@ def _listen(args: list[str], src: Source) -> Listen:
     if udp and proxy_protocol:
         raise ConfigError('"proxy_protocol" parameter is incompatible with "udp"', src)
     return Listen(address.host, address.port or 0, udp, reuseport, ipv6only, backlog, src, proxy_protocol,
-                  args[0])
+                  args[0], default_server)
 
 
 def _upstream_server(args: list[str], src: Source) -> UpstreamServer:
@@ -242,7 +244,7 @@ TABLE: tuple[Directive, ...] = (
     _d("real_ip_recursive", HTTP_ALL, (1, 1), _flag("real_ip_recursive")),
     # http
     _d("server_name", {HTTP_SERVER}, (1, None)),
-    _d("location", {HTTP_SERVER}, (1, 2), block=HTTP_LOCATION),
+    _d("location", {HTTP_SERVER, HTTP_LOCATION}, (1, 2), block=HTTP_LOCATION),
     _d("proxy_set_header", HTTP_ALL, (2, 2), multi=True),
     _d("proxy_http_version", HTTP_ALL, (1, 1), _http_version),
     _d("proxy_read_timeout", HTTP_ALL, (1, 1), _time("proxy_read_timeout")),

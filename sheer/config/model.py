@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -52,6 +53,7 @@ class Listen:
     proxy_protocol: bool = False   # the hop in front sends a PROXY protocol header first
     # the address as written (a name is resolved at load: one Listen per address)
     text: str = ""
+    default_server: bool = False   # http: the server for a Host no server_name of this address matches
 
     @property
     def family(self) -> int:
@@ -229,6 +231,9 @@ DEFAULT_PROXY_HEADERS = (("Host", "$proxy_host"), ("Connection", "close"))
 class Location:
     path: str
     exact: bool = False
+    modifier: str = ""                          # "", "=", "^~", "~", "~*", or "@" (a named location)
+    regex: re.Pattern[str] | None = None        # of "~" and "~*", compiled once
+    nested: tuple[Location, ...] = ()           # the locations inside this one (HttpServer.locations too)
     proxy_pass: ProxyPass | None = None
     return_: HttpReturn | None = None
     # Effective headers (defaults and inheritance already applied); an empty value removes the header.
@@ -255,7 +260,9 @@ class Location:
 class HttpServer:
     listens: tuple[Listen, ...]
     server_names: tuple[str, ...] = ("",)
-    locations: tuple[Location, ...] = ()
+    locations: tuple[Location, ...] = ()        # every location, nested and named ones too
+    location_tree: tuple[Location, ...] = ()    # the server level's own, each with its nested ones
+    name_regexes: tuple[re.Pattern[str], ...] = ()   # the `server_name ~regex` ones, compiled
     return_: HttpReturn | None = None           # server-level `return`: answers before any location
     real_ip: RealIp | None = None
     status_zone: str | None = None              # nginx Plus: counters in /api/N/http/server_zones

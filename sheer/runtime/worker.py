@@ -57,7 +57,11 @@ def build_services(config: Config, sockets: dict[ListenKey, socket.socket],
             for listen in http_server.listens:
                 by_socket.setdefault(listen_key(listen), []).append(http_server)
         for key, servers in by_socket.items():
-            services.append(HttpService(sockets[key], servers, ctx))
+            # the address's `default_server` first: it answers a Host no server_name matches
+            default = [s for s in servers if any(listen.default_server and listen_key(listen) == key
+                                                 for listen in s.listens)]
+            ordered = default + [s for s in servers if s not in default]
+            services.append(HttpService(sockets[key], ordered, ctx))
     return services
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from sheer.config.model import HttpServer, Location
 
 
@@ -18,22 +20,46 @@ def host_name(host: str) -> str:
 
 
 class Locations:
-    """`=` exact locations first, then the longest matching prefix."""
+    """nginx's location search (ngx_http_core_find_location): an exact `=` match ends it; else the
+    longest matching prefix, searched again among the locations inside it; then, unless that prefix
+    is `^~`, the level's regexes in the order written (the first match wins, and its own inner locations
+    are searched); else the prefix. Named (`@`) locations are never matched by URI."""
 
-    __slots__ = ("exact", "prefixes")
+    __slots__ = ("exact", "prefixes", "regexes")
 
     def __init__(self, locations: tuple[Location, ...]) -> None:
         self.exact = {loc.path: loc for loc in locations if loc.exact}
-        self.prefixes = sorted((loc for loc in locations if not loc.exact), key=lambda loc: -len(loc.path))
+        self.prefixes = sorted(((loc, Locations(loc.nested) if loc.nested else None)
+                                for loc in locations if loc.modifier in ("", "^~") and not loc.exact),
+                               key=lambda item: -len(item[0].path))
+        self.regexes = [(loc, Locations(loc.nested) if loc.nested else None)
+                        for loc in locations if loc.regex is not None]
 
     def match(self, uri: str) -> Location | None:
-        found = self.exact.get(uri)
-        if found is not None:
-            return found
-        for loc in self.prefixes:
+        return self.find(uri)[0]
+
+    def find(self, uri: str) -> tuple[Location | None, bool]:
+        """The location, and whether the search ended at this level (exact or regex match)."""
+        exact = self.exact.get(uri)
+        if exact is not None:
+            return exact, True
+        found: Location | None = None
+        noregex = False
+        for loc, inner in self.prefixes:
             if uri.startswith(loc.path):
-                return loc
-        return None
+                found, noregex = loc, loc.modifier == "^~"
+                if inner is not None:
+                    nested, done = inner.find(uri)
+                    if done:
+                        return nested, True
+                    found = nested or found
+                break
+        if not noregex:
+            for loc, inner in self.regexes:
+                assert loc.regex is not None
+                if loc.regex.search(uri):
+                    return (inner.find(uri)[0] or loc) if inner is not None else loc, True
+        return found, False
 
 
 class VirtualHost:
@@ -42,13 +68,15 @@ class VirtualHost:
     def __init__(self, server: HttpServer) -> None:
         self.server = server
         self.name = server.server_names[0] if server.server_names else ""
-        self.locations = Locations(server.locations)
+        self.locations = Locations(server.location_tree or server.locations)
 
 
 class VirtualHosts:
-    """The servers sharing one listening address; the first is the default server."""
+    """The servers sharing one listening address; the first is the default server (the runtime puts the
+    `default_server` one first). A name is looked up as nginx does (ngx_http_find_virtual_server): the
+    exact name, the longest `*.` wildcard, the longest `.*` wildcard, the first regex, the default."""
 
-    __slots__ = ("by_name", "default", "wildcards")
+    __slots__ = ("by_name", "default", "heads", "regexes", "tails")
 
     def __init__(self, servers: list[HttpServer]) -> None:
         if not servers:
@@ -56,28 +84,40 @@ class VirtualHosts:
         hosts = [VirtualHost(server) for server in servers]
         self.default = hosts[0]
         self.by_name: dict[str, VirtualHost] = {}
-        # `*.example.com` and `.example.com` suffixes, longest first, as nginx prefers.
-        self.wildcards: list[tuple[str, VirtualHost]] = []
+        self.heads: list[tuple[str, VirtualHost]] = []     # "*.example.com" -> ".example.com"
+        self.tails: list[tuple[str, VirtualHost]] = []     # "www.example.*" -> "www.example."
+        self.regexes: list[tuple[re.Pattern[str], VirtualHost]] = []
         for vhost in hosts:
             for name in vhost.server.server_names:
                 name = name.lower()
-                if not name:
+                if name.startswith("~"):
                     continue
                 if name.startswith(("*.", ".")):
                     suffix = name[1:]
-                    self.wildcards.append((suffix, vhost))
+                    self.heads.append((suffix, vhost))
                     if name.startswith("."):
                         self.by_name.setdefault(suffix[1:], vhost)
+                elif name.endswith(".*"):
+                    self.tails.append((name[:-1], vhost))
                 else:
                     self.by_name.setdefault(name, vhost)
-        self.wildcards.sort(key=lambda item: -len(item[0]))
+            self.regexes += [(regex, vhost) for regex in vhost.server.name_regexes]
+        self.heads.sort(key=lambda item: -len(item[0]))
+        self.tails.sort(key=lambda item: -len(item[0]))
 
     def select(self, host: str) -> VirtualHost:
-        if host:
-            found = self.by_name.get(host)
-            if found is not None:
-                return found
-            for suffix, vhost in self.wildcards:
-                if host.endswith(suffix):
-                    return vhost
+        found = self.by_name.get(host)
+        if found is not None:
+            return found
+        if not host:
+            return self.default
+        for suffix, vhost in self.heads:
+            if host.endswith(suffix):
+                return vhost
+        for prefix, vhost in self.tails:
+            if host.startswith(prefix):
+                return vhost
+        for regex, vhost in self.regexes:
+            if regex.search(host):
+                return vhost
         return self.default

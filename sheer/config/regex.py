@@ -1,0 +1,27 @@
+"""nginx's regular expressions (PCRE) as Python's `re`, compiled once, when the configuration is read.
+
+The two dialects agree on what configurations use (classes, anchors, alternation, quantifiers, lazy and
+possessive ones, atomic groups, lookaround); PCRE's named groups `(?<name>...)` and `(?'name'...)`
+are spelled `(?P<name>...)` in Python and are rewritten so. A pattern Python cannot compile is the
+configuration's error, at its line, naming the pattern.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sheer.config.errors import ConfigError, Source
+
+_NAMED = re.compile(r"\(\?(?:<([A-Za-z_]\w*)>|'([A-Za-z_]\w*)')")
+
+
+def python_pattern(pcre: str) -> str:
+    """PCRE's named-group spellings as Python's (lookbehind `(?<=`, `(?<!` stays as it is)."""
+    return _NAMED.sub(lambda m: f"(?P<{m.group(1) or m.group(2)}>", pcre)
+
+
+def compile_regex(pcre: str, source: Source | None, *, caseless: bool = False) -> re.Pattern[str]:
+    try:
+        return re.compile(python_pattern(pcre), re.IGNORECASE if caseless else 0)
+    except re.error as exc:
+        raise ConfigError(f'regular expression "{pcre}" does not compile: {exc}', source) from None

@@ -1,0 +1,51 @@
+"""A real sheer picks servers and locations as nginx does: default_server, server_name forms, regex and
+nested locations."""
+
+from __future__ import annotations
+
+import http.client
+from collections.abc import Callable
+
+import pytest
+from sheer_process import Sheer, free_port
+
+pytestmark = pytest.mark.io
+
+
+def get(port: int, path: str, host: str) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=3)
+    try:
+        conn.request("GET", path, headers={"Host": host})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def test_servers_and_locations_as_nginx_picks_them(run_sheer: Callable[..., Sheer]) -> None:
+    port = free_port()
+    run_sheer(f"""
+        http {{
+            server {{ listen 127.0.0.1:{port}; server_name first; location / {{ return 200 "first"; }} }}
+            server {{
+                listen 127.0.0.1:{port} default_server;
+                server_name ~^(www\\.)?example\\.(com|org)$;
+                location / {{ return 200 "default"; }}
+                location ~* \\.png$ {{ return 200 "png"; }}
+                location ^~ /static/ {{ return 200 "static"; }}
+                location /app/ {{
+                    return 200 "app";
+                    location ~ \\.json$ {{ return 200 "app json"; }}
+                }}
+            }}
+            server {{ listen 127.0.0.1:{port}; server_name *.example.com;
+                      location / {{ return 200 "wild"; }} }}
+        }}""")
+    assert get(port, "/", "first") == (200, b"first")
+    assert get(port, "/", "unknown") == (200, b"default")          # default_server, not the first
+    assert get(port, "/", "a.example.com") == (200, b"wild")       # a wildcard before a regex
+    assert get(port, "/", "www.example.org") == (200, b"default")  # the regex
+    assert get(port, "/x.PNG", "unknown") == (200, b"png")
+    assert get(port, "/static/x.png", "unknown") == (200, b"static")
+    assert get(port, "/app/a.json", "unknown") == (200, b"app json")
+    assert get(port, "/app/a", "unknown") == (200, b"app")
