@@ -7,9 +7,11 @@ from dataclasses import replace
 from sheer.config import names, table
 from sheer.config.build import Builder
 from sheer.config.errors import ConfigError, Source
+from sheer.config.maps import declared_variables
 from sheer.config.model import Config
 from sheer.config.names import Lookup, Names
 from sheer.config.prefix import Prefixes
+from sheer.config.template import DECLARED
 from sheer.config.tree import COMMAND_LINE, Block, TreeReader
 
 __all__ = ["Config", "ConfigError", "Lookup", "Source", "load"]
@@ -26,6 +28,15 @@ def load(path: str, *, prefix: str | None = None, global_directives: str | None 
     Names (upstream servers, proxy_pass, listen, set_real_ip_from, resolver) are resolved through
     `lookup`, by default the system's resolver (sheer.config.names.system_lookup), as nginx does."""
     where = Prefixes.of(path, prefix)
+    token = DECLARED.set(declared_variables(where.conf_file))
+    try:
+        return _load(where, global_directives, error_log, lookup)
+    finally:
+        DECLARED.reset(token)
+
+
+def _load(where: Prefixes, global_directives: str | None, error_log: str | None,
+          lookup: Lookup | None) -> Config:
     root = Block(table.MAIN, [], Source(where.conf_file, 0))
     reader = TreeReader(where)
     if global_directives:  # nginx reads -g before the file (ngx_conf_param, then ngx_conf_parse)

@@ -6,6 +6,7 @@ from sheer.config import build_health, table
 from sheer.config.balance import upstream_balance
 from sheer.config.build_http import HttpBuilder
 from sheer.config.errors import ConfigError, Source
+from sheer.config.maps import maps_of
 from sheer.config.model import (
     AccessLog,
     Config,
@@ -173,10 +174,11 @@ class StreamBuilder:
         upstreams = self.top.upstreams(self.block, default_port=None)
         formats = self.top.log_formats(self.block, STREAM_VARIABLES, (), {})
         self.matches = build_health.stream_matches(self.block)
+        maps = maps_of(self.block, STREAM_VARIABLES, ())
         servers = tuple(self.server(child, upstreams, formats)
                         for child in self.block.children if child.context == "stream.server")
         build_health.check_dsr_is_checked(servers)
-        return Stream(servers, tuple(upstreams.values()))
+        return Stream(servers, tuple(upstreams.values()), maps)
 
     def server(self, block: Block, upstreams: dict[str, Upstream],
                formats: dict[str, LogFormat]) -> StreamServer:

@@ -9,6 +9,7 @@ from sheer.config import build_health
 from sheer.config import directives as d
 from sheer.config.errors import ConfigError, Source
 from sheer.config.locations import check_nesting, duplicate_key, location_args, location_regex
+from sheer.config.maps import maps_of
 from sheer.config.model import (
     DEFAULT_PROXY_HEADERS,
     AccessLog,
@@ -68,10 +69,11 @@ class HttpBuilder:
         upstreams = self.top.upstreams(self.block, default_port=80)
         formats = self.top.log_formats(self.block, HTTP_VARIABLES, HTTP_PREFIXES, {"combined": COMBINED})
         self.matches = build_health.http_matches(self.block)
+        maps = maps_of(self.block, HTTP_VARIABLES, HTTP_PREFIXES)
         servers = tuple(self.server(child, upstreams, formats)
                         for child in self.block.children if child.context == "http.server")
         _check_default_servers(servers)
-        return Http(servers, tuple(upstreams.values()))
+        return Http(servers, tuple(upstreams.values()), maps)
 
     def template(self, text: str, source: Source) -> Template:
         return compile_template(text, source, HTTP_VARIABLES, HTTP_PREFIXES)

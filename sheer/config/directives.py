@@ -25,6 +25,7 @@ from sheer.config.table import (
     HTTP_SERVER,
     HTTP_UPSTREAM,
     MAIN,
+    MAP,
     STREAM,
     STREAM_ALL,
     STREAM_MATCH,
@@ -277,6 +278,8 @@ def _add_header(args: list[str], src: Source) -> list[str]:
 TABLE += (
     # response headers (sheer/core/http/add_header.py)
     _d("add_header", HTTP_ALL, (2, 3), _add_header, multi=True),
+    # variables made from others (sheer/config/maps.py, sheer/core/maps.py)
+    _d("map", {HTTP, STREAM}, (2, 2), block=MAP),
 )
 
 # what sheer reads, checks and says it does nothing with (sheer/config/accepted.py)

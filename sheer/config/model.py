@@ -184,6 +184,24 @@ class StreamServer:
 class Stream:
     servers: tuple[StreamServer, ...]
     upstreams: tuple[Upstream, ...]
+    maps: tuple[Map, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Map:
+    """`map STRING $variable { ... }` (http and stream), ready to look up: exact keys (lowercase), with
+    `hostnames` the `*.` and `.*` wildcards (longest first), the regexes in the order written."""
+
+    variable: str
+    string: Template
+    exact: tuple[tuple[str, Template], ...] = ()
+    heads: tuple[tuple[str, Template], ...] = ()        # "*.example.com" as ".example.com"
+    tails: tuple[tuple[str, Template], ...] = ()        # "www.example.*" as "www.example."
+    regexes: tuple[tuple[re.Pattern[str], Template], ...] = ()
+    default: Template | None = None
+    hostnames: bool = False
+    volatile: bool = False
+    source: Source | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,6 +291,7 @@ class HttpServer:
 class Http:
     servers: tuple[HttpServer, ...]
     upstreams: tuple[Upstream, ...]
+    maps: tuple[Map, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

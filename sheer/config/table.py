@@ -20,6 +20,7 @@ STREAM, STREAM_SERVER, STREAM_UPSTREAM = "stream", "stream.server", "stream.upst
 HTTP_ALL = frozenset({HTTP, HTTP_SERVER, HTTP_LOCATION})
 STREAM_ALL = frozenset({STREAM, STREAM_SERVER})
 STREAM_MATCH, HTTP_MATCH = "stream.match", "http.match"
+MAP = "map"              # `map $a $b { key value; }`: every line a key and its value
 TYPES = "types"          # `types { text/html html htm; }`: every line a MIME type and its extensions
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from sheer.config.errors import ConfigError, Source
@@ -32,6 +33,16 @@ HTTP_VARIABLES = COMMON_VARIABLES | {
     "proxy_add_forwarded",       # sheer-only: RFC 7239 Forwarded, appended like $proxy_add_x_forwarded_for
 }
 HTTP_PREFIXES = ("http_", "sent_http_", "arg_", "cookie_", "upstream_http_")
+
+# The variables a configuration makes itself (`map ... $name`), by module, while it is being read: nginx
+# lets them be used before the line that makes them (sheer.config.load sets this).
+DECLARED: ContextVar[tuple[frozenset[str], frozenset[str]]] = ContextVar(
+    "DECLARED", default=(frozenset(), frozenset()))     # (http's, stream's)
+
+
+def _declared(known: frozenset[str]) -> frozenset[str]:
+    http, stream = DECLARED.get()
+    return http if known is HTTP_VARIABLES else stream if known is STREAM_VARIABLES else frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +91,7 @@ def compile_template(text: str, source: Source, known: frozenset[str],
                 raise ConfigError(f'the closing bracket in "{match.group()}" variable is missing', source)
             end += 1
         name = match.group()
-        if name not in known and not name.startswith(prefixes):
+        if name not in known and not name.startswith(prefixes) and name not in _declared(known):
             raise ConfigError(f'unknown "{name}" variable', source)
         if "".join(literal):
             parts.append("".join(literal))

@@ -16,6 +16,7 @@ from sheer.config.accepted import BUILT_IN, module_of
 from sheer.config.errors import ConfigError, Source
 from sheer.config.prefix import Prefixes
 from sheer.config.table import Directive, NoticeLevel
+from sheer.config.values import unescape
 
 _CROSSPLANE_WHERE = re.compile(r" in (.+):(\d+)$")
 
@@ -140,6 +141,12 @@ class TreeReader:
                 continue
             if block.context == table.TYPES:
                 self._type(directive, source)
+                continue
+            if block.context == table.MAP:
+                if "block" in directive:
+                    raise ConfigError(f'directive "{name}" is not terminated by ";"', source)
+                block.settings.setdefault("entries", []).append(
+                    (name, [unescape(arg) for arg in args], source))
                 continue
             entry = self._lookup(name, block.context, source)
             has_block = "block" in directive

@@ -19,6 +19,7 @@ from typing import Protocol
 from sheer.config.model import Config, ErrorLog, Upstream
 from sheer.core.balancers import Balancer
 from sheer.core.health import Health
+from sheer.core.maps import MapTable, tables_of
 from sheer.core.stats import Layout
 from sheer.io.logs import ErrorLogger
 
@@ -76,6 +77,15 @@ class WorkerContext:
     hostname: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
     _loggers: dict[ErrorLog, ErrorLogger] = field(default_factory=dict)
+    # the `map` variables of the http and stream blocks, made once per worker
+    http_maps: dict[str, MapTable] = field(default_factory=dict)
+    stream_maps: dict[str, MapTable] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.config.http is not None and not self.http_maps:
+            self.http_maps = tables_of(self.config.http.maps)
+        if self.config.stream is not None and not self.stream_maps:
+            self.stream_maps = tables_of(self.config.stream.maps)
 
     def error_log(self, log: ErrorLog | None) -> ErrorLogger:
         if log is None:

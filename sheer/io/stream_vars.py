@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from sheer.core.maps import lookup
 from sheer.core.proxy_protocol import ProxyHeader
 from sheer.core.variables import binary_address, time_iso8601, time_local
 from sheer.io.context import WorkerContext
@@ -22,6 +23,7 @@ def port_of(address: Any) -> str:
 class StreamVariables:
     __slots__ = (
         "_local",
+        "_mapped",
         "bytes_received",
         "bytes_sent",
         "client",
@@ -50,6 +52,7 @@ class StreamVariables:
         self.upstream_bytes_sent = self.upstream_bytes_received = 0
         self.upstream_addr: list[str] = []
         self.upstream_connect_time: float | None = None
+        self._mapped: dict[str, str] = {}
 
     @property
     def local(self) -> Any:
@@ -70,7 +73,10 @@ class StreamVariables:
 
     def variable(self, name: str) -> str:
         getter = _GETTERS.get(name)
-        return getter(self) if getter is not None else ""
+        if getter is not None:
+            return getter(self)
+        mapped = lookup(self.ctx.stream_maps, name, self, self._mapped) if self.ctx.stream_maps else None
+        return mapped if mapped is not None else ""
 
 
 _GETTERS: dict[str, Callable[[StreamVariables], str]] = {

@@ -49,3 +49,30 @@ def test_servers_and_locations_as_nginx_picks_them(run_sheer: Callable[..., Shee
     assert get(port, "/static/x.png", "unknown") == (200, b"static")
     assert get(port, "/app/a.json", "unknown") == (200, b"app json")
     assert get(port, "/app/a", "unknown") == (200, b"app")
+
+
+def test_maps_in_http_and_stream(run_sheer: Callable[..., Sheer]) -> None:
+    import socket
+
+    http_port, stream_port = free_port(), free_port()
+    run_sheer(f"""
+        http {{
+            map $http_x_tier $pool {{ default blue; ~^gold(?<level>\\d)$ "gold-$level"; silver grey; }}
+            map $uri $section {{ volatile; ~^/(\\w+)/ $1; }}
+            server {{ listen 127.0.0.1:{http_port};
+                      location / {{ add_header X-Section $section; return 200 "$pool"; }} }}
+        }}
+        stream {{
+            map $server_port $greeting {{ {stream_port} "hello on {stream_port}"; default nobody; }}
+            server {{ listen 127.0.0.1:{stream_port}; return "$greeting\\n"; }}
+        }}""")
+    conn = http.client.HTTPConnection("127.0.0.1", http_port, timeout=3)
+    try:
+        for tier, pool in (("gold7", "gold-7"), ("SILVER", "grey"), ("", "blue")):
+            conn.request("GET", "/shop/item", headers={"X-Tier": tier})
+            response = conn.getresponse()
+            assert (response.read().decode(), response.getheader("X-Section")) == (pool, "shop")
+    finally:
+        conn.close()
+    with socket.create_connection(("127.0.0.1", stream_port), timeout=3) as sock:
+        assert sock.recv(100) == f"hello on {stream_port}\n".encode()

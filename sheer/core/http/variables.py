@@ -6,6 +6,7 @@ from collections.abc import Callable
 from urllib.parse import unquote_plus
 
 from sheer.core.http.headers import Headers, forwarded, forwarded_for
+from sheer.core.maps import MapTable, lookup
 from sheer.core.proxy_protocol import ProxyHeader
 from sheer.core.variables import binary_address, time_iso8601, time_local
 
@@ -13,7 +14,7 @@ from sheer.core.variables import binary_address, time_iso8601, time_local
 class Connection:
     """Per client connection values, shared by its requests."""
 
-    __slots__ = ("hostname", "number", "pid", "proxy", "remote_addr", "remote_port", "server_addr",
+    __slots__ = ("hostname", "maps", "number", "pid", "proxy", "remote_addr", "remote_port", "server_addr",
                  "server_port")
 
     def __init__(self, remote: tuple[str, int], local: tuple[str, int], number: int,
@@ -24,6 +25,7 @@ class Connection:
         self.hostname = hostname
         self.pid = str(pid)
         self.proxy: ProxyHeader | None = None      # what `listen ... proxy_protocol` received
+        self.maps: dict[str, MapTable] = {}          # the http block's `map` variables
 
 
 class RequestVariables:
@@ -31,6 +33,7 @@ class RequestVariables:
 
     __slots__ = (
         "_lower",
+        "_mapped",
         "args",
         "body_bytes_sent",
         "bytes_sent",
@@ -79,6 +82,7 @@ class RequestVariables:
         self.bytes_sent = 0
         self.body_bytes_sent = 0
         self._lower: dict[str, str] | None = None
+        self._mapped: dict[str, str] = {}
 
     def header(self, name: str) -> str:
         """A request header by lowercase name (`x-forwarded-for`), or ""."""
@@ -93,6 +97,10 @@ class RequestVariables:
         getter = _GETTERS.get(name)
         if getter is not None:
             return getter(self)
+        if self.conn.maps:
+            mapped = lookup(self.conn.maps, name, self, self._mapped)
+            if mapped is not None:
+                return mapped
         if name.startswith("http_"):
             return self.header(name[5:].replace("_", "-"))
         if name.startswith("arg_"):

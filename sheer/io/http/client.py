@@ -90,6 +90,7 @@ class ClientConnection(Timeouts, asyncio.Protocol):
         counters.row[counters.active] += 1
         self.conn = Connection(remote[:2], local[:2], self.service.connected, self.site.hostname,
                                self.site.pid)
+        self.conn.maps = self.site.ctx.http_maps
         self.service.connections.add(self)
         self._arm(CLIENT_HEADER_TIMEOUT)
 
