@@ -76,3 +76,23 @@ def test_maps_in_http_and_stream(run_sheer: Callable[..., Sheer]) -> None:
         conn.close()
     with socket.create_connection(("127.0.0.1", stream_port), timeout=3) as sock:
         assert sock.recv(100) == f"hello on {stream_port}\n".encode()
+
+
+def test_a_relative_redirect_is_made_absolute(run_sheer: Callable[..., Sheer]) -> None:
+    port = free_port()
+    run_sheer(f"""
+        http {{ server {{ listen 127.0.0.1:{port};
+                          location /old {{ return 301 /new$is_args$args; }}
+                          location /out {{ return https://example.com/; }} }} }}""")
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=3)
+    try:
+        conn.request("GET", "/old?a=1", headers={"Host": "Example.com:8443"})
+        response = conn.getresponse()
+        response.read()
+        assert (response.status, response.getheader("Location")) == (301, f"http://example.com:{port}/new?a=1")
+        conn.request("GET", "/out")
+        response = conn.getresponse()
+        response.read()
+        assert (response.status, response.getheader("Location")) == (302, "https://example.com/")
+    finally:
+        conn.close()

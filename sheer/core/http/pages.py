@@ -8,6 +8,16 @@ REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _TITLES = {400: b"400 Bad Request", 494: b"400 Request Header Or Cookie Too Large"}
 
 
+def absolute_location(location: bytes, host: str, port: str) -> bytes:
+    """nginx's `absolute_redirect on` (the default) with `port_in_redirect on` and
+    `server_name_in_redirect off`: a Location starting with "/" gets the scheme, the request's host
+    and, unless it is 80, the port the request came to."""
+    if not location.startswith(b"/"):
+        return location
+    authority = host if port in ("", "80") else f"{host}:{port}"
+    return b"http://" + authority.encode("latin-1", "replace") + location
+
+
 def error_body(status: int) -> bytes:
     title = _TITLES.get(status) or b"%d %s" % (status, reason(status))
     return (b"<html>\r\n<head><title>%s</title></head>\r\n<body>\r\n<center><h1>%s</h1></center>\r\n"

@@ -8,7 +8,7 @@ import time
 
 from sheer.config.model import AddHeader, HttpReturn
 from sheer.core.http.add_header import added
-from sheer.core.http.pages import REDIRECTS, error_body, simple_response
+from sheer.core.http.pages import REDIRECTS, absolute_location, error_body, simple_response
 from sheer.core.http.routing import host_name
 from sheer.core.http.uri import BadUri, normalize, split_uri
 from sheer.core.http.variables import Connection, RequestVariables
@@ -72,6 +72,9 @@ def returned(request: Request, returned: HttpReturn, date: bytes, *, keepalive: 
     location = None
     if code in REDIRECTS:
         location, body, content_type = text, error_body(code), b"text/html"
+        if location is not None:
+            location = absolute_location(location, request.vars.variable("host"),
+                                         request.vars.variable("server_port"))
     elif text is not None:
         body, content_type = text, b"text/plain"
     elif code >= 400:
