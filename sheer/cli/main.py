@@ -174,7 +174,7 @@ def test_config(config: Config, args: options.Options) -> int:
         say(f"configuration file {config.file} test failed")
         return 1
     if args.dump:
-        for path in config.files:
+        for path in dict.fromkeys(config.files):   # a file included twice is dumped once, as nginx does
             print(f"# configuration file {path}:")
             with open(path, encoding="utf-8", errors="replace") as handle:
                 print(handle.read())

@@ -179,3 +179,22 @@ def test_drain_finishes_in_flight_requests_and_keeps_the_socket(harness: Harness
     assert (response.status, response.getheader("Connection")) == (504, "close")
     future.result(2)
     assert harness.sockets[("127.0.0.1", proxy)].fileno() != -1   # the master's socket stays open
+
+
+def test_an_upstream_ending_lines_with_a_bare_lf_is_read_as_nginx_reads_it(harness: Harness) -> None:
+    up = harness.listen("127.0.0.12")
+    proxy = harness.listen("127.0.0.1")
+    harness.serve("server "
+                  f"{{ listen 127.0.0.1:{proxy}; location / {{ proxy_pass http://127.0.0.12:{up}; }} }}")
+    sock = harness.sockets[("127.0.0.12", up)]
+
+    async def answer_with_lf() -> None:     # what nginx's own test daemons write (a Perl heredoc)
+        loop = asyncio.get_running_loop()
+        conn, _ = await loop.sock_accept(sock)
+        await loop.sock_recv(conn, 65536)
+        await loop.sock_sendall(conn, b"HTTP/1.1 200 OK\nConnection: close\nX-Port: 8081\n\nOK\n")
+        conn.close()
+
+    future = asyncio.run_coroutine_threadsafe(answer_with_lf(), harness.loop)
+    assert get(proxy) == (200, b"OK\n")
+    future.result(2)

@@ -86,6 +86,15 @@ def test_dump_prints_every_file(tmp_path: Path) -> None:
     assert "test is successful" in result.stderr
 
 
+def test_dump_prints_a_file_included_twice_once(tmp_path: Path) -> None:
+    common = write(tmp_path, "proxy_timeout 1s;\n", "common.conf")
+    server = "server {{ listen {}; include common.conf; proxy_pass 127.0.0.11:53; }}\n"
+    conf = write(tmp_path, "stream {\n" + server.format("5353 udp") + server.format("5354 udp") + "}\n")
+    result = sheer("-T", "-c", conf)
+    assert result.returncode == 0
+    assert result.stdout.count(f"# configuration file {common}:") == 1
+
+
 def test_version() -> None:
     result = sheer("-v")
     assert result.returncode == 0

@@ -37,6 +37,9 @@ class Exchange:
         self.read_timeout = read_timeout
         self.send_timeout = send_timeout
         self.parser = httptools.HttpResponseParser(self)
+        # nginx's upstream parser (ngx_http_parse_status_line, ngx_http_parse_header_line) ends a line at
+        # a bare LF as well as at CRLF; llhttp wants the CR unless told, and would make such an answer a 502
+        self.parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True)
         self.head: asyncio.Future[None] = self.loop.create_future()
         self.done: asyncio.Future[None] = self.loop.create_future()
         self.status = 0
