@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 from tap import HARNESS_CHECKS, FileResult, Subtest
 
 NAMES = {"sheer": "sheer", "nginx": "nginx 1.22"}
+NOTES = Path(__file__).resolve().parent / "notes.md"
 
 
 def as_dict(result: FileResult) -> dict[str, Any]:
@@ -104,6 +106,8 @@ def render(results: list[FileResult], missing: dict[str, list[str]], *, suite_co
         out.append(f"| {file} | " + " | ".join(cells) + " |")
     for binary, name in NAMES.items():
         out += _causes([by_file[f][binary] for f in claimed if binary in by_file[f]], name)
+    if NOTES.exists():          # what a table cannot say: the history of these numbers, what blocks the rest
+        out += ["", NOTES.read_text().rstrip()]
     out += _outside(outside, missing)
     return "\n".join(out) + "\n"
 
