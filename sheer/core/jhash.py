@@ -28,20 +28,15 @@ def _rol(x: int, k: int) -> int:
 
 
 def _final(a: int, b: int, c: int) -> int:
-    c ^= b
-    c = (c - _rol(b, 14)) & _M
-    a ^= c
-    a = (a - _rol(c, 11)) & _M
-    b ^= a
-    b = (b - _rol(a, 25)) & _M
-    c ^= b
-    c = (c - _rol(b, 16)) & _M
-    a ^= c
-    a = (a - _rol(c, 4)) & _M
-    b ^= a
-    b = (b - _rol(a, 14)) & _M
-    c ^= b
-    return (c - _rol(b, 24)) & _M
+    # __jhash_final, rotations written out: this runs once per datagram on the user-space path
+    m = _M
+    c = ((c ^ b) - (((b << 14) | (b >> 18)) & m)) & m
+    a = ((a ^ c) - (((c << 11) | (c >> 21)) & m)) & m
+    b = ((b ^ a) - (((a << 25) | (a >> 7)) & m)) & m
+    c = ((c ^ b) - (((b << 16) | (b >> 16)) & m)) & m
+    a = ((a ^ c) - (((c << 4) | (c >> 28)) & m)) & m
+    b = ((b ^ a) - (((a << 14) | (a >> 18)) & m)) & m
+    return ((c ^ b) - (((b << 24) | (b >> 8)) & m)) & m
 
 
 def _mix(a: int, b: int, c: int) -> tuple[int, int, int]:
@@ -74,6 +69,9 @@ def jhash(data: bytes, seed: int = SEED) -> int:
         at += 12
     if length == 0:
         return c
+    if length == 8 and at == 0:        # IPv4 address and port: the common key
+        return _final((a + int.from_bytes(data[0:4], "little")) & _M,
+                      (b + int.from_bytes(data[4:8], "little")) & _M, c)
     tail = data[at:] + bytes(12 - length)
     a = (a + int.from_bytes(tail[0:4], "little")) & _M
     b = (b + int.from_bytes(tail[4:8], "little")) & _M

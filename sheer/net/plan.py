@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, ip_address
 from typing import Any, Literal
 
-from sheer.config.model import Config, Listen, UpstreamServer
+from sheer.config.model import Config, Listen, StreamServer, UpstreamServer
 from sheer.net.facts import KernelFacts
+from sheer.net.fastpath import NftFastPath
 from sheer.net.items import Item, NftChain, NftRule, NftTable, Route, Rule, Sysctl, TcClsact, TcNat, to_json
 
 Role = Literal["proxy", "upstream"]
@@ -50,6 +51,7 @@ class Options:
     gateway: str | None = None     # upstream role: the proxy's internal address
     via: str | None = None         # upstream role, origin NAT: the return router
     internal: str | None = None    # upstream role, origin NAT: replies to it are not rewritten
+    fastpath: bool = True          # proxy, DSR: steer client datagrams in the kernel (sheer.net.fastpath)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,7 @@ class Service:
     upstreams: tuple[UpstreamServer, ...]
     dsr: bool
     where: str                     # file:line of proxy_bind, for messages
+    stream: StreamServer | None = None   # the stream server (DSR: what the kernel fast path steers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +79,7 @@ class Plan:
         return [line for item in self.items for line in item.commands()]
 
     def nft(self) -> str:
-        return "".join(item.nft() for item in self.items if isinstance(item, NftTable))
+        return "".join(item.nft() for item in self.items if isinstance(item, (NftTable, NftFastPath)))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -96,7 +99,7 @@ def services(config: Config) -> list[Service]:
             continue
         for listen in server.listens:
             found.append(Service("udp" if listen.udp else "tcp", listen, server.upstream.servers,
-                                 server.dsr and listen.udp, str(bind.source or "")))
+                                 server.dsr and listen.udp, str(bind.source or ""), server))
     for http_server in config.http.servers if config.http else ():
         for location in http_server.locations:
             bind = location.proxy_bind
