@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import reduce
+from functools import lru_cache, reduce
 from math import gcd
 from typing import Literal
 
@@ -119,16 +119,22 @@ def _maglev(servers: Sequence[UpstreamServer], usable: list[bool]) -> tuple[int 
         # Maglev with one server is round robin over it (sheer.core.balancers.maglev): all or nothing
         only = primary[0] if primary and usable[primary[0]] else None
         return (only,) * size
-    owners = populate([servers[i].name for i in primary], [servers[i].weight for i in primary], size)
-    count = len(primary)
-
-    def alive(position: int) -> bool:
-        return usable[primary[position]]
-
-    if all(alive(p) for p in range(count)):
+    owners = _owners(tuple(servers[i].name for i in primary), tuple(servers[i].weight for i in primary), size)
+    alive = [usable[i] for i in primary]
+    if all(alive):
         return tuple(primary[o] for o in owners)
-    picks = (lookup(owners, count, at, alive) for at in range(size))
-    return tuple(None if p is None else primary[p] for p in picks)
+    out: list[int | None] = [primary[o] if alive[o] else None for o in owners]
+    for at, owner in enumerate(owners):
+        if not alive[owner]:     # only the slots of an unusable owner move: walk past it as Maglev.get does
+            pick = lookup(owners, len(primary), at, alive.__getitem__)
+            out[at] = None if pick is None else primary[pick]
+    return tuple(out)
+
+
+@lru_cache(maxsize=16)
+def _owners(names: tuple[str, ...], weights: tuple[int, ...], size: int) -> tuple[int, ...]:
+    """Maglev's Populate for these servers (~0.1 s in Python): the same until names or weights change."""
+    return tuple(populate(list(names), list(weights), size))
 
 
 def smooth_round_robin(group: Sequence[int], weights: Sequence[int]) -> list[int]:

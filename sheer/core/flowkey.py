@@ -23,9 +23,9 @@ def key_shape(key: Template | None) -> Shape | None:
     parts = key.parts
     if parts == (Var("remote_addr"),):
         return "addr"
-    if len(parts) in (2, 3) and parts[0] == Var("remote_addr") and parts[-1] == Var("remote_port"):
-        if len(parts) == 2 or isinstance(parts[1], str):
-            return "addr_port"
+    ends = len(parts) in (2, 3) and parts[0] == Var("remote_addr") and parts[-1] == Var("remote_port")
+    if ends and (len(parts) == 2 or isinstance(parts[1], str)):
+        return "addr_port"
     return None
 
 

@@ -14,8 +14,7 @@ from typing import Any
 from pyroute2 import IPRoute  # type: ignore[import-untyped]
 from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
 
-from sheer.net import inspect
-from sheer.net import fastpath_state
+from sheer.net import fastpath_state, inspect
 from sheer.net.facts import RouteFact, RuleFact
 from sheer.net.fastpath import NftFastPath
 from sheer.net.fastpath_status import fastpath_status

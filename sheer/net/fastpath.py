@@ -161,6 +161,29 @@ class NftFastPath:
         head = f"table netdev {self.name}\ndelete table netdev {self.name}\n"
         return head + self.structure(tables) + "".join(line + "\n" for line in self.data(tables))
 
+    def update(self, tables: Mapping[str, core.Table | None], before: Mapping[str, core.Table | None] | None,
+               rules_before: list[str] | None) -> str:
+        """One transaction from `before` (None: unknown, so everything is written again) to `tables`:
+        only the entries that change, and the rules when a modulus changed (round robin, random).
+        nft applies a transaction as a whole: no datagram ever sees a half-written table."""
+        lines: list[str] = []
+        if before is None:
+            lines += [f"add counter netdev {self.name} {srv.counter}" for srv in _servers(self.services)]
+            lines += [f"flush map netdev {self.name} peers{family}" for family in sorted({s.family for s in self.services})]
+            for s in self.services:
+                lines.append(f"flush map netdev {self.name} {s.map}")
+                if s.port_rewrite() == "map":
+                    lines.append(f"flush map netdev {self.name} {s.map}_ports")
+            lines += self.data(tables)
+        else:
+            for s in self.services:
+                lines += _delta(self.name, s, before.get(s.map), tables.get(s.map))
+        rules = self.rules(tables)
+        if before is None or rules != rules_before:
+            lines.append(f"flush chain netdev {self.name} {CHAIN}")
+            lines += [f"add rule netdev {self.name} {CHAIN} {line}" for line in rules]
+        return "".join(line + "\n" for line in lines)
+
     def initial(self) -> dict[str, core.Table | None]:
         return {s.map: s.table() for s in self.services}
 
@@ -235,6 +258,21 @@ def fed(installed: NftFastPath, config: Config) -> NftFastPath:
         found = servers.get(s.listen)
         services.append(replace(service_of(found[0], found[1], s.vip), port=s.port) if found else s)
     return replace(installed, services=tuple(services))
+
+
+def _delta(table: str, s: FpService, old: core.Table | None, new: core.Table | None) -> list[str]:
+    before = old.slots if old else ()
+    after = new.slots if new else ()
+    gone = [at for at, index in enumerate(before)
+            if index is not None and (at >= len(after) or after[at] != index)]
+    come = [at for at, index in enumerate(after)
+            if index is not None and (at >= len(before) or before[at] != index)]
+    lines = []
+    if gone:
+        lines.append(f"delete element netdev {table} {s.map} {{ {', '.join(map(str, gone))} }}")
+    if come:
+        lines.append(_add(table, s.map, [f"{at} : {s.servers[after[at]].host}" for at in come]))  # type: ignore[index]
+    return lines
 
 
 def _describe(s: FpService) -> str:

@@ -21,8 +21,9 @@ def _status(nft: Nft, item: NftFastPath, recorded: str | None) -> list[tuple[boo
     now = fastpath_state.listing(nft, item.name)
     head = f"nft table netdev {item.name} (fast path: ingress hook on {item.dev})"
     if now is None:
-        return [(False, f"nft table netdev {item.name} is missing: the kernel steers nothing and sheer's "
-                        "user-space path answers (`sheer net apply` puts it back)")]
+        missing = (f"nft table netdev {item.name} is missing: the kernel steers nothing and sheer's "
+                   "user-space path answers (`sheer net apply` puts it back)")
+        return [(False, missing)]
     if recorded is None:
         out = [(False, f"{head} was not applied from this plan")]
     elif now != recorded:
@@ -50,9 +51,10 @@ def _status(nft: Nft, item: NftFastPath, recorded: str | None) -> list[tuple[boo
                 out.append((True, f"  {srv.name}: {c.packets} datagrams, {c.bytes} bytes steered by the kernel"))
     pids = fastpath_state.feeders()
     if pids:
-        out.append((True, f"fed by sheer's health checker (pid {', '.join(map(str, pids))}): health checks, "
-                          "reloads and API changes reach the kernel's table"))
+        feeding = (f"fed by sheer's health checker (pid {', '.join(map(str, pids))}): health checks, "
+                   "reloads and API changes reach the kernel's table")
     else:
-        out.append((True, "no running sheer in this namespace feeds it: the table stays as `sheer net apply` "
-                          "wrote it (every server up) until sheer runs"))
+        feeding = ("no running sheer in this namespace feeds it: the table stays as `sheer net apply` "
+                   "wrote it (every server up) until sheer runs")
+    out.append((True, feeding))
     return out

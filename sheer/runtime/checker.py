@@ -2,7 +2,10 @@
 
 Each checked peer is probed once here (not once per worker), and its state is published on
 the shared `HealthBoard` that every worker's balancer reads. The master respawns the checker
-if it dies; the new one resumes from the states on the board.
+if it dies; the new one resumes from the states on the board. The same process feeds the
+kernel's DSR fast path (sheer.runtime.fastpath): every change of the board reaches the kernel's
+table too, so both paths skip a down peer (it runs even without active checks when the
+configuration has DSR servers, for the API's changes and the counters).
 """
 
 from __future__ import annotations
@@ -11,11 +14,13 @@ import asyncio
 import random
 import signal
 import time
+from collections.abc import Callable
 
 import uvloop
 
 from sheer.config.health import HttpMatch
 from sheer.config.model import Config, UpstreamServer
+from sheer.core.fastpath import services as dsr_services
 from sheer.core.hcmatch import Verdict
 from sheer.core.health import Changed, Health, Outcome, PeerHealth
 from sheer.core.stats import Block
@@ -24,6 +29,7 @@ from sheer.io.probes import http_probe, tcp_probe, udp_probe
 from sheer.runtime import proctitle
 from sheer.runtime.board import CheckedGroup, HealthBoard
 from sheer.runtime.context import Identity
+from sheer.runtime.fastpath import Feeder
 from sheer.runtime.privileges import drop_privileges
 from sheer.runtime.shared import SharedBoard
 from sheer.runtime.worker import die_with_parent
@@ -38,11 +44,15 @@ def run_checker(config: Config, board: HealthBoard, shared: SharedBoard | None =
     for signum in (signal.SIGHUP, signal.SIGUSR1, signal.SIGQUIT, signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, signal.SIG_DFL)
     log = ErrorLogger(config.error_log)
-    drop_privileges(config, log)     # probes need no privilege: they come from the proxy's own address
+    # Probes need no privilege (they come from the proxy's own address); feeding the kernel's fast
+    # path needs CAP_NET_ADMIN.
+    drop_privileges(config, log, admin=bool(dsr_services(config)))
     uvloop.install()
+    identity = identity or Identity()
     try:
         shared = shared or SharedBoard(config)
-        asyncio.run(_check_all(board, log, HealthCounters(shared, (identity or Identity()).row)))
+        feeder = Feeder(config, board, shared, log, identity.generation)
+        asyncio.run(_check_all(board, log, HealthCounters(shared, identity.row), feeder))
     except Exception as exc:  # noqa: BLE001  (the last resort: the checker must say why it died)
         log.log("alert", f"health checker process failed: {exc!r}")
         return 2
@@ -94,7 +104,8 @@ class HealthCounters:
                 row[block.at("downstart")] = ms
 
 
-async def _check_all(board: HealthBoard, log: ErrorLogger, counters: HealthCounters) -> None:
+async def _check_all(board: HealthBoard, log: ErrorLogger, counters: HealthCounters,
+                     feeder: Feeder | None = None) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
@@ -103,10 +114,17 @@ async def _check_all(board: HealthBoard, log: ErrorLogger, counters: HealthCount
     loop.add_signal_handler(signal.SIGHUP, lambda: None)
     try:
         async with asyncio.TaskGroup() as tasks:
+            if feeder is not None:
+                try:
+                    feeder.start()
+                except Exception as exc:  # noqa: BLE001  (the checks run whatever happens to the fast path)
+                    log.log("alert", f"the fast path cannot be fed: {exc!r}")
+                tasks.create_task(feeder.run())
+            changed = feeder.schedule if feeder is not None else None
             for group in board.groups:
                 for index, server in enumerate(group.upstream.servers):
                     if not server.down:
-                        tasks.create_task(_check_peer(board, group, index, server, log, counters))
+                        tasks.create_task(_check_peer(board, group, index, server, log, counters, changed))
             await stop.wait()
             raise _Stopped
     except* _Stopped:
@@ -118,7 +136,7 @@ class _Stopped(Exception):
 
 
 async def _check_peer(board: HealthBoard, group: CheckedGroup, index: int, server: UpstreamServer,
-                      log: ErrorLogger, counters: HealthCounters) -> None:
+                      log: ErrorLogger, counters: HealthCounters, changed: Callable[[], None] | None = None) -> None:
     loop = asyncio.get_running_loop()
     health = PeerHealth(group.check, loop.time(), board.get(group, index))
     counters.starting(group, index, health.state, time.time())
@@ -134,6 +152,8 @@ async def _check_peer(board: HealthBoard, group: CheckedGroup, index: int, serve
         if change is not None:
             board.set(group, index, change.new)
             _log_change(log, group, server, change)
+            if changed is not None:
+                changed()           # the kernel's fast path follows the board (sheer.runtime.fastpath)
 
 
 async def _probe(group: CheckedGroup, host: str, port: int) -> Verdict:

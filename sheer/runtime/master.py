@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sheer.config import Config, ConfigError
+from sheer.core.fastpath import services as dsr_services
 from sheer.io.logs import ErrorLogger, LogOpenError, reopen_logs
 from sheer.io.sockets import ListenError, ensure_unclaimed, listener
 from sheer.runtime import proctitle
@@ -130,9 +131,11 @@ class Master:
         self.workers[pid] = Worker(pid, slot, self.generation, row)
 
     def start_health(self, config: Config) -> None:
-        """A new board for a new generation, and its checker (when the config has active checks)."""
+        """A new board for a new generation, and its checker (when the config has active checks, or
+        DSR servers whose kernel fast path it feeds: sheer.runtime.fastpath)."""
         self.health = HealthBoard(config, self.health)
-        if self.health:
+        self.shared.generation = self.generation
+        if self.health or dsr_services(config):
             self.spawn(CHECKER)
 
     def start(self) -> None:
