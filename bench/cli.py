@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import platform
 import resource
@@ -13,11 +14,12 @@ import sys
 import time
 from pathlib import Path
 
-from bench import profile, report, runner, upstreams, workloads
+from bench import chart, profile, report, runner, upstreams, workloads
 from sheer.lab.errors import LabError
 from sheer.lab.testing import Lab, shared_lab, unsupported_reason
 
 DEFAULT_JSON = Path("bench/results/latest.json")
+FULL_CHART = Path("docs/bench.svg")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -28,6 +30,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("-n", "--runs", type=int, default=3, help="runs per proxy, interleaved (default 3)")
     p.add_argument("-d", "--duration", type=float, default=5.0, help="seconds per measured run (default 5)")
     p.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"where to write results (default {DEFAULT_JSON})")
+    p.add_argument("--chart", type=Path, help=f"where to draw the chart (default: {FULL_CHART} after a run of "
+                   "every workload, else beside the JSON)")
     p.add_argument("--only", choices=runner.KINDS, help="run one proxy only (no ratios)")
     p.add_argument("--profile", type=Path, metavar="DIR",
                    help="py-spy sheer's workers during its runs, collapsed stacks into DIR (slows sheer a little)")
@@ -96,12 +100,15 @@ def _main(argv: list[str] | None) -> int:
         "host": {"kernel": platform.release(), "cpus": os.cpu_count(), "python": platform.python_version()},
     }
     report.write_json(results, args.json, meta)
+    everything = {r.workload.name for r in results} == {w.name for w in workloads.WORKLOADS}
+    chart_path = args.chart or (FULL_CHART if everything and not args.only else args.json.with_suffix(".svg"))
+    chart.write(json.loads(args.json.read_text()), chart_path)
     print(report.table(results))
     if args.profile:
         for r in results:
             files = sorted(args.profile.glob(f"{r.workload.name}-*.txt"))
             if files:
                 print(f"\n## py-spy, sheer workers, {r.workload.name}\n\n```\n{profile.summary(files, 15)}\n```")
-    print(f"\n{meta['seconds']:.0f}s; JSON: {args.json}", file=sys.stderr)
+    print(f"\n{meta['seconds']:.0f}s; JSON: {args.json}; chart: {chart_path}", file=sys.stderr)
     complete = all(r.samples[k] for r in results for k in kinds)
     return 0 if complete else 1

@@ -142,6 +142,7 @@ class Result:
         return {
             "name": w.name, "title": w.title, "method": w.method,
             "target": w.target, "higher_is_better": w.higher_is_better, "target_note": w.target_note,
+            "ceiling": w.ceiling,
             "ratio": ratio, "meets": None if ratio is None else w.meets(ratio),
             "median": {k: self.median(k) for k in KINDS},
             "samples": {k: [asdict(s) for s in v] for k, v in self.samples.items()},

@@ -14,6 +14,17 @@ from sheer.net.facts import KernelFacts
 from sheer.net.plan import Dsr, Options, Plan, Role, Service, plan, services
 
 Status = Literal["ok", "warning", "problem"]
+SEVERITY: dict[Status, int] = {"ok": 0, "warning": 1, "problem": 2}
+
+
+@dataclass(frozen=True, slots=True)
+class Cause:
+    """One thing wrong on the host that several checks see (one missing route makes every probe of
+    every upstream fail): the findings naming the same cause are reported as one, with one fix."""
+
+    key: str
+    summary: str
+    fix: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,10 +34,42 @@ class Finding:
     summary: str
     evidence: tuple[str, ...] = ()
     fix: tuple[str, ...] = ()      # exact commands, in order
+    cause: Cause | None = None     # set when this finding is a symptom of a cause others share
+    symptoms: int = 1              # how many findings `group` folded into this one
 
     def to_json(self) -> dict[str, Any]:
         return {"check": self.check, "status": self.status, "summary": self.summary,
-                "evidence": list(self.evidence), "fix": list(self.fix)}
+                "evidence": list(self.evidence), "fix": list(self.fix),
+                "cause": self.cause.key if self.cause else None, "symptoms": self.symptoms}
+
+
+def group(findings: list[Finding]) -> list[Finding]:
+    """Fold the symptoms of one cause into one finding, where the first of them stood: the cause's
+    summary and fix, each symptom's evidence (or its summary, when it has none) as evidence, the worst
+    status."""
+    folded: dict[str, list[Finding]] = {}
+    order: list[Finding | str] = []
+    for f in findings:
+        if f.cause is None:
+            order.append(f)
+            continue
+        if f.cause.key not in folded:
+            folded[f.cause.key] = []
+            order.append(f.cause.key)
+        folded[f.cause.key].append(f)
+    out = []
+    for item in order:
+        if isinstance(item, Finding):
+            out.append(item)
+            continue
+        same = folded[item]
+        cause = same[0].cause
+        assert cause is not None
+        evidence = [line for f in same for line in (f.evidence or (f"{f.check}: {f.summary}",))]
+        out.append(Finding(", ".join(dict.fromkeys(f.check for f in same)),
+                           max((f.status for f in same), key=SEVERITY.__getitem__), cause.summary,
+                           tuple(dict.fromkeys(evidence)), cause.fix, cause, len(same)))
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +129,7 @@ def _transparent_binds(config: Config) -> bool:
 def diagnose(n: Needs, state: State) -> list[Finding]:
     from sheer.net.doctor_checks import CHECKS
 
-    return [finding for check in CHECKS for finding in check(n, state)]
+    return group([finding for check in CHECKS for finding in check(n, state)])
 
 
 def exit_status(findings: list[Finding]) -> int:
@@ -96,7 +139,8 @@ def exit_status(findings: list[Finding]) -> int:
 def render(findings: list[Finding]) -> str:
     out = []
     for f in findings:
-        out.append(f"{f.status:<8} {f.check}: {f.summary}")
+        seen = f" (seen by {f.symptoms} checks)" if f.symptoms > 1 else ""
+        out.append(f"{f.status:<8} {f.check}: {f.summary}{seen}")
         out += [f"           evidence: {e}" for e in f.evidence]
         out += [f"           fix: {c}" for c in f.fix]
     problems = sum(f.status == "problem" for f in findings)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sheer.net.doctor import Finding, Needs
+from sheer.net.doctor import Cause, Finding, Needs
 from sheer.net.doctor_state import CAP_NET_ADMIN, CAP_NET_RAW, NftRuleView, State, nft_rules, value_contains
 from sheer.net.items import NftTable, Rule, TcNat
 from sheer.net.plan import _ipv4, upstream_problems
@@ -43,6 +43,25 @@ def privileges(n: Needs, s: State) -> list[Finding]:
     return [Finding(name, "ok", f"IP_TRANSPARENT can be set; {how}", tuple(evidence))]
 
 
+def no_route(n: Needs, s: State) -> Cause | None:
+    """The upstreams this host has no route to at all: every probe of them and the transparent probe
+    fail for this one reason, which is one problem with one fix."""
+    hosts = [h for h in n.upstream_hosts if _ipv4(h) and s.facts.route_to(h) is None]
+    if not hosts:
+        return None
+    return Cause("no route to the upstreams", f"no route from here to {', '.join(hosts)}: nothing can reach "
+                 "them (every probe fails with it)",
+                 (f"ip route get {hosts[0]}   # see what is missing",
+                  ("# add a route to the upstreams' network: an address on the interface facing them, "
+                   "or `ip route add NET via GATEWAY`")))
+
+
+def _silent(target: str, what: str) -> Cause:
+    return Cause(f"silent {target}", f"{what} {target} answers nothing from here (ICMP and every service "
+                 "port fail): it is down, or the way to it is broken",
+                 (f"ip route get {target}", f"ip neigh show {target}"))
+
+
 def reachability(n: Needs, s: State) -> list[Finding]:
     if n.role != "proxy" or not n.upstream_hosts:
         return []
@@ -51,6 +70,7 @@ def reachability(n: Needs, s: State) -> list[Finding]:
         return [Finding(name, "warning", "not probed: this is the root network namespace and the config names "
                         "non-loopback addresses; probes are sent only with --probe",
                         (), (f"sheer doctor -c {n.conf} --probe",))]
+    unroutable = no_route(n, s)
     out: list[Finding] = []
     fine: list[str] = []
     for p in s.probes:
@@ -61,8 +81,12 @@ def reachability(n: Needs, s: State) -> list[Finding]:
         elif p.ok is False:
             fix = (f"ip route get {p.target}", f"ip neigh show {p.target}") if p.kind == "icmp" else (
                 f"# on {p.target}: is the service listening on {p.port}/{p.kind}? (`ss -lnp`)",)
+            same_host = [q for q in s.probes if q.target == p.target]
+            cause = (unroutable if unroutable and s.facts.route_to(p.target) is None
+                     else _silent(p.target, p.what) if len(same_host) > 1 and all(q.ok is False for q in same_host)
+                     else None)
             out.append(Finding(name, "problem", f"{p.what} {where} does not answer {p.kind.upper()} from here",
-                               (line,), fix))
+                               (line,), fix, cause))
         else:
             out.append(Finding(name, "warning", f"{p.what} {where}: {p.kind.upper()} gave no answer either way",
                                (line,)))
@@ -87,6 +111,11 @@ def overlap(n: Needs, s: State) -> list[Finding]:
         if route and route.dev in towards and route.via is None:
             found.append(f"client {n.client} is on the upstreams' network ({route.dst} on {route.dev}): the "
                          "upstreams would answer it directly, not through the proxy")
+    if n.public_if is None and not found:
+        return [Finding(name, "warning", "not checked: which interface faces the clients could not be told "
+                        "(a wildcard listen, and no single interface apart from the upstreams' side)",
+                        (f"upstreams: {', '.join(n.upstream_hosts)}",),
+                        (f"sheer doctor -c {n.conf} --public-if DEV   # DEV: the interface facing the clients",))]
     nets = ", ".join(str(x) for x in s.facts.networks_of(n.public_if)) if n.public_if else "?"
     evidence = (f"clients' side: {n.public_if or '?'} {nets}", f"upstreams: {', '.join(n.upstream_hosts)}")
     if found:
@@ -107,6 +136,8 @@ def reverse_path(n: Needs, s: State) -> list[Finding]:
     if n.role != "proxy" or not n.transparent:
         return []
     name = "rp_filter/src_valid_mark/accept_local"
+    if s.sysctl("net.ipv4.conf.all.rp_filter") is None:
+        return [_unknown_sysctl(name, "net.ipv4.conf.all.rp_filter")]
     out: list[Finding] = []
     for dev in _upstream_devs(n, s):
         rp = max(v for v in s.conf(dev, "rp_filter") if v is not None)
@@ -126,6 +157,21 @@ def reverse_path(n: Needs, s: State) -> list[Finding]:
     return out
 
 
+def _unread(name: str, s: State) -> list[Finding]:
+    """A check that needs the nft ruleset says it could not be made, never "ok" or a guessed problem."""
+    if s.nft_error is None:
+        return []
+    return [Finding(name, "warning", "not checked: the nft ruleset could not be read", (s.nft_error,),
+                    ("nft -j list ruleset   # run as root; nftables must be installed",),
+                    Cause("nft unreadable", "the nft ruleset could not be read: the checks that need it were not "
+                          "made", ("nft -j list ruleset   # run as root; nftables must be installed",)))]
+
+
+def _unknown_sysctl(name: str, key: str) -> Finding:
+    return Finding(name, "warning", f"not checked: {key} could not be read", (f"/proc/sys/{key.replace('.', '/')}",),
+                   (f"sysctl {key}",))
+
+
 def _marking(s: State) -> list[NftRuleView]:
     return [r for r in nft_rules(s.ruleset) if r.hook == "prerouting" and r.mark_set() is not None]
 
@@ -134,13 +180,16 @@ def policy_routing(n: Needs, s: State) -> list[Finding]:
     if n.role != "proxy" or not n.transparent:
         return []
     name = "policy routing"
+    if unread := _unread(name, s):
+        return unread
     marking = _marking(s)
     if not marking:
         article = [c for i in n.plan.items if isinstance(i, NftTable) for c in i.commands() if "MARK" in c]
-        return [Finding(name, "problem", "no rule marks the upstreams' replies: they are routed, not delivered "
-                        "to the transparent sockets (connections hang in SYN-SENT)",
+        unmarked = Cause("no mark rule", "no rule marks the upstreams' replies: they are routed, not delivered "
+                         "to the transparent sockets (connections hang in SYN-SENT)", (n.net_apply(),))
+        return [Finding(name, "problem", unmarked.summary,
                         ("nft ruleset: no prerouting rule sets a mark", *(f"the article's form: {a}" for a in article)),
-                        (n.net_apply(),)), *_mark_counters(n, s, [])]
+                        unmarked.fix, unmarked), *_mark_counters(n, s, [], unmarked)]
     out: list[Finding] = []
     planned = next((i for i in n.plan.items if isinstance(i, Rule) and i.fwmark is not None), None)
     for mark in sorted({m for r in marking if (m := r.mark_set()) is not None}):
@@ -169,7 +218,7 @@ def policy_routing(n: Needs, s: State) -> list[Finding]:
     return out
 
 
-def _mark_counters(n: Needs, s: State, marking: list[NftRuleView]) -> list[Finding]:
+def _mark_counters(n: Needs, s: State, marking: list[NftRuleView], unmarked: Cause | None = None) -> list[Finding]:
     tp = s.transparent_probe
     if tp is None:
         return []
@@ -185,9 +234,12 @@ def _mark_counters(n: Needs, s: State, marking: list[NftRuleView]) -> list[Findi
                         "(a rule without `counter`?)", evidence)]
     why = ("the replies were marked but not delivered: see the policy routing findings" if moved
            else "its replies never reached the mark rule: is the upstream's route back through this proxy?")
+    unroutable = no_route(n, s)
+    cause = unroutable if unroutable and s.facts.route_to(tp.dst) is None else unmarked
     return [Finding(name, "problem", f"a transparent connection from {tp.src} to {tp.dst}:{tp.port} got no "
                     f"answer; {why}", evidence,
-                    (n.net_apply(), f"# on {tp.dst}: sheer net apply -c {n.conf} --role upstream --host {tp.dst}"))]
+                    (n.net_apply(), f"# on {tp.dst}: sheer net apply -c {n.conf} --role upstream --host {tp.dst}"),
+                    cause)]
 
 
 def _vip(n: Needs, s: State) -> str | None:
@@ -222,7 +274,9 @@ def router_nat(n: Needs, s: State) -> list[Finding]:
         return []
     out: list[Finding] = []
     forward = s.sysctl("net.ipv4.ip_forward")
-    if forward != "1":
+    if forward is None:
+        out.append(_unknown_sysctl("ip_forward", "net.ipv4.ip_forward"))
+    elif forward != "1":
         out.append(Finding("ip_forward", "problem", "router NAT forwards the upstreams' replies, but forwarding is "
                            "off: they are dropped here", (f"net.ipv4.ip_forward = {forward}",),
                            ("sysctl -w net.ipv4.ip_forward=1",)))
@@ -230,7 +284,8 @@ def router_nat(n: Needs, s: State) -> list[Finding]:
         out.append(Finding("ip_forward", "ok", "forwarding is on (router NAT)", ("net.ipv4.ip_forward = 1",)))
     vip = _vip(n, s)
     hosts = [u for svc in n.dsr for u in svc.upstreams if _ipv4(u.host)]
-    for u in hosts:
+    out.extend(_unread("stateless NAT", s))
+    for u in hosts if s.nft_error is None else ():
         rules = _rewrites(s, u.host, vip, ("postrouting", "output")) if vip else []
         if rules:
             out.append(Finding("stateless NAT", "ok", f"replies from {u.name} are rewritten to {vip}",
@@ -245,7 +300,9 @@ def router_nat(n: Needs, s: State) -> list[Finding]:
                                "address and drop them", ("nft ruleset and tc egress filters: no such rewrite",),
                                (n.net_apply(), *article)))
     demux = s.sysctl("net.ipv4.udp_early_demux")
-    if demux == "1":
+    if demux is None:
+        out.append(_unknown_sysctl("udp early demux", "net.ipv4.udp_early_demux"))
+    elif demux == "1":
         out.append(Finding("udp early demux", "warning", "udp_early_demux=1: a sender that keeps a connected UDP "
                            "socket bound to the client's ip:port (nginx does, per datagram) gets the forwarded "
                            "reply attached to it and ip_forward() drops it (~10% loss, collapse under load); "
@@ -289,7 +346,7 @@ def stray_nat(n: Needs, s: State) -> list[Finding]:
     if n.role != "proxy" or not (n.transparent or n.dsr):
         return []
     name = "stray rules"
-    out: list[Finding] = []
+    out: list[Finding] = _unread(name, s)
     snat = [r for r in nft_rules(s.ruleset) if r.source_nat() and r.hook in ("postrouting", "output")]
     targets = [(r.dev if r else None, h) for h in n.upstream_hosts if _ipv4(h) for r in [s.facts.route_to(h)]]
     for r in snat:
@@ -306,7 +363,7 @@ def stray_nat(n: Needs, s: State) -> list[Finding]:
         out.append(Finding(name, "warning", "the legacy iptables nat table is loaded: sheer reads only nftables "
                            "(iptables-nft included)", ("/proc/net/ip_tables_names: nat",),
                            ("iptables-legacy -t nat -S POSTROUTING   # look for MASQUERADE/SNAT towards the upstreams",)))
-    if not out:
+    if not out and s.nft_error is None:
         out.append(Finding(name, "ok", "no masquerade or SNAT catches the upstream-bound traffic",
                            (f"{len(snat)} source-NAT rule(s) in the nft ruleset",)))
     return out
@@ -350,8 +407,12 @@ def origin_nat(n: Needs, s: State) -> list[Finding]:
     if not mine:
         return []
     vip = n.options.vip or next((svc.listen.host for svc in mine if not svc.listen.is_wildcard), None)
-    out: list[Finding] = []
+    out: list[Finding] = _unread("origin NAT", s)
     rules = _rewrites(s, host, vip, ("output", "postrouting")) if vip else []
+    if out:
+        out.extend(_origin_rp_filter(s, host))
+        out.extend(_next_hop(n, s, vip))
+        return out
     if rules:
         out.append(Finding("origin NAT", "ok", f"replies from {host} are rewritten to {vip}",
                            tuple(r.text() for r in rules)))
@@ -362,17 +423,22 @@ def origin_nat(n: Needs, s: State) -> list[Finding]:
                            "clients get answers from the upstream's own address and drop them",
                            ("nft ruleset and tc egress filters: no such rewrite",),
                            (n.net_apply(*(["--vip", vip] if vip and not n.options.vip else [])),)))
+    out.extend(_origin_rp_filter(s, host))
+    out.extend(_next_hop(n, s, vip))
+    return out
+
+
+def _origin_rp_filter(s: State, host: str) -> list[Finding]:
     dev = s.facts.dev_of(host)
+    if s.sysctl("net.ipv4.conf.all.rp_filter") is None:
+        return [_unknown_sysctl("rp_filter", "net.ipv4.conf.all.rp_filter")]
     all_, mine_rp = s.conf(dev, "rp_filter")
     rp = max(all_, mine_rp or 0)
     if rp == 1:
-        out.append(Finding("rp_filter", "warning", f"strict reverse-path filtering on {dev}: requests whose "
-                           "client address routes out another way are dropped", (f"rp_filter {rp}",),
-                           (f"sysctl -w net.ipv4.conf.all.rp_filter=2 net.ipv4.conf.{dev}.rp_filter=2",)))
-    else:
-        out.append(Finding("rp_filter", "ok", f"rp_filter {rp} on {dev}", ()))
-    out.extend(_next_hop(n, s, vip))
-    return out
+        return [Finding("rp_filter", "warning", f"strict reverse-path filtering on {dev}: requests whose "
+                        "client address routes out another way are dropped", (f"rp_filter {rp}",),
+                        (f"sysctl -w net.ipv4.conf.all.rp_filter=2 net.ipv4.conf.{dev}.rp_filter=2",))]
+    return [Finding("rp_filter", "ok", f"rp_filter {rp} on {dev}", ())]
 
 
 def _next_hop(n: Needs, s: State, vip: str | None) -> list[Finding]:
@@ -387,6 +453,9 @@ def _next_hop(n: Needs, s: State, vip: str | None) -> list[Finding]:
                         (), (f"# on {gateway}: sysctl -w net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=2",))]
     where = f"{hop.address} (network namespace {hop.netns})"
     run = f"ip netns exec {hop.netns} sysctl -w"
+    if not hop.sysctls:
+        return [Finding(name, "warning", f"not checked: the sysctls of {where} could not be read", (),
+                        (f"ip netns exec {hop.netns} sysctl net.ipv4.ip_forward net.ipv4.conf.all.rp_filter",))]
     out: list[Finding] = []
     forward = hop.sysctls.get("net.ipv4.ip_forward")
     if forward != "1":

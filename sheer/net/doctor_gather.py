@@ -4,6 +4,7 @@ config's upstreams and gateways, and only when allowed (see `probes_allowed`).""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -40,11 +41,17 @@ def sysctls(facts: KernelFacts) -> dict[str, str]:
     return {k: v for k in keys if (v := inspect.read_sysctl(k)) is not None}
 
 
-def ruleset() -> tuple[Mapping[str, Any], ...]:
+def ruleset() -> tuple[tuple[Mapping[str, Any], ...], str | None]:
+    """The ruleset, or () and why it could not be read (the checks then say so instead of "ok")."""
     res = _run("nft", "-j", "list", "ruleset")
-    if res is None or res.returncode != 0 or not res.stdout.strip():
-        return ()
-    return tuple(json.loads(res.stdout).get("nftables", []))
+    if res is None:
+        return (), "`nft -j list ruleset` did not run (is nftables installed?)"
+    if res.returncode != 0:
+        return (), f"`nft -j list ruleset` failed: {res.stderr.strip() or f'exit {res.returncode}'}"
+    try:
+        return tuple(json.loads(res.stdout or '{"nftables": []}').get("nftables", [])), None
+    except json.JSONDecodeError as e:
+        return (), f"`nft -j list ruleset` printed what is not JSON ({e})"
 
 
 def legacy_tables() -> tuple[str, ...]:
@@ -200,9 +207,9 @@ def transparent_probe(n: Needs) -> TransparentProbe | None:
     if target is None:
         return None
     src = n.client or DOC_CLIENT
-    before = mark_counters(ruleset())
+    before = mark_counters(ruleset()[0])
     ok, detail = tcp_connect(*target, timeout=2.0, source=src)
-    return TransparentProbe(src, target[0], target[1], ok, detail, before, mark_counters(ruleset()))
+    return TransparentProbe(src, target[0], target[1], ok, detail, before, mark_counters(ruleset()[0]))
 
 
 # --- upstream role ---------------------------------------------------------------------------
@@ -226,8 +233,31 @@ def routes_back(n: Needs) -> tuple[RouteGet, ...]:
     return tuple(out)
 
 
+def _lladdr(address: str) -> str | None:
+    """The link-layer address this namespace's neighbour table has for `address`. When it has none
+    yet, one datagram to the discard port makes the kernel resolve it (a probe to a gateway, sent only
+    where probes are allowed: next_hop is asked only outside the root namespace)."""
+    for attempt in range(6):
+        res = _run("ip", "-j", "neigh", "show", address)
+        try:
+            entries = json.loads(res.stdout) if res and res.returncode == 0 and res.stdout.strip() else []
+        except json.JSONDecodeError:
+            return None
+        found = next((str(e["lladdr"]) for e in entries if e.get("lladdr")), None)
+        if found or inspect.in_root_netns():
+            return found
+        if attempt == 0:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s, contextlib.suppress(OSError):
+                s.sendto(b"", (address, 9))
+        time.sleep(0.1)
+    return None
+
+
 def next_hop(address: str) -> NextHop | None:
-    """The named network namespace on this host holding `address` (the lab's return router), if any."""
+    """The named network namespace on this host holding `address` (the lab's return router), if any.
+    Several namespaces may hold it (two labs on one machine): the one whose interface has the
+    link-layer address our neighbour table knows for it is the one we talk to."""
+    lladdr = _lladdr(address)
     here = inspect.netns_id()
     try:
         names = sorted(os.listdir("/run/netns"))
@@ -243,6 +273,8 @@ def next_hop(address: str) -> NextHop | None:
         if res is None or res.returncode != 0:
             continue
         for link in json.loads(res.stdout or "[]"):
+            if lladdr and link.get("address") != lladdr:
+                continue
             if any(a.get("local") == address for a in link.get("addr_info", [])):
                 dev = link.get("ifname")
                 keys = ["net.ipv4.ip_forward", "net.ipv4.conf.all.rp_filter", f"net.ipv4.conf.{dev}.rp_filter"]
@@ -255,9 +287,10 @@ def next_hop(address: str) -> NextHop | None:
 def gather(n: Needs, facts: KernelFacts, explicit_probe: bool,
            transparent_error: Callable[[], str | None]) -> State:
     facts = replace(facts, sysctls={**facts.sysctls, **sysctls(facts)})
-    state = State(facts, ruleset(), legacy_tables(),
+    rules, nft_error = ruleset()
+    state = State(facts, rules, legacy_tables(),
                   tc_egress([n.public_if]) if n.public_if and facts.act_nat else {},
-                  privileges(transparent_error()) if n.role == "proxy" else None)
+                  privileges(transparent_error()) if n.role == "proxy" else None, nft_error=nft_error)
     if n.role == "upstream":
         back = routes_back(n)
         gateway = next((r.gateway for r in back if r.proto == "udp" and r.gateway), None)

@@ -89,6 +89,7 @@ class State:
     routes_back: tuple[RouteGet, ...] = ()
     next_hop: NextHop | None = None
     probed: bool = False                            # probes were allowed (lab, loopback or --probe)
+    nft_error: str | None = None                    # why the ruleset could not be read (checks say so)
 
     def sysctl(self, key: str) -> str | None:
         return self.facts.sysctls.get(key)

@@ -101,16 +101,33 @@ def test_missing_mark_rule(lab: Lab, transparency: Path) -> None:
     assert "You connected" not in curl(lab)
     code, findings = doctor(lab, "proxy", transparency)
     assert code == 1
-    found = {f["check"]: f for f in problems(findings)}
-    # no mark rule at all, unless another user of the lab marks other ports: the probe says it either way
-    if "policy routing" in found:
-        assert "no rule marks the upstreams' replies" in found["policy routing"]["summary"]
-    probe = found["mark counters"]
-    assert "never reached the mark rule" in probe["summary"]
-    assert probe["fix"][0] == f"sheer net apply -c {transparency}"
+    # one cause, one problem: the missing mark rule, which the unanswered transparent probe shows too
+    [probe] = [f for f in problems(findings) if "mark counters" in f["check"]]
+    assert probe["check"] == "policy routing, mark counters" and probe["symptoms"] == 2
+    assert "no rule marks the upstreams' replies" in probe["summary"]
+    assert any("transparent probe" in e for e in probe["evidence"])
+    assert probe["fix"] == [f"sheer net apply -c {transparency}"]
     run_fix(lab, "proxy", {"fix": probe["fix"][:1]})
     assert_clean(lab, "proxy", transparency)
     assert f"You connected from {CLIENT}:" in curl(lab)
+
+
+def test_one_missing_route_is_one_problem(lab: Lab, transparency: Path) -> None:
+    """The proxy loses its route to the upstreams: every probe of every upstream fails, and so does the
+    transparent probe; doctor says one thing, with one fix."""
+    lab.run("proxy", "ip", "route", "del", "172.16.0.0/24", "dev", "sheer-int", check=True)
+    try:
+        code, findings = doctor(lab, "proxy", transparency)
+        assert code == 1
+        [found] = problems(findings)
+        # ICMP and 8000/tcp of the upstream, and the transparent probe
+        assert found["cause"] == "no route to the upstreams" and found["symptoms"] == 3
+        assert found["summary"].startswith("no route from here to 172.16.0.11: ")
+        assert found["fix"][0].startswith("ip route get 172.16.0.11")
+        assert not [f for f in findings if f["status"] == "ok" and "?" in " ".join(f["evidence"])]
+    finally:
+        lab.run("proxy", "ip", "route", "replace", "172.16.0.0/24", "dev", "sheer-int", "src", "172.16.0.1")
+    assert_clean(lab, "proxy", transparency)
 
 
 def test_src_valid_mark_without_accept_local(lab: Lab, transparency: Path) -> None:

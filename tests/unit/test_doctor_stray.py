@@ -11,7 +11,7 @@ from doctor_recorded import PROXY, ROOT, need, ruleset, state
 
 from sheer.lab import configs
 from sheer.net import doctor, doctor_gather
-from sheer.net.doctor_checks import overlap, reachability, stray_nat
+from sheer.net.doctor_checks import overlap, reachability, router_nat, stray_nat
 from sheer.net.doctor_state import Probe
 from sheer.net.facts import IfAddr, RouteFact
 from sheer.net.plan import Options
@@ -89,3 +89,45 @@ def test_exit_status_and_rendering(tmp_path: Path) -> None:
     text = doctor.render(found)
     assert "problem  stray rules:" in text and "fix: nft delete rule ip nat post handle 3" in text
     assert text.endswith("sheer doctor: 1 problem(s), 1 warning(s), 0 ok")
+
+
+def test_one_missing_route_is_one_problem(tmp_path: Path) -> None:
+    """Every probe of every upstream fails for one reason: doctor reports one problem with one fix."""
+    no_route = replace(PROXY, routes=tuple(r for r in PROXY.routes if r.dst != "172.16.0.0/24"))
+    n = need(tmp_path, facts=no_route)
+    hosts = ("172.16.0.11", "172.16.0.12", "172.16.0.13", "172.16.0.14")
+    probes = tuple(Probe(h, kind, port, False, "Network is unreachable") for h in hosts
+                   for kind, port in (("icmp", None), ("tcp", 80), ("udp", 53)))
+    found = doctor.group(reachability(n, state(no_route, probes=probes, probed=True)))
+    [one] = found
+    assert one.status == "problem" and one.symptoms == 12
+    assert one.summary.startswith("no route from here to 172.16.0.11, 172.16.0.12, 172.16.0.13, 172.16.0.14")
+    assert one.fix[0].startswith("ip route get 172.16.0.11")
+    assert len(one.evidence) == 12 and all("Network is unreachable" in e for e in one.evidence)
+    assert doctor.render(found).endswith("sheer doctor: 1 problem(s), 0 warning(s), 0 ok")
+
+
+def test_a_silent_upstream_is_one_problem_a_closed_port_another(tmp_path: Path) -> None:
+    probes = (Probe("172.16.0.11", "icmp", None, False, "no echo reply within 1s"),
+              Probe("172.16.0.11", "tcp", 80, False, "no answer within 1s"),
+              Probe("172.16.0.12", "icmp", None, True, "echo reply"),
+              Probe("172.16.0.12", "tcp", 80, False, "Connection refused"))
+    found = doctor.group(reachability(need(tmp_path), state(probes=probes, probed=True)))
+    assert [(f.status, f.symptoms) for f in found] == [("problem", 2), ("problem", 1), ("ok", 1)]
+    assert found[0].summary.startswith("upstream 172.16.0.11 answers nothing from here")
+    assert found[1].summary == "upstream 172.16.0.12:80 does not answer TCP from here"
+
+
+def test_no_ok_for_what_could_not_be_seen(tmp_path: Path) -> None:
+    # the interface facing the clients cannot be told (two candidates): a warning, never "ok" with "?"
+    two_sided = replace(PROXY, addresses=(*PROXY.addresses, IfAddr("sheer-mgmt", "10.9.9.9/24")))
+    [unseen] = overlap(need(tmp_path, facts=two_sided), state(two_sided))
+    assert unseen.status == "warning" and unseen.summary.startswith("not checked") and "--public-if" in unseen.fix[0]
+    # the nft ruleset could not be read: the checks that need it say so
+    unread = state(PROXY, None, nft_error="`nft -j list ruleset` failed: Operation not permitted")
+    [f] = stray_nat(need(tmp_path), unread)
+    assert f.status == "warning" and f.summary == "not checked: the nft ruleset could not be read"
+    # a sysctl that could not be read is not "off"
+    blind = replace(PROXY, sysctls={})
+    found = {f.check: f for f in router_nat(need(tmp_path, configs.DSR, blind, Options(dsr="router")), state(blind))}
+    assert found["ip_forward"].status == "warning" and found["udp early demux"].status == "warning"
