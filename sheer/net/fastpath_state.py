@@ -7,6 +7,7 @@ import os
 import re
 from dataclasses import dataclass
 
+from sheer.net import nfnetlink
 from sheer.net.fastpath import NftFastPath
 from sheer.net.nftlib import Nft, Result
 
@@ -40,23 +41,14 @@ def delete(nft: Nft, name: str, previous: str | None = None) -> Result:
     return nft.run(f"table netdev {name}\ndelete table netdev {name}\n" + (previous or ""))
 
 
-def handle(nft: Nft, name: str = "sheer") -> int | None:
+def handle(name: str = "sheer") -> int | None:
     """The table's handle: a new one whenever the table is made again (`sheer net apply` replaced it)."""
-    for obj in nft.json("list tables"):
-        table = obj.get("table")
-        if table and table.get("family") == "netdev" and table.get("name") == name:
-            return int(table["handle"])
-    return None
+    return nfnetlink.table_handle(name)
 
 
-def counters(nft: Nft, name: str = "sheer") -> dict[str, Counted]:
+def counters(name: str = "sheer") -> dict[str, Counted]:
     """Named counter -> what it counted (one per upstream server: `up_172_16_0_11_53`)."""
-    out = {}
-    for obj in nft.json(f"list counters table netdev {name}"):
-        counter = obj.get("counter")
-        if counter:
-            out[counter["name"]] = Counted(int(counter.get("packets", 0)), int(counter.get("bytes", 0)))
-    return out
+    return {key: Counted(*value) for key, value in nfnetlink.counters(name).items()}
 
 
 def filled(nft: Nft, name: str, map_name: str) -> int | None:

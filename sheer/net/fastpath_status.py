@@ -30,7 +30,7 @@ def _status(nft: Nft, item: NftFastPath, recorded: str | None) -> list[tuple[boo
         out = [(False, f"{head} changed since apply")]
     else:
         out = [(True, head)]
-    counted = fastpath_state.counters(nft, item.name)
+    counted = fastpath_state.counters(item.name)
     for s in item.services:
         filled = fastpath_state.filled(nft, item.name, s.map)
         where = f"fast path {s.vip}:{s.port} udp -> upstream {s.upstream} ({_describe(s)})"

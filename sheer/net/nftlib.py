@@ -82,8 +82,15 @@ class Nft:
         return Result(rc == 0, out, err)
 
     def json(self, command: str) -> list[dict[str, Any]]:
-        """A `list ...` command's objects (`nft -j`), [] when it failed (absent, no permission)."""
-        res = self.run(command, json_out=True)
+        """A `list ...` command's objects (`nft -j`), [] when it failed (absent, no permission).
+        Read through a context of its own: libnftables caches what it listed until the ruleset's
+        generation changes, and a counter's values change without one."""
+        fresh = Nft() if self._ctx else self
+        try:
+            res = fresh.run(command, json_out=True)
+        finally:
+            if fresh is not self:
+                fresh.close()
         if not res.ok or not res.out.strip():
             return []
         objects: list[dict[str, Any]] = json.loads(res.out).get("nftables", [])

@@ -84,12 +84,11 @@ class Feeder:
     def _find(self) -> tuple[NftFastPath | None, str]:
         record = Record.load(record_path("proxy", None))
         item = next((e.item for e in record.entries if isinstance(e.item, NftFastPath)), None) if record else None
-        assert self.nft is not None
-        probe = self.nft.run("list tables")
-        if not probe.ok:
-            return None, (f"cannot read nftables ({probe.first_error()}): feeding the fast path needs "
+        try:
+            self.handle = fastpath_state.handle(item.name if item else "sheer")
+        except OSError as exc:
+            return None, (f"cannot read nftables ({exc.strerror}): feeding the fast path needs "
                           "CAP_NET_ADMIN (run sheer as root, or keep the capability)")
-        self.handle = fastpath_state.handle(self.nft, item.name if item else "sheer")
         if item is None:
             return None, "no fast path is installed (`sheer net apply -c CONF --dsr router|origin` installs it)"
         if self.handle is None:
@@ -184,7 +183,7 @@ class Feeder:
         """Once a second: counters into the shared board; a table made again is written again."""
         if self.nft is None or self.installed is None:
             return
-        handle = fastpath_state.handle(self.nft, self.installed.name)
+        handle = fastpath_state.handle(self.installed.name)
         if handle != self.handle:
             self.handle = handle
             self.written = self.rules = None
@@ -198,7 +197,7 @@ class Feeder:
             return
         if self.written is None or self.shared.version != self.seen_version:
             self._sync_safely()
-        self._publish(fastpath_state.counters(self.nft, self.installed.name), steering=True)
+        self._publish(fastpath_state.counters(self.installed.name), steering=True)
 
     def _publish(self, counted: Mapping[str, fastpath_state.Counted], steering: bool) -> None:
         if self.shared.generation != self.generation:
