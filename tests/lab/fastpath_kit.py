@@ -159,7 +159,7 @@ def metrics(lab: Lab) -> str:
 
 def metric(text: str, name: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name + "{") or line.startswith(name + " "))
+               if line.startswith((name + "{", name + " ")))
 
 
 def wait_log(running: object, needle: str, seconds: float = 10.0) -> str:
