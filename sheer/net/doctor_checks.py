@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sheer.net.doctor import Cause, Finding, Needs
+from sheer.net.doctor_fastpath import fastpath
 from sheer.net.doctor_state import CAP_NET_ADMIN, CAP_NET_RAW, NftRuleView, State, nft_rules, value_contains
 from sheer.net.items import NftTable, Rule, TcNat
 from sheer.net.plan import _ipv4, upstream_problems
@@ -475,4 +476,4 @@ def _next_hop(n: Needs, s: State, vip: str | None) -> list[Finding]:
 
 
 CHECKS: tuple[Check, ...] = (privileges, reachability, overlap, reverse_path, policy_routing, router_nat,
-                             stray_nat, return_route, origin_nat)
+                             stray_nat, return_route, origin_nat, fastpath)
