@@ -22,6 +22,8 @@ from typing import Any
 
 from sheer.cli.common import load_config
 from sheer.config import Config
+from sheer.trace_fastpath import notes as fastpath_notes
+from sheer.trace_fastpath import steering
 from sheer.trace_pcap import Packet, read
 
 MAX_PACKETS = 2000
@@ -237,11 +239,15 @@ def main(argv: list[str]) -> int:
     if not listen:
         print("sheer: [emerg] the configuration listens nowhere: nothing to trace", file=sys.stderr)
         return 1
-    hops = capture(spots(), bpf(listen, upstream, args.client), args.seconds)
+    where = spots()
+    said = fastpath_notes(steering([(spot.node, _in(spot)) for spot in where]))
+    hops = capture(where, bpf(listen, upstream, args.client), args.seconds)
     flow = follow(hops, listen, upstream, hosts, args.client)
     if flow is None:
-        print(json.dumps({"hops": [], "reached": False}) if args.json else
-              f"sheer trace: no flow to the configuration's ports seen in {args.seconds:g}s")
+        print(json.dumps({"hops": [], "reached": False, "notes": said}) if args.json else
+              "\n".join([f"sheer trace: no flow to the configuration's ports seen in {args.seconds:g}s",
+                         *(f"note: {n}" for n in said)]))
         return 1
-    print(json.dumps(to_json(flow), indent=1) if args.json else render(flow))
+    print(json.dumps(to_json(flow) | {"notes": said}, indent=1) if args.json else
+          "\n".join([render(flow), *(f"note: {n}" for n in said)]))
     return 0 if flow.reached else 1
