@@ -20,6 +20,7 @@ import dns.message
 import dns.rrset
 
 import sheer.config
+from sheer.core.fastpath import services as dsr_services
 from sheer.runtime.board import checked_groups
 
 UPSTREAM_HOSTS = ("127.0.0.11", "127.0.0.12", "127.0.0.13", "127.0.0.14")
@@ -132,7 +133,8 @@ class Sheer:
             return all(listen.port in (udp if listen.udp else tcp) for listen in wanted)
 
         wait_for(ready, timeout, "sheer's listeners")
-        self.wait_workers(config.workers + (1 if checked_groups(config) else 0), timeout)  # + the health checker
+        # + the health checker (which also feeds the kernel's DSR fast path, checks or not)
+        self.wait_workers(config.workers + (1 if checked_groups(config) or dsr_services(config) else 0), timeout)
         return self
 
     def check_running(self) -> None:
