@@ -11,7 +11,7 @@ from typing import Any
 from sheer.core import fastpath as core
 from sheer.net.doctor import Finding, Needs
 from sheer.net.doctor_state import State, nft_rules
-from sheer.net.fastpath import NftFastPath, _describe
+from sheer.net.fastpath import NftFastPath, describe
 
 NAME = "fast path"
 
@@ -37,7 +37,7 @@ def fastpath(n: Needs, s: State) -> list[Finding]:
             out.append(Finding(NAME, "ok", f"{name}: user-space path ({why})"))
         elif fp.map not in steering:
             out.append(Finding(NAME, "warning", f"{name}: user-space path: the kernel fast path is not installed "
-                               f"(it would steer {fp.vip}:{fp.port} in the kernel: {_describe(fp)})", (),
+                               f"(it would steer {fp.vip}:{fp.port} in the kernel: {describe(fp)})", (),
                                (n.net_apply(),)))
         else:
             kernel = True
@@ -53,7 +53,7 @@ def fastpath(n: Needs, s: State) -> list[Finding]:
             else:
                 evidence.append(f"fed by sheer's health checker (pid {', '.join(map(str, s.feeders))})")
                 out.append(Finding(NAME, "ok", f"{name}: kernel fast path: nft netdev ingress steers {fp.vip}:{fp.port} "
-                                   f"({_describe(fp)}); fragments, IP options and datagrams over {planned.mtu if planned else 1500} "
+                                   f"({describe(fp)}); fragments, IP options and datagrams over {planned.mtu if planned else 1500} "
                                    "bytes reach the user-space path", tuple(evidence)))
     if kernel:
         out += _forwarding(n, s)

@@ -27,7 +27,7 @@ tables that one transaction swaps or deletes, and its maps are readable with `nf
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sheer.config.model import Config, Listen, StreamServer, UpstreamServer
@@ -109,7 +109,7 @@ class NftFastPath:
 
     def commands(self) -> list[str]:
         return [f"# no iptables equivalent: nft netdev ingress on {self.dev} steers {s.vip}:{s.port} udp "
-                f"to upstream {s.upstream} in the kernel ({_describe(s)})" for s in self.services]
+                f"to upstream {s.upstream} in the kernel ({describe(s)})" for s in self.services]
 
     def structure(self, tables: Mapping[str, core.Table | None]) -> str:
         """The table's declarations and rules, without map entries (`nft -f` text)."""
@@ -275,7 +275,7 @@ def _delta(table: str, s: FpService, old: core.Table | None, new: core.Table | N
     return lines
 
 
-def _describe(s: FpService) -> str:
+def describe(s: FpService) -> str:
     if s.method is None:
         return "not balanced in the kernel"
     return {"jhash": "maglev, jhash of the client's " + ("address and port" if s.method.key == "addr_port"
@@ -310,12 +310,3 @@ def _service_json(s: FpService) -> dict[str, Any]:
     return {"listen": s.listen, "upstream": s.upstream, "vip": s.vip, "port": s.port, "method": method,
             "servers": [{"host": v.host, "port": v.port, "weight": v.weight, "backup": v.backup, "down": v.down}
                         for v in s.servers]}
-
-
-@dataclass
-class Found:
-    """What planning the fast path concluded."""
-
-    item: NftFastPath | None = None
-    notes: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)

@@ -9,11 +9,21 @@ the user-space path; it never makes a plan fail.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from sheer.core import fastpath as core
 from sheer.net.facts import KernelFacts
-from sheer.net.fastpath import HOOK_PRIORITY, Found, FpService, NftFastPath, service_of
+from sheer.net.fastpath import HOOK_PRIORITY, FpService, NftFastPath, service_of
 from sheer.net.items import NftRule
+
+
+@dataclass
+class Found:
+    """What planning the fast path concluded."""
+
+    item: NftFastPath | None = None
+    notes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
 
 
 def plan_fastpath(kernel: KernelFacts, dsr: list[object], public_if: str | None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sheer.core.balancers.maglev import table_size
 from sheer.net import fastpath_state
-from sheer.net.fastpath import NftFastPath, _describe
+from sheer.net.fastpath import NftFastPath, describe
 from sheer.net.nftlib import Nft
 
 
@@ -33,7 +33,7 @@ def _status(nft: Nft, item: NftFastPath, recorded: str | None) -> list[tuple[boo
     counted = fastpath_state.counters(item.name)
     for s in item.services:
         filled = fastpath_state.filled(nft, item.name, s.map)
-        where = f"fast path {s.vip}:{s.port} udp -> upstream {s.upstream} ({_describe(s)})"
+        where = f"fast path {s.vip}:{s.port} udp -> upstream {s.upstream} ({describe(s)})"
         if filled is None:
             out.append((False, f"{where}: map {s.map} is missing"))
             continue

@@ -191,6 +191,14 @@ class Feeder:
                 self.log.warning(f"the fast path (table netdev {self.installed.name}) was removed: DSR goes "
                                  "through the user-space path")
             else:
+                # `sheer net apply` made it again, perhaps for another configuration: what it recorded now
+                installed, why = self._find()
+                if installed is None:
+                    self.log.warning(f"the fast path cannot be fed any more: {why} (a reload looks again)")
+                    self._publish({}, steering=False)
+                    self.installed = None
+                    return
+                self.installed = installed
                 self.log.log("notice", "the fast path was installed again: writing its table")
         if handle is None:
             self._publish({}, steering=False)

@@ -154,7 +154,21 @@ def test_a_kernel_without_the_hooks_keeps_the_rest(tmp_path: Path, monkeypatch: 
     monkeypatch.setattr(fastpath_state, "listing", lambda nft, name="sheer": None)
     monkeypatch.setattr(fastpath_state, "load", refused)
     report = net_apply.apply(Plan(Options(), (item,)), tmp_path / "record.json", {})
-    assert report == ["skipped  nft table netdev sheer: the kernel refused the fast path (Error: Could not process "
-                      "rule: Operation not supported); DSR stays on sheer's user-space path"]
+    assert report == [("skipped  nft table netdev sheer: the kernel refused the fast path (Error: Could not process "
+                       "rule: Operation not supported); DSR stays on sheer's user-space path")]
     record = net_apply.Record.load(tmp_path / "record.json")
     assert record is not None and record.entries == []
+
+
+def test_ipv6_rule_text_is_ready_but_not_planned() -> None:
+    # the plan refuses IPv6 (sheer -t refuses DSR over IPv6 until the IPv6 work); the rule it would load:
+    from sheer.core.fastpath import Method
+    from sheer.net.fastpath import FpServer, FpService, rule
+
+    service = FpService("[2001:db8::10]:53 udp", "dns", "2001:db8::10", 53, Method("jhash", "addr_port"),
+                        (FpServer("2001:db8:1::11", 53), FpServer("2001:db8:1::12", 53)))
+    table = service.table()
+    assert table is not None
+    assert rule(service, table, 1500) == (
+        "ip6 daddr 2001:db8::10 udp dport 53 ip6 nexthdr udp ip6 length <= 1460 ip6 daddr set jhash ip6 saddr . "
+        "udp sport mod 65537 seed 0x73686565 map @dsr_2001_db8__10_53 counter name ip6 daddr . udp dport map @peers6")
