@@ -96,19 +96,21 @@ def _sheer_origin(lab: Lab, verb: str, config: Path, extra: tuple[str, ...] = ()
                    *(extra if verb == "apply" else ()))
 
 
-ROUTED = "172.16.0.0/24"
-
-
 def _routing(lab: Lab, on: bool) -> None:
     """The ceiling's plumbing: the proxy's namespace a plain router (forwarding on, no rule, no
-    rewrite), the client told to reach the upstreams' network through it. Off: both taken back."""
+    rewrite) with an ECMP route to the address every upstream's quiet dnsmasq also answers on
+    (hashed by ports, fib_multipath_hash_policy=1, so the client's sockets spread over the four),
+    the client told to reach it through the proxy. Off: all of it taken back."""
     proxy_ns, client_ns = lab.node("proxy").netns, lab.node("client").netns
     if on:
-        netns_exec(proxy_ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-        netns_exec(client_ns, "ip", "route", "replace", ROUTED, "via", str(VIP))
+        hops = [arg for n in lab.topo.upstreams for arg in ("nexthop", "via", upstreams.dns_address(n))]
+        netns_exec(proxy_ns, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.fib_multipath_hash_policy=1")
+        netns_exec(proxy_ns, "ip", "route", "replace", f"{upstreams.ANYCAST}/32", *hops)
+        netns_exec(client_ns, "ip", "route", "replace", f"{upstreams.ANYCAST}/32", "via", str(VIP))
     else:
-        netns_exec(client_ns, "ip", "route", "del", ROUTED, check=False)
-        netns_exec(proxy_ns, "sysctl", "-qw", "net.ipv4.ip_forward=0")
+        netns_exec(client_ns, "ip", "route", "del", f"{upstreams.ANYCAST}/32", check=False)
+        netns_exec(proxy_ns, "ip", "route", "del", f"{upstreams.ANYCAST}/32", check=False)
+        netns_exec(proxy_ns, "sysctl", "-qw", "net.ipv4.ip_forward=0", "net.ipv4.fib_multipath_hash_policy=0")
 
 
 @contextlib.contextmanager

@@ -130,7 +130,6 @@ def dns(bind: str, responses: int, timeout: str = "1s") -> str:
 """
 
 
-CEILING_SERVER = "172.16.0.21"   # up1's quiet dnsmasq (bench.upstreams.dns_address)
 DNS_PROXIED = dns("$remote_addr transparent", 1)
 DNS_DSR = dns("$remote_addr:$remote_port transparent", 0)
 # nginx has no active health checks (nginx Plus does): sheer refuses DSR without one unless told,
@@ -183,8 +182,9 @@ def _dns(ctx: Context) -> Sample:
 
 
 def _dns_routed(ctx: Context) -> Sample:
-    # no proxy: dnsperf asks up1's quiet dnsmasq itself, through the proxy's namespace as a plain router
-    return loads.dnsperf(ctx.lab, ctx.duration, server=CEILING_SERVER)
+    # no proxy: dnsperf asks the upstreams' quiet dnsmasq themselves, through the proxy's namespace as a
+    # plain router that spreads the client's sockets over the four (ECMP; bench.runner._routing)
+    return loads.dnsperf(ctx.lab, ctx.duration, server=upstreams.ANYCAST)
 
 
 def _bulk(ctx: Context) -> Sample:
@@ -214,8 +214,8 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("dns-dsr-origin-user", "UDP DNS DSR, origin NAT, user-space path (--fastpath off)", DNS_DSR,
              "dsr-origin", _dns, 1.5, target_note="and loss < 0.1%", sheer_config=DNS_DSR_SHEER, ceiling=1.55,
              sheer_apply=("--fastpath", "off")),
-    Workload("dns-ceiling", "UDP DNS, no proxy: the client's datagrams routed to an upstream (the ceiling; "
-             "the sheer column is plain routing)", DNS_DSR, "dsr-router", _dns, 2.0, routed=_dns_routed),
+    Workload("dns-ceiling", "UDP DNS, no proxy: the client's datagrams routed to the upstreams (the ceiling; "
+             "the sheer column is plain routing, ECMP)", DNS_DSR, "dsr-router", _dns, 2.0, routed=_dns_routed),
     Workload("http", "HTTP transparent, keepalive client (wrk -c 50)", HTTP, "transparency", _http, 1.5,
              sheer_config=HTTP_SHEER, ceiling=1.5),
     Workload("tcp-keepalive", "TCP stream transparent, keepalive client (wrk -c 50)", TCP, "transparency",

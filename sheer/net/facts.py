@@ -68,6 +68,7 @@ class KernelFacts:
     nft_tables: tuple[str, ...] = ()       # "ip sheer", "inet filter", ...
     mtus: Mapping[str, int] = field(default_factory=dict)
     hook_users: tuple[HookUser, ...] = ()  # receive hooks in use on any interface (not sheer's)
+    conntrack: bool = False                # conntrack holds entries in this namespace (it runs here)
 
     def excluding(self, rules: tuple[RuleFact, ...], routes: tuple[RouteFact, ...]) -> KernelFacts:
         """The facts without what sheer itself created, so a re-plan picks the same mark and table."""

@@ -34,7 +34,8 @@ def gather() -> KernelFacts:
             *(f"net.ipv4.conf.{d}.rp_filter" for d in devs)]
     sysctls = {k: v for k in keys if (v := read_sysctl(k)) is not None}
     hooks = (*nft_ingress_chains(), *xdp, *(user for dev in devs if dev != "lo" for user in tc_ingress(dev)))
-    return KernelFacts(addresses, routes, rules, act_nat(), sysctls, nft_tables(), mtus, hooks)
+    tracked = int(read_sysctl("net.netfilter.nf_conntrack_count") or 0) > 0
+    return KernelFacts(addresses, routes, rules, act_nat(), sysctls, nft_tables(), mtus, hooks, tracked)
 
 
 def _xdp(link: Any) -> bool:

@@ -101,8 +101,14 @@ def plan_proxy(b: _Builder, found: list[Service]) -> Plan:
         b.notes.extend(fast.notes)
         b.problems.extend(fast.problems)
         if fast.item is not None and public_if is not None:
-            chains.insert(0, NftChain("no_conntrack", "filter", "prerouting", "raw",
-                                      tuple(notrack_rules(fast.item, public_if, mode == "router"))))
+            if b.kernel.conntrack or opts.masquerade:
+                chains.insert(0, NftChain("no_conntrack", "filter", "prerouting", "raw",
+                                          tuple(notrack_rules(fast.item, public_if, mode == "router"))))
+                b.notes.append("conntrack runs here: notrack rules keep it from making an entry for every client "
+                               "ip:port the fast path forwards")
+            else:
+                b.notes.append("conntrack keeps no entries here: no notrack rules needed (`sheer doctor` says so "
+                               "if that changes; apply again then)")
             fast_items.append(fast.item)
     table_items: list[Item] = [NftTable(NFT_TABLE, tuple(chains))] if chains else []
     # the fast path last: the replies' rewrite and forwarding are in place before the kernel steers

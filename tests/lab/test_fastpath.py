@@ -152,3 +152,31 @@ big.sendto(query + b"\0" * 3000, ("192.168.99.10", 53))                  # fragm
     assert after - before >= 2, (before, after)        # both reached sheer's listener
     assert steered == steered_after                    # and neither was counted by the kernel path
     assert "exceeds the MTU" in log, log               # the big one: user space says why it cannot send it
+
+
+def test_api_down_reaches_the_kernel_and_status_shows_it(lab: Lab, tmp_path: Path) -> None:
+    flows = [(CLIENTS[0], 45000 + i * 7) for i in range(200)]
+    url = "http://127.0.0.1:8091/api/9/stream/upstreams/dns_upstreams/servers/1"
+    conf = tmp_path / "lb.conf"
+    conf.write_text(MAGLEV)
+    with lab.applied("dsr-router", MAGLEV), lab.proxy(MAGLEV) as running:
+        wait_log(running, "65537 of 65537 filled")
+        lab.run("proxy", "curl", "-s", "-X", "PATCH", "-d", '{"down": true}', url, check=True)
+        deadline = time.monotonic() + 10
+        while running.log().count("entries written") < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        down = ask(lab, flows)
+        lab.run("proxy", "curl", "-s", "-X", "PATCH", "-d", '{"down": false}', url, check=True)
+        time.sleep(1.5)
+        back = ask(lab, flows)
+        status = lab.run("proxy", sys.executable, "-m", "sheer", "net", "status", "-c", str(conf), "--dsr", "router",
+                         timeout=30)
+    assert len(down) == 200 and "172.16.0.12" not in down.values()
+    assert down == model(MAGLEV, tmp_path, flows, down=("172.16.0.12",))
+    assert back == model(MAGLEV, tmp_path, flows) and "172.16.0.12" in back.values()
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "fast path 192.168.99.10:53 udp -> upstream dns_upstreams (maglev" in status.stdout
+    assert "65537 of 65537 slots filled" in status.stdout
+    assert "fed by sheer's health checker" in status.stdout
+    steered = [int(line.split(": ")[1].split()[0]) for line in status.stdout.splitlines() if "steered by the kernel" in line]
+    assert len(steered) == 4 and sum(steered) >= 400, status.stdout

@@ -97,9 +97,13 @@ def test_after_other_users_of_the_hook_and_mtu(tmp_path: Path) -> None:
     assert not any("inet fw other" in n for n in p.notes)
 
 
-def test_notrack_both_ways_in_router_nat_forward_only_in_origin(tmp_path: Path) -> None:
-    router = plan(conf(tmp_path, MAGLEV), Options(dsr="router"), PROXY).nft()
-    origin = plan(conf(tmp_path, MAGLEV), Options(dsr="origin"), PROXY).nft()
+def test_notrack_where_conntrack_runs_both_ways_in_router_nat(tmp_path: Path) -> None:
+    idle = plan(conf(tmp_path, MAGLEV), Options(dsr="router"), PROXY)
+    assert "notrack" not in idle.nft() and any("no notrack rules needed" in n for n in idle.notes)
+    tracking = replace(PROXY, conntrack=True)
+    router = plan(conf(tmp_path, MAGLEV), Options(dsr="router"), tracking).nft()
+    origin = plan(conf(tmp_path, MAGLEV), Options(dsr="origin"), tracking).nft()
+    assert "notrack" in plan(conf(tmp_path, MAGLEV), Options(dsr="router", masquerade=True), PROXY).nft()
     client_side = 'iifname "sheer-pub" ip daddr { 172.16.0.11, 172.16.0.12, 172.16.0.13, 172.16.0.14 } udp dport 53 notrack'
     replies = "udp sport 53 fib daddr type != local notrack"
     assert "type filter hook prerouting priority raw;" in router
