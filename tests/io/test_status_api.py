@@ -245,7 +245,9 @@ def test_the_api_answers_while_the_workers_are_saturated(lb: tuple[Sheer, int, i
     assert answered >= 5 and max(busy) >= 50, (answered, busy)      # the 100 connections were there
     after = api(control, "9/http/server_zones/front")[1]
     assert after["requests"] - before >= int(found.group(1)), (after, output)
-    assert after["processing"] == 0
+    # the requests wrk left in flight end as the workers see its connections go (a busy machine lags)
+    wait_for(lambda: api(control, "9/http/server_zones/front")[1]["processing"] == 0, timeout=10,
+             what="no request left processing")
 
 
 def test_prometheus_exposition_matches_the_api(lb: tuple[Sheer, int, int]) -> None:
