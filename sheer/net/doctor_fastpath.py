@@ -74,7 +74,7 @@ def _installed(ruleset: tuple[Mapping[str, Any], ...]) -> dict[str, tuple[int, s
 
 def _forwarding(n: Needs, s: State) -> list[Finding]:
     out = []
-    if s.sysctl("net.ipv4.ip_forward") != "1":
+    if s.sysctl("net.ipv4.ip_forward") != "1" and n.dsr_mode != "router":     # router NAT's check says it
         out.append(Finding("ip_forward", "problem", "the fast path rewrites client datagrams for forwarding, but "
                            "forwarding is off: they are dropped", ("net.ipv4.ip_forward = 0",),
                            ("sysctl -w net.ipv4.ip_forward=1", n.net_apply())))

@@ -43,8 +43,12 @@ def test_nobody_feeding_is_a_warning(tmp_path: Path) -> None:
     assert fp.status == "warning" and "no running sheer feeds it" in fp.summary
 
 
-def test_forwarding_off_is_a_problem(tmp_path: Path) -> None:
-    found = by(check(tmp_path, **{"net.ipv4.ip_forward": "0"}), "ip_forward")
+def test_forwarding_off_is_a_problem_in_origin_nat(tmp_path: Path) -> None:
+    # router NAT's own check already says it (one problem, not two); origin NAT forwards only for the fast path
+    assert not any(f.check == "ip_forward" for f in check(tmp_path, **{"net.ipv4.ip_forward": "0"}))
+    kernel = replace(ROUTER, sysctls={**ROUTER.sysctls, "net.ipv4.ip_forward": "0"})
+    found = by(fastpath(need(tmp_path, configs.DSR, kernel, Options(dsr="origin")),
+                        state(kernel, "fastpath", feeders=(42,))), "ip_forward")
     assert found.status == "problem" and "sysctl -w net.ipv4.ip_forward=1" in found.fix
 
 
