@@ -9,6 +9,7 @@ from typing import Literal
 from sheer.config.errors import Source
 from sheer.config.health import HealthCheck
 from sheer.config.realip import RealIp
+from sheer.config.resolver import Resolver
 from sheer.config.template import Template
 
 LogLevel = Literal["debug", "info", "notice", "warn", "error", "crit", "alert", "emerg"]
@@ -49,6 +50,7 @@ class Listen:
     backlog: int = 511
     source: Source | None = None
     proxy_protocol: bool = False   # the hop in front sends a PROXY protocol header first
+    text: str = ""                 # the address as written (a name is resolved at load: one Listen per address)
 
     @property
     def family(self) -> int:
@@ -78,7 +80,8 @@ class UpstreamServer:
     down: bool = False
     max_conns: int = 0          # 0 = unlimited
     source: Source | None = None
-    text: str = ""              # the address as written ("10.0.0.1", "[::1]:53"): what ketama hashes
+    text: str = ""              # the address as written ("10.0.0.1", "[::1]:53", "app:80"): what ketama hashes
+    resolve: bool = False       # `resolve`: `host` is a name the resolver re-resolves at run time
 
     @property
     def family(self) -> int:
@@ -106,11 +109,14 @@ class Balance:
 @dataclass(frozen=True, slots=True)
 class Upstream:
     name: str
-    servers: tuple[UpstreamServer, ...]
+    servers: tuple[UpstreamServer, ...]       # one per address: names written without `resolve` are resolved at load
     keepalive: int = 0          # idle connections cached per worker (http)
     implicit: bool = False      # made from `proxy_pass 1.2.3.4:80`, not an upstream block
     source: Source | None = None
     balance: Balance = Balance()
+    resolve: tuple[UpstreamServer, ...] = ()  # `server NAME resolve`: its peers come and go as NAME resolves
+    zone: str | None = None                   # `zone NAME [size]` (needed by `resolve`, as in nginx)
+    resolver: Resolver | None = None          # the upstream's own `resolver`, else its http/stream block's
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,9 +188,10 @@ class HttpReturn:
 
 @dataclass(frozen=True, slots=True)
 class ProxyPass:
-    upstream: Upstream
+    upstream: Upstream | None  # None: the target is written with variables (`url`), chosen per request
     uri: str | None            # `proxy_pass http://group/prefix/`: replaces the matched location part
     text: str = ""
+    url: Template | None = None   # `proxy_pass http://$backend...`: rendered per request (nginx's proxy_lengths)
 
 
 HandlerKind = Literal["stub_status", "api", "prometheus", "dashboard"]
@@ -225,6 +232,7 @@ class Location:
     proxy_bind: ProxyBind | None = None
     health_check: HealthCheck | None = None
     handler: StatusHandler | None = None
+    resolver: Resolver | None = None     # for `proxy_pass` with variables: names are resolved per request
     source: Source | None = None
 
 

@@ -14,6 +14,12 @@ _TIME_PART = re.compile(r"([0-9]+)(ms|s|m|h|d|w|M|y)?")
 # nginx (ngx_parse_time): units in decreasing order, each at most once; a bare number is seconds.
 _TIME_ORDER = ("y", "M", "w", "d", "h", "m", "s", "ms")
 _SIZE = re.compile(r"([0-9]+)([kKmMgG]?)")
+MAX_INT = 2**63 - 1      # NGX_MAX_INT_T_VALUE on 64-bit: numbers, sizes and times beyond it overflow in nginx
+
+# A host name as getaddrinfo and DNS take it: labels of letters, digits, "-" and "_" (RFC 952/1123,
+# and the underscores service names use), dot-separated, optionally fully qualified.
+_NAME = re.compile(r"(?=.{1,253}\.?$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+                   r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?")
 
 _ESCAPES = {'"': '"', "'": "'", "\\": "\\", "t": "\t", "r": "\r", "n": "\n"}
 
@@ -50,21 +56,28 @@ def parse_time(value: str, name: str, source: Source) -> float:
         step = rank
         total += int(match.group(1)) * _TIME_UNITS[unit or "s"]
         pos = match.end()
+    if total * 1000 > MAX_INT:    # nginx (ngx_parse_time) keeps milliseconds in an ngx_int_t
+        raise ConfigError(f'"{name}" directive invalid value "{value!s:.40}", the time is too large', source)
     return total
 
 
 def parse_size(value: str, name: str, source: Source) -> int:
     match = _SIZE.fullmatch(value)
-    if match is None:
+    scale = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[match.group(2).lower()] if match else 1
+    # nginx (ngx_parse_size): at most NGX_MAX_OFF_T_VALUE once scaled
+    if match is None or int(match.group(1)) * scale > MAX_INT:
         raise ConfigError(f'"{name}" directive invalid value "{value}", expected a size such as 64k', source)
-    scale = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[match.group(2).lower()]
     return int(match.group(1)) * scale
 
 
-def parse_number(value: str, name: str, source: Source, minimum: int = 0) -> int:
-    if not (value.isascii() and value.isdigit()) or int(value) < minimum:
+def parse_number(value: str, name: str, source: Source, minimum: int = 0, maximum: int = MAX_INT) -> int:
+    """nginx's ngx_atoi, which refuses what overflows NGX_MAX_INT_T_VALUE; `maximum` where nginx's
+    directive has a tighter range."""
+    if not (value.isascii() and value.isdigit()) or not minimum <= int(value) <= maximum:
         wanted = "a non-negative number" if minimum == 0 else f"a number >= {minimum}"
-        raise ConfigError(f'"{name}" takes {wanted}, got "{value}"', source)
+        if maximum != MAX_INT:
+            wanted = f"a number from {minimum} to {maximum}"
+        raise ConfigError(f'"{name}" takes {wanted}, got "{value!s:.40}"', source)
     return int(value)
 
 
@@ -78,7 +91,7 @@ def parse_flag(value: str, name: str, source: Source) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class HostPort:
-    host: str          # a literal IPv4/IPv6 address, or "" for the wildcard
+    host: str          # a literal IPv4/IPv6 address, "" for the wildcard, or a name to resolve
     port: int | None   # None when the text carried no port
 
     @property
@@ -96,22 +109,33 @@ def _parse_port(text: str, whole: str, source: Source) -> int:
     return int(text)
 
 
+def is_address(host: str) -> bool:
+    """An IP address literal (or "" for the wildcard): nothing to resolve."""
+    if not host:
+        return True
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def _parse_host(text: str, whole: str, source: Source, wildcard_ok: bool) -> str:
+    """An address literal (normalized), or a name: names are resolved by sheer.config.names."""
     if text in ("*", "") and wildcard_ok:
         return ""
-    if text == "localhost":
-        return "127.0.0.1"
     try:
         return str(ipaddress.ip_address(text))
     except ValueError:
-        raise ConfigError(
-            f'host "{text}" in "{whole}" is not an IP address; sheer does not resolve names at load time, '
-            f"write the address", source) from None
+        pass
+    if not text or not _NAME.fullmatch(text):
+        raise ConfigError(f'invalid host in "{whole}"', source)
+    return text
 
 
 def parse_host_port(text: str, source: Source, *, wildcard_ok: bool = False,
                     port_only_ok: bool = False) -> HostPort:
-    """`1.2.3.4`, `1.2.3.4:80`, `[::1]:80`, `*:80`, `80` (when port_only_ok), `localhost:80`."""
+    """`1.2.3.4`, `1.2.3.4:80`, `[::1]:80`, `*:80`, `80` (when port_only_ok), `app.internal:80`."""
     if text.startswith("unix:"):
         raise ConfigError(f'unix sockets are not supported: "{text}"', source)
     if text.startswith("["):
@@ -119,6 +143,8 @@ def parse_host_port(text: str, source: Source, *, wildcard_ok: bool = False,
         if end < 0:
             raise ConfigError(f'invalid IPv6 address in "{text}"', source)
         host = _parse_host(text[1:end], text, source, wildcard_ok)
+        if ":" not in host:
+            raise ConfigError(f'invalid IPv6 address in "{text}"', source)
         rest = text[end + 1:]
         if rest and not rest.startswith(":"):
             raise ConfigError(f'invalid address "{text}"', source)

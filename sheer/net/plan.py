@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, ip_address
 from typing import Any, Literal
 
-from sheer.config.model import Config, Listen, StreamServer, UpstreamServer
+from sheer.config.model import Config, Listen, StreamServer, Upstream, UpstreamServer
 from sheer.net.facts import KernelFacts
 from sheer.net.fastpath import NftFastPath
 from sheer.net.items import Item, NftChain, NftRule, NftTable, Route, Rule, Sysctl, TcClsact, TcNat, to_json
@@ -63,6 +63,7 @@ class Service:
     upstreams: tuple[UpstreamServer, ...]
     dsr: bool
     where: str                     # file:line of proxy_bind, for messages
+    names: tuple[str, ...] = ()    # its upstream's `server NAME resolve` lines: addresses that change while sheer runs
     stream: StreamServer | None = None   # the stream server (DSR: what the kernel fast path steers)
 
 
@@ -99,16 +100,45 @@ def services(config: Config) -> list[Service]:
             continue
         for listen in server.listens:
             found.append(Service("udp" if listen.udp else "tcp", listen, server.upstream.servers,
-                                 server.dsr and listen.udp, str(bind.source or ""), server))
+                                 server.dsr and listen.udp, str(bind.source or ""), _names(server.upstream),
+                                 server))
     for http_server in config.http.servers if config.http else ():
         for location in http_server.locations:
             bind = location.proxy_bind
             if not (bind and bind.transparent and bind.client_address and location.proxy_pass):
                 continue
+            upstream = location.proxy_pass.upstream
+            if upstream is None:           # proxy_pass with variables: see variable_targets()
+                continue
             for listen in http_server.listens:
-                found.append(Service("tcp", listen, location.proxy_pass.upstream.servers, False,
-                                     str(bind.source or "")))
+                found.append(Service("tcp", listen, upstream.servers, False, str(bind.source or ""),
+                                     _names(upstream)))
     return found
+
+
+def _names(upstream: Upstream) -> tuple[str, ...]:
+    return tuple(server.text for server in upstream.resolve)
+
+
+def variable_targets(config: Config) -> list[str]:
+    """Transparent locations whose proxy_pass is written with variables (where: file:line)."""
+    return [str(location.source or "") for http_server in (config.http.servers if config.http else ())
+            for location in http_server.locations
+            if location.proxy_pass is not None and location.proxy_pass.upstream is None
+            and location.proxy_bind is not None and location.proxy_bind.transparent
+            and location.proxy_bind.client_address]
+
+
+def _name_notes(found: list[Service], config: Config) -> list[str]:
+    notes = []
+    for names in dict.fromkeys(service.names for service in found if service.names):
+        notes.append(f"{', '.join(names)}: resolved while sheer runs (`resolve`); this plan uses the "
+                     "addresses they have now, and sheer's error log says when they change: then run "
+                     "`sheer net apply` again")
+    for where in variable_targets(config):
+        notes.append(f"{where}: proxy_pass with variables reaches upstreams known per request only; "
+                     "the plan covers the upstreams of the configuration's upstream blocks")
+    return notes
 
 
 def _ipv4(host: str) -> bool:
@@ -176,6 +206,7 @@ def plan(config: Config, options: Options = Options(), kernel: KernelFacts = NO_
 
     found = services(config)
     b = _Builder(options, kernel)
+    b.notes += _name_notes(found, config)
     if options.mark is not None and options.mark in kernel.fwmarks:
         b.problems.append(f"fwmark {options.mark} is already used by an existing `ip rule`: pick another --mark")
     if options.table is not None and options.table in kernel.tables:

@@ -1,11 +1,13 @@
-"""The health checker process: one per generation, forked by the master next to the workers.
+"""The generation's helper process, forked by the master next to the workers: the health checks
+and the resolver task (sheer.runtime.resolver), each once per generation, never per worker.
 
-Each checked peer is probed once here (not once per worker), and its state is published on
-the shared `HealthBoard` that every worker's balancer reads. The master respawns the checker
-if it dies; the new one resumes from the states on the board. The same process feeds the
-kernel's DSR fast path (sheer.runtime.fastpath): every change of the board reaches the kernel's
-table too, so both paths skip a down peer (it runs even without active checks when the
-configuration has DSR servers, for the API's changes and the counters).
+Each checked peer is probed once here, and its state is published on the shared `HealthBoard`
+that every worker's balancer reads; peers the resolver adds are checked from the moment they
+come, and no longer once they go. The master respawns the process if it dies; the new one
+resumes from the states and addresses on the boards. The same process feeds the kernel's DSR
+fast path (sheer.runtime.fastpath): every change of the board reaches the kernel's table too, so
+both paths skip a down peer (it runs even without checks or names when the configuration has DSR
+servers, for the API's changes and the counters).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from sheer.config.model import Config, UpstreamServer
 from sheer.core.fastpath import services as dsr_services
 from sheer.core.hcmatch import Verdict
 from sheer.core.health import Changed, Health, Outcome, PeerHealth
+from sheer.core.peers import PEERS_PER_NAME, slot_server
 from sheer.core.stats import Block
 from sheer.io.logs import ErrorLogger, reopen_logs
 from sheer.io.probes import http_probe, tcp_probe, udp_probe
@@ -30,16 +33,24 @@ from sheer.runtime import proctitle
 from sheer.runtime.board import CheckedGroup, HealthBoard
 from sheer.runtime.context import Identity
 from sheer.runtime.fastpath import Feeder
+from sheer.runtime.peerset import Name, PeerSetBoard
 from sheer.runtime.privileges import drop_privileges
+from sheer.runtime.resolver import ResolverTask
 from sheer.runtime.shared import SharedBoard
 from sheer.runtime.worker import die_with_parent
 
 
+def title(board: HealthBoard | None, peers: PeerSetBoard | None) -> str:
+    """What `ps` and the master's log call the helper: "health checker", "resolver", or both."""
+    roles = [role for role, there in (("health checker", board), ("resolver", peers)) if there]
+    return " and ".join(roles) or "health checker"
+
+
 def run_checker(config: Config, board: HealthBoard, shared: SharedBoard | None = None,
-                identity: Identity | None = None) -> int:
+                identity: Identity | None = None, peers: PeerSetBoard | None = None) -> int:
     """Entry point in the forked child. Returns the exit status."""
     die_with_parent()
-    proctitle.child("health checker")
+    proctitle.child(title(board, peers))
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
     for signum in (signal.SIGHUP, signal.SIGUSR1, signal.SIGQUIT, signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, signal.SIG_DFL)
@@ -49,12 +60,14 @@ def run_checker(config: Config, board: HealthBoard, shared: SharedBoard | None =
     drop_privileges(config, log, admin=bool(dsr_services(config)))
     uvloop.install()
     identity = identity or Identity()
+    row = identity.row
     try:
         shared = shared or SharedBoard(config)
-        feeder = Feeder(config, board, shared, log, identity.generation)
-        asyncio.run(_check_all(board, log, HealthCounters(shared, identity.row), feeder))
-    except Exception as exc:  # noqa: BLE001  (the last resort: the checker must say why it died)
-        log.log("alert", f"health checker process failed: {exc!r}")
+        resolver = ResolverTask(config, peers, shared, row, log) if peers else None
+        feeder = Feeder(config, board, shared, log, identity.generation) if dsr_services(config) else None
+        asyncio.run(_check_all(board, log, HealthCounters(shared, row), resolver, feeder))
+    except Exception as exc:  # noqa: BLE001  (the last resort: the helper must say why it died)
+        log.log("alert", f"{title(board, peers)} process failed: {exc!r}")
         return 2
     return 0
 
@@ -104,8 +117,38 @@ class HealthCounters:
                 row[block.at("downstart")] = ms
 
 
+class Checks:
+    """The probe loops, one per checked peer, started and stopped as peers come and go."""
+
+    def __init__(self, board: HealthBoard, log: ErrorLogger, counters: HealthCounters,
+                 tasks: asyncio.TaskGroup, changed: Callable[[], None] | None = None) -> None:
+        self.board = board
+        self.log = log
+        self.counters = counters
+        self.tasks = tasks
+        self.changed = changed      # the kernel's fast path follows the board (sheer.runtime.fastpath)
+        self.running: dict[tuple[int, int], asyncio.Task[None]] = {}
+
+    def start(self, group: CheckedGroup, index: int, server: UpstreamServer) -> None:
+        if not server.down:
+            self.running[(group.offset, index)] = self.tasks.create_task(
+                _check_peer(self.board, group, index, server, self.log, self.counters, self.changed))
+
+    def follow(self, name: Name, position: int, server: UpstreamServer | None) -> None:
+        """The resolver put `server` at `position` of an upstream (None: the peer there is gone)."""
+        for group in self.board.groups:
+            if group.upstream is not name.upstream:
+                continue
+            task = self.running.pop((group.offset, position), None)
+            if task is not None:
+                task.cancel()
+            if server is not None:
+                self.board.set(group, position, Health.CHECKING if group.check.mandatory else Health.UP)
+                self.start(group, position, server)
+
+
 async def _check_all(board: HealthBoard, log: ErrorLogger, counters: HealthCounters,
-                     feeder: Feeder | None = None) -> None:
+                     resolver: ResolverTask | None = None, feeder: Feeder | None = None) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
@@ -120,11 +163,18 @@ async def _check_all(board: HealthBoard, log: ErrorLogger, counters: HealthCount
                 except Exception as exc:  # noqa: BLE001  (the checks run whatever happens to the fast path)
                     log.log("alert", f"the fast path cannot be fed: {exc!r}")
                 tasks.create_task(feeder.run())
-            changed = feeder.schedule if feeder is not None else None
+            checks = Checks(board, log, counters, tasks, feeder.schedule if feeder is not None else None)
             for group in board.groups:
                 for index, server in enumerate(group.upstream.servers):
-                    if not server.down:
-                        tasks.create_task(_check_peer(board, group, index, server, log, counters, changed))
+                    checks.start(group, index, server)
+            if resolver is not None:
+                resolver.follow = checks.follow
+                for name in resolver.board.names:      # peers a previous generation found
+                    for slot in range(PEERS_PER_NAME):
+                        address = resolver.board.entry(name, slot)[0]
+                        if address is not None:
+                            checks.follow(name, name.position(slot), slot_server(name.server, address))
+                tasks.create_task(resolver.run())
             await stop.wait()
             raise _Stopped
     except* _Stopped:
@@ -153,7 +203,7 @@ async def _check_peer(board: HealthBoard, group: CheckedGroup, index: int, serve
             board.set(group, index, change.new)
             _log_change(log, group, server, change)
             if changed is not None:
-                changed()           # the kernel's fast path follows the board (sheer.runtime.fastpath)
+                changed()
 
 
 async def _probe(group: CheckedGroup, host: str, port: int) -> Verdict:

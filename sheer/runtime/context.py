@@ -12,6 +12,7 @@ from sheer.core.balancers import make_balancer
 from sheer.core.control import UpstreamOverrides
 from sheer.io.logs import ErrorLogger
 from sheer.runtime.board import HealthBoard
+from sheer.runtime.peerset import PeerSetBoard
 from sheer.runtime.shared import SharedBoard
 
 
@@ -30,6 +31,7 @@ class WorkerContext:
     log: ErrorLogger
     health: HealthBoard | None = None      # active checks' shared peer state (this generation's)
     shared: SharedBoard | None = None      # counters and the API's changes (every generation's)
+    peers: PeerSetBoard | None = None      # names re-resolved at run time: the resolver's addresses
     identity: Identity = field(default_factory=Identity)
     counters: memoryview = field(init=False)   # this process's own row of counters (int64)
     hostname: str = field(default_factory=socket.gethostname)
@@ -50,7 +52,9 @@ class WorkerContext:
             view = self.health.view(upstream) if self.health else None
             assert self.shared is not None
             refs = self.shared.layout.peers(upstream)
-            overrides = UpstreamOverrides(self.shared, upstream, tuple(ref.control for ref in refs)) if refs else None
+            slots = self.peers.view(upstream) if self.peers else None
+            overrides = (UpstreamOverrides(self.shared, upstream, tuple(ref.control for ref in refs), slots)
+                         if refs else None)
             found = self._balancers[key] = make_balancer(upstream, view, overrides=overrides)
         return found
 

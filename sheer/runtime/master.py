@@ -15,15 +15,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sheer.config import Config, ConfigError
+from sheer.config.errors import unexpected
 from sheer.core.fastpath import services as dsr_services
 from sheer.io.logs import ErrorLogger, LogOpenError, reopen_logs
 from sheer.io.sockets import ListenError, ensure_unclaimed, listener
 from sheer.runtime import proctitle
 from sheer.runtime.board import HealthBoard
-from sheer.runtime.checker import run_checker
+from sheer.runtime.checker import run_checker, title
 from sheer.runtime.checks import check
 from sheer.runtime.context import Identity
 from sheer.runtime.notify import Notifier
+from sheer.runtime.peerset import PeerSetBoard
 from sheer.runtime.privileges import PrivilegeError, resolve_user
 from sheer.runtime.shared import SharedBoard
 from sheer.runtime.worker import ListenKey, listen_key, run_worker
@@ -45,7 +47,7 @@ class Worker:
     started: float = field(default_factory=time.monotonic)
 
 
-CHECKER = -1     # the slot of the generation's health checker process (runtime/checker.py)
+CHECKER = -1     # the slot of the generation's helper process: health checks, resolver (runtime/checker.py)
 
 # A worker that exits with FAILED this soon after starting failed to start (its log says why):
 # respawning it would only loop. One killed by a signal (OOM killer, kill -9) is respawned.
@@ -62,6 +64,7 @@ class Master:
     workers: dict[int, Worker] = field(default_factory=dict)
     generation: int = 0
     health: HealthBoard | None = None      # the current generation's shared peer health
+    peers: PeerSetBoard | None = None      # the current generation's names resolved at run time
     stopping: bool = False
     status: int = 0
     notify: Notifier = field(default_factory=Notifier)
@@ -90,7 +93,7 @@ class Master:
                     sock = listener(listen)
                     created.append(sock)
                     have.append(sock)
-        except ListenError as exc:
+        except Exception as exc:  # noqa: BLE001 - ListenError, or anything else: undo, then say it
             for sock in created:
                 sock.close()
                 for have in self.slots.values():
@@ -98,7 +101,7 @@ class Master:
                         have.remove(sock)
             for key in [key for key, have in self.slots.items() if not have]:
                 del self.slots[key]
-            raise StartupError(str(exc)) from None
+            raise StartupError(str(exc) if isinstance(exc, ListenError) else unexpected(exc)) from None
         for key in list(self.slots):
             if key not in wanted:
                 for sock in self.slots.pop(key):
@@ -123,19 +126,21 @@ class Master:
                     for socks in self.slots.values():
                         for sock in socks:
                             sock.close()
-                    status = run_checker(self.config, self.health, self.shared, identity)
+                    status = run_checker(self.config, self.health, self.shared, identity, self.peers)
                 else:
-                    status = run_worker(self.config, sockets, self.health, self.shared, identity)
+                    status = run_worker(self.config, sockets, self.health, self.shared, identity, self.peers)
             finally:
                 os._exit(status)
         self.workers[pid] = Worker(pid, slot, self.generation, row)
 
     def start_health(self, config: Config) -> None:
-        """A new board for a new generation, and its checker (when the config has active checks, or
-        DSR servers whose kernel fast path it feeds: sheer.runtime.fastpath)."""
+        """New boards for a new generation, and its helper process when the config has active
+        checks, names to re-resolve (the peers the last generation resolved are kept), or DSR
+        servers whose kernel fast path it feeds (sheer.runtime.fastpath)."""
         self.health = HealthBoard(config, self.health)
+        self.peers = PeerSetBoard(config, self.peers)
         self.shared.generation = self.generation
-        if self.health or dsr_services(config):
+        if self.health or self.peers or dsr_services(config):
             self.spawn(CHECKER)
 
     def start(self) -> None:
@@ -180,7 +185,7 @@ class Master:
             if os.WIFSIGNALED(status) or (os.WIFEXITED(status) and os.WEXITSTATUS(status) != 0):
                 how = (f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
                        else f"code {os.WEXITSTATUS(status)}")
-                kind = "health checker" if worker.slot == CHECKER else "worker"
+                kind = title(self.health, self.peers) if worker.slot == CHECKER else "worker"
                 self.log.log("alert", f"{kind} process {pid} exited on {how}")
                 if self.stopping or worker.generation != self.generation:
                     continue
@@ -207,12 +212,16 @@ class Master:
             config = self.reload_config()
             log = ErrorLogger(config.error_log)
             resolve_user(config)
+            # Everything `sheer -t` checks (every log file can be opened, ...): a new worker that
+            # cannot start would otherwise stop the whole server instead of leaving the old one serving.
+            problems = check(config)
         except (ConfigError, LogOpenError, PrivilegeError) as exc:
             self.log.log("emerg", f"{exc}; the new configuration is refused, the old one keeps serving")
             return str(exc)
-        # Everything `sheer -t` checks (every log file can be opened, ...): a new worker that
-        # cannot start would otherwise stop the whole server instead of leaving the old one serving.
-        problems = check(config)
+        except Exception as exc:  # noqa: BLE001 - whatever a file can bring, the master keeps serving
+            why = f"reading the new configuration failed: {unexpected(exc)}"
+            self.log.log("emerg", f"{why}; the new configuration is refused, the old one keeps serving")
+            return why
         if problems:
             for problem in problems:
                 self.log.log("emerg", f"{problem}; the new configuration is refused, the old one keeps serving")
@@ -222,10 +231,11 @@ class Master:
             previous = self.config
             self.config = config
             self.open_listeners(config)
-        except StartupError as exc:
+        except Exception as exc:  # noqa: BLE001 - StartupError, or anything else: the old one serves on
             self.config = previous
-            self.log.log("emerg", f"{exc}; the new configuration is refused, the old one keeps serving")
-            return str(exc)
+            why = str(exc) if isinstance(exc, StartupError) else unexpected(exc)
+            self.log.log("emerg", f"{why}; the new configuration is refused, the old one keeps serving")
+            return why
         self.log = log
         self.generation += 1
         self.load_time = time.time()

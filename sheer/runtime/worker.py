@@ -26,6 +26,7 @@ from sheer.io.stream_udp import UdpStreamService
 from sheer.runtime import proctitle
 from sheer.runtime.board import HealthBoard
 from sheer.runtime.context import Identity, WorkerContext
+from sheer.runtime.peerset import PeerSetBoard
 from sheer.runtime.privileges import drop_privileges
 from sheer.runtime.shared import SharedBoard
 
@@ -60,7 +61,8 @@ def build_services(config: Config, sockets: dict[ListenKey, socket.socket],
 
 
 def run_worker(config: Config, sockets: dict[ListenKey, socket.socket], health: HealthBoard | None = None,
-               shared: SharedBoard | None = None, identity: Identity | None = None) -> int:
+               shared: SharedBoard | None = None, identity: Identity | None = None,
+               peers: PeerSetBoard | None = None) -> int:
     """Entry point in the forked child. Returns the exit status."""
     die_with_parent()
     proctitle.child("worker process")
@@ -68,7 +70,7 @@ def run_worker(config: Config, sockets: dict[ListenKey, socket.socket], health: 
     for signum in (signal.SIGHUP, signal.SIGUSR1, signal.SIGQUIT, signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, signal.SIG_DFL)
     log = ErrorLogger(config.error_log)
-    ctx = WorkerContext(config, log, health=health, shared=shared, identity=identity or Identity())
+    ctx = WorkerContext(config, log, health=health, shared=shared, identity=identity or Identity(), peers=peers)
     drop_privileges(config, log)
     uvloop.install()
     try:

@@ -153,15 +153,14 @@ def test_down_twice_leaves_the_root_namespace_as_before(lab: Lab) -> None:
     lab.down()
     lab.down()
     netns, links = root_snapshot()
-    assert not ours & {line.split()[0] for line in netns.splitlines() if line.strip()}
 
-    def mine_or_foreign(text: str) -> set[str]:
-        # other labs (SHEER_LAB=sheerX of another checkout) come and go meanwhile: not ours to compare
-        names = {line.split()[0] for line in text.splitlines() if line.strip()}
-        return {n for n in names if not re.match(r"sheer[A-Za-z0-9]{0,4}-", n) or n.startswith(f"{LAB}-")}
+    def names(listing: str) -> set[str]:
+        """Namespaces, without other labs' (another checkout's lab may come and go meanwhile)."""
+        found = {line.split()[0] for line in listing.splitlines() if line.strip()}
+        return {n for n in found if not re.match(r"sheer[A-Za-z0-9]{0,4}-", n) or n.startswith(f"{LAB}-")}
 
-    before = mine_or_foreign(lab.baseline[0]) - ours
-    assert mine_or_foreign(netns) == before
+    assert not ours & names(netns)
+    assert names(netns) == names(lab.baseline[0]) - ours
     assert links == lab.baseline[1]
     assert not lab.state_dir.exists()
     lab.up()

@@ -102,7 +102,7 @@ class BoardCollector:
     def _upstreams(self) -> Iterator[Metric]:
         for protocol, prefix in (("http", "nginxplus_upstream_server"), ("stream", "nginxplus_stream_upstream_server")):
             peers = [(name, self.api.peer(protocol, ref)) for (kind, name), refs in self.reader.layout.upstreams.items()
-                     if kind == protocol for ref in refs]
+                     if kind == protocol for ref, _, _ in self.api.live(refs)]
             if not peers:
                 continue
 

@@ -11,6 +11,7 @@ from sheer.core.balancer import Balancer
 from sheer.core.http.routing import VirtualHosts
 from sheer.core.variables import VariableSource, render
 from sheer.io.counting import peer_columns
+from sheer.io.http.targets import Targets
 from sheer.io.http.upstream import UpstreamPool, pool_for
 from sheer.io.logs import AccessLogger, ErrorLogger
 from sheer.runtime.context import WorkerContext
@@ -25,6 +26,7 @@ class Plan:
     __slots__ = (
         "access",
         "balancer",
+        "dynamic",
         "error_log",
         "handler",
         "keepalive_ok",
@@ -47,6 +49,7 @@ class Plan:
         self.error_log: ErrorLogger = ctx.error_log(location.error_log if location else None)
         proxy = location.proxy_pass if location is not None else None
         self.upstream: Upstream | None = proxy.upstream if proxy else None
+        self.dynamic = proxy is not None and proxy.url is not None   # proxy_pass with variables: per request
         self.balancer: Balancer | None = ctx.balancer(self.upstream) if self.upstream else None
         self.pool: UpstreamPool | None = pool_for(self.upstream) if self.upstream else None
         assert ctx.shared is not None
@@ -94,6 +97,14 @@ class Site:
         self._date = b""
         self.hostname = ctx.hostname
         self.pid = ctx.pid
+        self._targets: Targets | None = None
+
+    @property
+    def targets(self) -> Targets:
+        """Where `proxy_pass http://$variable` requests go (made when one first asks)."""
+        if self._targets is None:
+            self._targets = Targets(self.ctx)
+        return self._targets
 
     def date(self) -> bytes:
         now = int(time.time())
