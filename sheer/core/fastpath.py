@@ -61,6 +61,11 @@ class Table:
 
 def kernel_method(upstream: Upstream) -> Method | str:
     """How the kernel balances this upstream's datagrams, or why it cannot (user space keeps them)."""
+    if upstream.resolve:
+        return ("its servers are re-resolved while sheer runs (`server NAME resolve`): the kernel's table "
+                "holds fixed addresses, and user space follows the name")
+    if not upstream.servers:
+        return "it has no server"
     if len({server.family for server in upstream.servers}) > 1:
         return "its servers mix IPv4 and IPv6 addresses, and one kernel rewrite writes one family"
     if any(server.max_conns for server in upstream.servers):

@@ -118,10 +118,13 @@ class Feeder:
         return found[0].upstream if found else None
 
     def _servers(self, upstream: Upstream) -> tuple[UpstreamServer, ...]:
+        """The servers with the API's changes (the kernel steers upstreams without `resolve` only, whose
+        positions are all filled: sheer.core.fastpath.kernel_method)."""
         refs = self.shared.layout.peers(upstream)
         if not refs:
             return upstream.servers
-        return UpstreamOverrides(self.shared, upstream, tuple(ref.control for ref in refs)).servers()
+        found = UpstreamOverrides(self.shared, upstream, tuple(ref.control for ref in refs)).servers()
+        return tuple(server for server in found if server is not None)
 
     def tables(self, item: NftFastPath) -> dict[str, core.Table | None]:
         out: dict[str, core.Table | None] = {}
