@@ -7,6 +7,7 @@ namespace, and sheer's user-space balancer run as a model."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -180,3 +181,19 @@ def test_api_down_reaches_the_kernel_and_status_shows_it(lab: Lab, tmp_path: Pat
     assert "fed by sheer's health checker" in status.stdout
     steered = [int(line.split(": ")[1].split()[0]) for line in status.stdout.splitlines() if "steered by the kernel" in line]
     assert len(steered) == 4 and sum(steered) >= 400, status.stdout
+
+
+def test_the_feeder_keeps_cap_net_admin_after_dropping_to_nobody(lab: Lab) -> None:
+    config = MAGLEV.replace("user root;", "user nobody nogroup;")
+    with lab.applied("dsr-router", config), lab.proxy(config) as running:
+        wait_log(running, "65537 of 65537 filled")           # written as nobody, through libnftables
+        children = lab.run("proxy", "ps", "-o", "pid=,user=,args=", "--ppid", str(running.pid)).stdout
+        caps = {}
+        for line in children.splitlines():
+            pid, user, title = line.split(None, 2)
+            status = Path(f"/proc/{pid}/status").read_text()
+            caps[title.strip()] = (user, int(re.search(r"^CapEff:\s+(\S+)", status, re.MULTILINE).group(1), 16))  # type: ignore[union-attr]
+        answers = ask(lab, [(CLIENTS[0], 47000 + i) for i in range(10)])
+    assert caps["sheer: health checker"] == ("nobody", (1 << 12) | (1 << 13)), caps   # CAP_NET_ADMIN, CAP_NET_RAW
+    assert caps["sheer: worker process"] == ("nobody", 1 << 13), caps                  # CAP_NET_RAW only
+    assert len(answers) == 10 and all(answers.values())
