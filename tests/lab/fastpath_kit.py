@@ -4,15 +4,15 @@ checksums computed in software everywhere, the user-space model of the choice.""
 from __future__ import annotations
 
 import json
-import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from sheer.config import load
+from sheer.core.balancer import request_key
 from sheer.core.balancers import make_balancer
-from sheer.core.jhash import flow_key
+from sheer.core.variables import MappingSource
 from sheer.lab import configs
 from sheer.lab.testing import Lab
 
@@ -142,7 +142,8 @@ def model(conf_text: str, tmp: Path, pairs_: list[tuple[str, int]], down: tuple[
         peer.health_down = peer.server.host in down
     out = {}
     for addr, port in pairs_:
-        peer = balancer.get(balancer.start(1, flow_key(socket.inet_aton(addr), port)), time.monotonic())
+        key = request_key(upstream, MappingSource({"remote_addr": addr, "remote_port": str(port)}))
+        peer = balancer.get(balancer.start(1, key), time.monotonic())
         assert peer is not None
         balancer.free(peer, failed=False, now=time.monotonic())
         out[f"{addr}:{port}"] = peer.server.host

@@ -197,3 +197,16 @@ def test_the_feeder_keeps_cap_net_admin_after_dropping_to_nobody(lab: Lab) -> No
     assert caps["sheer: health checker"] == ("nobody", (1 << 12) | (1 << 13)), caps   # CAP_NET_ADMIN, CAP_NET_RAW
     assert caps["sheer: worker process"] == ("nobody", 1 << 13), caps                  # CAP_NET_RAW only
     assert len(answers) == 10 and all(answers.values())
+
+
+def test_maglev_by_address_only(lab: Lab, tmp_path: Path) -> None:
+    # `hash $remote_addr maglev`: nft hashes the 4 address bytes alone; every port of a client goes alike
+    text = config(method="hash $remote_addr maglev;")
+    flows = [(addr, 33000 + i) for addr in CLIENTS for i in range(10)]
+    with client_addresses(lab), lab.applied("dsr-router", text), lab.proxy(text) as running:
+        wait_log(running, "65537 of 65537 filled")
+        table = nft(lab, "list", "chain", "netdev", "sheer", "ingress")
+        answers = ask(lab, flows)
+    assert "jhash ip saddr mod 65537 seed 0x73686565" in table, table
+    assert answers == model(text, tmp_path, flows)
+    assert all(len({answers[f"{a}:{33000 + i}"] for i in range(10)}) == 1 for a in CLIENTS)
