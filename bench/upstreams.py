@@ -20,6 +20,7 @@ from sheer.lab.witness import DNSMASQ, NGINX
 
 HTTP_PORT = 8080
 IPERF_PORT = 5201
+UDP_SINK_PORT = 8000  # the witnesses' UDP echo: the memory workload's sessions
 IPERF_NODE = "up1"
 DNS_NAME = "www.example.com"
 
@@ -37,7 +38,8 @@ def _dir(lab: Lab, node: Node) -> Path:
 
 
 def nginx_conf(d: Path) -> str:
-    temp = "".join(f"\n    {k}_temp_path {d}/tmp/{k};" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    temp = "".join(f"\n    {k}_temp_path {d}/tmp/{k};"
+                   for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     return f"""user root;
 worker_processes 1;
 worker_rlimit_nofile 70000;
@@ -69,7 +71,8 @@ def _start_iperf(lab: Lab, node: Node) -> None:
     d.mkdir(parents=True, exist_ok=True)
     log = (d / "iperf3.log").open("ab")
     proc = subprocess.Popen(["ip", "netns", "exec", node.netns, "iperf3", "-s", "-p", str(IPERF_PORT)],
-                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
     (d / "iperf3.pid").write_text(f"{proc.pid}\n")
 
 
@@ -85,7 +88,8 @@ def _start_dns(lab: Lab, node: Node) -> None:
     lab.run(node.name, "ip", "addr", "replace", f"{ANYCAST}/32", "dev", "lo", check=True)
     lab.run(node.name, DNSMASQ, "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--bind-interfaces",
             f"--listen-address={addr}", f"--listen-address={ANYCAST}", "--port=53", "--user=root",
-            f"--host-record={DNS_NAME},{addr}", "--cache-size=0", f"--pid-file={d / 'dnsmasq.pid'}", check=True)
+            f"--host-record={DNS_NAME},{addr}", "--cache-size=0", f"--pid-file={d / 'dnsmasq.pid'}",
+            check=True)
 
 
 def _dns_up(lab: Lab, node: Node) -> bool:

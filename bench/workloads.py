@@ -8,12 +8,12 @@ from dataclasses import dataclass
 
 from bench import idle, loads, upstreams
 from bench.loads import Sample
+from bench.upstreams import UDP_SINK_PORT
 from sheer.lab.testing import Lab
 from sheer.lab.topology import VIP, article
 
 WORKERS = 2
 TCP_PORT = 8080  # stream proxy -> the upstreams' quiet nginx (keepalive request/response)
-UDP_SINK_PORT = 8000  # the witnesses' UDP echo: the memory workload's sessions
 MEM_UDP_WORKERS = 6
 
 
@@ -40,7 +40,8 @@ class Workload:
     sheer_config: str | None = None  # where sheer safely does more than nginx can (see HTTP)
     ceiling: float | None = None  # the best ratio this machine allows any proxy (docs/performance.md)
     sheer_apply: tuple[str, ...] = ()  # more `sheer net apply` options for sheer's runs (`--fastpath off`)
-    # sheer's runs replaced by no proxy at all, measured with this load (the ceiling: the client's datagrams routed)
+    # sheer's runs replaced by no proxy at all, measured with this load (the ceiling: the client's
+    # datagrams routed)
     routed: Callable[[Context], Sample] | None = None
 
     def config_for(self, kind: str) -> str:
@@ -134,7 +135,8 @@ DNS_PROXIED = dns("$remote_addr transparent", 1)
 DNS_DSR = dns("$remote_addr:$remote_port transparent", 0)
 # nginx has no active health checks (nginx Plus does): sheer refuses DSR without one unless told,
 # and the benchmark compares the same work, so sheer runs unchecked like nginx
-DNS_DSR_SHEER = DNS_DSR.replace("proxy_responses 0;", "proxy_responses 0;\n        dsr_without_health_check on;")
+DNS_DSR_SHEER = DNS_DSR.replace("proxy_responses 0;",
+                                "proxy_responses 0;\n        dsr_without_health_check on;")
 
 # Idle flows. The hard RLIMIT_NOFILE here is 20,000 (no CAP_SYS_RESOURCE to raise it), and every
 # UDP session holds one socket: 100,000 sessions need 6 workers (~16,700 each, by SO_REUSEPORT's
@@ -215,18 +217,21 @@ WORKLOADS: tuple[Workload, ...] = (
              "dsr-origin", _dns, 1.5, target_note="and loss < 0.1%", sheer_config=DNS_DSR_SHEER, ceiling=1.55,
              sheer_apply=("--fastpath", "off")),
     Workload("dns-ceiling", "UDP DNS, no proxy: the client's datagrams routed to the upstreams (the ceiling; "
-             "the sheer column is plain routing, ECMP)", DNS_DSR, "dsr-router", _dns, 2.0, routed=_dns_routed),
+             "the sheer column is plain routing, ECMP)", DNS_DSR, "dsr-router", _dns, 2.0,
+             routed=_dns_routed),
     Workload("http", "HTTP transparent, keepalive client (wrk -c 50)", HTTP, "transparency", _http, 1.5,
              sheer_config=HTTP_SHEER, ceiling=1.5),
     Workload("tcp-keepalive", "TCP stream transparent, keepalive client (wrk -c 50)", TCP, "transparency",
              _tcp_keepalive, 1.0),
     Workload("tcp-new", "TCP stream transparent, new connection per request (wrk -c 32, Connection: close)",
              TCP, "transparency", _tcp_new, 0.9),
-    Workload("bulk", "TCP bulk through the stream proxy, transparent (iperf3, 1 stream)", BULK, "transparency",
+    Workload("bulk", "TCP bulk through the stream proxy, transparent (iperf3, 1 stream)", BULK,
+             "transparency",
              _bulk, 0.9, warmup=False),
     Workload("mem-tcp", f"RSS per idle TCP connection ({idle.TCP_COUNT:,} client connections)", MEM_TCP,
              "transparency", _mem_tcp, 2.0, higher_is_better=False, warmup=False),
-    Workload("mem-udp", f"RSS per UDP session ({idle.UDP_COUNT:,} sessions, {MEM_UDP_WORKERS} workers)", MEM_UDP, "transparency", _mem_udp,
+    Workload("mem-udp", f"RSS per UDP session ({idle.UDP_COUNT:,} sessions, {MEM_UDP_WORKERS} workers)",
+             MEM_UDP, "transparency", _mem_udp,
              2.0, higher_is_better=False, warmup=False),
 )
 

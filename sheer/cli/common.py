@@ -9,6 +9,8 @@ from sheer.config import Config, ConfigError, load
 from sheer.config.model import UpstreamServer
 from sheer.config.names import with_peers
 
+DEFAULT_CONF = "/etc/sheer/sheer.conf"
+
 
 def say(message: str) -> None:
     print(f"sheer: {message}", file=sys.stderr)
@@ -47,7 +49,8 @@ def resolved_now(config: Config) -> Config:
                 peers += [slot_server(name.server, address) for address in resolution.addresses]
             else:
                 say(f"[warn] {name.server.host} could not be resolved ({resolution.code}: "
-                    f"{strerror(resolution.code)}): upstream \"{name.upstream.name}\" is taken without its peers")
+                    f"{strerror(resolution.code)}): upstream \"{name.upstream.name}\" is taken without its "
+                    "peers")
         return found
 
     return with_peers(config, asyncio.run(ask()))

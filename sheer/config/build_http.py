@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from sheer.config import build_health
 from sheer.config import directives as d
 from sheer.config.errors import ConfigError, Source
 from sheer.config.model import (
     DEFAULT_PROXY_HEADERS,
+    AccessLog,
+    ErrorLog,
     Http,
     HttpReturn,
     HttpServer,
@@ -20,21 +22,39 @@ from sheer.config.model import (
     StatusHandler,
     Upstream,
 )
+from sheer.config.names import Names
 from sheer.config.realip import http_real_ip
 from sheer.config.resolver import effective as effective_resolver
 from sheer.config.scope import implicit_address, implicit_upstream, inherited, proxy_bind
 from sheer.config.template import HTTP_PREFIXES, HTTP_VARIABLES, Template, compile_template
 from sheer.config.tree import Block
 
-if TYPE_CHECKING:
-    from sheer.config.build import Builder
-
 COMBINED = ('$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent '
             '"$http_referer" "$http_user_agent"')
 
 
+class Shared(Protocol):
+    """What the http block takes from the main builder (`sheer.config.build.Builder`), which also builds
+    the stream block with it: upstream blocks, listens, log formats and logs, paths under the prefix,
+    and how names are resolved."""
+
+    names: Names
+
+    def upstreams(self, block: Block, default_port: int | None) -> dict[str, Upstream]: ...
+
+    def log_formats(self, block: Block, variables: frozenset[str],
+                    prefixes: tuple[str, ...], predefined: dict[str, str]) -> dict[str, LogFormat]: ...
+
+    def access_logs(self, chain: list[Block], formats: dict[str, LogFormat],
+                    default_format: str | None) -> tuple[AccessLog, ...]: ...
+
+    def error_log(self, value: tuple[str, str]) -> ErrorLog: ...
+
+    def listens(self, block: Block) -> list[Listen]: ...
+
+
 class HttpBuilder:
-    def __init__(self, top: Builder, block: Block) -> None:
+    def __init__(self, top: Shared, block: Block) -> None:
         self.top = top
         self.block = block
 
@@ -80,7 +100,8 @@ class HttpBuilder:
         exact = False
         if len(args) == 2:
             if args[0] != "=":
-                raise ConfigError(f'location modifier "{args[0]}" is not supported (only prefix and "=")', block.source)
+                raise ConfigError(f'location modifier "{args[0]}" is not supported (only prefix and "=")',
+                                  block.source)
             exact, path = True, args[1]
         elif args[0] in ("=", "~", "~*", "^~", "@") or args[0].startswith(("~", "@")):
             raise ConfigError(f'location "{args[0]}" is not supported: sheer has prefix and "=" locations',
@@ -104,9 +125,11 @@ class HttpBuilder:
                                             inherited(chain, "proxy_connect_timeout", 60.0))
         if health_check is not None and not proxy_pass:
             raise ConfigError('"health_check" needs "proxy_pass"', health_check.source)
-        target = self.proxy_pass(proxy_pass[0], upstreams, block.sources["proxy_pass"]) if proxy_pass else None
+        target = self.proxy_pass(proxy_pass[0], upstreams,
+                                 block.sources["proxy_pass"]) if proxy_pass else None
         if health_check is not None and target is not None and target.upstream is None:
-            raise ConfigError('"health_check" needs "proxy_pass" to an upstream group, not a URL with variables',
+            raise ConfigError('"health_check" needs "proxy_pass" to an upstream group, not a URL with '
+                              'variables',
                               health_check.source)
         return Location(
             path=path,
@@ -150,7 +173,8 @@ class HttpBuilder:
         else:
             address = implicit_address(host, source)
             port = address.port or 80
-            upstream = implicit_upstream(address.host, port, self.top.names.implicit(address.host, source), source)
+            upstream = implicit_upstream(address.host, port, self.top.names.implicit(address.host, source),
+                                         source)
         return ProxyPass(upstream, "/" + uri if slash else None, target)
 
     def next_upstream(self, chain: list[Block]) -> frozenset[str]:

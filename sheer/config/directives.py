@@ -79,7 +79,8 @@ def _error_log(args: list[str], src: Source) -> tuple[str, str]:
     if level not in LOG_LEVELS:
         raise ConfigError(f'invalid log level "{level}"', src)
     if args[0].startswith(("syslog:", "memory:")):
-        raise ConfigError(f'"{args[0].split(":")[0]}:" logging is not supported; write a file path or stderr', src)
+        raise ConfigError(f'"{args[0].split(":")[0]}:" logging is not supported; write a file path or stderr',
+                          src)
     return args[0], level
 
 
@@ -112,7 +113,8 @@ def _listen(args: list[str], src: Source) -> Listen:
             raise ConfigError(f'invalid parameter "{param}"', src)
     if udp and proxy_protocol:
         raise ConfigError('"proxy_protocol" parameter is incompatible with "udp"', src)
-    return Listen(address.host, address.port or 0, udp, reuseport, ipv6only, backlog, src, proxy_protocol, args[0])
+    return Listen(address.host, address.port or 0, udp, reuseport, ipv6only, backlog, src, proxy_protocol,
+                  args[0])
 
 
 def _upstream_server(args: list[str], src: Source) -> UpstreamServer:
@@ -163,7 +165,8 @@ def _proxy_bind(args: list[str], src: Source) -> list[str]:
 
 def _http_version(args: list[str], src: Source) -> str:
     if args[0] not in ("1.0", "1.1"):
-        raise ConfigError(f'invalid value "{args[0]}" in "proxy_http_version" directive, it must be "1.0" or "1.1"', src)
+        raise ConfigError(f'invalid value "{args[0]}" in "proxy_http_version" directive, it must be "1.0" or '
+                          '"1.1"', src)
     return args[0]
 
 
@@ -202,8 +205,10 @@ TABLE: tuple[Directive, ...] = (
     _d("server", {HTTP_UPSTREAM, STREAM_UPSTREAM}, (1, None), _upstream_server, multi=True),
     _d("server", {HTTP, STREAM}, (0, 0), block="server"),
     _d("keepalive", {HTTP_UPSTREAM}, (1, 1), _keepalive),
-    _d("zone", {HTTP_UPSTREAM, STREAM_UPSTREAM}, (1, 2), _zone),  # sheer's state is shared anyway; `resolve` needs it
-    # names re-resolved at run time (sheer/config/resolver.py): `server NAME resolve`, proxy_pass with variables
+    # sheer's state is shared anyway; `resolve` needs it
+    _d("zone", {HTTP_UPSTREAM, STREAM_UPSTREAM}, (1, 2), _zone),
+    # names re-resolved at run time (sheer/config/resolver.py): `server NAME resolve`, proxy_pass with
+    # variables
     _d("resolver", HTTP_ALL | STREAM_ALL | {HTTP_UPSTREAM, STREAM_UPSTREAM}, (1, None), resolver_args),
     _d("resolver_timeout", HTTP_ALL | STREAM_ALL | {HTTP_UPSTREAM, STREAM_UPSTREAM}, (1, 1),
        _time("resolver_timeout")),

@@ -50,7 +50,8 @@ class Listen:
     backlog: int = 511
     source: Source | None = None
     proxy_protocol: bool = False   # the hop in front sends a PROXY protocol header first
-    text: str = ""                 # the address as written (a name is resolved at load: one Listen per address)
+    # the address as written (a name is resolved at load: one Listen per address)
+    text: str = ""
 
     @property
     def family(self) -> int:
@@ -80,7 +81,8 @@ class UpstreamServer:
     down: bool = False
     max_conns: int = 0          # 0 = unlimited
     source: Source | None = None
-    text: str = ""              # the address as written ("10.0.0.1", "[::1]:53", "app:80"): what ketama hashes
+    # the address as written ("10.0.0.1", "[::1]:53", "app:80"): what ketama hashes
+    text: str = ""
     resolve: bool = False       # `resolve`: `host` is a name the resolver re-resolves at run time
 
     @property
@@ -109,7 +111,8 @@ class Balance:
 @dataclass(frozen=True, slots=True)
 class Upstream:
     name: str
-    servers: tuple[UpstreamServer, ...]       # one per address: names written without `resolve` are resolved at load
+    # one per address: names written without `resolve` are resolved at load
+    servers: tuple[UpstreamServer, ...]
     keepalive: int = 0          # idle connections cached per worker (http)
     implicit: bool = False      # made from `proxy_pass 1.2.3.4:80`, not an upstream block
     source: Source | None = None
@@ -160,7 +163,8 @@ class StreamServer:
     proxy_bind: ProxyBind | None = None
     health_check: HealthCheck | None = None   # active checks of the upstream's peers
     dsr_without_health_check: bool = False    # sheer-only: run DSR with no active check, knowingly
-    status_zone: str | None = None            # nginx Plus: this server's counters in /api/N/stream/server_zones
+    # nginx Plus: this server's counters in /api/N/stream/server_zones
+    status_zone: str | None = None
     source: Source | None = None
 
     @property
@@ -191,7 +195,8 @@ class ProxyPass:
     upstream: Upstream | None  # None: the target is written with variables (`url`), chosen per request
     uri: str | None            # `proxy_pass http://group/prefix/`: replaces the matched location part
     text: str = ""
-    url: Template | None = None   # `proxy_pass http://$backend...`: rendered per request (nginx's proxy_lengths)
+    # `proxy_pass http://$backend...`: rendered per request (nginx's proxy_lengths)
+    url: Template | None = None
 
 
 HandlerKind = Literal["stub_status", "api", "prometheus", "dashboard"]

@@ -61,7 +61,8 @@ class Names:
             return (host,)
         if host not in self.resolved:
             try:
-                found = tuple(str(ipaddress.ip_address(address.split("%")[0])) for address in self.lookup(host))
+                found = tuple(str(ipaddress.ip_address(address.split("%")[0]))
+                              for address in self.lookup(host))
             except (HostNotFound, ValueError):
                 found = ()
             self.resolved[host] = found or None
@@ -90,7 +91,8 @@ class Names:
         """`listen name:port`: a listening socket on each address, each once (ngx_http_core_listen)."""
         if is_address(listen.host):
             return [listen]
-        found = self._must(listen.host, f'host not found in "{listen.text or listen.host}" of the "listen" directive',
+        found = self._must(listen.host,
+                           f'host not found in "{listen.text or listen.host}" of the "listen" directive',
                            listen.source)
         return [replace(listen, host=address) for address in found]
 
@@ -114,7 +116,8 @@ def with_peers(config: Config, peers: Mapping[tuple[str, str], Sequence[Upstream
         new = memo.get(id(upstream))
         if new is None:
             extra = tuple(peers.get((protocol, upstream.name), ())) if upstream.resolve else ()
-            new = memo[id(upstream)] = replace(upstream, servers=upstream.servers + extra) if extra else upstream
+            new = memo[id(upstream)] = replace(upstream, servers=upstream.servers
+                                               + extra) if extra else upstream
         return new
 
     stream, http = config.stream, config.http
@@ -129,7 +132,8 @@ def with_peers(config: Config, peers: Mapping[tuple[str, str], Sequence[Upstream
             for location in server.locations:
                 proxy = location.proxy_pass
                 if proxy is not None and proxy.upstream is not None:
-                    location = replace(location, proxy_pass=replace(proxy, upstream=fill("http", proxy.upstream)))
+                    location = replace(location,
+                                       proxy_pass=replace(proxy, upstream=fill("http", proxy.upstream)))
                 locations.append(location)
             servers.append(replace(server, locations=tuple(locations)))
         http = replace(http, upstreams=tuple(fill("http", u) for u in http.upstreams), servers=tuple(servers))

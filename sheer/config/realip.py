@@ -41,7 +41,8 @@ def network(args: list[str], source: Source) -> Network | str:
     load, every address trusted alone) stays a string until the builder resolves it."""
     text = args[0]
     if text.startswith("unix:"):
-        raise ConfigError('"set_real_ip_from unix:" is not supported: sheer listens on IP sockets only', source)
+        raise ConfigError('"set_real_ip_from unix:" is not supported: sheer listens on IP sockets only',
+                          source)
     try:
         return ipaddress.ip_network(text, strict=False)
     except ValueError:
@@ -52,7 +53,8 @@ def network(args: list[str], source: Source) -> Network | str:
 
 def protocol_version(args: list[str], source: Source) -> int:
     if args[0] not in ("1", "2"):
-        raise ConfigError(f'invalid value "{args[0]}" in "proxy_protocol_version" directive, it must be "1" or "2"',
+        raise ConfigError(f'invalid value "{args[0]}" in "proxy_protocol_version" directive, it must be "1" '
+                          'or "2"',
                           source)
     return int(args[0])
 
@@ -93,7 +95,8 @@ def stream_options(chain: list[Any], resolve: ResolveNetworks) -> dict[str, Any]
     if sending and _inherited(chain, "proxy_responses", None) == 0:
         bind = _inherited(chain, "proxy_bind", ["off"])
         if "$remote_port" in bind[0] or "${remote_port}" in bind[0]:
-            where = next((block.sources["proxy_protocol"] for block in chain if "proxy_protocol" in block.sources),
+            where = next((block.sources["proxy_protocol"] for block in chain
+                          if "proxy_protocol" in block.sources),
                          None)
             raise ConfigError('"proxy_protocol on" cannot be used with direct server return: the datagrams '
                               "leave sheer as the client sent them", where)

@@ -11,13 +11,10 @@ else the http/stream block's; an upstream block uses its own, else the http/stre
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from sheer.config.errors import ConfigError, Source
 from sheer.config.values import HostPort, parse_host_port, parse_time
-
-if TYPE_CHECKING:
-    from sheer.config.names import Names
 
 DEFAULT_TIMEOUT = 30.0          # resolver_timeout
 DNS_PORT = 53
@@ -39,7 +36,8 @@ class Resolver:
     @property
     def names(self) -> str:
         """How the log names the servers: "127.0.0.53:53, [::1]:53"."""
-        return ", ".join(f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in self.servers)
+        return ", ".join(f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+                         for host, port in self.servers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +99,13 @@ def _inherited(chain: list[Any], key: str) -> tuple[Any, Source | None] | None:
     return None
 
 
-def effective(chain: list[Any], names: Names) -> Resolver | None:
+class NameServers(Protocol):
+    """How `resolver NAME` finds its name servers at load (sheer.config.names.Names)."""
+
+    def name_servers(self, host: str, text: str, source: Source | None) -> tuple[str, ...]: ...
+
+
+def effective(chain: list[Any], names: NameServers) -> Resolver | None:
     """The resolver in effect for the innermost block of `chain` (innermost first), with its
     timeout; None when no level names one (nginx: "no resolver defined to resolve ...")."""
     found = _inherited(chain, "resolver")

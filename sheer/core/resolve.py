@@ -22,7 +22,8 @@ NEGATIVE_VALID = 10.0        # ngx_resolver: how long "not found" stands without
 
 
 def valid_until(resolution: Resolution, valid: float | None, now: float) -> float:
-    """Until when an answer stands (ngx_resolver's rn->valid / ctx->valid); `valid=0` is unset, as in nginx."""
+    """Until when an answer stands (ngx_resolver's rn->valid / ctx->valid); `valid=0` is unset, as in
+    nginx."""
     if resolution.ok:
         return now + (valid or resolution.ttl)
     return now + (valid or NEGATIVE_VALID)

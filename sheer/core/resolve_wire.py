@@ -25,7 +25,8 @@ import dns.rdatatype
 # dnspython imports a record type's code the first time it parses one; a worker or the helper
 # that dropped to `user` may no longer read the interpreter's files, and would then get opaque
 # records without addresses. So the types an answer is read through are loaded here, at import.
-for _type in (dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.CNAME, dns.rdatatype.DNAME, dns.rdatatype.SOA):
+for _type in (dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.CNAME, dns.rdatatype.DNAME,
+              dns.rdatatype.SOA):
     dns.rdata.get_rdata_class(dns.rdataclass.IN, _type)  # type: ignore[no-untyped-call]
 
 # The answer of a UDP query without EDNS may be at most 512 bytes (RFC 1035 4.2.1); a larger

@@ -39,7 +39,7 @@ from sheer.core.resolve_wire import (
     combine,
     queries,
 )
-from sheer.io.upstream import connect
+from sheer.io.upstream_connect import connect
 
 RESEND = 5.0             # nginx's resend_timeout: how long one server gets before the next is asked
 Log = Callable[[str, str], None]     # (level, message)
@@ -118,7 +118,8 @@ class DnsClient:
     async def _udp(self, server: tuple[str, int], query: dns.message.Message, wire: bytes) -> Verdict:
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in server[0] else socket.AF_INET
-        transport, protocol = await loop.create_datagram_endpoint(_Datagrams, remote_addr=server, family=family)
+        transport, protocol = await loop.create_datagram_endpoint(_Datagrams, remote_addr=server,
+                                                                  family=family)
         try:
             transport.sendto(wire)
             while True:

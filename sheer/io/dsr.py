@@ -18,14 +18,14 @@ import time
 from collections.abc import Callable
 
 from sheer.config.template import Template, Var
-from sheer.core.balancer import Balancer, request_key
+from sheer.core.balancers import Balancer, request_key
 from sheer.core.flowkey import key_shape
 from sheer.core.peers import positions
 from sheer.core.udpwire import MAX_UDP_PAYLOAD, udp_datagram
+from sheer.io.context import WorkerContext
 from sheer.io.counting import DsrColumns, peer_columns
 from sheer.io.logs import AccessLogger, ErrorLogger
 from sheer.io.stream_vars import StreamVariables
-from sheer.runtime.context import WorkerContext
 
 BATCH = 64
 
@@ -46,7 +46,6 @@ class DsrSender:
         self.key_of = self._key_function(balancer.upstream.balance.key)
         # Shared counters, added once per batch of datagrams (not per datagram): the service's
         # (sheer_dsr_*) and each peer's `connections`, `sent` and `selected`.
-        assert ctx.shared is not None
         layout = ctx.shared.layout
         self.row = ctx.counters
         block = layout.dsr.get(listen_name) or layout.dsr.get(f"{listen_name} udp")
@@ -126,7 +125,8 @@ class DsrSender:
             if len(data) > MAX_UDP_PAYLOAD:
                 continue
             try:
-                raw.sendto(udp_datagram(socket.inet_aton(client[0]), client[1], address, peer.server.port, data),
+                raw.sendto(udp_datagram(socket.inet_aton(client[0]), client[1], address, peer.server.port,
+                                        data),
                            (host, 0))
             except BlockingIOError:
                 dropped[1] += 1
@@ -134,9 +134,9 @@ class DsrSender:
             except OSError as exc:
                 dropped[1] += 1
                 if exc.errno == errno.EMSGSIZE:
-                    self.once("EMSGSIZE", f"a {len(data)}-byte datagram from {client[0]} exceeds the MTU toward "
-                                          f"{peer.name}; direct server return sends datagrams unfragmented, "
-                                          "so it was dropped")
+                    self.once("EMSGSIZE", f"a {len(data)}-byte datagram from {client[0]} exceeds the MTU "
+                                          f"toward {peer.name}; direct server return sends datagrams "
+                                          "unfragmented, so it was dropped")
                 else:
                     self.once(str(exc.errno), f"sendto() failed ({exc.errno}: {exc.strerror}) while proxying "
                                               f"udp client: {client[0]}, upstream: \"{peer.name}\"")
@@ -160,7 +160,8 @@ class DsrSender:
             if shape == "addr":
                 return lambda sock, client: socket.inet_aton(client[0])
             if shape == "addr_port":
-                return lambda sock, client: socket.inet_aton(client[0]) + client[1].to_bytes(2, "big") + b"\0\0"
+                return lambda sock, client: (socket.inet_aton(client[0]) + client[1].to_bytes(2, "big")
+                                             + b"\0\0")
         elif key.parts == (Var("remote_addr"),):
             return lambda sock, client: client[0].encode()
         ctx = self.ctx

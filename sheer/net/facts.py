@@ -55,7 +55,8 @@ class HookUser:
     priority: int | None = None    # nft chains: their hook priority
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.what}" + (f" (priority {self.priority})" if self.priority is not None else "")
+        priority = f" (priority {self.priority})" if self.priority is not None else ""
+        return f"{self.kind} {self.what}{priority}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,5 +112,6 @@ class KernelFacts:
         return best
 
     def default_gateway(self) -> str | None:
-        route = next((r for r in self.routes if r.table == MAIN_TABLE and r.dst == "0.0.0.0/0" and r.via), None)
+        route = next((r for r in self.routes if r.table == MAIN_TABLE and r.dst == "0.0.0.0/0" and r.via),
+                     None)
         return route.via if route else None

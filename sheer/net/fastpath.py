@@ -125,7 +125,8 @@ class NftFastPath:
             if s.port_rewrite() == "map":
                 out.append(f"\tmap {s.map}_ports {{\n\t\ttypeof {daddr} : udp dport\n\t}}")
         out.append(f"\tchain {CHAIN} {{")
-        out.append(f'\t\ttype filter hook ingress device "{self.dev}" priority {self.priority}; policy accept;')
+        out.append(f'\t\ttype filter hook ingress device "{self.dev}" priority {self.priority}; '
+                   "policy accept;")
         out.extend(f"\t\t{line}" for line in self.rules(tables))
         out.append("\t}")
         out.append("}")
@@ -139,12 +140,14 @@ class NftFastPath:
         out: list[str] = []
         for family in sorted({s.family for s in self.services}):
             servers = [srv for srv in _servers(self.services) if (":" in srv.host) == (family == 6)]
-            out.append(_add(self.name, f"peers{family}", [f'{s.host} . {s.port} : "{s.counter}"' for s in servers]))
+            counted = [f'{s.host} . {s.port} : "{s.counter}"' for s in servers]
+            out.append(_add(self.name, f"peers{family}", counted))
         for s in self.services:
             t = tables.get(s.map)
             out.append(_add(self.name, s.map, entries(s, t)))
             if s.port_rewrite() == "map":
-                out.append(_add(self.name, f"{s.map}_ports", [f"{srv.host} : {srv.port}" for srv in s.servers]))
+                ports = [f"{srv.host} : {srv.port}" for srv in s.servers]
+                out.append(_add(self.name, f"{s.map}_ports", ports))
         return [line for line in out if line]
 
     def nft(self, tables: Mapping[str, core.Table | None] | None = None) -> str:
@@ -169,7 +172,8 @@ class NftFastPath:
         lines: list[str] = []
         if before is None:
             lines += [f"add counter netdev {self.name} {srv.counter}" for srv in _servers(self.services)]
-            lines += [f"flush map netdev {self.name} peers{family}" for family in sorted({s.family for s in self.services})]
+            families = sorted({s.family for s in self.services})
+            lines += [f"flush map netdev {self.name} peers{family}" for family in families]
             for s in self.services:
                 lines.append(f"flush map netdev {self.name} {s.map}")
                 if s.port_rewrite() == "map":
@@ -231,7 +235,8 @@ def rule(s: FpService, table: core.Table | None, mtu: int) -> str | None:
 def entries(s: FpService, table: core.Table | None) -> list[str]:
     if table is None:
         return []
-    return [f"{slot} : {s.servers[index].host}" for slot, index in enumerate(table.slots) if index is not None]
+    return [f"{slot} : {s.servers[index].host}" for slot, index in enumerate(table.slots)
+            if index is not None]
 
 
 def service_of(server: StreamServer, listen: Listen, vip: str) -> FpService:
@@ -308,5 +313,5 @@ def _ident(host: str) -> str:
 def _service_json(s: FpService) -> dict[str, Any]:
     method = {"expr": s.method.expr, "key": s.method.key} if s.method else None
     return {"listen": s.listen, "upstream": s.upstream, "vip": s.vip, "port": s.port, "method": method,
-            "servers": [{"host": v.host, "port": v.port, "weight": v.weight, "backup": v.backup, "down": v.down}
-                        for v in s.servers]}
+            "servers": [{"host": v.host, "port": v.port, "weight": v.weight, "backup": v.backup,
+                         "down": v.down} for v in s.servers]}

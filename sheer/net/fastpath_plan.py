@@ -31,11 +31,12 @@ def plan_fastpath(kernel: KernelFacts, dsr: list[object], public_if: str | None,
     """`dsr`: the plan's DSR services (sheer.net.plan.Service, each with its stream server)."""
     found = Found()
     if not enabled:
-        found.notes.append("fast path off (--fastpath off): every DSR datagram goes through sheer's user-space path")
+        found.notes.append("fast path off (--fastpath off): every DSR datagram goes through sheer's "
+                           "user-space path")
         return found
     if public_if is None:
-        found.notes.append("no fast path: cannot tell which interface receives the VIP's traffic (pass --public-if); "
-                           "DSR stays on the user-space path")
+        found.notes.append("no fast path: cannot tell which interface receives the VIP's traffic "
+                           "(pass --public-if); DSR stays on the user-space path")
         return found
     services: dict[str, FpService] = {}
     for service in dsr:
@@ -74,9 +75,9 @@ def plan_fastpath(kernel: KernelFacts, dsr: list[object], public_if: str | None,
     for fp in services.values():
         table = fp.table()
         filled = f"{table.filled} of {table.modulus} slots" if table else "no slots"
-        found.notes.append(f"fast path: {fp.vip}:{fp.port} udp is steered by the kernel (nft netdev ingress on "
-                           f"{public_if}) to upstream {fp.upstream}; {filled} now, then fed by the running sheer "
-                           "(health checks, reloads, API changes)")
+        found.notes.append(f"fast path: {fp.vip}:{fp.port} udp is steered by the kernel (nft netdev "
+                           f"ingress on {public_if}) to upstream {fp.upstream}; {filled} now, then fed by "
+                           "the running sheer (health checks, reloads, API changes)")
     found.notes.append("fast path: fragments, IP options and datagrams over the MTU "
                        f"({mtu}) still reach sheer's listener and the user-space path")
     return found
@@ -122,5 +123,6 @@ def notrack_rules(item: NftFastPath, public_if: str, router: bool) -> list[NftRu
         # want `ct state established`
         rules.append(NftRule(f"ip saddr {a} udp sport {p} fib daddr type != local notrack",
                              f"iptables -t raw -A PREROUTING -p udp -s {','.join(addrs)} -m multiport "
-                             f"--sports {','.join(map(str, ports))} -m addrtype ! --dst-type LOCAL -j NOTRACK"))
+                             f"--sports {','.join(map(str, ports))} -m addrtype ! --dst-type LOCAL "
+                             "-j NOTRACK"))
     return rules

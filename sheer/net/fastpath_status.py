@@ -48,7 +48,8 @@ def _status(nft: Nft, item: NftFastPath, recorded: str | None) -> list[tuple[boo
         for srv in s.servers:
             c = counted.get(srv.counter)
             if c is not None:
-                out.append((True, f"  {srv.name}: {c.packets} datagrams, {c.bytes} bytes steered by the kernel"))
+                line = f"  {srv.name}: {c.packets} datagrams, {c.bytes} bytes steered by the kernel"
+                out.append((True, line))
     pids = fastpath_state.feeders()
     if pids:
         feeding = (f"fed by sheer's health checker (pid {', '.join(map(str, pids))}): health checks, "

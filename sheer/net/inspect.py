@@ -24,7 +24,8 @@ def gather() -> KernelFacts:
         names = {link["index"]: link.get("ifname") for link in links}
         mtus = {link.get("ifname"): link.get("mtu") or 1500 for link in links}
         xdp = tuple(HookUser(link.get("ifname"), "xdp", "program attached") for link in links if _xdp(link))
-        addresses = tuple(IfAddr(names.get(a["index"], str(a["index"])), f"{a.get('address')}/{a['prefixlen']}")
+        addresses = tuple(IfAddr(names.get(a["index"], str(a["index"])),
+                                 f"{a.get('address')}/{a['prefixlen']}")
                           for a in ipr.get_addr(family=AF_INET))
         routes = tuple(route_fact(r, names) for r in ipr.get_routes(family=AF_INET)
                        if r["type"] in (RTN_UNICAST, RTN_LOCAL))
@@ -53,7 +54,8 @@ def nft_ingress_chains() -> tuple[HookUser, ...]:
     found = []
     for (family, table, name), devs in _ingress_devices(_nft_text("list", "chains")).items():
         if (family, table) != ("netdev", "sheer") and (family, table, name) in prios:
-            found += [HookUser(dev, "nft", f"{family} {table} {name}", prios[(family, table, name)]) for dev in devs]
+            what = f"{family} {table} {name}"
+            found += [HookUser(dev, "nft", what, prios[(family, table, name)]) for dev in devs]
     return tuple(found)
 
 
@@ -83,8 +85,8 @@ def _nft_text(*args: str) -> str:
 
 def tc_ingress(dev: str) -> tuple[HookUser, ...]:
     try:
-        res = subprocess.run(["tc", "-j", "filter", "show", "dev", dev, "ingress"], capture_output=True, text=True,
-                             check=False)
+        res = subprocess.run(["tc", "-j", "filter", "show", "dev", dev, "ingress"], capture_output=True,
+                             text=True, check=False)
     except FileNotFoundError:
         return ()
     if res.returncode != 0 or not res.stdout.strip():

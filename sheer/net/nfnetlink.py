@@ -82,7 +82,8 @@ def table_handle(name: str, family: str = "netdev") -> int | None:
 
 def counters(table: str, family: str = "netdev") -> dict[str, tuple[int, int]]:
     """Named counter -> (packets, bytes) of one table."""
-    request = _attr(NFTA_OBJ_TABLE, table.encode() + b"\0") + _attr(NFTA_OBJ_TYPE, struct.pack(">I", NFT_OBJECT_COUNTER))
+    request = (_attr(NFTA_OBJ_TABLE, table.encode() + b"\0")
+               + _attr(NFTA_OBJ_TYPE, struct.pack(">I", NFT_OBJECT_COUNTER)))
     out = {}
     try:
         for attrs in _dump(NFT_MSG_GETOBJ, family, request):

@@ -64,7 +64,8 @@ class Nft:
             self._lib.nft_ctx_free(self._ctx)
             self._ctx = None
 
-    def run(self, script: str, *, json_out: bool = False, stateless: bool = False, terse: bool = False) -> Result:
+    def run(self, script: str, *, json_out: bool = False, stateless: bool = False,
+            terse: bool = False) -> Result:
         flags = (_JSON if json_out else 0) | (_STATELESS if stateless else 0) | (_TERSE if terse else 0)
         if not self._ctx:
             args = ["nft", *(["-j"] if json_out else []), *(["-s"] if stateless else []),

@@ -27,11 +27,11 @@ from sheer.core.hcmatch import Verdict
 from sheer.core.health import Changed, Health, Outcome, PeerHealth
 from sheer.core.peers import PEERS_PER_NAME, slot_server
 from sheer.core.stats import Block
+from sheer.io.context import Identity
 from sheer.io.logs import ErrorLogger, reopen_logs
 from sheer.io.probes import http_probe, tcp_probe, udp_probe
 from sheer.runtime import proctitle
 from sheer.runtime.board import CheckedGroup, HealthBoard
-from sheer.runtime.context import Identity
 from sheer.runtime.fastpath import Feeder
 from sheer.runtime.peerset import Name, PeerSetBoard
 from sheer.runtime.privileges import drop_privileges
@@ -90,7 +90,8 @@ class HealthCounters:
         if block is not None and state is not Health.UP and not self.shared.latest(block.at("downstart")):
             self.row[block.at("downstart")] = int(now * 1000)
 
-    def record(self, group: CheckedGroup, index: int, passed: bool, change: Changed | None, now: float) -> None:
+    def record(self, group: CheckedGroup, index: int, passed: bool, change: Changed | None,
+               now: float) -> None:
         block = self.block(group, index)
         if block is None:
             return
@@ -186,7 +187,8 @@ class _Stopped(Exception):
 
 
 async def _check_peer(board: HealthBoard, group: CheckedGroup, index: int, server: UpstreamServer,
-                      log: ErrorLogger, counters: HealthCounters, changed: Callable[[], None] | None = None) -> None:
+                      log: ErrorLogger, counters: HealthCounters,
+                      changed: Callable[[], None] | None = None) -> None:
     loop = asyncio.get_running_loop()
     health = PeerHealth(group.check, loop.time(), board.get(group, index))
     counters.starting(group, index, health.state, time.time())

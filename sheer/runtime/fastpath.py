@@ -70,27 +70,30 @@ class Feeder:
             elif installed is None:
                 self.log.log("notice", f"DSR {name}: user-space path: {why}")
             elif service is None:
-                self.log.log("notice", f"DSR {name}: user-space path: the installed fast path does not steer it "
-                                       "(run `sheer net apply` again for this configuration)")
+                self.log.log("notice", f"DSR {name}: user-space path: the installed fast path does not "
+                                       "steer it (run `sheer net apply` again for this configuration)")
             else:
-                self.log.log("notice", f"DSR {name}: kernel fast path: nft netdev ingress on {installed.dev} "
-                                       f"(table netdev {installed.name}) steers {service.vip}:{service.port}; "
-                                       "sheer feeds its table; fragments, IP options and datagrams over "
-                                       f"{installed.mtu} bytes still come through the user-space path")
+                self.log.log("notice", f"DSR {name}: kernel fast path: nft netdev ingress on "
+                                       f"{installed.dev} (table netdev {installed.name}) steers "
+                                       f"{service.vip}:{service.port}; sheer feeds its table; fragments, IP "
+                                       f"options and datagrams over {installed.mtu} bytes still come through "
+                                       "the user-space path")
         self.installed = installed
         if installed is not None:
             self.sync()
 
     def _find(self) -> tuple[NftFastPath | None, str]:
         record = Record.load(record_path("proxy", None))
-        item = next((e.item for e in record.entries if isinstance(e.item, NftFastPath)), None) if record else None
+        entries = record.entries if record else []
+        item = next((e.item for e in entries if isinstance(e.item, NftFastPath)), None)
         try:
             self.handle = fastpath_state.handle(item.name if item else "sheer")
         except OSError as exc:
             return None, (f"cannot read nftables ({exc.strerror}): feeding the fast path needs "
                           "CAP_NET_ADMIN (run sheer as root, or keep the capability)")
         if item is None:
-            return None, "no fast path is installed (`sheer net apply -c CONF --dsr router|origin` installs it)"
+            return None, ("no fast path is installed (`sheer net apply -c CONF --dsr router|origin` "
+                          "installs it)")
         if self.handle is None:
             return None, (f"the fast path `sheer net apply` recorded is gone from the kernel (table netdev "
                           f"{item.name}); `sheer net apply` puts it back")
@@ -109,8 +112,8 @@ class Feeder:
                 services.append(s)
                 continue
             servers = self._servers(upstream)
-            services.append(FpService(s.listen, s.upstream, s.vip, s.port, s.method,
-                                      tuple(FpServer(v.host, v.port, v.weight, v.backup, v.down) for v in servers)))
+            fed_servers = tuple(FpServer(v.host, v.port, v.weight, v.backup, v.down) for v in servers)
+            services.append(FpService(s.listen, s.upstream, s.vip, s.port, s.method, fed_servers))
         return NftFastPath(item.dev, tuple(services), item.mtu, item.priority, item.name)
 
     def _upstream(self, s: FpService) -> Upstream | None:
@@ -252,7 +255,8 @@ class Feeder:
             loop.remove_reader(self.shared.changed_fd)
 
 
-def _changes(before: Mapping[str, core.Table | None] | None, after: Mapping[str, core.Table | None]) -> dict[str, int]:
+def _changes(before: Mapping[str, core.Table | None] | None,
+             after: Mapping[str, core.Table | None]) -> dict[str, int]:
     out = {}
     for name, table in after.items():
         old = before.get(name) if before else None

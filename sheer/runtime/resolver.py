@@ -3,7 +3,8 @@ per worker. It re-resolves every `server NAME resolve` line when the name's answ
 (its TTL, or the resolver's `valid=`), writes the peers it found into the shared peer-set board
 that every worker's balancer reads, and says what changed in the error log:
 
-    name "app.internal" of upstream "app" was resolved to 10.0.0.1, 10.0.0.3 (added 10.0.0.3:8080, removed 10.0.0.2:8080)
+    name "app.internal" of upstream "app" was resolved to 10.0.0.1, 10.0.0.3 (added 10.0.0.3:8080,
+        removed 10.0.0.2:8080)                                              (one line)
     app.internal could not be resolved (110: Operation timed out); upstream "app" keeps its 2 peer(s)
 
 A new peer starts afresh: its counters start at zero (this process's row takes the old totals
@@ -90,8 +91,11 @@ class ResolverTask:
         slots = self.slots[name.number]
         host, upstream = name.server.host, name.upstream.name
         if not resolution.ok:
-            kept = "" if resolution.code == NXDOMAIN else f'; upstream "{upstream}" keeps its {len(slots.addresses)} peer(s)'
-            self.log.log("error", f"{host} could not be resolved ({resolution.code}: {strerror(resolution.code)}){kept}")
+            kept = ("" if resolution.code == NXDOMAIN
+                    else f'; upstream "{upstream}" keeps its {len(slots.addresses)} peer(s)')
+            self.log.log("error",
+                         f"{host} could not be resolved ({resolution.code}: "
+                         f"{strerror(resolution.code)}){kept}")
             if not changes_peers(resolution):
                 return
         before = self.peers()
@@ -105,7 +109,9 @@ class ResolverTask:
         said += [f"removed {_peer(change.address, port)}" for change in changes.removed]
         if said:
             found = ", ".join(resolution.addresses) or "nothing"
-            self.log.log("notice", f'name "{host}" of upstream "{upstream}" was resolved to {found} ({", ".join(said)})')
+            self.log.log("notice",
+                         f'name "{host}" of upstream "{upstream}" was resolved to {found} '
+                         f'({", ".join(said)})')
         if changes.no_room:
             self.log.log("error", f'cannot add new server to upstream "{upstream}", memory exhausted '
                                   f"(sheer keeps {PEERS_PER_NAME} peers per name; "
@@ -156,13 +162,15 @@ class ResolverTask:
     def plumbing(self, before: dict[tuple[str, str], list[UpstreamServer]]) -> None:
         """`sheer net plan` derives its rules for transparent and DSR servers from their upstreams'
         addresses (marks, NAT maps): say when those changed, and what to run."""
-        def inputs(peers: dict[tuple[str, str], list[UpstreamServer]]) -> set[tuple[str, str, tuple[str, ...]]]:
+        def inputs(peers: dict[tuple[str, str], list[UpstreamServer]]) -> set[tuple[str, str,
+                                                                                    tuple[str, ...]]]:
             return {(service.where, str(service.listen), tuple(sorted(u.name for u in service.upstreams)))
                     for service in services(with_peers(self.config, peers))}
 
         if inputs(before) != inputs(self.peers()):
             self.log.log("warn", "upstream addresses changed the kernel plumbing this configuration needs: "
-                                 f'run "sheer net apply -c {self.config.file}" again ("sheer net plan" shows it)')
+                                 f'run "sheer net apply -c {self.config.file}" again ("sheer net plan" shows '
+                                 'it)')
 
 
 def _peer(address: str, port: int) -> str:

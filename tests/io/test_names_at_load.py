@@ -52,7 +52,8 @@ class HostsFile:
         self.write()
 
     def write(self) -> None:
-        lines = ["127.0.0.1 localhost"] + [f"{a} {name}" for name, addresses in self.names.items() for a in addresses]
+        lines = ["127.0.0.1 localhost"] + [f"{a} {name}" for name, addresses in self.names.items()
+                                           for a in addresses]
         with open(self.path, "r+" if self.path.exists() else "w") as handle:
             handle.seek(0)
             handle.truncate()
@@ -67,7 +68,8 @@ class HostsFile:
         return self.names[host]
 
     def command(self, *argv: str) -> list[str]:
-        script = 'mount --bind "$1" /etc/hosts && mount --bind "$2" /etc/nsswitch.conf && shift 2 && exec "$@"'
+        script = ('mount --bind "$1" /etc/hosts && mount --bind "$2" /etc/nsswitch.conf && shift 2 '
+                  '&& exec "$@"')
         return [*_wrapper(), "sh", "-c", script, "sh", str(self.path), str(self.nsswitch), *argv]
 
 

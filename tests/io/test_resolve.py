@@ -103,7 +103,8 @@ def test_a_name_with_two_records_gives_two_peers_in_every_worker(run_sheer: Call
     assert dns.questions("app.test") >= 1
     assert all(kind == "A" for name, kind, _ in dns.asked if name == "app.test")    # ipv6=off
     setup.sheer.wait_log('name "app.test" of upstream "app" was resolved to 127.0.0.2')
-    line = setup.sheer.error_log().split('name "app.test" of upstream "app" was resolved to ')[1].splitlines()[0]
+    resolved = 'name "app.test" of upstream "app" was resolved to '
+    line = setup.sheer.error_log().split(resolved)[1].splitlines()[0]
     assert f"added 127.0.0.21:{setup.back}" in line and f"added 127.0.0.22:{setup.back}" in line
 
 
@@ -122,7 +123,8 @@ def test_a_changed_record_moves_traffic_within_the_ttl_with_no_request_lost(run_
 
     wait_for(moved, 4.0, "traffic on the new address (TTL 1s, valid=1s)")
     assert setup.servers() == setup.at("127.0.0.23")
-    setup.sheer.wait_log(f'name "app.test" of upstream "app" was resolved to 127.0.0.23 (added 127.0.0.23:{setup.back}')
+    setup.sheer.wait_log('name "app.test" of upstream "app" was resolved to 127.0.0.23 (added '
+                         f'127.0.0.23:{setup.back}')
     line = setup.sheer.error_log().split("was resolved to 127.0.0.23")[1].splitlines()[0]
     assert f"removed 127.0.0.21:{setup.back}" in line and f"removed 127.0.0.22:{setup.back}" in line
     assert set(setup.answers(10)) == {"127.0.0.23"}
@@ -133,7 +135,8 @@ def test_the_resolver_down_keeps_the_old_peers(run_sheer: Callable[..., Sheer], 
     setup = Setup(run_sheer, dns)
     setup.wait_peers("127.0.0.21", "127.0.0.22")
     dns.silent = True
-    setup.sheer.wait_log('app.test could not be resolved (110: Operation timed out); upstream "app" keeps its '
+    setup.sheer.wait_log('app.test could not be resolved (110: Operation timed out); upstream "app" keeps '
+                         'its '
                          "2 peer(s)", timeout=8)
     assert setup.servers() == setup.at("127.0.0.21", "127.0.0.22")
     assert set(setup.answers(20)) == {"127.0.0.21", "127.0.0.22"}
@@ -172,7 +175,8 @@ def test_forged_and_broken_answers_are_ignored_and_logged(run_sheer: Callable[..
     assert "127.0.1." not in json.dumps(setup.peers())
 
 
-def test_a_truncated_udp_answer_is_asked_again_over_tcp(run_sheer: Callable[..., Sheer], dns: DnsServer) -> None:
+def test_a_truncated_udp_answer_is_asked_again_over_tcp(run_sheer: Callable[..., Sheer],
+                                                        dns: DnsServer) -> None:
     dns.set("app.test", "127.0.0.21", "127.0.0.22")
     dns.truncate = True
     setup = Setup(run_sheer, dns)
@@ -218,7 +222,8 @@ def test_health_checks_follow_peers_as_they_come(run_sheer: Callable[..., Sheer]
     setup = Setup(run_sheer, dns, extra="health_check interval=200ms fails=1 passes=1 uri=/;")
     setup.wait_peers("127.0.0.21")
     dns.set("app.test", "127.0.0.21", "127.0.0.24")           # .24 has no listener on the port
-    wait_for(lambda: {p["server"]: p["state"] for p in setup.peers()}.get(f"127.0.0.24:{setup.back}") == "unhealthy",
+    wait_for(lambda: {p["server"]: p["state"]
+                      for p in setup.peers()}.get(f"127.0.0.24:{setup.back}") == "unhealthy",
              8.0, "the new peer checked and found unhealthy")
     setup.sheer.wait_log(f"peer 127.0.0.24:{setup.back} in upstream \"app\" is unhealthy")
     assert set(setup.answers(10)) == {"127.0.0.21"}
@@ -241,7 +246,8 @@ http {{
              location /none {{ resolver off_by_default_is_not_nginx; }} }}
     server {{ listen 127.0.0.1:{silent_front}; resolver {silent.address} ipv6=off; resolver_timeout 2s;
              location / {{ proxy_pass http://$http_x_to; }} location /static {{ return 200 "static"; }} }}
-    server {{ {" ".join(f"listen {host}:{back};" for host in HOSTS)} location / {{ return 200 "$server_addr $request_uri"; }} }}
+    server {{ {" ".join(f"listen {host}:{back};" for host in HOSTS)}
+              location / {{ return 200 "$server_addr $request_uri"; }} }}
 }}
 """.replace("location /none { resolver off_by_default_is_not_nginx; }", ""))
         to = {"X-To": f"app.test:{back}"}
@@ -256,7 +262,8 @@ http {{
         # A resolver that never answers costs resolver_timeout, and the worker serves others meanwhile.
         import threading
         slow: list[tuple[int, str]] = []
-        waiting = threading.Thread(target=lambda: slow.append(get(silent_front, "/", {"X-To": f"late.test:{back}"})))
+        waiting = threading.Thread(target=lambda: slow.append(get(silent_front, "/",
+                                                                  {"X-To": f"late.test:{back}"})))
         waiting.start()
         wait_for(lambda: silent.questions("late.test") >= 1, 5.0, "the question")
         assert get(silent_front, "/static") == (200, "static")
@@ -280,7 +287,8 @@ stream {{
     server {{ listen 127.0.0.1:{front}; proxy_pass echo; }}
 }}
 """)
-    sheer.wait_log(f'name "echo.test" of upstream "echo" was resolved to 127.0.0.22 (added 127.0.0.22:{echo.port})')
+    sheer.wait_log('name "echo.test" of upstream "echo" was resolved to 127.0.0.22 (added '
+                   f'127.0.0.22:{echo.port})')
     import socket
     with socket.create_connection(("127.0.0.1", front), timeout=5) as conn:
         conn.sendall(b"ping")

@@ -105,13 +105,15 @@ def test_dsr_methods_the_kernel_cannot_run_say_so(tmp_path: Path, method: str, w
         assert notices == []
     else:
         assert len(notices) == 1, notices
-        assert notices[0].startswith(f"sheer: [notice] {conf}:3: direct server return on 0.0.0.0:53 udp stays on "
-                                     f'the user-space path (no kernel fast path for upstream "dns"): {why}')
+        assert notices[0].startswith(f"sheer: [notice] {conf}:3: direct server return on 0.0.0.0:53 udp "
+                                     'stays on the user-space path (no kernel fast path for upstream "dns"): '
+                                     f"{why}")
 
 
 def test_dump_prints_every_file(tmp_path: Path) -> None:
     upstreams = write(tmp_path, "upstream u { server 127.0.0.11:53; }\n", "upstreams.conf")
-    conf = write(tmp_path, "stream {\n    include upstreams.conf;\n    server { listen 5353 udp; proxy_pass u; }\n}\n")
+    conf = write(tmp_path,
+                 "stream {\n    include upstreams.conf;\n    server { listen 5353 udp; proxy_pass u; }\n}\n")
     result = sheer("-T", "-c", conf)
     assert result.returncode == 0
     assert result.stdout == (f"# configuration file {conf}:\n{Path(conf).read_text()}\n"

@@ -10,8 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sheer.config import load
-from sheer.core.balancer import request_key
-from sheer.core.balancers import make_balancer
+from sheer.core.balancers import make_balancer, request_key
 from sheer.core.variables import MappingSource
 from sheer.lab import configs
 from sheer.lab.testing import Lab
@@ -19,11 +18,14 @@ from sheer.lab.testing import Lab
 VIP = "192.168.99.10"
 CLIENTS = ("192.168.99.1", "192.168.99.2", "192.168.99.3", "192.168.99.4")
 API = "127.0.0.1:8091"
-DNS_MATCH = r"""
-    match dns {
-        send \x00\x2a\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03\x73\x74\x6c\x04\x75\x6d\x73\x6c\x03\x65\x64\x75\x00\x00\x01\x00\x01;
+DNS_QUERY = (r"\x00\x2a\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00"      # header: id 42, one question
+             r"\x03\x73\x74\x6c\x04\x75\x6d\x73\x6c\x03\x65\x64\x75\x00"  # stl.umsl.edu
+             r"\x00\x01\x00\x01")                                          # A, IN
+DNS_MATCH = f"""
+    match dns {{
+        send {DNS_QUERY};
         expect ~* "health.is.good";
-    }
+    }}
 """
 INTERVAL, FAILS, PASSES, TIMEOUT = 1.0, 1, 2, 0.5
 WINDOW = INTERVAL * FAILS + TIMEOUT
@@ -130,7 +132,8 @@ def checksums_in_software(lab: Lab) -> Iterator[None]:
             lab.run(node, "ethtool", "-K", dev, "tx", "on")
 
 
-def model(conf_text: str, tmp: Path, pairs_: list[tuple[str, int]], down: tuple[str, ...] = ()) -> dict[str, str]:
+def model(conf_text: str, tmp: Path, pairs_: list[tuple[str, int]],
+          down: tuple[str, ...] = ()) -> dict[str, str]:
     """What sheer's user-space balancer picks for each pair (its own code, no kernel involved)."""
     path = tmp / "model.conf"
     path.write_text(conf_text)

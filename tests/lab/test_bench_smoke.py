@@ -16,8 +16,8 @@ pytestmark = pytest.mark.lab
 
 def test_bench_dns_and_tcp_smoke(lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bench.json"
-    status = cli.main(["--workload", "dns-dsr-router,dns-ceiling,tcp-keepalive", "--runs", "1", "--duration", "1",
-                       "--json", str(out)])
+    status = cli.main(["--workload", "dns-dsr-router,dns-ceiling,tcp-keepalive", "--runs", "1",
+                       "--duration", "1", "--json", str(out)])
     table = capsys.readouterr().out
     assert status == 0, table
     report = json.loads(out.read_text())

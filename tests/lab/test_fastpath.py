@@ -46,7 +46,8 @@ def test_router_nat_kernel_steers_like_user_space_for_1000_pairs(lab: Lab, tmp_p
         with lab.applied("dsr-router", MAGLEV), lab.proxy(MAGLEV) as running:
             wait_log(running, "65537 of 65537 filled")
             proxy_before = udp_in(lab, "proxy")
-            errors_before = {n: lab.counters(n)["Udp.InCsumErrors"] for n in ("client", "up1", "up2", "up3", "up4")}
+            receivers = ("client", "up1", "up2", "up3", "up4")
+            errors_before = {n: lab.counters(n)["Udp.InCsumErrors"] for n in receivers}
             kernel = ask(lab, flows)
             proxy_after = udp_in(lab, "proxy")
             errors_after = {n: lab.counters(n)["Udp.InCsumErrors"] for n in errors_before}
@@ -93,7 +94,8 @@ def test_origin_nat_and_port_rewrite(lab: Lab) -> None:
 
 def ingress_chains(lab: Lab) -> set[str]:
     found = json.loads(nft(lab, "-j", "list", "chains"))["nftables"]
-    return {f"{c['family']} {c['table']} {c['name']}" for o in found if (c := o.get("chain")) and c.get("hook") == "ingress"}
+    return {f"{c['family']} {c['table']} {c['name']}" for o in found
+            if (c := o.get("chain")) and c.get("hook") == "ingress"}
 
 
 def test_other_hook_users_left_alone_and_revert_leaves_nothing(lab: Lab, tmp_path: Path) -> None:
@@ -105,8 +107,8 @@ def test_other_hook_users_left_alone_and_revert_leaves_nothing(lab: Lab, tmp_pat
     try:
         conf = tmp_path / "lb.conf"
         conf.write_text(MAGLEV)
-        plan = lab.run("proxy", sys.executable, "-m", "sheer", "net", "plan", "-c", str(conf), "--dsr", "router",
-                       "--json", timeout=30)
+        plan = lab.run("proxy", sys.executable, "-m", "sheer", "net", "plan", "-c", str(conf), "--dsr",
+                       "router", "--json", timeout=30)
         notes = json.loads(plan.stdout)["notes"]
         with lab.applied("dsr-router", MAGLEV):
             answers = ask(lab, [(CLIENTS[0], 40000 + i) for i in range(20)])
@@ -170,8 +172,8 @@ def test_api_down_reaches_the_kernel_and_status_shows_it(lab: Lab, tmp_path: Pat
         lab.run("proxy", "curl", "-s", "-X", "PATCH", "-d", '{"down": false}', url, check=True)
         time.sleep(1.5)
         back = ask(lab, flows)
-        status = lab.run("proxy", sys.executable, "-m", "sheer", "net", "status", "-c", str(conf), "--dsr", "router",
-                         timeout=30)
+        status = lab.run("proxy", sys.executable, "-m", "sheer", "net", "status", "-c", str(conf), "--dsr",
+                         "router", timeout=30)
     assert len(down) == 200 and "172.16.0.12" not in down.values()
     assert down == model(MAGLEV, tmp_path, flows, down=("172.16.0.12",))
     assert back == model(MAGLEV, tmp_path, flows) and "172.16.0.12" in back.values()
@@ -179,7 +181,8 @@ def test_api_down_reaches_the_kernel_and_status_shows_it(lab: Lab, tmp_path: Pat
     assert "fast path 192.168.99.10:53 udp -> upstream dns_upstreams (maglev" in status.stdout
     assert "65537 of 65537 slots filled" in status.stdout
     assert "fed by sheer's health checker" in status.stdout
-    steered = [int(line.split(": ")[1].split()[0]) for line in status.stdout.splitlines() if "steered by the kernel" in line]
+    steered = [int(line.split(": ")[1].split()[0]) for line in status.stdout.splitlines()
+               if "steered by the kernel" in line]
     assert len(steered) == 4 and sum(steered) >= 400, status.stdout
 
 
@@ -192,9 +195,12 @@ def test_the_feeder_keeps_cap_net_admin_after_dropping_to_nobody(lab: Lab) -> No
         for line in children.splitlines():
             pid, user, title = line.split(None, 2)
             status = Path(f"/proc/{pid}/status").read_text()
-            caps[title.strip()] = (user, int(re.search(r"^CapEff:\s+(\S+)", status, re.MULTILINE).group(1), 16))  # type: ignore[union-attr]
+            found = re.search(r"^CapEff:\s+(\S+)", status, re.MULTILINE)
+            assert found is not None
+            caps[title.strip()] = (user, int(found.group(1), 16))
         answers = ask(lab, [(CLIENTS[0], 47000 + i) for i in range(10)])
-    assert caps["sheer: health checker"] == ("nobody", (1 << 12) | (1 << 13)), caps   # CAP_NET_ADMIN, CAP_NET_RAW
+    # CAP_NET_ADMIN (12) and CAP_NET_RAW (13)
+    assert caps["sheer: health checker"] == ("nobody", (1 << 12) | (1 << 13)), caps
     assert caps["sheer: worker process"] == ("nobody", 1 << 13), caps                  # CAP_NET_RAW only
     assert len(answers) == 10 and all(answers.values())
 

@@ -111,7 +111,8 @@ def test_table_rewrites_under_load_lose_nothing(lab: Lab) -> None:
         try:
             time.sleep(1.5)
             for weight in (3, 1, 5, 1):          # each moves a share of the 65537 slots, in one transaction
-                lab.run("proxy", "curl", "-s", "-X", "PATCH", "-d", f'{{"weight": {weight}}}', url, check=True)
+                body = f'{{"weight": {weight}}}'
+                lab.run("proxy", "curl", "-s", "-X", "PATCH", "-d", body, url, check=True)
                 time.sleep(1.0)
             os.kill(running.pid, signal.SIGHUP)  # a reload: the new checker writes the whole table again
             wait_log(running, "reconfiguring")

@@ -66,8 +66,10 @@ class Dnsmasq:
         self.log = self.dir / "dnsmasq.log"
         self.hosts.write_text("")
         self.log.write_text("")
-        lab.run(node, "/usr/sbin/dnsmasq", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--bind-interfaces",
-                f"--listen-address={self.address}", "--port=5353", "--user=root", f"--addn-hosts={self.hosts}",
+        lab.run(node, "/usr/sbin/dnsmasq", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
+                "--bind-interfaces",
+                f"--listen-address={self.address}", "--port=5353", "--user=root",
+                f"--addn-hosts={self.hosts}",
                 "--local-ttl=1", "--log-queries", f"--log-facility={self.log}", f"--pid-file={self.pid_file}",
                 check=True)
 
@@ -150,7 +152,8 @@ def test_resolve_follows_dnsmasq_with_no_request_lost(lab: Lab, sheer_ready: Non
         dnsmasq.stop()
 
 
-def test_dsr_follows_a_name_and_says_when_the_plumbing_must_be_applied_again(lab: Lab, sheer_ready: None) -> None:
+def test_dsr_follows_a_name_and_says_when_the_plumbing_must_be_applied_again(lab: Lab,
+                                                                             sheer_ready: None) -> None:
     """Router NAT rewrites the replies of the upstreams it knows: a new address needs `sheer net
     apply` again, and the running sheer says so. The upstreams' dnsmasq answer with their own
     address: the answer tells which upstream the DSR datagram reached."""

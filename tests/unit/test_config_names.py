@@ -83,7 +83,9 @@ stream {
 
 
 def test_a_name_in_http_server_defaults_to_port_80(tmp_path: Path) -> None:
-    config = load_text(tmp_path, "http { upstream a { server app.internal; } server { location / { proxy_pass http://a; } } }")
+    config = load_text(tmp_path,
+                       "http { upstream a { server app.internal; } server { location / { proxy_pass "
+                       "http://a; } } }")
     assert config.http is not None
     assert [s.name for s in config.http.upstreams[0].servers] == ["10.0.0.1:80", "10.0.0.2:80"]
 
@@ -109,7 +111,8 @@ http { server { listen me.internal:8080; location / { return 200; } } }
 stream { server { listen proxy.internal:53 udp; proxy_pass 127.0.0.1:53; } }
 """)
     assert [(listen.host, listen.port, listen.udp) for listen in config.listens] == [
-        ("192.0.2.7", 53, True), ("2001:db8::7", 53, True), ("127.0.0.1", 8080, False), ("127.0.0.2", 8080, False)]
+        ("192.0.2.7", 53, True), ("2001:db8::7", 53, True), ("127.0.0.1", 8080,
+                                                             False), ("127.0.0.2", 8080, False)]
 
 
 def test_set_real_ip_from_a_name_trusts_each_address(tmp_path: Path) -> None:
@@ -129,7 +132,8 @@ http {
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("http {\n upstream a {\n  server nosuch.internal:8080 weight=2;\n }\n server { location / { proxy_pass http://a; } }\n}\n",
+    (("http {\n upstream a {\n  server nosuch.internal:8080 weight=2;\n }\n server { location / { proxy_pass "
+     "http://a; } }\n}\n"),
      'lb.conf:3: host not found in upstream "nosuch.internal:8080"'),
     ("http {\n server {\n  location / {\n   proxy_pass http://nosuch.internal:8080/;\n  }\n }\n}\n",
      'lb.conf:4: host not found in upstream "nosuch.internal"'),
@@ -148,7 +152,8 @@ http {
     ("stream { server { listen 1; proxy_pass [app.internal]:53; } }\n",
      'lb.conf:1: invalid IPv6 address in upstream "[app.internal]:53"'),
 ])
-def test_names_that_do_not_resolve_are_nginx_errors_at_file_line(tmp_path: Path, text: str, message: str) -> None:
+def test_names_that_do_not_resolve_are_nginx_errors_at_file_line(tmp_path: Path, text: str,
+                                                                 message: str) -> None:
     assert error(tmp_path, text) == message
 
 
@@ -181,7 +186,8 @@ def test_server_resolve_is_kept_for_run_time_with_its_parameters(tmp_path: Path)
     assert upstream.zone == "app"
     assert upstream.resolver is not None
     assert upstream.resolver.servers == (("127.0.0.53", 53),)
-    assert (upstream.resolver.valid, upstream.resolver.ipv4, upstream.resolver.ipv6, upstream.resolver.timeout) == (
+    assert (upstream.resolver.valid, upstream.resolver.ipv4, upstream.resolver.ipv6,
+            upstream.resolver.timeout) == (
         30.0, True, False, 30.0)
     assert "app.internal" not in lookup.asked     # resolved at run time, not at load
 
@@ -214,7 +220,8 @@ http {
     assert config.http is not None
     first, second = config.http.servers[0].locations
     assert first.resolver is not None and second.resolver is not None
-    assert (first.resolver.servers, first.resolver.valid, first.resolver.timeout) == ((("127.0.0.54", 53),), 5.0, 7.0)
+    assert (first.resolver.servers, first.resolver.valid,
+            first.resolver.timeout) == ((("127.0.0.54", 53),), 5.0, 7.0)
     assert second.resolver.servers == (("127.0.0.55", 53),)
     other = config.http.servers[1].locations[0]
     assert other.resolver is not None and other.resolver.servers == (("127.0.0.53", 53),)
@@ -243,12 +250,15 @@ def test_resolve_on_an_address_is_a_plain_server(tmp_path: Path) -> None:
      'lb.conf:5: no port in upstream "app.internal"'),
     ("http {\n resolver 127.0.0.53 valid=soon;\n}\n", "lb.conf:2: invalid parameter: valid=soon"),
     ("http {\n resolver 127.0.0.53 ipv6=maybe;\n}\n", "lb.conf:2: invalid parameter: ipv6=maybe"),
-    ("http {\n resolver 127.0.0.53 ipv4=off ipv6=off;\n}\n", 'lb.conf:2: "ipv4" and "ipv6" cannot both be "off"'),
+    ("http {\n resolver 127.0.0.53 ipv4=off ipv6=off;\n}\n",
+     'lb.conf:2: "ipv4" and "ipv6" cannot both be "off"'),
     ("http {\n resolver valid=10s;\n}\n", "lb.conf:2: no name servers defined"),
     ("http {\n resolver 127.0.0.53:99999;\n}\n", 'lb.conf:2: invalid port in resolver "127.0.0.53:99999"'),
-    ("http {\n resolver 127.0.0.53;\n resolver 127.0.0.54;\n}\n", 'lb.conf:3: "resolver" directive is duplicate'),
+    ("http {\n resolver 127.0.0.53;\n resolver 127.0.0.54;\n}\n",
+     'lb.conf:3: "resolver" directive is duplicate'),
     ("http {\n resolver_timeout soon;\n}\n",
-     'lb.conf:2: "resolver_timeout" directive invalid value "soon", expected a time such as 10s, 500ms or 1m30s'),
+     ('lb.conf:2: "resolver_timeout" directive invalid value "soon", expected a time such as 10s, 500ms or '
+     '1m30s')),
     ("http {\n server {\n  location / {\n   proxy_pass https://$host;\n  }\n }\n}\n",
      'lb.conf:4: "proxy_pass https://" is not supported: sheer proxies plain HTTP'),
     ("http {\n server {\n  location / {\n   proxy_pass ftp://$host;\n  }\n }\n}\n",
@@ -271,5 +281,5 @@ def test_names_resolved_at_load_need_no_resolver_task(tmp_path: Path) -> None:
 
 
 def test_proxy_bind_takes_an_address_never_a_name(tmp_path: Path) -> None:
-    assert error(tmp_path, "stream {\n server {\n  listen 1;\n  proxy_bind app.internal;\n"
-                           "  proxy_pass 127.0.0.1:1;\n }\n}\n") == 'lb.conf:4: invalid address "app.internal"'
+    text = "stream {\n server {\n  listen 1;\n  proxy_bind app.internal;\n  proxy_pass 127.0.0.1:1;\n }\n}\n"
+    assert error(tmp_path, text) == 'lb.conf:4: invalid address "app.internal"'

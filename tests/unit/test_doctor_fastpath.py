@@ -8,19 +8,21 @@ from pathlib import Path
 
 from doctor_recorded import PROXY, need, state
 
+from sheer.doctor.checks.fastpath import fastpath
+from sheer.doctor.findings import Finding
 from sheer.lab import configs
-from sheer.net.doctor import Finding
-from sheer.net.doctor_fastpath import fastpath
 from sheer.net.plan import Options
 
-ROUTER = replace(PROXY, sysctls={**PROXY.sysctls, "net.ipv4.ip_forward": "1", "net.ipv4.udp_early_demux": "0"})
+ROUTER = replace(PROXY, sysctls={**PROXY.sysctls, "net.ipv4.ip_forward": "1",
+                                 "net.ipv4.udp_early_demux": "0"})
 LEAST_CONN = configs.DSR.replace("upstream dns_upstreams {", "upstream dns_upstreams {\n        least_conn;")
 
 
 def check(tmp_path: Path, text: str = configs.DSR, rules: str = "fastpath", feeders: tuple[int, ...] = (42,),
           **facts: str) -> list[Finding]:
     kernel = replace(ROUTER, sysctls={**ROUTER.sysctls, **facts})
-    return fastpath(need(tmp_path, text, kernel, Options(dsr="router")), state(kernel, rules, feeders=feeders))
+    needs = need(tmp_path, text, kernel, Options(dsr="router"))
+    return fastpath(needs, state(kernel, rules, feeders=feeders))
 
 
 def by(findings: list[Finding], name: str) -> Finding:
@@ -44,7 +46,8 @@ def test_nobody_feeding_is_a_warning(tmp_path: Path) -> None:
 
 
 def test_forwarding_off_is_a_problem_in_origin_nat(tmp_path: Path) -> None:
-    # router NAT's own check already says it (one problem, not two); origin NAT forwards only for the fast path
+    # router NAT's own check already says it (one problem, not two); origin NAT forwards only for the
+    # fast path
     assert not any(f.check == "ip_forward" for f in check(tmp_path, **{"net.ipv4.ip_forward": "0"}))
     kernel = replace(ROUTER, sysctls={**ROUTER.sysctls, "net.ipv4.ip_forward": "0"})
     found = by(fastpath(need(tmp_path, configs.DSR, kernel, Options(dsr="origin")),
@@ -57,7 +60,8 @@ def test_forward_hook_drops_are_reported(tmp_path: Path) -> None:
     s = state(kernel, "fastpath", feeders=(42,))
     drop = {"chain": {"family": "inet", "table": "filter", "name": "forward", "handle": 1, "type": "filter",
                       "hook": "forward", "prio": 0, "policy": "drop"}}
-    found = fastpath(need(tmp_path, configs.DSR, kernel, Options(dsr="router")), replace(s, ruleset=(*s.ruleset, drop)))
+    needs = need(tmp_path, configs.DSR, kernel, Options(dsr="router"))
+    found = fastpath(needs, replace(s, ruleset=(*s.ruleset, drop)))
     f = by(found, "forward drops")
     assert f.status == "warning" and "inet filter forward: policy drop" in f.evidence
 

@@ -13,7 +13,7 @@ from balancer_kit import balancer, srv
 from sheer.config import load
 from sheer.config.model import Balance, Upstream
 from sheer.config.template import STREAM_VARIABLES, compile_template
-from sheer.core.balancer import RoundRobin, request_key
+from sheer.core.balancers import RoundRobin, request_key
 from sheer.core.balancers.maglev import Maglev
 from sheer.core.fastpath import MAX_SLOTS, Method, kernel_method, notices, smooth_round_robin, table
 from sheer.core.flowkey import key_shape, maglev_key

@@ -19,7 +19,8 @@ from sheer.net.items import NftTable, from_json, to_json
 from sheer.net.plan import Options, Plan, plan
 
 RR = configs.DSR
-MAGLEV = RR.replace("upstream dns_upstreams {", "upstream dns_upstreams {\n        hash $remote_addr$remote_port maglev;")
+MAGLEV = RR.replace("upstream dns_upstreams {",
+                    "upstream dns_upstreams {\n        hash $remote_addr$remote_port maglev;")
 
 
 def fast(p: Plan) -> NftFastPath:
@@ -51,8 +52,9 @@ def test_maglev_rule_guards_and_counters(tmp_path: Path) -> None:
 def test_round_robin_and_random_use_numgen(tmp_path: Path) -> None:
     rr = plan(conf(tmp_path, RR), Options(), PROXY)
     assert "ip daddr set numgen inc mod 4 map @dsr_192_168_99_10_53" in rr.nft()
-    random = plan(conf(tmp_path, RR.replace("upstream dns_upstreams {", "upstream dns_upstreams {\n        random;")
-                       .replace("server 172.16.0.11:53;", "server 172.16.0.11:53 weight=3;")), Options(), PROXY)
+    text = (RR.replace("upstream dns_upstreams {", "upstream dns_upstreams {\n        random;")
+            .replace("server 172.16.0.11:53;", "server 172.16.0.11:53 weight=3;"))
+    random = plan(conf(tmp_path, text), Options(), PROXY)
     assert "ip daddr set numgen random mod 6 map @dsr_192_168_99_10_53" in random.nft()
     assert random.nft().count("\n") > 10
 
@@ -84,7 +86,8 @@ def test_no_fast_path_and_why(tmp_path: Path) -> None:
 
 def test_after_other_users_of_the_hook_and_mtu(tmp_path: Path) -> None:
     facts = replace(PROXY, mtus={"sheer-pub": 1500, "sheer-int": 1400},
-                    hook_users=(HookUser("sheer-pub", "nft", "inet fw ingress", 10), HookUser("sheer-pub", "tc", "ingress filter bpf"),
+                    hook_users=(HookUser("sheer-pub", "nft", "inet fw ingress", 10),
+                                HookUser("sheer-pub", "tc", "ingress filter bpf"),
                                 HookUser("sheer-int", "nft", "inet fw other", 50)))
     p = plan(conf(tmp_path, MAGLEV), Options(), facts)
     item = fast(p)
@@ -104,7 +107,8 @@ def test_notrack_where_conntrack_runs_both_ways_in_router_nat(tmp_path: Path) ->
     router = plan(conf(tmp_path, MAGLEV), Options(dsr="router"), tracking).nft()
     origin = plan(conf(tmp_path, MAGLEV), Options(dsr="origin"), tracking).nft()
     assert "notrack" in plan(conf(tmp_path, MAGLEV), Options(dsr="router", masquerade=True), PROXY).nft()
-    client_side = 'iifname "sheer-pub" ip daddr { 172.16.0.11, 172.16.0.12, 172.16.0.13, 172.16.0.14 } udp dport 53 notrack'
+    client_side = ('iifname "sheer-pub" ip daddr { 172.16.0.11, 172.16.0.12, 172.16.0.13, 172.16.0.14 } '
+                   "udp dport 53 notrack")
     replies = "udp sport 53 fib daddr type != local notrack"
     assert "type filter hook prerouting priority raw;" in router
     assert client_side in router and replies in router
@@ -134,7 +138,8 @@ def test_updates_write_only_what_changes_in_one_transaction(tmp_path: Path) -> N
     assert "flush" not in script                                  # the rule did not change
     assert item.update(after, after, item.rules(after)) == ""
     full = item.update(after, None, None)                         # unknown before: everything again
-    assert "flush map netdev sheer dsr_192_168_99_10_53" in full and "flush chain netdev sheer ingress" in full
+    assert "flush map netdev sheer dsr_192_168_99_10_53" in full
+    assert "flush chain netdev sheer ingress" in full
 
 
 def test_round_robin_update_rewrites_the_rule(tmp_path: Path) -> None:
@@ -158,8 +163,8 @@ def test_a_kernel_without_the_hooks_keeps_the_rest(tmp_path: Path, monkeypatch: 
     monkeypatch.setattr(fastpath_state, "listing", lambda nft, name="sheer": None)
     monkeypatch.setattr(fastpath_state, "load", refused)
     report = net_apply.apply(Plan(Options(), (item,)), tmp_path / "record.json", {})
-    assert report == [("skipped  nft table netdev sheer: the kernel refused the fast path (Error: Could not process "
-                       "rule: Operation not supported); DSR stays on sheer's user-space path")]
+    assert report == [("skipped  nft table netdev sheer: the kernel refused the fast path (Error: Could not "
+                       "process rule: Operation not supported); DSR stays on sheer's user-space path")]
     record = net_apply.Record.load(tmp_path / "record.json")
     assert record is not None and record.entries == []
 
@@ -174,5 +179,6 @@ def test_ipv6_rule_text_is_ready_but_not_planned() -> None:
     table = service.table()
     assert table is not None
     assert rule(service, table, 1500) == (
-        "ip6 daddr 2001:db8::10 udp dport 53 ip6 nexthdr udp ip6 length <= 1460 ip6 daddr set jhash ip6 saddr . "
-        "udp sport mod 65537 seed 0x73686565 map @dsr_2001_db8__10_53 counter name ip6 daddr . udp dport map @peers6")
+        "ip6 daddr 2001:db8::10 udp dport 53 ip6 nexthdr udp ip6 length <= 1460 ip6 daddr set jhash "
+        "ip6 saddr . udp sport mod 65537 seed 0x73686565 map @dsr_2001_db8__10_53 "
+        "counter name ip6 daddr . udp dport map @peers6")

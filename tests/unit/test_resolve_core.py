@@ -128,7 +128,8 @@ def reply(query: dns.message.Message, *addresses: str, ttl: int = 30) -> dns.mes
     response = dns.message.make_response(query)
     if addresses:
         response.answer.append(dns.rrset.from_text_list(query.question[0].name, ttl, "IN",
-                                                        "AAAA" if ":" in addresses[0] else "A", list(addresses)))
+                                                        "AAAA" if ":" in addresses[0] else "A",
+                                                        list(addresses)))
     return response
 
 
@@ -182,7 +183,8 @@ def test_wrong_ident_names_both_ids() -> None:
     query = a_query()
     verdict = check(query, forged(query, "id"), tcp=False)
     assert isinstance(verdict, Ignored)
-    assert verdict.reason == f"wrong ident {(query.id + 1) % 65536} in DNS response for app.test, expect {query.id}"
+    wrong = (query.id + 1) % 65536
+    assert verdict.reason == f"wrong ident {wrong} in DNS response for app.test, expect {query.id}"
 
 
 def test_what_is_not_a_dns_message_is_ignored() -> None:

@@ -73,7 +73,8 @@ def test_a_balancer_follows_the_slots() -> None:
     slots.set("10.0.0.1", "10.0.0.2")
     assert {pick(b) for _ in range(10)} == {"9", "1", "2"}
     assert [(p.index, p.server.host, p.server.weight, p.server.text) for p in b.peers] == [
-        (0, "10.0.0.9", 1, "10.0.0.9:8080"), (1, "10.0.0.1", 2, "app.test:8080"), (2, "10.0.0.2", 2, "app.test:8080")]
+        (0, "10.0.0.9", 1, "10.0.0.9:8080"), (1, "10.0.0.1", 2, "app.test:8080"), (2, "10.0.0.2", 2,
+                                                                                   "app.test:8080")]
     failed = b.peers[1]
     b.free(b.get(b.start(), 1.0) or failed, failed=True, now=1.0)
     slots.set("10.0.0.3", "10.0.0.2")                          # slot 1 gets a new address: a new peer
@@ -152,7 +153,8 @@ class Log:
         self.lines.append((level, message))
 
 
-def task_for(config: Config) -> tuple[ResolverTask, PeerSetBoard, SharedBoard, Log, list[tuple[int, str | None]]]:
+def task_for(config: Config) -> tuple[ResolverTask, PeerSetBoard, SharedBoard, Log,
+                                      list[tuple[int, str | None]]]:
     board, shared, log = PeerSetBoard(config), SharedBoard(config), Log()
     followed: list[tuple[int, str | None]] = []
     task = ResolverTask(config, board, shared, shared.take_row(), log,  # type: ignore[arg-type]
@@ -265,7 +267,8 @@ def test_the_api_lists_filled_slots_only(tmp_path: Path) -> None:
 def test_a_proxy_url_made_of_variables(text: str, host: str, port: int, no_port: bool, uri: str,
                                        proxy_host: str) -> None:
     url = parse_proxy_url(text)
-    assert (url.host, url.port, url.no_port, url.uri, url.proxy_host) == (host, port, no_port, uri, proxy_host)
+    assert (url.host, url.port, url.no_port, url.uri, url.proxy_host) == (host, port, no_port, uri,
+                                                                          proxy_host)
 
 
 @pytest.mark.parametrize(("text", "message"), [

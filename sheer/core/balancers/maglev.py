@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 
-from sheer.core.balancer import Peer, RoundRobin, Tried
+from sheer.core.balancers.round_robin import Peer, RoundRobin, Tried
 from sheer.core.jhash import slot as jhash_slot
 
 TABLE_SIZE = 65537      # prime; the paper wants M much larger than the number of peers (M > 100 N)

@@ -103,7 +103,8 @@ def parse_proxy_url(text: str) -> ProxyUrl:
         port_text = port_text_or if colon else None
     if not host:
         raise BadProxyUrl(f'no host in upstream "{rest}"')
-    if port_text is not None and not (port_text.isascii() and port_text.isdigit() and 0 < int(port_text) < 65536):
+    if port_text is not None and not (port_text.isascii() and port_text.isdigit()
+                                      and 0 < int(port_text) < 65536):
         raise BadProxyUrl(f'invalid port in upstream "{rest}"')
     port = int(port_text) if port_text is not None else 80
     shown = hostport.removesuffix(":80")

@@ -1,28 +1,27 @@
-"""The client side of an HTTP/1.x connection: parse requests, route them, answer or hand to the proxy."""
+"""The client side of an HTTP/1.x connection: parse requests, route them (sheer.io.http.dispatch), answer
+or hand them to their handler (proxy_pass, the status locations)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections import deque
-from typing import TYPE_CHECKING, cast
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol, cast
 
 import httptools
 
-from sheer.core.http.pages import REDIRECTS, error_body, error_response, simple_response
-from sheer.core.http.routing import host_name
-from sheer.core.http.uri import BadUri, normalize, split_uri
-from sheer.core.http.variables import Connection, RequestVariables
+from sheer.config.model import HttpReturn
+from sheer.core.http.pages import error_body, error_response
+from sheer.core.http.variables import Connection
 from sheer.core.proxy_protocol import Malformed, NeedMore, parse
-from sheer.core.realip import for_request
-from sheer.core.variables import render_bytes
+from sheer.io.counting import HttpCounters
 from sheer.io.http.body import RequestBody
+from sheer.io.http.dispatch import returned, route
 from sheer.io.http.request import HeaderTooLarge, Relay, Request
-from sheer.io.http.site import SERVER, Plan
-from sheer.io.http.status import serve as serve_status
-
-if TYPE_CHECKING:
-    from sheer.io.http.service import HttpService
+from sheer.io.http.site import SERVER, Plan, Site
+from sheer.io.http.timeouts import Timeouts
+from sheer.io.logs import ErrorLogger
 
 HEADER_LIMIT = 8 * 1024        # large_client_header_buffers 8k
 CLIENT_HEADER_TIMEOUT = 60.0   # client_header_timeout
@@ -30,9 +29,30 @@ KEEPALIVE_TIMEOUT = 75.0       # keepalive_timeout
 SEND_TIMEOUT = 60.0            # send_timeout
 PIPELINE_LIMIT = 8             # queued requests before reading pauses
 
+# What answers a routed request that sheer does not answer itself: proxy_pass, the status locations.
+Handler = Callable[["ClientConnection", Request, Plan], Coroutine[Any, Any, None]]
 
-class ClientConnection(asyncio.Protocol):
-    def __init__(self, service: HttpService) -> None:
+
+class Listener(Protocol):
+    """What a connection takes from the service that accepted it (sheer.io.http.service.HttpService):
+    the virtual hosts, the counters, the handlers, and its place among the open connections."""
+
+    site: Site
+    loop: asyncio.AbstractEventLoop
+    log: ErrorLogger
+    counters: HttpCounters
+    proxy_protocol: bool
+    connected: int
+    connections: set[ClientConnection]
+    draining: bool
+    proxy: Handler
+    status: Handler
+
+    def connection_closed(self, conn: ClientConnection) -> None: ...
+
+
+class ClientConnection(Timeouts, asyncio.Protocol):
+    def __init__(self, service: Listener) -> None:
         self.service = service
         self.site = service.site
         self.loop = service.loop
@@ -67,7 +87,8 @@ class ClientConnection(asyncio.Protocol):
         counters = self.service.counters
         counters.row[counters.accepted] += 1
         counters.row[counters.active] += 1
-        self.conn = Connection(remote[:2], local[:2], self.service.connected, self.site.hostname, self.site.pid)
+        self.conn = Connection(remote[:2], local[:2], self.service.connected, self.site.hostname,
+                               self.site.pid)
         self.service.connections.add(self)
         self._arm(CLIENT_HEADER_TIMEOUT)
 
@@ -96,8 +117,8 @@ class ClientConnection(asyncio.Protocol):
         conn = self.conn
         assert conn is not None
         if isinstance(result, Malformed):
-            self.service.log.error(f"{result.reason} while reading PROXY protocol, client: {conn.remote_addr}, "
-                                        f"server: {conn.server_addr}:{conn.server_port}")
+            self.service.log.error(f"{result.reason} while reading PROXY protocol, client: "
+                                        f"{conn.remote_addr}, server: {conn.server_addr}:{conn.server_port}")
             self.abort()
             return b""
         if result.header.transport == "stream":   # nginx: other transports' addresses are ignored
@@ -237,85 +258,31 @@ class ClientConnection(asyncio.Protocol):
         self.current = request
         self.resume("pipeline")
         self._clear_deadline()
-        conn = self.conn
-        assert conn is not None
-        raw_uri = request.raw_uri
-        if raw_uri.startswith(("http://", "https://")):   # absolute-form request target
-            rest = raw_uri.partition("//")[2]
-            authority, slash, path = rest.partition("/")
-            raw_uri = slash + path
-            request.host = authority
-        host = host_name(request.host or "")
-        vhost = self.site.vhosts.select(host)
-        path, args = split_uri(raw_uri)
-        try:
-            uri = normalize(path)
-        except BadUri:
-            uri = path
-            request.keepalive = False
-            bad = True
-        else:
-            bad = request.host is None and request.version == "HTTP/1.1"
-        request.vars = RequestVariables(conn, request.method, request.raw_uri, uri, args, request.version,
-                                        request.headers, host or vhost.name or conn.server_addr, vhost.name,
-                                        request.length, time.time())
-        zone = self.service.counters.zones.get(id(vhost.server))
-        if zone is not None:
-            request.zone = zone
-            row = self.service.counters.row
-            row[zone.processing] += 1
-            row[zone.requests] += 1
-        server_plan = self.site.server_plans.get(id(vhost.server))
-        location = vhost.locations.match(uri) if server_plan is None else None
-        real = for_request(location.real_ip if location is not None else vhost.server.real_ip,
-                           conn.remote_addr, conn.proxy, request.headers)
-        if real is not None:
-            request.vars.remote_addr = real[0]
-            request.vars.remote_port = "" if real[1] is None else str(real[1])
-        if bad:
-            self.respond_error(request, 400, None, keepalive=False)
+        assert self.conn is not None
+        plan = route(self.site, self.conn, request, self.service.counters)
+        if isinstance(plan, int):
+            self.respond_error(request, plan, None, keepalive=plan != 400)
             return
-        if server_plan is None and location is None:
-            self.respond_error(request, 404, None)
-            return
-        plan = server_plan or self.site.plan(location)  # type: ignore[arg-type]
         if plan.return_ is not None:
-            self._return(request, plan)
+            self._return(request, plan, plan.return_)
             return
         if plan.handler is not None:
-            self.task = self.loop.create_task(serve_status(self, request, plan))
+            self.task = self.loop.create_task(self.service.status(self, request, plan))
             return
         self.task = self.loop.create_task(self.service.proxy(self, request, plan))
 
-    def _return(self, request: Request, plan: Plan) -> None:
-        returned = plan.return_
-        assert returned is not None and request.vars is not None
-        code = returned.code
-        if code == 444:   # nginx: close without a response
+    def _return(self, request: Request, plan: Plan, return_: HttpReturn) -> None:
+        assert request.vars is not None
+        if return_.code == 444:   # nginx: close without a response
             request.vars.status = 444
             self.finish(request, plan, keepalive=False)
             return
-        text = render_bytes(returned.text, request.vars) if returned.text is not None else None
-        location = None
-        if code in REDIRECTS:
-            location, body, content_type = text, error_body(code), b"text/html"
-        elif text is not None:
-            body, content_type = text, b"text/plain"
-        elif code >= 400:
-            body, content_type = error_body(code), b"text/html"
-        else:
-            body, content_type = b"", b"text/plain"
         keepalive = self.keepalive_after(request)
-        head = request.method == b"HEAD"
-        data = simple_response(code, server=SERVER, date=self.site.date(), body=body,
-                               content_type=content_type, keepalive=keepalive, head=head, location=location)
-        request.body.detach()
-        request.vars.status = code
-        request.vars.body_bytes_sent = 0 if head else len(body)
-        self.write(data)
+        self.write(returned(request, return_, self.site.date(), keepalive=keepalive))
         self.finish(request, plan, keepalive=keepalive)
 
-    def respond_error(self, request: Request, status: int, plan: Plan | None, *, keepalive: bool = True) -> None:
+    def respond_error(self, request: Request, status: int, plan: Plan | None, *,
+                      keepalive: bool = True) -> None:
         keepalive = keepalive and self.keepalive_after(request)
         data = error_response(status, server=SERVER, date=self.site.date(), keepalive=keepalive,
                               head=request.method == b"HEAD")
@@ -376,7 +343,8 @@ class ClientConnection(asyncio.Protocol):
             variables = request.vars
             status = variables.status if variables is not None else 0
             sent = variables.bytes_sent if variables is not None else 0
-            zone.finished(counters.row, status, request.length + request.body.size, sent)  # type: ignore[attr-defined]
+            received = request.length + request.body.size
+            zone.finished(counters.row, status, received, sent)
 
     def _log_access(self, request: Request, plan: Plan | None = None) -> None:
         variables = request.vars
@@ -390,7 +358,8 @@ class ClientConnection(asyncio.Protocol):
 
     def _bad_request(self, status: int) -> None:
         if self.current is None and self.transport is not None and not self.closed:
-            self.transport.write(error_response(status, server=SERVER, date=self.site.date(), keepalive=False))
+            self.transport.write(error_response(status, server=SERVER, date=self.site.date(),
+                                                keepalive=False))
             self.close()
         else:
             # A response is in progress: the connection can't be resynchronized; end it after that.
@@ -419,40 +388,3 @@ class ClientConnection(asyncio.Protocol):
             self.closed = True
             self._cancel_timers()
             self.transport.abort()
-
-    # The header and keepalive timeouts: set and cleared for every request, so they are a
-    # deadline, and one timer that wakes up now and then to compare it, rather than a timer
-    # made and cancelled each time.
-
-    def _arm(self, timeout: float) -> None:
-        deadline = self.loop.time() + timeout
-        self.deadline = deadline
-        if self.timer is not None:
-            if self.timer.when() <= deadline:
-                return
-            self.timer.cancel()
-        self.timer = self.loop.call_at(deadline, self._expire)
-
-    def _expire(self) -> None:
-        self.timer = None
-        deadline = self.deadline
-        if deadline is None:
-            return
-        if self.loop.time() >= deadline:
-            self.close()
-        else:
-            self.timer = self.loop.call_at(deadline, self._expire)
-
-    def _clear_deadline(self) -> None:
-        self.deadline = None
-
-    def _cancel_timers(self) -> None:
-        """Closing: no timer may keep the connection alive."""
-        self.deadline = None
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        if self.send_timer is not None:
-            self.send_timer.cancel()
-            self.send_timer = None
-

@@ -11,20 +11,16 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from sheer.config.model import Location, Upstream, UpstreamServer
 from sheer.config.names import is_address
-from sheer.core.balancer import Balancer
-from sheer.core.balancers import make_balancer
+from sheer.core.balancers import Balancer, make_balancer
 from sheer.core.http.uri import BadProxyUrl, parse_proxy_url
 from sheer.core.resolve_wire import strerror
+from sheer.io.context import WorkerContext
 from sheer.io.counting import PeerColumns, peer_columns
 from sheer.io.dns import NameLookups
-from sheer.io.http.upstream import UpstreamPool, pool_for
-
-if TYPE_CHECKING:
-    from sheer.runtime.context import WorkerContext
+from sheer.io.http.upstream_pool import UpstreamPool, pool_for
 
 KEPT = 256          # balancers of resolved names and addresses kept per worker
 
@@ -65,8 +61,7 @@ class Targets:
             raise TargetError(500, str(exc)) from None
         block = self.blocks.get(url.host) if url.no_port else None
         if block is not None:
-            assert self.ctx.shared is not None
-            return Target(block, self.ctx.balancer(block), peer_columns(self.ctx.shared.layout, block),
+            return Target(block, self.ctx.balancer_for(block), peer_columns(self.ctx.shared.layout, block),
                           pool_for(block), url.proxy_host, url.uri)
         if is_address(url.host):
             addresses: tuple[str, ...] = (url.host,)
@@ -91,7 +86,8 @@ class Targets:
             self.kept.move_to_end(key)
             return found[1], found[2]
         written = UpstreamServer(host, port).name
-        upstream = Upstream(written, tuple(UpstreamServer(a, port, text=written) for a in addresses), implicit=True)
+        upstream = Upstream(written, tuple(UpstreamServer(a, port, text=written) for a in addresses),
+                            implicit=True)
         balancer = make_balancer(upstream)
         self.kept[key] = (addresses, upstream, balancer)
         while len(self.kept) > KEPT:

@@ -7,14 +7,16 @@ from __future__ import annotations
 import re
 import subprocess
 
+from sheer.doctor.capture import Spot, _in
 
-def steering(where: list[tuple[str, list[str]]]) -> dict[str, str]:
-    """node -> the interface whose ingress hook the fast path (`table netdev sheer`) uses there;
-    `where`: (node, command prefix to run in its namespace)."""
+
+def steering(where: list[Spot]) -> dict[str, str]:
+    """node -> the interface whose ingress hook the fast path (`table netdev sheer`) uses there."""
     found = {}
-    for node, prefix in where:
+    for spot in where:
+        node = spot.node
         try:
-            res = subprocess.run([*prefix, "nft", "-t", "list", "chain", "netdev", "sheer", "ingress"],
+            res = subprocess.run(_in(spot, "nft", "-t", "list", "chain", "netdev", "sheer", "ingress"),
                                  capture_output=True, text=True, check=False, timeout=10)
         except (FileNotFoundError, subprocess.TimeoutExpired):
             continue

@@ -9,9 +9,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from sheer.core import fastpath as core
-from sheer.net.doctor import Finding, Needs
-from sheer.net.doctor_state import State, nft_rules
-from sheer.net.fastpath import NftFastPath, describe
+from sheer.doctor.findings import Finding
+from sheer.doctor.needs import Needs
+from sheer.doctor.state import State, nft_rules
+from sheer.net.fastpath import FpService, NftFastPath, describe
 
 NAME = "fast path"
 
@@ -33,31 +34,35 @@ def fastpath(n: Needs, s: State) -> list[Finding]:
         if isinstance(method, str):
             out.append(Finding(NAME, "ok", f"{name}: user-space path: {method}"))
         elif fp is None:
-            why = next((note for note in n.plan.notes if note.startswith(name)), "the plan has no fast path for it")
+            why = next((note for note in n.plan.notes if note.startswith(name)),
+                       "the plan has no fast path for it")
             out.append(Finding(NAME, "ok", f"{name}: user-space path ({why})"))
         elif fp.map not in steering:
-            out.append(Finding(NAME, "warning", f"{name}: user-space path: the kernel fast path is not installed "
-                               f"(it would steer {fp.vip}:{fp.port} in the kernel: {describe(fp)})", (),
-                               (n.net_apply(),)))
+            summary = (f"{name}: user-space path: the kernel fast path is not installed (it would steer "
+                       f"{fp.vip}:{fp.port} in the kernel: {describe(fp)})")
+            out.append(Finding(NAME, "warning", summary, (), (n.net_apply(),)))
         else:
             kernel = True
-            entries, rule = steering[fp.map]
-            evidence = [f"steered by {rule}", f"map {fp.map}: {entries} entries"]
-            if not s.feeders:
-                out.append(Finding(NAME, "warning", f"{name}: kernel fast path, but no running sheer feeds it: "
-                                   "health checks, reloads and API changes do not reach its table (a dead upstream "
-                                   "keeps its share)", tuple(evidence), (f"sheer -c {n.conf}",)))
-            elif entries == 0:
-                out.append(Finding(NAME, "warning", f"{name}: kernel fast path with an empty table (no live "
-                                   "upstream): every datagram goes to the user-space path", tuple(evidence)))
-            else:
-                evidence.append(f"fed by sheer's health checker (pid {', '.join(map(str, s.feeders))})")
-                out.append(Finding(NAME, "ok", f"{name}: kernel fast path: nft netdev ingress steers {fp.vip}:{fp.port} "
-                                   f"({describe(fp)}); fragments, IP options and datagrams over {planned.mtu if planned else 1500} "
-                                   "bytes reach the user-space path", tuple(evidence)))
+            out.append(_steered(n, s, name, fp, steering[fp.map], planned.mtu if planned else 1500))
     if kernel:
         out += _forwarding(n, s)
     return out
+
+
+def _steered(n: Needs, s: State, name: str, fp: FpService, found: tuple[int, str], mtu: int) -> Finding:
+    entries, rule = found
+    evidence = [f"steered by {rule}", f"map {fp.map}: {entries} entries"]
+    if not s.feeders:
+        return Finding(NAME, "warning", f"{name}: kernel fast path, but no running sheer feeds it: health "
+                       "checks, reloads and API changes do not reach its table (a dead upstream keeps its "
+                       "share)", tuple(evidence), (f"sheer -c {n.conf}",))
+    if entries == 0:
+        return Finding(NAME, "warning", f"{name}: kernel fast path with an empty table (no live upstream): "
+                       "every datagram goes to the user-space path", tuple(evidence))
+    evidence.append(f"fed by sheer's health checker (pid {', '.join(map(str, s.feeders))})")
+    return Finding(NAME, "ok", f"{name}: kernel fast path: nft netdev ingress steers {fp.vip}:{fp.port} "
+                   f"({describe(fp)}); fragments, IP options and datagrams over {mtu} bytes reach the "
+                   "user-space path", tuple(evidence))
 
 
 def _installed(ruleset: tuple[Mapping[str, Any], ...]) -> dict[str, tuple[int, str]]:
@@ -74,9 +79,9 @@ def _installed(ruleset: tuple[Mapping[str, Any], ...]) -> dict[str, tuple[int, s
 
 def _forwarding(n: Needs, s: State) -> list[Finding]:
     out = []
-    if s.sysctl("net.ipv4.ip_forward") != "1" and n.dsr_mode != "router":     # router NAT's check says it
-        out.append(Finding("ip_forward", "problem", "the fast path rewrites client datagrams for forwarding, but "
-                           "forwarding is off: they are dropped", ("net.ipv4.ip_forward = 0",),
+    if s.sysctl("net.ipv4.ip_forward") != "1" and n.dsr_mode != "router":   # router NAT's check says it
+        out.append(Finding("ip_forward", "problem", "the fast path rewrites client datagrams for forwarding, "
+                           "but forwarding is off: they are dropped", ("net.ipv4.ip_forward = 0",),
                            ("sysctl -w net.ipv4.ip_forward=1", n.net_apply())))
     drops = []
     for entry in s.ruleset:
@@ -91,19 +96,21 @@ def _forwarding(n: Needs, s: State) -> list[Finding]:
                      "(`iptables-legacy -L FORWARD -v`)")
     if drops:
         devs = f'iifname "{n.public_if}" ' if n.public_if else ""
-        fix = f"# before the drop, e.g.: nft insert rule <family> <table> <chain> {devs}meta l4proto udp accept"
-        out.append(Finding("forward drops", "warning", "something on the forward hook drops packets: the fast path's "
-                           "datagrams (client -> upstream) and router NAT's replies are forwarded and must be "
-                           "accepted there", tuple(drops), (fix,)))
+        fix = f"# before the drop, e.g.: nft insert rule <family> <table> <chain> {devs}meta l4proto udp " \
+              "accept"
+        out.append(Finding("forward drops", "warning", "something on the forward hook drops packets: the "
+                           "fast path's datagrams (client -> upstream) and router NAT's replies are "
+                           "forwarded and must be accepted there", tuple(drops), (fix,)))
     else:
         out.append(Finding("forward drops", "ok", "nothing on the forward hook drops packets"))
     count = s.sysctl("net.netfilter.nf_conntrack_count")
     notrack = any(any("notrack" in e for e in r.expr) for r in nft_rules(s.ruleset)
                   if (r.family, r.table) == ("ip", "sheer"))
     if count is not None and int(count) > 0 and not notrack:
-        out.append(Finding("conntrack", "warning", f"conntrack holds {count} entries here and tracks every client "
-                           "ip:port the fast path forwards; `sheer net apply` adds notrack rules for them",
-                           (f"net.netfilter.nf_conntrack_count = {count}",), (n.net_apply(),)))
+        out.append(Finding("conntrack", "warning", f"conntrack holds {count} entries here and tracks every "
+                           "client ip:port the fast path forwards; `sheer net apply` adds notrack rules for "
+                           "them", (f"net.netfilter.nf_conntrack_count = {count}",), (n.net_apply(),)))
     elif notrack:
-        out.append(Finding("conntrack", "ok", "the fast path's datagrams skip conntrack (notrack, table ip sheer)"))
+        out.append(Finding("conntrack", "ok", "the fast path's datagrams skip conntrack "
+                           "(notrack, table ip sheer)"))
     return out

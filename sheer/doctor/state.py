@@ -1,6 +1,6 @@
 """What `sheer doctor` looks at, as plain data: the kernel facts sheer net already reads, plus the
 nft ruleset (`nft -j list ruleset`), extra sysctls, privileges and the results of probes. Gathered by
-`sheer.net.doctor_gather`, recorded in tests; the checks (`sheer.net.doctor_checks`) only read it."""
+sheer.doctor.gather, recorded in tests; the checks (sheer.doctor.checks) only read it."""
 
 from __future__ import annotations
 
@@ -130,7 +130,8 @@ class NftRuleView:
     def mark_set(self) -> int | None:
         for e in self.expr:
             m = e.get("mangle")
-            if isinstance(m, Mapping) and m.get("key") == {"meta": {"key": "mark"}} and isinstance(m.get("value"), int):
+            if (isinstance(m, Mapping) and m.get("key") == {"meta": {"key": "mark"}}
+                    and isinstance(m.get("value"), int)):
                 return int(m["value"])
         return None
 
@@ -221,7 +222,8 @@ def value_contains(right: Any, value: str) -> bool | None:
         return None if any(a is None for a in answers) else False
     if isinstance(right, Mapping) and "prefix" in right:
         try:
-            return ip_address(value) in IPv4Network(f"{right['prefix']['addr']}/{right['prefix']['len']}", strict=False)
+            return ip_address(value) in IPv4Network(f"{right['prefix']['addr']}/{right['prefix']['len']}",
+                                                    strict=False)
         except ValueError:
             return None
     if isinstance(right, Mapping) and "range" in right:
