@@ -17,6 +17,7 @@ import random
 import signal
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import uvloop
 
@@ -32,12 +33,14 @@ from sheer.io.logs import ErrorLogger, reopen_logs
 from sheer.io.probes import http_probe, tcp_probe, udp_probe
 from sheer.runtime import proctitle
 from sheer.runtime.board import CheckedGroup, HealthBoard
-from sheer.runtime.fastpath import Feeder
 from sheer.runtime.peerset import Name, PeerSetBoard
 from sheer.runtime.privileges import drop_privileges
 from sheer.runtime.resolver import ResolverTask
 from sheer.runtime.shared import SharedBoard
 from sheer.runtime.worker import die_with_parent
+
+if TYPE_CHECKING:
+    from sheer.runtime.fastpath import Feeder
 
 
 def title(board: HealthBoard | None, peers: PeerSetBoard | None) -> str:
@@ -55,16 +58,21 @@ def run_checker(config: Config, board: HealthBoard, shared: SharedBoard | None =
     for signum in (signal.SIGHUP, signal.SIGUSR1, signal.SIGQUIT, signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, signal.SIG_DFL)
     log = ErrorLogger(config.error_log)
+    feeds = bool(dsr_services(config))
+    if feeds:
+        # imported only where the kernel is fed (netlink and nftables modules), and before dropping to
+        # `user`, who may not read sheer's own files
+        from sheer.runtime.fastpath import Feeder
     # Probes need no privilege (they come from the proxy's own address); feeding the kernel's fast
     # path needs CAP_NET_ADMIN.
-    drop_privileges(config, log, admin=bool(dsr_services(config)))
+    drop_privileges(config, log, admin=feeds)
     uvloop.install()
     identity = identity or Identity()
     row = identity.row
     try:
         shared = shared or SharedBoard(config)
         resolver = ResolverTask(config, peers, shared, row, log) if peers else None
-        feeder = Feeder(config, board, shared, log, identity.generation) if dsr_services(config) else None
+        feeder = Feeder(config, board, shared, log, identity.generation) if feeds else None
         asyncio.run(_check_all(board, log, HealthCounters(shared, row), resolver, feeder))
     except Exception as exc:  # noqa: BLE001  (the last resort: the helper must say why it died)
         log.log("alert", f"{title(board, peers)} process failed: {exc!r}")
