@@ -160,6 +160,7 @@ def read_config(args: options.Options) -> Config:
 
 
 def test_config(config: Config, args: options.Options) -> int:
+    from sheer.core.fastpath import notices as fastpath_notices
     from sheer.runtime.checks import check, warnings
 
     problems = check(config)
@@ -170,6 +171,8 @@ def test_config(config: Config, args: options.Options) -> int:
             say(f"[{level}] {notice}")
     for warning in warnings(config):
         say(f"[warn] {warning}")
+    for notice in fastpath_notices(config) if not args.quiet else ():
+        say(f"[notice] {notice}")
     if problems:
         say(f"configuration file {config.file} test failed")
         return 1
