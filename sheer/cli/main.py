@@ -11,6 +11,7 @@ from collections.abc import Callable
 from sheer import __version__
 from sheer.cli.common import say
 from sheer.config import Config, ConfigError, load
+from sheer.config.errors import unexpected
 
 DEFAULT_CONF = "/etc/sheer/sheer.conf"
 SIGNALS = {"stop": signal.SIGTERM, "quit": signal.SIGQUIT, "reload": signal.SIGHUP, "reopen": signal.SIGUSR1}
@@ -98,8 +99,9 @@ def _main(argv: list[str]) -> int:
         return 0
     try:
         config = read_config(args)
-    except ConfigError as exc:
-        say(f"[emerg] {exc}")
+    except Exception as exc:  # noqa: BLE001 - a file must never get a traceback, only its error
+        say(f"[emerg] {exc}" if isinstance(exc, ConfigError)
+            else f"[emerg] reading {args.conf} failed: {unexpected(exc)}")
         if args.test or args.dump:
             say(f"configuration file {os.path.abspath(args.conf)} test failed")
         return 1

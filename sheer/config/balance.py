@@ -19,6 +19,20 @@ METHOD_DIRECTIVES = ("least_conn", "hash", "ip_hash", "random")
 # Methods that keep nginx's NGX_*_UPSTREAM_BACKUP flag; the others refuse `backup`.
 _BACKUP_OK = frozenset({"round_robin", "least_conn"})
 
+# `hash ... consistent` builds weight x 160 points on its circle and `maglev` a table of weight x 100
+# slots: a total weight above this would take a worker minutes and gigabytes to build (nginx would
+# fail to allocate it at start-up). The API's `weight` changes are held to the same total.
+MAX_TOTAL_WEIGHT = 100_000
+EXPANDING = frozenset({"consistent", "maglev"})
+
+
+def total_weight_problem(method: str, total: int) -> str | None:
+    if method in EXPANDING and total > MAX_TOTAL_WEIGHT:
+        how = "hash ... consistent" if method == "consistent" else "hash ... maglev"
+        return (f'the servers\' total weight {total} is too large for "{how}" (at most {MAX_TOTAL_WEIGHT}: '
+                "it builds a table in proportion to the weights); use smaller weights in the same ratio")
+    return None
+
 
 def least_conn(args: list[str], src: Source) -> Balance:
     return Balance("least_conn", source=src)
@@ -63,6 +77,9 @@ def upstream_balance(settings: dict[str, Any], sources: dict[str, Source],
         raise ConfigError(f'load balancing method redefined ("{named[0][1]}" and "{named[1][1]}")',
                           sources[named[1][1]])
     balance: Balance = settings[named[0][1]] if named else Balance()
+    problem = total_weight_problem(balance.method, sum(server.weight for server in servers))
+    if problem:
+        raise ConfigError(problem, balance.source)
     if balance.method not in _BACKUP_OK:
         for server in servers:
             if server.backup:

@@ -28,3 +28,9 @@ class ConfigError(Exception):
         if self.source is None:
             return self.message
         return f"{self.source}: {self.message}"
+
+
+def unexpected(exc: BaseException) -> str:
+    """An error nobody foresaw, in one line (the master and `sheer -t` say it instead of a traceback):
+    what it is, and that it is sheer's to fix."""
+    return f"{type(exc).__name__}: {exc!s:.300} (unexpected: a bug in sheer, please report it)"

@@ -32,8 +32,12 @@ class Block:
         return self.settings.get(key, default)
 
 
+MAX_DEPTH = 64     # blocks within blocks; nginx's own contexts nest at most 5 deep (http server location if)
+
+
 def _read(path: str) -> list[dict[str, Any]]:
     try:
+        _check_bytes(path)
         _check_terminated(path)
         result = crossplane.parse(path, single=True, check_ctx=False, check_args=False, comments=False)
     except OSError as exc:
@@ -48,9 +52,21 @@ def _read(path: str) -> list[dict[str, Any]]:
     return parsed
 
 
+def _check_bytes(path: str) -> None:
+    """A NUL byte cannot be part of any name, address or path the kernel or libc is given: refuse the
+    file at its line, before anything is looked up with it."""
+    with open(path, "rb") as handle:
+        data = handle.read()
+    at = data.find(b"\0")
+    if at >= 0:
+        raise ConfigError("unexpected NUL byte", Source(path, data.count(b"\n", 0, at) + 1))
+
+
 def _check_terminated(path: str) -> None:
-    """crossplane takes `proxy_pass a }` as `proxy_pass a;`; nginx refuses it: `unexpected "}"`."""
+    """crossplane takes `proxy_pass a }` as `proxy_pass a;`; nginx refuses it: `unexpected "}"`.
+    Also bounds the nesting (crossplane's parser recurses once per block)."""
     pending = False
+    depth = 0
     try:
         tokens = list(crossplane.lex(path))
     except crossplane.errors.NgxParserBaseException:
@@ -61,6 +77,9 @@ def _check_terminated(path: str) -> None:
         if not quoted and token in (";", "{", "}"):
             if token == "}" and pending:
                 raise ConfigError('unexpected "}"', Source(path, line))
+            depth += {"{": 1, "}": -1, ";": 0}[token]
+            if depth > MAX_DEPTH:
+                raise ConfigError(f"blocks nested more than {MAX_DEPTH} levels deep", Source(path, line))
             pending = False
         else:
             pending = True

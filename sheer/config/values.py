@@ -14,6 +14,7 @@ _TIME_PART = re.compile(r"([0-9]+)(ms|s|m|h|d|w|M|y)?")
 # nginx (ngx_parse_time): units in decreasing order, each at most once; a bare number is seconds.
 _TIME_ORDER = ("y", "M", "w", "d", "h", "m", "s", "ms")
 _SIZE = re.compile(r"([0-9]+)([kKmMgG]?)")
+MAX_INT = 2**63 - 1      # NGX_MAX_INT_T_VALUE on 64-bit: numbers, sizes and times beyond it overflow in nginx
 
 _ESCAPES = {'"': '"', "'": "'", "\\": "\\", "t": "\t", "r": "\r", "n": "\n"}
 
@@ -50,21 +51,28 @@ def parse_time(value: str, name: str, source: Source) -> float:
         step = rank
         total += int(match.group(1)) * _TIME_UNITS[unit or "s"]
         pos = match.end()
+    if total * 1000 > MAX_INT:    # nginx (ngx_parse_time) keeps milliseconds in an ngx_int_t
+        raise ConfigError(f'"{name}" directive invalid value "{value!s:.40}", the time is too large', source)
     return total
 
 
 def parse_size(value: str, name: str, source: Source) -> int:
     match = _SIZE.fullmatch(value)
-    if match is None:
+    scale = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[match.group(2).lower()] if match else 1
+    # nginx (ngx_parse_size): at most NGX_MAX_OFF_T_VALUE once scaled
+    if match is None or int(match.group(1)) * scale > MAX_INT:
         raise ConfigError(f'"{name}" directive invalid value "{value}", expected a size such as 64k', source)
-    scale = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[match.group(2).lower()]
     return int(match.group(1)) * scale
 
 
-def parse_number(value: str, name: str, source: Source, minimum: int = 0) -> int:
-    if not (value.isascii() and value.isdigit()) or int(value) < minimum:
+def parse_number(value: str, name: str, source: Source, minimum: int = 0, maximum: int = MAX_INT) -> int:
+    """nginx's ngx_atoi, which refuses what overflows NGX_MAX_INT_T_VALUE; `maximum` where nginx's
+    directive has a tighter range."""
+    if not (value.isascii() and value.isdigit()) or not minimum <= int(value) <= maximum:
         wanted = "a non-negative number" if minimum == 0 else f"a number >= {minimum}"
-        raise ConfigError(f'"{name}" takes {wanted}, got "{value}"', source)
+        if maximum != MAX_INT:
+            wanted = f"a number from {minimum} to {maximum}"
+        raise ConfigError(f'"{name}" takes {wanted}, got "{value!s:.40}"', source)
     return int(value)
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from sheer.config.balance import MAX_TOTAL_WEIGHT, total_weight_problem
 from sheer.core.control import PatchError, parse_patch, peer_state
 from sheer.core.health import Health
 from sheer.core.stats import Block, Layout, PeerRef
@@ -289,6 +290,12 @@ class Api:
             changes = parse_patch(document, index)
         except PatchError as exc:
             raise ApiError(exc.status, exc.text, exc.code) from None
+        if "weight" in changes:
+            weights = [self.reader.overrides(other.control)[2] or other.server.weight for other in refs]
+            weights[index] = changes["weight"]
+            if total_weight_problem(ref.upstream.balance.method, sum(weights)):
+                raise ApiError(400, 'invalid "weight" value: the servers\' total weight would exceed '
+                               f"{MAX_TOTAL_WEIGHT} for this upstream's method", "UpstreamBadWeight")
         assert self.writer is not None
         self.writer.apply(ref, changes)
         return self.server_conf(ref)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sheer.config import Config, ConfigError
+from sheer.config.errors import unexpected
 from sheer.io.logs import ErrorLogger, LogOpenError, reopen_logs
 from sheer.io.sockets import ListenError, ensure_unclaimed, listener
 from sheer.runtime import proctitle
@@ -89,7 +90,7 @@ class Master:
                     sock = listener(listen)
                     created.append(sock)
                     have.append(sock)
-        except ListenError as exc:
+        except Exception as exc:  # noqa: BLE001 - ListenError, or anything else: undo, then say it
             for sock in created:
                 sock.close()
                 for have in self.slots.values():
@@ -97,7 +98,7 @@ class Master:
                         have.remove(sock)
             for key in [key for key, have in self.slots.items() if not have]:
                 del self.slots[key]
-            raise StartupError(str(exc)) from None
+            raise StartupError(str(exc) if isinstance(exc, ListenError) else unexpected(exc)) from None
         for key in list(self.slots):
             if key not in wanted:
                 for sock in self.slots.pop(key):
@@ -204,12 +205,16 @@ class Master:
             config = self.reload_config()
             log = ErrorLogger(config.error_log)
             resolve_user(config)
+            # Everything `sheer -t` checks (every log file can be opened, ...): a new worker that
+            # cannot start would otherwise stop the whole server instead of leaving the old one serving.
+            problems = check(config)
         except (ConfigError, LogOpenError, PrivilegeError) as exc:
             self.log.log("emerg", f"{exc}; the new configuration is refused, the old one keeps serving")
             return str(exc)
-        # Everything `sheer -t` checks (every log file can be opened, ...): a new worker that
-        # cannot start would otherwise stop the whole server instead of leaving the old one serving.
-        problems = check(config)
+        except Exception as exc:  # noqa: BLE001 - whatever a file can bring, the master keeps serving
+            why = f"reading the new configuration failed: {unexpected(exc)}"
+            self.log.log("emerg", f"{why}; the new configuration is refused, the old one keeps serving")
+            return why
         if problems:
             for problem in problems:
                 self.log.log("emerg", f"{problem}; the new configuration is refused, the old one keeps serving")
@@ -219,10 +224,11 @@ class Master:
             previous = self.config
             self.config = config
             self.open_listeners(config)
-        except StartupError as exc:
+        except Exception as exc:  # noqa: BLE001 - StartupError, or anything else: the old one serves on
             self.config = previous
-            self.log.log("emerg", f"{exc}; the new configuration is refused, the old one keeps serving")
-            return str(exc)
+            why = str(exc) if isinstance(exc, StartupError) else unexpected(exc)
+            self.log.log("emerg", f"{why}; the new configuration is refused, the old one keeps serving")
+            return why
         self.log = log
         self.generation += 1
         self.load_time = time.time()

@@ -48,14 +48,14 @@ def resolve_user(config: Config) -> tuple[int, int] | None:
     name, group = config.user
     try:
         entry = pwd.getpwnam(name)
-    except KeyError:
-        raise PrivilegeError(f'getpwnam("{name}") failed: no such user') from None
+    except (KeyError, ValueError):     # ValueError: a name libc cannot be given (an embedded NUL)
+        raise PrivilegeError(f'getpwnam("{name!s:.64}") failed: no such user') from None
     gid = entry.pw_gid
     if group is not None:
         try:
             gid = grp.getgrnam(group).gr_gid
-        except KeyError:
-            raise PrivilegeError(f'getgrnam("{group}") failed: no such group') from None
+        except (KeyError, ValueError):
+            raise PrivilegeError(f'getgrnam("{group!s:.64}") failed: no such group') from None
     return entry.pw_uid, gid
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from sheer.config.model import Config, Http, Upstream, UpstreamServer
+from sheer.config.model import Balance, Config, Http, Upstream, UpstreamServer
 from sheer.core.api import Api, Instance, iso
 from sheer.core.balancer import RoundRobin
 from sheer.core.balancers import make_balancer
@@ -109,6 +109,17 @@ def test_bad_patches_change_nothing(body: bytes, status: int, code: str) -> None
     answer = api.handle("PATCH", "9/http/upstreams/app/servers/0", {}, body, "r")
     assert (answer.status, answer.body["error"]["code"]) == (status, code)
     assert board.version == 0 and board.control[0] == [0, 0, 0]
+
+
+def test_weight_is_held_to_what_a_consistent_hash_can_build() -> None:
+    """hash consistent builds weight x 160 points: a PATCH may not make a worker build billions."""
+    upstream = Upstream("app", servers(1, 2), balance=Balance("consistent"))
+    board = Board(upstream)
+    api = Api(board, Instance("0.1.0", "127.0.0.1", 3, 1700000000.0, 11, 10), write=True, writer=board, now=1700000100.5)
+    answer = api.handle("PATCH", "9/http/upstreams/app/servers/0", {}, b'{"weight": 99999}', "r")
+    assert (answer.status, answer.body["error"]["code"]) == (400, "UpstreamBadWeight")
+    assert board.version == 0
+    assert api.handle("PATCH", "9/http/upstreams/app/servers/0", {}, b'{"weight": 99998}', "r").status == 200
 
 
 def test_patch_answers_the_server_object() -> None:

@@ -122,6 +122,20 @@ def stream(*lines: str) -> str:
      'no port in "127.0.0.1" of the "listen" directive'),
     (stream("    upstream u {", "        hash $remote_addr;", "        server 127.0.0.1:1 backup;", "    }", OK_SERVER),
      4, 'balancing method does not support parameter "backup"'),
+    # numbers, sizes and times beyond what nginx's ngx_atoi/ngx_parse_size/ngx_parse_time take
+    ("http {\n upstream u {\n  server 127.0.0.1:1;\n  keepalive 99999999999999999999;\n }\n}\n", 4,
+     '"keepalive" takes a number >= 1, got "99999999999999999999"'),
+    (stream("    upstream u {", "        server 127.0.0.1:1 weight=9223372036854775808;", "    }", OK_SERVER), 3,
+     '"weight" takes a number >= 1, got "9223372036854775808"'),
+    (stream("    proxy_timeout 999999999999999999y;", OK_SERVER), 2,
+     '"proxy_timeout" directive invalid value "999999999999999999y", the time is too large'),
+    (stream("    upstream u {", "        hash $remote_addr consistent;", "        server 127.0.0.1:1 weight=60000;",
+            "        server 127.0.0.2:1 weight=40001;", "    }", OK_SERVER), 3,
+     'the servers\' total weight 100001 is too large for "hash ... consistent" (at most 100000: it builds a '
+     "table in proportion to the weights); use smaller weights in the same ratio"),
+    ("user r\0oot;\n" + stream(OK_SERVER), 1, "unexpected NUL byte"),
+    (stream(OK_SERVER, '    # a comment is no place for \0 either'), 3, "unexpected NUL byte"),
+    ("events {}\n" + "http {\n" * 70 + "}\n" * 70, 66, "blocks nested more than 64 levels deep"),
 ])
 def test_error_names_file_line_and_nginx_wording(tmp_path: Path, text: str, line: int, message: str) -> None:
     assert_error(tmp_path, text, line, message)
