@@ -131,8 +131,8 @@ def stream(*lines: str) -> str:
      '"proxy_timeout" directive invalid value "999999999999999999y", the time is too large'),
     (stream("    upstream u {", "        hash $remote_addr consistent;", "        server 127.0.0.1:1 weight=60000;",
             "        server 127.0.0.2:1 weight=40001;", "    }", OK_SERVER), 3,
-     'the servers\' total weight 100001 is too large for "hash ... consistent" (at most 100000: it builds a '
-     "table in proportion to the weights); use smaller weights in the same ratio"),
+     ('the servers\' total weight 100001 is too large for "hash ... consistent" (at most 100000: it builds a '
+     "table in proportion to the weights); use smaller weights in the same ratio")),
     ("user r\0oot;\n" + stream(OK_SERVER), 1, "unexpected NUL byte"),
     (stream(OK_SERVER, '    # a comment is no place for \0 either'), 3, "unexpected NUL byte"),
     ("events {}\n" + "http {\n" * 70 + "}\n" * 70, 66, "blocks nested more than 64 levels deep"),
