@@ -133,7 +133,9 @@ def _printable(buffer: bytes) -> str:
         cut = line.find(stop)
         if cut >= 0:
             line = line[:cut]
-    return line.decode("ascii", "backslashreplace").replace('"', '\\"')
+    text = "".join(chr(b) if 0x20 <= b < 0x7F and b != 0x22 else "\\\"" if b == 0x22 else f"\\x{b:02x}"
+                   for b in line)
+    return text if len(text) <= 160 else text[:160] + "..."     # control bytes never reach the log raw
 
 
 # --- version 2 -------------------------------------------------------------------------------

@@ -90,13 +90,21 @@ def test_the_numbers_are_every_workers(lb: tuple[Sheer, int, int]) -> None:
     workers = {pid for _, pid in seen}
     assert len(workers) == 2, f"both workers should have served (SO_REUSEPORT): {seen}"
     # Each proxied request is two requests to sheer (the front one and the backend's), on two connections.
-    status, _, text = request(control, path="/basic_status")
-    assert status == 200
-    found = re.fullmatch(r"Active connections: (\d+) \nserver accepts handled requests\n (\d+) (\d+) (\d+) \n"
-                         r"Reading: (\d+) Writing: (\d+) Waiting: (\d+) \n", text.decode())
-    assert found is not None, text
-    active, accepts, handled, requests, reading, writing, waiting = map(int, found.groups())
-    assert accepts == handled == requests == 81          # 40 front + 40 backend + this one
+    calls = []
+
+    def basic_status() -> list[int]:
+        calls.append(1)
+        status, _, text = request(control, path="/basic_status")
+        assert status == 200
+        found = re.fullmatch(r"Active connections: (\d+) \nserver accepts handled requests\n (\d+) (\d+) (\d+) \n"
+                             r"Reading: (\d+) Writing: (\d+) Waiting: (\d+) \n", text.decode())
+        assert found is not None, text
+        return list(map(int, found.groups()))
+
+    # a worker that answered the last backend request may count it out a moment later on a busy machine
+    wait_for(lambda: basic_status()[5] == 1, what="only this request writing")
+    active, accepts, handled, requests, reading, writing, waiting = basic_status()
+    assert accepts == handled == requests == 80 + len(calls)     # 40 front + 40 backend + the stub_status calls
     assert writing == 1 and reading == 0 and active == waiting + writing + reading
     by_backend = Counter(backend for backend, _ in seen.elements())
     got = {peer["server"].split(":")[0]: peer for peer in peers(control)}
@@ -105,10 +113,10 @@ def test_the_numbers_are_every_workers(lb: tuple[Sheer, int, int]) -> None:
         assert got[backend]["responses"]["2xx"] == by_backend[backend]
         assert got[backend]["state"] == "up" and got[backend]["active"] == 0
         assert got[backend]["received"] > 0 and got[backend]["sent"] > 0
-    status, zone = api(control, "9/http/server_zones/front")
+    _, zone = api(control, "9/http/server_zones/front")
     assert zone["requests"] == 40 and zone["responses"]["2xx"] == 40 and zone["processing"] == 0
-    status, requests_now = api(control, "9/http/requests")
-    assert requests_now["total"] == 40 + 40 + 2 + 1 + 1   # two API calls before this one, stub_status
+    _, requests_now = api(control, "9/http/requests")
+    assert requests_now["total"] == 40 + 40 + len(calls) + 2 + 1   # two API calls before this one
 
 
 def test_versions_paths_and_nginx_plus_errors(lb: tuple[Sheer, int, int]) -> None:
@@ -245,7 +253,9 @@ def test_the_api_answers_while_the_workers_are_saturated(lb: tuple[Sheer, int, i
     assert answered >= 5 and max(busy) >= 50, (answered, busy)      # the 100 connections were there
     after = api(control, "9/http/server_zones/front")[1]
     assert after["requests"] - before >= int(found.group(1)), (after, output)
-    assert after["processing"] == 0
+    # the requests wrk left in flight end as the workers see its connections go (a busy machine lags)
+    wait_for(lambda: api(control, "9/http/server_zones/front")[1]["processing"] == 0, timeout=10,
+             what="no request left processing")
 
 
 def test_prometheus_exposition_matches_the_api(lb: tuple[Sheer, int, int]) -> None:

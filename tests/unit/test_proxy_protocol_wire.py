@@ -272,3 +272,11 @@ def test_fuzz_one_byte_changed(pair: tuple[tuple[str, int], tuple[str, int]], ve
     header = bytearray(v1(*pair) if version == 1 else v2(*pair))
     header[position % len(header)] = value
     check_any(bytes(header) + b"payload")
+
+
+def test_control_bytes_never_reach_the_log_raw() -> None:
+    """A client's NULs and escapes are logged escaped and bounded (log-line and terminal injection)."""
+    result = parse(b"\x00" * 31 + b"\x1b[2J" + b"\x80" * 40)
+    assert isinstance(result, Malformed)
+    assert result.reason.startswith('broken header: "\\x00\\x00') and "\x00" not in result.reason
+    assert "\x1b" not in result.reason and len(result.reason) < 200
