@@ -40,9 +40,10 @@ bench: deps venv  ## sheer against Debian's nginx in the lab, interleaved runs, 
 	$(BIN)/python -m bench $(if $(WORKLOAD),--workload $(WORKLOAD)) $(if $(RUNS),--runs $(RUNS)) \
 	  $(if $(DURATION),--duration $(DURATION))
 
-lint: venv
-	$(BIN)/ruff check sheer tests
+lint: venv      ## ruff (line length 110), mypy --strict (core, config, net, doctor, io), the layers' contracts
+	$(BIN)/ruff check sheer tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 clean:
 	-$(BIN)/sheer lab down

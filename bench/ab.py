@@ -58,8 +58,8 @@ def report(a: Side, b: Side) -> str:
     for name in a.cpu_per_op:
         ca, cb = statistics.median(a.cpu_per_op[name]), statistics.median(b.cpu_per_op.get(name, [0.0]))
         ra, rb = statistics.median(a.rate[name]), statistics.median(b.rate.get(name, [0.0]))
-        rows.append(f"| {name} | {ca:.2f} | {cb:.2f} | {cb / ca:.3f} | {ra:,.0f} | {rb:,.0f} | {rb / ra:.3f} | "
-                    f"{len(a.cpu_per_op[name])} / {len(b.cpu_per_op.get(name, []))} |")
+        rows.append(f"| {name} | {ca:.2f} | {cb:.2f} | {cb / ca:.3f} | {ra:,.0f} | {rb:,.0f} | {rb / ra:.3f} "
+                    f"| {len(a.cpu_per_op[name])} / {len(b.cpu_per_op.get(name, []))} |")
     return "\n".join(rows)
 
 
@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             order = sides if round_ % 2 == 0 else sides[::-1]
             for side in order:
                 run_side(side, args.workload, args.duration, Path(tmp) / f"{side.name}-{round_}.json")
-                print(f"bench.ab: round {round_ + 1}/{args.runs} {side.name} done", file=sys.stderr, flush=True)
+                print(f"bench.ab: round {round_ + 1}/{args.runs} {side.name} done", file=sys.stderr,
+                      flush=True)
     print(report(*sides))
     return 0
 

@@ -68,14 +68,14 @@ def svg(results: dict[str, Any]) -> str:
             out.append(f'<text x="{LEFT + 6}" y="{y + 19}" fill="#a00">no result</text>')
         else:
             color = "#2e7d32" if r.met else "#c62828" if r.met is False else "#777"
-            out.append(f'<rect x="{LEFT}" y="{y + 6}" width="{x(r.advantage) - LEFT:.1f}" height="{ROW - 14}" '
-                       f'fill="{color}" opacity="0.8"/>')
+            out.append(f'<rect x="{LEFT}" y="{y + 6}" width="{x(r.advantage) - LEFT:.1f}" '
+                       f'height="{ROW - 14}" fill="{color}" opacity="0.8"/>')
             out.append(f'<text x="{x(r.advantage) + 6:.1f}" y="{y + 19}">{r.advantage:.2f}×</text>')
         out.append(f'<line x1="{x(r.target):.1f}" y1="{y + 2}" x2="{x(r.target):.1f}" y2="{y + ROW - 4}" '
                    'stroke="black" stroke-width="2"/>')
         if r.ceiling:
-            out.append(f'<line x1="{x(r.ceiling):.1f}" y1="{y + 2}" x2="{x(r.ceiling):.1f}" y2="{y + ROW - 4}" '
-                       'stroke="#1565c0" stroke-width="2" stroke-dasharray="3,2"/>')
+            out.append(f'<line x1="{x(r.ceiling):.1f}" y1="{y + 2}" x2="{x(r.ceiling):.1f}" '
+                       f'y2="{y + ROW - 4}" stroke="#1565c0" stroke-width="2" stroke-dasharray="3,2"/>')
     legend = TOP + ROW * len(found) + 38
     out.append(f'<text x="12" y="{legend}" fill="#555">green: target met; red: missed; '
                'blue dashed: the ceiling docs/performance.md computes for the workload</text>')

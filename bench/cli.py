@@ -29,12 +29,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         + ", ".join([w.name for w in workloads.WORKLOADS] + list(workloads.GROUPS)))
     p.add_argument("-n", "--runs", type=int, default=3, help="runs per proxy, interleaved (default 3)")
     p.add_argument("-d", "--duration", type=float, default=5.0, help="seconds per measured run (default 5)")
-    p.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"where to write results (default {DEFAULT_JSON})")
-    p.add_argument("--chart", type=Path, help=f"where to draw the chart (default: {FULL_CHART} after a run of "
-                   "every workload, else beside the JSON)")
+    p.add_argument("--json", type=Path, default=DEFAULT_JSON,
+                   help=f"where to write results (default {DEFAULT_JSON})")
+    p.add_argument("--chart", type=Path, help=f"where to draw the chart (default: {FULL_CHART} after a run "
+                   "of every workload, else beside the JSON)")
     p.add_argument("--only", choices=runner.KINDS, help="run one proxy only (no ratios)")
     p.add_argument("--profile", type=Path, metavar="DIR",
-                   help="py-spy sheer's workers during its runs, collapsed stacks into DIR (slows sheer a little)")
+                   help="py-spy sheer's workers during its runs, collapsed stacks into DIR (slows sheer a "
+                        "little)")
     p.add_argument("--keep-lab", action="store_true", help="leave the bench servers running afterwards")
     args = p.parse_args(argv)
     if args.runs < 1 or not 0.5 <= args.duration <= 120:
@@ -108,7 +110,8 @@ def _main(argv: list[str] | None) -> int:
         for r in results:
             files = sorted(args.profile.glob(f"{r.workload.name}-*.txt"))
             if files:
-                print(f"\n## py-spy, sheer workers, {r.workload.name}\n\n```\n{profile.summary(files, 15)}\n```")
+                print("\n## py-spy, sheer workers, "
+                      f"{r.workload.name}\n\n```\n{profile.summary(files, 15)}\n```")
     print(f"\n{meta['seconds']:.0f}s; JSON: {args.json}; chart: {chart_path}", file=sys.stderr)
     complete = all(r.samples[k] for r in results for k in kinds)
     return 0 if complete else 1

@@ -108,11 +108,12 @@ class Watch:
         elapsed = time.monotonic() - self.started
         now = kernel_state(self.lab)
         if now != self.kernel:
-            diff = [ln for ln in difflib.unified_diff(self.kernel.splitlines(), now.splitlines(), lineterm="", n=0)
-                    if ln[:1] in "+-" and ln[:3] not in ("+++", "---")]
+            changes = difflib.unified_diff(self.kernel.splitlines(), now.splitlines(), lineterm="", n=0)
+            diff = [ln for ln in changes if ln[:1] in "+-" and ln[:3] not in ("+++", "---")]
             raise Disturbed("the proxy's netfilter/routing state changed during the run (another session's "
                             f"test?): {' | '.join(diff[:4])}")
-        busy = {p: self.last[p] - self.first[p] for p in self.last if self.last[p] - self.first[p] > BUSY * elapsed}
+        busy = {p: self.last[p] - self.first[p] for p in self.last
+                if self.last[p] - self.first[p] > BUSY * elapsed}
         if busy:
             raise Disturbed("other processes used the CPU in the proxy namespace during the run: "
                             + ", ".join(f"pid {p} {cpu:.2f}s" for p, cpu in busy.items()))

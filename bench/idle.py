@@ -10,6 +10,7 @@ import time
 
 from bench import procstat
 from bench.loads import Sample, helper
+from bench.upstreams import HTTP_PORT, UDP_SINK_PORT
 from sheer.lab.errors import LabError
 from sheer.lab.procs import alive, signal_and_wait
 from sheer.lab.testing import Lab
@@ -81,15 +82,11 @@ def _measure(lab: Lab, pid: int, argv: list[str], proto: str, upstream_port: int
 
 
 def tcp(lab: Lab, pid: int, count: int, port: int, seconds: float) -> Sample:
-    from bench.upstreams import HTTP_PORT
-
     argv = [*helper("idle_client.py"), "tcp", str(VIP), str(port), str(count), f"{seconds:g}"]
     return _measure(lab, pid, argv, "tcp", HTTP_PORT, count, seconds)
 
 
 def udp(lab: Lab, pid: int, count: int, port: int, seconds: float) -> Sample:
-    from bench.workloads import UDP_SINK_PORT
-
     added = [a for a in EXTRA_CLIENTS
              if lab.run("client", "ip", "addr", "add", f"{a}/24", "dev", "sheer-pub").returncode == 0]
     try:

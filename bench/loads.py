@@ -72,7 +72,8 @@ def dnsperf(lab: Lab, duration: float, qps: int | None = None) -> Sample:
     rate = float(_grab(r"Queries per second:\s+([\d.]+)", out, "Queries per second"))
     # "> NOERROR www.example.com A 0.000322" (seconds)
     lat = [float(m) * 1000 for m in re.findall(r"^> \S+ \S+ \S+ ([\d.]+)$", out, re.MULTILINE)]
-    return Sample(rate, "q/s", lost / sent if sent else 1.0, percentiles(lat), extra={"sent": sent, "lost": lost})
+    return Sample(rate, "q/s", lost / sent if sent else 1.0, percentiles(lat),
+                  extra={"sent": sent, "lost": lost})
 
 
 # ---- HTTP: wrk ------------------------------------------------------------------------------
@@ -106,7 +107,8 @@ def wrk(lab: Lab, url: str, duration: float, connections: int = 50, close: bool 
     if m:
         errors += int(m.group(1))
     lat = {f"p{p}": _ms(v) for p, v in re.findall(r"^\s+(50|90|99)%\s+(\S+)$", out, re.MULTILINE)}
-    return Sample(rate, unit, errors / max(total + errors, 1), lat, extra={"requests": total, "errors": errors})
+    return Sample(rate, unit, errors / max(total + errors, 1), lat,
+                  extra={"requests": total, "errors": errors})
 
 
 # ---- TCP bulk: iperf3 -----------------------------------------------------------------------

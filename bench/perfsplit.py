@@ -30,7 +30,8 @@ def samples(lines: Iterable[str]) -> Iterator[list[str]]:
 
 def where(block: list[str]) -> str:
     """The system call a sample sits under, "user", or "kernel" (interrupts, scheduling)."""
-    symbols = [parts[1].split("+")[0] for parts in (line.split(None, 2) for line in block[1:]) if len(parts) > 1]
+    symbols = [parts[1].split("+")[0] for parts in (line.split(None, 2) for line in block[1:])
+               if len(parts) > 1]
     for symbol in reversed(symbols):
         for prefix in ("__x64_sys_", "__do_sys_"):
             if symbol.startswith(prefix):

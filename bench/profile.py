@@ -14,8 +14,8 @@ from bench import procstat
 
 
 def available() -> str | None:
-    return shutil.which("py-spy") or (str(p) if (p := Path(__file__).resolve().parents[1] / ".venv/bin/py-spy").exists()
-                                      else None)
+    venv = Path(__file__).resolve().parents[1] / ".venv/bin/py-spy"
+    return shutil.which("py-spy") or (str(venv) if venv.exists() else None)
 
 
 def start(pid: int, seconds: float, out: Path, name: str) -> list[subprocess.Popen[bytes]]:
@@ -26,8 +26,10 @@ def start(pid: int, seconds: float, out: Path, name: str) -> list[subprocess.Pop
     out.mkdir(parents=True, exist_ok=True)
     procs = []
     for worker in procstat.tree(pid)[1:]:
-        procs.append(subprocess.Popen([spy, "record", "--nonblocking", "-r", "200", "-d", f"{max(1, round(seconds))}",
-                                       "-f", "raw", "-o", str(out / f"{name}-{worker}.txt"), "-p", str(worker)],
+        procs.append(subprocess.Popen([spy, "record", "--nonblocking", "-r", "200", "-d",
+                                       f"{max(1, round(seconds))}",
+                                       "-f", "raw", "-o", str(out / f"{name}-{worker}.txt"), "-p",
+                                       str(worker)],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     return procs
 

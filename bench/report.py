@@ -52,7 +52,8 @@ def table(results: list[Result]) -> str:
         n, s = r.median("nginx"), r.median("sheer")
         rows.append(f"| {r.workload.name}: {r.workload.title} | {_rate(n)} | {_rate(s)} | {_verdict(r)} | "
                     f"{_pct(n, 'loss')} / {_pct(s, 'loss')} | {_lat(n)} | {_lat(s)} | "
-                    f"{_pct(n, 'cpu')} / {_pct(s, 'cpu')} | {_pct(n, 'host_busy')} / {_pct(s, 'host_busy')} |")
+                    f"{_pct(n, 'cpu')} / {_pct(s, 'cpu')} | "
+                    f"{_pct(n, 'host_busy')} / {_pct(s, 'host_busy')} |")
     return "\n".join(rows)
 
 

@@ -19,11 +19,11 @@ from typing import Any
 
 from bench import guard, procstat, profile, upstreams
 from bench.loads import Sample
-from bench.workloads import UDP_SINK_PORT, Context, Workload
-from sheer.lab import plumbing, proxy
+from bench.workloads import Context, Workload
+from sheer.lab import plumbing, running_proxy
 from sheer.lab.errors import LabError
 from sheer.lab.procs import netns_exec, run
-from sheer.lab.proxy import Kind
+from sheer.lab.running_proxy import Kind
 from sheer.lab.testing import Lab
 from sheer.lab.topology import PREFIX, RR_INTERNAL, VIP
 
@@ -69,7 +69,7 @@ def _nginx_extra(lab: Lab, method: str) -> None:
     chain prerouting {{
         type filter hook prerouting priority mangle;
         ip saddr 172.16.0.0/24 tcp sport {{ {upstreams.HTTP_PORT}, {upstreams.IPERF_PORT} }} meta mark set 0x1
-        ip saddr 172.16.0.0/24 udp sport {UDP_SINK_PORT} meta mark set 0x1
+        ip saddr 172.16.0.0/24 udp sport {upstreams.UDP_SINK_PORT} meta mark set 0x1
     }}
 }}
 """
@@ -87,9 +87,11 @@ def _sheer_origin(lab: Lab, verb: str, config: Path) -> None:
     """`sheer net apply|revert` for origin NAT: the proxy's share, then `--role upstream` on each
     upstream for its bench DNS address (the lab's plumbing passes the witness address, which the
     bench config does not name)."""
-    _sheer_net(lab.node("proxy").netns, verb, "-c", str(config), *(("--dsr", "origin") if verb == "apply" else ()))
+    _sheer_net(lab.node("proxy").netns, verb, "-c", str(config),
+               *(("--dsr", "origin") if verb == "apply" else ()))
     for n in lab.topo.upstreams:
-        extra = ("--dsr", "origin", "--vip", str(VIP), "--via", str(RR_INTERNAL), "--internal", "172.16.0.0/24")
+        extra = ("--dsr", "origin", "--vip", str(VIP), "--via", str(RR_INTERNAL), "--internal",
+                 "172.16.0.0/24")
         _sheer_net(n.netns, verb, "-c", str(config), "--role", "upstream", "--host", upstreams.dns_address(n),
                    *(extra if verb == "apply" else ()))
 
@@ -150,7 +152,8 @@ class Result:
         }
 
 
-def run_once(lab: Lab, workload: Workload, kind: Kind, duration: float, profile_dir: Path | None = None) -> Sample:
+def run_once(lab: Lab, workload: Workload, kind: Kind, duration: float,
+             profile_dir: Path | None = None) -> Sample:
     config_text = workload.config_for(kind)
     config = Path(lab.state_dir) / f"bench-{workload.name}.conf"
     upstreams.ensure(lab)
@@ -166,7 +169,7 @@ def run_once(lab: Lab, workload: Workload, kind: Kind, duration: float, profile_
             _nginx_extra(lab, workload.method)
         guard.wait_quiet(lab)
         # proxies' prefixes under bench/: the lab's own proxy-N directories belong to test sessions
-        with proxy.running(kind, config_text, Path(lab.state_dir) / "bench") as running:
+        with running_proxy.running(kind, config_text, Path(lab.state_dir) / "bench") as running:
             if workload.warmup:
                 workload.measure(Context(lab, 1.0, running.pid))
             spies = (profile.start(running.pid, duration, profile_dir, workload.name)
@@ -195,14 +198,15 @@ def run_all(lab: Lab, workloads: list[Workload], runs: int, duration: float,
                     try:
                         sample = run_once(lab, workload, kind, duration, profile_dir)
                     except (LabError, OSError, subprocess.SubprocessError) as exc:
-                        note = f"{workload.name} {kind} run {round_ + 1} attempt {attempt}: {type(exc).__name__}: {exc}"
+                        note = (f"{workload.name} {kind} run {round_ + 1} attempt {attempt}: "
+                                f"{type(exc).__name__}: {exc}")
                         result.failures.append(note)
                         progress(f"  ! {note}")
                         continue
                     result.samples[kind].append(sample)
                     lat = " ".join(f"{k} {v:.2f}ms" for k, v in sample.latency_ms.items())
-                    progress(f"  {workload.name:<15} {kind:<5} run {round_ + 1}: {sample.rate:,.1f} {sample.unit}"
-                             f" loss {sample.loss:.3%} cpu {sample.cpu:.0%}"
+                    progress(f"  {workload.name:<15} {kind:<5} run {round_ + 1}: {sample.rate:,.1f} "
+                             f"{sample.unit} loss {sample.loss:.3%} cpu {sample.cpu:.0%}"
                              f" host {sample.extra.get('host_busy', 0):.0%} {lat}")
                     break
         results.append(result)

@@ -20,6 +20,7 @@ from sheer.lab.witness import DNSMASQ, NGINX
 
 HTTP_PORT = 8080
 IPERF_PORT = 5201
+UDP_SINK_PORT = 8000  # the witnesses' UDP echo: the memory workload's sessions
 IPERF_NODE = "up1"
 DNS_NAME = "www.example.com"
 
@@ -34,7 +35,8 @@ def _dir(lab: Lab, node: Node) -> Path:
 
 
 def nginx_conf(d: Path) -> str:
-    temp = "".join(f"\n    {k}_temp_path {d}/tmp/{k};" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    temp = "".join(f"\n    {k}_temp_path {d}/tmp/{k};"
+                   for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     return f"""user root;
 worker_processes 1;
 worker_rlimit_nofile 70000;
@@ -66,7 +68,8 @@ def _start_iperf(lab: Lab, node: Node) -> None:
     d.mkdir(parents=True, exist_ok=True)
     log = (d / "iperf3.log").open("ab")
     proc = subprocess.Popen(["ip", "netns", "exec", node.netns, "iperf3", "-s", "-p", str(IPERF_PORT)],
-                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
     (d / "iperf3.pid").write_text(f"{proc.pid}\n")
 
 

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 
 from bench import idle, loads, upstreams
 from bench.loads import Sample
+from bench.upstreams import UDP_SINK_PORT
 from sheer.lab.testing import Lab
 from sheer.lab.topology import VIP, article
 
 WORKERS = 2
 TCP_PORT = 8080  # stream proxy -> the upstreams' quiet nginx (keepalive request/response)
-UDP_SINK_PORT = 8000  # the witnesses' UDP echo: the memory workload's sessions
 MEM_UDP_WORKERS = 6
 
 
@@ -127,7 +127,8 @@ DNS_PROXIED = dns("$remote_addr transparent", 1)
 DNS_DSR = dns("$remote_addr:$remote_port transparent", 0)
 # nginx has no active health checks (nginx Plus does): sheer refuses DSR without one unless told,
 # and the benchmark compares the same work, so sheer runs unchecked like nginx
-DNS_DSR_SHEER = DNS_DSR.replace("proxy_responses 0;", "proxy_responses 0;\n        dsr_without_health_check on;")
+DNS_DSR_SHEER = DNS_DSR.replace("proxy_responses 0;",
+                                "proxy_responses 0;\n        dsr_without_health_check on;")
 
 # Idle flows. The hard RLIMIT_NOFILE here is 20,000 (no CAP_SYS_RESOURCE to raise it), and every
 # UDP session holds one socket: 100,000 sessions need 6 workers (~16,700 each, by SO_REUSEPORT's
@@ -199,15 +200,18 @@ WORKLOADS: tuple[Workload, ...] = (
              _tcp_keepalive, 1.0),
     Workload("tcp-new", "TCP stream transparent, new connection per request (wrk -c 32, Connection: close)",
              TCP, "transparency", _tcp_new, 0.9),
-    Workload("bulk", "TCP bulk through the stream proxy, transparent (iperf3, 1 stream)", BULK, "transparency",
+    Workload("bulk", "TCP bulk through the stream proxy, transparent (iperf3, 1 stream)", BULK,
+             "transparency",
              _bulk, 0.9, warmup=False),
     Workload("mem-tcp", f"RSS per idle TCP connection ({idle.TCP_COUNT:,} client connections)", MEM_TCP,
              "transparency", _mem_tcp, 2.0, higher_is_better=False, warmup=False),
-    Workload("mem-udp", f"RSS per UDP session ({idle.UDP_COUNT:,} sessions, {MEM_UDP_WORKERS} workers)", MEM_UDP, "transparency", _mem_udp,
+    Workload("mem-udp", f"RSS per UDP session ({idle.UDP_COUNT:,} sessions, {MEM_UDP_WORKERS} workers)",
+             MEM_UDP, "transparency", _mem_udp,
              2.0, higher_is_better=False, warmup=False),
 )
 
-GROUPS = {"dns-dsr": ("dns-dsr-router", "dns-dsr-origin"), "dns": ("dns-proxied", "dns-dsr-router", "dns-dsr-origin"),
+GROUPS = {"dns-dsr": ("dns-dsr-router", "dns-dsr-origin"),
+          "dns": ("dns-proxied", "dns-dsr-router", "dns-dsr-origin"),
           "tcp": ("tcp-keepalive", "tcp-new"), "mem": ("mem-tcp", "mem-udp")}
 
 

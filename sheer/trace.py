@@ -1,26 +1,24 @@
-"""`sheer trace -c CONF [--client ADDR] [--seconds N] [--json]`: watch one flow hop by hop.
+"""What `sheer trace` does: watch one flow hop by hop.
 
 One tcpdump per network namespace (`-i any -y LINUX_SLL2`: every interface, with its index and the
 direction) writing pcap, a BPF filter on the config's ports (and the client), bounded by --seconds and
 a packet count; every tcpdump is ended by its PID. In the lab every node is watched, elsewhere this
 namespace. Then the first flow from a client is followed: client -> proxy -> upstream -> proxy or return
-router -> client, and where its replies stopped."""
+router -> client, and where its replies stopped. Where to watch (the lab's nodes, or here) is the
+caller's choice."""
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import select
 import subprocess
-import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sheer.cli.common import load_config
 from sheer.config import Config
 from sheer.trace_pcap import Packet, read
 
@@ -47,16 +45,6 @@ class Hop:
                 "dst": p.dst, "dport": p.dport, "flags": p.flags, "len": p.length}
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sheer trace", description=(
-        "Watch the proxy's interfaces (in the lab: every node) for one flow and print its path hop by hop."))
-    p.add_argument("-c", dest="conf", metavar="file", default="/etc/sheer/sheer.conf", help="configuration file")
-    p.add_argument("--client", metavar="ADDR", help="only flows from this client address")
-    p.add_argument("--seconds", type=float, default=5.0, help=f"how long to watch (at most {MAX_SECONDS:g})")
-    p.add_argument("--json", action="store_true", help="the hops as JSON")
-    return p
-
-
 def ports(config: Config) -> tuple[set[int], set[int], set[str]]:
     """(listen ports, upstream ports, upstream addresses) of the configuration."""
     listen: set[int] = set()
@@ -76,20 +64,6 @@ def ports(config: Config) -> tuple[set[int], set[int], set[str]]:
     return listen, upstream, hosts
 
 
-def spots() -> list[Spot]:
-    """The lab's nodes when its namespaces exist (and we are in the root one or one of them), else here."""
-    from sheer.lab.topology import article
-
-    topo = article()
-    try:
-        named = set(os.listdir("/run/netns"))
-    except OSError:
-        named = set()
-    if all(node.netns in named for node in topo.nodes):
-        return [Spot(node.name, node.netns) for node in topo.nodes]
-    return [Spot("here", None)]
-
-
 def bpf(listen: set[int], upstream: set[int], client: str | None) -> str:
     port_list = " or ".join(f"port {p}" for p in sorted(listen | upstream))
     text = f"ip and (tcp or udp) and ({port_list})"
@@ -101,11 +75,15 @@ def _in(spot: Spot, *cmd: str) -> list[str]:
 
 
 def interfaces(spot: Spot) -> dict[int, str]:
-    res = subprocess.run(_in(spot, "ip", "-j", "link"), capture_output=True, text=True, check=False, timeout=5)
+    res = subprocess.run(_in(spot, "ip", "-j", "link"), capture_output=True, text=True, check=False,
+                         timeout=5)
     return {link["ifindex"]: link["ifname"] for link in json.loads(res.stdout or "[]")}
 
 
-def capture(where: list[Spot], bpf_text: str, seconds: float) -> list[Hop]:
+def capture(where: list[Spot], bpf_text: str, seconds: float,
+            watching: Callable[[list[Spot], str, float], None] = lambda *_: None) -> list[Hop]:
+    """Every packet the filter passes in `where` for `seconds`; `watching` is told once every tcpdump
+    listens (before that, a flow would be missed)."""
     seconds = max(0.1, min(seconds, MAX_SECONDS))
     hops: list[Hop] = []
     with tempfile.TemporaryDirectory(prefix="sheer-trace-") as tmp:
@@ -116,10 +94,10 @@ def capture(where: list[Spot], bpf_text: str, seconds: float) -> list[Hop]:
                 cmd = _in(spot, "tcpdump", "-i", "any", "-y", "LINUX_SLL2", "-U", "-n", "-s", "160",
                           "-c", str(MAX_PACKETS), "-w", str(path), bpf_text)
                 procs.append((spot, path, subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
-                                                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)))
+                                                           stdout=subprocess.DEVNULL,
+                                                           stderr=subprocess.PIPE)))
             _wait_listening([p for _, _, p in procs], 5.0)
-            print(f"sheer trace: watching {', '.join(s.node for s in where)} for {seconds:g}s: {bpf_text}",
-                  file=sys.stderr, flush=True)
+            watching(where, bpf_text, seconds)
             time.sleep(seconds)
         finally:
             for _, _, proc in procs:
@@ -169,7 +147,8 @@ class Flow:
     stopped_at: Hop | None           # where the last reply was seen, when none reached the client
 
 
-def follow(hops: list[Hop], listen: set[int], upstream: set[int], hosts: set[str], client: str | None) -> Flow | None:
+def follow(hops: list[Hop], listen: set[int], upstream: set[int], hosts: set[str],
+           client: str | None) -> Flow | None:
     first = next((h for h in hops if h.packet.dport in listen and h.packet.src not in hosts
                   and (client is None or h.packet.src == client)), None)
     if first is None:
@@ -184,64 +163,14 @@ def follow(hops: list[Hop], listen: set[int], upstream: set[int], hosts: set[str
     mine = tuple(h for h in hops if h.packet.proto == req.proto and h.packet.time >= req.time
                  and frozenset({(h.packet.src, h.packet.sport), (h.packet.dst, h.packet.dport)}) in legs)
     # the answer: from where the client sent to, with payload (a TCP handshake alone is not one)
-    answered = [h for h in mine if (h.packet.dst, h.packet.dport) == cl and (h.packet.src, h.packet.sport) == front
+    answered = [h for h in mine if (h.packet.dst, h.packet.dport) == cl
+                and (h.packet.src, h.packet.sport) == front
                 and (h.packet.proto == "udp" or h.packet.length > 0)]
     reached = any(h.node == "client" and not h.packet.outgoing for h in answered) or (
         any(h.packet.outgoing for h in answered) and not any(h.node == "client" for h in hops))
     path = tuple(dict.fromkeys(h.node for h in answered if h.packet.outgoing))
-    inner_replies = [h for h in mine if inner is not None and (h.packet.src, h.packet.sport) == (inner.dst, inner.dport)]
+    inner_replies = [h for h in mine if inner is not None
+                     and (h.packet.src, h.packet.sport) == (inner.dst, inner.dport)]
     toward = inner_replies or [h for h in mine if h.packet.dst == cl[0]]
     stopped = None if reached or not toward else toward[-1]
     return Flow(mine, cl, front, req.proto, reached, path, stopped)
-
-
-def render(flow: Flow) -> str:
-    t0 = flow.hops[0].packet.time
-    width = max(len(h.node) for h in flow.hops)
-    out = [f"sheer trace: {flow.proto} flow {flow.client[0]}:{flow.client[1]} -> {flow.front[0]}:{flow.front[1]}"]
-    for h in flow.hops[:60]:
-        out.append(f"  +{(h.packet.time - t0) * 1000:9.3f} ms  {h.node:<{width}}  {h.dev:<10} "
-                   f"{'out' if h.packet.outgoing else 'in ':<3}  {h.packet.endpoints()}")
-    if len(flow.hops) > 60:
-        out.append(f"  ... {len(flow.hops) - 60} more")
-    route = " -> ".join(dict.fromkeys(h.node for h in flow.hops))
-    out.append(f"path: {route}")
-    if flow.reached:
-        out.append(f"reply: reached the client from {flow.front[0]}:{flow.front[1]}"
-                   + (f", sent on by {' -> '.join(flow.reply_path)}" if flow.reply_path else ""))
-    elif flow.stopped_at:
-        h = flow.stopped_at
-        out.append(f"reply: none reached the client; the last reply was seen at {h.node} "
-                   f"({h.dev}, {'out' if h.packet.outgoing else 'in'}): {h.packet.endpoints()} — it stopped there")
-    else:
-        out.append("reply: none seen anywhere; the request stopped at "
-                   f"{flow.hops[-1].node} ({flow.hops[-1].dev})")
-    return "\n".join(out)
-
-
-def to_json(flow: Flow) -> dict[str, Any]:
-    t0 = flow.hops[0].packet.time
-    stopped = flow.stopped_at
-    return {"proto": flow.proto, "client": list(flow.client), "front": list(flow.front),
-            "hops": [h.to_json(t0) for h in flow.hops], "reached": flow.reached,
-            "reply_path": list(flow.reply_path),
-            "stopped_at": stopped.to_json(t0) if stopped else None}
-
-
-def main(argv: list[str]) -> int:
-    args = parser().parse_args(argv)
-    config = load_config(args.conf)
-    if config is None:
-        return 1
-    listen, upstream, hosts = ports(config)
-    if not listen:
-        print("sheer: [emerg] the configuration listens nowhere: nothing to trace", file=sys.stderr)
-        return 1
-    hops = capture(spots(), bpf(listen, upstream, args.client), args.seconds)
-    flow = follow(hops, listen, upstream, hosts, args.client)
-    if flow is None:
-        print(json.dumps({"hops": [], "reached": False}) if args.json else
-              f"sheer trace: no flow to the configuration's ports seen in {args.seconds:g}s")
-        return 1
-    print(json.dumps(to_json(flow), indent=1) if args.json else render(flow))
-    return 0 if flow.reached else 1

@@ -78,5 +78,5 @@ def _sll2(frame: bytes, when: float) -> Packet | None:
         bits = seg[13]
         flags = "".join(name for i, name in enumerate(TCP_FLAGS) if bits >> i & 1)
         header = (seg[12] >> 4) * 4
-    return Packet(when, ifindex, pkttype == OUTGOING, "tcp" if l4 == 6 else "udp", src, sport, dst, dport, flags,
-                  max(0, total - ihl - header))
+    return Packet(when, ifindex, pkttype == OUTGOING, "tcp" if l4 == 6 else "udp", src, sport, dst, dport,
+                  flags, max(0, total - ihl - header))

@@ -6,6 +6,8 @@ import sys
 
 from sheer.config import Config, ConfigError, load
 
+DEFAULT_CONF = "/etc/sheer/sheer.conf"
+
 
 def say(message: str) -> None:
     print(f"sheer: {message}", file=sys.stderr)

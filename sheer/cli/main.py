@@ -1,4 +1,4 @@
-"""`sheer`: nginx's command-line flags, plus sheer's own verbs (lab, net, doctor, bench)."""
+"""`sheer`: nginx's command-line flags, plus sheer's own verbs (lab, net, doctor, trace)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ import sys
 from collections.abc import Callable
 
 from sheer import __version__
-from sheer.cli.common import say
+from sheer.cli.common import DEFAULT_CONF, say
 from sheer.config import Config, ConfigError, load
 from sheer.config.errors import unexpected
 
-DEFAULT_CONF = "/etc/sheer/sheer.conf"
 SIGNALS = {"stop": signal.SIGTERM, "quit": signal.SIGQUIT, "reload": signal.SIGHUP, "reopen": signal.SIGUSR1}
 
 
@@ -26,21 +25,21 @@ VERBS = {
 
 
 def _verbs() -> dict[str, Callable[[list[str]], int]]:
+    # each verb's module is imported only when it runs: `sheer -c` never loads pyroute2 or the lab
     def lab(argv: list[str]) -> int:
-        from sheer.lab.cli import main as lab_main
+        from sheer.cli.lab import main as lab_main
         return lab_main(argv)
 
     def net(argv: list[str]) -> int:
-        from sheer.net.cli import main as net_main
+        from sheer.cli.net import main as net_main
         return net_main(argv)
 
     def doctor(argv: list[str]) -> int:
-        from sheer.io.sockets import can_be_transparent
-        from sheer.net.doctor_cli import main as doctor_main
-        return doctor_main(argv, can_be_transparent)
+        from sheer.cli.doctor import main as doctor_main
+        return doctor_main(argv)
 
     def trace(argv: list[str]) -> int:
-        from sheer.trace import main as trace_main
+        from sheer.cli.trace import main as trace_main
         return trace_main(argv)
 
     return {"lab": lab, "net": net, "doctor": doctor, "trace": trace}
@@ -60,10 +59,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-c", metavar="file", dest="conf", default=DEFAULT_CONF,
                    help=f"configuration file (default: {DEFAULT_CONF})")
     p.add_argument("-p", metavar="prefix", dest="prefix",
-                   help="prefix for relative paths in the configuration (default: the configuration's directory)")
+                   help="prefix for relative paths in the configuration (default: the configuration's "
+                        "directory)")
     p.add_argument("-e", metavar="file", dest="error_log",
-                   help="error log used until the configuration is read, and when it sets none (default: stderr)")
-    p.add_argument("-g", metavar="directives", dest="directives", help="global directives, e.g. 'worker_processes 2;'")
+                   help="error log used until the configuration is read, and when it sets none (default: "
+                        "stderr)")
+    p.add_argument("-g", metavar="directives", dest="directives",
+                   help="global directives, e.g. 'worker_processes 2;'")
     p.add_argument("-t", action="store_true", dest="test", help="test the configuration and exit")
     p.add_argument("-T", action="store_true", dest="dump", help="test the configuration, dump it and exit")
     p.add_argument("-q", action="store_true", dest="quiet", help="only errors while testing")
@@ -114,7 +116,9 @@ def _main(argv: list[str]) -> int:
 
 def read_config(args: argparse.Namespace) -> Config:
     if not os.path.exists(args.conf):
-        hint = " (write one, or try `sheer lab demo` for the article's lab)" if args.conf == DEFAULT_CONF else ""
+        hint = ""
+        if args.conf == DEFAULT_CONF:
+            hint = " (write one, or try `sheer lab demo` for the article's lab)"
         raise ConfigError(f'open() "{args.conf}" failed (2: No such file or directory){hint}')
     config = load(args.conf, prefix=args.prefix, global_directives=args.directives)
     if args.error_log and config.error_log.path == "stderr":

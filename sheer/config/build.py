@@ -150,7 +150,8 @@ class StreamBuilder:
         listens = tuple(listen for listen, _ in block.get("listen", []))
         for listen in listens:
             if listen.port == 0:  # nginx's stream module has no default port
-                raise ConfigError(f'no port in "{listen.host or "*"}" of the "listen" directive', listen.source)
+                raise ConfigError(f'no port in "{listen.host or "*"}" of the "listen" directive',
+                                  listen.source)
         if not listens:
             raise ConfigError('no "listen" is defined for server', block.source)
         proxy_pass = block.get("proxy_pass")
@@ -165,7 +166,8 @@ class StreamBuilder:
         return_value = None
         if returned:
             if len(returned) != 1:
-                raise ConfigError('invalid number of arguments in "return" directive', block.sources["return"])
+                raise ConfigError('invalid number of arguments in "return" directive',
+                                  block.sources["return"])
             return_value = compile_template(returned[0], block.sources["return"], STREAM_VARIABLES)
         next_upstream = inherited(chain, "proxy_next_upstream", ["on"])
         if next_upstream not in (["on"], ["off"]):
@@ -176,7 +178,8 @@ class StreamBuilder:
         _check_dsr(listens, bind, inherited(chain, "proxy_responses", None),
                    upstream, block.sources.get("proxy_bind") or block.source)
         check_timeout = inherited(chain, "health_check_timeout", 5.0)
-        health_check = build_health.resolve(block.get("health_check"), self.matches, check_timeout, check_timeout)
+        health_check = build_health.resolve(block.get("health_check"), self.matches, check_timeout,
+                                            check_timeout)
         if health_check is not None and upstream is None:
             raise ConfigError('"health_check" needs "proxy_pass"', health_check.source)
         return StreamServer(
@@ -209,12 +212,12 @@ def _check_dsr(listens: tuple[Listen, ...], bind: ProxyBind | None, responses: i
         return
     tcp = [listen for listen in listens if not listen.udp]
     if bind.client_port and tcp:
-        raise ConfigError(f'direct server return (proxy_bind with $remote_port, proxy_responses 0) works for UDP only, '
-                          f'but "listen {tcp[0]}" is TCP: a TCP upstream cannot answer the client directly; '
-                          "use a separate server for TCP, without $remote_port", source)
+        raise ConfigError('direct server return (proxy_bind with $remote_port, proxy_responses 0) works for '
+                          f'UDP only, but "listen {tcp[0]}" is TCP: a TCP upstream cannot answer the client '
+                          "directly; use a separate server for TCP, without $remote_port", source)
     if not bind.client_port:
-        raise ConfigError('proxy_responses 0 with proxy_bind $remote_addr: the upstream would answer the client '
-                          "at a port the client never used; for direct server return write "
+        raise ConfigError("proxy_responses 0 with proxy_bind $remote_addr: the upstream would answer the "
+                          "client at a port the client never used; for direct server return write "
                           "`proxy_bind $remote_addr:$remote_port transparent;`", source)
     if any(listen.family == 6 for listen in listens) or (
             upstream is not None and any(server.family == 6 for server in upstream.servers)):
@@ -246,7 +249,8 @@ def _check_listen_conflicts(config: Config) -> None:
             for listen in http_server.listens:
                 key = (listen.bind_host, listen.port, False)
                 if seen.get(key) == "stream":
-                    raise ConfigError(f'"{listen}" is used by both a stream and an http server', listen.source)
+                    raise ConfigError(f'"{listen}" is used by both a stream and an http server',
+                                      listen.source)
                 seen[key] = "http"
 
 

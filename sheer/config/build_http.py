@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from sheer.config import build_health
 from sheer.config import directives as d
 from sheer.config.errors import ConfigError, Source
 from sheer.config.model import (
     DEFAULT_PROXY_HEADERS,
+    AccessLog,
+    ErrorLog,
     Http,
     HttpReturn,
     HttpServer,
@@ -25,15 +27,27 @@ from sheer.config.scope import implicit_address, implicit_upstream, inherited, p
 from sheer.config.template import HTTP_PREFIXES, HTTP_VARIABLES, Template, compile_template
 from sheer.config.tree import Block
 
-if TYPE_CHECKING:
-    from sheer.config.build import Builder
-
 COMBINED = ('$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent '
             '"$http_referer" "$http_user_agent"')
 
 
+class Shared(Protocol):
+    """What the http block takes from the main builder (`sheer.config.build.Builder`), which also builds
+    the stream block with it: upstream blocks, log formats and logs, paths under the prefix."""
+
+    def upstreams(self, block: Block, default_port: int | None) -> dict[str, Upstream]: ...
+
+    def log_formats(self, block: Block, variables: frozenset[str],
+                    prefixes: tuple[str, ...], predefined: dict[str, str]) -> dict[str, LogFormat]: ...
+
+    def access_logs(self, chain: list[Block], formats: dict[str, LogFormat],
+                    default_format: str | None) -> tuple[AccessLog, ...]: ...
+
+    def error_log(self, value: tuple[str, str]) -> ErrorLog: ...
+
+
 class HttpBuilder:
-    def __init__(self, top: Builder, block: Block) -> None:
+    def __init__(self, top: Shared, block: Block) -> None:
         self.top = top
         self.block = block
 
@@ -79,7 +93,8 @@ class HttpBuilder:
         exact = False
         if len(args) == 2:
             if args[0] != "=":
-                raise ConfigError(f'location modifier "{args[0]}" is not supported (only prefix and "=")', block.source)
+                raise ConfigError(f'location modifier "{args[0]}" is not supported (only prefix and "=")',
+                                  block.source)
             exact, path = True, args[1]
         elif args[0] in ("=", "~", "~*", "^~", "@") or args[0].startswith(("~", "@")):
             raise ConfigError(f'location "{args[0]}" is not supported: sheer has prefix and "=" locations',

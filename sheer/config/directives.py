@@ -78,7 +78,8 @@ def _error_log(args: list[str], src: Source) -> tuple[str, str]:
     if level not in LOG_LEVELS:
         raise ConfigError(f'invalid log level "{level}"', src)
     if args[0].startswith(("syslog:", "memory:")):
-        raise ConfigError(f'"{args[0].split(":")[0]}:" logging is not supported; write a file path or stderr', src)
+        raise ConfigError(f'"{args[0].split(":")[0]}:" logging is not supported; write a file path or stderr',
+                          src)
     return args[0], level
 
 
@@ -162,7 +163,8 @@ def _proxy_bind(args: list[str], src: Source) -> list[str]:
 
 def _http_version(args: list[str], src: Source) -> str:
     if args[0] not in ("1.0", "1.1"):
-        raise ConfigError(f'invalid value "{args[0]}" in "proxy_http_version" directive, it must be "1.0" or "1.1"', src)
+        raise ConfigError(f'invalid value "{args[0]}" in "proxy_http_version" directive, it must be "1.0" or '
+                          '"1.1"', src)
     return args[0]
 
 

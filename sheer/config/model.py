@@ -154,7 +154,8 @@ class StreamServer:
     proxy_bind: ProxyBind | None = None
     health_check: HealthCheck | None = None   # active checks of the upstream's peers
     dsr_without_health_check: bool = False    # sheer-only: run DSR with no active check, knowingly
-    status_zone: str | None = None            # nginx Plus: this server's counters in /api/N/stream/server_zones
+    # nginx Plus: this server's counters in /api/N/stream/server_zones
+    status_zone: str | None = None
     source: Source | None = None
 
     @property

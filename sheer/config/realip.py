@@ -39,7 +39,8 @@ def network(args: list[str], source: Source) -> Network:
     """`set_real_ip_from 192.0.2.0/24 | 2001:db8::/32 | 192.0.2.1`."""
     text = args[0]
     if text.startswith("unix:"):
-        raise ConfigError('"set_real_ip_from unix:" is not supported: sheer listens on IP sockets only', source)
+        raise ConfigError('"set_real_ip_from unix:" is not supported: sheer listens on IP sockets only',
+                          source)
     try:
         return ipaddress.ip_network(text, strict=False)
     except ValueError:
@@ -48,7 +49,8 @@ def network(args: list[str], source: Source) -> Network:
 
 def protocol_version(args: list[str], source: Source) -> int:
     if args[0] not in ("1", "2"):
-        raise ConfigError(f'invalid value "{args[0]}" in "proxy_protocol_version" directive, it must be "1" or "2"',
+        raise ConfigError(f'invalid value "{args[0]}" in "proxy_protocol_version" directive, it must be "1" '
+                          'or "2"',
                           source)
     return int(args[0])
 
@@ -82,7 +84,8 @@ def stream_options(chain: list[Any]) -> dict[str, Any]:
     if sending and _inherited(chain, "proxy_responses", None) == 0:
         bind = _inherited(chain, "proxy_bind", ["off"])
         if "$remote_port" in bind[0] or "${remote_port}" in bind[0]:
-            where = next((block.sources["proxy_protocol"] for block in chain if "proxy_protocol" in block.sources),
+            where = next((block.sources["proxy_protocol"] for block in chain
+                          if "proxy_protocol" in block.sources),
                          None)
             raise ConfigError('"proxy_protocol on" cannot be used with direct server return: the datagrams '
                               "leave sheer as the client sent them", where)

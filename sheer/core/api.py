@@ -139,7 +139,8 @@ class Api:
             return tree[head]()
         if head not in ("http", "stream"):
             raise ApiError(404, "path not found", "PathNotFound")
-        sections = ["requests", "server_zones", "upstreams"] if head == "http" else ["server_zones", "upstreams"]
+        sections = (["requests", "server_zones", "upstreams"] if head == "http"
+                    else ["server_zones", "upstreams"])
         if not tail:
             return sections
         what, *names = tail
@@ -153,7 +154,8 @@ class Api:
             zones = {name: self.zone(head, block) for (protocol, name), block in self.layout.zones.items()
                      if protocol == head}
             return _pick(zones, names, "server zone not found", "ServerZoneNotFound")
-        upstreams = {name: refs for (protocol, name), refs in self.layout.upstreams.items() if protocol == head}
+        upstreams = {name: refs for (protocol, name), refs in self.layout.upstreams.items()
+                     if protocol == head}
         if names:
             refs = upstreams.get(names[0])
             if refs is None:
@@ -214,7 +216,8 @@ class Api:
         unavailable = v(b.at("unavail_until")) > self.now * 1000
         state = peer_state(server, overrides, self.reader.health(ref), unavailable)
         peer: dict[str, Any] = {"id": ref.id, "server": server.name, "name": server.text or server.name,
-                                "backup": server.backup, "weight": overrides[2] or server.weight, "state": state,
+                                "backup": server.backup, "weight": overrides[2] or server.weight,
+                                "state": state,
                                 "active": v(b.at("active"))}
         if server.max_conns:
             peer["max_conns"] = server.max_conns

@@ -10,9 +10,9 @@ from sheer.config.model import ProxyBind
 from sheer.core.variables import VariableSource, render
 
 # Shown wherever sheer suspects the transparent replies are not routed back to it.
-PLUMBING_HINT = ("likely cause: the replies of a transparent upstream connection reach sheer only if the proxy "
-                 "marks them and routes the mark locally; run `sheer net apply -c CONF`, and `sheer doctor -c CONF` "
-                 "to see what is missing")
+PLUMBING_HINT = ("likely cause: the replies of a transparent upstream connection reach sheer only if the "
+                 "proxy marks them and routes the mark locally; run `sheer net apply -c CONF`, and `sheer "
+                 "doctor -c CONF` to see what is missing")
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,7 +106,8 @@ def parse_patch(body: object, server_id: int) -> dict[str, int]:
             if isinstance(value, (dict, list)):
                 raise PatchError(400, "nested object or list", "UpstreamConfFormatError")
             raise PatchError(400, f'the "{name}" parameter cannot be changed through sheer\'s API '
-                                  '(down, drain and weight can; reload for the rest)', "UpstreamConfFormatError")
+                                  '(down, drain and weight can; reload for the rest)',
+                             "UpstreamConfFormatError")
         else:
             raise PatchError(400, f'unknown parameter "{name}"', "UpstreamConfFormatError")
     return changes

@@ -16,7 +16,8 @@ from typing import Literal
 
 V1_MAX = 107                                  # "PROXY TCP6 " + 2 * 39 + 2 * 5 + 3 spaces + CRLF
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
-V2_MAX = 4096                                 # nginx's NGX_PROXY_PROTOCOL_MAX_HEADER; the spec allows 16 + 65535
+# nginx's NGX_PROXY_PROTOCOL_MAX_HEADER; the spec allows 16 + 65535
+V2_MAX = 4096
 _V1_PREFIX = b"PROXY "
 
 Transport = Literal["stream", "dgram", "unspec"]
@@ -24,7 +25,8 @@ Family = Literal["inet", "inet6", "unix", "unspec"]
 Address = tuple[str, int]
 
 # v2 TLV types the parser knows by name (section 2.2 of the specification).
-PP2_TYPE_ALPN, PP2_TYPE_AUTHORITY, PP2_TYPE_CRC32C, PP2_TYPE_NOOP, PP2_TYPE_UNIQUE_ID = 0x01, 0x02, 0x03, 0x04, 0x05
+PP2_TYPE_ALPN, PP2_TYPE_AUTHORITY, PP2_TYPE_CRC32C = 0x01, 0x02, 0x03
+PP2_TYPE_NOOP, PP2_TYPE_UNIQUE_ID = 0x04, 0x05
 PP2_TYPE_SSL, PP2_TYPE_NETNS = 0x20, 0x30
 
 _FAMILIES: dict[int, tuple[Family, int]] = {0x0: ("unspec", 0), 0x1: ("inet", 12), 0x2: ("inet6", 36),

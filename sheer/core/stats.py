@@ -162,7 +162,8 @@ def layout(config: Config, registry: Registry, controls: Registry) -> Layout:
         refs = []
         for index, server in enumerate(upstream.servers):
             key = peer_key(protocol, upstream, index)
-            refs.append(PeerRef(protocol, upstream, index, server, Block("peer", registry.place(key, len(PEER))),
+            refs.append(PeerRef(protocol, upstream, index, server,
+                                Block("peer", registry.place(key, len(PEER))),
                                 controls.place(key, 1)))
         upstreams[(protocol, upstream.name)] = by_id[id(upstream)] = tuple(refs)
     dsr = {}

@@ -8,17 +8,18 @@ path pays an index and an add, nothing is locked, formatted or sent anywhere.
 
 from __future__ import annotations
 
-from sheer.config.model import HttpServer
+from sheer.config.model import HttpServer, Upstream
 from sheer.core.stats import Block, Layout, status_class
 
 CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 
 
 class HttpCounters:
-    __slots__ = ("accepted", "active", "reading", "requests", "row", "writing", "zones")
+    __slots__ = ("accepted", "active", "layout", "reading", "requests", "row", "writing", "zones")
 
     def __init__(self, row: memoryview, layout: Layout, servers: list[HttpServer]) -> None:
         self.row = row
+        self.layout = layout
         glob = layout.glob
         self.accepted = glob.at("accepted")
         self.active = glob.at("active")
@@ -61,14 +62,23 @@ class PeerColumns:
                  "response_n", "response_time", "selected", "sent", "unavail", "unavail_until")
 
     def __init__(self, block: Block) -> None:
-        for name in self.__slots__:
-            if name != "classes":
-                setattr(self, name, block.at(name))
+        self.active = block.at("active")
         self.classes = tuple(block.at(name) for name in CLASSES)
+        self.fails = block.at("fails")
+        self.header_n = block.at("header_n")
+        self.header_time = block.at("header_time")
+        self.received = block.at("received")
+        self.requests = block.at("requests")
+        self.response_n = block.at("response_n")
+        self.response_time = block.at("response_time")
+        self.selected = block.at("selected")
+        self.sent = block.at("sent")
+        self.unavail = block.at("unavail")
+        self.unavail_until = block.at("unavail_until")
 
 
-def peer_columns(layout: Layout, upstream: object) -> tuple[PeerColumns, ...]:
-    return tuple(PeerColumns(ref.block) for ref in layout.peers(upstream))  # type: ignore[arg-type]
+def peer_columns(layout: Layout, upstream: Upstream) -> tuple[PeerColumns, ...]:
+    return tuple(PeerColumns(ref.block) for ref in layout.peers(upstream))
 
 
 def stream_zone(layout: Layout, name: str | None) -> ZoneColumns | None:
@@ -80,5 +90,7 @@ class DsrColumns:
     __slots__ = ("bytes", "datagrams", "no_live_upstreams", "send_errors")
 
     def __init__(self, block: Block) -> None:
-        for name in self.__slots__:
-            setattr(self, name, block.at(name))
+        self.bytes = block.at("bytes")
+        self.datagrams = block.at("datagrams")
+        self.no_live_upstreams = block.at("no_live_upstreams")
+        self.send_errors = block.at("send_errors")

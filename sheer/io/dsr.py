@@ -18,12 +18,12 @@ import time
 from collections.abc import Callable
 
 from sheer.config.template import Template, Var
-from sheer.core.balancer import Balancer, request_key
+from sheer.core.balancers import Balancer, request_key
 from sheer.core.udpwire import MAX_UDP_PAYLOAD, udp_datagram
+from sheer.io.context import WorkerContext
 from sheer.io.counting import DsrColumns, peer_columns
 from sheer.io.logs import AccessLogger, ErrorLogger
 from sheer.io.stream_vars import StreamVariables
-from sheer.runtime.context import WorkerContext
 
 BATCH = 64
 
@@ -37,13 +37,13 @@ class DsrSender:
         self.access = access
         self.ctx = ctx
         self.raw: socket.socket | None = None
-        self.peers = {peer.index: (socket.inet_aton(peer.server.host), peer.server.port, (peer.server.host, 0))
+        self.peers = {peer.index: (socket.inet_aton(peer.server.host), peer.server.port,
+                                   (peer.server.host, 0))
                       for peer in balancer.peers}
         self._logged: dict[str, float] = {}
         self.key_of = self._key_function(balancer.upstream.balance.key)
         # Shared counters, added once per batch of datagrams (not per datagram): the service's
         # (sheer_dsr_*) and each peer's `connections`, `sent` and `selected`.
-        assert ctx.shared is not None
         layout = ctx.shared.layout
         self.row = ctx.counters
         block = layout.dsr.get(listen_name) or layout.dsr.get(f"{listen_name} udp")
@@ -127,9 +127,9 @@ class DsrSender:
             except OSError as exc:
                 dropped[1] += 1
                 if exc.errno == errno.EMSGSIZE:
-                    self.once("EMSGSIZE", f"a {len(data)}-byte datagram from {client[0]} exceeds the MTU toward "
-                                          f"{peer.name}; direct server return sends datagrams unfragmented, "
-                                          "so it was dropped")
+                    self.once("EMSGSIZE", f"a {len(data)}-byte datagram from {client[0]} exceeds the MTU "
+                                          f"toward {peer.name}; direct server return sends datagrams "
+                                          "unfragmented, so it was dropped")
                 else:
                     self.once(str(exc.errno), f"sendto() failed ({exc.errno}: {exc.strerror}) while proxying "
                                               f"udp client: {client[0]}, upstream: \"{peer.name}\"")

@@ -9,7 +9,7 @@ import time
 from sheer.config.model import LOG_LEVELS, AccessLog, ErrorLog
 from sheer.core.variables import VariableSource, render
 
-_RANK = {level: rank for rank, level in enumerate(LOG_LEVELS)}
+_RANK: dict[str, int] = {level: rank for rank, level in enumerate(LOG_LEVELS)}
 _files: dict[str, int] = {}
 
 

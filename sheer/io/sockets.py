@@ -83,7 +83,8 @@ def ensure_unclaimed(listen: Listen) -> None:
 
 
 def _bind_message(listen: Listen, exc: OSError) -> str:
-    where = f"{listen.bind_host}:{listen.port}" if listen.family == 4 else f"[{listen.bind_host}]:{listen.port}"
+    host = listen.bind_host if listen.family == 4 else f"[{listen.bind_host}]"
+    where = f"{host}:{listen.port}"
     text = f"bind() to {where} failed ({exc.errno}: {exc.strerror})"
     if exc.errno == errno.EACCES:
         text += "; ports below 1024 need root or CAP_NET_BIND_SERVICE"
@@ -115,7 +116,8 @@ class BindError(Exception):
 
 
 _TRANSPARENT_FIX = ("IP_TRANSPARENT needs CAP_NET_RAW or CAP_NET_ADMIN: run sheer as root, or grant the "
-                    "capability (setcap cap_net_raw+ep on the interpreter, or systemd AmbientCapabilities=CAP_NET_RAW)")
+                    "capability (setcap cap_net_raw+ep on the interpreter, or systemd "
+                    "AmbientCapabilities=CAP_NET_RAW)")
 
 
 def bound_socket(family: socket.AddressFamily, kind: socket.SocketKind, host: str, port: int,
@@ -152,7 +154,8 @@ def bound_socket(family: socket.AddressFamily, kind: socket.SocketKind, host: st
             where = f"{host}:{port}" if port else host
             fix = ""
             if exc.errno == errno.EADDRNOTAVAIL and not transparent:
-                fix = "to bind a foreign address (the client's), add the `transparent` parameter to proxy_bind"
+                fix = ("to bind a foreign address (the client's), add the `transparent` parameter to "
+                       "proxy_bind")
             raise BindError(f"bind({where}) failed ({exc.errno}: {exc.strerror})", fix,
                             errno=exc.errno or 0) from None
     except BaseException:

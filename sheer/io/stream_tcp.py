@@ -24,14 +24,14 @@ from typing import ClassVar
 
 from sheer.config.model import StreamServer
 from sheer.core import proxy_protocol
-from sheer.core.balancer import Peer, Tried, request_key
+from sheer.core.balancers import Peer, Tried, request_key
 from sheer.core.bind import PLUMBING_HINT, BindTo, BindValueError, bind_to
 from sheer.core.realip import from_proxy_protocol
 from sheer.core.variables import render_bytes
+from sheer.io.context import WorkerContext
 from sheer.io.logs import AccessLogger
 from sheer.io.stream_vars import StreamVariables
-from sheer.io.upstream import TIMED_OUT, UpstreamConnectError, connect_now, start_connect
-from sheer.runtime.context import WorkerContext
+from sheer.io.upstream_connect import TIMED_OUT, UpstreamConnectError, connect_now, start_connect
 
 PENDING_LIMIT = 65536    # bytes kept from the client while the upstream connects (nginx: proxy_buffer_size)
 ACCEPT_BATCH = 16        # connections accepted per readiness event of a listener
@@ -93,7 +93,7 @@ class TcpStreamService:
         self.ctx = ctx
         self.log = ctx.error_log(server.error_log)
         self.access = AccessLogger(server.access_logs)
-        self.balancer = ctx.balancer(server.upstream) if server.upstream else None
+        self.balancer = ctx.balancer_for(server.upstream) if server.upstream else None
         self.listen_name = str(server.listens[0]).removesuffix(" udp")
         host, port = sock.getsockname()[:2]
         self.accept_proxy = any(listen.proxy_protocol for listen in server.listens
@@ -125,8 +125,8 @@ class TcpStreamService:
             except OSError as exc:
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     # nginx: stop accepting for a moment rather than spin on a listener that stays readable
-                    self.log.log("alert", f"accept4() failed ({exc.errno}: {exc.strerror}) while accepting new connection on "
-                                          f"{self.listen_name}")
+                    self.log.log("alert", f"accept4() failed ({exc.errno}: {exc.strerror}) while accepting "
+                                          f"new connection on {self.listen_name}")
                     self._pause_accepting(0.5)
                 return   # ECONNABORTED and the like: that connection is gone, the next event brings more
             Session(self, socket.socket(family, socket.SOCK_STREAM, 0, fd), peer)
@@ -235,7 +235,8 @@ class Session:
         self.upstream: socket.socket | None = None
         self.received = 0              # bytes from the client
         self.sent = 0                  # bytes from the upstream (to the client)
-        self.flushed = 0               # bytes of held-back remainders sent since (progress, for proxy_timeout)
+        # bytes of held-back remainders sent since (progress, for proxy_timeout)
+        self.flushed = 0
         self.to_client: bytes | None = None      # what the client's socket did not take yet
         self.to_upstream: bytes | None = None
         self.pending: list[bytes] = []           # from the client, before the upstream connected
@@ -290,7 +291,8 @@ class Session:
         except BindValueError as exc:
             self.fail(f"{exc} while connecting to upstream", status=500)
             return
-        self.tried = balancer.start(server.proxy_next_upstream_tries, request_key(balancer.upstream, self.vars))
+        self.tried = balancer.start(server.proxy_next_upstream_tries,
+                                    request_key(balancer.upstream, self.vars))
         self.started = self.loop.time()
         self.connect_next()
 
@@ -339,7 +341,8 @@ class Session:
             self.connected()
             return
         self.drop_upstream()
-        if self.connect_failed(UpstreamConnectError(f"connect() failed ({code}: {os.strerror(code)})", False)):
+        if self.connect_failed(UpstreamConnectError(f"connect() failed ({code}: {os.strerror(code)})",
+                                                    False)):
             self.connect_next()
 
     def drop_upstream(self) -> None:
@@ -599,7 +602,8 @@ class Session:
                 v = self.count()
                 service.log.info(f"{'client' if from_client else 'upstream'} disconnected, "
                                  f"bytes from/to client:{v.bytes_received}/{v.bytes_sent}, "
-                                 f"bytes from/to upstream:{v.upstream_bytes_received}/{v.upstream_bytes_sent}")
+                                 "bytes from/to upstream:"
+                                 f"{v.upstream_bytes_received}/{v.upstream_bytes_sent}")
             self.close()
             return
         target = self.upstream if from_client else self.client
@@ -618,8 +622,8 @@ class Session:
         # nginx logs a client's failures at info: they are the client's business
         if self.service.log.enabled("info"):
             direction = "reading from" if call == "recv" else "sending to"
-            self.service.log.info(f"{call}() failed ({exc.errno}: {exc.strerror}) while proxying and {direction} client, "
-                                  f"{self.context(self.peer)}")
+            self.service.log.info(f"{call}() failed ({exc.errno}: {exc.strerror}) while proxying and "
+                                  f"{direction} client, {self.context(self.peer)}")
         self.close()
 
     def upstream_failed(self, call: str, exc: OSError) -> None:

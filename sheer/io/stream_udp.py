@@ -17,16 +17,16 @@ import time
 
 from sheer.config.model import StreamServer
 from sheer.core import proxy_protocol
-from sheer.core.balancer import Peer, request_key
+from sheer.core.balancers import Peer, request_key
 from sheer.core.bind import PLUMBING_HINT, BindValueError, bind_to
 from sheer.core.udp import UdpSession, UdpSessionTable
 from sheer.core.variables import render_bytes
+from sheer.io.context import WorkerContext
 from sheer.io.counting import PeerColumns, peer_columns, stream_zone
 from sheer.io.dsr import DsrSender
 from sheer.io.logs import AccessLogger
 from sheer.io.sockets import IP_PKTINFO, IPV6_PKTINFO, BindError, bound_socket, family_of
 from sheer.io.stream_vars import StreamVariables
-from sheer.runtime.context import WorkerContext
 
 BATCH = 64
 MAX_DATAGRAM = 65535
@@ -58,7 +58,7 @@ class UdpStreamService:
         self.loop = asyncio.get_running_loop()
         self.log = ctx.error_log(server.error_log)
         self.access = AccessLogger(server.access_logs)
-        self.balancer = ctx.balancer(server.upstream) if server.upstream else None
+        self.balancer = ctx.balancer_for(server.upstream) if server.upstream else None
         listen = server.listens[0]
         self.listen_name = str(listen).removesuffix(" udp")
         self.wildcard = next(l for l in server.listens if l.udp).is_wildcard
@@ -72,7 +72,6 @@ class UdpStreamService:
         self._idle.set()
         self._full_logged = 0.0
         self.transparent = server.proxy_bind is not None and server.proxy_bind.transparent
-        assert ctx.shared is not None
         layout = ctx.shared.layout
         self.row = ctx.counters
         self.zone = stream_zone(layout, server.status_zone)
@@ -191,8 +190,8 @@ class UdpStreamService:
             if isinstance(exc, BindError) and exc.errno:
                 self.row[self.errors.errno_column(exc.errno)] += 1
             problem = exc if isinstance(exc, BindError) else BindError(str(exc), level="error")
-            self.log.log(problem.level, problem.describe(f"udp client: {client[0]}, server: {self.listen_name}, "
-                                                         f"upstream: \"{peer.name}\""))
+            self.log.log(problem.level, problem.describe(f"udp client: {client[0]}, server: "
+                                                         f"{self.listen_name}, upstream: \"{peer.name}\""))
             return None
         try:
             # A connected UDP socket: the kernel filters replies to this peer and reports its
@@ -278,7 +277,8 @@ class UdpStreamService:
         assert self.balancer is not None
         disabled = self.balancer.free(flow.peer, failed=failed, now=self.loop.time())
         if disabled:
-            self.log.warning(f"upstream server temporarily disabled while proxying connection, {self.context(flow)}")
+            self.log.warning("upstream server temporarily disabled while proxying connection, "
+                             f"{self.context(flow)}")
         flow.vars.status = status
         self.count(flow, status, failed, disabled)
         if self.access:
@@ -318,7 +318,8 @@ class UdpStreamService:
         for expired in self.table.expire(now):
             flow: UdpFlow = expired.session.io
             if expired.failed:
-                hint = f"; {PLUMBING_HINT}" if self.transparent and not flow.vars.upstream_bytes_received else ""
+                silent = self.transparent and not flow.vars.upstream_bytes_received
+                hint = f"; {PLUMBING_HINT}" if silent else ""
                 self.log.error(f"upstream timed out (110: Connection timed out) while proxying connection, "
                                f"{self.context(flow)}{hint}")
                 self.finish(expired.session, status=502, failed=True)
@@ -344,4 +345,5 @@ def _source_cmsg(family: int, local: str) -> tuple[int, int, bytes]:
     if family == socket.AF_INET:
         return (socket.IPPROTO_IP, IP_PKTINFO,
                 struct.pack("=i4s4s", 0, socket.inet_pton(socket.AF_INET, local), bytes(4)))
-    return (socket.IPPROTO_IPV6, IPV6_PKTINFO, socket.inet_pton(socket.AF_INET6, local) + struct.pack("=i", 0))
+    return (socket.IPPROTO_IPV6, IPV6_PKTINFO, socket.inet_pton(socket.AF_INET6, local)
+            + struct.pack("=i", 0))

@@ -8,7 +8,7 @@ from typing import Any
 
 from sheer.core.proxy_protocol import ProxyHeader
 from sheer.core.variables import binary_address, time_iso8601, time_local
-from sheer.runtime.context import WorkerContext
+from sheer.io.context import WorkerContext
 
 
 def host_of(address: Any) -> str:
@@ -94,7 +94,8 @@ _GETTERS: dict[str, Callable[[StreamVariables], str]] = {
     "upstream_bytes_sent": lambda v: str(v.upstream_bytes_sent),
     "upstream_bytes_received": lambda v: str(v.upstream_bytes_received),
     "upstream_session_time": lambda v: f"{time.time() - v.started:.3f}",
-    "upstream_connect_time": lambda v: "-" if v.upstream_connect_time is None else f"{v.upstream_connect_time:.3f}",
+    "upstream_connect_time": lambda v: ("-" if v.upstream_connect_time is None
+                                        else f"{v.upstream_connect_time:.3f}"),
     "hostname": lambda v: v.ctx.hostname,
     "pid": lambda v: str(v.ctx.pid),
     "time_local": lambda v: time_local(time.time()),

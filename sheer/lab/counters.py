@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from sheer.lab.procs import netns_exec
 
-WATCHED = ("Ip.ForwDatagrams", "Ip.InReceives", "Ip.OutRequests", "Udp.InDatagrams", "Udp.OutDatagrams", "Tcp.ActiveOpens")
+WATCHED = ("Ip.ForwDatagrams", "Ip.InReceives", "Ip.OutRequests", "Udp.InDatagrams", "Udp.OutDatagrams",
+           "Tcp.ActiveOpens")
 
 
 def snmp(netns: str) -> dict[str, int]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
 
-from sheer.lab import build, configs, counters, diagram, plumbing, proxy, witness
+from sheer.lab import build, configs, counters, diagram, plumbing, running_proxy, witness
 from sheer.lab.errors import LabError
 from sheer.lab.procs import netns_exec, wait_for
 from sheer.lab.topology import STATE_DIR, VIP, article
@@ -42,7 +42,7 @@ class Outcome:
     lines: list[str] = field(default_factory=list)
 
 
-def _observe(step: Step, kind: proxy.Kind) -> Outcome:
+def _observe(step: Step, kind: running_proxy.Kind) -> Outcome:
     topo = article()
     out = Outcome(step)
     marks = {n.name: witness.log_offsets(n) for n in topo.upstreams}
@@ -55,7 +55,8 @@ def _observe(step: Step, kind: proxy.Kind) -> Outcome:
             out.lines.append(f"client$ curl http://{VIP}/  ->  {body or '(no answer)'}")
     answers = []
     for _ in range(4):
-        res = netns_exec(client, "dig", "+short", "+time=1", "+tries=1", f"@{VIP}", "www.example.com", check=False)
+        res = netns_exec(client, "dig", "+short", "+time=1", "+tries=1", f"@{VIP}", "www.example.com",
+                         check=False)
         last = res.stdout.strip().splitlines()[-1:] or [""]
         answers.append(last[0] if _is_ipv4(last[0]) else "(no answer)")
     out.lines.append(f"client$ dig @{VIP} www.example.com  x4  ->  {', '.join(answers)}")
@@ -75,15 +76,17 @@ def _observe(step: Step, kind: proxy.Kind) -> Outcome:
         out.lines.append(f"{up.name} ({up.address()}) saw: {', '.join(mine) or 'nothing'}")
     d = {n: counters.delta(before[n], after[n]) for n in nodes}
     out.lines.append(
-        f"proxy: received {d['proxy']['Udp.InDatagrams']} UDP datagrams, sent {d['proxy']['Udp.OutDatagrams']}, "
-        f"forwarded {d['proxy']['Ip.ForwDatagrams']} packets; return router forwarded {d['rr']['Ip.ForwDatagrams']}; "
-        f"client received {d['client']['Udp.InDatagrams']} UDP datagrams"
+        f"proxy: received {d['proxy']['Udp.InDatagrams']} UDP datagrams, sent "
+        f"{d['proxy']['Udp.OutDatagrams']}, forwarded {d['proxy']['Ip.ForwDatagrams']} packets; return "
+        f"router forwarded {d['rr']['Ip.ForwDatagrams']}; client received {d['client']['Udp.InDatagrams']} "
+        "UDP datagrams"
     )
     sources = Counter(s.src for s in seen)
     got_answers = sum(a != "(no answer)" for a in answers)
     if set(sources) != {step.expect_src} or got_answers < 4:
         out.verdict = "unexpected"
-        out.reason = f"expected upstreams to see {step.expect_src} and 4 answers; saw {dict(sources)}, {got_answers} answers"
+        out.reason = (f"expected upstreams to see {step.expect_src} and 4 answers; "
+                      f"saw {dict(sources)}, {got_answers} answers")
     return out
 
 
@@ -95,10 +98,10 @@ def _is_ipv4(text: str) -> bool:
     return True
 
 
-def run_step(step: Step, kind: proxy.Kind, state_dir: Path = STATE_DIR) -> Outcome:
+def run_step(step: Step, kind: running_proxy.Kind, state_dir: Path = STATE_DIR) -> Outcome:
     try:
-        proxy.check(kind, step.config, state_dir)
-    except proxy.ProxyUnavailable as exc:
+        running_proxy.check(kind, step.config, state_dir)
+    except running_proxy.ProxyUnavailable as exc:
         return Outcome(step, "not built yet", str(exc))
     conf = state_dir / "demo" / f"{step.method}.conf"
     conf.parent.mkdir(parents=True, exist_ok=True)
@@ -111,7 +114,7 @@ def run_step(step: Step, kind: proxy.Kind, state_dir: Path = STATE_DIR) -> Outco
                 plumbing.sheer_apply(step.method, conf)
         except LabError as exc:
             return Outcome(step, "not built yet", str(exc))
-        with proxy.running(kind, step.config, state_dir) as running:
+        with running_proxy.running(kind, step.config, state_dir) as running:
             outcome = _observe(step, kind)
             if outcome.verdict != "ok":
                 lines = [ln for ln in running.log().splitlines() if ln.strip()]
@@ -127,7 +130,7 @@ def run_step(step: Step, kind: proxy.Kind, state_dir: Path = STATE_DIR) -> Outco
             plumbing.sheer_revert(step.method, conf)
 
 
-def main(out: Path, proxy: proxy.Kind, echo: Echo) -> int:
+def main(out: Path, proxy: running_proxy.Kind, echo: Echo) -> int:
     build.up(progress=lambda line: echo(f"  {line}"))
     out.mkdir(parents=True, exist_ok=True)
     report: list[str] = [f"sheer lab demo: the article end to end, proxy = {proxy}", ""]
@@ -144,5 +147,6 @@ def main(out: Path, proxy: proxy.Kind, echo: Echo) -> int:
         (out / f"{step.method}.svg").write_text(diagram.svg(step.method))
         (out / f"{step.method}.conf").write_text(step.config)
     (out / "report.txt").write_text("\n".join(report))
-    echo(f"\nreport: {out / 'report.txt'}; diagrams: {', '.join(str(out / (s.method + '.svg')) for s in STEPS)}")
+    echo(f"\nreport: {out / 'report.txt'}; diagrams: "
+         f"{', '.join(str(out / (s.method + '.svg')) for s in STEPS)}")
     return 1 if any(o.verdict == "unexpected" for o in outcomes) else 0

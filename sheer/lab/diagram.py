@@ -37,17 +37,20 @@ PATHS = {
     ),
     "transparency": Path_(
         (_REQ, Leg("proxy", "upstream", "from 192.168.99.1 (IP_TRANSPARENT)")),
-        (Leg("upstream", "proxy", "to 192.168.99.1, marked, delivered locally"), Leg("proxy", "client", "from 192.168.99.10")),
+        (Leg("upstream", "proxy", "to 192.168.99.1, marked, delivered locally"),
+         Leg("proxy", "client", "from 192.168.99.10")),
         "upstreams see the client; replies still end in the proxy",
     ),
     "dsr-router": Path_(
         (_REQ, Leg("proxy", "upstream", "from 192.168.99.1:port (no session)")),
-        (Leg("upstream", "proxy", "to 192.168.99.1:port, forwarded"), Leg("proxy", "client", "source rewritten to 192.168.99.10")),
+        (Leg("upstream", "proxy", "to 192.168.99.1:port, forwarded"),
+         Leg("proxy", "client", "source rewritten to 192.168.99.10")),
         "replies are forwarded by the proxy's kernel, never seen by the proxy process",
     ),
     "dsr-origin": Path_(
         (_REQ, Leg("proxy", "upstream", "from 192.168.99.1:port (no session)")),
-        (Leg("upstream", "rr", "source rewritten to 192.168.99.10 on the upstream"), Leg("rr", "client", "forwarded")),
+        (Leg("upstream", "rr", "source rewritten to 192.168.99.10 on the upstream"),
+         Leg("rr", "client", "forwarded")),
         "replies bypass the proxy: the return router forwards them",
     ),
 }
@@ -76,7 +79,9 @@ _TERMINAL = {
 def terminal(method: str) -> list[str]:
     path = PATHS[method]
     legs = [*path.request, *path.reply]
-    return [*_TERMINAL[method], *(f"  ({i}) {leg.src} → {leg.dst}: {leg.label}" for i, leg in enumerate(legs, 1)), f"  {path.note}"]
+    return [*_TERMINAL[method],
+            *(f"  ({i}) {leg.src} → {leg.dst}: {leg.label}" for i, leg in enumerate(legs, 1)),
+            f"  {path.note}"]
 
 
 # --- geometry ---------------------------------------------------------------------------------
@@ -166,9 +171,9 @@ def _arrow(points: list[tuple[float, float]], n: int, color: str) -> list[Shape]
     mx, my = (ax + bx) / 2, (ay + by) / 2
     r = 10
     marker = Shape("marker", mx - r, my - r, 2 * r, 2 * r,
-                   f'<circle cx="{mx:.0f}" cy="{my:.0f}" r="{r}" fill="#fff" stroke="{color}" stroke-width="2"/>'
-                   f'<text x="{mx:.0f}" y="{my + 4:.0f}" font-size="11" text-anchor="middle" fill="{color}" '
-                   f'font-weight="bold">{n}</text>')
+                   f'<circle cx="{mx:.0f}" cy="{my:.0f}" r="{r}" fill="#fff" stroke="{color}" '
+                   f'stroke-width="2"/><text x="{mx:.0f}" y="{my + 4:.0f}" font-size="11" '
+                   f'text-anchor="middle" fill="{color}" font-weight="bold">{n}</text>')
     return [line, marker]
 
 

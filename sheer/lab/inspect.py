@@ -31,7 +31,8 @@ def addresses(netns: str) -> list[dict[str, Any]]:
         {
             "ifname": link["ifname"],
             "state": "UP" if "UP" in link.get("flags", []) else "DOWN",
-            "addresses": [f"{a['local']}/{a['prefixlen']}" for a in link.get("addr_info", []) if a.get("family") == "inet"],
+            "addresses": [f"{a['local']}/{a['prefixlen']}" for a in link.get("addr_info", [])
+                          if a.get("family") == "inet"],
         }
         for link in ip_json(netns, "addr", "show")
     ]
@@ -73,7 +74,8 @@ def _node_problems(node: Node, state_dir: Path) -> list[str]:
     for (key, value), got in zip(wanted.items(), values):
         if got.split() != value.split():
             problems.append(f"{node.name}: sysctl {key} is {got!r}, want {value!r}")
-    if node.role == "router" and netns_exec(node.netns, "nft", "list", "table", "ip", RR_NFT_TABLE, check=False).returncode:
+    if node.role == "router" and netns_exec(node.netns, "nft", "list", "table", "ip", RR_NFT_TABLE,
+                                            check=False).returncode:
         problems.append(f"{node.name}: nft table {RR_NFT_TABLE} is missing")
     if node.role == "upstream":
         for service in witness.SERVICES:
@@ -82,7 +84,8 @@ def _node_problems(node: Node, state_dir: Path) -> list[str]:
                 problems.append(f"{node.name}: {service} is not running")
         missing = witness.expected_listeners() - listeners(node.netns)
         if missing:
-            problems.append(f"{node.name}: nothing listens on {', '.join(f'{p}/{n}' for p, n in sorted(missing))}")
+            problems.append(f"{node.name}: nothing listens on "
+                            f"{', '.join(f'{p}/{n}' for p, n in sorted(missing))}")
     return problems
 
 

@@ -70,7 +70,8 @@ def reference_revert() -> None:
 
 
 def _sheer_net(netns: str, verb: str, config: Path, *extra: str) -> None:
-    res = netns_exec(netns, sys.executable, "-m", "sheer", "net", verb, "-c", str(config), *extra, check=False)
+    res = netns_exec(netns, sys.executable, "-m", "sheer", "net", verb, "-c", str(config), *extra,
+                     check=False)
     if res.returncode != 0:
         lines = [ln for ln in (res.stderr + res.stdout).splitlines() if ln.strip()]
         raise LabError(f"`sheer net {verb}` failed: {lines[-1] if lines else res.returncode}")
@@ -98,4 +99,5 @@ def sheer_revert(method: str, config: Path) -> None:
         for up in topo.upstreams:
             netns_exec(up.netns, sys.executable, "-m", "sheer", "net", "revert", "-c", str(config),
                        "--role", "upstream", "--host", str(up.address()), check=False)
-    netns_exec(topo.node("proxy").netns, sys.executable, "-m", "sheer", "net", "revert", "-c", str(config), check=False)
+    netns_exec(topo.node("proxy").netns, sys.executable, "-m", "sheer", "net", "revert", "-c", str(config),
+               check=False)

@@ -13,18 +13,21 @@ from pathlib import Path
 from sheer.lab.errors import LabError
 
 
-def run(*cmd: str, check: bool = True, input: str | None = None, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def run(*cmd: str, check: bool = True, input: str | None = None,
+        timeout: float = 30) -> subprocess.CompletedProcess[str]:
     try:
         proc = subprocess.run(cmd, check=False, capture_output=True, text=True, input=input, timeout=timeout)
     except FileNotFoundError as exc:
-        raise LabError(f"{cmd[0]} not found: install it (iproute2, nftables, nginx-light, dnsmasq-base)") from exc
+        raise LabError(f"{cmd[0]} not found: install it (iproute2, nftables, nginx-light, dnsmasq-base)") \
+            from exc
     if check and proc.returncode != 0:
         detail = (proc.stderr or proc.stdout).strip()
         raise LabError(f"`{' '.join(cmd)}` failed ({proc.returncode}): {detail}")
     return proc
 
 
-def netns_exec(netns: str, *cmd: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def netns_exec(netns: str, *cmd: str, check: bool = True,
+               timeout: float = 30) -> subprocess.CompletedProcess[str]:
     return run("ip", "netns", "exec", netns, *cmd, check=check, timeout=timeout)
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sheer.lab import build, configs, counters, plumbing, proxy, witness
+from sheer.lab import build, configs, counters, plumbing, running_proxy, witness
 from sheer.lab.errors import LabError
 from sheer.lab.procs import run
 from sheer.lab.topology import LAB, STATE_DIR, Node, Topology, article
@@ -34,8 +34,9 @@ def sheer_unavailable_reason() -> str | None:
     """Why sheer cannot proxy the article's plain config yet (`-t` refuses it, or one request
     through it fails), or None once it can. Needs the lab up."""
     try:
-        with proxy.running("sheer", configs.PLAIN) as running:
-            res = run("ip", "netns", "exec", f"{LAB}-client", "curl", "-s", "-m", "2", "http://192.168.99.10/", check=False)
+        with running_proxy.running("sheer", configs.PLAIN) as running:
+            res = run("ip", "netns", "exec", f"{LAB}-client", "curl", "-s", "-m", "2",
+                      "http://192.168.99.10/", check=False)
             if "You connected from" not in res.stdout:
                 lines = [ln for ln in running.log().splitlines() if ln.strip()]
                 why = next((ln for ln in lines if "failed" in ln or "rror" in ln), lines[-1] if lines else "")
@@ -65,7 +66,8 @@ class Lab:
     def node(self, name: str) -> Node:
         return self.topo.node(name)
 
-    def run(self, node: str, *cmd: str, check: bool = False, timeout: float = 10) -> subprocess.CompletedProcess[str]:
+    def run(self, node: str, *cmd: str, check: bool = False,
+            timeout: float = 10) -> subprocess.CompletedProcess[str]:
         return run("ip", "netns", "exec", self.node(node).netns, *cmd, check=check, timeout=timeout)
 
     def python(self, node: str, code: str, timeout: float = 10) -> subprocess.CompletedProcess[str]:
@@ -79,7 +81,8 @@ class Lab:
         """Where every upstream's witness logs end now; pass to seen() to get only what follows."""
         return {n.name: witness.log_offsets(n, self.state_dir) for n in self.topo.upstreams}
 
-    def seen(self, since: dict[str, dict[str, int]] | None = None, node: str | None = None) -> list[witness.Seen]:
+    def seen(self, since: dict[str, dict[str, int]] | None = None,
+             node: str | None = None) -> list[witness.Seen]:
         """What the upstreams' witnesses (nginx, dnsmasq) logged, optionally after a mark()."""
         nodes = [self.node(node)] if node else list(self.topo.upstreams)
         since = since or {}
@@ -97,8 +100,9 @@ class Lab:
             plumbing.sheer_revert(method, path)
 
     @contextmanager
-    def proxy(self, config_text: str, kind: proxy.Kind = "sheer") -> Iterator[proxy.RunningProxy]:
-        with proxy.running(kind, config_text, self.state_dir) as running:
+    def proxy(self, config_text: str,
+              kind: running_proxy.Kind = "sheer") -> Iterator[running_proxy.RunningProxy]:
+        with running_proxy.running(kind, config_text, self.state_dir) as running:
             yield running
 
 

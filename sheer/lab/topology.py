@@ -14,6 +14,8 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 from typing import Literal
 
+from sheer.lab.errors import LabError
+
 PREFIX = "sheer"     # interfaces inside the lab's namespaces
 
 
@@ -22,7 +24,7 @@ def _lab_name() -> str:
     namespaces and state, so two checkouts can each run a lab on one machine without meeting."""
     name = os.environ.get("SHEER_LAB", "sheer")
     if not re.fullmatch(r"sheer[a-z0-9]{0,4}", name):
-        raise SystemExit(f"SHEER_LAB={name!r}: a lab's name is `sheer` plus at most 4 letters or digits")
+        raise LabError(f"SHEER_LAB={name!r}: a lab's name is `sheer` plus at most 4 letters or digits")
     return name
 
 

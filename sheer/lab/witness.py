@@ -50,7 +50,8 @@ def pid_file(node: Node, service: str, state_dir: Path = STATE_DIR) -> Path:
 def nginx_conf(node: Node, state_dir: Path = STATE_DIR) -> str:
     d = node_dir(node, state_dir)
     temp = "\n".join(
-        f"    {kind}_temp_path {d}/tmp/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        f"    {kind}_temp_path {d}/tmp/{kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
     return f"""load_module {STREAM_MODULE};
 user root;
@@ -123,7 +124,8 @@ def stop(node: Node, state_dir: Path = STATE_DIR) -> None:
 
 
 def expected_listeners() -> set[tuple[str, int]]:
-    return {("tcp", HTTP_PORT), ("tcp", WITNESS_PORT), ("udp", WITNESS_PORT), ("udp", DNS_PORT), ("tcp", DNS_PORT)}
+    return {("tcp", HTTP_PORT), ("tcp", WITNESS_PORT), ("udp", WITNESS_PORT), ("udp", DNS_PORT),
+            ("tcp", DNS_PORT)}
 
 
 LOGS = ("http.log", "stream.log", "dnsmasq.log")
@@ -157,7 +159,8 @@ def parse_seen(node: Node, since: dict[str, int] | None = None, state_dir: Path 
             dst, dport = fields[2].rsplit(":", 1)
             seen.append(Seen(node.name, fields[0].lower(), src, int(sport), dst, int(dport)))
     # --log-queries=extra: "1 172.16.0.1/55240 query[A] www.example.com from 172.16.0.1"
-    for m in re.finditer(r" ([\d.]+)/(\d+) query\[\w+\] ", _read(d / "dnsmasq.log", since.get("dnsmasq.log", 0))):
+    for m in re.finditer(r" ([\d.]+)/(\d+) query\[\w+\] ",
+                         _read(d / "dnsmasq.log", since.get("dnsmasq.log", 0))):
         seen.append(Seen(node.name, "dns", m.group(1), int(m.group(2)), str(node.address()), DNS_PORT))
     return seen
 
@@ -165,4 +168,5 @@ def parse_seen(node: Node, since: dict[str, int] | None = None, state_dir: Path 
 def check_binaries() -> None:
     for path in (NGINX, DNSMASQ, str(STREAM_MODULE)):
         if not Path(path).exists():
-            raise LabError(f"{path} is missing: install Debian's nginx-light, libnginx-mod-stream, dnsmasq-base")
+            raise LabError(f"{path} is missing: install Debian's nginx-light, libnginx-mod-stream, "
+                           "dnsmasq-base")

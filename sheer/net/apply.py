@@ -69,7 +69,8 @@ class Record:
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"meta": self.meta, "entries": [e.to_json() for e in self.entries]}, indent=1))
+        tmp.write_text(json.dumps({"meta": self.meta, "entries": [e.to_json() for e in self.entries]},
+                                  indent=1))
         tmp.replace(self.path)
 
     def facts(self) -> tuple[tuple[RuleFact, ...], tuple[RouteFact, ...]]:
@@ -145,14 +146,16 @@ def _rule_spec(r: Rule) -> dict[str, Any]:
 def _nft(script: str, what: str) -> None:
     res = subprocess.run(["nft", "-f", "-"], input=script, capture_output=True, text=True, check=False)
     if res.returncode != 0:
-        detail = [ln for ln in res.stderr.strip().splitlines() if "Error" in ln] or res.stderr.strip().splitlines()
+        said = res.stderr.strip().splitlines()
+        detail = [ln for ln in said if "Error" in ln] or said
         code = errno.EPERM if "Operation not permitted" in res.stderr else errno.EINVAL
         raise KernelError(what, code, detail[0] if detail else "")
 
 
 def nft_listing(table: NftTable) -> str | None:
     # stateless (-s): the rules' counters move with traffic and must not read as a changed table
-    res = subprocess.run(["nft", "-s", "list", "table", table.family, table.name], capture_output=True, text=True,
+    res = subprocess.run(["nft", "-s", "list", "table", table.family, table.name], capture_output=True,
+                         text=True,
                          check=False)
     return res.stdout if res.returncode == 0 else None
 
@@ -312,10 +315,12 @@ def status(plan: Plan, path: Path) -> list[tuple[bool, str]]:
                 out.append((listing == entry.listing, f"nft table {item.family} {item.name}"
                             + ("" if listing == entry.listing else " changed since apply")))
         elif isinstance(item, TcClsact):
-            res = subprocess.run(["tc", "qdisc", "show", "dev", item.dev], capture_output=True, text=True, check=False)
+            res = subprocess.run(["tc", "qdisc", "show", "dev", item.dev], capture_output=True, text=True,
+                                 check=False)
             out.append(("clsact" in res.stdout, line))
         else:
-            res = subprocess.run(["tc", "filter", "show", "dev", item.dev, "egress"], capture_output=True, text=True, check=False)
+            res = subprocess.run(["tc", "filter", "show", "dev", item.dev, "egress"], capture_output=True,
+                                 text=True, check=False)
             out.append((f"pref {item.prio} " in res.stdout, line))
     for k, entry in recorded.items():
         if entry.created and k not in {key(i) for i in plan.items}:

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from sheer.config.model import Config
 from sheer.net.doctor_state import State
 from sheer.net.facts import KernelFacts
-from sheer.net.plan import Dsr, Options, Plan, Role, Service, plan, services
+from sheer.net.plan import Dsr, Options, Plan, Role, Service, client_facing, plan, services
 
 Status = Literal["ok", "warning", "problem"]
 SEVERITY: dict[Status, int] = {"ok": 0, "warning": 1, "problem": 2}
@@ -108,19 +108,20 @@ class Needs:
         return " ".join([*args, *extra])
 
 
-def needs(config: Config, options: Options, facts: KernelFacts, conf: str, client: str | None = None) -> Needs:
-    from sheer.net.proxy import client_facing
-
+def needs(config: Config, options: Options, facts: KernelFacts, conf: str,
+          client: str | None = None) -> Needs:
     found = services(config)
     the_plan = plan(config, options, facts)
     public_if = options.public_if or (client_facing(facts, found) if found else None)
     hosts = tuple(dict.fromkeys(u.host for s in found for u in s.upstreams))
-    return Needs(conf, options, the_plan, tuple(s for s in found if not s.dsr), tuple(s for s in found if s.dsr),
+    return Needs(conf, options, the_plan, tuple(s for s in found if not s.dsr),
+                 tuple(s for s in found if s.dsr),
                  public_if, config.user, client, _transparent_binds(config), hosts)
 
 
 def _transparent_binds(config: Config) -> bool:
-    """Any `proxy_bind ... transparent` (as sheer.runtime.privileges.needs_transparency; runtime is above net)."""
+    """Any `proxy_bind ... transparent` (as sheer.runtime.privileges.needs_transparency; runtime is above
+    net)."""
     binds = [s.proxy_bind for s in (config.stream.servers if config.stream else ())]
     binds += [loc.proxy_bind for h in (config.http.servers if config.http else ()) for loc in h.locations]
     return any(b is not None and b.transparent for b in binds)

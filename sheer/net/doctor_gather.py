@@ -20,7 +20,7 @@ from sheer.net import inspect
 from sheer.net.doctor import Needs
 from sheer.net.doctor_state import NextHop, Privileges, Probe, RouteGet, State, TransparentProbe, nft_rules
 from sheer.net.facts import KernelFacts
-from sheer.net.plan import _ipv4
+from sheer.net.plan import is_ipv4
 
 IP_TRANSPARENT = 19
 DOC_CLIENT = "198.51.100.1"      # TEST-NET-2: a client address no real client has (probes, route lookups)
@@ -89,7 +89,7 @@ def probes_allowed(n: Needs, explicit: bool) -> bool:
     or when every target is a loopback address."""
     if explicit or not inspect.in_root_netns():
         return True
-    return all(_ipv4(h) and IPv4Address(h).is_loopback for h in n.upstream_hosts)
+    return all(is_ipv4(h) and IPv4Address(h).is_loopback for h in n.upstream_hosts)
 
 
 # --- probes ----------------------------------------------------------------------------------
@@ -173,7 +173,7 @@ def udp_probe(target: str, port: int, timeout: float = 1.0) -> tuple[bool | None
 
 def reachability(n: Needs, facts: KernelFacts) -> tuple[Probe, ...]:
     out: list[Probe] = []
-    hosts = [h for h in n.upstream_hosts if _ipv4(h)]
+    hosts = [h for h in n.upstream_hosts if is_ipv4(h)]
     for host in hosts:
         ok, detail = icmp_echo(host)
         out.append(Probe(host, "icmp", None, ok, detail))
@@ -181,7 +181,7 @@ def reachability(n: Needs, facts: KernelFacts) -> tuple[Probe, ...]:
     for svc in (*n.transparent, *n.dsr):
         for u in svc.upstreams:
             key = (svc.proto, u.host, u.port)
-            if key in seen or not _ipv4(u.host):
+            if key in seen or not is_ipv4(u.host):
                 continue
             seen.add(key)
             if svc.proto == "tcp":
@@ -198,12 +198,13 @@ def reachability(n: Needs, facts: KernelFacts) -> tuple[Probe, ...]:
 
 
 def mark_counters(rules: tuple[Mapping[str, Any], ...]) -> dict[str, int]:
-    return {r.id: r.packets or 0 for r in nft_rules(rules) if r.hook == "prerouting" and r.mark_set() is not None}
+    return {r.id: r.packets or 0 for r in nft_rules(rules)
+            if r.hook == "prerouting" and r.mark_set() is not None}
 
 
 def transparent_probe(n: Needs) -> TransparentProbe | None:
     target = next(((u.host, u.port) for svc in n.transparent if svc.proto == "tcp" for u in svc.upstreams
-                   if _ipv4(u.host)), None)
+                   if is_ipv4(u.host)), None)
     if target is None:
         return None
     src = n.client or DOC_CLIENT
@@ -277,9 +278,11 @@ def next_hop(address: str) -> NextHop | None:
                 continue
             if any(a.get("local") == address for a in link.get("addr_info", [])):
                 dev = link.get("ifname")
-                keys = ["net.ipv4.ip_forward", "net.ipv4.conf.all.rp_filter", f"net.ipv4.conf.{dev}.rp_filter"]
+                keys = ["net.ipv4.ip_forward", "net.ipv4.conf.all.rp_filter",
+                        f"net.ipv4.conf.{dev}.rp_filter"]
                 got = _run("ip", "netns", "exec", name, "sysctl", *keys)
-                values = dict(line.split(" = ", 1) for line in (got.stdout if got else "").splitlines() if " = " in line)
+                values = dict(line.split(" = ", 1) for line in (got.stdout if got else "").splitlines()
+                              if " = " in line)
                 return NextHop(address, name, dev, values)
     return None
 

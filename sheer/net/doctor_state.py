@@ -129,7 +129,8 @@ class NftRuleView:
     def mark_set(self) -> int | None:
         for e in self.expr:
             m = e.get("mangle")
-            if isinstance(m, Mapping) and m.get("key") == {"meta": {"key": "mark"}} and isinstance(m.get("value"), int):
+            if (isinstance(m, Mapping) and m.get("key") == {"meta": {"key": "mark"}}
+                    and isinstance(m.get("value"), int)):
                 return int(m["value"])
         return None
 
@@ -220,7 +221,8 @@ def value_contains(right: Any, value: str) -> bool | None:
         return None if any(a is None for a in answers) else False
     if isinstance(right, Mapping) and "prefix" in right:
         try:
-            return ip_address(value) in IPv4Network(f"{right['prefix']['addr']}/{right['prefix']['len']}", strict=False)
+            return ip_address(value) in IPv4Network(f"{right['prefix']['addr']}/{right['prefix']['len']}",
+                                                    strict=False)
         except ValueError:
             return None
     if isinstance(right, Mapping) and "range" in right:

@@ -94,5 +94,6 @@ class KernelFacts:
         return best
 
     def default_gateway(self) -> str | None:
-        route = next((r for r in self.routes if r.table == MAIN_TABLE and r.dst == "0.0.0.0/0" and r.via), None)
+        route = next((r for r in self.routes if r.table == MAIN_TABLE and r.dst == "0.0.0.0/0" and r.via),
+                     None)
         return route.via if route else None

@@ -20,7 +20,8 @@ RTN_UNICAST, RTN_LOCAL = 1, 2
 def gather() -> KernelFacts:
     with IPRoute() as ipr:
         names = {link["index"]: link.get("ifname") for link in ipr.get_links()}
-        addresses = tuple(IfAddr(names.get(a["index"], str(a["index"])), f"{a.get('address')}/{a['prefixlen']}")
+        addresses = tuple(IfAddr(names.get(a["index"], str(a["index"])),
+                                 f"{a.get('address')}/{a['prefixlen']}")
                           for a in ipr.get_addr(family=AF_INET))
         routes = tuple(route_fact(r, names) for r in ipr.get_routes(family=AF_INET)
                        if r["type"] in (RTN_UNICAST, RTN_LOCAL))

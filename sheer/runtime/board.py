@@ -90,6 +90,17 @@ class HealthBoard:
     def set(self, group: CheckedGroup, index: int, state: Health) -> None:
         self.mem[group.offset + index] = int(state)
 
+    def health(self, upstream: Upstream, index: int) -> Health | None:
+        """What the API reports for a server: any check of its upstream that says so (down over
+        checking over up); None when no check covers that upstream."""
+        found: Health | None = None
+        for group in self.groups:
+            if group.upstream is upstream:
+                state = self.get(group, index)
+                if state is Health.DOWN or found is None or (state is Health.CHECKING and found is Health.UP):
+                    found = state
+        return found
+
     def states(self) -> dict[tuple[str, str, str], Health]:
         return {_key(group, server): self.get(group, index)
                 for group in self.groups for index, server in enumerate(group.upstream.servers)}

@@ -19,11 +19,11 @@ from sheer.config.model import Config, UpstreamServer
 from sheer.core.hcmatch import Verdict
 from sheer.core.health import Changed, Health, Outcome, PeerHealth
 from sheer.core.stats import Block
+from sheer.io.context import Identity
 from sheer.io.logs import ErrorLogger, reopen_logs
 from sheer.io.probes import http_probe, tcp_probe, udp_probe
 from sheer.runtime import proctitle
 from sheer.runtime.board import CheckedGroup, HealthBoard
-from sheer.runtime.context import Identity
 from sheer.runtime.privileges import drop_privileges
 from sheer.runtime.shared import SharedBoard
 from sheer.runtime.worker import die_with_parent
@@ -67,7 +67,8 @@ class HealthCounters:
         if block is not None and state is not Health.UP and not self.shared.latest(block.at("downstart")):
             self.row[block.at("downstart")] = int(now * 1000)
 
-    def record(self, group: CheckedGroup, index: int, passed: bool, change: Changed | None, now: float) -> None:
+    def record(self, group: CheckedGroup, index: int, passed: bool, change: Changed | None,
+               now: float) -> None:
         block = self.block(group, index)
         if block is None:
             return

@@ -30,7 +30,7 @@ def check(config: Config) -> list[str]:
         if not os.path.isdir(directory):
             problems.append(f'open() "{path}" failed (2: No such file or directory): '
                             f"create {directory} or set the prefix with -p")
-        elif os.path.exists(path) and not os.access(path, os.W_OK) or not os.path.exists(path) and not os.access(directory, os.W_OK):
+        elif not os.access(path if os.path.exists(path) else directory, os.W_OK):
             problems.append(f'open() "{path}" failed (13: Permission denied)')
     try:
         resolve_user(config)
@@ -52,5 +52,6 @@ def warnings(config: Config) -> list[str]:
         if server.dsr and server.dsr_without_health_check:
             where = f"{server.source}: " if server.source else ""
             found.append(f"{where}direct server return without an active health check "
-                         "(dsr_without_health_check on): a dead upstream keeps getting its share of the traffic")
+                         "(dsr_without_health_check on): a dead upstream keeps getting its share of the "
+                         "traffic")
     return found

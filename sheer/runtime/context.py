@@ -1,63 +1,41 @@
-"""What a worker's services share: logs, per-upstream balancer state, identity."""
+"""A worker's io context (sheer.io.context.WorkerContext), built from this generation's boards:
+balancers that read the active checks' board and the API's changes, counters in the process's row."""
 
 from __future__ import annotations
 
-import os
-import socket
-from dataclasses import dataclass, field
-
-from sheer.config.model import Config, ErrorLog, Upstream
-from sheer.core.balancer import Balancer
-from sheer.core.balancers import make_balancer
+from sheer.config.model import Config, Upstream
+from sheer.core.balancers import Balancer, make_balancer
 from sheer.core.control import UpstreamOverrides
+from sheer.io.context import Identity, WorkerContext
 from sheer.io.logs import ErrorLogger
 from sheer.runtime.board import HealthBoard
 from sheer.runtime.shared import SharedBoard
 
 
-@dataclass(frozen=True)
-class Identity:
-    """Who a forked process is, for the API's /nginx: its generation, when it was loaded, its row."""
+class Balancers:
+    """One balancer per upstream block, made at its first use."""
 
-    generation: int = 0
-    load_time: float = 0.0
-    row: int = -1
+    def __init__(self, health: HealthBoard | None, shared: SharedBoard) -> None:
+        self.health = health
+        self.shared = shared
+        self.made: dict[int, Balancer] = {}
 
-
-@dataclass
-class WorkerContext:
-    config: Config
-    log: ErrorLogger
-    health: HealthBoard | None = None      # active checks' shared peer state (this generation's)
-    shared: SharedBoard | None = None      # counters and the API's changes (every generation's)
-    identity: Identity = field(default_factory=Identity)
-    counters: memoryview = field(init=False)   # this process's own row of counters (int64)
-    hostname: str = field(default_factory=socket.gethostname)
-    pid: int = field(default_factory=os.getpid)
-    _balancers: dict[int, Balancer] = field(default_factory=dict)
-    _loggers: dict[ErrorLog, ErrorLogger] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.shared is None:
-            self.shared = SharedBoard(self.config)   # a context of its own (tests, `sheer -t`)
-        self.counters = self.shared.writer(self.identity.row)
-
-    def balancer(self, upstream: Upstream) -> Balancer:
-        """One balancer per upstream block per worker, shared by every server using it (as in nginx)."""
+    def __call__(self, upstream: Upstream) -> Balancer:
         key = id(upstream)
-        found = self._balancers.get(key)
+        found = self.made.get(key)
         if found is None:
             view = self.health.view(upstream) if self.health else None
-            assert self.shared is not None
             refs = self.shared.layout.peers(upstream)
-            overrides = UpstreamOverrides(self.shared, upstream, tuple(ref.control for ref in refs)) if refs else None
-            found = self._balancers[key] = make_balancer(upstream, view, overrides=overrides)
+            overrides = UpstreamOverrides(self.shared, upstream,
+                                          tuple(ref.control for ref in refs)) if refs else None
+            found = self.made[key] = make_balancer(upstream, view, overrides=overrides)
         return found
 
-    def error_log(self, log: ErrorLog | None) -> ErrorLogger:
-        if log is None:
-            return self.log
-        found = self._loggers.get(log)
-        if found is None:
-            found = self._loggers[log] = ErrorLogger(log)
-        return found
+
+def worker_context(config: Config, log: ErrorLogger, health: HealthBoard | None = None,
+                   shared: SharedBoard | None = None, identity: Identity | None = None) -> WorkerContext:
+    """`shared`: the master's board; without one, a board of its own (tests, `sheer -t`)."""
+    board = shared if shared is not None else SharedBoard(config)
+    identity = identity or Identity()
+    return WorkerContext(config, log, board, board.writer(identity.row), Balancers(health, board),
+                         health=health, identity=identity)

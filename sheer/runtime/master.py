@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 
 from sheer.config import Config, ConfigError
 from sheer.config.errors import unexpected
+from sheer.io.context import Identity
 from sheer.io.logs import ErrorLogger, LogOpenError, reopen_logs
 from sheer.io.sockets import ListenError, ensure_unclaimed, listener
 from sheer.runtime import proctitle
 from sheer.runtime.board import HealthBoard
 from sheer.runtime.checker import run_checker
 from sheer.runtime.checks import check
-from sheer.runtime.context import Identity
 from sheer.runtime.notify import Notifier
 from sheer.runtime.privileges import PrivilegeError, resolve_user
 from sheer.runtime.shared import SharedBoard
@@ -185,8 +185,8 @@ class Master:
                 self.shared.count_respawn()
                 failed_to_start = os.WIFEXITED(status) and os.WEXITSTATUS(status) == FAILED
                 if failed_to_start and time.monotonic() - worker.started < EARLY_DEATH:
-                    self.log.log("emerg", "a worker process failed right after starting (see the lines above); "
-                                          "stopping instead of respawning it in a loop")
+                    self.log.log("emerg", "a worker process failed right after starting (see the lines "
+                                          "above); stopping instead of respawning it in a loop")
                     self.stopping = True
                     self.status = 1
                     self.signal_workers(signal.SIGTERM)
@@ -217,7 +217,8 @@ class Master:
             return why
         if problems:
             for problem in problems:
-                self.log.log("emerg", f"{problem}; the new configuration is refused, the old one keeps serving")
+                self.log.log("emerg",
+                             f"{problem}; the new configuration is refused, the old one keeps serving")
             return str(problems[0])
         old_generation = self.generation
         try:
@@ -292,7 +293,8 @@ class Master:
                 with open(self.config.pid, "w") as handle:
                     handle.write(f"{os.getpid()}\n")
             except OSError as exc:
-                raise StartupError(f'open() "{self.config.pid}" failed ({exc.errno}: {exc.strerror})') from None
+                raise StartupError(f'open() "{self.config.pid}" failed ({exc.errno}: {exc.strerror})') \
+                    from None
 
     def remove_pid(self) -> None:
         if self.config.pid:

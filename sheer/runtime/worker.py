@@ -18,6 +18,7 @@ from sheer.config.model import Config, HttpServer, Listen
 
 # Imported here, not lazily: a worker that dropped to `user` may no longer be able to read the
 # interpreter's files (a virtualenv under /root, say), so everything must be loaded before.
+from sheer.io.context import Identity, WorkerContext
 from sheer.io.http import HttpService
 from sheer.io.logs import ErrorLogger, reopen_logs
 from sheer.io.service import Service
@@ -25,7 +26,7 @@ from sheer.io.stream_tcp import TcpStreamService
 from sheer.io.stream_udp import UdpStreamService
 from sheer.runtime import proctitle
 from sheer.runtime.board import HealthBoard
-from sheer.runtime.context import Identity, WorkerContext
+from sheer.runtime.context import worker_context
 from sheer.runtime.privileges import drop_privileges
 from sheer.runtime.shared import SharedBoard
 
@@ -68,7 +69,7 @@ def run_worker(config: Config, sockets: dict[ListenKey, socket.socket], health: 
     for signum in (signal.SIGHUP, signal.SIGUSR1, signal.SIGQUIT, signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, signal.SIG_DFL)
     log = ErrorLogger(config.error_log)
-    ctx = WorkerContext(config, log, health=health, shared=shared, identity=identity or Identity())
+    ctx = worker_context(config, log, health, shared, identity)
     drop_privileges(config, log)
     uvloop.install()
     try:

@@ -13,7 +13,8 @@ from sheer_process import Sheer
 
 @pytest.fixture(name="run_sheer")
 def run_sheer_fixture(tmp_path: Path) -> Iterator[Callable[..., Sheer]]:
-    """`run_sheer(config_text)` starts a master and waits for its listeners; all are stopped after the test."""
+    """`run_sheer(config_text)` starts a master and waits for its listeners; all are stopped after the
+    test."""
     started: list[Sheer] = []
 
     def run(text: str, *, start: bool = True, **kw: Any) -> Sheer:

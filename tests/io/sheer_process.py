@@ -122,7 +122,8 @@ class Sheer:
     def start(self, timeout: float = 5.0) -> Sheer:
         config = sheer.config.load(str(self.conf))
         with open(self.stderr_path, "wb") as stderr:
-            self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
+            self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=stderr,
+                                         stderr=stderr,
                                          env=self.env)
         wanted = config.listens
 
@@ -132,13 +133,15 @@ class Sheer:
             return all(listen.port in (udp if listen.udp else tcp) for listen in wanted)
 
         wait_for(ready, timeout, "sheer's listeners")
-        self.wait_workers(config.workers + (1 if checked_groups(config) else 0), timeout)  # + the health checker
+        # + the health checker
+        self.wait_workers(config.workers + (1 if checked_groups(config) else 0), timeout)
         return self
 
     def check_running(self) -> None:
         assert self.proc is not None
         if self.proc.poll() is not None:
-            raise AssertionError(f"sheer exited with {self.proc.returncode}:\n{self.output()}\n{self.error_log()}")
+            raise AssertionError("sheer exited with "
+                                 f"{self.proc.returncode}:\n{self.output()}\n{self.error_log()}")
 
     def workers(self) -> list[int]:
         found = children_of(self.pid)
@@ -237,7 +240,8 @@ class TcpEcho:
 class UdpServer:
     """Answers each datagram with `answer(data, peer)` (None: stay silent); records who asked."""
 
-    def __init__(self, host: str, port: int, answer: Callable[[bytes, tuple[str, int]], list[bytes] | None]) -> None:
+    def __init__(self, host: str, port: int,
+                 answer: Callable[[bytes, tuple[str, int]], list[bytes] | None]) -> None:
         self.host = host
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((host, port))

@@ -16,7 +16,8 @@ from chromium import BINARY, Browser
 from sheer_process import Sheer, free_port
 from test_status_api import BACKENDS, api, peers, request, spread
 
-pytestmark = [pytest.mark.io, pytest.mark.skipif(BINARY is None, reason="chromium is not installed (make deps)")]
+pytestmark = [pytest.mark.io,
+              pytest.mark.skipif(BINARY is None, reason="chromium is not installed (make deps)")]
 
 
 def config(front: int, back: int, control: int, write: str) -> str:
@@ -92,13 +93,15 @@ def test_the_dashboard_shows_the_api_and_its_buttons_change_every_worker(
     assert {backend for backend, _ in seen} == {BACKENDS[0]} and len({pid for _, pid in seen}) == 2
     browser.evaluate(f"{row}.querySelector('button[data-action=up]').click()")
     browser.wait(f"{row}.querySelector('.state').innerText === 'up'")
-    browser.evaluate("document.querySelector('tr[data-peer=\"http/app/0\"] button[data-action=down]').click()")
+    peer = "document.querySelector('tr[data-peer=\"http/app/0\"]"
+    browser.evaluate(f"{peer} button[data-action=down]').click()")
     browser.wait("document.querySelector('tr[data-peer=\"http/app/0\"] .state').innerText === 'down'")
     assert [peer["state"] for peer in peers(control)] == ["down", "up"]
     assert api(control, "9/http/upstreams/app/servers/0")[1]["down"] is True
 
 
-def test_a_read_only_api_gives_a_dashboard_without_buttons(run_sheer: Callable[..., Sheer], browser: Browser) -> None:
+def test_a_read_only_api_gives_a_dashboard_without_buttons(run_sheer: Callable[..., Sheer],
+                                                           browser: Browser) -> None:
     front, back, control = free_port(), free_port(BACKENDS), free_port()
     run_sheer(config(front, back, control, "off"))
     browser.open(f"http://127.0.0.1:{control}/dashboard.html")

@@ -90,10 +90,12 @@ class HttpOnce:
 
 
 def test_http_probe_default_and_match(closing: Callable[[Any], Any]) -> None:
-    ok = closing(HttpOnce("127.0.0.14", b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\nWelcome to nginx!"))
+    ok = closing(HttpOnce("127.0.0.14",
+                          b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\nWelcome to nginx!"))
     assert run(http_probe("127.0.0.14", ok.port, HealthCheck(uri="/health", **FAST), "backend")).passed
     assert ok.requests[0].startswith(b"GET /health HTTP/1.0\r\nHost: backend\r\n")
-    welcome = HttpMatch("welcome", status=(StatusRule(((200, 200),)),), body=body(["~", "Welcome to nginx!"], SRC))
+    welcome = HttpMatch("welcome", status=(StatusRule(((200, 200),)),),
+                        body=body(["~", "Welcome to nginx!"], SRC))
     assert run(http_probe("127.0.0.14", ok.port, HealthCheck(match=welcome, **FAST), "b")).passed
     bad = closing(HttpOnce("127.0.0.14", b"HTTP/1.1 503 Busy\r\n\r\n"))
     assert run(http_probe("127.0.0.14", bad.port, HealthCheck(**FAST), "b")).reason == "status code 503"
@@ -101,7 +103,8 @@ def test_http_probe_default_and_match(closing: Callable[[Any], Any]) -> None:
     assert refused.reason == "connect() failed (111: Connection refused)"
 
 
-def test_workers_share_the_checkers_verdict(run_sheer: Callable[..., Any], closing: Callable[[Any], Any]) -> None:
+def test_workers_share_the_checkers_verdict(run_sheer: Callable[..., Any],
+                                            closing: Callable[[Any], Any]) -> None:
     port = free_port(UPSTREAM_HOSTS[:2], (socket.SOCK_DGRAM,))
     listen = free_port(("127.0.0.1",), (socket.SOCK_DGRAM,))
     queries: dict[str, int] = {host: 0 for host in UPSTREAM_HOSTS[:2]}

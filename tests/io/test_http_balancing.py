@@ -30,7 +30,8 @@ def test_a_client_stays_on_one_upstream(harness: Harness, method: str) -> None:
     port, servers = hello_upstreams(harness, ["127.0.0.11", "127.0.0.12", "127.0.0.13"])
     proxy = harness.listen("127.0.0.1")
     harness.serve(f"""{servers}
-        upstream group {{ {method}; server 127.0.0.11:{port}; server 127.0.0.12:{port}; server 127.0.0.13:{port}; }}
+        upstream group {{ {method};
+                          server 127.0.0.11:{port}; server 127.0.0.12:{port}; server 127.0.0.13:{port}; }}
         server {{ listen 127.0.0.1:{proxy}; location / {{ proxy_pass http://group; }} }}""")
     # ip_hash looks at the first three octets: spread clients over several /24s of 127/8
     clients = [f"127.0.{n}.1" for n in range(1, 13)] if method == "ip_hash" else \

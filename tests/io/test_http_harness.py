@@ -16,7 +16,7 @@ import sheer.config
 from sheer.config.model import Config, HttpServer
 from sheer.io.http import HttpService
 from sheer.io.logs import ErrorLogger
-from sheer.runtime.context import WorkerContext
+from sheer.runtime.context import worker_context
 
 T = TypeVar("T")
 pytestmark = pytest.mark.io
@@ -69,7 +69,7 @@ class Harness:
         for server in config.http.servers:
             for listen in server.listens:
                 groups.setdefault((listen.host, listen.port), []).append(server)
-        ctx = WorkerContext(config, ErrorLogger(config.error_log))
+        ctx = worker_context(config, ErrorLogger(config.error_log))
         started = {}
         for address, servers in groups.items():
             service = HttpService(self.sockets[address], servers, ctx)
@@ -165,7 +165,8 @@ class ScriptedUpstream:
                 head = await reader.readuntil(b"\r\n\r\n")
                 lines = head.decode("latin-1").split("\r\n")
                 path = lines[0].split()[1]
-                fields = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+                fields = {k.lower(): v.strip()
+                          for k, _, v in (line.partition(":") for line in lines[1:] if line)}
                 body = b""
                 if "content-length" in fields:
                     body = await reader.readexactly(int(fields["content-length"]))

@@ -51,7 +51,8 @@ def test_proxy_pass_with_uri_replaces_the_location_prefix(harness: Harness) -> N
     up = harness.listen("127.0.0.11")
     proxy = harness.listen("127.0.0.1")
     harness.serve(f"""
-        server {{ listen 127.0.0.11:{up}; location / {{ return 200 "$request_uri|$http_host|$http_connection"; }} }}
+        server {{ listen 127.0.0.11:{up};
+                  location / {{ return 200 "$request_uri|$http_host|$http_connection"; }} }}
         server {{ listen 127.0.0.1:{proxy};
                   location /app/ {{ proxy_pass http://127.0.0.11:{up}/v2/; }}
                   location / {{ proxy_pass http://127.0.0.11:{up}; }} }}""")
@@ -64,7 +65,8 @@ def test_x_forwarded_for_and_hop_by_hop_headers(harness: Harness) -> None:
     proxy = harness.listen("127.0.0.1")
     harness.serve(f"""
         server {{ listen 127.0.0.11:{up};
-                  location / {{ return 200 "$http_x_forwarded_for|$http_x_custom|$http_keep_alive|$http_te|$host"; }} }}
+                  location / {{
+                      return 200 "$http_x_forwarded_for|$http_x_custom|$http_keep_alive|$http_te|$host"; }} }}
         server {{ listen 127.0.0.1:{proxy}; location / {{
                   proxy_set_header Host $host;
                   proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
@@ -111,7 +113,8 @@ def read_all(sock: socket.socket) -> bytes:
 
 def test_pipelined_requests_with_bodies_on_a_return_server(harness: Harness) -> None:
     port = harness.listen("127.0.0.1")
-    harness.serve(f'server {{ listen 127.0.0.1:{port}; location / {{ return 200 "$request_method $uri\\n"; }} }}')
+    harness.serve('server '
+                  f'{{ listen 127.0.0.1:{port}; location / {{ return 200 "$request_method $uri\\n"; }} }}')
     with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
         sock.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
                      b"POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"

@@ -9,7 +9,7 @@ import pytest
 from test_http_harness import Harness, ScriptedUpstream, free_port, harness_fixture, hello_upstreams  # noqa: F401
 
 from sheer.core.bind import BindTo
-from sheer.io.http.upstream import UpstreamPool, open_upstream
+from sheer.io.http.upstream_pool import UpstreamPool, open_upstream
 
 pytestmark = pytest.mark.io
 
@@ -119,7 +119,8 @@ def test_pool_key_includes_the_source_address(harness: Harness) -> None:
         pool.close()
         if same is not None:
             same.close()
-        return other_source is None, same is conn, plain_key is None and sourced.key == (peer, ("127.0.0.5", 0))
+        keys = plain_key is None and sourced.key == (peer, ("127.0.0.5", 0))
+        return other_source is None, same is conn, keys
 
     assert harness.call(scenario()) == (True, True, True)
 
@@ -142,7 +143,8 @@ def test_drain_waits_for_in_flight_and_closes_idle(harness: Harness) -> None:
 def test_invalid_upstream_header_is_502(harness: Harness) -> None:
     garbage = harness.listen("127.0.0.12")
     proxy = harness.listen("127.0.0.1")
-    harness.serve(f"server {{ listen 127.0.0.1:{proxy}; location / {{ proxy_pass http://127.0.0.12:{garbage}; }} }}")
+    harness.serve("server "
+                  f"{{ listen 127.0.0.1:{proxy}; location / {{ proxy_pass http://127.0.0.12:{garbage}; }} }}")
     sock = harness.sockets[("127.0.0.12", garbage)]
 
     async def answer_garbage() -> None:

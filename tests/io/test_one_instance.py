@@ -27,7 +27,8 @@ def _run(conf: Path) -> subprocess.CompletedProcess[str]:
 def _conf(tmp_path: Path, port: int, udp: bool = False, name: str = "b.conf") -> Path:
     conf = tmp_path / name
     conf.write_text(f'pid {tmp_path}/{name}.pid;\nworker_processes 2;\n'
-                    f'stream {{ server {{ listen 127.0.0.1:{port}{" udp" if udp else ""}; return "x"; }} }}\n')
+                    f'stream {{ server {{ listen 127.0.0.1:{port}{" udp" if udp else ""}; return "x"; }} }}'
+                    "\n")
     return conf
 
 
@@ -36,7 +37,8 @@ def test_a_second_sheer_on_the_same_address_is_refused(tmp_path: Path, run_sheer
                                                        udp: bool) -> None:
     port = free_port()
     first = run_sheer(f'pid {tmp_path}/a.pid;\nworker_processes 2;\n'
-                      f'stream {{ server {{ listen 127.0.0.1:{port}{" udp" if udp else ""}; return "x"; }} }}\n')
+                      'stream '
+                      f'{{ server {{ listen 127.0.0.1:{port}{" udp" if udp else ""}; return "x"; }} }}\n')
     result = _run(_conf(tmp_path, port, udp))
     assert result.returncode == 1
     where = f"127.0.0.1:{port}"
@@ -90,7 +92,8 @@ def test_restart_after_stop_and_reload_share_the_sockets(tmp_path: Path, run_she
     holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     holder.bind(("127.0.0.1", taken))
     holder.listen(8)
-    first.write(text.replace('return "x"; }', f'return "x"; }} server {{ listen 127.0.0.1:{taken}; return "y"; }}'))
+    first.write(text.replace('return "x"; }',
+                             f'return "x"; }} server {{ listen 127.0.0.1:{taken}; return "y"; }}'))
     first.signal(signal.SIGHUP)
     first.wait_log(f"bind() to 127.0.0.1:{taken} failed (98: Address already in use)")
     first.wait_log("the old one keeps serving")

@@ -43,7 +43,8 @@ def stream(port: int, body: str, upstream_port: int | None = None, listen: str =
 
 
 @pytest.mark.parametrize("version", [1, 2])
-def test_send_to_tcp_upstream(version: int, run_sheer: Callable[..., Sheer], closing: Callable[[Any], Any]) -> None:
+def test_send_to_tcp_upstream(version: int, run_sheer: Callable[..., Sheer],
+                              closing: Callable[[Any], Any]) -> None:
     echo = closing(TcpEcho("127.0.0.11"))
     port = free_port()
     run_sheer(stream(port, f"proxy_protocol on; proxy_protocol_version {version}; proxy_half_close on;",
@@ -57,7 +58,8 @@ def test_send_to_tcp_upstream(version: int, run_sheer: Callable[..., Sheer], clo
     assert got == expected + b"hello"     # the echo returns exactly what the upstream received
 
 
-def test_accept_with_realip_then_send_on(run_sheer: Callable[..., Sheer], closing: Callable[[Any], Any]) -> None:
+def test_accept_with_realip_then_send_on(run_sheer: Callable[..., Sheer],
+                                         closing: Callable[[Any], Any]) -> None:
     """A load balancer in front -> sheer -> upstream: the upstream's header names the original client."""
     echo = closing(TcpEcho("127.0.0.11"))
     port = free_port()
@@ -102,7 +104,8 @@ def test_slow_header_times_out(run_sheer: Callable[..., Sheer], closing: Callabl
         started = time.monotonic()
         assert sock.recv(10) == b""
         assert 0.3 < time.monotonic() - started < 3
-    proxy.wait_log("client timed out (110: Connection timed out) while reading PROXY protocol, client: 127.0.0.1")
+    proxy.wait_log("client timed out (110: Connection timed out) while reading PROXY protocol, client: "
+                   "127.0.0.1")
     assert echo.connections == 0
 
 
@@ -157,7 +160,8 @@ def test_http_listen_proxy_protocol_sets_the_client_headers(harness: Harness) ->
                   set_real_ip_from 127.0.0.1; real_ip_header proxy_protocol;
                   location / {{ {SET_HEADERS} proxy_pass http://127.0.0.11:{up}; }} }}""")
     header = proxy_protocol.v1(("2001:db8::1", 4711), ("2001:db8::80", 80))
-    request = b"GET / HTTP/1.1\r\nHost: example.com:8080\r\nX-Forwarded-For: 10.0.0.1\r\nConnection: close\r\n\r\n"
+    request = (b"GET / HTTP/1.1\r\nHost: example.com:8080\r\nX-Forwarded-For: 10.0.0.1\r\n"
+               b"Connection: close\r\n\r\n")
     assert body_of(raw_http(proxy, header + request)) == \
         b'2001:db8::1|10.0.0.1, 2001:db8::1|for="[2001:db8::1]:4711";host="example.com:8080";proto=http'
 
@@ -184,7 +188,8 @@ def test_http_malformed_proxy_header_closes(harness: Harness) -> None:
     harness.serve(f'server {{ listen 127.0.0.1:{port} proxy_protocol; location / {{ return 200 "x"; }} }}')
     assert raw_http(port, b"GET / HTTP/1.0\r\n\r\n") == b""
     wait_for(lambda: "broken header" in harness.error_log(), what="the broken header log line")
-    assert 'broken header: "GET / HTTP/1.0" while reading PROXY protocol, client: 127.0.0.1' in harness.error_log()
+    broken = 'broken header: "GET / HTTP/1.0" while reading PROXY protocol, client: 127.0.0.1'
+    assert broken in harness.error_log()
     ok = proxy_protocol.v2(("192.0.2.1", 1), ("192.0.2.2", 80)) + b"GET / HTTP/1.0\r\n\r\n"
     assert body_of(raw_http(port, ok)) == b"x"
 

@@ -73,7 +73,8 @@ class Reloader:
 
         def settled() -> bool:
             self.proxy.check_running()
-            return self.proxy.error_log().count(REFUSED) > refused or bool(set(self.proxy.workers()) - workers)
+            refused_now = self.proxy.error_log().count(REFUSED) > refused
+            return refused_now or bool(set(self.proxy.workers()) - workers)
 
         wait_for(settled, timeout=10, what="the reload")
 
@@ -103,8 +104,10 @@ def test_known_killers_are_refused_and_the_old_workers_serve(reloader: Reloader,
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(edits=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 12),
-                                st.one_of(st.sampled_from(NASTY), st.binary(max_size=6))), min_size=1, max_size=3))
-def test_mutated_configurations_never_kill_the_master(reloader: Reloader, edits: list[tuple[int, int, bytes]]) -> None:
+                                st.one_of(st.sampled_from(NASTY), st.binary(max_size=6))),
+                      min_size=1, max_size=3))
+def test_mutated_configurations_never_kill_the_master(reloader: Reloader,
+                                                      edits: list[tuple[int, int, bytes]]) -> None:
     # the error_log line stays: the test reads the master's lines there
     reloader.survives(reloader.proxy.header.encode() + mutate(base(reloader.ret).encode(), edits))
     assert "Traceback" not in reloader.proxy.error_log() + reloader.proxy.output()
@@ -114,8 +117,8 @@ def test_mutated_configurations_never_kill_the_master(reloader: Reloader, edits:
 def test_sheer_t_names_the_problem_without_a_traceback(tmp_path: Path, case: str) -> None:
     conf = tmp_path / "bad.conf"
     conf.write_bytes(KNOWN[case](base(free_port()).encode()))
-    done = subprocess.run([sys.executable, "-m", "sheer", "-t", "-c", str(conf)], capture_output=True, text=True,
-                          timeout=30, check=False)
+    done = subprocess.run([sys.executable, "-m", "sheer", "-t", "-c", str(conf)], capture_output=True,
+                          text=True, timeout=30, check=False)
     assert done.returncode == 1
     assert "Traceback" not in done.stderr and "a bug in sheer" not in done.stderr
     assert done.stderr.startswith("sheer: [emerg] ") and "test failed" in done.stderr

@@ -38,7 +38,8 @@ def request(port: int, method: str = "GET", path: str = "/", body: bytes | None 
         conn.close()
 
 
-def api(port: int, path: str, method: str = "GET", body: Any = None, raw: bytes | None = None) -> tuple[int, Any]:
+def api(port: int, path: str, method: str = "GET", body: Any = None,
+        raw: bytes | None = None) -> tuple[int, Any]:
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
     status, headers, reply = request(port, method, "/api/" + path, data)
     assert headers["content-type"] == "application/json"
@@ -146,7 +147,8 @@ def test_versions_paths_and_nginx_plus_errors(lb: tuple[Sheer, int, int]) -> Non
         got_status, error = api(control, path, method, raw=body)
         assert got_status == status and error["error"]["code"] == code, (path, method, error)
         assert error["error"]["status"] == status and error["error"]["text"]
-        assert re.fullmatch(r"[0-9a-f]{32}", error["request_id"]) and error["href"].endswith("ngx_http_api_module.html")
+        assert re.fullmatch(r"[0-9a-f]{32}",
+                            error["request_id"]) and error["href"].endswith("ngx_http_api_module.html")
     # Nothing above changed anything.
     assert [peer["state"] for peer in peers(control)] == ["up", "up"]
     assert [peer["weight"] for peer in peers(control)] == [1, 1]
@@ -165,7 +167,8 @@ def test_drain_down_and_weight_reach_every_worker_at_once(lb: tuple[Sheer, int, 
     status, conf = api(control, "9/http/upstreams/app/servers/1", "PATCH", {"drain": True})
     assert status == 200 and conf == {"id": 1, "server": f"{BACKENDS[1]}:{conf['server'].split(':')[1]}",
                                       "weight": 1, "max_conns": 0, "max_fails": 1, "fail_timeout": "10s",
-                                      "slow_start": "0s", "route": "", "backup": False, "down": False, "drain": True}
+                                      "slow_start": "0s", "route": "", "backup": False, "down": False,
+                                      "drain": True}
     seen = spread(front, 30)
     assert {backend for backend, _ in seen} == {BACKENDS[0]}, seen
     assert len({pid for _, pid in seen}) == 2, seen                  # both workers obeyed
@@ -213,7 +216,8 @@ def test_concurrent_patches_from_two_clients_leave_one_consistent_state(lb: tupl
 
     first = [{"weight": n} for n in range(1, 61)]
     second = [{"down": n % 2 == 0, "weight": 100 - n} for n in range(1, 61)]   # ends with down, weight 40
-    threads = [threading.Thread(target=client, args=(0, first)), threading.Thread(target=client, args=(1, second))]
+    threads = [threading.Thread(target=client, args=(0, first)),
+               threading.Thread(target=client, args=(1, second))]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -270,14 +274,16 @@ def test_prometheus_exposition_matches_the_api(lb: tuple[Sheer, int, int]) -> No
         labels = (("server", peer["server"]), ("upstream", "app"))
         assert samples[("nginxplus_upstream_server_requests", labels)] == peer["requests"]
         assert samples[("nginxplus_upstream_server_state", labels)] == 1
-        assert samples[("nginxplus_upstream_server_responses", (("code", "2xx"), *labels))] == peer["responses"]["2xx"]
+        assert samples[("nginxplus_upstream_server_responses",
+                        (("code", "2xx"), *labels))] == peer["responses"]["2xx"]
     assert samples[("nginxplus_server_zone_requests", (("server_zone", "front"),))] == 12
     assert samples[("nginx_connections_accepted", ())] >= 24
     assert families["nginx_http_requests"].type == "counter"
     assert "sheer_upstream_server_health_transitions" in families
 
 
-def test_stream_udp_sessions_and_health_checks_in_the_api(run_sheer: Callable[..., Sheer], closing: Any) -> None:
+def test_stream_udp_sessions_and_health_checks_in_the_api(run_sheer: Callable[..., Sheer],
+                                                          closing: Any) -> None:
     """A UDP stream server with a status_zone and an active check: sessions per zone and peer,
     health checks counted by the checker process, a dead peer seen as unhealthy with its transition."""
 
@@ -291,26 +297,32 @@ stream {{
     server {{ listen 127.0.0.1:{listen} udp; status_zone dns; proxy_pass dns; proxy_responses 1;
              health_check interval=200ms udp; health_check_timeout 200ms; }}
 }}
-http {{ server {{ listen 127.0.0.1:{control}; location /api/ {{ api; }} location = /metrics {{ prometheus; }} }} }}
+http {{ server {{ listen 127.0.0.1:{control};
+                location /api/ {{ api; }} location = /metrics {{ prometheus; }} }} }}
 """)
     peer_path = "9/stream/upstreams/dns"
-    wait_for(lambda: api(control, peer_path)[1]["peers"][1]["state"] == "unhealthy", 10.0, "the dead peer unhealthy")
+    wait_for(lambda: api(control, peer_path)[1]["peers"][1]["state"] == "unhealthy", 10.0,
+             "the dead peer unhealthy")
     for n in range(10):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
             client.settimeout(3)
             client.sendto(b"q%d" % n, ("127.0.0.1", listen))
             assert client.recv(100) == b"ok q%d" % n
-    wait_for(lambda: api(control, "9/stream/server_zones/dns")[1]["sessions"]["2xx"] == 10, 5.0, "10 sessions")
+    wait_for(lambda: api(control, "9/stream/server_zones/dns")[1]["sessions"]["2xx"] == 10, 5.0,
+             "10 sessions")
     zone = api(control, "9/stream/server_zones/dns")[1]
-    assert zone["connections"] == 10 and zone["processing"] == 0 and zone["received"] == 20 and zone["sent"] == 50
-    wait_for(lambda: api(control, peer_path)[1]["peers"][0]["health_checks"]["checks"] >= 2, 5.0, "checks of both")
+    assert zone["connections"] == 10 and zone["processing"] == 0
+    assert zone["received"] == 20 and zone["sent"] == 50
+    wait_for(lambda: api(control, peer_path)[1]["peers"][0]["health_checks"]["checks"] >= 2, 5.0,
+             "checks of both")
     up, dead = api(control, peer_path)[1]["peers"]
     assert up["connections"] == 10 and up["state"] == "up" and up["health_checks"]["last_passed"] is True
     assert dead["connections"] == 0 and dead["health_checks"]["unhealthy"] == 1
     assert dead["health_checks"]["fails"] >= 1 and dead["health_checks"]["last_passed"] is False
     assert dead["downtime"] > 0 and "downstart" in dead
     text = request(control, path="/metrics")[2].decode()
-    assert (f'sheer_upstream_server_health_transitions_total{{protocol="stream",server="{BACKENDS[1]}:{port}",'
+    server = f'server="{BACKENDS[1]}:{port}"'
+    assert (f'sheer_upstream_server_health_transitions_total{{protocol="stream",{server},'
             f'to="unhealthy",upstream="dns"}} 1.0') in text
-    assert f'nginxplus_stream_upstream_server_state{{server="{BACKENDS[1]}:{port}",upstream="dns"}} 6.0' in text
+    assert f'nginxplus_stream_upstream_server_state{{{server},upstream="dns"}} 6.0' in text
     sheer.check_running()

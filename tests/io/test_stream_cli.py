@@ -77,7 +77,8 @@ def test_quiet(tmp_path: Path) -> None:
 
 def test_dump_prints_every_file(tmp_path: Path) -> None:
     upstreams = write(tmp_path, "upstream u { server 127.0.0.11:53; }\n", "upstreams.conf")
-    conf = write(tmp_path, "stream {\n    include upstreams.conf;\n    server { listen 5353 udp; proxy_pass u; }\n}\n")
+    conf = write(tmp_path,
+                 "stream {\n    include upstreams.conf;\n    server { listen 5353 udp; proxy_pass u; }\n}\n")
     result = sheer("-T", "-c", conf)
     assert result.returncode == 0
     assert result.stdout == (f"# configuration file {conf}:\n{Path(conf).read_text()}\n"

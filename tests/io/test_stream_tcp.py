@@ -1,4 +1,5 @@
-"""TCP through a real sheer master: EOF handling (proxy_half_close), next upstream on connect refused, `return`."""
+"""TCP through a real sheer master: EOF handling (proxy_half_close), next upstream on connect refused,
+`return`."""
 
 from __future__ import annotations
 
@@ -55,7 +56,8 @@ def proxy_config(port: int, servers: str, extra: str = "", half_close: bool = Tr
 """
 
 
-def test_one_megabyte_echo_with_half_close(run_sheer: Callable[..., Sheer], closing: Callable[[Any], Any]) -> None:
+def test_one_megabyte_echo_with_half_close(run_sheer: Callable[..., Sheer],
+                                           closing: Callable[[Any], Any]) -> None:
     echo = closing(TcpEcho("127.0.0.11"))
     port = free_port()
     run_sheer(proxy_config(port, f"\n        server 127.0.0.11:{echo.port};"))
@@ -99,10 +101,12 @@ def test_client_eof_ends_the_session_by_default(
 def test_upstream_eof_ends_the_session_by_default(run_sheer: Callable[..., Sheer]) -> None:
     """The upstream's EOF closes the client's connection once everything before it was delivered."""
     upstream = socket.create_server(("127.0.0.11", 0))
-    closing_upstream = threading.Thread(target=lambda: _answer_and_close(upstream, b"x" * 300_000), daemon=True)
+    closing_upstream = threading.Thread(target=lambda: _answer_and_close(upstream, b"x" * 300_000),
+                                        daemon=True)
     closing_upstream.start()
     port = free_port()
-    run_sheer(proxy_config(port, f"\n        server 127.0.0.11:{upstream.getsockname()[1]};", half_close=False))
+    run_sheer(proxy_config(port, f"\n        server 127.0.0.11:{upstream.getsockname()[1]};",
+                           half_close=False))
     with connect(port) as sock:
         sock.sendall(b"GET")
         assert read_all(sock) == b"x" * 300_000   # never shut down by the client: the proxy closed
@@ -223,7 +227,8 @@ def test_a_slow_client_gets_every_byte_before_the_upstreams_eof_ends_the_session
     payload = os.urandom(16 << 20)
     listener, thread = _serve_once(lambda conn: conn.sendall(payload))
     port = free_port()
-    run_sheer(proxy_config(port, f"\n        server 127.0.0.11:{listener.getsockname()[1]};", half_close=False))
+    run_sheer(proxy_config(port, f"\n        server 127.0.0.11:{listener.getsockname()[1]};",
+                           half_close=False))
     with connect(port, timeout=10) as sock:
         time.sleep(0.5)
         assert hashlib.sha256(read_all(sock)).digest() == hashlib.sha256(payload).digest()
@@ -266,8 +271,9 @@ def test_connect_timeout_goes_to_the_next_upstream(
     time.sleep(0.2)
     echo = closing(TcpEcho("127.0.0.12"))
     port = free_port()
-    proxy = run_sheer(proxy_config(port, f"\n        server {stuck.getsockname()[0]}:{stuck.getsockname()[1]};\n"
-                                         f"        server 127.0.0.12:{echo.port};"))
+    proxy = run_sheer(proxy_config(port, "\n        server "
+                                         f"{stuck.getsockname()[0]}:{stuck.getsockname()[1]};\n        "
+                                         f"server 127.0.0.12:{echo.port};"))
     started = time.monotonic()
     assert echo_through(port, b"ping\n", timeout=5.0) == b"ping\n"
     assert echo.connections == 1

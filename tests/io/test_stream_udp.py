@@ -76,7 +76,8 @@ def test_missing_response_is_an_upstream_failure(
     silent = closing(UdpServer("127.0.0.11", 0, lambda _data, _peer: None))
     echo = closing(udp_echo("127.0.0.12"))
     port = free_port()
-    proxy = run_sheer(stream_udp(port, [silent, echo], "\n        proxy_responses 1;\n        proxy_timeout 200ms;"))
+    proxy = run_sheer(stream_udp(port, [silent, echo],
+                                 "\n        proxy_responses 1;\n        proxy_timeout 200ms;"))
     first = client(closing)
     first.sendto(b"lost", ("127.0.0.1", port))
     with pytest.raises(TimeoutError):

@@ -7,7 +7,7 @@ from contextlib import AbstractContextManager
 
 import pytest
 
-from sheer.lab.proxy import RunningProxy
+from sheer.lab.running_proxy import RunningProxy
 from sheer.lab.testing import Lab, shared_lab, sheer_unavailable_reason, unsupported_reason
 
 

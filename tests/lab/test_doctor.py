@@ -19,11 +19,14 @@ from sheer.lab.testing import Lab
 
 pytestmark = pytest.mark.lab
 
-ORIGIN = ("--role", "upstream", "--host", "172.16.0.11", "--dsr", "origin", "--vip", VIP, "--via", "172.16.0.254")
+ORIGIN = ("--role", "upstream", "--host", "172.16.0.11", "--dsr", "origin", "--vip", VIP, "--via",
+          "172.16.0.254")
 
 
-def doctor(lab: Lab, node: str, conf: Path, *args: str, prefix: tuple[str, ...] = ()) -> tuple[int, list[dict[str, Any]]]:
-    res = lab.run(node, *prefix, sys.executable, "-m", "sheer", "doctor", "-c", str(conf), "--json", *args, timeout=30)
+def doctor(lab: Lab, node: str, conf: Path, *args: str,
+           prefix: tuple[str, ...] = ()) -> tuple[int, list[dict[str, Any]]]:
+    res = lab.run(node, *prefix, sys.executable, "-m", "sheer", "doctor", "-c", str(conf), "--json", *args,
+                  timeout=30)
     assert res.stdout, res.stderr
     return res.returncode, json.loads(res.stdout)["findings"]
 

@@ -23,11 +23,14 @@ pytestmark = pytest.mark.lab
 
 VIP = str(_VIP)
 CLIENT = "192.168.99.1"
-DNS_MATCH = r"""
-    match dns {
-        send \x00\x2a\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03\x73\x74\x6c\x04\x75\x6d\x73\x6c\x03\x65\x64\x75\x00\x00\x01\x00\x01;
+DNS_QUERY = (r"\x00\x2a\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00"      # header: id 42, one question
+             r"\x03\x73\x74\x6c\x04\x75\x6d\x73\x6c\x03\x65\x64\x75\x00"  # stl.umsl.edu
+             r"\x00\x01\x00\x01")                                          # A, IN
+DNS_MATCH = f"""
+    match dns {{
+        send {DNS_QUERY};
         expect ~* "health.is.good";
-    }
+    }}
 """
 INTERVAL, FAILS, PASSES, TIMEOUT = 1.0, 1, 2, 0.5
 WINDOW = INTERVAL * FAILS + TIMEOUT
@@ -80,7 +83,8 @@ def start(lab: Lab, node_name: str, service: str) -> float:
     if service == "dnsmasq":
         run(*netns, *witness.dnsmasq_args(node, lab.state_dir))
     else:
-        run(*netns, witness.NGINX, "-e", str(d / "nginx-error.log"), "-p", str(d), "-c", str(d / "nginx.conf"))
+        run(*netns, witness.NGINX, "-e", str(d / "nginx-error.log"), "-p", str(d), "-c",
+            str(d / "nginx.conf"))
     return time.monotonic()
 
 
@@ -96,7 +100,8 @@ def test_dsr_dnsperf_dead_upstream_is_skipped_then_back(lab: Lab) -> None:
         time.sleep(1.5)       # first checks done: every peer up
         dnsperf = subprocess.Popen(
             ["ip", "netns", "exec", lab.node("client").netns, "dnsperf", "-s", VIP, "-d", str(queries),
-             "-l", "9", "-Q", str(rate), "-t", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             "-l", "9", "-Q", str(rate), "-t", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   text=True)
         try:
             time.sleep(2)
             with stopped(lab, "up3", "dnsmasq") as restarted:
@@ -128,7 +133,8 @@ def test_dsr_dnsperf_dead_upstream_is_skipped_then_back(lab: Lab) -> None:
     print(f"up3 Udp.NoPorts: {at_window - before} in the window, {after - at_window} in the "
           f"{after - at_window and 2.5}s after it (health probes only)")
     print(f"up3 got client queries again {back_after}s after dnsmasq restarted")
-    assert re.search(r'peer 172\.16\.0\.13:53 in upstream "dns_upstreams" is unhealthy \(up -> down\)', log), log
+    assert re.search(r'peer 172\.16\.0\.13:53 in upstream "dns_upstreams" is unhealthy \(up -> down\)',
+                     log), log
     # after the window only the checker's probes reach the dead port (one per interval), no client query
     assert after - at_window <= 2.5 / INTERVAL + 1, (before, at_window, after)
     # what was lost is what the window allowed (a quarter of the queries for at most WINDOW)
@@ -154,7 +160,8 @@ HTTP_CHECKED = HEADER + f"""http {{
     }}
 }}
 """
-HTTP_PASSIVE = HTTP_CHECKED.replace(f"\n            health_check interval=1s fails={FAILS} passes={PASSES};", "")
+HTTP_PASSIVE = HTTP_CHECKED.replace(f"\n            health_check interval=1s fails={FAILS} passes={PASSES};",
+                                    "")
 
 
 def curl(lab: Lab, count: int) -> list[str]:
@@ -225,6 +232,7 @@ def test_tcp_active_check(lab: Lab) -> None:
         log_after = running.log()
     assert "" not in answers and "172.16.0.12" not in answers, answers
     assert "while connecting to upstream" not in log, log   # no client connection tried it
-    assert 'peer 172.16.0.12:8000 in upstream "witnesses" is unhealthy (up -> down): connect() failed (111' in log
+    assert ('peer 172.16.0.12:8000 in upstream "witnesses" is unhealthy (up -> down): connect() failed (111'
+            in log)
     assert 'peer 172.16.0.12:8000 in upstream "witnesses" is healthy (down -> up)' in log_after, log_after
     assert "172.16.0.12" in back, back

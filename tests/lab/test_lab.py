@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -63,7 +64,8 @@ def test_http_tcp_udp_witnesses_report_the_connection(lab: Lab) -> None:
     assert udp.startswith("You connected from 172.16.0.1:") and udp.endswith("to 172.16.0.12:8000")
     assert tcp.startswith("You connected from 172.16.0.1:") and tcp.endswith("to 172.16.0.13:8000")
     seen = lab.seen(mark)
-    assert {(s.node, s.protocol) for s in seen} >= {("up1", "http"), ("up4", "http"), ("up2", "udp"), ("up3", "tcp")}
+    assert {(s.node, s.protocol) for s in seen} >= {("up1", "http"), ("up4", "http"), ("up2", "udp"),
+                                                    ("up3", "tcp")}
     assert {s.src for s in seen} == {"172.16.0.1"}
 
 
@@ -82,8 +84,8 @@ def test_dnsmasq_answers_with_the_upstreams_own_address(lab: Lab) -> None:
 def test_return_router_forwards_only_udp_from_the_vip(lab: Lab) -> None:
     listen = (
         "import socket, sys\n"
-        "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('192.168.99.1', 5300)); s.settimeout(1.5)\n"
-        "try:\n    data, peer = s.recvfrom(100); print(peer[0], peer[1], data.decode())\n"
+        "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('192.168.99.1', 5300)); "
+        "s.settimeout(1.5)\ntry:\n    data, peer = s.recvfrom(100); print(peer[0], peer[1], data.decode())\n"
         "except TimeoutError:\n    print('nothing')\n"
     )
     send = (
@@ -98,7 +100,8 @@ def test_return_router_forwards_only_udp_from_the_vip(lab: Lab) -> None:
     try:
         for source, expected in ((str(VIP), f"{VIP} 5353 reply"), ("172.16.0.11", "nothing")):
             client = subprocess.Popen(
-                ["ip", "netns", "exec", lab.node("client").netns, "python3", "-c", listen], stdout=subprocess.PIPE, text=True
+                ["ip", "netns", "exec", lab.node("client").netns, "python3", "-c", listen],
+                                      stdout=subprocess.PIPE, text=True
             )
             lab.run("up1", "python3", "-c", send, source, check=True)
             assert client.communicate(timeout=5)[0].strip() == expected
@@ -137,7 +140,7 @@ def test_a_killed_half_lab_is_repaired_by_up(lab: Lab) -> None:
 
 
 def test_status_json(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
-    from sheer.lab.cli import main
+    from sheer.cli.lab import main
 
     assert main(["status", "--json"]) == 0
     st = json.loads(capsys.readouterr().out)
@@ -177,8 +180,10 @@ def test_sheer_as_the_plain_reverse_proxy(lab: Lab, sheer_ready: None) -> None:
 def _plain_reverse_proxy(lab: Lab, kind: str) -> None:
     with lab.proxy(configs.PLAIN, kind):  # type: ignore[arg-type]
         mark, before = lab.mark(), lab.counters("proxy")
-        bodies = [lab.run("client", "curl", "-s", "-m", "2", "http://192.168.99.10/").stdout for _ in range(4)]
-        answers = [lab.run("client", "dig", "+short", "+time=1", "+tries=1", "@192.168.99.10", "www.example.com").stdout.strip() for _ in range(4)]
+        bodies = [lab.run("client", "curl", "-s", "-m", "2", "http://192.168.99.10/").stdout
+                  for _ in range(4)]
+        answers = [lab.run("client", "dig", "+short", "+time=1", "+tries=1", "@192.168.99.10",
+                           "www.example.com").stdout.strip() for _ in range(4)]
         after = lab.counters("proxy")
     assert all("You connected from 172.16.0.1:" in b for b in bodies), bodies
     assert sorted(answers) == [str(n.address()) for n in lab.topo.upstreams]
@@ -189,7 +194,7 @@ def _plain_reverse_proxy(lab: Lab, kind: str) -> None:
     assert after["Ip.ForwDatagrams"] == before["Ip.ForwDatagrams"]  # nothing forwarded: all proxied
 
 
-def test_demo_with_the_reference_nginx_shows_every_method(lab: Lab, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_demo_with_the_reference_nginx_shows_every_method(lab: Lab, tmp_path: Path) -> None:
     import xml.etree.ElementTree as ET
 
     from sheer.lab import demo

@@ -95,12 +95,15 @@ def test_status_reports_drift(lab: Lab, tmp_path: Path, clean: dict[str, dict[st
     assert_as_before(lab, clean)
 
 
-def test_failure_half_way_leaves_nothing(lab: Lab, tmp_path: Path, clean: dict[str, dict[str, object]]) -> None:
-    conf = write(tmp_path, DSR.replace("stream {", configs.http_block("$remote_addr transparent") + "\nstream {"))
+def test_failure_half_way_leaves_nothing(lab: Lab, tmp_path: Path,
+                                         clean: dict[str, dict[str, object]]) -> None:
+    conf = write(tmp_path,
+                 DSR.replace("stream {", configs.http_block("$remote_addr transparent") + "\nstream {"))
     # the 5th item (the ip rule) fails: the sysctls, the nft table and the route must be taken back
     code = f"""
 import sys
-from sheer.net import apply, cli
+from sheer.cli import net as cli
+from sheer.net import apply
 real, calls = apply.ensure, []
 def failing(item, before):
     calls.append(item)
@@ -169,7 +172,8 @@ def test_reference_nginx_transparency_through_sheer_plumbing(lab: Lab, tmp_path:
             mark = lab.mark()
             http = lab.run("client", "curl", "-s", "-m", "3", "http://192.168.99.10/")
             assert "You connected from 192.168.99.1:" in http.stdout, http.stdout + http.stderr
-            dns = lab.run("client", "dig", "+short", "+time=2", "+tries=1", "@192.168.99.10", "www.example.com")
+            dns = lab.run("client", "dig", "+short", "+time=2", "+tries=1", "@192.168.99.10",
+                          "www.example.com")
             assert dns.stdout.strip().startswith("172.16.0."), dns.stdout
             seen = lab.seen(mark)
             assert {s.protocol for s in seen} >= {"http", "dns"}
@@ -186,7 +190,8 @@ def test_reference_nginx_dsr_router_through_sheer_plumbing(lab: Lab, tmp_path: P
     try:
         with lab.proxy(DSR, "nginx"):
             mark = lab.mark()
-            answers = [lab.run("client", "dig", "+short", "+time=2", "+tries=1", "@192.168.99.10", "www.example.com")
+            answers = [lab.run("client", "dig", "+short", "+time=2", "+tries=1", "@192.168.99.10",
+                               "www.example.com")
                        .stdout.strip() for _ in range(4)]
             assert all(a.startswith("172.16.0.") for a in answers), answers
             seen = lab.seen(mark)
@@ -204,11 +209,13 @@ def test_reference_nginx_dsr_origin_through_sheer_plumbing(lab: Lab, tmp_path: P
     assert net(lab, "proxy", "apply", "-c", conf, "--dsr", "origin").returncode == 0
     try:
         for up in ups:
-            res = net(lab, up.name, "apply", "-c", conf, "--role", "upstream", "--host", str(up.address()), *upstream)
+            res = net(lab, up.name, "apply", "-c", conf, "--role", "upstream", "--host", str(up.address()),
+                      *upstream)
             assert res.returncode == 0, res.stderr
         with lab.proxy(DSR, "nginx"):
             mark = lab.mark()
-            answers = [lab.run("client", "dig", "+short", "+time=2", "+tries=1", "@192.168.99.10", "www.example.com")
+            answers = [lab.run("client", "dig", "+short", "+time=2", "+tries=1", "@192.168.99.10",
+                               "www.example.com")
                        .stdout.strip() for _ in range(4)]
             assert all(a.startswith("172.16.0.") for a in answers), answers
             seen = lab.seen(mark)

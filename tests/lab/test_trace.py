@@ -33,7 +33,8 @@ def traced_client(lab: Lab) -> Iterator[str]:
 def trace(lab: Lab, conf: Path, action: Callable[[], object], seconds: float = 3) -> dict[str, Any]:
     """Run `sheer trace` (from the root namespace: it finds the lab), do `action` once it watches."""
     proc = subprocess.Popen([sys.executable, "-m", "sheer", "trace", "-c", str(conf), "--client", TRACED,
-                             "--seconds", str(seconds), "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             "--seconds", str(seconds), "--json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE,
                             text=True)
     try:
         assert proc.stderr is not None
@@ -65,10 +66,13 @@ def test_origin_nat_reply_leaves_the_return_router(lab: Lab, sheer_ready: None, 
     hops = [(h["node"], h["dev"], h["dir"], h["src"], h["sport"], h["dst"]) for h in flow["hops"]]
     client_port = flow["client"][1]
     assert hops[0] == ("client", "sheer-pub", "out", traced_client, client_port, VIP)
-    assert ("proxy", "sheer-int", "out", traced_client, client_port, answers[0]) in hops       # spoofed ip:port
-    assert (upstream, "sheer-int", "out", VIP, 53, traced_client) in hops                     # rewritten at origin
+    # spoofed ip:port
+    assert ("proxy", "sheer-int", "out", traced_client, client_port, answers[0]) in hops
+    # rewritten at origin
+    assert (upstream, "sheer-int", "out", VIP, 53, traced_client) in hops
     assert ("rr", "sheer-int", "in", VIP, 53, traced_client) in hops
-    assert ("rr", "sheer-pub", "out", VIP, 53, traced_client) in hops                         # leaves the router
+    # leaves the router
+    assert ("rr", "sheer-pub", "out", VIP, 53, traced_client) in hops
     assert ("client", "sheer-pub", "in", VIP, 53, traced_client) in hops
     assert flow["reached"] is True
     assert flow["reply_path"] == [upstream, "rr"]

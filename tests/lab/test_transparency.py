@@ -65,13 +65,15 @@ def test_udp_with_responses_and_tcp_stream_see_the_client(lab: Lab) -> None:
         mark = lab.mark()
         probe = ("import socket\n"
                  "for _ in range(2):\n"
-                 f"    t = socket.create_connection(('{VIP}', 8000), 3); print(t.recv(200).decode().strip())\n")
+                 f"    t = socket.create_connection(('{VIP}', 8000), 3); "
+                 "print(t.recv(200).decode().strip())\n")
         lines = lab.python("client", probe).stdout.splitlines()
         assert len(lines) == 2 and all(f"You connected from {CLIENT}:" in line for line in lines), lines
         answers = {answer(dig(lab)) for _ in range(2)}
         assert answers == {"172.16.0.13", "172.16.0.14"}
         seen = lab.seen(mark)
-        assert {(s.node, s.protocol) for s in seen} >= {("up1", "tcp"), ("up2", "tcp"), ("up3", "dns"), ("up4", "dns")}
+        assert {(s.node, s.protocol) for s in seen} >= {("up1", "tcp"), ("up2", "tcp"), ("up3", "dns"),
+                                                        ("up4", "dns")}
         assert {s.src for s in seen} == {CLIENT}
 
 
@@ -95,7 +97,8 @@ def test_keepalive_pool_never_mixes_clients(lab: Lab) -> None:
             mark = lab.mark()
             for round_ in range(3):
                 for source in (CLIENT, SECOND_CLIENT):
-                    body = lab.run("client", "curl", "-s", "-m", "3", "--interface", source, f"http://{VIP}/").stdout
+                    body = lab.run("client", "curl", "-s", "-m", "3", "--interface", source,
+                                   f"http://{VIP}/").stdout
                     assert f"You connected from {source}:" in body, (round_, source, body)
             seen = [s for s in lab.seen(mark) if s.protocol == "http"]
             assert len(seen) == 6
@@ -119,7 +122,9 @@ def test_workers_drop_to_nobody_and_keep_only_cap_net_raw(lab: Lab) -> None:
         assert pids and set(users) == {"nobody"}, children
         for pid in pids:
             status = Path(f"/proc/{pid}/status").read_text()
-            cap_eff = int(re.search(r"^CapEff:\s+(\S+)", status, re.MULTILINE).group(1), 16)  # type: ignore[union-attr]
+            found = re.search(r"^CapEff:\s+(\S+)", status, re.MULTILINE)
+            assert found is not None, status
+            cap_eff = int(found.group(1), 16)
             assert cap_eff == 1 << 13, hex(cap_eff)   # CAP_NET_RAW only
 
 
@@ -140,7 +145,8 @@ def test_dsr_router_nat_replies_bypass_sheer(lab: Lab) -> None:
         assert answers == ["172.16.0.11", "172.16.0.12", "172.16.0.13", "172.16.0.14"] * 2, answers
         assert all(f"SERVER: {VIP}#53" in out for out in outputs)
         assert {s.src for s in lab.seen(mark) if s.protocol == "dns"} == {CLIENT}
-        # the proxy process received the 8 queries and sent nothing over UDP; its kernel forwarded the 8 replies
+        # the proxy process received the 8 queries and sent nothing over UDP; its kernel forwarded the 8
+        # replies
         assert proxy_after["Udp.InDatagrams"] - proxy_before["Udp.InDatagrams"] == 8
         assert proxy_after["Udp.OutDatagrams"] - proxy_before["Udp.OutDatagrams"] == 0
         assert proxy_after["Ip.ForwDatagrams"] - proxy_before["Ip.ForwDatagrams"] >= 8
@@ -185,7 +191,8 @@ def test_without_plumbing_the_log_names_the_likely_cause(lab: Lab) -> None:
     rules = lab.run("proxy", "ip", "rule", "show").stdout
     assert "fwmark" not in rules, f"someone else's plumbing is applied in sheer-proxy:\n{rules}"
     with lab.proxy(config) as running:
-        res = lab.run("client", "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "5", f"http://{VIP}/")
+        res = lab.run("client", "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "5",
+                      f"http://{VIP}/")
         assert res.stdout == "504", res
         log = running.log()
     assert "upstream timed out (110: Connection timed out) while connecting to upstream" in log, log

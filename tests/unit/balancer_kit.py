@@ -8,8 +8,7 @@ from random import Random
 
 from sheer.config.model import Balance, BalanceMethod, Upstream, UpstreamServer
 from sheer.config.template import STREAM_VARIABLES, compile_template
-from sheer.core.balancer import Balancer, Peer
-from sheer.core.balancers import make_balancer
+from sheer.core.balancers import Balancer, Peer, make_balancer
 
 NOW = 1000.0
 

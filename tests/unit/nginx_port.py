@@ -100,7 +100,8 @@ def chash_points(servers: list[tuple[str, int]]) -> list[tuple[int, str]]:
     return unique
 
 
-def chash_peer(key: bytes, servers: list[tuple[str, int]], unusable: frozenset[str] = frozenset()) -> str | None:
+def chash_peer(key: bytes, servers: list[tuple[str, int]],
+               unusable: frozenset[str] = frozenset()) -> str | None:
     """ngx_http_upstream_init_chash_peer + get_chash_peer: the server name nginx picks."""
     points = chash_points(servers)
     h = ngx_crc32_long(key)

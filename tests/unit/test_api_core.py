@@ -10,8 +10,7 @@ import pytest
 
 from sheer.config.model import Balance, Config, Http, Upstream, UpstreamServer
 from sheer.core.api import Api, Instance, iso
-from sheer.core.balancer import RoundRobin
-from sheer.core.balancers import make_balancer
+from sheer.core.balancers import RoundRobin, make_balancer
 from sheer.core.control import FALSE, TRUE, PatchError, UpstreamOverrides, parse_patch, peer_state
 from sheer.core.health import Health
 from sheer.core.stats import Kind, PeerRef, Registry, layout
@@ -84,7 +83,8 @@ def test_versions_and_errors() -> None:
              ("GET", "9/http/upstreams/none"): (404, "UpstreamNotFound"),
              ("GET", "9/http/upstreams/app/servers/2"): (404, "UpstreamServerNotFound"),
              ("GET", "9/http/upstreams/app/servers/01"): (400, "UpstreamBadServerId"),
-             ("OPTIONS", "9/"): (405, "MethodNotSupported"), ("DELETE", "9/connections"): (405, "MethodNotSupported")}
+             ("OPTIONS", "9/"): (405, "MethodNotSupported"),
+             ("DELETE", "9/connections"): (405, "MethodNotSupported")}
     for (method, path), (status, code) in cases.items():
         answer = api.handle(method, path, {}, b"", "rid")
         assert (answer.status, answer.body["error"]["code"]) == (status, code), path
@@ -115,7 +115,8 @@ def test_weight_is_held_to_what_a_consistent_hash_can_build() -> None:
     """hash consistent builds weight x 160 points: a PATCH may not make a worker build billions."""
     upstream = Upstream("app", servers(1, 2), balance=Balance("consistent"))
     board = Board(upstream)
-    api = Api(board, Instance("0.1.0", "127.0.0.1", 3, 1700000000.0, 11, 10), write=True, writer=board, now=1700000100.5)
+    api = Api(board, Instance("0.1.0", "127.0.0.1", 3, 1700000000.0, 11, 10), write=True, writer=board,
+              now=1700000100.5)
     answer = api.handle("PATCH", "9/http/upstreams/app/servers/0", {}, b'{"weight": 99999}', "r")
     assert (answer.status, answer.body["error"]["code"]) == (400, "UpstreamBadWeight")
     assert board.version == 0
@@ -166,7 +167,8 @@ def test_peer_state_order() -> None:
 
 
 def test_parse_patch() -> None:
-    assert parse_patch({"down": True, "drain": False, "weight": 3}, 0) == {"down": TRUE, "drain": FALSE, "weight": 3}
+    assert parse_patch({"down": True, "drain": False, "weight": 3}, 0) == {"down": TRUE, "drain": FALSE,
+                                                                           "weight": 3}
     with pytest.raises(PatchError):
         parse_patch({"weight": 1_000_001}, 0)
 
@@ -208,7 +210,8 @@ def test_weight_changes_rebuild_round_robin_shares() -> None:
     upstream = Upstream("app", servers(1, 1))
     board = Board(upstream)
     refs = board.layout.upstreams[("http", "app")]
-    balancer = make_balancer(upstream, overrides=UpstreamOverrides(board, upstream, tuple(r.control for r in refs)))
+    balancer = make_balancer(upstream,
+                             overrides=UpstreamOverrides(board, upstream, tuple(r.control for r in refs)))
     assert isinstance(balancer, RoundRobin)
     board.apply(refs[0], {"weight": 3})
     counts = [0, 0]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sheer.config.model import Upstream, UpstreamServer
-from sheer.core.balancer import Peer, RoundRobin
+from sheer.core.balancers import Peer, RoundRobin
 
 
 def upstream(*servers: UpstreamServer) -> RoundRobin:

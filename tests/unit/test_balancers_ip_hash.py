@@ -39,7 +39,8 @@ def test_down_peer_walks_on_like_nginx() -> None:
 def test_weights_within_tolerance() -> None:
     b = balancer("ip_hash", srv(1, weight=2), srv(2), srv(3))
     # one client per /24: the octet that matters varies
-    clients = [f"{a}.{c}.{d}.1".encode() for a in (10, 172, 198) for c in range(256) for d in range(0, 256, 8)]
+    clients = [f"{a}.{c}.{d}.1".encode() for a in (10, 172, 198) for c in range(256)
+               for d in range(0, 256, 8)]
     assert_shares(tally(b, clients), {"1": 0.5, "2": 0.25, "3": 0.25}, 0.03)
 
 

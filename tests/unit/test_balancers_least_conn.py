@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from balancer_kit import balancer, host, pick, srv
 
-from sheer.core.balancer import Peer
+from sheer.core.balancers import Peer
 
 
 def hold(b: object, count: int) -> list[Peer]:

@@ -80,7 +80,8 @@ def test_table_is_identical_across_processes() -> None:
     digests = set()
     for seed in ("1", "2", "random"):
         env = dict(os.environ, PYTHONHASHSEED=seed, PYTHONPATH=os.pathsep.join([here, *sys.path]))
-        out = subprocess.run([sys.executable, "-c", _DUMP], env=env, capture_output=True, text=True, check=True)
+        out = subprocess.run([sys.executable, "-c", _DUMP], env=env, capture_output=True, text=True,
+                             check=True)
         digests.add(out.stdout.strip())
     b = balancer("maglev", srv(1), srv(2, weight=2), srv(3), srv(4))
     assert isinstance(b, Maglev)

@@ -77,5 +77,6 @@ def test_least_conn_allows_backup(tmp_path: Path) -> None:
     (["least_conn;", "least_conn;", "server 127.0.0.1:1;"], 4, '"least_conn" directive is duplicate'),
 ])
 def test_errors(tmp_path: Path, lines: list[str], line: int, message: str) -> None:
-    assert_error(tmp_path, stream("    upstream u {", *("        " + text for text in lines), "    }", SERVER),
+    assert_error(tmp_path,
+                 stream("    upstream u {", *("        " + text for text in lines), "    }", SERVER),
                  line, message)

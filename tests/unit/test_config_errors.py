@@ -46,12 +46,18 @@ def stream(*lines: str) -> str:
     ("http {\n server {\n listen 80;\n location / { return 200; proxy_responses 1; }\n }\n}\n", 4,
      '"proxy_responses" directive is not allowed here'),
     ("stream {\n worker_processes 2;\n}\n", 2, '"worker_processes" directive is not allowed here'),
-    (stream("    proxy_timeout 1s 2s;", OK_SERVER), 2, 'invalid number of arguments in "proxy_timeout" directive'),
-    (stream("    server {", "      listen;", "    }"), 3, 'invalid number of arguments in "listen" directive'),
-    ("worker_processes;\n" + stream(OK_SERVER), 1, 'invalid number of arguments in "worker_processes" directive'),
-    (stream("    proxy_timeout 10 s;", OK_SERVER), 2, 'invalid number of arguments in "proxy_timeout" directive'),
-    (stream("    proxy_responses -1;", OK_SERVER), 2, '"proxy_responses" takes a non-negative number, got "-1"'),
-    (stream("    proxy_responses one;", OK_SERVER), 2, '"proxy_responses" takes a non-negative number, got "one"'),
+    (stream("    proxy_timeout 1s 2s;", OK_SERVER), 2,
+     'invalid number of arguments in "proxy_timeout" directive'),
+    (stream("    server {", "      listen;", "    }"), 3,
+     'invalid number of arguments in "listen" directive'),
+    ("worker_processes;\n" + stream(OK_SERVER), 1,
+     'invalid number of arguments in "worker_processes" directive'),
+    (stream("    proxy_timeout 10 s;", OK_SERVER), 2,
+     'invalid number of arguments in "proxy_timeout" directive'),
+    (stream("    proxy_responses -1;", OK_SERVER), 2,
+     '"proxy_responses" takes a non-negative number, got "-1"'),
+    (stream("    proxy_responses one;", OK_SERVER), 2,
+     '"proxy_responses" takes a non-negative number, got "one"'),
     (stream("    proxy_responses \u0661;", OK_SERVER), 2,
      '"proxy_responses" takes a non-negative number, got "\u0661"'),
     ("worker_processes 0;\n" + stream(OK_SERVER), 1, '"worker_processes" takes a number >= 1, got "0"'),
@@ -66,7 +72,8 @@ def stream(*lines: str) -> str:
     (stream("    upstream u {", "        server 127.0.0.1:1 fail_timeout=soon;", "    }",
             "    server { listen 1; proxy_pass u; }"), 3,
      '"fail_timeout" directive invalid value "soon", expected a time such as 10s, 500ms or 1m30s'),
-    (stream("    proxy_timeout 1s;", "    proxy_timeout 2s;", OK_SERVER), 3, '"proxy_timeout" directive is duplicate'),
+    (stream("    proxy_timeout 1s;", "    proxy_timeout 2s;", OK_SERVER), 3,
+     '"proxy_timeout" directive is duplicate'),
     ("pid a.pid;\npid b.pid;\n" + stream(OK_SERVER), 2, '"pid" directive is duplicate'),
     (stream(OK_SERVER) + stream(OK_SERVER), 4, '"stream" directive is duplicate'),
     (stream("    upstream u { server 127.0.0.1:1; }", "    upstream u { server 127.0.0.1:2; }", OK_SERVER), 3,
@@ -75,7 +82,8 @@ def stream(*lines: str) -> str:
      'host not found in upstream "backend"'),
     ("http {\n server {\n  listen 80;\n  location / {\n   proxy_pass http://backend/;\n  }\n }\n}\n", 5,
      'host not found in upstream "backend"'),
-    (stream("    upstream u {", "        server 127.0.0.11;", "    }", "    server { listen 1; proxy_pass u; }"), 3,
+    (stream("    upstream u {", "        server 127.0.0.11;", "    }",
+            "    server { listen 1; proxy_pass u; }"), 3,
      'no port in upstream "127.0.0.11"'),
     (stream("    server {", "        listen 1000;", "        proxy_pass 127.0.0.1;", "    }"), 4,
      'no port in upstream "127.0.0.1" (and no upstream block of that name)'),
@@ -94,24 +102,28 @@ def stream(*lines: str) -> str:
     (stream("    match dns {", '        expect is here;', "    }", OK_SERVER), 3,
      'invalid parameter "is" in "expect", it must be "~" or "~*"'),
     (stream("    server {", "        listen 1000;", "        proxy_pass 127.0.0.1:1;",
-            "        health_check fails=0;", "    }"), 5, '"health_check fails" takes a number >= 1, got "0"'),
+            "        health_check fails=0;", "    }"), 5,
+     '"health_check fails" takes a number >= 1, got "0"'),
     (stream("    server {", "        listen 1000;", "        proxy_pass 127.0.0.1:1;",
-            "        health_check persistent;", "    }"), 5, '"persistent" requires "mandatory" in "health_check"'),
+            "        health_check persistent;", "    }"), 5,
+     '"persistent" requires "mandatory" in "health_check"'),
     (stream("    server {", "        listen 1000;", "        proxy_pass 127.0.0.1:1;",
             "        health_check uri=/;", "    }"), 5, 'invalid parameter "uri=/"'),
     (stream("    server {", "        listen 1000;", "        proxy_pass 127.0.0.1:1;",
-            "        health_check;", "        health_check;", "    }"), 6, '"health_check" directive is duplicate'),
+            "        health_check;", "        health_check;", "    }"), 6,
+     '"health_check" directive is duplicate'),
     ("http {\n match m { status 600; }\n}\n", 2, 'invalid status "600"'),
     ("http {\n match m { header X ? y; }\n}\n", 2,
      'invalid operator "?" in "header", it must be "=", "!=", "~" or "!~"'),
     ("http {\n match m { send x; }\n}\n", 2, '"send" directive is not allowed here'),
     (stream("    match m { status 200; }", OK_SERVER), 2, '"status" directive is not allowed here'),
-    (stream("    server {", "        listen 53 udp;", "        proxy_pass 127.0.0.1:53;", "        proxy_responses 0;",
+    (stream("    server {", "        listen 53 udp;", "        proxy_pass 127.0.0.1:53;",
+            "        proxy_responses 0;",
             "        proxy_bind $remote_addr:$remote_port transparent;", "    }"), 6,
-     ("direct server return (proxy_responses 0) without an active health check: sheer never sees the replies, "
-      "so a dead upstream would keep getting its share of the queries; add \"health_check udp;\" (or "
-      "\"health_check match=<name> udp;\") to this server, or write \"dsr_without_health_check on;\" to run it "
-      "unchecked knowingly")),
+     ("direct server return (proxy_responses 0) without an active health check: sheer never sees the "
+      "replies, so a dead upstream would keep getting its share of the queries; add \"health_check udp;\" "
+      "(or \"health_check match=<name> udp;\") to this server, or write \"dsr_without_health_check on;\" to "
+      "run it unchecked knowingly")),
     (stream("    server {", "        listen 1000;", '        return "$remote_addr $nosuch";', "    }"), 4,
      'unknown "nosuch" variable'),
     ("http {\n log_format x '$remote_addr $bogus';\n}\n", 2, 'unknown "bogus" variable'),
@@ -120,16 +132,19 @@ def stream(*lines: str) -> str:
     ("stream;\n", 1, 'directive "stream" has no opening "{"'),
     (stream("    server {", "        listen 127.0.0.1;", "        proxy_pass 127.0.0.1:1;", "    }"), 3,
      'no port in "127.0.0.1" of the "listen" directive'),
-    (stream("    upstream u {", "        hash $remote_addr;", "        server 127.0.0.1:1 backup;", "    }", OK_SERVER),
+    (stream("    upstream u {", "        hash $remote_addr;", "        server 127.0.0.1:1 backup;", "    }",
+            OK_SERVER),
      4, 'balancing method does not support parameter "backup"'),
     # numbers, sizes and times beyond what nginx's ngx_atoi/ngx_parse_size/ngx_parse_time take
     ("http {\n upstream u {\n  server 127.0.0.1:1;\n  keepalive 99999999999999999999;\n }\n}\n", 4,
      '"keepalive" takes a number >= 1, got "99999999999999999999"'),
-    (stream("    upstream u {", "        server 127.0.0.1:1 weight=9223372036854775808;", "    }", OK_SERVER), 3,
+    (stream("    upstream u {", "        server 127.0.0.1:1 weight=9223372036854775808;", "    }",
+            OK_SERVER), 3,
      '"weight" takes a number >= 1, got "9223372036854775808"'),
     (stream("    proxy_timeout 999999999999999999y;", OK_SERVER), 2,
      '"proxy_timeout" directive invalid value "999999999999999999y", the time is too large'),
-    (stream("    upstream u {", "        hash $remote_addr consistent;", "        server 127.0.0.1:1 weight=60000;",
+    (stream("    upstream u {", "        hash $remote_addr consistent;",
+            "        server 127.0.0.1:1 weight=60000;",
             "        server 127.0.0.2:1 weight=40001;", "    }", OK_SERVER), 3,
      ('the servers\' total weight 100001 is too large for "hash ... consistent" (at most 100000: it builds a '
      "table in proportion to the weights); use smaller weights in the same ratio")),
@@ -176,7 +191,8 @@ def test_nothing_to_serve(tmp_path: Path) -> None:
 
 
 def test_the_same_listen_twice_in_stream(tmp_path: Path) -> None:
-    assert_error(tmp_path, stream(OK_SERVER, "    server {", "        listen 1000;", "        return x;", "    }"),
+    assert_error(tmp_path,
+                 stream(OK_SERVER, "    server {", "        listen 1000;", "        return x;", "    }"),
                  4, 'duplicate "0.0.0.0:1000" address and port pair')
 
 
@@ -221,7 +237,8 @@ def test_time_round_trip(values: list[int], used: list[bool]) -> None:
     assert parse_time(canonical, "proxy_timeout", SRC) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize(("text", "ok"), [("0", True), ("17", True), ("-1", False), ("+1", False), ("1.0", False),
+@pytest.mark.parametrize(("text", "ok"),
+                         [("0", True), ("17", True), ("-1", False), ("+1", False), ("1.0", False),
                                           ("", False), ("\u0661", False), ("1 ", False)])
 def test_parse_number(text: str, ok: bool) -> None:
     if ok:

@@ -56,16 +56,17 @@ stream {
 }
 """
 
-UPSTREAM_TEST_PAGE = """
-http {
-server {
+HELLO = "Hello from $hostname. You connected from $remote_addr:$remote_port to $server_addr:$server_port\\n"
+UPSTREAM_TEST_PAGE = f"""
+http {{
+server {{
     listen 80;
 
-    location / {
-        return 200 "Hello from $hostname. You connected from $remote_addr:$remote_port to $server_addr:$server_port\\n";
-    }
-}
-}
+    location / {{
+        return 200 "{HELLO}";
+    }}
+}}
+}}
 """
 
 
@@ -110,7 +111,8 @@ def test_upstream_test_page(tmp_path: Path) -> None:
     loc = location(load_text(tmp_path, UPSTREAM_TEST_PAGE))
     assert loc.return_ is not None and loc.return_.code == 200
     assert loc.return_.text is not None
-    assert loc.return_.text.variables == {"hostname", "remote_addr", "remote_port", "server_addr", "server_port"}
+    assert loc.return_.text.variables == {"hostname", "remote_addr", "remote_port", "server_addr",
+                                          "server_port"}
     assert loc.return_.text.text.endswith("\n")  # nginx's \n escape
 
 
@@ -178,11 +180,13 @@ def test_proxy_half_close_is_inherited_and_checked(tmp_path: Path) -> None:
     assert stream_server(config, 0).proxy_half_close is True
     assert stream_server(config, 1).proxy_half_close is False
     with pytest.raises(ConfigError, match='"proxy_half_close"'):
-        load_text(tmp_path, "stream { server { listen 1000; proxy_half_close maybe; proxy_pass 127.0.0.1:1; } }")
+        load_text(tmp_path,
+                  "stream { server { listen 1000; proxy_half_close maybe; proxy_pass 127.0.0.1:1; } }")
 
 
 def test_http_defaults(tmp_path: Path) -> None:
-    loc = location(load_text(tmp_path, "http { server { listen 8080; location / { proxy_pass http://127.0.0.1:81; } } }"))
+    text = "http { server { listen 8080; location / { proxy_pass http://127.0.0.1:81; } } }"
+    loc = location(load_text(tmp_path, text))
     assert loc.proxy_http_version == "1.0"
     assert headers(loc) == {"Host": "$proxy_host", "Connection": "close"}
     assert (loc.proxy_connect_timeout, loc.proxy_read_timeout, loc.proxy_send_timeout) == (60.0, 60.0, 60.0)
@@ -193,7 +197,8 @@ def test_http_defaults(tmp_path: Path) -> None:
 def test_http_listen_without_port_is_80(tmp_path: Path) -> None:
     config = load_text(tmp_path, "http { server { listen 127.0.0.2; return 200; } server { return 204; } }")
     assert config.http is not None
-    assert [(s.listens[0].host, s.listens[0].port) for s in config.http.servers] == [("127.0.0.2", 80), ("", 80)]
+    assert [(s.listens[0].host, s.listens[0].port)
+            for s in config.http.servers] == [("127.0.0.2", 80), ("", 80)]
 
 
 def test_upstream_server_parameters(tmp_path: Path) -> None:
@@ -313,7 +318,8 @@ def test_global_directive_duplicate_of_the_file(tmp_path: Path) -> None:
 
 
 def test_prefix_for_relative_paths(tmp_path: Path) -> None:
-    path = write(tmp_path, "pid sheer.pid; error_log logs/error.log info;\nstream { server { listen 1; return x; } }")
+    path = write(tmp_path,
+                 "pid sheer.pid; error_log logs/error.log info;\nstream { server { listen 1; return x; } }")
     config = load(path, prefix="/var/lib/sheer")
     assert config.pid == "/var/lib/sheer/sheer.pid"
     assert config.error_log.path == "/var/lib/sheer/logs/error.log" and config.error_log.level == "info"

@@ -32,7 +32,8 @@ def test_no_stray_rules_and_sheer_own_masquerade_is_fine(tmp_path: Path) -> None
     assert f.status == "ok"
     # `sheer net apply --masquerade`: only the upstreams' own traffic leaving on the clients' side
     own = tuple(e for e in ruleset("stray") if "rule" not in e or e["rule"]["handle"] == 2)
-    [f] = stray_nat(need(tmp_path, configs.DSR, options=Options(dsr="router")), replace(state(PROXY, None), ruleset=own))
+    [f] = stray_nat(need(tmp_path, configs.DSR, options=Options(dsr="router")),
+                    replace(state(PROXY, None), ruleset=own))
     assert f.status == "ok"
 
 
@@ -122,12 +123,14 @@ def test_no_ok_for_what_could_not_be_seen(tmp_path: Path) -> None:
     # the interface facing the clients cannot be told (two candidates): a warning, never "ok" with "?"
     two_sided = replace(PROXY, addresses=(*PROXY.addresses, IfAddr("sheer-mgmt", "10.9.9.9/24")))
     [unseen] = overlap(need(tmp_path, facts=two_sided), state(two_sided))
-    assert unseen.status == "warning" and unseen.summary.startswith("not checked") and "--public-if" in unseen.fix[0]
+    assert unseen.status == "warning" and unseen.summary.startswith("not checked")
+    assert "--public-if" in unseen.fix[0]
     # the nft ruleset could not be read: the checks that need it say so
     unread = state(PROXY, None, nft_error="`nft -j list ruleset` failed: Operation not permitted")
     [f] = stray_nat(need(tmp_path), unread)
     assert f.status == "warning" and f.summary == "not checked: the nft ruleset could not be read"
     # a sysctl that could not be read is not "off"
     blind = replace(PROXY, sysctls={})
-    found = {f.check: f for f in router_nat(need(tmp_path, configs.DSR, blind, Options(dsr="router")), state(blind))}
+    found = {f.check: f
+             for f in router_nat(need(tmp_path, configs.DSR, blind, Options(dsr="router")), state(blind))}
     assert found["ip_forward"].status == "warning" and found["udp early demux"].status == "warning"

@@ -18,7 +18,8 @@ ORIGIN = Options(role="upstream", host=HOST, dsr="origin", vip="192.168.99.10", 
 # `ip -j route get 198.51.100.1 from 172.16.0.11 ipproto udp sport 53` with the origin plumbing applied
 UDP_VIA_RR = RouteGet("198.51.100.1", HOST, "udp", 53, "172.16.0.254", "sheer-int")
 RR = NextHop("172.16.0.254", "sheer-rr", "sheer-int",
-             {"net.ipv4.ip_forward": "1", "net.ipv4.conf.all.rp_filter": "2", "net.ipv4.conf.sheer-int.rp_filter": "2"})
+             {"net.ipv4.ip_forward": "1", "net.ipv4.conf.all.rp_filter": "2",
+              "net.ipv4.conf.sheer-int.rp_filter": "2"})
 
 
 def test_route_back_through_the_proxy(tmp_path: Path) -> None:
@@ -26,7 +27,8 @@ def test_route_back_through_the_proxy(tmp_path: Path) -> None:
     n = need(tmp_path, configs.TRANSPARENT, UP1, opts)
     back = (RouteGet("198.51.100.1", HOST, "tcp", 80, "172.16.0.1", "sheer-int"),)
     [f] = return_route(n, state(UP1, None, routes_back=back))
-    assert f.status == "ok" and f.summary == f"replies from {HOST} tcp sport 80 to 198.51.100.1 go via 172.16.0.1"
+    assert f.status == "ok"
+    assert f.summary == f"replies from {HOST} tcp sport 80 to 198.51.100.1 go via 172.16.0.1"
     wrong = (replace(back[0], gateway="172.16.0.254"),)
     [f] = return_route(n, state(UP1, None, routes_back=wrong))
     assert f.status == "problem" and "not the proxy 172.16.0.1" in f.summary
@@ -45,7 +47,8 @@ def test_origin_nat_rewrite_present_and_return_router_fine(tmp_path: Path) -> No
     found = origin_nat(n, state(UP1, "origin", routes_back=(UDP_VIA_RR,), next_hop=RR))
     assert [(f.check, f.status) for f in found] == [("origin NAT", "ok"), ("rp_filter", "ok"),
                                                     ("return router", "ok")]
-    assert "ip daddr != 172.16.0.0/24 udp sport 53 ip saddr set 192.168.99.10 counter packets" in found[0].evidence[0]
+    rewrite = "ip daddr != 172.16.0.0/24 udp sport 53 ip saddr set 192.168.99.10 counter packets"
+    assert rewrite in found[0].evidence[0]
     [f] = return_route(n, state(UP1, "origin", routes_back=(UDP_VIA_RR,)))
     assert f.status == "ok"
 
@@ -67,7 +70,8 @@ def test_strict_rp_filter_on_the_return_router(tmp_path: Path) -> None:
     assert f.fix == (("ip netns exec sheer-rr sysctl -w net.ipv4.conf.all.rp_filter=2 "
                       "net.ipv4.conf.sheer-int.rp_filter=2"),)
     # elsewhere than the lab: named, not verified
-    [f] = [f for f in origin_nat(n, state(UP1, "origin", routes_back=(UDP_VIA_RR,))) if f.check == "return router"]
+    [f] = [f for f in origin_nat(n, state(UP1, "origin", routes_back=(UDP_VIA_RR,)))
+           if f.check == "return router"]
     assert f.status == "warning" and "172.16.0.254" in f.summary
 
 

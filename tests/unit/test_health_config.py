@@ -7,8 +7,9 @@ from pathlib import Path
 from sheer.config import Config, load
 from sheer.config.health import DEFAULT_UDP_PROBE, HealthCheck, HttpMatch, StreamMatch, decode_escapes
 
-DNS_QUERY = (r"\x00\x2a\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03\x73\x74\x6c\x04\x75\x6d\x73\x6c\x03\x65\x64"
-             r"\x75\x00\x00\x01\x00\x01")
+DNS_QUERY = (r"\x00\x2a\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00"      # header: id 42, one question
+             r"\x03\x73\x74\x6c\x04\x75\x6d\x73\x6c\x03\x65\x64\x75\x00"  # stl.umsl.edu
+             r"\x00\x01\x00\x01")                                          # A, IN
 ADMIN_GUIDE = f"""stream {{
     upstream dns_upstream {{
         zone   dns_zone 64k;
@@ -75,7 +76,8 @@ def test_nginx_plus_defaults(tmp_path: Path) -> None:
     assert config.stream is not None
     check = config.stream.servers[0].health_check
     assert check is not None
-    assert (check.interval, check.jitter, check.fails, check.passes, check.port, check.udp) == (5.0, 0.0, 1, 1, None, False)
+    assert (check.interval, check.jitter, check.fails, check.passes, check.port,
+            check.udp) == (5.0, 0.0, 1, 1, None, False)
     assert (check.mandatory, check.timeout) == (False, 5.0)
 
 
@@ -94,7 +96,8 @@ def test_http_match_and_location_check(tmp_path: Path) -> None:
     server {
         listen 8081;
         proxy_connect_timeout 2s;
-        location / { proxy_read_timeout 3s; proxy_pass http://b; health_check match=welcome uri=/health interval=1s; }
+        location / { proxy_read_timeout 3s; proxy_pass http://b;
+                     health_check match=welcome uri=/health interval=1s; }
         location /a { proxy_pass http://b; }
     }
 }""")

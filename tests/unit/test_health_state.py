@@ -72,7 +72,8 @@ def test_stream_probe_payload_and_expect() -> None:
     assert hcmatch.stream_reply(dns, b"nxdomain") == hcmatch.Verdict(
         False, 'the reply does not match "health.is.good" of match "dns"')
     literal = HealthCheck(match=StreamMatch("s", b"PING\r\n", expect(["+PONG"], src)))
-    assert hcmatch.stream_reply(literal, b"+PONG\r\n").passed and not hcmatch.stream_reply(literal, b"-ERR").passed
+    assert hcmatch.stream_reply(literal,
+                                b"+PONG\r\n").passed and not hcmatch.stream_reply(literal, b"-ERR").passed
     assert not hcmatch.expects_reply(HealthCheck(udp=True))
 
 
@@ -92,14 +93,16 @@ def test_http_match_rules() -> None:
     match = HttpMatch("welcome",
                       status=(StatusRule(((200, 200),)),),
                       headers=(HeaderRule("Content-Type", "=", "text/html"), HeaderRule("X-Down", "absent"),
-                               HeaderRule("Server", "~", "", re.compile("^ngin")), HeaderRule("X-Up", "present")),
+                               HeaderRule("Server", "~", "", re.compile("^ngin")),
+                               HeaderRule("X-Up", "present")),
                       body=BodyRule(re.compile(b"Welcome to nginx!")))
     check = HealthCheck(match=match)
     good = "Content-Type: text/html\r\nServer: nginx/1.2\r\nX-Up: 1\r\n"
     assert hcmatch.http_reply(check, reply(200, good, b"<h1>Welcome to nginx!</h1>")).passed
     assert not hcmatch.http_reply(check, reply(204, good, b"Welcome to nginx!")).passed
     assert not hcmatch.http_reply(check, reply(200, good + "X-Down: 1\r\n", b"Welcome to nginx!")).passed
-    assert not hcmatch.http_reply(check, reply(200, good.replace("nginx/", "apache/"), b"Welcome to nginx!")).passed
+    assert not hcmatch.http_reply(check,
+                                  reply(200, good.replace("nginx/", "apache/"), b"Welcome to nginx!")).passed
     assert hcmatch.http_reply(check, reply(200, good, b"It works")).reason == 'body does not match "welcome"'
     # a match with status rules replaces the 2xx/3xx default
     check = HealthCheck(match=HttpMatch("err", status=(StatusRule(((500, 599),)),)))

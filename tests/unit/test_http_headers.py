@@ -42,20 +42,24 @@ def test_forwarded_for() -> None:
 
 
 def test_response_head_reframes() -> None:
-    upstream = [(b"Content-Type", b"text/plain"), (b"Connection", b"close"), (b"Transfer-Encoding", b"chunked"),
+    upstream = [(b"Content-Type", b"text/plain"), (b"Connection", b"close"),
+                (b"Transfer-Encoding", b"chunked"),
                 (b"Server", b"origin"), (b"Date", b"old"), (b"Set-Cookie", b"a=b")]
     head = response_head(200, b"OK", upstream, server=b"sheer", date=b"D", content_length=None, chunked=True,
                          keepalive=True)
     assert head == (b"HTTP/1.1 200 OK\r\nServer: sheer\r\nDate: D\r\nContent-Type: text/plain\r\n"
                     b"Set-Cookie: a=b\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n")
-    head = response_head(404, b"", [], server=b"s", date=b"D", content_length=3, chunked=False, keepalive=False)
-    assert head.startswith(b"HTTP/1.1 404 Not Found\r\n") and head.endswith(b"Content-Length: 3\r\nConnection: close\r\n\r\n")
+    head = response_head(404, b"", [], server=b"s", date=b"D", content_length=3, chunked=False,
+                         keepalive=False)
+    assert head.startswith(b"HTTP/1.1 404 Not Found\r\n") and head.endswith(b"Content-Length: "
+                                                                            b"3\r\nConnection: close\r\n\r\n")
 
 
 def test_response_framing_decisions() -> None:
     f = response_framing(b"GET", 200, 10, client_http11=True, client_keepalive=True)
     assert (f.mode, f.keepalive, f.content_length) == (BodyMode.LENGTH, True, 10)
-    assert response_framing(b"GET", 200, None, client_http11=True, client_keepalive=True).mode is BodyMode.CHUNKED
+    assert response_framing(b"GET", 200, None, client_http11=True,
+                            client_keepalive=True).mode is BodyMode.CHUNKED
     close = response_framing(b"GET", 200, None, client_http11=False, client_keepalive=True)
     assert (close.mode, close.keepalive) == (BodyMode.CLOSE, False)
     for method, status in ((b"HEAD", 200), (b"GET", 204), (b"GET", 304)):

@@ -12,7 +12,8 @@ LISTEN = (Listen("127.0.0.1", 80),)
 
 
 def server(*names: str, paths: tuple[str, ...] = ("/",)) -> HttpServer:
-    return HttpServer(LISTEN, names or ("",), tuple(Location(p, return_=HttpReturn(200, None)) for p in paths))
+    return HttpServer(LISTEN, names or ("",),
+                      tuple(Location(p, return_=HttpReturn(200, None)) for p in paths))
 
 
 def test_host_name_strips_port_case_and_trailing_dot() -> None:

@@ -33,7 +33,8 @@ def test_request_and_proxy_variables() -> None:
         "request": "GET /p?q=1 HTTP/1.1", "host": "example.com", "http_host": "Example.com:80",
         "http_user_agent": "curl/8", "cookie_sid": "xyz", "arg_q": "1", "args": "q=1", "is_args": "?",
         "request_time": "0.250", "msec": "1000.250", "status": "200", "connection": "7", "pid": "42",
-        "proxy_add_x_forwarded_for": "10.0.0.1, 192.168.99.1", "upstream_addr": "127.0.0.11:80, 127.0.0.12:80",
+        "proxy_add_x_forwarded_for": "10.0.0.1, 192.168.99.1",
+                "upstream_addr": "127.0.0.11:80, 127.0.0.12:80",
         "upstream_status": "502, 200", "remote_user": "", "scheme": "http", "server_protocol": "HTTP/1.1",
         "request_length": "120", "server_name": "srv", "http_missing": "",
     }

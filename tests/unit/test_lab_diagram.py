@@ -48,7 +48,8 @@ def test_request_and_reply_arrows_never_share_a_line(method: str) -> None:
 
 
 def test_a_long_title_wraps_instead_of_running_off() -> None:
-    title = [s for s in diagram.drawing("dsr-router").shapes if s.kind == "text" and "font-weight=\"bold\"" in s.svg
+    title = [s for s in diagram.drawing("dsr-router").shapes if s.kind == "text"
+             and "font-weight=\"bold\"" in s.svg
              and "dsr-router" in s.svg or "kernel" in s.svg]
     assert title
     assert all(s.x + s.w <= diagram.drawing("dsr-router").width - diagram.MARGIN for s in title)

@@ -64,7 +64,8 @@ def test_article_port_rules(tmp_path: Path) -> None:
 
 
 def test_mark_table_priority_avoid_collisions(tmp_path: Path) -> None:
-    busy = KernelFacts(PROXY.addresses, (*PROXY.routes, RouteFact("0.0.0.0/0", "lo", table=100, kind="local")),
+    busy = KernelFacts(PROXY.addresses,
+                       (*PROXY.routes, RouteFact("0.0.0.0/0", "lo", table=100, kind="local")),
                        (*PROXY.rules, RuleFact(32765, 100, 1), RuleFact(32764, 101, 2)))
     p = plan(conf(tmp_path, configs.TRANSPARENT), Options(), busy)
     assert (p.mark, p.table) == (3, 102)
@@ -78,7 +79,8 @@ def test_mark_table_priority_avoid_collisions(tmp_path: Path) -> None:
 def test_replan_after_apply_picks_the_same_values(tmp_path: Path) -> None:
     first = plan(conf(tmp_path, configs.TRANSPARENT), Options(), PROXY)
     ours_rules = tuple(RuleFact(i.priority, i.table, i.fwmark) for i in first.items if isinstance(i, Rule))
-    ours_routes = tuple(RouteFact(i.dst, i.dev, i.via, i.table, i.kind) for i in first.items if isinstance(i, Route))
+    ours_routes = tuple(RouteFact(i.dst, i.dev, i.via, i.table, i.kind) for i in first.items
+                        if isinstance(i, Route))
     after = KernelFacts(PROXY.addresses, PROXY.routes + ours_routes, PROXY.rules + ours_rules)
     again = plan(conf(tmp_path, configs.TRANSPARENT), Options(), after.excluding(ours_rules, ours_routes))
     assert again.items == first.items
@@ -105,7 +107,8 @@ def test_dsr_router_with_act_nat_uses_tc(tmp_path: Path) -> None:
     tc = [i for i in p.items if isinstance(i, TcNat)]
     assert len(tc) == 4
     assert tc[0].commands() == [("tc filter add dev sheer-pub egress protocol ip prio 49152 u32 match ip src "
-                                 "172.16.0.11/32 match ip sport 53 0xffff action nat egress 172.16.0.11/32 192.168.99.10")]
+                                 "172.16.0.11/32 match ip sport 53 0xffff action nat egress 172.16.0.11/32 "
+                                 "192.168.99.10")]
     assert not p.nft()
 
 
@@ -125,7 +128,8 @@ def test_dsr_and_transparency_together_exclude_dsr_replies_from_marking(tmp_path
     p = plan(conf(tmp_path, text), Options(masquerade=True), PROXY)
     nft = p.nft()
     assert nft.index("udp sport 53 return") < nft.index("socket transparent 1")
-    assert 'oifname "sheer-pub" ip saddr { 172.16.0.11, 172.16.0.12, 172.16.0.13, 172.16.0.14 } masquerade' in nft
+    upstreams = "{ 172.16.0.11, 172.16.0.12, 172.16.0.13, 172.16.0.14 }"
+    assert f'oifname "sheer-pub" ip saddr {upstreams} masquerade' in nft
     assert "iptables -t nat -A POSTROUTING -o sheer-pub -s 172.16.0.11,172.16.0.12,172.16.0.13,172.16.0.14 " \
            "-j MASQUERADE" in p.commands()
 
@@ -145,7 +149,8 @@ def test_upstream_return_path_by_policy_routing(tmp_path: Path) -> None:
         "ip rule add from 172.16.0.11 ipproto tcp sport 80 lookup 100 priority 32765",
         "ip rule add from 172.16.0.11 ipproto udp sport 53 lookup 100 priority 32765",
     ]
-    gw = plan(conf(tmp_path, configs.TRANSPARENT), Options(role="upstream", host="172.16.0.11", gateway="172.16.0.2"), UP1)
+    gw = plan(conf(tmp_path, configs.TRANSPARENT),
+              Options(role="upstream", host="172.16.0.11", gateway="172.16.0.2"), UP1)
     assert "ip route add default via 172.16.0.2 table 100" in gw.commands()
 
 
@@ -155,7 +160,8 @@ def test_upstream_dsr_origin(tmp_path: Path) -> None:
              KernelFacts(tuple(IfAddr(a.dev, a.address.replace(".11/", ".12/")) for a in UP1.addresses),
                          UP1.routes, UP1.rules, sysctls=UP1.sysctls))
     assert not p.problems
-    assert "ip saddr 172.16.0.12 ip daddr != 172.16.0.0/24 udp sport 53 ip saddr set 192.168.99.10 counter" in p.nft()
+    rewrite = "ip saddr 172.16.0.12 ip daddr != 172.16.0.0/24 udp sport 53 ip saddr set 192.168.99.10 counter"
+    assert rewrite in p.nft()
     assert "hook output" in p.nft()
     assert p.commands()[0] == "sysctl -w net.ipv4.conf.all.rp_filter=2"      # strict -> loose; 0 left alone
     assert "ip route add default via 172.16.0.254 table 100" in p.commands()
@@ -200,7 +206,8 @@ def test_nothing_to_do(tmp_path: Path) -> None:
 def test_json_shape_and_round_trip(tmp_path: Path) -> None:
     p = plan(conf(tmp_path, configs.TRANSPARENT), Options(), PROXY)
     data = json.loads(json.dumps(p.to_json()))
-    assert set(data) == {"role", "host", "dsr", "mark", "table", "items", "commands", "nft", "notes", "problems"}
+    assert set(data) == {"role", "host", "dsr", "mark", "table", "items", "commands", "nft", "notes",
+                         "problems"}
     assert [i["item"] for i in data["items"]] == ["nft", "route", "rule"]
     assert data["items"][1]["commands"] == ["ip route add local 0.0.0.0/0 dev lo table 100"]
     assert all(from_json(to_json(i)) == i for i in p.items)
@@ -209,4 +216,5 @@ def test_json_shape_and_round_trip(tmp_path: Path) -> None:
 
 def test_sysctl_paths() -> None:
     assert Sysctl("net.ipv4.ip_forward", "1").path == "/proc/sys/net/ipv4/ip_forward"
-    assert Sysctl("net.ipv4.conf.eth0.100.rp_filter", "2").path == "/proc/sys/net/ipv4/conf/eth0.100/rp_filter"
+    assert Sysctl("net.ipv4.conf.eth0.100.rp_filter",
+                  "2").path == "/proc/sys/net/ipv4/conf/eth0.100/rp_filter"

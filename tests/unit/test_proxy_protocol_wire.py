@@ -259,7 +259,8 @@ def test_fuzz_arbitrary_bytes(data: bytes) -> None:
 
 
 @FUZZ
-@given(prefix=st.sampled_from([b"PROXY ", b"PROXY TCP4 ", b"PROXY TCP6 ", V2_SIGNATURE, V2_SIGNATURE + b"\x21"]),
+@given(prefix=st.sampled_from([b"PROXY ", b"PROXY TCP4 ", b"PROXY TCP6 ", V2_SIGNATURE, V2_SIGNATURE
+                               + b"\x21"]),
        rest=st.binary(max_size=200))
 def test_fuzz_after_a_valid_start(prefix: bytes, rest: bytes) -> None:
     check_any(prefix + rest)

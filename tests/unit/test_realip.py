@@ -58,7 +58,8 @@ def test_forwarded_rfc7239() -> None:
     assert forwarded([], "192.0.2.60", "", "", "http") == "for=192.0.2.60;proto=http"
     assert forwarded([], "192.0.2.60", "4711", "example.com", "http") == \
         'for="192.0.2.60:4711";host=example.com;proto=http'
-    assert forwarded([(b"Forwarded", b"for=198.51.100.17")], "2001:db8:cafe::17", "4711", "a:8080", "http") == \
+    assert forwarded([(b"Forwarded", b"for=198.51.100.17")], "2001:db8:cafe::17", "4711", "a:8080",
+                     "http") == \
         'for=198.51.100.17, for="[2001:db8:cafe::17]:4711";host="a:8080";proto=http'
     assert forwarded([], "192.0.2.1", "", 'x"y\\', "http") == 'for=192.0.2.1;host="x\\"y\\\\";proto=http'
 
@@ -86,8 +87,10 @@ http {
     assert config.stream is not None and config.http is not None
     first, second = config.stream.servers
     assert first.listens[0].proxy_protocol and not second.listens[0].proxy_protocol
-    assert (first.proxy_protocol, first.proxy_protocol_version, first.proxy_protocol_timeout) == (True, 1, 30.0)
-    assert (second.proxy_protocol, second.proxy_protocol_version, second.proxy_protocol_timeout) == (True, 2, 5.0)
+    assert (first.proxy_protocol, first.proxy_protocol_version,
+            first.proxy_protocol_timeout) == (True, 1, 30.0)
+    assert (second.proxy_protocol, second.proxy_protocol_version,
+            second.proxy_protocol_timeout) == (True, 2, 5.0)
     assert first.real_ip == RealIp((ipaddress.ip_network("10.0.0.0/8"),), "proxy_protocol")
     assert second.real_ip is not None and second.real_ip.trusted == (ipaddress.ip_network("2001:db8::/32"),)
     root, x = config.http.servers[0].locations

@@ -9,8 +9,8 @@ import socket
 import pytest
 
 from sheer.core.bind import BindTo
-from sheer.io import sockets, upstream
-from sheer.io.upstream import UpstreamConnectError, start_connect
+from sheer.io import sockets, upstream_connect
+from sheer.io.upstream_connect import UpstreamConnectError, start_connect
 
 
 def no_descriptors(*args: object, **kwargs: object) -> socket.socket:
@@ -18,8 +18,9 @@ def no_descriptors(*args: object, **kwargs: object) -> socket.socket:
 
 
 @pytest.mark.parametrize("bind", [None, BindTo("127.0.0.1", 0, False)])
-def test_out_of_descriptors_is_our_side_not_the_peers(monkeypatch: pytest.MonkeyPatch, bind: BindTo | None) -> None:
-    monkeypatch.setattr(upstream.socket, "socket", no_descriptors)
+def test_out_of_descriptors_is_our_side_not_the_peers(monkeypatch: pytest.MonkeyPatch,
+                                                      bind: BindTo | None) -> None:
+    monkeypatch.setattr(upstream_connect.socket, "socket", no_descriptors)
     monkeypatch.setattr(sockets.socket, "socket", no_descriptors)
     with pytest.raises(UpstreamConnectError) as caught:
         start_connect(("127.0.0.1", 9), bind)

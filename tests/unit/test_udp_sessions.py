@@ -8,7 +8,8 @@ CLIENT = ("192.0.2.1", 5353)
 OTHER = ("192.0.2.2", 5353)
 
 
-def table(responses: int | None = 1, requests: int = 0, timeout: float = 1.0, capacity: int = 100) -> UdpSessionTable:
+def table(responses: int | None = 1, requests: int = 0, timeout: float = 1.0,
+          capacity: int = 100) -> UdpSessionTable:
     return UdpSessionTable(timeout=timeout, capacity=capacity, responses=responses, requests=requests)
 
 

@@ -15,7 +15,8 @@ from sheer.core.udpwire import udp_datagram
 
 def reference_checksum(src: bytes, dst: bytes, sport: int, dport: int, payload: bytes) -> int:
     length = 8 + len(payload)
-    data = src + dst + struct.pack("!BBH", 0, 17, length) + struct.pack("!HHHH", sport, dport, length, 0) + payload
+    data = src + dst + struct.pack("!BBH", 0, 17, length) + struct.pack("!HHHH", sport, dport, length,
+                                                                        0) + payload
     if len(data) % 2:
         data += b"\0"
     total = sum(struct.unpack(f"!{len(data) // 2}H", data))
@@ -38,7 +39,8 @@ def test_header_fields() -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.binary(min_size=4, max_size=4), st.binary(min_size=4, max_size=4),
        st.integers(0, 65535), st.integers(0, 65535), st.binary(max_size=600))
-def test_udp_checksum_matches_the_reference(src: bytes, dst: bytes, sport: int, dport: int, payload: bytes) -> None:
+def test_udp_checksum_matches_the_reference(src: bytes, dst: bytes, sport: int, dport: int,
+                                            payload: bytes) -> None:
     packet = udp_datagram(src, sport, dst, dport, payload)
     assert struct.unpack("!H", packet[26:28])[0] == reference_checksum(src, dst, sport, dport, payload)
 

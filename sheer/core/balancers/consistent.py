@@ -14,7 +14,7 @@ from bisect import bisect_left
 from zlib import crc32
 
 from sheer.config.model import UpstreamServer
-from sheer.core.balancer import Peer, RoundRobin, Tried
+from sheer.core.balancers.round_robin import Peer, RoundRobin, Tried
 
 
 def ketama_name(server: UpstreamServer) -> tuple[bytes, bytes]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from zlib import crc32
 
-from sheer.core.balancer import Peer, RoundRobin, Tried
+from sheer.core.balancers.round_robin import Peer, RoundRobin, Tried
 
 # The counter prefixes nginx writes with "%ui" before the key, precomputed: no formatting per pick.
 _REHASH_PREFIX = [crc32(b"%d" % n) for n in range(64)]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from sheer.core.balancer import Peer, RoundRobin, Tried
+from sheer.core.balancers.round_robin import Peer, RoundRobin, Tried
 
 _PSEUDO = b"\0\0\0"     # nginx's ngx_http_upstream_ip_hash_pseudo_addr, for non-IP clients
 

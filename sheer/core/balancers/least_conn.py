@@ -3,7 +3,7 @@ smooth weighted round robin among the tied peers (ngx_http_upstream_least_conn_m
 
 from __future__ import annotations
 
-from sheer.core.balancer import Peer, RoundRobin, Tried
+from sheer.core.balancers.round_robin import Peer, RoundRobin, Tried
 
 
 class LeastConn(RoundRobin):

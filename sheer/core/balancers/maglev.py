@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 from zlib import crc32
 
-from sheer.core.balancer import Peer, RoundRobin, Tried
+from sheer.core.balancers.round_robin import Peer, RoundRobin, Tried
 
 TABLE_SIZE = 65537      # prime; the paper wants M much larger than the number of peers (M > 100 N)
 

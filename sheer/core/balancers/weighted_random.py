@@ -7,7 +7,7 @@ from __future__ import annotations
 from random import Random
 
 from sheer.config.model import Upstream
-from sheer.core.balancer import HealthView, Overrides, Peer, RoundRobin, Tried
+from sheer.core.balancers.round_robin import HealthView, Overrides, Peer, RoundRobin, Tried
 
 
 class WeightedRandom(RoundRobin):

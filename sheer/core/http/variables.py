@@ -13,7 +13,8 @@ from sheer.core.variables import binary_address, time_iso8601, time_local
 class Connection:
     """Per client connection values, shared by its requests."""
 
-    __slots__ = ("hostname", "number", "pid", "proxy", "remote_addr", "remote_port", "server_addr", "server_port")
+    __slots__ = ("hostname", "number", "pid", "proxy", "remote_addr", "remote_port", "server_addr",
+                 "server_port")
 
     def __init__(self, remote: tuple[str, int], local: tuple[str, int], number: int,
                  hostname: str, pid: int) -> None:
@@ -172,7 +173,8 @@ _GETTERS: dict[str, Callable[[RequestVariables], str]] = {
     "proxy_host": lambda v: v.proxy_host,
     "proxy_port": lambda v: v.proxy_host.rpartition(":")[2] if ":" in v.proxy_host else "80",
     "proxy_add_x_forwarded_for": lambda v: forwarded_for(v.headers, v.remote_addr),
-    "proxy_add_forwarded": lambda v: forwarded(v.headers, v.remote_addr, v.remote_port, v.header("host"), "http"),
+    "proxy_add_forwarded": lambda v: forwarded(v.headers, v.remote_addr, v.remote_port, v.header("host"),
+                                               "http"),
     "upstream_addr": lambda v: ", ".join(v.upstream_addrs),
     "upstream_status": lambda v: ", ".join(v.upstream_statuses),
     "upstream_response_time": lambda v: ", ".join(v.upstream_times),

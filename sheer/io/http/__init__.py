@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from sheer.io.http.service import HttpService
-from sheer.io.http.upstream import UpstreamPool, open_upstream
+from sheer.io.http.upstream_pool import UpstreamPool, open_upstream
 
 __all__ = ["HttpService", "UpstreamPool", "open_upstream"]

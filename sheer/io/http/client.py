@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from typing import TYPE_CHECKING, cast
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol, cast
 
 import httptools
 
@@ -16,13 +17,11 @@ from sheer.core.http.variables import Connection, RequestVariables
 from sheer.core.proxy_protocol import Malformed, NeedMore, parse
 from sheer.core.realip import for_request
 from sheer.core.variables import render_bytes
+from sheer.io.counting import HttpCounters
 from sheer.io.http.body import RequestBody
 from sheer.io.http.request import HeaderTooLarge, Relay, Request
-from sheer.io.http.site import SERVER, Plan
-from sheer.io.http.status import serve as serve_status
-
-if TYPE_CHECKING:
-    from sheer.io.http.service import HttpService
+from sheer.io.http.site import SERVER, Plan, Site
+from sheer.io.logs import ErrorLogger
 
 HEADER_LIMIT = 8 * 1024        # large_client_header_buffers 8k
 CLIENT_HEADER_TIMEOUT = 60.0   # client_header_timeout
@@ -30,9 +29,30 @@ KEEPALIVE_TIMEOUT = 75.0       # keepalive_timeout
 SEND_TIMEOUT = 60.0            # send_timeout
 PIPELINE_LIMIT = 8             # queued requests before reading pauses
 
+# What answers a routed request that sheer does not answer itself: proxy_pass, the status locations.
+Handler = Callable[["ClientConnection", Request, Plan], Coroutine[Any, Any, None]]
+
+
+class Listener(Protocol):
+    """What a connection takes from the service that accepted it (sheer.io.http.service.HttpService):
+    the virtual hosts, the counters, the handlers, and its place among the open connections."""
+
+    site: Site
+    loop: asyncio.AbstractEventLoop
+    log: ErrorLogger
+    counters: HttpCounters
+    proxy_protocol: bool
+    connected: int
+    connections: set[ClientConnection]
+    draining: bool
+    proxy: Handler
+    status: Handler
+
+    def connection_closed(self, conn: ClientConnection) -> None: ...
+
 
 class ClientConnection(asyncio.Protocol):
-    def __init__(self, service: HttpService) -> None:
+    def __init__(self, service: Listener) -> None:
         self.service = service
         self.site = service.site
         self.loop = service.loop
@@ -67,7 +87,8 @@ class ClientConnection(asyncio.Protocol):
         counters = self.service.counters
         counters.row[counters.accepted] += 1
         counters.row[counters.active] += 1
-        self.conn = Connection(remote[:2], local[:2], self.service.connected, self.site.hostname, self.site.pid)
+        self.conn = Connection(remote[:2], local[:2], self.service.connected, self.site.hostname,
+                               self.site.pid)
         self.service.connections.add(self)
         self._arm(CLIENT_HEADER_TIMEOUT)
 
@@ -96,8 +117,8 @@ class ClientConnection(asyncio.Protocol):
         conn = self.conn
         assert conn is not None
         if isinstance(result, Malformed):
-            self.service.log.error(f"{result.reason} while reading PROXY protocol, client: {conn.remote_addr}, "
-                                        f"server: {conn.server_addr}:{conn.server_port}")
+            self.service.log.error(f"{result.reason} while reading PROXY protocol, client: "
+                                        f"{conn.remote_addr}, server: {conn.server_addr}:{conn.server_port}")
             self.abort()
             return b""
         if result.header.transport == "stream":   # nginx: other transports' addresses are ignored
@@ -283,7 +304,7 @@ class ClientConnection(asyncio.Protocol):
             self._return(request, plan)
             return
         if plan.handler is not None:
-            self.task = self.loop.create_task(serve_status(self, request, plan))
+            self.task = self.loop.create_task(self.service.status(self, request, plan))
             return
         self.task = self.loop.create_task(self.service.proxy(self, request, plan))
 
@@ -315,7 +336,8 @@ class ClientConnection(asyncio.Protocol):
         self.write(data)
         self.finish(request, plan, keepalive=keepalive)
 
-    def respond_error(self, request: Request, status: int, plan: Plan | None, *, keepalive: bool = True) -> None:
+    def respond_error(self, request: Request, status: int, plan: Plan | None, *,
+                      keepalive: bool = True) -> None:
         keepalive = keepalive and self.keepalive_after(request)
         data = error_response(status, server=SERVER, date=self.site.date(), keepalive=keepalive,
                               head=request.method == b"HEAD")
@@ -376,7 +398,8 @@ class ClientConnection(asyncio.Protocol):
             variables = request.vars
             status = variables.status if variables is not None else 0
             sent = variables.bytes_sent if variables is not None else 0
-            zone.finished(counters.row, status, request.length + request.body.size, sent)  # type: ignore[attr-defined]
+            received = request.length + request.body.size
+            zone.finished(counters.row, status, received, sent)
 
     def _log_access(self, request: Request, plan: Plan | None = None) -> None:
         variables = request.vars
@@ -390,7 +413,8 @@ class ClientConnection(asyncio.Protocol):
 
     def _bad_request(self, status: int) -> None:
         if self.current is None and self.transport is not None and not self.closed:
-            self.transport.write(error_response(status, server=SERVER, date=self.site.date(), keepalive=False))
+            self.transport.write(error_response(status, server=SERVER, date=self.site.date(),
+                                                keepalive=False))
             self.close()
         else:
             # A response is in progress: the connection can't be resynchronized; end it after that.

@@ -12,7 +12,7 @@ from sheer.core.http.nextupstream import Failure
 from sheer.io.http.body import RequestBody
 from sheer.io.http.client import ClientConnection
 from sheer.io.http.site import SERVER
-from sheer.io.http.upstream import UpstreamConnection
+from sheer.io.http.upstream_pool import UpstreamConnection
 
 
 class UpstreamFailed(Exception):

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from sheer.core.api import CLASSES, SESSION_CLASSES, Api, Instance
+from sheer.core.api import CLASSES, SESSION_CLASSES, Api, Instance, Reader
 
 STATES = {"up": 1, "draining": 2, "down": 3, "unavail": 4, "checking": 5, "unhealthy": 6}
 
@@ -41,7 +41,7 @@ def _family(name: str, kind: str, doc: str, samples: Iterable[tuple[dict[str, st
 class BoardCollector:
     """A prometheus-client collector over one snapshot of the API's objects."""
 
-    def __init__(self, reader: Any, now: float) -> None:
+    def __init__(self, reader: Reader, now: float) -> None:
         self.reader = reader
         self.api = Api(reader, Instance("", "", 0, 0.0, 0, 0), write=False, writer=None, now=now)
 
@@ -58,19 +58,24 @@ class BoardCollector:
             _family("nginx_connections_handled", "counter", "Handled client connections",
                     [({}, accepted - dropped)]),
             _family("nginx_connections_active", "gauge", "Active client connections", [({}, opened)]),
-            _family("nginx_connections_reading", "gauge", "Connections where sheer is reading the request header",
+            _family("nginx_connections_reading", "gauge",
+                    "Connections where sheer is reading the request header",
                     [({}, reading)]),
             _family("nginx_connections_writing", "gauge", "Connections where sheer is writing the response",
                     [({}, writing)]),
             _family("nginx_connections_waiting", "gauge", "Idle client connections",
                     [({}, connections["idle"])]),
             _family("nginx_http_requests_total", "counter", "Total http requests", [({}, requests["total"])]),
-            _family("nginxplus_connections_accepted", "counter", "Accepted client connections", [({}, accepted)]),
-            _family("nginxplus_connections_dropped", "counter", "Dropped client connections", [({}, dropped)]),
+            _family("nginxplus_connections_accepted", "counter", "Accepted client connections",
+                    [({}, accepted)]),
+            _family("nginxplus_connections_dropped", "counter", "Dropped client connections",
+                    [({}, dropped)]),
             _family("nginxplus_connections_active", "gauge", "Active client connections",
                     [({}, connections["active"])]),
-            _family("nginxplus_connections_idle", "gauge", "Idle client connections", [({}, connections["idle"])]),
-            _family("nginxplus_http_requests_total", "counter", "Total http requests", [({}, requests["total"])]),
+            _family("nginxplus_connections_idle", "gauge", "Idle client connections",
+                    [({}, connections["idle"])]),
+            _family("nginxplus_http_requests_total", "counter", "Total http requests",
+                    [({}, requests["total"])]),
             _family("nginxplus_http_requests_current", "gauge", "Current http requests",
                     [({}, requests["current"])]),
         )
@@ -82,12 +87,14 @@ class BoardCollector:
         for protocol, prefix, requests_name, classes in (
                 ("http", "nginxplus_server_zone", "requests", CLASSES),
                 ("stream", "nginxplus_stream_server_zone", "connections", SESSION_CLASSES)):
-            zones = {name: self.api.zone(protocol, block) for (kind, name), block in self.reader.layout.zones.items()
+            zones = {name: self.api.zone(protocol, block)
+                     for (kind, name), block in self.reader.layout.zones.items()
                      if kind == protocol}
             if not zones:
                 continue
             buckets = "responses" if protocol == "http" else "sessions"
-            yield _family(f"{prefix}_processing", "gauge", "Client requests that are currently being processed",
+            yield _family(f"{prefix}_processing", "gauge",
+                          "Client requests that are currently being processed",
                           [({"server_zone": name}, zone["processing"]) for name, zone in zones.items()])
             yield _family(f"{prefix}_{requests_name}", "counter", f"Total client {requests_name}",
                           [({"server_zone": name}, zone[requests_name]) for name, zone in zones.items()])
@@ -95,18 +102,22 @@ class BoardCollector:
                           [({"server_zone": name, "code": code}, zone[buckets][code])
                            for name, zone in zones.items() for code in classes])
             for field, doc in (("discarded", "Requests completed without sending a response"),
-                               ("received", "Bytes received from clients"), ("sent", "Bytes sent to clients")):
+                               ("received", "Bytes received from clients"),
+                               ("sent", "Bytes sent to clients")):
                 yield _family(f"{prefix}_{field}", "counter", doc,
                               [({"server_zone": name}, zone[field]) for name, zone in zones.items()])
 
     def _upstreams(self) -> Iterator[Metric]:
-        for protocol, prefix in (("http", "nginxplus_upstream_server"), ("stream", "nginxplus_stream_upstream_server")):
-            peers = [(name, self.api.peer(protocol, ref)) for (kind, name), refs in self.reader.layout.upstreams.items()
+        for protocol, prefix in (("http", "nginxplus_upstream_server"),
+                                 ("stream", "nginxplus_stream_upstream_server")):
+            peers = [(name, self.api.peer(protocol, ref))
+                     for (kind, name), refs in self.reader.layout.upstreams.items()
                      if kind == protocol for ref in refs]
             if not peers:
                 continue
 
-            def each(pick: Any, peers: list[tuple[str, dict[str, Any]]] = peers) -> list[tuple[dict[str, str], float]]:
+            def each(pick: Any,
+                     peers: list[tuple[str, dict[str, Any]]] = peers) -> list[tuple[dict[str, str], float]]:
                 return [({"upstream": name, "server": peer["server"]}, pick(peer)) for name, peer in peers]
 
             yield _family(f"{prefix}_state", "gauge", "Current state (1 up, 2 draining, 3 down, 4 unavail, "
@@ -115,12 +126,15 @@ class BoardCollector:
             yield _family(f"{prefix}_limit", "gauge", "Limit for connections (max_conns); 0 means no limit",
                           each(lambda p: p.get("max_conns", 0)))
             if protocol == "http":
-                yield _family(f"{prefix}_requests", "counter", "Total client requests", each(lambda p: p["requests"]))
+                yield _family(f"{prefix}_requests", "counter", "Total client requests",
+                              each(lambda p: p["requests"]))
                 yield _family(f"{prefix}_responses", "counter", "Total responses sent to clients",
-                              [({"upstream": name, "server": peer["server"], "code": code}, peer["responses"][code])
+                              [({"upstream": name, "server": peer["server"], "code": code},
+                                peer["responses"][code])
                                for name, peer in peers for code in CLASSES])
-                times = (("header_time", "Average time to get the response header from the server"),
-                         ("response_time", "Average time to get the full response from the server"))
+                times: tuple[tuple[str, str], ...] = (
+                    ("header_time", "Average time to get the response header from the server"),
+                    ("response_time", "Average time to get the full response from the server"))
             else:
                 yield _family(f"{prefix}_connections", "counter", "Total number of client connections",
                               each(lambda p: p["connections"]))
@@ -128,14 +142,17 @@ class BoardCollector:
                          ("first_byte_time", "Average time to receive the first byte of data"),
                          ("response_time", "Average time to receive the last byte of data"))
             for field, doc in times:
-                yield _family(f"{prefix}_{field}", "gauge", doc + " (ms)", each(lambda p, f=field: p.get(f, 0)))
-            for field, doc in (("sent", "Bytes sent to this server"), ("received", "Bytes received from this server"),
+                yield _family(f"{prefix}_{field}", "gauge", doc + " (ms)",
+                              each(lambda p, f=field: p.get(f, 0)))
+            for field, doc in (("sent", "Bytes sent to this server"),
+                               ("received", "Bytes received from this server"),
                                ("fails", "Number of unsuccessful attempts to communicate with the server"),
-                               ("unavail", ("How many times the server became unavailable for client requests "
-                                            "because the max_fails threshold was reached"))):
+                               ("unavail", ("How many times the server became unavailable for client "
+                                            "requests because the max_fails threshold was reached"))):
                 yield _family(f"{prefix}_{field}", "counter", doc, each(lambda p, f=field: p[f]))
             for field, doc in (("checks", "Total health check requests"), ("fails", "Failed health checks"),
-                               ("unhealthy", "How many times the server became unhealthy (state 'unhealthy')")):
+                               ("unhealthy",
+                                "How many times the server became unhealthy (state 'unhealthy')")):
                 yield _family(f"{prefix}_health_checks_{field}", "counter", doc,
                               each(lambda p, f=field: p["health_checks"][f]))
 
@@ -150,7 +167,8 @@ class BoardCollector:
                               [({"service": name}, v(block.at(field))) for name, block in layout.dsr.items()])
         errors = [(code, v(layout.errno_column(code))) for code in range(1, 134)]
         yield _family("sheer_transparent_connect_errors_total", "counter",
-                      "Upstream connections with the client's address (proxy_bind transparent) that failed, by errno",
+                      "Upstream connections with the client's address (proxy_bind transparent) that failed, "
+                      "by errno",
                       [({"errno": str(code), "error": errno_names.errorcode.get(code, str(code))}, count)
                        for code, count in errors if count])
         transitions = []
@@ -163,7 +181,7 @@ class BoardCollector:
                       "Active health check state changes of a server", transitions)
 
 
-def exposition(reader: Any, now: float | None = None) -> tuple[bytes, str]:
+def exposition(reader: Reader, now: float | None = None) -> tuple[bytes, str]:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(BoardCollector(reader, time.time() if now is None else now))  # type: ignore[arg-type]
+    registry.register(BoardCollector(reader, time.time() if now is None else now))
     return generate_latest(registry), CONTENT_TYPE_LATEST

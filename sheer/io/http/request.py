@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from sheer.core.http.variables import RequestVariables
+from sheer.io.counting import ZoneColumns
 from sheer.io.http.body import RequestBody
 
 
@@ -43,7 +44,7 @@ class Request:
         self.finished = False
         self.length = 0
         self.counted = False        # counted as "writing" (stub_status) until it is finished
-        self.zone: object = None    # its status_zone's columns (sheer.io.http.counting.ZoneColumns)
+        self.zone: ZoneColumns | None = None    # its status_zone's columns
 
 
 class HeaderTooLarge(Exception):

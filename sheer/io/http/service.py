@@ -6,15 +6,17 @@ import asyncio
 import socket
 
 from sheer.config.model import HttpServer
+from sheer.io.context import WorkerContext
 from sheer.io.counting import HttpCounters
-from sheer.io.http.client import ClientConnection
-from sheer.io.http.proxy import proxy
+from sheer.io.http.client import ClientConnection, Handler
+from sheer.io.http.proxy_pass import proxy
 from sheer.io.http.site import Site
-from sheer.runtime.context import WorkerContext
+from sheer.io.http.status import StatusLocations
 
 
 class HttpService:
-    """Satisfies sheer.io.service.Service."""
+    """Satisfies sheer.io.service.Service, and is what its connections see as their
+    sheer.io.http.client.Listener."""
 
     def __init__(self, sock: socket.socket, servers: list[HttpServer], ctx: WorkerContext) -> None:
         self.sock = sock
@@ -25,7 +27,8 @@ class HttpService:
         self.connections: set[ClientConnection] = set()
         self.connected = 0
         self.draining = False
-        self.proxy = proxy
+        self.proxy: Handler = proxy
+        self.status: Handler = StatusLocations(ctx).serve
         self._drained: asyncio.Future[None] | None = None
         port = sock.getsockname()[1]
         self.backlog = next((listen.backlog for server in servers for listen in server.listens
@@ -35,7 +38,6 @@ class HttpService:
         self.proxy_protocol = any(listen.proxy_protocol for server in servers for listen in server.listens
                                   if listen.port == port and listen.bind_host == host)
         self.log = ctx.error_log(None)
-        assert ctx.shared is not None
         self.counters = HttpCounters(ctx.counters, ctx.shared.layout, servers)
 
     async def start(self) -> None:

@@ -7,13 +7,13 @@ from email.utils import formatdate
 
 from sheer.config.model import HttpReturn, HttpServer, Location, Upstream
 from sheer.config.template import Template
-from sheer.core.balancer import Balancer
+from sheer.core.balancers import Balancer
 from sheer.core.http.routing import VirtualHosts
 from sheer.core.variables import VariableSource, render
+from sheer.io.context import WorkerContext
 from sheer.io.counting import peer_columns
-from sheer.io.http.upstream import UpstreamPool, pool_for
+from sheer.io.http.upstream_pool import UpstreamPool, pool_for
 from sheer.io.logs import AccessLogger, ErrorLogger
-from sheer.runtime.context import WorkerContext
 
 SERVER = b"sheer"
 
@@ -47,9 +47,8 @@ class Plan:
         self.error_log: ErrorLogger = ctx.error_log(location.error_log if location else None)
         proxy = location.proxy_pass if location is not None else None
         self.upstream: Upstream | None = proxy.upstream if proxy else None
-        self.balancer: Balancer | None = ctx.balancer(self.upstream) if self.upstream else None
+        self.balancer: Balancer | None = ctx.balancer_for(self.upstream) if self.upstream else None
         self.pool: UpstreamPool | None = pool_for(self.upstream) if self.upstream else None
-        assert ctx.shared is not None
         self.peer_columns = peer_columns(ctx.shared.layout, self.upstream) if self.upstream else ()
         self.proxy_host = self.upstream.name if self.upstream else ""
         if self.upstream is not None and self.upstream.implicit and self.proxy_host.endswith(":80"):
@@ -62,7 +61,8 @@ class Plan:
             self.version = location.proxy_http_version.encode()
             self.set_headers = [(name.encode("latin-1"), value) for name, value in location.proxy_set_header
                                 if not (value.is_literal and not value.text)]
-            self.set_names = frozenset(name.lower().encode("latin-1") for name, _ in location.proxy_set_header)
+            self.set_names = frozenset(name.lower().encode("latin-1")
+                                       for name, _ in location.proxy_set_header)
             connection = [value for name, value in location.proxy_set_header if name.lower() == "connection"]
             # nginx reuses upstream connections only for HTTP/1.1 requests whose Connection was cleared.
             self.keepalive_ok = self.version == b"1.1" and (

@@ -12,7 +12,6 @@ import asyncio
 import os
 import secrets
 import time
-from typing import TYPE_CHECKING
 
 from sheer import __version__
 from sheer.config.model import StatusHandler
@@ -20,14 +19,12 @@ from sheer.core.api import Answer, Api, Instance, error_body
 from sheer.core.health import Health
 from sheer.core.http.pages import simple_response
 from sheer.core.stats import PeerRef
+from sheer.io.context import WorkerContext
+from sheer.io.http.client import ClientConnection
 from sheer.io.http.dashboard import page
 from sheer.io.http.metrics import exposition
 from sheer.io.http.request import Request
 from sheer.io.http.site import SERVER, Plan
-
-if TYPE_CHECKING:
-    from sheer.io.http.client import ClientConnection
-    from sheer.runtime.context import WorkerContext
 
 BODY_LIMIT = 16 * 1024      # nginx's client_body_buffer_size: an API body must fit in it (else 413)
 JSON = b"application/json"
@@ -37,24 +34,14 @@ class BoardReader:
     """sheer.core.api.Reader over the shared board and the health board of this generation."""
 
     def __init__(self, ctx: WorkerContext) -> None:
-        assert ctx.shared is not None
         self.shared = ctx.shared
         self.layout = ctx.shared.layout
-        self.health_board = ctx.health
+        self.checks = ctx.health
         self.value = self.shared.value
         self.overrides = self.shared.overrides
 
     def health(self, ref: PeerRef) -> Health | None:
-        board = self.health_board
-        if not board:
-            return None
-        found: Health | None = None
-        for group in board.groups:   # any check of the upstream that says so
-            if group.upstream is ref.upstream:
-                state = board.get(group, ref.id)
-                if state is Health.DOWN or found is None or (state is Health.CHECKING and found is Health.UP):
-                    found = state
-        return found
+        return self.checks.health(ref.upstream, ref.id) if self.checks is not None else None
 
     def apply(self, ref: PeerRef, changes: dict[str, int]) -> None:
         with self.shared.changing():
@@ -74,78 +61,83 @@ def stub_status(reader: BoardReader) -> bytes:
             f"Reading: {reading} Writing: {writing} Waiting: {waiting} \n").encode()
 
 
-async def serve(client: ClientConnection, request: Request, plan: Plan) -> None:
-    try:
-        await _serve(client, request, plan)
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:  # noqa: BLE001 -- a bug must cost one request, not the worker
-        plan.error_log.log("crit", f"unexpected error in the status handler: {exc!r}")
-        client.abort()
+class StatusLocations:
+    """The handler of one service's status locations (a location whose `plan.handler` is set)."""
 
+    def __init__(self, ctx: WorkerContext) -> None:
+        self.ctx = ctx
 
-async def _serve(client: ClientConnection, request: Request, plan: Plan) -> None:
-    handler = plan.handler
-    assert handler is not None and request.vars is not None
-    method = request.method.decode("latin-1")
-    body = b""
-    if request.body.expected:
-        if (request.body.content_length or 0) > BODY_LIMIT:
-            client.respond_error(request, 413, plan, keepalive=False)
+    async def serve(self, client: ClientConnection, request: Request, plan: Plan) -> None:
+        try:
+            await self._serve(client, request, plan)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 -- a bug must cost one request, not the worker
+            plan.error_log.log("crit", f"unexpected error in the status handler: {exc!r}")
+            client.abort()
+
+    async def _serve(self, client: ClientConnection, request: Request, plan: Plan) -> None:
+        handler = plan.handler
+        assert handler is not None and request.vars is not None
+        method = request.method.decode("latin-1")
+        body = b""
+        if request.body.expected:
+            if (request.body.content_length or 0) > BODY_LIMIT:
+                client.respond_error(request, 413, plan, keepalive=False)
+                return
+            request.body.limit = BODY_LIMIT
+            async with asyncio.timeout(60.0):
+                await request.body.ready(whole=False)
+            if request.body.size > BODY_LIMIT or not request.body.done:
+                client.respond_error(request, 413, plan, keepalive=False)
+                return
+            body = b"".join(request.body.chunks)
+        reader = BoardReader(self.ctx)
+        if handler.kind == "api":
+            answer = self._api(request, plan, handler, reader, method, body)
+            _send(client, request, plan, answer.status, answer.encode(), JSON,
+                  tuple((name.encode(), value.encode()) for name, value in answer.headers))
             return
-        request.body.limit = BODY_LIMIT
-        async with asyncio.timeout(60.0):
-            await request.body.ready(whole=False)
-        if request.body.size > BODY_LIMIT or not request.body.done:
-            client.respond_error(request, 413, plan, keepalive=False)
+        if method not in ("GET", "HEAD"):
+            client.respond_error(request, 405, plan)
             return
-        body = b"".join(request.body.chunks)
-    reader = BoardReader(client.service.ctx)
-    if handler.kind == "api":
-        answer = _api(client, request, plan, handler, reader, method, body)
-        _send(client, request, plan, answer.status, answer.encode(), JSON,
-              tuple((name.encode(), value.encode()) for name, value in answer.headers))
-        return
-    if method not in ("GET", "HEAD"):
-        client.respond_error(request, 405, plan)
-        return
-    if handler.kind == "stub_status":
-        _send(client, request, plan, 200, stub_status(reader), b"text/plain")
-    elif handler.kind == "prometheus":
-        data, content_type = exposition(reader, time.time())
-        _send(client, request, plan, 200, data, content_type.encode())
-    else:
-        _send(client, request, plan, 200, page(handler.api, handler.write), b"text/html; charset=utf-8",
-              ((b"Cache-Control", b"no-store"),))
+        if handler.kind == "stub_status":
+            _send(client, request, plan, 200, stub_status(reader), b"text/plain")
+        elif handler.kind == "prometheus":
+            data, content_type = exposition(reader, time.time())
+            _send(client, request, plan, 200, data, content_type.encode())
+        else:
+            _send(client, request, plan, 200, page(handler.api, handler.write), b"text/html; charset=utf-8",
+                  ((b"Cache-Control", b"no-store"),))
+
+    def _api(self, request: Request, plan: Plan, handler: StatusHandler, reader: BoardReader,
+             method: str, body: bytes) -> Answer:
+        variables = request.vars
+        location = plan.location
+        assert variables is not None and location is not None
+        uri = variables.uri
+        if not uri.startswith(location.path):
+            return Answer(404, error_body(404, "path not found", "PathNotFound", secrets.token_hex(16)))
+        query = {}
+        for pair in (variables.args or "").split("&"):
+            name, _, value = pair.partition("=")
+            if name:
+                query[name] = value
+        ctx = self.ctx
+        instance = Instance(__version__, variables.conn.server_addr, ctx.identity.generation,
+                            ctx.identity.load_time, os.getpid(), os.getppid())
+        api = Api(reader, instance, write=handler.write, writer=reader, now=time.time())
+        return api.handle(method, uri[len(location.path):], query, body, secrets.token_hex(16))
 
 
-def _api(client: ClientConnection, request: Request, plan: Plan, handler: StatusHandler, reader: BoardReader,
-         method: str, body: bytes) -> Answer:
-    variables = request.vars
-    location = plan.location
-    assert variables is not None and location is not None
-    uri = variables.uri
-    if not uri.startswith(location.path):
-        return Answer(404, error_body(404, "path not found", "PathNotFound", secrets.token_hex(16)))
-    query = {}
-    for pair in (variables.args or "").split("&"):
-        name, _, value = pair.partition("=")
-        if name:
-            query[name] = value
-    ctx = client.service.ctx
-    instance = Instance(__version__, variables.conn.server_addr, ctx.identity.generation, ctx.identity.load_time,
-                        os.getpid(), os.getppid())
-    api = Api(reader, instance, write=handler.write, writer=reader, now=time.time())
-    return api.handle(method, uri[len(location.path):], query, body, secrets.token_hex(16))
-
-
-def _send(client: ClientConnection, request: Request, plan: Plan, status: int, body: bytes, content_type: bytes,
-          extra: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+def _send(client: ClientConnection, request: Request, plan: Plan, status: int, body: bytes,
+          content_type: bytes, extra: tuple[tuple[bytes, bytes], ...] = ()) -> None:
     assert request.vars is not None
     request.body.detach()
     keepalive = client.keepalive_after(request)
     head = request.method == b"HEAD"
-    data = simple_response(status, server=SERVER, date=client.site.date(), body=body, content_type=content_type,
+    data = simple_response(status, server=SERVER, date=client.site.date(), body=body,
+                           content_type=content_type,
                            keepalive=keepalive, head=head, extra=extra)
     request.vars.status = status
     request.vars.body_bytes_sent = 0 if head else len(body)

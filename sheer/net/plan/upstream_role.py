@@ -5,10 +5,10 @@ from __future__ import annotations
 from ipaddress import IPv4Network
 
 from sheer.net.items import Item, NftChain, NftRule, NftTable, Route, Rule, Sysctl
-from sheer.net.plan import NFT_TABLE, Plan, Proto, Service, _Builder
+from sheer.net.plan.builder import NFT_TABLE, Builder, Plan, Proto, Service
 
 
-def plan_upstream(b: _Builder, found: list[Service]) -> Plan:
+def plan_upstream(b: Builder, found: list[Service]) -> Plan:
     opts = b.options
     host = opts.host
     if host is None:
@@ -30,7 +30,8 @@ def plan_upstream(b: _Builder, found: list[Service]) -> Plan:
         if s.dsr and origin:
             vip = opts.vip or (None if s.listen.is_wildcard else s.listen.host)
             if vip is None:
-                b.problems.append(f"{s.where}: listen {s.listen} is a wildcard: pass --vip (the proxy's public address)")
+                b.problems.append(f"{s.where}: listen {s.listen} is a wildcard: pass --vip (the proxy's "
+                                  "public address)")
                 continue
             rewrites[(u.port, vip, s.listen.port)] = None
         else:
@@ -41,7 +42,8 @@ def plan_upstream(b: _Builder, found: list[Service]) -> Plan:
     if back:
         gateway = opts.gateway or b.kernel.default_gateway()
         if gateway is None:
-            b.problems.append("no default gateway here to route replies through: pass --gateway (the proxy's internal address)")
+            b.problems.append("no default gateway here to route replies through: pass --gateway (the proxy's "
+                              "internal address)")
         else:
             b.notes.append(f"replies go back through the proxy {gateway} by policy routing on their source "
                            "port, so the upstream's other traffic keeps its own routes (the article instead "
@@ -56,15 +58,17 @@ def plan_upstream(b: _Builder, found: list[Service]) -> Plan:
                 f"ip saddr {host} ip daddr != {internal} udp sport {port} ip saddr set {vip}"
                 + (f" udp sport set {public}" if public != port else "") + " counter",
                 f"# the article's, with act_nat (rewrites every destination, health-check replies too): "
-                f"tc filter add dev {dev or 'eth0'} parent 10: protocol ip prio 10 u32 match ip src {host}/32 "
-                f"match ip sport {port} 0xffff action nat egress {host}/32 {vip}")
+                f"tc filter add dev {dev or 'eth0'} parent 10: protocol ip prio 10 u32 match ip src "
+                f"{host}/32 match ip sport {port} 0xffff action nat egress {host}/32 {vip}")
                 for port, vip, public in sorted(rewrites)]
-            items.append(NftTable(NFT_TABLE, (NftChain("dsr_origin", "filter", "output", "filter", tuple(rules)),)))
+            items.append(NftTable(NFT_TABLE,
+                                  (NftChain("dsr_origin", "filter", "output", "filter", tuple(rules)),)))
             b.notes.append("origin NAT: nft rewrites the replies on output, except towards the internal "
                            f"network {internal} (health checks); tc u32 cannot express that exception")
         items[:0] = _rp_filter(b, dev)
         if opts.via:
-            tail.extend(_return_path(b, host, dev, internal, opts.via, sorted({("udp", p) for p, _, _ in rewrites})))
+            tail.extend(_return_path(b, host, dev, internal, opts.via,
+                                     sorted({("udp", p) for p, _, _ in rewrites})))
         else:
             b.notes.append("origin NAT replies follow this host's routes: the next hop must forward a "
                            "source address it does not own (rp_filter 0 or 2 there); pass --via ROUTER "
@@ -73,12 +77,12 @@ def plan_upstream(b: _Builder, found: list[Service]) -> Plan:
     return b.plan(None, b.options.table if b.options.table else None)
 
 
-def _internal(b: _Builder, dev: str | None) -> str | None:
+def _internal(b: Builder, dev: str | None) -> str | None:
     nets = b.kernel.networks_of(dev) if dev else ()
     return str(nets[0]) if nets else None
 
 
-def _return_path(b: _Builder, host: str, dev: str | None, internal: str | None, gateway: str,
+def _return_path(b: Builder, host: str, dev: str | None, internal: str | None, gateway: str,
                  ports: list[tuple[Proto, int]]) -> list[Item]:
     table = b.choose_table()
     items: list[Item] = [Route(table, "0.0.0.0/0", via=gateway)]
@@ -89,7 +93,7 @@ def _return_path(b: _Builder, host: str, dev: str | None, internal: str | None, 
     return items
 
 
-def _rp_filter(b: _Builder, dev: str | None) -> list[Item]:
+def _rp_filter(b: Builder, dev: str | None) -> list[Item]:
     """Strict reverse-path filtering (1) drops requests whose client address routes out elsewhere;
     loose (2) only asks that it be routable. 0 and 2 are left as they are."""
     out: list[Item] = []

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
 
-from sheer.cli.common import load_config
+from sheer.cli.common import DEFAULT_CONF, load_config
+from sheer.io.sockets import can_be_transparent
 from sheer.net import apply as net_apply
 from sheer.net import doctor, inspect
 from sheer.net.doctor_gather import gather
 from sheer.net.plan import Options
-
-DEFAULT_CONF = "/etc/sheer/sheer.conf"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -36,9 +34,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str], transparent_error: Callable[[], str | None] = lambda: None) -> int:
-    """`transparent_error`: can this process set IP_TRANSPARENT (sheer.io.sockets.can_be_transparent,
-    passed in by the CLI: io sits above net)."""
+def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     config = load_config(args.conf)
     if config is None:
@@ -49,7 +45,7 @@ def main(argv: list[str], transparent_error: Callable[[], str | None] = lambda: 
     record = net_apply.Record.load(net_apply.record_path(options.role, options.host))
     planning = facts.excluding(*record.facts()) if record else facts
     needs = doctor.needs(config, options, planning, args.conf, args.client)
-    state = gather(needs, facts, args.probe, transparent_error)
+    state = gather(needs, facts, args.probe, can_be_transparent)
     findings = doctor.diagnose(needs, state)
     if args.json:
         print(json.dumps({"ok": doctor.exit_status(findings) == 0,

@@ -1,6 +1,6 @@
 """The balancer vocabulary (`Peer`, `Tried`, the `Balancer` protocol) and smooth weighted round
 robin with nginx's semantics (ngx_http_upstream_round_robin.c), which every other method falls
-back to, as nginx's do. The other methods live in sheer.core.balancers, one per file.
+back to, as nginx's do. The other methods live beside it, one per file.
 
 Per-worker state, as in nginx without `zone`. Time is an argument: `now` in seconds.
 """
@@ -191,7 +191,8 @@ class RoundRobin:
             server = peer.server
             if peer.index in tried.peers or server.down or self._health_down(peer):
                 continue
-            if server.max_fails and peer.fails >= server.max_fails and now - peer.checked <= server.fail_timeout:
+            if (server.max_fails and peer.fails >= server.max_fails
+                    and now - peer.checked <= server.fail_timeout):
                 continue
             if server.max_conns and peer.conns >= server.max_conns:
                 continue

@@ -7,7 +7,7 @@ import errno
 import os
 import time
 
-from sheer.core.balancer import Peer, Tried, request_key
+from sheer.core.balancers import Peer, Tried, request_key
 from sheer.core.bind import PLUMBING_HINT, BindTo, BindValueError, bind_to
 from sheer.core.http.framing import response_framing
 from sheer.core.http.headers import request_head
@@ -26,7 +26,7 @@ from sheer.io.http.client import ClientConnection
 from sheer.io.http.exchange import Exchange, UpstreamFailed
 from sheer.io.http.request import Request
 from sheer.io.http.site import Plan
-from sheer.io.http.upstream import UpstreamConnection, open_upstream, pool_key
+from sheer.io.http.upstream_pool import UpstreamConnection, open_upstream, pool_key
 from sheer.io.sockets import BindError
 
 CLIENT_BODY_TIMEOUT = 60.0   # client_body_timeout, for the part of the body read before connecting
@@ -112,7 +112,8 @@ class ProxiedRequest:
                         row[columns.unavail] += 1
                         row[columns.unavail_until] = int((time.time() + peer.server.fail_timeout) * 1000)
                 if disabled:
-                    self._log("warn", "upstream server temporarily disabled while connecting to upstream", peer)
+                    self._log("warn", "upstream server temporarily disabled while connecting to upstream",
+                              peer)
             if failure is None:
                 return
             attempt = Attempt(request.method, body.replayable, self.response_started, tried.left,
@@ -155,7 +156,8 @@ class ProxiedRequest:
                 except TimeoutError:
                     self._count_transparent(errno.ETIMEDOUT)
                     hint = f"; {PLUMBING_HINT}" if self.bind is not None and self.bind.transparent else ""
-                    self._log("error", "upstream timed out (110: Connection timed out) while connecting to upstream",
+                    self._log("error",
+                              "upstream timed out (110: Connection timed out) while connecting to upstream",
                               peer, hint)
                     return Failure.TIMEOUT
                 except OSError as exc:
@@ -230,20 +232,22 @@ class ProxiedRequest:
     def _count_transparent(self, code: int) -> None:
         """sheer_transparent_connect_errors_total{errno=...}: connects with the client's address."""
         if code and self.bind is not None and self.bind.transparent:
-            layout = self.client.service.ctx.shared.layout  # type: ignore[union-attr]
-            self.client.service.counters.row[layout.errno_column(code)] += 1
+            counters = self.client.service.counters
+            counters.row[counters.layout.errno_column(code)] += 1
 
     @property
     def _idempotent(self) -> bool:
         assert self.location is not None
-        return self.request.method not in NON_IDEMPOTENT or "non_idempotent" in self.location.proxy_next_upstream
+        return (self.request.method not in NON_IDEMPOTENT
+                or "non_idempotent" in self.location.proxy_next_upstream)
 
     def _log(self, level: str, message: str, peer: Peer | None, hint: str = "") -> None:
         log = self.plan.error_log
         if not log.enabled(level):
             return
         v = self.vars
-        line = f'{message}, client: {v.conn.remote_addr}, server: {v.server_name}, request: "{v.variable("request")}"'
+        line = (f'{message}, client: {v.conn.remote_addr}, server: {v.server_name}, '
+                f'request: "{v.variable("request")}"')
         if peer is not None:
             line += f', upstream: "http://{peer.name}{self.uri}"'
         host = v.header("host")

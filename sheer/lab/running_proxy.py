@@ -52,7 +52,8 @@ def config_listeners(config_text: str) -> set[tuple[str, int]]:
 
 def _nginx_text(config_text: str, prefix: Path) -> str:
     temp = "".join(
-        f"\n    {kind}_temp_path {prefix}/tmp/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        f"\n    {kind}_temp_path {prefix}/tmp/{kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
     text = re.sub(r"^\s*user\s+\S+;\s*$", "", config_text, flags=re.MULTILINE)
     # sheer-only directives the reference nginx does not know (nginx OSS has no active checks)
@@ -63,8 +64,10 @@ def _nginx_text(config_text: str, prefix: Path) -> str:
 
 def _command(kind: Kind, config: Path, prefix: Path, test: bool) -> list[str]:
     if kind == "sheer":
-        return [sys.executable, "-m", "sheer", *(["-t"] if test else []), "-c", str(config), "-p", str(prefix)]
-    return [witness.NGINX, *(["-t"] if test else []), "-e", str(prefix / "error.log"), "-p", str(prefix), "-c", str(config)]
+        return [sys.executable, "-m", "sheer", *(["-t"] if test else []), "-c", str(config), "-p",
+                str(prefix)]
+    return [witness.NGINX, *(["-t"] if test else []), "-e", str(prefix / "error.log"), "-p", str(prefix),
+            "-c", str(config)]
 
 
 def check(kind: Kind, config_text: str, state_dir: Path = STATE_DIR) -> None:
@@ -92,7 +95,8 @@ def _write(kind: Kind, config_text: str, prefix: Path) -> Path:
 
 
 @contextmanager
-def running(kind: Kind, config_text: str, state_dir: Path = STATE_DIR, ready_timeout: float = 10.0) -> Iterator[RunningProxy]:
+def running(kind: Kind, config_text: str, state_dir: Path = STATE_DIR,
+            ready_timeout: float = 10.0) -> Iterator[RunningProxy]:
     """Run the proxy in the proxy namespace, in the foreground, until the block ends; stop it by PID."""
     check(kind, config_text, state_dir)
     prefix = state_dir / f"proxy-{next(_runs)}"

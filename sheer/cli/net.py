@@ -6,13 +6,11 @@ import argparse
 import json
 from typing import Any
 
-from sheer.cli.common import load_config, say
+from sheer.cli.common import DEFAULT_CONF, load_config, say
 from sheer.net import apply as net_apply
 from sheer.net import inspect
 from sheer.net.facts import KernelFacts
 from sheer.net.plan import Options, Plan, plan
-
-DEFAULT_CONF = "/etc/sheer/sheer.conf"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -29,12 +27,14 @@ def parser() -> argparse.ArgumentParser:
                    help="how replies are marked: `socket transparent` (default) or the article's port rules")
     p.add_argument("--nat", choices=("auto", "tc", "nft"), default="auto",
                    help="router NAT rewrite: tc act_nat where the kernel has it (auto), or nft")
-    p.add_argument("--masquerade", action="store_true", help="router NAT: masquerade the upstreams' own egress")
+    p.add_argument("--masquerade", action="store_true",
+                   help="router NAT: masquerade the upstreams' own egress")
     p.add_argument("--public-if", metavar="DEV", help="the interface facing the clients")
     p.add_argument("--vip", metavar="ADDR", help="the public address DSR replies must come from")
     p.add_argument("--gateway", metavar="ADDR", help="upstream role: the proxy's internal address")
     p.add_argument("--via", metavar="ADDR", help="upstream role, origin NAT: the return router")
-    p.add_argument("--internal", metavar="CIDR", help="upstream role, origin NAT: network whose replies are not rewritten")
+    p.add_argument("--internal", metavar="CIDR",
+                   help="upstream role, origin NAT: network whose replies are not rewritten")
     p.add_argument("--json", action="store_true", help="plan/status as JSON")
     p.add_argument("--allow-root-netns", action="store_true",
                    help="let apply/revert change the root network namespace (refused by default)")
@@ -82,7 +82,8 @@ def do_apply(the_plan: Plan, path: Any, options: Options, conf: str, facts: Kern
         say(f"[emerg] {options.host} is not an address of this network namespace: "
             "`apply --role upstream` runs on that upstream")
         return 1
-    meta = {"conf": conf, "role": options.role, "host": options.host, "mark": the_plan.mark, "table": the_plan.table}
+    meta = {"conf": conf, "role": options.role, "host": options.host, "mark": the_plan.mark,
+            "table": the_plan.table}
     for line in net_apply.apply(the_plan, path, meta):
         print(line)
     for note in the_plan.notes:
@@ -104,7 +105,8 @@ def status(the_plan: Plan, path: Any, as_json: bool) -> int:
     results = net_apply.status(the_plan, path)
     drift = [line for ok, line in results if not ok]
     if as_json:
-        print(json.dumps({"ok": not drift, "items": [{"ok": ok, "item": line} for ok, line in results]}, indent=1))
+        print(json.dumps({"ok": not drift, "items": [{"ok": ok, "item": line} for ok, line in results]},
+                         indent=1))
     else:
         for ok, line in results:
             print(f"{'ok   ' if ok else 'DRIFT'} {line}")
@@ -125,6 +127,7 @@ def render(the_plan: Plan) -> str:
     out += ["", "# as the article writes it:", *the_plan.commands()]
     nft = the_plan.nft()
     if nft:
-        out += ["", "# the nft table sheer loads (one transaction; `sheer net revert` deletes it):", nft.rstrip()]
+        out += ["", "# the nft table sheer loads (one transaction; `sheer net revert` deletes it):",
+                nft.rstrip()]
     return "\n".join(out)
 

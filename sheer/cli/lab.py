@@ -1,4 +1,4 @@
-"""`sheer lab up|status [--json]|exec NODE CMD...|demo [--out DIR]|down`: the only part that prints."""
+"""`sheer lab up|status [--json]|exec NODE CMD...|demo [--out DIR]|down`: the lab's only part that prints."""
 
 from __future__ import annotations
 
@@ -10,14 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from sheer.lab.errors import LabError
-from sheer.lab.topology import REPORT_DIR, article
 
 
 def _progress(line: str) -> None:
     print(f"  {line}", flush=True)
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(report_dir: Path) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sheer lab", description="the article's topology in network namespaces")
     sub = p.add_subparsers(dest="verb", required=True)
     sub.add_parser("up", help="build the lab (repairs a half-built one)")
@@ -27,7 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("node")
     ex.add_argument("cmd", nargs=argparse.REMAINDER)
     demo = sub.add_parser("demo", help="run the article end to end and write a report")
-    demo.add_argument("--out", type=Path, default=REPORT_DIR, help=f"report directory (default {REPORT_DIR})")
+    demo.add_argument("--out", type=Path, default=report_dir, help=f"report directory (default {report_dir})")
     demo.add_argument(
         "--proxy",
         choices=("sheer", "nginx"),
@@ -62,9 +61,12 @@ def _print_status(st: dict[str, Any]) -> None:
 
 
 def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
-    from sheer.lab import build, inspect
-
+    try:
+        from sheer.lab import build, inspect, topology  # topology: SHEER_LAB names the lab
+    except LabError as exc:
+        print(f"sheer lab: {exc}", file=sys.stderr)
+        return 1
+    args = _parser(topology.REPORT_DIR).parse_args(argv)
     try:
         if args.verb == "up":
             print("sheer lab up", flush=True)
@@ -86,10 +88,11 @@ def main(argv: list[str]) -> int:
             return 0 if st["up"] else 1
         if args.verb == "exec":
             if not args.cmd:
-                print("sheer lab exec: give a command, e.g. sheer lab exec client curl -s 192.168.99.10", file=sys.stderr)
+                print("sheer lab exec: give a command, e.g. sheer lab exec client curl -s 192.168.99.10",
+                      file=sys.stderr)
                 return 2
             build.require_root()
-            node = article().node(args.node)
+            node = topology.article().node(args.node)
             os.execvp("ip", ["ip", "netns", "exec", node.netns, *args.cmd])
         if args.verb == "demo":
             from sheer.lab import demo

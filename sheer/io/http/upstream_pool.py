@@ -9,7 +9,7 @@ from typing import Protocol, cast
 from sheer.config.model import Upstream
 from sheer.core.bind import BindTo
 from sheer.io.sockets import bound_socket
-from sheer.io.upstream import connect
+from sheer.io.upstream_connect import connect
 
 Address = tuple[str, int]
 # A pooled connection is identified by where it goes and where it comes from: with IP Transparency
@@ -93,7 +93,8 @@ def pool_key(peer_addr: Address, source: BindTo | None) -> PoolKey:
     return (peer_addr, None if source is None else (source.host, source.port))
 
 
-async def open_upstream(peer_addr: Address, timeout: float, source: BindTo | None = None) -> UpstreamConnection:
+async def open_upstream(peer_addr: Address, timeout: float,
+                        source: BindTo | None = None) -> UpstreamConnection:
     """Connect to a peer within `timeout` seconds. The only place upstream sockets are made.
     Raises OSError, TimeoutError, or sheer.io.sockets.BindError (our side failed: proxy_bind)."""
     loop = asyncio.get_running_loop()

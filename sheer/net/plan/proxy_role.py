@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sheer.net.facts import KernelFacts
 from sheer.net.items import Item, NftChain, NftRule, NftTable, Route, Rule, Sysctl, TcClsact, TcNat
-from sheer.net.plan import NFT_TABLE, Plan, Service, _Builder, _ipv4, _set, upstream_problems
+from sheer.net.plan.builder import NFT_TABLE, Builder, Plan, Service, is_ipv4, nft_set, upstream_problems
 
 TC_PRIO = 0xC000                  # our u32 filters' priorities start here, clear of hand-made ones
 
@@ -17,7 +17,7 @@ def client_facing(kernel: KernelFacts, found: list[Service]) -> str | None:
             dev = kernel.dev_of(service.listen.host)
             if dev:
                 return dev
-    towards = {route.dev for s in found for u in s.upstreams if _ipv4(u.host)
+    towards = {route.dev for s in found for u in s.upstreams if is_ipv4(u.host)
                for route in [kernel.route_to(u.host)] if route and route.dev}
     candidates = sorted({a.dev for a in kernel.addresses if a.dev != "lo"} - towards)
     if len(candidates) == 1:
@@ -28,7 +28,7 @@ def client_facing(kernel: KernelFacts, found: list[Service]) -> str | None:
     return None
 
 
-def _vip(b: _Builder, service: Service, public_if: str | None) -> str | None:
+def _vip(b: Builder, service: Service, public_if: str | None) -> str | None:
     if b.options.vip:
         return b.options.vip
     if not service.listen.is_wildcard:
@@ -37,7 +37,7 @@ def _vip(b: _Builder, service: Service, public_if: str | None) -> str | None:
     return str(addrs[0].interface.ip) if addrs else None
 
 
-def plan_proxy(b: _Builder, found: list[Service]) -> Plan:
+def plan_proxy(b: Builder, found: list[Service]) -> Plan:
     opts = b.options
     transparent = [s for s in found if not s.dsr]
     dsr = [s for s in found if s.dsr]
@@ -54,10 +54,10 @@ def plan_proxy(b: _Builder, found: list[Service]) -> Plan:
     if dsr and mode == "router" and transparent:
         # Router NAT's replies must be forwarded, never captured: a still-open sender socket bound
         # to the client's ip:port would otherwise match `socket transparent` and swallow them.
-        addrs = [u.host for s in dsr for u in s.upstreams if _ipv4(u.host)]
+        addrs = [u.host for s in dsr for u in s.upstreams if is_ipv4(u.host)]
         ports = [str(u.port) for s in dsr for u in s.upstreams]
         prerouting.append(NftRule(
-            f"ip saddr {_set(addrs)} udp sport {_set(ports)} return",
+            f"ip saddr {nft_set(addrs)} udp sport {nft_set(ports)} return",
             f"iptables -t mangle -A PREROUTING -p udp -s {','.join(dict.fromkeys(addrs))} "
             f"-m multiport --sports {','.join(dict.fromkeys(ports))} -j RETURN"))
 
@@ -95,13 +95,13 @@ def plan_proxy(b: _Builder, found: list[Service]) -> Plan:
     return b.plan(mark, table)
 
 
-def _mark_rules(b: _Builder, transparent: list[Service], mark: int) -> list[NftRule]:
+def _mark_rules(b: Builder, transparent: list[Service], mark: int) -> list[NftRule]:
     hexmark = f"{mark:#x}"
     xmark = f"-j MARK --set-xmark {hexmark}/0xffffffff"
     if b.options.match == "socket":
         addrs = [u.host for s in transparent for u in s.upstreams]
-        scoped = all(_ipv4(a) for a in addrs)
-        scope = f"ip saddr {_set(addrs)} " if scoped else ""
+        scoped = all(is_ipv4(a) for a in addrs)
+        scope = f"ip saddr {nft_set(addrs)} " if scoped else ""
         iscope = f" -s {','.join(dict.fromkeys(addrs))}" if scoped else ""
         b.notes.append(f"marking: `socket transparent 1` marks only replies that belong to a local "
                        f"transparent socket (any upstream port, TCP and UDP); fwmark {hexmark} -> table")
@@ -114,7 +114,7 @@ def _mark_rules(b: _Builder, transparent: list[Service], mark: int) -> list[NftR
             continue
         addrs = [u.host for u in ups]
         ports = [str(u.port) for u in ups]
-        text = f"ip saddr {_set(addrs)} {proto} sport {_set(ports)} meta mark set {hexmark} counter"
+        text = f"ip saddr {nft_set(addrs)} {proto} sport {nft_set(ports)} meta mark set {hexmark} counter"
         for port in dict.fromkeys(ports):
             rules.append(NftRule(text, f"iptables -t mangle -A PREROUTING -p {proto} "
                                        f"-s {','.join(dict.fromkeys(addrs))} --sport {port} {xmark}"))
@@ -130,7 +130,7 @@ def _mark_rules(b: _Builder, transparent: list[Service], mark: int) -> list[NftR
     return list(seen.values())
 
 
-def _router_nat(b: _Builder, dsr: list[Service], public_if: str | None) -> tuple[list[NftChain], list[Item]]:
+def _router_nat(b: Builder, dsr: list[Service], public_if: str | None) -> tuple[list[NftChain], list[Item]]:
     rewrites: dict[tuple[str, int], tuple[str, int]] = {}
     for s in dsr:
         vip = _vip(b, s, public_if)
@@ -139,8 +139,9 @@ def _router_nat(b: _Builder, dsr: list[Service], public_if: str | None) -> tuple
             continue
         for u in s.upstreams:
             b.problems.extend(upstream_problems(b.kernel, u, public_if, f"{s.where} listen {s.listen}"))
-            if not _ipv4(u.host):
-                b.problems.append(f"{s.where}: DSR upstream {u.name} must be an IPv4 address for a stateless rewrite")
+            if not is_ipv4(u.host):
+                b.problems.append(f"{s.where}: DSR upstream {u.name} must be an IPv4 address for a stateless "
+                                  "rewrite")
                 continue
             key, target = (u.host, u.port), (vip, s.listen.port)
             if rewrites.setdefault(key, target) != target:
@@ -175,13 +176,13 @@ def _router_nat(b: _Builder, dsr: list[Service], public_if: str | None) -> tuple
             article = "\n".join(
                 "# no iptables equivalent (stateless); the article's, with act_nat: "
                 + TcNat(public_if, a, port, vip, 0).commands()[0].replace(" prio 0", "") for a in addrs)
-            rules.append(NftRule(f'oifname "{public_if}" ip saddr {_set(addrs)} udp sport {port} '
+            rules.append(NftRule(f'oifname "{public_if}" ip saddr {nft_set(addrs)} udp sport {port} '
                                  f"ip saddr set {vip}{sport} counter", article))
         chains.append(NftChain("dsr_rewrite", "filter", "postrouting", "srcnat - 10", tuple(rules)))
     if b.options.masquerade:
         addrs = sorted({a for a, _ in rewrites})
         chains.append(NftChain("upstreams_masquerade", "nat", "postrouting", "srcnat", (NftRule(
-            f'oifname "{public_if}" ip saddr {_set(addrs)} masquerade',
+            f'oifname "{public_if}" ip saddr {nft_set(addrs)} masquerade',
             f"iptables -t nat -A POSTROUTING -o {public_if} -s {','.join(addrs)} -j MASQUERADE"),)))
         b.notes.append("masquerade: the upstreams' own connections to outside hosts leave as the proxy; "
                        "DSR replies were already rewritten (srcnat - 10) and are not touched")

@@ -1,17 +1,5 @@
-"""Derive the kernel plumbing a configuration needs: pure, no I/O (facts come in as data).
-
-Proxy role, Method 1 (IP Transparency): replies from the upstreams to a client address must be
-delivered to the local transparent socket bound to that address. Mark them, send the mark to a
-table where every address is local (`ip rule fwmark M lookup T`, `ip route add local 0.0.0.0/0
-dev lo table T`). Marking uses nft `socket transparent 1`: it marks exactly the packets that
-belong to a local transparent socket, so it needs no port list, covers TCP and UDP (proxy_responses
->= 1) alike and never captures traffic of anything else on the box; it is scoped to the
-upstreams' addresses as well. `--match ports` gives the article's per-protocol port rules instead.
-
-DSR (UDP, proxy_responses 0, proxy_bind $remote_addr:$remote_port transparent): router NAT
-forwards the replies and rewrites their source statelessly on the client-facing interface; origin
-NAT has each upstream rewrite its own replies on output.
-"""
+"""What a plan is made of: the options asked for, the config's transparent services, the `Builder` each
+role (`proxy_role`, `upstream_role`) fills, the `Plan` it returns, and the helpers both roles share."""
 
 from __future__ import annotations
 
@@ -21,7 +9,7 @@ from typing import Any, Literal
 
 from sheer.config.model import Config, Listen, UpstreamServer
 from sheer.net.facts import KernelFacts
-from sheer.net.items import Item, NftChain, NftRule, NftTable, Route, Rule, Sysctl, TcClsact, TcNat, to_json
+from sheer.net.items import Item, NftTable, to_json
 
 Role = Literal["proxy", "upstream"]
 Dsr = Literal["router", "origin"]
@@ -108,7 +96,7 @@ def services(config: Config) -> list[Service]:
     return found
 
 
-def _ipv4(host: str) -> bool:
+def is_ipv4(host: str) -> bool:
     try:
         return isinstance(ip_address(host), IPv4Address)
     except ValueError:
@@ -122,13 +110,16 @@ def _free(start: int, used: frozenset[int], step: int = 1) -> int:
     return value
 
 
-def _set(values: list[str]) -> str:
+def nft_set(values: list[str]) -> str:
     unique = list(dict.fromkeys(values))
     return unique[0] if len(unique) == 1 else "{ " + ", ".join(unique) + " }"
 
 
 @dataclass
-class _Builder:
+class Builder:
+    """A plan being built: items, notes and problems appended by a role; tables and the rule
+    priority chosen clear of what the kernel already has."""
+
     options: Options
     kernel: KernelFacts
     items: list[Item] = field(default_factory=list)
@@ -165,31 +156,11 @@ class _Builder:
                     tuple(dict.fromkeys(self.problems)), mark, table)
 
 
-NO_FACTS = KernelFacts()
-
-
-def plan(config: Config, options: Options = Options(), kernel: KernelFacts = NO_FACTS) -> Plan:
-    from sheer.net.upstream import plan_upstream
-
-    found = services(config)
-    b = _Builder(options, kernel)
-    if options.mark is not None and options.mark in kernel.fwmarks:
-        b.problems.append(f"fwmark {options.mark} is already used by an existing `ip rule`: pick another --mark")
-    if options.table is not None and options.table in kernel.tables:
-        b.problems.append(f"table {options.table} is already in use (rules or routes): pick another --table")
-    if not found:
-        b.notes.append("nothing to do: no `proxy_bind $remote_addr... transparent` with upstreams in the config")
-        return b.plan()
-    if options.role == "upstream":
-        return plan_upstream(b, found)
-    from sheer.net.proxy import plan_proxy
-    return plan_proxy(b, found)
-
-
-def upstream_problems(kernel: KernelFacts, server: UpstreamServer, public_if: str | None, what: str) -> list[str]:
+def upstream_problems(kernel: KernelFacts, server: UpstreamServer, public_if: str | None,
+                      what: str) -> list[str]:
     """The article's "No Overlapping IP Ranges": the upstream's replies must route back through us."""
     host = server.host
-    if not _ipv4(host):
+    if not is_ipv4(host):
         if ":" in host:
             return [f"{what}: upstream {server.name} is IPv6: sheer net plans IPv4 only"]
         return []
@@ -208,9 +179,4 @@ def upstream_problems(kernel: KernelFacts, server: UpstreamServer, public_if: st
 
 
 def in_network(host: str, net: IPv4Network) -> bool:
-    return _ipv4(host) and IPv4Address(host) in net
-
-
-__all__ = ["NFT_TABLE", "Dsr", "Match", "Nat", "NftChain", "NftRule", "NftTable", "Options", "Plan",
-           "Role", "Route", "Rule", "Service", "Sysctl", "TcClsact", "TcNat", "in_network", "plan",
-           "services", "upstream_problems"]
+    return is_ipv4(host) and IPv4Address(host) in net

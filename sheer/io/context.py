@@ -1,0 +1,78 @@
+"""What a worker's services take from the process that runs them: the configuration, the logs, one
+balancer per upstream block, the shared counters and the API's changes, the active checks' verdicts,
+and who this process is.
+
+Defined here, in io, and built by sheer.runtime (`sheer.runtime.context.worker_context`): io never
+imports runtime, as mitmproxy's proxy core defines its own `Context`. The boards are protocols, so
+a test builds a context with fakes or with a board of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from sheer.config.model import Config, ErrorLog, Upstream
+from sheer.core.balancers import Balancer
+from sheer.core.health import Health
+from sheer.core.stats import Layout
+from sheer.io.logs import ErrorLogger
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a forked process is, for the API's /nginx: its generation, when it was loaded, its row."""
+
+    generation: int = 0
+    load_time: float = 0.0
+    row: int = -1
+
+
+class SharedCounters(Protocol):
+    """The statistics and control board every process shares (sheer.runtime.shared.SharedBoard):
+    what the API and the metrics read, and where a PATCH writes."""
+
+    @property
+    def layout(self) -> Layout: ...
+
+    def value(self, column: int) -> int: ...
+
+    def overrides(self, row: int) -> tuple[int, int, int]: ...
+
+    def changing(self) -> AbstractContextManager[None]: ...
+
+    def set_override(self, row: int, down: int | None = None, drain: int | None = None,
+                     weight: int | None = None) -> None: ...
+
+
+class HealthStates(Protocol):
+    """This generation's active checks (sheer.runtime.board.HealthBoard), as the API reports them."""
+
+    def health(self, upstream: Upstream, index: int) -> Health | None: ...
+
+
+@dataclass
+class WorkerContext:
+    config: Config
+    log: ErrorLogger
+    shared: SharedCounters
+    counters: memoryview                    # this process's own row of the shared counters (int64)
+    # One balancer per upstream block per worker, shared by every server using it (as in nginx).
+    balancer_for: Callable[[Upstream], Balancer]
+    health: HealthStates | None = None      # None: no active check in this configuration
+    identity: Identity = field(default_factory=Identity)
+    hostname: str = field(default_factory=socket.gethostname)
+    pid: int = field(default_factory=os.getpid)
+    _loggers: dict[ErrorLog, ErrorLogger] = field(default_factory=dict)
+
+    def error_log(self, log: ErrorLog | None) -> ErrorLogger:
+        if log is None:
+            return self.log
+        found = self._loggers.get(log)
+        if found is None:
+            found = self._loggers[log] = ErrorLogger(log)
+        return found
