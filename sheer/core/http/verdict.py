@@ -1,0 +1,15 @@
+"""What nginx answers a request it refuses, and the line it writes to the error log about it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A request refused before it reached a handler: the status (494 is sent as 400 with its own
+    page, as nginx does), nginx's error-log message, and its level there."""
+
+    status: int
+    message: str
+    level: str = "info"
