@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 
 from sheer.config.model import LOG_LEVELS, AccessLog, ErrorLog
 from sheer.core.variables import VariableSource, render
@@ -91,3 +92,41 @@ class AccessLogger:
                 os.write(fd, line.encode("utf-8", "replace"))
             except OSError:
                 pass
+
+
+class LogLimiter:
+    """One error-log line per second at most for a recurring event (accept() failing for want of
+    descriptors, a datagram the kernel refuses): the first at once, the next ones counted and
+    reported with their number one second later, so that a flood cannot fill the disk."""
+
+    __slots__ = ("flush_at", "last", "level", "log", "message", "now", "schedule", "suppressed")
+
+    def __init__(self, log: ErrorLogger, schedule: Callable[[float, Callable[[], None]], object],
+                 now: Callable[[], float], interval: float = 1.0) -> None:
+        self.log = log
+        self.schedule = schedule        # loop.call_later
+        self.now = now                  # loop.time
+        self.last = -interval
+        self.suppressed = 0
+        self.level = "error"
+        self.message = ""
+        self.flush_at: float | None = None
+
+    def report(self, level: str, message: str) -> None:
+        now = self.now()
+        self.level, self.message = level, message
+        if now - self.last >= 1.0 and self.flush_at is None:
+            self.last = now
+            self.log.log(level, message)
+            return
+        self.suppressed += 1
+        if self.flush_at is None:
+            self.flush_at = max(self.last + 1.0, now)
+            self.schedule(self.flush_at - now, self._flush)
+
+    def _flush(self) -> None:
+        self.flush_at = None
+        if self.suppressed:
+            count, self.suppressed = self.suppressed, 0
+            self.last = self.now()
+            self.log.log(self.level, f"{self.message} ({count} more in the last second)")

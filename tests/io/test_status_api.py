@@ -97,15 +97,17 @@ def test_the_numbers_are_every_workers(lb: tuple[Sheer, int, int]) -> None:
         calls.append(1)
         status, _, text = request(control, path="/basic_status")
         assert status == 200
-        found = re.fullmatch(r"Active connections: (\d+) \nserver accepts handled requests\n (\d+) (\d+) (\d+) \n"
-                             r"Reading: (\d+) Writing: (\d+) Waiting: (\d+) \n", text.decode())
+        found = re.fullmatch(r"Active connections: (\d+) \nserver accepts handled requests\n"
+                             r" (\d+) (\d+) (\d+) \nReading: (\d+) Writing: (\d+) Waiting: (\d+) \n",
+                             text.decode())
         assert found is not None, text
         return list(map(int, found.groups()))
 
     # a worker that answered the last backend request may count it out a moment later on a busy machine
     wait_for(lambda: basic_status()[5] == 1, what="only this request writing")
     active, accepts, handled, requests, reading, writing, waiting = basic_status()
-    assert accepts == handled == requests == 80 + len(calls)     # 40 front + 40 backend + the stub_status calls
+    # 40 front + 40 backend + the stub_status calls
+    assert accepts == handled == requests == 80 + len(calls)
     assert writing == 1 and reading == 0 and active == waiting + writing + reading
     by_backend = Counter(backend for backend, _ in seen.elements())
     got = {peer["server"].split(":")[0]: peer for peer in peers(control)}

@@ -146,7 +146,7 @@ def test_connect_refused_everywhere_closes_the_client(run_sheer: Callable[..., S
         try:
             assert read_all(sock) == b""
         except ConnectionResetError:
-            pass      # closed before "hello" was read (the refusal came first): the kernel resets, as for nginx
+            pass      # closed before "hello" was read (the refusal came first): the kernel resets, as nginx
     proxy.wait_log("connect() failed (111: Connection refused) while connecting to upstream")
 
 

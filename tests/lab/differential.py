@@ -133,7 +133,8 @@ class Outcome:
     def differs(self, other: Outcome) -> list[str]:
         out = []
         if self.answer != other.answer:
-            out.append(f"answer {other.answer} ({other.status}) where nginx gives {self.answer} ({self.status})")
+            out.append(f"answer {other.answer} ({other.status}) where nginx gives {self.answer} "
+                       f"({self.status})")
         if normalized(self.upstream) != normalized(other.upstream):
             out.append(f"upstream got {list(other.upstream)!r} where nginx's got {list(self.upstream)!r}")
         return out
@@ -234,7 +235,8 @@ class Pair:
     def send(self, data: bytes) -> dict[str, Outcome]:
         """The same bytes to both at once; each one's answer and what its upstream received."""
         answers: dict[str, tuple[str, int | None]] = {}
-        threads = [threading.Thread(target=lambda k=kind: answers.__setitem__(k, exchange(PROXY_PORT[k], data)))
+        threads = [threading.Thread(target=lambda k=kind: answers.__setitem__(k, exchange(PROXY_PORT[k],
+                                                                                           data)))
                    for kind in PROXY_PORT]
         for t in threads:
             t.start()

@@ -45,7 +45,7 @@ class ChunkedDecoder:
         self.received = 0          # data bytes so far
         self.limit = limit         # client_max_body_size (0: none)
 
-    def feed(self, buffer: bytes, pos: int, out: list[bytes]) -> tuple[int, Chunked | Rejected]:  # noqa: C901
+    def feed(self, buffer: bytes, pos: int, out: list[bytes]) -> tuple[int, Chunked | Rejected]:
         end = len(buffer)
         state = self.state
         while pos < end:
@@ -74,7 +74,7 @@ class ChunkedDecoder:
                 if digit >= 0:
                     self.size = self.size * 16 + digit
                 elif ch == 13:
-                    state = LAST_CHUNK_EXTENSION_ALMOST_DONE if self.size == 0 else CHUNK_EXTENSION_ALMOST_DONE
+                    state = CHUNK_EXTENSION_ALMOST_DONE if self.size else LAST_CHUNK_EXTENSION_ALMOST_DONE
                 elif ch == 10:
                     if self.size:
                         refused = self._refused()

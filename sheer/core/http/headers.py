@@ -11,8 +11,10 @@ HOP_BY_HOP = frozenset({
     b"connection", b"keep-alive", b"te", b"trailer", b"upgrade", b"proxy-connection",
     b"transfer-encoding",
 })
-# nginx also drops these from the client's request by default (its internal proxy headers).
-_REQUEST_SKIP = HOP_BY_HOP | {b"content-length", b"expect"}
+# nginx's proxy_set_header defaults leave these out of the upstream request (Host and Connection
+# come with every location's proxy_set_header names); the others are forwarded as they came.
+_REQUEST_SKIP = frozenset({b"content-length", b"transfer-encoding", b"te", b"keep-alive", b"expect",
+                           b"upgrade"})
 # nginx sends its own Date and Server (proxy_hide_header defaults), so does sheer.
 _RESPONSE_SKIP = HOP_BY_HOP | {b"date", b"server", b"content-length", b"x-pad"}
 

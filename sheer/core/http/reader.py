@@ -12,6 +12,7 @@ good pipelined ones is reported after them, as nginx does."""
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from sheer.core.http.chunked import Chunked, ChunkedDecoder
@@ -30,12 +31,13 @@ class End:
 
 
 END: Final = End()
+_FIRST_LINE = re.compile(rb"[\r\n]*([^\r\n]*)")
 
 Event = RequestHead | bytes | End | Rejected
 
 
 class RequestReader:
-    __slots__ = ("buffer", "decoder", "left", "limits", "pos", "stopped")
+    __slots__ = ("buffer", "decoder", "left", "limits", "pos", "refused_line", "stopped")
 
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
@@ -44,6 +46,7 @@ class RequestReader:
         self.left = -1                       # Content-Length bytes still to come; -1: not in a body
         self.decoder: ChunkedDecoder | None = None
         self.stopped = False
+        self.refused_line = b""              # $request of a refused request: its first line as sent
 
     def feed(self, data: bytes) -> None:
         if self.stopped:
@@ -63,6 +66,16 @@ class RequestReader:
     @property
     def in_body(self) -> bool:
         return self.left >= 0 or self.decoder is not None
+
+    def pending(self) -> bytes:
+        """What was received and not parsed yet."""
+        return self.buffer[self.pos:]
+
+    def partial_line(self) -> bytes:
+        """The next request's line as far as it came (nginx's $request for a request it refused):
+        up to the first CR or LF after the empty lines nginx skips."""
+        found = _FIRST_LINE.match(self.buffer, self.pos, self.pos + 8192)
+        return found[1] if found is not None else b""
 
     def stop(self) -> None:
         """Nothing more is parsed (the connection ends after the current answer)."""
@@ -91,6 +104,7 @@ class RequestReader:
         if head is None:
             return None
         if isinstance(head, Rejected):
+            self.refused_line = self.partial_line()
             self.stop()
             return head
         self.pos += head.length

@@ -93,13 +93,9 @@ def parse_head(buffer: bytes, start: int, limits: Limits) -> RequestHead | Rejec
 
 
 def _careful_head(buffer: bytes, start: int, limits: Limits) -> RequestHead | Rejected | None:
-    line = parse_request_line(buffer, start)
-    if line is None:
-        return Rejected(414, "client sent too long URI") if len(buffer) - start > limits.large else None
-    if isinstance(line, Rejected):
+    line = parse_request_line(buffer, start, limits.large)
+    if line is None or isinstance(line, Rejected):
         return line
-    if line.length > limits.large:
-        return Rejected(414, "client sent too long URI")
     uri = parse_uri(line.target, line.empty_path)
     if uri is None:
         return Rejected(400, "client sent invalid request")
@@ -203,7 +199,7 @@ _NAME = bytes(1 if (48 <= ch <= 57 or 65 <= ch <= 90 or 97 <= ch <= 122 or ch ==
               for ch in range(256))
 
 
-def _careful_line(text: bytes) -> tuple[bytes, bytes] | str | Rejected:  # noqa: C901 -- nginx's switch
+def _careful_line(text: bytes) -> tuple[bytes, bytes] | str | Rejected:
     """One header line (its LF taken off) through nginx's states: the header, the info line of a
     header nginx ignores, or the 400 of one it refuses."""
     state = "start"
@@ -267,7 +263,7 @@ def _invalid_line(text: bytes, at: int) -> Rejected:
     return Rejected(400, f'client sent invalid header line: "{log_text(text[:at])}\\x{text[at]:02x}..."')
 
 
-def _process(head: RequestHead, fields: list[tuple[bytes, bytes]]) -> RequestHead | Rejected:  # noqa: C901
+def _process(head: RequestHead, fields: list[tuple[bytes, bytes]]) -> RequestHead | Rejected:
     """ngx_http_process_request_headers' handlers line by line, then ngx_http_process_request_header."""
     head.headers = fields
     unique: dict[bytes, tuple[bytes, bytes]] | None = None

@@ -20,6 +20,7 @@ INVALID_METHOD = Rejected(400, "client sent invalid method")
 INVALID_REQUEST = Rejected(400, "client sent invalid request")
 INVALID_VERSION = Rejected(505, "client sent invalid version")
 INVALID_09_METHOD = Rejected(400, "client sent invalid method in HTTP/0.9 request")
+TOO_LONG = Rejected(414, "client sent too long URI")
 
 _COMMON = re.compile(rb"([A-Z]+) (/[^\x00-\x20\x7f]*) HTTP/1\.([01])\r?\n")
 _METHOD_CHARS = re.compile(rb"[\r\n]*([A-Z_-]*)")
@@ -43,8 +44,10 @@ class RequestLine:
         self.empty_path = empty_path  # `GET http://host?args`: the path is "/", the target not sent as is
 
 
-def parse_request_line(buffer: bytes, start: int = 0) -> RequestLine | Rejected | None:
-    """The request line at `start`, after the empty lines nginx skips; None: not complete yet."""
+def parse_request_line(buffer: bytes, start: int = 0, limit: int = 8192) -> RequestLine | Rejected | None:
+    """The request line at `start`, after the empty lines nginx skips; None: not complete yet.
+    A line longer than `limit` (large_client_header_buffers) is 414, unless nginx finds it wrong
+    within those bytes."""
     found = _COMMON.match(buffer, start)
     if found is not None:
         end = found.end()
@@ -55,8 +58,11 @@ def parse_request_line(buffer: bytes, start: int = 0) -> RequestLine | Rejected 
     assert method is not None
     begin, stop = method.start(1), method.end()
     newline = buffer.find(b"\n", begin)
+    if newline - begin >= limit or (newline < 0 and len(buffer) - begin > limit):
+        verdict = _careful(buffer, begin, begin + limit)
+        return verdict if isinstance(verdict, Rejected) else TOO_LONG
     if newline >= 0:
-        result = _careful(buffer, begin, newline)
+        result = _careful(buffer, begin, newline + 1)
         if isinstance(result, RequestLine):
             result.length += begin - start
         return result
@@ -70,9 +76,10 @@ def _letter(ch: int) -> bool:
     return 97 <= (ch | 0x20) <= 122
 
 
-def _careful(buffer: bytes, start: int, newline: int) -> RequestLine | Rejected:  # noqa: C901
+def _careful(buffer: bytes, start: int, stop: int) -> RequestLine | Rejected | None:
     """nginx's switch, state by state and in its order, so that the two read side by side; only
-    the states that decide a verdict are kept (nginx's others set flags sheer computes later)."""
+    the states that decide a verdict are kept (nginx's others set flags sheer computes later).
+    None: `stop` came before the line's end and nothing was wrong so far."""
     state = "start"
     request_start = method_end = start
     uri_start = uri_end = schema_end = host_start = host_end = request_end = -1
@@ -123,9 +130,8 @@ def _careful(buffer: bytes, start: int, newline: int) -> RequestLine | Rejected:
             if state == "host_start":
                 host_start = p
                 state = "host"
-            if state == "host" and (_letter(ch) or 48 <= ch <= 57 or ch in (46, 45)):
-                pass
-            elif state == "port" and 48 <= ch <= 57:
+            host_char = _letter(ch) or 48 <= ch <= 57 or ch in (46, 45)
+            if (state == "host" and host_char) or (state == "port" and 48 <= ch <= 57):
                 pass
             elif ch == 58 and state != "port":
                 host_end = p
@@ -216,9 +222,9 @@ def _careful(buffer: bytes, start: int, newline: int) -> RequestLine | Rejected:
             if ch != 10:
                 return INVALID_REQUEST
             break
-        if p == newline:
-            return INVALID_REQUEST     # not reached: every state takes the newline somehow
         p += 1
+        if p >= stop:
+            return None
     if request_end < 0:
         request_end = p
     version = major * 1000 + minor

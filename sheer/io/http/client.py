@@ -1,4 +1,5 @@
-"""The client side of an HTTP/1.x connection: parse requests, route them, answer or hand to the proxy."""
+"""The client side of an HTTP/1.x connection: read requests (sheer.core.http.reader: nginx's verdicts),
+route them, answer them in order or hand them to the proxy, and time every phase out as nginx does."""
 
 from __future__ import annotations
 
@@ -8,26 +9,28 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, cast
 
-import httptools
-
-from sheer.core.http.pages import REDIRECTS, error_body, error_response, simple_response
-from sheer.core.http.routing import host_name
-from sheer.core.http.uri import BadUri, normalize, split_uri
-from sheer.core.http.variables import Connection, RequestVariables
+from sheer.core.http.reader import END, RequestReader
+from sheer.core.http.request_head import RequestHead
+from sheer.core.http.variables import Connection
+from sheer.core.http.verdict import Rejected
 from sheer.core.proxy_protocol import Malformed, NeedMore, parse
 from sheer.core.realip import for_request
-from sheer.core.variables import render_bytes
 from sheer.io.counting import HttpCounters
+from sheer.io.http.answers import (
+    answer_error,
+    answer_refused,
+    answer_return,
+    client_error,
+    new_vars,
+    refused_request,
+)
 from sheer.io.http.body import RequestBody
-from sheer.io.http.request import HeaderTooLarge, Relay, Request
-from sheer.io.http.site import SERVER, Plan, Site
+from sheer.io.http.request import Relay, Request
+from sheer.io.http.site import Plan, Site
 from sheer.io.logs import ErrorLogger
 
-HEADER_LIMIT = 8 * 1024        # large_client_header_buffers 8k
-CLIENT_HEADER_TIMEOUT = 60.0   # client_header_timeout
-KEEPALIVE_TIMEOUT = 75.0       # keepalive_timeout
-SEND_TIMEOUT = 60.0            # send_timeout
 PIPELINE_LIMIT = 8             # queued requests before reading pauses
+_TIMED_OUT = "client timed out (110: Connection timed out)"
 
 # What answers a routed request that sheer does not answer itself: proxy_pass, the status locations.
 Handler = Callable[["ClientConnection", Request, Plan], Coroutine[Any, Any, None]]
@@ -49,31 +52,37 @@ class Listener(Protocol):
     status: Handler
 
     def connection_closed(self, conn: ClientConnection) -> None: ...
+    def reusable(self, conn: ClientConnection, idle: bool) -> None: ...
+    def release(self) -> None: ...
 
 
 class ClientConnection(asyncio.Protocol):
     def __init__(self, service: Listener) -> None:
         self.service = service
-        self.site = service.site
+        self.site = site = service.site
         self.loop = service.loop
         self.transport: asyncio.Transport | None = None
-        self.parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
+        self.reader = RequestReader(site.header_limits)
         self.conn: Connection | None = None
         self.queue: deque[Request] = deque()
         self.current: Request | None = None
-        self.receiving: Request | None = None
+        self.receiving: Request | None = None     # the request whose body is being read
         self.task: asyncio.Task[None] | None = None
         self.relay: Relay | None = None
-        self.timer: asyncio.TimerHandle | None = None
-        self.deadline: float | None = None
         self.send_timer: asyncio.TimerHandle | None = None
+        self.send_timeout = site.limits.send_timeout
         self.paused: set[str] = set()
         self.write_paused = False
         self.closed = False
-        self._url: list[bytes] = []
-        self._headers: list[tuple[bytes, bytes]] = []
-        self._header_size = 0
-        self._in_headers = False
+        self.eof = False
+        self.requests = 0
+        self.in_head = False               # counted in stub_status "reading"
+        self.slot = True                   # its worker_connections slot, taken when it was accepted
+        # Timeouts: one deadline timer, re-armed lazily; what it means is decided when it fires.
+        self.timer: asyncio.TimerHandle | None = None
+        self.idle_since = self.head_since = self.body_since = 0.0
+        self.idle_timeout = site.limits.client_header_timeout    # keepalive_timeout after a request
+        self.body_timeout = site.limits.client_body_timeout
         # `listen ... proxy_protocol`: bytes held until the PROXY header is complete (None: not expected).
         self.proxy_buffer: bytes | None = b"" if service.proxy_protocol else None
 
@@ -90,22 +99,21 @@ class ClientConnection(asyncio.Protocol):
         self.conn = Connection(remote[:2], local[:2], self.service.connected, self.site.hostname,
                                self.site.pid)
         self.service.connections.add(self)
-        self._arm(CLIENT_HEADER_TIMEOUT)
+        self.idle_since = self.loop.time()
+        self._arm(self.idle_since + self.idle_timeout)
+        self.service.reusable(self, True)
 
     def data_received(self, data: bytes) -> None:
-        if self.parser is None:
+        if self.closed or self.reader.stopped:
             return
         if self.proxy_buffer is not None:
             data = self._proxy_header(self.proxy_buffer + data)
             if not data:
                 return
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            # Upgrades are not proxied (nginx drops Upgrade without explicit config): answer, then close.
-            self.parser = None
-        except httptools.HttpParserError as exc:
-            self._bad_request(494 if isinstance(exc.__context__, HeaderTooLarge) else 400)
+        self.reader.feed(data)
+        if self.receiving is not None:
+            self.body_since = self.loop.time()
+        self._read()
 
     def _proxy_header(self, buffer: bytes) -> bytes:
         """Read the PROXY header (within client_header_timeout, like nginx); the request bytes after it."""
@@ -118,7 +126,7 @@ class ClientConnection(asyncio.Protocol):
         assert conn is not None
         if isinstance(result, Malformed):
             self.service.log.error(f"{result.reason} while reading PROXY protocol, client: "
-                                        f"{conn.remote_addr}, server: {conn.server_addr}:{conn.server_port}")
+                                   f"{conn.remote_addr}, server: {conn.server_addr}:{conn.server_port}")
             self.abort()
             return b""
         if result.header.transport == "stream":   # nginx: other transports' addresses are ignored
@@ -126,36 +134,48 @@ class ClientConnection(asyncio.Protocol):
         return buffer[result.length:]
 
     def eof_received(self) -> bool:
-        self.parser = None
+        self.eof = True
+        receiving = self.receiving
+        if receiving is not None and not receiving.body.done:
+            # nginx: "client prematurely closed connection", a 400 nobody will read, both sides closed
+            client_error(self, receiving, "info", "client prematurely closed connection", None)
+            if receiving.vars is not None:
+                receiving.vars.status = 400
+            self.abort()
+            return False
+        self.reader.stop()
+        self._count_head(False)
         # Keep the write side open while a response is still coming.
         return not (self.current is None and not self.queue)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.parser = None
+        self.reader.stop()
         self._cancel_timers()
+        self._give_slot_back()
         counters = self.service.counters
         row = counters.row
         row[counters.active] -= 1
-        if self._in_headers:
-            self._in_headers = False
-            row[counters.reading] -= 1
+        self._count_head(False)
         for queued in self.queue:
             self._uncount(queued)
         if self.task is not None:
             self.task.cancel()
-        if self.current is not None and not self.current.finished and self.current.vars is not None:
-            self.current.vars.status = self.current.vars.status or 499
-            self._log_access(self.current)
-        if self.current is not None and not self.current.finished:
-            self._uncount(self.current)
+        current = self.current
+        if current is not None and not current.finished:
+            if current.vars is not None:
+                current.vars.status = current.vars.status or 499
+                self._log_access(current, current.plan)
+            self._uncount(current)
         self.service.connection_closed(self)
 
     def pause_writing(self) -> None:
         self.write_paused = True
         if self.relay is not None:
             self.relay.client_paused(True)
-        self.send_timer = self.loop.call_later(SEND_TIMEOUT, self.abort)
+        plan = self.current.plan if self.current is not None else None
+        timeout = plan.send_timeout if plan is not None else self.send_timeout
+        self.send_timer = self.loop.call_later(timeout, self._send_timed_out)
 
     def resume_writing(self) -> None:
         self.write_paused = False
@@ -165,78 +185,128 @@ class ClientConnection(asyncio.Protocol):
         if self.relay is not None:
             self.relay.client_paused(False)
 
-    # -- httptools callbacks --
+    def _send_timed_out(self) -> None:
+        self.send_timer = None
+        client_error(self, self.current, "info", _TIMED_OUT, "sending to client")
+        if self.current is not None and self.current.vars is not None:
+            self.current.vars.status = self.current.vars.status or 408
+        self.abort()
 
-    def on_message_begin(self) -> None:
-        self._url = []
-        self._headers = []
-        self._header_size = 0
-        if not self._in_headers:
+    # -- reading requests --
+
+    def _read(self) -> None:
+        reader = self.reader
+        while not self.paused:
+            event = reader.next_event()
+            if event is None:
+                break
+            if type(event) is bytes:
+                receiving = self.receiving
+                if receiving is not None:
+                    receiving.body.feed(event)
+            elif event is END:
+                receiving = self.receiving
+                if receiving is not None:
+                    self.receiving = None
+                    receiving.body.finish()
+            elif type(event) is RequestHead:
+                self._head(event)
+            else:
+                self._refused(cast(Rejected, event))
+        if reader.reading_head and not self.in_head:
+            self._count_head(True)
+            if self.current is None and not self.queue:
+                self.head_since = self.loop.time()
+                self._arm(self.head_since + self.site.limits.client_header_timeout)
+                self.service.reusable(self, False)
+
+    def _count_head(self, reading: bool) -> None:
+        """stub_status "reading": from a head's first byte to its end."""
+        if reading != self.in_head:
+            self.in_head = reading
             counters = self.service.counters
-            counters.row[counters.reading] += 1
-        self._in_headers = True
-        if self.current is None and not self.queue:
-            self._arm(CLIENT_HEADER_TIMEOUT)
+            counters.row[counters.reading] += 1 if reading else -1
 
-    def on_url(self, url: bytes) -> None:
-        self._url.append(url)
-        self._header_size += len(url)
-        if self._header_size > HEADER_LIMIT:
-            raise HeaderTooLarge()
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
-        self._header_size += len(name) + len(value) + 4
-        if self._header_size > HEADER_LIMIT:
-            raise HeaderTooLarge()
-
-    def on_headers_complete(self) -> None:
-        parser = self.parser
-        assert parser is not None
-        self._in_headers = False
+    def _head(self, head: RequestHead) -> None:
+        self._count_head(False)
         counters = self.service.counters
         row = counters.row
-        row[counters.reading] -= 1
         row[counters.writing] += 1
         row[counters.requests] += 1
-        content_length: int | None = None
-        chunked = False
-        host: str | None = None
-        expect = False
-        for name, value in self._headers:
-            lname = name.lower()
-            if lname == b"host":
-                host = value.decode("latin-1")
-            elif lname == b"content-length":
-                content_length = int(value)
-            elif lname == b"transfer-encoding":
-                chunked = b"chunked" in value.lower()
-            elif lname == b"expect":
-                expect = value.lower() == b"100-continue"
-        version = parser.get_http_version()
-        request = Request(parser.get_method(), b"".join(self._url).decode("latin-1"), f"HTTP/{version}",
-                          self._headers, parser.should_keep_alive(),
-                          RequestBody(self, None if chunked else content_length, chunked),
-                          host, expect and version == "1.1")
-        request.length = self._header_size
+        self.requests += 1
+        self.service.reusable(self, False)
+        version = head.version
+        request = Request(head.method, ("/" + head.target.decode("latin-1")) if head.empty_path
+                          else head.target.decode("latin-1"),
+                          "HTTP/1.1" if version == 1001 else ("HTTP/1.0" if version == 1000 else
+                                                              _protocol(version)),
+                          head.headers, head.keepalive, RequestBody(self, head.content_length, head.chunked),
+                          head.host, head.expect_continue)
+        request.length = head.length
         request.counted = True
-        if parser.should_upgrade():
-            request.keepalive = False
-        self.receiving = request
+        request.http09 = version < 1000
+        if head.ignored:
+            for message in head.ignored:
+                client_error(self, None, "info", message, "reading client request headers")
+        self._route(request, head)
+        if request.body.expected:
+            self.receiving = request
+            self.body_since = self.loop.time()
+            self._arm(self.body_since + self.body_timeout)
         self.queue.append(request)
         if len(self.queue) > PIPELINE_LIMIT:
             self.pause("pipeline")
         if self.current is None:
             self._start_next()
 
-    def on_body(self, body: bytes) -> None:
-        if self.receiving is not None:
-            self.receiving.body.feed(body)
+    def _route(self, request: Request, head: RequestHead) -> None:
+        """Its server and location (nginx's find_config), its variables, and the checks that
+        depend on where it goes: client_max_body_size."""
+        conn = self.conn
+        assert conn is not None
+        site = self.site
+        host = head.host or ""
+        vhost = site.vhosts.select(host)
+        request.vars = variables = new_vars(conn, request, head.uri, head.args, host or vhost.name
+                                            or conn.server_addr, vhost.name, head.line)
+        zone = self.service.counters.zones.get(id(vhost.server))
+        if zone is not None:
+            request.zone = zone
+            row = self.service.counters.row
+            row[zone.processing] += 1
+            row[zone.requests] += 1
+        plan = site.server_plans.get(id(vhost.server))
+        location = vhost.locations.match(head.uri) if plan is None else None
+        real = for_request(location.real_ip if location is not None else vhost.server.real_ip,
+                           conn.remote_addr, conn.proxy, request.headers)
+        if real is not None:
+            variables.remote_addr = real[0]
+            variables.remote_port = "" if real[1] is None else str(real[1])
+        if plan is None and location is not None:
+            plan = site.plan(location)
+        if plan is None:
+            request.plan = site.refusal_plans[id(vhost.server)]
+            request.keepalive = request.keepalive and not request.body.expected
+            return
+        request.plan = plan
+        self.body_timeout = plan.client_body_timeout
+        if location is not None:
+            too_large = self.reader.limit_body(plan.client_max_body_size)
+            if too_large is not None:
+                request.rejected = too_large
+                self.reader.stop()
 
-    def on_message_complete(self) -> None:
-        request, self.receiving = self.receiving, None
-        if request is not None:
-            request.body.finish()
+    def _refused(self, rejected: Rejected) -> None:
+        """A request nginx refuses: answered after those before it, then the connection closes."""
+        self._count_head(False)
+        counters = self.service.counters
+        counters.row[counters.writing] += 1
+        counters.row[counters.requests] += 1
+        request = refused_request(self, rejected, self.reader.refused_line, self.site.default_plan)
+        request.counted = True
+        self.queue.append(request)
+        if self.current is None:
+            self._start_next()
 
     # -- reading flow control --
 
@@ -250,108 +320,44 @@ class ClientConnection(asyncio.Protocol):
             self.paused.discard(reason)
             if not self.paused and self.transport is not None and not self.closed:
                 self.transport.resume_reading()
+                if self.receiving is not None:
+                    self.body_since = self.loop.time()
+                self._read()
 
-    # -- requests --
+    # -- answering, in order --
 
     def _start_next(self) -> None:
         request = self.queue.popleft()
         self.current = request
         self.resume("pipeline")
-        self._clear_deadline()
-        conn = self.conn
-        assert conn is not None
-        raw_uri = request.raw_uri
-        if raw_uri.startswith(("http://", "https://")):   # absolute-form request target
-            rest = raw_uri.partition("//")[2]
-            authority, slash, path = rest.partition("/")
-            raw_uri = slash + path
-            request.host = authority
-        host = host_name(request.host or "")
-        vhost = self.site.vhosts.select(host)
-        path, args = split_uri(raw_uri)
-        try:
-            uri = normalize(path)
-        except BadUri:
-            uri = path
-            request.keepalive = False
-            bad = True
-        else:
-            bad = request.host is None and request.version == "HTTP/1.1"
-        request.vars = RequestVariables(conn, request.method, request.raw_uri, uri, args, request.version,
-                                        request.headers, host or vhost.name or conn.server_addr, vhost.name,
-                                        request.length, time.time())
-        zone = self.service.counters.zones.get(id(vhost.server))
-        if zone is not None:
-            request.zone = zone
-            row = self.service.counters.row
-            row[zone.processing] += 1
-            row[zone.requests] += 1
-        server_plan = self.site.server_plans.get(id(vhost.server))
-        location = vhost.locations.match(uri) if server_plan is None else None
-        real = for_request(location.real_ip if location is not None else vhost.server.real_ip,
-                           conn.remote_addr, conn.proxy, request.headers)
-        if real is not None:
-            request.vars.remote_addr = real[0]
-            request.vars.remote_port = "" if real[1] is None else str(real[1])
-        if bad:
-            self.respond_error(request, 400, None, keepalive=False)
+        plan = request.plan
+        if request.rejected is not None:
+            if request.rejected.status == 413 and plan is not None:
+                client_error(self, request, "error", request.rejected.message, None)
+                answer_error(self, request, 413, plan, keepalive=False)
+            else:
+                answer_refused(self, request)
             return
-        if server_plan is None and location is None:
-            self.respond_error(request, 404, None)
-            return
-        plan = server_plan or self.site.plan(location)  # type: ignore[arg-type]
-        if plan.return_ is not None:
-            self._return(request, plan)
-            return
-        if plan.handler is not None:
+        assert plan is not None
+        if plan.location is None and plan.return_ is None:
+            answer_error(self, request, 404, plan)
+        elif plan.return_ is not None:
+            answer_return(self, request, plan)
+        elif plan.handler is not None:
             self.task = self.loop.create_task(self.service.status(self, request, plan))
-            return
-        self.task = self.loop.create_task(self.service.proxy(self, request, plan))
-
-    def _return(self, request: Request, plan: Plan) -> None:
-        returned = plan.return_
-        assert returned is not None and request.vars is not None
-        code = returned.code
-        if code == 444:   # nginx: close without a response
-            request.vars.status = 444
-            self.finish(request, plan, keepalive=False)
-            return
-        text = render_bytes(returned.text, request.vars) if returned.text is not None else None
-        location = None
-        if code in REDIRECTS:
-            location, body, content_type = text, error_body(code), b"text/html"
-        elif text is not None:
-            body, content_type = text, b"text/plain"
-        elif code >= 400:
-            body, content_type = error_body(code), b"text/html"
         else:
-            body, content_type = b"", b"text/plain"
-        keepalive = self.keepalive_after(request)
-        head = request.method == b"HEAD"
-        data = simple_response(code, server=SERVER, date=self.site.date(), body=body,
-                               content_type=content_type, keepalive=keepalive, head=head, location=location)
-        request.body.detach()
-        request.vars.status = code
-        request.vars.body_bytes_sent = 0 if head else len(body)
-        self.write(data)
-        self.finish(request, plan, keepalive=keepalive)
+            self.task = self.loop.create_task(self.service.proxy(self, request, plan))
 
     def respond_error(self, request: Request, status: int, plan: Plan | None, *,
                       keepalive: bool = True) -> None:
-        keepalive = keepalive and self.keepalive_after(request)
-        data = error_response(status, server=SERVER, date=self.site.date(), keepalive=keepalive,
-                              head=request.method == b"HEAD")
-        request.body.detach()
-        if request.vars is not None:
-            request.vars.status = status
-            request.vars.body_bytes_sent = len(error_body(status))
-        self.write(data)
-        self.finish(request, plan, keepalive=keepalive)
+        answer_error(self, request, status, plan, keepalive=keepalive)
 
     def keepalive_after(self, request: Request) -> bool:
         # An unanswered `Expect: 100-continue` leaves the body's fate unknown: close instead.
-        unread = request.expect_continue and not request.body.done and request.body.size == 0
-        return request.keepalive and not unread and not self.service.draining and self.parser is not None
+        body = request.body
+        unread = request.expect_continue and not body.done and body.size == 0
+        return (request.keepalive and not unread and not self.service.draining and not self.reader.stopped
+                and not self.eof)
 
     def write(self, data: bytes) -> None:
         self.write_buffers([data], counted=len(data))
@@ -373,18 +379,25 @@ class ClientConnection(asyncio.Protocol):
         self._uncount(request)
         self.task = None
         self.relay = None
-        if request.vars is not None and plan is not None:
-            self._log_access(request, plan)
+        self._log_access(request, plan or request.plan)
         if self.current is request:
             self.current = None
         if self.closed:
             return
-        if not keepalive or self.service.draining or self.parser is None:
+        if not keepalive or request.http09 or not self.keepalive_after(request):
             self.close()
         elif self.queue:
             self._start_next()
         else:
-            self._arm(CLIENT_HEADER_TIMEOUT if self._in_headers else KEEPALIVE_TIMEOUT)
+            now = self.loop.time()
+            if self.reader.reading_head:
+                self.head_since = now
+                self._arm(now + self.site.limits.client_header_timeout)
+            else:
+                self.idle_since = now
+                self.idle_timeout = plan.keepalive_timeout if plan is not None else self.idle_timeout
+                self._arm(now + self.idle_timeout)
+                self.service.reusable(self, True)
 
     def _uncount(self, request: Request) -> None:
         """The request is over (answered, or its connection lost): out of "writing", into its zone."""
@@ -401,78 +414,104 @@ class ClientConnection(asyncio.Protocol):
             received = request.length + request.body.size
             zone.finished(counters.row, status, received, sent)
 
-    def _log_access(self, request: Request, plan: Plan | None = None) -> None:
+    def _log_access(self, request: Request, plan: Plan | None) -> None:
         variables = request.vars
-        if variables is None:
+        if variables is None or plan is None or not plan.access:
             return
-        if plan is None:
-            return
-        if plan.access:
-            variables.now = time.time()
-            plan.access.write(variables)
-
-    def _bad_request(self, status: int) -> None:
-        if self.current is None and self.transport is not None and not self.closed:
-            self.transport.write(error_response(status, server=SERVER, date=self.site.date(),
-                                                keepalive=False))
-            self.close()
-        else:
-            # A response is in progress: the connection can't be resynchronized; end it after that.
-            self.parser = None
-            for queued in self.queue:
-                queued.keepalive = False
-            if self.current is not None:
-                self.current.keepalive = False
+        variables.now = time.time()
+        plan.access.write(variables)
 
     # -- lifetime --
 
     @property
     def idle(self) -> bool:
-        return self.current is None and not self.queue and not self._in_headers
+        return self.current is None and not self.queue and not self.in_head and self.receiving is None
 
     def close(self) -> None:
-        self.parser = None
+        self.reader.stop()
         if not self.closed and self.transport is not None:
             self.closed = True
             self._cancel_timers()
             self.transport.close()
+            self._give_slot_back()
 
     def abort(self) -> None:
-        self.parser = None
+        self.reader.stop()
         if self.transport is not None:
             self.closed = True
             self._cancel_timers()
             self.transport.abort()
+            self._give_slot_back()
 
-    # The header and keepalive timeouts: set and cleared for every request, so they are a
-    # deadline, and one timer that wakes up now and then to compare it, rather than a timer
-    # made and cancelled each time.
+    def _give_slot_back(self) -> None:
+        """At once, as nginx frees a connection it closes (its descriptor follows in a moment)."""
+        self.service.reusable(self, False)
+        if self.slot:
+            self.slot = False
+            self.service.release()
 
-    def _arm(self, timeout: float) -> None:
-        deadline = self.loop.time() + timeout
-        self.deadline = deadline
-        if self.timer is not None:
-            if self.timer.when() <= deadline:
+    # The timeouts (client_header_timeout, client_body_timeout, keepalive_timeout) move with every
+    # request and every read: they are timestamps, and one timer wakes up now and then to compare
+    # them, rather than a timer made and cancelled each time.
+
+    def _arm(self, deadline: float) -> None:
+        timer = self.timer
+        if timer is not None:
+            if timer.when() <= deadline:
                 return
-            self.timer.cancel()
+            timer.cancel()
         self.timer = self.loop.call_at(deadline, self._expire)
 
     def _expire(self) -> None:
         self.timer = None
-        deadline = self.deadline
-        if deadline is None:
+        if self.closed:
             return
-        if self.loop.time() >= deadline:
-            self.close()
+        now = self.loop.time()
+        receiving = self.receiving
+        if receiving is not None and not receiving.body.done:
+            due = now + self.body_timeout if self.paused else self.body_since + self.body_timeout
+            if now >= due:
+                self._body_timed_out(receiving)
+                return
+        elif self.current is not None or self.queue:
+            return                            # answering: the proxy's timeouts and send_timeout rule
+        elif self.in_head:
+            due = self.head_since + self.site.limits.client_header_timeout
+            if now >= due:
+                self._head_timed_out()
+                return
         else:
-            self.timer = self.loop.call_at(deadline, self._expire)
+            due = self.idle_since + self.idle_timeout
+            if now >= due:
+                if not self.requests:
+                    client_error(self, None, "info", _TIMED_OUT, "waiting for request")
+                self.close()
+                return
+        self.timer = self.loop.call_at(due, self._expire)
 
-    def _clear_deadline(self) -> None:
-        self.deadline = None
+    def _head_timed_out(self) -> None:
+        """nginx: "client timed out", the request closed with 408 in the access log, no answer."""
+        line = self.reader.partial_line()
+        request = refused_request(self, Rejected(408, _TIMED_OUT), line, self.site.default_plan)
+        action = "reading client request headers" if b"\n" in self.reader.pending() else \
+            "reading client request line"
+        client_error(self, request, "info", _TIMED_OUT, action)
+        assert request.vars is not None
+        request.vars.status = 408
+        self._log_access(request, request.plan)
+        self._count_head(False)
+        self.abort()
+
+    def _body_timed_out(self, request: Request) -> None:
+        """nginx: 408 in the access log, the connection (and the upstream's) closed, no answer."""
+        if request.body.sink is not None:      # streaming to the upstream: nginx's unbuffered case
+            client_error(self, request, "info", _TIMED_OUT, "sending request to upstream")
+        if request.vars is not None:
+            request.vars.status = 408
+        self.abort()
 
     def _cancel_timers(self) -> None:
         """Closing: no timer may keep the connection alive."""
-        self.deadline = None
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -480,3 +519,6 @@ class ClientConnection(asyncio.Protocol):
             self.send_timer.cancel()
             self.send_timer = None
 
+
+def _protocol(version: int) -> str:
+    return f"HTTP/{version // 1000}.{version % 1000}" if version >= 1000 else ""

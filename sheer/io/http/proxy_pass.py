@@ -29,8 +29,6 @@ from sheer.io.http.site import Plan
 from sheer.io.http.upstream_pool import UpstreamConnection, open_upstream, pool_key
 from sheer.io.sockets import BindError
 
-CLIENT_BODY_TIMEOUT = 60.0   # client_body_timeout, for the part of the body read before connecting
-
 
 class ProxiedRequest:
     def __init__(self, client: ClientConnection, request: Request, plan: Plan) -> None:
@@ -58,10 +56,9 @@ class ProxiedRequest:
         if body.expected:
             if request.expect_continue and body.size == 0:
                 self.client.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            # A chunked body sent as HTTP/1.0 needs its length first, so it is read whole.
-            whole = body.chunked and plan.version == b"1.0"
-            async with asyncio.timeout(CLIENT_BODY_TIMEOUT):
-                await body.ready(whole=whole)
+            # A chunked body sent as HTTP/1.0 needs its length first, so it is read whole. A client
+            # that stalls is the client connection's to time out (client_body_timeout).
+            await body.ready(whole=body.chunked and plan.version == b"1.0")
         self.uri = upstream_uri(location, location.proxy_pass, request.raw_uri, self.vars.uri, self.vars.args)
         try:
             self.bind = bind_to(location.proxy_bind, self.vars)
@@ -166,7 +163,7 @@ class ProxiedRequest:
                               "upstream", peer)
                     return Failure.ERROR
             exchange = Exchange(self.client, conn, request.method, location.proxy_read_timeout,
-                                location.proxy_send_timeout)
+                                location.proxy_send_timeout, lambda line: self._log("warn", line, peer))
             try:
                 result = await self._exchange(exchange, peer, head)
             except UpstreamFailed as failed:
@@ -264,8 +261,6 @@ def _errno(exc: OSError) -> str:
 async def proxy(client: ClientConnection, request: Request, plan: Plan) -> None:
     try:
         await ProxiedRequest(client, request, plan).run()
-    except TimeoutError:
-        client.respond_error(request, 408, plan, keepalive=False)   # the client's body stalled
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # noqa: BLE001 -- a bug must cost one connection, not the worker

@@ -1,0 +1,101 @@
+"""A listener's accept loop, nginx's way (ngx_event_accept), so that exhaustion is handled, not hidden.
+
+Each connection takes a worker_connections slot first (when they run short, idle connections are
+closed to make room: sheer.io.slots). With no slot, or no descriptor left (EMFILE, ENFILE),
+accepting stops: clients wait in the listen queue, none is accepted and closed unanswered (libuv's
+server does that when out of descriptors, silently), and accepting resumes as soon as a
+connection closes, or half a second later (nginx's accept_mutex_delay). Failures are logged at
+most once a second, with how many more there were."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+from collections.abc import Callable
+
+from sheer.io.logs import ErrorLogger, LogLimiter
+from sheer.io.slots import ConnectionSlots
+
+ACCEPT_BATCH = 16         # connections accepted per readiness event of a listener
+RETRY_DELAY = 0.5         # nginx's accept_mutex_delay: when nothing else wakes a stopped listener
+_AGAIN = (BlockingIOError, InterruptedError)
+_NO_DESCRIPTOR = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+Accepted = Callable[[int, tuple[str, int]], None]
+
+
+class Acceptor:
+    __slots__ = ("accepted", "accepting", "failures", "listening", "loop", "name", "retry", "slots",
+                 "sock")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, slots: ConnectionSlots,
+                 log: ErrorLogger, name: str, accepted: Accepted) -> None:
+        self.loop = loop
+        self.sock = sock
+        self.slots = slots
+        self.name = name
+        self.accepted = accepted                  # (fd, peer): a new connection, its slot taken
+        self.failures = LogLimiter(log, loop.call_later, loop.time)
+        self.accepting = False                    # until stop(): this listener is ours to serve
+        self.listening = False                    # the loop watches it now
+        self.retry: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        self.sock.setblocking(False)
+        self.accepting = True
+        self._listen()
+
+    def stop(self) -> None:
+        self.accepting = False
+        self._unlisten()
+        if self.retry is not None:
+            self.retry.cancel()
+            self.retry = None
+
+    def _listen(self) -> None:
+        if self.accepting and not self.listening:
+            self.listening = True
+            self.loop.add_reader(self.sock.fileno(), self._ready)
+
+    def _unlisten(self) -> None:
+        if self.listening:
+            self.listening = False
+            self.loop.remove_reader(self.sock.fileno())
+
+    def _ready(self) -> None:
+        listener = self.sock
+        slots = self.slots
+        for _ in range(ACCEPT_BATCH):
+            if not slots.take():
+                self._hold()
+                return
+            try:
+                fd, peer = listener._accept()  # type: ignore[attr-defined]  # socket.accept() minus its enum conversions
+            except _AGAIN:
+                slots.release()
+                return
+            except OSError as exc:
+                slots.release()
+                if exc.errno in _NO_DESCRIPTOR:
+                    level = "crit" if exc.errno in (errno.EMFILE, errno.ENFILE) else "alert"
+                    self.failures.report(level, f"accept4() failed ({exc.errno}: {exc.strerror}) while "
+                                                f"accepting new connection on {self.name}")
+                    slots.drain()      # idle connections give their descriptors back
+                    self._hold()
+                    return
+                continue               # ECONNABORTED and the like: that one is gone, take the next
+            self.accepted(fd, peer)
+
+    def _hold(self) -> None:
+        """Stop accepting until a connection gives its slot back, or RETRY_DELAY from now."""
+        self._unlisten()
+        self.slots.wait(self._wake)
+        if self.retry is None:
+            self.retry = self.loop.call_later(RETRY_DELAY, self._wake)
+
+    def _wake(self) -> None:
+        if self.retry is not None:
+            self.retry.cancel()
+            self.retry = None
+        self._listen()
