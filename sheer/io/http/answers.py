@@ -4,7 +4,7 @@ before any handler (with nginx's info line in the error log), and the request th
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from sheer.core.http.pages import REDIRECTS, error_body, error_response, simple_response
 from sheer.core.http.request_head import log_text
@@ -12,15 +12,24 @@ from sheer.core.http.request_line import INVALID_09_METHOD
 from sheer.core.http.variables import Connection, RequestVariables
 from sheer.core.http.verdict import Rejected
 from sheer.core.variables import render_bytes
-from sheer.io.http.body import RequestBody
+from sheer.io.http.body import Reader, RequestBody
 from sheer.io.http.request import Request
-from sheer.io.http.site import SERVER, Plan
-
-if TYPE_CHECKING:
-    from sheer.io.http.client import ClientConnection
+from sheer.io.http.site import SERVER, Plan, Site
 
 
-def refused_request(client: ClientConnection, rejected: Rejected, line: bytes, plan: Plan) -> Request:
+class Client(Reader, Protocol):
+    """The connection answering (sheer.io.http.client.ClientConnection)."""
+
+    @property
+    def conn(self) -> Connection | None: ...
+    @property
+    def site(self) -> Site: ...
+    def keepalive_after(self, request: Request) -> bool: ...
+    def write(self, data: bytes) -> None: ...
+    def finish(self, request: Request, plan: Plan | None, *, keepalive: bool) -> None: ...
+
+
+def refused_request(client: Client, rejected: Rejected, line: bytes, plan: Plan) -> Request:
     """A stand-in for the request nginx refused, so that it is answered in its turn and logged
     (`$request` is what the client sent up to the end of its first line)."""
     conn = client.conn
@@ -36,7 +45,7 @@ def refused_request(client: ClientConnection, rejected: Rejected, line: bytes, p
     return request
 
 
-def client_error(client: ClientConnection, request: Request | None, level: str, message: str,
+def client_error(client: Client, request: Request | None, level: str, message: str,
                  action: str | None) -> None:
     """nginx's line about a client's fault:
     `MESSAGE while ACTION, client: A, server: S, request: "R", host: "H"`."""
@@ -61,7 +70,7 @@ def client_error(client: ClientConnection, request: Request | None, level: str, 
     log.log(level, line)
 
 
-def answer_refused(client: ClientConnection, request: Request) -> None:
+def answer_refused(client: Client, request: Request) -> None:
     """nginx's status and page for a request it refused; the connection closes after it."""
     rejected = request.rejected
     assert rejected is not None
@@ -72,7 +81,7 @@ def answer_refused(client: ClientConnection, request: Request) -> None:
     answer_error(client, request, rejected.status, request.plan, keepalive=False)
 
 
-def answer_error(client: ClientConnection, request: Request, status: int, plan: Plan | None, *,
+def answer_error(client: Client, request: Request, status: int, plan: Plan | None, *,
                  keepalive: bool = True) -> None:
     keepalive = keepalive and client.keepalive_after(request)
     body = error_body(status)
@@ -89,7 +98,7 @@ def answer_error(client: ClientConnection, request: Request, status: int, plan: 
     client.finish(request, plan, keepalive=keepalive)
 
 
-def answer_return(client: ClientConnection, request: Request, plan: Plan) -> None:
+def answer_return(client: Client, request: Request, plan: Plan) -> None:
     returned = plan.return_
     assert returned is not None and request.vars is not None
     code = returned.code
