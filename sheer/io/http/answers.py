@@ -25,6 +25,7 @@ class Client(Reader, Protocol):
     @property
     def site(self) -> Site: ...
     def keepalive_after(self, request: Request) -> bool: ...
+    def discard_body(self, request: Request) -> Rejected | None: ...
     def write(self, data: bytes) -> None: ...
     def finish(self, request: Request, plan: Plan | None, *, keepalive: bool) -> None: ...
 
@@ -83,6 +84,8 @@ def answer_refused(client: Client, request: Request) -> None:
 
 def answer_error(client: Client, request: Request, status: int, plan: Plan | None, *,
                  keepalive: bool = True) -> None:
+    if client.discard_body(request) is not None:
+        keepalive = False
     keepalive = keepalive and client.keepalive_after(request)
     body = error_body(status)
     if request.http09:
@@ -90,9 +93,8 @@ def answer_error(client: Client, request: Request, status: int, plan: Plan | Non
     else:
         data = error_response(status, server=SERVER, date=client.site.date(), keepalive=keepalive,
                               head=request.method == b"HEAD")
-    request.body.detach()
     if request.vars is not None:
-        request.vars.status = status
+        request.vars.status = 400 if status == 494 else status     # nginx logs what it sent
         request.vars.body_bytes_sent = len(body)
     client.write(data)
     client.finish(request, plan, keepalive=keepalive)
@@ -101,6 +103,10 @@ def answer_error(client: Client, request: Request, status: int, plan: Plan | Non
 def answer_return(client: Client, request: Request, plan: Plan) -> None:
     returned = plan.return_
     assert returned is not None and request.vars is not None
+    broken = client.discard_body(request)
+    if broken is not None:       # nginx: the return's answer becomes the body's verdict
+        answer_error(client, request, broken.status, plan, keepalive=False)
+        return
     code = returned.code
     if code == 444:   # nginx: close without a response
         request.vars.status = 444
@@ -123,7 +129,6 @@ def answer_return(client: Client, request: Request, plan: Plan) -> None:
     else:
         data = simple_response(code, server=SERVER, date=client.site.date(), body=body,
                                content_type=content_type, keepalive=keepalive, head=head, location=location)
-    request.body.detach()
     request.vars.status = code
     request.vars.body_bytes_sent = 0 if head else len(body)
     client.write(data)

@@ -211,6 +211,8 @@ class ClientConnection(asyncio.Protocol):
                     receiving.body.finish()
             elif type(event) is RequestHead:
                 self._head(event)
+            elif self.receiving is not None:
+                self._body_broke(cast(Rejected, event))
             else:
                 self._refused(cast(Rejected, event))
         if reader.reading_head and not self.in_head:
@@ -308,6 +310,36 @@ class ClientConnection(asyncio.Protocol):
         if self.current is None:
             self._start_next()
 
+    def _body_broke(self, rejected: Rejected) -> None:
+        """A body against nginx's rules (a bad chunk, too large): its request answers with nginx's
+        status if nothing was sent yet; the connection ends after it."""
+        request = self.receiving
+        assert request is not None
+        self.receiving = None
+        client_error(self, request, rejected.level, rejected.message, None)
+        request.body.fail(rejected)
+        if request.finished:
+            self.close()
+
+    def discard_body(self, request: Request) -> Rejected | None:
+        """Before sheer answers by itself, what arrived of the body is read and dropped (nginx's
+        ngx_http_discard_request_body): a body already broken changes the answer."""
+        request.body.detach()
+        if request.body.failed is not None:
+            return request.body.failed
+        if self.receiving is not request:
+            return None
+        reader = self.reader
+        while (event := reader.next_event()) is not None:
+            if event is END:
+                self.receiving = None
+                request.body.finish()
+                return None
+            if isinstance(event, Rejected):
+                self._body_broke(event)
+                return event
+        return None
+
     # -- reading flow control --
 
     def pause(self, reason: str) -> None:
@@ -339,7 +371,10 @@ class ClientConnection(asyncio.Protocol):
                 answer_refused(self, request)
             return
         assert plan is not None
-        if plan.location is None and plan.return_ is None:
+        failed = request.body.failed
+        if failed is not None:
+            answer_error(self, request, failed.status, plan, keepalive=False)
+        elif plan.location is None and plan.return_ is None:
             answer_error(self, request, 404, plan)
         elif plan.return_ is not None:
             answer_return(self, request, plan)

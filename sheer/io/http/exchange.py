@@ -10,6 +10,7 @@ import httptools
 from sheer.core.http.framing import BodyMode, Framing, upstream_reusable
 from sheer.core.http.headers import LAST_CHUNK, Headers, response_head
 from sheer.core.http.nextupstream import Failure
+from sheer.core.http.verdict import Rejected
 from sheer.io.http.body import RequestBody
 from sheer.io.http.client import ClientConnection
 from sheer.io.http.site import SERVER
@@ -18,6 +19,14 @@ from sheer.io.http.upstream_pool import UpstreamConnection
 
 class _Unasked(Exception):
     """Bytes after the end of the response: a response nobody asked for, or garbage."""
+
+
+class ClientBroke(Exception):
+    """The client's body broke nginx's rules while it was being sent upstream."""
+
+    def __init__(self, rejected: Rejected) -> None:
+        super().__init__(rejected.message)
+        self.rejected = rejected
 
 
 class UpstreamFailed(Exception):
@@ -76,7 +85,7 @@ class Exchange:
         if body is None:
             self._request_sent()
         else:
-            body.attach(self._send_body, self._send_end)
+            body.attach(self._send_body, self._send_end, self._client_broke)
         self._arm(self.loop.time() + min(self.read_timeout, self.send_timeout))
 
     def _send_body(self, data: bytes) -> None:
@@ -92,6 +101,16 @@ class Exchange:
         if self.body_chunked and self.conn.transport is not None and not self.conn.closed:
             self.conn.transport.write(LAST_CHUNK)
         self._request_sent()
+
+    def _client_broke(self, rejected: Rejected) -> None:
+        self._cancel_timer()
+        error = ClientBroke(rejected)
+        for future in (self.head, self.done):
+            if not future.done():
+                future.set_exception(error)
+                break
+        self.conn.user = None
+        self.conn.abort()
 
     def _request_sent(self) -> None:
         self.request_sent = True

@@ -23,7 +23,7 @@ from sheer.core.http.nextupstream import (
 from sheer.core.http.uri import upstream_uri
 from sheer.io.counting import PeerColumns
 from sheer.io.http.client import ClientConnection
-from sheer.io.http.exchange import Exchange, UpstreamFailed
+from sheer.io.http.exchange import ClientBroke, Exchange, UpstreamFailed
 from sheer.io.http.request import Request
 from sheer.io.http.site import Plan
 from sheer.io.http.upstream_pool import UpstreamConnection, open_upstream, pool_key
@@ -59,6 +59,9 @@ class ProxiedRequest:
             # A chunked body sent as HTTP/1.0 needs its length first, so it is read whole. A client
             # that stalls is the client connection's to time out (client_body_timeout).
             await body.ready(whole=body.chunked and plan.version == b"1.0")
+            if body.failed is not None:
+                self.client.respond_error(request, body.failed.status, plan, keepalive=False)
+                return
         self.uri = upstream_uri(location, location.proxy_pass, request.raw_uri, self.vars.uri, self.vars.args)
         try:
             self.bind = bind_to(location.proxy_bind, self.vars)
@@ -166,6 +169,12 @@ class ProxiedRequest:
                                 location.proxy_send_timeout, lambda line: self._log("warn", line, peer))
             try:
                 result = await self._exchange(exchange, peer, head)
+            except ClientBroke as broke:     # logged by the client connection
+                if self.response_started:
+                    self.client.abort()
+                else:
+                    self.client.respond_error(request, broke.rejected.status, plan, keepalive=False)
+                return None
             except UpstreamFailed as failed:
                 # A cached connection the upstream closed meanwhile: try again on a fresh one.
                 if (cached and failed.failure is Failure.ERROR and not exchange.got_bytes

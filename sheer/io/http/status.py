@@ -86,8 +86,10 @@ class StatusLocations:
                 client.respond_error(request, 413, plan, keepalive=False)
                 return
             request.body.limit = BODY_LIMIT
-            async with asyncio.timeout(60.0):
-                await request.body.ready(whole=False)
+            await request.body.ready(whole=False)    # a stalled client: client_body_timeout ends it
+            if request.body.failed is not None:
+                client.respond_error(request, request.body.failed.status, plan, keepalive=False)
+                return
             if request.body.size > BODY_LIMIT or not request.body.done:
                 client.respond_error(request, 413, plan, keepalive=False)
                 return
