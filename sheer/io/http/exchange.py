@@ -119,6 +119,11 @@ class Exchange:
     # -- timeouts: one timer, re-armed lazily from timestamps instead of per chunk --
 
     def _arm(self, when: float) -> None:
+        timer = self.timer
+        if timer is not None:
+            if timer.when() <= when:
+                return
+            timer.cancel()
         self.timer = self.loop.call_at(when, self._check_timeout)
 
     def _check_timeout(self) -> None:
@@ -186,6 +191,8 @@ class Exchange:
         if paused:
             self.write_paused_at = self.loop.time()
             self.client.pause("upstream")
+            if not self.done.done():
+                self._arm(self.write_paused_at + self.send_timeout)    # proxy_send_timeout
         else:
             self.last_activity = self.loop.time()
             self.client.resume("upstream")
@@ -353,6 +360,7 @@ class Exchange:
             self.body.detach()
         if self.client.relay is self:
             self.client.relay = None
+        self.client.resume("upstream")     # whatever of the body still comes is read (and dropped)
         for future in (self.head, self.done):
             if future.done() and not future.cancelled():
                 future.exception()   # consumed: a failure after the client left is not an error

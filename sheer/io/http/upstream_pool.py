@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+import struct
 from typing import Protocol, cast
 
 from sheer.config.model import Upstream
@@ -15,6 +17,8 @@ Address = tuple[str, int]
 # A pooled connection is identified by where it goes and where it comes from: with IP Transparency
 # each upstream connection carries a client's address and must never serve another client.
 PoolKey = tuple[Address, Address | None]
+
+_RESET = struct.pack("ii", 1, 0)     # SO_LINGER on, 0 seconds: close() sends RST
 
 UPSTREAM_KEEPALIVE_TIMEOUT = 60.0   # nginx's upstream keepalive_timeout default
 UPSTREAM_KEEPALIVE_REQUESTS = 1000  # nginx's keepalive_requests default
@@ -80,10 +84,18 @@ class UpstreamConnection(asyncio.Protocol):
                 self.transport.close()
 
     def abort(self) -> None:
+        """Drop a connection in an unknown state (a failure, a timeout, bytes nobody asked for): a
+        reset, not a FIN, so that a peer that stopped reading does not keep our send buffer and an
+        orphaned socket alive until the kernel gives up on it."""
         self.user = None
         self.closed = True
-        if self.transport is not None:
-            self.transport.abort()
+        transport = self.transport
+        if transport is not None:
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+            transport.abort()
 
 
 def pool_key(peer_addr: Address, source: BindTo | None) -> PoolKey:
@@ -166,7 +178,7 @@ class UpstreamPool:
     def close(self) -> None:
         for conn in list(self.order):
             self.discard(conn)
-            conn.abort()
+            conn.close()
 
     def _forget(self, conn: UpstreamConnection) -> None:
         self.order.pop(conn, None)
