@@ -28,6 +28,7 @@ from sheer.io.http.body import RequestBody
 from sheer.io.http.request import Relay, Request
 from sheer.io.http.site import Plan, Site
 from sheer.io.logs import ErrorLogger
+from sheer.io.slots import ConnectionSlots
 
 PIPELINE_LIMIT = 8             # queued requests before reading pauses
 _TIMED_OUT = "client timed out (110: Connection timed out)"
@@ -50,6 +51,7 @@ class Listener(Protocol):
     draining: bool
     proxy: Handler
     status: Handler
+    slots: ConnectionSlots
 
     def connection_closed(self, conn: ClientConnection) -> None: ...
     def reusable(self, conn: ClientConnection, idle: bool) -> None: ...

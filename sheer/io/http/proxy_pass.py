@@ -26,7 +26,7 @@ from sheer.io.http.client import ClientConnection
 from sheer.io.http.exchange import ClientBroke, Exchange, UpstreamFailed
 from sheer.io.http.request import Request
 from sheer.io.http.site import Plan
-from sheer.io.http.upstream_pool import UpstreamConnection, open_upstream, pool_key
+from sheer.io.http.upstream_pool import NoSlot, UpstreamConnection, open_upstream, pool_key
 from sheer.io.sockets import BindError
 
 
@@ -152,7 +152,11 @@ class ProxiedRequest:
                 cached = conn is not None
             if conn is None:
                 try:
-                    conn = await open_upstream(peer.address, location.proxy_connect_timeout, self.bind)
+                    conn = await open_upstream(peer.address, location.proxy_connect_timeout, self.bind,
+                                               self.client.service.slots)
+                except NoSlot:     # said once a second by the slots themselves: a 500 here, as nginx's
+                    raise BindError(f"{self.client.service.slots.limit} worker_connections are not enough",
+                                    level="debug") from None
                 except TimeoutError:
                     self._count_transparent(errno.ETIMEDOUT)
                     hint = f"; {PLUMBING_HINT}" if self.bind is not None and self.bind.transparent else ""

@@ -10,6 +10,7 @@ from typing import Protocol, cast
 
 from sheer.config.model import Upstream
 from sheer.core.bind import BindTo
+from sheer.io.slots import ConnectionSlots
 from sheer.io.sockets import bound_socket
 from sheer.io.upstream_connect import connect
 
@@ -33,9 +34,14 @@ class UpstreamUser(Protocol):
     def upstream_paused(self, paused: bool) -> None: ...
 
 
+class NoSlot(Exception):
+    """worker_connections has no room for one more upstream connection."""
+
+
 class UpstreamConnection(asyncio.Protocol):
-    def __init__(self, key: PoolKey) -> None:
+    def __init__(self, key: PoolKey, slots: ConnectionSlots | None = None) -> None:
         self.key = key
+        self.slots = slots              # its worker_connections slot, given back once it is gone
         self.transport: asyncio.Transport | None = None
         self.user: UpstreamUser | None = None
         self.pool: UpstreamPool | None = None
@@ -60,6 +66,9 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.slots is not None:
+            self.slots.release()
+            self.slots = None
         if self.pool is not None:
             self.pool.discard(self)
         user, self.user = self.user, None
@@ -105,11 +114,24 @@ def pool_key(peer_addr: Address, source: BindTo | None) -> PoolKey:
     return (peer_addr, None if source is None else (source.host, source.port))
 
 
-async def open_upstream(peer_addr: Address, timeout: float,
-                        source: BindTo | None = None) -> UpstreamConnection:
+async def open_upstream(peer_addr: Address, timeout: float, source: BindTo | None = None,
+                        slots: ConnectionSlots | None = None) -> UpstreamConnection:
     """Connect to a peer within `timeout` seconds. The only place upstream sockets are made.
-    Raises OSError, TimeoutError, or sheer.io.sockets.BindError (our side failed: proxy_bind)."""
+    Raises OSError, TimeoutError, sheer.io.sockets.BindError (our side failed: proxy_bind), or
+    NoSlot (worker_connections are all taken, as nginx counts upstream connections too)."""
     loop = asyncio.get_running_loop()
+    if slots is not None and not slots.take():
+        raise NoSlot()
+    try:
+        return await _open(loop, peer_addr, timeout, source, slots)
+    except BaseException:
+        if slots is not None:
+            slots.release()
+        raise
+
+
+async def _open(loop: asyncio.AbstractEventLoop, peer_addr: Address, timeout: float, source: BindTo | None,
+                slots: ConnectionSlots | None) -> UpstreamConnection:
     family = socket.AF_INET6 if ":" in peer_addr[0] else socket.AF_INET
     if source is None:
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -120,7 +142,7 @@ async def open_upstream(peer_addr: Address, timeout: float,
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         await connect(loop, sock, peer_addr, timeout)
         key = pool_key(peer_addr, source)
-        _, protocol = await loop.create_connection(lambda: UpstreamConnection(key), sock=sock)
+        _, protocol = await loop.create_connection(lambda: UpstreamConnection(key, slots), sock=sock)
     except BaseException:
         sock.close()
         raise
