@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import socket
 from collections.abc import Callable
 
@@ -19,6 +20,7 @@ from sheer.io.slots import ConnectionSlots
 
 ACCEPT_BATCH = 16         # connections accepted per readiness event of a listener
 RETRY_DELAY = 0.5         # nginx's accept_mutex_delay: when nothing else wakes a stopped listener
+FREED_DELAY = 0.005       # after closing idle connections: their descriptors are closed by then
 _AGAIN = (BlockingIOError, InterruptedError)
 _NO_DESCRIPTOR = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
@@ -26,11 +28,11 @@ Accepted = Callable[[int, tuple[str, int]], None]
 
 
 class Acceptor:
-    __slots__ = ("accepted", "accepting", "failures", "listening", "loop", "name", "retry", "slots",
-                 "sock")
+    __slots__ = ("accepted", "accepting", "failures", "listening", "loop", "name", "need", "retry", "short",
+                 "slots", "sock")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, slots: ConnectionSlots,
-                 log: ErrorLogger, name: str, accepted: Accepted) -> None:
+                 log: ErrorLogger, name: str, accepted: Accepted, need: int = 1) -> None:
         self.loop = loop
         self.sock = sock
         self.slots = slots
@@ -40,6 +42,8 @@ class Acceptor:
         self.accepting = False                    # until stop(): this listener is ours to serve
         self.listening = False                    # the loop watches it now
         self.retry: asyncio.TimerHandle | None = None
+        self.need = need                          # descriptors a connection takes (2 for a proxied stream)
+        self.short = False                        # descriptors ran out: check before accepting again
 
     def start(self) -> None:
         self.sock.setblocking(False)
@@ -66,9 +70,12 @@ class Acceptor:
     def _ready(self) -> None:
         listener = self.sock
         slots = self.slots
+        if self.short and not self._descriptors_back():
+            self.hold(short=True)
+            return
         for _ in range(ACCEPT_BATCH):
             if not slots.take():
-                self._hold()
+                self.hold(short=False)
                 return
             try:
                 fd, peer = listener._accept()  # type: ignore[attr-defined]  # socket.accept() minus its enum conversions
@@ -81,18 +88,37 @@ class Acceptor:
                     level = "crit" if exc.errno in (errno.EMFILE, errno.ENFILE) else "alert"
                     self.failures.report(level, f"accept4() failed ({exc.errno}: {exc.strerror}) while "
                                                 f"accepting new connection on {self.name}")
-                    slots.drain()      # idle connections give their descriptors back
-                    self._hold()
+                    # Idle connections give their descriptors back (closed in the loop's next turn):
+                    # then accepting goes on at once, as nginx's does when it reuses connections.
+                    self.hold(soon=slots.drain(at_least=ACCEPT_BATCH) > 0, short=True)
                     return
                 continue               # ECONNABORTED and the like: that one is gone, take the next
             self.accepted(fd, peer)
 
-    def _hold(self) -> None:
-        """Stop accepting until a connection gives its slot back, or RETRY_DELAY from now."""
+    def hold(self, soon: bool = False, short: bool = True) -> None:
+        """Stop accepting until a connection gives its slot back, or RETRY_DELAY from now (a few
+        milliseconds when descriptors were just freed). `short`: for want of descriptors; then a
+        client is accepted again only once its descriptors are there: accepting one to drop it at
+        once (its upstream socket failing) is what must not happen."""
+        self.short = self.short or short
         self._unlisten()
         self.slots.wait(self._wake)
-        if self.retry is None:
-            self.retry = self.loop.call_later(RETRY_DELAY, self._wake)
+        if self.retry is not None:
+            self.retry.cancel()
+        self.retry = self.loop.call_later(FREED_DELAY if soon else RETRY_DELAY, self._wake)
+
+    def _descriptors_back(self) -> bool:
+        taken = []
+        try:
+            for _ in range(self.need + 1):
+                taken.append(os.dup(self.sock.fileno()))
+        except OSError:
+            return False
+        finally:
+            for fd in taken:
+                os.close(fd)
+        self.short = False
+        return True
 
     def _wake(self) -> None:
         if self.retry is not None:

@@ -44,7 +44,7 @@ class ConnectionSlots:
         if not self.reusable:
             return 0
         self.reusing.report("warn", f"{self.limit} worker_connections are not enough, reusing connections")
-        count = max(min(32, len(self.reusable) // 8), at_least, 1)
+        count = max(min(32, len(self.reusable) // 8), min(at_least, len(self.reusable)), 1)
         closed = 0
         while self.reusable and closed < count:
             conn = next(iter(self.reusable))

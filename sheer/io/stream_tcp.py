@@ -30,7 +30,7 @@ from sheer.core.realip import from_proxy_protocol
 from sheer.core.variables import render_bytes
 from sheer.io.accept import Acceptor
 from sheer.io.context import WorkerContext
-from sheer.io.logs import AccessLogger
+from sheer.io.logs import AccessLogger, LogLimiter
 from sheer.io.slots import ConnectionSlots
 from sheer.io.stream_vars import StreamVariables
 from sheer.io.upstream_connect import TIMED_OUT, UpstreamConnectError, connect_now, start_connect
@@ -113,7 +113,9 @@ class TcpStreamService:
 
     async def start(self) -> None:
         self.slots = self.ctx.slots()
-        self.acceptor = Acceptor(self.loop, self.sock, self.slots, self.log, self.listen_name, self._accepted)
+        self.short = LogLimiter(self.log, self.loop.call_later, self.loop.time)
+        self.acceptor = Acceptor(self.loop, self.sock, self.slots, self.log, self.listen_name, self._accepted,
+                                 need=self.per_session)
         self.acceptor.start()
 
     def _accepted(self, fd: int, peer: tuple[str, int]) -> None:
@@ -127,6 +129,13 @@ class TcpStreamService:
         if session.done and session not in self.sessions:      # reset before it started
             for _ in range(self.per_session):
                 self.slots.release()
+
+    def out_of_descriptors(self, level: str, line: str) -> None:
+        """No descriptor for an upstream socket: said once a second with a count, and no one else
+        is accepted (new clients wait in the listen queue) until a connection gives its back."""
+        self.short.report(level, line)
+        if self.acceptor is not None and self.acceptor.accepting:
+            self.acceptor.hold()
 
     def stop_accepting(self) -> None:
         """Stop for good, closing this worker's copy of the listener: once the master has closed
@@ -356,7 +365,11 @@ class Session:
         self.peer = None
         if exc.local is not None:
             balancer.free(peer, failed=False, now=now)
-            service.log.log(exc.local.level, exc.local.describe(self.context(peer)))
+            line = exc.local.describe(self.context(peer))
+            if exc.local.errno in (errno.EMFILE, errno.ENFILE):
+                service.out_of_descriptors(exc.local.level, line)
+            else:
+                service.log.log(exc.local.level, line)
             self.fail(None, status=500)
             return False
         disabled = balancer.free(peer, failed=True, now=now)
