@@ -70,10 +70,14 @@ class Acceptor:
     def _ready(self) -> None:
         listener = self.sock
         slots = self.slots
-        if self.short and not self._descriptors_back():
-            self.hold(short=True)
-            return
+        if self.short and self._free(self.need * ACCEPT_BATCH + 1):
+            self.short = False            # plenty again: a whole batch may come in
+
         for _ in range(ACCEPT_BATCH):
+            if self.short and not self._free(self.need + 1):
+                # still short: idle connections make room, or this client waits in the listen queue
+                self.hold(soon=slots.drain(at_least=ACCEPT_BATCH) > 0)
+                return
             if not slots.take():
                 self.hold(short=False)
                 return
@@ -107,17 +111,17 @@ class Acceptor:
             self.retry.cancel()
         self.retry = self.loop.call_later(FREED_DELAY if soon else RETRY_DELAY, self._wake)
 
-    def _descriptors_back(self) -> bool:
+    def _free(self, count: int) -> bool:
+        """Whether `count` more descriptors can be opened now (asked only while they were short)."""
         taken = []
         try:
-            for _ in range(self.need + 1):
+            for _ in range(count):
                 taken.append(os.dup(self.sock.fileno()))
         except OSError:
             return False
         finally:
             for fd in taken:
                 os.close(fd)
-        self.short = False
         return True
 
     def _wake(self) -> None:
