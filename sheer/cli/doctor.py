@@ -6,10 +6,12 @@ import argparse
 import json
 
 from sheer.cli.common import DEFAULT_CONF, load_config
+from sheer.doctor import Finding, diagnose, exit_status
+from sheer.doctor.gather import gather
+from sheer.doctor.needs import needs
 from sheer.io.sockets import can_be_transparent
 from sheer.net import apply as net_apply
-from sheer.net import doctor, inspect
-from sheer.net.doctor_gather import gather
+from sheer.net import inspect
 from sheer.net.plan import Options
 
 
@@ -44,12 +46,26 @@ def main(argv: list[str]) -> int:
     facts = inspect.gather()
     record = net_apply.Record.load(net_apply.record_path(options.role, options.host))
     planning = facts.excluding(*record.facts()) if record else facts
-    needs = doctor.needs(config, options, planning, args.conf, args.client)
-    state = gather(needs, facts, args.probe, can_be_transparent)
-    findings = doctor.diagnose(needs, state)
+    wanted = needs(config, options, planning, args.conf, args.client)
+    state = gather(wanted, facts, args.probe, can_be_transparent)
+    findings = diagnose(wanted, state)
     if args.json:
-        print(json.dumps({"ok": doctor.exit_status(findings) == 0,
+        print(json.dumps({"ok": exit_status(findings) == 0,
                           "findings": [f.to_json() for f in findings]}, indent=1))
     else:
-        print(doctor.render(findings))
-    return doctor.exit_status(findings)
+        print(render(findings))
+    return exit_status(findings)
+
+
+def render(findings: list[Finding]) -> str:
+    out = []
+    for f in findings:
+        seen = f" (seen by {f.symptoms} checks)" if f.symptoms > 1 else ""
+        out.append(f"{f.status:<8} {f.check}: {f.summary}{seen}")
+        out += [f"           evidence: {e}" for e in f.evidence]
+        out += [f"           fix: {c}" for c in f.fix]
+    problems = sum(f.status == "problem" for f in findings)
+    warnings = sum(f.status == "warning" for f in findings)
+    out.append(f"sheer doctor: {problems} problem(s), {warnings} warning(s), "
+               f"{len(findings) - problems - warnings} ok")
+    return "\n".join(out)

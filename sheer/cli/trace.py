@@ -1,5 +1,5 @@
 """`sheer trace -c CONF [--client ADDR] [--seconds N] [--json]`: watch one flow hop by hop (the capture and
-the following are `sheer.trace`'s; here the arguments, where to watch, and what is printed)."""
+the following are sheer.doctor.capture's; here the arguments, where to watch, and what is printed)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import sys
 from typing import Any
 
 from sheer.cli.common import DEFAULT_CONF, load_config, say
+from sheer.doctor.capture import MAX_SECONDS, Flow, Spot, bpf, capture, follow, ports
 from sheer.lab.errors import LabError
-from sheer.trace import MAX_SECONDS, Flow, Spot, bpf, capture, follow, ports
 
 
 def parser() -> argparse.ArgumentParser:

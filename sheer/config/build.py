@@ -21,7 +21,10 @@ from sheer.config.model import (
     Upstream,
     UpstreamServer,
 )
+from sheer.config.names import Names
 from sheer.config.realip import stream_options
+from sheer.config.resolver import PEERS_PER_NAME
+from sheer.config.resolver import effective as effective_resolver
 from sheer.config.scope import (
     implicit_address,
     implicit_upstream,
@@ -38,10 +41,11 @@ from sheer.config.tree import Block
 
 
 class Builder:
-    def __init__(self, root: Block, file: str, prefix: str) -> None:
+    def __init__(self, root: Block, file: str, prefix: str, names: Names) -> None:
         self.root = root
         self.file = file
         self.prefix = prefix
+        self.names = names
 
     def path(self, value: str) -> str:
         if value in ("stderr", "stdout") or os.path.isabs(value):
@@ -84,20 +88,40 @@ class Builder:
             if name in found:
                 raise ConfigError(f'duplicate upstream "{name}"', child.source)
             servers: list[UpstreamServer] = []
+            templates: list[UpstreamServer] = []
             for server, source in child.get("server", []):
                 if server.port == 0:
                     if default_port is None:
                         raise ConfigError(f'no port in upstream "{server.host}"', source)
                     server = with_port(server, default_port)
-                servers.append(server)
-            if not servers:
+                for peer in self.names.servers(server):
+                    (templates if peer.resolve else servers).append(peer)
+            if not servers and not templates:
                 raise ConfigError(f'no servers are inside upstream "{name}"', child.source)
-            balance = upstream_balance(child.settings, child.sources, servers)
-            if all(server.backup for server in servers):
+            # A `resolve` server counts as the peers it may have, for the tables weights expand into.
+            balance = upstream_balance(child.settings, child.sources, servers + templates * PEERS_PER_NAME)
+            if all(server.backup for server in servers + templates):
                 raise ConfigError(f'upstream "{name}" has only backup servers', child.source)
+            zone = child.get("zone")
+            resolver = effective_resolver([child, block], self.names)
+            if templates and zone is None:
+                raise ConfigError(f'resolving names at run time requires upstream "{name}" to be in shared '
+                                  'memory (add "zone NAME 64k;" to it)', templates[0].source)
+            if templates and resolver is None:
+                raise ConfigError(f'no resolver defined to resolve names at run time in upstream "{name}" '
+                                  f'(add "resolver ADDRESS;" to it or to the {block.context} block)',
+                                  templates[0].source)
             found[name] = Upstream(name, tuple(servers), child.get("keepalive", 0), source=child.source,
-                                   balance=balance)
+                                   balance=balance, resolve=tuple(templates), zone=zone[0] if zone else None,
+                                   resolver=resolver)
         return found
+
+    def listens(self, block: Block) -> list[Listen]:
+        """The block's `listen` lines, a name giving one per address (each address once)."""
+        found: list[Listen] = []
+        for listen, _ in block.get("listen", []):
+            found.extend(self.names.listens(listen))
+        return list(dict.fromkeys(found))
 
     def log_formats(self, block: Block, variables: frozenset[str],
                     prefixes: tuple[str, ...], predefined: dict[str, str]) -> dict[str, LogFormat]:
@@ -148,11 +172,11 @@ class StreamBuilder:
     def server(self, block: Block, upstreams: dict[str, Upstream],
                formats: dict[str, LogFormat]) -> StreamServer:
         chain = [block, self.block]
-        listens = tuple(listen for listen, _ in block.get("listen", []))
-        for listen in listens:
+        for listen, _ in block.get("listen", []):
             if listen.port == 0:  # nginx's stream module has no default port
                 raise ConfigError(f'no port in "{listen.host or "*"}" of the "listen" directive',
                                   listen.source)
+        listens = tuple(self.top.listens(block))
         if not listens:
             raise ConfigError('no "listen" is defined for server', block.source)
         proxy_pass = block.get("proxy_pass")
@@ -163,7 +187,7 @@ class StreamBuilder:
             raise ConfigError('no handler for server: add "proxy_pass" or "return"', block.source)
         upstream = None
         if proxy_pass:
-            upstream = _stream_upstream(proxy_pass[0], upstreams, block.sources["proxy_pass"])
+            upstream = _stream_upstream(proxy_pass[0], upstreams, block.sources["proxy_pass"], self.top.names)
         return_value = None
         if returned:
             if len(returned) != 1:
@@ -198,7 +222,7 @@ class StreamBuilder:
             access_logs=self.top.access_logs(chain, formats, None),
             error_log=self.top.error_log(error_log) if error_log else None,
             proxy_bind=bind,
-            **stream_options(chain),
+            **stream_options(chain, self.top.names.networks),
             health_check=health_check,
             dsr_without_health_check=inherited(chain, "dsr_without_health_check", False),
             status_zone=block.get("status_zone", [None])[0],
@@ -223,9 +247,13 @@ def _check_dsr(listens: tuple[Listen, ...], bind: ProxyBind | None, responses: i
     if any(listen.family == 6 for listen in listens) or (
             upstream is not None and any(server.family == 6 for server in upstream.servers)):
         raise ConfigError("direct server return over IPv6 is not supported yet", source)
+    if upstream is not None and upstream.resolve and upstream.resolver is not None and upstream.resolver.ipv6:
+        raise ConfigError('direct server return over IPv6 is not supported yet, and upstream '
+                          f'"{upstream.name}" resolves names at run time with IPv6: add "ipv6=off" to its '
+                          '"resolver"', source)
 
 
-def _stream_upstream(target: str, upstreams: dict[str, Upstream], source: Source) -> Upstream:
+def _stream_upstream(target: str, upstreams: dict[str, Upstream], source: Source, names: Names) -> Upstream:
     if "$" in target:
         raise ConfigError(f'variables in "proxy_pass" are not supported: "{target}"', source)
     if target in upstreams:
@@ -233,7 +261,7 @@ def _stream_upstream(target: str, upstreams: dict[str, Upstream], source: Source
     address = implicit_address(target, source)
     if address.port is None:
         raise ConfigError(f'no port in upstream "{target}" (and no upstream block of that name)', source)
-    return implicit_upstream(address.host, address.port, source)
+    return implicit_upstream(address.host, address.port, names.implicit(address.host, source), source)
 
 
 def _check_listen_conflicts(config: Config) -> None:

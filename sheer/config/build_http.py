@@ -23,7 +23,9 @@ from sheer.config.model import (
     StatusHandler,
     Upstream,
 )
+from sheer.config.names import Names
 from sheer.config.realip import http_real_ip
+from sheer.config.resolver import effective as effective_resolver
 from sheer.config.scope import implicit_address, implicit_upstream, inherited, proxy_bind
 from sheer.config.template import HTTP_PREFIXES, HTTP_VARIABLES, Template, compile_template
 from sheer.config.tree import Block
@@ -34,7 +36,10 @@ COMBINED = ('$remote_addr - $remote_user [$time_local] "$request" $status $body_
 
 class Shared(Protocol):
     """What the http block takes from the main builder (`sheer.config.build.Builder`), which also builds
-    the stream block with it: upstream blocks, log formats and logs, paths under the prefix."""
+    the stream block with it: upstream blocks, listens, log formats and logs, paths under the prefix,
+    and how names are resolved."""
+
+    names: Names
 
     def upstreams(self, block: Block, default_port: int | None) -> dict[str, Upstream]: ...
 
@@ -45,6 +50,8 @@ class Shared(Protocol):
                     default_format: str | None) -> tuple[AccessLog, ...]: ...
 
     def error_log(self, value: tuple[str, str]) -> ErrorLog: ...
+
+    def listens(self, block: Block) -> list[Listen]: ...
 
 
 class HttpBuilder:
@@ -66,7 +73,7 @@ class HttpBuilder:
     def server(self, block: Block, upstreams: dict[str, Upstream],
                formats: dict[str, LogFormat]) -> HttpServer:
         listens = tuple(replace(listen, port=80) if listen.port == 0 else listen
-                        for listen, _ in block.get("listen", [])) or (Listen("", 80, source=block.source),)
+                        for listen in self.top.listens(block)) or (Listen("", 80, source=block.source),)
         names = tuple(block.get("server_name", [""]))
         locations: list[Location] = []
         seen: set[tuple[bool, str]] = set()
@@ -86,7 +93,7 @@ class HttpBuilder:
             locations=tuple(_link_dashboards(locations)),
             status_zone=block.get("status_zone", [None])[0],
             return_=self.return_(returned, block.sources["return"]) if returned else None,
-            real_ip=http_real_ip([block, self.block]),
+            real_ip=http_real_ip([block, self.block], self.top.names.networks),
             limits=_limits(chain),
             access_logs=self.top.access_logs(chain, formats, "combined"),
             error_log=self.top.error_log(error_log) if error_log else None,
@@ -124,11 +131,16 @@ class HttpBuilder:
                                             inherited(chain, "proxy_connect_timeout", 60.0))
         if health_check is not None and not proxy_pass:
             raise ConfigError('"health_check" needs "proxy_pass"', health_check.source)
+        target = self.proxy_pass(proxy_pass[0], upstreams,
+                                 block.sources["proxy_pass"]) if proxy_pass else None
+        if health_check is not None and target is not None and target.upstream is None:
+            raise ConfigError('"health_check" needs "proxy_pass" to an upstream group, not a URL with '
+                              'variables',
+                              health_check.source)
         return Location(
             path=path,
             exact=exact,
-            proxy_pass=_http_proxy_pass(proxy_pass[0], upstreams, block.sources["proxy_pass"])
-            if proxy_pass else None,
+            proxy_pass=target,
             return_=self.return_(returned, block.sources["return"]) if returned else None,
             proxy_set_header=self.headers(chain),
             proxy_http_version=inherited(chain, "proxy_http_version", "1.0"),
@@ -141,15 +153,39 @@ class HttpBuilder:
             access_logs=self.top.access_logs(chain, formats, "combined"),
             error_log=self.top.error_log(error_log) if error_log else None,
             proxy_bind=proxy_bind(chain, HTTP_VARIABLES, HTTP_PREFIXES),
-            real_ip=http_real_ip(chain),
+            real_ip=http_real_ip(chain, self.top.names.networks),
             health_check=health_check,
             handler=handler,
             client_body_timeout=inherited(chain, "client_body_timeout", 60.0),
             client_max_body_size=inherited(chain, "client_max_body_size", 1024 * 1024),
             send_timeout=inherited(chain, "send_timeout", 60.0),
             keepalive_timeout=inherited(chain, "keepalive_timeout", 75.0),
+            resolver=effective_resolver(chain, self.top.names),
             source=block.source,
         )
+
+    def proxy_pass(self, target: str, upstreams: dict[str, Upstream], source: Source) -> ProxyPass:
+        if target.startswith("https://"):
+            raise ConfigError('"proxy_pass https://" is not supported: sheer proxies plain HTTP', source)
+        if "$" in target:
+            # nginx (ngx_http_proxy_eval): the URL is made per request; its host is an upstream
+            # group, an address, or a name the location's resolver resolves.
+            url = self.template(target, source)
+            if not target.startswith(("http://", "$")):
+                raise ConfigError(f'invalid URL prefix in "{target}"', source)
+            return ProxyPass(None, None, target, url)
+        if not target.startswith("http://"):
+            raise ConfigError(f'invalid URL prefix in "{target}"', source)
+        rest = target[len("http://"):]
+        host, slash, uri = rest.partition("/")
+        if host in upstreams:
+            upstream = upstreams[host]
+        else:
+            address = implicit_address(host, source)
+            port = address.port or 80
+            upstream = implicit_upstream(address.host, port, self.top.names.implicit(address.host, source),
+                                         source)
+        return ProxyPass(upstream, "/" + uri if slash else None, target)
 
     def next_upstream(self, chain: list[Block]) -> frozenset[str]:
         for block in chain:
@@ -230,20 +266,3 @@ def _link_dashboards(locations: list[Location]) -> list[Location]:
             location = replace(location, handler=replace(handler, api=api.path, write=api.handler.write))
         linked.append(location)
     return linked
-
-
-def _http_proxy_pass(target: str, upstreams: dict[str, Upstream], source: Source) -> ProxyPass:
-    if "$" in target:
-        raise ConfigError(f'variables in "proxy_pass" are not supported: "{target}"', source)
-    if target.startswith("https://"):
-        raise ConfigError('"proxy_pass https://" is not supported: sheer proxies plain HTTP', source)
-    if not target.startswith("http://"):
-        raise ConfigError(f'invalid URL prefix in "{target}"', source)
-    rest = target[len("http://"):]
-    host, slash, uri = rest.partition("/")
-    if host in upstreams:
-        upstream = upstreams[host]
-    else:
-        address = implicit_address(host, source)
-        upstream = implicit_upstream(address.host, address.port or 80, source)
-    return ProxyPass(upstream, "/" + uri if slash else None, target)

@@ -16,6 +16,7 @@ from sheer.config.errors import ConfigError, Source
 from sheer.config.model import LOG_LEVELS, NEXT_UPSTREAM_CONDITIONS, Listen, UpstreamServer
 from sheer.config.realip import network as _network
 from sheer.config.realip import protocol_version as _protocol_version
+from sheer.config.resolver import resolver_args
 from sheer.config.template import HTTP_PREFIXES, HTTP_VARIABLES, STREAM_VARIABLES
 from sheer.config.values import (
     parse_flag,
@@ -112,7 +113,8 @@ def _listen(args: list[str], src: Source) -> Listen:
             raise ConfigError(f'invalid parameter "{param}"', src)
     if udp and proxy_protocol:
         raise ConfigError('"proxy_protocol" parameter is incompatible with "udp"', src)
-    return Listen(address.host, address.port or 0, udp, reuseport, ipv6only, backlog, src, proxy_protocol)
+    return Listen(address.host, address.port or 0, udp, reuseport, ipv6only, backlog, src, proxy_protocol,
+                  args[0])
 
 
 def _upstream_server(args: list[str], src: Source) -> UpstreamServer:
@@ -128,9 +130,9 @@ def _upstream_server(args: list[str], src: Source) -> UpstreamServer:
             options["fail_timeout"] = parse_time(value, "fail_timeout", src)
         elif key == "max_conns" and value:
             options["max_conns"] = parse_number(value, "max_conns", src)
-        elif param in ("backup", "down"):
+        elif param in ("backup", "down", "resolve"):
             options[param] = True
-        elif key in ("resolve", "service", "slow_start", "route", "drain"):
+        elif key in ("service", "slow_start", "route", "drain"):
             raise ConfigError(f'the "{key}" parameter of "server" is not supported', src)
         else:
             raise ConfigError(f'invalid parameter "{param}"', src)
@@ -216,7 +218,13 @@ TABLE: tuple[Directive, ...] = (
     _d("server", {HTTP_UPSTREAM, STREAM_UPSTREAM}, (1, None), _upstream_server, multi=True),
     _d("server", {HTTP, STREAM}, (0, 0), block="server"),
     _d("keepalive", {HTTP_UPSTREAM}, (1, 1), _keepalive),
-    _d("zone", {HTTP_UPSTREAM, STREAM_UPSTREAM}, (1, 2), _zone),  # accepted: sheer's state is shared anyway
+    # sheer's state is shared anyway; `resolve` needs it
+    _d("zone", {HTTP_UPSTREAM, STREAM_UPSTREAM}, (1, 2), _zone),
+    # names re-resolved at run time (sheer/config/resolver.py): `server NAME resolve`, proxy_pass with
+    # variables
+    _d("resolver", HTTP_ALL | STREAM_ALL | {HTTP_UPSTREAM, STREAM_UPSTREAM}, (1, None), resolver_args),
+    _d("resolver_timeout", HTTP_ALL | STREAM_ALL | {HTTP_UPSTREAM, STREAM_UPSTREAM}, (1, 1),
+       _time("resolver_timeout")),
     # balancing methods (sheer/config/balance.py, sheer/core/balancers/)
     _d("least_conn", {HTTP_UPSTREAM, STREAM_UPSTREAM}, (0, 0), balance.least_conn),
     _d("hash", {HTTP_UPSTREAM}, (1, 2), balance.hash_of(HTTP_VARIABLES, HTTP_PREFIXES)),

@@ -9,6 +9,7 @@ from typing import Literal
 from sheer.config.errors import Source
 from sheer.config.health import HealthCheck
 from sheer.config.realip import RealIp
+from sheer.config.resolver import Resolver
 from sheer.config.template import Template
 
 LogLevel = Literal["debug", "info", "notice", "warn", "error", "crit", "alert", "emerg"]
@@ -49,6 +50,8 @@ class Listen:
     backlog: int = 511
     source: Source | None = None
     proxy_protocol: bool = False   # the hop in front sends a PROXY protocol header first
+    # the address as written (a name is resolved at load: one Listen per address)
+    text: str = ""
 
     @property
     def family(self) -> int:
@@ -78,7 +81,9 @@ class UpstreamServer:
     down: bool = False
     max_conns: int = 0          # 0 = unlimited
     source: Source | None = None
-    text: str = ""              # the address as written ("10.0.0.1", "[::1]:53"): what ketama hashes
+    # the address as written ("10.0.0.1", "[::1]:53", "app:80"): what ketama hashes
+    text: str = ""
+    resolve: bool = False       # `resolve`: `host` is a name the resolver re-resolves at run time
 
     @property
     def family(self) -> int:
@@ -106,11 +111,15 @@ class Balance:
 @dataclass(frozen=True, slots=True)
 class Upstream:
     name: str
+    # one per address: names written without `resolve` are resolved at load
     servers: tuple[UpstreamServer, ...]
     keepalive: int = 0          # idle connections cached per worker (http)
     implicit: bool = False      # made from `proxy_pass 1.2.3.4:80`, not an upstream block
     source: Source | None = None
     balance: Balance = Balance()
+    resolve: tuple[UpstreamServer, ...] = ()  # `server NAME resolve`: its peers come and go as NAME resolves
+    zone: str | None = None                   # `zone NAME [size]` (needed by `resolve`, as in nginx)
+    resolver: Resolver | None = None          # the upstream's own `resolver`, else its http/stream block's
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,9 +192,11 @@ class HttpReturn:
 
 @dataclass(frozen=True, slots=True)
 class ProxyPass:
-    upstream: Upstream
+    upstream: Upstream | None  # None: the target is written with variables (`url`), chosen per request
     uri: str | None            # `proxy_pass http://group/prefix/`: replaces the matched location part
     text: str = ""
+    # `proxy_pass http://$backend...`: rendered per request (nginx's proxy_lengths)
+    url: Template | None = None
 
 
 HandlerKind = Literal["stub_status", "api", "prometheus", "dashboard"]
@@ -230,6 +241,7 @@ class Location:
     client_max_body_size: int = 1024 * 1024      # 0: no limit
     send_timeout: float = 60.0
     keepalive_timeout: float = 75.0
+    resolver: Resolver | None = None     # for `proxy_pass` with variables: names are resolved per request
     source: Source | None = None
 
 

@@ -8,6 +8,7 @@ nginx's spellings: `listen ... proxy_protocol` (accept a header), `proxy_protoco
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,8 +36,9 @@ class RealIp:
 
 # --- converters (used by the directive table) --------------------------------------------------
 
-def network(args: list[str], source: Source) -> Network:
-    """`set_real_ip_from 192.0.2.0/24 | 2001:db8::/32 | 192.0.2.1`."""
+def network(args: list[str], source: Source) -> Network | str:
+    """`set_real_ip_from 192.0.2.0/24 | 2001:db8::/32 | 192.0.2.1 | name`: a name (nginx resolves it at
+    load, every address trusted alone) stays a string until the builder resolves it."""
     text = args[0]
     if text.startswith("unix:"):
         raise ConfigError('"set_real_ip_from unix:" is not supported: sheer listens on IP sockets only',
@@ -44,7 +46,9 @@ def network(args: list[str], source: Source) -> Network:
     try:
         return ipaddress.ip_network(text, strict=False)
     except ValueError:
-        raise ConfigError(f'invalid parameter "{text}"', source) from None
+        if "/" in text or ":" in text:
+            raise ConfigError(f'invalid parameter "{text}"', source) from None
+        return text
 
 
 def protocol_version(args: list[str], source: Source) -> int:
@@ -64,22 +68,29 @@ def _inherited(chain: list[Any], key: str, default: Any) -> Any:
     return default
 
 
-def _trusted(chain: list[Any]) -> tuple[Network, ...]:
+# How a name in set_real_ip_from becomes networks (sheer.config.names.Names.networks).
+ResolveNetworks = Callable[[str, Source | None], list[Network]]
+
+
+def _trusted(chain: list[Any], resolve: ResolveNetworks) -> tuple[Network, ...]:
     # nginx: a level's set_real_ip_from list replaces the outer one wholesale.
-    return tuple(net for net, _ in _inherited(chain, "set_real_ip_from", []))
+    found: list[Network] = []
+    for net, source in _inherited(chain, "set_real_ip_from", []):
+        found.extend(resolve(net, source) if isinstance(net, str) else [net])
+    return tuple(found)
 
 
-def http_real_ip(chain: list[Any]) -> RealIp | None:
-    trusted = _trusted(chain)
+def http_real_ip(chain: list[Any], resolve: ResolveNetworks) -> RealIp | None:
+    trusted = _trusted(chain, resolve)
     if not trusted:
         return None
     return RealIp(trusted, _inherited(chain, "real_ip_header", ["X-Real-IP"])[0],
                   _inherited(chain, "real_ip_recursive", False))
 
 
-def stream_options(chain: list[Any]) -> dict[str, Any]:
+def stream_options(chain: list[Any], resolve: ResolveNetworks) -> dict[str, Any]:
     """The StreamServer fields of this module, checked."""
-    trusted = _trusted(chain)
+    trusted = _trusted(chain, resolve)
     sending = _inherited(chain, "proxy_protocol", False)
     if sending and _inherited(chain, "proxy_responses", None) == 0:
         bind = _inherited(chain, "proxy_bind", ["off"])

@@ -10,7 +10,7 @@ from sheer.config.errors import ConfigError, Source
 from sheer.config.model import ProxyBind, Upstream, UpstreamServer
 from sheer.config.template import compile_template
 from sheer.config.tree import Block
-from sheer.config.values import HostPort, parse_host_port
+from sheer.config.values import HostPort, is_address, parse_host_port
 
 
 def inherited(chain: list[Block], key: str, default: Any) -> Any:
@@ -36,7 +36,10 @@ def proxy_bind(chain: list[Block], variables: frozenset[str], prefixes: tuple[st
                 return None
             template = compile_template(args[0], source, variables, prefixes)
             if template.is_literal:
-                parse_host_port(args[0], source)
+                # nginx (ngx_parse_addr_port): a local address, never a name
+                address = parse_host_port(args[0], source)
+                if not is_address(address.host):
+                    raise ConfigError(f'invalid address "{args[0]}"', source)
             return ProxyBind(template, len(args) == 2, source)
     return None
 
@@ -48,10 +51,13 @@ def with_port(server: UpstreamServer, port: int) -> UpstreamServer:
 def implicit_address(text: str, source: Source) -> HostPort:
     try:
         return parse_host_port(text, source)
-    except ConfigError:
-        raise ConfigError(f'host not found in upstream "{text}"', source) from None
+    except ConfigError as exc:   # nginx: `%s in upstream "%V"` with ngx_parse_url's reason
+        raise ConfigError(f'{exc.message.split(" in ")[0]} in upstream "{text}"', source) from None
 
 
-def implicit_upstream(host: str, port: int, source: Source) -> Upstream:
-    server = UpstreamServer(host, port, source=source)
-    return Upstream(server.name, (server,), implicit=True, source=source)
+def implicit_upstream(host: str, port: int, addresses: tuple[str, ...], source: Source) -> Upstream:
+    """`proxy_pass ADDRESS:PORT` (or NAME:PORT) without an upstream block: one peer per address,
+    named as written (nginx's $proxy_host)."""
+    written = UpstreamServer(host, port).name
+    servers = tuple(UpstreamServer(address, port, source=source, text=written) for address in addresses)
+    return Upstream(written, servers, implicit=True, source=source)

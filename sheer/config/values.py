@@ -16,6 +16,11 @@ _TIME_ORDER = ("y", "M", "w", "d", "h", "m", "s", "ms")
 _SIZE = re.compile(r"([0-9]+)([kKmMgG]?)")
 MAX_INT = 2**63 - 1      # NGX_MAX_INT_T_VALUE on 64-bit: numbers, sizes and times beyond it overflow in nginx
 
+# A host name as getaddrinfo and DNS take it: labels of letters, digits, "-" and "_" (RFC 952/1123,
+# and the underscores service names use), dot-separated, optionally fully qualified.
+_NAME = re.compile(r"(?=.{1,253}\.?$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+                   r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?")
+
 _ESCAPES = {'"': '"', "'": "'", "\\": "\\", "t": "\t", "r": "\r", "n": "\n"}
 
 
@@ -86,7 +91,7 @@ def parse_flag(value: str, name: str, source: Source) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class HostPort:
-    host: str          # a literal IPv4/IPv6 address, or "" for the wildcard
+    host: str          # a literal IPv4/IPv6 address, "" for the wildcard, or a name to resolve
     port: int | None   # None when the text carried no port
 
     @property
@@ -104,22 +109,33 @@ def _parse_port(text: str, whole: str, source: Source) -> int:
     return int(text)
 
 
+def is_address(host: str) -> bool:
+    """An IP address literal (or "" for the wildcard): nothing to resolve."""
+    if not host:
+        return True
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def _parse_host(text: str, whole: str, source: Source, wildcard_ok: bool) -> str:
+    """An address literal (normalized), or a name: names are resolved by sheer.config.names."""
     if text in ("*", "") and wildcard_ok:
         return ""
-    if text == "localhost":
-        return "127.0.0.1"
     try:
         return str(ipaddress.ip_address(text))
     except ValueError:
-        raise ConfigError(
-            f'host "{text}" in "{whole}" is not an IP address; sheer does not resolve names at load time, '
-            f"write the address", source) from None
+        pass
+    if not text or not _NAME.fullmatch(text):
+        raise ConfigError(f'invalid host in "{whole}"', source)
+    return text
 
 
 def parse_host_port(text: str, source: Source, *, wildcard_ok: bool = False,
                     port_only_ok: bool = False) -> HostPort:
-    """`1.2.3.4`, `1.2.3.4:80`, `[::1]:80`, `*:80`, `80` (when port_only_ok), `localhost:80`."""
+    """`1.2.3.4`, `1.2.3.4:80`, `[::1]:80`, `*:80`, `80` (when port_only_ok), `app.internal:80`."""
     if text.startswith("unix:"):
         raise ConfigError(f'unix sockets are not supported: "{text}"', source)
     if text.startswith("["):
@@ -127,6 +143,8 @@ def parse_host_port(text: str, source: Source, *, wildcard_ok: bool = False,
         if end < 0:
             raise ConfigError(f'invalid IPv6 address in "{text}"', source)
         host = _parse_host(text[1:end], text, source, wildcard_ok)
+        if ":" not in host:
+            raise ConfigError(f'invalid IPv6 address in "{text}"', source)
         rest = text[end + 1:]
         if rest and not rest.startswith(":"):
             raise ConfigError(f'invalid address "{text}"', source)

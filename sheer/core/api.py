@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sheer.config.balance import MAX_TOTAL_WEIGHT, total_weight_problem
+from sheer.config.model import UpstreamServer
 from sheer.core.control import PatchError, parse_patch, peer_state
 from sheer.core.health import Health
-from sheer.core.stats import Block, Layout, PeerRef
+from sheer.core.stats import Block, Kind, Layout, PeerRef
 
 VERSIONS = tuple(range(1, 10))     # nginx Plus R33 answers versions 1 to 9
 HREF = "https://nginx.org/en/docs/http/ngx_http_api_module.html"
@@ -29,7 +30,8 @@ SESSION_CLASSES = ("2xx", "4xx", "5xx")
 
 
 class Reader(Protocol):
-    """What the API reads: the shared board's sums and the API's overrides, the checks' verdicts."""
+    """What the API reads: the shared board's sums and the API's overrides, the checks' verdicts,
+    and who is at each position now (the resolver fills the slots of `server NAME resolve`)."""
 
     layout: Layout
 
@@ -38,6 +40,10 @@ class Reader(Protocol):
     def overrides(self, row: int) -> tuple[int, int, int]: ...
 
     def health(self, ref: PeerRef) -> Health | None: ...
+
+    def server(self, ref: PeerRef) -> tuple[UpstreamServer, int] | None:
+        """The peer at the position now and since when (ms; 0: from the start), or None: an empty slot."""
+        ...
 
 
 class Writer(Protocol):
@@ -200,8 +206,17 @@ class Api:
                 "sessions": sessions, "discarded": v(block.at("discarded")),
                 "received": v(block.at("received")), "sent": v(block.at("sent"))}
 
+    def live(self, refs: tuple[PeerRef, ...]) -> list[tuple[PeerRef, UpstreamServer, int]]:
+        """The peers there are now (what nginx Plus lists): each with its server and since when."""
+        out = []
+        for ref in refs:
+            found = self.reader.server(ref)
+            if found is not None:
+                out.append((ref, *found))
+        return out
+
     def upstream(self, protocol: str, refs: tuple[PeerRef, ...]) -> dict[str, Any]:
-        out: dict[str, Any] = {"peers": [self.peer(protocol, ref) for ref in refs]}
+        out: dict[str, Any] = {"peers": [self.peer(protocol, ref) for ref, _, _ in self.live(refs)]}
         if protocol == "http":
             out["keepalive"] = 0
         out["zombies"] = 0
@@ -209,10 +224,16 @@ class Api:
         return out
 
     def peer(self, protocol: str, ref: PeerRef) -> dict[str, Any]:
-        v = self.reader.value
+        found = self.reader.server(ref)
+        server, since = found if found is not None else (ref.server, 0)
+
+        def v(column: int) -> int:
+            # A time a slot's previous peer left there is not this peer's (counters restart at zero).
+            value = self.reader.value(column)
+            return 0 if since and self.layout.kinds[column] is Kind.LATEST and value < since else value
+
         b = ref.block
         overrides = self.reader.overrides(ref.control)
-        server = ref.server
         unavailable = v(b.at("unavail_until")) > self.now * 1000
         state = peer_state(server, overrides, self.reader.health(ref), unavailable)
         peer: dict[str, Any] = {"id": ref.id, "server": server.name, "name": server.text or server.name,
@@ -252,7 +273,8 @@ class Api:
     def server_conf(self, ref: PeerRef) -> dict[str, Any]:
         """nginx Plus's upstream server object (what GET .../servers/ID and PATCH answer)."""
         down, drain, weight = self.reader.overrides(ref.control)
-        server = ref.server
+        found = self.reader.server(ref)
+        server = found[0] if found is not None else ref.server
         conf: dict[str, Any] = {"id": ref.id, "server": server.name, "weight": weight or server.weight,
                                 "max_conns": server.max_conns, "max_fails": server.max_fails,
                                 "fail_timeout": f"{server.fail_timeout:g}s", "slow_start": "0s", "route": "",
@@ -273,12 +295,12 @@ class Api:
         if len(rest) == 1 or rest[1] == "":
             if method in ("POST", "DELETE", "PATCH"):
                 raise ApiError(405, "method not supported", "MethodNotSupported")
-            return [self.server_conf(ref) for ref in refs]
+            return [self.server_conf(ref) for ref, _, _ in self.live(refs)]
         text = rest[1]
         if not text.isdigit() or (len(text) > 1 and text.startswith("0")):
             raise ApiError(400, "invalid server id", "UpstreamBadServerId")
         index = int(text)
-        if index >= len(refs):
+        if index >= len(refs) or self.reader.server(refs[index]) is None:
             raise ApiError(404, "server not found", "UpstreamServerNotFound")
         ref = refs[index]
         if method in ("GET", "HEAD"):
@@ -294,9 +316,10 @@ class Api:
         except PatchError as exc:
             raise ApiError(exc.status, exc.text, exc.code) from None
         if "weight" in changes:
-            weights = [self.reader.overrides(other.control)[2] or other.server.weight for other in refs]
-            weights[index] = changes["weight"]
-            if total_weight_problem(ref.upstream.balance.method, sum(weights)):
+            weights = {other.id: self.reader.overrides(other.control)[2] or server.weight
+                       for other, server, _ in self.live(refs)}      # the peers there are now
+            weights[ref.id] = changes["weight"]
+            if total_weight_problem(ref.upstream.balance.method, sum(weights.values())):
                 raise ApiError(400, 'invalid "weight" value: the servers\' total weight would exceed '
                                f"{MAX_TOTAL_WEIGHT} for this upstream's method", "UpstreamBadWeight")
         assert self.writer is not None

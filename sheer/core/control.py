@@ -12,6 +12,7 @@ from typing import Protocol
 
 from sheer.config.model import Upstream, UpstreamServer
 from sheer.core.health import Health
+from sheer.core.peers import configured, slot_server
 
 UNSET, FALSE, TRUE = 0, 1, 2
 MAX_WEIGHT = 1_000_000
@@ -24,28 +25,51 @@ class ControlBoard(Protocol):
     def overrides(self, row: int) -> tuple[int, int, int]: ...
 
 
+class Slots(Protocol):
+    """The addresses the resolver task put in an upstream's slots (sheer.runtime.peerset)."""
+
+    @property
+    def version(self) -> int: ...
+
+    def read(self) -> tuple[str | None, ...]:
+        """One consistent look, one entry per position (None: a server resolved at load, or an empty slot)."""
+        ...
+
+
 def flag(value: int, configured: bool) -> bool:
     return configured if value == UNSET else value == TRUE
 
 
 class UpstreamOverrides:
-    """The servers of one upstream block with the API's changes applied (what balancers pick from):
-    a drained server takes no new requests, so for picking it is down."""
+    """The peers of one upstream block as balancers pick from them: the resolver's addresses in the
+    slots of `server NAME resolve`, and the API's changes applied (a drained server takes no new
+    requests, so for picking it is down)."""
 
-    __slots__ = ("board", "rows", "upstream")
+    __slots__ = ("board", "rows", "slots", "upstream")
 
-    def __init__(self, board: ControlBoard, upstream: Upstream, rows: tuple[int, ...]) -> None:
+    def __init__(self, board: ControlBoard, upstream: Upstream, rows: tuple[int, ...],
+                 slots: Slots | None = None) -> None:
         self.board = board
         self.upstream = upstream
         self.rows = rows
+        self.slots = slots
 
     @property
     def version(self) -> int:
-        return self.board.version
+        """Moves whenever the API or the resolver changed something (both only count up)."""
+        return self.board.version + (self.slots.version if self.slots is not None else 0)
 
-    def servers(self) -> tuple[UpstreamServer, ...]:
-        out = []
-        for server, row in zip(self.upstream.servers, self.rows, strict=True):
+    def servers(self) -> tuple[UpstreamServer | None, ...]:
+        out: list[UpstreamServer | None] = []
+        addresses = self.slots.read() if self.slots is not None else ()
+        for index, row in enumerate(self.rows):
+            server = configured(self.upstream, index)
+            if server.resolve:
+                address = addresses[index] if index < len(addresses) else None
+                if address is None:
+                    out.append(None)
+                    continue
+                server = slot_server(server, address)
             down, drain, weight = self.board.overrides(row)
             effective = flag(down, server.down) or flag(drain, False)
             if effective != server.down or (weight and weight != server.weight):

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from sheer.config.model import Config, Upstream, UpstreamServer
+from sheer.core.peers import configured, positions, slot_of
 
 
 class Kind(enum.Enum):
@@ -94,7 +95,8 @@ _INDEX = {kind: {name: i for i, name in enumerate(fields)} for kind, fields in K
 
 @dataclass(frozen=True, slots=True)
 class PeerRef:
-    """A server of an upstream block as the API names it: its id is its position (nginx Plus)."""
+    """A server of an upstream block as the API names it: its id is its position (nginx Plus). For a
+    slot of a `server NAME resolve`, `server` is that line (its address comes from the resolver)."""
 
     protocol: str              # "http" or "stream"
     upstream: Upstream
@@ -105,7 +107,14 @@ class PeerRef:
 
 
 def peer_key(protocol: str, upstream: Upstream, index: int) -> Key:
-    """The same address twice in one upstream is two servers: the occurrence counts."""
+    """The same address twice in one upstream is two servers: the occurrence counts. A slot of a
+    `server NAME resolve` is named by its line and its number, so a reload keeps its columns."""
+    found = slot_of(upstream, index)
+    if found is not None:
+        template, slot = found
+        text = upstream.resolve[template].text
+        nth = sum(1 for other in upstream.resolve[:template] if other.text == text)
+        return ("peer", protocol, upstream.name, f"resolve {text}", f"{nth}.{slot}")
     server = upstream.servers[index]
     nth = sum(1 for other in upstream.servers[:index] if other.name == server.name)
     return ("peer", protocol, upstream.name, server.name, str(nth))
@@ -160,11 +169,10 @@ def layout(config: Config, registry: Registry, controls: Registry) -> Layout:
     by_id: dict[int, tuple[PeerRef, ...]] = {}
     for protocol, upstream in upstreams_of(config):
         refs = []
-        for index, server in enumerate(upstream.servers):
+        for index in range(positions(upstream)):
             key = peer_key(protocol, upstream, index)
-            refs.append(PeerRef(protocol, upstream, index, server,
-                                Block("peer", registry.place(key, len(PEER))),
-                                controls.place(key, 1)))
+            refs.append(PeerRef(protocol, upstream, index, configured(upstream, index),
+                                Block("peer", registry.place(key, len(PEER))), controls.place(key, 1)))
         upstreams[(protocol, upstream.name)] = by_id[id(upstream)] = tuple(refs)
     dsr = {}
     for stream_server in (config.stream.servers if config.stream else ()):

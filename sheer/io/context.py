@@ -1,6 +1,6 @@
 """What a worker's services take from the process that runs them: the configuration, the logs, one
 balancer per upstream block, the shared counters and the API's changes, the active checks' verdicts,
-and who this process is.
+the addresses the resolver found for names, and who this process is.
 
 Defined here, in io, and built by sheer.runtime (`sheer.runtime.context.worker_context`): io never
 imports runtime, as mitmproxy's proxy core defines its own `Context`. The boards are protocols, so
@@ -57,6 +57,13 @@ class HealthStates(Protocol):
     def health(self, upstream: Upstream, index: int) -> Health | None: ...
 
 
+class ResolvedPeers(Protocol):
+    """The addresses the resolver put in each position of an upstream's `server NAME resolve` lines
+    (sheer.runtime.peerset.PeerSetBoard)."""
+
+    def read(self, upstream: Upstream) -> tuple[tuple[str | None, int], ...]: ...
+
+
 @dataclass
 class WorkerContext:
     config: Config
@@ -66,6 +73,7 @@ class WorkerContext:
     # One balancer per upstream block per worker, shared by every server using it (as in nginx).
     balancer_for: Callable[[Upstream], Balancer]
     health: HealthStates | None = None      # None: no active check in this configuration
+    peers: ResolvedPeers | None = None      # None: no name is resolved while sheer runs
     identity: Identity = field(default_factory=Identity)
     hostname: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from sheer.config.template import Template, Var
 from sheer.core.balancers import Balancer, request_key
+from sheer.core.peers import positions
 from sheer.core.udpwire import MAX_UDP_PAYLOAD, udp_datagram
 from sheer.io.context import WorkerContext
 from sheer.io.counting import DsrColumns, peer_columns
@@ -37,9 +38,9 @@ class DsrSender:
         self.access = access
         self.ctx = ctx
         self.raw: socket.socket | None = None
-        self.peers = {peer.index: (socket.inet_aton(peer.server.host), peer.server.port,
-                                   (peer.server.host, 0))
-                      for peer in balancer.peers}
+        # A peer's packed address, by its address: peers come and go with `server NAME resolve`.
+        self.packed: dict[str, bytes] = {}
+        self.positions = positions(balancer.upstream)
         self._logged: dict[str, LogLimiter] = {}
         self.key_of = self._key_function(balancer.upstream.balance.key)
         # Shared counters, added once per batch of datagrams (not per datagram): the service's
@@ -67,8 +68,8 @@ class DsrSender:
             self.raw = None
 
     def on_readable(self, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
-        sent = [0] * len(self.peers)      # datagrams and bytes per peer in this batch
-        size = [0] * len(self.peers)
+        sent = [0] * self.positions       # datagrams and bytes per peer (position) in this batch
+        size = [0] * self.positions
         dropped = [0, 0]                  # no live upstreams, send errors
         try:
             self._forward(sock, loop, sent, size, dropped)
@@ -86,7 +87,7 @@ class DsrSender:
         if self.peer_columns:
             stamp = 0
             for index, count in enumerate(sent):
-                if count:
+                if count and index < len(self.peer_columns):
                     peer = self.peer_columns[index]
                     row[peer.requests] += count
                     row[peer.sent] += size[index]
@@ -96,7 +97,7 @@ class DsrSender:
                  dropped: list[int]) -> None:
         raw = self.raw
         balancer = self.balancer
-        peers = self.peers
+        packed = self.packed
         key_of = self.key_of
         now = loop.time()
         for _ in range(BATCH):
@@ -116,11 +117,16 @@ class DsrSender:
             balancer.free(peer, failed=False, now=now)
             if raw is None:
                 continue
-            address, port, target = peers[peer.index]
+            host = peer.server.host
+            address = packed.get(host)
+            if address is None:
+                address = packed[host] = socket.inet_aton(host)
             if len(data) > MAX_UDP_PAYLOAD:
                 continue
             try:
-                raw.sendto(udp_datagram(socket.inet_aton(client[0]), client[1], address, port, data), target)
+                raw.sendto(udp_datagram(socket.inet_aton(client[0]), client[1], address, peer.server.port,
+                                        data),
+                           (host, 0))
             except BlockingIOError:
                 dropped[1] += 1
                 continue  # the send buffer is full: dropped, as a congested link would

@@ -23,7 +23,7 @@ def _lab_name() -> str:
     """The lab's name, `sheer` unless SHEER_LAB says otherwise (e.g. `sheer2`): it prefixes its
     namespaces and state, so two checkouts can each run a lab on one machine without meeting."""
     name = os.environ.get("SHEER_LAB", "sheer")
-    if not re.fullmatch(r"sheer[a-z0-9]{0,4}", name):
+    if not re.fullmatch(r"sheer[A-Za-z0-9]{0,4}", name):
         raise LabError(f"SHEER_LAB={name!r}: a lab's name is `sheer` plus at most 4 letters or digits")
     return name
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sheer.config.health import HealthCheck
 from sheer.config.model import Config, Upstream, UpstreamServer
 from sheer.core.health import Health
+from sheer.core.peers import positions, slot_of
 
 
 @dataclass(frozen=True)
@@ -37,19 +38,26 @@ def checked_groups(config: Config) -> list[CheckedGroup]:
         if server.health_check is not None and server.upstream is not None:
             where = f"stream server {server.listens[0]}"
             groups.append(CheckedGroup(server.upstream, server.health_check, offset, where))
-            offset += len(server.upstream.servers)
+            offset += positions(server.upstream)
     for http_server in (config.http.servers if config.http else ()):
         for location in http_server.locations:
             if location.health_check is not None and location.proxy_pass is not None:
                 upstream = location.proxy_pass.upstream
+                if upstream is None:
+                    continue
                 where = f"http server {http_server.listens[0]} location {location.path}"
                 groups.append(CheckedGroup(upstream, location.health_check, offset, where))
-                offset += len(upstream.servers)
+                offset += positions(upstream)
     return groups
 
 
-def _key(group: CheckedGroup, server: UpstreamServer) -> tuple[str, str, str]:
-    return group.upstream.name, group.where, server.name
+def _key(group: CheckedGroup, index: int) -> tuple[str, str, str]:
+    """A peer across reloads: its address, or for a slot of `server NAME resolve`, the slot."""
+    upstream = group.upstream
+    found = slot_of(upstream, index)
+    if found is None:
+        return upstream.name, group.where, upstream.servers[index].name
+    return upstream.name, group.where, f"{upstream.resolve[found[0]].text} #{found[1]}"
 
 
 class BoardView:
@@ -69,15 +77,15 @@ class BoardView:
 class HealthBoard:
     def __init__(self, config: Config, previous: HealthBoard | None = None) -> None:
         self.groups = checked_groups(config)
-        size = sum(len(group.upstream.servers) for group in self.groups)
+        size = sum(positions(group.upstream) for group in self.groups)
         # Anonymous and MAP_SHARED (mmap's default for fileno -1): inherited across fork, shared.
         self.mem = mmap.mmap(-1, max(1, size), flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
         before = previous.states() if previous is not None else {}
         for group in self.groups:
-            for index, server in enumerate(group.upstream.servers):
+            for index in range(positions(group.upstream)):
                 state = Health.CHECKING if group.check.mandatory else Health.UP
                 # `persistent`: a peer that was healthy before the reload stays up meanwhile.
-                if group.check.persistent and before.get(_key(group, server)) is Health.UP:
+                if group.check.persistent and before.get(_key(group, index)) is Health.UP:
                     state = Health.UP
                 self.mem[group.offset + index] = int(state)
 
@@ -102,8 +110,8 @@ class HealthBoard:
         return found
 
     def states(self) -> dict[tuple[str, str, str], Health]:
-        return {_key(group, server): self.get(group, index)
-                for group in self.groups for index, server in enumerate(group.upstream.servers)}
+        return {_key(group, index): self.get(group, index)
+                for group in self.groups for index in range(positions(group.upstream))}
 
     def view(self, upstream: Upstream) -> BoardView | None:
         offsets = tuple(group.offset for group in self.groups if group.upstream is upstream)

@@ -1,8 +1,10 @@
-"""The health checker process: one per generation, forked by the master next to the workers.
+"""The generation's helper process, forked by the master next to the workers: the health checks
+and the resolver task (sheer.runtime.resolver), each once per generation, never per worker.
 
-Each checked peer is probed once here (not once per worker), and its state is published on
-the shared `HealthBoard` that every worker's balancer reads. The master respawns the checker
-if it dies; the new one resumes from the states on the board.
+Each checked peer is probed once here, and its state is published on the shared `HealthBoard`
+that every worker's balancer reads; peers the resolver adds are checked from the moment they
+come, and no longer once they go. The master respawns the process if it dies; the new one
+resumes from the states and addresses on the boards.
 """
 
 from __future__ import annotations
@@ -18,33 +20,44 @@ from sheer.config.health import HttpMatch
 from sheer.config.model import Config, UpstreamServer
 from sheer.core.hcmatch import Verdict
 from sheer.core.health import Changed, Health, Outcome, PeerHealth
+from sheer.core.peers import PEERS_PER_NAME, slot_server
 from sheer.core.stats import Block
 from sheer.io.context import Identity
 from sheer.io.logs import ErrorLogger, reopen_logs
 from sheer.io.probes import http_probe, tcp_probe, udp_probe
 from sheer.runtime import proctitle
 from sheer.runtime.board import CheckedGroup, HealthBoard
+from sheer.runtime.peerset import Name, PeerSetBoard
 from sheer.runtime.privileges import drop_privileges
+from sheer.runtime.resolver import ResolverTask
 from sheer.runtime.shared import SharedBoard
 from sheer.runtime.worker import die_with_parent
 
 
+def title(board: HealthBoard | None, peers: PeerSetBoard | None) -> str:
+    """What `ps` and the master's log call the helper: "health checker", "resolver", or both."""
+    roles = [role for role, there in (("health checker", board), ("resolver", peers)) if there]
+    return " and ".join(roles) or "health checker"
+
+
 def run_checker(config: Config, board: HealthBoard, shared: SharedBoard | None = None,
-                identity: Identity | None = None) -> int:
+                identity: Identity | None = None, peers: PeerSetBoard | None = None) -> int:
     """Entry point in the forked child. Returns the exit status."""
     die_with_parent()
-    proctitle.child("health checker")
+    proctitle.child(title(board, peers))
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
     for signum in (signal.SIGHUP, signal.SIGUSR1, signal.SIGQUIT, signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, signal.SIG_DFL)
     log = ErrorLogger(config.error_log)
     drop_privileges(config, log)     # probes need no privilege: they come from the proxy's own address
     uvloop.install()
+    row = (identity or Identity()).row
     try:
         shared = shared or SharedBoard(config)
-        asyncio.run(_check_all(board, log, HealthCounters(shared, (identity or Identity()).row)))
-    except Exception as exc:  # noqa: BLE001  (the last resort: the checker must say why it died)
-        log.log("alert", f"health checker process failed: {exc!r}")
+        resolver = ResolverTask(config, peers, shared, row, log) if peers else None
+        asyncio.run(_check_all(board, log, HealthCounters(shared, row), resolver))
+    except Exception as exc:  # noqa: BLE001  (the last resort: the helper must say why it died)
+        log.log("alert", f"{title(board, peers)} process failed: {exc!r}")
         return 2
     return 0
 
@@ -95,7 +108,37 @@ class HealthCounters:
                 row[block.at("downstart")] = ms
 
 
-async def _check_all(board: HealthBoard, log: ErrorLogger, counters: HealthCounters) -> None:
+class Checks:
+    """The probe loops, one per checked peer, started and stopped as peers come and go."""
+
+    def __init__(self, board: HealthBoard, log: ErrorLogger, counters: HealthCounters,
+                 tasks: asyncio.TaskGroup) -> None:
+        self.board = board
+        self.log = log
+        self.counters = counters
+        self.tasks = tasks
+        self.running: dict[tuple[int, int], asyncio.Task[None]] = {}
+
+    def start(self, group: CheckedGroup, index: int, server: UpstreamServer) -> None:
+        if not server.down:
+            self.running[(group.offset, index)] = self.tasks.create_task(
+                _check_peer(self.board, group, index, server, self.log, self.counters))
+
+    def follow(self, name: Name, position: int, server: UpstreamServer | None) -> None:
+        """The resolver put `server` at `position` of an upstream (None: the peer there is gone)."""
+        for group in self.board.groups:
+            if group.upstream is not name.upstream:
+                continue
+            task = self.running.pop((group.offset, position), None)
+            if task is not None:
+                task.cancel()
+            if server is not None:
+                self.board.set(group, position, Health.CHECKING if group.check.mandatory else Health.UP)
+                self.start(group, position, server)
+
+
+async def _check_all(board: HealthBoard, log: ErrorLogger, counters: HealthCounters,
+                     resolver: ResolverTask | None = None) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
@@ -104,10 +147,18 @@ async def _check_all(board: HealthBoard, log: ErrorLogger, counters: HealthCount
     loop.add_signal_handler(signal.SIGHUP, lambda: None)
     try:
         async with asyncio.TaskGroup() as tasks:
+            checks = Checks(board, log, counters, tasks)
             for group in board.groups:
                 for index, server in enumerate(group.upstream.servers):
-                    if not server.down:
-                        tasks.create_task(_check_peer(board, group, index, server, log, counters))
+                    checks.start(group, index, server)
+            if resolver is not None:
+                resolver.follow = checks.follow
+                for name in resolver.board.names:      # peers a previous generation found
+                    for slot in range(PEERS_PER_NAME):
+                        address = resolver.board.entry(name, slot)[0]
+                        if address is not None:
+                            checks.follow(name, name.position(slot), slot_server(name.server, address))
+                tasks.create_task(resolver.run())
             await stop.wait()
             raise _Stopped
     except* _Stopped:

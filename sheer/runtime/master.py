@@ -21,10 +21,11 @@ from sheer.io.logs import ErrorLogger, LogOpenError, reopen_logs
 from sheer.io.sockets import ListenError, ensure_unclaimed, listener
 from sheer.runtime import proctitle
 from sheer.runtime.board import HealthBoard
-from sheer.runtime.checker import run_checker
+from sheer.runtime.checker import run_checker, title
 from sheer.runtime.checks import check
 from sheer.runtime.limits import warn_descriptors
 from sheer.runtime.notify import Notifier
+from sheer.runtime.peerset import PeerSetBoard
 from sheer.runtime.privileges import PrivilegeError, resolve_user
 from sheer.runtime.shared import SharedBoard
 from sheer.runtime.worker import ListenKey, listen_key, run_worker
@@ -46,7 +47,7 @@ class Worker:
     started: float = field(default_factory=time.monotonic)
 
 
-CHECKER = -1     # the slot of the generation's health checker process (runtime/checker.py)
+CHECKER = -1     # the slot of the generation's helper process: health checks, resolver (runtime/checker.py)
 
 # A worker that exits with FAILED this soon after starting failed to start (its log says why):
 # respawning it would only loop. One killed by a signal (OOM killer, kill -9) is respawned.
@@ -63,6 +64,7 @@ class Master:
     workers: dict[int, Worker] = field(default_factory=dict)
     generation: int = 0
     health: HealthBoard | None = None      # the current generation's shared peer health
+    peers: PeerSetBoard | None = None      # the current generation's names resolved at run time
     stopping: bool = False
     status: int = 0
     notify: Notifier = field(default_factory=Notifier)
@@ -124,17 +126,19 @@ class Master:
                     for socks in self.slots.values():
                         for sock in socks:
                             sock.close()
-                    status = run_checker(self.config, self.health, self.shared, identity)
+                    status = run_checker(self.config, self.health, self.shared, identity, self.peers)
                 else:
-                    status = run_worker(self.config, sockets, self.health, self.shared, identity)
+                    status = run_worker(self.config, sockets, self.health, self.shared, identity, self.peers)
             finally:
                 os._exit(status)
         self.workers[pid] = Worker(pid, slot, self.generation, row)
 
     def start_health(self, config: Config) -> None:
-        """A new board for a new generation, and its checker (when the config has active checks)."""
+        """New boards for a new generation, and its helper process when the config has active
+        checks or names to re-resolve (the peers the last generation resolved are kept)."""
         self.health = HealthBoard(config, self.health)
-        if self.health:
+        self.peers = PeerSetBoard(config, self.peers)
+        if self.health or self.peers:
             self.spawn(CHECKER)
 
     def start(self) -> None:
@@ -180,7 +184,7 @@ class Master:
             if os.WIFSIGNALED(status) or (os.WIFEXITED(status) and os.WEXITSTATUS(status) != 0):
                 how = (f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
                        else f"code {os.WEXITSTATUS(status)}")
-                kind = "health checker" if worker.slot == CHECKER else "worker"
+                kind = title(self.health, self.peers) if worker.slot == CHECKER else "worker"
                 self.log.log("alert", f"{kind} process {pid} exited on {how}")
                 if self.stopping or worker.generation != self.generation:
                     continue

@@ -28,6 +28,7 @@ from sheer.runtime import proctitle
 from sheer.runtime.board import HealthBoard
 from sheer.runtime.context import worker_context
 from sheer.runtime.limits import apply_nofile
+from sheer.runtime.peerset import PeerSetBoard
 from sheer.runtime.privileges import drop_privileges
 from sheer.runtime.shared import SharedBoard
 
@@ -62,7 +63,8 @@ def build_services(config: Config, sockets: dict[ListenKey, socket.socket],
 
 
 def run_worker(config: Config, sockets: dict[ListenKey, socket.socket], health: HealthBoard | None = None,
-               shared: SharedBoard | None = None, identity: Identity | None = None) -> int:
+               shared: SharedBoard | None = None, identity: Identity | None = None,
+               peers: PeerSetBoard | None = None) -> int:
     """Entry point in the forked child. Returns the exit status."""
     die_with_parent()
     proctitle.child("worker process")
@@ -70,7 +72,7 @@ def run_worker(config: Config, sockets: dict[ListenKey, socket.socket], health: 
     for signum in (signal.SIGHUP, signal.SIGUSR1, signal.SIGQUIT, signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, signal.SIG_DFL)
     log = ErrorLogger(config.error_log)
-    ctx = worker_context(config, log, health, shared, identity)
+    ctx = worker_context(config, log, health, shared, identity, peers)
     apply_nofile(config, log)
     drop_privileges(config, log)
     uvloop.install()

@@ -21,7 +21,9 @@ import dns.message
 import dns.rrset
 
 import sheer.config
+from sheer.config.names import HostNotFound, Lookup
 from sheer.runtime.board import checked_groups
+from sheer.runtime.peerset import names_of
 
 UPSTREAM_HOSTS = ("127.0.0.11", "127.0.0.12", "127.0.0.13", "127.0.0.14")
 
@@ -93,12 +95,49 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def localhost_only(host: str) -> tuple[str, ...]:
+    """The test process's lookup: never a real resolver."""
+    if host == "localhost":
+        return ("127.0.0.1",)
+    raise HostNotFound(host)
+
+
+def files_only(argv: list[str], directory: Path) -> list[str]:
+    """`argv` in a private mount namespace whose nsswitch.conf says `hosts: files`: sheer resolves
+    names at load and at reload (as nginx), and whatever name a configuration holds (a mutated one
+    too) must never send an io test's question to the host's DNS server. Unchanged where no mount
+    namespace can be made (then the test's configuration must hold no name)."""
+    if not _can_unshare():
+        return argv
+    nsswitch = directory / "nsswitch-files-only.conf"
+    if not nsswitch.exists():
+        lines = [line for line in Path("/etc/nsswitch.conf").read_text().splitlines()
+                 if not line.startswith("hosts:")] if Path("/etc/nsswitch.conf").exists() else []
+        nsswitch.write_text("\n".join([*lines, "hosts: files"]) + "\n")
+    return [*_UNSHARE, "sh", "-c", 'mount --bind "$1" /etc/nsswitch.conf && shift && exec "$@"', "sh",
+            str(nsswitch), *argv]
+
+
+_UNSHARE = ["unshare", "--mount", "--propagation", "private"] if os.geteuid() == 0 else [
+    "unshare", "--user", "--map-root-user", "--mount", "--propagation", "private"]
+_unshare_ok: list[bool] = []
+
+
+def _can_unshare() -> bool:
+    if not _unshare_ok:
+        probe = subprocess.run([*_UNSHARE, "true"], capture_output=True, check=False)
+        _unshare_ok.append(probe.returncode == 0)
+    return _unshare_ok[0]
+
+
 class Sheer:
     """`python -m sheer -c <conf>` with an error log in the test's directory."""
 
     def __init__(self, tmp: Path, text: str, *, name: str = "sheer.conf", error_log: bool = True,
-                 env: dict[str, str] | None = None, nofile: int | None = None) -> None:
+                 env: dict[str, str] | None = None, lookup: Lookup | None = None,
+                 nofile: int | None = None) -> None:
         self.env = None if env is None else {**os.environ, **env}
+        self.lookup = lookup or localhost_only   # how this test process resolves the config's names
         self.nofile = nofile            # RLIMIT_NOFILE of the master (and so of its workers)
         self.tmp = tmp
         self.conf = tmp / name
@@ -118,11 +157,14 @@ class Sheer:
         assert self.proc is not None
         return self.proc.pid
 
-    def command(self, *args: str) -> list[str]:
+    def argv(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "sheer", "-c", str(self.conf), *args]
 
+    def command(self, *args: str) -> list[str]:
+        return files_only(self.argv(*args), self.tmp)
+
     def start(self, timeout: float = 5.0) -> Sheer:
-        config = sheer.config.load(str(self.conf))
+        config = sheer.config.load(str(self.conf), lookup=self.lookup)
         with open(self.stderr_path, "wb") as stderr:
             self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=stderr,
                                          stderr=stderr, env=self.env,
@@ -135,8 +177,8 @@ class Sheer:
             return all(listen.port in (udp if listen.udp else tcp) for listen in wanted)
 
         wait_for(ready, timeout, "sheer's listeners")
-        # + the health checker
-        self.wait_workers(config.workers + (1 if checked_groups(config) else 0), timeout)
+        helper = bool(checked_groups(config) or names_of(config))     # health checks, resolver
+        self.wait_workers(config.workers + (1 if helper else 0), timeout)
         return self
 
     def _limits(self) -> None:

@@ -97,9 +97,8 @@ def test_the_numbers_are_every_workers(lb: tuple[Sheer, int, int]) -> None:
         calls.append(1)
         status, _, text = request(control, path="/basic_status")
         assert status == 200
-        found = re.fullmatch(r"Active connections: (\d+) \nserver accepts handled requests\n"
-                             r" (\d+) (\d+) (\d+) \nReading: (\d+) Writing: (\d+) Waiting: (\d+) \n",
-                             text.decode())
+        found = re.fullmatch(r"Active connections: (\d+) \nserver accepts handled requests\n (\d+) (\d+) "
+                             r"(\d+) \nReading: (\d+) Writing: (\d+) Waiting: (\d+) \n", text.decode())
         assert found is not None, text
         return list(map(int, found.groups()))
 

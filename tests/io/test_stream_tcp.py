@@ -146,7 +146,8 @@ def test_connect_refused_everywhere_closes_the_client(run_sheer: Callable[..., S
         try:
             assert read_all(sock) == b""
         except ConnectionResetError:
-            pass      # closed before "hello" was read (the refusal came first): the kernel resets, as nginx
+            # closed before "hello" was read (the refusal came first): the kernel resets, as for nginx
+            pass
     proxy.wait_log("connect() failed (111: Connection refused) while connecting to upstream")
 
 

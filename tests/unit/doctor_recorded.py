@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from sheer.config import load
+from sheer.doctor.needs import Needs, needs
+from sheer.doctor.state import Privileges, State
 from sheer.lab import configs
-from sheer.net.doctor import Needs, needs
-from sheer.net.doctor_state import Privileges, State
 from sheer.net.facts import IfAddr, KernelFacts, RouteFact, RuleFact
 from sheer.net.plan import Options
 

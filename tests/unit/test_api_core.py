@@ -41,6 +41,9 @@ class Board:
     def health(self, ref: PeerRef) -> Health | None:
         return self.states.get(ref.id)
 
+    def server(self, ref: PeerRef) -> tuple[UpstreamServer, int] | None:
+        return ref.server, 0
+
     def apply(self, ref: PeerRef, changes: dict[str, int]) -> None:
         row = self.control[ref.control]
         for index, name in enumerate(("down", "drain", "weight")):

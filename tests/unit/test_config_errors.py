@@ -78,7 +78,7 @@ def stream(*lines: str) -> str:
     (stream(OK_SERVER) + stream(OK_SERVER), 4, '"stream" directive is duplicate'),
     (stream("    upstream u { server 127.0.0.1:1; }", "    upstream u { server 127.0.0.1:2; }", OK_SERVER), 3,
      'duplicate upstream "u"'),
-    (stream("    server {", "        listen 1000;", "        proxy_pass backend;", "    }"), 4,
+    (stream("    server {", "        listen 1000;", "        proxy_pass backend:53;", "    }"), 4,
      'host not found in upstream "backend"'),
     ("http {\n server {\n  listen 80;\n  location / {\n   proxy_pass http://backend/;\n  }\n }\n}\n", 5,
      'host not found in upstream "backend"'),

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from doctor_recorded import PROXY, PROXY_APPLIED, need, state
 
-from sheer.net.doctor_checks import policy_routing
-from sheer.net.doctor_state import TransparentProbe
+from sheer.doctor.checks import policy_routing
+from sheer.doctor.state import TransparentProbe
 
 MARK_RULE = "ip sheer prerouting #3"       # the recorded `socket transparent 1 meta mark set 0x1 counter`
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from doctor_recorded import ROOT, need, state
 
+from sheer.doctor.checks import privileges
+from sheer.doctor.state import CAP_NET_ADMIN, CAP_NET_RAW, Privileges
 from sheer.lab import configs
-from sheer.net.doctor_checks import privileges
-from sheer.net.doctor_state import CAP_NET_ADMIN, CAP_NET_RAW, Privileges
 
 NO_NET_CAPS = ROOT.cap_eff & ~(1 << CAP_NET_RAW | 1 << CAP_NET_ADMIN)
 SETPRIV_ERROR = ("setsockopt(IP_TRANSPARENT) failed (1: Operation not permitted); IP_TRANSPARENT needs "

@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 from doctor_recorded import PROXY, ROOT, need, ruleset, state
 
+from sheer import doctor
+from sheer.cli.doctor import render
+from sheer.doctor import gather as doctor_gather
+from sheer.doctor.checks import overlap, reachability, router_nat, stray_nat
+from sheer.doctor.state import Probe
 from sheer.lab import configs
-from sheer.net import doctor, doctor_gather
-from sheer.net.doctor_checks import overlap, reachability, router_nat, stray_nat
-from sheer.net.doctor_state import Probe
 from sheer.net.facts import IfAddr, RouteFact
 from sheer.net.plan import Options
 
@@ -87,7 +89,7 @@ def test_exit_status_and_rendering(tmp_path: Path) -> None:
     found = stray_nat(need(tmp_path), state(PROXY, "stray"))
     assert doctor.exit_status(found) == 1
     assert doctor.exit_status([f for f in found if f.status != "problem"]) == 0
-    text = doctor.render(found)
+    text = render(found)
     assert "problem  stray rules:" in text and "fix: nft delete rule ip nat post handle 3" in text
     assert text.endswith("sheer doctor: 1 problem(s), 1 warning(s), 0 ok")
 
@@ -105,7 +107,7 @@ def test_one_missing_route_is_one_problem(tmp_path: Path) -> None:
     assert one.summary.startswith("no route from here to 172.16.0.11, 172.16.0.12, 172.16.0.13, 172.16.0.14")
     assert one.fix[0].startswith("ip route get 172.16.0.11")
     assert len(one.evidence) == 12 and all("Network is unreachable" in e for e in one.evidence)
-    assert doctor.render(found).endswith("sheer doctor: 1 problem(s), 0 warning(s), 0 ok")
+    assert render(found).endswith("sheer doctor: 1 problem(s), 0 warning(s), 0 ok")
 
 
 def test_a_silent_upstream_is_one_problem_a_closed_port_another(tmp_path: Path) -> None:

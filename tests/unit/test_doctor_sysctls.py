@@ -8,8 +8,8 @@ from pathlib import Path
 
 from doctor_recorded import PROXY, SYSCTLS, need, state
 
+from sheer.doctor.checks import reverse_path, router_nat
 from sheer.lab import configs
-from sheer.net.doctor_checks import reverse_path, router_nat
 from sheer.net.plan import Options
 
 

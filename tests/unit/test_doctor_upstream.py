@@ -8,9 +8,9 @@ from pathlib import Path
 
 from doctor_recorded import UP1, need, state
 
+from sheer.doctor.checks import origin_nat, return_route
+from sheer.doctor.state import NextHop, RouteGet
 from sheer.lab import configs
-from sheer.net.doctor_checks import origin_nat, return_route
-from sheer.net.doctor_state import NextHop, RouteGet
 from sheer.net.plan import Options
 
 HOST = "172.16.0.11"

@@ -1,11 +1,19 @@
-"""What import-linter cannot see: the tests' own helpers (not a package) stay out of the command line too."""
+"""The house rules that neither ruff nor import-linter check: no module over 400 lines, and the tests' own
+helpers (not a package) stay out of the command line too."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
+import sheer
+
 TESTS = Path(__file__).resolve().parents[1]
+SHEER = Path(sheer.__file__).resolve().parent      # the installed copy under `make pythons`
+MAX_LINES = 400
+# io/stream_tcp.py waits for its rewrite as a sans-IO session in core (issue 18); until then it is the one
+# module allowed past the limit.
+OVER_THE_LIMIT = {"io/stream_tcp.py"}
 
 
 def imported(path: Path) -> set[str]:
@@ -25,3 +33,9 @@ def test_the_tests_helpers_do_not_import_the_command_line() -> None:
     users = {str(p.relative_to(TESTS)) for p in helpers
              if any(name == "sheer.cli" or name.startswith("sheer.cli.") for name in imported(p))}
     assert users == set()
+
+
+def test_no_module_is_over_400_lines() -> None:
+    sizes = {str(p.relative_to(SHEER)): len(p.read_text().splitlines()) for p in SHEER.rglob("*.py")}
+    assert len(sizes) > 50                                           # the package is found
+    assert {name for name, n in sizes.items() if n > MAX_LINES} - OVER_THE_LIMIT == set()

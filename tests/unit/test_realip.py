@@ -104,7 +104,9 @@ http {
     ("stream { server { listen 53; proxy_protocol_version 3; proxy_pass 127.0.0.1:53; } }",
      'lb.conf:1: invalid value "3" in "proxy_protocol_version" directive, it must be "1" or "2"'),
     ("stream { server { listen 53; set_real_ip_from 10.0.0.300; proxy_pass 127.0.0.1:53; } }",
-     'lb.conf:1: invalid parameter "10.0.0.300"'),
+     'lb.conf:1: host not found in set_real_ip_from "10.0.0.300"'),   # nginx: not a CIDR, so a name
+    ("stream { server { listen 53; set_real_ip_from 10.0.0.0/33; proxy_pass 127.0.0.1:53; } }",
+     'lb.conf:1: invalid parameter "10.0.0.0/33"'),
     ("stream { server { listen 53; proxy_protocol maybe; proxy_pass 127.0.0.1:53; } }",
      'lb.conf:1: invalid value "maybe" in "proxy_protocol" directive, it must be "on" or "off"'),
     ("http { server { listen 80; location / { proxy_protocol on; return 200; } } }",

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from sheer.config.model import Upstream, UpstreamServer
+from sheer.core.peers import positions
 from sheer.core.variables import VariableSource, render
 
 
@@ -76,12 +77,15 @@ class HealthView(Protocol):
 
 
 class Overrides(Protocol):
-    """What the API changed about an upstream's servers, shared by every worker (sheer.core.control)."""
+    """The upstream's peers as every worker must see them (sheer.core.control): what the API changed
+    about its servers, and the addresses the resolver task found for its `server NAME resolve`."""
 
     @property
     def version(self) -> int: ...
 
-    def servers(self) -> tuple[UpstreamServer, ...]: ...
+    def servers(self) -> tuple[UpstreamServer | None, ...]:
+        """One per position (sheer.core.peers); None: an empty slot, no peer there now."""
+        ...
 
 
 class RoundRobin:
@@ -91,14 +95,21 @@ class RoundRobin:
         self.health = health
         self.overrides = overrides
         self._seen = 0          # the overrides' version last applied (0: none yet)
-        peers = [Peer(server, index, effective_weight=server.weight)
-                 for index, server in enumerate(upstream.servers)]
-        self.primary = [peer for peer in peers if not peer.server.backup]
-        self.backup = [peer for peer in peers if peer.server.backup]
-        self.peers = peers
-        self.derive()
+        # Every position (sheer.core.peers): the servers resolved at load, then the slots of
+        # `server NAME resolve`, empty until the resolver fills them.
+        self.positions: list[Peer | None] = [Peer(server, index, effective_weight=server.weight)
+                                             for index, server in enumerate(upstream.servers)]
+        self.positions += [None] * (positions(upstream) - len(self.positions))
+        self.arrange()
         if overrides is not None:
             self.refresh(overrides)
+
+    def arrange(self) -> None:
+        """The peers there are now, split into primary and backup, and what follows from them."""
+        self.peers = [peer for peer in self.positions if peer is not None]
+        self.primary = [peer for peer in self.peers if not peer.server.backup]
+        self.backup = [peer for peer in self.peers if peer.server.backup]
+        self.derive()
 
     def derive(self) -> None:
         """What follows from the peers' weights; methods with tables of their own extend it.
@@ -110,17 +121,31 @@ class RoundRobin:
             self._ends.append((self._ends[-1] if self._ends else 0) + peer.server.weight)
 
     def refresh(self, overrides: Overrides) -> None:
-        """Apply the API's changes (down, drain, weight): the same peers, their new parameters."""
+        """Follow the shared state: the API's changes (down, drain, weight) give the same peers new
+        parameters; an address the resolver added or removed adds or removes a peer (a new peer
+        starts afresh: no failures, no weight history, as nginx's zone module copies a template)."""
         self._seen = overrides.version
         servers = overrides.servers()
-        reweighed = False
-        for peer, server in zip(self.peers, servers, strict=True):
+        reweighed = rearranged = False
+        for index, server in enumerate(servers):
+            peer = self.positions[index]
+            if server is None:
+                if peer is not None:
+                    self.positions[index] = None
+                    rearranged = True
+                continue
+            if peer is None or peer.address != (server.host, server.port):
+                self.positions[index] = Peer(server, index, effective_weight=server.weight)
+                rearranged = True
+                continue
             if server.weight != peer.server.weight:
                 reweighed = True
                 peer.effective_weight = server.weight
                 peer.current_weight = 0
             peer.server = server
-        if reweighed:
+        if rearranged:
+            self.arrange()
+        elif reweighed:
             self.derive()
 
     def start(self, tries_limit: int = 0, key: bytes = b"") -> Tried:

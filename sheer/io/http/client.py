@@ -9,29 +9,18 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, cast
 
-from sheer.core.http.reader import END, RequestReader
-from sheer.core.http.request_head import RequestHead
+from sheer.config.model import ClientLimits
+from sheer.core.http.reader import RequestReader
 from sheer.core.http.variables import Connection
-from sheer.core.http.verdict import Rejected
 from sheer.core.proxy_protocol import Malformed, NeedMore, parse
-from sheer.core.realip import for_request
 from sheer.io.counting import HttpCounters
-from sheer.io.http.answers import (
-    answer_error,
-    answer_refused,
-    answer_return,
-    client_error,
-    new_vars,
-    refused_request,
-)
-from sheer.io.http.body import RequestBody
+from sheer.io.http.answers import answer_error, answer_refused, answer_return, client_error
+from sheer.io.http.reading import Reading
 from sheer.io.http.request import Relay, Request
 from sheer.io.http.site import Plan, Site
+from sheer.io.http.timeouts import Timeouts
 from sheer.io.logs import ErrorLogger
-from sheer.io.slots import ConnectionSlots
-
-PIPELINE_LIMIT = 8             # queued requests before reading pauses
-_TIMED_OUT = "client timed out (110: Connection timed out)"
+from sheer.io.slots import ConnectionSlots, Reusable
 
 # What answers a routed request that sheer does not answer itself: proxy_pass, the status locations.
 Handler = Callable[["ClientConnection", Request, Plan], Coroutine[Any, Any, None]]
@@ -54,11 +43,13 @@ class Listener(Protocol):
     slots: ConnectionSlots
 
     def connection_closed(self, conn: ClientConnection) -> None: ...
-    def reusable(self, conn: ClientConnection, idle: bool) -> None: ...
+    def reusable(self, conn: Reusable, idle: bool) -> None: ...
     def release(self) -> None: ...
 
 
-class ClientConnection(asyncio.Protocol):
+class ClientConnection(Reading, Timeouts, asyncio.Protocol):
+    service: Listener
+
     def __init__(self, service: Listener) -> None:
         self.service = service
         self.site = site = service.site
@@ -187,161 +178,6 @@ class ClientConnection(asyncio.Protocol):
         if self.relay is not None:
             self.relay.client_paused(False)
 
-    def _send_timed_out(self) -> None:
-        self.send_timer = None
-        client_error(self, self.current, "info", _TIMED_OUT, "sending to client")
-        if self.current is not None and self.current.vars is not None:
-            self.current.vars.status = self.current.vars.status or 408
-        self.abort()
-
-    # -- reading requests --
-
-    def _read(self) -> None:
-        reader = self.reader
-        while not self.paused:
-            event = reader.next_event()
-            if event is None:
-                break
-            if type(event) is bytes:
-                receiving = self.receiving
-                if receiving is not None:
-                    receiving.body.feed(event)
-            elif event is END:
-                receiving = self.receiving
-                if receiving is not None:
-                    self.receiving = None
-                    receiving.body.finish()
-            elif type(event) is RequestHead:
-                self._head(event)
-            elif self.receiving is not None:
-                self._body_broke(cast(Rejected, event))
-            else:
-                self._refused(cast(Rejected, event))
-        if reader.reading_head and not self.in_head:
-            self._count_head(True)
-            if self.current is None and not self.queue:
-                self.head_since = self.loop.time()
-                self._arm(self.head_since + self.site.limits.client_header_timeout)
-                self.service.reusable(self, False)
-
-    def _count_head(self, reading: bool) -> None:
-        """stub_status "reading": from a head's first byte to its end."""
-        if reading != self.in_head:
-            self.in_head = reading
-            counters = self.service.counters
-            counters.row[counters.reading] += 1 if reading else -1
-
-    def _head(self, head: RequestHead) -> None:
-        self._count_head(False)
-        counters = self.service.counters
-        row = counters.row
-        row[counters.writing] += 1
-        row[counters.requests] += 1
-        self.requests += 1
-        self.service.reusable(self, False)
-        version = head.version
-        request = Request(head.method, ("/" + head.target.decode("latin-1")) if head.empty_path
-                          else head.target.decode("latin-1"),
-                          "HTTP/1.1" if version == 1001 else ("HTTP/1.0" if version == 1000 else
-                                                              _protocol(version)),
-                          head.headers, head.keepalive, RequestBody(self, head.content_length, head.chunked),
-                          head.host, head.expect_continue)
-        request.length = head.length
-        request.counted = True
-        request.http09 = version < 1000
-        if head.ignored:
-            for message in head.ignored:
-                client_error(self, None, "info", message, "reading client request headers")
-        self._route(request, head)
-        if request.body.expected:
-            self.receiving = request
-            self.body_since = self.loop.time()
-            self._arm(self.body_since + self.body_timeout)
-        self.queue.append(request)
-        if len(self.queue) > PIPELINE_LIMIT:
-            self.pause("pipeline")
-        if self.current is None:
-            self._start_next()
-
-    def _route(self, request: Request, head: RequestHead) -> None:
-        """Its server and location (nginx's find_config), its variables, and the checks that
-        depend on where it goes: client_max_body_size."""
-        conn = self.conn
-        assert conn is not None
-        site = self.site
-        host = head.host or ""
-        vhost = site.vhosts.select(host)
-        request.vars = variables = new_vars(conn, request, head.uri, head.args, host or vhost.name
-                                            or conn.server_addr, vhost.name, head.line)
-        zone = self.service.counters.zones.get(id(vhost.server))
-        if zone is not None:
-            request.zone = zone
-            row = self.service.counters.row
-            row[zone.processing] += 1
-            row[zone.requests] += 1
-        plan = site.server_plans.get(id(vhost.server))
-        location = vhost.locations.match(head.uri) if plan is None else None
-        real = for_request(location.real_ip if location is not None else vhost.server.real_ip,
-                           conn.remote_addr, conn.proxy, request.headers)
-        if real is not None:
-            variables.remote_addr = real[0]
-            variables.remote_port = "" if real[1] is None else str(real[1])
-        if plan is None and location is not None:
-            plan = site.plan(location)
-        if plan is None:
-            request.plan = site.refusal_plans[id(vhost.server)]
-            request.keepalive = request.keepalive and not request.body.expected
-            return
-        request.plan = plan
-        self.body_timeout = plan.client_body_timeout
-        if location is not None:
-            too_large = self.reader.limit_body(plan.client_max_body_size)
-            if too_large is not None:
-                request.rejected = too_large
-                self.reader.stop()
-
-    def _refused(self, rejected: Rejected) -> None:
-        """A request nginx refuses: answered after those before it, then the connection closes."""
-        self._count_head(False)
-        counters = self.service.counters
-        counters.row[counters.writing] += 1
-        counters.row[counters.requests] += 1
-        request = refused_request(self, rejected, self.reader.refused_line, self.site.default_plan)
-        request.counted = True
-        self.queue.append(request)
-        if self.current is None:
-            self._start_next()
-
-    def _body_broke(self, rejected: Rejected) -> None:
-        """A body against nginx's rules (a bad chunk, too large): its request answers with nginx's
-        status if nothing was sent yet; the connection ends after it."""
-        request = self.receiving
-        assert request is not None
-        self.receiving = None
-        client_error(self, request, rejected.level, rejected.message, None)
-        request.body.fail(rejected)
-        if request.finished:
-            self.close()
-
-    def discard_body(self, request: Request) -> Rejected | None:
-        """Before sheer answers by itself, what arrived of the body is read and dropped (nginx's
-        ngx_http_discard_request_body): a body already broken changes the answer."""
-        request.body.detach()
-        if request.body.failed is not None:
-            return request.body.failed
-        if self.receiving is not request:
-            return None
-        reader = self.reader
-        while (event := reader.next_event()) is not None:
-            if event is END:
-                self.receiving = None
-                request.body.finish()
-                return None
-            if isinstance(event, Rejected):
-                self._body_broke(event)
-                return event
-        return None
-
     # -- reading flow control --
 
     def pause(self, reason: str) -> None:
@@ -451,6 +287,29 @@ class ClientConnection(asyncio.Protocol):
             received = request.length + request.body.size
             zone.finished(counters.row, status, received, sent)
 
+    @property
+    def client(self) -> ClientConnection:
+        return self
+
+    @property
+    def routing(self) -> ClientConnection:
+        return self
+
+    @property
+    def connection(self) -> ClientConnection:
+        return self
+
+    @property
+    def limits(self) -> ClientLimits:
+        return self.site.limits
+
+    @property
+    def counters(self) -> HttpCounters:
+        return self.service.counters
+
+    def _log_access_now(self, request: Request) -> None:
+        self._log_access(request, request.plan)
+
     def _log_access(self, request: Request, plan: Plan | None) -> None:
         variables = request.vars
         if variables is None or plan is None or not plan.access:
@@ -486,76 +345,3 @@ class ClientConnection(asyncio.Protocol):
         if self.slot:
             self.slot = False
             self.service.release()
-
-    # The timeouts (client_header_timeout, client_body_timeout, keepalive_timeout) move with every
-    # request and every read: they are timestamps, and one timer wakes up now and then to compare
-    # them, rather than a timer made and cancelled each time.
-
-    def _arm(self, deadline: float) -> None:
-        timer = self.timer
-        if timer is not None:
-            if timer.when() <= deadline:
-                return
-            timer.cancel()
-        self.timer = self.loop.call_at(deadline, self._expire)
-
-    def _expire(self) -> None:
-        self.timer = None
-        if self.closed:
-            return
-        now = self.loop.time()
-        receiving = self.receiving
-        if receiving is not None and not receiving.body.done:
-            due = now + self.body_timeout if self.paused else self.body_since + self.body_timeout
-            if now >= due:
-                self._body_timed_out(receiving)
-                return
-        elif self.current is not None or self.queue:
-            return                            # answering: the proxy's timeouts and send_timeout rule
-        elif self.in_head:
-            due = self.head_since + self.site.limits.client_header_timeout
-            if now >= due:
-                self._head_timed_out()
-                return
-        else:
-            due = self.idle_since + self.idle_timeout
-            if now >= due:
-                if not self.requests:
-                    client_error(self, None, "info", _TIMED_OUT, "waiting for request")
-                self.close()
-                return
-        self.timer = self.loop.call_at(due, self._expire)
-
-    def _head_timed_out(self) -> None:
-        """nginx: "client timed out", the request closed with 408 in the access log, no answer."""
-        line = self.reader.partial_line()
-        request = refused_request(self, Rejected(408, _TIMED_OUT), line, self.site.default_plan)
-        action = "reading client request headers" if b"\n" in self.reader.pending() else \
-            "reading client request line"
-        client_error(self, request, "info", _TIMED_OUT, action)
-        assert request.vars is not None
-        request.vars.status = 408
-        self._log_access(request, request.plan)
-        self._count_head(False)
-        self.abort()
-
-    def _body_timed_out(self, request: Request) -> None:
-        """nginx: 408 in the access log, the connection (and the upstream's) closed, no answer."""
-        if request.body.sink is not None:      # streaming to the upstream: nginx's unbuffered case
-            client_error(self, request, "info", _TIMED_OUT, "sending request to upstream")
-        if request.vars is not None:
-            request.vars.status = 408
-        self.abort()
-
-    def _cancel_timers(self) -> None:
-        """Closing: no timer may keep the connection alive."""
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        if self.send_timer is not None:
-            self.send_timer.cancel()
-            self.send_timer = None
-
-
-def _protocol(version: int) -> str:
-    return f"HTTP/{version // 1000}.{version % 1000}" if version >= 1000 else ""

@@ -112,7 +112,7 @@ class BoardCollector:
                                  ("stream", "nginxplus_stream_upstream_server")):
             peers = [(name, self.api.peer(protocol, ref))
                      for (kind, name), refs in self.reader.layout.upstreams.items()
-                     if kind == protocol for ref in refs]
+                     if kind == protocol for ref, _, _ in self.api.live(refs)]
             if not peers:
                 continue
 

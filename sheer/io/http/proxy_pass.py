@@ -21,11 +21,13 @@ from sheer.core.http.nextupstream import (
     status_failure,
 )
 from sheer.core.http.uri import upstream_uri
+from sheer.core.variables import render
 from sheer.io.counting import PeerColumns
 from sheer.io.http.client import ClientConnection
 from sheer.io.http.exchange import ClientBroke, Exchange, UpstreamFailed
 from sheer.io.http.request import Request
 from sheer.io.http.site import Plan
+from sheer.io.http.targets import TargetError
 from sheer.io.http.upstream_pool import NoSlot, UpstreamConnection, open_upstream, pool_key
 from sheer.io.sockets import BindError
 
@@ -48,10 +50,11 @@ class ProxiedRequest:
         self.bind: BindTo | None = None
         self.columns: PeerColumns | None = None   # the shared counters of the peer being tried
         self.began = 0.0
+        self.pool = plan.pool
 
     async def run(self) -> None:
         request, plan, location = self.request, self.plan, self.location
-        assert plan.balancer is not None and location is not None and location.proxy_pass is not None
+        assert location is not None and location.proxy_pass is not None
         body = request.body
         if body.expected:
             if request.expect_continue and body.size == 0:
@@ -62,7 +65,22 @@ class ProxiedRequest:
             if body.failed is not None:
                 self.client.respond_error(request, body.failed.status, plan, keepalive=False)
                 return
-        self.uri = upstream_uri(location, location.proxy_pass, request.raw_uri, self.vars.uri, self.vars.args)
+        proxy = location.proxy_pass
+        if proxy.url is not None:      # written with variables: the target is chosen for this request
+            try:
+                target = await self.client.site.targets.choose(render(proxy.url, self.vars), location)
+            except TargetError as exc:
+                self._log("error", exc.message, None)
+                self.client.respond_error(request, exc.status, plan)
+                return
+            balancer, upstream, peer_columns = target.balancer, target.upstream, target.columns
+            self.pool = target.pool
+            self.vars.proxy_host = target.proxy_host
+            self.uri = target.uri or request.raw_uri
+        else:
+            assert plan.balancer is not None and proxy.upstream is not None
+            balancer, upstream, peer_columns = plan.balancer, proxy.upstream, plan.peer_columns
+            self.uri = upstream_uri(location, proxy, request.raw_uri, self.vars.uri, self.vars.args)
         try:
             self.bind = bind_to(location.proxy_bind, self.vars)
         except BindValueError as exc:
@@ -70,9 +88,8 @@ class ProxiedRequest:
             self.client.respond_error(request, 500, plan)
             return
         head = self._head()
-        balancer = plan.balancer
         tried = self.tried = balancer.start(location.proxy_next_upstream_tries,
-                                            request_key(location.proxy_pass.upstream, self.vars))
+                                            request_key(upstream, self.vars))
         started = self.started = self.loop.time()
         while True:
             peer = balancer.get(tried, self.loop.time())
@@ -83,7 +100,7 @@ class ProxiedRequest:
             self.vars.upstream_addrs.append(peer.name)
             began = self.loop.time()
             failure: Failure | None = None
-            columns = plan.peer_columns[peer.index] if plan.peer_columns else None
+            columns = peer_columns[peer.index] if peer_columns else None
             row = self.client.service.counters.row
             if columns is not None:
                 row[columns.requests] += 1
@@ -147,8 +164,8 @@ class ProxiedRequest:
         conn: UpstreamConnection | None = None
         while True:
             cached = False
-            if plan.pool is not None and plan.keepalive_ok:
-                conn = plan.pool.take(key)
+            if self.pool is not None and plan.keepalive_ok:
+                conn = self.pool.take(key)
                 cached = conn is not None
             if conn is None:
                 try:
@@ -191,8 +208,8 @@ class ProxiedRequest:
                 return failed.failure
             finally:
                 exchange.release()
-                if exchange.reusable and plan.pool is not None and plan.keepalive_ok:
-                    plan.pool.put(exchange.conn)
+                if exchange.reusable and self.pool is not None and plan.keepalive_ok:
+                    self.pool.put(exchange.conn)
                 elif exchange.complete:
                     exchange.conn.close()
                 else:

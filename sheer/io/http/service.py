@@ -13,7 +13,7 @@ from sheer.io.http.client import ClientConnection, Handler
 from sheer.io.http.proxy_pass import proxy
 from sheer.io.http.site import Site
 from sheer.io.http.status import StatusLocations
-from sheer.io.slots import ConnectionSlots
+from sheer.io.slots import ConnectionSlots, Reusable
 
 
 class HttpService:
@@ -68,7 +68,7 @@ class HttpService:
             sock.close()
             self.slots.release()
 
-    def reusable(self, conn: ClientConnection, idle: bool) -> None:
+    def reusable(self, conn: Reusable, idle: bool) -> None:
         self.slots.idle(conn, idle)
 
     def release(self) -> None:

@@ -13,6 +13,7 @@ from sheer.core.http.routing import VirtualHosts
 from sheer.core.variables import VariableSource, render
 from sheer.io.context import WorkerContext
 from sheer.io.counting import peer_columns
+from sheer.io.http.targets import Targets
 from sheer.io.http.upstream_pool import UpstreamPool, pool_for
 from sheer.io.logs import AccessLogger, ErrorLogger
 
@@ -28,6 +29,7 @@ class Plan:
         "balancer",
         "client_body_timeout",
         "client_max_body_size",
+        "dynamic",
         "error_log",
         "handler",
         "keepalive_ok",
@@ -62,6 +64,7 @@ class Plan:
         self.keepalive_timeout = location.keepalive_timeout if location else limits.keepalive_timeout
         proxy = location.proxy_pass if location is not None else None
         self.upstream: Upstream | None = proxy.upstream if proxy else None
+        self.dynamic = proxy is not None and proxy.url is not None   # proxy_pass with variables: per request
         self.balancer: Balancer | None = ctx.balancer_for(self.upstream) if self.upstream else None
         self.pool: UpstreamPool | None = pool_for(self.upstream) if self.upstream else None
         self.peer_columns = peer_columns(ctx.shared.layout, self.upstream) if self.upstream else ()
@@ -118,6 +121,14 @@ class Site:
         self._date = b""
         self.hostname = ctx.hostname
         self.pid = ctx.pid
+        self._targets: Targets | None = None
+
+    @property
+    def targets(self) -> Targets:
+        """Where `proxy_pass http://$variable` requests go (made when one first asks)."""
+        if self._targets is None:
+            self._targets = Targets(self.ctx)
+        return self._targets
 
     def date(self) -> bytes:
         now = int(time.time())

@@ -14,10 +14,11 @@ import secrets
 import time
 
 from sheer import __version__
-from sheer.config.model import StatusHandler
+from sheer.config.model import StatusHandler, UpstreamServer
 from sheer.core.api import Answer, Api, Instance, error_body
 from sheer.core.health import Health
 from sheer.core.http.pages import simple_response
+from sheer.core.peers import slot_server
 from sheer.core.stats import PeerRef
 from sheer.io.context import WorkerContext
 from sheer.io.http.client import ClientConnection
@@ -37,8 +38,22 @@ class BoardReader:
         self.shared = ctx.shared
         self.layout = ctx.shared.layout
         self.checks = ctx.health
+        self.peers = ctx.peers
         self.value = self.shared.value
         self.overrides = self.shared.overrides
+        self._slots: dict[int, tuple[tuple[str | None, int], ...]] = {}
+
+    def server(self, ref: PeerRef) -> tuple[UpstreamServer, int] | None:
+        """Who is at the position now: a server resolved at load, or what the resolver put in a slot."""
+        if not ref.server.resolve:
+            return ref.server, 0
+        if self.peers is None:
+            return None
+        entries = self._slots.get(id(ref.upstream))
+        if entries is None:       # one consistent look per upstream per answer
+            entries = self._slots[id(ref.upstream)] = self.peers.read(ref.upstream)
+        address, since = entries[ref.id] if ref.id < len(entries) else (None, 0)
+        return (slot_server(ref.server, address), since) if address is not None else None
 
     def health(self, ref: PeerRef) -> Health | None:
         return self.checks.health(ref.upstream, ref.id) if self.checks is not None else None

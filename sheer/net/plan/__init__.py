@@ -32,9 +32,11 @@ from sheer.net.plan.builder import (
     Service,
     in_network,
     is_ipv4,
+    name_notes,
     nft_set,
     services,
     upstream_problems,
+    variable_targets,
 )
 from sheer.net.plan.proxy_role import client_facing, plan_proxy
 from sheer.net.plan.upstream_role import plan_upstream
@@ -47,6 +49,7 @@ def plan(config: Config, options: Options = PROXY, kernel: KernelFacts = NO_FACT
     """The kernel state `config` needs for `options.role`, clear of what `kernel` already has."""
     found = services(config)
     b = Builder(options, kernel)
+    b.notes += name_notes(found, config)
     if options.mark is not None and options.mark in kernel.fwmarks:
         b.problems.append(f"fwmark {options.mark} is already used by an existing `ip rule`: pick another "
                           "--mark")
@@ -63,4 +66,4 @@ def plan(config: Config, options: Options = PROXY, kernel: KernelFacts = NO_FACT
 
 __all__ = ["DEFAULT_MARK", "DEFAULT_TABLE", "NFT_TABLE", "NO_FACTS", "PROXY", "Builder", "Dsr", "Match",
            "Nat", "Options", "Plan", "Proto", "Role", "Service", "client_facing", "in_network", "is_ipv4",
-           "nft_set", "plan", "services", "upstream_problems"]
+           "name_notes", "nft_set", "plan", "services", "upstream_problems", "variable_targets"]

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, ip_address
 from typing import Any, Literal
 
-from sheer.config.model import Config, Listen, UpstreamServer
+from sheer.config.model import Config, Listen, Upstream, UpstreamServer
 from sheer.net.facts import KernelFacts
 from sheer.net.items import Item, NftTable, to_json
 
@@ -49,6 +49,8 @@ class Service:
     upstreams: tuple[UpstreamServer, ...]
     dsr: bool
     where: str                     # file:line of proxy_bind, for messages
+    # its upstream's `server NAME resolve` lines: addresses that change while sheer runs
+    names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,16 +86,45 @@ def services(config: Config) -> list[Service]:
             continue
         for listen in server.listens:
             found.append(Service("udp" if listen.udp else "tcp", listen, server.upstream.servers,
-                                 server.dsr and listen.udp, str(bind.source or "")))
+                                 server.dsr and listen.udp, str(bind.source or ""), _names(server.upstream)))
     for http_server in config.http.servers if config.http else ():
         for location in http_server.locations:
             bind = location.proxy_bind
             if not (bind and bind.transparent and bind.client_address and location.proxy_pass):
                 continue
+            upstream = location.proxy_pass.upstream
+            if upstream is None:           # proxy_pass with variables: see variable_targets()
+                continue
             for listen in http_server.listens:
-                found.append(Service("tcp", listen, location.proxy_pass.upstream.servers, False,
-                                     str(bind.source or "")))
+                found.append(Service("tcp", listen, upstream.servers, False, str(bind.source or ""),
+                                     _names(upstream)))
     return found
+
+
+def _names(upstream: Upstream) -> tuple[str, ...]:
+    return tuple(server.text for server in upstream.resolve)
+
+
+def variable_targets(config: Config) -> list[str]:
+    """Transparent locations whose proxy_pass is written with variables (where: file:line)."""
+    return [str(location.source or "") for http_server in (config.http.servers if config.http else ())
+            for location in http_server.locations
+            if location.proxy_pass is not None and location.proxy_pass.upstream is None
+            and location.proxy_bind is not None and location.proxy_bind.transparent
+            and location.proxy_bind.client_address]
+
+
+def name_notes(found: list[Service], config: Config) -> list[str]:
+    """What the plan cannot know yet: addresses of names resolved while sheer runs, per-request targets."""
+    notes = []
+    for names in dict.fromkeys(service.names for service in found if service.names):
+        notes.append(f"{', '.join(names)}: resolved while sheer runs (`resolve`); this plan uses the "
+                     "addresses they have now, and sheer's error log says when they change: then run "
+                     "`sheer net apply` again")
+    for where in variable_targets(config):
+        notes.append(f"{where}: proxy_pass with variables reaches upstreams known per request only; "
+                     "the plan covers the upstreams of the configuration's upstream blocks")
+    return notes
 
 
 def is_ipv4(host: str) -> bool:

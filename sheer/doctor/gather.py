@@ -16,9 +16,9 @@ from dataclasses import replace
 from ipaddress import IPv4Address
 from typing import Any
 
+from sheer.doctor.needs import Needs
+from sheer.doctor.state import NextHop, Privileges, Probe, RouteGet, State, TransparentProbe, nft_rules
 from sheer.net import inspect
-from sheer.net.doctor import Needs
-from sheer.net.doctor_state import NextHop, Privileges, Probe, RouteGet, State, TransparentProbe, nft_rules
 from sheer.net.facts import KernelFacts
 from sheer.net.plan import is_ipv4
 

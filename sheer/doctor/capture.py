@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sheer.config import Config
-from sheer.trace_pcap import Packet, read
+from sheer.doctor.pcap import Packet, read
 
 MAX_PACKETS = 2000
 MAX_SECONDS = 60.0
@@ -58,7 +58,8 @@ def ports(config: Config) -> tuple[set[int], set[int], set[str]]:
     for http in config.http.servers if config.http else ():
         listen |= {x.port for x in http.listens}
         for loc in http.locations:
-            for u in loc.proxy_pass.upstream.servers if loc.proxy_pass else ():
+            # proxy_pass with variables: its upstreams are known per request only
+            for u in loc.proxy_pass.upstream.servers if loc.proxy_pass and loc.proxy_pass.upstream else ():
                 upstream.add(u.port)
                 hosts.add(u.host)
     return listen, upstream, hosts

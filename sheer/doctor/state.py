@@ -1,6 +1,6 @@
 """What `sheer doctor` looks at, as plain data: the kernel facts sheer net already reads, plus the
 nft ruleset (`nft -j list ruleset`), extra sysctls, privileges and the results of probes. Gathered by
-`sheer.net.doctor_gather`, recorded in tests; the checks (`sheer.net.doctor_checks`) only read it."""
+sheer.doctor.gather, recorded in tests; the checks (sheer.doctor.checks) only read it."""
 
 from __future__ import annotations
 

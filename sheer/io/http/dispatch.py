@@ -1,0 +1,70 @@
+"""Where a request goes, decided when its head is read (nginx's find_config): its virtual host, its
+location's plan, the client address `set_real_ip_from` trusts, its variables, and the checks that
+depend on the location (client_max_body_size)."""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+from sheer.core.http.reader import RequestReader
+from sheer.core.http.request_head import RequestHead
+from sheer.core.http.variables import Connection, RequestVariables
+from sheer.core.realip import for_request
+from sheer.io.counting import HttpCounters
+from sheer.io.http.request import Request
+from sheer.io.http.site import Site
+
+
+class Routing(Protocol):
+    """The connection (sheer.io.http.client.ClientConnection) a request arrived on."""
+
+    conn: Connection | None
+    site: Site
+    reader: RequestReader
+    body_timeout: float
+
+    @property
+    def counters(self) -> HttpCounters: ...
+
+
+def route(client: Routing, request: Request, head: RequestHead) -> None:
+    """Sets request.plan (a location's, a server-level `return`'s, or the server's own for a 404),
+    request.vars, its status_zone, and request.rejected when its declared body is too large."""
+    conn = client.conn
+    assert conn is not None
+    site = client.site
+    host = head.host or ""
+    vhost = site.vhosts.select(host)
+    request.vars = variables = RequestVariables(conn, request.method, request.raw_uri, head.uri, head.args,
+                                                request.version, request.headers,
+                                                host or vhost.name or conn.server_addr, vhost.name,
+                                                request.length, time.time())
+    variables.line = head.line.decode("latin-1")
+    counters = client.counters
+    zone = counters.zones.get(id(vhost.server))
+    if zone is not None:
+        request.zone = zone
+        row = counters.row
+        row[zone.processing] += 1
+        row[zone.requests] += 1
+    plan = site.server_plans.get(id(vhost.server))
+    location = vhost.locations.match(head.uri) if plan is None else None
+    real = for_request(location.real_ip if location is not None else vhost.server.real_ip,
+                       conn.remote_addr, conn.proxy, request.headers)
+    if real is not None:
+        variables.remote_addr = real[0]
+        variables.remote_port = "" if real[1] is None else str(real[1])
+    if plan is None and location is not None:
+        plan = site.plan(location)
+    if plan is None:                       # no location: a 404 from the server's own plan
+        request.plan = site.refusal_plans[id(vhost.server)]
+        request.keepalive = request.keepalive and not request.body.expected
+        return
+    request.plan = plan
+    client.body_timeout = plan.client_body_timeout
+    if location is not None:
+        too_large = client.reader.limit_body(plan.client_max_body_size)
+        if too_large is not None:
+            request.rejected = too_large
+            client.reader.stop()
