@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 from sheer.config.model import Location, ProxyPass
 
 _SAFE = "/:@!$&'()*+,;=-._~"
-
-
-class BadUri(Exception):
-    pass
 
 
 _COMPLEX = re.compile(rb"%|/\.|//|#")
@@ -71,42 +67,6 @@ def parse_uri(target: bytes, empty_path: bool = False) -> tuple[str, str] | None
         last = b""
     uri = b"/" + b"/".join([*out, last]) if out or last else b"/"
     return uri.decode("latin-1"), args.decode("latin-1")
-
-
-def split_uri(raw: str) -> tuple[str, str]:
-    """`/a/b?x=1` -> ("/a/b", "x=1")."""
-    path, _, args = raw.partition("?")
-    return path, args
-
-
-def normalize(path: str) -> str:
-    """nginx's $uri: percent-decoded, `//` merged, `.` and `..` resolved. Raises BadUri above root."""
-    if not path.startswith("/"):
-        raise BadUri(path)
-    if "%" not in path and "//" not in path and "/." not in path:
-        return path
-    decoded = unquote(path, errors="surrogateescape") if "%" in path else path
-    out: list[str] = []
-    segments = decoded.split("/")
-    for segment in segments[1:-1]:
-        if segment in ("", "."):
-            continue
-        if segment == "..":
-            if not out:
-                raise BadUri(path)
-            out.pop()
-            continue
-        out.append(segment)
-    last = segments[-1]
-    if last == "..":
-        if not out:
-            raise BadUri(path)
-        out.pop()
-        last = ""
-    elif last == ".":
-        last = ""
-    out.append(last)
-    return "/" + "/".join(out)
 
 
 def upstream_uri(location: Location, proxy_pass: ProxyPass, raw_uri: str, uri: str, args: str) -> str:
