@@ -32,12 +32,13 @@ class End:
 
 END: Final = End()
 _FIRST_LINE = re.compile(rb"[\r\n]*([^\r\n]*)")
+_END_OF_HEAD = re.compile(rb"\n\r?\n")
 
 Event = RequestHead | bytes | End | Rejected
 
 
 class RequestReader:
-    __slots__ = ("buffer", "decoder", "left", "limits", "pos", "refused_line", "stopped")
+    __slots__ = ("buffer", "decoder", "last", "left", "limits", "pos", "refused_line", "stopped")
 
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
@@ -47,6 +48,7 @@ class RequestReader:
         self.decoder: ChunkedDecoder | None = None
         self.stopped = False
         self.refused_line = b""              # $request of a refused request: its first line as sent
+        self.last = False                    # the body being read is the last thing read (then stop)
 
     def feed(self, data: bytes) -> None:
         if self.stopped:
@@ -66,6 +68,11 @@ class RequestReader:
     @property
     def in_body(self) -> bool:
         return self.left >= 0 or self.decoder is not None
+
+    def _head_length(self) -> int:
+        """Where the head of a refused request ends (its body follows)."""
+        found = _END_OF_HEAD.search(self.buffer, self.pos)
+        return found.end() - self.pos if found is not None else len(self.buffer) - self.pos
 
     def pending(self) -> bytes:
         """What was received and not parsed yet."""
@@ -90,6 +97,7 @@ class RequestReader:
         if self.decoder is not None:
             self.decoder.limit = limit
         elif limit and self.left > limit:
+            self.last = True                 # read and dropped, then nothing more
             return Rejected(413, f"client intended to send too large body: {self.left} bytes", "error")
         return None
 
@@ -105,7 +113,15 @@ class RequestReader:
             return None
         if isinstance(head, Rejected):
             self.refused_line = self.partial_line()
-            self.stop()
+            if head.chunked or head.content_length:    # its body is read and dropped, then nothing more
+                self.pos += self._head_length()
+                self.last = True
+                if head.chunked:
+                    self.decoder = ChunkedDecoder()
+                else:
+                    self.left = head.content_length
+            else:
+                self.stop()
             return head
         self.pos += head.length
         if head.version < HTTP_10:
@@ -120,6 +136,8 @@ class RequestReader:
         left = self.left
         if left == 0:
             self.left = -1
+            if self.last:
+                self.stop()
             return END
         available = len(self.buffer) - self.pos
         if available <= 0:

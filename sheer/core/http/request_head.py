@@ -9,6 +9,7 @@ an unusual line through `_careful_line`, nginx's state machine. Headers nginx ig
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from sheer.core.http.host import validate_host
 from sheer.core.http.request_line import HTTP_09, HTTP_10, HTTP_11, parse_request_line
@@ -298,15 +299,23 @@ def _process(head: RequestHead, fields: list[tuple[bytes, bytes]]) -> RequestHea
     if unique is not None:
         refused = _framing(head, unique)
         if refused is not None:
-            return refused
+            return _with_body(refused, head)
     if connection is not None:
         if b"close" in connection:
             head.keepalive = False
         elif b"keep-alive" in connection:
             head.keepalive = True
     if head.method in _NOT_ALLOWED:
-        return Rejected(405, f"client sent {head.method.decode()} method")
+        return _with_body(Rejected(405, f"client sent {head.method.decode()} method"), head)
     return head
+
+
+def _with_body(rejected: Rejected, head: RequestHead) -> Rejected:
+    """The refusal, with the body the head declared before it (nginx parses Content-Length, then
+    Transfer-Encoding, then the method: what was parsed is what it discards)."""
+    if head.chunked or head.content_length:
+        return replace(rejected, content_length=head.content_length or 0, chunked=head.chunked)
+    return rejected
 
 
 _NOT_ALLOWED = frozenset({b"CONNECT", b"TRACE"})

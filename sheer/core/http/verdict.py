@@ -13,3 +13,7 @@ class Rejected:
     status: int
     message: str
     level: str = "info"
+    # The body its head had declared when nginx refused it: nginx reads it and drops it before
+    # closing (ngx_http_discard_request_body), so the client is not cut off while still sending.
+    content_length: int = 0
+    chunked: bool = False

@@ -70,6 +70,8 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
         self.eof = False
         self.requests = 0
         self.in_head = False               # counted in stub_status "reading"
+        self.lingering = False             # answered; the rest of a body is read and dropped, then close
+        self.linger_until = 0.0
         self.slot = True                   # its worker_connections slot, taken when it was accepted
         # Timeouts: one deadline timer, re-armed lazily; what it means is decided when it fires.
         self.timer: asyncio.TimerHandle | None = None
@@ -229,8 +231,7 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
         # An unanswered `Expect: 100-continue` leaves the body's fate unknown: close instead.
         body = request.body
         unread = request.expect_continue and not body.done and body.size == 0
-        return (request.keepalive and not unread and not self.service.draining and not self.reader.stopped
-                and not self.eof)
+        return request.keepalive and not unread and not self.service.draining
 
     def write(self, data: bytes) -> None:
         self.write_buffers([data], counted=len(data))
@@ -258,9 +259,14 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
         if self.closed:
             return
         if not keepalive or request.http09 or not self.keepalive_after(request):
-            self.close()
+            if self.receiving is request and not self.reader.stopped:
+                self.linger()                # nginx reads what is left of its body before the close
+            else:
+                self.close()
         elif self.queue:
-            self._start_next()
+            self._start_next()               # pipelined requests are answered, whatever comes after
+        elif self.reader.stopped or self.eof:
+            self.close()                     # nothing more will be read: a refusal, or the client's end
         else:
             now = self.loop.time()
             if self.reader.reading_head:

@@ -65,6 +65,5 @@ def route(client: Routing, request: Request, head: RequestHead) -> None:
     client.body_timeout = plan.client_body_timeout
     if location is not None:
         too_large = client.reader.limit_body(plan.client_max_body_size)
-        if too_large is not None:
+        if too_large is not None:          # answered 413; the body is read and dropped, then the close
             request.rejected = too_large
-            client.reader.stop()

@@ -237,6 +237,12 @@ class ProxiedRequest:
                 exchange.complete = False   # drop it: the connection is not reused
                 return failure
         client = self.client
+        broken = exchange.done.exception() if exchange.done.done() else None
+        if broken is not None:
+            # The body broke in the packets that brought the head: nginx has not flushed its head yet
+            # (postpone_output) and closes with nothing sent; so does sheer.
+            self.response_started = True
+            raise broken
         framing = response_framing(request.method, status, exchange.content_length,
                                    client_http11=request.version == "HTTP/1.1",
                                    client_keepalive=client.keepalive_after(request))

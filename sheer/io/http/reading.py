@@ -47,6 +47,7 @@ class Reading:
     head_since: float
     body_since: float
     body_timeout: float
+    lingering: bool
 
     if TYPE_CHECKING:      # what the connection that combines the parts has
         @property
@@ -88,6 +89,8 @@ class Reading:
                 if receiving is not None:
                     self.receiving = None
                     receiving.body.finish()
+                    if receiving.finished and self.lingering:
+                        self.close()         # answered, its body dropped: what nginx waits for
             elif type(event) is RequestHead:
                 self._head(event)
             elif self.receiving is not None:
@@ -148,6 +151,11 @@ class Reading:
         counters.row[counters.requests] += 1
         request = refused_request(self.client, rejected, self.reader.refused_line, self.site.default_plan)
         request.counted = True
+        if self.reader.in_body:            # the body it declared is read and dropped before the close
+            request.body = RequestBody(self.client, rejected.content_length or None, rejected.chunked)
+            request.body.detach()
+            self.receiving = request
+            self.body_since = self.loop.time()
         self.queue.append(request)
         if self.current is None:
             self._start_next()

@@ -17,6 +17,8 @@ from sheer.io.http.answers import Client, client_error, refused_request
 from sheer.io.http.request import Request
 
 _TIMED_OUT = "client timed out (110: Connection timed out)"
+LINGERING_TIMEOUT = 5.0     # nginx's lingering_timeout: between two reads of a body being dropped
+LINGERING_TIME = 30.0       # nginx's lingering_time: for all of it
 
 
 class Timeouts:
@@ -34,6 +36,8 @@ class Timeouts:
     body_since: float
     idle_timeout: float
     body_timeout: float
+    lingering: bool
+    linger_until: float
     receiving: Request | None
     current: Request | None
     queue: deque[Request]
@@ -67,6 +71,16 @@ class Timeouts:
             self.current.vars.status = self.current.vars.status or 408
         self.abort()
 
+    def linger(self) -> None:
+        """The answer is out, the connection will close: first the rest of the request's body is
+        read and dropped (nginx's discard and lingering close), within nginx's limits."""
+        self.lingering = True
+        now = self.loop.time()
+        self.linger_until = now + LINGERING_TIME
+        self.body_timeout = LINGERING_TIMEOUT
+        self.body_since = now
+        self._arm(now + LINGERING_TIMEOUT)
+
     def _arm(self, deadline: float) -> None:
         timer = self.timer
         if timer is not None:
@@ -83,7 +97,12 @@ class Timeouts:
         receiving = self.receiving
         if receiving is not None and not receiving.body.done:
             due = now + self.body_timeout if self.paused else self.body_since + self.body_timeout
-            if now >= due:
+            if self.lingering:
+                due = min(due, self.linger_until)
+                if now >= due:
+                    self.close()        # the body's rest did not come in time: nginx closes too
+                    return
+            elif now >= due:
                 self._body_timed_out(receiving)
                 return
         elif self.current is not None or self.queue:
