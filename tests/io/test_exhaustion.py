@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import contextlib
 import re
+import resource
+import signal
 import socket
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from sheer_process import Sheer, TcpEcho, free_port, wait_for
+
+from sheer.lab.witness import NGINX
 
 pytestmark = pytest.mark.io
 
@@ -54,6 +59,59 @@ def probe(port: int, timeout: float = 5.0) -> bytes:
 
 def lines(log: str, text: str) -> list[str]:
     return [line for line in log.splitlines() if text in line]
+
+
+@contextlib.contextmanager
+def nginx(tmp: Path, config: str, nofile: int | None = None) -> Iterator[Path]:
+    """Debian's nginx with `config` (the reference), stopped by its PID; its error log's path."""
+    log = tmp / "nginx-error.log"
+    conf = tmp / "nginx.conf"
+    conf.write_text(f"daemon off;\npid {tmp}/nginx.pid;\nerror_log {log} info;\n{config}")
+
+    def limits() -> None:
+        if nofile is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
+    proc = subprocess.Popen([NGINX, "-p", str(tmp), "-c", str(conf)], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            preexec_fn=limits)  # noqa: PLW1509 -- setrlimit only
+    try:
+        started = "start worker process"
+        wait_for(lambda: proc.poll() is not None or (log.exists() and started in log.read_text()), 10, "nginx")
+        time.sleep(0.3)
+        yield log
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def flood_then_probe(port: int, idle: int, probes: int) -> int:
+    """`idle` connections that never send a request, then `probes` requests: how many were served."""
+    served = 0
+    with idle_clients(port, idle):
+        time.sleep(1.0)
+        for _ in range(probes):
+            with contextlib.suppress(OSError):
+                served += probe(port, timeout=1.5).startswith(b"HTTP/1.1 200 OK\r\n")
+    return served
+
+
+@pytest.mark.parametrize(("connections", "nofile"), [(64, None), (512, 64)])
+def test_as_many_probes_served_as_nginx(run_sheer: Callable[..., Sheer], tmp_path: Path, connections: int,
+                                        nofile: int | None) -> None:
+    """The issue's figure: under an idle flood, at worker_connections or out of descriptors."""
+    port = free_port()
+    with nginx(tmp_path, http_config(port, connections), nofile):
+        by_nginx = flood_then_probe(port, 300, 10)
+    run_sheer(http_config(port, connections), nofile=nofile)
+    by_sheer = flood_then_probe(port, 300, 10)
+    print(f"probes served: nginx {by_nginx}/10, sheer {by_sheer}/10 "
+          f"(worker_connections {connections}, RLIMIT_NOFILE {nofile or 'unchanged'})")
+    assert by_sheer >= by_nginx and by_sheer == 10
 
 
 def test_idle_http_connections_make_room_for_new_ones(run_sheer: Callable[..., Sheer]) -> None:
