@@ -77,7 +77,8 @@ def nginx(tmp: Path, config: str, nofile: int | None = None) -> Iterator[Path]:
                             preexec_fn=limits)  # noqa: PLW1509 -- setrlimit only
     try:
         started = "start worker process"
-        wait_for(lambda: proc.poll() is not None or (log.exists() and started in log.read_text()), 10, "nginx")
+        wait_for(lambda: proc.poll() is not None or (log.exists() and started in log.read_text()), 10,
+                 "nginx")
         time.sleep(0.3)
         yield log
     finally:
