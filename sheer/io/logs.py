@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -86,12 +87,34 @@ class AccessLogger:
         return bool(self.logs)
 
     def write(self, source: VariableSource) -> None:
+        escaped = _Escaped(source)
         for fd, template in self.logs:
-            line = render(template, source) + "\n"
+            line = render(template, escaped) + "\n"
             try:
                 os.write(fd, line.encode("utf-8", "replace"))
             except OSError:
                 pass
+
+
+class _Escaped:
+    """nginx's `escape=default` of access logs: in a variable's value, `"`, `\\` and every byte
+    outside printable ASCII are written `\\xHH`, so that what a client sent (a request line of
+    binary garbage, a header with control bytes) cannot forge or break a line of the log."""
+
+    __slots__ = ("source",)
+
+    def __init__(self, source: VariableSource) -> None:
+        self.source = source
+
+    def variable(self, name: str) -> str:
+        value = self.source.variable(name)
+        if _PRINTABLE.fullmatch(value):
+            return value
+        return _UNSAFE.sub(lambda found: f"\\x{ord(found[0]):02X}", value)
+
+
+_PRINTABLE = re.compile(r'[ !#-\[\]-~]*')
+_UNSAFE = re.compile(r'[^ !#-\[\]-~]')
 
 
 class LogLimiter:

@@ -206,3 +206,11 @@ def test_absolute_form_goes_upstream_in_origin_form(harness: Harness) -> None:
         assert upstream.heads[0].startswith(b"GET /p?q=1 HTTP/1.0\r\nHost: example.com\r\n")
     finally:
         upstream.close()
+
+
+def test_a_tls_handshake_is_refused_at_once_and_logged_escaped(harness: Harness) -> None:
+    port, log = return_server(harness)
+    got = responses(exchange(port, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"))     # no newline in it
+    assert got[0][0] == 400
+    wait_for(lambda: log.exists() and log.read_text())
+    assert log.read_text() == '400 "\\x16\\x03\\x01\\x02\\x00\\x01\\x00\\x01\\xFC\\x03\\x03"\n'
