@@ -40,9 +40,9 @@ bench: deps venv  ## sheer against Debian's nginx in the lab, interleaved runs, 
 	$(BIN)/python -m bench $(if $(WORKLOAD),--workload $(WORKLOAD)) $(if $(RUNS),--runs $(RUNS)) \
 	  $(if $(DURATION),--duration $(DURATION))
 
-# `make fuzz`, or a count of your own: `make fuzz EXAMPLES=20000` (CI runs FUZZ_EXAMPLES=60 in `make test`)
+# `make fuzz` (5,000 requests, 1,666 pipelines), or a count of your own: `make fuzz EXAMPLES=20000` (CI runs FUZZ_EXAMPLES=60 in `make test`)
 fuzz: deps venv  ## the differential fuzzer, long: hostile requests, pipelines, upstream faults, sheer against nginx (as root)
-	FUZZ_EXAMPLES=$(or $(EXAMPLES),3000) $(BIN)/python -m pytest tests/lab/test_http_differential.py -q
+	FUZZ_EXAMPLES=$(or $(EXAMPLES),5000) $(BIN)/python -m pytest tests/lab/test_http_differential.py -q
 
 lint: venv      ## ruff (line length 110), mypy --strict (core, config, net, doctor, io), the layers' contracts
 	$(BIN)/ruff check sheer tests bench

@@ -133,11 +133,3 @@ def answer_return(client: Client, request: Request, plan: Plan) -> None:
     request.vars.body_bytes_sent = 0 if head else len(body)
     client.write(data)
     client.finish(request, plan, keepalive=keepalive)
-
-
-def new_vars(conn: Connection, request: Request, uri: str, args: str, host: str, server_name: str,
-             line: bytes) -> RequestVariables:
-    variables = RequestVariables(conn, request.method, request.raw_uri, uri, args, request.version,
-                                 request.headers, host, server_name, request.length, time.time())
-    variables.line = line.decode("latin-1")
-    return variables
