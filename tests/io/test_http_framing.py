@@ -214,3 +214,14 @@ def test_a_tls_handshake_is_refused_at_once_and_logged_escaped(harness: Harness)
     assert got[0][0] == 400
     wait_for(lambda: log.exists() and log.read_text())
     assert log.read_text() == '400 "\\x16\\x03\\x01\\x02\\x00\\x01\\x00\\x01\\xFC\\x03\\x03"\n'
+
+
+def test_expect_100_continue_is_answered_as_nginx(harness: Harness) -> None:
+    """nginx says `100 Continue` before it reads or drops a body, even when none is declared; not
+    before an error page."""
+    port, _ = return_server(harness)
+    got = exchange(port, b"GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n")
+    assert got.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n")
+    got = exchange(port, b"GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n"
+                         b"Content-Length: 9999999\r\n\r\n", timeout=1)
+    assert got.startswith(b"HTTP/1.1 413 ")

@@ -16,6 +16,8 @@ from sheer.io.http.body import Reader, RequestBody
 from sheer.io.http.request import Request
 from sheer.io.http.site import SERVER, Plan, Site
 
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
 
 class Client(Reader, Protocol):
     """The connection answering (sheer.io.http.client.ClientConnection)."""
@@ -103,14 +105,17 @@ def answer_error(client: Client, request: Request, status: int, plan: Plan | Non
 def answer_return(client: Client, request: Request, plan: Plan) -> None:
     returned = plan.return_
     assert returned is not None and request.vars is not None
-    broken = client.discard_body(request)
-    if broken is not None:       # nginx: the return's answer becomes the body's verdict
-        answer_error(client, request, broken.status, plan, keepalive=False)
-        return
     code = returned.code
     if code == 444:   # nginx: close without a response
         request.vars.status = 444
         client.finish(request, plan, keepalive=False)
+        return
+    if request.expect_continue and (code < 400 or returned.text is not None):
+        # nginx answers these through ngx_http_send_response, whose discard says it first
+        client.write(CONTINUE)
+    broken = client.discard_body(request)
+    if broken is not None:       # nginx: the return's answer becomes the body's verdict
+        answer_error(client, request, broken.status, plan, keepalive=False)
         return
     text = render_bytes(returned.text, request.vars) if returned.text is not None else None
     location = None

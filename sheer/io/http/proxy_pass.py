@@ -23,6 +23,7 @@ from sheer.core.http.nextupstream import (
 from sheer.core.http.uri import upstream_uri
 from sheer.core.variables import render
 from sheer.io.counting import PeerColumns
+from sheer.io.http.answers import CONTINUE
 from sheer.io.http.client import ClientConnection
 from sheer.io.http.exchange import ClientBroke, Exchange, UpstreamFailed
 from sheer.io.http.request import Request
@@ -56,9 +57,11 @@ class ProxiedRequest:
         request, plan, location = self.request, self.plan, self.location
         assert location is not None and location.proxy_pass is not None
         body = request.body
+        if request.expect_continue:
+            # nginx (ngx_http_test_expect) says it before reading the body, whatever came with the
+            # head, a body or none
+            self.client.write(CONTINUE)
         if body.expected:
-            if request.expect_continue and body.size == 0:
-                self.client.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             # A chunked body sent as HTTP/1.0 needs its length first, so it is read whole. A client
             # that stalls is the client connection's to time out (client_body_timeout).
             await body.ready(whole=body.chunked and plan.version == b"1.0")
