@@ -9,6 +9,7 @@ a test builds a context with fakes or with a board of its own.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from sheer.core.health import Health
 from sheer.core.maps import MapTable, tables_of
 from sheer.core.stats import Layout
 from sheer.io.logs import ErrorLogger
+from sheer.io.slots import ConnectionSlots
 
 
 @dataclass(frozen=True)
@@ -80,12 +82,21 @@ class WorkerContext:
     # the `map` variables of the http and stream blocks, made once per worker
     http_maps: dict[str, MapTable] = field(default_factory=dict)
     stream_maps: dict[str, MapTable] = field(default_factory=dict)
+    _slots: ConnectionSlots | None = None
 
     def __post_init__(self) -> None:
         if self.config.http is not None and not self.http_maps:
             self.http_maps = tables_of(self.config.http.maps)
         if self.config.stream is not None and not self.stream_maps:
             self.stream_maps = tables_of(self.config.stream.maps)
+
+    def slots(self) -> ConnectionSlots:
+        """worker_connections of this worker, shared by all its listeners (made in its event loop)."""
+        if self._slots is None:
+            loop = asyncio.get_running_loop()
+            self._slots = ConnectionSlots(self.config.worker_connections, self.log, loop.call_later,
+                                          loop.time)
+        return self._slots
 
     def error_log(self, log: ErrorLog | None) -> ErrorLogger:
         if log is None:

@@ -28,13 +28,14 @@ from sheer.core.balancers import Peer, Tried, request_key
 from sheer.core.bind import PLUMBING_HINT, BindTo, BindValueError, bind_to
 from sheer.core.realip import from_proxy_protocol
 from sheer.core.variables import render_bytes
+from sheer.io.accept import Acceptor
 from sheer.io.context import WorkerContext
-from sheer.io.logs import AccessLogger
+from sheer.io.logs import AccessLogger, LogLimiter
+from sheer.io.slots import ConnectionSlots
 from sheer.io.stream_vars import StreamVariables
 from sheer.io.upstream_connect import TIMED_OUT, UpstreamConnectError, connect_now, start_connect
 
 PENDING_LIMIT = 65536    # bytes kept from the client while the upstream connects (nginx: proxy_buffer_size)
-ACCEPT_BATCH = 16        # connections accepted per readiness event of a listener
 BUFFER_SIZE = 262144
 BUFFER = bytearray(BUFFER_SIZE)
 VIEW = memoryview(BUFFER)
@@ -103,52 +104,44 @@ class TcpStreamService:
         self.sessions: set[Session] = set()
         self.idle: dict[Session, float] = {}       # watched for proxy_timeout, by when last checked
         self._sweep: asyncio.TimerHandle | None = None
-        self.accepting = False
-        self._resume: asyncio.TimerHandle | None = None
+        self.acceptor: Acceptor | None = None
+        self.slots: ConnectionSlots = None  # type: ignore[assignment]  # set by start()
+        self.per_session = 1 if server.return_value is not None else 2     # worker_connections taken
         self._idle = asyncio.Event()
         self._idle.set()
         self.loop = asyncio.get_running_loop()
 
     async def start(self) -> None:
-        self.sock.setblocking(False)
-        self.accepting = True
-        self.loop.add_reader(self.sock.fileno(), self._accept)
+        self.slots = self.ctx.slots()
+        self.short = LogLimiter(self.log, self.loop.call_later, self.loop.time)
+        self.acceptor = Acceptor(self.loop, self.sock, self.slots, self.log, self.listen_name, self._accepted,
+                                 need=self.per_session)
+        self.acceptor.start()
 
-    def _accept(self) -> None:
-        listener = self.sock
-        family = self.family
-        for _ in range(ACCEPT_BATCH):
-            try:
-                fd, peer = listener._accept()  # type: ignore[attr-defined]  # socket.accept() minus its enum conversions
-            except _AGAIN:
-                return
-            except OSError as exc:
-                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    # nginx: stop accepting for a moment rather than spin on a listener that stays readable
-                    self.log.log("alert", f"accept4() failed ({exc.errno}: {exc.strerror}) while accepting "
-                                          f"new connection on {self.listen_name}")
-                    self._pause_accepting(0.5)
-                return   # ECONNABORTED and the like: that connection is gone, the next event brings more
-            Session(self, socket.socket(family, socket.SOCK_STREAM, 0, fd), peer)
+    def _accepted(self, fd: int, peer: tuple[str, int]) -> None:
+        """A connection with its slot; a proxied one takes a second for its upstream connection, as
+        nginx counts both against worker_connections."""
+        if self.per_session == 2 and not self.slots.take():
+            os.close(fd)
+            self.slots.release()
+            return
+        session = Session(self, socket.socket(self.family, socket.SOCK_STREAM, 0, fd), peer)
+        if session.done and session not in self.sessions:      # reset before it started
+            for _ in range(self.per_session):
+                self.slots.release()
 
-    def _pause_accepting(self, seconds: float) -> None:
-        if self.accepting:
-            self.loop.remove_reader(self.sock.fileno())
-            self._resume = self.loop.call_later(seconds, self._resume_accepting)
-
-    def _resume_accepting(self) -> None:
-        self._resume = None
-        if self.accepting:
-            self.loop.add_reader(self.sock.fileno(), self._accept)
+    def out_of_descriptors(self, level: str, line: str) -> None:
+        """No descriptor for an upstream socket: said once a second with a count, and no one else
+        is accepted (new clients wait in the listen queue) until a connection gives its back."""
+        self.short.report(level, line)
+        if self.acceptor is not None and self.acceptor.accepting:
+            self.acceptor.hold()
 
     def stop_accepting(self) -> None:
         """Stop for good, closing this worker's copy of the listener: once the master has closed
         its own, new clients are refused instead of queueing on a socket nobody serves."""
-        if self.accepting:
-            self.accepting = False
-            self.loop.remove_reader(self.sock.fileno())
-            if self._resume is not None:
-                self._resume.cancel()
+        if self.acceptor is not None and self.acceptor.accepting:
+            self.acceptor.stop()
             self.sock.close()
 
     async def drain(self) -> None:
@@ -187,7 +180,10 @@ class TcpStreamService:
         self._idle.clear()
 
     def closed(self, session: Session) -> None:
-        self.sessions.discard(session)
+        if session in self.sessions:
+            self.sessions.discard(session)
+            for _ in range(self.per_session):
+                self.slots.release()
         if not self.sessions:
             self._idle.set()
 
@@ -369,7 +365,11 @@ class Session:
         self.peer = None
         if exc.local is not None:
             balancer.free(peer, failed=False, now=now)
-            service.log.log(exc.local.level, exc.local.describe(self.context(peer)))
+            line = exc.local.describe(self.context(peer))
+            if exc.local.errno in (errno.EMFILE, errno.ENFILE):
+                service.out_of_descriptors(exc.local.level, line)
+            else:
+                service.log.log(exc.local.level, line)
             self.fail(None, status=500)
             return False
         disabled = balancer.free(peer, failed=True, now=now)

@@ -90,7 +90,8 @@ def start_connect(address: tuple[str, int], bind: BindTo | None) -> tuple[socket
     except BindError as exc:
         raise UpstreamConnectError(exc.message, False, local=exc) from None
     except OSError as exc:        # out of descriptors or memory: our side, as nginx's socket() alert
-        problem = BindError(f"socket() failed ({exc.errno}: {exc.strerror})", level="alert")
+        problem = BindError(f"socket() failed ({exc.errno}: {exc.strerror})", level="alert",
+                            errno=exc.errno or 0)
         raise UpstreamConnectError(problem.message, False, local=problem) from None
     try:
         code = connect_now(sock, address)

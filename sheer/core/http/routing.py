@@ -7,18 +7,6 @@ import re
 from sheer.config.model import HttpServer, Location
 
 
-def host_name(host: str) -> str:
-    """`$host` from a Host header: the name without port, lowercase, no trailing dot."""
-    if not host:
-        return ""
-    if host.startswith("["):
-        end = host.find("]")
-        name = host[: end + 1] if end > 0 else host
-    else:
-        name = host.partition(":")[0]
-    return name.rstrip(".").lower()
-
-
 class Locations:
     """nginx's location search (ngx_http_core_find_location): an exact `=` match ends it; else the
     longest matching prefix, searched again among the locations inside it; then, unless that prefix
