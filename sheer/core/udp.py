@@ -3,7 +3,10 @@
 A session binds a client (address, port, and the local address on wildcard listeners) to one
 upstream. `proxy_responses N`: the session is done once N responses per client datagram came
 back. `proxy_requests N`: after N client datagrams the client is unbound from the session (its
-next datagram opens a new one) while this one waits for its responses. `proxy_timeout`: the
+next datagram opens a new one) while this one waits for its responses; until then the session goes
+on whatever came back, as ngx_stream_proxy_test_finalize declines while fewer than N datagrams were
+forwarded (`proxy_requests 2; proxy_responses 1;` keeps a client's first two datagrams on one
+upstream). `proxy_timeout`: the
 session ends when nothing moved in either direction for that long; it is an upstream failure
 if responses were still expected.
 
@@ -81,6 +84,8 @@ class UdpSessionTable:
 
     def done(self, session: UdpSession) -> bool:
         expected = self.responses_expected
+        if self.requests_limit and session.requests < self.requests_limit:
+            return False
         if expected is None:
             return False
         return session.responses >= expected * session.requests

@@ -149,6 +149,7 @@ class UdpStreamService:
             flow.vars.bytes_received += len(data)
             flow.vars.upstream_bytes_sent += len(data)
             if self.table.request(session, now):
+                self.log.info(self.counts("udp done", session))
                 self.finish(session, status=200, failed=False)
             else:
                 self.schedule(now)
@@ -242,6 +243,7 @@ class UdpStreamService:
             flow.vars.bytes_sent += len(data)
             flow.vars.upstream_bytes_received += len(data)
             if self.table.response(session, now):
+                self.log.info(self.counts("udp done", session))
                 self.finish(session, status=200, failed=False)
                 return
         self.schedule(now)
@@ -319,6 +321,15 @@ class UdpStreamService:
             return
         self.timer = self.loop.call_at(deadline, self.on_timer)
 
+    def counts(self, what: str, session: UdpSession) -> str:
+        """nginx's info line at a session's end (ngx_stream_proxy_test_finalize, the timeout)."""
+        flow: UdpFlow = session.io
+        v = flow.vars
+        return (f"{what}, packets from/to client:{session.requests}/{session.responses}, "
+                f"bytes from/to client:{v.bytes_received}/{v.bytes_sent}, "
+                f"bytes from/to upstream:{v.upstream_bytes_received}/{v.upstream_bytes_sent}, "
+                f"{self.context(flow)}")
+
     def on_timer(self) -> None:
         self.timer = None
         now = self.loop.time()
@@ -331,8 +342,7 @@ class UdpStreamService:
                                f"{self.context(flow)}{hint}")
                 self.finish(expired.session, status=502, failed=True)
             else:
-                self.log.info(f"udp timed out, packets from/to client:{expired.session.requests}/"
-                              f"{expired.session.responses}, {self.context(flow)}")
+                self.log.info(self.counts("udp timed out", expired.session))
                 self.finish(expired.session, status=200, failed=False)
         self.schedule(now)
 

@@ -104,6 +104,28 @@ def test_proxy_requests_unbinds_the_client(
     assert len(set(echo.peers)) == 3  # each datagram opened its own session
 
 
+def test_proxy_requests_2_responses_1_keeps_two_datagrams_on_one_upstream(
+        run_sheer: Callable[..., Sheer], closing: Callable[[Any], Any]) -> None:
+    # the case: each datagram answered before the next is sent; nginx keeps the first two
+    # on one session (one upstream socket, one upstream) and opens a new one for the third
+    first = closing(udp_echo("127.0.0.11"))
+    second = closing(udp_echo("127.0.0.12"))
+    port = free_port()
+    extra = "\n        proxy_requests 2;\n        proxy_responses 1;\n        proxy_timeout 2s;"
+    proxy = run_sheer(stream_udp(port, [first, second], extra))
+    sock = client(closing)
+    for data in (b"a", b"b", b"c"):
+        sock.sendto(data, ("127.0.0.1", port))
+        assert sock.recv(100) == data
+    peers = first.peers + second.peers
+    assert len(peers) == 3
+    by_upstream = [len(first.peers), len(second.peers)]
+    assert sorted(by_upstream) == [1, 2]           # round robin: a session per upstream
+    two = first if len(first.peers) == 2 else second
+    assert two.peers[0] == two.peers[1]             # the first two: one session's socket
+    proxy.wait_log("udp done, packets from/to client:2/2")
+
+
 def test_udp_return_and_access_log(
         run_sheer: Callable[..., Sheer], closing: Callable[[Any], Any], tmp_path: Path) -> None:
     echo = closing(udp_echo("127.0.0.11"))

@@ -98,6 +98,20 @@ def test_proxy_requests_unbinds_the_client() -> None:
     assert len(t) == 1
 
 
+def test_proxy_requests_keeps_the_session_while_fewer_datagrams_came() -> None:
+    # nginx's ngx_stream_proxy_test_finalize: `proxy_requests 2; proxy_responses 1;` keeps a
+    # client's first two datagrams on one session even when the first was answered in between
+    t = table(responses=1, requests=2)
+    s = t.open(CLIENT, 0.0, io=None)
+    assert t.request(s, 0.0) is False
+    assert t.response(s, 0.1) is False       # one answer for one request: not done, 1 < 2 requests
+    assert t.lookup(CLIENT) is s             # the second datagram goes to the same session
+    assert t.request(s, 0.2) is False
+    assert t.lookup(CLIENT) is None
+    assert t.response(s, 0.3) is True
+    assert [e.failed for e in t.expire(5.0)] == [False]
+
+
 def test_proxy_requests_1_with_responses_0() -> None:
     t = table(responses=0, requests=1)
     s = t.open(CLIENT, 0.0, io=None)
