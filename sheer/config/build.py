@@ -140,11 +140,18 @@ class Builder:
                    for name, text in predefined.items()}
         for args, source in block.get("log_format", []):
             name, parts = args[0], args[1:]
+            escape = "default"
             if parts and parts[0].startswith("escape="):
+                escape = parts[0][7:]
+                if escape not in ("default", "json", "none"):
+                    raise ConfigError(f'unknown log format escaping "{escape}"', source)
                 parts = parts[1:]
             if name in formats:
                 raise ConfigError(f'duplicate "log_format" name "{name}"', source)
-            formats[name] = LogFormat(name, compile_template("".join(parts), source, variables, prefixes))
+            if not parts:
+                raise ConfigError('invalid number of arguments in "log_format" directive', source)
+            formats[name] = LogFormat(name, compile_template("".join(parts), source, variables, prefixes),
+                                      escape)
         return formats
 
     def access_logs(self, chain: list[Block], formats: dict[str, LogFormat],

@@ -33,6 +33,7 @@ class ErrorLog:
 class LogFormat:
     name: str
     template: Template
+    escape: str = "default"    # log_format ... escape=default|json|none
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ HTTP_VARIABLES = COMMON_VARIABLES | {
     "host", "request_uri", "uri", "document_uri", "args", "query_string", "request",
     "request_method", "request_time", "scheme", "server_protocol", "server_name",
     "proxy_add_x_forwarded_for", "proxy_host", "proxy_port", "body_bytes_sent",
-    "remote_user", "request_length", "upstream_status", "upstream_response_time",
+    "remote_user", "request_length", "upstream_status", "upstream_response_time", "upstream_header_time",
     "content_length", "content_type", "http_host", "is_args",
     "proxy_add_forwarded",       # sheer-only: RFC 7239 Forwarded, appended like $proxy_add_x_forwarded_for
 }

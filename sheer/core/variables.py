@@ -45,6 +45,17 @@ def time_iso8601(now: float) -> str:
         _time.strftime("%z", _time.localtime(now))[-2:]
 
 
+# Variables nginx marks not_found when they have no value (a header not sent, no upstream tried, no
+# PROXY protocol header): its access log writes them `-` (nothing with escape=json or none).
+_NOT_FOUND_PREFIXES = ("http_", "sent_http_", "upstream_", "cookie_", "arg_", "proxy_protocol_")
+_NOT_FOUND_NAMES = frozenset({"args", "query_string", "remote_user", "content_length", "content_type",
+                              "request_body"})
+
+
+def not_found_when_empty(name: str) -> bool:
+    return name in _NOT_FOUND_NAMES or name.startswith(_NOT_FOUND_PREFIXES)
+
+
 class MappingSource:
     """A VariableSource from a dict of values and lazily computed ones; unknown names render empty."""
 
@@ -63,4 +74,5 @@ class MappingSource:
         return compute() if compute is not None else ""
 
 
-__all__ = ["MappingSource", "Var", "VariableSource", "render", "render_bytes", "time_iso8601", "time_local"]
+__all__ = ["MappingSource", "Var", "VariableSource", "not_found_when_empty", "render", "render_bytes",
+           "time_iso8601", "time_local"]

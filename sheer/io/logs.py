@@ -9,7 +9,8 @@ import time
 from collections.abc import Callable
 
 from sheer.config.model import LOG_LEVELS, AccessLog, ErrorLog
-from sheer.core.variables import VariableSource, render
+from sheer.config.template import Template
+from sheer.core.variables import VariableSource, not_found_when_empty, render
 
 _RANK: dict[str, int] = {level: rank for rank, level in enumerate(LOG_LEVELS)}
 _files: dict[str, int] = {}
@@ -81,25 +82,45 @@ class AccessLogger:
     __slots__ = ("logs",)
 
     def __init__(self, logs: tuple[AccessLog, ...]) -> None:
-        self.logs = [(open_log(log.path), log.format.template) for log in logs]
+        self.logs = [(open_log(log.path), log.format.template, _ESCAPES[log.format.escape]) for log in logs]
 
     def __bool__(self) -> bool:
         return bool(self.logs)
 
     def write(self, source: VariableSource) -> None:
-        escaped = _Escaped(source)
-        for fd, template in self.logs:
-            line = render(template, escaped) + "\n"
+        for fd, template, escape in self.logs:
+            if escape is _Escaped:      # every value is ASCII once escaped
+                line = (render(template, _Escaped(source)) + "\n").encode("utf-8", "replace")
+            else:
+                line = _raw_line(template, escape(source))
             try:
-                os.write(fd, line.encode("utf-8", "replace"))
+                os.write(fd, line)
             except OSError:
                 pass
+
+
+def _raw_line(template: Template, source: VariableSource) -> bytes:
+    """A line whose values keep their bytes (escape=json or none write bytes over 0x7F as they
+    came, as nginx does); the format's own text is the configuration's UTF-8."""
+    out: list[bytes] = []
+    for part in template.parts:
+        if isinstance(part, str):
+            out.append(part.encode("utf-8"))
+            continue
+        value = source.variable(part.name)
+        try:
+            out.append(value.encode("latin-1"))     # a request's bytes, read as latin-1
+        except UnicodeEncodeError:
+            out.append(value.encode("utf-8", "replace"))   # a value the configuration wrote
+    out.append(b"\n")
+    return b"".join(out)
 
 
 class _Escaped:
     """nginx's `escape=default` of access logs: in a variable's value, `"`, `\\` and every byte
     outside printable ASCII are written `\\xHH`, so that what a client sent (a request line of
-    binary garbage, a header with control bytes) cannot forge or break a line of the log."""
+    binary garbage, a header with control bytes) cannot forge or break a line of the log. A variable
+    nginx would find missing (a header not sent, no upstream) is written `-`."""
 
     __slots__ = ("source",)
 
@@ -109,12 +130,47 @@ class _Escaped:
     def variable(self, name: str) -> str:
         value = self.source.variable(name)
         if _PRINTABLE.fullmatch(value):
-            return value
+            return value or ("-" if not_found_when_empty(name) else "")
         return _UNSAFE.sub(lambda found: f"\\x{ord(found[0]):02X}", value)
+
+
+class _Json:
+    """`escape=json` (ngx_escape_json): `"` and `\\` get a backslash, control bytes are `\\n`,
+    `\\r`, `\\t`, `\\b`, `\\f` or `\\u00XX`; a missing variable writes nothing."""
+
+    __slots__ = ("source",)
+
+    def __init__(self, source: VariableSource) -> None:
+        self.source = source
+
+    def variable(self, name: str) -> str:
+        value = self.source.variable(name)
+        if _JSON_SAFE.fullmatch(value):
+            return value
+        return _JSON_UNSAFE.sub(_json_escape, value)
+
+
+def _json_escape(found: re.Match[str]) -> str:
+    char = found[0]
+    short = _JSON_SHORT.get(char)
+    if short is not None:
+        return short
+    return f"\\u{ord(char):04X}"
+
+
+def _unescaped(source: VariableSource) -> VariableSource:
+    """`escape=none`: values as they are (a missing variable writes nothing, as nginx)."""
+    return source
 
 
 _PRINTABLE = re.compile(r'[ !#-\[\]-~]*')
 _UNSAFE = re.compile(r'[^ !#-\[\]-~]')
+_JSON_SAFE = re.compile(r'[^"\\\x00-\x1f]*')
+_JSON_UNSAFE = re.compile(r'["\\\x00-\x1f]')
+_JSON_SHORT = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b",
+               "\f": "\\f"}
+_ESCAPES: dict[str, Callable[[VariableSource], VariableSource]] = {
+    "default": _Escaped, "json": _Json, "none": _unescaped}
 
 
 class LogLimiter:

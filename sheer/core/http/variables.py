@@ -52,6 +52,8 @@ class RequestVariables:
         "start",
         "status",
         "upstream_addrs",
+        "upstream_connect_times",
+        "upstream_header_times",
         "upstream_statuses",
         "upstream_times",
         "uri",
@@ -79,6 +81,8 @@ class RequestVariables:
         self.upstream_addrs: list[str] = []
         self.upstream_statuses: list[str] = []
         self.upstream_times: list[str] = []
+        self.upstream_connect_times: list[str] = []
+        self.upstream_header_times: list[str] = []
         self.status = 0
         self.bytes_sent = 0
         self.body_bytes_sent = 0
@@ -190,5 +194,6 @@ _GETTERS: dict[str, Callable[[RequestVariables], str]] = {
     "upstream_addr": lambda v: ", ".join(v.upstream_addrs),
     "upstream_status": lambda v: ", ".join(v.upstream_statuses),
     "upstream_response_time": lambda v: ", ".join(v.upstream_times),
-    "upstream_connect_time": lambda v: "",
+    "upstream_connect_time": lambda v: ", ".join(v.upstream_connect_times),
+    "upstream_header_time": lambda v: ", ".join(v.upstream_header_times),
 }

@@ -51,6 +51,9 @@ class ProxiedRequest:
         self.bind: BindTo | None = None
         self.columns: PeerColumns | None = None   # the shared counters of the peer being tried
         self.began = 0.0
+        self.connect_time: float | None = None     # of the try under way, for the access log
+        self.header_time: float | None = None
+        self.timed = False
         self.pool = plan.pool
 
     async def run(self) -> None:
@@ -111,6 +114,8 @@ class ProxiedRequest:
                 row[columns.selected] = int(time.time() * 1000)
             self.columns = columns
             self.began = began
+            self.connect_time = self.header_time = None
+            self.timed = False
             try:
                 failure = await self._try(peer, head)
             except BindError as exc:
@@ -121,7 +126,7 @@ class ProxiedRequest:
                 self.client.respond_error(request, 500, plan)
                 return
             finally:
-                self.vars.upstream_times.append(f"{self.loop.time() - began:.3f}")
+                self._record_times()
                 failed = failure is not None and peer_failed(failure)
                 disabled = balancer.free(peer, failed=failed, now=self.loop.time())
                 if columns is not None:
@@ -189,6 +194,7 @@ class ProxiedRequest:
                     self._log("error", f"connect() failed ({_errno(exc)}) while connecting to "
                               "upstream", peer)
                     return Failure.ERROR
+            self.connect_time = self.loop.time() - self.began
             exchange = Exchange(self.client, conn, request.method, location.proxy_read_timeout,
                                 location.proxy_send_timeout, lambda line: self._log("warn", line, peer))
             exchange.add_headers, exchange.variables = location.add_headers, request.vars
@@ -225,6 +231,7 @@ class ProxiedRequest:
         assert location is not None
         exchange.send(head, request.body if request.body.expected else None, self.body_chunked)
         await exchange.head
+        self.header_time = self.loop.time() - self.began
         status = exchange.status
         self.vars.upstream_statuses.append(str(status))
         columns = self.columns
@@ -263,8 +270,20 @@ class ProxiedRequest:
                 row[columns.received] += exchange.received
         self.vars.body_bytes_sent = exchange.body_bytes
         self.vars.bytes_sent += exchange.body_bytes
+        self._record_times()       # before the access log line that finish() writes
         client.finish(request, self.plan, keepalive=framing.keepalive and request.body.done)
         return None
+
+    def _record_times(self) -> None:
+        """$upstream_response_time, $upstream_connect_time and $upstream_header_time of this try,
+        once (nginx's u->state; `-` for a phase the try never reached)."""
+        if self.timed:
+            return
+        self.timed = True
+        v = self.vars
+        v.upstream_times.append(f"{self.loop.time() - self.began:.3f}")
+        v.upstream_connect_times.append("-" if self.connect_time is None else f"{self.connect_time:.3f}")
+        v.upstream_header_times.append("-" if self.header_time is None else f"{self.header_time:.3f}")
 
     def _count_transparent(self, code: int) -> None:
         """sheer_transparent_connect_errors_total{errno=...}: connects with the client's address."""

@@ -1,0 +1,63 @@
+"""HTTP access logs as nginx writes them: escape=json, `-` for a missing variable, the upstream's
+times filled before the line is written, a refused request logged."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from test_http_harness import Harness, harness_fixture, hello_upstreams  # noqa: F401
+from test_http_proxy import get
+
+pytestmark = pytest.mark.io
+
+
+def lines(log: Path, count: int) -> list[str]:
+    for _ in range(300):   # written just after the last byte went out
+        if log.exists() and log.read_text().count("\n") >= count:
+            break
+        time.sleep(0.01)
+    return log.read_text().splitlines()
+
+
+def test_json_escaping_keeps_a_line_whole_and_missing_values_are_dashes(harness: Harness) -> None:
+    port, servers = hello_upstreams(harness, ["127.0.0.11"])
+    proxy = harness.listen("127.0.0.1")
+    js, combined = harness.tmp / "json.log", harness.tmp / "combined.log"
+    harness.serve(f"""{servers}
+        log_format js escape=json '{{"ua":"$http_user_agent","ref":"$http_referer","up":"$upstream_addr",'
+                                   '"rt":"$upstream_response_time","ht":"$upstream_header_time",'
+                                   '"ct":"$upstream_connect_time"}}';
+        server {{ listen 127.0.0.1:{proxy};
+                  access_log {js} js; access_log {combined};
+                  location / {{ proxy_pass http://127.0.0.11:{port}; }}
+                  location /r {{ return 204; }} }}""")
+    agent = 'evil" \\ \x01agent'
+    assert get(proxy, "/", headers={"User-Agent": agent})[0] == 200
+    assert get(proxy, "/r", headers={"User-Agent": "plain"})[0] == 204
+    first, second = (json.loads(line) for line in lines(js, 2))
+    assert first["ua"] == agent and first["ref"] == "" and first["up"] == f"127.0.0.11:{port}"
+    for key in ("rt", "ht", "ct"):      # filled before the line is written
+        assert first[key] and float(first[key]) >= 0.0
+    assert second == {"ua": "plain", "ref": "", "up": "", "rt": "", "ht": "", "ct": ""}
+    one, two = lines(combined, 2)
+    # escape=default: the quote and the control byte as \xHH; no Referer: nginx's "-"
+    assert '"-" "evil\\x22 \\x5C \\x01agent"' in one
+    assert two.startswith("127.0.0.1 - - [") and two.endswith('"GET /r HTTP/1.1" 204 0 "-" "plain"')
+
+
+def test_a_malformed_request_is_answered_400_and_logged(harness: Harness) -> None:
+    proxy = harness.listen("127.0.0.1")
+    log = harness.tmp / "access.log"
+    harness.serve(f"""log_format st '$status "$request" $upstream_addr';
+        server {{ listen 127.0.0.1:{proxy}; access_log {log} st; location / {{ return 204; }} }}""")
+    with socket.create_connection(("127.0.0.1", proxy), timeout=3) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /\x01 HTTP/1.1\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 204 ") and b"HTTP/1.1 400 Bad Request" in answer
+    assert lines(log, 2) == ['204 "GET / HTTP/1.1" -', '400 "GET /\\x01 HTTP/1.1" -']

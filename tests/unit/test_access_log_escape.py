@@ -1,0 +1,72 @@
+"""log_format escape=default|json|none and `-` for a missing variable, as ngx_http_log_module writes them."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+
+from sheer.config import ConfigError, load
+from sheer.config.model import AccessLog, LogFormat
+from sheer.config.template import compile_template
+from sheer.core.variables import MappingSource
+from sheer.io.logs import AccessLogger
+
+FORMAT = "$uri$arg_b$arg_c"
+_COUNT = itertools.count()
+VARIABLES = frozenset({"uri", "upstream_addr", "is_args"})
+
+
+def logged(tmp_path: Path, escape: str, values: dict[str, str], text: str = FORMAT) -> bytes:
+    path = tmp_path / f"{escape}-{next(_COUNT)}.log"     # logs are opened once per path, appending
+    template = compile_template(text, None, VARIABLES, ("arg_", "http_"))
+    logger = AccessLogger((AccessLog(str(path), LogFormat(escape, template, escape)),))
+    logger.write(MappingSource(values))
+    return path.read_bytes()
+
+
+# access_log.t's /escape/"1 %1B%1C "?c=2 request: $arg_b missing
+ESCAPE_T = {"uri": '/escape/"1 \x1b\x1c "', "arg_c": "2"}
+
+
+def test_default_escapes_and_writes_a_dash_for_a_missing_variable(tmp_path: Path) -> None:
+    assert logged(tmp_path, "default", ESCAPE_T) == b'/escape/\\x221 \\x1B\\x1C \\x22-2\n'
+
+
+def test_none_writes_bytes_as_they_came_and_nothing_for_a_missing_variable(tmp_path: Path) -> None:
+    assert logged(tmp_path, "none", ESCAPE_T) == b'/escape/"1 \x1b\x1c "2\n'
+    # a request's byte over 0x7F (read as latin-1) is written as that byte, not re-encoded
+    assert logged(tmp_path, "none", {"uri": "/\xe9"}) == b"/\xe9\n"
+
+
+def test_json(tmp_path: Path) -> None:
+    assert logged(tmp_path, "json", ESCAPE_T) == b'/escape/\\"1 \\u001B\\u001C \\"2\n'
+    values = {"uri": 'a\\b\n\r\t\b\f"'}
+    assert logged(tmp_path, "json", values) == b'a\\\\b\\n\\r\\t\\b\\f\\"\n'
+    # the issue's case: a User-Agent with a quote keeps the JSON line whole
+    line = logged(tmp_path, "json", {"http_user_agent": 'x" y'}, '{"ua":"$http_user_agent"}')
+    assert line == b'{"ua":"x\\" y"}\n'
+
+
+def test_found_but_empty_is_empty_not_a_dash(tmp_path: Path) -> None:
+    assert logged(tmp_path, "default", {"is_args": ""}, "[$is_args]") == b"[]\n"
+    assert logged(tmp_path, "default", {}, "[$upstream_addr]") == b"[-]\n"
+    assert logged(tmp_path, "json", {}, "[$upstream_addr]") == b"[]\n"
+
+
+def conf(tmp_path: Path, log_format: str) -> str:
+    path = tmp_path / "sheer.conf"
+    path.write_text(f"events {{}}\nhttp {{\n    {log_format}\n    server {{ listen 127.0.0.1:8080; "
+                    "return 204; }\n}\n")
+    return str(path)
+
+
+def test_escape_parameter_read(tmp_path: Path) -> None:
+    config = load(conf(tmp_path, "log_format j escape=json '{\"u\":\"$uri\"}';"))
+    assert config.http is not None
+
+
+def test_unknown_escaping_is_nginx_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r'sheer.conf:3: unknown log format escaping "xml"'):
+        load(conf(tmp_path, "log_format j escape=xml $uri;"))
