@@ -38,7 +38,7 @@ Event = RequestHead | bytes | End | Rejected
 
 
 class RequestReader:
-    __slots__ = ("buffer", "decoder", "last", "left", "limits", "pos", "refused_line", "stopped")
+    __slots__ = ("buffer", "decoder", "hold", "last", "left", "limits", "pos", "refused_line", "stopped")
 
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
@@ -49,6 +49,9 @@ class RequestReader:
         self.stopped = False
         self.refused_line = b""              # $request of a refused request: its first line as sent
         self.last = False                    # the body being read is the last thing read (then stop)
+        # After a request with Upgrade, what follows may be another protocol's bytes (a 101 makes
+        # the connection a tunnel): no head is parsed until its answer says which.
+        self.hold = False
 
     def feed(self, data: bytes) -> None:
         if self.stopped:
@@ -63,7 +66,8 @@ class RequestReader:
     @property
     def reading_head(self) -> bool:
         """Bytes of a head that is not complete yet (stub_status "reading", client_header_timeout)."""
-        return self.left < 0 and self.decoder is None and not self.stopped and self.pos < len(self.buffer)
+        return (self.left < 0 and self.decoder is None and not self.stopped and not self.hold
+                and self.pos < len(self.buffer))
 
     @property
     def in_body(self) -> bool:
@@ -106,7 +110,7 @@ class RequestReader:
             return self._length()
         if self.decoder is not None:
             return self._chunked()
-        if self.stopped or self.pos >= len(self.buffer):
+        if self.stopped or self.hold or self.pos >= len(self.buffer):
             return None
         head = parse_head(self.buffer, self.pos, self.limits)
         if head is None:

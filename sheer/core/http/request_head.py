@@ -30,7 +30,7 @@ _LINE = re.compile(rb"([A-Za-z0-9-]+):[ ]*([^\x00\r]*?)[ ]*\r?")
 _UNIQUE = frozenset({b"if-modified-since", b"if-unmodified-since", b"if-match", b"if-none-match",
                      b"content-length", b"content-range", b"if-range", b"transfer-encoding", b"expect",
                      b"authorization"})
-_WATCHED = _UNIQUE | {b"host", b"connection"}
+_WATCHED = _UNIQUE | {b"host", b"connection", b"upgrade"}
 
 
 class RequestHead:
@@ -40,7 +40,7 @@ class RequestHead:
     then from Host."""
 
     __slots__ = ("args", "chunked", "content_length", "empty_path", "expect_continue", "headers", "host",
-                 "ignored", "keepalive", "length", "line", "method", "target", "uri", "version")
+                 "ignored", "keepalive", "length", "line", "method", "target", "upgrade", "uri", "version")
 
     def __init__(self, method: bytes, target: bytes, version: int, line: bytes, uri: str, args: str) -> None:
         self.method = method
@@ -55,6 +55,7 @@ class RequestHead:
         self.chunked = False
         self.keepalive = version > HTTP_10
         self.expect_continue = False
+        self.upgrade = False                 # an Upgrade header (nginx's headers_in.upgrade): a 101 tunnels
         self.empty_path = False              # `GET http://host?args`: the target is not sent as is
         self.length = 0                      # the head's bytes ($request_length without the body)
         self.ignored: list[str] | None = None     # nginx's info lines for header lines it skipped
@@ -286,6 +287,8 @@ def _process(head: RequestHead, fields: list[tuple[bytes, bytes]]) -> RequestHea
                 head.host = host
         elif lname == b"connection":
             connection = field[1].lower()
+        elif lname == b"upgrade":
+            head.upgrade = True
         else:
             if unique is None:
                 unique = {}

@@ -19,6 +19,7 @@ from sheer.io.http.reading import Reading
 from sheer.io.http.request import Relay, Request
 from sheer.io.http.site import Plan, Site
 from sheer.io.http.timeouts import Timeouts
+from sheer.io.http.tunnel import Tunnel
 from sheer.io.logs import ErrorLogger
 from sheer.io.slots import ConnectionSlots, Reusable
 
@@ -62,6 +63,7 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
         self.receiving: Request | None = None     # the request whose body is being read
         self.task: asyncio.Task[None] | None = None
         self.relay: Relay | None = None
+        self.tunnel: Tunnel | None = None          # after a 101: bytes go to the upstream as they are
         self.send_timer: asyncio.TimerHandle | None = None
         self.send_timeout = site.limits.send_timeout
         self.paused: set[str] = set()
@@ -100,6 +102,9 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
         self.service.reusable(self, True)
 
     def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.client_data(data)
+            return
         if self.closed or self.reader.stopped:
             return
         if self.proxy_buffer is not None:
@@ -131,6 +136,9 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
 
     def eof_received(self) -> bool:
         self.eof = True
+        if self.tunnel is not None:
+            self.tunnel.client_eof()        # the proxy ends both sides once it is told
+            return True
         receiving = self.receiving
         if receiving is not None and not receiving.body.done:
             # nginx: "client prematurely closed connection", a 400 nobody will read, both sides closed
@@ -269,6 +277,11 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
         elif self.reader.stopped or self.eof:
             self.close()                     # nothing more will be read: a refusal, or the client's end
         else:
+            if self.reader.hold:      # an Upgrade answered without a 101: what follows is requests
+                self.reader.hold = False
+                self._read()
+                if self.current is not None or self.closed:
+                    return
             now = self.loop.time()
             if self.reader.reading_head:
                 self.head_since = now

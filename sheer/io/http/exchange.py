@@ -79,6 +79,7 @@ class Exchange:
         self.timer: asyncio.TimerHandle | None = None
         self.body: RequestBody | None = None
         self.body_chunked = False
+        self.early = b""           # the upstream's bytes right after a 101 (sheer.io.http.tunnel)
         conn.user = self
         conn.requests += 1
 
@@ -166,6 +167,8 @@ class Exchange:
             return
         try:
             self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:    # a 101: what follows its head is the tunnel's
+            self.early = data[upgrade.args[0]:]
         except httptools.HttpParserError as exc:
             if isinstance(exc.__context__, _Unasked) or (self.complete and self.status):
                 self._unasked()
@@ -254,8 +257,8 @@ class Exchange:
             self.reason, self.headers = [], []     # interim response: wait for the final one
             return
         self.status = status
-        if self.upstream_keepalive is not None:
-            self.upstream_keepalive = self.parser.should_keep_alive()
+        if self.upstream_keepalive is not None:     # never after a 101: the connection is the tunnel's
+            self.upstream_keepalive = status != 101 and self.parser.should_keep_alive()
         if self.chunked:
             self.content_length = None
         transport = self.conn.transport
@@ -378,6 +381,13 @@ class Exchange:
         for future in (self.head, self.done):
             if future.done() and not future.cancelled():
                 future.exception()   # consumed: a failure after the client left is not an error
+
+    def upgraded(self) -> bytes:
+        """A tunnel takes the connection over: this exchange stops timing it."""
+        self._cancel_timer()
+        if not self.done.done():
+            self.done.set_result(None)
+        return self.early
 
     def _cancel_timer(self) -> None:
         if self.timer is not None:

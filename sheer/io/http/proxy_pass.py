@@ -9,6 +9,7 @@ import time
 
 from sheer.core.balancers import Peer, Tried, request_key
 from sheer.core.bind import PLUMBING_HINT, BindTo, BindValueError, bind_to
+from sheer.core.http.add_header import added
 from sheer.core.http.framing import response_framing
 from sheer.core.http.headers import request_head
 from sheer.core.http.nextupstream import (
@@ -27,8 +28,9 @@ from sheer.io.http.answers import CONTINUE
 from sheer.io.http.client import ClientConnection
 from sheer.io.http.exchange import ClientBroke, Exchange, UpstreamFailed
 from sheer.io.http.request import Request
-from sheer.io.http.site import Plan
+from sheer.io.http.site import SERVER, Plan
 from sheer.io.http.targets import TargetError
+from sheer.io.http.tunnel import Tunnel, switching_head
 from sheer.io.http.upstream_pool import NoSlot, UpstreamConnection, open_upstream, pool_key
 from sheer.io.sockets import BindError
 
@@ -240,6 +242,9 @@ class ProxiedRequest:
             row[columns.header_time] += int((self.loop.time() - self.began) * 1000)
             row[columns.header_n] += 1
             row[columns.classes[min(max(status // 100, 1), 5) - 1]] += 1
+        if status == 101 and request.upgrade:
+            await self._upgraded(exchange)
+            return None
         failure = status_failure(status, location.proxy_next_upstream)
         if failure is not None:
             attempt = Attempt(request.method, request.body.replayable, False, self.tried.left,
@@ -273,6 +278,32 @@ class ProxiedRequest:
         self._record_times()       # before the access log line that finish() writes
         client.finish(request, self.plan, keepalive=framing.keepalive and request.body.done)
         return None
+
+    async def _upgraded(self, exchange: Exchange) -> None:
+        """The upstream's 101 to a request with Upgrade: a tunnel both ways until either side ends
+        or proxy_read_timeout passes without a byte (sheer.io.http.tunnel)."""
+        client, location = self.client, self.location
+        assert location is not None
+        tunnel = Tunnel(self.loop, client, exchange.conn, location.proxy_read_timeout)
+        extra = added(location.add_headers, 101, self.vars)[0] if location.add_headers else []
+        client.write(switching_head(b"".join(exchange.reason), exchange.headers, SERVER, client.site.date(),
+                                    extra))
+        self.response_started = True
+        self.vars.status = 101
+        exchange.conn.user = client.relay = client.tunnel = tunnel
+        pending = client.reader.pending()
+        client.reader.stop()
+        tunnel.start(exchange.upgraded(), pending)
+        try:
+            why = await tunnel.done
+        finally:
+            client.tunnel = None
+        if why.startswith("upstream timed out"):
+            self._log("error", why, None)
+        self.vars.body_bytes_sent = tunnel.to_client
+        self.vars.bytes_sent += tunnel.to_client
+        self._record_times()
+        client.finish(self.request, self.plan, keepalive=False)
 
     def _record_times(self) -> None:
         """$upstream_response_time, $upstream_connect_time and $upstream_header_time of this try,

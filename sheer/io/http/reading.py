@@ -129,6 +129,8 @@ class Reading:
         request.length = head.length
         request.counted = True
         request.http09 = version < 1000
+        if head.upgrade:
+            request.upgrade = self.reader.hold = True     # until its answer: a 101, or more requests
         if head.ignored:
             for message in head.ignored:
                 client_error(self.client, None, "info", message, "reading client request headers")

@@ -32,6 +32,7 @@ class Request:
         "plan",
         "raw_uri",
         "rejected",
+        "upgrade",
         "vars",
         "version",
         "zone",
@@ -55,3 +56,4 @@ class Request:
         self.http09 = False         # HTTP/0.9: the answer is the body alone, then the connection closes
         self.rejected: Rejected | None = None   # refused before any handler: answered with nginx's status
         self.plan: Plan | None = None           # where it was routed (or its server, when refused)
+        self.upgrade = False        # it asked for another protocol (Upgrade): a 101 makes a tunnel
