@@ -122,7 +122,9 @@ class Builder:
                 raise ConfigError(f'no resolver defined to resolve names at run time in upstream "{name}" '
                                   f'(add "resolver ADDRESS;" to it or to the {block.context} block)',
                                   templates[0].source)
-            found[name] = Upstream(name, tuple(servers), child.get("keepalive", 0), source=child.source,
+            found[name] = Upstream(name, tuple(servers), child.get("keepalive", 0),
+                                   keepalive_requests=child.get("keepalive_requests", 1000),
+                                   source=child.source,
                                    balance=balance, resolve=tuple(templates), zone=zone[0] if zone else None,
                                    resolver=resolver)
         return found

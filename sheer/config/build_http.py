@@ -192,6 +192,8 @@ class HttpBuilder:
             client_max_body_size=inherited(chain, "client_max_body_size", 1024 * 1024),
             send_timeout=inherited(chain, "send_timeout", 60.0),
             keepalive_timeout=inherited(chain, "keepalive_timeout", 75.0),
+            keepalive_requests=inherited(chain, "keepalive_requests", 1000),
+            keepalive_time=inherited(chain, "keepalive_time", 3600.0),
             resolver=effective_resolver(chain, self.top.names),
             source=block.source,
         )

@@ -273,6 +273,10 @@ TABLE: tuple[Directive, ...] = (
                                                                                src)),
     _d("send_timeout", HTTP_ALL, (1, 1), _time("send_timeout")),
     _d("keepalive_timeout", HTTP_ALL, (1, 2), _keepalive_timeout),
+    # nginx 1.19.10's defaults: 1000 requests and 1h per client connection; in `upstream`, per
+    # cached upstream connection (sheer/io/http/upstream_pool.py)
+    _d("keepalive_requests", HTTP_ALL | {HTTP_UPSTREAM}, (1, 1), _number("keepalive_requests")),
+    _d("keepalive_time", HTTP_ALL, (1, 1), _time("keepalive_time")),
 )
 
 def _api(args: list[str], src: Source) -> bool:

@@ -117,6 +117,7 @@ class Upstream:
     # one per address: names written without `resolve` are resolved at load
     servers: tuple[UpstreamServer, ...]
     keepalive: int = 0          # idle connections cached per worker (http)
+    keepalive_requests: int = 1000     # requests per cached connection (nginx's upstream default)
     implicit: bool = False      # made from `proxy_pass 1.2.3.4:80`, not an upstream block
     source: Source | None = None
     balance: Balance = Balance()
@@ -275,6 +276,8 @@ class Location:
     client_max_body_size: int = 1024 * 1024      # 0: no limit
     send_timeout: float = 60.0
     keepalive_timeout: float = 75.0
+    keepalive_requests: int = 1000               # per client connection, then Connection: close
+    keepalive_time: float = 3600.0               # a client connection's age after which it closes
     resolver: Resolver | None = None     # for `proxy_pass` with variables: names are resolved per request
     source: Source | None = None
 

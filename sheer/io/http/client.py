@@ -78,6 +78,7 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
         # Timeouts: one deadline timer, re-armed lazily; what it means is decided when it fires.
         self.timer: asyncio.TimerHandle | None = None
         self.idle_since = self.head_since = self.body_since = 0.0
+        self.born = self.loop.time()       # keepalive_time counts from here
         self.idle_timeout = site.limits.client_header_timeout    # keepalive_timeout after a request
         self.body_timeout = site.limits.client_body_timeout
         # `listen ... proxy_protocol`: bytes held until the PROXY header is complete (None: not expected).
@@ -240,7 +241,13 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
         # An unanswered `Expect: 100-continue` leaves the body's fate unknown: close instead.
         body = request.body
         unread = request.expect_continue and not body.done and body.size == 0
-        return request.keepalive and not unread and not self.service.draining
+        if not request.keepalive or unread or self.service.draining:
+            return False
+        plan = request.plan
+        # nginx's ngx_http_update_location_config: keepalive_timeout 0, the connection's
+        # keepalive_requests-th request, or a connection older than keepalive_time: Connection: close
+        return plan is None or (plan.keepalive_timeout > 0 and request.number < plan.keepalive_requests
+                                and self.loop.time() - self.born <= plan.keepalive_time)
 
     def write(self, data: bytes) -> None:
         self.write_buffers([data], counted=len(data))

@@ -127,6 +127,7 @@ class Reading:
                           RequestBody(self.client, head.content_length, head.chunked), head.host,
                           head.expect_continue)
         request.length = head.length
+        request.number = self.requests
         request.counted = True
         request.http09 = version < 1000
         if head.upgrade:

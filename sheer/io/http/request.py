@@ -29,6 +29,7 @@ class Request:
         "keepalive",
         "length",
         "method",
+        "number",
         "plan",
         "raw_uri",
         "rejected",
@@ -51,6 +52,7 @@ class Request:
         self.vars: RequestVariables | None = None
         self.finished = False
         self.length = 0
+        self.number = 0             # its place on the connection (nginx's c->requests when it came)
         self.counted = False        # counted as "writing" (stub_status) until it is finished
         self.zone: ZoneColumns | None = None    # its status_zone's columns
         self.http09 = False         # HTTP/0.9: the answer is the body alone, then the connection closes

@@ -33,6 +33,8 @@ class Plan:
         "error_log",
         "handler",
         "keepalive_ok",
+        "keepalive_requests",
+        "keepalive_time",
         "keepalive_timeout",
         "location",
         "peer_columns",
@@ -62,6 +64,8 @@ class Plan:
         self.client_body_timeout = location.client_body_timeout if location else limits.client_body_timeout
         self.send_timeout = location.send_timeout if location else limits.send_timeout
         self.keepalive_timeout = location.keepalive_timeout if location else limits.keepalive_timeout
+        self.keepalive_requests = location.keepalive_requests if location else 1000
+        self.keepalive_time = location.keepalive_time if location else 3600.0
         proxy = location.proxy_pass if location is not None else None
         self.upstream: Upstream | None = proxy.upstream if proxy else None
         self.dynamic = proxy is not None and proxy.url is not None   # proxy_pass with variables: per request
