@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sheer.config import build_health, table
+from sheer.config.access import access_rules
 from sheer.config.balance import upstream_balance
 from sheer.config.build_http import HttpBuilder
 from sheer.config.errors import ConfigError, Source
@@ -241,6 +242,7 @@ class StreamBuilder:
             proxy_next_upstream_tries=inherited(chain, "proxy_next_upstream_tries", 0),
             proxy_next_upstream_timeout=inherited(chain, "proxy_next_upstream_timeout", 0.0),
             access_logs=self.top.access_logs(chain, formats, None),
+            access=access_rules(chain),
             error_log=self.top.error_log(error_log) if error_log else None,
             proxy_bind=bind,
             **stream_options(chain, self.top.names.networks),

@@ -7,6 +7,7 @@ from typing import Protocol
 
 from sheer.config import build_health
 from sheer.config import directives as d
+from sheer.config.access import access_rules
 from sheer.config.errors import ConfigError, Source
 from sheer.config.locations import check_nesting, duplicate_key, location_args, location_regex
 from sheer.config.maps import maps_of
@@ -194,6 +195,7 @@ class HttpBuilder:
             keepalive_timeout=inherited(chain, "keepalive_timeout", 75.0),
             keepalive_requests=inherited(chain, "keepalive_requests", 1000),
             keepalive_time=inherited(chain, "keepalive_time", 3600.0),
+            access=access_rules(chain),
             resolver=effective_resolver(chain, self.top.names),
             source=block.source,
         )

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from sheer.config.access import AccessRule
 from sheer.config.errors import Source
 from sheer.config.health import HealthCheck
 from sheer.config.realip import RealIp
@@ -163,6 +164,7 @@ class StreamServer:
     proxy_protocol_timeout: float = 30.0      # reading the header of `listen ... proxy_protocol`
     real_ip: RealIp | None = None             # set_real_ip_from: whose PROXY header sets $remote_addr
     access_logs: tuple[AccessLog, ...] = ()
+    access: tuple[AccessRule, ...] = ()       # allow/deny, in order (sheer/core/access.py)
     error_log: ErrorLog | None = None
     proxy_bind: ProxyBind | None = None
     health_check: HealthCheck | None = None   # active checks of the upstream's peers
@@ -278,6 +280,7 @@ class Location:
     keepalive_timeout: float = 75.0
     keepalive_requests: int = 1000               # per client connection, then Connection: close
     keepalive_time: float = 3600.0               # a client connection's age after which it closes
+    access: tuple[AccessRule, ...] = ()          # allow/deny, in order (sheer/core/access.py)
     resolver: Resolver | None = None     # for `proxy_pass` with variables: names are resolved per request
     source: Source | None = None
 

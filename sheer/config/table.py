@@ -34,6 +34,7 @@ class Directive:
     multi: bool = False                    # may repeat; values are collected in order
     todo: str | None = None                # planned but not built yet: refused, never ignored
     notice: Notice | None = None           # accepted, but sheer does not do (all of) what nginx does
+    key: str | None = None                 # multi: collected under this name (allow and deny in one list)
 
 
 def entry(name: str, contexts: frozenset[str] | set[str], nargs: tuple[int, int | None],

@@ -166,7 +166,7 @@ class TreeReader:
             if name == "load_module" and module_of(value[0]) not in BUILT_IN:
                 self._not_loaded.append((module_of(value[0]), source))
             if entry.multi:
-                block.settings.setdefault(name, []).append((value, source))
+                block.settings.setdefault(entry.key or name, []).append((value, source))
             elif name in block.settings:
                 raise ConfigError(f'"{name}" directive is duplicate', source)
             else:

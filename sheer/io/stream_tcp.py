@@ -24,6 +24,7 @@ from typing import ClassVar
 
 from sheer.config.model import StreamServer
 from sheer.core import proxy_protocol
+from sheer.core.access import FORBIDDEN, allowed
 from sheer.core.balancers import Peer, Tried, request_key
 from sheer.core.bind import PLUMBING_HINT, BindTo, BindValueError, bind_to
 from sheer.core.realip import from_proxy_protocol
@@ -273,6 +274,9 @@ class Session:
     def start(self) -> None:
         service = self.service
         server = service.server
+        if server.access and not allowed(server.access, self.vars.remote_addr):
+            self.fail(FORBIDDEN, status=403)     # nginx's access phase: before return and proxy_pass
+            return
         if server.return_value is not None:
             self.client_eof = True       # nothing more is read: the session ends once this is sent
             self.to_client = render_bytes(server.return_value, self.vars)

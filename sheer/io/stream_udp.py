@@ -17,6 +17,7 @@ import time
 
 from sheer.config.model import StreamServer
 from sheer.core import proxy_protocol
+from sheer.core.access import FORBIDDEN, allowed
 from sheer.core.balancers import Peer, request_key
 from sheer.core.bind import PLUMBING_HINT, BindValueError, bind_to
 from sheer.core.udp import UdpSession, UdpSessionTable
@@ -158,6 +159,10 @@ class UdpStreamService:
         server = self.server
         variables = StreamVariables(self.ctx, "UDP", client, (local, self.local_addr[1]) if local
                                     else self.local_addr, time.time())
+        if server.access and not allowed(server.access, client[0]):
+            self.say("forbidden", "error",
+                     f"{FORBIDDEN}, udp client: {client[0]}, server: {self.listen_name}")
+            return None          # nginx's access phase: the datagram goes nowhere
         if server.return_value is not None:
             self.reply(render_bytes(server.return_value, variables), client, local)
             return None

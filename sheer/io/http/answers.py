@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import Protocol
 
+from sheer.core.access import FORBIDDEN, allowed
 from sheer.core.http.add_header import added
 from sheer.core.http.pages import REDIRECTS, absolute_location, error_body, simple_response
 from sheer.core.http.request_head import log_text
@@ -102,6 +103,19 @@ def answer_error(client: Client, request: Request, status: int, plan: Plan | Non
         request.vars.body_bytes_sent = len(body)
     client.write(data)
     client.finish(request, plan, keepalive=keepalive)
+
+
+def forbidden(client: Client, request: Request, plan: Plan) -> bool:
+    """The location's allow/deny, in nginx's access phase: after `return` (its rewrite phase comes
+    first), before proxy_pass and the status handlers. A 403 and nginx's error line when denied."""
+    location = plan.location
+    if location is None or not location.access or request.vars is None:
+        return False
+    if allowed(location.access, request.vars.remote_addr):     # after realip, as nginx's
+        return False
+    client_error(client, request, "error", FORBIDDEN, None)
+    answer_error(client, request, 403, plan)
+    return True
 
 
 def answer_return(client: Client, request: Request, plan: Plan) -> None:

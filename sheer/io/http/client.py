@@ -14,7 +14,7 @@ from sheer.core.http.reader import RequestReader
 from sheer.core.http.variables import Connection
 from sheer.core.proxy_protocol import Malformed, NeedMore, parse
 from sheer.io.counting import HttpCounters
-from sheer.io.http.answers import answer_error, answer_refused, answer_return, client_error
+from sheer.io.http.answers import answer_error, answer_refused, answer_return, client_error, forbidden
 from sheer.io.http.reading import Reading
 from sheer.io.http.request import Relay, Request
 from sheer.io.http.site import Plan, Site
@@ -228,6 +228,8 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
             answer_error(self, request, 404, plan)
         elif plan.return_ is not None:
             answer_return(self, request, plan)
+        elif forbidden(self, request, plan):
+            return
         elif plan.handler is not None:
             self.task = self.loop.create_task(self.service.status(self, request, plan))
         else:
