@@ -62,7 +62,8 @@ def test_stream_udp_deny_drops_the_datagram(run_sheer: Callable[..., Sheer],
     port, open_port = free_port(), free_port()
     proxy = run_sheer(f"""stream {{
     server {{ listen 127.0.0.1:{port} udp; deny all; proxy_pass {echo.host}:{echo.port}; }}
-    server {{ listen 127.0.0.1:{open_port} udp; allow 127.0.0.1; deny all; proxy_pass {echo.host}:{echo.port}; }}
+    server {{ listen 127.0.0.1:{open_port} udp; allow 127.0.0.1; deny all;
+              proxy_pass {echo.host}:{echo.port}; }}
 }}
 """)
     sock: socket.socket = closing(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
