@@ -118,6 +118,18 @@ def _tcp_nodelay_notice(args: list[str]) -> tuple[NoticeLevel, str] | None:
     return None if args[0] == "on" else ("notice", "sheer always sets TCP_NODELAY: \"off\" changes nothing")
 
 
+def _server_tokens(args: list[str], src: Source) -> str:
+    if args[0] not in ("on", "off", "build"):
+        raise ConfigError(f'invalid value "{args[0]}"', src)     # nginx's ngx_conf_set_enum_slot
+    return args[0]
+
+
+def _server_tokens_notice(args: list[str]) -> tuple[NoticeLevel, str] | None:
+    # `off` is what sheer always does: its Server header and error pages name no version
+    return None if args[0] == "off" else ("notice", 'sheer says "sheer" without a version in the Server '
+                                                   'header and its error pages, as "server_tokens off" does')
+
+
 def _gzip_notice(args: list[str]) -> tuple[NoticeLevel, str] | None:
     return ("warn", _NO_GZIP) if args[0] == "on" else None
 
@@ -173,6 +185,7 @@ TABLE: tuple[Directive, ...] = (
           notice=_says(_NO_TLS)),
     entry("ssl_prefer_server_ciphers", HTTP_ALL - {HTTP_LOCATION} | STREAM_ALL, (1, 1),
           _flag("ssl_prefer_server_ciphers"), notice=_says(_NO_TLS)),
+    entry("server_tokens", HTTP_ALL, (1, 1), _server_tokens, notice=_server_tokens_notice),
     # gzip, which every stock configuration turns on
     entry("gzip", HTTP_ALL, (1, 1), _flag("gzip"), notice=_gzip_notice),
     entry("gzip_vary", HTTP_ALL, (1, 1), _flag("gzip_vary"), notice=_says(_NO_GZIP)),

@@ -72,3 +72,4 @@ def test_stream_server_rules(tmp_path: Path) -> None:
     assert config.stream is not None
     first, second = config.stream.servers
     assert allowed(first.access, "192.0.2.1") and not allowed(second.access, "192.0.2.1")
+

@@ -6,7 +6,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from sheer.config import load
+import pytest
+
+from sheer.config import ConfigError, load
 
 STOCK = Path(__file__).parent / "data" / "debian-nginx"
 
@@ -60,3 +62,13 @@ def test_what_sheer_drops_from_it_is_said(tmp_path: Path) -> None:
     assert any(level == "warn" and text.startswith(f"{site}:48: location \"/\"") and "answers 404" in text
                for level, text in notices)
     assert len(notices) == 13, notices
+
+
+def test_server_tokens_checked(tmp_path: Path) -> None:
+    path = tmp_path / "sheer.conf"
+    path.write_text("events {}\nhttp { server_tokens off; server { listen 127.0.0.1:80; server_tokens build; "
+                    "location / { server_tokens on; return 204; } } }\n")
+    assert load(str(path)).http is not None
+    path.write_text("events {}\nhttp {\n server_tokens maybe; }\n")
+    with pytest.raises(ConfigError, match=r'sheer.conf:3: invalid value "maybe"'):
+        load(str(path))
