@@ -126,8 +126,8 @@ def _server_tokens(args: list[str], src: Source) -> str:
 
 def _server_tokens_notice(args: list[str]) -> tuple[NoticeLevel, str] | None:
     # `off` is what sheer always does: its Server header and error pages name no version
-    return None if args[0] == "off" else ("notice", 'sheer says "sheer" without a version in the Server '
-                                                   'header and its error pages, as "server_tokens off" does')
+    said = 'sheer says "sheer" without a version in the Server header and its error pages, as "off" does'
+    return None if args[0] == "off" else ("notice", said)
 
 
 def _gzip_notice(args: list[str]) -> tuple[NoticeLevel, str] | None:

@@ -102,6 +102,7 @@ class HttpBuilder:
             limits=_limits(chain),
             access_logs=self.top.access_logs(chain, formats, "combined"),
             error_log=self.top.error_log(error_log) if error_log else None,
+            error_pages=tuple(page for page, _ in inherited(chain, "error_page", [])),
             source=block.source,
         )
 
@@ -196,6 +197,7 @@ class HttpBuilder:
             keepalive_requests=inherited(chain, "keepalive_requests", 1000),
             keepalive_time=inherited(chain, "keepalive_time", 3600.0),
             access=access_rules(chain),
+            error_pages=tuple(page for page, _ in inherited(chain, "error_page", [])),
             resolver=effective_resolver(chain, self.top.names),
             source=block.source,
         )

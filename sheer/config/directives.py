@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sheer.config import accepted, access, balance, health, unsupported
+from sheer.config import accepted, access, balance, error_pages, health, unsupported
 from sheer.config.errors import ConfigError, Source
 from sheer.config.model import LOG_LEVELS, NEXT_UPSTREAM_CONDITIONS, Listen, UpstreamServer
 from sheer.config.realip import network as _network
@@ -278,6 +278,7 @@ TABLE: tuple[Directive, ...] = (
     # allow/deny, http and stream: one list in the order written (sheer/config/access.py)
     _d("allow", HTTP_ALL | STREAM_ALL, (1, 1), access.rule(True), multi=True, key="access"),
     _d("deny", HTTP_ALL | STREAM_ALL, (1, 1), access.rule(False), multi=True, key="access"),
+    _d("error_page", HTTP_ALL, (2, None), error_pages.error_page, multi=True),
     _d("keepalive_requests", HTTP_ALL | {HTTP_UPSTREAM}, (1, 1), _number("keepalive_requests")),
     _d("keepalive_time", HTTP_ALL, (1, 1), _time("keepalive_time")),
 )

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from sheer.config.access import AccessRule
+from sheer.config.error_pages import ErrorPage
 from sheer.config.errors import Source
 from sheer.config.health import HealthCheck
 from sheer.config.realip import RealIp
@@ -281,6 +282,7 @@ class Location:
     keepalive_requests: int = 1000               # per client connection, then Connection: close
     keepalive_time: float = 3600.0               # a client connection's age after which it closes
     access: tuple[AccessRule, ...] = ()          # allow/deny, in order (sheer/core/access.py)
+    error_pages: tuple[ErrorPage, ...] = ()      # the innermost level's error_page lines
     resolver: Resolver | None = None     # for `proxy_pass` with variables: names are resolved per request
     source: Source | None = None
 
@@ -304,6 +306,7 @@ class HttpServer:
     server_names: tuple[str, ...] = ("",)
     locations: tuple[Location, ...] = ()        # every location, nested and named ones too
     location_tree: tuple[Location, ...] = ()    # the server level's own, each with its nested ones
+    error_pages: tuple[ErrorPage, ...] = ()     # the server level's (for a request no location takes)
     name_regexes: tuple[re.Pattern[str], ...] = ()   # the `server_name ~regex` ones, compiled
     return_: HttpReturn | None = None           # server-level `return`: answers before any location
     real_ip: RealIp | None = None

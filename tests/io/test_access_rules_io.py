@@ -67,9 +67,10 @@ def test_stream_udp_deny_drops_the_datagram(run_sheer: Callable[..., Sheer],
 }}
 """)
     sock: socket.socket = closing(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
-    sock.settimeout(1)
+    sock.settimeout(5)
     sock.sendto(b"in", ("127.0.0.1", open_port))
     assert sock.recv(100) == b"in"
+    sock.settimeout(1)
     sock.sendto(b"no", ("127.0.0.1", port))
     with pytest.raises(TimeoutError):
         sock.recv(100)

@@ -15,6 +15,7 @@ from sheer.core.http.variables import Connection, RequestVariables
 from sheer.core.http.verdict import Rejected
 from sheer.core.variables import render_bytes
 from sheer.io.http.body import Reader, RequestBody
+from sheer.io.http.error_pages import error_page
 from sheer.io.http.request import Request
 from sheer.io.http.site import SERVER, Plan, Site
 
@@ -32,6 +33,7 @@ class Client(Reader, Protocol):
     def discard_body(self, request: Request) -> Rejected | None: ...
     def write(self, data: bytes) -> None: ...
     def finish(self, request: Request, plan: Plan | None, *, keepalive: bool) -> None: ...
+    def dispatch(self, request: Request, plan: Plan) -> None: ...
 
 
 def refused_request(client: Client, rejected: Rejected, line: bytes, plan: Plan) -> Request:
@@ -88,6 +90,8 @@ def answer_refused(client: Client, request: Request) -> None:
 
 def answer_error(client: Client, request: Request, status: int, plan: Plan | None, *,
                  keepalive: bool = True) -> None:
+    if request.rejected is None and error_page(client, request, status, plan):
+        return
     if client.discard_body(request) is not None:
         keepalive = False
     keepalive = keepalive and client.keepalive_after(request)
@@ -133,6 +137,9 @@ def answer_return(client: Client, request: Request, plan: Plan) -> None:
     if broken is not None:       # nginx: the return's answer becomes the body's verdict
         answer_error(client, request, broken.status, plan, keepalive=False)
         return
+    if code >= 400 and returned.text is None and error_page(client, request, code, plan):
+        return                   # nginx's special response: error_page applies
+    code = request.status_override or code
     text = render_bytes(returned.text, request.vars) if returned.text is not None else None
     location = None
     if code in REDIRECTS:

@@ -224,7 +224,12 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
         failed = request.body.failed
         if failed is not None:
             answer_error(self, request, failed.status, plan, keepalive=False)
-        elif plan.location is None and plan.return_ is None:
+        else:
+            self.dispatch(request, plan)
+
+    def dispatch(self, request: Request, plan: Plan) -> None:
+        """The request's answer from its location (again after an error_page's internal redirect)."""
+        if plan.location is None and plan.return_ is None:
             answer_error(self, request, 404, plan)
         elif plan.return_ is not None:
             answer_return(self, request, plan)

@@ -35,7 +35,7 @@ def route(client: Routing, request: Request, head: RequestHead) -> None:
     assert conn is not None
     site = client.site
     host = head.host or ""
-    vhost = site.vhosts.select(host)
+    vhost = request.vhost = site.vhosts.select(host)
     request.vars = variables = RequestVariables(conn, request.method, request.raw_uri, head.uri, head.args,
                                                 request.version, request.headers,
                                                 host or vhost.name or conn.server_addr, vhost.name,

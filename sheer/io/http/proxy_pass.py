@@ -259,11 +259,13 @@ class ProxiedRequest:
             # (postpone_output) and closes with nothing sent; so does sheer.
             self.response_started = True
             raise broken
+        if request.status_override is not None:     # answering for an error_page: its code
+            exchange.status = request.status_override
         framing = response_framing(request.method, status, exchange.content_length,
                                    client_http11=request.version == "HTTP/1.1",
                                    client_keepalive=client.keepalive_after(request))
         self.response_started = True
-        self.vars.status = status
+        self.vars.status = exchange.status
         exchange.relay(framing)
         try:
             await exchange.done

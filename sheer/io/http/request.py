@@ -10,6 +10,7 @@ from sheer.io.counting import ZoneColumns
 from sheer.io.http.body import RequestBody
 
 if TYPE_CHECKING:
+    from sheer.core.http.routing import VirtualHost
     from sheer.io.http.site import Plan
 
 
@@ -21,6 +22,7 @@ class Request:
     __slots__ = (
         "body",
         "counted",
+        "error_paged",
         "expect_continue",
         "finished",
         "headers",
@@ -33,9 +35,11 @@ class Request:
         "plan",
         "raw_uri",
         "rejected",
+        "status_override",
         "upgrade",
         "vars",
         "version",
+        "vhost",
         "zone",
     )
 
@@ -52,6 +56,9 @@ class Request:
         self.vars: RequestVariables | None = None
         self.finished = False
         self.length = 0
+        self.error_paged = False    # went through an error_page once (nginx's recursive_error_pages off)
+        self.status_override: int | None = None     # error_page's status for what its redirect answers
+        self.vhost: VirtualHost | None = None       # its server (an error_page's redirect is looked up there)
         self.number = 0             # its place on the connection (nginx's c->requests when it came)
         self.counted = False        # counted as "writing" (stub_status) until it is finished
         self.zone: ZoneColumns | None = None    # its status_zone's columns

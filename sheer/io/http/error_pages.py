@@ -1,0 +1,80 @@
+"""error_page at run time, as ngx_http_send_error_page: an error sheer answers (403, 404, 413, 502,
+504, `return 404`...) whose code the location's error_page lists is answered by its target instead:
+a redirect for the client (302, or the `=3xx` given), or an internal redirect to a URI or a named
+location, answered there with the error's code (or `=CODE`, or with `=` what that location answers).
+Once per request: an error while answering an error page is answered plainly (recursive_error_pages
+off, nginx's default)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from sheer.config.error_pages import OWN_STATUS, find
+from sheer.config.model import Location
+from sheer.core.http.pages import REDIRECTS, absolute_location, error_body, simple_response
+from sheer.core.variables import render
+from sheer.io.http.body import Reader, RequestBody
+from sheer.io.http.request import Request
+from sheer.io.http.site import SERVER, Plan, Site
+
+
+class Client(Reader, Protocol):
+    @property
+    def site(self) -> Site: ...
+    def keepalive_after(self, request: Request) -> bool: ...
+    def write(self, data: bytes) -> None: ...
+    def finish(self, request: Request, plan: Plan | None, *, keepalive: bool) -> None: ...
+    def dispatch(self, request: Request, plan: Plan) -> None: ...
+
+
+def error_page(client: Client, request: Request, status: int, plan: Plan | None) -> bool:
+    """True when the location's error_page took the answer over."""
+    location = plan.location if plan is not None else None
+    vhost = request.vhost
+    pages = location.error_pages if location is not None else vhost.server.error_pages if vhost else ()
+    variables = request.vars
+    if not pages or variables is None or request.error_paged or request.http09:
+        return False
+    page = find(pages, status)
+    if page is None:
+        return False
+    request.error_paged = True
+    target = render(page.target, variables)
+    if page.kind == "redirect":
+        code = page.overwrite if page.overwrite in REDIRECTS else 302
+        keepalive = client.keepalive_after(request)
+        head = request.method == b"HEAD"
+        body = error_body(code)
+        where = absolute_location(target.encode("latin-1", "replace"), variables.variable("host"),
+                                  variables.variable("server_port"))
+        client.write(simple_response(code, server=SERVER, date=client.site.date(), body=body,
+                                     content_type=b"text/html", keepalive=keepalive, head=head,
+                                     location=where))
+        variables.status = code
+        variables.body_bytes_sent = 0 if head else len(body)
+        client.finish(request, plan, keepalive=keepalive)
+        return True
+    if vhost is None:
+        return False
+    found: Location | None
+    if page.kind == "named":
+        found = next((loc for loc in vhost.server.locations if loc.modifier == "@" and loc.path == target),
+                     None)
+    else:
+        path, mark, args = target.partition("?")
+        variables.uri, request.raw_uri = path, target
+        if mark:
+            variables.args = args
+        found = vhost.locations.match(path)
+    if found is None:
+        return False
+    request.status_override = (status if page.overwrite is None
+                               else None if page.overwrite == OWN_STATUS else page.overwrite)
+    if request.method != b"HEAD":       # nginx asks the error page with GET (HEAD stays HEAD)
+        request.method = variables.method = b"GET"
+    if request.body.expected:           # without the body: what is left of it is read and dropped
+        request.body.detach()
+        request.body = RequestBody(client, None, False)
+    new_plan = request.plan = client.site.plan(found)
+    client.dispatch(request, new_plan)
+    return True
