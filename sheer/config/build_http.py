@@ -149,7 +149,7 @@ class HttpBuilder:
             # none, and says so
             self.top.note("warn", f'location "{path}" has no "proxy_pass", "return" or handler: sheer serves '
                           "no files (yet), it answers 404 there", block.source)
-            returned = ["404"]
+            returned = ["404", _NO_FILES]
             block.sources.setdefault("return", block.source)
         error_log = inherited(chain, "error_log", None)
         health_check = build_health.resolve(block.get("health_check"), self.matches,
@@ -251,6 +251,8 @@ class HttpBuilder:
         code = int(first)
         if code > 999:
             raise ConfigError(f'invalid return code "{first}"', source)
+        if args == ["404", _NO_FILES]:       # no files served here: the content phase's 404
+            return HttpReturn(404, None, content=True)
         text = self.template(args[1], source) if len(args) == 2 else None
         return HttpReturn(code, text)
 
@@ -270,6 +272,7 @@ def _limits(chain: list[Block]) -> ClientLimits:
     )
 
 
+_NO_FILES = "\0no files"      # a location that would serve files (a NUL no configuration can hold)
 HANDLERS = ("stub_status", "api", "prometheus", "dashboard")
 
 

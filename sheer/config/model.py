@@ -222,6 +222,7 @@ class AddHeader:
 class HttpReturn:
     code: int
     text: Template | None      # body, or the Location for 301/302/303/307/308
+    content: bool = False      # the 404 of a location that would serve files: after allow/deny, as nginx's
 
 
 @dataclass(frozen=True, slots=True)

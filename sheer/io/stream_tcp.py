@@ -307,7 +307,8 @@ class Session:
         loop = self.loop
         while not self.done:
             peer = balancer.get(self.tried, loop.time())
-            if peer is None:
+            if peer is None:      # nginx's u->state->peer: the group's name stands for the try
+                self.vars.upstream_addr.append(balancer.upstream.name)
                 self.fail("no live upstreams while connecting to upstream")
                 return
             self.peer = peer

@@ -61,3 +61,16 @@ def test_a_malformed_request_is_answered_400_and_logged(harness: Harness) -> Non
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 204 ") and b"HTTP/1.1 400 Bad Request" in answer
     assert lines(log, 2) == ['204 "GET / HTTP/1.1" -', '400 "GET /\\x01 HTTP/1.1" -']
+
+
+def test_no_live_upstreams_logs_the_group_name(harness: Harness) -> None:
+    proxy = harness.listen("127.0.0.1")
+    dead = harness.listen("127.0.0.12")
+    harness.sockets.pop(("127.0.0.12", dead)).close()
+    log = harness.tmp / "access.log"
+    harness.serve(f"""log_format up '$status $upstream_addr';
+        upstream u2 {{ server 127.0.0.12:{dead} down; }}
+        server {{ listen 127.0.0.1:{proxy}; access_log {log} up;
+                  location / {{ proxy_pass http://u2; }} }}""")
+    assert get(proxy, "/")[0] == 502          # its only server is down: no live upstreams
+    assert lines(log, 1) == ["502 u2"]        # nginx names the group

@@ -231,10 +231,12 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
         """The request's answer from its location (again after an error_page's internal redirect)."""
         if plan.location is None and plan.return_ is None:
             answer_error(self, request, 404, plan)
-        elif plan.return_ is not None:
-            answer_return(self, request, plan)
+        elif plan.return_ is not None and not plan.return_.content:
+            answer_return(self, request, plan)      # nginx's rewrite phase: before allow/deny
         elif forbidden(self, request, plan):
             return
+        elif plan.return_ is not None:
+            answer_return(self, request, plan)
         elif plan.handler is not None:
             self.task = self.loop.create_task(self.service.status(self, request, plan))
         else:

@@ -101,7 +101,8 @@ class ProxiedRequest:
         started = self.started = self.loop.time()
         while True:
             peer = balancer.get(tried, self.loop.time())
-            if peer is None:
+            if peer is None:      # nginx's u->state->peer: the group's name stands for the try
+                self.vars.upstream_addrs.append(upstream.name)
                 self._log("error", "no live upstreams while connecting to upstream", None)
                 self.client.respond_error(request, 502, plan)
                 return
