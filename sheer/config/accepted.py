@@ -32,6 +32,11 @@ _NO_FILES = "sheer serves no files from disk (yet)"
 _NO_TLS = "sheer has no TLS yet: checked, it takes effect with TLS"
 _NO_GZIP = "gzip is not implemented yet: responses go uncompressed"
 _MEMORY = "sheer keeps request and response bodies in memory: no temporary files"
+_BUFFERS = "sheer sizes its buffers itself: nothing to do"
+_RELAYED = ("sheer passes a response on as it arrives, reading the upstream only as fast as the client "
+            "takes it (nginx's proxy_buffering off, without its buffer limit)")
+_STREAMED = ("sheer reads request bodies up to 64 KiB whole before sending them upstream and streams larger "
+             "ones as they arrive")
 
 # The dynamic modules sheer has built in: `load_module` of these loads nothing and is no error.
 BUILT_IN = frozenset({"ngx_stream_module"})
@@ -118,6 +123,12 @@ def _tcp_nodelay_notice(args: list[str]) -> tuple[NoticeLevel, str] | None:
     return None if args[0] == "on" else ("notice", "sheer always sets TCP_NODELAY: \"off\" changes nothing")
 
 
+def _buffers(args: list[str], src: Source) -> tuple[int, int]:
+    """`proxy_buffers NUMBER SIZE`, as ngx_conf_set_bufs_slot reads it."""
+    number = parse_number(args[0], "proxy_buffers", src, 1)
+    return number, parse_size(args[1], "proxy_buffers", src)
+
+
 def _server_tokens(args: list[str], src: Source) -> str:
     if args[0] not in ("on", "off", "build"):
         raise ConfigError(f'invalid value "{args[0]}"', src)     # nginx's ngx_conf_set_enum_slot
@@ -186,6 +197,18 @@ TABLE: tuple[Directive, ...] = (
     entry("ssl_prefer_server_ciphers", HTTP_ALL - {HTTP_LOCATION} | STREAM_ALL, (1, 1),
           _flag("ssl_prefer_server_ciphers"), notice=_says(_NO_TLS)),
     entry("server_tokens", HTTP_ALL, (1, 1), _server_tokens, notice=_server_tokens_notice),
+    # proxy buffering: sheer relays as data comes, with back-pressure both ways
+    entry("proxy_buffering", HTTP_ALL, (1, 1), _flag("proxy_buffering"), notice=_says(_RELAYED)),
+    entry("proxy_request_buffering", HTTP_ALL, (1, 1), _flag("proxy_request_buffering"),
+          notice=_says(_STREAMED)),
+    entry("proxy_buffer_size", HTTP_ALL, (1, 1), _size("proxy_buffer_size"), notice=_says(_BUFFERS)),
+    entry("proxy_buffers", HTTP_ALL, (2, 2), _buffers, notice=_says(_BUFFERS)),
+    entry("proxy_busy_buffers_size", HTTP_ALL, (1, 1), _size("proxy_busy_buffers_size"),
+          notice=_says(_BUFFERS)),
+    entry("proxy_max_temp_file_size", HTTP_ALL, (1, 1), _size("proxy_max_temp_file_size"),
+          notice=_says(_MEMORY)),
+    entry("proxy_temp_file_write_size", HTTP_ALL, (1, 1), _size("proxy_temp_file_write_size"),
+          notice=_says(_MEMORY)),
     # gzip, which every stock configuration turns on
     entry("gzip", HTTP_ALL, (1, 1), _flag("gzip"), notice=_gzip_notice),
     entry("gzip_vary", HTTP_ALL, (1, 1), _flag("gzip_vary"), notice=_says(_NO_GZIP)),

@@ -272,7 +272,7 @@ TABLE: tuple[Directive, ...] = (
     _d("client_max_body_size", HTTP_ALL, (1, 1), lambda args, src: parse_size(args[0], "client_max_body_size",
                                                                                src)),
     _d("send_timeout", HTTP_ALL, (1, 1), _time("send_timeout")),
-    _d("keepalive_timeout", HTTP_ALL, (1, 2), _keepalive_timeout),
+    _d("keepalive_timeout", HTTP_ALL | {HTTP_UPSTREAM}, (1, 2), _keepalive_timeout),
     # nginx 1.19.10's defaults: 1000 requests and 1h per client connection; in `upstream`, per
     # cached upstream connection (sheer/io/http/upstream_pool.py)
     # allow/deny, http and stream: one list in the order written (sheer/config/access.py)

@@ -61,9 +61,11 @@ def test_keepalive_requests_values_are_checked(harness: Harness) -> None:
     with pytest.raises(Exception, match=r'invalid value "x"|"keepalive_requests"'):
         harness.config("events {}\nhttp { keepalive_requests x; }\n")
     config = harness.config("events {}\nhttp { upstream u { server 127.0.0.1:1; keepalive 2; "
-                            "keepalive_requests 5; }\n server { listen 127.0.0.1:1; location / { "
+                            "keepalive_requests 5; keepalive_timeout 7s; }\n server { listen 127.0.0.1:1; location / { "
                             "proxy_pass http://u; } } }\n")
     assert config.http is not None
     location = config.http.servers[0].locations[0]
     assert location.proxy_pass is not None and location.proxy_pass.upstream is not None
-    assert location.proxy_pass.upstream.keepalive_requests == 5 and location.keepalive_requests == 1000
+    upstream = location.proxy_pass.upstream
+    assert upstream.keepalive_requests == 5 and upstream.keepalive_timeout == 7.0
+    assert location.keepalive_requests == 1000

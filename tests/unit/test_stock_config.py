@@ -72,3 +72,17 @@ def test_server_tokens_checked(tmp_path: Path) -> None:
     path.write_text("events {}\nhttp {\n server_tokens maybe; }\n")
     with pytest.raises(ConfigError, match=r'sheer.conf:3: invalid value "maybe"'):
         load(str(path))
+
+
+def test_proxy_buffering_directives_read_and_checked(tmp_path: Path) -> None:
+    path = tmp_path / "sheer.conf"
+    path.write_text("events {}\nhttp { proxy_buffering off; proxy_request_buffering off; proxy_buffer_size 4k;\n"
+                    " proxy_buffers 8 16k; proxy_busy_buffers_size 32k; proxy_max_temp_file_size 0;\n"
+                    " server { listen 127.0.0.1:80; location / { proxy_buffering on; return 204; } } }\n")
+    assert load(str(path)).http is not None
+    path.write_text("events {}\nhttp {\n proxy_buffers 8; }\n")
+    with pytest.raises(ConfigError, match=r'sheer.conf:3: invalid number of arguments in "proxy_buffers"'):
+        load(str(path))
+    path.write_text("events {}\nhttp {\n proxy_buffering maybe; }\n")
+    with pytest.raises(ConfigError, match=r"sheer.conf:3: .*proxy_buffering"):
+        load(str(path))
