@@ -61,8 +61,8 @@ def test_keepalive_requests_values_are_checked(harness: Harness) -> None:
     with pytest.raises(Exception, match=r'invalid value "x"|"keepalive_requests"'):
         harness.config("events {}\nhttp { keepalive_requests x; }\n")
     config = harness.config("events {}\nhttp { upstream u { server 127.0.0.1:1; keepalive 2; "
-                            "keepalive_requests 5; keepalive_timeout 7s; }\n server { listen 127.0.0.1:1; location / { "
-                            "proxy_pass http://u; } } }\n")
+                            "keepalive_requests 5; keepalive_timeout 7s; }\n server { listen 127.0.0.1:1; "
+                            "location / { proxy_pass http://u; } } }\n")
     assert config.http is not None
     location = config.http.servers[0].locations[0]
     assert location.proxy_pass is not None and location.proxy_pass.upstream is not None

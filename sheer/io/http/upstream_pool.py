@@ -226,6 +226,7 @@ def pool_for(upstream: Upstream) -> UpstreamPool | None:
         return None
     found = _pools.get(id(upstream))
     if found is None or found[0] is not upstream:
-        found = _pools[id(upstream)] = (upstream, UpstreamPool(
-            upstream.keepalive, idle_timeout=upstream.keepalive_timeout, max_requests=upstream.keepalive_requests))
+        pool = UpstreamPool(upstream.keepalive, idle_timeout=upstream.keepalive_timeout,
+                            max_requests=upstream.keepalive_requests)
+        found = _pools[id(upstream)] = (upstream, pool)
     return found[1]
