@@ -76,7 +76,8 @@ def test_server_tokens_checked(tmp_path: Path) -> None:
 
 def test_proxy_buffering_directives_read_and_checked(tmp_path: Path) -> None:
     path = tmp_path / "sheer.conf"
-    path.write_text("events {}\nhttp { proxy_buffering off; proxy_request_buffering off;\n proxy_buffer_size 4k;"
+    path.write_text("events {}\nhttp { proxy_buffering off; proxy_request_buffering off;\n"
+                    " proxy_buffer_size 4k;"
                     " proxy_buffers 8 16k; proxy_busy_buffers_size 32k; proxy_max_temp_file_size 0;\n"
                     " server { listen 127.0.0.1:80; location / { proxy_buffering on; return 204; } } }\n")
     assert load(str(path)).http is not None
