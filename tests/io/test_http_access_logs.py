@@ -30,7 +30,8 @@ def test_json_escaping_keeps_a_line_whole_and_missing_values_are_dashes(harness:
     harness.serve(f"""{servers}
         log_format js escape=json '{{"ua":"$http_user_agent","ref":"$http_referer","up":"$upstream_addr",'
                                    '"rt":"$upstream_response_time","ht":"$upstream_header_time",'
-                                   '"ct":"$upstream_connect_time"}}';
+                                   '"ct":"$upstream_connect_time","len":"$upstream_response_length",'
+                                   '"in":"$upstream_bytes_received","out":"$upstream_bytes_sent"}}';
         server {{ listen 127.0.0.1:{proxy};
                   access_log {js} js; access_log {combined};
                   location / {{ proxy_pass http://127.0.0.11:{port}; }}
@@ -42,7 +43,10 @@ def test_json_escaping_keeps_a_line_whole_and_missing_values_are_dashes(harness:
     assert first["ua"] == agent and first["ref"] == "" and first["up"] == f"127.0.0.11:{port}"
     for key in ("rt", "ht", "ct"):      # filled before the line is written
         assert first[key] and float(first[key]) >= 0.0
-    assert second == {"ua": "plain", "ref": "", "up": "", "rt": "", "ht": "", "ct": ""}
+    assert second == {"ua": "plain", "ref": "", "up": "", "rt": "", "ht": "", "ct": "", "len": "", "in": "",
+                      "out": ""}
+    body_length = int(first["len"])
+    assert body_length > 20 and int(first["in"]) > body_length and int(first["out"]) > 50
     one, two = lines(combined, 2)
     # escape=default: the quote and the control byte as \xHH; no Referer: nginx's "-"
     assert '"-" "evil\\x22 \\x5C \\x01agent"' in one

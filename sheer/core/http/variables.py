@@ -52,6 +52,7 @@ class RequestVariables:
         "start",
         "status",
         "upstream_addrs",
+        "upstream_bytes",
         "upstream_connect_times",
         "upstream_header_times",
         "upstream_statuses",
@@ -83,6 +84,7 @@ class RequestVariables:
         self.upstream_times: list[str] = []
         self.upstream_connect_times: list[str] = []
         self.upstream_header_times: list[str] = []
+        self.upstream_bytes: list[tuple[int, int, int]] = []    # received, sent, body length per try
         self.status = 0
         self.bytes_sent = 0
         self.body_bytes_sent = 0
@@ -196,4 +198,7 @@ _GETTERS: dict[str, Callable[[RequestVariables], str]] = {
     "upstream_response_time": lambda v: ", ".join(v.upstream_times),
     "upstream_connect_time": lambda v: ", ".join(v.upstream_connect_times),
     "upstream_header_time": lambda v: ", ".join(v.upstream_header_times),
+    "upstream_bytes_received": lambda v: ", ".join(str(b[0]) for b in v.upstream_bytes),
+    "upstream_bytes_sent": lambda v: ", ".join(str(b[1]) for b in v.upstream_bytes),
+    "upstream_response_length": lambda v: ", ".join(str(b[2]) for b in v.upstream_bytes),
 }

@@ -56,6 +56,7 @@ class ProxiedRequest:
         self.connect_time: float | None = None     # of the try under way, for the access log
         self.header_time: float | None = None
         self.timed = False
+        self.exchange: Exchange | None = None      # of the try under way
         self.pool = plan.pool
 
     async def run(self) -> None:
@@ -119,6 +120,7 @@ class ProxiedRequest:
             self.began = began
             self.connect_time = self.header_time = None
             self.timed = False
+            self.exchange = None
             try:
                 failure = await self._try(peer, head)
             except BindError as exc:
@@ -201,6 +203,7 @@ class ProxiedRequest:
             exchange = Exchange(self.client, conn, request.method, location.proxy_read_timeout,
                                 location.proxy_send_timeout, lambda line: self._log("warn", line, peer))
             exchange.add_headers, exchange.variables = location.add_headers, request.vars
+            self.exchange = exchange
             try:
                 result = await self._exchange(exchange, peer, head)
             except ClientBroke as broke:     # logged by the client connection
@@ -318,6 +321,9 @@ class ProxiedRequest:
         v.upstream_times.append(f"{self.loop.time() - self.began:.3f}")
         v.upstream_connect_times.append("-" if self.connect_time is None else f"{self.connect_time:.3f}")
         v.upstream_header_times.append("-" if self.header_time is None else f"{self.header_time:.3f}")
+        exchange = self.exchange
+        v.upstream_bytes.append((exchange.received, exchange.sent, exchange.body_bytes) if exchange is not None
+                                else (0, 0, 0))
 
     def _count_transparent(self, code: int) -> None:
         """sheer_transparent_connect_errors_total{errno=...}: connects with the client's address."""
