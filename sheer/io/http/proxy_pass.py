@@ -321,9 +321,8 @@ class ProxiedRequest:
         v.upstream_times.append(f"{self.loop.time() - self.began:.3f}")
         v.upstream_connect_times.append("-" if self.connect_time is None else f"{self.connect_time:.3f}")
         v.upstream_header_times.append("-" if self.header_time is None else f"{self.header_time:.3f}")
-        exchange = self.exchange
-        v.upstream_bytes.append((exchange.received, exchange.sent, exchange.body_bytes) if exchange is not None
-                                else (0, 0, 0))
+        e = self.exchange
+        v.upstream_bytes.append((e.received, e.sent, e.body_bytes) if e is not None else (0, 0, 0))
 
     def _count_transparent(self, code: int) -> None:
         """sheer_transparent_connect_errors_total{errno=...}: connects with the client's address."""
