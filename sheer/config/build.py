@@ -77,6 +77,7 @@ class Builder:
             daemon=root.get("daemon", False),
             worker_connections=events.get("worker_connections", 512) if events else 512,
             worker_rlimit_nofile=root.get("worker_rlimit_nofile"),
+            worker_shutdown_timeout=root.get("worker_shutdown_timeout"),
             stream=StreamBuilder(self, stream_block).build() if stream_block else None,
             http=HttpBuilder(self, http_block).build() if http_block else None,
         )

@@ -202,6 +202,7 @@ TABLE: tuple[Directive, ...] = (
     _d("events", {MAIN}, (0, 0), block=EVENTS),
     _d("worker_connections", {EVENTS}, (1, 1), _number("worker_connections", 1)),
     _d("worker_rlimit_nofile", {MAIN}, (1, 1), _number("worker_rlimit_nofile")),
+    _d("worker_shutdown_timeout", {MAIN}, (1, 1), _time("worker_shutdown_timeout")),
     _d("http", {MAIN}, (0, 0), block=HTTP),
     _d("stream", {MAIN}, (0, 0), block=STREAM),
     # shared by http and stream

@@ -339,6 +339,7 @@ class Config:
     daemon: bool = False
     worker_connections: int = 512
     worker_rlimit_nofile: int | None = None     # RLIMIT_NOFILE of the workers (None: inherited)
+    worker_shutdown_timeout: float | None = None    # a graceful shutdown closes what is left after it
     stream: Stream | None = None
     http: Http | None = None
     # What `sheer -t` and start-up say about what was accepted but is not done: (level, "file:line: ...").

@@ -124,9 +124,13 @@ async def _serve(config: Config, sockets: dict[ListenKey, socket.socket], ctx: W
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     drains = asyncio.gather(*(service.drain() for service in services))
     waiter = asyncio.ensure_future(stop.wait())
-    await asyncio.wait([drains, waiter], return_when=asyncio.FIRST_COMPLETED)
+    # worker_shutdown_timeout (nginx's ngx_shutdown_timer_handler): what is still open then is closed
+    await asyncio.wait([drains, waiter], timeout=config.worker_shutdown_timeout,
+                       return_when=asyncio.FIRST_COMPLETED)
     waiter.cancel()
     if not drains.done():
+        if not stop.is_set():
+            ctx.log.log("notice", "shutdown timeout: closing the connections left")
         drains.cancel()
         for service in services:
             service.abort()

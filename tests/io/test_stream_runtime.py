@@ -155,6 +155,22 @@ def test_sigquit_drains_then_exits_zero(
     assert not (tmp_path / "sheer.pid").exists()
 
 
+def test_worker_shutdown_timeout_closes_what_is_left(
+        run_sheer: Callable[..., Sheer], closing: Callable[[Any], Any], tmp_path: Path,
+        setup: tuple[int, int, int]) -> None:
+    ret, proxied, upstream = setup
+    proxy = run_sheer("worker_shutdown_timeout 1s;\n" + config(tmp_path, "v1", ret, proxied, upstream))
+    held = closing(socket.create_connection(("127.0.0.1", proxied), timeout=5))
+    assert echo_once(held, b"one\n") == b"one\n"
+    began = time.monotonic()
+    proxy.signal(signal.SIGQUIT)
+    proxy.wait_log("gracefully shutting down")
+    assert held.recv(100) == b""            # closed by the timeout, not by the client
+    assert 0.5 < time.monotonic() - began < 4.5
+    assert proxy.wait(5) == 0
+    assert "shutdown timeout: closing the connections left" in proxy.error_log()
+
+
 def _refused(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
