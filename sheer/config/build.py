@@ -35,6 +35,8 @@ from sheer.config.scope import (
 )
 from sheer.config.table import NoticeLevel
 from sheer.config.template import (
+    HTTP_PREFIXES,
+    HTTP_VARIABLES,
     STREAM_VARIABLES,
     compile_template,
 )
@@ -171,10 +173,19 @@ class Builder:
                 raise ConfigError('"access_log" needs a log_format name in the stream module', source)
             if format_name not in formats:
                 raise ConfigError(f'unknown log format "{format_name}"', source)
+            condition = None
             for extra in args[2:]:
-                if not extra.startswith(("buffer=", "flush=", "gzip")):
+                if extra.startswith("if="):
+                    # http's variables when the module has `combined` (http), stream's otherwise
+                    known = (HTTP_VARIABLES, HTTP_PREFIXES) if default_format else (STREAM_VARIABLES, ())
+                    condition = compile_template(extra[3:], source, *known)
+                elif extra.startswith(("buffer=", "flush=")):
+                    self.note("notice", f'"{extra}": sheer writes each line at once', source)
+                elif extra == "gzip" or extra.startswith("gzip="):
+                    self.note("warn", f'"{extra}": sheer writes access logs uncompressed', source)
+                else:
                     raise ConfigError(f'invalid parameter "{extra}"', source)
-            logs.append(AccessLog(self.path(args[0]), formats[format_name]))
+            logs.append(AccessLog(self.path(args[0]), formats[format_name], condition))
         return tuple(logs)
 
 

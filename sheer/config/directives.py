@@ -208,7 +208,7 @@ TABLE: tuple[Directive, ...] = (
     # shared by http and stream
     _d("upstream", {HTTP, STREAM}, (1, 1), block="upstream"),
     _d("log_format", {HTTP, STREAM}, (2, None), multi=True),
-    _d("access_log", HTTP_ALL | STREAM_ALL, (1, 4), multi=True),
+    _d("access_log", HTTP_ALL | STREAM_ALL, (1, None), multi=True),
     _d("proxy_connect_timeout", HTTP_ALL | STREAM_ALL, (1, 1), _time("proxy_connect_timeout")),
     _d("proxy_next_upstream_tries", HTTP_ALL | STREAM_ALL, (1, 1), _number("proxy_next_upstream_tries")),
     _d("proxy_next_upstream_timeout", HTTP_ALL | STREAM_ALL, (1, 1), _time("proxy_next_upstream_timeout")),

@@ -42,6 +42,7 @@ class LogFormat:
 class AccessLog:
     path: str                  # absolute path, or "stderr"/"stdout"
     format: LogFormat
+    condition: Template | None = None      # `if=`: not written when it renders "" or "0"
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,13 +82,16 @@ class AccessLogger:
     __slots__ = ("logs",)
 
     def __init__(self, logs: tuple[AccessLog, ...]) -> None:
-        self.logs = [(open_log(log.path), log.format.template, _ESCAPES[log.format.escape]) for log in logs]
+        self.logs = [(open_log(log.path), log.format.template, _ESCAPES[log.format.escape], log.condition)
+                     for log in logs]
 
     def __bool__(self) -> bool:
         return bool(self.logs)
 
     def write(self, source: VariableSource) -> None:
-        for fd, template, escape in self.logs:
+        for fd, template, escape, condition in self.logs:
+            if condition is not None and render(condition, source) in ("", "0"):
+                continue            # access_log ... if=: nginx skips the line
             if escape is _Escaped:      # every value is ASCII once escaped
                 line = (render(template, _Escaped(source)) + "\n").encode("utf-8", "replace")
             else:

@@ -70,3 +70,23 @@ def test_escape_parameter_read(tmp_path: Path) -> None:
 def test_unknown_escaping_is_nginx_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r'sheer.conf:3: unknown log format escaping "xml"'):
         load(conf(tmp_path, "log_format j escape=xml $uri;"))
+
+
+def test_access_log_if_skips_empty_and_zero(tmp_path: Path) -> None:
+    path = tmp_path / f"if-{next(_COUNT)}.log"
+    condition = compile_template("$arg_l", None, VARIABLES, ("arg_",))
+    template = compile_template("$uri", None, VARIABLES, ())
+    logger = AccessLogger((AccessLog(str(path), LogFormat("f", template), condition),))
+    for l_value in ("", "0", "1", "yes"):
+        logger.write(MappingSource({"uri": f"/{l_value}", "arg_l": l_value}))
+    assert path.read_text() == "/1\n/yes\n"
+
+
+def test_access_log_parameters(tmp_path: Path) -> None:
+    text = "log_format f $uri;\n    access_log {log} f buffer=32k flush=5s if=$arg_l;"
+    config = load(conf(tmp_path, text.format(log=tmp_path / "a.log")))
+    assert config.http is not None
+    [log] = config.http.servers[0].locations[0].access_logs
+    assert log.condition is not None and log.condition.text == "$arg_l"
+    with pytest.raises(ConfigError, match=r'invalid parameter "bogus=1"'):
+        load(conf(tmp_path, f"access_log {tmp_path}/a.log combined bogus=1;"))
