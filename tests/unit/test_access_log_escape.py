@@ -86,7 +86,7 @@ def test_access_log_parameters(tmp_path: Path) -> None:
     text = "log_format f $uri;\n    access_log {log} f buffer=32k flush=5s if=$arg_l;"
     config = load(conf(tmp_path, text.format(log=tmp_path / "a.log")))
     assert config.http is not None
-    [log] = config.http.servers[0].locations[0].access_logs
+    [log] = config.http.servers[0].access_logs
     assert log.condition is not None and log.condition.text == "$arg_l"
     with pytest.raises(ConfigError, match=r'invalid parameter "bogus=1"'):
         load(conf(tmp_path, f"access_log {tmp_path}/a.log combined bogus=1;"))
