@@ -178,6 +178,8 @@ class HttpBuilder:
             add_headers=tuple(AddHeader(args[0], self.template(args[1], source), len(args) == 3)
                               for args, source in inherited(chain, "add_header", [])),
             proxy_http_version=inherited(chain, "proxy_http_version", "1.0"),
+            proxy_pass_request_headers=inherited(chain, "proxy_pass_request_headers", True),
+            proxy_pass_request_body=inherited(chain, "proxy_pass_request_body", True),
             proxy_connect_timeout=inherited(chain, "proxy_connect_timeout", 60.0),
             proxy_read_timeout=inherited(chain, "proxy_read_timeout", 60.0),
             proxy_send_timeout=inherited(chain, "proxy_send_timeout", 60.0),

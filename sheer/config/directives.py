@@ -262,6 +262,8 @@ TABLE: tuple[Directive, ...] = (
     _d("location", {HTTP_SERVER, HTTP_LOCATION}, (1, 2), block=HTTP_LOCATION),
     _d("proxy_set_header", HTTP_ALL, (2, 2), multi=True),
     _d("proxy_http_version", HTTP_ALL, (1, 1), _http_version),
+    _d("proxy_pass_request_headers", HTTP_ALL, (1, 1), _flag("proxy_pass_request_headers")),
+    _d("proxy_pass_request_body", HTTP_ALL, (1, 1), _flag("proxy_pass_request_body")),
     _d("proxy_read_timeout", HTTP_ALL, (1, 1), _time("proxy_read_timeout")),
     _d("proxy_send_timeout", HTTP_ALL, (1, 1), _time("proxy_send_timeout")),
     # what a client may take (sheer/io/http/client.py), nginx's defaults in sheer/config/build_http.py

@@ -266,6 +266,8 @@ class Location:
     proxy_set_header: tuple[tuple[str, Template], ...] = ()
     add_headers: tuple[AddHeader, ...] = ()     # the innermost level's add_header lines (nginx's inheritance)
     proxy_http_version: str = "1.0"
+    proxy_pass_request_headers: bool = True     # off: only proxy_set_header's lines go upstream
+    proxy_pass_request_body: bool = True        # off: the body is read and dropped, not sent
     proxy_connect_timeout: float = 60.0
     proxy_read_timeout: float = 60.0
     proxy_send_timeout: float = 60.0

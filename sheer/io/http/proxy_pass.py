@@ -67,7 +67,9 @@ class ProxiedRequest:
             # nginx (ngx_http_test_expect) says it before reading the body, whatever came with the
             # head, a body or none
             self.client.write(CONTINUE)
-        if body.expected:
+        if body.expected and not location.proxy_pass_request_body:
+            body.detach()        # nginx reads it and sends nothing of it: read and dropped
+        elif body.expected:
             # A chunked body sent as HTTP/1.0 needs its length first, so it is read whole. A client
             # that stalls is the client connection's to time out (client_body_timeout).
             await body.ready(whole=body.chunked and plan.version == b"1.0")
@@ -156,9 +158,13 @@ class ProxiedRequest:
     def _head(self) -> bytes:
         request, plan = self.request, self.plan
         body = request.body
+        location = self.location
+        assert location is not None
         length: int | None = None
         chunked = False
-        if body.content_length is not None:
+        if not location.proxy_pass_request_body:
+            pass                 # no body, no framing headers for it
+        elif body.content_length is not None:
             length = body.content_length
         elif body.chunked:
             if body.done:
@@ -166,8 +172,9 @@ class ProxiedRequest:
             else:
                 chunked = True
         self.body_chunked = chunked
+        client_headers = request.headers if location.proxy_pass_request_headers else []
         return request_head(request.method, self.uri.encode("latin-1"), plan.version, plan.headers(self.vars),
-                            plan.set_names, request.headers, length, chunked)
+                            plan.set_names, client_headers, length, chunked)
 
     async def _try(self, peer: Peer, head: bytes) -> Failure | None:
         """None when a response went to the client; the failure otherwise."""
@@ -235,7 +242,8 @@ class ProxiedRequest:
     async def _exchange(self, exchange: Exchange, peer: Peer, head: bytes) -> Failure | None:
         request, location = self.request, self.location
         assert location is not None
-        exchange.send(head, request.body if request.body.expected else None, self.body_chunked)
+        sent = request.body.expected and location.proxy_pass_request_body
+        exchange.send(head, request.body if sent else None, self.body_chunked)
         await exchange.head
         self.header_time = self.loop.time() - self.began
         status = exchange.status
