@@ -307,8 +307,9 @@ class Session:
         loop = self.loop
         while not self.done:
             peer = balancer.get(self.tried, loop.time())
-            if peer is None:      # nginx's u->state->peer: the group's name stands for the try
-                self.vars.upstream_addr.append(balancer.upstream.name)
+            if peer is None:
+                if not self.vars.upstream_addr:    # nginx's u->state->peer: the group's name for the try
+                    self.vars.upstream_addr.append(balancer.upstream.name)   # (a retry: nginx tries no more)
                 self.fail("no live upstreams while connecting to upstream")
                 return
             self.peer = peer

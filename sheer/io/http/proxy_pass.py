@@ -104,8 +104,9 @@ class ProxiedRequest:
         started = self.started = self.loop.time()
         while True:
             peer = balancer.get(tried, self.loop.time())
-            if peer is None:      # nginx's u->state->peer: the group's name stands for the try
-                self.vars.upstream_addrs.append(upstream.name)
+            if peer is None:
+                if not self.vars.upstream_addrs:     # nginx's u->state->peer: the group's name for the try
+                    self.vars.upstream_addrs.append(upstream.name)   # (a retry: nginx tries no more)
                 self._log("error", "no live upstreams while connecting to upstream", None)
                 self.client.respond_error(request, 502, plan)
                 return
