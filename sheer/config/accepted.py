@@ -201,7 +201,7 @@ TABLE: tuple[Directive, ...] = (
     entry("proxy_buffering", HTTP_ALL, (1, 1), _flag("proxy_buffering"), notice=_says(_RELAYED)),
     entry("proxy_request_buffering", HTTP_ALL, (1, 1), _flag("proxy_request_buffering"),
           notice=_says(_STREAMED)),
-    entry("proxy_buffer_size", HTTP_ALL, (1, 1), _size("proxy_buffer_size"), notice=_says(_BUFFERS)),
+    entry("proxy_buffer_size", HTTP_ALL | STREAM_ALL, (1, 1), _size("proxy_buffer_size"), notice=_says(_BUFFERS)),
     entry("proxy_buffers", HTTP_ALL, (2, 2), _buffers, notice=_says(_BUFFERS)),
     entry("proxy_busy_buffers_size", HTTP_ALL, (1, 1), _size("proxy_busy_buffers_size"),
           notice=_says(_BUFFERS)),

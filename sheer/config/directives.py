@@ -283,7 +283,7 @@ TABLE: tuple[Directive, ...] = (
     _d("deny", HTTP_ALL | STREAM_ALL, (1, 1), access.rule(False), multi=True, key="access"),
     _d("error_page", HTTP_ALL, (2, None), error_pages.error_page, multi=True),
     _d("keepalive_requests", HTTP_ALL | {HTTP_UPSTREAM}, (1, 1), _number("keepalive_requests")),
-    _d("keepalive_time", HTTP_ALL, (1, 1), _time("keepalive_time")),
+    _d("keepalive_time", HTTP_ALL | {HTTP_UPSTREAM}, (1, 1), _time("keepalive_time")),
 )
 
 def _api(args: list[str], src: Source) -> bool:

@@ -122,6 +122,7 @@ class Upstream:
     keepalive: int = 0          # idle connections cached per worker (http)
     keepalive_requests: int = 1000     # requests per cached connection (nginx's upstream default)
     keepalive_timeout: float = 60.0    # how long a cached connection may stay idle
+    keepalive_time: float = 3600.0     # how old a cached connection may be when it is put back
     implicit: bool = False      # made from `proxy_pass 1.2.3.4:80`, not an upstream block
     source: Source | None = None
     balance: Balance = Balance()

@@ -125,6 +125,30 @@ def test_pool_key_includes_the_source_address(harness: Harness) -> None:
     assert harness.call(scenario()) == (True, True, True)
 
 
+def test_pool_keeps_no_connection_past_its_requests_or_keepalive_time(harness: Harness) -> None:
+    port, servers = hello_upstreams(harness, ["127.0.0.11"])
+    harness.serve(servers)
+    peer = ("127.0.0.11", port)
+
+    async def scenario() -> tuple[bool, bool, bool]:
+        pool = UpstreamPool(4, max_requests=2, max_age=0.2)
+        young = await open_upstream(peer, 1.0)
+        young.requests = 1
+        pool.put(young)
+        kept = pool.take((peer, None)) is young
+        young.requests = 2                        # keepalive_requests reached: closed, not kept
+        pool.put(young)
+        spent = young.closed and pool.take((peer, None)) is None
+        old = await open_upstream(peer, 1.0)
+        await asyncio.sleep(0.3)                  # older than keepalive_time
+        pool.put(old)
+        aged = old.closed and len(pool) == 0
+        pool.close()
+        return kept, spent, aged
+
+    assert harness.call(scenario()) == (True, True, True)
+
+
 def test_drain_waits_for_in_flight_and_closes_idle(harness: Harness) -> None:
     port, servers = hello_upstreams(harness, ["127.0.0.11"])
     services = harness.serve(servers)

@@ -49,6 +49,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False
         self.requests = 0
         self.write_paused = False
+        self.born = asyncio.get_running_loop().time()      # for the pool's keepalive_time
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)   # uvloop's aren't subclasses
@@ -154,10 +155,11 @@ class UpstreamPool:
     used evicted first, looked up by (peer, source)."""
 
     def __init__(self, size: int, idle_timeout: float = UPSTREAM_KEEPALIVE_TIMEOUT,
-                 max_requests: int = UPSTREAM_KEEPALIVE_REQUESTS) -> None:
+                 max_requests: int = UPSTREAM_KEEPALIVE_REQUESTS, max_age: float = 3600.0) -> None:
         self.size = size
         self.idle_timeout = idle_timeout
         self.max_requests = max_requests
+        self.max_age = max_age          # keepalive_time: a connection older than this is not kept
         self.by_key: dict[PoolKey, list[UpstreamConnection]] = {}
         self.order: dict[UpstreamConnection, None] = {}
 
@@ -174,7 +176,9 @@ class UpstreamPool:
         return None
 
     def put(self, conn: UpstreamConnection) -> None:
-        if conn.closed or conn.requests >= self.max_requests or self.size <= 0:
+        loop = asyncio.get_running_loop()
+        if (conn.closed or conn.requests >= self.max_requests or self.size <= 0
+                or loop.time() - conn.born > self.max_age):
             conn.close()
             return
         while len(self.order) >= self.size:
@@ -187,7 +191,6 @@ class UpstreamPool:
             conn.transport.resume_reading()   # an idle connection must notice the upstream closing it
         self.order[conn] = None
         self.by_key.setdefault(conn.key, []).append(conn)
-        loop = asyncio.get_running_loop()
         conn.idle_timer = loop.call_later(self.idle_timeout, self._expire, conn)
 
     def discard(self, conn: UpstreamConnection) -> None:
@@ -227,6 +230,6 @@ def pool_for(upstream: Upstream) -> UpstreamPool | None:
     found = _pools.get(id(upstream))
     if found is None or found[0] is not upstream:
         pool = UpstreamPool(upstream.keepalive, idle_timeout=upstream.keepalive_timeout,
-                            max_requests=upstream.keepalive_requests)
+                            max_requests=upstream.keepalive_requests, max_age=upstream.keepalive_time)
         found = _pools[id(upstream)] = (upstream, pool)
     return found[1]
