@@ -316,7 +316,7 @@ class TcpSession:
         self.connect_began = now
         connect = Connect(peer, self.bind)
         if self._watch(self.shared.server.proxy_connect_timeout, now):
-            return (connect, ARM)
+            return (ARM, connect)
         return (connect,)
 
     def _fail(self, message: str | None, status: int, now: float) -> Sequence[Command]:
