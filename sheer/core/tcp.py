@@ -26,7 +26,7 @@ from sheer.config.model import StreamServer
 from sheer.core import proxy_protocol
 from sheer.core.balancers import Balancer, Peer, Tried, request_key
 from sheer.core.bind import PLUMBING_HINT, BindTo, BindValueError, bind_to
-from sheer.core.deadlines import Deadlines
+from sheer.core.deadlines import Deadlines, Queue
 from sheer.core.realip import Address, from_proxy_protocol
 from sheer.core.variables import VariableSource, render_bytes
 
@@ -111,6 +111,7 @@ class Arm:
 Command = Connect | Answer | Shutdown | Close | Log | Arm
 NOTHING: tuple[Command, ...] = ()
 ARM = Arm()
+ARMING: tuple[Command, ...] = (ARM,)
 CLOSE = Close()
 CLOSING: tuple[Command, ...] = (CLOSE,)
 DISCARDING: tuple[Command, ...] = (Close(discard=True),)
@@ -125,19 +126,23 @@ class TcpServer:
     """What every session of one stream server shares, made once per configuration: the server's
     directives, its upstream's balancer, the sessions' deadlines."""
 
-    __slots__ = ("balancer", "deadlines", "preread", "server")
+    __slots__ = ("balancer", "connecting", "deadlines", "idle", "preread", "prereading", "server")
 
     def __init__(self, server: StreamServer, balancer: Balancer | None, preread: bool) -> None:
         self.server = server
         self.balancer = balancer
         self.preread = preread              # `listen ... proxy_protocol` on this listener
-        self.deadlines = Deadlines()
+        self.deadlines = deadlines = Deadlines()
+        # (the queue, its timeout) of each phase that waits for one
+        self.prereading = (deadlines.queue(server.proxy_protocol_timeout), server.proxy_protocol_timeout)
+        self.connecting = (deadlines.queue(server.proxy_connect_timeout), server.proxy_connect_timeout)
+        self.idle = (deadlines.queue(server.proxy_timeout), server.proxy_timeout)
 
 
 class TcpSession:
     __slots__ = ("bind", "client", "connect_began", "connect_time", "flushed", "from_client",
-                 "from_upstream", "header_length", "io", "mark", "peer", "phase", "proxy", "received", "sent",
-                 "shared", "started", "status", "timeout", "tried", "upstream_addr")
+                 "from_upstream", "header_length", "io", "mark", "peer", "phase", "proxy", "queue",
+                 "received", "sent", "shared", "started", "status", "tried", "upstream_addr")
 
     def __init__(self, shared: TcpServer, client: Address, io: VariableSource) -> None:
         self.shared = shared
@@ -156,7 +161,7 @@ class TcpSession:
         self.mark = 0                       # the bytes moved when proxy_timeout last looked
         self.started = self.connect_began = 0.0
         self.connect_time: float | None = None
-        self.timeout = 0.0                  # the deadline queue this session waits in (0: none)
+        self.queue: Queue | None = None     # the deadline queue this session waits in
 
     # --- events ----------------------------------------------------------------------------
 
@@ -164,7 +169,7 @@ class TcpSession:
         """The client's connection is here."""
         self.started = now
         if self.shared.preread:
-            return self._watch(self.shared.server.proxy_protocol_timeout, now)
+            return self._watch(self.shared.prereading, now)
         return self._start(now)
 
     def preread(self, buffer: bytes, now: float) -> Sequence[Command]:
@@ -188,7 +193,7 @@ class TcpSession:
         self._forget()
         self.connect_time = now - self.connect_began
         self.phase = Phase.RELAYING
-        return self._watch(self.shared.server.proxy_timeout, now)
+        return self._watch(self.shared.idle, now)
 
     def connect_failed(self, message: str, now: float, timed_out: bool = False, ours: str | None = None,
                        fix: str = "") -> Sequence[Command]:
@@ -264,12 +269,12 @@ class TcpSession:
     def tick(self, now: float) -> Sequence[Command]:
         """The deadline this session waited for has come (the driver's timer found it due)."""
         phase = self.phase
-        self.timeout = 0.0                  # taken out of its queue by Deadlines.due
+        self.queue = None                   # taken out of its queue by Deadlines.due
         if phase is Phase.RELAYING:
             moved = self.received + self.sent + self.flushed
             if moved != self.mark:          # proxy_timeout: a byte moved either way since the last look
                 self.mark = moved
-                return self._watch(self.shared.server.proxy_timeout, now)
+                return self._watch(self.shared.idle, now)
             line = Log("info", "connection timed out", Context.SESSION, self.peer)
             return (line, *self._close(now))
         if phase is Phase.CONNECTING:
@@ -293,7 +298,7 @@ class TcpSession:
             self.phase = Phase.RELAYING
             self.from_client = Flow.ENDED        # nothing more is read: the session ends once this is sent
             answer = Answer(render_bytes(server.return_value, self.io))
-            return (answer, *self._watch(server.proxy_timeout, now))   # a client that never reads it
+            return (answer, *self._watch(shared.idle, now))   # a client that never reads it
         balancer = shared.balancer
         assert balancer is not None
         try:
@@ -315,7 +320,7 @@ class TcpSession:
         self.phase = Phase.CONNECTING
         self.connect_began = now
         connect = Connect(peer, self.bind)
-        if self._watch(self.shared.server.proxy_connect_timeout, now):
+        if self._watch(self.shared.connecting, now):
             return (ARM, connect)
         return (connect,)
 
@@ -339,11 +344,14 @@ class TcpSession:
         self.io = None                      # no cycle left once the session is done
         return DISCARDING if discard else CLOSING
 
-    def _watch(self, timeout: float, now: float) -> Sequence[Command]:
-        self.timeout = timeout
-        return (ARM,) if self.shared.deadlines.watch(self.io, timeout, now) else NOTHING
+    def _watch(self, queue: tuple[Queue, float], now: float) -> Sequence[Command]:
+        waiting, timeout = queue
+        self.queue = waiting
+        deadline = waiting[self.io] = now + timeout
+        return ARMING if self.shared.deadlines.earlier(deadline) else NOTHING
 
     def _forget(self) -> None:
-        if self.timeout:
-            self.shared.deadlines.forget(self.io, self.timeout)
-            self.timeout = 0.0
+        queue = self.queue
+        if queue is not None:
+            self.queue = None
+            queue.pop(self.io, None)

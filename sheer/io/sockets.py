@@ -131,9 +131,9 @@ def bound_socket(family: socket.AddressFamily, kind: socket.SocketKind, host: st
     (the client's own, for DSR), SO_REUSEADDR lets two datagrams from the same client ip:port in
     quick succession each have their socket (nginx does the same, for the same reason).
     """
-    sock = socket.socket(family, kind)
+    # SOCK_NONBLOCK: non-blocking from socket() on, without an ioctl(FIONBIO) of its own
+    sock = socket.socket(family, kind | socket.SOCK_NONBLOCK)
     try:
-        sock.setblocking(False)
         if transparent:
             level, option, name = ((socket.IPPROTO_IP, IP_TRANSPARENT, "IP_TRANSPARENT")
                                    if family == socket.AF_INET else

@@ -11,6 +11,8 @@ import asyncio
 import errno
 import socket
 import time
+from fcntl import ioctl
+from termios import FIONBIO
 
 from sheer.config.model import StreamServer
 from sheer.core.tcp import TcpServer
@@ -20,6 +22,7 @@ from sheer.io.tcp_poller import Poller
 from sheer.io.tcp_relay import Connection
 
 ACCEPT_BATCH = 16        # connections accepted per readiness event of a listener
+ON = b"\x01\x00\x00\x00"     # ioctl(FIONBIO)'s int
 _AGAIN = (BlockingIOError, InterruptedError)
 
 __all__ = ["Poller", "TcpStreamService"]
@@ -31,34 +34,37 @@ class TcpStreamService:
         self.server = server
         self.ctx = ctx
         self.log = ctx.error_log(server.error_log)
-        self.access = AccessLogger(server.access_logs)
+        self.access = AccessLogger(server.access_logs) if server.access_logs else None
         self.listen_name = str(server.listens[0]).removesuffix(" udp")
         host, port = sock.getsockname()[:2]
         preread = any(listen.proxy_protocol for listen in server.listens
                       if listen.port == port and listen.bind_host == host and not listen.udp)
         balancer = ctx.balancer_for(server.upstream) if server.upstream else None
         self.shared = TcpServer(server, balancer, preread)
-        self.family = socket.AddressFamily(sock.family)
+        self.family: int = sock.family
         self.loop = asyncio.get_running_loop()
+        self.time = self.loop.time
         self.poller = Poller.of(self.loop)
         self.sessions: set[Connection] = set()
         self._timer: asyncio.TimerHandle | None = None
         self.accepting = False
         self._resume: asyncio.TimerHandle | None = None
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._drained: asyncio.Future[None] | None = None
 
     async def start(self) -> None:
-        self.sock.setblocking(False)
+        sock = self.sock
+        sock.setblocking(False)
+        # Accepted sockets inherit TCP_NODELAY from the listener (the kernel copies its TCP state):
+        # set once here, it is not a setsockopt() per connection (nginx's tcp_nodelay, on by default).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.accepting = True
-        self.loop.add_reader(self.sock.fileno(), self._accept)
+        self.loop.add_reader(sock.fileno(), self._accept)
 
     def _accept(self) -> None:
         listener = self.sock
-        family = self.family
         for _ in range(ACCEPT_BATCH):
             try:
-                fd, peer = listener._accept()  # type: ignore[attr-defined]  # socket.accept() minus its enum conversions
+                fd, peer = listener._accept()  # type: ignore[attr-defined]  # accept4(), a descriptor: no socket object
             except _AGAIN:
                 return
             except OSError as exc:
@@ -68,22 +74,15 @@ class TcpStreamService:
                                           f"new connection on {self.listen_name}")
                     self._pause_accepting(0.5)
                 return   # ECONNABORTED and the like: that connection is gone, the next event brings more
-            self._open(socket.socket(family, socket.SOCK_STREAM, 0, fd), peer)
-
-    def _open(self, conn: socket.socket, peer: tuple[str, int]) -> None:
-        conn.setblocking(False)
-        try:
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:        # reset before we got to it
-            conn.close()
-            return
-        session = Connection(self, conn, peer, time.time())
-        self.opened(session)
-        self.poller.add(conn.fileno(), session.client_event)
-        try:
-            session.run(session.core.accepted(self.loop.time()))
-        except Exception as exc:  # noqa: BLE001 -- a bug costs this session, not the accept loop
-            session.crashed(exc)
+            # accept4() here cannot ask for SOCK_NONBLOCK (Python passes SOCK_CLOEXEC only): one ioctl
+            ioctl(fd, FIONBIO, ON)
+            session = Connection(self, fd, peer, time.time())
+            self.sessions.add(session)
+            self.poller.add(fd, session.client_event)
+            try:
+                session.run(session.core.accepted(self.time()))
+            except Exception as exc:  # noqa: BLE001 -- a bug costs this session, not the accept loop
+                session.crashed(exc)
 
     def _pause_accepting(self, seconds: float) -> None:
         if self.accepting:
@@ -106,11 +105,13 @@ class TcpStreamService:
             self.sock.close()
 
     async def drain(self) -> None:
-        await self._idle.wait()
+        if self.sessions:
+            self._drained = self.loop.create_future()
+            await self._drained
 
     def abort(self) -> None:
         self.stop_accepting()
-        now = self.loop.time()
+        now = self.time()
         for session in list(self.sessions):
             session.run(session.core.aborted(now))
 
@@ -127,7 +128,7 @@ class TcpStreamService:
     def _expire(self) -> None:
         self._timer = None
         self.shared.deadlines.armed = None
-        now = self.loop.time()
+        now = self.time()
         for session in self.shared.deadlines.due(now):
             assert isinstance(session, Connection)
             try:
@@ -136,11 +137,8 @@ class TcpStreamService:
                 session.crashed(exc)
         self.arm()
 
-    def opened(self, session: Connection) -> None:
-        self.sessions.add(session)
-        self._idle.clear()
-
     def closed(self, session: Connection) -> None:
-        self.sessions.discard(session)
-        if not self.sessions:
-            self._idle.set()
+        sessions = self.sessions
+        sessions.discard(session)
+        if not sessions and self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)

@@ -4,9 +4,12 @@ executes what its core session (sheer.core.tcp) decides.
 Sessions work on plain non-blocking sockets, not on asyncio transports: a transport pair costs more to
 set up than the whole relay of a short connection. Their sockets sit in one edge-triggered epoll per
 worker (sheer.io.tcp_poller), registered once for their whole life as nginx does (closing a socket takes
-it out). Each direction reads into one buffer shared by the worker's sessions and sends from it at once;
-only what the receiver does not take is copied, and that direction is not read again until it is sent
-(nginx's behaviour with its per-direction buffer).
+it out). The bytes move in sheer.io.tcp_direction, one relay for each direction.
+
+The relay works on raw descriptors (readv/write/close), not on socket objects: a Python socket object
+costs its constructor (with a getsockname() to validate a descriptor it is given) and its close(), per
+connection and per side. The client's descriptor comes straight from accept4(); the upstream's from a
+socket object made to bind and connect it, detached once connected.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import contextlib
 import errno
 import os
 import socket
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, assert_never
 
 from sheer.core import proxy_protocol
@@ -32,24 +36,18 @@ from sheer.core.tcp import (
     Side,
     TcpSession,
 )
+from sheer.io.tcp_direction import BUFFERS, NONE, VIEW, Direction
 from sheer.io.tcp_poller import END_EVENTS, OUT, READ_EVENTS
 from sheer.io.tcp_vars import variable
 from sheer.io.upstream_connect import UpstreamConnectError, connect_now, start_connect
 
 if TYPE_CHECKING:
-    import asyncio
-
     from sheer.config.model import StreamServer
     from sheer.core.tcp import TcpServer
     from sheer.io.context import WorkerContext
     from sheer.io.logs import AccessLogger, ErrorLogger
     from sheer.io.tcp_poller import Poller
 
-PENDING_LIMIT = 65536    # bytes kept from the client while the upstream connects (nginx: proxy_buffer_size)
-BUFFER_SIZE = 262144
-BUFFER = bytearray(BUFFER_SIZE)
-VIEW = memoryview(BUFFER)
-_AGAIN = (BlockingIOError, InterruptedError)
 CONNECTED = (0, errno.EISCONN)
 
 
@@ -60,117 +58,37 @@ class Service(Protocol):
     server: StreamServer
     ctx: WorkerContext
     log: ErrorLogger
-    access: AccessLogger
+    access: AccessLogger | None          # None: no access_log
     listen_name: str
-    loop: asyncio.AbstractEventLoop
+    family: int
     poller: Poller
+
+    def time(self) -> float:
+        """The event loop's clock."""
+        ...
 
     def arm(self) -> None: ...
 
     def closed(self, session: Connection) -> None: ...
 
 
-class Direction:
-    """Bytes from one side to the other: the same relay serves both directions."""
-
-    __slots__ = ("dst", "end", "eof", "held", "ready", "side", "src", "to")
-
-    def __init__(self, src: socket.socket | None, dst: socket.socket | None, side: Side) -> None:
-        self.src = src               # where the bytes come from (None: not connected yet)
-        self.dst = dst               # where they go (None: not connected yet)
-        self.side = side             # the side the bytes come from
-        self.to = Side.UPSTREAM if side is Side.CLIENT else Side.CLIENT
-        self.ready = False           # the source may have data (an edge not read to the end)
-        self.end = False             # EOF or an error is queued: read to the end
-        self.eof = False             # the source's EOF was read (or nothing is to be read)
-        self.held: bytes | None = None   # read, not taken by the destination yet (or waiting for it)
-
-    def pump(self, conn: Connection) -> None:
-        """Read while the source may have data and the destination takes it."""
-        src = self.src
-        core = conn.core
-        side = self.side
-        while self.ready:
-            dst = self.dst
-            held = self.held
-            if held is not None and (dst is not None or len(held) > PENDING_LIMIT):
-                return                   # read on once the destination took the rest (or connected)
-            try:
-                n = src.recv_into(BUFFER)  # type: ignore[union-attr]
-            except _AGAIN:
-                self.ready = False
-                return
-            except OSError as exc:
-                conn.run(core.failed(side, "recv", exc, conn.clock()))
-                return
-            if n == 0:
-                self.ready = False
-                self.eof = True
-                conn.ended(self)
-                return
-            if n < BUFFER_SIZE and not self.end:
-                self.ready = False       # drained: the next data brings another edge
-            if dst is None:
-                conn.early(self, n)      # a PROXY header, or data while connecting
-                continue
-            # The relay's hot path, once per chunk: count and pass on.
-            core.data(side, n)
-            try:
-                sent = dst.send(VIEW[:n])
-            except _AGAIN:
-                sent = 0
-            except OSError as exc:
-                conn.run(core.failed(self.to, "send", exc, conn.clock()))
-                return
-            if sent < n:
-                self.held = bytes(VIEW[sent:n])    # the destination's next writable edge sends it
-
-    def send(self, conn: Connection, data: bytes) -> None:
-        """Send `data` on, behind whatever waits already, never before it."""
-        if self.held is not None:
-            self.held += data
-            return
-        self.held = data
-        self.flush(conn)
-
-    def flush(self, conn: Connection) -> None:
-        """Send what is held; the rest waits for the destination's next writable edge."""
-        data, dst = self.held, self.dst
-        assert data is not None and dst is not None
-        try:
-            sent = dst.send(data)
-        except _AGAIN:
-            return
-        except OSError as exc:
-            conn.run(conn.core.failed(self.to, "send", exc, conn.clock()))
-            return
-        conn.core.flushed_bytes(sent)
-        if sent < len(data):
-            self.held = data[sent:]
-            return
-        self.held = None
-        if self.eof:
-            conn.ended(self)
-        else:
-            self.pump(conn)
-
-
 class Connection:
     """One client connection and, once connected, its upstream connection."""
 
-    __slots__ = ("_local", "client", "core", "down", "peer_address", "service", "started", "up", "upstream")
+    __slots__ = ("_local", "client", "connecting", "core", "down", "peer_address", "service", "started", "up",
+                 "upstream")
 
-    def __init__(self, service: Service, client: socket.socket, address: Any,
-                 started: float) -> None:
+    def __init__(self, service: Service, client: int, address: Any, started: float) -> None:
         self.service = service
-        self.client = client
-        self.upstream: socket.socket | None = None
+        self.client = client                    # the client's descriptor
+        self.upstream = NONE                    # the upstream's, once a connect() was issued
+        self.connecting: socket.socket | None = None   # the upstream's socket until it is connected
         self.peer_address = address
         self.started = started
         self._local: Any = None
         self.core = TcpSession(service.shared, address, self)
-        self.up = Direction(client, None, Side.CLIENT)       # client -> upstream
-        self.down = Direction(None, client, Side.UPSTREAM)   # upstream -> client
+        self.up = Direction(client, NONE, Side.CLIENT)       # client -> upstream
+        self.down = Direction(NONE, client, Side.UPSTREAM)   # upstream -> client
 
     # --- what the variables and the log lines read --------------------------------------
 
@@ -184,16 +102,13 @@ class Connection:
         log needs it (nginx does the same for wildcard listeners)."""
         if self._local is None:
             try:
-                self._local = self.client.getsockname()
+                self._local = on_socket(self.client, self.service.family, socket.socket.getsockname)
             except OSError:
                 self._local = ()
         return self._local
 
     def variable(self, name: str) -> str:
         return variable(self, name)
-
-    def clock(self) -> float:
-        return self.service.loop.time()
 
     # --- events from the sockets ----------------------------------------------------------
 
@@ -202,7 +117,7 @@ class Connection:
         if events & END_EVENTS:
             up.end = True
         down = self.down
-        if events & OUT and down.held is not None and down.dst is not None:
+        if events & OUT and down.held is not None and down.dst >= 0:
             down.flush(self)
         if events & READ_EVENTS and not up.eof:
             up.ready = True
@@ -214,11 +129,11 @@ class Connection:
             down.end = True
         if events & READ_EVENTS:
             down.ready = True
-        if self.core.phase is Phase.CONNECTING:
+        if self.connecting is not None:
             self.connect_check()
             return
         up = self.up
-        if events & OUT and up.held is not None and up.dst is not None:
+        if events & OUT and up.held is not None and up.dst >= 0:
             up.flush(self)
         if down.ready:
             down.pump(self)
@@ -226,8 +141,8 @@ class Connection:
     def ended(self, direction: Direction) -> None:
         """A direction's source sent its EOF: the session hears of it once what came before is
         delivered (while reading the PROXY header, at once)."""
-        if direction.held is None and direction.dst is not None or self.core.phase is Phase.PREREAD:
-            self.run(self.core.eof(direction.side, self.clock()))
+        if direction.held is None and direction.dst >= 0 or self.core.phase is Phase.PREREAD:
+            self.run(self.core.eof(direction.side, self.service.time()))
 
     def early(self, direction: Direction, n: int) -> None:
         """The client's bytes before the relay runs: a PROXY header, or data while connecting."""
@@ -238,12 +153,14 @@ class Connection:
         if core.phase is not Phase.PREREAD:
             core.data(Side.CLIENT, n)    # kept until connected
             return
-        commands = core.preread(held, self.clock())
+        commands = core.preread(held, self.service.time())
         if core.phase is not Phase.PREREAD:
             rest = held[core.header_length:] if core.phase is not Phase.DONE else b""
             direction.held = rest or None      # what followed the header waits for the upstream
             core.data(Side.CLIENT, len(rest))
         self.run(commands)
+
+    # --- connecting -------------------------------------------------------------------------
 
     def connect(self, address: tuple[str, int], bind: BindTo | None) -> None:
         self.drop_upstream()                    # a next try replaces the connection of the last one
@@ -252,29 +169,35 @@ class Connection:
         except UpstreamConnectError as exc:
             ours = exc.local
             level, fix = (ours.level, ours.fix) if ours is not None else (None, "")
-            self.run(self.core.connect_failed(exc.message, self.clock(), exc.timed_out, level, fix))
+            self.run(self.core.connect_failed(exc.message, self.service.time(), exc.timed_out, level, fix))
             return
-        self.upstream = self.down.src = sock
+        self.upstream = self.down.src = fd = sock.fileno()
         self.down.ready = self.down.end = False
-        self.service.poller.add(sock.fileno(), self.upstream_event)
+        self.service.poller.add(fd, self.upstream_event)
         if done:
+            sock.detach()
             self.connected()
+        else:
+            self.connecting = sock
 
     def connect_check(self) -> None:
         """An event on a connecting socket: asking connect() again tells done, failed or not yet."""
-        sock, peer = self.upstream, self.core.peer
+        sock, peer = self.connecting, self.core.peer
         assert sock is not None and peer is not None
         code = connect_now(sock, peer.address)
         if code == errno.EINPROGRESS:
             return
         if code in CONNECTED:
+            self.connecting = None
+            sock.detach()
             self.connected()
             return
         self.drop_upstream()
-        self.run(self.core.connect_failed(f"connect() failed ({code}: {os.strerror(code)})", self.clock()))
+        message = f"connect() failed ({code}: {os.strerror(code)})"
+        self.run(self.core.connect_failed(message, self.service.time()))
 
     def connected(self) -> None:
-        self.run(self.core.connected(self.clock()))
+        self.run(self.core.connected(self.service.time()))
         up, down = self.up, self.down
         up.dst = self.upstream
         first, up.held = up.held, None
@@ -299,7 +222,7 @@ class Connection:
 
     # --- the one place that executes the session's commands ------------------------------
 
-    def run(self, commands: tuple[Command, ...] | list[Command] | Any) -> None:
+    def run(self, commands: Sequence[Command]) -> None:
         for command in commands:
             match command:
                 case Connect(peer, bind):
@@ -311,10 +234,10 @@ class Connection:
                 case Close(discard):
                     self.close(discard)
                 case Shutdown(side):
-                    sock = self.client if side is Side.CLIENT else self.upstream
-                    if sock is not None:
+                    fd = self.client if side is Side.CLIENT else self.upstream
+                    if fd >= 0:
                         with contextlib.suppress(OSError):
-                            sock.shutdown(socket.SHUT_WR)
+                            on_socket(fd, self.service.family, shut_wr)
                 case Answer(data):
                     self.up.eof = self.down.eof = True     # the answer is all there is
                     self.down.send(self, data)
@@ -340,38 +263,57 @@ class Connection:
 
     def crashed(self, exc: Exception) -> None:
         """A bug met while relaying: said at crit level, as the HTTP proxy does, and this session ends."""
-        self.service.log.log("crit", f"unexpected error while proxying: {exc!r}, "
-                                     f"{self.describe('', Context.SESSION, self.core.peer, '')[2:]}")
+        context = self.describe("", Context.SESSION, self.core.peer, "")[2:]
+        self.service.log.log("crit", f"unexpected error while proxying: {exc!r}, {context}")
         with contextlib.suppress(Exception):
-            self.run(self.core.aborted(self.clock()))
+            self.run(self.core.aborted(self.service.time()))
 
     def drop_upstream(self) -> None:
-        sock = self.upstream
-        if sock is not None:
-            self.upstream = self.down.src = None
-            self.service.poller.forget(sock.fileno())
-            sock.close()
+        fd = self.upstream
+        if fd >= 0:
+            self.upstream = self.down.src = self.up.dst = NONE
+            self.service.poller.forget(fd)
+            sock = self.connecting
+            if sock is not None:
+                self.connecting = None
+                sock.close()
+            else:
+                os.close(fd)
 
     def close(self, discard: bool) -> None:
         client = self.client
         up, down = self.up, self.down
         up.ready = down.ready = False            # whatever loop runs ends at its next turn
-        up.dst = down.dst = up.src = None
+        down.dst = NONE
         if discard:
             # What the client sent and nobody will read would make close() answer with a reset: read
             # it away, so that the client sees an orderly end of the connection instead.
             with contextlib.suppress(OSError):
                 for _ in range(4):
-                    if not client.recv_into(BUFFER, 0, socket.MSG_DONTWAIT):
+                    if not os.readv(client, BUFFERS):
                         break
         self.drop_upstream()
         service = self.service
         access = service.access
-        if access:
+        if access is not None:
             self.local  # noqa: B018  (asked while the socket is open)
-        service.poller.forget(client.fileno())
-        client.close()
-        if access:
+        service.poller.forget(client)
+        os.close(client)
+        if access is not None:
             with contextlib.suppress(Exception):
                 access.write(self)
         service.closed(self)
+
+
+def shut_wr(sock: socket.socket) -> None:
+    sock.shutdown(socket.SHUT_WR)
+
+
+def on_socket(fd: int, family: int, call: Callable[[socket.socket], Any]) -> Any:
+    """A socket call the relay's raw descriptors need now and then (getsockname, shutdown): made through
+    a socket object lent the descriptor, which keeps it open when it goes."""
+    sock = socket.socket(family, socket.SOCK_STREAM, 0, fd)
+    try:
+        return call(sock)
+    finally:
+        sock.detach()

@@ -80,8 +80,7 @@ def start_connect(address: tuple[str, int], bind: BindTo | None) -> tuple[socket
     family = family_of(address[0])
     try:
         if bind is None:
-            sock = socket.socket(family, socket.SOCK_STREAM)
-            sock.setblocking(False)
+            sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
         else:
             if family_of(bind.host) != family:
                 raise BindError(f'local address "{bind}" and upstream "{address[0]}" are of different '
