@@ -348,7 +348,8 @@ class TcpSession:
         waiting, timeout = queue
         self.queue = waiting
         deadline = waiting[self.io] = now + timeout
-        return ARMING if self.shared.deadlines.earlier(deadline) else NOTHING
+        armed = self.shared.deadlines.armed
+        return ARMING if armed is None or deadline < armed else NOTHING
 
     def _forget(self) -> None:
         queue = self.queue

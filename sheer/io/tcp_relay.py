@@ -163,7 +163,8 @@ class Connection:
     # --- connecting -------------------------------------------------------------------------
 
     def connect(self, address: tuple[str, int], bind: BindTo | None) -> None:
-        self.drop_upstream()                    # a next try replaces the connection of the last one
+        if self.upstream >= 0:
+            self.drop_upstream()                # a next try replaces the connection of the last one
         try:
             sock, done = start_connect(address, bind)
         except UpstreamConnectError as exc:
