@@ -45,11 +45,13 @@ class Relay(Protocol):
 
     def early(self, direction: Direction, n: int) -> None: ...
 
+    def watch_writable(self, direction: Direction) -> None: ...
+
 
 class Direction:
     """Bytes from one side to the other: the same relay serves both directions."""
 
-    __slots__ = ("dst", "end", "eof", "held", "ready", "side", "src", "to")
+    __slots__ = ("dst", "end", "eof", "held", "ready", "side", "src", "to", "watching")
 
     def __init__(self, src: int, dst: int, side: Side) -> None:
         self.src = src               # the descriptor the bytes come from (NONE: not connected yet)
@@ -60,6 +62,7 @@ class Direction:
         self.end = False             # EOF or an error is queued: read to the end
         self.eof = False             # the source's EOF was read (or nothing is to be read)
         self.held: bytes | None = None   # read, not taken by the destination yet (or waiting for it)
+        self.watching = False        # the destination reports writability (see Poller.add)
 
     def pump(self, conn: Relay) -> None:
         """Read while the source may have data and the destination takes it."""
@@ -100,6 +103,8 @@ class Direction:
                 return
             if sent < n:
                 self.held = bytes(VIEW[sent:n])    # the destination's next writable edge sends it
+                if not self.watching:
+                    conn.watch_writable(self)
 
     def send(self, conn: Relay, data: bytes) -> None:
         """Send `data` on, behind whatever waits already, never before it."""
@@ -116,14 +121,18 @@ class Direction:
         try:
             sent = write(self.dst, data)
         except _AGAIN:
-            return
+            sent = 0
         except OSError as exc:
             conn.run(conn.core.failed(self.to, "send", exc, conn.service.time()))
             return
-        conn.core.flushed_bytes(sent)
         if sent < len(data):
-            self.held = data[sent:]
+            if sent:
+                conn.core.flushed_bytes(sent)
+                self.held = data[sent:]
+            if not self.watching:
+                conn.watch_writable(self)
             return
+        conn.core.flushed_bytes(sent)
         self.held = None
         if self.eof:
             conn.ended(self)

@@ -10,11 +10,13 @@ from typing import ClassVar
 READ_EVENTS = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
 END_EVENTS = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR    # read until EOF or the error
 OUT = select.EPOLLOUT
+WATCH = READ_EVENTS | select.EPOLLET
+WATCH_OUT = WATCH | OUT
 
 
 class Poller:
-    """Sockets are registered once for their whole life, for reading and writing, edge-triggered (as
-    nginx does): no epoll change when a direction stops or resumes, and closing a socket takes it out."""
+    """Sockets are registered once, edge-triggered (as nginx does): no epoll change when a direction
+    stops or resumes (at most one, the first time a write falls short), and closing a socket takes it out."""
 
     _by_loop: ClassVar[dict[asyncio.AbstractEventLoop, Poller]] = {}
 
@@ -30,9 +32,16 @@ class Poller:
         self.handlers: dict[int, Callable[[int], None]] = {}
         loop.add_reader(self.epoll.fileno(), self.dispatch)
 
-    def add(self, fd: int, handler: Callable[[int], None]) -> None:
+    def add(self, fd: int, handler: Callable[[int], None], out: bool = False) -> None:
+        """Watch `fd` for reading, and for writing when `out` (a connect() under way). Writing is
+        watched only once a write fell short: a socket that is writable from the start would
+        otherwise cost an event (and its handler's call) that nobody needs."""
         self.handlers[fd] = handler
-        self.epoll.register(fd, READ_EVENTS | OUT | select.EPOLLET)
+        self.epoll.register(fd, WATCH_OUT if out else WATCH)
+
+    def watch_out(self, fd: int) -> None:
+        """From now on `fd` reports writability too: its next writable edge, or at once if it is writable."""
+        self.epoll.modify(fd, WATCH_OUT)
 
     def forget(self, fd: int) -> None:
         """Before closing `fd` (which takes it out of the epoll): later events for it are ignored.

@@ -160,6 +160,11 @@ class Connection:
             core.data(Side.CLIENT, len(rest))
         self.run(commands)
 
+    def watch_writable(self, direction: Direction) -> None:
+        """A write to `direction`'s destination fell short: its writable edges are wanted now."""
+        direction.watching = True
+        self.service.poller.watch_out(direction.dst)
+
     # --- connecting -------------------------------------------------------------------------
 
     def connect(self, address: tuple[str, int], bind: BindTo | None) -> None:
@@ -174,7 +179,8 @@ class Connection:
             return
         self.upstream = self.down.src = fd = sock.fileno()
         self.down.ready = self.down.end = False
-        self.service.poller.add(fd, self.upstream_event)
+        self.up.watching = not done              # a connect() under way is told by a writable edge
+        self.service.poller.add(fd, self.upstream_event, out=not done)
         if done:
             sock.detach()
             self.connected()
