@@ -4,15 +4,16 @@ A session is a client connection and, once a peer accepts, its upstream connecti
 explicit — PREREAD (`listen ... proxy_protocol`: the PROXY header is read), CONNECTING, RELAYING, DONE —
 and so is each direction's state (a `Flow` per side the bytes come from). The driver
 (sheer.io.stream_tcp) tells it what happened, as events (`accepted`, `preread`, `connected`,
-`connect_failed`, `data`, `flushed`, `eof`, `failed`, `tick`, `aborted`), and executes what it answers,
+`connect_failed`, `eof`, `failed`, `tick`, `aborted`), and executes what it answers,
 as commands (`Connect`, `Answer`, `Shutdown`, `Close`, `Log`, `Arm`). Time is an argument: the tests
 drive sessions with a fake clock.
 
 Decided here, as nginx decides them: which peer next (`proxy_next_upstream`, `_tries`, `_timeout`,
 passive failures through the balancer), what an EOF does (`proxy_half_close`), when a session times out
 (`proxy_protocol_timeout`, `proxy_connect_timeout`, `proxy_timeout`), its status and its log lines.
-The bytes themselves never come here: the driver moves them and reports how many (`data`), and reports
-an EOF once what came before it was delivered.
+The bytes themselves never come here: the driver moves and counts them (a call per chunk would cost the
+relay's hot path more than all its other Python), reports an EOF once what came before it was delivered,
+and tells at each `tick` how many bytes have moved so far, all proxy_timeout needs to know.
 """
 
 from __future__ import annotations
@@ -140,9 +141,9 @@ class TcpServer:
 
 
 class TcpSession:
-    __slots__ = ("bind", "client", "connect_began", "connect_time", "flushed", "from_client",
-                 "from_upstream", "header_length", "io", "mark", "peer", "phase", "proxy", "queue",
-                 "received", "sent", "shared", "started", "status", "tried", "upstream_addr")
+    __slots__ = ("bind", "client", "connect_began", "connect_time", "from_client", "from_upstream",
+                 "header_length", "io", "mark", "peer", "phase", "proxy", "queue", "shared", "started",
+                 "status", "tried", "upstream_addr")
 
     def __init__(self, shared: TcpServer, client: Address, io: VariableSource) -> None:
         self.shared = shared
@@ -157,7 +158,6 @@ class TcpSession:
         self.bind: BindTo | None = None
         self.upstream_addr = ""             # every peer tried, as $upstream_addr lists them
         self.status = 200
-        self.received = self.sent = self.flushed = 0    # from the client, from the upstream, remainders
         self.mark = 0                       # the bytes moved when proxy_timeout last looked
         self.started = self.connect_began = 0.0
         self.connect_time: float | None = None
@@ -222,17 +222,6 @@ class TcpSession:
             return (*lines, *self._fail(None, 502, now))
         return (*lines, *self._connect(now))
 
-    def data(self, side: Side, n: int) -> None:
-        """`n` bytes came from `side` (and went on, or wait to)."""
-        if side:
-            self.sent += n
-        else:
-            self.received += n
-
-    def flushed_bytes(self, n: int) -> None:
-        """`n` bytes of a held-back remainder were delivered: progress, for proxy_timeout."""
-        self.flushed += n
-
     def eof(self, side: Side, now: float) -> Sequence[Command]:
         """`side` sent its EOF, and everything it sent before was delivered."""
         phase = self.phase
@@ -266,12 +255,12 @@ class TcpSession:
         commands = self._close(now)
         return (Log("error", f"{what} upstream", Context.SESSION), *commands)
 
-    def tick(self, now: float) -> Sequence[Command]:
-        """The deadline this session waited for has come (the driver's timer found it due)."""
+    def tick(self, now: float, moved: int = 0) -> Sequence[Command]:
+        """The deadline this session waited for has come (the driver's timer found it due); `moved`: the
+        bytes relayed either way so far, held-back remainders delivered later included."""
         phase = self.phase
         self.queue = None                   # taken out of its queue by Deadlines.due
         if phase is Phase.RELAYING:
-            moved = self.received + self.sent + self.flushed
             if moved != self.mark:          # proxy_timeout: a byte moved either way since the last look
                 self.mark = moved
                 return self._watch(self.shared.idle, now)

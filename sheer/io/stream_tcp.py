@@ -132,7 +132,7 @@ class TcpStreamService:
         for session in self.shared.deadlines.due(now):
             assert isinstance(session, Connection)
             try:
-                session.run(session.core.tick(now))
+                session.run(session.core.tick(now, session.moved))
             except Exception as exc:  # noqa: BLE001 -- a bug costs this session, not the others due
                 session.crashed(exc)
         self.arm()

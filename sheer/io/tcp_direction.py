@@ -51,7 +51,7 @@ class Relay(Protocol):
 class Direction:
     """Bytes from one side to the other: the same relay serves both directions."""
 
-    __slots__ = ("dst", "end", "eof", "held", "ready", "side", "src", "to", "watching")
+    __slots__ = ("dst", "end", "eof", "flushed", "held", "moved", "ready", "side", "src", "to", "watching")
 
     def __init__(self, src: int, dst: int, side: Side) -> None:
         self.src = src               # the descriptor the bytes come from (NONE: not connected yet)
@@ -63,6 +63,8 @@ class Direction:
         self.eof = False             # the source's EOF was read (or nothing is to be read)
         self.held: bytes | None = None   # read, not taken by the destination yet (or waiting for it)
         self.watching = False        # the destination reports writability (see Poller.add)
+        self.moved = 0               # bytes read from the source: $bytes_received or $bytes_sent
+        self.flushed = 0             # bytes of held-back remainders written later (proxy_timeout progress)
 
     def pump(self, conn: Relay) -> None:
         """Read while the source may have data and the destination takes it."""
@@ -93,7 +95,7 @@ class Direction:
                 conn.early(self, n)      # a PROXY header, or data while connecting
                 continue
             # The relay's hot path, once per chunk: count and pass on.
-            core.data(side, n)
+            self.moved += n
             try:
                 sent = write(dst, VIEW[:n])
             except _AGAIN:
@@ -125,14 +127,13 @@ class Direction:
         except OSError as exc:
             conn.run(conn.core.failed(self.to, "send", exc, conn.service.time()))
             return
+        self.flushed += sent
         if sent < len(data):
             if sent:
-                conn.core.flushed_bytes(sent)
                 self.held = data[sent:]
             if not self.watching:
                 conn.watch_writable(self)
             return
-        conn.core.flushed_bytes(sent)
         self.held = None
         if self.eof:
             conn.ended(self)

@@ -117,7 +117,7 @@ class Connection:
         if events & END_EVENTS:
             up.end = True
         down = self.down
-        if events & OUT and down.held is not None and down.dst >= 0:
+        if events & OUT and down.held is not None:
             down.flush(self)
         if events & READ_EVENTS and not up.eof:
             up.ready = True
@@ -133,7 +133,7 @@ class Connection:
             self.connect_check()
             return
         up = self.up
-        if events & OUT and up.held is not None and up.dst >= 0:
+        if events & OUT and up.held is not None:
             up.flush(self)
         if down.ready:
             down.pump(self)
@@ -151,19 +151,25 @@ class Connection:
         direction.held = held = chunk if held is None else held + chunk
         core = self.core
         if core.phase is not Phase.PREREAD:
-            core.data(Side.CLIENT, n)    # kept until connected
+            direction.moved += n         # kept until connected
             return
         commands = core.preread(held, self.service.time())
         if core.phase is not Phase.PREREAD:
             rest = held[core.header_length:] if core.phase is not Phase.DONE else b""
             direction.held = rest or None      # what followed the header waits for the upstream
-            core.data(Side.CLIENT, len(rest))
+            direction.moved += len(rest)
         self.run(commands)
 
     def watch_writable(self, direction: Direction) -> None:
         """A write to `direction`'s destination fell short: its writable edges are wanted now."""
         direction.watching = True
         self.service.poller.watch_out(direction.dst)
+
+    @property
+    def moved(self) -> int:
+        """Bytes relayed either way so far, remainders delivered later included: proxy_timeout's progress."""
+        up, down = self.up, self.down
+        return up.moved + down.moved + up.flushed + down.flushed
 
     # --- connecting -------------------------------------------------------------------------
 
@@ -256,7 +262,7 @@ class Connection:
     def describe(self, message: str, context: Context, peer: Any, hint: str) -> str:
         """nginx's log line: the message, then what it is about."""
         core = self.core
-        received, sent = core.received, core.sent
+        received, sent = self.up.moved, self.down.moved
         counts = f"bytes from/to client:{received}/{sent}, bytes from/to upstream:{sent}/{received}"
         where = f"client: {core.client[0]}, server: {self.service.listen_name}"
         if context is Context.BYTES:

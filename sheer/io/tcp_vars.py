@@ -14,12 +14,23 @@ from sheer.io.context import WorkerContext
 from sheer.io.stream_vars import host_of, port_of
 
 
+class Counted(Protocol):
+    @property
+    def moved(self) -> int: ...
+
+
 class Facts(Protocol):
     """What sheer.io.tcp_relay's connection holds for its variables."""
 
     core: TcpSession
     peer_address: Any            # the connection's own peer: $realip_remote_addr
     started: float               # wall clock at accept
+
+    @property
+    def up(self) -> Counted: ...          # client -> upstream
+
+    @property
+    def down(self) -> Counted: ...        # upstream -> client
 
     @property
     def ctx(self) -> WorkerContext: ...
@@ -58,10 +69,10 @@ GETTERS: dict[str, Callable[[Facts], str]] = {
     "protocol": lambda c: "TCP",
     "status": lambda c: str(c.core.status),
     # bytes to and from the client; the upstream's are the same bytes the other way round
-    "bytes_sent": lambda c: str(c.core.sent),
-    "bytes_received": lambda c: str(c.core.received),
-    "upstream_bytes_sent": lambda c: str(c.core.received),
-    "upstream_bytes_received": lambda c: str(c.core.sent),
+    "bytes_sent": lambda c: str(c.down.moved),
+    "bytes_received": lambda c: str(c.up.moved),
+    "upstream_bytes_sent": lambda c: str(c.up.moved),
+    "upstream_bytes_received": lambda c: str(c.down.moved),
     "session_time": lambda c: f"{time.time() - c.started:.3f}",
     "upstream_addr": lambda c: c.core.upstream_addr,
     "upstream_session_time": lambda c: f"{time.time() - c.started:.3f}",
