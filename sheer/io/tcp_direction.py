@@ -69,12 +69,9 @@ class Direction:
     def pump(self, conn: Relay) -> None:
         """Read while the source may have data and the destination takes it."""
         src = self.src
-        core = conn.core
-        side = self.side
         while self.ready:
             dst = self.dst
-            held = self.held
-            if held is not None and (dst >= 0 or len(held) > PENDING_LIMIT):
+            if self.held is not None and (dst >= 0 or len(self.held) > PENDING_LIMIT):
                 return                   # read on once the destination took the rest (or connected)
             try:
                 n = readv(src, BUFFERS)
@@ -82,7 +79,7 @@ class Direction:
                 self.ready = False
                 return
             except OSError as exc:
-                conn.run(core.failed(side, "recv", exc, conn.service.time()))
+                conn.run(conn.core.failed(self.side, "recv", exc, conn.service.time()))
                 return
             if n == 0:
                 self.ready = False
@@ -101,7 +98,7 @@ class Direction:
             except _AGAIN:
                 sent = 0
             except OSError as exc:
-                conn.run(core.failed(self.to, "send", exc, conn.service.time()))
+                conn.run(conn.core.failed(self.to, "send", exc, conn.service.time()))
                 return
             if sent < n:
                 self.held = bytes(VIEW[sent:n])    # the destination's next writable edge sends it

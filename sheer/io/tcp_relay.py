@@ -116,9 +116,8 @@ class Connection:
         up = self.up
         if events & END_EVENTS:
             up.end = True
-        down = self.down
-        if events & OUT and down.held is not None:
-            down.flush(self)
+        if events & OUT and self.down.held is not None:
+            self.down.flush(self)
         if events & READ_EVENTS and not up.eof:
             up.ready = True
             up.pump(self)
@@ -132,9 +131,8 @@ class Connection:
         if self.connecting is not None:
             self.connect_check()
             return
-        up = self.up
-        if events & OUT and up.held is not None:
-            up.flush(self)
+        if events & OUT and self.up.held is not None:
+            self.up.flush(self)
         if down.ready:
             down.pump(self)
 
