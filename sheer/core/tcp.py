@@ -3,8 +3,8 @@
 A session is a client connection and, once a peer accepts, its upstream connection. Its phase is
 explicit — PREREAD (`listen ... proxy_protocol`: the PROXY header is read), CONNECTING, RELAYING, DONE —
 and so is each direction's state (a `Flow` per side the bytes come from). The driver
-(sheer.io.stream_tcp) tells it what happened, as events (`accepted`, `preread`, `connected`,
-`connect_failed`, `eof`, `failed`, `tick`, `aborted`), and executes what it answers,
+(sheer.io.tcp_relay) tells it what happened, as events (`accepted`, `preread`, `connecting`,
+`connected`, `connect_failed`, `eof`, `failed`, `tick`, `aborted`), and executes what it answers,
 as commands (`Connect`, `Answer`, `Shutdown`, `Close`, `Log`, `Arm`). Time is an argument: the tests
 drive sessions with a fake clock.
 
@@ -189,6 +189,12 @@ class TcpSession:
                 self.client = real
         return self._start(now)
 
+    def connecting(self, now: float) -> Sequence[Command]:
+        """connect() did not complete at once: it is under way, and proxy_connect_timeout runs. (Over
+        veth or loopback the handshake usually completes inside the call: then `connected` follows
+        `Connect` directly and no deadline is set and forgotten for nothing.)"""
+        return self._watch(self.shared.connecting, now)
+
     def connected(self, now: float) -> Sequence[Command]:
         self._forget()
         self.connect_time = now - self.connect_began
@@ -308,10 +314,7 @@ class TcpSession:
         self.upstream_addr = f"{self.upstream_addr}, {peer.name}" if self.upstream_addr else peer.name
         self.phase = Phase.CONNECTING
         self.connect_began = now
-        connect = Connect(peer, self.bind)
-        if self._watch(self.shared.connecting, now):
-            return (ARM, connect)
-        return (connect,)
+        return (Connect(peer, self.bind),)
 
     def _fail(self, message: str | None, status: int, now: float) -> Sequence[Command]:
         self.status = status

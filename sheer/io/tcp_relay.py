@@ -190,6 +190,7 @@ class Connection:
             self.connected()
         else:
             self.connecting = sock
+            self.run(self.core.connecting(self.service.time()))
 
     def connect_check(self) -> None:
         """An event on a connecting socket: asking connect() again tells done, failed or not yet."""
@@ -208,7 +209,9 @@ class Connection:
         self.run(self.core.connect_failed(message, self.service.time()))
 
     def connected(self) -> None:
-        self.run(self.core.connected(self.service.time()))
+        commands = self.core.connected(self.service.time())
+        if commands:
+            self.run(commands)
         up, down = self.up, self.down
         up.dst = self.upstream
         first, up.held = up.held, None
