@@ -23,6 +23,7 @@ VIEW = memoryview(BUFFER)
 BUFFERS = [BUFFER]          # readv()'s list, made once
 _AGAIN = (BlockingIOError, InterruptedError)
 NONE = -1                   # no descriptor (yet)
+OTHER = (Side.UPSTREAM, Side.CLIENT)     # where a side's bytes go
 readv, write = os.readv, os.write
 
 
@@ -51,13 +52,12 @@ class Relay(Protocol):
 class Direction:
     """Bytes from one side to the other: the same relay serves both directions."""
 
-    __slots__ = ("dst", "end", "eof", "flushed", "held", "moved", "ready", "side", "src", "to", "watching")
+    __slots__ = ("dst", "end", "eof", "flushed", "held", "moved", "ready", "side", "src", "watching")
 
     def __init__(self, src: int, dst: int, side: Side) -> None:
         self.src = src               # the descriptor the bytes come from (NONE: not connected yet)
         self.dst = dst               # the one they go to (NONE: not connected yet)
         self.side = side             # the side the bytes come from
-        self.to = Side.UPSTREAM if side is Side.CLIENT else Side.CLIENT
         self.ready = False           # the source may have data (an edge not read to the end)
         self.end = False             # EOF or an error is queued: read to the end
         self.eof = False             # the source's EOF was read (or nothing is to be read)
@@ -98,7 +98,7 @@ class Direction:
             except _AGAIN:
                 sent = 0
             except OSError as exc:
-                conn.run(conn.core.failed(self.to, "send", exc, conn.service.time()))
+                conn.run(conn.core.failed(OTHER[self.side], "send", exc, conn.service.time()))
                 return
             if sent < n:
                 self.held = bytes(VIEW[sent:n])    # the destination's next writable edge sends it
@@ -122,7 +122,7 @@ class Direction:
         except _AGAIN:
             sent = 0
         except OSError as exc:
-            conn.run(conn.core.failed(self.to, "send", exc, conn.service.time()))
+            conn.run(conn.core.failed(OTHER[self.side], "send", exc, conn.service.time()))
             return
         self.flushed += sent
         if sent < len(data):
