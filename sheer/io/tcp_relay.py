@@ -82,7 +82,7 @@ class Connection:
         self.service = service
         self.client = client                    # the client's descriptor
         self.upstream = NONE                    # the upstream's, once a connect() was issued
-        self.connecting: socket.socket | None = None   # the upstream's socket until it is connected
+        self.connecting: socket.SocketType | None = None   # the upstream socket until it is connected
         self.peer_address = address
         self.started = started
         self._local: Any = None
