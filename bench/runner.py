@@ -8,11 +8,12 @@ retried after repairing the lab."""
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,12 +84,12 @@ def _sheer_net(netns: str, verb: str, *args: str) -> None:
         raise LabError(f"`sheer net apply {' '.join(args)}` failed in {netns}: {lines[-1] if lines else ''}")
 
 
-def _sheer_origin(lab: Lab, verb: str, config: Path) -> None:
+def _sheer_origin(lab: Lab, verb: str, config: Path, extra: tuple[str, ...] = ()) -> None:
     """`sheer net apply|revert` for origin NAT: the proxy's share, then `--role upstream` on each
     upstream for its bench DNS address (the lab's plumbing passes the witness address, which the
     bench config does not name)."""
     _sheer_net(lab.node("proxy").netns, verb, "-c", str(config),
-               *(("--dsr", "origin") if verb == "apply" else ()))
+               *(("--dsr", "origin", *extra) if verb == "apply" else ()))
     for n in lab.topo.upstreams:
         extra = ("--dsr", "origin", "--vip", str(VIP), "--via", str(RR_INTERNAL), "--internal",
                  "172.16.0.0/24")
@@ -96,9 +97,41 @@ def _sheer_origin(lab: Lab, verb: str, config: Path) -> None:
                    *(extra if verb == "apply" else ()))
 
 
+def _routing(lab: Lab, on: bool) -> None:
+    """The ceiling's plumbing: the proxy's namespace a plain router (forwarding on, no rule, no
+    rewrite) with an ECMP route to the address every upstream's quiet dnsmasq also answers on
+    (hashed by ports, fib_multipath_hash_policy=1, so the client's sockets spread over the four),
+    the client told to reach it through the proxy. Off: all of it taken back."""
+    proxy_ns, client_ns = lab.node("proxy").netns, lab.node("client").netns
+    if on:
+        hops = [arg for n in lab.topo.upstreams for arg in ("nexthop", "via", upstreams.dns_address(n))]
+        netns_exec(proxy_ns, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.fib_multipath_hash_policy=1")
+        netns_exec(proxy_ns, "ip", "route", "replace", f"{upstreams.ANYCAST}/32", *hops)
+        netns_exec(client_ns, "ip", "route", "replace", f"{upstreams.ANYCAST}/32", "via", str(VIP))
+    else:
+        netns_exec(client_ns, "ip", "route", "del", f"{upstreams.ANYCAST}/32", check=False)
+        netns_exec(proxy_ns, "ip", "route", "del", f"{upstreams.ANYCAST}/32", check=False)
+        netns_exec(proxy_ns, "sysctl", "-qw", "net.ipv4.ip_forward=0", "net.ipv4.fib_multipath_hash_policy=0")
+
+
+@contextlib.contextmanager
+def _no_proxy(lab: Lab) -> Iterator[int]:
+    """What stands for the proxy where there is none (the ceiling): an idle process in its namespace,
+    so the CPU meter and the guard have a process tree to watch; it is ended by its PID."""
+    process = subprocess.Popen(["ip", "netns", "exec", lab.node("proxy").netns, "sleep", "600"],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield process.pid
+    finally:
+        process.kill()
+        process.wait()
+
+
 def _clean(lab: Lab, workload: Workload, config: Path) -> None:
     for node in (lab.node("proxy"), *lab.topo.upstreams):
         netns_exec(node.netns, "nft", "delete", "table", "ip", BENCH_TABLE, check=False)
+    if workload.routing:
+        _routing(lab, False)
     plumbing.reference_revert()
     if config.exists():
         if workload.method == "dsr-origin":
@@ -159,31 +192,41 @@ def run_once(lab: Lab, workload: Workload, kind: Kind, duration: float,
     upstreams.ensure(lab)
     config.write_text(config_text)
     _clean(lab, workload, config)
+    routed = kind == "sheer" and workload.routing
     try:
-        if kind == "sheer" and workload.method == "dsr-origin":
-            _sheer_origin(lab, "apply", config)
+        if routed:
+            _routing(lab, True)
+        elif kind == "sheer" and workload.method == "dsr-origin":
+            _sheer_origin(lab, "apply", config, workload.sheer_apply)
         elif kind == "sheer":
-            plumbing.sheer_apply(workload.method, config)
+            plumbing.sheer_apply(workload.method, config, *workload.sheer_apply)
         else:
             plumbing.reference_apply(workload.method)
             _nginx_extra(lab, workload.method)
         guard.wait_quiet(lab)
         # proxies' prefixes under bench/: the lab's own proxy-N directories belong to test sessions
-        with running_proxy.running(kind, config_text, Path(lab.state_dir) / "bench") as running:
+        measure = workload.routed if routed and workload.routed else workload.measure
+        with (_no_proxy(lab) if routed else _proxy_pid(kind, config_text, lab)) as pid:
             if workload.warmup:
-                workload.measure(Context(lab, 1.0, running.pid))
-            spies = (profile.start(running.pid, duration, profile_dir, workload.name)
-                     if profile_dir is not None and kind == "sheer" else [])
-            with guard.Watch(lab, running.pid):
-                meter = procstat.CpuMeter(running.pid)
+                measure(Context(lab, 1.0, pid))
+            spies = (profile.start(pid, duration, profile_dir, workload.name)
+                     if profile_dir is not None and kind == "sheer" and not routed else [])
+            with guard.Watch(lab, pid):
+                meter = procstat.CpuMeter(pid)
                 meter.start(time.monotonic())
-                sample = workload.measure(Context(lab, duration, running.pid))
+                sample = measure(Context(lab, duration, pid))
                 sample.cpu = meter.stop(time.monotonic())
                 sample.extra["host_busy"] = meter.host_busy
             profile.wait(spies, timeout=duration + 10)
             return sample
     finally:
         _clean(lab, workload, config)
+
+
+@contextlib.contextmanager
+def _proxy_pid(kind: Kind, config_text: str, lab: Lab) -> Iterator[int]:
+    with running_proxy.running(kind, config_text, Path(lab.state_dir) / "bench") as running:
+        yield running.pid
 
 
 def run_all(lab: Lab, workloads: list[Workload], runs: int, duration: float,

@@ -25,6 +25,9 @@ IPERF_NODE = "up1"
 DNS_NAME = "www.example.com"
 
 
+ANYCAST = "172.16.1.53"   # every upstream's quiet dnsmasq answers here too: the ceiling's ECMP route
+
+
 def dns_address(node: Node) -> str:
     """The quiet DNS server's address on an upstream: up1 172.16.0.21, ..., up4 172.16.0.24."""
     return f"172.16.0.{int(node.name.removeprefix('up')) + 20}"
@@ -78,15 +81,20 @@ def _start_dns(lab: Lab, node: Node) -> None:
     d = _dir(lab, node)
     d.mkdir(parents=True, exist_ok=True)
     addr = dns_address(node)
+    pid = read_pid(d / "dnsmasq.pid")
+    if pid is not None and alive(pid) and str(d) in cmdline(pid):
+        signal_and_wait(pid)        # an older one (without the anycast address)
     lab.run(node.name, "ip", "addr", "replace", f"{addr}/32", "dev", node.ifaces[0].name, check=True)
+    lab.run(node.name, "ip", "addr", "replace", f"{ANYCAST}/32", "dev", "lo", check=True)
     lab.run(node.name, DNSMASQ, "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--bind-interfaces",
-            f"--listen-address={addr}", "--port=53", "--user=root", f"--host-record={DNS_NAME},{addr}",
-            "--cache-size=0", f"--pid-file={d / 'dnsmasq.pid'}", check=True)
+            f"--listen-address={addr}", f"--listen-address={ANYCAST}", "--port=53", "--user=root",
+            f"--host-record={DNS_NAME},{addr}", "--cache-size=0", f"--pid-file={d / 'dnsmasq.pid'}",
+            check=True)
 
 
 def _dns_up(lab: Lab, node: Node) -> bool:
     pid = read_pid(_dir(lab, node) / "dnsmasq.pid")
-    return pid is not None and alive(pid) and dns_address(node) in cmdline(pid)
+    return pid is not None and alive(pid) and dns_address(node) in cmdline(pid) and ANYCAST in cmdline(pid)
 
 
 def ensure(lab: Lab) -> None:
@@ -117,3 +125,4 @@ def stop(lab: Lab) -> None:
             if pid is not None and alive(pid) and marker in cmdline(pid):
                 signal_and_wait(pid)
         lab.run(node.name, "ip", "addr", "del", f"{dns_address(node)}/32", "dev", node.ifaces[0].name)
+        lab.run(node.name, "ip", "addr", "del", f"{ANYCAST}/32", "dev", "lo")

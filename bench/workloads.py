@@ -39,9 +39,17 @@ class Workload:
     warmup: bool = True
     sheer_config: str | None = None  # where sheer safely does more than nginx can (see HTTP)
     ceiling: float | None = None  # the best ratio this machine allows any proxy (docs/performance.md)
+    sheer_apply: tuple[str, ...] = ()  # more `sheer net apply` options for sheer's runs (`--fastpath off`)
+    # sheer's runs replaced by no proxy at all, measured with this load (the ceiling: the client's
+    # datagrams routed)
+    routed: Callable[[Context], Sample] | None = None
 
     def config_for(self, kind: str) -> str:
         return self.sheer_config if kind == "sheer" and self.sheer_config else self.config
+
+    @property
+    def routing(self) -> bool:
+        return self.routed is not None
 
     def meets(self, ratio: float) -> bool:
         return ratio >= self.target if self.higher_is_better else ratio <= self.target
@@ -175,6 +183,12 @@ def _dns(ctx: Context) -> Sample:
     return loads.dnsperf(ctx.lab, ctx.duration)
 
 
+def _dns_routed(ctx: Context) -> Sample:
+    # no proxy: dnsperf asks the upstreams' quiet dnsmasq themselves, through the proxy's namespace as a
+    # plain router that spreads the client's sockets over the four (ECMP; bench.runner._routing)
+    return loads.dnsperf(ctx.lab, ctx.duration, server=upstreams.ANYCAST)
+
+
 def _bulk(ctx: Context) -> Sample:
     return loads.iperf3(ctx.lab, upstreams.IPERF_PORT, ctx.duration)
 
@@ -190,10 +204,21 @@ def _mem_udp(ctx: Context) -> Sample:
 WORKLOADS: tuple[Workload, ...] = (
     Workload("dns-proxied", "UDP DNS proxied, proxy_responses 1, transparent", DNS_PROXIED, "transparency",
              _dns, 1.0),
-    Workload("dns-dsr-router", "UDP DNS DSR, router NAT", DNS_DSR, "dsr-router", _dns, 1.5,
-             target_note="and loss < 0.1%", sheer_config=DNS_DSR_SHEER, ceiling=1.55),
-    Workload("dns-dsr-origin", "UDP DNS DSR, origin NAT", DNS_DSR, "dsr-origin", _dns, 1.5,
-             target_note="and loss < 0.1%", sheer_config=DNS_DSR_SHEER, ceiling=1.55),
+    # DSR: sheer's kernel fast path (`sheer net apply` installs it by default), its user-space path
+    # (`--fastpath off`), and the machine's ceiling: no proxy at all, the client's datagrams routed
+    Workload("dns-dsr-router", "UDP DNS DSR, router NAT, kernel fast path", DNS_DSR, "dsr-router", _dns, 2.0,
+             target_note="and loss < 0.1%", sheer_config=DNS_DSR_SHEER),
+    Workload("dns-dsr-origin", "UDP DNS DSR, origin NAT, kernel fast path", DNS_DSR, "dsr-origin", _dns, 2.0,
+             target_note="and loss < 0.1%", sheer_config=DNS_DSR_SHEER),
+    Workload("dns-dsr-router-user", "UDP DNS DSR, router NAT, user-space path (--fastpath off)", DNS_DSR,
+             "dsr-router", _dns, 1.5, target_note="and loss < 0.1%", sheer_config=DNS_DSR_SHEER, ceiling=1.55,
+             sheer_apply=("--fastpath", "off")),
+    Workload("dns-dsr-origin-user", "UDP DNS DSR, origin NAT, user-space path (--fastpath off)", DNS_DSR,
+             "dsr-origin", _dns, 1.5, target_note="and loss < 0.1%", sheer_config=DNS_DSR_SHEER, ceiling=1.55,
+             sheer_apply=("--fastpath", "off")),
+    Workload("dns-ceiling", "UDP DNS, no proxy: the client's datagrams routed to the upstreams (the ceiling; "
+             "the sheer column is plain routing, ECMP)", DNS_DSR, "dsr-router", _dns, 2.0,
+             routed=_dns_routed),
     Workload("http", "HTTP transparent, keepalive client (wrk -c 50)", HTTP, "transparency", _http, 1.5,
              sheer_config=HTTP_SHEER, ceiling=1.5),
     Workload("tcp-keepalive", "TCP stream transparent, keepalive client (wrk -c 50)", TCP, "transparency",
@@ -210,8 +235,8 @@ WORKLOADS: tuple[Workload, ...] = (
              2.0, higher_is_better=False, warmup=False),
 )
 
-GROUPS = {"dns-dsr": ("dns-dsr-router", "dns-dsr-origin"),
-          "dns": ("dns-proxied", "dns-dsr-router", "dns-dsr-origin"),
+DSR_GROUP = ("dns-dsr-router", "dns-dsr-origin", "dns-ceiling", "dns-dsr-router-user", "dns-dsr-origin-user")
+GROUPS = {"dns-dsr": DSR_GROUP, "dns": ("dns-proxied", *DSR_GROUP),
           "tcp": ("tcp-keepalive", "tcp-new"), "mem": ("mem-tcp", "mem-udp")}
 
 

@@ -35,6 +35,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--via", metavar="ADDR", help="upstream role, origin NAT: the return router")
     p.add_argument("--internal", metavar="CIDR",
                    help="upstream role, origin NAT: network whose replies are not rewritten")
+    p.add_argument("--fastpath", choices=("on", "off"), default="on",
+                   help="DSR: steer client datagrams to the upstreams in the kernel "
+                        "(nft netdev ingress; default on)")
     p.add_argument("--json", action="store_true", help="plan/status as JSON")
     p.add_argument("--allow-root-netns", action="store_true",
                    help="let apply/revert change the root network namespace (refused by default)")
@@ -44,7 +47,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     options = Options(args.role, args.host, args.dsr, args.mark, args.table, args.match, args.nat,
-                      args.masquerade, args.public_if, args.vip, args.gateway, args.via, args.internal)
+                      args.masquerade, args.public_if, args.vip, args.gateway, args.via, args.internal,
+                      args.fastpath == "on")
     path = net_apply.record_path(options.role, options.host)
     try:
         if args.verb in ("apply", "revert") and inspect.in_root_netns() and not args.allow_root_netns:

@@ -11,6 +11,8 @@ from typing import Any
 
 from sheer.cli.common import DEFAULT_CONF, load_config, say
 from sheer.doctor.capture import MAX_SECONDS, Flow, Spot, bpf, capture, follow, ports
+from sheer.doctor.fastpath_trace import notes as fastpath_notes
+from sheer.doctor.fastpath_trace import steering
 from sheer.lab.errors import LabError
 
 
@@ -92,11 +94,14 @@ def main(argv: list[str]) -> int:
     except LabError as exc:
         say(f"[emerg] {exc}")
         return 1
+    said = fastpath_notes(steering(where))
     hops = capture(where, bpf(listen, upstream, args.client), args.seconds, _watching)
     flow = follow(hops, listen, upstream, hosts, args.client)
     if flow is None:
-        print(json.dumps({"hops": [], "reached": False}) if args.json else
-              f"sheer trace: no flow to the configuration's ports seen in {args.seconds:g}s")
+        print(json.dumps({"hops": [], "reached": False, "notes": said}) if args.json else
+              "\n".join([f"sheer trace: no flow to the configuration's ports seen in {args.seconds:g}s",
+                         *(f"note: {n}" for n in said)]))
         return 1
-    print(json.dumps(to_json(flow), indent=1) if args.json else render(flow))
+    print(json.dumps(to_json(flow) | {"notes": said}, indent=1) if args.json else
+          "\n".join([render(flow), *(f"note: {n}" for n in said)]))
     return 0 if flow.reached else 1

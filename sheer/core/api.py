@@ -250,7 +250,12 @@ class Api:
             responses["total"] = sum(responses.values())
             peer["responses"] = responses
         else:
-            peer["connections"] = v(b.at("requests"))
+            # a DSR datagram is a session (nginx counts each as a connection); the kernel's fast path
+            # steers most of them, and its counters (published by the checker) count here too
+            kernel = v(b.at("kernel_datagrams"))
+            peer["connections"] = v(b.at("requests")) + kernel
+            if kernel:
+                peer["kernel"] = {"datagrams": kernel, "bytes": v(b.at("kernel_bytes"))}
             _average(peer, "connect_time", v(b.at("connect_time")), v(b.at("connect_n")))
             _average(peer, "first_byte_time", v(b.at("first_byte_time")), v(b.at("first_byte_n")))
             _average(peer, "response_time", v(b.at("response_time")), v(b.at("response_n")))
@@ -261,7 +266,8 @@ class Api:
             health["last_passed"] = bool(v(b.at("last_passed")))
         downstart = v(b.at("downstart"))
         downtime = v(b.at("downtime")) + (max(0, int(self.now * 1000) - downstart) if downstart else 0)
-        peer.update({"sent": v(b.at("sent")), "received": v(b.at("received")), "fails": v(b.at("fails")),
+        peer.update({"sent": v(b.at("sent")) + v(b.at("kernel_bytes")), "received": v(b.at("received")),
+                     "fails": v(b.at("fails")),
                      "unavail": v(b.at("unavail")), "health_checks": health, "downtime": downtime})
         if downstart:
             peer["downstart"] = iso(downstart)

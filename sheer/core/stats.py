@@ -48,9 +48,13 @@ PEER = _fields(
     # written by the health checker
     "checks", "check_fails", "unhealthy", "last_passed:g", "last_failed:g", "downtime", "downstart:t",
     "became_healthy", "became_unhealthy",
+    # what the kernel's DSR fast path steered to it (the health checker publishes nft's counters)
+    "kernel_datagrams", "kernel_bytes",
 )
-# A DSR service (a stream server with direct server return): what its worker forwarded.
-DSR = _fields("datagrams", "bytes", "no_live_upstreams", "send_errors")
+# A DSR service (a stream server with direct server return): what its workers forwarded, and what the
+# kernel's fast path steered (`kernel`: 1 while the kernel steers it).
+DSR = _fields("datagrams", "bytes", "no_live_upstreams", "send_errors", "kernel_datagrams", "kernel_bytes",
+              "kernel")
 ERRNO_MAX = 134          # transparent connect errors, one column per errno (EHWPOISON is 133)
 
 KINDS: dict[str, dict[str, Kind]] = {"global": GLOBAL, "zone": ZONE, "peer": PEER, "dsr": DSR}

@@ -18,7 +18,7 @@ from typing import Any
 
 from sheer.doctor.needs import Needs
 from sheer.doctor.state import NextHop, Privileges, Probe, RouteGet, State, TransparentProbe, nft_rules
-from sheer.net import inspect
+from sheer.net import fastpath_state, inspect
 from sheer.net.facts import KernelFacts
 from sheer.net.plan import is_ipv4
 
@@ -36,7 +36,7 @@ def _run(*cmd: str, timeout: float = 5) -> subprocess.CompletedProcess[str] | No
 
 def sysctls(facts: KernelFacts) -> dict[str, str]:
     devs = sorted({a.dev for a in facts.addresses} | {"all"})
-    keys = ["net.ipv4.ip_forward", "net.ipv4.udp_early_demux",
+    keys = ["net.ipv4.ip_forward", "net.ipv4.udp_early_demux", "net.netfilter.nf_conntrack_count",
             *(f"net.ipv4.conf.{d}.{leaf}" for d in devs for leaf in LEAVES)]
     return {k: v for k in keys if (v := inspect.read_sysctl(k)) is not None}
 
@@ -293,7 +293,8 @@ def gather(n: Needs, facts: KernelFacts, explicit_probe: bool,
     rules, nft_error = ruleset()
     state = State(facts, rules, legacy_tables(),
                   tc_egress([n.public_if]) if n.public_if and facts.act_nat else {},
-                  privileges(transparent_error()) if n.role == "proxy" else None, nft_error=nft_error)
+                  privileges(transparent_error()) if n.role == "proxy" else None, nft_error=nft_error,
+                  feeders=tuple(fastpath_state.feeders()) if n.dsr else ())
     if n.role == "upstream":
         back = routes_back(n)
         gateway = next((r.gateway for r in back if r.proto == "udp" and r.gateway), None)

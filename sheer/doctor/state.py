@@ -90,6 +90,7 @@ class State:
     next_hop: NextHop | None = None
     probed: bool = False                            # probes were allowed (lab, loopback or --probe)
     nft_error: str | None = None                    # why the ruleset could not be read (checks say so)
+    feeders: tuple[int, ...] = ()                   # sheer health checkers feeding the fast path here
 
     def sysctl(self, key: str) -> str | None:
         return self.facts.sysctls.get(key)

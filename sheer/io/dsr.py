@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from sheer.config.template import Template, Var
 from sheer.core.balancers import Balancer, request_key
+from sheer.core.flowkey import key_shape
 from sheer.core.peers import positions
 from sheer.core.udpwire import MAX_UDP_PAYLOAD, udp_datagram
 from sheer.io.context import WorkerContext
@@ -153,7 +154,15 @@ class DsrSender:
         from the source address, anything else through the stream variables."""
         if key is None:
             return None
-        if key.parts == (Var("remote_addr"),):
+        if self.balancer.upstream.balance.method == "maglev":
+            # the kernel's register layout (sheer.core.jhash.flow_key), built straight from the source
+            shape = key_shape(key)
+            if shape == "addr":
+                return lambda sock, client: socket.inet_aton(client[0])
+            if shape == "addr_port":
+                return lambda sock, client: (socket.inet_aton(client[0]) + client[1].to_bytes(2, "big")
+                                             + b"\0\0")
+        elif key.parts == (Var("remote_addr"),):
             return lambda sock, client: client[0].encode()
         ctx = self.ctx
         upstream = self.balancer.upstream

@@ -77,12 +77,13 @@ def _sheer_net(netns: str, verb: str, config: Path, *extra: str) -> None:
         raise LabError(f"`sheer net {verb}` failed: {lines[-1] if lines else res.returncode}")
 
 
-def sheer_apply(method: str, config: Path) -> None:
+def sheer_apply(method: str, config: Path, *extra: str) -> None:
+    """`extra`: more `sheer net apply` options for the proxy (`--fastpath off`, ...)."""
     topo = article()
     if method == "plain":
         return
     dsr = ("--dsr", method.removeprefix("dsr-")) if method.startswith("dsr-") else ()
-    _sheer_net(topo.node("proxy").netns, "apply", config, *dsr)
+    _sheer_net(topo.node("proxy").netns, "apply", config, *dsr, *extra)
     if method == "dsr-origin":
         # the lab's listen is a wildcard (the upstream cannot know the VIP) and the replies take the
         # return router, not the upstreams' default route through the proxy

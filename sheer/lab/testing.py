@@ -89,12 +89,13 @@ class Lab:
         return [s for n in nodes for s in witness.parse_seen(n, since.get(n.name), self.state_dir)]
 
     @contextmanager
-    def applied(self, method: str, config_text: str) -> Iterator[None]:
-        """`sheer net apply` for the method's plumbing (and `revert` after, even on failure)."""
+    def applied(self, method: str, config_text: str, *extra: str) -> Iterator[None]:
+        """`sheer net apply` for the method's plumbing (and `revert` after, even on failure);
+        `extra`: more options for the proxy's apply (`--fastpath off`)."""
         path = Path(self.state_dir) / f"applied-{method}.conf"
         path.write_text(config_text)
         try:
-            plumbing.sheer_apply(method, path)
+            plumbing.sheer_apply(method, path, *extra)
             yield
         finally:
             plumbing.sheer_revert(method, path)

@@ -14,9 +14,12 @@ from typing import Any
 from pyroute2 import IPRoute  # type: ignore[import-untyped]
 from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
 
-from sheer.net import inspect
+from sheer.net import fastpath_state, inspect
 from sheer.net.facts import RouteFact, RuleFact
+from sheer.net.fastpath import NftFastPath
+from sheer.net.fastpath_status import fastpath_status
 from sheer.net.items import Item, NftTable, Route, Rule, Sysctl, TcClsact, from_json, to_json
+from sheer.net.nftlib import Nft
 from sheer.net.plan import Plan
 
 STATE_DIR = Path("/run/sheer/net")
@@ -85,7 +88,7 @@ def record_path(role: str, host: str | None) -> Path:
 
 
 def key(item: Item) -> str:
-    if isinstance(item, NftTable):
+    if isinstance(item, (NftTable, NftFastPath)):
         return f"nft {item.family} {item.name}"
     if isinstance(item, Sysctl):
         return f"sysctl {item.key}"
@@ -189,6 +192,17 @@ def ensure(item: Item, before: Entry | None) -> tuple[Entry, bool]:
         # one transaction: create-if-missing, delete, re-create with the plan's content
         _nft(f"table {item.family} {item.name}\ndelete table {item.family} {item.name}\n{item.nft()}", what)
         return Entry(item, True, previous, nft_listing(item)), existing != nft_listing(item)
+    if isinstance(item, NftFastPath):
+        nft = Nft()
+        existing = fastpath_state.listing(nft, item.name)
+        if before is not None:
+            previous = before.previous
+        else:   # a `netdev sheer` table sheer did not make: revert puts it back
+            previous = nft.run(f"list table netdev {item.name}").out if existing is not None else None
+        if before and before.item == item and existing is not None and existing == before.listing:
+            return Entry(item, True, previous, existing), False     # untouched: keep what the feeder wrote
+        fastpath_state.load(nft, item)
+        return Entry(item, True, previous, fastpath_state.listing(nft, item.name)), True
     if isinstance(item, (Route, Rule)):
         with IPRoute() as ipr:
             if isinstance(item, Route):
@@ -217,6 +231,11 @@ def undo(entry: Entry) -> None:
     if isinstance(item, NftTable):
         head = f"table {item.family} {item.name}\ndelete table {item.family} {item.name}\n"
         _nft(head + (entry.previous or ""), what)
+    elif isinstance(item, NftFastPath):
+        res = fastpath_state.delete(Nft(), item.name, entry.previous)
+        if not res.ok:
+            code = errno.EPERM if "not permitted" in res.err else errno.EINVAL
+            raise KernelError(what, code, res.first_error())
     elif isinstance(item, (Route, Rule)):
         gone = (errno.ENOENT, errno.ESRCH, errno.ENODEV)
         with IPRoute() as ipr:
@@ -259,7 +278,13 @@ def apply(plan: Plan, path: Path, meta: dict[str, Any]) -> list[str]:
                 undo(stale)
                 report.append(f"removed  {'; '.join(stale.item.commands())}")
         for item in plan.items:
-            entry, changed = ensure(item, before.get(key(item)))
+            try:
+                entry, changed = ensure(item, before.get(key(item)))
+            except fastpath_state.Unavailable as exc:
+                # an accelerator, not a requirement: the user-space path serves DSR without it
+                report.append(f"skipped  {first_line(item)}: the kernel refused the fast path ({exc}); "
+                              "DSR stays on sheer's user-space path")
+                continue
             entries.append(entry)
             if changed:
                 touched.append((entry, before.get(key(item))))
@@ -314,6 +339,9 @@ def status(plan: Plan, path: Path) -> list[tuple[bool, str]]:
             else:
                 out.append((listing == entry.listing, f"nft table {item.family} {item.name}"
                             + ("" if listing == entry.listing else " changed since apply")))
+        elif isinstance(item, NftFastPath):
+            entry = recorded.get(key(item))
+            out.extend(fastpath_status(item, entry.listing if entry and entry.item == item else None))
         elif isinstance(item, TcClsact):
             res = subprocess.run(["tc", "qdisc", "show", "dev", item.dev], capture_output=True, text=True,
                                  check=False)
@@ -329,6 +357,6 @@ def status(plan: Plan, path: Path) -> list[tuple[bool, str]]:
 
 
 def first_line(item: Item) -> str:
-    if isinstance(item, NftTable):
+    if isinstance(item, (NftTable, NftFastPath)):
         return f"nft table {item.family} {item.name}"
     return item.commands()[0]

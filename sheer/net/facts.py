@@ -45,6 +45,21 @@ class RuleFact:
 
 
 @dataclass(frozen=True, slots=True)
+class HookUser:
+    """Something else on an interface's receive hooks: another nft netdev/inet ingress chain, a tc
+    ingress filter, an XDP program. The fast path leaves it alone."""
+
+    dev: str
+    kind: str                      # "nft", "tc", "xdp"
+    what: str                      # "inet filter ingress", "bpf prog 12", ...
+    priority: int | None = None    # nft chains: their hook priority
+
+    def __str__(self) -> str:
+        priority = f" (priority {self.priority})" if self.priority is not None else ""
+        return f"{self.kind} {self.what}{priority}"
+
+
+@dataclass(frozen=True, slots=True)
 class KernelFacts:
     addresses: tuple[IfAddr, ...] = ()
     routes: tuple[RouteFact, ...] = ()     # every table
@@ -52,6 +67,9 @@ class KernelFacts:
     act_nat: bool = False
     sysctls: Mapping[str, str] = field(default_factory=dict)
     nft_tables: tuple[str, ...] = ()       # "ip sheer", "inet filter", ...
+    mtus: Mapping[str, int] = field(default_factory=dict)
+    hook_users: tuple[HookUser, ...] = ()  # receive hooks in use on any interface (not sheer's)
+    conntrack: bool = False                # conntrack holds entries in this namespace (it runs here)
 
     def excluding(self, rules: tuple[RuleFact, ...], routes: tuple[RouteFact, ...]) -> KernelFacts:
         """The facts without what sheer itself created, so a re-plan picks the same mark and table."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import socket
 import subprocess
 from socket import AF_INET
@@ -12,14 +13,17 @@ from typing import Any
 
 from pyroute2 import IPRoute  # type: ignore[import-untyped]
 
-from sheer.net.facts import IfAddr, KernelFacts, RouteFact, RuleFact
+from sheer.net.facts import HookUser, IfAddr, KernelFacts, RouteFact, RuleFact
 
 RTN_UNICAST, RTN_LOCAL = 1, 2
 
 
 def gather() -> KernelFacts:
     with IPRoute() as ipr:
-        names = {link["index"]: link.get("ifname") for link in ipr.get_links()}
+        links = ipr.get_links()
+        names = {link["index"]: link.get("ifname") for link in links}
+        mtus = {link.get("ifname"): link.get("mtu") or 1500 for link in links}
+        xdp = tuple(HookUser(link.get("ifname"), "xdp", "program attached") for link in links if _xdp(link))
         addresses = tuple(IfAddr(names.get(a["index"], str(a["index"])),
                                  f"{a.get('address')}/{a['prefixlen']}")
                           for a in ipr.get_addr(family=AF_INET))
@@ -30,7 +34,76 @@ def gather() -> KernelFacts:
     keys = ["net.ipv4.ip_forward", "net.ipv4.udp_early_demux", "net.ipv4.conf.all.rp_filter",
             *(f"net.ipv4.conf.{d}.rp_filter" for d in devs)]
     sysctls = {k: v for k in keys if (v := read_sysctl(k)) is not None}
-    return KernelFacts(addresses, routes, rules, act_nat(), sysctls, nft_tables())
+    hooks = (*nft_ingress_chains(), *xdp, *(user for dev in devs if dev != "lo" for user in tc_ingress(dev)))
+    tracked = int(read_sysctl("net.netfilter.nf_conntrack_count") or 0) > 0
+    return KernelFacts(addresses, routes, rules, act_nat(), sysctls, nft_tables(), mtus, hooks, tracked)
+
+
+def _xdp(link: Any) -> bool:
+    xdp = link.get_attr("IFLA_XDP")
+    return bool(xdp is not None and xdp.get_attr("IFLA_XDP_ATTACHED"))
+
+
+def nft_ingress_chains() -> tuple[HookUser, ...]:
+    """Base chains on a netdev/inet ingress hook, except sheer's own fast path (`netdev sheer`).
+    nft 1.0.6's JSON leaves out a chain's devices: they are read from the text listing."""
+    prios = {(c["family"], c["table"], c["name"]): c.get("prio") for obj in _nft_json("list", "chains")
+             if (c := obj.get("chain")) and c.get("hook") == "ingress"}
+    if not prios:
+        return ()
+    found = []
+    for (family, table, name), devs in _ingress_devices(_nft_text("list", "chains")).items():
+        if (family, table) != ("netdev", "sheer") and (family, table, name) in prios:
+            what = f"{family} {table} {name}"
+            found += [HookUser(dev, "nft", what, prios[(family, table, name)]) for dev in devs]
+    return tuple(found)
+
+
+def _ingress_devices(text: str) -> dict[tuple[str, str, str], list[str]]:
+    out: dict[tuple[str, str, str], list[str]] = {}
+    table = chain = None
+    for line in text.splitlines():
+        words = line.split()
+        if words[:1] == ["table"] and len(words) >= 3:
+            table = (words[1], words[2])
+        elif words[:1] == ["chain"] and len(words) >= 2:
+            chain = words[1]
+        elif table and chain and "hook ingress" in line:
+            spec = line.split("hook ingress", 1)[1].split("priority")[0]     # device "x" | devices = { x, y }
+            devs = [d for d in re.split(r'[\s,{}="]+', spec) if d and d not in ("device", "devices")]
+            out[(table[0], table[1], chain)] = devs
+    return out
+
+
+def _nft_text(*args: str) -> str:
+    try:
+        res = subprocess.run(["nft", *args], capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        return ""
+    return res.stdout if res.returncode == 0 else ""
+
+
+def tc_ingress(dev: str) -> tuple[HookUser, ...]:
+    try:
+        res = subprocess.run(["tc", "-j", "filter", "show", "dev", dev, "ingress"], capture_output=True,
+                             text=True, check=False)
+    except FileNotFoundError:
+        return ()
+    if res.returncode != 0 or not res.stdout.strip():
+        return ()
+    kinds = sorted({f.get("kind", "?") for f in json.loads(res.stdout) if f.get("kind")})
+    return tuple(HookUser(dev, "tc", f"ingress filter {kind}") for kind in kinds)
+
+
+def _nft_json(*args: str) -> list[dict[str, Any]]:
+    try:
+        res = subprocess.run(["nft", "-j", *args], capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        return []
+    if res.returncode != 0 or not res.stdout.strip():
+        return []
+    objects: list[dict[str, Any]] = json.loads(res.stdout).get("nftables", [])
+    return objects
 
 
 def route_fact(r: Any, names: dict[int, str]) -> RouteFact:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
+from sheer.net.fastpath import NftFastPath
+
 
 @dataclass(frozen=True, slots=True)
 class Sysctl:
@@ -74,7 +76,7 @@ class NftChain:
     name: str
     type: Literal["filter", "nat"]
     hook: Literal["prerouting", "output", "postrouting", "forward", "input"]
-    priority: str                  # "mangle", "srcnat - 10", ...
+    priority: str                  # "raw", "mangle", "srcnat - 10", ...
     rules: tuple[NftRule, ...]
 
 
@@ -128,9 +130,10 @@ class TcNat:
                  f"action nat egress {self.src}/32 {self.vip}")]
 
 
-Item: TypeAlias = Sysctl | Rule | Route | NftTable | TcClsact | TcNat
+Item: TypeAlias = Sysctl | Rule | Route | NftTable | TcClsact | TcNat | NftFastPath
 KINDS: dict[str, type[Item]] = {
     "sysctl": Sysctl, "rule": Rule, "route": Route, "nft": NftTable, "tc-clsact": TcClsact, "tc-nat": TcNat,
+    "nft-fastpath": NftFastPath,
 }
 
 
@@ -139,6 +142,8 @@ def kind_of(item: Item) -> str:
 
 
 def to_json(item: Item) -> dict[str, Any]:
+    if isinstance(item, NftFastPath):
+        return {"item": kind_of(item), **item.to_json()}
     data: dict[str, Any] = {"item": kind_of(item)}
     for name in item.__dataclass_fields__:
         value = getattr(item, name)
@@ -151,6 +156,8 @@ def to_json(item: Item) -> dict[str, Any]:
 
 def from_json(data: dict[str, Any]) -> Item:
     fields = {k: v for k, v in data.items() if k not in ("item", "commands", "nft")}
+    if data["item"] == "nft-fastpath":
+        return NftFastPath.from_json(fields)
     if data["item"] == "nft":
         fields["chains"] = tuple(
             NftChain(c["name"], c["type"], c["hook"], c["priority"],

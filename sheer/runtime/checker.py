@@ -4,7 +4,10 @@ and the resolver task (sheer.runtime.resolver), each once per generation, never 
 Each checked peer is probed once here, and its state is published on the shared `HealthBoard`
 that every worker's balancer reads; peers the resolver adds are checked from the moment they
 come, and no longer once they go. The master respawns the process if it dies; the new one
-resumes from the states and addresses on the boards.
+resumes from the states and addresses on the boards. The same process feeds the kernel's DSR
+fast path (sheer.runtime.fastpath): every change of the board reaches the kernel's table too, so
+both paths skip a down peer (it runs even without checks or names when the configuration has DSR
+servers, for the API's changes and the counters).
 """
 
 from __future__ import annotations
@@ -13,11 +16,14 @@ import asyncio
 import random
 import signal
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import uvloop
 
 from sheer.config.health import HttpMatch
 from sheer.config.model import Config, UpstreamServer
+from sheer.core.fastpath import services as dsr_services
 from sheer.core.hcmatch import Verdict
 from sheer.core.health import Changed, Health, Outcome, PeerHealth
 from sheer.core.peers import PEERS_PER_NAME, slot_server
@@ -32,6 +38,9 @@ from sheer.runtime.privileges import drop_privileges
 from sheer.runtime.resolver import ResolverTask
 from sheer.runtime.shared import SharedBoard
 from sheer.runtime.worker import die_with_parent
+
+if TYPE_CHECKING:
+    from sheer.runtime.fastpath import Feeder
 
 
 def title(board: HealthBoard | None, peers: PeerSetBoard | None) -> str:
@@ -49,13 +58,22 @@ def run_checker(config: Config, board: HealthBoard, shared: SharedBoard | None =
     for signum in (signal.SIGHUP, signal.SIGUSR1, signal.SIGQUIT, signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, signal.SIG_DFL)
     log = ErrorLogger(config.error_log)
-    drop_privileges(config, log)     # probes need no privilege: they come from the proxy's own address
+    feeds = bool(dsr_services(config))
+    if feeds:
+        # imported only where the kernel is fed (netlink and nftables modules), and before dropping to
+        # `user`, who may not read sheer's own files
+        from sheer.runtime.fastpath import Feeder
+    # Probes need no privilege (they come from the proxy's own address); feeding the kernel's fast
+    # path needs CAP_NET_ADMIN.
+    drop_privileges(config, log, admin=feeds)
     uvloop.install()
-    row = (identity or Identity()).row
+    identity = identity or Identity()
+    row = identity.row
     try:
         shared = shared or SharedBoard(config)
         resolver = ResolverTask(config, peers, shared, row, log) if peers else None
-        asyncio.run(_check_all(board, log, HealthCounters(shared, row), resolver))
+        feeder = Feeder(config, board, shared, log, identity.generation) if feeds else None
+        asyncio.run(_check_all(board, log, HealthCounters(shared, row), resolver, feeder))
     except Exception as exc:  # noqa: BLE001  (the last resort: the helper must say why it died)
         log.log("alert", f"{title(board, peers)} process failed: {exc!r}")
         return 2
@@ -112,17 +130,18 @@ class Checks:
     """The probe loops, one per checked peer, started and stopped as peers come and go."""
 
     def __init__(self, board: HealthBoard, log: ErrorLogger, counters: HealthCounters,
-                 tasks: asyncio.TaskGroup) -> None:
+                 tasks: asyncio.TaskGroup, changed: Callable[[], None] | None = None) -> None:
         self.board = board
         self.log = log
         self.counters = counters
         self.tasks = tasks
+        self.changed = changed      # the kernel's fast path follows the board (sheer.runtime.fastpath)
         self.running: dict[tuple[int, int], asyncio.Task[None]] = {}
 
     def start(self, group: CheckedGroup, index: int, server: UpstreamServer) -> None:
         if not server.down:
             self.running[(group.offset, index)] = self.tasks.create_task(
-                _check_peer(self.board, group, index, server, self.log, self.counters))
+                _check_peer(self.board, group, index, server, self.log, self.counters, self.changed))
 
     def follow(self, name: Name, position: int, server: UpstreamServer | None) -> None:
         """The resolver put `server` at `position` of an upstream (None: the peer there is gone)."""
@@ -138,7 +157,7 @@ class Checks:
 
 
 async def _check_all(board: HealthBoard, log: ErrorLogger, counters: HealthCounters,
-                     resolver: ResolverTask | None = None) -> None:
+                     resolver: ResolverTask | None = None, feeder: Feeder | None = None) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
@@ -147,7 +166,13 @@ async def _check_all(board: HealthBoard, log: ErrorLogger, counters: HealthCount
     loop.add_signal_handler(signal.SIGHUP, lambda: None)
     try:
         async with asyncio.TaskGroup() as tasks:
-            checks = Checks(board, log, counters, tasks)
+            if feeder is not None:
+                try:
+                    feeder.start()
+                except Exception as exc:  # noqa: BLE001  (the checks run whatever happens to the fast path)
+                    log.log("alert", f"the fast path cannot be fed: {exc!r}")
+                tasks.create_task(feeder.run())
+            checks = Checks(board, log, counters, tasks, feeder.schedule if feeder is not None else None)
             for group in board.groups:
                 for index, server in enumerate(group.upstream.servers):
                     checks.start(group, index, server)
@@ -170,7 +195,8 @@ class _Stopped(Exception):
 
 
 async def _check_peer(board: HealthBoard, group: CheckedGroup, index: int, server: UpstreamServer,
-                      log: ErrorLogger, counters: HealthCounters) -> None:
+                      log: ErrorLogger, counters: HealthCounters,
+                      changed: Callable[[], None] | None = None) -> None:
     loop = asyncio.get_running_loop()
     health = PeerHealth(group.check, loop.time(), board.get(group, index))
     counters.starting(group, index, health.state, time.time())
@@ -186,6 +212,8 @@ async def _check_peer(board: HealthBoard, group: CheckedGroup, index: int, serve
         if change is not None:
             board.set(group, index, change.new)
             _log_change(log, group, server, change)
+            if changed is not None:
+                changed()
 
 
 async def _probe(group: CheckedGroup, host: str, port: int) -> Verdict:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from sheer.config import Config, ConfigError
 from sheer.config.errors import unexpected
+from sheer.core.fastpath import services as dsr_services
 from sheer.io.context import Identity
 from sheer.io.logs import ErrorLogger, LogOpenError, reopen_logs
 from sheer.io.sockets import ListenError, ensure_unclaimed, listener
@@ -134,10 +135,12 @@ class Master:
 
     def start_health(self, config: Config) -> None:
         """New boards for a new generation, and its helper process when the config has active
-        checks or names to re-resolve (the peers the last generation resolved are kept)."""
+        checks, names to re-resolve (the peers the last generation resolved are kept), or DSR
+        servers whose kernel fast path it feeds (sheer.runtime.fastpath)."""
         self.health = HealthBoard(config, self.health)
         self.peers = PeerSetBoard(config, self.peers)
-        if self.health or self.peers:
+        self.shared.generation = self.generation
+        if self.health or self.peers or dsr_services(config):
             self.spawn(CHECKER)
 
     def start(self) -> None:

@@ -59,7 +59,9 @@ def resolve_user(config: Config) -> tuple[int, int] | None:
     return entry.pw_uid, gid
 
 
-def drop_privileges(config: Config, log: ErrorLogger) -> None:
+def drop_privileges(config: Config, log: ErrorLogger, admin: bool = False) -> None:
+    """Switch to `user`, keeping CAP_NET_RAW when transparency needs it and, with `admin`,
+    CAP_NET_ADMIN (the health checker feeding the kernel's fast path through nftables)."""
     ids = resolve_user(config)
     if ids is None:
         if config.user is not None and os.geteuid() != 0:
@@ -69,7 +71,8 @@ def drop_privileges(config: Config, log: ErrorLogger) -> None:
     uid, gid = ids
     if uid == 0:
         return
-    keep = needs_transparency(config)
+    caps = (1 << CAP_NET_RAW if needs_transparency(config) else 0) | (1 << CAP_NET_ADMIN if admin else 0)
+    keep = bool(caps)
     libc = ctypes.CDLL(None, use_errno=True)
     if keep and libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0:
         log.log("alert", f"prctl(PR_SET_KEEPCAPS) failed ({ctypes.get_errno()}): transparent upstream "
@@ -80,10 +83,11 @@ def drop_privileges(config: Config, log: ErrorLogger) -> None:
     os.setuid(uid)
     if keep:
         # As nginx does (1.13.8+): after setuid() only CAP_NET_RAW stays, effective and permitted;
-        # it is what IP_TRANSPARENT and the DSR raw socket need, and nothing else.
+        # it is what IP_TRANSPARENT and the DSR raw socket need, and nothing else (and the checker's
+        # CAP_NET_ADMIN: nf_tables answers no netlink message without it, not even a read).
         header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
         data = (_CapData * 2)()
-        data[0].effective = data[0].permitted = 1 << CAP_NET_RAW
+        data[0].effective = data[0].permitted = caps
         if libc.capset(ctypes.byref(header), data) != 0:
             log.log("alert", f"capset(CAP_NET_RAW) failed ({ctypes.get_errno()}): transparent upstream "
                              "connections will fail")

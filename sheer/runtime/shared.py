@@ -8,7 +8,8 @@ later generation sees the same pages:
   a free row to each process it forks and zeroes that row's gauges when it reaps the process);
   columns are placed by sheer.core.stats. A process adds only to its own row: no lock.
 - control: what the API changed (`down`, `drain`, `weight` of a server), one row of CONTROL_WIDTH
-  int64 per upstream server, and a version number that every change bumps; balancers compare
+  int64 per upstream server, and (row 0) a version number that every change bumps and the
+  generation now serving; balancers compare
   the version once per pick and re-read only when it moved, so a PATCH takes effect in every
   worker at its next request. Writers (API requests in any worker) hold an fcntl lock on the
   memfd: two PATCHes never interleave, and a writer that dies releases it.
@@ -56,6 +57,9 @@ class SharedBoard:
         self.stats = view[:stats_bytes].cast("q")
         self.control = view[stats_bytes:].cast("q")
         self.free_rows = list(range(ROWS - 2, -1, -1))   # the last row is the master's
+        # Rung after every change of the control board: the health checker feeds the API's changes
+        # to the kernel's fast path (sheer.runtime.fastpath) without polling the version.
+        self.changed_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self.layout = self.plan(config)
 
     def plan(self, config: Config) -> Layout:
@@ -85,6 +89,13 @@ class SharedBoard:
             return memoryview(bytearray(self.columns * 8)).cast("q")
         return self.stats[row * self.columns:(row + 1) * self.columns]
 
+    def publish(self, column: int, value: int) -> None:
+        """Set a value whose one source is outside sheer's processes (the kernel fast path's counters,
+        read by the current health checker): kept in the master's row, so whichever checker reads
+        last sets it, and a reload or respawn neither loses nor doubles it."""
+        if column:
+            self.stats[(ROWS - 1) * self.columns + column] = value
+
     def count_respawn(self) -> None:
         """nginx Plus's /processes `respawned`: the master's own row is the last one."""
         self.stats[(ROWS - 1) * self.columns + self.layout.glob.at("respawned")] += 1
@@ -106,6 +117,15 @@ class SharedBoard:
     def version(self) -> int:
         return self.control[0]
 
+    @property
+    def generation(self) -> int:
+        """The generation now serving (set by the master): an older checker stops feeding the kernel."""
+        return self.control[1]
+
+    @generation.setter
+    def generation(self, value: int) -> None:
+        self.control[1] = value
+
     def overrides(self, row: int) -> tuple[int, int, int]:
         """(down, drain, weight) set by the API for control row `row`: UNSET/FALSE/TRUE, weight 0 unset."""
         base = (1 + row) * CONTROL_WIDTH
@@ -121,6 +141,10 @@ class SharedBoard:
             self.control[0] += 1
         finally:
             fcntl.lockf(self.fd, fcntl.LOCK_UN)
+        try:
+            os.eventfd_write(self.changed_fd, 1)
+        except OSError:
+            pass
 
     def set_override(self, row: int, down: int | None = None, drain: int | None = None,
                      weight: int | None = None) -> None:

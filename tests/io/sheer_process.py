@@ -21,6 +21,7 @@ import dns.rrset
 
 import sheer.config
 from sheer.config.names import HostNotFound, Lookup
+from sheer.core.fastpath import services as dsr_services
 from sheer.runtime.board import checked_groups
 from sheer.runtime.peerset import names_of
 
@@ -173,7 +174,8 @@ class Sheer:
             return all(listen.port in (udp if listen.udp else tcp) for listen in wanted)
 
         wait_for(ready, timeout, "sheer's listeners")
-        helper = bool(checked_groups(config) or names_of(config))     # health checks, resolver
+        # health checks, resolver, the kernel fast path's feeder (DSR servers, checked or not)
+        helper = bool(checked_groups(config) or names_of(config) or dsr_services(config))
         self.wait_workers(config.workers + (1 if helper else 0), timeout)
         return self
 

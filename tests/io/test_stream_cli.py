@@ -75,6 +75,41 @@ def test_quiet(tmp_path: Path) -> None:
     assert bad.returncode == 1 and 'unknown directive "bogus"' in bad.stderr
 
 
+DSR = """stream {
+    upstream dns { METHOD server 172.16.0.11:53; server 172.16.0.12:53; }
+    server {
+        listen 53 udp;
+        proxy_responses 0;
+        proxy_bind $remote_addr:$remote_port transparent;
+        dsr_without_health_check on;
+        proxy_pass dns;
+    }
+}
+"""
+
+
+@pytest.mark.parametrize(("method", "why"), [
+    ("least_conn;", "least_conn compares active connections, and the kernel keeps no count of them"),
+    ("random two;", "random two compares the load of two servers"),
+    ("hash $remote_addr;", "hash KEY is nginx's crc32"),
+    ("", None),
+    ("hash $remote_addr maglev;", None),
+    ("random;", None),
+])
+def test_dsr_methods_the_kernel_cannot_run_say_so(tmp_path: Path, method: str, why: str | None) -> None:
+    conf = write(tmp_path, DSR.replace("METHOD", method))
+    result = sheer("-t", "-c", conf)
+    assert result.returncode == 0, result.stderr
+    notices = [line for line in result.stderr.splitlines() if "[notice]" in line]
+    if why is None:
+        assert notices == []
+    else:
+        assert len(notices) == 1, notices
+        assert notices[0].startswith(f"sheer: [notice] {conf}:3: direct server return on 0.0.0.0:53 udp "
+                                     'stays on the user-space path (no kernel fast path for upstream "dns"): '
+                                     f"{why}")
+
+
 def test_dump_prints_every_file(tmp_path: Path) -> None:
     upstreams = write(tmp_path, "upstream u { server 127.0.0.11:53; }\n", "upstreams.conf")
     conf = write(tmp_path,

@@ -66,8 +66,12 @@ def test_origin_nat_reply_leaves_the_return_router(lab: Lab, sheer_ready: None, 
     hops = [(h["node"], h["dev"], h["dir"], h["src"], h["sport"], h["dst"]) for h in flow["hops"]]
     client_port = flow["client"][1]
     assert hops[0] == ("client", "sheer-pub", "out", traced_client, client_port, VIP)
+    # the fast path (on by default): tcpdump on the proxy's ingress sees the datagram before the rewrite
+    assert ("proxy", "sheer-pub", "in", traced_client, client_port, VIP) in hops
     # spoofed ip:port
     assert ("proxy", "sheer-int", "out", traced_client, client_port, answers[0]) in hops
+    assert any(n.startswith("proxy: the kernel's DSR fast path steers on sheer-pub")
+               and "before the rewrite" in n for n in flow["notes"]), flow["notes"]
     # rewritten at origin
     assert (upstream, "sheer-int", "out", VIP, 53, traced_client) in hops
     assert ("rr", "sheer-int", "in", VIP, 53, traced_client) in hops

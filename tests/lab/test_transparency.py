@@ -129,7 +129,8 @@ def test_workers_drop_to_nobody_and_keep_only_cap_net_raw(lab: Lab) -> None:
 
 
 def test_dsr_router_nat_replies_bypass_sheer(lab: Lab) -> None:
-    with lab.applied("dsr-router", configs.DSR), lab.proxy(configs.DSR):
+    # sheer's user-space path (its raw sender); tests/lab/test_fastpath.py has the kernel's
+    with lab.applied("dsr-router", configs.DSR, "--fastpath", "off"), lab.proxy(configs.DSR):
         # veth trusts checksums it did not compute: make the receivers verify ours and the NAT's
         for node, dev in (("proxy", "sheer-int"), ("proxy", "sheer-pub"), ("up1", "sheer-int")):
             lab.run(node, "ethtool", "-K", dev, "tx", "off", check=True)
@@ -154,7 +155,7 @@ def test_dsr_router_nat_replies_bypass_sheer(lab: Lab) -> None:
 
 
 def test_dsr_origin_nat_replies_go_through_the_return_router(lab: Lab) -> None:
-    with lab.applied("dsr-origin", configs.DSR), lab.proxy(configs.DSR):
+    with lab.applied("dsr-origin", configs.DSR, "--fastpath", "off"), lab.proxy(configs.DSR):
         proxy_before, rr_before = lab.counters("proxy"), lab.counters("rr")
         answers = [answer(dig(lab)) for _ in range(4)]
         proxy_after, rr_after = lab.counters("proxy"), lab.counters("rr")

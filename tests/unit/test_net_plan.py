@@ -109,7 +109,9 @@ def test_dsr_router_with_act_nat_uses_tc(tmp_path: Path) -> None:
     assert tc[0].commands() == [("tc filter add dev sheer-pub egress protocol ip prio 49152 u32 match ip src "
                                  "172.16.0.11/32 match ip sport 53 0xffff action nat egress 172.16.0.11/32 "
                                  "192.168.99.10")]
-    assert not p.nft()
+    assert "dsr_rewrite" not in p.nft() and "ip saddr set" not in p.nft()   # tc rewrites the replies
+    without = plan(conf(tmp_path, DSR), Options(fastpath=False), facts)
+    assert not without.nft()
 
 
 def test_public_port_differs_nft_rewrites_tc_refuses(tmp_path: Path) -> None:
@@ -134,10 +136,15 @@ def test_dsr_and_transparency_together_exclude_dsr_replies_from_marking(tmp_path
            "-j MASQUERADE" in p.commands()
 
 
-def test_dsr_origin_on_the_proxy_needs_nothing(tmp_path: Path) -> None:
-    p = plan(conf(tmp_path, DSR), Options(dsr="origin"), PROXY)
+def test_dsr_origin_on_the_proxy_needs_nothing_but_the_fast_path(tmp_path: Path) -> None:
+    p = plan(conf(tmp_path, DSR), Options(dsr="origin", fastpath=False), PROXY)
     assert p.items == () and not p.problems
     assert any("--role upstream" in n for n in p.notes)
+    fast = plan(conf(tmp_path, DSR), Options(dsr="origin"), PROXY)
+    assert not fast.problems
+    assert [type(i).__name__ for i in fast.items] == ["Sysctl", "NftFastPath"]
+    assert Sysctl("net.ipv4.ip_forward", "1") in fast.items           # the fast path forwards
+    assert "notrack" not in fast.nft()                                # conntrack idle here
 
 
 def test_upstream_return_path_by_policy_routing(tmp_path: Path) -> None:

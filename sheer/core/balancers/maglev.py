@@ -4,8 +4,12 @@ Reliable Software Network Load Balancer", NSDI 2016, section 3.4).
 Several sheer instances behind ECMP build the same table from the same upstream block, so they
 send a client to the same peer without sharing any state: what DSR fleets need, since the
 upstream keeps the session. The table depends only on the peers' names (`host:port`) and weights,
-hashed with SHA-256 (never Python's per-process salted `hash()`); a key is looked up with crc32.
-Adding or removing a peer moves about 1/n of keys.
+hashed with SHA-256 (never Python's per-process salted `hash()`). A key is looked up with the
+kernel's jhash and sheer's fixed seed (sheer.core.jhash; for `$remote_addr[$remote_port]` over the
+binary address and port, sheer.core.flowkey), so the kernel's fast path (sheer.core.fastpath:
+nft `jhash ip saddr . udp sport mod SIZE seed S map @table`) makes the same choice as this
+balancer. (Until issue 16 the key was hashed with crc32 of its text: maglev is sheer-only, so only
+sheer instances of different versions disagree.) Adding or removing a peer moves about 1/n of keys.
 
 At pick time an unusable peer (down, failed, at max_conns, already tried) is passed over by
 walking the following table entries, so keys of the live peers never move while a peer is out,
@@ -16,11 +20,14 @@ primary peers are scanned in order from a position the key decides: still determ
 from __future__ import annotations
 
 import hashlib
-from zlib import crc32
+from collections.abc import Callable, Sequence
 
 from sheer.core.balancers.round_robin import Peer, RoundRobin, Tried
+from sheer.core.jhash import slot as jhash_slot
 
 TABLE_SIZE = 65537      # prime; the paper wants M much larger than the number of peers (M > 100 N)
+SLOT_CACHE = 65536      # keys whose slot is remembered (then forgotten all at once)
+WALK = 20               # table entries tried past an unusable peer before scanning the peers
 
 
 def table_size(total_weight: int) -> int:
@@ -79,12 +86,20 @@ class Maglev(RoundRobin):
         self.size = table_size(self.total_weight)
         owners = populate([peer.server.name for peer in primary], [peer.server.weight for peer in primary],
                           self.size)
+        self.owners = owners
         self.table: list[Peer] = [primary[i] for i in owners] if primary else []
+        self._slots: dict[bytes, int] = {}     # key -> slot: jhash costs ~2 us in Python
 
     def start(self, tries_limit: int = 0, key: bytes = b"") -> Tried:
         tried = super().start(tries_limit)
         tried.key = key
-        tried.hash = crc32(key) % self.size
+        cache = self._slots
+        found = cache.get(key)
+        if found is None:
+            if len(cache) >= SLOT_CACHE:
+                cache.clear()
+            found = cache[key] = jhash_slot(key, self.size)
+        tried.hash = found
         return tried
 
     def get(self, tried: Tried, now: float) -> Peer | None:
@@ -95,7 +110,7 @@ class Maglev(RoundRobin):
         table = self.table
         size = self.size
         slot = tried.hash
-        for step in range(20):
+        for step in range(WALK):
             peer = table[(slot + step) % size]
             if self.usable(peer, tried, now):
                 return self.take(peer, tried, now)
@@ -106,3 +121,18 @@ class Maglev(RoundRobin):
             if self.usable(peer, tried, now):
                 return self.take(peer, tried, now)
         return None
+
+
+def lookup(owners: Sequence[int], count: int, slot: int, usable: Callable[[int], bool]) -> int | None:
+    """What `Maglev.get` picks for a fresh request at `slot`, as a primary peer's position: the
+    kernel's table is filled with these (sheer.core.fastpath), so both paths choose alike."""
+    size = len(owners)
+    for step in range(WALK):
+        owner = owners[(slot + step) % size]
+        if usable(owner):
+            return owner
+    for step in range(count):
+        owner = (slot + step) % count
+        if usable(owner):
+            return owner
+    return None

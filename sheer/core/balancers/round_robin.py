@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from sheer.config.model import Upstream, UpstreamServer
+from sheer.core.flowkey import maglev_key
 from sheer.core.peers import positions
 from sheer.core.variables import VariableSource, render
 
@@ -64,9 +65,14 @@ class Balancer(Protocol):
 
 
 def request_key(upstream: Upstream, variables: VariableSource) -> bytes:
-    """The bytes a hashing method hashes for this request (`hash KEY`, ip_hash's $remote_addr)."""
+    """The bytes a hashing method hashes for this request (`hash KEY`, ip_hash's $remote_addr;
+    `maglev`: the binary address and port, sheer.core.flowkey)."""
     key = upstream.balance.key
-    return b"" if key is None else render(key, variables).encode("latin-1", "replace")
+    if key is None:
+        return b""
+    if upstream.balance.method == "maglev":
+        return maglev_key(key, variables)
+    return render(key, variables).encode("latin-1", "replace")
 
 
 class HealthView(Protocol):

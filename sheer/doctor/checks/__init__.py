@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from sheer.doctor.checks.fastpath import fastpath
 from sheer.doctor.checks.host import overlap, privileges, reachability
 from sheer.doctor.checks.marking import policy_routing, reverse_path
 from sheer.doctor.checks.nat import router_nat, stray_nat
@@ -17,7 +18,7 @@ from sheer.doctor.state import State
 Check = Callable[[Needs, State], list[Finding]]
 
 CHECKS: tuple[Check, ...] = (privileges, reachability, overlap, reverse_path, policy_routing, router_nat,
-                             stray_nat, return_route, origin_nat)
+                             stray_nat, return_route, origin_nat, fastpath)
 
 
 def diagnose(n: Needs, state: State) -> list[Finding]:
@@ -25,5 +26,5 @@ def diagnose(n: Needs, state: State) -> list[Finding]:
     return group([finding for check in CHECKS for finding in check(n, state)])
 
 
-__all__ = ["CHECKS", "Check", "diagnose", "origin_nat", "overlap", "policy_routing", "privileges",
+__all__ = ["CHECKS", "Check", "diagnose", "fastpath", "origin_nat", "overlap", "policy_routing", "privileges",
            "reachability", "return_route", "reverse_path", "router_nat", "stray_nat"]

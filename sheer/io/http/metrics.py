@@ -165,6 +165,21 @@ class BoardCollector:
                                ("send_errors", "Datagrams the raw socket could not send")):
                 yield _family(f"sheer_dsr_{field}_total", "counter", doc,
                               [({"service": name}, v(block.at(field))) for name, block in layout.dsr.items()])
+            kernel_docs = (("kernel_datagrams", "Datagrams the kernel's fast path steered to an upstream"),
+                           ("kernel_bytes", "Bytes (IP datagrams) the kernel's fast path steered upstream"))
+            for field, doc in kernel_docs:
+                yield _family(f"sheer_dsr_{field}_total", "counter", doc,
+                              [({"service": name}, v(block.at(field))) for name, block in layout.dsr.items()])
+            yield _family("sheer_dsr_kernel_path", "gauge",
+                          "1 while the kernel's fast path steers the service",
+                          [({"service": name}, v(block.at("kernel"))) for name, block in layout.dsr.items()])
+            per_server = [(name, ref) for (protocol, name), refs in layout.upstreams.items()
+                          if protocol == "stream" for ref in refs]
+            for field, doc in (("datagrams", "Datagrams the kernel's fast path steered to this server"),
+                               ("bytes", "Bytes the kernel's fast path steered to this server")):
+                yield _family(f"sheer_stream_upstream_server_kernel_{field}_total", "counter", doc,
+                              [({"upstream": name, "server": ref.server.name},
+                                v(ref.block.at(f"kernel_{field}"))) for name, ref in per_server])
         errors = [(code, v(layout.errno_column(code))) for code in range(1, 134)]
         yield _family("sheer_transparent_connect_errors_total", "counter",
                       "Upstream connections with the client's address (proxy_bind transparent) that failed, "

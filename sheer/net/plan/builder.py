@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, ip_address
 from typing import Any, Literal
 
-from sheer.config.model import Config, Listen, Upstream, UpstreamServer
+from sheer.config.model import Config, Listen, StreamServer, Upstream, UpstreamServer
 from sheer.net.facts import KernelFacts
+from sheer.net.fastpath import NftFastPath
 from sheer.net.items import Item, NftTable, to_json
 
 Role = Literal["proxy", "upstream"]
@@ -38,6 +39,7 @@ class Options:
     gateway: str | None = None     # upstream role: the proxy's internal address
     via: str | None = None         # upstream role, origin NAT: the return router
     internal: str | None = None    # upstream role, origin NAT: replies to it are not rewritten
+    fastpath: bool = True          # proxy, DSR: steer client datagrams in the kernel (sheer.net.fastpath)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,7 @@ class Service:
     where: str                     # file:line of proxy_bind, for messages
     # its upstream's `server NAME resolve` lines: addresses that change while sheer runs
     names: tuple[str, ...] = ()
+    stream: StreamServer | None = None   # the stream server (DSR: what the kernel fast path steers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +69,7 @@ class Plan:
         return [line for item in self.items for line in item.commands()]
 
     def nft(self) -> str:
-        return "".join(item.nft() for item in self.items if isinstance(item, NftTable))
+        return "".join(item.nft() for item in self.items if isinstance(item, (NftTable, NftFastPath)))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -86,7 +89,8 @@ def services(config: Config) -> list[Service]:
             continue
         for listen in server.listens:
             found.append(Service("udp" if listen.udp else "tcp", listen, server.upstream.servers,
-                                 server.dsr and listen.udp, str(bind.source or ""), _names(server.upstream)))
+                                 server.dsr and listen.udp, str(bind.source or ""), _names(server.upstream),
+                                 server))
     for http_server in config.http.servers if config.http else ():
         for location in http_server.locations:
             bind = location.proxy_bind

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sheer.net.facts import KernelFacts
+from sheer.net.fastpath_plan import notrack_rules, plan_fastpath
 from sheer.net.items import Item, NftChain, NftRule, NftTable, Route, Rule, Sysctl, TcClsact, TcNat
 from sheer.net.plan.builder import NFT_TABLE, Builder, Plan, Service, is_ipv4, nft_set, upstream_problems
 
@@ -73,10 +74,15 @@ def plan_proxy(b: Builder, found: list[Service]) -> Plan:
             b.notes.append("UDP replies are marked too: with proxy_responses >= 1 they must reach the "
                            "transparent socket bound to the client's address")
 
+    fast = plan_fastpath(b.kernel, list(dsr), public_if, lambda s: _vip(b, s, public_if),  # type: ignore[arg-type]
+                         opts.fastpath) if dsr else None
     if dsr and mode == "origin":
         b.notes.append("DSR origin NAT: the upstreams answer clients themselves; the proxy needs "
                        "nothing for those replies. Run `sheer net apply --role upstream --host ADDR "
                        "--dsr origin` on each upstream")
+        if fast and fast.item:
+            sysctls.append(Sysctl("net.ipv4.ip_forward", "1"))
+            b.notes.append("the fast path forwards client datagrams to the upstreams: net.ipv4.ip_forward=1")
     elif dsr:
         sysctls.append(Sysctl("net.ipv4.ip_forward", "1"))
         sysctls.append(Sysctl("net.ipv4.udp_early_demux", "0"))
@@ -90,8 +96,23 @@ def plan_proxy(b: Builder, found: list[Service]) -> Plan:
 
     if prerouting:
         chains.insert(0, NftChain("prerouting", "filter", "prerouting", "mangle", tuple(prerouting)))
+    fast_items: list[Item] = []
+    if fast is not None:
+        b.notes.extend(fast.notes)
+        b.problems.extend(fast.problems)
+        if fast.item is not None and public_if is not None:
+            if b.kernel.conntrack or opts.masquerade:
+                chains.insert(0, NftChain("no_conntrack", "filter", "prerouting", "raw",
+                                          tuple(notrack_rules(fast.item, public_if, mode == "router"))))
+                b.notes.append("conntrack runs here: notrack rules keep it from making an entry for every "
+                               "client ip:port the fast path forwards")
+            else:
+                b.notes.append("conntrack keeps no entries here: no notrack rules needed (`sheer doctor` "
+                               "says so if that changes; apply again then)")
+            fast_items.append(fast.item)
     table_items: list[Item] = [NftTable(NFT_TABLE, tuple(chains))] if chains else []
-    b.items.extend([*sysctls, *table_items, *tail])
+    # the fast path last: the replies' rewrite and forwarding are in place before the kernel steers
+    b.items.extend([*sysctls, *table_items, *fast_items, *tail])
     return b.plan(mark, table)
 
 
