@@ -141,6 +141,9 @@ class TcpServer:
 
 
 class TcpSession:
+    """One client connection and, once a peer accepts, its upstream connection: what nginx's stream
+    proxy decides about them."""
+
     __slots__ = ("bind", "client", "connect_began", "connect_time", "from_client", "from_upstream",
                  "header_length", "io", "mark", "peer", "phase", "proxy", "queue", "shared", "started",
                  "status", "tried", "upstream_addr")
