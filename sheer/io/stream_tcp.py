@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import socket
 import time
 from fcntl import ioctl
@@ -75,7 +76,11 @@ class TcpStreamService:
                     self._pause_accepting(0.5)
                 return   # ECONNABORTED and the like: that connection is gone, the next event brings more
             # accept4() here cannot ask for SOCK_NONBLOCK (Python passes SOCK_CLOEXEC only): one ioctl
-            ioctl(fd, FIONBIO, ON)
+            try:
+                ioctl(fd, FIONBIO, ON)
+            except OSError:
+                os.close(fd)
+                continue
             session = Connection(self, fd, peer, time.time())
             self.sessions.add(session)
             self.poller.add(fd, session.client_event)
