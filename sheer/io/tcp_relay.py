@@ -78,8 +78,8 @@ class Service(Protocol):
 class Connection:
     """One client connection and, once connected, its upstream connection."""
 
-    __slots__ = ("_local", "client", "connecting", "core", "down", "peer_address", "service", "started", "up",
-                 "upstream")
+    __slots__ = ("_local", "client", "connecting", "core", "down", "mapped", "peer_address", "service",
+                 "started", "up", "upstream")
 
     def __init__(self, service: Service, client: int, address: Any, started: float) -> None:
         self.service = service
@@ -87,6 +87,7 @@ class Connection:
         self.upstream = NONE                    # the upstream's, once a connect() was issued
         self.connecting: socket.SocketType | None = None   # the upstream socket until it is connected
         self.peer_address = address
+        self.mapped: dict[str, str] | None = None    # the `map` variables worked out (made when one is asked)
         self.started = started
         self._local: Any = None
         self.core = TcpSession(service.shared, address, self)

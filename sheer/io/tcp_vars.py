@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from sheer.core.maps import lookup
 from sheer.core.tcp import TcpSession
 from sheer.core.variables import binary_address
 from sheer.io.context import WorkerContext
@@ -24,6 +25,9 @@ class Facts(Protocol):
 
     core: TcpSession
     peer_address: Any            # the connection's own peer: $realip_remote_addr
+    mapped: dict[str, str] | None    # the session's `map` values, once one is asked
+
+    def variable(self, name: str) -> str: ...
     started: float               # wall clock at accept
 
     @property
@@ -41,7 +45,15 @@ class Facts(Protocol):
 
 def variable(facts: Facts, name: str) -> str:
     getter = GETTERS.get(name)
-    return getter(facts) if getter is not None else ""
+    if getter is not None:
+        return getter(facts)
+    maps = facts.ctx.stream_maps
+    if not maps:
+        return ""
+    if facts.mapped is None:
+        facts.mapped = {}
+    mapped = lookup(maps, name, facts, facts.mapped)     # a `map` of the stream block
+    return mapped if mapped is not None else ""
 
 
 def _connect_time(c: Facts) -> str:
