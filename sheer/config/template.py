@@ -30,7 +30,7 @@ HTTP_VARIABLES = COMMON_VARIABLES | {
     "proxy_add_x_forwarded_for", "proxy_host", "proxy_port", "body_bytes_sent",
     "remote_user", "request_length", "upstream_status", "upstream_response_time", "upstream_header_time",
     "upstream_bytes_received", "upstream_bytes_sent", "upstream_response_length",
-    "content_length", "content_type", "http_host", "is_args",
+    "content_length", "content_type", "http_host", "is_args", "request_id", "connection_requests",
     "proxy_add_forwarded",       # sheer-only: RFC 7239 Forwarded, appended like $proxy_add_x_forwarded_for
 }
 HTTP_PREFIXES = ("http_", "sent_http_", "arg_", "cookie_", "upstream_http_")

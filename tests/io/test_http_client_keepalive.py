@@ -69,3 +69,20 @@ def test_keepalive_requests_values_are_checked(harness: Harness) -> None:
     upstream = location.proxy_pass.upstream
     assert upstream.keepalive_requests == 5 and upstream.keepalive_timeout == 7.0
     assert location.keepalive_requests == 1000
+
+
+def test_connection_requests_and_request_id(harness: Harness) -> None:
+    port = harness.listen("127.0.0.1")
+    harness.serve(f"""server {{ listen 127.0.0.1:{port};
+        location / {{ return 200 "$connection_requests $request_id $request_id"; }} }}""")
+    bodies = []
+    with socket.create_connection(("127.0.0.1", port), timeout=3) as sock:
+        for _ in range(2):
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            data = b""
+            while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < 67:
+                data += sock.recv(4096)
+            bodies.append(data.split(b"\r\n\r\n", 1)[1].decode())
+    (n1, id1, again1), (n2, id2, _) = (body.split() for body in bodies)
+    assert (n1, n2) == ("1", "2")
+    assert id1 == again1 and id1 != id2 and len(id1) == 32 and int(id1, 16) >= 0   # one per request

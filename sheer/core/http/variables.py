@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from urllib.parse import unquote_plus
 
@@ -38,6 +39,7 @@ class RequestVariables:
         "body_bytes_sent",
         "bytes_sent",
         "conn",
+        "connection_requests",
         "headers",
         "host",
         "line",
@@ -46,6 +48,7 @@ class RequestVariables:
         "proxy_host",
         "remote_addr",
         "remote_port",
+        "request_id",
         "request_length",
         "request_uri",
         "server_name",
@@ -91,6 +94,8 @@ class RequestVariables:
         self._lower: dict[str, str] | None = None
         self._mapped: dict[str, str] = {}
         self.line: str | None = None          # $request as the client wrote it (nginx's request_line)
+        self.connection_requests = 1          # its place on the connection ($connection_requests)
+        self.request_id: str | None = None    # made when first asked
 
     def header(self, name: str) -> str:
         """A request header by lowercase name (`x-forwarded-for`), or ""."""
@@ -142,6 +147,13 @@ def _proxy_part(header: ProxyHeader | None, which: int, part: int) -> str:
     return "" if address is None else str(address[part])
 
 
+def _request_id(v: RequestVariables) -> str:
+    """nginx's $request_id: 16 random bytes in hex, made once per request."""
+    if v.request_id is None:
+        v.request_id = os.urandom(16).hex()
+    return v.request_id
+
+
 def _request_line(v: RequestVariables) -> str:
     if v.line is not None:
         return v.line
@@ -161,6 +173,8 @@ _GETTERS: dict[str, Callable[[RequestVariables], str]] = {
     "server_addr": lambda v: v.conn.server_addr,
     "server_port": lambda v: v.conn.server_port,
     "connection": lambda v: v.conn.number,
+    "connection_requests": lambda v: str(v.connection_requests),
+    "request_id": _request_id,
     "hostname": lambda v: v.conn.hostname,
     "pid": lambda v: v.conn.pid,
     "host": lambda v: v.host,

@@ -41,6 +41,7 @@ def route(client: Routing, request: Request, head: RequestHead) -> None:
                                                 host or vhost.name or conn.server_addr, vhost.name,
                                                 request.length, time.time())
     variables.line = head.line.decode("latin-1")
+    variables.connection_requests = request.number
     counters = client.counters
     zone = counters.zones.get(id(vhost.server))
     if zone is not None:
