@@ -176,6 +176,11 @@ class StreamBuilder:
             if listen.port == 0:  # nginx's stream module has no default port
                 raise ConfigError(f'no port in "{listen.host or "*"}" of the "listen" directive',
                                   listen.source)
+            if listen.http2:
+                raise ConfigError('invalid parameter "http2"', listen.source)
+            if listen.ssl:
+                raise ConfigError('the "ssl" parameter of "listen" is not supported in stream yet '
+                                  '(TLS is terminated in http servers)', listen.source)
         listens = tuple(self.top.listens(block))
         if not listens:
             raise ConfigError('no "listen" is defined for server', block.source)

@@ -28,6 +28,7 @@ from sheer.config.realip import http_real_ip
 from sheer.config.resolver import effective as effective_resolver
 from sheer.config.scope import implicit_address, implicit_upstream, inherited, proxy_bind
 from sheer.config.template import HTTP_PREFIXES, HTTP_VARIABLES, Template, compile_template
+from sheer.config.tls import server_tls
 from sheer.config.tree import Block
 
 COMBINED = ('$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent '
@@ -63,6 +64,7 @@ class HttpBuilder:
         upstreams = self.top.upstreams(self.block, default_port=80)
         formats = self.top.log_formats(self.block, HTTP_VARIABLES, HTTP_PREFIXES, {"combined": COMBINED})
         self.matches = build_health.http_matches(self.block)
+        self.addresses: set[tuple[str, int]] = set()     # seen: the first server on one is its default
         servers = tuple(self.server(child, upstreams, formats)
                         for child in self.block.children if child.context == "http.server")
         return Http(servers, tuple(upstreams.values()))
@@ -87,6 +89,9 @@ class HttpBuilder:
         returned = block.get("return")
         chain = [block, self.block]
         error_log = inherited(chain, "error_log", None)
+        addresses = {(listen.bind_host, listen.port) for listen in listens}
+        default = bool(addresses - self.addresses)
+        self.addresses |= addresses
         return HttpServer(
             listens=listens,
             server_names=names,
@@ -98,6 +103,8 @@ class HttpBuilder:
             access_logs=self.top.access_logs(chain, formats, "combined"),
             error_log=self.top.error_log(error_log) if error_log else None,
             source=block.source,
+            tls=server_tls(chain, [listen.source for listen in listens if listen.ssl], default),
+            http2=inherited(chain, "http2", False),
         )
 
     def location(self, block: Block, chain: list[Block], upstreams: dict[str, Upstream],

@@ -11,6 +11,7 @@ from sheer.config.health import HealthCheck
 from sheer.config.realip import RealIp
 from sheer.config.resolver import Resolver
 from sheer.config.template import Template
+from sheer.config.tls import ServerTls
 
 LogLevel = Literal["debug", "info", "notice", "warn", "error", "crit", "alert", "emerg"]
 LOG_LEVELS: tuple[LogLevel, ...] = ("debug", "info", "notice", "warn", "error", "crit", "alert", "emerg")
@@ -52,6 +53,8 @@ class Listen:
     proxy_protocol: bool = False   # the hop in front sends a PROXY protocol header first
     # the address as written (a name is resolved at load: one Listen per address)
     text: str = ""
+    ssl: bool = False              # `listen ... ssl`: TLS is terminated on this address
+    http2: bool = False            # `listen ... http2`: accepted; HTTP/1.1 is what is served
 
     @property
     def family(self) -> int:
@@ -271,6 +274,8 @@ class HttpServer:
     access_logs: tuple[AccessLog, ...] = ()
     error_log: ErrorLog | None = None
     source: Source | None = None
+    tls: ServerTls | None = None                # ssl_* (sheer.config.tls); None: no certificate, no ssl
+    http2: bool = False                         # `http2 on;` (accepted; HTTP/1.1 is served)
 
 
 @dataclass(frozen=True, slots=True)
