@@ -29,6 +29,9 @@ HTTP_VARIABLES = COMMON_VARIABLES | {
     "proxy_add_x_forwarded_for", "proxy_host", "proxy_port", "body_bytes_sent",
     "remote_user", "request_length", "upstream_status", "upstream_response_time",
     "content_length", "content_type", "http_host", "is_args",
+    # TLS (sheer/config/tls.py)
+    "https", "ssl_protocol", "ssl_cipher", "ssl_server_name", "ssl_session_reused", "ssl_client_s_dn",
+    "ssl_client_verify",
     "proxy_add_forwarded",       # sheer-only: RFC 7239 Forwarded, appended like $proxy_add_x_forwarded_for
 }
 HTTP_PREFIXES = ("http_", "sent_http_", "arg_", "cookie_", "upstream_http_")

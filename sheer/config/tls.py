@@ -9,11 +9,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sheer.config.errors import ConfigError, Source
 from sheer.config.tree import Block
 from sheer.config.values import parse_flag, parse_number, parse_size, parse_time
+
+if TYPE_CHECKING:
+    from sheer.config.model import Config
 
 VerifyClient = Literal["off", "on", "optional", "optional_no_ca"]
 PROTOCOLS = ("SSLv2", "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
@@ -198,3 +201,31 @@ def server_tls(chain: list[Block], ssl_listens: list[Source | None], default_ser
         verify_depth=_value(chain, "ssl_verify_depth", 1),
         source=chain[0].source,
     )
+
+
+def notices(config: Config) -> list[str]:
+    """What `sheer -t` says about the ssl settings it accepts but serves otherwise than nginx."""
+    found: list[str] = []
+    for server in (config.http.servers if config.http else ()):
+        for listen in server.listens:
+            if listen.http2:
+                found.append(f'{listen.source}: "listen ... http2" is accepted, but HTTP/2 is not served yet: '
+                             "clients negotiate HTTP/1.1 (ALPN http/1.1)")
+        if server.http2:
+            found.append(f'{server.source}: "http2 on" is accepted, but HTTP/2 is not served yet: clients '
+                         "negotiate HTTP/1.1 (ALPN http/1.1)")
+        tls = server.tls
+        if tls is None:
+            continue
+        cache = tls.session_cache
+        if cache.shared is not None:
+            found.append(f'{cache.source}: "ssl_session_cache shared:{cache.shared}": each worker keeps its own '
+                         "session cache (Python's ssl module has no session callbacks to share one); "
+                         "session tickets resume across workers")
+        if len(tls.session_ticket_keys) > 1:
+            found.append(f"{tls.source}: only the first ssl_session_ticket_key is used, to encrypt and to "
+                         "decrypt; tickets made with the others are not resumed")
+        if tls.verify_client == "optional_no_ca":
+            found.append(f'{tls.source}: "ssl_verify_client optional_no_ca" verifies like "optional": a '
+                         "certificate that fails verification ends the handshake")
+    return found

@@ -29,6 +29,8 @@ from sheer.runtime.notify import Notifier
 from sheer.runtime.peerset import PeerSetBoard
 from sheer.runtime.privileges import PrivilegeError, resolve_user
 from sheer.runtime.shared import SharedBoard
+from sheer.io.tls import TlsListener
+from sheer.io.tls import listeners as tls_listeners
 from sheer.runtime.worker import ListenKey, listen_key, run_worker
 
 HANDLED = {signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD, signal.SIGUSR1}
@@ -71,6 +73,8 @@ class Master:
     notify: Notifier = field(default_factory=Notifier)
     shared: SharedBoard = field(init=False)   # counters and the API's changes, for the master's whole life
     load_time: float = field(default_factory=time.time)
+    # `listen ... ssl` contexts, made here before the fork: the workers share their ticket keys
+    tls: dict[ListenKey, TlsListener] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.shared = SharedBoard(self.config)
@@ -129,7 +133,8 @@ class Master:
                             sock.close()
                     status = run_checker(self.config, self.health, self.shared, identity, self.peers)
                 else:
-                    status = run_worker(self.config, sockets, self.health, self.shared, identity, self.peers)
+                    status = run_worker(self.config, sockets, self.health, self.shared, identity, self.peers,
+                                        self.tls)
             finally:
                 os._exit(status)
         self.workers[pid] = Worker(pid, slot, self.generation, row)
@@ -149,6 +154,10 @@ class Master:
         try:
             resolve_user(self.config)
         except PrivilegeError as exc:
+            raise StartupError(str(exc)) from None
+        try:
+            self.tls = tls_listeners(self.config)
+        except ConfigError as exc:
             raise StartupError(str(exc)) from None
         self.open_listeners(self.config)
         signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
@@ -217,6 +226,7 @@ class Master:
             # Everything `sheer -t` checks (every log file can be opened, ...): a new worker that
             # cannot start would otherwise stop the whole server instead of leaving the old one serving.
             problems = check(config)
+            tls = tls_listeners(config) if not problems else {}   # certificates and keys read anew
         except (ConfigError, LogOpenError, PrivilegeError) as exc:
             self.log.log("emerg", f"{exc}; the new configuration is refused, the old one keeps serving")
             return str(exc)
@@ -240,6 +250,7 @@ class Master:
             self.log.log("emerg", f"{why}; the new configuration is refused, the old one keeps serving")
             return why
         self.log = log
+        self.tls = tls
         self.generation += 1
         self.load_time = time.time()
         self.shared.plan(config)

@@ -20,6 +20,7 @@ from sheer.config.model import Config, HttpServer, Listen
 # interpreter's files (a virtualenv under /root, say), so everything must be loaded before.
 from sheer.io.context import Identity, WorkerContext
 from sheer.io.http import HttpService
+from sheer.io.tls import TlsListener
 from sheer.io.logs import ErrorLogger, reopen_logs
 from sheer.io.service import Service
 from sheer.io.stream_tcp import TcpStreamService
@@ -64,7 +65,7 @@ def build_services(config: Config, sockets: dict[ListenKey, socket.socket],
 
 def run_worker(config: Config, sockets: dict[ListenKey, socket.socket], health: HealthBoard | None = None,
                shared: SharedBoard | None = None, identity: Identity | None = None,
-               peers: PeerSetBoard | None = None) -> int:
+               peers: PeerSetBoard | None = None, tls: dict[ListenKey, TlsListener] | None = None) -> int:
     """Entry point in the forked child. Returns the exit status."""
     die_with_parent()
     proctitle.child("worker process")
@@ -73,6 +74,7 @@ def run_worker(config: Config, sockets: dict[ListenKey, socket.socket], health: 
         signal.signal(signum, signal.SIG_DFL)
     log = ErrorLogger(config.error_log)
     ctx = worker_context(config, log, health, shared, identity, peers)
+    ctx.tls = tls
     apply_nofile(config, log)
     drop_privileges(config, log)
     uvloop.install()
