@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import ssl
+import warnings
 from dataclasses import dataclass, field
 
 from sheer.config.errors import ConfigError
@@ -75,8 +76,10 @@ def server_context(tls: ServerTls) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     versions = [_VERSIONS[name] for name in tls.protocols if name in _VERSIONS]
     if versions:
-        ctx.minimum_version = min(versions)
-        ctx.maximum_version = max(versions)
+        with warnings.catch_warnings():      # TLSv1 and TLSv1.1 are nginx's defaults still; OpenSSL's
+            warnings.simplefilter("ignore", DeprecationWarning)   # security level refuses them anyway
+            ctx.minimum_version = min(versions)
+            ctx.maximum_version = max(versions)
     try:
         ctx.set_ciphers(tls.ciphers)
     except ssl.SSLError:
