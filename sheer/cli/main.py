@@ -128,7 +128,7 @@ def read_config(args: argparse.Namespace) -> Config:
 
 
 def test_config(config: Config, args: argparse.Namespace) -> int:
-    from sheer.config.tls import notices as tls_notices
+    from sheer.config.build_tls import notices as tls_notices
     from sheer.core.fastpath import notices as fastpath_notices
     from sheer.runtime.checks import check, warnings
 

@@ -7,6 +7,7 @@ from typing import Protocol
 
 from sheer.config import build_health
 from sheer.config import directives as d
+from sheer.config.build_tls import server_tls
 from sheer.config.errors import ConfigError, Source
 from sheer.config.model import (
     DEFAULT_PROXY_HEADERS,
@@ -28,7 +29,6 @@ from sheer.config.realip import http_real_ip
 from sheer.config.resolver import effective as effective_resolver
 from sheer.config.scope import implicit_address, implicit_upstream, inherited, proxy_bind
 from sheer.config.template import HTTP_PREFIXES, HTTP_VARIABLES, Template, compile_template
-from sheer.config.tls import server_tls
 from sheer.config.tree import Block
 
 COMBINED = ('$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent '

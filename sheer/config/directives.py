@@ -302,7 +302,8 @@ TABLE += (
 )
 
 # TLS (sheer/config/tls.py): nginx's ngx_http_ssl_module
-TABLE += tuple(_d(name, contexts, nargs, conv, multi=multi) for name, contexts, nargs, conv, multi in tls.DIRECTIVES)
+TABLE += tuple(_d(name, contexts, nargs, conv, multi=multi)
+               for name, contexts, nargs, conv, multi in tls.DIRECTIVES)
 
 _BY_CONTEXT: dict[tuple[str, str], Directive] = {}
 _NAMES: set[str] = set()

@@ -6,17 +6,12 @@ a reload read them the same way and a key readable only by root still serves unp
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from sheer.config.errors import ConfigError, Source
-from sheer.config.tree import Block
 from sheer.config.values import parse_flag, parse_number, parse_size, parse_time
-
-if TYPE_CHECKING:
-    from sheer.config.model import Config
 
 VerifyClient = Literal["off", "on", "optional", "optional_no_ca"]
 PROTOCOLS = ("SSLv2", "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
@@ -111,7 +106,8 @@ DIRECTIVES: tuple[tuple[str, frozenset[str], tuple[int, int | None], Any, bool],
     ("ssl_certificate_key", SERVER_LEVELS, (1, 1), None, True),
     ("ssl_protocols", SERVER_LEVELS, (1, None), _protocols, False),
     ("ssl_ciphers", SERVER_LEVELS, (1, 1), None, False),
-    ("ssl_prefer_server_ciphers", SERVER_LEVELS, (1, 1), _one(parse_flag, "ssl_prefer_server_ciphers"), False),
+    ("ssl_prefer_server_ciphers", SERVER_LEVELS, (1, 1), _one(parse_flag, "ssl_prefer_server_ciphers"),
+     False),
     ("ssl_session_cache", SERVER_LEVELS, (1, 2), _session_cache, False),
     ("ssl_session_timeout", SERVER_LEVELS, (1, 1), _one(parse_time, "ssl_session_timeout"), False),
     ("ssl_session_tickets", SERVER_LEVELS, (1, 1), _one(parse_flag, "ssl_session_tickets"), False),
@@ -125,107 +121,3 @@ DIRECTIVES: tuple[tuple[str, frozenset[str], tuple[int, int | None], Any, bool],
                                                                               src), False),
     ("http2", SERVER_LEVELS, (1, 1), _one(parse_flag, "http2"), False),
 )
-
-
-def full_path(path: str, source: Source | None) -> str:
-    """nginx's ngx_conf_full_name(conf_prefix): a relative file is taken from the configuration's
-    directory."""
-    if os.path.isabs(path) or source is None or source.file.startswith("<"):
-        return path
-    return os.path.join(os.path.dirname(os.path.abspath(source.file)), path)
-
-
-def _first(chain: list[Block], key: str) -> tuple[Any, Source | None] | None:
-    for block in chain:
-        if key in block.settings:
-            return block.settings[key], block.sources.get(key)
-    return None
-
-
-def _value(chain: list[Block], key: str, default: Any) -> Any:
-    found = _first(chain, key)
-    return default if found is None else found[0]
-
-
-def _file(chain: list[Block], key: str) -> str | None:
-    found = _first(chain, key)
-    return None if found is None else full_path(found[0][0], found[1])
-
-
-def _certificates(chain: list[Block], where: Source | None) -> tuple[CertificatePair, ...]:
-    """nginx: the certificates and keys of the innermost level that has any, paired in order."""
-    for block in chain:
-        certs = block.settings.get("ssl_certificate", [])
-        keys = block.settings.get("ssl_certificate_key", [])
-        if not certs and not keys:
-            continue
-        if len(keys) < len(certs):
-            raise ConfigError(f'no "ssl_certificate_key" is defined for certificate "{certs[len(keys)][0][0]}"',
-                              certs[len(keys)][1])
-        if len(certs) < len(keys):
-            raise ConfigError(f'no "ssl_certificate" is defined for key "{keys[len(certs)][0][0]}"',
-                              keys[len(certs)][1])
-        return tuple(CertificatePair(full_path(cert[0][0], cert[1]), full_path(key[0][0], key[1]), cert[1])
-                     for cert, key in zip(certs, keys, strict=True))
-    return ()
-
-
-def server_tls(chain: list[Block], ssl_listens: list[Source | None], default_server: bool) -> ServerTls | None:
-    """The merged ssl settings of a server (chain: server block, then http block); None when the server
-    has no `listen ... ssl` and no certificate (nothing to serve TLS with)."""
-    certificates = _certificates(chain, chain[0].source)
-    if not ssl_listens and not certificates:
-        return None
-    if ssl_listens and not certificates and default_server:
-        raise ConfigError('no "ssl_certificate" is defined for the "listen ... ssl" directive', ssl_listens[0])
-    keys = [(path[0], src) for block in chain for path, src in block.settings.get("ssl_session_ticket_key", [])]
-    verify = _value(chain, "ssl_verify_client", "off")
-    client_ca = _file(chain, "ssl_client_certificate")
-    if verify in ("on", "optional") and client_ca is None and _file(chain, "ssl_trusted_certificate") is None:
-        found = _first(chain, "ssl_verify_client")
-        raise ConfigError('no ssl_client_certificate for ssl_verify_client', found[1] if found else None)
-    return ServerTls(
-        certificates=certificates,
-        protocols=_value(chain, "ssl_protocols", DEFAULT_PROTOCOLS),
-        ciphers=_value(chain, "ssl_ciphers", [DEFAULT_CIPHERS])[0],
-        prefer_server_ciphers=_value(chain, "ssl_prefer_server_ciphers", False),
-        session_cache=_value(chain, "ssl_session_cache", SessionCache()),
-        session_timeout=_value(chain, "ssl_session_timeout", 300.0),
-        session_tickets=_value(chain, "ssl_session_tickets", True),
-        session_ticket_keys=tuple(full_path(path, src) for path, src in keys),
-        dhparam=_file(chain, "ssl_dhparam"),
-        ecdh_curve=_value(chain, "ssl_ecdh_curve", ["auto"])[0],
-        client_certificate=client_ca,
-        trusted_certificate=_file(chain, "ssl_trusted_certificate"),
-        verify_client=verify,
-        verify_depth=_value(chain, "ssl_verify_depth", 1),
-        source=chain[0].source,
-    )
-
-
-def notices(config: Config) -> list[str]:
-    """What `sheer -t` says about the ssl settings it accepts but serves otherwise than nginx."""
-    found: list[str] = []
-    for server in (config.http.servers if config.http else ()):
-        for listen in server.listens:
-            if listen.http2:
-                found.append(f'{listen.source}: "listen ... http2" is accepted, but HTTP/2 is not served yet: '
-                             "clients negotiate HTTP/1.1 (ALPN http/1.1)")
-        if server.http2:
-            found.append(f'{server.source}: "http2 on" is accepted, but HTTP/2 is not served yet: clients '
-                         "negotiate HTTP/1.1 (ALPN http/1.1)")
-        tls = server.tls
-        if tls is None:
-            continue
-        cache = tls.session_cache
-        if cache.shared is not None:
-            found.append(f'{cache.source}: "ssl_session_cache shared:{cache.shared}": each worker keeps its own '
-                         "session cache (Python's ssl module has no session callbacks to share one); "
-                         "session tickets resume across workers")
-        if len(tls.session_ticket_keys) > 1:
-            found.append(f"{tls.source}: only the first ssl_session_ticket_key is used, to encrypt and to "
-                         "decrypt; tickets made with the others are not resumed")
-        if tls.verify_client == "optional_no_ca":
-            found.append(f'{tls.source}: "ssl_verify_client optional_no_ca" verifies like "optional": a '
-                         "certificate that fails verification ends the handshake")
-    return found

@@ -22,8 +22,8 @@ from sheer.core.balancers import Balancer
 from sheer.core.health import Health
 from sheer.core.stats import Layout
 from sheer.io.logs import ErrorLogger
-from sheer.io.tls import TlsListener
 from sheer.io.slots import ConnectionSlots
+from sheer.io.tls import TlsListener
 
 
 @dataclass(frozen=True)

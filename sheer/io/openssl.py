@@ -32,7 +32,7 @@ class OpenSslUnavailable(Exception):
 
 @cache
 def _lib() -> ctypes.CDLL:
-    import _ssl      # the extension module: dlsym on it finds the libssl it was linked with
+    import _ssl  # the extension module: dlsym on it finds the libssl it was linked with
 
     path = getattr(_ssl, "__file__", None)
     try:

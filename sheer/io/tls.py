@@ -101,7 +101,8 @@ def server_context(tls: ServerTls) -> ssl.SSLContext:
     if cache.mode == "off":
         openssl.set_session_cache(ctx, openssl.SSL_SESS_CACHE_OFF, None)
     elif cache.mode == "none":
-        openssl.set_session_cache(ctx, openssl.SSL_SESS_CACHE_SERVER | openssl.SSL_SESS_CACHE_NO_INTERNAL, None)
+        openssl.set_session_cache(ctx, openssl.SSL_SESS_CACHE_SERVER | openssl.SSL_SESS_CACHE_NO_INTERNAL,
+                                  None)
     else:   # builtin, or shared: each worker's OpenSSL cache (see docs/tls.md); tickets cross workers
         openssl.set_session_cache(ctx, openssl.SSL_SESS_CACHE_SERVER, cache.builtin)
     openssl.set_session_timeout(ctx, int(tls.session_timeout))
@@ -115,7 +116,8 @@ def server_context(tls: ServerTls) -> ssl.SSLContext:
             try:
                 ctx.load_verify_locations(cafile=ca)
             except (OSError, ssl.SSLError) as exc:
-                raise ConfigError(f'SSL_CTX_load_verify_locations("{ca}") failed ({exc})', tls.source) from None
+                raise ConfigError(f'SSL_CTX_load_verify_locations("{ca}") failed ({exc})',
+                                  tls.source) from None
         # The ssl module has no verify callback: a certificate that fails verification ends the
         # handshake (nginx answers 400 "The SSL certificate error" instead); none sent passes here and
         # `on` answers nginx's 400 "No required SSL certificate was sent".
@@ -229,6 +231,6 @@ def key_warnings(config: Config) -> list[str]:
             except OSError:
                 continue
             if mode & 0o004:
-                found.append(f'the certificate key "{pair.key}" is readable by others (mode {mode & 0o777:04o}): '
-                             f"chmod 600 it, owned by the user sheer starts as")
+                found.append(f'the certificate key "{pair.key}" is readable by others '
+                             f"(mode {mode & 0o777:04o}): chmod 600 it, owned by the user sheer starts as")
     return found

@@ -6,9 +6,9 @@ import os
 
 from sheer.config.errors import ConfigError
 from sheer.config.model import Config
+from sheer.io.sockets import can_be_transparent
 from sheer.io.tls import key_warnings
 from sheer.io.tls import listeners as tls_listeners
-from sheer.io.sockets import can_be_transparent
 from sheer.runtime.privileges import PrivilegeError, needs_transparency, resolve_user
 
 

@@ -20,6 +20,8 @@ from sheer.core.fastpath import services as dsr_services
 from sheer.io.context import Identity
 from sheer.io.logs import ErrorLogger, LogOpenError, reopen_logs
 from sheer.io.sockets import ListenError, ensure_unclaimed, listener
+from sheer.io.tls import TlsListener
+from sheer.io.tls import listeners as tls_listeners
 from sheer.runtime import proctitle
 from sheer.runtime.board import HealthBoard
 from sheer.runtime.checker import run_checker, title
@@ -29,8 +31,6 @@ from sheer.runtime.notify import Notifier
 from sheer.runtime.peerset import PeerSetBoard
 from sheer.runtime.privileges import PrivilegeError, resolve_user
 from sheer.runtime.shared import SharedBoard
-from sheer.io.tls import TlsListener
-from sheer.io.tls import listeners as tls_listeners
 from sheer.runtime.worker import ListenKey, listen_key, run_worker
 
 HANDLED = {signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD, signal.SIGUSR1}

@@ -20,11 +20,11 @@ from sheer.config.model import Config, HttpServer, Listen
 # interpreter's files (a virtualenv under /root, say), so everything must be loaded before.
 from sheer.io.context import Identity, WorkerContext
 from sheer.io.http import HttpService
-from sheer.io.tls import TlsListener
 from sheer.io.logs import ErrorLogger, reopen_logs
 from sheer.io.service import Service
 from sheer.io.stream_tcp import TcpStreamService
 from sheer.io.stream_udp import UdpStreamService
+from sheer.io.tls import TlsListener
 from sheer.runtime import proctitle
 from sheer.runtime.board import HealthBoard
 from sheer.runtime.context import worker_context

@@ -35,7 +35,8 @@ def serve(h: Harness, files: Files, extra: str = "", name: str = "a.test") -> in
     return port
 
 
-def test_https_request_sees_scheme_and_ssl_variables(harness: Harness, ca: trustme.CA, tmp_path: Path) -> None:
+def test_https_request_sees_scheme_and_ssl_variables(harness: Harness, ca: trustme.CA,
+                                                     tmp_path: Path) -> None:
     files = issue(ca, tmp_path, "a.test")
     port = serve(harness, files)
     text, _, reused = https(port, "a.test", client_context(files.ca))

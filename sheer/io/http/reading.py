@@ -30,7 +30,8 @@ class Service(Protocol):
 
 PIPELINE_LIMIT = 8             # queued requests before reading pauses
 # what nginx logs (at info) when it answers 496 and 497
-_REFUSALS = {496: "client sent no required SSL certificate", 497: "client sent plain HTTP request to HTTPS port"}
+_REFUSALS = {496: "client sent no required SSL certificate",
+             497: "client sent plain HTTP request to HTTPS port"}
 
 
 class Reading:

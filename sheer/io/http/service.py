@@ -109,7 +109,7 @@ class HttpService:
             peer = "?"
         try:
             await self.loop.connect_accepted_socket(
-                lambda: ClientConnection(self), sock, ssl=self.tls.default,   # type: ignore[arg-type]
+                lambda: ClientConnection(self), sock, ssl=self.tls.default,
                 ssl_handshake_timeout=self.site.limits.client_header_timeout)
         except (OSError, TimeoutError) as exc:   # ssl.SSLError is an OSError; so is a reset
             self.tls_accept.handshake_failed(sock, peer, exc)
