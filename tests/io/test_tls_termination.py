@@ -172,3 +172,38 @@ def test_concurrent_handshakes(harness: Harness, ca: trustme.CA, tmp_path: Path)
     for thread in threads:
         thread.join(10)
     assert results == ["https on TLSv1.3 a.test . a.test\n"] * 20
+
+
+MTLS_SHOW = 'return 200 "$ssl_client_verify $ssl_client_s_dn\\n";'
+
+
+def test_mutual_tls_refused_and_accepted(harness: Harness, ca: trustme.CA, tmp_path: Path) -> None:
+    files = issue(ca, tmp_path, "a.test")
+    clients = trustme.CA()
+    client = issue(clients, tmp_path, "client", "client.test", common_name="client", organization_name="Org")
+    stranger = issue(trustme.CA(), tmp_path, "stranger", "stranger.test", common_name="stranger")
+    port, optional = harness.listen("127.0.0.1"), harness.listen("127.0.0.1")
+    harness.serve(f"""
+        ssl_certificate {files.cert}; ssl_certificate_key {files.key}; ssl_client_certificate {client.ca};
+        server {{ listen 127.0.0.1:{port} ssl; ssl_verify_client on; ssl_verify_depth 2;
+                 location / {{ {MTLS_SHOW} }} }}
+        server {{ listen 127.0.0.1:{optional} ssl; ssl_verify_client optional;
+                 location / {{ {MTLS_SHOW} }} }}""")
+    with connect(port, "a.test", client_context(files.ca)) as tls:      # no certificate: nginx's 400
+        answer = get(tls)
+    assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert b"<center>No required SSL certificate was sent</center>" in answer
+    wait_for(lambda: "client sent no required SSL certificate while reading client request headers"
+             in harness.error_log(), what="nginx's info line")
+    with connect(port, "a.test", client_context(files.ca, client)) as tls:
+        text = body(get(tls))
+    verify, dn = text.split(" ", 1)
+    assert verify == "SUCCESS"
+    assert dn.startswith("CN=client,") and ",O=Org" in dn
+    # a certificate of another CA: the handshake fails (the ssl module has no verify callback to let it
+    # through to nginx's 400 "The SSL certificate error"); TLS 1.3 clients see it at their first read
+    with connect(port, "a.test", client_context(files.ca, stranger)) as tls:
+        assert get(tls) == b""
+    wait_for(lambda: "SSL_do_handshake() failed (SSL: error:SSL routines::certificate verify failed) while SSL "
+             "handshaking, client: 127.0.0.1" in harness.error_log(), what="the refusal logged at info")
+    assert https(optional, "a.test", client_context(files.ca))[0] == "NONE \n"
