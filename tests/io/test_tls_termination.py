@@ -204,6 +204,7 @@ def test_mutual_tls_refused_and_accepted(harness: Harness, ca: trustme.CA, tmp_p
     # through to nginx's 400 "The SSL certificate error"); TLS 1.3 clients see it at their first read
     with connect(port, "a.test", client_context(files.ca, stranger)) as tls:
         assert get(tls) == b""
-    wait_for(lambda: "SSL_do_handshake() failed (SSL: error:SSL routines::certificate verify failed) while SSL "
-             "handshaking, client: 127.0.0.1" in harness.error_log(), what="the refusal logged at info")
+    line = ("SSL_do_handshake() failed (SSL: error:SSL routines::certificate verify failed) while SSL "
+            "handshaking, client: 127.0.0.1")
+    wait_for(lambda: line in harness.error_log(), what="the refusal logged at info")
     assert https(optional, "a.test", client_context(files.ca))[0] == "NONE \n"

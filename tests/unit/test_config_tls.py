@@ -58,7 +58,8 @@ def test_http_level_settings_are_inherited_and_certificates_pair_in_order(tmp_pa
 
 @pytest.mark.parametrize(("server", "message"), [
     ("listen 443 ssl;", ':4: no "ssl_certificate" is defined for the "listen ... ssl" directive'),
-    ("listen 443 ssl; ssl_certificate a.crt;", ':4: no "ssl_certificate_key" is defined for certificate "a.crt"'),
+    ("listen 443 ssl; ssl_certificate a.crt;",
+     ':4: no "ssl_certificate_key" is defined for certificate "a.crt"'),
     ("listen 443 ssl; ssl_certificate a; ssl_certificate_key a; ssl_protocols TLSv9;",
      ':4: invalid value "TLSv9" in "ssl_protocols" directive'),
     ("listen 443 ssl; ssl_certificate a; ssl_certificate_key a; ssl_session_cache shared:SSL;",
@@ -66,8 +67,8 @@ def test_http_level_settings_are_inherited_and_certificates_pair_in_order(tmp_pa
     ("listen 443 ssl; ssl_certificate a; ssl_certificate_key a; ssl_session_cache shared:SSL:1k;",
      ':4: session cache "shared:SSL:1k" is too small'),
     ("listen 443 ssl; ssl_certificate a; ssl_certificate_key a; ssl_verify_client maybe;",
-     ':4: invalid value "maybe" in "ssl_verify_client" directive, it must be "on", "off", "optional" or '
-     '"optional_no_ca"'),
+     (':4: invalid value "maybe" in "ssl_verify_client" directive, it must be "on", "off", "optional" or '
+      '"optional_no_ca"')),
     ("listen 443 ssl; ssl_certificate a; ssl_certificate_key a; ssl_verify_client on;",
      ":4: no ssl_client_certificate for ssl_verify_client"),
     ("listen 443 ssl udp;", ':4: "ssl" parameter is incompatible with "udp"'),
@@ -91,7 +92,8 @@ def test_http2_is_accepted_with_a_notice(tmp_path: Path) -> None:
 
 def test_scheme_and_ssl_variables() -> None:
     conn = Connection(("192.0.2.1", 5000), ("192.0.2.2", 443), 1, "host", 1)
-    request = RequestVariables(conn, b"GET", "/", "/", "", "HTTP/1.1", Headers([]), "a.test", "a.test", 10, 0.0)
+    request = RequestVariables(conn, b"GET", "/", "/", "", "HTTP/1.1", Headers([]), "a.test", "a.test", 10,
+                               0.0)
     assert (request.variable("scheme"), request.variable("https"), request.variable("ssl_protocol")) == (
         "http", "", "")
     conn.tls = TlsInfo("TLSv1.3", "TLS_AES_128_GCM_SHA256", "a.test", True, "CN=client,O=Org", "SUCCESS")
