@@ -8,7 +8,14 @@ from typing import Any
 
 from sheer.config.errors import ConfigError, Source
 from sheer.config.model import Config
-from sheer.config.tls import DEFAULT_CIPHERS, DEFAULT_PROTOCOLS, CertificatePair, ServerTls, SessionCache
+from sheer.config.tls import (
+    DEFAULT_CIPHERS,
+    DEFAULT_PROTOCOLS,
+    CertificatePair,
+    ServerTls,
+    SessionCache,
+    UpstreamTls,
+)
 from sheer.config.tree import Block
 
 
@@ -88,6 +95,39 @@ def server_tls(chain: list[Block], ssl_listens: list[Source | None],
         verify_client=verify,
         verify_depth=_value(chain, "ssl_verify_depth", 1),
         source=chain[0].source,
+    )
+
+
+def upstream_tls(chain: list[Block], host: str, source: Source) -> UpstreamTls:
+    """`proxy_pass https://HOST...`: the location's proxy_ssl_* settings (inherited as nginx's)."""
+    name = _value(chain, "proxy_ssl_name", [host])[0]
+    if "$" in name:
+        found = _first(chain, "proxy_ssl_name")
+        raise ConfigError('"proxy_ssl_name" with variables is not supported; write the name',
+                          found[1] if found else source)
+    verify = _value(chain, "proxy_ssl_verify", False)
+    trusted = _file(chain, "proxy_ssl_trusted_certificate")
+    if verify and trusted is None:
+        found = _first(chain, "proxy_ssl_verify")
+        raise ConfigError("no proxy_ssl_trusted_certificate for proxy_ssl_verify",
+                          found[1] if found else source)
+    cert = _file(chain, "proxy_ssl_certificate")
+    key = _file(chain, "proxy_ssl_certificate_key")
+    if cert is not None and key is None:
+        found = _first(chain, "proxy_ssl_certificate")
+        raise ConfigError(f'no "proxy_ssl_certificate_key" is defined for certificate "{cert}"',
+                          found[1] if found else source)
+    return UpstreamTls(
+        name=name.rsplit(":", 1)[0] if not name.startswith("[") else name,
+        server_name=_value(chain, "proxy_ssl_server_name", False),
+        verify=verify,
+        trusted_certificate=trusted,
+        verify_depth=_value(chain, "proxy_ssl_verify_depth", 1),
+        protocols=_value(chain, "proxy_ssl_protocols", DEFAULT_PROTOCOLS),
+        ciphers=_value(chain, "proxy_ssl_ciphers", ["DEFAULT"])[0],
+        certificate=CertificatePair(cert, key, source) if cert is not None and key is not None else None,
+        session_reuse=_value(chain, "proxy_ssl_session_reuse", True),
+        source=source,
     )
 
 

@@ -11,7 +11,7 @@ from sheer.config.health import HealthCheck
 from sheer.config.realip import RealIp
 from sheer.config.resolver import Resolver
 from sheer.config.template import Template
-from sheer.config.tls import ServerTls
+from sheer.config.tls import ServerTls, UpstreamTls
 
 LogLevel = Literal["debug", "info", "notice", "warn", "error", "crit", "alert", "emerg"]
 LOG_LEVELS: tuple[LogLevel, ...] = ("debug", "info", "notice", "warn", "error", "crit", "alert", "emerg")
@@ -200,6 +200,7 @@ class ProxyPass:
     text: str = ""
     # `proxy_pass http://$backend...`: rendered per request (nginx's proxy_lengths)
     url: Template | None = None
+    ssl: bool = False          # `proxy_pass https://...`: TLS to the upstream (Location.proxy_ssl)
 
 
 HandlerKind = Literal["stub_status", "api", "prometheus", "dashboard"]
@@ -246,6 +247,7 @@ class Location:
     keepalive_timeout: float = 75.0
     resolver: Resolver | None = None     # for `proxy_pass` with variables: names are resolved per request
     source: Source | None = None
+    proxy_ssl: UpstreamTls | None = None  # `proxy_pass https://`: the proxy_ssl_* settings
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,10 +58,26 @@ class ServerTls:
     source: Source | None = None
 
 
-def _protocols(args: list[str], src: Source) -> tuple[str, ...]:
+@dataclass(frozen=True, slots=True)
+class UpstreamTls:
+    """`proxy_pass https://...` and the proxy_ssl_* directives of its location (nginx's defaults)."""
+
+    name: str                                  # proxy_ssl_name; default: the proxy_pass host
+    server_name: bool = False                  # proxy_ssl_server_name: send SNI
+    verify: bool = False                       # proxy_ssl_verify
+    trusted_certificate: str | None = None
+    verify_depth: int = 1
+    protocols: tuple[str, ...] = DEFAULT_PROTOCOLS
+    ciphers: str = "DEFAULT"
+    certificate: CertificatePair | None = None  # proxy_ssl_certificate and _key: a client certificate
+    session_reuse: bool = True
+    source: Source | None = None
+
+
+def _protocols(args: list[str], src: Source, name: str = "ssl_protocols") -> tuple[str, ...]:
     for word in args:
         if word not in PROTOCOLS:
-            raise ConfigError(f'invalid value "{word}" in "ssl_protocols" directive', src)
+            raise ConfigError(f'invalid value "{word}" in "{name}" directive', src)
     return tuple(args)
 
 
@@ -100,6 +116,7 @@ def _one(parse: Callable[[str, str, Source], Any], name: str) -> Callable[[list[
 
 
 SERVER_LEVELS = frozenset({"http", "http.server"})
+LOCATION_LEVELS = SERVER_LEVELS | {"http.location"}
 # name, contexts, (min, max) arguments, converter (None: the words as written), may repeat
 DIRECTIVES: tuple[tuple[str, frozenset[str], tuple[int, int | None], Any, bool], ...] = (
     ("ssl_certificate", SERVER_LEVELS, (1, 1), None, True),
@@ -120,4 +137,17 @@ DIRECTIVES: tuple[tuple[str, frozenset[str], tuple[int, int | None], Any, bool],
     ("ssl_verify_depth", SERVER_LEVELS, (1, 1), lambda args, src: parse_number(args[0], "ssl_verify_depth",
                                                                               src), False),
     ("http2", SERVER_LEVELS, (1, 1), _one(parse_flag, "http2"), False),
+    # to the upstream (sheer.config.build_tls.upstream_tls)
+    ("proxy_ssl_server_name", LOCATION_LEVELS, (1, 1), _one(parse_flag, "proxy_ssl_server_name"), False),
+    ("proxy_ssl_name", LOCATION_LEVELS, (1, 1), None, False),
+    ("proxy_ssl_verify", LOCATION_LEVELS, (1, 1), _one(parse_flag, "proxy_ssl_verify"), False),
+    ("proxy_ssl_trusted_certificate", LOCATION_LEVELS, (1, 1), None, False),
+    ("proxy_ssl_verify_depth", LOCATION_LEVELS, (1, 1),
+     lambda args, src: parse_number(args[0], "proxy_ssl_verify_depth", src), False),
+    ("proxy_ssl_protocols", LOCATION_LEVELS, (1, None),
+     lambda args, src: _protocols(args, src, "proxy_ssl_protocols"), False),
+    ("proxy_ssl_ciphers", LOCATION_LEVELS, (1, 1), None, False),
+    ("proxy_ssl_certificate", LOCATION_LEVELS, (1, 1), None, False),
+    ("proxy_ssl_certificate_key", LOCATION_LEVELS, (1, 1), None, False),
+    ("proxy_ssl_session_reuse", LOCATION_LEVELS, (1, 1), _one(parse_flag, "proxy_ssl_session_reuse"), False),
 )

@@ -6,6 +6,7 @@ import os
 
 from sheer.config.errors import ConfigError
 from sheer.config.model import Config
+from sheer.io.http.upstream_tls import upstream_context
 from sheer.io.sockets import can_be_transparent
 from sheer.io.tls import key_warnings
 from sheer.io.tls import listeners as tls_listeners
@@ -41,6 +42,10 @@ def check(config: Config) -> list[str]:
         problems.append(str(exc))
     try:
         tls_listeners(config)        # every certificate, key, CA, dhparam and ticket key file, loaded
+        for server in (config.http.servers if config.http else ()):
+            for location in server.locations:
+                if location.proxy_ssl is not None:
+                    upstream_context(location.proxy_ssl)    # proxy_ssl_trusted_certificate, ...
     except ConfigError as exc:
         problems.append(str(exc))
     return problems
