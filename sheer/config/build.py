@@ -191,7 +191,14 @@ class StreamBuilder:
         if not proxy_pass and not returned:
             raise ConfigError('no handler for server: add "proxy_pass" or "return"', block.source)
         upstream = None
-        if proxy_pass:
+        proxy_pass_url = None
+        if proxy_pass and "$" in proxy_pass[0]:
+            # nginx (ngx_stream_proxy_eval): the value is an upstream block's name or an address:port
+            proxy_pass_url = compile_template(proxy_pass[0], block.sources["proxy_pass"], STREAM_VARIABLES)
+            if any(listen.udp for listen in listens):
+                raise ConfigError('"proxy_pass" with variables is supported for TCP servers only',
+                                  block.sources["proxy_pass"])
+        elif proxy_pass:
             upstream = _stream_upstream(proxy_pass[0], upstreams, block.sources["proxy_pass"], self.top.names)
         return_value = None
         if returned:
@@ -232,6 +239,10 @@ class StreamBuilder:
             dsr_without_health_check=inherited(chain, "dsr_without_health_check", False),
             status_zone=block.get("status_zone", [None])[0],
             source=block.source,
+            proxy_pass_url=proxy_pass_url,
+            ssl_preread=inherited(chain, "ssl_preread", False),
+            preread_timeout=inherited(chain, "preread_timeout", 30.0),
+            preread_buffer_size=inherited(chain, "preread_buffer_size", 16384),
         )
 
 
@@ -259,8 +270,6 @@ def _check_dsr(listens: tuple[Listen, ...], bind: ProxyBind | None, responses: i
 
 
 def _stream_upstream(target: str, upstreams: dict[str, Upstream], source: Source, names: Names) -> Upstream:
-    if "$" in target:
-        raise ConfigError(f'variables in "proxy_pass" are not supported: "{target}"', source)
     if target in upstreams:
         return upstreams[target]
     address = implicit_address(target, source)

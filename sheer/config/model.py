@@ -169,6 +169,11 @@ class StreamServer:
     # nginx Plus: this server's counters in /api/N/stream/server_zones
     status_zone: str | None = None
     source: Source | None = None
+    # `proxy_pass $variable`: an upstream block's name or an address:port, per session (upstream None)
+    proxy_pass_url: Template | None = None
+    ssl_preread: bool = False                 # read the ClientHello first (sheer.core.tls_preread)
+    preread_timeout: float = 30.0
+    preread_buffer_size: int = 16384
 
     @property
     def udp(self) -> bool:

@@ -22,6 +22,7 @@ COMMON_VARIABLES = frozenset({
 STREAM_VARIABLES = COMMON_VARIABLES | {
     "protocol", "bytes_received", "session_time", "upstream_bytes_sent",
     "upstream_bytes_received", "upstream_session_time",
+    "ssl_preread_server_name", "ssl_preread_protocol", "ssl_preread_alpn_protocols",   # ssl_preread on
 }
 HTTP_VARIABLES = COMMON_VARIABLES | {
     "host", "request_uri", "uri", "document_uri", "args", "query_string", "request",

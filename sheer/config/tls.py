@@ -117,6 +117,7 @@ def _one(parse: Callable[[str, str, Source], Any], name: str) -> Callable[[list[
 
 SERVER_LEVELS = frozenset({"http", "http.server"})
 LOCATION_LEVELS = SERVER_LEVELS | {"http.location"}
+STREAM_LEVELS = frozenset({"stream", "stream.server"})
 # name, contexts, (min, max) arguments, converter (None: the words as written), may repeat
 DIRECTIVES: tuple[tuple[str, frozenset[str], tuple[int, int | None], Any, bool], ...] = (
     ("ssl_certificate", SERVER_LEVELS, (1, 1), None, True),
@@ -137,6 +138,11 @@ DIRECTIVES: tuple[tuple[str, frozenset[str], tuple[int, int | None], Any, bool],
     ("ssl_verify_depth", SERVER_LEVELS, (1, 1), lambda args, src: parse_number(args[0], "ssl_verify_depth",
                                                                               src), False),
     ("http2", SERVER_LEVELS, (1, 1), _one(parse_flag, "http2"), False),
+    # stream: nginx's ngx_stream_ssl_preread_module, and the preread phase's bounds
+    ("ssl_preread", STREAM_LEVELS, (1, 1), _one(parse_flag, "ssl_preread"), False),
+    ("preread_timeout", STREAM_LEVELS, (1, 1), _one(parse_time, "preread_timeout"), False),
+    ("preread_buffer_size", STREAM_LEVELS, (1, 1),
+     lambda args, src: parse_size(args[0], "preread_buffer_size", src), False),
     # to the upstream (sheer.config.build_tls.upstream_tls)
     ("proxy_ssl_server_name", LOCATION_LEVELS, (1, 1), _one(parse_flag, "proxy_ssl_server_name"), False),
     ("proxy_ssl_name", LOCATION_LEVELS, (1, 1), None, False),

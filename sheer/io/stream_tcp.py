@@ -23,15 +23,16 @@ from collections.abc import Callable
 from typing import ClassVar
 
 from sheer.config.model import StreamServer
-from sheer.core import proxy_protocol
-from sheer.core.balancers import Peer, Tried, request_key
+from sheer.core import proxy_protocol, tls_preread
+from sheer.core.balancers import Balancer, Peer, Tried, request_key
 from sheer.core.bind import PLUMBING_HINT, BindTo, BindValueError, bind_to
 from sheer.core.realip import from_proxy_protocol
-from sheer.core.variables import render_bytes
+from sheer.core.variables import render, render_bytes
 from sheer.io.accept import Acceptor
 from sheer.io.context import WorkerContext
 from sheer.io.logs import AccessLogger, LogLimiter
 from sheer.io.slots import ConnectionSlots
+from sheer.io.stream_targets import StreamTargets
 from sheer.io.stream_vars import StreamVariables
 from sheer.io.upstream_connect import TIMED_OUT, UpstreamConnectError, connect_now, start_connect
 
@@ -95,6 +96,7 @@ class TcpStreamService:
         self.log = ctx.error_log(server.error_log)
         self.access = AccessLogger(server.access_logs)
         self.balancer = ctx.balancer_for(server.upstream) if server.upstream else None
+        self.targets = StreamTargets(ctx)       # `proxy_pass $variable`
         self.listen_name = str(server.listens[0]).removesuffix(" udp")
         host, port = sock.getsockname()[:2]
         self.accept_proxy = any(listen.proxy_protocol for listen in server.listens
@@ -192,6 +194,7 @@ class Session:
     """One client connection and, once connected, its upstream connection."""
 
     __slots__ = (
+        "balancer",
         "bind",
         "client",
         "client_end",
@@ -209,6 +212,7 @@ class Session:
         "pending",
         "pending_size",
         "poller",
+        "preread",
         "received",
         "sent",
         "service",
@@ -251,6 +255,8 @@ class Session:
         self.connect_timer: asyncio.TimerHandle | None = None
         self.idle_mark = (0, 0, 0)
         self.header: bytes | None = None      # `listen ... proxy_protocol`: the PROXY header read so far
+        self.preread: bytes | None = None     # `ssl_preread on`: the ClientHello read so far (also pending)
+        self.balancer: Balancer | None = service.balancer
         conn.setblocking(False)
         try:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -266,9 +272,20 @@ class Session:
             self.timer = loop.call_later(service.server.proxy_protocol_timeout, self.header_timed_out)
             return
         try:
-            self.start()
+            self.begin()
         except Exception as exc:  # noqa: BLE001 -- a bug costs this session, not the accept loop
             self.crashed(exc)
+
+    def begin(self) -> None:
+        """nginx's preread phase, then the content phase (start)."""
+        server = self.service.server
+        if server.ssl_preread:
+            self.preread = b""
+            self.timer = self.loop.call_later(server.preread_timeout, self.preread_done)
+            if self.pending:      # what followed a PROXY header
+                self.read_preread(b"".join(self.pending))
+            return
+        self.start()
 
     def start(self) -> None:
         service = self.service
@@ -280,8 +297,14 @@ class Session:
             if not self.done:
                 service.watch(self)      # a client that never reads it is let go after proxy_timeout
             return
-        balancer = service.balancer
-        assert balancer is not None
+        balancer = self.balancer
+        if balancer is None:         # `proxy_pass $variable`
+            assert server.proxy_pass_url is not None
+            chosen = service.targets.choose(render(server.proxy_pass_url, self.vars))
+            if isinstance(chosen, tuple):
+                self.fail(chosen[0], status=chosen[1])
+                return
+            balancer = self.balancer = chosen
         try:
             self.bind = bind_to(server.proxy_bind, self.vars)
         except BindValueError as exc:
@@ -298,7 +321,7 @@ class Session:
         """Try peers until one connects, one is in progress, or none is left."""
         service = self.service
         server = service.server
-        balancer = service.balancer
+        balancer = self.balancer
         assert balancer is not None and self.tried is not None
         loop = self.loop
         while not self.done:
@@ -358,7 +381,7 @@ class Session:
         """Log a failed attempt as nginx does; True when another peer may be tried."""
         service = self.service
         server = service.server
-        balancer = service.balancer
+        balancer = self.balancer
         peer = self.peer
         assert balancer is not None and peer is not None and self.tried is not None
         now = self.loop.time()
@@ -469,6 +492,9 @@ class Session:
             self.close()
             return
         self.client_eof = True
+        if self.preread is not None:
+            self.preread_done()          # what came is all there is: routed on it
+            return
         if self.upstream is not None and self.connect_timer is None:
             self.eof(from_client=True)
 
@@ -480,6 +506,8 @@ class Session:
         self.received += n                 # still connecting: kept until connected
         self.pending.append(bytes(VIEW[:n]))
         self.pending_size += n
+        if self.preread is not None:
+            self.read_preread(self.pending[-1])
 
     def send_upstream(self, data: bytes | memoryview) -> None:
         sock = self.upstream
@@ -657,6 +685,35 @@ class Session:
             self.received += len(rest)
             self.pending.append(rest)
             self.pending_size += len(rest)
+        self.begin()
+
+    # --- ssl_preread: the ClientHello read, passed on untouched --------------------------------
+
+    def read_preread(self, data: bytes) -> None:
+        assert self.preread is not None
+        buffer = self.preread + data
+        result = tls_preread.preread(buffer)
+        if isinstance(result, tls_preread.NeedMore):
+            if len(buffer) >= self.service.server.preread_buffer_size:
+                self.cancel_preread()
+                self.fail("preread buffer full", status=400)
+                return
+            self.preread = buffer
+            return
+        if isinstance(result, tls_preread.ClientHello):
+            self.vars.preread = result
+        self.preread_done()
+
+    def cancel_preread(self) -> None:
+        self.preread = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def preread_done(self) -> None:
+        """A ClientHello read, declined, cut short by the client's end, or preread_timeout: nginx goes on
+        to the content phase with what it has."""
+        self.cancel_preread()
         self.start()
 
     def header_timed_out(self) -> None:
@@ -729,8 +786,8 @@ class Session:
         if upstream is not None:
             poller.forget(upstream.fileno())
             upstream.close()
-        if self.peer is not None and service.balancer is not None:
-            service.balancer.free(self.peer, failed=False, now=loop.time())
+        if self.peer is not None and self.balancer is not None:
+            self.balancer.free(self.peer, failed=False, now=loop.time())
             self.peer = None
         if self.error:
             service.log.error(f"{self.error}, {self.context(None)}")

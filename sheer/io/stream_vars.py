@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sheer.core.proxy_protocol import ProxyHeader
+from sheer.core.tls_preread import ClientHello
 from sheer.core.variables import binary_address, time_iso8601, time_local
 from sheer.io.context import WorkerContext
 
@@ -27,6 +28,7 @@ class StreamVariables:
         "client",
         "ctx",
         "peer",
+        "preread",
         "protocol",
         "proxy",
         "started",
@@ -50,6 +52,7 @@ class StreamVariables:
         self.upstream_bytes_sent = self.upstream_bytes_received = 0
         self.upstream_addr: list[str] = []
         self.upstream_connect_time: float | None = None
+        self.preread: ClientHello | None = None      # `ssl_preread on`: what the ClientHello said
 
     @property
     def local(self) -> Any:
@@ -103,4 +106,7 @@ _GETTERS: dict[str, Callable[[StreamVariables], str]] = {
     "msec": lambda v: f"{time.time():.3f}",
     "nginx_version": lambda v: "1.22.1",
     "connection": lambda v: str(id(v)),
+    "ssl_preread_server_name": lambda v: v.preread.server_name if v.preread else "",
+    "ssl_preread_protocol": lambda v: v.preread.protocol if v.preread else "",
+    "ssl_preread_alpn_protocols": lambda v: v.preread.alpn_protocols if v.preread else "",
 }
