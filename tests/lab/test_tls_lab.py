@@ -55,8 +55,8 @@ def pki(lab: Lab) -> Iterator[Pki]:
 
 def curl(lab: Lab, pki: Pki, url: str, *extra: str) -> str:
     host = url.split("/")[2].split(":")[0]
-    return lab.run("client", "curl", "-s", "-m", "5", "--cacert", str(pki.ca), "--resolve", f"{host}:443:{VIP}",
-                   *extra, url).stdout
+    return lab.run("client", "curl", "-s", "-m", "5", "--cacert", str(pki.ca), "--resolve",
+                   f"{host}:443:{VIP}", *extra, url).stdout
 
 
 def s_client(lab: Lab, pki: Pki, name: str, request: str, *extra: str) -> str:
