@@ -8,6 +8,7 @@ from sheer.config import build_health
 from sheer.config import directives as d
 from sheer.config.balance import upstream_balance
 from sheer.config.build_http import HttpBuilder
+from sheer.config.build_tls import stream_proxy_ssl, stream_tls
 from sheer.config.errors import ConfigError, Source
 from sheer.config.model import (
     AccessLog,
@@ -178,9 +179,6 @@ class StreamBuilder:
                                   listen.source)
             if listen.http2:
                 raise ConfigError('invalid parameter "http2"', listen.source)
-            if listen.ssl:
-                raise ConfigError('the "ssl" parameter of "listen" is not supported in stream yet '
-                                  '(TLS is terminated in http servers)', listen.source)
         listens = tuple(self.top.listens(block))
         if not listens:
             raise ConfigError('no "listen" is defined for server', block.source)
@@ -241,6 +239,9 @@ class StreamBuilder:
             source=block.source,
             proxy_pass_url=proxy_pass_url,
             ssl_preread=inherited(chain, "ssl_preread", False),
+            tls=stream_tls(chain, listens),
+            ssl_handshake_timeout=inherited(chain, "ssl_handshake_timeout", 60.0),
+            proxy_ssl=stream_proxy_ssl(chain, upstream, block.sources.get("proxy_pass") or block.source),
             preread_timeout=inherited(chain, "preread_timeout", 30.0),
             preread_buffer_size=inherited(chain, "preread_buffer_size", 16384),
         )

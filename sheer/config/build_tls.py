@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from sheer.config.errors import ConfigError, Source
-from sheer.config.model import Config
+from sheer.config.model import Config, Listen, Upstream
 from sheer.config.tls import (
     DEFAULT_CIPHERS,
     DEFAULT_PROTOCOLS,
@@ -129,6 +129,25 @@ def upstream_tls(chain: list[Block], host: str, source: Source) -> UpstreamTls:
         session_reuse=_value(chain, "proxy_ssl_session_reuse", True),
         source=source,
     )
+
+
+def stream_tls(chain: list[Block], listens: tuple[Listen, ...]) -> ServerTls | None:
+    """A stream server's ssl settings, when it has a `listen ... ssl` (nginx's ngx_stream_ssl_module)."""
+    ssl = [listen.source for listen in listens if listen.ssl]
+    if not ssl:
+        return None
+    return server_tls(chain, ssl, True)
+
+
+def stream_proxy_ssl(chain: list[Block], upstream: Upstream | None, source: Source) -> UpstreamTls | None:
+    """`proxy_ssl on` (stream): the proxy_ssl_* settings, the name defaulting to the proxy_pass host."""
+    found = _first(chain, "proxy_ssl")
+    if found is None or not found[0]:
+        return None
+    if upstream is None:
+        raise ConfigError('"proxy_ssl on" needs "proxy_pass" to an upstream or an address, not a variable',
+                          found[1])
+    return upstream_tls(chain, upstream.name, source)
 
 
 def notices(config: Config) -> list[str]:

@@ -174,6 +174,9 @@ class StreamServer:
     ssl_preread: bool = False                 # read the ClientHello first (sheer.core.tls_preread)
     preread_timeout: float = 30.0
     preread_buffer_size: int = 16384
+    tls: ServerTls | None = None              # `listen ... ssl`: terminated here (sheer.io.stream_tls)
+    ssl_handshake_timeout: float = 60.0
+    proxy_ssl: UpstreamTls | None = None      # `proxy_ssl on`: TLS to the upstream
 
     @property
     def udp(self) -> bool:

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from sheer.core.http.variables import TlsInfo
 from sheer.core.proxy_protocol import ProxyHeader
 from sheer.core.tls_preread import ClientHello
 from sheer.core.variables import binary_address, time_iso8601, time_local
@@ -33,6 +34,7 @@ class StreamVariables:
         "proxy",
         "started",
         "status",
+        "tls",
         "upstream_addr",
         "upstream_bytes_received",
         "upstream_bytes_sent",
@@ -53,6 +55,7 @@ class StreamVariables:
         self.upstream_addr: list[str] = []
         self.upstream_connect_time: float | None = None
         self.preread: ClientHello | None = None      # `ssl_preread on`: what the ClientHello said
+        self.tls: TlsInfo | None = None              # `listen ... ssl`: what the handshake settled
 
     @property
     def local(self) -> Any:
@@ -106,6 +109,12 @@ _GETTERS: dict[str, Callable[[StreamVariables], str]] = {
     "msec": lambda v: f"{time.time():.3f}",
     "nginx_version": lambda v: "1.22.1",
     "connection": lambda v: str(id(v)),
+    "ssl_protocol": lambda v: v.tls.protocol if v.tls else "",
+    "ssl_cipher": lambda v: v.tls.cipher if v.tls else "",
+    "ssl_server_name": lambda v: v.tls.server_name if v.tls else "",
+    "ssl_session_reused": lambda v: v.tls.session_reused if v.tls else "",
+    "ssl_client_s_dn": lambda v: v.tls.client_s_dn if v.tls else "",
+    "ssl_client_verify": lambda v: v.tls.client_verify if v.tls else "",
     "ssl_preread_server_name": lambda v: v.preread.server_name if v.preread else "",
     "ssl_preread_protocol": lambda v: v.preread.protocol if v.preread else "",
     "ssl_preread_alpn_protocols": lambda v: v.preread.alpn_protocols if v.preread else "",

@@ -130,7 +130,7 @@ def server_context(tls: ServerTls) -> ssl.SSLContext:
 class TlsListener:
     """The contexts of one `listen ... ssl` address: the default server's, switched by SNI."""
 
-    vhosts: VirtualHosts
+    vhosts: VirtualHosts | None             # None: a stream server (one context, no SNI switching)
     default: ssl.SSLContext
     contexts: dict[int, ssl.SSLContext] = field(default_factory=dict)   # id(HttpServer) -> its context
     verify_on: bool = False
@@ -147,10 +147,16 @@ class TlsListener:
         listener.default.sni_callback = listener._servername
         return listener
 
+    @classmethod
+    def for_stream(cls, tls: ServerTls) -> TlsListener:
+        listener = cls(None, server_context(tls), {}, tls.verify_client == "on")
+        listener.default.sni_callback = listener._servername
+        return listener
+
     def _servername(self, sslobj: ssl.SSLObject, name: str | None, ctx: ssl.SSLContext) -> None:
         """nginx's ngx_http_ssl_servername: the server named by SNI lends its context (certificates)."""
         sslobj.sheer_server_name = name or ""     # type: ignore[attr-defined]  # $ssl_server_name
-        if name:
+        if name and self.vhosts is not None:
             chosen = self.contexts.get(id(self.vhosts.select(name.lower()).server))
             if chosen is not None and chosen is not ctx:
                 sslobj.context = chosen
@@ -166,7 +172,12 @@ def listeners(config: Config) -> dict[ListenKey, TlsListener]:
             by_address.setdefault(key, []).append(server)
             if listen.ssl:
                 ssl_addresses.add(key)
-    return {key: TlsListener.build(by_address[key]) for key in ssl_addresses}
+    made = {key: TlsListener.build(by_address[key]) for key in ssl_addresses}
+    for stream_server in (config.stream.servers if config.stream else ()):
+        for listen in stream_server.listens:
+            if listen.ssl and stream_server.tls is not None:
+                made[(listen.bind_host, listen.port, False)] = TlsListener.for_stream(stream_server.tls)
+    return made
 
 
 def connection_info(sslobj: ssl.SSLObject) -> TlsInfo:

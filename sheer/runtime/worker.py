@@ -23,6 +23,7 @@ from sheer.io.http import HttpService
 from sheer.io.logs import ErrorLogger, reopen_logs
 from sheer.io.service import Service
 from sheer.io.stream_tcp import TcpStreamService
+from sheer.io.stream_tls import TlsStreamService
 from sheer.io.stream_udp import UdpStreamService
 from sheer.io.tls import TlsListener
 from sheer.runtime import proctitle
@@ -51,6 +52,8 @@ def build_services(config: Config, sockets: dict[ListenKey, socket.socket],
             sock = sockets[listen_key(listen)]
             if listen.udp:
                 services.append(UdpStreamService(sock, server, ctx))
+            elif server.tls is not None or server.proxy_ssl is not None:
+                services.append(TlsStreamService(sock, server, ctx))
             else:
                 services.append(TcpStreamService(sock, server, ctx))
     if config.http:
