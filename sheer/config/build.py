@@ -8,7 +8,7 @@ from sheer.config import build_health
 from sheer.config import directives as d
 from sheer.config.balance import upstream_balance
 from sheer.config.build_http import HttpBuilder
-from sheer.config.build_tls import stream_proxy_ssl, stream_tls
+from sheer.config.build_tls import check_stream_tls, stream_proxy_ssl, stream_tls
 from sheer.config.errors import ConfigError, Source
 from sheer.config.model import (
     AccessLog,
@@ -217,7 +217,7 @@ class StreamBuilder:
                                             check_timeout)
         if health_check is not None and upstream is None:
             raise ConfigError('"health_check" needs "proxy_pass"', health_check.source)
-        return StreamServer(
+        return check_stream_tls(StreamServer(
             listens=listens,
             upstream=upstream,
             return_value=return_value,
@@ -244,7 +244,7 @@ class StreamBuilder:
             proxy_ssl=stream_proxy_ssl(chain, upstream, block.sources.get("proxy_pass") or block.source),
             preread_timeout=inherited(chain, "preread_timeout", 30.0),
             preread_buffer_size=inherited(chain, "preread_buffer_size", 16384),
-        )
+        ))
 
 
 def _check_dsr(listens: tuple[Listen, ...], bind: ProxyBind | None, responses: int | None,

@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from sheer.config.errors import ConfigError, Source
-from sheer.config.model import Config, Listen, Upstream
+from sheer.config.model import Config, Listen, StreamServer, Upstream
 from sheer.config.tls import (
     DEFAULT_CIPHERS,
     DEFAULT_PROTOCOLS,
@@ -148,6 +148,27 @@ def stream_proxy_ssl(chain: list[Block], upstream: Upstream | None, source: Sour
         raise ConfigError('"proxy_ssl on" needs "proxy_pass" to an upstream or an address, not a variable',
                           found[1])
     return upstream_tls(chain, upstream.name, source)
+
+
+def check_stream_tls(server: StreamServer) -> StreamServer:
+    """What sheer's TLS stream relay (sheer.io.stream_tls) does not do yet is refused, never ignored."""
+    if server.tls is None and server.proxy_ssl is None:
+        return server
+    unsupported = [
+        ("listen ... proxy_protocol", any(listen.proxy_protocol for listen in server.listens)),
+        ("proxy_protocol on", server.proxy_protocol),
+        ("proxy_half_close on", server.proxy_half_close),
+        ("proxy_responses", server.proxy_responses is not None),
+        ("proxy_requests", server.proxy_requests != 0),
+        ("ssl_preread on", server.ssl_preread),
+        ("return", server.return_value is not None),
+        ("health_check", server.health_check is not None),
+    ]
+    for what, used in unsupported:
+        if used:
+            raise ConfigError(f'"{what}" is not supported yet in a stream server with "listen ... ssl" or '
+                              '"proxy_ssl on"', server.source)
+    return server
 
 
 def notices(config: Config) -> list[str]:

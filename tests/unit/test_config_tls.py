@@ -77,10 +77,25 @@ def test_refusals_name_the_line(tmp_path: Path, server: str, message: str) -> No
     assert refused(tmp_path, server).endswith(message)
 
 
-def test_stream_ssl_is_refused_until_it_is_built(tmp_path: Path) -> None:
+def test_stream_ssl_and_proxy_ssl(tmp_path: Path) -> None:
     path = tmp_path / "sheer.conf"
+    path.write_text("stream {\nssl_certificate a; ssl_certificate_key a;\n"
+                    "server { listen 9000 ssl; proxy_ssl on; proxy_ssl_name up.test;\n"
+                    "         proxy_pass 127.0.0.1:1; }\n"
+                    "server { listen 9001 ssl; proxy_pass $ssl_preread_server_name; }\n}\n")
+    config = load(str(path))
+    assert config.stream is not None
+    first, second = config.stream.servers
+    assert first.tls is not None and first.tls.certificates[0].key == str(tmp_path / "a")
+    assert first.proxy_ssl is not None and first.proxy_ssl.name == "up.test"
+    assert first.ssl_handshake_timeout == 60.0
+    assert second.tls is not None and second.proxy_pass_url is not None and second.proxy_ssl is None
     path.write_text("stream {\nserver { listen 9000 ssl; proxy_pass 127.0.0.1:1; }\n}\n")
-    with pytest.raises(ConfigError, match='the "ssl" parameter of "listen" is not supported in stream yet'):
+    with pytest.raises(ConfigError, match='no "ssl_certificate" is defined for the "listen ... ssl"'):
+        load(str(path))
+    path.write_text("stream {\nserver { listen 9000; proxy_ssl on; proxy_half_close on;\n"
+                    "         proxy_pass 127.0.0.1:1; }\n}\n")
+    with pytest.raises(ConfigError, match='"proxy_half_close on" is not supported yet in a stream server'):
         load(str(path))
 
 
