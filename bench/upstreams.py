@@ -19,6 +19,8 @@ from sheer.lab.topology import Node
 from sheer.lab.witness import DNSMASQ, NGINX
 
 HTTP_PORT = 8080
+BULK_FILE = "256m"                # served by the quiet nginx under /bulk/ (the tls-bulk workload)
+BULK_SIZE = 256 * 1024 * 1024
 IPERF_PORT = 5201
 UDP_SINK_PORT = 8000  # the witnesses' UDP echo: the memory workload's sessions
 IPERF_NODE = "up1"
@@ -53,6 +55,7 @@ http {{
     server {{
         listen {HTTP_PORT} reuseport backlog=4096;
         location / {{ default_type text/plain; return 200 "ok\\n"; }}
+        location /bulk/ {{ root {d}; sendfile on; }}
     }}
 }}
 """
@@ -62,6 +65,9 @@ def _start_nginx(lab: Lab, node: Node) -> None:
     d = _dir(lab, node)
     (d / "tmp").mkdir(parents=True, exist_ok=True)
     (d / "nginx.conf").write_text(nginx_conf(d))
+    (d / "bulk").mkdir(exist_ok=True)
+    with (d / "bulk" / BULK_FILE).open("wb") as bulk:
+        bulk.truncate(BULK_SIZE)       # sparse: zeros read from the page cache, no disk
     lab.run(node.name, NGINX, "-e", str(d / "nginx-error.log"), "-p", str(d), "-c", str(d / "nginx.conf"),
             check=True)
 
