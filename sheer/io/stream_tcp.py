@@ -23,11 +23,12 @@ from collections.abc import Callable
 from typing import ClassVar
 
 from sheer.config.model import StreamServer
-from sheer.core import proxy_protocol, tls_preread
+from sheer.core import proxy_protocol
 from sheer.core.balancers import Balancer, Peer, Tried, request_key
 from sheer.core.bind import PLUMBING_HINT, BindTo, BindValueError, bind_to
 from sheer.core.realip import from_proxy_protocol
 from sheer.core.variables import render, render_bytes
+from sheer.io import stream_preread
 from sheer.io.accept import Acceptor
 from sheer.io.context import WorkerContext
 from sheer.io.logs import AccessLogger, LogLimiter
@@ -272,20 +273,13 @@ class Session:
             self.timer = loop.call_later(service.server.proxy_protocol_timeout, self.header_timed_out)
             return
         try:
-            self.begin()
+            stream_preread.begin(self)
         except Exception as exc:  # noqa: BLE001 -- a bug costs this session, not the accept loop
             self.crashed(exc)
 
-    def begin(self) -> None:
-        """nginx's preread phase, then the content phase (start)."""
-        server = self.service.server
-        if server.ssl_preread:
-            self.preread = b""
-            self.timer = self.loop.call_later(server.preread_timeout, self.preread_done)
-            if self.pending:      # what followed a PROXY header
-                self.read_preread(b"".join(self.pending))
-            return
-        self.start()
+    @property
+    def server(self) -> StreamServer:
+        return self.service.server
 
     def start(self) -> None:
         service = self.service
@@ -493,7 +487,7 @@ class Session:
             return
         self.client_eof = True
         if self.preread is not None:
-            self.preread_done()          # what came is all there is: routed on it
+            stream_preread.done(self)    # what came is all there is: routed on it
             return
         if self.upstream is not None and self.connect_timer is None:
             self.eof(from_client=True)
@@ -507,7 +501,7 @@ class Session:
         self.pending.append(bytes(VIEW[:n]))
         self.pending_size += n
         if self.preread is not None:
-            self.read_preread(self.pending[-1])
+            stream_preread.read(self, self.pending[-1])
 
     def send_upstream(self, data: bytes | memoryview) -> None:
         sock = self.upstream
@@ -685,36 +679,7 @@ class Session:
             self.received += len(rest)
             self.pending.append(rest)
             self.pending_size += len(rest)
-        self.begin()
-
-    # --- ssl_preread: the ClientHello read, passed on untouched --------------------------------
-
-    def read_preread(self, data: bytes) -> None:
-        assert self.preread is not None
-        buffer = self.preread + data
-        result = tls_preread.preread(buffer)
-        if isinstance(result, tls_preread.NeedMore):
-            if len(buffer) >= self.service.server.preread_buffer_size:
-                self.cancel_preread()
-                self.fail("preread buffer full", status=400)
-                return
-            self.preread = buffer
-            return
-        if isinstance(result, tls_preread.ClientHello):
-            self.vars.preread = result
-        self.preread_done()
-
-    def cancel_preread(self) -> None:
-        self.preread = None
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-
-    def preread_done(self) -> None:
-        """A ClientHello read, declined, cut short by the client's end, or preread_timeout: nginx goes on
-        to the content phase with what it has."""
-        self.cancel_preread()
-        self.start()
+        stream_preread.begin(self)
 
     def header_timed_out(self) -> None:
         self.timer = None
