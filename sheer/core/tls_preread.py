@@ -151,3 +151,10 @@ def _client_hello(body: bytes) -> Preread:
     except _Short:
         return Declined("failed to parse handshake")
     return ClientHello(version, name, tuple(alpn))
+
+
+def bounded(buffer: bytes, limit: int) -> Preread | None:
+    """preread() within preread_buffer_size: None when `limit` bytes came and no verdict yet (nginx's
+    "preread buffer full")."""
+    result = preread(buffer)
+    return None if isinstance(result, NeedMore) and len(buffer) >= limit else result

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from sheer.core.http.variables import TlsInfo
 from sheer.core.proxy_protocol import ProxyHeader
-from sheer.core.tls_preread import ClientHello
 from sheer.core.variables import binary_address, time_iso8601, time_local
 from sheer.io.context import WorkerContext
 
@@ -29,7 +28,6 @@ class StreamVariables:
         "client",
         "ctx",
         "peer",
-        "preread",
         "protocol",
         "proxy",
         "started",
@@ -54,7 +52,6 @@ class StreamVariables:
         self.upstream_bytes_sent = self.upstream_bytes_received = 0
         self.upstream_addr: list[str] = []
         self.upstream_connect_time: float | None = None
-        self.preread: ClientHello | None = None      # `ssl_preread on`: what the ClientHello said
         self.tls: TlsInfo | None = None              # `listen ... ssl`: what the handshake settled
 
     @property
@@ -102,6 +99,16 @@ _GETTERS: dict[str, Callable[[StreamVariables], str]] = {
     "upstream_session_time": lambda v: f"{time.time() - v.started:.3f}",
     "upstream_connect_time": lambda v: ("-" if v.upstream_connect_time is None
                                         else f"{v.upstream_connect_time:.3f}"),
+}
+
+
+class _OfWorker(Protocol):
+    @property
+    def ctx(self) -> WorkerContext: ...
+
+
+# The same in every stream session, UDP or TCP (sheer.io.tcp_vars): the worker's and the clock's.
+COMMON: dict[str, Callable[[_OfWorker], str]] = {
     "hostname": lambda v: v.ctx.hostname,
     "pid": lambda v: str(v.ctx.pid),
     "time_local": lambda v: time_local(time.time()),
@@ -109,13 +116,14 @@ _GETTERS: dict[str, Callable[[StreamVariables], str]] = {
     "msec": lambda v: f"{time.time():.3f}",
     "nginx_version": lambda v: "1.22.1",
     "connection": lambda v: str(id(v)),
+}
+_GETTERS.update(COMMON)
+# TLS (sheer.io.stream_tls): a StreamVariables' own
+_GETTERS.update({
     "ssl_protocol": lambda v: v.tls.protocol if v.tls else "",
     "ssl_cipher": lambda v: v.tls.cipher if v.tls else "",
     "ssl_server_name": lambda v: v.tls.server_name if v.tls else "",
     "ssl_session_reused": lambda v: v.tls.session_reused if v.tls else "",
     "ssl_client_s_dn": lambda v: v.tls.client_s_dn if v.tls else "",
     "ssl_client_verify": lambda v: v.tls.client_verify if v.tls else "",
-    "ssl_preread_server_name": lambda v: v.preread.server_name if v.preread else "",
-    "ssl_preread_protocol": lambda v: v.preread.protocol if v.preread else "",
-    "ssl_preread_alpn_protocols": lambda v: v.preread.alpn_protocols if v.preread else "",
-}
+})
