@@ -18,7 +18,7 @@ from typing import Any
 
 from sheer.doctor.needs import Needs
 from sheer.doctor.state import NextHop, Privileges, Probe, RouteGet, State, TransparentProbe, nft_rules
-from sheer.net import fastpath_state, inspect
+from sheer.net import fastpath_state, inspect, record
 from sheer.net.facts import KernelFacts
 from sheer.net.plan import is_ipv4
 
@@ -259,7 +259,7 @@ def next_hop(address: str) -> NextHop | None:
     Several namespaces may hold it (two labs on one machine): the one whose interface has the
     link-layer address our neighbour table knows for it is the one we talk to."""
     lladdr = _lladdr(address)
-    here = inspect.netns_id()
+    here = record.netns_id()
     try:
         names = sorted(os.listdir("/run/netns"))
     except OSError:

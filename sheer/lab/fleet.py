@@ -124,7 +124,7 @@ def _extend(topo: Topology, state_dir: Path, progress: Progress) -> None:
         bird.start(node, bird.proxy_conf(node, state_dir), state_dir)
     for node in topo.fleet_proxies:
         state(node, state_dir).mkdir(parents=True, exist_ok=True)
-        config_path(node, state_dir).write_text(configs.fleet(str(state(node, state_dir))))
+        config_path(node, state_dir).write_text(fleet_config(node, state_dir))
         _plumbing(node, state_dir, progress)
         start_sheer(node, state_dir, progress, wait=False)
     wait_for(lambda: len(bird.nexthops(edge)) == topo.fleet, ANNOUNCED_WITHIN,
@@ -134,21 +134,24 @@ def _extend(topo: Topology, state_dir: Path, progress: Progress) -> None:
 
 
 def _plumbing(node: Node, state_dir: Path, progress: Progress) -> None:
-    """The proxy's kernel state: the VIP on lo, BIRD's fragment announcing it, and the DSR fast path
-    (`sheer net apply --dsr origin`)."""
-    netns_exec(node.netns, "ip", "addr", "add", f"{FLEET_VIP}/32", "dev", "lo")
-    (bird.fragments(node, state_dir) / "sheer.conf").write_text(
-        f'protocol static sheer_announce {{\n    ipv4;\n    route {FLEET_VIP}/32 via "lo";\n}}\n')
-    bird.birdc(node, "configure", state_dir=state_dir)
-    progress(f"{node.name}: `sheer net apply --dsr origin` (the DSR fast path)")
-    _sheer(node.netns, "net", "apply", "-c", str(config_path(node, state_dir)), "--dsr", "origin",
-           "--vip", str(FLEET_VIP))
+    """The proxy's kernel state, from its configuration: the VIP on an interface of sheer's own, BIRD's
+    fragment (read by its BIRD at once), the DSR fast path."""
+    progress(f"{node.name}: `sheer net apply --dsr origin` (the VIP, BIRD's fragment, the DSR fast path)")
+    _sheer(node.netns, "net", "apply", "-c", str(config_path(node, state_dir)), "--dsr", "origin")
 
 
 def _rr_ruleset(topo: Topology, fleet_vip: bool) -> None:
     rr = topo.node("rr").netns
     netns_exec(rr, "nft", "delete", "table", "ip", RR_NFT_TABLE, check=False)
     run("ip", "netns", "exec", rr, "nft", "-f", "-", input=rr_ruleset(fleet=fleet_vip))
+
+
+def fleet_config(node: Node, state_dir: Path = STATE_DIR) -> str:
+    """proxyK's sheer.conf: the fleet's DSR service, announcing the VIP through proxyK's BIRD."""
+    announce = (f"announce {FLEET_VIP};\n"
+                f"announce_bird_socket {bird.socket(node, state_dir)};\n"
+                f"announce_bird_fragment {bird.fragments(node, state_dir) / 'sheer.conf'};\n")
+    return configs.fleet(str(state(node, state_dir)), announce)
 
 
 # --- sheer on a proxy -----------------------------------------------------------------------------

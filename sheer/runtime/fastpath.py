@@ -26,9 +26,9 @@ from sheer.core import fastpath as core
 from sheer.core.control import UpstreamOverrides
 from sheer.io.logs import ErrorLogger
 from sheer.net import fastpath_state
-from sheer.net.apply import Record, record_path
 from sheer.net.fastpath import FpServer, FpService, NftFastPath, by_listen, fed
 from sheer.net.nftlib import Nft
+from sheer.net.record import Record, record_path
 from sheer.runtime.board import HealthBoard
 from sheer.runtime.shared import SharedBoard
 

@@ -1,16 +1,21 @@
 """The fleet lab's contract (`sheer lab up --fleet N`): an edge router that learns the VIP over BGP from
-every proxy and spreads flows over them with ECMP, each proxy running sheer. Witnesses: the edge's own
-`ip -j route` and `birdc`, `dig` on the client, the upstreams' dnsmasq logs."""
+every proxy and spreads flows over them with ECMP, each proxy running sheer, which announces the VIP
+only while it can serve it. Witnesses: the edge's own `ip -j route` and `birdc`, `dig` on the client,
+the upstreams' dnsmasq logs, sheer's error log."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from sheer.lab import bird, fleet
 from sheer.lab.inspect import listeners
-from sheer.lab.procs import netns_list
+from sheer.lab.procs import cmdline, netns_list, netns_pids, wait_for
 from sheer.lab.testing import Lab
 from sheer.lab.topology import FLEET_VIP, LAB, proxy_fabric
 
@@ -56,13 +61,72 @@ def test_the_client_is_answered_by_an_upstream_through_the_fleet(fleet2: Lab) ->
         assert f"172.16.0.1{seen[('192.168.99.1', sport)].removeprefix('up')}" == answer
 
 
-def test_fleet_stop_and_start_one_proxy(fleet2: Lab) -> None:
+def withdrawn_within(lab: Lab, k: int, limit: float, act: Callable[[], object]) -> float:
+    """Do `act`, return how long until the edge's main table no longer routes the VIP through proxyK."""
+    edge, hop = lab.node("edge"), str(proxy_fabric(k))
+    assert hop in bird.nexthops(edge)
+    started = time.monotonic()
+    act()
+    wait_for(lambda: hop not in bird.nexthops(edge), limit, f"the edge to drop proxy{k}")
+    took = time.monotonic() - started
+    assert f"proxy{k}" not in bird.bird_routes(edge, state_dir=lab.state_dir)    # BIRD's view too
+    return took
+
+
+def announced_again(lab: Lab, k: int, limit: float = 3.0) -> float:
+    edge, hop = lab.node("edge"), str(proxy_fabric(k))
+    started = time.monotonic()
+    wait_for(lambda: hop in bird.nexthops(edge), limit, f"proxy{k} to announce the VIP again")
+    return time.monotonic() - started
+
+
+def test_fleet_stop_withdraws_first_and_start_announces_again(fleet2: Lab) -> None:
     lab = fleet2
     node = fleet.proxy(2, lab.state_dir)
     before = fleet.running(node, lab.state_dir)
     assert before is not None
-    fleet.stop_sheer(node, lab.state_dir)
-    assert fleet.running(node, lab.state_dir) is None
+    took = withdrawn_within(lab, 2, 1.0, lambda: os.kill(before, signal.SIGQUIT))
+    print(f"-s quit: proxy2 withdrawn from the edge's table in {took * 1000:.0f} ms")
+    wait_for(lambda: fleet.running(node, lab.state_dir) is None, 10, "sheer on proxy2 to stop")
     assert ("udp", 53) not in listeners(node.netns)
+    log = (fleet.state(node, lab.state_dir) / "error.log").read_text()
+    withdrew, drained = log.rfind("VIP 192.168.100.10: withdrawn"), log.rfind("gracefully shutting down")
+    assert 0 <= withdrew < drained, log[-600:]          # withdrawn first, then the workers drain
     after = fleet.start_sheer(node, lab.state_dir)
     assert after != before and fleet.running(node, lab.state_dir) == after
+    print(f"proxy2 announced again {announced_again(lab, 2):.2f} s after it listened")
+
+
+def test_sigkill_withdraws_with_the_device(fleet2: Lab) -> None:
+    lab = fleet2
+    node = fleet.proxy(1, lab.state_dir)
+    pid = fleet.running(node, lab.state_dir)
+    assert pid is not None
+    device = lab.run("proxy1", "ip", "-br", "link", "show", "sheer-ac0a8640a").stdout
+    assert "UP" in device, device
+    took = withdrawn_within(lab, 1, 3.0, lambda: os.kill(pid, signal.SIGKILL))
+    print(f"SIGKILL: proxy1 withdrawn from the edge's table in {took * 1000:.0f} ms")
+    assert lab.run("proxy1", "ip", "link", "show", "sheer-ac0a8640a").returncode != 0   # gone with sheer
+    wait_for(lambda: not [p for p in netns_pids(node.netns) if cmdline(p).startswith("sheer:")], 5,
+             "proxy1's workers to follow their master")
+    fleet.start_sheer(node, lab.state_dir)
+    announced_again(lab, 1)
+
+
+def test_a_proxy_whose_upstreams_all_fail_withdraws(fleet2: Lab) -> None:
+    lab = fleet2
+    # proxy2's own probes cannot reach any upstream (the clients' datagrams it forwards still can)
+    block = ("table ip sheer_test {\n chain out {\n  type filter hook output priority 0;\n"
+             "  udp dport 53 drop\n }\n}\n")
+    res = subprocess.run(["ip", "netns", "exec", lab.node("proxy2").netns, "nft", "-f", "-"], input=block,
+                         text=True, capture_output=True, check=False)
+    assert res.returncode == 0, res.stderr
+    try:
+        took = withdrawn_within(lab, 2, 10.0, lambda: None)
+        print(f"upstreams unreachable from proxy2: withdrawn {took:.1f} s later (interval 1s, fails 2)")
+        assert str(proxy_fabric(1)) in bird.nexthops(lab.node("edge"))       # the other one stays
+        log = (fleet.state(lab.node("proxy2"), lab.state_dir) / "error.log").read_text()
+        assert 'withdrawn (sheer-ac0a8640a down): upstream "dns_upstreams" has no usable server' in log
+    finally:
+        lab.run("proxy2", "nft", "delete", "table", "ip", "sheer_test")
+    announced_again(lab, 2, 5.0)
