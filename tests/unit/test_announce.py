@@ -12,6 +12,9 @@ from test_net_plan import conf
 from sheer.config import Config, ConfigError
 from sheer.core import announce
 from sheer.core.health import Health
+from sheer.doctor.checks.announce import announce as check_announce
+from sheer.doctor.needs import needs
+from sheer.doctor.state import BgpProtocol, BirdState, State
 from sheer.io.logs import ErrorLogger
 from sheer.lab import configs
 from sheer.net.facts import IfAddr, KernelFacts, RouteFact, RuleFact
@@ -198,3 +201,64 @@ def test_the_announcer_follows_health_and_the_api(tmp_path: Path) -> None:
     assert device.up == [False, True, False, True, False]
     update(serving=False)
     assert device.up[-1] is False and len(device.up) == 5
+
+
+# --- sheer doctor ---------------------------------------------------------------------------------------
+
+SHOW_PROTOCOLS = """Name       Proto      Table      State  Since         Info
+device1    Device     ---        up     05:07:29.105
+sheer_announce Static master4    up     05:07:29.105
+edge       BGP        ---        up     05:07:33.577  Established
+backup     BGP        ---        start  2026-12-07 05:07:29  Active        Socket: Connection refused
+"""
+
+
+def test_birdc_show_protocols_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sheer.net import announce as net_announce
+    monkeypatch.setattr(net_announce, "birdc", lambda socket, *args: (True, SHOW_PROTOCOLS))
+    found, _ = net_announce.protocols("/run/bird/bird.ctl")
+    assert found is not None
+    assert [(p.name, p.proto, p.state, p.info) for p in found] == [
+        ("device1", "Device", "up", ""), ("sheer_announce", "Static", "up", ""),
+        ("edge", "BGP", "up", "Established"), ("backup", "BGP", "start", "Active")]
+    monkeypatch.setattr(net_announce, "birdc", lambda socket, *args: (False, "Unable to connect"))
+    assert net_announce.protocols("/x") == (None, "Unable to connect")
+
+
+def doctor(tmp_path: Path, **bird: object) -> list[tuple[str, str]]:
+    config = conf(tmp_path, FLEET)
+    n = needs(config, Options(dsr="origin"), PROXY1, str(tmp_path / "lb.conf"))
+    fragment = next(i for i in n.plan.items if isinstance(i, BirdFragment))
+    settings: dict[str, object] = {
+        "protocols": (BgpProtocol("sheer_announce", "Static", "up", ""),
+                      BgpProtocol("edge", "BGP", "up", "Established")),
+        "fragment": fragment.text, "devices": {VIP: "up"}, "exported": {(VIP, "edge"): True}}
+    settings.update(bird)
+    s = State(PROXY1, bird=BirdState(fragment.socket, **settings))  # type: ignore[arg-type]
+    return [(f.status, f.summary) for f in check_announce(n, s)]
+
+
+def test_doctor_all_well(tmp_path: Path) -> None:
+    found = doctor(tmp_path)
+    assert all(status == "ok" for status, _ in found), found
+    assert ("ok", "BGP session edge is established") in found
+    assert ("ok", f"{VIP} is announced (sheer-ac0a8640a up), exported to edge") in found
+
+
+def test_doctor_says_what_is_wrong(tmp_path: Path) -> None:
+    def problems(**bird: object) -> list[str]:
+        return [summary for status, summary in doctor(tmp_path, **bird) if status != "ok"]
+
+    assert problems(protocols=None, error="Unable to connect")[-1].startswith("BIRD does not answer on ")
+    assert "BIRD has not read sheer's fragment (no protocol sheer_announce)" in problems(
+        protocols=(BgpProtocol("edge", "BGP", "up", "Established"),))
+    assert "BGP session edge is not established (start, Active): the router does not hear this instance" in \
+        problems(protocols=(BgpProtocol("sheer_announce", "Static", "up", ""),
+                            BgpProtocol("edge", "BGP", "start", "Active")))
+    assert "BIRD has no BGP session: no router hears the VIPs" in problems(
+        protocols=(BgpProtocol("sheer_announce", "Static", "up", ""),))
+    assert problems(fragment=None) == ["BIRD's fragment /etc/bird/x.conf is missing"]
+    assert problems(devices={VIP: "missing"})[0].startswith(f"{VIP} is not announced: no running sheer")
+    assert problems(devices={VIP: "down"})[0].startswith(f"{VIP} is withdrawn")
+    assert problems(exported={(VIP, "edge"): False})[0].startswith(
+        f"{VIP} is announced by sheer but BIRD does not export it to edge")
