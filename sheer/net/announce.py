@@ -206,4 +206,5 @@ def exported(socket: str, protocol: str, prefix: str) -> tuple[bool | None, str]
     answered, text = birdc(socket, "show", "route", "export", protocol, "for", prefix)
     if not answered:
         return None, text
-    return prefix.split("/")[0] in text, text
+    # "192.168.100.10/32    unicast [sheer_announce 05:29:29.548] * (200)", or "Network not found"
+    return any(line.split()[:1] == [prefix] for line in text.splitlines()), text

@@ -225,6 +225,19 @@ def test_birdc_show_protocols_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
     assert net_announce.protocols("/x") == (None, "Unable to connect")
 
 
+def test_birdc_show_route_export_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sheer.net import announce as net_announce
+    shown = ("Table master4:\n192.168.100.10/32    unicast [sheer_announce 05:29:29.548] * (200)\n"
+             "\tdev sheer-ac0a8640a")
+    monkeypatch.setattr(net_announce, "birdc", lambda socket, *args: (True, shown))
+    assert net_announce.exported("/s", "edge", "192.168.100.10/32")[0] is True
+    assert net_announce.exported("/s", "edge", "192.168.100.1/32")[0] is False
+    monkeypatch.setattr(net_announce, "birdc", lambda socket, *args: (True, "Network not found"))
+    assert net_announce.exported("/s", "edge", "192.168.100.10/32")[0] is False
+    monkeypatch.setattr(net_announce, "birdc", lambda socket, *args: (False, "Unable to connect"))
+    assert net_announce.exported("/s", "edge", "192.168.100.10/32")[0] is None
+
+
 def doctor(tmp_path: Path, **bird: object) -> list[tuple[str, str]]:
     config = conf(tmp_path, FLEET)
     n = needs(config, Options(dsr="origin"), PROXY1, str(tmp_path / "lb.conf"))
@@ -260,5 +273,8 @@ def test_doctor_says_what_is_wrong(tmp_path: Path) -> None:
     assert problems(fragment=None) == ["BIRD's fragment /etc/bird/x.conf is missing"]
     assert problems(devices={VIP: "missing"})[0].startswith(f"{VIP} is not announced: no running sheer")
     assert problems(devices={VIP: "down"})[0].startswith(f"{VIP} is withdrawn")
+    assert problems(protocols=(BgpProtocol("sheer_announce", "Static", "up", ""),
+                               BgpProtocol("edge", "BGP", "start", "Connect")), exported={})[-1] == (
+        f"{VIP} is announced by sheer (sheer-ac0a8640a up) but no BGP session is established to carry it")
     assert problems(exported={(VIP, "edge"): False})[0].startswith(
         f"{VIP} is announced by sheer but BIRD does not export it to edge")

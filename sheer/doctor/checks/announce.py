@@ -74,5 +74,9 @@ def _vip(n: Needs, bird: BirdState, vip: str, sessions: list[str]) -> Finding:
                        f"{', '.join(missing)}: their export filter must accept proto \"{core.PROTOCOL}\"",
                        tuple(f"birdc -s {bird.socket} show route export {m} for {vip}/32" for m in missing),
                        (f'# in each bgp protocol: ipv4 {{ export where proto = "{core.PROTOCOL}"; }};',))
-    told = ", ".join(name for name in sessions if bird.exported.get((vip, name))) or "no established session"
+    told = ", ".join(name for name in sessions if bird.exported.get((vip, name)))
+    if not told:
+        # sheer and BIRD agree, but no session carries the route: the router does not hear it
+        return Finding(NAME, "warning", f"{vip} is announced by sheer ({device} up) but no BGP session is "
+                       "established to carry it", (f"birdc -s {bird.socket} show protocols",))
     return Finding(NAME, "ok", f"{vip} is announced ({device} up), exported to {told}")
