@@ -103,6 +103,10 @@ def _extend(topo: Topology, state_dir: Path, progress: Progress) -> None:
     build.build_switch(topo, (topo.segment("fabric"),), extra, progress)
     for node in extra:
         build.build_node(node, progress)
+    for name in ("client", "rr", *(u.name for u in topo.upstreams)):
+        # a fleet built again has new MACs behind the same addresses (edge, proxyK): forget the old ones
+        # rather than send to them until the neighbour entries time out
+        netns_exec(topo.node(name).netns, "ip", "neigh", "flush", "all")
     for name in ("client", "rr"):
         progress(f"{name}: route {FLEET_NET} via the edge")
         netns_exec(topo.node(name).netns, "ip", "route", "replace", str(FLEET_NET), "via",

@@ -5,11 +5,13 @@ the upstreams' dnsmasq logs, sheer's error log."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
+import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -22,13 +24,9 @@ from sheer.lab.topology import FLEET_VIP, LAB, proxy_fabric
 pytestmark = pytest.mark.lab
 
 
-@pytest.fixture(scope="module")
-def fleet2(lab: Lab) -> Iterator[Lab]:
-    fleet.up(2, lab.state_dir)
-    try:
-        yield lab
-    finally:
-        fleet.remove(lab.state_dir)
+@pytest.fixture
+def fleet2(fleet_of: Callable[[int], Lab]) -> Lab:
+    return fleet_of(2)
 
 
 def dig(lab: Lab, sport: int) -> str:
@@ -80,14 +78,35 @@ def announced_again(lab: Lab, k: int, limit: float = 3.0) -> float:
     return time.monotonic() - started
 
 
+def doctor(lab: Lab, k: int) -> dict[str, str]:
+    """`sheer doctor` on proxyK: its announce findings, summary -> status."""
+    node = fleet.proxy(k, lab.state_dir)
+    conf = str(fleet.config_path(node, lab.state_dir))
+    res = lab.run(node.name, sys.executable, "-m", "sheer", "doctor", "-c", conf, "--dsr", "origin", "--json",
+                  timeout=60)
+    return {f["summary"]: f["status"] for f in json.loads(res.stdout)["findings"] if f["check"] == "announce"}
+
+
 def test_fleet_stop_withdraws_first_and_start_announces_again(fleet2: Lab) -> None:
     lab = fleet2
     node = fleet.proxy(2, lab.state_dir)
     before = fleet.running(node, lab.state_dir)
     assert before is not None
-    took = withdrawn_within(lab, 2, 1.0, lambda: os.kill(before, signal.SIGQUIT))
-    print(f"-s quit: proxy2 withdrawn from the edge's table in {took * 1000:.0f} ms")
-    wait_for(lambda: fleet.running(node, lab.state_dir) is None, 10, "sheer on proxy2 to stop")
+    stopping: list[subprocess.Popen[str]] = []
+    took = withdrawn_within(lab, 2, 1.5, lambda: stopping.append(subprocess.Popen(
+        [sys.executable, "-m", "sheer", "lab", "fleet", "stop", "2"], text=True, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT)))
+    print(f"`sheer lab fleet stop 2`: proxy2 withdrawn from the edge's table in {took * 1000:.0f} ms "
+          "(the command's start included)")
+    out, _ = stopping[0].communicate(timeout=30)
+    assert stopping[0].returncode == 0 and "proxy2: sheer stopped (-s quit)" in out, out
+    assert fleet.running(node, lab.state_dir) is None
+    # the doctor on proxy2 says what the edge shows: the session is up, the VIP not announced
+    assert "proxy2" in bird.established(lab.node("edge"), lab.state_dir)
+    found = doctor(lab, 2)
+    assert found["BGP session edge is established"] == "ok", found
+    assert found[f"{FLEET_VIP} is not announced: no running sheer holds its device sheer-ac0a8640a"] == \
+        "warning", found
     assert ("udp", 53) not in listeners(node.netns)
     log = (fleet.state(node, lab.state_dir) / "error.log").read_text()
     withdrew, drained = log.rfind("VIP 192.168.100.10: withdrawn"), log.rfind("gracefully shutting down")
@@ -95,6 +114,9 @@ def test_fleet_stop_withdraws_first_and_start_announces_again(fleet2: Lab) -> No
     after = fleet.start_sheer(node, lab.state_dir)
     assert after != before and fleet.running(node, lab.state_dir) == after
     print(f"proxy2 announced again {announced_again(lab, 2):.2f} s after it listened")
+    found = doctor(lab, 2)
+    assert found[f"{FLEET_VIP} is announced (sheer-ac0a8640a up), exported to edge"] == "ok", found
+    assert all(status == "ok" for status in found.values()), found
 
 
 def test_sigkill_withdraws_with_the_device(fleet2: Lab) -> None:
