@@ -38,6 +38,9 @@ def _parser(report_dir: Path) -> argparse.ArgumentParser:
         default="sheer",
         help="the proxy under test; nginx = the reference implementation",
     )
+    demo.add_argument("--fleet", type=int, nargs="?", const=0, metavar="N", choices=(0, 2, 3, 4),
+                      help="the fleet instead: flows spread over N instances (default: the fleet that is "
+                           "up, or 3), one stopped and withdrawn, clients kept on their upstreams")
     sub.add_parser("down", help="remove every namespace and process of the lab")
     return p
 
@@ -115,6 +118,9 @@ def main(argv: list[str]) -> int:
             node = topology.current().node(args.node)
             os.execvp("ip", ["ip", "netns", "exec", node.netns, *args.cmd])
         if args.verb == "demo":
+            if args.fleet is not None:
+                from sheer.lab import fleet_demo
+                return fleet_demo.main(args.out, args.fleet or None, lambda s: print(s, flush=True))
             from sheer.lab import demo
 
             return demo.main(out=args.out, proxy=args.proxy, echo=lambda s: print(s, flush=True))

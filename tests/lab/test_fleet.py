@@ -12,10 +12,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-from sheer.lab import bird, fleet
+from sheer.lab import bird, fleet, fleet_demo
 from sheer.lab.inspect import listeners
 from sheer.lab.procs import cmdline, netns_list, netns_pids, wait_for
 from sheer.lab.testing import Lab
@@ -152,3 +153,14 @@ def test_a_proxy_whose_upstreams_all_fail_withdraws(fleet2: Lab) -> None:
     finally:
         lab.run("proxy2", "nft", "delete", "table", "ip", "sheer_test")
     announced_again(lab, 2, 5.0)
+
+
+def test_the_fleet_demo(fleet2: Lab, tmp_path: Path) -> None:
+    said: list[str] = []
+    assert fleet_demo.main(tmp_path, 2, said.append) == 0, "\n".join(said)
+    report = (tmp_path / "fleet.txt").read_text()
+    assert "UNEXPECTED" not in report
+    assert "ok: proxy2 withdrawn, the others still announce" in report
+    assert "datagrams each proxy forwarded: proxy1 300, proxy2 0" in report        # all through proxy1
+    assert f"ok: {fleet_demo.CLIENTS} of {fleet_demo.CLIENTS} clients answered by the same upstream" in report
+    assert fleet.running(fleet.proxy(2, fleet2.state_dir), fleet2.state_dir) is not None   # back
