@@ -169,7 +169,11 @@ def test_quit_withdraws_and_the_flows_move_with_their_upstream(fleet_n: tuple[La
     # who moved: ports proxyN carried, later seen by another proxy (the same socket all along)
     ports = reached(lab, n)
     moved = ports[n] & set().union(*(ports[k] for k in ports if k != n))
-    print(f"{len(ports[n])} clients were on proxy{n}; {len(moved)} moved to the others, upstream unchanged")
+    others = [k for k in ports if k != n]
+    reshuffled = {p for i in others for j in others if i < j for p in ports[i] & ports[j]} - ports[n]
+    print(f"{len(ports[n])} clients were on proxy{n}; {len(moved)} moved to the others, upstream unchanged; "
+          f"{len(reshuffled)} of the {len(set().union(*(ports[k] for k in others)) - ports[n])} others "
+          "moved between the remaining proxies (plain multipath)")
     assert moved
     logged = upstream_of(lab, mark)
     assert all(logged[p] == {reference[p]} for p in moved)
