@@ -78,9 +78,12 @@ def vips(config: Config) -> tuple[Vip, ...]:
 
 
 def decide(vip: Vip, usable: Callable[[Upstream], int], serving: bool,
-           stopping: str | None = None) -> Decision:
+           stopping: str | None = None, settling: str | None = None) -> Decision:
     """`usable(upstream)`: how many of its servers could take traffic now; `serving`: the listeners are
-    open and workers serve them; `stopping`: why the instance stops or drains (None: it does not)."""
+    open and workers serve them; `stopping`: why the instance stops or drains (None: it does not);
+    `settling`: why an instance that does not announce yet waits a little longer (its first health
+    round is not complete, or the kernel's table does not follow it yet): every instance of a fleet
+    must pick the same upstream for a client, so none takes flows with a partial view."""
     if stopping:
         return Decision(False, stopping)
     if not serving:
@@ -89,6 +92,8 @@ def decide(vip: Vip, usable: Callable[[Upstream], int], serving: bool,
         if usable(upstream) == 0:
             return Decision(False, f'upstream "{upstream.name}" has no usable server (all unhealthy, '
                                    "down or draining)")
+    if settling:
+        return Decision(False, settling)
     served = ", ".join(f'"{u.name}"' for u in vip.upstreams)
     upstreams = f" with upstream {served}" if served else ""
     return Decision(True, f"serving {', '.join(vip.listens)}{upstreams}")

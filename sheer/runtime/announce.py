@@ -71,7 +71,8 @@ class Announcer:
             def usable(upstream: Upstream, keep: bool = keep) -> int:
                 return _usable(upstream, health, shared, peers, keep)
 
-            self._set(vip, core.decide(vip, usable, serving, stopping))
+            settling = None if keep else _settling(vip, health, shared)
+            self._set(vip, core.decide(vip, usable, serving, stopping, settling))
 
     def withdraw_all(self, why: str) -> None:
         for vip in self.vips:
@@ -101,6 +102,20 @@ class Announcer:
             device.close()
         self.devices.clear()
         self.announced.clear()
+
+
+def _settling(vip: core.Vip, health: HealthBoard | None, shared: SharedBoard) -> str | None:
+    """Why a VIP not announced yet waits: servers whose first check has not answered, or the kernel's
+    DSR table not yet written for the checks' results (sheer.runtime.fastpath)."""
+    for upstream in vip.upstreams if health is not None else ():
+        assert health is not None
+        states = [health.health(upstream, i) for i in range(len(upstream.servers))]
+        checking = states.count(Health.CHECKING)
+        if checking:
+            return f'upstream "{upstream.name}": {checking} server(s) not checked yet'
+    if shared.kernel_pending:
+        return "the kernel's DSR table does not follow the health checks yet"
+    return None
 
 
 def _usable(upstream: Upstream, health: HealthBoard | None, shared: SharedBoard,

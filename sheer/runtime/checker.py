@@ -179,9 +179,9 @@ async def _check_all(board: HealthBoard, log: ErrorLogger, counters: HealthCount
     try:
         async with asyncio.TaskGroup() as tasks:
             def changed() -> None:
-                counters.shared.bell.ring()           # the master decides its announcements again
                 if feeder is not None:
-                    feeder.schedule()
+                    feeder.schedule()                 # first: the master waits for the kernel's table
+                counters.shared.bell.ring()           # the master decides its announcements again
 
             checks = Checks(board, log, counters, tasks, changed)
             for group in board.groups:
@@ -217,6 +217,8 @@ async def _feed(feeder: Feeder, first_round: asyncio.Event, limit: float, log: E
         feeder.start()
     except Exception as exc:  # noqa: BLE001  (the checks run whatever happens to the fast path)
         log.log("alert", f"the fast path cannot be fed: {exc!r}")
+        feeder.pending = False
+        feeder.settled()
     await feeder.run()
 
 

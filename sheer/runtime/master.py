@@ -156,6 +156,8 @@ class Master:
         self.health = HealthBoard(config, self.health)
         self.peers = PeerSetBoard(config, self.peers)
         self.shared.generation = self.generation
+        # its checker clears it once the kernel's table follows its health checks (or nothing is fed)
+        self.shared.kernel_pending = bool(dsr_services(config))
         if self.health or self.peers or dsr_services(config):
             self.spawn(CHECKER)
 

@@ -128,6 +128,17 @@ class SharedBoard:
     def generation(self, value: int) -> None:
         self.control[1] = value
 
+    @property
+    def kernel_pending(self) -> bool:
+        """The kernel's DSR table does not follow the health checks yet (the checker has a change to
+        write, or has not written its first table): the master does not announce a VIP meanwhile,
+        so an instance never receives a fleet's flows with a table the others do not have."""
+        return bool(self.control[2])
+
+    @kernel_pending.setter
+    def kernel_pending(self, value: bool) -> None:
+        self.control[2] = int(value)
+
     def overrides(self, row: int) -> tuple[int, int, int]:
         """(down, drain, weight) set by the API for control row `row`: UNSET/FALSE/TRUE, weight 0 unset."""
         base = (1 + row) * CONTROL_WIDTH

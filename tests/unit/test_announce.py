@@ -166,6 +166,15 @@ def announcer(config: Config) -> tuple[Announcer, FakeDevice]:
     return found, device
 
 
+def test_an_instance_not_announcing_yet_waits_for_a_settled_view(tmp_path: Path) -> None:
+    vip = announce.vips(conf(tmp_path, FLEET))[0]
+    waiting = announce.decide(vip, lambda u: 1, True, settling="3 server(s) not checked yet")
+    assert waiting == announce.Decision(False, "3 server(s) not checked yet")
+    no_server = announce.decide(vip, lambda u: 0, True, settling="x")
+    assert no_server.reason.endswith("has no usable server (all unhealthy, down or draining)")
+    assert announce.decide(vip, lambda u: 1, True, settling=None).announce
+
+
 def test_the_announcer_follows_health_and_the_api(tmp_path: Path) -> None:
     config = conf(tmp_path, FLEET)
     shared, health = SharedBoard(config), HealthBoard(config)
@@ -179,7 +188,19 @@ def test_the_announcer_follows_health_and_the_api(tmp_path: Path) -> None:
     group = health.groups[0]
     health.set(group, 2, Health.UP)
     update()
-    assert device.up == [False, True]                  # one check passed
+    assert device.up == [False]                        # one check passed, three not answered yet
+    for index in (0, 1, 3):
+        health.set(group, index, Health.DOWN)
+    shared.kernel_pending = True                       # the checker has not written the kernel's table
+    update()
+    assert device.up == [False]
+    shared.kernel_pending = False
+    update()
+    assert device.up == [False, True]                  # the first round complete, the kernel fed
+    shared.kernel_pending = True                       # a later change being written: kept
+    update()
+    assert device.up == [False, True]
+    shared.kernel_pending = False
     for index in range(4):
         health.set(group, index, Health.CHECKING)      # a reload's checks start over: kept
     update()
