@@ -25,6 +25,7 @@ from sheer.runtime.announce import AnnounceError, Announcer
 from sheer.runtime.board import HealthBoard
 from sheer.runtime.checker import run_checker, title
 from sheer.runtime.checks import check
+from sheer.runtime.limits import warn_descriptors
 from sheer.runtime.notify import Notifier
 from sheer.runtime.peerset import PeerSetBoard
 from sheer.runtime.privileges import PrivilegeError, resolve_user
@@ -177,6 +178,7 @@ class Master:
             raise StartupError(str(exc)) from None
         self.write_pid()
         self.start_health(self.config)
+        warn_descriptors(self.config, self.log)
         for slot in range(self.config.workers):
             self.spawn(slot)
         self.announce()
@@ -269,6 +271,7 @@ class Master:
         self.load_time = time.time()
         self.shared.plan(config)
         self.start_health(config)
+        warn_descriptors(config, self.log)
         for slot in range(config.workers):
             self.spawn(slot)
         self.signal_workers(signal.SIGQUIT, old_generation)
