@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +23,14 @@ from sheer.lab.testing import Lab
 from sheer.lab.topology import FLEET_VIP, LAB, proxy_fabric
 
 pytestmark = pytest.mark.lab
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_fleet_after(lab: Lab) -> Iterator[None]:
+    """The next modules get the article's lab without the fleet (its health checks would reach their
+    upstreams' witnesses)."""
+    yield
+    fleet.remove(lab.state_dir)
 
 
 @pytest.fixture

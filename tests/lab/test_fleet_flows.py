@@ -25,6 +25,14 @@ from sheer.lab.topology import FLEET_VIP, proxy_fabric
 
 pytestmark = pytest.mark.lab
 
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_fleet_after(lab: Lab) -> Iterator[None]:
+    """The next modules get the article's lab without the fleet (its health checks would reach their
+    upstreams' witnesses)."""
+    yield
+    fleet.remove(lab.state_dir)
+
 CLIENTS = 300
 WITNESS = "sheer_test_flows"
 # each proxy remembers the client ports whose datagrams reached it (prerouting sees the client's
