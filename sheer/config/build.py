@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
-from sheer.config import build_health
+from sheer.config import announce, build_health
 from sheer.config import directives as d
 from sheer.config.balance import upstream_balance
 from sheer.config.build_http import HttpBuilder
@@ -75,6 +76,8 @@ class Builder:
             http=HttpBuilder(self, http_block).build() if http_block else None,
         )
         _check_listen_conflicts(config)
+        if root.get("announce"):
+            config = replace(config, announce=announce.build(root.settings, self.path, list(config.listens)))
         return config
 
     def error_log(self, value: tuple[str, str]) -> ErrorLog:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sheer.config import balance, health, tls
+from sheer.config import announce, balance, health, tls
 from sheer.config.errors import ConfigError, Source
 from sheer.config.model import LOG_LEVELS, NEXT_UPSTREAM_CONDITIONS, Listen, UpstreamServer
 from sheer.config.realip import network as _network
@@ -215,6 +215,11 @@ TABLE: tuple[Directive, ...] = (
     _d("worker_rlimit_nofile", {MAIN}, (1, 1), _number("worker_rlimit_nofile")),
     _d("http", {MAIN}, (0, 0), block=HTTP),
     _d("stream", {MAIN}, (0, 0), block=STREAM),
+    # sheer-only: announce a VIP over BGP through the local BIRD (sheer/config/announce.py)
+    _d("announce", {MAIN}, (1, 1), announce.announce_arg, multi=True),
+    _d("announce_bird_socket", {MAIN}, (1, 1), announce.path_arg("announce_bird_socket")),
+    _d("announce_bird_fragment", {MAIN}, (1, 1), announce.path_arg("announce_bird_fragment")),
+    _d("announce_withdraw_delay", {MAIN}, (1, 1), _time("announce_withdraw_delay")),
     # shared by http and stream
     _d("upstream", {HTTP, STREAM}, (1, 1), block="upstream"),
     _d("log_format", {HTTP, STREAM}, (2, None), multi=True),

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
+from sheer.config.announce import Announcing
 from sheer.config.errors import Source
 from sheer.config.health import HealthCheck
 from sheer.config.realip import RealIp
@@ -308,6 +309,8 @@ class Config:
     worker_rlimit_nofile: int | None = None     # RLIMIT_NOFILE of the workers (None: inherited)
     stream: Stream | None = None
     http: Http | None = None
+    # sheer-only: VIPs announced over BGP (config/announce.py)
+    announce: Announcing = field(default_factory=Announcing)
 
     @property
     def workers(self) -> int:
