@@ -160,6 +160,7 @@ def read_config(args: options.Options) -> Config:
 
 
 def test_config(config: Config, args: options.Options) -> int:
+    from sheer.config.build_tls import notices as tls_notices
     from sheer.core.fastpath import notices as fastpath_notices
     from sheer.runtime.checks import check, warnings
 
@@ -171,7 +172,7 @@ def test_config(config: Config, args: options.Options) -> int:
             say(f"[{level}] {notice}")
     for warning in warnings(config):
         say(f"[warn] {warning}")
-    for notice in fastpath_notices(config) if not args.quiet else ():
+    for notice in [*fastpath_notices(config), *tls_notices(config)] if not args.quiet else ():
         say(f"[notice] {notice}")
     if problems:
         say(f"configuration file {config.file} test failed")

@@ -29,7 +29,6 @@ from sheer.config.values import parse_flag, parse_number, parse_size, parse_time
 
 _SIZING = "sheer sizes its tables itself: nothing to do"
 _NO_FILES = "sheer serves no files from disk (yet)"
-_NO_TLS = "sheer has no TLS yet: checked, it takes effect with TLS"
 _NO_GZIP = "gzip is not implemented yet: responses go uncompressed"
 _MEMORY = "sheer keeps request and response bodies in memory: no temporary files"
 _BUFFERS = "sheer sizes its buffers itself: nothing to do"
@@ -73,13 +72,6 @@ def _temp_path(name: str) -> Convert:
 
 
 _SSL_PROTOCOLS = ("SSLv2", "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
-
-
-def _ssl_protocols(args: list[str], src: Source) -> frozenset[str]:
-    for word in args:
-        if word not in _SSL_PROTOCOLS:
-            raise ConfigError(f'invalid value "{word}" in "ssl_protocols" directive', src)
-    return frozenset(args)
 
 
 def _event_method(args: list[str], src: Source) -> str:
@@ -191,11 +183,6 @@ TABLE: tuple[Directive, ...] = (
     entry("index", HTTP_ALL, (1, None), notice=_says(_NO_FILES + ": \"index\" is not applied", "warn")),
     entry("try_files", {HTTP_SERVER, HTTP_LOCATION}, (2, None), _try_files,
           notice=_says(_NO_FILES + ": \"try_files\" is not applied", "warn")),
-    # TLS settings of the stock nginx.conf
-    entry("ssl_protocols", HTTP_ALL - {HTTP_LOCATION} | STREAM_ALL, (1, None), _ssl_protocols,
-          notice=_says(_NO_TLS)),
-    entry("ssl_prefer_server_ciphers", HTTP_ALL - {HTTP_LOCATION} | STREAM_ALL, (1, 1),
-          _flag("ssl_prefer_server_ciphers"), notice=_says(_NO_TLS)),
     entry("server_tokens", HTTP_ALL, (1, 1), _server_tokens, notice=_server_tokens_notice),
     # proxy buffering: sheer relays as data comes, with back-pressure both ways
     entry("proxy_buffering", HTTP_ALL, (1, 1), _flag("proxy_buffering"), notice=_says(_RELAYED)),

@@ -8,6 +8,7 @@ from typing import Protocol
 from sheer.config import build_health
 from sheer.config import directives as d
 from sheer.config.access import access_rules
+from sheer.config.build_tls import server_tls, upstream_tls
 from sheer.config.errors import ConfigError, Source
 from sheer.config.locations import check_nesting, duplicate_key, location_args, location_regex
 from sheer.config.maps import maps_of
@@ -72,6 +73,7 @@ class HttpBuilder:
         formats = self.top.log_formats(self.block, HTTP_VARIABLES, HTTP_PREFIXES, {"combined": COMBINED})
         self.matches = build_health.http_matches(self.block)
         maps = maps_of(self.block, HTTP_VARIABLES, HTTP_PREFIXES)
+        self.addresses: set[tuple[str, int]] = set()     # seen: the first server on one is its default
         servers = tuple(self.server(child, upstreams, formats)
                         for child in self.block.children if child.context == "http.server")
         _check_default_servers(servers)
@@ -90,6 +92,9 @@ class HttpBuilder:
         returned = block.get("return")
         chain = [block, self.block]
         error_log = inherited(chain, "error_log", None)
+        addresses = {(listen.bind_host, listen.port) for listen in listens}
+        default = bool(addresses - self.addresses)
+        self.addresses |= addresses
         return HttpServer(
             listens=listens,
             server_names=names,
@@ -104,6 +109,8 @@ class HttpBuilder:
             error_log=self.top.error_log(error_log) if error_log else None,
             error_pages=tuple(page for page, _ in inherited(chain, "error_page", [])),
             source=block.source,
+            tls=server_tls(chain, [listen.source for listen in listens if listen.ssl], default),
+            http2=inherited(chain, "http2", False),
         )
 
     def locations(self, block: Block, chain: list[Block], parent: tuple[str, str] | None,
@@ -202,11 +209,18 @@ class HttpBuilder:
             error_pages=tuple(page for page, _ in inherited(chain, "error_page", [])),
             resolver=effective_resolver(chain, self.top.names),
             source=block.source,
+            proxy_ssl=(upstream_tls(chain, target.text.split("://", 1)[1].split("/", 1)[0],
+                                    block.sources["proxy_pass"])
+                       if target is not None and target.ssl else None),
         )
 
     def proxy_pass(self, target: str, upstreams: dict[str, Upstream], source: Source) -> ProxyPass:
-        if target.startswith("https://"):
-            raise ConfigError('"proxy_pass https://" is not supported: sheer proxies plain HTTP', source)
+        ssl = target.startswith("https://")
+        if ssl and "$" in target:
+            raise ConfigError('"proxy_pass https://" with variables is not supported yet; name the upstream',
+                              source)
+        if ssl:
+            target = "http://" + target[len("https://"):]
         if "$" in target:
             # nginx (ngx_http_proxy_eval): the URL is made per request; its host is an upstream
             # group, an address, or a name the location's resolver resolves.
@@ -222,10 +236,11 @@ class HttpBuilder:
             upstream = upstreams[host]
         else:
             address = implicit_address(host, source)
-            port = address.port or 80
+            port = address.port or (443 if ssl else 80)
             upstream = implicit_upstream(address.host, port, self.top.names.implicit(address.host, source),
                                          source)
-        return ProxyPass(upstream, "/" + uri if slash else None, target)
+        return ProxyPass(upstream, "/" + uri if slash else None, ("https://" + rest) if ssl else target,
+                         ssl=ssl)
 
     def next_upstream(self, chain: list[Block]) -> frozenset[str]:
         for block in chain:

@@ -8,12 +8,14 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from sheer.config.access import AccessRule
+from sheer.config.announce import Announcing
 from sheer.config.error_pages import ErrorPage
 from sheer.config.errors import Source
 from sheer.config.health import HealthCheck
 from sheer.config.realip import RealIp
 from sheer.config.resolver import Resolver
 from sheer.config.template import Template
+from sheer.config.tls import ServerTls, UpstreamTls
 
 LogLevel = Literal["debug", "info", "notice", "warn", "error", "crit", "alert", "emerg"]
 LOG_LEVELS: tuple[LogLevel, ...] = ("debug", "info", "notice", "warn", "error", "crit", "alert", "emerg")
@@ -58,6 +60,8 @@ class Listen:
     # the address as written (a name is resolved at load: one Listen per address)
     text: str = ""
     default_server: bool = False   # http: the server for a Host no server_name of this address matches
+    ssl: bool = False              # `listen ... ssl`: TLS is terminated on this address
+    http2: bool = False            # `listen ... http2`: accepted; HTTP/1.1 is what is served
 
     @property
     def family(self) -> int:
@@ -176,6 +180,14 @@ class StreamServer:
     # nginx Plus: this server's counters in /api/N/stream/server_zones
     status_zone: str | None = None
     source: Source | None = None
+    # `proxy_pass $variable`: an upstream block's name or an address:port, per session (upstream None)
+    proxy_pass_url: Template | None = None
+    ssl_preread: bool = False                 # read the ClientHello first (sheer.core.tls_preread)
+    preread_timeout: float = 30.0
+    preread_buffer_size: int = 16384
+    tls: ServerTls | None = None              # `listen ... ssl`: terminated here (sheer.io.stream_tls)
+    ssl_handshake_timeout: float = 60.0
+    proxy_ssl: UpstreamTls | None = None      # `proxy_ssl on`: TLS to the upstream
 
     @property
     def udp(self) -> bool:
@@ -235,6 +247,7 @@ class ProxyPass:
     text: str = ""
     # `proxy_pass http://$backend...`: rendered per request (nginx's proxy_lengths)
     url: Template | None = None
+    ssl: bool = False          # `proxy_pass https://...`: TLS to the upstream (Location.proxy_ssl)
 
 
 HandlerKind = Literal["stub_status", "api", "prometheus", "dashboard"]
@@ -291,6 +304,7 @@ class Location:
     error_pages: tuple[ErrorPage, ...] = ()      # the innermost level's error_page lines
     resolver: Resolver | None = None     # for `proxy_pass` with variables: names are resolved per request
     source: Source | None = None
+    proxy_ssl: UpstreamTls | None = None  # `proxy_pass https://`: the proxy_ssl_* settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,6 +336,8 @@ class HttpServer:
     access_logs: tuple[AccessLog, ...] = ()
     error_log: ErrorLog | None = None
     source: Source | None = None
+    tls: ServerTls | None = None                # ssl_* (sheer.config.tls); None: no certificate, no ssl
+    http2: bool = False                         # `http2 on;` (accepted; HTTP/1.1 is served)
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,6 +364,8 @@ class Config:
     http: Http | None = None
     # What `sheer -t` and start-up say about what was accepted but is not done: (level, "file:line: ...").
     notices: tuple[tuple[str, str], ...] = ()
+    # sheer-only: VIPs announced over BGP (config/announce.py)
+    announce: Announcing = field(default_factory=Announcing)
 
     @property
     def workers(self) -> int:

@@ -70,6 +70,7 @@ class KernelFacts:
     mtus: Mapping[str, int] = field(default_factory=dict)
     hook_users: tuple[HookUser, ...] = ()  # receive hooks in use on any interface (not sheer's)
     conntrack: bool = False                # conntrack holds entries in this namespace (it runs here)
+    dummy: bool = True                     # the kernel has dummy interfaces (loaded, built in, or a module)
 
     def excluding(self, rules: tuple[RuleFact, ...], routes: tuple[RouteFact, ...]) -> KernelFacts:
         """The facts without what sheer itself created, so a re-plan picks the same mark and table."""

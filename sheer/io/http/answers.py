@@ -8,7 +8,13 @@ from typing import Protocol
 
 from sheer.core.access import FORBIDDEN, allowed
 from sheer.core.http.add_header import added
-from sheer.core.http.pages import REDIRECTS, absolute_location, error_body, simple_response
+from sheer.core.http.pages import (
+    BAD_REQUESTS,
+    REDIRECTS,
+    absolute_location,
+    error_body,
+    simple_response,
+)
 from sheer.core.http.request_head import log_text
 from sheer.core.http.request_line import INVALID_09_METHOD
 from sheer.core.http.variables import Connection, RequestVariables
@@ -103,7 +109,7 @@ def answer_error(client: Client, request: Request, status: int, plan: Plan | Non
                                content_type=b"text/html", keepalive=keepalive,
                                head=request.method == b"HEAD", extra=_added(request, status, plan))
     if request.vars is not None:
-        request.vars.status = 400 if status == 494 else status     # nginx logs what it sent
+        request.vars.status = 400 if status in BAD_REQUESTS else status     # nginx logs what it sent
         request.vars.body_bytes_sent = len(body)
     client.write(data)
     client.finish(request, plan, keepalive=keepalive)

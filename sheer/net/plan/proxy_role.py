@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from sheer.net.facts import KernelFacts
 from sheer.net.fastpath_plan import notrack_rules, plan_fastpath
-from sheer.net.items import Item, NftChain, NftRule, NftTable, Route, Rule, Sysctl, TcClsact, TcNat
+from sheer.net.items import DUMMY, Item, NftChain, NftRule, NftTable, Route, Rule, Sysctl, TcClsact, TcNat
 from sheer.net.plan.builder import NFT_TABLE, Builder, Plan, Service, is_ipv4, nft_set, upstream_problems
 
 TC_PRIO = 0xC000                  # our u32 filters' priorities start here, clear of hand-made ones
+# where a VIP lives without facing anyone: the traffic to it comes in elsewhere (announce: ECMP)
+HOLDERS = ("lo", DUMMY)
 
 
 def client_facing(kernel: KernelFacts, found: list[Service]) -> str | None:
@@ -16,11 +18,11 @@ def client_facing(kernel: KernelFacts, found: list[Service]) -> str | None:
     for service in found:
         if not service.listen.is_wildcard:
             dev = kernel.dev_of(service.listen.host)
-            if dev:
+            if dev and dev not in HOLDERS:
                 return dev
     towards = {route.dev for s in found for u in s.upstreams if is_ipv4(u.host)
                for route in [kernel.route_to(u.host)] if route and route.dev}
-    candidates = sorted({a.dev for a in kernel.addresses if a.dev != "lo"} - towards)
+    candidates = sorted({a.dev for a in kernel.addresses if a.dev not in HOLDERS} - towards)
     if len(candidates) == 1:
         return candidates[0]
     default = kernel.route_to("0.0.0.0") if kernel.default_gateway() else None
