@@ -24,8 +24,7 @@ from enum import Enum, IntEnum
 from typing import Any
 
 from sheer.config.model import StreamServer
-from sheer.core import proxy_protocol, tls_preread
-from sheer.core.access import FORBIDDEN, allowed
+from sheer.core import access, proxy_protocol, tls_preread
 from sheer.core.balancers import Balancer, Peer, Tried, request_key
 from sheer.core.bind import PLUMBING_HINT, BindTo, BindValueError, bind_to
 from sheer.core.deadlines import Deadlines, Queue
@@ -331,8 +330,8 @@ class TcpSession:
     def _start(self, now: float) -> Sequence[Command]:
         shared = self.shared
         server = shared.server
-        if server.access and not allowed(server.access, self.client[0] if self.client else ""):
-            return self._fail(FORBIDDEN, 403, now)     # nginx's access phase: before return and proxy_pass
+        if server.access and not access.allowed(server.access, self.client[0] if self.client else ""):
+            return self._fail(access.FORBIDDEN, 403, now)     # nginx: access before return, proxy_pass
         if server.return_value is not None:
             self.phase = Phase.RELAYING
             self.from_client = Flow.ENDED        # nothing more is read: the session ends once this is sent
@@ -358,9 +357,8 @@ class TcpSession:
         balancer, tried = self.balancer, self.tried
         assert balancer is not None and tried is not None
         peer = balancer.get(tried, now)
-        if peer is None:
-            if not self.upstream_addr:     # nginx's u->state->peer: the group's name stands for the try
-                self.upstream_addr = balancer.upstream.name      # (a retry: nginx's tries end first)
+        if peer is None:     # nginx's u->state->peer: the group's name, unless a retry (nginx tries no more)
+            self.upstream_addr = self.upstream_addr or balancer.upstream.name
             return self._fail("no live upstreams while connecting to upstream", 502, now)
         self.peer = peer
         self.upstream_addr = f"{self.upstream_addr}, {peer.name}" if self.upstream_addr else peer.name

@@ -35,7 +35,7 @@ DSR_5353 = configs.HEADER + configs.dns_block("$remote_addr:$remote_port transpa
 def conf(tmp_path: Path, text: str) -> Config:
     path = tmp_path / "lb.conf"
     path.write_text(text)
-    return load(str(path))
+    return load(str(path), prefix=str(tmp_path))     # relative paths: against the prefix, as nginx
 
 
 def test_http_and_dns_transparency_marks_replies_by_socket(tmp_path: Path) -> None:
