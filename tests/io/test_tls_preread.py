@@ -52,7 +52,7 @@ http {{
     assert log.read_text().splitlines() == [
         f"a.test|TLSv1.3|h2,http/1.1|127.0.0.1:{port_a}|200",
         f"b.test|TLSv1.3|h2,http/1.1|127.0.0.1:{port_b}|200",
-        "c.test|TLSv1.3|h2,http/1.1||500",
+        "c.test|TLSv1.3|h2,http/1.1|-|500",      # no upstream: nginx logs "-"
     ]
     assert '[error]' in sheer.error_log() and 'no port in upstream "c.test", client: 127.0.0.1' \
         in sheer.error_log()
