@@ -33,7 +33,18 @@ import tap
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-SUITE = Path(os.environ.get("NGINX_TESTS", ROOT.parent / "shared" / "nginx-tests"))
+
+
+def _suite() -> Path:
+    """NGINX_TESTS, else ../shared/nginx-tests beside the checkout, else the development machine's copy
+    (a CI checkout may live anywhere)."""
+    if "NGINX_TESTS" in os.environ:
+        return Path(os.environ["NGINX_TESTS"])
+    places = (ROOT.parent / "shared" / "nginx-tests", Path("/work/shared/nginx-tests"))
+    return next((p for p in places if (p / "lib" / "Test" / "Nginx.pm").exists()), places[0])
+
+
+SUITE = _suite()
 NGINX = os.environ.get("NGINX_BINARY", "/usr/sbin/nginx")
 FILE_TIMEOUT = 300.0      # one file, one binary; Test::Nginx itself waits up to 90 s for a stop
 LAB = re.compile(r"^sheer[a-z0-9]{0,4}$")
