@@ -19,7 +19,9 @@ def _progress(line: str) -> None:
 def _parser(report_dir: Path) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sheer lab", description="the article's topology in network namespaces")
     sub = p.add_subparsers(dest="verb", required=True)
-    sub.add_parser("up", help="build the lab (repairs a half-built one)")
+    up = sub.add_parser("up", help="build the lab (repairs a half-built one)")
+    up.add_argument("--ipv6", action="store_true",
+                    help="dual stack: IPv6 addresses beside the IPv4 ones (fd00:99::/64, fd00:16::/64)")
     st = sub.add_parser("status", help="nodes, addresses, routes, processes")
     st.add_argument("--json", action="store_true")
     ex = sub.add_parser("exec", help="run a command in a node: sheer lab exec client curl 192.168.99.10")
@@ -70,7 +72,7 @@ def main(argv: list[str]) -> int:
     try:
         if args.verb == "up":
             print("sheer lab up", flush=True)
-            build.up(progress=_progress)
+            build.up(progress=_progress, ipv6=args.ipv6)
             return 0
         if args.verb == "down":
             print("sheer lab down", flush=True)
