@@ -60,7 +60,8 @@ DSR = HEADER + dns_block("$remote_addr:$remote_port transparent", responses=0)
 # The dual-stack lab (`sheer lab up --ipv6`): the same services over IPv6, the upstreams' IPv6 twins.
 def _servers6(port: int | None) -> str:
     suffix = f":{port}" if port else ""
-    return "".join(f"\n        server [{v6_of(n.address(), 'internal')}]{suffix};" for n in article().upstreams)
+    return "".join(f"\n        server [{v6_of(n.address(), 'internal')}]{suffix};"
+                   for n in article().upstreams)
 
 
 def http6_block(proxy_bind: str = "") -> str:
@@ -98,5 +99,6 @@ def dns6_block(proxy_bind: str = "", responses: int = 1) -> str:
 """
 
 
-TRANSPARENT6 = HEADER + http6_block("$remote_addr transparent") + "\n" + dns6_block("$remote_addr transparent")
+TRANSPARENT6 = (HEADER + http6_block("$remote_addr transparent") + "\n"
+                + dns6_block("$remote_addr transparent"))
 DSR6 = HEADER + dns6_block("$remote_addr:$remote_port transparent", responses=0)

@@ -66,7 +66,8 @@ def enable(topo: Topology, state_dir: Path = STATE_DIR) -> None:
     for node in topo.nodes:
         # no duplicate address detection on the link-local addresses either: they (and their routes)
         # would appear a second later, in the middle of whatever a test compares
-        netns_exec(node.netns, "sysctl", "-qw", *(f"net.ipv6.conf.{i.name}.accept_dad=0" for i in node.ifaces))
+        netns_exec(node.netns, "sysctl", "-qw",
+                   *(f"net.ipv6.conf.{i.name}.accept_dad=0" for i in node.ifaces))
         netns_exec(node.netns, "sysctl", "-qw", *(f"{k}={v}" for k, v in sysctls(node)))
         lines = [f"-6 addr replace {iface6(i)} dev {i.name} nodad" for i in node.ifaces]
         if node.role == "upstream":
@@ -74,11 +75,11 @@ def enable(topo: Topology, state_dir: Path = STATE_DIR) -> None:
         for line in lines:
             run("ip", "-n", node.netns, *line.split())
     for node in topo.nodes:
-        wait_for(lambda n=node: "tentative" not in netns_exec(n.netns, "ip", "-6", "addr", check=False).stdout,
-                 3.0, f"{node.name}'s IPv6 addresses")
+        wait_for(lambda n=node: "tentative" not in _addresses(n), 3.0,  # type: ignore[misc]
+                 f"{node.name}'s IPv6 addresses")
     rr = topo.node("rr").netns
-    run("ip", "netns", "exec", rr, "nft", "-f", "-", input=f"table ip6 {RR_NFT_TABLE}\ndelete table ip6 {RR_NFT_TABLE}\n"
-                                           + rr_ruleset6())
+    run("ip", "netns", "exec", rr, "nft", "-f", "-",
+        input=f"table ip6 {RR_NFT_TABLE}\ndelete table ip6 {RR_NFT_TABLE}\n" + rr_ruleset6())
     marker(state_dir).parent.mkdir(parents=True, exist_ok=True)
     marker(state_dir).write_text(f"IPv6 beside IPv4 (VIP {VIP} and {VIP6})\n")
     _restart_witnesses(topo, state_dir)
@@ -124,3 +125,7 @@ def _listening(node: Node, wanted: set[tuple[str, int]], six: bool) -> bool:
     v4 = {(f[0], int(f[4].rsplit(":", 1)[1])) for line in out.splitlines()
           if len(f := line.split()) >= 5 and not f[4].startswith("[")}
     return wanted <= v4 and (not six or wanted <= v6)
+
+
+def _addresses(node: Node) -> str:
+    return netns_exec(node.netns, "ip", "-6", "addr", check=False).stdout

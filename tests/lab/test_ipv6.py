@@ -76,7 +76,8 @@ def test_transparency_over_ipv6_upstreams_see_the_client(lab6: Lab, tmp_path: Pa
         assert status.returncode == 0, status.stdout
         with lab.proxy(configs.TRANSPARENT6) as proxy:
             mark = lab.mark()
-            bodies = [lab.run("client", "curl", "-s", "-m", "3", f"http://[{VIP6}]/").stdout for _ in range(4)]
+            bodies = [lab.run("client", "curl", "-s", "-m", "3", f"http://[{VIP6}]/").stdout
+                      for _ in range(4)]
             assert [b.split(".")[0] for b in bodies] == ["Hello from up1", "Hello from up2",
                                                          "Hello from up3", "Hello from up4"], proxy.log()
             assert all(f"You connected from {CLIENT6}:" in b for b in bodies), bodies
