@@ -102,3 +102,16 @@ def dns6_block(proxy_bind: str = "", responses: int = 1) -> str:
 TRANSPARENT6 = (HEADER + http6_block("$remote_addr transparent") + "\n"
                 + dns6_block("$remote_addr transparent"))
 DSR6 = HEADER + dns6_block("$remote_addr:$remote_port transparent", responses=0)
+
+
+def _merged(first: str, second: str) -> str:
+    """Two blocks of one context (`http {...}`, `stream {...}`) as one: nginx allows each once."""
+    return first.rstrip().removesuffix("}") + "\n" + second.split("{", 1)[1]
+
+
+# Dual stack: both families' servers side by side (each family's upstreams behind its own listener)
+_T = "$remote_addr transparent"
+DUAL_TRANSPARENT = (HEADER + _merged(http_block(_T), http6_block(_T)) + "\n"
+                    + _merged(dns_block(_T), dns6_block(_T)))
+DUAL_DSR = HEADER + _merged(dns_block("$remote_addr:$remote_port transparent", responses=0),
+                            dns6_block("$remote_addr:$remote_port transparent", responses=0))

@@ -152,3 +152,70 @@ def test_dsr_router_over_ipv6_answers_come_from_the_vip(lab6: Lab, tmp_path: Pat
     assert ups_after == ups_before
     assert reverted.returncode == 0, reverted.stderr
     assert snapshot(lab, "proxy") == before
+
+
+def doctor(lab: Lab, conf: str) -> subprocess.CompletedProcess[str]:
+    return lab.run("proxy", sys.executable, "-m", "sheer", "doctor", "-c", conf, timeout=60)
+
+
+HAND_MADE = """table inet sheer_handmade {
+    chain prerouting {
+        type filter hook prerouting priority mangle; policy accept;
+        ip6 saddr fd00:16::/64 tcp sport 80 meta mark set 0x1 counter
+        ip6 saddr fd00:16::/64 udp sport 53 meta mark set 0x1 counter
+    }
+}
+"""
+
+
+def test_doctor_on_a_hand_made_ipv6_setup(lab6: Lab, tmp_path: Path) -> None:
+    """What an article reader types by hand for IPv6 (nft, `ip -6 rule`, `ip -6 route`): doctor finds
+    nothing wrong, then names the `ip -6 rule` once it is gone, with the exact line that puts it back."""
+    lab = lab6
+    conf = write(tmp_path, configs.TRANSPARENT6)
+    before = snapshot(lab, "proxy")
+    subprocess.run(["ip", "netns", "exec", lab.node("proxy").netns, "nft", "-f", "-"], input=HAND_MADE,
+                   text=True, check=True)
+    try:
+        lab.run("proxy", "ip", "-6", "rule", "add", "fwmark", "1", "lookup", "100", "priority", "32765",
+                check=True)
+        lab.run("proxy", "ip", "-6", "route", "add", "local", "::/0", "dev", "lo", "table", "100", check=True)
+        working = doctor(lab, conf)
+        assert working.returncode == 0, working.stdout + working.stderr
+        assert "sheer doctor: 0 problem(s)" in working.stdout
+        assert "ok       policy routing: fwmark 0x1 -> table 100 (local ::/0 dev lo)" in working.stdout
+        assert "transparent probe 2001:db8::c1 -> fd00:16::11:80: connected" in working.stdout
+        lab.run("proxy", "ip", "-6", "rule", "del", "fwmark", "1", "lookup", "100", check=True)
+        broken = doctor(lab, conf)
+        assert broken.returncode == 1
+        assert ("problem  policy routing: fwmark 0x1 is set but no `ip -6 rule` sends it to a table"
+                in broken.stdout), broken.stdout
+        assert "fix: ip -6 rule add fwmark 1 lookup 100 priority 32765" in broken.stdout
+    finally:
+        lab.run("proxy", "ip", "-6", "rule", "del", "fwmark", "1", "lookup", "100")
+        lab.run("proxy", "ip", "-6", "route", "del", "local", "::/0", "dev", "lo", "table", "100")
+        lab.run("proxy", "nft", "delete", "table", "inet", "sheer_handmade")
+    assert snapshot(lab, "proxy") == before
+
+
+def test_dual_stack_config_gets_both_families(lab6: Lab, tmp_path: Path) -> None:
+    lab = lab6
+    conf = write(tmp_path, configs.DUAL_TRANSPARENT)
+    before = snapshot(lab, "proxy")
+    applied = net(lab, "proxy", "apply", "-c", conf)
+    assert applied.returncode == 0, applied.stderr
+    try:
+        for line in ("ip rule add fwmark 1 lookup 100", "ip -6 rule add fwmark 1 lookup 100",
+                     "nft table ip sheer", "nft table ip6 sheer"):
+            assert f"applied  {line}" in applied.stdout, applied.stdout
+        with lab.proxy(configs.DUAL_TRANSPARENT):
+            mark = lab.mark()
+            for url in ("http://192.168.99.10/", f"http://[{VIP6}]/"):
+                body = lab.run("client", "curl", "-s", "-m", "3", url).stdout
+                assert "You connected from " in body, (url, body)
+            seen = {s.src for s in lab.seen(mark) if s.protocol == "http"}
+            assert seen == {"192.168.99.1", CLIENT6}
+    finally:
+        reverted = net(lab, "proxy", "revert", "-c", conf)
+    assert reverted.returncode == 0
+    assert snapshot(lab, "proxy") == before
