@@ -21,7 +21,7 @@ from typing import Any
 from bench import guard, procstat, profile, upstreams
 from bench.loads import Sample
 from bench.workloads import Context, Workload
-from sheer.lab import plumbing, running_proxy
+from sheer.lab import build, plumbing, running_proxy
 from sheer.lab.errors import LabError
 from sheer.lab.procs import netns_exec, run
 from sheer.lab.running_proxy import Kind
@@ -187,6 +187,10 @@ class Result:
 
 def run_once(lab: Lab, workload: Workload, kind: Kind, duration: float,
              profile_dir: Path | None = None) -> Sample:
+    if workload.ipv6:
+        lab.up()
+        build.ipv6(True, lab.topo, lab.state_dir)
+    workload = workload.for_kind(kind)       # nginx's stand-in where nginx cannot run the workload
     config_text = workload.config_for(kind)
     config = Path(lab.state_dir) / f"bench-{workload.name}.conf"
     upstreams.ensure(lab)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from bench import idle, loads, upstreams
 from bench.loads import Sample
 from bench.upstreams import UDP_SINK_PORT
+from sheer.lab.dualstack import VIP6
 from sheer.lab.testing import Lab
 from sheer.lab.topology import VIP, article
 
@@ -43,6 +44,14 @@ class Workload:
     # sheer's runs replaced by no proxy at all, measured with this load (the ceiling: the client's
     # datagrams routed)
     routed: Callable[[Context], Sample] | None = None
+    # nginx's runs replaced by another workload's (its config, plumbing and load): for what nginx cannot
+    # do at all (IPv6 DSR), the ratio is then against nginx on the same shape over IPv4
+    nginx_as: str | None = None
+    ipv6: bool = False  # needs the dual-stack lab (sheer.lab.dualstack) and the bench's IPv6 dnsmasq
+
+    def for_kind(self, kind: str) -> Workload:
+        """The workload a kind's runs really run (`nginx_as` for nginx)."""
+        return by_name(self.nginx_as) if kind == "nginx" and self.nginx_as else self
 
     def config_for(self, kind: str) -> str:
         return self.sheer_config if kind == "sheer" and self.sheer_config else self.config
@@ -131,12 +140,21 @@ def dns(bind: str, responses: int, timeout: str = "1s") -> str:
 """
 
 
+def dns6(bind: str, responses: int, timeout: str = "1s") -> str:
+    """`dns()` over IPv6: the VIP's IPv6 twin, the quiet dnsmasq's IPv6 addresses (fd00:16::2N)."""
+    servers = "".join(f"\n        server [{upstreams.dns_address6(n)}]:53;" for n in article().upstreams)
+    return dns(bind, responses, timeout).replace(_dns_servers(), servers).replace(
+        "listen 53 udp reuseport;", "listen [::]:53 udp reuseport;")
+
+
 DNS_PROXIED = dns("$remote_addr transparent", 1)
 DNS_DSR = dns("$remote_addr:$remote_port transparent", 0)
 # nginx has no active health checks (nginx Plus does): sheer refuses DSR without one unless told,
 # and the benchmark compares the same work, so sheer runs unchecked like nginx
 DNS_DSR_SHEER = DNS_DSR.replace("proxy_responses 0;",
                                 "proxy_responses 0;\n        dsr_without_health_check on;")
+DNS_DSR6_SHEER = dns6("$remote_addr:$remote_port transparent", 0).replace(
+    "proxy_responses 0;", "proxy_responses 0;\n        dsr_without_health_check on;")
 
 # Idle flows. The hard RLIMIT_NOFILE here is 20,000 (no CAP_SYS_RESOURCE to raise it), and every
 # UDP session holds one socket: 100,000 sessions need 6 workers (~16,700 each, by SO_REUSEPORT's
@@ -183,6 +201,10 @@ def _dns(ctx: Context) -> Sample:
     return loads.dnsperf(ctx.lab, ctx.duration)
 
 
+def _dns6(ctx: Context) -> Sample:
+    return loads.dnsperf(ctx.lab, ctx.duration, server=str(VIP6))
+
+
 def _dns_routed(ctx: Context) -> Sample:
     # no proxy: dnsperf asks the upstreams' quiet dnsmasq themselves, through the proxy's namespace as a
     # plain router that spreads the client's sockets over the four (ECMP; bench.runner._routing)
@@ -219,6 +241,16 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("dns-ceiling", "UDP DNS, no proxy: the client's datagrams routed to the upstreams (the ceiling; "
              "the sheer column is plain routing, ECMP)", DNS_DSR, "dsr-router", _dns, 2.0,
              routed=_dns_routed),
+    # IPv6 DSR: nginx 1.22 cannot (its `proxy_bind $remote_addr:$remote_port transparent` sends IPv6
+    # datagrams from the proxy's own address: tests/lab/test_ipv6.py), so its column is nginx on the
+    # same workload over IPv4, and the ratio says how sheer's IPv6 compares with nginx's IPv4
+    Workload("dns-dsr6-router", "UDP DNS DSR over IPv6, router NAT, kernel fast path (nginx column: "
+             "nginx over IPv4, it cannot do IPv6 DSR)", DNS_DSR6_SHEER, "dsr-router", _dns6, 2.0,
+             target_note="and loss < 0.1%", nginx_as="dns-dsr-router", ipv6=True),
+    Workload("dns-dsr6-router-user", "UDP DNS DSR over IPv6, router NAT, user-space path (--fastpath off; "
+             "nginx column: nginx over IPv4)", DNS_DSR6_SHEER, "dsr-router", _dns6, 1.5,
+             target_note="and loss < 0.1%", sheer_apply=("--fastpath", "off"), nginx_as="dns-dsr-router",
+             ipv6=True),
     Workload("http", "HTTP transparent, keepalive client (wrk -c 50)", HTTP, "transparency", _http, 1.5,
              sheer_config=HTTP_SHEER, ceiling=1.5),
     Workload("tcp-keepalive", "TCP stream transparent, keepalive client (wrk -c 50)", TCP, "transparency",
@@ -236,8 +268,13 @@ WORKLOADS: tuple[Workload, ...] = (
 )
 
 DSR_GROUP = ("dns-dsr-router", "dns-dsr-origin", "dns-ceiling", "dns-dsr-router-user", "dns-dsr-origin-user")
-GROUPS = {"dns-dsr": DSR_GROUP, "dns": ("dns-proxied", *DSR_GROUP),
+DSR6_GROUP = ("dns-dsr-router", "dns-dsr6-router", "dns-dsr-router-user", "dns-dsr6-router-user")
+GROUPS = {"dns-dsr": DSR_GROUP, "dns-dsr6": DSR6_GROUP, "dns": ("dns-proxied", *DSR_GROUP),
           "tcp": ("tcp-keepalive", "tcp-new"), "mem": ("mem-tcp", "mem-udp")}
+
+
+def by_name(name: str) -> Workload:
+    return next(w for w in WORKLOADS if w.name == name)
 
 
 def select(names: list[str] | None) -> list[Workload]:

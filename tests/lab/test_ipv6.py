@@ -219,3 +219,21 @@ def test_dual_stack_config_gets_both_families(lab6: Lab, tmp_path: Path) -> None
         reverted = net(lab, "proxy", "revert", "-c", conf)
     assert reverted.returncode == 0
     assert snapshot(lab, "proxy") == before
+
+
+def test_reference_nginx_cannot_do_ipv6_dsr(lab6: Lab, tmp_path: Path) -> None:
+    """Why the IPv6 DSR benchmark has no nginx column of its own: Debian's nginx 1.22, given the
+    same config and sheer's plumbing, sends the client's IPv6 datagrams from the proxy's own address
+    (the upstreams' logs say so), so every answer goes back to the proxy and the client times out."""
+    lab = lab6
+    conf = write(tmp_path, configs.DSR6)
+    assert net(lab, "proxy", "apply", "-c", conf, "--dsr", "router", "--fastpath", "off").returncode == 0
+    try:
+        with lab.proxy(configs.DSR6, "nginx"):
+            mark = lab.mark()
+            outputs = [dig6(lab) for _ in range(2)]
+            seen = {s.src for s in lab.seen(mark) if s.protocol == "dns"}
+    finally:
+        net(lab, "proxy", "revert", "-c", conf)
+    assert all("timed out" in out for out in outputs), outputs
+    assert seen == {"fd00:16::1"}, seen
