@@ -258,16 +258,16 @@ def _dsr(listen: str, *servers: str) -> str:
 
 @pytest.mark.parametrize(("text", "message"), [
     (_dsr("53 udp", "[fd00:16::11]:53"),
-     'direct server return: upstream server "[fd00:16::11]:53" is IPv6 but the listener takes IPv4 clients, '
-     "whose address and port become the datagram's source; put each family's upstreams behind a server of "
-     "that family"),
+     ('direct server return: upstream server "[fd00:16::11]:53" is IPv6 but the listener takes IPv4 '
+      "clients, whose address and port become the datagram's source; put each family's upstreams behind a "
+      "server of that family")),
     (_dsr("[::]:53 udp", "172.16.0.11:53"),
-     'direct server return: upstream server "172.16.0.11:53" is IPv4 but the listener takes IPv6 clients, '
-     "whose address and port become the datagram's source; put each family's upstreams behind a server of "
-     "that family"),
+     ('direct server return: upstream server "172.16.0.11:53" is IPv4 but the listener takes IPv6 '
+      "clients, whose address and port become the datagram's source; put each family's upstreams behind a "
+      "server of that family")),
     (_dsr("[::]:53 udp ipv6only=off", "[fd00:16::11]:53"),
-     "direct server return on an IPv6 listener with ipv6only=off: its IPv4 clients cannot be the source of "
-     "an IPv6 datagram; leave ipv6only on and add an IPv4 server"),
+     ("direct server return on an IPv6 listener with ipv6only=off: its IPv4 clients cannot be the source "
+      "of an IPv6 datagram; leave ipv6only on and add an IPv4 server")),
 ])
 def test_dsr_is_per_address_family(tmp_path: Path, text: str, message: str) -> None:
     assert_error(tmp_path, text, 5, message)
