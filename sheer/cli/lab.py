@@ -35,6 +35,8 @@ def _parser(report_dir: Path) -> argparse.ArgumentParser:
         default="sheer",
         help="the proxy under test; nginx = the reference implementation",
     )
+    demo.add_argument("--ipv6", action="store_true",
+                      help="the lab dual-stack, and Method 1 and DSR router NAT over IPv6 as well")
     sub.add_parser("down", help="remove every namespace and process of the lab")
     return p
 
@@ -99,7 +101,8 @@ def main(argv: list[str]) -> int:
         if args.verb == "demo":
             from sheer.lab import demo
 
-            return demo.main(out=args.out, proxy=args.proxy, echo=lambda s: print(s, flush=True))
+            return demo.main(out=args.out, proxy=args.proxy, echo=lambda s: print(s, flush=True),
+                             ipv6=args.ipv6)
     except (LabError, KeyError) as exc:
         print(f"sheer lab: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
         return 1
