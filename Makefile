@@ -6,7 +6,7 @@ APT_PKGS := iproute2 nftables dnsmasq-base dnsutils curl nginx-light libnginx-mo
             ethtool tcpdump dnsperf wrk iperf3 procps \
             chromium fonts-dejavu-core librsvg2-bin logrotate
 
-.PHONY: deps venv test unit demo lint clean bench pythons
+.PHONY: deps venv test unit demo lint clean bench pythons fuzz
 
 deps:            ## Debian packages: the lab's tools and witnesses (needs root)
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -39,6 +39,10 @@ demo: deps venv  ## the article's lab: build it, run the demo, tear it down
 bench: deps venv  ## sheer against Debian's nginx in the lab, interleaved runs, medians (as root)
 	$(BIN)/python -m bench $(if $(WORKLOAD),--workload $(WORKLOAD)) $(if $(RUNS),--runs $(RUNS)) \
 	  $(if $(DURATION),--duration $(DURATION))
+
+# `make fuzz` (5,000 requests, 1,666 pipelines), or a count of your own: `make fuzz EXAMPLES=20000` (CI runs FUZZ_EXAMPLES=60 in `make test`)
+fuzz: deps venv  ## the differential fuzzer, long: hostile requests, pipelines, upstream faults, sheer against nginx (as root)
+	FUZZ_EXAMPLES=$(or $(EXAMPLES),5000) $(BIN)/python -m pytest tests/lab/test_http_differential.py -q
 
 lint: venv      ## ruff (line length 110), mypy --strict (core, config, net, doctor, io), the layers' contracts
 	$(BIN)/ruff check sheer tests bench

@@ -256,7 +256,7 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("tcp-keepalive", "TCP stream transparent, keepalive client (wrk -c 50)", TCP, "transparency",
              _tcp_keepalive, 1.0),
     Workload("tcp-new", "TCP stream transparent, new connection per request (wrk -c 32, Connection: close)",
-             TCP, "transparency", _tcp_new, 0.9),
+             TCP, "transparency", _tcp_new, 0.95),
     Workload("bulk", "TCP bulk through the stream proxy, transparent (iperf3, 1 stream)", BULK,
              "transparency",
              _bulk, 0.9, warmup=False),

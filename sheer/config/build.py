@@ -69,6 +69,7 @@ class Builder:
             pid=self.path(root.get("pid")[0]) if root.get("pid") else None,
             daemon=root.get("daemon", False),
             worker_connections=events.get("worker_connections", 512) if events else 512,
+            worker_rlimit_nofile=root.get("worker_rlimit_nofile"),
             stream=StreamBuilder(self, stream_block).build() if stream_block else None,
             http=HttpBuilder(self, http_block).build() if http_block else None,
         )

@@ -11,6 +11,7 @@ from sheer.config.errors import ConfigError, Source
 from sheer.config.model import (
     DEFAULT_PROXY_HEADERS,
     AccessLog,
+    ClientLimits,
     ErrorLog,
     Http,
     HttpReturn,
@@ -84,6 +85,8 @@ class HttpBuilder:
             seen.add(key)
             locations.append(location)
         returned = block.get("return")
+        chain = [block, self.block]
+        error_log = inherited(chain, "error_log", None)
         return HttpServer(
             listens=listens,
             server_names=names,
@@ -91,6 +94,9 @@ class HttpBuilder:
             status_zone=block.get("status_zone", [None])[0],
             return_=self.return_(returned, block.sources["return"]) if returned else None,
             real_ip=http_real_ip([block, self.block], self.top.names.networks),
+            limits=_limits(chain),
+            access_logs=self.top.access_logs(chain, formats, "combined"),
+            error_log=self.top.error_log(error_log) if error_log else None,
             source=block.source,
         )
 
@@ -150,6 +156,10 @@ class HttpBuilder:
             real_ip=http_real_ip(chain, self.top.names.networks),
             health_check=health_check,
             handler=handler,
+            client_body_timeout=inherited(chain, "client_body_timeout", 60.0),
+            client_max_body_size=inherited(chain, "client_max_body_size", 1024 * 1024),
+            send_timeout=inherited(chain, "send_timeout", 60.0),
+            keepalive_timeout=inherited(chain, "keepalive_timeout", 75.0),
             resolver=effective_resolver(chain, self.top.names),
             source=block.source,
         )
@@ -205,6 +215,21 @@ class HttpBuilder:
             raise ConfigError(f'invalid return code "{first}"', source)
         text = self.template(args[1], source) if len(args) == 2 else None
         return HttpReturn(code, text)
+
+
+def _limits(chain: list[Block]) -> ClientLimits:
+    """nginx's defaults: client_header_timeout 60s, client_header_buffer_size 1k,
+    large_client_header_buffers 4 8k, client_body_timeout 60s, client_max_body_size 1m,
+    send_timeout 60s, keepalive_timeout 75s."""
+    return ClientLimits(
+        client_header_timeout=inherited(chain, "client_header_timeout", 60.0),
+        client_header_buffer_size=inherited(chain, "client_header_buffer_size", 1024),
+        large_client_header_buffers=inherited(chain, "large_client_header_buffers", (4, 8192)),
+        client_body_timeout=inherited(chain, "client_body_timeout", 60.0),
+        client_max_body_size=inherited(chain, "client_max_body_size", 1024 * 1024),
+        send_timeout=inherited(chain, "send_timeout", 60.0),
+        keepalive_timeout=inherited(chain, "keepalive_timeout", 75.0),
+    )
 
 
 HANDLERS = ("stub_status", "api", "prometheus", "dashboard")

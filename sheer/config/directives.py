@@ -170,6 +170,18 @@ def _http_version(args: list[str], src: Source) -> str:
     return args[0]
 
 
+def _header_buffers(args: list[str], src: Source) -> tuple[int, int]:
+    number = parse_number(args[0], "large_client_header_buffers", src, 1)
+    size = parse_size(args[1], "large_client_header_buffers", src)
+    if size <= 1:
+        raise ConfigError('invalid value "large_client_header_buffers" size: it must be bigger than 1', src)
+    return number, size
+
+
+def _keepalive_timeout(args: list[str], src: Source) -> float:
+    return parse_time(args[0], "keepalive_timeout", src)   # nginx's second argument (header) is not kept
+
+
 def _keepalive(args: list[str], src: Source) -> int:
     return parse_number(args[0], "keepalive", src, 1)
 
@@ -192,6 +204,7 @@ TABLE: tuple[Directive, ...] = (
     _d("daemon", {MAIN}, (1, 1), _flag("daemon")),
     _d("events", {MAIN}, (0, 0), block=EVENTS),
     _d("worker_connections", {EVENTS}, (1, 1), _number("worker_connections", 1)),
+    _d("worker_rlimit_nofile", {MAIN}, (1, 1), _number("worker_rlimit_nofile")),
     _d("http", {MAIN}, (0, 0), block=HTTP),
     _d("stream", {MAIN}, (0, 0), block=STREAM),
     # shared by http and stream
@@ -253,6 +266,16 @@ TABLE: tuple[Directive, ...] = (
     _d("proxy_http_version", HTTP_ALL, (1, 1), _http_version),
     _d("proxy_read_timeout", HTTP_ALL, (1, 1), _time("proxy_read_timeout")),
     _d("proxy_send_timeout", HTTP_ALL, (1, 1), _time("proxy_send_timeout")),
+    # what a client may take (sheer/io/http/client.py), nginx's defaults in sheer/config/build_http.py
+    _d("client_header_timeout", {HTTP, HTTP_SERVER}, (1, 1), _time("client_header_timeout")),
+    _d("client_header_buffer_size", {HTTP, HTTP_SERVER}, (1, 1),
+       lambda args, src: parse_size(args[0], "client_header_buffer_size", src)),
+    _d("large_client_header_buffers", {HTTP, HTTP_SERVER}, (2, 2), _header_buffers),
+    _d("client_body_timeout", HTTP_ALL, (1, 1), _time("client_body_timeout")),
+    _d("client_max_body_size", HTTP_ALL, (1, 1), lambda args, src: parse_size(args[0], "client_max_body_size",
+                                                                               src)),
+    _d("send_timeout", HTTP_ALL, (1, 1), _time("send_timeout")),
+    _d("keepalive_timeout", HTTP_ALL, (1, 2), _keepalive_timeout),
 )
 
 def _api(args: list[str], src: Source) -> bool:

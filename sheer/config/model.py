@@ -237,8 +237,25 @@ class Location:
     proxy_bind: ProxyBind | None = None
     health_check: HealthCheck | None = None
     handler: StatusHandler | None = None
+    client_body_timeout: float = 60.0
+    client_max_body_size: int = 1024 * 1024      # 0: no limit
+    send_timeout: float = 60.0
+    keepalive_timeout: float = 75.0
     resolver: Resolver | None = None     # for `proxy_pass` with variables: names are resolved per request
     source: Source | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClientLimits:
+    """What a server allows a client before a request is routed (nginx's http and server level)."""
+
+    client_header_timeout: float = 60.0
+    client_header_buffer_size: int = 1024
+    large_client_header_buffers: tuple[int, int] = (4, 8192)     # number, size
+    client_body_timeout: float = 60.0
+    client_max_body_size: int = 1024 * 1024
+    send_timeout: float = 60.0
+    keepalive_timeout: float = 75.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +266,10 @@ class HttpServer:
     return_: HttpReturn | None = None           # server-level `return`: answers before any location
     real_ip: RealIp | None = None
     status_zone: str | None = None              # nginx Plus: counters in /api/N/http/server_zones
+    limits: ClientLimits = ClientLimits()
+    # The server level's logs: where a request refused before it reached a location is logged.
+    access_logs: tuple[AccessLog, ...] = ()
+    error_log: ErrorLog | None = None
     source: Source | None = None
 
 
@@ -269,6 +290,7 @@ class Config:
     pid: str | None = None
     daemon: bool = False
     worker_connections: int = 512
+    worker_rlimit_nofile: int | None = None     # RLIMIT_NOFILE of the workers (None: inherited)
     stream: Stream | None = None
     http: Http | None = None
 

@@ -41,12 +41,11 @@ def bind_to(bind: ProxyBind | None, variables: VariableSource) -> BindTo | None:
     text = render(bind.address, variables)
     if not text:
         return None
-    host, port = _parse(text)
-    return BindTo(host, port, bind.transparent)
+    return _parse(text, bind.transparent)
 
 
 @functools.lru_cache(maxsize=4096)
-def _parse(text: str) -> tuple[str, int]:
+def _parse(text: str, transparent: bool) -> BindTo:
     """The canonical host and the port of a rendered value. Cached: one client's connections and
     requests render the same text, and parsing an address costs more than the rest of bind_to."""
     host, port = _split(text)
@@ -54,7 +53,7 @@ def _parse(text: str) -> tuple[str, int]:
         address = ipaddress.ip_address(host)
     except ValueError:
         raise BindValueError(f'invalid local address "{text}"') from None
-    return str(address), port
+    return BindTo(str(address), port, transparent)
 
 
 def _split(text: str) -> tuple[str, int]:

@@ -9,6 +9,7 @@ a test builds a context with fakes or with a board of its own.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from sheer.core.balancers import Balancer
 from sheer.core.health import Health
 from sheer.core.stats import Layout
 from sheer.io.logs import ErrorLogger
+from sheer.io.slots import ConnectionSlots
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,15 @@ class WorkerContext:
     hostname: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
     _loggers: dict[ErrorLog, ErrorLogger] = field(default_factory=dict)
+    _slots: ConnectionSlots | None = None
+
+    def slots(self) -> ConnectionSlots:
+        """worker_connections of this worker, shared by all its listeners (made in its event loop)."""
+        if self._slots is None:
+            loop = asyncio.get_running_loop()
+            self._slots = ConnectionSlots(self.config.worker_connections, self.log, loop.call_later,
+                                          loop.time)
+        return self._slots
 
     def error_log(self, log: ErrorLog | None) -> ErrorLogger:
         if log is None:

@@ -31,7 +31,7 @@ from sheer.core.peers import positions
 from sheer.core.udpwire import MAX_UDP6_PAYLOAD, MAX_UDP_PAYLOAD, udp6_datagram, udp_datagram
 from sheer.io.context import WorkerContext
 from sheer.io.counting import DsrColumns, peer_columns
-from sheer.io.logs import AccessLogger, ErrorLogger
+from sheer.io.logs import AccessLogger, ErrorLogger, LogLimiter
 from sheer.io.stream_vars import StreamVariables
 
 BATCH = 64
@@ -50,7 +50,7 @@ class DsrSender:
         # A peer's packed address, by its address: peers come and go with `server NAME resolve`.
         self.packed: dict[str, bytes] = {}
         self.positions = positions(balancer.upstream)
-        self._logged: dict[str, float] = {}
+        self._logged: dict[str, LogLimiter] = {}
         self.key_of = self._key_function(balancer.upstream.balance.key)
         # Shared counters, added once per batch of datagrams (not per datagram): the service's
         # (sheer_dsr_*) and each peer's `connections`, `sent` and `selected`.
@@ -193,11 +193,12 @@ class DsrSender:
         return rendered
 
     def once(self, key: str, message: str) -> None:
-        """Log a per-datagram problem at most once a second."""
-        now = time.monotonic()
-        if now - self._logged.get(key, 0.0) >= 1.0:
-            self._logged[key] = now
-            self.log.error(message)
+        """Log a per-datagram problem at most once a second, then how many more there were."""
+        limiter = self._logged.get(key)
+        if limiter is None:
+            loop = asyncio.get_running_loop()
+            limiter = self._logged[key] = LogLimiter(self.log, loop.call_later, loop.time)
+        limiter.report("error", message)
 
 
 def _pack6(host: str) -> bytes:

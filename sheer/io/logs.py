@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
+from collections.abc import Callable
 
 from sheer.config.model import LOG_LEVELS, AccessLog, ErrorLog
 from sheer.core.variables import VariableSource, render
@@ -85,9 +87,69 @@ class AccessLogger:
         return bool(self.logs)
 
     def write(self, source: VariableSource) -> None:
+        escaped = _Escaped(source)
         for fd, template in self.logs:
-            line = render(template, source) + "\n"
+            line = render(template, escaped) + "\n"
             try:
                 os.write(fd, line.encode("utf-8", "replace"))
             except OSError:
                 pass
+
+
+class _Escaped:
+    """nginx's `escape=default` of access logs: in a variable's value, `"`, `\\` and every byte
+    outside printable ASCII are written `\\xHH`, so that what a client sent (a request line of
+    binary garbage, a header with control bytes) cannot forge or break a line of the log."""
+
+    __slots__ = ("source",)
+
+    def __init__(self, source: VariableSource) -> None:
+        self.source = source
+
+    def variable(self, name: str) -> str:
+        value = self.source.variable(name)
+        if _PRINTABLE.fullmatch(value):
+            return value
+        return _UNSAFE.sub(lambda found: f"\\x{ord(found[0]):02X}", value)
+
+
+_PRINTABLE = re.compile(r'[ !#-\[\]-~]*')
+_UNSAFE = re.compile(r'[^ !#-\[\]-~]')
+
+
+class LogLimiter:
+    """One error-log line per second at most for a recurring event (accept() failing for want of
+    descriptors, a datagram the kernel refuses): the first at once, the next ones counted and
+    reported with their number one second later, so that a flood cannot fill the disk."""
+
+    __slots__ = ("flush_at", "last", "level", "log", "message", "now", "schedule", "suppressed")
+
+    def __init__(self, log: ErrorLogger, schedule: Callable[[float, Callable[[], None]], object],
+                 now: Callable[[], float], interval: float = 1.0) -> None:
+        self.log = log
+        self.schedule = schedule        # loop.call_later
+        self.now = now                  # loop.time
+        self.last = -interval
+        self.suppressed = 0
+        self.level = "error"
+        self.message = ""
+        self.flush_at: float | None = None
+
+    def report(self, level: str, message: str) -> None:
+        now = self.now()
+        self.level, self.message = level, message
+        if now - self.last >= 1.0 and self.flush_at is None:
+            self.last = now
+            self.log.log(level, message)
+            return
+        self.suppressed += 1
+        if self.flush_at is None:
+            self.flush_at = max(self.last + 1.0, now)
+            self.schedule(self.flush_at - now, self._flush)
+
+    def _flush(self) -> None:
+        self.flush_at = None
+        if self.suppressed:
+            count, self.suppressed = self.suppressed, 0
+            self.last = self.now()
+            self.log.log(self.level, f"{self.message} ({count} more in the last second)")

@@ -122,7 +122,20 @@ _TRANSPARENT_FIX = ("IP_TRANSPARENT needs CAP_NET_RAW or CAP_NET_ADMIN: run shee
 
 def bound_socket(family: socket.AddressFamily, kind: socket.SocketKind, host: str, port: int,
                  transparent: bool) -> socket.socket:
-    """An upstream socket bound to `host:port` (proxy_bind), possibly not a local address.
+    """A non-blocking upstream socket bound to `host:port` (proxy_bind): see `bind_local`."""
+    # SOCK_NONBLOCK: non-blocking from socket() on, without an ioctl(FIONBIO) of its own
+    sock = socket.socket(family, kind | socket.SOCK_NONBLOCK)
+    try:
+        bind_local(sock, family, kind, host, port, transparent)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def bind_local(sock: socket.SocketType, family: int, kind: int, host: str, port: int,
+               transparent: bool) -> None:
+    """Bind an upstream socket to `host:port` (proxy_bind), possibly not a local address.
 
     IP_TRANSPARENT lets bind() take a foreign address (the client's) and makes the kernel accept
     the replies to it on this socket, once routing delivers them locally. For TCP with port 0,
@@ -131,37 +144,34 @@ def bound_socket(family: socket.AddressFamily, kind: socket.SocketKind, host: st
     (the client's own, for DSR), SO_REUSEADDR lets two datagrams from the same client ip:port in
     quick succession each have their socket (nginx does the same, for the same reason).
     """
-    sock = socket.socket(family, kind)
-    try:
-        sock.setblocking(False)
-        if transparent:
-            level, option, name = ((socket.IPPROTO_IP, IP_TRANSPARENT, "IP_TRANSPARENT")
-                                   if family == socket.AF_INET else
-                                   (socket.IPPROTO_IPV6, IPV6_TRANSPARENT, "IPV6_TRANSPARENT"))
-            try:
-                sock.setsockopt(level, option, 1)
-            except OSError as exc:
-                fix = _TRANSPARENT_FIX if exc.errno == errno.EPERM else ""
-                raise BindError(f"setsockopt({name}) failed ({exc.errno}: {exc.strerror})", fix, "alert",
-                                exc.errno or 0) from None
-        if kind == socket.SOCK_STREAM and port == 0:
-            sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
-        if kind == socket.SOCK_DGRAM and port != 0:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if transparent:
+        level, option, name = _TRANSPARENT[family]
         try:
-            sock.bind((host, port))
+            sock.setsockopt(level, option, 1)
         except OSError as exc:
-            where = f"{host}:{port}" if port else host
-            fix = ""
-            if exc.errno == errno.EADDRNOTAVAIL and not transparent:
-                fix = ("to bind a foreign address (the client's), add the `transparent` parameter to "
-                       "proxy_bind")
-            raise BindError(f"bind({where}) failed ({exc.errno}: {exc.strerror})", fix,
-                            errno=exc.errno or 0) from None
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+            fix = _TRANSPARENT_FIX if exc.errno == errno.EPERM else ""
+            raise BindError(f"setsockopt({name}) failed ({exc.errno}: {exc.strerror})", fix, "alert",
+                            exc.errno or 0) from None
+    if kind == socket.SOCK_STREAM and port == 0:
+        sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+    if kind == socket.SOCK_DGRAM and port != 0:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        where = f"{host}:{port}" if port else host
+        fix = ""
+        if exc.errno == errno.EADDRNOTAVAIL and not transparent:
+            fix = ("to bind a foreign address (the client's), add the `transparent` parameter to "
+                   "proxy_bind")
+        raise BindError(f"bind({where}) failed ({exc.errno}: {exc.strerror})", fix,
+                        errno=exc.errno or 0) from None
+
+
+_TRANSPARENT: dict[int, tuple[int, int, str]] = {
+    socket.AF_INET: (socket.IPPROTO_IP, IP_TRANSPARENT, "IP_TRANSPARENT"),
+    socket.AF_INET6: (socket.IPPROTO_IPV6, IPV6_TRANSPARENT, "IPV6_TRANSPARENT"),
+}
 
 
 def can_be_transparent() -> str | None:

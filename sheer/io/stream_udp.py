@@ -24,7 +24,7 @@ from sheer.core.variables import render_bytes
 from sheer.io.context import WorkerContext
 from sheer.io.counting import PeerColumns, peer_columns, stream_zone
 from sheer.io.dsr import DsrSender
-from sheer.io.logs import AccessLogger
+from sheer.io.logs import AccessLogger, LogLimiter
 from sheer.io.sockets import IP_PKTINFO, IPV6_PKTINFO, BindError, bound_socket, family_of
 from sheer.io.stream_vars import StreamVariables
 
@@ -70,7 +70,8 @@ class UdpStreamService:
         self.accepting = False
         self._idle = asyncio.Event()
         self._idle.set()
-        self._full_logged = 0.0
+        # what a flood of datagrams could repeat: one line a second each, with how many more there were
+        self._limited: dict[str, LogLimiter] = {}
         self.transparent = server.proxy_bind is not None and server.proxy_bind.transparent
         layout = ctx.shared.layout
         self.row = ctx.counters
@@ -160,9 +161,7 @@ class UdpStreamService:
             self.reply(render_bytes(server.return_value, variables), client, local)
             return None
         if self.table.full:
-            if now - self._full_logged > 1.0:
-                self._full_logged = now
-                self.log.log("alert", f"{self.table.capacity} worker_connections are not enough, "
+            self.say("full", "alert", f"{self.table.capacity} worker_connections are not enough, "
                                       f"client: {client[0]}, server: {self.listen_name}")
             return None
         balancer = self.balancer
@@ -170,8 +169,8 @@ class UdpStreamService:
         tried = balancer.start(server.proxy_next_upstream_tries, request_key(balancer.upstream, variables))
         peer = balancer.get(tried, now)
         if peer is None:
-            self.log.error(f"no live upstreams while connecting to upstream, udp client: {client[0]}, "
-                           f"server: {self.listen_name}")
+            self.say("no live", "error", f"no live upstreams while connecting to upstream, udp client: "
+                                         f"{client[0]}, server: {self.listen_name}")
             return None
         variables.upstream_addr.append(peer.name)
         family = family_of(peer.server.host)
@@ -190,8 +189,8 @@ class UdpStreamService:
             if isinstance(exc, BindError) and exc.errno:
                 self.row[self.errors.errno_column(exc.errno)] += 1
             problem = exc if isinstance(exc, BindError) else BindError(str(exc), level="error")
-            self.log.log(problem.level, problem.describe(f"udp client: {client[0]}, server: "
-                                                         f"{self.listen_name}, upstream: \"{peer.name}\""))
+            where = f"udp client: {client[0]}, server: {self.listen_name}, upstream: \"{peer.name}\""
+            self.say("bind", problem.level, problem.describe(where))
             return None
         try:
             # A connected UDP socket: the kernel filters replies to this peer and reports its
@@ -202,8 +201,9 @@ class UdpStreamService:
             balancer.free(peer, failed=True, now=now)
             if self.transparent and exc.errno:
                 self.row[self.errors.errno_column(exc.errno)] += 1
-            self.log.error(f"connect() failed ({exc.errno}: {exc.strerror}) while connecting to upstream, "
-                           f"udp client: {client[0]}, server: {self.listen_name}, upstream: \"{peer.name}\"")
+            self.say("connect", "error", f"connect() failed ({exc.errno}: {exc.strerror}) while "
+                                         f"connecting to upstream, udp client: {client[0]}, server: "
+                                         f"{self.listen_name}, upstream: \"{peer.name}\"")
             return None
         flow = UdpFlow(sock, peer, client, local, variables)
         if server.proxy_protocol:
@@ -260,8 +260,15 @@ class UdpStreamService:
     def upstream_error(self, session: UdpSession, exc: OSError, call: str, when: str) -> None:
         flow: UdpFlow = session.io
         code = exc.errno or errno.EIO
-        self.log.error(f"{call} ({code}: {os.strerror(code)}) {when}, {self.context(flow)}")
+        self.say(call, "error", f"{call} ({code}: {os.strerror(code)}) {when}, {self.context(flow)}")
         self.finish(session, status=502, failed=True)
+
+    def say(self, kind: str, level: str, message: str) -> None:
+        """An error a datagram can cause: at most one line a second of each kind, with the count."""
+        limiter = self._limited.get(kind)
+        if limiter is None:
+            limiter = self._limited[kind] = LogLimiter(self.log, self.loop.call_later, self.loop.time)
+        limiter.report(level, message)
 
     def context(self, flow: UdpFlow) -> str:
         v = flow.vars

@@ -8,7 +8,7 @@ import os
 import socket
 
 from sheer.core.bind import BindTo
-from sheer.io.sockets import BindError, bound_socket, family_of
+from sheer.io.sockets import BindError, bind_local
 
 TIMED_OUT = "upstream timed out (110: Connection timed out)"
 
@@ -23,7 +23,7 @@ class UpstreamConnectError(Exception):
         self.local = local      # our side failed (bind, IP_TRANSPARENT): not the peer's fault
 
 
-def connect_now(sock: socket.socket, address: tuple[str, int]) -> int:
+def connect_now(sock: socket.SocketType, address: tuple[str, int]) -> int:
     """Issue a non-blocking connect(): 0 (connected), EINPROGRESS, or the errno it failed with.
 
     Over veth or loopback the handshake usually completes inside the first call; asking again
@@ -70,35 +70,40 @@ async def connect(loop: asyncio.AbstractEventLoop, sock: socket.socket, address:
         raise OSError(code, os.strerror(code))
 
 
-def start_connect(address: tuple[str, int], bind: BindTo | None) -> tuple[socket.socket, bool]:
+# The C socket type: its constructor and close() are C, where socket.socket's are Python code; the relay
+# keeps only the descriptor of a connected upstream socket (sheer.io.tcp_relay).
+new_socket = socket.SocketType
+_STREAM = socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
+
+
+def start_connect(address: tuple[str, int], bind: BindTo | None) -> tuple[socket.SocketType, bool]:
     """A non-blocking TCP socket toward `address`, bound per proxy_bind, its connect() issued.
 
     Returns the socket and whether it is already connected (over veth or loopback the handshake
     usually completes inside the connect() call); otherwise an event on the socket means done or
     failed: calling connect() again tells which. Raises UpstreamConnectError, with `local` set
     when our side failed."""
-    family = family_of(address[0])
+    family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
     try:
-        if bind is None:
-            sock = socket.socket(family, socket.SOCK_STREAM)
-            sock.setblocking(False)
-        else:
-            if family_of(bind.host) != family:
-                raise BindError(f'local address "{bind}" and upstream "{address[0]}" are of different '
-                                "address families", level="error")
-            sock = bound_socket(family, socket.SOCK_STREAM, bind.host, bind.port, bind.transparent)
-    except BindError as exc:
-        raise UpstreamConnectError(exc.message, False, local=exc) from None
+        sock = new_socket(family, _STREAM)
     except OSError as exc:        # out of descriptors or memory: our side, as nginx's socket() alert
-        problem = BindError(f"socket() failed ({exc.errno}: {exc.strerror})", level="alert")
+        problem = BindError(f"socket() failed ({exc.errno}: {exc.strerror})", level="alert",
+                            errno=exc.errno or 0)
         raise UpstreamConnectError(problem.message, False, local=problem) from None
     try:
+        if bind is not None:
+            if (socket.AF_INET6 if ":" in bind.host else socket.AF_INET) != family:
+                raise BindError(f'local address "{bind}" and upstream "{address[0]}" are of different '
+                                "address families", level="error")
+            bind_local(sock, family, socket.SOCK_STREAM, bind.host, bind.port, bind.transparent)
         code = connect_now(sock, address)
         if code not in (0, errno.EINPROGRESS):
             raise UpstreamConnectError(f"connect() failed ({code}: {os.strerror(code)})", False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except BindError as exc:
+        sock.close()
+        raise UpstreamConnectError(exc.message, False, local=exc) from None
     except BaseException:
         sock.close()
         raise
     return sock, code == 0
-

@@ -24,6 +24,7 @@ from sheer.runtime import proctitle
 from sheer.runtime.board import HealthBoard
 from sheer.runtime.checker import run_checker, title
 from sheer.runtime.checks import check
+from sheer.runtime.limits import warn_descriptors
 from sheer.runtime.notify import Notifier
 from sheer.runtime.peerset import PeerSetBoard
 from sheer.runtime.privileges import PrivilegeError, resolve_user
@@ -153,6 +154,7 @@ class Master:
         signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
         self.write_pid()
         self.start_health(self.config)
+        warn_descriptors(self.config, self.log)
         for slot in range(self.config.workers):
             self.spawn(slot)
         self.log.log("notice", f"sheer started: {self.config.workers} worker(s), "
@@ -242,6 +244,7 @@ class Master:
         self.load_time = time.time()
         self.shared.plan(config)
         self.start_health(config)
+        warn_descriptors(config, self.log)
         for slot in range(config.workers):
             self.spawn(slot)
         self.signal_workers(signal.SIGQUIT, old_generation)

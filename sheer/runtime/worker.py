@@ -27,6 +27,7 @@ from sheer.io.stream_udp import UdpStreamService
 from sheer.runtime import proctitle
 from sheer.runtime.board import HealthBoard
 from sheer.runtime.context import worker_context
+from sheer.runtime.limits import apply_nofile
 from sheer.runtime.peerset import PeerSetBoard
 from sheer.runtime.privileges import drop_privileges
 from sheer.runtime.shared import SharedBoard
@@ -72,6 +73,7 @@ def run_worker(config: Config, sockets: dict[ListenKey, socket.socket], health: 
         signal.signal(signum, signal.SIG_DFL)
     log = ErrorLogger(config.error_log)
     ctx = worker_context(config, log, health, shared, identity, peers)
+    apply_nofile(config, log)
     drop_privileges(config, log)
     uvloop.install()
     try:

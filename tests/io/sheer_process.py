@@ -7,6 +7,7 @@ workers still alive afterwards. Nothing is matched by name.
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -134,9 +135,11 @@ class Sheer:
     """`python -m sheer -c <conf>` with an error log in the test's directory."""
 
     def __init__(self, tmp: Path, text: str, *, name: str = "sheer.conf", error_log: bool = True,
-                 env: dict[str, str] | None = None, lookup: Lookup | None = None) -> None:
+                 env: dict[str, str] | None = None, lookup: Lookup | None = None,
+                 nofile: int | None = None) -> None:
         self.env = None if env is None else {**os.environ, **env}
         self.lookup = lookup or localhost_only   # how this test process resolves the config's names
+        self.nofile = nofile            # RLIMIT_NOFILE of the master (and so of its workers)
         self.tmp = tmp
         self.conf = tmp / name
         self.log_path = tmp / "error.log"
@@ -165,7 +168,8 @@ class Sheer:
         config = sheer.config.load(str(self.conf), lookup=self.lookup)
         with open(self.stderr_path, "wb") as stderr:
             self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=stderr,
-                                         stderr=stderr, env=self.env)
+                                         stderr=stderr, env=self.env,
+                                         preexec_fn=self._limits)  # noqa: PLW1509 -- setrlimit only
         wanted = config.listens
 
         def ready() -> bool:
@@ -178,6 +182,11 @@ class Sheer:
         helper = bool(checked_groups(config) or names_of(config) or dsr_services(config))
         self.wait_workers(config.workers + (1 if helper else 0), timeout)
         return self
+
+    def _limits(self) -> None:
+        """In the child, before exec: the descriptor limit a test asks for."""
+        if self.nofile is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
 
     def check_running(self) -> None:
         assert self.proc is not None

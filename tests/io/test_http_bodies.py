@@ -53,7 +53,7 @@ def test_chunked_request_to_http10_upstream_gets_a_length(harness: Harness) -> N
 
 def test_large_bodies_stream_intact(harness: Harness) -> None:
     upstream = ScriptedUpstream(harness, "127.0.0.11")
-    port = proxy_to(harness, upstream)
+    port = proxy_to(harness, upstream, "client_max_body_size 0;")
     data = os.urandom(5 * 1024 * 1024)
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     conn.request("PUT", "/length", body=data)

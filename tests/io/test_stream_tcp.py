@@ -285,3 +285,57 @@ def test_connect_timeout_goes_to_the_next_upstream(
     else:   # round robin went to the good peer first: ask again, the stuck one is next
         assert echo_through(port, b"pong\n", timeout=5.0) == b"pong\n"
         proxy.wait_log("upstream timed out (110: Connection timed out) while connecting to upstream")
+
+
+def test_a_connect_that_completes_later_relays_and_ends_as_usual(
+        run_sheer: Callable[..., Sheer], closing: Callable[[Any], Any], tmp_path: Any) -> None:
+    """The upstream's accept queue is full when sheer connects: the SYN is dropped, connect() is under
+    way, and its retransmission (after ~1 s) is accepted once the queue drained, within
+    proxy_connect_timeout: the session goes on from the writable edge (the path a connect() that does
+    not complete inside the call takes), relays, and ends as usual."""
+    listener = closing(socket.create_server(("127.0.0.13", 0), backlog=0))
+    fillers = []
+    for _ in range(3):                   # fill the accept queue; later SYNs are dropped
+        filler = closing(socket.socket())
+        filler.setblocking(False)
+        filler.connect_ex(listener.getsockname())
+        fillers.append(filler)
+    time.sleep(0.2)
+    port = free_port()
+    log = tmp_path / "error.log"
+    run_sheer(f"""stream {{
+    server {{
+        listen 127.0.0.1:{port};
+        proxy_connect_timeout 10s;
+        proxy_half_close on;
+        error_log {log} info;
+        proxy_pass 127.0.0.13:{listener.getsockname()[1]};
+    }}
+}}
+""")
+
+    filler_ends = {f.getsockname() for f in fillers}
+
+    def drain_then_echo() -> None:
+        time.sleep(0.5)                  # sheer's SYN was dropped meanwhile
+        accepted = []
+        conn = None
+        while conn is None:              # the fillers' connections, in whatever order, and sheer's
+            candidate, peer = listener.accept()
+            if peer in filler_ends:
+                accepted.append(candidate)
+            else:
+                conn = candidate
+        with conn:
+            while data := conn.recv(65536):
+                conn.sendall(data)
+        for other in accepted:
+            other.close()
+
+    server = threading.Thread(target=drain_then_echo, daemon=True)
+    started = time.monotonic()
+    server.start()
+    assert echo_through(port, b"late but there\n", timeout=10.0) == b"late but there\n"
+    assert time.monotonic() - started >= 0.5      # nothing was accepted before: connect() was under way
+    server.join(5)
+    assert "timed out" not in log.read_text()

@@ -20,18 +20,21 @@ CLIENT = [(b"Host", b"example.com"), (b"Connection", b"keep-alive"), (b"Keep-Ali
           (b"Accept", b"*/*"), (b"Expect", b"100-continue")]
 
 
-def test_request_head_sets_headers_and_drops_hop_by_hop() -> None:
+def test_request_head_sets_headers_and_drops_what_nginx_drops() -> None:
+    # nginx's proxy_set_header defaults: Host, Connection, Content-Length, Transfer-Encoding, TE,
+    # Keep-Alive, Expect, Upgrade; the rest (Proxy-Connection too) goes as it came
     head = request_head(b"POST", b"/x", b"1.0", [(b"Host", b"group"), (b"Connection", b"close"),
                                                   (b"X-Forwarded-For", b"10.0.0.1, 127.0.0.1")],
                         frozenset({b"host", b"connection", b"x-forwarded-for", b"x-real-ip"}),
                         CLIENT, 5, False)
     assert head == (b"POST /x HTTP/1.0\r\nHost: group\r\nConnection: close\r\n"
-                    b"X-Forwarded-For: 10.0.0.1, 127.0.0.1\r\nAccept: */*\r\nContent-Length: 5\r\n\r\n")
+                    b"X-Forwarded-For: 10.0.0.1, 127.0.0.1\r\nContent-Length: 5\r\nProxy-Connection: x\r\n"
+                    b"Accept: */*\r\n\r\n")
 
 
 def test_request_head_chunked_and_no_body() -> None:
     head = request_head(b"PUT", b"/", b"1.1", [], frozenset(), [(b"A", b"b")], None, True)
-    assert head == b"PUT / HTTP/1.1\r\nA: b\r\nTransfer-Encoding: chunked\r\n\r\n"
+    assert head == b"PUT / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nA: b\r\n\r\n"
     assert request_head(b"GET", b"/", b"1.1", [], frozenset(), [], None, False) == b"GET / HTTP/1.1\r\n\r\n"
 
 

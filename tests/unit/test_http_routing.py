@@ -1,12 +1,12 @@
-"""Virtual host and location selection, URI normalization and the proxied URI."""
+"""Virtual host and location selection and the proxied URI ($uri itself: test_http_request_parse.py)."""
 
 from __future__ import annotations
 
 import pytest
 
 from sheer.config.model import HttpReturn, HttpServer, Listen, Location, ProxyPass, Upstream, UpstreamServer
-from sheer.core.http.routing import Locations, VirtualHosts, host_name
-from sheer.core.http.uri import BadUri, normalize, split_uri, upstream_uri
+from sheer.core.http.routing import Locations, VirtualHosts
+from sheer.core.http.uri import parse_uri, upstream_uri
 
 LISTEN = (Listen("127.0.0.1", 80),)
 
@@ -14,13 +14,6 @@ LISTEN = (Listen("127.0.0.1", 80),)
 def server(*names: str, paths: tuple[str, ...] = ("/",)) -> HttpServer:
     return HttpServer(LISTEN, names or ("",),
                       tuple(Location(p, return_=HttpReturn(200, None)) for p in paths))
-
-
-def test_host_name_strips_port_case_and_trailing_dot() -> None:
-    assert host_name("Example.COM:8080") == "example.com"
-    assert host_name("www.example.com.") == "www.example.com"
-    assert host_name("[::1]:80") == "[::1]"
-    assert host_name("") == ""
 
 
 def test_server_by_host_falls_back_to_the_first() -> None:
@@ -44,18 +37,6 @@ def test_exact_location_wins_then_longest_prefix() -> None:
     assert Locations((Location("/only/"),)).match("/") is None
 
 
-def test_normalize_like_nginx_uri() -> None:
-    assert normalize("/a/b") == "/a/b"
-    assert normalize("/a//b/./c/../d") == "/a/b/d"
-    assert normalize("/a/%41%20b") == "/a/A b"
-    assert normalize("/a/..") == "/"
-    with pytest.raises(BadUri):
-        normalize("/../etc/passwd")
-    with pytest.raises(BadUri):
-        normalize("relative")
-    assert split_uri("/p?x=1&y") == ("/p", "x=1&y")
-
-
 UP = Upstream("group", (UpstreamServer("127.0.0.11", 80),))
 
 
@@ -68,5 +49,6 @@ UP = Upstream("group", (UpstreamServer("127.0.0.11", 80),))
     (Location("/e", exact=True), "/other", "/e?z", "/other?z"),
 ])
 def test_upstream_uri(location: Location, target: str | None, raw: str, expected: str) -> None:
-    path, args = split_uri(raw)
-    assert upstream_uri(location, ProxyPass(UP, target), raw, normalize(path), args) == expected
+    parsed = parse_uri(raw.encode())
+    assert parsed is not None
+    assert upstream_uri(location, ProxyPass(UP, target), raw, *parsed) == expected

@@ -11,9 +11,6 @@ import sheer
 TESTS = Path(__file__).resolve().parents[1]
 SHEER = Path(sheer.__file__).resolve().parent      # the installed copy under `make pythons`
 MAX_LINES = 400
-# io/stream_tcp.py waits for its rewrite as a sans-IO session in core (issue 18); until then it is the one
-# module allowed past the limit.
-OVER_THE_LIMIT = {"io/stream_tcp.py"}
 
 
 def imported(path: Path) -> set[str]:
@@ -38,4 +35,4 @@ def test_the_tests_helpers_do_not_import_the_command_line() -> None:
 def test_no_module_is_over_400_lines() -> None:
     sizes = {str(p.relative_to(SHEER)): len(p.read_text().splitlines()) for p in SHEER.rglob("*.py")}
     assert len(sizes) > 50                                           # the package is found
-    assert {name for name, n in sizes.items() if n > MAX_LINES} - OVER_THE_LIMIT == set()
+    assert {name for name, n in sizes.items() if n > MAX_LINES} == set()

@@ -22,6 +22,7 @@ def test_out_of_descriptors_is_our_side_not_the_peers(monkeypatch: pytest.Monkey
                                                       bind: BindTo | None) -> None:
     monkeypatch.setattr(upstream_connect.socket, "socket", no_descriptors)
     monkeypatch.setattr(sockets.socket, "socket", no_descriptors)
+    monkeypatch.setattr(upstream_connect, "new_socket", no_descriptors)     # the C type, made directly
     with pytest.raises(UpstreamConnectError) as caught:
         start_connect(("127.0.0.1", 9), bind)
     assert caught.value.local is not None and caught.value.local.level == "alert"

@@ -28,14 +28,13 @@ class Peer:
     accessed: float = 0.0
     checked: float = 0.0
     health_down: bool = False       # set by hand (tests); active checks publish through HealthView
+    # Made once (a peer's server changes its parameters, never its address): asked per connection.
+    name: str = field(init=False)
+    address: tuple[str, int] = field(init=False)
 
-    @property
-    def name(self) -> str:
-        return self.server.name
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return (self.server.host, self.server.port)
+    def __post_init__(self) -> None:
+        self.name = self.server.name
+        self.address = (self.server.host, self.server.port)
 
 
 @dataclass(slots=True)

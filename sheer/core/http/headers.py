@@ -11,8 +11,10 @@ HOP_BY_HOP = frozenset({
     b"connection", b"keep-alive", b"te", b"trailer", b"upgrade", b"proxy-connection",
     b"transfer-encoding",
 })
-# nginx also drops these from the client's request by default (its internal proxy headers).
-_REQUEST_SKIP = HOP_BY_HOP | {b"content-length", b"expect"}
+# nginx's proxy_set_header defaults leave these out of the upstream request (Host and Connection
+# come with every location's proxy_set_header names); the others are forwarded as they came.
+_REQUEST_SKIP = frozenset({b"content-length", b"transfer-encoding", b"te", b"keep-alive", b"expect",
+                           b"upgrade"})
 # nginx sends its own Date and Server (proxy_hide_header defaults), so does sheer.
 _RESPONSE_SKIP = HOP_BY_HOP | {b"date", b"server", b"content-length", b"x-pad"}
 
@@ -40,19 +42,21 @@ def reason(status: int) -> bytes:
 def request_head(method: bytes, uri: bytes, version: bytes, set_headers: Iterable[tuple[bytes, bytes]],
                  set_names: frozenset[bytes], client_headers: Headers,
                  body_length: int | None, chunked: bool) -> bytes:
-    """The upstream request head: proxy_set_header values (empty ones already left out), then the
-    client's headers minus hop-by-hop ones and those proxy_set_header names, then the body framing."""
+    """The upstream request head as nginx builds it: proxy_set_header values (empty ones already left
+    out), the body's framing (nginx's Content-Length and Transfer-Encoding defaults come right after
+    Host and Connection), then the client's headers minus those nginx leaves out and those
+    proxy_set_header names."""
     lines = [b"%s %s HTTP/%s\r\n" % (method, uri, version)]
     for name, value in set_headers:
         lines.append(b"%s: %s\r\n" % (name, value))
-    skip = _REQUEST_SKIP | set_names
-    for name, value in client_headers:
-        if name.lower() not in skip:
-            lines.append(b"%s: %s\r\n" % (name, value))
     if body_length is not None:
         lines.append(b"Content-Length: %d\r\n" % body_length)
     elif chunked:
         lines.append(b"Transfer-Encoding: chunked\r\n")
+    skip = _REQUEST_SKIP | set_names
+    for name, value in client_headers:
+        if name.lower() not in skip:
+            lines.append(b"%s: %s\r\n" % (name, value))
     lines.append(b"\r\n")
     return b"".join(lines)
 

@@ -5,18 +5,6 @@ from __future__ import annotations
 from sheer.config.model import HttpServer, Location
 
 
-def host_name(host: str) -> str:
-    """`$host` from a Host header: the name without port, lowercase, no trailing dot."""
-    if not host:
-        return ""
-    if host.startswith("["):
-        end = host.find("]")
-        name = host[: end + 1] if end > 0 else host
-    else:
-        name = host.partition(":")[0]
-    return name.rstrip(".").lower()
-
-
 class Locations:
     """`=` exact locations first, then the longest matching prefix."""
 

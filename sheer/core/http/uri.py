@@ -3,52 +3,70 @@ a `proxy_pass` written with variables."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 from sheer.config.model import Location, ProxyPass
 
 _SAFE = "/:@!$&'()*+,;=-._~"
 
 
-class BadUri(Exception):
-    pass
+_COMPLEX = re.compile(rb"%|/\.|//|#")
+_QUOTED = re.compile(rb"%([0-9A-Fa-f]{2})")
+_BAD_QUOTE = re.compile(rb"%(?![0-9A-Fa-f]{2})|%00")
 
 
-def split_uri(raw: str) -> tuple[str, str]:
-    """`/a/b?x=1` -> ("/a/b", "x=1")."""
-    path, _, args = raw.partition("?")
-    return path, args
+# Plain targets come again and again (a bounded memo of their $uri and $args).
+_seen: dict[bytes, tuple[str, str]] = {}
 
 
-def normalize(path: str) -> str:
-    """nginx's $uri: percent-decoded, `//` merged, `.` and `..` resolved. Raises BadUri above root."""
-    if not path.startswith("/"):
-        raise BadUri(path)
-    if "%" not in path and "//" not in path and "/." not in path:
-        return path
-    decoded = unquote(path, errors="surrogateescape") if "%" in path else path
-    out: list[str] = []
-    segments = decoded.split("/")
-    for segment in segments[1:-1]:
-        if segment in ("", "."):
-            continue
-        if segment == "..":
+def parse_uri(target: bytes, empty_path: bool = False) -> tuple[str, str] | None:
+    """$uri and $args of a request target as nginx computes them (ngx_http_parse_complex_uri, merge_slashes
+    on): the path percent-decoded, "." and ".." segments resolved, slashes merged, the fragment dropped.
+    None when nginx answers 400: a bad %-escape, %00, or ".." above the root."""
+    known = _seen.get(target)
+    if known is not None and not empty_path:
+        return known
+    if not _COMPLEX.search(target):
+        path, _, args = target.partition(b"?")
+        parsed = ("/" if empty_path else path.decode("latin-1")), args.decode("latin-1")
+        if not empty_path and len(target) <= 256:
+            if len(_seen) >= 1024:
+                _seen.clear()
+            _seen[target] = parsed
+        return parsed
+    cut = len(target)
+    for mark in (b"?", b"#"):
+        at = target.find(mark)
+        if 0 <= at < cut:
+            cut = at
+    path = target[:cut]
+    args = b""
+    if target[cut:cut + 1] == b"?":
+        args = target[cut + 1:].partition(b"#")[0]
+    if _BAD_QUOTE.search(path):
+        return None
+    decoded = _QUOTED.sub(lambda m: bytes((int(m[1], 16),)), path) if b"%" in path else path
+    segments = decoded.split(b"/")[1:] if decoded.startswith(b"/") else [decoded]
+    out: list[bytes] = []
+    for segment in segments[:-1]:
+        if segment == b"..":
             if not out:
-                raise BadUri(path)
+                return None
             out.pop()
-            continue
-        out.append(segment)
-    last = segments[-1]
-    if last == "..":
+        elif segment not in (b"", b"."):
+            out.append(segment)
+    last = segments[-1] if segments else b""
+    if last == b"..":
         if not out:
-            raise BadUri(path)
+            return None
         out.pop()
-        last = ""
-    elif last == ".":
-        last = ""
-    out.append(last)
-    return "/" + "/".join(out)
+        last = b""
+    elif last == b".":
+        last = b""
+    uri = b"/" + b"/".join([*out, last]) if out or last else b"/"
+    return uri.decode("latin-1"), args.decode("latin-1")
 
 
 def upstream_uri(location: Location, proxy_pass: ProxyPass, raw_uri: str, uri: str, args: str) -> str:

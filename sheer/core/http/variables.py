@@ -37,6 +37,7 @@ class RequestVariables:
         "conn",
         "headers",
         "host",
+        "line",
         "method",
         "now",
         "proxy_host",
@@ -79,6 +80,7 @@ class RequestVariables:
         self.bytes_sent = 0
         self.body_bytes_sent = 0
         self._lower: dict[str, str] | None = None
+        self.line: str | None = None          # $request as the client wrote it (nginx's request_line)
 
     def header(self, name: str) -> str:
         """A request header by lowercase name (`x-forwarded-for`), or ""."""
@@ -127,6 +129,8 @@ def _proxy_part(header: ProxyHeader | None, which: int, part: int) -> str:
 
 
 def _request_line(v: RequestVariables) -> str:
+    if v.line is not None:
+        return v.line
     return f"{v.method.decode('latin-1')} {v.request_uri} {v.version}"
 
 

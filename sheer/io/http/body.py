@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import Callable
 from typing import Protocol
 
+from sheer.core.http.verdict import Rejected
+
 # Bodies up to this size are read completely before the first upstream try, so a failed try can
 # be repeated on the next peer (nginx buffers every body, to disk if needed; sheer streams larger
 # ones, which then can't be retried once sending started).
@@ -23,11 +25,13 @@ def _discard(data: bytes) -> None:
 
 class RequestBody:
     __slots__ = (
+        "broken",
         "chunked",
         "chunks",
         "content_length",
         "done",
         "end",
+        "failed",
         "limit",
         "reader",
         "replayable",
@@ -48,6 +52,8 @@ class RequestBody:
         self.waiter: asyncio.Future[None] | None = None
         self.limit = BUFFER_LIMIT
         self.replayable = True
+        self.failed: Rejected | None = None      # the body broke nginx's rules (bad chunk, too large)
+        self.broken: Callable[[Rejected], None] | None = None   # told when it does while streaming
 
     @property
     def expected(self) -> bool:
@@ -69,11 +75,19 @@ class RequestBody:
             self.end()
         self._wake()
 
+    def fail(self, rejected: Rejected) -> None:
+        """The client broke the body's framing: whoever waits for it or streams it is told."""
+        self.failed = rejected
+        self.chunks = []
+        if self.broken is not None:
+            self.broken(rejected)
+        self._wake()
+
     async def ready(self, *, whole: bool) -> None:
-        """Until the body is complete, or (unless `whole`) bigger than the buffer limit."""
+        """Until the body is complete, or (unless `whole`) bigger than the buffer limit, or broken."""
         if whole:
             self.limit = 1 << 62
-        if self.done or self.size > self.limit:
+        if self.done or self.size > self.limit or self.failed is not None:
             return
         self.waiter = asyncio.get_running_loop().create_future()
         try:
@@ -81,8 +95,10 @@ class RequestBody:
         finally:
             self.waiter = None
 
-    def attach(self, sink: Callable[[bytes], None], end: Callable[[], None]) -> None:
-        """Send what arrived so far, then everything else as it arrives."""
+    def attach(self, sink: Callable[[bytes], None], end: Callable[[], None],
+               broken: Callable[[Rejected], None] | None = None) -> None:
+        """Send what arrived so far, then everything else as it arrives (`broken`: it broke)."""
+        self.broken = broken
         for data in self.chunks:
             sink(data)
         if self.done:
@@ -95,7 +111,7 @@ class RequestBody:
 
     def detach(self) -> None:
         """The upstream went away: whatever else the client sends is read and dropped."""
-        self.sink, self.end = _discard, None
+        self.sink, self.end, self.broken = _discard, None, None
         self.chunks = []
         self.reader.resume("body")
 

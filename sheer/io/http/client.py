@@ -1,5 +1,5 @@
-"""The client side of an HTTP/1.x connection: parse requests, route them (sheer.io.http.dispatch), answer
-or hand them to their handler (proxy_pass, the status locations)."""
+"""The client side of an HTTP/1.x connection: read requests (sheer.core.http.reader: nginx's verdicts),
+route them, answer them in order or hand them to the proxy, and time every phase out as nginx does."""
 
 from __future__ import annotations
 
@@ -9,25 +9,18 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, cast
 
-import httptools
-
-from sheer.config.model import HttpReturn
-from sheer.core.http.pages import error_body, error_response
+from sheer.config.model import ClientLimits
+from sheer.core.http.reader import RequestReader
 from sheer.core.http.variables import Connection
 from sheer.core.proxy_protocol import Malformed, NeedMore, parse
 from sheer.io.counting import HttpCounters
-from sheer.io.http.body import RequestBody
-from sheer.io.http.dispatch import returned, route
-from sheer.io.http.request import HeaderTooLarge, Relay, Request
-from sheer.io.http.site import SERVER, Plan, Site
+from sheer.io.http.answers import answer_error, answer_refused, answer_return, client_error
+from sheer.io.http.reading import Reading
+from sheer.io.http.request import Relay, Request
+from sheer.io.http.site import Plan, Site
 from sheer.io.http.timeouts import Timeouts
 from sheer.io.logs import ErrorLogger
-
-HEADER_LIMIT = 8 * 1024        # large_client_header_buffers 8k
-CLIENT_HEADER_TIMEOUT = 60.0   # client_header_timeout
-KEEPALIVE_TIMEOUT = 75.0       # keepalive_timeout
-SEND_TIMEOUT = 60.0            # send_timeout
-PIPELINE_LIMIT = 8             # queued requests before reading pauses
+from sheer.io.slots import ConnectionSlots, Reusable
 
 # What answers a routed request that sheer does not answer itself: proxy_pass, the status locations.
 Handler = Callable[["ClientConnection", Request, Plan], Coroutine[Any, Any, None]]
@@ -47,33 +40,44 @@ class Listener(Protocol):
     draining: bool
     proxy: Handler
     status: Handler
+    slots: ConnectionSlots
 
     def connection_closed(self, conn: ClientConnection) -> None: ...
+    def reusable(self, conn: Reusable, idle: bool) -> None: ...
+    def release(self) -> None: ...
 
 
-class ClientConnection(Timeouts, asyncio.Protocol):
+class ClientConnection(Reading, Timeouts, asyncio.Protocol):
+    service: Listener
+
     def __init__(self, service: Listener) -> None:
         self.service = service
-        self.site = service.site
+        self.site = site = service.site
         self.loop = service.loop
         self.transport: asyncio.Transport | None = None
-        self.parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
+        self.reader = RequestReader(site.header_limits)
         self.conn: Connection | None = None
         self.queue: deque[Request] = deque()
         self.current: Request | None = None
-        self.receiving: Request | None = None
+        self.receiving: Request | None = None     # the request whose body is being read
         self.task: asyncio.Task[None] | None = None
         self.relay: Relay | None = None
-        self.timer: asyncio.TimerHandle | None = None
-        self.deadline: float | None = None
         self.send_timer: asyncio.TimerHandle | None = None
+        self.send_timeout = site.limits.send_timeout
         self.paused: set[str] = set()
         self.write_paused = False
         self.closed = False
-        self._url: list[bytes] = []
-        self._headers: list[tuple[bytes, bytes]] = []
-        self._header_size = 0
-        self._in_headers = False
+        self.eof = False
+        self.requests = 0
+        self.in_head = False               # counted in stub_status "reading"
+        self.lingering = False             # answered; the rest of a body is read and dropped, then close
+        self.linger_until = 0.0
+        self.slot = True                   # its worker_connections slot, taken when it was accepted
+        # Timeouts: one deadline timer, re-armed lazily; what it means is decided when it fires.
+        self.timer: asyncio.TimerHandle | None = None
+        self.idle_since = self.head_since = self.body_since = 0.0
+        self.idle_timeout = site.limits.client_header_timeout    # keepalive_timeout after a request
+        self.body_timeout = site.limits.client_body_timeout
         # `listen ... proxy_protocol`: bytes held until the PROXY header is complete (None: not expected).
         self.proxy_buffer: bytes | None = b"" if service.proxy_protocol else None
 
@@ -90,22 +94,21 @@ class ClientConnection(Timeouts, asyncio.Protocol):
         self.conn = Connection(remote[:2], local[:2], self.service.connected, self.site.hostname,
                                self.site.pid)
         self.service.connections.add(self)
-        self._arm(CLIENT_HEADER_TIMEOUT)
+        self.idle_since = self.loop.time()
+        self._arm(self.idle_since + self.idle_timeout)
+        self.service.reusable(self, True)
 
     def data_received(self, data: bytes) -> None:
-        if self.parser is None:
+        if self.closed or self.reader.stopped:
             return
         if self.proxy_buffer is not None:
             data = self._proxy_header(self.proxy_buffer + data)
             if not data:
                 return
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            # Upgrades are not proxied (nginx drops Upgrade without explicit config): answer, then close.
-            self.parser = None
-        except httptools.HttpParserError as exc:
-            self._bad_request(494 if isinstance(exc.__context__, HeaderTooLarge) else 400)
+        self.reader.feed(data)
+        if self.receiving is not None:
+            self.body_since = self.loop.time()
+        self._read()
 
     def _proxy_header(self, buffer: bytes) -> bytes:
         """Read the PROXY header (within client_header_timeout, like nginx); the request bytes after it."""
@@ -118,7 +121,7 @@ class ClientConnection(Timeouts, asyncio.Protocol):
         assert conn is not None
         if isinstance(result, Malformed):
             self.service.log.error(f"{result.reason} while reading PROXY protocol, client: "
-                                        f"{conn.remote_addr}, server: {conn.server_addr}:{conn.server_port}")
+                                   f"{conn.remote_addr}, server: {conn.server_addr}:{conn.server_port}")
             self.abort()
             return b""
         if result.header.transport == "stream":   # nginx: other transports' addresses are ignored
@@ -126,36 +129,48 @@ class ClientConnection(Timeouts, asyncio.Protocol):
         return buffer[result.length:]
 
     def eof_received(self) -> bool:
-        self.parser = None
+        self.eof = True
+        receiving = self.receiving
+        if receiving is not None and not receiving.body.done:
+            # nginx: "client prematurely closed connection", a 400 nobody will read, both sides closed
+            client_error(self, receiving, "info", "client prematurely closed connection", None)
+            if receiving.vars is not None:
+                receiving.vars.status = 400
+            self.abort()
+            return False
+        self.reader.stop()
+        self._count_head(False)
         # Keep the write side open while a response is still coming.
         return not (self.current is None and not self.queue)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.parser = None
+        self.reader.stop()
         self._cancel_timers()
+        self._give_slot_back()
         counters = self.service.counters
         row = counters.row
         row[counters.active] -= 1
-        if self._in_headers:
-            self._in_headers = False
-            row[counters.reading] -= 1
+        self._count_head(False)
         for queued in self.queue:
             self._uncount(queued)
         if self.task is not None:
             self.task.cancel()
-        if self.current is not None and not self.current.finished and self.current.vars is not None:
-            self.current.vars.status = self.current.vars.status or 499
-            self._log_access(self.current)
-        if self.current is not None and not self.current.finished:
-            self._uncount(self.current)
+        current = self.current
+        if current is not None and not current.finished:
+            if current.vars is not None:
+                current.vars.status = current.vars.status or 499
+                self._log_access(current, current.plan)
+            self._uncount(current)
         self.service.connection_closed(self)
 
     def pause_writing(self) -> None:
         self.write_paused = True
         if self.relay is not None:
             self.relay.client_paused(True)
-        self.send_timer = self.loop.call_later(SEND_TIMEOUT, self.abort)
+        plan = self.current.plan if self.current is not None else None
+        timeout = plan.send_timeout if plan is not None else self.send_timeout
+        self.send_timer = self.loop.call_later(timeout, self._send_timed_out)
 
     def resume_writing(self) -> None:
         self.write_paused = False
@@ -164,79 +179,6 @@ class ClientConnection(Timeouts, asyncio.Protocol):
             self.send_timer = None
         if self.relay is not None:
             self.relay.client_paused(False)
-
-    # -- httptools callbacks --
-
-    def on_message_begin(self) -> None:
-        self._url = []
-        self._headers = []
-        self._header_size = 0
-        if not self._in_headers:
-            counters = self.service.counters
-            counters.row[counters.reading] += 1
-        self._in_headers = True
-        if self.current is None and not self.queue:
-            self._arm(CLIENT_HEADER_TIMEOUT)
-
-    def on_url(self, url: bytes) -> None:
-        self._url.append(url)
-        self._header_size += len(url)
-        if self._header_size > HEADER_LIMIT:
-            raise HeaderTooLarge()
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
-        self._header_size += len(name) + len(value) + 4
-        if self._header_size > HEADER_LIMIT:
-            raise HeaderTooLarge()
-
-    def on_headers_complete(self) -> None:
-        parser = self.parser
-        assert parser is not None
-        self._in_headers = False
-        counters = self.service.counters
-        row = counters.row
-        row[counters.reading] -= 1
-        row[counters.writing] += 1
-        row[counters.requests] += 1
-        content_length: int | None = None
-        chunked = False
-        host: str | None = None
-        expect = False
-        for name, value in self._headers:
-            lname = name.lower()
-            if lname == b"host":
-                host = value.decode("latin-1")
-            elif lname == b"content-length":
-                content_length = int(value)
-            elif lname == b"transfer-encoding":
-                chunked = b"chunked" in value.lower()
-            elif lname == b"expect":
-                expect = value.lower() == b"100-continue"
-        version = parser.get_http_version()
-        request = Request(parser.get_method(), b"".join(self._url).decode("latin-1"), f"HTTP/{version}",
-                          self._headers, parser.should_keep_alive(),
-                          RequestBody(self, None if chunked else content_length, chunked),
-                          host, expect and version == "1.1")
-        request.length = self._header_size
-        request.counted = True
-        if parser.should_upgrade():
-            request.keepalive = False
-        self.receiving = request
-        self.queue.append(request)
-        if len(self.queue) > PIPELINE_LIMIT:
-            self.pause("pipeline")
-        if self.current is None:
-            self._start_next()
-
-    def on_body(self, body: bytes) -> None:
-        if self.receiving is not None:
-            self.receiving.body.feed(body)
-
-    def on_message_complete(self) -> None:
-        request, self.receiving = self.receiving, None
-        if request is not None:
-            request.body.finish()
 
     # -- reading flow control --
 
@@ -250,53 +192,46 @@ class ClientConnection(Timeouts, asyncio.Protocol):
             self.paused.discard(reason)
             if not self.paused and self.transport is not None and not self.closed:
                 self.transport.resume_reading()
+                if self.receiving is not None:
+                    self.body_since = self.loop.time()
+                self._read()
 
-    # -- requests --
+    # -- answering, in order --
 
     def _start_next(self) -> None:
         request = self.queue.popleft()
         self.current = request
         self.resume("pipeline")
-        self._clear_deadline()
-        assert self.conn is not None
-        plan = route(self.site, self.conn, request, self.service.counters)
-        if isinstance(plan, int):
-            self.respond_error(request, plan, None, keepalive=plan != 400)
+        plan = request.plan
+        if request.rejected is not None:
+            if request.rejected.status == 413 and plan is not None:
+                client_error(self, request, "error", request.rejected.message, None)
+                answer_error(self, request, 413, plan, keepalive=False)
+            else:
+                answer_refused(self, request)
             return
-        if plan.return_ is not None:
-            self._return(request, plan, plan.return_)
-            return
-        if plan.handler is not None:
+        assert plan is not None
+        failed = request.body.failed
+        if failed is not None:
+            answer_error(self, request, failed.status, plan, keepalive=False)
+        elif plan.location is None and plan.return_ is None:
+            answer_error(self, request, 404, plan)
+        elif plan.return_ is not None:
+            answer_return(self, request, plan)
+        elif plan.handler is not None:
             self.task = self.loop.create_task(self.service.status(self, request, plan))
-            return
-        self.task = self.loop.create_task(self.service.proxy(self, request, plan))
-
-    def _return(self, request: Request, plan: Plan, return_: HttpReturn) -> None:
-        assert request.vars is not None
-        if return_.code == 444:   # nginx: close without a response
-            request.vars.status = 444
-            self.finish(request, plan, keepalive=False)
-            return
-        keepalive = self.keepalive_after(request)
-        self.write(returned(request, return_, self.site.date(), keepalive=keepalive))
-        self.finish(request, plan, keepalive=keepalive)
+        else:
+            self.task = self.loop.create_task(self.service.proxy(self, request, plan))
 
     def respond_error(self, request: Request, status: int, plan: Plan | None, *,
                       keepalive: bool = True) -> None:
-        keepalive = keepalive and self.keepalive_after(request)
-        data = error_response(status, server=SERVER, date=self.site.date(), keepalive=keepalive,
-                              head=request.method == b"HEAD")
-        request.body.detach()
-        if request.vars is not None:
-            request.vars.status = status
-            request.vars.body_bytes_sent = len(error_body(status))
-        self.write(data)
-        self.finish(request, plan, keepalive=keepalive)
+        answer_error(self, request, status, plan, keepalive=keepalive)
 
     def keepalive_after(self, request: Request) -> bool:
         # An unanswered `Expect: 100-continue` leaves the body's fate unknown: close instead.
-        unread = request.expect_continue and not request.body.done and request.body.size == 0
-        return request.keepalive and not unread and not self.service.draining and self.parser is not None
+        body = request.body
+        unread = request.expect_continue and not body.done and body.size == 0
+        return request.keepalive and not unread and not self.service.draining
 
     def write(self, data: bytes) -> None:
         self.write_buffers([data], counted=len(data))
@@ -318,18 +253,30 @@ class ClientConnection(Timeouts, asyncio.Protocol):
         self._uncount(request)
         self.task = None
         self.relay = None
-        if request.vars is not None and plan is not None:
-            self._log_access(request, plan)
+        self._log_access(request, plan or request.plan)
         if self.current is request:
             self.current = None
         if self.closed:
             return
-        if not keepalive or self.service.draining or self.parser is None:
-            self.close()
+        if not keepalive or request.http09 or not self.keepalive_after(request):
+            if self.receiving is request and not self.reader.stopped:
+                self.linger()                # nginx reads what is left of its body before the close
+            else:
+                self.close()
         elif self.queue:
-            self._start_next()
+            self._start_next()               # pipelined requests are answered, whatever comes after
+        elif self.reader.stopped or self.eof:
+            self.close()                     # nothing more will be read: a refusal, or the client's end
         else:
-            self._arm(CLIENT_HEADER_TIMEOUT if self._in_headers else KEEPALIVE_TIMEOUT)
+            now = self.loop.time()
+            if self.reader.reading_head:
+                self.head_since = now
+                self._arm(now + self.site.limits.client_header_timeout)
+            else:
+                self.idle_since = now
+                self.idle_timeout = plan.keepalive_timeout if plan is not None else self.idle_timeout
+                self._arm(now + self.idle_timeout)
+                self.service.reusable(self, True)
 
     def _uncount(self, request: Request) -> None:
         """The request is over (answered, or its connection lost): out of "writing", into its zone."""
@@ -346,45 +293,61 @@ class ClientConnection(Timeouts, asyncio.Protocol):
             received = request.length + request.body.size
             zone.finished(counters.row, status, received, sent)
 
-    def _log_access(self, request: Request, plan: Plan | None = None) -> None:
-        variables = request.vars
-        if variables is None:
-            return
-        if plan is None:
-            return
-        if plan.access:
-            variables.now = time.time()
-            plan.access.write(variables)
+    @property
+    def client(self) -> ClientConnection:
+        return self
 
-    def _bad_request(self, status: int) -> None:
-        if self.current is None and self.transport is not None and not self.closed:
-            self.transport.write(error_response(status, server=SERVER, date=self.site.date(),
-                                                keepalive=False))
-            self.close()
-        else:
-            # A response is in progress: the connection can't be resynchronized; end it after that.
-            self.parser = None
-            for queued in self.queue:
-                queued.keepalive = False
-            if self.current is not None:
-                self.current.keepalive = False
+    @property
+    def routing(self) -> ClientConnection:
+        return self
+
+    @property
+    def connection(self) -> ClientConnection:
+        return self
+
+    @property
+    def limits(self) -> ClientLimits:
+        return self.site.limits
+
+    @property
+    def counters(self) -> HttpCounters:
+        return self.service.counters
+
+    def _log_access_now(self, request: Request) -> None:
+        self._log_access(request, request.plan)
+
+    def _log_access(self, request: Request, plan: Plan | None) -> None:
+        variables = request.vars
+        if variables is None or plan is None or not plan.access:
+            return
+        variables.now = time.time()
+        plan.access.write(variables)
 
     # -- lifetime --
 
     @property
     def idle(self) -> bool:
-        return self.current is None and not self.queue and not self._in_headers
+        return self.current is None and not self.queue and not self.in_head and self.receiving is None
 
     def close(self) -> None:
-        self.parser = None
+        self.reader.stop()
         if not self.closed and self.transport is not None:
             self.closed = True
             self._cancel_timers()
             self.transport.close()
+            self._give_slot_back()
 
     def abort(self) -> None:
-        self.parser = None
+        self.reader.stop()
         if self.transport is not None:
             self.closed = True
             self._cancel_timers()
             self.transport.abort()
+            self._give_slot_back()
+
+    def _give_slot_back(self) -> None:
+        """At once, as nginx frees a connection it closes (its descriptor follows in a moment)."""
+        self.service.reusable(self, False)
+        if self.slot:
+            self.slot = False
+            self.service.release()

@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import httptools
 
 from sheer.core.http.framing import BodyMode, Framing, upstream_reusable
 from sheer.core.http.headers import LAST_CHUNK, Headers, response_head
 from sheer.core.http.nextupstream import Failure
+from sheer.core.http.verdict import Rejected
 from sheer.io.http.body import RequestBody
 from sheer.io.http.client import ClientConnection
 from sheer.io.http.site import SERVER
 from sheer.io.http.upstream_pool import UpstreamConnection
+
+
+class _Unasked(Exception):
+    """Bytes after the end of the response: a response nobody asked for, or garbage."""
+
+
+class ClientBroke(Exception):
+    """The client's body broke nginx's rules while it was being sent upstream."""
+
+    def __init__(self, rejected: Rejected) -> None:
+        super().__init__(rejected.message)
+        self.rejected = rejected
 
 
 class UpstreamFailed(Exception):
@@ -26,8 +40,9 @@ class Exchange:
     """Implements UpstreamUser (events from the upstream socket) and httptools' response callbacks."""
 
     def __init__(self, client: ClientConnection, conn: UpstreamConnection, method: bytes,
-                 read_timeout: float, send_timeout: float) -> None:
+                 read_timeout: float, send_timeout: float, warn: Callable[[str], None]) -> None:
         self.client = client
+        self.warn = warn                 # a line for the error log, with the request's context
         self.conn = conn
         self.method = method
         self.loop = client.loop
@@ -41,7 +56,7 @@ class Exchange:
         self.headers: Headers = []
         self.content_length: int | None = None
         self.chunked = False
-        self.upstream_keepalive = False
+        self.upstream_keepalive: bool | None = False     # None: it sent more than its response
         self.complete = False
         self.got_bytes = False
         self.pending: list[bytes] = []
@@ -70,7 +85,7 @@ class Exchange:
         if body is None:
             self._request_sent()
         else:
-            body.attach(self._send_body, self._send_end)
+            body.attach(self._send_body, self._send_end, self._client_broke)
         self._arm(self.loop.time() + min(self.read_timeout, self.send_timeout))
 
     def _send_body(self, data: bytes) -> None:
@@ -87,6 +102,16 @@ class Exchange:
             self.conn.transport.write(LAST_CHUNK)
         self._request_sent()
 
+    def _client_broke(self, rejected: Rejected) -> None:
+        self._cancel_timer()
+        error = ClientBroke(rejected)
+        for future in (self.head, self.done):
+            if not future.done():
+                future.set_exception(error)
+                break
+        self.conn.user = None
+        self.conn.abort()
+
     def _request_sent(self) -> None:
         self.request_sent = True
         self.last_activity = self.loop.time()
@@ -94,6 +119,11 @@ class Exchange:
     # -- timeouts: one timer, re-armed lazily from timestamps instead of per chunk --
 
     def _arm(self, when: float) -> None:
+        timer = self.timer
+        if timer is not None:
+            if timer.when() <= when:
+                return
+            timer.cancel()
         self.timer = self.loop.call_at(when, self._check_timeout)
 
     def _check_timeout(self) -> None:
@@ -122,10 +152,15 @@ class Exchange:
         self.received += len(data)
         self.last_activity = self.loop.time()
         self.got_bytes = True
+        if self.complete and self.status:
+            self._unasked()
+            return
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError:
-            if not self.head.done():
+        except httptools.HttpParserError as exc:
+            if isinstance(exc.__context__, _Unasked) or (self.complete and self.status):
+                self._unasked()
+            elif not self.head.done():
                 self._fail(Failure.INVALID_HEADER,
                            "upstream sent invalid header while reading response header from upstream")
             elif not self.complete:
@@ -146,7 +181,8 @@ class Exchange:
         if not self.head.done():
             self._fail(Failure.ERROR, f"{why} while reading response header from upstream")
         elif self.content_length is None and not self.chunked:
-            self.upstream_keepalive = False
+            if self.upstream_keepalive is not None:
+                self.upstream_keepalive = False
             self.on_message_complete()   # a close-delimited body ends here
         else:
             self._fail(Failure.ERROR, f"{why} while reading upstream")
@@ -155,6 +191,8 @@ class Exchange:
         if paused:
             self.write_paused_at = self.loop.time()
             self.client.pause("upstream")
+            if not self.done.done():
+                self._arm(self.write_paused_at + self.send_timeout)    # proxy_send_timeout
         else:
             self.last_activity = self.loop.time()
             self.client.resume("upstream")
@@ -169,7 +207,26 @@ class Exchange:
             self.last_activity = self.loop.time()
             transport.resume_reading()
 
+    def _unasked(self) -> None:
+        """nginx: the response ends where its framing says; what follows is dropped, said at warn
+        level, and the connection is not reused (it would be read as the next request's answer)."""
+        if self.upstream_keepalive is None:
+            return                                   # said once
+        self.upstream_keepalive = None
+        if self.chunked:
+            self.warn("upstream sent data after final chunk while reading upstream")
+        else:
+            self.warn('upstream sent more data than specified in "Content-Length" header while reading '
+                      "upstream")
+        transport = self.conn.transport
+        if transport is not None:
+            transport.pause_reading()
+
     # -- httptools callbacks --
+
+    def on_message_begin(self) -> None:
+        if self.complete and self.status:
+            raise _Unasked()
 
     def on_status(self, status: bytes) -> None:
         self.reason.append(status)
@@ -188,7 +245,8 @@ class Exchange:
             self.reason, self.headers = [], []     # interim response: wait for the final one
             return
         self.status = status
-        self.upstream_keepalive = self.parser.should_keep_alive()
+        if self.upstream_keepalive is not None:
+            self.upstream_keepalive = self.parser.should_keep_alive()
         if self.chunked:
             self.content_length = None
         transport = self.conn.transport
@@ -200,6 +258,9 @@ class Exchange:
             self.head.set_result(None)
 
     def on_body(self, body: bytes) -> None:
+        if self.complete:           # a body after a HEAD response or with a 204/304: not ours
+            self._unasked()
+            return
         if self.framing is None:
             self.pending.append(body)
         else:
@@ -222,9 +283,12 @@ class Exchange:
         content_length = self.content_length if framing.mode in (BodyMode.LENGTH, BodyMode.NONE) else None
         if framing.mode is BodyMode.NONE and self.method != b"HEAD":
             content_length = None
-        head = response_head(self.status, b"".join(self.reason), self.headers, server=SERVER,
-                             date=client.site.date(), content_length=content_length,
-                             chunked=framing.mode is BodyMode.CHUNKED, keepalive=framing.keepalive)
+        if client.current is not None and client.current.http09:
+            head = b""      # HTTP/0.9: no status line, no headers (framing is CLOSE)
+        else:
+            head = response_head(self.status, b"".join(self.reason), self.headers, server=SERVER,
+                                 date=client.site.date(), content_length=content_length,
+                                 chunked=framing.mode is BodyMode.CHUNKED, keepalive=framing.keepalive)
         # The head, what already arrived of the body and, if complete, the last chunk leave in one
         # write: a small response costs one send() instead of two or three.
         buffers = [head]
@@ -273,7 +337,7 @@ class Exchange:
     @property
     def reusable(self) -> bool:
         return (self.complete and self.request_sent and not self.conn.closed and self.body_complete
-                and upstream_reusable(self.method, self.status, self.upstream_keepalive,
+                and upstream_reusable(self.method, self.status, bool(self.upstream_keepalive),
                                       self.content_length, self.chunked))
 
     @property
@@ -296,6 +360,7 @@ class Exchange:
             self.body.detach()
         if self.client.relay is self:
             self.client.relay = None
+        self.client.resume("upstream")     # whatever of the body still comes is read (and dropped)
         for future in (self.head, self.done):
             if future.done() and not future.cancelled():
                 future.exception()   # consumed: a failure after the client left is not an error

@@ -23,15 +23,14 @@ from sheer.core.http.nextupstream import (
 from sheer.core.http.uri import upstream_uri
 from sheer.core.variables import render
 from sheer.io.counting import PeerColumns
+from sheer.io.http.answers import CONTINUE
 from sheer.io.http.client import ClientConnection
-from sheer.io.http.exchange import Exchange, UpstreamFailed
+from sheer.io.http.exchange import ClientBroke, Exchange, UpstreamFailed
 from sheer.io.http.request import Request
 from sheer.io.http.site import Plan
 from sheer.io.http.targets import TargetError
-from sheer.io.http.upstream_pool import UpstreamConnection, open_upstream, pool_key
+from sheer.io.http.upstream_pool import NoSlot, UpstreamConnection, open_upstream, pool_key
 from sheer.io.sockets import BindError
-
-CLIENT_BODY_TIMEOUT = 60.0   # client_body_timeout, for the part of the body read before connecting
 
 
 class ProxiedRequest:
@@ -58,13 +57,17 @@ class ProxiedRequest:
         request, plan, location = self.request, self.plan, self.location
         assert location is not None and location.proxy_pass is not None
         body = request.body
+        if request.expect_continue:
+            # nginx (ngx_http_test_expect) says it before reading the body, whatever came with the
+            # head, a body or none
+            self.client.write(CONTINUE)
         if body.expected:
-            if request.expect_continue and body.size == 0:
-                self.client.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            # A chunked body sent as HTTP/1.0 needs its length first, so it is read whole.
-            whole = body.chunked and plan.version == b"1.0"
-            async with asyncio.timeout(CLIENT_BODY_TIMEOUT):
-                await body.ready(whole=whole)
+            # A chunked body sent as HTTP/1.0 needs its length first, so it is read whole. A client
+            # that stalls is the client connection's to time out (client_body_timeout).
+            await body.ready(whole=body.chunked and plan.version == b"1.0")
+            if body.failed is not None:
+                self.client.respond_error(request, body.failed.status, plan, keepalive=False)
+                return
         proxy = location.proxy_pass
         if proxy.url is not None:      # written with variables: the target is chosen for this request
             try:
@@ -169,7 +172,11 @@ class ProxiedRequest:
                 cached = conn is not None
             if conn is None:
                 try:
-                    conn = await open_upstream(peer.address, location.proxy_connect_timeout, self.bind)
+                    conn = await open_upstream(peer.address, location.proxy_connect_timeout, self.bind,
+                                               self.client.service.slots)
+                except NoSlot:     # said once a second by the slots themselves: a 500 here, as nginx's
+                    raise BindError(f"{self.client.service.slots.limit} worker_connections are not enough",
+                                    level="debug") from None
                 except TimeoutError:
                     self._count_transparent(errno.ETIMEDOUT)
                     hint = f"; {PLUMBING_HINT}" if self.bind is not None and self.bind.transparent else ""
@@ -183,9 +190,15 @@ class ProxiedRequest:
                               "upstream", peer)
                     return Failure.ERROR
             exchange = Exchange(self.client, conn, request.method, location.proxy_read_timeout,
-                                location.proxy_send_timeout)
+                                location.proxy_send_timeout, lambda line: self._log("warn", line, peer))
             try:
                 result = await self._exchange(exchange, peer, head)
+            except ClientBroke as broke:     # logged by the client connection
+                if self.response_started:
+                    self.client.abort()
+                else:
+                    self.client.respond_error(request, broke.rejected.status, plan, keepalive=False)
+                return None
             except UpstreamFailed as failed:
                 # A cached connection the upstream closed meanwhile: try again on a fresh one.
                 if (cached and failed.failure is Failure.ERROR and not exchange.got_bytes
@@ -227,6 +240,12 @@ class ProxiedRequest:
                 exchange.complete = False   # drop it: the connection is not reused
                 return failure
         client = self.client
+        broken = exchange.done.exception() if exchange.done.done() else None
+        if broken is not None:
+            # The body broke in the packets that brought the head: nginx has not flushed its head yet
+            # (postpone_output) and closes with nothing sent; so does sheer.
+            self.response_started = True
+            raise broken
         framing = response_framing(request.method, status, exchange.content_length,
                                    client_http11=request.version == "HTTP/1.1",
                                    client_keepalive=client.keepalive_after(request))
@@ -281,8 +300,6 @@ def _errno(exc: OSError) -> str:
 async def proxy(client: ClientConnection, request: Request, plan: Plan) -> None:
     try:
         await ProxiedRequest(client, request, plan).run()
-    except TimeoutError:
-        client.respond_error(request, 408, plan, keepalive=False)   # the client's body stalled
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # noqa: BLE001 -- a bug must cost one connection, not the worker

@@ -1,12 +1,16 @@
-"""One request as the client side parsed it, and what a relay must answer to."""
+"""One request as the client side read it, and what a relay must answer to."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from sheer.core.http.variables import RequestVariables
+from sheer.core.http.verdict import Rejected
 from sheer.io.counting import ZoneColumns
 from sheer.io.http.body import RequestBody
+
+if TYPE_CHECKING:
+    from sheer.io.http.site import Plan
 
 
 class Relay(Protocol):
@@ -21,10 +25,13 @@ class Request:
         "finished",
         "headers",
         "host",
+        "http09",
         "keepalive",
         "length",
         "method",
+        "plan",
         "raw_uri",
+        "rejected",
         "vars",
         "version",
         "zone",
@@ -45,7 +52,6 @@ class Request:
         self.length = 0
         self.counted = False        # counted as "writing" (stub_status) until it is finished
         self.zone: ZoneColumns | None = None    # its status_zone's columns
-
-
-class HeaderTooLarge(Exception):
-    pass
+        self.http09 = False         # HTTP/0.9: the answer is the body alone, then the connection closes
+        self.rejected: Rejected | None = None   # refused before any handler: answered with nginx's status
+        self.plan: Plan | None = None           # where it was routed (or its server, when refused)

@@ -6,12 +6,14 @@ import asyncio
 import socket
 
 from sheer.config.model import HttpServer
+from sheer.io.accept import Acceptor
 from sheer.io.context import WorkerContext
 from sheer.io.counting import HttpCounters
 from sheer.io.http.client import ClientConnection, Handler
 from sheer.io.http.proxy_pass import proxy
 from sheer.io.http.site import Site
 from sheer.io.http.status import StatusLocations
+from sheer.io.slots import ConnectionSlots, Reusable
 
 
 class HttpService:
@@ -23,34 +25,60 @@ class HttpService:
         self.ctx = ctx
         self.site = Site(servers, ctx)
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by start()
-        self.server: asyncio.AbstractServer | None = None
+        self.slots: ConnectionSlots = None  # type: ignore[assignment]  # set by start()
+        self.acceptor: Acceptor | None = None
         self.connections: set[ClientConnection] = set()
+        self.opening: set[asyncio.Task[object]] = set()
         self.connected = 0
         self.draining = False
         self.proxy: Handler = proxy
         self.status: Handler = StatusLocations(ctx).serve
         self._drained: asyncio.Future[None] | None = None
-        port = sock.getsockname()[1]
-        self.backlog = next((listen.backlog for server in servers for listen in server.listens
-                             if listen.port == port), 511)
-        host = sock.getsockname()[0]
+        host, port = sock.getsockname()[:2]
         # `listen ... proxy_protocol` belongs to the address: any server listing it turns it on.
         self.proxy_protocol = any(listen.proxy_protocol for server in servers for listen in server.listens
                                   if listen.port == port and listen.bind_host == host)
+        self.name = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self.log = ctx.error_log(None)
         self.counters = HttpCounters(ctx.counters, ctx.shared.layout, servers)
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
-        # The master owns `sock`; closing the server closes only this duplicate descriptor.
-        # asyncio and uvloop call listen() again: keep the backlog the master configured.
-        self.server = await self.loop.create_server(lambda: ClientConnection(self), sock=self.sock.dup(),
-                                                    backlog=self.backlog)
+        self.slots = self.ctx.slots()
+        # The master owns `sock`; this worker accepts on its own duplicate, with its own loop.
+        self.acceptor = Acceptor(self.loop, self.sock.dup(), self.slots, self.log, self.name, self._accepted)
+        self.acceptor.start()
+
+    def _accepted(self, fd: int, peer: tuple[str, int]) -> None:
+        sock = socket.socket(self.sock.family, socket.SOCK_STREAM, 0, fd)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:       # reset before we got to it
+            sock.close()
+            self.slots.release()
+            return
+        task = self.loop.create_task(self._open(sock))
+        self.opening.add(task)
+        task.add_done_callback(self.opening.discard)
+
+    async def _open(self, sock: socket.socket) -> None:
+        try:
+            await self.loop.connect_accepted_socket(lambda: ClientConnection(self), sock)
+        except OSError:
+            sock.close()
+            self.slots.release()
+
+    def reusable(self, conn: Reusable, idle: bool) -> None:
+        self.slots.idle(conn, idle)
+
+    def release(self) -> None:
+        self.slots.release()
 
     def stop_accepting(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            self.server = None
+        if self.acceptor is not None:
+            self.acceptor.stop()
+            self.acceptor.sock.close()
+            self.acceptor = None
 
     async def drain(self) -> None:
         self.stop_accepting()

@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from email.utils import formatdate
 
-from sheer.config.model import HttpReturn, HttpServer, Location, Upstream
+from sheer.config.model import ClientLimits, HttpReturn, HttpServer, Location, Upstream
 from sheer.config.template import Template
 from sheer.core.balancers import Balancer
+from sheer.core.http.request_head import Limits
 from sheer.core.http.routing import VirtualHosts
 from sheer.core.variables import VariableSource, render
 from sheer.io.context import WorkerContext
@@ -26,27 +27,41 @@ class Plan:
     __slots__ = (
         "access",
         "balancer",
+        "client_body_timeout",
+        "client_max_body_size",
         "dynamic",
         "error_log",
         "handler",
         "keepalive_ok",
+        "keepalive_timeout",
         "location",
         "peer_columns",
         "pool",
         "proxy_host",
         "return_",
+        "send_timeout",
         "set_headers",
         "set_names",
         "upstream",
         "version",
     )
 
-    def __init__(self, ctx: WorkerContext, location: Location | None, return_: HttpReturn | None) -> None:
+    def __init__(self, ctx: WorkerContext, location: Location | None, return_: HttpReturn | None,
+                 server: HttpServer | None = None) -> None:
         self.location = location
         self.return_ = return_
         self.handler = location.handler if location is not None else None
-        self.access = AccessLogger(location.access_logs) if location is not None else None
-        self.error_log: ErrorLogger = ctx.error_log(location.error_log if location else None)
+        if location is not None:
+            self.access: AccessLogger | None = AccessLogger(location.access_logs)
+            self.error_log: ErrorLogger = ctx.error_log(location.error_log)
+        else:   # a server-level `return`, or a request refused before it reached a location
+            self.access = AccessLogger(server.access_logs) if server is not None else None
+            self.error_log = ctx.error_log(server.error_log if server is not None else None)
+        limits = server.limits if server is not None else ClientLimits()
+        self.client_max_body_size = location.client_max_body_size if location else limits.client_max_body_size
+        self.client_body_timeout = location.client_body_timeout if location else limits.client_body_timeout
+        self.send_timeout = location.send_timeout if location else limits.send_timeout
+        self.keepalive_timeout = location.keepalive_timeout if location else limits.keepalive_timeout
         proxy = location.proxy_pass if location is not None else None
         self.upstream: Upstream | None = proxy.upstream if proxy else None
         self.dynamic = proxy is not None and proxy.url is not None   # proxy_pass with variables: per request
@@ -88,11 +103,20 @@ class Site:
         self.vhosts = VirtualHosts(servers)
         self.plans: dict[int, Plan] = {}
         self.server_plans: dict[int, Plan] = {}
+        # what a request refused before reaching a location is answered and logged with
+        self.refusal_plans: dict[int, Plan] = {}
         for server in servers:
             if server.return_ is not None:
-                self.server_plans[id(server)] = Plan(ctx, None, server.return_)
+                self.server_plans[id(server)] = Plan(ctx, None, server.return_, server)
+            self.refusal_plans[id(server)] = Plan(ctx, None, None, server)
             for location in server.locations:
                 self.plans[id(location)] = Plan(ctx, location, location.return_)
+        default = servers[0]
+        # Before a request names its host, the default server's limits hold (nginx: the same).
+        self.limits = default.limits
+        number, size = default.limits.large_client_header_buffers
+        self.header_limits = Limits(default.limits.client_header_buffer_size, number, size)
+        self.default_plan = self.refusal_plans[id(default)]
         self._date_second = -1
         self._date = b""
         self.hostname = ctx.hostname

@@ -21,6 +21,7 @@ from sheer.core.http.pages import simple_response
 from sheer.core.peers import slot_server
 from sheer.core.stats import PeerRef
 from sheer.io.context import WorkerContext
+from sheer.io.http.answers import CONTINUE
 from sheer.io.http.client import ClientConnection
 from sheer.io.http.dashboard import page
 from sheer.io.http.metrics import exposition
@@ -94,6 +95,8 @@ class StatusLocations:
     async def _serve(self, client: ClientConnection, request: Request, plan: Plan) -> None:
         handler = plan.handler
         assert handler is not None and request.vars is not None
+        if request.expect_continue:     # nginx's handlers read or discard the body: that says it first
+            client.write(CONTINUE)
         method = request.method.decode("latin-1")
         body = b""
         if request.body.expected:
@@ -101,8 +104,10 @@ class StatusLocations:
                 client.respond_error(request, 413, plan, keepalive=False)
                 return
             request.body.limit = BODY_LIMIT
-            async with asyncio.timeout(60.0):
-                await request.body.ready(whole=False)
+            await request.body.ready(whole=False)    # a stalled client: client_body_timeout ends it
+            if request.body.failed is not None:
+                client.respond_error(request, request.body.failed.status, plan, keepalive=False)
+                return
             if request.body.size > BODY_LIMIT or not request.body.done:
                 client.respond_error(request, 413, plan, keepalive=False)
                 return

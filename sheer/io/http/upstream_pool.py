@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+import struct
 from typing import Protocol, cast
 
 from sheer.config.model import Upstream
 from sheer.core.bind import BindTo
+from sheer.io.slots import ConnectionSlots
 from sheer.io.sockets import bound_socket
 from sheer.io.upstream_connect import connect
 
@@ -15,6 +18,8 @@ Address = tuple[str, int]
 # A pooled connection is identified by where it goes and where it comes from: with IP Transparency
 # each upstream connection carries a client's address and must never serve another client.
 PoolKey = tuple[Address, Address | None]
+
+_RESET = struct.pack("ii", 1, 0)     # SO_LINGER on, 0 seconds: close() sends RST
 
 UPSTREAM_KEEPALIVE_TIMEOUT = 60.0   # nginx's upstream keepalive_timeout default
 UPSTREAM_KEEPALIVE_REQUESTS = 1000  # nginx's keepalive_requests default
@@ -29,9 +34,14 @@ class UpstreamUser(Protocol):
     def upstream_paused(self, paused: bool) -> None: ...
 
 
+class NoSlot(Exception):
+    """worker_connections has no room for one more upstream connection."""
+
+
 class UpstreamConnection(asyncio.Protocol):
-    def __init__(self, key: PoolKey) -> None:
+    def __init__(self, key: PoolKey, slots: ConnectionSlots | None = None) -> None:
         self.key = key
+        self.slots = slots              # its worker_connections slot, given back once it is gone
         self.transport: asyncio.Transport | None = None
         self.user: UpstreamUser | None = None
         self.pool: UpstreamPool | None = None
@@ -56,6 +66,9 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.slots is not None:
+            self.slots.release()
+            self.slots = None
         if self.pool is not None:
             self.pool.discard(self)
         user, self.user = self.user, None
@@ -80,10 +93,18 @@ class UpstreamConnection(asyncio.Protocol):
                 self.transport.close()
 
     def abort(self) -> None:
+        """Drop a connection in an unknown state (a failure, a timeout, bytes nobody asked for): a
+        reset, not a FIN, so that a peer that stopped reading does not keep our send buffer and an
+        orphaned socket alive until the kernel gives up on it."""
         self.user = None
         self.closed = True
-        if self.transport is not None:
-            self.transport.abort()
+        transport = self.transport
+        if transport is not None:
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+            transport.abort()
 
 
 def pool_key(peer_addr: Address, source: BindTo | None) -> PoolKey:
@@ -93,11 +114,24 @@ def pool_key(peer_addr: Address, source: BindTo | None) -> PoolKey:
     return (peer_addr, None if source is None else (source.host, source.port))
 
 
-async def open_upstream(peer_addr: Address, timeout: float,
-                        source: BindTo | None = None) -> UpstreamConnection:
+async def open_upstream(peer_addr: Address, timeout: float, source: BindTo | None = None,
+                        slots: ConnectionSlots | None = None) -> UpstreamConnection:
     """Connect to a peer within `timeout` seconds. The only place upstream sockets are made.
-    Raises OSError, TimeoutError, or sheer.io.sockets.BindError (our side failed: proxy_bind)."""
+    Raises OSError, TimeoutError, sheer.io.sockets.BindError (our side failed: proxy_bind), or
+    NoSlot (worker_connections are all taken, as nginx counts upstream connections too)."""
     loop = asyncio.get_running_loop()
+    if slots is not None and not slots.take():
+        raise NoSlot()
+    try:
+        return await _open(loop, peer_addr, timeout, source, slots)
+    except BaseException:
+        if slots is not None:
+            slots.release()
+        raise
+
+
+async def _open(loop: asyncio.AbstractEventLoop, peer_addr: Address, timeout: float, source: BindTo | None,
+                slots: ConnectionSlots | None) -> UpstreamConnection:
     family = socket.AF_INET6 if ":" in peer_addr[0] else socket.AF_INET
     if source is None:
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -108,7 +142,7 @@ async def open_upstream(peer_addr: Address, timeout: float,
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         await connect(loop, sock, peer_addr, timeout)
         key = pool_key(peer_addr, source)
-        _, protocol = await loop.create_connection(lambda: UpstreamConnection(key), sock=sock)
+        _, protocol = await loop.create_connection(lambda: UpstreamConnection(key, slots), sock=sock)
     except BaseException:
         sock.close()
         raise
@@ -166,7 +200,7 @@ class UpstreamPool:
     def close(self) -> None:
         for conn in list(self.order):
             self.discard(conn)
-            conn.abort()
+            conn.close()
 
     def _forget(self, conn: UpstreamConnection) -> None:
         self.order.pop(conn, None)

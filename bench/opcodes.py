@@ -1,0 +1,150 @@
+"""Python bytecodes a sheer worker executes per TCP stream connection or per request: a steady measure of
+the interpreter's share of the work, where CPU time per operation moves with the machine's load.
+
+    python -m bench.opcodes --checkout /tmp/before --checkout . -n 200
+
+Each checkout (with its `.venv`) runs one worker on loopback with a stream server in front of a quiet
+upstream (a thread here that answers every chunk, and closes after the answer in `new`), under a trace
+function counting opcodes per function (sys.settrace with f_trace_opcodes, installed in the worker by a
+sitecustomize on PYTHONPATH). `new` opens a connection per request, `keepalive` sends every request on
+one connection. The count includes the event loop's Python around the relay, not the C code of socket
+calls or the kernel: compare builds with it, and the kernel side with `strace -c`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HOOK = '''
+import os, sys, json
+if os.environ.get("SHEER_OPCODES"):
+    import sheer.runtime.master as master
+    real = master.run_worker
+    def counted(*args, **kwargs):
+        counts = {}
+        def tracer(frame, event, arg):
+            frame.f_trace_opcodes = True
+            if event == "opcode":
+                key = frame.f_code.co_filename + ":" + frame.f_code.co_name
+                counts[key] = counts.get(key, 0) + 1
+            return tracer
+        sys.settrace(tracer)
+        try:
+            return real(*args, **kwargs)
+        finally:
+            sys.settrace(None)
+            with open(os.environ["SHEER_OPCODES"], "w") as out:
+                json.dump(counts, out)
+    master.run_worker = counted
+'''
+RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nhello\n"
+REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
+
+
+def upstream(close: bool) -> socket.socket:
+    listener = socket.create_server(("127.0.0.21", 0))
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            while conn.recv(65536):
+                conn.sendall(RESPONSE)
+                if close:
+                    return
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return listener
+
+
+def run(checkout: Path, mode: str, count: int) -> dict[str, int]:
+    with tempfile.TemporaryDirectory(prefix="sheer-opcodes-") as tmp:
+        Path(tmp, "sitecustomize.py").write_text(HOOK)
+        up = upstream(close=mode == "new")
+        probe = socket.create_server(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()
+        conf = Path(tmp, "lb.conf")
+        conf.write_text(f"worker_processes 1;\nstream {{ server {{ listen 127.0.0.1:{port}; "
+                        f"proxy_bind $remote_addr transparent; "
+                        f"proxy_pass 127.0.0.21:{up.getsockname()[1]}; }} }}\n")
+        out = Path(tmp, "counts.json")
+        env = {**os.environ, "PYTHONPATH": tmp, "SHEER_OPCODES": str(out)}
+        proc = subprocess.Popen([str(checkout / ".venv/bin/sheer"), "-c", str(conf)], env=env)
+        try:
+            for _ in range(200):
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            time.sleep(0.5)
+            counts = _load(proc, out, port, mode, count)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            up.close()
+        return counts
+
+
+def _load(proc: subprocess.Popen[bytes], out: Path, port: int, mode: str, count: int) -> dict[str, int]:
+    if mode == "new":
+        for _ in range(count):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                sock.sendall(REQUEST)
+                while sock.recv(65536):
+                    pass
+    else:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            for _ in range(count):
+                sock.sendall(REQUEST)
+                got = b""
+                while len(got) < len(RESPONSE):
+                    got += sock.recv(65536)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(10)
+    counts: dict[str, int] = json.loads(out.read_text())
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.opcodes", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkout", type=Path, action="append", required=True, help="a checkout with its .venv")
+    p.add_argument("-n", "--count", type=int, default=200, help="connections (new) or requests (keepalive)")
+    p.add_argument("-m", "--mode", choices=("new", "keepalive", "both"), default="both")
+    p.add_argument("--top", type=int, default=0, help="also list the N functions executing the most")
+    args = p.parse_args(argv)
+    modes = ("new", "keepalive") if args.mode == "both" else (args.mode,)
+    print("| checkout | " + " | ".join(f"{m}: opcodes/op" for m in modes) + " |")
+    print("|---|" + "---|" * len(modes))
+    for checkout in args.checkout:
+        cells, tops = [], []
+        for mode in modes:
+            counts = run(checkout.resolve(), mode, args.count)
+            cells.append(f"{sum(counts.values()) / args.count:,.0f}")
+            tops += [f"  {mode} {n / args.count:8.1f} {name.rsplit('/', 2)[-1]}"
+                     for name, n in sorted(counts.items(), key=lambda kv: -kv[1])[:args.top]]
+        print(f"| {checkout} | " + " | ".join(cells) + " |")
+        if tops:
+            print("\n".join(tops), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,353 @@
+"""The TCP stream session of nginx's stream proxy (ngx_stream_proxy_module), sans-IO.
+
+A session is a client connection and, once a peer accepts, its upstream connection. Its phase is
+explicit — PREREAD (`listen ... proxy_protocol`: the PROXY header is read), CONNECTING, RELAYING, DONE —
+and so is each direction's state (a `Flow` per side the bytes come from). The driver
+(sheer.io.tcp_relay) tells it what happened, as events (`accepted`, `preread`, `connecting`,
+`connected`, `connect_failed`, `eof`, `failed`, `tick`, `aborted`), and executes what it answers,
+as commands (`Connect`, `Answer`, `Shutdown`, `Close`, `Log`, `Arm`). Time is an argument: the tests
+drive sessions with a fake clock.
+
+Decided here, as nginx decides them: which peer next (`proxy_next_upstream`, `_tries`, `_timeout`,
+passive failures through the balancer), what an EOF does (`proxy_half_close`), when a session times out
+(`proxy_protocol_timeout`, `proxy_connect_timeout`, `proxy_timeout`), its status and its log lines.
+The bytes themselves never come here: the driver moves and counts them (a call per chunk would cost the
+relay's hot path more than all its other Python), reports an EOF once what came before it was delivered,
+and tells at each `tick` how many bytes have moved so far, all proxy_timeout needs to know.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum, IntEnum
+from typing import Any
+
+from sheer.config.model import StreamServer
+from sheer.core import proxy_protocol
+from sheer.core.balancers import Balancer, Peer, Tried, request_key
+from sheer.core.bind import PLUMBING_HINT, BindTo, BindValueError, bind_to
+from sheer.core.deadlines import Deadlines, Queue
+from sheer.core.realip import Address, from_proxy_protocol
+from sheer.core.variables import VariableSource, render_bytes
+
+TIMED_OUT = "upstream timed out (110: Connection timed out)"
+
+
+class Phase(Enum):
+    PREREAD = "preread"          # reading the PROXY header of `listen ... proxy_protocol`
+    CONNECTING = "connecting"    # connect() issued to a peer, not answered yet
+    RELAYING = "relaying"        # bytes move both ways (or a `return` answer goes out)
+    DONE = "done"
+
+
+class Side(IntEnum):
+    CLIENT = 0
+    UPSTREAM = 1
+
+
+class Flow(Enum):
+    """One direction, named by the side its bytes come from."""
+
+    OPEN = "open"
+    ENDED = "ended"              # its EOF came after everything before it was delivered, and was passed on
+
+
+# --- commands: what the driver does, in the order given ------------------------------------------
+
+@dataclass(slots=True)
+class Connect:
+    """Open a connection to `peer`, bound as proxy_bind says; then report `connected` or `connect_failed`."""
+
+    peer: Peer
+    bind: BindTo | None
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """`return`: send `data` to the client; report `eof(UPSTREAM)` once it is delivered."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Shutdown:
+    """Pass an EOF on: shutdown(SHUT_WR) of the connection to `side`."""
+
+    side: Side
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Close both connections, then write the access log. `discard`: first read away what the client
+    sent and nobody will read, so that it sees an orderly end rather than a reset."""
+
+    discard: bool = False
+
+
+class Context(Enum):
+    """What the driver appends to a log line, as nginx's log handler does."""
+
+    CLIENT = "client"            # client: ADDR, server: LISTEN
+    SESSION = "session"          # ... and the upstream (Log.peer, when set) and the bytes either way
+    BYTES = "bytes"              # the bytes either way, alone
+
+
+@dataclass(frozen=True, slots=True)
+class Log:
+    """Write `message` and its context to the server's error log at `level`; then `; hint` if any."""
+
+    level: str
+    message: str
+    context: Context = Context.SESSION
+    peer: Peer | None = None
+    hint: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Arm:
+    """A deadline came before the driver's timer: set the timer to `Deadlines.next_deadline()` again."""
+
+
+Command = Connect | Answer | Shutdown | Close | Log | Arm
+NOTHING: tuple[Command, ...] = ()
+ARM = Arm()
+ARMING: tuple[Command, ...] = (ARM,)
+CLOSE = Close()
+CLOSING: tuple[Command, ...] = (CLOSE,)
+DISCARDING: tuple[Command, ...] = (Close(discard=True),)
+
+
+SHUTDOWN = (Shutdown(Side.CLIENT), Shutdown(Side.UPSTREAM))       # toward each side
+CLIENT_DISCONNECTED = (Log("info", "client disconnected", Context.BYTES), CLOSE)
+UPSTREAM_DISCONNECTED = (Log("info", "upstream disconnected", Context.BYTES), CLOSE)
+
+
+class TcpServer:
+    """What every session of one stream server shares, made once per configuration: the server's
+    directives, its upstream's balancer, the sessions' deadlines."""
+
+    __slots__ = ("balancer", "connecting", "deadlines", "idle", "preread", "prereading", "server")
+
+    def __init__(self, server: StreamServer, balancer: Balancer | None, preread: bool) -> None:
+        self.server = server
+        self.balancer = balancer
+        self.preread = preread              # `listen ... proxy_protocol` on this listener
+        self.deadlines = deadlines = Deadlines()
+        # (the queue, its timeout) of each phase that waits for one
+        self.prereading = (deadlines.queue(server.proxy_protocol_timeout), server.proxy_protocol_timeout)
+        self.connecting = (deadlines.queue(server.proxy_connect_timeout), server.proxy_connect_timeout)
+        self.idle = (deadlines.queue(server.proxy_timeout), server.proxy_timeout)
+
+
+class TcpSession:
+    """One client connection and, once a peer accepts, its upstream connection: what nginx's stream
+    proxy decides about them."""
+
+    __slots__ = ("bind", "client", "connect_began", "connect_time", "from_client", "from_upstream",
+                 "header_length", "io", "mark", "peer", "phase", "proxy", "queue", "shared", "started",
+                 "status", "tried", "upstream_addr")
+
+    def __init__(self, shared: TcpServer, client: Address, io: VariableSource) -> None:
+        self.shared = shared
+        self.io: Any = io                   # the driver's session: renders the variables, keys the deadlines
+        self.phase = Phase.PREREAD
+        self.from_client = self.from_upstream = Flow.OPEN
+        self.client = client                # $remote_addr:$remote_port (after realip)
+        self.proxy: proxy_protocol.ProxyHeader | None = None
+        self.header_length = 0
+        self.peer: Peer | None = None       # the peer connecting or connected
+        self.tried: Tried | None = None
+        self.bind: BindTo | None = None
+        self.upstream_addr = ""             # every peer tried, as $upstream_addr lists them
+        self.status = 200
+        self.mark = 0                       # the bytes moved when proxy_timeout last looked
+        self.started = self.connect_began = 0.0
+        self.connect_time: float | None = None
+        self.queue: Queue | None = None     # the deadline queue this session waits in
+
+    # --- events ----------------------------------------------------------------------------
+
+    def accepted(self, now: float) -> Sequence[Command]:
+        """The client's connection is here."""
+        self.started = now
+        if self.shared.preread:
+            return self._watch(self.shared.prereading, now)
+        return self._start(now)
+
+    def preread(self, buffer: bytes, now: float) -> Sequence[Command]:
+        """Everything the client sent so far, while reading its PROXY header. Once the header is
+        complete, `header_length` says how much of `buffer` it took: the rest is the client's data."""
+        result = proxy_protocol.parse(buffer)
+        if isinstance(result, proxy_protocol.NeedMore):
+            return NOTHING
+        self._forget()
+        if isinstance(result, proxy_protocol.Malformed):
+            return self._fail(f"{result.reason} while reading PROXY protocol", 400, now)
+        self.header_length = result.length
+        if result.header.transport == "stream":   # nginx ignores the addresses of other transports
+            self.proxy = result.header
+            real = from_proxy_protocol(self.shared.server.real_ip, self.client[0], result.header)
+            if real is not None:
+                self.client = real
+        return self._start(now)
+
+    def connecting(self, now: float) -> Sequence[Command]:
+        """connect() did not complete at once: it is under way, and proxy_connect_timeout runs. (Over
+        veth or loopback the handshake usually completes inside the call: then `connected` follows
+        `Connect` directly and no deadline is set and forgotten for nothing.)"""
+        return self._watch(self.shared.connecting, now)
+
+    def connected(self, now: float) -> Sequence[Command]:
+        self._forget()
+        self.connect_time = now - self.connect_began
+        self.phase = Phase.RELAYING
+        return self._watch(self.shared.idle, now)
+
+    def connect_failed(self, message: str, now: float, timed_out: bool = False, ours: str | None = None,
+                       fix: str = "") -> Sequence[Command]:
+        """connect() failed or timed out (`message` in nginx's words). `ours`: the level of a failure on
+        our side (bind, IP_TRANSPARENT, out of descriptors), which is not the peer's fault, and `fix`
+        what to do about it."""
+        self._forget()
+        shared, peer, tried = self.shared, self.peer, self.tried
+        balancer = shared.balancer
+        assert balancer is not None and peer is not None and tried is not None
+        self.peer = None
+        if ours is not None:
+            balancer.free(peer, failed=False, now=now)
+            line = Log(ours, f"{message} while connecting to upstream", Context.SESSION, peer, fix)
+            return (line, *self._fail(None, 500, now))
+        disabled = balancer.free(peer, failed=True, now=now)
+        bind = self.bind
+        hint = PLUMBING_HINT if timed_out and bind is not None and bind.transparent else ""
+        lines = [Log("error", f"{message} while connecting to upstream", Context.SESSION, peer, hint)]
+        if disabled:
+            lines.append(Log("warn", "upstream server temporarily disabled while connecting to upstream",
+                             Context.SESSION, peer))
+        server = shared.server
+        limit = server.proxy_next_upstream_timeout
+        if not server.proxy_next_upstream or tried.left <= 0 or (limit and now - self.started >= limit):
+            return (*lines, *self._fail(None, 502, now))
+        return (*lines, *self._connect(now))
+
+    def eof(self, side: Side, now: float) -> Sequence[Command]:
+        """`side` sent its EOF, and everything it sent before was delivered."""
+        phase = self.phase
+        if phase is Phase.DONE:
+            return NOTHING
+        if phase is Phase.PREREAD:
+            line = Log("info", "client closed connection while reading PROXY protocol", Context.CLIENT)
+            return (line, *self._close(now))
+        if side:
+            self.from_upstream = Flow.ENDED
+        else:
+            self.from_client = Flow.ENDED
+        if self.shared.server.return_value is not None:
+            return self._close(now, discard=True)        # the answer is out
+        if not self.shared.server.proxy_half_close:
+            self._close(now)
+            return UPSTREAM_DISCONNECTED if side else CLIENT_DISCONNECTED
+        shutdown = SHUTDOWN[1 - side]
+        if self.from_client is Flow.ENDED and self.from_upstream is Flow.ENDED:
+            return (shutdown, *self._close(now))
+        return (shutdown,)
+
+    def failed(self, side: Side, call: str, error: OSError, now: float) -> Sequence[Command]:
+        """`call` ("recv", "send") on the connection to `side` failed while relaying."""
+        if self.phase is Phase.DONE:
+            return NOTHING
+        direction = "reading from" if call == "recv" else "sending to"
+        what = f"{call}() failed ({error.errno}: {error.strerror}) while proxying and {direction}"
+        if side is Side.CLIENT:     # nginx logs a client's failures at info: they are the client's business
+            return (Log("info", f"{what} client", Context.SESSION, self.peer), *self._close(now))
+        commands = self._close(now)
+        return (Log("error", f"{what} upstream", Context.SESSION), *commands)
+
+    def tick(self, now: float, moved: int = 0) -> Sequence[Command]:
+        """The deadline this session waited for has come (the driver's timer found it due); `moved`: the
+        bytes relayed either way so far, held-back remainders delivered later included."""
+        phase = self.phase
+        self.queue = None                   # taken out of its queue by Deadlines.due
+        if phase is Phase.RELAYING:
+            if moved != self.mark:          # proxy_timeout: a byte moved either way since the last look
+                self.mark = moved
+                return self._watch(self.shared.idle, now)
+            line = Log("info", "connection timed out", Context.SESSION, self.peer)
+            return (line, *self._close(now))
+        if phase is Phase.CONNECTING:
+            return self.connect_failed(TIMED_OUT, now, timed_out=True)
+        if phase is Phase.PREREAD:
+            line = Log("info", "client timed out (110: Connection timed out) while reading PROXY protocol",
+                       Context.CLIENT)
+            return (line, *self._close(now))
+        return NOTHING
+
+    def aborted(self, now: float) -> Sequence[Command]:
+        """The worker stops at once (SIGTERM, or the drain waited long enough)."""
+        return self._close(now)
+
+    # --- decisions -------------------------------------------------------------------------
+
+    def _start(self, now: float) -> Sequence[Command]:
+        shared = self.shared
+        server = shared.server
+        if server.return_value is not None:
+            self.phase = Phase.RELAYING
+            self.from_client = Flow.ENDED        # nothing more is read: the session ends once this is sent
+            answer = Answer(render_bytes(server.return_value, self.io))
+            return (answer, *self._watch(shared.idle, now))   # a client that never reads it
+        balancer = shared.balancer
+        assert balancer is not None
+        try:
+            self.bind = bind_to(server.proxy_bind, self.io)
+        except BindValueError as exc:
+            return self._fail(f"{exc} while connecting to upstream", 500, now)
+        self.tried = balancer.start(server.proxy_next_upstream_tries, request_key(balancer.upstream, self.io))
+        self.started = now
+        return self._connect(now)
+
+    def _connect(self, now: float) -> Sequence[Command]:
+        balancer, tried = self.shared.balancer, self.tried
+        assert balancer is not None and tried is not None
+        peer = balancer.get(tried, now)
+        if peer is None:
+            return self._fail("no live upstreams while connecting to upstream", 502, now)
+        self.peer = peer
+        self.upstream_addr = f"{self.upstream_addr}, {peer.name}" if self.upstream_addr else peer.name
+        self.phase = Phase.CONNECTING
+        self.connect_began = now
+        return (Connect(peer, self.bind),)
+
+    def _fail(self, message: str | None, status: int, now: float) -> Sequence[Command]:
+        self.status = status
+        if message:
+            return (Log("error", message, Context.SESSION), *self._close(now, discard=True))
+        return self._close(now, discard=True)
+
+    def _close(self, now: float, discard: bool = False) -> Sequence[Command]:
+        if self.phase is Phase.DONE:
+            return NOTHING
+        self.phase = Phase.DONE
+        self._forget()
+        peer = self.peer
+        if peer is not None:
+            self.peer = None
+            balancer = self.shared.balancer
+            assert balancer is not None
+            balancer.free(peer, failed=False, now=now)
+        self.io = None                      # no cycle left once the session is done
+        return DISCARDING if discard else CLOSING
+
+    def _watch(self, queue: tuple[Queue, float], now: float) -> Sequence[Command]:
+        waiting, timeout = queue
+        self.queue = waiting
+        deadline = waiting[self.io] = now + timeout
+        armed = self.shared.deadlines.armed
+        return ARMING if armed is None or deadline < armed else NOTHING
+
+    def _forget(self) -> None:
+        queue = self.queue
+        if queue is not None:
+            self.queue = None
+            queue.pop(self.io, None)

@@ -1,0 +1,140 @@
+"""What sheer answers by itself on a client connection: `return`, error pages, requests refused
+before any handler (with nginx's info line in the error log), and the request they belong to."""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+from sheer.core.http.pages import REDIRECTS, error_body, error_response, simple_response
+from sheer.core.http.request_head import log_text
+from sheer.core.http.request_line import INVALID_09_METHOD
+from sheer.core.http.variables import Connection, RequestVariables
+from sheer.core.http.verdict import Rejected
+from sheer.core.variables import render_bytes
+from sheer.io.http.body import Reader, RequestBody
+from sheer.io.http.request import Request
+from sheer.io.http.site import SERVER, Plan, Site
+
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class Client(Reader, Protocol):
+    """The connection answering (sheer.io.http.client.ClientConnection)."""
+
+    @property
+    def conn(self) -> Connection | None: ...
+    @property
+    def site(self) -> Site: ...
+    def keepalive_after(self, request: Request) -> bool: ...
+    def discard_body(self, request: Request) -> Rejected | None: ...
+    def write(self, data: bytes) -> None: ...
+    def finish(self, request: Request, plan: Plan | None, *, keepalive: bool) -> None: ...
+
+
+def refused_request(client: Client, rejected: Rejected, line: bytes, plan: Plan) -> Request:
+    """A stand-in for the request nginx refused, so that it is answered in its turn and logged
+    (`$request` is what the client sent up to the end of its first line)."""
+    conn = client.conn
+    assert conn is not None
+    request = Request(b"", "", "", [], False, RequestBody(client, None, False), None, False)
+    request.rejected = rejected
+    request.plan = plan
+    request.http09 = rejected is INVALID_09_METHOD
+    server_name = client.site.vhosts.default.name
+    request.vars = RequestVariables(conn, b"", "", "", "", "", [], server_name or conn.server_addr,
+                                    server_name, len(line), time.time())
+    request.vars.line = line.decode("latin-1")
+    return request
+
+
+def client_error(client: Client, request: Request | None, level: str, message: str,
+                 action: str | None) -> None:
+    """nginx's line about a client's fault:
+    `MESSAGE while ACTION, client: A, server: S, request: "R", host: "H"`."""
+    plan = request.plan if request is not None and request.plan is not None else client.site.default_plan
+    log = plan.error_log
+    if not log.enabled(level):
+        return
+    conn = client.conn
+    assert conn is not None
+    line = message + (f" while {action}" if action else "") + f", client: {conn.remote_addr}"
+    variables = request.vars if request is not None else None
+    if variables is None:
+        line += f", server: {conn.server_addr}:{conn.server_port}"
+    else:
+        line += f", server: {variables.server_name}"
+        text = variables.variable("request")
+        if text:
+            line += f', request: "{log_text(text.encode("latin-1"))}"'
+        host = variables.header("host")
+        if host:
+            line += f', host: "{log_text(host.encode("latin-1"))}"'
+    log.log(level, line)
+
+
+def answer_refused(client: Client, request: Request) -> None:
+    """nginx's status and page for a request it refused; the connection closes after it."""
+    rejected = request.rejected
+    assert rejected is not None
+    action = None
+    if rejected.level == "info":
+        action = "reading client request line" if not request.method else "reading client request headers"
+    client_error(client, request, rejected.level, rejected.message, action)
+    answer_error(client, request, rejected.status, request.plan, keepalive=False)
+
+
+def answer_error(client: Client, request: Request, status: int, plan: Plan | None, *,
+                 keepalive: bool = True) -> None:
+    if client.discard_body(request) is not None:
+        keepalive = False
+    keepalive = keepalive and client.keepalive_after(request)
+    body = error_body(status)
+    if request.http09:
+        data, keepalive = body, False
+    else:
+        data = error_response(status, server=SERVER, date=client.site.date(), keepalive=keepalive,
+                              head=request.method == b"HEAD")
+    if request.vars is not None:
+        request.vars.status = 400 if status == 494 else status     # nginx logs what it sent
+        request.vars.body_bytes_sent = len(body)
+    client.write(data)
+    client.finish(request, plan, keepalive=keepalive)
+
+
+def answer_return(client: Client, request: Request, plan: Plan) -> None:
+    returned = plan.return_
+    assert returned is not None and request.vars is not None
+    code = returned.code
+    if code == 444:   # nginx: close without a response
+        request.vars.status = 444
+        client.finish(request, plan, keepalive=False)
+        return
+    if request.expect_continue and (code < 400 or returned.text is not None):
+        # nginx answers these through ngx_http_send_response, whose discard says it first
+        client.write(CONTINUE)
+    broken = client.discard_body(request)
+    if broken is not None:       # nginx: the return's answer becomes the body's verdict
+        answer_error(client, request, broken.status, plan, keepalive=False)
+        return
+    text = render_bytes(returned.text, request.vars) if returned.text is not None else None
+    location = None
+    if code in REDIRECTS:
+        location, body, content_type = text, error_body(code), b"text/html"
+    elif text is not None:
+        body, content_type = text, b"text/plain"
+    elif code >= 400:
+        body, content_type = error_body(code), b"text/html"
+    else:
+        body, content_type = b"", b"text/plain"
+    keepalive = client.keepalive_after(request)
+    head = request.method == b"HEAD"
+    if request.http09:
+        data, keepalive = body, False
+    else:
+        data = simple_response(code, server=SERVER, date=client.site.date(), body=body,
+                               content_type=content_type, keepalive=keepalive, head=head, location=location)
+    request.vars.status = code
+    request.vars.body_bytes_sent = 0 if head else len(body)
+    client.write(data)
+    client.finish(request, plan, keepalive=keepalive)

@@ -1,0 +1,138 @@
+"""One direction of a TCP stream session: bytes read from one descriptor and written to the other. The
+same relay serves both directions (client to upstream, upstream to client); what the bytes mean to the
+session (counted, an EOF, a failure) goes to its core session (sheer.core.tcp) through the connection.
+
+Each direction reads into one buffer shared by the worker's sessions and writes from it at once; only
+what the receiver does not take is copied, and that direction is not read again until it is sent
+(nginx's behaviour with its per-direction buffer). A short read means the socket is drained unless the
+event said EOF (edge-triggered: the next data brings another edge), so no read ends in EAGAIN.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Protocol
+
+from sheer.core.tcp import Command, Side, TcpSession
+
+PENDING_LIMIT = 65536    # bytes kept from the client while the upstream connects (nginx: proxy_buffer_size)
+BUFFER_SIZE = 262144
+BUFFER = bytearray(BUFFER_SIZE)
+VIEW = memoryview(BUFFER)
+BUFFERS = [BUFFER]          # readv()'s list, made once
+_AGAIN = (BlockingIOError, InterruptedError)
+NONE = -1                   # no descriptor (yet)
+OTHER = (Side.UPSTREAM, Side.CLIENT)     # where a side's bytes go
+readv, write = os.readv, os.write
+
+
+class Clock(Protocol):
+    def time(self) -> float: ...
+
+
+class Relay(Protocol):
+    """The connection a direction belongs to (sheer.io.tcp_relay.Connection)."""
+
+    @property
+    def core(self) -> TcpSession: ...
+
+    @property
+    def service(self) -> Clock: ...
+
+    def run(self, commands: Sequence[Command]) -> None: ...
+
+    def ended(self, direction: Direction) -> None: ...
+
+    def early(self, direction: Direction, n: int) -> None: ...
+
+    def watch_writable(self, direction: Direction) -> None: ...
+
+
+class Direction:
+    """Bytes from one side to the other: the same relay serves both directions."""
+
+    __slots__ = ("dst", "end", "eof", "flushed", "held", "moved", "ready", "side", "src", "watching")
+
+    def __init__(self, src: int, dst: int, side: Side) -> None:
+        self.src = src               # the descriptor the bytes come from (NONE: not connected yet)
+        self.dst = dst               # the one they go to (NONE: not connected yet)
+        self.side = side             # the side the bytes come from
+        self.ready = False           # the source may have data (an edge not read to the end)
+        self.end = False             # EOF or an error is queued: read to the end
+        self.eof = False             # the source's EOF was read (or nothing is to be read)
+        self.held: bytes | None = None   # read, not taken by the destination yet (or waiting for it)
+        self.watching = False        # the destination reports writability (see Poller.add)
+        self.moved = 0               # bytes read from the source: $bytes_received or $bytes_sent
+        self.flushed = 0             # bytes of held-back remainders written later (proxy_timeout progress)
+
+    def pump(self, conn: Relay) -> None:
+        """Read while the source may have data and the destination takes it."""
+        src = self.src
+        while self.ready:
+            dst = self.dst
+            if self.held is not None and (dst >= 0 or len(self.held) > PENDING_LIMIT):
+                return                   # read on once the destination took the rest (or connected)
+            try:
+                n = readv(src, BUFFERS)
+            except _AGAIN:
+                self.ready = False
+                return
+            except OSError as exc:
+                conn.run(conn.core.failed(self.side, "recv", exc, conn.service.time()))
+                return
+            if n == 0:
+                self.ready = False
+                self.eof = True
+                conn.ended(self)
+                return
+            if n < BUFFER_SIZE and not self.end:
+                self.ready = False       # drained: the next data brings another edge
+            if dst < 0:
+                conn.early(self, n)      # a PROXY header, or data while connecting
+                continue
+            # The relay's hot path, once per chunk: count and pass on.
+            self.moved += n
+            try:
+                sent = write(dst, VIEW[:n])
+            except _AGAIN:
+                sent = 0
+            except OSError as exc:
+                conn.run(conn.core.failed(OTHER[self.side], "send", exc, conn.service.time()))
+                return
+            if sent < n:
+                self.held = bytes(VIEW[sent:n])    # the destination's next writable edge sends it
+                if not self.watching:
+                    conn.watch_writable(self)
+
+    def send(self, conn: Relay, data: bytes) -> None:
+        """Send `data` on, behind whatever waits already, never before it."""
+        if self.held is not None:
+            self.held += data
+            return
+        self.held = data
+        self.flush(conn)
+
+    def flush(self, conn: Relay) -> None:
+        """Send what is held; the rest waits for the destination's next writable edge."""
+        data = self.held
+        assert data is not None
+        try:
+            sent = write(self.dst, data)
+        except _AGAIN:
+            sent = 0
+        except OSError as exc:
+            conn.run(conn.core.failed(OTHER[self.side], "send", exc, conn.service.time()))
+            return
+        self.flushed += sent
+        if sent < len(data):
+            if sent:
+                self.held = data[sent:]
+            if not self.watching:
+                conn.watch_writable(self)
+            return
+        self.held = None
+        if self.eof:
+            conn.ended(self)
+        else:
+            self.pump(conn)

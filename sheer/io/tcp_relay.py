@@ -1,0 +1,351 @@
+"""The TCP stream relay: a connection's sockets, the bytes moved between them, and the one place that
+executes what its core session (sheer.core.tcp) decides.
+
+Sessions work on plain non-blocking sockets, not on asyncio transports: a transport pair costs more to
+set up than the whole relay of a short connection. Their sockets sit in one edge-triggered epoll per
+worker (sheer.io.tcp_poller), registered once for their whole life as nginx does (closing a socket takes
+it out). The bytes move in sheer.io.tcp_direction, one relay for each direction.
+
+The relay works on raw descriptors (readv/write/close), not on socket objects: a Python socket object
+costs its constructor (with a getsockname() to validate a descriptor it is given) and its close(), per
+connection and per side. The client's descriptor comes straight from accept4(); the upstream's from a
+socket object made to bind and connect it, detached once connected.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import socket
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, assert_never
+
+from sheer.core import proxy_protocol
+from sheer.core.bind import BindTo
+from sheer.core.tcp import (
+    Answer,
+    Arm,
+    Close,
+    Command,
+    Connect,
+    Context,
+    Log,
+    Phase,
+    Shutdown,
+    Side,
+    TcpSession,
+)
+from sheer.io.tcp_direction import BUFFERS, NONE, VIEW, Direction
+from sheer.io.tcp_poller import END_EVENTS, OUT, READ_EVENTS
+from sheer.io.tcp_vars import variable
+from sheer.io.upstream_connect import UpstreamConnectError, connect_now, start_connect
+
+if TYPE_CHECKING:
+    from sheer.config.model import StreamServer
+    from sheer.core.tcp import TcpServer
+    from sheer.io.context import WorkerContext
+    from sheer.io.logs import AccessLogger, ErrorLogger
+    from sheer.io.tcp_poller import Poller
+
+CONNECTED = (0, errno.EISCONN)
+SHORT = (errno.EMFILE, errno.ENFILE)     # out of descriptors: said once a second, accepting held
+
+
+class Service(Protocol):
+    """The listener's service (sheer.io.stream_tcp.TcpStreamService), as its connections see it."""
+
+    shared: TcpServer
+    server: StreamServer
+    ctx: WorkerContext
+    log: ErrorLogger
+    access: AccessLogger | None          # None: no access_log
+    listen_name: str
+    family: int
+    poller: Poller
+
+    def time(self) -> float:
+        """The event loop's clock."""
+        ...
+
+    def arm(self) -> None: ...
+
+    def closed(self, session: Connection) -> None: ...
+
+    def out_of_descriptors(self, level: str, line: str) -> None: ...
+
+
+class Connection:
+    """One client connection and, once connected, its upstream connection."""
+
+    __slots__ = ("_local", "client", "connecting", "core", "down", "peer_address", "service", "started", "up",
+                 "upstream")
+
+    def __init__(self, service: Service, client: int, address: Any, started: float) -> None:
+        self.service = service
+        self.client = client                    # the client's descriptor
+        self.upstream = NONE                    # the upstream's, once a connect() was issued
+        self.connecting: socket.SocketType | None = None   # the upstream socket until it is connected
+        self.peer_address = address
+        self.started = started
+        self._local: Any = None
+        self.core = TcpSession(service.shared, address, self)
+        self.up = Direction(client, NONE, Side.CLIENT)       # client -> upstream
+        self.down = Direction(NONE, client, Side.UPSTREAM)   # upstream -> client
+
+    # --- what the variables and the log lines read --------------------------------------
+
+    @property
+    def ctx(self) -> WorkerContext:
+        return self.service.ctx
+
+    @property
+    def local(self) -> Any:
+        """$server_addr:$server_port: getsockname() only if a variable, a PROXY header or the access
+        log needs it (nginx does the same for wildcard listeners)."""
+        if self._local is None:
+            try:
+                self._local = on_socket(self.client, self.service.family, socket.socket.getsockname)
+            except OSError:
+                self._local = ()
+        return self._local
+
+    def variable(self, name: str) -> str:
+        return variable(self, name)
+
+    # --- events from the sockets ----------------------------------------------------------
+
+    def client_event(self, events: int) -> None:
+        up = self.up
+        if events & END_EVENTS:
+            up.end = True
+        if events & OUT and self.down.held is not None:
+            self.down.flush(self)
+        if events & READ_EVENTS and not up.eof:
+            up.ready = True
+            up.pump(self)
+
+    def upstream_event(self, events: int) -> None:
+        down = self.down
+        if events & END_EVENTS:
+            down.end = True
+        if events & READ_EVENTS:
+            down.ready = True
+        if self.connecting is not None:
+            self.connect_check()
+            return
+        if events & OUT and self.up.held is not None:
+            self.up.flush(self)
+        if down.ready:
+            down.pump(self)
+
+    def ended(self, direction: Direction) -> None:
+        """A direction's source sent its EOF: the session hears of it once what came before is
+        delivered (while reading the PROXY header, at once)."""
+        if direction.held is None and direction.dst >= 0 or self.core.phase is Phase.PREREAD:
+            self.run(self.core.eof(direction.side, self.service.time()))
+
+    def early(self, direction: Direction, n: int) -> None:
+        """The client's bytes before the relay runs: a PROXY header, or data while connecting."""
+        chunk = bytes(VIEW[:n])
+        held = direction.held
+        direction.held = held = chunk if held is None else held + chunk
+        core = self.core
+        if core.phase is not Phase.PREREAD:
+            direction.moved += n         # kept until connected
+            return
+        commands = core.preread(held, self.service.time())
+        if core.phase is not Phase.PREREAD:
+            rest = held[core.header_length:] if core.phase is not Phase.DONE else b""
+            direction.held = rest or None      # what followed the header waits for the upstream
+            direction.moved += len(rest)
+        self.run(commands)
+
+    def watch_writable(self, direction: Direction) -> None:
+        """A write to `direction`'s destination fell short: its writable edges are wanted now."""
+        direction.watching = True
+        self.service.poller.watch_out(direction.dst)
+
+    @property
+    def moved(self) -> int:
+        """Bytes relayed either way so far, remainders delivered later included: proxy_timeout's progress."""
+        up, down = self.up, self.down
+        return up.moved + down.moved + up.flushed + down.flushed
+
+    # --- connecting -------------------------------------------------------------------------
+
+    def connect(self, address: tuple[str, int], bind: BindTo | None) -> None:
+        if self.upstream >= 0:
+            self.drop_upstream()                # a next try replaces the connection of the last one
+        try:
+            sock, done = start_connect(address, bind)
+        except UpstreamConnectError as exc:
+            ours = exc.local
+            level, fix = (ours.level, ours.fix) if ours is not None else (None, "")
+            commands = self.core.connect_failed(exc.message, self.service.time(), exc.timed_out, level, fix)
+            if ours is not None and ours.errno in SHORT:
+                commands = self.said_short(commands)
+            self.run(commands)
+            return
+        self.upstream = self.down.src = fd = sock.fileno()
+        self.down.ready = self.down.end = False
+        self.up.watching = not done              # a connect() under way is told by a writable edge
+        self.service.poller.add(fd, self.upstream_event, out=not done)
+        if done:
+            sock.detach()
+            self.connected()
+        else:
+            self.connecting = sock
+            self.run(self.core.connecting(self.service.time()))
+
+    def said_short(self, commands: Sequence[Command]) -> Sequence[Command]:
+        """Out of descriptors: the line goes to the service, which says it once a second with a count
+        and stops accepting until descriptors come back (sheer.io.accept)."""
+        rest = []
+        for command in commands:
+            if isinstance(command, Log):
+                line = self.describe(command.message, command.context, command.peer, command.hint)
+                self.service.out_of_descriptors(command.level, line)
+            else:
+                rest.append(command)
+        return rest
+
+    def connect_check(self) -> None:
+        """An event on a connecting socket: asking connect() again tells done, failed or not yet."""
+        sock, peer = self.connecting, self.core.peer
+        assert sock is not None and peer is not None
+        code = connect_now(sock, peer.address)
+        if code == errno.EINPROGRESS:
+            return
+        if code in CONNECTED:
+            self.connecting = None
+            sock.detach()
+            self.connected()
+            return
+        self.drop_upstream()
+        message = f"connect() failed ({code}: {os.strerror(code)})"
+        self.run(self.core.connect_failed(message, self.service.time()))
+
+    def connected(self) -> None:
+        commands = self.core.connected(self.service.time())
+        if commands:
+            self.run(commands)
+        up, down = self.up, self.down
+        up.dst = self.upstream
+        first, up.held = up.held, None
+        if self.service.server.proxy_protocol:
+            first = self.proxy_header() + (first or b"")
+        if first:
+            up.send(self, first)
+        if up.eof:
+            self.ended(up)
+        elif up.ready:
+            up.pump(self)                # what was left unread at the pending limit
+        if down.ready:
+            down.pump(self)              # a server that speaks first
+
+    def proxy_header(self) -> bytes:
+        """`proxy_protocol on`: the client (after realip) and the address it connected to, as nginx sends."""
+        client: Any = self.core.client[:2]       # a PROXY header's source may come without a port
+        local = self.local[:2] or None
+        if self.service.server.proxy_protocol_version == 2:
+            return proxy_protocol.v2(client, local, "stream")
+        return proxy_protocol.v1(client, local)
+
+    # --- the one place that executes the session's commands ------------------------------
+
+    def run(self, commands: Sequence[Command]) -> None:
+        for command in commands:
+            match command:
+                case Connect(peer, bind):
+                    self.connect(peer.address, bind)
+                case Log(level, message, context, peer, hint):
+                    log = self.service.log
+                    if log.enabled(level):
+                        log.log(level, self.describe(message, context, peer, hint))
+                case Close(discard):
+                    self.close(discard)
+                case Shutdown(side):
+                    fd = self.client if side is Side.CLIENT else self.upstream
+                    if fd >= 0:
+                        with contextlib.suppress(OSError):
+                            on_socket(fd, self.service.family, shut_wr)
+                case Answer(data):
+                    self.up.eof = self.down.eof = True     # the answer is all there is
+                    self.down.send(self, data)
+                case Arm():
+                    self.service.arm()
+                case _:
+                    assert_never(command)
+
+    def describe(self, message: str, context: Context, peer: Any, hint: str) -> str:
+        """nginx's log line: the message, then what it is about."""
+        core = self.core
+        received, sent = self.up.moved, self.down.moved
+        counts = f"bytes from/to client:{received}/{sent}, bytes from/to upstream:{sent}/{received}"
+        where = f"client: {core.client[0]}, server: {self.service.listen_name}"
+        if context is Context.BYTES:
+            text = f"{message}, {counts}"
+        elif context is Context.CLIENT:
+            text = f"{message}, {where}"
+        else:
+            upstream = f', upstream: "{peer.name}"' if peer is not None else ""
+            text = f"{message}, {where}{upstream}, {counts}"
+        return f"{text}; {hint}" if hint else text
+
+    def crashed(self, exc: Exception) -> None:
+        """A bug met while relaying: said at crit level, as the HTTP proxy does, and this session ends."""
+        context = self.describe("", Context.SESSION, self.core.peer, "")[2:]
+        self.service.log.log("crit", f"unexpected error while proxying: {exc!r}, {context}")
+        with contextlib.suppress(Exception):
+            self.run(self.core.aborted(self.service.time()))
+
+    def drop_upstream(self) -> None:
+        fd = self.upstream
+        if fd >= 0:
+            self.upstream = self.down.src = self.up.dst = NONE
+            self.service.poller.forget(fd)
+            sock = self.connecting
+            if sock is not None:
+                self.connecting = None
+                sock.close()
+            else:
+                os.close(fd)
+
+    def close(self, discard: bool) -> None:
+        client = self.client
+        up, down = self.up, self.down
+        up.ready = down.ready = False            # whatever loop runs ends at its next turn
+        down.dst = NONE
+        if discard:
+            # What the client sent and nobody will read would make close() answer with a reset: read
+            # it away, so that the client sees an orderly end of the connection instead.
+            with contextlib.suppress(OSError):
+                for _ in range(4):
+                    if not os.readv(client, BUFFERS):
+                        break
+        self.drop_upstream()
+        service = self.service
+        access = service.access
+        if access is not None:
+            self.local  # noqa: B018  (asked while the socket is open)
+        service.poller.forget(client)
+        os.close(client)
+        if access is not None:
+            with contextlib.suppress(Exception):
+                access.write(self)
+        service.closed(self)
+
+
+def shut_wr(sock: socket.socket) -> None:
+    sock.shutdown(socket.SHUT_WR)
+
+
+def on_socket(fd: int, family: int, call: Callable[[socket.socket], Any]) -> Any:
+    """A socket call the relay's raw descriptors need now and then (getsockname, shutdown): made through
+    a socket object lent the descriptor, which keeps it open when it goes."""
+    sock = socket.socket(family, socket.SOCK_STREAM, 0, fd)
+    try:
+        return call(sock)
+    finally:
+        sock.detach()

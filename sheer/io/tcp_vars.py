@@ -1,0 +1,87 @@
+"""Variables of a TCP stream session, rendered when asked: a session keeps its facts (the core session's
+addresses, status and counters, its own socket) and nothing is formatted unless `return`, proxy_bind, a
+hash key, a PROXY header or an access log asks for it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from sheer.core.tcp import TcpSession
+from sheer.core.variables import binary_address, time_iso8601, time_local
+from sheer.io.context import WorkerContext
+from sheer.io.stream_vars import host_of, port_of
+
+
+class Counted(Protocol):
+    @property
+    def moved(self) -> int: ...
+
+
+class Facts(Protocol):
+    """What sheer.io.tcp_relay's connection holds for its variables."""
+
+    core: TcpSession
+    peer_address: Any            # the connection's own peer: $realip_remote_addr
+    started: float               # wall clock at accept
+
+    @property
+    def up(self) -> Counted: ...          # client -> upstream
+
+    @property
+    def down(self) -> Counted: ...        # upstream -> client
+
+    @property
+    def ctx(self) -> WorkerContext: ...
+
+    @property
+    def local(self) -> Any: ...
+
+
+def variable(facts: Facts, name: str) -> str:
+    getter = GETTERS.get(name)
+    return getter(facts) if getter is not None else ""
+
+
+def _connect_time(c: Facts) -> str:
+    t = c.core.connect_time
+    return "-" if t is None else f"{t:.3f}"
+
+
+def _proxy(c: Facts, end: str, part: Callable[[Any], str]) -> str:
+    proxy = c.core.proxy
+    return part(getattr(proxy, end)) if proxy is not None else ""
+
+
+GETTERS: dict[str, Callable[[Facts], str]] = {
+    "remote_addr": lambda c: host_of(c.core.client),
+    "remote_port": lambda c: port_of(c.core.client),
+    "binary_remote_addr": lambda c: binary_address(host_of(c.core.client)),
+    "realip_remote_addr": lambda c: host_of(c.peer_address),
+    "realip_remote_port": lambda c: port_of(c.peer_address),
+    "proxy_protocol_addr": lambda c: _proxy(c, "source", host_of),
+    "proxy_protocol_port": lambda c: _proxy(c, "source", port_of),
+    "proxy_protocol_server_addr": lambda c: _proxy(c, "destination", host_of),
+    "proxy_protocol_server_port": lambda c: _proxy(c, "destination", port_of),
+    "server_addr": lambda c: host_of(c.local),
+    "server_port": lambda c: port_of(c.local),
+    "protocol": lambda c: "TCP",
+    "status": lambda c: str(c.core.status),
+    # bytes to and from the client; the upstream's are the same bytes the other way round
+    "bytes_sent": lambda c: str(c.down.moved),
+    "bytes_received": lambda c: str(c.up.moved),
+    "upstream_bytes_sent": lambda c: str(c.up.moved),
+    "upstream_bytes_received": lambda c: str(c.down.moved),
+    "session_time": lambda c: f"{time.time() - c.started:.3f}",
+    "upstream_addr": lambda c: c.core.upstream_addr,
+    "upstream_session_time": lambda c: f"{time.time() - c.started:.3f}",
+    "upstream_connect_time": _connect_time,
+    "hostname": lambda c: c.ctx.hostname,
+    "pid": lambda c: str(c.ctx.pid),
+    "time_local": lambda c: time_local(time.time()),
+    "time_iso8601": lambda c: time_iso8601(time.time()),
+    "msec": lambda c: f"{time.time():.3f}",
+    "nginx_version": lambda c: "1.22.1",
+    "connection": lambda c: str(id(c)),
+}
