@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from sheer.lab import build, configs
+from sheer.lab import build, configs, dualstack
 from sheer.lab.testing import Lab
 
 pytestmark = pytest.mark.lab
@@ -297,3 +297,34 @@ def test_fast_path_steers_ipv6_like_user_space_maglev(lab6: Lab, tmp_path: Path)
     wrong = {k: (v, expected[k]) for k, v in kernel.items() if v != expected[k]}
     assert not wrong, list(wrong.items())[:10]
     assert after - before < 50          # health check replies only: the queries never reached a socket
+
+
+def test_dsr_origin_over_ipv6_replies_go_through_the_return_router(lab6: Lab, tmp_path: Path) -> None:
+    """Origin NAT over IPv6: each upstream rewrites its own replies to the VIP's IPv6 address
+    (`table ip6 sheer`, output) and routes them by policy (`ip -6 rule ... sport 53`) to the return
+    router, whose filter forwards only UDP from the VIP; the proxy forwards none of them."""
+    lab = lab6
+    conf = write(tmp_path, configs.DSR6)
+    ups = lab.topo.upstreams
+    before = {n.name: snapshot(lab, n.name) for n in ups}
+    role = ("--dsr", "origin", "--vip", VIP6, "--via", "fd00:16::254")
+    assert net(lab, "proxy", "apply", "-c", conf, "--dsr", "origin", "--fastpath", "off").returncode == 0
+    try:
+        for n in ups:
+            host = str(dualstack.address6(n))
+            applied = net(lab, n.name, "apply", "-c", conf, "--role", "upstream", "--host", host, *role)
+            assert applied.returncode == 0, applied.stderr
+            assert f"applied  ip -6 rule add from {host} ipproto udp sport 53 lookup 100" in applied.stdout
+        with lab.proxy(configs.DSR6):
+            proxy_before, rr_before = lab.counters("proxy"), lab.counters("rr")
+            outputs = [dig6(lab) for _ in range(4)]
+            proxy_after, rr_after = lab.counters("proxy"), lab.counters("rr")
+    finally:
+        for n in ups:
+            net(lab, n.name, "revert", "-c", conf, "--role", "upstream", "--host", str(dualstack.address6(n)))
+        net(lab, "proxy", "revert", "-c", conf)
+    assert sorted(answer(out) for out in outputs) == UPSTREAM_A
+    assert all(f"SERVER: {VIP6}#53" in out for out in outputs)
+    assert proxy_after["Ip6OutForwDatagrams"] == proxy_before["Ip6OutForwDatagrams"]
+    assert rr_after["Ip6OutForwDatagrams"] - rr_before["Ip6OutForwDatagrams"] >= 4
+    assert {n.name: snapshot(lab, n.name) for n in ups} == before
