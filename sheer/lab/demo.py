@@ -42,8 +42,8 @@ STEPS = (
     Step("dsr-router", "Method 2a: DSR, router NAT", configs.DSR, "192.168.99.1", False),
     Step("dsr-origin", "Method 2b: DSR, origin NAT", configs.DSR, "192.168.99.1", False),
 )
-# the same over IPv6 (the dual-stack lab); origin NAT's upstream share is planned by `sheer net plan
-# --role upstream` for IPv6 too, but the lab's return-router plumbing for it is IPv4's
+# the same over IPv6 (the dual-stack lab). Origin NAT over IPv6 is tested in tests/lab/test_ipv6.py;
+# the demo's plumbing helper (sheer.lab.plumbing) passes the upstreams IPv4's VIP and return router
 STEPS6 = (
     Step("transparency", "Method 1 over IPv6: IP Transparency", configs.TRANSPARENT6, "fd00:99::1", True,
          True),

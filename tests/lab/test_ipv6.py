@@ -328,3 +328,12 @@ def test_dsr_origin_over_ipv6_replies_go_through_the_return_router(lab6: Lab, tm
     assert proxy_after["Ip6OutForwDatagrams"] == proxy_before["Ip6OutForwDatagrams"]
     assert rr_after["Ip6OutForwDatagrams"] - rr_before["Ip6OutForwDatagrams"] >= 4
     assert {n.name: snapshot(lab, n.name) for n in ups} == before
+
+
+def test_demo_steps_over_ipv6_pass_with_sheer(lab6: Lab) -> None:
+    from sheer.lab import demo
+
+    outcomes = {step.name: demo.run_step(step, "sheer", lab6.state_dir) for step in demo.STEPS6}
+    assert {name: o.verdict for name, o in outcomes.items()} == {"transparency-ipv6": "ok",
+                                                                   "dsr-router-ipv6": "ok"}, outcomes
+    assert any("saw: http from fd00:99::1:" in line for line in outcomes["transparency-ipv6"].lines)
