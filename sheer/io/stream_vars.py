@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from sheer.core.proxy_protocol import ProxyHeader
 from sheer.core.variables import binary_address, time_iso8601, time_local
@@ -96,6 +96,16 @@ _GETTERS: dict[str, Callable[[StreamVariables], str]] = {
     "upstream_session_time": lambda v: f"{time.time() - v.started:.3f}",
     "upstream_connect_time": lambda v: ("-" if v.upstream_connect_time is None
                                         else f"{v.upstream_connect_time:.3f}"),
+}
+
+
+class _OfWorker(Protocol):
+    @property
+    def ctx(self) -> WorkerContext: ...
+
+
+# The same in every stream session, UDP or TCP (sheer.io.tcp_vars): the worker's and the clock's.
+COMMON: dict[str, Callable[[_OfWorker], str]] = {
     "hostname": lambda v: v.ctx.hostname,
     "pid": lambda v: str(v.ctx.pid),
     "time_local": lambda v: time_local(time.time()),
@@ -104,3 +114,4 @@ _GETTERS: dict[str, Callable[[StreamVariables], str]] = {
     "nginx_version": lambda v: "1.22.1",
     "connection": lambda v: str(id(v)),
 }
+_GETTERS.update(COMMON)

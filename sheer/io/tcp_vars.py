@@ -9,9 +9,9 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from sheer.core.tcp import TcpSession
-from sheer.core.variables import binary_address, time_iso8601, time_local
+from sheer.core.variables import binary_address
 from sheer.io.context import WorkerContext
-from sheer.io.stream_vars import host_of, port_of
+from sheer.io.stream_vars import COMMON, host_of, port_of
 
 
 class Counted(Protocol):
@@ -77,11 +77,5 @@ GETTERS: dict[str, Callable[[Facts], str]] = {
     "upstream_addr": lambda c: c.core.upstream_addr,
     "upstream_session_time": lambda c: f"{time.time() - c.started:.3f}",
     "upstream_connect_time": _connect_time,
-    "hostname": lambda c: c.ctx.hostname,
-    "pid": lambda c: str(c.ctx.pid),
-    "time_local": lambda c: time_local(time.time()),
-    "time_iso8601": lambda c: time_iso8601(time.time()),
-    "msec": lambda c: f"{time.time():.3f}",
-    "nginx_version": lambda c: "1.22.1",
-    "connection": lambda c: str(id(c)),
 }
+GETTERS.update(COMMON)

@@ -164,7 +164,7 @@ class Sheer:
     def command(self, *args: str) -> list[str]:
         return files_only(self.argv(*args), self.tmp)
 
-    def start(self, timeout: float = 5.0) -> Sheer:
+    def start(self, timeout: float = 20.0) -> Sheer:   # a cold start compiles every module first
         config = sheer.config.load(str(self.conf), lookup=self.lookup)
         with open(self.stderr_path, "wb") as stderr:
             self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=stderr,
@@ -201,7 +201,7 @@ class Sheer:
             self.started.setdefault(pid, start_time(pid))
         return found
 
-    def wait_workers(self, count: int, timeout: float = 5.0) -> list[int]:
+    def wait_workers(self, count: int, timeout: float = 15.0) -> list[int]:
         wait_for(lambda: len(self.workers()) == count, timeout, f"{count} worker(s)")
         return self.workers()
 

@@ -103,14 +103,7 @@ class Exchange:
         self._request_sent()
 
     def _client_broke(self, rejected: Rejected) -> None:
-        self._cancel_timer()
-        error = ClientBroke(rejected)
-        for future in (self.head, self.done):
-            if not future.done():
-                future.set_exception(error)
-                break
-        self.conn.user = None
-        self.conn.abort()
+        self._abort(ClientBroke(rejected))
 
     def _request_sent(self) -> None:
         self.request_sent = True
@@ -345,8 +338,12 @@ class Exchange:
         return self.body is None or self.body.done
 
     def _fail(self, failure: Failure, message: str) -> None:
+        self._abort(UpstreamFailed(failure, message))
+
+    def _abort(self, error: Exception) -> None:
+        """The exchange ends with `error` for whoever awaits it (the head, else the end), and the
+        upstream connection is dropped: it is never reused after a failure."""
         self._cancel_timer()
-        error = UpstreamFailed(failure, message)
         for future in (self.head, self.done):
             if not future.done():
                 future.set_exception(error)
