@@ -190,7 +190,6 @@ def run_once(lab: Lab, workload: Workload, kind: Kind, duration: float,
     if workload.ipv6:
         lab.up()
         build.ipv6(True, lab.topo, lab.state_dir)
-    workload = workload.for_kind(kind)       # nginx's stand-in where nginx cannot run the workload
     config_text = workload.config_for(kind)
     config = Path(lab.state_dir) / f"bench-{workload.name}.conf"
     upstreams.ensure(lab)
@@ -204,6 +203,8 @@ def run_once(lab: Lab, workload: Workload, kind: Kind, duration: float,
             _sheer_origin(lab, "apply", config, workload.sheer_apply)
         elif kind == "sheer":
             plumbing.sheer_apply(workload.method, config, *workload.sheer_apply)
+        elif workload.ipv6:
+            plumbing.sheer_apply(workload.method, config, "--fastpath", "off")
         else:
             plumbing.reference_apply(workload.method)
             _nginx_extra(lab, workload.method)

@@ -221,22 +221,30 @@ def test_dual_stack_config_gets_both_families(lab6: Lab, tmp_path: Path) -> None
     assert snapshot(lab, "proxy") == before
 
 
-def test_reference_nginx_cannot_do_ipv6_dsr(lab6: Lab, tmp_path: Path) -> None:
-    """Why the IPv6 DSR benchmark has no nginx column of its own: Debian's nginx 1.22, given the
-    same config and sheer's plumbing, sends the client's IPv6 datagrams from the proxy's own address
-    (the upstreams' logs say so), so every answer goes back to the proxy and the client times out."""
+def test_reference_nginx_ipv6_dsr_needs_brackets(lab6: Lab, tmp_path: Path) -> None:
+    """Debian's nginx 1.22 over IPv6, on sheer's plumbing: the article's `proxy_bind
+    $remote_addr:$remote_port transparent` renders as "fd00:99::1:40000", which nginx parses as one
+    IPv6 address without a port (or, with a port of 5 digits, as nothing), so its datagrams leave
+    from a wrong address and no answer reaches the client; `[$remote_addr]:$remote_port` works."""
     lab = lab6
     conf = write(tmp_path, configs.DSR6)
+    bracketed = configs.DSR6.replace("proxy_bind $remote_addr:$remote_port",
+                                     "proxy_bind [$remote_addr]:$remote_port")
     assert net(lab, "proxy", "apply", "-c", conf, "--dsr", "router", "--fastpath", "off").returncode == 0
     try:
         with lab.proxy(configs.DSR6, "nginx"):
             mark = lab.mark()
             outputs = [dig6(lab) for _ in range(2)]
             seen = {s.src for s in lab.seen(mark) if s.protocol == "dns"}
+        with lab.proxy(bracketed, "nginx"):
+            mark = lab.mark()
+            answers = [answer(dig6(lab)) for _ in range(4)]
+            fixed = {s.src for s in lab.seen(mark) if s.protocol == "dns"}
     finally:
         net(lab, "proxy", "revert", "-c", conf)
     assert all("timed out" in out for out in outputs), outputs
-    assert seen == {"fd00:16::1"}, seen
+    assert seen and CLIENT6 not in seen, seen          # the proxy's own address, or fd00:99::1:<port>
+    assert sorted(answers) == UPSTREAM_A and fixed == {CLIENT6}
 
 
 ASK6 = r"""

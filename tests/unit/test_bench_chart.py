@@ -58,12 +58,12 @@ def test_command_line(tmp_path: Path) -> None:
     assert chart.main([]) == 2
 
 
-def test_ipv6_dsr_workloads_run_nginx_over_ipv4() -> None:
+def test_ipv6_dsr_workloads() -> None:
     from bench import workloads
 
     six = workloads.by_name("dns-dsr6-router")
     assert six.ipv6 and "listen [::]:53 udp reuseport;" in six.config_for("sheer")
     assert "server [fd00:16::21]:53;" in six.config_for("sheer")
-    assert six.for_kind("nginx").name == "dns-dsr-router"        # nginx cannot do IPv6 DSR
-    assert six.for_kind("sheer") is six
+    assert "proxy_bind $remote_addr:$remote_port transparent;" in six.config_for("sheer")
+    assert "proxy_bind [$remote_addr]:$remote_port transparent;" in six.config_for("nginx")
     assert [w.name for w in workloads.select(["dns-dsr6"])] == list(workloads.DSR6_GROUP)
