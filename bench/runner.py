@@ -204,7 +204,10 @@ def run_once(lab: Lab, workload: Workload, kind: Kind, duration: float,
         elif kind == "sheer":
             plumbing.sheer_apply(workload.method, config, *workload.sheer_apply)
         elif workload.ipv6:
+            # the same plumbing as sheer's, from sheer's config (nginx's lacks sheer's directives)
+            config.write_text(workload.config_for("sheer"))
             plumbing.sheer_apply(workload.method, config, "--fastpath", "off")
+            config.write_text(config_text)
         else:
             plumbing.reference_apply(workload.method)
             _nginx_extra(lab, workload.method)
