@@ -122,8 +122,8 @@ def _is_ipv4(text: str) -> bool:
 
 def run_step(step: Step, kind: running_proxy.Kind, state_dir: Path = STATE_DIR) -> Outcome:
     if step.ipv6 and kind == "nginx":
-        return Outcome(step, "not built yet", "the reference plumbing is the article's, IPv4 only (nginx over "
-                       "IPv6 runs on sheer's plumbing in tests/lab/test_ipv6.py and the benchmark)")
+        return Outcome(step, "not built yet", "the reference plumbing is the article's, IPv4 only (nginx "
+                       "over IPv6 runs on sheer's plumbing in tests/lab/test_ipv6.py and the benchmark)")
     try:
         running_proxy.check(kind, step.config, state_dir)
     except running_proxy.ProxyUnavailable as exc:
