@@ -3,7 +3,7 @@ PY      ?= $(shell command -v python3.11 || command -v python3)
 VENV    := .venv
 BIN     := $(VENV)/bin
 APT_PKGS := iproute2 nftables dnsmasq-base dnsutils curl nginx-light libnginx-mod-stream \
-            ethtool tcpdump dnsperf wrk iperf3 procps \
+            ethtool tcpdump dnsperf wrk iperf3 procps bird2 \
             chromium fonts-dejavu-core librsvg2-bin logrotate
 
 .PHONY: deps venv test unit demo lint clean bench pythons fuzz

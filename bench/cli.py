@@ -14,7 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from bench import chart, profile, report, runner, upstreams, workloads
+from bench import chart, fleet, profile, report, runner, upstreams, workloads
+from sheer.lab import fleet as fleet_lab
 from sheer.lab.errors import LabError
 from sheer.lab.testing import Lab, shared_lab, unsupported_reason
 
@@ -26,7 +27,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("-w", "--workload", action="append", metavar="NAME",
                    help="workload or group (repeat or comma-separate): "
-                        + ", ".join([w.name for w in workloads.WORKLOADS] + list(workloads.GROUPS)))
+                        + ", ".join([w.name for w in workloads.WORKLOADS] + list(workloads.GROUPS))
+                        + "; fleet (sheer with 2 proxies against 1, alone)")
     p.add_argument("-n", "--runs", type=int, default=3, help="runs per proxy, interleaved (default 3)")
     p.add_argument("-d", "--duration", type=float, default=5.0, help="seconds per measured run (default 5)")
     p.add_argument("--json", type=Path, default=DEFAULT_JSON,
@@ -65,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     args = parse(argv)
     names = [n for item in args.workload or [] for n in item.split(",") if n]
+    if "fleet" in names:
+        return _fleet(args, names)
     try:
         chosen = workloads.select(names)
     except KeyError as exc:
@@ -115,3 +119,27 @@ def _main(argv: list[str] | None) -> int:
     print(f"\n{meta['seconds']:.0f}s; JSON: {args.json}; chart: {chart_path}", file=sys.stderr)
     complete = all(r.samples[k] for r in results for k in kinds)
     return 0 if complete else 1
+
+
+def _fleet(args: argparse.Namespace, names: list[str]) -> int:
+    """`--workload fleet`: its own comparison (bench.fleet), not sheer against nginx."""
+    if names != ["fleet"]:
+        print("bench: the fleet workload runs alone (--workload fleet)", file=sys.stderr)
+        return 2
+    reason = unsupported_reason()
+    if reason:
+        print(f"bench: {reason}", file=sys.stderr)
+        return 2
+    lab = Lab()
+    with contextlib.nullcontext(lab) if args.keep_lab else shared_lab(lab):
+        try:
+            print(f"bench: fleet x {args.runs} runs x 2 modes, {args.duration:g}s each", file=sys.stderr)
+            out = args.json if args.json != DEFAULT_JSON else fleet.DEFAULT_JSON
+            return fleet.main(lab, args.runs, args.duration, out)
+        except LabError as exc:
+            print(f"bench: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            if not args.keep_lab:
+                fleet_lab.remove(lab.state_dir)
+                upstreams.stop(lab)

@@ -46,7 +46,8 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 # ---- DNS over UDP: dnsperf -------------------------------------------------------------------
 
-def dnsperf(lab: Lab, duration: float, qps: int | None = None, server: str = str(VIP)) -> Sample:
+def dnsperf(lab: Lab, duration: float, qps: int | None = None, server: str = str(VIP),
+            sockets: int = 8) -> Sample:
     """dnsperf, closed loop (8 sockets, 200 queries in flight), 1 s timeout: queries/s and loss.
 
     -v prints one line per answered query with its latency: the percentiles come from those. The
@@ -55,8 +56,8 @@ def dnsperf(lab: Lab, duration: float, qps: int | None = None, server: str = str
     queries = Path(lab.state_dir) / "bench-dnsperf-queries.txt"
     queries.write_text("www.example.com A\n" * 100)
     output = Path(lab.state_dir) / "bench-dnsperf-output.txt"
-    cmd = ["dnsperf", "-s", server, "-d", str(queries), "-l", f"{duration:g}", "-c", "8", "-q", "200",
-           "-t", "1", "-v"]
+    cmd = ["dnsperf", "-s", server, "-d", str(queries), "-l", f"{duration:g}", "-c", str(sockets),
+           "-q", "200", "-t", "1", "-v"]
     if qps:
         cmd += ["-Q", str(qps)]
     shell = f"exec {shlex.join(cmd)} > {shlex.quote(str(output))}"

@@ -193,6 +193,8 @@ def run_once(lab: Lab, workload: Workload, kind: Kind, duration: float,
     config_text = workload.config_for(kind)
     config = Path(lab.state_dir) / f"bench-{workload.name}.conf"
     upstreams.ensure(lab)
+    if workload.prepare is not None:
+        workload.prepare(lab)
     config.write_text(config_text)
     _clean(lab, workload, config)
     routed = kind == "sheer" and workload.routing

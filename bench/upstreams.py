@@ -16,10 +16,12 @@ from sheer.lab import dualstack
 from sheer.lab.inspect import listeners
 from sheer.lab.procs import alive, cmdline, read_pid, signal_and_wait, wait_for
 from sheer.lab.testing import Lab
-from sheer.lab.topology import Node
+from sheer.lab.topology import HEALTH_TEXT, Node
 from sheer.lab.witness import DNSMASQ, NGINX
 
 HTTP_PORT = 8080
+BULK_FILE = "256m"                # served by the quiet nginx under /bulk/ (the tls-bulk workload)
+BULK_SIZE = 256 * 1024 * 1024
 IPERF_PORT = 5201
 UDP_SINK_PORT = 8000  # the witnesses' UDP echo: the memory workload's sessions
 IPERF_NODE = "up1"
@@ -59,6 +61,7 @@ http {{
     server {{
         listen {HTTP_PORT} reuseport backlog=4096;
         location / {{ default_type text/plain; return 200 "ok\\n"; }}
+        location /bulk/ {{ root {d}; sendfile on; }}
     }}
 }}
 """
@@ -68,6 +71,9 @@ def _start_nginx(lab: Lab, node: Node) -> None:
     d = _dir(lab, node)
     (d / "tmp").mkdir(parents=True, exist_ok=True)
     (d / "nginx.conf").write_text(nginx_conf(d))
+    (d / "bulk").mkdir(exist_ok=True)
+    with (d / "bulk" / BULK_FILE).open("wb") as bulk:
+        bulk.truncate(BULK_SIZE)       # sparse: zeros read from the page cache, no disk
     lab.run(node.name, NGINX, "-e", str(d / "nginx-error.log"), "-p", str(d), "-c", str(d / "nginx.conf"),
             check=True)
 
@@ -101,14 +107,15 @@ def _start_dns(lab: Lab, node: Node) -> None:
     lab.run(node.name, DNSMASQ, "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--bind-interfaces",
             f"--listen-address={addr}", f"--listen-address={ANYCAST}", *six, "--port=53", "--user=root",
             f"--host-record={DNS_NAME},{addr}", "--cache-size=0", f"--pid-file={d / 'dnsmasq.pid'}",
-            check=True)
+            # what the fleet's health check asks (the NGINX guide's DNS match), as the witnesses answer it
+            f"--host-record={HEALTH_TEXT},{addr}", f"--cname=stl.umsl.edu,{HEALTH_TEXT}", check=True)
 
 
 def _dns_up(lab: Lab, node: Node) -> bool:
     pid = read_pid(_dir(lab, node) / "dnsmasq.pid")
     line = cmdline(pid) if pid is not None and alive(pid) else ""
     six = not dualstack.enabled(lab.state_dir) or dns_address6(node) in line
-    return dns_address(node) in line and ANYCAST in line and six
+    return dns_address(node) in line and ANYCAST in line and HEALTH_TEXT in line and six
 
 
 def ensure(lab: Lab) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bench import idle, loads, upstreams
+from bench import idle, loads, tls, upstreams
 from bench.loads import Sample
 from bench.upstreams import UDP_SINK_PORT
 from sheer.lab.dualstack import VIP6
@@ -44,6 +44,7 @@ class Workload:
     # sheer's runs replaced by no proxy at all, measured with this load (the ceiling: the client's
     # datagrams routed)
     routed: Callable[[Context], Sample] | None = None
+    prepare: Callable[[Lab], None] | None = None   # before either proxy starts (certificates)
     # needs the dual-stack lab (sheer.lab.dualstack) and the bench's IPv6 dnsmasq; the article's
     # reference rules are IPv4's, so nginx runs on sheer's plumbing (`--fastpath off`) there
     ipv6: bool = False
@@ -214,6 +215,18 @@ def _bulk(ctx: Context) -> Sample:
     return loads.iperf3(ctx.lab, upstreams.IPERF_PORT, ctx.duration)
 
 
+def _tls_handshakes(ctx: Context) -> Sample:
+    return tls.handshakes(ctx.lab, ctx.duration)
+
+
+def _tls_keepalive(ctx: Context) -> Sample:
+    return loads.wrk(ctx.lab, f"https://{VIP}/", ctx.duration)
+
+
+def _tls_bulk(ctx: Context) -> Sample:
+    return tls.bulk(ctx.lab, ctx.duration)
+
+
 def _mem_tcp(ctx: Context) -> Sample:
     return idle.tcp(ctx.lab, ctx.pid, count=idle.TCP_COUNT, port=TCP_PORT, seconds=max(ctx.duration * 6, 30))
 
@@ -256,6 +269,13 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("bulk", "TCP bulk through the stream proxy, transparent (iperf3, 1 stream)", BULK,
              "transparency",
              _bulk, 0.9, warmup=False),
+    Workload("tls-handshake", "TLS 1.3 new handshakes, ECDSA P-256 (openssl s_time -new, 2 clients)",
+             tls.HANDSHAKE, "transparency", _tls_handshakes, 0.8, prepare=tls.prepare),
+    Workload("tls-keepalive", "HTTPS keepalive through the transparent proxy (wrk -c 50 over TLS)",
+             tls.KEEPALIVE, "transparency", _tls_keepalive, 1.0, sheer_config=tls.KEEPALIVE_SHEER,
+             prepare=tls.prepare),
+    Workload("tls-bulk", "bytes through TLS termination (curl, one HTTPS connection, 256 MiB downloads)",
+             tls.BULK, "transparency", _tls_bulk, 0.8, prepare=tls.prepare, warmup=False),
     Workload("mem-tcp", f"RSS per idle TCP connection ({idle.TCP_COUNT:,} client connections)", MEM_TCP,
              "transparency", _mem_tcp, 2.0, higher_is_better=False, warmup=False),
     Workload("mem-udp", f"RSS per UDP session ({idle.UDP_COUNT:,} sessions, {MEM_UDP_WORKERS} workers)",
@@ -266,7 +286,8 @@ WORKLOADS: tuple[Workload, ...] = (
 DSR_GROUP = ("dns-dsr-router", "dns-dsr-origin", "dns-ceiling", "dns-dsr-router-user", "dns-dsr-origin-user")
 DSR6_GROUP = ("dns-dsr-router", "dns-dsr6-router", "dns-dsr-router-user", "dns-dsr6-router-user")
 GROUPS = {"dns-dsr": DSR_GROUP, "dns-dsr6": DSR6_GROUP, "dns": ("dns-proxied", *DSR_GROUP),
-          "tcp": ("tcp-keepalive", "tcp-new"), "mem": ("mem-tcp", "mem-udp")}
+          "tcp": ("tcp-keepalive", "tcp-new"), "mem": ("mem-tcp", "mem-udp"),
+          "tls": ("tls-handshake", "tls-keepalive", "tls-bulk")}
 
 
 def by_name(name: str) -> Workload:

@@ -10,9 +10,9 @@ from sheer.doctor import Finding, diagnose, exit_status
 from sheer.doctor.gather import gather
 from sheer.doctor.needs import needs
 from sheer.io.sockets import can_be_transparent
-from sheer.net import apply as net_apply
 from sheer.net import inspect
 from sheer.net.plan import Options
+from sheer.net.record import Record, record_path
 
 
 def parser() -> argparse.ArgumentParser:
@@ -44,7 +44,7 @@ def main(argv: list[str]) -> int:
     options = Options(args.role, args.host, args.dsr, public_if=args.public_if, vip=args.vip,
                       gateway=args.gateway, via=args.via)
     facts = inspect.gather()
-    record = net_apply.Record.load(net_apply.record_path(options.role, options.host))
+    record = Record.load(record_path(options.role, options.host))
     planning = facts.excluding(*record.facts()) if record else facts
     wanted = needs(config, options, planning, args.conf, args.client)
     state = gather(wanted, facts, args.probe, can_be_transparent)

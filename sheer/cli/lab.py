@@ -22,6 +22,11 @@ def _parser(report_dir: Path) -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="build the lab (repairs a half-built one)")
     up.add_argument("--ipv6", action="store_true",
                     help="dual stack: IPv6 addresses beside the IPv4 ones (fd00:99::/64, fd00:16::/64)")
+    up.add_argument("--fleet", type=int, metavar="N", choices=range(2, 5),
+                    help="also N proxies (2 to 4) behind an ECMP router, each announcing the VIP over BGP")
+    fl = sub.add_parser("fleet", help="stop or start sheer on one proxy of the fleet")
+    fl.add_argument("action", choices=("stop", "start"))
+    fl.add_argument("k", type=int, metavar="K", help="the proxy's number (proxyK)")
     st = sub.add_parser("status", help="nodes, addresses, routes, processes")
     st.add_argument("--json", action="store_true")
     ex = sub.add_parser("exec", help="run a command in a node: sheer lab exec client curl 192.168.99.10")
@@ -37,6 +42,9 @@ def _parser(report_dir: Path) -> argparse.ArgumentParser:
     )
     demo.add_argument("--ipv6", action="store_true",
                       help="the lab dual-stack, and Method 1 and DSR router NAT over IPv6 as well")
+    demo.add_argument("--fleet", type=int, nargs="?", const=0, metavar="N", choices=(0, 2, 3, 4),
+                      help="the fleet instead: flows spread over N instances (default: the fleet that is "
+                           "up, or 3), one stopped and withdrawn, clients kept on their upstreams")
     sub.add_parser("down", help="remove every namespace and process of the lab")
     return p
 
@@ -73,17 +81,32 @@ def main(argv: list[str]) -> int:
     args = _parser(topology.REPORT_DIR).parse_args(argv)
     try:
         if args.verb == "up":
-            print("sheer lab up", flush=True)
-            build.up(progress=_progress, ipv6=args.ipv6)
+            print(f"sheer lab up{f' --fleet {args.fleet}' if args.fleet else ''}", flush=True)
+            if args.fleet:
+                from sheer.lab import fleet
+                fleet.up(args.fleet, progress=_progress)
+            else:
+                build.up(progress=_progress, ipv6=args.ipv6)
+            return 0
+        if args.verb == "fleet":
+            from sheer.lab import fleet
+            node = fleet.proxy(args.k)
+            if args.action == "stop":
+                fleet.stop_sheer(node, progress=_progress)
+            else:
+                fleet.start_sheer(node, progress=_progress)
             return 0
         if args.verb == "down":
             print("sheer lab down", flush=True)
+            from sheer.lab import fleet
+            if topology.current().fleet:
+                fleet.remove(progress=_progress)
             build.down(progress=_progress)
             print("  lab is down", flush=True)
             return 0
         if args.verb == "status":
             build.require_root()
-            st = inspect.status()
+            st = inspect.status(topology.current())
             if args.json:
                 json.dump(st, sys.stdout, indent=2)
                 print()
@@ -96,9 +119,12 @@ def main(argv: list[str]) -> int:
                       file=sys.stderr)
                 return 2
             build.require_root()
-            node = topology.article().node(args.node)
+            node = topology.current().node(args.node)
             os.execvp("ip", ["ip", "netns", "exec", node.netns, *args.cmd])
         if args.verb == "demo":
+            if args.fleet is not None:
+                from sheer.lab import fleet_demo
+                return fleet_demo.main(args.out, args.fleet or None, lambda s: print(s, flush=True))
             from sheer.lab import demo
 
             return demo.main(out=args.out, proxy=args.proxy, echo=lambda s: print(s, flush=True),

@@ -128,6 +128,7 @@ def read_config(args: argparse.Namespace) -> Config:
 
 
 def test_config(config: Config, args: argparse.Namespace) -> int:
+    from sheer.config.build_tls import notices as tls_notices
     from sheer.core.fastpath import notices as fastpath_notices
     from sheer.runtime.checks import check, warnings
 
@@ -136,7 +137,7 @@ def test_config(config: Config, args: argparse.Namespace) -> int:
         say(f"[emerg] {problem}")
     for warning in warnings(config):
         say(f"[warn] {warning}")
-    for notice in fastpath_notices(config) if not args.quiet else ():
+    for notice in [*fastpath_notices(config), *tls_notices(config)] if not args.quiet else ():
         say(f"[notice] {notice}")
     if problems:
         say(f"configuration file {config.file} test failed")

@@ -10,7 +10,9 @@ from sheer.cli.common import DEFAULT_CONF, load_config, say
 from sheer.net import apply as net_apply
 from sheer.net import inspect
 from sheer.net.facts import KernelFacts
+from sheer.net.items import BirdFragment
 from sheer.net.plan import Options, Plan, plan
+from sheer.net.record import Record, record_path
 
 
 def parser() -> argparse.ArgumentParser:
@@ -49,7 +51,7 @@ def main(argv: list[str]) -> int:
     options = Options(args.role, args.host, args.dsr, args.mark, args.table, args.match, args.nat,
                       args.masquerade, args.public_if, args.vip, args.gateway, args.via, args.internal,
                       args.fastpath == "on")
-    path = net_apply.record_path(options.role, options.host)
+    path = record_path(options.role, options.host)
     try:
         if args.verb in ("apply", "revert") and inspect.in_root_netns() and not args.allow_root_netns:
             say("[emerg] refusing to change the root network namespace: run inside a namespace "
@@ -60,7 +62,7 @@ def main(argv: list[str]) -> int:
         config = load_config(args.conf)
         if config is None:
             return 1
-        record = net_apply.Record.load(path)
+        record = Record.load(path)
         facts = inspect.gather()
         if record:
             facts = facts.excluding(*record.facts())
@@ -133,5 +135,9 @@ def render(the_plan: Plan) -> str:
     if nft:
         out += ["", "# the nft table sheer loads (one transaction; `sheer net revert` deletes it):",
                 nft.rstrip()]
+    for item in the_plan.items:
+        if isinstance(item, BirdFragment):
+            out += ["", f"# BIRD's fragment {item.path} (`birdc -s {item.socket} configure` reads it):",
+                    item.text.rstrip()]
     return "\n".join(out)
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
-from sheer.config import build_health
+from sheer.config import announce, build_health
 from sheer.config import directives as d
 from sheer.config.balance import upstream_balance
 from sheer.config.build_http import HttpBuilder
+from sheer.config.build_tls import check_stream_tls, stream_proxy_ssl, stream_tls
 from sheer.config.errors import ConfigError, Source
 from sheer.config.model import (
     AccessLog,
@@ -74,6 +76,8 @@ class Builder:
             http=HttpBuilder(self, http_block).build() if http_block else None,
         )
         _check_listen_conflicts(config)
+        if root.get("announce"):
+            config = replace(config, announce=announce.build(root.settings, self.path, list(config.listens)))
         return config
 
     def error_log(self, value: tuple[str, str]) -> ErrorLog:
@@ -176,6 +180,8 @@ class StreamBuilder:
             if listen.port == 0:  # nginx's stream module has no default port
                 raise ConfigError(f'no port in "{listen.host or "*"}" of the "listen" directive',
                                   listen.source)
+            if listen.http2:
+                raise ConfigError('invalid parameter "http2"', listen.source)
         listens = tuple(self.top.listens(block))
         if not listens:
             raise ConfigError('no "listen" is defined for server', block.source)
@@ -186,7 +192,14 @@ class StreamBuilder:
         if not proxy_pass and not returned:
             raise ConfigError('no handler for server: add "proxy_pass" or "return"', block.source)
         upstream = None
-        if proxy_pass:
+        proxy_pass_url = None
+        if proxy_pass and "$" in proxy_pass[0]:
+            # nginx (ngx_stream_proxy_eval): the value is an upstream block's name or an address:port
+            proxy_pass_url = compile_template(proxy_pass[0], block.sources["proxy_pass"], STREAM_VARIABLES)
+            if any(listen.udp for listen in listens):
+                raise ConfigError('"proxy_pass" with variables is supported for TCP servers only',
+                                  block.sources["proxy_pass"])
+        elif proxy_pass:
             upstream = _stream_upstream(proxy_pass[0], upstreams, block.sources["proxy_pass"], self.top.names)
         return_value = None
         if returned:
@@ -207,7 +220,7 @@ class StreamBuilder:
                                             check_timeout)
         if health_check is not None and upstream is None:
             raise ConfigError('"health_check" needs "proxy_pass"', health_check.source)
-        return StreamServer(
+        return check_stream_tls(StreamServer(
             listens=listens,
             upstream=upstream,
             return_value=return_value,
@@ -227,7 +240,14 @@ class StreamBuilder:
             dsr_without_health_check=inherited(chain, "dsr_without_health_check", False),
             status_zone=block.get("status_zone", [None])[0],
             source=block.source,
-        )
+            proxy_pass_url=proxy_pass_url,
+            ssl_preread=inherited(chain, "ssl_preread", False),
+            tls=stream_tls(chain, listens),
+            ssl_handshake_timeout=inherited(chain, "ssl_handshake_timeout", 60.0),
+            proxy_ssl=stream_proxy_ssl(chain, upstream, block.sources.get("proxy_pass") or block.source),
+            preread_timeout=inherited(chain, "preread_timeout", 30.0),
+            preread_buffer_size=inherited(chain, "preread_buffer_size", 16384),
+        ))
 
 
 def _check_dsr(listens: tuple[Listen, ...], bind: ProxyBind | None, responses: int | None,
@@ -270,8 +290,6 @@ def _check_dsr(listens: tuple[Listen, ...], bind: ProxyBind | None, responses: i
 
 
 def _stream_upstream(target: str, upstreams: dict[str, Upstream], source: Source, names: Names) -> Upstream:
-    if "$" in target:
-        raise ConfigError(f'variables in "proxy_pass" are not supported: "{target}"', source)
     if target in upstreams:
         return upstreams[target]
     address = implicit_address(target, source)

@@ -7,6 +7,7 @@ from typing import Protocol
 
 from sheer.config import build_health
 from sheer.config import directives as d
+from sheer.config.build_tls import server_tls, upstream_tls
 from sheer.config.errors import ConfigError, Source
 from sheer.config.model import (
     DEFAULT_PROXY_HEADERS,
@@ -63,6 +64,7 @@ class HttpBuilder:
         upstreams = self.top.upstreams(self.block, default_port=80)
         formats = self.top.log_formats(self.block, HTTP_VARIABLES, HTTP_PREFIXES, {"combined": COMBINED})
         self.matches = build_health.http_matches(self.block)
+        self.addresses: set[tuple[str, int]] = set()     # seen: the first server on one is its default
         servers = tuple(self.server(child, upstreams, formats)
                         for child in self.block.children if child.context == "http.server")
         return Http(servers, tuple(upstreams.values()))
@@ -87,6 +89,9 @@ class HttpBuilder:
         returned = block.get("return")
         chain = [block, self.block]
         error_log = inherited(chain, "error_log", None)
+        addresses = {(listen.bind_host, listen.port) for listen in listens}
+        default = bool(addresses - self.addresses)
+        self.addresses |= addresses
         return HttpServer(
             listens=listens,
             server_names=names,
@@ -98,6 +103,8 @@ class HttpBuilder:
             access_logs=self.top.access_logs(chain, formats, "combined"),
             error_log=self.top.error_log(error_log) if error_log else None,
             source=block.source,
+            tls=server_tls(chain, [listen.source for listen in listens if listen.ssl], default),
+            http2=inherited(chain, "http2", False),
         )
 
     def location(self, block: Block, chain: list[Block], upstreams: dict[str, Upstream],
@@ -162,11 +169,18 @@ class HttpBuilder:
             keepalive_timeout=inherited(chain, "keepalive_timeout", 75.0),
             resolver=effective_resolver(chain, self.top.names),
             source=block.source,
+            proxy_ssl=(upstream_tls(chain, target.text.split("://", 1)[1].split("/", 1)[0],
+                                    block.sources["proxy_pass"])
+                       if target is not None and target.ssl else None),
         )
 
     def proxy_pass(self, target: str, upstreams: dict[str, Upstream], source: Source) -> ProxyPass:
-        if target.startswith("https://"):
-            raise ConfigError('"proxy_pass https://" is not supported: sheer proxies plain HTTP', source)
+        ssl = target.startswith("https://")
+        if ssl and "$" in target:
+            raise ConfigError('"proxy_pass https://" with variables is not supported yet; name the upstream',
+                              source)
+        if ssl:
+            target = "http://" + target[len("https://"):]
         if "$" in target:
             # nginx (ngx_http_proxy_eval): the URL is made per request; its host is an upstream
             # group, an address, or a name the location's resolver resolves.
@@ -182,10 +196,11 @@ class HttpBuilder:
             upstream = upstreams[host]
         else:
             address = implicit_address(host, source)
-            port = address.port or 80
+            port = address.port or (443 if ssl else 80)
             upstream = implicit_upstream(address.host, port, self.top.names.implicit(address.host, source),
                                          source)
-        return ProxyPass(upstream, "/" + uri if slash else None, target)
+        return ProxyPass(upstream, "/" + uri if slash else None, ("https://" + rest) if ssl else target,
+                         ssl=ssl)
 
     def next_upstream(self, chain: list[Block]) -> frozenset[str]:
         for block in chain:

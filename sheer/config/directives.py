@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sheer.config import balance, health
+from sheer.config import announce, balance, health, tls
 from sheer.config.errors import ConfigError, Source
 from sheer.config.model import LOG_LEVELS, NEXT_UPSTREAM_CONDITIONS, Listen, UpstreamServer
 from sheer.config.realip import network as _network
@@ -93,7 +93,7 @@ def _listen(args: list[str], src: Source) -> Listen:
     udp = reuseport = False
     ipv6only = True
     backlog = 511
-    proxy_protocol = False
+    proxy_protocol = ssl = http2 = False
     for param in args[1:]:
         if param == "udp":
             udp = True
@@ -107,14 +107,22 @@ def _listen(args: list[str], src: Source) -> Listen:
             ipv6only = parse_flag(param[9:], "listen ipv6only", src)
         elif param == "proxy_protocol":
             proxy_protocol = True
-        elif param in ("ssl", "http2", "quic"):
+        elif param == "ssl":
+            ssl = True
+        elif param == "http2":
+            http2 = True              # accepted, with a -t notice: HTTP/1.1 is served (sheer.config.tls)
+        elif param == "quic":
             raise ConfigError(f'the "{param}" parameter of "listen" is not supported', src)
         else:
             raise ConfigError(f'invalid parameter "{param}"', src)
     if udp and proxy_protocol:
         raise ConfigError('"proxy_protocol" parameter is incompatible with "udp"', src)
+    if udp and ssl:
+        raise ConfigError('"ssl" parameter is incompatible with "udp"', src)
+    if ssl and proxy_protocol:
+        raise ConfigError('"proxy_protocol" with "ssl" on one "listen" is not supported yet', src)
     return Listen(address.host, address.port or 0, udp, reuseport, ipv6only, backlog, src, proxy_protocol,
-                  args[0])
+                  args[0], ssl, http2)
 
 
 def _upstream_server(args: list[str], src: Source) -> UpstreamServer:
@@ -207,6 +215,11 @@ TABLE: tuple[Directive, ...] = (
     _d("worker_rlimit_nofile", {MAIN}, (1, 1), _number("worker_rlimit_nofile")),
     _d("http", {MAIN}, (0, 0), block=HTTP),
     _d("stream", {MAIN}, (0, 0), block=STREAM),
+    # sheer-only: announce a VIP over BGP through the local BIRD (sheer/config/announce.py)
+    _d("announce", {MAIN}, (1, 1), announce.announce_arg, multi=True),
+    _d("announce_bird_socket", {MAIN}, (1, 1), announce.path_arg("announce_bird_socket")),
+    _d("announce_bird_fragment", {MAIN}, (1, 1), announce.path_arg("announce_bird_fragment")),
+    _d("announce_withdraw_delay", {MAIN}, (1, 1), _time("announce_withdraw_delay")),
     # shared by http and stream
     _d("upstream", {HTTP, STREAM}, (1, 1), block="upstream"),
     _d("log_format", {HTTP, STREAM}, (2, None), multi=True),
@@ -294,6 +307,10 @@ TABLE += (
     _d("dashboard", {HTTP_LOCATION}, (0, 0)),
     _d("status_zone", {HTTP_SERVER, STREAM_SERVER}, (1, 1)),
 )
+
+# TLS (sheer/config/tls.py): nginx's ngx_http_ssl_module
+TABLE += tuple(_d(name, contexts, nargs, conv, multi=multi)
+               for name, contexts, nargs, conv, multi in tls.DIRECTIVES)
 
 _BY_CONTEXT: dict[tuple[str, str], Directive] = {}
 _NAMES: set[str] = set()

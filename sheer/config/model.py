@@ -6,11 +6,13 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
+from sheer.config.announce import Announcing
 from sheer.config.errors import Source
 from sheer.config.health import HealthCheck
 from sheer.config.realip import RealIp
 from sheer.config.resolver import Resolver
 from sheer.config.template import Template
+from sheer.config.tls import ServerTls, UpstreamTls
 
 LogLevel = Literal["debug", "info", "notice", "warn", "error", "crit", "alert", "emerg"]
 LOG_LEVELS: tuple[LogLevel, ...] = ("debug", "info", "notice", "warn", "error", "crit", "alert", "emerg")
@@ -52,6 +54,8 @@ class Listen:
     proxy_protocol: bool = False   # the hop in front sends a PROXY protocol header first
     # the address as written (a name is resolved at load: one Listen per address)
     text: str = ""
+    ssl: bool = False              # `listen ... ssl`: TLS is terminated on this address
+    http2: bool = False            # `listen ... http2`: accepted; HTTP/1.1 is what is served
 
     @property
     def family(self) -> int:
@@ -166,6 +170,14 @@ class StreamServer:
     # nginx Plus: this server's counters in /api/N/stream/server_zones
     status_zone: str | None = None
     source: Source | None = None
+    # `proxy_pass $variable`: an upstream block's name or an address:port, per session (upstream None)
+    proxy_pass_url: Template | None = None
+    ssl_preread: bool = False                 # read the ClientHello first (sheer.core.tls_preread)
+    preread_timeout: float = 30.0
+    preread_buffer_size: int = 16384
+    tls: ServerTls | None = None              # `listen ... ssl`: terminated here (sheer.io.stream_tls)
+    ssl_handshake_timeout: float = 60.0
+    proxy_ssl: UpstreamTls | None = None      # `proxy_ssl on`: TLS to the upstream
 
     @property
     def udp(self) -> bool:
@@ -197,6 +209,7 @@ class ProxyPass:
     text: str = ""
     # `proxy_pass http://$backend...`: rendered per request (nginx's proxy_lengths)
     url: Template | None = None
+    ssl: bool = False          # `proxy_pass https://...`: TLS to the upstream (Location.proxy_ssl)
 
 
 HandlerKind = Literal["stub_status", "api", "prometheus", "dashboard"]
@@ -243,6 +256,7 @@ class Location:
     keepalive_timeout: float = 75.0
     resolver: Resolver | None = None     # for `proxy_pass` with variables: names are resolved per request
     source: Source | None = None
+    proxy_ssl: UpstreamTls | None = None  # `proxy_pass https://`: the proxy_ssl_* settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +285,8 @@ class HttpServer:
     access_logs: tuple[AccessLog, ...] = ()
     error_log: ErrorLog | None = None
     source: Source | None = None
+    tls: ServerTls | None = None                # ssl_* (sheer.config.tls); None: no certificate, no ssl
+    http2: bool = False                         # `http2 on;` (accepted; HTTP/1.1 is served)
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,6 +309,8 @@ class Config:
     worker_rlimit_nofile: int | None = None     # RLIMIT_NOFILE of the workers (None: inherited)
     stream: Stream | None = None
     http: Http | None = None
+    # sheer-only: VIPs announced over BGP (config/announce.py)
+    announce: Announcing = field(default_factory=Announcing)
 
     @property
     def workers(self) -> int:

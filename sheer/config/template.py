@@ -22,6 +22,9 @@ COMMON_VARIABLES = frozenset({
 STREAM_VARIABLES = COMMON_VARIABLES | {
     "protocol", "bytes_received", "session_time", "upstream_bytes_sent",
     "upstream_bytes_received", "upstream_session_time",
+    "ssl_preread_server_name", "ssl_preread_protocol", "ssl_preread_alpn_protocols",   # ssl_preread on
+    "ssl_protocol", "ssl_cipher", "ssl_server_name", "ssl_session_reused", "ssl_client_s_dn",
+    "ssl_client_verify",
 }
 HTTP_VARIABLES = COMMON_VARIABLES | {
     "host", "request_uri", "uri", "document_uri", "args", "query_string", "request",
@@ -29,6 +32,9 @@ HTTP_VARIABLES = COMMON_VARIABLES | {
     "proxy_add_x_forwarded_for", "proxy_host", "proxy_port", "body_bytes_sent",
     "remote_user", "request_length", "upstream_status", "upstream_response_time",
     "content_length", "content_type", "http_host", "is_args",
+    # TLS (sheer/config/tls.py)
+    "https", "ssl_protocol", "ssl_cipher", "ssl_server_name", "ssl_session_reused", "ssl_client_s_dn",
+    "ssl_client_verify",
     "proxy_add_forwarded",       # sheer-only: RFC 7239 Forwarded, appended like $proxy_add_x_forwarded_for
 }
 HTTP_PREFIXES = ("http_", "sent_http_", "arg_", "cookie_", "upstream_http_")

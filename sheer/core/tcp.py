@@ -18,24 +18,25 @@ and tells at each `tick` how many bytes have moved so far, all proxy_timeout nee
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum, IntEnum
 from typing import Any
 
 from sheer.config.model import StreamServer
-from sheer.core import proxy_protocol
+from sheer.core import proxy_protocol, tls_preread
 from sheer.core.balancers import Balancer, Peer, Tried, request_key
 from sheer.core.bind import PLUMBING_HINT, BindTo, BindValueError, bind_to
 from sheer.core.deadlines import Deadlines, Queue
 from sheer.core.realip import Address, from_proxy_protocol
-from sheer.core.variables import VariableSource, render_bytes
+from sheer.core.variables import VariableSource, render, render_bytes
 
 TIMED_OUT = "upstream timed out (110: Connection timed out)"
 
 
 class Phase(Enum):
-    PREREAD = "preread"          # reading the PROXY header of `listen ... proxy_protocol`
+    PREREAD = "preread"          # reading the PROXY header of `listen ... proxy_protocol`, then the
+                                 # ClientHello of `ssl_preread on`
     CONNECTING = "connecting"    # connect() issued to a peer, not answered yet
     RELAYING = "relaying"        # bytes move both ways (or a `return` answer goes out)
     DONE = "done"
@@ -123,19 +124,28 @@ CLIENT_DISCONNECTED = (Log("info", "client disconnected", Context.BYTES), CLOSE)
 UPSTREAM_DISCONNECTED = (Log("info", "upstream disconnected", Context.BYTES), CLOSE)
 
 
+# `proxy_pass $variable`: the rendered value's balancer, or nginx's line and status when there is none
+Choose = Callable[[str], "Balancer | tuple[str, int]"]
+
+
 class TcpServer:
     """What every session of one stream server shares, made once per configuration: the server's
     directives, its upstream's balancer, the sessions' deadlines."""
 
-    __slots__ = ("balancer", "connecting", "deadlines", "idle", "preread", "prereading", "server")
+    __slots__ = ("balancer", "choose", "connecting", "deadlines", "hello", "idle", "preread", "prereading",
+                 "server")
 
-    def __init__(self, server: StreamServer, balancer: Balancer | None, preread: bool) -> None:
+    def __init__(self, server: StreamServer, balancer: Balancer | None, preread: bool,
+                 choose: Choose | None = None) -> None:
         self.server = server
         self.balancer = balancer
+        self.choose = choose                # `proxy_pass $variable` (balancer None)
         self.preread = preread              # `listen ... proxy_protocol` on this listener
         self.deadlines = deadlines = Deadlines()
         # (the queue, its timeout) of each phase that waits for one
         self.prereading = (deadlines.queue(server.proxy_protocol_timeout), server.proxy_protocol_timeout)
+        # `ssl_preread on`: the ClientHello read within preread_timeout (sheer.core.tls_preread)
+        self.hello = (deadlines.queue(server.preread_timeout), server.preread_timeout)
         self.connecting = (deadlines.queue(server.proxy_connect_timeout), server.proxy_connect_timeout)
         self.idle = (deadlines.queue(server.proxy_timeout), server.proxy_timeout)
 
@@ -144,9 +154,9 @@ class TcpSession:
     """One client connection and, once a peer accepts, its upstream connection: what nginx's stream
     proxy decides about them."""
 
-    __slots__ = ("bind", "client", "connect_began", "connect_time", "from_client", "from_upstream",
-                 "header_length", "io", "mark", "peer", "phase", "proxy", "queue", "shared", "started",
-                 "status", "tried", "upstream_addr")
+    __slots__ = ("balancer", "bind", "client", "client_hello", "connect_began", "connect_time", "from_client",
+                 "from_upstream", "header_length", "io", "mark", "peer", "phase", "proxy", "queue",
+                 "reading_hello", "shared", "started", "status", "tried", "upstream_addr")
 
     def __init__(self, shared: TcpServer, client: Address, io: VariableSource) -> None:
         self.shared = shared
@@ -165,6 +175,9 @@ class TcpSession:
         self.started = self.connect_began = 0.0
         self.connect_time: float | None = None
         self.queue: Queue | None = None     # the deadline queue this session waits in
+        self.balancer = shared.balancer     # `proxy_pass $variable`: chosen when the session starts
+        self.reading_hello = False          # in PREREAD: the ClientHello now (`ssl_preread on`)
+        self.client_hello: tls_preread.ClientHello | None = None     # $ssl_preread_*
 
     # --- events ----------------------------------------------------------------------------
 
@@ -173,11 +186,14 @@ class TcpSession:
         self.started = now
         if self.shared.preread:
             return self._watch(self.shared.prereading, now)
-        return self._start(now)
+        return self._preread_hello(b"", now)
 
     def preread(self, buffer: bytes, now: float) -> Sequence[Command]:
-        """Everything the client sent so far, while reading its PROXY header. Once the header is
-        complete, `header_length` says how much of `buffer` it took: the rest is the client's data."""
+        """Everything the client sent so far, while reading its PROXY header, then (`ssl_preread on`) its
+        ClientHello. Once the header is complete, `header_length` says how much of `buffer` it took:
+        the rest is the client's data (a ClientHello read is data too: it goes on untouched)."""
+        if self.reading_hello:
+            return self._hello(buffer[self.header_length:], now)
         result = proxy_protocol.parse(buffer)
         if isinstance(result, proxy_protocol.NeedMore):
             return NOTHING
@@ -190,7 +206,7 @@ class TcpSession:
             real = from_proxy_protocol(self.shared.server.real_ip, self.client[0], result.header)
             if real is not None:
                 self.client = real
-        return self._start(now)
+        return self._preread_hello(buffer[self.header_length:], now)
 
     def connecting(self, now: float) -> Sequence[Command]:
         """connect() did not complete at once: it is under way, and proxy_connect_timeout runs. (Over
@@ -211,7 +227,7 @@ class TcpSession:
         what to do about it."""
         self._forget()
         shared, peer, tried = self.shared, self.peer, self.tried
-        balancer = shared.balancer
+        balancer = self.balancer
         assert balancer is not None and peer is not None and tried is not None
         self.peer = None
         if ours is not None:
@@ -237,7 +253,8 @@ class TcpSession:
         if phase is Phase.DONE:
             return NOTHING
         if phase is Phase.PREREAD:
-            line = Log("info", "client closed connection while reading PROXY protocol", Context.CLIENT)
+            what = "prereading client data" if self.reading_hello else "reading PROXY protocol"
+            line = Log("info", f"client closed connection while {what}", Context.CLIENT)
             return (line, *self._close(now))
         if side:
             self.from_upstream = Flow.ENDED
@@ -277,6 +294,8 @@ class TcpSession:
             return (line, *self._close(now))
         if phase is Phase.CONNECTING:
             return self.connect_failed(TIMED_OUT, now, timed_out=True)
+        if phase is Phase.PREREAD and self.reading_hello:
+            return self._start(now)         # preread_timeout: nginx goes on with what it has
         if phase is Phase.PREREAD:
             line = Log("info", "client timed out (110: Connection timed out) while reading PROXY protocol",
                        Context.CLIENT)
@@ -289,6 +308,25 @@ class TcpSession:
 
     # --- decisions -------------------------------------------------------------------------
 
+    def _preread_hello(self, data: bytes, now: float) -> Sequence[Command]:
+        """After the PROXY header (if any): `ssl_preread on` reads the ClientHello first."""
+        if not self.shared.server.ssl_preread:
+            return self._start(now)
+        self.reading_hello = True
+        commands = self._watch(self.shared.hello, now)
+        return (*commands, *self._hello(data, now)) if data else commands
+
+    def _hello(self, data: bytes, now: float) -> Sequence[Command]:
+        """nginx's ssl_preread: a ClientHello, a decline (the variables stay empty) or more to read."""
+        result = tls_preread.bounded(data, self.shared.server.preread_buffer_size)
+        if isinstance(result, tls_preread.NeedMore):
+            return NOTHING
+        self._forget()
+        if result is None:
+            return self._fail("preread buffer full", 400, now)
+        self.client_hello = result if isinstance(result, tls_preread.ClientHello) else None
+        return self._start(now)
+
     def _start(self, now: float) -> Sequence[Command]:
         shared = self.shared
         server = shared.server
@@ -297,8 +335,14 @@ class TcpSession:
             self.from_client = Flow.ENDED        # nothing more is read: the session ends once this is sent
             answer = Answer(render_bytes(server.return_value, self.io))
             return (answer, *self._watch(shared.idle, now))   # a client that never reads it
-        balancer = shared.balancer
-        assert balancer is not None
+        self.reading_hello = False
+        balancer = self.balancer
+        if balancer is None:                 # `proxy_pass $variable`
+            assert shared.choose is not None and server.proxy_pass_url is not None
+            chosen = shared.choose(render(server.proxy_pass_url, self.io))
+            if isinstance(chosen, tuple):
+                return self._fail(chosen[0], chosen[1], now)
+            balancer = self.balancer = chosen
         try:
             self.bind = bind_to(server.proxy_bind, self.io)
         except BindValueError as exc:
@@ -308,7 +352,7 @@ class TcpSession:
         return self._connect(now)
 
     def _connect(self, now: float) -> Sequence[Command]:
-        balancer, tried = self.shared.balancer, self.tried
+        balancer, tried = self.balancer, self.tried
         assert balancer is not None and tried is not None
         peer = balancer.get(tried, now)
         if peer is None:
@@ -333,7 +377,7 @@ class TcpSession:
         peer = self.peer
         if peer is not None:
             self.peer = None
-            balancer = self.shared.balancer
+            balancer = self.balancer
             assert balancer is not None
             balancer.free(peer, failed=False, now=now)
         self.io = None                      # no cycle left once the session is done

@@ -15,11 +15,23 @@ from dataclasses import replace
 from ipaddress import IPv4Address
 from typing import Any
 
+from sheer.core import announce as core_announce
 from sheer.doctor.needs import Needs
 from sheer.doctor.probes import icmp_echo, neighbour, tcp_connect, udp_probe
-from sheer.doctor.state import NextHop, Privileges, Probe, RouteGet, State, TransparentProbe, nft_rules
-from sheer.net import fastpath_state, inspect
+from sheer.doctor.state import (
+    BgpProtocol,
+    BirdState,
+    NextHop,
+    Privileges,
+    Probe,
+    RouteGet,
+    State,
+    TransparentProbe,
+    nft_rules,
+)
+from sheer.net import announce, fastpath_state, inspect, record
 from sheer.net.facts import KernelFacts
+from sheer.net.items import BirdFragment
 from sheer.net.plan import is_ip, is_ipv4
 
 DOC_CLIENT = "198.51.100.1"      # TEST-NET-2: a client address no real client has (probes, route lookups)
@@ -189,7 +201,7 @@ def next_hop(address: str) -> NextHop | None:
     Several namespaces may hold it (two labs on one machine): the one whose interface has the
     link-layer address our neighbour table knows for it is the one we talk to."""
     lladdr = _lladdr(address)
-    here = inspect.netns_id()
+    here = record.netns_id()
     try:
         names = sorted(os.listdir("/run/netns"))
     except OSError:
@@ -217,6 +229,31 @@ def next_hop(address: str) -> NextHop | None:
     return None
 
 
+def bird_state(n: Needs) -> BirdState | None:
+    """Ask the local BIRD what it runs and exports, and read the VIPs' devices (reads only)."""
+    fragment = next((i for i in n.plan.items if isinstance(i, BirdFragment)), None)
+    if not n.announce or fragment is None:
+        return None
+    found, error = announce.protocols(fragment.socket)
+    protocols = None if found is None else tuple(BgpProtocol(p.name, p.proto, p.state, p.info) for p in found)
+    devices = {vip: _link_state(core_announce.device(vip)) for vip in n.announce}
+    exported: dict[tuple[str, str], bool | None] = {}
+    for p in protocols or ():
+        if p.proto == "BGP" and p.info == "Established":
+            for vip in n.announce:
+                exported[(vip, p.name)] = announce.exported(fragment.socket, p.name, f"{vip}/32")[0]
+    return BirdState(fragment.socket, protocols, error, announce.read_text(fragment.path), devices, exported)
+
+
+def _link_state(dev: str) -> str:
+    """"up", "down" or "missing", from /sys/class/net (this network namespace's)."""
+    try:
+        with open(f"/sys/class/net/{dev}/flags") as handle:
+            return "up" if int(handle.read().strip(), 16) & 0x1 else "down"
+    except (OSError, ValueError):
+        return "missing"
+
+
 def gather(n: Needs, facts: KernelFacts, explicit_probe: bool,
            transparent_error: Callable[[], str | None]) -> State:
     facts = replace(facts, sysctls={**facts.sysctls, **sysctls(facts)})
@@ -224,7 +261,7 @@ def gather(n: Needs, facts: KernelFacts, explicit_probe: bool,
     state = State(facts, rules, legacy_tables(),
                   tc_egress([n.public_if]) if n.public_if and facts.act_nat else {},
                   privileges(transparent_error()) if n.role == "proxy" else None, nft_error=nft_error,
-                  feeders=tuple(fastpath_state.feeders()) if n.dsr else ())
+                  feeders=tuple(fastpath_state.feeders()) if n.dsr else (), bird=bird_state(n))
     if n.role == "upstream":
         back = routes_back(n)
         gateway = next((r.gateway for r in back if r.proto == "udp" and r.gateway), None)

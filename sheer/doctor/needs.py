@@ -24,6 +24,7 @@ class Needs:
     client: str | None = None                  # --client, or None
     needs_transparency: bool = False
     upstream_hosts: tuple[str, ...] = field(default=())
+    announce: tuple[str, ...] = ()                   # the VIPs announced over BGP (proxy role)
 
     @property
     def role(self) -> Role:
@@ -52,9 +53,10 @@ def needs(config: Config, options: Options, facts: KernelFacts, conf: str,
     the_plan = plan(config, options, facts)
     public_if = options.public_if or (client_facing(facts, found) if found else None)
     hosts = tuple(dict.fromkeys(u.host for s in found for u in s.upstreams))
+    announce = tuple(v.address for v in config.announce.vips) if options.role == "proxy" else ()
     return Needs(conf, options, the_plan, tuple(s for s in found if not s.dsr),
                  tuple(s for s in found if s.dsr),
-                 public_if, config.user, client, _transparent_binds(config), hosts)
+                 public_if, config.user, client, _transparent_binds(config), hosts, announce)
 
 
 def _transparent_binds(config: Config) -> bool:

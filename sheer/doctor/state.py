@@ -78,6 +78,28 @@ class NextHop:
 
 
 @dataclass(frozen=True, slots=True)
+class BgpProtocol:
+    """One line of `birdc show protocols`."""
+
+    name: str
+    proto: str                       # "BGP", "Static", ...
+    state: str                       # "up", "start", "down"
+    info: str                        # BGP: "Established", "Active", "Connect", ...
+
+
+@dataclass(frozen=True, slots=True)
+class BirdState:
+    """What the local BIRD says, for the announced VIPs (sheer.net.announce asks it)."""
+
+    socket: str
+    protocols: tuple[BgpProtocol, ...] | None        # None: BIRD did not answer (`error` says why)
+    error: str = ""
+    fragment: str | None = None                      # the fragment file as it is now (None: missing)
+    devices: Mapping[str, str] = field(default_factory=dict)   # VIP -> "up", "down", "missing"
+    exported: Mapping[tuple[str, str], bool | None] = field(default_factory=dict)  # (VIP, BGP) -> yes/no
+
+
+@dataclass(frozen=True, slots=True)
 class State:
     facts: KernelFacts
     ruleset: tuple[Mapping[str, Any], ...] = ()     # the "nftables" list of `nft -j list ruleset`
@@ -91,6 +113,7 @@ class State:
     probed: bool = False                            # probes were allowed (lab, loopback or --probe)
     nft_error: str | None = None                    # why the ruleset could not be read (checks say so)
     feeders: tuple[int, ...] = ()                   # sheer health checkers feeding the fast path here
+    bird: BirdState | None = None                   # the configuration announces VIPs through BIRD
 
     def sysctl(self, key: str) -> str | None:
         return self.facts.sysctls.get(key)

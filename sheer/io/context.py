@@ -23,6 +23,7 @@ from sheer.core.health import Health
 from sheer.core.stats import Layout
 from sheer.io.logs import ErrorLogger
 from sheer.io.slots import ConnectionSlots
+from sheer.io.tls import TlsListener
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,8 @@ class WorkerContext:
     balancer_for: Callable[[Upstream], Balancer]
     health: HealthStates | None = None      # None: no active check in this configuration
     peers: ResolvedPeers | None = None      # None: no name is resolved while sheer runs
+    # `listen ... ssl` addresses' OpenSSL contexts, made by the master before the fork (sheer.io.tls)
+    tls: dict[tuple[str, int, bool], TlsListener] | None = None
     identity: Identity = field(default_factory=Identity)
     hostname: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)

@@ -20,6 +20,7 @@ from sheer.io.accept import Acceptor
 from sheer.io.context import WorkerContext
 from sheer.io.logs import AccessLogger, LogLimiter
 from sheer.io.slots import ConnectionSlots
+from sheer.io.stream_targets import StreamTargets
 from sheer.io.tcp_poller import Poller
 from sheer.io.tcp_relay import Connection
 
@@ -40,7 +41,8 @@ class TcpStreamService:
         preread = any(listen.proxy_protocol for listen in server.listens
                       if listen.port == port and listen.bind_host == host and not listen.udp)
         balancer = ctx.balancer_for(server.upstream) if server.upstream else None
-        self.shared = TcpServer(server, balancer, preread)
+        # `proxy_pass $variable`: an upstream block by name or an address, per session
+        self.shared = TcpServer(server, balancer, preread, StreamTargets(ctx).choose)
         self.family: int = sock.family
         self.loop = asyncio.get_running_loop()
         self.time = self.loop.time

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from sheer.core.http.variables import TlsInfo
 from sheer.core.proxy_protocol import ProxyHeader
 from sheer.core.variables import binary_address, time_iso8601, time_local
 from sheer.io.context import WorkerContext
@@ -31,6 +32,7 @@ class StreamVariables:
         "proxy",
         "started",
         "status",
+        "tls",
         "upstream_addr",
         "upstream_bytes_received",
         "upstream_bytes_sent",
@@ -50,6 +52,7 @@ class StreamVariables:
         self.upstream_bytes_sent = self.upstream_bytes_received = 0
         self.upstream_addr: list[str] = []
         self.upstream_connect_time: float | None = None
+        self.tls: TlsInfo | None = None              # `listen ... ssl`: what the handshake settled
 
     @property
     def local(self) -> Any:
@@ -115,3 +118,12 @@ COMMON: dict[str, Callable[[_OfWorker], str]] = {
     "connection": lambda v: str(id(v)),
 }
 _GETTERS.update(COMMON)
+# TLS (sheer.io.stream_tls): a StreamVariables' own
+_GETTERS.update({
+    "ssl_protocol": lambda v: v.tls.protocol if v.tls else "",
+    "ssl_cipher": lambda v: v.tls.cipher if v.tls else "",
+    "ssl_server_name": lambda v: v.tls.server_name if v.tls else "",
+    "ssl_session_reused": lambda v: v.tls.session_reused if v.tls else "",
+    "ssl_client_s_dn": lambda v: v.tls.client_s_dn if v.tls else "",
+    "ssl_client_verify": lambda v: v.tls.client_verify if v.tls else "",
+})

@@ -77,5 +77,9 @@ GETTERS: dict[str, Callable[[Facts], str]] = {
     "upstream_addr": lambda c: c.core.upstream_addr,
     "upstream_session_time": lambda c: f"{time.time() - c.started:.3f}",
     "upstream_connect_time": _connect_time,
+    # `ssl_preread on` (sheer.core.tls_preread)
+    "ssl_preread_server_name": lambda c: c.core.client_hello.server_name if c.core.client_hello else "",
+    "ssl_preread_protocol": lambda c: c.core.client_hello.protocol if c.core.client_hello else "",
+    "ssl_preread_alpn_protocols": lambda c: c.core.client_hello.alpn_protocols if c.core.client_hello else "",
 }
 GETTERS.update(COMMON)

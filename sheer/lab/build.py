@@ -27,12 +27,15 @@ from sheer.lab.procs import (
 )
 from sheer.lab.topology import (
     COMMON_SYSCTLS,
+    FLEET_MAX,
     LOCK_FILE,
     RR_NFT_TABLE,
     STATE_DIR,
     Node,
+    Segment,
     Topology,
     article,
+    fleet,
     rr_ruleset,
 )
 
@@ -70,25 +73,30 @@ def up(topo: Topology | None = None, state_dir: Path = STATE_DIR, progress: Prog
     require_root()
     witness.check_binaries()
     with lab_lock():
-        problems = verify(topo, state_dir)
-        if not problems:
-            progress("lab is already up")
-            if ipv6 and not dualstack.enabled(state_dir):
-                _ipv6(topo, state_dir, progress)
-            return False
-        if netns_list() & set(topo.namespaces) or state_dir.exists():
-            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-            progress(f"repairing a broken lab: {problems[0]}{more}; rebuilding it")
-            _down(topo, state_dir, progress)
-        started = time.monotonic()
-        _build(topo, state_dir, progress)
-        if ipv6:
+        return up_locked(topo, state_dir, progress, ipv6)
+
+
+def up_locked(topo: Topology, state_dir: Path, progress: Progress, ipv6: bool = False) -> bool:
+    """up() for a caller holding the lab's lock (sheer.lab.fleet builds on the article's lab)."""
+    problems = verify(topo, state_dir)
+    if not problems:
+        progress("lab is already up")
+        if ipv6 and not dualstack.enabled(state_dir):
             _ipv6(topo, state_dir, progress)
-        problems = verify(topo, state_dir)
-        if problems:
-            raise LabError("the lab was built but is not healthy: " + "; ".join(problems))
-        progress(f"lab is up ({time.monotonic() - started:.1f}s)")
-        return True
+        return False
+    if netns_list() & set(topo.namespaces) or state_dir.exists():
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        progress(f"repairing a broken lab: {problems[0]}{more}; rebuilding it")
+        _down(topo, state_dir, progress)
+    started = time.monotonic()
+    _build(topo, state_dir, progress)
+    if ipv6:
+        _ipv6(topo, state_dir, progress)
+    problems = verify(topo, state_dir)
+    if problems:
+        raise LabError("the lab was built but is not healthy: " + "; ".join(problems))
+    progress(f"lab is up ({time.monotonic() - started:.1f}s)")
+    return True
 
 
 def _ipv6(topo: Topology, state_dir: Path, progress: Progress) -> None:
@@ -122,8 +130,14 @@ def _down(topo: Topology, state_dir: Path, progress: Progress) -> None:
             if pid is not None:
                 progress(f"stopping {service} on {node.name} (pid {pid})")
                 signal_and_wait(pid)
+    # the fleet's nodes too, whatever shape the lab was last given (sheer.lab.fleet)
+    delete_namespaces([*fleet(FLEET_MAX).namespaces, *topo.namespaces], progress)
+    shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def delete_namespaces(namespaces: list[str], progress: Progress) -> None:
     existing = netns_list()
-    for netns in topo.namespaces:
+    for netns in dict.fromkeys(namespaces):
         if netns not in existing:
             continue
         # deleting a namespace does not end what runs in it: a proxy left by a killed test would
@@ -133,7 +147,6 @@ def _down(topo: Topology, state_dir: Path, progress: Progress) -> None:
             signal_and_wait(pid)
         run("ip", "netns", "delete", netns)
         progress(f"deleted {netns}")
-    shutil.rmtree(state_dir, ignore_errors=True)
 
 
 def _own_pid(path: Path, state_dir: Path) -> int | None:
@@ -144,13 +157,13 @@ def _own_pid(path: Path, state_dir: Path) -> int | None:
     return pid
 
 
-def _sysctls(node_sysctls: tuple[tuple[str, str], ...]) -> list[str]:
+def sysctls_of(node_sysctls: tuple[tuple[str, str], ...]) -> list[str]:
     merged = dict(COMMON_SYSCTLS)
     merged.update(node_sysctls)
     return [f"{k}={v}" for k, v in merged.items()]
 
 
-def _batch(netns: str, lines: list[str]) -> None:
+def batch(netns: str, lines: list[str]) -> None:
     run("ip", "-n", netns, "-batch", "-", input="\n".join(lines) + "\n")
 
 
@@ -159,14 +172,14 @@ def _build(topo: Topology, state_dir: Path, progress: Progress) -> None:
     progress(f"creating namespaces {', '.join(topo.namespaces)}")
     for netns in topo.namespaces:
         run("ip", "netns", "add", netns)
-        _batch(netns, ["link set lo up"])
+        batch(netns, ["link set lo up"])
     # sysctls before any interface exists, so each new interface starts from "default"
     for node in topo.nodes:
-        netns_exec(node.netns, "sysctl", "-qw", *_sysctls(node.sysctls))
-    netns_exec(topo.switch_netns, "sysctl", "-qw", *_sysctls(()))
+        netns_exec(node.netns, "sysctl", "-qw", *sysctls_of(node.sysctls))
+    netns_exec(topo.switch_netns, "sysctl", "-qw", *sysctls_of(()))
     _build_switch(topo, progress)
     for node in topo.nodes:
-        _build_node(node, progress)
+        build_node(node, progress)
     progress(f"return router: nft table {RR_NFT_TABLE} forwards only UDP from the VIP")
     run("ip", "netns", "exec", topo.node("rr").netns, "nft", "-f", "-", input=rr_ruleset())
     for node in topo.upstreams:
@@ -177,11 +190,17 @@ def _build(topo: Topology, state_dir: Path, progress: Progress) -> None:
 
 
 def _build_switch(topo: Topology, progress: Progress) -> None:
+    build_switch(topo, topo.segments, topo.nodes, progress)
+
+
+def build_switch(topo: Topology, segments: tuple[Segment, ...], nodes: tuple[Node, ...],
+                 progress: Progress) -> None:
+    """Bridges for `segments`, and a port on the right one for every interface of `nodes`."""
     lines: list[str] = []
-    for seg in topo.segments:
+    for seg in segments:
         progress(f"switch: bridge {seg.bridge} for {seg.name} {seg.network}")
         lines += [f"link add {seg.bridge} type bridge", f"link set {seg.bridge} up"]
-    for node in topo.nodes:
+    for node in nodes:
         for iface in node.ifaces:
             bridge = topo.segment(iface.segment).bridge
             # created in the switch namespace with its peer born in the node: never in the root one
@@ -189,10 +208,10 @@ def _build_switch(topo: Topology, progress: Progress) -> None:
                 f"link add {iface.port} type veth peer name {iface.name} netns {node.netns}",
                 f"link set {iface.port} master {bridge} up",
             ]
-    _batch(topo.switch_netns, lines)
+    batch(topo.switch_netns, lines)
 
 
-def _build_node(node: Node, progress: Progress) -> None:
+def build_node(node: Node, progress: Progress) -> None:
     lines: list[str] = []
     for iface in node.ifaces:
         lines += [f"addr add {iface.address} dev {iface.name}", f"link set {iface.name} up"]
@@ -200,7 +219,7 @@ def _build_node(node: Node, progress: Progress) -> None:
     addrs = ", ".join(f"{i.name} {i.address}" for i in node.ifaces)
     routes = "".join(f"; {r.dst} via {r.via}" for r in node.routes)
     progress(f"{node.name}: {addrs}{routes}")
-    _batch(node.netns, lines)
+    batch(node.netns, lines)
 
 
 def _listening(node: Node) -> bool:

@@ -56,6 +56,50 @@ TRANSPARENT = HEADER + http_block("$remote_addr transparent") + "\n" + dns_block
 DSR = HEADER + dns_block("$remote_addr:$remote_port transparent", responses=0)
 
 
+# The NGINX admin guide's DNS health check: ask stl.umsl.edu, expect "health.is.good" (the lab's
+# dnsmasq answers it with a CNAME to health.is.good).
+DNS_QUERY = (r"\x00\x2a\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00"      # header: id 42, one question
+             r"\x03\x73\x74\x6c\x04\x75\x6d\x73\x6c\x03\x65\x64\x75\x00"  # stl.umsl.edu
+             r"\x00\x01\x00\x01")                                          # A, IN
+
+
+def fleet(state: str, announce: str = "") -> str:
+    """One fleet proxy's configuration (`state`: its directory): the article's DSR server, balanced
+    by Maglev over the client's ip:port so every proxy picks the same upstream for a client, checked
+    once a second (`mandatory`: no traffic before a check passed), run as a daemon with a pid file
+    (`sheer -s quit`); `announce`: the directives that announce the VIP."""
+    return f"""user root;
+worker_processes 1;
+daemon on;
+pid {state}/sheer.pid;
+error_log {state}/error.log info;
+{announce}
+events {{
+    worker_connections 1024;
+}}
+
+stream {{
+    upstream dns_upstreams {{
+        hash $remote_addr$remote_port maglev;{_servers(DNS_PORT)}
+    }}
+
+    match dns {{
+        send {DNS_QUERY};
+        expect ~* "health.is.good";
+    }}
+
+    server {{
+        listen {DNS_PORT} udp;
+        proxy_responses 0;
+        proxy_timeout 1s;
+        proxy_bind $remote_addr:$remote_port transparent;
+        health_check interval=1s fails=2 passes=1 match=dns udp mandatory;
+        health_check_timeout 500ms;
+        proxy_pass dns_upstreams;
+    }}
+}}
+"""
+
 
 # The dual-stack lab (`sheer lab up --ipv6`): the same services over IPv6, the upstreams' IPv6 twins.
 def _servers6(port: int | None) -> str:

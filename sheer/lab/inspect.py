@@ -42,7 +42,12 @@ def routes(netns: str) -> list[str]:
     lines = []
     for r in ip_json(netns, "route", "show"):
         via = f" via {r['gateway']}" if "gateway" in r else ""
-        lines.append(f"{r['dst']}{via} dev {r.get('dev', '?')}")
+        hops = " ".join(f"nexthop via {h['gateway']}" for h in r.get("nexthops", []) if "gateway" in h)
+        dev = f" dev {r['dev']}" if "dev" in r else ""
+        # routes a routing daemon installed (the fleet's edge learns the VIP over BGP) are not the lab's
+        proto = r.get("protocol")
+        learnt = f" proto {proto}" if proto not in (None, "kernel", "boot", "static") else ""
+        lines.append(f"{r['dst']}{via}{dev}{' ' + hops if hops else ''}{learnt}")
     return lines
 
 
@@ -67,7 +72,7 @@ def _node_problems(node: Node, state_dir: Path) -> list[str]:
             problems.append(f"{node.name}: route {r.dst} via {r.via} is missing")
     expected = [f"{r.dst} via {r.via} " for r in node.routes]
     for line in have:
-        if " via " in line and not any(line.startswith(e) for e in expected):
+        if " via " in line and " proto " not in line and not any(line.startswith(e) for e in expected):
             problems.append(f"{node.name}: unexpected route {line}")
     wanted = dict(COMMON_SYSCTLS) | dict(node.sysctls)
     if dualstack.enabled(state_dir):

@@ -13,7 +13,7 @@ from pathlib import Path
 from sheer.lab import build, configs, counters, plumbing, running_proxy, witness
 from sheer.lab.errors import LabError
 from sheer.lab.procs import run
-from sheer.lab.topology import LAB, STATE_DIR, Node, Topology, article
+from sheer.lab.topology import LAB, STATE_DIR, Node, Topology, article, current
 
 
 def unsupported_reason() -> str | None:
@@ -64,7 +64,11 @@ class Lab:
         build.down(self.topo, self.state_dir)
 
     def node(self, name: str) -> Node:
-        return self.topo.node(name)
+        """A node of the lab, the fleet's included when one is up (sheer.lab.fleet)."""
+        try:
+            return self.topo.node(name)
+        except KeyError:
+            return current(self.state_dir).node(name)
 
     def run(self, node: str, *cmd: str, check: bool = False,
             timeout: float = 10) -> subprocess.CompletedProcess[str]:

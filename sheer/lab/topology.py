@@ -3,13 +3,19 @@
 client 192.168.99.1 --public-- proxy 192.168.99.10 / 172.16.0.1 --internal-- up1..up4 172.16.0.11-14
                       \\--- return router 192.168.99.254 / 172.16.0.254 ---/
 Both segments are bridges inside the switch namespace; nothing touches the root namespace.
+
+The fleet (`sheer lab up --fleet N`) adds to it: an edge router (192.168.99.253 on the public
+segment, 192.168.98.1 on a fabric segment) that reaches the service address 192.168.100.10
+through ECMP over N proxies (proxyK: 192.168.98.1K on the fabric, 172.16.0.3K inside), each
+announcing it over BGP (sheer.lab.bird); the client routes 192.168.100.0/24 through the edge,
+and the upstreams answer it directly through the return router (origin NAT).
 """
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address
 from pathlib import Path
 from typing import Literal
@@ -57,8 +63,17 @@ def v6_of(address: IPv4Address, segment: str) -> IPv6Address:
     return IPv6Address(IPV6_PREFIXES[segment] + str(address).rsplit(".", 1)[1])
 
 
-Role = Literal["client", "proxy", "upstream", "router"]
-SegmentName = Literal["public", "internal"]
+# the fleet (sheer.lab.fleet): the service address every proxy announces, and who routes to it
+FLEET_VIP = IPv4Address("192.168.100.10")
+FLEET_NET = IPv4Network("192.168.100.0/24")
+EDGE_PUBLIC = IPv4Address("192.168.99.253")
+EDGE_FABRIC = IPv4Address("192.168.98.1")
+FLEET_MIN, FLEET_MAX = 2, 4
+# private AS numbers (RFC 6996, 64512-65534): the edge 65000, proxyK 65000 + K
+EDGE_AS = 65000
+
+Role = Literal["client", "proxy", "upstream", "router", "edge"]
+SegmentName = Literal["public", "internal", "fabric"]
 
 
 @dataclass(frozen=True)
@@ -106,6 +121,7 @@ class Topology:
     segments: tuple[Segment, ...]
     nodes: tuple[Node, ...]
     switch_netns: str = SWITCH_NETNS
+    fleet: int = 0                 # proxies behind the edge router (0: the article's lab alone)
 
     def node(self, name: str) -> Node:
         bare = name.removeprefix(f"{LAB}-")
@@ -126,6 +142,10 @@ class Topology:
     def namespaces(self) -> tuple[str, ...]:
         return (self.switch_netns, *(n.netns for n in self.nodes))
 
+    @property
+    def fleet_proxies(self) -> tuple[Node, ...]:
+        return tuple(n for n in self.nodes if n.role == "proxy" and n.name != "proxy")
+
 
 # Every node: IPv6 off (no DAD/RS/MLD noise in the counters), forwarding off, rp_filter off
 # unless the node says otherwise. Interfaces are created after these, so "default" reaches them.
@@ -139,7 +159,7 @@ COMMON_SYSCTLS: tuple[tuple[str, str], ...] = (
 
 
 def _iface(node: str, segment: SegmentName, address: str) -> Iface:
-    short = "pub" if segment == "public" else "int"
+    short = {"public": "pub", "internal": "int", "fabric": "fab"}[segment]
     return Iface(f"{PREFIX}-{short}", segment, IPv4Interface(address), f"{PREFIX}-{node}-{short[0]}")
 
 
@@ -187,12 +207,61 @@ def article() -> Topology:
     return Topology(segments, (client, proxy, *(_upstream(i) for i in range(1, 5)), router))
 
 
-def rr_ruleset(table: str = RR_NFT_TABLE) -> str:
+FABRIC = Segment("fabric", f"{PREFIX}-br-fab", IPv4Network("192.168.98.0/24"))
+
+
+def proxy_fabric(index: int) -> IPv4Address:
+    return IPv4Address(f"192.168.98.{10 + index}")
+
+
+def proxy_as(index: int) -> int:
+    return EDGE_AS + index
+
+
+def fleet(n: int) -> Topology:
+    """The article's lab plus the fleet: the edge router and proxy1..proxyN (sheer.lab.fleet)."""
+    if not FLEET_MIN <= n <= FLEET_MAX:
+        raise LabError(f"--fleet {n}: a fleet has {FLEET_MIN} to {FLEET_MAX} proxies")
+    base = article()
+    via_edge = Route(str(FLEET_NET), EDGE_PUBLIC)
+    nodes = [replace(node, routes=(*node.routes, via_edge)) if node.name in ("client", "rr") else node
+             for node in base.nodes]
+    nodes.append(Node(
+        "edge", "edge",
+        (_iface("edge", "public", f"{EDGE_PUBLIC}/24"), _iface("edge", "fabric", f"{EDGE_FABRIC}/24")),
+        (),
+        # ECMP by 4-tuple: with the default policy (0, addresses only) one client goes to one proxy
+        (("net.ipv4.ip_forward", "1"), ("net.ipv4.fib_multipath_hash_policy", "1")),
+    ))
+    for k in range(1, n + 1):
+        name = f"proxy{k}"
+        nodes.append(Node(
+            name, "proxy",
+            (_iface(name, "fabric", f"{proxy_fabric(k)}/24"),
+             _iface(name, "internal", f"172.16.0.{30 + k}/24")),
+            (Route("default", EDGE_FABRIC),),
+            # the DSR fast path forwards the clients' datagrams to the upstreams
+            (("net.ipv4.ip_forward", "1"),),
+        ))
+    return Topology((*base.segments, FABRIC), tuple(nodes), fleet=n)
+
+
+def current(state_dir: Path = STATE_DIR) -> Topology:
+    """The lab as it was last built: the article's, or with a fleet."""
+    try:
+        n = int((state_dir / "fleet").read_text())
+    except (OSError, ValueError):
+        return article()
+    return fleet(n) if FLEET_MIN <= n <= FLEET_MAX else article()
+
+
+def rr_ruleset(table: str = RR_NFT_TABLE, fleet: bool = False) -> str:
     """The return router forwards only origin-NAT DSR replies (UDP from the VIP, inside -> out)."""
+    vips = f"{{ {VIP}, {FLEET_VIP} }}" if fleet else str(VIP)
     return f"""table ip {table} {{
     chain forward {{
         type filter hook forward priority filter; policy drop;
-        iifname "{PREFIX}-int" oifname "{PREFIX}-pub" ip saddr {VIP} meta l4proto udp counter accept
+        iifname "{PREFIX}-int" oifname "{PREFIX}-pub" ip saddr {vips} meta l4proto udp counter accept
         counter drop
     }}
 }}

@@ -1,91 +1,39 @@
 """Apply a plan to the current network namespace, idempotently and atomically; revert exactly what
-was applied (recorded under /run/sheer/net/); compare the kernel with a plan (status)."""
+was applied (recorded under /run/sheer/net/, sheer.net.record); compare the kernel with a plan (status)."""
 
 from __future__ import annotations
 
 import errno
 import json
-import os
 import socket
 import subprocess
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pyroute2 import IPRoute  # type: ignore[import-untyped]
 from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
 
-from sheer.net import fastpath_state, inspect
-from sheer.net.facts import RouteFact, RuleFact
+from sheer.net import announce, fastpath_state, inspect
+from sheer.net.errors import KernelError
 from sheer.net.fastpath import NftFastPath
 from sheer.net.fastpath_status import fastpath_status
-from sheer.net.items import Item, NftTable, Route, Rule, Sysctl, TcClsact, from_json, to_json
+from sheer.net.items import (
+    Address,
+    BirdFragment,
+    Item,
+    Link,
+    NftTable,
+    Route,
+    Rule,
+    Sysctl,
+    TcClsact,
+    to_json,
+)
 from sheer.net.nftlib import Nft
 from sheer.net.plan import Plan
+from sheer.net.record import Entry, Record, route_fact, rule_fact
 
-STATE_DIR = Path("/run/sheer/net")
 PROTO = {"tcp": 6, "udp": 17}
-
-
-class KernelError(Exception):
-    """The kernel refused: errno and the fix."""
-
-    def __init__(self, what: str, code: int, detail: str = "") -> None:
-        fix = {errno.EPERM: "needs CAP_NET_ADMIN: run as root",
-               errno.EACCES: "needs CAP_NET_ADMIN: run as root",
-               errno.ENODEV: "the interface does not exist here (check --public-if)",
-               errno.ENETUNREACH: "the gateway is not on a connected network here (check --gateway/--via)"}
-        hint = fix.get(code, detail)
-        super().__init__(f"{what} failed ({code}: {os.strerror(code)}){': ' + hint if hint else ''}")
-        self.code = code
-
-
-@dataclass
-class Entry:
-    item: Item
-    created: bool                  # False: it was there before sheer; revert leaves it
-    previous: str | None = None    # sysctl value, or the nft table's listing, before sheer
-    listing: str | None = None     # the nft table as the kernel listed it after apply (for status)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"item": to_json(self.item), "created": self.created, "previous": self.previous,
-                "listing": self.listing}
-
-    @staticmethod
-    def from_json(data: dict[str, Any]) -> Entry:
-        return Entry(from_json(data["item"]), data["created"], data.get("previous"), data.get("listing"))
-
-
-@dataclass
-class Record:
-    path: Path
-    entries: list[Entry] = field(default_factory=list)
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    @staticmethod
-    def load(path: Path) -> Record | None:
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            return None
-        return Record(path, [Entry.from_json(e) for e in data["entries"]], data.get("meta", {}))
-
-    def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"meta": self.meta, "entries": [e.to_json() for e in self.entries]},
-                                  indent=1))
-        tmp.replace(self.path)
-
-    def facts(self) -> tuple[tuple[RuleFact, ...], tuple[RouteFact, ...]]:
-        ours = [e.item for e in self.entries if e.created]
-        return (tuple(rule_fact(i) for i in ours if isinstance(i, Rule)),
-                tuple(route_fact(i) for i in ours if isinstance(i, Route)))
-
-
-def record_path(role: str, host: str | None) -> Path:
-    suffix = f"-{host}" if host else ""
-    return STATE_DIR / f"{inspect.netns_cookie()}-{role}{suffix}.json"
 
 
 def key(item: Item) -> str:
@@ -94,14 +42,6 @@ def key(item: Item) -> str:
     if isinstance(item, Sysctl):
         return f"sysctl {item.key}"
     return json.dumps(to_json(item), sort_keys=True)
-
-
-def rule_fact(r: Rule) -> RuleFact:
-    return RuleFact(r.priority, r.table, r.fwmark, r.src, r.ipproto, r.sport, r.family)
-
-
-def route_fact(r: Route) -> RouteFact:
-    return RouteFact(r.dst, r.dev, r.via, r.table, r.kind)     # the family is the dst's
 
 
 # --- one function per kind of item: ensure (returns created, previous) and undo ---------------
@@ -208,6 +148,9 @@ def ensure(item: Item, before: Entry | None) -> tuple[Entry, bool]:
             return Entry(item, True, previous, existing), False     # untouched: keep what the feeder wrote
         fastpath_state.load(nft, item)
         return Entry(item, True, previous, fastpath_state.listing(nft, item.name)), True
+    if isinstance(item, (Link, Address, BirdFragment)):
+        created, previous, said, changed = announce.ensure(item, before.previous if before else None)
+        return Entry(item, created or bool(before and before.created), previous, said), changed
     if isinstance(item, (Route, Rule)):
         with IPRoute() as ipr:
             if isinstance(item, Route):
@@ -232,6 +175,9 @@ def undo(entry: Entry) -> None:
             _write_sysctl(item, entry.previous, what)
         return
     if not entry.created:
+        return
+    if isinstance(item, (Link, Address, BirdFragment)):
+        announce.undo(item, entry.previous)
         return
     if isinstance(item, NftTable):
         head = f"table {item.family} {item.name}\ndelete table {item.family} {item.name}\n"
@@ -293,7 +239,8 @@ def apply(plan: Plan, path: Path, meta: dict[str, Any]) -> list[str]:
             entries.append(entry)
             if changed:
                 touched.append((entry, before.get(key(item))))
-            report.append(f"{'applied ' if changed else 'ok      '} {first_line(item)}")
+            said = f" ({entry.listing})" if isinstance(item, BirdFragment) and entry.listing else ""
+            report.append(f"{'applied ' if changed else 'ok      '} {first_line(item)}{said}")
     except BaseException:
         for entry, replaced in reversed(touched):
             try:
@@ -351,6 +298,8 @@ def status(plan: Plan, path: Path) -> list[tuple[bool, str]]:
             res = subprocess.run(["tc", "qdisc", "show", "dev", item.dev], capture_output=True, text=True,
                                  check=False)
             out.append(("clsact" in res.stdout, line))
+        elif isinstance(item, (Link, Address, BirdFragment)):
+            out.append(announce.status(item, facts))
         else:
             res = subprocess.run(["tc", "filter", "show", "dev", item.dev, "egress"], capture_output=True,
                                  text=True, check=False)

@@ -95,6 +95,7 @@ class KernelFacts:
     # nft chains that check `fib saddr ... oif missing` (reverse-path filtering; IPv6's only kind, since
     # IPv6 has no rp_filter sysctl), as "inet filter prerouting" (sheer's own tables left out)
     fib_checks: tuple[str, ...] = ()
+    dummy: bool = True                     # the kernel has dummy interfaces (loaded, built in, or a module)
 
     def excluding(self, rules: tuple[RuleFact, ...], routes: tuple[RouteFact, ...]) -> KernelFacts:
         """The facts without what sheer itself created, so a re-plan picks the same mark and table."""

@@ -6,7 +6,6 @@ import json
 import os
 import platform
 import re
-import socket
 import subprocess
 from socket import AF_INET, AF_INET6
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 from pyroute2 import IPRoute  # type: ignore[import-untyped]
 
 from sheer.net.facts import HookUser, IfAddr, KernelFacts, RouteFact, RuleFact
+from sheer.net.record import netns_id
 
 RTN_UNICAST, RTN_LOCAL = 1, 2
 
@@ -40,7 +40,8 @@ def gather() -> KernelFacts:
     hooks = (*nft_ingress_chains(), *xdp, *(user for dev in devs if dev != "lo" for user in tc_ingress(dev)))
     tracked = int(read_sysctl("net.netfilter.nf_conntrack_count") or 0) > 0
     return KernelFacts(addresses, routes, rules, act_nat(), sysctls, nft_tables(), mtus, hooks, tracked,
-                       fib_checks(_nft_text("list", "ruleset")))
+                       fib_checks(_nft_text("list", "ruleset")),
+                       kernel_module("dummy"))
 
 
 def fib_checks(ruleset: str) -> tuple[str, ...]:
@@ -161,13 +162,18 @@ def read_sysctl(key: str) -> str | None:
 
 def act_nat() -> bool:
     """Whether tc's act_nat exists, without loading anything: loaded, built in, or installable."""
-    if os.path.exists("/sys/module/act_nat"):
+    return kernel_module("act_nat")
+
+
+def kernel_module(name: str) -> bool:
+    """Whether the kernel has module `name` without loading anything: loaded, built in, or installable."""
+    if os.path.exists(f"/sys/module/{name}"):
         return True
     base = f"/lib/modules/{platform.release()}"
-    for name in ("modules.builtin", "modules.dep"):
+    for listing in ("modules.builtin", "modules.dep"):
         try:
-            with open(os.path.join(base, name)) as f:
-                if "act_nat.ko" in f.read():
+            with open(os.path.join(base, listing)) as f:
+                if f"/{name}.ko" in f.read():
                     return True
         except OSError:
             continue
@@ -183,24 +189,6 @@ def nft_tables() -> tuple[str, ...]:
         return ()
     found = json.loads(res.stdout).get("nftables", [])
     return tuple(f"{t['table']['family']} {t['table']['name']}" for t in found if "table" in t)
-
-
-def netns_id() -> int:
-    return os.stat("/proc/self/ns/net").st_ino
-
-
-SO_NETNS_COOKIE = 71
-
-
-def netns_cookie() -> str:
-    """This network namespace's identity for apply records. Inode numbers of deleted namespaces
-    are reused, so a record keyed by inode could be picked up by an unrelated new namespace; the
-    kernel's netns cookie (SO_NETNS_COOKIE, Linux 5.14+) is never reused while the system runs."""
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            return f"c{int.from_bytes(probe.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8), 'little')}"
-    except OSError:
-        return f"i{netns_id()}"
 
 
 def in_root_netns() -> bool:

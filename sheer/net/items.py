@@ -140,10 +140,44 @@ class TcNat:
                  f"action nat egress {self.src}/32 {self.vip}")]
 
 
-Item: TypeAlias = Sysctl | Rule | Route | NftTable | TcClsact | TcNat | NftFastPath
+# Announcing VIPs (sheer.net.announce applies them): the VIP on a dummy interface, BIRD's fragment.
+DUMMY = "sheer-vip"
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A dummy interface of sheer's own, up, to hold the VIPs."""
+
+    dev: str = DUMMY
+
+    def commands(self) -> list[str]:
+        return [f"ip link add {self.dev} type dummy", f"ip link set {self.dev} up"]
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    dev: str
+    address: str                   # "192.168.100.10/32"
+
+    def commands(self) -> list[str]:
+        return [f"ip addr add {self.address} dev {self.dev}"]
+
+
+@dataclass(frozen=True, slots=True)
+class BirdFragment:
+    path: str
+    text: str
+    socket: str
+
+    def commands(self) -> list[str]:
+        return [f"# write BIRD's fragment {self.path} (below), then: birdc -s {self.socket} configure"]
+
+
+Item: TypeAlias = (Sysctl | Rule | Route | NftTable | TcClsact | TcNat | NftFastPath | Link | Address
+                   | BirdFragment)
 KINDS: dict[str, type[Item]] = {
     "sysctl": Sysctl, "rule": Rule, "route": Route, "nft": NftTable, "tc-clsact": TcClsact, "tc-nat": TcNat,
-    "nft-fastpath": NftFastPath,
+    "nft-fastpath": NftFastPath, "link": Link, "address": Address, "bird-fragment": BirdFragment,
 }
 
 

@@ -13,6 +13,7 @@ servers, for the API's changes and the counters).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import signal
 import time
@@ -137,11 +138,20 @@ class Checks:
         self.tasks = tasks
         self.changed = changed      # the kernel's fast path follows the board (sheer.runtime.fastpath)
         self.running: dict[tuple[int, int], asyncio.Task[None]] = {}
+        self.unreported = 0
+        self.first_round = asyncio.Event()      # every check started at first has a result
 
     def start(self, group: CheckedGroup, index: int, server: UpstreamServer) -> None:
         if not server.down:
+            self.unreported += 1
             self.running[(group.offset, index)] = self.tasks.create_task(
-                _check_peer(self.board, group, index, server, self.log, self.counters, self.changed))
+                _check_peer(self.board, group, index, server, self.log, self.counters, self.changed,
+                            self.reported))
+
+    def reported(self) -> None:
+        self.unreported -= 1
+        if self.unreported <= 0:
+            self.first_round.set()
 
     def follow(self, name: Name, position: int, server: UpstreamServer | None) -> None:
         """The resolver put `server` at `position` of an upstream (None: the peer there is gone)."""
@@ -154,6 +164,8 @@ class Checks:
             if server is not None:
                 self.board.set(group, position, Health.CHECKING if group.check.mandatory else Health.UP)
                 self.start(group, position, server)
+            if self.changed is not None:
+                self.changed()
 
 
 async def _check_all(board: HealthBoard, log: ErrorLogger, counters: HealthCounters,
@@ -166,16 +178,20 @@ async def _check_all(board: HealthBoard, log: ErrorLogger, counters: HealthCount
     loop.add_signal_handler(signal.SIGHUP, lambda: None)
     try:
         async with asyncio.TaskGroup() as tasks:
-            if feeder is not None:
-                try:
-                    feeder.start()
-                except Exception as exc:  # noqa: BLE001  (the checks run whatever happens to the fast path)
-                    log.log("alert", f"the fast path cannot be fed: {exc!r}")
-                tasks.create_task(feeder.run())
-            checks = Checks(board, log, counters, tasks, feeder.schedule if feeder is not None else None)
+            def changed() -> None:
+                if feeder is not None:
+                    feeder.schedule()                 # first: the master waits for the kernel's table
+                counters.shared.bell.ring()           # the master decides its announcements again
+
+            checks = Checks(board, log, counters, tasks, changed)
             for group in board.groups:
                 for index, server in enumerate(group.upstream.servers):
                     checks.start(group, index, server)
+            if checks.unreported == 0:
+                checks.first_round.set()
+            if feeder is not None:
+                limit = max((group.check.timeout for group in board.groups), default=0.0) + 0.5
+                tasks.create_task(_feed(feeder, checks.first_round, limit, log))
             if resolver is not None:
                 resolver.follow = checks.follow
                 for name in resolver.board.names:      # peers a previous generation found
@@ -190,13 +206,30 @@ async def _check_all(board: HealthBoard, log: ErrorLogger, counters: HealthCount
         pass
 
 
+async def _feed(feeder: Feeder, first_round: asyncio.Event, limit: float, log: ErrorLogger) -> None:
+    """Feed the fast path once the first round of checks has answered (at most `limit` seconds): the
+    first results reach the board, and the master's announcement, without waiting for the whole
+    table to be written (a second or so for a maglev table)."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(limit):
+            await first_round.wait()
+    try:
+        feeder.start()
+    except Exception as exc:  # noqa: BLE001  (the checks run whatever happens to the fast path)
+        log.log("alert", f"the fast path cannot be fed: {exc!r}")
+        feeder.pending = False
+        feeder.settled()
+    await feeder.run()
+
+
 class _Stopped(Exception):
     """Ends the task group: every probe loop is cancelled."""
 
 
 async def _check_peer(board: HealthBoard, group: CheckedGroup, index: int, server: UpstreamServer,
                       log: ErrorLogger, counters: HealthCounters,
-                      changed: Callable[[], None] | None = None) -> None:
+                      changed: Callable[[], None] | None = None,
+                      reported: Callable[[], None] | None = None) -> None:
     loop = asyncio.get_running_loop()
     health = PeerHealth(group.check, loop.time(), board.get(group, index))
     counters.starting(group, index, health.state, time.time())
@@ -214,6 +247,9 @@ async def _check_peer(board: HealthBoard, group: CheckedGroup, index: int, serve
             _log_change(log, group, server, change)
             if changed is not None:
                 changed()
+        if reported is not None:
+            reported()
+            reported = None
 
 
 async def _probe(group: CheckedGroup, host: str, port: int) -> Verdict:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 
+from sheer.config.errors import ConfigError
 from sheer.config.model import Config
+from sheer.io.http.upstream_tls import upstream_context
 from sheer.io.sockets import can_be_transparent
+from sheer.io.tls import key_warnings
+from sheer.io.tls import listeners as tls_listeners
 from sheer.runtime.privileges import PrivilegeError, needs_transparency, resolve_user
 
 
@@ -36,6 +40,14 @@ def check(config: Config) -> list[str]:
         resolve_user(config)
     except PrivilegeError as exc:
         problems.append(str(exc))
+    try:
+        tls_listeners(config)        # every certificate, key, CA, dhparam and ticket key file, loaded
+        for server in (config.http.servers if config.http else ()):
+            for location in server.locations:
+                if location.proxy_ssl is not None:
+                    upstream_context(location.proxy_ssl)    # proxy_ssl_trusted_certificate, ...
+    except ConfigError as exc:
+        problems.append(str(exc))
     return problems
 
 
@@ -48,6 +60,7 @@ def warnings(config: Config) -> list[str]:
         why = can_be_transparent()
         if why is not None:
             found.append(f"transparent upstream connections will fail: {why}")
+    found.extend(key_warnings(config))
     for server in (config.stream.servers if config.stream else ()):
         if server.dsr and server.dsr_without_health_check:
             where = f"{server.source}: " if server.source else ""

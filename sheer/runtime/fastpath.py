@@ -26,9 +26,9 @@ from sheer.core import fastpath as core
 from sheer.core.control import UpstreamOverrides
 from sheer.io.logs import ErrorLogger
 from sheer.net import fastpath_state
-from sheer.net.apply import Record, record_path
 from sheer.net.fastpath import FpServer, FpService, NftFastPath, by_listen, fed
 from sheer.net.nftlib import Nft
+from sheer.net.record import Record, record_path
 from sheer.runtime.board import HealthBoard
 from sheer.runtime.shared import SharedBoard
 
@@ -57,6 +57,7 @@ class Feeder:
         """Find the fast path, say which path every DSR listener takes, and write the table."""
         listens = by_listen(self.config)
         if not listens:
+            self.settled()
             return
         self.nft = Nft()
         installed, why = self._find()
@@ -81,6 +82,14 @@ class Feeder:
         self.installed = installed
         if installed is not None:
             self.sync()
+        else:
+            self.settled()
+
+    def settled(self) -> None:
+        """The kernel's table follows the health checks (or nothing is fed): the master may announce."""
+        if self.shared.generation == self.generation and not self.pending:
+            self.shared.kernel_pending = False
+            self.shared.bell.ring()
 
     def _find(self) -> tuple[NftFastPath | None, str]:
         record = Record.load(record_path("proxy", None))
@@ -143,6 +152,13 @@ class Feeder:
         self.pending = False
         if self.installed is None or self.nft is None or self.shared.generation != self.generation:
             return
+        try:
+            self._write()
+        finally:
+            self.settled()           # refused included: the kernel keeps its entries, the log says so
+
+    def _write(self) -> None:
+        assert self.nft is not None
         self.seen_version = self.shared.version
         item = self.current()
         tables = self.tables(item)
@@ -167,6 +183,8 @@ class Feeder:
         """Coalesce the changes of one moment (several peers down at once) into one transaction."""
         if not self.pending and self.installed is not None:
             self.pending = True
+            if self.shared.generation == self.generation:
+                self.shared.kernel_pending = True
             asyncio.get_running_loop().call_soon(self._sync_safely)
 
     def _sync_safely(self) -> None:

@@ -20,7 +20,10 @@ from sheer.core.fastpath import services as dsr_services
 from sheer.io.context import Identity
 from sheer.io.logs import ErrorLogger, LogOpenError, reopen_logs
 from sheer.io.sockets import ListenError, ensure_unclaimed, listener
+from sheer.io.tls import TlsListener
+from sheer.io.tls import listeners as tls_listeners
 from sheer.runtime import proctitle
+from sheer.runtime.announce import AnnounceError, Announcer
 from sheer.runtime.board import HealthBoard
 from sheer.runtime.checker import run_checker, title
 from sheer.runtime.checks import check
@@ -31,7 +34,9 @@ from sheer.runtime.privileges import PrivilegeError, resolve_user
 from sheer.runtime.shared import SharedBoard
 from sheer.runtime.worker import ListenKey, listen_key, run_worker
 
-HANDLED = {signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD, signal.SIGUSR1}
+# SIGIO: the shared board's doorbell (a peer's health or the API changed: announce again or not)
+HANDLED = {signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD, signal.SIGUSR1,
+           signal.SIGIO}
 STOP_GRACE = 5.0
 
 
@@ -71,6 +76,10 @@ class Master:
     notify: Notifier = field(default_factory=Notifier)
     shared: SharedBoard = field(init=False)   # counters and the API's changes, for the master's whole life
     load_time: float = field(default_factory=time.time)
+    # `listen ... ssl` contexts, made here before the fork: the workers share their ticket keys
+    tls: dict[ListenKey, TlsListener] = field(default_factory=dict)
+    announcer: Announcer = field(init=False)
+    drain_at: float | None = None          # -s quit with VIPs: when the workers start draining
 
     def __post_init__(self) -> None:
         self.shared = SharedBoard(self.config)
@@ -78,6 +87,17 @@ class Master:
             self.log = ErrorLogger(self.config.error_log)
         except LogOpenError as exc:
             raise StartupError(str(exc)) from None
+        self.announcer = Announcer(self.log)
+
+    # --- announcing the VIPs (sheer.runtime.announce) ---------------------------------------
+
+    def announce(self) -> None:
+        """Announce each VIP while this instance can serve it; withdraw it when it cannot."""
+        serving = bool(self.slots) and any(w.slot != CHECKER and w.generation == self.generation
+                                           for w in self.workers.values())
+        self.announcer.log = self.log
+        self.announcer.update(self.config, self.health, self.shared, self.peers, serving,
+                              "stopping" if self.stopping else None)
 
     # --- sockets -------------------------------------------------------------------------
 
@@ -129,7 +149,8 @@ class Master:
                             sock.close()
                     status = run_checker(self.config, self.health, self.shared, identity, self.peers)
                 else:
-                    status = run_worker(self.config, sockets, self.health, self.shared, identity, self.peers)
+                    status = run_worker(self.config, sockets, self.health, self.shared, identity, self.peers,
+                                        self.tls)
             finally:
                 os._exit(status)
         self.workers[pid] = Worker(pid, slot, self.generation, row)
@@ -141,6 +162,8 @@ class Master:
         self.health = HealthBoard(config, self.health)
         self.peers = PeerSetBoard(config, self.peers)
         self.shared.generation = self.generation
+        # its checker clears it once the kernel's table follows its health checks (or nothing is fed)
+        self.shared.kernel_pending = bool(dsr_services(config))
         if self.health or self.peers or dsr_services(config):
             self.spawn(CHECKER)
 
@@ -150,13 +173,24 @@ class Master:
             resolve_user(self.config)
         except PrivilegeError as exc:
             raise StartupError(str(exc)) from None
+        try:
+            self.tls = tls_listeners(self.config)
+        except ConfigError as exc:
+            raise StartupError(str(exc)) from None
         self.open_listeners(self.config)
         signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
+        self.shared.bell.own()
+        try:
+            self.announcer.configure(self.config)
+        except AnnounceError as exc:
+            self.close_listeners()
+            raise StartupError(str(exc)) from None
         self.write_pid()
         self.start_health(self.config)
         warn_descriptors(self.config, self.log)
         for slot in range(self.config.workers):
             self.spawn(slot)
+        self.announce()
         self.log.log("notice", f"sheer started: {self.config.workers} worker(s), "
                                f"{len(self.slots)} listener(s), configuration {self.config.file}")
         self.notify.ready(self.serving())
@@ -217,6 +251,7 @@ class Master:
             # Everything `sheer -t` checks (every log file can be opened, ...): a new worker that
             # cannot start would otherwise stop the whole server instead of leaving the old one serving.
             problems = check(config)
+            tls = tls_listeners(config) if not problems else {}   # certificates and keys read anew
         except (ConfigError, LogOpenError, PrivilegeError) as exc:
             self.log.log("emerg", f"{exc}; the new configuration is refused, the old one keeps serving")
             return str(exc)
@@ -232,14 +267,17 @@ class Master:
         old_generation = self.generation
         try:
             previous = self.config
+            self.announcer.configure(config)
             self.config = config
             self.open_listeners(config)
         except Exception as exc:  # noqa: BLE001 - StartupError, or anything else: the old one serves on
             self.config = previous
+            self.announcer.configure(previous)
             why = str(exc) if isinstance(exc, StartupError) else unexpected(exc)
             self.log.log("emerg", f"{why}; the new configuration is refused, the old one keeps serving")
             return why
         self.log = log
+        self.tls = tls
         self.generation += 1
         self.load_time = time.time()
         self.shared.plan(config)
@@ -248,6 +286,7 @@ class Master:
         for slot in range(config.workers):
             self.spawn(slot)
         self.signal_workers(signal.SIGQUIT, old_generation)
+        self.announce()
         return None
 
     # --- main loop -----------------------------------------------------------------------
@@ -259,29 +298,41 @@ class Master:
             while True:
                 if self.stopping and not self.workers:
                     return self.status
-                timeout = 1.0 if deadline is None else max(0.05, deadline - time.monotonic())
+                wake = min((t for t in (deadline, self.drain_at) if t is not None), default=None)
+                timeout = 1.0 if wake is None else max(0.05, wake - time.monotonic())
                 info = signal.sigtimedwait(HANDLED, timeout)
+                if self.drain_at is not None and time.monotonic() >= self.drain_at:
+                    self.drain()
                 if info is None:
                     if deadline is not None and time.monotonic() >= deadline:
                         self.signal_workers(signal.SIGKILL)
                         deadline = None
+                    self.announce()
                     continue
                 signum = info.si_signo
                 if signum == signal.SIGCHLD:
                     self.reap()
+                    self.announce()
+                elif signum == signal.SIGIO:
+                    self.shared.bell.drain()
+                    self.announce()
                 elif signum in (signal.SIGTERM, signal.SIGINT):
                     self.notify.stopping("stopping")
                     self.stopping = True
+                    self.announcer.withdraw_all("stopping")
                     self.signal_workers(signal.SIGTERM)
                     deadline = time.monotonic() + STOP_GRACE
-                elif signum == signal.SIGQUIT:
+                elif signum == signal.SIGQUIT and not self.stopping:
                     self.notify.stopping("gracefully shutting down: open connections finish")
                     self.stopping = True
-                    self.signal_workers(signal.SIGQUIT)
-                    # The draining workers stop accepting; once the master lets go of the
-                    # listeners too, new clients are refused instead of waiting in a backlog
-                    # nobody will ever accept from.
-                    self.close_listeners()
+                    delay = self.config.announce.withdraw_delay if self.announcer.vips else 0.0
+                    # First the routers forget this instance, then its connections drain: the VIP's
+                    # new flows go to the instances still announcing it while these finish.
+                    self.announcer.withdraw_all("gracefully shutting down: withdrawn before the connections "
+                                                f"drain (in {delay:g}s)")
+                    self.drain_at = time.monotonic() + delay
+                    if delay <= 0:
+                        self.drain()
                 elif signum == signal.SIGHUP and not self.stopping:
                     self.reload()
                 elif signum == signal.SIGUSR1:
@@ -290,6 +341,15 @@ class Master:
         finally:
             self.remove_pid()
             self.close_listeners()
+            self.announcer.close()
+
+    def drain(self) -> None:
+        """-s quit, once the VIPs are withdrawn: the workers finish their connections and stop."""
+        self.drain_at = None
+        self.signal_workers(signal.SIGQUIT)
+        # The draining workers stop accepting; once the master lets go of the listeners too, new
+        # clients are refused instead of waiting in a backlog nobody will ever accept from.
+        self.close_listeners()
 
     def close_listeners(self) -> None:
         for socks in self.slots.values():

@@ -60,6 +60,8 @@ class SharedBoard:
         # Rung after every change of the control board: the health checker feeds the API's changes
         # to the kernel's fast path (sheer.runtime.fastpath) without polling the version.
         self.changed_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        # ... and the master decides again whether to announce its VIPs (sheer.runtime.announce)
+        self.bell = Doorbell()
         self.layout = self.plan(config)
 
     def plan(self, config: Config) -> Layout:
@@ -126,6 +128,17 @@ class SharedBoard:
     def generation(self, value: int) -> None:
         self.control[1] = value
 
+    @property
+    def kernel_pending(self) -> bool:
+        """The kernel's DSR table does not follow the health checks yet (the checker has a change to
+        write, or has not written its first table): the master does not announce a VIP meanwhile,
+        so an instance never receives a fleet's flows with a table the others do not have."""
+        return bool(self.control[2])
+
+    @kernel_pending.setter
+    def kernel_pending(self, value: bool) -> None:
+        self.control[2] = int(value)
+
     def overrides(self, row: int) -> tuple[int, int, int]:
         """(down, drain, weight) set by the API for control row `row`: UNSET/FALSE/TRUE, weight 0 unset."""
         base = (1 + row) * CONTROL_WIDTH
@@ -145,6 +158,7 @@ class SharedBoard:
             os.eventfd_write(self.changed_fd, 1)
         except OSError:
             pass
+        self.bell.ring()
 
     def set_override(self, row: int, down: int | None = None, drain: int | None = None,
                      weight: int | None = None) -> None:
@@ -156,3 +170,33 @@ class SharedBoard:
             self.control[base + 1] = drain
         if weight is not None:
             self.control[base + 2] = weight
+
+
+class Doorbell:
+    """Children (the health checker, a worker answering the API) tell the master that something it
+    decides on changed. The master waits in sigtimedwait(), not on descriptors, and workers that
+    dropped to `user` may not signal a root master; so the bell is a pipe whose read end the master
+    owns with O_ASYNC: any write makes the kernel send the master SIGIO, with the master's own
+    credentials (F_SETOWN records them), and the master drains the pipe when it takes the signal."""
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+
+    def own(self) -> None:
+        """In the master, after any daemonizing fork: SIGIO goes to this process."""
+        fcntl.fcntl(self.read_fd, fcntl.F_SETOWN, os.getpid())
+        flags = fcntl.fcntl(self.read_fd, fcntl.F_GETFL)
+        fcntl.fcntl(self.read_fd, fcntl.F_SETFL, flags | os.O_ASYNC)
+
+    def ring(self) -> None:
+        try:
+            os.write(self.write_fd, b"\0")
+        except OSError:          # full: a ring is already waiting
+            pass
+
+    def drain(self) -> None:
+        try:
+            while os.read(self.read_fd, 4096):
+                pass
+        except OSError:
+            pass

@@ -23,7 +23,9 @@ from sheer.io.http import HttpService
 from sheer.io.logs import ErrorLogger, reopen_logs
 from sheer.io.service import Service
 from sheer.io.stream_tcp import TcpStreamService
+from sheer.io.stream_tls import TlsStreamService
 from sheer.io.stream_udp import UdpStreamService
+from sheer.io.tls import TlsListener
 from sheer.runtime import proctitle
 from sheer.runtime.board import HealthBoard
 from sheer.runtime.context import worker_context
@@ -50,6 +52,8 @@ def build_services(config: Config, sockets: dict[ListenKey, socket.socket],
             sock = sockets[listen_key(listen)]
             if listen.udp:
                 services.append(UdpStreamService(sock, server, ctx))
+            elif server.tls is not None or server.proxy_ssl is not None:
+                services.append(TlsStreamService(sock, server, ctx))
             else:
                 services.append(TcpStreamService(sock, server, ctx))
     if config.http:
@@ -64,7 +68,7 @@ def build_services(config: Config, sockets: dict[ListenKey, socket.socket],
 
 def run_worker(config: Config, sockets: dict[ListenKey, socket.socket], health: HealthBoard | None = None,
                shared: SharedBoard | None = None, identity: Identity | None = None,
-               peers: PeerSetBoard | None = None) -> int:
+               peers: PeerSetBoard | None = None, tls: dict[ListenKey, TlsListener] | None = None) -> int:
     """Entry point in the forked child. Returns the exit status."""
     die_with_parent()
     proctitle.child("worker process")
@@ -73,6 +77,7 @@ def run_worker(config: Config, sockets: dict[ListenKey, socket.socket], health: 
         signal.signal(signum, signal.SIG_DFL)
     log = ErrorLogger(config.error_log)
     ctx = worker_context(config, log, health, shared, identity, peers)
+    ctx.tls = tls
     apply_nofile(config, log)
     drop_privileges(config, log)
     uvloop.install()

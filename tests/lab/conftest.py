@@ -7,6 +7,7 @@ from contextlib import AbstractContextManager
 
 import pytest
 
+from sheer.lab import fleet
 from sheer.lab.running_proxy import RunningProxy
 from sheer.lab.testing import Lab, shared_lab, sheer_unavailable_reason, unsupported_reason
 
@@ -33,3 +34,17 @@ def sheer_ready(lab: Lab) -> None:
 def proxy(lab: Lab, sheer_ready: None) -> Callable[[str], AbstractContextManager[RunningProxy]]:
     """proxy(config_text) -> context manager running sheer in the proxy namespace with that config."""
     return lambda config_text: lab.proxy(config_text, "sheer")
+
+
+@pytest.fixture(scope="session")
+def fleet_of(lab: Lab) -> Iterator[Callable[[int], Lab]]:
+    """fleet_of(n): the lab with a fleet of n proxies (built, or rebuilt from another size), shared by
+    the fleet's test modules; removed once at the end of the session, even on failure."""
+    def up(n: int) -> Lab:
+        fleet.up(n, lab.state_dir)
+        return lab
+
+    try:
+        yield up
+    finally:
+        fleet.remove(lab.state_dir)

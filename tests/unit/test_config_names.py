@@ -260,7 +260,7 @@ def test_resolve_on_an_address_is_a_plain_server(tmp_path: Path) -> None:
      ('lb.conf:2: "resolver_timeout" directive invalid value "soon", expected a time such as 10s, 500ms or '
      '1m30s')),
     ("http {\n server {\n  location / {\n   proxy_pass https://$host;\n  }\n }\n}\n",
-     'lb.conf:4: "proxy_pass https://" is not supported: sheer proxies plain HTTP'),
+     'lb.conf:4: "proxy_pass https://" with variables is not supported yet; name the upstream'),
     ("http {\n server {\n  location / {\n   proxy_pass ftp://$host;\n  }\n }\n}\n",
      'lb.conf:4: invalid URL prefix in "ftp://$host"'),
     ("http {\n server {\n  location / {\n   proxy_pass http://$host;\n   health_check;\n  }\n }\n}\n",

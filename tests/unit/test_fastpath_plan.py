@@ -17,6 +17,7 @@ from sheer.net.facts import HookUser
 from sheer.net.fastpath import NftFastPath
 from sheer.net.items import NftTable, from_json, to_json
 from sheer.net.plan import Options, Plan, plan
+from sheer.net.record import Record
 
 RR = configs.DSR
 MAGLEV = RR.replace("upstream dns_upstreams {",
@@ -165,7 +166,7 @@ def test_a_kernel_without_the_hooks_keeps_the_rest(tmp_path: Path, monkeypatch: 
     report = net_apply.apply(Plan(Options(), (item,)), tmp_path / "record.json", {})
     assert report == [("skipped  nft table netdev sheer: the kernel refused the fast path (Error: Could not "
                        "process rule: Operation not supported); DSR stays on sheer's user-space path")]
-    record = net_apply.Record.load(tmp_path / "record.json")
+    record = Record.load(tmp_path / "record.json")
     assert record is not None and record.entries == []
 
 

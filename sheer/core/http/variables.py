@@ -10,11 +10,26 @@ from sheer.core.proxy_protocol import ProxyHeader
 from sheer.core.variables import binary_address, time_iso8601, time_local
 
 
+class TlsInfo:
+    """What a TLS connection's handshake settled ($ssl_protocol, $ssl_cipher, ...), as nginx prints it."""
+
+    __slots__ = ("cipher", "client_s_dn", "client_verify", "protocol", "server_name", "session_reused")
+
+    def __init__(self, protocol: str, cipher: str, server_name: str, session_reused: bool,
+                 client_s_dn: str = "", client_verify: str = "NONE") -> None:
+        self.protocol = protocol
+        self.cipher = cipher
+        self.server_name = server_name
+        self.session_reused = "r" if session_reused else "."
+        self.client_s_dn = client_s_dn
+        self.client_verify = client_verify
+
+
 class Connection:
     """Per client connection values, shared by its requests."""
 
     __slots__ = ("hostname", "number", "pid", "proxy", "remote_addr", "remote_port", "server_addr",
-                 "server_port")
+                 "server_port", "tls")
 
     def __init__(self, remote: tuple[str, int], local: tuple[str, int], number: int,
                  hostname: str, pid: int) -> None:
@@ -24,6 +39,7 @@ class Connection:
         self.hostname = hostname
         self.pid = str(pid)
         self.proxy: ProxyHeader | None = None      # what `listen ... proxy_protocol` received
+        self.tls: TlsInfo | None = None            # `listen ... ssl`: what the handshake settled
 
 
 class RequestVariables:
@@ -128,6 +144,11 @@ def _proxy_part(header: ProxyHeader | None, which: int, part: int) -> str:
     return "" if address is None else str(address[part])
 
 
+def _tls(v: RequestVariables, name: str) -> str:
+    tls = v.conn.tls
+    return "" if tls is None else str(getattr(tls, name))
+
+
 def _request_line(v: RequestVariables) -> str:
     if v.line is not None:
         return v.line
@@ -160,7 +181,14 @@ _GETTERS: dict[str, Callable[[RequestVariables], str]] = {
     "is_args": lambda v: "?" if v.args else "",
     "request": _request_line,
     "request_method": lambda v: v.method.decode("latin-1"),
-    "scheme": lambda v: "http",
+    "scheme": lambda v: "https" if v.conn.tls is not None else "http",
+    "https": lambda v: "on" if v.conn.tls is not None else "",
+    "ssl_protocol": lambda v: _tls(v, "protocol"),
+    "ssl_cipher": lambda v: _tls(v, "cipher"),
+    "ssl_server_name": lambda v: _tls(v, "server_name"),
+    "ssl_session_reused": lambda v: _tls(v, "session_reused"),
+    "ssl_client_s_dn": lambda v: _tls(v, "client_s_dn"),
+    "ssl_client_verify": lambda v: _tls(v, "client_verify"),
     "server_protocol": lambda v: v.version,
     "status": lambda v: f"{v.status:03d}",
     "bytes_sent": lambda v: str(v.bytes_sent),
@@ -178,7 +206,7 @@ _GETTERS: dict[str, Callable[[RequestVariables], str]] = {
     "proxy_port": lambda v: v.proxy_host.rpartition(":")[2] if ":" in v.proxy_host else "80",
     "proxy_add_x_forwarded_for": lambda v: forwarded_for(v.headers, v.remote_addr),
     "proxy_add_forwarded": lambda v: forwarded(v.headers, v.remote_addr, v.remote_port, v.header("host"),
-                                               "http"),
+                                               "https" if v.conn.tls is not None else "http"),
     "upstream_addr": lambda v: ", ".join(v.upstream_addrs),
     "upstream_status": lambda v: ", ".join(v.upstream_statuses),
     "upstream_response_time": lambda v: ", ".join(v.upstream_times),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Protocol
 
-from sheer.core.http.pages import REDIRECTS, error_body, error_response, simple_response
+from sheer.core.http.pages import BAD_REQUESTS, REDIRECTS, error_body, error_response, simple_response
 from sheer.core.http.request_head import log_text
 from sheer.core.http.request_line import INVALID_09_METHOD
 from sheer.core.http.variables import Connection, RequestVariables
@@ -96,7 +96,7 @@ def answer_error(client: Client, request: Request, status: int, plan: Plan | Non
         data = error_response(status, server=SERVER, date=client.site.date(), keepalive=keepalive,
                               head=request.method == b"HEAD")
     if request.vars is not None:
-        request.vars.status = 400 if status == 494 else status     # nginx logs what it sent
+        request.vars.status = 400 if status in BAD_REQUESTS else status     # nginx logs what it sent
         request.vars.body_bytes_sent = len(body)
     client.write(data)
     client.finish(request, plan, keepalive=keepalive)

@@ -21,6 +21,7 @@ from sheer.io.http.site import Plan, Site
 from sheer.io.http.timeouts import Timeouts
 from sheer.io.logs import ErrorLogger
 from sheer.io.slots import ConnectionSlots, Reusable
+from sheer.io.tls import TlsListener, connection_info
 
 # What answers a routed request that sheer does not answer itself: proxy_pass, the status locations.
 Handler = Callable[["ClientConnection", Request, Plan], Coroutine[Any, Any, None]]
@@ -41,6 +42,7 @@ class Listener(Protocol):
     proxy: Handler
     status: Handler
     slots: ConnectionSlots
+    tls: TlsListener | None
 
     def connection_closed(self, conn: ClientConnection) -> None: ...
     def reusable(self, conn: Reusable, idle: bool) -> None: ...
@@ -50,8 +52,11 @@ class Listener(Protocol):
 class ClientConnection(Reading, Timeouts, asyncio.Protocol):
     service: Listener
 
-    def __init__(self, service: Listener) -> None:
+    def __init__(self, service: Listener, refuse: int = 0) -> None:
         self.service = service
+        # nginx's 496/497: every request on this connection is answered 400 with that page
+        # (plain HTTP on an ssl address; `ssl_verify_client on` and no certificate)
+        self.refuse = refuse
         self.site = site = service.site
         self.loop = service.loop
         self.transport: asyncio.Transport | None = None
@@ -93,6 +98,12 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
         counters.row[counters.active] += 1
         self.conn = Connection(remote[:2], local[:2], self.service.connected, self.site.hostname,
                                self.site.pid)
+        sslobj = transport.get_extra_info("ssl_object")
+        if sslobj is not None:
+            self.conn.tls = connection_info(sslobj)
+            tls = self.service.tls
+            if tls is not None and tls.verify_on and self.conn.tls.client_verify == "NONE":
+                self.refuse = 496
         self.service.connections.add(self)
         self.idle_since = self.loop.time()
         self._arm(self.idle_since + self.idle_timeout)

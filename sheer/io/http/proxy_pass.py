@@ -30,6 +30,7 @@ from sheer.io.http.request import Request
 from sheer.io.http.site import Plan
 from sheer.io.http.targets import TargetError
 from sheer.io.http.upstream_pool import NoSlot, UpstreamConnection, open_upstream, pool_key
+from sheer.io.http.upstream_tls import UpstreamTlsFailed
 from sheer.io.sockets import BindError
 
 
@@ -173,10 +174,13 @@ class ProxiedRequest:
             if conn is None:
                 try:
                     conn = await open_upstream(peer.address, location.proxy_connect_timeout, self.bind,
-                                               self.client.service.slots)
+                                               self.client.service.slots, plan.tls)
                 except NoSlot:     # said once a second by the slots themselves: a 500 here, as nginx's
                     raise BindError(f"{self.client.service.slots.limit} worker_connections are not enough",
                                     level="debug") from None
+                except UpstreamTlsFailed as failed:
+                    self._log("error", failed.message, peer)
+                    return Failure.TIMEOUT if failed.timed_out else Failure.ERROR
                 except TimeoutError:
                     self._count_transparent(errno.ETIMEDOUT)
                     hint = f"; {PLUMBING_HINT}" if self.bind is not None and self.bind.transparent else ""
@@ -285,7 +289,7 @@ class ProxiedRequest:
         line = (f'{message}, client: {v.conn.remote_addr}, server: {v.server_name}, '
                 f'request: "{v.variable("request")}"')
         if peer is not None:
-            line += f', upstream: "http://{peer.name}{self.uri}"'
+            line += f', upstream: "{"https" if self.plan.tls else "http"}://{peer.name}{self.uri}"'
         host = v.header("host")
         if host:
             line += f', host: "{host}"'

@@ -29,6 +29,9 @@ class Service(Protocol):
     def reusable(self, conn: Reusable, idle: bool) -> None: ...
 
 PIPELINE_LIMIT = 8             # queued requests before reading pauses
+# what nginx logs (at info) when it answers 496 and 497
+_REFUSALS = {496: "client sent no required SSL certificate",
+             497: "client sent plain HTTP request to HTTPS port"}
 
 
 class Reading:
@@ -48,6 +51,7 @@ class Reading:
     body_since: float
     body_timeout: float
     lingering: bool
+    refuse: int
 
     if TYPE_CHECKING:      # what the connection that combines the parts has
         @property
@@ -133,6 +137,8 @@ class Reading:
             for message in head.ignored:
                 client_error(self.client, None, "info", message, "reading client request headers")
         route(self.routing, request, head)
+        if self.refuse and request.rejected is None:
+            request.rejected = Rejected(self.refuse, _REFUSALS[self.refuse])
         if request.body.expected:
             self.receiving = request
             self.body_since = self.loop.time()

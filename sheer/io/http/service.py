@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Coroutine
+from typing import Any
 
 from sheer.config.model import HttpServer
 from sheer.io.accept import Acceptor
@@ -13,7 +15,9 @@ from sheer.io.http.client import ClientConnection, Handler
 from sheer.io.http.proxy_pass import proxy
 from sheer.io.http.site import Site
 from sheer.io.http.status import StatusLocations
+from sheer.io.http.tls_accept import TlsAccept
 from sheer.io.slots import ConnectionSlots, Reusable
+from sheer.io.tls import TlsListener
 
 
 class HttpService:
@@ -41,12 +45,23 @@ class HttpService:
         self.name = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self.log = ctx.error_log(None)
         self.counters = HttpCounters(ctx.counters, ctx.shared.layout, servers)
+        # `listen ... ssl` belongs to the address too; its contexts come made by the master (shared
+        # ticket keys), or are made here when a service runs alone (tests)
+        self.tls: TlsListener | None = None
+        if any(listen.ssl for server in servers for listen in server.listens
+               if listen.port == port and listen.bind_host == host):
+            made = ctx.tls.get((host, port, False)) if ctx.tls is not None else None
+            self.tls = made if made is not None else TlsListener.build(servers)
+        self.tls_accept: TlsAccept | None = None
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
         self.slots = self.ctx.slots()
         # The master owns `sock`; this worker accepts on its own duplicate, with its own loop.
         self.acceptor = Acceptor(self.loop, self.sock.dup(), self.slots, self.log, self.name, self._accepted)
+        if self.tls is not None:
+            self.tls_accept = TlsAccept(self.loop, self.tls, self.site.limits.client_header_timeout, self.log,
+                                        self.name, self.slots.release, self._open_tls)
         self.acceptor.start()
 
     def _accepted(self, fd: int, peer: tuple[str, int]) -> None:
@@ -57,7 +72,14 @@ class HttpService:
             sock.close()
             self.slots.release()
             return
-        task = self.loop.create_task(self._open(sock))
+        if self.tls_accept is not None:
+            sock.setblocking(False)
+            self.tls_accept.accepted(sock)      # its first byte says TLS or plain HTTP
+            return
+        self._start(self._open(sock))
+
+    def _start(self, opening: Coroutine[Any, Any, None]) -> None:
+        task = self.loop.create_task(opening)
         self.opening.add(task)
         task.add_done_callback(self.opening.discard)
 
@@ -68,6 +90,32 @@ class HttpService:
             sock.close()
             self.slots.release()
 
+    def _open_tls(self, sock: socket.socket, tls: bool) -> None:
+        self._start(self._handshake(sock) if tls else self._open_plain(sock))
+
+    async def _open_plain(self, sock: socket.socket) -> None:
+        """Plain HTTP on an ssl address: read, then answered 400 as nginx's NGX_HTTP_TO_HTTPS (497)."""
+        try:
+            await self.loop.connect_accepted_socket(lambda: ClientConnection(self, refuse=497), sock)
+        except OSError:
+            sock.close()
+            self.slots.release()
+
+    async def _handshake(self, sock: socket.socket) -> None:
+        assert self.tls is not None and self.tls_accept is not None
+        try:
+            peer = sock.getpeername()[0]
+        except OSError:
+            peer = "?"
+        try:
+            await self.loop.connect_accepted_socket(
+                lambda: ClientConnection(self), sock, ssl=self.tls.default,
+                ssl_handshake_timeout=self.site.limits.client_header_timeout)
+        except (OSError, TimeoutError) as exc:   # ssl.SSLError is an OSError; so is a reset
+            self.tls_accept.handshake_failed(sock, peer, exc)
+            sock.close()
+            self.slots.release()
+
     def reusable(self, conn: Reusable, idle: bool) -> None:
         self.slots.idle(conn, idle)
 
@@ -75,6 +123,8 @@ class HttpService:
         self.slots.release()
 
     def stop_accepting(self) -> None:
+        if self.tls_accept is not None:
+            self.tls_accept.close_all()
         if self.acceptor is not None:
             self.acceptor.stop()
             self.acceptor.sock.close()

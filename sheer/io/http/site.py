@@ -15,6 +15,7 @@ from sheer.io.context import WorkerContext
 from sheer.io.counting import peer_columns
 from sheer.io.http.targets import Targets
 from sheer.io.http.upstream_pool import UpstreamPool, pool_for
+from sheer.io.http.upstream_tls import UpstreamTlsSetup, setup_for
 from sheer.io.logs import AccessLogger, ErrorLogger
 
 SERVER = b"sheer"
@@ -42,6 +43,7 @@ class Plan:
         "send_timeout",
         "set_headers",
         "set_names",
+        "tls",
         "upstream",
         "version",
     )
@@ -66,11 +68,18 @@ class Plan:
         self.upstream: Upstream | None = proxy.upstream if proxy else None
         self.dynamic = proxy is not None and proxy.url is not None   # proxy_pass with variables: per request
         self.balancer: Balancer | None = ctx.balancer_for(self.upstream) if self.upstream else None
-        self.pool: UpstreamPool | None = pool_for(self.upstream) if self.upstream else None
+        ssl = location is not None and location.proxy_ssl is not None
+        # `proxy_pass https://`: this worker's context and sessions for the location
+        self.tls: UpstreamTlsSetup | None = None
+        if location is not None and location.proxy_ssl is not None:
+            self.tls = setup_for(location.proxy_ssl)
+        self.pool: UpstreamPool | None = pool_for(self.upstream, ssl) if self.upstream else None
         self.peer_columns = peer_columns(ctx.shared.layout, self.upstream) if self.upstream else ()
         self.proxy_host = self.upstream.name if self.upstream else ""
-        if self.upstream is not None and self.upstream.implicit and self.proxy_host.endswith(":80"):
-            self.proxy_host = self.proxy_host[:-3]   # nginx leaves the default port out of $proxy_host
+        default_port = ":443" if ssl else ":80"
+        if self.upstream is not None and self.upstream.implicit and self.proxy_host.endswith(default_port):
+            # nginx leaves the default port out of $proxy_host
+            self.proxy_host = self.proxy_host[:-len(default_port)]
         self.version = b"1.0"
         self.set_headers: list[tuple[bytes, Template]] = []
         self.set_names: frozenset[bytes] = frozenset()

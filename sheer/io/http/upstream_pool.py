@@ -6,10 +6,12 @@ import asyncio
 import contextlib
 import socket
 import struct
+from collections.abc import Callable
 from typing import Protocol, cast
 
 from sheer.config.model import Upstream
 from sheer.core.bind import BindTo
+from sheer.io.http.upstream_tls import UpstreamTlsSetup
 from sheer.io.slots import ConnectionSlots
 from sheer.io.sockets import bound_socket
 from sheer.io.upstream_connect import connect
@@ -49,6 +51,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False
         self.requests = 0
         self.write_paused = False
+        # TLS: keeps the session for the next connection (a TLS 1.3 ticket comes after the handshake,
+        # so it is taken when the connection ends)
+        self.ended: Callable[[], None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)   # uvloop's aren't subclasses
@@ -65,6 +70,7 @@ class UpstreamConnection(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._ended()
         self.closed = True
         if self.slots is not None:
             self.slots.release()
@@ -85,8 +91,14 @@ class UpstreamConnection(asyncio.Protocol):
         if self.user is not None:
             self.user.upstream_paused(False)
 
+    def _ended(self) -> None:
+        ended, self.ended = self.ended, None
+        if ended is not None:
+            ended()
+
     def close(self) -> None:
         self.user = None
+        self._ended()
         if not self.closed:
             self.closed = True
             if self.transport is not None:
@@ -115,7 +127,8 @@ def pool_key(peer_addr: Address, source: BindTo | None) -> PoolKey:
 
 
 async def open_upstream(peer_addr: Address, timeout: float, source: BindTo | None = None,
-                        slots: ConnectionSlots | None = None) -> UpstreamConnection:
+                        slots: ConnectionSlots | None = None,
+                        tls: UpstreamTlsSetup | None = None) -> UpstreamConnection:
     """Connect to a peer within `timeout` seconds. The only place upstream sockets are made.
     Raises OSError, TimeoutError, sheer.io.sockets.BindError (our side failed: proxy_bind), or
     NoSlot (worker_connections are all taken, as nginx counts upstream connections too)."""
@@ -123,7 +136,7 @@ async def open_upstream(peer_addr: Address, timeout: float, source: BindTo | Non
     if slots is not None and not slots.take():
         raise NoSlot()
     try:
-        return await _open(loop, peer_addr, timeout, source, slots)
+        return await _open(loop, peer_addr, timeout, source, slots, tls)
     except BaseException:
         if slots is not None:
             slots.release()
@@ -131,7 +144,7 @@ async def open_upstream(peer_addr: Address, timeout: float, source: BindTo | Non
 
 
 async def _open(loop: asyncio.AbstractEventLoop, peer_addr: Address, timeout: float, source: BindTo | None,
-                slots: ConnectionSlots | None) -> UpstreamConnection:
+                slots: ConnectionSlots | None, tls: UpstreamTlsSetup | None) -> UpstreamConnection:
     family = socket.AF_INET6 if ":" in peer_addr[0] else socket.AF_INET
     if source is None:
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -142,6 +155,9 @@ async def _open(loop: asyncio.AbstractEventLoop, peer_addr: Address, timeout: fl
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         await connect(loop, sock, peer_addr, timeout)
         key = pool_key(peer_addr, source)
+        if tls is not None:      # `proxy_pass https://`: the handshake, within proxy_connect_timeout
+            made = await tls.wrap(loop, sock, lambda: UpstreamConnection(key, slots), peer_addr, timeout)
+            return cast(UpstreamConnection, made)
         _, protocol = await loop.create_connection(lambda: UpstreamConnection(key, slots), sock=sock)
     except BaseException:
         sock.close()
@@ -218,13 +234,14 @@ class UpstreamPool:
 
 
 # Per worker (per process), as nginx's cache lives in each worker; keyed by upstream identity.
-_pools: dict[int, tuple[Upstream, UpstreamPool]] = {}
+# Connections over TLS and plain ones to the same upstream block are never mixed.
+_pools: dict[tuple[int, bool], tuple[Upstream, UpstreamPool]] = {}
 
 
-def pool_for(upstream: Upstream) -> UpstreamPool | None:
+def pool_for(upstream: Upstream, ssl: bool = False) -> UpstreamPool | None:
     if upstream.keepalive <= 0:
         return None
-    found = _pools.get(id(upstream))
+    found = _pools.get((id(upstream), ssl))
     if found is None or found[0] is not upstream:
-        found = _pools[id(upstream)] = (upstream, UpstreamPool(upstream.keepalive))
+        found = _pools[(id(upstream), ssl)] = (upstream, UpstreamPool(upstream.keepalive))
     return found[1]

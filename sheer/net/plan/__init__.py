@@ -15,8 +15,11 @@ NAT has each upstream rewrite its own replies on output.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from sheer.config.model import Config
 from sheer.net.facts import KernelFacts
+from sheer.net.plan.announce_role import plan_announce
 from sheer.net.plan.builder import (
     DEFAULT_MARK,
     DEFAULT_TABLE,
@@ -49,6 +52,9 @@ PROXY = Options()                 # the default: the proxy's share, router NAT f
 def plan(config: Config, options: Options = PROXY, kernel: KernelFacts = NO_FACTS) -> Plan:
     """The kernel state `config` needs for `options.role`, clear of what `kernel` already has."""
     found = services(config)
+    if options.vip is None and len(config.announce.vips) == 1:
+        # the announced VIP is the public address of the fast path and of DSR's replies
+        options = replace(options, vip=config.announce.vips[0].address)
     b = Builder(options, kernel)
     b.notes += name_notes(found, config)
     if options.mark is not None and options.mark in kernel.fwmarks:
@@ -56,9 +62,12 @@ def plan(config: Config, options: Options = PROXY, kernel: KernelFacts = NO_FACT
                           "--mark")
     if options.table is not None and options.table in kernel.tables:
         b.problems.append(f"table {options.table} is already in use (rules or routes): pick another --table")
+    if options.role == "proxy" and config.announce:
+        plan_announce(b, config)
     if not found:
-        b.notes.append("nothing to do: no `proxy_bind $remote_addr... transparent` with upstreams in the "
-                       "config")
+        if not b.items:
+            b.notes.append("nothing to do: no `proxy_bind $remote_addr... transparent` with upstreams in the "
+                           "config")
         return b.plan()
     if options.role == "upstream":
         return plan_upstream(b, found)

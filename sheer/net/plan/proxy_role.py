@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from sheer.net.facts import KernelFacts
 from sheer.net.fastpath_plan import notrack_rules, plan_fastpath
-from sheer.net.items import Item, NftChain, NftRule, NftTable, Route, Rule, Sysctl
+from sheer.net.items import DUMMY, Item, NftChain, NftRule, NftTable, Route, Rule, Sysctl
 from sheer.net.plan.builder import (
     NFT_TABLE,
     Builder,
@@ -20,6 +20,8 @@ from sheer.net.plan.builder import (
 from sheer.net.plan.family import V4, V6, Family, families, family_of, version_of
 from sheer.net.plan.router_nat import router_nat, vip
 
+# where a VIP lives without facing anyone: the traffic to it comes in elsewhere (announce: ECMP)
+HOLDERS = ("lo", DUMMY)
 EARLY_DEMUX = "net.ipv4.udp_early_demux"    # IPv6's UDP early demux reads this one too (ip6_rcv_finish)
 
 
@@ -29,11 +31,12 @@ def client_facing(kernel: KernelFacts, found: list[Service]) -> str | None:
     for service in found:
         if not service.listen.is_wildcard:
             dev = kernel.dev_of(service.listen.host)
-            if dev:
+            if dev and dev not in HOLDERS:
                 return dev
     towards = {route.dev for s in found for u in s.upstreams if is_ip(u.host)
                for route in [kernel.route_to(u.host)] if route and route.dev}
-    candidates = sorted({a.dev for a in kernel.addresses if a.dev != "lo" and not a.link_local} - towards)
+    candidates = sorted({a.dev for a in kernel.addresses
+                         if a.dev not in HOLDERS and not a.link_local} - towards)
     if len(candidates) == 1:
         return candidates[0]
     default = kernel.route_to("0.0.0.0") if kernel.default_gateway() else None
