@@ -6,6 +6,7 @@ proxy comes back and is announced again. Written to the report directory as flee
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import Counter
@@ -52,6 +53,31 @@ def _round(proxies: list[Node], client: str, r: _Report) -> dict[int, str | None
     return answers
 
 
+TRANSITION = re.compile(r'peer (\S+) in upstream "([^"]+)" is \w+ \((\w+) -> (\w+)\)')
+
+
+def _unhealthy(proxy: Node, state_dir: Path) -> set[str]:
+    """The peers this proxy's sheer holds down now: the last health transition its error log says."""
+    try:
+        text = (fleet.state(proxy, state_dir) / "error.log").read_text(errors="replace")
+    except OSError:
+        return set()
+    text = text[max(text.rfind("sheer started"), 0):]          # this instance's lines
+    last = {f"{m[2]}/{m[1]}": m[4] for m in TRANSITION.finditer(text)}
+    return {peer for peer, state in last.items() if state != "up"}
+
+
+def _settle(proxies: list[Node], r: _Report, state_dir: Path, timeout: float = 20.0) -> None:
+    """Same table everywhere needs the same health view everywhere: wait until no proxy holds a peer down
+    (an instance announces as soon as one server per upstream is usable; the others may follow later)."""
+    try:
+        wait_for(lambda: not any(_unhealthy(p, state_dir) for p in proxies), timeout,
+                 "every proxy to see every upstream healthy")
+    except LabError:
+        down = {p.name: sorted(_unhealthy(p, state_dir)) for p in proxies}
+        r.check(False, f"peers still down: {down}")
+
+
 def _edge(edge: Node, r: _Report, state_dir: Path) -> list[str]:
     hops = bird.nexthops(edge)
     learnt = bird.bird_routes(edge, state_dir=state_dir)
@@ -73,6 +99,7 @@ def run(n: int | None, echo: Echo, state_dir: Path = STATE_DIR) -> _Report:
     r.say(f"\n== {size} sheer instances behind an ECMP router, each announcing {FLEET_VIP} over BGP ==")
     r.say(f"  BGP sessions established at the edge: {', '.join(sorted(bird.established(edge, state_dir)))}")
     r.check(len(_edge(edge, r, state_dir)) == size, f"the edge spreads the VIP over all {size} proxies")
+    _settle(proxies, r, state_dir)
     first = _round(proxies, client, r)
 
     r.say(f"\n== {last.name}: sheer -s quit (withdraws the VIP first, then drains) ==")
@@ -105,6 +132,7 @@ def run(n: int | None, echo: Echo, state_dir: Path = STATE_DIR) -> _Report:
     except LabError as exc:
         r.check(False, str(exc))
     r.check(len(_edge(edge, r, state_dir)) == size, f"the edge spreads the VIP over all {size} proxies again")
+    _settle(proxies, r, state_dir)
     third = _round(proxies, client, r)
     r.check(third == first, "every client answered by the upstream it had at first")
     return r
