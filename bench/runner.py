@@ -21,7 +21,7 @@ from typing import Any
 from bench import guard, procstat, profile, upstreams
 from bench.loads import Sample
 from bench.workloads import Context, Workload
-from sheer.lab import plumbing, running_proxy
+from sheer.lab import build, plumbing, running_proxy
 from sheer.lab.errors import LabError
 from sheer.lab.procs import netns_exec, run
 from sheer.lab.running_proxy import Kind
@@ -187,6 +187,9 @@ class Result:
 
 def run_once(lab: Lab, workload: Workload, kind: Kind, duration: float,
              profile_dir: Path | None = None) -> Sample:
+    if workload.ipv6:
+        lab.up()
+        build.ipv6(True, lab.topo, lab.state_dir)
     config_text = workload.config_for(kind)
     config = Path(lab.state_dir) / f"bench-{workload.name}.conf"
     upstreams.ensure(lab)
@@ -202,6 +205,11 @@ def run_once(lab: Lab, workload: Workload, kind: Kind, duration: float,
             _sheer_origin(lab, "apply", config, workload.sheer_apply)
         elif kind == "sheer":
             plumbing.sheer_apply(workload.method, config, *workload.sheer_apply)
+        elif workload.ipv6:
+            # the same plumbing as sheer's, from sheer's config (nginx's lacks sheer's directives)
+            config.write_text(workload.config_for("sheer"))
+            plumbing.sheer_apply(workload.method, config, "--fastpath", "off")
+            config.write_text(config_text)
         else:
             plumbing.reference_apply(workload.method)
             _nginx_extra(lab, workload.method)

@@ -12,6 +12,7 @@ import subprocess
 from functools import partial
 from pathlib import Path
 
+from sheer.lab import dualstack
 from sheer.lab.inspect import listeners
 from sheer.lab.procs import alive, cmdline, read_pid, signal_and_wait, wait_for
 from sheer.lab.testing import Lab
@@ -33,6 +34,11 @@ ANYCAST = "172.16.1.53"   # every upstream's quiet dnsmasq answers here too: the
 def dns_address(node: Node) -> str:
     """The quiet DNS server's address on an upstream: up1 172.16.0.21, ..., up4 172.16.0.24."""
     return f"172.16.0.{int(node.name.removeprefix('up')) + 20}"
+
+
+def dns_address6(node: Node) -> str:
+    """Its IPv6 twin in the dual-stack lab: up1 fd00:16::21, ..., up4 fd00:16::24."""
+    return f"fd00:16::{int(node.name.removeprefix('up')) + 20}"
 
 
 def _dir(lab: Lab, node: Node) -> Path:
@@ -92,8 +98,14 @@ def _start_dns(lab: Lab, node: Node) -> None:
         signal_and_wait(pid)        # an older one (without the anycast address)
     lab.run(node.name, "ip", "addr", "replace", f"{addr}/32", "dev", node.ifaces[0].name, check=True)
     lab.run(node.name, "ip", "addr", "replace", f"{ANYCAST}/32", "dev", "lo", check=True)
+    six: list[str] = []
+    if dualstack.enabled(lab.state_dir):
+        # the IPv6 DSR workloads' servers (`nodad`: usable at once)
+        lab.run(node.name, "ip", "-6", "addr", "replace", f"{dns_address6(node)}/128", "dev",
+                node.ifaces[0].name, "nodad", check=True)
+        six = [f"--listen-address={dns_address6(node)}"]
     lab.run(node.name, DNSMASQ, "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--bind-interfaces",
-            f"--listen-address={addr}", f"--listen-address={ANYCAST}", "--port=53", "--user=root",
+            f"--listen-address={addr}", f"--listen-address={ANYCAST}", *six, "--port=53", "--user=root",
             f"--host-record={DNS_NAME},{addr}", "--cache-size=0", f"--pid-file={d / 'dnsmasq.pid'}",
             # what the fleet's health check asks (the NGINX guide's DNS match), as the witnesses answer it
             f"--host-record={HEALTH_TEXT},{addr}", f"--cname=stl.umsl.edu,{HEALTH_TEXT}", check=True)
@@ -102,7 +114,8 @@ def _start_dns(lab: Lab, node: Node) -> None:
 def _dns_up(lab: Lab, node: Node) -> bool:
     pid = read_pid(_dir(lab, node) / "dnsmasq.pid")
     line = cmdline(pid) if pid is not None and alive(pid) else ""
-    return dns_address(node) in line and ANYCAST in line and HEALTH_TEXT in line
+    six = not dualstack.enabled(lab.state_dir) or dns_address6(node) in line
+    return dns_address(node) in line and ANYCAST in line and HEALTH_TEXT in line and six
 
 
 def ensure(lab: Lab) -> None:
@@ -134,3 +147,4 @@ def stop(lab: Lab) -> None:
                 signal_and_wait(pid)
         lab.run(node.name, "ip", "addr", "del", f"{dns_address(node)}/32", "dev", node.ifaces[0].name)
         lab.run(node.name, "ip", "addr", "del", f"{ANYCAST}/32", "dev", "lo")
+        lab.run(node.name, "ip", "-6", "addr", "del", f"{dns_address6(node)}/128", "dev", node.ifaces[0].name)

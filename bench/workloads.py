@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from bench import idle, loads, tls, upstreams
 from bench.loads import Sample
 from bench.upstreams import UDP_SINK_PORT
+from sheer.lab.dualstack import VIP6
 from sheer.lab.testing import Lab
 from sheer.lab.topology import VIP, article
 
@@ -44,6 +45,9 @@ class Workload:
     # datagrams routed)
     routed: Callable[[Context], Sample] | None = None
     prepare: Callable[[Lab], None] | None = None   # before either proxy starts (certificates)
+    # needs the dual-stack lab (sheer.lab.dualstack) and the bench's IPv6 dnsmasq; the article's
+    # reference rules are IPv4's, so nginx runs on sheer's plumbing (`--fastpath off`) there
+    ipv6: bool = False
 
     def config_for(self, kind: str) -> str:
         return self.sheer_config if kind == "sheer" and self.sheer_config else self.config
@@ -132,12 +136,25 @@ def dns(bind: str, responses: int, timeout: str = "1s") -> str:
 """
 
 
+def dns6(bind: str, responses: int, timeout: str = "1s") -> str:
+    """`dns()` over IPv6: the VIP's IPv6 twin, the quiet dnsmasq's IPv6 addresses (fd00:16::2N)."""
+    servers = "".join(f"\n        server [{upstreams.dns_address6(n)}]:53;" for n in article().upstreams)
+    return dns(bind, responses, timeout).replace(_dns_servers(), servers).replace(
+        "listen 53 udp reuseport;", "listen [::]:53 udp reuseport;")
+
+
 DNS_PROXIED = dns("$remote_addr transparent", 1)
 DNS_DSR = dns("$remote_addr:$remote_port transparent", 0)
 # nginx has no active health checks (nginx Plus does): sheer refuses DSR without one unless told,
 # and the benchmark compares the same work, so sheer runs unchecked like nginx
 DNS_DSR_SHEER = DNS_DSR.replace("proxy_responses 0;",
                                 "proxy_responses 0;\n        dsr_without_health_check on;")
+# nginx needs the client's address in brackets over IPv6: `$remote_addr:$remote_port` renders as
+# "fd00:99::1:40000", which nginx's ngx_parse_addr_port reads as one IPv6 address without a port (or
+# none at all), so its datagrams leave from a wrong address (tests/lab/test_ipv6.py)
+DNS_DSR6 = dns6("[$remote_addr]:$remote_port transparent", 0)
+DNS_DSR6_SHEER = dns6("$remote_addr:$remote_port transparent", 0).replace(
+    "proxy_responses 0;", "proxy_responses 0;\n        dsr_without_health_check on;")
 
 # Idle flows. The hard RLIMIT_NOFILE here is 20,000 (no CAP_SYS_RESOURCE to raise it), and every
 # UDP session holds one socket: 100,000 sessions need 6 workers (~16,700 each, by SO_REUSEPORT's
@@ -182,6 +199,10 @@ def _tcp_new(ctx: Context) -> Sample:
 
 def _dns(ctx: Context) -> Sample:
     return loads.dnsperf(ctx.lab, ctx.duration)
+
+
+def _dns6(ctx: Context) -> Sample:
+    return loads.dnsperf(ctx.lab, ctx.duration, server=str(VIP6))
 
 
 def _dns_routed(ctx: Context) -> Sample:
@@ -232,6 +253,13 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("dns-ceiling", "UDP DNS, no proxy: the client's datagrams routed to the upstreams (the ceiling; "
              "the sheer column is plain routing, ECMP)", DNS_DSR, "dsr-router", _dns, 2.0,
              routed=_dns_routed),
+    # IPv6 DSR: nginx with `proxy_bind [$remote_addr]:$remote_port transparent` (brackets: see DNS_DSR6)
+    # on sheer's plumbing without the fast path
+    Workload("dns-dsr6-router", "UDP DNS DSR over IPv6, router NAT, kernel fast path", DNS_DSR6, "dsr-router",
+             _dns6, 2.0, target_note="and loss < 0.1%", sheer_config=DNS_DSR6_SHEER, ipv6=True),
+    Workload("dns-dsr6-router-user", "UDP DNS DSR over IPv6, router NAT, user-space path (--fastpath off)",
+             DNS_DSR6, "dsr-router", _dns6, 1.5, target_note="and loss < 0.1%", sheer_config=DNS_DSR6_SHEER,
+             sheer_apply=("--fastpath", "off"), ipv6=True),
     Workload("http", "HTTP transparent, keepalive client (wrk -c 50)", HTTP, "transparency", _http, 1.5,
              sheer_config=HTTP_SHEER, ceiling=1.5),
     Workload("tcp-keepalive", "TCP stream transparent, keepalive client (wrk -c 50)", TCP, "transparency",
@@ -256,9 +284,14 @@ WORKLOADS: tuple[Workload, ...] = (
 )
 
 DSR_GROUP = ("dns-dsr-router", "dns-dsr-origin", "dns-ceiling", "dns-dsr-router-user", "dns-dsr-origin-user")
-GROUPS = {"dns-dsr": DSR_GROUP, "dns": ("dns-proxied", *DSR_GROUP),
+DSR6_GROUP = ("dns-dsr-router", "dns-dsr6-router", "dns-dsr-router-user", "dns-dsr6-router-user")
+GROUPS = {"dns-dsr": DSR_GROUP, "dns-dsr6": DSR6_GROUP, "dns": ("dns-proxied", *DSR_GROUP),
           "tcp": ("tcp-keepalive", "tcp-new"), "mem": ("mem-tcp", "mem-udp"),
           "tls": ("tls-handshake", "tls-keepalive", "tls-bulk")}
+
+
+def by_name(name: str) -> Workload:
+    return next(w for w in WORKLOADS if w.name == name)
 
 
 def select(names: list[str] | None) -> list[Workload]:

@@ -20,6 +20,8 @@ def _parser(report_dir: Path) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sheer lab", description="the article's topology in network namespaces")
     sub = p.add_subparsers(dest="verb", required=True)
     up = sub.add_parser("up", help="build the lab (repairs a half-built one)")
+    up.add_argument("--ipv6", action="store_true",
+                    help="dual stack: IPv6 addresses beside the IPv4 ones (fd00:99::/64, fd00:16::/64)")
     up.add_argument("--fleet", type=int, metavar="N", choices=range(2, 5),
                     help="also N proxies (2 to 4) behind an ECMP router, each announcing the VIP over BGP")
     fl = sub.add_parser("fleet", help="stop or start sheer on one proxy of the fleet")
@@ -38,6 +40,8 @@ def _parser(report_dir: Path) -> argparse.ArgumentParser:
         default="sheer",
         help="the proxy under test; nginx = the reference implementation",
     )
+    demo.add_argument("--ipv6", action="store_true",
+                      help="the lab dual-stack, and Method 1 and DSR router NAT over IPv6 as well")
     demo.add_argument("--fleet", type=int, nargs="?", const=0, metavar="N", choices=(0, 2, 3, 4),
                       help="the fleet instead: flows spread over N instances (default: the fleet that is "
                            "up, or 3), one stopped and withdrawn, clients kept on their upstreams")
@@ -82,7 +86,7 @@ def main(argv: list[str]) -> int:
                 from sheer.lab import fleet
                 fleet.up(args.fleet, progress=_progress)
             else:
-                build.up(progress=_progress)
+                build.up(progress=_progress, ipv6=args.ipv6)
             return 0
         if args.verb == "fleet":
             from sheer.lab import fleet
@@ -123,7 +127,8 @@ def main(argv: list[str]) -> int:
                 return fleet_demo.main(args.out, args.fleet or None, lambda s: print(s, flush=True))
             from sheer.lab import demo
 
-            return demo.main(out=args.out, proxy=args.proxy, echo=lambda s: print(s, flush=True))
+            return demo.main(out=args.out, proxy=args.proxy, echo=lambda s: print(s, flush=True),
+                             ipv6=args.ipv6)
     except (LabError, KeyError) as exc:
         print(f"sheer lab: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
         return 1

@@ -302,13 +302,29 @@ def _check_dsr(listens: tuple[Listen, ...], bind: ProxyBind | None, responses: i
         raise ConfigError("proxy_responses 0 with proxy_bind $remote_addr: the upstream would answer the "
                           "client at a port the client never used; for direct server return write "
                           "`proxy_bind $remote_addr:$remote_port transparent;`", source)
-    if any(listen.family == 6 for listen in listens) or (
-            upstream is not None and any(server.family == 6 for server in upstream.servers)):
-        raise ConfigError("direct server return over IPv6 is not supported yet", source)
-    if upstream is not None and upstream.resolve and upstream.resolver is not None and upstream.resolver.ipv6:
-        raise ConfigError('direct server return over IPv6 is not supported yet, and upstream '
-                          f'"{upstream.name}" resolves names at run time with IPv6: add "ipv6=off" to its '
-                          '"resolver"', source)
+    families = {listen.family for listen in listens}
+    if len(families) > 1:
+        raise ConfigError("direct server return with IPv4 and IPv6 listeners in one server: the upstreams "
+                          "must answer from the client's family; use one server per family", source)
+    family = families.pop() if families else 4
+    other = "IPv4" if family == 6 else "IPv6"
+    if family == 6 and any(not listen.ipv6only for listen in listens):
+        raise ConfigError("direct server return on an IPv6 listener with ipv6only=off: its IPv4 clients "
+                          "cannot be the source of an IPv6 datagram; leave ipv6only on and add an IPv4 "
+                          "server", source)
+    if upstream is not None:
+        for server in upstream.servers:
+            if not server.resolve and server.family != family:
+                raise ConfigError(f'direct server return: upstream server "{server.text or server.host}" is '
+                                  f'{other} but the listener takes IPv{family} clients, whose address and '
+                                  'port '
+                                  "become the datagram's source; put each family's upstreams behind a "
+                                  "server of that family", source)
+    if upstream is not None and upstream.resolve and upstream.resolver is not None and (
+            upstream.resolver.ipv6 if family == 4 else upstream.resolver.ipv4):
+        raise ConfigError(f'direct server return over IPv{family}: upstream "{upstream.name}" resolves names '
+                          f'at run time with {other} too: add "{other.lower()}=off" to its "resolver"',
+                          source)
 
 
 def _stream_upstream(target: str, upstreams: dict[str, Upstream], source: Source, names: Names) -> Upstream:

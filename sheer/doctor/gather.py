@@ -8,7 +8,6 @@ import contextlib
 import json
 import os
 import socket
-import struct
 import subprocess
 import time
 from collections.abc import Callable, Mapping
@@ -18,6 +17,7 @@ from typing import Any
 
 from sheer.core import announce as core_announce
 from sheer.doctor.needs import Needs
+from sheer.doctor.probes import icmp_echo, neighbour, tcp_connect, udp_probe
 from sheer.doctor.state import (
     BgpProtocol,
     BirdState,
@@ -32,10 +32,10 @@ from sheer.doctor.state import (
 from sheer.net import announce, fastpath_state, inspect, record
 from sheer.net.facts import KernelFacts
 from sheer.net.items import BirdFragment
-from sheer.net.plan import is_ipv4
+from sheer.net.plan import is_ip, is_ipv4
 
-IP_TRANSPARENT = 19
 DOC_CLIENT = "198.51.100.1"      # TEST-NET-2: a client address no real client has (probes, route lookups)
+DOC_CLIENT6 = "2001:db8::c1"     # the IPv6 documentation prefix, for the same
 LEAVES = ("rp_filter", "src_valid_mark", "accept_local")
 
 
@@ -106,94 +106,22 @@ def probes_allowed(n: Needs, explicit: bool) -> bool:
 
 # --- probes ----------------------------------------------------------------------------------
 
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    total = (total >> 16) + (total & 0xFFFF)
-    total += total >> 16
-    return ~total & 0xFFFF
-
-
-def icmp_echo(target: str, timeout: float = 1.0) -> tuple[bool, str]:
-    """One ICMP echo (raw socket as root, else the unprivileged ICMP datagram socket)."""
-    ident = os.getpid() & 0xFFFF
-    try:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
-        raw = True
-    except PermissionError:
-        try:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
-            raw = False
-        except OSError as exc:
-            return False, f"cannot open an ICMP socket ({exc.strerror})"
-    with sock:
-        header = struct.pack("!BBHHH", 8, 0, 0, ident, 1)
-        payload = b"sheer doctor"
-        packet = struct.pack("!BBHHH", 8, 0, _checksum(header + payload), ident, 1) + payload
-        sock.settimeout(timeout)
-        started = time.monotonic()
-        try:
-            sock.sendto(packet, (target, 0))
-            while time.monotonic() - started < timeout:
-                data, (peer, _) = sock.recvfrom(2048)
-                icmp = data[(data[0] & 0x0F) * 4:] if raw else data
-                if peer == target and icmp[0] == 0 and (not raw or icmp[4:6] == struct.pack("!H", ident)):
-                    return True, f"echo reply in {(time.monotonic() - started) * 1000:.1f} ms"
-        except TimeoutError:
-            pass
-        except OSError as exc:
-            return False, f"{exc.strerror}"
-    return False, f"no echo reply within {timeout:g}s"
-
-
-def tcp_connect(target: str, port: int, timeout: float = 2.0, source: str | None = None) -> tuple[bool, str]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    with sock:
-        sock.settimeout(timeout)
-        try:
-            if source:
-                # the transparent probe: bind the client's address, as a worker does (Method 1)
-                sock.setsockopt(socket.SOL_IP, IP_TRANSPARENT, 1)
-                sock.bind((source, 0))
-            started = time.monotonic()
-            sock.connect((target, port))
-            return True, f"connected in {(time.monotonic() - started) * 1000:.1f} ms"
-        except TimeoutError:
-            return False, f"no answer within {timeout:g}s"
-        except OSError as exc:
-            return False, f"{exc.strerror}"
-
-
-DNS_QUERY = bytes.fromhex("5348010000010000000000000000020001")    # id "SH", ". IN NS"
-
-
-def udp_probe(target: str, port: int, timeout: float = 1.0) -> tuple[bool | None, str]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    with sock:
-        sock.settimeout(timeout)
-        try:
-            sock.connect((target, port))      # connected: an ICMP port unreachable becomes ECONNREFUSED
-            sock.send(DNS_QUERY if port == 53 else b"")
-            sock.recv(2048)
-            return True, "answered" + (" (DNS)" if port == 53 else "")
-        except TimeoutError:
-            return (False if port == 53 else None), f"no answer within {timeout:g}s"
-        except OSError as exc:
-            return False, f"{exc.strerror}"
-
-
 def reachability(n: Needs, facts: KernelFacts) -> tuple[Probe, ...]:
     out: list[Probe] = []
-    hosts = [h for h in n.upstream_hosts if is_ipv4(h)]
+    hosts = [h for h in n.upstream_hosts if is_ip(h)]
     for host in hosts:
         ok, detail = icmp_echo(host)
+        if not ok and (state := neighbour(host)) is not None:
+            # on a connected network: did it answer ARP / neighbour solicitation at all?
+            detail += f"; neighbour table: {state}" + (" (no answer to " + ("neighbour solicitation"
+                                                                          if ":" in host else "ARP") + ")"
+                                                       if state in ("FAILED", "INCOMPLETE") else "")
         out.append(Probe(host, "icmp", None, ok, detail))
     seen: set[tuple[str, str, int]] = set()
     for svc in (*n.transparent, *n.dsr):
         for u in svc.upstreams:
             key = (svc.proto, u.host, u.port)
-            if key in seen or not is_ipv4(u.host):
+            if key in seen or not is_ip(u.host):
                 continue
             seen.add(key)
             if svc.proto == "tcp":
@@ -216,10 +144,12 @@ def mark_counters(rules: tuple[Mapping[str, Any], ...]) -> dict[str, int]:
 
 def transparent_probe(n: Needs) -> TransparentProbe | None:
     target = next(((u.host, u.port) for svc in n.transparent if svc.proto == "tcp" for u in svc.upstreams
-                   if is_ipv4(u.host)), None)
+                   if is_ip(u.host)), None)
     if target is None:
         return None
-    src = n.client or DOC_CLIENT
+    src = n.client or (DOC_CLIENT6 if ":" in target[0] else DOC_CLIENT)
+    if (":" in src) != (":" in target[0]):
+        return None                   # --client of the other family: nothing to probe this way
     before = mark_counters(ruleset()[0])
     ok, detail = tcp_connect(*target, timeout=2.0, source=src)
     return TransparentProbe(src, target[0], target[1], ok, detail, before, mark_counters(ruleset()[0]))

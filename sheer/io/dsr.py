@@ -1,12 +1,18 @@
 """Direct Server Return for UDP: each client datagram leaves toward the balanced upstream as if
 sent by the client's own ip:port, and sheer keeps nothing for it.
 
-The sender is one raw IPv4 socket (IP_HDRINCL): about two syscalls per datagram, and no UDP
-socket bound to the client's address ever exists. That matters for router NAT: an open,
+The sender is one raw socket with the IP header included (IPv4: IPPROTO_RAW implies IP_HDRINCL;
+IPv6: the same on an AF_INET6 IPPROTO_RAW socket, the kernel then filling in nothing, so the payload
+length and the UDP checksum IPv6 makes mandatory are ours): about two syscalls per datagram, and no
+UDP socket bound to the client's address ever exists. That matters for router NAT: an open,
 connected socket bound to the client's ip:port would be found by UDP early demux when the
 upstream's reply is forwarded back through the proxy, and ip_forward() would then drop the
 reply (nginx's connected sockets hit exactly this). A raw socket cannot be found that way, and
 a `socket transparent` mark rule cannot match the reply either, so it is forwarded as it should.
+IPv6 has the same trap (udp_v6_early_demux, then ip6_forward() drops a datagram with a socket), so
+an IPV6_TRANSPARENT UDP socket bound to the client's ip:port, the other way to send as the client,
+would need the socket closed before the reply comes back: one socket, bind and close per datagram
+(nginx's way), against one sendto() here.
 """
 
 from __future__ import annotations
@@ -20,8 +26,9 @@ from collections.abc import Callable
 from sheer.config.template import Template, Var
 from sheer.core.balancers import Balancer, request_key
 from sheer.core.flowkey import key_shape
+from sheer.core.jhash import address_key
 from sheer.core.peers import positions
-from sheer.core.udpwire import MAX_UDP_PAYLOAD, udp_datagram
+from sheer.core.udpwire import MAX_UDP6_PAYLOAD, MAX_UDP_PAYLOAD, udp6_datagram, udp_datagram
 from sheer.io.context import WorkerContext
 from sheer.io.counting import DsrColumns, peer_columns
 from sheer.io.logs import AccessLogger, ErrorLogger, LogLimiter
@@ -39,6 +46,7 @@ class DsrSender:
         self.access = access
         self.ctx = ctx
         self.raw: socket.socket | None = None
+        self.family: int = socket.AF_INET
         # A peer's packed address, by its address: peers come and go with `server NAME resolve`.
         self.packed: dict[str, bytes] = {}
         self.positions = positions(balancer.upstream)
@@ -52,10 +60,16 @@ class DsrSender:
         self.columns = DsrColumns(block) if block is not None else None
         self.peer_columns = peer_columns(layout, balancer.upstream)
 
-    def open(self) -> None:
+    def open(self, family: int = socket.AF_INET) -> None:
+        """`family`: the listener's; the client's address is the datagram's source, so the same."""
+        self.family = family
+        if family == socket.AF_INET6 and self.key_of is not None \
+                and self.balancer.upstream.balance.method == "maglev":
+            self.key_of = self._key_function(self.balancer.upstream.balance.key)
         try:
-            # IPPROTO_RAW implies IP_HDRINCL: we write the IP header, so the source can be the client's.
-            self.raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+            # IPPROTO_RAW implies the header included (IP_HDRINCL, and its IPv6 equivalent): we write
+            # the IP header, so the source can be the client's.
+            self.raw = socket.socket(family, socket.SOCK_RAW, socket.IPPROTO_RAW)
         except PermissionError as exc:
             self.log.log("alert", f"socket(SOCK_RAW) failed ({exc.errno}: {exc.strerror}) for direct server "
                                   f"return on {self.listen_name}; it needs CAP_NET_RAW: run sheer as root or "
@@ -101,6 +115,12 @@ class DsrSender:
         packed = self.packed
         key_of = self.key_of
         now = loop.time()
+        build: Callable[[bytes, int, bytes, int, bytes], bytes]
+        pack: Callable[[str], bytes]
+        if self.family == socket.AF_INET6:
+            build, pack, largest = udp6_datagram, _pack6, MAX_UDP6_PAYLOAD
+        else:
+            build, pack, largest = udp_datagram, socket.inet_aton, MAX_UDP_PAYLOAD
         for _ in range(BATCH):
             try:
                 data, client = sock.recvfrom(65535)
@@ -121,13 +141,11 @@ class DsrSender:
             host = peer.server.host
             address = packed.get(host)
             if address is None:
-                address = packed[host] = socket.inet_aton(host)
-            if len(data) > MAX_UDP_PAYLOAD:
+                address = packed[host] = pack(host)
+            if len(data) > largest:
                 continue
             try:
-                raw.sendto(udp_datagram(socket.inet_aton(client[0]), client[1], address, peer.server.port,
-                                        data),
-                           (host, 0))
+                raw.sendto(build(pack(client[0]), client[1], address, peer.server.port, data), (host, 0))
             except BlockingIOError:
                 dropped[1] += 1
                 continue  # the send buffer is full: dropped, as a congested link would
@@ -157,6 +175,9 @@ class DsrSender:
         if self.balancer.upstream.balance.method == "maglev":
             # the kernel's register layout (sheer.core.jhash.flow_key), built straight from the source
             shape = key_shape(key)
+            if self.family == socket.AF_INET6 and shape is not None:
+                port = shape == "addr_port"
+                return lambda sock, client: address_key(client[0], client[1] if port else None)
             if shape == "addr":
                 return lambda sock, client: socket.inet_aton(client[0])
             if shape == "addr_port":
@@ -178,3 +199,7 @@ class DsrSender:
             loop = asyncio.get_running_loop()
             limiter = self._logged[key] = LogLimiter(self.log, loop.call_later, loop.time)
         limiter.report("error", message)
+
+
+def _pack6(host: str) -> bytes:
+    return socket.inet_pton(socket.AF_INET6, host)

@@ -88,7 +88,7 @@ class UdpStreamService:
 
     async def start(self) -> None:
         if self.dsr is not None:
-            self.dsr.open()
+            self.dsr.open(self.sock.family)
             self.loop.add_reader(self.sock.fileno(), self.dsr.on_readable, self.sock, self.loop)
         else:
             self.loop.add_reader(self.sock.fileno(), self.on_client_readable)

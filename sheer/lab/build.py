@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
-from sheer.lab import witness
+from sheer.lab import dualstack, witness
 from sheer.lab.errors import LabError
 from sheer.lab.inspect import listeners, verify
 from sheer.lab.procs import (
@@ -65,20 +65,24 @@ def lab_lock() -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def up(topo: Topology | None = None, state_dir: Path = STATE_DIR, progress: Progress = _quiet) -> bool:
-    """Make the lab exist and be healthy. Returns False if it already was, True if (re)built."""
+def up(topo: Topology | None = None, state_dir: Path = STATE_DIR, progress: Progress = _quiet,
+       ipv6: bool = False) -> bool:
+    """Make the lab exist and be healthy. Returns False if it already was, True if (re)built.
+    `ipv6`: make it dual-stack too (sheer.lab.dualstack); a dual-stack lab stays so until `down`."""
     topo = topo or article()
     require_root()
     witness.check_binaries()
     with lab_lock():
-        return up_locked(topo, state_dir, progress)
+        return up_locked(topo, state_dir, progress, ipv6)
 
 
-def up_locked(topo: Topology, state_dir: Path, progress: Progress) -> bool:
+def up_locked(topo: Topology, state_dir: Path, progress: Progress, ipv6: bool = False) -> bool:
     """up() for a caller holding the lab's lock (sheer.lab.fleet builds on the article's lab)."""
     problems = verify(topo, state_dir)
     if not problems:
         progress("lab is already up")
+        if ipv6 and not dualstack.enabled(state_dir):
+            _ipv6(topo, state_dir, progress)
         return False
     if netns_list() & set(topo.namespaces) or state_dir.exists():
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
@@ -86,11 +90,29 @@ def up_locked(topo: Topology, state_dir: Path, progress: Progress) -> bool:
         _down(topo, state_dir, progress)
     started = time.monotonic()
     _build(topo, state_dir, progress)
+    if ipv6:
+        _ipv6(topo, state_dir, progress)
     problems = verify(topo, state_dir)
     if problems:
         raise LabError("the lab was built but is not healthy: " + "; ".join(problems))
     progress(f"lab is up ({time.monotonic() - started:.1f}s)")
     return True
+
+
+def _ipv6(topo: Topology, state_dir: Path, progress: Progress) -> None:
+    progress(f"dual stack: IPv6 beside IPv4 ({dualstack.VIP6} beside the VIP, upstreams "
+             f"{', '.join(str(dualstack.address6(n)) for n in topo.upstreams)})")
+    dualstack.enable(topo, state_dir)
+
+
+def ipv6(enable: bool, topo: Topology | None = None, state_dir: Path = STATE_DIR) -> None:
+    """Turn a built lab's IPv6 on or off (tests do, around their IPv6 cases)."""
+    topo = topo or article()
+    with lab_lock():
+        if enable and not dualstack.enabled(state_dir):
+            dualstack.enable(topo, state_dir)
+        elif not enable and dualstack.enabled(state_dir):
+            dualstack.disable(topo, state_dir)
 
 
 def down(topo: Topology | None = None, state_dir: Path = STATE_DIR, progress: Progress = _quiet) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sheer.lab.topology import DNS_PORT, HTTP_PORT, article
+from sheer.lab.topology import DNS_PORT, HTTP_PORT, article, v6_of
 
 
 def _servers(port: int | None) -> str:
@@ -99,3 +99,63 @@ stream {{
     }}
 }}
 """
+
+
+# The dual-stack lab (`sheer lab up --ipv6`): the same services over IPv6, the upstreams' IPv6 twins.
+def _servers6(port: int | None) -> str:
+    suffix = f":{port}" if port else ""
+    return "".join(f"\n        server [{v6_of(n.address(), 'internal')}]{suffix};"
+                   for n in article().upstreams)
+
+
+def http6_block(proxy_bind: str = "") -> str:
+    bind = f"\n            proxy_bind {proxy_bind};" if proxy_bind else ""
+    return f"""http {{
+    upstream http_upstreams6 {{{_servers6(None)}
+    }}
+
+    server {{
+        listen [::]:{HTTP_PORT};
+
+        location / {{{bind}
+            proxy_pass http://http_upstreams6;
+        }}
+    }}
+}}
+"""
+
+
+def dns6_block(proxy_bind: str = "", responses: int = 1) -> str:
+    bind = f"\n        proxy_bind {proxy_bind};" if proxy_bind else ""
+    if responses == 0 and "$remote_port" in proxy_bind:
+        bind += "\n        dsr_without_health_check on;"
+    return f"""stream {{
+    upstream dns_upstreams6 {{{_servers6(DNS_PORT)}
+    }}
+
+    server {{
+        listen [::]:{DNS_PORT} udp;
+        proxy_responses {responses};
+        proxy_timeout 1s;{bind}
+        proxy_pass dns_upstreams6;
+    }}
+}}
+"""
+
+
+TRANSPARENT6 = (HEADER + http6_block("$remote_addr transparent") + "\n"
+                + dns6_block("$remote_addr transparent"))
+DSR6 = HEADER + dns6_block("$remote_addr:$remote_port transparent", responses=0)
+
+
+def _merged(first: str, second: str) -> str:
+    """Two blocks of one context (`http {...}`, `stream {...}`) as one: nginx allows each once."""
+    return first.rstrip().removesuffix("}") + "\n" + second.split("{", 1)[1]
+
+
+# Dual stack: both families' servers side by side (each family's upstreams behind its own listener)
+_T = "$remote_addr transparent"
+DUAL_TRANSPARENT = (HEADER + _merged(http_block(_T), http6_block(_T)) + "\n"
+                    + _merged(dns_block(_T), dns6_block(_T)))
+DUAL_DSR = HEADER + _merged(dns_block("$remote_addr:$remote_port transparent", responses=0),
+                            dns6_block("$remote_addr:$remote_port transparent", responses=0))

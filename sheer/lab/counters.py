@@ -18,6 +18,11 @@ def snmp(netns: str) -> dict[str, int]:
         _, *numbers = row.split()
         for name, number in zip(names, numbers):
             values[f"{proto.rstrip(':')}.{name}"] = int(number)
+    # IPv6's are one "Udp6InDatagrams  12" per line, kept under their own names
+    for line in netns_exec(netns, "cat", "/proc/net/snmp6").stdout.splitlines():
+        name, _, number = line.partition(" ")
+        if number.strip().isdigit():
+            values[name] = int(number)
     return values
 
 

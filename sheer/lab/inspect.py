@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sheer.lab import witness
+from sheer.lab import dualstack, witness
 from sheer.lab.procs import alive, cmdline, netns_exec, netns_list, netns_pids, read_pid, run
 from sheer.lab.topology import COMMON_SYSCTLS, RR_NFT_TABLE, STATE_DIR, Node, Topology, article
 
@@ -75,6 +75,8 @@ def _node_problems(node: Node, state_dir: Path) -> list[str]:
         if " via " in line and " proto " not in line and not any(line.startswith(e) for e in expected):
             problems.append(f"{node.name}: unexpected route {line}")
     wanted = dict(COMMON_SYSCTLS) | dict(node.sysctls)
+    if dualstack.enabled(state_dir):
+        wanted |= dict(dualstack.sysctls(node))
     values = netns_exec(node.netns, "sysctl", "-n", *wanted, check=False).stdout.splitlines()
     for (key, value), got in zip(wanted.items(), values):
         if got.split() != value.split():
@@ -110,7 +112,7 @@ def verify(topo: Topology | None = None, state_dir: Path = STATE_DIR) -> list[st
             if port is None or port.get("master") != bridge or "UP" not in port.get("flags", []):
                 problems.append(f"switch: port {iface.port} is not up on {bridge}")
         problems += _node_problems(node, state_dir)
-    return problems
+    return problems + dualstack.problems(topo, state_dir)
 
 
 def status(topo: Topology | None = None, state_dir: Path = STATE_DIR) -> dict[str, Any]:

@@ -45,7 +45,8 @@ class RunningProxy:
 def config_listeners(config_text: str) -> set[tuple[str, int]]:
     """The (proto, port) pairs a config listens on, to know when the proxy is ready."""
     found = set()
-    for m in re.finditer(r"^\s*listen\s+(?:[\d.]+:)?(\d+)([^;]*);", config_text, re.MULTILINE):
+    pattern = r"^\s*listen\s+(?:[\d.]+:|\[[\da-fA-F:]*\]:)?(\d+)([^;]*);"
+    for m in re.finditer(pattern, config_text, re.MULTILINE):
         found.add(("udp" if re.search(r"\budp\b", m.group(2)) else "tcp", int(m.group(1))))
     return found
 

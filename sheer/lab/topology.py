@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, replace
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address
 from pathlib import Path
 from typing import Literal
 
@@ -53,6 +53,15 @@ DNS_PORT = 53
 DNS_NAME = "www.example.com"
 HEALTH_TXT_NAME = "health.example.com"
 HEALTH_TEXT = "health.is.good"
+
+# `sheer lab up --ipv6` (sheer.lab.dualstack): each IPv4 address's twin, the last octet as the last group
+IPV6_PREFIXES = {"public": "fd00:99::", "internal": "fd00:16::"}
+
+
+def v6_of(address: IPv4Address, segment: str) -> IPv6Address:
+    """192.168.99.10 -> fd00:99::10, 172.16.0.11 -> fd00:16::11."""
+    return IPv6Address(IPV6_PREFIXES[segment] + str(address).rsplit(".", 1)[1])
+
 
 # the fleet (sheer.lab.fleet): the service address every proxy announces, and who routes to it
 FLEET_VIP = IPv4Address("192.168.100.10")

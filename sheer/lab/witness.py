@@ -18,6 +18,7 @@ from sheer.lab.topology import (
     STATE_DIR,
     WITNESS_PORT,
     Node,
+    v6_of,
 )
 
 NGINX = "/usr/sbin/nginx"
@@ -47,8 +48,11 @@ def pid_file(node: Node, service: str, state_dir: Path = STATE_DIR) -> Path:
     return node_dir(node, state_dir) / f"{service}.pid"
 
 
-def nginx_conf(node: Node, state_dir: Path = STATE_DIR) -> str:
+def nginx_conf(node: Node, state_dir: Path = STATE_DIR, ipv6: str | None = None) -> str:
+    """`ipv6`: the node's IPv6 address in a dual-stack lab: every witness listens there too."""
     d = node_dir(node, state_dir)
+    six = f"[{ipv6}]:" if ipv6 else ""
+    tcp6, udp6 = (f" listen {six}{WITNESS_PORT};", f" listen {six}{WITNESS_PORT} udp;") if six else ("", "")
     temp = "\n".join(
         f"    {kind}_temp_path {d}/tmp/{kind};"
         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
@@ -64,7 +68,7 @@ http {{
     access_log {d}/http.log witness;
 {temp}
     server {{
-        listen {HTTP_PORT};
+        listen {HTTP_PORT};{f"{chr(10)}        listen {six}{HTTP_PORT};" if six else ""}
         location / {{
             default_type text/plain;
             return 200 "Hello from {node.name}. {CONNECTED}";
@@ -74,15 +78,17 @@ http {{
 stream {{
     log_format witness '$protocol $remote_addr:$remote_port $server_addr:$server_port';
     access_log {d}/stream.log witness;
-    server {{ listen {WITNESS_PORT}; return "{CONNECTED}"; }}
-    server {{ listen {WITNESS_PORT} udp; return "{CONNECTED}"; }}
+    server {{ listen {WITNESS_PORT};{tcp6} return "{CONNECTED}"; }}
+    server {{ listen {WITNESS_PORT} udp;{udp6} return "{CONNECTED}"; }}
 }}
 """
 
 
-def dnsmasq_args(node: Node, state_dir: Path = STATE_DIR) -> list[str]:
+def dnsmasq_args(node: Node, state_dir: Path = STATE_DIR, ipv6: str | None = None) -> list[str]:
     d = node_dir(node, state_dir)
     addr = node.address()
+    # the A record stays the upstream's IPv4 address (which upstream answered); dual stack adds AAAA
+    records = f"{addr},{ipv6}" if ipv6 else f"{addr}"
     return [
         DNSMASQ,
         "--conf-file=/dev/null",
@@ -90,9 +96,10 @@ def dnsmasq_args(node: Node, state_dir: Path = STATE_DIR) -> list[str]:
         "--no-hosts",
         "--bind-interfaces",
         f"--listen-address={addr}",
+        *([f"--listen-address={ipv6}"] if ipv6 else []),
         f"--port={DNS_PORT}",
         "--user=root",
-        f"--host-record={DNS_NAME},{addr}",
+        f"--host-record={DNS_NAME},{records}",
         f"--txt-record={HEALTH_TXT_NAME},{HEALTH_TEXT}",
         # the NGINX admin guide's DNS health check asks stl.umsl.edu and expects ~* "health.is.good":
         # the answer's labels health\x02is\x04good match that regex
@@ -104,16 +111,16 @@ def dnsmasq_args(node: Node, state_dir: Path = STATE_DIR) -> list[str]:
     ]
 
 
-def start(node: Node, state_dir: Path = STATE_DIR) -> None:
+def start(node: Node, state_dir: Path = STATE_DIR, ipv6: str | None = None) -> None:
     """Start both witnesses of an upstream; each daemonizes and writes its own pid file."""
     d = node_dir(node, state_dir)
     (d / "tmp").mkdir(parents=True, exist_ok=True)
     for name in ("http.log", "stream.log", "dnsmasq.log"):
         (d / name).touch()
-    (d / "nginx.conf").write_text(nginx_conf(node, state_dir))
+    (d / "nginx.conf").write_text(nginx_conf(node, state_dir, ipv6))
     netns = ("ip", "netns", "exec", node.netns)
     run(*netns, NGINX, "-e", str(d / "nginx-error.log"), "-p", str(d), "-c", str(d / "nginx.conf"))
-    run(*netns, *dnsmasq_args(node, state_dir))
+    run(*netns, *dnsmasq_args(node, state_dir, ipv6))
 
 
 def stop(node: Node, state_dir: Path = STATE_DIR) -> None:
@@ -158,10 +165,12 @@ def parse_seen(node: Node, since: dict[str, int] | None = None, state_dir: Path 
             src, sport = fields[1].rsplit(":", 1)
             dst, dport = fields[2].rsplit(":", 1)
             seen.append(Seen(node.name, fields[0].lower(), src, int(sport), dst, int(dport)))
-    # --log-queries=extra: "1 172.16.0.1/55240 query[A] www.example.com from 172.16.0.1"
-    for m in re.finditer(r" ([\d.]+)/(\d+) query\[\w+\] ",
+    # --log-queries=extra: "1 172.16.0.1/55240 query[A] www.example.com from 172.16.0.1" (or fd00:99::1/...)
+    for m in re.finditer(r" ([\d.]+|[\da-f:]+)/(\d+) query\[\w+\] ",
                          _read(d / "dnsmasq.log", since.get("dnsmasq.log", 0))):
-        seen.append(Seen(node.name, "dns", m.group(1), int(m.group(2)), str(node.address()), DNS_PORT))
+        seen.append(Seen(node.name, "dns", m.group(1), int(m.group(2)),
+                         str(v6_of(node.address(), "internal") if ":" in m.group(1) else node.address()),
+                         DNS_PORT))
     return seen
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import json
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,9 @@ def _netlink(what: str, call: Any, *absent: int) -> bool:
 
 def _route_spec(ipr: IPRoute, r: Route) -> dict[str, Any]:
     dst, _, plen = r.dst.partition("/")
-    spec: dict[str, Any] = {"dst": dst, "dst_len": int(plen or 32), "table": r.table}
+    six = r.family == 6
+    spec: dict[str, Any] = {"dst": dst, "dst_len": int(plen or (128 if six else 32)), "table": r.table,
+                            "family": socket.AF_INET6 if six else socket.AF_INET}
     if r.dev:
         idx = ipr.link_lookup(ifname=r.dev)
         if not idx:
@@ -74,11 +77,13 @@ def _route_spec(ipr: IPRoute, r: Route) -> dict[str, Any]:
 
 
 def _rule_spec(r: Rule) -> dict[str, Any]:
-    spec: dict[str, Any] = {"table": r.table, "priority": r.priority}
+    six = r.family == 6
+    spec: dict[str, Any] = {"table": r.table, "priority": r.priority,
+                            "family": socket.AF_INET6 if six else socket.AF_INET}
     if r.fwmark is not None:
         spec["fwmark"] = r.fwmark
     if r.src:
-        spec.update(src=r.src, src_len=32)
+        spec.update(src=r.src, src_len=128 if six else 32)
     if r.ipproto:
         spec["ip_proto"] = PROTO[r.ipproto]
     if r.sport is not None:

@@ -84,10 +84,8 @@ def plan_fastpath(kernel: KernelFacts, dsr: list[object], public_if: str | None,
 
 
 def _unsteerable(fp: FpService) -> str | None:
-    if fp.family != 4:
-        return "the fast path rewrites IPv4 only (IPv6 DSR is not supported yet)"
-    if any(s.host.count(":") for s in fp.servers):
-        return "an IPv6 upstream behind an IPv4 address"
+    if any((":" in s.host) != (fp.family == 6) for s in fp.servers):
+        return "an upstream of the other address family than the VIP (one rewrite writes one family)"
     if fp.port_rewrite() == "map":
         hosts = [s.host for s in fp.servers]
         if len(set(hosts)) != len(hosts):
@@ -107,22 +105,27 @@ def _mtu_towards(kernel: KernelFacts, services: list[FpService], public_if: str)
     return min(mtus) if mtus else 1500
 
 
-def notrack_rules(item: NftFastPath, public_if: str, router: bool) -> list[NftRule]:
+def notrack_rules(item: NftFastPath, public_if: str, router: bool, family: int = 4) -> list[NftRule]:
     """Conntrack would make an entry for every client ip:port the fast path forwards (and, in router
     NAT, for every reply): state nobody reads, since both rewrites are stateless. `notrack` before
-    conntrack (priority raw) spares that work wherever conntrack runs in this namespace."""
-    addrs = sorted({s.host for fp in item.services for s in fp.servers})
-    ports = sorted({s.port for fp in item.services for s in fp.servers})
+    conntrack (priority raw) spares that work wherever conntrack runs in this namespace. For the
+    services of one family (`table ip sheer` or `table ip6 sheer`); none: an empty list."""
+    services = [fp for fp in item.services if fp.family == family]
+    if not services:
+        return []
+    ip, iptables = ("ip", "iptables") if family == 4 else ("ip6", "ip6tables")
+    addrs = sorted({s.host for fp in services for s in fp.servers})
+    ports = sorted({s.port for fp in services for s in fp.servers})
     a = addrs[0] if len(addrs) == 1 else "{ " + ", ".join(addrs) + " }"
     p = str(ports[0]) if len(ports) == 1 else "{ " + ", ".join(map(str, ports)) + " }"
-    rules = [NftRule(f'iifname "{public_if}" ip daddr {a} udp dport {p} notrack',
-                     f"iptables -t raw -A PREROUTING -i {public_if} -p udp -d {','.join(addrs)} "
+    rules = [NftRule(f'iifname "{public_if}" {ip} daddr {a} udp dport {p} notrack',
+                     f"{iptables} -t raw -A PREROUTING -i {public_if} -p udp -d {','.join(addrs)} "
                      f"-m multiport --dports {','.join(map(str, ports))} -j NOTRACK")]
     if router:
         # replies to the proxy itself (the health checker's probes) stay tracked: an INPUT filter may
         # want `ct state established`
-        rules.append(NftRule(f"ip saddr {a} udp sport {p} fib daddr type != local notrack",
-                             f"iptables -t raw -A PREROUTING -p udp -s {','.join(addrs)} -m multiport "
+        rules.append(NftRule(f"{ip} saddr {a} udp sport {p} fib daddr type != local notrack",
+                             f"{iptables} -t raw -A PREROUTING -p udp -s {','.join(addrs)} -m multiport "
                              f"--sports {','.join(map(str, ports))} -m addrtype ! --dst-type LOCAL "
                              "-j NOTRACK"))
     return rules

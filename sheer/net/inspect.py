@@ -7,7 +7,7 @@ import os
 import platform
 import re
 import subprocess
-from socket import AF_INET
+from socket import AF_INET, AF_INET6
 from typing import Any
 
 from pyroute2 import IPRoute  # type: ignore[import-untyped]
@@ -24,20 +24,42 @@ def gather() -> KernelFacts:
         names = {link["index"]: link.get("ifname") for link in links}
         mtus = {link.get("ifname"): link.get("mtu") or 1500 for link in links}
         xdp = tuple(HookUser(link.get("ifname"), "xdp", "program attached") for link in links if _xdp(link))
+        # IPv4 first: what reads "the first address" of an interface gets its IPv4 one, as before IPv6
         addresses = tuple(IfAddr(names.get(a["index"], str(a["index"])),
                                  f"{a.get('address')}/{a['prefixlen']}")
-                          for a in ipr.get_addr(family=AF_INET))
-        routes = tuple(route_fact(r, names) for r in ipr.get_routes(family=AF_INET)
+                          for family in (AF_INET, AF_INET6) for a in ipr.get_addr(family=family))
+        routes = tuple(route_fact(r, names) for family in (AF_INET, AF_INET6)
+                       for r in ipr.get_routes(family=family)
                        if r["type"] in (RTN_UNICAST, RTN_LOCAL))
-        rules = tuple(rule_fact(r) for r in ipr.get_rules(family=AF_INET))
+        rules = tuple(rule_fact(r) for family in (AF_INET, AF_INET6) for r in ipr.get_rules(family=family))
     devs = sorted({a.dev for a in addresses})
     keys = ["net.ipv4.ip_forward", "net.ipv4.udp_early_demux", "net.ipv4.conf.all.rp_filter",
-            *(f"net.ipv4.conf.{d}.rp_filter" for d in devs)]
+            *(f"net.ipv4.conf.{d}.rp_filter" for d in devs),
+            "net.ipv6.conf.all.forwarding", *(f"net.ipv6.conf.{d}.forwarding" for d in devs)]
     sysctls = {k: v for k in keys if (v := read_sysctl(k)) is not None}
     hooks = (*nft_ingress_chains(), *xdp, *(user for dev in devs if dev != "lo" for user in tc_ingress(dev)))
     tracked = int(read_sysctl("net.netfilter.nf_conntrack_count") or 0) > 0
     return KernelFacts(addresses, routes, rules, act_nat(), sysctls, nft_tables(), mtus, hooks, tracked,
+                       fib_checks(_nft_text("list", "ruleset")),
                        kernel_module("dummy"))
+
+
+def fib_checks(ruleset: str) -> tuple[str, ...]:
+    """Chains (not sheer's) whose rules check `fib saddr`: nftables' reverse-path filter, the only
+    kind IPv6 has (it has no rp_filter sysctl), e.g. `fib saddr . iif oif missing drop`."""
+    found: list[str] = []
+    table = chain = None
+    for line in ruleset.splitlines():
+        words = line.split()
+        if words[:1] == ["table"] and len(words) >= 3:
+            table = f"{words[1]} {words[2]}"
+        elif words[:1] == ["chain"] and len(words) >= 2:
+            chain = words[1]
+        elif table and chain and "fib saddr" in line and not table.endswith(" sheer"):
+            where = f"{table} {chain}"
+            if where not in found:
+                found.append(where)
+    return tuple(found)
 
 
 def _xdp(link: Any) -> bool:
@@ -108,7 +130,7 @@ def _nft_json(*args: str) -> list[dict[str, Any]]:
 
 
 def route_fact(r: Any, names: dict[int, str]) -> RouteFact:
-    dst = f"{r.get('dst') or '0.0.0.0'}/{r['dst_len']}"
+    dst = f"{r.get('dst') or ('::' if r['family'] == AF_INET6 else '0.0.0.0')}/{r['dst_len']}"
     oif = r.get("oif")
     return RouteFact(dst, names.get(oif) if oif else None, r.get("gateway"), r.get("table") or r["table"],
                      "local" if r["type"] == RTN_LOCAL else "unicast")
@@ -118,9 +140,11 @@ def rule_fact(r: Any) -> RuleFact:
     proto = {6: "tcp", 17: "udp"}.get(r.get("ip_proto") or 0)
     sport = r.get("sport_range")
     src = r.get("src")
-    return RuleFact(r.get("priority") or 0, r.get("table") or r["table"], r.get("fwmark"),
-                    f"{src}" if src and r["src_len"] == 32 else (f"{src}/{r['src_len']}" if src else None),
-                    proto, int(str(sport).split(":")[0]) if sport else None)
+    host_len = 128 if r["family"] == AF_INET6 else 32
+    prefix = f"{src}" if src and r["src_len"] == host_len else (f"{src}/{r['src_len']}" if src else None)
+    return RuleFact(r.get("priority") or 0, r.get("table") or r["table"], r.get("fwmark"), prefix,
+                    proto, int(str(sport).split(":")[0]) if sport else None,
+                    6 if r["family"] == AF_INET6 else 4)
 
 
 def sysctl_path(key: str) -> str:

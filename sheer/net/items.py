@@ -9,6 +9,10 @@ from typing import Any, Literal, TypeAlias
 from sheer.net.fastpath import NftFastPath
 
 
+def ip_cmd(family: int) -> str:
+    return "ip" if family == 4 else "ip -6"
+
+
 @dataclass(frozen=True, slots=True)
 class Sysctl:
     key: str                       # dotted, as `sysctl` prints it
@@ -17,10 +21,11 @@ class Sysctl:
     @property
     def path(self) -> str:
         """/proc/sys path; interface names may hold dots, so conf.<dev>.<leaf> is split by hand."""
-        head = "net.ipv4.conf."
-        if self.key.startswith(head):
-            dev, leaf = self.key[len(head):].rsplit(".", 1)
-            return f"/proc/sys/net/ipv4/conf/{dev}/{leaf}"
+        for version in ("ipv4", "ipv6"):
+            head = f"net.{version}.conf."
+            if self.key.startswith(head):
+                dev, leaf = self.key[len(head):].rsplit(".", 1)
+                return f"/proc/sys/net/{version}/conf/{dev}/{leaf}"
         return "/proc/sys/" + self.key.replace(".", "/")
 
     def commands(self) -> list[str]:
@@ -35,6 +40,7 @@ class Rule:
     src: str | None = None
     ipproto: Literal["tcp", "udp"] | None = None
     sport: int | None = None
+    family: int = 4                # 6: `ip -6 rule`, the kernel's separate IPv6 rule list
 
     def commands(self) -> list[str]:
         sel = ""
@@ -46,7 +52,7 @@ class Rule:
             sel += f" ipproto {self.ipproto}"
         if self.sport is not None:
             sel += f" sport {self.sport}"
-        return [f"ip rule add{sel} lookup {self.table} priority {self.priority}"]
+        return [f"{ip_cmd(self.family)} rule add{sel} lookup {self.table} priority {self.priority}"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,12 +63,16 @@ class Route:
     dev: str | None = None
     via: str | None = None
 
+    @property
+    def family(self) -> int:
+        return 6 if ":" in self.dst else 4
+
     def commands(self) -> list[str]:
         kind = "local " if self.kind == "local" else ""
-        dst = "default" if self.dst == "0.0.0.0/0" and self.kind == "unicast" else self.dst
+        dst = "default" if self.dst in ("0.0.0.0/0", "::/0") and self.kind == "unicast" else self.dst
         via = f" via {self.via}" if self.via else ""
         dev = f" dev {self.dev}" if self.dev else ""
-        return [f"ip route add {kind}{dst}{via}{dev} table {self.table}"]
+        return [f"{ip_cmd(self.family)} route add {kind}{dst}{via}{dev} table {self.table}"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,7 +67,7 @@ def record_path(role: str, host: str | None) -> Path:
 
 
 def rule_fact(r: Rule) -> RuleFact:
-    return RuleFact(r.priority, r.table, r.fwmark, r.src, r.ipproto, r.sport)
+    return RuleFact(r.priority, r.table, r.fwmark, r.src, r.ipproto, r.sport, r.family)
 
 
 def route_fact(r: Route) -> RouteFact:

@@ -56,3 +56,14 @@ def test_renders_with_rsvg_convert(tmp_path: Path) -> None:
 def test_command_line(tmp_path: Path) -> None:
     assert chart.main([str(tmp_path / "missing.json"), str(tmp_path / "out.svg")]) == 1
     assert chart.main([]) == 2
+
+
+def test_ipv6_dsr_workloads() -> None:
+    from bench import workloads
+
+    six = workloads.by_name("dns-dsr6-router")
+    assert six.ipv6 and "listen [::]:53 udp reuseport;" in six.config_for("sheer")
+    assert "server [fd00:16::21]:53;" in six.config_for("sheer")
+    assert "proxy_bind $remote_addr:$remote_port transparent;" in six.config_for("sheer")
+    assert "proxy_bind [$remote_addr]:$remote_port transparent;" in six.config_for("nginx")
+    assert [w.name for w in workloads.select(["dns-dsr6"])] == list(workloads.DSR6_GROUP)

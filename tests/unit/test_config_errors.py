@@ -246,3 +246,35 @@ def test_parse_number(text: str, ok: bool) -> None:
     else:
         with pytest.raises(ConfigError, match='"n" takes a non-negative number'):
             parse_number(text, "n", SRC)
+
+
+def _dsr(listen: str, *servers: str) -> str:
+    return stream("    server {", f"        listen {listen};", "        proxy_responses 0;",
+                  "        proxy_bind $remote_addr:$remote_port transparent;",
+                  "        dsr_without_health_check on;",
+                  "        proxy_pass u;", "    }", "    upstream u {",
+                  *(f"        server {s};" for s in servers), "    }")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (_dsr("53 udp", "[fd00:16::11]:53"),
+     ('direct server return: upstream server "[fd00:16::11]:53" is IPv6 but the listener takes IPv4 '
+      "clients, whose address and port become the datagram's source; put each family's upstreams behind a "
+      "server of that family")),
+    (_dsr("[::]:53 udp", "172.16.0.11:53"),
+     ('direct server return: upstream server "172.16.0.11:53" is IPv4 but the listener takes IPv6 '
+      "clients, whose address and port become the datagram's source; put each family's upstreams behind a "
+      "server of that family")),
+    (_dsr("[::]:53 udp ipv6only=off", "[fd00:16::11]:53"),
+     ("direct server return on an IPv6 listener with ipv6only=off: its IPv4 clients cannot be the source "
+      "of an IPv6 datagram; leave ipv6only on and add an IPv4 server")),
+])
+def test_dsr_is_per_address_family(tmp_path: Path, text: str, message: str) -> None:
+    assert_error(tmp_path, text, 5, message)
+
+
+def test_dsr_over_ipv6_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "sheer.conf"
+    path.write_text(_dsr("[::]:53 udp", "[fd00:16::11]:53", "[fd00:16::12]:53"))
+    server = load(str(path)).stream.servers[0]  # type: ignore[union-attr]
+    assert server.dsr and server.listens[0].family == 6

@@ -10,7 +10,7 @@ import struct
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sheer.core.udpwire import udp_datagram
+from sheer.core.udpwire import udp6_datagram, udp_datagram
 
 
 def reference_checksum(src: bytes, dst: bytes, sport: int, dport: int, payload: bytes) -> int:
@@ -55,3 +55,36 @@ def test_a_zero_sum_is_sent_as_all_ones() -> None:
             return
     raise AssertionError("no zero-sum case found")
 
+
+
+def reference_checksum6(src: bytes, dst: bytes, sport: int, dport: int, payload: bytes) -> int:
+    """RFC 8200 8.1's pseudo-header: source, destination, 32-bit upper-layer length, 3 zero bytes, 17."""
+    length = 8 + len(payload)
+    data = (src + dst + struct.pack("!I", length) + b"\0\0\0\x11"
+            + struct.pack("!HHHH", sport, dport, length, 0) + payload)
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return (~total & 0xFFFF) or 0xFFFF
+
+
+def test_ipv6_header_fields() -> None:
+    src = socket.inet_pton(socket.AF_INET6, "fd00:99::1")
+    dst = socket.inet_pton(socket.AF_INET6, "fd00:16::11")
+    packet = udp6_datagram(src, 40000, dst, 53, b"query")
+    first, plen, nexthdr, hops, got_src, got_dst = struct.unpack("!IHBB16s16s", packet[:40])
+    assert (first >> 28, plen, nexthdr, hops, got_src, got_dst) == (6, 8 + 5, 17, 64, src, dst)
+    assert struct.unpack("!HHH", packet[40:46]) == (40000, 53, 13)
+    assert packet[48:] == b"query"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=16, max_size=16), st.binary(min_size=16, max_size=16),
+       st.integers(0, 65535), st.integers(0, 65535), st.binary(max_size=600))
+def test_ipv6_udp_checksum_matches_the_reference(src: bytes, dst: bytes, sport: int, dport: int,
+                                                 payload: bytes) -> None:
+    packet = udp6_datagram(src, sport, dst, dport, payload)
+    assert struct.unpack("!H", packet[46:48])[0] == reference_checksum6(src, dst, sport, dport, payload)
+    assert packet[46:48] != b"\0\0"                       # mandatory in IPv6: never "no checksum"

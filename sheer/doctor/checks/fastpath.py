@@ -13,6 +13,7 @@ from sheer.doctor.findings import Finding
 from sheer.doctor.needs import Needs
 from sheer.doctor.state import State, nft_rules
 from sheer.net.fastpath import FpService, NftFastPath, describe
+from sheer.net.plan.family import V4, families
 
 NAME = "fast path"
 
@@ -79,10 +80,12 @@ def _installed(ruleset: tuple[Mapping[str, Any], ...]) -> dict[str, tuple[int, s
 
 def _forwarding(n: Needs, s: State) -> list[Finding]:
     out = []
-    if s.sysctl("net.ipv4.ip_forward") != "1" and n.dsr_mode != "router":   # router NAT's check says it
-        out.append(Finding("ip_forward", "problem", "the fast path rewrites client datagrams for forwarding, "
-                           "but forwarding is off: they are dropped", ("net.ipv4.ip_forward = 0",),
-                           ("sysctl -w net.ipv4.ip_forward=1", n.net_apply())))
+    for fam in families(u.host for svc in n.dsr for u in svc.upstreams) or [V4]:
+        if s.sysctl(fam.forwarding) != "1" and n.dsr_mode != "router":   # router NAT's check says it
+            out.append(Finding("ip_forward", "problem", f"the fast path rewrites {fam} client datagrams for "
+                               "forwarding, but forwarding is off: they are dropped",
+                               (f"{fam.forwarding} = 0",),
+                               (f"sysctl -w {fam.forwarding}=1", n.net_apply())))
     drops = []
     for entry in s.ruleset:
         c = entry.get("chain")

@@ -7,8 +7,9 @@ from sheer.doctor.checks.host import no_route
 from sheer.doctor.findings import Cause, Finding, unknown_sysctl, unread
 from sheer.doctor.needs import Needs
 from sheer.doctor.state import NftRuleView, State, nft_rules
-from sheer.net.items import NftTable, Rule
+from sheer.net.items import NftTable, Rule, ip_cmd
 from sheer.net.plan import is_ipv4
+from sheer.net.plan.family import V4, Family, families
 
 
 def _upstream_devs(n: Needs, s: State) -> list[str]:
@@ -50,49 +51,70 @@ def _marking(s: State) -> list[NftRuleView]:
 
 
 def policy_routing(n: Needs, s: State) -> list[Finding]:
+    """Per address family of the upstreams: IPv4 and IPv6 have separate rule lists and tables
+    (`ip rule` / `ip -6 rule`), and a mark rule in a `table ip` marks IPv4 replies only, one in a
+    `table ip6` IPv6 ones, one in a `table inet` both."""
     if n.role != "proxy" or not n.transparent:
         return []
     name = "policy routing"
     if blind := unread(name, s):
         return blind
-    marking = _marking(s)
-    if not marking:
-        article = [c for i in n.plan.items if isinstance(i, NftTable) for c in i.commands() if "MARK" in c]
-        unmarked = Cause("no mark rule", "no rule marks the upstreams' replies: they are routed, not "
-                         "delivered to the transparent sockets (connections hang in SYN-SENT)",
-                         (n.net_apply(),))
-        return [Finding(name, "problem", unmarked.summary,
-                        ("nft ruleset: no prerouting rule sets a mark",
-                         *(f"the article's form: {a}" for a in article)),
-                        unmarked.fix, unmarked), *_mark_counters(n, s, [], unmarked)]
     out: list[Finding] = []
-    planned = next((i for i in n.plan.items if isinstance(i, Rule) and i.fwmark is not None), None)
+    for fam in families(n.upstream_hosts) or [V4]:
+        marking = [r for r in _marking(s) if r.family in (fam.nft, "inet")]
+        if not marking:
+            article = [c for i in n.plan.items if isinstance(i, NftTable) and i.family == fam.nft
+                       for c in i.commands() if "MARK" in c]
+            unmarked = Cause("no mark rule", f"no rule marks the upstreams' {_which(n, fam)}replies: they "
+                             "are routed, not delivered to the transparent sockets (connections hang in "
+                             "SYN-SENT)", (n.net_apply(),))
+            out += [Finding(name, "problem", unmarked.summary,
+                            (f"nft ruleset: no prerouting rule of a `{fam.nft}` or `inet` table sets a mark",
+                             *(f"the article's form: {a}" for a in article)),
+                            unmarked.fix, unmarked), *_mark_counters(n, s, [], unmarked)]
+            continue
+        out += _routes_for_marks(n, s, marking, fam)
+        out.extend(_mark_counters(n, s, marking))
+    return out
+
+
+def _which(n: Needs, fam: Family) -> str:
+    return f"{fam} " if len(families(n.upstream_hosts)) > 1 or fam.version == 6 else ""
+
+
+def _routes_for_marks(n: Needs, s: State, marking: list[NftRuleView], fam: Family) -> list[Finding]:
+    name = "policy routing"
+    ip = ip_cmd(fam.version)
+    anywhere = fam.anywhere
+    out: list[Finding] = []
+    planned = next((i for i in n.plan.items if isinstance(i, Rule) and i.fwmark is not None
+                    and i.family == fam.version), None)
     for mark in sorted({m for r in marking if (m := r.mark_set()) is not None}):
         evidence = [r.text() for r in marking if r.mark_set() == mark]
-        rules = [r for r in s.facts.rules if r.fwmark == mark]
+        rules = [r for r in s.facts.rules_of(fam.version) if r.fwmark == mark]
         if not rules:
             # the table already holding `local 0.0.0.0/0` (the rule alone was lost), else the plan's
-            tables = sorted(r.table for r in s.facts.routes if r.kind == "local" and r.dst == "0.0.0.0/0")
+            tables = sorted(r.table for r in s.facts.routes if r.kind == "local" and r.dst == anywhere)
             table = tables[0] if tables else (n.plan.table if n.plan.mark == mark and n.plan.table else 100)
             prio = planned.priority if planned else 32765
-            out.append(Finding(name, "problem", f"fwmark {mark:#x} is set but no `ip rule` sends it to a "
-                               "table: marked replies are routed, not delivered locally", tuple(evidence),
-                               (f"ip rule add fwmark {mark} lookup {table} priority {prio}",)))
+            out.append(Finding(name, "problem", f"fwmark {mark:#x} is set but no `{ip} rule` sends it to a "
+                               f"table: marked {_which(n, fam)}replies are routed, not delivered locally",
+                               tuple(evidence),
+                               (f"{ip} rule add fwmark {mark} lookup {table} priority {prio}",)))
             continue
         for rule in rules:
-            evidence.append(f"ip rule: {rule.priority}: from all fwmark {mark:#x} lookup {rule.table}")
-            local = any(r.table == rule.table and r.kind == "local" and r.dst == "0.0.0.0/0"
+            evidence.append(f"{ip} rule: {rule.priority}: from all fwmark {mark:#x} lookup {rule.table}")
+            local = any(r.table == rule.table and r.kind == "local" and r.dst == anywhere
                         for r in s.facts.routes)
             if not local:
-                out.append(Finding(name, "problem", f"table {rule.table} has no `local 0.0.0.0/0` route: "
-                                   "marked replies are not delivered to the transparent sockets",
-                                   tuple(evidence),
-                                   (f"ip route add local 0.0.0.0/0 dev lo table {rule.table}",)))
+                out.append(Finding(name, "problem", f"table {rule.table} has no `local {anywhere}` route: "
+                                   f"marked {_which(n, fam)}replies are not delivered to the transparent "
+                                   "sockets", tuple(evidence),
+                                   (f"{ip} route add local {anywhere} dev lo table {rule.table}",)))
             else:
                 out.append(Finding(name, "ok",
-                                   f"fwmark {mark:#x} -> table {rule.table} (local 0.0.0.0/0 dev lo)",
+                                   f"fwmark {mark:#x} -> table {rule.table} (local {anywhere} dev lo)",
                                    tuple(evidence)))
-    out.extend(_mark_counters(n, s, marking))
     return out
 
 

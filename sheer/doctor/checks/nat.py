@@ -7,16 +7,19 @@ from sheer.doctor.findings import Finding, unknown_sysctl, unread
 from sheer.doctor.needs import Needs
 from sheer.doctor.state import NftRuleView, State, nft_rules, value_contains
 from sheer.net.items import NftTable, TcNat
-from sheer.net.plan import is_ipv4
+from sheer.net.plan import is_ip, is_ipv4
+from sheer.net.plan.family import V4, Family, families, version_of
 
 
-def _vip(n: Needs, s: State) -> str | None:
-    if n.options.vip:
+def _vip(n: Needs, s: State, version: int = 4) -> str | None:
+    """The public address of the family `version` (the DSR upstreams' family answers from it)."""
+    if n.options.vip and version_of(n.options.vip) == version:
         return n.options.vip
     for svc in n.dsr:
-        if not svc.listen.is_wildcard:
+        if not svc.listen.is_wildcard and svc.listen.family == version:
             return svc.listen.host
-    addrs = [a for a in s.facts.addresses if a.dev == n.public_if]
+    addrs = [a for a in s.facts.addresses
+             if a.dev == n.public_if and a.family == version and not a.link_local]
     return str(addrs[0].interface.ip) if addrs else None
 
 
@@ -26,10 +29,23 @@ def rewrites(s: State, host: str, vip: str, hooks: tuple[str, ...]) -> list[NftR
         if r.saddr_set() != vip or (r.hook not in hooks and r.family != "netdev"):
             continue
         scopes = [value_contains(right, host) for what, op, right in r.matches()
-                  if what == "ip saddr" and op == "=="]
+                  if what in ("ip saddr", "ip6 saddr") and op == "=="]
         if all(x is not False for x in scopes):
             found.append(r)
     return found
+
+
+def _forwarding(s: State, fam: Family) -> list[Finding]:
+    key = fam.forwarding
+    name = "ip_forward" if fam is V4 else "IPv6 forwarding"
+    forward = s.sysctl(key)
+    if forward is None:
+        return [unknown_sysctl(name, key)]
+    if forward != "1":
+        return [Finding(name, "problem", f"router NAT forwards the upstreams' {fam} replies, but "
+                        "forwarding is off: they are dropped here", (f"{key} = {forward}",),
+                        (f"sysctl -w {key}=1",))]
+    return [Finding(name, "ok", f"{fam} forwarding is on (router NAT)", (f"{key} = 1",))]
 
 
 def tc_rewrites(s: State, host: str, vip: str) -> bool:
@@ -42,19 +58,12 @@ def router_nat(n: Needs, s: State) -> list[Finding]:
     if n.role != "proxy" or n.dsr_mode != "router":
         return []
     out: list[Finding] = []
-    forward = s.sysctl("net.ipv4.ip_forward")
-    if forward is None:
-        out.append(unknown_sysctl("ip_forward", "net.ipv4.ip_forward"))
-    elif forward != "1":
-        out.append(Finding("ip_forward", "problem", "router NAT forwards the upstreams' replies, but "
-                           "forwarding is off: they are dropped here", (f"net.ipv4.ip_forward = {forward}",),
-                           ("sysctl -w net.ipv4.ip_forward=1",)))
-    else:
-        out.append(Finding("ip_forward", "ok", "forwarding is on (router NAT)", ("net.ipv4.ip_forward = 1",)))
-    vip = _vip(n, s)
-    hosts = [u for svc in n.dsr for u in svc.upstreams if is_ipv4(u.host)]
+    hosts = [u for svc in n.dsr for u in svc.upstreams if is_ip(u.host)]
+    for fam in families(u.host for u in hosts) or [V4]:
+        out.extend(_forwarding(s, fam))
     out.extend(unread("stateless NAT", s))
     for u in hosts if s.nft_error is None else ():
+        vip = _vip(n, s, version_of(u.host) or 4)
         rules = rewrites(s, u.host, vip, ("postrouting", "output")) if vip else []
         if rules:
             out.append(Finding("stateless NAT", "ok", f"replies from {u.name} are rewritten to {vip}",

@@ -34,6 +34,7 @@ from sheer.net.plan.builder import (
     Role,
     Service,
     in_network,
+    is_ip,
     is_ipv4,
     name_notes,
     nft_set,
@@ -74,5 +75,5 @@ def plan(config: Config, options: Options = PROXY, kernel: KernelFacts = NO_FACT
 
 
 __all__ = ["DEFAULT_MARK", "DEFAULT_TABLE", "NFT_TABLE", "NO_FACTS", "PROXY", "Builder", "Dsr", "Match",
-           "Nat", "Options", "Plan", "Proto", "Role", "Service", "client_facing", "in_network", "is_ipv4",
-           "name_notes", "nft_set", "plan", "services", "upstream_problems", "variable_targets"]
+           "Nat", "Options", "Plan", "Proto", "Role", "Service", "client_facing", "in_network", "is_ip",
+           "is_ipv4", "name_notes", "nft_set", "plan", "services", "upstream_problems", "variable_targets"]

@@ -4,7 +4,7 @@ role (`proxy_role`, `upstream_role`) fills, the `Plan` it returns, and the helpe
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network, ip_address
+from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_address
 from typing import Any, Literal
 
 from sheer.config.model import Config, Listen, StreamServer, Upstream, UpstreamServer
@@ -131,6 +131,15 @@ def name_notes(found: list[Service], config: Config) -> list[str]:
     return notes
 
 
+def is_ip(host: str) -> bool:
+    """A literal address of either family (not a name)."""
+    try:
+        ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def is_ipv4(host: str) -> bool:
     try:
         return isinstance(ip_address(host), IPv4Address)
@@ -195,11 +204,9 @@ def upstream_problems(kernel: KernelFacts, server: UpstreamServer, public_if: st
                       what: str) -> list[str]:
     """The article's "No Overlapping IP Ranges": the upstream's replies must route back through us."""
     host = server.host
-    if not is_ipv4(host):
-        if ":" in host:
-            return [f"{what}: upstream {server.name} is IPv6: sheer net plans IPv4 only"]
+    if not is_ip(host):
         return []
-    addr = IPv4Address(host)
+    addr = ip_address(host)
     if addr.is_loopback or kernel.is_local(host):
         return [(f"{what}: upstream {server.name} is on this host (loopback or a local address): a "
                  "transparent connection from the client's address cannot be answered through loopback; "
@@ -213,5 +220,19 @@ def upstream_problems(kernel: KernelFacts, server: UpstreamServer, public_if: st
     return []
 
 
-def in_network(host: str, net: IPv4Network) -> bool:
-    return is_ipv4(host) and IPv4Address(host) in net
+def in_network(host: str, net: IPv4Network | IPv6Network) -> bool:
+    return is_ip(host) and ip_address(host) in net
+
+
+def family_problems(service: Service, what: str) -> list[str]:
+    """The client's address is the upstream connection's source: both must be of one family. An
+    IPv6 listener with ipv6only=off also takes IPv4 clients (as ::ffff:a.b.c.d): those can reach an
+    IPv4 upstream only, the IPv6 ones an IPv6 upstream, so such a listener is left to the runtime."""
+    listen = service.listen
+    if listen.family == 6 and not listen.ipv6only:
+        return []
+    client = "IPv6" if listen.family == 6 else "IPv4"
+    return [f"{what}: upstream {u.name} is {'IPv4' if is_ipv4(u.host) else 'IPv6'} but listen {listen} takes "
+            f"{client} clients: a client's address cannot be the source of a connection to it; put "
+            "the upstreams of each family behind a listener of that family"
+            for u in service.upstreams if is_ip(u.host) and is_ipv4(u.host) != (listen.family == 4)]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from ipaddress import IPv4Network
+from ipaddress import ip_network
 
-from sheer.net.items import Item, NftChain, NftRule, NftTable, Route, Rule, Sysctl
+from sheer.net.items import Item, NftChain, NftRule, NftTable, Route, Rule, Sysctl, ip_cmd
 from sheer.net.plan.builder import NFT_TABLE, Builder, Plan, Proto, Service
+from sheer.net.plan.family import V4, Family, family_of, version_of
 
 
 def plan_upstream(b: Builder, found: list[Service]) -> Plan:
@@ -18,11 +19,12 @@ def plan_upstream(b: Builder, found: list[Service]) -> Plan:
     if not mine:
         b.problems.append(f"{host} is not an upstream of any transparent server in the config")
         return b.plan()
+    fam = family_of(version_of(host) or 4)
     dev = b.kernel.dev_of(host)
     if dev is None:
         b.notes.append(f"{host} is not an address of this network namespace: these are the commands "
                        "to run on that upstream (`apply` must run there)")
-    internal = opts.internal or _internal(b, dev)
+    internal = opts.internal or _internal(b, dev, fam)
     origin = opts.dsr == "origin"
     back: dict[tuple[Proto, int], None] = {}
     rewrites: dict[tuple[int, str, int], None] = {}
@@ -33,6 +35,10 @@ def plan_upstream(b: Builder, found: list[Service]) -> Plan:
                 b.problems.append(f"{s.where}: listen {s.listen} is a wildcard: pass --vip (the proxy's "
                                   "public address)")
                 continue
+            if version_of(vip) != fam.version:
+                b.problems.append(f"{s.where}: the public address {vip} and the upstream {host} are of "
+                                  f"different families: pass the proxy's {fam} address with --vip")
+                continue
             rewrites[(u.port, vip, s.listen.port)] = None
         else:
             back[(s.proto, u.port)] = None
@@ -40,35 +46,45 @@ def plan_upstream(b: Builder, found: list[Service]) -> Plan:
     items: list[Item] = []
     tail: list[Item] = []
     if back:
-        gateway = opts.gateway or b.kernel.default_gateway()
+        gateway = opts.gateway or b.kernel.default_gateway(fam.version)
         if gateway is None:
             b.problems.append("no default gateway here to route replies through: pass --gateway (the proxy's "
                               "internal address)")
         else:
             b.notes.append(f"replies go back through the proxy {gateway} by policy routing on their source "
                            "port, so the upstream's other traffic keeps its own routes (the article instead "
-                           f"moves the default route: `ip route replace default via {gateway}`)")
-            tail.extend(_return_path(b, host, dev, internal, gateway, sorted(back)))
+                           f"moves the default route: `{ip_cmd(fam.version)} route replace default via "
+                           f"{gateway}`)")
+            tail.extend(_return_path(b, host, dev, internal, gateway, sorted(back), fam))
     if rewrites:
         if internal is None:
             b.problems.append(f"cannot tell {host}'s internal network (replies to it, health checks "
                               "included, must not be rewritten): pass --internal CIDR")
         else:
+            ip = fam.nft
+            article = ("# the article's, with act_nat (rewrites every destination, health-check replies "
+                       "too): "
+                       f"tc filter add dev {dev or 'eth0'} parent 10: protocol ip prio 10 u32 match ip src "
+                       f"{host}/32 match ip sport {{port}} 0xffff action nat egress {host}/32 {{vip}}"
+                       if fam is V4 else "# no ip6tables equivalent (stateless), and tc act_nat is IPv4 "
+                       f"only: nft rewrites {host} udp sport {{port}} to {{vip}} on output")
             rules = [NftRule(
-                f"ip saddr {host} ip daddr != {internal} udp sport {port} ip saddr set {vip}"
+                f"{ip} saddr {host} {ip} daddr != {internal} udp sport {port} {ip} saddr set {vip}"
                 + (f" udp sport set {public}" if public != port else "") + " counter",
-                f"# the article's, with act_nat (rewrites every destination, health-check replies too): "
-                f"tc filter add dev {dev or 'eth0'} parent 10: protocol ip prio 10 u32 match ip src "
-                f"{host}/32 match ip sport {port} 0xffff action nat egress {host}/32 {vip}")
+                article.format(port=port, vip=vip))
                 for port, vip, public in sorted(rewrites)]
             items.append(NftTable(NFT_TABLE,
-                                  (NftChain("dsr_origin", "filter", "output", "filter", tuple(rules)),)))
+                                  (NftChain("dsr_origin", "filter", "output", "filter", tuple(rules)),), ip))
             b.notes.append("origin NAT: nft rewrites the replies on output, except towards the internal "
                            f"network {internal} (health checks); tc u32 cannot express that exception")
-        items[:0] = _rp_filter(b, dev)
+        items[:0] = _rp_filter(b, dev) if fam is V4 else []
+        if fam is not V4 and b.kernel.fib_checks:
+            b.notes.append("nft `fib saddr` checks in " + ", ".join(b.kernel.fib_checks) + " (IPv6's "
+                           "reverse-path filter) are left alone: the return router's must accept the VIP "
+                           "as a source arriving from the upstreams")
         if opts.via:
             tail.extend(_return_path(b, host, dev, internal, opts.via,
-                                     sorted({("udp", p) for p, _, _ in rewrites})))
+                                     sorted({("udp", p) for p, _, _ in rewrites}), fam))
         else:
             b.notes.append("origin NAT replies follow this host's routes: the next hop must forward a "
                            "source address it does not own (rp_filter 0 or 2 there); pass --via ROUTER "
@@ -77,19 +93,24 @@ def plan_upstream(b: Builder, found: list[Service]) -> Plan:
     return b.plan(None, b.options.table if b.options.table else None)
 
 
-def _internal(b: Builder, dev: str | None) -> str | None:
-    nets = b.kernel.networks_of(dev) if dev else ()
+def _internal(b: Builder, dev: str | None, fam: Family) -> str | None:
+    nets = b.kernel.networks_of(dev, fam.version) if dev else ()
     return str(nets[0]) if nets else None
 
 
 def _return_path(b: Builder, host: str, dev: str | None, internal: str | None, gateway: str,
-                 ports: list[tuple[Proto, int]]) -> list[Item]:
+                 ports: list[tuple[Proto, int]], fam: Family) -> list[Item]:
+    if version_of(gateway) != fam.version:
+        b.problems.append(f"the gateway {gateway} and the upstream {host} are of different families: pass "
+                          f"the proxy's (or router's) {fam} address")
+        return []
     table = b.choose_table()
-    items: list[Item] = [Route(table, "0.0.0.0/0", via=gateway)]
-    if dev and internal and IPv4Network(internal).prefixlen < 32:
+    items: list[Item] = [Route(table, fam.anywhere, via=gateway)]
+    if dev and internal and ip_network(internal, strict=False).prefixlen < fam.host_len:
         # neighbours on the internal network (the proxy's health checks) stay one hop away
         items.append(Route(table, internal, dev=dev))
-    items.extend(Rule(table, b.priority, src=host, ipproto=proto, sport=port) for proto, port in ports)
+    items.extend(Rule(table, b.priority, src=host, ipproto=proto, sport=port, family=fam.version)
+                 for proto, port in ports)
     return items
 
 
