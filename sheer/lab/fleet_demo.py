@@ -6,7 +6,9 @@ proxy comes back and is announced again. Written to the report directory as flee
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -67,15 +69,34 @@ def _unhealthy(proxy: Node, state_dir: Path) -> set[str]:
     return {peer for peer, state in last.items() if state != "up"}
 
 
+def _kernel_tables(proxy: Node) -> str:
+    """The entries of every map in the proxy's netdev tables (the fast path's Maglev table), as the
+    kernel holds them now: an independent view of what the instance steers with."""
+    res = subprocess.run(["ip", "netns", "exec", proxy.netns, "nft", "-j", "list", "ruleset", "netdev"],
+                         text=True, capture_output=True, check=False)
+    try:
+        objs = json.loads(res.stdout)["nftables"] if res.returncode == 0 else []
+    except (ValueError, KeyError):
+        return ""
+    maps = {f'{o["map"]["table"]}/{o["map"]["name"]}': o["map"].get("elem", []) for o in objs if "map" in o}
+    return json.dumps(maps, sort_keys=True)
+
+
 def _settle(proxies: list[Node], r: _Report, state_dir: Path, timeout: float = 20.0) -> None:
     """Same table everywhere needs the same health view everywhere: wait until no proxy holds a peer down
-    (an instance announces as soon as one server per upstream is usable; the others may follow later)."""
+    (an instance announces as soon as one server per upstream is usable; the others may follow later)
+    and every proxy's kernel holds the same table (the feeder writes it a moment after the log says up)."""
+    def same() -> bool:
+        if any(_unhealthy(p, state_dir) for p in proxies):
+            return False
+        tables = {_kernel_tables(p) for p in proxies}
+        return len(tables) == 1 and "" not in tables
     try:
-        wait_for(lambda: not any(_unhealthy(p, state_dir) for p in proxies), timeout,
-                 "every proxy to see every upstream healthy")
+        wait_for(same, timeout, "every proxy to see every upstream healthy and hold the same table")
     except LabError:
         down = {p.name: sorted(_unhealthy(p, state_dir)) for p in proxies}
-        r.check(False, f"peers still down: {down}")
+        differ = len({_kernel_tables(p) for p in proxies}) > 1
+        r.check(False, f"peers still down: {down}" + ("; the proxies' kernel tables differ" if differ else ""))
 
 
 def _edge(edge: Node, r: _Report, state_dir: Path) -> list[str]:
