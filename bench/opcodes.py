@@ -72,22 +72,55 @@ def upstream(close: bool) -> socket.socket:
     return listener
 
 
+def _config(mode: str, port: int, up: int) -> str:
+    if mode == "http":      # the bench's http workload: a keepalive client, upstream keepalive
+        return (f"worker_processes 1;\nhttp {{ access_log off; upstream u {{ server 127.0.0.21:{up}; "
+                f"keepalive 8; }} server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://u; "
+                f'proxy_http_version 1.1; proxy_set_header Connection ""; }} }} }}\n')
+    if mode == "dsr":       # the bench's DSR workload: the upstream answers the client itself
+        return (f"worker_processes 1;\nstream {{ upstream u {{ server 127.0.0.21:{up}; server 127.0.0.21:{up}; }} "
+                f"server {{ listen 127.0.0.1:{port} udp; proxy_responses 0; dsr_without_health_check on; "
+                f"proxy_bind $remote_addr:$remote_port transparent; proxy_pass u; }} }}\n")
+    if mode == "udp":       # proxied datagrams, one answer each
+        return (f"worker_processes 1;\nstream {{ server {{ listen 127.0.0.1:{port} udp; "
+                f"proxy_responses 1; proxy_pass 127.0.0.21:{up}; }} }}\n")
+    return (f"worker_processes 1;\nstream {{ server {{ listen 127.0.0.1:{port}; "
+            f"proxy_bind $remote_addr transparent; proxy_pass 127.0.0.21:{up}; }} }}\n")
+
+
+def udp_upstream() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.21", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                data, peer = sock.recvfrom(65536)
+                sock.sendto(data, peer)
+            except OSError:
+                return
+
+    threading.Thread(target=serve, daemon=True).start()
+    return sock
+
+
 def run(checkout: Path, mode: str, count: int) -> dict[str, int]:
     with tempfile.TemporaryDirectory(prefix="sheer-opcodes-") as tmp:
         Path(tmp, "sitecustomize.py").write_text(HOOK)
-        up = upstream(close=mode == "new")
+        up = udp_upstream() if mode in ("udp", "dsr") else upstream(close=mode == "new")
         probe = socket.create_server(("127.0.0.1", 0))
         port = probe.getsockname()[1]
         probe.close()
         conf = Path(tmp, "lb.conf")
-        conf.write_text(f"worker_processes 1;\nstream {{ server {{ listen 127.0.0.1:{port}; "
-                        f"proxy_bind $remote_addr transparent; "
-                        f"proxy_pass 127.0.0.21:{up.getsockname()[1]}; }} }}\n")
+        conf.write_text(_config(mode, port, up.getsockname()[1]))
         out = Path(tmp, "counts.json")
         env = {**os.environ, "PYTHONPATH": tmp, "SHEER_OPCODES": str(out)}
         proc = subprocess.Popen([str(checkout / ".venv/bin/sheer"), "-c", str(conf)], env=env)
         try:
             for _ in range(200):
+                if mode in ("udp", "dsr"):
+                    time.sleep(1)
+                    break
                 try:
                     socket.create_connection(("127.0.0.1", port), timeout=1).close()
                     break
@@ -103,7 +136,13 @@ def run(checkout: Path, mode: str, count: int) -> dict[str, int]:
 
 
 def _load(proc: subprocess.Popen[bytes], out: Path, port: int, mode: str, count: int) -> dict[str, int]:
-    if mode == "new":
+    if mode in ("udp", "dsr"):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(5)
+            for _ in range(count):
+                sock.sendto(b"ping", ("127.0.0.1", port))
+                sock.recvfrom(65536)         # DSR: from the upstream itself
+    elif mode == "new":
         for _ in range(count):
             with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
                 sock.sendall(REQUEST)
@@ -127,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkout", type=Path, action="append", required=True, help="a checkout with its .venv")
     p.add_argument("-n", "--count", type=int, default=200, help="connections (new) or requests (keepalive)")
-    p.add_argument("-m", "--mode", choices=("new", "keepalive", "both"), default="both")
+    p.add_argument("-m", "--mode", choices=("new", "keepalive", "both", "http", "udp", "dsr"), default="both")
     p.add_argument("--top", type=int, default=0, help="also list the N functions executing the most")
     args = p.parse_args(argv)
     modes = ("new", "keepalive") if args.mode == "both" else (args.mode,)

@@ -22,6 +22,11 @@ class ControlBoard(Protocol):
     @property
     def version(self) -> int: ...
 
+    @property
+    def cells(self) -> memoryview:
+        """int64 cells whose first is `version`: read per pick without a call."""
+        ...
+
     def overrides(self, row: int) -> tuple[int, int, int]: ...
 
 
@@ -58,6 +63,13 @@ class UpstreamOverrides:
     def version(self) -> int:
         """Moves whenever the API or the resolver changed something (both only count up)."""
         return self.board.version + (self.slots.version if self.slots is not None else 0)
+
+    @property
+    def cell(self) -> memoryview | None:
+        """Where `version` lives when only the API moves it (no `server NAME resolve` slots): a
+        balancer compares `cell[0]` per pick, one subscript and no call (`docs/performance.md`,
+        "What counting costs")."""
+        return self.board.cells if self.slots is None else None
 
     def servers(self) -> tuple[UpstreamServer | None, ...]:
         out: list[UpstreamServer | None] = []

@@ -35,6 +35,7 @@ from sheer.io.logs import AccessLogger, ErrorLogger, LogLimiter
 from sheer.io.stream_vars import StreamVariables
 
 BATCH = 64
+PUBLISH = 0.25        # seconds: how stale the shared board's DSR counters may be while datagrams flow
 
 
 class DsrSender:
@@ -52,13 +53,19 @@ class DsrSender:
         self.positions = positions(balancer.upstream)
         self._logged: dict[str, LogLimiter] = {}
         self.key_of = self._key_function(balancer.upstream.balance.key)
-        # Shared counters, added once per batch of datagrams (not per datagram): the service's
-        # (sheer_dsr_*) and each peer's `connections`, `sent` and `selected`.
+        # Counting: running totals in plain lists (a list's `+= 1` is the cheapest add Python has),
+        # published to the shared board (the service's sheer_dsr_* and each peer's `requests`, `sent`,
+        # `selected`) at most every PUBLISH seconds while datagrams flow, and at close.
         layout = ctx.shared.layout
         self.row = ctx.counters
         block = layout.dsr.get(listen_name) or layout.dsr.get(f"{listen_name} udp")
         self.columns = DsrColumns(block) if block is not None else None
         self.peer_columns = peer_columns(layout, balancer.upstream)
+        self.sent = [0] * self.positions       # datagrams and bytes per peer (position), since start
+        self.size = [0] * self.positions
+        self.dropped = [0, 0]                  # no live upstreams, send errors
+        self._published = ([0] * self.positions, [0] * self.positions, [0, 0])
+        self._publishing: asyncio.TimerHandle | None = None
 
     def open(self, family: int = socket.AF_INET) -> None:
         """`family`: the listener's; the client's address is the datagram's source, so the same."""
@@ -78,38 +85,40 @@ class DsrSender:
         self.raw.setblocking(False)
 
     def close(self) -> None:
+        if self._publishing is not None:
+            self._publishing.cancel()
+        self.publish()
         if self.raw is not None:
             self.raw.close()
             self.raw = None
 
     def on_readable(self, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
-        sent = [0] * self.positions       # datagrams and bytes per peer (position) in this batch
-        size = [0] * self.positions
-        dropped = [0, 0]                  # no live upstreams, send errors
-        try:
-            self._forward(sock, loop, sent, size, dropped)
-        finally:
-            self._count(sent, size, dropped)
+        if self._publishing is None:
+            self._publishing = loop.call_later(PUBLISH, self.publish)
+        self._forward(sock, loop)
 
-    def _count(self, sent: list[int], size: list[int], dropped: list[int]) -> None:
-        row = self.row
-        columns = self.columns
+    def publish(self) -> None:
+        """What was counted since the last time, into this worker's row of the shared board."""
+        self._publishing = None
+        row, columns = self.row, self.columns
+        sent, size, dropped = self.sent, self.size, self.dropped
+        was_sent, was_size, was_dropped = self._published
         if columns is not None:
-            row[columns.datagrams] += sum(sent)
-            row[columns.bytes] += sum(size)
-            row[columns.no_live_upstreams] += dropped[0]
-            row[columns.send_errors] += dropped[1]
-        if self.peer_columns:
-            stamp = 0
-            for index, count in enumerate(sent):
-                if count and index < len(self.peer_columns):
-                    peer = self.peer_columns[index]
-                    row[peer.requests] += count
-                    row[peer.sent] += size[index]
-                    row[peer.selected] = stamp = stamp or int(time.time() * 1000)
+            row[columns.datagrams] += sum(sent) - sum(was_sent)
+            row[columns.bytes] += sum(size) - sum(was_size)
+            row[columns.no_live_upstreams] += dropped[0] - was_dropped[0]
+            row[columns.send_errors] += dropped[1] - was_dropped[1]
+        stamp = 0
+        for index, peer in enumerate(self.peer_columns[:self.positions]):
+            count = sent[index] - was_sent[index]
+            if count:
+                row[peer.requests] += count
+                row[peer.sent] += size[index] - was_size[index]
+                row[peer.selected] = stamp = stamp or int(time.time() * 1000)
+        self._published = (sent.copy(), size.copy(), dropped.copy())
 
-    def _forward(self, sock: socket.socket, loop: asyncio.AbstractEventLoop, sent: list[int], size: list[int],
-                 dropped: list[int]) -> None:
+    def _forward(self, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
+        sent, size, dropped = self.sent, self.size, self.dropped
         raw = self.raw
         balancer = self.balancer
         packed = self.packed

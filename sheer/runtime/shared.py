@@ -120,6 +120,10 @@ class SharedBoard:
         return self.control[0]
 
     @property
+    def cells(self) -> memoryview:
+        return self.control
+
+    @property
     def generation(self) -> int:
         """The generation now serving (set by the master): an older checker stops feeding the kernel."""
         return self.control[1]

@@ -327,3 +327,38 @@ http {{ server {{ listen 127.0.0.1:{control};
             f'to="unhealthy",upstream="dns"}} 1.0') in text
     assert f'nginxplus_stream_upstream_server_state{{{server},upstream="dns"}} 6.0' in text
     sheer.check_running()
+
+
+def test_dsr_datagrams_counted_per_service_and_peer(run_sheer: Callable[..., Sheer], closing: Any) -> None:
+    """Direct server return on loopback (the raw sender writes the client's address as the source, the
+    upstream answers the client itself): the user-space path's datagrams reach the API and the
+    exposition, per service and per peer, summed over both workers, within the publishing interval."""
+    port = free_port(BACKENDS, (socket.SOCK_DGRAM,))
+    listen, control = free_port(("127.0.0.1",), (socket.SOCK_DGRAM,)), free_port()
+    servers = [closing(UdpServer(host, port, lambda data, peer: [b"dsr " + data])) for host in BACKENDS]
+    run_sheer(f"""worker_processes 2;
+stream {{
+    upstream dns {{ server {BACKENDS[0]}:{port}; server {BACKENDS[1]}:{port}; }}
+    server {{ listen 127.0.0.1:{listen} udp; proxy_pass dns; proxy_responses 0;
+             proxy_bind $remote_addr:$remote_port transparent; dsr_without_health_check on; }}
+}}
+http {{ server {{ listen 127.0.0.1:{control};
+                location /api/ {{ api; }} location = /metrics {{ prometheus; }} }} }}
+""")
+    for n in range(40):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.settimeout(3)
+            client.sendto(b"q%02d" % n, ("127.0.0.1", listen))
+            data, sender = client.recvfrom(100)
+            assert data == b"dsr q%02d" % n and sender[0] in BACKENDS       # answered by the upstream itself
+    assert sum(len(s.peers) for s in servers) == 40
+
+    def peers() -> list[dict[str, Any]]:
+        return list(api(control, "9/stream/upstreams/dns")[1]["peers"])
+    wait_for(lambda: sum(p["connections"] for p in peers()) == 40, 5.0, "40 datagrams counted")
+    for peer, server in zip(peers(), servers, strict=True):
+        assert peer["connections"] == len(server.peers) and peer["sent"] == 3 * len(server.peers)
+        assert (peer["connections"] == 0) == ("selected" not in peer)
+    text = request(control, path="/metrics")[2].decode()
+    assert f'sheer_dsr_datagrams_total{{service="127.0.0.1:{listen} udp"}} 40.0' in text, text
+    assert f'sheer_dsr_bytes_total{{service="127.0.0.1:{listen} udp"}} 120.0' in text

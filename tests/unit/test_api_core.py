@@ -4,6 +4,7 @@ objects and errors, PATCH validation, peer states, and balancers following the o
 from __future__ import annotations
 
 import json
+from array import array
 from typing import Any
 
 import pytest
@@ -28,8 +29,12 @@ class Board:
         self.layout = layout(Config(http=Http((), (upstream,))), self.registry, self.controls)
         self.values = [0] * 4096
         self.control = {row: [0, 0, 0] for row in range(64)}
-        self.version = 0
+        self.cells = memoryview(array("q", [0]))       # the version, as balancers read it per pick
         self.states: dict[int, Health] = {}
+
+    @property
+    def version(self) -> int:
+        return self.cells[0]
 
     def value(self, column: int) -> int:
         return self.values[column] if column else 0
@@ -49,7 +54,7 @@ class Board:
         for index, name in enumerate(("down", "drain", "weight")):
             if name in changes:
                 row[index] = changes[name]
-        self.version += 1
+        self.cells[0] += 1
 
 
 def make(write: bool = True, *weights: int) -> tuple[Board, Api, Upstream]:

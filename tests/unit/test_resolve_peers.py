@@ -5,6 +5,7 @@ are, and `sheer net plan` using the addresses of now."""
 
 from __future__ import annotations
 
+from array import array
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,7 @@ class FakeSlots:
 
 class FakeControl:
     version = 0
+    cells = memoryview(array("q", [0]))
 
     def overrides(self, row: int) -> tuple[int, int, int]:
         return 0, 0, 0

@@ -88,6 +88,11 @@ class Overrides(Protocol):
     @property
     def version(self) -> int: ...
 
+    @property
+    def cell(self) -> memoryview | None:
+        """`version` as `cell[0]`, when it lives in one cell (read per pick without a call)."""
+        ...
+
     def servers(self) -> tuple[UpstreamServer | None, ...]:
         """One per position (sheer.core.peers); None: an empty slot, no peer there now."""
         ...
@@ -100,6 +105,7 @@ class RoundRobin:
         self.health = health
         self.overrides = overrides
         self._seen = 0          # the overrides' version last applied (0: none yet)
+        self._cell = overrides.cell if overrides is not None else None
         # Every position (sheer.core.peers): the servers resolved at load, then the slots of
         # `server NAME resolve`, empty until the resolver fills them.
         self.positions: list[Peer | None] = [Peer(server, index, effective_weight=server.weight)
@@ -155,9 +161,13 @@ class RoundRobin:
 
     def start(self, tries_limit: int = 0, key: bytes = b"") -> Tried:
         """A new request: nginx allows as many tries as there are peers, capped by tries_limit."""
-        overrides = self.overrides
-        if overrides is not None and overrides.version != self._seen:
-            self.refresh(overrides)
+        cell = self._cell
+        if cell is not None:
+            if cell[0] != self._seen:
+                assert self.overrides is not None
+                self.refresh(self.overrides)
+        elif self.overrides is not None and self.overrides.version != self._seen:
+            self.refresh(self.overrides)
         count = len(self.peers)
         return Tried(min(count, tries_limit) if tries_limit else count)
 
