@@ -78,8 +78,9 @@ def _config(mode: str, port: int, up: int) -> str:
                 f"keepalive 8; }} server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://u; "
                 f'proxy_http_version 1.1; proxy_set_header Connection ""; }} }} }}\n')
     if mode == "dsr":       # the bench's DSR workload: the upstream answers the client itself
-        return (f"worker_processes 1;\nstream {{ upstream u {{ server 127.0.0.21:{up}; server 127.0.0.21:{up}; }} "
-                f"server {{ listen 127.0.0.1:{port} udp; proxy_responses 0; dsr_without_health_check on; "
+        return (f"worker_processes 1;\nstream {{ upstream u {{ server 127.0.0.21:{up}; "
+                f"server 127.0.0.21:{up}; }} server {{ listen 127.0.0.1:{port} udp; proxy_responses 0; "
+                f"dsr_without_health_check on; "
                 f"proxy_bind $remote_addr:$remote_port transparent; proxy_pass u; }} }}\n")
     if mode == "udp":       # proxied datagrams, one answer each
         return (f"worker_processes 1;\nstream {{ server {{ listen 127.0.0.1:{port} udp; "

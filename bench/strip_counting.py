@@ -33,7 +33,7 @@ RULES: list[tuple[str, str, str]] = [
 def strip(root: Path) -> list[str]:
     said = []
     for files, pattern, replacement in RULES:
-        regex = re.compile(pattern, re.M)
+        regex = re.compile(pattern, re.MULTILINE)
         found = 0
         for path in sorted(root.glob(files)):
             text = path.read_text()
@@ -42,7 +42,8 @@ def strip(root: Path) -> list[str]:
                 path.write_text(new)
                 found += n
         if not found:
-            raise SystemExit(f"bench.strip_counting: no line of {files} matches {pattern!r}: update the rules")
+            raise SystemExit(f"bench.strip_counting: no line of {files} matches {pattern!r}: "
+                             "update the rules")
         said.append(f"{found:3d} lines  {files}  {pattern}")
     return said
 
