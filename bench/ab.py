@@ -5,7 +5,7 @@ the proxy's CPU time per request or datagram (user+system of master and workers,
 divided by what it served) and of the rate, per side, and B against A.
 
     git worktree add /tmp/before COMMIT && make -C /tmp/before venv
-    python -m bench.ab --a /tmp/before --b . -w dns-dsr-router,dns-proxied,tcp-keepalive,http -n 9
+    python -m bench.ab --a /tmp/before --b . -w dns-dsr-router-user,dns-proxied,tcp-keepalive,http -n 9
 
 CPU per operation is steadier than the rate on a noisy machine: it does not depend on how fast
 the load generator and the upstreams were in that run."""
@@ -58,8 +58,10 @@ def report(a: Side, b: Side) -> str:
     for name in a.cpu_per_op:
         ca, cb = statistics.median(a.cpu_per_op[name]), statistics.median(b.cpu_per_op.get(name, [0.0]))
         ra, rb = statistics.median(a.rate[name]), statistics.median(b.rate.get(name, [0.0]))
-        rows.append(f"| {name} | {ca:.2f} | {cb:.2f} | {cb / ca:.3f} | {ra:,.0f} | {rb:,.0f} | {rb / ra:.3f} "
-                    f"| {len(a.cpu_per_op[name])} / {len(b.cpu_per_op.get(name, []))} |")
+        # a proxy that did no work (the kernel's fast path steered every datagram) has no CPU per op
+        cpu = f"{cb / ca:.3f}" if ca > 0 else "n/a (A used no CPU)"
+        rows.append(f"| {name} | {ca:.2f} | {cb:.2f} | {cpu} | {ra:,.0f} | {rb:,.0f} | "
+                    f"{rb / ra if ra else 0:.3f} | {len(a.cpu_per_op[name])} / {len(b.cpu_per_op.get(name, []))} |")
     return "\n".join(rows)
 
 
@@ -71,12 +73,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-w", "--workload", required=True, help="workloads, comma-separated")
     p.add_argument("-n", "--runs", type=int, default=9, help="runs per side (default 9)")
     p.add_argument("-d", "--duration", type=float, default=5.0)
+    p.add_argument("--keep", type=Path, help="keep every run's JSON in this directory")
     args = p.parse_args(argv)
     sides = [Side("A", args.a.resolve()), Side("B", args.b.resolve())]
     for side in sides:
         if not side.python.exists():
             p.error(f"{side.python} does not exist: run `make venv` in {side.checkout}")
-    with tempfile.TemporaryDirectory(prefix="sheer-ab-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="sheer-ab-") as scratch:
+        tmp = args.keep or Path(scratch)
+        tmp.mkdir(parents=True, exist_ok=True)
         for round_ in range(args.runs):
             order = sides if round_ % 2 == 0 else sides[::-1]
             for side in order:

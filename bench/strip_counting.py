@@ -6,7 +6,7 @@ measures exactly what counting and the API's per-pick check cost on each workloa
 
     git worktree add --detach /tmp/nocount HEAD && cp -a .venv /tmp/nocount/   (or make -C /tmp/nocount venv)
     python -m bench.strip_counting /tmp/nocount
-    python -m bench.ab --a /tmp/nocount --b . -w dns-dsr-router,dns-proxied,tcp-keepalive,http -n 9
+    python -m bench.ab --a /tmp/nocount --b . -w dns-dsr-router-user,dns-proxied,tcp-keepalive,http -n 9
 
 Each rule must match somewhere: when the code moves, this script says which rule found nothing
 instead of measuring a build that still counts."""
