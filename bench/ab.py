@@ -60,8 +60,9 @@ def report(a: Side, b: Side) -> str:
         ra, rb = statistics.median(a.rate[name]), statistics.median(b.rate.get(name, [0.0]))
         # a proxy that did no work (the kernel's fast path steered every datagram) has no CPU per op
         cpu = f"{cb / ca:.3f}" if ca > 0 else "n/a (A used no CPU)"
+        runs = f"{len(a.cpu_per_op[name])} / {len(b.cpu_per_op.get(name, []))}"
         rows.append(f"| {name} | {ca:.2f} | {cb:.2f} | {cpu} | {ra:,.0f} | {rb:,.0f} | "
-                    f"{rb / ra if ra else 0:.3f} | {len(a.cpu_per_op[name])} / {len(b.cpu_per_op.get(name, []))} |")
+                    f"{rb / ra if ra else 0:.3f} | {runs} |")
     return "\n".join(rows)
 
 
