@@ -75,6 +75,8 @@ class NextHop:
     netns: str
     dev: str | None                  # its interface holding `address`
     sysctls: Mapping[str, str] = field(default_factory=dict)
+    ruleset: tuple[Mapping[str, Any], ...] | None = None     # its `nft -j list ruleset` (None: unread)
+    neighbour: str | None = None     # this host's neighbour table state for it (REACHABLE, FAILED...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +106,7 @@ class State:
     facts: KernelFacts
     ruleset: tuple[Mapping[str, Any], ...] = ()     # the "nftables" list of `nft -j list ruleset`
     legacy_tables: tuple[str, ...] = ()             # /proc/net/ip_tables_names
+    legacy_tables6: tuple[str, ...] = ()            # /proc/net/ip6_tables_names
     tc_egress: Mapping[str, tuple[Mapping[str, Any], ...]] = field(default_factory=dict)   # dev -> tc -j
     privileges: Privileges | None = None
     probes: tuple[Probe, ...] = ()
@@ -182,6 +185,10 @@ class NftRuleView:
                 what = f"socket {left['socket'].get('key')}"
             elif isinstance(left, Mapping) and "payload" in left:
                 what = f"{left['payload'].get('protocol')} {left['payload'].get('field')}"
+            elif isinstance(left, Mapping) and "ct" in left:
+                what = f"ct {left['ct'].get('key')}"
+            elif isinstance(left, Mapping) and "fib" in left:
+                what = "fib"
             else:
                 what = "?"
             yield what, str(m.get("op", "==")), m.get("right")
