@@ -110,6 +110,8 @@ def _match(what: str, right: Any, icmp_type: int, devs: tuple[str, ...]) -> bool
 
 def _verdict(expr: tuple[Mapping[str, Any], ...]) -> tuple[str, str | None] | None:
     for e in expr:
+        if "vmap" in e:     # a verdict map: it drops what one of its keys drops (perhaps this packet)
+            return ("drop", None) if any(k in str(e["vmap"]) for k in ("'drop'", "'reject'")) else None
         for kind in ("accept", "drop", "reject", "return"):
             if kind in e:
                 return ("drop" if kind == "reject" else kind), None
@@ -130,8 +132,9 @@ def _verdict_text(rule: NftRuleView) -> str:
 
 
 def _limited(expr: tuple[Mapping[str, Any], ...]) -> bool:
-    """A statement that lets only some packets through to the verdict (`limit`, `quota`, `numgen`)."""
-    return any(k in e for e in expr for k in ("limit", "quota"))
+    """A statement that lets only some packets through to the verdict (`limit`, `quota`), or a verdict
+    map: whether this packet gets the drop, sheer cannot tell."""
+    return any(k in e for e in expr for k in ("limit", "quota", "vmap"))
 
 
 class _Walk:
