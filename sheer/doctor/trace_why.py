@@ -113,7 +113,8 @@ def _reply_stopped(hop: Hop, read: Reader) -> list[str]:
         local = any(r.get("type") == "local" and r.get("dst") in ("default", anywhere) for r in routes)
         out.append(f"{node}: {rule_id} sets mark {mark:#x}; `{ip} rule` sends it to table {table}, which "
                    + ("holds `local " + anywhere + "`" if local else
-                      f"has no `local {anywhere}` (fix: {ip} route add local {anywhere} dev lo table {table})"))
+                      f"has no `local {anywhere}` "
+                      f"(fix: {ip} route add local {anywhere} dev lo table {table})"))
     got = read(node, _ip(p.dst, "route", "get", p.dst))
     if isinstance(got, list) and got:
         route = got[0]

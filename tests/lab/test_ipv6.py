@@ -357,7 +357,8 @@ def test_doctor_names_a_rule_dropping_packet_too_big(lab6: Lab, tmp_path: Path) 
         clean = doctor(lab, conf)
         assert ("ok       ICMPv6: this host's nft ruleset let ICMPv6 packet-too-big and neighbour discovery "
                 "through") in clean.stdout, clean.stdout
-        subprocess.run(["ip", "netns", "exec", netns, "nft", "-f", "-"], input=DROP_PTB, text=True, check=True)
+        subprocess.run(["ip", "netns", "exec", netns, "nft", "-f", "-"], input=DROP_PTB, text=True,
+                       check=True)
         handle = json.loads(lab.run("proxy", "nft", "-j", "-a", "list", "chain", "ip6", "sheer_icmp6drop",
                                     "input", check=True).stdout)["nftables"][-1]["rule"]["handle"]
         found = json.loads(lab.run("proxy", sys.executable, "-m", "sheer", "doctor", "-c", conf, "--json",
@@ -367,7 +368,8 @@ def test_doctor_names_a_rule_dropping_packet_too_big(lab6: Lab, tmp_path: Path) 
         assert bad["status"] == "problem"
         assert bad["summary"].startswith(f"ip6 sheer_icmp6drop input #{handle} drops ICMPv6 packet-too-big "
                                          "(input): IPv6 routers never fragment"), bad
-        fix = f"nft insert rule ip6 sheer_icmp6drop input position {handle} icmpv6 type {{ packet-too-big }} accept"
+        fix = (f"nft insert rule ip6 sheer_icmp6drop input position {handle} "
+               "icmpv6 type { packet-too-big } accept")
         assert bad["fix"][0] == fix
         lab.run("proxy", *fix.split(), check=True)
         fixed = doctor(lab, conf)

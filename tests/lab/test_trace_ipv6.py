@@ -37,8 +37,8 @@ def hops(flow: dict[str, Any]) -> list[tuple[str, str, str, str, int, str, int]]
 
 
 def dig6(lab: Lab, answers: list[str]) -> None:
-    out = lab.run("client", "dig", f"-b{TRACED6}", "+time=2", "+tries=1", f"@{VIP6}", "www.example.com").stdout
-    answers.append(out)
+    dig = ["dig", f"-b{TRACED6}", "+time=2", "+tries=1", f"@{VIP6}", "www.example.com"]
+    answers.append(lab.run("client", *dig).stdout)
 
 
 def upstream_of(flow: dict[str, Any]) -> tuple[str, str]:
@@ -71,7 +71,8 @@ def test_dsr_router_nat_over_ipv6(traced6: Lab, fastpath: str) -> None:
     assert ("proxy", "sheer-pub", "out", VIP6, 53, TRACED6, port) in seen
     assert ("client", "sheer-pub", "in", VIP6, 53, TRACED6, port) in seen
     assert flow["reached"] is True and flow["reply_path"] == ["proxy"]
-    steered = [n for n in flow["notes"] if n.startswith("proxy: the kernel's DSR fast path steers on sheer-pub")]
+    steered = [n for n in flow["notes"]
+               if n.startswith("proxy: the kernel's DSR fast path steers on sheer-pub")]
     assert bool(steered) == (fastpath == "on"), flow["notes"]
 
 
@@ -94,8 +95,8 @@ def test_dsr_origin_nat_over_ipv6_leaves_the_return_router(traced6: Lab) -> None
             flow = trace(lab, conf, lambda: dig6(lab, answers), client=TRACED6)
     finally:
         for name, host in hosts.items():
-            lab.run(name, sys.executable, "-m", "sheer", "net", "revert", "-c", str(conf), "--role", "upstream",
-                    "--host", host, timeout=30)
+            lab.run(name, sys.executable, "-m", "sheer", "net", "revert", "-c", str(conf),
+                    "--role", "upstream", "--host", host, timeout=30)
         lab.run("proxy", sys.executable, "-m", "sheer", "net", "revert", "-c", str(conf), timeout=30)
     assert answers and f"SERVER: {VIP6}#53" in answers[0], answers
     seen = hops(flow)

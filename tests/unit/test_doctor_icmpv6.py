@@ -43,8 +43,8 @@ def test_a_rule_that_drops_packet_too_big_is_named_with_its_fix(tmp_path: Path) 
     assert f.summary.startswith("ip6 sheer_icmp6drop input #3 drops ICMPv6 packet-too-big (input): IPv6 "
                                 "routers never fragment")
     assert f.evidence == ("ip6 sheer_icmp6drop input #3: icmpv6 type packet-too-big counter packets 0 drop",)
-    assert f.fix == ("nft insert rule ip6 sheer_icmp6drop input position 3 icmpv6 type { packet-too-big } "
-                     "accept", "# or: nft delete rule ip6 sheer_icmp6drop input handle 3")
+    assert f.fix == (("nft insert rule ip6 sheer_icmp6drop input position 3 icmpv6 type { packet-too-big } "
+                      "accept"), "# or: nft delete rule ip6 sheer_icmp6drop input handle 3")
 
 
 def test_udp_rules_leave_icmpv6_alone() -> None:
@@ -64,8 +64,8 @@ def test_a_default_drop_firewall_drops_neighbour_discovery_and_perhaps_packet_to
     nd = statuses["problem"]
     assert "drops ICMPv6 nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, " \
            "nd-redirect (input)" in nd.summary
-    assert nd.fix == ("nft insert rule inet sheer_host input icmpv6 type { nd-router-solicit, "
-                      "nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect } accept",)
+    assert nd.fix == (("nft insert rule inet sheer_host input icmpv6 type { nd-router-solicit, "
+                       "nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect } accept"),)
     ptb = statuses["warning"]
     assert "may drop ICMPv6 packet-too-big" in ptb.summary
     assert any("`ct state invalid`" in e for e in ptb.evidence)
@@ -120,8 +120,10 @@ def test_the_return_routers_filter_forwards_no_icmpv6_but_must_not_drop_it_elsew
     assert f.status == "ok" and "sheer17-rr's" in f.summary
     blocked = (*ruleset("rr6"), *tables("sheer_icmp6drop")[1:])
     [bad] = icmpv6(n, replace(state(APPLIED6, None), next_hop=replace(hop, ruleset=blocked)))
-    assert bad.status == "problem" and bad.summary.startswith("sheer17-rr: ip6 sheer_icmp6drop input #3 drops")
-    assert bad.fix[0].startswith("ip netns exec sheer17-rr nft insert rule ip6 sheer_icmp6drop input position 3")
+    assert bad.status == "problem"
+    assert bad.summary.startswith("sheer17-rr: ip6 sheer_icmp6drop input #3 drops")
+    assert bad.fix[0].startswith("ip netns exec sheer17-rr nft insert rule ip6 sheer_icmp6drop input "
+                                 "position 3")
 
 
 @pytest.mark.parametrize("name", ["icmpv6", "transparent6", "rr6"])

@@ -155,7 +155,8 @@ def test_a_reply_stopped_where_table_100_lacks_local_default() -> None:
                "::/0 dev lo table 100)" in n for n in notes), notes
     read = _reader({("nft", "-j", "list", "ruleset"): _recorded("proxy-nft-transparent6.json"),
                     ("ip", "-6", "-j", "rule"): _recorded("proxy-ip6-rule-applied.json"),
-                    ("ip", "-6", "-j", "route", "show", "table", "100"): _recorded("proxy-ip6-table100.json")})
+                    ("ip", "-6", "-j", "route", "show", "table", "100"):
+                        _recorded("proxy-ip6-table100.json")})
     assert any("which holds `local ::/0`" in n for n in explain(_stopped_syn_ack(), read))
 
 
@@ -163,12 +164,13 @@ def test_a_request_nobody_answered_names_the_next_hops_neighbour_state() -> None
     sent = _hop("proxy", "sheer-int", 0.2, CLIENT6, 40000, "fd00:16::99", 53, True)
     flow = Flow((_hop("client", "sheer-pub", 0.1, CLIENT6, 40000, VIP6, 53, True), sent),
                 (CLIENT6, 40000), (VIP6, 53), "udp", False, (), None)
-    read = _reader({("ip", "-6", "-j", "route", "get", "fd00:16::99"): _recorded("proxy-ip6-route-get-up.json"),
+    read = _reader({("ip", "-6", "-j", "route", "get", "fd00:16::99"):
+                        _recorded("proxy-ip6-route-get-up.json"),
                     ("ip", "-6", "-j", "neigh", "show", "fd00:16::99", "dev", "sheer-int"):
                         _recorded("proxy-ip6-neigh-failed.json")})
     assert explain(flow, read) == [
-        "proxy: the next hop fd00:16::99 on sheer-int is FAILED in the neighbour table "
-        "(`ip -6 neigh show fd00:16::99 dev sheer-int`): it does not answer neighbour discovery"]
+        ("proxy: the next hop fd00:16::99 on sheer-int is FAILED in the neighbour table "
+         "(`ip -6 neigh show fd00:16::99 dev sheer-int`): it does not answer neighbour discovery")]
 
 
 def test_a_flow_that_reached_the_client_needs_no_explaining() -> None:

@@ -28,5 +28,6 @@ def diagnose(n: Needs, state: State) -> list[Finding]:
     return group([finding for check in CHECKS for finding in check(n, state)])
 
 
-__all__ = ["CHECKS", "Check", "announce", "diagnose", "fastpath", "icmpv6", "origin_nat", "overlap", "policy_routing",
+__all__ = ["CHECKS", "Check", "announce", "diagnose", "fastpath", "icmpv6", "origin_nat", "overlap",
+           "policy_routing",
            "privileges", "reachability", "return_route", "reverse_path", "router_nat", "stray_nat"]

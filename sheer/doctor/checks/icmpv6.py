@@ -242,9 +242,9 @@ def _findings(found: list[Drop], where: str, run: str = "") -> list[Finding]:
             fix = (f"{run}nft insert rule {c} {accept}",)
             evidence = (f"chain {c}: hook {first.hook}, policy drop, no rule before accepts them",)
         if not certain:
-            evidence += ("a match sheer cannot evaluate for every packet (an address, an interface, "
-                         "`ct state invalid`: packet-too-big about a flow conntrack does not track is "
-                         "invalid) decides",)
+            evidence += (("a match sheer cannot evaluate for every packet (an address, an interface, "
+                          "`ct state invalid`: packet-too-big about a flow conntrack does not track is "
+                          "invalid) decides"),)
         hooks = ", ".join(dict.fromkeys(d.hook for d in same))
         out.append(Finding(NAME, status, f"{where}{place} {verb} ICMPv6 {names} ({hooks}): {'; '.join(why)}",
                            evidence, fix))

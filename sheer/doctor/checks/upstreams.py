@@ -131,7 +131,9 @@ def _neighbour(hop: NextHop) -> list[Finding]:
     what = "neighbour solicitation" if ":" in hop.address else "ARP"
     ip = "ip -6" if ":" in hop.address else "ip"
     if hop.neighbour in ("FAILED", "INCOMPLETE"):
-        return [Finding("return router", "problem", f"the return router {hop.address} does not answer {what}: "
-                        "replies cannot be handed to it", (f"{ip} neigh show {hop.address}: {hop.neighbour}",),
+        return [Finding("return router", "problem",
+                        f"the return router {hop.address} does not answer {what}: replies cannot be "
+                        "handed to it",
+                        (f"{ip} neigh show {hop.address}: {hop.neighbour}",),
                         (f"{ip} neigh show {hop.address}", f"ping -c1 {hop.address}"))]
     return []
