@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sheer.doctor.findings import Finding, unread
+from sheer.doctor.findings import Finding, Status, unread
 from sheer.doctor.needs import Needs
 from sheer.doctor.state import NftRuleView, State, nft_rules, value_contains
 from sheer.net.plan import is_ip
@@ -32,7 +32,7 @@ TYPES: dict[int, str] = {2: "packet-too-big", 133: "nd-router-solicit", 134: "nd
                          135: "nd-neighbor-solicit", 136: "nd-neighbor-advert", 137: "nd-redirect"}
 VITAL = (2, 135, 136)                    # dropping these is a problem; the others, a warning
 HOOKS = ("ingress", "prerouting", "input", "forward", "output", "postrouting")
-FAMILIES = ("ip6", "inet", "netdev", "bridge")
+FAMILIES = ("ip6", "inet", "netdev")
 ICMPV6 = {"ipv6-icmp", "icmpv6", "58"}
 NOT_ICMPV6 = {"ip", "icmp", "tcp", "udp", "udplite", "sctp", "dccp", "esp", "ah", "comp", "igmp", "arp",
               "vlan", "gre"}
@@ -138,7 +138,8 @@ def _limited(expr: tuple[Mapping[str, Any], ...]) -> bool:
 
 
 class _Walk:
-    def __init__(self, ruleset: tuple[Mapping[str, Any], ...], icmp_type: int, devs: tuple[str, ...]):
+    def __init__(self, ruleset: tuple[Mapping[str, Any], ...], icmp_type: int, devs: tuple[str, ...]
+                 ) -> None:
         self.rules = nft_rules(ruleset)
         self.icmp_type = icmp_type
         self.devs = devs
@@ -221,7 +222,7 @@ def _findings(found: list[Drop], where: str, run: str = "") -> list[Finding]:
         types = list(dict.fromkeys(d.icmp_type for d in same))
         names = ", ".join(TYPES[t] for t in types)
         vital = any(t in VITAL for t in types)
-        status = "problem" if certain and vital else "warning"
+        status: Status = "problem" if certain and vital else "warning"
         verb = "drops" if certain else "may drop"
         why = []
         if 2 in types:
@@ -234,6 +235,8 @@ def _findings(found: list[Drop], where: str, run: str = "") -> list[Finding]:
             why.append("router discovery and redirects matter where addresses or routes are learned")
         accept = f"icmpv6 type {{ {', '.join(TYPES[t] for t in types)} }} accept"
         c = f"{first.family} {first.table} {first.chain}"
+        fix: tuple[str, ...]
+        evidence: tuple[str, ...]
         if first.rule is not None:
             fix = (f"{run}nft insert rule {c} position {first.rule.handle} {accept}",
                    f"# or: {run}nft delete rule {c} handle {first.rule.handle}")
