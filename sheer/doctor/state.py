@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network, ip_address
+from ipaddress import IPv4Address, ip_address, ip_network
 from typing import Any, Literal
 
 from sheer.net.facts import KernelFacts
@@ -164,7 +164,8 @@ class NftRuleView:
     def saddr_set(self) -> str | None:
         for e in self.expr:
             m = e.get("mangle")
-            if isinstance(m, Mapping) and m.get("key") == {"payload": {"protocol": "ip", "field": "saddr"}}:
+            if isinstance(m, Mapping) and m.get("key") in ({"payload": {"protocol": "ip", "field": "saddr"}},
+                                                          {"payload": {"protocol": "ip6", "field": "saddr"}}):
                 return str(m.get("value"))
         return None
 
@@ -252,9 +253,9 @@ def value_contains(right: Any, value: str) -> bool | None:
         return None if any(a is None for a in answers) else False
     if isinstance(right, Mapping) and "prefix" in right:
         try:
-            return ip_address(value) in IPv4Network(f"{right['prefix']['addr']}/{right['prefix']['len']}",
-                                                    strict=False)
-        except ValueError:
+            return ip_address(value) in ip_network(f"{right['prefix']['addr']}/{right['prefix']['len']}",
+                                                   strict=False)
+        except (TypeError, ValueError):
             return None
     if isinstance(right, Mapping) and "range" in right:
         try:

@@ -3,9 +3,11 @@ the packet's address family: IPv4 reads `ip rule`, `ip route` and ARP entries, I
 `ip -6 route` and neighbour discovery entries; both read the nft ruleset (a mark rule of an `ip` table
 marks IPv4 only, one of an `ip6` table IPv6 only, one of an `inet` table both).
 
-Two stops are explained:
+Three stops are explained:
 - a reply to the client arrived at a node and never left it (Method 1's proxy without its mark rule,
   `ip rule` or `local` route): what marks it there, where the mark leads, where the kernel routes it;
+- a DSR reply (to the client's own ip:port) arrived at a node that should forward it: forwarding of
+  its family there, and the nft rule rewriting its source to the VIP;
 - a packet (the request, or a reply) left a node and was seen nowhere after: the neighbour entry of its
   next hop there (FAILED or INCOMPLETE: the next hop never answered ARP / neighbour solicitation).
 
@@ -65,7 +67,12 @@ def explain(flow: Flow, read: Reader) -> list[str]:
         return []
     if last.packet.outgoing:
         return _request_stopped(last, read)
-    return _reply_stopped(last, read) if flow.stopped_at is not None else []
+    if flow.stopped_at is None:
+        return []
+    if last.packet.dport == flow.client[1]:
+        # the upstream answered the client's own ip:port (DSR): a reply to forward, not to deliver
+        return _forward_stopped(last, flow.front[0], read)
+    return _reply_stopped(last, read)
 
 
 def _marks(ruleset: Any, six: bool) -> list[tuple[str, int]]:
@@ -121,6 +128,27 @@ def _reply_stopped(hop: Hop, read: Reader) -> list[str]:
         how = f"via {route['gateway']} " if route.get("gateway") else ""
         out.append(f"{node}: `{ip} route get {p.dst}` (unmarked): {route.get('type', 'unicast')} "
                    f"{how}dev {route.get('dev', '?')}")
+    return out
+
+
+def _forward_stopped(hop: Hop, vip: str, read: Reader) -> list[str]:
+    """A DSR reply (to the client's ip:port) arrived here and was not forwarded: forwarding of its
+    family, and the stateless rewrite of its source to the VIP (router NAT) in the nft ruleset."""
+    p, node = hop.packet, hop.node
+    out: list[str] = []
+    key = "net.ipv6.conf.all.forwarding" if _six(p.dst) else "net.ipv4.ip_forward"
+    conf = read(node, _ip(p.dst, "netconf", "show", "dev", "all"))
+    forwarding = next((str(c.get("forwarding")) for c in conf or () if isinstance(c, Mapping)
+                       and "forwarding" in c), None)
+    if forwarding is not None:
+        off = forwarding in ("off", "0", "False")
+        state = f"off: the reply is dropped here (fix: sysctl -w {key}=1)" if off else "on"
+        out.append(f"{node}: {key} is {state}")
+    ruleset = read(node, ("nft", "-j", "list", "ruleset"))
+    if isinstance(ruleset, Mapping):
+        rewrite = [r for r in nft_rules(tuple(ruleset.get("nftables", ()))) if r.saddr_set() == vip]
+        out.append(f"{node}: " + (f"{rewrite[0].id} rewrites the source to {vip}" if rewrite else
+                                  f"no nft rule rewrites the source to {vip} (router NAT's rewrite)"))
     return out
 
 

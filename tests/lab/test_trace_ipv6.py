@@ -164,3 +164,21 @@ def test_a_reply_stops_at_the_proxy_and_trace_says_why(traced6: Lab, broken: str
                    "sends fwmark 0x1 to a table (fix: ip -6 rule add fwmark 1 lookup 100)" in n
                    for n in notes), notes
     assert any(n.startswith(f"proxy: `ip -6 route get {TRACED6}` (unmarked):") for n in notes), notes
+
+
+def test_a_dsr_reply_stops_where_ipv6_forwarding_is_off(traced6: Lab) -> None:
+    lab = traced6
+    conf = conf_file(lab, "noforward6", configs.DSR6)
+    with lab.applied("dsr-router", configs.DSR6, "--fastpath", "off"), lab.proxy(configs.DSR6):
+        lab.run("proxy", "sysctl", "-qw", "net.ipv6.conf.all.forwarding=0", check=True)
+        flow = trace(lab, conf, lambda: dig6(lab, []), client=TRACED6)
+    stopped = flow["stopped_at"]
+    up, _ = upstream_of(flow)
+    assert flow["reached"] is False
+    assert (stopped["node"], stopped["dev"], stopped["dir"]) == ("proxy", "sheer-int", "in")
+    assert (stopped["src"], stopped["sport"], stopped["dst"], stopped["dport"]) == (up, 53, TRACED6,
+                                                                                      flow["client"][1])
+    assert ("proxy: net.ipv6.conf.all.forwarding is off: the reply is dropped here (fix: sysctl -w "
+            "net.ipv6.conf.all.forwarding=1)") in flow["notes"], flow["notes"]
+    assert any(n.startswith("proxy: ip6 sheer ") and n.endswith(f"rewrites the source to {VIP6}")
+               for n in flow["notes"]), flow["notes"]
