@@ -177,3 +177,19 @@ def test_a_flow_that_reached_the_client_needs_no_explaining() -> None:
     hop = _hop("client", "sheer-pub", 0.8, VIP6, 53, CLIENT6, 40000, False)
     flow = Flow((hop,), (CLIENT6, 40000), (VIP6, 53), "udp", True, ("proxy",), None)
     assert explain(flow, _reader({})) == []
+
+
+def test_a_dsr_reply_not_forwarded_names_forwarding_and_the_rewrite() -> None:
+    # the upstream answered the client's own port: router NAT's reply, to forward from the VIP
+    stop = _hop("proxy", "sheer-int", 0.3, UP6, 53, CLIENT6, 40000, False)
+    flow = Flow((_hop("client", "sheer-pub", 0.1, CLIENT6, 40000, VIP6, 53, True), stop),
+                (CLIENT6, 40000), (VIP6, 53), "udp", False, (), stop)
+    read = _reader({("ip", "-6", "-j", "netconf", "show", "dev", "all"):
+                        _recorded("proxy-ip6-netconf-off.json"),
+                    ("nft", "-j", "list", "ruleset"): _recorded("proxy-nft-router6.json")})
+    notes = explain(flow, read)
+    assert notes[0] == ("proxy: net.ipv6.conf.all.forwarding is off: the reply is dropped here "
+                        "(fix: sysctl -w net.ipv6.conf.all.forwarding=1)")
+    assert notes[1].startswith("proxy: ip6 sheer ") and notes[1].endswith(f"rewrites the source to {VIP6}")
+    read = _reader({("nft", "-j", "list", "ruleset"): _recorded("proxy-nft-transparent6.json")})
+    assert explain(flow, read) == [f"proxy: no nft rule rewrites the source to {VIP6} (router NAT's rewrite)"]
