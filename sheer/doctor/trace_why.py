@@ -137,11 +137,11 @@ def _forward_stopped(hop: Hop, vip: str, read: Reader) -> list[str]:
     p, node = hop.packet, hop.node
     out: list[str] = []
     key = "net.ipv6.conf.all.forwarding" if _six(p.dst) else "net.ipv4.ip_forward"
-    conf = read(node, _ip(p.dst, "netconf", "show", "dev", "all"))
-    forwarding = next((str(c.get("forwarding")) for c in conf or () if isinstance(c, Mapping)
-                       and "forwarding" in c), None)
+    conf = read(node, _ip(p.dst, "netconf", "show"))
+    forwarding = next((c.get("forwarding") for c in conf or () if isinstance(c, Mapping)
+                       and c.get("interface") == "all" and "forwarding" in c), None)
     if forwarding is not None:
-        off = forwarding in ("off", "0", "False")
+        off = forwarding in (False, "off", 0)
         state = f"off: the reply is dropped here (fix: sysctl -w {key}=1)" if off else "on"
         out.append(f"{node}: {key} is {state}")
     ruleset = read(node, ("nft", "-j", "list", "ruleset"))

@@ -85,13 +85,13 @@ def test_forward_hook_matters_for_packet_too_big_only() -> None:
 
 def test_ct_state_invalid_perhaps_drops_packet_too_big_of_untracked_flows() -> None:
     assert found("sheer_invalid") == {(2, "input", "inet sheer_invalid input #2", False)}
-    assert found("sheer_vmap") == {(t, "input", "inet sheer_vmap input #2", False) for t in (2, 133, 134, 135,
+    assert found("sheer_vmap") == {(t, "input", "inet sheer_vmap input #3", False) for t in (2, 133, 134, 135,
                                                                                           136, 137)}
 
 
 def test_a_drop_in_a_jumped_to_chain_is_found() -> None:
-    assert {(t, w, c) for t, _, w, c in found("sheer_jump")} == {(2, "ip6 sheer_jump icmp_filter #2", True),
-                                                               (137, "ip6 sheer_jump icmp_filter #2", True)}
+    assert {(t, w, c) for t, _, w, c in found("sheer_jump")} == {(2, "ip6 sheer_jump icmp_filter #4", True),
+                                                               (137, "ip6 sheer_jump icmp_filter #4", True)}
 
 
 def test_interface_matches_against_this_hosts_interfaces() -> None:

@@ -119,7 +119,8 @@ def _reader(outputs: dict[tuple[str, ...], Any]) -> Any:
 
 
 def _stopped_syn_ack() -> Flow:
-    stop = _hop("proxy", "sheer-int", 0.3, UP6, 8000, CLIENT6, 40000, False, "tcp", "SA", 0)
+    # Method 1: the proxy's own connection to the upstream, from the client's address and a port of its own
+    stop = _hop("proxy", "sheer-int", 0.3, UP6, 8000, CLIENT6, 40100, False, "tcp", "SA", 0)
     return Flow((_hop("client", "sheer-pub", 0.1, CLIENT6, 40000, VIP6, 8000, True, "tcp", "S", 0), stop),
                 (CLIENT6, 40000), (VIP6, 8000), "tcp", False, (), stop)
 
@@ -184,7 +185,7 @@ def test_a_dsr_reply_not_forwarded_names_forwarding_and_the_rewrite() -> None:
     stop = _hop("proxy", "sheer-int", 0.3, UP6, 53, CLIENT6, 40000, False)
     flow = Flow((_hop("client", "sheer-pub", 0.1, CLIENT6, 40000, VIP6, 53, True), stop),
                 (CLIENT6, 40000), (VIP6, 53), "udp", False, (), stop)
-    read = _reader({("ip", "-6", "-j", "netconf", "show", "dev", "all"):
+    read = _reader({("ip", "-6", "-j", "netconf", "show"):
                         _recorded("proxy-ip6-netconf-off.json"),
                     ("nft", "-j", "list", "ruleset"): _recorded("proxy-nft-router6.json")})
     notes = explain(flow, read)
