@@ -405,3 +405,46 @@ def test_doctor_says_an_upstream_does_not_answer_neighbour_solicitation(lab6: La
         lab.run("up1", "nft", "delete", "table", "ip6", "sheer_mute_nd")
         lab.run("proxy", "ip", "-6", "neigh", "flush", "dev", "sheer-int")
     assert lab.run("up1", "nft", "list", "table", "ip6", "sheer_mute_nd").returncode != 0
+
+
+MUTE_RR = """table ip6 sheer_rr_nd {
+    chain input {
+        type filter hook input priority filter; policy accept;
+        iifname "sheer-int" icmpv6 type { nd-neighbor-solicit, packet-too-big } counter drop
+    }
+}
+"""
+
+
+def test_doctor_on_an_ipv6_upstream_reads_the_return_routers_icmpv6_rules(lab6: Lab, tmp_path: Path) -> None:
+    """An IPv6 upstream with origin NAT: the route back to 2001:db8::c1 via the return router, its IPv6
+    forwarding, and its nft ruleset (a network namespace here): a rule there dropping neighbour
+    solicitation from the upstreams' side is named with the command that fixes it in that namespace."""
+    lab = lab6
+    conf = write(tmp_path, configs.DSR6)
+    role = ["--role", "upstream", "--host", "fd00:16::11", "--dsr", "origin", "--vip", VIP6,
+            "--via", "fd00:16::254"]
+    assert net(lab, "up1", "apply", "-c", conf, *role).returncode == 0
+    rr = lab.node("rr").netns
+    try:
+        clean = lab.run("up1", sys.executable, "-m", "sheer", "doctor", "-c", conf, *role, timeout=60)
+        assert clean.returncode == 0, clean.stdout
+        assert ("ok       route back to clients: replies from fd00:16::11 udp sport 53 to 2001:db8::c1 go "
+                "via fd00:16::254") in clean.stdout
+        assert "forwards IPv6 (net.ipv6.conf.all.forwarding = 1)" in clean.stdout
+        assert f"ok       ICMPv6: this host's nft ruleset and {rr}'s let ICMPv6" in clean.stdout, clean.stdout
+        subprocess.run(["ip", "netns", "exec", rr, "nft", "-f", "-"], input=MUTE_RR, text=True, check=True)
+        handle = json.loads(lab.run("rr", "nft", "-j", "-a", "list", "chain", "ip6", "sheer_rr_nd", "input",
+                                    check=True).stdout)["nftables"][-1]["rule"]["handle"]
+        broken = lab.run("up1", sys.executable, "-m", "sheer", "doctor", "-c", conf, *role, "--json",
+                         timeout=60)
+        [bad] = [f for f in json.loads(broken.stdout)["findings"] if f["check"] == "ICMPv6"]
+        assert bad["status"] == "problem"
+        assert bad["summary"].startswith(f"{rr}: ip6 sheer_rr_nd input #{handle} drops ICMPv6 "
+                                         "packet-too-big, nd-neighbor-solicit (input)"), bad
+        assert bad["fix"][0] == (f"ip netns exec {rr} nft insert rule ip6 sheer_rr_nd input position "
+                                 f"{handle} icmpv6 type {{ packet-too-big, nd-neighbor-solicit }} accept")
+    finally:
+        lab.run("rr", "nft", "delete", "table", "ip6", "sheer_rr_nd")
+        net(lab, "up1", "revert", "-c", conf, "--role", "upstream", "--host", "fd00:16::11")
+    assert lab.run("rr", "nft", "list", "table", "ip6", "sheer_rr_nd").returncode != 0

@@ -68,6 +68,8 @@ def origin_nat(n: Needs, s: State) -> list[Finding]:
 
 
 def _origin_rp_filter(s: State, host: str) -> list[Finding]:
+    if ":" in host:
+        return []       # IPv6 has no rp_filter (an nft `fib` rule is its equivalent: net plan names them)
     dev = s.facts.dev_of(host)
     if s.sysctl("net.ipv4.conf.all.rp_filter") is None:
         return [unknown_sysctl("rp_filter", "net.ipv4.conf.all.rp_filter")]
