@@ -194,3 +194,15 @@ def test_a_dsr_reply_not_forwarded_names_forwarding_and_the_rewrite() -> None:
     assert notes[1].startswith("proxy: ip6 sheer ") and notes[1].endswith(f"rewrites the source to {VIP6}")
     read = _reader({("nft", "-j", "list", "ruleset"): _recorded("proxy-nft-transparent6.json")})
     assert explain(flow, read) == [f"proxy: no nft rule rewrites the source to {VIP6} (router NAT's rewrite)"]
+
+
+def test_ipv4_reads_ip_and_arp_where_ipv6_reads_ip_6_and_neighbour_discovery() -> None:
+    sent = _hop("proxy", "sheer-int", 0.2, "192.168.99.201", 40000, "172.16.0.99", 53, True)
+    flow = Flow((_hop("client", "sheer-pub", 0.1, "192.168.99.201", 40000, "192.168.99.10", 53, True), sent),
+                ("192.168.99.201", 40000), ("192.168.99.10", 53), "udp", False, (), None)
+    read = _reader({("ip", "-j", "route", "get", "172.16.0.99"): _recorded("proxy-route-get-up.json"),
+                    ("ip", "-j", "neigh", "show", "172.16.0.99", "dev", "sheer-int"):
+                        _recorded("proxy-neigh-failed.json")})
+    assert explain(flow, read) == [
+        ("proxy: the next hop 172.16.0.99 on sheer-int is FAILED in the neighbour table "
+         "(`ip neigh show 172.16.0.99 dev sheer-int`): it does not answer ARP")]
