@@ -129,3 +129,7 @@ def test_the_return_routers_filter_forwards_no_icmpv6_but_must_not_drop_it_elsew
 @pytest.mark.parametrize("name", ["icmpv6", "transparent6", "rr6"])
 def test_recorded_rulesets_parse(name: str) -> None:
     assert ruleset(name)
+
+
+def test_a_netdev_ingress_chain_is_walked_too() -> None:
+    assert found("sheer_nd") == {(136, "ingress", "netdev sheer_nd ingress #2", True)}
