@@ -13,6 +13,8 @@ from sheer.cli.common import DEFAULT_CONF, load_config, say
 from sheer.doctor.capture import MAX_SECONDS, Flow, Spot, bpf, capture, follow, ports
 from sheer.doctor.fastpath_trace import notes as fastpath_notes
 from sheer.doctor.fastpath_trace import steering
+from sheer.doctor.pcap import endpoint
+from sheer.doctor.trace_why import explain, reader
 from sheer.lab.errors import LabError
 
 
@@ -48,8 +50,7 @@ def _watching(where: list[Spot], bpf_text: str, seconds: float) -> None:
 def render(flow: Flow) -> str:
     t0 = flow.hops[0].packet.time
     width = max(len(h.node) for h in flow.hops)
-    out = [(f"sheer trace: {flow.proto} flow {flow.client[0]}:{flow.client[1]} -> "
-            f"{flow.front[0]}:{flow.front[1]}")]
+    out = [f"sheer trace: {flow.proto} flow {endpoint(*flow.client)} -> {endpoint(*flow.front)}"]
     for h in flow.hops[:60]:
         out.append(f"  +{(h.packet.time - t0) * 1000:9.3f} ms  {h.node:<{width}}  {h.dev:<10} "
                    f"{'out' if h.packet.outgoing else 'in ':<3}  {h.packet.endpoints()}")
@@ -58,7 +59,7 @@ def render(flow: Flow) -> str:
     route = " -> ".join(dict.fromkeys(h.node for h in flow.hops))
     out.append(f"path: {route}")
     if flow.reached:
-        out.append(f"reply: reached the client from {flow.front[0]}:{flow.front[1]}"
+        out.append(f"reply: reached the client from {endpoint(*flow.front)}"
                    + (f", sent on by {' -> '.join(flow.reply_path)}" if flow.reply_path else ""))
     elif flow.stopped_at:
         h = flow.stopped_at
@@ -97,6 +98,8 @@ def main(argv: list[str]) -> int:
     said = fastpath_notes(steering(where))
     hops = capture(where, bpf(listen, upstream, args.client), args.seconds, _watching)
     flow = follow(hops, listen, upstream, hosts, args.client)
+    if flow is not None:
+        said += explain(flow, reader(where))
     if flow is None:
         print(json.dumps({"hops": [], "reached": False, "notes": said}) if args.json else
               "\n".join([f"sheer trace: no flow to the configuration's ports seen in {args.seconds:g}s",

@@ -4,8 +4,9 @@ One tcpdump per network namespace (`-i any -y LINUX_SLL2`: every interface, with
 direction) writing pcap, a BPF filter on the config's ports (and the client), bounded by --seconds and
 a packet count; every tcpdump is ended by its PID. In the lab every node is watched, elsewhere this
 namespace. Then the first flow from a client is followed: client -> proxy -> upstream -> proxy or return
-router -> client, and where its replies stopped. Where to watch (the lab's nodes, or here) is the
-caller's choice."""
+router -> client, and where its replies stopped. IPv4 and IPv6 alike (addresses compared in their
+canonical form: the capture writes fd00:16::11 however the configuration spells it). Where to watch (the
+lab's nodes, or here) is the caller's choice."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
@@ -54,21 +56,30 @@ def ports(config: Config) -> tuple[set[int], set[int], set[str]]:
         listen |= {x.port for x in server.listens}
         for u in server.upstream.servers if server.upstream else ():
             upstream.add(u.port)
-            hosts.add(u.host)
+            hosts.add(canonical(u.host))
     for http in config.http.servers if config.http else ():
         listen |= {x.port for x in http.listens}
         for loc in http.locations:
             # proxy_pass with variables: its upstreams are known per request only
             for u in loc.proxy_pass.upstream.servers if loc.proxy_pass and loc.proxy_pass.upstream else ():
                 upstream.add(u.port)
-                hosts.add(u.host)
+                hosts.add(canonical(u.host))
     return listen, upstream, hosts
 
 
+def canonical(address: str) -> str:
+    """An address as the capture writes it (IPv6 compressed, no brackets); a name stays as it is."""
+    try:
+        return str(ip_address(address.strip("[]")))
+    except ValueError:
+        return address
+
+
 def bpf(listen: set[int], upstream: set[int], client: str | None) -> str:
+    """Both families (`ip6 and tcp` matches a TCP header right after the IPv6 one, as the reader does)."""
     port_list = " or ".join(f"port {p}" for p in sorted(listen | upstream))
-    text = f"ip and (tcp or udp) and ({port_list})"
-    return f"{text} and host {client}" if client else text
+    text = f"(ip or ip6) and (tcp or udp) and ({port_list})"
+    return f"{text} and host {canonical(client)}" if client else text
 
 
 def _in(spot: Spot, *cmd: str) -> list[str]:
@@ -150,6 +161,7 @@ class Flow:
 
 def follow(hops: list[Hop], listen: set[int], upstream: set[int], hosts: set[str],
            client: str | None) -> Flow | None:
+    client = canonical(client) if client else None
     first = next((h for h in hops if h.packet.dport in listen and h.packet.src not in hosts
                   and (client is None or h.packet.src == client)), None)
     if first is None:

@@ -12,7 +12,7 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, ip_address
 from typing import Any
 
 from sheer.core import announce as core_announce
@@ -66,9 +66,9 @@ def ruleset() -> tuple[tuple[Mapping[str, Any], ...], str | None]:
         return (), f"`nft -j list ruleset` printed what is not JSON ({e})"
 
 
-def legacy_tables() -> tuple[str, ...]:
+def legacy_tables(path: str = "/proc/net/ip_tables_names") -> tuple[str, ...]:
     try:
-        with open("/proc/net/ip_tables_names") as f:
+        with open(path) as f:
             return tuple(f.read().split())
     except OSError:
         return ()
@@ -110,13 +110,7 @@ def reachability(n: Needs, facts: KernelFacts) -> tuple[Probe, ...]:
     out: list[Probe] = []
     hosts = [h for h in n.upstream_hosts if is_ip(h)]
     for host in hosts:
-        ok, detail = icmp_echo(host)
-        if not ok and (state := neighbour(host)) is not None:
-            # on a connected network: did it answer ARP / neighbour solicitation at all?
-            detail += f"; neighbour table: {state}" + (" (no answer to " + ("neighbour solicitation"
-                                                                          if ":" in host else "ARP") + ")"
-                                                       if state in ("FAILED", "INCOMPLETE") else "")
-        out.append(Probe(host, "icmp", None, ok, detail))
+        out.append(Probe(host, "icmp", None, *_echo(host)))
     seen: set[tuple[str, str, int]] = set()
     for svc in (*n.transparent, *n.dsr):
         for u in svc.upstreams:
@@ -130,11 +124,27 @@ def reachability(n: Needs, facts: KernelFacts) -> tuple[Probe, ...]:
             else:
                 ok_udp, detail = udp_probe(u.host, u.port)
                 out.append(Probe(u.host, "udp", u.port, ok_udp, detail))
-    route = facts.route_to(n.client or DOC_CLIENT)
-    if route and route.via:
-        ok, detail = icmp_echo(route.via)
-        out.append(Probe(route.via, "icmp", None, ok, detail, "gateway"))
+    # the gateway towards the clients, of each family the listeners serve
+    clients = [n.client] if n.client else ([DOC_CLIENT6 if ":" in h else DOC_CLIENT for h in hosts]
+                                            or [DOC_CLIENT])
+    for client in dict.fromkeys(clients):
+        route = facts.route_to(client)
+        if route and route.via:
+            # a link-local gateway (IPv6 routers announce theirs) is reached through its interface
+            scoped = f"{route.via}%{route.dev}" if route.via.startswith("fe80:") and route.dev else route.via
+            out.append(Probe(route.via, "icmp", None, *_echo(scoped), "gateway"))
     return tuple(out)
+
+
+def _echo(host: str) -> tuple[bool, str]:
+    """An echo, and when it goes unanswered the neighbour table's state: on a connected network, did
+    `host` answer ARP (IPv4) or neighbour solicitation (IPv6) at all?"""
+    ok, detail = icmp_echo(host)
+    if not ok and (state := neighbour(host)) is not None:
+        detail += f"; neighbour table: {state}" + (" (no answer to " + ("neighbour solicitation"
+                                                                      if ":" in host else "ARP") + ")"
+                                                   if state in ("FAILED", "INCOMPLETE") else "")
+    return ok, detail
 
 
 def mark_counters(rules: tuple[Mapping[str, Any], ...]) -> dict[str, int]:
@@ -161,7 +171,7 @@ def routes_back(n: Needs) -> tuple[RouteGet, ...]:
     host = n.options.host
     if not host:
         return ()
-    client = n.client or DOC_CLIENT
+    client = n.client or (DOC_CLIENT6 if ":" in host else DOC_CLIENT)
     out: list[RouteGet] = []
     ports = dict.fromkeys((svc.proto, u.port) for svc in (*n.transparent, *n.dsr) for u in svc.upstreams
                           if u.host == host)
@@ -190,16 +200,18 @@ def _lladdr(address: str) -> str | None:
         if found or inspect.in_root_netns():
             return found
         if attempt == 0:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s, contextlib.suppress(OSError):
+            fam = socket.AF_INET6 if ":" in address else socket.AF_INET
+            with socket.socket(fam, socket.SOCK_DGRAM) as s, contextlib.suppress(OSError):
                 s.sendto(b"", (address, 9))
         time.sleep(0.1)
     return None
 
 
 def next_hop(address: str) -> NextHop | None:
-    """The named network namespace on this host holding `address` (the lab's return router), if any.
-    Several namespaces may hold it (two labs on one machine): the one whose interface has the
-    link-layer address our neighbour table knows for it is the one we talk to."""
+    """The named network namespace on this host holding `address` (the lab's return router), if any:
+    its sysctls and its nft ruleset. Several namespaces may hold it (two labs on one machine): the one
+    whose interface has the link-layer address our neighbour table knows for it (ARP, or neighbour
+    discovery for IPv6) is the one we talk to."""
     lladdr = _lladdr(address)
     here = record.netns_id()
     try:
@@ -218,15 +230,28 @@ def next_hop(address: str) -> NextHop | None:
         for link in json.loads(res.stdout or "[]"):
             if lladdr and link.get("address") != lladdr:
                 continue
-            if any(a.get("local") == address for a in link.get("addr_info", [])):
+            if any(_same_address(a.get("local"), address) for a in link.get("addr_info", [])):
                 dev = link.get("ifname")
                 keys = ["net.ipv4.ip_forward", "net.ipv4.conf.all.rp_filter",
-                        f"net.ipv4.conf.{dev}.rp_filter"]
+                        f"net.ipv4.conf.{dev}.rp_filter", "net.ipv6.conf.all.forwarding"]
                 got = _run("ip", "netns", "exec", name, "sysctl", *keys)
                 values = dict(line.split(" = ", 1) for line in (got.stdout if got else "").splitlines()
                               if " = " in line)
-                return NextHop(address, name, dev, values)
+                nft = _run("ip", "netns", "exec", name, "nft", "-j", "list", "ruleset")
+                try:
+                    rules = (tuple(json.loads(nft.stdout or '{"nftables": []}').get("nftables", []))
+                             if nft and nft.returncode == 0 else None)
+                except json.JSONDecodeError:
+                    rules = None
+                return NextHop(address, name, dev, values, rules, neighbour(address))
     return None
+
+
+def _same_address(a: Any, b: str) -> bool:
+    try:
+        return ip_address(str(a)) == ip_address(b)
+    except ValueError:
+        return False
 
 
 def bird_state(n: Needs) -> BirdState | None:
@@ -258,7 +283,7 @@ def gather(n: Needs, facts: KernelFacts, explicit_probe: bool,
            transparent_error: Callable[[], str | None]) -> State:
     facts = replace(facts, sysctls={**facts.sysctls, **sysctls(facts)})
     rules, nft_error = ruleset()
-    state = State(facts, rules, legacy_tables(),
+    state = State(facts, rules, legacy_tables(), legacy_tables("/proc/net/ip6_tables_names"),
                   tc_egress([n.public_if]) if n.public_if and facts.act_nat else {},
                   privileges(transparent_error()) if n.role == "proxy" else None, nft_error=nft_error,
                   feeders=tuple(fastpath_state.feeders()) if n.dsr else (), bird=bird_state(n))

@@ -1,12 +1,14 @@
-"""A small pcap reader for what `sheer trace` captures: `tcpdump -i any -y LINUX_SLL2 -w FILE`, IPv4 TCP
-and UDP. SLL2 keeps what a plain Ethernet capture loses: the interface index and the direction."""
+"""A small pcap reader for what `sheer trace` captures: `tcpdump -i any -y LINUX_SLL2 -w FILE`, TCP and UDP
+over IPv4 and IPv6 (an IPv6 packet whose TCP or UDP header follows extension headers is skipped, as the
+capture's filter skips it). SLL2 keeps what a plain Ethernet capture loses: the interface index and the
+direction."""
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 LINKTYPE_LINUX_SLL2 = 276
 OUTGOING = 4                        # SLL packet type: sent by this host
@@ -28,7 +30,13 @@ class Packet:
 
     def endpoints(self) -> str:
         flags = f" [{self.flags}]" if self.flags else ""
-        return f"{self.src}:{self.sport} -> {self.dst}:{self.dport} {self.proto}{flags} len {self.length}"
+        return f"{endpoint(self.src, self.sport)} -> {endpoint(self.dst, self.dport)} {self.proto}{flags} " \
+               f"len {self.length}"
+
+
+def endpoint(address: str, port: int) -> str:
+    """address:port, an IPv6 address in brackets (as nginx writes $remote_addr:$remote_port's peer)."""
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
 def read(data: bytes) -> Iterator[Packet]:
@@ -59,24 +67,26 @@ def read(data: bytes) -> Iterator[Packet]:
 
 def _sll2(frame: bytes, when: float) -> Packet | None:
     proto, _, ifindex, _, pkttype = struct.unpack("!HHIHB", frame[:11])
-    if proto != 0x0800:
-        return None
     ip = frame[20:]
-    if len(ip) < 20 or ip[0] >> 4 != 4:
+    if proto == 0x0800 and len(ip) >= 20 and ip[0] >> 4 == 4:
+        header = (ip[0] & 0x0F) * 4
+        l4, payload = ip[9], struct.unpack("!H", ip[2:4])[0] - header
+        src, dst = str(IPv4Address(ip[12:16])), str(IPv4Address(ip[16:20]))
+    elif proto == 0x86DD and len(ip) >= 40 and ip[0] >> 4 == 6:
+        header = 40
+        l4, payload = ip[6], struct.unpack("!H", ip[4:6])[0]      # the payload length excludes the header
+        src, dst = str(IPv6Address(ip[8:24])), str(IPv6Address(ip[24:40]))
+    else:
         return None
-    ihl = (ip[0] & 0x0F) * 4
-    l4 = ip[9]
-    src, dst = str(IPv4Address(ip[12:16])), str(IPv4Address(ip[16:20]))
-    seg = ip[ihl:]
+    seg = ip[header:]
     if l4 not in (6, 17) or len(seg) < 4:
         return None
     sport, dport = struct.unpack("!HH", seg[:4])
     flags = ""
-    total = struct.unpack("!H", ip[2:4])[0]
-    header = 8
+    l4_header = 8
     if l4 == 6 and len(seg) >= 14:
         bits = seg[13]
         flags = "".join(name for i, name in enumerate(TCP_FLAGS) if bits >> i & 1)
-        header = (seg[12] >> 4) * 4
+        l4_header = (seg[12] >> 4) * 4
     return Packet(when, ifindex, pkttype == OUTGOING, "tcp" if l4 == 6 else "udp", src, sport, dst, dport,
-                  flags, max(0, total - ihl - header))
+                  flags, max(0, payload - l4_header))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network, ip_address
+from ipaddress import IPv4Address, ip_address, ip_network
 from typing import Any, Literal
 
 from sheer.net.facts import KernelFacts
@@ -75,6 +75,8 @@ class NextHop:
     netns: str
     dev: str | None                  # its interface holding `address`
     sysctls: Mapping[str, str] = field(default_factory=dict)
+    ruleset: tuple[Mapping[str, Any], ...] | None = None     # its `nft -j list ruleset` (None: unread)
+    neighbour: str | None = None     # this host's neighbour table state for it (REACHABLE, FAILED...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +106,7 @@ class State:
     facts: KernelFacts
     ruleset: tuple[Mapping[str, Any], ...] = ()     # the "nftables" list of `nft -j list ruleset`
     legacy_tables: tuple[str, ...] = ()             # /proc/net/ip_tables_names
+    legacy_tables6: tuple[str, ...] = ()            # /proc/net/ip6_tables_names
     tc_egress: Mapping[str, tuple[Mapping[str, Any], ...]] = field(default_factory=dict)   # dev -> tc -j
     privileges: Privileges | None = None
     probes: tuple[Probe, ...] = ()
@@ -161,7 +164,8 @@ class NftRuleView:
     def saddr_set(self) -> str | None:
         for e in self.expr:
             m = e.get("mangle")
-            if isinstance(m, Mapping) and m.get("key") == {"payload": {"protocol": "ip", "field": "saddr"}}:
+            if isinstance(m, Mapping) and m.get("key") in ({"payload": {"protocol": "ip", "field": "saddr"}},
+                                                          {"payload": {"protocol": "ip6", "field": "saddr"}}):
                 return str(m.get("value"))
         return None
 
@@ -182,6 +186,10 @@ class NftRuleView:
                 what = f"socket {left['socket'].get('key')}"
             elif isinstance(left, Mapping) and "payload" in left:
                 what = f"{left['payload'].get('protocol')} {left['payload'].get('field')}"
+            elif isinstance(left, Mapping) and "ct" in left:
+                what = f"ct {left['ct'].get('key')}"
+            elif isinstance(left, Mapping) and "fib" in left:
+                what = "fib"
             else:
                 what = "?"
             yield what, str(m.get("op", "==")), m.get("right")
@@ -245,9 +253,9 @@ def value_contains(right: Any, value: str) -> bool | None:
         return None if any(a is None for a in answers) else False
     if isinstance(right, Mapping) and "prefix" in right:
         try:
-            return ip_address(value) in IPv4Network(f"{right['prefix']['addr']}/{right['prefix']['len']}",
-                                                    strict=False)
-        except ValueError:
+            return ip_address(value) in ip_network(f"{right['prefix']['addr']}/{right['prefix']['len']}",
+                                                   strict=False)
+        except (TypeError, ValueError):
             return None
     if isinstance(right, Mapping) and "range" in right:
         try:

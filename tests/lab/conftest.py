@@ -7,7 +7,7 @@ from contextlib import AbstractContextManager
 
 import pytest
 
-from sheer.lab import fleet
+from sheer.lab import build, fleet
 from sheer.lab.running_proxy import RunningProxy
 from sheer.lab.testing import Lab, shared_lab, sheer_unavailable_reason, unsupported_reason
 
@@ -34,6 +34,16 @@ def sheer_ready(lab: Lab) -> None:
 def proxy(lab: Lab, sheer_ready: None) -> Callable[[str], AbstractContextManager[RunningProxy]]:
     """proxy(config_text) -> context manager running sheer in the proxy namespace with that config."""
     return lambda config_text: lab.proxy(config_text, "sheer")
+
+
+@pytest.fixture(scope="module")
+def lab6(lab: Lab) -> Iterator[Lab]:
+    """The lab made dual-stack (`sheer lab up --ipv6`) for one test module, IPv6 off again after it."""
+    build.ipv6(True, lab.topo, lab.state_dir)
+    try:
+        yield lab
+    finally:
+        build.ipv6(False, lab.topo, lab.state_dir)
 
 
 @pytest.fixture(scope="session")

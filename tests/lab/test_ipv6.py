@@ -9,12 +9,11 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from sheer.lab import build, configs, dualstack
+from sheer.lab import configs, dualstack
 from sheer.lab.testing import Lab
 
 pytestmark = pytest.mark.lab
@@ -23,15 +22,6 @@ CLIENT6 = "fd00:99::1"
 VIP6 = "fd00:99::10"
 UPSTREAM_A = ["172.16.0.11", "172.16.0.12", "172.16.0.13", "172.16.0.14"]
 SYSCTLS = ("net.ipv6.conf.all.forwarding", "net.ipv4.ip_forward", "net.ipv4.udp_early_demux")
-
-
-@pytest.fixture(scope="module")
-def lab6(lab: Lab) -> Iterator[Lab]:
-    build.ipv6(True, lab.topo, lab.state_dir)
-    try:
-        yield lab
-    finally:
-        build.ipv6(False, lab.topo, lab.state_dir)
 
 
 def net(lab: Lab, node: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -345,3 +335,116 @@ def test_demo_steps_over_ipv6_pass_with_sheer(lab6: Lab) -> None:
     assert {name: o.verdict for name, o in outcomes.items()} == {"transparency-ipv6": "ok",
                                                                    "dsr-router-ipv6": "ok"}, outcomes
     assert any("saw: http from fd00:99::1:" in line for line in outcomes["transparency-ipv6"].lines)
+
+
+DROP_PTB = """table ip6 sheer_icmp6drop {
+    chain input {
+        type filter hook input priority filter; policy accept;
+        icmpv6 type packet-too-big counter drop
+    }
+}
+"""
+
+
+def test_doctor_names_a_rule_dropping_packet_too_big(lab6: Lab, tmp_path: Path) -> None:
+    """A host firewall rule in the proxy's namespace that drops ICMPv6 packet-too-big: doctor names the
+    rule and the fix; the fix, run as printed, makes the finding ok again."""
+    lab = lab6
+    conf = write(tmp_path, configs.TRANSPARENT6)
+    assert net(lab, "proxy", "apply", "-c", conf).returncode == 0
+    netns = lab.node("proxy").netns
+    try:
+        clean = doctor(lab, conf)
+        assert ("ok       ICMPv6: this host's nft ruleset let ICMPv6 packet-too-big and neighbour discovery "
+                "through") in clean.stdout, clean.stdout
+        subprocess.run(["ip", "netns", "exec", netns, "nft", "-f", "-"], input=DROP_PTB, text=True,
+                       check=True)
+        handle = json.loads(lab.run("proxy", "nft", "-j", "-a", "list", "chain", "ip6", "sheer_icmp6drop",
+                                    "input", check=True).stdout)["nftables"][-1]["rule"]["handle"]
+        found = json.loads(lab.run("proxy", sys.executable, "-m", "sheer", "doctor", "-c", conf, "--json",
+                                   timeout=60).stdout)
+        assert found["ok"] is False
+        [bad] = [f for f in found["findings"] if f["check"] == "ICMPv6"]
+        assert bad["status"] == "problem"
+        assert bad["summary"].startswith(f"ip6 sheer_icmp6drop input #{handle} drops ICMPv6 packet-too-big "
+                                         "(input): IPv6 routers never fragment"), bad
+        fix = (f"nft insert rule ip6 sheer_icmp6drop input position {handle} "
+               "icmpv6 type { packet-too-big } accept")
+        assert bad["fix"][0] == fix
+        lab.run("proxy", *fix.split(), check=True)
+        fixed = doctor(lab, conf)
+        assert "ok       ICMPv6: this host's nft ruleset let ICMPv6" in fixed.stdout, fixed.stdout
+    finally:
+        lab.run("proxy", "nft", "delete", "table", "ip6", "sheer_icmp6drop")
+        net(lab, "proxy", "revert", "-c", conf)
+    assert lab.run("proxy", "nft", "list", "table", "ip6", "sheer_icmp6drop").returncode != 0
+
+
+def test_doctor_says_an_upstream_does_not_answer_neighbour_solicitation(lab6: Lab, tmp_path: Path) -> None:
+    """up1 stops answering neighbour solicitations: the proxy's neighbour table marks fd00:16::11
+    FAILED, and doctor says so where it would say an IPv4 upstream does not answer ARP."""
+    lab = lab6
+    conf = write(tmp_path, configs.TRANSPARENT6)
+    mute = """table ip6 sheer_mute_nd {
+    chain input {
+        type filter hook input priority filter; policy accept;
+        icmpv6 type nd-neighbor-solicit drop
+    }
+}
+"""
+    up1 = lab.node("up1").netns
+    subprocess.run(["ip", "netns", "exec", up1, "nft", "-f", "-"], input=mute, text=True, check=True)
+    try:
+        lab.run("proxy", "ip", "-6", "neigh", "flush", "dev", "sheer-int")
+        found = doctor(lab, conf)
+        assert ("upstream fd00:16::11 icmp: no echo reply within 1s; neighbour table: FAILED (no answer to "
+                "neighbour solicitation)") in found.stdout or \
+               ("upstream fd00:16::11 icmp: no echo reply within 1s; neighbour table: INCOMPLETE (no answer "
+                "to neighbour solicitation)") in found.stdout, found.stdout
+    finally:
+        lab.run("up1", "nft", "delete", "table", "ip6", "sheer_mute_nd")
+        lab.run("proxy", "ip", "-6", "neigh", "flush", "dev", "sheer-int")
+    assert lab.run("up1", "nft", "list", "table", "ip6", "sheer_mute_nd").returncode != 0
+
+
+MUTE_RR = """table ip6 sheer_rr_nd {
+    chain input {
+        type filter hook input priority filter; policy accept;
+        iifname "sheer-int" icmpv6 type { nd-neighbor-solicit, packet-too-big } counter drop
+    }
+}
+"""
+
+
+def test_doctor_on_an_ipv6_upstream_reads_the_return_routers_icmpv6_rules(lab6: Lab, tmp_path: Path) -> None:
+    """An IPv6 upstream with origin NAT: the route back to 2001:db8::c1 via the return router, its IPv6
+    forwarding, and its nft ruleset (a network namespace here): a rule there dropping neighbour
+    solicitation from the upstreams' side is named with the command that fixes it in that namespace."""
+    lab = lab6
+    conf = write(tmp_path, configs.DSR6)
+    role = ["--role", "upstream", "--host", "fd00:16::11", "--dsr", "origin", "--vip", VIP6,
+            "--via", "fd00:16::254"]
+    assert net(lab, "up1", "apply", "-c", conf, *role).returncode == 0
+    rr = lab.node("rr").netns
+    try:
+        clean = lab.run("up1", sys.executable, "-m", "sheer", "doctor", "-c", conf, *role, timeout=60)
+        assert clean.returncode == 0, clean.stdout
+        assert ("ok       route back to clients: replies from fd00:16::11 udp sport 53 to 2001:db8::c1 go "
+                "via fd00:16::254") in clean.stdout
+        assert "forwards IPv6 (net.ipv6.conf.all.forwarding = 1)" in clean.stdout
+        assert f"ok       ICMPv6: this host's nft ruleset and {rr}'s let ICMPv6" in clean.stdout, clean.stdout
+        subprocess.run(["ip", "netns", "exec", rr, "nft", "-f", "-"], input=MUTE_RR, text=True, check=True)
+        handle = json.loads(lab.run("rr", "nft", "-j", "-a", "list", "chain", "ip6", "sheer_rr_nd", "input",
+                                    check=True).stdout)["nftables"][-1]["rule"]["handle"]
+        broken = lab.run("up1", sys.executable, "-m", "sheer", "doctor", "-c", conf, *role, "--json",
+                         timeout=60)
+        [bad] = [f for f in json.loads(broken.stdout)["findings"] if f["check"] == "ICMPv6"]
+        assert bad["status"] == "problem"
+        assert bad["summary"].startswith(f"{rr}: ip6 sheer_rr_nd input #{handle} drops ICMPv6 "
+                                         "packet-too-big, nd-neighbor-solicit (input)"), bad
+        assert bad["fix"][0] == (f"ip netns exec {rr} nft insert rule ip6 sheer_rr_nd input position "
+                                 f"{handle} icmpv6 type {{ packet-too-big, nd-neighbor-solicit }} accept")
+    finally:
+        lab.run("rr", "nft", "delete", "table", "ip6", "sheer_rr_nd")
+        net(lab, "up1", "revert", "-c", conf, "--role", "upstream", "--host", "fd00:16::11")
+    assert lab.run("rr", "nft", "list", "table", "ip6", "sheer_rr_nd").returncode != 0

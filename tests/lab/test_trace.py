@@ -30,9 +30,10 @@ def traced_client(lab: Lab) -> Iterator[str]:
         lab.run("client", "ip", "addr", "del", f"{TRACED}/24", "dev", "sheer-pub")
 
 
-def trace(lab: Lab, conf: Path, action: Callable[[], object], seconds: float = 3) -> dict[str, Any]:
+def trace(lab: Lab, conf: Path, action: Callable[[], object], seconds: float = 3,
+          client: str = TRACED) -> dict[str, Any]:
     """Run `sheer trace` (from the root namespace: it finds the lab), do `action` once it watches."""
-    proc = subprocess.Popen([sys.executable, "-m", "sheer", "trace", "-c", str(conf), "--client", TRACED,
+    proc = subprocess.Popen([sys.executable, "-m", "sheer", "trace", "-c", str(conf), "--client", client,
                              "--seconds", str(seconds), "--json"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE,
                             text=True)
@@ -108,3 +109,6 @@ def test_missing_mark_rule_stops_at_the_proxy(lab: Lab, sheer_ready: None, trace
     assert (stopped["src"], stopped["sport"], stopped["dst"]) == ("172.16.0.11", 8000, traced_client)
     assert "S" in stopped["flags"] and "A" in stopped["flags"]
     assert ("up1", "sheer-int", "in") in {(h["node"], h["dev"], h["dir"]) for h in flow["hops"]}
+    # and why: read from the proxy's namespace
+    assert any(n.startswith("proxy: no prerouting rule of an `ip` or `inet` table sets a mark")
+               for n in flow["notes"]), flow["notes"]

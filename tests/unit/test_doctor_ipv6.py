@@ -62,3 +62,16 @@ def test_dual_stack_checks_both_families(tmp_path: Path) -> None:
     assert [(f.status, f.summary) for f in found] == [
         ("ok", "fwmark 0x1 -> table 100 (local 0.0.0.0/0 dev lo)"),
         ("ok", "fwmark 0x1 -> table 100 (local ::/0 dev lo)")]
+
+
+def test_router_nat_over_ipv6_finds_the_ip6_rewrite(tmp_path: Path) -> None:
+    """`ip6 saddr set VIP6` (recorded after `sheer net apply --dsr router` of configs.DSR6) is the
+    stateless rewrite of IPv6 replies, as `ip saddr set VIP` is of IPv4 ones."""
+    from sheer.doctor.checks import router_nat
+
+    facts = replace(APPLIED6, sysctls={**APPLIED6.sysctls, "net.ipv6.conf.all.forwarding": "1"})
+    found = router_nat(need(tmp_path, configs.DSR6, PROXY6), state(facts, "router6"))
+    nat = [f for f in found if f.check == "stateless NAT"]
+    assert len(nat) == 4 and all(f.status == "ok" for f in nat), nat
+    assert nat[0].summary == "replies from [fd00:16::11]:53 are rewritten to fd00:99::10"
+    assert "ip6 saddr set fd00:99::10" in nat[0].evidence[0]

@@ -81,3 +81,32 @@ def test_strict_rp_filter_on_the_upstream_is_a_warning(tmp_path: Path) -> None:
     [f] = [f for f in origin_nat(n, state(facts, "origin", next_hop=RR)) if f.check == "rp_filter"]
     assert f.status == "warning" and f.fix == (("sysctl -w net.ipv4.conf.all.rp_filter=2 "
                                                 "net.ipv4.conf.sheer-int.rp_filter=2"),)
+
+
+def test_an_ipv6_return_router_forwarding_and_its_neighbour_state(tmp_path: Path) -> None:
+    """IPv6: the return router's net.ipv6.conf.all.forwarding (IPv6 has no rp_filter), and this
+    upstream's neighbour discovery entry for it: FAILED means it never answered a solicitation."""
+    from test_doctor_ipv6 import PROXY6
+
+    host6 = "fd00:16::11"
+    up6 = replace(PROXY6, addresses=(*UP1.addresses,))
+    opts = Options(role="upstream", host=host6, dsr="origin", vip="fd00:99::10", via="fd00:16::254")
+    n = need(tmp_path, configs.DSR6, up6, opts)
+    back = (RouteGet("2001:db8::c1", host6, "udp", 53, "fd00:16::254", "sheer-int"),)
+    rr6 = NextHop("fd00:16::254", "sheer-rr", "sheer-int", {"net.ipv4.ip_forward": "1",
+                                                            "net.ipv6.conf.all.forwarding": "0"},
+                  (), "REACHABLE")
+    found = [f for f in origin_nat(n, state(up6, None, routes_back=back, next_hop=rr6))
+             if f.check == "return router"]
+    assert [(f.status, f.summary) for f in found] == [
+        ("problem", "fd00:16::254 (network namespace sheer-rr) does not forward")]
+    assert found[0].fix == ("ip netns exec sheer-rr sysctl -w net.ipv6.conf.all.forwarding=1",)
+    silent = replace(rr6, sysctls={"net.ipv6.conf.all.forwarding": "1"}, neighbour="FAILED")
+    found = [f for f in origin_nat(n, state(up6, None, routes_back=back, next_hop=silent))
+             if f.check == "return router"]
+    assert [f.status for f in found] == ["ok", "problem"]
+    assert found[1].summary.startswith("the return router fd00:16::254 does not answer neighbour "
+                                       "solicitation")
+    assert found[1].evidence == ("ip -6 neigh show fd00:16::254: FAILED",)
+    assert not any(f.check == "rp_filter" for f in origin_nat(n, state(up6, None, routes_back=back,
+                                                                       next_hop=silent)))

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from sheer.doctor.checks.announce import announce
 from sheer.doctor.checks.fastpath import fastpath
 from sheer.doctor.checks.host import overlap, privileges, reachability
+from sheer.doctor.checks.icmpv6 import icmpv6
 from sheer.doctor.checks.marking import policy_routing, reverse_path
 from sheer.doctor.checks.nat import router_nat, stray_nat
 from sheer.doctor.checks.upstreams import origin_nat, return_route
@@ -19,7 +20,7 @@ from sheer.doctor.state import State
 Check = Callable[[Needs, State], list[Finding]]
 
 CHECKS: tuple[Check, ...] = (privileges, reachability, overlap, reverse_path, policy_routing, router_nat,
-                             stray_nat, return_route, origin_nat, fastpath, announce)
+                             stray_nat, return_route, origin_nat, icmpv6, fastpath, announce)
 
 
 def diagnose(n: Needs, state: State) -> list[Finding]:
@@ -27,5 +28,6 @@ def diagnose(n: Needs, state: State) -> list[Finding]:
     return group([finding for check in CHECKS for finding in check(n, state)])
 
 
-__all__ = ["CHECKS", "Check", "announce", "diagnose", "fastpath", "origin_nat", "overlap", "policy_routing",
+__all__ = ["CHECKS", "Check", "announce", "diagnose", "fastpath", "icmpv6", "origin_nat", "overlap",
+           "policy_routing",
            "privileges", "reachability", "return_route", "reverse_path", "router_nat", "stray_nat"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sheer.doctor.checks.nat import rewrites, tc_rewrites
 from sheer.doctor.findings import Finding, unknown_sysctl, unread
 from sheer.doctor.needs import Needs
-from sheer.doctor.state import State
+from sheer.doctor.state import NextHop, State
 
 
 def return_route(n: Needs, s: State) -> list[Finding]:
@@ -68,6 +68,8 @@ def origin_nat(n: Needs, s: State) -> list[Finding]:
 
 
 def _origin_rp_filter(s: State, host: str) -> list[Finding]:
+    if ":" in host:
+        return []       # IPv6 has no rp_filter (an nft `fib` rule is its equivalent: net plan names them)
     dev = s.facts.dev_of(host)
     if s.sysctl("net.ipv4.conf.all.rp_filter") is None:
         return [unknown_sysctl("rp_filter", "net.ipv4.conf.all.rp_filter")]
@@ -98,11 +100,19 @@ def _next_hop(n: Needs, s: State, vip: str | None) -> list[Finding]:
                         ((f"ip netns exec {hop.netns} sysctl net.ipv4.ip_forward "
                          "net.ipv4.conf.all.rp_filter"),))]
     out: list[Finding] = []
-    forward = hop.sysctls.get("net.ipv4.ip_forward")
+    six = ":" in (vip or "") or ":" in hop.address
+    key = "net.ipv6.conf.all.forwarding" if six else "net.ipv4.ip_forward"
+    forward = hop.sysctls.get(key)
     if forward != "1":
         out.append(Finding(name, "problem", f"{where} does not forward",
-                           (f"net.ipv4.ip_forward = {forward}",),
-                           (f"{run} net.ipv4.ip_forward=1",)))
+                           (f"{key} = {forward}",),
+                           (f"{run} {key}=1",)))
+    if six:
+        # IPv6 has no rp_filter: a reverse-path check there is an nft `fib` rule (net plan names them)
+        if not out:
+            out.append(Finding(name, "ok", f"{where} forwards IPv6 ({key} = 1)", ()))
+        out += _neighbour(hop)
+        return out
     all_ = int(hop.sysctls.get("net.ipv4.conf.all.rp_filter", "0"))
     dev = int(hop.sysctls.get(f"net.ipv4.conf.{hop.dev}.rp_filter", "0")) if hop.dev else 0
     evidence = ((f"{hop.netns}: net.ipv4.conf.all.rp_filter = {all_}, net.ipv4.conf.{hop.dev}.rp_filter = "
@@ -114,4 +124,18 @@ def _next_hop(n: Needs, s: State, vip: str | None) -> list[Finding]:
     elif not out:
         out.append(Finding(name, "ok", f"{where} forwards and accepts the public source from the inside "
                            f"(rp_filter {max(all_, dev)})", evidence))
-    return out
+    return out + _neighbour(hop)
+
+
+def _neighbour(hop: NextHop) -> list[Finding]:
+    """The next hop's entry in this host's neighbour table (ARP, or neighbour discovery for IPv6): an
+    entry that failed means it never answered, whatever its sysctls say."""
+    what = "neighbour solicitation" if ":" in hop.address else "ARP"
+    ip = "ip -6" if ":" in hop.address else "ip"
+    if hop.neighbour in ("FAILED", "INCOMPLETE"):
+        return [Finding("return router", "problem",
+                        f"the return router {hop.address} does not answer {what}: replies cannot be "
+                        "handed to it",
+                        (f"{ip} neigh show {hop.address}: {hop.neighbour}",),
+                        (f"{ip} neigh show {hop.address}", f"ping -c1 {hop.address}"))]
+    return []
