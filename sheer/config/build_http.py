@@ -8,6 +8,7 @@ from typing import Protocol
 from sheer.config import build_health
 from sheer.config import directives as d
 from sheer.config.access import access_rules
+from sheer.config.build_static import static_of
 from sheer.config.build_tls import server_tls, upstream_tls
 from sheer.config.errors import ConfigError, Source
 from sheer.config.locations import check_nesting, duplicate_key, location_args, location_regex
@@ -33,7 +34,6 @@ from sheer.config.realip import http_real_ip
 from sheer.config.resolver import effective as effective_resolver
 from sheer.config.scope import implicit_address, implicit_upstream, inherited, proxy_bind
 from sheer.config.server_names import server_name_regexes
-from sheer.config.static import static_of
 from sheer.config.table import HTTP_LOCATION, NoticeLevel
 from sheer.config.template import HTTP_PREFIXES, HTTP_VARIABLES, Template, compile_template
 from sheer.config.tree import Block

@@ -7,17 +7,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from sheer.config.errors import ConfigError, Source
-from sheer.config.locations import location_args
-from sheer.config.prefix import full_name
 from sheer.config.table import HTTP_ALL, HTTP_LOCATION, HTTP_SERVER, TYPES, Convert, Directive, entry
 from sheer.config.template import HTTP_PREFIXES, HTTP_VARIABLES, Template, compile_template
 from sheer.config.values import parse_flag, parse_number
-
-if TYPE_CHECKING:
-    from sheer.config.tree import Block
 
 REGEX_ALIAS = -1          # `alias` in a regex location: the whole path (nginx's NGX_MAX_SIZE_T_VALUE)
 CAPTURES = tuple("0123456789")     # $1..$9 of a regex location, in root/alias/try_files/index
@@ -76,7 +71,7 @@ class Static:
         return self.default_type
 
 
-def _template(text: str, source: Source) -> Template:
+def path_template(text: str, source: Source) -> Template:
     return compile_template(text, source, HTTP_VARIABLES, HTTP_PREFIXES + CAPTURES)
 
 
@@ -84,7 +79,7 @@ def _root(args: list[str], src: Source) -> str:
     for banned in ("document_root", "realpath_root"):
         if f"${banned}" in args[0] or f"${{{banned}}}" in args[0]:
             raise ConfigError(f'the ${banned} variable cannot be used in the "root" directive', src)
-    _template(args[0], src)
+    path_template(args[0], src)
     return args[0]
 
 
@@ -92,7 +87,7 @@ def _index(args: list[str], src: Source) -> list[str]:
     for name in args:
         if not name:
             raise ConfigError('index "" in "index" directive is invalid', src)
-        _template(name, src)
+        path_template(name, src)
     for name in args[:-1]:
         if name.startswith("/"):
             raise ConfigError('only the last index in "index" directive should be absolute', src)
@@ -106,7 +101,7 @@ def _try_files(args: list[str], src: Source) -> list[str]:
         if not (code.isascii() and code.isdigit()) or not 0 < int(code) < 1000:
             raise ConfigError(f'invalid code "{last}"', src)
     for name in args if not last.startswith("=") else args[:-1]:
-        _template(name, src)
+        path_template(name, src)
     return args
 
 
@@ -197,7 +192,7 @@ DIRECTIVES: tuple[Directive, ...] = (
     entry("index", HTTP_ALL, (1, None), _index),
     entry("try_files", {HTTP_SERVER, HTTP_LOCATION}, (2, None), _try_files),
     entry("types", HTTP_ALL, (0, 0), block=TYPES),
-    entry("default_type", HTTP_ALL, (1, 1)),
+    entry("default_type", HTTP_ALL, (1, 1), lambda args, src: args[0]),
     entry("log_not_found", HTTP_ALL, (1, 1), _flag("log_not_found")),
     entry("etag", HTTP_ALL, (1, 1), _flag("etag")),
     entry("if_modified_since", HTTP_ALL, (1, 1), _if_modified_since),
@@ -205,106 +200,3 @@ DIRECTIVES: tuple[Directive, ...] = (
     entry("expires", HTTP_ALL, (1, 2), _expires),
     entry("disable_symlinks", HTTP_ALL, (1, 2), _disable_symlinks),
 )
-
-
-def _types(chain: list[Block]) -> tuple[tuple[str, str], ...]:
-    """The innermost level with `types` blocks: its lines (several blocks of one level add up)."""
-    for block in chain:
-        lines = [line for child in block.children if child.context == TYPES
-                 for line in child.get("types", [])]
-        if any(child.context == TYPES for child in block.children):
-            found: dict[str, str] = {}
-            for mime, extensions, _source in lines:
-                for extension in extensions:
-                    found[extension.lower()] = mime
-            return tuple(found.items())
-    return tuple(DEFAULT_TYPES.items())
-
-
-def static_of(chain: list[Block], prefix: str, modifier: str, path: str,
-              regex: re.Pattern[str] | None) -> Static:
-    """What the innermost level of `chain` serves files with. `root` and `alias` are inherited together
-    (an inner location keeps the outer one's alias length, as nginx's clcf->alias); `modifier` and
-    `path` are the location's own ("" and "" for a server)."""
-    root_text = "html"
-    alias = 0
-    for depth, block in enumerate(chain):
-        if "root" in block.settings and "alias" in block.settings:
-            first, second = sorted(("root", "alias"), key=lambda name: block.sources[name].line)
-            raise ConfigError(f'"{second}" directive is duplicate, "{first}" directive was specified earlier',
-                              block.sources[second])
-        if "alias" in block.settings:
-            root_text = block.settings["alias"]
-            if depth == 0 and modifier == "@":
-                raise ConfigError('the "alias" directive cannot be used inside the named location',
-                                  block.sources["alias"])
-            if depth == 0 and modifier in ("~", "~*"):
-                alias = REGEX_ALIAS
-            else:
-                owner = _location_path(chain, depth, path)
-                alias = len(owner)
-            break
-        if "root" in block.settings:
-            root_text = block.settings["root"]
-            if root_text.endswith("/") and len(root_text) > 1:
-                root_text = root_text[:-1]
-            break
-    source = chain[0].source
-    if not root_text.startswith("$"):
-        root_text = full_name(prefix, root_text)
-    root = _template(root_text, source)
-    index_args = _inherited(chain, "index", ["index.html"])
-    try_args = chain[0].get("try_files")
-    expires = _inherited(chain, "expires", None)
-    uses_captures = _captures(root)
-    index = tuple(_template(name, source) for name in index_args)
-    tried = _try(try_args, chain[0].sources.get("try_files", source)) if try_args else None
-    tried_templates = [] if tried is None else [name for name, _ in tried.names] + \
-        ([tried.fallback] if tried.fallback is not None else [])
-    return Static(
-        root=root,
-        alias=alias,
-        index=index,
-        try_files=tried,
-        types=_types(chain),
-        default_type=_inherited(chain, "default_type", "text/plain"),
-        log_not_found=_inherited(chain, "log_not_found", True),
-        etag=_inherited(chain, "etag", True),
-        if_modified_since=_inherited(chain, "if_modified_since", "exact"),
-        max_ranges=_inherited(chain, "max_ranges", None),
-        expires=expires if expires is not None and (expires.value is not None or expires.mode != "off")
-        else None,
-        disable_symlinks=_inherited(chain, "disable_symlinks", False),
-        regex=regex if uses_captures or any(_captures(t) for t in (*index, *tried_templates)) else None,
-        prefix=prefix,
-    )
-
-
-def _captures(template: Template) -> bool:
-    return any(part.name.isdigit() for part in template.parts if not isinstance(part, str))
-
-
-def _location_path(chain: list[Block], depth: int, path: str) -> str:
-    """The path of the location at `depth` of the chain (0 is the innermost, whose path is given)."""
-    if depth == 0:
-        return path
-    block = chain[depth]
-    return location_args(block.args, block.source)[1] if block.args else ""
-
-
-def _inherited(chain: list[Block], key: str, default: object) -> object:
-    for block in chain:
-        if key in block.settings:
-            return block.settings[key]
-    return default
-
-
-def _try(args: list[str], source: Source) -> TryFiles:
-    names: list[tuple[Template, bool]] = []
-    for name in args[:-1]:
-        test_dir = name.endswith("/") and len(name) > 0
-        names.append((_template(name[:-1] if test_dir else name, source), test_dir))
-    last = args[-1]
-    if last.startswith("="):
-        return TryFiles(tuple(names), None, int(last[1:]))
-    return TryFiles(tuple(names), _template(last, source))

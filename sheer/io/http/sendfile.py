@@ -18,11 +18,15 @@ PIECE = 64 * 1024          # what one write through the transport carries
 SMALL = 32 * 1024          # up to this, the body is read and leaves with the head
 
 
+class Relay(Protocol):
+    def client_paused(self, paused: bool) -> None: ...
+
+
 class Client(Protocol):
     transport: asyncio.Transport | None
     closed: bool
     write_paused: bool
-    relay: object
+    relay: Relay | None
 
 
 class FileSender:
