@@ -8,7 +8,7 @@ from typing import Protocol
 from sheer.config import build_health
 from sheer.config import directives as d
 from sheer.config.access import access_rules
-from sheer.config.build_static import static_of
+from sheer.config.build_static import expires_of, static_of
 from sheer.config.build_tls import server_tls, upstream_tls
 from sheer.config.errors import ConfigError, Source
 from sheer.config.locations import check_nesting, duplicate_key, location_args, location_regex
@@ -183,6 +183,7 @@ class HttpBuilder:
             regex=regex,
             proxy_pass=target,
             static=static,
+            expires=expires_of(chain) if target is not None else None,
             return_=self.return_(returned, block.sources["return"]) if returned else None,
             proxy_set_header=self.headers(chain),
             add_headers=tuple(AddHeader(args[0], self.template(args[1], source), len(args) == 3)

@@ -9,7 +9,7 @@ from typing import Any
 from sheer.config.errors import ConfigError, Source
 from sheer.config.locations import location_args
 from sheer.config.prefix import full_name
-from sheer.config.static import DEFAULT_TYPES, REGEX_ALIAS, Static, TryFiles, path_template
+from sheer.config.static import DEFAULT_TYPES, REGEX_ALIAS, Expires, Static, TryFiles, path_template
 from sheer.config.table import TYPES
 from sheer.config.template import Template
 from sheer.config.tree import Block
@@ -63,7 +63,7 @@ def static_of(chain: list[Block], prefix: str, modifier: str, path: str,
     root = path_template(root_text, source)
     index_args = _inherited(chain, "index", ["index.html"])
     try_args = chain[0].get("try_files")
-    expires = _inherited(chain, "expires", None)
+    expires = expires_of(chain)
     uses_captures = _captures(root)
     index = tuple(path_template(name, source) for name in index_args)
     tried = _try(try_args, chain[0].sources.get("try_files", source)) if try_args else None
@@ -80,12 +80,19 @@ def static_of(chain: list[Block], prefix: str, modifier: str, path: str,
         etag=_inherited(chain, "etag", True),
         if_modified_since=_inherited(chain, "if_modified_since", "exact"),
         max_ranges=_inherited(chain, "max_ranges", None),
-        expires=expires if expires is not None and (expires.value is not None or expires.mode != "off")
-        else None,
+        expires=expires,
         disable_symlinks=_inherited(chain, "disable_symlinks", False),
         regex=regex if uses_captures or any(_captures(t) for t in (*index, *tried_templates)) else None,
         prefix=prefix,
     )
+
+
+def expires_of(chain: list[Block]) -> Expires | None:
+    """The innermost `expires`; None when it is `off` (or there is none)."""
+    expires: Expires | None = _inherited(chain, "expires", None)
+    if expires is None or (expires.value is None and expires.mode == "off"):
+        return None
+    return expires
 
 
 def _captures(template: Template) -> bool:

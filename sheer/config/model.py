@@ -14,7 +14,7 @@ from sheer.config.errors import Source
 from sheer.config.health import HealthCheck
 from sheer.config.realip import RealIp
 from sheer.config.resolver import Resolver
-from sheer.config.static import Static
+from sheer.config.static import Expires, Static
 from sheer.config.template import Template
 from sheer.config.tls import ServerTls, UpstreamTls
 
@@ -307,6 +307,7 @@ class Location:
     source: Source | None = None
     proxy_ssl: UpstreamTls | None = None  # `proxy_pass https://`: the proxy_ssl_* settings
     static: Static | None = None          # no proxy_pass, return or handler: files (sheer.config.static)
+    expires: Expires | None = None        # `expires` for proxied responses (files: static.expires)
 
 
 @dataclass(frozen=True, slots=True)

@@ -189,3 +189,15 @@ def test_directory_redirect_location() -> None:
     assert directory_location("/dir", "") == "/dir/"
     assert directory_location("/a dir", "x=1") == "/a%20dir/?x=1"
     assert directory_location("/100%", "") == "/100%25/"
+
+
+def test_expires_on_a_proxied_response() -> None:
+    from sheer.core.http.conditional import upstream_expires
+    from sheer.core.variables import MappingSource
+    upstream = [(b"Last-Modified", b"Mon, 28 Sep 1970 06:00:00 GMT"), (b"Expires", b"never")]
+    lines, replaced = upstream_expires(Expires("modified", 2048), 200, upstream, MappingSource({}), NOW)
+    assert lines[0] == (b"Expires", b"Mon, 28 Sep 1970 06:34:08 GMT")
+    assert replaced == {b"expires", b"cache-control"}          # the upstream's own go
+    assert upstream_expires(Expires("access", 60), 404, upstream, MappingSource({}), NOW) == ([], frozenset())
+    var = Expires("access", 0, None)
+    assert upstream_expires(var, 200, [], MappingSource({}), NOW)[0][1] == (b"Cache-Control", b"max-age=0")

@@ -11,6 +11,7 @@ import time
 from typing import Literal
 
 from sheer.config.static import Expires, parse_expires
+from sheer.core.variables import VariableSource, render
 
 _MONTHS = {name: number for number, name in enumerate(
     ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)}
@@ -143,6 +144,26 @@ def expires_headers(expires: Expires, value: str | None, last_modified: int | No
         max_age = at - now
     control = b"no-cache" if seconds < 0 or max_age < 0 else b"max-age=%d" % max_age
     return [(b"Expires", http_time(at)), (b"Cache-Control", control)]
+
+
+def upstream_expires(expires: Expires, status: int, headers: list[tuple[bytes, bytes]],
+                     variables: VariableSource, now: float
+                     ) -> tuple[list[tuple[bytes, bytes]], frozenset[bytes]]:
+    """`expires` on a proxied response (nginx's headers filter, for the statuses add_header takes
+    without `always`): the lines, and the upstream's headers they replace (Expires, Cache-Control)."""
+    if status not in _SUCCESS:
+        return [], frozenset()
+    value = render(expires.value, variables) if expires.value is not None else None
+    last_modified = None
+    for name, text in headers:
+        if name.lower() == b"last-modified":
+            last_modified = parse_http_time(text.decode("latin-1"))
+    lines = expires_headers(expires, value, last_modified, now)
+    return lines, (_EXPIRES_REPLACED if lines else frozenset())
+
+
+_SUCCESS = frozenset({200, 201, 204, 206, 301, 302, 303, 304, 307, 308})
+_EXPIRES_REPLACED = frozenset({b"expires", b"cache-control"})
 
 
 def _next_time(seconds: int, now: int) -> int:
