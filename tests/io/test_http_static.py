@@ -85,8 +85,12 @@ def test_files_index_types_and_errors(harness: Harness) -> None:
 def test_alias_try_files_and_named_locations(harness: Harness) -> None:
     www = site(harness.tmp)
     port = harness.listen("127.0.0.1")
+    upstream = harness.listen("127.0.0.2")
     harness.serve(f"""
+        server {{ listen 127.0.0.2:{upstream}; return 200 "upstream got $request_uri\n"; }}
         server {{ listen 127.0.0.1:{port}; root {www};
+            location /up/ {{ try_files $uri /to-upstream; }}
+            location /to-upstream {{ proxy_pass http://127.0.0.2:{upstream}; }}
             location /static/ {{ alias {www}/dir/; }}
             location ~ ^/img/(.+)\\.png$ {{ alias {www}/$1.txt; }}
             location /app/ {{ try_files $uri $uri/ /fallback?from=$uri; }}
@@ -100,6 +104,8 @@ def test_alias_try_files_and_named_locations(harness: Harness) -> None:
     assert get(port, "/app/x")[2] == b"fallback from=/app/x\n"
     assert get(port, "/coded/x")[0] == 418
     assert get(port, "/named/x")[2] == b"named /named/x\n"
+    # proxy_pass without a URI part sends the URI an internal redirect made, not the client's
+    assert get(port, "/up/x?a=1")[2] == b"upstream got /to-upstream?a=1\n"
 
 
 def test_conditional_requests_and_ranges(harness: Harness) -> None:

@@ -48,9 +48,13 @@ def try_path(root: str, alias: int, uri: str, name: str, literal: bool) -> Mappe
 def directory_location(uri: str, args: str) -> str:
     """The Location of the 301 for a directory asked without its trailing slash (the URI escaped as
     nginx's NGX_ESCAPE_URI, then "/", then the arguments)."""
-    escaped = "".join(ch if _plain(ch) else "".join(f"%{b:02X}" for b in ch.encode("latin-1", "replace"))
-                      for ch in uri)
-    return escaped + "/" + (f"?{args}" if args else "")
+    return escape_uri(uri) + "/" + (f"?{args}" if args else "")
+
+
+def escape_uri(uri: str) -> str:
+    """nginx's ngx_escape_uri(NGX_ESCAPE_URI): controls, space, "#", "%", "?" and non-ASCII as %XX."""
+    return "".join(ch if _plain(ch) else "".join(f"%{b:02X}" for b in ch.encode("latin-1", "replace"))
+                   for ch in uri)
 
 
 def _plain(ch: str) -> bool:

@@ -13,7 +13,7 @@ import stat
 
 from sheer.config.model import Location
 from sheer.config.static import REGEX_ALIAS, Static
-from sheer.core.http.files import escapes_root, map_uri, try_path
+from sheer.core.http.files import escape_uri, escapes_root, map_uri, try_path
 from sheer.core.variables import VariableSource, render
 from sheer.io.http.answers import answer_error, client_error
 from sheer.io.http.client import ClientConnection
@@ -195,6 +195,8 @@ def internal_redirect(client: ClientConnection, request: Request, uri: str, args
         answer_error(client, request, 500, request.plan)
         return
     variables.uri, variables.args = uri, args
+    # what proxy_pass without a URI part sends: the new URI, not the client's (nginx's valid_unparsed_uri)
+    request.raw_uri = escape_uri(uri) + (f"?{args}" if args else "")
     vhost = request.vhost
     assert vhost is not None
     location = vhost.locations.match(uri)

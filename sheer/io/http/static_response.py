@@ -138,15 +138,13 @@ async def _respond(client: ClientConnection, request: Request, plan: Plan, stati
     keepalive = client.keepalive_after(request)
     head_only = request.method == b"HEAD"
     content_type = static.type_of(variables.uri).encode("latin-1")
+    if tag is not None and b"etag" not in replaced:
+        extra.insert(0, (b"ETag", tag.encode("latin-1")))     # the static handler's, before the filters'
     if status == 304:
-        if tag is not None and b"etag" not in replaced:
-            own.append((b"ETag", tag.encode("latin-1")))
         head = _head(304, client, None, None, own, extra, keepalive)
         _finish(client, request, plan, head, 304, 0, keepalive)
         return
-    tail: list[tuple[bytes, bytes]] = []
-    if tag is not None and b"etag" not in replaced:
-        tail.append((b"ETag", tag.encode()))
+    tail: list[tuple[bytes, bytes]] = []      # the range filter's, after the headers filter's
     pieces: list[bytes | Span] = [(0, size)] if size else []
     length = size
     range_header = headers.get("range")
@@ -161,7 +159,7 @@ async def _respond(client: ClientConnection, request: Request, plan: Plan, stati
         if isinstance(spans, list):
             status = 206
             if len(spans) == 1:
-                own.append((b"Content-Range", content_range(spans[0], size)))
+                tail.append((b"Content-Range", content_range(spans[0], size)))
                 pieces, length = [spans[0]], spans[0][1] - spans[0][0]
             else:
                 boundary = int.from_bytes(os.urandom(8), "big") % 10**20
@@ -169,7 +167,7 @@ async def _respond(client: ClientConnection, request: Request, plan: Plan, stati
                 content_type = multi_type
         else:
             tail.append((b"Accept-Ranges", b"bytes"))
-    head = _head(status, client, content_type, length, own, tail + extra, keepalive)
+    head = _head(status, client, content_type, length, own, extra + tail, keepalive)
     if head_only or request.http09:
         if request.http09:
             head = b""
