@@ -186,8 +186,8 @@ def test_notices_and_warnings_of_minus_t(tmp_path: Path) -> None:
                     "    server { listen 127.0.0.1:1; location / { return 204; } }\n}\n")
     said = sheer("-t", "-c", str(conf)).stderr.splitlines()
     assert said[:2] == [
-        f'sheer: [notice] {conf}:2: "sendfile": sheer sends files with sendfile() where it can: "off" changes '
-        "nothing",
+        (f'sheer: [notice] {conf}:2: "sendfile": sheer sends files with sendfile() where it can: '
+        '"off" changes nothing'),
         f'sheer: [warn] {conf}:3: "gzip": gzip is not implemented yet: responses go uncompressed']
     quiet = sheer("-t", "-q", "-c", str(conf))
     assert (quiet.returncode, quiet.stderr.splitlines()) == (0, [said[1]])

@@ -206,3 +206,21 @@ def test_no_request_leaves_its_root(harness: Harness) -> None:
     assert raw(port, b"GET /link.txt HTTP/1.0\r\n\r\n").endswith(b"outside the root\n")
     assert status_of(b"/strict/link.txt") == 403
     assert status_of(b"/strict/notes.txt") == 200
+
+
+def test_a_large_file_over_tls(harness: Harness, tmp_path: Path) -> None:
+    """TLS must encrypt in user space: the file goes in pieces through the transport, never whole."""
+    import trustme
+    from tls_kit import client_context, connect, issue
+    from tls_kit import get as tls_get
+    files = issue(trustme.CA(), tmp_path, "a.test")
+    www = site(harness.tmp)
+    big = os.urandom(1 << 20) * 3
+    (www / "big.bin").write_bytes(big)
+    port = harness.listen("127.0.0.1")
+    harness.serve(f"""server {{ listen 127.0.0.1:{port} ssl; server_name a.test; root {www};
+        ssl_certificate {files.cert}; ssl_certificate_key {files.key}; location / {{ }} }}""")
+    with connect(port, "a.test", client_context(files.ca)) as tls:
+        answer = tls_get(tls, "/big.bin")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and hashlib.sha256(body).digest() == hashlib.sha256(big).digest()

@@ -54,7 +54,8 @@ def test_root_and_alias(tmp_path: Path) -> None:
     assert outer.root.text == "/data/static/" and outer.alias == len("/static/")
     assert inner.root.text == "/data/static/" and inner.alias == len("/static/")   # the outer's length
     assert regex.alias == REGEX_ALIAS and regex.regex is not None                  # $1 needs the match
-    assert rel.root.text == f"{tmp_path}/rel" and srv.static is not None and srv.static.root.text == "/srv/www"
+    assert rel.root.text == f"{tmp_path}/rel"
+    assert srv.static is not None and srv.static.root.text == "/srv/www"
 
 
 def test_try_files_and_index(tmp_path: Path) -> None:

@@ -67,7 +67,8 @@ def test_multipart_body_and_content_range() -> None:
     content_type, pieces, length = multipart([(0, 2), (5, 7)], 12, "text/html", 42)
     mark = b"%020d" % 42
     assert content_type == b"multipart/byteranges; boundary=" + mark
-    assert pieces[0] == b"\r\n--" + mark + b"\r\nContent-Type: text/html\r\nContent-Range: bytes 0-1/12\r\n\r\n"
+    assert pieces[0] == (b"\r\n--" + mark + b"\r\nContent-Type: text/html\r\n"
+                         b"Content-Range: bytes 0-1/12\r\n\r\n")
     assert pieces[1] == (0, 2) and pieces[3] == (5, 7)
     assert pieces[-1] == b"\r\n--" + mark + b"--\r\n"
     assert length == sum(len(p) if isinstance(p, bytes) else p[1] - p[0] for p in pieces)

@@ -4,8 +4,9 @@ On a plain connection the bytes go with sendfile(2) straight from the page cache
 time the transport's own buffer is empty (so nothing overtakes what it still holds). When the socket
 is full, one piece goes through the transport instead, with its write limit at 0 for the time of the
 file: the transport then says (resume_writing) the moment everything is out, and sendfile goes on.
-On TLS (the bytes must be encrypted in user space) pieces are read and written under the same flow
-control. A small answer is read and written with its head in one send()."""
+On TLS (the bytes must be encrypted in user space) pieces are read and written, waiting whenever the
+transport says its buffer is above its usual limit. A small answer is read and written with its head
+in one send()."""
 
 from __future__ import annotations
 
@@ -64,7 +65,10 @@ class FileSender:
             return True
         transport.write(head)
         limits = transport.get_write_buffer_limits()
-        transport.set_write_buffer_limits(high=0)
+        if self.sock_fd >= 0:
+            # paused as soon as anything waits in the buffer, resumed when it is all out (uvloop pauses
+            # above the limit; asyncio's TLS transport would pause at 0 and never resume: not there)
+            transport.set_write_buffer_limits(high=0)
         self.client.relay = self
         try:
             for piece in pieces:
@@ -77,7 +81,7 @@ class FileSender:
         finally:
             if self.client.relay is self:
                 self.client.relay = None
-            if not self.client.closed:
+            if not self.client.closed and self.sock_fd >= 0:
                 transport.set_write_buffer_limits(high=limits[1], low=limits[0])
 
     def _read(self, start: int, end: int) -> bytes:
