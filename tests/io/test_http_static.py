@@ -144,13 +144,21 @@ def test_conditional_requests_and_ranges(harness: Harness) -> None:
 def test_error_page_served_from_the_root(harness: Harness) -> None:
     www = site(harness.tmp)
     port = harness.listen("127.0.0.1")
+    (www / "50x.html").write_text("down for maintenance\n")
+    dead = harness.listen("127.0.0.12")
+    harness.sockets.pop(("127.0.0.12", dead)).close()    # nothing listens there: 502
     harness.serve(f"""server {{ listen 127.0.0.1:{port}; root {www}; error_page 404 /404.html;
-        location / {{ }} }}""")
+        location / {{ }}
+        location /app/ {{ error_page 502 503 /50x.html; proxy_pass http://127.0.0.12:{dead}; }}
+        location = /50x.html {{ root {www}; }} }}""")
     status, headers, body = get(port, "/missing")
     assert (status, body) == (404, b"custom not found\n")
     assert headers["content-type"] == "text/html" and "last-modified" not in headers
     status, _, body = get(port, "/missing", method="HEAD")
     assert (status, body) == (404, b"")
+    # the maintenance page of a reverse proxy: an upstream's 502 answered with a file, POST too
+    status, headers, body = get(port, "/app/x", method="POST", body=b"form")
+    assert (status, body) == (502, b"down for maintenance\n") and "etag" in headers
 
 
 def test_a_large_file_to_a_slow_reader_then_keepalive(harness: Harness) -> None:
