@@ -183,6 +183,13 @@ def test_a_large_file_to_a_slow_reader_then_keepalive(harness: Harness) -> None:
         assert conn.getresponse().read() == b"p {}\n"
     finally:
         conn.close()
+    # a client that leaves in the middle of the file: the next one is served, nothing is said but that
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(1000).startswith(b"HTTP/1.1 200")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    assert get(port, "/style.css")[2] == b"p {}\n"
+    assert "Traceback" not in harness.error_log()
 
 
 def test_no_request_leaves_its_root(harness: Harness) -> None:
