@@ -1,6 +1,6 @@
 """Directives an existing nginx configuration carries that sheer reads, checks as nginx does, and says
 (`sheer -t`, start-up) that it does nothing with: tuning that has no meaning in sheer (hash table sizes,
-sendfile, accept_mutex...), what waits for a later part of sheer (TLS settings, gzip, static files),
+sendfile, accept_mutex...), what waits for a later part of sheer (gzip),
 and `load_module`. Debian's stock nginx.conf and its default site pass `sheer -t` with them.
 
 Each entry names why nothing is done; nothing here changes what sheer answers.
@@ -15,8 +15,6 @@ from sheer.config.table import (
     EVENTS,
     HTTP,
     HTTP_ALL,
-    HTTP_LOCATION,
-    HTTP_SERVER,
     MAIN,
     STREAM_ALL,
     Convert,
@@ -28,7 +26,7 @@ from sheer.config.table import (
 from sheer.config.values import parse_flag, parse_number, parse_size, parse_time
 
 _SIZING = "sheer sizes its tables itself: nothing to do"
-_NO_FILES = "sheer serves no files from disk (yet)"
+_NO_CACHE = "sheer opens a file for each request (the kernel caches what it reads): no open file cache"
 _NO_GZIP = "gzip is not implemented yet: responses go uncompressed"
 _MEMORY = "sheer keeps request and response bodies in memory: no temporary files"
 _BUFFERS = "sheer sizes its buffers itself: nothing to do"
@@ -80,15 +78,6 @@ def _event_method(args: list[str], src: Source) -> str:
     return args[0]
 
 
-def _try_files(args: list[str], src: Source) -> list[str]:
-    last = args[-1]
-    if last.startswith("="):
-        code = last[1:]
-        if not (code.isascii() and code.isdigit()) or int(code) > 999:
-            raise ConfigError(f'invalid code "{last}"', src)
-    return args
-
-
 def _gzip_http_version(args: list[str], src: Source) -> str:
     if args[0] not in ("1.0", "1.1"):
         raise ConfigError(f'invalid value "{args[0]}" in "gzip_http_version" directive, it must be "1.0" or '
@@ -108,6 +97,12 @@ def _load_module_notice(args: list[str]) -> tuple[NoticeLevel, str]:
         return "notice", f"{module} is built into sheer: nothing to load"
     return "warn", (f"sheer does not have {module}: nothing is loaded, and a directive of that module is an "
                     "error")
+
+
+def _sendfile_notice(args: list[str]) -> tuple[NoticeLevel, str] | None:
+    # sheer sends files with sendfile() on plain connections whatever this says (TLS reads and writes)
+    return None if args[0] == "on" else ("notice", ('sheer sends files with sendfile() where it can: "off" '
+                                         "changes nothing"))
 
 
 def _tcp_nodelay_notice(args: list[str]) -> tuple[NoticeLevel, str] | None:
@@ -161,9 +156,15 @@ TABLE: tuple[Directive, ...] = (
           notice=_says("sheer's workers share listeners with SO_REUSEPORT: no accept mutex")),
     entry("use", {EVENTS}, (1, 1), _event_method, notice=_says("sheer's event loop (uvloop) uses epoll")),
     # http: sending and sizing
-    entry("sendfile", HTTP_ALL, (1, 1), _flag("sendfile"), notice=_says(_NO_FILES + ": nothing to send")),
+    entry("sendfile", HTTP_ALL, (1, 1), _flag("sendfile"), notice=_sendfile_notice),
     entry("sendfile_max_chunk", HTTP_ALL, (1, 1), _size("sendfile_max_chunk"),
-          notice=_says(_NO_FILES + ": nothing to send")),
+          notice=_says("sheer sends a file in as large pieces as the socket takes: nothing to do")),
+    entry("open_file_cache", HTTP_ALL, (1, 2), notice=_says(_NO_CACHE)),
+    entry("open_file_cache_valid", HTTP_ALL, (1, 1), _time("open_file_cache_valid"), notice=_says(_NO_CACHE)),
+    entry("open_file_cache_min_uses", HTTP_ALL, (1, 1), _number("open_file_cache_min_uses"),
+          notice=_says(_NO_CACHE)),
+    entry("open_file_cache_errors", HTTP_ALL, (1, 1), _flag("open_file_cache_errors"),
+          notice=_says(_NO_CACHE)),
     entry("tcp_nopush", HTTP_ALL, (1, 1), _flag("tcp_nopush"),
           notice=_says("sheer writes each response's head and body together: TCP_CORK is not set")),
     entry("tcp_nodelay", HTTP_ALL | STREAM_ALL, (1, 1), _flag("tcp_nodelay"), notice=_tcp_nodelay_notice),
@@ -172,17 +173,6 @@ TABLE: tuple[Directive, ...] = (
     entry("client_body_temp_path", HTTP_ALL, (1, 4), _temp_path("client_body_temp_path"),
           notice=_says(_MEMORY)),
     entry("proxy_temp_path", HTTP_ALL, (1, 4), _temp_path("proxy_temp_path"), notice=_says(_MEMORY)),
-    # files: the types, the default type, and the static-file directives (a location that would serve
-    # files answers 404, and -t says so, see sheer.config.build_http)
-    entry("types", HTTP_ALL, (0, 0), block="types", notice=_says(_NO_FILES + ": the types are read, "
-                                                                         "nothing uses them")),
-    entry("default_type", HTTP_ALL, (1, 1), notice=_says("sheer's own responses say text/plain or "
-                                                         "text/html, as their kind needs")),
-    entry("root", HTTP_ALL, (1, 1)),
-    entry("alias", {HTTP_LOCATION}, (1, 1), notice=_says(_NO_FILES, "warn")),
-    entry("index", HTTP_ALL, (1, None), notice=_says(_NO_FILES + ": \"index\" is not applied", "warn")),
-    entry("try_files", {HTTP_SERVER, HTTP_LOCATION}, (2, None), _try_files,
-          notice=_says(_NO_FILES + ": \"try_files\" is not applied", "warn")),
     entry("server_tokens", HTTP_ALL, (1, 1), _server_tokens, notice=_server_tokens_notice),
     # proxy buffering: sheer relays as data comes, with back-pressure both ways
     entry("proxy_buffering", HTTP_ALL, (1, 1), _flag("proxy_buffering"), notice=_says(_RELAYED)),

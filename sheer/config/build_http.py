@@ -8,6 +8,7 @@ from typing import Protocol
 from sheer.config import build_health
 from sheer.config import directives as d
 from sheer.config.access import access_rules
+from sheer.config.build_static import expires_of, static_of
 from sheer.config.build_tls import server_tls, upstream_tls
 from sheer.config.errors import ConfigError, Source
 from sheer.config.locations import check_nesting, duplicate_key, location_args, location_regex
@@ -47,6 +48,7 @@ class Shared(Protocol):
     and how names are resolved."""
 
     names: Names
+    prefix: str
 
     def upstreams(self, block: Block, default_port: int | None) -> dict[str, Upstream]: ...
 
@@ -111,6 +113,9 @@ class HttpBuilder:
             source=block.source,
             tls=server_tls(chain, [listen.source for listen in listens if listen.ssl], default),
             http2=inherited(chain, "http2", False),
+            static=None if returned else static_of(chain, self.top.prefix, "", "", None),
+            add_headers=tuple(AddHeader(args[0], self.template(args[1], source), len(args) == 3)
+                              for args, source in inherited(chain, "add_header", [])),
         )
 
     def locations(self, block: Block, chain: list[Block], parent: tuple[str, str] | None,
@@ -151,13 +156,10 @@ class HttpBuilder:
         if handler is not None and (proxy_pass or returned):
             raise ConfigError(f'"{handler.kind}" cannot be combined with '
                               f'"{"proxy_pass" if proxy_pass else "return"}" in one location', handler.source)
-        if not proxy_pass and not returned and handler is None:
-            # nginx would serve files from `root` here; sheer answers what nginx answers when there is
-            # none, and says so
-            self.top.note("warn", f'location "{path}" has no "proxy_pass", "return" or handler: sheer serves '
-                          "no files (yet), it answers 404 there", block.source)
-            returned = ["404", _NO_FILES]
-            block.sources.setdefault("return", block.source)
+        regex = location_regex(modifier, path, block.source)
+        # no other content handler: files from `root` or `alias`, as nginx's static and index modules
+        static = (static_of(chain, self.top.prefix, modifier, path, regex)
+                  if not proxy_pass and not returned and handler is None else None)
         error_log = inherited(chain, "error_log", None)
         health_check = build_health.resolve(block.get("health_check"), self.matches,
                                             inherited(chain, "proxy_read_timeout", 60.0),
@@ -178,8 +180,10 @@ class HttpBuilder:
             path=path,
             exact=exact,
             modifier=modifier,
-            regex=location_regex(modifier, path, block.source),
+            regex=regex,
             proxy_pass=target,
+            static=static,
+            expires=expires_of(chain) if target is not None else None,
             return_=self.return_(returned, block.sources["return"]) if returned else None,
             proxy_set_header=self.headers(chain),
             add_headers=tuple(AddHeader(args[0], self.template(args[1], source), len(args) == 3)
@@ -268,8 +272,6 @@ class HttpBuilder:
         code = int(first)
         if code > 999:
             raise ConfigError(f'invalid return code "{first}"', source)
-        if args == ["404", _NO_FILES]:       # no files served here: the content phase's 404
-            return HttpReturn(404, None, content=True)
         text = self.template(args[1], source) if len(args) == 2 else None
         return HttpReturn(code, text)
 
@@ -289,7 +291,6 @@ def _limits(chain: list[Block]) -> ClientLimits:
     )
 
 
-_NO_FILES = "\0no files"      # a location that would serve files (a NUL no configuration can hold)
 HANDLERS = ("stub_status", "api", "prometheus", "dashboard")
 
 

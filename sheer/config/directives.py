@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sheer.config import accepted, access, announce, balance, error_pages, health, tls, unsupported
+from sheer.config import accepted, access, announce, balance, error_pages, health, static, tls, unsupported
 from sheer.config.errors import ConfigError, Source
 from sheer.config.model import LOG_LEVELS, NEXT_UPSTREAM_CONDITIONS, Listen, UpstreamServer
 from sheer.config.realip import network as _network
@@ -328,6 +328,9 @@ TABLE += (
     # variables made from others (sheer/config/maps.py, sheer/core/maps.py)
     _d("map", {HTTP, STREAM}, (2, 2), block=MAP),
 )
+
+# static files (sheer/config/static.py)
+TABLE += static.DIRECTIVES
 
 # what sheer reads, checks and says it does nothing with (sheer/config/accepted.py)
 TABLE += accepted.TABLE

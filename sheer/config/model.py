@@ -14,6 +14,7 @@ from sheer.config.errors import Source
 from sheer.config.health import HealthCheck
 from sheer.config.realip import RealIp
 from sheer.config.resolver import Resolver
+from sheer.config.static import Expires, Static
 from sheer.config.template import Template
 from sheer.config.tls import ServerTls, UpstreamTls
 
@@ -305,6 +306,8 @@ class Location:
     resolver: Resolver | None = None     # for `proxy_pass` with variables: names are resolved per request
     source: Source | None = None
     proxy_ssl: UpstreamTls | None = None  # `proxy_pass https://`: the proxy_ssl_* settings
+    static: Static | None = None          # no proxy_pass, return or handler: files (sheer.config.static)
+    expires: Expires | None = None        # `expires` for proxied responses (files: static.expires)
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,6 +341,8 @@ class HttpServer:
     source: Source | None = None
     tls: ServerTls | None = None                # ssl_* (sheer.config.tls); None: no certificate, no ssl
     http2: bool = False                         # `http2 on;` (accepted; HTTP/1.1 is served)
+    static: Static | None = None                # files for a request no location takes
+    add_headers: tuple[AddHeader, ...] = ()     # the server level's add_header lines (for those files)
 
 
 @dataclass(frozen=True, slots=True)

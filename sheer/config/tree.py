@@ -140,7 +140,7 @@ class TreeReader:
                 self._include(args, source, block)
                 continue
             if block.context == table.TYPES:
-                self._type(directive, source)
+                self._type(directive, source, block)
                 continue
             if block.context == table.MAP:
                 if "block" in directive:
@@ -191,10 +191,12 @@ class TreeReader:
         self._noted.add((entry.name, said[1]))
         self.notices.append((said[0], f'{source}: "{entry.name}": {said[1]}'))
 
-    def _type(self, directive: dict[str, Any], source: Source) -> None:
+    def _type(self, directive: dict[str, Any], source: Source, block: Block) -> None:
         """A line of `types { text/html html htm; }`: a MIME type and its extensions."""
         if "block" in directive:
             raise ConfigError(f'directive "{directive["directive"]}" is not terminated by ";"', source)
+        block.settings.setdefault("types", []).append(
+            (unescape(directive["directive"]), [unescape(arg) for arg in directive["args"]], source))
 
     def _include(self, args: list[str], source: Source, block: Block) -> None:
         if len(args) != 1:

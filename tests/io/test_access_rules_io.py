@@ -33,7 +33,7 @@ def test_http_deny_is_403_with_nginx_line_and_return_comes_first(harness: Harnes
     assert get(proxy, "/open")[0] == 200
     status, _, body = get(proxy, "/r")
     assert (status, body) == (200, b"returned")      # nginx's rewrite phase runs before access
-    assert get(proxy, "/files")[0] == 403              # access before the content phase (no files: 404)
+    assert get(proxy, "/files")[0] == 403              # access before the content phase (its files)
     assert get(proxy, "/real", headers={"X-Real-IP": "192.0.2.1"})[0] == 403     # after realip
     assert get(proxy, "/real", headers={"X-Real-IP": "192.0.2.2"})[0] == 200
 

@@ -56,7 +56,8 @@ CI_SUBSET = (
     "stream_upstream_random.t", "stream_udp_proxy.t", "stream_proxy_next_upstream.t",
     "stream_proxy_protocol.t", "stream_realip.t", "stream_variables.t", "stream_access_log.t",
     "proxy.t", "proxy_keepalive.t", "proxy_next_upstream.t", "upstream_keepalive.t", "upstream_zone.t",
-    "http_server_name.t", "http_location.t", "stub_status.t", "access_log.t",
+    "http_server_name.t", "http_location.t", "stub_status.t", "access_log.t", "index.t", "not_modified.t",
+    "range_if_range.t",
 )
 
 

@@ -91,3 +91,13 @@ def test_bad_add_header(tmp_path: Path, line: str, message: str) -> None:
     with pytest.raises(ConfigError) as info:
         _load(tmp_path, f"http {{\n    server {{ listen 1; {line} location / {{ return 200; }} }}\n}}\n")
     assert str(info.value) == f"{tmp_path}/lb.conf:2: {message}"
+
+
+def test_a_later_etag_line_replaces_an_earlier_one() -> None:
+    # headers.t: `add_header ETag foo always; add_header ETag '' always;` sends no ETag at all
+    from sheer.config.model import AddHeader
+    from sheer.config.template import Template
+    from sheer.core.http.add_header import added
+    from sheer.core.variables import MappingSource
+    entries = [AddHeader("ETag", Template(("foo",), "foo"), True), AddHeader("ETag", Template((), ""), True)]
+    assert added(entries, 404, MappingSource({})) == ([], frozenset({b"etag"}))

@@ -78,7 +78,9 @@ def test_nested_locations(tmp_path: Path) -> None:
     assert answer(locations, "/app/static/x") == 206         # the outer regex after the inner prefix
     assert answer(locations, "/other.json") == 205
     assert answer(locations, "/raw/a.txt") == 207            # ^~ skips only its level's regexes
-    assert locations.match("/raw/a") is not None and answer(locations, "/raw/a") == 404
+    raw = locations.match("/raw/a")        # the ^~ location itself: its files
+    assert raw is not None and raw.path == "/raw/" and raw.static is not None
+    assert answer(locations, "/raw/a") is None
     assert answer(locations, "/b.txt") == 208
 
 

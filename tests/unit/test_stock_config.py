@@ -36,7 +36,9 @@ def test_the_stock_configuration_loads(tmp_path: Path) -> None:
     assert {(listen.host, listen.port) for listen in server.listens} == {("", 80), ("::", 80)}
     assert server.server_names == ("_",)
     location = server.locations[0]
-    assert location.path == "/" and location.return_ is not None and location.return_.code == 404
+    assert location.path == "/" and location.return_ is None and location.static is not None
+    assert location.static.root.text == "/var/www/html" and location.static.try_files is not None
+    assert location.static.type_of("/a.css") == "text/css"
     assert location.access_logs[0].path == "/var/log/nginx/access.log"
 
 
@@ -48,19 +50,13 @@ def test_what_sheer_drops_from_it_is_said(tmp_path: Path) -> None:
             for level, text in notices}
     assert ("warn", f"{etc}/modules-enabled/50-mod-http-echo.conf:1", "load_module") in said
     assert ("notice", f"{etc}/modules-enabled/50-mod-stream.conf:1", "load_module") in said
-    assert ("notice", f"{conf}:18", "sendfile") in said
     assert ("notice", f"{conf}:19", "tcp_nopush") in said
     assert ("notice", f"{conf}:20", "types_hash_max_size") in said
-    assert ("notice", f"{conf}:27", "default_type") in said
     assert not any(name.startswith("ssl_") for _, _, name in said)    # TLS reads them (issue 14)
     assert ("warn", f"{conf}:46", "gzip") in said
-    assert ("notice", f"{etc}/mime.types:2", "types") in said
-    site = f"{etc}/sites-enabled/default"
-    assert ("warn", f"{site}:44", "index") in said
-    assert ("warn", f"{site}:51", "try_files") in said
-    assert any(level == "warn" and text.startswith(f"{site}:48: location \"/\"") and "answers 404" in text
-               for level, text in notices)
-    assert len(notices) == 11, notices     # ssl_protocols, ssl_prefer_server_ciphers: TLS reads them
+    # the static files: sendfile, types, default_type, index, try_files are sheer's now (nothing said)
+    assert not {"sendfile", "types", "default_type", "index", "try_files"} & {name for _, _, name in said}
+    assert len(notices) == 5, notices      # ssl_protocols, ssl_prefer_server_ciphers: TLS reads them
 
 
 def test_server_tokens_checked(tmp_path: Path) -> None:

@@ -26,7 +26,9 @@ def added(entries: Iterable[AddHeader], status: int, variables: VariableSource
         name = entry.name.encode("latin-1")
         value = render_bytes(entry.value, variables)
         if name.lower() in REPLACED:
+            # nginx keeps one of each: a later line replaces (an empty one removes) an earlier one
             replaced.add(name.lower())
+            lines = [line for line in lines if line[0].lower() != name.lower()]
         if value:
             lines.append((name, value))
     return lines, frozenset(replaced)

@@ -107,7 +107,8 @@ def answer_error(client: Client, request: Request, status: int, plan: Plan | Non
     else:
         data = simple_response(status, server=SERVER, date=client.site.date(), body=body,
                                content_type=b"text/html", keepalive=keepalive,
-                               head=request.method == b"HEAD", extra=_added(request, status, plan))
+                               head=request.method == b"HEAD",
+                               extra=_added(request, status, plan) + request.headers_out)
     if request.vars is not None:
         request.vars.status = 400 if status in BAD_REQUESTS else status     # nginx logs what it sent
         request.vars.body_bytes_sent = len(body)

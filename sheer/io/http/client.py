@@ -42,6 +42,7 @@ class Listener(Protocol):
     draining: bool
     proxy: Handler
     status: Handler
+    static: Handler
     slots: ConnectionSlots
     tls: TlsListener | None
 
@@ -240,7 +241,7 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
 
     def dispatch(self, request: Request, plan: Plan) -> None:
         """The request's answer from its location (again after an error_page's internal redirect)."""
-        if plan.location is None and plan.return_ is None:
+        if plan.location is None and plan.return_ is None and plan.static is None:
             answer_error(self, request, 404, plan)
         elif plan.return_ is not None and not plan.return_.content:
             answer_return(self, request, plan)      # nginx's rewrite phase: before allow/deny
@@ -250,6 +251,8 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
             answer_return(self, request, plan)
         elif plan.handler is not None:
             self.task = self.loop.create_task(self.service.status(self, request, plan))
+        elif plan.static is not None:
+            self.task = self.loop.create_task(self.service.static(self, request, plan))
         else:
             self.task = self.loop.create_task(self.service.proxy(self, request, plan))
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 import httptools
 
 from sheer.config.model import AddHeader
+from sheer.config.static import Expires
 from sheer.core.http.add_header import added
+from sheer.core.http.conditional import upstream_expires
 from sheer.core.http.framing import BodyMode, Framing, upstream_reusable
 from sheer.core.http.headers import LAST_CHUNK, Headers, response_head
 from sheer.core.http.nextupstream import Failure
@@ -60,6 +63,7 @@ class Exchange:
         self.status = 0
         # the location's add_header lines and the request's variables they render (set by proxy_pass)
         self.add_headers: tuple[AddHeader, ...] = ()
+        self.expires: Expires | None = None      # the location's `expires`
         self.variables: VariableSource | None = None
         self.reason: list[bytes] = []
         self.headers: Headers = []
@@ -295,6 +299,10 @@ class Exchange:
             replaced: frozenset[bytes] = frozenset()
             if self.add_headers and self.variables is not None:
                 extra, replaced = added(self.add_headers, self.status, self.variables)
+            if self.expires is not None and self.variables is not None:    # before add_header's, as nginx
+                lines, gone = upstream_expires(self.expires, self.status, self.headers, self.variables,
+                                               time.time())
+                extra, replaced = lines + extra, replaced | gone
             head = response_head(self.status, b"".join(self.reason), self.headers, server=SERVER,
                                  date=client.site.date(), content_length=content_length,
                                  chunked=framing.mode is BodyMode.CHUNKED, keepalive=framing.keepalive,

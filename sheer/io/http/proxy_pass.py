@@ -215,6 +215,7 @@ class ProxiedRequest:
             exchange = Exchange(self.client, conn, request.method, location.proxy_read_timeout,
                                 location.proxy_send_timeout, lambda line: self._log("warn", line, peer))
             exchange.add_headers, exchange.variables = location.add_headers, request.vars
+            exchange.expires = location.expires
             self.exchange = exchange
             try:
                 result = await self._exchange(exchange, peer, head)

@@ -26,6 +26,7 @@ class Request:
         "expect_continue",
         "finished",
         "headers",
+        "headers_out",
         "host",
         "http09",
         "keepalive",
@@ -34,6 +35,7 @@ class Request:
         "number",
         "plan",
         "raw_uri",
+        "redirects",
         "rejected",
         "status_override",
         "upgrade",
@@ -66,3 +68,6 @@ class Request:
         self.rejected: Rejected | None = None   # refused before any handler: answered with nginx's status
         self.plan: Plan | None = None           # where it was routed (or its server, when refused)
         self.upgrade = False        # it asked for another protocol (Upgrade): a 101 makes a tunnel
+        self.redirects = 0          # internal redirects so far (index, try_files): nginx allows 10
+        # headers for the error page sheer answers (a directory's Location, a 416's Content-Range)
+        self.headers_out: tuple[tuple[bytes, bytes], ...] = ()

@@ -11,6 +11,7 @@ from sheer.config.model import HttpServer
 from sheer.io.accept import Acceptor
 from sheer.io.context import WorkerContext
 from sheer.io.counting import HttpCounters
+from sheer.io.http import static
 from sheer.io.http.client import ClientConnection, Handler
 from sheer.io.http.proxy_pass import proxy
 from sheer.io.http.site import Site
@@ -37,6 +38,7 @@ class HttpService:
         self.draining = False
         self.proxy: Handler = proxy
         self.status: Handler = StatusLocations(ctx).serve
+        self.static: Handler = static.serve
         self._drained: asyncio.Future[None] | None = None
         host, port = sock.getsockname()[:2]
         # `listen ... proxy_protocol` belongs to the address: any server listing it turns it on.

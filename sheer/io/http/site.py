@@ -27,6 +27,7 @@ class Plan:
 
     __slots__ = (
         "access",
+        "add_headers",
         "balancer",
         "client_body_timeout",
         "client_max_body_size",
@@ -45,6 +46,7 @@ class Plan:
         "send_timeout",
         "set_headers",
         "set_names",
+        "static",
         "tls",
         "upstream",
         "version",
@@ -55,6 +57,11 @@ class Plan:
         self.location = location
         self.return_ = return_
         self.handler = location.handler if location is not None else None
+        # files (sheer.io.http.static): a location's, or its server's for a request no location takes
+        self.static = (location.static if location is not None
+                       else server.static if server is not None and return_ is None else None)
+        self.add_headers = (location.add_headers if location is not None
+                            else server.add_headers if server is not None else ())
         if location is not None:
             self.access: AccessLogger | None = AccessLogger(location.access_logs)
             self.error_log: ErrorLogger = ctx.error_log(location.error_log)
