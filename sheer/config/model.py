@@ -16,6 +16,7 @@ from sheer.config.realip import RealIp
 from sheer.config.resolver import Resolver
 from sheer.config.template import Template
 from sheer.config.tls import ServerTls, UpstreamTls
+from sheer.config.values import is_unix, sockaddr
 
 LogLevel = Literal["debug", "info", "notice", "warn", "error", "crit", "alert", "emerg"]
 LOG_LEVELS: tuple[LogLevel, ...] = ("debug", "info", "notice", "warn", "error", "crit", "alert", "emerg")
@@ -64,18 +65,31 @@ class Listen:
     http2: bool = False            # `listen ... http2`: accepted; HTTP/1.1 is what is served
 
     @property
+    def unix(self) -> bool:
+        """`listen unix:/path`: `host` is `unix:/path`, `port` 0."""
+        return is_unix(self.host)
+
+    @property
     def family(self) -> int:
-        return 6 if ":" in self.host else 4
+        """4 or 6; 0 for a unix-domain socket."""
+        return 0 if is_unix(self.host) else 6 if ":" in self.host else 4
 
     @property
     def bind_host(self) -> str:
         return self.host or "0.0.0.0"
 
     @property
+    def sockaddr(self) -> tuple[str, int] | str:
+        """What bind() takes: (host, port), or the path of a unix-domain socket."""
+        return sockaddr(self.bind_host, self.port)
+
+    @property
     def is_wildcard(self) -> bool:
         return self.host in ("", "0.0.0.0", "::")
 
     def __str__(self) -> str:
+        if self.unix:
+            return self.host + (" udp" if self.udp else "")
         host = f"[{self.host}]" if self.family == 6 else (self.host or "0.0.0.0")
         return f"{host}:{self.port}{' udp' if self.udp else ''}"
 
@@ -96,13 +110,27 @@ class UpstreamServer:
     resolve: bool = False       # `resolve`: `host` is a name the resolver re-resolves at run time
 
     @property
+    def unix(self) -> bool:
+        """`server unix:/path`: `host` is `unix:/path`, `port` 0."""
+        return is_unix(self.host)
+
+    @property
     def family(self) -> int:
-        return 6 if ":" in self.host else 4
+        """4 or 6; 0 for a unix-domain socket."""
+        return 0 if is_unix(self.host) else 6 if ":" in self.host else 4
+
+    @property
+    def sockaddr(self) -> tuple[str, int] | str:
+        """What connect() takes: (host, port), or the path of a unix-domain socket."""
+        return sockaddr(self.host, self.port)
 
     @property
     def name(self) -> str:
-        """How nginx prints a peer in logs and $upstream_addr."""
-        return f"[{self.host}]:{self.port}" if self.family == 6 else f"{self.host}:{self.port}"
+        """How nginx prints a peer in logs and $upstream_addr (`unix:/path` for a unix-domain socket)."""
+        family = self.family
+        if family == 0:
+            return self.host
+        return f"[{self.host}]:{self.port}" if family == 6 else f"{self.host}:{self.port}"
 
 
 BalanceMethod = Literal["round_robin", "least_conn", "hash", "consistent", "maglev", "ip_hash",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import socket
 
 from sheer.config.model import Listen
@@ -22,6 +23,13 @@ class ListenError(Exception):
 
 def family_of(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def address_family(address: tuple[str, int] | str) -> socket.AddressFamily:
+    """The family of a peer's socket address: a unix-domain socket's is its path (a str)."""
+    if isinstance(address, str):
+        return socket.AF_UNIX
+    return socket.AF_INET6 if ":" in address[0] else socket.AF_INET
 
 
 def listener(listen: Listen) -> socket.socket:
@@ -144,14 +152,21 @@ def bind_local(sock: socket.SocketType, family: int, kind: int, host: str, port:
     (the client's own, for DSR), SO_REUSEADDR lets two datagrams from the same client ip:port in
     quick succession each have their socket (nginx does the same, for the same reason).
     """
+    unix = family == socket.AF_UNIX
     if transparent:
-        level, option, name = _TRANSPARENT[family]
+        # nginx (ngx_event_connect_set_transparent) picks the option by the local address's family
+        level, option, name = _TRANSPARENT[family_of(host) if unix else family]
         try:
             sock.setsockopt(level, option, 1)
         except OSError as exc:
-            fix = _TRANSPARENT_FIX if exc.errno == errno.EPERM else ""
+            fix = _TRANSPARENT_FIX if exc.errno == errno.EPERM else _UNIX_PEER_FIX if unix else ""
             raise BindError(f"setsockopt({name}) failed ({exc.errno}: {exc.strerror})", fix, "alert",
                             exc.errno or 0) from None
+    if unix:
+        # nginx (ngx_event_connect_peer) binds proxy_bind's address whatever the peer's family: the
+        # kernel refuses an IP address on a unix-domain socket, and the connection fails as nginx's
+        raise BindError(f"bind({host}) failed ({errno.EINVAL}: {os.strerror(errno.EINVAL)})", _UNIX_PEER_FIX,
+                        errno=errno.EINVAL)
     if kind == socket.SOCK_STREAM and port == 0:
         sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
     if kind == socket.SOCK_DGRAM and port != 0:
@@ -167,6 +182,9 @@ def bind_local(sock: socket.SocketType, family: int, kind: int, host: str, port:
         raise BindError(f"bind({where}) failed ({exc.errno}: {exc.strerror})", fix,
                         errno=exc.errno or 0) from None
 
+
+_UNIX_PEER_FIX = ("the upstream is a unix-domain socket, which has no IP address to bind: turn proxy_bind off "
+                  "where the upstream is unix:")
 
 _TRANSPARENT: dict[int, tuple[int, int, str]] = {
     socket.AF_INET: (socket.IPPROTO_IP, IP_TRANSPARENT, "IP_TRANSPARENT"),

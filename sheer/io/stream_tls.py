@@ -22,7 +22,7 @@ from sheer.io.context import WorkerContext
 from sheer.io.http.upstream_tls import UpstreamTlsFailed, UpstreamTlsSetup
 from sheer.io.logs import AccessLogger
 from sheer.io.slots import ConnectionSlots
-from sheer.io.sockets import BindError, bound_socket
+from sheer.io.sockets import BindError, address_family, bound_socket
 from sheer.io.stream_targets import StreamTargets
 from sheer.io.stream_vars import StreamVariables
 from sheer.io.tls import TlsListener, connection_info, handshake_failure
@@ -162,7 +162,7 @@ class TlsSession:
     async def _open(self, peer: Peer, bind: BindTo | None) -> str | None:
         """None once connected (and relaying); nginx's reason otherwise."""
         server = self.service.server
-        family = socket.AF_INET6 if ":" in peer.address[0] else socket.AF_INET
+        family = address_family(peer.address)
         began = self.loop.time()
         try:
             if bind is None:

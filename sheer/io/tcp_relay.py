@@ -175,7 +175,7 @@ class Connection:
 
     # --- connecting -------------------------------------------------------------------------
 
-    def connect(self, address: tuple[str, int], bind: BindTo | None) -> None:
+    def connect(self, address: tuple[str, int] | str, bind: BindTo | None) -> None:
         if self.upstream >= 0:
             self.drop_upstream()                # a next try replaces the connection of the last one
         try:
