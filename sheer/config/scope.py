@@ -56,8 +56,8 @@ def check_unix_peers(upstream: Upstream | None, bind: ProxyBind | None, udp: boo
                           "peers only", unix.source or source)
     if bind is not None and bind.transparent and bind.client_address:
         raise ConfigError(f'"proxy_bind {bind.address.text} transparent" (IP Transparency) with upstream '
-                          f'server "{unix.name}": a unix-domain socket has no IP address to show the client\'s; '
-                          "proxy to it from a server or location without proxy_bind", source)
+                          f'server "{unix.name}": a unix-domain socket has no IP address to show the '
+                          "client's; proxy to it from a server or location without proxy_bind", source)
 
 
 def with_port(server: UpstreamServer, port: int) -> UpstreamServer:

@@ -36,6 +36,7 @@ from sheer.core.tcp import (
     Side,
     TcpSession,
 )
+from sheer.io.sockets import as_address
 from sheer.io.tcp_direction import BUFFERS, NONE, VIEW, Direction
 from sheer.io.tcp_poller import END_EVENTS, OUT, READ_EVENTS
 from sheer.io.tcp_vars import variable
@@ -106,7 +107,8 @@ class Connection:
         log needs it (nginx does the same for wildcard listeners)."""
         if self._local is None:
             try:
-                self._local = on_socket(self.client, self.service.family, socket.socket.getsockname)
+                local = on_socket(self.client, self.service.family, socket.socket.getsockname)
+                self._local = as_address(local)
             except OSError:
                 self._local = ()
         return self._local

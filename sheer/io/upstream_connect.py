@@ -84,7 +84,10 @@ def start_connect(address: tuple[str, int] | str, bind: BindTo | None) -> tuple[
     failed: calling connect() again tells which. Raises UpstreamConnectError, with `local` set
     when our side failed."""
     # inline: this runs per upstream connection (a unix-domain socket's address is its path, a str)
-    family = socket.AF_UNIX if address.__class__ is str else socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    if address.__class__ is str:
+        family = socket.AF_UNIX
+    else:
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
     try:
         sock = new_socket(family, _STREAM)
     except OSError as exc:        # out of descriptors or memory: our side, as nginx's socket() alert
