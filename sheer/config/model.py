@@ -16,7 +16,7 @@ from sheer.config.realip import RealIp
 from sheer.config.resolver import Resolver
 from sheer.config.template import Template
 from sheer.config.tls import ServerTls, UpstreamTls
-from sheer.config.values import is_unix, sockaddr
+from sheer.config.values import Endpoint
 
 LogLevel = Literal["debug", "info", "notice", "warn", "error", "crit", "alert", "emerg"]
 LOG_LEVELS: tuple[LogLevel, ...] = ("debug", "info", "notice", "warn", "error", "crit", "alert", "emerg")
@@ -49,7 +49,7 @@ class AccessLog:
 
 
 @dataclass(frozen=True, slots=True)
-class Listen:
+class Listen(Endpoint):
     host: str                  # literal address; "" is the IPv4 wildcard
     port: int
     udp: bool = False
@@ -65,23 +65,8 @@ class Listen:
     http2: bool = False            # `listen ... http2`: accepted; HTTP/1.1 is what is served
 
     @property
-    def unix(self) -> bool:
-        """`listen unix:/path`: `host` is `unix:/path`, `port` 0."""
-        return is_unix(self.host)
-
-    @property
-    def family(self) -> int:
-        """4 or 6; 0 for a unix-domain socket."""
-        return 0 if is_unix(self.host) else 6 if ":" in self.host else 4
-
-    @property
     def bind_host(self) -> str:
         return self.host or "0.0.0.0"
-
-    @property
-    def sockaddr(self) -> tuple[str, int] | str:
-        """What bind() takes: (host, port), or the path of a unix-domain socket."""
-        return sockaddr(self.bind_host, self.port)
 
     @property
     def is_wildcard(self) -> bool:
@@ -95,7 +80,7 @@ class Listen:
 
 
 @dataclass(frozen=True, slots=True)
-class UpstreamServer:
+class UpstreamServer(Endpoint):
     host: str
     port: int
     weight: int = 1
@@ -108,21 +93,6 @@ class UpstreamServer:
     # the address as written ("10.0.0.1", "[::1]:53", "app:80"): what ketama hashes
     text: str = ""
     resolve: bool = False       # `resolve`: `host` is a name the resolver re-resolves at run time
-
-    @property
-    def unix(self) -> bool:
-        """`server unix:/path`: `host` is `unix:/path`, `port` 0."""
-        return is_unix(self.host)
-
-    @property
-    def family(self) -> int:
-        """4 or 6; 0 for a unix-domain socket."""
-        return 0 if is_unix(self.host) else 6 if ":" in self.host else 4
-
-    @property
-    def sockaddr(self) -> tuple[str, int] | str:
-        """What connect() takes: (host, port), or the path of a unix-domain socket."""
-        return sockaddr(self.host, self.port)
 
     @property
     def name(self) -> str:

@@ -104,6 +104,29 @@ def sockaddr(host: str, port: int) -> tuple[str, int] | str:
     return host[len(UNIX):] if host.startswith(UNIX) else (host, port)
 
 
+class Endpoint:
+    """What a listen address and an upstream peer share: `host` and `port`, where a host written
+    `unix:/path` is a unix-domain socket (port 0), as nginx writes one."""
+
+    __slots__ = ()
+    host: str
+    port: int
+
+    @property
+    def unix(self) -> bool:
+        return self.host.startswith(UNIX)
+
+    @property
+    def family(self) -> int:
+        """4 or 6; 0 for a unix-domain socket."""
+        return 0 if self.host.startswith(UNIX) else 6 if ":" in self.host else 4
+
+    @property
+    def sockaddr(self) -> tuple[str, int] | str:
+        """What bind() and connect() take: (host, port) (the wildcard as 0.0.0.0), or the path."""
+        return sockaddr(self.host or "0.0.0.0", self.port)
+
+
 @dataclass(frozen=True, slots=True)
 class HostPort:
     # a literal IPv4/IPv6 address, "" for the wildcard, a name to resolve, or `unix:/path`
