@@ -129,3 +129,38 @@ def test_plain_proxy_bind_is_kept(tmp_path: Path) -> None:
     config = load_text(tmp_path, """
         stream { server { listen 8080; proxy_bind 127.0.0.1; proxy_pass unix:/run/a.sock; } }""")
     assert config.stream is not None and config.stream.servers[0].proxy_bind is not None
+
+
+def test_ketama_hashes_the_path_as_nginx() -> None:
+    from sheer.config.model import UpstreamServer
+    from sheer.core.balancers.consistent import ketama_name
+    unix = UpstreamServer("unix:/run/a:b.sock", 0, text="unix:/run/a:b.sock")
+    assert ketama_name(unix) == (b"/run/a:b.sock", b"")
+    assert ketama_name(UpstreamServer("10.0.0.1", 80, text="10.0.0.1:80")) == (b"10.0.0.1", b"80")
+
+
+def test_realip_and_access_trust_unix_clients(tmp_path: Path) -> None:
+    from sheer.core.access import allowed
+    config = load_text(tmp_path, """
+        http { server { listen unix:/run/w.sock; listen 127.0.0.1:8080;
+            location /a { set_real_ip_from unix:; allow unix:; deny all; return 204; }
+            location /b { set_real_ip_from 127.0.0.1; return 204; } } }
+        stream { server { listen unix:/run/s.sock proxy_protocol; set_real_ip_from unix:; return x; } }""")
+    assert config.http is not None and config.stream is not None
+    locations = {loc.path: loc for loc in config.http.servers[0].locations}
+    a, b = locations["/a"].real_ip, locations["/b"].real_ip
+    assert a is not None and a.trusts("unix:") and not a.trusts("127.0.0.1")
+    assert b is not None and not b.trusts("unix:") and b.trusts("127.0.0.1")
+    assert allowed(locations["/a"].access, "unix:") and not allowed(locations["/a"].access, "10.0.0.1")
+    stream_ip = config.stream.servers[0].real_ip
+    assert stream_ip is not None and stream_ip.trusts("unix:")
+    with pytest.raises(ConfigError, match='invalid parameter "unix:/run/x"'):
+        load_text(tmp_path, "http { server { listen 8080; set_real_ip_from unix:/run/x; } }")
+
+
+def test_proxy_protocol_header_of_a_unix_client() -> None:
+    from sheer.core import proxy_protocol
+    assert proxy_protocol.v1(("unix:", None), ("unix:/run/a.sock", None)) == b"PROXY UNKNOWN\r\n"
+    header = proxy_protocol.v2(("unix:", None), ("unix:/run/a.sock", None))
+    assert header[13] == 0x01 and header[14:16] == b"\0\0"      # AF_UNSPEC, no addresses
+    assert proxy_protocol.v1(("192.0.2.1", 5), ("192.0.2.2", 80)) == b"PROXY TCP4 192.0.2.1 192.0.2.2 5 80\r\n"
