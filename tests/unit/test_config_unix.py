@@ -82,7 +82,8 @@ def test_http_listen_unix(tmp_path: Path) -> None:
 
 def test_proxy_url_with_variables() -> None:
     url = parse_proxy_url("http://unix:/run/a.sock:/x?y=1")
-    assert (url.host, url.uri, url.proxy_host, url.no_port) == ("unix:/run/a.sock", "/x?y=1", "localhost", False)
+    assert (url.host, url.uri, url.proxy_host) == ("unix:/run/a.sock", "/x?y=1", "localhost")
+    assert not url.no_port
     assert parse_proxy_url("http://unix:/run/a.sock").uri == ""
     with pytest.raises(BadProxyUrl, match="no path in the unix domain socket"):
         parse_proxy_url("http://unix:")
@@ -95,7 +96,8 @@ def test_proxy_url_with_variables() -> None:
      f'too long path in the unix domain socket in "unix:{LONG}" of the "listen" directive'),
     ("http { server { listen unix:; return 200; } }",
      'no path in the unix domain socket in "unix:" of the "listen" directive'),
-    (f"http {{ upstream u {{ server unix:{LONG}; }} server {{ listen 8080; location / {{ proxy_pass http://u; }} }} }}",
+    (f"http {{ upstream u {{ server unix:{LONG}; }} server {{ listen 8080; "
+     "location / { proxy_pass http://u; } } }",
      f'too long path in the unix domain socket in upstream "unix:{LONG}"'),
     (f"http {{ server {{ listen 8080; location / {{ proxy_pass http://unix:{LONG}:/; }} }} }}",
      f'too long path in the unix domain socket in upstream "unix:{LONG}:/"'),
@@ -105,11 +107,11 @@ def test_proxy_url_with_variables() -> None:
      "unix-domain datagram sockets are not supported"),
     ("stream { server { listen 127.0.0.1:53 udp; proxy_pass unix:/run/dns.sock; } }",
      'upstream server "unix:/run/dns.sock" is a unix-domain socket: sheer proxies UDP to IP peers only'),
-    ("stream { server { listen 127.0.0.1:80; proxy_bind $remote_addr transparent; "
-     "proxy_pass unix:/run/a.sock; } }",
+    (("stream { server { listen 127.0.0.1:80; proxy_bind $remote_addr transparent; "
+     "proxy_pass unix:/run/a.sock; } }"),
      "a unix-domain socket has no IP address to show the client's"),
-    ("http { upstream u { server unix:/run/a.sock; } server { listen 8080; location / { "
-     "proxy_bind $remote_addr transparent; proxy_pass http://u; } } }",
+    (("http { upstream u { server unix:/run/a.sock; } server { listen 8080; location / { "
+     "proxy_bind $remote_addr transparent; proxy_pass http://u; } } }"),
      "a unix-domain socket has no IP address to show the client's"),
 ])
 def test_errors(tmp_path: Path, text: str, message: str) -> None:
@@ -163,4 +165,5 @@ def test_proxy_protocol_header_of_a_unix_client() -> None:
     assert proxy_protocol.v1(("unix:", None), ("unix:/run/a.sock", None)) == b"PROXY UNKNOWN\r\n"
     header = proxy_protocol.v2(("unix:", None), ("unix:/run/a.sock", None))
     assert header[13] == 0x01 and header[14:16] == b"\0\0"      # AF_UNSPEC, no addresses
-    assert proxy_protocol.v1(("192.0.2.1", 5), ("192.0.2.2", 80)) == b"PROXY TCP4 192.0.2.1 192.0.2.2 5 80\r\n"
+    inet = proxy_protocol.v1(("192.0.2.1", 5), ("192.0.2.2", 80))
+    assert inet == b"PROXY TCP4 192.0.2.1 192.0.2.2 5 80\r\n"
