@@ -96,8 +96,8 @@ def test_proxy_url_with_variables() -> None:
      f'too long path in the unix domain socket in "unix:{LONG}" of the "listen" directive'),
     ("http { server { listen unix:; return 200; } }",
      'no path in the unix domain socket in "unix:" of the "listen" directive'),
-    (f"http {{ upstream u {{ server unix:{LONG}; }} server {{ listen 8080; "
-     "location / { proxy_pass http://u; } } }",
+    ((f"http {{ upstream u {{ server unix:{LONG}; }} server {{ listen 8080; "
+     "location / { proxy_pass http://u; } } }"),
      f'too long path in the unix domain socket in upstream "unix:{LONG}"'),
     (f"http {{ server {{ listen 8080; location / {{ proxy_pass http://unix:{LONG}:/; }} }} }}",
      f'too long path in the unix domain socket in upstream "unix:{LONG}:/"'),
