@@ -205,8 +205,10 @@ def test_stream_unix_both_ways(run_sheer: Callable[..., Sheer], closing: Callabl
     whose PROXY header is trusted through `set_real_ip_from unix:` (proxy_protocol_unix.t's setup)."""
     echo = closing(UnixEcho(tmp_path / "echo.sock"))
     front = tmp_path / "front.sock"
-    p1, p2, p3 = free_port(), free_port(), free_port()
+    p1, p2, p3, p4 = free_port(), free_port(), free_port(), free_port()
     run_sheer(f"""stream {{
+    map $remote_addr $target {{ default unix:{echo.path}; }}
+    server {{ listen 127.0.0.1:{p4}; proxy_pass $target; }}
     upstream u {{ server unix:{echo.path}; }}
     server {{ listen 127.0.0.1:{p1}; proxy_pass unix:{echo.path}; }}
     server {{ listen 127.0.0.1:{p2}; proxy_pass u; }}
@@ -218,6 +220,7 @@ def test_stream_unix_both_ways(run_sheer: Callable[..., Sheer], closing: Callabl
     assert stream_io(p1, b"SEE-THIS") == b"SEE-THIS"
     assert stream_io(p2, b"x" * 100000) == b"x" * 100000
     assert stream_io(p3, b"") == b"127.0.0.1:unix::127.0.0.1"
+    assert stream_io(p4, b"by variable") == b"by variable"
 
 
 def test_socket_file_across_reload_and_drop(run_sheer: Callable[..., Sheer], tmp_path: Path) -> None:
