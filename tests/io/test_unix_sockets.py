@@ -293,6 +293,7 @@ def test_proxy_bind_with_a_unix_peer_fails_as_nginx(run_sheer: Callable[..., She
     assert http_get(port, "/bound")[0] == 500
     assert http_get(port, "/free")[0] == 200
     sheer.wait_log("bind(127.0.0.1) failed (22: Invalid argument) while connecting to upstream")
+    assert f'upstream: "http://unix:{app.path}:/"' in sheer.error_log()     # nginx's colon before the URI
 
 
 def test_health_check_of_a_unix_peer(run_sheer: Callable[..., Sheer], closing: Callable[[Any], Any],

@@ -357,7 +357,9 @@ class ProxiedRequest:
         line = (f'{message}, client: {v.conn.remote_addr}, server: {v.server_name}, '
                 f'request: "{v.variable("request")}"')
         if peer is not None:
-            line += f', upstream: "{"https" if self.plan.tls else "http"}://{peer.name}{self.uri}"'
+            # nginx puts a colon between a unix-domain socket's path and the URI, as proxy_pass writes it
+            joint = ":" if peer.server.unix else ""
+            line += f', upstream: "{"https" if self.plan.tls else "http"}://{peer.name}{joint}{self.uri}"'
         host = v.header("host")
         if host:
             line += f', host: "{host}"'
