@@ -118,15 +118,14 @@ class Master:
                     have.append(sock)
         except Exception as exc:  # noqa: BLE001 - ListenError, or anything else: undo, then say it
             for sock in created:
+                if sock.family == socket.AF_UNIX:
+                    self._remove_unix(sock, quietly=True)    # the file this attempt made
                 sock.close()
                 for have in self.slots.values():
                     if sock in have:
                         have.remove(sock)
             for key in [key for key, have in self.slots.items() if not have]:
                 del self.slots[key]
-            for sock in created:
-                if sock.family == socket.AF_UNIX:
-                    self._remove_unix(sock, quietly=True)    # the file this attempt made
             raise StartupError(str(exc) if isinstance(exc, ListenError) else unexpected(exc)) from None
         for key in list(self.slots):
             if key not in wanted:
