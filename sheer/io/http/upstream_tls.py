@@ -83,10 +83,10 @@ class UpstreamTlsSetup:
     def __init__(self, tls: UpstreamTls) -> None:
         self.tls = tls
         self.ctx = upstream_context(tls)
-        self.sessions: dict[tuple[str, int], ssl.SSLSession] = {}
+        self.sessions: dict[tuple[str, int] | str, ssl.SSLSession] = {}
 
     async def wrap(self, loop: asyncio.AbstractEventLoop, sock: Any, factory: Callable[[], asyncio.Protocol],
-                   peer: tuple[str, int], timeout: float) -> asyncio.Protocol:
+                   peer: tuple[str, int] | str, timeout: float) -> asyncio.Protocol:
         """The handshake on a connected socket; UpstreamTlsFailed with nginx's words when it fails."""
         tls = self.tls
         ctx = self.ctx
