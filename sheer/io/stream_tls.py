@@ -138,9 +138,10 @@ class TlsSession:
             balancer = self.balancer = chosen
         try:
             bind = bind_to(server.proxy_bind, self.vars)
-        except BindValueError as exc:
-            self.error(f"{exc} while connecting to upstream", 500)
-            return
+        except BindValueError as exc:     # nginx: said, and the connection is made unbound
+            self.service.log.error(f"{exc} while connecting to upstream, client: {self.vars.remote_addr}, "
+                                   f"server: {self.service.name}")
+            bind = None
         tried = balancer.start(server.proxy_next_upstream_tries, request_key(balancer.upstream, self.vars))
         while not self.done:
             peer = balancer.get(tried, self.loop.time())

@@ -184,6 +184,7 @@ def test_http_unix_listener(run_sheer: Callable[..., Sheer], tmp_path: Path) -> 
         listen 127.0.0.1:{port};
         location / {{ return 200 "[$remote_addr][$remote_port][$server_addr][$server_port]"; }}
         location /only-unix {{ allow unix:; deny all; return 200 "in"; }}
+        location /via/ {{ proxy_bind $remote_addr transparent; proxy_pass http://127.0.0.1:{port}/; }}
     }}
 }}
 """)
@@ -195,6 +196,10 @@ def test_http_unix_listener(run_sheer: Callable[..., Sheer], tmp_path: Path) -> 
                           capture_output=True, timeout=10, check=False)
     assert curl.stdout == b"in"
     assert http_get(port, "/only-unix")[0] == 403
+    # nginx: "unix:" is no local address to bind: said, and the upstream connection is made unbound
+    status, _, body = http_get(str(path), "/via/")
+    assert status == 200 and body.startswith(b"[127.0.0.1]["), body
+    sheer.wait_log('invalid local address "unix:" while connecting to upstream')
     sheer.signal(signal.SIGTERM)
     sheer.wait(10)
     assert not path.exists()          # nginx removes its unix-domain sockets at exit

@@ -96,9 +96,10 @@ class ProxiedRequest:
         try:
             self.bind = bind_to(location.proxy_bind, self.vars)
         except BindValueError as exc:
+            # nginx (ngx_http_upstream_set_local): said, and the upstream connection is made unbound (a
+            # client of a unix-domain listener, whose $remote_addr is "unix:", comes here)
             self._log("error", f"{exc} while connecting to upstream", None)
-            self.client.respond_error(request, 500, plan)
-            return
+            self.bind = None
         head = self._head()
         tried = self.tried = balancer.start(location.proxy_next_upstream_tries,
                                             request_key(upstream, self.vars))
