@@ -120,7 +120,7 @@ class UpstreamTlsSetup:
             protocol.ended = lambda: self._remember(peer, sslobj)    # type: ignore[attr-defined]
         return protocol
 
-    def _remember(self, peer: tuple[str, int], sslobj: ssl.SSLObject) -> None:
+    def _remember(self, peer: tuple[str, int] | str, sslobj: ssl.SSLObject) -> None:
         session = sslobj.session
         if session is not None and (session.has_ticket or sslobj.session_reused):
             self.sessions[peer] = session
