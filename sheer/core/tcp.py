@@ -348,11 +348,8 @@ class TcpSession:
         said: tuple[Command, ...] = ()
         try:
             self.bind = bind_to(server.proxy_bind, self.io)
-        except BindValueError as exc:
-            # nginx (ngx_stream_proxy_set_local): said, and the upstream connection is made unbound (a
-            # client of a unix-domain listener, whose $remote_addr is "unix:", comes here)
-            self.bind = None
-            said = (Log("error", f"{exc} while connecting to upstream", Context.SESSION),)
+        except BindValueError as exc:   # nginx (ngx_stream_proxy_set_local): said, and connected unbound
+            self.bind, said = None, (Log("error", f"{exc} while connecting to upstream", Context.SESSION),)
         self.tried = balancer.start(server.proxy_next_upstream_tries, request_key(balancer.upstream, self.io))
         self.started = now
         return (*said, *self._connect(now)) if said else self._connect(now)
