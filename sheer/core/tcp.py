@@ -345,9 +345,8 @@ class TcpSession:
             if isinstance(chosen, tuple):
                 return self._fail(chosen[0], chosen[1], now)
             balancer = self.balancer = chosen
-        said: tuple[Command, ...] = ()
         try:
-            self.bind = bind_to(server.proxy_bind, self.io)
+            self.bind, said = bind_to(server.proxy_bind, self.io), NOTHING
         except BindValueError as exc:   # nginx (ngx_stream_proxy_set_local): said, and connected unbound
             self.bind, said = None, (Log("error", f"{exc} while connecting to upstream", Context.SESSION),)
         self.tried = balancer.start(server.proxy_next_upstream_tries, request_key(balancer.upstream, self.io))
