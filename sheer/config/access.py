@@ -16,8 +16,9 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 @dataclass(frozen=True, slots=True)
 class AccessRule:
     allow: bool
-    network: Network | None         # None: `all`
+    network: Network | None         # None: `all`, or with `unix` the clients of unix-domain listeners
     source: Source | None = None
+    unix: bool = False              # `allow unix:` / `deny unix:` (nginx's AF_UNIX rule)
 
 
 def rule(allow: bool) -> Callable[[list[str], Source], AccessRule]:
@@ -26,9 +27,8 @@ def rule(allow: bool) -> Callable[[list[str], Source], AccessRule]:
         text = args[0]
         if text == "all":
             return AccessRule(allow, None, source)
-        if text.startswith("unix:"):
-            raise ConfigError(f'"{"allow" if allow else "deny"} unix:" is not supported: sheer listens '
-                              "on IP sockets only", source)
+        if text == "unix:":
+            return AccessRule(allow, None, source, unix=True)
         try:
             network = ipaddress.ip_network(text, strict=False)
         except ValueError:

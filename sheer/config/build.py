@@ -29,6 +29,7 @@ from sheer.config.realip import stream_options
 from sheer.config.resolver import PEERS_PER_NAME
 from sheer.config.resolver import effective as effective_resolver
 from sheer.config.scope import (
+    check_unix_peers,
     implicit_address,
     implicit_upstream,
     inherited,
@@ -110,7 +111,7 @@ class Builder:
             servers: list[UpstreamServer] = []
             templates: list[UpstreamServer] = []
             for server, source in child.get("server", []):
-                if server.port == 0:
+                if server.port == 0 and not server.unix:
                     if default_port is None:
                         raise ConfigError(f'no port in upstream "{server.host}"', source)
                     server = with_port(server, default_port)
@@ -214,7 +215,7 @@ class StreamBuilder:
                formats: dict[str, LogFormat]) -> StreamServer:
         chain = [block, self.block]
         for listen, _ in block.get("listen", []):
-            if listen.port == 0:  # nginx's stream module has no default port
+            if listen.port == 0 and not listen.unix:  # nginx's stream module has no default port
                 raise ConfigError(f'no port in "{listen.host or "*"}" of the "listen" directive',
                                   listen.source)
             if listen.http2:
@@ -250,6 +251,8 @@ class StreamBuilder:
                               'directive, it must be "on" or "off"', block.sources.get("proxy_next_upstream"))
         error_log = inherited(chain, "error_log", None)
         bind = proxy_bind(chain, STREAM_VARIABLES, ())
+        check_unix_peers(upstream, bind, any(listen.udp for listen in listens),
+                         block.sources.get("proxy_bind") or block.source)
         _check_dsr(listens, bind, inherited(chain, "proxy_responses", None),
                    upstream, block.sources.get("proxy_bind") or block.source)
         check_timeout = inherited(chain, "health_check_timeout", 5.0)
@@ -331,6 +334,8 @@ def _stream_upstream(target: str, upstreams: dict[str, Upstream], source: Source
     if target in upstreams:
         return upstreams[target]
     address = implicit_address(target, source)
+    if address.unix:
+        return implicit_upstream(address.host, 0, (address.host,), source)
     if address.port is None:
         raise ConfigError(f'no port in upstream "{target}" (and no upstream block of that name)', source)
     return implicit_upstream(address.host, address.port, names.implicit(address.host, source), source)

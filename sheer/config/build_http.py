@@ -32,7 +32,14 @@ from sheer.config.model import (
 from sheer.config.names import Names
 from sheer.config.realip import http_real_ip
 from sheer.config.resolver import effective as effective_resolver
-from sheer.config.scope import implicit_address, implicit_upstream, inherited, proxy_bind
+from sheer.config.scope import (
+    check_unix_peers,
+    implicit_address,
+    implicit_upstream,
+    inherited,
+    parse_unix_url,
+    proxy_bind,
+)
 from sheer.config.server_names import server_name_regexes
 from sheer.config.table import HTTP_LOCATION, NoticeLevel
 from sheer.config.template import HTTP_PREFIXES, HTTP_VARIABLES, Template, compile_template
@@ -86,7 +93,7 @@ class HttpBuilder:
 
     def server(self, block: Block, upstreams: dict[str, Upstream],
                formats: dict[str, LogFormat]) -> HttpServer:
-        listens = tuple(replace(listen, port=80) if listen.port == 0 else listen
+        listens = tuple(replace(listen, port=80) if listen.port == 0 and not listen.unix else listen
                         for listen in self.top.listens(block)) or (Listen("", 80, source=block.source),)
         names = tuple(block.get("server_name", [""]))
         self.api = _api_location(block)
@@ -176,6 +183,9 @@ class HttpBuilder:
             raise ConfigError('"proxy_pass" cannot have URI part in location given by regular expression, '
                               'or inside named location, or inside "if" statement, or inside "limit_except" '
                               "block", block.sources["proxy_pass"])
+        bind = proxy_bind(chain, HTTP_VARIABLES, HTTP_PREFIXES)
+        if target is not None:
+            check_unix_peers(target.upstream, bind, False, _bind_source(chain) or block.source)
         return Location(
             path=path,
             exact=exact,
@@ -199,7 +209,7 @@ class HttpBuilder:
             proxy_next_upstream_timeout=inherited(chain, "proxy_next_upstream_timeout", 0.0),
             access_logs=self.top.access_logs(chain, formats, "combined"),
             error_log=self.top.error_log(error_log) if error_log else None,
-            proxy_bind=proxy_bind(chain, HTTP_VARIABLES, HTTP_PREFIXES),
+            proxy_bind=bind,
             real_ip=http_real_ip(chain, self.top.names.networks),
             health_check=health_check,
             handler=handler,
@@ -236,6 +246,11 @@ class HttpBuilder:
             raise ConfigError(f'invalid URL prefix in "{target}"', source)
         rest = target[len("http://"):]
         host, slash, uri = rest.partition("/")
+        if rest[:5].lower() == "unix:":
+            # nginx (ngx_parse_unix_domain_url with uri_part): the path ends at the next colon
+            socket_at, after = parse_unix_url(rest, source)
+            upstream = implicit_upstream(socket_at.host, 0, (socket_at.host,), source)
+            return ProxyPass(upstream, after or None, ("https://" + rest) if ssl else target, ssl=ssl)
         if host in upstreams:
             upstream = upstreams[host]
         else:
@@ -343,3 +358,8 @@ def _api_location(server: Block) -> tuple[str, bool] | None:
         if inner is not None:
             return inner
     return None
+
+
+def _bind_source(chain: list[Block]) -> Source | None:
+    """Where the proxy_bind in effect was written."""
+    return next((block.sources["proxy_bind"] for block in chain if "proxy_bind" in block.sources), None)

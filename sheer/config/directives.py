@@ -82,8 +82,13 @@ def _error_log(args: list[str], src: Source) -> tuple[str, str]:
 
 
 def _listen(args: list[str], src: Source) -> Listen:
-    address = parse_host_port(args[0], src, wildcard_ok=True, port_only_ok=True)
-    if address.port is None:
+    try:
+        address = parse_host_port(args[0], src, wildcard_ok=True, port_only_ok=True)
+    except ConfigError as exc:
+        if not exc.message.endswith("unix domain socket" + f' in "{args[0]}"'):
+            raise
+        raise ConfigError(f'{exc.message} of the "listen" directive', src) from None
+    if address.port is None and not address.unix:
         if args[0].isdigit():
             raise ConfigError(f'invalid port in "{args[0]}" of the "listen" directive', src)
         address = type(address)(address.host, 0)  # no port written: http uses 80, stream refuses it
@@ -120,12 +125,19 @@ def _listen(args: list[str], src: Source) -> Listen:
         raise ConfigError('"ssl" parameter is incompatible with "udp"', src)
     if ssl and proxy_protocol:
         raise ConfigError('"proxy_protocol" with "ssl" on one "listen" is not supported yet', src)
+    if address.unix and udp:
+        raise ConfigError(f'"listen {args[0]} udp": unix-domain datagram sockets are not supported', src)
     return Listen(address.host, address.port or 0, udp, reuseport, ipv6only, backlog, src, proxy_protocol,
                   args[0], default_server=default_server, ssl=ssl, http2=http2)
 
 
 def _upstream_server(args: list[str], src: Source) -> UpstreamServer:
-    address = parse_host_port(args[0], src)
+    try:
+        address = parse_host_port(args[0], src)
+    except ConfigError as exc:
+        if not exc.message.endswith("unix domain socket" + f' in "{args[0]}"'):
+            raise
+        raise ConfigError(exc.message.replace(' in "', ' in upstream "'), src) from None
     options: dict[str, Any] = {}
     for param in args[1:]:
         key, _, value = param.partition("=")

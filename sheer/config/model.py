@@ -17,6 +17,7 @@ from sheer.config.resolver import Resolver
 from sheer.config.static import Expires, Static
 from sheer.config.template import Template
 from sheer.config.tls import ServerTls, UpstreamTls
+from sheer.config.values import Endpoint
 
 LogLevel = Literal["debug", "info", "notice", "warn", "error", "crit", "alert", "emerg"]
 LOG_LEVELS: tuple[LogLevel, ...] = ("debug", "info", "notice", "warn", "error", "crit", "alert", "emerg")
@@ -49,7 +50,7 @@ class AccessLog:
 
 
 @dataclass(frozen=True, slots=True)
-class Listen:
+class Listen(Endpoint):
     host: str                  # literal address; "" is the IPv4 wildcard
     port: int
     udp: bool = False
@@ -65,10 +66,6 @@ class Listen:
     http2: bool = False            # `listen ... http2`: accepted; HTTP/1.1 is what is served
 
     @property
-    def family(self) -> int:
-        return 6 if ":" in self.host else 4
-
-    @property
     def bind_host(self) -> str:
         return self.host or "0.0.0.0"
 
@@ -77,12 +74,14 @@ class Listen:
         return self.host in ("", "0.0.0.0", "::")
 
     def __str__(self) -> str:
+        if self.unix:
+            return self.host + (" udp" if self.udp else "")
         host = f"[{self.host}]" if self.family == 6 else (self.host or "0.0.0.0")
         return f"{host}:{self.port}{' udp' if self.udp else ''}"
 
 
 @dataclass(frozen=True, slots=True)
-class UpstreamServer:
+class UpstreamServer(Endpoint):
     host: str
     port: int
     weight: int = 1
@@ -97,13 +96,12 @@ class UpstreamServer:
     resolve: bool = False       # `resolve`: `host` is a name the resolver re-resolves at run time
 
     @property
-    def family(self) -> int:
-        return 6 if ":" in self.host else 4
-
-    @property
     def name(self) -> str:
-        """How nginx prints a peer in logs and $upstream_addr."""
-        return f"[{self.host}]:{self.port}" if self.family == 6 else f"{self.host}:{self.port}"
+        """How nginx prints a peer in logs and $upstream_addr (`unix:/path` for a unix-domain socket)."""
+        family = self.family
+        if family == 0:
+            return self.host
+        return f"[{self.host}]:{self.port}" if family == 6 else f"{self.host}:{self.port}"
 
 
 BalanceMethod = Literal["round_robin", "least_conn", "hash", "consistent", "maglev", "ip_hash",

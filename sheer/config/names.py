@@ -23,7 +23,7 @@ from dataclasses import replace
 from sheer.config.errors import ConfigError, Source
 from sheer.config.model import Config, Listen, Upstream, UpstreamServer
 from sheer.config.realip import Network
-from sheer.config.values import is_address
+from sheer.config.values import is_address, is_unix
 
 __all__ = ["HostNotFound", "Lookup", "Names", "is_address", "system_lookup", "with_peers"]
 
@@ -57,7 +57,7 @@ class Names:
 
     def addresses(self, host: str) -> tuple[str, ...] | None:
         """The addresses of `host` (a literal stands for itself), or None: host not found."""
-        if is_address(host):
+        if is_address(host) or is_unix(host):
             return (host,)
         if host not in self.resolved:
             try:
@@ -77,7 +77,7 @@ class Names:
     def servers(self, server: UpstreamServer) -> list[UpstreamServer]:
         """A `server` line of an upstream block: one peer per address, each with the line's
         parameters (ngx_http_upstream_server, ngx_http_upstream_init_round_robin)."""
-        if server.resolve and not is_address(server.host):
+        if server.resolve and not is_address(server.host) and not server.unix:
             return [server]            # resolved at run time
         found = self._must(server.host, f'host not found in upstream "{server.text}"', server.source)
         return [replace(server, host=address, resolve=False) for address in found]
@@ -89,7 +89,7 @@ class Names:
 
     def listens(self, listen: Listen) -> list[Listen]:
         """`listen name:port`: a listening socket on each address, each once (ngx_http_core_listen)."""
-        if is_address(listen.host):
+        if is_address(listen.host) or listen.unix:
             return [listen]
         found = self._must(listen.host,
                            f'host not found in "{listen.text or listen.host}" of the "listen" directive',

@@ -15,6 +15,7 @@ from typing import Any
 from sheer.config.errors import ConfigError, Source
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+UNIX_CLIENTS = "unix:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,8 +25,11 @@ class RealIp:
     trusted: tuple[Network, ...]
     header: str = "X-Real-IP"      # http: a header name, or "proxy_protocol"; stream: always the PROXY header
     recursive: bool = False        # X-Forwarded-For: skip trusted addresses from the right
+    unix: bool = False             # `set_real_ip_from unix:`: clients of unix-domain listeners are trusted
 
     def trusts(self, host: str) -> bool:
+        if host.startswith("unix:"):
+            return self.unix
         try:
             address = ipaddress.ip_address(host)
         except ValueError:
@@ -40,9 +44,8 @@ def network(args: list[str], source: Source) -> Network | str:
     """`set_real_ip_from 192.0.2.0/24 | 2001:db8::/32 | 192.0.2.1 | name`: a name (nginx resolves it at
     load, every address trusted alone) stays a string until the builder resolves it."""
     text = args[0]
-    if text.startswith("unix:"):
-        raise ConfigError('"set_real_ip_from unix:" is not supported: sheer listens on IP sockets only',
-                          source)
+    if text == UNIX_CLIENTS:
+        return text        # nginx (ngx_http_realip_from): exactly "unix:", every unix-domain client
     try:
         return ipaddress.ip_network(text, strict=False)
     except ValueError:
@@ -72,25 +75,30 @@ def _inherited(chain: list[Any], key: str, default: Any) -> Any:
 ResolveNetworks = Callable[[str, Source | None], list[Network]]
 
 
-def _trusted(chain: list[Any], resolve: ResolveNetworks) -> tuple[Network, ...]:
+def _trusted(chain: list[Any], resolve: ResolveNetworks) -> tuple[tuple[Network, ...], bool]:
+    """The trusted networks, and whether `set_real_ip_from unix:` trusts unix-domain clients."""
     # nginx: a level's set_real_ip_from list replaces the outer one wholesale.
     found: list[Network] = []
+    unix = False
     for net, source in _inherited(chain, "set_real_ip_from", []):
+        if net == UNIX_CLIENTS:
+            unix = True
+            continue
         found.extend(resolve(net, source) if isinstance(net, str) else [net])
-    return tuple(found)
+    return tuple(found), unix
 
 
 def http_real_ip(chain: list[Any], resolve: ResolveNetworks) -> RealIp | None:
-    trusted = _trusted(chain, resolve)
-    if not trusted:
+    trusted, unix = _trusted(chain, resolve)
+    if not trusted and not unix:
         return None
     return RealIp(trusted, _inherited(chain, "real_ip_header", ["X-Real-IP"])[0],
-                  _inherited(chain, "real_ip_recursive", False))
+                  _inherited(chain, "real_ip_recursive", False), unix)
 
 
 def stream_options(chain: list[Any], resolve: ResolveNetworks) -> dict[str, Any]:
     """The StreamServer fields of this module, checked."""
-    trusted = _trusted(chain, resolve)
+    trusted, unix = _trusted(chain, resolve)
     sending = _inherited(chain, "proxy_protocol", False)
     if sending and _inherited(chain, "proxy_responses", None) == 0:
         bind = _inherited(chain, "proxy_bind", ["off"])
@@ -104,5 +112,5 @@ def stream_options(chain: list[Any], resolve: ResolveNetworks) -> dict[str, Any]
         "proxy_protocol": sending,
         "proxy_protocol_version": _inherited(chain, "proxy_protocol_version", 1),
         "proxy_protocol_timeout": _inherited(chain, "proxy_protocol_timeout", 30.0),
-        "real_ip": RealIp(trusted, "proxy_protocol") if trusted else None,
+        "real_ip": RealIp(trusted, "proxy_protocol", unix=unix) if trusted or unix else None,
     }

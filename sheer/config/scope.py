@@ -10,7 +10,7 @@ from sheer.config.errors import ConfigError, Source
 from sheer.config.model import ProxyBind, Upstream, UpstreamServer
 from sheer.config.template import compile_template
 from sheer.config.tree import Block
-from sheer.config.values import HostPort, is_address, parse_host_port
+from sheer.config.values import HostPort, is_address, parse_host_port, parse_unix
 
 
 def inherited(chain: list[Block], key: str, default: Any) -> Any:
@@ -44,6 +44,22 @@ def proxy_bind(chain: list[Block], variables: frozenset[str], prefixes: tuple[st
     return None
 
 
+def check_unix_peers(upstream: Upstream | None, bind: ProxyBind | None, udp: bool, source: Source) -> None:
+    """A unix-domain peer has no IP address: refuse what derives from one. UDP (and so DSR) goes to IP
+    peers only; IP Transparency binds the client's address, which a unix-domain socket cannot carry
+    (nginx accepts the line and fails every connection to that peer; sheer says so at -t)."""
+    unix = next((server for server in upstream.servers if server.unix), None) if upstream else None
+    if unix is None:
+        return
+    if udp:
+        raise ConfigError(f'upstream server "{unix.name}" is a unix-domain socket: sheer proxies UDP to IP '
+                          "peers only", unix.source or source)
+    if bind is not None and bind.transparent and bind.client_address:
+        raise ConfigError(f'"proxy_bind {bind.address.text} transparent" (IP Transparency) with upstream '
+                          f'server "{unix.name}": a unix-domain socket has no IP address to show the '
+                          "client's; proxy to it from a server or location without proxy_bind", source)
+
+
 def with_port(server: UpstreamServer, port: int) -> UpstreamServer:
     return replace(server, port=port)
 
@@ -52,7 +68,15 @@ def implicit_address(text: str, source: Source) -> HostPort:
     try:
         return parse_host_port(text, source)
     except ConfigError as exc:   # nginx: `%s in upstream "%V"` with ngx_parse_url's reason
-        raise ConfigError(f'{exc.message.split(" in ")[0]} in upstream "{text}"', source) from None
+        raise ConfigError(f'{exc.message.rsplit(" in ", 1)[0]} in upstream "{text}"', source) from None
+
+
+def parse_unix_url(text: str, source: Source) -> tuple[HostPort, str | None]:
+    """`unix:/path[:uri]` of `proxy_pass http://`: the socket and the URI after the colon, if any."""
+    try:
+        return parse_unix(text, source, uri_part=True)
+    except ConfigError as exc:   # nginx: `%s in upstream "%V"`
+        raise ConfigError(f'{exc.message.rsplit(" in ", 1)[0]} in upstream "{text}"', source) from None
 
 
 def implicit_upstream(host: str, port: int, addresses: tuple[str, ...], source: Source) -> Upstream:

@@ -89,18 +89,76 @@ def parse_flag(value: str, name: str, source: Source) -> bool:
     raise ConfigError(f'invalid value "{value}" in "{name}" directive, it must be "on" or "off"', source)
 
 
-@dataclass(frozen=True, slots=True)
-class HostPort:
-    host: str          # a literal IPv4/IPv6 address, "" for the wildcard, or a name to resolve
-    port: int | None   # None when the text carried no port
+UNIX = "unix:"
+# sizeof(struct sockaddr_un.sun_path) on Linux: the path and its terminating NUL must fit
+SUN_PATH_MAX = 108
+
+
+def is_unix(host: str) -> bool:
+    """A unix-domain socket address, written as nginx writes it: `unix:/path`."""
+    return host.startswith(UNIX)
+
+
+def sockaddr(host: str, port: int) -> tuple[str, int] | str:
+    """The address as the socket module takes it: the path of a unix-domain socket, else (host, port)."""
+    return host[len(UNIX):] if host.startswith(UNIX) else (host, port)
+
+
+class Endpoint:
+    """What a listen address and an upstream peer share: `host` and `port`, where a host written
+    `unix:/path` is a unix-domain socket (port 0), as nginx writes one."""
+
+    __slots__ = ()
+    host: str
+    port: int
+
+    @property
+    def unix(self) -> bool:
+        return self.host.startswith(UNIX)
 
     @property
     def family(self) -> int:
-        return 6 if ":" in self.host else 4
+        """4 or 6; 0 for a unix-domain socket."""
+        return 0 if self.host.startswith(UNIX) else 6 if ":" in self.host else 4
+
+    @property
+    def sockaddr(self) -> tuple[str, int] | str:
+        """What bind() and connect() take: (host, port) (the wildcard as 0.0.0.0), or the path."""
+        return sockaddr(self.host or "0.0.0.0", self.port)
+
+
+@dataclass(frozen=True, slots=True)
+class HostPort:
+    # a literal IPv4/IPv6 address, "" for the wildcard, a name to resolve, or `unix:/path`
+    host: str
+    port: int | None   # None when the text carried no port (always for a unix-domain socket)
+
+    @property
+    def family(self) -> int:
+        return 0 if is_unix(self.host) else 6 if ":" in self.host else 4
+
+    @property
+    def unix(self) -> bool:
+        return is_unix(self.host)
 
     def __str__(self) -> str:
+        if self.unix:
+            return self.host
         host = f"[{self.host}]" if ":" in self.host else (self.host or "*")
         return host if self.port is None else f"{host}:{self.port}"
+
+
+def parse_unix(text: str, source: Source, uri_part: bool = False) -> tuple[HostPort, str | None]:
+    """`unix:/path` (nginx's ngx_parse_unix_domain_url). With `uri_part` (proxy_pass), the path
+    ends at the next colon and what follows it is the URI: `unix:/run/app.sock:/api/`."""
+    path, uri = text[len(UNIX):], None
+    if uri_part and ":" in path:
+        path, _, uri = path.partition(":")
+    if not path:
+        raise ConfigError(f'no path in the unix domain socket in "{text}"', source)
+    if len(path.encode()) + 1 > SUN_PATH_MAX:
+        raise ConfigError(f'too long path in the unix domain socket in "{text}"', source)
+    return HostPort(UNIX + path, None), uri
 
 
 def _parse_port(text: str, whole: str, source: Source) -> int:
@@ -135,9 +193,10 @@ def _parse_host(text: str, whole: str, source: Source, wildcard_ok: bool) -> str
 
 def parse_host_port(text: str, source: Source, *, wildcard_ok: bool = False,
                     port_only_ok: bool = False) -> HostPort:
-    """`1.2.3.4`, `1.2.3.4:80`, `[::1]:80`, `*:80`, `80` (when port_only_ok), `app.internal:80`."""
-    if text.startswith("unix:"):
-        raise ConfigError(f'unix sockets are not supported: "{text}"', source)
+    """`1.2.3.4`, `1.2.3.4:80`, `[::1]:80`, `*:80`, `80` (when port_only_ok), `app.internal:80`,
+    `unix:/path`."""
+    if text[:5].lower() == UNIX:
+        return parse_unix(UNIX + text[5:], source)[0]
     if text.startswith("["):
         end = text.find("]")
         if end < 0:

@@ -213,8 +213,8 @@ def format_ipv6(packed: bytes) -> str:
 
 def v1(source: Address | None, destination: Address | None) -> bytes:
     """nginx's header: `PROXY TCP4 src dst sport dport\\r\\n`, or `PROXY UNKNOWN\\r\\n`."""
-    if source is None or destination is None:
-        return b"PROXY UNKNOWN\r\n"
+    if source is None or destination is None or source[0].startswith("unix:"):
+        return b"PROXY UNKNOWN\r\n"      # nginx: a client of a unix-domain socket is UNKNOWN too
     keyword = "TCP6" if ":" in source[0] else "TCP4"
     return f"PROXY {keyword} {source[0]} {destination[0]} {source[1]} {destination[1]}\r\n".encode("ascii")
 
@@ -223,8 +223,8 @@ def v2(source: Address | None, destination: Address | None, transport: Transport
        tlvs: tuple[tuple[int, bytes], ...] = ()) -> bytes:
     """A PROXY command header; IPv6 when either side is IPv6 (the other mapped), as nginx writes it."""
     kind = {"unspec": 0x0, "stream": 0x1, "dgram": 0x2}[transport]
-    if source is None or destination is None:
-        family, addresses = 0x0, b""
+    if source is None or destination is None or "unix:" in (source[0][:5], destination[0][:5]):
+        family, addresses = 0x0, b""       # a unix-domain socket's side: AF_UNSPEC, no addresses
     elif ":" in source[0] or ":" in destination[0]:
         family = 0x2
         addresses = (_packed6(source[0]) + _packed6(destination[0])

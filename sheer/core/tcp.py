@@ -346,12 +346,12 @@ class TcpSession:
                 return self._fail(chosen[0], chosen[1], now)
             balancer = self.balancer = chosen
         try:
-            self.bind = bind_to(server.proxy_bind, self.io)
-        except BindValueError as exc:
-            return self._fail(f"{exc} while connecting to upstream", 500, now)
+            self.bind, said = bind_to(server.proxy_bind, self.io), NOTHING
+        except BindValueError as exc:   # nginx (ngx_stream_proxy_set_local): said, and connected unbound
+            self.bind, said = None, (Log("error", f"{exc} while connecting to upstream", Context.SESSION),)
         self.tried = balancer.start(server.proxy_next_upstream_tries, request_key(balancer.upstream, self.io))
         self.started = now
-        return self._connect(now)
+        return (*said, *self._connect(now)) if said else self._connect(now)
 
     def _connect(self, now: float) -> Sequence[Command]:
         balancer, tried = self.balancer, self.tried

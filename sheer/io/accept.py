@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from sheer.io.logs import ErrorLogger, LogLimiter
 from sheer.io.slots import ConnectionSlots
+from sheer.io.sockets import as_address
 
 ACCEPT_BATCH = 16         # connections accepted per readiness event of a listener
 RETRY_DELAY = 0.5         # nginx's accept_mutex_delay: when nothing else wakes a stopped listener
@@ -25,6 +26,10 @@ _AGAIN = (BlockingIOError, InterruptedError)
 _NO_DESCRIPTOR = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 Accepted = Callable[[int, tuple[str, int]], None]
+
+
+def _unix_peers(accepted: Accepted) -> Accepted:
+    return lambda fd, peer: accepted(fd, as_address(peer))
 
 
 class Acceptor:
@@ -37,6 +42,8 @@ class Acceptor:
         self.sock = sock
         self.slots = slots
         self.name = name
+        if sock.family == socket.AF_UNIX:         # a unix-domain client is ("unix:", None), as nginx shows it
+            accepted = _unix_peers(accepted)
         self.accepted = accepted                  # (fd, peer): a new connection, its slot taken
         self.failures = LogLimiter(log, loop.call_later, loop.time)
         self.accepting = False                    # until stop(): this listener is ours to serve

@@ -32,6 +32,8 @@ async def _connect(host: str, port: int,
     """The connected streams, or the failed verdict of the connect."""
     try:
         async with asyncio.timeout(check.connect_timeout):
+            if host.startswith("unix:"):        # a unix-domain peer: `port=` has nothing to apply to
+                return await asyncio.open_unix_connection(host[5:])
             return await asyncio.open_connection(host, port)
     except TimeoutError:
         return Verdict(False, f"connect() {_TIMED_OUT}")

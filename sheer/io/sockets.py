@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import errno
+import os
 import socket
+import stat
+from typing import Any
 
 from sheer.config.model import Listen
 
@@ -24,6 +27,33 @@ def family_of(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
+def as_address(raw: Any) -> Any:
+    """An address from accept() or getsockname() as sheer's variables take it: (host, port), or for
+    a unix-domain socket ("unix:/path", None), "unix:" alone for a client's unnamed socket (nginx's
+    $remote_addr, with an empty $remote_port)."""
+    return ("unix:" + raw, None) if isinstance(raw, str) else raw
+
+
+def listening_on(sock: socket.socket) -> tuple[str, int]:
+    """A listener's own address as its Listen has it: (host, port), ("unix:/path", 0)."""
+    name = sock.getsockname()
+    return ("unix:" + name, 0) if isinstance(name, str) else (name[0], name[1])
+
+
+def shown(host: str, port: int) -> str:
+    """An address as nginx prints it: 1.2.3.4:80, [::1]:80, unix:/path."""
+    if host.startswith("unix:"):
+        return host
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def address_family(address: tuple[str, int] | str) -> socket.AddressFamily:
+    """The family of a peer's socket address: a unix-domain socket's is its path (a str)."""
+    if isinstance(address, str):
+        return socket.AF_UNIX
+    return socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+
+
 def listener(listen: Listen) -> socket.socket:
     """A listening socket for one worker slot.
 
@@ -32,6 +62,8 @@ def listener(listen: Listen) -> socket.socket:
     shared accept queue. The master keeps these sockets open across reloads, so a connection
     queued on a slot is accepted by the slot's next worker instead of being reset.
     """
+    if listen.unix:
+        return unix_listener(listen)
     family = family_of(listen.bind_host)
     kind = socket.SOCK_DGRAM if listen.udp else socket.SOCK_STREAM
     sock = socket.socket(family, kind)
@@ -57,6 +89,54 @@ def listener(listen: Listen) -> socket.socket:
     return sock
 
 
+def unix_listener(listen: Listen) -> socket.socket:
+    """`listen unix:/path`: one socket, which every worker accepts from (SO_REUSEPORT does not
+    spread unix-domain connections). As nginx (ngx_open_listening_sockets): a file already at the
+    path is not removed (bind() says 98: Address already in use), and the socket is made
+    read-write for everyone (chmod 0666: the permissions of its directory decide who may connect)."""
+    path = str(listen.sockaddr)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        sock.listen(listen.backlog)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise ListenError(_bind_message(listen, exc)) from None
+    try:
+        os.chmod(path, 0o666)
+    except OSError as exc:
+        sock.close()
+        remove_unix_socket(path)
+        raise ListenError(f'chmod() "{path}" failed ({exc.errno}: {exc.strerror})') from None
+    return sock
+
+
+def remove_unix_socket(path: str) -> str | None:
+    """Remove a unix-domain listener's file (at exit, or when a reload drops it, as nginx does);
+    None, or nginx's message when that failed."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"unlink() {path} failed ({exc.errno}: {exc.strerror})"
+    return None
+
+
+def unix_listen_problem(listen: Listen) -> str | None:
+    """What bind() would say of a unix-domain listener's path, found without binding (for -t, when
+    sheer may already hold the socket there): a missing directory, or a file that is not a socket."""
+    path = str(listen.sockaddr)
+    directory = os.path.dirname(path) or "."
+    if not os.path.isdir(directory):
+        return f"bind() to {listen.host} failed ({errno.ENOENT}: {os.strerror(errno.ENOENT)})"
+    if os.path.lexists(path) and not stat.S_ISSOCK(os.lstat(path).st_mode):
+        return (f"bind() to {listen.host} failed ({errno.EADDRINUSE}: {os.strerror(errno.EADDRINUSE)}); "
+                f"{path} is not a socket")
+    return None
+
+
 def ensure_unclaimed(listen: Listen) -> None:
     """Refuse an address another process (sheer, nginx, anything) already has bound.
 
@@ -68,6 +148,8 @@ def ensure_unclaimed(listen: Listen) -> None:
     a listener is); UDP sets nothing, since SO_REUSEADDR lets UDP sockets share an address.
     The master's workers and generations share the sockets it already holds, never probed again.
     """
+    if listen.unix:
+        return        # bind() itself refuses a path that has a file (98: Address already in use)
     family = family_of(listen.bind_host)
     probe = socket.socket(family, socket.SOCK_DGRAM if listen.udp else socket.SOCK_STREAM)
     try:
@@ -83,6 +165,14 @@ def ensure_unclaimed(listen: Listen) -> None:
 
 
 def _bind_message(listen: Listen, exc: OSError) -> str:
+    if listen.unix:
+        text = f"bind() to {listen.host} failed ({exc.errno}: {exc.strerror})"
+        if exc.errno == errno.EADDRINUSE:
+            text += ("; a file is at that path: a running server's socket, or one left by a process that is "
+                     "gone (remove it)")
+        elif exc.errno == errno.ENOENT:
+            text += f"; create the directory {os.path.dirname(str(listen.sockaddr))}"
+        return text
     host = listen.bind_host if listen.family == 4 else f"[{listen.bind_host}]"
     where = f"{host}:{listen.port}"
     text = f"bind() to {where} failed ({exc.errno}: {exc.strerror})"
@@ -144,14 +234,21 @@ def bind_local(sock: socket.SocketType, family: int, kind: int, host: str, port:
     (the client's own, for DSR), SO_REUSEADDR lets two datagrams from the same client ip:port in
     quick succession each have their socket (nginx does the same, for the same reason).
     """
+    unix = family == socket.AF_UNIX
     if transparent:
-        level, option, name = _TRANSPARENT[family]
+        # nginx (ngx_event_connect_set_transparent) picks the option by the local address's family
+        level, option, name = _TRANSPARENT[family_of(host) if unix else family]
         try:
             sock.setsockopt(level, option, 1)
         except OSError as exc:
-            fix = _TRANSPARENT_FIX if exc.errno == errno.EPERM else ""
+            fix = _TRANSPARENT_FIX if exc.errno == errno.EPERM else _UNIX_PEER_FIX if unix else ""
             raise BindError(f"setsockopt({name}) failed ({exc.errno}: {exc.strerror})", fix, "alert",
                             exc.errno or 0) from None
+    if unix:
+        # nginx (ngx_event_connect_peer) binds proxy_bind's address whatever the peer's family: the
+        # kernel refuses an IP address on a unix-domain socket, and the connection fails as nginx's
+        raise BindError(f"bind({host}) failed ({errno.EINVAL}: {os.strerror(errno.EINVAL)})", _UNIX_PEER_FIX,
+                        errno=errno.EINVAL)
     if kind == socket.SOCK_STREAM and port == 0:
         sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
     if kind == socket.SOCK_DGRAM and port != 0:
@@ -167,6 +264,9 @@ def bind_local(sock: socket.SocketType, family: int, kind: int, host: str, port:
         raise BindError(f"bind({where}) failed ({exc.errno}: {exc.strerror})", fix,
                         errno=exc.errno or 0) from None
 
+
+_UNIX_PEER_FIX = ("the upstream is a unix-domain socket, which has no IP address to bind: turn proxy_bind "
+                  "off where the upstream is unix:")
 
 _TRANSPARENT: dict[int, tuple[int, int, str]] = {
     socket.AF_INET: (socket.IPPROTO_IP, IP_TRANSPARENT, "IP_TRANSPARENT"),

@@ -8,6 +8,7 @@ from collections import OrderedDict
 
 from sheer.config.model import Upstream, UpstreamServer
 from sheer.config.names import is_address
+from sheer.config.values import SUN_PATH_MAX
 from sheer.core.balancers import Balancer, make_balancer
 from sheer.io.context import WorkerContext
 
@@ -27,17 +28,25 @@ class StreamTargets:
         block = self.blocks.get(value)
         if block is not None:
             return self.ctx.balancer_for(block)
-        host, sep, port = value.rpartition(":")
-        host = host.strip("[]")
-        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-            return f'no port in upstream "{value}"', 500
-        if not is_address(host):
-            return f"no resolver defined to resolve {host}", 502
-        key = (host, int(port))
+        if value[:5].lower() == "unix:":       # a unix-domain socket: the rest is its path
+            path = value[5:]
+            if not path or len(path.encode()) + 1 > SUN_PATH_MAX:
+                what = "no path" if not path else "too long path"
+                return f'{what} in the unix domain socket in upstream "{value}"', 500
+            host, port_number = "unix:" + path, 0
+        else:
+            host, sep, port = value.rpartition(":")
+            host = host.strip("[]")
+            if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+                return f'no port in upstream "{value}"', 500
+            if not is_address(host):
+                return f"no resolver defined to resolve {host}", 502
+            port_number = int(port)
+        key = (host, port_number)
         found = self.kept.get(key)
         if found is None:
-            written = UpstreamServer(host, int(port)).name
-            found = make_balancer(Upstream(written, (UpstreamServer(host, int(port), text=written),),
+            written = UpstreamServer(host, port_number).name
+            found = make_balancer(Upstream(written, (UpstreamServer(host, port_number, text=written),),
                                            implicit=True))
             self.kept[key] = found
             while len(self.kept) > KEPT:

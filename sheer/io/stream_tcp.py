@@ -20,6 +20,7 @@ from sheer.io.accept import Acceptor
 from sheer.io.context import WorkerContext
 from sheer.io.logs import AccessLogger, LogLimiter
 from sheer.io.slots import ConnectionSlots
+from sheer.io.sockets import listening_on
 from sheer.io.stream_targets import StreamTargets
 from sheer.io.tcp_poller import Poller
 from sheer.io.tcp_relay import Connection
@@ -37,7 +38,7 @@ class TcpStreamService:
         self.log = ctx.error_log(server.error_log)
         self.access = AccessLogger(server.access_logs) if server.access_logs else None
         self.listen_name = str(server.listens[0]).removesuffix(" udp")
-        host, port = sock.getsockname()[:2]
+        host, port = listening_on(sock)
         preread = any(listen.proxy_protocol for listen in server.listens
                       if listen.port == port and listen.bind_host == host and not listen.udp)
         balancer = ctx.balancer_for(server.upstream) if server.upstream else None
@@ -59,7 +60,8 @@ class TcpStreamService:
         sock = self.sock
         # Accepted sockets inherit TCP_NODELAY from the listener (the kernel copies its TCP state):
         # set once here, it is not a setsockopt() per connection (nginx's tcp_nodelay, on by default).
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if sock.family != socket.AF_UNIX:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.slots = self.ctx.slots()
         self.short = LogLimiter(self.log, self.loop.call_later, self.loop.time)
         self.acceptor = Acceptor(self.loop, sock, self.slots, self.log, self.listen_name, self._accepted,

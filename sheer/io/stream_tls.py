@@ -22,7 +22,7 @@ from sheer.io.context import WorkerContext
 from sheer.io.http.upstream_tls import UpstreamTlsFailed, UpstreamTlsSetup
 from sheer.io.logs import AccessLogger
 from sheer.io.slots import ConnectionSlots
-from sheer.io.sockets import BindError, bound_socket
+from sheer.io.sockets import BindError, address_family, as_address, bound_socket, listening_on, shown
 from sheer.io.stream_targets import StreamTargets
 from sheer.io.stream_vars import StreamVariables
 from sheer.io.tls import TlsListener, connection_info, handshake_failure
@@ -63,7 +63,8 @@ class TlsSession:
     def __init__(self, service: TlsStreamService, peer: tuple[str, int], sock: socket.socket) -> None:
         self.service = service
         self.loop = service.loop
-        self.vars = StreamVariables(service.ctx, "TCP", peer, sock.getsockname, time.time())
+        self.vars = StreamVariables(service.ctx, "TCP", peer, lambda: as_address(sock.getsockname()),
+                                    time.time())
         self.client = Side(self, True)
         self.upstream: Side | None = None
         self.pending: list[bytes] = []
@@ -137,9 +138,10 @@ class TlsSession:
             balancer = self.balancer = chosen
         try:
             bind = bind_to(server.proxy_bind, self.vars)
-        except BindValueError as exc:
-            self.error(f"{exc} while connecting to upstream", 500)
-            return
+        except BindValueError as exc:     # nginx: said, and the connection is made unbound
+            self.service.log.error(f"{exc} while connecting to upstream, client: {self.vars.remote_addr}, "
+                                   f"server: {self.service.name}")
+            bind = None
         tried = balancer.start(server.proxy_next_upstream_tries, request_key(balancer.upstream, self.vars))
         while not self.done:
             peer = balancer.get(tried, self.loop.time())
@@ -162,7 +164,7 @@ class TlsSession:
     async def _open(self, peer: Peer, bind: BindTo | None) -> str | None:
         """None once connected (and relaying); nginx's reason otherwise."""
         server = self.service.server
-        family = socket.AF_INET6 if ":" in peer.address[0] else socket.AF_INET
+        family = address_family(peer.address)
         began = self.loop.time()
         try:
             if bind is None:
@@ -253,8 +255,8 @@ class TlsStreamService:
         self.access = AccessLogger(server.access_logs)
         self.balancer = ctx.balancer_for(server.upstream) if server.upstream else None
         self.targets = StreamTargets(ctx)
-        host, port = sock.getsockname()[:2]
-        self.name = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        host, port = listening_on(sock)
+        self.name = shown(host, port)
         self.tls: TlsListener | None = None
         if server.tls is not None:
             made = ctx.tls.get((host, port, False)) if ctx.tls is not None else None

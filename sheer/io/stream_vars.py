@@ -18,7 +18,8 @@ def host_of(address: Any) -> str:
 
 
 def port_of(address: Any) -> str:
-    return str(address[1]) if address else ""
+    """"" where there is none: no address, or a unix-domain socket's (port None)."""
+    return str(address[1]) if address and address[1] is not None else ""
 
 
 class StreamVariables:

@@ -36,6 +36,7 @@ from sheer.core.tcp import (
     Side,
     TcpSession,
 )
+from sheer.io.sockets import as_address
 from sheer.io.tcp_direction import BUFFERS, NONE, VIEW, Direction
 from sheer.io.tcp_poller import END_EVENTS, OUT, READ_EVENTS
 from sheer.io.tcp_vars import variable
@@ -106,7 +107,8 @@ class Connection:
         log needs it (nginx does the same for wildcard listeners)."""
         if self._local is None:
             try:
-                self._local = on_socket(self.client, self.service.family, socket.socket.getsockname)
+                local = on_socket(self.client, self.service.family, socket.socket.getsockname)
+                self._local = as_address(local)
             except OSError:
                 self._local = ()
         return self._local
@@ -175,7 +177,7 @@ class Connection:
 
     # --- connecting -------------------------------------------------------------------------
 
-    def connect(self, address: tuple[str, int], bind: BindTo | None) -> None:
+    def connect(self, address: tuple[str, int] | str, bind: BindTo | None) -> None:
         if self.upstream >= 0:
             self.drop_upstream()                # a next try replaces the connection of the last one
         try:

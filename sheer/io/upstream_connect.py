@@ -8,7 +8,7 @@ import os
 import socket
 
 from sheer.core.bind import BindTo
-from sheer.io.sockets import BindError, bind_local
+from sheer.io.sockets import BindError, bind_local, family_of
 
 TIMED_OUT = "upstream timed out (110: Connection timed out)"
 
@@ -23,7 +23,7 @@ class UpstreamConnectError(Exception):
         self.local = local      # our side failed (bind, IP_TRANSPARENT): not the peer's fault
 
 
-def connect_now(sock: socket.SocketType, address: tuple[str, int]) -> int:
+def connect_now(sock: socket.SocketType, address: tuple[str, int] | str) -> int:
     """Issue a non-blocking connect(): 0 (connected), EINPROGRESS, or the errno it failed with.
 
     Over veth or loopback the handshake usually completes inside the first call; asking again
@@ -36,7 +36,7 @@ def connect_now(sock: socket.SocketType, address: tuple[str, int]) -> int:
     return code
 
 
-async def connect(loop: asyncio.AbstractEventLoop, sock: socket.socket, address: tuple[str, int],
+async def connect(loop: asyncio.AbstractEventLoop, sock: socket.socket, address: tuple[str, int] | str,
                   timeout: float) -> None:
     """Non-blocking connect() of `sock` to a numeric `address`, within `timeout` seconds.
 
@@ -76,14 +76,18 @@ new_socket = socket.SocketType
 _STREAM = socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
 
 
-def start_connect(address: tuple[str, int], bind: BindTo | None) -> tuple[socket.SocketType, bool]:
+def start_connect(address: tuple[str, int] | str, bind: BindTo | None) -> tuple[socket.SocketType, bool]:
     """A non-blocking TCP socket toward `address`, bound per proxy_bind, its connect() issued.
 
     Returns the socket and whether it is already connected (over veth or loopback the handshake
     usually completes inside the connect() call); otherwise an event on the socket means done or
     failed: calling connect() again tells which. Raises UpstreamConnectError, with `local` set
     when our side failed."""
-    family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    # inline: this runs per upstream connection (a unix-domain socket's address is its path, a str)
+    if address.__class__ is str:
+        family = socket.AF_UNIX
+    else:
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
     try:
         sock = new_socket(family, _STREAM)
     except OSError as exc:        # out of descriptors or memory: our side, as nginx's socket() alert
@@ -92,14 +96,15 @@ def start_connect(address: tuple[str, int], bind: BindTo | None) -> tuple[socket
         raise UpstreamConnectError(problem.message, False, local=problem) from None
     try:
         if bind is not None:
-            if (socket.AF_INET6 if ":" in bind.host else socket.AF_INET) != family:
+            if family != socket.AF_UNIX and family_of(bind.host) != family:
                 raise BindError(f'local address "{bind}" and upstream "{address[0]}" are of different '
                                 "address families", level="error")
             bind_local(sock, family, socket.SOCK_STREAM, bind.host, bind.port, bind.transparent)
         code = connect_now(sock, address)
         if code not in (0, errno.EINPROGRESS):
             raise UpstreamConnectError(f"connect() failed ({code}: {os.strerror(code)})", False)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if family != socket.AF_UNIX:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except BindError as exc:
         sock.close()
         raise UpstreamConnectError(exc.message, False, local=exc) from None

@@ -7,7 +7,7 @@ import os
 from sheer.config.errors import ConfigError
 from sheer.config.model import Config
 from sheer.io.http.upstream_tls import upstream_context
-from sheer.io.sockets import can_be_transparent
+from sheer.io.sockets import can_be_transparent, unix_listen_problem
 from sheer.io.tls import key_warnings
 from sheer.io.tls import listeners as tls_listeners
 from sheer.runtime.privileges import PrivilegeError, needs_transparency, resolve_user
@@ -36,6 +36,11 @@ def check(config: Config) -> list[str]:
                             f"create {directory} or set the prefix with -p")
         elif not os.access(path if os.path.exists(path) else directory, os.W_OK):
             problems.append(f'open() "{path}" failed (13: Permission denied)')
+    for listen in config.listens:
+        if listen.unix:
+            problem = unix_listen_problem(listen)   # what bind() would say, without taking the path
+            if problem is not None:
+                problems.append(problem)
     try:
         resolve_user(config)
     except PrivilegeError as exc:

@@ -19,7 +19,7 @@ from sheer.config.errors import unexpected
 from sheer.core.fastpath import services as dsr_services
 from sheer.io.context import Identity
 from sheer.io.logs import ErrorLogger, LogOpenError, reopen_logs
-from sheer.io.sockets import ListenError, ensure_unclaimed, listener
+from sheer.io.sockets import ListenError, ensure_unclaimed, listener, remove_unix_socket
 from sheer.io.tls import TlsListener
 from sheer.io.tls import listeners as tls_listeners
 from sheer.runtime import proctitle
@@ -111,11 +111,15 @@ class Master:
                 if not have:
                     ensure_unclaimed(listen)   # another process on the address: nginx's bind() error
                 while len(have) < config.workers:
-                    sock = listener(listen)
-                    created.append(sock)
+                    # a unix-domain path has one socket, which every worker slot shares
+                    sock = have[0] if have and listen.unix else listener(listen)
+                    if sock not in created and not (have and listen.unix):
+                        created.append(sock)
                     have.append(sock)
         except Exception as exc:  # noqa: BLE001 - ListenError, or anything else: undo, then say it
             for sock in created:
+                if sock.family == socket.AF_UNIX:
+                    self._remove_unix(sock, quietly=True)    # the file this attempt made
                 sock.close()
                 for have in self.slots.values():
                     if sock in have:
@@ -125,11 +129,10 @@ class Master:
             raise StartupError(str(exc) if isinstance(exc, ListenError) else unexpected(exc)) from None
         for key in list(self.slots):
             if key not in wanted:
-                for sock in self.slots.pop(key):
-                    sock.close()
+                self._close(self.slots.pop(key))
             else:
-                for sock in self.slots[key][config.workers:]:
-                    sock.close()
+                kept = self.slots[key][:config.workers]
+                self._close([sock for sock in self.slots[key][config.workers:] if sock not in kept])
                 del self.slots[key][config.workers:]
 
     # --- workers -------------------------------------------------------------------------
@@ -353,9 +356,29 @@ class Master:
 
     def close_listeners(self) -> None:
         for socks in self.slots.values():
-            for sock in socks:
-                sock.close()
+            self._close(socks)
         self.slots.clear()
+
+    def _close(self, socks: list[socket.socket]) -> None:
+        """Close listening sockets; a unix-domain one's file goes with it (nginx removes it at exit
+        and when a reload drops the address, and keeps it across a reload that keeps it)."""
+        for sock in dict.fromkeys(socks):
+            if sock.family == socket.AF_UNIX and sock.fileno() >= 0:
+                self._remove_unix(sock)
+            sock.close()
+
+    def _remove_unix(self, sock: socket.socket, quietly: bool = False) -> None:
+        try:
+            path = sock.getsockname()
+        except OSError:
+            return
+        if not isinstance(path, str) or not path or path.startswith("\0"):
+            return
+        if not quietly and not self.stopping:
+            self.log.log("warn", f"deleting socket {path}")     # nginx's line when a reload drops it
+        problem = remove_unix_socket(path)
+        if problem is not None:
+            self.log.log("emerg", problem)
 
     def write_pid(self) -> None:
         if self.config.pid:

@@ -175,7 +175,8 @@ class Sheer:
         def ready() -> bool:
             self.check_running()
             tcp, udp = _bound_ports(False), _bound_ports(True)
-            return all(listen.port in (udp if listen.udp else tcp) for listen in wanted)
+            return all(os.path.exists(str(listen.sockaddr)) if listen.unix
+                       else listen.port in (udp if listen.udp else tcp) for listen in wanted)
 
         wait_for(ready, timeout, "sheer's listeners")
         # health checks, resolver, the kernel fast path's feeder (DSR servers, checked or not)

@@ -57,7 +57,7 @@ def test_host_bits_are_ignored_as_nginx_does(tmp_path: Path) -> None:
 @pytest.mark.parametrize("arg, message", [
     ("10.0.0.300", 'invalid parameter "10.0.0.300"'),
     ("example.com", 'invalid parameter "example.com"'),
-    ("unix:", '"deny unix:" is not supported'),
+    ("unix:/run/a.sock", 'invalid parameter "unix:/run/a.sock"'),
 ])
 def test_bad_values(tmp_path: Path, arg: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message + r".*|.*sheer.conf:3: " + message):
@@ -73,3 +73,13 @@ def test_stream_server_rules(tmp_path: Path) -> None:
     first, second = config.stream.servers
     assert allowed(first.access, "192.0.2.1") and not allowed(second.access, "192.0.2.1")
 
+
+
+def test_unix_rules_match_unix_clients_only(tmp_path: Path) -> None:
+    """nginx: `allow unix:` is a rule of its own family; `all` covers unix-domain clients too."""
+    [own] = rules(tmp_path, "server { listen 80; location / { allow unix:; deny all; return 204; } }")
+    assert allowed(own, "unix:") and not allowed(own, "127.0.0.1")
+    [own] = rules(tmp_path, "server { listen 127.0.0.1:80; location / { deny unix:; return 204; } }")
+    assert not allowed(own, "unix:") and allowed(own, "10.0.0.1")
+    [own] = rules(tmp_path, "server { listen 80; location / { allow 127.0.0.1; deny all; return 204; } }")
+    assert not allowed(own, "unix:")

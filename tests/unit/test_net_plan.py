@@ -225,3 +225,23 @@ def test_sysctl_paths() -> None:
     assert Sysctl("net.ipv4.ip_forward", "1").path == "/proc/sys/net/ipv4/ip_forward"
     assert Sysctl("net.ipv4.conf.eth0.100.rp_filter",
                   "2").path == "/proc/sys/net/ipv4/conf/eth0.100/rp_filter"
+
+
+def test_unix_listener_is_left_out_and_said(tmp_path: Path) -> None:
+    """A unix-domain listener's clients have no IP address: its transparent server plans nothing for it,
+    its inet listener is planned as before."""
+    text = """
+stream {
+    upstream app { server 172.16.0.11:80; }
+    server {
+        listen unix:/run/front.sock;
+        listen 192.168.99.10:80;
+        proxy_bind $remote_addr transparent;
+        proxy_pass app;
+    }
+}
+"""
+    p = plan(conf(tmp_path, text), Options(), PROXY)
+    assert any("listen unix:/run/front.sock" in n and "nothing is planned" in n for n in p.notes), p.notes
+    assert p.items and not p.problems
+    assert all("unix" not in line for item in p.items for line in item.commands()), p.items

@@ -20,6 +20,8 @@ from sheer.core.balancers.round_robin import Peer, RoundRobin, Tried
 def ketama_name(server: UpstreamServer) -> tuple[bytes, bytes]:
     """HOST and PORT as nginx splits `server->name`: the digits after the last colon are the port."""
     text = (server.text or server.name).encode()
+    if text[:5].lower() == b"unix:":
+        return text[5:], b""          # nginx: a unix-domain socket's path, no port
     head, colon, tail = text.rpartition(b":")
     if colon and tail.isdigit():
         return head, tail

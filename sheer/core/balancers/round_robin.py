@@ -30,11 +30,11 @@ class Peer:
     health_down: bool = False       # set by hand (tests); active checks publish through HealthView
     # Made once (a peer's server changes its parameters, never its address): asked per connection.
     name: str = field(init=False)
-    address: tuple[str, int] = field(init=False)
+    address: tuple[str, int] | str = field(init=False)   # a unix-domain socket's is its path
 
     def __post_init__(self) -> None:
         self.name = self.server.name
-        self.address = (self.server.host, self.server.port)
+        self.address = self.server.sockaddr
 
 
 @dataclass(slots=True)
@@ -145,7 +145,7 @@ class RoundRobin:
                     self.positions[index] = None
                     rearranged = True
                 continue
-            if peer is None or peer.address != (server.host, server.port):
+            if peer is None or peer.address != server.sockaddr:
                 self.positions[index] = Peer(server, index, effective_weight=server.weight)
                 rearranged = True
                 continue

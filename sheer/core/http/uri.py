@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from sheer.config.model import Location, ProxyPass
+from sheer.config.values import SUN_PATH_MAX
 
 _SAFE = "/:@!$&'()*+,;=-._~"
 
@@ -106,6 +107,8 @@ def parse_proxy_url(text: str) -> ProxyUrl:
     if text[:7].lower() != "http://" or len(text) <= 7:
         raise BadProxyUrl(f'invalid URL prefix in "{text}"')
     rest = text[7:]
+    if rest[:5].lower() == "unix:":
+        return _unix_url(rest)
     cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
     hostport, uri = rest[:cut], rest[cut:]
     if uri.startswith("?"):
@@ -127,3 +130,14 @@ def parse_proxy_url(text: str) -> ProxyUrl:
     port = int(port_text) if port_text is not None else 80
     shown = hostport.removesuffix(":80")
     return ProxyUrl(host, port, port_text is None, uri, shown)
+
+
+def _unix_url(rest: str) -> ProxyUrl:
+    """`http://unix:/path[:uri]` (nginx's ngx_parse_unix_domain_url with uri_part): the path ends at
+    the next colon; nginx sends `Host: localhost` to a unix-domain socket."""
+    path, _, uri = rest[5:].partition(":")
+    if not path:
+        raise BadProxyUrl(f'no path in the unix domain socket in upstream "{rest}"')
+    if len(path.encode()) + 1 > SUN_PATH_MAX:
+        raise BadProxyUrl(f'too long path in the unix domain socket in upstream "{rest}"')
+    return ProxyUrl("unix:" + path, 0, False, uri, "localhost")

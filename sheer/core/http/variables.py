@@ -33,10 +33,11 @@ class Connection:
     __slots__ = ("hostname", "maps", "number", "pid", "proxy", "remote_addr", "remote_port", "server_addr",
                  "server_port", "tls")
 
-    def __init__(self, remote: tuple[str, int], local: tuple[str, int], number: int,
+    def __init__(self, remote: tuple[str, int | None], local: tuple[str, int | None], number: int,
                  hostname: str, pid: int) -> None:
-        self.remote_addr, self.remote_port = remote[0], str(remote[1])
-        self.server_addr, self.server_port = local[0], str(local[1])
+        # a unix-domain socket's port is None: $remote_port and $server_port are empty, as nginx's
+        self.remote_addr, self.remote_port = remote[0], "" if remote[1] is None else str(remote[1])
+        self.server_addr, self.server_port = local[0], "" if local[1] is None else str(local[1])
         self.number = str(number)
         self.hostname = hostname
         self.pid = str(pid)

@@ -22,6 +22,7 @@ from sheer.io.http.timeouts import Timeouts
 from sheer.io.http.tunnel import Tunnel
 from sheer.io.logs import ErrorLogger
 from sheer.io.slots import ConnectionSlots, Reusable
+from sheer.io.sockets import as_address
 from sheer.io.tls import TlsListener, connection_info
 
 # What answers a routed request that sheer does not answer itself: proxy_pass, the status locations.
@@ -96,6 +97,8 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)   # uvloop's aren't subclasses
         remote = transport.get_extra_info("peername")
         local = transport.get_extra_info("sockname")
+        if local.__class__ is str:     # a unix-domain listener: ("unix:", None) and ("unix:/path", None)
+            remote, local = as_address(remote or ""), as_address(local)
         self.service.connected += 1
         counters = self.service.counters
         counters.row[counters.accepted] += 1

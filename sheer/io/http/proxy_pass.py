@@ -96,9 +96,10 @@ class ProxiedRequest:
         try:
             self.bind = bind_to(location.proxy_bind, self.vars)
         except BindValueError as exc:
+            # nginx (ngx_http_upstream_set_local): said, and the upstream connection is made unbound (a
+            # client of a unix-domain listener, whose $remote_addr is "unix:", comes here)
             self._log("error", f"{exc} while connecting to upstream", None)
-            self.client.respond_error(request, 500, plan)
-            return
+            self.bind = None
         head = self._head()
         tried = self.tried = balancer.start(location.proxy_next_upstream_tries,
                                             request_key(upstream, self.vars))
@@ -358,7 +359,9 @@ class ProxiedRequest:
         line = (f'{message}, client: {v.conn.remote_addr}, server: {v.server_name}, '
                 f'request: "{v.variable("request")}"')
         if peer is not None:
-            line += f', upstream: "{"https" if self.plan.tls else "http"}://{peer.name}{self.uri}"'
+            # nginx puts a colon between a unix-domain socket's path and the URI, as proxy_pass writes it
+            joint = ":" if peer.server.unix else ""
+            line += f', upstream: "{"https" if self.plan.tls else "http"}://{peer.name}{joint}{self.uri}"'
         host = v.header("host")
         if host:
             line += f', host: "{host}"'

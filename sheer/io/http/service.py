@@ -18,6 +18,7 @@ from sheer.io.http.site import Site
 from sheer.io.http.status import StatusLocations
 from sheer.io.http.tls_accept import TlsAccept
 from sheer.io.slots import ConnectionSlots, Reusable
+from sheer.io.sockets import listening_on, shown
 from sheer.io.tls import TlsListener
 
 
@@ -40,11 +41,12 @@ class HttpService:
         self.status: Handler = StatusLocations(ctx).serve
         self.static: Handler = static.serve
         self._drained: asyncio.Future[None] | None = None
-        host, port = sock.getsockname()[:2]
+        host, port = listening_on(sock)
         # `listen ... proxy_protocol` belongs to the address: any server listing it turns it on.
+        self.unix = sock.family == socket.AF_UNIX
         self.proxy_protocol = any(listen.proxy_protocol for server in servers for listen in server.listens
                                   if listen.port == port and listen.bind_host == host)
-        self.name = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self.name = shown(host, port)
         self.log = ctx.error_log(None)
         self.counters = HttpCounters(ctx.counters, ctx.shared.layout, servers)
         # `listen ... ssl` belongs to the address too; its contexts come made by the master (shared
@@ -69,7 +71,10 @@ class HttpService:
     def _accepted(self, fd: int, peer: tuple[str, int]) -> None:
         sock = socket.socket(self.sock.family, socket.SOCK_STREAM, 0, fd)
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.unix:
+                sock.getpeername()      # reset before we got to it: as TCP_NODELAY tells for TCP
+            else:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:       # reset before we got to it
             sock.close()
             self.slots.release()

@@ -7,6 +7,7 @@ from email.utils import formatdate
 
 from sheer.config.model import ClientLimits, HttpReturn, HttpServer, Location, Upstream
 from sheer.config.template import Template
+from sheer.config.values import is_unix
 from sheer.core.balancers import Balancer
 from sheer.core.http.request_head import Limits
 from sheer.core.http.routing import VirtualHosts
@@ -91,6 +92,8 @@ class Plan:
         if self.upstream is not None and self.upstream.implicit and self.proxy_host.endswith(default_port):
             # nginx leaves the default port out of $proxy_host
             self.proxy_host = self.proxy_host[:-len(default_port)]
+        if self.upstream is not None and self.upstream.implicit and is_unix(self.upstream.name):
+            self.proxy_host = "localhost"     # nginx (ngx_http_proxy_set_vars) for a unix-domain socket
         self.version = b"1.0"
         self.set_headers: list[tuple[bytes, Template]] = []
         self.set_names: frozenset[bytes] = frozenset()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from sheer.config.model import Location, Upstream, UpstreamServer
 from sheer.config.names import is_address
+from sheer.config.values import is_unix
 from sheer.core.balancers import Balancer, make_balancer
 from sheer.core.http.uri import BadProxyUrl, parse_proxy_url
 from sheer.core.resolve_wire import strerror
@@ -63,7 +64,7 @@ class Targets:
         if block is not None:
             return Target(block, self.ctx.balancer_for(block), peer_columns(self.ctx.shared.layout, block),
                           pool_for(block), url.proxy_host, url.uri)
-        if is_address(url.host):
+        if is_address(url.host) or is_unix(url.host):
             addresses: tuple[str, ...] = (url.host,)
         else:
             resolver = location.resolver

@@ -13,10 +13,10 @@ from sheer.config.model import Upstream
 from sheer.core.bind import BindTo
 from sheer.io.http.upstream_tls import UpstreamTlsSetup
 from sheer.io.slots import ConnectionSlots
-from sheer.io.sockets import bound_socket
+from sheer.io.sockets import address_family, bound_socket
 from sheer.io.upstream_connect import connect
 
-Address = tuple[str, int]
+Address = tuple[str, int] | str      # a unix-domain socket's is its path
 # A pooled connection is identified by where it goes and where it comes from: with IP Transparency
 # each upstream connection carries a client's address and must never serve another client.
 PoolKey = tuple[Address, Address | None]
@@ -146,14 +146,15 @@ async def open_upstream(peer_addr: Address, timeout: float, source: BindTo | Non
 
 async def _open(loop: asyncio.AbstractEventLoop, peer_addr: Address, timeout: float, source: BindTo | None,
                 slots: ConnectionSlots | None, tls: UpstreamTlsSetup | None) -> UpstreamConnection:
-    family = socket.AF_INET6 if ":" in peer_addr[0] else socket.AF_INET
+    family = address_family(peer_addr)
     if source is None:
         sock = socket.socket(family, socket.SOCK_STREAM)
     else:
         sock = bound_socket(family, socket.SOCK_STREAM, source.host, source.port, source.transparent)
     try:
         sock.setblocking(False)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if family != socket.AF_UNIX:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         await connect(loop, sock, peer_addr, timeout)
         key = pool_key(peer_addr, source)
         if tls is not None:      # `proxy_pass https://`: the handshake, within proxy_connect_timeout

@@ -83,10 +83,10 @@ class UpstreamTlsSetup:
     def __init__(self, tls: UpstreamTls) -> None:
         self.tls = tls
         self.ctx = upstream_context(tls)
-        self.sessions: dict[tuple[str, int], ssl.SSLSession] = {}
+        self.sessions: dict[tuple[str, int] | str, ssl.SSLSession] = {}
 
     async def wrap(self, loop: asyncio.AbstractEventLoop, sock: Any, factory: Callable[[], asyncio.Protocol],
-                   peer: tuple[str, int], timeout: float) -> asyncio.Protocol:
+                   peer: tuple[str, int] | str, timeout: float) -> asyncio.Protocol:
         """The handshake on a connected socket; UpstreamTlsFailed with nginx's words when it fails."""
         tls = self.tls
         ctx = self.ctx
@@ -120,7 +120,7 @@ class UpstreamTlsSetup:
             protocol.ended = lambda: self._remember(peer, sslobj)    # type: ignore[attr-defined]
         return protocol
 
-    def _remember(self, peer: tuple[str, int], sslobj: ssl.SSLObject) -> None:
+    def _remember(self, peer: tuple[str, int] | str, sslobj: ssl.SSLObject) -> None:
         session = sslobj.session
         if session is not None and (session.has_ticket or sslobj.session_reused):
             self.sessions[peer] = session

@@ -87,7 +87,7 @@ def services(config: Config) -> list[Service]:
         bind = server.proxy_bind
         if not (bind and bind.transparent and bind.client_address and server.upstream):
             continue
-        for listen in server.listens:
+        for listen in _inet(server.listens):
             found.append(Service("udp" if listen.udp else "tcp", listen, server.upstream.servers,
                                  server.dsr and listen.udp, str(bind.source or ""), _names(server.upstream),
                                  server))
@@ -99,10 +99,27 @@ def services(config: Config) -> list[Service]:
             upstream = location.proxy_pass.upstream
             if upstream is None:           # proxy_pass with variables: see variable_targets()
                 continue
-            for listen in http_server.listens:
+            for listen in _inet(http_server.listens):
                 found.append(Service("tcp", listen, upstream.servers, False, str(bind.source or ""),
                                      _names(upstream)))
     return found
+
+
+def _inet(listens: tuple[Listen, ...]) -> tuple[Listen, ...]:
+    """A unix-domain listener's clients have no IP address to bind: no kernel plumbing is for them
+    (name_notes says so)."""
+    return tuple(listen for listen in listens if not listen.unix)
+
+
+def _unix_listeners(config: Config) -> list[Listen]:
+    found = [listen for server in (config.stream.servers if config.stream else ())
+             if server.proxy_bind and server.proxy_bind.transparent and server.proxy_bind.client_address
+             for listen in server.listens if listen.unix]
+    for http_server in config.http.servers if config.http else ():
+        if any(location.proxy_bind and location.proxy_bind.transparent and location.proxy_bind.client_address
+               for location in http_server.locations):
+            found += [listen for listen in http_server.listens if listen.unix]
+    return list(dict.fromkeys(found))
 
 
 def _names(upstream: Upstream) -> tuple[str, ...]:
@@ -125,6 +142,10 @@ def name_notes(found: list[Service], config: Config) -> list[str]:
         notes.append(f"{', '.join(names)}: resolved while sheer runs (`resolve`); this plan uses the "
                      "addresses they have now, and sheer's error log says when they change: then run "
                      "`sheer net apply` again")
+    for listen in _unix_listeners(config):
+        notes.append(f"listen {listen}: a unix-domain listener's clients have no IP address (their "
+                     '$remote_addr is "unix:"): proxy_bind $remote_addr has nothing to bind for them, and '
+                     "nothing is planned for that listener")
     for where in variable_targets(config):
         notes.append(f"{where}: proxy_pass with variables reaches upstreams known per request only; "
                      "the plan covers the upstreams of the configuration's upstream blocks")
