@@ -285,6 +285,8 @@ class StreamBuilder:
             proxy_ssl=stream_proxy_ssl(chain, upstream, block.sources.get("proxy_pass") or block.source),
             preread_timeout=inherited(chain, "preread_timeout", 30.0),
             preread_buffer_size=inherited(chain, "preread_buffer_size", 16384),
+            proxy_upload_rate=inherited(chain, "proxy_upload_rate", 0),
+            proxy_download_rate=inherited(chain, "proxy_download_rate", 0),
         ))
 
 

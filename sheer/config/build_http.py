@@ -212,6 +212,9 @@ class HttpBuilder:
             proxy_ssl=(upstream_tls(chain, target.text.split("://", 1)[1].split("/", 1)[0],
                                     block.sources["proxy_pass"])
                        if target is not None and target.ssl else None),
+            limit_rate=inherited(chain, "limit_rate", 0),
+            limit_rate_after=inherited(chain, "limit_rate_after", 0),
+            proxy_limit_rate=inherited(chain, "proxy_limit_rate", 0),
         )
 
     def proxy_pass(self, target: str, upstreams: dict[str, Upstream], source: Source) -> ProxyPass:

@@ -13,6 +13,7 @@ from typing import Any
 from sheer.config import accepted, access, announce, balance, error_pages, health, tls, unsupported
 from sheer.config.errors import ConfigError, Source
 from sheer.config.model import LOG_LEVELS, NEXT_UPSTREAM_CONDITIONS, Listen, UpstreamServer
+from sheer.config.rates import rate_value
 from sheer.config.realip import network as _network
 from sheer.config.realip import protocol_version as _protocol_version
 from sheer.config.resolver import resolver_args
@@ -252,6 +253,13 @@ TABLE: tuple[Directive, ...] = (
     _d("proxy_next_upstream", STREAM_ALL | HTTP_ALL, (1, None)),
     _d("return", {STREAM_SERVER, HTTP_SERVER, HTTP_LOCATION}, (1, 2)),
     _d("proxy_bind", STREAM_ALL | HTTP_ALL, (1, 2), _proxy_bind),
+    # rate limits (sheer/core/rate.py): sizes, or variables worked out per session or request
+    _d("proxy_upload_rate", STREAM_ALL, (1, 1), rate_value("proxy_upload_rate", STREAM_VARIABLES)),
+    _d("proxy_download_rate", STREAM_ALL, (1, 1), rate_value("proxy_download_rate", STREAM_VARIABLES)),
+    _d("limit_rate", HTTP_ALL, (1, 1), rate_value("limit_rate", HTTP_VARIABLES, HTTP_PREFIXES)),
+    _d("limit_rate_after", HTTP_ALL, (1, 1),
+       rate_value("limit_rate_after", HTTP_VARIABLES, HTTP_PREFIXES)),
+    _d("proxy_limit_rate", HTTP_ALL, (1, 1), lambda args, src: parse_size(args[0], "proxy_limit_rate", src)),
     # active health checks (sheer/config/health.py)
     _d("health_check", {STREAM_SERVER}, (0, None), health.stream_health_check),
     _d("health_check", {HTTP_LOCATION}, (0, None), health.http_health_check),

@@ -188,6 +188,9 @@ class StreamServer:
     tls: ServerTls | None = None              # `listen ... ssl`: terminated here (sheer.io.stream_tls)
     ssl_handshake_timeout: float = 60.0
     proxy_ssl: UpstreamTls | None = None      # `proxy_ssl on`: TLS to the upstream
+    # rate limits (sheer.core.rate): bytes a second (0: none), or a template rendering a size per session
+    proxy_upload_rate: int | Template = 0
+    proxy_download_rate: int | Template = 0
 
     @property
     def udp(self) -> bool:
@@ -305,6 +308,10 @@ class Location:
     resolver: Resolver | None = None     # for `proxy_pass` with variables: names are resolved per request
     source: Source | None = None
     proxy_ssl: UpstreamTls | None = None  # `proxy_pass https://`: the proxy_ssl_* settings
+    # rate limits (sheer.core.rate): bytes a second (0: none) or a template rendering a size per request
+    limit_rate: int | Template = 0
+    limit_rate_after: int | Template = 0
+    proxy_limit_rate: int = 0                    # reading a buffered response from the upstream
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,7 @@ class TcpStreamService:
         self.family: int = sock.family
         self.loop = asyncio.get_running_loop()
         self.time = self.loop.time
+        self.call_later = self.loop.call_later
         self.poller = Poller.of(self.loop)
         self.sessions: set[Connection] = set()
         self._timer: asyncio.TimerHandle | None = None
