@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from sheer.config import build_health
 from sheer.config import directives as d
@@ -56,7 +56,7 @@ class Shared(Protocol):
     def access_logs(self, chain: list[Block], formats: dict[str, LogFormat],
                     default_format: str | None) -> tuple[AccessLog, ...]: ...
 
-    def error_log(self, value: tuple[str, str]) -> ErrorLog: ...
+    def error_log(self, lines: list[Any]) -> ErrorLog: ...
 
     def listens(self, block: Block) -> list[Listen]: ...
 

@@ -11,8 +11,9 @@ from collections.abc import Callable
 from typing import Any
 
 from sheer.config import accepted, access, announce, balance, error_pages, health, tls, unsupported
+from sheer.config.error_logs import error_log_arg
 from sheer.config.errors import ConfigError, Source
-from sheer.config.model import LOG_LEVELS, NEXT_UPSTREAM_CONDITIONS, Listen, UpstreamServer
+from sheer.config.model import NEXT_UPSTREAM_CONDITIONS, Listen, UpstreamServer
 from sheer.config.rates import rate_value
 from sheer.config.realip import network as _network
 from sheer.config.realip import protocol_version as _protocol_version
@@ -70,16 +71,6 @@ def _worker_processes(args: list[str], src: Source) -> int | None:
 
 def _user(args: list[str], src: Source) -> tuple[str, str | None]:
     return args[0], (args[1] if len(args) > 1 else None)
-
-
-def _error_log(args: list[str], src: Source) -> tuple[str, str]:
-    level = args[1] if len(args) > 1 else "error"
-    if level not in LOG_LEVELS:
-        raise ConfigError(f'invalid log level "{level}"', src)
-    if args[0].startswith(("syslog:", "memory:")):
-        raise ConfigError(f'"{args[0].split(":")[0]}:" logging is not supported; write a file path or stderr',
-                          src)
-    return args[0], level
 
 
 def _listen(args: list[str], src: Source) -> Listen:
@@ -205,7 +196,7 @@ TABLE: tuple[Directive, ...] = (
     # main
     _d("user", {MAIN}, (1, 2), _user),
     _d("worker_processes", {MAIN}, (1, 1), _worker_processes),
-    _d("error_log", {MAIN} | HTTP_ALL | STREAM_ALL, (1, 2), _error_log),
+    _d("error_log", {MAIN} | HTTP_ALL | STREAM_ALL, (1, 2), error_log_arg, multi=True),
     _d("pid", {MAIN}, (1, 1)),
     _d("daemon", {MAIN}, (1, 1), _flag("daemon")),
     _d("events", {MAIN}, (0, 0), block=EVENTS),

@@ -28,9 +28,20 @@ NEXT_UPSTREAM_CONDITIONS = frozenset({
 
 
 @dataclass(frozen=True, slots=True)
+class Syslog:             # `error_log syslog:server=...` (sheer.config.error_logs)
+    server: str                # an address or a name, or "unix:PATH"
+    port: int = 514
+    facility: int = 23         # local7
+    tag: str = "nginx"
+    hostname: bool = True      # nohostname: False
+
+
+@dataclass(frozen=True, slots=True)
 class ErrorLog:
-    path: str                  # absolute path, or "stderr"
+    path: str                  # absolute path, or "stderr", or the "syslog:..." target as written
     level: LogLevel = "error"
+    syslog: Syslog | None = None
+    also: tuple[ErrorLog, ...] = ()     # the context's further `error_log` lines, each with its level
 
 
 @dataclass(frozen=True, slots=True)

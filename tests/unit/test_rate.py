@@ -77,7 +77,8 @@ def test_evaluate_literal_and_template() -> None:
     template = compile_template("${server_port}k", None, STREAM_VARIABLES)
     assert evaluate(template, Vars({"server_port": "2"})) == (2048, None)
     assert evaluate(template, Vars({"server_port": "x"})) == (0, 'invalid size "xk"')
-    assert evaluate(compile_template("$server_port", None, STREAM_VARIABLES), Vars({})) == (0, 'invalid size ""')
+    alone = compile_template("$server_port", None, STREAM_VARIABLES)
+    assert evaluate(alone, Vars({})) == (0, 'invalid size ""')
 
 
 def test_datagram_passes_whole_then_pauses() -> None:
