@@ -58,6 +58,7 @@ class RequestVariables:
         "connection_requests",
         "headers",
         "host",
+        "limit_rate",
         "line",
         "method",
         "now",
@@ -112,6 +113,9 @@ class RequestVariables:
         self.line: str | None = None          # $request as the client wrote it (nginx's request_line)
         self.connection_requests = 1          # its place on the connection ($connection_requests)
         self.request_id: str | None = None    # made when first asked
+        # nginx's r->limit_rate: None until set (`set $limit_rate`, X-Accel-Limit-Rate) or worked out from
+        # `limit_rate` when the response starts
+        self.limit_rate: int | None = None
 
     def header(self, name: str) -> str:
         """A request header by lowercase name (`x-forwarded-for`), or ""."""
@@ -235,6 +239,7 @@ _GETTERS: dict[str, Callable[[RequestVariables], str]] = {
     "proxy_add_x_forwarded_for": lambda v: forwarded_for(v.headers, v.remote_addr),
     "proxy_add_forwarded": lambda v: forwarded(v.headers, v.remote_addr, v.remote_port, v.header("host"),
                                                "https" if v.conn.tls is not None else "http"),
+    "limit_rate": lambda v: str(v.limit_rate or 0),
     "upstream_addr": lambda v: ", ".join(v.upstream_addrs),
     "upstream_status": lambda v: ", ".join(v.upstream_statuses),
     "upstream_response_time": lambda v: ", ".join(v.upstream_times),

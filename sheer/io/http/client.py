@@ -283,6 +283,11 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
             if self.current is not None and self.current.vars is not None:
                 self.current.vars.bytes_sent += counted
 
+    def count_sent(self, n: int) -> None:
+        """`n` bytes of the current response's head to $bytes_sent (written by a throttle)."""
+        if self.current is not None and self.current.vars is not None:
+            self.current.vars.bytes_sent += n
+
     def finish(self, request: Request, plan: Plan | None, *, keepalive: bool) -> None:
         """The response is written (or abandoned): log it, then close or wait for the next request."""
         request.finished = True
