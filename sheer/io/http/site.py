@@ -95,9 +95,11 @@ class Plan:
             self.set_names = frozenset(name.lower().encode("latin-1")
                                        for name, _ in location.proxy_set_header)
             connection = [value for name, value in location.proxy_set_header if name.lower() == "connection"]
-            # nginx reuses upstream connections only for HTTP/1.1 requests whose Connection was cleared.
+            # nginx reuses upstream connections for HTTP/1.1 requests, when the upstream's answer keeps the
+            # connection (a Connection made of variables, such as `$args`, may or may not say close: the
+            # answer tells); one that always sends `Connection: close` never has one to reuse.
             self.keepalive_ok = self.version == b"1.1" and (
-                not connection or (connection[0].is_literal and connection[0].text.lower() != "close"))
+                not connection or not connection[0].is_literal or connection[0].text.lower() != "close")
 
     def headers(self, source: VariableSource) -> list[tuple[bytes, bytes]]:
         out = []
