@@ -205,6 +205,7 @@ class HttpBuilder:
             keepalive_timeout=inherited(chain, "keepalive_timeout", 75.0),
             keepalive_requests=inherited(chain, "keepalive_requests", 1000),
             keepalive_time=inherited(chain, "keepalive_time", 3600.0),
+            keepalive_disable=inherited(chain, "keepalive_disable", frozenset({"msie6"})),
             access=access_rules(chain),
             error_pages=tuple(page for page, _ in inherited(chain, "error_page", [])),
             resolver=effective_resolver(chain, self.top.names),

@@ -46,6 +46,7 @@ from sheer.config.values import (
     parse_time,
     unescape,
 )
+from sheer.core.http.browsers import KEEPALIVE_DISABLE
 
 # --- converters ------------------------------------------------------------------------------
 
@@ -71,6 +72,13 @@ def _worker_processes(args: list[str], src: Source) -> int | None:
 
 def _user(args: list[str], src: Source) -> tuple[str, str | None]:
     return args[0], (args[1] if len(args) > 1 else None)
+
+
+def _keepalive_disable(args: list[str], src: Source) -> frozenset[str]:
+    for arg in args:
+        if arg not in KEEPALIVE_DISABLE:
+            raise ConfigError(f'invalid value "{arg}"', src)
+    return frozenset(args)
 
 
 def _listen(args: list[str], src: Source) -> Listen:
@@ -296,6 +304,7 @@ TABLE: tuple[Directive, ...] = (
     _d("error_page", HTTP_ALL, (2, None), error_pages.error_page, multi=True),
     _d("keepalive_requests", HTTP_ALL | {HTTP_UPSTREAM}, (1, 1), _number("keepalive_requests")),
     _d("keepalive_time", HTTP_ALL | {HTTP_UPSTREAM}, (1, 1), _time("keepalive_time")),
+    _d("keepalive_disable", HTTP_ALL, (1, None), _keepalive_disable),
 )
 
 def _api(args: list[str], src: Source) -> bool:

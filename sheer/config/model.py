@@ -314,6 +314,7 @@ class Location:
     keepalive_timeout: float = 75.0
     keepalive_requests: int = 1000               # per client connection, then Connection: close
     keepalive_time: float = 3600.0               # a client connection's age after which it closes
+    keepalive_disable: frozenset[str] = frozenset({"msie6"})    # browsers answered with Connection: close
     access: tuple[AccessRule, ...] = ()          # allow/deny, in order (sheer/core/access.py)
     error_pages: tuple[ErrorPage, ...] = ()      # the innermost level's error_page lines
     resolver: Resolver | None = None     # for `proxy_pass` with variables: names are resolved per request

@@ -293,10 +293,9 @@ class Exchange:
         if last:
             buffers.append(LAST_CHUNK)
         if self.throttle is not None:
-            client.count_sent(len(head))
             self.throttle.write(buffers)
-        else:
-            client.write_buffers(buffers, counted=len(head))
+            buffers = []
+        client.write_buffers(buffers, counted=len(head))
         upstream = self.conn.transport
         if upstream is not None and not self.conn.closed and not client.write_paused and not self.throttled:
             upstream.resume_reading()

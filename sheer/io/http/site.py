@@ -33,6 +33,7 @@ class Plan:
         "dynamic",
         "error_log",
         "handler",
+        "keepalive_disable",
         "keepalive_ok",
         "keepalive_requests",
         "keepalive_time",
@@ -68,6 +69,7 @@ class Plan:
         self.keepalive_timeout = location.keepalive_timeout if location else limits.keepalive_timeout
         self.keepalive_requests = location.keepalive_requests if location else 1000
         self.keepalive_time = location.keepalive_time if location else 3600.0
+        self.keepalive_disable = location.keepalive_disable if location else frozenset({"msie6"})
         proxy = location.proxy_pass if location is not None else None
         self.upstream: Upstream | None = proxy.upstream if proxy else None
         self.dynamic = proxy is not None and proxy.url is not None   # proxy_pass with variables: per request
