@@ -31,7 +31,7 @@ class Connection:
     """Per client connection values, shared by its requests."""
 
     __slots__ = ("hostname", "maps", "number", "pid", "proxy", "remote_addr", "remote_port", "server_addr",
-                 "server_port", "tls")
+                 "server_port", "start", "tls")
 
     def __init__(self, remote: tuple[str, int], local: tuple[str, int], number: int,
                  hostname: str, pid: int) -> None:
@@ -43,6 +43,7 @@ class Connection:
         self.proxy: ProxyHeader | None = None      # what `listen ... proxy_protocol` received
         self.maps: dict[str, MapTable] = {}          # the http block's `map` variables
         self.tls: TlsInfo | None = None            # `listen ... ssl`: what the handshake settled
+        self.start = 0.0                             # when it was accepted (the clock of `now`)
 
 
 class RequestVariables:
@@ -240,6 +241,7 @@ _GETTERS: dict[str, Callable[[RequestVariables], str]] = {
     "proxy_add_forwarded": lambda v: forwarded(v.headers, v.remote_addr, v.remote_port, v.header("host"),
                                                "https" if v.conn.tls is not None else "http"),
     "limit_rate": lambda v: str(v.limit_rate or 0),
+    "connection_time": lambda v: f"{max(0.0, v.now - v.conn.start):.3f}",
     "upstream_addr": lambda v: ", ".join(v.upstream_addrs),
     "upstream_status": lambda v: ", ".join(v.upstream_statuses),
     "upstream_response_time": lambda v: ", ".join(v.upstream_times),

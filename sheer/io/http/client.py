@@ -103,6 +103,7 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
         self.conn = Connection(remote[:2], local[:2], self.service.connected, self.site.hostname,
                                self.site.pid)
         self.conn.maps = self.site.ctx.http_maps
+        self.conn.start = time.time()
         sslobj = transport.get_extra_info("ssl_object")
         if sslobj is not None:
             self.conn.tls = connection_info(sslobj)
