@@ -147,6 +147,8 @@ class UdpStreamService:
         server = self.server
         variables = StreamVariables(self.ctx, "UDP", client, (local, self.local_addr[1]) if local
                                     else self.local_addr, time.time())
+        if self.log.enabled("info"):      # nginx's first line of a session, at info level
+            self.log.log("info", f"udp client {client[0]}:{client[1]} connected to {self.listen_name}")
         if server.access and not allowed(server.access, client[0]):
             self.say("forbidden", "error",
                      f"{FORBIDDEN}, udp client: {client[0]}, server: {self.listen_name}")
