@@ -72,7 +72,7 @@ def test_nginx_pace_with_limit_rate_after() -> None:
 
 
 def test_small_writes_pause_for_what_they_sent() -> None:
-    loop, transport, throttle, held = make(1000)
+    loop, transport, throttle, _ = make(1000)
     throttle.write([b"x" * 100])
     assert transport.sent == [(100.0, 100)] and throttle.holding     # a 0.1 s pause follows
     throttle.write([b"y" * 100])
