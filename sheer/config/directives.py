@@ -46,7 +46,6 @@ from sheer.config.values import (
     parse_time,
     unescape,
 )
-from sheer.core.http.browsers import KEEPALIVE_DISABLE
 
 # --- converters ------------------------------------------------------------------------------
 
@@ -72,6 +71,9 @@ def _worker_processes(args: list[str], src: Source) -> int | None:
 
 def _user(args: list[str], src: Source) -> tuple[str, str | None]:
     return args[0], (args[1] if len(args) > 1 else None)
+
+
+KEEPALIVE_DISABLE = ("none", "msie6", "safari")     # the browsers of sheer.core.http.browsers
 
 
 def _keepalive_disable(args: list[str], src: Source) -> frozenset[str]:

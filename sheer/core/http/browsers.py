@@ -3,8 +3,6 @@ their User-Agent as nginx's ngx_http_process_user_agent tells them."""
 
 from __future__ import annotations
 
-KEEPALIVE_DISABLE = ("none", "msie6", "safari")
-
 
 def keepalive_disabled(disable: frozenset[str], method: bytes, headers: list[tuple[bytes, bytes]]) -> bool:
     """MSIE 4 to 6 (6 without SV1) only for POST requests; Safari on Mac OS X for every request."""

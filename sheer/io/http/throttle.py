@@ -11,15 +11,46 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
+from sheer.core.http.headers import Headers
 from sheer.core.rate import RateLimit, evaluate
 
 if TYPE_CHECKING:
     from sheer.config.model import Location
-    from sheer.core.http.headers import Headers
     from sheer.core.http.variables import RequestVariables
-    from sheer.io.http.exchange import Exchange
+
+
+class Side(Protocol):
+    """A side of the exchange (sheer.io.http.client.ClientConnection, upstream_pool.UpstreamConnection)."""
+
+    @property
+    def transport(self) -> asyncio.Transport | None: ...
+
+    @property
+    def closed(self) -> bool: ...
+
+
+class Client(Side, Protocol):
+    @property
+    def write_paused(self) -> bool: ...
+
+
+class Exchange(Protocol):
+    """The response's exchange (sheer.io.http.exchange.Exchange), as the throttle sees it."""
+
+    headers: Headers
+    last_activity: float
+    throttle: Throttle | None
+
+    @property
+    def client(self) -> Client: ...
+
+    @property
+    def conn(self) -> Side: ...
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
 
 
 def accel_limit_rate(headers: Headers) -> bytes | None:
