@@ -35,6 +35,7 @@ HTTP_VARIABLES = COMMON_VARIABLES | {
     "upstream_bytes_received", "upstream_bytes_sent", "upstream_response_length",
     "content_length", "content_type", "http_host", "is_args", "request_id", "connection_requests",
     "limit_rate", "connection_time",
+    "connections_active", "connections_reading", "connections_writing", "connections_waiting",  # stub_status
     # TLS (sheer/config/tls.py)
     "https", "ssl_protocol", "ssl_cipher", "ssl_server_name", "ssl_session_reused", "ssl_client_s_dn",
     "ssl_client_verify",

@@ -30,8 +30,8 @@ class TlsInfo:
 class Connection:
     """Per client connection values, shared by its requests."""
 
-    __slots__ = ("hostname", "maps", "number", "pid", "proxy", "remote_addr", "remote_port", "server_addr",
-                 "server_port", "start", "tls")
+    __slots__ = ("connections", "hostname", "maps", "number", "pid", "proxy", "remote_addr", "remote_port",
+                 "server_addr", "server_port", "start", "tls")
 
     def __init__(self, remote: tuple[str, int], local: tuple[str, int], number: int,
                  hostname: str, pid: int) -> None:
@@ -44,6 +44,8 @@ class Connection:
         self.maps: dict[str, MapTable] = {}          # the http block's `map` variables
         self.tls: TlsInfo | None = None            # `listen ... ssl`: what the handshake settled
         self.start = 0.0                             # when it was accepted (the clock of `now`)
+        # stub_status's active, reading, writing and waiting connections ($connections_*), when asked
+        self.connections: Callable[[], tuple[int, int, int, int]] | None = None
 
 
 class RequestVariables:
@@ -186,6 +188,11 @@ def _request_line(v: RequestVariables) -> str:
     return f"{v.method.decode('latin-1')} {v.request_uri} {v.version}"
 
 
+def _connections(v: RequestVariables, which: int) -> str:
+    counts = v.conn.connections
+    return str(counts()[which]) if counts is not None else "0"
+
+
 _GETTERS: dict[str, Callable[[RequestVariables], str]] = {
     "remote_addr": lambda v: v.remote_addr,
     "binary_remote_addr": lambda v: binary_address(v.remote_addr),
@@ -242,6 +249,10 @@ _GETTERS: dict[str, Callable[[RequestVariables], str]] = {
                                                "https" if v.conn.tls is not None else "http"),
     "limit_rate": lambda v: str(v.limit_rate or 0),
     "connection_time": lambda v: f"{max(0.0, v.now - v.conn.start):.3f}",
+    "connections_active": lambda v: _connections(v, 0),
+    "connections_reading": lambda v: _connections(v, 1),
+    "connections_writing": lambda v: _connections(v, 2),
+    "connections_waiting": lambda v: _connections(v, 3),
     "upstream_addr": lambda v: ", ".join(v.upstream_addrs),
     "upstream_status": lambda v: ", ".join(v.upstream_statuses),
     "upstream_response_time": lambda v: ", ".join(v.upstream_times),

@@ -104,6 +104,7 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
                                self.site.pid)
         self.conn.maps = self.site.ctx.http_maps
         self.conn.start = time.time()
+        self.conn.connections = self.site.connections
         sslobj = transport.get_extra_info("ssl_object")
         if sslobj is not None:
             self.conn.tls = connection_info(sslobj)

@@ -157,3 +157,8 @@ class Site:
     def plan(self, location: Location) -> Plan:
         return self.plans[id(location)]
 
+    def connections(self) -> tuple[int, int, int, int]:
+        """stub_status's active, reading, writing and waiting connections ($connections_active, ...)."""
+        glob, value = self.ctx.shared.layout.glob, self.ctx.shared.value
+        active, reading, writing = (value(glob.at(name)) for name in ("active", "reading", "writing"))
+        return active, reading, writing, max(0, active - reading - writing)
