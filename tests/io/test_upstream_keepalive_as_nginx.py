@@ -24,7 +24,8 @@ def test_upstream_keepalive_as_nginx_tests(harness: Harness) -> None:
     up = harness.listen("127.0.0.11")
     proxy = harness.listen("127.0.0.1")
     harness.serve(f"""
-        upstream backend {{ server 127.0.0.11:{up}; keepalive 1; keepalive_requests 3; keepalive_timeout 2s; }}
+        upstream backend {{ server 127.0.0.11:{up}; keepalive 1; keepalive_requests 3;
+                            keepalive_timeout 2s; }}
         upstream time {{ server 127.0.0.11:{up}; keepalive 1; keepalive_time 2s; }}
         server {{ listen 127.0.0.1:{proxy};
                   proxy_http_version 1.1;
