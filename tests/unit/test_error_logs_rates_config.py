@@ -101,3 +101,11 @@ def test_http_rates(tmp_path: Path) -> None:
 ])
 def test_rate_refusals(tmp_path: Path, text: str, message: str) -> None:
     assert f"sheer.conf:{message}" in error_of(tmp_path, text)
+
+
+def test_minus_t_resolves_syslog_servers(tmp_path: Path) -> None:
+    from sheer.runtime.checks import check
+    config = load_text(tmp_path, "error_log syslog:server=no-such-host.invalid;\n" + STREAM.format(""))
+    assert 'host not found in syslog server "no-such-host.invalid"' in check(config)
+    config = load_text(tmp_path, "error_log syslog:server=127.0.0.1:5514;\n" + STREAM.format(""))
+    assert not any("syslog" in problem for problem in check(config))
