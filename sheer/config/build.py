@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from sheer.config import announce, build_health, table
 from sheer.config.access import access_rules
 from sheer.config.balance import upstream_balance
 from sheer.config.build_http import HttpBuilder
 from sheer.config.build_tls import check_stream_tls, stream_proxy_ssl, stream_tls
+from sheer.config.error_logs import error_logs
 from sheer.config.errors import ConfigError, Source
 from sheer.config.maps import maps_of
 from sheer.config.model import (
@@ -97,8 +99,8 @@ class Builder:
         without -e (sheer's NGX_ERROR_LOG_PATH, as Debian's nginx is built)."""
         return ErrorLog(self.path(self.default_error_log or STDERR))
 
-    def error_log(self, value: tuple[str, str]) -> ErrorLog:
-        return ErrorLog(self.path(value[0]), value[1])  # type: ignore[arg-type]
+    def error_log(self, lines: list[Any]) -> ErrorLog:
+        return error_logs(lines, self.path)
 
     def upstreams(self, block: Block, default_port: int | None) -> dict[str, Upstream]:
         found: dict[str, Upstream] = {}
@@ -288,6 +290,8 @@ class StreamBuilder:
             proxy_ssl=stream_proxy_ssl(chain, upstream, block.sources.get("proxy_pass") or block.source),
             preread_timeout=inherited(chain, "preread_timeout", 30.0),
             preread_buffer_size=inherited(chain, "preread_buffer_size", 16384),
+            proxy_upload_rate=inherited(chain, "proxy_upload_rate", 0),
+            proxy_download_rate=inherited(chain, "proxy_download_rate", 0),
         ))
 
 

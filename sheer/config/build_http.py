@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from sheer.config import build_health
 from sheer.config import directives as d
@@ -65,7 +65,7 @@ class Shared(Protocol):
     def access_logs(self, chain: list[Block], formats: dict[str, LogFormat],
                     default_format: str | None) -> tuple[AccessLog, ...]: ...
 
-    def error_log(self, value: tuple[str, str]) -> ErrorLog: ...
+    def error_log(self, lines: list[Any]) -> ErrorLog: ...
 
     def listens(self, block: Block) -> list[Listen]: ...
 
@@ -219,6 +219,7 @@ class HttpBuilder:
             keepalive_timeout=inherited(chain, "keepalive_timeout", 75.0),
             keepalive_requests=inherited(chain, "keepalive_requests", 1000),
             keepalive_time=inherited(chain, "keepalive_time", 3600.0),
+            keepalive_disable=inherited(chain, "keepalive_disable", frozenset({"msie6"})),
             access=access_rules(chain),
             error_pages=tuple(page for page, _ in inherited(chain, "error_page", [])),
             resolver=effective_resolver(chain, self.top.names),
@@ -226,6 +227,9 @@ class HttpBuilder:
             proxy_ssl=(upstream_tls(chain, target.text.split("://", 1)[1].split("/", 1)[0],
                                     block.sources["proxy_pass"])
                        if target is not None and target.ssl else None),
+            limit_rate=inherited(chain, "limit_rate", 0),
+            limit_rate_after=inherited(chain, "limit_rate_after", 0),
+            proxy_limit_rate=inherited(chain, "proxy_limit_rate", 0),
         )
 
     def proxy_pass(self, target: str, upstreams: dict[str, Upstream], source: Source) -> ProxyPass:

@@ -11,8 +11,10 @@ from collections.abc import Callable
 from typing import Any
 
 from sheer.config import accepted, access, announce, balance, error_pages, health, static, tls, unsupported
+from sheer.config.error_logs import error_log_arg
 from sheer.config.errors import ConfigError, Source
-from sheer.config.model import LOG_LEVELS, NEXT_UPSTREAM_CONDITIONS, Listen, UpstreamServer
+from sheer.config.model import NEXT_UPSTREAM_CONDITIONS, Listen, UpstreamServer
+from sheer.config.rates import rate_value
 from sheer.config.realip import network as _network
 from sheer.config.realip import protocol_version as _protocol_version
 from sheer.config.resolver import resolver_args
@@ -71,14 +73,14 @@ def _user(args: list[str], src: Source) -> tuple[str, str | None]:
     return args[0], (args[1] if len(args) > 1 else None)
 
 
-def _error_log(args: list[str], src: Source) -> tuple[str, str]:
-    level = args[1] if len(args) > 1 else "error"
-    if level not in LOG_LEVELS:
-        raise ConfigError(f'invalid log level "{level}"', src)
-    if args[0].startswith(("syslog:", "memory:")):
-        raise ConfigError(f'"{args[0].split(":")[0]}:" logging is not supported; write a file path or stderr',
-                          src)
-    return args[0], level
+KEEPALIVE_DISABLE = ("none", "msie6", "safari")     # the browsers of sheer.core.http.browsers
+
+
+def _keepalive_disable(args: list[str], src: Source) -> frozenset[str]:
+    for arg in args:
+        if arg not in KEEPALIVE_DISABLE:
+            raise ConfigError(f'invalid value "{arg}"', src)
+    return frozenset(args)
 
 
 def _listen(args: list[str], src: Source) -> Listen:
@@ -216,7 +218,7 @@ TABLE: tuple[Directive, ...] = (
     # main
     _d("user", {MAIN}, (1, 2), _user),
     _d("worker_processes", {MAIN}, (1, 1), _worker_processes),
-    _d("error_log", {MAIN} | HTTP_ALL | STREAM_ALL, (1, 2), _error_log),
+    _d("error_log", {MAIN} | HTTP_ALL | STREAM_ALL, (1, 2), error_log_arg, multi=True),
     _d("pid", {MAIN}, (1, 1)),
     _d("daemon", {MAIN}, (1, 1), _flag("daemon")),
     _d("events", {MAIN}, (0, 0), block=EVENTS),
@@ -264,6 +266,13 @@ TABLE: tuple[Directive, ...] = (
     _d("proxy_next_upstream", STREAM_ALL | HTTP_ALL, (1, None)),
     _d("return", {STREAM_SERVER, HTTP_SERVER, HTTP_LOCATION}, (1, 2)),
     _d("proxy_bind", STREAM_ALL | HTTP_ALL, (1, 2), _proxy_bind),
+    # rate limits (sheer/core/rate.py): sizes, or variables worked out per session or request
+    _d("proxy_upload_rate", STREAM_ALL, (1, 1), rate_value("proxy_upload_rate", STREAM_VARIABLES)),
+    _d("proxy_download_rate", STREAM_ALL, (1, 1), rate_value("proxy_download_rate", STREAM_VARIABLES)),
+    _d("limit_rate", HTTP_ALL, (1, 1), rate_value("limit_rate", HTTP_VARIABLES, HTTP_PREFIXES)),
+    _d("limit_rate_after", HTTP_ALL, (1, 1),
+       rate_value("limit_rate_after", HTTP_VARIABLES, HTTP_PREFIXES)),
+    _d("proxy_limit_rate", HTTP_ALL, (1, 1), lambda args, src: parse_size(args[0], "proxy_limit_rate", src)),
     # active health checks (sheer/config/health.py)
     _d("health_check", {STREAM_SERVER}, (0, None), health.stream_health_check),
     _d("health_check", {HTTP_LOCATION}, (0, None), health.http_health_check),
@@ -309,6 +318,7 @@ TABLE: tuple[Directive, ...] = (
     _d("error_page", HTTP_ALL, (2, None), error_pages.error_page, multi=True),
     _d("keepalive_requests", HTTP_ALL | {HTTP_UPSTREAM}, (1, 1), _number("keepalive_requests")),
     _d("keepalive_time", HTTP_ALL | {HTTP_UPSTREAM}, (1, 1), _time("keepalive_time")),
+    _d("keepalive_disable", HTTP_ALL, (1, None), _keepalive_disable),
 )
 
 def _api(args: list[str], src: Source) -> bool:

@@ -30,9 +30,20 @@ NEXT_UPSTREAM_CONDITIONS = frozenset({
 
 
 @dataclass(frozen=True, slots=True)
+class Syslog:             # `error_log syslog:server=...` (sheer.config.error_logs)
+    server: str                # an address or a name, or "unix:PATH"
+    port: int = 514
+    facility: int = 23         # local7
+    tag: str = "nginx"
+    hostname: bool = True      # nohostname: False
+
+
+@dataclass(frozen=True, slots=True)
 class ErrorLog:
-    path: str                  # absolute path, or "stderr"
+    path: str                  # absolute path, or "stderr", or the "syslog:..." target as written
     level: LogLevel = "error"
+    syslog: Syslog | None = None
+    also: tuple[ErrorLog, ...] = ()     # the context's further `error_log` lines, each with its level
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +70,7 @@ class Listen(Endpoint):
     backlog: int = 511
     source: Source | None = None
     proxy_protocol: bool = False   # the hop in front sends a PROXY protocol header first
-    # the address as written (a name is resolved at load: one Listen per address)
-    text: str = ""
+    text: str = ""                 # the address as written (a name is resolved at load: one Listen each)
     default_server: bool = False   # http: the server for a Host no server_name of this address matches
     ssl: bool = False              # `listen ... ssl`: TLS is terminated on this address
     http2: bool = False            # `listen ... http2`: accepted; HTTP/1.1 is what is served
@@ -176,8 +186,7 @@ class StreamServer:
     proxy_bind: ProxyBind | None = None
     health_check: HealthCheck | None = None   # active checks of the upstream's peers
     dsr_without_health_check: bool = False    # sheer-only: run DSR with no active check, knowingly
-    # nginx Plus: this server's counters in /api/N/stream/server_zones
-    status_zone: str | None = None
+    status_zone: str | None = None        # nginx Plus: its counters in /api/N/stream/server_zones
     source: Source | None = None
     # `proxy_pass $variable`: an upstream block's name or an address:port, per session (upstream None)
     proxy_pass_url: Template | None = None
@@ -187,6 +196,9 @@ class StreamServer:
     tls: ServerTls | None = None              # `listen ... ssl`: terminated here (sheer.io.stream_tls)
     ssl_handshake_timeout: float = 60.0
     proxy_ssl: UpstreamTls | None = None      # `proxy_ssl on`: TLS to the upstream
+    # rate limits (sheer.core.rate): bytes a second (0: none), or a template rendering a size per session
+    proxy_upload_rate: int | Template = 0
+    proxy_download_rate: int | Template = 0
 
     @property
     def udp(self) -> bool:
@@ -299,6 +311,7 @@ class Location:
     keepalive_timeout: float = 75.0
     keepalive_requests: int = 1000               # per client connection, then Connection: close
     keepalive_time: float = 3600.0               # a client connection's age after which it closes
+    keepalive_disable: frozenset[str] = frozenset({"msie6"})    # browsers answered with Connection: close
     access: tuple[AccessRule, ...] = ()          # allow/deny, in order (sheer/core/access.py)
     error_pages: tuple[ErrorPage, ...] = ()      # the innermost level's error_page lines
     resolver: Resolver | None = None     # for `proxy_pass` with variables: names are resolved per request
@@ -306,6 +319,9 @@ class Location:
     proxy_ssl: UpstreamTls | None = None  # `proxy_pass https://`: the proxy_ssl_* settings
     static: Static | None = None          # no proxy_pass, return or handler: files (sheer.config.static)
     expires: Expires | None = None        # `expires` for proxied responses (files: static.expires)
+    limit_rate: int | Template = 0        # sheer.core.rate: bytes a second (0: none) or a size per request
+    limit_rate_after: int | Template = 0
+    proxy_limit_rate: int = 0             # reading a buffered response from the upstream
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from sheer.config.model import LOG_LEVELS, AccessLog, ErrorLog
 from sheer.config.template import Template
 from sheer.core.variables import VariableSource, not_found_when_empty, render
+from sheer.io.syslog import SyslogError, syslog_sink
 
 _RANK: dict[str, int] = {level: rank for rank, level in enumerate(LOG_LEVELS)}
 _files: dict[str, int] = {}
@@ -45,28 +46,41 @@ class LogOpenError(Exception):
 
 
 class ErrorLogger:
-    """`2026/11/26 15:46:37 [error] 123#123: message, client: ..., upstream: "..."`."""
+    """`2026/11/26 15:46:37 [error] 123#123: message, client: ..., upstream: "..."`, written to each of the
+    context's error logs whose level admits it (nginx writes a line to every such log)."""
 
-    __slots__ = ("fd", "pid", "rank")
+    __slots__ = ("pid", "rank", "sinks")
 
     def __init__(self, log: ErrorLog) -> None:
-        self.fd = open_log(log.path)
-        self.rank = _RANK[log.level]
+        try:
+            self.sinks = [(_RANK[each.level], open_log(each.path) if each.syslog is None
+                           else syslog_sink(each.syslog)) for each in (log, *log.also)]
+        except SyslogError as exc:
+            raise LogOpenError(str(exc)) from None
+        self.rank = min(rank for rank, _ in self.sinks)
         self.pid = os.getpid()
 
     def enabled(self, level: str) -> bool:
         return _RANK[level] >= self.rank
 
     def log(self, level: str, message: str) -> None:
-        if _RANK[level] < self.rank:
+        rank = _RANK[level]
+        if rank < self.rank:
             return
         stamp = time.strftime("%Y/%m/%d %H:%M:%S")
-        line = f"{stamp} [{level}] {self.pid}#{self.pid}: {message}\n".encode("utf-8", "replace")
-        try:
-            os.write(self.fd, line)
-        except OSError:
-            if self.fd != 2:
-                sys.stderr.write(line.decode())
+        text = f"{stamp} [{level}] {self.pid}#{self.pid}: {message}"
+        line = f"{text}\n".encode("utf-8", "replace")
+        for least, sink in self.sinks:
+            if rank < least:
+                continue
+            if isinstance(sink, int):
+                try:
+                    os.write(sink, line)
+                except OSError:
+                    if sink != 2:
+                        sys.stderr.write(line.decode())
+            else:
+                sink.send(level, line[:-1])
 
     def error(self, message: str) -> None:
         self.log("error", message)

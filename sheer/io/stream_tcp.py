@@ -47,6 +47,7 @@ class TcpStreamService:
         self.family: int = sock.family
         self.loop = asyncio.get_running_loop()
         self.time = self.loop.time
+        self.call_later = self.loop.call_later
         self.poller = Poller.of(self.loop)
         self.sessions: set[Connection] = set()
         self._timer: asyncio.TimerHandle | None = None
@@ -54,6 +55,7 @@ class TcpStreamService:
         self.slots: ConnectionSlots = None  # type: ignore[assignment]  # set by start()
         self.short: LogLimiter = None  # type: ignore[assignment]  # set by start()
         self.per_session = 1 if server.return_value is not None else 2     # worker_connections taken
+        self.info = self.log.enabled("info")
         self._drained: asyncio.Future[None] | None = None
 
     async def start(self) -> None:
@@ -86,6 +88,8 @@ class TcpStreamService:
             return
         session = Connection(self, fd, peer, time.time())
         self.sessions.add(session)
+        if self.info:           # nginx's first line of a session, at info level
+            self.log.log("info", f"client {_address(peer)} connected to {self.listen_name}")
         self.poller.add(fd, session.client_event)
         try:
             session.run(session.core.accepted(self.time()))
@@ -148,3 +152,7 @@ class TcpStreamService:
                 slots.release()
         if not sessions and self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
+
+
+def _address(peer: tuple[str, int]) -> str:
+    return f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}"

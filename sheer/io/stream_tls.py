@@ -11,14 +11,17 @@ import asyncio
 import contextlib
 import socket
 import time
+from collections.abc import Callable
 from typing import cast
 
 from sheer.config.model import StreamServer
 from sheer.core.balancers import Balancer, Peer, request_key
 from sheer.core.bind import BindTo, BindValueError, bind_to
+from sheer.core.rate import RateLimit, evaluate
 from sheer.core.variables import render
 from sheer.io.accept import Acceptor
 from sheer.io.context import WorkerContext
+from sheer.io.http.throttle import Throttle
 from sheer.io.http.upstream_tls import UpstreamTlsFailed, UpstreamTlsSetup
 from sheer.io.logs import AccessLogger
 from sheer.io.slots import ConnectionSlots
@@ -59,6 +62,13 @@ class Side(asyncio.Protocol):
         self.session.paused(self, False)
 
 
+def _open_transport(side: Side) -> Callable[[], asyncio.WriteTransport | None]:
+    def transport() -> asyncio.WriteTransport | None:
+        found = side.transport
+        return found if found is not None and not found.is_closing() else None
+    return transport
+
+
 class TlsSession:
     def __init__(self, service: TlsStreamService, peer: tuple[str, int], sock: socket.socket) -> None:
         self.service = service
@@ -75,10 +85,17 @@ class TlsSession:
         self.done = False
         self.peer: Peer | None = None
         self.balancer: Balancer | None = service.balancer
+        self.limits: dict[bool, Throttle] = {}    # proxy_upload_rate (True: the client's side), download
 
     def forward(self, side: Side, data: bytes) -> None:
         self.last = self.loop.time()
-        if side.client:
+        if self.limits and side.client in self.limits:
+            if side.client:
+                self.received += len(data)
+            else:
+                self.sent += len(data)
+            self.limits[side.client].write([data])
+        elif side.client:
             self.received += len(data)
             upstream = self.upstream
             if upstream is None or upstream.transport is None:
@@ -197,12 +214,38 @@ class TlsSession:
             return None
         self.vars.upstream_connect_time = self.loop.time() - began
         self.upstream = side
+        if server.proxy_upload_rate or server.proxy_download_rate:
+            self._limit_rates(side)
         if self.pending and side.transport is not None:
             side.transport.write(b"".join(self.pending))
             self.pending, self.pending_size = [], 0
             if self.client.transport is not None:
                 self.client.transport.resume_reading()
         return None
+
+    def _limit_rates(self, upstream: Side) -> None:
+        """proxy_upload_rate and proxy_download_rate, through the throttle limit_rate uses: what the rate
+        does not let go waits there, and its source is not read meanwhile."""
+        server, now = self.service.server, self.loop.time()
+        for source, to, value in ((self.client, upstream, server.proxy_upload_rate),
+                                  (upstream, self.client, server.proxy_download_rate)):
+            rate, problem = evaluate(value, self.vars)
+            if problem is not None:
+                self.service.log.error(f"{problem}, client: {self.vars.remote_addr}, "
+                                       f"server: {self.service.name}")
+            if rate:
+                self.limits[source.client] = Throttle(self.loop, [RateLimit(rate, now)], _open_transport(to),
+                                                      self._hold(source))
+
+    def _hold(self, source: Side) -> Callable[[bool], None]:
+        """Stop (True) or resume (False) reading `source`."""
+        def hold(paused: bool) -> None:
+            if source.transport is not None and not self.done:
+                if paused:
+                    source.transport.pause_reading()
+                else:
+                    source.transport.resume_reading()
+        return hold
 
     def _idle(self) -> None:
         """proxy_timeout: between two successive reads or writes."""
@@ -221,6 +264,10 @@ class TlsSession:
     def end(self, status: int | None) -> None:
         if self.done:
             return
+        held = [throttle for throttle in self.limits.values() if throttle.queue]
+        if held and status is None:
+            held[0].finish(lambda: self.end(status))     # what a rate holds back is sent first
+            return
         for side in (self.client, self.upstream):
             if side is not None and side.transport is not None:
                 side.transport.close()
@@ -232,6 +279,8 @@ class TlsSession:
         self.done = True
         if self.timer is not None:
             self.timer.cancel()
+        for throttle in self.limits.values():
+            throttle.close()
         if self.peer is not None and self.balancer is not None:
             self.balancer.free(self.peer, failed=False, now=self.loop.time())
         v = self.vars

@@ -18,37 +18,21 @@ import time
 from sheer.config.model import StreamServer
 from sheer.core import proxy_protocol
 from sheer.core.access import FORBIDDEN, allowed
-from sheer.core.balancers import Peer, request_key
+from sheer.core.balancers import request_key
 from sheer.core.bind import PLUMBING_HINT, BindValueError, bind_to
 from sheer.core.udp import UdpSession, UdpSessionTable
 from sheer.core.variables import render_bytes
 from sheer.io.context import WorkerContext
-from sheer.io.counting import PeerColumns, peer_columns, stream_zone
+from sheer.io.counting import peer_columns, stream_zone
 from sheer.io.dsr import DsrSender
 from sheer.io.logs import AccessLogger, LogLimiter
 from sheer.io.sockets import IP_PKTINFO, IPV6_PKTINFO, BindError, bound_socket, family_of
 from sheer.io.stream_vars import StreamVariables
+from sheer.io.udp_flow import UdpFlow
 
 BATCH = 64
 MAX_DATAGRAM = 65535
 _CMSG_SPACE = socket.CMSG_SPACE(max(12, 20))
-
-
-class UdpFlow:
-    """The driver's state for one session."""
-
-    __slots__ = ("client", "columns", "fd", "local", "peer", "preamble", "sock", "vars")
-
-    def __init__(self, sock: socket.socket, peer: Peer, client: tuple[str, int],
-                 local: str | None, variables: StreamVariables) -> None:
-        self.sock = sock
-        self.fd = sock.fileno()
-        self.peer = peer
-        self.client = client
-        self.local = local        # the address the client wrote to (wildcard listeners only)
-        self.vars = variables
-        self.preamble = b""       # `proxy_protocol on`: the v2 header the session's first datagram carries
-        self.columns: PeerColumns | None = None   # the peer's shared counters
 
 
 class UdpStreamService:
@@ -136,6 +120,8 @@ class UdpStreamService:
                 if session is None:
                     continue
             flow: UdpFlow = session.io
+            if flow.up is not None and not flow.up.admits(now):
+                continue         # a paused session's datagram is dropped, as nginx does
             try:
                 if flow.preamble:
                     flow.sock.send(flow.preamble + data)
@@ -149,6 +135,8 @@ class UdpStreamService:
                 continue
             flow.vars.bytes_received += len(data)
             flow.vars.upstream_bytes_sent += len(data)
+            if flow.up is not None:
+                flow.up.passed(len(data), now)
             if self.table.request(session, now):
                 self.log.info(self.counts("udp done", session))
                 self.finish(session, status=200, failed=False)
@@ -159,6 +147,8 @@ class UdpStreamService:
         server = self.server
         variables = StreamVariables(self.ctx, "UDP", client, (local, self.local_addr[1]) if local
                                     else self.local_addr, time.time())
+        if self.log.enabled("info"):      # nginx's first line of a session, at info level
+            self.log.log("info", f"udp client {client[0]}:{client[1]} connected to {self.listen_name}")
         if server.access and not allowed(server.access, client[0]):
             self.say("forbidden", "error",
                      f"{FORBIDDEN}, udp client: {client[0]}, server: {self.listen_name}")
@@ -216,6 +206,10 @@ class UdpStreamService:
             # PROXY v2 (v1 cannot say UDP), prepended to the first datagram of the session only:
             # the upstream keys its session by our socket's address, as it would a client's.
             flow.preamble = proxy_protocol.v2(client[:2], variables.local[:2], "dgram")
+        if server.proxy_upload_rate or server.proxy_download_rate:
+            said = flow.limit_rates(server, now)
+            if said is not None:
+                self.say("rate", "error", f"{said}, udp client: {client[0]}, server: {self.listen_name}")
         session = self.table.open(key, now, flow)
         self.loop.add_reader(flow.fd, self.on_upstream_readable, session)
         row = self.row
@@ -236,6 +230,13 @@ class UdpStreamService:
         flow: UdpFlow = session.io
         now = self.loop.time()
         for _ in range(BATCH):
+            down = flow.down
+            if down is not None and not down.admits(now):
+                # paused: what the upstream sends waits in the kernel until then
+                self.loop.remove_reader(flow.fd)
+                flow.paused = self.loop.call_at(down.until, self.resume_upstream, session)
+                self.schedule(now)
+                return
             try:
                 data = flow.sock.recv(MAX_DATAGRAM)
             except (BlockingIOError, InterruptedError):
@@ -247,11 +248,18 @@ class UdpStreamService:
             self.reply(data, flow.client, flow.local)
             flow.vars.bytes_sent += len(data)
             flow.vars.upstream_bytes_received += len(data)
+            if down is not None:
+                down.passed(len(data), now)
             if self.table.response(session, now):
                 self.log.info(self.counts("udp done", session))
                 self.finish(session, status=200, failed=False)
                 return
         self.schedule(now)
+
+    def resume_upstream(self, session: UdpSession) -> None:
+        flow: UdpFlow = session.io
+        flow.paused = None
+        self.loop.add_reader(flow.fd, self.on_upstream_readable, session)
 
     def reply(self, data: bytes, client: tuple[str, int], local: str | None) -> None:
         try:
@@ -287,6 +295,9 @@ class UdpStreamService:
         flow: UdpFlow = session.io
         self.table.close(session)
         self.loop.remove_reader(flow.fd)
+        if flow.paused is not None:
+            flow.paused.cancel()
+            flow.paused = None
         flow.sock.close()
         assert self.balancer is not None
         disabled = self.balancer.free(flow.peer, failed=failed, now=self.loop.time())

@@ -10,10 +10,12 @@ event said EOF (edge-triggered: the next data brings another edge), so no read e
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Sequence
 from typing import Protocol
 
+from sheer.core.rate import RateLimit
 from sheer.core.tcp import Command, Side, TcpSession
 
 PENDING_LIMIT = 65536    # bytes kept from the client while the upstream connects (nginx: proxy_buffer_size)
@@ -48,11 +50,14 @@ class Relay(Protocol):
 
     def watch_writable(self, direction: Direction) -> None: ...
 
+    def delay(self, direction: Direction, seconds: float) -> None: ...
+
 
 class Direction:
     """Bytes from one side to the other: the same relay serves both directions."""
 
-    __slots__ = ("dst", "end", "eof", "flushed", "held", "moved", "ready", "side", "src", "watching")
+    __slots__ = ("delayed", "dst", "end", "eof", "flushed", "held", "limit", "moved", "ready", "side", "src",
+                 "watching")
 
     def __init__(self, src: int, dst: int, side: Side) -> None:
         self.src = src               # the descriptor the bytes come from (NONE: not connected yet)
@@ -65,9 +70,14 @@ class Direction:
         self.watching = False        # the destination reports writability (see Poller.add)
         self.moved = 0               # bytes read from the source: $bytes_received or $bytes_sent
         self.flushed = 0             # bytes of held-back remainders written later (proxy_timeout progress)
+        self.limit: RateLimit | None = None    # proxy_upload_rate / proxy_download_rate (None: no limit)
+        self.delayed: asyncio.TimerHandle | None = None  # the timer that ends a pause of a limited direction
 
     def pump(self, conn: Relay) -> None:
         """Read while the source may have data and the destination takes it."""
+        if self.limit is not None:
+            self.pump_limited(conn, self.limit)
+            return
         src = self.src
         while self.ready:
             dst = self.dst
@@ -136,3 +146,48 @@ class Direction:
             conn.ended(self)
         else:
             self.pump(conn)
+
+    def pump_limited(self, conn: Relay, limit: RateLimit) -> None:
+        """`pump` under a rate limit, as nginx's ngx_stream_proxy_process: read no more than the limit
+        allows now (a pause when it allows nothing), then pause for what was read."""
+        src = self.src
+        while self.ready and self.delayed is None:
+            dst = self.dst
+            if self.held is not None:
+                return                   # read on once the destination took the rest
+            allowance = limit.allowance(self.moved, conn.service.time())
+            if allowance <= 0:
+                conn.delay(self, limit.wait(allowance))
+                return
+            size = min(allowance, BUFFER_SIZE)
+            try:
+                n = readv(src, [VIEW[:size]])
+            except _AGAIN:
+                self.ready = False
+                return
+            except OSError as exc:
+                conn.run(conn.core.failed(self.side, "recv", exc, conn.service.time()))
+                return
+            if n == 0:
+                self.ready = False
+                self.eof = True
+                conn.ended(self)
+                return
+            if n < size and not self.end:
+                self.ready = False       # drained: the next data brings another edge
+            before = self.moved
+            self.moved += n
+            pause = limit.pause(before, self.moved)
+            if pause > 0:
+                conn.delay(self, pause)
+            try:
+                sent = write(dst, VIEW[:n])
+            except _AGAIN:
+                sent = 0
+            except OSError as exc:
+                conn.run(conn.core.failed(OTHER[self.side], "send", exc, conn.service.time()))
+                return
+            if sent < n:
+                self.held = bytes(VIEW[sent:n])
+                if not self.watching:
+                    conn.watch_writable(self)

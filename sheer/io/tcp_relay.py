@@ -14,6 +14,7 @@ socket object made to bind and connect it, detached once connected.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import os
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol, assert_never
 
 from sheer.core import proxy_protocol
 from sheer.core.bind import BindTo
+from sheer.core.rate import RateLimit, evaluate
 from sheer.core.tcp import (
     Answer,
     Arm,
@@ -67,6 +69,10 @@ class Service(Protocol):
 
     def time(self) -> float:
         """The event loop's clock."""
+        ...
+
+    def call_later(self, delay: float, callback: Callable[..., object], *args: Any) -> asyncio.TimerHandle:
+        """The event loop's timer."""
         ...
 
     def arm(self) -> None: ...
@@ -234,6 +240,9 @@ class Connection:
         if commands:
             self.run(commands)
         up, down = self.up, self.down
+        server = self.service.server
+        if server.proxy_upload_rate or server.proxy_download_rate:
+            self.limit_rates(server)
         up.dst = self.upstream
         first, up.held = up.held, None
         if self.service.server.proxy_protocol:
@@ -246,6 +255,30 @@ class Connection:
             up.pump(self)                # what was left unread at the pending limit
         if down.ready:
             down.pump(self)              # a server that speaks first
+
+    def limit_rates(self, server: StreamServer) -> None:
+        """proxy_upload_rate and proxy_download_rate, worked out once the upstream is connected (as nginx's
+        ngx_stream_proxy_init_upstream); a rate of 0 leaves its direction unlimited."""
+        now = self.service.time()
+        rates = ((self.up, server.proxy_upload_rate), (self.down, server.proxy_download_rate))
+        for direction, value in rates:
+            rate, problem = evaluate(value, self)
+            if problem is not None:
+                self.service.log.log("error", self.describe(problem, Context.CLIENT, None, ""))
+            if rate:
+                direction.limit = RateLimit(rate, now)
+
+    def delay(self, direction: Direction, seconds: float) -> None:
+        """A limited direction pauses: nothing is read from its source until the timer ends it."""
+        direction.delayed = self.service.call_later(seconds, self.undelay, direction)
+
+    def undelay(self, direction: Direction) -> None:
+        direction.delayed = None
+        if direction.ready and direction.dst >= 0:
+            try:
+                direction.pump(self)
+            except Exception as exc:  # noqa: BLE001 -- as the poller's events: this session's bug only
+                self.crashed(exc)
 
     def proxy_header(self) -> bytes:
         """`proxy_protocol on`: the client (after realip) and the address it connected to, as nginx sends."""
@@ -319,6 +352,10 @@ class Connection:
         client = self.client
         up, down = self.up, self.down
         up.ready = down.ready = False            # whatever loop runs ends at its next turn
+        for direction in (up, down):
+            if direction.delayed is not None:
+                direction.delayed.cancel()
+                direction.delayed = None
         down.dst = NONE
         if discard:
             # What the client sent and nobody will read would make close() answer with a reset: read

@@ -5,30 +5,54 @@ from __future__ import annotations
 import os
 
 from sheer.config.errors import ConfigError
-from sheer.config.model import Config
+from sheer.config.model import Config, ErrorLog
 from sheer.io.http.upstream_tls import upstream_context
 from sheer.io.sockets import can_be_transparent, unix_listen_problem
+from sheer.io.syslog import SyslogError, syslog_sink
 from sheer.io.tls import key_warnings
 from sheer.io.tls import listeners as tls_listeners
 from sheer.runtime.privileges import PrivilegeError, needs_transparency, resolve_user
 
 
+def _files(log: ErrorLog) -> list[str]:
+    """The files a context's error logs write (stderr and syslog are no files)."""
+    return [each.path for each in (log, *log.also) if each.syslog is None]
+
+
+def _syslog_problems(config: Config) -> list[str]:
+    """nginx resolves a syslog server's name when it reads the configuration: so does -t."""
+    logs = [config.error_log]
+    logs += [server.error_log for server in (config.stream.servers if config.stream else ())
+             if server.error_log]
+    logs += [location.error_log for server in (config.http.servers if config.http else ())
+             for location in server.locations if location.error_log]
+    problems = []
+    for log in logs:
+        for each in (log, *log.also):
+            if each.syslog is not None:
+                try:
+                    syslog_sink(each.syslog)
+                except SyslogError as exc:
+                    problems.append(str(exc))
+    return list(dict.fromkeys(problems))
+
+
 def _log_paths(config: Config) -> list[str]:
-    paths = [config.error_log.path]
+    paths = list(_files(config.error_log))
     for server in (config.stream.servers if config.stream else ()):
         paths += [log.path for log in server.access_logs]
         if server.error_log:
-            paths.append(server.error_log.path)
+            paths += _files(server.error_log)
     for http_server in (config.http.servers if config.http else ()):
         for location in http_server.locations:
             paths += [log.path for log in location.access_logs]
             if location.error_log:
-                paths.append(location.error_log.path)
+                paths += _files(location.error_log)
     return [path for path in dict.fromkeys(paths) if path not in ("stderr", "stdout")]
 
 
 def check(config: Config) -> list[str]:
-    problems: list[str] = []
+    problems: list[str] = _syslog_problems(config)
     for path in _log_paths(config):
         directory = os.path.dirname(path) or "."
         if not os.path.isdir(directory):

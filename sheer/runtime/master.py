@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sheer import NGINX_VERSION, __version__
 from sheer.config import Config, ConfigError
 from sheer.config.errors import unexpected
 from sheer.core.fastpath import services as dsr_services
@@ -194,6 +195,8 @@ class Master:
         for slot in range(self.config.workers):
             self.spawn(slot)
         self.announce()
+        # nginx's first notices name its version; sheer's names both, for whoever reads a log as nginx's
+        self.log.log("notice", f"sheer/{__version__} (the configuration and logs of nginx/{NGINX_VERSION})")
         self.log.log("notice", f"sheer started: {self.config.workers} worker(s), "
                                f"{len(self.slots)} listener(s), configuration {self.config.file}")
         self.notify.ready(self.serving())

@@ -30,8 +30,8 @@ class TlsInfo:
 class Connection:
     """Per client connection values, shared by its requests."""
 
-    __slots__ = ("hostname", "maps", "number", "pid", "proxy", "remote_addr", "remote_port", "server_addr",
-                 "server_port", "tls")
+    __slots__ = ("connections", "hostname", "maps", "number", "pid", "proxy", "remote_addr", "remote_port",
+                 "server_addr", "server_port", "start", "tls")
 
     def __init__(self, remote: tuple[str, int | None], local: tuple[str, int | None], number: int,
                  hostname: str, pid: int) -> None:
@@ -44,6 +44,9 @@ class Connection:
         self.proxy: ProxyHeader | None = None      # what `listen ... proxy_protocol` received
         self.maps: dict[str, MapTable] = {}          # the http block's `map` variables
         self.tls: TlsInfo | None = None            # `listen ... ssl`: what the handshake settled
+        self.start = 0.0                             # when it was accepted (the clock of `now`)
+        # stub_status's active, reading, writing and waiting connections ($connections_*), when asked
+        self.connections: Callable[[], tuple[int, int, int, int]] | None = None
 
 
 class RequestVariables:
@@ -59,6 +62,7 @@ class RequestVariables:
         "connection_requests",
         "headers",
         "host",
+        "limit_rate",
         "line",
         "method",
         "now",
@@ -113,6 +117,9 @@ class RequestVariables:
         self.line: str | None = None          # $request as the client wrote it (nginx's request_line)
         self.connection_requests = 1          # its place on the connection ($connection_requests)
         self.request_id: str | None = None    # made when first asked
+        # nginx's r->limit_rate: None until set (`set $limit_rate`, X-Accel-Limit-Rate) or worked out from
+        # `limit_rate` when the response starts
+        self.limit_rate: int | None = None
 
     def header(self, name: str) -> str:
         """A request header by lowercase name (`x-forwarded-for`), or ""."""
@@ -182,6 +189,11 @@ def _request_line(v: RequestVariables) -> str:
     return f"{v.method.decode('latin-1')} {v.request_uri} {v.version}"
 
 
+def _connections(v: RequestVariables, which: int) -> str:
+    counts = v.conn.connections
+    return str(counts()[which]) if counts is not None else "0"
+
+
 _GETTERS: dict[str, Callable[[RequestVariables], str]] = {
     "remote_addr": lambda v: v.remote_addr,
     "binary_remote_addr": lambda v: binary_address(v.remote_addr),
@@ -236,6 +248,12 @@ _GETTERS: dict[str, Callable[[RequestVariables], str]] = {
     "proxy_add_x_forwarded_for": lambda v: forwarded_for(v.headers, v.remote_addr),
     "proxy_add_forwarded": lambda v: forwarded(v.headers, v.remote_addr, v.remote_port, v.header("host"),
                                                "https" if v.conn.tls is not None else "http"),
+    "limit_rate": lambda v: str(v.limit_rate or 0),
+    "connection_time": lambda v: f"{max(0.0, v.now - v.conn.start):.3f}",
+    "connections_active": lambda v: _connections(v, 0),
+    "connections_reading": lambda v: _connections(v, 1),
+    "connections_writing": lambda v: _connections(v, 2),
+    "connections_waiting": lambda v: _connections(v, 3),
     "upstream_addr": lambda v: ", ".join(v.upstream_addrs),
     "upstream_status": lambda v: ", ".join(v.upstream_statuses),
     "upstream_response_time": lambda v: ", ".join(v.upstream_times),

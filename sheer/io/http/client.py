@@ -10,6 +10,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, cast
 
 from sheer.config.model import ClientLimits
+from sheer.core.http.browsers import keepalive_disabled
 from sheer.core.http.reader import RequestReader
 from sheer.core.http.variables import Connection
 from sheer.core.proxy_protocol import Malformed, NeedMore, parse
@@ -106,6 +107,8 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
         self.conn = Connection(remote[:2], local[:2], self.service.connected, self.site.hostname,
                                self.site.pid)
         self.conn.maps = self.site.ctx.http_maps
+        self.conn.start = time.time()
+        self.conn.connections = self.site.connections
         sslobj = transport.get_extra_info("ssl_object")
         if sslobj is not None:
             self.conn.tls = connection_info(sslobj)
@@ -273,7 +276,9 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
         # nginx's ngx_http_update_location_config: keepalive_timeout 0, the connection's
         # keepalive_requests-th request, or a connection older than keepalive_time: Connection: close
         return plan is None or (plan.keepalive_timeout > 0 and request.number < plan.keepalive_requests
-                                and self.loop.time() - self.born <= plan.keepalive_time)
+                                and self.loop.time() - self.born <= plan.keepalive_time
+                                and not keepalive_disabled(plan.keepalive_disable, request.method,
+                                                           request.headers))
 
     def write(self, data: bytes) -> None:
         self.write_buffers([data], counted=len(data))
@@ -284,7 +289,7 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
         if self.transport is not None and not self.closed:
             if len(buffers) == 1:
                 self.transport.write(buffers[0])
-            else:
+            elif buffers:                 # none: a throttle writes them (limit_rate), they count here
                 self.transport.writelines(buffers)
             if self.current is not None and self.current.vars is not None:
                 self.current.vars.bytes_sent += counted

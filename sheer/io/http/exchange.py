@@ -19,27 +19,10 @@ from sheer.core.http.verdict import Rejected
 from sheer.core.variables import VariableSource
 from sheer.io.http.body import RequestBody
 from sheer.io.http.client import ClientConnection
+from sheer.io.http.failures import ClientBroke, UpstreamFailed, _Unasked
 from sheer.io.http.site import SERVER
+from sheer.io.http.throttle import Throttle
 from sheer.io.http.upstream_pool import UpstreamConnection
-
-
-class _Unasked(Exception):
-    """Bytes after the end of the response: a response nobody asked for, or garbage."""
-
-
-class ClientBroke(Exception):
-    """The client's body broke nginx's rules while it was being sent upstream."""
-
-    def __init__(self, rejected: Rejected) -> None:
-        super().__init__(rejected.message)
-        self.rejected = rejected
-
-
-class UpstreamFailed(Exception):
-    def __init__(self, failure: Failure, message: str) -> None:
-        super().__init__(message)
-        self.failure = failure
-        self.message = message
 
 
 class Exchange:
@@ -84,6 +67,7 @@ class Exchange:
         self.body: RequestBody | None = None
         self.body_chunked = False
         self.early = b""           # the upstream's bytes right after a 101 (sheer.io.http.tunnel)
+        self.throttle: Throttle | None = None        # limit_rate, proxy_limit_rate (None: no limit)
         conn.user = self
         conn.requests += 1
 
@@ -141,7 +125,7 @@ class Exchange:
         if self.conn.write_paused:
             deadline = self.write_paused_at + self.send_timeout
             phase = "sending request to upstream"
-        elif not self.request_sent or self.client.write_paused:
+        elif not self.request_sent or self.client.write_paused or self.throttled:
             deadline = now + self.read_timeout   # waiting on the client, not the upstream
             phase = ""
         else:
@@ -212,7 +196,7 @@ class Exchange:
             return
         if paused:
             transport.pause_reading()
-        else:
+        elif not self.throttled:
             self.last_activity = self.loop.time()
             transport.resume_reading()
 
@@ -316,9 +300,13 @@ class Exchange:
         last = self.complete and framing.mode is BodyMode.CHUNKED
         if last:
             buffers.append(LAST_CHUNK)
+        if self.throttle is not None:
+            self.throttle.write(buffers)
+            buffers = []
         client.write_buffers(buffers, counted=len(head))
-        if self.conn.transport is not None and not self.conn.closed and not client.write_paused:
-            self.conn.transport.resume_reading()
+        upstream = self.conn.transport
+        if upstream is not None and not self.conn.closed and not client.write_paused and not self.throttled:
+            upstream.resume_reading()
         if self.complete:
             self._finish_body(last_chunk_written=last)
 
@@ -334,20 +322,29 @@ class Exchange:
         return [data]
 
     def _write_body(self, data: bytes) -> None:
+        self._to_client(self._framed(data))
+
+    def _to_client(self, pieces: list[bytes]) -> None:
         transport = self.client.transport
         if transport is None or self.client.closed:
             return
-        pieces = self._framed(data)
-        if len(pieces) == 1:
+        if self.throttle is not None:
+            self.throttle.write(pieces)
+        elif len(pieces) == 1:
             transport.write(pieces[0])
         elif pieces:
             transport.writelines(pieces)
 
     def _finish_body(self, last_chunk_written: bool = False) -> None:
         assert self.framing is not None
-        if (self.framing.mode is BodyMode.CHUNKED and not last_chunk_written
-                and self.client.transport is not None and not self.client.closed):
-            self.client.transport.write(LAST_CHUNK)
+        if self.framing.mode is BodyMode.CHUNKED and not last_chunk_written:
+            self._to_client([LAST_CHUNK])
+        if self.throttle is not None:
+            self.throttle.finish(self._body_sent)
+        else:
+            self._body_sent()
+
+    def _body_sent(self) -> None:
         self._cancel_timer()
         if not self.done.done():
             self.done.set_result(None)
@@ -365,10 +362,14 @@ class Exchange:
     def _fail(self, failure: Failure, message: str) -> None:
         self._abort(UpstreamFailed(failure, message))
 
+    @property
+    def throttled(self) -> bool:      # limit_rate holds the response back: the client sets the pace
+        return self.throttle is not None and self.throttle.holding
+
     def _abort(self, error: Exception) -> None:
-        """The exchange ends with `error` for whoever awaits it (the head, else the end), and the
+        """The exchange ends with `error` for whoever awaits it (the head, else the end); the
         upstream connection is dropped: it is never reused after a failure."""
-        self._cancel_timer()
+        self._cancel_timer(close_throttle=True)
         for future in (self.head, self.done):
             if not future.done():
                 future.set_exception(error)
@@ -377,7 +378,7 @@ class Exchange:
         self.conn.abort()
 
     def release(self) -> None:
-        self._cancel_timer()
+        self._cancel_timer(close_throttle=True)
         if self.body is not None and self.body.sink is not None and not self.body.done:
             self.body.detach()
         if self.client.relay is self:
@@ -394,7 +395,9 @@ class Exchange:
             self.done.set_result(None)
         return self.early
 
-    def _cancel_timer(self) -> None:
+    def _cancel_timer(self, close_throttle: bool = False) -> None:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        if close_throttle and self.throttle is not None:
+            self.throttle.close()

@@ -26,10 +26,12 @@ from sheer.core.variables import render
 from sheer.io.counting import PeerColumns
 from sheer.io.http.answers import CONTINUE
 from sheer.io.http.client import ClientConnection
-from sheer.io.http.exchange import ClientBroke, Exchange, UpstreamFailed
+from sheer.io.http.exchange import Exchange
+from sheer.io.http.failures import ClientBroke, UpstreamFailed
 from sheer.io.http.request import Request
 from sheer.io.http.site import SERVER, Plan
 from sheer.io.http.targets import TargetError
+from sheer.io.http.throttle import limit_response
 from sheer.io.http.tunnel import Tunnel, switching_head
 from sheer.io.http.upstream_pool import NoSlot, UpstreamConnection, open_upstream, pool_key
 from sheer.io.http.upstream_tls import UpstreamTlsFailed
@@ -285,6 +287,8 @@ class ProxiedRequest:
                                    client_keepalive=client.keepalive_after(request))
         self.response_started = True
         self.vars.status = exchange.status
+        limit_response(exchange, location, self.vars, self.started,
+                       lambda line: self._log("error", line, peer))
         exchange.relay(framing)
         try:
             await exchange.done

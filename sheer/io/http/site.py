@@ -35,6 +35,7 @@ class Plan:
         "dynamic",
         "error_log",
         "handler",
+        "keepalive_disable",
         "keepalive_ok",
         "keepalive_requests",
         "keepalive_time",
@@ -76,6 +77,7 @@ class Plan:
         self.keepalive_timeout = location.keepalive_timeout if location else limits.keepalive_timeout
         self.keepalive_requests = location.keepalive_requests if location else 1000
         self.keepalive_time = location.keepalive_time if location else 3600.0
+        self.keepalive_disable = location.keepalive_disable if location else frozenset({"msie6"})
         proxy = location.proxy_pass if location is not None else None
         self.upstream: Upstream | None = proxy.upstream if proxy else None
         self.dynamic = proxy is not None and proxy.url is not None   # proxy_pass with variables: per request
@@ -105,9 +107,11 @@ class Plan:
             self.set_names = frozenset(name.lower().encode("latin-1")
                                        for name, _ in location.proxy_set_header)
             connection = [value for name, value in location.proxy_set_header if name.lower() == "connection"]
-            # nginx reuses upstream connections only for HTTP/1.1 requests whose Connection was cleared.
+            # nginx reuses upstream connections for HTTP/1.1 requests, when the upstream's answer keeps the
+            # connection (a Connection made of variables, such as `$args`, may or may not say close: the
+            # answer tells); one that always sends `Connection: close` never has one to reuse.
             self.keepalive_ok = self.version == b"1.1" and (
-                not connection or (connection[0].is_literal and connection[0].text.lower() != "close"))
+                not connection or not connection[0].is_literal or connection[0].text.lower() != "close")
 
     def headers(self, source: VariableSource) -> list[tuple[bytes, bytes]]:
         out = []
@@ -163,3 +167,8 @@ class Site:
     def plan(self, location: Location) -> Plan:
         return self.plans[id(location)]
 
+    def connections(self) -> tuple[int, int, int, int]:
+        """stub_status's active, reading, writing and waiting connections ($connections_active, ...)."""
+        glob, value = self.ctx.shared.layout.glob, self.ctx.shared.value
+        active, reading, writing = (value(glob.at(name)) for name in ("active", "reading", "writing"))
+        return active, reading, writing, max(0, active - reading - writing)

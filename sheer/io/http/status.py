@@ -17,6 +17,7 @@ from sheer import __version__
 from sheer.config.model import StatusHandler, UpstreamServer
 from sheer.core.api import Answer, Api, Instance, error_body
 from sheer.core.health import Health
+from sheer.core.http.add_header import added
 from sheer.core.http.pages import simple_response
 from sheer.core.peers import slot_server
 from sheer.core.stats import PeerRef
@@ -156,6 +157,9 @@ def _send(client: ClientConnection, request: Request, plan: Plan, status: int, b
     request.body.detach()
     keepalive = client.keepalive_after(request)
     head = request.method == b"HEAD"
+    location = plan.location
+    if location is not None and location.add_headers:      # nginx's header filters run on these too
+        extra += tuple(added(location.add_headers, status, request.vars)[0])
     data = simple_response(status, server=SERVER, date=client.site.date(), body=body,
                            content_type=content_type,
                            keepalive=keepalive, head=head, extra=extra)
