@@ -8,6 +8,7 @@ from typing import Protocol
 from sheer.config import build_health
 from sheer.config import directives as d
 from sheer.config.access import access_rules
+from sheer.config.build_rewrite import script_of
 from sheer.config.build_tls import server_tls, upstream_tls
 from sheer.config.errors import ConfigError, Source
 from sheer.config.locations import check_nesting, duplicate_key, location_args, location_regex
@@ -89,8 +90,9 @@ class HttpBuilder:
         names = tuple(block.get("server_name", [""]))
         self.api = _api_location(block)
         tree = self.locations(block, [block, self.block], None, upstreams, formats)
-        returned = block.get("return")
         chain = [block, self.block]
+        script = script_of(block, chain)
+        returned = block.get("return") if script is None else None
         error_log = inherited(chain, "error_log", None)
         addresses = {(listen.bind_host, listen.port) for listen in listens}
         default = bool(addresses - self.addresses)
@@ -111,6 +113,7 @@ class HttpBuilder:
             source=block.source,
             tls=server_tls(chain, [listen.source for listen in listens if listen.ssl], default),
             http2=inherited(chain, "http2", False),
+            rewrite=script,
         )
 
     def locations(self, block: Block, chain: list[Block], parent: tuple[str, str] | None,
@@ -138,7 +141,8 @@ class HttpBuilder:
                  formats: dict[str, LogFormat], modifier: str, path: str) -> Location:
         exact = modifier == "="
         proxy_pass = block.get("proxy_pass")
-        returned = block.get("return")
+        script = script_of(block, chain)
+        returned = block.get("return") if script is None else None
         handler = _handler(block)
         if handler is not None and handler.kind == "dashboard":
             # a dashboard reads (and, with `api write=on`, changes) through the `api` location of its server
@@ -212,6 +216,7 @@ class HttpBuilder:
             proxy_ssl=(upstream_tls(chain, target.text.split("://", 1)[1].split("/", 1)[0],
                                     block.sources["proxy_pass"])
                        if target is not None and target.ssl else None),
+            rewrite=script,
         )
 
     def proxy_pass(self, target: str, upstreams: dict[str, Upstream], source: Source) -> ProxyPass:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sheer.config import accepted, access, announce, balance, error_pages, health, tls, unsupported
+from sheer.config import accepted, access, announce, balance, error_pages, health, rewrite, tls, unsupported
 from sheer.config.errors import ConfigError, Source
 from sheer.config.model import LOG_LEVELS, NEXT_UPSTREAM_CONDITIONS, Listen, UpstreamServer
 from sheer.config.realip import network as _network
@@ -20,6 +20,7 @@ from sheer.config.table import (
     EVENTS,
     HTTP,
     HTTP_ALL,
+    HTTP_IF,
     HTTP_LOCATION,
     HTTP_MATCH,
     HTTP_SERVER,
@@ -250,7 +251,7 @@ TABLE: tuple[Directive, ...] = (
     _d("proxy_requests", STREAM_ALL, (1, 1), _number("proxy_requests")),
     _d("proxy_half_close", STREAM_ALL, (1, 1), _flag("proxy_half_close")),
     _d("proxy_next_upstream", STREAM_ALL | HTTP_ALL, (1, None)),
-    _d("return", {STREAM_SERVER, HTTP_SERVER, HTTP_LOCATION}, (1, 2)),
+    _d("return", {STREAM_SERVER, HTTP_SERVER, HTTP_LOCATION, HTTP_IF}, (1, 2), script=True),
     _d("proxy_bind", STREAM_ALL | HTTP_ALL, (1, 2), _proxy_bind),
     # active health checks (sheer/config/health.py)
     _d("health_check", {STREAM_SERVER}, (0, None), health.stream_health_check),
@@ -332,6 +333,9 @@ TABLE += (
 # what sheer reads, checks and says it does nothing with (sheer/config/accepted.py)
 TABLE += accepted.TABLE
 
+# the rewrite module: rewrite, if, set, break (sheer/config/rewrite.py, sheer/core/http/rewrite.py)
+TABLE += rewrite.DIRECTIVES
+
 # TLS (sheer/config/tls.py): nginx's ngx_http_ssl_module
 TABLE += tuple(_d(name, contexts, nargs, conv, multi=multi)
                for name, contexts, nargs, conv, multi in tls.DIRECTIVES)
@@ -348,6 +352,9 @@ def lookup(name: str, context: str, source: Source) -> Directive:
     """The table entry for `name` in `context`, or nginx's error for it."""
     entry = _BY_CONTEXT.get((name, context))
     if entry is None:
+        if context == HTTP_IF and (name, HTTP_LOCATION) in _BY_CONTEXT:
+            raise ConfigError(f'"{name}" inside "if" is not supported by sheer (only rewrite, set, return and '
+                              'break are); a map and a variable in the location usually say the same', source)
         if name in _NAMES:
             raise ConfigError(f'"{name}" directive is not allowed here', source)
         raise ConfigError(unsupported.refusal(name) or f'unknown directive "{name}"', source)

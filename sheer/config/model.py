@@ -14,6 +14,7 @@ from sheer.config.errors import Source
 from sheer.config.health import HealthCheck
 from sheer.config.realip import RealIp
 from sheer.config.resolver import Resolver
+from sheer.config.script import Script
 from sheer.config.template import Template
 from sheer.config.tls import ServerTls, UpstreamTls
 
@@ -305,6 +306,7 @@ class Location:
     resolver: Resolver | None = None     # for `proxy_pass` with variables: names are resolved per request
     source: Source | None = None
     proxy_ssl: UpstreamTls | None = None  # `proxy_pass https://`: the proxy_ssl_* settings
+    rewrite: Script | None = None         # rewrite, if, set, break, return (sheer/core/http/rewrite.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,6 +340,7 @@ class HttpServer:
     source: Source | None = None
     tls: ServerTls | None = None                # ssl_* (sheer.config.tls); None: no certificate, no ssl
     http2: bool = False                         # `http2 on;` (accepted; HTTP/1.1 is served)
+    rewrite: Script | None = None               # the server level's: before a location is chosen
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,7 +98,8 @@ def compile_template(text: str, source: Source, known: frozenset[str],
                 raise ConfigError(f'the closing bracket in "{match.group()}" variable is missing', source)
             end += 1
         name = match.group()
-        if name not in known and not name.startswith(prefixes) and name not in _declared(known):
+        if (name not in known and not name.startswith(prefixes) and name not in _declared(known)
+                and not name.isdigit()):     # $1..$9: the last regex's captures (rewrite, if, location)
             raise ConfigError(f'unknown "{name}" variable', source)
         if "".join(literal):
             parts.append("".join(literal))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from urllib.parse import unquote_plus
 
@@ -77,6 +78,7 @@ class RequestVariables:
         "upstream_statuses",
         "upstream_times",
         "uri",
+        "user",
         "version",
     )
 
@@ -112,6 +114,7 @@ class RequestVariables:
         self.line: str | None = None          # $request as the client wrote it (nginx's request_line)
         self.connection_requests = 1          # its place on the connection ($connection_requests)
         self.request_id: str | None = None    # made when first asked
+        self.user: dict[str, str] | None = None   # `set` variables and regex captures (the rewrite module)
 
     def header(self, name: str) -> str:
         """A request header by lowercase name (`x-forwarded-for`), or ""."""
@@ -126,6 +129,11 @@ class RequestVariables:
         getter = _GETTERS.get(name)
         if getter is not None:
             return getter(self)
+        user = self.user
+        if user is not None:
+            value = user.get(name)
+            if value is not None:
+                return value
         if self.conn.maps:
             mapped = lookup(self.conn.maps, name, self, self._mapped)
             if mapped is not None:
@@ -137,6 +145,23 @@ class RequestVariables:
         if name.startswith("cookie_"):
             return _cookie(self.header("cookie"), name[7:])
         return ""
+
+    def set(self, name: str, value: str) -> None:
+        """`set $name value`: the request's own variable, over a map's or a header's of that name."""
+        if self.user is None:
+            self.user = {}
+        self.user[name] = value
+
+    def captured(self, match: re.Match[str]) -> None:
+        """A regex matched (a rewrite's, an if's, a location's): $1..$9 and its named captures."""
+        user = self.user
+        if user is None:
+            user = self.user = {}
+        groups = match.re.groups
+        for index in range(1, 10):
+            user[str(index)] = (match.group(index) or "") if index <= groups else ""
+        for name in match.re.groupindex:
+            user[name] = match.group(name) or ""
 
 
 def _arg(args: str, key: str) -> str:

@@ -17,12 +17,14 @@ from sheer.core.http.pages import (
 )
 from sheer.core.http.request_head import log_text
 from sheer.core.http.request_line import INVALID_09_METHOD
+from sheer.core.http.rewrite import Outcome
 from sheer.core.http.variables import Connection, RequestVariables
 from sheer.core.http.verdict import Rejected
 from sheer.core.variables import render_bytes
 from sheer.io.http.body import Reader, RequestBody
 from sheer.io.http.error_pages import error_page
 from sheer.io.http.request import Request
+from sheer.io.http.rewriting import location_phase
 from sheer.io.http.site import SERVER, Plan, Site
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -40,6 +42,7 @@ class Client(Reader, Protocol):
     def write(self, data: bytes) -> None: ...
     def finish(self, request: Request, plan: Plan | None, *, keepalive: bool) -> None: ...
     def dispatch(self, request: Request, plan: Plan) -> None: ...
+    def log_for(self, request: Request, level: str, message: str) -> None: ...
 
 
 def refused_request(client: Client, rejected: Rejected, line: bytes, plan: Plan) -> Request:
@@ -131,22 +134,50 @@ def forbidden(client: Client, request: Request, plan: Plan) -> bool:
 def answer_return(client: Client, request: Request, plan: Plan) -> None:
     returned = plan.return_
     assert returned is not None and request.vars is not None
-    code = returned.code
+    text = render_bytes(returned.text, request.vars) if returned.text is not None else None
+    answer_code(client, request, plan, returned.code, text)
+
+
+def rewritten(client: Client, request: Request, plan: Plan) -> Plan | None:
+    """The rewrite module's part (sheer.io.http.rewriting): the plan that serves the request, or None
+    once its return, redirect or error is answered."""
+    result = request.answer
+    if result is not None:           # the server's script answered
+        request.answer = None
+    else:
+        found = location_phase(client, request, plan)
+        if isinstance(found, Plan):
+            return found
+        result, plan = found, request.plan or plan
+    if result.outcome is Outcome.ERROR:
+        client_error(client, request, "error", result.text or "", None)
+        answer_error(client, request, result.code, plan)
+        return None
+    text = result.text.encode("latin-1", "replace") if result.text is not None else None
+    answer_code(client, request, plan, result.code, text)
+    return None
+
+
+def answer_code(client: Client, request: Request, plan: Plan, code: int, text: bytes | None) -> None:
+    """`return CODE [TEXT]` (and a rewrite's redirect: TEXT is its Location), as ngx_http_script_return_code
+    and ngx_http_send_response answer it."""
+    assert request.vars is not None
     if code == 444:   # nginx: close without a response
         request.vars.status = 444
         client.finish(request, plan, keepalive=False)
         return
-    if request.expect_continue and (code < 400 or returned.text is not None):
+    if request.expect_continue and (code < 400 or text is not None):
         # nginx answers these through ngx_http_send_response, whose discard says it first
         client.write(CONTINUE)
     broken = client.discard_body(request)
     if broken is not None:       # nginx: the return's answer becomes the body's verdict
         answer_error(client, request, broken.status, plan, keepalive=False)
         return
-    if code >= 400 and returned.text is None and error_page(client, request, code, plan):
+    special = code in REDIRECTS or (code >= 400 and text is None)
+    if special and error_page(client, request, code, plan):
         return                   # nginx's special response: error_page applies
-    code = request.status_override or code
-    text = render_bytes(returned.text, request.vars) if returned.text is not None else None
+    if not special:              # an error page's own answer keeps the error's status
+        code = request.status_override or code
     location = None
     if code in REDIRECTS:
         location, body, content_type = text, error_body(code), b"text/html"

@@ -13,6 +13,7 @@ from sheer.core.http.variables import Connection, RequestVariables
 from sheer.core.realip import for_request
 from sheer.io.counting import HttpCounters
 from sheer.io.http.request import Request
+from sheer.io.http.rewriting import server_phase
 from sheer.io.http.site import Site
 
 
@@ -26,6 +27,8 @@ class Routing(Protocol):
 
     @property
     def counters(self) -> HttpCounters: ...
+
+    def log_for(self, request: Request, level: str, message: str) -> None: ...
 
 
 def route(client: Routing, request: Request, head: RequestHead) -> None:
@@ -50,7 +53,13 @@ def route(client: Routing, request: Request, head: RequestHead) -> None:
         row[zone.processing] += 1
         row[zone.requests] += 1
     plan = site.server_plans.get(id(vhost.server))
-    location = vhost.locations.match(head.uri) if plan is None else None
+    uri = head.uri
+    if plan is None and vhost.server.rewrite is not None:     # nginx's server rewrite phase
+        server_phase(client, request, vhost)
+        if request.answer is not None:
+            plan = site.refusal_plans[id(vhost.server)]
+        uri = variables.uri
+    location = vhost.locations.match(uri) if plan is None else None
     real = for_request(location.real_ip if location is not None else vhost.server.real_ip,
                        conn.remote_addr, conn.proxy, request.headers)
     if real is not None:

@@ -15,6 +15,7 @@ from sheer.core.http.pages import REDIRECTS, absolute_location, error_body, simp
 from sheer.core.variables import render
 from sheer.io.http.body import Reader, RequestBody
 from sheer.io.http.request import Request
+from sheer.io.http.rewriting import server_phase
 from sheer.io.http.site import SERVER, Plan, Site
 
 
@@ -25,6 +26,7 @@ class Client(Reader, Protocol):
     def write(self, data: bytes) -> None: ...
     def finish(self, request: Request, plan: Plan | None, *, keepalive: bool) -> None: ...
     def dispatch(self, request: Request, plan: Plan) -> None: ...
+    def log_for(self, request: Request, level: str, message: str) -> None: ...
 
 
 def error_page(client: Client, request: Request, status: int, plan: Plan | None) -> bool:
@@ -65,7 +67,14 @@ def error_page(client: Client, request: Request, status: int, plan: Plan | None)
         variables.uri, request.raw_uri = path, target
         if mark:
             variables.args = args
-        found = vhost.locations.match(path)
+        if request.rewritten is not None:      # a new URI: nginx's flags of the last one do not hold
+            request.rewritten.valid_location, request.rewritten.unparsed = True, True
+        if vhost.server.rewrite is not None:   # an internal redirect starts at the server rewrite phase
+            server_phase(client, request, vhost)
+            if request.answer is not None:
+                client.dispatch(request, client.site.refusal_plans[id(vhost.server)])
+                return True
+        found = vhost.locations.match(variables.uri)
     if found is None:
         return False
     request.status_override = (status if page.overwrite is None

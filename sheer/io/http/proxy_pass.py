@@ -92,7 +92,11 @@ class ProxiedRequest:
         else:
             assert plan.balancer is not None and proxy.upstream is not None
             balancer, upstream, peer_columns = plan.balancer, proxy.upstream, plan.peer_columns
-            self.uri = upstream_uri(location, proxy, request.raw_uri, self.vars.uri, self.vars.args)
+            rewritten = request.rewritten
+            if rewritten is not None and not rewritten.valid_location:
+                self.uri = request.raw_uri     # nginx: a `break` after a new URI sends it whole
+            else:
+                self.uri = upstream_uri(location, proxy, request.raw_uri, self.vars.uri, self.vars.args)
         try:
             self.bind = bind_to(location.proxy_bind, self.vars)
         except BindValueError as exc:

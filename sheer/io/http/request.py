@@ -10,6 +10,8 @@ from sheer.io.counting import ZoneColumns
 from sheer.io.http.body import RequestBody
 
 if TYPE_CHECKING:
+    from sheer.core.http.rewrite import Request as RewriteState
+    from sheer.core.http.rewrite import Result
     from sheer.core.http.routing import VirtualHost
     from sheer.io.http.site import Plan
 
@@ -20,6 +22,7 @@ class Relay(Protocol):
 
 class Request:
     __slots__ = (
+        "answer",
         "body",
         "counted",
         "error_paged",
@@ -35,6 +38,7 @@ class Request:
         "plan",
         "raw_uri",
         "rejected",
+        "rewritten",
         "status_override",
         "upgrade",
         "vars",
@@ -66,3 +70,5 @@ class Request:
         self.rejected: Rejected | None = None   # refused before any handler: answered with nginx's status
         self.plan: Plan | None = None           # where it was routed (or its server, when refused)
         self.upgrade = False        # it asked for another protocol (Upgrade): a 101 makes a tunnel
+        self.answer: Result | None = None       # what the server's rewrite script answered (in its turn)
+        self.rewritten: RewriteState | None = None   # the rewrite module's flags, once a script ran
