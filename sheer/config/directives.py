@@ -353,8 +353,8 @@ def lookup(name: str, context: str, source: Source) -> Directive:
     entry = _BY_CONTEXT.get((name, context))
     if entry is None:
         if context == HTTP_IF and (name, HTTP_LOCATION) in _BY_CONTEXT:
-            raise ConfigError(f'"{name}" inside "if" is not supported by sheer (only rewrite, set, return and '
-                              'break are); a map and a variable in the location usually say the same', source)
+            raise ConfigError(f'"{name}" inside "if" is not supported by sheer (only rewrite, set, '
+                              'return and break are); a map and a variable in the location often do', source)
         if name in _NAMES:
             raise ConfigError(f'"{name}" directive is not allowed here', source)
         raise ConfigError(unsupported.refusal(name) or f'unknown directive "{name}"', source)

@@ -28,7 +28,7 @@ def _rewrite(args: list[str], src: Source) -> Rewrite:
     if len(args) == 3:
         if args[2] not in _FLAGS:
             raise ConfigError(f'invalid parameter "{args[2]}"', src)
-        flag = args[2]   # type: ignore[assignment]
+        flag = args[2]
         if flag == "redirect":
             status = 302
         elif flag == "permanent":

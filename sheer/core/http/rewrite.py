@@ -18,7 +18,7 @@ from sheer.core.variables import render
 
 FileCheck = Callable[[FileTest, str], bool]
 Log = Callable[[str], None]
-MAX_URI_CHANGES = 10       # nginx's NGX_HTTP_MAX_URI_CHANGES: then 500 "rewrite or internal redirection cycle"
+MAX_URI_CHANGES = 10     # nginx's NGX_HTTP_MAX_URI_CHANGES: then 500 "rewrite or internal redirection cycle"
 
 
 class Outcome(enum.Enum):

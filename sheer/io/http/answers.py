@@ -15,16 +15,14 @@ from sheer.core.http.pages import (
     error_body,
     simple_response,
 )
-from sheer.core.http.request_head import log_text
 from sheer.core.http.request_line import INVALID_09_METHOD
-from sheer.core.http.rewrite import Outcome
 from sheer.core.http.variables import Connection, RequestVariables
 from sheer.core.http.verdict import Rejected
 from sheer.core.variables import render_bytes
 from sheer.io.http.body import Reader, RequestBody
 from sheer.io.http.error_pages import error_page
+from sheer.io.http.logline import client_error
 from sheer.io.http.request import Request
-from sheer.io.http.rewriting import location_phase
 from sheer.io.http.site import SERVER, Plan, Site
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -42,7 +40,6 @@ class Client(Reader, Protocol):
     def write(self, data: bytes) -> None: ...
     def finish(self, request: Request, plan: Plan | None, *, keepalive: bool) -> None: ...
     def dispatch(self, request: Request, plan: Plan) -> None: ...
-    def log_for(self, request: Request, level: str, message: str) -> None: ...
 
 
 def refused_request(client: Client, rejected: Rejected, line: bytes, plan: Plan) -> Request:
@@ -59,31 +56,6 @@ def refused_request(client: Client, rejected: Rejected, line: bytes, plan: Plan)
                                     server_name, len(line), time.time())
     request.vars.line = line.decode("latin-1")
     return request
-
-
-def client_error(client: Client, request: Request | None, level: str, message: str,
-                 action: str | None) -> None:
-    """nginx's line about a client's fault:
-    `MESSAGE while ACTION, client: A, server: S, request: "R", host: "H"`."""
-    plan = request.plan if request is not None and request.plan is not None else client.site.default_plan
-    log = plan.error_log
-    if not log.enabled(level):
-        return
-    conn = client.conn
-    assert conn is not None
-    line = message + (f" while {action}" if action else "") + f", client: {conn.remote_addr}"
-    variables = request.vars if request is not None else None
-    if variables is None:
-        line += f", server: {conn.server_addr}:{conn.server_port}"
-    else:
-        line += f", server: {variables.server_name}"
-        text = variables.variable("request")
-        if text:
-            line += f', request: "{log_text(text.encode("latin-1"))}"'
-        host = variables.header("host")
-        if host:
-            line += f', host: "{log_text(host.encode("latin-1"))}"'
-    log.log(level, line)
 
 
 def answer_refused(client: Client, request: Request) -> None:
@@ -136,26 +108,6 @@ def answer_return(client: Client, request: Request, plan: Plan) -> None:
     assert returned is not None and request.vars is not None
     text = render_bytes(returned.text, request.vars) if returned.text is not None else None
     answer_code(client, request, plan, returned.code, text)
-
-
-def rewritten(client: Client, request: Request, plan: Plan) -> Plan | None:
-    """The rewrite module's part (sheer.io.http.rewriting): the plan that serves the request, or None
-    once its return, redirect or error is answered."""
-    result = request.answer
-    if result is not None:           # the server's script answered
-        request.answer = None
-    else:
-        found = location_phase(client, request, plan)
-        if isinstance(found, Plan):
-            return found
-        result, plan = found, request.plan or plan
-    if result.outcome is Outcome.ERROR:
-        client_error(client, request, "error", result.text or "", None)
-        answer_error(client, request, result.code, plan)
-        return None
-    text = result.text.encode("latin-1", "replace") if result.text is not None else None
-    answer_code(client, request, plan, result.code, text)
-    return None
 
 
 def answer_code(client: Client, request: Request, plan: Plan, code: int, text: bytes | None) -> None:

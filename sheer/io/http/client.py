@@ -14,16 +14,11 @@ from sheer.core.http.reader import RequestReader
 from sheer.core.http.variables import Connection
 from sheer.core.proxy_protocol import Malformed, NeedMore, parse
 from sheer.io.counting import HttpCounters
-from sheer.io.http.answers import (
-    answer_error,
-    answer_refused,
-    answer_return,
-    client_error,
-    forbidden,
-    rewritten,
-)
+from sheer.io.http.answers import answer_error, answer_refused, answer_return, forbidden
+from sheer.io.http.logline import client_error
 from sheer.io.http.reading import Reading
 from sheer.io.http.request import Relay, Request
+from sheer.io.http.rewritten import rewrite
 from sheer.io.http.site import Plan, Site
 from sheer.io.http.timeouts import Timeouts
 from sheer.io.http.tunnel import Tunnel
@@ -248,8 +243,7 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
     def dispatch(self, request: Request, plan: Plan) -> None:
         """The request's answer from its location (again after an error_page's internal redirect)."""
         if request.answer is not None or (plan.location is not None and plan.location.rewrite is not None):
-            found = rewritten(self, request, plan)     # the rewrite module's answer, or where it led
-            if found is None:
+            if (found := rewrite(self, request, plan)) is None:     # answered by the rewrite module
                 return
             plan = found
         if plan.location is None and plan.return_ is None:
@@ -264,10 +258,6 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
             self.task = self.loop.create_task(self.service.status(self, request, plan))
         else:
             self.task = self.loop.create_task(self.service.proxy(self, request, plan))
-
-    def log_for(self, request: Request, level: str, message: str) -> None:
-        """A line of the error log about this request, with nginx's client, server, request, host."""
-        client_error(self, request, level, message, None)
 
     def respond_error(self, request: Request, status: int, plan: Plan | None, *,
                       keepalive: bool = True) -> None:

@@ -28,7 +28,6 @@ class Routing(Protocol):
     @property
     def counters(self) -> HttpCounters: ...
 
-    def log_for(self, request: Request, level: str, message: str) -> None: ...
 
 
 def route(client: Routing, request: Request, head: RequestHead) -> None:

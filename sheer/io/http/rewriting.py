@@ -7,23 +7,17 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Protocol
 from urllib.parse import quote
 
 from sheer.config.script import FileTest, Script
 from sheer.core.http.rewrite import MAX_URI_CHANGES, Outcome, Result, run
 from sheer.core.http.rewrite import Request as State
 from sheer.core.http.routing import VirtualHost
+from sheer.io.http.logline import Client, client_error
 from sheer.io.http.request import Request
-from sheer.io.http.site import Plan, Site
+from sheer.io.http.site import Plan
 
 _SAFE = "/:@!$&'()*+,;=-._~"     # what nginx's NGX_ESCAPE_URI leaves as it is
-
-
-class Client(Protocol):
-    @property
-    def site(self) -> Site: ...
-    def log_for(self, request: Request, level: str, message: str) -> None: ...
 
 
 def file_test(test: FileTest, path: str) -> bool:
@@ -76,7 +70,8 @@ def location_phase(client: Client, request: Request, plan: Plan) -> Plan | Resul
         state.changes -= 1
         if state.changes <= 0:
             uri = request.vars.uri
-            return Result(Outcome.ERROR, 500, f'rewrite or internal redirection cycle while processing "{uri}"')
+            return Result(Outcome.ERROR, 500,
+                          f'rewrite or internal redirection cycle while processing "{uri}"')
         state.uri_changed, state.valid_location = False, True
         found = request.vhost.locations.match(request.vars.uri)
         site = client.site
@@ -88,7 +83,9 @@ def _run(client: Client, request: Request, script: Script) -> Result:
     variables = request.vars
     assert variables is not None
     state = state_of(request)
-    log = (lambda line: client.log_for(request, "notice", line)) if script.log else None
+    log = None
+    if script.log:      # rewrite_log: nginx's notice lines
+        log = lambda line: client_error(client, request, "notice", line, None)
     result = run(script, variables, state, file_test, log)
     if not state.unparsed:        # the URI sent upstream is made again from $uri and $args
         target = quote(variables.uri.encode("latin-1", "replace"), safe=_SAFE)
