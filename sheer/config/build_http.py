@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Protocol
 
-from sheer.config import build_health
+from sheer.config import build_health, proxy_headers
 from sheer.config import directives as d
 from sheer.config.access import access_rules
 from sheer.config.build_rewrite import script_of
@@ -217,6 +217,14 @@ class HttpBuilder:
                                     block.sources["proxy_pass"])
                        if target is not None and target.ssl else None),
             rewrite=script,
+            proxy_redirect=proxy_headers.redirects(
+                inherited(chain, "proxy_redirect", None), target.text if target is not None else None,
+                target is not None and target.url is not None, path, modifier in ("~", "~*", "@"),
+                block.source),
+            proxy_hidden=proxy_headers.hidden(inherited(chain, "proxy_hide_header", []),
+                                              inherited(chain, "proxy_pass_header", [])),
+            proxy_intercept_errors=inherited(chain, "proxy_intercept_errors", False),
+            proxy_set_body=inherited(chain, "proxy_set_body", None),
         )
 
     def proxy_pass(self, target: str, upstreams: dict[str, Upstream], source: Source) -> ProxyPass:

@@ -10,7 +10,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sheer.config import accepted, access, announce, balance, error_pages, health, rewrite, tls, unsupported
+from sheer.config import (
+    accepted,
+    access,
+    announce,
+    balance,
+    error_pages,
+    health,
+    proxy_headers,
+    rewrite,
+    tls,
+    unsupported,
+)
 from sheer.config.errors import ConfigError, Source
 from sheer.config.model import LOG_LEVELS, NEXT_UPSTREAM_CONDITIONS, Listen, UpstreamServer
 from sheer.config.realip import network as _network
@@ -335,6 +346,8 @@ TABLE += accepted.TABLE
 
 # the rewrite module: rewrite, if, set, break (sheer/config/rewrite.py, sheer/core/http/rewrite.py)
 TABLE += rewrite.DIRECTIVES
+# the upstream's response headers, the body sent (sheer/config/proxy_headers.py)
+TABLE += proxy_headers.DIRECTIVES
 
 # TLS (sheer/config/tls.py): nginx's ngx_http_ssl_module
 TABLE += tuple(_d(name, contexts, nargs, conv, multi=multi)

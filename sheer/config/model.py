@@ -12,6 +12,7 @@ from sheer.config.announce import Announcing
 from sheer.config.error_pages import ErrorPage
 from sheer.config.errors import Source
 from sheer.config.health import HealthCheck
+from sheer.config.proxy_headers import HIDDEN_BY_DEFAULT, Redirect
 from sheer.config.realip import RealIp
 from sheer.config.resolver import Resolver
 from sheer.config.script import Script
@@ -307,6 +308,11 @@ class Location:
     source: Source | None = None
     proxy_ssl: UpstreamTls | None = None  # `proxy_pass https://`: the proxy_ssl_* settings
     rewrite: Script | None = None         # rewrite, if, set, break, return (sheer/core/http/rewrite.py)
+    # what the proxy does to the response's headers (sheer/config/proxy_headers.py)
+    proxy_redirect: tuple[Redirect, ...] = ()
+    proxy_hidden: frozenset[bytes] = HIDDEN_BY_DEFAULT
+    proxy_intercept_errors: bool = False
+    proxy_set_body: Template | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,3 +89,15 @@ def error_page(client: Client, request: Request, status: int, plan: Plan | None)
     new_plan = request.plan = client.site.plan(found)
     client.dispatch(request, new_plan)
     return True
+
+
+def intercepts(request: Request, status: int, headers: list[tuple[bytes, bytes]]) -> bool:
+    """`proxy_intercept_errors on` (ngx_http_upstream_intercept_errors): an upstream's answer of 300 or
+    more that the location's error_page lists is answered by that page instead; a 401's
+    WWW-Authenticate lines go with it."""
+    location = request.plan.location if request.plan is not None else None
+    if status < 300 or location is None or request.error_paged or find(location.error_pages, status) is None:
+        return False
+    if status == 401:
+        request.carried = [(name, value) for name, value in headers if name.lower() == b"www-authenticate"]
+    return True

@@ -10,8 +10,9 @@ import httptools
 from sheer.config.model import AddHeader
 from sheer.core.http.add_header import added
 from sheer.core.http.framing import BodyMode, Framing, upstream_reusable
-from sheer.core.http.headers import LAST_CHUNK, Headers, response_head
+from sheer.core.http.headers import LAST_CHUNK, RESPONSE_SKIP, Headers, response_head
 from sheer.core.http.nextupstream import Failure
+from sheer.core.http.redirects import REWRITTEN
 from sheer.core.http.verdict import Rejected
 from sheer.core.variables import VariableSource
 from sheer.io.http.body import RequestBody
@@ -61,6 +62,8 @@ class Exchange:
         # the location's add_header lines and the request's variables they render (set by proxy_pass)
         self.add_headers: tuple[AddHeader, ...] = ()
         self.variables: VariableSource | None = None
+        self.skip = RESPONSE_SKIP       # the headers the client never sees (proxy_hide_header)
+        self.redirected = False         # a Location or a Refresh came (proxy_redirect's)
         self.reason: list[bytes] = []
         self.headers: Headers = []
         self.content_length: int | None = None
@@ -243,6 +246,8 @@ class Exchange:
             self.content_length = int(value)
         elif lname == b"transfer-encoding":
             self.chunked = b"chunked" in value.lower()
+        elif lname in REWRITTEN:
+            self.redirected = True
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
@@ -298,7 +303,7 @@ class Exchange:
             head = response_head(self.status, b"".join(self.reason), self.headers, server=SERVER,
                                  date=client.site.date(), content_length=content_length,
                                  chunked=framing.mode is BodyMode.CHUNKED, keepalive=framing.keepalive,
-                                 added=extra, replaced=replaced)
+                                 added=extra, replaced=replaced, skip=self.skip)
         # The head, what already arrived of the body and, if complete, the last chunk leave in one
         # write: a small response costs one send() instead of two or three.
         buffers = [head]

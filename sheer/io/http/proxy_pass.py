@@ -21,11 +21,13 @@ from sheer.core.http.nextupstream import (
     peer_failed,
     status_failure,
 )
+from sheer.core.http.redirects import rewrite_headers
 from sheer.core.http.uri import upstream_uri
-from sheer.core.variables import render
+from sheer.core.variables import render, render_bytes
 from sheer.io.counting import PeerColumns
 from sheer.io.http.answers import CONTINUE
 from sheer.io.http.client import ClientConnection
+from sheer.io.http.error_pages import intercepts
 from sheer.io.http.exchange import ClientBroke, Exchange, UpstreamFailed
 from sheer.io.http.request import Request
 from sheer.io.http.site import SERVER, Plan
@@ -68,7 +70,7 @@ class ProxiedRequest:
             # nginx (ngx_http_test_expect) says it before reading the body, whatever came with the
             # head, a body or none
             self.client.write(CONTINUE)
-        if body.expected and not location.proxy_pass_request_body:
+        if body.expected and (not location.proxy_pass_request_body or location.proxy_set_body is not None):
             body.detach()        # nginx reads it and sends nothing of it: read and dropped
         elif body.expected:
             # A chunked body sent as HTTP/1.0 needs its length first, so it is read whole. A client
@@ -179,6 +181,12 @@ class ProxiedRequest:
                 chunked = True
         self.body_chunked = chunked
         client_headers = request.headers if location.proxy_pass_request_headers else []
+        if location.proxy_set_body is not None:     # this body instead of the client's
+            data = render_bytes(location.proxy_set_body, self.vars)
+            self.body_chunked = False
+            uri = self.uri.encode("latin-1")
+            return request_head(request.method, uri, plan.version, plan.headers(self.vars), plan.set_names,
+                                client_headers, len(data), False) + data
         return request_head(request.method, self.uri.encode("latin-1"), plan.version, plan.headers(self.vars),
                             plan.set_names, client_headers, length, chunked)
 
@@ -219,6 +227,7 @@ class ProxiedRequest:
             exchange = Exchange(self.client, conn, request.method, location.proxy_read_timeout,
                                 location.proxy_send_timeout, lambda line: self._log("warn", line, peer))
             exchange.add_headers, exchange.variables = location.add_headers, request.vars
+            exchange.skip = plan.response_skip
             self.exchange = exchange
             try:
                 result = await self._exchange(exchange, peer, head)
@@ -251,7 +260,7 @@ class ProxiedRequest:
     async def _exchange(self, exchange: Exchange, peer: Peer, head: bytes) -> Failure | None:
         request, location = self.request, self.location
         assert location is not None
-        sent = request.body.expected and location.proxy_pass_request_body
+        sent = request.body.expected and location.proxy_pass_request_body and location.proxy_set_body is None
         exchange.send(head, request.body if sent else None, self.body_chunked)
         await exchange.head
         self.header_time = self.loop.time() - self.began
@@ -273,6 +282,11 @@ class ProxiedRequest:
             if may_retry(failure, location.proxy_next_upstream, attempt):
                 exchange.complete = False   # drop it: the connection is not reused
                 return failure
+        if location.proxy_intercept_errors and intercepts(request, status, exchange.headers):
+            exchange.complete = False       # the rest of it is not read: the connection is dropped
+            self.response_started = True
+            self.client.respond_error(request, status, self.plan)
+            return None
         client = self.client
         broken = exchange.done.exception() if exchange.done.done() else None
         if broken is not None:
@@ -287,6 +301,8 @@ class ProxiedRequest:
                                    client_keepalive=client.keepalive_after(request))
         self.response_started = True
         self.vars.status = exchange.status
+        if exchange.redirected and self.plan.redirects:     # proxy_redirect
+            exchange.headers = rewrite_headers(exchange.headers, self.plan.redirects, self.vars)
         exchange.relay(framing)
         try:
             await exchange.done
