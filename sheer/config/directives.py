@@ -365,7 +365,7 @@ def lookup(name: str, context: str, source: Source) -> Directive:
     """The table entry for `name` in `context`, or nginx's error for it."""
     entry = _BY_CONTEXT.get((name, context))
     if entry is None:
-        if context == HTTP_IF and (name, HTTP_LOCATION) in _BY_CONTEXT:
+        if context == HTTP_IF and name != "if" and (name, HTTP_LOCATION) in _BY_CONTEXT:
             raise ConfigError(f'"{name}" inside "if" is not supported by sheer (only rewrite, set, '
                               'return and break are); a map and a variable in the location often do', source)
         if name in _NAMES:
