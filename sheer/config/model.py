@@ -190,6 +190,7 @@ class StreamServer:
     tls: ServerTls | None = None              # `listen ... ssl`: terminated here (sheer.io.stream_tls)
     ssl_handshake_timeout: float = 60.0
     proxy_ssl: UpstreamTls | None = None      # `proxy_ssl on`: TLS to the upstream
+    sets: tuple[tuple[str, Template], ...] = ()   # `set $name value` (ngx_stream_set_module), in order
 
     @property
     def udp(self) -> bool:

@@ -7,8 +7,8 @@ from __future__ import annotations
 from sheer.config.errors import ConfigError, Source
 from sheer.config.regex import compile_regex
 from sheer.config.script import Break, Condition, Return, Rewrite, RewriteFlag, SetVar
-from sheer.config.table import HTTP, HTTP_IF, HTTP_LOCATION, HTTP_SERVER, Directive, entry
-from sheer.config.template import HTTP_PREFIXES, HTTP_VARIABLES, Template, compile_template
+from sheer.config.table import HTTP, HTTP_IF, HTTP_LOCATION, HTTP_SERVER, STREAM_SERVER, Directive, entry
+from sheer.config.template import HTTP_PREFIXES, HTTP_VARIABLES, STREAM_VARIABLES, Template, compile_template
 from sheer.config.values import parse_flag
 
 SCRIPT_LEVELS = frozenset({HTTP_SERVER, HTTP_LOCATION, HTTP_IF})
@@ -61,7 +61,18 @@ def _template(text: str, src: Source) -> Template:
     return compile_template(text, src, HTTP_VARIABLES, HTTP_PREFIXES)
 
 
+def _stream_set(args: list[str], src: Source) -> tuple[str, Template]:
+    """ngx_stream_set_module's `set` (stream server level)."""
+    name = args[0]
+    if not name.startswith("$") or len(name) < 2:
+        raise ConfigError(f'invalid variable name "{name}"', src)
+    if name[1:] in STREAM_VARIABLES:
+        raise ConfigError(f'the duplicate "{name[1:]}" variable', src)
+    return name[1:], compile_template(args[1], src, STREAM_VARIABLES)
+
+
 DIRECTIVES: tuple[Directive, ...] = (
+    entry("set", {STREAM_SERVER}, (2, 2), _stream_set, multi=True, key="stream_set"),
     entry("rewrite", SCRIPT_LEVELS, (2, 3), _rewrite, script=True),
     entry("set", SCRIPT_LEVELS, (2, 2), _set, script=True),
     entry("break", SCRIPT_LEVELS, (0, 0), _break, script=True),
