@@ -78,6 +78,7 @@ def test_break_and_the_uri_sent_upstream(harness: Harness) -> None:
             location /var {{ set $v "from set"; proxy_set_header X-Var $v; proxy_pass {to}; }}
             location /args {{ set $args a=1; proxy_pass {to}; }}
             location /plain {{ proxy_pass {to}; }}
+            location ~ ^/api/(?<rest>.*)$ {{ proxy_pass {to}/v1/$1?r=$rest; }}
         }}""")
     assert get(proxy, "/break")[2] == b"/return200|\n"             # nginx: a break resets valid_location
     assert get(proxy, "/flag/a%20b?q=1")[2] == b"/api/a%20b?q=1|\n"
@@ -85,6 +86,7 @@ def test_break_and_the_uri_sent_upstream(harness: Harness) -> None:
     assert get(proxy, "/var")[2] == b"/var|from set\n"
     assert get(proxy, "/args?x=9")[2] == b"/args?a=1|\n"
     assert get(proxy, "/plain/%7Ex?y")[2] == b"/plain/%7Ex?y|\n"      # no script: as the client wrote it
+    assert get(proxy, "/api/users")[2] == b"/v1/users?r=users|\n"     # a regex location's captures
 
 
 def test_error_page_target_with_a_script(harness: Harness) -> None:

@@ -13,7 +13,7 @@ from sheer.core.http.variables import Connection, RequestVariables
 from sheer.core.realip import for_request
 from sheer.io.counting import HttpCounters
 from sheer.io.http.request import Request
-from sheer.io.http.rewriting import server_phase
+from sheer.io.http.rewriting import captured, server_phase
 from sheer.io.http.site import Site
 
 
@@ -64,6 +64,8 @@ def route(client: Routing, request: Request, head: RequestHead) -> None:
     if real is not None:
         variables.remote_addr = real[0]
         variables.remote_port = "" if real[1] is None else str(real[1])
+    if location is not None and location.regex is not None and location.regex.groups:
+        captured(variables, location, uri)     # `location ~ ^/(.*)$`: $1 for proxy_pass, return...
     if plan is None and location is not None:
         plan = site.plan(location)
     if plan is None:                       # no location: a 404 from the server's own plan

@@ -16,7 +16,7 @@ from sheer.core.http.variables import Connection
 from sheer.core.variables import render
 from sheer.io.http.body import Reader, RequestBody
 from sheer.io.http.request import Request
-from sheer.io.http.rewriting import server_phase
+from sheer.io.http.rewriting import captured, server_phase
 from sheer.io.http.site import SERVER, Plan, Site
 
 
@@ -77,6 +77,8 @@ def error_page(client: Client, request: Request, status: int, plan: Plan | None)
                 client.dispatch(request, client.site.refusal_plans[id(vhost.server)])
                 return True
         found = vhost.locations.match(variables.uri)
+        if found is not None and found.regex is not None and found.regex.groups:
+            captured(variables, found, variables.uri)
     if found is None:
         return False
     request.status_override = (status if page.overwrite is None

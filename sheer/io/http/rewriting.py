@@ -9,10 +9,12 @@ import os
 import stat
 from urllib.parse import quote
 
+from sheer.config.model import Location
 from sheer.config.script import FileTest, Script
 from sheer.core.http.rewrite import MAX_URI_CHANGES, Outcome, Result, run
 from sheer.core.http.rewrite import Request as State
 from sheer.core.http.routing import VirtualHost
+from sheer.core.http.variables import RequestVariables
 from sheer.io.http.logline import Client, client_error
 from sheer.io.http.request import Request
 from sheer.io.http.site import Plan
@@ -33,6 +35,15 @@ def file_test(test: FileTest, path: str) -> bool:
     if test == "-x":
         return bool(found.st_mode & stat.S_IXUSR)
     return True
+
+
+def captured(variables: RequestVariables, location: Location, uri: str) -> None:
+    """The captures of the regex location a URI matched (nginx keeps them for the location's
+    directives: `proxy_pass http://u/$1`)."""
+    assert location.regex is not None
+    match = location.regex.search(uri)
+    if match is not None:
+        variables.captured(match)
 
 
 def state_of(request: Request) -> State:
@@ -74,6 +85,8 @@ def location_phase(client: Client, request: Request, plan: Plan) -> Plan | Resul
                           f'rewrite or internal redirection cycle while processing "{uri}"')
         state.uri_changed, state.valid_location = False, True
         found = request.vhost.locations.match(request.vars.uri)
+        if found is not None and found.regex is not None and found.regex.groups:
+            captured(request.vars, found, request.vars.uri)
         site = client.site
         plan = site.plan(found) if found is not None else site.refusal_plans[id(request.vhost.server)]
         request.plan = plan
