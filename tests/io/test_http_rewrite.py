@@ -167,7 +167,8 @@ def test_intercept_errors_and_set_body(harness: Harness) -> None:
     assert [value for name, value in lines if name == "www-authenticate"] == ["foo", "bar"]
     assert get(proxy, "/auth")[:3:2] == (401, b"intercepted\n")
     out = subprocess.run(["curl", "-sS", "--max-time", "3", "-d", "client body",
-                          f"http://127.0.0.1:{proxy}/body?a=xyz"], capture_output=True, text=True, check=True).stdout
+                          f"http://127.0.0.1:{proxy}/body?a=xyz"],
+                         capture_output=True, text=True, check=True).stdout
     assert out == "POST 5 xyz\n"
 
 
