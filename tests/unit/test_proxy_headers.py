@@ -58,7 +58,8 @@ def test_off_explicit_rules_variables_regexes_and_inheritance(tmp_path: Path) ->
         location /off/ {
             proxy_pass http://127.0.0.1:8081/;
             proxy_redirect off;
-            location /off/on/ { proxy_pass http://127.0.0.1:8081; proxy_redirect http://127.0.0.1:8081/off/ /; }
+            location /off/on/ {
+                proxy_pass http://127.0.0.1:8081; proxy_redirect http://127.0.0.1:8081/off/ /; }
         }""")
     rules = _location(config, "/").proxy_redirect
     v = Vars(some_var="var_here")
@@ -85,7 +86,8 @@ def test_location_made_absolute_only_when_rewritten_refresh_after_url(tmp_path: 
 @pytest.mark.parametrize(("body", "message"), [
     ("location / { proxy_pass http://$host; proxy_redirect default; }",
      '"proxy_redirect default" cannot be used with "proxy_pass" directive with variables'),
-    ("location / { proxy_pass http://a.test; proxy_redirect ~(x /y; }", 'regular expression "(x" does not compile'),
+    ("location / { proxy_pass http://a.test; proxy_redirect ~(x /y; }",
+     'regular expression "(x" does not compile'),
     ("location / { proxy_redirect bogus; }", 'invalid parameter "bogus"'),
     ("location / { proxy_intercept_errors yes; }", 'it must be "on" or "off"'),
 ])
@@ -98,7 +100,8 @@ def test_bad_values(tmp_path: Path, body: str, message: str) -> None:
 def test_hidden_headers_and_passed_ones(tmp_path: Path) -> None:
     config = _load(tmp_path, """
         location /d { proxy_pass http://127.0.0.1:8081; }
-        location /p { proxy_pass http://127.0.0.1:8081; proxy_pass_header Server; proxy_hide_header X-Secret; }""")
+        location /p {
+            proxy_pass http://127.0.0.1:8081; proxy_pass_header Server; proxy_hide_header X-Secret; }""")
     assert _location(config, "/d").proxy_hidden == HIDDEN_BY_DEFAULT
     hidden = _location(config, "/p").proxy_hidden
     assert b"server" not in hidden and b"x-secret" in hidden and b"x-accel-redirect" in hidden
