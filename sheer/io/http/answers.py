@@ -160,5 +160,5 @@ def _added(request: Request, status: int, plan: Plan | None) -> tuple[tuple[byte
     """The location's add_header lines for this status (sheer/core/http/add_header.py)."""
     location = plan.location if plan is not None else None
     if location is None or not location.add_headers or request.vars is None:
-        return tuple(request.carried)
+        return request.carried
     return (*request.carried, *added(location.add_headers, status, request.vars)[0])

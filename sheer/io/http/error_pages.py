@@ -101,5 +101,6 @@ def intercepts(request: Request, status: int, headers: list[tuple[bytes, bytes]]
     if status < 300 or location is None or request.error_paged or find(location.error_pages, status) is None:
         return False
     if status == 401:
-        request.carried = [(name, value) for name, value in headers if name.lower() == b"www-authenticate"]
+        request.carried = tuple((name, value) for name, value in headers
+                                if name.lower() == b"www-authenticate")
     return True

@@ -73,4 +73,4 @@ class Request:
         self.upgrade = False        # it asked for another protocol (Upgrade): a 101 makes a tunnel
         self.answer: Result | None = None       # what the server's rewrite script answered (in its turn)
         self.rewritten: RewriteState | None = None   # the rewrite module's flags, once a script ran
-        self.carried: list[tuple[bytes, bytes]] = []  # an intercepted 401's WWW-Authenticate, for its page
+        self.carried: tuple[tuple[bytes, bytes], ...] = ()   # an intercepted 401's WWW-Authenticate
