@@ -125,17 +125,23 @@ def answer_code(client: Client, request: Request, plan: Plan, code: int, text: b
     if broken is not None:       # nginx: the return's answer becomes the body's verdict
         answer_error(client, request, broken.status, plan, keepalive=False)
         return
-    special = code in REDIRECTS or (code >= 400 and text is None)
-    if special and error_page(client, request, code, plan):
-        return                   # nginx's special response: error_page applies
-    if not special:              # an error page's own answer keeps the error's status
-        code = request.status_override or code
     location = None
-    if code in REDIRECTS:
-        location, body, content_type = text, error_body(code), b"text/html"
+    if code in REDIRECTS and text is not None:
+        location = absolute_location(text, request.vars.variable("host"),
+                                     request.vars.variable("server_port"))
+    if code in REDIRECTS or (code >= 400 and text is None):
+        # nginx's special response: error_page applies, and a redirect's Location stays with its page
+        kept = request.carried
         if location is not None:
-            location = absolute_location(location, request.vars.variable("host"),
-                                         request.vars.variable("server_port"))
+            request.carried = (*kept, (b"Location", location))
+        if error_page(client, request, code, plan):
+            return
+        request.carried = kept
+        status = code
+    else:                        # an error page's own answer keeps the error's status
+        status = request.status_override or code
+    if code in REDIRECTS:
+        body, content_type = error_body(code), b"text/html"
     elif text is not None:
         body, content_type = text, b"text/plain"
     elif code >= 400:
@@ -147,10 +153,10 @@ def answer_code(client: Client, request: Request, plan: Plan, code: int, text: b
     if request.http09:
         data, keepalive = body, False
     else:
-        data = simple_response(code, server=SERVER, date=client.site.date(), body=body,
+        data = simple_response(status, server=SERVER, date=client.site.date(), body=body,
                                content_type=content_type, keepalive=keepalive, head=head, location=location,
-                               extra=_added(request, code, plan))
-    request.vars.status = code
+                               extra=_added(request, status, plan))
+    request.vars.status = status
     request.vars.body_bytes_sent = 0 if head else len(body)
     client.write(data)
     client.finish(request, plan, keepalive=keepalive)
