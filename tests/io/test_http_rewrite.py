@@ -114,7 +114,7 @@ def test_proxy_redirect_and_hidden_headers(harness: Harness) -> None:
         server {{ listen 127.0.0.11:{up};
             location / {{
                 add_header Refresh "7; url=http://127.0.0.11:{up}$uri";
-                add_header X-Accel-Redirect /internal; add_header X-Secret s; add_header X-Pad p;
+                add_header X-Accel-Buffering no; add_header X-Accel-Charset c; add_header X-Secret s; add_header X-Pad p;
                 return http://127.0.0.11:{up}$uri;
             }} }}
         server {{ listen 127.0.0.1:{proxy};
@@ -126,18 +126,18 @@ def test_proxy_redirect_and_hidden_headers(harness: Harness) -> None:
                 proxy_redirect http://127.0.0.11:{up}/$some_var/ /replaced/;
                 proxy_redirect ~^(.+)/regex_w_([^/]+) $1/$2/test.html;
                 proxy_hide_header X-Secret;
-                proxy_pass_header X-Accel-Redirect;
+                proxy_pass_header X-Accel-Buffering;
             }}
         }}""")
     headers = dict(raw_headers(proxy, "/impl/test.html"))
     assert headers["location"] == f"http://127.0.0.1:{proxy}/impl/test.html"
     assert headers["refresh"] == "7; url=/impl/test.html"
-    assert "x-accel-redirect" not in headers and "x-pad" not in headers and headers["x-secret"] == "s"
+    assert "x-accel-buffering" not in headers and "x-pad" not in headers and headers["x-secret"] == "s"
     assert dict(raw_headers(proxy, "/off/t"))["location"] == f"http://127.0.0.11:{up}/t"
     lines = raw_headers(proxy, "/var_here/t")
     headers = dict(lines)
     assert headers["location"] == f"http://127.0.0.1:{proxy}/replaced/t"
-    assert "x-secret" not in headers and headers["x-accel-redirect"] == "/internal"
+    assert "x-secret" not in headers and headers["x-accel-buffering"] == "no" and "x-accel-charset" not in headers
     assert [name for name, _ in lines].count("server") == 1 and [n for n, _ in lines].count("date") == 1
     assert dict(raw_headers(proxy, "/regex_w_captures/x"))["location"] == \
         f"http://127.0.0.11:{up}/captures/test.html"

@@ -12,6 +12,7 @@ from sheer.core.maps import Captures
 from sheer.core.variables import VariableSource, render
 
 REWRITTEN = frozenset({b"location", b"refresh"})
+NOTED = REWRITTEN | {b"x-accel-redirect"}      # what the proxy looks at before passing a response on
 
 
 def rewrite_value(value: str, rules: tuple[Redirect, ...], source: VariableSource) -> str | None:

@@ -75,6 +75,7 @@ class RequestVariables:
         "upstream_bytes",
         "upstream_connect_times",
         "upstream_header_times",
+        "upstream_headers",
         "upstream_statuses",
         "upstream_times",
         "uri",
@@ -115,6 +116,7 @@ class RequestVariables:
         self.connection_requests = 1          # its place on the connection ($connection_requests)
         self.request_id: str | None = None    # made when first asked
         self.user: dict[str, str] | None = None   # `set` variables and regex captures (the rewrite module)
+        self.upstream_headers: Headers | None = None     # the last upstream answer's ($upstream_http_*)
 
     def header(self, name: str) -> str:
         """A request header by lowercase name (`x-forwarded-for`), or ""."""
@@ -144,6 +146,10 @@ class RequestVariables:
             return _arg(self.args, name[4:])
         if name.startswith("cookie_"):
             return _cookie(self.header("cookie"), name[7:])
+        if name.startswith("upstream_http_") and self.upstream_headers is not None:
+            wanted = name[14:].replace("_", "-").encode("latin-1")
+            return next((value.decode("latin-1") for key, value in self.upstream_headers
+                         if key.lower() == wanted), "")
         return ""
 
     def set(self, name: str, value: str) -> None:

@@ -140,6 +140,7 @@ def answer_code(client: Client, request: Request, plan: Plan, code: int, text: b
         status = code
     else:                        # an error page's own answer keeps the error's status
         status = request.status_override or code
+    content_type: bytes | None
     if code in REDIRECTS:
         body, content_type = error_body(code), b"text/html"
     elif text is not None:
@@ -148,6 +149,8 @@ def answer_code(client: Client, request: Request, plan: Plan, code: int, text: b
         body, content_type = error_body(code), b"text/html"
     else:
         body, content_type = b"", b"text/plain"
+    if request.carried and any(name.lower() == b"content-type" for name, _ in request.carried):
+        content_type = None      # an X-Accel-Redirect's answer keeps the upstream's
     keepalive = client.keepalive_after(request)
     head = request.method == b"HEAD"
     if request.http09:

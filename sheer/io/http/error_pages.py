@@ -8,6 +8,7 @@ off, nginx's default)."""
 from __future__ import annotations
 
 from typing import Protocol
+from urllib.parse import unquote
 
 from sheer.config.error_pages import OWN_STATUS, find
 from sheer.config.model import Location
@@ -58,10 +59,21 @@ def error_page(client: Client, request: Request, status: int, plan: Plan | None)
         variables.body_bytes_sent = 0 if head else len(body)
         client.finish(request, plan, keepalive=keepalive)
         return True
-    if vhost is None:
+    override = status if page.overwrite is None else None if page.overwrite == OWN_STATUS else page.overwrite
+    return internal_redirect(client, request, target, override)
+
+
+def internal_redirect(client: Client, request: Request, target: str, override: int | None) -> bool:
+    """ngx_http_internal_redirect (or ngx_http_named_location for `@name`): the request is answered by
+    the location `target` leads to, asked with GET (HEAD stays HEAD), its body dropped; False when
+    no location takes it."""
+    vhost, variables = request.vhost, request.vars
+    if vhost is None or variables is None:
         return False
+    if request.method != b"HEAD":       # nginx asks the new location with GET (HEAD stays HEAD)
+        request.method = variables.method = b"GET"
     found: Location | None
-    if page.kind == "named":
+    if target.startswith("@"):
         found = next((loc for loc in vhost.server.locations if loc.modifier == "@" and loc.path == target),
                      None)
     else:
@@ -81,10 +93,7 @@ def error_page(client: Client, request: Request, status: int, plan: Plan | None)
             captured(variables, found, variables.uri)
     if found is None:
         return False
-    request.status_override = (status if page.overwrite is None
-                               else None if page.overwrite == OWN_STATUS else page.overwrite)
-    if request.method != b"HEAD":       # nginx asks the error page with GET (HEAD stays HEAD)
-        request.method = variables.method = b"GET"
+    request.status_override = override
     if request.body.expected:           # without the body: what is left of it is read and dropped
         request.body.detach()
         request.body = RequestBody(client, None, False)
@@ -93,7 +102,41 @@ def error_page(client: Client, request: Request, status: int, plan: Plan | None)
     return True
 
 
-def intercepts(request: Request, status: int, headers: list[tuple[bytes, bytes]]) -> bool:
+class Proxying(Client, Protocol):
+    def respond_error(self, request: Request, status: int, plan: Plan | None, *,
+                      keepalive: bool = True) -> None: ...
+
+
+# what an X-Accel-Redirect answer keeps of the upstream's headers (ngx_http_upstream_headers_in's
+# `redirect` ones)
+_ACCEL_KEPT = frozenset({b"content-type", b"set-cookie", b"content-disposition", b"cache-control", b"expires",
+                         b"accept-ranges"})
+
+
+def accel_redirect(client: Proxying, request: Request, headers: list[tuple[bytes, bytes]]) -> bool:
+    """The upstream's `X-Accel-Redirect: /uri` (or `@name`): its answer is dropped and the request
+    redirected internally there (nginx's ngx_http_upstream_process_headers), a few of its headers
+    kept; a URI leading out with `..` is nginx's 404. False when the answer has none."""
+    value = next((value for name, value in headers if name.lower() == b"x-accel-redirect"), None)
+    if value is None:
+        return False
+    target = value.decode("latin-1")
+    request.carried = tuple((name, v) for name, v in headers if name.lower() in _ACCEL_KEPT)
+    if not target.startswith("@"):
+        path, mark, args = target.partition("?")
+        path = unquote(path, encoding="latin-1")
+        if "\0" in path or ".." in path.split("/"):
+            request.carried = ()
+            client.respond_error(request, 404, request.plan)
+            return True
+        target = path + mark + args
+    if not internal_redirect(client, request, target, None):
+        request.carried = ()
+        client.respond_error(request, 404, request.plan)
+    return True
+
+
+def intercepted(client: Proxying, request: Request, status: int, headers: list[tuple[bytes, bytes]]) -> bool:
     """`proxy_intercept_errors on` (ngx_http_upstream_intercept_errors): an upstream's answer of 300 or
     more that the location's error_page lists is answered by that page instead; a 401's
     WWW-Authenticate lines go with it."""
@@ -103,4 +146,5 @@ def intercepts(request: Request, status: int, headers: list[tuple[bytes, bytes]]
     if status == 401:
         request.carried = tuple((name, value) for name, value in headers
                                 if name.lower() == b"www-authenticate")
+    client.respond_error(request, status, request.plan)
     return True

@@ -12,7 +12,7 @@ from sheer.core.http.add_header import added
 from sheer.core.http.framing import BodyMode, Framing, upstream_reusable
 from sheer.core.http.headers import LAST_CHUNK, RESPONSE_SKIP, Headers, response_head
 from sheer.core.http.nextupstream import Failure
-from sheer.core.http.redirects import REWRITTEN
+from sheer.core.http.redirects import NOTED
 from sheer.core.http.verdict import Rejected
 from sheer.core.variables import VariableSource
 from sheer.io.http.body import RequestBody
@@ -63,7 +63,7 @@ class Exchange:
         self.add_headers: tuple[AddHeader, ...] = ()
         self.variables: VariableSource | None = None
         self.skip = RESPONSE_SKIP       # the headers the client never sees (proxy_hide_header)
-        self.redirected = False         # a Location or a Refresh came (proxy_redirect's)
+        self.redirected = False         # a Location, a Refresh or an X-Accel-Redirect came
         self.reason: list[bytes] = []
         self.headers: Headers = []
         self.content_length: int | None = None
@@ -246,7 +246,7 @@ class Exchange:
             self.content_length = int(value)
         elif lname == b"transfer-encoding":
             self.chunked = b"chunked" in value.lower()
-        elif lname in REWRITTEN:
+        elif lname in NOTED:
             self.redirected = True
 
     def on_headers_complete(self) -> None:

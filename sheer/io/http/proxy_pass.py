@@ -27,7 +27,7 @@ from sheer.core.variables import render, render_bytes
 from sheer.io.counting import PeerColumns
 from sheer.io.http.answers import CONTINUE
 from sheer.io.http.client import ClientConnection
-from sheer.io.http.error_pages import intercepts
+from sheer.io.http.error_pages import accel_redirect, intercepted
 from sheer.io.http.exchange import ClientBroke, Exchange, UpstreamFailed
 from sheer.io.http.request import Request
 from sheer.io.http.site import SERVER, Plan
@@ -282,10 +282,11 @@ class ProxiedRequest:
             if may_retry(failure, location.proxy_next_upstream, attempt):
                 exchange.complete = False   # drop it: the connection is not reused
                 return failure
-        if location.proxy_intercept_errors and intercepts(request, status, exchange.headers):
-            exchange.complete = False       # the rest of it is not read: the connection is dropped
+        self.vars.upstream_headers = exchange.headers
+        if ((location.proxy_intercept_errors and intercepted(self.client, request, status, exchange.headers))
+                or (exchange.redirected and accel_redirect(self.client, request, exchange.headers))):
+            exchange.complete = False       # answered otherwise: the rest is not read, the connection dropped
             self.response_started = True
-            self.client.respond_error(request, status, self.plan)
             return None
         client = self.client
         broken = exchange.done.exception() if exchange.done.done() else None
