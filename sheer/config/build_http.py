@@ -238,7 +238,8 @@ class HttpBuilder:
             # nginx (ngx_http_proxy_eval): the URL is made per request; its host is an upstream
             # group, an address, or a name the location's resolver resolves.
             url = self.template(target, source)
-            if not target.startswith(("http://", "$")):
+            literal = target.split("$", 1)[0]      # `http:/$uri` is whole only per request: checked then
+            if "://" in literal and not literal.startswith("http://"):
                 raise ConfigError(f'invalid URL prefix in "{target}"', source)
             return ProxyPass(None, None, target, url)
         if not target.startswith("http://"):
