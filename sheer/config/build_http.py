@@ -225,6 +225,7 @@ class HttpBuilder:
                                               inherited(chain, "proxy_pass_header", [])),
             proxy_intercept_errors=inherited(chain, "proxy_intercept_errors", False),
             proxy_set_body=inherited(chain, "proxy_set_body", None),
+            proxy_method=inherited(chain, "proxy_method", None),
         )
 
     def proxy_pass(self, target: str, upstreams: dict[str, Upstream], source: Source) -> ProxyPass:

@@ -314,6 +314,7 @@ class Location:
     proxy_hidden: frozenset[bytes] = HIDDEN_BY_DEFAULT
     proxy_intercept_errors: bool = False
     proxy_set_body: Template | None = None
+    proxy_method: Template | None = None      # the upstream request's method (the client's when None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,6 +58,7 @@ DIRECTIVES: tuple[Directive, ...] = (
     entry("proxy_intercept_errors", HTTP_ALL, (1, 1),
           lambda a, s: parse_flag(a[0], "proxy_intercept_errors", s)),
     entry("proxy_set_body", HTTP_ALL, (1, 1), lambda a, s: _template(a[0], s)),
+    entry("proxy_method", HTTP_ALL, (1, 1), lambda a, s: _template(a[0], s)),
 )
 
 

@@ -126,6 +126,9 @@ def answer_code(client: Client, request: Request, plan: Plan, code: int, text: b
         answer_error(client, request, broken.status, plan, keepalive=False)
         return
     location = None
+    if code in REDIRECTS and request.carried:    # a new redirect clears the old one's Location
+        request.carried = tuple((name, value) for name, value in request.carried
+                                if name.lower() != b"location")
     if code in REDIRECTS and text is not None:
         location = absolute_location(text, request.vars.variable("host"),
                                      request.vars.variable("server_port"))

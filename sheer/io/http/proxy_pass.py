@@ -94,11 +94,8 @@ class ProxiedRequest:
         else:
             assert plan.balancer is not None and proxy.upstream is not None
             balancer, upstream, peer_columns = plan.balancer, proxy.upstream, plan.peer_columns
-            rewritten = request.rewritten
-            if rewritten is not None and not rewritten.valid_location:
-                self.uri = request.raw_uri     # nginx: a `break` after a new URI sends it whole
-            else:
-                self.uri = upstream_uri(location, proxy, request.raw_uri, self.vars.uri, self.vars.args)
+            whole = request.rewritten is not None and not request.rewritten.valid_location
+            self.uri = upstream_uri(location, proxy, request.raw_uri, self.vars.uri, self.vars.args, whole)
         try:
             self.bind = bind_to(location.proxy_bind, self.vars)
         except BindValueError as exc:
@@ -181,13 +178,15 @@ class ProxiedRequest:
                 chunked = True
         self.body_chunked = chunked
         client_headers = request.headers if location.proxy_pass_request_headers else []
+        method = (request.method if location.proxy_method is None       # proxy_method
+                  else render_bytes(location.proxy_method, self.vars))
         if location.proxy_set_body is not None:     # this body instead of the client's
             data = render_bytes(location.proxy_set_body, self.vars)
             self.body_chunked = False
             uri = self.uri.encode("latin-1")
-            return request_head(request.method, uri, plan.version, plan.headers(self.vars), plan.set_names,
+            return request_head(method, uri, plan.version, plan.headers(self.vars), plan.set_names,
                                 client_headers, len(data), False) + data
-        return request_head(request.method, self.uri.encode("latin-1"), plan.version, plan.headers(self.vars),
+        return request_head(method, self.uri.encode("latin-1"), plan.version, plan.headers(self.vars),
                             plan.set_names, client_headers, length, chunked)
 
     async def _try(self, peer: Peer, head: bytes) -> Failure | None:
