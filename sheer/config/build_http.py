@@ -226,6 +226,8 @@ class HttpBuilder:
             proxy_intercept_errors=inherited(chain, "proxy_intercept_errors", False),
             proxy_set_body=inherited(chain, "proxy_set_body", None),
             proxy_method=inherited(chain, "proxy_method", None),
+            proxy_cookie_domain=proxy_headers.cookie_rules(inherited(chain, "proxy_cookie_domain", None)),
+            proxy_cookie_path=proxy_headers.cookie_rules(inherited(chain, "proxy_cookie_path", None)),
         )
 
     def proxy_pass(self, target: str, upstreams: dict[str, Upstream], source: Source) -> ProxyPass:

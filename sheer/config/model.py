@@ -315,6 +315,8 @@ class Location:
     proxy_intercept_errors: bool = False
     proxy_set_body: Template | None = None
     proxy_method: Template | None = None      # the upstream request's method (the client's when None)
+    proxy_cookie_domain: tuple[Redirect, ...] = ()
+    proxy_cookie_path: tuple[Redirect, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,7 +51,40 @@ def _redirect(args: list[str], src: Source) -> tuple[str, ...] | Redirect:
     return Redirect(_template(replacement, src), pattern=_template(pattern, src))
 
 
+def _cookie(kind: str) -> Any:
+    """`proxy_cookie_domain` / `proxy_cookie_path`: `off`, or FROM TO (`~regex`; a domain's regex is
+    caseless and a leading dot of a domain is dropped from both parts, as ngx_http_proxy_cookie_domain)."""
+    def convert(args: list[str], src: Source) -> tuple[str, ...] | Redirect:
+        if len(args) == 1:
+            if args[0] != "off":
+                raise ConfigError(f'invalid number of arguments in "proxy_cookie_{kind}" directive', src)
+            return ("off",)
+        pattern, replacement = args
+        if kind == "domain":
+            replacement = replacement.removeprefix(".")
+        if pattern.startswith("~"):
+            caseless = pattern.startswith("~*") or kind == "domain"
+            text = pattern[2:] if pattern.startswith("~*") else pattern[1:]
+            return Redirect(_template(replacement, src), regex=compile_regex(text, src, caseless=caseless))
+        if kind == "domain":
+            pattern = pattern.removeprefix(".")
+        return Redirect(_template(replacement, src), pattern=_template(pattern, src))
+    return convert
+
+
+def cookie_rules(lines: list[tuple[Any, Source]] | None) -> tuple[Redirect, ...]:
+    """A level's rules (the innermost level with any); none by default, `off` drops its level's."""
+    rules: list[Redirect] = []
+    for value, _ in lines or []:
+        if not isinstance(value, Redirect):
+            return ()
+        rules.append(value)
+    return tuple(rules)
+
+
 DIRECTIVES: tuple[Directive, ...] = (
+    entry("proxy_cookie_domain", HTTP_ALL, (1, 2), _cookie("domain"), multi=True),
+    entry("proxy_cookie_path", HTTP_ALL, (1, 2), _cookie("path"), multi=True),
     entry("proxy_redirect", HTTP_ALL, (1, 2), _redirect, multi=True),
     entry("proxy_hide_header", HTTP_ALL, (1, 1), multi=True),
     entry("proxy_pass_header", HTTP_ALL, (1, 1), multi=True),

@@ -124,3 +124,31 @@ def test_intercept_and_set_body_are_read(tmp_path: Path) -> None:
     location = _location(config, "/")
     assert location.proxy_intercept_errors and location.proxy_set_body is not None
     assert location.proxy_set_body.text == "a=$arg_a"
+
+
+def test_cookie_domain_and_path(tmp_path: Path) -> None:
+    config = _load(tmp_path, """server_name localhost;
+        location / {
+            proxy_pass http://127.0.0.1:8081;
+            proxy_cookie_domain www.example.org .example.com;
+            proxy_cookie_domain .$server_name.com en.$server_name.org;
+            proxy_cookie_domain ~^(.+)\\.com$ $1.org;
+            proxy_cookie_path /path/ /new/;
+            proxy_cookie_path ~*^/caseless/(.+)$ /$1;
+            location /off/ {
+                proxy_pass http://127.0.0.1:8081; proxy_cookie_domain off; proxy_cookie_path off; }
+        }""")
+    outer, off = _location(config, "/"), _location(config, "/off/")
+    v = Vars(server_name="localhost")
+
+    def cookie(value: str, where: Location = outer) -> str:
+        headers = rewrite_headers([(b"Set-Cookie", value.encode())], (), v, where.proxy_cookie_domain,
+                                  where.proxy_cookie_path)
+        return headers[0][1].decode()
+
+    assert cookie("v=1; Domain=www.Example.org") == "v=1; Domain=example.com"
+    assert cookie("v=1; Domain=.LocalHost.com") == "v=1; Domain=.en.localhost.org"
+    assert cookie("v=1; Domain=www.example.COM; Path=/path/x") == "v=1; Domain=www.example.org; Path=/new/x"
+    assert cookie("v=1; path=/CASEless/t.html") == "v=1; path=/t.html"
+    assert cookie("v=path=domain=; Domain=www.example.org", off) == "v=path=domain=; Domain=www.example.org"
+    assert off.proxy_cookie_domain == () and off.proxy_cookie_path == ()

@@ -12,7 +12,7 @@ from sheer.core.maps import Captures
 from sheer.core.variables import VariableSource, render
 
 REWRITTEN = frozenset({b"location", b"refresh"})
-NOTED = REWRITTEN | {b"x-accel-redirect"}      # what the proxy looks at before passing a response on
+NOTED = REWRITTEN | {b"x-accel-redirect", b"set-cookie"}      # what the proxy looks at before passing it on
 
 
 def rewrite_value(value: str, rules: tuple[Redirect, ...], source: VariableSource) -> str | None:
@@ -29,12 +29,49 @@ def rewrite_value(value: str, rules: tuple[Redirect, ...], source: VariableSourc
     return None
 
 
-def rewrite_headers(headers: Headers, rules: tuple[Redirect, ...], source: VariableSource) -> Headers:
-    """The response's headers with Location and Refresh rewritten (the others as they came)."""
+def rewrite_cookie(value: str, domains: tuple[Redirect, ...], paths: tuple[Redirect, ...],
+                   source: VariableSource) -> str:
+    """A Set-Cookie's Domain and Path attributes rewritten (ngx_http_proxy_rewrite_cookie): a domain
+    compared whole and caseless (its leading dot aside), a path by prefix, or either by a regex."""
+    parts = value.split(";")
+    for index in range(1, len(parts)):
+        name, eq, attribute = parts[index].partition("=")
+        key = name.strip().lower()
+        rules = domains if key == "domain" else paths if key == "path" else ()
+        if not eq or not rules:
+            continue
+        dot = "." if key == "domain" and attribute.startswith(".") else ""
+        subject = attribute[len(dot):]
+        for rule in rules:
+            if rule.regex is not None:
+                match = rule.regex.search(attribute)
+                new = render(rule.replacement, Captures(match, source)) if match is not None else None
+                dot = ""
+            elif key == "domain":
+                pattern = render(rule.pattern, source) if rule.pattern is not None else ""
+                new = render(rule.replacement, source) if subject.lower() == pattern.lower() else None
+            else:
+                new = rewrite_value(subject, (rule,), source)
+            if new is not None:
+                parts[index] = f"{name}={dot}{new}"
+                break
+    return ";".join(parts)
+
+
+def rewrite_headers(headers: Headers, rules: tuple[Redirect, ...], source: VariableSource,
+                    domains: tuple[Redirect, ...] = (), paths: tuple[Redirect, ...] = ()) -> Headers:
+    """The response's headers with Location, Refresh and Set-Cookie rewritten (the others as they came)."""
+    if not (rules or domains or paths):
+        return headers
     out: Headers = []
     for name, value in headers:
         lower = name.lower()
-        if lower == b"location" and value:
+        if lower == b"set-cookie":
+            if domains or paths:
+                value = rewrite_cookie(value.decode("latin-1"), domains, paths, source).encode("latin-1")
+        elif not rules:
+            pass
+        elif lower == b"location" and value:
             new = rewrite_value(value.decode("latin-1"), rules, source)
             if new is not None:
                 value = absolute_location(new.encode("latin-1", "replace"), source.variable("host"),

@@ -301,8 +301,9 @@ class ProxiedRequest:
                                    client_keepalive=client.keepalive_after(request))
         self.response_started = True
         self.vars.status = exchange.status
-        if exchange.redirected and self.plan.redirects:     # proxy_redirect
-            exchange.headers = rewrite_headers(exchange.headers, self.plan.redirects, self.vars)
+        if exchange.redirected:     # proxy_redirect, proxy_cookie_domain, proxy_cookie_path
+            exchange.headers = rewrite_headers(exchange.headers, self.plan.redirects, self.vars,
+                                               location.proxy_cookie_domain, location.proxy_cookie_path)
         exchange.relay(framing)
         try:
             await exchange.done
