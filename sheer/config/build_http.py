@@ -87,7 +87,7 @@ class HttpBuilder:
                formats: dict[str, LogFormat]) -> HttpServer:
         listens = tuple(replace(listen, port=80) if listen.port == 0 else listen
                         for listen in self.top.listens(block)) or (Listen("", 80, source=block.source),)
-        names = tuple(block.get("server_name", [""]))
+        names = tuple(name for args, _ in block.get("server_name", []) for name in args) or ("",)
         self.api = _api_location(block)
         tree = self.locations(block, [block, self.block], None, upstreams, formats)
         chain = [block, self.block]
