@@ -185,3 +185,15 @@ def test_redirect_unescaping_keeps_what_would_split_headers() -> None:
     assert unescape_redirect("http%3A%2F%2Fexample.com%0D%0Asplit") == "http://example.com%0D%0Asplit"
     assert unescape_redirect("/a%20b?x=%41") == "/a%20b?x=%41"
     assert escape_arg("/a b&c%") == "/a%20b%26c%25"
+
+
+def test_pcre_quoting_and_unicode_classes_read() -> None:
+    from sheer.config.regex import compile_regex
+    assert compile_regex(r"^(?<name>[a-z]+)\Q.example.com\E$", None).match("a.example.com")
+    assert not compile_regex(r"^\Qa.b\E$", None).match("axb")
+    assert compile_regex(r"^www\p{N}+$", None).match("www12")
+
+
+def test_server_name_lines_add_names(tmp_path: Path) -> None:
+    config = _load(tmp_path, "", server="server_name a.test; server_name b.test c.test;")
+    assert config.http is not None and config.http.servers[0].server_names == ("a.test", "b.test", "c.test")
