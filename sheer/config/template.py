@@ -34,6 +34,7 @@ HTTP_VARIABLES = COMMON_VARIABLES | {
     "remote_user", "request_length", "upstream_status", "upstream_response_time", "upstream_header_time",
     "upstream_bytes_received", "upstream_bytes_sent", "upstream_response_length",
     "content_length", "content_type", "http_host", "is_args", "request_id", "connection_requests",
+    "request_body",
     # TLS (sheer/config/tls.py)
     "https", "ssl_protocol", "ssl_cipher", "ssl_server_name", "ssl_session_reused", "ssl_client_s_dn",
     "ssl_client_verify",

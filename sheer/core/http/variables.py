@@ -53,6 +53,7 @@ class RequestVariables:
         "_lower",
         "_mapped",
         "args",
+        "body",
         "body_bytes_sent",
         "bytes_sent",
         "conn",
@@ -117,6 +118,7 @@ class RequestVariables:
         self.request_id: str | None = None    # made when first asked
         self.user: dict[str, str] | None = None   # `set` variables and regex captures (the rewrite module)
         self.upstream_headers: Headers | None = None     # the last upstream answer's ($upstream_http_*)
+        self.body: Callable[[], bytes] | None = None     # $request_body, once the proxy read it whole
 
     def header(self, name: str) -> str:
         """A request header by lowercase name (`x-forwarded-for`), or ""."""
@@ -227,6 +229,7 @@ _GETTERS: dict[str, Callable[[RequestVariables], str]] = {
     "connection": lambda v: v.conn.number,
     "connection_requests": lambda v: str(v.connection_requests),
     "request_id": _request_id,
+    "request_body": lambda v: v.body().decode("latin-1") if v.body is not None else "",
     "hostname": lambda v: v.conn.hostname,
     "pid": lambda v: v.conn.pid,
     "host": lambda v: v.host,

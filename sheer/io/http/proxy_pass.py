@@ -79,6 +79,7 @@ class ProxiedRequest:
             if body.failed is not None:
                 self.client.respond_error(request, body.failed.status, plan, keepalive=False)
                 return
+            self.vars.body = body.held
         proxy = location.proxy_pass
         if proxy.url is not None:      # written with variables: the target is chosen for this request
             try:
@@ -182,7 +183,6 @@ class ProxiedRequest:
                   else render_bytes(location.proxy_method, self.vars))
         if location.proxy_set_body is not None:     # this body instead of the client's
             data = render_bytes(location.proxy_set_body, self.vars)
-            self.body_chunked = False
             uri = self.uri.encode("latin-1")
             return request_head(method, uri, plan.version, plan.headers(self.vars), plan.set_names,
                                 client_headers, len(data), False) + data
