@@ -162,6 +162,7 @@ def test_intercept_errors_and_set_body(harness: Harness) -> None:
             location = /intercepted {{ return 200 "intercepted\\n"; }}
             location /body {{ proxy_pass http://127.0.0.11:{up}; proxy_set_body "a=$arg_a";
                               proxy_set_header X-B $arg_a; }}
+            location /seen {{ proxy_pass http://127.0.0.11:{up}/body; add_header X-Seen $request_body; }}
         }}""")
     assert get(proxy, "/")[:3:2] == (404, b"SEE-THIS")             # no error_page for 404: passed
     assert get(proxy, "/500")[:3:2] == (500, b"intercepted\n")
@@ -172,6 +173,8 @@ def test_intercept_errors_and_set_body(harness: Harness) -> None:
                           f"http://127.0.0.1:{proxy}/body?a=xyz"],
                          capture_output=True, text=True, check=True).stdout
     assert out == "POST 5 xyz\n"
+    status, headers, _ = get(proxy, "/seen", method="POST", body=b"small body")
+    assert status == 200 and headers["x-seen"] == "small body"
 
 
 def test_bad_configurations_say_where(harness: Harness) -> None:
