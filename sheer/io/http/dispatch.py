@@ -29,7 +29,6 @@ class Routing(Protocol):
     def counters(self) -> HttpCounters: ...
 
 
-
 def route(client: Routing, request: Request, head: RequestHead) -> None:
     """Sets request.plan (a location's, a server-level `return`'s, or the server's own for a 404),
     request.vars, its status_zone, and request.rejected when its declared body is too large."""
