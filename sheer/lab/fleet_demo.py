@@ -96,7 +96,8 @@ def _settle(proxies: list[Node], r: _Report, state_dir: Path, timeout: float = 2
     except LabError:
         down = {p.name: sorted(_unhealthy(p, state_dir)) for p in proxies}
         differ = len({_kernel_tables(p) for p in proxies}) > 1
-        r.check(False, f"peers still down: {down}" + ("; the proxies' kernel tables differ" if differ else ""))
+        r.check(False, f"peers still down: {down}"
+                + ("; the proxies' kernel tables differ" if differ else ""))
 
 
 def _edge(edge: Node, r: _Report, state_dir: Path) -> list[str]:
