@@ -263,6 +263,7 @@ class StreamBuilder:
         if health_check is not None and upstream is None:
             raise ConfigError('"health_check" needs "proxy_pass"', health_check.source)
         return check_stream_tls(StreamServer(
+            sets=tuple(value for value, _ in block.get("stream_set", [])),
             listens=listens,
             upstream=upstream,
             return_value=return_value,

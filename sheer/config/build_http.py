@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Protocol
 
-from sheer.config import build_health
+from sheer.config import build_health, proxy_headers
 from sheer.config import directives as d
 from sheer.config.access import access_rules
+from sheer.config.build_rewrite import script_of
 from sheer.config.build_static import expires_of, static_of
 from sheer.config.build_tls import server_tls, upstream_tls
 from sheer.config.errors import ConfigError, Source
@@ -95,11 +96,12 @@ class HttpBuilder:
                formats: dict[str, LogFormat]) -> HttpServer:
         listens = tuple(replace(listen, port=80) if listen.port == 0 and not listen.unix else listen
                         for listen in self.top.listens(block)) or (Listen("", 80, source=block.source),)
-        names = tuple(block.get("server_name", [""]))
+        names = tuple(name for args, _ in block.get("server_name", []) for name in args) or ("",)
         self.api = _api_location(block)
         tree = self.locations(block, [block, self.block], None, upstreams, formats)
-        returned = block.get("return")
         chain = [block, self.block]
+        script = script_of(block, chain)
+        returned = block.get("return") if script is None else None
         error_log = inherited(chain, "error_log", None)
         addresses = {(listen.bind_host, listen.port) for listen in listens}
         default = bool(addresses - self.addresses)
@@ -123,6 +125,7 @@ class HttpBuilder:
             static=None if returned else static_of(chain, self.top.prefix, "", "", None),
             add_headers=tuple(AddHeader(args[0], self.template(args[1], source), len(args) == 3)
                               for args, source in inherited(chain, "add_header", [])),
+            rewrite=script,
         )
 
     def locations(self, block: Block, chain: list[Block], parent: tuple[str, str] | None,
@@ -150,7 +153,8 @@ class HttpBuilder:
                  formats: dict[str, LogFormat], modifier: str, path: str) -> Location:
         exact = modifier == "="
         proxy_pass = block.get("proxy_pass")
-        returned = block.get("return")
+        script = script_of(block, chain)
+        returned = block.get("return") if script is None else None
         handler = _handler(block)
         if handler is not None and handler.kind == "dashboard":
             # a dashboard reads (and, with `api write=on`, changes) through the `api` location of its server
@@ -230,6 +234,18 @@ class HttpBuilder:
             limit_rate=inherited(chain, "limit_rate", 0),
             limit_rate_after=inherited(chain, "limit_rate_after", 0),
             proxy_limit_rate=inherited(chain, "proxy_limit_rate", 0),
+            rewrite=script,
+            proxy_redirect=proxy_headers.redirects(
+                inherited(chain, "proxy_redirect", None), target.text if target is not None else None,
+                target is not None and target.url is not None, path, modifier in ("~", "~*", "@"),
+                block.source),
+            proxy_hidden=proxy_headers.hidden(inherited(chain, "proxy_hide_header", []),
+                                              inherited(chain, "proxy_pass_header", [])),
+            proxy_intercept_errors=inherited(chain, "proxy_intercept_errors", False),
+            proxy_set_body=inherited(chain, "proxy_set_body", None),
+            proxy_method=inherited(chain, "proxy_method", None),
+            proxy_cookie_domain=proxy_headers.cookie_rules(inherited(chain, "proxy_cookie_domain", None)),
+            proxy_cookie_path=proxy_headers.cookie_rules(inherited(chain, "proxy_cookie_path", None)),
         )
 
     def proxy_pass(self, target: str, upstreams: dict[str, Upstream], source: Source) -> ProxyPass:
@@ -243,7 +259,8 @@ class HttpBuilder:
             # nginx (ngx_http_proxy_eval): the URL is made per request; its host is an upstream
             # group, an address, or a name the location's resolver resolves.
             url = self.template(target, source)
-            if not target.startswith(("http://", "$")):
+            literal = target.split("$", 1)[0]      # `http:/$uri` is whole only per request: checked then
+            if "://" in literal and not literal.startswith("http://"):
                 raise ConfigError(f'invalid URL prefix in "{target}"', source)
             return ProxyPass(None, None, target, url)
         if not target.startswith("http://"):

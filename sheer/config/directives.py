@@ -10,10 +10,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sheer.config import accepted, access, announce, balance, error_pages, health, static, tls, unsupported
+from sheer.config import (
+    accepted,
+    access,
+    announce,
+    balance,
+    error_pages,
+    health,
+    proxy_headers,
+    rewrite,
+    static,
+    tls,
+    unsupported,
+)
+from sheer.config.addresses import listen as _listen
+from sheer.config.addresses import upstream_server as _upstream_server
 from sheer.config.error_logs import error_log_arg
 from sheer.config.errors import ConfigError, Source
-from sheer.config.model import NEXT_UPSTREAM_CONDITIONS, Listen, UpstreamServer
+from sheer.config.model import NEXT_UPSTREAM_CONDITIONS
 from sheer.config.rates import rate_value
 from sheer.config.realip import network as _network
 from sheer.config.realip import protocol_version as _protocol_version
@@ -22,6 +36,7 @@ from sheer.config.table import (
     EVENTS,
     HTTP,
     HTTP_ALL,
+    HTTP_IF,
     HTTP_LOCATION,
     HTTP_MATCH,
     HTTP_SERVER,
@@ -40,7 +55,6 @@ from sheer.config.table import (
 from sheer.config.template import HTTP_PREFIXES, HTTP_VARIABLES, STREAM_VARIABLES
 from sheer.config.values import (
     parse_flag,
-    parse_host_port,
     parse_number,
     parse_size,
     parse_time,
@@ -81,84 +95,6 @@ def _keepalive_disable(args: list[str], src: Source) -> frozenset[str]:
         if arg not in KEEPALIVE_DISABLE:
             raise ConfigError(f'invalid value "{arg}"', src)
     return frozenset(args)
-
-
-def _listen(args: list[str], src: Source) -> Listen:
-    try:
-        address = parse_host_port(args[0], src, wildcard_ok=True, port_only_ok=True)
-    except ConfigError as exc:
-        if not exc.message.endswith("unix domain socket" + f' in "{args[0]}"'):
-            raise
-        raise ConfigError(f'{exc.message} of the "listen" directive', src) from None
-    if address.port is None and not address.unix:
-        if args[0].isdigit():
-            raise ConfigError(f'invalid port in "{args[0]}" of the "listen" directive', src)
-        address = type(address)(address.host, 0)  # no port written: http uses 80, stream refuses it
-    udp = reuseport = default_server = False
-    ipv6only = True
-    backlog = 511
-    proxy_protocol = ssl = http2 = False
-    for param in args[1:]:
-        if param == "udp":
-            udp = True
-        elif param == "reuseport":
-            reuseport = True
-        elif param in ("default_server", "default"):
-            default_server = True
-        elif param in ("bind", "deferred", "so_keepalive=on"):
-            pass  # sheer always binds each listen address itself and always accepts on every worker
-        elif param.startswith("backlog="):
-            backlog = parse_number(param[8:], "listen backlog", src, 1)
-        elif param.startswith("ipv6only="):
-            ipv6only = parse_flag(param[9:], "listen ipv6only", src)
-        elif param == "proxy_protocol":
-            proxy_protocol = True
-        elif param == "ssl":
-            ssl = True
-        elif param == "http2":
-            http2 = True              # accepted, with a -t notice: HTTP/1.1 is served (sheer.config.tls)
-        elif param == "quic":
-            raise ConfigError(f'the "{param}" parameter of "listen" is not supported', src)
-        else:
-            raise ConfigError(f'invalid parameter "{param}"', src)
-    if udp and proxy_protocol:
-        raise ConfigError('"proxy_protocol" parameter is incompatible with "udp"', src)
-    if udp and ssl:
-        raise ConfigError('"ssl" parameter is incompatible with "udp"', src)
-    if ssl and proxy_protocol:
-        raise ConfigError('"proxy_protocol" with "ssl" on one "listen" is not supported yet', src)
-    if address.unix and udp:
-        raise ConfigError(f'"listen {args[0]} udp": unix-domain datagram sockets are not supported', src)
-    return Listen(address.host, address.port or 0, udp, reuseport, ipv6only, backlog, src, proxy_protocol,
-                  args[0], default_server=default_server, ssl=ssl, http2=http2)
-
-
-def _upstream_server(args: list[str], src: Source) -> UpstreamServer:
-    try:
-        address = parse_host_port(args[0], src)
-    except ConfigError as exc:
-        if not exc.message.endswith("unix domain socket" + f' in "{args[0]}"'):
-            raise
-        raise ConfigError(exc.message.replace(' in "', ' in upstream "'), src) from None
-    options: dict[str, Any] = {}
-    for param in args[1:]:
-        key, _, value = param.partition("=")
-        if key == "weight" and value:
-            options["weight"] = parse_number(value, "weight", src, 1)
-        elif key == "max_fails" and value:
-            options["max_fails"] = parse_number(value, "max_fails", src)
-        elif key == "fail_timeout" and value:
-            options["fail_timeout"] = parse_time(value, "fail_timeout", src)
-        elif key == "max_conns" and value:
-            options["max_conns"] = parse_number(value, "max_conns", src)
-        elif param in ("backup", "down", "resolve"):
-            options[param] = True
-        elif key in ("service", "slow_start", "route", "drain"):
-            raise ConfigError(f'the "{key}" parameter of "server" is not supported', src)
-        else:
-            raise ConfigError(f'invalid parameter "{param}"', src)
-    # The port is filled in by the loader: http defaults to 80, stream requires one.
-    return UpstreamServer(address.host, address.port or 0, source=src, text=args[0], **options)
 
 
 def _next_upstream_conditions(args: list[str], src: Source) -> frozenset[str]:
@@ -264,7 +200,7 @@ TABLE: tuple[Directive, ...] = (
     _d("proxy_requests", STREAM_ALL, (1, 1), _number("proxy_requests")),
     _d("proxy_half_close", STREAM_ALL, (1, 1), _flag("proxy_half_close")),
     _d("proxy_next_upstream", STREAM_ALL | HTTP_ALL, (1, None)),
-    _d("return", {STREAM_SERVER, HTTP_SERVER, HTTP_LOCATION}, (1, 2)),
+    _d("return", {STREAM_SERVER, HTTP_SERVER, HTTP_LOCATION, HTTP_IF}, (1, 2), script=True),
     _d("proxy_bind", STREAM_ALL | HTTP_ALL, (1, 2), _proxy_bind),
     # rate limits (sheer/core/rate.py): sizes, or variables worked out per session or request
     _d("proxy_upload_rate", STREAM_ALL, (1, 1), rate_value("proxy_upload_rate", STREAM_VARIABLES)),
@@ -292,7 +228,7 @@ TABLE: tuple[Directive, ...] = (
     _d("real_ip_header", HTTP_ALL, (1, 1)),
     _d("real_ip_recursive", HTTP_ALL, (1, 1), _flag("real_ip_recursive")),
     # http
-    _d("server_name", {HTTP_SERVER}, (1, None)),
+    _d("server_name", {HTTP_SERVER}, (1, None), multi=True),      # nginx: every line adds its names
     _d("location", {HTTP_SERVER, HTTP_LOCATION}, (1, 2), block=HTTP_LOCATION),
     _d("proxy_set_header", HTTP_ALL, (2, 2), multi=True),
     _d("proxy_http_version", HTTP_ALL, (1, 1), _http_version),
@@ -357,6 +293,11 @@ TABLE += static.DIRECTIVES
 # what sheer reads, checks and says it does nothing with (sheer/config/accepted.py)
 TABLE += accepted.TABLE
 
+# the rewrite module: rewrite, if, set, break (sheer/config/rewrite.py, sheer/core/http/rewrite.py)
+TABLE += rewrite.DIRECTIVES
+# the upstream's response headers, the body sent (sheer/config/proxy_headers.py)
+TABLE += proxy_headers.DIRECTIVES
+
 # TLS (sheer/config/tls.py): nginx's ngx_http_ssl_module
 TABLE += tuple(_d(name, contexts, nargs, conv, multi=multi)
                for name, contexts, nargs, conv, multi in tls.DIRECTIVES)
@@ -373,6 +314,9 @@ def lookup(name: str, context: str, source: Source) -> Directive:
     """The table entry for `name` in `context`, or nginx's error for it."""
     entry = _BY_CONTEXT.get((name, context))
     if entry is None:
+        if context == HTTP_IF and name != "if" and (name, HTTP_LOCATION) in _BY_CONTEXT:
+            raise ConfigError(f'"{name}" inside "if" is not supported by sheer (only rewrite, set, '
+                              'return and break are); a map and a variable in the location often do', source)
         if name in _NAMES:
             raise ConfigError(f'"{name}" directive is not allowed here', source)
         raise ConfigError(unsupported.refusal(name) or f'unknown directive "{name}"', source)

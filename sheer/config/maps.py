@@ -22,6 +22,9 @@ from sheer.config.tree import Block
 _CAPTURE = re.compile(r"\$\{?([0-9]|[A-Za-z_]\w*)\}?")
 
 
+_NAMED_GROUP = re.compile(r"\(\?(?:<([A-Za-z_]\w*)>|'([A-Za-z_]\w*)'|P<([A-Za-z_]\w*)>)")
+
+
 def declared_variables(conf_file: str) -> tuple[frozenset[str], frozenset[str]]:
     """The variables `map` makes, by module ("http", "stream"), read ahead from the whole configuration
     (includes too): nginx lets a variable be used before its map. What does not parse is left to the
@@ -42,6 +45,14 @@ def declared_variables(conf_file: str) -> tuple[frozenset[str], frozenset[str]]:
                 walk(directive.get("block", []), name)
             elif name == "map" and module and len(args) == 2 and args[1].startswith("$"):
                 found[module].add(args[1][1:])
+            elif name == "set" and module and len(args) == 2 and args[0].startswith("$"):
+                found[module].add(args[0][1:])      # the rewrite module's (and stream's) user variables
+                walk(directive.get("block", []), module)
+            elif name in ("rewrite", "if", "location", "server_name") and module:
+                # a regex's named captures are variables (`(?<name>...)`)
+                found[module].update(m.group(1) or m.group(2) or m.group(3)
+                                     for arg in args for m in _NAMED_GROUP.finditer(arg))
+                walk(directive.get("block", []), module)
             elif name == "include":
                 for index in directive.get("includes", []):
                     if 0 <= index < len(configs) and index not in including:

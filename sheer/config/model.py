@@ -12,52 +12,26 @@ from sheer.config.announce import Announcing
 from sheer.config.error_pages import ErrorPage
 from sheer.config.errors import Source
 from sheer.config.health import HealthCheck
+from sheer.config.log_model import LOG_LEVELS as LOG_LEVELS  # noqa: PLC0414  (re-exported)
+from sheer.config.log_model import AccessLog as AccessLog  # noqa: PLC0414  (re-exported)
+from sheer.config.log_model import ErrorLog as ErrorLog  # noqa: PLC0414  (re-exported)
+from sheer.config.log_model import LogFormat as LogFormat  # noqa: PLC0414  (re-exported)
+from sheer.config.log_model import LogLevel as LogLevel  # noqa: PLC0414  (re-exported)
+from sheer.config.log_model import Syslog as Syslog  # noqa: PLC0414  (re-exported)
+from sheer.config.proxy_headers import HIDDEN_BY_DEFAULT, Redirect
 from sheer.config.realip import RealIp
 from sheer.config.resolver import Resolver
+from sheer.config.script import Script
 from sheer.config.static import Expires, Static
 from sheer.config.template import Template
 from sheer.config.tls import ServerTls, UpstreamTls
 from sheer.config.values import Endpoint
-
-LogLevel = Literal["debug", "info", "notice", "warn", "error", "crit", "alert", "emerg"]
-LOG_LEVELS: tuple[LogLevel, ...] = ("debug", "info", "notice", "warn", "error", "crit", "alert", "emerg")
 
 # proxy_next_upstream conditions (http); stream has only on/off.
 NEXT_UPSTREAM_CONDITIONS = frozenset({
     "error", "timeout", "invalid_header", "http_500", "http_502", "http_503", "http_504",
     "http_403", "http_404", "http_429", "non_idempotent", "off",
 })
-
-
-@dataclass(frozen=True, slots=True)
-class Syslog:             # `error_log syslog:server=...` (sheer.config.error_logs)
-    server: str                # an address or a name, or "unix:PATH"
-    port: int = 514
-    facility: int = 23         # local7
-    tag: str = "nginx"
-    hostname: bool = True      # nohostname: False
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorLog:
-    path: str                  # absolute path, or "stderr", or the "syslog:..." target as written
-    level: LogLevel = "error"
-    syslog: Syslog | None = None
-    also: tuple[ErrorLog, ...] = ()     # the context's further `error_log` lines, each with its level
-
-
-@dataclass(frozen=True, slots=True)
-class LogFormat:
-    name: str
-    template: Template
-    escape: str = "default"    # log_format ... escape=default|json|none
-
-
-@dataclass(frozen=True, slots=True)
-class AccessLog:
-    path: str                  # absolute path, or "stderr"/"stdout"
-    format: LogFormat
-    condition: Template | None = None      # `if=`: not written when it renders "" or "0"
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +173,7 @@ class StreamServer:
     # rate limits (sheer.core.rate): bytes a second (0: none), or a template rendering a size per session
     proxy_upload_rate: int | Template = 0
     proxy_download_rate: int | Template = 0
+    sets: tuple[tuple[str, Template], ...] = ()   # `set $name value` (ngx_stream_set_module), in order
 
     @property
     def udp(self) -> bool:
@@ -322,6 +297,15 @@ class Location:
     limit_rate: int | Template = 0        # sheer.core.rate: bytes a second (0: none) or a size per request
     limit_rate_after: int | Template = 0
     proxy_limit_rate: int = 0             # reading a buffered response from the upstream
+    rewrite: Script | None = None         # rewrite, if, set, break, return (sheer/core/http/rewrite.py)
+    # what the proxy does to the response's headers (sheer/config/proxy_headers.py)
+    proxy_redirect: tuple[Redirect, ...] = ()
+    proxy_hidden: frozenset[bytes] = HIDDEN_BY_DEFAULT
+    proxy_intercept_errors: bool = False
+    proxy_set_body: Template | None = None
+    proxy_method: Template | None = None      # the upstream request's method (the client's when None)
+    proxy_cookie_domain: tuple[Redirect, ...] = ()
+    proxy_cookie_path: tuple[Redirect, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,6 +341,7 @@ class HttpServer:
     http2: bool = False                         # `http2 on;` (accepted; HTTP/1.1 is served)
     static: Static | None = None                # files for a request no location takes
     add_headers: tuple[AddHeader, ...] = ()     # the server level's add_header lines (for those files)
+    rewrite: Script | None = None               # the server level's: before a location is chosen
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,7 +358,7 @@ class Config:
     prefix: str = field(default_factory=os.getcwd)
     user: tuple[str, str | None] | None = None
     worker_processes: int | None = 1            # None: auto (one per core)
-    error_log: ErrorLog = ErrorLog("stderr")
+    error_log: ErrorLog = ErrorLog("stderr")    # noqa: RUF009  (frozen: safe to share)
     pid: str | None = None
     daemon: bool = False
     worker_connections: int = 512

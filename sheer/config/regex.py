@@ -15,8 +15,16 @@ from sheer.config.errors import ConfigError, Source
 _NAMED = re.compile(r"\(\?(?:<([A-Za-z_]\w*)>|'([A-Za-z_]\w*)')")
 
 
+_QUOTED = re.compile(r"\\Q(.*?)(?:\\E|$)", re.DOTALL)
+
+
 def python_pattern(pcre: str) -> str:
-    """PCRE's named-group spellings as Python's (lookbehind `(?<=`, `(?<!` stays as it is)."""
+    """PCRE's named-group spellings as Python's (lookbehind `(?<=`, `(?<!` stays as it is), and its
+    `\\Q...\\E` quoting as escaped characters, `\\p{N}` and `\\p{L}` as Python's classes."""
+    if "\\Q" in pcre:
+        pcre = _QUOTED.sub(lambda m: re.escape(m.group(1)), pcre)
+    if "\\p{" in pcre:          # the Unicode classes configurations use: numbers, letters
+        pcre = pcre.replace("\\p{N}", "\\d").replace("\\p{L}", "[^\\W\\d_]")
     return _NAMED.sub(lambda m: f"(?P<{m.group(1) or m.group(2)}>", pcre)
 
 

@@ -17,6 +17,7 @@ Notice = Callable[[list[str]], tuple[NoticeLevel, str] | None]
 MAIN, EVENTS = "main", "events"
 HTTP, HTTP_SERVER, HTTP_LOCATION, HTTP_UPSTREAM = "http", "http.server", "http.location", "http.upstream"
 STREAM, STREAM_SERVER, STREAM_UPSTREAM = "stream", "stream.server", "stream.upstream"
+HTTP_IF = "http.if"      # `if (...) { }` in a server or a location (the rewrite module's)
 HTTP_ALL = frozenset({HTTP, HTTP_SERVER, HTTP_LOCATION})
 STREAM_ALL = frozenset({STREAM, STREAM_SERVER})
 STREAM_MATCH, HTTP_MATCH = "stream.match", "http.match"
@@ -35,6 +36,7 @@ class Directive:
     todo: str | None = None                # planned but not built yet: refused, never ignored
     notice: Notice | None = None           # accepted, but sheer does not do (all of) what nginx does
     key: str | None = None                 # multi: collected under this name (allow and deny in one list)
+    script: bool = False                   # also kept in the block's "script" list, in the order written
 
 
 def entry(name: str, contexts: frozenset[str] | set[str], nargs: tuple[int, int | None],

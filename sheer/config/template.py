@@ -36,6 +36,7 @@ HTTP_VARIABLES = COMMON_VARIABLES | {
     "content_length", "content_type", "http_host", "is_args", "request_id", "connection_requests",
     "limit_rate", "connection_time",
     "connections_active", "connections_reading", "connections_writing", "connections_waiting",  # stub_status
+    "request_body",
     # TLS (sheer/config/tls.py)
     "https", "ssl_protocol", "ssl_cipher", "ssl_server_name", "ssl_session_reused", "ssl_client_s_dn",
     "ssl_client_verify",
@@ -100,7 +101,8 @@ def compile_template(text: str, source: Source, known: frozenset[str],
                 raise ConfigError(f'the closing bracket in "{match.group()}" variable is missing', source)
             end += 1
         name = match.group()
-        if name not in known and not name.startswith(prefixes) and name not in _declared(known):
+        if (name not in known and not name.startswith(prefixes) and name not in _declared(known)
+                and not name.isdigit()):     # $1..$9: the last regex's captures (rewrite, if, location)
             raise ConfigError(f'unknown "{name}" variable', source)
         if "".join(literal):
             parts.append("".join(literal))

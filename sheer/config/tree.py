@@ -101,6 +101,8 @@ def _block_context(name: str, parent: str) -> str:
         return f"{parent}.{name}"
     if name == "location":
         return table.HTTP_LOCATION
+    if name == "if":
+        return table.HTTP_IF
     return name
 
 
@@ -161,8 +163,14 @@ class TreeReader:
                 child = Block(_block_context(name, block.context), list(args), source)
                 block.children.append(child)
                 self.walk(directive["block"], child)
+                if entry.script:      # the rewrite module's directives run in the order written
+                    block.settings.setdefault("script", []).append((name, child, source))
                 continue
             value = directives.convert(entry, args, source)
+            if entry.script:
+                block.settings.setdefault("script", []).append((name, value, source))
+                if name != "return":
+                    continue
             if name == "load_module" and module_of(value[0]) not in BUILT_IN:
                 self._not_loaded.append((module_of(value[0]), source))
             if entry.multi:

@@ -11,7 +11,7 @@ from sheer.config.template import Template
 from sheer.core.variables import VariableSource, render
 
 
-class _Captures:
+class Captures:
     """The value's variables: a regex's groups (`$1`, `$name`), then the request's or session's."""
 
     __slots__ = ("match", "source")
@@ -55,7 +55,7 @@ class MapTable:
         for regex, value in made.regexes:
             match = regex.search(key)
             if match is not None:
-                return render(value, _Captures(match, source))
+                return render(value, Captures(match, source))
         return render(self.default, source) if self.default is not None else ""
 
 

@@ -75,6 +75,8 @@ class TlsSession:
         self.loop = service.loop
         self.vars = StreamVariables(service.ctx, "TCP", peer, lambda: as_address(sock.getsockname()),
                                     time.time())
+        for name, value in service.server.sets:      # stream `set`, in nginx's preaccess phase
+            self.vars.set_variable(name, render(value, self.vars))
         self.client = Side(self, True)
         self.upstream: Side | None = None
         self.pending: list[bytes] = []

@@ -21,7 +21,7 @@ from sheer.core.access import FORBIDDEN, allowed
 from sheer.core.balancers import request_key
 from sheer.core.bind import PLUMBING_HINT, BindValueError, bind_to
 from sheer.core.udp import UdpSession, UdpSessionTable
-from sheer.core.variables import render_bytes
+from sheer.core.variables import render, render_bytes
 from sheer.io.context import WorkerContext
 from sheer.io.counting import peer_columns, stream_zone
 from sheer.io.dsr import DsrSender
@@ -149,6 +149,8 @@ class UdpStreamService:
                                     else self.local_addr, time.time())
         if self.log.enabled("info"):      # nginx's first line of a session, at info level
             self.log.log("info", f"udp client {client[0]}:{client[1]} connected to {self.listen_name}")
+        for name, value in server.sets:      # stream `set`, in nginx's preaccess phase
+            variables.set_variable(name, render(value, variables))
         if server.access and not allowed(server.access, client[0]):
             self.say("forbidden", "error",
                      f"{FORBIDDEN}, udp client: {client[0]}, server: {self.listen_name}")

@@ -79,8 +79,13 @@ class StreamVariables:
         getter = _GETTERS.get(name)
         if getter is not None:
             return getter(self)
+        if name in self._mapped:
+            return self._mapped[name]        # `set`, or a map's value worked out already
         mapped = lookup(self.ctx.stream_maps, name, self, self._mapped) if self.ctx.stream_maps else None
         return mapped if mapped is not None else ""
+
+    def set_variable(self, name: str, value: str) -> None:
+        self._mapped[name] = value           # `set $name value`: over a map's of that name
 
 
 _GETTERS: dict[str, Callable[[StreamVariables], str]] = {

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from sheer.core.maps import lookup
 from sheer.core.tcp import TcpSession
-from sheer.core.variables import binary_address
+from sheer.core.variables import binary_address, render
 from sheer.io.context import WorkerContext
 from sheer.io.stream_vars import COMMON, host_of, port_of
 
@@ -47,6 +47,12 @@ def variable(facts: Facts, name: str) -> str:
     getter = GETTERS.get(name)
     if getter is not None:
         return getter(facts)
+    if facts.mapped is None and facts.core.shared.server.sets:
+        facts.mapped = {}             # stream `set`, made when a variable is first asked (after PROXY)
+        for set_name, value in facts.core.shared.server.sets:
+            facts.mapped[set_name] = render(value, facts)
+    if facts.mapped is not None and name in facts.mapped:
+        return facts.mapped[name]     # `set`, or a map's value worked out already
     maps = facts.ctx.stream_maps
     if not maps:
         return ""
@@ -54,6 +60,7 @@ def variable(facts: Facts, name: str) -> str:
         facts.mapped = {}
     mapped = lookup(maps, name, facts, facts.mapped)     # a `map` of the stream block
     return mapped if mapped is not None else ""
+
 
 
 def _connect_time(c: Facts) -> str:

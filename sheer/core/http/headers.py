@@ -15,8 +15,10 @@ HOP_BY_HOP = frozenset({
 # come with every location's proxy_set_header names); the others are forwarded as they came.
 _REQUEST_SKIP = frozenset({b"content-length", b"transfer-encoding", b"te", b"keep-alive", b"expect",
                            b"upgrade"})
-# nginx sends its own Date and Server (proxy_hide_header defaults), so does sheer.
-_RESPONSE_SKIP = HOP_BY_HOP | {b"date", b"server", b"content-length", b"x-pad"}
+# nginx sends its own Date and Server, and hides X-Pad and X-Accel-* (proxy_hide_header's defaults).
+FRAMING = HOP_BY_HOP | {b"content-length"}
+RESPONSE_SKIP = FRAMING | {b"date", b"server", b"x-pad", b"x-accel-expires", b"x-accel-redirect",
+                           b"x-accel-limit-rate", b"x-accel-buffering", b"x-accel-charset"}
 
 STATUS_REASONS: dict[int, bytes] = {
     100: b"Continue", 101: b"Switching Protocols",
@@ -64,14 +66,23 @@ def request_head(method: bytes, uri: bytes, version: bytes, set_headers: Iterabl
 def response_head(status: int, reason_phrase: bytes, headers: Headers, *, server: bytes, date: bytes,
                   content_length: int | None, chunked: bool, keepalive: bool,
                   added: Iterable[tuple[bytes, bytes]] = (),
-                  replaced: frozenset[bytes] = frozenset()) -> bytes:
+                  replaced: frozenset[bytes] = frozenset(), skip: frozenset[bytes] = RESPONSE_SKIP) -> bytes:
     """The client's response head: the upstream's status and end-to-end headers (less those `add_header`
-    replaces), the added ones, sheer's framing."""
-    lines = [b"HTTP/1.1 %d %s\r\nServer: %s\r\nDate: %s\r\n" % (status, reason_phrase or reason(status),
-                                                              server, date)]
+    replaces and those `skip` hides: proxy_hide_header), the added ones, sheer's framing. sheer's own
+    Server and Date unless proxy_pass_header lets the upstream's through."""
+    if skip is RESPONSE_SKIP:
+        lines = [b"HTTP/1.1 %d %s\r\nServer: %s\r\nDate: %s\r\n" % (status, reason_phrase or reason(status),
+                                                                  server, date)]
+    else:
+        lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason_phrase or reason(status))]
+        names = {name.lower() for name, _ in headers}
+        if b"server" in skip or b"server" not in names:
+            lines.append(b"Server: %s\r\n" % server)
+        if b"date" in skip or b"date" not in names:
+            lines.append(b"Date: %s\r\n" % date)
     for name, value in headers:
         lower = name.lower()
-        if lower not in _RESPONSE_SKIP and lower not in replaced:
+        if lower not in skip and lower not in replaced:
             lines.append(b"%s: %s\r\n" % (name, value))
     for name, value in added:
         lines.append(b"%s: %s\r\n" % (name, value))

@@ -70,11 +70,13 @@ def parse_uri(target: bytes, empty_path: bool = False) -> tuple[str, str] | None
     return uri.decode("latin-1"), args.decode("latin-1")
 
 
-def upstream_uri(location: Location, proxy_pass: ProxyPass, raw_uri: str, uri: str, args: str) -> str:
+def upstream_uri(location: Location, proxy_pass: ProxyPass, raw_uri: str, uri: str, args: str,
+                 whole: bool = False) -> str:
     """Without a URI part in proxy_pass, the client's request URI unchanged; with one, the matched
     location prefix of the normalized URI is replaced by it. A URL written with variables sends its
-    URI part as it is (nginx: "the URI ... is passed to the server as is")."""
-    if proxy_pass.url is not None:
+    URI part as it is (nginx: "the URI ... is passed to the server as is"). `whole`: the rewrite
+    module's `break` after a new URI (nginx's valid_location 0): `raw_uri` (made from it) as it is."""
+    if proxy_pass.url is not None or whole:
         return raw_uri
     if proxy_pass.uri is None:
         return raw_uri

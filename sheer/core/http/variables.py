@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from urllib.parse import unquote_plus
 
@@ -56,6 +57,7 @@ class RequestVariables:
         "_lower",
         "_mapped",
         "args",
+        "body",
         "body_bytes_sent",
         "bytes_sent",
         "conn",
@@ -79,9 +81,11 @@ class RequestVariables:
         "upstream_bytes",
         "upstream_connect_times",
         "upstream_header_times",
+        "upstream_headers",
         "upstream_statuses",
         "upstream_times",
         "uri",
+        "user",
         "version",
     )
 
@@ -120,6 +124,9 @@ class RequestVariables:
         # nginx's r->limit_rate: None until set (`set $limit_rate`, X-Accel-Limit-Rate) or worked out from
         # `limit_rate` when the response starts
         self.limit_rate: int | None = None
+        self.user: dict[str, str] | None = None   # `set` variables and regex captures (the rewrite module)
+        self.upstream_headers: Headers | None = None     # the last upstream answer's ($upstream_http_*)
+        self.body: Callable[[], bytes] | None = None     # $request_body, once the proxy read it whole
 
     def header(self, name: str) -> str:
         """A request header by lowercase name (`x-forwarded-for`), or ""."""
@@ -134,6 +141,11 @@ class RequestVariables:
         getter = _GETTERS.get(name)
         if getter is not None:
             return getter(self)
+        user = self.user
+        if user is not None:
+            value = user.get(name)
+            if value is not None:
+                return value
         if self.conn.maps:
             mapped = lookup(self.conn.maps, name, self, self._mapped)
             if mapped is not None:
@@ -144,7 +156,28 @@ class RequestVariables:
             return _arg(self.args, name[4:])
         if name.startswith("cookie_"):
             return _cookie(self.header("cookie"), name[7:])
+        if name.startswith("upstream_http_") and self.upstream_headers is not None:
+            wanted = name[14:].replace("_", "-").encode("latin-1")
+            return next((value.decode("latin-1") for key, value in self.upstream_headers
+                         if key.lower() == wanted), "")
         return ""
+
+    def set(self, name: str, value: str) -> None:
+        """`set $name value`: the request's own variable, over a map's or a header's of that name."""
+        if self.user is None:
+            self.user = {}
+        self.user[name] = value
+
+    def captured(self, match: re.Match[str]) -> None:
+        """A regex matched (a rewrite's, an if's, a location's): $1..$9 and its named captures."""
+        user = self.user
+        if user is None:
+            user = self.user = {}
+        groups = match.re.groups
+        for index in range(1, 10):
+            user[str(index)] = (match.group(index) or "") if index <= groups else ""
+        for name in match.re.groupindex:
+            user[name] = match.group(name) or ""
 
 
 def _arg(args: str, key: str) -> str:
@@ -209,6 +242,7 @@ _GETTERS: dict[str, Callable[[RequestVariables], str]] = {
     "connection": lambda v: v.conn.number,
     "connection_requests": lambda v: str(v.connection_requests),
     "request_id": _request_id,
+    "request_body": lambda v: v.body().decode("latin-1") if v.body is not None else "",
     "hostname": lambda v: v.conn.hostname,
     "pid": lambda v: v.conn.pid,
     "host": lambda v: v.host,

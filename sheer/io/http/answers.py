@@ -15,13 +15,13 @@ from sheer.core.http.pages import (
     error_body,
     simple_response,
 )
-from sheer.core.http.request_head import log_text
 from sheer.core.http.request_line import INVALID_09_METHOD
 from sheer.core.http.variables import Connection, RequestVariables
 from sheer.core.http.verdict import Rejected
 from sheer.core.variables import render_bytes
 from sheer.io.http.body import Reader, RequestBody
 from sheer.io.http.error_pages import error_page
+from sheer.io.http.logline import client_error
 from sheer.io.http.request import Request
 from sheer.io.http.site import SERVER, Plan, Site
 
@@ -56,31 +56,6 @@ def refused_request(client: Client, rejected: Rejected, line: bytes, plan: Plan)
                                     server_name, len(line), time.time())
     request.vars.line = line.decode("latin-1")
     return request
-
-
-def client_error(client: Client, request: Request | None, level: str, message: str,
-                 action: str | None) -> None:
-    """nginx's line about a client's fault:
-    `MESSAGE while ACTION, client: A, server: S, request: "R", host: "H"`."""
-    plan = request.plan if request is not None and request.plan is not None else client.site.default_plan
-    log = plan.error_log
-    if not log.enabled(level):
-        return
-    conn = client.conn
-    assert conn is not None
-    line = message + (f" while {action}" if action else "") + f", client: {conn.remote_addr}"
-    variables = request.vars if request is not None else None
-    if variables is None:
-        line += f", server: {conn.server_addr}:{conn.server_port}"
-    else:
-        line += f", server: {variables.server_name}"
-        text = variables.variable("request")
-        if text:
-            line += f', request: "{log_text(text.encode("latin-1"))}"'
-        host = variables.header("host")
-        if host:
-            line += f', host: "{log_text(host.encode("latin-1"))}"'
-    log.log(level, line)
 
 
 def answer_refused(client: Client, request: Request) -> None:
@@ -132,43 +107,63 @@ def forbidden(client: Client, request: Request, plan: Plan) -> bool:
 def answer_return(client: Client, request: Request, plan: Plan) -> None:
     returned = plan.return_
     assert returned is not None and request.vars is not None
-    code = returned.code
+    text = render_bytes(returned.text, request.vars) if returned.text is not None else None
+    answer_code(client, request, plan, returned.code, text)
+
+
+def answer_code(client: Client, request: Request, plan: Plan, code: int, text: bytes | None) -> None:
+    """`return CODE [TEXT]` (and a rewrite's redirect: TEXT is its Location), as ngx_http_script_return_code
+    and ngx_http_send_response answer it."""
+    assert request.vars is not None
     if code == 444:   # nginx: close without a response
         request.vars.status = 444
         client.finish(request, plan, keepalive=False)
         return
-    if request.expect_continue and (code < 400 or returned.text is not None):
+    if request.expect_continue and (code < 400 or text is not None):
         # nginx answers these through ngx_http_send_response, whose discard says it first
         client.write(CONTINUE)
     broken = client.discard_body(request)
     if broken is not None:       # nginx: the return's answer becomes the body's verdict
         answer_error(client, request, broken.status, plan, keepalive=False)
         return
-    if code >= 400 and returned.text is None and error_page(client, request, code, plan):
-        return                   # nginx's special response: error_page applies
-    code = request.status_override or code
-    text = render_bytes(returned.text, request.vars) if returned.text is not None else None
     location = None
-    if code in REDIRECTS:
-        location, body, content_type = text, error_body(code), b"text/html"
+    if code in REDIRECTS and request.carried:    # a new redirect clears the old one's Location
+        request.carried = tuple((name, value) for name, value in request.carried
+                                if name.lower() != b"location")
+    if code in REDIRECTS and text is not None:
+        location = absolute_location(text, request.vars.variable("host"),
+                                     request.vars.variable("server_port"))
+    if code in REDIRECTS or (code >= 400 and text is None):
+        # nginx's special response: error_page applies, and a redirect's Location stays with its page
+        kept = request.carried
         if location is not None:
-            location = absolute_location(location, request.vars.variable("host"),
-                                         request.vars.variable("server_port"))
+            request.carried = (*kept, (b"Location", location))
+        if error_page(client, request, code, plan):
+            return
+        request.carried = kept
+        status = code
+    else:                        # an error page's own answer keeps the error's status
+        status = request.status_override or code
+    content_type: bytes | None
+    if code in REDIRECTS:
+        body, content_type = error_body(code), b"text/html"
     elif text is not None:
         body, content_type = text, b"text/plain"
     elif code >= 400:
         body, content_type = error_body(code), b"text/html"
     else:
         body, content_type = b"", b"text/plain"
+    if request.carried and any(name.lower() == b"content-type" for name, _ in request.carried):
+        content_type = None      # an X-Accel-Redirect's answer keeps the upstream's
     keepalive = client.keepalive_after(request)
     head = request.method == b"HEAD"
     if request.http09:
         data, keepalive = body, False
     else:
-        data = simple_response(code, server=SERVER, date=client.site.date(), body=body,
+        data = simple_response(status, server=SERVER, date=client.site.date(), body=body,
                                content_type=content_type, keepalive=keepalive, head=head, location=location,
-                               extra=_added(request, code, plan))
-    request.vars.status = code
+                               extra=_added(request, status, plan))
+    request.vars.status = status
     request.vars.body_bytes_sent = 0 if head else len(body)
     client.write(data)
     client.finish(request, plan, keepalive=keepalive)
@@ -178,5 +173,5 @@ def _added(request: Request, status: int, plan: Plan | None) -> tuple[tuple[byte
     """The location's add_header lines for this status (sheer/core/http/add_header.py)."""
     location = plan.location if plan is not None else None
     if location is None or not location.add_headers or request.vars is None:
-        return ()
-    return tuple(added(location.add_headers, status, request.vars)[0])
+        return request.carried
+    return (*request.carried, *added(location.add_headers, status, request.vars)[0])

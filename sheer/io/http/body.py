@@ -109,6 +109,10 @@ class RequestBody:
         self.sink, self.end = sink, end
         self.reader.resume("body")
 
+    def held(self) -> bytes:
+        """nginx's $request_body: the body when it was read whole into memory, else nothing."""
+        return b"".join(self.chunks) if self.done and self.failed is None else b""
+
     def detach(self) -> None:
         """The upstream went away: whatever else the client sends is read and dropped."""
         self.sink, self.end, self.broken = _discard, None, None

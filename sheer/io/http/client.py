@@ -15,9 +15,11 @@ from sheer.core.http.reader import RequestReader
 from sheer.core.http.variables import Connection
 from sheer.core.proxy_protocol import Malformed, NeedMore, parse
 from sheer.io.counting import HttpCounters
-from sheer.io.http.answers import answer_error, answer_refused, answer_return, client_error, forbidden
+from sheer.io.http.answers import answer_error, answer_refused, answer_return, forbidden
+from sheer.io.http.logline import client_error
 from sheer.io.http.reading import Reading
 from sheer.io.http.request import Relay, Request
+from sheer.io.http.rewritten import rewrite
 from sheer.io.http.site import Plan, Site
 from sheer.io.http.timeouts import Timeouts
 from sheer.io.http.tunnel import Tunnel
@@ -181,7 +183,7 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
         row[counters.active] -= 1
         self._count_head(False)
         for queued in self.queue:
-            self._uncount(queued)
+            queued.uncount(self.service.counters)
         if self.task is not None:
             self.task.cancel()
         current = self.current
@@ -189,7 +191,7 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
             if current.vars is not None:
                 current.vars.status = current.vars.status or 499
                 self._log_access(current, current.plan)
-            self._uncount(current)
+            current.uncount(self.service.counters)
         self.service.connection_closed(self)
 
     def pause_writing(self) -> None:
@@ -247,6 +249,10 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
 
     def dispatch(self, request: Request, plan: Plan) -> None:
         """The request's answer from its location (again after an error_page's internal redirect)."""
+        if request.answer is not None or (plan.location is not None and plan.location.rewrite is not None):
+            if (found := rewrite(self, request, plan)) is None:     # answered by the rewrite module
+                return
+            plan = found
         if plan.location is None and plan.return_ is None and plan.static is None:
             answer_error(self, request, 404, plan)
         elif plan.return_ is not None and not plan.return_.content:
@@ -297,7 +303,7 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
     def finish(self, request: Request, plan: Plan | None, *, keepalive: bool) -> None:
         """The response is written (or abandoned): log it, then close or wait for the next request."""
         request.finished = True
-        self._uncount(request)
+        request.uncount(self.service.counters)
         self.task = None
         self.relay = None
         self._log_access(request, plan or request.plan)
@@ -329,21 +335,6 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
                 self.idle_timeout = plan.keepalive_timeout if plan is not None else self.idle_timeout
                 self._arm(now + self.idle_timeout)
                 self.service.reusable(self, True)
-
-    def _uncount(self, request: Request) -> None:
-        """The request is over (answered, or its connection lost): out of "writing", into its zone."""
-        if not request.counted:
-            return
-        request.counted = False
-        counters = self.service.counters
-        counters.row[counters.writing] -= 1
-        zone = request.zone
-        if zone is not None:
-            variables = request.vars
-            status = variables.status if variables is not None else 0
-            sent = variables.bytes_sent if variables is not None else 0
-            received = request.length + request.body.size
-            zone.finished(counters.row, status, received, sent)
 
     @property
     def client(self) -> ClientConnection:

@@ -13,6 +13,7 @@ from sheer.core.http.variables import Connection, RequestVariables
 from sheer.core.realip import for_request
 from sheer.io.counting import HttpCounters
 from sheer.io.http.request import Request
+from sheer.io.http.rewriting import captured, server_phase
 from sheer.io.http.site import Site
 
 
@@ -50,12 +51,20 @@ def route(client: Routing, request: Request, head: RequestHead) -> None:
         row[zone.processing] += 1
         row[zone.requests] += 1
     plan = site.server_plans.get(id(vhost.server))
-    location = vhost.locations.match(head.uri) if plan is None else None
+    uri = head.uri
+    if plan is None and vhost.server.rewrite is not None:     # nginx's server rewrite phase
+        server_phase(client, request, vhost)
+        if request.answer is not None:
+            plan = site.refusal_plans[id(vhost.server)]
+        uri = variables.uri
+    location = vhost.locations.match(uri) if plan is None else None
     real = for_request(location.real_ip if location is not None else vhost.server.real_ip,
                        conn.remote_addr, conn.proxy, request.headers)
     if real is not None:
         variables.remote_addr = real[0]
         variables.remote_port = "" if real[1] is None else str(real[1])
+    if location is not None and location.regex is not None and location.regex.groups:
+        captured(variables, location, uri)     # `location ~ ^/(.*)$`: $1 for proxy_pass, return...
     if plan is None and location is not None:
         plan = site.plan(location)
     if plan is None:                       # no location: a 404 from the server's own plan

@@ -8,19 +8,24 @@ off, nginx's default)."""
 from __future__ import annotations
 
 from typing import Protocol
+from urllib.parse import unquote
 
 from sheer.config.error_pages import OWN_STATUS, find
 from sheer.config.model import Location
 from sheer.core.http.pages import REDIRECTS, absolute_location, error_body, simple_response
+from sheer.core.http.variables import Connection
 from sheer.core.variables import render
 from sheer.io.http.body import Reader, RequestBody
 from sheer.io.http.request import Request
+from sheer.io.http.rewriting import captured, server_phase
 from sheer.io.http.site import SERVER, Plan, Site
 
 
 class Client(Reader, Protocol):
     @property
     def site(self) -> Site: ...
+    @property
+    def conn(self) -> Connection | None: ...
     def keepalive_after(self, request: Request) -> bool: ...
     def write(self, data: bytes) -> None: ...
     def finish(self, request: Request, plan: Plan | None, *, keepalive: bool) -> None: ...
@@ -54,10 +59,21 @@ def error_page(client: Client, request: Request, status: int, plan: Plan | None)
         variables.body_bytes_sent = 0 if head else len(body)
         client.finish(request, plan, keepalive=keepalive)
         return True
-    if vhost is None:
+    override = status if page.overwrite is None else None if page.overwrite == OWN_STATUS else page.overwrite
+    return internal_redirect(client, request, target, override)
+
+
+def internal_redirect(client: Client, request: Request, target: str, override: int | None) -> bool:
+    """ngx_http_internal_redirect (or ngx_http_named_location for `@name`): the request is answered by
+    the location `target` leads to, asked with GET (HEAD stays HEAD), its body dropped; False when
+    no location takes it."""
+    vhost, variables = request.vhost, request.vars
+    if vhost is None or variables is None:
         return False
+    if request.method != b"HEAD":       # nginx asks the new location with GET (HEAD stays HEAD)
+        request.method = variables.method = b"GET"
     found: Location | None
-    if page.kind == "named":
+    if target.startswith("@"):
         found = next((loc for loc in vhost.server.locations if loc.modifier == "@" and loc.path == target),
                      None)
     else:
@@ -65,16 +81,70 @@ def error_page(client: Client, request: Request, status: int, plan: Plan | None)
         variables.uri, request.raw_uri = path, target
         if mark:
             variables.args = args
-        found = vhost.locations.match(path)
+        if request.rewritten is not None:      # a new URI: nginx's flags of the last one do not hold
+            request.rewritten.valid_location, request.rewritten.unparsed = True, True
+        if vhost.server.rewrite is not None:   # an internal redirect starts at the server rewrite phase
+            server_phase(client, request, vhost)
+            if request.answer is not None:
+                client.dispatch(request, client.site.refusal_plans[id(vhost.server)])
+                return True
+        found = vhost.locations.match(variables.uri)
+        if found is not None and found.regex is not None and found.regex.groups:
+            captured(variables, found, variables.uri)
     if found is None:
         return False
-    request.status_override = (status if page.overwrite is None
-                               else None if page.overwrite == OWN_STATUS else page.overwrite)
-    if request.method != b"HEAD":       # nginx asks the error page with GET (HEAD stays HEAD)
-        request.method = variables.method = b"GET"
+    request.status_override = override
     if request.body.expected:           # without the body: what is left of it is read and dropped
         request.body.detach()
         request.body = RequestBody(client, None, False)
     new_plan = request.plan = client.site.plan(found)
     client.dispatch(request, new_plan)
+    return True
+
+
+class Proxying(Client, Protocol):
+    def respond_error(self, request: Request, status: int, plan: Plan | None, *,
+                      keepalive: bool = True) -> None: ...
+
+
+# what an X-Accel-Redirect answer keeps of the upstream's headers (ngx_http_upstream_headers_in's
+# `redirect` ones)
+_ACCEL_KEPT = frozenset({b"content-type", b"set-cookie", b"content-disposition", b"cache-control", b"expires",
+                         b"accept-ranges"})
+
+
+def accel_redirect(client: Proxying, request: Request, headers: list[tuple[bytes, bytes]]) -> bool:
+    """The upstream's `X-Accel-Redirect: /uri` (or `@name`): its answer is dropped and the request
+    redirected internally there (nginx's ngx_http_upstream_process_headers), a few of its headers
+    kept; a URI leading out with `..` is nginx's 404. False when the answer has none."""
+    value = next((value for name, value in headers if name.lower() == b"x-accel-redirect"), None)
+    if value is None:
+        return False
+    target = value.decode("latin-1")
+    request.carried = tuple((name, v) for name, v in headers if name.lower() in _ACCEL_KEPT)
+    if not target.startswith("@"):
+        path, mark, args = target.partition("?")
+        path = unquote(path, encoding="latin-1")
+        if "\0" in path or ".." in path.split("/"):
+            request.carried = ()
+            client.respond_error(request, 404, request.plan)
+            return True
+        target = path + mark + args
+    if not internal_redirect(client, request, target, None):
+        request.carried = ()
+        client.respond_error(request, 404, request.plan)
+    return True
+
+
+def intercepted(client: Proxying, request: Request, status: int, headers: list[tuple[bytes, bytes]]) -> bool:
+    """`proxy_intercept_errors on` (ngx_http_upstream_intercept_errors): an upstream's answer of 300 or
+    more that the location's error_page lists is answered by that page instead; a 401's
+    WWW-Authenticate lines go with it."""
+    location = request.plan.location if request.plan is not None else None
+    if status < 300 or location is None or request.error_paged or find(location.error_pages, status) is None:
+        return False
+    if status == 401:
+        request.carried = tuple((name, value) for name, value in headers
+                                if name.lower() == b"www-authenticate")
+    client.respond_error(request, status, request.plan)
     return True

@@ -13,8 +13,9 @@ from sheer.config.static import Expires
 from sheer.core.http.add_header import added
 from sheer.core.http.conditional import upstream_expires
 from sheer.core.http.framing import BodyMode, Framing, upstream_reusable
-from sheer.core.http.headers import LAST_CHUNK, Headers, response_head
+from sheer.core.http.headers import LAST_CHUNK, RESPONSE_SKIP, Headers, response_head
 from sheer.core.http.nextupstream import Failure
+from sheer.core.http.redirects import NOTED
 from sheer.core.http.verdict import Rejected
 from sheer.core.variables import VariableSource
 from sheer.io.http.body import RequestBody
@@ -30,13 +31,9 @@ class Exchange:
 
     def __init__(self, client: ClientConnection, conn: UpstreamConnection, method: bytes,
                  read_timeout: float, send_timeout: float, warn: Callable[[str], None]) -> None:
-        self.client = client
+        self.client, self.conn, self.method, self.loop = client, conn, method, client.loop
         self.warn = warn                 # a line for the error log, with the request's context
-        self.conn = conn
-        self.method = method
-        self.loop = client.loop
-        self.read_timeout = read_timeout
-        self.send_timeout = send_timeout
+        self.read_timeout, self.send_timeout = read_timeout, send_timeout
         self.parser = httptools.HttpResponseParser(self)
         # nginx's upstream parser (ngx_http_parse_status_line, ngx_http_parse_header_line) ends a line at
         # a bare LF as well as at CRLF; llhttp wants the CR unless told, and would make such an answer a 502
@@ -48,24 +45,22 @@ class Exchange:
         self.add_headers: tuple[AddHeader, ...] = ()
         self.expires: Expires | None = None      # the location's `expires`
         self.variables: VariableSource | None = None
+        self.skip = RESPONSE_SKIP       # the headers the client never sees (proxy_hide_header)
+        self.redirected = False         # a Location, a Refresh or an X-Accel-Redirect came
         self.reason: list[bytes] = []
         self.headers: Headers = []
         self.content_length: int | None = None
-        self.chunked = False
+        self.chunked = self.complete = self.got_bytes = self.request_sent = self.body_chunked = False
         self.upstream_keepalive: bool | None = False     # None: it sent more than its response
-        self.complete = False
-        self.got_bytes = False
         self.pending: list[bytes] = []
         self.framing: Framing | None = None
         self.body_bytes = 0
         self.received = 0          # bytes from the upstream (its peer's `received`)
         self.sent = 0              # bytes to it (`sent`)
-        self.request_sent = False
         self.last_activity = self.loop.time()
         self.write_paused_at = 0.0
         self.timer: asyncio.TimerHandle | None = None
         self.body: RequestBody | None = None
-        self.body_chunked = False
         self.early = b""           # the upstream's bytes right after a 101 (sheer.io.http.tunnel)
         self.throttle: Throttle | None = None        # limit_rate, proxy_limit_rate (None: no limit)
         conn.user = self
@@ -231,6 +226,8 @@ class Exchange:
             self.content_length = int(value)
         elif lname == b"transfer-encoding":
             self.chunked = b"chunked" in value.lower()
+        elif lname in NOTED:
+            self.redirected = True
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
@@ -290,7 +287,7 @@ class Exchange:
             head = response_head(self.status, b"".join(self.reason), self.headers, server=SERVER,
                                  date=client.site.date(), content_length=content_length,
                                  chunked=framing.mode is BodyMode.CHUNKED, keepalive=framing.keepalive,
-                                 added=extra, replaced=replaced)
+                                 added=extra, replaced=replaced, skip=self.skip)
         # The head, what already arrived of the body and, if complete, the last chunk leave in one
         # write: a small response costs one send() instead of two or three.
         buffers = [head]

@@ -21,13 +21,16 @@ from sheer.core.http.nextupstream import (
     peer_failed,
     status_failure,
 )
+from sheer.core.http.redirects import rewrite_headers
 from sheer.core.http.uri import upstream_uri
-from sheer.core.variables import render
+from sheer.core.variables import render, render_bytes
 from sheer.io.counting import PeerColumns
 from sheer.io.http.answers import CONTINUE
 from sheer.io.http.client import ClientConnection
+from sheer.io.http.error_pages import accel_redirect, intercepted
 from sheer.io.http.exchange import Exchange
 from sheer.io.http.failures import ClientBroke, UpstreamFailed
+from sheer.io.http.logline import upstream_error
 from sheer.io.http.request import Request
 from sheer.io.http.site import SERVER, Plan
 from sheer.io.http.targets import TargetError
@@ -70,7 +73,7 @@ class ProxiedRequest:
             # nginx (ngx_http_test_expect) says it before reading the body, whatever came with the
             # head, a body or none
             self.client.write(CONTINUE)
-        if body.expected and not location.proxy_pass_request_body:
+        if body.expected and (not location.proxy_pass_request_body or location.proxy_set_body is not None):
             body.detach()        # nginx reads it and sends nothing of it: read and dropped
         elif body.expected:
             # A chunked body sent as HTTP/1.0 needs its length first, so it is read whole. A client
@@ -79,6 +82,7 @@ class ProxiedRequest:
             if body.failed is not None:
                 self.client.respond_error(request, body.failed.status, plan, keepalive=False)
                 return
+            self.vars.body = body.held
         proxy = location.proxy_pass
         if proxy.url is not None:      # written with variables: the target is chosen for this request
             try:
@@ -94,7 +98,8 @@ class ProxiedRequest:
         else:
             assert plan.balancer is not None and proxy.upstream is not None
             balancer, upstream, peer_columns = plan.balancer, proxy.upstream, plan.peer_columns
-            self.uri = upstream_uri(location, proxy, request.raw_uri, self.vars.uri, self.vars.args)
+            whole = request.rewritten is not None and not request.rewritten.valid_location
+            self.uri = upstream_uri(location, proxy, request.raw_uri, self.vars.uri, self.vars.args, whole)
         try:
             self.bind = bind_to(location.proxy_bind, self.vars)
         except BindValueError as exc:
@@ -178,7 +183,14 @@ class ProxiedRequest:
                 chunked = True
         self.body_chunked = chunked
         client_headers = request.headers if location.proxy_pass_request_headers else []
-        return request_head(request.method, self.uri.encode("latin-1"), plan.version, plan.headers(self.vars),
+        method = (request.method if location.proxy_method is None       # proxy_method
+                  else render_bytes(location.proxy_method, self.vars))
+        if location.proxy_set_body is not None:     # this body instead of the client's
+            data = render_bytes(location.proxy_set_body, self.vars)
+            uri = self.uri.encode("latin-1")
+            return request_head(method, uri, plan.version, plan.headers(self.vars), plan.set_names,
+                                client_headers, len(data), False) + data
+        return request_head(method, self.uri.encode("latin-1"), plan.version, plan.headers(self.vars),
                             plan.set_names, client_headers, length, chunked)
 
     async def _try(self, peer: Peer, head: bytes) -> Failure | None:
@@ -219,6 +231,7 @@ class ProxiedRequest:
                                 location.proxy_send_timeout, lambda line: self._log("warn", line, peer))
             exchange.add_headers, exchange.variables = location.add_headers, request.vars
             exchange.expires = location.expires
+            exchange.skip = plan.response_skip
             self.exchange = exchange
             try:
                 result = await self._exchange(exchange, peer, head)
@@ -251,7 +264,7 @@ class ProxiedRequest:
     async def _exchange(self, exchange: Exchange, peer: Peer, head: bytes) -> Failure | None:
         request, location = self.request, self.location
         assert location is not None
-        sent = request.body.expected and location.proxy_pass_request_body
+        sent = request.body.expected and location.proxy_pass_request_body and location.proxy_set_body is None
         exchange.send(head, request.body if sent else None, self.body_chunked)
         await exchange.head
         self.header_time = self.loop.time() - self.began
@@ -273,6 +286,12 @@ class ProxiedRequest:
             if may_retry(failure, location.proxy_next_upstream, attempt):
                 exchange.complete = False   # drop it: the connection is not reused
                 return failure
+        self.vars.upstream_headers = exchange.headers
+        if ((location.proxy_intercept_errors and intercepted(self.client, request, status, exchange.headers))
+                or (exchange.redirected and accel_redirect(self.client, request, exchange.headers))):
+            exchange.complete = False       # answered otherwise: the rest is not read, the connection dropped
+            self.response_started = True
+            return None
         client = self.client
         broken = exchange.done.exception() if exchange.done.done() else None
         if broken is not None:
@@ -287,6 +306,9 @@ class ProxiedRequest:
                                    client_keepalive=client.keepalive_after(request))
         self.response_started = True
         self.vars.status = exchange.status
+        if exchange.redirected:     # proxy_redirect, proxy_cookie_domain, proxy_cookie_path
+            exchange.headers = rewrite_headers(exchange.headers, self.plan.redirects, self.vars,
+                                               location.proxy_cookie_domain, location.proxy_cookie_path)
         limit_response(exchange, location, self.vars, self.started,
                        lambda line: self._log("error", line, peer))
         exchange.relay(framing)
@@ -356,20 +378,7 @@ class ProxiedRequest:
                 or "non_idempotent" in self.location.proxy_next_upstream)
 
     def _log(self, level: str, message: str, peer: Peer | None, hint: str = "") -> None:
-        log = self.plan.error_log
-        if not log.enabled(level):
-            return
-        v = self.vars
-        line = (f'{message}, client: {v.conn.remote_addr}, server: {v.server_name}, '
-                f'request: "{v.variable("request")}"')
-        if peer is not None:
-            # nginx puts a colon between a unix-domain socket's path and the URI, as proxy_pass writes it
-            joint = ":" if peer.server.unix else ""
-            line += f', upstream: "{"https" if self.plan.tls else "http"}://{peer.name}{joint}{self.uri}"'
-        host = v.header("host")
-        if host:
-            line += f', host: "{host}"'
-        log.log(level, line + hint)
+        upstream_error(self.plan, self.vars, self.uri, level, message, peer, hint)
 
 
 def _errno(exc: OSError) -> str:

@@ -13,9 +13,10 @@ from sheer.core.http.request_head import RequestHead
 from sheer.core.http.request_line import HTTP_10, HTTP_11
 from sheer.core.http.verdict import Rejected
 from sheer.io.counting import HttpCounters
-from sheer.io.http.answers import Client, client_error, refused_request
+from sheer.io.http.answers import Client, refused_request
 from sheer.io.http.body import RequestBody
 from sheer.io.http.dispatch import Routing, route
+from sheer.io.http.logline import client_error
 from sheer.io.http.request import Request
 from sheer.io.http.site import Site
 from sheer.io.slots import Reusable

@@ -6,10 +6,12 @@ from typing import TYPE_CHECKING, Protocol
 
 from sheer.core.http.variables import RequestVariables
 from sheer.core.http.verdict import Rejected
-from sheer.io.counting import ZoneColumns
+from sheer.io.counting import HttpCounters, ZoneColumns
 from sheer.io.http.body import RequestBody
 
 if TYPE_CHECKING:
+    from sheer.core.http.rewrite import Request as RewriteState
+    from sheer.core.http.rewrite import Result
     from sheer.core.http.routing import VirtualHost
     from sheer.io.http.site import Plan
 
@@ -20,7 +22,9 @@ class Relay(Protocol):
 
 class Request:
     __slots__ = (
+        "answer",
         "body",
+        "carried",
         "counted",
         "error_paged",
         "expect_continue",
@@ -37,6 +41,7 @@ class Request:
         "raw_uri",
         "redirects",
         "rejected",
+        "rewritten",
         "status_override",
         "upgrade",
         "vars",
@@ -71,3 +76,19 @@ class Request:
         self.redirects = 0          # internal redirects so far (index, try_files): nginx allows 10
         # headers for the error page sheer answers (a directory's Location, a 416's Content-Range)
         self.headers_out: tuple[tuple[bytes, bytes], ...] = ()
+        self.answer: Result | None = None       # what the server's rewrite script answered (in its turn)
+        self.rewritten: RewriteState | None = None   # the rewrite module's flags, once a script ran
+        self.carried: tuple[tuple[bytes, bytes], ...] = ()   # an intercepted 401's WWW-Authenticate
+
+    def uncount(self, counters: HttpCounters) -> None:
+        """Over (answered, or its connection lost): out of stub_status's "writing", into its zone."""
+        if not self.counted:
+            return
+        self.counted = False
+        counters.row[counters.writing] -= 1
+        zone = self.zone
+        if zone is not None:
+            variables = self.vars
+            status = variables.status if variables is not None else 0
+            sent = variables.bytes_sent if variables is not None else 0
+            zone.finished(counters.row, status, self.length + self.body.size, sent)

@@ -6,9 +6,11 @@ import time
 from email.utils import formatdate
 
 from sheer.config.model import ClientLimits, HttpReturn, HttpServer, Location, Upstream
+from sheer.config.proxy_headers import HIDDEN_BY_DEFAULT
 from sheer.config.template import Template
 from sheer.config.values import is_unix
 from sheer.core.balancers import Balancer
+from sheer.core.http.headers import FRAMING, RESPONSE_SKIP
 from sheer.core.http.request_head import Limits
 from sheer.core.http.routing import VirtualHosts
 from sheer.core.variables import VariableSource, render
@@ -44,6 +46,8 @@ class Plan:
         "peer_columns",
         "pool",
         "proxy_host",
+        "redirects",
+        "response_skip",
         "return_",
         "send_timeout",
         "set_headers",
@@ -100,6 +104,11 @@ class Plan:
         self.set_headers: list[tuple[bytes, Template]] = []
         self.set_names: frozenset[bytes] = frozenset()
         self.keepalive_ok = False
+        # proxy_redirect's rules; the upstream headers the client never sees (proxy_hide_header)
+        self.redirects = location.proxy_redirect if location is not None else ()
+        self.response_skip = RESPONSE_SKIP
+        if location is not None and location.proxy_hidden != HIDDEN_BY_DEFAULT:
+            self.response_skip = FRAMING | location.proxy_hidden
         if location is not None and proxy is not None:
             self.version = location.proxy_http_version.encode()
             self.set_headers = [(name.encode("latin-1"), value) for name, value in location.proxy_set_header

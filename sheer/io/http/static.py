@@ -15,8 +15,9 @@ from sheer.config.model import Location
 from sheer.config.static import REGEX_ALIAS, Static
 from sheer.core.http.files import escape_uri, escapes_root, map_uri, try_path
 from sheer.core.variables import VariableSource, render
-from sheer.io.http.answers import answer_error, client_error
+from sheer.io.http.answers import answer_error
 from sheer.io.http.client import ClientConnection
+from sheer.io.http.logline import client_error
 from sheer.io.http.request import Request
 from sheer.io.http.site import Plan
 from sheer.io.http.static_response import log_failed, send_file

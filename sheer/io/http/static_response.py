@@ -24,8 +24,9 @@ from sheer.core.http.headers import reason
 from sheer.core.http.pages import absolute_location
 from sheer.core.http.ranges import Verdict, content_range, multipart, parse_range
 from sheer.core.variables import render
-from sheer.io.http.answers import answer_error, client_error
+from sheer.io.http.answers import answer_error
 from sheer.io.http.client import ClientConnection
+from sheer.io.http.logline import client_error
 from sheer.io.http.request import Request
 from sheer.io.http.sendfile import FileSender, Span
 from sheer.io.http.site import SERVER, Plan

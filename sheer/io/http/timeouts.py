@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 from sheer.config.model import ClientLimits
 from sheer.core.http.reader import RequestReader
 from sheer.core.http.verdict import Rejected
-from sheer.io.http.answers import Client, client_error, refused_request
+from sheer.io.http.answers import Client, refused_request
+from sheer.io.http.logline import client_error
 from sheer.io.http.request import Request
 
 _TIMED_OUT = "client timed out (110: Connection timed out)"
