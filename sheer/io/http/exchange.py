@@ -63,6 +63,7 @@ class Exchange:
         self.body: RequestBody | None = None
         self.early = b""           # the upstream's bytes right after a 101 (sheer.io.http.tunnel)
         self.throttle: Throttle | None = None        # limit_rate, proxy_limit_rate (None: no limit)
+        self.batch: list[bytes] | None = None       # the request's head and body as send() gathers them
         conn.user = self
         conn.requests += 1
 
@@ -71,28 +72,29 @@ class Exchange:
     def send(self, head: bytes, body: RequestBody | None, chunked: bool) -> None:
         transport = self.conn.transport
         assert transport is not None
-        self.body = body
-        self.body_chunked = chunked
-        transport.write(head)
+        self.body, self.body_chunked = body, chunked
         self.sent = len(head) + (body.size if body is not None else 0)
         if body is None:
+            transport.write(head)
             self._request_sent()
-        else:
+        else:     # what of the body is here goes out with the head, in one writev (as nginx's)
+            self.batch = [head]
             body.attach(self._send_body, self._send_end, self._client_broke)
+            batch, self.batch = self.batch, None
+            if not self.conn.closed:       # the body may have broken nginx's rules on the way
+                transport.writelines(batch)
         self._arm(self.loop.time() + min(self.read_timeout, self.send_timeout))
 
     def _send_body(self, data: bytes) -> None:
         transport = self.conn.transport
         if transport is None or self.conn.closed or not data:
             return
-        if self.body_chunked:
-            transport.writelines([b"%x\r\n" % len(data), data, b"\r\n"])
-        else:
-            transport.write(data)
+        pieces = [b"%x\r\n" % len(data), data, b"\r\n"] if self.body_chunked else [data]
+        (self.batch.extend if self.batch is not None else transport.writelines)(pieces)
 
     def _send_end(self) -> None:
         if self.body_chunked and self.conn.transport is not None and not self.conn.closed:
-            self.conn.transport.write(LAST_CHUNK)
+            (self.batch.append if self.batch is not None else self.conn.transport.write)(LAST_CHUNK)
         self._request_sent()
 
     def _client_broke(self, rejected: Rejected) -> None:
@@ -158,20 +160,17 @@ class Exchange:
         self._ended("upstream prematurely closed connection")
 
     def upstream_lost(self, exc: Exception | None) -> None:
-        if isinstance(exc, OSError) and exc.errno:
-            self._ended(f"recv() failed ({exc.errno}: {exc.strerror})")
-        else:
-            self._ended("upstream prematurely closed connection")
+        self._ended(f"recv() failed ({exc.errno}: {exc.strerror})" if isinstance(exc, OSError) and exc.errno
+                    else "upstream prematurely closed connection")
 
     def _ended(self, why: str) -> None:
         if self.complete:
             return
         if not self.head.done():
             self._fail(Failure.ERROR, f"{why} while reading response header from upstream")
-        elif self.content_length is None and not self.chunked:
-            if self.upstream_keepalive is not None:
-                self.upstream_keepalive = False
-            self.on_message_complete()   # a close-delimited body ends here
+        elif self.content_length is None and not self.chunked:     # a close-delimited body ends here
+            self.upstream_keepalive = None if self.upstream_keepalive is None else False
+            self.on_message_complete()
         else:
             self._fail(Failure.ERROR, f"{why} while reading upstream")
 
