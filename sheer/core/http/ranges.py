@@ -33,14 +33,10 @@ def parse_range(value: str, size: int, max_ranges: int | None = None) -> list[Sp
             pos += 1
         bounded = True
         if text[pos] != "-":
-            if not "0" <= text[pos] <= "9":
+            found = _number(text, pos)
+            if found is None:
                 return Verdict.UNSATISFIABLE
-            begin = pos
-            while "0" <= text[pos] <= "9":
-                pos += 1
-            start = int(text[begin:pos])
-            if start > _MAX:
-                return Verdict.UNSATISFIABLE
+            start, pos = found
             while text[pos] == " ":
                 pos += 1
             if text[pos] != "-":
@@ -55,14 +51,10 @@ def parse_range(value: str, size: int, max_ranges: int | None = None) -> list[Sp
             suffix = True
             pos += 1
         if bounded:
-            if not "0" <= text[pos] <= "9":
+            found = _number(text, pos)
+            if found is None:
                 return Verdict.UNSATISFIABLE
-            begin = pos
-            while "0" <= text[pos] <= "9":
-                pos += 1
-            end = int(text[begin:pos])
-            if end > _MAX:
-                return Verdict.UNSATISFIABLE
+            end, pos = found
             while text[pos] == " ":
                 pos += 1
             if text[pos] not in ",\0":
@@ -116,3 +108,15 @@ def multipart(spans: list[Span], size: int, content_type: str, boundary: int
     pieces.append(closing)
     length += len(closing)
     return b"multipart/byteranges; boundary=" + mark, pieces, length
+
+
+def _number(text: str, pos: int) -> tuple[int, int] | None:
+    """The decimal number at `pos` and the position after it; None when no digit is there or the
+    number is larger than nginx's off_t allows."""
+    if not "0" <= text[pos] <= "9":
+        return None
+    begin = pos
+    while "0" <= text[pos] <= "9":
+        pos += 1
+    value = int(text[begin:pos])
+    return None if value > _MAX else (value, pos)
