@@ -255,6 +255,7 @@ class TcpEcho:
         self.port = int(self.sock.getsockname()[1])
         self.connections = 0
         self.peers: list[tuple[str, int]] = []
+        self.streams: list[bytearray] = []    # what each connection sent, in the order accepted
         self.thread = threading.Thread(target=self._accept, daemon=True)
         self.thread.start()
 
@@ -266,13 +267,15 @@ class TcpEcho:
                 return
             self.connections += 1
             self.peers.append(peer)
-            threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
+            self.streams.append(stream := bytearray())
+            threading.Thread(target=self._echo, args=(conn, stream), daemon=True).start()
 
-    def _echo(self, conn: socket.socket) -> None:
+    def _echo(self, conn: socket.socket, stream: bytearray) -> None:
         with conn:
             try:
                 while data := conn.recv(65536):
                     self.received.append(data)
+                    stream += data
                     if self.delay:
                         time.sleep(self.delay)
                     conn.sendall(data)
