@@ -1,7 +1,7 @@
 """Directives an existing nginx configuration carries that sheer reads, checks as nginx does, and says
 (`sheer -t`, start-up) that it does nothing with: tuning that has no meaning in sheer (hash table sizes,
-sendfile, accept_mutex...), what waits for a later part of sheer (gzip),
-and `load_module`. Debian's stock nginx.conf and its default site pass `sheer -t` with them.
+sendfile, accept_mutex...), and `load_module`. Debian's stock nginx.conf and its default site pass
+`sheer -t` with them.
 
 Each entry names why nothing is done; nothing here changes what sheer answers.
 """
@@ -27,7 +27,6 @@ from sheer.config.values import parse_flag, parse_number, parse_size, parse_time
 
 _SIZING = "sheer sizes its tables itself: nothing to do"
 _NO_CACHE = "sheer opens a file for each request (the kernel caches what it reads): no open file cache"
-_NO_GZIP = "gzip is not implemented yet: responses go uncompressed"
 _MEMORY = "sheer keeps request and response bodies in memory: no temporary files"
 _BUFFERS = "sheer sizes its buffers itself: nothing to do"
 _RELAYED = ("sheer passes a response on as it arrives, reading the upstream only as fast as the client "
@@ -78,13 +77,6 @@ def _event_method(args: list[str], src: Source) -> str:
     return args[0]
 
 
-def _gzip_http_version(args: list[str], src: Source) -> str:
-    if args[0] not in ("1.0", "1.1"):
-        raise ConfigError(f'invalid value "{args[0]}" in "gzip_http_version" directive, it must be "1.0" or '
-                          '"1.1"', src)
-    return args[0]
-
-
 def module_of(path: str) -> str:
     """`modules/ngx_mail_module.so` -> `ngx_mail_module`."""
     name = os.path.basename(path)
@@ -126,10 +118,6 @@ def _server_tokens_notice(args: list[str]) -> tuple[NoticeLevel, str] | None:
     # `off` is what sheer always does: its Server header and error pages name no version
     said = 'sheer says "sheer" without a version in the Server header and its error pages, as "off" does'
     return None if args[0] == "off" else ("notice", said)
-
-
-def _gzip_notice(args: list[str]) -> tuple[NoticeLevel, str] | None:
-    return ("warn", _NO_GZIP) if args[0] == "on" else None
 
 
 _SIZES = ("types_hash_max_size", "types_hash_bucket_size", "server_names_hash_max_size",
@@ -187,15 +175,4 @@ TABLE: tuple[Directive, ...] = (
           notice=_says(_MEMORY)),
     entry("proxy_temp_file_write_size", HTTP_ALL, (1, 1), _size("proxy_temp_file_write_size"),
           notice=_says(_MEMORY)),
-    # gzip, which every stock configuration turns on
-    entry("gzip", HTTP_ALL, (1, 1), _flag("gzip"), notice=_gzip_notice),
-    entry("gzip_vary", HTTP_ALL, (1, 1), _flag("gzip_vary"), notice=_says(_NO_GZIP)),
-    entry("gzip_proxied", HTTP_ALL, (1, None), notice=_says(_NO_GZIP)),
-    entry("gzip_comp_level", HTTP_ALL, (1, 1),
-          lambda args, src: parse_number(args[0], "gzip_comp_level", src, 1, 9), notice=_says(_NO_GZIP)),
-    entry("gzip_buffers", HTTP_ALL, (2, 2), notice=_says(_NO_GZIP)),
-    entry("gzip_http_version", HTTP_ALL, (1, 1), _gzip_http_version, notice=_says(_NO_GZIP)),
-    entry("gzip_types", HTTP_ALL, (1, None), notice=_says(_NO_GZIP)),
-    entry("gzip_min_length", HTTP_ALL, (1, 1), _size("gzip_min_length"), notice=_says(_NO_GZIP)),
-    entry("gzip_disable", HTTP_ALL, (1, None), notice=_says(_NO_GZIP)),
 )

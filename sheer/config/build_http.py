@@ -12,6 +12,7 @@ from sheer.config.build_rewrite import script_of
 from sheer.config.build_static import expires_of, static_of
 from sheer.config.build_tls import server_tls, upstream_tls
 from sheer.config.errors import ConfigError, Source
+from sheer.config.gzip import gzip_of
 from sheer.config.locations import check_nesting, duplicate_key, location_args, location_regex
 from sheer.config.maps import maps_of
 from sheer.config.model import (
@@ -125,6 +126,7 @@ class HttpBuilder:
             static=None if returned else static_of(chain, self.top.prefix, "", "", None),
             add_headers=tuple(AddHeader(args[0], self.template(args[1], source), len(args) == 3)
                               for args, source in inherited(chain, "add_header", [])),
+            gzip=gzip_of(chain),
             rewrite=script,
         )
 
@@ -198,6 +200,7 @@ class HttpBuilder:
             proxy_pass=target,
             static=static,
             expires=expires_of(chain) if target is not None else None,
+            gzip=gzip_of(chain),
             return_=self.return_(returned, block.sources["return"]) if returned else None,
             proxy_set_header=self.headers(chain),
             add_headers=tuple(AddHeader(args[0], self.template(args[1], source), len(args) == 3)

@@ -16,6 +16,7 @@ from sheer.config import (
     announce,
     balance,
     error_pages,
+    gzip,
     health,
     proxy_headers,
     rewrite,
@@ -289,6 +290,9 @@ TABLE += (
 
 # static files (sheer/config/static.py)
 TABLE += static.DIRECTIVES
+
+# compression (sheer/config/gzip.py, sheer/core/http/gzip.py)
+TABLE += gzip.DIRECTIVES
 
 # what sheer reads, checks and says it does nothing with (sheer/config/accepted.py)
 TABLE += accepted.TABLE

@@ -11,6 +11,7 @@ from sheer.config.access import AccessRule
 from sheer.config.announce import Announcing
 from sheer.config.error_pages import ErrorPage
 from sheer.config.errors import Source
+from sheer.config.gzip import Gzip
 from sheer.config.health import HealthCheck
 from sheer.config.log_model import LOG_LEVELS as LOG_LEVELS  # noqa: PLC0414  (re-exported)
 from sheer.config.log_model import AccessLog as AccessLog  # noqa: PLC0414  (re-exported)
@@ -294,6 +295,7 @@ class Location:
     proxy_ssl: UpstreamTls | None = None  # `proxy_pass https://`: the proxy_ssl_* settings
     static: Static | None = None          # no proxy_pass, return or handler: files (sheer.config.static)
     expires: Expires | None = None        # `expires` for proxied responses (files: static.expires)
+    gzip: Gzip | None = None              # `gzip on` (sheer/config/gzip.py); None: off
     limit_rate: int | Template = 0        # sheer.core.rate: bytes a second (0: none) or a size per request
     limit_rate_after: int | Template = 0
     proxy_limit_rate: int = 0             # reading a buffered response from the upstream
@@ -341,6 +343,7 @@ class HttpServer:
     http2: bool = False                         # `http2 on;` (accepted; HTTP/1.1 is served)
     static: Static | None = None                # files for a request no location takes
     add_headers: tuple[AddHeader, ...] = ()     # the server level's add_header lines (for those files)
+    gzip: Gzip | None = None                    # the server level's `gzip` (for those files)
     rewrite: Script | None = None               # the server level's: before a location is chosen
 
 

@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable
 from urllib.parse import unquote_plus
 
+from sheer.core.http.gzip import Deflater
 from sheer.core.http.headers import Headers, forwarded, forwarded_for
 from sheer.core.maps import MapTable, lookup
 from sheer.core.proxy_protocol import ProxyHeader
@@ -62,6 +63,7 @@ class RequestVariables:
         "bytes_sent",
         "conn",
         "connection_requests",
+        "deflater",
         "headers",
         "host",
         "limit_rate",
@@ -127,6 +129,7 @@ class RequestVariables:
         self.user: dict[str, str] | None = None   # `set` variables and regex captures (the rewrite module)
         self.upstream_headers: Headers | None = None     # the last upstream answer's ($upstream_http_*)
         self.body: Callable[[], bytes] | None = None     # $request_body, once the proxy read it whole
+        self.deflater: Deflater | None = None     # the response's gzip, for $gzip_ratio
 
     def header(self, name: str) -> str:
         """A request header by lowercase name (`x-forwarded-for`), or ""."""
@@ -283,6 +286,7 @@ _GETTERS: dict[str, Callable[[RequestVariables], str]] = {
     "proxy_add_forwarded": lambda v: forwarded(v.headers, v.remote_addr, v.remote_port, v.header("host"),
                                                "https" if v.conn.tls is not None else "http"),
     "limit_rate": lambda v: str(v.limit_rate or 0),
+    "gzip_ratio": lambda v: v.deflater.ratio if v.deflater is not None else "",
     "connection_time": lambda v: f"{max(0.0, v.now - v.conn.start):.3f}",
     "connections_active": lambda v: _connections(v, 0),
     "connections_reading": lambda v: _connections(v, 1),

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 
 import httptools
 
 from sheer.config.model import AddHeader
 from sheer.config.static import Expires
-from sheer.core.http.add_header import added
-from sheer.core.http.conditional import upstream_expires
 from sheer.core.http.framing import BodyMode, Framing, upstream_reusable
-from sheer.core.http.headers import LAST_CHUNK, RESPONSE_SKIP, Headers, response_head
+from sheer.core.http.gzip import Deflater
+from sheer.core.http.headers import LAST_CHUNK, RESPONSE_SKIP, Headers
 from sheer.core.http.nextupstream import Failure
 from sheer.core.http.redirects import NOTED
 from sheer.core.http.verdict import Rejected
@@ -21,7 +19,7 @@ from sheer.core.variables import VariableSource
 from sheer.io.http.body import RequestBody
 from sheer.io.http.client import ClientConnection
 from sheer.io.http.failures import ClientBroke, UpstreamFailed, _Unasked
-from sheer.io.http.site import SERVER
+from sheer.io.http.relayed_head import relayed_head
 from sheer.io.http.throttle import Throttle
 from sheer.io.http.upstream_pool import UpstreamConnection
 
@@ -64,6 +62,7 @@ class Exchange:
         self.early = b""           # the upstream's bytes right after a 101 (sheer.io.http.tunnel)
         self.throttle: Throttle | None = None        # limit_rate, proxy_limit_rate (None: no limit)
         self.batch: list[bytes] | None = None       # the request's head and body as send() gathers them
+        self.deflater: Deflater | None = None        # gzip (sheer.io.http.gzipping); None: as it comes
         conn.user = self
         conn.requests += 1
 
@@ -145,6 +144,8 @@ class Exchange:
             return
         try:
             self.parser.feed_data(data)
+            if self.deflater is not None and self.framing is not None and not self.complete:
+                self._to_client(self._framed(self.deflater.flush(), raw=True))   # nothing held back
         except httptools.HttpParserUpgrade as upgrade:    # a 101: what follows its head is the tunnel's
             self.early = data[upgrade.args[0]:]
         except httptools.HttpParserError as exc:
@@ -269,30 +270,15 @@ class Exchange:
         self.framing = framing
         client = self.client
         client.relay = self
-        content_length = self.content_length if framing.mode in (BodyMode.LENGTH, BodyMode.NONE) else None
-        if framing.mode is BodyMode.NONE and self.method != b"HEAD":
-            content_length = None
-        if client.current is not None and client.current.http09:
-            head = b""      # HTTP/0.9: no status line, no headers (framing is CLOSE)
-        else:
-            extra: list[tuple[bytes, bytes]] = []
-            replaced: frozenset[bytes] = frozenset()
-            if self.add_headers and self.variables is not None:
-                extra, replaced = added(self.add_headers, self.status, self.variables)
-            if self.expires is not None and self.variables is not None:    # before add_header's, as nginx
-                lines, gone = upstream_expires(self.expires, self.status, self.headers, self.variables,
-                                               time.time())
-                extra, replaced = lines + extra, replaced | gone
-            head = response_head(self.status, b"".join(self.reason), self.headers, server=SERVER,
-                                 date=client.site.date(), content_length=content_length,
-                                 chunked=framing.mode is BodyMode.CHUNKED, keepalive=framing.keepalive,
-                                 added=extra, replaced=replaced, skip=self.skip)
+        head = relayed_head(self, framing, client.current is not None and client.current.http09)
         # The head, what already arrived of the body and, if complete, the last chunk leave in one
         # write: a small response costs one send() instead of two or three.
         buffers = [head]
         pending, self.pending = self.pending, []
         for data in pending:
             buffers += self._framed(data)
+        if self.deflater is not None:
+            buffers += self._framed(self._deflated() if self.complete else self.deflater.flush(), raw=True)
         last = self.complete and framing.mode is BodyMode.CHUNKED
         if last:
             buffers.append(LAST_CHUNK)
@@ -306,16 +292,27 @@ class Exchange:
         if self.complete:
             self._finish_body(last_chunk_written=last)
 
-    def _framed(self, data: bytes) -> list[bytes]:
-        """The bytes that carry `data` to the client in this response's framing (counted as body)."""
+    def _framed(self, data: bytes, raw: bool = False) -> list[bytes]:
+        """The bytes that carry `data` to the client in this response's framing (counted as body),
+        compressed first with gzip (unless `raw`: the compressor's own output)."""
         framing = self.framing
         assert framing is not None
         if not data or framing.mode is BodyMode.NONE:
             return []
+        if self.deflater is not None and not raw:
+            data = self.deflater.compress(data)
+            if not data:
+                return []
         self.body_bytes += len(data)
         if framing.mode is BodyMode.CHUNKED:
             return [b"%x\r\n" % len(data), data, b"\r\n"]
         return [data]
+
+    def _deflated(self) -> bytes:
+        """gzip's last bytes (its trailer): the compressor is done."""
+        deflater, self.deflater = self.deflater, None
+        assert deflater is not None
+        return deflater.finish()
 
     def _write_body(self, data: bytes) -> None:
         self._to_client(self._framed(data))
@@ -333,6 +330,8 @@ class Exchange:
 
     def _finish_body(self, last_chunk_written: bool = False) -> None:
         assert self.framing is not None
+        if self.deflater is not None:
+            self._to_client(self._framed(self._deflated(), raw=True))
         if self.framing.mode is BodyMode.CHUNKED and not last_chunk_written:
             self._to_client([LAST_CHUNK])
         if self.throttle is not None:

@@ -30,6 +30,7 @@ from sheer.io.http.client import ClientConnection
 from sheer.io.http.error_pages import accel_redirect, intercepted
 from sheer.io.http.exchange import Exchange
 from sheer.io.http.failures import ClientBroke, UpstreamFailed
+from sheer.io.http.gzipping import gzip_proxied
 from sheer.io.http.logline import upstream_error
 from sheer.io.http.request import Request
 from sheer.io.http.site import SERVER, Plan
@@ -301,7 +302,10 @@ class ProxiedRequest:
             raise broken
         if request.status_override is not None:     # answering for an error_page: its code
             exchange.status = request.status_override
-        framing = response_framing(request.method, status, exchange.content_length,
+        if location.gzip is not None:      # compressed: the length is no longer known
+            exchange.deflater = self.vars.deflater = gzip_proxied(exchange, location.gzip, request)
+        framing = response_framing(request.method, status,
+                                   exchange.content_length if exchange.deflater is None else None,
                                    client_http11=request.version == "HTTP/1.1",
                                    client_keepalive=client.keepalive_after(request))
         self.response_started = True

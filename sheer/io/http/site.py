@@ -36,6 +36,7 @@ class Plan:
         "client_max_body_size",
         "dynamic",
         "error_log",
+        "gzip",
         "handler",
         "keepalive_disable",
         "keepalive_ok",
@@ -68,6 +69,7 @@ class Plan:
                        else server.static if server is not None and return_ is None else None)
         self.add_headers = (location.add_headers if location is not None
                             else server.add_headers if server is not None else ())
+        self.gzip = location.gzip if location is not None else server.gzip if server is not None else None
         if location is not None:
             self.access: AccessLogger | None = AccessLogger(location.access_logs)
             self.error_log: ErrorLogger = ctx.error_log(location.error_log)

@@ -20,12 +20,14 @@ from sheer.core.http.conditional import (
     precondition,
 )
 from sheer.core.http.files import Mapped, directory_location, escapes_root
+from sheer.core.http.gzip import Deflater, eligible
 from sheer.core.http.headers import reason
 from sheer.core.http.pages import absolute_location
 from sheer.core.http.ranges import Verdict, content_range, multipart, parse_range
 from sheer.core.variables import render
 from sheer.io.http.answers import answer_error
 from sheer.io.http.client import ClientConnection
+from sheer.io.http.gzipping import CompressedFile, file_gzip
 from sheer.io.http.logline import client_error
 from sheer.io.http.request import Request
 from sheer.io.http.sendfile import FileSender, Span
@@ -145,6 +147,12 @@ async def _respond(client: ClientConnection, request: Request, plan: Plan, stati
         head = _head(304, client, None, None, own, extra, keepalive)
         _finish(client, request, plan, head, 304, 0, keepalive)
         return
+    if plan.gzip is not None and eligible(plan.gzip, status, content_type, size, None):
+        # the gzip filter comes before the range filter: a compressed answer is whole, with no ranges
+        deflater = file_gzip(plan.gzip, request, status, own, extra)
+        if deflater is not None:
+            await _compressed(client, request, plan, fd, size, status, content_type, own, extra, deflater)
+            return
     tail: list[tuple[bytes, bytes]] = []      # the range filter's, after the headers filter's
     pieces: list[bytes | Span] = [(0, size)] if size else []
     length = size
@@ -183,10 +191,32 @@ async def _respond(client: ClientConnection, request: Request, plan: Plan, stati
     client.finish(request, plan, keepalive=keepalive and ok and not request.http09)
 
 
+async def _compressed(client: ClientConnection, request: Request, plan: Plan, fd: int, size: int, status: int,
+                      content_type: bytes, own: list[tuple[bytes, bytes]], extra: list[tuple[bytes, bytes]],
+                      deflater: Deflater) -> None:
+    """The file through gzip: chunked to an HTTP/1.1 client, else until the connection closes."""
+    variables = request.vars
+    assert variables is not None
+    chunked = request.version == "HTTP/1.1"
+    keepalive = chunked and client.keepalive_after(request)
+    head = _head(status, client, content_type, None, own, extra, keepalive, chunked)   # never HTTP/0.9
+    variables.deflater = deflater
+    if request.method == b"HEAD":
+        _finish(client, request, plan, head, status, 0, keepalive)
+        return
+    sender = CompressedFile(client, fd, deflater, chunked)
+    variables.status = status
+    ok = await sender.send(head, size)
+    variables.bytes_sent += len(head) + sender.sent
+    variables.body_bytes_sent = sender.sent
+    client.finish(request, plan, keepalive=keepalive and ok)
+
+
 def _head(status: int, client: ClientConnection, content_type: bytes | None, length: int | None,
-          own: list[tuple[bytes, bytes]], extra: list[tuple[bytes, bytes]], keepalive: bool) -> bytes:
-    """nginx's order: Server, Date, Content-Type, Content-Length, Last-Modified, Connection, then
-    the header list (ETag, Accept-Ranges, expires, add_header)."""
+          own: list[tuple[bytes, bytes]], extra: list[tuple[bytes, bytes]], keepalive: bool,
+          chunked: bool = False) -> bytes:
+    """nginx's order: Server, Date, Content-Type, Content-Length, Last-Modified, Transfer-Encoding,
+    Connection, then the header list (ETag, Accept-Ranges, expires, add_header)."""
     lines = [b"HTTP/1.1 %d %s\r\nServer: %s\r\nDate: %s\r\n" % (status, reason(status), SERVER,
                                                               client.site.date())]
     if content_type is not None:
@@ -195,6 +225,8 @@ def _head(status: int, client: ClientConnection, content_type: bytes | None, len
         lines.append(b"Content-Length: %d\r\n" % length)
     for name, value in own:
         lines.append(b"%s: %s\r\n" % (name, value))
+    if chunked:
+        lines.append(b"Transfer-Encoding: chunked\r\n")
     lines.append(b"Connection: keep-alive\r\n" if keepalive else b"Connection: close\r\n")
     for name, value in extra:
         lines.append(b"%s: %s\r\n" % (name, value))
