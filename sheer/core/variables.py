@@ -49,7 +49,7 @@ def time_iso8601(now: float) -> str:
 # PROXY protocol header): its access log writes them `-` (nothing with escape=json or none).
 _NOT_FOUND_PREFIXES = ("http_", "sent_http_", "upstream_", "cookie_", "arg_", "proxy_protocol_")
 _NOT_FOUND_NAMES = frozenset({"args", "query_string", "remote_user", "content_length", "content_type",
-                              "request_body"})
+                              "request_body", "gzip_ratio"})
 
 
 def not_found_when_empty(name: str) -> bool:
