@@ -142,9 +142,11 @@ def test_ssl_settings_are_tls_now(tmp_path: Path) -> None:
     assert not any("ssl_" in notice for _, notice in config.notices)
 
 
-def test_gzip_on_warns_off_does_not(tmp_path: Path) -> None:
-    assert load_text(tmp_path, http("    gzip off;")).notices == ()
-    assert load_text(tmp_path, http("    gzip on;")).notices[0][0] == "warn"
+def test_gzip_is_done_now(tmp_path: Path) -> None:
+    # sheer/config/gzip.py: gzip and its companions compress, nothing to say about them
+    config = load_text(tmp_path, http("    gzip on;", "    gzip_vary on;", "    gzip_types text/css;",
+                                      "    gzip_buffers 16 8k;"))
+    assert config.notices == ()
 
 
 # --- types and files --------------------------------------------------------------------------
