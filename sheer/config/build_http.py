@@ -8,11 +8,11 @@ from typing import Any, Protocol
 from sheer.config import build_health, proxy_headers
 from sheer.config import directives as d
 from sheer.config.access import access_rules
+from sheer.config.build_gzip import gzip_of
 from sheer.config.build_rewrite import script_of
 from sheer.config.build_static import expires_of, static_of
 from sheer.config.build_tls import server_tls, upstream_tls
 from sheer.config.errors import ConfigError, Source
-from sheer.config.gzip import gzip_of
 from sheer.config.locations import check_nesting, duplicate_key, location_args, location_regex
 from sheer.config.maps import maps_of
 from sheer.config.model import (

@@ -7,15 +7,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 from sheer.config.errors import ConfigError, Source
 from sheer.config.regex import compile_regex
 from sheer.config.table import HTTP_ALL, Directive, entry
 from sheer.config.values import parse_flag, parse_number, parse_size
-
-if TYPE_CHECKING:
-    from sheer.config.tree import Block
 
 PROXIED = ("off", "expired", "no-cache", "no-store", "private", "no_last_modified", "no_etag", "auth", "any")
 ANY_TYPE = "*"
@@ -80,32 +76,3 @@ DIRECTIVES: tuple[Directive, ...] = (
     entry("gzip_min_length", HTTP_ALL, (1, 1), lambda args, src: parse_size(args[0], "gzip_min_length", src)),
     entry("gzip_disable", HTTP_ALL, (1, None), _disable, multi=True),
 )
-
-
-def gzip_of(chain: list[Block]) -> Gzip | None:
-    """The innermost `gzip` of `chain` (a location's blocks, innermost first) and the settings it goes
-    with, merged as nginx merges them; None when gzip is off there."""
-    inherited = _inherited
-    if not inherited(chain, "gzip", False):
-        return None
-    types: set[str] = {"text/html"}          # ngx_http_types_slot adds text/html to every list
-    for values, _source in inherited(chain, "gzip_types", []):
-        types.update(values)
-    disable = [value for values, _source in inherited(chain, "gzip_disable", []) for value in values]
-    return Gzip(
-        types=frozenset({ANY_TYPE}) if ANY_TYPE in types else frozenset(types),
-        min_length=inherited(chain, "gzip_min_length", 20),
-        comp_level=inherited(chain, "gzip_comp_level", 1),
-        proxied=inherited(chain, "gzip_proxied", frozenset({"off"})),
-        vary=inherited(chain, "gzip_vary", False),
-        http_version=11 if inherited(chain, "gzip_http_version", "1.1") == "1.1" else 10,
-        disable_msie6="msie6" in disable,
-        disable=tuple(value for value in disable if isinstance(value, re.Pattern)),
-    )
-
-
-def _inherited(chain: list[Block], key: str, default: Any) -> Any:
-    for block in chain:
-        if key in block.settings:
-            return block.settings[key]
-    return default

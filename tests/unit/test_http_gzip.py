@@ -68,7 +68,7 @@ def test_request_ok() -> None:
     assert request_ok(on, msie, 11, [], 0.0)
     assert not request_ok(Gzip(disable_msie6=True), msie, 11, [], 0.0)
     curl = [*asks, (b"User-Agent", b"curl/8")]
-    assert not request_ok(Gzip(disable=(re.compile(b"^CURL", re.I),)), curl, 11, [], 0.0)
+    assert not request_ok(Gzip(disable=(re.compile(b"^CURL", re.IGNORECASE),)), curl, 11, [], 0.0)
 
 
 @pytest.mark.parametrize(("proxied", "request_extra", "response", "ok"), [

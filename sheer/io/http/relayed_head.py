@@ -4,16 +4,36 @@ and `add_header` lines, sheer's Server, Date and framing."""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from sheer.config.model import AddHeader
+from sheer.config.static import Expires
 from sheer.core.http.add_header import added
 from sheer.core.http.conditional import upstream_expires
 from sheer.core.http.framing import BodyMode, Framing
-from sheer.core.http.headers import response_head
-from sheer.io.http.site import SERVER
+from sheer.core.http.headers import Headers, response_head
+from sheer.core.variables import VariableSource
+from sheer.io.http.site import SERVER, Site
 
-if TYPE_CHECKING:
-    from sheer.io.http.exchange import Exchange
+
+class Client(Protocol):
+    site: Site
+
+
+class Exchange(Protocol):
+    """What of the exchange (sheer.io.http.exchange) its head is made of."""
+
+    method: bytes
+    status: int
+    reason: list[bytes]
+    headers: Headers
+    add_headers: tuple[AddHeader, ...]
+    expires: Expires | None
+    variables: VariableSource | None
+    skip: frozenset[bytes]
+
+    @property
+    def client(self) -> Client: ...
 
 
 def relayed_head(exchange: Exchange, framing: Framing, http09: bool) -> bytes:
