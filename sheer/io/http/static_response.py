@@ -197,11 +197,12 @@ async def _compressed(client: ClientConnection, request: Request, plan: Plan, fd
     """The file through gzip: chunked to an HTTP/1.1 client, else until the connection closes."""
     variables = request.vars
     assert variables is not None
-    chunked = request.version == "HTTP/1.1"
-    keepalive = chunked and client.keepalive_after(request)
+    head_only = request.method == b"HEAD"
+    chunked = request.version == "HTTP/1.1" and not head_only
+    keepalive = (chunked or head_only) and client.keepalive_after(request)
     head = _head(status, client, content_type, None, own, extra, keepalive, chunked)   # never HTTP/0.9
     variables.deflater = deflater
-    if request.method == b"HEAD":
+    if head_only:
         _finish(client, request, plan, head, status, 0, keepalive)
         return
     sender = CompressedFile(client, fd, deflater, chunked)
