@@ -71,6 +71,19 @@ def _temp_path(name: str) -> Convert:
 _SSL_PROTOCOLS = ("SSLv2", "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
 
 
+def _open_log_file_cache(args: list[str], src: Source) -> list[str]:
+    """ngx_http_log_open_file_cache's checks: off, or max= with inactive=, min_uses=, valid=."""
+    if args == ["off"]:
+        return args
+    for value in args:
+        name, equals, _ = value.partition("=")
+        if name not in ("max", "inactive", "min_uses", "valid") or not equals:
+            raise ConfigError(f'invalid "open_log_file_cache" parameter "{value}"', src)
+    if not any(value.startswith("max=") for value in args):
+        raise ConfigError('"open_log_file_cache" must have "max" parameter', src)
+    return args
+
+
 def _event_method(args: list[str], src: Source) -> str:
     if args[0] not in ("epoll", "poll", "select"):
         raise ConfigError(f'invalid event type "{args[0]}"', src)
@@ -153,6 +166,9 @@ TABLE: tuple[Directive, ...] = (
           notice=_says(_NO_CACHE)),
     entry("open_file_cache_errors", HTTP_ALL, (1, 1), _flag("open_file_cache_errors"),
           notice=_says(_NO_CACHE)),
+    entry("open_log_file_cache", HTTP_ALL | STREAM_ALL, (1, 4), _open_log_file_cache,
+          notice=_says("sheer keeps each log file open (a path with variables is opened per line): "
+                       "no open log file cache")),
     entry("tcp_nopush", HTTP_ALL, (1, 1), _flag("tcp_nopush"),
           notice=_says("sheer writes each response's head and body together: TCP_CORK is not set")),
     entry("tcp_nodelay", HTTP_ALL | STREAM_ALL, (1, 1), _flag("tcp_nodelay"), notice=_tcp_nodelay_notice),

@@ -183,18 +183,26 @@ class Builder:
             if format_name not in formats:
                 raise ConfigError(f'unknown log format "{format_name}"', source)
             condition = None
+            gzip = 0
+            # http's variables when the module has `combined` (http), stream's otherwise
+            known = (HTTP_VARIABLES, HTTP_PREFIXES) if default_format else (STREAM_VARIABLES, ())
+            path = self.path(args[0])
+            variable_path = compile_template(path, source, *known) if "$" in args[0] else None
             for extra in args[2:]:
                 if extra.startswith("if="):
-                    # http's variables when the module has `combined` (http), stream's otherwise
-                    known = (HTTP_VARIABLES, HTTP_PREFIXES) if default_format else (STREAM_VARIABLES, ())
                     condition = compile_template(extra[3:], source, *known)
                 elif extra.startswith(("buffer=", "flush=")):
                     self.note("notice", f'"{extra}": sheer writes each line at once', source)
-                elif extra == "gzip" or extra.startswith("gzip="):
-                    self.note("warn", f'"{extra}": sheer writes access logs uncompressed', source)
+                elif extra == "gzip":
+                    gzip = 1                                  # nginx's Z_BEST_SPEED
+                elif extra.startswith("gzip="):
+                    level = extra[5:]
+                    if not (level.isascii() and level.isdigit()) or not 1 <= int(level) <= 9:
+                        raise ConfigError(f'invalid compression level "{level}"', source)
+                    gzip = int(level)
                 else:
                     raise ConfigError(f'invalid parameter "{extra}"', source)
-            logs.append(AccessLog(self.path(args[0]), formats[format_name], condition))
+            logs.append(AccessLog(path, formats[format_name], condition, gzip, variable_path))
         return tuple(logs)
 
 

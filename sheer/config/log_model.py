@@ -41,3 +41,5 @@ class AccessLog:
     path: str                  # absolute path, or "stderr"/"stdout"
     format: LogFormat
     condition: Template | None = None      # `if=`: not written when it renders "" or "0"
+    gzip: int = 0                          # `gzip[=level]`: each line a gzip member (0: plain text)
+    variable_path: Template | None = None  # a path with variables: rendered and opened for each line

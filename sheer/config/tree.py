@@ -11,7 +11,11 @@ from typing import Any
 
 import crossplane  # type: ignore[import-untyped]
 
-from sheer.config import directives, table
+from sheer.config import (
+    directives,
+    lexfix,  # noqa: F401  (crossplane reads `${name} next` as nginx does)
+    table,
+)
 from sheer.config.accepted import BUILT_IN, module_of
 from sheer.config.errors import ConfigError, Source
 from sheer.config.prefix import Prefixes

@@ -6,6 +6,7 @@ import os
 import re
 import sys
 import time
+import zlib
 from collections.abc import Callable
 
 from sheer.config.model import LOG_LEVELS, AccessLog, ErrorLog
@@ -96,24 +97,46 @@ class AccessLogger:
     __slots__ = ("logs",)
 
     def __init__(self, logs: tuple[AccessLog, ...]) -> None:
-        self.logs = [(open_log(log.path), log.format.template, _ESCAPES[log.format.escape], log.condition)
+        self.logs = [(open_log(log.path) if log.variable_path is None else log.variable_path,
+                      log.format.template, _ESCAPES[log.format.escape], log.condition, log.gzip)
                      for log in logs]
 
     def __bool__(self) -> bool:
         return bool(self.logs)
 
     def write(self, source: VariableSource) -> None:
-        for fd, template, escape, condition in self.logs:
+        for sink, template, escape, condition, gzip in self.logs:
             if condition is not None and render(condition, source) in ("", "0"):
                 continue            # access_log ... if=: nginx skips the line
             if escape is _Escaped:      # every value is ASCII once escaped
                 line = (render(template, _Escaped(source)) + "\n").encode("utf-8", "replace")
             else:
                 line = _raw_line(template, escape(source))
-            try:
-                os.write(fd, line)
-            except OSError:
-                pass
+            if gzip:     # `access_log ... gzip`: a gzip member of its own, which gunzip and zcat read on
+                packer = zlib.compressobj(gzip, zlib.DEFLATED, 31)
+                line = packer.compress(line) + packer.flush()
+            if isinstance(sink, int):
+                try:
+                    os.write(sink, line)
+                except OSError:
+                    pass
+            else:
+                _write_to(render(sink, source), line)
+
+
+def _write_to(path: str, line: bytes) -> None:
+    """A log path with variables (`access_log logs/$host.log`): opened for this line, as nginx without
+    open_log_file_cache; a path that cannot be opened loses the line."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError:
+        return
+    try:
+        os.write(fd, line)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _raw_line(template: Template, source: VariableSource) -> bytes:

@@ -40,12 +40,12 @@ def _syslog_problems(config: Config) -> list[str]:
 def _log_paths(config: Config) -> list[str]:
     paths = list(_files(config.error_log))
     for server in (config.stream.servers if config.stream else ()):
-        paths += [log.path for log in server.access_logs]
+        paths += [log.path for log in server.access_logs if log.variable_path is None]
         if server.error_log:
             paths += _files(server.error_log)
     for http_server in (config.http.servers if config.http else ()):
         for location in http_server.locations:
-            paths += [log.path for log in location.access_logs]
+            paths += [log.path for log in location.access_logs if log.variable_path is None]
             if location.error_log:
                 paths += _files(location.error_log)
     return [path for path in dict.fromkeys(paths) if path not in ("stderr", "stdout")]
