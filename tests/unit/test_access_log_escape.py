@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import itertools
 from pathlib import Path
 
@@ -90,3 +91,32 @@ def test_access_log_parameters(tmp_path: Path) -> None:
     assert log.condition is not None and log.condition.text == "$arg_l"
     with pytest.raises(ConfigError, match=r'invalid parameter "bogus=1"'):
         load(conf(tmp_path, f"access_log {tmp_path}/a.log combined bogus=1;"))
+
+
+def test_access_log_gzip_writes_gzip_members(tmp_path: Path) -> None:
+    path = tmp_path / f"gz-{next(_COUNT)}.log"
+    template = compile_template("$uri", None, VARIABLES, ())
+    logger = AccessLogger((AccessLog(str(path), LogFormat("f", template), gzip=1),))
+    for uri in ("/a", "/b"):
+        logger.write(MappingSource({"uri": uri}))
+    data = path.read_bytes()
+    assert data[:2] == b"\x1f\x8b"
+    assert gzip.decompress(data) == b"/a\n/b\n"          # one member a line: gunzip and zcat read on
+    config = load(conf(tmp_path, f"log_format f $uri;\n    access_log {tmp_path}/z.log f gzip=9 flush=1s;"))
+    assert config.http is not None and config.http.servers[0].access_logs[0].gzip == 9
+    with pytest.raises(ConfigError, match=r'invalid compression level "10"'):
+        load(conf(tmp_path, f"access_log {tmp_path}/a.log combined gzip=10;"))
+
+
+def test_access_log_path_with_variables(tmp_path: Path) -> None:
+    # crossplane would read `${arg_name} f` as one word: nginx reads two (sheer.config.lexfix)
+    config = load(conf(tmp_path, f"log_format f $uri;\n    access_log {tmp_path}/v_${{arg_name}} f;"))
+    assert config.http is not None
+    [log] = config.http.servers[0].access_logs
+    assert log.variable_path is not None and log.format.name == "f"
+    logger = AccessLogger((log,))
+    for name in ("one", "two", "one"):
+        logger.write(MappingSource({"uri": f"/{name}", "arg_name": name}))
+    logger.write(MappingSource({"uri": "/x", "arg_name": "no/such/dir"}))     # the line is lost
+    assert (tmp_path / "v_one").read_text() == "/one\n/one\n"
+    assert (tmp_path / "v_two").read_text() == "/two\n"
