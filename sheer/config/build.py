@@ -35,6 +35,7 @@ from sheer.config.scope import (
     implicit_address,
     implicit_upstream,
     inherited,
+    log_files,
     proxy_bind,
     single_child,
     with_port,
@@ -219,7 +220,7 @@ class StreamBuilder:
         servers = tuple(self.server(child, upstreams, formats)
                         for child in self.block.children if child.context == "stream.server")
         build_health.check_dsr_is_checked(servers)
-        return Stream(servers, tuple(upstreams.values()), maps)
+        return Stream(servers, tuple(upstreams.values()), maps, log_files(self.block, self.top.path))
 
     def server(self, block: Block, upstreams: dict[str, Upstream],
                formats: dict[str, LogFormat]) -> StreamServer:
@@ -371,5 +372,4 @@ def _check_listen_conflicts(config: Config) -> None:
                     raise ConfigError(f'"{listen}" is used by both a stream and an http server',
                                       listen.source)
                 seen[key] = "http"
-
 

@@ -39,6 +39,7 @@ from sheer.config.scope import (
     implicit_address,
     implicit_upstream,
     inherited,
+    log_files,
     parse_unix_url,
     proxy_bind,
 )
@@ -69,6 +70,8 @@ class Shared(Protocol):
 
     def error_log(self, lines: list[Any]) -> ErrorLog: ...
 
+    def path(self, value: str) -> str: ...
+
     def listens(self, block: Block) -> list[Listen]: ...
 
     def note(self, level: NoticeLevel, message: str, source: Source | None) -> None: ...
@@ -88,7 +91,7 @@ class HttpBuilder:
         servers = tuple(self.server(child, upstreams, formats)
                         for child in self.block.children if child.context == "http.server")
         _check_default_servers(servers)
-        return Http(servers, tuple(upstreams.values()), maps)
+        return Http(servers, tuple(upstreams.values()), maps, log_files(self.block, self.top.path))
 
     def template(self, text: str, source: Source) -> Template:
         return compile_template(text, source, HTTP_VARIABLES, HTTP_PREFIXES)

@@ -192,6 +192,7 @@ class Stream:
     servers: tuple[StreamServer, ...]
     upstreams: tuple[Upstream, ...]
     maps: tuple[Map, ...] = ()
+    log_files: tuple[str, ...] = ()     # every access_log file named, used or not (nginx opens them all)
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,6 +353,7 @@ class Http:
     servers: tuple[HttpServer, ...]
     upstreams: tuple[Upstream, ...]
     maps: tuple[Map, ...] = ()
+    log_files: tuple[str, ...] = ()     # every access_log file named, used or not (nginx opens them all)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@ resolutions the stream and http builders share (proxy_bind, implicit upstreams).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -85,3 +86,13 @@ def implicit_upstream(host: str, port: int, addresses: tuple[str, ...], source: 
     written = UpstreamServer(host, port).name
     servers = tuple(UpstreamServer(address, port, source=source, text=written) for address in addresses)
     return Upstream(written, servers, implicit=True, source=source)
+
+
+def log_files(block: Block, path: Callable[[str], str]) -> tuple[str, ...]:
+    """Every access_log file `block` and the blocks inside it name (without variables): nginx opens them
+    all when it starts, whether a request or a session ever writes to them."""
+    found = [path(args[0]) for args, _ in block.get("access_log", [])
+             if args[0] != "off" and "$" not in args[0]]
+    for child in block.children:
+        found += log_files(child, path)
+    return tuple(dict.fromkeys(found))

@@ -22,7 +22,7 @@ COMMON_VARIABLES = frozenset({
 })
 STREAM_VARIABLES = COMMON_VARIABLES | {
     "protocol", "bytes_received", "session_time", "upstream_bytes_sent",
-    "upstream_bytes_received", "upstream_session_time",
+    "upstream_bytes_received", "upstream_session_time", "upstream_first_byte_time",
     "ssl_preread_server_name", "ssl_preread_protocol", "ssl_preread_alpn_protocols",   # ssl_preread on
     "ssl_protocol", "ssl_cipher", "ssl_server_name", "ssl_session_reused", "ssl_client_s_dn",
     "ssl_client_verify",

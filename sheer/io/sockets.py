@@ -6,6 +6,7 @@ import errno
 import os
 import socket
 import stat
+from collections.abc import Callable
 from typing import Any
 
 from sheer.config.model import Listen
@@ -284,3 +285,17 @@ def can_be_transparent() -> str | None:
     finally:
         probe.close()
     return None
+
+
+def shut_wr(sock: socket.socket) -> None:
+    sock.shutdown(socket.SHUT_WR)
+
+
+def on_socket(fd: int, family: int, call: Callable[[socket.socket], Any]) -> Any:
+    """A socket call the relay's raw descriptors need now and then (getsockname, shutdown): made through
+    a socket object lent the descriptor, which keeps it open when it goes."""
+    sock = socket.socket(family, socket.SOCK_STREAM, 0, fd)
+    try:
+        return call(sock)
+    finally:
+        sock.detach()

@@ -37,6 +37,9 @@ class TcpStreamService:
         self.ctx = ctx
         self.log = ctx.error_log(server.error_log)
         self.access = AccessLogger(server.access_logs) if server.access_logs else None
+        # the upstream's first byte is timed only where a log line shows it (sheer.io.tcp_relay)
+        self.first_byte = any("upstream_first_byte_time" in log.format.template.variables
+                              for log in server.access_logs)
         self.listen_name = str(server.listens[0]).removesuffix(" udp")
         host, port = listening_on(sock)
         preread = any(listen.proxy_protocol for listen in server.listens

@@ -111,6 +111,7 @@ _GETTERS: dict[str, Callable[[StreamVariables], str]] = {
     "upstream_session_time": lambda v: f"{time.time() - v.started:.3f}",
     "upstream_connect_time": lambda v: ("-" if v.upstream_connect_time is None
                                         else f"{v.upstream_connect_time:.3f}"),
+    "upstream_first_byte_time": lambda v: "-",     # timed in plain TCP sessions only (sheer.io.tcp_relay)
 }
 
 

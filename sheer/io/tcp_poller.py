@@ -10,6 +10,7 @@ from typing import ClassVar
 READ_EVENTS = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
 END_EVENTS = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR    # read until EOF or the error
 OUT = select.EPOLLOUT
+IN = select.EPOLLIN                    # data to read (the first of it: $upstream_first_byte_time)
 WATCH = READ_EVENTS | select.EPOLLET
 WATCH_OUT = WATCH | OUT
 

@@ -38,9 +38,9 @@ from sheer.core.tcp import (
     Side,
     TcpSession,
 )
-from sheer.io.sockets import as_address
+from sheer.io.sockets import as_address, on_socket, shut_wr
 from sheer.io.tcp_direction import BUFFERS, NONE, VIEW, Direction
-from sheer.io.tcp_poller import END_EVENTS, OUT, READ_EVENTS
+from sheer.io.tcp_poller import END_EVENTS, IN, OUT, READ_EVENTS
 from sheer.io.tcp_vars import variable
 from sheer.io.upstream_connect import UpstreamConnectError, connect_now, start_connect
 
@@ -66,6 +66,7 @@ class Service(Protocol):
     listen_name: str
     family: int
     poller: Poller
+    first_byte: bool                     # an access log names $upstream_first_byte_time
 
     def time(self) -> float:
         """The event loop's clock."""
@@ -85,8 +86,8 @@ class Service(Protocol):
 class Connection:
     """One client connection and, once connected, its upstream connection."""
 
-    __slots__ = ("_local", "client", "connecting", "core", "down", "mapped", "peer_address", "service",
-                 "started", "up", "upstream")
+    __slots__ = ("_local", "client", "connecting", "core", "down", "first_byte", "mapped", "peer_address",
+                 "service", "started", "up", "upstream")
 
     def __init__(self, service: Service, client: int, address: Any, started: float) -> None:
         self.service = service
@@ -97,6 +98,7 @@ class Connection:
         self.mapped: dict[str, str] | None = None    # the `map` variables worked out (made when one is asked)
         self.started = started
         self._local: Any = None
+        self.first_byte: float | None = None    # $upstream_first_byte_time, where an access log asks
         self.core = TcpSession(service.shared, address, self)
         self.up = Direction(client, NONE, Side.CLIENT)       # client -> upstream
         self.down = Direction(NONE, client, Side.UPSTREAM)   # upstream -> client
@@ -147,6 +149,14 @@ class Connection:
             self.up.flush(self)
         if down.ready:
             down.pump(self)
+
+    def upstream_first(self, events: int) -> None:
+        """upstream_event until the upstream's first byte, timed for $upstream_first_byte_time (a server
+        whose access logs do not name it never comes here)."""
+        if events & IN:
+            self.first_byte = self.service.time() - self.core.connect_began
+            self.service.poller.handlers[self.upstream] = self.upstream_event
+        self.upstream_event(events)
 
     def ended(self, direction: Direction) -> None:
         """A direction's source sent its EOF: the session hears of it once what came before is
@@ -199,7 +209,8 @@ class Connection:
         self.upstream = self.down.src = fd = sock.fileno()
         self.down.ready = self.down.end = False
         self.up.watching = not done              # a connect() under way is told by a writable edge
-        self.service.poller.add(fd, self.upstream_event, out=not done)
+        self.service.poller.add(fd, self.upstream_first if self.service.first_byte else self.upstream_event,
+                                out=not done)
         if done:
             sock.detach()
             self.connected()
@@ -376,16 +387,3 @@ class Connection:
                 access.write(self)
         service.closed(self)
 
-
-def shut_wr(sock: socket.socket) -> None:
-    sock.shutdown(socket.SHUT_WR)
-
-
-def on_socket(fd: int, family: int, call: Callable[[socket.socket], Any]) -> Any:
-    """A socket call the relay's raw descriptors need now and then (getsockname, shutdown): made through
-    a socket object lent the descriptor, which keeps it open when it goes."""
-    sock = socket.socket(family, socket.SOCK_STREAM, 0, fd)
-    try:
-        return call(sock)
-    finally:
-        sock.detach()

@@ -29,6 +29,7 @@ class Facts(Protocol):
 
     def variable(self, name: str) -> str: ...
     started: float               # wall clock at accept
+    first_byte: float | None     # $upstream_first_byte_time (None: not timed, or nothing came)
 
     @property
     def up(self) -> Counted: ...          # client -> upstream
@@ -96,6 +97,7 @@ GETTERS: dict[str, Callable[[Facts], str]] = {
     "upstream_addr": lambda c: c.core.upstream_addr,
     "upstream_session_time": lambda c: f"{time.time() - c.started:.3f}",
     "upstream_connect_time": _connect_time,
+    "upstream_first_byte_time": lambda c: "-" if c.first_byte is None else f"{c.first_byte:.3f}",
     # `ssl_preread on` (sheer.core.tls_preread)
     "ssl_preread_server_name": lambda c: c.core.client_hello.server_name if c.core.client_hello else "",
     "ssl_preread_protocol": lambda c: c.core.client_hello.protocol if c.core.client_hello else "",

@@ -39,6 +39,8 @@ def _syslog_problems(config: Config) -> list[str]:
 
 def _log_paths(config: Config) -> list[str]:
     paths = list(_files(config.error_log))
+    paths += config.stream.log_files if config.stream else ()
+    paths += config.http.log_files if config.http else ()
     for server in (config.stream.servers if config.stream else ()):
         paths += [log.path for log in server.access_logs if log.variable_path is None]
         if server.error_log:

@@ -20,7 +20,7 @@ from sheer.config.model import Config, HttpServer, Listen
 # interpreter's files (a virtualenv under /root, say), so everything must be loaded before.
 from sheer.io.context import Identity, WorkerContext
 from sheer.io.http import HttpService
-from sheer.io.logs import ErrorLogger, reopen_logs
+from sheer.io.logs import ErrorLogger, LogOpenError, open_log, reopen_logs
 from sheer.io.service import Service
 from sheer.io.stream_tcp import TcpStreamService
 from sheer.io.stream_tls import TlsStreamService
@@ -109,6 +109,10 @@ async def _serve(config: Config, sockets: dict[ListenKey, socket.socket], ctx: W
     loop.add_signal_handler(signal.SIGUSR1, reopen_logs)
     loop.add_signal_handler(signal.SIGHUP, lambda: None)  # the master reloads; workers ignore HUP
 
+    for path in (*(config.stream.log_files if config.stream else ()),
+                 *(config.http.log_files if config.http else ())):
+        with contextlib.suppress(LogOpenError):
+            open_log(path)          # every access_log file exists once started, used or not (as nginx's)
     services = build_services(config, sockets, ctx)
     for service in services:
         await service.start()
