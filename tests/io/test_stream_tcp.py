@@ -186,6 +186,39 @@ def test_access_log(run_sheer: Callable[..., Sheer], closing: Callable[[Any], An
     proxy.check_running()
 
 
+def test_upstream_first_byte_time(run_sheer: Callable[..., Sheer], tmp_path: Any) -> None:
+    """An upstream that answers 0.4 s after the client spoke: $upstream_first_byte_time says so (nginx's
+    stream_access_log.t); an access_log file no server writes to exists all the same, as nginx's."""
+    port = free_port()
+    listener = socket.create_server(("127.0.0.11", 0))
+    upstream = listener.getsockname()[1]
+
+    def slow() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(100)
+            time.sleep(0.4)
+            conn.sendall(b"ack")
+
+    server = threading.Thread(target=slow, daemon=True)
+    server.start()
+    log, unused = tmp_path / "time.log", tmp_path / "unused.log"
+    run_sheer(f"""stream {{
+    log_format time $upstream_connect_time:$upstream_first_byte_time:$upstream_session_time;
+    access_log {unused} time;
+    server {{ listen 127.0.0.1:{port}; access_log {log} time; proxy_pass 127.0.0.11:{upstream}; }}
+}}
+""")
+    with connect(port) as client:
+        client.sendall(b"hello")
+        assert client.recv(100) == b"ack"
+    assert unused.exists() and unused.read_text() == ""
+    listener.close()
+    wait_for(lambda: log.exists() and log.read_text().endswith("\n"), what="the access log line")
+    connect_time, first_byte, session = (float(value) for value in log.read_text().strip().split(":"))
+    assert connect_time < 0.2 and 0.35 < first_byte < 2 and session >= first_byte
+
+
 def test_proxy_timeout_closes_an_idle_session_but_not_a_busy_one(
         run_sheer: Callable[..., Sheer], closing: Callable[[Any], Any], tmp_path: Any) -> None:
     """proxy_timeout: no byte either way for that long ends the session; traffic keeps it alive."""
