@@ -218,3 +218,24 @@ def test_config_errors(harness: Harness, tmp_path: Path) -> None:
                        ("gzip_disable \"(\";", 'regular expression "(" does not compile')):
         with pytest.raises(Exception, match=said.replace("(", r"\(")):
             harness.config(f"http {{ {line} server {{ listen 127.0.0.1:1; }} }}")
+
+
+def test_answers_of_sheer_itself(harness: Harness, upstream: int) -> None:
+    """nginx's error pages are text/html, so gzip takes them (404 and 403 only); `return` text is text/plain,
+    compressed where gzip_types names it."""
+    (harness.tmp / "files").mkdir()
+    proxy = serve(harness, upstream, 'gzip on; gzip_types text/plain; location /said { return 200 "%s"; } '
+                  'location /denied { deny all; } location /broken { return 500; }' % ("said " * 50))
+    status, headers, body = get(proxy, "/files/missing.html", Accept_Encoding="gzip")
+    assert status == 404 and headers["content-encoding"] == "gzip" and "content-length" not in headers
+    assert b"<center><h1>404 Not Found</h1></center>" in gzip.decompress(body)
+    status, headers, body = get(proxy, "/denied", Accept_Encoding="gzip")
+    assert status == 403 and b"403 Forbidden" in gzip.decompress(body)
+    status, headers, body = get(proxy, "/said", Accept_Encoding="gzip")
+    assert status == 200 and gzip.decompress(body) == b"said " * 50
+    status, headers, body = get(proxy, "/broken", Accept_Encoding="gzip")       # a 500: never compressed
+    assert status == 500 and "content-encoding" not in headers and b"500 Internal" in body
+    status, headers, body = get(proxy, "/said", "HEAD", Accept_Encoding="gzip")
+    assert headers["content-encoding"] == "gzip" and body == b"" and "transfer-encoding" not in headers
+    status, headers, body = get(proxy, "/said")
+    assert "content-encoding" not in headers and body == b"said " * 50

@@ -21,6 +21,7 @@ from sheer.core.http.verdict import Rejected
 from sheer.core.variables import render_bytes
 from sheer.io.http.body import Reader, RequestBody
 from sheer.io.http.error_pages import error_page
+from sheer.io.http.gzipping import gzip_answer
 from sheer.io.http.logline import client_error
 from sheer.io.http.request import Request
 from sheer.io.http.site import SERVER, Plan, Site
@@ -80,10 +81,13 @@ def answer_error(client: Client, request: Request, status: int, plan: Plan | Non
     if request.http09:
         data, keepalive = body, False
     else:
+        extra = [*_added(request, status, plan), *request.headers_out]
+        body, keepalive, gzipped = _gzip(request, plan, status, b"text/html", body, extra, keepalive)
+        head = request.method == b"HEAD"
         data = simple_response(status, server=SERVER, date=client.site.date(), body=body,
-                               content_type=b"text/html", keepalive=keepalive,
-                               head=request.method == b"HEAD",
-                               extra=_added(request, status, plan) + request.headers_out)
+                               content_type=b"text/html", keepalive=keepalive, head=head, extra=tuple(extra),
+                               gzipped=gzipped,
+                               chunked=gzipped and request.version == "HTTP/1.1" and not head)
     if request.vars is not None:
         request.vars.status = 400 if status in BAD_REQUESTS else status     # nginx logs what it sent
         request.vars.body_bytes_sent = len(body)
@@ -160,9 +164,12 @@ def answer_code(client: Client, request: Request, plan: Plan, code: int, text: b
     if request.http09:
         data, keepalive = body, False
     else:
+        extra = list(_added(request, status, plan))
+        body, keepalive, gzipped = _gzip(request, plan, status, content_type, body, extra, keepalive)
         data = simple_response(status, server=SERVER, date=client.site.date(), body=body,
                                content_type=content_type, keepalive=keepalive, head=head, location=location,
-                               extra=_added(request, status, plan))
+                               extra=tuple(extra), gzipped=gzipped,
+                               chunked=gzipped and request.version == "HTTP/1.1" and not head)
     request.vars.status = status
     request.vars.body_bytes_sent = 0 if head else len(body)
     client.write(data)
@@ -175,3 +182,17 @@ def _added(request: Request, status: int, plan: Plan | None) -> tuple[tuple[byte
     if location is None or not location.add_headers or request.vars is None:
         return request.carried
     return (*request.carried, *added(location.add_headers, status, request.vars)[0])
+
+
+def _gzip(request: Request, plan: Plan | None, status: int, content_type: bytes | None, body: bytes,
+          extra: list[tuple[bytes, bytes]], keepalive: bool) -> tuple[bytes, bool, bool]:
+    """The answer's body through `gzip` where the location has it: (body, keepalive, gzipped)."""
+    gzip = plan.gzip if plan is not None else None
+    if gzip is None or not body or request.vars is None:
+        return body, keepalive, False
+    packed, deflater = gzip_answer(gzip, request, status, content_type, body, extra)
+    if deflater is None:
+        return body, keepalive, False
+    request.vars.deflater = deflater
+    # without a length, an HTTP/1.0 client reads to the end: the connection closes after it
+    return packed, keepalive and (request.version == "HTTP/1.1" or request.method == b"HEAD"), True

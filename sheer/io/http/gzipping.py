@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from sheer.config.gzip import Gzip
 from sheer.core.http.gzip import (
@@ -23,8 +23,16 @@ from sheer.core.http.headers import LAST_CHUNK, Headers
 from sheer.io.http.sendfile import PIECE, Client
 
 if TYPE_CHECKING:
-    from sheer.io.http.exchange import Exchange
     from sheer.io.http.request import Request
+
+
+class Exchange(Protocol):
+    """The proxied response (sheer.io.http.exchange.Exchange), as gzip sees it."""
+
+    status: int
+    headers: Headers
+    content_length: int | None
+    skip: frozenset[bytes]
 
 
 def http_version(request: Request) -> int:
@@ -67,6 +75,22 @@ def file_gzip(gzip: Gzip, request: Request, status: int, own: Headers, extra: He
     extra[:] = compressed_headers(extra)
     extra.append(CONTENT_ENCODING)
     return Deflater(gzip.comp_level)
+
+
+def gzip_answer(gzip: Gzip, request: Request, status: int, content_type: bytes | None, body: bytes,
+                extra: Headers) -> tuple[bytes, Deflater | None]:
+    """An answer sheer makes itself (an error page, `return`), whole in memory: its body compressed and
+    Content-Encoding added to `extra` when gzip takes it (Vary too, where gzip_vary says so)."""
+    if not eligible(gzip, status, content_type, len(body), None):
+        return body, None
+    if gzip.vary:
+        extra.append(VARY)
+    if not request_ok(gzip, request.headers, http_version(request), extra, time.time()):
+        return body, None
+    extra[:] = compressed_headers(extra)
+    extra.append(CONTENT_ENCODING)
+    deflater = Deflater(gzip.comp_level)
+    return deflater.compress(body) + deflater.finish(), deflater
 
 
 class CompressedFile:
