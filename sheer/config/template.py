@@ -43,6 +43,7 @@ HTTP_VARIABLES = COMMON_VARIABLES | {
     "proxy_add_forwarded",       # sheer-only: RFC 7239 Forwarded, appended like $proxy_add_x_forwarded_for
 }
 HTTP_PREFIXES = ("http_", "sent_http_", "arg_", "cookie_", "upstream_http_")
+TLV_PREFIX = "proxy_protocol_tlv_"      # a PROXY protocol v2 TLV, http and stream (sheer.core.proxy_protocol)
 
 # The variables a configuration makes itself (`map ... $name`), by module, while it is being read: nginx
 # lets them be used before the line that makes them (sheer.config.load sets this).
@@ -102,7 +103,8 @@ def compile_template(text: str, source: Source, known: frozenset[str],
             end += 1
         name = match.group()
         if (name not in known and not name.startswith(prefixes) and name not in _declared(known)
-                and not name.isdigit()):     # $1..$9: the last regex's captures (rewrite, if, location)
+                and not name.isdigit()       # $1..$9: the last regex's captures (rewrite, if, location)
+                and not (name.startswith(TLV_PREFIX) and known in (HTTP_VARIABLES, STREAM_VARIABLES))):
             raise ConfigError(f'unknown "{name}" variable', source)
         if "".join(literal):
             parts.append("".join(literal))

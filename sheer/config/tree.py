@@ -151,8 +151,8 @@ class TreeReader:
             if block.context == table.MAP:
                 if "block" in directive:
                     raise ConfigError(f'directive "{name}" is not terminated by ";"', source)
-                block.settings.setdefault("entries", []).append(
-                    (name, [unescape(arg) for arg in args], source))
+                block.settings.setdefault("entries", []).append(      # the key unescaped as nginx's
+                    (unescape(name), [unescape(arg) for arg in args], source))
                 continue
             entry = self._lookup(name, block.context, source)
             has_block = "block" in directive

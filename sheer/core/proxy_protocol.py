@@ -14,6 +14,8 @@ import struct
 from dataclasses import dataclass
 from typing import Literal
 
+from sheer.config.template import TLV_PREFIX
+
 V1_MAX = 107                                  # "PROXY TCP6 " + 2 * 39 + 2 * 5 + 3 spaces + CRLF
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 # nginx's NGX_PROXY_PROTOCOL_MAX_HEADER; the spec allows 16 + 65535
@@ -163,12 +165,8 @@ def _v2(buffer: bytes) -> ParseResult:
     tlvs = _tlvs(body[needed:])
     if isinstance(tlvs, Malformed):
         return tlvs
-    crc = [value for kind, value in tlvs if kind == PP2_TYPE_CRC32C]
-    if crc:
-        start = 16 + needed + _tlv_offset(body[needed:], PP2_TYPE_CRC32C) + 3
-        zeroed = buffer[:start] + bytes(4) + buffer[start + 4:16 + length]
-        if len(crc) > 1 or len(crc[0]) != 4 or crc32c(zeroed) != int.from_bytes(crc[0], "big"):
-            return Malformed("PROXY protocol v2 CRC32C checksum mismatch")
+    # A CRC32C TLV is kept as it came and not verified: nginx does not verify it either
+    # ($proxy_protocol_tlv_crc32c gives it)
     source = destination = None
     if command == 1 and family == "inet":
         source = (str(ipaddress.IPv4Address(body[0:4])), int.from_bytes(body[8:10], "big"))
@@ -193,13 +191,6 @@ def _tlvs(data: bytes) -> list[tuple[int, bytes]] | Malformed:
         found.append((kind, data[pos + 3:pos + 3 + size]))
         pos += 3 + size
     return found
-
-
-def _tlv_offset(data: bytes, wanted: int) -> int:
-    pos = 0
-    while data[pos] != wanted:
-        pos += 3 + int.from_bytes(data[pos + 1:pos + 3], "big")
-    return pos
 
 
 def format_ipv6(packed: bytes) -> str:
@@ -245,22 +236,48 @@ def _packed6(host: str) -> bytes:
     return address.packed
 
 
-def _crc32c_table() -> tuple[int, ...]:
-    table = []
-    for byte in range(256):
-        crc = byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
-        table.append(crc)
-    return tuple(table)
+
+# $proxy_protocol_tlv_NAME (nginx's ngx_proxy_protocol_get_tlv): names of v2 TLVs, and of the SSL TLV's
+# sub-TLVs after `ssl_`
+_TLV_NAMES = {"alpn": PP2_TYPE_ALPN, "authority": PP2_TYPE_AUTHORITY, "unique_id": PP2_TYPE_UNIQUE_ID,
+              "ssl": PP2_TYPE_SSL, "netns": PP2_TYPE_NETNS}
+_SSL_NAMES = {"version": 0x21, "cn": 0x22, "cipher": 0x23, "sig_alg": 0x24, "key_alg": 0x25}
+_SSL_HEAD = 5           # the SSL TLV's client (1 byte) and verify (4 bytes) fields, before its sub-TLVs
 
 
-_CRC32C = _crc32c_table()
+def tlv_value(header: ProxyHeader | None, name: str) -> bytes | None:
+    """The value $proxy_protocol_tlv_`name` takes: `alpn`, `0x01` (any type, in hex), `ssl_cn`,
+    `ssl_0x22`, `ssl_verify` (the SSL TLV's verify field, in decimal); the first TLV of that type as it
+    came. None when the header has no such TLV (or no header came), or `name` is none nginx knows."""
+    if header is None:
+        return None
+    tlvs: list[tuple[int, bytes]] | tuple[tuple[int, bytes], ...] = header.tlvs
+    names = _TLV_NAMES
+    if name.startswith("ssl_"):
+        ssl = _first_tlv(header.tlvs, PP2_TYPE_SSL)
+        if ssl is None or len(ssl) < _SSL_HEAD:
+            return None
+        name = name[4:]
+        if name == "verify":
+            return b"%d" % int.from_bytes(ssl[1:5], "big")
+        inner = _tlvs(ssl[_SSL_HEAD:])
+        if isinstance(inner, Malformed):
+            return None
+        tlvs, names = inner, _SSL_NAMES
+    if name.startswith("0x"):
+        digits = name[2:]
+        if not digits or any(c not in "0123456789abcdefABCDEF" for c in digits):
+            return None
+        return _first_tlv(tlvs, int(digits, 16))
+    kind = names.get(name)
+    return _first_tlv(tlvs, kind) if kind is not None else None
 
 
-def crc32c(data: bytes) -> int:
-    """CRC-32C (Castagnoli), for the PP2_TYPE_CRC32C TLV."""
-    crc = 0xFFFFFFFF
-    for byte in data:
-        crc = _CRC32C[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
+def tlv_variable(header: ProxyHeader | None, variable: str) -> str:
+    """$proxy_protocol_tlv_* (`variable` is the whole name) as text, bytes kept (latin-1); "" when absent."""
+    value = tlv_value(header, variable[len(TLV_PREFIX):])
+    return "" if value is None else value.decode("latin-1")
+
+
+def _first_tlv(tlvs: list[tuple[int, bytes]] | tuple[tuple[int, bytes], ...], wanted: int) -> bytes | None:
+    return next((value for kind, value in tlvs if kind == wanted), None)

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 from sheer.core.http.variables import TlsInfo
 from sheer.core.maps import lookup
-from sheer.core.proxy_protocol import ProxyHeader
+from sheer.core.proxy_protocol import TLV_PREFIX, ProxyHeader, tlv_variable
 from sheer.core.variables import binary_address, time_iso8601, time_local
 from sheer.io.context import WorkerContext
 
@@ -81,6 +81,8 @@ class StreamVariables:
             return getter(self)
         if name in self._mapped:
             return self._mapped[name]        # `set`, or a map's value worked out already
+        if name.startswith(TLV_PREFIX):
+            return tlv_variable(self.proxy, name)
         mapped = lookup(self.ctx.stream_maps, name, self, self._mapped) if self.ctx.stream_maps else None
         return mapped if mapped is not None else ""
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from sheer.core.maps import lookup
+from sheer.core.proxy_protocol import TLV_PREFIX, tlv_variable
 from sheer.core.tcp import TcpSession
 from sheer.core.variables import binary_address, render
 from sheer.io.context import WorkerContext
@@ -48,6 +49,8 @@ def variable(facts: Facts, name: str) -> str:
     getter = GETTERS.get(name)
     if getter is not None:
         return getter(facts)
+    if name.startswith(TLV_PREFIX):
+        return tlv_variable(facts.core.proxy, name)
     if facts.mapped is None and facts.core.shared.server.sets:
         facts.mapped = {}             # stream `set`, made when a variable is first asked (after PROXY)
         for set_name, value in facts.core.shared.server.sets:

@@ -21,8 +21,9 @@ from sheer.core.proxy_protocol import (
     NeedMore,
     Parsed,
     ProxyHeader,
-    crc32c,
     parse,
+    tlv_value,
+    tlv_variable,
     v1,
     v2,
 )
@@ -175,13 +176,31 @@ def test_v2_tlvs() -> None:
     assert_byte_by_byte(header)
 
 
-def test_crc32c() -> None:
-    assert crc32c(b"123456789") == 0xE3069283     # the CRC-32C check value
-    base = v2(("192.0.2.1", 1), ("192.0.2.2", 2), tlvs=((PP2_TYPE_CRC32C, bytes(4)),))
-    good = base[:-4] + crc32c(base).to_bytes(4, "big")
-    assert parsed(good).header.tlvs[0][0] == PP2_TYPE_CRC32C
-    bad = base[:-4] + (crc32c(base) ^ 1).to_bytes(4, "big")
-    assert parse(bad) == Malformed("PROXY protocol v2 CRC32C checksum mismatch")
+def test_crc32c_is_kept_not_verified() -> None:
+    # nginx does not verify a CRC32C TLV; sheer neither: it is $proxy_protocol_tlv_crc32c
+    header = v2(("192.0.2.1", 1), ("192.0.2.2", 2), tlvs=((PP2_TYPE_CRC32C, b"4321"),))
+    assert parsed(header).header.tlvs == ((PP2_TYPE_CRC32C, b"4321"),)
+    assert tlv_value(parsed(header).header, "0x3") == b"4321"
+
+
+def test_tlv_variables_as_nginx_names_them() -> None:
+    ssl = bytes([0x01]) + (255).to_bytes(4, "big") + b"".join(
+        bytes([kind]) + len(value).to_bytes(2, "big") + value
+        for kind, value in ((0x21, b"TLSv1.2"), (0x22, b"example.com"), (0x25, b"RSA512")))
+    header = parsed(v2(("192.0.2.1", 1), ("192.0.2.2", 2), tlvs=(
+        (PP2_TYPE_ALPN, b"h2"), (PP2_TYPE_ALPN, b"second"), (0xAE, b"12345"), (0x20, ssl)))).header
+    assert tlv_value(header, "alpn") == b"h2" == tlv_value(header, "0x01")     # the first of its type
+    assert tlv_value(header, "0x000ae") == b"12345"
+    assert tlv_value(header, "ssl_verify") == b"255"
+    assert tlv_value(header, "ssl_version") == b"TLSv1.2" == tlv_value(header, "ssl_0x21")
+    assert tlv_value(header, "ssl_cn") == b"example.com"
+    assert tlv_value(header, "ssl_key_alg") == b"RSA512"
+    assert tlv_value(header, "ssl_cipher") is None
+    for missing in ("authority", "0x0f", "0xzz", "0x", "nonsense", "ssl_nonsense"):
+        assert tlv_value(header, missing) is None, missing
+    assert tlv_value(None, "alpn") is None
+    assert tlv_variable(header, "proxy_protocol_tlv_0x20").startswith("\x01")
+    assert tlv_variable(header, "proxy_protocol_tlv_netns") == ""
 
 
 @pytest.mark.parametrize(("header", "reason"), [

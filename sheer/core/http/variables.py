@@ -10,7 +10,7 @@ from urllib.parse import unquote_plus
 from sheer.core.http.gzip import Deflater
 from sheer.core.http.headers import Headers, forwarded, forwarded_for
 from sheer.core.maps import MapTable, lookup
-from sheer.core.proxy_protocol import ProxyHeader
+from sheer.core.proxy_protocol import TLV_PREFIX, ProxyHeader, tlv_variable
 from sheer.core.variables import binary_address, time_iso8601, time_local
 
 
@@ -155,6 +155,8 @@ class RequestVariables:
                 return mapped
         if name.startswith("http_"):
             return self.header(name[5:].replace("_", "-"))
+        if name.startswith(TLV_PREFIX):
+            return tlv_variable(self.conn.proxy, name)
         if name.startswith("arg_"):
             return _arg(self.args, name[4:])
         if name.startswith("cookie_"):
