@@ -14,7 +14,7 @@ import struct
 from dataclasses import dataclass
 from typing import Literal
 
-from sheer.config.template import TLV_PREFIX
+from sheer.config.template import TLV_PREFIX as TLV_PREFIX  # noqa: PLC0414  (re-exported)
 
 V1_MAX = 107                                  # "PROXY TCP6 " + 2 * 39 + 2 * 5 + 3 spaces + CRLF
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
