@@ -153,6 +153,16 @@ def test_set_args_changes_the_uri_sent_upstream(tmp_path: Path) -> None:
     assert outcome is Outcome.DONE and v.args == "x=1" and not state.unparsed and not state.uri_changed
 
 
+def test_set_limit_rate_reads_a_size(tmp_path: Path) -> None:
+    # nginx's $limit_rate set handler: a size, or (with its "invalid size" error) no change
+    script = _script(tmp_path, "set $limit_rate $arg_l;")
+    for args, rate in (("l=40k", 40960), ("l=100", 100), ("", None), ("l=fast", None)):
+        v = _vars(f"/t/a?{args}")
+        _run(script, v)
+        assert v.limit_rate == rate, args
+        assert v.variable("limit_rate") == str(rate or 0)
+
+
 def test_set_overrides_a_header_variable(tmp_path: Path) -> None:
     v = _vars()
     _run(_script(tmp_path, 'set $http_host_x "mine";'), v)
