@@ -78,3 +78,23 @@ def test_no_live_upstreams_logs_the_group_name(harness: Harness) -> None:
                   location / {{ proxy_pass http://u2; }} }}""")
     assert get(proxy, "/")[0] == 502          # its only server is down: no live upstreams
     assert lines(log, 1) == ["502 u2"]        # nginx names the group
+
+
+def test_pipe_says_which_requests_were_pipelined(harness: Harness) -> None:
+    """nginx's $pipe: `p` for a request that came before the one before it ended, `.` otherwise."""
+    port, servers = hello_upstreams(harness, ["127.0.0.11"])
+    proxy = harness.listen("127.0.0.1")
+    log = harness.tmp / "pipe.log"
+    harness.serve(f"""{servers}
+        log_format pipe '$uri $pipe';
+        server {{ listen 127.0.0.1:{proxy}; access_log {log} pipe;
+                  location / {{ proxy_pass http://127.0.0.11:{port}; }}
+                  location /r {{ return 204; }} }}""")
+    with socket.create_connection(("127.0.0.1", proxy), timeout=5) as sock:
+        sock.sendall(b"GET /r1 HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 204")
+        sock.sendall(b"GET /r2 HTTP/1.1\r\nHost: a\r\n\r\nGET /p HTTP/1.1\r\nHost: a\r\n\r\n"
+                     b"GET /r3 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        while sock.recv(4096):
+            pass
+    assert lines(log, 4) == ["/r1 .", "/r2 .", "/p p", "/r3 p"]

@@ -70,6 +70,7 @@ class RequestVariables:
         "line",
         "method",
         "now",
+        "pipe",
         "proxy_host",
         "remote_addr",
         "remote_port",
@@ -130,6 +131,7 @@ class RequestVariables:
         self.upstream_headers: Headers | None = None     # the last upstream answer's ($upstream_http_*)
         self.body: Callable[[], bytes] | None = None     # $request_body, once the proxy read it whole
         self.deflater: Deflater | None = None     # the response's gzip, for $gzip_ratio
+        self.pipe = False                         # $pipe: pipelined (came before the one before ended)
 
     def header(self, name: str) -> str:
         """A request header by lowercase name (`x-forwarded-for`), or ""."""
@@ -288,6 +290,7 @@ _GETTERS: dict[str, Callable[[RequestVariables], str]] = {
     "proxy_add_forwarded": lambda v: forwarded(v.headers, v.remote_addr, v.remote_port, v.header("host"),
                                                "https" if v.conn.tls is not None else "http"),
     "limit_rate": lambda v: str(v.limit_rate or 0),
+    "pipe": lambda v: "p" if v.pipe else ".",
     "gzip_ratio": lambda v: v.deflater.ratio if v.deflater is not None else "",
     "connection_time": lambda v: f"{max(0.0, v.now - v.conn.start):.3f}",
     "connections_active": lambda v: _connections(v, 0),

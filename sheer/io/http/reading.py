@@ -81,6 +81,7 @@ class Reading:
 
     def _read(self) -> None:
         reader = self.reader
+        more = False       # a request already ended in this read: a head now came with it ($pipe)
         while not self.paused:
             event = reader.next_event()
             if event is None:
@@ -96,8 +97,10 @@ class Reading:
                     receiving.body.finish()
                     if receiving.finished and self.lingering:
                         self.close()         # answered, its body dropped: what nginx waits for
+                more = True
             elif type(event) is RequestHead:
-                self._head(event)
+                self._head(event, more)
+                more = True
             elif self.receiving is not None:
                 self._body_broke(cast(Rejected, event))
             else:
@@ -116,7 +119,7 @@ class Reading:
             counters = self.service.counters
             counters.row[counters.reading] += 1 if reading else -1
 
-    def _head(self, head: RequestHead) -> None:
+    def _head(self, head: RequestHead, more: bool) -> None:
         self._count_head(False)
         counters = self.service.counters
         row = counters.row
@@ -140,7 +143,10 @@ class Reading:
         if head.ignored:
             for message in head.ignored:
                 client_error(self.client, None, "info", message, "reading client request headers")
+        pipelined = more or self.current is not None or bool(self.queue)
         route(self.routing, request, head)
+        if pipelined and request.vars is not None:
+            request.vars.pipe = True       # nginx's r->pipeline: it came before the one before ended
         if self.refuse and request.rejected is None:
             request.rejected = Rejected(self.refuse, _REFUSALS[self.refuse])
         if request.body.expected:
