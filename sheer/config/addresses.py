@@ -7,7 +7,7 @@ from typing import Any
 
 from sheer.config.errors import ConfigError, Source
 from sheer.config.model import Listen, UpstreamServer
-from sheer.config.values import parse_flag, parse_host_port, parse_number, parse_time
+from sheer.config.values import parse_flag, parse_host_port, parse_number, parse_size, parse_time
 
 
 def listen(args: list[str], src: Source) -> Listen:
@@ -24,6 +24,7 @@ def listen(args: list[str], src: Source) -> Listen:
     udp = reuseport = default_server = False
     ipv6only = True
     backlog = 511
+    buffers: dict[str, int] = {}
     proxy_protocol = ssl = http2 = False
     for param in args[1:]:
         if param == "udp":
@@ -36,6 +37,12 @@ def listen(args: list[str], src: Source) -> Listen:
             pass  # sheer always binds each listen address itself and always accepts on every worker
         elif param.startswith("backlog="):
             backlog = parse_number(param[8:], "listen backlog", src, 1)
+        elif param.startswith(("sndbuf=", "rcvbuf=")):
+            name, _, value = param.partition("=")
+            try:
+                buffers[name] = parse_size(value, name, src)
+            except ConfigError:
+                raise ConfigError(f'invalid {name} "{value}"', src) from None
         elif param.startswith("ipv6only="):
             ipv6only = parse_flag(param[9:], "listen ipv6only", src)
         elif param == "proxy_protocol":
@@ -57,7 +64,8 @@ def listen(args: list[str], src: Source) -> Listen:
     if address.unix and udp:
         raise ConfigError(f'"listen {args[0]} udp": unix-domain datagram sockets are not supported', src)
     return Listen(address.host, address.port or 0, udp, reuseport, ipv6only, backlog, src, proxy_protocol,
-                  args[0], default_server=default_server, ssl=ssl, http2=http2)
+                  args[0], default_server=default_server, ssl=ssl, http2=http2,
+                  sndbuf=buffers.get("sndbuf"), rcvbuf=buffers.get("rcvbuf"))
 
 
 def upstream_server(args: list[str], src: Source) -> UpstreamServer:

@@ -49,6 +49,8 @@ class Listen(Endpoint):
     default_server: bool = False   # http: the server for a Host no server_name of this address matches
     ssl: bool = False              # `listen ... ssl`: TLS is terminated on this address
     http2: bool = False            # `listen ... http2`: accepted; HTTP/1.1 is what is served
+    sndbuf: int | None = None      # `sndbuf=`/`rcvbuf=`: SO_SNDBUF/SO_RCVBUF (accepted sockets inherit them)
+    rcvbuf: int | None = None
 
     @property
     def bind_host(self) -> str:

@@ -80,6 +80,7 @@ def listener(listen: Listen) -> socket.socket:
                 sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
             else:
                 sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVPKTINFO, 1)
+        _buffers(sock, listen)
         sock.bind((listen.bind_host, listen.port))
         if not listen.udp:
             sock.listen(listen.backlog)
@@ -90,6 +91,16 @@ def listener(listen: Listen) -> socket.socket:
     return sock
 
 
+def _buffers(sock: socket.socket, listen: Listen) -> None:
+    """`listen ... sndbuf= rcvbuf=`: set on the listening socket, before listen(), so that every accepted
+    connection inherits them (the kernel copies them, as nginx relies on); the kernel doubles the value
+    for its bookkeeping and caps it at net.core.wmem_max / rmem_max, as for nginx."""
+    if listen.sndbuf is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, listen.sndbuf)
+    if listen.rcvbuf is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, listen.rcvbuf)
+
+
 def unix_listener(listen: Listen) -> socket.socket:
     """`listen unix:/path`: one socket, which every worker accepts from (SO_REUSEPORT does not
     spread unix-domain connections). As nginx (ngx_open_listening_sockets): a file already at the
@@ -98,6 +109,7 @@ def unix_listener(listen: Listen) -> socket.socket:
     path = str(listen.sockaddr)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
+        _buffers(sock, listen)
         sock.bind(path)
         sock.listen(listen.backlog)
         sock.setblocking(False)

@@ -372,3 +372,21 @@ def test_a_connect_that_completes_later_relays_and_ends_as_usual(
     assert time.monotonic() - started >= 0.5      # nothing was accepted before: connect() was under way
     server.join(5)
     assert "timed out" not in log.read_text()
+
+
+def test_listen_buffers_are_inherited_by_accepted_connections() -> None:
+    """`listen ... sndbuf=32k rcvbuf=64k`: set on the listener, every accepted connection has them (the
+    kernel reports twice what was asked: its bookkeeping)."""
+    from sheer.config.model import Listen
+    from sheer.io.sockets import listener
+
+    sock = listener(Listen("127.0.0.1", 0, sndbuf=32768, rcvbuf=65536))
+    try:
+        sock.setblocking(True)
+        with socket.create_connection(sock.getsockname(), timeout=5):
+            accepted, _ = sock.accept()
+            with accepted:
+                assert accepted.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) == 2 * 32768
+                assert accepted.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == 2 * 65536
+    finally:
+        sock.close()

@@ -278,3 +278,13 @@ def test_dsr_over_ipv6_is_accepted(tmp_path: Path) -> None:
     path.write_text(_dsr("[::]:53 udp", "[fd00:16::11]:53", "[fd00:16::12]:53"))
     server = load(str(path)).stream.servers[0]  # type: ignore[union-attr]
     assert server.dsr and server.listens[0].family == 6
+
+
+def test_listen_buffers(tmp_path: Path) -> None:
+    path = tmp_path / "sheer.conf"
+    path.write_text("stream {\n    server { listen 127.0.0.1:9000 sndbuf=32k rcvbuf=1m; "
+                    "proxy_pass 127.0.0.1:1; }\n}\n")
+    assert load(str(path)).stream.servers[0].listens[0].sndbuf == 32768      # type: ignore[union-attr]
+    assert load(str(path)).stream.servers[0].listens[0].rcvbuf == 1 << 20    # type: ignore[union-attr]
+    bad = "stream {\n    server { listen 127.0.0.1:9000 sndbuf=big; proxy_pass 127.0.0.1:1; }\n}\n"
+    assert error_of(tmp_path, bad).message == 'invalid sndbuf "big"'
