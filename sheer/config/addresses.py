@@ -10,10 +10,29 @@ from sheer.config.model import Listen, UpstreamServer
 from sheer.config.values import parse_flag, parse_host_port, parse_number, parse_size, parse_time
 
 
+def _port_range(text: str, src: Source) -> tuple[str, int]:
+    """`ADDRESS:FIRST-LAST` (or `FIRST-LAST`), nginx's port range of `listen` (1.27.3): the address with
+    its first port, and the last one (0 when no range is written)."""
+    if text[:5].lower() == "unix:":
+        return text, 0
+    head, colon, ports = text.rpartition(":")
+    if "-" not in ports or (colon and head.startswith("[") and not head.endswith("]")):
+        return text, 0
+    first, _, last = ports.partition("-")
+    if not (last.isascii() and last.isdigit()) or not 0 < int(last) < 65536:
+        raise ConfigError(f'invalid port in "{text}" of the "listen" directive', src)
+    if first.isascii() and first.isdigit() and int(first) > int(last):
+        raise ConfigError(f'invalid port range in "{text}" of the "listen" directive', src)
+    return head + colon + first, int(last)
+
+
 def listen(args: list[str], src: Source) -> Listen:
+    written, port_end = _port_range(args[0], src)
     try:
-        address = parse_host_port(args[0], src, wildcard_ok=True, port_only_ok=True)
+        address = parse_host_port(written, src, wildcard_ok=True, port_only_ok=True)
     except ConfigError as exc:
+        if port_end and exc.message == f'invalid port in "{written}"':
+            raise ConfigError(f'invalid port in "{args[0]}" of the "listen" directive', src) from None
         if not exc.message.endswith("unix domain socket" + f' in "{args[0]}"'):
             raise
         raise ConfigError(f'{exc.message} of the "listen" directive', src) from None
@@ -65,7 +84,7 @@ def listen(args: list[str], src: Source) -> Listen:
         raise ConfigError(f'"listen {args[0]} udp": unix-domain datagram sockets are not supported', src)
     return Listen(address.host, address.port or 0, udp, reuseport, ipv6only, backlog, src, proxy_protocol,
                   args[0], default_server=default_server, ssl=ssl, http2=http2,
-                  sndbuf=buffers.get("sndbuf"), rcvbuf=buffers.get("rcvbuf"))
+                  sndbuf=buffers.get("sndbuf"), rcvbuf=buffers.get("rcvbuf"), port_end=port_end)
 
 
 def upstream_server(args: list[str], src: Source) -> UpstreamServer:

@@ -148,7 +148,12 @@ class Builder:
         """The block's `listen` lines, a name giving one per address (each address once)."""
         found: list[Listen] = []
         for listen, _ in block.get("listen", []):
-            found.extend(self.names.listens(listen))
+            for each in self.names.listens(listen):
+                if each.port_end:       # a port range: one listener per port, as nginx opens them
+                    found.extend(replace(each, port=port, port_end=0)
+                                 for port in range(each.port, each.port_end + 1))
+                else:
+                    found.append(each)
         return list(dict.fromkeys(found))
 
     def log_formats(self, block: Block, variables: frozenset[str],

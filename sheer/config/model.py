@@ -51,6 +51,8 @@ class Listen(Endpoint):
     http2: bool = False            # `listen ... http2`: accepted; HTTP/1.1 is what is served
     sndbuf: int | None = None      # `sndbuf=`/`rcvbuf=`: SO_SNDBUF/SO_RCVBUF (accepted sockets inherit them)
     rcvbuf: int | None = None
+    port_end: int = 0              # `listen 127.0.0.1:8000-8009`: the range's last port (sheer.config.build
+                                   # makes one Listen per port of it)
 
     @property
     def bind_host(self) -> str:

@@ -288,3 +288,18 @@ def test_listen_buffers(tmp_path: Path) -> None:
     assert load(str(path)).stream.servers[0].listens[0].rcvbuf == 1 << 20    # type: ignore[union-attr]
     bad = "stream {\n    server { listen 127.0.0.1:9000 sndbuf=big; proxy_pass 127.0.0.1:1; }\n}\n"
     assert error_of(tmp_path, bad).message == 'invalid sndbuf "big"'
+
+
+def test_listen_port_range(tmp_path: Path) -> None:
+    path = tmp_path / "sheer.conf"
+    path.write_text("stream {\n    server { listen 127.0.0.1:9000-9002; listen [::1]:9005-9005; listen 9010; "
+                    "proxy_pass 127.0.0.1:1; }\n}\n")
+    listens = load(str(path)).stream.servers[0].listens     # type: ignore[union-attr]
+    assert [(each.host, each.port, each.port_end) for each in listens] == [
+        ("127.0.0.1", 9000, 0), ("127.0.0.1", 9001, 0), ("127.0.0.1", 9002, 0), ("::1", 9005, 0),
+        ("", 9010, 0)]
+    for written, message in (("127.0.0.1:9002-9000", 'invalid port range in "127.0.0.1:9002-9000"'),
+                             ("127.0.0.1:9000-70000", 'invalid port in "127.0.0.1:9000-70000"'),
+                             ("127.0.0.1:x-9000", 'invalid port in "127.0.0.1:x-9000" of the "listen"')):
+        bad = f"stream {{\n    server {{ listen {written}; proxy_pass 127.0.0.1:1; }}\n}}\n"
+        assert error_of(tmp_path, bad).message.startswith(message), written
