@@ -250,6 +250,7 @@ class HttpBuilder:
             proxy_intercept_errors=inherited(chain, "proxy_intercept_errors", False),
             proxy_set_body=inherited(chain, "proxy_set_body", None),
             proxy_method=inherited(chain, "proxy_method", None),
+            post_action=inherited(chain, "post_action", None),
             proxy_cookie_domain=proxy_headers.cookie_rules(inherited(chain, "proxy_cookie_domain", None)),
             proxy_cookie_path=proxy_headers.cookie_rules(inherited(chain, "proxy_cookie_path", None)),
         )

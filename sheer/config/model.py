@@ -311,6 +311,7 @@ class Location:
     proxy_intercept_errors: bool = False
     proxy_set_body: Template | None = None
     proxy_method: Template | None = None      # the upstream request's method (the client's when None)
+    post_action: str | None = None            # a URI or @name run after the response (its answer dropped)
     proxy_cookie_domain: tuple[Redirect, ...] = ()
     proxy_cookie_path: tuple[Redirect, ...] = ()
 

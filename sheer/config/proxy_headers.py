@@ -92,6 +92,8 @@ DIRECTIVES: tuple[Directive, ...] = (
           lambda a, s: parse_flag(a[0], "proxy_intercept_errors", s)),
     entry("proxy_set_body", HTTP_ALL, (1, 1), lambda a, s: _template(a[0], s)),
     entry("proxy_method", HTTP_ALL, (1, 1), lambda a, s: _template(a[0], s)),
+    # after the response, the request goes on to this URI or named location, its answer dropped
+    entry("post_action", HTTP_ALL, (1, 1), lambda a, s: None if a[0] == "off" else a[0]),
 )
 
 

@@ -98,3 +98,31 @@ def test_pipe_says_which_requests_were_pipelined(harness: Harness) -> None:
         while sock.recv(4096):
             pass
     assert lines(log, 4) == ["/r1 .", "/r2 .", "/p p", "/r3 p"]
+
+
+def test_post_action_runs_after_the_answer_and_its_answer_goes_nowhere(harness: Harness) -> None:
+    """nginx's post_action: once the response is written, the request goes on to the post_action location
+    (here a proxy to another server, which sees it), whose answer the client never gets; then the next
+    request on the connection is answered as usual."""
+    up = harness.listen("127.0.0.11")
+    proxy = harness.listen("127.0.0.1")
+    seen, log = harness.tmp / "seen.log", harness.tmp / "main.log"
+    harness.serve(f"""
+        log_format uri '$request_uri $status';
+        server {{ listen 127.0.0.11:{up}; access_log {seen} uri;
+                  location / {{ return 200 "HIDDEN"; }} }}
+        server {{ listen 127.0.0.1:{proxy}; access_log {log} uri;
+                  location / {{ post_action /done; return 200 "SEE-THIS"; }}
+                  location /quiet {{ post_action off; return 200 "QUIET"; }}
+                  location /done {{ proxy_pass http://127.0.0.11:{up}/notified; }} }}""")
+    with socket.create_connection(("127.0.0.1", proxy), timeout=5) as sock:
+        sock.sendall(b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert sock.recv(4096).endswith(b"\r\n\r\nSEE-THIS")
+        assert lines(seen, 1) == ["/notified 200"]              # the post action reached the upstream
+        sock.sendall(b"GET /quiet HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        rest = b""
+        while chunk := sock.recv(4096):
+            rest += chunk
+    assert b"HIDDEN" not in rest and rest.endswith(b"\r\n\r\nQUIET")
+    assert lines(log, 2) == ["/a 200", "/quiet 200"]
+    assert lines(seen, 1) == ["/notified 200"]

@@ -15,6 +15,7 @@ from sheer.core.http.reader import RequestReader
 from sheer.core.http.variables import Connection
 from sheer.core.proxy_protocol import Malformed, NeedMore, parse
 from sheer.io.counting import HttpCounters
+from sheer.io.http import post_action
 from sheer.io.http.answers import answer_error, answer_refused, answer_return, forbidden
 from sheer.io.http.logline import client_error
 from sheer.io.http.reading import Reading
@@ -302,6 +303,9 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
 
     def finish(self, request: Request, plan: Plan | None, *, keepalive: bool) -> None:
         """The response is written (or abandoned): log it, then close or wait for the next request."""
+        if post_action.begin(self, request, plan, keepalive):
+            return                           # finish() again when the post action's answer ends
+        keepalive = post_action.end(self, request, keepalive)
         request.finished = True
         request.uncount(self.service.counters)
         self.task = None

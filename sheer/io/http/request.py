@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sheer.core.http.variables import RequestVariables
 from sheer.core.http.verdict import Rejected
@@ -38,6 +38,7 @@ class Request:
         "method",
         "number",
         "plan",
+        "post_action",
         "raw_uri",
         "redirects",
         "rejected",
@@ -79,6 +80,7 @@ class Request:
         self.answer: Result | None = None       # what the server's rewrite script answered (in its turn)
         self.rewritten: RewriteState | None = None   # the rewrite module's flags, once a script ran
         self.carried: tuple[tuple[bytes, bytes], ...] = ()   # an intercepted 401's WWW-Authenticate
+        self.post_action: Any = None            # its post_action under way (sheer.io.http.post_action)
 
     def uncount(self, counters: HttpCounters) -> None:
         """Over (answered, or its connection lost): out of stub_status's "writing", into its zone."""
