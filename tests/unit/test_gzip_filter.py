@@ -143,3 +143,4 @@ def test_directives_merge(tmp_path: Path) -> None:
     assert off.gzip is None
     assert every.gzip is not None and every.gzip.types == frozenset({"*"}) and every.gzip.vary
     assert server.gzip is not None
+

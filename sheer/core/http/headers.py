@@ -125,6 +125,19 @@ def _token_or_quoted(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def sent_header(head: bytes, name: str) -> str:
+    """$sent_http_NAME (`name` with `_` for `-`): that header's values in the response head as it was
+    written, joined with ", " ("" when it has none, or nothing was written yet)."""
+    end = head.find(b"\r\n\r\n")
+    wanted = name.replace("_", "-").encode("latin-1").lower()
+    values = []
+    for line in head[:end if end >= 0 else len(head)].split(b"\r\n")[1:]:
+        key, colon, value = line.partition(b":")
+        if colon and len(key) == len(wanted) and key.lower() == wanted:
+            values.append(value.strip(b" \t"))
+    return b", ".join(values).decode("latin-1")
+
+
 def chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 

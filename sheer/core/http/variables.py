@@ -8,7 +8,7 @@ from collections.abc import Callable
 from urllib.parse import unquote_plus
 
 from sheer.core.http.gzip import Deflater
-from sheer.core.http.headers import Headers, forwarded, forwarded_for
+from sheer.core.http.headers import Headers, forwarded, forwarded_for, sent_header
 from sheer.core.maps import MapTable, lookup
 from sheer.core.proxy_protocol import TLV_PREFIX, ProxyHeader, tlv_variable
 from sheer.core.variables import binary_address, time_iso8601, time_local
@@ -77,6 +77,7 @@ class RequestVariables:
         "request_id",
         "request_length",
         "request_uri",
+        "sent_head",
         "server_name",
         "start",
         "status",
@@ -132,6 +133,7 @@ class RequestVariables:
         self.body: Callable[[], bytes] | None = None     # $request_body, once the proxy read it whole
         self.deflater: Deflater | None = None     # the response's gzip, for $gzip_ratio
         self.pipe = False                         # $pipe: pipelined (came before the one before ended)
+        self.sent_head = b""                      # the response's head as written ($sent_http_*)
 
     def header(self, name: str) -> str:
         """A request header by lowercase name (`x-forwarded-for`), or ""."""
@@ -159,6 +161,8 @@ class RequestVariables:
             return self.header(name[5:].replace("_", "-"))
         if name.startswith(TLV_PREFIX):
             return tlv_variable(self.conn.proxy, name)
+        if name.startswith("sent_http_"):
+            return sent_header(self.sent_head, name[10:])
         if name.startswith("arg_"):
             return _arg(self.args, name[4:])
         if name.startswith("cookie_"):

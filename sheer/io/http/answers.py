@@ -91,6 +91,7 @@ def answer_error(client: Client, request: Request, status: int, plan: Plan | Non
     if request.vars is not None:
         request.vars.status = 400 if status in BAD_REQUESTS else status     # nginx logs what it sent
         request.vars.body_bytes_sent = len(body)
+        request.vars.sent_head = b"" if request.http09 else data
     client.write(data)
     client.finish(request, plan, keepalive=keepalive)
 
@@ -172,6 +173,7 @@ def answer_code(client: Client, request: Request, plan: Plan, code: int, text: b
                                chunked=gzipped and request.version == "HTTP/1.1" and not head)
     request.vars.status = status
     request.vars.body_bytes_sent = 0 if head else len(body)
+    request.vars.sent_head = b"" if request.http09 else data
     client.write(data)
     client.finish(request, plan, keepalive=keepalive)
 

@@ -12,6 +12,7 @@ from sheer.core.http.add_header import added
 from sheer.core.http.conditional import upstream_expires
 from sheer.core.http.framing import BodyMode, Framing
 from sheer.core.http.headers import Headers, response_head
+from sheer.core.http.variables import RequestVariables
 from sheer.core.variables import VariableSource
 from sheer.io.http.site import SERVER, Site
 
@@ -53,7 +54,10 @@ def relayed_head(exchange: Exchange, framing: Framing, http09: bool) -> bytes:
         lines, gone = upstream_expires(exchange.expires, exchange.status, exchange.headers, variables,
                                        time.time())
         extra, replaced = lines + extra, replaced | gone
-    return response_head(exchange.status, b"".join(exchange.reason), exchange.headers, server=SERVER,
+    head = response_head(exchange.status, b"".join(exchange.reason), exchange.headers, server=SERVER,
                          date=exchange.client.site.date(), content_length=content_length,
                          chunked=framing.mode is BodyMode.CHUNKED, keepalive=framing.keepalive,
                          added=extra, replaced=replaced, skip=exchange.skip)
+    if isinstance(variables, RequestVariables):
+        variables.sent_head = head          # $sent_http_*
+    return head

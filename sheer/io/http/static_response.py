@@ -185,6 +185,7 @@ async def _respond(client: ClientConnection, request: Request, plan: Plan, stati
             return
     sender = FileSender(client, fd)
     variables.status = status
+    variables.sent_head = head
     ok = await sender.send(head, pieces, length)
     variables.bytes_sent += len(head) + sender.sent
     variables.body_bytes_sent = sender.sent
@@ -207,6 +208,7 @@ async def _compressed(client: ClientConnection, request: Request, plan: Plan, fd
         return
     sender = CompressedFile(client, fd, deflater, chunked)
     variables.status = status
+    variables.sent_head = head
     ok = await sender.send(head, size)
     variables.bytes_sent += len(head) + sender.sent
     variables.body_bytes_sent = sender.sent
@@ -241,6 +243,7 @@ def _finish(client: ClientConnection, request: Request, plan: Plan, head: bytes,
     assert variables is not None
     variables.status = status
     variables.body_bytes_sent = sent
+    variables.sent_head = head
     client.write(head)
     client.finish(request, plan, keepalive=keepalive)
 
