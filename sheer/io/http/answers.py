@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import Protocol
 
+from sheer.config.gzip import Gzip
 from sheer.core.access import FORBIDDEN, allowed
 from sheer.core.http.add_header import added
 from sheer.core.http.pages import (
@@ -81,11 +82,14 @@ def answer_error(client: Client, request: Request, status: int, plan: Plan | Non
     if request.http09:
         data, keepalive = body, False
     else:
-        extra = [*_added(request, status, plan), *request.headers_out]
-        body, keepalive, gzipped = _gzip(request, plan, status, b"text/html", body, extra, keepalive)
+        extra = _added(request, status, plan) + request.headers_out
+        gzipped = False
+        if plan is not None and plan.gzip is not None:        # without gzip on, nothing more to do
+            body, extra, keepalive, gzipped = _gzip(request, plan.gzip, status, b"text/html", body, extra,
+                                                    keepalive)
         head = request.method == b"HEAD"
         data = simple_response(status, server=SERVER, date=client.site.date(), body=body,
-                               content_type=b"text/html", keepalive=keepalive, head=head, extra=tuple(extra),
+                               content_type=b"text/html", keepalive=keepalive, head=head, extra=extra,
                                gzipped=gzipped,
                                chunked=gzipped and request.version == "HTTP/1.1" and not head)
     if request.vars is not None:
@@ -165,11 +169,14 @@ def answer_code(client: Client, request: Request, plan: Plan, code: int, text: b
     if request.http09:
         data, keepalive = body, False
     else:
-        extra = list(_added(request, status, plan))
-        body, keepalive, gzipped = _gzip(request, plan, status, content_type, body, extra, keepalive)
+        extra = _added(request, status, plan)
+        gzipped = False
+        if plan.gzip is not None:
+            body, extra, keepalive, gzipped = _gzip(request, plan.gzip, status, content_type, body, extra,
+                                                    keepalive)
         data = simple_response(status, server=SERVER, date=client.site.date(), body=body,
                                content_type=content_type, keepalive=keepalive, head=head, location=location,
-                               extra=tuple(extra), gzipped=gzipped,
+                               extra=extra, gzipped=gzipped,
                                chunked=gzipped and request.version == "HTTP/1.1" and not head)
     request.vars.status = status
     request.vars.body_bytes_sent = 0 if head else len(body)
@@ -186,15 +193,18 @@ def _added(request: Request, status: int, plan: Plan | None) -> tuple[tuple[byte
     return (*request.carried, *added(location.add_headers, status, request.vars)[0])
 
 
-def _gzip(request: Request, plan: Plan | None, status: int, content_type: bytes | None, body: bytes,
-          extra: list[tuple[bytes, bytes]], keepalive: bool) -> tuple[bytes, bool, bool]:
-    """The answer's body through `gzip` where the location has it: (body, keepalive, gzipped)."""
-    gzip = plan.gzip if plan is not None else None
-    if gzip is None or not body or request.vars is None:
-        return body, keepalive, False
-    packed, deflater = gzip_answer(gzip, request, status, content_type, body, extra)
+
+def _gzip(request: Request, gzip: Gzip, status: int, content_type: bytes | None, body: bytes,
+          extra: tuple[tuple[bytes, bytes], ...], keepalive: bool
+          ) -> tuple[bytes, tuple[tuple[bytes, bytes], ...], bool, bool]:
+    """The answer's body through the location's `gzip`: (body, extra headers, keepalive, gzipped)."""
+    if not body or request.vars is None:
+        return body, extra, keepalive, False
+    lines = list(extra)
+    packed, deflater = gzip_answer(gzip, request, status, content_type, body, lines)
     if deflater is None:
-        return body, keepalive, False
+        return body, tuple(lines), keepalive, False        # Vary may have come
     request.vars.deflater = deflater
     # without a length, an HTTP/1.0 client reads to the end: the connection closes after it
-    return packed, keepalive and (request.version == "HTTP/1.1" or request.method == b"HEAD"), True
+    keepalive = keepalive and (request.version == "HTTP/1.1" or request.method == b"HEAD")
+    return packed, tuple(lines), keepalive, True
