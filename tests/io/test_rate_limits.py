@@ -166,3 +166,26 @@ def test_http_limit_rate(harness: Harness) -> None:
     lines = log.read_text().splitlines()
     assert lines == ["/:12288", "/after:12288", "/var:0", "/var:12288", "/accel:12288"]
     assert 'invalid size ""' in harness.error_log()
+
+
+def test_http_limit_rate_on_files(harness: Harness) -> None:
+    """nginx paces its static files too: read and written at the rate (head included), the first
+    limit_rate_after bytes free; a rate from `set $limit_rate` holds as well."""
+    files = harness.tmp / "files"
+    files.mkdir()
+    (files / "big").write_bytes(BIG.encode())
+    proxy = harness.listen("127.0.0.1")
+    harness.serve(f"""
+        server {{ listen 127.0.0.1:{proxy}; root {files};
+                  location / {{ limit_rate 12k; }}
+                  location /after/ {{ alias {files}/; limit_rate 12k; limit_rate_after 40k; }}
+                  location /set/ {{ alias {files}/; set $limit_rate $arg_l; }} }}""")
+    limited, headers, body = fetch(proxy, "/big")
+    assert body == BIG.encode() and headers["content-length"] == str(len(BIG))
+    assert limited >= 1.5, limited                   # 30000 B at 12288 B/s, each second begun: ~2 s
+    free, _, body = fetch(proxy, "/after/big")
+    assert body == BIG.encode() and free < 1.0, free
+    by_set, _, body = fetch(proxy, "/set/big?l=12k")
+    assert body == BIG.encode() and by_set >= 1.5, by_set
+    free, _, _ = fetch(proxy, "/set/big")            # $arg_l empty: no change, no limit
+    assert free < 1.0, free

@@ -122,6 +122,9 @@ def accel_redirect(client: Proxying, request: Request, headers: list[tuple[bytes
         return False
     target = value.decode("latin-1")
     request.carried = tuple((name, v) for name, v in headers if name.lower() in _ACCEL_KEPT)
+    rate = next((v for name, v in headers if name.lower() == b"x-accel-limit-rate"), None)
+    if rate is not None and rate.isdigit() and request.vars is not None:
+        request.vars.limit_rate = int(rate)   # nginx sets r->limit_rate before it redirects: it holds there
     if not target.startswith("@"):
         path, mark, args = target.partition("?")
         path = unquote(path, encoding="latin-1")

@@ -27,6 +27,7 @@ from sheer.core.http.ranges import Verdict, content_range, multipart, parse_rang
 from sheer.core.variables import render
 from sheer.io.http.answers import answer_error
 from sheer.io.http.client import ClientConnection
+from sheer.io.http.file_rate import file_limits, send_limited
 from sheer.io.http.gzipping import CompressedFile, file_gzip
 from sheer.io.http.logline import client_error
 from sheer.io.http.request import Request
@@ -183,12 +184,18 @@ async def _respond(client: ClientConnection, request: Request, plan: Plan, stati
         if head_only:
             _finish(client, request, plan, head, status, 0, keepalive)
             return
-    sender = FileSender(client, fd)
     variables.status = status
     variables.sent_head = head
-    ok = await sender.send(head, pieces, length)
-    variables.bytes_sent += len(head) + sender.sent
-    variables.body_bytes_sent = sender.sent
+    limits = file_limits(plan.location, variables, client.loop.time(),
+                         lambda line: client_error(client, request, "error", line, None))
+    if limits:              # limit_rate: read and written at the rate's pace
+        ok, sent = await send_limited(client, fd, head, pieces, limits)
+    else:
+        sender = FileSender(client, fd)
+        ok = await sender.send(head, pieces, length)
+        sent = sender.sent
+    variables.bytes_sent += len(head) + sent
+    variables.body_bytes_sent = sent
     client.finish(request, plan, keepalive=keepalive and ok and not request.http09)
 
 
