@@ -189,3 +189,25 @@ def test_http_limit_rate_on_files(harness: Harness) -> None:
     assert body == BIG.encode() and by_set >= 1.5, by_set
     free, _, _ = fetch(proxy, "/set/big")            # $arg_l empty: no change, no limit
     assert free < 1.0, free
+
+
+def test_http_limit_rate_on_a_compressed_file(harness: Harness) -> None:
+    """limit_rate paces what gzip makes of a file (incompressible bytes: as many as the file)."""
+    import gzip
+    import os
+    files = harness.tmp / "files"
+    files.mkdir()
+    data = os.urandom(30000)
+    (files / "noise.html").write_bytes(data)
+    proxy = harness.listen("127.0.0.1")
+    harness.serve(f"""
+        server {{ listen 127.0.0.1:{proxy}; root {files}; gzip on; location / {{ limit_rate 12k; }} }}""")
+    started = time.monotonic()
+    conn = http.client.HTTPConnection("127.0.0.1", proxy, timeout=10)
+    conn.request("GET", "/noise.html", headers={"Accept-Encoding": "gzip"})
+    response = conn.getresponse()
+    body = response.read()
+    conn.close()
+    took = time.monotonic() - started
+    assert response.getheader("Content-Encoding") == "gzip" and gzip.decompress(body) == data
+    assert took >= 1.5, took

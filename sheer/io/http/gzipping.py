@@ -20,7 +20,9 @@ from sheer.core.http.gzip import (
     request_ok,
 )
 from sheer.core.http.headers import LAST_CHUNK, Headers
+from sheer.core.rate import RateLimit
 from sheer.io.http.sendfile import PIECE, Client
+from sheer.io.http.throttle import Throttle
 
 if TYPE_CHECKING:
     from sheer.io.http.request import Request
@@ -98,17 +100,25 @@ class CompressedFile:
     took what was written before (the client connection tells it, as it tells sheer.io.http.sendfile's
     FileSender)."""
 
-    def __init__(self, client: Client, fd: int, deflater: Deflater, chunked: bool) -> None:
+    def __init__(self, client: Client, fd: int, deflater: Deflater, chunked: bool,
+                 limits: list[RateLimit] | None = None) -> None:
         self.client = client
         self.fd = fd
         self.deflater = deflater
         self.chunked = chunked
         self.resumed: asyncio.Future[None] | None = None
         self.sent = 0          # body bytes written (compressed)
+        # limit_rate (sheer.io.http.file_rate): what is written goes through the response's throttle
+        self.throttle = (Throttle(asyncio.get_running_loop(), limits,
+                                  lambda: None if client.closed else client.transport, self._throttled)
+                         if limits else None)
 
     def client_paused(self, paused: bool) -> None:
         if not paused and self.resumed is not None and not self.resumed.done():
             self.resumed.set_result(None)
+
+    def _throttled(self, paused: bool) -> None:
+        self.client_paused(paused)
 
     async def send(self, head: bytes, size: int) -> bool:
         """Write `head`, then the file's first `size` bytes compressed. False when the connection went
@@ -119,6 +129,8 @@ class CompressedFile:
         pending = [head]
         offset = 0
         self.client.relay = self
+        throttle = self.throttle
+        write = throttle.write if throttle is not None else transport.writelines
         try:
             while True:
                 piece = os.pread(self.fd, min(PIECE, size - offset), offset) if offset < size else b""
@@ -133,24 +145,39 @@ class CompressedFile:
                 if last:
                     if self.chunked:
                         pending.append(LAST_CHUNK)
-                    transport.writelines(pending)
+                    write(pending)
+                    await self._drained()
                     return not self.client.closed
                 if len(pending) > 1 or sum(len(p) for p in pending) >= PIECE:
-                    transport.writelines(pending)
+                    write(pending)
                     pending = []
-                if self.client.closed:
-                    return False
-                if self.client.write_paused:
+                while not self.client.closed and (self.client.write_paused
+                                                  or (throttle is not None and throttle.holding)):
                     self.resumed = asyncio.get_running_loop().create_future()
                     try:
                         await self.resumed
                     finally:
                         self.resumed = None
-                    if self.client.closed:
-                        return False
+                if self.client.closed:
+                    return False
         finally:
             if self.client.relay is self:
                 self.client.relay = None
+            if throttle is not None:
+                throttle.close()
+
+    async def _drained(self) -> None:
+        """Until a throttle sent what it holds (at once without one)."""
+        if self.throttle is None or self.client.closed:
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def finished() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        self.throttle.finish(finished)
+        await done
 
     def _framed(self, data: bytes) -> list[bytes]:
         if not data:

@@ -213,9 +213,11 @@ async def _compressed(client: ClientConnection, request: Request, plan: Plan, fd
     if head_only:
         _finish(client, request, plan, head, status, 0, keepalive)
         return
-    sender = CompressedFile(client, fd, deflater, chunked)
     variables.status = status
     variables.sent_head = head
+    limits = file_limits(plan.location, variables, client.loop.time(),
+                         lambda line: client_error(client, request, "error", line, None))
+    sender = CompressedFile(client, fd, deflater, chunked, limits)
     ok = await sender.send(head, size)
     variables.bytes_sent += len(head) + sender.sent
     variables.body_bytes_sent = sender.sent
