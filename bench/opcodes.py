@@ -83,8 +83,8 @@ def _config(mode: str, port: int, up: int) -> str:
                 f"dsr_without_health_check on; "
                 f"proxy_bind $remote_addr:$remote_port transparent; proxy_pass u; }} }}\n")
     if mode == "udp":       # proxied datagrams, one answer each
-        return (f"worker_processes 1;\nstream {{ server {{ listen 127.0.0.1:{port} udp; "
-                f"proxy_responses 1; proxy_pass 127.0.0.21:{up}; }} }}\n")
+        return (f"worker_processes 1;\nstream {{ upstream u {{ server 127.0.0.21:{up}; }} server {{ "
+                f"listen 127.0.0.1:{port} udp; proxy_responses 1; proxy_pass u; }} }}\n")
     return (f"worker_processes 1;\nstream {{ server {{ listen 127.0.0.1:{port}; "
             f"proxy_bind $remote_addr transparent; proxy_pass 127.0.0.21:{up}; }} }}\n")
 
