@@ -268,6 +268,7 @@ TABLE += (
     # status, API and metrics (sheer/io/http/status.py): nginx's stub_status, nginx Plus's api and
     # status_zone, and the sheer-only handlers prometheus and dashboard
     _d("stub_status", {HTTP_LOCATION}, (0, 1)),
+    _d("internal", {HTTP_LOCATION}, (0, 0)),
     _d("api", {HTTP_LOCATION}, (0, 1), _api),
     _d("prometheus", {HTTP_LOCATION}, (0, 0)),
     _d("dashboard", {HTTP_LOCATION}, (0, 0)),

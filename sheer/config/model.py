@@ -302,6 +302,7 @@ class Location:
     proxy_redirect: tuple[Redirect, ...] = ()
     proxy_hidden: frozenset[bytes] = HIDDEN_BY_DEFAULT
     proxy_intercept_errors: bool = False
+    internal: bool = False                      # `internal`: reached only by internal redirects (else 404)
     proxy_set_body: Template | None = None
     proxy_method: Template | None = None      # the upstream request's method (the client's when None)
     proxy_cookie_domain: tuple[Redirect, ...] = ()

@@ -51,3 +51,21 @@ def test_head_stays_head_and_post_becomes_get(harness: Harness) -> None:
     assert (status, body) == (200, b"GET\n")
     status, _, body = get(proxy, "/x", method="HEAD")
     assert status == 200 and body == b""
+
+
+def test_internal_locations_serve_only_internal_redirects(harness: Harness) -> None:
+    proxy = harness.listen("127.0.0.1")
+    harness.serve(f"""
+        server {{ listen 127.0.0.1:{proxy};
+            error_page 404 /errors/404;
+            location /errors/ {{ internal; return 200 "page for $request_uri\\n"; }}
+            location /old {{ rewrite ^ /errors/x last; }}
+            location /page {{ error_page 418 = /errors/teapot; return 418; }} }}""")
+    status, _, body = get(proxy, "/errors/404")           # asked by the client: 404, then its own error page
+    assert (status, body) == (404, b"page for /errors/404\n")
+    status, _, body = get(proxy, "/nothing")              # an error page is an internal redirect
+    assert (status, body) == (404, b"page for /nothing\n")
+    status, _, body = get(proxy, "/page")
+    assert (status, body) == (200, b"page for /page\n")
+    status, _, body = get(proxy, "/old")                  # `rewrite ... last` reaches it too (nginx 1.22)
+    assert (status, body) == (200, b"page for /old\n")

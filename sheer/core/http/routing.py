@@ -55,7 +55,8 @@ class VirtualHost:
 
     def __init__(self, server: HttpServer) -> None:
         self.server = server
-        self.name = server.server_names[0] if server.server_names else ""
+        name = server.server_names[0] if server.server_names else ""
+        self.name = name.removeprefix(".")     # $server_name of ".example.com"
         self.locations = Locations(server.location_tree or server.locations)
 
 
@@ -64,7 +65,7 @@ class VirtualHosts:
     `default_server` one first). A name is looked up as nginx does (ngx_http_find_virtual_server): the
     exact name, the longest `*.` wildcard, the longest `.*` wildcard, the first regex, the default."""
 
-    __slots__ = ("by_name", "default", "heads", "regexes", "tails")
+    __slots__ = ("by_name", "capturing", "default", "heads", "regexes", "tails")
 
     def __init__(self, servers: list[HttpServer]) -> None:
         if not servers:
@@ -90,6 +91,7 @@ class VirtualHosts:
                 else:
                     self.by_name.setdefault(name, vhost)
             self.regexes += [(regex, vhost) for regex in vhost.server.name_regexes]
+        self.capturing = any(regex.groups for regex, _ in self.regexes)   # find() is wanted, not select()
         self.heads.sort(key=lambda item: -len(item[0]))
         self.tails.sort(key=lambda item: -len(item[0]))
 
@@ -99,13 +101,33 @@ class VirtualHosts:
             return found
         if not host:
             return self.default
+        found = self._wildcard(host)
+        if found is not None:
+            return found
+        for regex, vhost in self.regexes:
+            if regex.search(host):
+                return vhost
+        return self.default
+
+    def find(self, host: str) -> tuple[VirtualHost, re.Match[str] | None]:
+        """`select`, and the match of the regex name that chose the server: its captures are the
+        request's variables ($1, named ones), as nginx sets them (ngx_http_regex_exec)."""
+        found = self.by_name.get(host)
+        if found is None:
+            found = self._wildcard(host) if host else self.default
+        if found is not None:
+            return found, None
+        for regex, vhost in self.regexes:
+            match = regex.search(host)
+            if match is not None:
+                return vhost, match
+        return self.default, None
+
+    def _wildcard(self, host: str) -> VirtualHost | None:
         for suffix, vhost in self.heads:
             if host.endswith(suffix):
                 return vhost
         for prefix, vhost in self.tails:
             if host.startswith(prefix):
                 return vhost
-        for regex, vhost in self.regexes:
-            if regex.search(host):
-                return vhost
-        return self.default
+        return None

@@ -36,13 +36,20 @@ def route(client: Routing, request: Request, head: RequestHead) -> None:
     assert conn is not None
     site = client.site
     host = head.host or ""
-    vhost = request.vhost = site.vhosts.select(host)
+    vhosts = site.vhosts
+    if vhosts.capturing:       # a server_name regex with captures: they are variables
+        vhost, match = vhosts.find(host)
+    else:
+        vhost, match = vhosts.select(host), None
+    request.vhost = vhost
     request.vars = variables = RequestVariables(conn, request.method, request.raw_uri, head.uri, head.args,
                                                 request.version, request.headers,
                                                 host or vhost.name or conn.server_addr, vhost.name,
                                                 request.length, time.time())
     variables.line = head.line.decode("latin-1")
     variables.connection_requests = request.number
+    if match is not None:
+        variables.captured(match)
     counters = client.counters
     zone = counters.zones.get(id(vhost.server))
     if zone is not None:
@@ -58,6 +65,8 @@ def route(client: Routing, request: Request, head: RequestHead) -> None:
             plan = site.refusal_plans[id(vhost.server)]
         uri = variables.uri
     location = vhost.locations.match(uri) if plan is None else None
+    if location is not None and location.internal:     # a client's own request: nginx's 404
+        location = None
     real = for_request(location.real_ip if location is not None else vhost.server.real_ip,
                        conn.remote_addr, conn.proxy, request.headers)
     if real is not None:

@@ -19,6 +19,7 @@ from sheer.io.http.body import Reader, RequestBody
 from sheer.io.http.request import Request
 from sheer.io.http.rewriting import captured, server_phase
 from sheer.io.http.site import SERVER, Plan, Site
+from sheer.io.http.throttle import accel_limit_rate
 
 
 class Client(Reader, Protocol):
@@ -94,6 +95,7 @@ def internal_redirect(client: Client, request: Request, target: str, override: i
     if found is None:
         return False
     request.status_override = override
+    request.internal = True
     if request.body.expected:           # without the body: what is left of it is read and dropped
         request.body.detach()
         request.body = RequestBody(client, None, False)
@@ -121,6 +123,9 @@ def accel_redirect(client: Proxying, request: Request, headers: list[tuple[bytes
     if value is None:
         return False
     target = value.decode("latin-1")
+    rate = accel_limit_rate(headers)        # X-Accel-Limit-Rate holds for the redirected answer too
+    if rate is not None and rate.isdigit() and request.vars is not None:
+        request.vars.limit_rate = int(rate)
     request.carried = tuple((name, v) for name, v in headers if name.lower() in _ACCEL_KEPT)
     if not target.startswith("@"):
         path, mark, args = target.partition("?")

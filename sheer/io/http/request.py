@@ -33,6 +33,7 @@ class Request:
         "headers_out",
         "host",
         "http09",
+        "internal",
         "keepalive",
         "length",
         "method",
@@ -64,6 +65,7 @@ class Request:
         self.finished = False
         self.length = 0
         self.error_paged = False    # went through an error_page once (nginx's recursive_error_pages off)
+        self.internal = False       # internally redirected (r->internal): `internal` locations serve it
         self.status_override: int | None = None     # error_page's status for what its redirect answers
         self.vhost: VirtualHost | None = None       # its server (an error_page's redirect is looked up there)
         self.number = 0             # its place on the connection (nginx's c->requests when it came)

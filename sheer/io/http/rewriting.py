@@ -84,7 +84,7 @@ def location_phase(client: Client, request: Request, plan: Plan) -> Plan | Resul
             return Result(Outcome.ERROR, 500,
                           f'rewrite or internal redirection cycle while processing "{uri}"')
         state.uri_changed, state.valid_location = False, True
-        found = request.vhost.locations.match(request.vars.uri)
+        found = request.vhost.locations.match(request.vars.uri)      # `internal` ones too, as nginx
         if found is not None and found.regex is not None and found.regex.groups:
             captured(request.vars, found, request.vars.uri)
         site = client.site

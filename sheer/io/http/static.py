@@ -201,6 +201,7 @@ def internal_redirect(client: ClientConnection, request: Request, uri: str, args
     vhost = request.vhost
     assert vhost is not None
     location = vhost.locations.match(uri)
+    request.internal = True
     site = client.site
     plan = site.plan(location) if location is not None else site.refusal_plans[id(vhost.server)]
     request.plan = plan

@@ -4,6 +4,7 @@ may replace Last-Modified and ETag), range (206, multipart/byteranges, 416), the
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import stat
@@ -30,6 +31,7 @@ from sheer.io.http.logline import client_error
 from sheer.io.http.request import Request
 from sheer.io.http.sendfile import FileSender, Span
 from sheer.io.http.site import SERVER, Plan
+from sheer.io.http.throttle import response_limits
 
 _CONDITIONAL = ("if-modified-since", "if-none-match", "if-match", "if-unmodified-since", "range", "if-range")
 
@@ -177,7 +179,12 @@ async def _respond(client: ClientConnection, request: Request, plan: Plan, stati
             return
     sender = FileSender(client, fd)
     variables.status = status
-    ok = await sender.send(head, pieces, length)
+    location = plan.location
+    limits = []
+    if location is not None and (location.limit_rate or variables.limit_rate):    # nothing to do without
+        limits = response_limits(location, variables, asyncio.get_running_loop().time(),
+                                 lambda line: client_error(client, request, "error", line, None))
+    ok = await (sender.send_limited(head, pieces, limits) if limits else sender.send(head, pieces, length))
     variables.bytes_sent += len(head) + sender.sent
     variables.body_bytes_sent = sender.sent
     client.finish(request, plan, keepalive=keepalive and ok and not request.http09)
