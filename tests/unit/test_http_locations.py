@@ -157,8 +157,8 @@ def test_server_name_order(tmp_path: Path) -> None:
     assert code("example.org") == 207 and code("x.example.org") == 207
     assert code("unknown.test") == 201          # the default: the first server
     # find(): the same servers, and the match of the regex name that chose one (its captures are variables)
-    for host in ("www.example.com", "", "a.b.example.com", "www.example.net", "www12.example.net", "other.net",
-                 "x.example.org", "unknown.test"):
+    for host in ("www.example.com", "", "a.b.example.com", "www.example.net", "www12.example.net",
+                 "other.net", "x.example.org", "unknown.test"):
         vhost, match = hosts.find(host)
         assert vhost is hosts.select(host)
         assert (match is not None) == (host in ("www12.example.net", "other.net"))
