@@ -29,6 +29,7 @@ from sheer.io.sockets import BindError, address_family, as_address, bound_socket
 from sheer.io.stream_targets import StreamTargets
 from sheer.io.stream_vars import StreamVariables
 from sheer.io.tls import TlsListener, connection_info, handshake_failure
+from sheer.io.tls_transport import TlsTransport, accept_tls
 from sheer.io.upstream_connect import connect
 
 PENDING_LIMIT = 65536     # bytes held from the client while the upstream connects
@@ -125,9 +126,9 @@ class TlsSession:
         service, server = self.service, self.service.server
         self.vars.local     # noqa: B018  (asked while the socket is open, for $server_addr)
         try:
-            if service.tls is not None:
-                await self.loop.connect_accepted_socket(lambda: self.client, sock, ssl=service.tls.default,
-                                                        ssl_handshake_timeout=server.ssl_handshake_timeout)
+            if service.tls is not None:     # OpenSSL on the socket (sheer.io.tls_transport)
+                tls = await accept_tls(self.loop, sock, service.tls.default, server.ssl_handshake_timeout)
+                TlsTransport(self.loop, tls, self.client).start()
             else:
                 await self.loop.connect_accepted_socket(lambda: self.client, sock)
         except (OSError, TimeoutError) as exc:

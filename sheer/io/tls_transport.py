@@ -16,6 +16,7 @@ the socket no longer signals, which is why resuming reading looks at `pending()`
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import ssl
 from typing import Any
@@ -27,9 +28,10 @@ _WOULD_BLOCK = (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError, In
 
 async def accept_tls(loop: asyncio.AbstractEventLoop, sock: socket.socket, context: ssl.SSLContext,
                      timeout: float) -> ssl.SSLSocket:
-    """The server side of the handshake on an accepted, non-blocking socket (which the returned
+    """The server side of the handshake on an accepted socket (made non-blocking; the returned
     SSLSocket takes over), bounded by `timeout` (TimeoutError); a failure is the ssl module's
     exception (an OSError), after which the connection is closed."""
+    sock.setblocking(False)
     tls = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
     fd = tls.fileno()
     try:
@@ -43,8 +45,18 @@ async def accept_tls(loop: asyncio.AbstractEventLoop, sock: socket.socket, conte
                 except ssl.SSLWantWriteError:
                     await _ready(loop, fd, reading=False)
     except BaseException:
+        _discard_input(fd)      # what the client sent and OpenSSL did not read: no reset at close
         tls.close()
         raise
+
+
+def _discard_input(fd: int) -> None:
+    for _ in range(16):
+        try:
+            if not os.read(fd, 65536):
+                return
+        except OSError:             # nothing more now (EAGAIN), or the connection is gone
+            return
 
 
 async def _ready(loop: asyncio.AbstractEventLoop, fd: int, reading: bool) -> None:
