@@ -7,7 +7,7 @@ import time
 from typing import Protocol
 
 from sheer.core.access import FORBIDDEN, allowed
-from sheer.core.http.add_header import added
+from sheer.core.http.add_header import added, chunked_with_trailers, last_chunk
 from sheer.core.http.pages import (
     BAD_REQUESTS,
     REDIRECTS,
@@ -80,10 +80,12 @@ def answer_error(client: Client, request: Request, status: int, plan: Plan | Non
     if request.http09:
         data, keepalive = body, False
     else:
+        chunked = _chunked(request, status, plan)
         data = simple_response(status, server=SERVER, date=client.site.date(), body=body,
                                content_type=b"text/html", keepalive=keepalive,
                                head=request.method == b"HEAD",
-                               extra=_added(request, status, plan) + request.headers_out)
+                               extra=_added(request, status, plan) + request.headers_out, chunked=chunked)
+        data = _sent(request, status, plan, data, chunked)
     if request.vars is not None:
         request.vars.status = 400 if status in BAD_REQUESTS else status     # nginx logs what it sent
         request.vars.body_bytes_sent = len(body)
@@ -160,9 +162,11 @@ def answer_code(client: Client, request: Request, plan: Plan, code: int, text: b
     if request.http09:
         data, keepalive = body, False
     else:
+        chunked = _chunked(request, status, plan)
         data = simple_response(status, server=SERVER, date=client.site.date(), body=body,
                                content_type=content_type, keepalive=keepalive, head=head, location=location,
-                               extra=_added(request, status, plan))
+                               extra=_added(request, status, plan), chunked=chunked)
+        data = _sent(request, status, plan, data, chunked)
     request.vars.status = status
     request.vars.body_bytes_sent = 0 if head else len(body)
     client.write(data)
@@ -175,3 +179,23 @@ def _added(request: Request, status: int, plan: Plan | None) -> tuple[tuple[byte
     if location is None or not location.add_headers or request.vars is None:
         return request.carried
     return (*request.carried, *added(location.add_headers, status, request.vars)[0])
+
+
+def _chunked(request: Request, status: int, plan: Plan | None) -> bool:
+    """Whether the answer is chunked for add_trailer's lines (sheer/core/http/add_header.py)."""
+    if plan is None or not plan.replies.add_trailers:
+        return False
+    replies = plan.replies
+    return chunked_with_trailers(replies.add_trailers, replies.chunked, status, request.method,
+                                 request.version)
+
+
+def _sent(request: Request, status: int, plan: Plan | None, data: bytes, chunked: bool) -> bytes:
+    """The answer as it goes: its head noted for $sent_http_*, and the trailers after a chunked one."""
+    variables = request.vars
+    if variables is None:
+        return data
+    variables.sent = data
+    if chunked and plan is not None:
+        data += last_chunk(plan.replies.add_trailers, status, variables)
+    return data

@@ -10,7 +10,7 @@ import stat
 import time
 
 from sheer.config.static import Static
-from sheer.core.http.add_header import SUCCESS, added
+from sheer.core.http.add_header import SUCCESS, added, chunked_with_trailers, last_chunk
 from sheer.core.http.conditional import (
     etag,
     expires_headers,
@@ -168,7 +168,20 @@ async def _respond(client: ClientConnection, request: Request, plan: Plan, stati
                 content_type = multi_type
         else:
             tail.append((b"Accept-Ranges", b"bytes"))
-    head = _head(status, client, content_type, length, own, extra + tail, keepalive)
+    replies = plan.replies
+    chunked = chunked_with_trailers(replies.add_trailers, replies.chunked, status, request.method,
+                                    request.version)
+    head = _head(status, client, content_type, None if chunked else length, own, extra + tail, keepalive,
+                 chunked)
+    variables.sent = head
+    if chunked:      # nginx's trailers filter runs as the file's (last) buffer passes: before it is sent
+        end = last_chunk(replies.add_trailers, status, variables)
+        if length:
+            start, end = b"%x\r\n" % length, b"\r\n" + end
+            pieces.insert(0, start)
+            length += len(start)
+        pieces.append(end)
+        length += len(end)
     if head_only or request.http09:
         if request.http09:
             head = b""
@@ -184,9 +197,10 @@ async def _respond(client: ClientConnection, request: Request, plan: Plan, stati
 
 
 def _head(status: int, client: ClientConnection, content_type: bytes | None, length: int | None,
-          own: list[tuple[bytes, bytes]], extra: list[tuple[bytes, bytes]], keepalive: bool) -> bytes:
-    """nginx's order: Server, Date, Content-Type, Content-Length, Last-Modified, Connection, then
-    the header list (ETag, Accept-Ranges, expires, add_header)."""
+          own: list[tuple[bytes, bytes]], extra: list[tuple[bytes, bytes]], keepalive: bool,
+          chunked: bool = False) -> bytes:
+    """nginx's order: Server, Date, Content-Type, Content-Length, Last-Modified, Transfer-Encoding,
+    Connection, then the header list (ETag, Accept-Ranges, expires, add_header)."""
     lines = [b"HTTP/1.1 %d %s\r\nServer: %s\r\nDate: %s\r\n" % (status, reason(status), SERVER,
                                                               client.site.date())]
     if content_type is not None:
@@ -195,6 +209,8 @@ def _head(status: int, client: ClientConnection, content_type: bytes | None, len
         lines.append(b"Content-Length: %d\r\n" % length)
     for name, value in own:
         lines.append(b"%s: %s\r\n" % (name, value))
+    if chunked:
+        lines.append(b"Transfer-Encoding: chunked\r\n")
     lines.append(b"Connection: keep-alive\r\n" if keepalive else b"Connection: close\r\n")
     for name, value in extra:
         lines.append(b"%s: %s\r\n" % (name, value))
