@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from sheer.config.responses import DEFAULT_REPLIES, Replies
 from sheer.core.http.headers import reason
+from sheer.core.http.variables import RequestVariables
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _TITLES = {400: b"400 Bad Request", 494: b"400 Request Header Or Cookie Too Large"}
@@ -20,6 +22,29 @@ def absolute_location(location: bytes, host: str, port: str) -> bytes:
         return location
     authority = host if port in ("", "80") else f"{host}:{port}"
     return b"http://" + authority.encode("latin-1", "replace") + location
+
+
+def own_location(location: bytes, variables: RequestVariables, replies: Replies = DEFAULT_REPLIES) -> bytes:
+    """The Location of a redirect nginx makes itself (return, rewrite, a directory's, error_page's, a
+    location's auto redirect) as its header filter completes one starting with "/": with
+    absolute_redirect on, the scheme, the host (server_name_in_redirect: the server's first name; else
+    the request's, or without one the address it came to) and the port, unless it is the scheme's
+    own or port_in_redirect is off."""
+    if not location.startswith(b"/") or not replies.absolute_redirect:
+        return location
+    conn = variables.conn
+    if replies.server_name_in_redirect:
+        host = variables.server_name
+    elif variables.header("host") or variables.host != variables.server_name:
+        host = variables.host
+    else:
+        host = conn.server_addr
+    tls = conn.tls is not None
+    port = conn.server_port
+    if not replies.port_in_redirect or port == ("443" if tls else "80"):
+        port = ""
+    authority = f"{host}:{port}" if port else host
+    return (b"https://" if tls else b"http://") + authority.encode("latin-1", "replace") + location
 
 
 def error_body(status: int) -> bytes:

@@ -11,8 +11,8 @@ from sheer.core.http.add_header import added, chunked_with_trailers, last_chunk
 from sheer.core.http.pages import (
     BAD_REQUESTS,
     REDIRECTS,
-    absolute_location,
     error_body,
+    own_location,
     simple_response,
 )
 from sheer.core.http.request_line import INVALID_09_METHOD
@@ -133,8 +133,7 @@ def answer_code(client: Client, request: Request, plan: Plan, code: int, text: b
         request.carried = tuple((name, value) for name, value in request.carried
                                 if name.lower() != b"location")
     if code in REDIRECTS and text is not None:
-        location = absolute_location(text, request.vars.variable("host"),
-                                     request.vars.variable("server_port"))
+        location = own_location(text, request.vars, plan.replies)
     if code in REDIRECTS or (code >= 400 and text is None):
         # nginx's special response: error_page applies, and a redirect's Location stays with its page
         kept = request.carried

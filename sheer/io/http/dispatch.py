@@ -13,7 +13,7 @@ from sheer.core.http.variables import Connection, RequestVariables
 from sheer.core.realip import for_request
 from sheer.io.counting import HttpCounters
 from sheer.io.http.request import Request
-from sheer.io.http.rewriting import captured, server_phase
+from sheer.io.http.rewriting import auto_redirect, captured, server_phase
 from sheer.io.http.site import Site
 
 
@@ -57,7 +57,9 @@ def route(client: Routing, request: Request, head: RequestHead) -> None:
         if request.answer is not None:
             plan = site.refusal_plans[id(vhost.server)]
         uri = variables.uri
-    location = vhost.locations.match(uri) if plan is None else None
+    location, auto = vhost.locations.search(uri) if plan is None else (None, False)
+    if auto and location is not None:
+        auto_redirect(request, location)
     real = for_request(location.real_ip if location is not None else vhost.server.real_ip,
                        conn.remote_addr, conn.proxy, request.headers)
     if real is not None:

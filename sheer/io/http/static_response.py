@@ -21,7 +21,7 @@ from sheer.core.http.conditional import (
 )
 from sheer.core.http.files import Mapped, directory_location, escapes_root
 from sheer.core.http.headers import reason
-from sheer.core.http.pages import absolute_location
+from sheer.core.http.pages import own_location
 from sheer.core.http.ranges import Verdict, content_range, multipart, parse_range
 from sheer.core.variables import render
 from sheer.io.http.answers import answer_error
@@ -92,8 +92,9 @@ def _redirect(client: ClientConnection, request: Request, plan: Plan, location: 
     """The 301 for a directory: nginx's special response page, with an absolute Location."""
     variables = request.vars
     assert variables is not None
-    where = absolute_location(location.encode("latin-1", "replace"), variables.variable("host"),
-                              variables.variable("server_port"))
+    where = own_location(location.encode("latin-1", "replace"), variables, plan.replies)
+    # a new redirect: the Location an error_page's first answer carried goes
+    request.carried = tuple((name, value) for name, value in request.carried if name.lower() != b"location")
     request.headers_out = ((b"Location", where),)
     answer_error(client, request, 301, plan)
 
