@@ -246,6 +246,7 @@ class HttpBuilder:
             proxy_method=inherited(chain, "proxy_method", None),
             proxy_cookie_domain=proxy_headers.cookie_rules(inherited(chain, "proxy_cookie_domain", None)),
             proxy_cookie_path=proxy_headers.cookie_rules(inherited(chain, "proxy_cookie_path", None)),
+            proxy_cookie_flags=proxy_headers.cookie_flags(inherited(chain, "proxy_cookie_flags", None)),
         )
 
     def proxy_pass(self, target: str, upstreams: dict[str, Upstream], source: Source) -> ProxyPass:

@@ -18,7 +18,7 @@ from sheer.config.log_model import ErrorLog as ErrorLog  # noqa: PLC0414  (re-ex
 from sheer.config.log_model import LogFormat as LogFormat  # noqa: PLC0414  (re-exported)
 from sheer.config.log_model import LogLevel as LogLevel  # noqa: PLC0414  (re-exported)
 from sheer.config.log_model import Syslog as Syslog  # noqa: PLC0414  (re-exported)
-from sheer.config.proxy_headers import HIDDEN_BY_DEFAULT, Redirect
+from sheer.config.proxy_headers import HIDDEN_BY_DEFAULT, CookieFlags, Redirect
 from sheer.config.realip import RealIp
 from sheer.config.resolver import Resolver
 from sheer.config.responses import DEFAULT_REPLIES, Replies
@@ -299,6 +299,7 @@ class Location:
     proxy_method: Template | None = None      # the upstream request's method (the client's when None)
     proxy_cookie_domain: tuple[Redirect, ...] = ()
     proxy_cookie_path: tuple[Redirect, ...] = ()
+    proxy_cookie_flags: tuple[CookieFlags, ...] = ()
     replies: Replies = DEFAULT_REPLIES    # add_trailer, chunked_transfer_encoding, redirects' form
 
 

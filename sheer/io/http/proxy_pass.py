@@ -305,9 +305,10 @@ class ProxiedRequest:
                               self._record_times)
         self.response_started = True
         self.vars.status = exchange.status
-        if exchange.redirected:     # proxy_redirect, proxy_cookie_domain, proxy_cookie_path
+        if exchange.redirected:     # proxy_redirect, proxy_cookie_domain, _path and _flags
             exchange.headers = rewrite_headers(exchange.headers, self.plan.redirects, self.vars,
-                                               location.proxy_cookie_domain, location.proxy_cookie_path)
+                                               location.proxy_cookie_domain, location.proxy_cookie_path,
+                                               location.proxy_cookie_flags)
         limit_response(exchange, location, self.vars, self.started,
                        lambda line: self._log("error", line, peer))
         exchange.relay(framing)
