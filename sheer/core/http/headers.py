@@ -130,3 +130,21 @@ def chunk(data: bytes) -> bytes:
 
 
 LAST_CHUNK = b"0\r\n\r\n"
+
+
+UNIQUE = frozenset({b"transfer-encoding", b"expires"})    # upstream header lines nginx checks as they come
+
+
+def unique_line(headers: Headers, lower: bytes, name: bytes, value: bytes) -> tuple[str, str] | None:
+    """nginx's checks of an upstream's Transfer-Encoding and Expires lines (ngx_http_upstream_process_
+    transfer_encoding, ngx_http_upstream_process_expires): ("error", why) makes the answer an invalid
+    header (a second Transfer-Encoding, one that is not "chunked"); ("warn", why) drops a second Expires."""
+    previous = next(((key, text) for key, text in headers if key.lower() == lower), None)
+    if previous is not None:
+        now, before = b"%s: %s" % (name, value), b"%s: %s" % previous
+        said = (f'upstream sent duplicate header line: "{now.decode("latin-1")}", '
+                f'previous value: "{before.decode("latin-1")}"')
+        return ("warn", said + ", ignored") if lower == b"expires" else ("error", said)
+    if lower == b"transfer-encoding" and value.lower() != b"chunked":
+        return "error", f'upstream sent unknown "Transfer-Encoding": "{value.decode("latin-1")}"'
+    return None

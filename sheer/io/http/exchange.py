@@ -10,14 +10,14 @@ import httptools
 from sheer.config.model import AddHeader
 from sheer.config.static import Expires
 from sheer.core.http.framing import BodyMode, Framing, upstream_reusable
-from sheer.core.http.headers import LAST_CHUNK, RESPONSE_SKIP, Headers
+from sheer.core.http.headers import LAST_CHUNK, RESPONSE_SKIP, UNIQUE, Headers, unique_line
 from sheer.core.http.nextupstream import Failure
 from sheer.core.http.redirects import NOTED
 from sheer.core.http.verdict import Rejected
 from sheer.core.variables import VariableSource
 from sheer.io.http.body import RequestBody
 from sheer.io.http.client import ClientConnection
-from sheer.io.http.failures import ClientBroke, UpstreamFailed, _Unasked
+from sheer.io.http.failures import BadHeader, ClientBroke, UpstreamFailed, _Unasked
 from sheer.io.http.relay_head import relay_head
 from sheer.io.http.throttle import Throttle
 from sheer.io.http.upstream_pool import UpstreamConnection
@@ -52,9 +52,8 @@ class Exchange:
         self.upstream_keepalive: bool | None = False     # None: it sent more than its response
         self.pending: list[bytes] = []
         self.framing: Framing | None = None
-        self.body_bytes = 0
-        self.received = 0          # bytes from the upstream (its peer's `received`)
-        self.sent = 0              # bytes to it (`sent`)
+        # the body's bytes relayed; bytes from the upstream and to it (its peer's `received` and `sent`)
+        self.body_bytes = self.received = self.sent = 0
         self.last_activity = self.loop.time()
         self.write_paused_at = 0.0
         self.timer: asyncio.TimerHandle | None = None
@@ -149,8 +148,9 @@ class Exchange:
             if isinstance(exc.__context__, _Unasked) or (self.complete and self.status):
                 self._unasked()
             elif not self.head.done():
-                self._fail(Failure.INVALID_HEADER,
-                           "upstream sent invalid header while reading response header from upstream")
+                bad = exc.__context__
+                why = bad if isinstance(bad, BadHeader) else "upstream sent invalid header"
+                self._fail(Failure.INVALID_HEADER, f"{why} while reading response header from upstream")
             elif not self.complete:
                 self._fail(Failure.ERROR, "upstream sent invalid chunked response while reading upstream")
 
@@ -217,8 +217,13 @@ class Exchange:
         self.reason.append(status)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
         lname = name.lower()
+        if lname in UNIQUE and (verdict := unique_line(self.headers, lname, name, value)) is not None:
+            if verdict[0] == "error":
+                raise BadHeader(verdict[1])
+            self.warn(f"{verdict[1]} while reading response header from upstream")
+            return
+        self.headers.append((name, value))
         if lname == b"content-length":
             self.content_length = int(value)
         elif lname == b"transfer-encoding":
