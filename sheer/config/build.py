@@ -136,7 +136,7 @@ class Builder:
                                   templates[0].source)
             found[name] = Upstream(name, tuple(servers), child.get("keepalive", 0),
                                    keepalive_requests=child.get("keepalive_requests", 1000),
-                                   keepalive_timeout=child.get("keepalive_timeout", 60.0),
+                                   keepalive_timeout=child.get("keepalive_timeout", (60.0, None))[0],
                                    keepalive_time=child.get("keepalive_time", 3600.0),
                                    source=child.source,
                                    balance=balance, resolve=tuple(templates), zone=zone[0] if zone else None,

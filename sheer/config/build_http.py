@@ -220,7 +220,7 @@ class HttpBuilder:
             client_body_timeout=inherited(chain, "client_body_timeout", 60.0),
             client_max_body_size=inherited(chain, "client_max_body_size", 1024 * 1024),
             send_timeout=inherited(chain, "send_timeout", 60.0),
-            keepalive_timeout=inherited(chain, "keepalive_timeout", 75.0),
+            keepalive_timeout=inherited(chain, "keepalive_timeout", (75.0, None))[0],
             keepalive_requests=inherited(chain, "keepalive_requests", 1000),
             keepalive_time=inherited(chain, "keepalive_time", 3600.0),
             keepalive_disable=inherited(chain, "keepalive_disable", frozenset({"msie6"})),
@@ -324,7 +324,7 @@ def _limits(chain: list[Block]) -> ClientLimits:
         client_body_timeout=inherited(chain, "client_body_timeout", 60.0),
         client_max_body_size=inherited(chain, "client_max_body_size", 1024 * 1024),
         send_timeout=inherited(chain, "send_timeout", 60.0),
-        keepalive_timeout=inherited(chain, "keepalive_timeout", 75.0),
+        keepalive_timeout=inherited(chain, "keepalive_timeout", (75.0, None))[0],
     )
 
 

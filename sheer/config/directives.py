@@ -136,8 +136,10 @@ def _header_buffers(args: list[str], src: Source) -> tuple[int, int]:
     return number, size
 
 
-def _keepalive_timeout(args: list[str], src: Source) -> float:
-    return parse_time(args[0], "keepalive_timeout", src)   # nginx's second argument (header) is not kept
+def _keepalive_timeout(args: list[str], src: Source) -> tuple[float, float | None]:
+    """The timeout, and the Keep-Alive header's `timeout=` when a second argument gives one."""
+    header = parse_time(args[1], "keepalive_timeout", src) if len(args) == 2 else None
+    return parse_time(args[0], "keepalive_timeout", src), header
 
 
 def _keepalive(args: list[str], src: Source) -> int:

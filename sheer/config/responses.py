@@ -43,6 +43,7 @@ class Replies:
     absolute_redirect: bool = True
     server_name_in_redirect: bool = False
     port_in_redirect: bool = True
+    keepalive_header: float | None = None   # keepalive_timeout's second argument: Keep-Alive: timeout=N
 
 
 DEFAULT_REPLIES = Replies()
@@ -89,5 +90,8 @@ def replies_of(chain: Sequence[Block]) -> Replies:
         absolute_redirect=_inherited(chain, "absolute_redirect", True),
         server_name_in_redirect=_inherited(chain, "server_name_in_redirect", False),
         port_in_redirect=_inherited(chain, "port_in_redirect", True),
+        # set by the innermost keepalive_timeout with two arguments (nginx merges it on its own)
+        keepalive_header=next((block.settings["keepalive_timeout"][1] for block in chain
+                               if block.settings.get("keepalive_timeout", (0, None))[1] is not None), None),
     )
     return DEFAULT_REPLIES if found == DEFAULT_REPLIES else found

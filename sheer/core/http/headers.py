@@ -66,7 +66,8 @@ def request_head(method: bytes, uri: bytes, version: bytes, set_headers: Iterabl
 def response_head(status: int, reason_phrase: bytes, headers: Headers, *, server: bytes, date: bytes,
                   content_length: int | None, chunked: bool, keepalive: bool,
                   added: Iterable[tuple[bytes, bytes]] = (),
-                  replaced: frozenset[bytes] = frozenset(), skip: frozenset[bytes] = RESPONSE_SKIP) -> bytes:
+                  replaced: frozenset[bytes] = frozenset(), skip: frozenset[bytes] = RESPONSE_SKIP,
+                  keepalive_line: bytes = b"") -> bytes:
     """The client's response head: the upstream's status and end-to-end headers (less those `add_header`
     replaces and those `skip` hides: proxy_hide_header), the added ones, sheer's framing. sheer's own
     Server and Date unless proxy_pass_header lets the upstream's through."""
@@ -90,7 +91,8 @@ def response_head(status: int, reason_phrase: bytes, headers: Headers, *, server
         lines.append(b"Content-Length: %d\r\n" % content_length)
     elif chunked:
         lines.append(b"Transfer-Encoding: chunked\r\n")
-    lines.append(b"Connection: keep-alive\r\n\r\n" if keepalive else b"Connection: close\r\n\r\n")
+    lines.append(b"Connection: keep-alive\r\n%s\r\n" % keepalive_line if keepalive
+                 else b"Connection: close\r\n\r\n")
     return b"".join(lines)
 
 

@@ -84,7 +84,8 @@ def answer_error(client: Client, request: Request, status: int, plan: Plan | Non
         data = simple_response(status, server=SERVER, date=client.site.date(), body=body,
                                content_type=b"text/html", keepalive=keepalive,
                                head=request.method == b"HEAD",
-                               extra=_added(request, status, plan) + request.headers_out, chunked=chunked)
+                               extra=_added(request, status, plan) + request.headers_out, chunked=chunked,
+                               keepalive_line=plan.keepalive_line if plan is not None else b"")
         data = _sent(request, status, plan, data, chunked)
     if request.vars is not None:
         request.vars.status = 400 if status in BAD_REQUESTS else status     # nginx logs what it sent
@@ -164,7 +165,8 @@ def answer_code(client: Client, request: Request, plan: Plan, code: int, text: b
         chunked = _chunked(request, status, plan)
         data = simple_response(status, server=SERVER, date=client.site.date(), body=body,
                                content_type=content_type, keepalive=keepalive, head=head, location=location,
-                               extra=_added(request, status, plan), chunked=chunked)
+                               extra=_added(request, status, plan), chunked=chunked,
+                               keepalive_line=plan.keepalive_line)
         data = _sent(request, status, plan, data, chunked)
     request.vars.status = status
     request.vars.body_bytes_sent = 0 if head else len(body)

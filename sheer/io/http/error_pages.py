@@ -55,7 +55,7 @@ def error_page(client: Client, request: Request, status: int, plan: Plan | None)
                              plan.replies if plan is not None else DEFAULT_REPLIES)
         client.write(simple_response(code, server=SERVER, date=client.site.date(), body=body,
                                      content_type=b"text/html", keepalive=keepalive, head=head,
-                                     location=where))
+                                     location=where, keepalive_line=plan.keepalive_line if plan else b""))
         variables.status = code
         variables.body_bytes_sent = 0 if head else len(body)
         client.finish(request, plan, keepalive=keepalive)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Protocol
 
 from sheer.config.responses import AddHeader
@@ -51,9 +52,10 @@ def framing_for(exchange: Exchange, request: Request, plan: Plan, keepalive: boo
             assert variables is not None
             return last_chunk(replies.add_trailers, status, variables)
         exchange.trailers = trailers
-        return Framing(BodyMode.CHUNKED, keepalive)
-    return response_framing(request.method, status, exchange.content_length,
-                            client_http11=http11 and replies.chunked, client_keepalive=keepalive)
+        return Framing(BodyMode.CHUNKED, keepalive, keepalive_line=plan.keepalive_line)
+    framing = response_framing(request.method, status, exchange.content_length,
+                               client_http11=http11 and replies.chunked, client_keepalive=keepalive)
+    return replace(framing, keepalive_line=plan.keepalive_line) if plan.keepalive_line else framing
 
 
 def relay_head(exchange: Exchange, framing: Framing, date: bytes) -> bytes:
@@ -73,7 +75,8 @@ def relay_head(exchange: Exchange, framing: Framing, date: bytes) -> bytes:
     head = response_head(exchange.status, b"".join(exchange.reason), exchange.headers, server=SERVER,
                          date=date, content_length=content_length,
                          chunked=framing.mode is BodyMode.CHUNKED, keepalive=framing.keepalive,
-                         added=extra, replaced=replaced, skip=exchange.skip)
+                         added=extra, replaced=replaced, skip=exchange.skip,
+                         keepalive_line=framing.keepalive_line)
     if isinstance(variables, RequestVariables):
         variables.sent = head
     return head

@@ -39,6 +39,7 @@ class Plan:
         "error_log",
         "handler",
         "keepalive_disable",
+        "keepalive_line",
         "keepalive_ok",
         "keepalive_requests",
         "keepalive_time",
@@ -72,6 +73,8 @@ class Plan:
                             else server.add_headers if server is not None else ())
         self.replies = (location.replies if location is not None
                         else server.replies if server is not None else DEFAULT_REPLIES)
+        header = self.replies.keepalive_header      # keepalive_timeout's second argument
+        self.keepalive_line = b"Keep-Alive: timeout=%d\r\n" % int(header) if header else b""
         if location is not None:
             self.access: AccessLogger | None = AccessLogger(location.access_logs)
             self.error_log: ErrorLogger = ctx.error_log(location.error_log)

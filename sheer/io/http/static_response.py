@@ -143,7 +143,7 @@ async def _respond(client: ClientConnection, request: Request, plan: Plan, stati
     if tag is not None and b"etag" not in replaced:
         extra.insert(0, (b"ETag", tag.encode("latin-1")))     # the static handler's, before the filters'
     if status == 304:
-        head = _head(304, client, None, None, own, extra, keepalive)
+        head = _head(304, client, None, None, own, extra, keepalive, plan.keepalive_line)
         _finish(client, request, plan, head, 304, 0, keepalive)
         return
     tail: list[tuple[bytes, bytes]] = []      # the range filter's, after the headers filter's
@@ -173,7 +173,7 @@ async def _respond(client: ClientConnection, request: Request, plan: Plan, stati
     chunked = chunked_with_trailers(replies.add_trailers, replies.chunked, status, request.method,
                                     request.version)
     head = _head(status, client, content_type, None if chunked else length, own, extra + tail, keepalive,
-                 chunked)
+                 plan.keepalive_line, chunked)
     variables.sent = head
     if chunked:      # nginx's trailers filter runs as the file's (last) buffer passes: before it is sent
         end = last_chunk(replies.add_trailers, status, variables)
@@ -199,7 +199,7 @@ async def _respond(client: ClientConnection, request: Request, plan: Plan, stati
 
 def _head(status: int, client: ClientConnection, content_type: bytes | None, length: int | None,
           own: list[tuple[bytes, bytes]], extra: list[tuple[bytes, bytes]], keepalive: bool,
-          chunked: bool = False) -> bytes:
+          keepalive_line: bytes = b"", chunked: bool = False) -> bytes:
     """nginx's order: Server, Date, Content-Type, Content-Length, Last-Modified, Transfer-Encoding,
     Connection, then the header list (ETag, Accept-Ranges, expires, add_header)."""
     lines = [b"HTTP/1.1 %d %s\r\nServer: %s\r\nDate: %s\r\n" % (status, reason(status), SERVER,
@@ -212,7 +212,7 @@ def _head(status: int, client: ClientConnection, content_type: bytes | None, len
         lines.append(b"%s: %s\r\n" % (name, value))
     if chunked:
         lines.append(b"Transfer-Encoding: chunked\r\n")
-    lines.append(b"Connection: keep-alive\r\n" if keepalive else b"Connection: close\r\n")
+    lines.append(b"Connection: keep-alive\r\n" + keepalive_line if keepalive else b"Connection: close\r\n")
     for name, value in extra:
         lines.append(b"%s: %s\r\n" % (name, value))
     lines.append(b"\r\n")
