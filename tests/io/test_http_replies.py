@@ -162,3 +162,14 @@ def test_second_expires_dropped_and_keepalive_header(harness: Harness) -> None:
                 in harness.error_log())
     finally:
         upstream.close()
+
+
+def test_a_refused_request_takes_the_default_server_s_error_page(harness: Harness) -> None:
+    port = harness.listen("127.0.0.1")
+    harness.serve(f"""
+        server {{ listen 127.0.0.1:{port}; server_name on; error_page 400 /return301;
+            location /return301 {{ return 301 /redirect; }} }}""")
+    got = exchange(port, b"GET / HTTP/1.0\r\nHost: .\r\n\r\nGET / HTTP/1.0\r\n\r\n")
+    assert got.startswith(b"HTTP/1.1 301 ") and got.count(b"HTTP/1.1") == 1        # then the close
+    assert f"Location: http://127.0.0.1:{port}/redirect\r\n".encode() in got and b"Connection: close" in got
+    assert "[info]" in harness.error_log() and "client sent invalid host header" in harness.error_log()

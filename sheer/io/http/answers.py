@@ -66,6 +66,12 @@ def answer_refused(client: Client, request: Request) -> None:
     if rejected.level == "info":
         action = "reading client request line" if not request.method else "reading client request headers"
     client_error(client, request, rejected.level, rejected.message, action)
+    plan = request.plan
+    if rejected.status != 408 and not request.http09 and not request.body.expected and plan is not None:
+        # nginx's special response: the default server's own error_page lines hold for it too
+        request.vhost = client.site.vhosts.default
+        if error_page(client, request, rejected.status, plan):
+            return
     answer_error(client, request, rejected.status, request.plan, keepalive=False)
 
 
