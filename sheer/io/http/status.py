@@ -162,7 +162,7 @@ def _send(client: ClientConnection, request: Request, plan: Plan, status: int, b
         extra += tuple(added(location.add_headers, status, request.vars)[0])
     data = simple_response(status, server=SERVER, date=client.site.date(), body=body,
                            content_type=content_type,
-                           keepalive=keepalive, head=head, extra=extra)
+                           keepalive=keepalive, head=head, extra=extra, keepalive_line=plan.keepalive_line)
     request.vars.status = status
     request.vars.body_bytes_sent = 0 if head else len(body)
     client.write(data)
