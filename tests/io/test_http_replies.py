@@ -54,15 +54,24 @@ def test_trailers_after_the_last_chunk(harness: Harness) -> None:
     assert b"SEE-THIS\r\n0\r\n" in proxied and b"X-Length: 8\r\n" in proxied and b"X-Var" not in proxied
 
 
-def test_trailers_not_chunked_off(harness: Harness) -> None:
+def test_chunked_transfer_encoding_off(harness: Harness) -> None:
     (harness.tmp / "www").mkdir()
     (harness.tmp / "www" / "not_chunked").write_text("body")
+    upstream = RawUpstream("127.0.0.1", lambda head: b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                                     b"4\r\nbody\r\n0\r\n\r\n")
     port = harness.listen("127.0.0.1")
     harness.serve(f"""server {{ listen 127.0.0.1:{port}; root {harness.tmp}/www;
-        add_trailer X-A 1 always;
-        location / {{ chunked_transfer_encoding off; }} }}""")
-    got = ask(port, "/not_chunked")
-    assert b"Content-Length: 4\r\n" in got and got.endswith(b"\r\n\r\nbody")
+        add_trailer X-A 1 always; chunked_transfer_encoding off;
+        location / {{ }}
+        location /proxy {{ proxy_pass http://127.0.0.1:{upstream.port}; }} }}""")
+    try:
+        got = ask(port, "/not_chunked")
+        assert b"Content-Length: 4\r\n" in got and got.endswith(b"\r\n\r\nbody")
+        got = exchange(port, b"GET /proxy HTTP/1.1\r\nHost: x\r\n\r\n")     # no length: the close ends it
+        assert b"Transfer-Encoding" not in got and b"Connection: close\r\n" in got
+        assert got.endswith(b"\r\n\r\nbody")
+    finally:
+        upstream.close()
 
 
 def test_sent_and_upstream_variables(harness: Harness) -> None:
