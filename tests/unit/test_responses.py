@@ -228,3 +228,9 @@ def test_keepalive_timeout_header(tmp_path: Path) -> None:
     head = response_head(200, b"OK", [], server=b"s", date=b"d", content_length=0, chunked=False,
                          keepalive=True, keepalive_line=b"Keep-Alive: timeout=9\r\n")
     assert head.endswith(b"Connection: keep-alive\r\nKeep-Alive: timeout=9\r\n\r\n")
+
+
+def test_an_upstream_keepalive_timeout_takes_one_argument(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match='invalid number of arguments in "keepalive_timeout" directive'):
+        _load(tmp_path, """upstream u { server 127.0.0.1:8081; keepalive 2; keepalive_timeout 10 9; }
+            server { listen 127.0.0.1:8080; location / { proxy_pass http://u; } }""")
