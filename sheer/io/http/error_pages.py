@@ -53,10 +53,11 @@ def error_page(client: Client, request: Request, status: int, plan: Plan | None)
         body = error_body(code)
         where = own_location(target.encode("latin-1", "replace"), variables,
                              plan.replies if plan is not None else DEFAULT_REPLIES)
-        client.write(simple_response(code, server=SERVER, date=client.site.date(), body=body,
-                                     content_type=b"text/html", keepalive=keepalive, head=head,
-                                     location=where, keepalive_line=plan.keepalive_line if plan else b""))
-        variables.status = code
+        data = simple_response(code, server=SERVER, date=client.site.date(), body=body,
+                               content_type=b"text/html", keepalive=keepalive, head=head,
+                               location=where, keepalive_line=plan.keepalive_line if plan else b"")
+        client.write(data)
+        variables.status, variables.sent = code, data
         variables.body_bytes_sent = 0 if head else len(body)
         client.finish(request, plan, keepalive=keepalive)
         return True
