@@ -57,8 +57,8 @@ def route(client: Routing, request: Request, head: RequestHead) -> None:
         if request.answer is not None:
             plan = site.refusal_plans[id(vhost.server)]
         uri = variables.uri
-    location, auto = vhost.locations.search(uri) if plan is None else (None, False)
-    if auto and location is not None:
+    location, done = vhost.locations.find(uri) if plan is None else (None, False)
+    if done is None and location is not None:      # nginx's auto redirect to a proxy_pass location's name
         auto_redirect(request, location)
     real = for_request(location.real_ip if location is not None else vhost.server.real_ip,
                        conn.remote_addr, conn.proxy, request.headers)
