@@ -234,3 +234,10 @@ def test_an_upstream_keepalive_timeout_takes_one_argument(tmp_path: Path) -> Non
     with pytest.raises(ConfigError, match='invalid number of arguments in "keepalive_timeout" directive'):
         _load(tmp_path, """upstream u { server 127.0.0.1:8081; keepalive 2; keepalive_timeout 10 9; }
             server { listen 127.0.0.1:8080; location / { proxy_pass http://u; } }""")
+
+
+def test_cookie_variable_as_nginx_finds_it() -> None:
+    v = _vars([(b"Cookie", b"foo=1, qux=0; Bar = a+b%20c"), (b"Cookie", b"bazz=3")])
+    assert v.variable("cookie_foo") == "1, qux=0" and v.variable("cookie_qux") == ""
+    assert v.variable("cookie_bar") == "a+b%20c"           # any case, as sent: not decoded
+    assert v.variable("cookie_bazz") == "3" and v.variable("cookie_ba") == ""

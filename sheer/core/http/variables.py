@@ -6,7 +6,6 @@ import base64
 import os
 import re
 from collections.abc import Callable
-from urllib.parse import unquote_plus
 
 from sheer.core.http.headers import Headers, forwarded, forwarded_for
 from sheer.core.maps import MapTable, lookup
@@ -245,10 +244,16 @@ def _arg(args: str, key: str) -> str:
 
 
 def _cookie(cookies: str, key: str) -> str:
+    """$cookie_NAME as nginx finds it (ngx_http_parse_multi_header_lines): the first `;`-separated pair
+    whose name is NAME in any case (spaces allowed around `=`), its value as sent, not decoded."""
+    size = len(key)
     for pair in cookies.split(";"):
-        name, _, value = pair.strip().partition("=")
-        if name == key:
-            return unquote_plus(value)
+        pair = pair.lstrip(" ")
+        if pair[:size].lower() != key.lower():
+            continue
+        rest = pair[size:].lstrip(" ")
+        if rest.startswith("="):
+            return rest[1:].lstrip(" ")
     return ""
 
 
