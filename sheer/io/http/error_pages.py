@@ -13,6 +13,7 @@ from urllib.parse import unquote
 from sheer.config.error_pages import OWN_STATUS, find
 from sheer.config.model import Location
 from sheer.config.responses import DEFAULT_REPLIES
+from sheer.core.http.add_header import added
 from sheer.core.http.pages import REDIRECTS, error_body, own_location, simple_response
 from sheer.core.http.variables import Connection
 from sheer.core.variables import render
@@ -53,9 +54,11 @@ def error_page(client: Client, request: Request, status: int, plan: Plan | None)
         body = error_body(code)
         where = own_location(target.encode("latin-1", "replace"), variables,
                              plan.replies if plan is not None else DEFAULT_REPLIES)
+        # nginx's headers filter runs on this answer too: the location's add_header lines
+        extra = tuple(added(plan.add_headers, code, variables)[0]) if plan and plan.add_headers else ()
         data = simple_response(code, server=SERVER, date=client.site.date(), body=body,
-                               content_type=b"text/html", keepalive=keepalive, head=head,
-                               location=where, keepalive_line=plan.keepalive_line if plan else b"")
+                               content_type=b"text/html", keepalive=keepalive, head=head, location=where,
+                               extra=extra, keepalive_line=plan.keepalive_line if plan else b"")
         client.write(data)
         variables.status, variables.sent = code, data
         variables.body_bytes_sent = 0 if head else len(body)
