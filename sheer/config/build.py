@@ -126,6 +126,9 @@ class Builder:
             if all(server.backup for server in servers + templates):
                 raise ConfigError(f'upstream "{name}" has only backup servers', child.source)
             zone = child.get("zone")
+            if child.get("keepalive_timeout", (0, None))[1] is not None:     # one argument in an upstream
+                raise ConfigError('invalid number of arguments in "keepalive_timeout" directive',
+                                  child.sources["keepalive_timeout"])
             resolver = effective_resolver([child, block], self.names)
             if templates and zone is None:
                 raise ConfigError(f'resolving names at run time requires upstream "{name}" to be in shared '
@@ -136,7 +139,7 @@ class Builder:
                                   templates[0].source)
             found[name] = Upstream(name, tuple(servers), child.get("keepalive", 0),
                                    keepalive_requests=child.get("keepalive_requests", 1000),
-                                   keepalive_timeout=child.get("keepalive_timeout", 60.0),
+                                   keepalive_timeout=child.get("keepalive_timeout", (60.0, None))[0],
                                    keepalive_time=child.get("keepalive_time", 3600.0),
                                    source=child.source,
                                    balance=balance, resolve=tuple(templates), zone=zone[0] if zone else None,

@@ -17,7 +17,6 @@ from sheer.config.maps import maps_of
 from sheer.config.model import (
     DEFAULT_PROXY_HEADERS,
     AccessLog,
-    AddHeader,
     ClientLimits,
     ErrorLog,
     Http,
@@ -33,6 +32,7 @@ from sheer.config.model import (
 from sheer.config.names import Names
 from sheer.config.realip import http_real_ip
 from sheer.config.resolver import effective as effective_resolver
+from sheer.config.responses import added_lines, replies_of
 from sheer.config.scope import (
     check_unix_peers,
     implicit_address,
@@ -123,8 +123,8 @@ class HttpBuilder:
             tls=server_tls(chain, [listen.source for listen in listens if listen.ssl], default),
             http2=inherited(chain, "http2", False),
             static=None if returned else static_of(chain, self.top.prefix, "", "", None),
-            add_headers=tuple(AddHeader(args[0], self.template(args[1], source), len(args) == 3)
-                              for args, source in inherited(chain, "add_header", [])),
+            add_headers=added_lines(chain, "add_header"),
+            replies=replies_of(chain),
             rewrite=script,
         )
 
@@ -200,8 +200,8 @@ class HttpBuilder:
             expires=expires_of(chain) if target is not None else None,
             return_=self.return_(returned, block.sources["return"]) if returned else None,
             proxy_set_header=self.headers(chain),
-            add_headers=tuple(AddHeader(args[0], self.template(args[1], source), len(args) == 3)
-                              for args, source in inherited(chain, "add_header", [])),
+            add_headers=added_lines(chain, "add_header"),
+            replies=replies_of(chain),
             proxy_http_version=inherited(chain, "proxy_http_version", "1.0"),
             proxy_pass_request_headers=inherited(chain, "proxy_pass_request_headers", True),
             proxy_pass_request_body=inherited(chain, "proxy_pass_request_body", True),
@@ -220,7 +220,7 @@ class HttpBuilder:
             client_body_timeout=inherited(chain, "client_body_timeout", 60.0),
             client_max_body_size=inherited(chain, "client_max_body_size", 1024 * 1024),
             send_timeout=inherited(chain, "send_timeout", 60.0),
-            keepalive_timeout=inherited(chain, "keepalive_timeout", 75.0),
+            keepalive_timeout=inherited(chain, "keepalive_timeout", (75.0, None))[0],
             keepalive_requests=inherited(chain, "keepalive_requests", 1000),
             keepalive_time=inherited(chain, "keepalive_time", 3600.0),
             keepalive_disable=inherited(chain, "keepalive_disable", frozenset({"msie6"})),
@@ -247,6 +247,7 @@ class HttpBuilder:
             proxy_method=inherited(chain, "proxy_method", None),
             proxy_cookie_domain=proxy_headers.cookie_rules(inherited(chain, "proxy_cookie_domain", None)),
             proxy_cookie_path=proxy_headers.cookie_rules(inherited(chain, "proxy_cookie_path", None)),
+            proxy_cookie_flags=proxy_headers.cookie_flags(inherited(chain, "proxy_cookie_flags", None)),
         )
 
     def proxy_pass(self, target: str, upstreams: dict[str, Upstream], source: Source) -> ProxyPass:
@@ -324,7 +325,7 @@ def _limits(chain: list[Block]) -> ClientLimits:
         client_body_timeout=inherited(chain, "client_body_timeout", 60.0),
         client_max_body_size=inherited(chain, "client_max_body_size", 1024 * 1024),
         send_timeout=inherited(chain, "send_timeout", 60.0),
-        keepalive_timeout=inherited(chain, "keepalive_timeout", 75.0),
+        keepalive_timeout=inherited(chain, "keepalive_timeout", (75.0, None))[0],
     )
 
 

@@ -18,6 +18,7 @@ from sheer.config import (
     error_pages,
     health,
     proxy_headers,
+    responses,
     rewrite,
     static,
     tls,
@@ -135,8 +136,10 @@ def _header_buffers(args: list[str], src: Source) -> tuple[int, int]:
     return number, size
 
 
-def _keepalive_timeout(args: list[str], src: Source) -> float:
-    return parse_time(args[0], "keepalive_timeout", src)   # nginx's second argument (header) is not kept
+def _keepalive_timeout(args: list[str], src: Source) -> tuple[float, float | None]:
+    """The timeout, and the Keep-Alive header's `timeout=` when a second argument gives one."""
+    header = parse_time(args[1], "keepalive_timeout", src) if len(args) == 2 else None
+    return parse_time(args[0], "keepalive_timeout", src), header
 
 
 def _keepalive(args: list[str], src: Source) -> int:
@@ -275,18 +278,13 @@ TABLE += (
     _d("status_zone", {HTTP_SERVER, STREAM_SERVER}, (1, 1)),
 )
 
-def _add_header(args: list[str], src: Source) -> list[str]:
-    if len(args) == 3 and args[2] != "always":
-        raise ConfigError(f'invalid parameter "{args[2]}"', src)
-    return args
-
-
 TABLE += (
-    # response headers (sheer/core/http/add_header.py)
-    _d("add_header", HTTP_ALL, (2, 3), _add_header, multi=True),
     # variables made from others (sheer/config/maps.py, sheer/core/maps.py)
     _d("map", {HTTP, STREAM}, (2, 2), block=MAP),
 )
+
+# response headers and trailers, chunked, redirects (sheer/config/responses.py, sheer/core/http/add_header.py)
+TABLE += responses.DIRECTIVES
 
 # static files (sheer/config/static.py)
 TABLE += static.DIRECTIVES

@@ -18,9 +18,11 @@ from sheer.config.log_model import ErrorLog as ErrorLog  # noqa: PLC0414  (re-ex
 from sheer.config.log_model import LogFormat as LogFormat  # noqa: PLC0414  (re-exported)
 from sheer.config.log_model import LogLevel as LogLevel  # noqa: PLC0414  (re-exported)
 from sheer.config.log_model import Syslog as Syslog  # noqa: PLC0414  (re-exported)
-from sheer.config.proxy_headers import HIDDEN_BY_DEFAULT, Redirect
+from sheer.config.proxy_headers import HIDDEN_BY_DEFAULT, CookieFlags, Redirect
 from sheer.config.realip import RealIp
 from sheer.config.resolver import Resolver
+from sheer.config.responses import DEFAULT_REPLIES, Replies
+from sheer.config.responses import AddHeader as AddHeader  # noqa: PLC0414  (re-exported)
 from sheer.config.script import Script
 from sheer.config.static import Expires, Static
 from sheer.config.template import Template
@@ -211,15 +213,6 @@ class Map:
 
 
 @dataclass(frozen=True, slots=True)
-class AddHeader:
-    """`add_header NAME VALUE [always]`: sent with 2xx/3xx responses, with every response if `always`."""
-
-    name: str
-    value: Template
-    always: bool = False
-
-
-@dataclass(frozen=True, slots=True)
 class HttpReturn:
     code: int
     text: Template | None      # body, or the Location for 301/302/303/307/308
@@ -307,6 +300,8 @@ class Location:
     proxy_method: Template | None = None      # the upstream request's method (the client's when None)
     proxy_cookie_domain: tuple[Redirect, ...] = ()
     proxy_cookie_path: tuple[Redirect, ...] = ()
+    proxy_cookie_flags: tuple[CookieFlags, ...] = ()
+    replies: Replies = DEFAULT_REPLIES    # add_trailer, chunked_transfer_encoding, redirects' form
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,6 +338,7 @@ class HttpServer:
     static: Static | None = None                # files for a request no location takes
     add_headers: tuple[AddHeader, ...] = ()     # the server level's add_header lines (for those files)
     rewrite: Script | None = None               # the server level's: before a location is chosen
+    replies: Replies = DEFAULT_REPLIES          # the server level's (for a request no location takes)
 
 
 @dataclass(frozen=True, slots=True)

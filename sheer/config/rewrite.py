@@ -13,7 +13,7 @@ from sheer.config.values import parse_flag
 
 SCRIPT_LEVELS = frozenset({HTTP_SERVER, HTTP_LOCATION, HTTP_IF})
 # the built-in variables `set` may change (nginx's NGX_HTTP_VAR_CHANGEABLE ones sheer has)
-CHANGEABLE = frozenset({"args"})
+CHANGEABLE = frozenset({"args", "limit_rate"})
 _FLAGS: tuple[RewriteFlag, ...] = ("last", "break", "redirect", "permanent")
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 

@@ -10,8 +10,8 @@ from sheer.config.errors import ConfigError, Source
 
 _NAME = re.compile(r"[A-Za-z0-9_]+")
 
-# Variables sheer knows, per module; `http_`, `sent_http_`, `arg_`, `cookie_` and
-# `upstream_http_` are prefixes, as in nginx.
+# Variables sheer knows, per module; `http_`, `sent_http_`, `sent_trailer_`, `arg_`, `cookie_`,
+# `upstream_http_` and `upstream_cookie_` are prefixes, as in nginx.
 COMMON_VARIABLES = frozenset({
     "remote_addr", "remote_port", "server_addr", "server_port", "hostname", "time_local",
     "time_iso8601", "msec", "pid", "bytes_sent", "upstream_addr", "status", "connection",
@@ -42,7 +42,8 @@ HTTP_VARIABLES = COMMON_VARIABLES | {
     "ssl_client_verify",
     "proxy_add_forwarded",       # sheer-only: RFC 7239 Forwarded, appended like $proxy_add_x_forwarded_for
 }
-HTTP_PREFIXES = ("http_", "sent_http_", "arg_", "cookie_", "upstream_http_")
+HTTP_PREFIXES = ("http_", "sent_http_", "sent_trailer_", "arg_", "cookie_", "upstream_http_",
+                 "upstream_cookie_")
 
 # The variables a configuration makes itself (`map ... $name`), by module, while it is being read: nginx
 # lets them be used before the line that makes them (sheer.config.load sets this).

@@ -23,7 +23,7 @@ def test_error_pages(harness: Harness) -> None:
             location = /50x.html {{ return 200 "down\\n"; }}
             location /dead {{ proxy_pass http://127.0.0.12:{dead}; }}
             location /denied {{ deny all; error_page 403 = @up; proxy_pass http://127.0.0.12:{dead}; }}
-            location /gone {{ error_page 410 =301 http://example.com/new; return 410; }}
+            location /gone {{ error_page 410 =301 http://example.com/new; add_header X-Gone 1; return 410; }}
             location /loop {{ error_page 404 /loop2; return 404; }}
             location /loop2 {{ return 404; }}
             location /text {{ return 404 "own text"; }}
@@ -36,6 +36,7 @@ def test_error_pages(harness: Harness) -> None:
     assert status == 200 and body.startswith(b"Hello from ")
     status, headers, _ = get(proxy, "/gone")
     assert status == 301 and headers["location"] == "http://example.com/new"
+    assert headers["x-gone"] == "1"                        # the headers filter runs on the redirect
     status, _, body = get(proxy, "/loop")                  # recursive_error_pages off: plain 404
     assert status == 404 and b"404 Not Found" in body
     assert get(proxy, "/text")[2] == b"own text"          # return with text: no error page

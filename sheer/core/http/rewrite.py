@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from sheer.config.script import Break, Condition, FileTest, If, Op, Return, Rewrite, Script, SetVar
 from sheer.config.template import Template, Var
 from sheer.core.http.variables import RequestVariables
+from sheer.core.rate import size
 from sheer.core.variables import render
 
 FileCheck = Callable[[FileTest, str], bool]
@@ -77,6 +78,9 @@ def _run(ops: tuple[Op, ...], v: RequestVariables, state: Request, files: FileCh
             if op.name == "args":
                 v.args = value
                 state.unparsed = False
+            elif op.name == "limit_rate":      # nginx's set handler: a size, else the rate stays
+                rate = size(value)
+                v.limit_rate = rate if rate is not None else v.limit_rate
             else:
                 v.set(op.name, value)
         elif isinstance(op, Return):

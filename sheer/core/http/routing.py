@@ -11,12 +11,16 @@ class Locations:
     """nginx's location search (ngx_http_core_find_location): an exact `=` match ends it; else the
     longest matching prefix, searched again among the locations inside it; then, unless that prefix
     is `^~`, the level's regexes in the order written (the first match wins, and its own inner locations
-    are searched); else the prefix. Named (`@`) locations are never matched by URI."""
+    are searched); else the prefix. Named (`@`) locations are never matched by URI. A URI that is a
+    proxy_pass location's name less its final "/" gets nginx's auto redirect to it, unless a prefix as
+    long as the URI matches (ngx_http_core_find_static_location's NGX_DONE)."""
 
-    __slots__ = ("exact", "prefixes", "regexes")
+    __slots__ = ("autos", "exact", "prefixes", "regexes")
 
     def __init__(self, locations: tuple[Location, ...]) -> None:
         self.exact = {loc.path: loc for loc in locations if loc.exact}
+        self.autos = {loc.path[:-1]: loc for loc in locations if loc.proxy_pass is not None
+                      and loc.path.endswith("/") and loc.modifier in ("", "^~", "=")}
         self.prefixes = sorted(((loc, Locations(loc.nested) if loc.nested else None)
                                 for loc in locations if loc.modifier in ("", "^~") and not loc.exact),
                                key=lambda item: -len(item[0].path))
@@ -26,8 +30,14 @@ class Locations:
     def match(self, uri: str) -> Location | None:
         return self.find(uri)[0]
 
-    def find(self, uri: str) -> tuple[Location | None, bool]:
-        """The location, and whether the search ended at this level (exact or regex match)."""
+    def search(self, uri: str) -> tuple[Location | None, bool]:
+        """The location, and whether it is an auto redirect's (the request is answered 301 with its name)."""
+        found, done = self.find(uri)
+        return found, done is None
+
+    def find(self, uri: str) -> tuple[Location | None, bool | None]:
+        """The location, and whether the search ended at this level (exact or regex match; None: an auto
+        redirect's location)."""
         exact = self.exact.get(uri)
         if exact is not None:
             return exact, True
@@ -38,10 +48,14 @@ class Locations:
                 found, noregex = loc, loc.modifier == "^~"
                 if inner is not None:
                     nested, done = inner.find(uri)
-                    if done:
-                        return nested, True
+                    if done is not False:
+                        return nested, done
                     found = nested or found
                 break
+        if self.autos:
+            auto = self.autos.get(uri)
+            if auto is not None and (found is None or len(found.path) < len(uri)):
+                return auto, None
         if not noregex:
             for loc, inner in self.regexes:
                 assert loc.regex is not None

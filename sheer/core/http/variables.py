@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 from collections.abc import Callable
-from urllib.parse import unquote_plus
 
 from sheer.core.http.headers import Headers, forwarded, forwarded_for
 from sheer.core.maps import MapTable, lookup
@@ -74,9 +74,11 @@ class RequestVariables:
         "request_id",
         "request_length",
         "request_uri",
+        "sent",
         "server_name",
         "start",
         "status",
+        "trailers",
         "upstream_addrs",
         "upstream_bytes",
         "upstream_connect_times",
@@ -127,13 +129,19 @@ class RequestVariables:
         self.user: dict[str, str] | None = None   # `set` variables and regex captures (the rewrite module)
         self.upstream_headers: Headers | None = None     # the last upstream answer's ($upstream_http_*)
         self.body: Callable[[], bytes] | None = None     # $request_body, once the proxy read it whole
+        # the response's head as sent (or, while add_header renders, the lines added so far): $sent_http_*
+        self.sent: Headers | bytes | None = None
+        self.trailers: Headers | None = None     # the add_trailer lines made so far ($sent_trailer_*)
 
     def header(self, name: str) -> str:
         """A request header by lowercase name (`x-forwarded-for`), or ""."""
         if self._lower is None:
             lower: dict[str, str] = {}
             for key, value in self.headers:
-                lower.setdefault(key.decode("latin-1").lower(), value.decode("latin-1"))
+                field, text = key.decode("latin-1").lower(), value.decode("latin-1")
+                if field in lower:    # nginx 1.23: several lines are one value, `; ` for Cookie, else `, `
+                    text = lower[field] + ("; " if field == "cookie" else ", ") + text
+                lower[field] = text
             self._lower = lower
         return self._lower.get(name, "")
 
@@ -157,9 +165,15 @@ class RequestVariables:
         if name.startswith("cookie_"):
             return _cookie(self.header("cookie"), name[7:])
         if name.startswith("upstream_http_") and self.upstream_headers is not None:
-            wanted = name[14:].replace("_", "-").encode("latin-1")
-            return next((value.decode("latin-1") for key, value in self.upstream_headers
-                         if key.lower() == wanted), "")
+            return joined(self.upstream_headers, name[14:])
+        if name.startswith("upstream_cookie_") and self.upstream_headers is not None:
+            return set_cookie(self.upstream_headers, name[16:])
+        if name.startswith("sent_http_") and self.sent is not None:
+            if isinstance(self.sent, bytes):
+                self.sent = head_lines(self.sent)
+            return joined(self.sent, name[10:])
+        if name.startswith("sent_trailer_") and self.trailers is not None:
+            return joined(self.trailers, name[13:])
         return ""
 
     def set(self, name: str, value: str) -> None:
@@ -180,6 +194,47 @@ class RequestVariables:
             user[name] = match.group(name) or ""
 
 
+def joined(headers: Headers, name: str) -> str:
+    """A header's lines by variable name (`set_cookie`) joined as nginx 1.23 does: `; ` for Cookie,
+    `, ` for the others."""
+    wanted = name.replace("_", "-").encode("latin-1")
+    values = [value for key, value in headers if key.lower() == wanted]
+    if len(values) < 2:
+        return values[0].decode("latin-1") if values else ""
+    return (b"; " if wanted == b"cookie" else b", ").join(values).decode("latin-1")
+
+
+def set_cookie(headers: Headers, name: str) -> str:
+    """$upstream_cookie_NAME: the value in the first Set-Cookie line that starts with NAME (any case), then
+    `=` (spaces allowed around it), up to a `;` (ngx_http_parse_set_cookie_lines)."""
+    key = name.encode("latin-1").lower()
+    for field, value in headers:
+        if field.lower() != b"set-cookie" or len(key) >= len(value) or value[:len(key)].lower() != key:
+            continue
+        rest = value[len(key):].lstrip(b" ")
+        if rest.startswith(b"="):
+            return rest[1:].lstrip(b" ").split(b";", 1)[0].decode("latin-1")
+    return ""
+
+
+def remote_user(authorization: str) -> str:
+    """$remote_user: the user of `Authorization: Basic` (ngx_http_auth_basic_user), else ""."""
+    if len(authorization) < 6 or authorization[:6].lower() != "basic ":
+        return ""
+    try:
+        decoded = base64.b64decode(authorization[6:].lstrip(" "), validate=True)
+    except ValueError:
+        return ""
+    user, colon, _ = decoded.partition(b":")
+    return user.decode("latin-1") if colon else ""
+
+
+def head_lines(head: bytes) -> Headers:
+    """A response head's header lines (the status line and what follows the empty line left out)."""
+    lines = head.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]
+    return [(key, value.strip()) for key, _, value in (line.partition(b":") for line in lines)]
+
+
 def _arg(args: str, key: str) -> str:
     for pair in args.split("&"):
         name, _, value = pair.partition("=")
@@ -189,10 +244,16 @@ def _arg(args: str, key: str) -> str:
 
 
 def _cookie(cookies: str, key: str) -> str:
+    """$cookie_NAME as nginx finds it (ngx_http_parse_multi_header_lines): the first `;`-separated pair
+    whose name is NAME in any case (spaces allowed around `=`), its value as sent, not decoded."""
+    size = len(key)
     for pair in cookies.split(";"):
-        name, _, value = pair.strip().partition("=")
-        if name == key:
-            return unquote_plus(value)
+        pair = pair.lstrip(" ")
+        if pair[:size].lower() != key.lower():
+            continue
+        rest = pair[size:].lstrip(" ")
+        if rest.startswith("="):
+            return rest[1:].lstrip(" ")
     return ""
 
 
@@ -275,7 +336,7 @@ _GETTERS: dict[str, Callable[[RequestVariables], str]] = {
     "time_iso8601": lambda v: time_iso8601(v.now),
     "content_length": lambda v: v.header("content-length"),
     "content_type": lambda v: v.header("content-type"),
-    "remote_user": lambda v: "",
+    "remote_user": lambda v: remote_user(v.header("authorization")),
     "nginx_version": lambda v: "1.24.0",
     "proxy_host": lambda v: v.proxy_host,
     "proxy_port": lambda v: v.proxy_host.rpartition(":")[2] if ":" in v.proxy_host else "80",

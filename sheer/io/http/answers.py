@@ -7,12 +7,12 @@ import time
 from typing import Protocol
 
 from sheer.core.access import FORBIDDEN, allowed
-from sheer.core.http.add_header import added
+from sheer.core.http.add_header import added, chunked_with_trailers, last_chunk
 from sheer.core.http.pages import (
     BAD_REQUESTS,
     REDIRECTS,
-    absolute_location,
     error_body,
+    own_location,
     simple_response,
 )
 from sheer.core.http.request_line import INVALID_09_METHOD
@@ -66,6 +66,12 @@ def answer_refused(client: Client, request: Request) -> None:
     if rejected.level == "info":
         action = "reading client request line" if not request.method else "reading client request headers"
     client_error(client, request, rejected.level, rejected.message, action)
+    plan = request.plan
+    if rejected.status != 408 and not request.http09 and not request.body.expected and plan is not None:
+        # nginx's special response: the default server's own error_page lines hold for it too
+        request.vhost = client.site.vhosts.default
+        if error_page(client, request, rejected.status, plan):
+            return
     answer_error(client, request, rejected.status, request.plan, keepalive=False)
 
 
@@ -80,10 +86,13 @@ def answer_error(client: Client, request: Request, status: int, plan: Plan | Non
     if request.http09:
         data, keepalive = body, False
     else:
+        chunked = _chunked(request, status, plan)
         data = simple_response(status, server=SERVER, date=client.site.date(), body=body,
                                content_type=b"text/html", keepalive=keepalive,
                                head=request.method == b"HEAD",
-                               extra=_added(request, status, plan) + request.headers_out)
+                               extra=_added(request, status, plan) + request.headers_out, chunked=chunked,
+                               keepalive_line=plan.keepalive_line if plan is not None else b"")
+        data = _sent(request, status, plan, data, chunked)
     if request.vars is not None:
         request.vars.status = 400 if status in BAD_REQUESTS else status     # nginx logs what it sent
         request.vars.body_bytes_sent = len(body)
@@ -131,8 +140,7 @@ def answer_code(client: Client, request: Request, plan: Plan, code: int, text: b
         request.carried = tuple((name, value) for name, value in request.carried
                                 if name.lower() != b"location")
     if code in REDIRECTS and text is not None:
-        location = absolute_location(text, request.vars.variable("host"),
-                                     request.vars.variable("server_port"))
+        location = own_location(text, request.vars, plan.replies)
     if code in REDIRECTS or (code >= 400 and text is None):
         # nginx's special response: error_page applies, and a redirect's Location stays with its page
         kept = request.carried
@@ -160,9 +168,12 @@ def answer_code(client: Client, request: Request, plan: Plan, code: int, text: b
     if request.http09:
         data, keepalive = body, False
     else:
+        chunked = _chunked(request, status, plan)
         data = simple_response(status, server=SERVER, date=client.site.date(), body=body,
                                content_type=content_type, keepalive=keepalive, head=head, location=location,
-                               extra=_added(request, status, plan))
+                               extra=_added(request, status, plan), chunked=chunked,
+                               keepalive_line=plan.keepalive_line)
+        data = _sent(request, status, plan, data, chunked)
     request.vars.status = status
     request.vars.body_bytes_sent = 0 if head else len(body)
     client.write(data)
@@ -175,3 +186,23 @@ def _added(request: Request, status: int, plan: Plan | None) -> tuple[tuple[byte
     if plan is None or not plan.add_headers or request.vars is None:
         return request.carried
     return (*request.carried, *added(plan.add_headers, status, request.vars)[0])
+
+
+def _chunked(request: Request, status: int, plan: Plan | None) -> bool:
+    """Whether the answer is chunked for add_trailer's lines (sheer/core/http/add_header.py)."""
+    if plan is None or not plan.replies.add_trailers:
+        return False
+    replies = plan.replies
+    return chunked_with_trailers(replies.add_trailers, replies.chunked, status, request.method,
+                                 request.version)
+
+
+def _sent(request: Request, status: int, plan: Plan | None, data: bytes, chunked: bool) -> bytes:
+    """The answer as it goes: its head noted for $sent_http_*, and the trailers after a chunked one."""
+    variables = request.vars
+    if variables is None:
+        return data
+    variables.sent = data
+    if chunked and plan is not None:
+        data += last_chunk(plan.replies.add_trailers, status, variables)
+    return data

@@ -13,7 +13,7 @@ from sheer.core.http.variables import Connection, RequestVariables
 from sheer.core.realip import for_request
 from sheer.io.counting import HttpCounters
 from sheer.io.http.request import Request
-from sheer.io.http.rewriting import captured, server_phase
+from sheer.io.http.rewriting import auto_redirect, captured, server_phase
 from sheer.io.http.site import Site
 
 
@@ -64,9 +64,11 @@ def route(client: Routing, request: Request, head: RequestHead) -> None:
         if request.answer is not None:
             plan = site.refusal_plans[id(vhost.server)]
         uri = variables.uri
-    location = vhost.locations.match(uri) if plan is None else None
+    location, done = vhost.locations.find(uri) if plan is None else (None, False)
     if location is not None and location.internal:     # a client's own request: nginx's 404
         location = None
+    elif done is None and location is not None:    # nginx's auto redirect to a proxy_pass location's name
+        auto_redirect(request, location)
     real = for_request(location.real_ip if location is not None else vhost.server.real_ip,
                        conn.remote_addr, conn.proxy, request.headers)
     if real is not None:

@@ -12,12 +12,14 @@ from urllib.parse import unquote
 
 from sheer.config.error_pages import OWN_STATUS, find
 from sheer.config.model import Location
-from sheer.core.http.pages import REDIRECTS, absolute_location, error_body, simple_response
+from sheer.config.responses import DEFAULT_REPLIES
+from sheer.core.http.add_header import added
+from sheer.core.http.pages import REDIRECTS, error_body, own_location, simple_response
 from sheer.core.http.variables import Connection
 from sheer.core.variables import render
 from sheer.io.http.body import Reader, RequestBody
 from sheer.io.http.request import Request
-from sheer.io.http.rewriting import captured, server_phase
+from sheer.io.http.rewriting import auto_redirect, captured, server_phase
 from sheer.io.http.site import SERVER, Plan, Site
 from sheer.io.http.throttle import accel_limit_rate
 
@@ -51,12 +53,15 @@ def error_page(client: Client, request: Request, status: int, plan: Plan | None)
         keepalive = client.keepalive_after(request)
         head = request.method == b"HEAD"
         body = error_body(code)
-        where = absolute_location(target.encode("latin-1", "replace"), variables.variable("host"),
-                                  variables.variable("server_port"))
-        client.write(simple_response(code, server=SERVER, date=client.site.date(), body=body,
-                                     content_type=b"text/html", keepalive=keepalive, head=head,
-                                     location=where))
-        variables.status = code
+        where = own_location(target.encode("latin-1", "replace"), variables,
+                             plan.replies if plan is not None else DEFAULT_REPLIES)
+        # nginx's headers filter runs on this answer too: the location's add_header lines
+        extra = tuple(added(plan.add_headers, code, variables)[0]) if plan and plan.add_headers else ()
+        data = simple_response(code, server=SERVER, date=client.site.date(), body=body,
+                               content_type=b"text/html", keepalive=keepalive, head=head, location=where,
+                               extra=extra, keepalive_line=plan.keepalive_line if plan else b"")
+        client.write(data)
+        variables.status, variables.sent = code, data
         variables.body_bytes_sent = 0 if head else len(body)
         client.finish(request, plan, keepalive=keepalive)
         return True
@@ -89,9 +94,11 @@ def internal_redirect(client: Client, request: Request, target: str, override: i
             if request.answer is not None:
                 client.dispatch(request, client.site.refusal_plans[id(vhost.server)])
                 return True
-        found = vhost.locations.match(variables.uri)
+        found, auto = vhost.locations.search(variables.uri)
         if found is not None and found.regex is not None and found.regex.groups:
             captured(variables, found, variables.uri)
+        if auto and found is not None:
+            auto_redirect(request, found)
     if found is None:
         return False
     request.status_override = override

@@ -3,25 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 
 import httptools
 
 from sheer.config.model import AddHeader
 from sheer.config.static import Expires
-from sheer.core.http.add_header import added
-from sheer.core.http.conditional import upstream_expires
 from sheer.core.http.framing import BodyMode, Framing, upstream_reusable
-from sheer.core.http.headers import LAST_CHUNK, RESPONSE_SKIP, Headers, response_head
+from sheer.core.http.headers import LAST_CHUNK, RESPONSE_SKIP, UNIQUE, Headers, unique_line
 from sheer.core.http.nextupstream import Failure
 from sheer.core.http.redirects import NOTED
 from sheer.core.http.verdict import Rejected
 from sheer.core.variables import VariableSource
 from sheer.io.http.body import RequestBody
 from sheer.io.http.client import ClientConnection
-from sheer.io.http.failures import ClientBroke, UpstreamFailed, _Unasked
-from sheer.io.http.site import SERVER
+from sheer.io.http.failures import BadHeader, ClientBroke, UpstreamFailed, _Unasked
+from sheer.io.http.relay_head import relay_head
 from sheer.io.http.throttle import Throttle
 from sheer.io.http.upstream_pool import UpstreamConnection
 
@@ -45,6 +42,7 @@ class Exchange:
         self.add_headers: tuple[AddHeader, ...] = ()
         self.expires: Expires | None = None      # the location's `expires`
         self.variables: VariableSource | None = None
+        self.trailers: Callable[[], bytes] | None = None     # the last chunk, with add_trailer's lines
         self.skip = RESPONSE_SKIP       # the headers the client never sees (proxy_hide_header)
         self.redirected = False         # a Location, a Refresh or an X-Accel-Redirect came
         self.reason: list[bytes] = []
@@ -54,9 +52,8 @@ class Exchange:
         self.upstream_keepalive: bool | None = False     # None: it sent more than its response
         self.pending: list[bytes] = []
         self.framing: Framing | None = None
-        self.body_bytes = 0
-        self.received = 0          # bytes from the upstream (its peer's `received`)
-        self.sent = 0              # bytes to it (`sent`)
+        # the body's bytes relayed; bytes from the upstream and to it (its peer's `received` and `sent`)
+        self.body_bytes = self.received = self.sent = 0
         self.last_activity = self.loop.time()
         self.write_paused_at = 0.0
         self.timer: asyncio.TimerHandle | None = None
@@ -151,8 +148,9 @@ class Exchange:
             if isinstance(exc.__context__, _Unasked) or (self.complete and self.status):
                 self._unasked()
             elif not self.head.done():
-                self._fail(Failure.INVALID_HEADER,
-                           "upstream sent invalid header while reading response header from upstream")
+                bad = exc.__context__
+                why = bad if isinstance(bad, BadHeader) else "upstream sent invalid header"
+                self._fail(Failure.INVALID_HEADER, f"{why} while reading response header from upstream")
             elif not self.complete:
                 self._fail(Failure.ERROR, "upstream sent invalid chunked response while reading upstream")
 
@@ -219,8 +217,13 @@ class Exchange:
         self.reason.append(status)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
         lname = name.lower()
+        if lname in UNIQUE and (verdict := unique_line(self.headers, lname, name, value)) is not None:
+            if verdict[0] == "error":
+                raise BadHeader(verdict[1])
+            self.warn(f"{verdict[1]} while reading response header from upstream")
+            return
+        self.headers.append((name, value))
         if lname == b"content-length":
             self.content_length = int(value)
         elif lname == b"transfer-encoding":
@@ -269,33 +272,19 @@ class Exchange:
         self.framing = framing
         client = self.client
         client.relay = self
-        content_length = self.content_length if framing.mode in (BodyMode.LENGTH, BodyMode.NONE) else None
-        if framing.mode is BodyMode.NONE and self.method != b"HEAD":
-            content_length = None
         if client.current is not None and client.current.http09:
             head = b""      # HTTP/0.9: no status line, no headers (framing is CLOSE)
         else:
-            extra: list[tuple[bytes, bytes]] = []
-            replaced: frozenset[bytes] = frozenset()
-            if self.add_headers and self.variables is not None:
-                extra, replaced = added(self.add_headers, self.status, self.variables)
-            if self.expires is not None and self.variables is not None:    # before add_header's, as nginx
-                lines, gone = upstream_expires(self.expires, self.status, self.headers, self.variables,
-                                               time.time())
-                extra, replaced = lines + extra, replaced | gone
-            head = response_head(self.status, b"".join(self.reason), self.headers, server=SERVER,
-                                 date=client.site.date(), content_length=content_length,
-                                 chunked=framing.mode is BodyMode.CHUNKED, keepalive=framing.keepalive,
-                                 added=extra, replaced=replaced, skip=self.skip)
+            head = relay_head(self, framing, client.site.date())
         # The head, what already arrived of the body and, if complete, the last chunk leave in one
         # write: a small response costs one send() instead of two or three.
         buffers = [head]
         pending, self.pending = self.pending, []
         for data in pending:
             buffers += self._framed(data)
-        last = self.complete and framing.mode is BodyMode.CHUNKED
+        last = self.complete and framing.mode is BodyMode.CHUNKED and not (self.throttle and self.trailers)
         if last:
-            buffers.append(LAST_CHUNK)
+            buffers.append(self._last_chunk())
         if self.throttle is not None:
             self.throttle.write(buffers)
             buffers = []
@@ -334,11 +323,23 @@ class Exchange:
     def _finish_body(self, last_chunk_written: bool = False) -> None:
         assert self.framing is not None
         if self.framing.mode is BodyMode.CHUNKED and not last_chunk_written:
-            self._to_client([LAST_CHUNK])
+            if self.throttle is not None and self.trailers is not None:
+                self.throttle.finish(self._trailers_sent)    # made once the limit let the body through
+                return
+            self._to_client([self._last_chunk()])
         if self.throttle is not None:
             self.throttle.finish(self._body_sent)
         else:
             self._body_sent()
+
+    def _last_chunk(self) -> bytes:
+        return LAST_CHUNK if self.trailers is None else self.trailers()
+
+    def _trailers_sent(self) -> None:
+        transport = self.client.transport
+        if transport is not None and not self.client.closed:
+            transport.write(self._last_chunk())
+        self._body_sent()
 
     def _body_sent(self) -> None:
         self._cancel_timer()

@@ -10,7 +10,6 @@ import time
 from sheer.core.balancers import Peer, Tried, request_key
 from sheer.core.bind import PLUMBING_HINT, BindTo, BindValueError, bind_to
 from sheer.core.http.add_header import added
-from sheer.core.http.framing import response_framing
 from sheer.core.http.headers import request_head
 from sheer.core.http.nextupstream import (
     NON_IDEMPOTENT,
@@ -31,6 +30,7 @@ from sheer.io.http.error_pages import accel_redirect, intercepted
 from sheer.io.http.exchange import Exchange
 from sheer.io.http.failures import ClientBroke, UpstreamFailed
 from sheer.io.http.logline import upstream_error
+from sheer.io.http.relay_head import framing_for
 from sheer.io.http.request import Request
 from sheer.io.http.site import SERVER, Plan
 from sheer.io.http.targets import TargetError
@@ -301,14 +301,14 @@ class ProxiedRequest:
             raise broken
         if request.status_override is not None:     # answering for an error_page: its code
             exchange.status = request.status_override
-        framing = response_framing(request.method, status, exchange.content_length,
-                                   client_http11=request.version == "HTTP/1.1",
-                                   client_keepalive=client.keepalive_after(request))
+        framing = framing_for(exchange, request, self.plan, client.keepalive_after(request),
+                              self._record_times)
         self.response_started = True
         self.vars.status = exchange.status
-        if exchange.redirected:     # proxy_redirect, proxy_cookie_domain, proxy_cookie_path
+        if exchange.redirected:     # proxy_redirect, proxy_cookie_domain, _path and _flags
             exchange.headers = rewrite_headers(exchange.headers, self.plan.redirects, self.vars,
-                                               location.proxy_cookie_domain, location.proxy_cookie_path)
+                                               location.proxy_cookie_domain, location.proxy_cookie_path,
+                                               location.proxy_cookie_flags)
         limit_response(exchange, location, self.vars, self.started,
                        lambda line: self._log("error", line, peer))
         exchange.relay(framing)

@@ -7,6 +7,7 @@ from email.utils import formatdate
 
 from sheer.config.model import ClientLimits, HttpReturn, HttpServer, Location, Upstream
 from sheer.config.proxy_headers import HIDDEN_BY_DEFAULT
+from sheer.config.responses import DEFAULT_REPLIES
 from sheer.config.template import Template
 from sheer.config.values import is_unix
 from sheer.core.balancers import Balancer
@@ -38,6 +39,7 @@ class Plan:
         "error_log",
         "handler",
         "keepalive_disable",
+        "keepalive_line",
         "keepalive_ok",
         "keepalive_requests",
         "keepalive_time",
@@ -47,6 +49,7 @@ class Plan:
         "pool",
         "proxy_host",
         "redirects",
+        "replies",
         "response_skip",
         "return_",
         "send_timeout",
@@ -68,6 +71,10 @@ class Plan:
                        else server.static if server is not None and return_ is None else None)
         self.add_headers = (location.add_headers if location is not None
                             else server.add_headers if server is not None else ())
+        self.replies = (location.replies if location is not None
+                        else server.replies if server is not None else DEFAULT_REPLIES)
+        header = self.replies.keepalive_header      # keepalive_timeout's second argument
+        self.keepalive_line = b"Keep-Alive: timeout=%d\r\n" % int(header) if header else b""
         if location is not None:
             self.access: AccessLogger | None = AccessLogger(location.access_logs)
             self.error_log: ErrorLogger = ctx.error_log(location.error_log)

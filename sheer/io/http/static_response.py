@@ -11,7 +11,7 @@ import stat
 import time
 
 from sheer.config.static import Static
-from sheer.core.http.add_header import SUCCESS, added
+from sheer.core.http.add_header import SUCCESS, added, chunked_with_trailers, last_chunk
 from sheer.core.http.conditional import (
     etag,
     expires_headers,
@@ -22,7 +22,7 @@ from sheer.core.http.conditional import (
 )
 from sheer.core.http.files import Mapped, directory_location, escapes_root
 from sheer.core.http.headers import reason
-from sheer.core.http.pages import absolute_location
+from sheer.core.http.pages import own_location
 from sheer.core.http.ranges import Verdict, content_range, multipart, parse_range
 from sheer.core.variables import render
 from sheer.io.http.answers import answer_error
@@ -94,8 +94,9 @@ def _redirect(client: ClientConnection, request: Request, plan: Plan, location: 
     """The 301 for a directory: nginx's special response page, with an absolute Location."""
     variables = request.vars
     assert variables is not None
-    where = absolute_location(location.encode("latin-1", "replace"), variables.variable("host"),
-                              variables.variable("server_port"))
+    where = own_location(location.encode("latin-1", "replace"), variables, plan.replies)
+    # a new redirect: the Location an error_page's first answer carried goes
+    request.carried = tuple((name, value) for name, value in request.carried if name.lower() != b"location")
     request.headers_out = ((b"Location", where),)
     answer_error(client, request, 301, plan)
 
@@ -144,7 +145,7 @@ async def _respond(client: ClientConnection, request: Request, plan: Plan, stati
     if tag is not None and b"etag" not in replaced:
         extra.insert(0, (b"ETag", tag.encode("latin-1")))     # the static handler's, before the filters'
     if status == 304:
-        head = _head(304, client, None, None, own, extra, keepalive)
+        head = _head(304, client, None, None, own, extra, keepalive, plan.keepalive_line)
         _finish(client, request, plan, head, 304, 0, keepalive)
         return
     tail: list[tuple[bytes, bytes]] = []      # the range filter's, after the headers filter's
@@ -170,7 +171,20 @@ async def _respond(client: ClientConnection, request: Request, plan: Plan, stati
                 content_type = multi_type
         else:
             tail.append((b"Accept-Ranges", b"bytes"))
-    head = _head(status, client, content_type, length, own, extra + tail, keepalive)
+    replies = plan.replies
+    chunked = chunked_with_trailers(replies.add_trailers, replies.chunked, status, request.method,
+                                    request.version)
+    head = _head(status, client, content_type, None if chunked else length, own, extra + tail, keepalive,
+                 plan.keepalive_line, chunked)
+    variables.sent = head
+    if chunked:      # nginx's trailers filter runs as the file's (last) buffer passes: before it is sent
+        end = last_chunk(replies.add_trailers, status, variables)
+        if length:
+            start, end = b"%x\r\n" % length, b"\r\n" + end
+            pieces.insert(0, start)
+            length += len(start)
+        pieces.append(end)
+        length += len(end)
     if head_only or request.http09:
         if request.http09:
             head = b""
@@ -191,9 +205,10 @@ async def _respond(client: ClientConnection, request: Request, plan: Plan, stati
 
 
 def _head(status: int, client: ClientConnection, content_type: bytes | None, length: int | None,
-          own: list[tuple[bytes, bytes]], extra: list[tuple[bytes, bytes]], keepalive: bool) -> bytes:
-    """nginx's order: Server, Date, Content-Type, Content-Length, Last-Modified, Connection, then
-    the header list (ETag, Accept-Ranges, expires, add_header)."""
+          own: list[tuple[bytes, bytes]], extra: list[tuple[bytes, bytes]], keepalive: bool,
+          keepalive_line: bytes = b"", chunked: bool = False) -> bytes:
+    """nginx's order: Server, Date, Content-Type, Content-Length, Last-Modified, Transfer-Encoding,
+    Connection, then the header list (ETag, Accept-Ranges, expires, add_header)."""
     lines = [b"HTTP/1.1 %d %s\r\nServer: %s\r\nDate: %s\r\n" % (status, reason(status), SERVER,
                                                               client.site.date())]
     if content_type is not None:
@@ -202,7 +217,9 @@ def _head(status: int, client: ClientConnection, content_type: bytes | None, len
         lines.append(b"Content-Length: %d\r\n" % length)
     for name, value in own:
         lines.append(b"%s: %s\r\n" % (name, value))
-    lines.append(b"Connection: keep-alive\r\n" if keepalive else b"Connection: close\r\n")
+    if chunked:
+        lines.append(b"Transfer-Encoding: chunked\r\n")
+    lines.append(b"Connection: keep-alive\r\n" + keepalive_line if keepalive else b"Connection: close\r\n")
     for name, value in extra:
         lines.append(b"%s: %s\r\n" % (name, value))
     lines.append(b"\r\n")
