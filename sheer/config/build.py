@@ -12,6 +12,7 @@ from sheer.config.build_http import HttpBuilder
 from sheer.config.build_tls import check_stream_tls, stream_proxy_ssl, stream_tls
 from sheer.config.error_logs import error_logs
 from sheer.config.errors import ConfigError, Source
+from sheer.config.geo import check_unique, geos_of
 from sheer.config.maps import maps_of
 from sheer.config.model import (
     AccessLog,
@@ -39,6 +40,7 @@ from sheer.config.scope import (
     single_child,
     with_port,
 )
+from sheer.config.split_clients import splits_of
 from sheer.config.table import NoticeLevel
 from sheer.config.template import (
     HTTP_PREFIXES,
@@ -211,10 +213,13 @@ class StreamBuilder:
         formats = self.top.log_formats(self.block, STREAM_VARIABLES, (), {})
         self.matches = build_health.stream_matches(self.block)
         maps = maps_of(self.block, STREAM_VARIABLES, ())
+        geos = geos_of(self.block, STREAM_VARIABLES, (), http=False)
+        splits = splits_of(self.block, STREAM_VARIABLES, ())
+        check_unique((made.variable for made in maps), (*geos, *splits), STREAM_VARIABLES)
         servers = tuple(self.server(child, upstreams, formats)
                         for child in self.block.children if child.context == "stream.server")
         build_health.check_dsr_is_checked(servers)
-        return Stream(servers, tuple(upstreams.values()), maps)
+        return Stream(servers, tuple(upstreams.values()), maps, geos, splits)
 
     def server(self, block: Block, upstreams: dict[str, Upstream],
                formats: dict[str, LogFormat]) -> StreamServer:

@@ -12,6 +12,7 @@ from sheer.config.build_rewrite import script_of
 from sheer.config.build_static import expires_of, static_of
 from sheer.config.build_tls import server_tls, upstream_tls
 from sheer.config.errors import ConfigError, Source
+from sheer.config.geo import check_unique, geos_of
 from sheer.config.locations import check_nesting, duplicate_key, location_args, location_regex
 from sheer.config.maps import maps_of
 from sheer.config.model import (
@@ -42,6 +43,7 @@ from sheer.config.scope import (
     proxy_bind,
 )
 from sheer.config.server_names import server_name_regexes
+from sheer.config.split_clients import splits_of
 from sheer.config.table import HTTP_LOCATION, NoticeLevel
 from sheer.config.template import HTTP_PREFIXES, HTTP_VARIABLES, Template, compile_template
 from sheer.config.tree import Block
@@ -83,11 +85,14 @@ class HttpBuilder:
         formats = self.top.log_formats(self.block, HTTP_VARIABLES, HTTP_PREFIXES, {"combined": COMBINED})
         self.matches = build_health.http_matches(self.block)
         maps = maps_of(self.block, HTTP_VARIABLES, HTTP_PREFIXES)
+        geos = geos_of(self.block, HTTP_VARIABLES, HTTP_PREFIXES, http=True)
+        splits = splits_of(self.block, HTTP_VARIABLES, HTTP_PREFIXES)
+        check_unique((made.variable for made in maps), (*geos, *splits), HTTP_VARIABLES)
         self.addresses: set[tuple[str, int]] = set()     # seen: the first server on one is its default
         servers = tuple(self.server(child, upstreams, formats)
                         for child in self.block.children if child.context == "http.server")
         _check_default_servers(servers)
-        return Http(servers, tuple(upstreams.values()), maps)
+        return Http(servers, tuple(upstreams.values()), maps, geos, splits)
 
     def template(self, text: str, source: Source) -> Template:
         return compile_template(text, source, HTTP_VARIABLES, HTTP_PREFIXES)

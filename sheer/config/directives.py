@@ -35,6 +35,7 @@ from sheer.config.realip import protocol_version as _protocol_version
 from sheer.config.resolver import resolver_args
 from sheer.config.table import (
     EVENTS,
+    GEO,
     HTTP,
     HTTP_ALL,
     HTTP_IF,
@@ -44,6 +45,7 @@ from sheer.config.table import (
     HTTP_UPSTREAM,
     MAIN,
     MAP,
+    SPLIT,
     STREAM,
     STREAM_ALL,
     STREAM_MATCH,
@@ -281,6 +283,8 @@ TABLE += (
 TABLE += (
     # variables made from others (sheer/config/maps.py, sheer/core/maps.py)
     _d("map", {HTTP, STREAM}, (2, 2), block=MAP),
+    _d("geo", {HTTP, STREAM}, (1, 2), block=GEO),
+    _d("split_clients", {HTTP, STREAM}, (2, 2), block=SPLIT),
 )
 
 # response headers and trailers, chunked, redirects (sheer/config/responses.py, sheer/core/http/add_header.py)

@@ -9,6 +9,7 @@ from typing import Literal
 
 from sheer.config.access import AccessRule
 from sheer.config.announce import Announcing
+from sheer.config.computed import Geo, Split
 from sheer.config.error_pages import ErrorPage
 from sheer.config.errors import Source
 from sheer.config.health import HealthCheck
@@ -193,6 +194,8 @@ class Stream:
     servers: tuple[StreamServer, ...]
     upstreams: tuple[Upstream, ...]
     maps: tuple[Map, ...] = ()
+    geos: tuple[Geo, ...] = ()
+    splits: tuple[Split, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,6 +349,8 @@ class Http:
     servers: tuple[HttpServer, ...]
     upstreams: tuple[Upstream, ...]
     maps: tuple[Map, ...] = ()
+    geos: tuple[Geo, ...] = ()
+    splits: tuple[Split, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,8 @@ HTTP_ALL = frozenset({HTTP, HTTP_SERVER, HTTP_LOCATION})
 STREAM_ALL = frozenset({STREAM, STREAM_SERVER})
 STREAM_MATCH, HTTP_MATCH = "stream.match", "http.match"
 MAP = "map"              # `map $a $b { key value; }`: every line a key and its value
+GEO = "geo"              # `geo $a { 192.0.2.0/24 value; }`: the same, with addresses for keys
+SPLIT = "split_clients"  # `split_clients $a $b { 50% value; * other; }`: the same, with percentages
 TYPES = "types"          # `types { text/html html htm; }`: every line a MIME type and its extensions
 
 

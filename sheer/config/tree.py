@@ -144,7 +144,7 @@ class TreeReader:
             if block.context == table.TYPES:
                 self._type(directive, source, block)
                 continue
-            if block.context == table.MAP:
+            if block.context in (table.MAP, table.GEO, table.SPLIT):
                 if "block" in directive:
                     raise ConfigError(f'directive "{name}" is not terminated by ";"', source)
                 block.settings.setdefault("entries", []).append(

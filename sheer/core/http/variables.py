@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable
 
 from sheer.core.http.headers import Headers, forwarded, forwarded_for
-from sheer.core.maps import MapTable, lookup
+from sheer.core.maps import Table, lookup
 from sheer.core.proxy_protocol import ProxyHeader
 from sheer.core.variables import binary_address, time_iso8601, time_local
 
@@ -43,7 +43,7 @@ class Connection:
         self.hostname = hostname
         self.pid = str(pid)
         self.proxy: ProxyHeader | None = None      # what `listen ... proxy_protocol` received
-        self.maps: dict[str, MapTable] = {}          # the http block's `map` variables
+        self.maps: dict[str, Table] = {}             # the http block's `map` and `geo` variables
         self.tls: TlsInfo | None = None            # `listen ... ssl`: what the handshake settled
         self.start = 0.0                             # when it was accepted (the clock of `now`)
         # stub_status's active, reading, writing and waiting connections ($connections_*), when asked
