@@ -135,8 +135,9 @@ def _gzip_notice(args: list[str]) -> tuple[NoticeLevel, str] | None:
 _SIZES = ("types_hash_max_size", "types_hash_bucket_size", "server_names_hash_max_size",
           "server_names_hash_bucket_size", "variables_hash_max_size", "variables_hash_bucket_size",
           "map_hash_max_size", "map_hash_bucket_size", "proxy_headers_hash_max_size",
-          "proxy_headers_hash_bucket_size")
+          "proxy_headers_hash_bucket_size", "referer_hash_max_size", "referer_hash_bucket_size")
 _SIZE_CONTEXTS = {"types_hash_max_size": HTTP_ALL, "types_hash_bucket_size": HTTP_ALL,
+                  "referer_hash_max_size": HTTP_ALL - {HTTP}, "referer_hash_bucket_size": HTTP_ALL - {HTTP},
                   "proxy_headers_hash_max_size": HTTP_ALL, "proxy_headers_hash_bucket_size": HTTP_ALL}
 
 TABLE: tuple[Directive, ...] = (

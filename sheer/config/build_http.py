@@ -32,6 +32,7 @@ from sheer.config.model import (
 )
 from sheer.config.names import Names
 from sheer.config.realip import http_real_ip
+from sheer.config.referers import referers_of, server_names_of
 from sheer.config.resolver import effective as effective_resolver
 from sheer.config.responses import added_lines, replies_of
 from sheer.config.scope import (
@@ -248,6 +249,7 @@ class HttpBuilder:
                                               inherited(chain, "proxy_pass_header", [])),
             proxy_intercept_errors=inherited(chain, "proxy_intercept_errors", False),
             internal="internal" in block.settings,
+            referers=referers_of(inherited(chain, "valid_referers", None), server_names_of(chain)),
             proxy_set_body=inherited(chain, "proxy_set_body", None),
             proxy_method=inherited(chain, "proxy_method", None),
             proxy_cookie_domain=proxy_headers.cookie_rules(inherited(chain, "proxy_cookie_domain", None)),

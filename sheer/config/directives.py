@@ -234,6 +234,7 @@ TABLE: tuple[Directive, ...] = (
     _d("real_ip_recursive", HTTP_ALL, (1, 1), _flag("real_ip_recursive")),
     # http
     _d("server_name", {HTTP_SERVER}, (1, None), multi=True),      # nginx: every line adds its names
+    _d("valid_referers", {HTTP_SERVER, HTTP_LOCATION}, (1, None), multi=True),   # sheer.config.referers
     _d("location", {HTTP_SERVER, HTTP_LOCATION}, (1, 2), block=HTTP_LOCATION),
     _d("proxy_set_header", HTTP_ALL, (2, 2), multi=True),
     _d("proxy_http_version", HTTP_ALL, (1, 1), _http_version),

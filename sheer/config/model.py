@@ -21,6 +21,7 @@ from sheer.config.log_model import LogLevel as LogLevel  # noqa: PLC0414  (re-ex
 from sheer.config.log_model import Syslog as Syslog  # noqa: PLC0414  (re-exported)
 from sheer.config.proxy_headers import HIDDEN_BY_DEFAULT, CookieFlags, Redirect
 from sheer.config.realip import RealIp
+from sheer.config.referers import Referers
 from sheer.config.resolver import Resolver
 from sheer.config.responses import DEFAULT_REPLIES, Replies
 from sheer.config.responses import AddHeader as AddHeader  # noqa: PLC0414  (re-exported)
@@ -299,6 +300,7 @@ class Location:
     proxy_hidden: frozenset[bytes] = HIDDEN_BY_DEFAULT
     proxy_intercept_errors: bool = False
     internal: bool = False                      # `internal`: reached only by internal redirects (else 404)
+    referers: Referers | None = None            # valid_referers, for $invalid_referer
     proxy_set_body: Template | None = None
     proxy_method: Template | None = None      # the upstream request's method (the client's when None)
     proxy_cookie_domain: tuple[Redirect, ...] = ()

@@ -34,7 +34,7 @@ HTTP_VARIABLES = COMMON_VARIABLES | {
     "remote_user", "request_length", "upstream_status", "upstream_response_time", "upstream_header_time",
     "upstream_bytes_received", "upstream_bytes_sent", "upstream_response_length",
     "content_length", "content_type", "http_host", "is_args", "request_id", "connection_requests",
-    "limit_rate", "connection_time",
+    "limit_rate", "connection_time", "invalid_referer",
     "connections_active", "connections_reading", "connections_writing", "connections_waiting",  # stub_status
     "request_body",
     # TLS (sheer/config/tls.py)

@@ -107,6 +107,27 @@ def test_geo_and_split_clients_in_http_and_stream(run_sheer: Callable[..., Sheer
         assert sock.recv(100) == b"local\n"
 
 
+def test_hotlinking_refused_by_valid_referers(run_sheer: Callable[..., Sheer]) -> None:
+    port = free_port()
+    run_sheer(f"""
+        http {{ server {{ listen 127.0.0.1:{port}; server_name img.test;
+                          location /img/ {{ valid_referers none blocked server_names *.example.com;
+                                           if ($invalid_referer) {{ return 403; }}
+                                           return 200 "image"; }} }} }}""")
+
+    def status(referer: str | None) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=3)
+        try:
+            conn.request("GET", "/img/a.png", headers={"Referer": referer} if referer is not None else {})
+            return conn.getresponse().status
+        finally:
+            conn.close()
+
+    allowed = (None, "http://img.test/page", "https://www.example.com/", "hidden")
+    assert [status(r) for r in allowed] == [200] * 4
+    assert [status(r) for r in ("http://evil.test/", "https://example.com.evil.test/")] == [403, 403]
+
+
 def test_a_relative_redirect_is_made_absolute(run_sheer: Callable[..., Sheer]) -> None:
     port = free_port()
     run_sheer(f"""

@@ -7,7 +7,9 @@ import os
 import re
 from collections.abc import Callable
 
+from sheer.config.referers import Referers
 from sheer.core.http.headers import Headers, forwarded, forwarded_for
+from sheer.core.http.referer import invalid_referer
 from sheer.core.maps import Table, lookup
 from sheer.core.proxy_protocol import ProxyHeader
 from sheer.core.variables import binary_address, time_iso8601, time_local
@@ -69,6 +71,7 @@ class RequestVariables:
         "method",
         "now",
         "proxy_host",
+        "referers",
         "remote_addr",
         "remote_port",
         "request_id",
@@ -126,12 +129,19 @@ class RequestVariables:
         # nginx's r->limit_rate: None until set (`set $limit_rate`, X-Accel-Limit-Rate) or worked out from
         # `limit_rate` when the response starts
         self.limit_rate: int | None = None
+        self.referers: Referers | None = None     # the location's valid_referers ($invalid_referer)
         self.user: dict[str, str] | None = None   # `set` variables and regex captures (the rewrite module)
         self.upstream_headers: Headers | None = None     # the last upstream answer's ($upstream_http_*)
         self.body: Callable[[], bytes] | None = None     # $request_body, once the proxy read it whole
         # the response's head as sent (or, while add_header renders, the lines added so far): $sent_http_*
         self.sent: Headers | bytes | None = None
         self.trailers: Headers | None = None     # the add_trailer lines made so far ($sent_trailer_*)
+
+    def referer(self) -> str | None:
+        """The Referer as sent, None when there is none (an empty one is a Referer)."""
+        self.header("referer")
+        assert self._lower is not None
+        return self._lower.get("referer")
 
     def header(self, name: str) -> str:
         """A request header by lowercase name (`x-forwarded-for`), or ""."""
@@ -309,6 +319,7 @@ _GETTERS: dict[str, Callable[[RequestVariables], str]] = {
     "host": lambda v: v.host,
     "http_host": lambda v: v.header("host"),
     "server_name": lambda v: v.server_name,
+    "invalid_referer": lambda v: invalid_referer(v.referers, v.referer()),
     "request_uri": lambda v: v.request_uri,
     "uri": lambda v: v.uri,
     "document_uri": lambda v: v.uri,

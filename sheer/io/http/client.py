@@ -249,7 +249,10 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
 
     def dispatch(self, request: Request, plan: Plan) -> None:
         """The request's answer from its location (again after an error_page's internal redirect)."""
-        if request.answer is not None or (plan.location is not None and plan.location.rewrite is not None):
+        location = plan.location
+        if location is not None and request.vars is not None:
+            request.vars.referers = location.referers        # $invalid_referer's
+        if request.answer is not None or (location is not None and location.rewrite is not None):
             if (found := rewrite(self, request, plan)) is None:     # answered by the rewrite module
                 return
             plan = found
