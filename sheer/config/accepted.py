@@ -32,8 +32,6 @@ _MEMORY = "sheer keeps request and response bodies in memory: no temporary files
 _BUFFERS = "sheer sizes its buffers itself: nothing to do"
 _RELAYED = ("sheer passes a response on as it arrives, reading the upstream only as fast as the client "
             "takes it (nginx's proxy_buffering off, without its buffer limit)")
-_STREAMED = ("sheer reads request bodies up to 64 KiB whole before sending them upstream and streams larger "
-             "ones as they arrive")
 
 # The dynamic modules sheer has built in: `load_module` of these loads nothing and is no error.
 BUILT_IN = frozenset({"ngx_stream_module"})
@@ -170,14 +168,10 @@ TABLE: tuple[Directive, ...] = (
     entry("tcp_nodelay", HTTP_ALL | STREAM_ALL, (1, 1), _flag("tcp_nodelay"), notice=_tcp_nodelay_notice),
     *(entry(name, _SIZE_CONTEXTS.get(name, {HTTP}), (1, 1), _number(name), notice=_says(_SIZING))
       for name in _SIZES),
-    entry("client_body_temp_path", HTTP_ALL, (1, 4), _temp_path("client_body_temp_path"),
-          notice=_says(_MEMORY)),
     entry("proxy_temp_path", HTTP_ALL, (1, 4), _temp_path("proxy_temp_path"), notice=_says(_MEMORY)),
     entry("server_tokens", HTTP_ALL, (1, 1), _server_tokens, notice=_server_tokens_notice),
     # proxy buffering: sheer relays as data comes, with back-pressure both ways
     entry("proxy_buffering", HTTP_ALL, (1, 1), _flag("proxy_buffering"), notice=_says(_RELAYED)),
-    entry("proxy_request_buffering", HTTP_ALL, (1, 1), _flag("proxy_request_buffering"),
-          notice=_says(_STREAMED)),
     entry("proxy_buffer_size", HTTP_ALL | STREAM_ALL, (1, 1), _size("proxy_buffer_size"),
           notice=_says(_BUFFERS)),
     entry("proxy_buffers", HTTP_ALL, (2, 2), _buffers, notice=_says(_BUFFERS)),

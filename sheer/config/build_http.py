@@ -32,6 +32,7 @@ from sheer.config.model import (
 )
 from sheer.config.names import Names
 from sheer.config.realip import http_real_ip
+from sheer.config.request_body import request_body_of
 from sheer.config.resolver import effective as effective_resolver
 from sheer.config.scope import (
     check_unix_peers,
@@ -219,6 +220,7 @@ class HttpBuilder:
             handler=handler,
             client_body_timeout=inherited(chain, "client_body_timeout", 60.0),
             client_max_body_size=inherited(chain, "client_max_body_size", 1024 * 1024),
+            request_body=request_body_of(chain, self.top.prefix),
             send_timeout=inherited(chain, "send_timeout", 60.0),
             keepalive_timeout=inherited(chain, "keepalive_timeout", 75.0),
             keepalive_requests=inherited(chain, "keepalive_requests", 1000),

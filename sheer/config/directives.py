@@ -18,6 +18,7 @@ from sheer.config import (
     error_pages,
     health,
     proxy_headers,
+    request_body,
     rewrite,
     static,
     tls,
@@ -286,6 +287,9 @@ TABLE += (
     # variables made from others (sheer/config/maps.py, sheer/core/maps.py)
     _d("map", {HTTP, STREAM}, (2, 2), block=MAP),
 )
+
+# reading request bodies (sheer/config/request_body.py)
+TABLE += request_body.DIRECTIVES
 
 # static files (sheer/config/static.py)
 TABLE += static.DIRECTIVES
