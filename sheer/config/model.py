@@ -20,7 +20,7 @@ from sheer.config.log_model import LogLevel as LogLevel  # noqa: PLC0414  (re-ex
 from sheer.config.log_model import Syslog as Syslog  # noqa: PLC0414  (re-exported)
 from sheer.config.proxy_headers import HIDDEN_BY_DEFAULT, Redirect
 from sheer.config.realip import RealIp
-from sheer.config.request_body import RequestBodyConfig
+from sheer.config.request_body import BODY_DEFAULTS, RequestBodyConfig
 from sheer.config.resolver import Resolver
 from sheer.config.script import Script
 from sheer.config.static import Expires, Static
@@ -283,7 +283,7 @@ class Location:
     handler: StatusHandler | None = None
     client_body_timeout: float = 60.0
     client_max_body_size: int = 1024 * 1024      # 0: no limit
-    request_body: RequestBodyConfig = RequestBodyConfig()   # client_body_*, proxy_request_buffering
+    request_body: RequestBodyConfig = BODY_DEFAULTS   # client_body_*, proxy_request_buffering
     send_timeout: float = 60.0
     keepalive_timeout: float = 75.0
     keepalive_requests: int = 1000               # per client connection, then Connection: close

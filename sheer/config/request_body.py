@@ -35,6 +35,9 @@ class RequestBodyConfig:
     buffering: bool = True               # proxy_request_buffering
 
 
+BODY_DEFAULTS = RequestBodyConfig()
+
+
 def _in_file_only(args: list[str], src: Source) -> str:
     if args[0] not in ("on", "off", "clean"):
         raise ConfigError(f'invalid value "{args[0]}" in "client_body_in_file_only" directive, '
