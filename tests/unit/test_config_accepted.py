@@ -101,7 +101,7 @@ def test_no_op_directives_are_accepted_and_said_once(tmp_path: Path) -> None:
         main="events { multi_accept on; accept_mutex off; use epoll; }\npcre_jit on;\n"))
     said = [text.split('"')[1] for _, text in config.notices]
     assert said == ["multi_accept", "accept_mutex", "use", "pcre_jit", "sendfile", "tcp_nopush",
-                    "server_names_hash_bucket_size", "client_body_temp_path", "proxy_temp_path"]
+                    "server_names_hash_bucket_size", "proxy_temp_path"]     # client_body_temp_path is used
     assert all(level == "notice" for level, _ in config.notices)
     assert config.notices[4][1].startswith(f"{tmp_path}/lb.conf:4: ")   # the first sendfile, not the second
     # `sendfile on` is what sheer does: nothing to say
