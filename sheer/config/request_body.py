@@ -12,15 +12,13 @@ proxy_request_buffering off sends the body upstream as it arrives, without waiti
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 from sheer.config.errors import ConfigError, Source
 from sheer.config.prefix import full_name
 from sheer.config.table import HTTP_ALL, Directive, entry
-
-if TYPE_CHECKING:
-    from sheer.config.tree import Block
 from sheer.config.values import parse_flag, parse_size
 
 InFileOnly = Literal["off", "on", "clean"]
@@ -40,8 +38,7 @@ BODY_DEFAULTS = RequestBodyConfig()
 
 def _in_file_only(args: list[str], src: Source) -> str:
     if args[0] not in ("on", "off", "clean"):
-        raise ConfigError(f'invalid value "{args[0]}" in "client_body_in_file_only" directive, '
-                          'it must be "on", "off" or "clean"', src)
+        raise ConfigError(f'invalid value "{args[0]}"', src)     # nginx's ngx_conf_set_enum_slot
     return args[0]
 
 
@@ -66,12 +63,19 @@ DIRECTIVES: tuple[Directive, ...] = (
 )
 
 
-def _inherited(chain: list[Block], key: str, default: Any) -> Any:
+class _Block(Protocol):
+    """sheer.config.tree.Block (which this module's directives are part of)."""
+
+    @property
+    def settings(self) -> dict[str, Any]: ...
+
+
+def _inherited(chain: Sequence[_Block], key: str, default: Any) -> Any:
     """sheer.config.scope.inherited (which needs the model this module is part of)."""
     return next((block.settings[key] for block in chain if key in block.settings), default)
 
 
-def request_body_of(chain: list[Block], prefix: str) -> RequestBodyConfig:
+def request_body_of(chain: Sequence[_Block], prefix: str) -> RequestBodyConfig:
     """The location's settings, nginx's defaults where nothing is written."""
     return RequestBodyConfig(
         buffer_size=_inherited(chain, "client_body_buffer_size", BUFFER_SIZE),

@@ -48,8 +48,8 @@ def test_unbuffered_chunked_body_reaches_the_upstream_as_it_comes(harness: Harne
     harness.serve(f"""server {{ listen 127.0.0.1:{port}; proxy_request_buffering off; proxy_http_version 1.1;
         location / {{ proxy_pass http://127.0.0.11:{upstream.getsockname()[1]}; }} }}""")
     with socket.create_connection(("127.0.0.1", port), timeout=3) as client, upstream:
-        client.sendall(b"POST /up HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n"
-                       b"5\r\n01234\r\n")
+        client.sendall(b"POST /up HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                       b"Transfer-Encoding: chunked\r\n\r\n5\r\n01234\r\n")
         conn, _ = upstream.accept()       # before the body is complete: nothing waited for it
         with conn:
             conn.settimeout(3)
