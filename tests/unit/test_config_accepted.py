@@ -120,6 +120,8 @@ def test_tcp_nodelay_off_is_said(tmp_path: Path) -> None:
     ("types_hash_max_size big;", '"types_hash_max_size" takes a non-negative number, got "big"'),
     ("client_body_temp_path /tmp/b 3;", 'invalid value "3" in "client_body_temp_path" directive'),
     ("client_body_in_file_only maybe;", 'invalid value "maybe"'),
+    ("connection_pool_size 100;", "the pool size must be no less than 112"),
+    ("request_pool_size 129;", "the pool size must be a multiple of 16"),
     ("client_body_in_single_buffer yes;",
      'invalid value "yes" in "client_body_in_single_buffer" directive, it must be "on" or "off"'),
     ("proxy_request_buffering 1;",

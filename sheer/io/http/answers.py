@@ -170,8 +170,8 @@ def answer_code(client: Client, request: Request, plan: Plan, code: int, text: b
 
 
 def _added(request: Request, status: int, plan: Plan | None) -> tuple[tuple[bytes, bytes], ...]:
-    """The location's add_header lines for this status (sheer/core/http/add_header.py)."""
-    location = plan.location if plan is not None else None
-    if location is None or not location.add_headers or request.vars is None:
+    """The location's add_header lines for this status (sheer/core/http/add_header.py), the server's
+    for what it answers outside any location (its `return`)."""
+    if plan is None or not plan.add_headers or request.vars is None:
         return request.carried
-    return (*request.carried, *added(location.add_headers, status, request.vars)[0])
+    return (*request.carried, *added(plan.add_headers, status, request.vars)[0])
