@@ -322,6 +322,8 @@ def _limits(chain: list[Block]) -> ClientLimits:
         client_header_timeout=inherited(chain, "client_header_timeout", 60.0),
         client_header_buffer_size=inherited(chain, "client_header_buffer_size", 1024),
         large_client_header_buffers=inherited(chain, "large_client_header_buffers", (4, 8192)),
+        ignore_invalid_headers=inherited(chain, "ignore_invalid_headers", True),
+        underscores_in_headers=inherited(chain, "underscores_in_headers", False),
         client_body_timeout=inherited(chain, "client_body_timeout", 60.0),
         client_max_body_size=inherited(chain, "client_max_body_size", 1024 * 1024),
         send_timeout=inherited(chain, "send_timeout", 60.0),

@@ -317,6 +317,8 @@ class ClientLimits:
     client_header_timeout: float = 60.0
     client_header_buffer_size: int = 1024
     large_client_header_buffers: tuple[int, int] = (4, 8192)     # number, size
+    ignore_invalid_headers: bool = True
+    underscores_in_headers: bool = False
     client_body_timeout: float = 60.0
     client_max_body_size: int = 1024 * 1024
     send_timeout: float = 60.0

@@ -109,6 +109,21 @@ def test_what_nginx_accepts_that_is_unusual() -> None:
                          'client sent invalid header line: "X_Y: 2"']
 
 
+def test_ignore_invalid_headers_off_and_underscores_in_headers() -> None:
+    text = b"GET / HTTP/1.1\r\nHost: a\r\nX_Y: 2\r\n_z: 3\r\nx.f: 4\r\n</kie>: 5\r\n\r\n"
+    kept = parse_head(text, 0, Limits(ignore_invalid=False))
+    assert isinstance(kept, RequestHead) and kept.ignored is None
+    # nginx starts the name again after a character that cannot begin one
+    assert kept.headers[1:] == [(b"X_Y", b"2"), (b"_z", b"3"), (b"x.f", b"4"), (b"kie>", b"5")]
+    underscores = parse_head(text, 0, Limits(underscores=True))
+    assert isinstance(underscores, RequestHead)
+    assert underscores.headers[1:] == [(b"X_Y", b"2"), (b"_z", b"3")]
+    assert underscores.ignored == ['client sent invalid header line: "x.f: 4"',
+                                   'client sent invalid header line: "</kie>: 5"']
+    refused = parse_head(b"GET / HTTP/1.1\r\nHost: a\r\n:x: 1\r\n\r\n", 0, Limits(ignore_invalid=False))
+    assert isinstance(refused, Rejected) and refused.status == 400
+
+
 def test_absolute_form_takes_its_host_from_the_request_line() -> None:
     h = head(b"GET http://Example.com:80/p?q HTTP/1.1\r\nHost: other\r\n\r\n")
     assert (h.target, h.uri, h.args, h.host) == (b"/p?q", "/p", "q", "example.com")

@@ -68,12 +68,15 @@ class RequestHead:
 
 
 class Limits:
-    """client_header_buffer_size and large_client_header_buffers (number, size)."""
+    """client_header_buffer_size and large_client_header_buffers (number, size); what a header name
+    may hold: ignore_invalid_headers, underscores_in_headers."""
 
-    __slots__ = ("buffer", "large", "number")
+    __slots__ = ("buffer", "ignore_invalid", "large", "number", "underscores")
 
-    def __init__(self, buffer: int = 1024, number: int = 4, large: int = 8192) -> None:
+    def __init__(self, buffer: int = 1024, number: int = 4, large: int = 8192, *, ignore_invalid: bool = True,
+                 underscores: bool = False) -> None:
         self.buffer, self.number, self.large = buffer, number, large
+        self.ignore_invalid, self.underscores = ignore_invalid, underscores
 
     @property
     def most(self) -> int:
@@ -126,7 +129,7 @@ def _careful_head(buffer: bytes, start: int, limits: Limits) -> RequestHead | Re
         fields = [(name, value.rstrip(b" ")) for name, value in _FIELD.findall(block)]
     else:
         ignored: list[str] = []
-        found = _lines(block, ignored)
+        found = _lines(block, ignored, limits)
         if isinstance(found, Rejected):
             return found
         fields = found
@@ -179,14 +182,14 @@ def _fits(line_length: int, block: bytes, last: int, limits: Limits) -> Rejected
 _MAX_ERROR_STR = 2048 - 300     # NGX_MAX_ERROR_STR - 300: what nginx quotes of a line it refuses
 
 
-def _lines(block: bytes, ignored: list[str]) -> list[tuple[bytes, bytes]] | Rejected:
+def _lines(block: bytes, ignored: list[str], limits: Limits) -> list[tuple[bytes, bytes]] | Rejected:
     fields = []
     for text in block.split(b"\n")[:-1]:
         found = _LINE.fullmatch(text)
         if found is not None:
             fields.append((found[1], found[2]))
             continue
-        result = _careful_line(text)
+        result = _careful_line(text, limits)
         if isinstance(result, Rejected):
             return result
         if isinstance(result, str):
@@ -199,28 +202,31 @@ def _lines(block: bytes, ignored: list[str]) -> list[tuple[bytes, bytes]] | Reje
 # nginx's `lowcase` table: the characters a header name may have (and "_" with underscores_in_headers)
 _NAME = bytes(1 if (48 <= ch <= 57 or 65 <= ch <= 90 or 97 <= ch <= 122 or ch == 45) else 0
               for ch in range(256))
+_NAME_UNDERSCORES = bytes(1 if _NAME[ch] or ch == 95 else 0 for ch in range(256))
 
 
-def _careful_line(text: bytes) -> tuple[bytes, bytes] | str | Rejected:
+def _careful_line(text: bytes, limits: Limits) -> tuple[bytes, bytes] | str | Rejected:
     """One header line (its LF taken off) through nginx's states: the header, the info line of a
-    header nginx ignores, or the 400 of one it refuses."""
+    header nginx ignores (ignore_invalid_headers), or the 400 of one it refuses."""
     state = "start"
     invalid = False
+    name_start = 0
     name_end = value_start = value_end = len(text)
+    table = _NAME_UNDERSCORES if limits.underscores else _NAME
     for p, ch in enumerate(text):
         if state == "start":
             if ch == 13:
                 state = "header_almost_done"
-            elif _NAME[ch]:
+            elif table[ch]:
                 state = "name"
             elif ch == 95:
                 invalid, state = True, "name"
             elif ch <= 0x20 or ch == 0x7F or ch == 58:
                 return _invalid_line(text, p)
-            else:
-                invalid, state = True, "name"
+            else:     # nginx stays at the start: the name begins after such characters
+                invalid, name_start = True, p + 1
         elif state == "name":
-            if _NAME[ch]:
+            if table[ch]:
                 continue
             if ch == 58:
                 name_end, state = p, "space_before_value"
@@ -256,9 +262,9 @@ def _careful_line(text: bytes) -> tuple[bytes, bytes] | str | Rejected:
             return _invalid_line(text, 0 if state == "header_almost_done" else value_end)
     if state == "value":
         value_end = len(text)
-    if invalid:
+    if invalid and limits.ignore_invalid:
         return f'client sent invalid header line: "{log_text(text[:value_end])}"'
-    return text[:name_end], text[value_start:value_end]
+    return text[name_start:name_end], text[value_start:value_end]
 
 
 def _invalid_line(text: bytes, at: int) -> Rejected:
