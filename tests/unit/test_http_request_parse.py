@@ -223,3 +223,18 @@ def test_a_declared_length_beyond_client_max_body_size() -> None:
     refused = reader.limit_body(1024 * 1024)
     assert refused is not None and refused.status == 413
     assert refused.message == "client intended to send too large body: 2000000 bytes"
+
+
+def test_max_headers_and_merge_slashes() -> None:
+    five = b"GET / HTTP/1.0\r\nHost: a\r\n" + b"X: 1\r\n" * 4 + b"\r\n"
+    assert isinstance(parse_head(five, 0, Limits(max_headers=5)), RequestHead)
+    six = b"GET / HTTP/1.0\r\nHost: a\r\n" + b"X: 1\r\n" * 4 + b"X_Y: 2\r\n\r\n"     # ignored, counted
+    refused = parse_head(six, 0, Limits(max_headers=5))
+    assert isinstance(refused, Rejected) and refused.message == "client sent too many header lines"
+    assert isinstance(parse_head(six, 0, Limits()), RequestHead)
+    assert parse_uri(b"/foo//../bar", merge_slashes=False) == ("/foo/bar", "")
+    assert parse_uri(b"/foo///../bar", merge_slashes=False) == ("/foo//bar", "")
+    assert parse_uri(b"//a//b?x", merge_slashes=False) == ("//a//b", "x")
+    assert parse_uri(b"/foo///../bar") == ("/bar", "")
+    off = parse_head(b"GET /a//b HTTP/1.0\r\n\r\n", 0, Limits(merge_slashes=False))
+    assert isinstance(off, RequestHead) and off.uri == "/a//b"

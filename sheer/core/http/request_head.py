@@ -69,14 +69,17 @@ class RequestHead:
 
 class Limits:
     """client_header_buffer_size and large_client_header_buffers (number, size); what a header name
-    may hold: ignore_invalid_headers, underscores_in_headers."""
+    may hold: ignore_invalid_headers, underscores_in_headers; max_headers (freenginx's; None: no limit,
+    as nginx 1.22), merge_slashes."""
 
-    __slots__ = ("buffer", "ignore_invalid", "large", "number", "underscores")
+    __slots__ = ("buffer", "ignore_invalid", "large", "max_headers", "merge_slashes", "number", "underscores")
 
     def __init__(self, buffer: int = 1024, number: int = 4, large: int = 8192, *, ignore_invalid: bool = True,
-                 underscores: bool = False) -> None:
+                 underscores: bool = False, max_headers: int | None = None,
+                 merge_slashes: bool = True) -> None:
         self.buffer, self.number, self.large = buffer, number, large
         self.ignore_invalid, self.underscores = ignore_invalid, underscores
+        self.max_headers, self.merge_slashes = max_headers, merge_slashes
 
     @property
     def most(self) -> int:
@@ -89,19 +92,22 @@ def parse_head(buffer: bytes, start: int, limits: Limits) -> RequestHead | Rejec
     if found is None or found.end() - start > limits.buffer:
         return _careful_head(buffer, start, limits)
     line, method, target, minor, block = found.groups()
-    uri = parse_uri(target)
+    uri = parse_uri(target, False, limits.merge_slashes)
     if uri is None:
         return Rejected(400, "client sent invalid request")
     head = RequestHead(method, target, HTTP_11 if minor == b"1" else HTTP_10, line, uri[0], uri[1])
     head.length = found.end() - start
-    return _process(head, _FIELD.findall(block))
+    fields = _FIELD.findall(block)
+    if limits.max_headers is not None and len(fields) > limits.max_headers:
+        return _TOO_MANY
+    return _process(head, fields)
 
 
 def _careful_head(buffer: bytes, start: int, limits: Limits) -> RequestHead | Rejected | None:
     line = parse_request_line(buffer, start, limits.large)
     if line is None or isinstance(line, Rejected):
         return line
-    uri = parse_uri(line.target, line.empty_path)
+    uri = parse_uri(line.target, line.empty_path, limits.merge_slashes)
     if uri is None:
         return Rejected(400, "client sent invalid request")
     head = RequestHead(line.method, line.target, line.version, line.line, uri[0], uri[1])
@@ -134,6 +140,8 @@ def _careful_head(buffer: bytes, start: int, limits: Limits) -> RequestHead | Re
             return found
         fields = found
         head.ignored = ignored or None
+    if limits.max_headers is not None and len(fields) + len(head.ignored or ()) > limits.max_headers:
+        return _TOO_MANY       # freenginx counts the lines it ignores too
     return _process(head, fields)
 
 
@@ -179,6 +187,7 @@ def _fits(line_length: int, block: bytes, last: int, limits: Limits) -> Rejected
     return None
 
 
+_TOO_MANY = Rejected(400, "client sent too many header lines")
 _MAX_ERROR_STR = 2048 - 300     # NGX_MAX_ERROR_STR - 300: what nginx quotes of a line it refuses
 
 
