@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 from sheer.config import build_health, proxy_headers
 from sheer.config import directives as d
-from sheer.config.access import access_rules
+from sheer.config.access import access_rules, limit_except
 from sheer.config.build_rewrite import script_of
 from sheer.config.build_static import expires_of, static_of
 from sheer.config.build_tls import server_tls, upstream_tls
@@ -43,7 +43,7 @@ from sheer.config.scope import (
     proxy_bind,
 )
 from sheer.config.server_names import server_name_regexes
-from sheer.config.table import HTTP_LOCATION, NoticeLevel
+from sheer.config.table import HTTP_LIMIT_EXCEPT, HTTP_LOCATION, NoticeLevel
 from sheer.config.template import HTTP_PREFIXES, HTTP_VARIABLES, Template, compile_template
 from sheer.config.tree import Block
 
@@ -227,6 +227,7 @@ class HttpBuilder:
             keepalive_time=inherited(chain, "keepalive_time", 3600.0),
             keepalive_disable=inherited(chain, "keepalive_disable", frozenset({"msie6"})),
             access=access_rules(chain),
+            limit_except=limit_except(chain, HTTP_LIMIT_EXCEPT),
             error_pages=tuple(page for page, _ in inherited(chain, "error_page", [])),
             resolver=effective_resolver(chain, self.top.names),
             source=block.source,

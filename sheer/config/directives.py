@@ -38,6 +38,7 @@ from sheer.config.table import (
     HTTP,
     HTTP_ALL,
     HTTP_IF,
+    HTTP_LIMIT_EXCEPT,
     HTTP_LOCATION,
     HTTP_MATCH,
     HTTP_SERVER,
@@ -151,6 +152,9 @@ def _zone(args: list[str], src: Source) -> tuple[str, int | None]:
 _d = entry
 
 
+_ACCESS_LEVELS = HTTP_ALL | STREAM_ALL | {HTTP_LIMIT_EXCEPT}     # allow and deny
+
+
 TABLE: tuple[Directive, ...] = (
     # main
     _d("user", {MAIN}, (1, 2), _user),
@@ -254,8 +258,9 @@ TABLE: tuple[Directive, ...] = (
     # nginx 1.19.10's defaults: 1000 requests and 1h per client connection; in `upstream`, per
     # cached upstream connection (sheer/io/http/upstream_pool.py)
     # allow/deny, http and stream: one list in the order written (sheer/config/access.py)
-    _d("allow", HTTP_ALL | STREAM_ALL, (1, 1), access.rule(True), multi=True, key="access"),
-    _d("deny", HTTP_ALL | STREAM_ALL, (1, 1), access.rule(False), multi=True, key="access"),
+    _d("allow", _ACCESS_LEVELS, (1, 1), access.rule(True), multi=True, key="access"),
+    _d("deny", _ACCESS_LEVELS, (1, 1), access.rule(False), multi=True, key="access"),
+    _d("limit_except", {HTTP_LOCATION}, (1, None), block=HTTP_LIMIT_EXCEPT),    # sheer/config/access.py
     _d("error_page", HTTP_ALL, (2, None), error_pages.error_page, multi=True),
     _d("keepalive_requests", HTTP_ALL | {HTTP_UPSTREAM}, (1, 1), _number("keepalive_requests")),
     _d("keepalive_time", HTTP_ALL | {HTTP_UPSTREAM}, (1, 1), _time("keepalive_time")),

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from sheer.config.access import AccessRule
+from sheer.config.access import AccessRule, LimitExcept
 from sheer.config.announce import Announcing
 from sheer.config.error_pages import ErrorPage
 from sheer.config.errors import Source
@@ -290,6 +290,7 @@ class Location:
     keepalive_time: float = 3600.0               # a client connection's age after which it closes
     keepalive_disable: frozenset[str] = frozenset({"msie6"})    # browsers answered with Connection: close
     access: tuple[AccessRule, ...] = ()          # allow/deny, in order (sheer/core/access.py)
+    limit_except: LimitExcept | None = None      # other allow/deny for the methods it does not name
     error_pages: tuple[ErrorPage, ...] = ()      # the innermost level's error_page lines
     resolver: Resolver | None = None     # for `proxy_pass` with variables: names are resolved per request
     source: Source | None = None
