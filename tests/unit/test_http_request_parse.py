@@ -138,6 +138,12 @@ def test_http09() -> None:
     assert (h.version, h.keepalive, h.headers, h.line) == (9, False, [], b"GET /x")
 
 
+def test_absolute_form_port_is_checked() -> None:
+    refused = parse_head(b"GET http://1.2.3.4:123456/ HTTP/1.1\r\nHost: a\r\n\r\n", 0, Limits())
+    assert isinstance(refused, Rejected) and refused.message == "client sent invalid host in request line"
+    assert head(b"GET http://A.b:8080/x HTTP/1.1\r\nHost: c\r\n\r\n").host == "a.b"
+
+
 def test_framing_and_connection() -> None:
     assert head(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n").chunked
     assert head(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 007\r\n\r\n").content_length == 7
@@ -159,6 +165,10 @@ def test_uri_as_nginx_normalizes_it(target: bytes, expected: tuple[str, str] | N
     (b"example.com", "example.com"), (b"Example.COM.:80", "example.com"), (b"[::1]:80", "[::1]"),
     (b"a b", None), (b"a/../b", None), (b"a..b", None), (b"", None), (b":80", None),
     (b"\xc3\xa9", "\xc3\xa9"),
+    # nginx 1.29.4's stricter port and IPv6 literal
+    (b"a:65535", "a"), (b"a:", "a"), (b"1.2.3.4:65536", None), (b"1.2.3.4:98777", None), (b"a.:1.2", None),
+    (b"1.2.3.4:9000:80", None), (b"[::1].", None), (b"[::1].:98", None), (b"x[::1]:98", None),
+    (b"[::1", None), (b"[::1]:", "[::1]"),
 ])
 def test_host_as_nginx_validates_it(host: bytes, expected: str | None) -> None:
     assert validate_host(host) == expected

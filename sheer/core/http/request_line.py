@@ -29,7 +29,7 @@ _METHOD_CHARS = re.compile(rb"[\r\n]*([A-Z_-]*)")
 class RequestLine:
     """A request line nginx accepts. `target` is the unparsed URI ($request_uri): for an
     absolute-form target the part after the authority (`/` when there is none), `host` its
-    authority without the port."""
+    authority (validate_host takes the port off)."""
 
     __slots__ = ("empty_path", "host", "length", "line", "method", "target", "version")
 
@@ -134,11 +134,9 @@ def _careful(buffer: bytes, start: int, stop: int) -> RequestLine | Rejected | N
             if (state == "host" and host_char) or (state == "port" and 48 <= ch <= 57):
                 pass
             elif ch == 58 and state != "port":
-                host_end = p
                 state = "port"
             else:
-                if state != "port":
-                    host_end = p
+                host_end = p        # with its port, as nginx 1.29 has validate_host check it
                 if ch == 47:
                     uri_start = p
                     state = "uri"
