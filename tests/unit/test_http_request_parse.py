@@ -70,8 +70,14 @@ REFUSED = [
     (b'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: "chunked"\r\n\r\n', 501,
      'client sent unknown "Transfer-Encoding": "\\x22chunked\\x22"'),
     (b"TRACE / HTTP/1.1\r\nHost: a\r\n\r\n", 405, "client sent TRACE method"),
-    (b"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n", 400, "client sent invalid request"),
-    (b"CONNECT / HTTP/1.1\r\nHost: a\r\n\r\n", 405, "client sent CONNECT method"),
+    # nginx 1.29.3: CONNECT's target is a host and a port, then its 405
+    (b"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n", 405, "client sent CONNECT method"),
+    (b"CONNECT [::1]:443 HTTP/1.0\r\n\r\n", 405, "client sent CONNECT method"),
+    (b"CONNECT / HTTP/1.1\r\nHost: a\r\n\r\n", 400, "client sent invalid request"),
+    (b"CONNECT a HTTP/1.1\r\nHost: a\r\n\r\n", 400, "client sent invalid request"),
+    (b"CONNECT a: HTTP/1.1\r\nHost: a\r\n\r\n", 400, "client sent invalid request"),
+    (b"CONNECT a:443/x HTTP/1.1\r\nHost: a\r\n\r\n", 400, "client sent invalid request"),
+    (b"CONNECT a:99999 HTTP/1.1\r\nHost: a\r\n\r\n", 400, "client sent invalid host in request line"),
 ]
 
 

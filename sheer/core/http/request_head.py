@@ -20,7 +20,7 @@ Headers = list[tuple[bytes, bytes]]
 
 # The common head at once: a plain request line, header names of letters, digits and "-",
 # values without NUL or CR. Anything else goes the careful way.
-_HEAD = re.compile(rb"(([A-Z]+) (/[^\x00-\x20\x7f]*) HTTP/1\.([01]))\r?\n"
+_HEAD = re.compile(rb"((?!CONNECT )([A-Z]+) (/[^\x00-\x20\x7f]*) HTTP/1\.([01]))\r?\n"
                    rb"((?:[A-Za-z0-9-]+:(?:[^\x00\r\n]*[^\x00\r\n ])?\r?\n)*)\r?\n")
 _FIELD = re.compile(rb"([A-Za-z0-9-]+): *([^\r\n]*)\r?\n")
 _BLOCK = re.compile(rb"(?:[A-Za-z0-9-]+:[^\x00\r\n]*\r?\n)*")
