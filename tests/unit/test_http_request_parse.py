@@ -254,3 +254,11 @@ def test_max_headers_and_merge_slashes() -> None:
     assert parse_uri(b"/foo///../bar") == ("/bar", "")
     off = parse_head(b"GET /a//b HTTP/1.0\r\n\r\n", 0, Limits(merge_slashes=False))
     assert isinstance(off, RequestHead) and off.uri == "/a//b"
+
+
+def test_a_refused_http09_request_is_answered_as_http09() -> None:
+    for line in (b"GET /%2e%2e/x\r\n", b"GET http://a..b/\r\n"):
+        refused = parse_head(line, 0, Limits())
+        assert isinstance(refused, Rejected) and refused.status == 400 and refused.http09
+    refused = parse_head(b"GET /%2e%2e/x HTTP/1.0\r\n\r\n", 0, Limits())
+    assert isinstance(refused, Rejected) and not refused.http09

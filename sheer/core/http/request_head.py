@@ -109,14 +109,14 @@ def _careful_head(buffer: bytes, start: int, limits: Limits) -> RequestHead | Re
         return line
     uri = parse_uri(line.target, line.empty_path, limits.merge_slashes)
     if uri is None:
-        return Rejected(400, "client sent invalid request")
+        return Rejected(400, "client sent invalid request", http09=line.version < HTTP_10)
     head = RequestHead(line.method, line.target, line.version, line.line, uri[0], uri[1])
     head.empty_path = line.empty_path
     head.length = line.length
     if line.host is not None:
         host = validate_host(line.host)
         if host is None:
-            return Rejected(400, "client sent invalid host in request line")
+            return Rejected(400, "client sent invalid host in request line", http09=line.version < HTTP_10)
         head.host = host
     if line.version < HTTP_10:
         head.keepalive = False    # HTTP/0.9: no headers, one answer, then the connection closes

@@ -50,7 +50,7 @@ def refused_request(client: Client, rejected: Rejected, line: bytes, plan: Plan)
     request = Request(b"", "", "", [], False, RequestBody(client, None, False), None, False)
     request.rejected = rejected
     request.plan = plan
-    request.http09 = rejected is INVALID_09_METHOD
+    request.http09 = rejected is INVALID_09_METHOD or rejected.http09
     server_name = client.site.vhosts.default.name
     request.vars = RequestVariables(conn, b"", "", "", "", "", [], server_name or conn.server_addr,
                                     server_name, len(line), time.time())
