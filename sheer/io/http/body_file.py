@@ -51,7 +51,7 @@ class BodyFile:
             try:
                 os.unlink(self.name)
             except OSError:
-                pass
+                pass      # removed already (a second end: the answer, then the connection's close)
 
 
 def _write(path: str, data: bytes) -> str:

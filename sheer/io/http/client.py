@@ -307,8 +307,6 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
         self.task = None
         self.relay = None
         self._log_access(request, plan or request.plan)
-        if request.body_file is not None:
-            request.body_file.remove()
         if self.current is request:
             self.current = None
         if self.closed:

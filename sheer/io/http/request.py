@@ -84,7 +84,10 @@ class Request:
         self.body_file: BodyFile | None = None     # $request_body_file's, removed when it is finished
 
     def uncount(self, counters: HttpCounters) -> None:
-        """Over (answered, or its connection lost): out of stub_status's "writing", into its zone."""
+        """Over (answered, or its connection lost): out of stub_status's "writing", into its zone; its
+        body's file (client_body_temp_path) removed."""
+        if self.body_file is not None:
+            self.body_file.remove()
         if not self.counted:
             return
         self.counted = False
