@@ -104,6 +104,9 @@ def test_request_body_variables(harness: Harness, tmp_path: Path) -> None:
     assert header(only, b"X-Body") is None and only.endswith(b"kept")
     kept = header(only, b"X-File")
     assert kept is not None and Path(kept.decode()).read_bytes() == b"kept"
+    empty = header(exchange(port, post("/only", b"")), b"X-File")      # declared empty: an empty file
+    assert empty is not None and Path(empty.decode()).read_bytes() == b""
+    assert header(exchange(port, b"GET /only HTTP/1.0\r\n\r\n"), b"X-File") is None    # none declared
     clean = header(exchange(port, post("/clean", b"gone")), b"X-File")
     assert clean is not None and not os.path.exists(clean)
     unbuffered = exchange(port, post("/off", b"0123456789", chunked=True))

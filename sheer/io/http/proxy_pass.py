@@ -76,8 +76,9 @@ class ProxiedRequest:
             self.client.write(CONTINUE)
         if body.expected and (not location.proxy_pass_request_body or location.proxy_set_body is not None):
             body.detach()        # nginx reads it and sends nothing of it: read and dropped
-        elif body.expected:
-            # A client that stalls is the client connection's to time out (client_body_timeout).
+        elif body.expected or (body.content_length == 0 and location.request_body.in_file_only != "off"):
+            # A client that stalls is the client connection's to time out (client_body_timeout); an
+            # empty body declared gets its (empty) file with client_body_in_file_only, as nginx's.
             broken, request.body_file = await before_upstream(body, self.vars, location.request_body,
                                                               plan.version)
             if broken is not None:
