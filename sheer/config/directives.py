@@ -323,6 +323,10 @@ for _entry in TABLE:
         _BY_CONTEXT[(_entry.name, _context)] = _entry
 
 
+# what nginx allows in `limit_except` besides allow and deny (its NGX_HTTP_LMT_CONF directives)
+_LIMIT_EXCEPT_NGINX = frozenset({"proxy_pass", "access_log", "auth_basic", "auth_basic_user_file", "perl"})
+
+
 def lookup(name: str, context: str, source: Source) -> Directive:
     """The table entry for `name` in `context`, or nginx's error for it."""
     entry = _BY_CONTEXT.get((name, context))
@@ -330,6 +334,9 @@ def lookup(name: str, context: str, source: Source) -> Directive:
         if context == HTTP_IF and name != "if" and (name, HTTP_LOCATION) in _BY_CONTEXT:
             raise ConfigError(f'"{name}" inside "if" is not supported by sheer (only rewrite, set, '
                               'return and break are); a map and a variable in the location often do', source)
+        if context == HTTP_LIMIT_EXCEPT and name in _LIMIT_EXCEPT_NGINX:
+            raise ConfigError(f'"{name}" inside "limit_except" is not supported by sheer (only allow and '
+                              'deny are)', source)
         if name in _NAMES:
             raise ConfigError(f'"{name}" directive is not allowed here', source)
         raise ConfigError(unsupported.refusal(name) or f'unknown directive "{name}"', source)

@@ -104,6 +104,8 @@ def test_limit_except_rules_for_the_other_methods(tmp_path: Path) -> None:
     ("limit_except FOO { }", 'sheer.conf:4: invalid method "FOO"'),
     ("limit_except GET { } limit_except POST { }", 'sheer.conf:4: "limit_except" directive is duplicate'),
     ("limit_except GET { return 403; }", 'sheer.conf:4: "return" directive is not allowed here'),
+    ("limit_except GET { proxy_pass http://a; }",
+     'sheer.conf:4: "proxy_pass" inside "limit_except" is not supported by sheer'),
 ])
 def test_limit_except_refused_as_nginx(tmp_path: Path, block: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
