@@ -4,8 +4,9 @@ proxy_request_buffering (sheer/io/http/body.py, sheer/io/http/body_file.py do it
 
 sheer keeps a buffered body in memory (up to 64 KiB, then it streams it); what these change is what
 nginx lets a configuration see: $request_body holds a body that fits in client_body_buffer_size and was
-not put in a file; $request_body_file names the file nginx would have written (sheer writes it when
-the variable is read, or always with client_body_in_file_only), in client_body_temp_path.
+not put in a file; $request_body_file names the file nginx would have written (for a larger body, or
+any with client_body_in_file_only), in client_body_temp_path: sheer writes it when the variable is
+first read.
 proxy_request_buffering off sends the body upstream as it arrives, without waiting for any of it
 (chunked when the client's is and proxy_http_version is 1.1).
 """

@@ -6,13 +6,14 @@ import asyncio
 from collections.abc import Callable
 from typing import Protocol
 
+from sheer.config.request_body import BUFFER_SIZE
 from sheer.core.http.verdict import Rejected
 
 # Bodies up to this size are read completely before the first upstream try, so a failed try can
 # be repeated on the next peer (nginx buffers every body, to disk if needed; sheer streams larger
 # ones, which then can't be retried once sending started).
 BUFFER_LIMIT = 64 * 1024
-KEEP = 16 * 1024      # nginx's client_body_buffer_size by default
+KEEP = BUFFER_SIZE      # nginx's client_body_buffer_size by default
 
 
 class Reader(Protocol):
