@@ -112,3 +112,5 @@ def test_request_body_variables(harness: Harness, tmp_path: Path) -> None:
     unbuffered = exchange(port, post("/off", b"0123456789", chunked=True))
     assert header(unbuffered, b"X-Body") == b"0123456789" and header(unbuffered, b"X-File") is None
     assert upstream.requests[-1][1] == b"0123456789"
+    # chunked to an HTTP/1.0 upstream: read whole whatever proxy_request_buffering says, as nginx
+    assert header(exchange(port, post("/off", b"b" * 101, chunked=True)), b"X-File") is not None

@@ -77,11 +77,12 @@ async def before_upstream(body: RequestBody, variables: RequestVariables, config
     sent as HTTP/1.0, whose length must come first). A broken body's answer, and the body's file."""
     body.keep = config.buffer_size
     whole = body.chunked and version == b"1.0"
-    if config.buffering or whole:
+    buffering = config.buffering or whole      # nginx buffers such a body whatever the directive says
+    if buffering:
         await body.ready(whole=whole)
     if body.failed is not None:
         return body.failed, None
-    if not config.buffering:
+    if not buffering:
         variables.body = body.held       # in unbuffered mode nginx writes no file
         return None, None
     file = BodyFile(body, config)
