@@ -325,7 +325,7 @@ def _limits(chain: list[Block]) -> ClientLimits:
         large_client_header_buffers=inherited(chain, "large_client_header_buffers", (4, 8192)),
         ignore_invalid_headers=inherited(chain, "ignore_invalid_headers", True),
         underscores_in_headers=inherited(chain, "underscores_in_headers", False),
-        max_headers=inherited(chain, "max_headers", None),
+        max_headers=inherited(chain, "max_headers", 1000),
         merge_slashes=inherited(chain, "merge_slashes", True),
         client_body_timeout=inherited(chain, "client_body_timeout", 60.0),
         client_max_body_size=inherited(chain, "client_max_body_size", 1024 * 1024),

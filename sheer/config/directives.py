@@ -248,7 +248,7 @@ TABLE: tuple[Directive, ...] = (
     _d("large_client_header_buffers", {HTTP, HTTP_SERVER}, (2, 2), _header_buffers),
     _d("ignore_invalid_headers", {HTTP, HTTP_SERVER}, (1, 1), _flag("ignore_invalid_headers")),
     _d("underscores_in_headers", {HTTP, HTTP_SERVER}, (1, 1), _flag("underscores_in_headers")),
-    _d("max_headers", {HTTP, HTTP_SERVER}, (1, 1), _number("max_headers")),     # freenginx's
+    _d("max_headers", {HTTP, HTTP_SERVER}, (1, 1), _number("max_headers")),     # Debian's nginx 1.22
     _d("merge_slashes", {HTTP, HTTP_SERVER}, (1, 1), _flag("merge_slashes")),
     _d("client_body_timeout", HTTP_ALL, (1, 1), _time("client_body_timeout")),
     _d("client_max_body_size", HTTP_ALL, (1, 1), lambda args, src: parse_size(args[0], "client_max_body_size",

@@ -320,7 +320,7 @@ class ClientLimits:
     large_client_header_buffers: tuple[int, int] = (4, 8192)     # number, size
     ignore_invalid_headers: bool = True
     underscores_in_headers: bool = False
-    max_headers: int | None = None         # freenginx's (None: no limit, as nginx 1.22)
+    max_headers: int = 1000                # Debian's nginx 1.22 has it (so has freenginx)
     merge_slashes: bool = True
     client_body_timeout: float = 60.0
     client_max_body_size: int = 1024 * 1024

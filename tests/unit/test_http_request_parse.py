@@ -244,10 +244,22 @@ def test_a_declared_length_beyond_client_max_body_size() -> None:
 def test_max_headers_and_merge_slashes() -> None:
     five = b"GET / HTTP/1.0\r\nHost: a\r\n" + b"X: 1\r\n" * 4 + b"\r\n"
     assert isinstance(parse_head(five, 0, Limits(max_headers=5)), RequestHead)
-    six = b"GET / HTTP/1.0\r\nHost: a\r\n" + b"X: 1\r\n" * 4 + b"X_Y: 2\r\n\r\n"     # ignored, counted
+    six = b"GET / HTTP/1.0\r\nHost: a\r\n" + b"X: 1\r\n" * 5 + b"\r\n"
     refused = parse_head(six, 0, Limits(max_headers=5))
     assert isinstance(refused, Rejected) and refused.message == "client sent too many header lines"
     assert isinstance(parse_head(six, 0, Limits()), RequestHead)
+    ignored = b"GET / HTTP/1.0\r\nHost: a\r\n" + b"X: 1\r\n" * 4 + b"X_Y: 2\r\n\r\n"   # not counted
+    assert isinstance(parse_head(ignored, 0, Limits(max_headers=5)), RequestHead)
+    # Debian's nginx 1.22: 1000 by default; what the lines before decided comes first, what after, not
+    many = b"".join(b"X%d: 1\r\n" % n for n in range(1000))
+    assert isinstance(parse_head(b"GET / HTTP/1.1\r\nHost: a\r\n" + many[7:] + b"\r\n", 0, Limits()),
+                      RequestHead)
+    over = parse_head(b"GET / HTTP/1.1\r\nHost: a\r\n" + many + b"Host: b\r\n\x01\r\n\r\n", 0, Limits())
+    assert isinstance(over, Rejected) and over.message == "client sent too many header lines"
+    first = parse_head(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n" + many + b"\r\n", 0, Limits())
+    assert isinstance(first, Rejected) and first.message.startswith("client sent duplicate host header")
+    no_host = parse_head(b"GET / HTTP/1.1\r\n" + many + b"X: 1\r\n\r\n", 0, Limits())
+    assert isinstance(no_host, Rejected) and no_host.message == "client sent too many header lines"
     assert parse_uri(b"/foo//../bar", merge_slashes=False) == ("/foo/bar", "")
     assert parse_uri(b"/foo///../bar", merge_slashes=False) == ("/foo//bar", "")
     assert parse_uri(b"//a//b?x", merge_slashes=False) == ("//a//b", "x")

@@ -69,14 +69,13 @@ class RequestHead:
 
 class Limits:
     """client_header_buffer_size and large_client_header_buffers (number, size); what a header name
-    may hold: ignore_invalid_headers, underscores_in_headers; max_headers (freenginx's; None: no limit,
-    as nginx 1.22), merge_slashes."""
+    may hold: ignore_invalid_headers, underscores_in_headers; max_headers (Debian's nginx 1.22 has it:
+    1000 header lines by default), merge_slashes."""
 
     __slots__ = ("buffer", "ignore_invalid", "large", "max_headers", "merge_slashes", "number", "underscores")
 
     def __init__(self, buffer: int = 1024, number: int = 4, large: int = 8192, *, ignore_invalid: bool = True,
-                 underscores: bool = False, max_headers: int | None = None,
-                 merge_slashes: bool = True) -> None:
+                 underscores: bool = False, max_headers: int = 1000, merge_slashes: bool = True) -> None:
         self.buffer, self.number, self.large = buffer, number, large
         self.ignore_invalid, self.underscores = ignore_invalid, underscores
         self.max_headers, self.merge_slashes = max_headers, merge_slashes
@@ -98,8 +97,8 @@ def parse_head(buffer: bytes, start: int, limits: Limits) -> RequestHead | Rejec
     head = RequestHead(method, target, HTTP_11 if minor == b"1" else HTTP_10, line, uri[0], uri[1])
     head.length = found.end() - start
     fields = _FIELD.findall(block)
-    if limits.max_headers is not None and len(fields) > limits.max_headers:
-        return _TOO_MANY
+    if len(fields) > limits.max_headers:
+        return _process(head, fields[:limits.max_headers], too_many=True)
     return _process(head, fields)
 
 
@@ -140,8 +139,8 @@ def _careful_head(buffer: bytes, start: int, limits: Limits) -> RequestHead | Re
             return found
         fields = found
         head.ignored = ignored or None
-    if limits.max_headers is not None and len(fields) + len(head.ignored or ()) > limits.max_headers:
-        return _TOO_MANY       # freenginx counts the lines it ignores too
+    if len(fields) > limits.max_headers:      # the lines it ignores are not counted
+        return _process(head, fields[:limits.max_headers], too_many=True)
     return _process(head, fields)
 
 
@@ -195,16 +194,15 @@ def _lines(block: bytes, ignored: list[str], limits: Limits) -> list[tuple[bytes
     fields = []
     for text in block.split(b"\n")[:-1]:
         found = _LINE.fullmatch(text)
-        if found is not None:
-            fields.append((found[1], found[2]))
-            continue
-        result = _careful_line(text, limits)
+        result = (found[1], found[2]) if found is not None else _careful_line(text, limits)
         if isinstance(result, Rejected):
             return result
         if isinstance(result, str):
             ignored.append(result)
-        else:
-            fields.append(result)
+            continue
+        fields.append(result)
+        if len(fields) > limits.max_headers:
+            break                          # max_headers: nginx reads no further
     return fields
 
 
@@ -280,8 +278,10 @@ def _invalid_line(text: bytes, at: int) -> Rejected:
     return Rejected(400, f'client sent invalid header line: "{log_text(text[:at])}\\x{text[at]:02x}..."')
 
 
-def _process(head: RequestHead, fields: list[tuple[bytes, bytes]]) -> RequestHead | Rejected:
-    """ngx_http_process_request_headers' handlers line by line, then ngx_http_process_request_header."""
+def _process(head: RequestHead, fields: list[tuple[bytes, bytes]],
+             too_many: bool = False) -> RequestHead | Rejected:
+    """ngx_http_process_request_headers' handlers line by line, then ngx_http_process_request_header;
+    `too_many`: the line after these was one more than max_headers allows (nginx stops there)."""
     head.headers = fields
     unique: dict[bytes, tuple[bytes, bytes]] | None = None
     host_seen: tuple[bytes, bytes] | None = None
@@ -312,6 +312,8 @@ def _process(head: RequestHead, fields: list[tuple[bytes, bytes]]) -> RequestHea
                 return Rejected(400, f"client sent duplicate header line: {_pair(*field)}, "
                                      f"previous value: {_pair(*previous)}")
             unique[lname] = field
+    if too_many:
+        return _TOO_MANY
     if host_seen is None and head.version > HTTP_10:
         return Rejected(400, 'client sent HTTP/1.1 request without "Host" header')
     if unique is not None:
