@@ -12,8 +12,7 @@ from sheer.config.build_http import HttpBuilder
 from sheer.config.build_tls import check_stream_tls, stream_proxy_ssl, stream_tls
 from sheer.config.error_logs import error_logs
 from sheer.config.errors import ConfigError, Source
-from sheer.config.geo import check_unique, geos_of
-from sheer.config.maps import maps_of
+from sheer.config.made_variables import made_variables
 from sheer.config.model import (
     AccessLog,
     Config,
@@ -40,7 +39,6 @@ from sheer.config.scope import (
     single_child,
     with_port,
 )
-from sheer.config.split_clients import splits_of
 from sheer.config.table import NoticeLevel
 from sheer.config.template import (
     HTTP_PREFIXES,
@@ -212,10 +210,7 @@ class StreamBuilder:
         upstreams = self.top.upstreams(self.block, default_port=None)
         formats = self.top.log_formats(self.block, STREAM_VARIABLES, (), {})
         self.matches = build_health.stream_matches(self.block)
-        maps = maps_of(self.block, STREAM_VARIABLES, ())
-        geos = geos_of(self.block, STREAM_VARIABLES, (), http=False)
-        splits = splits_of(self.block, STREAM_VARIABLES, ())
-        check_unique((made.variable for made in maps), (*geos, *splits), STREAM_VARIABLES)
+        maps, geos, splits = made_variables(self.block, STREAM_VARIABLES, (), http=False)
         servers = tuple(self.server(child, upstreams, formats)
                         for child in self.block.children if child.context == "stream.server")
         build_health.check_dsr_is_checked(servers)

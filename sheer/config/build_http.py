@@ -7,14 +7,13 @@ from typing import Any, Protocol
 
 from sheer.config import build_health, proxy_headers
 from sheer.config import directives as d
-from sheer.config.access import access_rules
+from sheer.config.access import access_rules, limit_except
 from sheer.config.build_rewrite import script_of
 from sheer.config.build_static import expires_of, static_of
 from sheer.config.build_tls import server_tls, upstream_tls
 from sheer.config.errors import ConfigError, Source
-from sheer.config.geo import check_unique, geos_of
 from sheer.config.locations import check_nesting, duplicate_key, location_args, location_regex
-from sheer.config.maps import maps_of
+from sheer.config.made_variables import made_variables
 from sheer.config.model import (
     DEFAULT_PROXY_HEADERS,
     AccessLog,
@@ -33,6 +32,7 @@ from sheer.config.model import (
 from sheer.config.names import Names
 from sheer.config.realip import http_real_ip
 from sheer.config.referers import referers_of, server_names_of
+from sheer.config.request_body import request_body_of
 from sheer.config.resolver import effective as effective_resolver
 from sheer.config.responses import added_lines, replies_of
 from sheer.config.scope import (
@@ -44,8 +44,7 @@ from sheer.config.scope import (
     proxy_bind,
 )
 from sheer.config.server_names import server_name_regexes
-from sheer.config.split_clients import splits_of
-from sheer.config.table import HTTP_LOCATION, NoticeLevel
+from sheer.config.table import HTTP_LIMIT_EXCEPT, HTTP_LOCATION, NoticeLevel
 from sheer.config.template import HTTP_PREFIXES, HTTP_VARIABLES, Template, compile_template
 from sheer.config.tree import Block
 
@@ -85,10 +84,7 @@ class HttpBuilder:
         upstreams = self.top.upstreams(self.block, default_port=80)
         formats = self.top.log_formats(self.block, HTTP_VARIABLES, HTTP_PREFIXES, {"combined": COMBINED})
         self.matches = build_health.http_matches(self.block)
-        maps = maps_of(self.block, HTTP_VARIABLES, HTTP_PREFIXES)
-        geos = geos_of(self.block, HTTP_VARIABLES, HTTP_PREFIXES, http=True)
-        splits = splits_of(self.block, HTTP_VARIABLES, HTTP_PREFIXES)
-        check_unique((made.variable for made in maps), (*geos, *splits), HTTP_VARIABLES)
+        maps, geos, splits = made_variables(self.block, HTTP_VARIABLES, HTTP_PREFIXES, http=True)
         self.addresses: set[tuple[str, int]] = set()     # seen: the first server on one is its default
         servers = tuple(self.server(child, upstreams, formats)
                         for child in self.block.children if child.context == "http.server")
@@ -225,12 +221,14 @@ class HttpBuilder:
             handler=handler,
             client_body_timeout=inherited(chain, "client_body_timeout", 60.0),
             client_max_body_size=inherited(chain, "client_max_body_size", 1024 * 1024),
+            request_body=request_body_of(chain, self.top.prefix),
             send_timeout=inherited(chain, "send_timeout", 60.0),
             keepalive_timeout=inherited(chain, "keepalive_timeout", (75.0, None))[0],
             keepalive_requests=inherited(chain, "keepalive_requests", 1000),
             keepalive_time=inherited(chain, "keepalive_time", 3600.0),
             keepalive_disable=inherited(chain, "keepalive_disable", frozenset({"msie6"})),
             access=access_rules(chain),
+            limit_except=limit_except(chain, HTTP_LIMIT_EXCEPT),
             error_pages=tuple(page for page, _ in inherited(chain, "error_page", [])),
             resolver=effective_resolver(chain, self.top.names),
             source=block.source,
@@ -329,6 +327,10 @@ def _limits(chain: list[Block]) -> ClientLimits:
         client_header_timeout=inherited(chain, "client_header_timeout", 60.0),
         client_header_buffer_size=inherited(chain, "client_header_buffer_size", 1024),
         large_client_header_buffers=inherited(chain, "large_client_header_buffers", (4, 8192)),
+        ignore_invalid_headers=inherited(chain, "ignore_invalid_headers", True),
+        underscores_in_headers=inherited(chain, "underscores_in_headers", False),
+        max_headers=inherited(chain, "max_headers", 1000),
+        merge_slashes=inherited(chain, "merge_slashes", True),
         client_body_timeout=inherited(chain, "client_body_timeout", 60.0),
         client_max_body_size=inherited(chain, "client_max_body_size", 1024 * 1024),
         send_timeout=inherited(chain, "send_timeout", 60.0),

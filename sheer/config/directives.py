@@ -18,6 +18,7 @@ from sheer.config import (
     error_pages,
     health,
     proxy_headers,
+    request_body,
     responses,
     rewrite,
     static,
@@ -39,6 +40,7 @@ from sheer.config.table import (
     HTTP,
     HTTP_ALL,
     HTTP_IF,
+    HTTP_LIMIT_EXCEPT,
     HTTP_LOCATION,
     HTTP_MATCH,
     HTTP_SERVER,
@@ -155,6 +157,9 @@ def _zone(args: list[str], src: Source) -> tuple[str, int | None]:
 _d = entry
 
 
+_ACCESS_LEVELS = HTTP_ALL | STREAM_ALL | {HTTP_LIMIT_EXCEPT}     # allow and deny
+
+
 TABLE: tuple[Directive, ...] = (
     # main
     _d("user", {MAIN}, (1, 2), _user),
@@ -247,6 +252,10 @@ TABLE: tuple[Directive, ...] = (
     _d("client_header_buffer_size", {HTTP, HTTP_SERVER}, (1, 1),
        lambda args, src: parse_size(args[0], "client_header_buffer_size", src)),
     _d("large_client_header_buffers", {HTTP, HTTP_SERVER}, (2, 2), _header_buffers),
+    _d("ignore_invalid_headers", {HTTP, HTTP_SERVER}, (1, 1), _flag("ignore_invalid_headers")),
+    _d("underscores_in_headers", {HTTP, HTTP_SERVER}, (1, 1), _flag("underscores_in_headers")),
+    _d("max_headers", {HTTP, HTTP_SERVER}, (1, 1), _number("max_headers")),     # Debian's nginx 1.22
+    _d("merge_slashes", {HTTP, HTTP_SERVER}, (1, 1), _flag("merge_slashes")),
     _d("client_body_timeout", HTTP_ALL, (1, 1), _time("client_body_timeout")),
     _d("client_max_body_size", HTTP_ALL, (1, 1), lambda args, src: parse_size(args[0], "client_max_body_size",
                                                                                src)),
@@ -255,8 +264,9 @@ TABLE: tuple[Directive, ...] = (
     # nginx 1.19.10's defaults: 1000 requests and 1h per client connection; in `upstream`, per
     # cached upstream connection (sheer/io/http/upstream_pool.py)
     # allow/deny, http and stream: one list in the order written (sheer/config/access.py)
-    _d("allow", HTTP_ALL | STREAM_ALL, (1, 1), access.rule(True), multi=True, key="access"),
-    _d("deny", HTTP_ALL | STREAM_ALL, (1, 1), access.rule(False), multi=True, key="access"),
+    _d("allow", _ACCESS_LEVELS, (1, 1), access.rule(True), multi=True, key="access"),
+    _d("deny", _ACCESS_LEVELS, (1, 1), access.rule(False), multi=True, key="access"),
+    _d("limit_except", {HTTP_LOCATION}, (1, None), block=HTTP_LIMIT_EXCEPT),    # sheer/config/access.py
     _d("error_page", HTTP_ALL, (2, None), error_pages.error_page, multi=True),
     _d("keepalive_requests", HTTP_ALL | {HTTP_UPSTREAM}, (1, 1), _number("keepalive_requests")),
     _d("keepalive_time", HTTP_ALL | {HTTP_UPSTREAM}, (1, 1), _time("keepalive_time")),
@@ -290,6 +300,8 @@ TABLE += (
 
 # response headers and trailers, chunked, redirects (sheer/config/responses.py, sheer/core/http/add_header.py)
 TABLE += responses.DIRECTIVES
+# reading request bodies (sheer/config/request_body.py)
+TABLE += request_body.DIRECTIVES
 
 # static files (sheer/config/static.py)
 TABLE += static.DIRECTIVES
@@ -314,6 +326,10 @@ for _entry in TABLE:
         _BY_CONTEXT[(_entry.name, _context)] = _entry
 
 
+# what nginx allows in `limit_except` besides allow and deny (its NGX_HTTP_LMT_CONF directives)
+_LIMIT_EXCEPT_NGINX = frozenset({"proxy_pass", "access_log", "auth_basic", "auth_basic_user_file", "perl"})
+
+
 def lookup(name: str, context: str, source: Source) -> Directive:
     """The table entry for `name` in `context`, or nginx's error for it."""
     entry = _BY_CONTEXT.get((name, context))
@@ -321,6 +337,9 @@ def lookup(name: str, context: str, source: Source) -> Directive:
         if context == HTTP_IF and name != "if" and (name, HTTP_LOCATION) in _BY_CONTEXT:
             raise ConfigError(f'"{name}" inside "if" is not supported by sheer (only rewrite, set, '
                               'return and break are); a map and a variable in the location often do', source)
+        if context == HTTP_LIMIT_EXCEPT and name in _LIMIT_EXCEPT_NGINX:
+            raise ConfigError(f'"{name}" inside "limit_except" is not supported by sheer (only allow and '
+                              'deny are)', source)
         if name in _NAMES:
             raise ConfigError(f'"{name}" directive is not allowed here', source)
         raise ConfigError(unsupported.refusal(name) or f'unknown directive "{name}"', source)

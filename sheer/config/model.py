@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from sheer.config.access import AccessRule
+from sheer.config.access import AccessRule, LimitExcept
 from sheer.config.announce import Announcing
 from sheer.config.computed import Geo, Split
 from sheer.config.error_pages import ErrorPage
@@ -22,6 +22,7 @@ from sheer.config.log_model import Syslog as Syslog  # noqa: PLC0414  (re-export
 from sheer.config.proxy_headers import HIDDEN_BY_DEFAULT, CookieFlags, Redirect
 from sheer.config.realip import RealIp
 from sheer.config.referers import Referers
+from sheer.config.request_body import BODY_DEFAULTS, RequestBodyConfig
 from sheer.config.resolver import Resolver
 from sheer.config.responses import DEFAULT_REPLIES, Replies
 from sheer.config.responses import AddHeader as AddHeader  # noqa: PLC0414  (re-exported)
@@ -279,12 +280,14 @@ class Location:
     handler: StatusHandler | None = None
     client_body_timeout: float = 60.0
     client_max_body_size: int = 1024 * 1024      # 0: no limit
+    request_body: RequestBodyConfig = BODY_DEFAULTS   # client_body_*, proxy_request_buffering
     send_timeout: float = 60.0
     keepalive_timeout: float = 75.0
     keepalive_requests: int = 1000               # per client connection, then Connection: close
     keepalive_time: float = 3600.0               # a client connection's age after which it closes
     keepalive_disable: frozenset[str] = frozenset({"msie6"})    # browsers answered with Connection: close
     access: tuple[AccessRule, ...] = ()          # allow/deny, in order (sheer/core/access.py)
+    limit_except: LimitExcept | None = None      # other allow/deny for the methods it does not name
     error_pages: tuple[ErrorPage, ...] = ()      # the innermost level's error_page lines
     resolver: Resolver | None = None     # for `proxy_pass` with variables: names are resolved per request
     source: Source | None = None
@@ -316,6 +319,10 @@ class ClientLimits:
     client_header_timeout: float = 60.0
     client_header_buffer_size: int = 1024
     large_client_header_buffers: tuple[int, int] = (4, 8192)     # number, size
+    ignore_invalid_headers: bool = True
+    underscores_in_headers: bool = False
+    max_headers: int = 1000                # Debian's nginx 1.22 has it (so has freenginx)
+    merge_slashes: bool = True
     client_body_timeout: float = 60.0
     client_max_body_size: int = 1024 * 1024
     send_timeout: float = 60.0

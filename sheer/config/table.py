@@ -18,6 +18,7 @@ MAIN, EVENTS = "main", "events"
 HTTP, HTTP_SERVER, HTTP_LOCATION, HTTP_UPSTREAM = "http", "http.server", "http.location", "http.upstream"
 STREAM, STREAM_SERVER, STREAM_UPSTREAM = "stream", "stream.server", "stream.upstream"
 HTTP_IF = "http.if"      # `if (...) { }` in a server or a location (the rewrite module's)
+HTTP_LIMIT_EXCEPT = "http.limit_except"      # `limit_except GET { deny all; }` in a location
 HTTP_ALL = frozenset({HTTP, HTTP_SERVER, HTTP_LOCATION})
 STREAM_ALL = frozenset({STREAM, STREAM_SERVER})
 STREAM_MATCH, HTTP_MATCH = "stream.match", "http.match"

@@ -36,7 +36,7 @@ HTTP_VARIABLES = COMMON_VARIABLES | {
     "content_length", "content_type", "http_host", "is_args", "request_id", "connection_requests",
     "limit_rate", "connection_time", "invalid_referer",
     "connections_active", "connections_reading", "connections_writing", "connections_waiting",  # stub_status
-    "request_body",
+    "request_body", "request_body_file",
     # TLS (sheer/config/tls.py)
     "https", "ssl_protocol", "ssl_cipher", "ssl_server_name", "ssl_session_reused", "ssl_client_s_dn",
     "ssl_client_verify",

@@ -103,6 +103,8 @@ def _block_context(name: str, parent: str) -> str:
         return table.HTTP_LOCATION
     if name == "if":
         return table.HTTP_IF
+    if name == "limit_except":
+        return table.HTTP_LIMIT_EXCEPT
     return name
 
 

@@ -61,6 +61,7 @@ class RequestVariables:
         "args",
         "body",
         "body_bytes_sent",
+        "body_file",
         "bytes_sent",
         "conn",
         "connection_requests",
@@ -142,6 +143,7 @@ class RequestVariables:
         self.header("referer")
         assert self._lower is not None
         return self._lower.get("referer")
+        self.body_file: Callable[[], str] | None = None  # $request_body_file (written when first asked)
 
     def header(self, name: str) -> str:
         """A request header by lowercase name (`x-forwarded-for`), or ""."""
@@ -314,6 +316,7 @@ _GETTERS: dict[str, Callable[[RequestVariables], str]] = {
     "connection_requests": lambda v: str(v.connection_requests),
     "request_id": _request_id,
     "request_body": lambda v: v.body().decode("latin-1") if v.body is not None else "",
+    "request_body_file": lambda v: v.body_file() if v.body_file is not None else "",
     "hostname": lambda v: v.conn.hostname,
     "pid": lambda v: v.conn.pid,
     "host": lambda v: v.host,

@@ -50,7 +50,7 @@ def refused_request(client: Client, rejected: Rejected, line: bytes, plan: Plan)
     request = Request(b"", "", "", [], False, RequestBody(client, None, False), None, False)
     request.rejected = rejected
     request.plan = plan
-    request.http09 = rejected is INVALID_09_METHOD
+    request.http09 = rejected is INVALID_09_METHOD or rejected.http09
     server_name = client.site.vhosts.default.name
     request.vars = RequestVariables(conn, b"", "", "", "", "", [], server_name or conn.server_addr,
                                     server_name, len(line), time.time())
@@ -104,9 +104,12 @@ def forbidden(client: Client, request: Request, plan: Plan) -> bool:
     """The location's allow/deny, in nginx's access phase: after `return` (its rewrite phase comes
     first), before proxy_pass and the status handlers. A 403 and nginx's error line when denied."""
     location = plan.location
-    if location is None or not location.access or request.vars is None:
+    if location is None or request.vars is None:
         return False
-    if allowed(location.access, request.vars.remote_addr):     # after realip, as nginx's
+    rules = location.access
+    if location.limit_except is not None and request.method not in location.limit_except.methods:
+        rules = location.limit_except.access
+    if not rules or allowed(rules, request.vars.remote_addr):     # after realip, as nginx's
         return False
     client_error(client, request, "error", FORBIDDEN, None)
     answer_error(client, request, 403, plan)

@@ -104,7 +104,8 @@ def internal_redirect(client: Client, request: Request, target: str, override: i
     request.status_override = override
     request.internal = True
     if request.body.expected:           # without the body: what is left of it is read and dropped
-        request.body.detach()
+        if not request.body.done:       # (a complete one stays for $request_body)
+            request.body.detach()
         request.body = RequestBody(client, None, False)
     new_plan = request.plan = client.site.plan(found)
     client.dispatch(request, new_plan)

@@ -13,17 +13,17 @@ from sheer.core.http.framing import BodyMode, Framing, upstream_reusable
 from sheer.core.http.headers import LAST_CHUNK, RESPONSE_SKIP, UNIQUE, Headers, unique_line
 from sheer.core.http.nextupstream import Failure
 from sheer.core.http.redirects import NOTED
-from sheer.core.http.verdict import Rejected
 from sheer.core.variables import VariableSource
 from sheer.io.http.body import RequestBody
 from sheer.io.http.client import ClientConnection
-from sheer.io.http.failures import BadHeader, ClientBroke, UpstreamFailed, _Unasked
+from sheer.io.http.failures import BadHeader, UpstreamFailed, _Unasked
 from sheer.io.http.relay_head import relay_head
+from sheer.io.http.sending import Sending
 from sheer.io.http.throttle import Throttle
 from sheer.io.http.upstream_pool import UpstreamConnection
 
 
-class Exchange:
+class Exchange(Sending):
     """Implements UpstreamUser (events from the upstream socket) and httptools' response callbacks."""
 
     def __init__(self, client: ClientConnection, conn: UpstreamConnection, method: bytes,
@@ -63,43 +63,6 @@ class Exchange:
         self.batch: list[bytes] | None = None       # the request's head and body as send() gathers them
         conn.user = self
         conn.requests += 1
-
-    # -- request --
-
-    def send(self, head: bytes, body: RequestBody | None, chunked: bool) -> None:
-        transport = self.conn.transport
-        assert transport is not None
-        self.body, self.body_chunked = body, chunked
-        self.sent = len(head) + (body.size if body is not None else 0)
-        if body is None:
-            transport.write(head)
-            self._request_sent()
-        else:     # what of the body is here goes out with the head, in one writev (as nginx's)
-            self.batch = [head]
-            body.attach(self._send_body, self._send_end, self._client_broke)
-            batch, self.batch = self.batch, None
-            if not self.conn.closed:       # the body may have broken nginx's rules on the way
-                transport.writelines(batch)
-        self._arm(self.loop.time() + min(self.read_timeout, self.send_timeout))
-
-    def _send_body(self, data: bytes) -> None:
-        transport = self.conn.transport
-        if transport is None or self.conn.closed or not data:
-            return
-        pieces = [b"%x\r\n" % len(data), data, b"\r\n"] if self.body_chunked else [data]
-        (self.batch.extend if self.batch is not None else transport.writelines)(pieces)
-
-    def _send_end(self) -> None:
-        if self.body_chunked and self.conn.transport is not None and not self.conn.closed:
-            (self.batch.append if self.batch is not None else self.conn.transport.write)(LAST_CHUNK)
-        self._request_sent()
-
-    def _client_broke(self, rejected: Rejected) -> None:
-        self._abort(ClientBroke(rejected))
-
-    def _request_sent(self) -> None:
-        self.request_sent = True
-        self.last_activity = self.loop.time()
 
     # -- timeouts: one timer, re-armed lazily from timestamps instead of per chunk --
 

@@ -25,6 +25,7 @@ from sheer.core.http.uri import upstream_uri
 from sheer.core.variables import render, render_bytes
 from sheer.io.counting import PeerColumns
 from sheer.io.http.answers import CONTINUE
+from sheer.io.http.body_file import before_upstream
 from sheer.io.http.client import ClientConnection
 from sheer.io.http.error_pages import accel_redirect, intercepted
 from sheer.io.http.exchange import Exchange
@@ -75,14 +76,14 @@ class ProxiedRequest:
             self.client.write(CONTINUE)
         if body.expected and (not location.proxy_pass_request_body or location.proxy_set_body is not None):
             body.detach()        # nginx reads it and sends nothing of it: read and dropped
-        elif body.expected:
-            # A chunked body sent as HTTP/1.0 needs its length first, so it is read whole. A client
-            # that stalls is the client connection's to time out (client_body_timeout).
-            await body.ready(whole=body.chunked and plan.version == b"1.0")
-            if body.failed is not None:
-                self.client.respond_error(request, body.failed.status, plan, keepalive=False)
+        elif body.expected or (body.content_length == 0 and location.request_body.in_file_only != "off"):
+            # A client that stalls is the client connection's to time out (client_body_timeout); an
+            # empty body declared gets its (empty) file with client_body_in_file_only, as nginx's.
+            broken, request.body_file = await before_upstream(body, self.vars, location.request_body,
+                                                              plan.version)
+            if broken is not None:
+                self.client.respond_error(request, broken.status, plan, keepalive=False)
                 return
-            self.vars.body = body.held
         proxy = location.proxy_pass
         if proxy.url is not None:      # written with variables: the target is chosen for this request
             try:

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from sheer.core.http.rewrite import Request as RewriteState
     from sheer.core.http.rewrite import Result
     from sheer.core.http.routing import VirtualHost
+    from sheer.io.http.body_file import BodyFile
     from sheer.io.http.site import Plan
 
 
@@ -24,6 +25,7 @@ class Request:
     __slots__ = (
         "answer",
         "body",
+        "body_file",
         "carried",
         "counted",
         "error_paged",
@@ -81,9 +83,13 @@ class Request:
         self.answer: Result | None = None       # what the server's rewrite script answered (in its turn)
         self.rewritten: RewriteState | None = None   # the rewrite module's flags, once a script ran
         self.carried: tuple[tuple[bytes, bytes], ...] = ()   # an intercepted 401's WWW-Authenticate
+        self.body_file: BodyFile | None = None     # $request_body_file's, removed when it is finished
 
     def uncount(self, counters: HttpCounters) -> None:
-        """Over (answered, or its connection lost): out of stub_status's "writing", into its zone."""
+        """Over (answered, or its connection lost): out of stub_status's "writing", into its zone; its
+        body's file (client_body_temp_path) removed."""
+        if self.body_file is not None:
+            self.body_file.remove()
         if not self.counted:
             return
         self.counted = False

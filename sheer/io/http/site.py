@@ -158,7 +158,11 @@ class Site:
         # Before a request names its host, the default server's limits hold (nginx: the same).
         self.limits = default.limits
         number, size = default.limits.large_client_header_buffers
-        self.header_limits = Limits(default.limits.client_header_buffer_size, number, size)
+        self.header_limits = Limits(default.limits.client_header_buffer_size, number, size,
+                                    ignore_invalid=default.limits.ignore_invalid_headers,
+                                    underscores=default.limits.underscores_in_headers,
+                                    max_headers=default.limits.max_headers,
+                                    merge_slashes=default.limits.merge_slashes)
         self.default_plan = self.refusal_plans[id(default)]
         self._date_second = -1
         self._date = b""
