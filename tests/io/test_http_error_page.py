@@ -51,3 +51,18 @@ def test_head_stays_head_and_post_becomes_get(harness: Harness) -> None:
     assert (status, body) == (200, b"GET\n")
     status, _, body = get(proxy, "/x", method="HEAD")
     assert status == 200 and body == b""
+
+
+def test_a_redirect_for_the_client_gets_the_add_header_lines(harness: Harness) -> None:
+    """nginx's headers filter runs on error_page's redirect: add_header's lines (302 is among its codes)
+    come with it, rendered after the upstream was tried ($upstream_addr)."""
+    proxy = harness.listen("127.0.0.1")
+    dead = harness.listen("127.0.0.12")
+    harness.sockets.pop(("127.0.0.12", dead)).close()
+    harness.serve(f"""
+        server {{ listen 127.0.0.1:{proxy};
+            location / {{ proxy_pass http://127.0.0.12:{dead}; error_page 502 redirect;
+                          add_header X-IP $upstream_addr; }} }}""")
+    status, headers, _ = get(proxy, "/")
+    assert status == 302 and headers["location"] == "redirect"
+    assert headers["x-ip"] == f"127.0.0.12:{dead}"

@@ -12,6 +12,7 @@ from urllib.parse import unquote
 
 from sheer.config.error_pages import OWN_STATUS, find
 from sheer.config.model import Location
+from sheer.core.http.add_header import added
 from sheer.core.http.pages import REDIRECTS, absolute_location, error_body, simple_response
 from sheer.core.http.variables import Connection
 from sheer.core.variables import render
@@ -52,9 +53,13 @@ def error_page(client: Client, request: Request, status: int, plan: Plan | None)
         body = error_body(code)
         where = absolute_location(target.encode("latin-1", "replace"), variables.variable("host"),
                                   variables.variable("server_port"))
+        # nginx's headers filter runs on the redirect too: add_header lines for 301-308 apply
+        extra: tuple[tuple[bytes, bytes], ...] = ()
+        if plan is not None and plan.add_headers:
+            extra = tuple(added(plan.add_headers, code, variables)[0])
         client.write(simple_response(code, server=SERVER, date=client.site.date(), body=body,
                                      content_type=b"text/html", keepalive=keepalive, head=head,
-                                     location=where))
+                                     location=where, extra=extra))
         variables.status = code
         variables.body_bytes_sent = 0 if head else len(body)
         client.finish(request, plan, keepalive=keepalive)
