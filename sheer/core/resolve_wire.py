@@ -5,7 +5,8 @@ messages (no hand-written parser); the checks and their log lines are nginx's
 
 An answer that is not the answer (wrong ID, another question, not a response, malformed, larger
 than a UDP answer may be without EDNS) is ignored and the query keeps waiting: a forged datagram
-must not end a resolution early. A truncated UDP answer (TC) asks again over TCP.
+must not end a resolution early. So is FORMERR (or an rcode above REFUSED), as in nginx: the
+question is asked again of the next server at its resend. A truncated UDP answer (TC) asks again over TCP.
 """
 
 from __future__ import annotations
@@ -94,6 +95,13 @@ def check(query: dns.message.Message, wire: bytes, *, tcp: bool) -> Verdict:
     if not flags & dns.flags.QR or dns.opcode.from_flags(flags) != dns.opcode.QUERY or (
             tcp and flags & dns.flags.TC):
         return Ignored(f"invalid {proto} DNS response {ident} fl:{int(flags):04X}")
+    code = response.rcode()
+    if code == FORMERR or code > REFUSED:
+        # nginx ignores these (the question waits for its resend to the next server): a server that
+        # did not understand the query says nothing about the name
+        named = f', name:"{query.question[0].name.to_text(omit_final_dot=True)}"' if (
+            code == FORMERR and ident == query.id) else ""
+        return Ignored(f"DNS error ({code}: {strerror(code)}), query id:{ident}{named}")
     if len(response.question) != 1:
         # A server may answer FORMERR etc. without the question; the ID must still match.
         if response.rcode() != NOERROR and not response.question and ident == query.id:

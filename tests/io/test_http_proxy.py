@@ -180,3 +180,18 @@ def test_add_header_on_proxied_returned_and_error_responses(harness: Harness) ->
     assert status == 502 and "x-uri" not in headers and headers["x-always"] == "127.0.0.1"
     status, headers, body = get(proxy, "/own")
     assert (status, body, headers["x-own"]) == (201, b"own", "yes") and "x-uri" not in headers
+
+
+def test_a_url_made_of_variables_uses_the_implicit_upstream_of_its_host_and_port(harness: Harness) -> None:
+    """ngx_http_upstream_init_request looks for HOST:PORT among the upstreams first: one that another
+    location's `proxy_pass http://localhost:PORT` made is used, without a resolver."""
+    port, servers = hello_upstreams(harness, ["127.0.0.1"])
+    proxy = harness.listen("127.0.0.2")
+    harness.serve(f"""{servers}
+        server {{ listen 127.0.0.2:{proxy};
+            location / {{ proxy_pass http://localhost:{port}; }}
+            location /var {{ proxy_pass http://$arg_b; }} }}""")
+    assert get(proxy, "/", host="127.0.0.2")[0] == 200
+    status, _, body = get(proxy, f"/var?b=localhost:{port}", host="127.0.0.2")
+    assert status == 200 and body.startswith(b"Hello from ")
+    assert get(proxy, "/var?b=otherhost:1", host="127.0.0.2")[0] == 502      # no resolver for that

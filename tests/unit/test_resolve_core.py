@@ -216,6 +216,21 @@ def test_a_server_error_without_the_question_is_still_its_answer() -> None:
     assert isinstance(verdict, Accepted) and answer_of(verdict.response).code == SERVFAIL
 
 
+def test_formerr_and_unknown_rcodes_are_ignored_as_nginx() -> None:
+    """ngx_resolver_process_response: FORMERR (or an rcode above REFUSED) says nothing about the name;
+    the question waits for its resend to the next server."""
+    query = a_query()
+    response = dns.message.make_response(query)
+    response.set_rcode(dns.rcode.FORMERR)
+    assert check(query, response.to_wire(), tcp=False) == Ignored(
+        f'DNS error (1: Format error), query id:{query.id}, name:"app.test"')
+    response.set_rcode(dns.rcode.NOTAUTH)
+    assert check(query, response.to_wire(), tcp=False) == Ignored(
+        f"DNS error (9: Unknown error), query id:{query.id}")
+    response.set_rcode(dns.rcode.REFUSED)          # a server's refusal is its answer
+    assert isinstance(check(query, response.to_wire(), tcp=False), Accepted)
+
+
 def test_cnames_are_followed_within_the_answer_or_asked_for() -> None:
     query = a_query()
     response = dns.message.make_response(query)
