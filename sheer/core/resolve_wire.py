@@ -164,6 +164,16 @@ class Resolution:
         return self.code == NOERROR
 
 
+def cname_to_follow(answers: list[Answer]) -> str | None:
+    """The name to ask next when the answers hold no address (ngx_resolver_process_a): the CNAME of
+    the last answer (AAAA after A), not of an earlier one; a last answer without one ends the
+    resolution (NXDOMAIN), whatever CNAME came before it. Addresses in either answer win over a
+    CNAME in the other."""
+    if not answers or not all(answer.code == NOERROR and not answer.addresses for answer in answers):
+        return None
+    return answers[-1].cname
+
+
 def combine(answers: list[Answer]) -> Resolution:
     """The A and AAAA answers as one (ngx_resolver_process_a): an error in either is the result;
     no address in either is NXDOMAIN ("Host not found"); IPv4 addresses first."""

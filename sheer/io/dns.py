@@ -25,7 +25,6 @@ from sheer.config.resolver import Resolver
 from sheer.core.resolve import NameCache, valid_until
 from sheer.core.resolve_wire import (
     MAX_CNAMES,
-    NOERROR,
     SERVFAIL,
     TIMEDOUT,
     Accepted,
@@ -36,6 +35,7 @@ from sheer.core.resolve_wire import (
     Verdict,
     answer_of,
     check,
+    cname_to_follow,
     combine,
     queries,
 )
@@ -88,8 +88,8 @@ class DnsClient:
         async with asyncio.TaskGroup() as tasks:
             pending = [tasks.create_task(self._ask(query, first)) for query in asked]
         answers = [task.result() for task in pending]
-        cname = next((answer.cname for answer in answers if answer.cname), None)
-        if cname is not None and all(answer.code == NOERROR and not answer.addresses for answer in answers):
+        cname = cname_to_follow(answers)
+        if cname is not None:
             if depth >= MAX_CNAMES:
                 return Resolution(SERVFAIL)
             return await self._resolve(cname, depth + 1)     # the chain left the answer: ask for its end

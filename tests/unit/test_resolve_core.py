@@ -23,6 +23,7 @@ from sheer.core.resolve_wire import (
     Truncated,
     answer_of,
     check,
+    cname_to_follow,
     combine,
     queries,
     strerror,
@@ -269,3 +270,14 @@ def test_a_and_aaaa_make_one_resolution() -> None:
                                             (110, "Operation timed out"), (9, "Unknown error")])
 def test_nginx_s_resolver_errors(code: int, text: str) -> None:
     assert strerror(code) == text
+
+
+def test_which_cname_is_followed_when_no_answer_has_an_address() -> None:
+    """ngx_resolver_process_a: the last answer's CNAME (AAAA after A); an empty last answer ends it."""
+    alias4, alias6 = Answer(NOERROR, (), 60, "alias4.test"), Answer(NOERROR, (), 60, "alias6.test")
+    assert cname_to_follow([alias4, alias6]) == "alias6.test"              # CNAME1 CNAME2
+    assert cname_to_follow([alias4, Answer(NOERROR)]) is None             # CNAME, then zero: NXDOMAIN
+    assert cname_to_follow([Answer(NOERROR), alias6]) == "alias6.test"
+    assert cname_to_follow([alias4, Answer(NOERROR, ("2001:db8::1",), 30)]) is None   # an address wins
+    assert cname_to_follow([alias4, Answer(SERVFAIL)]) is None
+    assert cname_to_follow([alias4]) == "alias4.test"                     # ipv6=off: A alone
