@@ -132,6 +132,10 @@ class ProxiedRequest:
             self.began = began
             self.connect_time = self.header_time = None
             self.timed = False
+            # nginx's u->state of this try, each time `-` until known (add_header sees no response time)
+            for times in (self.vars.upstream_times, self.vars.upstream_connect_times,
+                          self.vars.upstream_header_times):
+                times.append("-")
             self.exchange = None
             try:
                 failure = await self._try(peer, head)
@@ -227,6 +231,7 @@ class ProxiedRequest:
                               "upstream", peer)
                     return Failure.ERROR
             self.connect_time = self.loop.time() - self.began
+            self.vars.upstream_connect_times[-1] = f"{self.connect_time:.3f}"
             exchange = Exchange(self.client, conn, request.method, location.proxy_read_timeout,
                                 location.proxy_send_timeout, lambda line: self._log("warn", line, peer))
             exchange.add_headers, exchange.variables = location.add_headers, request.vars
@@ -268,6 +273,7 @@ class ProxiedRequest:
         exchange.send(head, request.body if sent else None, self.body_chunked)
         await exchange.head
         self.header_time = self.loop.time() - self.began
+        self.vars.upstream_header_times[-1] = f"{self.header_time:.3f}"
         status = exchange.status
         self.vars.upstream_statuses.append(str(status))
         columns = self.columns
@@ -353,15 +359,13 @@ class ProxiedRequest:
         client.finish(self.request, self.plan, keepalive=False)
 
     def _record_times(self) -> None:
-        """$upstream_response_time, $upstream_connect_time and $upstream_header_time of this try,
-        once (nginx's u->state; `-` for a phase the try never reached)."""
+        """$upstream_response_time of this try, once, and its bytes (nginx's u->state; its connect and
+        header times were set as they came, `-` for a phase the try never reached)."""
         if self.timed:
             return
         self.timed = True
         v = self.vars
-        v.upstream_times.append(f"{self.loop.time() - self.began:.3f}")
-        v.upstream_connect_times.append("-" if self.connect_time is None else f"{self.connect_time:.3f}")
-        v.upstream_header_times.append("-" if self.header_time is None else f"{self.header_time:.3f}")
+        v.upstream_times[-1] = f"{self.loop.time() - self.began:.3f}"
         e = self.exchange
         v.upstream_bytes.append((e.received, e.sent, e.body_bytes) if e is not None else (0, 0, 0))
 
