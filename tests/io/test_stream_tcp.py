@@ -186,6 +186,27 @@ def test_access_log(run_sheer: Callable[..., Sheer], closing: Callable[[Any], An
     proxy.check_running()
 
 
+def test_per_try_variables_list_every_try(run_sheer: Callable[..., Sheer], closing: Callable[[Any], Any],
+                                         tmp_path: Any) -> None:
+    """nginx's u->state per try: a refused connect is `-` and 0 bytes before the try that worked."""
+    echo = closing(TcpEcho("127.0.0.12"))
+    refused = free_port(("127.0.0.11",), (socket.SOCK_STREAM,))
+    port = free_port()
+    log = tmp_path / "access.log"
+    run_sheer(f"""stream {{
+    log_format tries '$upstream_addr!$upstream_bytes_sent!$upstream_bytes_received!$upstream_connect_time';
+    upstream u {{ server 127.0.0.11:{refused}; server 127.0.0.12:{echo.port}; }}
+    server {{ listen 127.0.0.1:{port}; access_log {log} tries; proxy_half_close on; proxy_pass u; }}
+}}
+""")
+    assert echo_through(port, b"ping") == b"ping"
+    wait_for(lambda: log.exists() and log.read_text().endswith("\n"), what="the access log line")
+    addrs, sent, received, connect = log.read_text().strip().split("!")
+    assert addrs == f"127.0.0.11:{refused}, 127.0.0.12:{echo.port}"
+    assert (sent, received) == ("0, 4", "0, 4")
+    assert connect.startswith("-, 0.0"), connect
+
+
 def test_proxy_timeout_closes_an_idle_session_but_not_a_busy_one(
         run_sheer: Callable[..., Sheer], closing: Callable[[Any], Any], tmp_path: Any) -> None:
     """proxy_timeout: no byte either way for that long ends the session; traffic keeps it alive."""
