@@ -357,8 +357,8 @@ class TcpSession:
         balancer, tried = self.balancer, self.tried
         assert balancer is not None and tried is not None
         peer = balancer.get(tried, now)
-        if peer is None:     # nginx's u->state->peer: the group's name, unless a retry (nginx tries no more)
-            self.upstream_addr = self.upstream_addr or balancer.upstream.name
+        if peer is None:     # nginx's u->state->peer of a try that found none (NGX_BUSY): the group's name
+            self.upstream_addr = ", ".join(filter(None, (self.upstream_addr, balancer.upstream.name)))
             return self._fail("no live upstreams while connecting to upstream", 502, now)
         self.peer = peer
         self.upstream_addr = f"{self.upstream_addr}, {peer.name}" if self.upstream_addr else peer.name

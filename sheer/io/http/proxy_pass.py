@@ -114,8 +114,8 @@ class ProxiedRequest:
         while True:
             peer = balancer.get(tried, self.loop.time())
             if peer is None:
-                if not self.vars.upstream_addrs:     # nginx's u->state->peer: the group's name for the try
-                    self.vars.upstream_addrs.append(upstream.name)   # (a retry: nginx tries no more)
+                # nginx's u->state->peer of a try that found no peer (NGX_BUSY): the group's name
+                self.vars.upstream_addrs.append(upstream.name)
                 self._log("error", "no live upstreams while connecting to upstream", None)
                 self.client.respond_error(request, 502, plan)
                 return
