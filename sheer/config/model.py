@@ -164,6 +164,7 @@ class StreamServer:
     source: Source | None = None
     # `proxy_pass $variable`: an upstream block's name or an address:port, per session (upstream None)
     proxy_pass_url: Template | None = None
+    resolver: Resolver | None = None          # names in that value, resolved per session
     ssl_preread: bool = False                 # read the ClientHello first (sheer.core.tls_preread)
     preread_timeout: float = 30.0
     preread_buffer_size: int = 16384

@@ -86,7 +86,8 @@ def check(query: dns.message.Message, wire: bytes, *, tcp: bool) -> Verdict:
     if len(wire) < 12:
         return Ignored("short DNS response")
     try:
-        response = dns.message.from_wire(wire)
+        # one record per rrset: an answer's duplicate records stay, each a peer as in nginx's resolver
+        response = dns.message.from_wire(wire, one_rr_per_rrset=True)
     except dns.exception.DNSException as exc:
         return Ignored(f"invalid {proto} DNS response {int.from_bytes(wire[:2], 'big')}: "
                        f"{exc.__class__.__name__}: {exc}")
@@ -147,8 +148,10 @@ def answer_of(response: dns.message.Message) -> Answer:
         if chain.cnames:      # the chain leads to a name this answer does not resolve: ask for it
             return Answer(NOERROR, (), chain.minimum_ttl, chain.canonical_name.to_text(omit_final_dot=True))
         return Answer(NOERROR)     # the name exists, without this type of record
-    addresses = tuple(str(rdata.address) for rdata in chain.answer)
-    return Answer(NOERROR, addresses, chain.minimum_ttl)
+    records = [rrset for rrset in response.answer
+               if rrset.name == chain.canonical_name and rrset.rdtype == chain.answer.rdtype]
+    addresses = tuple(str(rdata.address) for rrset in records for rdata in rrset)
+    return Answer(NOERROR, addresses, min(chain.minimum_ttl, *(rrset.ttl for rrset in records)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any, Protocol, assert_never
 from sheer.core import proxy_protocol
 from sheer.core.bind import BindTo
 from sheer.core.rate import RateLimit, evaluate
-from sheer.core.tcp import (
+from sheer.core.tcp import Phase, TcpSession
+from sheer.core.tcp_commands import (
     Answer,
     Arm,
     Close,
@@ -33,10 +34,9 @@ from sheer.core.tcp import (
     Connect,
     Context,
     Log,
-    Phase,
+    Resolve,
     Shutdown,
     Side,
-    TcpSession,
 )
 from sheer.io.sockets import as_address
 from sheer.io.tcp_direction import BUFFERS, NONE, VIEW, Direction
@@ -76,6 +76,8 @@ class Service(Protocol):
         ...
 
     def arm(self) -> None: ...
+
+    def resolve(self, session: Connection, value: str) -> None: ...
 
     def closed(self, session: Connection) -> None: ...
 
@@ -311,6 +313,8 @@ class Connection:
                     self.down.send(self, data)
                 case Arm():
                     self.service.arm()
+                case Resolve(value):
+                    self.service.resolve(self, value)
                 case _:
                     assert_never(command)
 

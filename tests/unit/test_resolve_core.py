@@ -281,3 +281,17 @@ def test_which_cname_is_followed_when_no_answer_has_an_address() -> None:
     assert cname_to_follow([alias4, Answer(NOERROR, ("2001:db8::1",), 30)]) is None   # an address wins
     assert cname_to_follow([alias4, Answer(SERVFAIL)]) is None
     assert cname_to_follow([alias4]) == "alias4.test"                     # ipv6=off: A alone
+
+
+def test_duplicate_records_stay_each_a_peer() -> None:
+    """nginx's resolver keeps every record of an answer, a repeated address too (each a peer, each a
+    try: proxy_next_upstream_tries.t, stream_resolver.t)."""
+    query = a_query()
+    wire = bytearray(reply(query, "10.0.0.2", "10.0.0.1").to_wire())
+    # dnspython merges equal records when it builds a message: repeat the first record on the wire
+    record = bytes(wire[-32:-16])                  # name pointer, type, class, TTL, length, address
+    assert record[-4:] == bytes([10, 0, 0, 2])
+    wire[7] += 1                                   # ANCOUNT 2 -> 3
+    verdict = check(query, bytes(wire) + record, tcp=False)
+    assert isinstance(verdict, Accepted)
+    assert answer_of(verdict.response).addresses == ("10.0.0.2", "10.0.0.1", "10.0.0.2")

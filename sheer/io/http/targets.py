@@ -17,6 +17,7 @@ from sheer.config.names import is_address
 from sheer.config.values import is_unix
 from sheer.core.balancers import Balancer, make_balancer
 from sheer.core.http.uri import BadProxyUrl, parse_proxy_url
+from sheer.core.resolve import Resolved
 from sheer.core.resolve_wire import strerror
 from sheer.io.context import WorkerContext
 from sheer.io.counting import PeerColumns, peer_columns
@@ -105,22 +106,3 @@ class Targets:
         upstream = found.next()
         return upstream, make_balancer(upstream)
 
-
-@dataclass
-class Resolved:
-    """The addresses a name resolved to, and each rotation of them as an implicit upstream."""
-
-    addresses: tuple[str, ...]
-    written: str
-    port: int
-    turn: int = 0
-
-    def __post_init__(self) -> None:
-        servers = [UpstreamServer(a, self.port, text=self.written) for a in self.addresses]
-        self.rotations = [Upstream(self.written, tuple(servers[n:] + servers[:n]), implicit=True)
-                          for n in range(len(servers))]
-
-    def next(self) -> Upstream:
-        upstream = self.rotations[self.turn % len(self.rotations)]
-        self.turn += 1
-        return upstream
