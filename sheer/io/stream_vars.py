@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from sheer import NGINX_VERSION
 from sheer.core.http.variables import TlsInfo
 from sheer.core.maps import lookup
 from sheer.core.proxy_protocol import ProxyHeader
@@ -126,7 +127,7 @@ COMMON: dict[str, Callable[[_OfWorker], str]] = {
     "time_local": lambda v: time_local(time.time()),
     "time_iso8601": lambda v: time_iso8601(time.time()),
     "msec": lambda v: f"{time.time():.3f}",
-    "nginx_version": lambda v: "1.22.1",
+    "nginx_version": lambda v: NGINX_VERSION,
     "connection": lambda v: str(id(v)),
 }
 _GETTERS.update(COMMON)
