@@ -289,9 +289,10 @@ def test_duplicate_records_stay_each_a_peer() -> None:
     query = a_query()
     wire = bytearray(reply(query, "10.0.0.2", "10.0.0.1").to_wire())
     # dnspython merges equal records when it builds a message: repeat the first record on the wire
-    record = bytes(wire[-32:-16])                  # name pointer, type, class, TTL, length, address
-    assert record[-4:] == bytes([10, 0, 0, 2])
+    records = [bytes(wire[-32:-16]), bytes(wire[-16:])]   # pointer, type, class, TTL, length, address
+    record = next(r for r in records if r[-4:] == bytes([10, 0, 0, 2]))
     wire[7] += 1                                   # ANCOUNT 2 -> 3
     verdict = check(query, bytes(wire) + record, tcp=False)
     assert isinstance(verdict, Accepted)
-    assert answer_of(verdict.response).addresses == ("10.0.0.2", "10.0.0.1", "10.0.0.2")
+    addresses = answer_of(verdict.response).addresses
+    assert sorted(addresses) == ["10.0.0.1", "10.0.0.2", "10.0.0.2"] and addresses[-1] == "10.0.0.2"
