@@ -31,6 +31,7 @@ class StreamVariables:
         "bytes_sent",
         "client",
         "ctx",
+        "number",
         "peer",
         "protocol",
         "proxy",
@@ -45,6 +46,7 @@ class StreamVariables:
 
     def __init__(self, ctx: WorkerContext, protocol: str, client: Any, local: Any, started: float) -> None:
         self.ctx = ctx
+        self.number = ctx.connection_number()        # $connection
         self.protocol = protocol
         self.client = client          # $remote_addr:$remote_port, after realip
         self.peer = client            # the connection's own peer: $realip_remote_addr
@@ -119,6 +121,9 @@ class _OfWorker(Protocol):
     @property
     def ctx(self) -> WorkerContext: ...
 
+    @property
+    def number(self) -> int: ...
+
 
 # The same in every stream session, UDP or TCP (sheer.io.tcp_vars): the worker's and the clock's.
 COMMON: dict[str, Callable[[_OfWorker], str]] = {
@@ -128,7 +133,7 @@ COMMON: dict[str, Callable[[_OfWorker], str]] = {
     "time_iso8601": lambda v: time_iso8601(time.time()),
     "msec": lambda v: f"{time.time():.3f}",
     "nginx_version": lambda v: NGINX_VERSION,
-    "connection": lambda v: str(id(v)),
+    "connection": lambda v: str(v.number),
 }
 _GETTERS.update(COMMON)
 # TLS (sheer.io.stream_tls): a StreamVariables' own

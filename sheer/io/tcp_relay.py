@@ -87,8 +87,8 @@ class Service(Protocol):
 class Connection:
     """One client connection and, once connected, its upstream connection."""
 
-    __slots__ = ("_local", "client", "connecting", "core", "down", "mapped", "peer_address", "service",
-                 "started", "up", "upstream")
+    __slots__ = ("_local", "client", "connecting", "core", "down", "mapped", "number", "peer_address",
+                 "service", "started", "up", "upstream")
 
     def __init__(self, service: Service, client: int, address: Any, started: float) -> None:
         self.service = service
@@ -98,6 +98,7 @@ class Connection:
         self.peer_address = address
         self.mapped: dict[str, str] | None = None    # the `map` variables worked out (made when one is asked)
         self.started = started
+        self.number = service.ctx.connection_number()      # $connection
         self._local: Any = None
         self.core = TcpSession(service.shared, address, self)
         self.up = Direction(client, NONE, Side.CLIENT)       # client -> upstream

@@ -29,6 +29,7 @@ class Facts(Protocol):
 
     def variable(self, name: str) -> str: ...
     started: float               # wall clock at accept
+    number: int                  # $connection
 
     @property
     def up(self) -> Counted: ...          # client -> upstream

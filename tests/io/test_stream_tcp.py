@@ -165,6 +165,26 @@ def test_stream_return(run_sheer: Callable[..., Sheer]) -> None:
         assert read_all(sock) == f"hello {local[0]} from 127.0.0.1:{port}\n".encode()
 
 
+def test_connection_is_the_worker_s_connection_counter(run_sheer: Callable[..., Sheer]) -> None:
+    """$connection counts the worker's client connections, TCP and UDP, as nginx's serial number."""
+    port, udp = free_port(), free_port(kinds=(socket.SOCK_DGRAM,))
+    run_sheer(f"""worker_processes 1;
+stream {{
+    server {{ listen 127.0.0.1:{port}; return "$connection\n"; }}
+    server {{ listen 127.0.0.1:{udp} udp; return "$connection\n"; }}
+}}
+""")
+    numbers = []
+    for _ in range(2):
+        with connect(port) as sock:
+            numbers.append(int(read_all(sock)))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(3)
+        sock.sendto(b"x", ("127.0.0.1", udp))
+        numbers.append(int(sock.recv(100)))
+    assert numbers == [numbers[0], numbers[0] + 1, numbers[0] + 2] and numbers[0] < 10, numbers
+
+
 def test_access_log(run_sheer: Callable[..., Sheer], closing: Callable[[Any], Any], tmp_path: Any) -> None:
     echo = closing(TcpEcho("127.0.0.11"))
     port = free_port()

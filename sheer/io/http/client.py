@@ -41,7 +41,6 @@ class Listener(Protocol):
     log: ErrorLogger
     counters: HttpCounters
     proxy_protocol: bool
-    connected: int
     connections: set[ClientConnection]
     draining: bool
     proxy: Handler
@@ -102,11 +101,10 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
         local = transport.get_extra_info("sockname")
         if local.__class__ is str:     # a unix-domain listener: ("unix:", None) and ("unix:/path", None)
             remote, local = as_address(remote or ""), as_address(local)
-        self.service.connected += 1
         counters = self.service.counters
         counters.row[counters.accepted] += 1
         counters.row[counters.active] += 1
-        self.conn = Connection(remote[:2], local[:2], self.service.connected, self.site.hostname,
+        self.conn = Connection(remote[:2], local[:2], self.site.ctx.connection_number(), self.site.hostname,
                                self.site.pid)
         self.conn.maps = self.site.ctx.http_maps
         self.conn.start = time.time()
