@@ -242,6 +242,7 @@ class HttpBuilder:
             proxy_hidden=proxy_headers.hidden(inherited(chain, "proxy_hide_header", []),
                                               inherited(chain, "proxy_pass_header", [])),
             proxy_intercept_errors=inherited(chain, "proxy_intercept_errors", False),
+            proxy_ignore_headers=inherited(chain, "proxy_ignore_headers", frozenset()),
             proxy_set_body=inherited(chain, "proxy_set_body", None),
             proxy_method=inherited(chain, "proxy_method", None),
             proxy_cookie_domain=proxy_headers.cookie_rules(inherited(chain, "proxy_cookie_domain", None)),

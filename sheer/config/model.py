@@ -303,6 +303,7 @@ class Location:
     proxy_redirect: tuple[Redirect, ...] = ()
     proxy_hidden: frozenset[bytes] = HIDDEN_BY_DEFAULT
     proxy_intercept_errors: bool = False
+    proxy_ignore_headers: frozenset[str] = frozenset()    # lowercase names (sheer.config.proxy_headers)
     proxy_set_body: Template | None = None
     proxy_method: Template | None = None      # the upstream request's method (the client's when None)
     proxy_cookie_domain: tuple[Redirect, ...] = ()

@@ -68,8 +68,8 @@ def limit_response(exchange: Exchange, location: Location, variables: RequestVar
     the upstream, else a rate already set (`set $limit_rate`), else `limit_rate`; `limit_rate_after`;
     `proxy_limit_rate`. With none, the response is written as it comes."""
     rate = variables.limit_rate
-    header = accel_limit_rate(exchange.headers)
-    if header is not None and header.isdigit():
+    header = accel_limit_rate(exchange.headers)      # taken out even when ignored (never passed on)
+    if header is not None and header.isdigit() and "x-accel-limit-rate" not in location.proxy_ignore_headers:
         rate = int(header)
     if rate is None:
         rate, problem = evaluate(location.limit_rate, variables) if location.limit_rate else (0, None)
