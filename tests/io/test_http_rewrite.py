@@ -198,7 +198,8 @@ def test_proxy_ignore_headers_x_accel_redirect(harness: Harness) -> None:
             location / {{ add_header X-Accel-Redirect /inner; return 200 "upstream's"; }} }}
         server {{ listen 127.0.0.1:{proxy};
             location /inner {{ return 200 "inner"; }}
-            location /ignored {{ proxy_pass http://127.0.0.11:{up}; proxy_ignore_headers x-accel-redirect Vary; }}
+            location /ignored {{ proxy_pass http://127.0.0.11:{up};
+                                 proxy_ignore_headers x-accel-redirect Vary; }}
             location / {{ proxy_pass http://127.0.0.11:{up}; }} }}""")
     assert get(proxy, "/followed")[2] == b"inner"
     status, headers, body = get(proxy, "/ignored")

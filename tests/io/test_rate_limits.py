@@ -163,7 +163,7 @@ def test_http_limit_rate(harness: Harness) -> None:
     accel, headers, body = fetch(proxy, "/accel")    # the upstream sets the rate; the header stays with us
     assert body == BIG.encode() and accel >= 1.5, accel
     assert "x-accel-limit-rate" not in headers
-    free, headers, body = fetch(proxy, "/accel/ignored")     # proxy_ignore_headers: not acted on, still hidden
+    free, headers, body = fetch(proxy, "/accel/ignored")     # proxy_ignore_headers: not acted on, hidden
     assert body == BIG.encode() and free < 1.0 and "x-accel-limit-rate" not in headers, free
     log = harness.tmp / "rates.log"
     wait_for(lambda: len(log.read_text().splitlines()) == 6, 5, "the access log's lines")
