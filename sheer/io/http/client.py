@@ -41,6 +41,7 @@ class Listener(Protocol):
     log: ErrorLogger
     counters: HttpCounters
     proxy_protocol: bool
+    connected: int                      # connections this listener accepted
     connections: set[ClientConnection]
     draining: bool
     proxy: Handler
@@ -101,6 +102,7 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
         local = transport.get_extra_info("sockname")
         if local.__class__ is str:     # a unix-domain listener: ("unix:", None) and ("unix:/path", None)
             remote, local = as_address(remote or ""), as_address(local)
+        self.service.connected += 1
         counters = self.service.counters
         counters.row[counters.accepted] += 1
         counters.row[counters.active] += 1

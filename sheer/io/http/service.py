@@ -35,6 +35,7 @@ class HttpService:
         self.acceptor: Acceptor | None = None
         self.connections: set[ClientConnection] = set()
         self.opening: set[asyncio.Task[object]] = set()
+        self.connected = 0
         self.draining = False
         self.proxy: Handler = proxy
         self.status: Handler = StatusLocations(ctx).serve
