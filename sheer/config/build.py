@@ -288,6 +288,7 @@ class StreamBuilder:
             status_zone=block.get("status_zone", [None])[0],
             source=block.source,
             proxy_pass_url=proxy_pass_url,
+            resolver=effective_resolver(chain, self.top.names) if proxy_pass_url is not None else None,
             ssl_preread=inherited(chain, "ssl_preread", False),
             tls=stream_tls(chain, listens),
             ssl_handshake_timeout=inherited(chain, "ssl_handshake_timeout", 60.0),

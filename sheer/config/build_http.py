@@ -248,6 +248,7 @@ class HttpBuilder:
             proxy_intercept_errors=inherited(chain, "proxy_intercept_errors", False),
             internal="internal" in block.settings,
             referers=referers_of(inherited(chain, "valid_referers", None), server_names_of(chain)),
+            proxy_ignore_headers=inherited(chain, "proxy_ignore_headers", frozenset()),
             proxy_set_body=inherited(chain, "proxy_set_body", None),
             proxy_method=inherited(chain, "proxy_method", None),
             proxy_cookie_domain=proxy_headers.cookie_rules(inherited(chain, "proxy_cookie_domain", None)),

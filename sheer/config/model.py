@@ -169,6 +169,7 @@ class StreamServer:
     source: Source | None = None
     # `proxy_pass $variable`: an upstream block's name or an address:port, per session (upstream None)
     proxy_pass_url: Template | None = None
+    resolver: Resolver | None = None          # names in that value, resolved per session
     ssl_preread: bool = False                 # read the ClientHello first (sheer.core.tls_preread)
     preread_timeout: float = 30.0
     preread_buffer_size: int = 16384
@@ -304,6 +305,7 @@ class Location:
     proxy_intercept_errors: bool = False
     internal: bool = False                      # `internal`: reached only by internal redirects (else 404)
     referers: Referers | None = None            # valid_referers, for $invalid_referer
+    proxy_ignore_headers: frozenset[str] = frozenset()    # lowercase names (sheer.config.proxy_headers)
     proxy_set_body: Template | None = None
     proxy_method: Template | None = None      # the upstream request's method (the client's when None)
     proxy_cookie_domain: tuple[Redirect, ...] = ()

@@ -112,6 +112,21 @@ def cookie_rules(lines: list[tuple[Any, Source]] | None) -> tuple[Redirect, ...]
     return tuple(rules)
 
 
+# ngx_http_upstream_ignore_headers_masks: what `proxy_ignore_headers` may name (case does not matter)
+IGNORABLE = frozenset({"x-accel-redirect", "x-accel-expires", "x-accel-limit-rate", "x-accel-buffering",
+                       "x-accel-charset", "expires", "cache-control", "set-cookie", "vary"})
+
+
+def _ignored(args: list[str], src: Source) -> frozenset[str]:
+    """`proxy_ignore_headers FIELD ...`: the upstream's headers that are not acted on. sheer acts on
+    X-Accel-Redirect and X-Accel-Limit-Rate; the others tell nginx's cache and buffering what to do,
+    which sheer has not (accepted, as nginx's, for a configuration copied from it)."""
+    for word in args:
+        if word.lower() not in IGNORABLE:
+            raise ConfigError(f'invalid value "{word}"', src)
+    return frozenset(word.lower() for word in args)
+
+
 DIRECTIVES: tuple[Directive, ...] = (
     entry("proxy_cookie_domain", HTTP_ALL, (1, 2), _cookie("domain"), multi=True),
     entry("proxy_cookie_path", HTTP_ALL, (1, 2), _cookie("path"), multi=True),
@@ -119,6 +134,7 @@ DIRECTIVES: tuple[Directive, ...] = (
     entry("proxy_redirect", HTTP_ALL, (1, 2), _redirect, multi=True),
     entry("proxy_hide_header", HTTP_ALL, (1, 1), multi=True),
     entry("proxy_pass_header", HTTP_ALL, (1, 1), multi=True),
+    entry("proxy_ignore_headers", HTTP_ALL, (1, None), _ignored),
     entry("proxy_intercept_errors", HTTP_ALL, (1, 1),
           lambda a, s: parse_flag(a[0], "proxy_intercept_errors", s)),
     entry("proxy_set_body", HTTP_ALL, (1, 1), lambda a, s: _template(a[0], s)),

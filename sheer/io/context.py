@@ -86,6 +86,7 @@ class WorkerContext:
     http_maps: dict[str, Table] = field(default_factory=dict)
     stream_maps: dict[str, Table] = field(default_factory=dict)
     _slots: ConnectionSlots | None = None
+    _connections: int = 0
 
     def __post_init__(self) -> None:
         if self.config.http is not None and not self.http_maps:
@@ -101,6 +102,12 @@ class WorkerContext:
             self._slots = ConnectionSlots(self.config.worker_connections, self.log, loop.call_later,
                                           loop.time)
         return self._slots
+
+    def connection_number(self) -> int:
+        """$connection: the next serial number of a client connection in this worker, http and stream
+        alike (nginx's ngx_connection_counter)."""
+        self._connections += 1
+        return self._connections
 
     def error_log(self, log: ErrorLog | None) -> ErrorLogger:
         if log is None:

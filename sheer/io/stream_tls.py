@@ -18,6 +18,7 @@ from sheer.config.model import StreamServer
 from sheer.core.balancers import Balancer, Peer, request_key
 from sheer.core.bind import BindTo, BindValueError, bind_to
 from sheer.core.rate import RateLimit, evaluate
+from sheer.core.tcp_commands import Resolve
 from sheer.core.variables import render
 from sheer.io.accept import Acceptor
 from sheer.io.context import WorkerContext
@@ -150,7 +151,8 @@ class TlsSession:
         balancer = self.balancer
         if balancer is None:
             assert server.proxy_pass_url is not None
-            chosen = service.targets.choose(render(server.proxy_pass_url, self.vars))
+            choice = service.targets.choose(render(server.proxy_pass_url, self.vars))
+            chosen = await service.targets.resolve(choice.value) if isinstance(choice, Resolve) else choice
             if isinstance(chosen, tuple):
                 service.log.error(f"{chosen[0]}, client: {self.vars.remote_addr}, server: {service.name}")
                 self.end(chosen[1])
@@ -306,7 +308,7 @@ class TlsStreamService:
         self.log = ctx.error_log(server.error_log)
         self.access = AccessLogger(server.access_logs)
         self.balancer = ctx.balancer_for(server.upstream) if server.upstream else None
-        self.targets = StreamTargets(ctx)
+        self.targets = StreamTargets(ctx, server.resolver)
         host, port = listening_on(sock)
         self.name = shown(host, port)
         self.tls: TlsListener | None = None

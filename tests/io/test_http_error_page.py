@@ -70,3 +70,16 @@ def test_internal_locations_serve_only_internal_redirects(harness: Harness) -> N
     assert (status, body) == (200, b"page for /page\n")
     status, _, body = get(proxy, "/old")                  # `rewrite ... last` reaches it too (nginx 1.22)
     assert (status, body) == (200, b"page for /old\n")
+def test_a_redirect_for_the_client_gets_the_add_header_lines(harness: Harness) -> None:
+    """nginx's headers filter runs on error_page's redirect: add_header's lines (302 is among its codes)
+    come with it, rendered after the upstream was tried ($upstream_addr)."""
+    proxy = harness.listen("127.0.0.1")
+    dead = harness.listen("127.0.0.12")
+    harness.sockets.pop(("127.0.0.12", dead)).close()
+    harness.serve(f"""
+        server {{ listen 127.0.0.1:{proxy};
+            location / {{ proxy_pass http://127.0.0.12:{dead}; error_page 502 redirect;
+                          add_header X-IP $upstream_addr; }} }}""")
+    status, headers, _ = get(proxy, "/")
+    assert status == 302 and headers["location"] == "redirect"
+    assert headers["x-ip"] == f"127.0.0.12:{dead}"

@@ -148,7 +148,9 @@ def test_http_limit_rate(harness: Harness) -> None:
                   location / {{ proxy_pass http://127.0.0.11:{up}; }}
                   location /after {{ limit_rate_after 40k; proxy_pass http://127.0.0.11:{up}; }}
                   location /var {{ limit_rate $arg_l; proxy_pass http://127.0.0.11:{up}; }}
-                  location /accel {{ limit_rate 0; proxy_pass http://127.0.0.11:{up}; }} }}""")
+                  location /accel {{ limit_rate 0; proxy_pass http://127.0.0.11:{up}; }}
+                  location /accel/ignored {{ limit_rate 0; proxy_ignore_headers X-Accel-Limit-Rate;
+                                             proxy_pass http://127.0.0.11:{up}/accel; }} }}""")
     limited, _, body = fetch(proxy, "/")
     assert body == BIG.encode()
     assert limited >= 1.5, limited                   # 30000 B at 12288 B/s, each second begun: ~2 s
@@ -161,10 +163,12 @@ def test_http_limit_rate(harness: Harness) -> None:
     accel, headers, body = fetch(proxy, "/accel")    # the upstream sets the rate; the header stays with us
     assert body == BIG.encode() and accel >= 1.5, accel
     assert "x-accel-limit-rate" not in headers
+    free, headers, body = fetch(proxy, "/accel/ignored")     # proxy_ignore_headers: not acted on, hidden
+    assert body == BIG.encode() and free < 1.0 and "x-accel-limit-rate" not in headers, free
     log = harness.tmp / "rates.log"
-    wait_for(lambda: len(log.read_text().splitlines()) == 5, 5, "the access log's lines")
+    wait_for(lambda: len(log.read_text().splitlines()) == 6, 5, "the access log's lines")
     lines = log.read_text().splitlines()
-    assert lines == ["/:12288", "/after:12288", "/var:0", "/var:12288", "/accel:12288"]
+    assert lines == ["/:12288", "/after:12288", "/var:0", "/var:12288", "/accel:12288", "/accel/ignored:0"]
     assert 'invalid size ""' in harness.error_log()
 
 

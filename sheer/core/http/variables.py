@@ -7,6 +7,7 @@ import os
 import re
 from collections.abc import Callable
 
+from sheer import NGINX_VERSION
 from sheer.config.referers import Referers
 from sheer.core.http.headers import Headers, forwarded, forwarded_for
 from sheer.core.http.referer import invalid_referer
@@ -351,7 +352,7 @@ _GETTERS: dict[str, Callable[[RequestVariables], str]] = {
     "content_length": lambda v: v.header("content-length"),
     "content_type": lambda v: v.header("content-type"),
     "remote_user": lambda v: remote_user(v.header("authorization")),
-    "nginx_version": lambda v: "1.24.0",
+    "nginx_version": lambda v: NGINX_VERSION,
     "proxy_host": lambda v: v.proxy_host,
     "proxy_port": lambda v: v.proxy_host.rpartition(":")[2] if ":" in v.proxy_host else "80",
     "proxy_add_x_forwarded_for": lambda v: forwarded_for(v.headers, v.remote_addr),

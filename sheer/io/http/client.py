@@ -41,7 +41,7 @@ class Listener(Protocol):
     log: ErrorLogger
     counters: HttpCounters
     proxy_protocol: bool
-    connected: int
+    connected: int                      # connections this listener accepted
     connections: set[ClientConnection]
     draining: bool
     proxy: Handler
@@ -106,7 +106,7 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
         counters = self.service.counters
         counters.row[counters.accepted] += 1
         counters.row[counters.active] += 1
-        self.conn = Connection(remote[:2], local[:2], self.service.connected, self.site.hostname,
+        self.conn = Connection(remote[:2], local[:2], self.site.ctx.connection_number(), self.site.hostname,
                                self.site.pid)
         self.conn.maps = self.site.ctx.http_maps
         self.conn.start = time.time()

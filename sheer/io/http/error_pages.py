@@ -126,13 +126,16 @@ _ACCEL_KEPT = frozenset({b"content-type", b"set-cookie", b"content-disposition",
 def accel_redirect(client: Proxying, request: Request, headers: list[tuple[bytes, bytes]]) -> bool:
     """The upstream's `X-Accel-Redirect: /uri` (or `@name`): its answer is dropped and the request
     redirected internally there (nginx's ngx_http_upstream_process_headers), a few of its headers
-    kept; a URI leading out with `..` is nginx's 404. False when the answer has none."""
+    kept; a URI leading out with `..` is nginx's 404. False when the answer has none, or when
+    `proxy_ignore_headers X-Accel-Redirect` says so (the answer is passed on, the header hidden)."""
     value = next((value for name, value in headers if name.lower() == b"x-accel-redirect"), None)
-    if value is None:
+    location = request.plan.location if request.plan is not None else None
+    if value is None or (location is not None and "x-accel-redirect" in location.proxy_ignore_headers):
         return False
     target = value.decode("latin-1")
     rate = accel_limit_rate(headers)        # X-Accel-Limit-Rate holds for the redirected answer too
-    if rate is not None and rate.isdigit() and request.vars is not None:
+    ignored = location is not None and "x-accel-limit-rate" in location.proxy_ignore_headers
+    if rate is not None and rate.isdigit() and request.vars is not None and not ignored:
         request.vars.limit_rate = int(rate)
     request.carried = tuple((name, v) for name, v in headers if name.lower() in _ACCEL_KEPT)
     if not target.startswith("@"):

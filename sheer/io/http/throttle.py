@@ -68,8 +68,9 @@ def limit_response(exchange: Exchange, location: Location, variables: RequestVar
     the upstream, else a rate already set (`set $limit_rate`), else `limit_rate`; `limit_rate_after`;
     `proxy_limit_rate`. With none, the response is written as it comes."""
     header = accel_limit_rate(exchange.headers)
+    ignored = "x-accel-limit-rate" in location.proxy_ignore_headers     # taken out even so: never passed on
     limits = response_limits(location, variables, started, complain,
-                             int(header) if header is not None and header.isdigit() else None)
+                             int(header) if header is not None and header.isdigit() and not ignored else None)
     if location.proxy_limit_rate:
         limits.append(RateLimit(location.proxy_limit_rate, started))
     if limits:
