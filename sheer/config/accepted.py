@@ -15,6 +15,7 @@ from sheer.config.table import (
     EVENTS,
     HTTP,
     HTTP_ALL,
+    HTTP_SERVER,
     MAIN,
     STREAM_ALL,
     Convert,
@@ -31,8 +32,6 @@ _MEMORY = "sheer keeps request and response bodies in memory: no temporary files
 _BUFFERS = "sheer sizes its buffers itself: nothing to do"
 _RELAYED = ("sheer passes a response on as it arrives, reading the upstream only as fast as the client "
             "takes it (nginx's proxy_buffering off, without its buffer limit)")
-_STREAMED = ("sheer reads request bodies up to 64 KiB whole before sending them upstream and streams larger "
-             "ones as they arrive")
 
 # The dynamic modules sheer has built in: `load_module` of these loads nothing and is no error.
 BUILT_IN = frozenset({"ngx_stream_module"})
@@ -121,6 +120,18 @@ def _buffers(args: list[str], src: Source) -> tuple[int, int]:
     return number, parse_size(args[1], "proxy_buffers", src)
 
 
+def _pool_size(name: str) -> Convert:
+    """ngx_http_core_pool_size: nginx's memory pools, at least 112 bytes and a multiple of 16."""
+    def convert(args: list[str], src: Source) -> int:
+        size = parse_size(args[0], name, src)
+        if size < 112:
+            raise ConfigError("the pool size must be no less than 112", src)
+        if size % 16:
+            raise ConfigError("the pool size must be a multiple of 16", src)
+        return size
+    return convert
+
+
 def _server_tokens(args: list[str], src: Source) -> str:
     if args[0] not in ("on", "off", "build"):
         raise ConfigError(f'invalid value "{args[0]}"', src)     # nginx's ngx_conf_set_enum_slot
@@ -136,8 +147,9 @@ def _server_tokens_notice(args: list[str]) -> tuple[NoticeLevel, str] | None:
 _SIZES = ("types_hash_max_size", "types_hash_bucket_size", "server_names_hash_max_size",
           "server_names_hash_bucket_size", "variables_hash_max_size", "variables_hash_bucket_size",
           "map_hash_max_size", "map_hash_bucket_size", "proxy_headers_hash_max_size",
-          "proxy_headers_hash_bucket_size")
+          "proxy_headers_hash_bucket_size", "referer_hash_max_size", "referer_hash_bucket_size")
 _SIZE_CONTEXTS = {"types_hash_max_size": HTTP_ALL, "types_hash_bucket_size": HTTP_ALL,
+                  "referer_hash_max_size": HTTP_ALL - {HTTP}, "referer_hash_bucket_size": HTTP_ALL - {HTTP},
                   "proxy_headers_hash_max_size": HTTP_ALL, "proxy_headers_hash_bucket_size": HTTP_ALL}
 
 TABLE: tuple[Directive, ...] = (
@@ -174,14 +186,14 @@ TABLE: tuple[Directive, ...] = (
     entry("tcp_nodelay", HTTP_ALL | STREAM_ALL, (1, 1), _flag("tcp_nodelay"), notice=_tcp_nodelay_notice),
     *(entry(name, _SIZE_CONTEXTS.get(name, {HTTP}), (1, 1), _number(name), notice=_says(_SIZING))
       for name in _SIZES),
-    entry("client_body_temp_path", HTTP_ALL, (1, 4), _temp_path("client_body_temp_path"),
-          notice=_says(_MEMORY)),
+    entry("connection_pool_size", {HTTP, HTTP_SERVER}, (1, 1), _pool_size("connection_pool_size"),
+          notice=_says(_BUFFERS)),
+    entry("request_pool_size", {HTTP, HTTP_SERVER}, (1, 1), _pool_size("request_pool_size"),
+          notice=_says(_BUFFERS)),
     entry("proxy_temp_path", HTTP_ALL, (1, 4), _temp_path("proxy_temp_path"), notice=_says(_MEMORY)),
     entry("server_tokens", HTTP_ALL, (1, 1), _server_tokens, notice=_server_tokens_notice),
     # proxy buffering: sheer relays as data comes, with back-pressure both ways
     entry("proxy_buffering", HTTP_ALL, (1, 1), _flag("proxy_buffering"), notice=_says(_RELAYED)),
-    entry("proxy_request_buffering", HTTP_ALL, (1, 1), _flag("proxy_request_buffering"),
-          notice=_says(_STREAMED)),
     entry("proxy_buffer_size", HTTP_ALL | STREAM_ALL, (1, 1), _size("proxy_buffer_size"),
           notice=_says(_BUFFERS)),
     entry("proxy_buffers", HTTP_ALL, (2, 2), _buffers, notice=_says(_BUFFERS)),

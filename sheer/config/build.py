@@ -12,7 +12,7 @@ from sheer.config.build_http import HttpBuilder
 from sheer.config.build_tls import check_stream_tls, stream_proxy_ssl, stream_tls
 from sheer.config.error_logs import error_logs
 from sheer.config.errors import ConfigError, Source
-from sheer.config.maps import maps_of
+from sheer.config.made_variables import made_variables
 from sheer.config.model import (
     AccessLog,
     Config,
@@ -127,6 +127,9 @@ class Builder:
             if all(server.backup for server in servers + templates):
                 raise ConfigError(f'upstream "{name}" has only backup servers', child.source)
             zone = child.get("zone")
+            if child.get("keepalive_timeout", (0, None))[1] is not None:     # one argument in an upstream
+                raise ConfigError('invalid number of arguments in "keepalive_timeout" directive',
+                                  child.sources["keepalive_timeout"])
             resolver = effective_resolver([child, block], self.names)
             if templates and zone is None:
                 raise ConfigError(f'resolving names at run time requires upstream "{name}" to be in shared '
@@ -137,7 +140,7 @@ class Builder:
                                   templates[0].source)
             found[name] = Upstream(name, tuple(servers), child.get("keepalive", 0),
                                    keepalive_requests=child.get("keepalive_requests", 1000),
-                                   keepalive_timeout=child.get("keepalive_timeout", 60.0),
+                                   keepalive_timeout=child.get("keepalive_timeout", (60.0, None))[0],
                                    keepalive_time=child.get("keepalive_time", 3600.0),
                                    source=child.source,
                                    balance=balance, resolve=tuple(templates), zone=zone[0] if zone else None,
@@ -221,11 +224,12 @@ class StreamBuilder:
         upstreams = self.top.upstreams(self.block, default_port=None)
         formats = self.top.log_formats(self.block, STREAM_VARIABLES, (), {})
         self.matches = build_health.stream_matches(self.block)
-        maps = maps_of(self.block, STREAM_VARIABLES, ())
+        maps, geos, splits = made_variables(self.block, STREAM_VARIABLES, (), http=False)
         servers = tuple(self.server(child, upstreams, formats)
                         for child in self.block.children if child.context == "stream.server")
         build_health.check_dsr_is_checked(servers)
-        return Stream(servers, tuple(upstreams.values()), maps, log_files(self.block, self.top.path))
+        return Stream(servers, tuple(upstreams.values()), maps, geos, splits,
+                      log_files=log_files(self.block, self.top.path))
 
     def server(self, block: Block, upstreams: dict[str, Upstream],
                formats: dict[str, LogFormat]) -> StreamServer:
@@ -299,6 +303,7 @@ class StreamBuilder:
             status_zone=block.get("status_zone", [None])[0],
             source=block.source,
             proxy_pass_url=proxy_pass_url,
+            resolver=effective_resolver(chain, self.top.names) if proxy_pass_url is not None else None,
             ssl_preread=inherited(chain, "ssl_preread", False),
             tls=stream_tls(chain, listens),
             ssl_handshake_timeout=inherited(chain, "ssl_handshake_timeout", 60.0),

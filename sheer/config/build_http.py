@@ -7,18 +7,18 @@ from typing import Any, Protocol
 
 from sheer.config import build_health, proxy_headers
 from sheer.config import directives as d
-from sheer.config.access import access_rules
+from sheer.config.access import access_rules, limit_except
 from sheer.config.build_gzip import gzip_of
+from sheer.config.build_handlers import api_location, status_handler
 from sheer.config.build_rewrite import script_of
 from sheer.config.build_static import expires_of, static_of
 from sheer.config.build_tls import server_tls, upstream_tls
 from sheer.config.errors import ConfigError, Source
 from sheer.config.locations import check_nesting, duplicate_key, location_args, location_regex
-from sheer.config.maps import maps_of
+from sheer.config.made_variables import made_variables
 from sheer.config.model import (
     DEFAULT_PROXY_HEADERS,
     AccessLog,
-    AddHeader,
     ClientLimits,
     ErrorLog,
     Http,
@@ -28,12 +28,14 @@ from sheer.config.model import (
     Location,
     LogFormat,
     ProxyPass,
-    StatusHandler,
     Upstream,
 )
 from sheer.config.names import Names
 from sheer.config.realip import http_real_ip
+from sheer.config.referers import referers_of, server_names_of
+from sheer.config.request_body import request_body_of
 from sheer.config.resolver import effective as effective_resolver
+from sheer.config.responses import added_lines, replies_of
 from sheer.config.scope import (
     check_unix_peers,
     implicit_address,
@@ -44,7 +46,7 @@ from sheer.config.scope import (
     proxy_bind,
 )
 from sheer.config.server_names import server_name_regexes
-from sheer.config.table import HTTP_LOCATION, NoticeLevel
+from sheer.config.table import HTTP_LIMIT_EXCEPT, HTTP_LOCATION, NoticeLevel
 from sheer.config.template import HTTP_PREFIXES, HTTP_VARIABLES, Template, compile_template
 from sheer.config.tree import Block
 
@@ -86,12 +88,13 @@ class HttpBuilder:
         upstreams = self.top.upstreams(self.block, default_port=80)
         formats = self.top.log_formats(self.block, HTTP_VARIABLES, HTTP_PREFIXES, {"combined": COMBINED})
         self.matches = build_health.http_matches(self.block)
-        maps = maps_of(self.block, HTTP_VARIABLES, HTTP_PREFIXES)
+        maps, geos, splits = made_variables(self.block, HTTP_VARIABLES, HTTP_PREFIXES, http=True)
         self.addresses: set[tuple[str, int]] = set()     # seen: the first server on one is its default
         servers = tuple(self.server(child, upstreams, formats)
                         for child in self.block.children if child.context == "http.server")
         _check_default_servers(servers)
-        return Http(servers, tuple(upstreams.values()), maps, log_files(self.block, self.top.path))
+        return Http(servers, tuple(upstreams.values()), maps, geos, splits,
+                    log_files=log_files(self.block, self.top.path))
 
     def template(self, text: str, source: Source) -> Template:
         return compile_template(text, source, HTTP_VARIABLES, HTTP_PREFIXES)
@@ -101,7 +104,7 @@ class HttpBuilder:
         listens = tuple(replace(listen, port=80) if listen.port == 0 and not listen.unix else listen
                         for listen in self.top.listens(block)) or (Listen("", 80, source=block.source),)
         names = tuple(name for args, _ in block.get("server_name", []) for name in args) or ("",)
-        self.api = _api_location(block)
+        self.api = api_location(block)
         tree = self.locations(block, [block, self.block], None, upstreams, formats)
         chain = [block, self.block]
         script = script_of(block, chain)
@@ -127,8 +130,8 @@ class HttpBuilder:
             tls=server_tls(chain, [listen.source for listen in listens if listen.ssl], default),
             http2=inherited(chain, "http2", False),
             static=None if returned else static_of(chain, self.top.prefix, "", "", None),
-            add_headers=tuple(AddHeader(args[0], self.template(args[1], source), len(args) == 3)
-                              for args, source in inherited(chain, "add_header", [])),
+            add_headers=added_lines(chain, "add_header"),
+            replies=replies_of(chain),
             gzip=gzip_of(chain),
             rewrite=script,
         )
@@ -160,7 +163,7 @@ class HttpBuilder:
         proxy_pass = block.get("proxy_pass")
         script = script_of(block, chain)
         returned = block.get("return") if script is None else None
-        handler = _handler(block)
+        handler = status_handler(block)
         if handler is not None and handler.kind == "dashboard":
             # a dashboard reads (and, with `api write=on`, changes) through the `api` location of its server
             if self.api is None:
@@ -206,8 +209,8 @@ class HttpBuilder:
             gzip=gzip_of(chain),
             return_=self.return_(returned, block.sources["return"]) if returned else None,
             proxy_set_header=self.headers(chain),
-            add_headers=tuple(AddHeader(args[0], self.template(args[1], source), len(args) == 3)
-                              for args, source in inherited(chain, "add_header", [])),
+            add_headers=added_lines(chain, "add_header"),
+            replies=replies_of(chain),
             proxy_http_version=inherited(chain, "proxy_http_version", "1.0"),
             proxy_pass_request_headers=inherited(chain, "proxy_pass_request_headers", True),
             proxy_pass_request_body=inherited(chain, "proxy_pass_request_body", True),
@@ -225,12 +228,14 @@ class HttpBuilder:
             handler=handler,
             client_body_timeout=inherited(chain, "client_body_timeout", 60.0),
             client_max_body_size=inherited(chain, "client_max_body_size", 1024 * 1024),
+            request_body=request_body_of(chain, self.top.prefix),
             send_timeout=inherited(chain, "send_timeout", 60.0),
-            keepalive_timeout=inherited(chain, "keepalive_timeout", 75.0),
+            keepalive_timeout=inherited(chain, "keepalive_timeout", (75.0, None))[0],
             keepalive_requests=inherited(chain, "keepalive_requests", 1000),
             keepalive_time=inherited(chain, "keepalive_time", 3600.0),
             keepalive_disable=inherited(chain, "keepalive_disable", frozenset({"msie6"})),
             access=access_rules(chain),
+            limit_except=limit_except(chain, HTTP_LIMIT_EXCEPT),
             error_pages=tuple(page for page, _ in inherited(chain, "error_page", [])),
             resolver=effective_resolver(chain, self.top.names),
             source=block.source,
@@ -248,11 +253,15 @@ class HttpBuilder:
             proxy_hidden=proxy_headers.hidden(inherited(chain, "proxy_hide_header", []),
                                               inherited(chain, "proxy_pass_header", [])),
             proxy_intercept_errors=inherited(chain, "proxy_intercept_errors", False),
+            internal="internal" in block.settings,
+            referers=referers_of(inherited(chain, "valid_referers", None), server_names_of(chain)),
+            proxy_ignore_headers=inherited(chain, "proxy_ignore_headers", frozenset()),
             proxy_set_body=inherited(chain, "proxy_set_body", None),
             proxy_method=inherited(chain, "proxy_method", None),
             post_action=inherited(chain, "post_action", None),
             proxy_cookie_domain=proxy_headers.cookie_rules(inherited(chain, "proxy_cookie_domain", None)),
             proxy_cookie_path=proxy_headers.cookie_rules(inherited(chain, "proxy_cookie_path", None)),
+            proxy_cookie_flags=proxy_headers.cookie_flags(inherited(chain, "proxy_cookie_flags", None)),
         )
 
     def proxy_pass(self, target: str, upstreams: dict[str, Upstream], source: Source) -> ProxyPass:
@@ -327,30 +336,15 @@ def _limits(chain: list[Block]) -> ClientLimits:
         client_header_timeout=inherited(chain, "client_header_timeout", 60.0),
         client_header_buffer_size=inherited(chain, "client_header_buffer_size", 1024),
         large_client_header_buffers=inherited(chain, "large_client_header_buffers", (4, 8192)),
+        ignore_invalid_headers=inherited(chain, "ignore_invalid_headers", True),
+        underscores_in_headers=inherited(chain, "underscores_in_headers", False),
+        max_headers=inherited(chain, "max_headers", 1000),
+        merge_slashes=inherited(chain, "merge_slashes", True),
         client_body_timeout=inherited(chain, "client_body_timeout", 60.0),
         client_max_body_size=inherited(chain, "client_max_body_size", 1024 * 1024),
         send_timeout=inherited(chain, "send_timeout", 60.0),
-        keepalive_timeout=inherited(chain, "keepalive_timeout", 75.0),
+        keepalive_timeout=inherited(chain, "keepalive_timeout", (75.0, None))[0],
     )
-
-
-HANDLERS = ("stub_status", "api", "prometheus", "dashboard")
-
-
-def _handler(block: Block) -> StatusHandler | None:
-    """The location's status handler, if it names one (at most one per location)."""
-    named = [kind for kind in HANDLERS if kind in block.settings]
-    if not named:
-        return None
-    if len(named) > 1:
-        raise ConfigError(f'"{named[1]}" cannot be combined with "{named[0]}" in one location',
-                          block.sources[named[1]])
-    kind = named[0]
-    source = block.sources[kind]
-    if kind == "stub_status" and block.get(kind) not in ([], ["on"]):
-        raise ConfigError('invalid parameter of "stub_status"', source)
-    write = bool(block.get("api")) if kind == "api" else False
-    return StatusHandler(kind, write=write, source=source)  # type: ignore[arg-type]
 
 
 def _check_default_servers(servers: tuple[HttpServer, ...]) -> None:
@@ -373,19 +367,6 @@ def _flat(tree: list[Location]) -> list[Location]:
         out.append(location)
         out += _flat(list(location.nested))
     return out
-
-
-def _api_location(server: Block) -> tuple[str, bool] | None:
-    """The path and `write=` of the server's `api` location, at any depth (a dashboard reads through it)."""
-    for child in server.children:
-        if child.context != HTTP_LOCATION:
-            continue
-        if "api" in child.settings:
-            return location_args(child.args, child.source)[1], bool(child.get("api"))
-        inner = _api_location(child)
-        if inner is not None:
-            return inner
-    return None
 
 
 def _bind_source(chain: list[Block]) -> Source | None:

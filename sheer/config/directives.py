@@ -19,6 +19,8 @@ from sheer.config import (
     gzip,
     health,
     proxy_headers,
+    request_body,
+    responses,
     rewrite,
     static,
     tls,
@@ -35,15 +37,18 @@ from sheer.config.realip import protocol_version as _protocol_version
 from sheer.config.resolver import resolver_args
 from sheer.config.table import (
     EVENTS,
+    GEO,
     HTTP,
     HTTP_ALL,
     HTTP_IF,
+    HTTP_LIMIT_EXCEPT,
     HTTP_LOCATION,
     HTTP_MATCH,
     HTTP_SERVER,
     HTTP_UPSTREAM,
     MAIN,
     MAP,
+    SPLIT,
     STREAM,
     STREAM_ALL,
     STREAM_MATCH,
@@ -136,8 +141,10 @@ def _header_buffers(args: list[str], src: Source) -> tuple[int, int]:
     return number, size
 
 
-def _keepalive_timeout(args: list[str], src: Source) -> float:
-    return parse_time(args[0], "keepalive_timeout", src)   # nginx's second argument (header) is not kept
+def _keepalive_timeout(args: list[str], src: Source) -> tuple[float, float | None]:
+    """The timeout, and the Keep-Alive header's `timeout=` when a second argument gives one."""
+    header = parse_time(args[1], "keepalive_timeout", src) if len(args) == 2 else None
+    return parse_time(args[0], "keepalive_timeout", src), header
 
 
 def _keepalive(args: list[str], src: Source) -> int:
@@ -149,6 +156,9 @@ def _zone(args: list[str], src: Source) -> tuple[str, int | None]:
 
 
 _d = entry
+
+
+_ACCESS_LEVELS = HTTP_ALL | STREAM_ALL | {HTTP_LIMIT_EXCEPT}     # allow and deny
 
 
 TABLE: tuple[Directive, ...] = (
@@ -230,6 +240,7 @@ TABLE: tuple[Directive, ...] = (
     _d("real_ip_recursive", HTTP_ALL, (1, 1), _flag("real_ip_recursive")),
     # http
     _d("server_name", {HTTP_SERVER}, (1, None), multi=True),      # nginx: every line adds its names
+    _d("valid_referers", {HTTP_SERVER, HTTP_LOCATION}, (1, None), multi=True),   # sheer.config.referers
     _d("location", {HTTP_SERVER, HTTP_LOCATION}, (1, 2), block=HTTP_LOCATION),
     _d("proxy_set_header", HTTP_ALL, (2, 2), multi=True),
     _d("proxy_http_version", HTTP_ALL, (1, 1), _http_version),
@@ -242,6 +253,10 @@ TABLE: tuple[Directive, ...] = (
     _d("client_header_buffer_size", {HTTP, HTTP_SERVER}, (1, 1),
        lambda args, src: parse_size(args[0], "client_header_buffer_size", src)),
     _d("large_client_header_buffers", {HTTP, HTTP_SERVER}, (2, 2), _header_buffers),
+    _d("ignore_invalid_headers", {HTTP, HTTP_SERVER}, (1, 1), _flag("ignore_invalid_headers")),
+    _d("underscores_in_headers", {HTTP, HTTP_SERVER}, (1, 1), _flag("underscores_in_headers")),
+    _d("max_headers", {HTTP, HTTP_SERVER}, (1, 1), _number("max_headers")),     # Debian's nginx 1.22
+    _d("merge_slashes", {HTTP, HTTP_SERVER}, (1, 1), _flag("merge_slashes")),
     _d("client_body_timeout", HTTP_ALL, (1, 1), _time("client_body_timeout")),
     _d("client_max_body_size", HTTP_ALL, (1, 1), lambda args, src: parse_size(args[0], "client_max_body_size",
                                                                                src)),
@@ -250,8 +265,9 @@ TABLE: tuple[Directive, ...] = (
     # nginx 1.19.10's defaults: 1000 requests and 1h per client connection; in `upstream`, per
     # cached upstream connection (sheer/io/http/upstream_pool.py)
     # allow/deny, http and stream: one list in the order written (sheer/config/access.py)
-    _d("allow", HTTP_ALL | STREAM_ALL, (1, 1), access.rule(True), multi=True, key="access"),
-    _d("deny", HTTP_ALL | STREAM_ALL, (1, 1), access.rule(False), multi=True, key="access"),
+    _d("allow", _ACCESS_LEVELS, (1, 1), access.rule(True), multi=True, key="access"),
+    _d("deny", _ACCESS_LEVELS, (1, 1), access.rule(False), multi=True, key="access"),
+    _d("limit_except", {HTTP_LOCATION}, (1, None), block=HTTP_LIMIT_EXCEPT),    # sheer/config/access.py
     _d("error_page", HTTP_ALL, (2, None), error_pages.error_page, multi=True),
     _d("keepalive_requests", HTTP_ALL | {HTTP_UPSTREAM}, (1, 1), _number("keepalive_requests")),
     _d("keepalive_time", HTTP_ALL | {HTTP_UPSTREAM}, (1, 1), _time("keepalive_time")),
@@ -269,24 +285,24 @@ TABLE += (
     # status, API and metrics (sheer/io/http/status.py): nginx's stub_status, nginx Plus's api and
     # status_zone, and the sheer-only handlers prometheus and dashboard
     _d("stub_status", {HTTP_LOCATION}, (0, 1)),
+    _d("internal", {HTTP_LOCATION}, (0, 0)),
     _d("api", {HTTP_LOCATION}, (0, 1), _api),
     _d("prometheus", {HTTP_LOCATION}, (0, 0)),
     _d("dashboard", {HTTP_LOCATION}, (0, 0)),
     _d("status_zone", {HTTP_SERVER, STREAM_SERVER}, (1, 1)),
 )
 
-def _add_header(args: list[str], src: Source) -> list[str]:
-    if len(args) == 3 and args[2] != "always":
-        raise ConfigError(f'invalid parameter "{args[2]}"', src)
-    return args
-
-
 TABLE += (
-    # response headers (sheer/core/http/add_header.py)
-    _d("add_header", HTTP_ALL, (2, 3), _add_header, multi=True),
     # variables made from others (sheer/config/maps.py, sheer/core/maps.py)
     _d("map", {HTTP, STREAM}, (2, 2), block=MAP),
+    _d("geo", {HTTP, STREAM}, (1, 2), block=GEO),
+    _d("split_clients", {HTTP, STREAM}, (2, 2), block=SPLIT),
 )
+
+# response headers and trailers, chunked, redirects (sheer/config/responses.py, sheer/core/http/add_header.py)
+TABLE += responses.DIRECTIVES
+# reading request bodies (sheer/config/request_body.py)
+TABLE += request_body.DIRECTIVES
 
 # static files (sheer/config/static.py)
 TABLE += static.DIRECTIVES
@@ -314,6 +330,10 @@ for _entry in TABLE:
         _BY_CONTEXT[(_entry.name, _context)] = _entry
 
 
+# what nginx allows in `limit_except` besides allow and deny (its NGX_HTTP_LMT_CONF directives)
+_LIMIT_EXCEPT_NGINX = frozenset({"proxy_pass", "access_log", "auth_basic", "auth_basic_user_file", "perl"})
+
+
 def lookup(name: str, context: str, source: Source) -> Directive:
     """The table entry for `name` in `context`, or nginx's error for it."""
     entry = _BY_CONTEXT.get((name, context))
@@ -321,6 +341,9 @@ def lookup(name: str, context: str, source: Source) -> Directive:
         if context == HTTP_IF and name != "if" and (name, HTTP_LOCATION) in _BY_CONTEXT:
             raise ConfigError(f'"{name}" inside "if" is not supported by sheer (only rewrite, set, '
                               'return and break are); a map and a variable in the location often do', source)
+        if context == HTTP_LIMIT_EXCEPT and name in _LIMIT_EXCEPT_NGINX:
+            raise ConfigError(f'"{name}" inside "limit_except" is not supported by sheer (only allow and '
+                              'deny are)', source)
         if name in _NAMES:
             raise ConfigError(f'"{name}" directive is not allowed here', source)
         raise ConfigError(unsupported.refusal(name) or f'unknown directive "{name}"', source)

@@ -43,8 +43,8 @@ def declared_variables(conf_file: str) -> tuple[frozenset[str], frozenset[str]]:
             name, args = directive.get("directive"), directive.get("args", [])
             if name in ("http", "stream"):
                 walk(directive.get("block", []), name)
-            elif name == "map" and module and len(args) == 2 and args[1].startswith("$"):
-                found[module].add(args[1][1:])
+            elif name in ("map", "geo", "split_clients") and module and args and args[-1].startswith("$"):
+                found[module].add(args[-1][1:])
             elif name == "set" and module and len(args) == 2 and args[0].startswith("$"):
                 found[module].add(args[0][1:])      # the rewrite module's (and stream's) user variables
                 walk(directive.get("block", []), module)

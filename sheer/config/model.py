@@ -7,8 +7,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from sheer.config.access import AccessRule
+from sheer.config.access import AccessRule, LimitExcept
 from sheer.config.announce import Announcing
+from sheer.config.computed import Geo, Split
+from sheer.config.computed import Map as Map  # noqa: PLC0414  (re-exported)
 from sheer.config.error_pages import ErrorPage
 from sheer.config.errors import Source
 from sheer.config.gzip import Gzip
@@ -19,9 +21,13 @@ from sheer.config.log_model import ErrorLog as ErrorLog  # noqa: PLC0414  (re-ex
 from sheer.config.log_model import LogFormat as LogFormat  # noqa: PLC0414  (re-exported)
 from sheer.config.log_model import LogLevel as LogLevel  # noqa: PLC0414  (re-exported)
 from sheer.config.log_model import Syslog as Syslog  # noqa: PLC0414  (re-exported)
-from sheer.config.proxy_headers import HIDDEN_BY_DEFAULT, Redirect
+from sheer.config.proxy_headers import HIDDEN_BY_DEFAULT, CookieFlags, Redirect
 from sheer.config.realip import RealIp
+from sheer.config.referers import Referers
+from sheer.config.request_body import BODY_DEFAULTS, RequestBodyConfig
 from sheer.config.resolver import Resolver
+from sheer.config.responses import DEFAULT_REPLIES, Replies
+from sheer.config.responses import AddHeader as AddHeader  # noqa: PLC0414  (re-exported)
 from sheer.config.script import Script
 from sheer.config.static import Expires, Static
 from sheer.config.template import Template
@@ -169,6 +175,7 @@ class StreamServer:
     source: Source | None = None
     # `proxy_pass $variable`: an upstream block's name or an address:port, per session (upstream None)
     proxy_pass_url: Template | None = None
+    resolver: Resolver | None = None          # names in that value, resolved per session
     ssl_preread: bool = False                 # read the ClientHello first (sheer.core.tls_preread)
     preread_timeout: float = 30.0
     preread_buffer_size: int = 16384
@@ -196,33 +203,9 @@ class Stream:
     servers: tuple[StreamServer, ...]
     upstreams: tuple[Upstream, ...]
     maps: tuple[Map, ...] = ()
+    geos: tuple[Geo, ...] = ()
+    splits: tuple[Split, ...] = ()
     log_files: tuple[str, ...] = ()     # every access_log file named, used or not (nginx opens them all)
-
-
-@dataclass(frozen=True, slots=True)
-class Map:
-    """`map STRING $variable { ... }` (http and stream), ready to look up: exact keys (lowercase), with
-    `hostnames` the `*.` and `.*` wildcards (longest first), the regexes in the order written."""
-
-    variable: str
-    string: Template
-    exact: tuple[tuple[str, Template], ...] = ()
-    heads: tuple[tuple[str, Template], ...] = ()        # "*.example.com" as ".example.com"
-    tails: tuple[tuple[str, Template], ...] = ()        # "www.example.*" as "www.example."
-    regexes: tuple[tuple[re.Pattern[str], Template], ...] = ()
-    default: Template | None = None
-    hostnames: bool = False
-    volatile: bool = False
-    source: Source | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class AddHeader:
-    """`add_header NAME VALUE [always]`: sent with 2xx/3xx responses, with every response if `always`."""
-
-    name: str
-    value: Template
-    always: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,12 +271,14 @@ class Location:
     handler: StatusHandler | None = None
     client_body_timeout: float = 60.0
     client_max_body_size: int = 1024 * 1024      # 0: no limit
+    request_body: RequestBodyConfig = BODY_DEFAULTS   # client_body_*, proxy_request_buffering
     send_timeout: float = 60.0
     keepalive_timeout: float = 75.0
     keepalive_requests: int = 1000               # per client connection, then Connection: close
     keepalive_time: float = 3600.0               # a client connection's age after which it closes
     keepalive_disable: frozenset[str] = frozenset({"msie6"})    # browsers answered with Connection: close
     access: tuple[AccessRule, ...] = ()          # allow/deny, in order (sheer/core/access.py)
+    limit_except: LimitExcept | None = None      # other allow/deny for the methods it does not name
     error_pages: tuple[ErrorPage, ...] = ()      # the innermost level's error_page lines
     resolver: Resolver | None = None     # for `proxy_pass` with variables: names are resolved per request
     source: Source | None = None
@@ -309,11 +294,16 @@ class Location:
     proxy_redirect: tuple[Redirect, ...] = ()
     proxy_hidden: frozenset[bytes] = HIDDEN_BY_DEFAULT
     proxy_intercept_errors: bool = False
+    internal: bool = False                      # `internal`: reached only by internal redirects (else 404)
+    referers: Referers | None = None            # valid_referers, for $invalid_referer
+    proxy_ignore_headers: frozenset[str] = frozenset()    # lowercase names (sheer.config.proxy_headers)
     proxy_set_body: Template | None = None
     proxy_method: Template | None = None      # the upstream request's method (the client's when None)
     post_action: str | None = None            # a URI or @name run after the response (its answer dropped)
     proxy_cookie_domain: tuple[Redirect, ...] = ()
     proxy_cookie_path: tuple[Redirect, ...] = ()
+    proxy_cookie_flags: tuple[CookieFlags, ...] = ()
+    replies: Replies = DEFAULT_REPLIES    # add_trailer, chunked_transfer_encoding, redirects' form
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,6 +313,10 @@ class ClientLimits:
     client_header_timeout: float = 60.0
     client_header_buffer_size: int = 1024
     large_client_header_buffers: tuple[int, int] = (4, 8192)     # number, size
+    ignore_invalid_headers: bool = True
+    underscores_in_headers: bool = False
+    max_headers: int = 1000                # Debian's nginx 1.22 has it (so has freenginx)
+    merge_slashes: bool = True
     client_body_timeout: float = 60.0
     client_max_body_size: int = 1024 * 1024
     send_timeout: float = 60.0
@@ -351,6 +345,7 @@ class HttpServer:
     add_headers: tuple[AddHeader, ...] = ()     # the server level's add_header lines (for those files)
     gzip: Gzip | None = None                    # the server level's `gzip` (for those files)
     rewrite: Script | None = None               # the server level's: before a location is chosen
+    replies: Replies = DEFAULT_REPLIES          # the server level's (for a request no location takes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,6 +353,8 @@ class Http:
     servers: tuple[HttpServer, ...]
     upstreams: tuple[Upstream, ...]
     maps: tuple[Map, ...] = ()
+    geos: tuple[Geo, ...] = ()
+    splits: tuple[Split, ...] = ()
     log_files: tuple[str, ...] = ()     # every access_log file named, used or not (nginx opens them all)
 
 

@@ -72,6 +72,36 @@ def _cookie(kind: str) -> Any:
     return convert
 
 
+@dataclass(frozen=True, slots=True)
+class CookieFlags:
+    """One `proxy_cookie_flags COOKIE FLAG...` line: the cookie by name (with variables, caseless) or by a
+    caseless regex (`~`), and its flags (with variables: secure, nosecure, httponly, nohttponly,
+    samesite=strict|lax|none, nosamesite)."""
+
+    flags: tuple[Template, ...]
+    name: Template | None = None
+    regex: re.Pattern[str] | None = None
+
+
+def _cookie_flags(args: list[str], src: Source) -> tuple[str, ...] | CookieFlags:
+    if len(args) == 1:
+        if args[0] != "off":
+            raise ConfigError(f'invalid parameter "{args[0]}"', src)
+        return ("off",)
+    flags = tuple(_template(arg, src) for arg in args[1:])
+    if args[0].startswith("~"):
+        return CookieFlags(flags, regex=compile_regex(args[0][1:], src, caseless=True))
+    return CookieFlags(flags, name=_template(args[0], src))
+
+
+def cookie_flags(lines: list[tuple[Any, Source]] | None) -> tuple[CookieFlags, ...]:
+    """A level's proxy_cookie_flags lines (the innermost level with any); `off` alone: none."""
+    found = tuple(value for value, _ in lines or [] if isinstance(value, CookieFlags))
+    if lines and len(found) != len(lines) and len(lines) > 1:     # `off` with other lines
+        raise ConfigError('"proxy_cookie_flags" directive is duplicate', lines[1][1])
+    return found
+
+
 def cookie_rules(lines: list[tuple[Any, Source]] | None) -> tuple[Redirect, ...]:
     """A level's rules (the innermost level with any); none by default, `off` drops its level's."""
     rules: list[Redirect] = []
@@ -82,12 +112,29 @@ def cookie_rules(lines: list[tuple[Any, Source]] | None) -> tuple[Redirect, ...]
     return tuple(rules)
 
 
+# ngx_http_upstream_ignore_headers_masks: what `proxy_ignore_headers` may name (case does not matter)
+IGNORABLE = frozenset({"x-accel-redirect", "x-accel-expires", "x-accel-limit-rate", "x-accel-buffering",
+                       "x-accel-charset", "expires", "cache-control", "set-cookie", "vary"})
+
+
+def _ignored(args: list[str], src: Source) -> frozenset[str]:
+    """`proxy_ignore_headers FIELD ...`: the upstream's headers that are not acted on. sheer acts on
+    X-Accel-Redirect and X-Accel-Limit-Rate; the others tell nginx's cache and buffering what to do,
+    which sheer has not (accepted, as nginx's, for a configuration copied from it)."""
+    for word in args:
+        if word.lower() not in IGNORABLE:
+            raise ConfigError(f'invalid value "{word}"', src)
+    return frozenset(word.lower() for word in args)
+
+
 DIRECTIVES: tuple[Directive, ...] = (
     entry("proxy_cookie_domain", HTTP_ALL, (1, 2), _cookie("domain"), multi=True),
     entry("proxy_cookie_path", HTTP_ALL, (1, 2), _cookie("path"), multi=True),
+    entry("proxy_cookie_flags", HTTP_ALL, (1, None), _cookie_flags, multi=True),
     entry("proxy_redirect", HTTP_ALL, (1, 2), _redirect, multi=True),
     entry("proxy_hide_header", HTTP_ALL, (1, 1), multi=True),
     entry("proxy_pass_header", HTTP_ALL, (1, 1), multi=True),
+    entry("proxy_ignore_headers", HTTP_ALL, (1, None), _ignored),
     entry("proxy_intercept_errors", HTTP_ALL, (1, 1),
           lambda a, s: parse_flag(a[0], "proxy_intercept_errors", s)),
     entry("proxy_set_body", HTTP_ALL, (1, 1), lambda a, s: _template(a[0], s)),

@@ -16,6 +16,7 @@ _NAMED = re.compile(r"\(\?(?:<([A-Za-z_]\w*)>|'([A-Za-z_]\w*)')")
 
 
 _QUOTED = re.compile(r"\\Q(.*?)(?:\\E|$)", re.DOTALL)
+_LEADING_FLAGS = re.compile(r"\(\?([imsx]*-[imsx]+)\)")
 
 
 def python_pattern(pcre: str) -> str:
@@ -25,6 +26,9 @@ def python_pattern(pcre: str) -> str:
         pcre = _QUOTED.sub(lambda m: re.escape(m.group(1)), pcre)
     if "\\p{" in pcre:          # the Unicode classes configurations use: numbers, letters
         pcre = pcre.replace("\\p{N}", "\\d").replace("\\p{L}", "[^\\W\\d_]")
+    flags = _LEADING_FLAGS.match(pcre)
+    if flags is not None and "-" in flags.group(1):     # `(?-i)x`: Python takes it only as `(?-i:x)`
+        pcre = f"(?{flags.group(1)}:{pcre[flags.end():]})"
     return _NAMED.sub(lambda m: f"(?P<{m.group(1) or m.group(2)}>", pcre)
 
 

@@ -18,10 +18,13 @@ MAIN, EVENTS = "main", "events"
 HTTP, HTTP_SERVER, HTTP_LOCATION, HTTP_UPSTREAM = "http", "http.server", "http.location", "http.upstream"
 STREAM, STREAM_SERVER, STREAM_UPSTREAM = "stream", "stream.server", "stream.upstream"
 HTTP_IF = "http.if"      # `if (...) { }` in a server or a location (the rewrite module's)
+HTTP_LIMIT_EXCEPT = "http.limit_except"      # `limit_except GET { deny all; }` in a location
 HTTP_ALL = frozenset({HTTP, HTTP_SERVER, HTTP_LOCATION})
 STREAM_ALL = frozenset({STREAM, STREAM_SERVER})
 STREAM_MATCH, HTTP_MATCH = "stream.match", "http.match"
 MAP = "map"              # `map $a $b { key value; }`: every line a key and its value
+GEO = "geo"              # `geo $a { 192.0.2.0/24 value; }`: the same, with addresses for keys
+SPLIT = "split_clients"  # `split_clients $a $b { 50% value; * other; }`: the same, with percentages
 TYPES = "types"          # `types { text/html html htm; }`: every line a MIME type and its extensions
 
 

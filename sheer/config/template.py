@@ -10,8 +10,8 @@ from sheer.config.errors import ConfigError, Source
 
 _NAME = re.compile(r"[A-Za-z0-9_]+")
 
-# Variables sheer knows, per module; `http_`, `sent_http_`, `arg_`, `cookie_` and
-# `upstream_http_` are prefixes, as in nginx.
+# Variables sheer knows, per module; `http_`, `sent_http_`, `sent_trailer_`, `arg_`, `cookie_`,
+# `upstream_http_` and `upstream_cookie_` are prefixes, as in nginx.
 COMMON_VARIABLES = frozenset({
     "remote_addr", "remote_port", "server_addr", "server_port", "hostname", "time_local",
     "time_iso8601", "msec", "pid", "bytes_sent", "upstream_addr", "status", "connection",
@@ -34,15 +34,16 @@ HTTP_VARIABLES = COMMON_VARIABLES | {
     "remote_user", "request_length", "upstream_status", "upstream_response_time", "upstream_header_time",
     "upstream_bytes_received", "upstream_bytes_sent", "upstream_response_length",
     "content_length", "content_type", "http_host", "is_args", "request_id", "connection_requests",
-    "limit_rate", "connection_time", "gzip_ratio", "pipe",
+    "limit_rate", "connection_time", "invalid_referer", "gzip_ratio", "pipe",
     "connections_active", "connections_reading", "connections_writing", "connections_waiting",  # stub_status
-    "request_body",
+    "request_body", "request_body_file",
     # TLS (sheer/config/tls.py)
     "https", "ssl_protocol", "ssl_cipher", "ssl_server_name", "ssl_session_reused", "ssl_client_s_dn",
     "ssl_client_verify",
     "proxy_add_forwarded",       # sheer-only: RFC 7239 Forwarded, appended like $proxy_add_x_forwarded_for
 }
-HTTP_PREFIXES = ("http_", "sent_http_", "arg_", "cookie_", "upstream_http_")
+HTTP_PREFIXES = ("http_", "sent_http_", "sent_trailer_", "arg_", "cookie_", "upstream_http_",
+                 "upstream_cookie_")
 TLV_PREFIX = "proxy_protocol_tlv_"      # a PROXY protocol v2 TLV, http and stream (sheer.core.proxy_protocol)
 
 # The variables a configuration makes itself (`map ... $name`), by module, while it is being read: nginx

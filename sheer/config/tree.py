@@ -107,6 +107,8 @@ def _block_context(name: str, parent: str) -> str:
         return table.HTTP_LOCATION
     if name == "if":
         return table.HTTP_IF
+    if name == "limit_except":
+        return table.HTTP_LIMIT_EXCEPT
     return name
 
 
@@ -148,7 +150,7 @@ class TreeReader:
             if block.context == table.TYPES:
                 self._type(directive, source, block)
                 continue
-            if block.context == table.MAP:
+            if block.context in (table.MAP, table.GEO, table.SPLIT):
                 if "block" in directive:
                     raise ConfigError(f'directive "{name}" is not terminated by ";"', source)
                 block.settings.setdefault("entries", []).append(      # the key unescaped as nginx's

@@ -5,9 +5,13 @@ none). A request or session keeps what a map gave it unless the map is `volatile
 from __future__ import annotations
 
 import re
+from typing import Protocol
 
+from sheer.config.computed import Geo, Split
 from sheer.config.model import Map
 from sheer.config.template import Template
+from sheer.core.geo import GeoTable
+from sheer.core.split_clients import SplitTable
 from sheer.core.variables import VariableSource, render
 
 
@@ -29,10 +33,11 @@ class Captures:
 
 
 class MapTable:
-    __slots__ = ("default", "exact", "heads", "map", "tails")
+    __slots__ = ("default", "exact", "heads", "map", "tails", "volatile")
 
     def __init__(self, made: Map) -> None:
         self.map = made
+        self.volatile = made.volatile
         self.exact: dict[str, Template] = dict(made.exact)
         self.heads, self.tails, self.default = made.heads, made.tails, made.default
 
@@ -59,13 +64,21 @@ class MapTable:
         return render(self.default, source) if self.default is not None else ""
 
 
-def lookup(tables: dict[str, MapTable], name: str, source: VariableSource,
+class Table(Protocol):
+    """A variable made from others when asked: a `map`'s or a `geo`'s (sheer.core.geo)."""
+
+    volatile: bool
+
+    def evaluate(self, source: VariableSource) -> str: ...
+
+
+def lookup(tables: dict[str, Table], name: str, source: VariableSource,
            cache: dict[str, str]) -> str | None:
-    """`$name` if a map makes it (kept in `cache` unless volatile), else None."""
+    """`$name` if a map or a geo makes it (kept in `cache` unless volatile), else None."""
     table = tables.get(name)
     if table is None:
         return None
-    if table.map.volatile:
+    if table.volatile:
         return table.evaluate(source)
     value = cache.get(name)
     if value is None:
@@ -73,5 +86,9 @@ def lookup(tables: dict[str, MapTable], name: str, source: VariableSource,
     return value
 
 
-def tables_of(maps: tuple[Map, ...]) -> dict[str, MapTable]:
-    return {made.variable: MapTable(made) for made in maps}
+def tables_of(maps: tuple[Map, ...], geos: tuple[Geo, ...] = (),
+              splits: tuple[Split, ...] = ()) -> dict[str, Table]:
+    tables: dict[str, Table] = {made.variable: MapTable(made) for made in maps}
+    tables.update((geo.variable, GeoTable(geo)) for geo in geos)
+    tables.update((split.variable, SplitTable(split)) for split in splits)
+    return tables

@@ -15,6 +15,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from sheer.config.model import Upstream, UpstreamServer
 from sheer.core.peers import PEERS_PER_NAME
 from sheer.core.resolve_wire import NXDOMAIN, Resolution
 
@@ -137,3 +138,26 @@ class NameCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+@dataclass
+class Resolved:
+    """The addresses a name resolved to, each rotation of them an implicit upstream: a balancer is made
+    afresh per request or session from the next one (nginx's ngx_*_upstream_create_round_robin_peer:
+    failures count within it only), so that they take turns at which address comes first, as nginx's
+    resolver rotates its answer."""
+
+    addresses: tuple[str, ...]
+    written: str
+    port: int
+    turn: int = 0
+
+    def __post_init__(self) -> None:
+        servers = [UpstreamServer(a, self.port, text=self.written) for a in self.addresses]
+        self.rotations = [Upstream(self.written, tuple(servers[n:] + servers[:n]), implicit=True)
+                          for n in range(len(servers))]
+
+    def next(self) -> Upstream:
+        upstream = self.rotations[self.turn % len(self.rotations)]
+        self.turn += 1
+        return upstream

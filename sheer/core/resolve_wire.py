@@ -5,7 +5,8 @@ messages (no hand-written parser); the checks and their log lines are nginx's
 
 An answer that is not the answer (wrong ID, another question, not a response, malformed, larger
 than a UDP answer may be without EDNS) is ignored and the query keeps waiting: a forged datagram
-must not end a resolution early. A truncated UDP answer (TC) asks again over TCP.
+must not end a resolution early. So is FORMERR (or an rcode above REFUSED), as in nginx: the
+question is asked again of the next server at its resend. A truncated UDP answer (TC) asks again over TCP.
 """
 
 from __future__ import annotations
@@ -85,7 +86,8 @@ def check(query: dns.message.Message, wire: bytes, *, tcp: bool) -> Verdict:
     if len(wire) < 12:
         return Ignored("short DNS response")
     try:
-        response = dns.message.from_wire(wire)
+        # one record per rrset: an answer's duplicate records stay, each a peer as in nginx's resolver
+        response = dns.message.from_wire(wire, one_rr_per_rrset=True)
     except dns.exception.DNSException as exc:
         return Ignored(f"invalid {proto} DNS response {int.from_bytes(wire[:2], 'big')}: "
                        f"{exc.__class__.__name__}: {exc}")
@@ -94,6 +96,13 @@ def check(query: dns.message.Message, wire: bytes, *, tcp: bool) -> Verdict:
     if not flags & dns.flags.QR or dns.opcode.from_flags(flags) != dns.opcode.QUERY or (
             tcp and flags & dns.flags.TC):
         return Ignored(f"invalid {proto} DNS response {ident} fl:{int(flags):04X}")
+    code = response.rcode()
+    if code == FORMERR or code > REFUSED:
+        # nginx ignores these (the question waits for its resend to the next server): a server that
+        # did not understand the query says nothing about the name
+        named = f', name:"{query.question[0].name.to_text(omit_final_dot=True)}"' if (
+            code == FORMERR and ident == query.id) else ""
+        return Ignored(f"DNS error ({code}: {strerror(code)}), query id:{ident}{named}")
     if len(response.question) != 1:
         # A server may answer FORMERR etc. without the question; the ID must still match.
         if response.rcode() != NOERROR and not response.question and ident == query.id:
@@ -139,8 +148,10 @@ def answer_of(response: dns.message.Message) -> Answer:
         if chain.cnames:      # the chain leads to a name this answer does not resolve: ask for it
             return Answer(NOERROR, (), chain.minimum_ttl, chain.canonical_name.to_text(omit_final_dot=True))
         return Answer(NOERROR)     # the name exists, without this type of record
-    addresses = tuple(str(rdata.address) for rdata in chain.answer)
-    return Answer(NOERROR, addresses, chain.minimum_ttl)
+    records = [rrset for rrset in response.answer
+               if rrset.name == chain.canonical_name and rrset.rdtype == chain.answer.rdtype]
+    addresses = tuple(str(rdata.address) for rrset in records for rdata in rrset)
+    return Answer(NOERROR, addresses, min(chain.minimum_ttl, *(rrset.ttl for rrset in records)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +165,16 @@ class Resolution:
     @property
     def ok(self) -> bool:
         return self.code == NOERROR
+
+
+def cname_to_follow(answers: list[Answer]) -> str | None:
+    """The name to ask next when the answers hold no address (ngx_resolver_process_a): the CNAME of
+    the last answer (AAAA after A), not of an earlier one; a last answer without one ends the
+    resolution (NXDOMAIN), whatever CNAME came before it. Addresses in either answer win over a
+    CNAME in the other."""
+    if not answers or not all(answer.code == NOERROR and not answer.addresses for answer in answers):
+        return None
+    return answers[-1].cname
 
 
 def combine(answers: list[Answer]) -> Resolution:

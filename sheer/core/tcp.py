@@ -3,10 +3,10 @@
 A session is a client connection and, once a peer accepts, its upstream connection. Its phase is
 explicit — PREREAD (`listen ... proxy_protocol`: the PROXY header is read), CONNECTING, RELAYING, DONE —
 and so is each direction's state (a `Flow` per side the bytes come from). The driver
-(sheer.io.tcp_relay) tells it what happened, as events (`accepted`, `preread`, `connecting`,
+(sheer.io.tcp_relay) tells it what happened, as events (`accepted`, `preread`, `chosen`, `connecting`,
 `connected`, `connect_failed`, `eof`, `failed`, `tick`, `aborted`), and executes what it answers,
-as commands (`Connect`, `Answer`, `Shutdown`, `Close`, `Log`, `Arm`). Time is an argument: the tests
-drive sessions with a fake clock.
+as commands (`Connect`, `Answer`, `Shutdown`, `Close`, `Log`, `Arm`, `Resolve`: sheer.core.tcp_commands).
+Time is an argument: the tests drive sessions with a fake clock.
 
 Decided here, as nginx decides them: which peer next (`proxy_next_upstream`, `_tries`, `_timeout`,
 passive failures through the balancer), what an EOF does (`proxy_half_close`), when a session times out
@@ -18,9 +18,8 @@ and tells at each `tick` how many bytes have moved so far, all proxy_timeout nee
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from enum import Enum, IntEnum
+from collections.abc import Sequence
+from enum import Enum
 from typing import Any
 
 from sheer.config.model import StreamServer
@@ -29,6 +28,24 @@ from sheer.core.balancers import Balancer, Peer, Tried, request_key
 from sheer.core.bind import PLUMBING_HINT, BindTo, BindValueError, bind_to
 from sheer.core.deadlines import Deadlines, Queue
 from sheer.core.realip import Address, from_proxy_protocol
+from sheer.core.tcp_commands import (
+    ARMING,
+    CLIENT_DISCONNECTED,
+    CLOSING,
+    DISCARDING,
+    NOTHING,
+    SHUTDOWN,
+    UPSTREAM_DISCONNECTED,
+    Answer,
+    Choose,
+    Chosen,
+    Command,
+    Connect,
+    Context,
+    Log,
+    Resolve,
+    Side,
+)
 from sheer.core.variables import VariableSource, render, render_bytes
 
 TIMED_OUT = "upstream timed out (110: Connection timed out)"
@@ -42,90 +59,11 @@ class Phase(Enum):
     DONE = "done"
 
 
-class Side(IntEnum):
-    CLIENT = 0
-    UPSTREAM = 1
-
-
 class Flow(Enum):
     """One direction, named by the side its bytes come from."""
 
     OPEN = "open"
     ENDED = "ended"              # its EOF came after everything before it was delivered, and was passed on
-
-
-# --- commands: what the driver does, in the order given ------------------------------------------
-
-@dataclass(slots=True)
-class Connect:
-    """Open a connection to `peer`, bound as proxy_bind says; then report `connected` or `connect_failed`."""
-
-    peer: Peer
-    bind: BindTo | None
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """`return`: send `data` to the client; report `eof(UPSTREAM)` once it is delivered."""
-
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Shutdown:
-    """Pass an EOF on: shutdown(SHUT_WR) of the connection to `side`."""
-
-    side: Side
-
-
-@dataclass(frozen=True, slots=True)
-class Close:
-    """Close both connections, then write the access log. `discard`: first read away what the client
-    sent and nobody will read, so that it sees an orderly end rather than a reset."""
-
-    discard: bool = False
-
-
-class Context(Enum):
-    """What the driver appends to a log line, as nginx's log handler does."""
-
-    CLIENT = "client"            # client: ADDR, server: LISTEN
-    SESSION = "session"          # ... and the upstream (Log.peer, when set) and the bytes either way
-    BYTES = "bytes"              # the bytes either way, alone
-
-
-@dataclass(frozen=True, slots=True)
-class Log:
-    """Write `message` and its context to the server's error log at `level`; then `; hint` if any."""
-
-    level: str
-    message: str
-    context: Context = Context.SESSION
-    peer: Peer | None = None
-    hint: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Arm:
-    """A deadline came before the driver's timer: set the timer to `Deadlines.next_deadline()` again."""
-
-
-Command = Connect | Answer | Shutdown | Close | Log | Arm
-NOTHING: tuple[Command, ...] = ()
-ARM = Arm()
-ARMING: tuple[Command, ...] = (ARM,)
-CLOSE = Close()
-CLOSING: tuple[Command, ...] = (CLOSE,)
-DISCARDING: tuple[Command, ...] = (Close(discard=True),)
-
-
-SHUTDOWN = (Shutdown(Side.CLIENT), Shutdown(Side.UPSTREAM))       # toward each side
-CLIENT_DISCONNECTED = (Log("info", "client disconnected", Context.BYTES), CLOSE)
-UPSTREAM_DISCONNECTED = (Log("info", "upstream disconnected", Context.BYTES), CLOSE)
-
-
-# `proxy_pass $variable`: the rendered value's balancer, or nginx's line and status when there is none
-Choose = Callable[[str], "Balancer | tuple[str, int]"]
 
 
 class TcpServer:
@@ -338,13 +276,28 @@ class TcpSession:
             answer = Answer(render_bytes(server.return_value, self.io))
             return (answer, *self._watch(shared.idle, now))   # a client that never reads it
         self.reading_hello = False
-        balancer = self.balancer
-        if balancer is None:                 # `proxy_pass $variable`
+        if self.balancer is None:            # `proxy_pass $variable`
             assert shared.choose is not None and server.proxy_pass_url is not None
             chosen = shared.choose(render(server.proxy_pass_url, self.io))
-            if isinstance(chosen, tuple):
-                return self._fail(chosen[0], chosen[1], now)
-            balancer = self.balancer = chosen
+            if isinstance(chosen, Resolve):
+                self.phase = Phase.CONNECTING      # the client's data waits, as while connecting
+                return (chosen,)
+            return self.chosen(chosen, now)
+        return self._proxy(now)
+
+    def chosen(self, chosen: Chosen, now: float) -> Sequence[Command]:
+        """The balancer `proxy_pass $variable` rendered to (after `Resolve`: its name's addresses), or
+        nginx's error line and status."""
+        if self.phase is Phase.DONE:
+            return NOTHING
+        if isinstance(chosen, tuple):
+            return self._fail(chosen[0], chosen[1], now)
+        self.balancer = chosen
+        return self._proxy(now)
+
+    def _proxy(self, now: float) -> Sequence[Command]:
+        server, balancer = self.shared.server, self.balancer
+        assert balancer is not None
         try:
             self.bind, said = bind_to(server.proxy_bind, self.io), NOTHING
         except BindValueError as exc:   # nginx (ngx_stream_proxy_set_local): said, and connected unbound
@@ -357,8 +310,8 @@ class TcpSession:
         balancer, tried = self.balancer, self.tried
         assert balancer is not None and tried is not None
         peer = balancer.get(tried, now)
-        if peer is None:     # nginx's u->state->peer: the group's name, unless a retry (nginx tries no more)
-            self.upstream_addr = self.upstream_addr or balancer.upstream.name
+        if peer is None:     # nginx's u->state->peer of a try that found none (NGX_BUSY): the group's name
+            self.upstream_addr = ", ".join(filter(None, (self.upstream_addr, balancer.upstream.name)))
             return self._fail("no live upstreams while connecting to upstream", 502, now)
         self.peer = peer
         self.upstream_addr = f"{self.upstream_addr}, {peer.name}" if self.upstream_addr else peer.name

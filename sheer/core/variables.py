@@ -47,7 +47,8 @@ def time_iso8601(now: float) -> str:
 
 # Variables nginx marks not_found when they have no value (a header not sent, no upstream tried, no
 # PROXY protocol header): its access log writes them `-` (nothing with escape=json or none).
-_NOT_FOUND_PREFIXES = ("http_", "sent_http_", "upstream_", "cookie_", "arg_", "proxy_protocol_")
+_NOT_FOUND_PREFIXES = ("http_", "sent_http_", "sent_trailer_", "upstream_", "cookie_", "arg_",
+                       "proxy_protocol_")
 _NOT_FOUND_NAMES = frozenset({"args", "query_string", "remote_user", "content_length", "content_type",
                               "request_body", "gzip_ratio"})
 

@@ -20,7 +20,7 @@ from typing import Protocol
 from sheer.config.model import Config, ErrorLog, Upstream
 from sheer.core.balancers import Balancer
 from sheer.core.health import Health
-from sheer.core.maps import MapTable, tables_of
+from sheer.core.maps import Table, tables_of
 from sheer.core.stats import Layout
 from sheer.io.logs import ErrorLogger
 from sheer.io.slots import ConnectionSlots
@@ -83,15 +83,17 @@ class WorkerContext:
     pid: int = field(default_factory=os.getpid)
     _loggers: dict[ErrorLog, ErrorLogger] = field(default_factory=dict)
     # the `map` variables of the http and stream blocks, made once per worker
-    http_maps: dict[str, MapTable] = field(default_factory=dict)
-    stream_maps: dict[str, MapTable] = field(default_factory=dict)
+    http_maps: dict[str, Table] = field(default_factory=dict)
+    stream_maps: dict[str, Table] = field(default_factory=dict)
     _slots: ConnectionSlots | None = None
+    _connections: int = 0
 
     def __post_init__(self) -> None:
         if self.config.http is not None and not self.http_maps:
-            self.http_maps = tables_of(self.config.http.maps)
+            self.http_maps = tables_of(self.config.http.maps, self.config.http.geos, self.config.http.splits)
         if self.config.stream is not None and not self.stream_maps:
-            self.stream_maps = tables_of(self.config.stream.maps)
+            self.stream_maps = tables_of(self.config.stream.maps, self.config.stream.geos,
+                                         self.config.stream.splits)
 
     def slots(self) -> ConnectionSlots:
         """worker_connections of this worker, shared by all its listeners (made in its event loop)."""
@@ -100,6 +102,12 @@ class WorkerContext:
             self._slots = ConnectionSlots(self.config.worker_connections, self.log, loop.call_later,
                                           loop.time)
         return self._slots
+
+    def connection_number(self) -> int:
+        """$connection: the next serial number of a client connection in this worker, http and stream
+        alike (nginx's ngx_connection_counter)."""
+        self._connections += 1
+        return self._connections
 
     def error_log(self, log: ErrorLog | None) -> ErrorLogger:
         if log is None:

@@ -25,7 +25,6 @@ from sheer.config.resolver import Resolver
 from sheer.core.resolve import NameCache, valid_until
 from sheer.core.resolve_wire import (
     MAX_CNAMES,
-    NOERROR,
     SERVFAIL,
     TIMEDOUT,
     Accepted,
@@ -36,6 +35,7 @@ from sheer.core.resolve_wire import (
     Verdict,
     answer_of,
     check,
+    cname_to_follow,
     combine,
     queries,
 )
@@ -81,24 +81,30 @@ class DnsClient:
 
     async def _resolve(self, name: str, depth: int) -> Resolution:
         asked = queries(name, self.resolver.ipv4, self.resolver.ipv6)
+        # A name's A and AAAA questions go to one server, the next name's to the next (nginx's
+        # rn->last_connection); a resend moves both on to the next server.
+        first = self.turn
+        self.turn += 1
         async with asyncio.TaskGroup() as tasks:
-            pending = [tasks.create_task(self._ask(query)) for query in asked]
+            pending = [tasks.create_task(self._ask(query, first)) for query in asked]
         answers = [task.result() for task in pending]
-        cname = next((answer.cname for answer in answers if answer.cname), None)
-        if cname is not None and all(answer.code == NOERROR and not answer.addresses for answer in answers):
+        cname = cname_to_follow(answers)
+        if cname is not None:
             if depth >= MAX_CNAMES:
                 return Resolution(SERVFAIL)
             return await self._resolve(cname, depth + 1)     # the chain left the answer: ask for its end
         return combine(answers)
 
-    async def _ask(self, query: dns.message.QueryMessage) -> Answer:
-        """One question until a server answers it (the caller's timeout ends the asking)."""
+    async def _ask(self, query: dns.message.QueryMessage, first: int) -> Answer:
+        """One question until a server answers it (the caller's timeout ends the asking), starting
+        with the server `first` and going round."""
         servers = self.resolver.servers
         wire = query.to_wire()
         loop = asyncio.get_running_loop()
+        turn = first
         while True:
-            server = servers[self.turn % len(servers)]
-            self.turn += 1
+            server = servers[turn % len(servers)]
+            turn += 1
             until = loop.time() + RESEND
             try:
                 async with asyncio.timeout(RESEND):
@@ -180,6 +186,7 @@ class NameLookups:
 
     async def resolve(self, name: str, resolver: Resolver) -> Resolution:
         loop = asyncio.get_running_loop()
+        name = name.lower()           # ngx_resolve_name_locked: names are asked and kept in lowercase
         key = (id(resolver), name)
         while True:
             found = self.cache.get(f"{key[0]} {name}", loop.time())

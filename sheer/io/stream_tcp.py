@@ -16,6 +16,7 @@ from termios import FIONBIO
 
 from sheer.config.model import StreamServer
 from sheer.core.tcp import TcpServer
+from sheer.core.tcp_commands import Chosen
 from sheer.io.accept import Acceptor
 from sheer.io.context import WorkerContext
 from sheer.io.logs import AccessLogger, LogLimiter
@@ -45,8 +46,10 @@ class TcpStreamService:
         preread = any(listen.proxy_protocol for listen in server.listens
                       if listen.port == port and listen.bind_host == host and not listen.udp)
         balancer = ctx.balancer_for(server.upstream) if server.upstream else None
-        # `proxy_pass $variable`: an upstream block by name or an address, per session
-        self.shared = TcpServer(server, balancer, preread, StreamTargets(ctx).choose)
+        # `proxy_pass $variable`: an upstream block by name, an address or a name to resolve, per session
+        self.targets = StreamTargets(ctx, server.resolver)
+        self.shared = TcpServer(server, balancer, preread, self.targets.choose)
+        self.resolving: set[asyncio.Task[Chosen]] = set()
         self.family: int = sock.family
         self.loop = asyncio.get_running_loop()
         self.time = self.loop.time
@@ -97,6 +100,21 @@ class TcpStreamService:
         try:
             session.run(session.core.accepted(self.time()))
         except Exception as exc:  # noqa: BLE001 -- a bug costs this session, not the accept loop
+            session.crashed(exc)
+
+    def resolve(self, session: Connection, value: str) -> None:
+        """A session's `Resolve`: the lookup runs as a task, and its answer goes back to the session."""
+        task = self.loop.create_task(self.targets.resolve(value))
+        self.resolving.add(task)
+        task.add_done_callback(lambda done: self._resolved(session, done))
+
+    def _resolved(self, session: Connection, task: asyncio.Task[Chosen]) -> None:
+        self.resolving.discard(task)
+        if task.cancelled():
+            return
+        try:
+            session.run(session.core.chosen(task.result(), self.time()))
+        except Exception as exc:  # noqa: BLE001 -- a bug costs this session, not the others
             session.crashed(exc)
 
     def out_of_descriptors(self, level: str, line: str) -> None:

@@ -18,6 +18,7 @@ from sheer.config.model import StreamServer
 from sheer.core.balancers import Balancer, Peer, request_key
 from sheer.core.bind import BindTo, BindValueError, bind_to
 from sheer.core.rate import RateLimit, evaluate
+from sheer.core.tcp_commands import Resolve
 from sheer.core.variables import render
 from sheer.io.accept import Acceptor
 from sheer.io.context import WorkerContext
@@ -29,6 +30,7 @@ from sheer.io.sockets import BindError, address_family, as_address, bound_socket
 from sheer.io.stream_targets import StreamTargets
 from sheer.io.stream_vars import StreamVariables
 from sheer.io.tls import TlsListener, connection_info, handshake_failure
+from sheer.io.tls_transport import TlsTransport, accept_tls
 from sheer.io.upstream_connect import connect
 
 PENDING_LIMIT = 65536     # bytes held from the client while the upstream connects
@@ -125,9 +127,9 @@ class TlsSession:
         service, server = self.service, self.service.server
         self.vars.local     # noqa: B018  (asked while the socket is open, for $server_addr)
         try:
-            if service.tls is not None:
-                await self.loop.connect_accepted_socket(lambda: self.client, sock, ssl=service.tls.default,
-                                                        ssl_handshake_timeout=server.ssl_handshake_timeout)
+            if service.tls is not None:     # OpenSSL on the socket (sheer.io.tls_transport)
+                tls = await accept_tls(self.loop, sock, service.tls.default, server.ssl_handshake_timeout)
+                TlsTransport(self.loop, tls, self.client).start()
             else:
                 await self.loop.connect_accepted_socket(lambda: self.client, sock)
         except (OSError, TimeoutError) as exc:
@@ -149,7 +151,8 @@ class TlsSession:
         balancer = self.balancer
         if balancer is None:
             assert server.proxy_pass_url is not None
-            chosen = service.targets.choose(render(server.proxy_pass_url, self.vars))
+            choice = service.targets.choose(render(server.proxy_pass_url, self.vars))
+            chosen = await service.targets.resolve(choice.value) if isinstance(choice, Resolve) else choice
             if isinstance(chosen, tuple):
                 service.log.error(f"{chosen[0]}, client: {self.vars.remote_addr}, server: {service.name}")
                 self.end(chosen[1])
@@ -305,7 +308,7 @@ class TlsStreamService:
         self.log = ctx.error_log(server.error_log)
         self.access = AccessLogger(server.access_logs)
         self.balancer = ctx.balancer_for(server.upstream) if server.upstream else None
-        self.targets = StreamTargets(ctx)
+        self.targets = StreamTargets(ctx, server.resolver)
         host, port = listening_on(sock)
         self.name = shown(host, port)
         self.tls: TlsListener | None = None

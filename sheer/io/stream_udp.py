@@ -42,6 +42,7 @@ class UdpStreamService:
         self.ctx = ctx
         self.loop = asyncio.get_running_loop()
         self.log = ctx.error_log(server.error_log)
+        self.verbose = self.log.enabled("info")    # a session's info lines are worth formatting
         self.access = AccessLogger(server.access_logs)
         self.balancer = ctx.balancer_for(server.upstream) if server.upstream else None
         listen = server.listens[0]
@@ -53,8 +54,8 @@ class UdpStreamService:
                                      server.proxy_responses, server.proxy_requests)
         self.timer: asyncio.TimerHandle | None = None
         self.accepting = False
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._idle = asyncio.Event()     # drain()'s: set once the last session is over
+        self.draining = False
         # what a flood of datagrams could repeat: one line a second each, with how many more there were
         self._limited: dict[str, LogLimiter] = {}
         self.transparent = server.proxy_bind is not None and server.proxy_bind.transparent
@@ -85,7 +86,7 @@ class UdpStreamService:
 
     async def drain(self) -> None:
         if len(self.table):
-            self._idle.clear()
+            self.draining = True
             await self._idle.wait()
 
     def abort(self) -> None:
@@ -138,7 +139,8 @@ class UdpStreamService:
             if flow.up is not None:
                 flow.up.passed(len(data), now)
             if self.table.request(session, now):
-                self.log.info(self.counts("udp done", session))
+                if self.verbose:
+                    self.log.info(self.counts("udp done", session))
                 self.finish(session, status=200, failed=False)
             else:
                 self.schedule(now)
@@ -147,7 +149,7 @@ class UdpStreamService:
         server = self.server
         variables = StreamVariables(self.ctx, "UDP", client, (local, self.local_addr[1]) if local
                                     else self.local_addr, time.time())
-        if self.log.enabled("info"):      # nginx's first line of a session, at info level
+        if self.verbose:      # nginx's first line of a session, at info level
             self.log.log("info", f"udp client {client[0]}:{client[1]} connected to {self.listen_name}")
         for name, value in server.sets:      # stream `set`, in nginx's preaccess phase
             variables.set_variable(name, render(value, variables))
@@ -222,8 +224,7 @@ class UdpStreamService:
             columns = flow.columns = self.peer_columns[peer.index]
             row[columns.requests] += 1
             row[columns.active] += 1
-            row[columns.selected] = int(time.time() * 1000)
-        self._idle.clear()
+            row[columns.selected] = int(variables.started * 1000)     # the session's wall-clock start
         return session
 
     # --- upstream -> client --------------------------------------------------------------
@@ -253,7 +254,8 @@ class UdpStreamService:
             if down is not None:
                 down.passed(len(data), now)
             if self.table.response(session, now):
-                self.log.info(self.counts("udp done", session))
+                if self.verbose:
+                    self.log.info(self.counts("udp done", session))
                 self.finish(session, status=200, failed=False)
                 return
         self.schedule(now)
@@ -310,7 +312,7 @@ class UdpStreamService:
         self.count(flow, status, failed, disabled)
         if self.access:
             self.access.write(flow.vars)
-        if not len(self.table):
+        if self.draining and not len(self.table):
             self._idle.set()
 
     def count(self, flow: UdpFlow, status: int, failed: bool, disabled: bool) -> None:
@@ -360,7 +362,8 @@ class UdpStreamService:
                                f"{self.context(flow)}{hint}")
                 self.finish(expired.session, status=502, failed=True)
             else:
-                self.log.info(self.counts("udp timed out", expired.session))
+                if self.verbose:
+                    self.log.info(self.counts("udp timed out", expired.session))
                 self.finish(expired.session, status=200, failed=False)
         self.schedule(now)
 

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from sheer import NGINX_VERSION
 from sheer.core.http.variables import TlsInfo
 from sheer.core.maps import lookup
 from sheer.core.proxy_protocol import TLV_PREFIX, ProxyHeader, tlv_variable
@@ -30,6 +31,7 @@ class StreamVariables:
         "bytes_sent",
         "client",
         "ctx",
+        "number",
         "peer",
         "protocol",
         "proxy",
@@ -44,6 +46,7 @@ class StreamVariables:
 
     def __init__(self, ctx: WorkerContext, protocol: str, client: Any, local: Any, started: float) -> None:
         self.ctx = ctx
+        self.number = ctx.connection_number()        # $connection
         self.protocol = protocol
         self.client = client          # $remote_addr:$remote_port, after realip
         self.peer = client            # the connection's own peer: $realip_remote_addr
@@ -121,6 +124,9 @@ class _OfWorker(Protocol):
     @property
     def ctx(self) -> WorkerContext: ...
 
+    @property
+    def number(self) -> int: ...
+
 
 # The same in every stream session, UDP or TCP (sheer.io.tcp_vars): the worker's and the clock's.
 COMMON: dict[str, Callable[[_OfWorker], str]] = {
@@ -129,8 +135,8 @@ COMMON: dict[str, Callable[[_OfWorker], str]] = {
     "time_local": lambda v: time_local(time.time()),
     "time_iso8601": lambda v: time_iso8601(time.time()),
     "msec": lambda v: f"{time.time():.3f}",
-    "nginx_version": lambda v: "1.22.1",
-    "connection": lambda v: str(id(v)),
+    "nginx_version": lambda v: NGINX_VERSION,
+    "connection": lambda v: str(v.number),
 }
 _GETTERS.update(COMMON)
 # TLS (sheer.io.stream_tls): a StreamVariables' own

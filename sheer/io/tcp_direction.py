@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from sheer.core.rate import RateLimit
-from sheer.core.tcp import Command, Side, TcpSession
+from sheer.core.tcp import TcpSession
+from sheer.core.tcp_commands import Command, Side
 
 PENDING_LIMIT = 65536    # bytes kept from the client while the upstream connects (nginx: proxy_buffer_size)
 BUFFER_SIZE = 262144

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any, Protocol, assert_never
 from sheer.core import proxy_protocol
 from sheer.core.bind import BindTo
 from sheer.core.rate import RateLimit, evaluate
-from sheer.core.tcp import (
+from sheer.core.tcp import Phase, TcpSession
+from sheer.core.tcp_commands import (
     Answer,
     Arm,
     Close,
@@ -33,10 +34,9 @@ from sheer.core.tcp import (
     Connect,
     Context,
     Log,
-    Phase,
+    Resolve,
     Shutdown,
     Side,
-    TcpSession,
 )
 from sheer.io.sockets import as_address, on_socket, shut_wr
 from sheer.io.tcp_direction import BUFFERS, NONE, VIEW, Direction
@@ -78,6 +78,8 @@ class Service(Protocol):
 
     def arm(self) -> None: ...
 
+    def resolve(self, session: Connection, value: str) -> None: ...
+
     def closed(self, session: Connection) -> None: ...
 
     def out_of_descriptors(self, level: str, line: str) -> None: ...
@@ -86,8 +88,8 @@ class Service(Protocol):
 class Connection:
     """One client connection and, once connected, its upstream connection."""
 
-    __slots__ = ("_local", "client", "connecting", "core", "down", "first_byte", "mapped", "peer_address",
-                 "service", "started", "up", "upstream")
+    __slots__ = ("_local", "client", "connecting", "core", "down", "first_byte", "mapped", "number",
+                 "peer_address", "service", "started", "up", "upstream")
 
     def __init__(self, service: Service, client: int, address: Any, started: float) -> None:
         self.service = service
@@ -97,6 +99,7 @@ class Connection:
         self.peer_address = address
         self.mapped: dict[str, str] | None = None    # the `map` variables worked out (made when one is asked)
         self.started = started
+        self.number = service.ctx.connection_number()      # $connection
         self._local: Any = None
         self.first_byte: float | None = None    # $upstream_first_byte_time, where an access log asks
         self.core = TcpSession(service.shared, address, self)
@@ -322,6 +325,8 @@ class Connection:
                     self.down.send(self, data)
                 case Arm():
                     self.service.arm()
+                case Resolve(value):
+                    self.service.resolve(self, value)
                 case _:
                     assert_never(command)
 

@@ -31,6 +31,7 @@ class Facts(Protocol):
     def variable(self, name: str) -> str: ...
     started: float               # wall clock at accept
     first_byte: float | None     # $upstream_first_byte_time (None: not timed, or nothing came)
+    number: int                  # $connection
 
     @property
     def up(self) -> Counted: ...          # client -> upstream
@@ -66,10 +67,16 @@ def variable(facts: Facts, name: str) -> str:
     return mapped if mapped is not None else ""
 
 
+def _earlier(c: Facts, none: str, value: str) -> str:
+    """A per-try list, as nginx's u->state makes it: the tries before the last one failed to connect
+    (the only failure a stream session tries the next peer on), so each says `none` for it."""
+    earlier = c.core.upstream_addr.count(", ")
+    return f"{none}, " * earlier + value if earlier else value
+
 
 def _connect_time(c: Facts) -> str:
     t = c.core.connect_time
-    return "-" if t is None else f"{t:.3f}"
+    return _earlier(c, "-", "-" if t is None else f"{t:.3f}")
 
 
 def _proxy(c: Facts, end: str, part: Callable[[Any], str]) -> str:
@@ -94,13 +101,14 @@ GETTERS: dict[str, Callable[[Facts], str]] = {
     # bytes to and from the client; the upstream's are the same bytes the other way round
     "bytes_sent": lambda c: str(c.down.moved),
     "bytes_received": lambda c: str(c.up.moved),
-    "upstream_bytes_sent": lambda c: str(c.up.moved),
-    "upstream_bytes_received": lambda c: str(c.down.moved),
+    "upstream_bytes_sent": lambda c: _earlier(c, "0", str(c.up.moved)),
+    "upstream_bytes_received": lambda c: _earlier(c, "0", str(c.down.moved)),
     "session_time": lambda c: f"{time.time() - c.started:.3f}",
     "upstream_addr": lambda c: c.core.upstream_addr,
     "upstream_session_time": lambda c: f"{time.time() - c.started:.3f}",
     "upstream_connect_time": _connect_time,
-    "upstream_first_byte_time": lambda c: "-" if c.first_byte is None else f"{c.first_byte:.3f}",
+    "upstream_first_byte_time": lambda c: _earlier(c, "-", "-" if c.first_byte is None
+                                                    else f"{c.first_byte:.3f}"),
     # `ssl_preread on` (sheer.core.tls_preread)
     "ssl_preread_server_name": lambda c: c.core.client_hello.server_name if c.core.client_hello else "",
     "ssl_preread_protocol": lambda c: c.core.client_hello.protocol if c.core.client_hello else "",

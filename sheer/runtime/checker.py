@@ -55,7 +55,7 @@ def run_checker(config: Config, board: HealthBoard, shared: SharedBoard | None =
     """Entry point in the forked child. Returns the exit status."""
     die_with_parent()
     proctitle.child(title(board, peers))
-    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    # signals stay blocked until _check_all has its handlers (as a worker's: sheer.runtime.worker)
     for signum in (signal.SIGHUP, signal.SIGUSR1, signal.SIGQUIT, signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, signal.SIG_DFL)
     log = ErrorLogger(config.error_log)
@@ -176,6 +176,7 @@ async def _check_all(board: HealthBoard, log: ErrorLogger, counters: HealthCount
         loop.add_signal_handler(signum, stop.set)
     loop.add_signal_handler(signal.SIGUSR1, reopen_logs)
     loop.add_signal_handler(signal.SIGHUP, lambda: None)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
     try:
         async with asyncio.TaskGroup() as tasks:
             def changed() -> None:

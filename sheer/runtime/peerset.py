@@ -44,9 +44,12 @@ class Name:
 
     @property
     def key(self) -> tuple[str, str, str, int]:
-        """What a reload matches it by: the upstream and the line as written (the nth such line)."""
-        same = sum(1 for other in self.upstream.resolve[:self.template] if other.text == self.server.text)
-        return self.protocol, self.upstream.name, self.server.text, same
+        """What a reload matches it by: the upstream and the name (the nth line of that name), not its
+        port, as ngx_http_upstream_zone_preresolve matches host->name: a reload that changes the port
+        keeps the addresses, each with the new port."""
+        host = self.server.host
+        same = sum(1 for other in self.upstream.resolve[:self.template] if other.host == host)
+        return self.protocol, self.upstream.name, host, same
 
     def position(self, slot: int) -> int:
         return position_of(self.upstream, self.template, slot)

@@ -76,7 +76,8 @@ def run_worker(config: Config, sockets: dict[ListenKey, socket.socket], health: 
     """Entry point in the forked child. Returns the exit status."""
     die_with_parent()
     proctitle.child("worker process")
-    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    # The master's signals stay blocked (its mask, inherited) until _serve has its handlers: a SIGQUIT
+    # sent to a worker just forked (a stop right after a reload) waits for them rather than kill it.
     for signum in (signal.SIGHUP, signal.SIGUSR1, signal.SIGQUIT, signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, signal.SIG_DFL)
     log = ErrorLogger(config.error_log)
@@ -108,6 +109,7 @@ async def _serve(config: Config, sockets: dict[ListenKey, socket.socket], ctx: W
     loop.add_signal_handler(signal.SIGQUIT, request("graceful"))
     loop.add_signal_handler(signal.SIGUSR1, reopen_logs)
     loop.add_signal_handler(signal.SIGHUP, lambda: None)  # the master reloads; workers ignore HUP
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
 
     for path in (*(config.stream.log_files if config.stream else ()),
                  *(config.http.log_files if config.http else ())):
@@ -129,6 +131,9 @@ async def _serve(config: Config, sockets: dict[ListenKey, socket.socket], ctx: W
     for service in services:
         service.stop_accepting()
     loop.remove_signal_handler(signal.SIGQUIT)
+    # already shutting down: another SIGQUIT (the master's stop while this one drains) changes nothing,
+    # as for nginx's exiting worker; SIG_DFL would kill it ("exited on signal 3", an alert)
+    signal.signal(signal.SIGQUIT, signal.SIG_IGN)
     stop.clear()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     drains = asyncio.gather(*(service.drain() for service in services))

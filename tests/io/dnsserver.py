@@ -26,6 +26,7 @@ class DnsServer:
         self.silent = False                          # drop every question (a resolver that never answers)
         self.truncate = False                        # UDP answers carry TC and no records: ask over TCP
         self.forge: Forge | None = None              # datagrams sent before the real UDP answer
+        self.rcode: int | None = None                # answer every question with this rcode (FORMERR...)
         self.asked: list[tuple[str, str, str]] = []  # (name, type, "udp"|"tcp")
         self.lock = threading.Lock()
         self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -63,6 +64,9 @@ class DnsServer:
         with self.lock:
             self.asked.append((name, kind, proto))
             addresses = self.records.get(name)
+        if self.rcode is not None:
+            response.set_rcode(self.rcode)
+            return response
         if addresses is None:
             response.set_rcode(dns.rcode.NXDOMAIN)
             return response

@@ -38,6 +38,21 @@ def test_http_deny_is_403_with_nginx_line_and_return_comes_first(harness: Harnes
     assert get(proxy, "/real", headers={"X-Real-IP": "192.0.2.2"})[0] == 200
 
 
+
+def test_limit_except_denies_the_other_methods(harness: Harness) -> None:
+    port, servers = hello_upstreams(harness, ["127.0.0.11"])
+    proxy = harness.listen("127.0.0.1")
+    harness.serve(f"""{servers}
+        server {{ listen 127.0.0.1:{proxy};
+            location / {{ limit_except GET {{ deny all; }} proxy_pass http://127.0.0.11:{port}; }}
+            location /mine {{ allow 127.0.0.1; deny all; limit_except GET {{ allow 127.0.0.2; deny all; }}
+                              proxy_pass http://127.0.0.11:{port}; }} }}""")
+    assert get(proxy, "/")[0] == 200 and get(proxy, "/", method="HEAD")[0] == 200     # GET brings HEAD
+    assert get(proxy, "/", method="POST", body=b"x")[0] == 403
+    assert get(proxy, "/", method="FOO")[0] == 403          # a method nginx does not know is limited too
+    assert get(proxy, "/mine")[0] == 200
+    assert get(proxy, "/mine", method="DELETE")[0] == 403
+
 def test_stream_tcp_deny_closes_with_403_logged(run_sheer: Callable[..., Sheer], tmp_path: Any) -> None:
     port = free_port()
     log = tmp_path / "access.log"

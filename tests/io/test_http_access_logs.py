@@ -71,13 +71,21 @@ def test_no_live_upstreams_logs_the_group_name(harness: Harness) -> None:
     proxy = harness.listen("127.0.0.1")
     dead = harness.listen("127.0.0.12")
     harness.sockets.pop(("127.0.0.12", dead)).close()
+    silent = harness.listen("127.0.0.13")       # accepts (the kernel does) and never answers
     log = harness.tmp / "access.log"
     harness.serve(f"""log_format up '$status $upstream_addr';
         upstream u2 {{ server 127.0.0.12:{dead} down; }}
+        upstream u3 {{ server 127.0.0.13:{silent} max_fails=0; server 127.0.0.12:{dead}; }}
         server {{ listen 127.0.0.1:{proxy}; access_log {log} up;
-                  location / {{ proxy_pass http://u2; }} }}""")
+                  location / {{ proxy_pass http://u2; }}
+                  location /3 {{ proxy_pass http://u3; proxy_read_timeout 100ms; }} }}""")
     assert get(proxy, "/")[0] == 502          # its only server is down: no live upstreams
     assert lines(log, 1) == ["502 u2"]        # nginx names the group
+    assert get(proxy, "/3")[0] == 502         # the silent one times out, the dead one refuses: out
+    # a retry with tries left that finds no peer is one more try, named by the group (NGX_BUSY)
+    assert get(proxy, "/3")[0] == 502
+    assert lines(log, 3)[1:] == [f"502 127.0.0.13:{silent}, 127.0.0.12:{dead}",
+                             f"502 127.0.0.13:{silent}, u3"]
 
 
 def test_pipe_says_which_requests_were_pipelined(harness: Harness) -> None:

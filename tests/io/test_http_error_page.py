@@ -23,7 +23,7 @@ def test_error_pages(harness: Harness) -> None:
             location = /50x.html {{ return 200 "down\\n"; }}
             location /dead {{ proxy_pass http://127.0.0.12:{dead}; }}
             location /denied {{ deny all; error_page 403 = @up; proxy_pass http://127.0.0.12:{dead}; }}
-            location /gone {{ error_page 410 =301 http://example.com/new; return 410; }}
+            location /gone {{ error_page 410 =301 http://example.com/new; add_header X-Gone 1; return 410; }}
             location /loop {{ error_page 404 /loop2; return 404; }}
             location /loop2 {{ return 404; }}
             location /text {{ return 404 "own text"; }}
@@ -36,6 +36,7 @@ def test_error_pages(harness: Harness) -> None:
     assert status == 200 and body.startswith(b"Hello from ")
     status, headers, _ = get(proxy, "/gone")
     assert status == 301 and headers["location"] == "http://example.com/new"
+    assert headers["x-gone"] == "1"                        # the headers filter runs on the redirect
     status, _, body = get(proxy, "/loop")                  # recursive_error_pages off: plain 404
     assert status == 404 and b"404 Not Found" in body
     assert get(proxy, "/text")[2] == b"own text"          # return with text: no error page
@@ -51,3 +52,34 @@ def test_head_stays_head_and_post_becomes_get(harness: Harness) -> None:
     assert (status, body) == (200, b"GET\n")
     status, _, body = get(proxy, "/x", method="HEAD")
     assert status == 200 and body == b""
+
+
+def test_internal_locations_serve_only_internal_redirects(harness: Harness) -> None:
+    proxy = harness.listen("127.0.0.1")
+    harness.serve(f"""
+        server {{ listen 127.0.0.1:{proxy};
+            error_page 404 /errors/404;
+            location /errors/ {{ internal; return 200 "page for $request_uri\\n"; }}
+            location /old {{ rewrite ^ /errors/x last; }}
+            location /page {{ error_page 418 = /errors/teapot; return 418; }} }}""")
+    status, _, body = get(proxy, "/errors/404")           # asked by the client: 404, then its own error page
+    assert (status, body) == (404, b"page for /errors/404\n")
+    status, _, body = get(proxy, "/nothing")              # an error page is an internal redirect
+    assert (status, body) == (404, b"page for /nothing\n")
+    status, _, body = get(proxy, "/page")
+    assert (status, body) == (200, b"page for /page\n")
+    status, _, body = get(proxy, "/old")                  # `rewrite ... last` reaches it too (nginx 1.22)
+    assert (status, body) == (200, b"page for /old\n")
+def test_a_redirect_for_the_client_gets_the_add_header_lines(harness: Harness) -> None:
+    """nginx's headers filter runs on error_page's redirect: add_header's lines (302 is among its codes)
+    come with it, rendered after the upstream was tried ($upstream_addr)."""
+    proxy = harness.listen("127.0.0.1")
+    dead = harness.listen("127.0.0.12")
+    harness.sockets.pop(("127.0.0.12", dead)).close()
+    harness.serve(f"""
+        server {{ listen 127.0.0.1:{proxy};
+            location / {{ proxy_pass http://127.0.0.12:{dead}; error_page 502 redirect;
+                          add_header X-IP $upstream_addr; }} }}""")
+    status, headers, _ = get(proxy, "/")
+    assert status == 302 and headers["location"] == "redirect"
+    assert headers["x-ip"] == f"127.0.0.12:{dead}"

@@ -180,3 +180,39 @@ def test_add_header_on_proxied_returned_and_error_responses(harness: Harness) ->
     assert status == 502 and "x-uri" not in headers and headers["x-always"] == "127.0.0.1"
     status, headers, body = get(proxy, "/own")
     assert (status, body, headers["x-own"]) == (201, b"own", "yes") and "x-uri" not in headers
+
+
+def test_a_url_made_of_variables_uses_the_implicit_upstream_of_its_host_and_port(harness: Harness) -> None:
+    """ngx_http_upstream_init_request looks for HOST:PORT among the upstreams first: one that another
+    location's `proxy_pass http://localhost:PORT` made is used, without a resolver."""
+    port, servers = hello_upstreams(harness, ["127.0.0.1"])
+    proxy = harness.listen("127.0.0.2")
+    harness.serve(f"""{servers}
+        server {{ listen 127.0.0.2:{proxy};
+            location / {{ proxy_pass http://localhost:{port}; }}
+            location /var {{ proxy_pass http://$arg_b; }} }}""")
+    assert get(proxy, "/", host="127.0.0.2")[0] == 200
+    status, _, body = get(proxy, f"/var?b=localhost:{port}", host="127.0.0.2")
+    assert status == 200 and body.startswith(b"Hello from ")
+    assert get(proxy, "/var?b=otherhost:1", host="127.0.0.2")[0] == 502      # no resolver for that
+
+
+def test_timing_variables_while_the_head_goes_out_hold_this_try_s_connect_and_header_times(
+        harness: Harness) -> None:
+    """nginx's u->state: each time `-` until known; add_header renders while the head goes out, when
+    this try has its connect and header times but no response time yet (the failed try before it has
+    its response time and no header time)."""
+    port, servers = hello_upstreams(harness, ["127.0.0.11"])
+    proxy = harness.listen("127.0.0.1")
+    harness.serve(f"""{servers}
+        upstream two {{ server 127.0.0.12:{port}; server 127.0.0.11:{port}; }}
+        server {{ listen 127.0.0.1:{proxy};
+            add_header X-Connect $upstream_connect_time; add_header X-Header $upstream_header_time;
+            add_header X-Response $upstream_response_time;
+            location / {{ proxy_pass http://two; }} }}""")
+    status, headers, _ = get(proxy, "/")
+    assert status == 200
+    time = r"\d+\.\d{3}"
+    assert re.fullmatch(rf"-, {time}", headers["x-connect"]), headers      # 127.0.0.12 refused the connect
+    assert re.fullmatch(rf"-, {time}", headers["x-header"]), headers
+    assert re.fullmatch(rf"{time}, -", headers["x-response"]), headers

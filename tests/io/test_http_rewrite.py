@@ -186,3 +186,21 @@ def test_bad_configurations_say_where(harness: Harness) -> None:
         with pytest.raises(Exception) as caught:
             harness.config(f"events {{}}\nhttp {{ server {{ listen 127.0.0.1:1; {body} }} }}\n")
         assert message in str(caught.value) and "check.conf:2" in str(caught.value)
+
+
+def test_proxy_ignore_headers_x_accel_redirect(harness: Harness) -> None:
+    """`proxy_ignore_headers X-Accel-Redirect`: the upstream's answer is passed on as it is (the header
+    still hidden); without it the request is redirected internally."""
+    up = harness.listen("127.0.0.11")
+    proxy = harness.listen("127.0.0.1")
+    harness.serve(f"""
+        server {{ listen 127.0.0.11:{up};
+            location / {{ add_header X-Accel-Redirect /inner; return 200 "upstream's"; }} }}
+        server {{ listen 127.0.0.1:{proxy};
+            location /inner {{ return 200 "inner"; }}
+            location /ignored {{ proxy_pass http://127.0.0.11:{up};
+                                 proxy_ignore_headers x-accel-redirect Vary; }}
+            location / {{ proxy_pass http://127.0.0.11:{up}; }} }}""")
+    assert get(proxy, "/followed")[2] == b"inner"
+    status, headers, body = get(proxy, "/ignored")
+    assert (status, body) == (200, b"upstream's") and "x-accel-redirect" not in headers

@@ -4,6 +4,7 @@ nested locations."""
 from __future__ import annotations
 
 import http.client
+import socket
 from collections.abc import Callable
 
 import pytest
@@ -52,8 +53,6 @@ def test_servers_and_locations_as_nginx_picks_them(run_sheer: Callable[..., Shee
 
 
 def test_maps_in_http_and_stream(run_sheer: Callable[..., Sheer]) -> None:
-    import socket
-
     http_port, stream_port = free_port(), free_port()
     run_sheer(f"""
         http {{
@@ -76,6 +75,57 @@ def test_maps_in_http_and_stream(run_sheer: Callable[..., Sheer]) -> None:
         conn.close()
     with socket.create_connection(("127.0.0.1", stream_port), timeout=3) as sock:
         assert sock.recv(100) == f"hello on {stream_port}\n".encode()
+
+
+def test_geo_and_split_clients_in_http_and_stream(run_sheer: Callable[..., Sheer]) -> None:
+    http_port, stream_port = free_port(), free_port()
+    run_sheer(f"""
+        http {{
+            geo $where {{ default far; 127.0.0.0/8 loopback; }}
+            geo $arg_ip $net {{ ranges; default none; 192.0.2.0-192.0.2.255 doc; }}
+            split_clients "$arg_k" $half {{ 50% a; * b; }}
+            server {{ listen 127.0.0.1:{http_port}; location / {{ return 200 "$where $net $half"; }} }}
+        }}
+        stream {{
+            geo $kind {{ 127.0.0.0/8 local; default remote; }}
+            server {{ listen 127.0.0.1:{stream_port}; return "$kind\\n"; }}
+        }}""")
+    conn = http.client.HTTPConnection("127.0.0.1", http_port, timeout=3)
+    try:
+        seen = set()
+        for key in range(40):
+            conn.request("GET", f"/?ip=192.0.2.{key}&k={key}")
+            where, net, half = conn.getresponse().read().decode().split()
+            assert (where, net) == ("loopback", "doc")
+            seen.add(half)
+        assert seen == {"a", "b"}
+        conn.request("GET", "/?ip=bogus")
+        assert conn.getresponse().read().decode().split()[1] == "none"
+    finally:
+        conn.close()
+    with socket.create_connection(("127.0.0.1", stream_port), timeout=3) as sock:
+        assert sock.recv(100) == b"local\n"
+
+
+def test_hotlinking_refused_by_valid_referers(run_sheer: Callable[..., Sheer]) -> None:
+    port = free_port()
+    run_sheer(f"""
+        http {{ server {{ listen 127.0.0.1:{port}; server_name img.test;
+                          location /img/ {{ valid_referers none blocked server_names *.example.com;
+                                           if ($invalid_referer) {{ return 403; }}
+                                           return 200 "image"; }} }} }}""")
+
+    def status(referer: str | None) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=3)
+        try:
+            conn.request("GET", "/img/a.png", headers={"Referer": referer} if referer is not None else {})
+            return conn.getresponse().status
+        finally:
+            conn.close()
+
+    allowed = (None, "http://img.test/page", "https://www.example.com/", "hidden")
+    assert [status(r) for r in allowed] == [200] * 4
+    assert [status(r) for r in ("http://evil.test/", "https://example.com.evil.test/")] == [403, 403]
 
 
 def test_a_relative_redirect_is_made_absolute(run_sheer: Callable[..., Sheer]) -> None:

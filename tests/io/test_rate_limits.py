@@ -148,7 +148,9 @@ def test_http_limit_rate(harness: Harness) -> None:
                   location / {{ proxy_pass http://127.0.0.11:{up}; }}
                   location /after {{ limit_rate_after 40k; proxy_pass http://127.0.0.11:{up}; }}
                   location /var {{ limit_rate $arg_l; proxy_pass http://127.0.0.11:{up}; }}
-                  location /accel {{ limit_rate 0; proxy_pass http://127.0.0.11:{up}; }} }}""")
+                  location /accel {{ limit_rate 0; proxy_pass http://127.0.0.11:{up}; }}
+                  location /accel/ignored {{ limit_rate 0; proxy_ignore_headers X-Accel-Limit-Rate;
+                                             proxy_pass http://127.0.0.11:{up}/accel; }} }}""")
     limited, _, body = fetch(proxy, "/")
     assert body == BIG.encode()
     assert limited >= 1.5, limited                   # 30000 B at 12288 B/s, each second begun: ~2 s
@@ -161,30 +163,56 @@ def test_http_limit_rate(harness: Harness) -> None:
     accel, headers, body = fetch(proxy, "/accel")    # the upstream sets the rate; the header stays with us
     assert body == BIG.encode() and accel >= 1.5, accel
     assert "x-accel-limit-rate" not in headers
+    free, headers, body = fetch(proxy, "/accel/ignored")     # proxy_ignore_headers: not acted on, hidden
+    assert body == BIG.encode() and free < 1.0 and "x-accel-limit-rate" not in headers, free
     log = harness.tmp / "rates.log"
-    wait_for(lambda: len(log.read_text().splitlines()) == 5, 5, "the access log's lines")
+    wait_for(lambda: len(log.read_text().splitlines()) == 6, 5, "the access log's lines")
     lines = log.read_text().splitlines()
-    assert lines == ["/:12288", "/after:12288", "/var:0", "/var:12288", "/accel:12288"]
+    assert lines == ["/:12288", "/after:12288", "/var:0", "/var:12288", "/accel:12288", "/accel/ignored:0"]
     assert 'invalid size ""' in harness.error_log()
 
 
-def test_http_limit_rate_on_files(harness: Harness) -> None:
-    """nginx paces its static files too: read and written at the rate (head included), the first
-    limit_rate_after bytes free; a rate from `set $limit_rate` holds as well."""
+def test_http_limit_rate_of_static_files(harness: Harness) -> None:
+    """A file is sent at limit_rate's pace too (it would go with sendfile at once), X-Accel-Limit-Rate
+    holds across an X-Accel-Redirect to a file, and a client that leaves mid-way costs nothing."""
+    (harness.tmp / "www").mkdir()
+    (harness.tmp / "www" / "big").write_text(BIG)
+    up = harness.listen("127.0.0.11")
+    proxy = harness.listen("127.0.0.1")
+    harness.serve(f"""
+        server {{ listen 127.0.0.11:{up};
+                  location / {{ add_header X-Accel-Redirect /files/big; add_header X-Accel-Limit-Rate 12288;
+                               return 204; }} }}
+        server {{ listen 127.0.0.1:{proxy}; root {harness.tmp}/www;
+                  location /limited/ {{ limit_rate 12k; alias {harness.tmp}/www/; }}
+                  location /after/ {{ limit_rate 12k; limit_rate_after 40k; alias {harness.tmp}/www/; }}
+                  location /files/ {{ internal; alias {harness.tmp}/www/; }}
+                  location /accel {{ proxy_pass http://127.0.0.11:{up}; }} }}""")
+    free, _, body = fetch(proxy, "/big")
+    assert body == BIG.encode() and free < 1.0, free
+    limited, headers, body = fetch(proxy, "/limited/big")
+    assert body == BIG.encode() and headers["content-length"] == str(len(BIG))
+    assert limited >= 1.5, limited                   # 30000 B at 12288 B/s, each second begun: ~2 s
+    after, _, body = fetch(proxy, "/after/big")      # all within limit_rate_after
+    assert body == BIG.encode() and after < 1.0, after
+    accel, _, body = fetch(proxy, "/accel")
+    assert body == BIG.encode() and accel >= 1.5, accel
+    with socket.create_connection(("127.0.0.1", proxy), timeout=5) as sock:   # leaves after the head
+        sock.sendall(b"GET /limited/big HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 200")
+    again, _, body = fetch(proxy, "/big")            # the worker is free for the next client
+    assert body == BIG.encode() and again < 1.0, again
+
+
+def test_http_set_limit_rate_on_files(harness: Harness) -> None:
+    """A rate from `set $limit_rate` paces a file as limit_rate does."""
     files = harness.tmp / "files"
     files.mkdir()
     (files / "big").write_bytes(BIG.encode())
     proxy = harness.listen("127.0.0.1")
     harness.serve(f"""
         server {{ listen 127.0.0.1:{proxy}; root {files};
-                  location / {{ limit_rate 12k; }}
-                  location /after/ {{ alias {files}/; limit_rate 12k; limit_rate_after 40k; }}
                   location /set/ {{ alias {files}/; set $limit_rate $arg_l; }} }}""")
-    limited, headers, body = fetch(proxy, "/big")
-    assert body == BIG.encode() and headers["content-length"] == str(len(BIG))
-    assert limited >= 1.5, limited                   # 30000 B at 12288 B/s, each second begun: ~2 s
-    free, _, body = fetch(proxy, "/after/big")
-    assert body == BIG.encode() and free < 1.0, free
     by_set, _, body = fetch(proxy, "/set/big?l=12k")
     assert body == BIG.encode() and by_set >= 1.5, by_set
     free, _, _ = fetch(proxy, "/set/big")            # $arg_l empty: no change, no limit

@@ -95,6 +95,20 @@ def test_no_notify_socket_is_fine(run_sheer, closing) -> None:  # type: ignore[n
     sheer.check_running()
 
 
+def test_a_stop_right_after_a_reload_kills_no_worker(run_sheer, closing) -> None:  # type: ignore[no-untyped-def]
+    """A SIGQUIT reaching a worker just forked (before its handlers) or one already draining: nginx's
+    workers block signals until they handle them, and an exiting one ignores another quit. Neither may
+    die of the signal ("worker process N exited on signal 3", an alert)."""
+    echo = closing(TcpEcho("127.0.0.11"))
+    for _ in range(3):
+        sheer = run_sheer(_config(free_port(), echo.port))
+        sheer.signal(signal.SIGHUP)
+        sheer.wait_log("reconfiguring")
+        sheer.signal(signal.SIGQUIT)
+        assert sheer.wait(10) == 0
+        assert "exited on signal" not in sheer.error_log(), sheer.error_log()
+
+
 def test_process_titles_as_nginx(run_sheer, closing) -> None:  # type: ignore[no-untyped-def]
     echo = closing(TcpEcho("127.0.0.11"))
     port = free_port()

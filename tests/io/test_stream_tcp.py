@@ -165,6 +165,26 @@ def test_stream_return(run_sheer: Callable[..., Sheer]) -> None:
         assert read_all(sock) == f"hello {local[0]} from 127.0.0.1:{port}\n".encode()
 
 
+def test_connection_is_the_worker_s_connection_counter(run_sheer: Callable[..., Sheer]) -> None:
+    """$connection counts the worker's client connections, TCP and UDP, as nginx's serial number."""
+    port, udp = free_port(), free_port(kinds=(socket.SOCK_DGRAM,))
+    run_sheer(f"""worker_processes 1;
+stream {{
+    server {{ listen 127.0.0.1:{port}; return "$connection\n"; }}
+    server {{ listen 127.0.0.1:{udp} udp; return "$connection\n"; }}
+}}
+""")
+    numbers = []
+    for _ in range(2):
+        with connect(port) as sock:
+            numbers.append(int(read_all(sock)))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(3)
+        sock.sendto(b"x", ("127.0.0.1", udp))
+        numbers.append(int(sock.recv(100)))
+    assert numbers == [numbers[0], numbers[0] + 1, numbers[0] + 2] and numbers[0] < 10, numbers
+
+
 def test_access_log(run_sheer: Callable[..., Sheer], closing: Callable[[Any], Any], tmp_path: Any) -> None:
     echo = closing(TcpEcho("127.0.0.11"))
     port = free_port()
@@ -217,6 +237,25 @@ def test_upstream_first_byte_time(run_sheer: Callable[..., Sheer], tmp_path: Any
     wait_for(lambda: log.exists() and log.read_text().endswith("\n"), what="the access log line")
     connect_time, first_byte, session = (float(value) for value in log.read_text().strip().split(":"))
     assert connect_time < 0.2 and 0.35 < first_byte < 2 and session >= first_byte
+def test_per_try_variables_list_every_try(run_sheer: Callable[..., Sheer], closing: Callable[[Any], Any],
+                                         tmp_path: Any) -> None:
+    """nginx's u->state per try: a refused connect is `-` and 0 bytes before the try that worked."""
+    echo = closing(TcpEcho("127.0.0.12"))
+    refused = free_port(("127.0.0.11",), (socket.SOCK_STREAM,))
+    port = free_port()
+    log = tmp_path / "access.log"
+    run_sheer(f"""stream {{
+    log_format tries '$upstream_addr!$upstream_bytes_sent!$upstream_bytes_received!$upstream_connect_time';
+    upstream u {{ server 127.0.0.11:{refused}; server 127.0.0.12:{echo.port}; }}
+    server {{ listen 127.0.0.1:{port}; access_log {log} tries; proxy_half_close on; proxy_pass u; }}
+}}
+""")
+    assert echo_through(port, b"ping") == b"ping"
+    wait_for(lambda: log.exists() and log.read_text().endswith("\n"), what="the access log line")
+    addrs, sent, received, connect = log.read_text().strip().split("!")
+    assert addrs == f"127.0.0.11:{refused}, 127.0.0.12:{echo.port}"
+    assert (sent, received) == ("0, 4", "0, 4")
+    assert connect.startswith("-, 0.0"), connect
 
 
 def test_proxy_timeout_closes_an_idle_session_but_not_a_busy_one(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import socket
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -165,3 +167,29 @@ def test_many_clients_many_sessions(run_sheer: Callable[..., Sheer], closing: Ca
     for i, sock in enumerate(sockets):
         assert sock.recv(100) == b"%d" % i
     assert time.monotonic() - started < 5
+
+
+def test_sigquit_waits_for_an_open_session_then_exits(
+        run_sheer: Callable[..., Sheer], closing: Callable[[Any], Any]) -> None:
+    """A graceful shutdown lets a session that still waits for an answer have it, then ends."""
+    release = threading.Event()
+
+    def two_answers(_data: bytes, peer: tuple[str, int]) -> list[bytes]:
+        upstream.sock.sendto(b"one", peer)
+        release.wait(10)              # the second answer comes after SIGQUIT
+        return [b"two"]
+
+    upstream = closing(UdpServer("127.0.0.11", 0, two_answers))
+    port = free_port()
+    extra = "\n        proxy_responses 2;\n        proxy_timeout 10s;"
+    proxy = run_sheer(stream_udp(port, [upstream], extra))
+    sock = client(closing)
+    sock.sendto(b"q", ("127.0.0.1", port))
+    assert sock.recv(100) == b"one"
+    proxy.signal(signal.SIGQUIT)
+    proxy.wait_log("gracefully shutting down")
+    time.sleep(0.5)
+    assert proxy.proc is not None and proxy.proc.poll() is None     # the session holds the worker
+    release.set()
+    assert sock.recv(100) == b"two"
+    assert proxy.wait(5) == 0

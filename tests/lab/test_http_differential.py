@@ -14,12 +14,15 @@ CI runs a bounded number of examples (FUZZ_EXAMPLES, default 60); `make fuzz` ru
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 
 import pytest
 from differential import Outcome, Pair
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from sheer.core.http.host import validate_host
 
 pytestmark = pytest.mark.lab
 
@@ -88,6 +91,41 @@ def requests(draw: st.DrawFn) -> bytes:
     return head + eol + eol + body
 
 
+REQUESTS = requests().filter(lambda request: not newer_nginx(request))
+
+
+# What sheer refuses as nginx 1.29 does where nginx 1.22 did not (docs/reliability.md, "Deliberate
+# differences"): CONNECT's target (a host and a port, else 400; then 405), a host whose port is not a
+# number up to 65535, a "[" that opens no IPv6 literal or one followed by more than a port. Such
+# requests are left out of the comparison; tests/unit/test_http_request_parse.py has them.
+_BAD_122 = re.compile(rb"\.\.|[/\x00-\x20\x7f]")
+
+
+def _host_122(host: bytes) -> bool:
+    """Whether nginx 1.22's ngx_http_validate_host takes it (sheer's verdict before nginx 1.29's)."""
+    if _BAD_122.search(host):
+        return False
+    if host.startswith(b"["):
+        close = host.find(b"]")
+        name = host[:close + 1] if close >= 0 else host
+    else:
+        name = host.partition(b":")[0]
+    return bool(name[:-1] if name and host.rfind(b".") == len(name) - 1 else name)
+
+
+def newer_nginx(request: bytes) -> bool:
+    """A request nginx 1.22 and nginx 1.29 (and sheer) answer differently."""
+    head = request.lstrip(b"\r\n").split(b"\r\n\r\n")[0].split(b"\n\n")[0]
+    if head.startswith(b"CONNECT"):
+        return True
+    lines = head.replace(b"\r\n", b"\n").split(b"\n")
+    hosts = [line[5:].strip(b" ").rstrip(b"\r") for line in lines[1:] if line[:5].lower() == b"host:"]
+    absolute = re.search(rb" https?://([^/?# ]*)", lines[0])
+    if absolute is not None:
+        hosts.append(absolute[1])
+    return any(_host_122(host) and validate_host(host) is None for host in hosts)
+
+
 GOOD = b"GET /good HTTP/1.1\r\nHost: example.com\r\n\r\n"
 LAST = b"GET /last HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n"
 
@@ -97,7 +135,7 @@ def pipelines(draw: st.DrawFn) -> bytes:
     """Good requests, a hostile one, good ones again, the last asking to close."""
     before = draw(st.integers(0, 4))
     after = draw(st.integers(0, 3))
-    return GOOD * before + draw(requests()) + GOOD * after + LAST
+    return GOOD * before + draw(REQUESTS) + GOOD * after + LAST
 
 
 # Upstream faults: each one answers both requests of a keepalive client (through upstream keepalive).
@@ -159,7 +197,7 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database
 
 
 @FUZZ
-@given(request=requests())
+@given(request=REQUESTS)
 def test_sheer_answers_hostile_requests_as_nginx_does(pair: Pair, request: bytes) -> None:
     check(pair, request)
 

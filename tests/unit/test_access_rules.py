@@ -83,3 +83,30 @@ def test_unix_rules_match_unix_clients_only(tmp_path: Path) -> None:
     assert not allowed(own, "unix:") and allowed(own, "10.0.0.1")
     [own] = rules(tmp_path, "server { listen 80; location / { allow 127.0.0.1; deny all; return 204; } }")
     assert not allowed(own, "unix:")
+
+
+def test_limit_except_rules_for_the_other_methods(tmp_path: Path) -> None:
+    path = tmp_path / "sheer.conf"
+    path.write_text("events {}\nhttp { deny 10.0.0.0/8;\n server { listen 127.0.0.1:80;\n"
+                    " location /a { limit_except get { allow 192.0.2.1; deny all; } return 204; }\n"
+                    " location /b { limit_except POST PUT { } location /b/c { return 204; } } } }\n")
+    config = load(str(path))
+    assert config.http is not None
+    a, b, c = config.http.servers[0].locations
+    assert a.limit_except is not None and a.limit_except.methods == {b"GET", b"HEAD"}
+    assert [rule.allow for rule in a.limit_except.access] == [True, False]
+    assert b.limit_except is not None and b.limit_except.methods == {b"POST", b"PUT"}
+    assert b.limit_except.access == b.access and [rule.allow for rule in b.access] == [False]  # inherited
+    assert c.limit_except == b.limit_except            # nested locations keep it, as nginx merges it
+
+
+@pytest.mark.parametrize("block, message", [
+    ("limit_except FOO { }", 'sheer.conf:4: invalid method "FOO"'),
+    ("limit_except GET { } limit_except POST { }", 'sheer.conf:4: "limit_except" directive is duplicate'),
+    ("limit_except GET { return 403; }", 'sheer.conf:4: "return" directive is not allowed here'),
+    ("limit_except GET { proxy_pass http://a; }",
+     'sheer.conf:4: "proxy_pass" inside "limit_except" is not supported by sheer'),
+])
+def test_limit_except_refused_as_nginx(tmp_path: Path, block: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        rules(tmp_path, f"server {{ listen 127.0.0.1:80;\n location / {{ {block} return 204; }} }}")

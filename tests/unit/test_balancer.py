@@ -44,6 +44,17 @@ def test_down_is_skipped() -> None:
     assert sequence(rr, 4) == ["1", "3", "1", "3"]
 
 
+def test_a_down_peer_is_not_a_try() -> None:
+    """nginx's peers->tries counts the peers not down: one live peer's 404 under
+    `proxy_next_upstream http_404` ends the request there (proxy_next_upstream.t, "all tried with down")."""
+    rr = upstream(srv(1), srv(2, down=True))
+    tried = rr.start()
+    assert tried.left == 1
+    assert rr.get(tried, 1000.0) is not None and rr.get(tried, 1000.0) is None
+    assert upstream(srv(1), srv(2), srv(9, backup=True)).start().left == 3
+    assert upstream(srv(1), srv(2), srv(3, down=True)).start(5).left == 2
+
+
 def test_backup_only_when_every_primary_is_unavailable() -> None:
     rr = upstream(srv(1, max_fails=1), srv(2, max_fails=1), srv(9, backup=True))
     assert sequence(rr, 4) == ["1", "2", "1", "2"]

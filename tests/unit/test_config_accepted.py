@@ -3,6 +3,7 @@ naming nginx's module), and `load_module`."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -101,7 +102,7 @@ def test_no_op_directives_are_accepted_and_said_once(tmp_path: Path) -> None:
         main="events { multi_accept on; accept_mutex off; use epoll; }\npcre_jit on;\n"))
     said = [text.split('"')[1] for _, text in config.notices]
     assert said == ["multi_accept", "accept_mutex", "use", "pcre_jit", "sendfile", "tcp_nopush",
-                    "server_names_hash_bucket_size", "client_body_temp_path", "proxy_temp_path"]
+                    "server_names_hash_bucket_size", "proxy_temp_path"]     # client_body_temp_path is used
     assert all(level == "notice" for level, _ in config.notices)
     assert config.notices[4][1].startswith(f"{tmp_path}/lb.conf:4: ")   # the first sendfile, not the second
     # `sendfile on` is what sheer does: nothing to say
@@ -118,6 +119,13 @@ def test_tcp_nodelay_off_is_said(tmp_path: Path) -> None:
     ("sendfile yes;", 'invalid value "yes" in "sendfile" directive, it must be "on" or "off"'),
     ("types_hash_max_size big;", '"types_hash_max_size" takes a non-negative number, got "big"'),
     ("client_body_temp_path /tmp/b 3;", 'invalid value "3" in "client_body_temp_path" directive'),
+    ("client_body_in_file_only maybe;", 'invalid value "maybe"'),
+    ("connection_pool_size 100;", "the pool size must be no less than 112"),
+    ("request_pool_size 129;", "the pool size must be a multiple of 16"),
+    ("client_body_in_single_buffer yes;",
+     'invalid value "yes" in "client_body_in_single_buffer" directive, it must be "on" or "off"'),
+    ("proxy_request_buffering 1;",
+     'invalid value "1" in "proxy_request_buffering" directive, it must be "on" or "off"'),
     ("ssl_protocols TLSv1.2 TLSv1.4;", 'invalid value "TLSv1.4" in "ssl_protocols" directive'),
     ("ssl_prefer_server_ciphers maybe;",
      'invalid value "maybe" in "ssl_prefer_server_ciphers" directive, it must be "on" or "off"'),
@@ -172,3 +180,15 @@ def test_a_location_without_a_handler_serves_files(tmp_path: Path) -> None:
 def test_try_files_code(tmp_path: Path) -> None:
     assert error_of(tmp_path, http("    server { listen 1; try_files $uri =4044; }")) == \
         f'{tmp_path}/lb.conf:2: invalid code "=4044"'
+
+
+def test_request_body_settings_reach_the_location(tmp_path: Path) -> None:
+    config = load_text(tmp_path, "http {\n client_body_buffer_size 2k; client_body_temp_path body 1;\n"
+                       " server { listen 127.0.0.1:8081; proxy_request_buffering off;\n"
+                       " location / { client_body_in_file_only clean; return 204; }\n"
+                       " location /d { return 204; } } }\n")
+    first, second = config.http.servers[0].locations[:2]
+    assert first.request_body.buffer_size == 2048 and first.request_body.in_file_only == "clean"
+    assert first.request_body.temp_path == os.getcwd() + "/body" and not first.request_body.buffering
+    assert second.request_body.in_file_only == "off" and second.request_body.buffer_size == 2048
+    assert config.notices == ()

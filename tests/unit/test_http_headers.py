@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sheer.core.http.framing import BodyMode, response_framing, upstream_reusable
-from sheer.core.http.headers import forwarded_for, request_head, response_head, sent_header
+from sheer.core.http.headers import forwarded_for, request_head, response_head
 from sheer.core.http.nextupstream import (
     Attempt,
     Failure,
@@ -112,11 +112,3 @@ def test_generated_responses() -> None:
     moved = simple_response(301, server=b"s", date=b"D", body=b"", content_type=None, keepalive=True,
                             location=b"http://x/")
     assert b"Location: http://x/\r\n" in moved
-
-
-def test_sent_header_reads_the_head_as_written() -> None:
-    head = (b"HTTP/1.1 200 OK\r\nServer: sheer\r\nCache-Control: max-age=3600\r\nX-A: 1\r\n"
-            b"cache-control: private\r\nContent-Encoding: gzip\r\n\r\nX-B: body")
-    assert sent_header(head, "cache_control") == "max-age=3600, private"
-    assert sent_header(head, "content_encoding") == "gzip"
-    assert sent_header(head, "x_b") == "" and sent_header(b"", "server") == ""

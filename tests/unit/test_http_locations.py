@@ -156,6 +156,19 @@ def test_server_name_order(tmp_path: Path) -> None:
     assert code("other.net") == 206
     assert code("example.org") == 207 and code("x.example.org") == 207
     assert code("unknown.test") == 201          # the default: the first server
+    # find(): the same servers, and the match of the regex name that chose one (its captures are variables)
+    for host in ("www.example.com", "", "a.b.example.com", "www.example.net", "www12.example.net",
+                 "other.net", "x.example.org", "unknown.test"):
+        vhost, match = hosts.find(host)
+        assert vhost is hosts.select(host)
+        assert (match is not None) == (host in ("www12.example.net", "other.net"))
+    assert hosts.capturing
+    match = hosts.find("other.net")[1]
+    assert match is not None and match.group("sub") == "other"
+    assert hosts.select("x.example.org").name == "example.org"     # $server_name of ".example.org"
+    plain = VirtualHosts(list(servers(tmp_path, """
+        server { listen 127.0.0.1:8080; server_name ~^www\\d+\\.example\\.net$; return 201; }""")))
+    assert not plain.capturing                  # no captures: the request path takes select()
 
 
 def test_default_server_and_its_duplicate(tmp_path: Path) -> None:

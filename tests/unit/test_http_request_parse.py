@@ -70,8 +70,14 @@ REFUSED = [
     (b'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: "chunked"\r\n\r\n', 501,
      'client sent unknown "Transfer-Encoding": "\\x22chunked\\x22"'),
     (b"TRACE / HTTP/1.1\r\nHost: a\r\n\r\n", 405, "client sent TRACE method"),
-    (b"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n", 400, "client sent invalid request"),
-    (b"CONNECT / HTTP/1.1\r\nHost: a\r\n\r\n", 405, "client sent CONNECT method"),
+    # nginx 1.29.3: CONNECT's target is a host and a port, then its 405
+    (b"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n", 405, "client sent CONNECT method"),
+    (b"CONNECT [::1]:443 HTTP/1.0\r\n\r\n", 405, "client sent CONNECT method"),
+    (b"CONNECT / HTTP/1.1\r\nHost: a\r\n\r\n", 400, "client sent invalid request"),
+    (b"CONNECT a HTTP/1.1\r\nHost: a\r\n\r\n", 400, "client sent invalid request"),
+    (b"CONNECT a: HTTP/1.1\r\nHost: a\r\n\r\n", 400, "client sent invalid request"),
+    (b"CONNECT a:443/x HTTP/1.1\r\nHost: a\r\n\r\n", 400, "client sent invalid request"),
+    (b"CONNECT a:99999 HTTP/1.1\r\nHost: a\r\n\r\n", 400, "client sent invalid host in request line"),
 ]
 
 
@@ -109,6 +115,21 @@ def test_what_nginx_accepts_that_is_unusual() -> None:
                          'client sent invalid header line: "X_Y: 2"']
 
 
+def test_ignore_invalid_headers_off_and_underscores_in_headers() -> None:
+    text = b"GET / HTTP/1.1\r\nHost: a\r\nX_Y: 2\r\n_z: 3\r\nx.f: 4\r\n</kie>: 5\r\n\r\n"
+    kept = parse_head(text, 0, Limits(ignore_invalid=False))
+    assert isinstance(kept, RequestHead) and kept.ignored is None
+    # nginx starts the name again after a character that cannot begin one
+    assert kept.headers[1:] == [(b"X_Y", b"2"), (b"_z", b"3"), (b"x.f", b"4"), (b"kie>", b"5")]
+    underscores = parse_head(text, 0, Limits(underscores=True))
+    assert isinstance(underscores, RequestHead)
+    assert underscores.headers[1:] == [(b"X_Y", b"2"), (b"_z", b"3")]
+    assert underscores.ignored == ['client sent invalid header line: "x.f: 4"',
+                                   'client sent invalid header line: "</kie>: 5"']
+    refused = parse_head(b"GET / HTTP/1.1\r\nHost: a\r\n:x: 1\r\n\r\n", 0, Limits(ignore_invalid=False))
+    assert isinstance(refused, Rejected) and refused.status == 400
+
+
 def test_absolute_form_takes_its_host_from_the_request_line() -> None:
     h = head(b"GET http://Example.com:80/p?q HTTP/1.1\r\nHost: other\r\n\r\n")
     assert (h.target, h.uri, h.args, h.host) == (b"/p?q", "/p", "q", "example.com")
@@ -121,6 +142,12 @@ def test_absolute_form_takes_its_host_from_the_request_line() -> None:
 def test_http09() -> None:
     h = head(b"GET /x\r\n")
     assert (h.version, h.keepalive, h.headers, h.line) == (9, False, [], b"GET /x")
+
+
+def test_absolute_form_port_is_checked() -> None:
+    refused = parse_head(b"GET http://1.2.3.4:123456/ HTTP/1.1\r\nHost: a\r\n\r\n", 0, Limits())
+    assert isinstance(refused, Rejected) and refused.message == "client sent invalid host in request line"
+    assert head(b"GET http://A.b:8080/x HTTP/1.1\r\nHost: c\r\n\r\n").host == "a.b"
 
 
 def test_framing_and_connection() -> None:
@@ -144,6 +171,10 @@ def test_uri_as_nginx_normalizes_it(target: bytes, expected: tuple[str, str] | N
     (b"example.com", "example.com"), (b"Example.COM.:80", "example.com"), (b"[::1]:80", "[::1]"),
     (b"a b", None), (b"a/../b", None), (b"a..b", None), (b"", None), (b":80", None),
     (b"\xc3\xa9", "\xc3\xa9"),
+    # nginx 1.29.4's stricter port and IPv6 literal
+    (b"a:65535", "a"), (b"a:", "a"), (b"1.2.3.4:65536", None), (b"1.2.3.4:98777", None), (b"a.:1.2", None),
+    (b"1.2.3.4:9000:80", None), (b"[::1].", None), (b"[::1].:98", None), (b"x[::1]:98", None),
+    (b"[::1", None), (b"[::1]:", "[::1]"),
 ])
 def test_host_as_nginx_validates_it(host: bytes, expected: str | None) -> None:
     assert validate_host(host) == expected
@@ -208,3 +239,38 @@ def test_a_declared_length_beyond_client_max_body_size() -> None:
     refused = reader.limit_body(1024 * 1024)
     assert refused is not None and refused.status == 413
     assert refused.message == "client intended to send too large body: 2000000 bytes"
+
+
+def test_max_headers_and_merge_slashes() -> None:
+    five = b"GET / HTTP/1.0\r\nHost: a\r\n" + b"X: 1\r\n" * 4 + b"\r\n"
+    assert isinstance(parse_head(five, 0, Limits(max_headers=5)), RequestHead)
+    six = b"GET / HTTP/1.0\r\nHost: a\r\n" + b"X: 1\r\n" * 5 + b"\r\n"
+    refused = parse_head(six, 0, Limits(max_headers=5))
+    assert isinstance(refused, Rejected) and refused.message == "client sent too many header lines"
+    assert isinstance(parse_head(six, 0, Limits()), RequestHead)
+    ignored = b"GET / HTTP/1.0\r\nHost: a\r\n" + b"X: 1\r\n" * 4 + b"X_Y: 2\r\n\r\n"   # not counted
+    assert isinstance(parse_head(ignored, 0, Limits(max_headers=5)), RequestHead)
+    # Debian's nginx 1.22: 1000 by default; what the lines before decided comes first, what after, not
+    many = b"".join(b"X%d: 1\r\n" % n for n in range(1000))
+    assert isinstance(parse_head(b"GET / HTTP/1.1\r\nHost: a\r\n" + many[7:] + b"\r\n", 0, Limits()),
+                      RequestHead)
+    over = parse_head(b"GET / HTTP/1.1\r\nHost: a\r\n" + many + b"Host: b\r\n\x01\r\n\r\n", 0, Limits())
+    assert isinstance(over, Rejected) and over.message == "client sent too many header lines"
+    first = parse_head(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n" + many + b"\r\n", 0, Limits())
+    assert isinstance(first, Rejected) and first.message.startswith("client sent duplicate host header")
+    no_host = parse_head(b"GET / HTTP/1.1\r\n" + many + b"X: 1\r\n\r\n", 0, Limits())
+    assert isinstance(no_host, Rejected) and no_host.message == "client sent too many header lines"
+    assert parse_uri(b"/foo//../bar", merge_slashes=False) == ("/foo/bar", "")
+    assert parse_uri(b"/foo///../bar", merge_slashes=False) == ("/foo//bar", "")
+    assert parse_uri(b"//a//b?x", merge_slashes=False) == ("//a//b", "x")
+    assert parse_uri(b"/foo///../bar") == ("/bar", "")
+    off = parse_head(b"GET /a//b HTTP/1.0\r\n\r\n", 0, Limits(merge_slashes=False))
+    assert isinstance(off, RequestHead) and off.uri == "/a//b"
+
+
+def test_a_refused_http09_request_is_answered_as_http09() -> None:
+    for line in (b"GET /%2e%2e/x\r\n", b"GET http://a..b/\r\n"):
+        refused = parse_head(line, 0, Limits())
+        assert isinstance(refused, Rejected) and refused.status == 400 and refused.http09
+    refused = parse_head(b"GET /%2e%2e/x HTTP/1.0\r\n\r\n", 0, Limits())
+    assert isinstance(refused, Rejected) and not refused.http09

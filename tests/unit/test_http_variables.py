@@ -39,3 +39,10 @@ def test_request_and_proxy_variables() -> None:
         "request_length": "120", "server_name": "srv", "http_missing": "",
     }
     assert {name: v.variable(name) for name in expected} == expected
+
+
+def test_nginx_version_is_the_same_in_http_and_stream() -> None:
+    from sheer import NGINX_VERSION
+    from sheer.io.stream_vars import COMMON
+    assert variables().variable("nginx_version") == NGINX_VERSION
+    assert COMMON["nginx_version"](None) == NGINX_VERSION  # type: ignore[arg-type]

@@ -90,6 +90,7 @@ def test_location_made_absolute_only_when_rewritten_refresh_after_url(tmp_path: 
      'regular expression "(x" does not compile'),
     ("location / { proxy_redirect bogus; }", 'invalid parameter "bogus"'),
     ("location / { proxy_intercept_errors yes; }", 'it must be "on" or "off"'),
+    ("location / { proxy_ignore_headers Location; }", 'invalid value "Location"'),
 ])
 def test_bad_values(tmp_path: Path, body: str, message: str) -> None:
     with pytest.raises(ConfigError) as caught:
@@ -152,3 +153,10 @@ def test_cookie_domain_and_path(tmp_path: Path) -> None:
     assert cookie("v=1; path=/CASEless/t.html") == "v=1; path=/t.html"
     assert cookie("v=path=domain=; Domain=www.example.org", off) == "v=path=domain=; Domain=www.example.org"
     assert off.proxy_cookie_domain == () and off.proxy_cookie_path == ()
+
+
+def test_proxy_ignore_headers_inherits_and_ignores_case(tmp_path: Path) -> None:
+    config = _load(tmp_path, "proxy_ignore_headers X-Accel-Redirect Set-Cookie;\n"
+                             "location /a { }  location /b { proxy_ignore_headers x-accel-limit-rate; }")
+    assert _location(config, "/a").proxy_ignore_headers == {"x-accel-redirect", "set-cookie"}
+    assert _location(config, "/b").proxy_ignore_headers == {"x-accel-limit-rate"}

@@ -23,6 +23,7 @@ from sheer.core.resolve_wire import (
     Truncated,
     answer_of,
     check,
+    cname_to_follow,
     combine,
     queries,
     strerror,
@@ -216,6 +217,21 @@ def test_a_server_error_without_the_question_is_still_its_answer() -> None:
     assert isinstance(verdict, Accepted) and answer_of(verdict.response).code == SERVFAIL
 
 
+def test_formerr_and_unknown_rcodes_are_ignored_as_nginx() -> None:
+    """ngx_resolver_process_response: FORMERR (or an rcode above REFUSED) says nothing about the name;
+    the question waits for its resend to the next server."""
+    query = a_query()
+    response = dns.message.make_response(query)
+    response.set_rcode(dns.rcode.FORMERR)
+    assert check(query, response.to_wire(), tcp=False) == Ignored(
+        f'DNS error (1: Format error), query id:{query.id}, name:"app.test"')
+    response.set_rcode(dns.rcode.NOTAUTH)
+    assert check(query, response.to_wire(), tcp=False) == Ignored(
+        f"DNS error (9: Unknown error), query id:{query.id}")
+    response.set_rcode(dns.rcode.REFUSED)          # a server's refusal is its answer
+    assert isinstance(check(query, response.to_wire(), tcp=False), Accepted)
+
+
 def test_cnames_are_followed_within_the_answer_or_asked_for() -> None:
     query = a_query()
     response = dns.message.make_response(query)
@@ -254,3 +270,29 @@ def test_a_and_aaaa_make_one_resolution() -> None:
                                             (110, "Operation timed out"), (9, "Unknown error")])
 def test_nginx_s_resolver_errors(code: int, text: str) -> None:
     assert strerror(code) == text
+
+
+def test_which_cname_is_followed_when_no_answer_has_an_address() -> None:
+    """ngx_resolver_process_a: the last answer's CNAME (AAAA after A); an empty last answer ends it."""
+    alias4, alias6 = Answer(NOERROR, (), 60, "alias4.test"), Answer(NOERROR, (), 60, "alias6.test")
+    assert cname_to_follow([alias4, alias6]) == "alias6.test"              # CNAME1 CNAME2
+    assert cname_to_follow([alias4, Answer(NOERROR)]) is None             # CNAME, then zero: NXDOMAIN
+    assert cname_to_follow([Answer(NOERROR), alias6]) == "alias6.test"
+    assert cname_to_follow([alias4, Answer(NOERROR, ("2001:db8::1",), 30)]) is None   # an address wins
+    assert cname_to_follow([alias4, Answer(SERVFAIL)]) is None
+    assert cname_to_follow([alias4]) == "alias4.test"                     # ipv6=off: A alone
+
+
+def test_duplicate_records_stay_each_a_peer() -> None:
+    """nginx's resolver keeps every record of an answer, a repeated address too (each a peer, each a
+    try: proxy_next_upstream_tries.t, stream_resolver.t)."""
+    query = a_query()
+    wire = bytearray(reply(query, "10.0.0.2", "10.0.0.1").to_wire())
+    # dnspython merges equal records when it builds a message: repeat the first record on the wire
+    records = [bytes(wire[-32:-16]), bytes(wire[-16:])]   # pointer, type, class, TTL, length, address
+    record = next(r for r in records if r[-4:] == bytes([10, 0, 0, 2]))
+    wire[7] += 1                                   # ANCOUNT 2 -> 3
+    verdict = check(query, bytes(wire) + record, tcp=False)
+    assert isinstance(verdict, Accepted)
+    addresses = answer_of(verdict.response).addresses
+    assert sorted(addresses) == ["10.0.0.1", "10.0.0.2", "10.0.0.2"] and addresses[-1] == "10.0.0.2"

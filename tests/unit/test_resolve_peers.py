@@ -135,6 +135,23 @@ def test_the_board_shares_addresses_and_a_reload_keeps_them(tmp_path: Path) -> N
     assert board2.valid(name2) == 99.5
 
 
+def test_a_reload_that_changes_the_port_keeps_the_addresses(tmp_path: Path) -> None:
+    """nginx's preresolve matches the name, not the port: the old addresses with the new port."""
+    board = PeerSetBoard(resolving_config(tmp_path))
+    name, = board.names
+    with board.changing():
+        board.put(name, 0, "10.0.0.1", 1234)
+    path = tmp_path / "lb.conf"
+    path.write_text(path.read_text().replace("app.test:8080", "app.test:8082"))
+    board2 = PeerSetBoard(load(str(path)), board)
+    name2, = board2.names
+    assert board2.read(name2.upstream)[1] == ("10.0.0.1", 1234)
+    assert slot_server(name2.upstream.resolve[0], "10.0.0.1").port == 8082
+    path.write_text(path.read_text().replace("app.test:8082", "other.test:8082"))
+    board3 = PeerSetBoard(load(str(path)), board2)                # another name: nothing carried over
+    assert board3.read(board3.names[0].upstream)[1] == (None, 0)
+
+
 def test_a_writer_that_died_mid_change_does_not_stop_readers(tmp_path: Path) -> None:
     board = PeerSetBoard(resolving_config(tmp_path))
     name, = board.names

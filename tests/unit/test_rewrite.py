@@ -153,6 +153,13 @@ def test_set_args_changes_the_uri_sent_upstream(tmp_path: Path) -> None:
     assert outcome is Outcome.DONE and v.args == "x=1" and not state.unparsed and not state.uri_changed
 
 
+def test_set_limit_rate_takes_a_size(tmp_path: Path) -> None:
+    v = _vars("/t?l=40k")
+    _run(_script(tmp_path, "set $limit_rate $arg_l;"), v)
+    assert v.limit_rate == 40960 and v.variable("limit_rate") == "40960"
+    v = _vars("/t")
+    _run(_script(tmp_path, "set $limit_rate $arg_l;"), v)          # no size: the rate stays (nginx's 0)
+    assert v.limit_rate is None and v.variable("limit_rate") == "0"
 def test_set_limit_rate_reads_a_size(tmp_path: Path) -> None:
     # nginx's $limit_rate set handler: a size, or (with its "invalid size" error) no change
     script = _script(tmp_path, "set $limit_rate $arg_l;")

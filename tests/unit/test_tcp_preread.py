@@ -12,7 +12,8 @@ from test_tcp_session import CLIENT, connects
 from sheer.config import load
 from sheer.core import proxy_protocol
 from sheer.core.balancers import Balancer, make_balancer
-from sheer.core.tcp import Connect, Log, Phase, TcpServer, TcpSession
+from sheer.core.tcp import Phase, TcpServer, TcpSession
+from sheer.core.tcp_commands import Connect, Log
 
 UPSTREAMS = "upstream a.test { server 10.0.0.1:443; } upstream b.test { server 10.0.0.2:443; }"
 

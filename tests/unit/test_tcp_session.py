@@ -11,22 +11,19 @@ from sheer.config import load
 from sheer.config.model import StreamServer
 from sheer.core.balancers import make_balancer
 from sheer.core.bind import PLUMBING_HINT
-from sheer.core.tcp import (
+from sheer.core.tcp import TIMED_OUT, Flow, Phase, TcpServer, TcpSession
+from sheer.core.tcp_commands import (
     ARM,
     CLOSE,
-    TIMED_OUT,
     Answer,
     Close,
     Command,
     Connect,
     Context,
-    Flow,
     Log,
-    Phase,
+    Resolve,
     Shutdown,
     Side,
-    TcpServer,
-    TcpSession,
 )
 
 REFUSED = "connect() failed (111: Connection refused)"
@@ -287,3 +284,22 @@ def test_aborted_frees_the_peer_and_forgets_the_deadline(tmp_path: Path) -> None
     s = relaying(srv)
     assert list(s.aborted(5.0)) == [CLOSE]
     assert len(srv.deadlines) == 0 and srv.balancer.peers[0].conns == 0   # type: ignore[union-attr]
+
+
+def test_a_name_to_resolve_waits_for_its_answer(tmp_path: Path) -> None:
+    """`proxy_pass $variable` rendering a name: `Resolve` goes to the driver, whose answer (`chosen`)
+    carries the session on to a peer, or to nginx's error; an answer after the end changes nothing."""
+    conf = server(tmp_path, "resolver 127.0.0.53; proxy_pass $remote_addr.test:80;")
+    balancer = shared(tmp_path).balancer
+    assert balancer is not None
+    srv = TcpServer(conf, None, False, lambda value: Resolve(value))
+    s = session(srv)
+    assert s.accepted(0.0) == (Resolve("192.0.2.7.test:80"),)
+    assert s.phase is Phase.CONNECTING          # the client's data is held meanwhile, not read as a header
+    assert connects(s.chosen(balancer, 0.5)) == ["10.0.0.1:80"]
+    failed = session(srv)
+    failed.accepted(0.0)
+    commands = failed.chosen(("app.test could not be resolved (3: Host not found)", 502), 1.0)
+    assert logs(commands) == [("error", "app.test could not be resolved (3: Host not found)")]
+    assert failed.status == 502 and failed.phase is Phase.DONE
+    assert failed.chosen(balancer, 2.0) == ()

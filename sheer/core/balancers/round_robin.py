@@ -121,6 +121,12 @@ class RoundRobin:
         self.primary = [peer for peer in self.peers if not peer.server.backup]
         self.backup = [peer for peer in self.peers if peer.server.backup]
         self.derive()
+        self.count_tries()
+
+    def count_tries(self) -> None:
+        """nginx's peers->tries: the peers not `down` (a down one does not count towards the tries a
+        request may make, so one live peer's 404 under `proxy_next_upstream http_404` is the answer)."""
+        self.tries = sum(1 for peer in self.peers if not peer.server.down)
 
     def derive(self) -> None:
         """What follows from the peers' weights; methods with tables of their own extend it.
@@ -156,8 +162,10 @@ class RoundRobin:
             peer.server = server
         if rearranged:
             self.arrange()
-        elif reweighed:
+            return
+        if reweighed:
             self.derive()
+        self.count_tries()
 
     def start(self, tries_limit: int = 0, key: bytes = b"") -> Tried:
         """A new request: nginx allows as many tries as there are peers, capped by tries_limit."""
@@ -168,7 +176,7 @@ class RoundRobin:
                 self.refresh(self.overrides)
         elif self.overrides is not None and self.overrides.version != self._seen:
             self.refresh(self.overrides)
-        count = len(self.peers)
+        count = self.tries
         return Tried(min(count, tries_limit) if tries_limit else count)
 
     def by_weight(self, w: int) -> Peer:

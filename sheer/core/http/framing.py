@@ -18,6 +18,7 @@ class Framing:
     mode: BodyMode
     keepalive: bool
     content_length: int | None = None
+    keepalive_line: bytes = b""         # keepalive_timeout's `Keep-Alive: timeout=N` line
 
 
 def has_body(method: bytes, status: int) -> bool:

@@ -66,7 +66,8 @@ def request_head(method: bytes, uri: bytes, version: bytes, set_headers: Iterabl
 def response_head(status: int, reason_phrase: bytes, headers: Headers, *, server: bytes, date: bytes,
                   content_length: int | None, chunked: bool, keepalive: bool,
                   added: Iterable[tuple[bytes, bytes]] = (),
-                  replaced: frozenset[bytes] = frozenset(), skip: frozenset[bytes] = RESPONSE_SKIP) -> bytes:
+                  replaced: frozenset[bytes] = frozenset(), skip: frozenset[bytes] = RESPONSE_SKIP,
+                  keepalive_line: bytes = b"") -> bytes:
     """The client's response head: the upstream's status and end-to-end headers (less those `add_header`
     replaces and those `skip` hides: proxy_hide_header), the added ones, sheer's framing. sheer's own
     Server and Date unless proxy_pass_header lets the upstream's through."""
@@ -90,7 +91,8 @@ def response_head(status: int, reason_phrase: bytes, headers: Headers, *, server
         lines.append(b"Content-Length: %d\r\n" % content_length)
     elif chunked:
         lines.append(b"Transfer-Encoding: chunked\r\n")
-    lines.append(b"Connection: keep-alive\r\n\r\n" if keepalive else b"Connection: close\r\n\r\n")
+    lines.append(b"Connection: keep-alive\r\n%s\r\n" % keepalive_line if keepalive
+                 else b"Connection: close\r\n\r\n")
     return b"".join(lines)
 
 
@@ -125,21 +127,26 @@ def _token_or_quoted(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def sent_header(head: bytes, name: str) -> str:
-    """$sent_http_NAME (`name` with `_` for `-`): that header's values in the response head as it was
-    written, joined with ", " ("" when it has none, or nothing was written yet)."""
-    end = head.find(b"\r\n\r\n")
-    wanted = name.replace("_", "-").encode("latin-1").lower()
-    values = []
-    for line in head[:end if end >= 0 else len(head)].split(b"\r\n")[1:]:
-        key, colon, value = line.partition(b":")
-        if colon and len(key) == len(wanted) and key.lower() == wanted:
-            values.append(value.strip(b" \t"))
-    return b", ".join(values).decode("latin-1")
-
-
 def chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
 LAST_CHUNK = b"0\r\n\r\n"
+
+
+UNIQUE = frozenset({b"transfer-encoding", b"expires"})    # upstream header lines nginx checks as they come
+
+
+def unique_line(headers: Headers, lower: bytes, name: bytes, value: bytes) -> tuple[str, str] | None:
+    """nginx's checks of an upstream's Transfer-Encoding and Expires lines (ngx_http_upstream_process_
+    transfer_encoding, ngx_http_upstream_process_expires): ("error", why) makes the answer an invalid
+    header (a second Transfer-Encoding, one that is not "chunked"); ("warn", why) drops a second Expires."""
+    previous = next(((key, text) for key, text in headers if key.lower() == lower), None)
+    if previous is not None:
+        now, before = b"%s: %s" % (name, value), b"%s: %s" % previous
+        said = (f'upstream sent duplicate header line: "{now.decode("latin-1")}", '
+                f'previous value: "{before.decode("latin-1")}"')
+        return ("warn", said + ", ignored") if lower == b"expires" else ("error", said)
+    if lower == b"transfer-encoding" and value.lower() != b"chunked":
+        return "error", f'upstream sent unknown "Transfer-Encoding": "{value.decode("latin-1")}"'
+    return None

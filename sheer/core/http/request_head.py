@@ -20,7 +20,7 @@ Headers = list[tuple[bytes, bytes]]
 
 # The common head at once: a plain request line, header names of letters, digits and "-",
 # values without NUL or CR. Anything else goes the careful way.
-_HEAD = re.compile(rb"(([A-Z]+) (/[^\x00-\x20\x7f]*) HTTP/1\.([01]))\r?\n"
+_HEAD = re.compile(rb"((?!CONNECT )([A-Z]+) (/[^\x00-\x20\x7f]*) HTTP/1\.([01]))\r?\n"
                    rb"((?:[A-Za-z0-9-]+:(?:[^\x00\r\n]*[^\x00\r\n ])?\r?\n)*)\r?\n")
 _FIELD = re.compile(rb"([A-Za-z0-9-]+): *([^\r\n]*)\r?\n")
 _BLOCK = re.compile(rb"(?:[A-Za-z0-9-]+:[^\x00\r\n]*\r?\n)*")
@@ -68,12 +68,17 @@ class RequestHead:
 
 
 class Limits:
-    """client_header_buffer_size and large_client_header_buffers (number, size)."""
+    """client_header_buffer_size and large_client_header_buffers (number, size); what a header name
+    may hold: ignore_invalid_headers, underscores_in_headers; max_headers (Debian's nginx 1.22 has it:
+    1000 header lines by default), merge_slashes."""
 
-    __slots__ = ("buffer", "large", "number")
+    __slots__ = ("buffer", "ignore_invalid", "large", "max_headers", "merge_slashes", "number", "underscores")
 
-    def __init__(self, buffer: int = 1024, number: int = 4, large: int = 8192) -> None:
+    def __init__(self, buffer: int = 1024, number: int = 4, large: int = 8192, *, ignore_invalid: bool = True,
+                 underscores: bool = False, max_headers: int = 1000, merge_slashes: bool = True) -> None:
         self.buffer, self.number, self.large = buffer, number, large
+        self.ignore_invalid, self.underscores = ignore_invalid, underscores
+        self.max_headers, self.merge_slashes = max_headers, merge_slashes
 
     @property
     def most(self) -> int:
@@ -86,28 +91,31 @@ def parse_head(buffer: bytes, start: int, limits: Limits) -> RequestHead | Rejec
     if found is None or found.end() - start > limits.buffer:
         return _careful_head(buffer, start, limits)
     line, method, target, minor, block = found.groups()
-    uri = parse_uri(target)
+    uri = parse_uri(target, False, limits.merge_slashes)
     if uri is None:
         return Rejected(400, "client sent invalid request")
     head = RequestHead(method, target, HTTP_11 if minor == b"1" else HTTP_10, line, uri[0], uri[1])
     head.length = found.end() - start
-    return _process(head, _FIELD.findall(block))
+    fields = _FIELD.findall(block)
+    if len(fields) > limits.max_headers:
+        return _process(head, fields[:limits.max_headers], too_many=True)
+    return _process(head, fields)
 
 
 def _careful_head(buffer: bytes, start: int, limits: Limits) -> RequestHead | Rejected | None:
     line = parse_request_line(buffer, start, limits.large)
     if line is None or isinstance(line, Rejected):
         return line
-    uri = parse_uri(line.target, line.empty_path)
+    uri = parse_uri(line.target, line.empty_path, limits.merge_slashes)
     if uri is None:
-        return Rejected(400, "client sent invalid request")
+        return Rejected(400, "client sent invalid request", http09=line.version < HTTP_10)
     head = RequestHead(line.method, line.target, line.version, line.line, uri[0], uri[1])
     head.empty_path = line.empty_path
     head.length = line.length
     if line.host is not None:
         host = validate_host(line.host)
         if host is None:
-            return Rejected(400, "client sent invalid host in request line")
+            return Rejected(400, "client sent invalid host in request line", http09=line.version < HTTP_10)
         head.host = host
     if line.version < HTTP_10:
         head.keepalive = False    # HTTP/0.9: no headers, one answer, then the connection closes
@@ -126,11 +134,13 @@ def _careful_head(buffer: bytes, start: int, limits: Limits) -> RequestHead | Re
         fields = [(name, value.rstrip(b" ")) for name, value in _FIELD.findall(block)]
     else:
         ignored: list[str] = []
-        found = _lines(block, ignored)
+        found = _lines(block, ignored, limits)
         if isinstance(found, Rejected):
             return found
         fields = found
         head.ignored = ignored or None
+    if len(fields) > limits.max_headers:      # the lines it ignores are not counted
+        return _process(head, fields[:limits.max_headers], too_many=True)
     return _process(head, fields)
 
 
@@ -176,51 +186,54 @@ def _fits(line_length: int, block: bytes, last: int, limits: Limits) -> Rejected
     return None
 
 
+_TOO_MANY = Rejected(400, "client sent too many header lines")
 _MAX_ERROR_STR = 2048 - 300     # NGX_MAX_ERROR_STR - 300: what nginx quotes of a line it refuses
 
 
-def _lines(block: bytes, ignored: list[str]) -> list[tuple[bytes, bytes]] | Rejected:
+def _lines(block: bytes, ignored: list[str], limits: Limits) -> list[tuple[bytes, bytes]] | Rejected:
     fields = []
     for text in block.split(b"\n")[:-1]:
         found = _LINE.fullmatch(text)
-        if found is not None:
-            fields.append((found[1], found[2]))
-            continue
-        result = _careful_line(text)
+        result = (found[1], found[2]) if found is not None else _careful_line(text, limits)
         if isinstance(result, Rejected):
             return result
         if isinstance(result, str):
             ignored.append(result)
-        else:
-            fields.append(result)
+            continue
+        fields.append(result)
+        if len(fields) > limits.max_headers:
+            break                          # max_headers: nginx reads no further
     return fields
 
 
 # nginx's `lowcase` table: the characters a header name may have (and "_" with underscores_in_headers)
 _NAME = bytes(1 if (48 <= ch <= 57 or 65 <= ch <= 90 or 97 <= ch <= 122 or ch == 45) else 0
               for ch in range(256))
+_NAME_UNDERSCORES = bytes(1 if _NAME[ch] or ch == 95 else 0 for ch in range(256))
 
 
-def _careful_line(text: bytes) -> tuple[bytes, bytes] | str | Rejected:
+def _careful_line(text: bytes, limits: Limits) -> tuple[bytes, bytes] | str | Rejected:
     """One header line (its LF taken off) through nginx's states: the header, the info line of a
-    header nginx ignores, or the 400 of one it refuses."""
+    header nginx ignores (ignore_invalid_headers), or the 400 of one it refuses."""
     state = "start"
     invalid = False
+    name_start = 0
     name_end = value_start = value_end = len(text)
+    table = _NAME_UNDERSCORES if limits.underscores else _NAME
     for p, ch in enumerate(text):
         if state == "start":
             if ch == 13:
                 state = "header_almost_done"
-            elif _NAME[ch]:
+            elif table[ch]:
                 state = "name"
             elif ch == 95:
                 invalid, state = True, "name"
             elif ch <= 0x20 or ch == 0x7F or ch == 58:
                 return _invalid_line(text, p)
-            else:
-                invalid, state = True, "name"
+            else:     # nginx stays at the start: the name begins after such characters
+                invalid, name_start = True, p + 1
         elif state == "name":
-            if _NAME[ch]:
+            if table[ch]:
                 continue
             if ch == 58:
                 name_end, state = p, "space_before_value"
@@ -256,17 +269,19 @@ def _careful_line(text: bytes) -> tuple[bytes, bytes] | str | Rejected:
             return _invalid_line(text, 0 if state == "header_almost_done" else value_end)
     if state == "value":
         value_end = len(text)
-    if invalid:
+    if invalid and limits.ignore_invalid:
         return f'client sent invalid header line: "{log_text(text[:value_end])}"'
-    return text[:name_end], text[value_start:value_end]
+    return text[name_start:name_end], text[value_start:value_end]
 
 
 def _invalid_line(text: bytes, at: int) -> Rejected:
     return Rejected(400, f'client sent invalid header line: "{log_text(text[:at])}\\x{text[at]:02x}..."')
 
 
-def _process(head: RequestHead, fields: list[tuple[bytes, bytes]]) -> RequestHead | Rejected:
-    """ngx_http_process_request_headers' handlers line by line, then ngx_http_process_request_header."""
+def _process(head: RequestHead, fields: list[tuple[bytes, bytes]],
+             too_many: bool = False) -> RequestHead | Rejected:
+    """ngx_http_process_request_headers' handlers line by line, then ngx_http_process_request_header;
+    `too_many`: the line after these was one more than max_headers allows (nginx stops there)."""
     head.headers = fields
     unique: dict[bytes, tuple[bytes, bytes]] | None = None
     host_seen: tuple[bytes, bytes] | None = None
@@ -297,6 +312,8 @@ def _process(head: RequestHead, fields: list[tuple[bytes, bytes]]) -> RequestHea
                 return Rejected(400, f"client sent duplicate header line: {_pair(*field)}, "
                                      f"previous value: {_pair(*previous)}")
             unique[lname] = field
+    if too_many:
+        return _TOO_MANY
     if host_seen is None and head.version > HTTP_10:
         return Rejected(400, 'client sent HTTP/1.1 request without "Host" header')
     if unique is not None:

@@ -22,14 +22,14 @@ INVALID_VERSION = Rejected(505, "client sent invalid version")
 INVALID_09_METHOD = Rejected(400, "client sent invalid method in HTTP/0.9 request")
 TOO_LONG = Rejected(414, "client sent too long URI")
 
-_COMMON = re.compile(rb"([A-Z]+) (/[^\x00-\x20\x7f]*) HTTP/1\.([01])\r?\n")
+_COMMON = re.compile(rb"((?!CONNECT )[A-Z]+) (/[^\x00-\x20\x7f]*) HTTP/1\.([01])\r?\n")
 _METHOD_CHARS = re.compile(rb"[\r\n]*([A-Z_-]*)")
 
 
 class RequestLine:
     """A request line nginx accepts. `target` is the unparsed URI ($request_uri): for an
     absolute-form target the part after the authority (`/` when there is none), `host` its
-    authority without the port."""
+    authority (validate_host takes the port off)."""
 
     __slots__ = ("empty_path", "host", "length", "line", "method", "target", "version")
 
@@ -84,7 +84,8 @@ def _careful(buffer: bytes, start: int, stop: int) -> RequestLine | Rejected | N
     request_start = method_end = start
     uri_start = uri_end = schema_end = host_start = host_end = request_end = -1
     major = minor = 0
-    empty_path = False
+    empty_path = connect = False
+    port_digits = 0
     p = start
     while True:
         ch = buffer[p]
@@ -97,7 +98,9 @@ def _careful(buffer: bytes, start: int, stop: int) -> RequestLine | Rejected | N
         elif state == "method":
             if ch == 32:
                 method_end = p
-                state = "spaces_before_uri"
+                # nginx 1.29.3: CONNECT takes a host and a port (the authority form), nothing else
+                connect = buffer[request_start:p] == b"CONNECT"
+                state = "spaces_before_host" if connect else "spaces_before_uri"
             elif not (65 <= ch <= 90 or ch in (95, 45)):
                 return INVALID_METHOD
         elif state == "spaces_before_uri":
@@ -118,7 +121,9 @@ def _careful(buffer: bytes, start: int, stop: int) -> RequestLine | Rejected | N
             if ch != 47:
                 return INVALID_REQUEST
             state = "host_start" if state == "schema_slash_slash" else "schema_slash_slash"
-        elif state == "host_start" and ch == 91:
+        elif state == "spaces_before_host" and ch == 32:
+            pass
+        elif state in ("host_start", "spaces_before_host") and ch == 91:
             host_start = p
             state = "host_ip_literal"
         elif state == "host_ip_literal":
@@ -126,20 +131,22 @@ def _careful(buffer: bytes, start: int, stop: int) -> RequestLine | Rejected | N
                 state = "host_end"
             elif not (48 <= ch <= 57 or _letter(ch) or ch in b":-._~!$&'()*+,;="):
                 return INVALID_REQUEST
-        elif state in ("host_start", "host", "host_end", "port"):
-            if state == "host_start":
+        elif state in ("host_start", "spaces_before_host", "host", "host_end", "port"):
+            if state in ("host_start", "spaces_before_host"):
                 host_start = p
                 state = "host"
             host_char = _letter(ch) or 48 <= ch <= 57 or ch in (46, 45)
             if (state == "host" and host_char) or (state == "port" and 48 <= ch <= 57):
-                pass
+                port_digits += state == "port"
             elif ch == 58 and state != "port":
-                host_end = p
                 state = "port"
             else:
-                if state != "port":
-                    host_end = p
-                if ch == 47:
+                host_end = p        # with its port, as nginx 1.29 has validate_host check it
+                if connect:         # a port of one digit or more, then the protocol
+                    if state != "port" or not port_digits or ch != 32:
+                        return INVALID_REQUEST
+                    state = "http_09"
+                elif ch == 47:
                     uri_start = p
                     state = "uri"
                 elif ch == 63:
@@ -232,8 +239,9 @@ def _careful(buffer: bytes, start: int, stop: int) -> RequestLine | Rejected | N
     if version == HTTP_09 and method != b"GET":
         return INVALID_09_METHOD
     host = buffer[host_start:host_end] if host_end >= 0 else None
-    return RequestLine(method, buffer[uri_start:uri_end], version, buffer[request_start:request_end],
-                       p + 1 - start, host, empty_path)
+    target = b"/" if connect else buffer[uri_start:uri_end]     # nginx takes the "/" of "HTTP/"
+    return RequestLine(method, target, version, buffer[request_start:request_end], p + 1 - start, host,
+                       empty_path)
 
 
 _PROTOCOL = {

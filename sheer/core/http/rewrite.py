@@ -78,7 +78,7 @@ def _run(ops: tuple[Op, ...], v: RequestVariables, state: Request, files: FileCh
             if op.name == "args":
                 v.args = value
                 state.unparsed = False
-            elif op.name == "limit_rate":      # a size, as nginx's set handler reads it; else unchanged
+            elif op.name == "limit_rate":      # nginx's set handler: a size, else the rate stays
                 rate = size(value)
                 v.limit_rate = rate if rate is not None else v.limit_rate
             else:

@@ -11,12 +11,16 @@ class Locations:
     """nginx's location search (ngx_http_core_find_location): an exact `=` match ends it; else the
     longest matching prefix, searched again among the locations inside it; then, unless that prefix
     is `^~`, the level's regexes in the order written (the first match wins, and its own inner locations
-    are searched); else the prefix. Named (`@`) locations are never matched by URI."""
+    are searched); else the prefix. Named (`@`) locations are never matched by URI. A URI that is a
+    proxy_pass location's name less its final "/" gets nginx's auto redirect to it, unless a prefix as
+    long as the URI matches (ngx_http_core_find_static_location's NGX_DONE)."""
 
-    __slots__ = ("exact", "prefixes", "regexes")
+    __slots__ = ("autos", "exact", "prefixes", "regexes")
 
     def __init__(self, locations: tuple[Location, ...]) -> None:
         self.exact = {loc.path: loc for loc in locations if loc.exact}
+        self.autos = {loc.path[:-1]: loc for loc in locations if loc.proxy_pass is not None
+                      and loc.path.endswith("/") and loc.modifier in ("", "^~", "=")}
         self.prefixes = sorted(((loc, Locations(loc.nested) if loc.nested else None)
                                 for loc in locations if loc.modifier in ("", "^~") and not loc.exact),
                                key=lambda item: -len(item[0].path))
@@ -26,8 +30,14 @@ class Locations:
     def match(self, uri: str) -> Location | None:
         return self.find(uri)[0]
 
-    def find(self, uri: str) -> tuple[Location | None, bool]:
-        """The location, and whether the search ended at this level (exact or regex match)."""
+    def search(self, uri: str) -> tuple[Location | None, bool]:
+        """The location, and whether it is an auto redirect's (the request is answered 301 with its name)."""
+        found, done = self.find(uri)
+        return found, done is None
+
+    def find(self, uri: str) -> tuple[Location | None, bool | None]:
+        """The location, and whether the search ended at this level (exact or regex match; None: an auto
+        redirect's location)."""
         exact = self.exact.get(uri)
         if exact is not None:
             return exact, True
@@ -38,10 +48,14 @@ class Locations:
                 found, noregex = loc, loc.modifier == "^~"
                 if inner is not None:
                     nested, done = inner.find(uri)
-                    if done:
-                        return nested, True
+                    if done is not False:
+                        return nested, done
                     found = nested or found
                 break
+        if self.autos:
+            auto = self.autos.get(uri)
+            if auto is not None and (found is None or len(found.path) < len(uri)):
+                return auto, None
         if not noregex:
             for loc, inner in self.regexes:
                 assert loc.regex is not None
@@ -55,7 +69,8 @@ class VirtualHost:
 
     def __init__(self, server: HttpServer) -> None:
         self.server = server
-        self.name = server.server_names[0] if server.server_names else ""
+        name = server.server_names[0] if server.server_names else ""
+        self.name = name.removeprefix(".")     # $server_name of ".example.com"
         self.locations = Locations(server.location_tree or server.locations)
 
 
@@ -64,7 +79,7 @@ class VirtualHosts:
     `default_server` one first). A name is looked up as nginx does (ngx_http_find_virtual_server): the
     exact name, the longest `*.` wildcard, the longest `.*` wildcard, the first regex, the default."""
 
-    __slots__ = ("by_name", "default", "heads", "regexes", "tails")
+    __slots__ = ("by_name", "capturing", "default", "heads", "regexes", "tails")
 
     def __init__(self, servers: list[HttpServer]) -> None:
         if not servers:
@@ -90,6 +105,7 @@ class VirtualHosts:
                 else:
                     self.by_name.setdefault(name, vhost)
             self.regexes += [(regex, vhost) for regex in vhost.server.name_regexes]
+        self.capturing = any(regex.groups for regex, _ in self.regexes)   # find() is wanted, not select()
         self.heads.sort(key=lambda item: -len(item[0]))
         self.tails.sort(key=lambda item: -len(item[0]))
 
@@ -99,13 +115,33 @@ class VirtualHosts:
             return found
         if not host:
             return self.default
+        found = self._wildcard(host)
+        if found is not None:
+            return found
+        for regex, vhost in self.regexes:
+            if regex.search(host):
+                return vhost
+        return self.default
+
+    def find(self, host: str) -> tuple[VirtualHost, re.Match[str] | None]:
+        """`select`, and the match of the regex name that chose the server: its captures are the
+        request's variables ($1, named ones), as nginx sets them (ngx_http_regex_exec)."""
+        found = self.by_name.get(host)
+        if found is None:
+            found = self._wildcard(host) if host else self.default
+        if found is not None:
+            return found, None
+        for regex, vhost in self.regexes:
+            match = regex.search(host)
+            if match is not None:
+                return vhost, match
+        return self.default, None
+
+    def _wildcard(self, host: str) -> VirtualHost | None:
         for suffix, vhost in self.heads:
             if host.endswith(suffix):
                 return vhost
         for prefix, vhost in self.tails:
             if host.startswith(prefix):
                 return vhost
-        for regex, vhost in self.regexes:
-            if regex.search(host):
-                return vhost
-        return self.default
+        return None

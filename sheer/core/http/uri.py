@@ -22,10 +22,10 @@ _BAD_QUOTE = re.compile(rb"%(?![0-9A-Fa-f]{2})|%00")
 _seen: dict[bytes, tuple[str, str]] = {}
 
 
-def parse_uri(target: bytes, empty_path: bool = False) -> tuple[str, str] | None:
-    """$uri and $args of a request target as nginx computes them (ngx_http_parse_complex_uri, merge_slashes
-    on): the path percent-decoded, "." and ".." segments resolved, slashes merged, the fragment dropped.
-    None when nginx answers 400: a bad %-escape, %00, or ".." above the root."""
+def parse_uri(target: bytes, empty_path: bool = False, merge_slashes: bool = True) -> tuple[str, str] | None:
+    """$uri and $args of a request target as nginx computes them (ngx_http_parse_complex_uri): the path
+    percent-decoded, "." and ".." segments resolved, slashes merged (unless `merge_slashes off`), the
+    fragment dropped. None when nginx answers 400: a bad %-escape, %00, or ".." above the root."""
     known = _seen.get(target)
     if known is not None and not empty_path:
         return known
@@ -56,7 +56,7 @@ def parse_uri(target: bytes, empty_path: bool = False) -> tuple[str, str] | None
             if not out:
                 return None
             out.pop()
-        elif segment not in (b"", b"."):
+        elif segment != b"." and (segment or not merge_slashes):
             out.append(segment)
     last = segments[-1] if segments else b""
     if last == b"..":

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 from collections.abc import Callable
-from urllib.parse import unquote_plus
 
+from sheer import NGINX_VERSION
+from sheer.config.referers import Referers
 from sheer.core.http.gzip import Deflater
-from sheer.core.http.headers import Headers, forwarded, forwarded_for, sent_header
-from sheer.core.maps import MapTable, lookup
+from sheer.core.http.headers import Headers, forwarded, forwarded_for
+from sheer.core.http.referer import invalid_referer
+from sheer.core.maps import Table, lookup
 from sheer.core.proxy_protocol import TLV_PREFIX, ProxyHeader, tlv_variable
 from sheer.core.variables import binary_address, time_iso8601, time_local
 
@@ -44,7 +47,7 @@ class Connection:
         self.hostname = hostname
         self.pid = str(pid)
         self.proxy: ProxyHeader | None = None      # what `listen ... proxy_protocol` received
-        self.maps: dict[str, MapTable] = {}          # the http block's `map` variables
+        self.maps: dict[str, Table] = {}             # the http block's `map` and `geo` variables
         self.tls: TlsInfo | None = None            # `listen ... ssl`: what the handshake settled
         self.start = 0.0                             # when it was accepted (the clock of `now`)
         # stub_status's active, reading, writing and waiting connections ($connections_*), when asked
@@ -60,6 +63,7 @@ class RequestVariables:
         "args",
         "body",
         "body_bytes_sent",
+        "body_file",
         "bytes_sent",
         "conn",
         "connection_requests",
@@ -72,15 +76,17 @@ class RequestVariables:
         "now",
         "pipe",
         "proxy_host",
+        "referers",
         "remote_addr",
         "remote_port",
         "request_id",
         "request_length",
         "request_uri",
-        "sent_head",
+        "sent",
         "server_name",
         "start",
         "status",
+        "trailers",
         "upstream_addrs",
         "upstream_bytes",
         "upstream_connect_times",
@@ -128,19 +134,32 @@ class RequestVariables:
         # nginx's r->limit_rate: None until set (`set $limit_rate`, X-Accel-Limit-Rate) or worked out from
         # `limit_rate` when the response starts
         self.limit_rate: int | None = None
+        self.referers: Referers | None = None     # the location's valid_referers ($invalid_referer)
         self.user: dict[str, str] | None = None   # `set` variables and regex captures (the rewrite module)
         self.upstream_headers: Headers | None = None     # the last upstream answer's ($upstream_http_*)
         self.body: Callable[[], bytes] | None = None     # $request_body, once the proxy read it whole
         self.deflater: Deflater | None = None     # the response's gzip, for $gzip_ratio
         self.pipe = False                         # $pipe: pipelined (came before the one before ended)
-        self.sent_head = b""                      # the response's head as written ($sent_http_*)
+        # the response's head as sent (or, while add_header renders, the lines added so far): $sent_http_*
+        self.sent: Headers | bytes | None = None
+        self.trailers: Headers | None = None     # the add_trailer lines made so far ($sent_trailer_*)
+        self.body_file: Callable[[], str] | None = None  # $request_body_file (written when first asked)
+
+    def referer(self) -> str | None:
+        """The Referer as sent, None when there is none (an empty one is a Referer)."""
+        self.header("referer")
+        assert self._lower is not None
+        return self._lower.get("referer")
 
     def header(self, name: str) -> str:
         """A request header by lowercase name (`x-forwarded-for`), or ""."""
         if self._lower is None:
             lower: dict[str, str] = {}
             for key, value in self.headers:
-                lower.setdefault(key.decode("latin-1").lower(), value.decode("latin-1"))
+                field, text = key.decode("latin-1").lower(), value.decode("latin-1")
+                if field in lower:    # nginx 1.23: several lines are one value, `; ` for Cookie, else `, `
+                    text = lower[field] + ("; " if field == "cookie" else ", ") + text
+                lower[field] = text
             self._lower = lower
         return self._lower.get(name, "")
 
@@ -161,16 +180,20 @@ class RequestVariables:
             return self.header(name[5:].replace("_", "-"))
         if name.startswith(TLV_PREFIX):
             return tlv_variable(self.conn.proxy, name)
-        if name.startswith("sent_http_"):
-            return sent_header(self.sent_head, name[10:])
         if name.startswith("arg_"):
             return _arg(self.args, name[4:])
         if name.startswith("cookie_"):
             return _cookie(self.header("cookie"), name[7:])
         if name.startswith("upstream_http_") and self.upstream_headers is not None:
-            wanted = name[14:].replace("_", "-").encode("latin-1")
-            return next((value.decode("latin-1") for key, value in self.upstream_headers
-                         if key.lower() == wanted), "")
+            return joined(self.upstream_headers, name[14:])
+        if name.startswith("upstream_cookie_") and self.upstream_headers is not None:
+            return set_cookie(self.upstream_headers, name[16:])
+        if name.startswith("sent_http_") and self.sent is not None:
+            if isinstance(self.sent, bytes):
+                self.sent = head_lines(self.sent)
+            return joined(self.sent, name[10:])
+        if name.startswith("sent_trailer_") and self.trailers is not None:
+            return joined(self.trailers, name[13:])
         return ""
 
     def set(self, name: str, value: str) -> None:
@@ -191,6 +214,47 @@ class RequestVariables:
             user[name] = match.group(name) or ""
 
 
+def joined(headers: Headers, name: str) -> str:
+    """A header's lines by variable name (`set_cookie`) joined as nginx 1.23 does: `; ` for Cookie,
+    `, ` for the others."""
+    wanted = name.replace("_", "-").encode("latin-1")
+    values = [value for key, value in headers if key.lower() == wanted]
+    if len(values) < 2:
+        return values[0].decode("latin-1") if values else ""
+    return (b"; " if wanted == b"cookie" else b", ").join(values).decode("latin-1")
+
+
+def set_cookie(headers: Headers, name: str) -> str:
+    """$upstream_cookie_NAME: the value in the first Set-Cookie line that starts with NAME (any case), then
+    `=` (spaces allowed around it), up to a `;` (ngx_http_parse_set_cookie_lines)."""
+    key = name.encode("latin-1").lower()
+    for field, value in headers:
+        if field.lower() != b"set-cookie" or len(key) >= len(value) or value[:len(key)].lower() != key:
+            continue
+        rest = value[len(key):].lstrip(b" ")
+        if rest.startswith(b"="):
+            return rest[1:].lstrip(b" ").split(b";", 1)[0].decode("latin-1")
+    return ""
+
+
+def remote_user(authorization: str) -> str:
+    """$remote_user: the user of `Authorization: Basic` (ngx_http_auth_basic_user), else ""."""
+    if len(authorization) < 6 or authorization[:6].lower() != "basic ":
+        return ""
+    try:
+        decoded = base64.b64decode(authorization[6:].lstrip(" "), validate=True)
+    except ValueError:
+        return ""
+    user, colon, _ = decoded.partition(b":")
+    return user.decode("latin-1") if colon else ""
+
+
+def head_lines(head: bytes) -> Headers:
+    """A response head's header lines (the status line and what follows the empty line left out)."""
+    lines = head.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]
+    return [(key, value.strip()) for key, _, value in (line.partition(b":") for line in lines)]
+
+
 def _arg(args: str, key: str) -> str:
     for pair in args.split("&"):
         name, _, value = pair.partition("=")
@@ -200,10 +264,16 @@ def _arg(args: str, key: str) -> str:
 
 
 def _cookie(cookies: str, key: str) -> str:
+    """$cookie_NAME as nginx finds it (ngx_http_parse_multi_header_lines): the first `;`-separated pair
+    whose name is NAME in any case (spaces allowed around `=`), its value as sent, not decoded."""
+    size = len(key)
     for pair in cookies.split(";"):
-        name, _, value = pair.strip().partition("=")
-        if name == key:
-            return unquote_plus(value)
+        pair = pair.lstrip(" ")
+        if pair[:size].lower() != key.lower():
+            continue
+        rest = pair[size:].lstrip(" ")
+        if rest.startswith("="):
+            return rest[1:].lstrip(" ")
     return ""
 
 
@@ -254,11 +324,13 @@ _GETTERS: dict[str, Callable[[RequestVariables], str]] = {
     "connection_requests": lambda v: str(v.connection_requests),
     "request_id": _request_id,
     "request_body": lambda v: v.body().decode("latin-1") if v.body is not None else "",
+    "request_body_file": lambda v: v.body_file() if v.body_file is not None else "",
     "hostname": lambda v: v.conn.hostname,
     "pid": lambda v: v.conn.pid,
     "host": lambda v: v.host,
     "http_host": lambda v: v.header("host"),
     "server_name": lambda v: v.server_name,
+    "invalid_referer": lambda v: invalid_referer(v.referers, v.referer()),
     "request_uri": lambda v: v.request_uri,
     "uri": lambda v: v.uri,
     "document_uri": lambda v: v.uri,
@@ -286,8 +358,8 @@ _GETTERS: dict[str, Callable[[RequestVariables], str]] = {
     "time_iso8601": lambda v: time_iso8601(v.now),
     "content_length": lambda v: v.header("content-length"),
     "content_type": lambda v: v.header("content-type"),
-    "remote_user": lambda v: "",
-    "nginx_version": lambda v: "1.24.0",
+    "remote_user": lambda v: remote_user(v.header("authorization")),
+    "nginx_version": lambda v: NGINX_VERSION,
     "proxy_host": lambda v: v.proxy_host,
     "proxy_port": lambda v: v.proxy_host.rpartition(":")[2] if ":" in v.proxy_host else "80",
     "proxy_add_x_forwarded_for": lambda v: forwarded_for(v.headers, v.remote_addr),

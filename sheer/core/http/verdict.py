@@ -17,3 +17,4 @@ class Rejected:
     # closing (ngx_http_discard_request_body), so the client is not cut off while still sending.
     content_length: int = 0
     chunked: bool = False
+    http09: bool = False      # an HTTP/0.9 request's: answered with the page alone, no status line

@@ -6,14 +6,13 @@ from __future__ import annotations
 import time
 from typing import Protocol
 
-from sheer.config.gzip import Gzip
 from sheer.core.access import FORBIDDEN, allowed
-from sheer.core.http.add_header import added
+from sheer.core.http.add_header import added, chunked_with_trailers, last_chunk
 from sheer.core.http.pages import (
     BAD_REQUESTS,
     REDIRECTS,
-    absolute_location,
     error_body,
+    own_location,
     simple_response,
 )
 from sheer.core.http.request_line import INVALID_09_METHOD
@@ -52,7 +51,7 @@ def refused_request(client: Client, rejected: Rejected, line: bytes, plan: Plan)
     request = Request(b"", "", "", [], False, RequestBody(client, None, False), None, False)
     request.rejected = rejected
     request.plan = plan
-    request.http09 = rejected is INVALID_09_METHOD
+    request.http09 = rejected is INVALID_09_METHOD or rejected.http09
     server_name = client.site.vhosts.default.name
     request.vars = RequestVariables(conn, b"", "", "", "", "", [], server_name or conn.server_addr,
                                     server_name, len(line), time.time())
@@ -68,6 +67,12 @@ def answer_refused(client: Client, request: Request) -> None:
     if rejected.level == "info":
         action = "reading client request line" if not request.method else "reading client request headers"
     client_error(client, request, rejected.level, rejected.message, action)
+    plan = request.plan
+    if rejected.status != 408 and not request.http09 and not request.body.expected and plan is not None:
+        # nginx's special response: the default server's own error_page lines hold for it too
+        request.vhost = client.site.vhosts.default
+        if error_page(client, request, rejected.status, plan):
+            return
     answer_error(client, request, rejected.status, request.plan, keepalive=False)
 
 
@@ -83,20 +88,21 @@ def answer_error(client: Client, request: Request, status: int, plan: Plan | Non
         data, keepalive = body, False
     else:
         extra = _added(request, status, plan) + request.headers_out
+        head = request.method == b"HEAD"
+        chunked = _chunked(request, status, plan)
         gzipped = False
         if plan is not None and plan.gzip is not None:        # without gzip on, nothing more to do
-            body, extra, keepalive, gzipped = _gzip(request, plan.gzip, status, b"text/html", body, extra,
-                                                    keepalive)
-        head = request.method == b"HEAD"
+            body, extra, keepalive, gzipped, chunked = _gzip(request, plan, status, b"text/html", body,
+                                                             extra, keepalive, chunked)
         data = simple_response(status, server=SERVER, date=client.site.date(), body=body,
                                content_type=b"text/html", keepalive=keepalive, head=head, extra=extra,
-                               gzipped=gzipped,
-                               chunked=gzipped and request.version == "HTTP/1.1" and not head)
+                               chunked=chunked, gzipped=gzipped,
+                               keepalive_line=plan.keepalive_line if plan is not None else b"")
+        data = _sent(request, status, plan, data, chunked)
     if request.vars is not None:
         request.vars.status = 400 if status in BAD_REQUESTS else status     # nginx logs what it sent
         request.vars.body_bytes_sent = len(body)
-        request.vars.sent_head = b"" if request.http09 else data
-    client.write(data)
+        client.write(data)
     client.finish(request, plan, keepalive=keepalive)
 
 
@@ -104,9 +110,12 @@ def forbidden(client: Client, request: Request, plan: Plan) -> bool:
     """The location's allow/deny, in nginx's access phase: after `return` (its rewrite phase comes
     first), before proxy_pass and the status handlers. A 403 and nginx's error line when denied."""
     location = plan.location
-    if location is None or not location.access or request.vars is None:
+    if location is None or request.vars is None:
         return False
-    if allowed(location.access, request.vars.remote_addr):     # after realip, as nginx's
+    rules = location.access
+    if location.limit_except is not None and request.method not in location.limit_except.methods:
+        rules = location.limit_except.access
+    if not rules or allowed(rules, request.vars.remote_addr):     # after realip, as nginx's
         return False
     client_error(client, request, "error", FORBIDDEN, None)
     answer_error(client, request, 403, plan)
@@ -140,8 +149,7 @@ def answer_code(client: Client, request: Request, plan: Plan, code: int, text: b
         request.carried = tuple((name, value) for name, value in request.carried
                                 if name.lower() != b"location")
     if code in REDIRECTS and text is not None:
-        location = absolute_location(text, request.vars.variable("host"),
-                                     request.vars.variable("server_port"))
+        location = own_location(text, request.vars, plan.replies)
     if code in REDIRECTS or (code >= 400 and text is None):
         # nginx's special response: error_page applies, and a redirect's Location stays with its page
         kept = request.carried
@@ -170,41 +178,66 @@ def answer_code(client: Client, request: Request, plan: Plan, code: int, text: b
         data, keepalive = body, False
     else:
         extra = _added(request, status, plan)
+        chunked = _chunked(request, status, plan)
         gzipped = False
         if plan.gzip is not None:
-            body, extra, keepalive, gzipped = _gzip(request, plan.gzip, status, content_type, body, extra,
-                                                    keepalive)
+            body, extra, keepalive, gzipped, chunked = _gzip(request, plan, status, content_type, body,
+                                                             extra, keepalive, chunked)
         data = simple_response(status, server=SERVER, date=client.site.date(), body=body,
                                content_type=content_type, keepalive=keepalive, head=head, location=location,
-                               extra=extra, gzipped=gzipped,
-                               chunked=gzipped and request.version == "HTTP/1.1" and not head)
+                               extra=extra, chunked=chunked, gzipped=gzipped,
+                               keepalive_line=plan.keepalive_line)
+        data = _sent(request, status, plan, data, chunked)
     request.vars.status = status
     request.vars.body_bytes_sent = 0 if head else len(body)
-    request.vars.sent_head = b"" if request.http09 else data
     client.write(data)
     client.finish(request, plan, keepalive=keepalive)
 
 
 def _added(request: Request, status: int, plan: Plan | None) -> tuple[tuple[bytes, bytes], ...]:
-    """The location's add_header lines for this status (sheer/core/http/add_header.py)."""
-    location = plan.location if plan is not None else None
-    if location is None or not location.add_headers or request.vars is None:
+    """The location's (or, for a server-level `return`, the server's) add_header lines for this status
+    (sheer/core/http/add_header.py)."""
+    if plan is None or not plan.add_headers or request.vars is None:
         return request.carried
-    return (*request.carried, *added(location.add_headers, status, request.vars)[0])
+    return (*request.carried, *added(plan.add_headers, status, request.vars)[0])
 
 
+def _chunked(request: Request, status: int, plan: Plan | None) -> bool:
+    """Whether the answer is chunked for add_trailer's lines (sheer/core/http/add_header.py)."""
+    if plan is None or not plan.replies.add_trailers:
+        return False
+    replies = plan.replies
+    return chunked_with_trailers(replies.add_trailers, replies.chunked, status, request.method,
+                                 request.version)
 
-def _gzip(request: Request, gzip: Gzip, status: int, content_type: bytes | None, body: bytes,
-          extra: tuple[tuple[bytes, bytes], ...], keepalive: bool
-          ) -> tuple[bytes, tuple[tuple[bytes, bytes], ...], bool, bool]:
-    """The answer's body through the location's `gzip`: (body, extra headers, keepalive, gzipped)."""
-    if not body or request.vars is None:
-        return body, extra, keepalive, False
+
+def _sent(request: Request, status: int, plan: Plan | None, data: bytes, chunked: bool) -> bytes:
+    """The answer as it goes: its head noted for $sent_http_*, and the last chunk (with add_trailer's
+    lines, if any) after a chunked one."""
+    variables = request.vars
+    if variables is None:
+        return data
+    variables.sent = data
+    if chunked and plan is not None:
+        data += last_chunk(plan.replies.add_trailers, status, variables)
+    return data
+
+
+def _gzip(request: Request, plan: Plan, status: int, content_type: bytes | None, body: bytes,
+          extra: tuple[tuple[bytes, bytes], ...], keepalive: bool, chunked: bool
+          ) -> tuple[bytes, tuple[tuple[bytes, bytes], ...], bool, bool, bool]:
+    """The answer's body through the location's `gzip`: (body, extra headers, keepalive, gzipped,
+    chunked). Compressed, it has no length: chunked to an HTTP/1.1 client (unless
+    `chunked_transfer_encoding off`), else read to the connection's end."""
+    gzip = plan.gzip
+    if not body or request.vars is None or gzip is None:
+        return body, extra, keepalive, False, chunked
     lines = list(extra)
     packed, deflater = gzip_answer(gzip, request, status, content_type, body, lines)
     if deflater is None:
-        return body, tuple(lines), keepalive, False        # Vary may have come
+        return body, tuple(lines), keepalive, False, chunked        # Vary may have come
     request.vars.deflater = deflater
-    # without a length, an HTTP/1.0 client reads to the end: the connection closes after it
-    keepalive = keepalive and (request.version == "HTTP/1.1" or request.method == b"HEAD")
-    return packed, tuple(lines), keepalive, True
+    head = request.method == b"HEAD"
+    chunked = chunked or (request.version == "HTTP/1.1" and not head and plan.replies.chunked)
+    keepalive = keepalive and (chunked or head)
+    return packed, tuple(lines), keepalive, True, chunked

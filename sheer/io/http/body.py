@@ -6,12 +6,14 @@ import asyncio
 from collections.abc import Callable
 from typing import Protocol
 
+from sheer.config.request_body import BUFFER_SIZE
 from sheer.core.http.verdict import Rejected
 
 # Bodies up to this size are read completely before the first upstream try, so a failed try can
 # be repeated on the next peer (nginx buffers every body, to disk if needed; sheer streams larger
 # ones, which then can't be retried once sending started).
 BUFFER_LIMIT = 64 * 1024
+KEEP = BUFFER_SIZE      # nginx's client_body_buffer_size by default
 
 
 class Reader(Protocol):
@@ -32,6 +34,8 @@ class RequestBody:
         "done",
         "end",
         "failed",
+        "keep",
+        "keeping",
         "limit",
         "reader",
         "replayable",
@@ -54,6 +58,9 @@ class RequestBody:
         self.replayable = True
         self.failed: Rejected | None = None      # the body broke nginx's rules (bad chunk, too large)
         self.broken: Callable[[Rejected], None] | None = None   # told when it does while streaming
+        # $request_body: a body up to this size is kept for it, streamed or not (client_body_buffer_size)
+        self.keep = KEEP
+        self.keeping = False      # streaming, and what was streamed still fits in `keep`
 
     @property
     def expected(self) -> bool:
@@ -62,6 +69,8 @@ class RequestBody:
     def feed(self, data: bytes) -> None:
         if self.sink is not None:
             self.sink(data)
+            if self.keeping:
+                self._keep(data)
             return
         self.chunks.append(data)
         self.size += len(data)
@@ -105,18 +114,40 @@ class RequestBody:
             end()
             return
         self.replayable = False
-        self.chunks = []
+        self.keeping = self.size <= self.keep
+        if not self.keeping:
+            self.chunks = []
         self.sink, self.end = sink, end
         self.reader.resume("body")
 
     def held(self) -> bytes:
-        """nginx's $request_body: the body when it was read whole into memory, else nothing."""
-        return b"".join(self.chunks) if self.done and self.failed is None else b""
+        """nginx's $request_body: the body when it was complete and fits in client_body_buffer_size
+        (nginx's memory buffer; a larger one goes to a file), else nothing."""
+        if not self.done or self.failed is not None or self.size > self.keep:
+            return b""
+        if self.sink is not None and not self.keeping:
+            return b""
+        return b"".join(self.chunks)
+
+    def whole(self) -> bytes | None:
+        """The complete body when it was read into memory and not streamed (for $request_body_file)."""
+        if not self.done or self.failed is not None or not self.replayable:
+            return None
+        return b"".join(self.chunks)
+
+    def _keep(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.size > self.keep:
+            self.keeping = False
+            self.chunks = []
+        else:
+            self.chunks.append(data)
 
     def detach(self) -> None:
         """The upstream went away: whatever else the client sends is read and dropped."""
         self.sink, self.end, self.broken = _discard, None, None
         self.chunks = []
+        self.keeping = False
         self.reader.resume("body")
 
     def _wake(self) -> None:

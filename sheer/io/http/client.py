@@ -13,7 +13,6 @@ from sheer.config.model import ClientLimits
 from sheer.core.http.browsers import keepalive_disabled
 from sheer.core.http.reader import RequestReader
 from sheer.core.http.variables import Connection
-from sheer.core.proxy_protocol import Malformed, NeedMore, parse
 from sheer.io.counting import HttpCounters
 from sheer.io.http import post_action
 from sheer.io.http.answers import answer_error, answer_refused, answer_return, forbidden
@@ -42,7 +41,7 @@ class Listener(Protocol):
     log: ErrorLogger
     counters: HttpCounters
     proxy_protocol: bool
-    connected: int
+    connected: int                      # connections this listener accepted
     connections: set[ClientConnection]
     draining: bool
     proxy: Handler
@@ -107,7 +106,7 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
         counters = self.service.counters
         counters.row[counters.accepted] += 1
         counters.row[counters.active] += 1
-        self.conn = Connection(remote[:2], local[:2], self.service.connected, self.site.hostname,
+        self.conn = Connection(remote[:2], local[:2], self.site.ctx.connection_number(), self.site.hostname,
                                self.site.pid)
         self.conn.maps = self.site.ctx.http_maps
         self.conn.start = time.time()
@@ -137,24 +136,6 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
         if self.receiving is not None:
             self.body_since = self.loop.time()
         self._read()
-
-    def _proxy_header(self, buffer: bytes) -> bytes:
-        """Read the PROXY header (within client_header_timeout, like nginx); the request bytes after it."""
-        result = parse(buffer)
-        if isinstance(result, NeedMore):
-            self.proxy_buffer = buffer
-            return b""
-        self.proxy_buffer = None
-        conn = self.conn
-        assert conn is not None
-        if isinstance(result, Malformed):
-            self.service.log.error(f"{result.reason} while reading PROXY protocol, client: "
-                                   f"{conn.remote_addr}, server: {conn.server_addr}:{conn.server_port}")
-            self.abort()
-            return b""
-        if result.header.transport == "stream":   # nginx: other transports' addresses are ignored
-            conn.proxy = result.header
-        return buffer[result.length:]
 
     def eof_received(self) -> bool:
         self.eof = True
@@ -250,7 +231,10 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
 
     def dispatch(self, request: Request, plan: Plan) -> None:
         """The request's answer from its location (again after an error_page's internal redirect)."""
-        if request.answer is not None or (plan.location is not None and plan.location.rewrite is not None):
+        location = plan.location
+        if location is not None and request.vars is not None:
+            request.vars.referers = location.referers        # $invalid_referer's
+        if request.answer is not None or (location is not None and location.rewrite is not None):
             if (found := rewrite(self, request, plan)) is None:     # answered by the rewrite module
                 return
             plan = found

@@ -13,7 +13,7 @@ from sheer.core.http.variables import Connection, RequestVariables
 from sheer.core.realip import for_request
 from sheer.io.counting import HttpCounters
 from sheer.io.http.request import Request
-from sheer.io.http.rewriting import captured, server_phase
+from sheer.io.http.rewriting import auto_redirect, captured, server_phase
 from sheer.io.http.site import Site
 
 
@@ -36,13 +36,20 @@ def route(client: Routing, request: Request, head: RequestHead) -> None:
     assert conn is not None
     site = client.site
     host = head.host or ""
-    vhost = request.vhost = site.vhosts.select(host)
+    vhosts = site.vhosts
+    if vhosts.capturing:       # a server_name regex with captures: they are variables
+        vhost, match = vhosts.find(host)
+    else:
+        vhost, match = vhosts.select(host), None
+    request.vhost = vhost
     request.vars = variables = RequestVariables(conn, request.method, request.raw_uri, head.uri, head.args,
                                                 request.version, request.headers,
                                                 host or vhost.name or conn.server_addr, vhost.name,
                                                 request.length, time.time())
     variables.line = head.line.decode("latin-1")
     variables.connection_requests = request.number
+    if match is not None:
+        variables.captured(match)
     counters = client.counters
     zone = counters.zones.get(id(vhost.server))
     if zone is not None:
@@ -57,7 +64,11 @@ def route(client: Routing, request: Request, head: RequestHead) -> None:
         if request.answer is not None:
             plan = site.refusal_plans[id(vhost.server)]
         uri = variables.uri
-    location = vhost.locations.match(uri) if plan is None else None
+    location, done = vhost.locations.find(uri) if plan is None else (None, False)
+    if location is not None and location.internal:     # a client's own request: nginx's 404
+        location = None
+    elif done is None and location is not None:    # nginx's auto redirect to a proxy_pass location's name
+        auto_redirect(request, location)
     real = for_request(location.real_ip if location is not None else vhost.server.real_ip,
                        conn.remote_addr, conn.proxy, request.headers)
     if real is not None:

@@ -12,13 +12,16 @@ from urllib.parse import unquote
 
 from sheer.config.error_pages import OWN_STATUS, find
 from sheer.config.model import Location
-from sheer.core.http.pages import REDIRECTS, absolute_location, error_body, simple_response
+from sheer.config.responses import DEFAULT_REPLIES
+from sheer.core.http.add_header import added
+from sheer.core.http.pages import REDIRECTS, error_body, own_location, simple_response
 from sheer.core.http.variables import Connection
 from sheer.core.variables import render
 from sheer.io.http.body import Reader, RequestBody
 from sheer.io.http.request import Request
-from sheer.io.http.rewriting import captured, server_phase
+from sheer.io.http.rewriting import auto_redirect, captured, server_phase
 from sheer.io.http.site import SERVER, Plan, Site
+from sheer.io.http.throttle import accel_limit_rate
 
 
 class Client(Reader, Protocol):
@@ -50,12 +53,15 @@ def error_page(client: Client, request: Request, status: int, plan: Plan | None)
         keepalive = client.keepalive_after(request)
         head = request.method == b"HEAD"
         body = error_body(code)
-        where = absolute_location(target.encode("latin-1", "replace"), variables.variable("host"),
-                                  variables.variable("server_port"))
-        client.write(simple_response(code, server=SERVER, date=client.site.date(), body=body,
-                                     content_type=b"text/html", keepalive=keepalive, head=head,
-                                     location=where))
-        variables.status = code
+        where = own_location(target.encode("latin-1", "replace"), variables,
+                             plan.replies if plan is not None else DEFAULT_REPLIES)
+        # nginx's headers filter runs on this answer too: the location's add_header lines
+        extra = tuple(added(plan.add_headers, code, variables)[0]) if plan and plan.add_headers else ()
+        data = simple_response(code, server=SERVER, date=client.site.date(), body=body,
+                               content_type=b"text/html", keepalive=keepalive, head=head, location=where,
+                               extra=extra, keepalive_line=plan.keepalive_line if plan else b"")
+        client.write(data)
+        variables.status, variables.sent = code, data
         variables.body_bytes_sent = 0 if head else len(body)
         client.finish(request, plan, keepalive=keepalive)
         return True
@@ -88,14 +94,18 @@ def internal_redirect(client: Client, request: Request, target: str, override: i
             if request.answer is not None:
                 client.dispatch(request, client.site.refusal_plans[id(vhost.server)])
                 return True
-        found = vhost.locations.match(variables.uri)
+        found, auto = vhost.locations.search(variables.uri)
         if found is not None and found.regex is not None and found.regex.groups:
             captured(variables, found, variables.uri)
+        if auto and found is not None:
+            auto_redirect(request, found)
     if found is None:
         return False
     request.status_override = override
+    request.internal = True
     if request.body.expected:           # without the body: what is left of it is read and dropped
-        request.body.detach()
+        if not request.body.done:       # (a complete one stays for $request_body)
+            request.body.detach()
         request.body = RequestBody(client, None, False)
     new_plan = request.plan = client.site.plan(found)
     client.dispatch(request, new_plan)
@@ -116,15 +126,18 @@ _ACCEL_KEPT = frozenset({b"content-type", b"set-cookie", b"content-disposition",
 def accel_redirect(client: Proxying, request: Request, headers: list[tuple[bytes, bytes]]) -> bool:
     """The upstream's `X-Accel-Redirect: /uri` (or `@name`): its answer is dropped and the request
     redirected internally there (nginx's ngx_http_upstream_process_headers), a few of its headers
-    kept; a URI leading out with `..` is nginx's 404. False when the answer has none."""
+    kept; a URI leading out with `..` is nginx's 404. False when the answer has none, or when
+    `proxy_ignore_headers X-Accel-Redirect` says so (the answer is passed on, the header hidden)."""
     value = next((value for name, value in headers if name.lower() == b"x-accel-redirect"), None)
-    if value is None:
+    location = request.plan.location if request.plan is not None else None
+    if value is None or (location is not None and "x-accel-redirect" in location.proxy_ignore_headers):
         return False
     target = value.decode("latin-1")
+    rate = accel_limit_rate(headers)        # X-Accel-Limit-Rate holds for the redirected answer too
+    ignored = location is not None and "x-accel-limit-rate" in location.proxy_ignore_headers
+    if rate is not None and rate.isdigit() and request.vars is not None and not ignored:
+        request.vars.limit_rate = int(rate)
     request.carried = tuple((name, v) for name, v in headers if name.lower() in _ACCEL_KEPT)
-    rate = next((v for name, v in headers if name.lower() == b"x-accel-limit-rate"), None)
-    if rate is not None and rate.isdigit() and request.vars is not None:
-        request.vars.limit_rate = int(rate)   # nginx sets r->limit_rate before it redirects: it holds there
     if not target.startswith("@"):
         path, mark, args = target.partition("?")
         path = unquote(path, encoding="latin-1")

@@ -11,20 +11,20 @@ from sheer.config.model import AddHeader
 from sheer.config.static import Expires
 from sheer.core.http.framing import BodyMode, Framing, upstream_reusable
 from sheer.core.http.gzip import Deflater
-from sheer.core.http.headers import LAST_CHUNK, RESPONSE_SKIP, Headers
+from sheer.core.http.headers import LAST_CHUNK, RESPONSE_SKIP, UNIQUE, Headers, unique_line
 from sheer.core.http.nextupstream import Failure
 from sheer.core.http.redirects import NOTED
-from sheer.core.http.verdict import Rejected
 from sheer.core.variables import VariableSource
 from sheer.io.http.body import RequestBody
 from sheer.io.http.client import ClientConnection
-from sheer.io.http.failures import ClientBroke, UpstreamFailed, _Unasked
-from sheer.io.http.relayed_head import relayed_head
+from sheer.io.http.failures import BadHeader, UpstreamFailed, _Unasked
+from sheer.io.http.relay_head import relay_head
+from sheer.io.http.sending import Sending
 from sheer.io.http.throttle import Throttle
 from sheer.io.http.upstream_pool import UpstreamConnection
 
 
-class Exchange:
+class Exchange(Sending):
     """Implements UpstreamUser (events from the upstream socket) and httptools' response callbacks."""
 
     def __init__(self, client: ClientConnection, conn: UpstreamConnection, method: bytes,
@@ -43,6 +43,7 @@ class Exchange:
         self.add_headers: tuple[AddHeader, ...] = ()
         self.expires: Expires | None = None      # the location's `expires`
         self.variables: VariableSource | None = None
+        self.trailers: Callable[[], bytes] | None = None     # the last chunk, with add_trailer's lines
         self.skip = RESPONSE_SKIP       # the headers the client never sees (proxy_hide_header)
         self.redirected = False         # a Location, a Refresh or an X-Accel-Redirect came
         self.reason: list[bytes] = []
@@ -52,9 +53,8 @@ class Exchange:
         self.upstream_keepalive: bool | None = False     # None: it sent more than its response
         self.pending: list[bytes] = []
         self.framing: Framing | None = None
-        self.body_bytes = 0
-        self.received = 0          # bytes from the upstream (its peer's `received`)
-        self.sent = 0              # bytes to it (`sent`)
+        # the body's bytes relayed; bytes from the upstream and to it (its peer's `received` and `sent`)
+        self.body_bytes = self.received = self.sent = 0
         self.last_activity = self.loop.time()
         self.write_paused_at = 0.0
         self.timer: asyncio.TimerHandle | None = None
@@ -65,43 +65,6 @@ class Exchange:
         self.deflater: Deflater | None = None        # gzip (sheer.io.http.gzipping); None: as it comes
         conn.user = self
         conn.requests += 1
-
-    # -- request --
-
-    def send(self, head: bytes, body: RequestBody | None, chunked: bool) -> None:
-        transport = self.conn.transport
-        assert transport is not None
-        self.body, self.body_chunked = body, chunked
-        self.sent = len(head) + (body.size if body is not None else 0)
-        if body is None:
-            transport.write(head)
-            self._request_sent()
-        else:     # what of the body is here goes out with the head, in one writev (as nginx's)
-            self.batch = [head]
-            body.attach(self._send_body, self._send_end, self._client_broke)
-            batch, self.batch = self.batch, None
-            if not self.conn.closed:       # the body may have broken nginx's rules on the way
-                transport.writelines(batch)
-        self._arm(self.loop.time() + min(self.read_timeout, self.send_timeout))
-
-    def _send_body(self, data: bytes) -> None:
-        transport = self.conn.transport
-        if transport is None or self.conn.closed or not data:
-            return
-        pieces = [b"%x\r\n" % len(data), data, b"\r\n"] if self.body_chunked else [data]
-        (self.batch.extend if self.batch is not None else transport.writelines)(pieces)
-
-    def _send_end(self) -> None:
-        if self.body_chunked and self.conn.transport is not None and not self.conn.closed:
-            (self.batch.append if self.batch is not None else self.conn.transport.write)(LAST_CHUNK)
-        self._request_sent()
-
-    def _client_broke(self, rejected: Rejected) -> None:
-        self._abort(ClientBroke(rejected))
-
-    def _request_sent(self) -> None:
-        self.request_sent = True
-        self.last_activity = self.loop.time()
 
     # -- timeouts: one timer, re-armed lazily from timestamps instead of per chunk --
 
@@ -152,8 +115,9 @@ class Exchange:
             if isinstance(exc.__context__, _Unasked) or (self.complete and self.status):
                 self._unasked()
             elif not self.head.done():
-                self._fail(Failure.INVALID_HEADER,
-                           "upstream sent invalid header while reading response header from upstream")
+                bad = exc.__context__
+                why = bad if isinstance(bad, BadHeader) else "upstream sent invalid header"
+                self._fail(Failure.INVALID_HEADER, f"{why} while reading response header from upstream")
             elif not self.complete:
                 self._fail(Failure.ERROR, "upstream sent invalid chunked response while reading upstream")
 
@@ -220,8 +184,13 @@ class Exchange:
         self.reason.append(status)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
         lname = name.lower()
+        if lname in UNIQUE and (verdict := unique_line(self.headers, lname, name, value)) is not None:
+            if verdict[0] == "error":
+                raise BadHeader(verdict[1])
+            self.warn(f"{verdict[1]} while reading response header from upstream")
+            return
+        self.headers.append((name, value))
         if lname == b"content-length":
             self.content_length = int(value)
         elif lname == b"transfer-encoding":
@@ -270,7 +239,10 @@ class Exchange:
         self.framing = framing
         client = self.client
         client.relay = self
-        head = relayed_head(self, framing, client.current is not None and client.current.http09)
+        if client.current is not None and client.current.http09:
+            head = b""      # HTTP/0.9: no status line, no headers (framing is CLOSE)
+        else:
+            head = relay_head(self, framing, client.site.date())
         # The head, what already arrived of the body and, if complete, the last chunk leave in one
         # write: a small response costs one send() instead of two or three.
         buffers = [head]
@@ -279,9 +251,9 @@ class Exchange:
             buffers += self._framed(data)
         if self.deflater is not None:
             buffers += self._framed(self._deflated() if self.complete else self.deflater.flush(), raw=True)
-        last = self.complete and framing.mode is BodyMode.CHUNKED
+        last = self.complete and framing.mode is BodyMode.CHUNKED and not (self.throttle and self.trailers)
         if last:
-            buffers.append(LAST_CHUNK)
+            buffers.append(self._last_chunk())
         if self.throttle is not None:
             self.throttle.write(buffers)
             buffers = []
@@ -333,11 +305,23 @@ class Exchange:
         if self.deflater is not None:
             self._to_client(self._framed(self._deflated(), raw=True))
         if self.framing.mode is BodyMode.CHUNKED and not last_chunk_written:
-            self._to_client([LAST_CHUNK])
+            if self.throttle is not None and self.trailers is not None:
+                self.throttle.finish(self._trailers_sent)    # made once the limit let the body through
+                return
+            self._to_client([self._last_chunk()])
         if self.throttle is not None:
             self.throttle.finish(self._body_sent)
         else:
             self._body_sent()
+
+    def _last_chunk(self) -> bytes:
+        return LAST_CHUNK if self.trailers is None else self.trailers()
+
+    def _trailers_sent(self) -> None:
+        transport = self.client.transport
+        if transport is not None and not self.client.closed:
+            transport.write(self._last_chunk())
+        self._body_sent()
 
     def _body_sent(self) -> None:
         self._cancel_timer()

@@ -10,6 +10,10 @@ class _Unasked(Exception):
     """Bytes after the end of the response: a response nobody asked for, or garbage."""
 
 
+class BadHeader(Exception):
+    """An upstream's header line nginx refuses (sheer.core.http.headers.unique_line): its error line."""
+
+
 class ClientBroke(Exception):
     """The client's body broke nginx's rules while it was being sent upstream."""
 

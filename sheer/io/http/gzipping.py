@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from sheer.config.gzip import Gzip
@@ -101,14 +102,15 @@ class CompressedFile:
     FileSender)."""
 
     def __init__(self, client: Client, fd: int, deflater: Deflater, chunked: bool,
-                 limits: list[RateLimit] | None = None) -> None:
+                 limits: list[RateLimit] | None = None, end: Callable[[], bytes] | None = None) -> None:
         self.client = client
         self.fd = fd
         self.deflater = deflater
         self.chunked = chunked
+        self.end = end         # the last chunk with add_trailer's lines (rendered when the body has gone)
         self.resumed: asyncio.Future[None] | None = None
         self.sent = 0          # body bytes written (compressed)
-        # limit_rate (sheer.io.http.file_rate): what is written goes through the response's throttle
+        # limit_rate (sheer.io.http.throttle.response_limits): what is written goes through a throttle
         self.throttle = (Throttle(asyncio.get_running_loop(), limits,
                                   lambda: None if client.closed else client.transport, self._throttled)
                          if limits else None)
@@ -144,7 +146,7 @@ class CompressedFile:
                 pending += self._framed(out)
                 if last:
                     if self.chunked:
-                        pending.append(LAST_CHUNK)
+                        pending.append(self.end() if self.end is not None else LAST_CHUNK)
                     write(pending)
                     await self._drained()
                     return not self.client.closed

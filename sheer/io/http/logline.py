@@ -3,6 +3,7 @@ host: "H"`."""
 
 from __future__ import annotations
 
+import os
 from typing import Protocol
 
 from sheer.core.balancers import Peer
@@ -64,3 +65,8 @@ def upstream_error(plan: Plan, v: RequestVariables, uri: str, level: str, messag
     if host:
         line += f', host: "{host}"'
     log.log(level, line + hint)
+
+
+def errno_text(exc: OSError) -> str:
+    """nginx's `(111: Connection refused)`; asyncio's messages carry the address instead."""
+    return f"{exc.errno}: {os.strerror(exc.errno)}" if exc.errno else str(exc)

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import os
 import time
 
 from sheer.core.balancers import Peer, Tried, request_key
 from sheer.core.bind import PLUMBING_HINT, BindTo, BindValueError, bind_to
 from sheer.core.http.add_header import added
-from sheer.core.http.framing import response_framing
 from sheer.core.http.headers import request_head
 from sheer.core.http.nextupstream import (
     NON_IDEMPOTENT,
@@ -26,12 +24,14 @@ from sheer.core.http.uri import upstream_uri
 from sheer.core.variables import render, render_bytes
 from sheer.io.counting import PeerColumns
 from sheer.io.http.answers import CONTINUE
+from sheer.io.http.body_file import before_upstream
 from sheer.io.http.client import ClientConnection
 from sheer.io.http.error_pages import accel_redirect, intercepted
 from sheer.io.http.exchange import Exchange
 from sheer.io.http.failures import ClientBroke, UpstreamFailed
 from sheer.io.http.gzipping import gzip_proxied
-from sheer.io.http.logline import upstream_error
+from sheer.io.http.logline import errno_text, upstream_error
+from sheer.io.http.relay_head import framing_for
 from sheer.io.http.request import Request
 from sheer.io.http.site import SERVER, Plan
 from sheer.io.http.targets import TargetError
@@ -76,14 +76,14 @@ class ProxiedRequest:
             self.client.write(CONTINUE)
         if body.expected and (not location.proxy_pass_request_body or location.proxy_set_body is not None):
             body.detach()        # nginx reads it and sends nothing of it: read and dropped
-        elif body.expected:
-            # A chunked body sent as HTTP/1.0 needs its length first, so it is read whole. A client
-            # that stalls is the client connection's to time out (client_body_timeout).
-            await body.ready(whole=body.chunked and plan.version == b"1.0")
-            if body.failed is not None:
-                self.client.respond_error(request, body.failed.status, plan, keepalive=False)
+        elif body.expected or (body.content_length == 0 and location.request_body.in_file_only != "off"):
+            # A client that stalls is the client connection's to time out (client_body_timeout); an
+            # empty body declared gets its (empty) file with client_body_in_file_only, as nginx's.
+            broken, request.body_file = await before_upstream(body, self.vars, location.request_body,
+                                                              plan.version)
+            if broken is not None:
+                self.client.respond_error(request, broken.status, plan, keepalive=False)
                 return
-            self.vars.body = body.held
         proxy = location.proxy_pass
         if proxy.url is not None:      # written with variables: the target is chosen for this request
             try:
@@ -115,8 +115,8 @@ class ProxiedRequest:
         while True:
             peer = balancer.get(tried, self.loop.time())
             if peer is None:
-                if not self.vars.upstream_addrs:     # nginx's u->state->peer: the group's name for the try
-                    self.vars.upstream_addrs.append(upstream.name)   # (a retry: nginx tries no more)
+                # nginx's u->state->peer of a try that found no peer (NGX_BUSY): the group's name
+                self.vars.upstream_addrs.append(upstream.name)
                 self._log("error", "no live upstreams while connecting to upstream", None)
                 self.client.respond_error(request, 502, plan)
                 return
@@ -133,6 +133,10 @@ class ProxiedRequest:
             self.began = began
             self.connect_time = self.header_time = None
             self.timed = False
+            # nginx's u->state of this try, each time `-` until known (add_header sees no response time)
+            for times in (self.vars.upstream_times, self.vars.upstream_connect_times,
+                          self.vars.upstream_header_times):
+                times.append("-")
             self.exchange = None
             try:
                 failure = await self._try(peer, head)
@@ -224,10 +228,11 @@ class ProxiedRequest:
                     return Failure.TIMEOUT
                 except OSError as exc:
                     self._count_transparent(exc.errno or 0)
-                    self._log("error", f"connect() failed ({_errno(exc)}) while connecting to "
+                    self._log("error", f"connect() failed ({errno_text(exc)}) while connecting to "
                               "upstream", peer)
                     return Failure.ERROR
             self.connect_time = self.loop.time() - self.began
+            self.vars.upstream_connect_times[-1] = f"{self.connect_time:.3f}"
             exchange = Exchange(self.client, conn, request.method, location.proxy_read_timeout,
                                 location.proxy_send_timeout, lambda line: self._log("warn", line, peer))
             exchange.add_headers, exchange.variables = location.add_headers, request.vars
@@ -269,6 +274,7 @@ class ProxiedRequest:
         exchange.send(head, request.body if sent else None, self.body_chunked)
         await exchange.head
         self.header_time = self.loop.time() - self.began
+        self.vars.upstream_header_times[-1] = f"{self.header_time:.3f}"
         status = exchange.status
         self.vars.upstream_statuses.append(str(status))
         columns = self.columns
@@ -304,15 +310,14 @@ class ProxiedRequest:
             exchange.status = request.status_override
         if location.gzip is not None:      # compressed: the length is no longer known
             exchange.deflater = self.vars.deflater = gzip_proxied(exchange, location.gzip, request)
-        framing = response_framing(request.method, status,
-                                   exchange.content_length if exchange.deflater is None else None,
-                                   client_http11=request.version == "HTTP/1.1",
-                                   client_keepalive=client.keepalive_after(request))
+        framing = framing_for(exchange, request, self.plan, client.keepalive_after(request),
+                              self._record_times)
         self.response_started = True
         self.vars.status = exchange.status
-        if exchange.redirected:     # proxy_redirect, proxy_cookie_domain, proxy_cookie_path
+        if exchange.redirected:     # proxy_redirect, proxy_cookie_domain, _path and _flags
             exchange.headers = rewrite_headers(exchange.headers, self.plan.redirects, self.vars,
-                                               location.proxy_cookie_domain, location.proxy_cookie_path)
+                                               location.proxy_cookie_domain, location.proxy_cookie_path,
+                                               location.proxy_cookie_flags)
         limit_response(exchange, location, self.vars, self.started,
                        lambda line: self._log("error", line, peer))
         exchange.relay(framing)
@@ -357,15 +362,13 @@ class ProxiedRequest:
         client.finish(self.request, self.plan, keepalive=False)
 
     def _record_times(self) -> None:
-        """$upstream_response_time, $upstream_connect_time and $upstream_header_time of this try,
-        once (nginx's u->state; `-` for a phase the try never reached)."""
+        """$upstream_response_time of this try, once, and its bytes (nginx's u->state; its connect and
+        header times were set as they came, `-` for a phase the try never reached)."""
         if self.timed:
             return
         self.timed = True
         v = self.vars
-        v.upstream_times.append(f"{self.loop.time() - self.began:.3f}")
-        v.upstream_connect_times.append("-" if self.connect_time is None else f"{self.connect_time:.3f}")
-        v.upstream_header_times.append("-" if self.header_time is None else f"{self.header_time:.3f}")
+        v.upstream_times[-1] = f"{self.loop.time() - self.began:.3f}"
         e = self.exchange
         v.upstream_bytes.append((e.received, e.sent, e.body_bytes) if e is not None else (0, 0, 0))
 
@@ -383,11 +386,6 @@ class ProxiedRequest:
 
     def _log(self, level: str, message: str, peer: Peer | None, hint: str = "") -> None:
         upstream_error(self.plan, self.vars, self.uri, level, message, peer, hint)
-
-
-def _errno(exc: OSError) -> str:
-    """nginx's `(111: Connection refused)`; asyncio's messages carry the address instead."""
-    return f"{exc.errno}: {os.strerror(exc.errno)}" if exc.errno else str(exc)
 
 
 async def proxy(client: ClientConnection, request: Request, plan: Plan) -> None:

@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING, Protocol, cast
 from sheer.core.http.reader import END, RequestReader
 from sheer.core.http.request_head import RequestHead
 from sheer.core.http.request_line import HTTP_10, HTTP_11
+from sheer.core.http.variables import Connection
 from sheer.core.http.verdict import Rejected
+from sheer.core.proxy_protocol import Malformed, NeedMore, parse
 from sheer.io.counting import HttpCounters
 from sheer.io.http.answers import Client, refused_request
 from sheer.io.http.body import RequestBody
@@ -19,6 +21,7 @@ from sheer.io.http.dispatch import Routing, route
 from sheer.io.http.logline import client_error
 from sheer.io.http.request import Request
 from sheer.io.http.site import Site
+from sheer.io.logs import ErrorLogger
 from sheer.io.slots import Reusable
 
 
@@ -26,6 +29,7 @@ class Service(Protocol):
     """What reading takes from the listener (sheer.io.http.client.Listener)."""
 
     counters: HttpCounters
+    log: ErrorLogger
 
     def reusable(self, conn: Reusable, idle: bool) -> None: ...
 
@@ -53,6 +57,8 @@ class Reading:
     body_timeout: float
     lingering: bool
     refuse: int
+    conn: Connection | None
+    proxy_buffer: bytes | None      # a PROXY protocol header being read
 
     if TYPE_CHECKING:      # what the connection that combines the parts has
         @property
@@ -78,6 +84,27 @@ class Reading:
 
         def close(self) -> None:
             ...
+
+        def abort(self) -> None:
+            ...
+
+    def _proxy_header(self, buffer: bytes) -> bytes:
+        """Read the PROXY header (within client_header_timeout, like nginx); the request bytes after it."""
+        result = parse(buffer)
+        if isinstance(result, NeedMore):
+            self.proxy_buffer = buffer
+            return b""
+        self.proxy_buffer = None
+        conn = self.conn
+        assert conn is not None
+        if isinstance(result, Malformed):
+            self.service.log.error(f"{result.reason} while reading PROXY protocol, client: "
+                                   f"{conn.remote_addr}, server: {conn.server_addr}:{conn.server_port}")
+            self.abort()
+            return b""
+        if result.header.transport == "stream":   # nginx: other transports' addresses are ignored
+            conn.proxy = result.header
+        return buffer[result.length:]
 
     def _read(self) -> None:
         reader = self.reader

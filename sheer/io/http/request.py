@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from sheer.core.http.rewrite import Request as RewriteState
     from sheer.core.http.rewrite import Result
     from sheer.core.http.routing import VirtualHost
+    from sheer.io.http.body_file import BodyFile
     from sheer.io.http.site import Plan
 
 
@@ -24,6 +25,7 @@ class Request:
     __slots__ = (
         "answer",
         "body",
+        "body_file",
         "carried",
         "counted",
         "error_paged",
@@ -33,6 +35,7 @@ class Request:
         "headers_out",
         "host",
         "http09",
+        "internal",
         "keepalive",
         "length",
         "method",
@@ -65,6 +68,7 @@ class Request:
         self.finished = False
         self.length = 0
         self.error_paged = False    # went through an error_page once (nginx's recursive_error_pages off)
+        self.internal = False       # internally redirected (r->internal): `internal` locations serve it
         self.status_override: int | None = None     # error_page's status for what its redirect answers
         self.vhost: VirtualHost | None = None       # its server (an error_page's redirect is looked up there)
         self.number = 0             # its place on the connection (nginx's c->requests when it came)
@@ -81,9 +85,13 @@ class Request:
         self.rewritten: RewriteState | None = None   # the rewrite module's flags, once a script ran
         self.carried: tuple[tuple[bytes, bytes], ...] = ()   # an intercepted 401's WWW-Authenticate
         self.post_action: Any = None            # its post_action under way (sheer.io.http.post_action)
+        self.body_file: BodyFile | None = None     # $request_body_file's, removed when it is finished
 
     def uncount(self, counters: HttpCounters) -> None:
-        """Over (answered, or its connection lost): out of stub_status's "writing", into its zone."""
+        """Over (answered, or its connection lost): out of stub_status's "writing", into its zone; its
+        body's file (client_body_temp_path) removed."""
+        if self.body_file is not None:
+            self.body_file.remove()
         if not self.counted:
             return
         self.counted = False

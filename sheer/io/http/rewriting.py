@@ -46,6 +46,16 @@ def captured(variables: RequestVariables, location: Location, uri: str) -> None:
         variables.captured(match)
 
 
+def auto_redirect(request: Request, location: Location) -> Result:
+    """nginx's 301 to a proxy_pass location's name for the URI without its final "/" (its args kept); the
+    request waits in request.answer with it."""
+    assert request.vars is not None
+    args = request.vars.args
+    target = quote(location.path.encode("latin-1", "replace"), safe=_SAFE)
+    request.answer = Result(Outcome.REDIRECT, 301, f"{target}?{args}" if args else target)
+    return request.answer
+
+
 def state_of(request: Request) -> State:
     state = request.rewritten
     if state is None:
@@ -84,12 +94,15 @@ def location_phase(client: Client, request: Request, plan: Plan) -> Plan | Resul
             return Result(Outcome.ERROR, 500,
                           f'rewrite or internal redirection cycle while processing "{uri}"')
         state.uri_changed, state.valid_location = False, True
-        found = request.vhost.locations.match(request.vars.uri)
+        found, auto = request.vhost.locations.search(request.vars.uri)   # `internal` ones too, as nginx
         if found is not None and found.regex is not None and found.regex.groups:
             captured(request.vars, found, request.vars.uri)
         site = client.site
         plan = site.plan(found) if found is not None else site.refusal_plans[id(request.vhost.server)]
         request.plan = plan
+        if auto and found is not None:
+            request.answer = None
+            return auto_redirect(request, found)
 
 
 def _run(client: Client, request: Request, script: Script) -> Result:
@@ -106,4 +119,4 @@ def _run(client: Client, request: Request, script: Script) -> Result:
     return result
 
 
-__all__ = ["MAX_URI_CHANGES", "file_test", "location_phase", "server_phase"]
+__all__ = ["MAX_URI_CHANGES", "auto_redirect", "file_test", "location_phase", "server_phase"]

@@ -14,6 +14,9 @@ import asyncio
 import os
 from typing import Protocol
 
+from sheer.core.rate import RateLimit
+from sheer.io.http.throttle import Throttle
+
 Span = tuple[int, int]
 PIECE = 64 * 1024          # what one write through the transport carries
 SMALL = 32 * 1024          # up to this, the body is read and leaves with the head
@@ -83,6 +86,55 @@ class FileSender:
                 self.client.relay = None
             if not self.client.closed and self.sock_fd >= 0:
                 transport.set_write_buffer_limits(high=limits[1], low=limits[0])
+
+    async def send_limited(self, head: bytes, pieces: list[bytes | Span], limits: list[RateLimit]) -> bool:
+        """`send` at `limit_rate`'s pace: the file is read a piece at a time as the throttle lets the last
+        one go (no sendfile: the bytes are counted as they are written, as nginx's write filter does)."""
+        loop = asyncio.get_running_loop()
+        client = self.client
+        ready = asyncio.Event()
+        ready.set()
+        throttle = Throttle(loop, limits, lambda: None if client.closed else client.transport,
+                            lambda paused: ready.clear() if paused else ready.set())
+        try:
+            throttle.write([head])
+            for piece in pieces:
+                spans = [piece] if isinstance(piece, tuple) else []
+                if isinstance(piece, bytes):
+                    if not await self._when(ready):
+                        return False
+                    throttle.write([piece])
+                    self.sent += len(piece)
+                for offset, end in spans:
+                    while offset < end:
+                        if not await self._when(ready):
+                            return False
+                        chunk = os.pread(self.fd, min(PIECE, end - offset), offset)
+                        if not chunk:
+                            return False          # the file is shorter than it was
+                        throttle.write([chunk])
+                        offset += len(chunk)
+                        self.sent += len(chunk)
+            done = loop.create_future()
+            throttle.finish(lambda: None if done.done() else done.set_result(None))
+            while not done.done():
+                if client.closed:
+                    return False
+                await asyncio.wait([done], timeout=0.25)
+            return not client.closed
+        finally:
+            throttle.close()
+
+    async def _when(self, ready: asyncio.Event) -> bool:
+        """Wait until the throttle wants more; False if the client went away meanwhile."""
+        while not ready.is_set():
+            if self.client.closed:
+                return False
+            try:
+                await asyncio.wait_for(ready.wait(), 0.25)
+            except TimeoutError:
+                pass
+        return not self.client.closed
 
     def _read(self, start: int, end: int) -> bytes:
         return os.pread(self.fd, end - start, start)

@@ -20,6 +20,7 @@ from sheer.io.http.tls_accept import TlsAccept
 from sheer.io.slots import ConnectionSlots, Reusable
 from sheer.io.sockets import listening_on, shown
 from sheer.io.tls import TlsListener
+from sheer.io.tls_transport import TlsTransport, accept_tls
 
 
 class HttpService:
@@ -115,13 +116,13 @@ class HttpService:
         except OSError:
             peer = "?"
         try:
-            await self.loop.connect_accepted_socket(
-                lambda: ClientConnection(self), sock, ssl=self.tls.default,
-                ssl_handshake_timeout=self.site.limits.client_header_timeout)
+            tls = await accept_tls(self.loop, sock, self.tls.default, self.site.limits.client_header_timeout)
         except (OSError, TimeoutError) as exc:   # ssl.SSLError is an OSError; so is a reset
             self.tls_accept.handshake_failed(sock, peer, exc)
             sock.close()
             self.slots.release()
+            return
+        TlsTransport(self.loop, tls, ClientConnection(self)).start()
 
     def reusable(self, conn: Reusable, idle: bool) -> None:
         self.slots.idle(conn, idle)

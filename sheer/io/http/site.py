@@ -7,6 +7,7 @@ from email.utils import formatdate
 
 from sheer.config.model import ClientLimits, HttpReturn, HttpServer, Location, Upstream
 from sheer.config.proxy_headers import HIDDEN_BY_DEFAULT
+from sheer.config.responses import DEFAULT_REPLIES
 from sheer.config.template import Template
 from sheer.config.values import is_unix
 from sheer.core.balancers import Balancer
@@ -39,6 +40,7 @@ class Plan:
         "gzip",
         "handler",
         "keepalive_disable",
+        "keepalive_line",
         "keepalive_ok",
         "keepalive_requests",
         "keepalive_time",
@@ -48,6 +50,7 @@ class Plan:
         "pool",
         "proxy_host",
         "redirects",
+        "replies",
         "response_skip",
         "return_",
         "send_timeout",
@@ -70,6 +73,10 @@ class Plan:
         self.add_headers = (location.add_headers if location is not None
                             else server.add_headers if server is not None else ())
         self.gzip = location.gzip if location is not None else server.gzip if server is not None else None
+        self.replies = (location.replies if location is not None
+                        else server.replies if server is not None else DEFAULT_REPLIES)
+        header = self.replies.keepalive_header      # keepalive_timeout's second argument
+        self.keepalive_line = b"Keep-Alive: timeout=%d\r\n" % int(header) if header else b""
         if location is not None:
             self.access: AccessLogger | None = AccessLogger(location.access_logs)
             self.error_log: ErrorLogger = ctx.error_log(location.error_log)
@@ -153,7 +160,11 @@ class Site:
         # Before a request names its host, the default server's limits hold (nginx: the same).
         self.limits = default.limits
         number, size = default.limits.large_client_header_buffers
-        self.header_limits = Limits(default.limits.client_header_buffer_size, number, size)
+        self.header_limits = Limits(default.limits.client_header_buffer_size, number, size,
+                                    ignore_invalid=default.limits.ignore_invalid_headers,
+                                    underscores=default.limits.underscores_in_headers,
+                                    max_headers=default.limits.max_headers,
+                                    merge_slashes=default.limits.merge_slashes)
         self.default_plan = self.refusal_plans[id(default)]
         self._date_second = -1
         self._date = b""

@@ -19,6 +19,7 @@ from sheer.io.http.answers import answer_error
 from sheer.io.http.client import ClientConnection
 from sheer.io.http.logline import client_error
 from sheer.io.http.request import Request
+from sheer.io.http.rewriting import auto_redirect
 from sheer.io.http.site import Plan
 from sheer.io.http.static_response import log_failed, send_file
 
@@ -200,7 +201,10 @@ def internal_redirect(client: ClientConnection, request: Request, uri: str, args
     request.raw_uri = escape_uri(uri) + (f"?{args}" if args else "")
     vhost = request.vhost
     assert vhost is not None
-    location = vhost.locations.match(uri)
+    location, auto = vhost.locations.search(uri)
+    request.internal = True
+    if auto and location is not None:
+        auto_redirect(request, location)
     site = client.site
     plan = site.plan(location) if location is not None else site.refusal_plans[id(vhost.server)]
     request.plan = plan

@@ -4,13 +4,14 @@ may replace Last-Modified and ETag), range (206, multipart/byteranges, 416), the
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import stat
 import time
 
 from sheer.config.static import Static
-from sheer.core.http.add_header import SUCCESS, added
+from sheer.core.http.add_header import SUCCESS, added, chunked_with_trailers, last_chunk
 from sheer.core.http.conditional import (
     etag,
     expires_headers,
@@ -22,17 +23,18 @@ from sheer.core.http.conditional import (
 from sheer.core.http.files import Mapped, directory_location, escapes_root
 from sheer.core.http.gzip import Deflater, eligible
 from sheer.core.http.headers import reason
-from sheer.core.http.pages import absolute_location
+from sheer.core.http.pages import own_location
 from sheer.core.http.ranges import Verdict, content_range, multipart, parse_range
+from sheer.core.rate import RateLimit
 from sheer.core.variables import render
 from sheer.io.http.answers import answer_error
 from sheer.io.http.client import ClientConnection
-from sheer.io.http.file_rate import file_limits, send_limited
 from sheer.io.http.gzipping import CompressedFile, file_gzip
 from sheer.io.http.logline import client_error
 from sheer.io.http.request import Request
 from sheer.io.http.sendfile import FileSender, Span
 from sheer.io.http.site import SERVER, Plan
+from sheer.io.http.throttle import response_limits
 
 _CONDITIONAL = ("if-modified-since", "if-none-match", "if-match", "if-unmodified-since", "range", "if-range")
 
@@ -95,8 +97,9 @@ def _redirect(client: ClientConnection, request: Request, plan: Plan, location: 
     """The 301 for a directory: nginx's special response page, with an absolute Location."""
     variables = request.vars
     assert variables is not None
-    where = absolute_location(location.encode("latin-1", "replace"), variables.variable("host"),
-                              variables.variable("server_port"))
+    where = own_location(location.encode("latin-1", "replace"), variables, plan.replies)
+    # a new redirect: the Location an error_page's first answer carried goes
+    request.carried = tuple((name, value) for name, value in request.carried if name.lower() != b"location")
     request.headers_out = ((b"Location", where),)
     answer_error(client, request, 301, plan)
 
@@ -145,7 +148,7 @@ async def _respond(client: ClientConnection, request: Request, plan: Plan, stati
     if tag is not None and b"etag" not in replaced:
         extra.insert(0, (b"ETag", tag.encode("latin-1")))     # the static handler's, before the filters'
     if status == 304:
-        head = _head(304, client, None, None, own, extra, keepalive)
+        head = _head(304, client, None, None, own, extra, keepalive, plan.keepalive_line)
         _finish(client, request, plan, head, 304, 0, keepalive)
         return
     if plan.gzip is not None and eligible(plan.gzip, status, content_type, size, None):
@@ -177,47 +180,67 @@ async def _respond(client: ClientConnection, request: Request, plan: Plan, stati
                 content_type = multi_type
         else:
             tail.append((b"Accept-Ranges", b"bytes"))
-    head = _head(status, client, content_type, length, own, extra + tail, keepalive)
+    replies = plan.replies
+    chunked = chunked_with_trailers(replies.add_trailers, replies.chunked, status, request.method,
+                                    request.version)
+    head = _head(status, client, content_type, None if chunked else length, own, extra + tail, keepalive,
+                 plan.keepalive_line, chunked)
+    variables.sent = head
+    if chunked:      # nginx's trailers filter runs as the file's (last) buffer passes: before it is sent
+        end = last_chunk(replies.add_trailers, status, variables)
+        if length:
+            start, end = b"%x\r\n" % length, b"\r\n" + end
+            pieces.insert(0, start)
+            length += len(start)
+        pieces.append(end)
+        length += len(end)
     if head_only or request.http09:
         if request.http09:
             head = b""
         if head_only:
             _finish(client, request, plan, head, status, 0, keepalive)
             return
+    sender = FileSender(client, fd)
     variables.status = status
-    variables.sent_head = head
-    limits = file_limits(plan.location, variables, client.loop.time(),
-                         lambda line: client_error(client, request, "error", line, None))
-    if limits:              # limit_rate: read and written at the rate's pace
-        ok, sent = await send_limited(client, fd, head, pieces, limits)
-    else:
-        sender = FileSender(client, fd)
-        ok = await sender.send(head, pieces, length)
-        sent = sender.sent
-    variables.bytes_sent += len(head) + sent
-    variables.body_bytes_sent = sent
+    limits = _limits(client, request, plan)
+    ok = await (sender.send_limited(head, pieces, limits) if limits else sender.send(head, pieces, length))
+    variables.bytes_sent += len(head) + sender.sent
+    variables.body_bytes_sent = sender.sent
     client.finish(request, plan, keepalive=keepalive and ok and not request.http09)
+
+
+def _limits(client: ClientConnection, request: Request, plan: Plan) -> list[RateLimit]:
+    """The response's limit_rate, worked out as it starts (nothing to do without one)."""
+    location, variables = plan.location, request.vars
+    if location is None or variables is None or not (location.limit_rate or variables.limit_rate):
+        return []
+    return response_limits(location, variables, asyncio.get_running_loop().time(),
+                           lambda line: client_error(client, request, "error", line, None))
 
 
 async def _compressed(client: ClientConnection, request: Request, plan: Plan, fd: int, size: int, status: int,
                       content_type: bytes, own: list[tuple[bytes, bytes]], extra: list[tuple[bytes, bytes]],
                       deflater: Deflater) -> None:
-    """The file through gzip: chunked to an HTTP/1.1 client, else until the connection closes."""
+    """The file through gzip: chunked to an HTTP/1.1 client (its last chunk with add_trailer's lines),
+    else until the connection closes; paced by limit_rate as any file."""
     variables = request.vars
     assert variables is not None
     head_only = request.method == b"HEAD"
-    chunked = request.version == "HTTP/1.1" and not head_only
+    replies = plan.replies
+    chunked = request.version == "HTTP/1.1" and not head_only and replies.chunked
     keepalive = (chunked or head_only) and client.keepalive_after(request)
-    head = _head(status, client, content_type, None, own, extra, keepalive, chunked)   # never HTTP/0.9
+    head = _head(status, client, content_type, None, own, extra, keepalive, plan.keepalive_line,
+                 chunked)       # never HTTP/0.9 (gzip_http_version)
     variables.deflater = deflater
+    variables.sent = head
     if head_only:
         _finish(client, request, plan, head, status, 0, keepalive)
         return
     variables.status = status
-    variables.sent_head = head
-    limits = file_limits(plan.location, variables, client.loop.time(),
-                         lambda line: client_error(client, request, "error", line, None))
-    sender = CompressedFile(client, fd, deflater, chunked, limits)
+    trailers = replies.add_trailers and chunked_with_trailers(replies.add_trailers, replies.chunked, status,
+                                                              request.method, request.version)
+    end = (lambda: last_chunk(replies.add_trailers, status, variables)) if trailers else None
+    sender = CompressedFile(client, fd, deflater, chunked, _limits(client, request, plan), end)
     ok = await sender.send(head, size)
     variables.bytes_sent += len(head) + sender.sent
     variables.body_bytes_sent = sender.sent
@@ -226,7 +249,7 @@ async def _compressed(client: ClientConnection, request: Request, plan: Plan, fd
 
 def _head(status: int, client: ClientConnection, content_type: bytes | None, length: int | None,
           own: list[tuple[bytes, bytes]], extra: list[tuple[bytes, bytes]], keepalive: bool,
-          chunked: bool = False) -> bytes:
+          keepalive_line: bytes = b"", chunked: bool = False) -> bytes:
     """nginx's order: Server, Date, Content-Type, Content-Length, Last-Modified, Transfer-Encoding,
     Connection, then the header list (ETag, Accept-Ranges, expires, add_header)."""
     lines = [b"HTTP/1.1 %d %s\r\nServer: %s\r\nDate: %s\r\n" % (status, reason(status), SERVER,
@@ -239,7 +262,7 @@ def _head(status: int, client: ClientConnection, content_type: bytes | None, len
         lines.append(b"%s: %s\r\n" % (name, value))
     if chunked:
         lines.append(b"Transfer-Encoding: chunked\r\n")
-    lines.append(b"Connection: keep-alive\r\n" if keepalive else b"Connection: close\r\n")
+    lines.append(b"Connection: keep-alive\r\n" + keepalive_line if keepalive else b"Connection: close\r\n")
     for name, value in extra:
         lines.append(b"%s: %s\r\n" % (name, value))
     lines.append(b"\r\n")
@@ -252,7 +275,7 @@ def _finish(client: ClientConnection, request: Request, plan: Plan, head: bytes,
     assert variables is not None
     variables.status = status
     variables.body_bytes_sent = sent
-    variables.sent_head = head
+    variables.sent = head      # $sent_http_*
     client.write(head)
     client.finish(request, plan, keepalive=keepalive)
 

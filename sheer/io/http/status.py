@@ -162,8 +162,8 @@ def _send(client: ClientConnection, request: Request, plan: Plan, status: int, b
         extra += tuple(added(location.add_headers, status, request.vars)[0])
     data = simple_response(status, server=SERVER, date=client.site.date(), body=body,
                            content_type=content_type,
-                           keepalive=keepalive, head=head, extra=extra)
-    request.vars.status = status
+                           keepalive=keepalive, head=head, extra=extra, keepalive_line=plan.keepalive_line)
+    request.vars.status, request.vars.sent = status, data      # $sent_http_*: the head as sent
     request.vars.body_bytes_sent = 0 if head else len(body)
     client.write(data)
     client.finish(request, plan, keepalive=keepalive)

@@ -17,6 +17,7 @@ from sheer.config.names import is_address
 from sheer.config.values import is_unix
 from sheer.core.balancers import Balancer, make_balancer
 from sheer.core.http.uri import BadProxyUrl, parse_proxy_url
+from sheer.core.resolve import Resolved
 from sheer.core.resolve_wire import strerror
 from sheer.io.context import WorkerContext
 from sheer.io.counting import PeerColumns, peer_columns
@@ -51,16 +52,27 @@ class Targets:
     def __init__(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
         http = ctx.config.http
-        self.blocks = {u.name: u for u in (http.upstreams if http else ()) if not u.implicit}
+        upstreams = http.upstreams if http else ()
+        self.blocks = {u.name: u for u in upstreams if not u.implicit}
+        # `proxy_pass http://HOST:PORT` elsewhere made an implicit upstream, which a URL of the same
+        # host and port uses (ngx_http_upstream_init_request looks among every upstream)
+        self.implicit: dict[str, Upstream] = {}
+        for server in (http.servers if http else ()):
+            for location in server.locations:
+                proxy = location.proxy_pass
+                if proxy is not None and proxy.upstream is not None and proxy.upstream.implicit:
+                    self.implicit.setdefault(proxy.upstream.name.lower(), proxy.upstream)
         self.lookups = NameLookups(ctx.log.log)
-        self.kept: OrderedDict[tuple[str, int], tuple[tuple[str, ...], Upstream, Balancer]] = OrderedDict()
+        self.kept: OrderedDict[tuple[str, int], Resolved] = OrderedDict()
 
     async def choose(self, text: str, location: Location) -> Target:
         try:
             url = parse_proxy_url(text)
         except BadProxyUrl as exc:
             raise TargetError(500, str(exc)) from None
-        block = self.blocks.get(url.host) if url.no_port else None
+        block = (self.blocks.get(url.host) if url.no_port
+                 else self.implicit.get(UpstreamServer(url.host, url.port).name.lower()) if self.implicit
+                 else None)
         if block is not None:
             return Target(block, self.ctx.balancer_for(block), peer_columns(self.ctx.shared.layout, block),
                           pool_for(block), url.proxy_host, url.uri)
@@ -79,18 +91,18 @@ class Targets:
         return Target(upstream, balancer, (), None, url.proxy_host, url.uri)
 
     def balancer(self, host: str, port: int, addresses: tuple[str, ...]) -> tuple[Upstream, Balancer]:
-        """Round robin over the addresses (kept while the answer is the same, so requests take
-        turns and a failed peer is passed over for its fail_timeout, across requests)."""
+        """Round robin over the addresses, a fresh one per request as nginx's
+        ngx_http_upstream_create_round_robin_peer makes it: a failure counts within the request only.
+        Requests take turns at which address comes first (nginx's resolver rotates its answer)."""
         key = (host, port)
         found = self.kept.get(key)
-        if found is not None and found[0] == addresses:
+        if found is None or found.addresses != addresses:
+            written = UpstreamServer(host, port).name
+            found = self.kept[key] = Resolved(addresses, written, port)
+            while len(self.kept) > KEPT:
+                self.kept.popitem(last=False)
+        else:
             self.kept.move_to_end(key)
-            return found[1], found[2]
-        written = UpstreamServer(host, port).name
-        upstream = Upstream(written, tuple(UpstreamServer(a, port, text=written) for a in addresses),
-                            implicit=True)
-        balancer = make_balancer(upstream)
-        self.kept[key] = (addresses, upstream, balancer)
-        while len(self.kept) > KEPT:
-            self.kept.popitem(last=False)
-        return upstream, balancer
+        upstream = found.next()
+        return upstream, make_balancer(upstream)
+

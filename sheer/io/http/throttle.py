@@ -67,21 +67,10 @@ def limit_response(exchange: Exchange, location: Location, variables: RequestVar
     """The limits of a proxied response, as nginx works them out when it starts: X-Accel-Limit-Rate from
     the upstream, else a rate already set (`set $limit_rate`), else `limit_rate`; `limit_rate_after`;
     `proxy_limit_rate`. With none, the response is written as it comes."""
-    rate = variables.limit_rate
     header = accel_limit_rate(exchange.headers)
-    if header is not None and header.isdigit():
-        rate = int(header)
-    if rate is None:
-        rate, problem = evaluate(location.limit_rate, variables) if location.limit_rate else (0, None)
-        if problem is not None:
-            complain(problem)
-    variables.limit_rate = rate
-    limits = []
-    if rate:
-        after, problem = evaluate(location.limit_rate_after, variables)
-        if problem is not None:
-            complain(problem)
-        limits.append(RateLimit(rate, started, after))
+    ignored = "x-accel-limit-rate" in location.proxy_ignore_headers     # taken out even so: never passed on
+    limits = response_limits(location, variables, started, complain,
+                             int(header) if header is not None and header.isdigit() and not ignored else None)
     if location.proxy_limit_rate:
         limits.append(RateLimit(location.proxy_limit_rate, started))
     if limits:
@@ -99,6 +88,25 @@ def limit_response(exchange: Exchange, location: Location, variables: RequestVar
 
         exchange.throttle = Throttle(exchange.loop, limits,
                                      lambda: None if client.closed else client.transport, source_paused)
+
+
+def response_limits(location: Location, variables: RequestVariables, started: float,
+                    complain: Callable[[str], None], rate: int | None = None) -> list[RateLimit]:
+    """`limit_rate` and `limit_rate_after` of one response (a proxied one's or a file's): `rate` (the
+    upstream's X-Accel-Limit-Rate), else a rate already set (`set $limit_rate`), else `limit_rate`."""
+    if rate is None:
+        rate = variables.limit_rate
+    if rate is None:
+        rate, problem = evaluate(location.limit_rate, variables) if location.limit_rate else (0, None)
+        if problem is not None:
+            complain(problem)
+    variables.limit_rate = rate
+    if not rate:
+        return []
+    after, problem = evaluate(location.limit_rate_after, variables)
+    if problem is not None:
+        complain(problem)
+    return [RateLimit(rate, started, after)]
 
 
 class Throttle:

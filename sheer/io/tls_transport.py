@@ -1,0 +1,281 @@
+"""A TLS connection as an asyncio transport, on a non-blocking `ssl.SSLSocket`: OpenSSL reads and writes
+the socket itself (SSL_read, SSL_write), as nginx's ngx_ssl_recv/ngx_ssl_send do.
+
+The event loop's own TLS transport (uvloop's SSLProtocol) passes every record through memory BIOs and
+several layers of buffers; a small keepalive request costs it ~50 µs of CPU more than this (measured in
+docs/performance.md, "HTTPS on the socket"). The protocol sees the same transport interface either way
+(write, writelines, pause/resume_reading, flow control with pause_writing/resume_writing, close, abort,
+get_extra_info with "ssl_object").
+
+Two OpenSSL rules shape the writing side: a write that returned SSL_ERROR_WANT_WRITE must be retried
+with at least the same bytes (what was already encrypted is not encrypted again), which is why the
+buffer is only ever appended to and retried from its start; and SSL_read may hold a decrypted record
+the socket no longer signals, which is why resuming reading looks at `pending()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import ssl
+from typing import Any
+
+RECV = 65536                # what one SSL_read may return (a record is at most 16 KiB)
+CHUNK = 262144              # what one SSL_write takes from the buffer
+_WOULD_BLOCK = (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError, InterruptedError)
+
+
+async def accept_tls(loop: asyncio.AbstractEventLoop, sock: socket.socket, context: ssl.SSLContext,
+                     timeout: float) -> ssl.SSLSocket:
+    """The server side of the handshake on an accepted socket (made non-blocking; the returned
+    SSLSocket takes over), bounded by `timeout` (TimeoutError); a failure is the ssl module's
+    exception (an OSError), after which the connection is closed."""
+    sock.setblocking(False)
+    tls = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+    fd = tls.fileno()
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                try:
+                    tls.do_handshake()
+                    return tls
+                except ssl.SSLWantReadError:
+                    await _ready(loop, fd, reading=True)
+                except ssl.SSLWantWriteError:
+                    await _ready(loop, fd, reading=False)
+    except BaseException:
+        _discard_input(fd)      # what the client sent and OpenSSL did not read: no reset at close
+        tls.close()
+        raise
+
+
+def _discard_input(fd: int) -> None:
+    for _ in range(16):
+        try:
+            if not os.read(fd, 65536):
+                return
+        except OSError:             # nothing more now (EAGAIN), or the connection is gone
+            return
+
+
+async def _ready(loop: asyncio.AbstractEventLoop, fd: int, reading: bool) -> None:
+    waiter = loop.create_future()
+
+    def wake() -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    (loop.add_reader if reading else loop.add_writer)(fd, wake)
+    try:
+        await waiter
+    finally:
+        (loop.remove_reader if reading else loop.remove_writer)(fd)
+
+
+class TlsTransport(asyncio.Transport):
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: ssl.SSLSocket,
+                 protocol: asyncio.Protocol) -> None:
+        super().__init__()
+        self._loop = loop
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._protocol = protocol
+        self._buffer = bytearray()       # what SSL_write has not taken yet (retried from its start)
+        self._high, self._low = 65536, 16384
+        self._writing_paused = False     # the protocol was told pause_writing()
+        self._writer = False             # waiting for the socket to be writable
+        self._reading = True
+        self._closing = False
+        self._lost = False
+        self._extra: dict[str, Any] = {"socket": sock, "ssl_object": sock, "sslcontext": sock.context}
+        try:
+            self._extra["peername"] = sock.getpeername()
+            self._extra["sockname"] = sock.getsockname()
+        except OSError:
+            pass
+
+    def start(self) -> None:
+        """Tell the protocol it is connected, then read."""
+        self._protocol.connection_made(self)
+        if self._reading and not self._closing:
+            self._loop.add_reader(self._fd, self._read_ready)
+            if self._sock.pending():
+                self._loop.call_soon(self._read_ready)
+
+    # --- reading --------------------------------------------------------------------------
+
+    def _read_ready(self) -> None:
+        sock, protocol = self._sock, self._protocol
+        while self._reading and not self._closing:
+            try:
+                data = sock.recv(RECV)
+            except _WOULD_BLOCK:
+                return
+            except OSError as exc:
+                self._fatal(exc)
+                return
+            if not data:                   # close_notify, or the TCP FIN (a ragged EOF) at a record boundary
+                self._eof()
+                return
+            try:
+                protocol.data_received(data)
+            except Exception as exc:  # noqa: BLE001 - a bug in one connection ends that connection only
+                self._fatal(exc, "protocol.data_received() call failed")
+                return
+
+    def _eof(self) -> None:
+        self._loop.remove_reader(self._fd)
+        self._reading = False
+        try:
+            self._protocol.eof_received()     # a TLS connection cannot stay half open: it closes
+        except Exception as exc:  # noqa: BLE001 - a bug in one connection ends that connection only
+            self._fatal(exc, "protocol.eof_received() call failed")
+            return
+        self.close()
+
+    def pause_reading(self) -> None:
+        if self._reading and not self._closing:
+            self._reading = False
+            self._loop.remove_reader(self._fd)
+
+    def resume_reading(self) -> None:
+        if not self._reading and not self._closing:
+            self._reading = True
+            self._loop.add_reader(self._fd, self._read_ready)
+            if self._sock.pending():          # a record already decrypted: the socket will not say so
+                self._loop.call_soon(self._read_ready)
+
+    def is_reading(self) -> bool:
+        return self._reading
+
+    # --- writing --------------------------------------------------------------------------
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._closing or not data:
+            return
+        buffer = self._buffer
+        if buffer:
+            buffer += data
+            self._check_limits()
+            return
+        try:
+            sent = self._sock.send(data)
+        except _WOULD_BLOCK:
+            sent = 0
+        except OSError as exc:
+            self._fatal(exc)
+            return
+        if sent < len(data):
+            buffer += memoryview(data)[sent:] if sent else data
+            self._want_writable()
+            self._check_limits()
+
+    def writelines(self, list_of_data: Any) -> None:
+        self.write(b"".join(list_of_data))
+
+    def _want_writable(self) -> None:
+        if not self._writer:
+            self._writer = True
+            self._loop.add_writer(self._fd, self._write_ready)
+
+    def _write_ready(self) -> None:
+        buffer, sock = self._buffer, self._sock
+        while buffer:
+            try:
+                sent = sock.send(memoryview(buffer)[:CHUNK])
+            except _WOULD_BLOCK:
+                return
+            except OSError as exc:
+                self._fatal(exc)
+                return
+            del buffer[:sent]
+        self._writer = False
+        self._loop.remove_writer(self._fd)
+        if self._writing_paused:
+            self._writing_paused = False
+            self._protocol.resume_writing()
+        if self._closing:
+            self._finish_close()
+
+    def _check_limits(self) -> None:
+        if not self._writing_paused and len(self._buffer) > self._high:
+            self._writing_paused = True
+            self._protocol.pause_writing()
+        elif self._writing_paused and len(self._buffer) <= self._low:
+            self._writing_paused = False
+            self._protocol.resume_writing()
+
+    def get_write_buffer_size(self) -> int:
+        return len(self._buffer)
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self._low, self._high
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        if high is None:
+            high = 65536 if low is None else 4 * low
+        if low is None:
+            low = high // 4
+        self._high, self._low = high, low
+        self._check_limits()
+
+    def can_write_eof(self) -> bool:
+        return False
+
+    # --- ending ---------------------------------------------------------------------------
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        """Send what is buffered, then close_notify, then close the socket."""
+        if self._closing:
+            return
+        self._closing = True
+        if self._reading:
+            self._reading = False
+            self._loop.remove_reader(self._fd)
+        if not self._buffer:
+            self._finish_close()
+
+    def _finish_close(self) -> None:
+        try:
+            self._sock.unwrap()               # sends close_notify; the peer's is not waited for
+        except (OSError, ValueError):
+            pass
+        self._lose(None)
+
+    def abort(self) -> None:
+        self._closing = True
+        self._lose(None)
+
+    def _fatal(self, exc: BaseException, message: str | None = None) -> None:
+        if message is not None:
+            self._loop.call_exception_handler({"message": message, "exception": exc, "transport": self,
+                                               "protocol": self._protocol})
+        self._closing = True
+        self._lose(exc if isinstance(exc, OSError) else None)
+
+    def _lose(self, exc: Exception | None) -> None:
+        if self._lost:
+            return
+        self._lost = True
+        self._reading = False
+        loop, fd = self._loop, self._fd
+        loop.remove_reader(fd)
+        if self._writer:
+            self._writer = False
+            loop.remove_writer(fd)
+        self._buffer.clear()
+        self._sock.close()
+        loop.call_soon(self._protocol.connection_lost, exc)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._extra.get(name, default)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._protocol
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._protocol = protocol  # type: ignore[assignment]
