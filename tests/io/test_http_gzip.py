@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import http.client
 import http.server
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -239,3 +240,51 @@ def test_answers_of_sheer_itself(harness: Harness, upstream: int) -> None:
     assert headers["content-encoding"] == "gzip" and body == b"" and "transfer-encoding" not in headers
     status, headers, body = get(proxy, "/said")
     assert "content-encoding" not in headers and body == b"said " * 50
+
+
+def _raw(port: int, request: bytes) -> tuple[bytes, bytes]:
+    """The whole answer to one request on a connection the client then closes: (head, body as sent)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head, body
+
+
+def _dechunked(body: bytes) -> tuple[bytes, bytes]:
+    """A chunked body's data and its trailer lines; nothing may follow its one last chunk."""
+    data = b""
+    while True:
+        size_line, _, body = body.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0:
+            trailers, end, rest = body.partition(b"\r\n\r\n") if not body.startswith(b"\r\n") else (
+                b"", b"\r\n", body[2:])
+            assert end and rest == b"", body
+            return data, trailers
+        data, body = data + body[:size], body[size + 2:]
+
+
+def test_compressed_with_trailers_and_http10(harness: Harness, upstream: int) -> None:
+    """A compressed answer (sheer's own, a file, a proxied one) to HTTP/1.1 is chunked with one last chunk,
+    carrying add_trailer's lines where a location has them; to HTTP/1.0 it has no length and the connection
+    closes after it."""
+    files = harness.tmp / "files"
+    files.mkdir()
+    (files / "page.html").write_bytes(PAGE)
+    proxy = serve(harness, upstream, 'gzip on; gzip_http_version 1.0; gzip_types text/plain; '
+                  'add_trailer X-T "done"; '
+                  'location /said { return 200 "%s"; }' % ("said " * 50))
+    for path, whole in (("/said", b"said " * 50), ("/files/page.html", PAGE), ("/page", PAGE)):
+        head, body = _raw(proxy, b"GET %s HTTP/1.1\r\nHost: a\r\nAccept-Encoding: gzip\r\n"
+                          b"Connection: close\r\n\r\n" % path.encode())
+        assert b"Transfer-Encoding: chunked" in head and b"Content-Length" not in head, head
+        assert b"Content-Encoding: gzip" in head
+        data, trailers = _dechunked(body)
+        assert gzip.decompress(data) == whole and trailers == b"X-T: done", (path, trailers)
+        head, body = _raw(proxy, b"GET %s HTTP/1.0\r\nHost: a\r\nAccept-Encoding: gzip\r\n"
+                          b"Connection: keep-alive\r\n\r\n" % path.encode())
+        assert b"Transfer-Encoding" not in head and b"Content-Length" not in head, head
+        assert b"Connection: close" in head and gzip.decompress(body) == whole, path
