@@ -8,6 +8,7 @@ later part of sheer implements are listed with `todo` and refused with "not impl
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from sheer.config import (
@@ -38,6 +39,7 @@ from sheer.config.table import (
     HTTP,
     HTTP_ALL,
     HTTP_IF,
+    HTTP_LIF,
     HTTP_LOCATION,
     HTTP_MATCH,
     HTTP_SERVER,
@@ -203,7 +205,7 @@ TABLE: tuple[Directive, ...] = (
     _d("proxy_requests", STREAM_ALL, (1, 1), _number("proxy_requests")),
     _d("proxy_half_close", STREAM_ALL, (1, 1), _flag("proxy_half_close")),
     _d("proxy_next_upstream", STREAM_ALL | HTTP_ALL, (1, None)),
-    _d("return", {STREAM_SERVER, HTTP_SERVER, HTTP_LOCATION, HTTP_IF}, (1, 2), script=True),
+    _d("return", {STREAM_SERVER, HTTP_SERVER, HTTP_LOCATION, HTTP_IF, HTTP_LIF}, (1, 2), script=True),
     _d("proxy_bind", STREAM_ALL | HTTP_ALL, (1, 2), _proxy_bind),
     # rate limits (sheer/core/rate.py): sizes, or variables worked out per session or request
     _d("proxy_upload_rate", STREAM_ALL, (1, 1), rate_value("proxy_upload_rate", STREAM_VARIABLES)),
@@ -301,6 +303,13 @@ TABLE += proxy_headers.DIRECTIVES
 TABLE += tuple(_d(name, contexts, nargs, conv, multi=multi)
                for name, contexts, nargs, conv, multi in tls.DIRECTIVES)
 
+# `if` in a location is a nameless location of its own (sheer.config.build_http): the directives nginx
+# allows there (NGX_HTTP_LIF_CONF) that sheer has; at server level `if` takes the rewrite module's only
+IF_IN_LOCATION = frozenset({"access_log", "add_header", "add_trailer", "error_page", "expires", "gzip",
+                            "limit_rate", "limit_rate_after", "proxy_pass", "root", "sendfile"})
+TABLE = tuple(replace(each, contexts=each.contexts | {HTTP_LIF})
+              if each.name in IF_IN_LOCATION and HTTP_LOCATION in each.contexts else each for each in TABLE)
+
 _BY_CONTEXT: dict[tuple[str, str], Directive] = {}
 _NAMES: set[str] = set()
 for _entry in TABLE:
@@ -313,9 +322,6 @@ def lookup(name: str, context: str, source: Source) -> Directive:
     """The table entry for `name` in `context`, or nginx's error for it."""
     entry = _BY_CONTEXT.get((name, context))
     if entry is None:
-        if context == HTTP_IF and name != "if" and (name, HTTP_LOCATION) in _BY_CONTEXT:
-            raise ConfigError(f'"{name}" inside "if" is not supported by sheer (only rewrite, set, '
-                              'return and break are); a map and a variable in the location often do', source)
         if name in _NAMES:
             raise ConfigError(f'"{name}" directive is not allowed here', source)
         raise ConfigError(unsupported.refusal(name) or f'unknown directive "{name}"', source)

@@ -253,6 +253,8 @@ class Location:
     modifier: str = ""                          # "", "=", "^~", "~", "~*", or "@" (a named location)
     regex: re.Pattern[str] | None = None        # of "~" and "~*", compiled once
     nested: tuple[Location, ...] = ()           # the locations inside this one (HttpServer.locations too)
+    # its `if` blocks' nameless configurations, in the order written (sheer.config.script If.config)
+    if_configs: tuple[Location, ...] = ()
     proxy_pass: ProxyPass | None = None
     return_: HttpReturn | None = None
     # Effective headers (defaults and inheritance already applied); an empty value removes the header.

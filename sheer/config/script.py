@@ -71,9 +71,13 @@ class Condition:
 
 @dataclass(frozen=True, slots=True)
 class If:
+    """`config`: in a location, which of its nameless configurations (Location.if_configs) serves the
+    request once the condition held (nginx's r->loc_conf = if_code->loc_conf); -1 at server level."""
+
     condition: Condition
     body: tuple[Op, ...]
     source: Source | None = None
+    config: int = -1
 
 
 Op = Rewrite | SetVar | Break | Return | If

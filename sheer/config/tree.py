@@ -102,7 +102,7 @@ def _block_context(name: str, parent: str) -> str:
     if name == "location":
         return table.HTTP_LOCATION
     if name == "if":
-        return table.HTTP_IF
+        return table.HTTP_LIF if parent == table.HTTP_LOCATION else table.HTTP_IF
     return name
 
 

@@ -86,6 +86,10 @@ def location_phase(client: Client, request: Request, plan: Plan) -> Plan | Resul
         if location is None or location.rewrite is None:
             return plan
         result = _run(client, request, location.rewrite)
+        if state.config >= 0:
+            if result.outcome is not Outcome.RELOCATE:   # the `if` that held last: its configuration serves
+                plan = request.plan = client.site.plan(location.if_configs[state.config])
+            state.config = -1
         if result.outcome is not Outcome.RELOCATE:
             return result if result.outcome is not Outcome.DONE else plan
         state.changes -= 1
