@@ -17,7 +17,8 @@ def _upstreams(harness: Harness) -> tuple[str, int]:
     writers = harness.listen("127.0.0.11")
     readers = harness.listen("127.0.0.12")
     servers = f"""
-        server {{ listen 127.0.0.11:{writers}; location / {{ return 200 "writers $request_method $request_uri"; }} }}
+        server {{ listen 127.0.0.11:{writers};
+            location / {{ return 200 "writers $request_method $request_uri"; }} }}
         server {{ listen 127.0.0.12:{readers}; location / {{ add_header X-Up 1;
             return 200 "readers $request_method $request_uri"; }} }}
         upstream writers {{ server 127.0.0.11:{writers}; }}
@@ -116,7 +117,8 @@ def test_limit_rate_access_log_and_root_in_if(harness: Harness) -> None:
     assert get(proxy, "/big?quiet=1")[0] == 200
     assert get(proxy, "/big?other=1")[2] == b"other\n"
     deadline = time.monotonic() + 3          # the last line is written once the response is sent
-    while len(lines := (harness.tmp / "access.log").read_text().splitlines()) < 3 and time.monotonic() < deadline:
+    log = harness.tmp / "access.log"
+    while len(lines := log.read_text().splitlines()) < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert "/big 200" in lines and "/big?slow=1 200" in lines and "/big?other=1 200" in lines
     assert not any("quiet" in line for line in lines)

@@ -128,8 +128,8 @@ def test_a_rewrite_that_relocates_in_an_if_still_marks_it(tmp_path: Path) -> Non
 
 @pytest.mark.parametrize(("lines", "server", "message"), [
     ("if ($arg_a) { proxy_pass http://writers/x; }", "",
-     'lb.conf:9: "proxy_pass" cannot have URI part in location given by regular expression, or inside '
-     'named location, or inside "if" statement'),
+     ('lb.conf:9: "proxy_pass" cannot have URI part in location given by regular expression, or inside '
+      'named location, or inside "if" statement')),
     ("if ($arg_a) { proxy_set_header X 1; }", "", '"proxy_set_header" directive is not allowed here'),
     ("if ($arg_a) { try_files $uri =404; }", "", '"try_files" directive is not allowed here'),
     ("if ($arg_a) { client_max_body_size 1k; }", "", '"client_max_body_size" directive is not allowed here'),
