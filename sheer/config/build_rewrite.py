@@ -33,7 +33,8 @@ def _ops(entries: list[tuple[str, Any, Source]]) -> tuple[Op, ...]:
             config = -1
             if value.context == HTTP_LIF:
                 config, configs = configs, configs + 1
-            ops.append(If(condition(value.args, source), _ops(value.get("script", [])), source, config))
+            ops.append(If(condition(value.args, source), _ops(value.get("script", [])), source, config,
+                          "proxy_pass" in value.settings))
         else:
             ops.append(value)
     return tuple(ops)

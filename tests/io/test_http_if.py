@@ -122,3 +122,19 @@ def test_limit_rate_access_log_and_root_in_if(harness: Harness) -> None:
         time.sleep(0.05)
     assert "/big 200" in lines and "/big?slow=1 200" in lines and "/big?other=1 200" in lines
     assert not any("quiet" in line for line in lines)
+
+
+def test_proxy_pass_of_an_earlier_if_without_configuration_is_a_500(harness: Harness) -> None:
+    """nginx's proxy_if.t "proxy_pass inside if": the first `if` sets the proxy handler, the second
+    one's configuration has no proxy_pass: 500 "no upstream configuration"."""
+    servers, readers = _upstreams(harness)
+    proxy = harness.listen("127.0.0.1")
+    harness.serve(f"""{servers}
+        server {{ listen 127.0.0.1:{proxy};
+            location /crash {{ set $true 1; if ($true) {{ proxy_pass http://readers; }} if ($arg_b) {{ }} }}
+            location /uri {{ proxy_pass http://127.0.0.12:{readers}/replacement; if ($arg_if) {{ }} }}
+        }}""")
+    assert get(proxy, "/crash")[2] == b"readers GET /crash"
+    assert get(proxy, "/crash?b=1")[0] == 500
+    assert "no upstream configuration" in harness.error_log()
+    assert get(proxy, "/uri?if=1")[2] == b"readers GET /replacement?if=1"   # the location's URI part

@@ -89,7 +89,11 @@ def location_phase(client: Client, request: Request, plan: Plan) -> Plan | Resul
         if state.config >= 0:
             if result.outcome is not Outcome.RELOCATE:   # the `if` that held last: its configuration serves
                 plan = request.plan = client.site.plan(location.if_configs[state.config])
-            state.config = -1
+                if (state.handler and result.outcome is Outcome.DONE and plan.location is not None
+                        and plan.location.proxy_pass is None):
+                    # an earlier `if`'s proxy_pass handler, with a configuration that has none: nginx's 500
+                    result = Result(Outcome.ERROR, 500, "no upstream configuration")
+            state.config, state.handler = -1, False
         if result.outcome is not Outcome.RELOCATE:
             return result if result.outcome is not Outcome.DONE else plan
         state.changes -= 1
