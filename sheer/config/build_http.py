@@ -13,6 +13,7 @@ from sheer.config.build_static import expires_of, static_of
 from sheer.config.build_tls import server_tls, upstream_tls
 from sheer.config.errors import ConfigError, Source
 from sheer.config.handlers import api_location, status_handler
+from sheer.config.limit_except import allowed_methods, limit_block
 from sheer.config.locations import check_nesting, duplicate_key, location_args, location_regex
 from sheer.config.maps import maps_of
 from sheer.config.model import (
@@ -149,7 +150,10 @@ class HttpBuilder:
             # each `if` a nameless location inheriting from this one (ngx_http_rewrite_if)
             ifs = tuple(self.location(inner, [inner, child, *chain], upstreams, formats, modifier, path,
                                       location) for inner in child.children if inner.context == HTTP_LIF)
-            found.append(replace(location, nested=tuple(nested), if_configs=ifs))
+            limited = limit_block(child)
+            restricted = None if limited is None else (allowed_methods(limited), self.location(
+                limited, [limited, child, *chain], upstreams, formats, modifier, path, location))
+            found.append(replace(location, nested=tuple(nested), if_configs=ifs, limit_except=restricted))
         return found
 
     def location(self, block: Block, chain: list[Block], upstreams: dict[str, Upstream],
@@ -360,6 +364,7 @@ def _flat(tree: list[Location]) -> list[Location]:
     for location in tree:
         out.append(location)
         out += location.if_configs
+        out += (location.limit_except[1],) if location.limit_except is not None else ()
         out += _flat(list(location.nested))
     return out
 

@@ -40,6 +40,7 @@ from sheer.config.table import (
     HTTP_ALL,
     HTTP_IF,
     HTTP_LIF,
+    HTTP_LMT,
     HTTP_LOCATION,
     HTTP_MATCH,
     HTTP_SERVER,
@@ -235,6 +236,7 @@ TABLE: tuple[Directive, ...] = (
     # http
     _d("server_name", {HTTP_SERVER}, (1, None), multi=True),      # nginx: every line adds its names
     _d("location", {HTTP_SERVER, HTTP_LOCATION}, (1, 2), block=HTTP_LOCATION),
+    _d("limit_except", {HTTP_LOCATION}, (1, None), block=HTTP_LMT),      # sheer/config/limit_except.py
     _d("proxy_set_header", HTTP_ALL, (2, 2), multi=True),
     _d("proxy_http_version", HTTP_ALL, (1, 1), _http_version),
     _d("proxy_pass_request_headers", HTTP_ALL, (1, 1), _flag("proxy_pass_request_headers")),
@@ -307,8 +309,19 @@ TABLE += tuple(_d(name, contexts, nargs, conv, multi=multi)
 # allows there (NGX_HTTP_LIF_CONF) that sheer has; at server level `if` takes the rewrite module's only
 IF_IN_LOCATION = frozenset({"access_log", "add_header", "add_trailer", "error_page", "expires", "gzip",
                             "limit_rate", "limit_rate_after", "proxy_pass", "root", "sendfile"})
-TABLE = tuple(replace(each, contexts=each.contexts | {HTTP_LIF})
-              if each.name in IF_IN_LOCATION and HTTP_LOCATION in each.contexts else each for each in TABLE)
+# `limit_except` too (NGX_HTTP_LMT_CONF)
+LIMIT_EXCEPT = frozenset({"access_log", "allow", "deny", "proxy_pass"})
+
+
+def _nameless(each: Directive) -> Directive:
+    if HTTP_LOCATION not in each.contexts:
+        return each
+    more = {HTTP_LIF} if each.name in IF_IN_LOCATION else set()
+    more |= {HTTP_LMT} if each.name in LIMIT_EXCEPT else set()
+    return replace(each, contexts=each.contexts | more) if more else each
+
+
+TABLE = tuple(_nameless(each) for each in TABLE)
 
 _BY_CONTEXT: dict[tuple[str, str], Directive] = {}
 _NAMES: set[str] = set()

@@ -255,6 +255,8 @@ class Location:
     nested: tuple[Location, ...] = ()           # the locations inside this one (HttpServer.locations too)
     # its `if` blocks' nameless configurations, in the order written (sheer.config.script If.config)
     if_configs: tuple[Location, ...] = ()
+    # `limit_except`: the methods this configuration serves, and the one for every other method
+    limit_except: tuple[frozenset[bytes], Location] | None = None
     proxy_pass: ProxyPass | None = None
     return_: HttpReturn | None = None
     # Effective headers (defaults and inheritance already applied); an empty value removes the header.

@@ -19,6 +19,7 @@ HTTP, HTTP_SERVER, HTTP_LOCATION, HTTP_UPSTREAM = "http", "http.server", "http.l
 STREAM, STREAM_SERVER, STREAM_UPSTREAM = "stream", "stream.server", "stream.upstream"
 HTTP_IF = "http.if"      # `if (...) { }` in a server (nginx's NGX_HTTP_SIF_CONF): the rewrite module's only
 HTTP_LIF = "http.lif"    # `if (...) { }` in a location (NGX_HTTP_LIF_CONF): a nameless location of its own
+HTTP_LMT = "http.lmt"    # `limit_except METHOD ... { }` (NGX_HTTP_LMT_CONF): another nameless location
 HTTP_ALL = frozenset({HTTP, HTTP_SERVER, HTTP_LOCATION})
 STREAM_ALL = frozenset({STREAM, STREAM_SERVER})
 STREAM_MATCH, HTTP_MATCH = "stream.match", "http.match"

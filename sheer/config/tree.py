@@ -101,6 +101,8 @@ def _block_context(name: str, parent: str) -> str:
         return f"{parent}.{name}"
     if name == "location":
         return table.HTTP_LOCATION
+    if name == "limit_except":
+        return table.HTTP_LMT
     if name == "if":
         return table.HTTP_LIF if parent == table.HTTP_LOCATION else table.HTTP_IF
     return name

@@ -138,3 +138,19 @@ def test_proxy_pass_of_an_earlier_if_without_configuration_is_a_500(harness: Har
     assert get(proxy, "/crash?b=1")[0] == 500
     assert "no upstream configuration" in harness.error_log()
     assert get(proxy, "/uri?if=1")[2] == b"readers GET /replacement?if=1"   # the location's URI part
+
+
+def test_limit_except(harness: Harness) -> None:
+    servers, _ = _upstreams(harness)
+    proxy = harness.listen("127.0.0.1")
+    harness.serve(f"""{servers}
+        server {{ listen 127.0.0.1:{proxy};
+            location /ro/ {{ proxy_pass http://readers; limit_except GET {{ deny all; }} }}
+            location /rw/ {{ proxy_pass http://readers; limit_except GET {{ proxy_pass http://writers; }} }}
+        }}""")
+    assert get(proxy, "/ro/a")[2] == b"readers GET /ro/a"
+    assert get(proxy, "/ro/a", method="HEAD")[0] == 200
+    assert get(proxy, "/ro/a", method="POST", body=b"x")[0] == 403
+    assert get(proxy, "/ro/a", method="DELETE")[0] == 403
+    assert get(proxy, "/rw/a")[2] == b"readers GET /rw/a"
+    assert get(proxy, "/rw/a", method="PUT", body=b"x")[2] == b"writers PUT /rw/a"

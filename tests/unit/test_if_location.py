@@ -150,3 +150,30 @@ def test_server_level_if_has_no_configuration(tmp_path: Path) -> None:
     assert script is not None
     op = script.ops[0]
     assert isinstance(op, If) and op.config == -1
+
+
+# -- limit_except, the other nameless location (ngx_http_core_limit_except) --
+
+def test_limit_except_configuration(tmp_path: Path) -> None:
+    location = _location(tmp_path, f"proxy_pass http://readers/x/;\naccess_log {tmp_path}/a.log;\n"
+                                   "limit_except get post { allow 127.0.0.1; deny all; access_log off; }")
+    assert location.limit_except is not None
+    methods, inner = location.limit_except
+    assert methods == {b"GET", b"HEAD", b"POST"}
+    assert inner.proxy_pass is location.proxy_pass and [rule.allow for rule in inner.access] == [True, False]
+    assert location.access == () and location.access_logs and not inner.access_logs
+    config = _load(tmp_path, "location /t { limit_except GET { deny all; } }")
+    assert config.http is not None and len(config.http.servers[0].locations) == 2
+
+
+@pytest.mark.parametrize(("lines", "message"), [
+    ("limit_except FOO { }", 'lb.conf:9: invalid method "FOO"'),
+    ("limit_except GET { }\nlimit_except POST { }", 'lb.conf:10: "limit_except" directive is duplicate'),
+    ("limit_except GET { proxy_pass http://writers/x; }", 'or inside "limit_except" block'),
+    ("limit_except GET { add_header X 1; }", '"add_header" directive is not allowed here'),
+    ("limit_except GET { limit_except POST { } }", '"limit_except" directive is not allowed here'),
+])
+def test_what_limit_except_refuses(tmp_path: Path, lines: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        _location(tmp_path, lines)
+    assert message in str(caught.value)

@@ -106,7 +106,7 @@ def internal_redirect(client: Client, request: Request, target: str, override: i
     if request.body.expected:           # without the body: what is left of it is read and dropped
         request.body.detach()
         request.body = RequestBody(client, None, False)
-    new_plan = request.plan = client.site.plan(found)
+    new_plan = request.plan = client.site.plan(found, request.method)
     client.dispatch(request, new_plan)
     return True
 
