@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from test_http_framing import exchange
 from test_http_harness import Harness, harness_fixture  # noqa: F401
 from test_http_proxy import get
 
@@ -154,3 +155,23 @@ def test_limit_except(harness: Harness) -> None:
     assert get(proxy, "/ro/a", method="DELETE")[0] == 403
     assert get(proxy, "/rw/a")[2] == b"readers GET /rw/a"
     assert get(proxy, "/rw/a", method="PUT", body=b"x")[2] == b"writers PUT /rw/a"
+
+
+def test_add_trailer_and_error_page_in_if(harness: Harness) -> None:
+    proxy = harness.listen("127.0.0.1")
+    harness.serve(f"""
+        server {{ listen 127.0.0.1:{proxy}; server_name localhost;
+            location /tr {{ add_trailer X-Loc 1; if ($arg_t) {{ add_trailer X-If $arg_t; }}
+                            return 200 "hi"; }}
+            location /ep {{ root {harness.tmp}/none; if ($arg_e) {{ error_page 404 =200 /alt; }} }}
+            location = /alt {{ return 200 "alt $uri"; }}
+        }}""")
+
+    def ask(path: str) -> bytes:
+        head = f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        return exchange(proxy, head.encode())
+
+    assert ask("/tr").endswith(b"2\r\nhi\r\n0\r\nX-Loc: 1\r\n\r\n")
+    assert ask("/tr?t=2").endswith(b"2\r\nhi\r\n0\r\nX-If: 2\r\n\r\n")
+    assert get(proxy, "/ep/x")[0] == 404
+    assert get(proxy, "/ep/x?e=1")[:3:2] == (200, b"alt /alt")
