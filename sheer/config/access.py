@@ -1,6 +1,6 @@
 """`allow` and `deny` (ngx_http_access_module, ngx_stream_access_module): rules read in the order
-written, both directives in one list; a level with rules of its own replaces the outer ones. And
-`limit_except METHOD ... { allow/deny }` (ngx_http_core_module): other rules for the other methods."""
+written, both directives in one list; a level with rules of its own replaces the outer ones (a
+`limit_except` block's for the methods it does not name: sheer.config.limit_except)."""
 
 from __future__ import annotations
 
@@ -45,37 +45,3 @@ def access_rules(chain: list[Any]) -> tuple[AccessRule, ...]:
         if rules:
             return tuple(value for value, _ in rules)
     return ()
-
-
-# the methods nginx knows for limit_except (ngx_http_core_limit_except's table)
-LIMIT_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "MKCOL", "COPY", "MOVE", "OPTIONS",
-                           "PROPFIND", "PROPPATCH", "LOCK", "UNLOCK", "PATCH"})
-
-
-@dataclass(frozen=True, slots=True)
-class LimitExcept:
-    methods: frozenset[bytes]           # the methods the location's own rules keep (GET brings HEAD)
-    access: tuple[AccessRule, ...]      # for every other method
-
-
-def limit_methods(args: list[str], source: Source) -> list[str]:
-    for method in args:
-        if method.upper() not in LIMIT_METHODS:
-            raise ConfigError(f'invalid method "{method}"', source)
-    return args
-
-
-def limit_except(chain: list[Any], context: str) -> LimitExcept | None:
-    """The innermost level's `limit_except` block (nginx merges it into nested locations), its rules
-    inheriting the location's when it has none."""
-    for at, block in enumerate(chain):
-        found = [child for child in block.children if child.context == context]
-        if len(found) > 1:
-            raise ConfigError('"limit_except" directive is duplicate', found[1].source)
-        if found:
-            limit_methods(found[0].args, found[0].source)
-            methods = {method.upper().encode() for method in found[0].args}
-            if b"GET" in methods:
-                methods.add(b"HEAD")
-            return LimitExcept(frozenset(methods), access_rules([found[0], *chain[at:]]))
-    return None

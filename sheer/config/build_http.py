@@ -7,13 +7,14 @@ from typing import Any, Protocol
 
 from sheer.config import build_health, proxy_headers
 from sheer.config import directives as d
-from sheer.config.access import access_rules, limit_except
+from sheer.config.access import access_rules
 from sheer.config.build_gzip import gzip_of
-from sheer.config.build_handlers import api_location, status_handler
 from sheer.config.build_rewrite import script_of
 from sheer.config.build_static import expires_of, static_of
 from sheer.config.build_tls import server_tls, upstream_tls
 from sheer.config.errors import ConfigError, Source
+from sheer.config.handlers import api_location, status_handler
+from sheer.config.limit_except import allowed_methods, limit_block
 from sheer.config.locations import check_nesting, duplicate_key, location_args, location_regex
 from sheer.config.made_variables import made_variables
 from sheer.config.model import (
@@ -46,7 +47,7 @@ from sheer.config.scope import (
     proxy_bind,
 )
 from sheer.config.server_names import server_name_regexes
-from sheer.config.table import HTTP_LIMIT_EXCEPT, HTTP_LOCATION, NoticeLevel
+from sheer.config.table import HTTP_LIF, HTTP_LOCATION, NoticeLevel
 from sheer.config.template import HTTP_PREFIXES, HTTP_VARIABLES, Template, compile_template
 from sheer.config.tree import Block
 
@@ -153,18 +154,30 @@ class HttpBuilder:
             if key is not None:
                 seen.add(key)
             nested = self.locations(child, [child, *chain], (modifier, path), upstreams, formats)
-            found.append(replace(self.location(child, [child, *chain], upstreams, formats, modifier, path),
-                                 nested=tuple(nested)))
+            location = self.location(child, [child, *chain], upstreams, formats, modifier, path)
+            # each `if` a nameless location inheriting from this one (ngx_http_rewrite_if)
+            ifs = tuple(self.location(inner, [inner, child, *chain], upstreams, formats, modifier, path,
+                                      location) for inner in child.children if inner.context == HTTP_LIF)
+            limited = limit_block(child)
+            restricted = None if limited is None else (allowed_methods(limited), self.location(
+                limited, [limited, child, *chain], upstreams, formats, modifier, path, location))
+            found.append(replace(location, nested=tuple(nested), if_configs=ifs, limit_except=restricted))
         return found
 
     def location(self, block: Block, chain: list[Block], upstreams: dict[str, Upstream],
-                 formats: dict[str, LogFormat], modifier: str, path: str) -> Location:
+                 formats: dict[str, LogFormat], modifier: str, path: str,
+                 parent: Location | None = None) -> Location:
+        """A location, or with `parent` the configuration of an `if` in it: what the `if` does not set is
+        the location's (its proxy_pass too, as nginx's proxy module merges a nameless one), save try_files
+        and the rewrite directives, which run in the location's script."""
         exact = modifier == "="
         proxy_pass = block.get("proxy_pass")
-        script = script_of(block, chain)
-        returned = block.get("return") if script is None else None
-        handler = status_handler(block)
-        if handler is not None and handler.kind == "dashboard":
+        # an `if` without its own proxy_pass proxies as its location does
+        inherits = parent is not None and not proxy_pass and parent.proxy_pass is not None
+        script = script_of(block, chain) if parent is None else None
+        returned = block.get("return") if script is None and parent is None else None
+        handler = status_handler(block) if parent is None else None if proxy_pass else parent.handler
+        if parent is None and handler is not None and handler.kind == "dashboard":
             # a dashboard reads (and, with `api write=on`, changes) through the `api` location of its server
             if self.api is None:
                 raise ConfigError('"dashboard" needs a location with "api" in the same server '
@@ -175,23 +188,24 @@ class HttpBuilder:
         if handler is not None and (proxy_pass or returned):
             raise ConfigError(f'"{handler.kind}" cannot be combined with '
                               f'"{"proxy_pass" if proxy_pass else "return"}" in one location', handler.source)
-        regex = location_regex(modifier, path, block.source)
+        regex = location_regex(modifier, path, block.source) if parent is None else parent.regex
         # no other content handler: files from `root` or `alias`, as nginx's static and index modules
         static = (static_of(chain, self.top.prefix, modifier, path, regex)
-                  if not proxy_pass and not returned and handler is None else None)
+                  if not proxy_pass and not inherits and not returned and handler is None else None)
         error_log = inherited(chain, "error_log", None)
         health_check = build_health.resolve(block.get("health_check"), self.matches,
                                             inherited(chain, "proxy_read_timeout", 60.0),
                                             inherited(chain, "proxy_connect_timeout", 60.0))
         if health_check is not None and not proxy_pass:
             raise ConfigError('"health_check" needs "proxy_pass"', health_check.source)
-        target = self.proxy_pass(proxy_pass[0], upstreams,
-                                 block.sources["proxy_pass"]) if proxy_pass else None
+        target = (self.proxy_pass(proxy_pass[0], upstreams, block.sources["proxy_pass"])
+                  if proxy_pass else parent.proxy_pass if parent is not None else None)
         if health_check is not None and target is not None and target.upstream is None:
             raise ConfigError('"health_check" needs "proxy_pass" to an upstream group, not a URL with '
                               'variables',
                               health_check.source)
-        if target is not None and target.uri is not None and modifier in ("~", "~*", "@"):
+        if proxy_pass and target is not None and target.uri is not None and (modifier in ("~", "~*", "@")
+                                                                         or parent is not None):
             raise ConfigError('"proxy_pass" cannot have URI part in location given by regular expression, '
                               'or inside named location, or inside "if" statement, or inside "limit_except" '
                               "block", block.sources["proxy_pass"])
@@ -235,12 +249,12 @@ class HttpBuilder:
             keepalive_time=inherited(chain, "keepalive_time", 3600.0),
             keepalive_disable=inherited(chain, "keepalive_disable", frozenset({"msie6"})),
             access=access_rules(chain),
-            limit_except=limit_except(chain, HTTP_LIMIT_EXCEPT),
             error_pages=tuple(page for page, _ in inherited(chain, "error_page", [])),
             resolver=effective_resolver(chain, self.top.names),
             source=block.source,
-            proxy_ssl=(upstream_tls(chain, target.text.split("://", 1)[1].split("/", 1)[0],
-                                    block.sources["proxy_pass"])
+            proxy_ssl=(parent.proxy_ssl if parent is not None and inherits
+                       else upstream_tls(chain, target.text.split("://", 1)[1].split("/", 1)[0],
+                                         block.sources["proxy_pass"])
                        if target is not None and target.ssl else None),
             limit_rate=inherited(chain, "limit_rate", 0),
             limit_rate_after=inherited(chain, "limit_rate_after", 0),
@@ -248,14 +262,15 @@ class HttpBuilder:
             rewrite=script,
             proxy_redirect=proxy_headers.redirects(
                 inherited(chain, "proxy_redirect", None), target.text if target is not None else None,
-                target is not None and target.url is not None, path, modifier in ("~", "~*", "@"),
-                block.source),
+                target is not None and target.url is not None, path,
+                modifier in ("~", "~*", "@") or parent is not None, block.source)
+            if parent is None or not inherits else parent.proxy_redirect,
             proxy_hidden=proxy_headers.hidden(inherited(chain, "proxy_hide_header", []),
                                               inherited(chain, "proxy_pass_header", [])),
             proxy_intercept_errors=inherited(chain, "proxy_intercept_errors", False),
-            internal="internal" in block.settings,
             referers=referers_of(inherited(chain, "valid_referers", None), server_names_of(chain)),
             proxy_ignore_headers=inherited(chain, "proxy_ignore_headers", frozenset()),
+            internal="internal" in block.settings if parent is None else parent.internal,
             proxy_set_body=inherited(chain, "proxy_set_body", None),
             proxy_method=inherited(chain, "proxy_method", None),
             post_action=inherited(chain, "post_action", None),
@@ -365,6 +380,8 @@ def _flat(tree: list[Location]) -> list[Location]:
     out: list[Location] = []
     for location in tree:
         out.append(location)
+        out += location.if_configs
+        out += (location.limit_except[1],) if location.limit_except is not None else ()
         out += _flat(list(location.nested))
     return out
 

@@ -8,6 +8,7 @@ from sheer.config.errors import Source
 from sheer.config.rewrite import condition, script_return
 from sheer.config.scope import inherited
 from sheer.config.script import If, Op, Script
+from sheer.config.table import HTTP_LIF
 from sheer.config.tree import Block
 
 
@@ -23,12 +24,17 @@ def script_of(block: Block, chain: list[Block]) -> Script | None:
 
 def _ops(entries: list[tuple[str, Any, Source]]) -> tuple[Op, ...]:
     ops: list[Op] = []
+    configs = 0      # a location's `if` blocks, in the order written: their Location.if_configs
     for name, value, source in entries:
         if name == "return":
             ops.append(script_return(value, source))
         elif name == "if":
             assert isinstance(value, Block)
-            ops.append(If(condition(value.args, source), _ops(value.get("script", [])), source))
+            config = -1
+            if value.context == HTTP_LIF:
+                config, configs = configs, configs + 1
+            ops.append(If(condition(value.args, source), _ops(value.get("script", [])), source, config,
+                          "proxy_pass" in value.settings))
         else:
             ops.append(value)
     return tuple(ops)

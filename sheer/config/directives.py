@@ -8,6 +8,7 @@ later part of sheer implements are listed with `todo` and refused with "not impl
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from sheer.config import (
@@ -41,7 +42,8 @@ from sheer.config.table import (
     HTTP,
     HTTP_ALL,
     HTTP_IF,
-    HTTP_LIMIT_EXCEPT,
+    HTTP_LIF,
+    HTTP_LMT,
     HTTP_LOCATION,
     HTTP_MATCH,
     HTTP_SERVER,
@@ -158,7 +160,7 @@ def _zone(args: list[str], src: Source) -> tuple[str, int | None]:
 _d = entry
 
 
-_ACCESS_LEVELS = HTTP_ALL | STREAM_ALL | {HTTP_LIMIT_EXCEPT}     # allow and deny
+_ACCESS_LEVELS = HTTP_ALL | STREAM_ALL     # allow and deny (limit_except's too: LIMIT_EXCEPT below)
 
 
 TABLE: tuple[Directive, ...] = (
@@ -211,7 +213,7 @@ TABLE: tuple[Directive, ...] = (
     _d("proxy_requests", STREAM_ALL, (1, 1), _number("proxy_requests")),
     _d("proxy_half_close", STREAM_ALL, (1, 1), _flag("proxy_half_close")),
     _d("proxy_next_upstream", STREAM_ALL | HTTP_ALL, (1, None)),
-    _d("return", {STREAM_SERVER, HTTP_SERVER, HTTP_LOCATION, HTTP_IF}, (1, 2), script=True),
+    _d("return", {STREAM_SERVER, HTTP_SERVER, HTTP_LOCATION, HTTP_IF, HTTP_LIF}, (1, 2), script=True),
     _d("proxy_bind", STREAM_ALL | HTTP_ALL, (1, 2), _proxy_bind),
     # rate limits (sheer/core/rate.py): sizes, or variables worked out per session or request
     _d("proxy_upload_rate", STREAM_ALL, (1, 1), rate_value("proxy_upload_rate", STREAM_VARIABLES)),
@@ -242,6 +244,7 @@ TABLE: tuple[Directive, ...] = (
     _d("server_name", {HTTP_SERVER}, (1, None), multi=True),      # nginx: every line adds its names
     _d("valid_referers", {HTTP_SERVER, HTTP_LOCATION}, (1, None), multi=True),   # sheer.config.referers
     _d("location", {HTTP_SERVER, HTTP_LOCATION}, (1, 2), block=HTTP_LOCATION),
+    _d("limit_except", {HTTP_LOCATION}, (1, None), block=HTTP_LMT),      # sheer/config/limit_except.py
     _d("proxy_set_header", HTTP_ALL, (2, 2), multi=True),
     _d("proxy_http_version", HTTP_ALL, (1, 1), _http_version),
     _d("proxy_pass_request_headers", HTTP_ALL, (1, 1), _flag("proxy_pass_request_headers")),
@@ -267,7 +270,6 @@ TABLE: tuple[Directive, ...] = (
     # allow/deny, http and stream: one list in the order written (sheer/config/access.py)
     _d("allow", _ACCESS_LEVELS, (1, 1), access.rule(True), multi=True, key="access"),
     _d("deny", _ACCESS_LEVELS, (1, 1), access.rule(False), multi=True, key="access"),
-    _d("limit_except", {HTTP_LOCATION}, (1, None), block=HTTP_LIMIT_EXCEPT),    # sheer/config/access.py
     _d("error_page", HTTP_ALL, (2, None), error_pages.error_page, multi=True),
     _d("keepalive_requests", HTTP_ALL | {HTTP_UPSTREAM}, (1, 1), _number("keepalive_requests")),
     _d("keepalive_time", HTTP_ALL | {HTTP_UPSTREAM}, (1, 1), _time("keepalive_time")),
@@ -322,6 +324,24 @@ TABLE += proxy_headers.DIRECTIVES
 TABLE += tuple(_d(name, contexts, nargs, conv, multi=multi)
                for name, contexts, nargs, conv, multi in tls.DIRECTIVES)
 
+# `if` in a location is a nameless location of its own (sheer.config.build_http): the directives nginx
+# allows there (NGX_HTTP_LIF_CONF) that sheer has; at server level `if` takes the rewrite module's only
+IF_IN_LOCATION = frozenset({"access_log", "add_header", "add_trailer", "error_page", "expires", "gzip",
+                            "limit_rate", "limit_rate_after", "proxy_pass", "root", "sendfile"})
+# `limit_except` too (NGX_HTTP_LMT_CONF)
+LIMIT_EXCEPT = frozenset({"access_log", "allow", "deny", "proxy_pass"})
+
+
+def _nameless(each: Directive) -> Directive:
+    if HTTP_LOCATION not in each.contexts:
+        return each
+    more = {HTTP_LIF} if each.name in IF_IN_LOCATION else set()
+    more |= {HTTP_LMT} if each.name in LIMIT_EXCEPT else set()
+    return replace(each, contexts=each.contexts | more) if more else each
+
+
+TABLE = tuple(_nameless(each) for each in TABLE)
+
 _BY_CONTEXT: dict[tuple[str, str], Directive] = {}
 _NAMES: set[str] = set()
 for _entry in TABLE:
@@ -330,20 +350,11 @@ for _entry in TABLE:
         _BY_CONTEXT[(_entry.name, _context)] = _entry
 
 
-# what nginx allows in `limit_except` besides allow and deny (its NGX_HTTP_LMT_CONF directives)
-_LIMIT_EXCEPT_NGINX = frozenset({"proxy_pass", "access_log", "auth_basic", "auth_basic_user_file", "perl"})
-
 
 def lookup(name: str, context: str, source: Source) -> Directive:
     """The table entry for `name` in `context`, or nginx's error for it."""
     entry = _BY_CONTEXT.get((name, context))
     if entry is None:
-        if context == HTTP_IF and name != "if" and (name, HTTP_LOCATION) in _BY_CONTEXT:
-            raise ConfigError(f'"{name}" inside "if" is not supported by sheer (only rewrite, set, '
-                              'return and break are); a map and a variable in the location often do', source)
-        if context == HTTP_LIMIT_EXCEPT and name in _LIMIT_EXCEPT_NGINX:
-            raise ConfigError(f'"{name}" inside "limit_except" is not supported by sheer (only allow and '
-                              'deny are)', source)
         if name in _NAMES:
             raise ConfigError(f'"{name}" directive is not allowed here', source)
         raise ConfigError(unsupported.refusal(name) or f'unknown directive "{name}"', source)

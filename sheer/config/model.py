@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from sheer.config.access import AccessRule, LimitExcept
+from sheer.config.access import AccessRule
 from sheer.config.announce import Announcing
 from sheer.config.computed import Geo, Split
 from sheer.config.computed import Map as Map  # noqa: PLC0414  (re-exported)
@@ -249,6 +249,9 @@ class Location:
     modifier: str = ""                          # "", "=", "^~", "~", "~*", or "@" (a named location)
     regex: re.Pattern[str] | None = None        # of "~" and "~*", compiled once
     nested: tuple[Location, ...] = ()           # the locations inside this one (HttpServer.locations too)
+    # its `if` blocks' nameless configurations, in the order written (sheer.config.script If.config)
+    if_configs: tuple[Location, ...] = ()
+    limit_except: tuple[frozenset[bytes], Location] | None = None   # methods it serves; the others' config
     proxy_pass: ProxyPass | None = None
     return_: HttpReturn | None = None
     # Effective headers (defaults and inheritance already applied); an empty value removes the header.
@@ -278,7 +281,6 @@ class Location:
     keepalive_time: float = 3600.0               # a client connection's age after which it closes
     keepalive_disable: frozenset[str] = frozenset({"msie6"})    # browsers answered with Connection: close
     access: tuple[AccessRule, ...] = ()          # allow/deny, in order (sheer/core/access.py)
-    limit_except: LimitExcept | None = None      # other allow/deny for the methods it does not name
     error_pages: tuple[ErrorPage, ...] = ()      # the innermost level's error_page lines
     resolver: Resolver | None = None     # for `proxy_pass` with variables: names are resolved per request
     source: Source | None = None

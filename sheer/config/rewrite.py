@@ -7,11 +7,20 @@ from __future__ import annotations
 from sheer.config.errors import ConfigError, Source
 from sheer.config.regex import compile_regex
 from sheer.config.script import Break, Condition, Return, Rewrite, RewriteFlag, SetVar
-from sheer.config.table import HTTP, HTTP_IF, HTTP_LOCATION, HTTP_SERVER, STREAM_SERVER, Directive, entry
+from sheer.config.table import (
+    HTTP,
+    HTTP_IF,
+    HTTP_LIF,
+    HTTP_LOCATION,
+    HTTP_SERVER,
+    STREAM_SERVER,
+    Directive,
+    entry,
+)
 from sheer.config.template import HTTP_PREFIXES, HTTP_VARIABLES, STREAM_VARIABLES, Template, compile_template
 from sheer.config.values import parse_flag
 
-SCRIPT_LEVELS = frozenset({HTTP_SERVER, HTTP_LOCATION, HTTP_IF})
+SCRIPT_LEVELS = frozenset({HTTP_SERVER, HTTP_LOCATION, HTTP_IF, HTTP_LIF})
 # the built-in variables `set` may change (nginx's NGX_HTTP_VAR_CHANGEABLE ones sheer has)
 CHANGEABLE = frozenset({"args", "limit_rate"})
 _FLAGS: tuple[RewriteFlag, ...] = ("last", "break", "redirect", "permanent")

@@ -71,9 +71,16 @@ class Condition:
 
 @dataclass(frozen=True, slots=True)
 class If:
+    """`config`: in a location, which of its nameless configurations (Location.if_configs) serves the
+    request once the condition held (nginx's r->loc_conf = if_code->loc_conf); -1 at server level.
+    `handler`: the block has its own proxy_pass (nginx's r->content_handler, which a later `if` without
+    one keeps)."""
+
     condition: Condition
     body: tuple[Op, ...]
     source: Source | None = None
+    config: int = -1
+    handler: bool = False
 
 
 Op = Rewrite | SetVar | Break | Return | If

@@ -105,10 +105,10 @@ def _block_context(name: str, parent: str) -> str:
         return f"{parent}.{name}"
     if name == "location":
         return table.HTTP_LOCATION
-    if name == "if":
-        return table.HTTP_IF
     if name == "limit_except":
-        return table.HTTP_LIMIT_EXCEPT
+        return table.HTTP_LMT
+    if name == "if":
+        return table.HTTP_LIF if parent == table.HTTP_LOCATION else table.HTTP_IF
     return name
 
 

@@ -180,7 +180,8 @@ def test_intercept_errors_and_set_body(harness: Harness) -> None:
 def test_bad_configurations_say_where(harness: Harness) -> None:
     for body, message in [
         ("location / { rewrite ^( /x; }", 'regular expression "^(" does not compile'),
-        ("location / { if ($arg_a) { add_header X 1; } }", '"add_header" inside "if" is not supported'),
+        ("location / { if ($arg_a) { proxy_set_header X 1; } }",
+         '"proxy_set_header" directive is not allowed here'),
         ("location / { rewrite ^ /x redirectt; }", 'invalid parameter "redirectt"'),
     ]:
         with pytest.raises(Exception) as caught:

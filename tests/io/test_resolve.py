@@ -305,21 +305,21 @@ def test_a_stream_proxy_pass_with_a_variable_resolves_per_session(
     echo = closing(TcpEcho("127.0.0.22"))
     dns.set("echo.test", "127.0.0.21", "127.0.0.22")       # .21 refuses: the next address is tried
     dns.ttl = 30
-    front = free_port()
+    front, other = free_port(), free_port()
     sheer = run_sheer(f"""
 stream {{
     resolver {dns.address} ipv6=off;
     map $server_port $to {{ default echo.test; }}
     server {{ listen 127.0.0.1:{front}; proxy_pass $to:{echo.port}; proxy_connect_timeout 1s; }}
-    server {{ listen 127.0.0.1:{front + 1}; proxy_pass nx.test:{echo.port}$to; }}
+    server {{ listen 127.0.0.1:{other}; proxy_pass $to.nx:{echo.port}; }}
 }}
-""".replace(f"proxy_pass nx.test:{echo.port}$to;", f"proxy_pass $to.nx:{echo.port};"))
+""")
     for _ in range(3):
         with socket.create_connection(("127.0.0.1", front), timeout=5) as conn:
             conn.sendall(b"ping")
             assert conn.recv(16) == b"ping", sheer.error_log()
     assert echo.connections == 3
     assert dns.questions("echo.test") == 1
-    with socket.create_connection(("127.0.0.1", front + 1), timeout=5) as conn:
+    with socket.create_connection(("127.0.0.1", other), timeout=5) as conn:
         assert conn.recv(16) == b""
     sheer.wait_log("echo.test.nx could not be resolved (3: Host not found)")

@@ -71,7 +71,7 @@ def test_the_script_keeps_the_order_written(tmp_path: Path) -> None:
     ("if ($arg_a ~~ b) { }", 'unexpected "~~" in condition'),
     ("if (-q /x) { }", 'invalid condition "-q"'),
     ("if ($arg_a = b c) { }", 'unexpected "c" in condition'),
-    ("if ($arg_a) { proxy_pass http://127.0.0.1:1; }", '"proxy_pass" inside "if" is not supported by sheer'),
+    ("if ($arg_a) { proxy_set_header X 1; }", 'lb.conf:8: "proxy_set_header" directive is not allowed here'),
     ("if ($arg_a) { if ($arg_b) { } }", '"if" directive is not allowed here'),
     ("rewrite_log maybe;", 'invalid value "maybe" in "rewrite_log" directive, it must be "on" or "off"'),
     ("return abc;", 'invalid return code "abc"'),

@@ -39,15 +39,19 @@ class Result:
 
 class Request:
     """What a script changes besides the variables: nginx's r->uri_changed, r->valid_location and
-    r->valid_unparsed_uri (False: the URI sent upstream is made from $uri and $args again)."""
+    r->valid_unparsed_uri (False: the URI sent upstream is made from $uri and $args again); `config`, the
+    location's `if` whose configuration serves the request (the last one that held; -1: none), `handler`
+    whether one that held had its own proxy_pass."""
 
-    __slots__ = ("changes", "quoted", "unparsed", "uri_changed", "valid_location")
+    __slots__ = ("changes", "config", "handler", "quoted", "unparsed", "uri_changed", "valid_location")
 
     def __init__(self, variables: RequestVariables) -> None:
         self.changes = MAX_URI_CHANGES + 1     # nginx's r->uri_changes: each new lookup takes one
         self.uri_changed = False
         self.valid_location = True
         self.unparsed = True
+        self.config = -1
+        self.handler = False
         path = variables.request_uri.partition("?")[0]
         self.quoted = "%" in path or "+" in path       # nginx's quoted_uri || plus_in_uri
 
@@ -70,6 +74,9 @@ def _run(ops: tuple[Op, ...], v: RequestVariables, state: Request, files: FileCh
                 return result
         elif isinstance(op, If):
             if _test(op.condition, v, files):
+                if op.config >= 0:     # nginx's r->loc_conf = if_code->loc_conf
+                    state.config = op.config
+                    state.handler = state.handler or op.handler
                 result = _run(op.body, v, state, files, log)
                 if result is not None:
                     return result

@@ -113,8 +113,6 @@ def forbidden(client: Client, request: Request, plan: Plan) -> bool:
     if location is None or request.vars is None:
         return False
     rules = location.access
-    if location.limit_except is not None and request.method not in location.limit_except.methods:
-        rules = location.limit_except.access
     if not rules or allowed(rules, request.vars.remote_addr):     # after realip, as nginx's
         return False
     client_error(client, request, "error", FORBIDDEN, None)

@@ -77,7 +77,7 @@ def route(client: Routing, request: Request, head: RequestHead) -> None:
     if location is not None and location.regex is not None and location.regex.groups:
         captured(variables, location, uri)     # `location ~ ^/(.*)$`: $1 for proxy_pass, return...
     if plan is None and location is not None:
-        plan = site.plan(location)
+        plan = site.plan(location, request.method)
     if plan is None:                       # no location: a 404 from the server's own plan
         request.plan = site.refusal_plans[id(vhost.server)]
         request.keepalive = request.keepalive and not request.body.expected

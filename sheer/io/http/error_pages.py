@@ -107,7 +107,7 @@ def internal_redirect(client: Client, request: Request, target: str, override: i
         if not request.body.done:       # (a complete one stays for $request_body)
             request.body.detach()
         request.body = RequestBody(client, None, False)
-    new_plan = request.plan = client.site.plan(found)
+    new_plan = request.plan = client.site.plan(found, request.method)
     client.dispatch(request, new_plan)
     return True
 

@@ -86,6 +86,14 @@ def location_phase(client: Client, request: Request, plan: Plan) -> Plan | Resul
         if location is None or location.rewrite is None:
             return plan
         result = _run(client, request, location.rewrite)
+        if state.config >= 0:
+            if result.outcome is not Outcome.RELOCATE:   # the `if` that held last: its configuration serves
+                plan = request.plan = client.site.plan(location.if_configs[state.config], request.method)
+                if (state.handler and result.outcome is Outcome.DONE and plan.location is not None
+                        and plan.location.proxy_pass is None):
+                    # an earlier `if`'s proxy_pass handler, with a configuration that has none: nginx's 500
+                    result = Result(Outcome.ERROR, 500, "no upstream configuration")
+            state.config, state.handler = -1, False
         if result.outcome is not Outcome.RELOCATE:
             return result if result.outcome is not Outcome.DONE else plan
         state.changes -= 1
@@ -98,7 +106,8 @@ def location_phase(client: Client, request: Request, plan: Plan) -> Plan | Resul
         if found is not None and found.regex is not None and found.regex.groups:
             captured(request.vars, found, request.vars.uri)
         site = client.site
-        plan = site.plan(found) if found is not None else site.refusal_plans[id(request.vhost.server)]
+        plan = (site.plan(found, request.method) if found is not None
+                else site.refusal_plans[id(request.vhost.server)])
         request.plan = plan
         if auto and found is not None:
             request.answer = None

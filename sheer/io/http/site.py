@@ -186,7 +186,12 @@ class Site:
             self._date = formatdate(now, usegmt=True).encode()
         return self._date
 
-    def plan(self, location: Location) -> Plan:
+    def plan(self, location: Location, method: bytes) -> Plan:
+        """The location's plan; with `limit_except`, a method it does not name gets the block's (nginx's
+        ngx_http_update_location_config)."""
+        limited = location.limit_except
+        if limited is not None and method not in limited[0]:
+            location = limited[1]
         return self.plans[id(location)]
 
     def connections(self) -> tuple[int, int, int, int]:

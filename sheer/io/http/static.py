@@ -206,7 +206,8 @@ def internal_redirect(client: ClientConnection, request: Request, uri: str, args
     if auto and location is not None:
         auto_redirect(request, location)
     site = client.site
-    plan = site.plan(location) if location is not None else site.refusal_plans[id(vhost.server)]
+    plan = (site.plan(location, request.method) if location is not None
+            else site.refusal_plans[id(vhost.server)])
     request.plan = plan
     client.dispatch(request, plan)
 
@@ -220,5 +221,5 @@ def named(client: ClientConnection, request: Request, name: str) -> None:
         client_error(client, request, "error", f'could not find named location "{name}"', None)
         answer_error(client, request, 500, request.plan)
         return
-    request.plan = client.site.plan(found)
+    request.plan = client.site.plan(found, request.method)
     client.dispatch(request, request.plan)

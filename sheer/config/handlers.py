@@ -1,5 +1,5 @@
-"""The locations sheer answers itself (`stub_status`, `api`, `prometheus`, `dashboard`) as the http
-builder (sheer.config.build_http) reads them."""
+"""A location's status handler (stub_status, api, prometheus, dashboard: sheer.io.http.status), read from
+its block."""
 
 from __future__ import annotations
 
