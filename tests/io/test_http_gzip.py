@@ -288,3 +288,14 @@ def test_compressed_with_trailers_and_http10(harness: Harness, upstream: int) ->
                           b"Connection: keep-alive\r\n\r\n" % path.encode())
         assert b"Transfer-Encoding" not in head and b"Content-Length" not in head, head
         assert b"Connection: close" in head and gzip.decompress(body) == whole, path
+
+
+def test_gzip_in_if(harness: Harness, upstream: int) -> None:
+    """`gzip on` inside a location's `if` (nginx's nameless location) holds when the condition does."""
+    (harness.tmp / "files").mkdir()
+    proxy = serve(harness, upstream, "location /maybe/ { if ($arg_z) { gzip on; } "
+                  f"proxy_pass http://127.0.0.11:{upstream}/; }}")
+    status, headers, body = get(proxy, "/maybe/page?z=1", Accept_Encoding="gzip")
+    assert status == 200 and headers["content-encoding"] == "gzip" and gzip.decompress(body) == PAGE
+    status, headers, body = get(proxy, "/maybe/page", Accept_Encoding="gzip")
+    assert status == 200 and "content-encoding" not in headers and body == PAGE
