@@ -214,3 +214,9 @@ def test_pcre_quoting_and_unicode_classes_read() -> None:
 def test_server_name_lines_add_names(tmp_path: Path) -> None:
     config = _load(tmp_path, "", server="server_name a.test; server_name b.test c.test;")
     assert config.http is not None and config.http.servers[0].server_names == ("a.test", "b.test", "c.test")
+
+
+def test_request_body_file_is_empty_before_any_body_was_written() -> None:
+    # nginx: "" when no body went to a file (a request answered by `return`, say); never an error
+    v = _vars("/t")
+    assert v.variable("request_body_file") == "" and v.variable("gzip_ratio") == ""
