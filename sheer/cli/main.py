@@ -105,7 +105,12 @@ def _main(argv: list[str]) -> int:
         print(f"sheer version: sheer/{__version__}", file=sys.stderr)
         if args.build:
             import uvloop
+            import ssl
             print(f"built with Python {sys.version.split()[0]}, uvloop {uvloop.__version__}", file=sys.stderr)
+            # nginx's lines, as Test::Nginx reads them (its has('openssl:3'), has('sni'))
+            print(f"built with {ssl.OPENSSL_VERSION}", file=sys.stderr)
+            if ssl.HAS_SNI:
+                print("TLS SNI support enabled", file=sys.stderr)
         if args.help:
             print(parser().format_help(), file=sys.stderr, end="")
         return 0
