@@ -104,8 +104,9 @@ def _main(argv: list[str]) -> int:
     if args.version:
         print(f"sheer version: sheer/{__version__}", file=sys.stderr)
         if args.build:
-            import uvloop
             import ssl
+
+            import uvloop
             print(f"built with Python {sys.version.split()[0]}, uvloop {uvloop.__version__}", file=sys.stderr)
             # nginx's lines, as Test::Nginx reads them (its has('openssl:3'), has('sni'))
             print(f"built with {ssl.OPENSSL_VERSION}", file=sys.stderr)

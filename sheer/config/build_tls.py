@@ -67,9 +67,10 @@ def server_tls(chain: list[Block], ssl_listens: list[Source | None],
     """The merged ssl settings of a server (chain: server block, then http block); None when the server
     has no `listen ... ssl` and no certificate (nothing to serve TLS with)."""
     certificates = _certificates(chain, chain[0].source)
-    if not ssl_listens and not certificates:
+    reject = _value(chain, "ssl_reject_handshake", False)
+    if not ssl_listens and not certificates and not reject:
         return None
-    if ssl_listens and not certificates and default_server:
+    if ssl_listens and not certificates and default_server and not reject:
         raise ConfigError('no "ssl_certificate" is defined for the "listen ... ssl" directive',
                           ssl_listens[0])
     keys = [(path[0], src) for block in chain
@@ -94,6 +95,9 @@ def server_tls(chain: list[Block], ssl_listens: list[Source | None],
         trusted_certificate=_file(chain, "ssl_trusted_certificate"),
         verify_client=verify,
         verify_depth=_value(chain, "ssl_verify_depth", 1),
+        password_file=_file(chain, "ssl_password_file"),
+        crl=_file(chain, "ssl_crl"),
+        reject_handshake=reject,
         source=chain[0].source,
     )
 
@@ -127,6 +131,8 @@ def upstream_tls(chain: list[Block], host: str, source: Source) -> UpstreamTls:
         ciphers=_value(chain, "proxy_ssl_ciphers", ["DEFAULT"])[0],
         certificate=CertificatePair(cert, key, source) if cert is not None and key is not None else None,
         session_reuse=_value(chain, "proxy_ssl_session_reuse", True),
+        password_file=_file(chain, "proxy_ssl_password_file"),
+        crl=_file(chain, "proxy_ssl_crl"),
         source=source,
     )
 

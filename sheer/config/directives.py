@@ -320,7 +320,8 @@ def lookup(name: str, context: str, source: Source) -> Directive:
                               'return and break are); a map and a variable in the location often do', source)
         if name in _NAMES:
             raise ConfigError(f'"{name}" directive is not allowed here', source)
-        raise ConfigError(unsupported.refusal(name) or f'unknown directive "{name}"', source)
+        raise ConfigError(unsupported.refusal(name) or tls.unsupported(name) or f'unknown directive "{name}"',
+                          source)
     if entry.todo is not None:
         raise ConfigError(f'"{name}" is not implemented yet (planned with {entry.todo})', source)
     return entry

@@ -26,6 +26,13 @@ SSL_SESS_CACHE_NO_INTERNAL = 0x0100 | 0x0200       # no internal lookup, no inte
 TICKET_KEYS_SIZE = 80                             # name 16, HMAC key 32, AES key 32
 
 
+SSL_CTRL_GET_NEGOTIATED_GROUP = 134
+_VERIFY_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_void_p)
+# nginx's ngx_ssl_verify_callback: every certificate passes the handshake; its verify result is kept
+# (SSL_get_verify_result) and judged per request (495 "The SSL certificate error"), as nginx does
+_ACCEPT_ANY = _VERIFY_CALLBACK(lambda ok, store: 1)
+
+
 class OpenSslUnavailable(Exception):
     """The running Python's OpenSSL cannot be reached: the setting is not applied."""
 
@@ -45,6 +52,28 @@ def _lib() -> ctypes.CDLL:
         lib.SSL_CTX_set_timeout.argtypes = [ctypes.c_void_p, ctypes.c_long]
         lib.SSL_CTX_set_verify_depth.restype = None
         lib.SSL_CTX_set_verify_depth.argtypes = [ctypes.c_void_p, ctypes.c_int]
+        lib.SSL_CTX_get_verify_mode.restype = ctypes.c_int
+        lib.SSL_CTX_get_verify_mode.argtypes = [ctypes.c_void_p]
+        lib.SSL_CTX_set_verify.restype = None
+        lib.SSL_CTX_set_verify.argtypes = [ctypes.c_void_p, ctypes.c_int, _VERIFY_CALLBACK]
+        lib.SSL_get_SSL_CTX.restype = ctypes.c_void_p
+        lib.SSL_get_SSL_CTX.argtypes = [ctypes.c_void_p]
+        lib.SSL_get_verify_result.restype = ctypes.c_long
+        lib.SSL_get_verify_result.argtypes = [ctypes.c_void_p]
+        lib.X509_verify_cert_error_string.restype = ctypes.c_char_p
+        lib.X509_verify_cert_error_string.argtypes = [ctypes.c_long]
+        lib.SSL_ctrl.restype = ctypes.c_long
+        lib.SSL_ctrl.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_void_p]
+        lib.SSL_CTX_get_verify_callback.restype = ctypes.c_void_p
+        lib.SSL_CTX_get_verify_callback.argtypes = [ctypes.c_void_p]
+        lib.SSL_CTX_get_verify_depth.restype = ctypes.c_int
+        lib.SSL_CTX_get_verify_depth.argtypes = [ctypes.c_void_p]
+        lib.SSL_set_verify.restype = None
+        lib.SSL_set_verify.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
+        lib.SSL_set_verify_depth.restype = None
+        lib.SSL_set_verify_depth.argtypes = [ctypes.c_void_p, ctypes.c_int]
+        lib.OBJ_nid2sn.restype = ctypes.c_char_p
+        lib.OBJ_nid2sn.argtypes = [ctypes.c_int]
     except (OSError, AttributeError) as exc:
         raise OpenSslUnavailable(f"OpenSSL's functions cannot be found ({exc})") from None
     return lib
@@ -101,3 +130,48 @@ def set_groups(ctx: ssl.SSLContext, groups: str) -> bool:
     """`ssl_ecdh_curve X25519:prime256v1`: SSL_CTX_set1_groups_list; False when OpenSSL refuses it."""
     lib, pointer = _pointer(ctx)
     return bool(lib.SSL_CTX_ctrl(pointer, SSL_CTRL_SET_GROUPS_LIST, 0, ctypes.c_char_p(groups.encode())))
+
+
+def accept_any_certificate(ctx: ssl.SSLContext) -> None:
+    """Keep the verify mode Python set (ask for a client certificate) with nginx's callback that lets
+    every certificate through the handshake; the result is read afterwards (verify_result)."""
+    lib, pointer = _pointer(ctx)
+    lib.SSL_CTX_set_verify(pointer, lib.SSL_CTX_get_verify_mode(pointer), _ACCEPT_ANY)
+
+
+def _ssl(sslobj: ssl.SSLObject) -> tuple[ctypes.CDLL, int]:
+    """The SSL* of an SSLObject: CPython's PySSLSocket is PyObject_HEAD, the socket's weakref, `SSL *ssl`;
+    checked against the SSL_CTX of the object's context (SNI may have switched it)."""
+    lib, ctx = _pointer(sslobj.context)
+    inner = sslobj._sslobj       # type: ignore[attr-defined]
+    head = ctypes.sizeof(ctypes.c_ssize_t) + ctypes.sizeof(ctypes.c_void_p)
+    pointer = ctypes.c_void_p.from_address(id(inner) + head + ctypes.sizeof(ctypes.c_void_p)).value
+    if not pointer or lib.SSL_get_SSL_CTX(pointer) != ctx:
+        raise OpenSslUnavailable("the SSL of Python's SSLObject is not where CPython keeps it")
+    return lib, pointer
+
+
+def follow_verify(sslobj: ssl.SSLObject) -> None:
+    """After SNI switched the object's context: its client verification too (nginx's servername
+    callback does the same: SSL_set_SSL_CTX keeps the first context's verify mode)."""
+    lib, pointer = _ssl(sslobj)
+    _, ctx = _pointer(sslobj.context)
+    lib.SSL_set_verify(pointer, lib.SSL_CTX_get_verify_mode(ctx), lib.SSL_CTX_get_verify_callback(ctx))
+    lib.SSL_set_verify_depth(pointer, lib.SSL_CTX_get_verify_depth(ctx))
+
+
+def verify_result(sslobj: ssl.SSLObject) -> tuple[int, str]:
+    """The peer certificate's X509_V_* verify result and OpenSSL's words for it."""
+    lib, pointer = _ssl(sslobj)
+    code = int(lib.SSL_get_verify_result(pointer))
+    return code, (lib.X509_verify_cert_error_string(code) or b"").decode("latin-1")
+
+
+def negotiated_group(sslobj: ssl.SSLObject) -> str:
+    """$ssl_curve: the key exchange group's short name (prime256v1, X25519), else its number in hex."""
+    lib, pointer = _ssl(sslobj)
+    nid = int(lib.SSL_ctrl(pointer, SSL_CTRL_GET_NEGOTIATED_GROUP, 0, None))
+    if nid <= 0:
+        return ""
+    name = lib.OBJ_nid2sn(nid & 0xFFFF) if not nid & 0x01000000 else None
+    return name.decode("latin-1") if name else f"0x{nid & 0xFFFF:04x}"

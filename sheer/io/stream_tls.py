@@ -139,8 +139,15 @@ class TlsSession:
             return
         transport = self.client.transport
         sslobj = transport.get_extra_info("ssl_object") if transport is not None else None
-        if sslobj is not None:
-            self.vars.tls = connection_info(sslobj)
+        if sslobj is not None and service.tls is not None:
+            self.vars.tls = info = connection_info(sslobj)
+            refusal = service.tls.refusal(sslobj, info)
+            if refusal is not None:      # nginx's ngx_stream_ssl_handler: said at info, the session ends
+                text = ("client sent no required SSL certificate" if refusal == 496 else
+                        f"client SSL certificate verify error: ({info.verify}:{info.verify_text})")
+                service.log.info(f"{text}, client: {self.vars.remote_addr}, server: {service.name}")
+                self.end(500)
+                return
         self.timer = self.loop.call_later(server.proxy_timeout, self._idle)
         await self._connect()
 

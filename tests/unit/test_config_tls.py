@@ -113,8 +113,9 @@ def test_scheme_and_ssl_variables() -> None:
                                0.0)
     assert (request.variable("scheme"), request.variable("https"), request.variable("ssl_protocol")) == (
         "http", "", "")
-    conn.tls = TlsInfo("TLSv1.3", "TLS_AES_128_GCM_SHA256", "a.test", True, "CN=client,O=Org", "SUCCESS")
+    cert = {"subject": ((("commonName", "client"),), (("organizationName", "Org"),))}
+    conn.tls = TlsInfo("TLSv1.3", "TLS_AES_128_GCM_SHA256", "a.test", True, cert, b"der")
     assert [request.variable(name) for name in ("scheme", "https", "ssl_protocol", "ssl_cipher",
                                                 "ssl_server_name", "ssl_session_reused", "ssl_client_s_dn",
                                                 "ssl_client_verify")] == [
-        "https", "on", "TLSv1.3", "TLS_AES_128_GCM_SHA256", "a.test", "r", "CN=client,O=Org", "SUCCESS"]
+        "https", "on", "TLSv1.3", "TLS_AES_128_GCM_SHA256", "a.test", "r", "O=Org,CN=client", "SUCCESS"]

@@ -113,10 +113,10 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
         self.conn.connections = self.site.connections
         sslobj = transport.get_extra_info("ssl_object")
         if sslobj is not None:
-            self.conn.tls = connection_info(sslobj)
+            self.conn.tls = info = connection_info(sslobj)
             tls = self.service.tls
-            if tls is not None and tls.verify_on and self.conn.tls.client_verify == "NONE":
-                self.refuse = 496
+            if tls is not None:
+                self.refuse = tls.refusal(sslobj, info) or self.refuse
         self.service.connections.add(self)
         self.idle_since = self.loop.time()
         self._arm(self.idle_since + self.idle_timeout)

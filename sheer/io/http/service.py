@@ -55,7 +55,7 @@ class HttpService:
         if any(listen.ssl for server in servers for listen in server.listens
                if listen.port == port and listen.bind_host == host):
             made = ctx.tls.get((host, port, False)) if ctx.tls is not None else None
-            self.tls = made if made is not None else TlsListener.build(servers)
+            self.tls = made if made is not None else TlsListener.build(servers, {})
         self.tls_accept: TlsAccept | None = None
 
     async def start(self) -> None:

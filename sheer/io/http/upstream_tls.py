@@ -14,6 +14,7 @@ from sheer.config.errors import ConfigError
 from sheer.config.tls import UpstreamTls
 from sheer.core.tls_names import host_matches
 from sheer.io import openssl
+from sheer.io.tls import load_crl, load_pair, load_verify, read_passwords
 
 _VERSIONS = {"SSLv3": ssl.TLSVersion.SSLv3, "TLSv1": ssl.TLSVersion.TLSv1, "TLSv1.1": ssl.TLSVersion.TLSv1_1,
              "TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
@@ -59,21 +60,16 @@ def upstream_context(tls: UpstreamTls) -> ssl.SSLContext:
                           tls.source) from None
     if tls.verify:
         assert tls.trusted_certificate is not None
-        try:
-            ctx.load_verify_locations(cafile=tls.trusted_certificate)
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(f'SSL_CTX_load_verify_locations("{tls.trusted_certificate}") failed ({exc})',
-                              tls.source) from None
+        load_verify(ctx, tls.trusted_certificate, tls.source)
         ctx.verify_mode = ssl.CERT_REQUIRED
         openssl.set_verify_depth(ctx, tls.verify_depth)
+        if tls.crl is not None:
+            load_crl(ctx, tls.crl, tls.source)
     else:
         ctx.verify_mode = ssl.CERT_NONE
     if tls.certificate is not None:
-        try:
-            ctx.load_cert_chain(tls.certificate.certificate, tls.certificate.key)
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(f'cannot load certificate "{tls.certificate.certificate}" with key '
-                              f'"{tls.certificate.key}" ({exc})', tls.source) from None
+        passwords = read_passwords(tls.password_file, tls.source) if tls.password_file else (b"",)
+        load_pair(ctx, tls.certificate.certificate, tls.certificate.key, tls.source, passwords)
     return ctx
 
 
