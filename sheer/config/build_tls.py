@@ -68,11 +68,11 @@ def server_tls(chain: list[Block], ssl_listens: list[Source | None],
     has no `listen ... ssl` and no certificate (nothing to serve TLS with)."""
     certificates = _certificates(chain, chain[0].source)
     reject = _value(chain, "ssl_reject_handshake", False)
-    if not ssl_listens and not certificates and not reject:
+    if not certificates and not reject:     # nginx: no SSL_CTX; SNI naming it keeps the default's
+        if ssl_listens and default_server:
+            raise ConfigError('no "ssl_certificate" is defined for the "listen ... ssl" directive',
+                              ssl_listens[0])
         return None
-    if ssl_listens and not certificates and default_server and not reject:
-        raise ConfigError('no "ssl_certificate" is defined for the "listen ... ssl" directive',
-                          ssl_listens[0])
     keys = [(path[0], src) for block in chain
             for path, src in block.settings.get("ssl_session_ticket_key", [])]
     verify = _value(chain, "ssl_verify_client", "off")

@@ -7,6 +7,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 from sheer.config.errors import ConfigError, Source
+from sheer.config.tls import SSL_VARIABLES
 
 _NAME = re.compile(r"[A-Za-z0-9_]+")
 
@@ -24,9 +25,7 @@ STREAM_VARIABLES = COMMON_VARIABLES | {
     "protocol", "bytes_received", "session_time", "upstream_bytes_sent",
     "upstream_bytes_received", "upstream_session_time",
     "ssl_preread_server_name", "ssl_preread_protocol", "ssl_preread_alpn_protocols",   # ssl_preread on
-    "ssl_protocol", "ssl_cipher", "ssl_server_name", "ssl_session_reused", "ssl_client_s_dn",
-    "ssl_client_verify",
-}
+} | SSL_VARIABLES
 HTTP_VARIABLES = COMMON_VARIABLES | {
     "host", "request_uri", "uri", "document_uri", "args", "query_string", "request",
     "request_method", "request_time", "scheme", "server_protocol", "server_name",
@@ -37,11 +36,9 @@ HTTP_VARIABLES = COMMON_VARIABLES | {
     "limit_rate", "connection_time",
     "connections_active", "connections_reading", "connections_writing", "connections_waiting",  # stub_status
     "request_body",
-    # TLS (sheer/config/tls.py)
-    "https", "ssl_protocol", "ssl_cipher", "ssl_server_name", "ssl_session_reused", "ssl_client_s_dn",
-    "ssl_client_verify",
+    "https",                     # and $ssl_* (sheer/config/tls.py)
     "proxy_add_forwarded",       # sheer-only: RFC 7239 Forwarded, appended like $proxy_add_x_forwarded_for
-}
+} | SSL_VARIABLES
 HTTP_PREFIXES = ("http_", "sent_http_", "arg_", "cookie_", "upstream_http_")
 
 # The variables a configuration makes itself (`map ... $name`), by module, while it is being read: nginx

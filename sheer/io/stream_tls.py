@@ -28,7 +28,7 @@ from sheer.io.slots import ConnectionSlots
 from sheer.io.sockets import BindError, address_family, as_address, bound_socket, listening_on, shown
 from sheer.io.stream_targets import StreamTargets
 from sheer.io.stream_vars import StreamVariables
-from sheer.io.tls import TlsListener, connection_info, handshake_failure
+from sheer.io.tls import TlsListener, connection_info, handshake_failure, rejected
 from sheer.io.upstream_connect import connect
 
 PENDING_LIMIT = 65536     # bytes held from the client while the upstream connects
@@ -124,6 +124,7 @@ class TlsSession:
     async def run(self, sock: socket.socket) -> None:
         service, server = self.service, self.service.server
         self.vars.local     # noqa: B018  (asked while the socket is open, for $server_addr)
+        spare = sock.dup() if service.tls is not None and service.tls.rejecting else None
         try:
             if service.tls is not None:
                 await self.loop.connect_accepted_socket(lambda: self.client, sock, ssl=service.tls.default,
@@ -131,12 +132,16 @@ class TlsSession:
             else:
                 await self.loop.connect_accepted_socket(lambda: self.client, sock)
         except (OSError, TimeoutError) as exc:
-            level, text = handshake_failure(exc)
+            level, text = (("info", "handshake rejected") if spare is not None and rejected(spare, exc)
+                           else handshake_failure(exc))
             service.log.log(level, f"{text} while SSL handshaking, client: {self.vars.remote_addr}, "
                                    f"server: {service.name}")
             sock.close()
             self.finish(status=500, logged=False)
             return
+        finally:
+            if spare is not None:
+                spare.close()
         transport = self.client.transport
         sslobj = transport.get_extra_info("ssl_object") if transport is not None else None
         if sslobj is not None and service.tls is not None:

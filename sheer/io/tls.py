@@ -9,8 +9,10 @@ among the servers of one address."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import socket
 import ssl
 import warnings
 from dataclasses import dataclass, field
@@ -54,15 +56,16 @@ def load_pair(ctx: ssl.SSLContext, cert: str, key: str, source: object,
     """One certificate and its key (nginx's ngx_ssl_certificate); a second pair of another key type
     (RSA and ECDSA) is added beside the first, as OpenSSL keeps one certificate per key type. An
     encrypted key is tried with each passphrase in turn (never a prompt: no file is an empty one)."""
-    cert_pem = _read(cert, "certificate", source)
-    key_pem = _read(key, "certificate key", source)
     for number, password in enumerate(passwords, 1):
         try:
             ctx.load_cert_chain(cert, key, password=password)
             return
         except ssl.SSLError as exc:
-            if number < len(passwords) and b"ENCRYPTED" in key_pem:
+            if number < len(passwords):
                 continue
+            # the files are read only now, to say what is wrong (a fifo is read once, by OpenSSL)
+            cert_pem = _read(cert, "certificate", source)
+            key_pem = _read(key, "certificate key", source)
             words = (exc.reason or str(exc)).lower().replace("_", " ")
             reason = f"SSL: {exc.library or 'SSL'} routines::{words}"
             if exc.reason == "KEY_VALUES_MISMATCH":
@@ -74,7 +77,9 @@ def load_pair(ctx: ssl.SSLContext, cert: str, key: str, source: object,
             else:
                 message = f'cannot load certificate "{cert}" with key "{key}" ({reason})'
             raise ConfigError(message, source) from None   # type: ignore[arg-type]
-        except OSError as exc:
+        except OSError as exc:        # nginx's BIO_new_file() line for the file that cannot be opened
+            _read(cert, "certificate", source)
+            _read(key, "certificate key", source)
             raise ConfigError(f'cannot load certificate "{cert}" with key "{key}" ({exc.strerror})',
                               source) from None   # type: ignore[arg-type]
 
@@ -197,8 +202,8 @@ class TlsListener:
         return listener
 
     @classmethod
-    def for_stream(cls, tls: ServerTls) -> TlsListener:
-        listener = cls(None, server_context(tls), {})
+    def for_stream(cls, tls: ServerTls, passwords: dict[str, tuple[bytes, ...]] | None = None) -> TlsListener:
+        listener = cls(None, server_context(tls, passwords), {})
         listener._judge([(tls, listener.default)])
         listener.default.sni_callback = listener._servername
         return listener
@@ -252,7 +257,8 @@ def listeners(config: Config) -> dict[ListenKey, TlsListener]:
     for stream_server in (config.stream.servers if config.stream else ()):
         for listen in stream_server.listens:
             if listen.ssl and stream_server.tls is not None:
-                made[(listen.bind_host, listen.port, False)] = TlsListener.for_stream(stream_server.tls)
+                made[(listen.bind_host, listen.port, False)] = TlsListener.for_stream(stream_server.tls,
+                                                                                        passwords)
     return made
 
 
@@ -302,6 +308,21 @@ _CLIENT_REASONS = frozenset({
     "UNSAFE_LEGACY_RENEGOTIATION_DISABLED", "SCSV_RECEIVED_WHEN_RENEGOTIATING", "INAPPROPRIATE_FALLBACK",
     "CERT_CB_ERROR", "VERSION_TOO_LOW", "PEER_DID_NOT_RETURN_A_CERTIFICATE", "CERTIFICATE_VERIFY_FAILED",
 })
+
+
+# a TLS record: alert (21), version 3.3, 2 bytes: fatal (2), unrecognized_name (112)
+UNRECOGNIZED_NAME_ALERT = bytes((21, 3, 3, 0, 2, 2, 112))
+
+
+def rejected(sock: socket.socket, exc: BaseException) -> bool:
+    """A handshake that `ssl_reject_handshake on` ended (its servername callback's alert): the alert is
+    sent on `sock`, a duplicate of the connection's, as the event loop's SSL transport drops what
+    OpenSSL wrote when a handshake fails."""
+    if getattr(exc, "reason", None) != "CALLBACK_FAILED":
+        return False
+    with contextlib.suppress(OSError):
+        sock.send(UNRECOGNIZED_NAME_ALERT)
+    return True
 
 
 def handshake_failure(exc: BaseException) -> tuple[str, str]:

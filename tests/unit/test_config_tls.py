@@ -119,3 +119,10 @@ def test_scheme_and_ssl_variables() -> None:
                                                 "ssl_server_name", "ssl_session_reused", "ssl_client_s_dn",
                                                 "ssl_client_verify")] == [
         "https", "on", "TLSv1.3", "TLS_AES_128_GCM_SHA256", "a.test", "r", "O=Org,CN=client", "SUCCESS"]
+
+
+def test_every_ssl_variable_has_a_value() -> None:
+    from sheer.config.tls import SSL_VARIABLES
+    from sheer.core.tls_vars import VARIABLES
+
+    assert set(VARIABLES) == SSL_VARIABLES

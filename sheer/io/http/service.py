@@ -114,14 +114,19 @@ class HttpService:
             peer = sock.getpeername()[0]
         except OSError:
             peer = "?"
+        # ssl_reject_handshake: a duplicate to send the alert on, as the SSL transport closes the socket
+        spare = sock.dup() if self.tls.rejecting else None
         try:
             await self.loop.connect_accepted_socket(
                 lambda: ClientConnection(self), sock, ssl=self.tls.default,
                 ssl_handshake_timeout=self.site.limits.client_header_timeout)
         except (OSError, TimeoutError) as exc:   # ssl.SSLError is an OSError; so is a reset
-            self.tls_accept.handshake_failed(sock, peer, exc)
+            self.tls_accept.handshake_failed(spare or sock, peer, exc)
             sock.close()
             self.slots.release()
+        finally:
+            if spare is not None:
+                spare.close()
 
     def reusable(self, conn: Reusable, idle: bool) -> None:
         self.slots.idle(conn, idle)

@@ -14,7 +14,7 @@ import socket
 from collections.abc import Callable
 
 from sheer.io.logs import ErrorLogger
-from sheer.io.tls import TlsListener, handshake_failure
+from sheer.io.tls import TlsListener, handshake_failure, rejected
 
 Opened = Callable[[socket.socket, bool], None]     # (socket, is TLS): open the connection as such
 
@@ -81,6 +81,9 @@ class TlsAccept:
         self.release()
 
     def handshake_failed(self, sock: socket.socket, peer: str, exc: BaseException) -> None:
+        if self.listener.rejecting and rejected(sock, exc):      # ssl_reject_handshake's alert sent
+            self.log.info(f"handshake rejected while SSL handshaking, client: {peer}, server: {self.server}")
+            return
         level, text = handshake_failure(exc)
         self.log.log(level, f"{text} while SSL handshaking, client: {peer}, server: {self.server}")
 
