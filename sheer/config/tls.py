@@ -122,10 +122,10 @@ def _one(parse: Callable[[str, str, Source], Any], name: str) -> Callable[[list[
 
 # $ssl_* of a TLS connection, http and stream alike (their values: sheer.core.tls_vars)
 SSL_VARIABLES = frozenset({
-    "ssl_protocol", "ssl_cipher", "ssl_ciphers", "ssl_curve", "ssl_server_name", "ssl_session_reused",
-    "ssl_session_id", "ssl_client_verify", "ssl_client_s_dn", "ssl_client_i_dn", "ssl_client_s_dn_legacy",
-    "ssl_client_i_dn_legacy", "ssl_client_serial", "ssl_client_fingerprint", "ssl_client_raw_cert",
-    "ssl_client_cert", "ssl_client_escaped_cert", "ssl_client_v_start", "ssl_client_v_end",
+    "ssl_protocol", "ssl_cipher", "ssl_ciphers", "ssl_curve", "ssl_curves", "ssl_server_name",
+    "ssl_session_reused", "ssl_session_id", "ssl_client_verify", "ssl_client_s_dn", "ssl_client_i_dn",
+    "ssl_client_s_dn_legacy", "ssl_client_i_dn_legacy", "ssl_client_serial", "ssl_client_fingerprint",
+    "ssl_client_raw_cert", "ssl_client_cert", "ssl_client_escaped_cert", "ssl_client_v_start", "ssl_client_v_end",
     "ssl_client_v_remain",
 })
 SERVER_LEVELS = frozenset({"http", "http.server"})

@@ -39,7 +39,7 @@ class TlsInfo:
         self.verify = verify
         self.verify_text = verify_text
         # the facts asked of OpenSSL only when a variable wants them: ssl_session_id, ssl_ciphers,
-        # ssl_curve (the io layer's lookup on the connection's SSL object)
+        # ssl_curve, ssl_curves (the io layer's lookup on the connection's SSL object)
         self.more = more
 
     def ask(self, name: str) -> str:
@@ -110,6 +110,7 @@ VARIABLES: dict[str, Callable[[TlsInfo], str]] = {
     "ssl_cipher": lambda t: t.cipher,
     "ssl_ciphers": lambda t: t.ask("ssl_ciphers"),
     "ssl_curve": lambda t: t.ask("ssl_curve"),
+    "ssl_curves": lambda t: t.ask("ssl_curves"),
     "ssl_server_name": lambda t: t.server_name,
     "ssl_session_reused": lambda t: t.session_reused,
     "ssl_session_id": lambda t: t.ask("ssl_session_id"),

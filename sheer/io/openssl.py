@@ -27,6 +27,7 @@ TICKET_KEYS_SIZE = 80                             # name 16, HMAC key 32, AES ke
 
 
 SSL_CTRL_GET_NEGOTIATED_GROUP = 134
+SSL_CTRL_GET_GROUPS = 90
 _VERIFY_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_void_p)
 # nginx's ngx_ssl_verify_callback: every certificate passes the handshake; its verify result is kept
 # (SSL_get_verify_result) and judged per request (495 "The SSL certificate error"), as nginx does
@@ -72,6 +73,10 @@ def _lib() -> ctypes.CDLL:
         lib.SSL_set_verify.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
         lib.SSL_set_verify_depth.restype = None
         lib.SSL_set_verify_depth.argtypes = [ctypes.c_void_p, ctypes.c_int]
+        lib.SSL_load_client_CA_file.restype = ctypes.c_void_p
+        lib.SSL_load_client_CA_file.argtypes = [ctypes.c_char_p]
+        lib.SSL_CTX_set_client_CA_list.restype = None
+        lib.SSL_CTX_set_client_CA_list.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
         lib.OBJ_nid2sn.restype = ctypes.c_char_p
         lib.OBJ_nid2sn.argtypes = [ctypes.c_int]
     except (OSError, AttributeError) as exc:
@@ -139,6 +144,17 @@ def accept_any_certificate(ctx: ssl.SSLContext) -> None:
     lib.SSL_CTX_set_verify(pointer, lib.SSL_CTX_get_verify_mode(pointer), _ACCEPT_ANY)
 
 
+def set_client_ca_list(ctx: ssl.SSLContext, path: str) -> bool:
+    """ssl_client_certificate's names, sent in the CertificateRequest (nginx's SSL_CTX_set_client_CA_list;
+    ssl_trusted_certificate's are not); False when OpenSSL reads none."""
+    lib, pointer = _pointer(ctx)
+    names = lib.SSL_load_client_CA_file(path.encode())
+    if not names:
+        return False
+    lib.SSL_CTX_set_client_CA_list(pointer, names)     # the context owns the list from here
+    return True
+
+
 def _ssl(sslobj: ssl.SSLObject) -> tuple[ctypes.CDLL, int]:
     """The SSL* of an SSLObject: CPython's PySSLSocket is PyObject_HEAD, the socket's weakref, `SSL *ssl`;
     checked against the SSL_CTX of the object's context (SNI may have switched it)."""
@@ -167,11 +183,24 @@ def verify_result(sslobj: ssl.SSLObject) -> tuple[int, str]:
     return code, (lib.X509_verify_cert_error_string(code) or b"").decode("latin-1")
 
 
+def _group_name(lib: ctypes.CDLL, nid: int) -> str:
+    name = lib.OBJ_nid2sn(nid & 0xFFFF) if not nid & 0x01000000 else None     # TLSEXT_nid_unknown
+    return name.decode("latin-1") if name else f"0x{nid & 0xFFFF:04x}"
+
+
 def negotiated_group(sslobj: ssl.SSLObject) -> str:
     """$ssl_curve: the key exchange group's short name (prime256v1, X25519), else its number in hex."""
     lib, pointer = _ssl(sslobj)
     nid = int(lib.SSL_ctrl(pointer, SSL_CTRL_GET_NEGOTIATED_GROUP, 0, None))
-    if nid <= 0:
+    return _group_name(lib, nid) if nid > 0 else ""
+
+
+def client_groups(sslobj: ssl.SSLObject) -> str:
+    """$ssl_curves: the groups the client offered (SSL_get1_curves), joined by colons."""
+    lib, pointer = _ssl(sslobj)
+    count = int(lib.SSL_ctrl(pointer, SSL_CTRL_GET_GROUPS, 0, None))
+    if count <= 0:
         return ""
-    name = lib.OBJ_nid2sn(nid & 0xFFFF) if not nid & 0x01000000 else None
-    return name.decode("latin-1") if name else f"0x{nid & 0xFFFF:04x}"
+    groups = (ctypes.c_int * count)()
+    count = int(lib.SSL_ctrl(pointer, SSL_CTRL_GET_GROUPS, 0, ctypes.cast(groups, ctypes.c_void_p)))
+    return ":".join(_group_name(lib, groups[i]) for i in range(min(count, len(groups))))

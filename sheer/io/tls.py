@@ -147,6 +147,8 @@ def server_context(tls: ServerTls, passwords: dict[str, tuple[bytes, ...]] | Non
         for ca in (tls.client_certificate, tls.trusted_certificate):
             if ca is not None:
                 load_verify(ctx, ca, tls.source)
+        if tls.client_certificate is not None:
+            openssl.set_client_ca_list(ctx, tls.client_certificate)
         ctx.verify_mode = ssl.CERT_OPTIONAL
         openssl.set_verify_depth(ctx, tls.verify_depth)
         # nginx's verify callback: the handshake goes on whatever the certificate; a request on the
@@ -281,7 +283,7 @@ def connection_info(sslobj: ssl.SSLObject) -> TlsInfo:
 
 
 def _more(sslobj: ssl.SSLObject, name: str) -> str:
-    """$ssl_session_id (hex), $ssl_ciphers (the client's, as OpenSSL names them), $ssl_curve."""
+    """$ssl_session_id (hex), $ssl_ciphers (the client's, as OpenSSL names them), $ssl_curve(s)."""
     try:
         if name == "ssl_session_id":
             session = sslobj.session
@@ -290,6 +292,8 @@ def _more(sslobj: ssl.SSLObject, name: str) -> str:
             return ":".join(cipher[0] for cipher in sslobj.shared_ciphers() or ())
         if name == "ssl_curve":
             return openssl.negotiated_group(sslobj)
+        if name == "ssl_curves":
+            return openssl.client_groups(sslobj)
     except (openssl.OpenSslUnavailable, ValueError, ssl.SSLError):
         return ""
     return ""

@@ -178,8 +178,7 @@ class Master:
         except PrivilegeError as exc:
             raise StartupError(str(exc)) from None
         try:
-            if not self.tls:          # made already by the command line (before daemonizing), or here
-                self.tls = tls_listeners(self.config)
+            self.tls = self.tls or tls_listeners(self.config)   # the command line's (made before daemonizing)
         except ConfigError as exc:
             raise StartupError(str(exc)) from None
         self.open_listeners(self.config)
