@@ -125,8 +125,8 @@ SSL_VARIABLES = frozenset({
     "ssl_protocol", "ssl_cipher", "ssl_ciphers", "ssl_curve", "ssl_curves", "ssl_server_name",
     "ssl_session_reused", "ssl_session_id", "ssl_client_verify", "ssl_client_s_dn", "ssl_client_i_dn",
     "ssl_client_s_dn_legacy", "ssl_client_i_dn_legacy", "ssl_client_serial", "ssl_client_fingerprint",
-    "ssl_client_raw_cert", "ssl_client_cert", "ssl_client_escaped_cert", "ssl_client_v_start", "ssl_client_v_end",
-    "ssl_client_v_remain",
+    "ssl_client_raw_cert", "ssl_client_cert", "ssl_client_escaped_cert", "ssl_client_v_start",
+    "ssl_client_v_end", "ssl_client_v_remain",
 })
 SERVER_LEVELS = frozenset({"http", "http.server"})
 LOCATION_LEVELS = SERVER_LEVELS | {"http.location"}
