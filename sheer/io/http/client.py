@@ -13,7 +13,7 @@ from sheer.config.model import ClientLimits
 from sheer.core.http.browsers import keepalive_disabled
 from sheer.core.http.reader import RequestReader
 from sheer.core.http.variables import Connection
-from sheer.core.proxy_protocol import Malformed, NeedMore, parse
+from sheer.core.proxy_protocol import Malformed, NeedMore, ProxyHeader, parse
 from sheer.io.counting import HttpCounters
 from sheer.io.http.answers import answer_error, answer_refused, answer_return, forbidden
 from sheer.io.http.logline import client_error
@@ -55,10 +55,14 @@ class Listener(Protocol):
     def release(self) -> None: ...
 
 
+# the PROXY header read before a TLS handshake (its header, or None for another transport's); None: not so
+Proxied = tuple[ProxyHeader | None] | None
+
+
 class ClientConnection(Reading, Timeouts, asyncio.Protocol):
     service: Listener
 
-    def __init__(self, service: Listener, refuse: int = 0) -> None:
+    def __init__(self, service: Listener, refuse: int = 0, proxied: Proxied = None) -> None:
         self.service = service
         # nginx's 496/497: every request on this connection is answered 400 with that page
         # (plain HTTP on an ssl address; `ssl_verify_client on` and no certificate)
@@ -92,7 +96,9 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
         self.idle_timeout = site.limits.client_header_timeout    # keepalive_timeout after a request
         self.body_timeout = site.limits.client_body_timeout
         # `listen ... proxy_protocol`: bytes held until the PROXY header is complete (None: not expected).
-        self.proxy_buffer: bytes | None = b"" if service.proxy_protocol else None
+        # On an ssl address the header came before the handshake: read by TlsAccept (`proxied`).
+        self.proxy_buffer: bytes | None = b"" if service.proxy_protocol and proxied is None else None
+        self.proxied = proxied
 
     # -- transport events --
 
@@ -111,6 +117,8 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
         self.conn.maps = self.site.ctx.http_maps
         self.conn.start = time.time()
         self.conn.connections = self.site.connections
+        if self.proxied is not None:
+            self.conn.proxy = self.proxied[0]
         sslobj = transport.get_extra_info("ssl_object")
         if sslobj is not None:
             self.conn.tls = info = connection_info(sslobj)

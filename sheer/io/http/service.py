@@ -12,7 +12,7 @@ from sheer.io.accept import Acceptor
 from sheer.io.context import WorkerContext
 from sheer.io.counting import HttpCounters
 from sheer.io.http import static
-from sheer.io.http.client import ClientConnection, Handler
+from sheer.io.http.client import ClientConnection, Handler, Proxied
 from sheer.io.http.proxy_pass import proxy
 from sheer.io.http.site import Site
 from sheer.io.http.status import StatusLocations
@@ -65,7 +65,7 @@ class HttpService:
         self.acceptor = Acceptor(self.loop, self.sock.dup(), self.slots, self.log, self.name, self._accepted)
         if self.tls is not None:
             self.tls_accept = TlsAccept(self.loop, self.tls, self.site.limits.client_header_timeout, self.log,
-                                        self.name, self.slots.release, self._open_tls)
+                                        self.name, self.slots.release, self._open_tls, self.proxy_protocol)
         self.acceptor.start()
 
     def _accepted(self, fd: int, peer: tuple[str, int]) -> None:
@@ -97,18 +97,18 @@ class HttpService:
             sock.close()
             self.slots.release()
 
-    def _open_tls(self, sock: socket.socket, tls: bool) -> None:
-        self._start(self._handshake(sock) if tls else self._open_plain(sock))
+    def _open_tls(self, sock: socket.socket, tls: bool, proxied: Proxied) -> None:
+        self._start(self._handshake(sock, proxied) if tls else self._open_plain(sock, proxied))
 
-    async def _open_plain(self, sock: socket.socket) -> None:
+    async def _open_plain(self, sock: socket.socket, proxied: Proxied) -> None:
         """Plain HTTP on an ssl address: read, then answered 400 as nginx's NGX_HTTP_TO_HTTPS (497)."""
         try:
-            await self.loop.connect_accepted_socket(lambda: ClientConnection(self, refuse=497), sock)
+            await self.loop.connect_accepted_socket(lambda: ClientConnection(self, 497, proxied), sock)
         except OSError:
             sock.close()
             self.slots.release()
 
-    async def _handshake(self, sock: socket.socket) -> None:
+    async def _handshake(self, sock: socket.socket, proxied: Proxied) -> None:
         assert self.tls is not None and self.tls_accept is not None
         try:
             peer = sock.getpeername()[0]
@@ -118,7 +118,7 @@ class HttpService:
         spare = sock.dup() if self.tls.rejecting else None
         try:
             await self.loop.connect_accepted_socket(
-                lambda: ClientConnection(self), sock, ssl=self.tls.default,
+                lambda: ClientConnection(self, 0, proxied), sock, ssl=self.tls.default,
                 ssl_handshake_timeout=self.site.limits.client_header_timeout)
         except (OSError, TimeoutError) as exc:   # ssl.SSLError is an OSError; so is a reset
             self.tls_accept.handshake_failed(spare or sock, peer, exc)
