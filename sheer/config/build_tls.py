@@ -146,7 +146,8 @@ def stream_tls(chain: list[Block], listens: tuple[Listen, ...]) -> ServerTls | N
 
 
 def stream_proxy_ssl(chain: list[Block], upstream: Upstream | None, source: Source) -> UpstreamTls | None:
-    """`proxy_ssl on` (stream): the proxy_ssl_* settings, the name defaulting to the proxy_pass host."""
+    """`proxy_ssl on` (stream) in a server with `proxy_pass`: the proxy_ssl_* settings, the name defaulting
+    to the proxy_pass host (a `return` server inherits it to no effect, as nginx's)."""
     found = _first(chain, "proxy_ssl")
     if found is None or not found[0]:
         return None
@@ -167,7 +168,6 @@ def check_stream_tls(server: StreamServer) -> StreamServer:
         ("proxy_responses", server.proxy_responses is not None),
         ("proxy_requests", server.proxy_requests != 0),
         ("ssl_preread on", server.ssl_preread),
-        ("return", server.return_value is not None),
         ("health_check", server.health_check is not None),
     ]
     for what, used in unsupported:

@@ -18,7 +18,7 @@ from sheer.config.model import StreamServer
 from sheer.core.balancers import Balancer, Peer, request_key
 from sheer.core.bind import BindTo, BindValueError, bind_to
 from sheer.core.rate import RateLimit, evaluate
-from sheer.core.variables import render
+from sheer.core.variables import render, render_bytes
 from sheer.io.accept import Acceptor
 from sheer.io.context import WorkerContext
 from sheer.io.http.throttle import Throttle
@@ -153,6 +153,12 @@ class TlsSession:
                 service.log.info(f"{text}, client: {self.vars.remote_addr}, server: {service.name}")
                 self.end(500)
                 return
+        if server.return_value is not None and self.client.transport is not None:    # stream `return`
+            answer = render_bytes(server.return_value, self.vars)
+            self.sent += len(answer)
+            self.client.transport.write(answer)
+            self.end(200)
+            return
         self.timer = self.loop.call_later(server.proxy_timeout, self._idle)
         await self._connect()
 
