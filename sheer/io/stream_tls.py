@@ -41,6 +41,9 @@ class Side(asyncio.Protocol):
         self.session = session
         self.client = client
         self.transport: asyncio.Transport | None = None
+        # proxy_ssl_session_reuse: keeps the upstream's session when the connection ends (a TLS 1.3
+        # ticket comes after the handshake), set by UpstreamTlsSetup.wrap
+        self.ended: Callable[[], None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -49,11 +52,18 @@ class Side(asyncio.Protocol):
         self.session.forward(self, data)
 
     def eof_received(self) -> bool:
+        self._ended()
         self.session.end(None)         # proxy_half_close off: the first EOF ends the session
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._ended()
         self.session.end(None)
+
+    def _ended(self) -> None:
+        ended, self.ended = self.ended, None
+        if ended is not None:
+            ended()
 
     def pause_writing(self) -> None:
         self.session.paused(self, True)
