@@ -326,7 +326,8 @@ class TlsSession:
 class TlsStreamService:
     """Satisfies sheer.io.service.Service for a stream server with TLS on a side."""
 
-    def __init__(self, sock: socket.socket, server: StreamServer, ctx: WorkerContext) -> None:
+    def __init__(self, sock: socket.socket, server: StreamServer, ctx: WorkerContext,
+                 ssl: bool = True) -> None:
         self.sock = sock
         self.server = server
         self.ctx = ctx
@@ -337,7 +338,7 @@ class TlsStreamService:
         host, port = listening_on(sock)
         self.name = shown(host, port)
         self.tls: TlsListener | None = None
-        if server.tls is not None:
+        if server.tls is not None and ssl:          # `listen ... ssl` (a server's other listens are plain)
             made = ctx.tls.get((host, port, False)) if ctx.tls is not None else None
             self.tls = made if made is not None else TlsListener.for_stream(server.tls)
         self.upstream_tls = UpstreamTlsSetup(server.proxy_ssl) if server.proxy_ssl is not None else None
