@@ -163,7 +163,6 @@ def check_stream_tls(server: StreamServer) -> StreamServer:
         return server
     unsupported = [
         ("listen ... proxy_protocol", any(listen.proxy_protocol for listen in server.listens)),
-        ("proxy_protocol on", server.proxy_protocol),
         ("proxy_half_close on", server.proxy_half_close),
         ("proxy_responses", server.proxy_responses is not None),
         ("proxy_requests", server.proxy_requests != 0),

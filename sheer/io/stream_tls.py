@@ -12,9 +12,9 @@ import contextlib
 import socket
 import time
 from collections.abc import Callable
-from typing import cast
 
 from sheer.config.model import StreamServer
+from sheer.core import proxy_protocol
 from sheer.core.balancers import Balancer, Peer, request_key
 from sheer.core.bind import BindTo, BindValueError, bind_to
 from sheer.core.rate import RateLimit, evaluate
@@ -26,57 +26,13 @@ from sheer.io.http.upstream_tls import UpstreamTlsFailed, UpstreamTlsSetup
 from sheer.io.logs import AccessLogger
 from sheer.io.slots import ConnectionSlots
 from sheer.io.sockets import BindError, address_family, as_address, bound_socket, listening_on, shown
+from sheer.io.stream_sides import Side, open_transport
 from sheer.io.stream_targets import StreamTargets
 from sheer.io.stream_vars import StreamVariables
 from sheer.io.tls import TlsListener, connection_info, handshake_failure, rejected
 from sheer.io.upstream_connect import connect
 
 PENDING_LIMIT = 65536     # bytes held from the client while the upstream connects
-
-
-class Side(asyncio.Protocol):
-    """One end of a session; what it reads goes to the other end."""
-
-    def __init__(self, session: TlsSession, client: bool) -> None:
-        self.session = session
-        self.client = client
-        self.transport: asyncio.Transport | None = None
-        # proxy_ssl_session_reuse: keeps the upstream's session when the connection ends (a TLS 1.3
-        # ticket comes after the handshake), set by UpstreamTlsSetup.wrap
-        self.ended: Callable[[], None] | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-
-    def data_received(self, data: bytes) -> None:
-        self.session.forward(self, data)
-
-    def eof_received(self) -> bool:
-        self._ended()
-        self.session.end(None)         # proxy_half_close off: the first EOF ends the session
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._ended()
-        self.session.end(None)
-
-    def _ended(self) -> None:
-        ended, self.ended = self.ended, None
-        if ended is not None:
-            ended()
-
-    def pause_writing(self) -> None:
-        self.session.paused(self, True)
-
-    def resume_writing(self) -> None:
-        self.session.paused(self, False)
-
-
-def _open_transport(side: Side) -> Callable[[], asyncio.WriteTransport | None]:
-    def transport() -> asyncio.WriteTransport | None:
-        found = side.transport
-        return found if found is not None and not found.is_closing() else None
-    return transport
 
 
 class TlsSession:
@@ -208,6 +164,14 @@ class TlsSession:
                 self.end(502)
                 return
 
+    def _proxy_header(self) -> bytes:
+        """`proxy_protocol on`: the client (after realip) and the address it connected to, as nginx sends."""
+        client = self.vars.client[:2]
+        local = self.vars.local[:2] if self.vars.local else None
+        if self.service.server.proxy_protocol_version == 2:
+            return proxy_protocol.v2(client, local, "stream")
+        return proxy_protocol.v1(client, local)
+
     async def _open(self, peer: Peer, bind: BindTo | None) -> str | None:
         """None once connected (and relaying); nginx's reason otherwise."""
         server = self.service.server
@@ -224,6 +188,8 @@ class TlsSession:
         try:
             sock.setblocking(False)
             await connect(self.loop, sock, peer.address, server.proxy_connect_timeout)
+            if server.proxy_protocol:      # the PROXY header goes first, before the upstream's handshake
+                await self.loop.sock_sendall(sock, self._proxy_header())
             tls = self.service.upstream_tls
             if tls is not None:
                 await tls.wrap(self.loop, sock, lambda: side, peer.address, server.proxy_connect_timeout)
@@ -264,7 +230,7 @@ class TlsSession:
                 self.service.log.error(f"{problem}, client: {self.vars.remote_addr}, "
                                        f"server: {self.service.name}")
             if rate:
-                self.limits[source.client] = Throttle(self.loop, [RateLimit(rate, now)], _open_transport(to),
+                self.limits[source.client] = Throttle(self.loop, [RateLimit(rate, now)], open_transport(to),
                                                       self._hold(source))
 
     def _hold(self, source: Side) -> Callable[[bool], None]:
