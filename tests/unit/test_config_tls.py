@@ -72,8 +72,6 @@ def test_http_level_settings_are_inherited_and_certificates_pair_in_order(tmp_pa
     ("listen 443 ssl; ssl_certificate a; ssl_certificate_key a; ssl_verify_client on;",
      ":4: no ssl_client_certificate for ssl_verify_client"),
     ("listen 443 ssl udp;", ':4: "ssl" parameter is incompatible with "udp"'),
-    ("listen 443 ssl proxy_protocol;",
-     ':4: "proxy_protocol" with "ssl" on one "listen" is not supported yet'),
 ])
 def test_refusals_name_the_line(tmp_path: Path, server: str, message: str) -> None:
     assert refused(tmp_path, server).endswith(message)

@@ -13,7 +13,7 @@ from sheer.config.model import ClientLimits
 from sheer.core.http.browsers import keepalive_disabled
 from sheer.core.http.reader import RequestReader
 from sheer.core.http.variables import Connection
-from sheer.core.proxy_protocol import Malformed, NeedMore, ProxyHeader, parse
+from sheer.core.proxy_protocol import Malformed, NeedMore, parse
 from sheer.io.counting import HttpCounters
 from sheer.io.http.answers import answer_error, answer_refused, answer_return, forbidden
 from sheer.io.http.logline import client_error
@@ -22,6 +22,7 @@ from sheer.io.http.request import Relay, Request
 from sheer.io.http.rewritten import rewrite
 from sheer.io.http.site import Plan, Site
 from sheer.io.http.timeouts import Timeouts
+from sheer.io.http.tls_accept import Proxied
 from sheer.io.http.tunnel import Tunnel
 from sheer.io.logs import ErrorLogger
 from sheer.io.slots import ConnectionSlots, Reusable
@@ -55,18 +56,12 @@ class Listener(Protocol):
     def release(self) -> None: ...
 
 
-# the PROXY header read before a TLS handshake (its header, or None for another transport's); None: not so
-Proxied = tuple[ProxyHeader | None] | None
-
-
 class ClientConnection(Reading, Timeouts, asyncio.Protocol):
     service: Listener
 
     def __init__(self, service: Listener, refuse: int = 0, proxied: Proxied = None) -> None:
         self.service = service
-        # nginx's 496/497: every request on this connection is answered 400 with that page
-        # (plain HTTP on an ssl address; `ssl_verify_client on` and no certificate)
-        self.refuse = refuse
+        self.refuse = refuse     # nginx's 495/496/497: every request answered 400 with that page (TLS)
         self.site = site = service.site
         self.loop = service.loop
         self.transport: asyncio.Transport | None = None
@@ -95,8 +90,8 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
         self.born = self.loop.time()       # keepalive_time counts from here
         self.idle_timeout = site.limits.client_header_timeout    # keepalive_timeout after a request
         self.body_timeout = site.limits.client_body_timeout
-        # `listen ... proxy_protocol`: bytes held until the PROXY header is complete (None: not expected).
-        # On an ssl address the header came before the handshake: read by TlsAccept (`proxied`).
+        # `listen ... proxy_protocol`: bytes held until the PROXY header is complete (None: not expected,
+        # or read before the TLS handshake by TlsAccept: `proxied`).
         self.proxy_buffer: bytes | None = b"" if service.proxy_protocol and proxied is None else None
         self.proxied = proxied
 

@@ -12,11 +12,11 @@ from sheer.io.accept import Acceptor
 from sheer.io.context import WorkerContext
 from sheer.io.counting import HttpCounters
 from sheer.io.http import static
-from sheer.io.http.client import ClientConnection, Handler, Proxied
+from sheer.io.http.client import ClientConnection, Handler
 from sheer.io.http.proxy_pass import proxy
 from sheer.io.http.site import Site
 from sheer.io.http.status import StatusLocations
-from sheer.io.http.tls_accept import TlsAccept
+from sheer.io.http.tls_accept import Proxied, TlsAccept
 from sheer.io.slots import ConnectionSlots, Reusable
 from sheer.io.sockets import listening_on, shown
 from sheer.io.tls import TlsListener

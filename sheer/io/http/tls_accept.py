@@ -17,8 +17,10 @@ from sheer.core.proxy_protocol import V2_MAX, Malformed, Parsed, ProxyHeader, pa
 from sheer.io.logs import ErrorLogger
 from sheer.io.tls import TlsListener, handshake_failure, rejected
 
+# the PROXY header read before a TLS handshake (its header, or None for another transport's); None: not so
+Proxied = tuple[ProxyHeader | None] | None
 # (socket, is TLS, the PROXY header read before it, if the address expects one): open the connection
-Opened = Callable[[socket.socket, bool, tuple[ProxyHeader | None] | None], None]
+Opened = Callable[[socket.socket, bool, Proxied], None]
 
 
 class Waiting:
@@ -29,7 +31,7 @@ class Waiting:
     def __init__(self, sock: socket.socket, timer: asyncio.TimerHandle) -> None:
         self.sock = sock
         self.timer = timer
-        self.proxied: tuple[ProxyHeader | None] | None = None     # `listen ... ssl proxy_protocol`
+        self.proxied: Proxied = None     # `listen ... ssl proxy_protocol`
 
 
 class TlsAccept:
