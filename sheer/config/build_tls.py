@@ -4,6 +4,7 @@ notes about the ones sheer accepts but serves otherwise than nginx."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import Any
 
 from sheer.config.errors import ConfigError, Source
@@ -42,6 +43,21 @@ def _value(chain: list[Block], key: str, default: Any) -> Any:
 def _file(chain: list[Block], key: str) -> str | None:
     found = _first(chain, key)
     return None if found is None else full_path(found[0][0], found[1])
+
+
+# SSL_CONF commands naming a file or directory: taken from the configuration's directory, as nginx finds them
+_CONF_FILES = frozenset({"Certificate", "PrivateKey", "ChainCAFile", "ChainCAPath", "VerifyCAFile",
+                         "VerifyCAPath", "RequestCAFile", "ClientCAFile", "ClientCAPath", "ServerInfoFile",
+                         "DHParameters"})
+
+
+def _conf_commands(chain: list[Block], key: str) -> tuple[tuple[str, str], ...]:
+    """ssl_conf_command lines of the innermost level that has any (nginx merges the array whole)."""
+    for block in chain:
+        if key in block.settings:
+            return tuple((args[0], full_path(args[1], src) if args[0] in _CONF_FILES else args[1])
+                         for args, src in block.settings[key])
+    return ()
 
 
 def _certificates(chain: list[Block], where: Source | None) -> tuple[CertificatePair, ...]:
@@ -98,6 +114,7 @@ def server_tls(chain: list[Block], ssl_listens: list[Source | None],
         password_file=_file(chain, "ssl_password_file"),
         crl=_file(chain, "ssl_crl"),
         reject_handshake=reject,
+        conf_commands=_conf_commands(chain, "ssl_conf_command"),
         source=chain[0].source,
     )
 
@@ -133,6 +150,7 @@ def upstream_tls(chain: list[Block], host: str, source: Source) -> UpstreamTls:
         session_reuse=_value(chain, "proxy_ssl_session_reuse", True),
         password_file=_file(chain, "proxy_ssl_password_file"),
         crl=_file(chain, "proxy_ssl_crl"),
+        conf_commands=_conf_commands(chain, "proxy_ssl_conf_command"),
         source=source,
     )
 
@@ -142,7 +160,9 @@ def stream_tls(chain: list[Block], listens: tuple[Listen, ...]) -> ServerTls | N
     ssl = [listen.source for listen in listens if listen.ssl]
     if not ssl:
         return None
-    return server_tls(chain, ssl, True)
+    tls = server_tls(chain, ssl, True)
+    # nginx's stream ssl offers ALPN only with ssl_alpn (ngx_stream_ssl_alpn_select)
+    return None if tls is None else replace(tls, alpn=tuple(_value(chain, "ssl_alpn", [])))
 
 
 def stream_proxy_ssl(chain: list[Block], upstream: Upstream | None, source: Source) -> UpstreamTls | None:

@@ -58,6 +58,9 @@ class ServerTls:
     password_file: str | None = None     # ssl_password_file: the passphrases of encrypted keys, tried in turn
     crl: str | None = None               # ssl_crl: revoked certificates (PEM), checked along the chain
     reject_handshake: bool = False       # ssl_reject_handshake on: an unrecognized_name alert
+    conf_commands: tuple[tuple[str, str], ...] = ()     # ssl_conf_command: OpenSSL's SSL_CONF_cmd, last
+    # ALPN: http/1.1 (HTTP/2 is not served: `listen ... http2` clients negotiate HTTP/1.1); stream: ssl_alpn
+    alpn: tuple[str, ...] = ("http/1.1",)
     source: Source | None = None
 
 
@@ -76,6 +79,7 @@ class UpstreamTls:
     session_reuse: bool = True
     password_file: str | None = None           # proxy_ssl_password_file
     crl: str | None = None                     # proxy_ssl_crl
+    conf_commands: tuple[tuple[str, str], ...] = ()    # proxy_ssl_conf_command
     source: Source | None = None
 
 
@@ -123,10 +127,10 @@ def _one(parse: Callable[[str, str, Source], Any], name: str) -> Callable[[list[
 # $ssl_* of a TLS connection, http and stream alike (their values: sheer.core.tls_vars)
 SSL_VARIABLES = frozenset({
     "ssl_protocol", "ssl_cipher", "ssl_ciphers", "ssl_curve", "ssl_curves", "ssl_server_name",
-    "ssl_session_reused", "ssl_session_id", "ssl_client_verify", "ssl_client_s_dn", "ssl_client_i_dn",
-    "ssl_client_s_dn_legacy", "ssl_client_i_dn_legacy", "ssl_client_serial", "ssl_client_fingerprint",
-    "ssl_client_raw_cert", "ssl_client_cert", "ssl_client_escaped_cert", "ssl_client_v_start",
-    "ssl_client_v_end", "ssl_client_v_remain",
+    "ssl_session_reused", "ssl_session_id", "ssl_alpn_protocol", "ssl_client_verify", "ssl_client_s_dn",
+    "ssl_client_i_dn", "ssl_client_s_dn_legacy", "ssl_client_i_dn_legacy", "ssl_client_serial",
+    "ssl_client_fingerprint", "ssl_client_raw_cert", "ssl_client_cert", "ssl_client_escaped_cert",
+    "ssl_client_v_start", "ssl_client_v_end", "ssl_client_v_remain",
 })
 SERVER_LEVELS = frozenset({"http", "http.server"})
 LOCATION_LEVELS = SERVER_LEVELS | {"http.location"}
@@ -155,6 +159,8 @@ DIRECTIVES: tuple[tuple[str, frozenset[str], tuple[int, int | None], Any, bool],
     ("ssl_password_file", TLS_LEVELS, (1, 1), None, False),
     ("ssl_crl", TLS_LEVELS, (1, 1), None, False),
     ("ssl_reject_handshake", TLS_LEVELS, (1, 1), _one(parse_flag, "ssl_reject_handshake"), False),
+    ("ssl_conf_command", TLS_LEVELS, (2, 2), None, True),
+    ("ssl_alpn", STREAM_LEVELS, (1, None), None, False),
     ("http2", SERVER_LEVELS, (1, 1), _one(parse_flag, "http2"), False),
     # stream: nginx's ngx_stream_ssl_preread_module, and the preread phase's bounds
     ("ssl_preread", STREAM_LEVELS, (1, 1), _one(parse_flag, "ssl_preread"), False),
@@ -178,6 +184,7 @@ DIRECTIVES: tuple[tuple[str, frozenset[str], tuple[int, int | None], Any, bool],
     ("proxy_ssl_session_reuse", PROXY_SSL_LEVELS, (1, 1), _one(parse_flag, "proxy_ssl_session_reuse"), False),
     ("proxy_ssl_password_file", PROXY_SSL_LEVELS, (1, 1), None, False),
     ("proxy_ssl_crl", PROXY_SSL_LEVELS, (1, 1), None, False),
+    ("proxy_ssl_conf_command", PROXY_SSL_LEVELS, (2, 2), None, True),
 )
 
 # What Python's ssl module (and so sheer) cannot do: `-t` names the feature, never "unknown directive".
@@ -191,8 +198,6 @@ UNSUPPORTED: dict[str, str] = {
     "ssl_ocsp_responder": "OCSP checks of client certificates: Python's ssl module has no OCSP client",
     "ssl_engine": "OpenSSL engines (hardware keys): Python's ssl module loads keys from files only",
     "ssl_early_data": "TLS 1.3 early data (0-RTT): Python's ssl module cannot accept it",
-    "ssl_conf_command": "SSL_CONF commands: Python's ssl module has no SSL_CONF_cmd",
-    "proxy_ssl_conf_command": "SSL_CONF commands: Python's ssl module has no SSL_CONF_cmd",
     "ssl_buffer_size": "the TLS record size: Python's ssl module writes records of its own size",
 }
 

@@ -114,6 +114,7 @@ VARIABLES: dict[str, Callable[[TlsInfo], str]] = {
     "ssl_server_name": lambda t: t.server_name,
     "ssl_session_reused": lambda t: t.session_reused,
     "ssl_session_id": lambda t: t.ask("ssl_session_id"),
+    "ssl_alpn_protocol": lambda t: t.ask("ssl_alpn_protocol"),
     "ssl_client_verify": lambda t: t.client_verify,
     "ssl_client_s_dn": lambda t: _dn(t.cert, "subject", False),
     "ssl_client_i_dn": lambda t: _dn(t.cert, "issuer", False),

@@ -77,6 +77,18 @@ def _lib() -> ctypes.CDLL:
         lib.SSL_load_client_CA_file.argtypes = [ctypes.c_char_p]
         lib.SSL_CTX_set_client_CA_list.restype = None
         lib.SSL_CTX_set_client_CA_list.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        lib.SSL_CONF_CTX_new.restype = ctypes.c_void_p
+        lib.SSL_CONF_CTX_new.argtypes = []
+        lib.SSL_CONF_CTX_set_flags.restype = ctypes.c_uint
+        lib.SSL_CONF_CTX_set_flags.argtypes = [ctypes.c_void_p, ctypes.c_uint]
+        lib.SSL_CONF_CTX_set_ssl_ctx.restype = None
+        lib.SSL_CONF_CTX_set_ssl_ctx.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        lib.SSL_CONF_cmd.restype = ctypes.c_int
+        lib.SSL_CONF_cmd.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p]
+        lib.SSL_CONF_CTX_finish.restype = ctypes.c_int
+        lib.SSL_CONF_CTX_finish.argtypes = [ctypes.c_void_p]
+        lib.SSL_CONF_CTX_free.restype = None
+        lib.SSL_CONF_CTX_free.argtypes = [ctypes.c_void_p]
         lib.OBJ_nid2sn.restype = ctypes.c_char_p
         lib.OBJ_nid2sn.argtypes = [ctypes.c_int]
     except (OSError, AttributeError) as exc:
@@ -204,3 +216,27 @@ def client_groups(sslobj: ssl.SSLObject) -> str:
     groups = (ctypes.c_int * count)()
     count = int(lib.SSL_ctrl(pointer, SSL_CTRL_GET_GROUPS, 0, ctypes.cast(groups, ctypes.c_void_p)))
     return ":".join(_group_name(lib, groups[i]) for i in range(min(count, len(groups))))
+
+
+# SSL_CONF_FLAG_FILE | SERVER (or CLIENT) | CERTIFICATE, as nginx's ngx_ssl_conf_commands
+_CONF_FLAGS = 0x02 | 0x20
+_CONF_SERVER, _CONF_CLIENT = 0x08, 0x04
+
+
+def conf_commands(ctx: ssl.SSLContext, commands: tuple[tuple[str, str], ...], server: bool) -> None:
+    """`ssl_conf_command NAME VALUE` lines on the context; ValueError with nginx's words when OpenSSL
+    refuses one."""
+    lib, pointer = _pointer(ctx)
+    cctx = lib.SSL_CONF_CTX_new()
+    if not cctx:
+        raise ValueError("SSL_CONF_CTX_new() failed")
+    try:
+        lib.SSL_CONF_CTX_set_flags(cctx, _CONF_FLAGS | (_CONF_SERVER if server else _CONF_CLIENT))
+        lib.SSL_CONF_CTX_set_ssl_ctx(cctx, pointer)
+        for name, value in commands:
+            if lib.SSL_CONF_cmd(cctx, name.encode(), value.encode()) <= 0:
+                raise ValueError(f'SSL_CONF_cmd("{name}", "{value}") failed')
+        if lib.SSL_CONF_CTX_finish(cctx) != 1:
+            raise ValueError("SSL_CONF_finish() failed")
+    finally:
+        lib.SSL_CONF_CTX_free(cctx)

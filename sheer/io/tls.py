@@ -29,7 +29,6 @@ ListenKey = tuple[str, int, bool]
 
 _VERSIONS = {"SSLv3": ssl.TLSVersion.SSLv3, "TLSv1": ssl.TLSVersion.TLSv1, "TLSv1.1": ssl.TLSVersion.TLSv1_1,
              "TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
-ALPN = ["http/1.1"]      # HTTP/2 is not served: `listen ... http2` clients negotiate HTTP/1.1
 
 
 def _read(path: str, what: str, source: object) -> bytes:
@@ -122,7 +121,8 @@ def server_context(tls: ServerTls, passwords: dict[str, tuple[bytes, ...]] | Non
         phrases = known[tls.password_file]
     for pair in tls.certificates:
         load_pair(ctx, pair.certificate, pair.key, pair.source, phrases)
-    ctx.set_alpn_protocols(ALPN)
+    if tls.alpn:
+        ctx.set_alpn_protocols(list(tls.alpn))
     if tls.dhparam is not None:
         try:
             ctx.load_dh_params(tls.dhparam)
@@ -156,7 +156,18 @@ def server_context(tls: ServerTls, passwords: dict[str, tuple[bytes, ...]] | Non
         openssl.accept_any_certificate(ctx)
         if tls.crl is not None:
             load_crl(ctx, tls.crl, tls.source)
+    conf_commands(ctx, tls.conf_commands, True, tls.source)
     return ctx
+
+
+def conf_commands(ctx: ssl.SSLContext, commands: tuple[tuple[str, str], ...], server: bool,
+                  source: object) -> None:
+    """ssl_conf_command (proxy_ssl_conf_command): OpenSSL's SSL_CONF_cmd on the finished context."""
+    if commands:
+        try:
+            openssl.conf_commands(ctx, commands, server)
+        except (openssl.OpenSslUnavailable, ValueError) as exc:
+            raise ConfigError(str(exc), source) from None   # type: ignore[arg-type]
 
 
 def load_verify(ctx: ssl.SSLContext, path: str, source: object) -> None:
@@ -294,6 +305,8 @@ def _more(sslobj: ssl.SSLObject, name: str) -> str:
             return openssl.negotiated_group(sslobj)
         if name == "ssl_curves":
             return openssl.client_groups(sslobj)
+        if name == "ssl_alpn_protocol":
+            return sslobj.selected_alpn_protocol() or ""
     except (openssl.OpenSslUnavailable, ValueError, ssl.SSLError):
         return ""
     return ""

@@ -14,7 +14,7 @@ from sheer.config.errors import ConfigError
 from sheer.config.tls import UpstreamTls
 from sheer.core.tls_names import host_matches
 from sheer.io import openssl
-from sheer.io.tls import load_crl, load_pair, load_verify, read_passwords
+from sheer.io.tls import conf_commands, load_crl, load_pair, load_verify, read_passwords
 
 _VERSIONS = {"SSLv3": ssl.TLSVersion.SSLv3, "TLSv1": ssl.TLSVersion.TLSv1, "TLSv1.1": ssl.TLSVersion.TLSv1_1,
              "TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
@@ -70,6 +70,7 @@ def upstream_context(tls: UpstreamTls) -> ssl.SSLContext:
     if tls.certificate is not None:
         passwords = read_passwords(tls.password_file, tls.source) if tls.password_file else (b"",)
         load_pair(ctx, tls.certificate.certificate, tls.certificate.key, tls.source, passwords)
+    conf_commands(ctx, tls.conf_commands, False, tls.source)
     return ctx
 
 
