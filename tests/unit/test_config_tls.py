@@ -124,3 +124,32 @@ def test_every_ssl_variable_has_a_value() -> None:
     from sheer.core.tls_vars import VARIABLES
 
     assert set(VARIABLES) == SSL_VARIABLES
+
+
+def test_password_file_crl_conf_commands_and_reject_are_merged_as_nginx(tmp_path: Path) -> None:
+    config = loaded(tmp_path, "listen 443 ssl; ssl_conf_command Options -SessionTicket;"
+                              "ssl_conf_command Certificate other.crt; ssl_crl revoked.crl;",
+                    "ssl_certificate a.crt; ssl_certificate_key a.key; ssl_password_file pw;"
+                    "ssl_conf_command Options SessionTicket;")
+    assert config.http is not None
+    tls = config.http.servers[0].tls
+    assert tls is not None
+    assert tls.password_file == str(tmp_path / "pw")
+    assert tls.crl == str(tmp_path / "revoked.crl")
+    # the innermost level's lines only, a file argument taken from the configuration's directory
+    assert tls.conf_commands == (("Options", "-SessionTicket"), ("Certificate", str(tmp_path / "other.crt")))
+    # a default server with ssl_reject_handshake needs no certificate; one with neither gets no context
+    rejecting = loaded(tmp_path, "listen 443 ssl; ssl_reject_handshake on;")
+    assert rejecting.http is not None and rejecting.http.servers[0].tls is not None
+    assert rejecting.http.servers[0].tls.reject_handshake
+
+
+@pytest.mark.parametrize(("directive", "feature"), [
+    ("ssl_stapling on;", "OCSP stapling"),
+    ("ssl_ocsp on;", "OCSP checks of client certificates"),
+    ("ssl_early_data on;", "TLS 1.3 early data"),
+])
+def test_what_python_cannot_do_is_refused_by_name(tmp_path: Path, directive: str, feature: str) -> None:
+    message = refused(tmp_path, "listen 443 ssl; ssl_certificate a; ssl_certificate_key a; " + directive)
+    name = directive.split()[0]
+    assert f':4: "{name}" is not supported by sheer ({feature}' in message
