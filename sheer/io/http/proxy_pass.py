@@ -331,7 +331,8 @@ class ProxiedRequest:
         or proxy_read_timeout passes without a byte (sheer.io.http.tunnel)."""
         client, location = self.client, self.location
         assert location is not None
-        tunnel = Tunnel(self.loop, client, exchange.conn, location.proxy_read_timeout)
+        self.vars.body_bytes_sent = 0
+        tunnel = Tunnel(self.loop, client, exchange.conn, location.proxy_read_timeout, self.vars)
         extra = added(location.add_headers, 101, self.vars)[0] if location.add_headers else []
         client.write(switching_head(b"".join(exchange.reason), exchange.headers, SERVER, client.site.date(),
                                     extra))
@@ -347,8 +348,6 @@ class ProxiedRequest:
             client.tunnel = None
         if why.startswith("upstream timed out"):
             self._log("error", why, None)
-        self.vars.body_bytes_sent = tunnel.to_client
-        self.vars.bytes_sent += tunnel.to_client
         self._record_times()
         client.finish(self.request, self.plan, keepalive=False)
 
