@@ -9,6 +9,7 @@ from typing import Any
 
 from sheer.config.errors import ConfigError, Source
 from sheer.config.model import Config, Listen, StreamServer, Upstream
+from sheer.config.template import HTTP_PREFIXES, HTTP_VARIABLES, STREAM_VARIABLES, compile_template
 from sheer.config.tls import (
     DEFAULT_CIPHERS,
     DEFAULT_PROTOCOLS,
@@ -119,7 +120,8 @@ def server_tls(chain: list[Block], ssl_listens: list[Source | None],
     )
 
 
-def upstream_tls(chain: list[Block], host: str, source: Source) -> UpstreamTls:
+def upstream_tls(chain: list[Block], host: str, source: Source,
+                 known: frozenset[str] = HTTP_VARIABLES) -> UpstreamTls:
     """`proxy_pass https://HOST...`: the location's proxy_ssl_* settings (inherited as nginx's)."""
     name = _value(chain, "proxy_ssl_name", [host])[0]
     if "$" in name:
@@ -134,6 +136,15 @@ def upstream_tls(chain: list[Block], host: str, source: Source) -> UpstreamTls:
                           found[1] if found else source)
     cert = _file(chain, "proxy_ssl_certificate")
     key = _file(chain, "proxy_ssl_certificate_key")
+    templates = None
+    if cert is not None and key is not None and ("$" in cert or "$" in key):
+        found_cert = _first(chain, "proxy_ssl_certificate")
+        found_key = _first(chain, "proxy_ssl_certificate_key")
+        assert found_cert is not None and found_key is not None
+        prefixes = HTTP_PREFIXES if known is HTTP_VARIABLES else ()
+        templates = (compile_template(found_cert[0][0], found_cert[1] or source, known, prefixes),
+                     compile_template(found_key[0][0], found_key[1] or source, known, prefixes))
+        cert = key = None
     if cert is not None and key is None:
         found = _first(chain, "proxy_ssl_certificate")
         raise ConfigError(f'no "proxy_ssl_certificate_key" is defined for certificate "{cert}"',
@@ -151,6 +162,8 @@ def upstream_tls(chain: list[Block], host: str, source: Source) -> UpstreamTls:
         password_file=_file(chain, "proxy_ssl_password_file"),
         crl=_file(chain, "proxy_ssl_crl"),
         conf_commands=_conf_commands(chain, "proxy_ssl_conf_command"),
+        certificate_vars=templates,
+        directory=os.path.dirname(full_path("x", source)),
         source=source,
     )
 
@@ -174,7 +187,7 @@ def stream_proxy_ssl(chain: list[Block], upstream: Upstream | None, source: Sour
     if upstream is None:
         raise ConfigError('"proxy_ssl on" needs "proxy_pass" to an upstream or an address, not a variable',
                           found[1])
-    return upstream_tls(chain, upstream.name, source)
+    return upstream_tls(chain, upstream.name, source, STREAM_VARIABLES)
 
 
 def check_stream_tls(server: StreamServer) -> StreamServer:

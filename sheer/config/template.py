@@ -7,9 +7,17 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 from sheer.config.errors import ConfigError, Source
-from sheer.config.tls import SSL_VARIABLES
 
 _NAME = re.compile(r"[A-Za-z0-9_]+")
+
+# $ssl_* of a TLS connection, http and stream alike (their values: sheer.core.tls_vars)
+SSL_VARIABLES = frozenset({
+    "ssl_protocol", "ssl_cipher", "ssl_ciphers", "ssl_curve", "ssl_curves", "ssl_server_name",
+    "ssl_session_reused", "ssl_session_id", "ssl_alpn_protocol", "ssl_client_verify", "ssl_client_s_dn",
+    "ssl_client_i_dn", "ssl_client_s_dn_legacy", "ssl_client_i_dn_legacy", "ssl_client_serial",
+    "ssl_client_fingerprint", "ssl_client_raw_cert", "ssl_client_cert", "ssl_client_escaped_cert",
+    "ssl_client_v_start", "ssl_client_v_end", "ssl_client_v_remain",
+})
 
 # Variables sheer knows, per module; `http_`, `sent_http_`, `arg_`, `cookie_` and
 # `upstream_http_` are prefixes, as in nginx.

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sheer.config.errors import ConfigError, Source
+
+if TYPE_CHECKING:
+    from sheer.config.template import Template
 from sheer.config.values import parse_flag, parse_number, parse_size, parse_time
 
 VerifyClient = Literal["off", "on", "optional", "optional_no_ca"]
@@ -80,6 +83,10 @@ class UpstreamTls:
     password_file: str | None = None           # proxy_ssl_password_file
     crl: str | None = None                     # proxy_ssl_crl
     conf_commands: tuple[tuple[str, str], ...] = ()    # proxy_ssl_conf_command
+    # proxy_ssl_certificate and _key with variables: rendered per connection (an empty one: none sent),
+    # a relative result taken from `directory` (the configuration's)
+    certificate_vars: tuple[Template, Template] | None = None
+    directory: str = ""
     source: Source | None = None
 
 
@@ -124,14 +131,6 @@ def _one(parse: Callable[[str, str, Source], Any], name: str) -> Callable[[list[
     return lambda args, src: parse(args[0], name, src)
 
 
-# $ssl_* of a TLS connection, http and stream alike (their values: sheer.core.tls_vars)
-SSL_VARIABLES = frozenset({
-    "ssl_protocol", "ssl_cipher", "ssl_ciphers", "ssl_curve", "ssl_curves", "ssl_server_name",
-    "ssl_session_reused", "ssl_session_id", "ssl_alpn_protocol", "ssl_client_verify", "ssl_client_s_dn",
-    "ssl_client_i_dn", "ssl_client_s_dn_legacy", "ssl_client_i_dn_legacy", "ssl_client_serial",
-    "ssl_client_fingerprint", "ssl_client_raw_cert", "ssl_client_cert", "ssl_client_escaped_cert",
-    "ssl_client_v_start", "ssl_client_v_end", "ssl_client_v_remain",
-})
 SERVER_LEVELS = frozenset({"http", "http.server"})
 LOCATION_LEVELS = SERVER_LEVELS | {"http.location"}
 STREAM_LEVELS = frozenset({"stream", "stream.server"})

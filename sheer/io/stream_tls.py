@@ -192,7 +192,8 @@ class TlsSession:
                 await self.loop.sock_sendall(sock, self._proxy_header())
             tls = self.service.upstream_tls
             if tls is not None:
-                await tls.wrap(self.loop, sock, lambda: side, peer.address, server.proxy_connect_timeout)
+                await tls.wrap(self.loop, sock, lambda: side, peer.address, server.proxy_connect_timeout,
+                               self.vars)
             else:
                 await self.loop.create_connection(lambda: side, sock=sock)
         except UpstreamTlsFailed as failed:

@@ -120,7 +120,7 @@ def test_scheme_and_ssl_variables() -> None:
 
 
 def test_every_ssl_variable_has_a_value() -> None:
-    from sheer.config.tls import SSL_VARIABLES
+    from sheer.config.template import SSL_VARIABLES
     from sheer.core.tls_vars import VARIABLES
 
     assert set(VARIABLES) == SSL_VARIABLES

@@ -5,14 +5,17 @@ the context of a location's proxy_ssl_* settings, the session kept per peer for 
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 import warnings
 from collections.abc import Callable
-from typing import Any
+from dataclasses import replace
+from typing import Any, cast
 
 from sheer.config.errors import ConfigError
-from sheer.config.tls import UpstreamTls
+from sheer.config.tls import CertificatePair, UpstreamTls
 from sheer.core.tls_names import host_matches
+from sheer.core.variables import VariableSource, render
 from sheer.io import openssl
 from sheer.io.tls import conf_commands, load_crl, load_pair, load_verify, read_passwords
 
@@ -81,14 +84,35 @@ class UpstreamTlsSetup:
         self.tls = tls
         self.ctx = upstream_context(tls)
         self.sessions: dict[tuple[str, int] | str, ssl.SSLSession] = {}
+        self.by_certificate: dict[tuple[str, str], _Context] = {}    # proxy_ssl_certificate $variables
+
+    def _context(self, variables: VariableSource | None) -> _Context:
+        """The context for this connection: the location's, or (a certificate with variables) the one of
+        the rendered files, made once per worker; no file named: no certificate sent, as nginx."""
+        templates = self.tls.certificate_vars
+        if templates is None or variables is None:
+            return cast(_Context, self.ctx)
+        cert, key = (render(template, variables) for template in templates)
+        if not cert or not key:
+            return cast(_Context, self.ctx)
+        cert, key = (os.path.join(self.tls.directory, path) for path in (cert, key))
+        ctx = self.by_certificate.get((cert, key))
+        if ctx is None:
+            try:
+                made = upstream_context(replace(self.tls, certificate=CertificatePair(cert, key)))
+            except ConfigError as exc:
+                raise UpstreamTlsFailed(f"{exc.message} while SSL handshaking to upstream") from None
+            ctx = self.by_certificate[(cert, key)] = cast(_Context, made)
+        return ctx
 
     async def wrap(self, loop: asyncio.AbstractEventLoop, sock: Any, factory: Callable[[], asyncio.Protocol],
-                   peer: tuple[str, int] | str, timeout: float) -> asyncio.Protocol:
+                   peer: tuple[str, int] | str, timeout: float,
+                   variables: VariableSource | None = None) -> asyncio.Protocol:
         """The handshake on a connected socket; UpstreamTlsFailed with nginx's words when it fails."""
         tls = self.tls
-        ctx = self.ctx
+        ctx = self._context(variables)
         if tls.session_reuse:
-            ctx.resume = self.sessions.get(peer)        # type: ignore[attr-defined]
+            ctx.resume = self.sessions.get(peer)
         try:
             # server_hostname "" sends no SNI and checks no name (proxy_ssl_server_name off, nginx's default)
             transport, protocol = await loop.create_connection(
@@ -107,7 +131,7 @@ class UpstreamTlsSetup:
                                         "handshaking to upstream", timed_out=True) from None
             raise
         finally:
-            ctx.resume = None                           # type: ignore[attr-defined]
+            ctx.resume = None
         sslobj = transport.get_extra_info("ssl_object")
         if tls.verify and sslobj is not None and not host_matches(tls.name, sslobj.getpeercert() or {}):
             transport.abort()
