@@ -124,10 +124,11 @@ def upstream_tls(chain: list[Block], host: str, source: Source,
                  known: frozenset[str] = HTTP_VARIABLES) -> UpstreamTls:
     """`proxy_pass https://HOST...`: the location's proxy_ssl_* settings (inherited as nginx's)."""
     name = _value(chain, "proxy_ssl_name", [host])[0]
-    if "$" in name:
+    prefixes = HTTP_PREFIXES if known is HTTP_VARIABLES else ()
+    name_vars = None
+    if "$" in name:         # rendered per connection (its port stripped, as nginx's)
         found = _first(chain, "proxy_ssl_name")
-        raise ConfigError('"proxy_ssl_name" with variables is not supported; write the name',
-                          found[1] if found else source)
+        name_vars = compile_template(name, (found[1] if found else None) or source, known, prefixes)
     verify = _value(chain, "proxy_ssl_verify", False)
     trusted = _file(chain, "proxy_ssl_trusted_certificate")
     if verify and trusted is None:
@@ -141,7 +142,6 @@ def upstream_tls(chain: list[Block], host: str, source: Source,
         found_cert = _first(chain, "proxy_ssl_certificate")
         found_key = _first(chain, "proxy_ssl_certificate_key")
         assert found_cert is not None and found_key is not None
-        prefixes = HTTP_PREFIXES if known is HTTP_VARIABLES else ()
         templates = (compile_template(found_cert[0][0], found_cert[1] or source, known, prefixes),
                      compile_template(found_key[0][0], found_key[1] or source, known, prefixes))
         cert = key = None
@@ -163,6 +163,7 @@ def upstream_tls(chain: list[Block], host: str, source: Source,
         crl=_file(chain, "proxy_ssl_crl"),
         conf_commands=_conf_commands(chain, "proxy_ssl_conf_command"),
         certificate_vars=templates,
+        name_vars=name_vars,
         directory=os.path.dirname(full_path("x", source)),
         source=source,
     )

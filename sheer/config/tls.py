@@ -86,6 +86,7 @@ class UpstreamTls:
     # proxy_ssl_certificate and _key with variables: rendered per connection (an empty one: none sent),
     # a relative result taken from `directory` (the configuration's)
     certificate_vars: tuple[Template, Template] | None = None
+    name_vars: Template | None = None          # proxy_ssl_name with variables
     directory: str = ""
     source: Source | None = None
 

@@ -153,3 +153,10 @@ def test_what_python_cannot_do_is_refused_by_name(tmp_path: Path, directive: str
     message = refused(tmp_path, "listen 443 ssl; ssl_certificate a; ssl_certificate_key a; " + directive)
     name = directive.split()[0]
     assert f':4: "{name}" is not supported by sheer ({feature}' in message
+
+
+def test_strip_port_of_a_rendered_proxy_ssl_name() -> None:
+    from sheer.core.tls_names import strip_port
+
+    assert [strip_port(name) for name in ("a.test:8443", "a.test", "[::1]:443", "[::1]", "::1")] == [
+        "a.test", "a.test", "[::1]", "[::1]", "::1"]

@@ -14,7 +14,7 @@ from typing import Any, cast
 
 from sheer.config.errors import ConfigError
 from sheer.config.tls import CertificatePair, UpstreamTls
-from sheer.core.tls_names import host_matches
+from sheer.core.tls_names import host_matches, strip_port
 from sheer.core.variables import VariableSource, render
 from sheer.io import openssl
 from sheer.io.tls import conf_commands, load_crl, load_pair, load_verify, read_passwords
@@ -111,12 +111,15 @@ class UpstreamTlsSetup:
         """The handshake on a connected socket; UpstreamTlsFailed with nginx's words when it fails."""
         tls = self.tls
         ctx = self._context(variables)
+        name = tls.name
+        if tls.name_vars is not None and variables is not None:
+            name = strip_port(render(tls.name_vars, variables))
         if tls.session_reuse:
             ctx.resume = self.sessions.get(peer)
         try:
             # server_hostname "" sends no SNI and checks no name (proxy_ssl_server_name off, nginx's default)
             transport, protocol = await loop.create_connection(
-                factory, sock=sock, ssl=ctx, server_hostname=tls.name if tls.server_name else "",
+                factory, sock=sock, ssl=ctx, server_hostname=name if tls.server_name else "",
                 ssl_handshake_timeout=timeout)
         except ssl.SSLCertVerificationError as exc:
             raise UpstreamTlsFailed(f"upstream SSL certificate verify error: ({exc.verify_code}:"
@@ -133,9 +136,9 @@ class UpstreamTlsSetup:
         finally:
             ctx.resume = None
         sslobj = transport.get_extra_info("ssl_object")
-        if tls.verify and sslobj is not None and not host_matches(tls.name, sslobj.getpeercert() or {}):
+        if tls.verify and sslobj is not None and not host_matches(name, sslobj.getpeercert() or {}):
             transport.abort()
-            raise UpstreamTlsFailed(f'upstream SSL certificate does not match "{tls.name}" while SSL '
+            raise UpstreamTlsFailed(f'upstream SSL certificate does not match "{name}" while SSL '
                                     "handshaking to upstream")
         if tls.session_reuse and sslobj is not None:
             protocol.ended = lambda: self._remember(peer, sslobj)    # type: ignore[attr-defined]
