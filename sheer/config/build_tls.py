@@ -176,7 +176,7 @@ def stream_tls(chain: list[Block], listens: tuple[Listen, ...]) -> ServerTls | N
         return None
     tls = server_tls(chain, ssl, True)
     # nginx's stream ssl offers ALPN only with ssl_alpn (ngx_stream_ssl_alpn_select)
-    return None if tls is None else replace(tls, alpn=tuple(_value(chain, "ssl_alpn", [])))
+    return None if tls is None else replace(tls, alpn=tuple(_value(chain, "ssl_alpn", [])), alpn_strict=True)
 
 
 def stream_proxy_ssl(chain: list[Block], upstream: Upstream | None, source: Source) -> UpstreamTls | None:

@@ -64,6 +64,7 @@ class ServerTls:
     conf_commands: tuple[tuple[str, str], ...] = ()     # ssl_conf_command: OpenSSL's SSL_CONF_cmd, last
     # ALPN: http/1.1 (HTTP/2 is not served: `listen ... http2` clients negotiate HTTP/1.1); stream: ssl_alpn
     alpn: tuple[str, ...] = ("http/1.1",)
+    alpn_strict: bool = False            # stream: a client offering none of them is refused (nginx)
     source: Source | None = None
 
 

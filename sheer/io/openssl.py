@@ -13,6 +13,7 @@ import ctypes
 import ssl
 import sys
 from functools import cache
+from typing import Any
 
 # ssl.h's control codes (stable across OpenSSL 1.1 and 3.x)
 SSL_CTRL_SET_SESS_CACHE_SIZE = 42
@@ -32,6 +33,14 @@ _VERIFY_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_void_p)
 # nginx's ngx_ssl_verify_callback: every certificate passes the handshake; its verify result is kept
 # (SSL_get_verify_result) and judged per request (495 "The SSL certificate error"), as nginx does
 _ACCEPT_ANY = _VERIFY_CALLBACK(lambda ok, store: 1)
+
+
+# int cb(SSL *, const unsigned char **out, unsigned char *outlen, const unsigned char *in, unsigned inlen,
+# void *arg)
+_ALPN_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p),
+                                  ctypes.POINTER(ctypes.c_ubyte), ctypes.c_void_p, ctypes.c_uint,
+                                  ctypes.c_void_p)
+SSL_TLSEXT_ERR_OK, SSL_TLSEXT_ERR_ALERT_FATAL = 0, 2
 
 
 class OpenSslUnavailable(Exception):
@@ -89,6 +98,8 @@ def _lib() -> ctypes.CDLL:
         lib.SSL_CONF_CTX_finish.argtypes = [ctypes.c_void_p]
         lib.SSL_CONF_CTX_free.restype = None
         lib.SSL_CONF_CTX_free.argtypes = [ctypes.c_void_p]
+        lib.SSL_CTX_set_alpn_select_cb.restype = None
+        lib.SSL_CTX_set_alpn_select_cb.argtypes = [ctypes.c_void_p, _ALPN_CALLBACK, ctypes.c_void_p]
         lib.OBJ_nid2sn.restype = ctypes.c_char_p
         lib.OBJ_nid2sn.argtypes = [ctypes.c_int]
     except (OSError, AttributeError) as exc:
@@ -240,3 +251,31 @@ def conf_commands(ctx: ssl.SSLContext, commands: tuple[tuple[str, str], ...], se
             raise ValueError("SSL_CONF_finish() failed")
     finally:
         lib.SSL_CONF_CTX_free(cctx)
+
+
+def alpn_or_refuse(ctx: ssl.SSLContext, protocols: tuple[str, ...]) -> None:
+    """nginx's stream ssl_alpn (ngx_stream_ssl_alpn_select): the first of `protocols` the client offers;
+    a client offering ALPN and none of them ends the handshake (no_application_protocol), where Python's
+    own callback would go on without ALPN."""
+    lib, pointer = _pointer(ctx)
+    wanted = [name.encode() for name in protocols]
+
+    def select(_ssl: int | None, out: Any, outlen: Any, given: int | None, length: int,
+               _arg: int | None) -> int:
+        offered = ctypes.string_at(given, length) if given else b""
+        offsets: dict[bytes, int] = {}
+        at = 0
+        while at < len(offered):
+            size = offered[at]
+            offsets.setdefault(offered[at + 1:at + 1 + size], at + 1)
+            at += 1 + size
+        for name in wanted:
+            if name in offsets:
+                out[0] = (given or 0) + offsets[name]
+                outlen[0] = len(name)
+                return SSL_TLSEXT_ERR_OK
+        return SSL_TLSEXT_ERR_ALERT_FATAL
+
+    callback = _ALPN_CALLBACK(select)
+    ctx.sheer_alpn_callback = callback        # type: ignore[attr-defined]  # kept alive with the context
+    lib.SSL_CTX_set_alpn_select_cb(pointer, callback, None)

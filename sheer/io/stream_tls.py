@@ -103,7 +103,7 @@ class TlsSession:
             service.log.log(level, f"{text} while SSL handshaking, client: {self.vars.remote_addr}, "
                                    f"server: {service.name}")
             sock.close()
-            self.finish(status=500, logged=False)
+            self.finish(status=500, logged=True)     # nginx finalizes the session: its line, 500
             return
         finally:
             if spare is not None:

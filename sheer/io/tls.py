@@ -121,7 +121,9 @@ def server_context(tls: ServerTls, passwords: dict[str, tuple[bytes, ...]] | Non
         phrases = known[tls.password_file]
     for pair in tls.certificates:
         load_pair(ctx, pair.certificate, pair.key, pair.source, phrases)
-    if tls.alpn:
+    if tls.alpn and tls.alpn_strict:     # stream ssl_alpn: no protocol in common ends the handshake
+        openssl.alpn_or_refuse(ctx, tls.alpn)
+    elif tls.alpn:
         ctx.set_alpn_protocols(list(tls.alpn))
     if tls.dhparam is not None:
         try:

@@ -15,7 +15,7 @@ import pytest
 import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from sheer_process import Sheer, free_port
+from sheer_process import Sheer, free_port, wait_for
 from tls_kit import Files, body, client_context, connect, get, issue
 
 pytestmark = pytest.mark.io
@@ -139,10 +139,12 @@ def test_stream_return_over_tls_with_alpn(run_sheer: Callable[..., Sheer], tmp_p
     ca = trustme.CA()
     files = issue(ca, tmp_path, "a.test")
     tls_port, plain_port = free_port(), free_port()
+    log = tmp_path / "stream.log"
     run_sheer(f"""
 events {{}}
 stream {{
     ssl_certificate {files.cert}; ssl_certificate_key {files.key};
+    log_format s $status; access_log {log} s;
     server {{ listen 127.0.0.1:{tls_port} ssl; listen 127.0.0.1:{plain_port}; ssl_alpn first second;
              return "$ssl_protocol|$ssl_alpn_protocol|${{ssl_session_id}}"; }}
 }}
@@ -154,3 +156,8 @@ stream {{
     assert (protocol, alpn, len(session_id)) == ("TLSv1.3", "second", 64)
     with socket.create_connection(("127.0.0.1", plain_port), timeout=5) as sock:   # the same server, plain
         assert sock.recv(100) == b"||"
+    refused = client_context(files.ca)                   # ALPN offered, none in common: nginx's alert
+    refused.set_alpn_protocols(["wrong"])
+    with pytest.raises((ssl.SSLError, ConnectionError)), connect(tls_port, "a.test", refused) as tls:
+        tls.recv(100)
+    wait_for(lambda: log.exists() and log.read_text().splitlines()[-1:] == ["500"], what="the 500 logged")
