@@ -173,6 +173,10 @@ TABLE: tuple[Directive, ...] = (
     entry("client_body_temp_path", HTTP_ALL, (1, 4), _temp_path("client_body_temp_path"),
           notice=_says(_MEMORY)),
     entry("proxy_temp_path", HTTP_ALL, (1, 4), _temp_path("proxy_temp_path"), notice=_says(_MEMORY)),
+    entry("client_body_buffer_size", HTTP_ALL, (1, 1), _size("client_body_buffer_size"),
+          notice=_says(_MEMORY)),
+    entry("client_body_in_single_buffer", HTTP_ALL, (1, 1), _flag("client_body_in_single_buffer"),
+          notice=_says(_MEMORY)),
     entry("server_tokens", HTTP_ALL, (1, 1), _server_tokens, notice=_server_tokens_notice),
     # proxy buffering: sheer relays as data comes, with back-pressure both ways
     entry("proxy_buffering", HTTP_ALL, (1, 1), _flag("proxy_buffering"), notice=_says(_RELAYED)),
