@@ -242,10 +242,9 @@ class TlsListener:
             chosen = self.contexts.get(id(self.vhosts.select(name.lower()).server)) or ctx
             if chosen is not ctx:
                 sslobj.context = chosen
-                try:
-                    openssl.follow_verify(sslobj)
-                except openssl.OpenSslUnavailable:
-                    pass
+                if self.verify.get(id(chosen), "off") != self.verify.get(id(ctx), "off"):
+                    with contextlib.suppress(openssl.OpenSslUnavailable):
+                        openssl.follow_verify(sslobj)
         if id(chosen) in self.rejecting:
             return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
         return None
