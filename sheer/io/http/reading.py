@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Protocol, cast
 from sheer.core.http.reader import END, RequestReader
 from sheer.core.http.request_head import RequestHead
 from sheer.core.http.request_line import HTTP_10, HTTP_11
+from sheer.core.http.variables import Connection
 from sheer.core.http.verdict import Rejected
 from sheer.io.counting import HttpCounters
 from sheer.io.http.answers import Client, refused_request
@@ -38,6 +39,8 @@ _REFUSALS = {496: "client sent no required SSL certificate",
 class Reading:
     """Part of sheer.io.http.client.ClientConnection."""
 
+    conn: Connection | None
+
     service: Service
     site: Site
     loop: asyncio.AbstractEventLoop
@@ -53,6 +56,11 @@ class Reading:
     body_timeout: float
     lingering: bool
     refuse: int
+
+    def _verify_error(self) -> str:
+        """495's log line (nginx: at info, the request then answered 400 "The SSL certificate error")."""
+        tls = self.conn.tls if self.conn is not None else None
+        return "" if tls is None else f"client SSL certificate verify error: ({tls.verify}:{tls.verify_text})"
 
     if TYPE_CHECKING:      # what the connection that combines the parts has
         @property
@@ -142,7 +150,7 @@ class Reading:
                 client_error(self.client, None, "info", message, "reading client request headers")
         route(self.routing, request, head)
         if self.refuse and request.rejected is None:
-            request.rejected = Rejected(self.refuse, _REFUSALS[self.refuse])
+            request.rejected = Rejected(self.refuse, _REFUSALS.get(self.refuse) or self._verify_error())
         if request.body.expected:
             self.receiving = request
             self.body_since = self.loop.time()
