@@ -104,8 +104,14 @@ def _main(argv: list[str]) -> int:
     if args.version:
         print(f"sheer version: sheer/{__version__}", file=sys.stderr)
         if args.build:
+            import ssl
+
             import uvloop
             print(f"built with Python {sys.version.split()[0]}, uvloop {uvloop.__version__}", file=sys.stderr)
+            # nginx's lines, as Test::Nginx reads them (its has('openssl:3'), has('sni'))
+            print(f"built with {ssl.OPENSSL_VERSION}", file=sys.stderr)
+            if ssl.HAS_SNI:
+                print("TLS SNI support enabled", file=sys.stderr)
         if args.help:
             print(parser().format_help(), file=sys.stderr, end="")
         return 0
@@ -218,11 +224,12 @@ def send_signal(config: Config, name: str) -> int:
 
 
 def run(config: Config, args: options.Options) -> int:
+    from sheer.io.tls import listeners as tls_listeners
     from sheer.runtime.checks import check, warnings
     from sheer.runtime.daemon import daemonize
     from sheer.runtime.master import Master, StartupError
 
-    problems = check(config)
+    problems = check(config, tls=False)     # the master makes the TLS contexts (and says what fails)
     for problem in problems:
         say(f"[emerg] {problem}")
     if problems:
@@ -235,7 +242,14 @@ def run(config: Config, args: options.Options) -> int:
         return read_config(args)
 
     try:
-        master = Master(config, reload_config)
+        # the TLS contexts, made once (each file read once: an ssl_password_file may be a fifo) and
+        # before daemonizing, so that what fails is said on the terminal
+        tls = tls_listeners(config)
+    except ConfigError as exc:
+        say(f"[emerg] {exc}")
+        return 1
+    try:
+        master = Master(config, reload_config, tls=tls)
         if config.daemon:
             daemonize()
         return master.run()

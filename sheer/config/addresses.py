@@ -78,8 +78,6 @@ def listen(args: list[str], src: Source) -> Listen:
         raise ConfigError('"proxy_protocol" parameter is incompatible with "udp"', src)
     if udp and ssl:
         raise ConfigError('"ssl" parameter is incompatible with "udp"', src)
-    if ssl and proxy_protocol:
-        raise ConfigError('"proxy_protocol" with "ssl" on one "listen" is not supported yet', src)
     if address.unix and udp:
         raise ConfigError(f'"listen {args[0]} udp": unix-domain datagram sockets are not supported', src)
     return Listen(address.host, address.port or 0, udp, reuseport, ipv6only, backlog, src, proxy_protocol,

@@ -307,7 +307,7 @@ class StreamBuilder:
             ssl_preread=inherited(chain, "ssl_preread", False),
             tls=stream_tls(chain, listens),
             ssl_handshake_timeout=inherited(chain, "ssl_handshake_timeout", 60.0),
-            proxy_ssl=stream_proxy_ssl(chain, upstream, block.sources.get("proxy_pass") or block.source),
+            proxy_ssl=stream_proxy_ssl(chain, upstream, block.sources["proxy_pass"]) if proxy_pass else None,
             preread_timeout=inherited(chain, "preread_timeout", 30.0),
             preread_buffer_size=inherited(chain, "preread_buffer_size", 16384),
             proxy_upload_rate=inherited(chain, "proxy_upload_rate", 0),

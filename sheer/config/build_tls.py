@@ -4,10 +4,12 @@ notes about the ones sheer accepts but serves otherwise than nginx."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import Any
 
 from sheer.config.errors import ConfigError, Source
 from sheer.config.model import Config, Listen, StreamServer, Upstream
+from sheer.config.template import HTTP_PREFIXES, HTTP_VARIABLES, STREAM_VARIABLES, compile_template
 from sheer.config.tls import (
     DEFAULT_CIPHERS,
     DEFAULT_PROTOCOLS,
@@ -44,6 +46,21 @@ def _file(chain: list[Block], key: str) -> str | None:
     return None if found is None else full_path(found[0][0], found[1])
 
 
+# SSL_CONF commands naming a file or directory: taken from the configuration's directory, as nginx finds them
+_CONF_FILES = frozenset({"Certificate", "PrivateKey", "ChainCAFile", "ChainCAPath", "VerifyCAFile",
+                         "VerifyCAPath", "RequestCAFile", "ClientCAFile", "ClientCAPath", "ServerInfoFile",
+                         "DHParameters"})
+
+
+def _conf_commands(chain: list[Block], key: str) -> tuple[tuple[str, str], ...]:
+    """ssl_conf_command lines of the innermost level that has any (nginx merges the array whole)."""
+    for block in chain:
+        if key in block.settings:
+            return tuple((args[0], full_path(args[1], src) if args[0] in _CONF_FILES else args[1])
+                         for args, src in block.settings[key])
+    return ()
+
+
 def _certificates(chain: list[Block], where: Source | None) -> tuple[CertificatePair, ...]:
     """nginx: the certificates and keys of the innermost level that has any, paired in order."""
     for block in chain:
@@ -67,11 +84,12 @@ def server_tls(chain: list[Block], ssl_listens: list[Source | None],
     """The merged ssl settings of a server (chain: server block, then http block); None when the server
     has no `listen ... ssl` and no certificate (nothing to serve TLS with)."""
     certificates = _certificates(chain, chain[0].source)
-    if not ssl_listens and not certificates:
+    reject = _value(chain, "ssl_reject_handshake", False)
+    if not certificates and not reject:     # nginx: no SSL_CTX; SNI naming it keeps the default's
+        if ssl_listens and default_server:
+            raise ConfigError('no "ssl_certificate" is defined for the "listen ... ssl" directive',
+                              ssl_listens[0])
         return None
-    if ssl_listens and not certificates and default_server:
-        raise ConfigError('no "ssl_certificate" is defined for the "listen ... ssl" directive',
-                          ssl_listens[0])
     keys = [(path[0], src) for block in chain
             for path, src in block.settings.get("ssl_session_ticket_key", [])]
     verify = _value(chain, "ssl_verify_client", "off")
@@ -94,17 +112,23 @@ def server_tls(chain: list[Block], ssl_listens: list[Source | None],
         trusted_certificate=_file(chain, "ssl_trusted_certificate"),
         verify_client=verify,
         verify_depth=_value(chain, "ssl_verify_depth", 1),
+        password_file=_file(chain, "ssl_password_file"),
+        crl=_file(chain, "ssl_crl"),
+        reject_handshake=reject,
+        conf_commands=_conf_commands(chain, "ssl_conf_command"),
         source=chain[0].source,
     )
 
 
-def upstream_tls(chain: list[Block], host: str, source: Source) -> UpstreamTls:
+def upstream_tls(chain: list[Block], host: str, source: Source,
+                 known: frozenset[str] = HTTP_VARIABLES) -> UpstreamTls:
     """`proxy_pass https://HOST...`: the location's proxy_ssl_* settings (inherited as nginx's)."""
     name = _value(chain, "proxy_ssl_name", [host])[0]
-    if "$" in name:
+    prefixes = HTTP_PREFIXES if known is HTTP_VARIABLES else ()
+    name_vars = None
+    if "$" in name:         # rendered per connection (its port stripped, as nginx's)
         found = _first(chain, "proxy_ssl_name")
-        raise ConfigError('"proxy_ssl_name" with variables is not supported; write the name',
-                          found[1] if found else source)
+        name_vars = compile_template(name, (found[1] if found else None) or source, known, prefixes)
     verify = _value(chain, "proxy_ssl_verify", False)
     trusted = _file(chain, "proxy_ssl_trusted_certificate")
     if verify and trusted is None:
@@ -113,6 +137,14 @@ def upstream_tls(chain: list[Block], host: str, source: Source) -> UpstreamTls:
                           found[1] if found else source)
     cert = _file(chain, "proxy_ssl_certificate")
     key = _file(chain, "proxy_ssl_certificate_key")
+    templates = None
+    if cert is not None and key is not None and ("$" in cert or "$" in key):
+        found_cert = _first(chain, "proxy_ssl_certificate")
+        found_key = _first(chain, "proxy_ssl_certificate_key")
+        assert found_cert is not None and found_key is not None
+        templates = (compile_template(found_cert[0][0], found_cert[1] or source, known, prefixes),
+                     compile_template(found_key[0][0], found_key[1] or source, known, prefixes))
+        cert = key = None
     if cert is not None and key is None:
         found = _first(chain, "proxy_ssl_certificate")
         raise ConfigError(f'no "proxy_ssl_certificate_key" is defined for certificate "{cert}"',
@@ -127,6 +159,12 @@ def upstream_tls(chain: list[Block], host: str, source: Source) -> UpstreamTls:
         ciphers=_value(chain, "proxy_ssl_ciphers", ["DEFAULT"])[0],
         certificate=CertificatePair(cert, key, source) if cert is not None and key is not None else None,
         session_reuse=_value(chain, "proxy_ssl_session_reuse", True),
+        password_file=_file(chain, "proxy_ssl_password_file"),
+        crl=_file(chain, "proxy_ssl_crl"),
+        conf_commands=_conf_commands(chain, "proxy_ssl_conf_command"),
+        certificate_vars=templates,
+        name_vars=name_vars,
+        directory=os.path.dirname(full_path("x", source)),
         source=source,
     )
 
@@ -136,18 +174,21 @@ def stream_tls(chain: list[Block], listens: tuple[Listen, ...]) -> ServerTls | N
     ssl = [listen.source for listen in listens if listen.ssl]
     if not ssl:
         return None
-    return server_tls(chain, ssl, True)
+    tls = server_tls(chain, ssl, True)
+    # nginx's stream ssl offers ALPN only with ssl_alpn (ngx_stream_ssl_alpn_select)
+    return None if tls is None else replace(tls, alpn=tuple(_value(chain, "ssl_alpn", [])), alpn_strict=True)
 
 
 def stream_proxy_ssl(chain: list[Block], upstream: Upstream | None, source: Source) -> UpstreamTls | None:
-    """`proxy_ssl on` (stream): the proxy_ssl_* settings, the name defaulting to the proxy_pass host."""
+    """`proxy_ssl on` (stream) in a server with `proxy_pass`: the proxy_ssl_* settings, the name defaulting
+    to the proxy_pass host (a `return` server inherits it to no effect, as nginx's)."""
     found = _first(chain, "proxy_ssl")
     if found is None or not found[0]:
         return None
     if upstream is None:
         raise ConfigError('"proxy_ssl on" needs "proxy_pass" to an upstream or an address, not a variable',
                           found[1])
-    return upstream_tls(chain, upstream.name, source)
+    return upstream_tls(chain, upstream.name, source, STREAM_VARIABLES)
 
 
 def check_stream_tls(server: StreamServer) -> StreamServer:
@@ -156,12 +197,10 @@ def check_stream_tls(server: StreamServer) -> StreamServer:
         return server
     unsupported = [
         ("listen ... proxy_protocol", any(listen.proxy_protocol for listen in server.listens)),
-        ("proxy_protocol on", server.proxy_protocol),
         ("proxy_half_close on", server.proxy_half_close),
         ("proxy_responses", server.proxy_responses is not None),
         ("proxy_requests", server.proxy_requests != 0),
         ("ssl_preread on", server.ssl_preread),
-        ("return", server.return_value is not None),
         ("health_check", server.health_check is not None),
     ]
     for what, used in unsupported:

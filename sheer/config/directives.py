@@ -357,7 +357,8 @@ def lookup(name: str, context: str, source: Source) -> Directive:
     if entry is None:
         if name in _NAMES:
             raise ConfigError(f'"{name}" directive is not allowed here', source)
-        raise ConfigError(unsupported.refusal(name) or f'unknown directive "{name}"', source)
+        raise ConfigError(unsupported.refusal(name) or tls.unsupported(name) or f'unknown directive "{name}"',
+                          source)
     if entry.todo is not None:
         raise ConfigError(f'"{name}" is not implemented yet (planned with {entry.todo})', source)
     return entry

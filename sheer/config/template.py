@@ -10,6 +10,15 @@ from sheer.config.errors import ConfigError, Source
 
 _NAME = re.compile(r"[A-Za-z0-9_]+")
 
+# $ssl_* of a TLS connection, http and stream alike (their values: sheer.core.tls_vars)
+SSL_VARIABLES = frozenset({
+    "ssl_protocol", "ssl_cipher", "ssl_ciphers", "ssl_curve", "ssl_curves", "ssl_server_name",
+    "ssl_session_reused", "ssl_session_id", "ssl_alpn_protocol", "ssl_client_verify", "ssl_client_s_dn",
+    "ssl_client_i_dn", "ssl_client_s_dn_legacy", "ssl_client_i_dn_legacy", "ssl_client_serial",
+    "ssl_client_fingerprint", "ssl_client_raw_cert", "ssl_client_cert", "ssl_client_escaped_cert",
+    "ssl_client_v_start", "ssl_client_v_end", "ssl_client_v_remain",
+})
+
 # Variables sheer knows, per module; `http_`, `sent_http_`, `sent_trailer_`, `arg_`, `cookie_`,
 # `upstream_http_` and `upstream_cookie_` are prefixes, as in nginx.
 COMMON_VARIABLES = frozenset({
@@ -24,9 +33,7 @@ STREAM_VARIABLES = COMMON_VARIABLES | {
     "protocol", "bytes_received", "session_time", "upstream_bytes_sent",
     "upstream_bytes_received", "upstream_session_time", "upstream_first_byte_time",
     "ssl_preread_server_name", "ssl_preread_protocol", "ssl_preread_alpn_protocols",   # ssl_preread on
-    "ssl_protocol", "ssl_cipher", "ssl_server_name", "ssl_session_reused", "ssl_client_s_dn",
-    "ssl_client_verify",
-}
+} | SSL_VARIABLES
 HTTP_VARIABLES = COMMON_VARIABLES | {
     "host", "request_uri", "uri", "document_uri", "args", "query_string", "request",
     "request_method", "request_time", "scheme", "server_protocol", "server_name",
@@ -37,11 +44,9 @@ HTTP_VARIABLES = COMMON_VARIABLES | {
     "limit_rate", "connection_time", "invalid_referer", "gzip_ratio", "pipe",
     "connections_active", "connections_reading", "connections_writing", "connections_waiting",  # stub_status
     "request_body", "request_body_file",
-    # TLS (sheer/config/tls.py)
-    "https", "ssl_protocol", "ssl_cipher", "ssl_server_name", "ssl_session_reused", "ssl_client_s_dn",
-    "ssl_client_verify",
+    "https",                     # and $ssl_* (sheer/config/tls.py)
     "proxy_add_forwarded",       # sheer-only: RFC 7239 Forwarded, appended like $proxy_add_x_forwarded_for
-}
+} | SSL_VARIABLES
 HTTP_PREFIXES = ("http_", "sent_http_", "sent_trailer_", "arg_", "cookie_", "upstream_http_",
                  "upstream_cookie_")
 TLV_PREFIX = "proxy_protocol_tlv_"      # a PROXY protocol v2 TLV, http and stream (sheer.core.proxy_protocol)

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sheer.config.errors import ConfigError, Source
+
+if TYPE_CHECKING:
+    from sheer.config.template import Template
 from sheer.config.values import parse_flag, parse_number, parse_size, parse_time
 
 VerifyClient = Literal["off", "on", "optional", "optional_no_ca"]
@@ -55,6 +58,13 @@ class ServerTls:
     trusted_certificate: str | None = None
     verify_client: VerifyClient = "off"
     verify_depth: int = 1
+    password_file: str | None = None     # ssl_password_file: the passphrases of encrypted keys, tried in turn
+    crl: str | None = None               # ssl_crl: revoked certificates (PEM), checked along the chain
+    reject_handshake: bool = False       # ssl_reject_handshake on: an unrecognized_name alert
+    conf_commands: tuple[tuple[str, str], ...] = ()     # ssl_conf_command: OpenSSL's SSL_CONF_cmd, last
+    # ALPN: http/1.1 (HTTP/2 is not served: `listen ... http2` clients negotiate HTTP/1.1); stream: ssl_alpn
+    alpn: tuple[str, ...] = ("http/1.1",)
+    alpn_strict: bool = False            # stream: a client offering none of them is refused (nginx)
     source: Source | None = None
 
 
@@ -71,6 +81,14 @@ class UpstreamTls:
     ciphers: str = "DEFAULT"
     certificate: CertificatePair | None = None  # proxy_ssl_certificate and _key: a client certificate
     session_reuse: bool = True
+    password_file: str | None = None           # proxy_ssl_password_file
+    crl: str | None = None                     # proxy_ssl_crl
+    conf_commands: tuple[tuple[str, str], ...] = ()    # proxy_ssl_conf_command
+    # proxy_ssl_certificate and _key with variables: rendered per connection (an empty one: none sent),
+    # a relative result taken from `directory` (the configuration's)
+    certificate_vars: tuple[Template, Template] | None = None
+    name_vars: Template | None = None          # proxy_ssl_name with variables
+    directory: str = ""
     source: Source | None = None
 
 
@@ -139,6 +157,11 @@ DIRECTIVES: tuple[tuple[str, frozenset[str], tuple[int, int | None], Any, bool],
     ("ssl_verify_client", TLS_LEVELS, (1, 1), _verify_client, False),
     ("ssl_verify_depth", TLS_LEVELS, (1, 1), lambda args, src: parse_number(args[0], "ssl_verify_depth",
                                                                               src), False),
+    ("ssl_password_file", TLS_LEVELS, (1, 1), None, False),
+    ("ssl_crl", TLS_LEVELS, (1, 1), None, False),
+    ("ssl_reject_handshake", TLS_LEVELS, (1, 1), _one(parse_flag, "ssl_reject_handshake"), False),
+    ("ssl_conf_command", TLS_LEVELS, (2, 2), None, True),
+    ("ssl_alpn", STREAM_LEVELS, (1, None), None, False),
     ("http2", SERVER_LEVELS, (1, 1), _one(parse_flag, "http2"), False),
     # stream: nginx's ngx_stream_ssl_preread_module, and the preread phase's bounds
     ("ssl_preread", STREAM_LEVELS, (1, 1), _one(parse_flag, "ssl_preread"), False),
@@ -160,4 +183,28 @@ DIRECTIVES: tuple[tuple[str, frozenset[str], tuple[int, int | None], Any, bool],
     ("proxy_ssl_certificate", PROXY_SSL_LEVELS, (1, 1), None, False),
     ("proxy_ssl_certificate_key", PROXY_SSL_LEVELS, (1, 1), None, False),
     ("proxy_ssl_session_reuse", PROXY_SSL_LEVELS, (1, 1), _one(parse_flag, "proxy_ssl_session_reuse"), False),
+    ("proxy_ssl_password_file", PROXY_SSL_LEVELS, (1, 1), None, False),
+    ("proxy_ssl_crl", PROXY_SSL_LEVELS, (1, 1), None, False),
+    ("proxy_ssl_conf_command", PROXY_SSL_LEVELS, (2, 2), None, True),
 )
+
+# What Python's ssl module (and so sheer) cannot do: `-t` names the feature, never "unknown directive".
+UNSUPPORTED: dict[str, str] = {
+    "ssl_stapling": "OCSP stapling: Python's ssl module has no OCSP status request callback",
+    "ssl_stapling_file": "OCSP stapling: Python's ssl module has no OCSP status request callback",
+    "ssl_stapling_responder": "OCSP stapling: Python's ssl module has no OCSP status request callback",
+    "ssl_stapling_verify": "OCSP stapling: Python's ssl module has no OCSP status request callback",
+    "ssl_ocsp": "OCSP checks of client certificates: Python's ssl module has no OCSP client",
+    "ssl_ocsp_cache": "OCSP checks of client certificates: Python's ssl module has no OCSP client",
+    "ssl_ocsp_responder": "OCSP checks of client certificates: Python's ssl module has no OCSP client",
+    "ssl_engine": "OpenSSL engines (hardware keys): Python's ssl module loads keys from files only",
+    "ssl_early_data": "TLS 1.3 early data (0-RTT): Python's ssl module cannot accept it",
+    "ssl_buffer_size": "the TLS record size: Python's ssl module writes records of its own size",
+}
+
+
+def unsupported(name: str) -> str | None:
+    """`-t`'s error for a TLS directive sheer cannot serve, or None."""
+    why = UNSUPPORTED.get(name)
+    return None if why is None else f'"{name}" is not supported by sheer ({why})'
+

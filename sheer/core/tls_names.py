@@ -40,3 +40,10 @@ def host_matches(name: str, cert: Mapping[str, Any]) -> bool:
             if key == "commonName" and _dns_match(value, name):
                 return True
     return False
+
+
+def strip_port(name: str) -> str:
+    """proxy_ssl_name's value without a port: `host:port`, `[v6]:port` (nginx's ngx_..._ssl_name)."""
+    if name.startswith("["):
+        return name[:name.index("]") + 1] if "]" in name else name
+    return name.rsplit(":", 1)[0] if name.count(":") == 1 else name

@@ -155,6 +155,7 @@ def _client_hello(body: bytes) -> Preread:
 
 def bounded(buffer: bytes, limit: int) -> Preread | None:
     """preread() within preread_buffer_size: None when `limit` bytes came and no verdict yet (nginx's
-    "preread buffer full")."""
-    result = preread(buffer)
+    "preread buffer full"). Only the first `limit` bytes are looked at, as nginx's buffer holds no more:
+    a ClientHello that arrived whole but is longer gives no verdict either."""
+    result = preread(buffer[:limit])
     return None if isinstance(result, NeedMore) and len(buffer) >= limit else result

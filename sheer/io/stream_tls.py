@@ -12,14 +12,14 @@ import contextlib
 import socket
 import time
 from collections.abc import Callable
-from typing import cast
 
 from sheer.config.model import StreamServer
+from sheer.core import proxy_protocol
 from sheer.core.balancers import Balancer, Peer, request_key
 from sheer.core.bind import BindTo, BindValueError, bind_to
 from sheer.core.rate import RateLimit, evaluate
 from sheer.core.tcp_commands import Resolve
-from sheer.core.variables import render
+from sheer.core.variables import render, render_bytes
 from sheer.io.accept import Acceptor
 from sheer.io.context import WorkerContext
 from sheer.io.http.throttle import Throttle
@@ -27,48 +27,14 @@ from sheer.io.http.upstream_tls import UpstreamTlsFailed, UpstreamTlsSetup
 from sheer.io.logs import AccessLogger
 from sheer.io.slots import ConnectionSlots
 from sheer.io.sockets import BindError, address_family, as_address, bound_socket, listening_on, shown
+from sheer.io.stream_sides import Side, open_transport
 from sheer.io.stream_targets import StreamTargets
 from sheer.io.stream_vars import StreamVariables
-from sheer.io.tls import TlsListener, connection_info, handshake_failure
+from sheer.io.tls import TlsListener, connection_info, handshake_failure, rejected
 from sheer.io.tls_transport import TlsTransport, accept_tls
 from sheer.io.upstream_connect import connect
 
 PENDING_LIMIT = 65536     # bytes held from the client while the upstream connects
-
-
-class Side(asyncio.Protocol):
-    """One end of a session; what it reads goes to the other end."""
-
-    def __init__(self, session: TlsSession, client: bool) -> None:
-        self.session = session
-        self.client = client
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-
-    def data_received(self, data: bytes) -> None:
-        self.session.forward(self, data)
-
-    def eof_received(self) -> bool:
-        self.session.end(None)         # proxy_half_close off: the first EOF ends the session
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.session.end(None)
-
-    def pause_writing(self) -> None:
-        self.session.paused(self, True)
-
-    def resume_writing(self) -> None:
-        self.session.paused(self, False)
-
-
-def _open_transport(side: Side) -> Callable[[], asyncio.WriteTransport | None]:
-    def transport() -> asyncio.WriteTransport | None:
-        found = side.transport
-        return found if found is not None and not found.is_closing() else None
-    return transport
 
 
 class TlsSession:
@@ -126,6 +92,7 @@ class TlsSession:
     async def run(self, sock: socket.socket) -> None:
         service, server = self.service, self.service.server
         self.vars.local     # noqa: B018  (asked while the socket is open, for $server_addr)
+        rejecting = service.tls is not None and service.tls.rejecting
         try:
             if service.tls is not None:     # OpenSSL on the socket (sheer.io.tls_transport)
                 tls = await accept_tls(self.loop, sock, service.tls.default, server.ssl_handshake_timeout)
@@ -133,16 +100,31 @@ class TlsSession:
             else:
                 await self.loop.connect_accepted_socket(lambda: self.client, sock)
         except (OSError, TimeoutError) as exc:
-            level, text = handshake_failure(exc)
+            # ssl_reject_handshake: OpenSSL sent its alert on the socket itself (sheer.io.tls_transport)
+            level, text = (("info", "handshake rejected") if rejecting and rejected(exc)
+                           else handshake_failure(exc))
             service.log.log(level, f"{text} while SSL handshaking, client: {self.vars.remote_addr}, "
                                    f"server: {service.name}")
             sock.close()
-            self.finish(status=500, logged=False)
+            self.finish(status=500, logged=True)     # nginx finalizes the session: its line, 500
             return
         transport = self.client.transport
         sslobj = transport.get_extra_info("ssl_object") if transport is not None else None
-        if sslobj is not None:
-            self.vars.tls = connection_info(sslobj)
+        if sslobj is not None and service.tls is not None:
+            self.vars.tls = info = connection_info(sslobj)
+            refusal = service.tls.refusal(sslobj, info)
+            if refusal is not None:      # nginx's ngx_stream_ssl_handler: said at info, the session ends
+                text = ("client sent no required SSL certificate" if refusal == 496 else
+                        f"client SSL certificate verify error: ({info.verify}:{info.verify_text})")
+                service.log.info(f"{text}, client: {self.vars.remote_addr}, server: {service.name}")
+                self.end(500)
+                return
+        if server.return_value is not None and self.client.transport is not None:    # stream `return`
+            answer = render_bytes(server.return_value, self.vars)
+            self.sent += len(answer)
+            self.client.transport.write(answer)
+            self.end(200)
+            return
         self.timer = self.loop.call_later(server.proxy_timeout, self._idle)
         await self._connect()
 
@@ -183,6 +165,14 @@ class TlsSession:
                 self.end(502)
                 return
 
+    def _proxy_header(self) -> bytes:
+        """`proxy_protocol on`: the client (after realip) and the address it connected to, as nginx sends."""
+        client = self.vars.client[:2]
+        local = self.vars.local[:2] if self.vars.local else None
+        if self.service.server.proxy_protocol_version == 2:
+            return proxy_protocol.v2(client, local, "stream")
+        return proxy_protocol.v1(client, local)
+
     async def _open(self, peer: Peer, bind: BindTo | None) -> str | None:
         """None once connected (and relaying); nginx's reason otherwise."""
         server = self.service.server
@@ -199,9 +189,12 @@ class TlsSession:
         try:
             sock.setblocking(False)
             await connect(self.loop, sock, peer.address, server.proxy_connect_timeout)
+            if server.proxy_protocol:      # the PROXY header goes first, before the upstream's handshake
+                await self.loop.sock_sendall(sock, self._proxy_header())
             tls = self.service.upstream_tls
             if tls is not None:
-                await tls.wrap(self.loop, sock, lambda: side, peer.address, server.proxy_connect_timeout)
+                await tls.wrap(self.loop, sock, lambda: side, peer.address, server.proxy_connect_timeout,
+                               self.vars)
             else:
                 await self.loop.create_connection(lambda: side, sock=sock)
         except UpstreamTlsFailed as failed:
@@ -239,7 +232,7 @@ class TlsSession:
                 self.service.log.error(f"{problem}, client: {self.vars.remote_addr}, "
                                        f"server: {self.service.name}")
             if rate:
-                self.limits[source.client] = Throttle(self.loop, [RateLimit(rate, now)], _open_transport(to),
+                self.limits[source.client] = Throttle(self.loop, [RateLimit(rate, now)], open_transport(to),
                                                       self._hold(source))
 
     def _hold(self, source: Side) -> Callable[[bool], None]:
@@ -301,7 +294,8 @@ class TlsSession:
 class TlsStreamService:
     """Satisfies sheer.io.service.Service for a stream server with TLS on a side."""
 
-    def __init__(self, sock: socket.socket, server: StreamServer, ctx: WorkerContext) -> None:
+    def __init__(self, sock: socket.socket, server: StreamServer, ctx: WorkerContext,
+                 ssl: bool = True) -> None:
         self.sock = sock
         self.server = server
         self.ctx = ctx
@@ -312,7 +306,7 @@ class TlsStreamService:
         host, port = listening_on(sock)
         self.name = shown(host, port)
         self.tls: TlsListener | None = None
-        if server.tls is not None:
+        if server.tls is not None and ssl:          # `listen ... ssl` (a server's other listens are plain)
             made = ctx.tls.get((host, port, False)) if ctx.tls is not None else None
             self.tls = made if made is not None else TlsListener.for_stream(server.tls)
         self.upstream_tls = UpstreamTlsSetup(server.proxy_ssl) if server.proxy_ssl is not None else None

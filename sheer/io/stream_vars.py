@@ -7,9 +7,10 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from sheer import NGINX_VERSION
-from sheer.core.http.variables import TlsInfo
 from sheer.core.maps import lookup
 from sheer.core.proxy_protocol import TLV_PREFIX, ProxyHeader, tlv_variable
+from sheer.core.tls_vars import VARIABLES as TLS_VARIABLES
+from sheer.core.tls_vars import TlsInfo
 from sheer.core.variables import binary_address, time_iso8601, time_local
 from sheer.io.context import WorkerContext
 
@@ -139,12 +140,11 @@ COMMON: dict[str, Callable[[_OfWorker], str]] = {
     "connection": lambda v: str(v.number),
 }
 _GETTERS.update(COMMON)
-# TLS (sheer.io.stream_tls): a StreamVariables' own
-_GETTERS.update({
-    "ssl_protocol": lambda v: v.tls.protocol if v.tls else "",
-    "ssl_cipher": lambda v: v.tls.cipher if v.tls else "",
-    "ssl_server_name": lambda v: v.tls.server_name if v.tls else "",
-    "ssl_session_reused": lambda v: v.tls.session_reused if v.tls else "",
-    "ssl_client_s_dn": lambda v: v.tls.client_s_dn if v.tls else "",
-    "ssl_client_verify": lambda v: v.tls.client_verify if v.tls else "",
-})
+
+
+def _tls(get: Callable[[TlsInfo], str]) -> Callable[[StreamVariables], str]:
+    return lambda v: "" if v.tls is None else get(v.tls)
+
+
+# TLS (sheer.io.stream_tls): a StreamVariables' own, the $ssl_* of sheer.core.tls_vars
+_GETTERS.update({name: _tls(get) for name, get in TLS_VARIABLES.items()})

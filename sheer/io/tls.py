@@ -9,24 +9,25 @@ among the servers of one address."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import ssl
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 from sheer.config.errors import ConfigError
 from sheer.config.model import Config, HttpServer
 from sheer.config.tls import ServerTls
 from sheer.core.http.routing import VirtualHosts
-from sheer.core.http.variables import TlsInfo
+from sheer.core.tls_vars import TlsInfo
 from sheer.io import openssl
 
 ListenKey = tuple[str, int, bool]
 
 _VERSIONS = {"SSLv3": ssl.TLSVersion.SSLv3, "TLSv1": ssl.TLSVersion.TLSv1, "TLSv1.1": ssl.TLSVersion.TLSv1_1,
              "TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
-ALPN = ["http/1.1"]      # HTTP/2 is not served: `listen ... http2` clients negotiate HTTP/1.1
 
 
 def _read(path: str, what: str, source: object) -> bytes:
@@ -38,24 +39,47 @@ def _read(path: str, what: str, source: object) -> bytes:
                           source) from None   # type: ignore[arg-type]
 
 
-def _load_pair(ctx: ssl.SSLContext, cert: str, key: str, source: object) -> None:
+def read_passwords(path: str, source: object) -> tuple[bytes, ...]:
+    """nginx's ngx_ssl_read_password_file: one passphrase a line (CRLF or LF), an empty one when the
+    file has none; read once per configuration (the file may be a fifo)."""
+    data = _read(path, "password file", source)
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    return tuple(line[:-1] if line.endswith(b"\r") else line for line in lines) or (b"",)
+
+
+def load_pair(ctx: ssl.SSLContext, cert: str, key: str, source: object,
+              passwords: tuple[bytes, ...] = (b"",)) -> None:
     """One certificate and its key (nginx's ngx_ssl_certificate); a second pair of another key type
-    (RSA and ECDSA) is added beside the first, as OpenSSL keeps one certificate per key type."""
-    cert_pem = _read(cert, "certificate", source)
-    key_pem = _read(key, "certificate key", source)
-    try:
-        ctx.load_cert_chain(cert, key)
-    except ssl.SSLError as exc:
-        reason = f"SSL: {exc.library or 'SSL'} routines::{(exc.reason or str(exc)).lower().replace('_', ' ')}"
-        if exc.reason == "KEY_VALUES_MISMATCH":
-            message = f'SSL_CTX_use_PrivateKey("{key}") failed ({reason})'
-        elif b"-----BEGIN" not in cert_pem or b"CERTIFICATE" not in cert_pem:
-            message = f'cannot load certificate "{cert}": PEM_read_bio_X509_AUX() failed ({reason})'
-        elif b"PRIVATE KEY" not in key_pem:
-            message = f'cannot load certificate key "{key}": PEM_read_bio_PrivateKey() failed ({reason})'
-        else:
-            message = f'cannot load certificate "{cert}" with key "{key}" ({reason})'
-        raise ConfigError(message, source) from None   # type: ignore[arg-type]
+    (RSA and ECDSA) is added beside the first, as OpenSSL keeps one certificate per key type. An
+    encrypted key is tried with each passphrase in turn (never a prompt: no file is an empty one)."""
+    for number, password in enumerate(passwords, 1):
+        try:
+            ctx.load_cert_chain(cert, key, password=password)
+            return
+        except ssl.SSLError as exc:
+            if number < len(passwords):
+                continue
+            # the files are read only now, to say what is wrong (a fifo is read once, by OpenSSL)
+            cert_pem = _read(cert, "certificate", source)
+            key_pem = _read(key, "certificate key", source)
+            words = (exc.reason or str(exc)).lower().replace("_", " ")
+            reason = f"SSL: {exc.library or 'SSL'} routines::{words}"
+            if exc.reason == "KEY_VALUES_MISMATCH":
+                message = f'SSL_CTX_use_PrivateKey("{key}") failed ({reason})'
+            elif b"-----BEGIN" not in cert_pem or b"CERTIFICATE" not in cert_pem:
+                message = f'cannot load certificate "{cert}": PEM_read_bio_X509_AUX() failed ({reason})'
+            elif b"PRIVATE KEY" not in key_pem or b"ENCRYPTED" in key_pem:
+                message = f'cannot load certificate key "{key}": PEM_read_bio_PrivateKey() failed ({reason})'
+            else:
+                message = f'cannot load certificate "{cert}" with key "{key}" ({reason})'
+            raise ConfigError(message, source) from None   # type: ignore[arg-type]
+        except OSError as exc:        # nginx's BIO_new_file() line for the file that cannot be opened
+            _read(cert, "certificate", source)
+            _read(key, "certificate key", source)
+            raise ConfigError(f'cannot load certificate "{cert}" with key "{key}" ({exc.strerror})',
+                              source) from None   # type: ignore[arg-type]
 
 
 def _ticket_key(path: str, source: object) -> bytes:
@@ -70,9 +94,10 @@ def _ticket_key(path: str, source: object) -> bytes:
     raise ConfigError(f'"{path}" must be 48 or 80 bytes', source)   # type: ignore[arg-type]
 
 
-def server_context(tls: ServerTls) -> ssl.SSLContext:
+def server_context(tls: ServerTls, passwords: dict[str, tuple[bytes, ...]] | None = None) -> ssl.SSLContext:
     """An SSL_CTX for one server, as nginx's ngx_http_ssl_merge_srv_conf makes it; ConfigError names the
-    file and the directive's line when something cannot be loaded."""
+    file and the directive's line when something cannot be loaded. `passwords`: the password files
+    read so far for this configuration, by path (each is read once)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     versions = [_VERSIONS[name] for name in tls.protocols if name in _VERSIONS]
     if versions:
@@ -87,9 +112,18 @@ def server_context(tls: ServerTls) -> ssl.SSLContext:
                           tls.source) from None
     if tls.prefer_server_ciphers:
         ctx.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
+    phrases: tuple[bytes, ...] = (b"",)
+    if tls.password_file is not None:
+        known = passwords if passwords is not None else {}
+        if tls.password_file not in known:
+            known[tls.password_file] = read_passwords(tls.password_file, tls.source)
+        phrases = known[tls.password_file]
     for pair in tls.certificates:
-        _load_pair(ctx, pair.certificate, pair.key, pair.source)
-    ctx.set_alpn_protocols(ALPN)
+        load_pair(ctx, pair.certificate, pair.key, pair.source, phrases)
+    if tls.alpn and tls.alpn_strict:     # stream ssl_alpn: no protocol in common ends the handshake
+        openssl.alpn_or_refuse(ctx, tls.alpn)
+    elif tls.alpn:
+        ctx.set_alpn_protocols(list(tls.alpn))
     if tls.dhparam is not None:
         try:
             ctx.load_dh_params(tls.dhparam)
@@ -111,19 +145,47 @@ def server_context(tls: ServerTls) -> ssl.SSLContext:
     elif tls.session_ticket_keys:
         openssl.set_ticket_keys(ctx, _ticket_key(tls.session_ticket_keys[0], tls.source))
     if tls.verify_client != "off":
-        ca = tls.client_certificate or tls.trusted_certificate
-        if ca is not None:
-            try:
-                ctx.load_verify_locations(cafile=ca)
-            except (OSError, ssl.SSLError) as exc:
-                raise ConfigError(f'SSL_CTX_load_verify_locations("{ca}") failed ({exc})',
-                                  tls.source) from None
-        # The ssl module has no verify callback: a certificate that fails verification ends the
-        # handshake (nginx answers 400 "The SSL certificate error" instead); none sent passes here and
-        # `on` answers nginx's 400 "No required SSL certificate was sent".
+        for ca in (tls.client_certificate, tls.trusted_certificate):
+            if ca is not None:
+                load_verify(ctx, ca, tls.source)
+        if tls.client_certificate is not None:
+            openssl.set_client_ca_list(ctx, tls.client_certificate)
         ctx.verify_mode = ssl.CERT_OPTIONAL
         openssl.set_verify_depth(ctx, tls.verify_depth)
+        # nginx's verify callback: the handshake goes on whatever the certificate; a request on the
+        # connection is answered 495 "The SSL certificate error" when it did not verify
+        openssl.accept_any_certificate(ctx)
+        if tls.crl is not None:
+            load_crl(ctx, tls.crl, tls.source)
+    conf_commands(ctx, tls.conf_commands, True, tls.source)
     return ctx
+
+
+def conf_commands(ctx: ssl.SSLContext, commands: tuple[tuple[str, str], ...], server: bool,
+                  source: object) -> None:
+    """ssl_conf_command (proxy_ssl_conf_command): OpenSSL's SSL_CONF_cmd on the finished context."""
+    if commands:
+        try:
+            openssl.conf_commands(ctx, commands, server)
+        except (openssl.OpenSslUnavailable, ValueError) as exc:
+            raise ConfigError(str(exc), source) from None   # type: ignore[arg-type]
+
+
+def load_verify(ctx: ssl.SSLContext, path: str, source: object) -> None:
+    try:
+        ctx.load_verify_locations(cafile=path)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f'SSL_CTX_load_verify_locations("{path}") failed ({exc})',
+                          source) from None   # type: ignore[arg-type]
+
+
+def load_crl(ctx: ssl.SSLContext, path: str, source: object) -> None:
+    """nginx's ngx_ssl_crl: the file's CRLs, and every certificate of the chain checked against them."""
+    try:
+        ctx.load_verify_locations(cafile=path)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f'X509_LOOKUP_load_file("{path}") failed ({exc})', source) from None   # type: ignore[arg-type]
+    ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_CHAIN
 
 
 @dataclass
@@ -133,33 +195,58 @@ class TlsListener:
     vhosts: VirtualHosts | None             # None: a stream server (one context, no SNI switching)
     default: ssl.SSLContext
     contexts: dict[int, ssl.SSLContext] = field(default_factory=dict)   # id(HttpServer) -> its context
-    verify_on: bool = False
+    verify: dict[int, str] = field(default_factory=dict)    # id(context) -> its ssl_verify_client
+    rejecting: set[int] = field(default_factory=set)        # id(context) of `ssl_reject_handshake on`
 
     @classmethod
-    def build(cls, servers: list[HttpServer]) -> TlsListener:
-        contexts = {id(server): server_context(server.tls) for server in servers if server.tls is not None}
+    def build(cls, servers: list[HttpServer], passwords: dict[str, tuple[bytes, ...]]) -> TlsListener:
+        made: list[tuple[ServerTls, ssl.SSLContext]] = []
+        contexts: dict[int, ssl.SSLContext] = {}
+        for server in servers:
+            if server.tls is not None:
+                contexts[id(server)] = ctx = server_context(server.tls, passwords)
+                made.append((server.tls, ctx))
         default = servers[0]
         if id(default) not in contexts:
             raise ConfigError('no "ssl_certificate" is defined for the "listen ... ssl" directive',
                               default.source)
-        listener = cls(VirtualHosts(servers), contexts[id(default)], contexts,
-                       default.tls is not None and default.tls.verify_client == "on")
+        listener = cls(VirtualHosts(servers), contexts[id(default)], contexts)
+        listener._judge(made)
         listener.default.sni_callback = listener._servername
         return listener
 
     @classmethod
-    def for_stream(cls, tls: ServerTls) -> TlsListener:
-        listener = cls(None, server_context(tls), {}, tls.verify_client == "on")
+    def for_stream(cls, tls: ServerTls, passwords: dict[str, tuple[bytes, ...]] | None = None) -> TlsListener:
+        listener = cls(None, server_context(tls, passwords), {})
+        listener._judge([(tls, listener.default)])
         listener.default.sni_callback = listener._servername
         return listener
 
-    def _servername(self, sslobj: ssl.SSLObject, name: str | None, ctx: ssl.SSLContext) -> None:
-        """nginx's ngx_http_ssl_servername: the server named by SNI lends its context (certificates)."""
+    def _judge(self, made: list[tuple[ServerTls, ssl.SSLContext]]) -> None:
+        for tls, ctx in made:
+            self.verify[id(ctx)] = tls.verify_client
+            if tls.reject_handshake:
+                self.rejecting.add(id(ctx))
+
+    def refusal(self, sslobj: ssl.SSLObject, info: TlsInfo) -> int | None:
+        """495, 496 or None: what ssl_verify_client of the server that served the handshake says."""
+        return info.refusal(self.verify.get(id(sslobj.context), "off"))
+
+    def _servername(self, sslobj: ssl.SSLObject, name: str | None, ctx: ssl.SSLContext) -> int | None:
+        """nginx's ngx_http_ssl_servername: the server named by SNI lends its context (certificates,
+        client verification), or ends the handshake with unrecognized_name (ssl_reject_handshake)."""
         sslobj.sheer_server_name = name or ""     # type: ignore[attr-defined]  # $ssl_server_name
+        chosen = ctx
         if name and self.vhosts is not None:
-            chosen = self.contexts.get(id(self.vhosts.select(name.lower()).server))
-            if chosen is not None and chosen is not ctx:
+            chosen = self.contexts.get(id(self.vhosts.select(name.lower()).server)) or ctx
+            if chosen is not ctx:
                 sslobj.context = chosen
+                if self.verify.get(id(chosen), "off") != self.verify.get(id(ctx), "off"):
+                    with contextlib.suppress(openssl.OpenSslUnavailable):
+                        openssl.follow_verify(sslobj)
+        if id(chosen) in self.rejecting:
+            return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
+        return None
 
 
 def listeners(config: Config) -> dict[ListenKey, TlsListener]:
@@ -172,30 +259,58 @@ def listeners(config: Config) -> dict[ListenKey, TlsListener]:
             by_address.setdefault(key, []).append(server)
             if listen.ssl:
                 ssl_addresses.add(key)
-    made = {key: TlsListener.build(by_address[key]) for key in ssl_addresses}
+    passwords: dict[str, tuple[bytes, ...]] = {}       # each ssl_password_file read once
+    made = {key: TlsListener.build(by_address[key], passwords) for key in ssl_addresses}
+    # nginx loads the certificates of every server that has some, ssl address or not: `-t` finds them
+    for key, servers in by_address.items():
+        if key not in ssl_addresses:
+            for server in servers:
+                if server.tls is not None and server.tls.certificates:
+                    server_context(server.tls, passwords)
     for stream_server in (config.stream.servers if config.stream else ()):
         for listen in stream_server.listens:
             if listen.ssl and stream_server.tls is not None:
-                made[(listen.bind_host, listen.port, False)] = TlsListener.for_stream(stream_server.tls)
+                made[(listen.bind_host, listen.port, False)] = TlsListener.for_stream(stream_server.tls,
+                                                                                        passwords)
     return made
 
 
 def connection_info(sslobj: ssl.SSLObject) -> TlsInfo:
+    """What the handshake settled; the client certificate and its verify result when the context asked
+    for one (nginx's callback lets every certificate through: the result is judged per request)."""
     cipher = sslobj.cipher()
-    cert = sslobj.getpeercert()
-    verify = "NONE"
-    subject = ""
-    if cert:
-        verify = "SUCCESS"
-        subject = ",".join("+".join(f"{_SHORT.get(k, k)}={v}" for k, v in rdn)
-                           for rdn in reversed(cert.get("subject", ())))
-    return TlsInfo(sslobj.version() or "", cipher[0] if cipher else "",
-                   getattr(sslobj, "sheer_server_name", ""), sslobj.session_reused, subject, verify)
+    der = sslobj.getpeercert(True) if sslobj.context.verify_mode != ssl.CERT_NONE else None
+    cert: dict[str, Any] | None = None
+    code, text = 0, ""
+    if der:
+        cert = sslobj.getpeercert()
+        try:
+            code, text = openssl.verify_result(sslobj)
+        except openssl.OpenSslUnavailable:   # verified by OpenSSL itself: the handshake got here
+            code, text = 0, ""
+    name = getattr(sslobj, "sheer_server_name", "")
+    return TlsInfo(sslobj.version() or "", cipher[0] if cipher else "", name, sslobj.session_reused, cert,
+                   der or None, code, text, lambda variable: _more(sslobj, variable))
 
 
-_SHORT = {"commonName": "CN", "organizationName": "O", "organizationalUnitName": "OU", "countryName": "C",
-          "stateOrProvinceName": "ST", "localityName": "L", "domainComponent": "DC",
-          "emailAddress": "emailAddress", "serialNumber": "serialNumber"}
+def _more(sslobj: ssl.SSLObject, name: str) -> str:
+    """$ssl_session_id (hex), $ssl_ciphers (the client's, as OpenSSL names them), $ssl_curve(s)."""
+    try:
+        if name == "ssl_session_id":
+            session = sslobj.session
+            return session.id.hex() if session is not None else ""
+        if name == "ssl_ciphers":
+            return ":".join(cipher[0] for cipher in sslobj.shared_ciphers() or ())
+        if name == "ssl_curve":
+            return openssl.negotiated_group(sslobj)
+        if name == "ssl_curves":
+            return openssl.client_groups(sslobj)
+        if name == "ssl_alpn_protocol":
+            return sslobj.selected_alpn_protocol() or ""
+    except (openssl.OpenSslUnavailable, ValueError, ssl.SSLError):
+        return ""
+    return ""
+
 
 # OpenSSL reasons nginx's ngx_ssl_connection_error logs at "info": the client's doing, not the server's
 _CLIENT_REASONS = frozenset({
@@ -210,6 +325,12 @@ _CLIENT_REASONS = frozenset({
     "UNSAFE_LEGACY_RENEGOTIATION_DISABLED", "SCSV_RECEIVED_WHEN_RENEGOTIATING", "INAPPROPRIATE_FALLBACK",
     "CERT_CB_ERROR", "VERSION_TOO_LOW", "PEER_DID_NOT_RETURN_A_CERTIFICATE", "CERTIFICATE_VERIFY_FAILED",
 })
+
+
+def rejected(exc: BaseException) -> bool:
+    """A handshake that `ssl_reject_handshake on` ended (its servername callback's alert, which OpenSSL
+    wrote on the socket itself: sheer.io.tls_transport)."""
+    return getattr(exc, "reason", None) == "CALLBACK_FAILED"
 
 
 def handshake_failure(exc: BaseException) -> tuple[str, str]:

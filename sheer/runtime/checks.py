@@ -53,7 +53,9 @@ def _log_paths(config: Config) -> list[str]:
     return [path for path in dict.fromkeys(paths) if path not in ("stderr", "stdout")]
 
 
-def check(config: Config) -> list[str]:
+def check(config: Config, tls: bool = True) -> list[str]:
+    """What would stop `config` from serving. `tls=False`: the caller makes the TLS contexts itself
+    right after (each file read once, as nginx: an ssl_password_file may be a fifo)."""
     problems: list[str] = _syslog_problems(config)
     for path in _log_paths(config):
         directory = os.path.dirname(path) or "."
@@ -72,7 +74,8 @@ def check(config: Config) -> list[str]:
     except PrivilegeError as exc:
         problems.append(str(exc))
     try:
-        tls_listeners(config)        # every certificate, key, CA, dhparam and ticket key file, loaded
+        if tls:
+            tls_listeners(config)    # every certificate, key, CA, dhparam and ticket key file, loaded
         for server in (config.http.servers if config.http else ()):
             for location in server.locations:
                 if location.proxy_ssl is not None:

@@ -178,7 +178,7 @@ class Master:
         except PrivilegeError as exc:
             raise StartupError(str(exc)) from None
         try:
-            self.tls = tls_listeners(self.config)
+            self.tls = self.tls or tls_listeners(self.config)   # the command line's (made before daemonizing)
         except ConfigError as exc:
             raise StartupError(str(exc)) from None
         self.open_listeners(self.config)
@@ -256,7 +256,7 @@ class Master:
             resolve_user(config)
             # Everything `sheer -t` checks (every log file can be opened, ...): a new worker that
             # cannot start would otherwise stop the whole server instead of leaving the old one serving.
-            problems = check(config)
+            problems = check(config, tls=False)
             tls = tls_listeners(config) if not problems else {}   # certificates and keys read anew
         except (ConfigError, LogOpenError, PrivilegeError) as exc:
             self.log.log("emerg", f"{exc}; the new configuration is refused, the old one keeps serving")

@@ -53,7 +53,7 @@ def build_services(config: Config, sockets: dict[ListenKey, socket.socket],
             if listen.udp:
                 services.append(UdpStreamService(sock, server, ctx))
             elif server.tls is not None or server.proxy_ssl is not None:
-                services.append(TlsStreamService(sock, server, ctx))
+                services.append(TlsStreamService(sock, server, ctx, listen.ssl))
             else:
                 services.append(TcpStreamService(sock, server, ctx))
     if config.http:

@@ -71,3 +71,12 @@ def test_sslv2_hello_gives_its_version() -> None:
 @given(st.binary(max_size=300))
 def test_any_bytes_get_a_verdict(data: bytes) -> None:
     assert isinstance(preread(data), NeedMore | Declined | ClientHello)
+
+
+def test_a_hello_longer_than_the_preread_buffer_fills_it_even_when_whole() -> None:
+    """nginx reads at most preread_buffer_size bytes: a whole ClientHello past it is "buffer full"."""
+    from sheer.core.tls_preread import bounded
+
+    whole = hello("a.example")
+    assert isinstance(bounded(whole, len(whole)), ClientHello)
+    assert bounded(whole, 42) is None

@@ -72,8 +72,6 @@ def test_http_level_settings_are_inherited_and_certificates_pair_in_order(tmp_pa
     ("listen 443 ssl; ssl_certificate a; ssl_certificate_key a; ssl_verify_client on;",
      ":4: no ssl_client_certificate for ssl_verify_client"),
     ("listen 443 ssl udp;", ':4: "ssl" parameter is incompatible with "udp"'),
-    ("listen 443 ssl proxy_protocol;",
-     ':4: "proxy_protocol" with "ssl" on one "listen" is not supported yet'),
 ])
 def test_refusals_name_the_line(tmp_path: Path, server: str, message: str) -> None:
     assert refused(tmp_path, server).endswith(message)
@@ -113,8 +111,52 @@ def test_scheme_and_ssl_variables() -> None:
                                0.0)
     assert (request.variable("scheme"), request.variable("https"), request.variable("ssl_protocol")) == (
         "http", "", "")
-    conn.tls = TlsInfo("TLSv1.3", "TLS_AES_128_GCM_SHA256", "a.test", True, "CN=client,O=Org", "SUCCESS")
+    cert = {"subject": ((("commonName", "client"),), (("organizationName", "Org"),))}
+    conn.tls = TlsInfo("TLSv1.3", "TLS_AES_128_GCM_SHA256", "a.test", True, cert, b"der")
     assert [request.variable(name) for name in ("scheme", "https", "ssl_protocol", "ssl_cipher",
                                                 "ssl_server_name", "ssl_session_reused", "ssl_client_s_dn",
                                                 "ssl_client_verify")] == [
-        "https", "on", "TLSv1.3", "TLS_AES_128_GCM_SHA256", "a.test", "r", "CN=client,O=Org", "SUCCESS"]
+        "https", "on", "TLSv1.3", "TLS_AES_128_GCM_SHA256", "a.test", "r", "O=Org,CN=client", "SUCCESS"]
+
+
+def test_every_ssl_variable_has_a_value() -> None:
+    from sheer.config.template import SSL_VARIABLES
+    from sheer.core.tls_vars import VARIABLES
+
+    assert set(VARIABLES) == SSL_VARIABLES
+
+
+def test_password_file_crl_conf_commands_and_reject_are_merged_as_nginx(tmp_path: Path) -> None:
+    config = loaded(tmp_path, "listen 443 ssl; ssl_conf_command Options -SessionTicket;"
+                              "ssl_conf_command Certificate other.crt; ssl_crl revoked.crl;",
+                    "ssl_certificate a.crt; ssl_certificate_key a.key; ssl_password_file pw;"
+                    "ssl_conf_command Options SessionTicket;")
+    assert config.http is not None
+    tls = config.http.servers[0].tls
+    assert tls is not None
+    assert tls.password_file == str(tmp_path / "pw")
+    assert tls.crl == str(tmp_path / "revoked.crl")
+    # the innermost level's lines only, a file argument taken from the configuration's directory
+    assert tls.conf_commands == (("Options", "-SessionTicket"), ("Certificate", str(tmp_path / "other.crt")))
+    # a default server with ssl_reject_handshake needs no certificate; one with neither gets no context
+    rejecting = loaded(tmp_path, "listen 443 ssl; ssl_reject_handshake on;")
+    assert rejecting.http is not None and rejecting.http.servers[0].tls is not None
+    assert rejecting.http.servers[0].tls.reject_handshake
+
+
+@pytest.mark.parametrize(("directive", "feature"), [
+    ("ssl_stapling on;", "OCSP stapling"),
+    ("ssl_ocsp on;", "OCSP checks of client certificates"),
+    ("ssl_early_data on;", "TLS 1.3 early data"),
+])
+def test_what_python_cannot_do_is_refused_by_name(tmp_path: Path, directive: str, feature: str) -> None:
+    message = refused(tmp_path, "listen 443 ssl; ssl_certificate a; ssl_certificate_key a; " + directive)
+    name = directive.split()[0]
+    assert f':4: "{name}" is not supported by sheer ({feature}' in message
+
+
+def test_strip_port_of_a_rendered_proxy_ssl_name() -> None:
+    from sheer.core.tls_names import strip_port
+
+    assert [strip_port(name) for name in ("a.test:8443", "a.test", "[::1]:443", "[::1]", "::1")] == [
+        "a.test", "a.test", "[::1]", "[::1]", "::1"]

@@ -14,22 +14,9 @@ from sheer.core.http.headers import Headers, forwarded, forwarded_for
 from sheer.core.http.referer import invalid_referer
 from sheer.core.maps import Table, lookup
 from sheer.core.proxy_protocol import TLV_PREFIX, ProxyHeader, tlv_variable
+from sheer.core.tls_vars import VARIABLES as TLS_VARIABLES
+from sheer.core.tls_vars import TlsInfo
 from sheer.core.variables import binary_address, time_iso8601, time_local
-
-
-class TlsInfo:
-    """What a TLS connection's handshake settled ($ssl_protocol, $ssl_cipher, ...), as nginx prints it."""
-
-    __slots__ = ("cipher", "client_s_dn", "client_verify", "protocol", "server_name", "session_reused")
-
-    def __init__(self, protocol: str, cipher: str, server_name: str, session_reused: bool,
-                 client_s_dn: str = "", client_verify: str = "NONE") -> None:
-        self.protocol = protocol
-        self.cipher = cipher
-        self.server_name = server_name
-        self.session_reused = "r" if session_reused else "."
-        self.client_s_dn = client_s_dn
-        self.client_verify = client_verify
 
 
 class Connection:
@@ -292,9 +279,8 @@ def _request_id(v: RequestVariables) -> str:
     return v.request_id
 
 
-def _tls(v: RequestVariables, name: str) -> str:
-    tls = v.conn.tls
-    return "" if tls is None else str(getattr(tls, name))
+def _tls(get: Callable[[TlsInfo], str]) -> Callable[[RequestVariables], str]:
+    return lambda v: "" if v.conn.tls is None else get(v.conn.tls)
 
 
 def _request_line(v: RequestVariables) -> str:
@@ -341,12 +327,6 @@ _GETTERS: dict[str, Callable[[RequestVariables], str]] = {
     "request_method": lambda v: v.method.decode("latin-1"),
     "scheme": lambda v: "https" if v.conn.tls is not None else "http",
     "https": lambda v: "on" if v.conn.tls is not None else "",
-    "ssl_protocol": lambda v: _tls(v, "protocol"),
-    "ssl_cipher": lambda v: _tls(v, "cipher"),
-    "ssl_server_name": lambda v: _tls(v, "server_name"),
-    "ssl_session_reused": lambda v: _tls(v, "session_reused"),
-    "ssl_client_s_dn": lambda v: _tls(v, "client_s_dn"),
-    "ssl_client_verify": lambda v: _tls(v, "client_verify"),
     "server_protocol": lambda v: v.version,
     "status": lambda v: f"{v.status:03d}",
     "bytes_sent": lambda v: str(v.bytes_sent),
@@ -382,3 +362,5 @@ _GETTERS: dict[str, Callable[[RequestVariables], str]] = {
     "upstream_bytes_sent": lambda v: ", ".join(str(b[1]) for b in v.upstream_bytes),
     "upstream_response_length": lambda v: ", ".join(str(b[2]) for b in v.upstream_bytes),
 }
+# $ssl_*: the connection's TLS facts (sheer.core.tls_vars), empty on a plain connection
+_GETTERS.update({name: _tls(get) for name, get in TLS_VARIABLES.items()})

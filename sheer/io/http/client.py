@@ -22,6 +22,7 @@ from sheer.io.http.request import Relay, Request
 from sheer.io.http.rewritten import rewrite
 from sheer.io.http.site import Plan, Site
 from sheer.io.http.timeouts import Timeouts
+from sheer.io.http.tls_accept import Proxied
 from sheer.io.http.tunnel import Tunnel
 from sheer.io.logs import ErrorLogger
 from sheer.io.slots import ConnectionSlots, Reusable
@@ -58,11 +59,9 @@ class Listener(Protocol):
 class ClientConnection(Reading, Timeouts, asyncio.Protocol):
     service: Listener
 
-    def __init__(self, service: Listener, refuse: int = 0) -> None:
+    def __init__(self, service: Listener, refuse: int = 0, proxied: Proxied = None) -> None:
         self.service = service
-        # nginx's 496/497: every request on this connection is answered 400 with that page
-        # (plain HTTP on an ssl address; `ssl_verify_client on` and no certificate)
-        self.refuse = refuse
+        self.refuse = refuse     # nginx's 495/496/497: every request answered 400 with that page (TLS)
         self.site = site = service.site
         self.loop = service.loop
         self.transport: asyncio.Transport | None = None
@@ -78,12 +77,10 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
         self.send_timeout = site.limits.send_timeout
         self.paused: set[str] = set()
         self.write_paused = False
-        self.closed = False
-        self.eof = False
+        self.closed = self.eof = False
         self.requests = 0
         self.in_head = False               # counted in stub_status "reading"
-        self.lingering = False             # answered; the rest of a body is read and dropped, then close
-        self.linger_until = 0.0
+        self.lingering, self.linger_until = False, 0.0    # answered: the rest of a body dropped, then close
         self.slot = True                   # its worker_connections slot, taken when it was accepted
         # Timeouts: one deadline timer, re-armed lazily; what it means is decided when it fires.
         self.timer: asyncio.TimerHandle | None = None
@@ -91,8 +88,10 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
         self.born = self.loop.time()       # keepalive_time counts from here
         self.idle_timeout = site.limits.client_header_timeout    # keepalive_timeout after a request
         self.body_timeout = site.limits.client_body_timeout
-        # `listen ... proxy_protocol`: bytes held until the PROXY header is complete (None: not expected).
-        self.proxy_buffer: bytes | None = b"" if service.proxy_protocol else None
+        # `listen ... proxy_protocol`: bytes held until the PROXY header is complete (None: not expected,
+        # or read before the TLS handshake by TlsAccept: `proxied`).
+        self.proxy_buffer: bytes | None = b"" if service.proxy_protocol and proxied is None else None
+        self.proxied = proxied
 
     # -- transport events --
 
@@ -111,12 +110,14 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
         self.conn.maps = self.site.ctx.http_maps
         self.conn.start = time.time()
         self.conn.connections = self.site.connections
+        if self.proxied is not None:
+            self.conn.proxy = self.proxied[0]
         sslobj = transport.get_extra_info("ssl_object")
         if sslobj is not None:
-            self.conn.tls = connection_info(sslobj)
+            self.conn.tls = info = connection_info(sslobj)
             tls = self.service.tls
-            if tls is not None and tls.verify_on and self.conn.tls.client_verify == "NONE":
-                self.refuse = 496
+            if tls is not None:
+                self.refuse = tls.refusal(sslobj, info) or self.refuse
         self.service.connections.add(self)
         self.idle_since = self.loop.time()
         self._arm(self.idle_since + self.idle_timeout)

@@ -10,6 +10,7 @@ from typing import Protocol
 from sheer.core.http.reader import RequestReader
 from sheer.core.http.request_head import RequestHead
 from sheer.core.http.variables import Connection, RequestVariables
+from sheer.core.http.verdict import Rejected
 from sheer.core.realip import for_request
 from sheer.io.counting import HttpCounters
 from sheer.io.http.request import Request
@@ -48,6 +49,13 @@ def route(client: Routing, request: Request, head: RequestHead) -> None:
                                                 request.length, time.time())
     variables.line = head.line.decode("latin-1")
     variables.connection_requests = request.number
+    tls = vhost.server.tls
+    if tls is not None and tls.verify_client != "off" and conn.tls is not None and conn.tls.server_name \
+            and vhosts.select(conn.tls.server_name.lower()).server is not vhost.server:
+        # nginx's ngx_http_set_virtual_server: a server that verifies clients is not reached by a Host
+        # other than the name its handshake was made for
+        request.rejected = Rejected(421, "client attempted to request the server name different from the one "
+                                         "that was negotiated")
     if match is not None:
         variables.captured(match)
     counters = client.counters

@@ -212,7 +212,7 @@ class ProxiedRequest:
             if conn is None:
                 try:
                     conn = await open_upstream(peer.address, location.proxy_connect_timeout, self.bind,
-                                               self.client.service.slots, plan.tls)
+                                               self.client.service.slots, plan.tls, self.vars)
                 except NoSlot:     # said once a second by the slots themselves: a 500 here, as nginx's
                     raise BindError(f"{self.client.service.slots.limit} worker_connections are not enough",
                                     level="debug") from None
@@ -340,7 +340,8 @@ class ProxiedRequest:
         or proxy_read_timeout passes without a byte (sheer.io.http.tunnel)."""
         client, location = self.client, self.location
         assert location is not None
-        tunnel = Tunnel(self.loop, client, exchange.conn, location.proxy_read_timeout)
+        self.vars.body_bytes_sent = 0
+        tunnel = Tunnel(self.loop, client, exchange.conn, location.proxy_read_timeout, self.vars)
         extra = added(location.add_headers, 101, self.vars)[0] if location.add_headers else []
         client.write(switching_head(b"".join(exchange.reason), exchange.headers, SERVER, client.site.date(),
                                     extra))
@@ -356,8 +357,6 @@ class ProxiedRequest:
             client.tunnel = None
         if why.startswith("upstream timed out"):
             self._log("error", why, None)
-        self.vars.body_bytes_sent = tunnel.to_client
-        self.vars.bytes_sent += tunnel.to_client
         self._record_times()
         client.finish(self.request, self.plan, keepalive=False)
 

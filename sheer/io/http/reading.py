@@ -42,6 +42,8 @@ _REFUSALS = {496: "client sent no required SSL certificate",
 class Reading:
     """Part of sheer.io.http.client.ClientConnection."""
 
+    conn: Connection | None
+
     service: Service
     site: Site
     loop: asyncio.AbstractEventLoop
@@ -59,6 +61,11 @@ class Reading:
     refuse: int
     conn: Connection | None
     proxy_buffer: bytes | None      # a PROXY protocol header being read
+
+    def _verify_error(self) -> str:
+        """495's log line (nginx: at info, the request then answered 400 "The SSL certificate error")."""
+        tls = self.conn.tls if self.conn is not None else None
+        return "" if tls is None else f"client SSL certificate verify error: ({tls.verify}:{tls.verify_text})"
 
     if TYPE_CHECKING:      # what the connection that combines the parts has
         @property
@@ -175,7 +182,7 @@ class Reading:
         if pipelined and request.vars is not None:
             request.vars.pipe = True       # nginx's r->pipeline: it came before the one before ended
         if self.refuse and request.rejected is None:
-            request.rejected = Rejected(self.refuse, _REFUSALS[self.refuse])
+            request.rejected = Rejected(self.refuse, _REFUSALS.get(self.refuse) or self._verify_error())
         if request.body.expected:
             self.receiving = request
             self.body_since = self.loop.time()

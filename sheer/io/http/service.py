@@ -16,7 +16,7 @@ from sheer.io.http.client import ClientConnection, Handler
 from sheer.io.http.proxy_pass import proxy
 from sheer.io.http.site import Site
 from sheer.io.http.status import StatusLocations
-from sheer.io.http.tls_accept import TlsAccept
+from sheer.io.http.tls_accept import Proxied, TlsAccept
 from sheer.io.slots import ConnectionSlots, Reusable
 from sheer.io.sockets import listening_on, shown
 from sheer.io.tls import TlsListener
@@ -56,7 +56,7 @@ class HttpService:
         if any(listen.ssl for server in servers for listen in server.listens
                if listen.port == port and listen.bind_host == host):
             made = ctx.tls.get((host, port, False)) if ctx.tls is not None else None
-            self.tls = made if made is not None else TlsListener.build(servers)
+            self.tls = made if made is not None else TlsListener.build(servers, {})
         self.tls_accept: TlsAccept | None = None
 
     async def start(self) -> None:
@@ -66,7 +66,7 @@ class HttpService:
         self.acceptor = Acceptor(self.loop, self.sock.dup(), self.slots, self.log, self.name, self._accepted)
         if self.tls is not None:
             self.tls_accept = TlsAccept(self.loop, self.tls, self.site.limits.client_header_timeout, self.log,
-                                        self.name, self.slots.release, self._open_tls)
+                                        self.name, self.slots.release, self._open_tls, self.proxy_protocol)
         self.acceptor.start()
 
     def _accepted(self, fd: int, peer: tuple[str, int]) -> None:
@@ -98,18 +98,18 @@ class HttpService:
             sock.close()
             self.slots.release()
 
-    def _open_tls(self, sock: socket.socket, tls: bool) -> None:
-        self._start(self._handshake(sock) if tls else self._open_plain(sock))
+    def _open_tls(self, sock: socket.socket, tls: bool, proxied: Proxied) -> None:
+        self._start(self._handshake(sock, proxied) if tls else self._open_plain(sock, proxied))
 
-    async def _open_plain(self, sock: socket.socket) -> None:
+    async def _open_plain(self, sock: socket.socket, proxied: Proxied) -> None:
         """Plain HTTP on an ssl address: read, then answered 400 as nginx's NGX_HTTP_TO_HTTPS (497)."""
         try:
-            await self.loop.connect_accepted_socket(lambda: ClientConnection(self, refuse=497), sock)
+            await self.loop.connect_accepted_socket(lambda: ClientConnection(self, 497, proxied), sock)
         except OSError:
             sock.close()
             self.slots.release()
 
-    async def _handshake(self, sock: socket.socket) -> None:
+    async def _handshake(self, sock: socket.socket, proxied: Proxied) -> None:
         assert self.tls is not None and self.tls_accept is not None
         try:
             peer = sock.getpeername()[0]
@@ -122,7 +122,7 @@ class HttpService:
             sock.close()
             self.slots.release()
             return
-        TlsTransport(self.loop, tls, ClientConnection(self)).start()
+        TlsTransport(self.loop, tls, ClientConnection(self, 0, proxied)).start()
 
     def reusable(self, conn: Reusable, idle: bool) -> None:
         self.slots.idle(conn, idle)

@@ -43,18 +43,27 @@ class Side(Protocol):
     closed: bool
 
 
+class Counted(Protocol):
+    """The request's variables that count what the tunnel passes to the client."""
+
+    bytes_sent: int
+    body_bytes_sent: int
+
+
 class Tunnel:
     """Drives both connections once upgraded: the upstream connection's user (UpstreamUser), the
     client connection's relay and data sink."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, client: Side, upstream: Side,
-                 timeout: float) -> None:
+                 timeout: float, counted: Counted) -> None:
         self.loop = loop
         self.client = client
         self.upstream = upstream
         self.timeout = timeout
         self.done: asyncio.Future[str] = loop.create_future()
-        self.to_client = 0            # bytes passed to the client ($body_bytes_sent)
+        # $bytes_sent and $body_bytes_sent, counted as bytes pass: the client's connection may end (and be
+        # logged) before the proxy hears of the tunnel's end
+        self.counted = counted
         self.to_upstream = 0
         self.last_activity = loop.time()
         self.timer: asyncio.TimerHandle | None = loop.call_at(self.last_activity + timeout, self._check)
@@ -87,7 +96,8 @@ class Tunnel:
 
     def upstream_data(self, data: bytes) -> None:
         self.last_activity = self.loop.time()
-        self.to_client += len(data)
+        self.counted.body_bytes_sent += len(data)
+        self.counted.bytes_sent += len(data)
         _write(self.client, data)
 
     def upstream_eof(self) -> None:

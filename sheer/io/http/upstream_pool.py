@@ -11,6 +11,7 @@ from typing import Protocol, cast
 
 from sheer.config.model import Upstream
 from sheer.core.bind import BindTo
+from sheer.core.variables import VariableSource
 from sheer.io.http.upstream_tls import UpstreamTlsSetup
 from sheer.io.slots import ConnectionSlots
 from sheer.io.sockets import address_family, bound_socket
@@ -129,7 +130,8 @@ def pool_key(peer_addr: Address, source: BindTo | None) -> PoolKey:
 
 async def open_upstream(peer_addr: Address, timeout: float, source: BindTo | None = None,
                         slots: ConnectionSlots | None = None,
-                        tls: UpstreamTlsSetup | None = None) -> UpstreamConnection:
+                        tls: UpstreamTlsSetup | None = None,
+                        variables: VariableSource | None = None) -> UpstreamConnection:
     """Connect to a peer within `timeout` seconds. The only place upstream sockets are made.
     Raises OSError, TimeoutError, sheer.io.sockets.BindError (our side failed: proxy_bind), or
     NoSlot (worker_connections are all taken, as nginx counts upstream connections too)."""
@@ -137,7 +139,7 @@ async def open_upstream(peer_addr: Address, timeout: float, source: BindTo | Non
     if slots is not None and not slots.take():
         raise NoSlot()
     try:
-        return await _open(loop, peer_addr, timeout, source, slots, tls)
+        return await _open(loop, peer_addr, timeout, source, slots, tls, variables)
     except BaseException:
         if slots is not None:
             slots.release()
@@ -145,7 +147,8 @@ async def open_upstream(peer_addr: Address, timeout: float, source: BindTo | Non
 
 
 async def _open(loop: asyncio.AbstractEventLoop, peer_addr: Address, timeout: float, source: BindTo | None,
-                slots: ConnectionSlots | None, tls: UpstreamTlsSetup | None) -> UpstreamConnection:
+                slots: ConnectionSlots | None, tls: UpstreamTlsSetup | None,
+                variables: VariableSource | None = None) -> UpstreamConnection:
     family = address_family(peer_addr)
     if source is None:
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -158,7 +161,8 @@ async def _open(loop: asyncio.AbstractEventLoop, peer_addr: Address, timeout: fl
         await connect(loop, sock, peer_addr, timeout)
         key = pool_key(peer_addr, source)
         if tls is not None:      # `proxy_pass https://`: the handshake, within proxy_connect_timeout
-            made = await tls.wrap(loop, sock, lambda: UpstreamConnection(key, slots), peer_addr, timeout)
+            made = await tls.wrap(loop, sock, lambda: UpstreamConnection(key, slots), peer_addr, timeout,
+                                  variables)
             return cast(UpstreamConnection, made)
         _, protocol = await loop.create_connection(lambda: UpstreamConnection(key, slots), sock=sock)
     except BaseException:

@@ -5,15 +5,19 @@ the context of a location's proxy_ssl_* settings, the session kept per peer for 
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 import warnings
 from collections.abc import Callable
-from typing import Any
+from dataclasses import replace
+from typing import Any, cast
 
 from sheer.config.errors import ConfigError
-from sheer.config.tls import UpstreamTls
-from sheer.core.tls_names import host_matches
+from sheer.config.tls import CertificatePair, UpstreamTls
+from sheer.core.tls_names import host_matches, strip_port
+from sheer.core.variables import VariableSource, render
 from sheer.io import openssl
+from sheer.io.tls import conf_commands, load_crl, load_pair, load_verify, read_passwords
 
 _VERSIONS = {"SSLv3": ssl.TLSVersion.SSLv3, "TLSv1": ssl.TLSVersion.TLSv1, "TLSv1.1": ssl.TLSVersion.TLSv1_1,
              "TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
@@ -59,21 +63,17 @@ def upstream_context(tls: UpstreamTls) -> ssl.SSLContext:
                           tls.source) from None
     if tls.verify:
         assert tls.trusted_certificate is not None
-        try:
-            ctx.load_verify_locations(cafile=tls.trusted_certificate)
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(f'SSL_CTX_load_verify_locations("{tls.trusted_certificate}") failed ({exc})',
-                              tls.source) from None
+        load_verify(ctx, tls.trusted_certificate, tls.source)
         ctx.verify_mode = ssl.CERT_REQUIRED
         openssl.set_verify_depth(ctx, tls.verify_depth)
+        if tls.crl is not None:
+            load_crl(ctx, tls.crl, tls.source)
     else:
         ctx.verify_mode = ssl.CERT_NONE
     if tls.certificate is not None:
-        try:
-            ctx.load_cert_chain(tls.certificate.certificate, tls.certificate.key)
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(f'cannot load certificate "{tls.certificate.certificate}" with key '
-                              f'"{tls.certificate.key}" ({exc})', tls.source) from None
+        passwords = read_passwords(tls.password_file, tls.source) if tls.password_file else (b"",)
+        load_pair(ctx, tls.certificate.certificate, tls.certificate.key, tls.source, passwords)
+    conf_commands(ctx, tls.conf_commands, False, tls.source)
     return ctx
 
 
@@ -84,18 +84,42 @@ class UpstreamTlsSetup:
         self.tls = tls
         self.ctx = upstream_context(tls)
         self.sessions: dict[tuple[str, int] | str, ssl.SSLSession] = {}
+        self.by_certificate: dict[tuple[str, str], _Context] = {}    # proxy_ssl_certificate $variables
+
+    def _context(self, variables: VariableSource | None) -> _Context:
+        """The context for this connection: the location's, or (a certificate with variables) the one of
+        the rendered files, made once per worker; no file named: no certificate sent, as nginx."""
+        templates = self.tls.certificate_vars
+        if templates is None or variables is None:
+            return cast(_Context, self.ctx)
+        cert, key = (render(template, variables) for template in templates)
+        if not cert or not key:
+            return cast(_Context, self.ctx)
+        cert, key = (os.path.join(self.tls.directory, path) for path in (cert, key))
+        ctx = self.by_certificate.get((cert, key))
+        if ctx is None:
+            try:
+                made = upstream_context(replace(self.tls, certificate=CertificatePair(cert, key)))
+            except ConfigError as exc:
+                raise UpstreamTlsFailed(f"{exc.message} while SSL handshaking to upstream") from None
+            ctx = self.by_certificate[(cert, key)] = cast(_Context, made)
+        return ctx
 
     async def wrap(self, loop: asyncio.AbstractEventLoop, sock: Any, factory: Callable[[], asyncio.Protocol],
-                   peer: tuple[str, int] | str, timeout: float) -> asyncio.Protocol:
+                   peer: tuple[str, int] | str, timeout: float,
+                   variables: VariableSource | None = None) -> asyncio.Protocol:
         """The handshake on a connected socket; UpstreamTlsFailed with nginx's words when it fails."""
         tls = self.tls
-        ctx = self.ctx
+        ctx = self._context(variables)
+        name = tls.name
+        if tls.name_vars is not None and variables is not None:
+            name = strip_port(render(tls.name_vars, variables))
         if tls.session_reuse:
-            ctx.resume = self.sessions.get(peer)        # type: ignore[attr-defined]
+            ctx.resume = self.sessions.get(peer)
         try:
             # server_hostname "" sends no SNI and checks no name (proxy_ssl_server_name off, nginx's default)
             transport, protocol = await loop.create_connection(
-                factory, sock=sock, ssl=ctx, server_hostname=tls.name if tls.server_name else "",
+                factory, sock=sock, ssl=ctx, server_hostname=name if tls.server_name else "",
                 ssl_handshake_timeout=timeout)
         except ssl.SSLCertVerificationError as exc:
             raise UpstreamTlsFailed(f"upstream SSL certificate verify error: ({exc.verify_code}:"
@@ -110,11 +134,11 @@ class UpstreamTlsSetup:
                                         "handshaking to upstream", timed_out=True) from None
             raise
         finally:
-            ctx.resume = None                           # type: ignore[attr-defined]
+            ctx.resume = None
         sslobj = transport.get_extra_info("ssl_object")
-        if tls.verify and sslobj is not None and not host_matches(tls.name, sslobj.getpeercert() or {}):
+        if tls.verify and sslobj is not None and not host_matches(name, sslobj.getpeercert() or {}):
             transport.abort()
-            raise UpstreamTlsFailed(f'upstream SSL certificate does not match "{tls.name}" while SSL '
+            raise UpstreamTlsFailed(f'upstream SSL certificate does not match "{name}" while SSL '
                                     "handshaking to upstream")
         if tls.session_reuse and sslobj is not None:
             protocol.ended = lambda: self._remember(peer, sslobj)    # type: ignore[attr-defined]
