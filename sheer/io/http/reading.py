@@ -59,7 +59,6 @@ class Reading:
     body_timeout: float
     lingering: bool
     refuse: int
-    conn: Connection | None
     proxy_buffer: bytes | None      # a PROXY protocol header being read
 
     def _verify_error(self) -> str:
