@@ -38,7 +38,7 @@ from sheer.runtime.peerset import Name, PeerSetBoard
 from sheer.runtime.privileges import drop_privileges
 from sheer.runtime.resolver import ResolverTask
 from sheer.runtime.shared import SharedBoard
-from sheer.runtime.worker import die_with_parent
+from sheer.runtime.worker import EXITING, die_with_parent
 
 if TYPE_CHECKING:
     from sheer.runtime.fastpath import Feeder
@@ -205,6 +205,8 @@ async def _check_all(board: HealthBoard, log: ErrorLogger, counters: HealthCount
             raise _Stopped
     except* _Stopped:
         pass
+    finally:
+        signal.pthread_sigmask(signal.SIG_BLOCK, EXITING)     # the loop's close puts SIG_DFL back
 
 
 async def _feed(feeder: Feeder, first_round: asyncio.Event, limit: float, log: ErrorLogger) -> None:

@@ -125,15 +125,18 @@ async def _serve(config: Config, sockets: dict[ListenKey, socket.socket], ctx: W
     if mode[0] == "fast":
         for service in services:
             service.abort()
-        return 0
+        return _exiting()
     ctx.log.log("notice", "gracefully shutting down")
     proctitle.child("worker process is shutting down")
     for service in services:
         service.stop_accepting()
-    loop.remove_signal_handler(signal.SIGQUIT)
     # already shutting down: another SIGQUIT (the master's stop while this one drains) changes nothing,
-    # as for nginx's exiting worker; SIG_DFL would kill it ("exited on signal 3", an alert)
+    # as for nginx's exiting worker; SIG_DFL would kill it ("exited on signal 3", an alert). Blocked
+    # meanwhile: removing the loop's handler puts SIG_DFL back for a moment.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGQUIT})
+    loop.remove_signal_handler(signal.SIGQUIT)
     signal.signal(signal.SIGQUIT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGQUIT})
     stop.clear()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     drains = asyncio.gather(*(service.drain() for service in services))
@@ -151,6 +154,17 @@ async def _serve(config: Config, sockets: dict[ListenKey, socket.socket], ctx: W
     with contextlib.suppress(asyncio.CancelledError):
         await drains
     ctx.log.log("notice", "exiting")
+    return _exiting()
+
+
+EXITING = {signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1}
+
+
+def _exiting() -> int:
+    """The last step before the loop closes, which puts SIG_DFL back for the signals it handled: they
+    stay blocked from here on, so a stop that reaches this process now cannot kill it by its signal
+    (nginx's exiting worker lets it pass)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, EXITING)
     return 0
 
 
