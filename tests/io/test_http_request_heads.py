@@ -3,21 +3,13 @@ underscores_in_headers, max_headers, merge_slashes; and a server-level `return` 
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 from test_http_harness import Harness, ScriptedUpstream, harness_fixture  # noqa: F401
+from test_http_request_buffering import exchange
 
 pytestmark = pytest.mark.io
 
 
-def exchange(port: int, request: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=3) as sock:
-        sock.sendall(request)
-        reply = b""
-        while chunk := sock.recv(65536):
-            reply += chunk
-    return reply
 
 
 def test_header_names_nginx_ignores_or_passes(harness: Harness) -> None:
