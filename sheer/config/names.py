@@ -56,7 +56,10 @@ class Names:
         self.resolved: dict[str, tuple[str, ...] | None] = {}
 
     def addresses(self, host: str) -> tuple[str, ...] | None:
-        """The addresses of `host` (a literal stands for itself), or None: host not found."""
+        """The addresses of `host` (a literal stands for itself), or None: host not found (an empty
+        name too, as getaddrinfo() in nginx's ngx_inet_resolve_host)."""
+        if not host:
+            return None
         if is_address(host) or is_unix(host):
             return (host,)
         if host not in self.resolved:
