@@ -46,7 +46,6 @@ MAX_DEPTH = 64     # blocks within blocks; nginx's own contexts nest at most 5 d
 
 def _read(path: str) -> list[dict[str, Any]]:
     try:
-        _check_bytes(path)
         _check_terminated(path)
         result = crossplane.parse(path, single=True, check_ctx=False, check_args=False, comments=False)
     except OSError as exc:
@@ -59,16 +58,6 @@ def _read(path: str) -> list[dict[str, Any]]:
     for directive in parsed:
         _stamp(directive, path)
     return parsed
-
-
-def _check_bytes(path: str) -> None:
-    """A NUL byte cannot be part of any name, address or path the kernel or libc is given: refuse the
-    file at its line, before anything is looked up with it."""
-    with open(path, "rb") as handle:
-        data = handle.read()
-    at = data.find(b"\0")
-    if at >= 0:
-        raise ConfigError("unexpected NUL byte", Source(path, data.count(b"\n", 0, at) + 1))
 
 
 def _check_terminated(path: str) -> None:

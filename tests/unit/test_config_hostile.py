@@ -7,9 +7,10 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 
+import crossplane  # type: ignore[import-untyped]
 import pytest
 
-from sheer.config import ConfigError, load
+from sheer.config import ConfigError, lexfix, load
 from sheer.config import table as t
 from sheer.config.directives import TABLE
 
@@ -89,3 +90,34 @@ def test_an_empty_name_is_a_host_not_found(tmp_path: Path) -> None:
         load(str(path))
     assert info.value.message == 'host not found in set_real_ip_from ""'
     assert info.value.source is not None and info.value.source.line == 2
+
+
+def test_a_device_given_as_the_configuration_ends_at_its_first_nul(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load("/dev/zero")
+    assert str(info.value) == "/dev/zero:1: unexpected NUL byte"
+
+
+def test_an_include_of_a_device_ends_at_its_first_nul(tmp_path: Path) -> None:
+    path = tmp_path / "sheer.conf"
+    path.write_text("events {}\ninclude /dev/zero;\n")
+    with pytest.raises(ConfigError) as info:
+        load(str(path))
+    assert str(info.value) == "/dev/zero:1: unexpected NUL byte"
+
+
+def test_endless_text_is_read_no_further_than_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Endless:
+        name, served = "pipe", 0
+
+        def read(self, size: int) -> str:
+            self.served += size
+            return "# x\n" * (size // 4)
+
+    monkeypatch.setattr(lexfix, "MAX_FILE", 1 << 20)
+    endless = Endless()
+    with pytest.raises(crossplane.errors.NgxParserSyntaxError) as info:
+        list(lexfix.bounded(endless))
+    assert info.value.strerror == "file is larger than 1 MiB: not a configuration"
+    assert info.value.lineno == (1 << 20) // 4 + 1      # the line where the bound was crossed
+    assert endless.served <= (1 << 20) + (1 << 16)
