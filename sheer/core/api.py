@@ -315,7 +315,7 @@ class Api:
             raise ApiError(405, "method not supported", "MethodNotSupported")
         try:
             document = json.loads(body) if body.strip() else None
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):    # [[[[... nested past the C stack's bound
             raise ApiError(415, "json error", "JsonError") from None
         try:
             changes = parse_patch(document, index)

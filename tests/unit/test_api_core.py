@@ -108,7 +108,8 @@ def test_patch_without_write_is_method_disabled() -> None:
 
 
 @pytest.mark.parametrize(("body", "status", "code"), [
-    (b"{", 415, "JsonError"), (b'"down"', 400, "UpstreamConfFormatError"),
+    (b"{", 415, "JsonError"), (b"[" * 8000 + b"]" * 8000, 415, "JsonError"),
+    (b'{"a":' * 5000 + b"1" + b"}" * 5000, 415, "JsonError"), (b'"down"', 400, "UpstreamConfFormatError"),
     (b'{"down": 1}', 400, "UpstreamConfFormatError"), (b'{"weight": true}', 400, "UpstreamBadWeight"),
     (b'{"weight": -1}', 400, "UpstreamBadWeight"), (b'{"max_conns": 5}', 400, "UpstreamConfFormatError"),
     (b'{"id": 1}', 400, "UpstreamServerImmutable"), (b'{"servers": []}', 400, "UpstreamConfFormatError")])
