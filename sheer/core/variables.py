@@ -35,14 +35,29 @@ def binary_address(address: str) -> str:
         return ""
 
 
-def time_local(now: float) -> str:
-    """nginx's $time_local: 26/Nov/2026:15:46:37 +0000."""
-    return _time.strftime("%d/%b/%Y:%H:%M:%S %z", _time.localtime(now))
+class _PerSecond:
+    """A time's text made once per second, as nginx keeps its cached log times (ngx_time_update)."""
+
+    __slots__ = ("make", "second", "text")
+
+    def __init__(self, make: Callable[[_time.struct_time], str]) -> None:
+        self.make, self.second, self.text = make, -1, ""
+
+    def __call__(self, now: float) -> str:
+        second = int(now)
+        if second != self.second:
+            self.text, self.second = self.make(_time.localtime(second)), second
+        return self.text
 
 
-def time_iso8601(now: float) -> str:
-    return _time.strftime("%Y-%m-%dT%H:%M:%S%z", _time.localtime(now))[:-2] + ":" + \
-        _time.strftime("%z", _time.localtime(now))[-2:]
+def _iso8601(when: _time.struct_time) -> str:
+    zone = _time.strftime("%z", when)
+    return _time.strftime("%Y-%m-%dT%H:%M:%S", when) + zone[:-2] + ":" + zone[-2:]
+
+
+# nginx's $time_local (26/Nov/2026:15:46:37 +0000) and $time_iso8601 (2026-11-26T15:46:37+00:00)
+time_local = _PerSecond(lambda when: _time.strftime("%d/%b/%Y:%H:%M:%S %z", when))
+time_iso8601 = _PerSecond(_iso8601)
 
 
 # Variables nginx marks not_found when they have no value (a header not sent, no upstream tried, no

@@ -93,23 +93,29 @@ class ErrorLogger:
         self.log("info", message)
 
 
+# A format's parts for escape=default, made once: (text, None, False) for the format's own text,
+# ("", name, dash) for a variable, dash saying whether nginx writes `-` when it is empty (not found).
+_Parts = tuple[tuple[str, str | None, bool], ...]
+
+
 class AccessLogger:
     __slots__ = ("logs",)
 
     def __init__(self, logs: tuple[AccessLog, ...]) -> None:
         self.logs = [(open_log(log.path) if log.variable_path is None else log.variable_path,
-                      log.format.template, _ESCAPES[log.format.escape], log.condition, log.gzip)
+                      log.format.template, _ESCAPES[log.format.escape], log.condition, log.gzip,
+                      _parts(log.format.template))
                      for log in logs]
 
     def __bool__(self) -> bool:
         return bool(self.logs)
 
     def write(self, source: VariableSource) -> None:
-        for sink, template, escape, condition, gzip in self.logs:
+        for sink, template, escape, condition, gzip, parts in self.logs:
             if condition is not None and render(condition, source) in ("", "0"):
                 continue            # access_log ... if=: nginx skips the line
             if escape is _Escaped:      # every value is ASCII once escaped
-                line = (render(template, _Escaped(source)) + "\n").encode("utf-8", "replace")
+                line = _escaped_line(parts, source)
             else:
                 line = _raw_line(template, escape(source))
             if gzip:     # `access_log ... gzip`: a gzip member of its own, which gunzip and zcat read on
@@ -122,6 +128,35 @@ class AccessLogger:
                     pass
             else:
                 _write_to(render(sink, source), line)
+
+
+def _parts(template: Template) -> _Parts:
+    return tuple((part, None, False) if isinstance(part, str)
+                 else ("", part.name, not_found_when_empty(part.name)) for part in template.parts)
+
+
+def _escaped_line(parts: _Parts, source: VariableSource) -> bytes:
+    """A line of escape=default (what _Escaped does for any template, for a line: the per-request
+    path of every access log in nginx's default format)."""
+    out: list[str] = []
+    for text, name, dash in parts:
+        if name is None:
+            out.append(text)
+            continue
+        value = source.variable(name)
+        if not value:
+            if dash:
+                out.append("-")
+        elif value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+            out.append(value)
+        else:
+            out.append(_UNSAFE.sub(_hex, value))
+    out.append("\n")
+    return "".join(out).encode("utf-8", "replace")
+
+
+def _hex(found: re.Match[str]) -> str:
+    return f"\\x{ord(found[0]):02X}"
 
 
 def _write_to(path: str, line: bytes) -> None:
@@ -171,7 +206,7 @@ class _Escaped:
         value = self.source.variable(name)
         if _PRINTABLE.fullmatch(value):
             return value or ("-" if not_found_when_empty(name) else "")
-        return _UNSAFE.sub(lambda found: f"\\x{ord(found[0]):02X}", value)
+        return _UNSAFE.sub(_hex, value)
 
 
 class _Json:

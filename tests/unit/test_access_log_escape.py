@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import gzip
 import itertools
+import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sheer.config import ConfigError, load
 from sheer.config.model import AccessLog, LogFormat
 from sheer.config.template import compile_template
-from sheer.core.variables import MappingSource
-from sheer.io.logs import AccessLogger
+from sheer.core.variables import MappingSource, render, time_iso8601, time_local
+from sheer.io.logs import AccessLogger, _Escaped, _escaped_line, _parts
 
 FORMAT = "$uri$arg_b$arg_c"
 _COUNT = itertools.count()
@@ -120,3 +123,29 @@ def test_access_log_path_with_variables(tmp_path: Path) -> None:
     logger.write(MappingSource({"uri": "/x", "arg_name": "no/such/dir"}))     # the line is lost
     assert (tmp_path / "v_one").read_text() == "/one\n/one\n"
     assert (tmp_path / "v_two").read_text() == "/two\n"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["uri", "arg_b", "arg_c", "upstream_addr"]),
+                       st.text(st.characters(max_codepoint=0x2FF), max_size=12)))
+def test_a_line_of_escape_default_is_what_escaping_each_value_gives(values: dict[str, str]) -> None:
+    """The access log's per-line writer (its parts made once) against _Escaped, the escaping of any
+    template: the same bytes for any values (control bytes, quotes, backslashes, latin-1, beyond)."""
+    text = 'a "$uri" [$arg_b] $upstream_addr$arg_c \\x'
+    template = compile_template(text, None, VARIABLES, ("arg_", "http_"))
+    source = MappingSource(values)
+    expected = (render(template, _Escaped(source)) + "\n").encode("utf-8", "replace")
+    assert _escaped_line(_parts(template), source) == expected
+
+
+def test_time_texts_are_made_once_per_second_and_change_with_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    try:
+        assert time_local(86400.0) == "02/Jan/1970:00:00:00 +0000"
+        assert time_local(86400.9) == "02/Jan/1970:00:00:00 +0000"
+        assert time_local(86401.0) == "02/Jan/1970:00:00:01 +0000"
+        assert time_iso8601(86401.5) == "1970-01-02T00:00:01+00:00"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
