@@ -7,9 +7,10 @@ Each checkout (with its `.venv`) runs one worker on loopback with a stream serve
 upstream (a thread here that answers every chunk, and closes after the answer in `new`), under a trace
 function counting opcodes per function (sys.settrace with f_trace_opcodes, installed in the worker by a
 sitecustomize on PYTHONPATH). `new` opens a connection per request, `keepalive` sends every request on
-one connection; `http` and `https` are the bench's http and tls-keepalive workloads (a keepalive client,
-upstream keepalive; `https` over TLS 1.3 with an ECDSA P-256 certificate made with `openssl`). The count includes the event loop's Python around the relay, not the C code of socket
-calls or the kernel: compare builds with it, and the kernel side with `strace -c`."""
+one connection; `http` and `https` are the bench's http and tls-keepalive workloads (a keepalive
+client, upstream keepalive; `https` over TLS 1.3 with an ECDSA P-256 certificate made with `openssl`).
+The count includes the event loop's Python around the relay, not the C code of socket calls or the
+kernel: compare builds with it, and the kernel side with `strace -c`."""
 
 from __future__ import annotations
 
@@ -195,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkout", type=Path, action="append", required=True, help="a checkout with its .venv")
     p.add_argument("-n", "--count", type=int, default=200, help="connections (new) or requests (keepalive)")
-    p.add_argument("-m", "--mode", choices=("new", "keepalive", "both", "http", "https", "udp", "dsr"), default="both")
+    p.add_argument("-m", "--mode", choices=("new", "keepalive", "both", "http", "https", "udp", "dsr"),
+                   default="both")
     p.add_argument("--top", type=int, default=0, help="also list the N functions executing the most")
     args = p.parse_args(argv)
     modes = ("new", "keepalive") if args.mode == "both" else (args.mode,)
