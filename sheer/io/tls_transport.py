@@ -22,6 +22,7 @@ import ssl
 from typing import Any
 
 RECV = 65536                # what one SSL_read may return (a record is at most 16 KiB)
+RECORD = 16384              # the most plaintext a TLS record carries: what a bulk sender's records hold
 CHUNK = 262144              # what one SSL_write takes from the buffer
 _WOULD_BLOCK = (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError, InterruptedError)
 
@@ -110,9 +111,11 @@ class TlsTransport(asyncio.Transport):
     # --- reading --------------------------------------------------------------------------
 
     def _read_ready(self) -> None:
-        """One record per call while OpenSSL holds none decrypted: the socket (level-triggered) calls
-        again when more has come, where reading on until SSL_read says "want read" would cost a
-        read(2) and an SSLWantReadError per request."""
+        """Records until a short one (less than RECORD) leaves nothing decrypted in OpenSSL: the socket
+        (level-triggered) calls again when more has come. A request is a short record: reading on until
+        SSL_read says "want read" would cost a read(2) and an SSLWantReadError per request. Full records
+        are an upload's: more are most likely in the socket already, read in this call (one event per
+        record would cost an epoll_wait and a loop iteration each)."""
         recv, pending, protocol = self._recv, self._pending, self._protocol
         while self._reading and not self._closing:
             try:
@@ -132,7 +135,7 @@ class TlsTransport(asyncio.Transport):
             except Exception as exc:  # noqa: BLE001 - a bug in one connection ends that connection only
                 self._fatal(exc, "protocol.data_received() call failed")
                 return
-            if not pending():
+            if len(data) < RECORD and not pending():
                 return
 
     def _eof(self) -> None:
