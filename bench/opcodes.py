@@ -7,8 +7,10 @@ Each checkout (with its `.venv`) runs one worker on loopback with a stream serve
 upstream (a thread here that answers every chunk, and closes after the answer in `new`), under a trace
 function counting opcodes per function (sys.settrace with f_trace_opcodes, installed in the worker by a
 sitecustomize on PYTHONPATH). `new` opens a connection per request, `keepalive` sends every request on
-one connection. The count includes the event loop's Python around the relay, not the C code of socket
-calls or the kernel: compare builds with it, and the kernel side with `strace -c`."""
+one connection; `http` and `https` are the bench's http and tls-keepalive workloads (a keepalive
+client, upstream keepalive; `https` over TLS 1.3 with an ECDSA P-256 certificate made with `openssl`).
+The count includes the event loop's Python around the relay, not the C code of socket calls or the
+kernel: compare builds with it, and the kernel side with `strace -c`."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -72,10 +75,12 @@ def upstream(close: bool) -> socket.socket:
     return listener
 
 
-def _config(mode: str, port: int, up: int) -> str:
-    if mode == "http":      # the bench's http workload: a keepalive client, upstream keepalive
+def _config(mode: str, port: int, up: int, tmp: str) -> str:
+    if mode in ("http", "https"):   # the bench's http (tls-keepalive) workload: keepalive client and upstream
+        tls = (f" ssl; ssl_certificate {tmp}/cert.pem; ssl_certificate_key {tmp}/key.pem; "
+               f"ssl_protocols TLSv1.3" if mode == "https" else "")
         return (f"worker_processes 1;\nhttp {{ access_log off; upstream u {{ server 127.0.0.21:{up}; "
-                f"keepalive 8; }} server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://u; "
+                f"keepalive 8; }} server {{ listen 127.0.0.1:{port}{tls}; location / {{ proxy_pass http://u; "
                 f'proxy_http_version 1.1; proxy_set_header Connection ""; }} }} }}\n')
     if mode == "dsr":       # the bench's DSR workload: the upstream answers the client itself
         return (f"worker_processes 1;\nstream {{ upstream u {{ server 127.0.0.21:{up}; "
@@ -115,7 +120,11 @@ def run(checkout: Path, mode: str, count: int) -> dict[str, float]:
         port = probe.getsockname()[1]
         probe.close()
         conf = Path(tmp, "lb.conf")
-        conf.write_text(_config(mode, port, up.getsockname()[1]))
+        if mode == "https":
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                            "-nodes", "-keyout", f"{tmp}/key.pem", "-out", f"{tmp}/cert.pem", "-days", "1",
+                            "-subj", "/CN=bench"], check=True, capture_output=True, timeout=30)
+        conf.write_text(_config(mode, port, up.getsockname()[1], tmp))
         out = Path(tmp, "counts.json")
         env = {**os.environ, "PYTHONPATH": tmp, "SHEER_OPCODES": str(out)}
         proc = subprocess.Popen([str(checkout / ".venv/bin/sheer"), "-c", str(conf)], env=env)
@@ -165,7 +174,12 @@ def _load(proc: subprocess.Popen[bytes], out: Path, port: int, mode: str, count:
                 while sock.recv(65536):
                     pass
     else:
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        if mode == "https":
+            client = ssl.create_default_context()
+            client.check_hostname, client.verify_mode = False, ssl.CERT_NONE
+            sock = client.wrap_socket(sock)
+        with sock:
             for _ in range(count):
                 sock.sendall(REQUEST)
                 got = b""
@@ -182,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkout", type=Path, action="append", required=True, help="a checkout with its .venv")
     p.add_argument("-n", "--count", type=int, default=200, help="connections (new) or requests (keepalive)")
-    p.add_argument("-m", "--mode", choices=("new", "keepalive", "both", "http", "udp", "dsr"), default="both")
+    p.add_argument("-m", "--mode", choices=("new", "keepalive", "both", "http", "https", "udp", "dsr"),
+                   default="both")
     p.add_argument("--top", type=int, default=0, help="also list the N functions executing the most")
     args = p.parse_args(argv)
     modes = ("new", "keepalive") if args.mode == "both" else (args.mode,)

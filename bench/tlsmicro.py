@@ -1,7 +1,8 @@
 """What a TLS transport costs per small request, outside sheer: a bare asyncio (uvloop) server answers a
 19-byte request with a 40-byte answer, one client in lock-step, and the server process's CPU time per
-request is read from /proc (schedstat) — plain TCP, uvloop's TLS transport (memory BIOs), and a
-non-blocking `ssl.SSLSocket` read and written by OpenSSL itself (sheer.io.tls_transport's way).
+request is read from /proc (schedstat) — plain TCP, uvloop's TLS transport (memory BIOs), a
+non-blocking `ssl.SSLSocket` read and written by OpenSSL itself (bare: read until SSLWantReadError), and
+sheer.io.tls_transport's transport on it (`transport`: the checkout's, run from its directory).
 
     python -m bench.tlsmicro [-n 4000] [--rounds 3]
 
@@ -24,7 +25,7 @@ import uvloop
 
 ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n"
 REQUEST = b"GET / HTTP/1.1\r\n\r\n"
-MODES = ("plain", "uvloop", "sslsocket")
+MODES = ("plain", "uvloop", "sslsocket", "transport")
 
 
 class Answer(asyncio.Protocol):
@@ -62,7 +63,10 @@ def _serve(mode: str, port: int, cert: str, key: str, ready: Any) -> None:
         ready.put(True)
         while True:
             conn, _ = await loop.sock_accept(listener)
-            if mode == "sslsocket":
+            if mode == "transport":
+                from sheer.io.tls_transport import TlsTransport, accept_tls
+                TlsTransport(loop, await accept_tls(loop, conn, ctx, 10), Answer()).start()
+            elif mode == "sslsocket":
                 conn.setblocking(True)
                 tls = ctx.wrap_socket(conn, server_side=True)
                 tls.setblocking(False)

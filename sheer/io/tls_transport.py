@@ -22,6 +22,7 @@ import ssl
 from typing import Any
 
 RECV = 65536                # what one SSL_read may return (a record is at most 16 KiB)
+RECORD = 16384              # the most plaintext a TLS record carries: what a bulk sender's records hold
 CHUNK = 262144              # what one SSL_write takes from the buffer
 _WOULD_BLOCK = (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError, InterruptedError)
 
@@ -81,6 +82,10 @@ class TlsTransport(asyncio.Transport):
         self._sock = sock
         self._fd = sock.fileno()
         self._protocol = protocol
+        # OpenSSL's SSL_read, SSL_write and SSL_pending as the ssl module's C object has them: what
+        # SSLSocket.recv and send call after checks (closed? flags?) this transport makes once
+        inner = sock._sslobj                # type: ignore[attr-defined]
+        self._recv, self._send, self._pending = inner.read, inner.write, inner.pending
         self._buffer = bytearray()       # what SSL_write has not taken yet (retried from its start)
         self._high, self._low = 65536, 16384
         self._writing_paused = False     # the protocol was told pause_writing()
@@ -100,28 +105,37 @@ class TlsTransport(asyncio.Transport):
         self._protocol.connection_made(self)
         if self._reading and not self._closing:
             self._loop.add_reader(self._fd, self._read_ready)
-            if self._sock.pending():
+            if self._pending():
                 self._loop.call_soon(self._read_ready)
 
     # --- reading --------------------------------------------------------------------------
 
     def _read_ready(self) -> None:
-        sock, protocol = self._sock, self._protocol
+        """Records until a short one (less than RECORD) leaves nothing decrypted in OpenSSL: the socket
+        (level-triggered) calls again when more has come. A request is a short record: reading on until
+        SSL_read says "want read" would cost a read(2) and an SSLWantReadError per request. Full records
+        are an upload's: more are most likely in the socket already, read in this call (one event per
+        record would cost an epoll_wait and a loop iteration each)."""
+        recv, pending, protocol = self._recv, self._pending, self._protocol
         while self._reading and not self._closing:
             try:
-                data = sock.recv(RECV)
+                data = recv(RECV)
             except _WOULD_BLOCK:
                 return
+            except ssl.SSLEOFError:        # the TCP FIN without close_notify (a ragged EOF): an end too
+                data = b""
             except OSError as exc:
                 self._fatal(exc)
                 return
-            if not data:                   # close_notify, or the TCP FIN (a ragged EOF) at a record boundary
+            if not data:                   # close_notify, or the ragged EOF at a record boundary
                 self._eof()
                 return
             try:
                 protocol.data_received(data)
             except Exception as exc:  # noqa: BLE001 - a bug in one connection ends that connection only
                 self._fatal(exc, "protocol.data_received() call failed")
+                return
+            if len(data) < RECORD and not pending():
                 return
 
     def _eof(self) -> None:
@@ -143,7 +157,7 @@ class TlsTransport(asyncio.Transport):
         if not self._reading and not self._closing:
             self._reading = True
             self._loop.add_reader(self._fd, self._read_ready)
-            if self._sock.pending():          # a record already decrypted: the socket will not say so
+            if self._pending():               # a record already decrypted: the socket will not say so
                 self._loop.call_soon(self._read_ready)
 
     def is_reading(self) -> bool:
@@ -160,7 +174,7 @@ class TlsTransport(asyncio.Transport):
             self._check_limits()
             return
         try:
-            sent = self._sock.send(data)
+            sent = self._send(data)
         except _WOULD_BLOCK:
             sent = 0
         except OSError as exc:
@@ -180,10 +194,10 @@ class TlsTransport(asyncio.Transport):
             self._loop.add_writer(self._fd, self._write_ready)
 
     def _write_ready(self) -> None:
-        buffer, sock = self._buffer, self._sock
+        buffer, send = self._buffer, self._send
         while buffer:
             try:
-                sent = sock.send(memoryview(buffer)[:CHUNK])
+                sent = send(memoryview(buffer)[:CHUNK])
             except _WOULD_BLOCK:
                 return
             except OSError as exc:

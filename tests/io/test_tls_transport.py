@@ -110,6 +110,37 @@ def test_pipelined_requests_are_answered_in_order(tls: tuple[int, Files]) -> Non
             assert read_answer(sock)[1] == b"/n%d\n" % n
 
 
+def test_records_that_arrive_together_are_all_read(tls: tuple[int, Files]) -> None:
+    """A readable event reads a record while OpenSSL holds none decrypted (sheer.io.tls_transport): the
+    records already in the socket are read on the events that follow. 51 records in one segment here."""
+    port, files = tls
+    raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = client_context(files.ca).wrap_bio(incoming, outgoing, server_hostname="a.test")
+    while True:
+        try:
+            client.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            raw.sendall(outgoing.read())
+            incoming.write(raw.recv(65536))
+    for n in range(50):
+        client.write(b"GET /n%d HTTP/1.1\r\nHost: a.test\r\n\r\n" % n)      # a record each
+    client.write(b"GET /nlast HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+    raw.sendall(outgoing.read())             # the client's Finished and the 51 records at once
+    answers = b""
+    with raw:
+        while data := raw.recv(65536):
+            incoming.write(data)
+            try:
+                while piece := client.read(65536):      # b"": the server's close_notify
+                    answers += piece
+            except ssl.SSLWantReadError:
+                pass
+    bodies = [answer.partition(b"\r\n\r\n")[2] for answer in answers.split(b"HTTP/1.1 200 OK")[1:]]
+    assert bodies == [b"/n%d\n" % n for n in range(50)] + [b"/nlast\n"]
+
+
 def test_close_notify_both_ways(tls: tuple[int, Files]) -> None:
     port, files = tls
     ctx = client_context(files.ca)
