@@ -33,6 +33,7 @@ class RequestBody:
         "content_length",
         "done",
         "end",
+        "expected",
         "failed",
         "keep",
         "keeping",
@@ -48,6 +49,7 @@ class RequestBody:
         self.reader = reader
         self.content_length = content_length
         self.chunked = chunked
+        self.expected = chunked or bool(content_length)     # a body comes (its framing never changes)
         self.chunks: list[bytes] = []
         self.size = 0
         self.done = not self.expected
@@ -61,10 +63,6 @@ class RequestBody:
         # $request_body: a body up to this size is kept for it, streamed or not (client_body_buffer_size)
         self.keep = KEEP
         self.keeping = False      # streaming, and what was streamed still fits in `keep`
-
-    @property
-    def expected(self) -> bool:
-        return self.chunked or bool(self.content_length)
 
     def feed(self, data: bytes) -> None:
         if self.sink is not None:

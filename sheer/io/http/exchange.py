@@ -27,42 +27,45 @@ from sheer.io.http.upstream_pool import UpstreamConnection
 class Exchange(Sending):
     """Implements UpstreamUser (events from the upstream socket) and httptools' response callbacks."""
 
+    # what an exchange starts with, kept on the class: set per instance only when it changes
+    status = 0
+    # the location's add_header lines and the request's variables they render (set by proxy_pass)
+    add_headers: tuple[AddHeader, ...] = ()
+    expires: Expires | None = None      # the location's `expires`
+    variables: VariableSource | None = None
+    trailers: Callable[[], bytes] | None = None     # the last chunk, with add_trailer's lines
+    skip = RESPONSE_SKIP       # the headers the client never sees (proxy_hide_header)
+    redirected = False         # a Location, a Refresh or an X-Accel-Redirect came
+    rate_header = False        # an X-Accel-Limit-Rate came (sheer.io.http.throttle)
+    content_length: int | None = None
+    chunked = complete = got_bytes = request_sent = body_chunked = False
+    upstream_keepalive: bool | None = False     # None: it sent more than its response
+    framing: Framing | None = None
+    # the body's bytes relayed; bytes from the upstream and to it (its peer's `received` and `sent`)
+    body_bytes = received = sent = 0
+    write_paused_at = 0.0
+    timer: asyncio.TimerHandle | None = None
+    body: RequestBody | None = None
+    early = b""           # the upstream's bytes right after a 101 (sheer.io.http.tunnel)
+    throttle: Throttle | None = None        # limit_rate, proxy_limit_rate (None: no limit)
+    batch: list[bytes] | None = None       # the request's head and body as send() gathers them
+    deflater: Deflater | None = None        # gzip (sheer.io.http.gzipping); None: as it comes
+
     def __init__(self, client: ClientConnection, conn: UpstreamConnection, method: bytes,
                  read_timeout: float, send_timeout: float, warn: Callable[[str], None]) -> None:
         self.client, self.conn, self.method, self.loop = client, conn, method, client.loop
         self.warn = warn                 # a line for the error log, with the request's context
         self.read_timeout, self.send_timeout = read_timeout, send_timeout
-        self.parser = httptools.HttpResponseParser(self)
+        self.parser = parser = httptools.HttpResponseParser(self)
         # nginx's upstream parser (ngx_http_parse_status_line, ngx_http_parse_header_line) ends a line at
         # a bare LF as well as at CRLF; llhttp wants the CR unless told, and would make such an answer a 502
-        self.parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True)
+        parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True)
         self.head: asyncio.Future[None] = self.loop.create_future()
         self.done: asyncio.Future[None] = self.loop.create_future()
-        self.status = 0
-        # the location's add_header lines and the request's variables they render (set by proxy_pass)
-        self.add_headers: tuple[AddHeader, ...] = ()
-        self.expires: Expires | None = None      # the location's `expires`
-        self.variables: VariableSource | None = None
-        self.trailers: Callable[[], bytes] | None = None     # the last chunk, with add_trailer's lines
-        self.skip = RESPONSE_SKIP       # the headers the client never sees (proxy_hide_header)
-        self.redirected = False         # a Location, a Refresh or an X-Accel-Redirect came
         self.reason: list[bytes] = []
         self.headers: Headers = []
-        self.content_length: int | None = None
-        self.chunked = self.complete = self.got_bytes = self.request_sent = self.body_chunked = False
-        self.upstream_keepalive: bool | None = False     # None: it sent more than its response
         self.pending: list[bytes] = []
-        self.framing: Framing | None = None
-        # the body's bytes relayed; bytes from the upstream and to it (its peer's `received` and `sent`)
-        self.body_bytes = self.received = self.sent = 0
         self.last_activity = self.loop.time()
-        self.write_paused_at = 0.0
-        self.timer: asyncio.TimerHandle | None = None
-        self.body: RequestBody | None = None
-        self.early = b""           # the upstream's bytes right after a 101 (sheer.io.http.tunnel)
-        self.throttle: Throttle | None = None        # limit_rate, proxy_limit_rate (None: no limit)
-        self.batch: list[bytes] | None = None       # the request's head and body as send() gathers them
-        self.deflater: Deflater | None = None        # gzip (sheer.io.http.gzipping); None: as it comes
         conn.user = self
         conn.requests += 1
 
@@ -197,6 +200,8 @@ class Exchange(Sending):
             self.chunked = b"chunked" in value.lower()
         elif lname in NOTED:
             self.redirected = True
+        elif lname == b"x-accel-limit-rate":
+            self.rate_header = True
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()

@@ -12,6 +12,7 @@ from sheer.core.http.add_header import added
 from sheer.core.http.headers import request_head
 from sheer.core.http.nextupstream import (
     NON_IDEMPOTENT,
+    STATUS_FAILURES,
     Attempt,
     Failure,
     final_status,
@@ -37,12 +38,25 @@ from sheer.io.http.site import SERVER, Plan
 from sheer.io.http.targets import TargetError
 from sheer.io.http.throttle import limit_response
 from sheer.io.http.tunnel import Tunnel, switching_head
-from sheer.io.http.upstream_pool import NoSlot, UpstreamConnection, open_upstream, pool_key
+from sheer.io.http.upstream_pool import NoSlot, UpstreamConnection, open_upstream
 from sheer.io.http.upstream_tls import UpstreamTlsFailed
 from sheer.io.sockets import BindError
 
 
 class ProxiedRequest:
+    # what a request that needs nothing else keeps: set per instance only when it changes
+    response_started = False
+    uri = ""
+    body_chunked = False
+    started = began = 0.0
+    bind: BindTo | None = None
+    source: tuple[str, int] | None = None       # the bound address, for the pool's key
+    columns: PeerColumns | None = None    # the shared counters of the peer being tried
+    timed = False
+    exchange: Exchange | None = None      # of the try under way
+    peer: Peer | None = None              # being tried
+    tried: Tried                          # set in run()
+
     def __init__(self, client: ClientConnection, request: Request, plan: Plan) -> None:
         self.client = client
         self.request = request
@@ -52,18 +66,6 @@ class ProxiedRequest:
         assert request.vars is not None and self.location is not None
         self.vars = request.vars
         self.vars.proxy_host = plan.proxy_host
-        self.response_started = False
-        self.uri = ""
-        self.body_chunked = False
-        self.tried = Tried(0)   # replaced in run()
-        self.started = 0.0
-        self.bind: BindTo | None = None
-        self.columns: PeerColumns | None = None   # the shared counters of the peer being tried
-        self.began = 0.0
-        self.connect_time: float | None = None     # of the try under way, for the access log
-        self.header_time: float | None = None
-        self.timed = False
-        self.exchange: Exchange | None = None      # of the try under way
         self.pool = plan.pool
 
     async def run(self) -> None:
@@ -101,43 +103,44 @@ class ProxiedRequest:
             balancer, upstream, peer_columns = plan.balancer, proxy.upstream, plan.peer_columns
             whole = request.rewritten is not None and not request.rewritten.valid_location
             self.uri = upstream_uri(location, proxy, request.raw_uri, self.vars.uri, self.vars.args, whole)
-        try:
-            self.bind = bind_to(location.proxy_bind, self.vars)
-        except BindValueError as exc:
-            # nginx (ngx_http_upstream_set_local): said, and the upstream connection is made unbound (a
-            # client of a unix-domain listener, whose $remote_addr is "unix:", comes here)
-            self._log("error", f"{exc} while connecting to upstream", None)
-            self.bind = None
+        if not plan.keepalive_ok:
+            self.pool = None
+        if location.proxy_bind is not None:
+            try:
+                self.bind = bind = bind_to(location.proxy_bind, self.vars)
+            except BindValueError as exc:
+                # nginx (ngx_http_upstream_set_local): said, and the upstream connection is made unbound (a
+                # client of a unix-domain listener, whose $remote_addr is "unix:", comes here)
+                self._log("error", f"{exc} while connecting to upstream", None)
+            else:
+                self.source = None if bind is None else (bind.host, bind.port)
         head = self._head()
-        tried = self.tried = balancer.start(location.proxy_next_upstream_tries,
-                                            request_key(upstream, self.vars))
-        started = self.started = self.loop.time()
+        loop, v = self.loop, self.vars
+        tried = self.tried = balancer.start(location.proxy_next_upstream_tries, request_key(upstream, v))
+        started = self.started = loop.time()
+        row = self.client.service.counters.row
         while True:
-            peer = balancer.get(tried, self.loop.time())
+            peer = balancer.get(tried, loop.time())
             if peer is None:
                 # nginx's u->state->peer of a try that found no peer (NGX_BUSY): the group's name
-                self.vars.upstream_addrs.append(upstream.name)
+                v.upstream_addrs.append(upstream.name)
                 self._log("error", "no live upstreams while connecting to upstream", None)
                 self.client.respond_error(request, 502, plan)
                 return
-            self.vars.upstream_addrs.append(peer.name)
-            began = self.loop.time()
+            v.upstream_addrs.append(peer.name)
+            self.peer = peer
+            self.began = loop.time()
             failure: Failure | None = None
-            columns = peer_columns[peer.index] if peer_columns else None
-            row = self.client.service.counters.row
-            if columns is not None:
+            columns = None
+            if peer_columns:
+                columns = self.columns = peer_columns[peer.index]
                 row[columns.requests] += 1
                 row[columns.active] += 1
                 row[columns.selected] = int(time.time() * 1000)
-            self.columns = columns
-            self.began = began
-            self.connect_time = self.header_time = None
-            self.timed = False
             # nginx's u->state of this try, each time `-` until known (add_header sees no response time)
-            for times in (self.vars.upstream_times, self.vars.upstream_connect_times,
-                          self.vars.upstream_header_times):
-                times.append("-")
-            self.exchange = None
+            v.upstream_times.append(None)
+            v.upstream_connect_times.append(None)
+            v.upstream_header_times.append(None)
             try:
                 failure = await self._try(peer, head)
             except BindError as exc:
@@ -148,9 +151,10 @@ class ProxiedRequest:
                 self.client.respond_error(request, 500, plan)
                 return
             finally:
-                self._record_times()
+                if not self.timed:
+                    self._record_times()
                 failed = failure is not None and peer_failed(failure)
-                disabled = balancer.free(peer, failed=failed, now=self.loop.time())
+                disabled = balancer.free(peer, failed=failed, now=loop.time())
                 if columns is not None:
                     row[columns.active] -= 1
                     if failed:
@@ -164,11 +168,13 @@ class ProxiedRequest:
             if failure is None:
                 return
             attempt = Attempt(request.method, body.replayable, self.response_started, tried.left,
-                              self.loop.time() - started, location.proxy_next_upstream_timeout)
+                              loop.time() - started, location.proxy_next_upstream_timeout)
             if not may_retry(failure, location.proxy_next_upstream, attempt):
                 if not self.response_started:
                     self.client.respond_error(request, final_status(failure), plan)
                 return
+            self.columns = self.exchange = None     # the next try's
+            self.timed = False
 
     def _head(self) -> bytes:
         request, plan = self.request, self.plan
@@ -200,14 +206,14 @@ class ProxiedRequest:
 
     async def _try(self, peer: Peer, head: bytes) -> Failure | None:
         """None when a response went to the client; the failure otherwise."""
-        location, plan, request = self.location, self.plan, self.request
+        location, plan, request, pool = self.location, self.plan, self.request, self.pool
         assert location is not None
-        key = pool_key(peer.address, self.bind)
+        key = (peer.address, self.source)      # sheer.io.http.upstream_pool.pool_key
         conn: UpstreamConnection | None = None
         while True:
             cached = False
-            if self.pool is not None and plan.keepalive_ok:
-                conn = self.pool.take(key)
+            if pool is not None:
+                conn = pool.take(key)
                 cached = conn is not None
             if conn is None:
                 try:
@@ -231,10 +237,9 @@ class ProxiedRequest:
                     self._log("error", f"connect() failed ({errno_text(exc)}) while connecting to "
                               "upstream", peer)
                     return Failure.ERROR
-            self.connect_time = self.loop.time() - self.began
-            self.vars.upstream_connect_times[-1] = f"{self.connect_time:.3f}"
+            self.vars.upstream_connect_times[-1] = self.loop.time() - self.began
             exchange = Exchange(self.client, conn, request.method, location.proxy_read_timeout,
-                                location.proxy_send_timeout, lambda line: self._log("warn", line, peer))
+                                location.proxy_send_timeout, self._warn)
             exchange.add_headers, exchange.variables = location.add_headers, request.vars
             exchange.expires = location.expires
             exchange.skip = plan.response_skip
@@ -259,8 +264,8 @@ class ProxiedRequest:
                 return failed.failure
             finally:
                 exchange.release()
-                if exchange.reusable and self.pool is not None and plan.keepalive_ok:
-                    self.pool.put(exchange.conn)
+                if pool is not None and exchange.reusable:
+                    pool.put(exchange.conn)
                 elif exchange.complete:
                     exchange.conn.close()
                 else:
@@ -273,20 +278,20 @@ class ProxiedRequest:
         sent = request.body.expected and location.proxy_pass_request_body and location.proxy_set_body is None
         exchange.send(head, request.body if sent else None, self.body_chunked)
         await exchange.head
-        self.header_time = self.loop.time() - self.began
-        self.vars.upstream_header_times[-1] = f"{self.header_time:.3f}"
+        v = self.vars
+        header_time = v.upstream_header_times[-1] = self.loop.time() - self.began
         status = exchange.status
-        self.vars.upstream_statuses.append(str(status))
+        v.upstream_statuses.append(str(status))
         columns = self.columns
         row = self.client.service.counters.row
         if columns is not None:
-            row[columns.header_time] += int((self.loop.time() - self.began) * 1000)
+            row[columns.header_time] += int(header_time * 1000)
             row[columns.header_n] += 1
             row[columns.classes[min(max(status // 100, 1), 5) - 1]] += 1
         if status == 101 and request.upgrade:
             await self._upgraded(exchange)
             return None
-        failure = status_failure(status, location.proxy_next_upstream)
+        failure = status_failure(status, location.proxy_next_upstream) if status in STATUS_FAILURES else None
         if failure is not None:
             attempt = Attempt(request.method, request.body.replayable, False, self.tried.left,
                               self.loop.time() - self.started, location.proxy_next_upstream_timeout)
@@ -318,8 +323,12 @@ class ProxiedRequest:
             exchange.headers = rewrite_headers(exchange.headers, self.plan.redirects, self.vars,
                                                location.proxy_cookie_domain, location.proxy_cookie_path,
                                                location.proxy_cookie_flags)
-        limit_response(exchange, location, self.vars, self.started,
-                       lambda line: self._log("error", line, peer))
+        if (exchange.rate_header or location.limit_rate or location.proxy_limit_rate
+                or self.vars.limit_rate is not None):
+            limit_response(exchange, location, self.vars, self.started,
+                           lambda line: self._log("error", line, peer))
+        else:
+            self.vars.limit_rate = 0        # what limit_response works out with no limit
         exchange.relay(framing)
         try:
             await exchange.done
@@ -367,7 +376,7 @@ class ProxiedRequest:
             return
         self.timed = True
         v = self.vars
-        v.upstream_times[-1] = f"{self.loop.time() - self.began:.3f}"
+        v.upstream_times[-1] = self.loop.time() - self.began
         e = self.exchange
         v.upstream_bytes.append((e.received, e.sent, e.body_bytes) if e is not None else (0, 0, 0))
 
@@ -382,6 +391,10 @@ class ProxiedRequest:
         assert self.location is not None
         return (self.request.method not in NON_IDEMPOTENT
                 or "non_idempotent" in self.location.proxy_next_upstream)
+
+    def _warn(self, line: str) -> None:
+        """The exchange's warnings (an upstream's duplicate header, data past its response)."""
+        self._log("warn", line, self.peer)
 
     def _log(self, level: str, message: str, peer: Peer | None, hint: str = "") -> None:
         upstream_error(self.plan, self.vars, self.uri, level, message, peer, hint)

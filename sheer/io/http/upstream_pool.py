@@ -48,11 +48,13 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.user: UpstreamUser | None = None
         self.pool: UpstreamPool | None = None
-        self.idle_timer: asyncio.TimerHandle | None = None
+        self.idle_since = 0.0           # when it went back to the pool
         self.closed = False
         self.requests = 0
         self.write_paused = False
-        self.born = asyncio.get_running_loop().time()      # for the pool's keepalive_time
+        # asked once: in Python 3.11 get_running_loop() costs a getpid() system call
+        self.loop = asyncio.get_running_loop()
+        self.born = self.loop.time()      # for the pool's keepalive_time
         # TLS: keeps the session for the next connection (a TLS 1.3 ticket comes after the handshake,
         # so it is taken when the connection ends)
         self.ended: Callable[[], None] | None = None
@@ -173,7 +175,8 @@ async def _open(loop: asyncio.AbstractEventLoop, peer_addr: Address, timeout: fl
 
 class UpstreamPool:
     """`keepalive N`: up to N idle connections per worker for one upstream block, least recently
-    used evicted first, looked up by (peer, source)."""
+    used evicted first, looked up by (peer, source). Idle ones are timed out by one timer per pool
+    that sweeps them in the order they came back (`order`), not by a timer per connection."""
 
     def __init__(self, size: int, idle_timeout: float = UPSTREAM_KEEPALIVE_TIMEOUT,
                  max_requests: int = UPSTREAM_KEEPALIVE_REQUESTS, max_age: float = 3600.0) -> None:
@@ -182,7 +185,8 @@ class UpstreamPool:
         self.max_requests = max_requests
         self.max_age = max_age          # keepalive_time: a connection older than this is not kept
         self.by_key: dict[PoolKey, list[UpstreamConnection]] = {}
-        self.order: dict[UpstreamConnection, None] = {}
+        self.order: dict[UpstreamConnection, None] = {}     # the least recently put back first
+        self.timer: asyncio.TimerHandle | None = None
 
     def __len__(self) -> int:
         return len(self.order)
@@ -191,28 +195,38 @@ class UpstreamPool:
         idle = self.by_key.get(key)
         while idle:
             conn = idle.pop()
-            self._forget(conn)
+            if not idle:
+                del self.by_key[key]
+            del self.order[conn]
+            conn.pool = None
             if not conn.closed:
                 return conn
         return None
 
     def put(self, conn: UpstreamConnection) -> None:
-        loop = asyncio.get_running_loop()
+        now = conn.loop.time()
         if (conn.closed or conn.requests >= self.max_requests or self.size <= 0
-                or loop.time() - conn.born > self.max_age):
+                or now - conn.born > self.max_age):
             conn.close()
             return
-        while len(self.order) >= self.size:
-            oldest = next(iter(self.order))
+        order = self.order
+        while len(order) >= self.size:
+            oldest = next(iter(order))
             self.discard(oldest)
             oldest.close()
         conn.user = None
         conn.pool = self
+        conn.idle_since = now
         if conn.transport is not None:
             conn.transport.resume_reading()   # an idle connection must notice the upstream closing it
-        self.order[conn] = None
-        self.by_key.setdefault(conn.key, []).append(conn)
-        conn.idle_timer = loop.call_later(self.idle_timeout, self._expire, conn)
+        order[conn] = None
+        idle = self.by_key.get(conn.key)
+        if idle is None:
+            self.by_key[conn.key] = [conn]
+        else:
+            idle.append(conn)
+        if self.timer is None:
+            self.timer = conn.loop.call_at(now + self.idle_timeout, self._expire)
 
     def discard(self, conn: UpstreamConnection) -> None:
         if conn in self.order:
@@ -225,20 +239,26 @@ class UpstreamPool:
         for conn in list(self.order):
             self.discard(conn)
             conn.close()
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
     def _forget(self, conn: UpstreamConnection) -> None:
         self.order.pop(conn, None)
         if not self.by_key.get(conn.key, True):
             del self.by_key[conn.key]
         conn.pool = None
-        if conn.idle_timer is not None:
-            conn.idle_timer.cancel()
-            conn.idle_timer = None
 
-    def _expire(self, conn: UpstreamConnection) -> None:
-        conn.idle_timer = None
-        self.discard(conn)
-        conn.close()
+    def _expire(self) -> None:
+        """Close those idle for idle_timeout (keepalive_timeout); again when the next one's is due."""
+        self.timer = None
+        for conn in list(self.order):
+            due = conn.idle_since + self.idle_timeout
+            if due > conn.loop.time():
+                self.timer = conn.loop.call_at(due, self._expire)
+                return
+            self.discard(conn)
+            conn.close()
 
 
 # Per worker (per process), as nginx's cache lives in each worker; keyed by upstream identity.
