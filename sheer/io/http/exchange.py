@@ -251,9 +251,16 @@ class Exchange(Sending):
         # The head, what already arrived of the body and, if complete, the last chunk leave in one
         # write: a small response costs one send() instead of two or three.
         buffers = [head]
-        pending, self.pending = self.pending, []
-        for data in pending:
-            buffers += self._framed(data)
+        pending = self.pending
+        if pending:
+            self.pending = []
+            if framing.mode is BodyMode.LENGTH and self.deflater is None:     # _framed(), as they are
+                for data in pending:
+                    self.body_bytes += len(data)
+                buffers += pending
+            else:
+                for data in pending:
+                    buffers += self._framed(data)
         if self.deflater is not None:
             buffers += self._framed(self._deflated() if self.complete else self.deflater.flush(), raw=True)
         last = self.complete and framing.mode is BodyMode.CHUNKED and not (self.throttle and self.trailers)
@@ -263,11 +270,12 @@ class Exchange(Sending):
             self.throttle.write(buffers)
             buffers = []
         client.write_buffers(buffers, counted=len(head))
+        if self.complete:     # the connection is read again in the pool (or closed)
+            self._finish_body(last_chunk_written=last)
+            return
         upstream = self.conn.transport
         if upstream is not None and not self.conn.closed and not client.write_paused and not self.throttled:
             upstream.resume_reading()
-        if self.complete:
-            self._finish_body(last_chunk_written=last)
 
     def _framed(self, data: bytes, raw: bool = False) -> list[bytes]:
         """The bytes that carry `data` to the client in this response's framing (counted as body),

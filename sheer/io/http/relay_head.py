@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Protocol
 
 from sheer.config.responses import AddHeader
@@ -57,9 +56,8 @@ def framing_for(exchange: Exchange, request: Request, plan: Plan, keepalive: boo
         exchange.trailers = trailers
         return Framing(BodyMode.CHUNKED, keepalive, keepalive_line=plan.keepalive_line)
     length = exchange.content_length if exchange.deflater is None else None
-    framing = response_framing(request.method, status, length,
-                               client_http11=http11 and replies.chunked, client_keepalive=keepalive)
-    return replace(framing, keepalive_line=plan.keepalive_line) if plan.keepalive_line else framing
+    return response_framing(request.method, status, length, client_http11=http11 and replies.chunked,
+                            client_keepalive=keepalive, keepalive_line=plan.keepalive_line)
 
 
 def relay_head(exchange: Exchange, framing: Framing, date: bytes) -> bytes:
