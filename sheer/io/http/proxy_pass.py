@@ -45,16 +45,15 @@ from sheer.io.sockets import BindError
 
 class ProxiedRequest:
     # what a request that needs nothing else keeps: set per instance only when it changes
-    response_started = False
+    response_started = body_chunked = timed = False
     uri = ""
-    body_chunked = False
     started = began = 0.0
     bind: BindTo | None = None
     source: tuple[str, int] | None = None       # the bound address, for the pool's key
-    columns: PeerColumns | None = None    # the shared counters of the peer being tried
-    timed = False
-    exchange: Exchange | None = None      # of the try under way
-    peer: Peer | None = None              # being tried
+    # the peer being tried, its shared counters, the exchange of the try under way
+    peer: Peer | None = None
+    columns: PeerColumns | None = None
+    exchange: Exchange | None = None
     tried: Tried                          # set in run()
 
     def __init__(self, client: ClientConnection, request: Request, plan: Plan) -> None:
@@ -173,14 +172,12 @@ class ProxiedRequest:
                 if not self.response_started:
                     self.client.respond_error(request, final_status(failure), plan)
                 return
-            self.columns = self.exchange = None     # the next try's
-            self.timed = False
+            self.columns, self.exchange, self.timed = None, None, False     # the next try's
 
     def _head(self) -> bytes:
-        request, plan = self.request, self.plan
-        body = request.body
-        location = self.location
+        request, plan, location = self.request, self.plan, self.location
         assert location is not None
+        body = request.body
         length: int | None = None
         chunked = False
         if not location.proxy_pass_request_body:
@@ -191,18 +188,16 @@ class ProxiedRequest:
             if body.done:
                 length = body.size
             else:
-                chunked = True
-        self.body_chunked = chunked
+                chunked = self.body_chunked = True
         client_headers = request.headers if location.proxy_pass_request_headers else []
         method = (request.method if location.proxy_method is None       # proxy_method
                   else render_bytes(location.proxy_method, self.vars))
+        data = b""
         if location.proxy_set_body is not None:     # this body instead of the client's
             data = render_bytes(location.proxy_set_body, self.vars)
-            uri = self.uri.encode("latin-1")
-            return request_head(method, uri, plan.version, plan.headers(self.vars), plan.set_names,
-                                client_headers, len(data), False) + data
+            length, chunked = len(data), False
         return request_head(method, self.uri.encode("latin-1"), plan.version, plan.headers(self.vars),
-                            plan.set_names, client_headers, length, chunked)
+                            plan.set_names, client_headers, length, chunked) + data
 
     async def _try(self, peer: Peer, head: bytes) -> Failure | None:
         """None when a response went to the client; the failure otherwise."""
@@ -255,7 +250,9 @@ class ProxiedRequest:
             except UpstreamFailed as failed:
                 # A cached connection the upstream closed meanwhile: try again on a fresh one.
                 if (cached and failed.failure is Failure.ERROR and not exchange.got_bytes
-                        and request.body.replayable and not self.response_started and self._idempotent):
+                        and request.body.replayable and not self.response_started
+                        and (request.method not in NON_IDEMPOTENT
+                             or "non_idempotent" in location.proxy_next_upstream)):
                     conn = None
                     continue
                 self._log("error", failed.message, peer)
@@ -370,8 +367,8 @@ class ProxiedRequest:
         client.finish(self.request, self.plan, keepalive=False)
 
     def _record_times(self) -> None:
-        """$upstream_response_time of this try, once, and its bytes (nginx's u->state; its connect and
-        header times were set as they came, `-` for a phase the try never reached)."""
+        """$upstream_response_time of this try, once, and its bytes (nginx's u->state; connect, header times
+        were set as they came, None (`-`) for a phase the try never reached)."""
         if self.timed:
             return
         self.timed = True
@@ -386,14 +383,7 @@ class ProxiedRequest:
             counters = self.client.service.counters
             counters.row[counters.layout.errno_column(code)] += 1
 
-    @property
-    def _idempotent(self) -> bool:
-        assert self.location is not None
-        return (self.request.method not in NON_IDEMPOTENT
-                or "non_idempotent" in self.location.proxy_next_upstream)
-
-    def _warn(self, line: str) -> None:
-        """The exchange's warnings (an upstream's duplicate header, data past its response)."""
+    def _warn(self, line: str) -> None:      # the exchange's (a duplicate header, data past the response)
         self._log("warn", line, self.peer)
 
     def _log(self, level: str, message: str, peer: Peer | None, hint: str = "") -> None:
