@@ -37,6 +37,7 @@ class Exchange(Sending):
     skip = RESPONSE_SKIP       # the headers the client never sees (proxy_hide_header)
     redirected = False         # a Location, a Refresh or an X-Accel-Redirect came
     rate_header = False        # an X-Accel-Limit-Rate came (sheer.io.http.throttle)
+    failed = False             # _abort() gave the head or the end an exception
     content_length: int | None = None
     chunked = complete = got_bytes = request_sent = body_chunked = False
     upstream_keepalive: bool | None = False     # None: it sent more than its response
@@ -110,7 +111,10 @@ class Exchange(Sending):
             return
         try:
             self.parser.feed_data(data)
-            if self.deflater is not None and self.framing is not None and not self.complete:
+            if self.framing is None:
+                if self.status and not self.complete:
+                    self._hold()     # until the proxy decided what to do with this response
+            elif self.deflater is not None and not self.complete:
                 self._to_client(self._framed(self.deflater.flush(), raw=True))   # nothing held back
         except httptools.HttpParserUpgrade as upgrade:    # a 101: what follows its head is the tunnel's
             self.early = data[upgrade.args[0]:]
@@ -123,6 +127,12 @@ class Exchange(Sending):
                 self._fail(Failure.INVALID_HEADER, f"{why} while reading response header from upstream")
             elif not self.complete:
                 self._fail(Failure.ERROR, "upstream sent invalid chunked response while reading upstream")
+
+    def _hold(self) -> None:
+        """The upstream is not read until relay(): a response that came whole in one read never is."""
+        transport = self.conn.transport
+        if transport is not None:
+            transport.pause_reading()
 
     def upstream_eof(self) -> None:
         self._ended("upstream prematurely closed connection")
@@ -141,16 +151,6 @@ class Exchange(Sending):
             self.on_message_complete()
         else:
             self._fail(Failure.ERROR, f"{why} while reading upstream")
-
-    def upstream_paused(self, paused: bool) -> None:
-        if paused:
-            self.write_paused_at = self.loop.time()
-            self.client.pause("upstream")
-            if not self.done.done():
-                self._arm(self.write_paused_at + self.send_timeout)    # proxy_send_timeout
-        else:
-            self.last_activity = self.loop.time()
-            self.client.resume("upstream")
 
     def client_paused(self, paused: bool) -> None:
         transport = self.conn.transport
@@ -213,11 +213,9 @@ class Exchange(Sending):
             self.upstream_keepalive = status != 101 and self.parser.should_keep_alive()
         if self.chunked:
             self.content_length = None
-        transport = self.conn.transport
-        if transport is not None:
-            transport.pause_reading()   # until the proxy decided what to do with this response
         if self.method == b"HEAD" or status == 101:
             self.complete = True
+            self._hold()
         if not self.head.done():
             self.head.set_result(None)
 
@@ -362,6 +360,7 @@ class Exchange(Sending):
         """The exchange ends with `error` for whoever awaits it (the head, else the end); the
         upstream connection is dropped: it is never reused after a failure."""
         self._cancel_timer(close_throttle=True)
+        self.failed = True
         for future in (self.head, self.done):
             if not future.done():
                 future.set_exception(error)
@@ -370,15 +369,19 @@ class Exchange(Sending):
         self.conn.abort()
 
     def release(self) -> None:
-        self._cancel_timer(close_throttle=True)
-        if self.body is not None and self.body.sink is not None and not self.body.done:
-            self.body.detach()
-        if self.client.relay is self:
-            self.client.relay = None
-        self.client.resume("upstream")     # whatever of the body still comes is read (and dropped)
-        for future in (self.head, self.done):
-            if future.done() and not future.cancelled():
-                future.exception()   # consumed: a failure after the client left is not an error
+        if self.timer is not None or self.throttle is not None:
+            self._cancel_timer(close_throttle=True)
+        body, client = self.body, self.client
+        if body is not None and body.sink is not None and not body.done:
+            body.detach()
+        if client.relay is self:
+            client.relay = None
+        if client.paused:
+            client.resume("upstream")     # whatever of the body still comes is read (and dropped)
+        if self.failed:
+            for future in (self.head, self.done):
+                if future.done() and not future.cancelled():
+                    future.exception()   # consumed: a failure after the client left is not an error
 
     def upgraded(self) -> bytes:
         """A tunnel takes the connection over: this exchange stops timing it."""
