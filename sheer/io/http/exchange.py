@@ -45,7 +45,6 @@ class Exchange(Sending):
     # the body's bytes relayed; bytes from the upstream and to it (its peer's `received` and `sent`)
     body_bytes = received = sent = 0
     write_paused_at = 0.0
-    timer: asyncio.TimerHandle | None = None
     body: RequestBody | None = None
     early = b""           # the upstream's bytes right after a 101 (sheer.io.http.tunnel)
     throttle: Throttle | None = None        # limit_rate, proxy_limit_rate (None: no limit)
@@ -70,18 +69,20 @@ class Exchange(Sending):
         conn.user = self
         conn.requests += 1
 
-    # -- timeouts: one timer, re-armed lazily from timestamps instead of per chunk --
+    # -- timeouts: the connection's one timer, re-armed lazily from timestamps instead of per chunk; a
+    # keepalive connection's stays armed from one request to the next (sheer.io.http.upstream_pool) --
 
     def _arm(self, when: float) -> None:
-        timer = self.timer
+        conn = self.conn
+        conn.timed = self._check_timeout
+        timer = conn.timer
         if timer is not None:
             if timer.when() <= when:
                 return
             timer.cancel()
-        self.timer = self.loop.call_at(when, self._check_timeout)
+        conn.timer = self.loop.call_at(when, conn.timed_out)
 
     def _check_timeout(self) -> None:
-        self.timer = None
         if self.done.done():
             return
         now = self.loop.time()
@@ -369,8 +370,9 @@ class Exchange(Sending):
         self.conn.abort()
 
     def release(self) -> None:
-        if self.timer is not None or self.throttle is not None:
-            self._cancel_timer(close_throttle=True)
+        self.conn.timed = None
+        if self.throttle is not None:
+            self.throttle.close()
         body, client = self.body, self.client
         if body is not None and body.sink is not None and not body.done:
             body.detach()
@@ -391,8 +393,7 @@ class Exchange(Sending):
         return self.early
 
     def _cancel_timer(self, close_throttle: bool = False) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        """No more timeouts for this exchange (its connection's timer may serve the next one)."""
+        self.conn.timed = None
         if close_throttle and self.throttle is not None:
             self.throttle.close()

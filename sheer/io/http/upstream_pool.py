@@ -49,6 +49,10 @@ class UpstreamConnection(asyncio.Protocol):
         self.user: UpstreamUser | None = None
         self.pool: UpstreamPool | None = None
         self.idle_since = 0.0           # when it went back to the pool
+        # the exchange's timeouts (sheer.io.http.exchange): one timer, kept while the connection is
+        # reused; what it checks when it fires, None while no exchange is timed
+        self.timer: asyncio.TimerHandle | None = None
+        self.timed: Callable[[], None] | None = None
         self.closed = False
         self.requests = 0
         self.write_paused = False
@@ -76,6 +80,7 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._ended()
         self.closed = True
+        self._stop_timer()
         if self.slots is not None:
             self.slots.release()
             self.slots = None
@@ -95,6 +100,18 @@ class UpstreamConnection(asyncio.Protocol):
         if self.user is not None:
             self.user.upstream_paused(False)
 
+    def timed_out(self) -> None:
+        self.timer = None
+        timed = self.timed
+        if timed is not None:
+            timed()
+
+    def _stop_timer(self) -> None:
+        self.timed = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
     def _ended(self) -> None:
         ended, self.ended = self.ended, None
         if ended is not None:
@@ -103,6 +120,7 @@ class UpstreamConnection(asyncio.Protocol):
     def close(self) -> None:
         self.user = None
         self._ended()
+        self._stop_timer()
         if not self.closed:
             self.closed = True
             if self.transport is not None:
@@ -114,6 +132,7 @@ class UpstreamConnection(asyncio.Protocol):
         orphaned socket alive until the kernel gives up on it."""
         self.user = None
         self.closed = True
+        self._stop_timer()
         transport = self.transport
         if transport is not None:
             sock = transport.get_extra_info("socket")
