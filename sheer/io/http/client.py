@@ -289,14 +289,17 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
             if self.current is not None and self.current.vars is not None:
                 self.current.vars.bytes_sent += counted
 
-    def finish(self, request: Request, plan: Plan | None, *, keepalive: bool) -> None:
-        """The response is written (or abandoned): log it, then close or wait for the next request."""
+    def finish(self, request: Request, plan: Plan | None, *, keepalive: bool, checked: bool = False) -> None:
+        """The response is written (or abandoned): log it, then close or wait for the next request.
+        `checked`: `keepalive` includes keepalive_after()'s answer when the head was made (the proxy's)."""
         location = plan.location if plan is not None else None
         if location is not None and location.post_action is not None and post_action.begin(
                 self, request, plan, keepalive):
             return                           # finish() again when the post action's answer ends
         if request.post_action is not None:
-            keepalive = post_action.end(self, request, keepalive)
+            keepalive, checked = post_action.end(self, request, keepalive), False
+        if checked:             # what may have changed since: a later request's error, a reload's drain
+            keepalive = keepalive and request.keepalive and not self.service.draining
         request.finished = True
         request.uncount(self.service.counters)
         self.task = None
@@ -306,7 +309,7 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
             self.current = None
         if self.closed:
             return
-        if not keepalive or request.http09 or not self.keepalive_after(request):
+        if not keepalive or request.http09 or not (checked or self.keepalive_after(request)):
             if self.receiving is request and not self.reader.stopped:
                 self.linger()                # nginx reads what is left of its body before the close
             else:

@@ -42,6 +42,8 @@ from sheer.io.http.upstream_pool import NoSlot, UpstreamConnection, open_upstrea
 from sheer.io.http.upstream_tls import UpstreamTlsFailed
 from sheer.io.sockets import BindError
 
+_STATUS_CLASS = (0, 0, 1, 2, 3, 4, 4, 4, 4, 4)     # the counters' 1xx..5xx column of status // 100
+
 
 class ProxiedRequest:
     # what a request that needs nothing else keeps: set per instance only when it changes
@@ -275,8 +277,8 @@ class ProxiedRequest:
         sent = request.body.expected and location.proxy_pass_request_body and location.proxy_set_body is None
         exchange.send(head, request.body if sent else None, self.body_chunked)
         await exchange.head
-        v = self.vars
-        header_time = v.upstream_header_times[-1] = self.loop.time() - self.began
+        v, loop = self.vars, self.loop
+        header_time = v.upstream_header_times[-1] = loop.time() - self.began
         status = exchange.status
         v.upstream_statuses.append(str(status))
         columns = self.columns
@@ -284,7 +286,7 @@ class ProxiedRequest:
         if columns is not None:
             row[columns.header_time] += int(header_time * 1000)
             row[columns.header_n] += 1
-            row[columns.classes[min(max(status // 100, 1), 5) - 1]] += 1
+            row[columns.classes[_STATUS_CLASS[status // 100]]] += 1
         if status == 101 and request.upgrade:
             await self._upgraded(exchange)
             return None
@@ -295,15 +297,14 @@ class ProxiedRequest:
             if may_retry(failure, location.proxy_next_upstream, attempt):
                 exchange.complete = False   # drop it: the connection is not reused
                 return failure
-        self.vars.upstream_headers = exchange.headers
+        v.upstream_headers = exchange.headers
         if ((location.proxy_intercept_errors and intercepted(self.client, request, status, exchange.headers))
                 or (exchange.redirected and accel_redirect(self.client, request, exchange.headers))):
             exchange.complete = False       # answered otherwise: the rest is not read, the connection dropped
             self.response_started = True
             return None
         client = self.client
-        broken = exchange.done.exception() if exchange.done.done() else None
-        if broken is not None:
+        if exchange.failed and (broken := exchange.done.exception()) is not None:
             # The body broke in the packets that brought the head: nginx has not flushed its head yet
             # (postpone_output) and closes with nothing sent; so does sheer.
             self.response_started = True
@@ -311,34 +312,33 @@ class ProxiedRequest:
         if request.status_override is not None:     # answering for an error_page: its code
             exchange.status = request.status_override
         if location.gzip is not None:      # compressed: the length is no longer known
-            exchange.deflater = self.vars.deflater = gzip_proxied(exchange, location.gzip, request)
+            exchange.deflater = v.deflater = gzip_proxied(exchange, location.gzip, request)
         framing = framing_for(exchange, request, self.plan, client.keepalive_after(request),
                               self._record_times)
         self.response_started = True
-        self.vars.status = exchange.status
+        v.status = exchange.status
         if exchange.redirected:     # proxy_redirect, proxy_cookie_domain, _path and _flags
-            exchange.headers = rewrite_headers(exchange.headers, self.plan.redirects, self.vars,
+            exchange.headers = rewrite_headers(exchange.headers, self.plan.redirects, v,
                                                location.proxy_cookie_domain, location.proxy_cookie_path,
                                                location.proxy_cookie_flags)
-        if (exchange.rate_header or location.limit_rate or location.proxy_limit_rate
-                or self.vars.limit_rate is not None):
-            limit_response(exchange, location, self.vars, self.started,
-                           lambda line: self._log("error", line, peer))
+        limited = location.limit_rate or location.proxy_limit_rate or v.limit_rate is not None
+        if limited or exchange.rate_header:
+            limit_response(exchange, location, v, self.started, lambda line: self._log("error", line, peer))
         else:
-            self.vars.limit_rate = 0        # what limit_response works out with no limit
+            v.limit_rate = 0        # what limit_response works out with no limit
         exchange.relay(framing)
         try:
             await exchange.done
         finally:
             if columns is not None:
-                row[columns.response_time] += int((self.loop.time() - self.began) * 1000)
+                row[columns.response_time] += int((loop.time() - self.began) * 1000)
                 row[columns.response_n] += 1
                 row[columns.sent] += exchange.sent
                 row[columns.received] += exchange.received
-        self.vars.body_bytes_sent = exchange.body_bytes
-        self.vars.bytes_sent += exchange.body_bytes
+        v.body_bytes_sent = exchange.body_bytes
+        v.bytes_sent += exchange.body_bytes
         self._record_times()       # before the access log line that finish() writes
-        client.finish(request, self.plan, keepalive=framing.keepalive and request.body.done)
+        client.finish(request, self.plan, keepalive=framing.keepalive and request.body.done, checked=True)
         return None
 
     async def _upgraded(self, exchange: Exchange) -> None:
