@@ -17,6 +17,8 @@ KEEP = BUFFER_SIZE      # nginx's client_body_buffer_size by default
 
 
 class Reader(Protocol):
+    loop: asyncio.AbstractEventLoop
+
     def pause(self, reason: str) -> None: ...
     def resume(self, reason: str) -> None: ...
 
@@ -96,7 +98,7 @@ class RequestBody:
             self.limit = 1 << 62
         if self.done or self.size > self.limit or self.failed is not None:
             return
-        self.waiter = asyncio.get_running_loop().create_future()
+        self.waiter = self.reader.loop.create_future()     # not get_running_loop(): a getpid() in 3.11
         try:
             await self.waiter
         finally:

@@ -215,7 +215,7 @@ class ProxiedRequest:
             if conn is None:
                 try:
                     conn = await open_upstream(peer.address, location.proxy_connect_timeout, self.bind,
-                                               self.client.service.slots, plan.tls, self.vars)
+                                               self.client.service.slots, plan.tls, self.vars, self.loop)
                 except NoSlot:     # said once a second by the slots themselves: a 500 here, as nginx's
                     raise BindError(f"{self.client.service.slots.limit} worker_connections are not enough",
                                     level="debug") from None

@@ -42,7 +42,8 @@ class NoSlot(Exception):
 
 
 class UpstreamConnection(asyncio.Protocol):
-    def __init__(self, key: PoolKey, slots: ConnectionSlots | None = None) -> None:
+    def __init__(self, key: PoolKey, slots: ConnectionSlots | None = None,
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.key = key
         self.slots = slots              # its worker_connections slot, given back once it is gone
         self.transport: asyncio.Transport | None = None
@@ -56,8 +57,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False
         self.requests = 0
         self.write_paused = False
-        # asked once: in Python 3.11 get_running_loop() costs a getpid() system call
-        self.loop = asyncio.get_running_loop()
+        # asked once, if at all: in Python 3.11 get_running_loop() costs a getpid() system call
+        self.loop = loop or asyncio.get_running_loop()
         self.born = self.loop.time()      # for the pool's keepalive_time
         # TLS: keeps the session for the next connection (a TLS 1.3 ticket comes after the handshake,
         # so it is taken when the connection ends)
@@ -152,11 +153,13 @@ def pool_key(peer_addr: Address, source: BindTo | None) -> PoolKey:
 async def open_upstream(peer_addr: Address, timeout: float, source: BindTo | None = None,
                         slots: ConnectionSlots | None = None,
                         tls: UpstreamTlsSetup | None = None,
-                        variables: VariableSource | None = None) -> UpstreamConnection:
+                        variables: VariableSource | None = None,
+                        loop: asyncio.AbstractEventLoop | None = None) -> UpstreamConnection:
     """Connect to a peer within `timeout` seconds. The only place upstream sockets are made.
     Raises OSError, TimeoutError, sheer.io.sockets.BindError (our side failed: proxy_bind), or
-    NoSlot (worker_connections are all taken, as nginx counts upstream connections too)."""
-    loop = asyncio.get_running_loop()
+    NoSlot (worker_connections are all taken, as nginx counts upstream connections too). `loop`:
+    the running one, if the caller has it (asking costs a getpid() in Python 3.11)."""
+    loop = loop or asyncio.get_running_loop()
     if slots is not None and not slots.take():
         raise NoSlot()
     try:
@@ -181,11 +184,12 @@ async def _open(loop: asyncio.AbstractEventLoop, peer_addr: Address, timeout: fl
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         await connect(loop, sock, peer_addr, timeout)
         key = pool_key(peer_addr, source)
+        def made_here() -> UpstreamConnection:
+            return UpstreamConnection(key, slots, loop)
         if tls is not None:      # `proxy_pass https://`: the handshake, within proxy_connect_timeout
-            made = await tls.wrap(loop, sock, lambda: UpstreamConnection(key, slots), peer_addr, timeout,
-                                  variables)
+            made = await tls.wrap(loop, sock, made_here, peer_addr, timeout, variables)
             return cast(UpstreamConnection, made)
-        _, protocol = await loop.create_connection(lambda: UpstreamConnection(key, slots), sock=sock)
+        _, protocol = await loop.create_connection(made_here, sock=sock)
     except BaseException:
         sock.close()
         raise
