@@ -13,7 +13,7 @@ class BodyMode(Enum):
     CLOSE = "close"        # close-delimited: HTTP/1.0 client without a known length
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)      # not frozen: a frozen dataclass's __init__ costs twice as much, per response
 class Framing:
     mode: BodyMode
     keepalive: bool
@@ -26,15 +26,15 @@ def has_body(method: bytes, status: int) -> bool:
 
 
 def response_framing(method: bytes, status: int, content_length: int | None, *,
-                     client_http11: bool, client_keepalive: bool) -> Framing:
+                     client_http11: bool, client_keepalive: bool, keepalive_line: bytes = b"") -> Framing:
     """`content_length` is the upstream's, or None when its body is chunked or close-delimited."""
-    if not has_body(method, status):
-        return Framing(BodyMode.NONE, client_keepalive, content_length)
+    if method == b"HEAD" or status < 200 or status == 204 or status == 304:    # has_body()
+        return Framing(BodyMode.NONE, client_keepalive, content_length, keepalive_line)
     if content_length is not None:
-        return Framing(BodyMode.LENGTH, client_keepalive, content_length)
+        return Framing(BodyMode.LENGTH, client_keepalive, content_length, keepalive_line)
     if client_http11:
-        return Framing(BodyMode.CHUNKED, client_keepalive)
-    return Framing(BodyMode.CLOSE, False)
+        return Framing(BodyMode.CHUNKED, client_keepalive, None, keepalive_line)
+    return Framing(BodyMode.CLOSE, False, None, keepalive_line)
 
 
 def upstream_reusable(method: bytes, status: int, upstream_keepalive: bool, content_length: int | None,

@@ -106,9 +106,10 @@ class RequestVariables:
         self.proxy_host = ""
         self.upstream_addrs: list[str] = []
         self.upstream_statuses: list[str] = []
-        self.upstream_times: list[str] = []
-        self.upstream_connect_times: list[str] = []
-        self.upstream_header_times: list[str] = []
+        # seconds per try, None (`-`) for a phase the try has not reached: formatted when read
+        self.upstream_times: list[float | None] = []
+        self.upstream_connect_times: list[float | None] = []
+        self.upstream_header_times: list[float | None] = []
         self.upstream_bytes: list[tuple[int, int, int]] = []    # received, sent, body length per try
         self.status = 0
         self.bytes_sent = 0
@@ -289,6 +290,11 @@ def _request_line(v: RequestVariables) -> str:
     return f"{v.method.decode('latin-1')} {v.request_uri} {v.version}"
 
 
+def _times(seconds: list[float | None]) -> str:
+    """$upstream_response_time and the like: milliseconds as nginx writes them, `-` for none."""
+    return ", ".join("-" if t is None else f"{t:.3f}" for t in seconds)
+
+
 def _connections(v: RequestVariables, which: int) -> str:
     counts = v.conn.connections
     return str(counts()[which]) if counts is not None else "0"
@@ -355,9 +361,9 @@ _GETTERS: dict[str, Callable[[RequestVariables], str]] = {
     "connections_waiting": lambda v: _connections(v, 3),
     "upstream_addr": lambda v: ", ".join(v.upstream_addrs),
     "upstream_status": lambda v: ", ".join(v.upstream_statuses),
-    "upstream_response_time": lambda v: ", ".join(v.upstream_times),
-    "upstream_connect_time": lambda v: ", ".join(v.upstream_connect_times),
-    "upstream_header_time": lambda v: ", ".join(v.upstream_header_times),
+    "upstream_response_time": lambda v: _times(v.upstream_times),
+    "upstream_connect_time": lambda v: _times(v.upstream_connect_times),
+    "upstream_header_time": lambda v: _times(v.upstream_header_times),
     "upstream_bytes_received": lambda v: ", ".join(str(b[0]) for b in v.upstream_bytes),
     "upstream_bytes_sent": lambda v: ", ".join(str(b[1]) for b in v.upstream_bytes),
     "upstream_response_length": lambda v: ", ".join(str(b[2]) for b in v.upstream_bytes),

@@ -17,6 +17,8 @@ KEEP = BUFFER_SIZE      # nginx's client_body_buffer_size by default
 
 
 class Reader(Protocol):
+    loop: asyncio.AbstractEventLoop
+
     def pause(self, reason: str) -> None: ...
     def resume(self, reason: str) -> None: ...
 
@@ -33,6 +35,7 @@ class RequestBody:
         "content_length",
         "done",
         "end",
+        "expected",
         "failed",
         "keep",
         "keeping",
@@ -48,6 +51,7 @@ class RequestBody:
         self.reader = reader
         self.content_length = content_length
         self.chunked = chunked
+        self.expected = chunked or bool(content_length)     # a body comes (its framing never changes)
         self.chunks: list[bytes] = []
         self.size = 0
         self.done = not self.expected
@@ -61,10 +65,6 @@ class RequestBody:
         # $request_body: a body up to this size is kept for it, streamed or not (client_body_buffer_size)
         self.keep = KEEP
         self.keeping = False      # streaming, and what was streamed still fits in `keep`
-
-    @property
-    def expected(self) -> bool:
-        return self.chunked or bool(self.content_length)
 
     def feed(self, data: bytes) -> None:
         if self.sink is not None:
@@ -98,7 +98,7 @@ class RequestBody:
             self.limit = 1 << 62
         if self.done or self.size > self.limit or self.failed is not None:
             return
-        self.waiter = asyncio.get_running_loop().create_future()
+        self.waiter = self.reader.loop.create_future()     # not get_running_loop(): a getpid() in 3.11
         try:
             await self.waiter
         finally:

@@ -259,18 +259,21 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
         answer_error(self, request, status, plan, keepalive=keepalive)
 
     def keepalive_after(self, request: Request) -> bool:
-        # An unanswered `Expect: 100-continue` leaves the body's fate unknown: close instead.
-        body = request.body
-        unread = request.expect_continue and not body.done and body.size == 0
-        if not request.keepalive or unread or self.service.draining:
+        if not request.keepalive or self.service.draining:
             return False
+        if request.expect_continue:
+            # An unanswered `Expect: 100-continue` leaves the body's fate unknown: close instead.
+            body = request.body
+            if not body.done and body.size == 0:
+                return False
         plan = request.plan
         # nginx's ngx_http_update_location_config: keepalive_timeout 0, the connection's
         # keepalive_requests-th request, or a connection older than keepalive_time: Connection: close
         return plan is None or (plan.keepalive_timeout > 0 and request.number < plan.keepalive_requests
                                 and self.loop.time() - self.born <= plan.keepalive_time
-                                and not keepalive_disabled(plan.keepalive_disable, request.method,
-                                                           request.headers))
+                                and ((request.method != b"POST" and "safari" not in plan.keepalive_disable)
+                                     or not keepalive_disabled(plan.keepalive_disable, request.method,
+                                                               request.headers)))
 
     def write(self, data: bytes) -> None:
         self.write_buffers([data], counted=len(data))
@@ -286,11 +289,17 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
             if self.current is not None and self.current.vars is not None:
                 self.current.vars.bytes_sent += counted
 
-    def finish(self, request: Request, plan: Plan | None, *, keepalive: bool) -> None:
-        """The response is written (or abandoned): log it, then close or wait for the next request."""
-        if post_action.begin(self, request, plan, keepalive):
+    def finish(self, request: Request, plan: Plan | None, *, keepalive: bool, checked: bool = False) -> None:
+        """The response is written (or abandoned): log it, then close or wait for the next request.
+        `checked`: `keepalive` includes keepalive_after()'s answer when the head was made (the proxy's)."""
+        location = plan.location if plan is not None else None
+        if location is not None and location.post_action is not None and post_action.begin(
+                self, request, plan, keepalive):
             return                           # finish() again when the post action's answer ends
-        keepalive = post_action.end(self, request, keepalive)
+        if request.post_action is not None:
+            keepalive, checked = post_action.end(self, request, keepalive), False
+        if checked:             # what may have changed since: a later request's error, a reload's drain
+            keepalive = keepalive and request.keepalive and not self.service.draining
         request.finished = True
         request.uncount(self.service.counters)
         self.task = None
@@ -300,7 +309,7 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
             self.current = None
         if self.closed:
             return
-        if not keepalive or request.http09 or not self.keepalive_after(request):
+        if not keepalive or request.http09 or not (checked or self.keepalive_after(request)):
             if self.receiving is request and not self.reader.stopped:
                 self.linger()                # nginx reads what is left of its body before the close
             else:

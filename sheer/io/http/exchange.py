@@ -27,57 +27,62 @@ from sheer.io.http.upstream_pool import UpstreamConnection
 class Exchange(Sending):
     """Implements UpstreamUser (events from the upstream socket) and httptools' response callbacks."""
 
+    # what an exchange starts with, kept on the class: set per instance only when it changes
+    status = 0
+    # the location's add_header lines and the request's variables they render (set by proxy_pass)
+    add_headers: tuple[AddHeader, ...] = ()
+    expires: Expires | None = None      # the location's `expires`
+    variables: VariableSource | None = None
+    trailers: Callable[[], bytes] | None = None     # the last chunk, with add_trailer's lines
+    skip = RESPONSE_SKIP       # the headers the client never sees (proxy_hide_header)
+    redirected = False         # a Location, a Refresh or an X-Accel-Redirect came
+    rate_header = False        # an X-Accel-Limit-Rate came (sheer.io.http.throttle)
+    failed = False             # _abort() gave the head or the end an exception
+    content_length: int | None = None
+    chunked = complete = got_bytes = request_sent = body_chunked = False
+    upstream_keepalive: bool | None = False     # None: it sent more than its response
+    framing: Framing | None = None
+    # the body's bytes relayed; bytes from the upstream and to it (its peer's `received` and `sent`)
+    body_bytes = received = sent = 0
+    write_paused_at = 0.0
+    body: RequestBody | None = None
+    early = b""           # the upstream's bytes right after a 101 (sheer.io.http.tunnel)
+    throttle: Throttle | None = None        # limit_rate, proxy_limit_rate (None: no limit)
+    batch: list[bytes] | None = None       # the request's head and body as send() gathers them
+    deflater: Deflater | None = None        # gzip (sheer.io.http.gzipping); None: as it comes
+
     def __init__(self, client: ClientConnection, conn: UpstreamConnection, method: bytes,
                  read_timeout: float, send_timeout: float, warn: Callable[[str], None]) -> None:
         self.client, self.conn, self.method, self.loop = client, conn, method, client.loop
         self.warn = warn                 # a line for the error log, with the request's context
         self.read_timeout, self.send_timeout = read_timeout, send_timeout
-        self.parser = httptools.HttpResponseParser(self)
+        self.parser = parser = httptools.HttpResponseParser(self)
         # nginx's upstream parser (ngx_http_parse_status_line, ngx_http_parse_header_line) ends a line at
         # a bare LF as well as at CRLF; llhttp wants the CR unless told, and would make such an answer a 502
-        self.parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True)
+        parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True)
         self.head: asyncio.Future[None] = self.loop.create_future()
         self.done: asyncio.Future[None] = self.loop.create_future()
-        self.status = 0
-        # the location's add_header lines and the request's variables they render (set by proxy_pass)
-        self.add_headers: tuple[AddHeader, ...] = ()
-        self.expires: Expires | None = None      # the location's `expires`
-        self.variables: VariableSource | None = None
-        self.trailers: Callable[[], bytes] | None = None     # the last chunk, with add_trailer's lines
-        self.skip = RESPONSE_SKIP       # the headers the client never sees (proxy_hide_header)
-        self.redirected = False         # a Location, a Refresh or an X-Accel-Redirect came
         self.reason: list[bytes] = []
         self.headers: Headers = []
-        self.content_length: int | None = None
-        self.chunked = self.complete = self.got_bytes = self.request_sent = self.body_chunked = False
-        self.upstream_keepalive: bool | None = False     # None: it sent more than its response
         self.pending: list[bytes] = []
-        self.framing: Framing | None = None
-        # the body's bytes relayed; bytes from the upstream and to it (its peer's `received` and `sent`)
-        self.body_bytes = self.received = self.sent = 0
         self.last_activity = self.loop.time()
-        self.write_paused_at = 0.0
-        self.timer: asyncio.TimerHandle | None = None
-        self.body: RequestBody | None = None
-        self.early = b""           # the upstream's bytes right after a 101 (sheer.io.http.tunnel)
-        self.throttle: Throttle | None = None        # limit_rate, proxy_limit_rate (None: no limit)
-        self.batch: list[bytes] | None = None       # the request's head and body as send() gathers them
-        self.deflater: Deflater | None = None        # gzip (sheer.io.http.gzipping); None: as it comes
         conn.user = self
         conn.requests += 1
 
-    # -- timeouts: one timer, re-armed lazily from timestamps instead of per chunk --
+    # -- timeouts: the connection's one timer, re-armed lazily from timestamps instead of per chunk; a
+    # keepalive connection's stays armed from one request to the next (sheer.io.http.upstream_pool) --
 
     def _arm(self, when: float) -> None:
-        timer = self.timer
+        conn = self.conn
+        conn.timed = self._check_timeout
+        timer = conn.timer
         if timer is not None:
             if timer.when() <= when:
                 return
             timer.cancel()
-        self.timer = self.loop.call_at(when, self._check_timeout)
+        conn.timer = self.loop.call_at(when, conn.timed_out)
 
     def _check_timeout(self) -> None:
-        self.timer = None
         if self.done.done():
             return
         now = self.loop.time()
@@ -107,7 +112,10 @@ class Exchange(Sending):
             return
         try:
             self.parser.feed_data(data)
-            if self.deflater is not None and self.framing is not None and not self.complete:
+            if self.framing is None:
+                if self.status and not self.complete:
+                    self._hold()     # until the proxy decided what to do with this response
+            elif self.deflater is not None and not self.complete:
                 self._to_client(self._framed(self.deflater.flush(), raw=True))   # nothing held back
         except httptools.HttpParserUpgrade as upgrade:    # a 101: what follows its head is the tunnel's
             self.early = data[upgrade.args[0]:]
@@ -120,6 +128,12 @@ class Exchange(Sending):
                 self._fail(Failure.INVALID_HEADER, f"{why} while reading response header from upstream")
             elif not self.complete:
                 self._fail(Failure.ERROR, "upstream sent invalid chunked response while reading upstream")
+
+    def _hold(self) -> None:
+        """The upstream is not read until relay(): a response that came whole in one read never is."""
+        transport = self.conn.transport
+        if transport is not None:
+            transport.pause_reading()
 
     def upstream_eof(self) -> None:
         self._ended("upstream prematurely closed connection")
@@ -138,16 +152,6 @@ class Exchange(Sending):
             self.on_message_complete()
         else:
             self._fail(Failure.ERROR, f"{why} while reading upstream")
-
-    def upstream_paused(self, paused: bool) -> None:
-        if paused:
-            self.write_paused_at = self.loop.time()
-            self.client.pause("upstream")
-            if not self.done.done():
-                self._arm(self.write_paused_at + self.send_timeout)    # proxy_send_timeout
-        else:
-            self.last_activity = self.loop.time()
-            self.client.resume("upstream")
 
     def client_paused(self, paused: bool) -> None:
         transport = self.conn.transport
@@ -197,6 +201,8 @@ class Exchange(Sending):
             self.chunked = b"chunked" in value.lower()
         elif lname in NOTED:
             self.redirected = True
+        elif lname == b"x-accel-limit-rate":
+            self.rate_header = True
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
@@ -208,11 +214,9 @@ class Exchange(Sending):
             self.upstream_keepalive = status != 101 and self.parser.should_keep_alive()
         if self.chunked:
             self.content_length = None
-        transport = self.conn.transport
-        if transport is not None:
-            transport.pause_reading()   # until the proxy decided what to do with this response
         if self.method == b"HEAD" or status == 101:
             self.complete = True
+            self._hold()
         if not self.head.done():
             self.head.set_result(None)
 
@@ -246,9 +250,16 @@ class Exchange(Sending):
         # The head, what already arrived of the body and, if complete, the last chunk leave in one
         # write: a small response costs one send() instead of two or three.
         buffers = [head]
-        pending, self.pending = self.pending, []
-        for data in pending:
-            buffers += self._framed(data)
+        pending = self.pending
+        if pending:
+            self.pending = []
+            if framing.mode is BodyMode.LENGTH and self.deflater is None:     # _framed(), as they are
+                for data in pending:
+                    self.body_bytes += len(data)
+                buffers += pending
+            else:
+                for data in pending:
+                    buffers += self._framed(data)
         if self.deflater is not None:
             buffers += self._framed(self._deflated() if self.complete else self.deflater.flush(), raw=True)
         last = self.complete and framing.mode is BodyMode.CHUNKED and not (self.throttle and self.trailers)
@@ -258,11 +269,12 @@ class Exchange(Sending):
             self.throttle.write(buffers)
             buffers = []
         client.write_buffers(buffers, counted=len(head))
+        if self.complete:     # the connection is read again in the pool (or closed)
+            self._finish_body(last_chunk_written=last)
+            return
         upstream = self.conn.transport
         if upstream is not None and not self.conn.closed and not client.write_paused and not self.throttled:
             upstream.resume_reading()
-        if self.complete:
-            self._finish_body(last_chunk_written=last)
 
     def _framed(self, data: bytes, raw: bool = False) -> list[bytes]:
         """The bytes that carry `data` to the client in this response's framing (counted as body),
@@ -349,6 +361,7 @@ class Exchange(Sending):
         """The exchange ends with `error` for whoever awaits it (the head, else the end); the
         upstream connection is dropped: it is never reused after a failure."""
         self._cancel_timer(close_throttle=True)
+        self.failed = True
         for future in (self.head, self.done):
             if not future.done():
                 future.set_exception(error)
@@ -357,15 +370,20 @@ class Exchange(Sending):
         self.conn.abort()
 
     def release(self) -> None:
-        self._cancel_timer(close_throttle=True)
-        if self.body is not None and self.body.sink is not None and not self.body.done:
-            self.body.detach()
-        if self.client.relay is self:
-            self.client.relay = None
-        self.client.resume("upstream")     # whatever of the body still comes is read (and dropped)
-        for future in (self.head, self.done):
-            if future.done() and not future.cancelled():
-                future.exception()   # consumed: a failure after the client left is not an error
+        self.conn.timed = None
+        if self.throttle is not None:
+            self.throttle.close()
+        body, client = self.body, self.client
+        if body is not None and body.sink is not None and not body.done:
+            body.detach()
+        if client.relay is self:
+            client.relay = None
+        if client.paused:
+            client.resume("upstream")     # whatever of the body still comes is read (and dropped)
+        if self.failed:
+            for future in (self.head, self.done):
+                if future.done() and not future.cancelled():
+                    future.exception()   # consumed: a failure after the client left is not an error
 
     def upgraded(self) -> bytes:
         """A tunnel takes the connection over: this exchange stops timing it."""
@@ -375,8 +393,7 @@ class Exchange(Sending):
         return self.early
 
     def _cancel_timer(self, close_throttle: bool = False) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        """No more timeouts for this exchange (its connection's timer may serve the next one)."""
+        self.conn.timed = None
         if close_throttle and self.throttle is not None:
             self.throttle.close()

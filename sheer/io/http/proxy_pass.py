@@ -12,6 +12,7 @@ from sheer.core.http.add_header import added
 from sheer.core.http.headers import request_head
 from sheer.core.http.nextupstream import (
     NON_IDEMPOTENT,
+    STATUS_FAILURES,
     Attempt,
     Failure,
     final_status,
@@ -37,12 +38,26 @@ from sheer.io.http.site import SERVER, Plan
 from sheer.io.http.targets import TargetError
 from sheer.io.http.throttle import limit_response
 from sheer.io.http.tunnel import Tunnel, switching_head
-from sheer.io.http.upstream_pool import NoSlot, UpstreamConnection, open_upstream, pool_key
+from sheer.io.http.upstream_pool import NoSlot, UpstreamConnection, open_upstream
 from sheer.io.http.upstream_tls import UpstreamTlsFailed
 from sheer.io.sockets import BindError
 
+_STATUS_CLASS = (0, 0, 1, 2, 3, 4, 4, 4, 4, 4)     # the counters' 1xx..5xx column of status // 100
+
 
 class ProxiedRequest:
+    # what a request that needs nothing else keeps: set per instance only when it changes
+    response_started = body_chunked = timed = False
+    uri = ""
+    started = began = 0.0
+    bind: BindTo | None = None
+    source: tuple[str, int] | None = None       # the bound address, for the pool's key
+    # the peer being tried, its shared counters, the exchange of the try under way
+    peer: Peer | None = None
+    columns: PeerColumns | None = None
+    exchange: Exchange | None = None
+    tried: Tried                          # set in run()
+
     def __init__(self, client: ClientConnection, request: Request, plan: Plan) -> None:
         self.client = client
         self.request = request
@@ -52,18 +67,6 @@ class ProxiedRequest:
         assert request.vars is not None and self.location is not None
         self.vars = request.vars
         self.vars.proxy_host = plan.proxy_host
-        self.response_started = False
-        self.uri = ""
-        self.body_chunked = False
-        self.tried = Tried(0)   # replaced in run()
-        self.started = 0.0
-        self.bind: BindTo | None = None
-        self.columns: PeerColumns | None = None   # the shared counters of the peer being tried
-        self.began = 0.0
-        self.connect_time: float | None = None     # of the try under way, for the access log
-        self.header_time: float | None = None
-        self.timed = False
-        self.exchange: Exchange | None = None      # of the try under way
         self.pool = plan.pool
 
     async def run(self) -> None:
@@ -101,43 +104,44 @@ class ProxiedRequest:
             balancer, upstream, peer_columns = plan.balancer, proxy.upstream, plan.peer_columns
             whole = request.rewritten is not None and not request.rewritten.valid_location
             self.uri = upstream_uri(location, proxy, request.raw_uri, self.vars.uri, self.vars.args, whole)
-        try:
-            self.bind = bind_to(location.proxy_bind, self.vars)
-        except BindValueError as exc:
-            # nginx (ngx_http_upstream_set_local): said, and the upstream connection is made unbound (a
-            # client of a unix-domain listener, whose $remote_addr is "unix:", comes here)
-            self._log("error", f"{exc} while connecting to upstream", None)
-            self.bind = None
+        if not plan.keepalive_ok:
+            self.pool = None
+        if location.proxy_bind is not None:
+            try:
+                self.bind = bind = bind_to(location.proxy_bind, self.vars)
+            except BindValueError as exc:
+                # nginx (ngx_http_upstream_set_local): said, and the upstream connection is made unbound (a
+                # client of a unix-domain listener, whose $remote_addr is "unix:", comes here)
+                self._log("error", f"{exc} while connecting to upstream", None)
+            else:
+                self.source = None if bind is None else (bind.host, bind.port)
         head = self._head()
-        tried = self.tried = balancer.start(location.proxy_next_upstream_tries,
-                                            request_key(upstream, self.vars))
-        started = self.started = self.loop.time()
+        loop, v = self.loop, self.vars
+        tried = self.tried = balancer.start(location.proxy_next_upstream_tries, request_key(upstream, v))
+        started = self.started = loop.time()
+        row = self.client.service.counters.row
         while True:
-            peer = balancer.get(tried, self.loop.time())
+            peer = balancer.get(tried, loop.time())
             if peer is None:
                 # nginx's u->state->peer of a try that found no peer (NGX_BUSY): the group's name
-                self.vars.upstream_addrs.append(upstream.name)
+                v.upstream_addrs.append(upstream.name)
                 self._log("error", "no live upstreams while connecting to upstream", None)
                 self.client.respond_error(request, 502, plan)
                 return
-            self.vars.upstream_addrs.append(peer.name)
-            began = self.loop.time()
+            v.upstream_addrs.append(peer.name)
+            self.peer = peer
+            self.began = loop.time()
             failure: Failure | None = None
-            columns = peer_columns[peer.index] if peer_columns else None
-            row = self.client.service.counters.row
-            if columns is not None:
+            columns = None
+            if peer_columns:
+                columns = self.columns = peer_columns[peer.index]
                 row[columns.requests] += 1
                 row[columns.active] += 1
                 row[columns.selected] = int(time.time() * 1000)
-            self.columns = columns
-            self.began = began
-            self.connect_time = self.header_time = None
-            self.timed = False
             # nginx's u->state of this try, each time `-` until known (add_header sees no response time)
-            for times in (self.vars.upstream_times, self.vars.upstream_connect_times,
-                          self.vars.upstream_header_times):
-                times.append("-")
-            self.exchange = None
+            v.upstream_times.append(None)
+            v.upstream_connect_times.append(None)
+            v.upstream_header_times.append(None)
             try:
                 failure = await self._try(peer, head)
             except BindError as exc:
@@ -148,9 +152,10 @@ class ProxiedRequest:
                 self.client.respond_error(request, 500, plan)
                 return
             finally:
-                self._record_times()
+                if not self.timed:
+                    self._record_times()
                 failed = failure is not None and peer_failed(failure)
-                disabled = balancer.free(peer, failed=failed, now=self.loop.time())
+                disabled = balancer.free(peer, failed=failed, now=loop.time())
                 if columns is not None:
                     row[columns.active] -= 1
                     if failed:
@@ -164,17 +169,17 @@ class ProxiedRequest:
             if failure is None:
                 return
             attempt = Attempt(request.method, body.replayable, self.response_started, tried.left,
-                              self.loop.time() - started, location.proxy_next_upstream_timeout)
+                              loop.time() - started, location.proxy_next_upstream_timeout)
             if not may_retry(failure, location.proxy_next_upstream, attempt):
                 if not self.response_started:
                     self.client.respond_error(request, final_status(failure), plan)
                 return
+            self.columns, self.exchange, self.timed = None, None, False     # the next try's
 
     def _head(self) -> bytes:
-        request, plan = self.request, self.plan
-        body = request.body
-        location = self.location
+        request, plan, location = self.request, self.plan, self.location
         assert location is not None
+        body = request.body
         length: int | None = None
         chunked = False
         if not location.proxy_pass_request_body:
@@ -185,34 +190,32 @@ class ProxiedRequest:
             if body.done:
                 length = body.size
             else:
-                chunked = True
-        self.body_chunked = chunked
+                chunked = self.body_chunked = True
         client_headers = request.headers if location.proxy_pass_request_headers else []
         method = (request.method if location.proxy_method is None       # proxy_method
                   else render_bytes(location.proxy_method, self.vars))
+        data = b""
         if location.proxy_set_body is not None:     # this body instead of the client's
             data = render_bytes(location.proxy_set_body, self.vars)
-            uri = self.uri.encode("latin-1")
-            return request_head(method, uri, plan.version, plan.headers(self.vars), plan.set_names,
-                                client_headers, len(data), False) + data
+            length, chunked = len(data), False
         return request_head(method, self.uri.encode("latin-1"), plan.version, plan.headers(self.vars),
-                            plan.set_names, client_headers, length, chunked)
+                            plan.set_names, client_headers, length, chunked) + data
 
     async def _try(self, peer: Peer, head: bytes) -> Failure | None:
         """None when a response went to the client; the failure otherwise."""
-        location, plan, request = self.location, self.plan, self.request
+        location, plan, request, pool = self.location, self.plan, self.request, self.pool
         assert location is not None
-        key = pool_key(peer.address, self.bind)
+        key = (peer.address, self.source)      # sheer.io.http.upstream_pool.pool_key
         conn: UpstreamConnection | None = None
         while True:
             cached = False
-            if self.pool is not None and plan.keepalive_ok:
-                conn = self.pool.take(key)
+            if pool is not None:
+                conn = pool.take(key)
                 cached = conn is not None
             if conn is None:
                 try:
                     conn = await open_upstream(peer.address, location.proxy_connect_timeout, self.bind,
-                                               self.client.service.slots, plan.tls, self.vars)
+                                               self.client.service.slots, plan.tls, self.vars, self.loop)
                 except NoSlot:     # said once a second by the slots themselves: a 500 here, as nginx's
                     raise BindError(f"{self.client.service.slots.limit} worker_connections are not enough",
                                     level="debug") from None
@@ -231,10 +234,9 @@ class ProxiedRequest:
                     self._log("error", f"connect() failed ({errno_text(exc)}) while connecting to "
                               "upstream", peer)
                     return Failure.ERROR
-            self.connect_time = self.loop.time() - self.began
-            self.vars.upstream_connect_times[-1] = f"{self.connect_time:.3f}"
+            self.vars.upstream_connect_times[-1] = self.loop.time() - self.began
             exchange = Exchange(self.client, conn, request.method, location.proxy_read_timeout,
-                                location.proxy_send_timeout, lambda line: self._log("warn", line, peer))
+                                location.proxy_send_timeout, self._warn)
             exchange.add_headers, exchange.variables = location.add_headers, request.vars
             exchange.expires = location.expires
             exchange.skip = plan.response_skip
@@ -250,7 +252,9 @@ class ProxiedRequest:
             except UpstreamFailed as failed:
                 # A cached connection the upstream closed meanwhile: try again on a fresh one.
                 if (cached and failed.failure is Failure.ERROR and not exchange.got_bytes
-                        and request.body.replayable and not self.response_started and self._idempotent):
+                        and request.body.replayable and not self.response_started
+                        and (request.method not in NON_IDEMPOTENT
+                             or "non_idempotent" in location.proxy_next_upstream)):
                     conn = None
                     continue
                 self._log("error", failed.message, peer)
@@ -259,8 +263,8 @@ class ProxiedRequest:
                 return failed.failure
             finally:
                 exchange.release()
-                if exchange.reusable and self.pool is not None and plan.keepalive_ok:
-                    self.pool.put(exchange.conn)
+                if pool is not None and exchange.reusable:
+                    pool.put(exchange.conn)
                 elif exchange.complete:
                     exchange.conn.close()
                 else:
@@ -273,35 +277,34 @@ class ProxiedRequest:
         sent = request.body.expected and location.proxy_pass_request_body and location.proxy_set_body is None
         exchange.send(head, request.body if sent else None, self.body_chunked)
         await exchange.head
-        self.header_time = self.loop.time() - self.began
-        self.vars.upstream_header_times[-1] = f"{self.header_time:.3f}"
+        v, loop = self.vars, self.loop
+        header_time = v.upstream_header_times[-1] = loop.time() - self.began
         status = exchange.status
-        self.vars.upstream_statuses.append(str(status))
+        v.upstream_statuses.append(str(status))
         columns = self.columns
         row = self.client.service.counters.row
         if columns is not None:
-            row[columns.header_time] += int((self.loop.time() - self.began) * 1000)
+            row[columns.header_time] += int(header_time * 1000)
             row[columns.header_n] += 1
-            row[columns.classes[min(max(status // 100, 1), 5) - 1]] += 1
+            row[columns.classes[_STATUS_CLASS[status // 100]]] += 1
         if status == 101 and request.upgrade:
             await self._upgraded(exchange)
             return None
-        failure = status_failure(status, location.proxy_next_upstream)
+        failure = status_failure(status, location.proxy_next_upstream) if status in STATUS_FAILURES else None
         if failure is not None:
             attempt = Attempt(request.method, request.body.replayable, False, self.tried.left,
                               self.loop.time() - self.started, location.proxy_next_upstream_timeout)
             if may_retry(failure, location.proxy_next_upstream, attempt):
                 exchange.complete = False   # drop it: the connection is not reused
                 return failure
-        self.vars.upstream_headers = exchange.headers
+        v.upstream_headers = exchange.headers
         if ((location.proxy_intercept_errors and intercepted(self.client, request, status, exchange.headers))
                 or (exchange.redirected and accel_redirect(self.client, request, exchange.headers))):
             exchange.complete = False       # answered otherwise: the rest is not read, the connection dropped
             self.response_started = True
             return None
         client = self.client
-        broken = exchange.done.exception() if exchange.done.done() else None
-        if broken is not None:
+        if exchange.failed and (broken := exchange.done.exception()) is not None:
             # The body broke in the packets that brought the head: nginx has not flushed its head yet
             # (postpone_output) and closes with nothing sent; so does sheer.
             self.response_started = True
@@ -309,30 +312,33 @@ class ProxiedRequest:
         if request.status_override is not None:     # answering for an error_page: its code
             exchange.status = request.status_override
         if location.gzip is not None:      # compressed: the length is no longer known
-            exchange.deflater = self.vars.deflater = gzip_proxied(exchange, location.gzip, request)
+            exchange.deflater = v.deflater = gzip_proxied(exchange, location.gzip, request)
         framing = framing_for(exchange, request, self.plan, client.keepalive_after(request),
                               self._record_times)
         self.response_started = True
-        self.vars.status = exchange.status
+        v.status = exchange.status
         if exchange.redirected:     # proxy_redirect, proxy_cookie_domain, _path and _flags
-            exchange.headers = rewrite_headers(exchange.headers, self.plan.redirects, self.vars,
+            exchange.headers = rewrite_headers(exchange.headers, self.plan.redirects, v,
                                                location.proxy_cookie_domain, location.proxy_cookie_path,
                                                location.proxy_cookie_flags)
-        limit_response(exchange, location, self.vars, self.started,
-                       lambda line: self._log("error", line, peer))
+        limited = location.limit_rate or location.proxy_limit_rate or v.limit_rate is not None
+        if limited or exchange.rate_header:
+            limit_response(exchange, location, v, self.started, lambda line: self._log("error", line, peer))
+        else:
+            v.limit_rate = 0        # what limit_response works out with no limit
         exchange.relay(framing)
         try:
             await exchange.done
         finally:
             if columns is not None:
-                row[columns.response_time] += int((self.loop.time() - self.began) * 1000)
+                row[columns.response_time] += int((loop.time() - self.began) * 1000)
                 row[columns.response_n] += 1
                 row[columns.sent] += exchange.sent
                 row[columns.received] += exchange.received
-        self.vars.body_bytes_sent = exchange.body_bytes
-        self.vars.bytes_sent += exchange.body_bytes
+        v.body_bytes_sent = exchange.body_bytes
+        v.bytes_sent += exchange.body_bytes
         self._record_times()       # before the access log line that finish() writes
-        client.finish(request, self.plan, keepalive=framing.keepalive and request.body.done)
+        client.finish(request, self.plan, keepalive=framing.keepalive and request.body.done, checked=True)
         return None
 
     async def _upgraded(self, exchange: Exchange) -> None:
@@ -361,13 +367,13 @@ class ProxiedRequest:
         client.finish(self.request, self.plan, keepalive=False)
 
     def _record_times(self) -> None:
-        """$upstream_response_time of this try, once, and its bytes (nginx's u->state; its connect and
-        header times were set as they came, `-` for a phase the try never reached)."""
+        """$upstream_response_time of this try, once, and its bytes (nginx's u->state; connect, header times
+        were set as they came, None (`-`) for a phase the try never reached)."""
         if self.timed:
             return
         self.timed = True
         v = self.vars
-        v.upstream_times[-1] = f"{self.loop.time() - self.began:.3f}"
+        v.upstream_times[-1] = self.loop.time() - self.began
         e = self.exchange
         v.upstream_bytes.append((e.received, e.sent, e.body_bytes) if e is not None else (0, 0, 0))
 
@@ -377,11 +383,8 @@ class ProxiedRequest:
             counters = self.client.service.counters
             counters.row[counters.layout.errno_column(code)] += 1
 
-    @property
-    def _idempotent(self) -> bool:
-        assert self.location is not None
-        return (self.request.method not in NON_IDEMPOTENT
-                or "non_idempotent" in self.location.proxy_next_upstream)
+    def _warn(self, line: str) -> None:      # the exchange's (a duplicate header, data past the response)
+        self._log("warn", line, self.peer)
 
     def _log(self, level: str, message: str, peer: Peer | None, hint: str = "") -> None:
         upstream_error(self.plan, self.vars, self.uri, level, message, peer, hint)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Protocol
 
 from sheer.config.responses import AddHeader
@@ -21,6 +20,8 @@ from sheer.core.http.variables import RequestVariables
 from sheer.core.variables import VariableSource
 from sheer.io.http.request import Request
 from sheer.io.http.site import SERVER, Plan
+
+_NONE: frozenset[bytes] = frozenset()
 
 
 class Exchange(Protocol):
@@ -57,19 +58,18 @@ def framing_for(exchange: Exchange, request: Request, plan: Plan, keepalive: boo
         exchange.trailers = trailers
         return Framing(BodyMode.CHUNKED, keepalive, keepalive_line=plan.keepalive_line)
     length = exchange.content_length if exchange.deflater is None else None
-    framing = response_framing(request.method, status, length,
-                               client_http11=http11 and replies.chunked, client_keepalive=keepalive)
-    return replace(framing, keepalive_line=plan.keepalive_line) if plan.keepalive_line else framing
+    return response_framing(request.method, status, length, client_http11=http11 and replies.chunked,
+                            client_keepalive=keepalive, keepalive_line=plan.keepalive_line)
 
 
 def relay_head(exchange: Exchange, framing: Framing, date: bytes) -> bytes:
     """The head sent to the client (noted for $sent_http_*); its length is the framing's (the
     upstream's, unless gzip dropped it)."""
-    content_length = framing.content_length if framing.mode in (BodyMode.LENGTH, BodyMode.NONE) else None
-    if framing.mode is BodyMode.NONE and exchange.method != b"HEAD":
-        content_length = None
+    mode = framing.mode
+    content_length = (framing.content_length if mode is BodyMode.LENGTH
+                      or (mode is BodyMode.NONE and exchange.method == b"HEAD") else None)
     extra: list[tuple[bytes, bytes]] = []
-    replaced: frozenset[bytes] = frozenset()
+    replaced = _NONE
     variables = exchange.variables
     if exchange.add_headers and variables is not None:
         extra, replaced = added(exchange.add_headers, exchange.status, variables)
@@ -79,7 +79,7 @@ def relay_head(exchange: Exchange, framing: Framing, date: bytes) -> bytes:
         extra, replaced = lines + extra, replaced | gone
     head = response_head(exchange.status, b"".join(exchange.reason), exchange.headers, server=SERVER,
                          date=date, content_length=content_length,
-                         chunked=framing.mode is BodyMode.CHUNKED, keepalive=framing.keepalive,
+                         chunked=mode is BodyMode.CHUNKED, keepalive=framing.keepalive,
                          added=extra, replaced=replaced, skip=exchange.skip,
                          keepalive_line=framing.keepalive_line)
     if isinstance(variables, RequestVariables):

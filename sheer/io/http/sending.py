@@ -8,6 +8,7 @@ import asyncio
 from sheer.core.http.headers import LAST_CHUNK
 from sheer.core.http.verdict import Rejected
 from sheer.io.http.body import RequestBody
+from sheer.io.http.client import ClientConnection
 from sheer.io.http.failures import ClientBroke
 from sheer.io.http.upstream_pool import UpstreamConnection
 
@@ -23,6 +24,10 @@ class Sending:
     last_activity: float
     read_timeout: float
     send_timeout: float
+
+    client: ClientConnection
+    done: asyncio.Future[None]
+    write_paused_at: float
 
     def _arm(self, when: float) -> None:
         raise NotImplementedError
@@ -70,6 +75,17 @@ class Sending:
         if self.body_chunked and self.conn.transport is not None and not self.conn.closed:
             (self.batch.append if self.batch is not None else self.conn.transport.write)(LAST_CHUNK)
         self._request_sent()
+
+    def upstream_paused(self, paused: bool) -> None:
+        """The upstream's socket is full (or no longer): the client is not read meanwhile."""
+        if paused:
+            self.write_paused_at = self.loop.time()
+            self.client.pause("upstream")
+            if not self.done.done():
+                self._arm(self.write_paused_at + self.send_timeout)    # proxy_send_timeout
+        else:
+            self.last_activity = self.loop.time()
+            self.client.resume("upstream")
 
     def _client_broke(self, rejected: Rejected) -> None:
         self._abort(ClientBroke(rejected))

@@ -42,17 +42,24 @@ class NoSlot(Exception):
 
 
 class UpstreamConnection(asyncio.Protocol):
-    def __init__(self, key: PoolKey, slots: ConnectionSlots | None = None) -> None:
+    def __init__(self, key: PoolKey, slots: ConnectionSlots | None = None,
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.key = key
         self.slots = slots              # its worker_connections slot, given back once it is gone
         self.transport: asyncio.Transport | None = None
         self.user: UpstreamUser | None = None
         self.pool: UpstreamPool | None = None
-        self.idle_timer: asyncio.TimerHandle | None = None
+        self.idle_since = 0.0           # when it went back to the pool
+        # the exchange's timeouts (sheer.io.http.exchange): one timer, kept while the connection is
+        # reused; what it checks when it fires, None while no exchange is timed
+        self.timer: asyncio.TimerHandle | None = None
+        self.timed: Callable[[], None] | None = None
         self.closed = False
         self.requests = 0
         self.write_paused = False
-        self.born = asyncio.get_running_loop().time()      # for the pool's keepalive_time
+        # asked once, if at all: in Python 3.11 get_running_loop() costs a getpid() system call
+        self.loop = loop or asyncio.get_running_loop()
+        self.born = self.loop.time()      # for the pool's keepalive_time
         # TLS: keeps the session for the next connection (a TLS 1.3 ticket comes after the handshake,
         # so it is taken when the connection ends)
         self.ended: Callable[[], None] | None = None
@@ -74,6 +81,7 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._ended()
         self.closed = True
+        self._stop_timer()
         if self.slots is not None:
             self.slots.release()
             self.slots = None
@@ -93,6 +101,18 @@ class UpstreamConnection(asyncio.Protocol):
         if self.user is not None:
             self.user.upstream_paused(False)
 
+    def timed_out(self) -> None:
+        self.timer = None
+        timed = self.timed
+        if timed is not None:
+            timed()
+
+    def _stop_timer(self) -> None:
+        self.timed = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
     def _ended(self) -> None:
         ended, self.ended = self.ended, None
         if ended is not None:
@@ -101,6 +121,7 @@ class UpstreamConnection(asyncio.Protocol):
     def close(self) -> None:
         self.user = None
         self._ended()
+        self._stop_timer()
         if not self.closed:
             self.closed = True
             if self.transport is not None:
@@ -112,6 +133,7 @@ class UpstreamConnection(asyncio.Protocol):
         orphaned socket alive until the kernel gives up on it."""
         self.user = None
         self.closed = True
+        self._stop_timer()
         transport = self.transport
         if transport is not None:
             sock = transport.get_extra_info("socket")
@@ -131,11 +153,13 @@ def pool_key(peer_addr: Address, source: BindTo | None) -> PoolKey:
 async def open_upstream(peer_addr: Address, timeout: float, source: BindTo | None = None,
                         slots: ConnectionSlots | None = None,
                         tls: UpstreamTlsSetup | None = None,
-                        variables: VariableSource | None = None) -> UpstreamConnection:
+                        variables: VariableSource | None = None,
+                        loop: asyncio.AbstractEventLoop | None = None) -> UpstreamConnection:
     """Connect to a peer within `timeout` seconds. The only place upstream sockets are made.
     Raises OSError, TimeoutError, sheer.io.sockets.BindError (our side failed: proxy_bind), or
-    NoSlot (worker_connections are all taken, as nginx counts upstream connections too)."""
-    loop = asyncio.get_running_loop()
+    NoSlot (worker_connections are all taken, as nginx counts upstream connections too). `loop`:
+    the running one, if the caller has it (asking costs a getpid() in Python 3.11)."""
+    loop = loop or asyncio.get_running_loop()
     if slots is not None and not slots.take():
         raise NoSlot()
     try:
@@ -160,11 +184,12 @@ async def _open(loop: asyncio.AbstractEventLoop, peer_addr: Address, timeout: fl
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         await connect(loop, sock, peer_addr, timeout)
         key = pool_key(peer_addr, source)
+        def made_here() -> UpstreamConnection:
+            return UpstreamConnection(key, slots, loop)
         if tls is not None:      # `proxy_pass https://`: the handshake, within proxy_connect_timeout
-            made = await tls.wrap(loop, sock, lambda: UpstreamConnection(key, slots), peer_addr, timeout,
-                                  variables)
+            made = await tls.wrap(loop, sock, made_here, peer_addr, timeout, variables)
             return cast(UpstreamConnection, made)
-        _, protocol = await loop.create_connection(lambda: UpstreamConnection(key, slots), sock=sock)
+        _, protocol = await loop.create_connection(made_here, sock=sock)
     except BaseException:
         sock.close()
         raise
@@ -173,7 +198,8 @@ async def _open(loop: asyncio.AbstractEventLoop, peer_addr: Address, timeout: fl
 
 class UpstreamPool:
     """`keepalive N`: up to N idle connections per worker for one upstream block, least recently
-    used evicted first, looked up by (peer, source)."""
+    used evicted first, looked up by (peer, source). Idle ones are timed out by one timer per pool
+    that sweeps them in the order they came back (`order`), not by a timer per connection."""
 
     def __init__(self, size: int, idle_timeout: float = UPSTREAM_KEEPALIVE_TIMEOUT,
                  max_requests: int = UPSTREAM_KEEPALIVE_REQUESTS, max_age: float = 3600.0) -> None:
@@ -182,7 +208,8 @@ class UpstreamPool:
         self.max_requests = max_requests
         self.max_age = max_age          # keepalive_time: a connection older than this is not kept
         self.by_key: dict[PoolKey, list[UpstreamConnection]] = {}
-        self.order: dict[UpstreamConnection, None] = {}
+        self.order: dict[UpstreamConnection, None] = {}     # the least recently put back first
+        self.timer: asyncio.TimerHandle | None = None
 
     def __len__(self) -> int:
         return len(self.order)
@@ -191,28 +218,38 @@ class UpstreamPool:
         idle = self.by_key.get(key)
         while idle:
             conn = idle.pop()
-            self._forget(conn)
+            if not idle:
+                del self.by_key[key]
+            del self.order[conn]
+            conn.pool = None
             if not conn.closed:
                 return conn
         return None
 
     def put(self, conn: UpstreamConnection) -> None:
-        loop = asyncio.get_running_loop()
+        now = conn.loop.time()
         if (conn.closed or conn.requests >= self.max_requests or self.size <= 0
-                or loop.time() - conn.born > self.max_age):
+                or now - conn.born > self.max_age):
             conn.close()
             return
-        while len(self.order) >= self.size:
-            oldest = next(iter(self.order))
+        order = self.order
+        while len(order) >= self.size:
+            oldest = next(iter(order))
             self.discard(oldest)
             oldest.close()
         conn.user = None
         conn.pool = self
+        conn.idle_since = now
         if conn.transport is not None:
             conn.transport.resume_reading()   # an idle connection must notice the upstream closing it
-        self.order[conn] = None
-        self.by_key.setdefault(conn.key, []).append(conn)
-        conn.idle_timer = loop.call_later(self.idle_timeout, self._expire, conn)
+        order[conn] = None
+        idle = self.by_key.get(conn.key)
+        if idle is None:
+            self.by_key[conn.key] = [conn]
+        else:
+            idle.append(conn)
+        if self.timer is None:
+            self.timer = conn.loop.call_at(now + self.idle_timeout, self._expire)
 
     def discard(self, conn: UpstreamConnection) -> None:
         if conn in self.order:
@@ -225,20 +262,26 @@ class UpstreamPool:
         for conn in list(self.order):
             self.discard(conn)
             conn.close()
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
     def _forget(self, conn: UpstreamConnection) -> None:
         self.order.pop(conn, None)
         if not self.by_key.get(conn.key, True):
             del self.by_key[conn.key]
         conn.pool = None
-        if conn.idle_timer is not None:
-            conn.idle_timer.cancel()
-            conn.idle_timer = None
 
-    def _expire(self, conn: UpstreamConnection) -> None:
-        conn.idle_timer = None
-        self.discard(conn)
-        conn.close()
+    def _expire(self) -> None:
+        """Close those idle for idle_timeout (keepalive_timeout); again when the next one's is due."""
+        self.timer = None
+        for conn in list(self.order):
+            due = conn.idle_since + self.idle_timeout
+            if due > conn.loop.time():
+                self.timer = conn.loop.call_at(due, self._expire)
+                return
+            self.discard(conn)
+            conn.close()
 
 
 # Per worker (per process), as nginx's cache lives in each worker; keyed by upstream identity.
