@@ -41,6 +41,7 @@ class TcpStreamService:
         # the upstream's first byte is timed only where a log line shows it (sheer.io.tcp_relay)
         self.first_byte = any("upstream_first_byte_time" in log.format.template.variables
                               for log in server.access_logs)
+        self.plain = not (server.proxy_upload_rate or server.proxy_download_rate or server.proxy_protocol)
         self.listen_name = str(server.listens[0]).removesuffix(" udp")
         host, port = listening_on(sock)
         preread = any(listen.proxy_protocol for listen in server.listens
@@ -89,8 +90,7 @@ class TcpStreamService:
             ioctl(fd, FIONBIO, ON)
         except OSError:
             os.close(fd)
-            for _ in range(self.per_session):
-                slots.release()
+            slots.release(self.per_session)
             return
         session = Connection(self, fd, peer, time.time())
         self.sessions.add(session)
@@ -168,9 +168,7 @@ class TcpStreamService:
         sessions = self.sessions
         if session in sessions:
             sessions.discard(session)
-            slots = self.slots
-            for _ in range(self.per_session):
-                slots.release()
+            self.slots.release(self.per_session)
         if not sessions and self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
 
