@@ -70,11 +70,11 @@ class TcpServer:
     """What every session of one stream server shares, made once per configuration: the server's
     directives, its upstream's balancer, the sessions' deadlines."""
 
-    __slots__ = ("balancer", "bind_client", "choose", "connecting", "deadlines", "direct", "ends_at_eof", "hello",
-                 "idle", "preread", "prereading", "server")
+    __slots__ = ("balancer", "bind_client", "choose", "connecting", "deadlines", "direct", "ended", "ends_at_eof",
+                 "hello", "idle", "preread", "prereading", "server")
 
     def __init__(self, server: StreamServer, balancer: Balancer | None, preread: bool,
-                 choose: Choose | None = None) -> None:
+                 choose: Choose | None = None, info: bool = True) -> None:
         self.server = server
         self.balancer = balancer
         self.choose = choose                # `proxy_pass $variable` (balancer None)
@@ -95,6 +95,9 @@ class TcpServer:
         self.bind_client = client_bind(server.proxy_bind)
         # ... and the first EOF ends the session (no proxy_half_close, no `return`)
         self.ends_at_eof = not server.proxy_half_close and server.return_value is None
+        # what the first EOF from each side answers: its info line ("client disconnected") only where
+        # the error log takes info lines (`info`: it does)
+        self.ended = (CLIENT_DISCONNECTED, UPSTREAM_DISCONNECTED) if info else (CLOSING, CLOSING)
 
 
 class TcpSession:
@@ -203,7 +206,7 @@ class TcpSession:
         phase = self.phase
         if phase is Phase.RELAYING and self.shared.ends_at_eof:     # the common end: the first EOF
             self._close(now)
-            return UPSTREAM_DISCONNECTED if side else CLIENT_DISCONNECTED
+            return self.shared.ended[side]
         if phase is Phase.DONE:
             return NOTHING
         if phase is Phase.PREREAD:
@@ -218,7 +221,7 @@ class TcpSession:
             return self._close(now, discard=True)        # the answer is out
         if not self.shared.server.proxy_half_close:
             self._close(now)
-            return UPSTREAM_DISCONNECTED if side else CLIENT_DISCONNECTED
+            return self.shared.ended[side]
         shutdown = SHUTDOWN[1 - side]
         if self.from_client is Flow.ENDED and self.from_upstream is Flow.ENDED:
             return (shutdown, *self._close(now))

@@ -49,7 +49,7 @@ class TcpStreamService:
         balancer = ctx.balancer_for(server.upstream) if server.upstream else None
         # `proxy_pass $variable`: an upstream block by name, an address or a name to resolve, per session
         self.targets = StreamTargets(ctx, server.resolver)
-        self.shared = TcpServer(server, balancer, preread, self.targets.choose)
+        self.shared = TcpServer(server, balancer, preread, self.targets.choose, info=self.log.enabled("info"))
         self.resolving: set[asyncio.Task[Chosen]] = set()
         self.family: int = sock.family
         self.loop = asyncio.get_running_loop()

@@ -211,7 +211,6 @@ class Connection:
             self.run(commands)
             return
         self.upstream = self.down.src = fd = sock.fileno()
-        self.down.ready = self.down.end = False
         self.up.watching = not done              # a connect() under way is told by a writable edge
         self.service.poller.add(fd, self.upstream_first if self.service.first_byte else self.upstream_event,
                                 out=not done)
@@ -311,6 +310,8 @@ class Connection:
     def run(self, commands: Sequence[Command]) -> None:
         for command in commands:
             match command:
+                case Close(discard):
+                    self.close(discard)
                 case Connect(peer, bind):
                     self.connect(peer.address, bind)
                 case Log():
@@ -318,8 +319,6 @@ class Connection:
                     if log.enabled(command.level):
                         line = self.describe(command.message, command.context, command.peer, command.hint)
                         log.log(command.level, line)
-                case Close(discard):
-                    self.close(discard)
                 case Shutdown(side):
                     fd = self.client if side is Side.CLIENT else self.upstream
                     if fd >= 0:
@@ -361,6 +360,7 @@ class Connection:
         fd = self.upstream
         if fd >= 0:
             self.upstream = self.down.src = self.up.dst = NONE
+            self.down.ready = self.down.end = False      # a next try's connection starts afresh
             self.service.poller.forget(fd)
             sock = self.connecting
             if sock is not None:
