@@ -70,8 +70,8 @@ class TcpServer:
     """What every session of one stream server shares, made once per configuration: the server's
     directives, its upstream's balancer, the sessions' deadlines."""
 
-    __slots__ = ("balancer", "bind_client", "choose", "connecting", "deadlines", "direct", "ended", "ends_at_eof",
-                 "hello", "idle", "preread", "prereading", "server")
+    __slots__ = ("balancer", "bind_client", "choose", "connecting", "deadlines", "direct", "ended",
+                 "ends_at_eof", "hello", "idle", "preread", "prereading", "server")
 
     def __init__(self, server: StreamServer, balancer: Balancer | None, preread: bool,
                  choose: Choose | None = None, info: bool = True) -> None:

@@ -18,7 +18,7 @@ class Reusable(Protocol):
 
 
 class ConnectionSlots:
-    __slots__ = ("exhausted", "free_waiters", "limit", "roomy", "reusable", "reusing", "used")
+    __slots__ = ("exhausted", "free_waiters", "limit", "reusable", "reusing", "roomy", "used")
 
     def __init__(self, limit: int, log: ErrorLogger, schedule: Callable[[float, Callable[[], None]], object],
                  now: Callable[[], float]) -> None:
