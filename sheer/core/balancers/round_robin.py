@@ -241,7 +241,7 @@ class RoundRobin:
             if (peer.index in taken or server.down or peer.health_down
                     or (health is not None and health.down(peer.index))):
                 continue
-            if (server.max_fails and peer.fails >= server.max_fails
+            if (peer.fails and server.max_fails and peer.fails >= server.max_fails   # (no failure: no look)
                     and now - peer.checked <= server.fail_timeout):
                 continue
             if server.max_conns and peer.conns >= server.max_conns:
