@@ -7,6 +7,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from sheer.config.model import ProxyBind
+from sheer.config.template import Var
 from sheer.core.variables import VariableSource, render
 
 # Shown wherever sheer suspects the transparent replies are not routed back to it.
@@ -42,6 +43,20 @@ def bind_to(bind: ProxyBind | None, variables: VariableSource) -> BindTo | None:
     if not text:
         return None
     return _parse(text, bind.transparent)
+
+
+def client_bind(bind: ProxyBind | None) -> bool | None:
+    """`proxy_bind $remote_addr [transparent]`: its `transparent` (the client's host is then the address
+    to bind, `bind_host` takes it without rendering); None for any other proxy_bind, or none."""
+    if bind is None or len(bind.address.parts) != 1:
+        return None
+    part = bind.address.parts[0]
+    return bind.transparent if isinstance(part, Var) and part.name == "remote_addr" else None
+
+
+def bind_host(host: str, transparent: bool) -> BindTo | None:
+    """bind_to of a proxy_bind that rendered to `host`."""
+    return _parse(host, transparent) if host else None
 
 
 @functools.lru_cache(maxsize=4096)

@@ -25,7 +25,7 @@ from typing import Any
 from sheer.config.model import StreamServer
 from sheer.core import access, proxy_protocol, tls_preread
 from sheer.core.balancers import Balancer, Peer, Tried, request_key
-from sheer.core.bind import PLUMBING_HINT, BindTo, BindValueError, bind_to
+from sheer.core.bind import PLUMBING_HINT, BindTo, BindValueError, bind_host, bind_to, client_bind
 from sheer.core.deadlines import Deadlines, Queue
 from sheer.core.realip import Address, from_proxy_protocol
 from sheer.core.tcp_commands import (
@@ -70,11 +70,11 @@ class TcpServer:
     """What every session of one stream server shares, made once per configuration: the server's
     directives, its upstream's balancer, the sessions' deadlines."""
 
-    __slots__ = ("balancer", "choose", "connecting", "deadlines", "hello", "idle", "preread", "prereading",
-                 "server")
+    __slots__ = ("balancer", "bind_client", "choose", "connecting", "deadlines", "direct", "ended",
+                 "ends_at_eof", "hello", "idle", "preread", "prereading", "server")
 
     def __init__(self, server: StreamServer, balancer: Balancer | None, preread: bool,
-                 choose: Choose | None = None) -> None:
+                 choose: Choose | None = None, info: bool = True) -> None:
         self.server = server
         self.balancer = balancer
         self.choose = choose                # `proxy_pass $variable` (balancer None)
@@ -86,6 +86,18 @@ class TcpServer:
         self.hello = (deadlines.queue(server.preread_timeout), server.preread_timeout)
         self.connecting = (deadlines.queue(server.proxy_connect_timeout), server.proxy_connect_timeout)
         self.idle = (deadlines.queue(server.proxy_timeout), server.proxy_timeout)
+        # The common session's lane, decided here: nothing to read or check before proxying (no PROXY
+        # header, no ClientHello, no access rules, no `return`, an upstream known in advance) ...
+        self.direct = (not preread and not server.ssl_preread and not server.access
+                       and server.return_value is None and balancer is not None)
+        # ... proxy_bind `$remote_addr` alone: the client's host is the address (its `transparent`), not
+        # a template to render (None: another proxy_bind, or none) ...
+        self.bind_client = client_bind(server.proxy_bind)
+        # ... and the first EOF ends the session (no proxy_half_close, no `return`)
+        self.ends_at_eof = not server.proxy_half_close and server.return_value is None
+        # what the first EOF from each side answers: its info line ("client disconnected") only where
+        # the error log takes info lines (`info`: it does)
+        self.ended = (CLIENT_DISCONNECTED, UPSTREAM_DISCONNECTED) if info else (CLOSING, CLOSING)
 
 
 class TcpSession:
@@ -122,8 +134,11 @@ class TcpSession:
     def accepted(self, now: float) -> Sequence[Command]:
         """The client's connection is here."""
         self.started = now
-        if self.shared.preread:
-            return self._watch(self.shared.prereading, now)
+        shared = self.shared
+        if shared.direct:
+            return self._proxy(now)
+        if shared.preread:
+            return self._watch(shared.prereading, now)
         return self._preread_hello(b"", now)
 
     def preread(self, buffer: bytes, now: float) -> Sequence[Command]:
@@ -153,7 +168,8 @@ class TcpSession:
         return self._watch(self.shared.connecting, now)
 
     def connected(self, now: float) -> Sequence[Command]:
-        self._forget()
+        if self.queue is not None:          # proxy_connect_timeout ran (`connecting`)
+            self._forget()
         self.connect_time = now - self.connect_began
         self.phase = Phase.RELAYING
         return self._watch(self.shared.idle, now)
@@ -188,6 +204,9 @@ class TcpSession:
     def eof(self, side: Side, now: float) -> Sequence[Command]:
         """`side` sent its EOF, and everything it sent before was delivered."""
         phase = self.phase
+        if phase is Phase.RELAYING and self.shared.ends_at_eof:     # the common end: the first EOF
+            self._close(now)
+            return self.shared.ended[side]
         if phase is Phase.DONE:
             return NOTHING
         if phase is Phase.PREREAD:
@@ -202,7 +221,7 @@ class TcpSession:
             return self._close(now, discard=True)        # the answer is out
         if not self.shared.server.proxy_half_close:
             self._close(now)
-            return UPSTREAM_DISCONNECTED if side else CLIENT_DISCONNECTED
+            return self.shared.ended[side]
         shutdown = SHUTDOWN[1 - side]
         if self.from_client is Flow.ENDED and self.from_upstream is Flow.ENDED:
             return (shutdown, *self._close(now))
@@ -296,10 +315,16 @@ class TcpSession:
         return self._proxy(now)
 
     def _proxy(self, now: float) -> Sequence[Command]:
-        server, balancer = self.shared.server, self.balancer
+        shared, balancer = self.shared, self.balancer
+        server = shared.server
         assert balancer is not None
         try:
-            self.bind, said = bind_to(server.proxy_bind, self.io), NOTHING
+            transparent = shared.bind_client
+            if transparent is None:
+                self.bind, said = bind_to(server.proxy_bind, self.io), NOTHING
+            else:                           # `$remote_addr` alone: its value, without rendering
+                client = self.client
+                self.bind, said = bind_host(client[0] if client else "", transparent), NOTHING
         except BindValueError as exc:   # nginx (ngx_stream_proxy_set_local): said, and connected unbound
             self.bind, said = None, (Log("error", f"{exc} while connecting to upstream", Context.SESSION),)
         self.tried = balancer.start(server.proxy_next_upstream_tries, request_key(balancer.upstream, self.io))
@@ -329,7 +354,8 @@ class TcpSession:
         if self.phase is Phase.DONE:
             return NOTHING
         self.phase = Phase.DONE
-        self._forget()
+        if self.queue is not None:
+            self._forget()
         peer = self.peer
         if peer is not None:
             self.peer = None

@@ -18,11 +18,12 @@ class Reusable(Protocol):
 
 
 class ConnectionSlots:
-    __slots__ = ("exhausted", "free_waiters", "limit", "reusable", "reusing", "used")
+    __slots__ = ("exhausted", "free_waiters", "limit", "reusable", "reusing", "roomy", "used")
 
     def __init__(self, limit: int, log: ErrorLogger, schedule: Callable[[float, Callable[[], None]], object],
                  now: Callable[[], float]) -> None:
         self.limit = limit
+        self.roomy = limit - limit // 16     # below this many in use, a slot is taken without a look around
         self.used = 0
         self.reusable: dict[Reusable, None] = {}      # oldest first
         self.reusing = LogLimiter(log, schedule, now)
@@ -31,7 +32,10 @@ class ConnectionSlots:
 
     def take(self) -> bool:
         """A slot for a new connection; False when even reusing idle connections frees none."""
-        if self.used >= self.limit - self.limit // 16 and self.reusable:
+        if self.used < self.roomy:
+            self.used += 1
+            return True
+        if self.reusable:
             self.drain()
         if self.used >= self.limit:
             self.exhausted.report("alert", f"{self.limit} worker_connections are not enough")
@@ -53,8 +57,8 @@ class ConnectionSlots:
             closed += 1
         return closed
 
-    def release(self) -> None:
-        self.used -= 1
+    def release(self, count: int = 1) -> None:
+        self.used -= count
         if self.free_waiters:
             waiters, self.free_waiters = self.free_waiters, []
             for wake in waiters:

@@ -41,6 +41,7 @@ class TcpStreamService:
         # the upstream's first byte is timed only where a log line shows it (sheer.io.tcp_relay)
         self.first_byte = any("upstream_first_byte_time" in log.format.template.variables
                               for log in server.access_logs)
+        self.plain = not (server.proxy_upload_rate or server.proxy_download_rate or server.proxy_protocol)
         self.listen_name = str(server.listens[0]).removesuffix(" udp")
         host, port = listening_on(sock)
         preread = any(listen.proxy_protocol for listen in server.listens
@@ -48,7 +49,7 @@ class TcpStreamService:
         balancer = ctx.balancer_for(server.upstream) if server.upstream else None
         # `proxy_pass $variable`: an upstream block by name, an address or a name to resolve, per session
         self.targets = StreamTargets(ctx, server.resolver)
-        self.shared = TcpServer(server, balancer, preread, self.targets.choose)
+        self.shared = TcpServer(server, balancer, preread, self.targets.choose, info=self.log.enabled("info"))
         self.resolving: set[asyncio.Task[Chosen]] = set()
         self.family: int = sock.family
         self.loop = asyncio.get_running_loop()
@@ -89,8 +90,7 @@ class TcpStreamService:
             ioctl(fd, FIONBIO, ON)
         except OSError:
             os.close(fd)
-            for _ in range(self.per_session):
-                slots.release()
+            slots.release(self.per_session)
             return
         session = Connection(self, fd, peer, time.time())
         self.sessions.add(session)
@@ -168,9 +168,7 @@ class TcpStreamService:
         sessions = self.sessions
         if session in sessions:
             sessions.discard(session)
-            slots = self.slots
-            for _ in range(self.per_session):
-                slots.release()
+            self.slots.release(self.per_session)
         if not sessions and self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
 

@@ -79,11 +79,11 @@ class Direction:
         if self.limit is not None:
             self.pump_limited(conn, self.limit)
             return
+        dst = self.dst
+        if self.held is not None and (dst >= 0 or len(self.held) > PENDING_LIMIT):
+            return                       # read on once the destination took the rest (or connected)
         src = self.src
         while self.ready:
-            dst = self.dst
-            if self.held is not None and (dst >= 0 or len(self.held) > PENDING_LIMIT):
-                return                   # read on once the destination took the rest (or connected)
             try:
                 n = readv(src, BUFFERS)
             except _AGAIN:
@@ -101,6 +101,9 @@ class Direction:
                 self.ready = False       # drained: the next data brings another edge
             if dst < 0:
                 conn.early(self, n)      # a PROXY header, or data while connecting
+                dst = self.dst           # (the header may have led to a connection)
+                if self.held is not None and (dst >= 0 or len(self.held) > PENDING_LIMIT):
+                    return
                 continue
             # The relay's hot path, once per chunk: count and pass on.
             self.moved += n
@@ -115,6 +118,7 @@ class Direction:
                 self.held = bytes(VIEW[sent:n])    # the destination's next writable edge sends it
                 if not self.watching:
                     conn.watch_writable(self)
+                return                   # read on once the destination took it
 
     def send(self, conn: Relay, data: bytes) -> None:
         """Send `data` on, behind whatever waits already, never before it."""

@@ -53,12 +53,14 @@ class Poller:
     def dispatch(self) -> None:
         handlers = self.handlers
         for fd, events in self.epoll.poll(0, 256):
-            handler = handlers.get(fd)
-            if handler is not None:
-                try:
-                    handler(events)
-                except Exception as exc:  # noqa: BLE001 -- edges are not repeated: one session's bug must
-                    # cost that session only, not the events of the others fetched in the same batch
-                    crashed = getattr(getattr(handler, "__self__", None), "crashed", None)
-                    if crashed is not None:
-                        crashed(exc)
+            try:
+                handler = handlers[fd]
+            except KeyError:
+                continue                 # forgotten (closed) earlier in this batch
+            try:
+                handler(events)
+            except Exception as exc:  # noqa: BLE001 -- edges are not repeated: one session's bug must
+                # cost that session only, not the events of the others fetched in the same batch
+                crashed = getattr(getattr(handler, "__self__", None), "crashed", None)
+                if crashed is not None:
+                    crashed(exc)

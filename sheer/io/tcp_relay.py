@@ -67,6 +67,7 @@ class Service(Protocol):
     family: int
     poller: Poller
     first_byte: bool                     # an access log names $upstream_first_byte_time
+    plain: bool                          # no rate limits, no PROXY header to the upstream
 
     def time(self) -> float:
         """The event loop's clock."""
@@ -210,7 +211,6 @@ class Connection:
             self.run(commands)
             return
         self.upstream = self.down.src = fd = sock.fileno()
-        self.down.ready = self.down.end = False
         self.up.watching = not done              # a connect() under way is told by a writable edge
         self.service.poller.add(fd, self.upstream_first if self.service.first_byte else self.upstream_event,
                                 out=not done)
@@ -250,16 +250,19 @@ class Connection:
         self.run(self.core.connect_failed(message, self.service.time()))
 
     def connected(self) -> None:
-        commands = self.core.connected(self.service.time())
+        service = self.service
+        commands = self.core.connected(service.time())
         if commands:
             self.run(commands)
         up, down = self.up, self.down
-        server = self.service.server
+        up.dst = self.upstream
+        if service.plain and up.held is None and not (up.eof or up.ready or down.ready):
+            return                       # the common case: nothing read yet either way
+        server = service.server
         if server.proxy_upload_rate or server.proxy_download_rate:
             self.limit_rates(server)
-        up.dst = self.upstream
         first, up.held = up.held, None
-        if self.service.server.proxy_protocol:
+        if server.proxy_protocol:
             first = self.proxy_header() + (first or b"")
         if first:
             up.send(self, first)
@@ -307,14 +310,15 @@ class Connection:
     def run(self, commands: Sequence[Command]) -> None:
         for command in commands:
             match command:
-                case Connect(peer, bind):
-                    self.connect(peer.address, bind)
-                case Log(level, message, context, peer, hint):
-                    log = self.service.log
-                    if log.enabled(level):
-                        log.log(level, self.describe(message, context, peer, hint))
                 case Close(discard):
                     self.close(discard)
+                case Connect(peer, bind):
+                    self.connect(peer.address, bind)
+                case Log():
+                    log = self.service.log
+                    if log.enabled(command.level):
+                        line = self.describe(command.message, command.context, command.peer, command.hint)
+                        log.log(command.level, line)
                 case Shutdown(side):
                     fd = self.client if side is Side.CLIENT else self.upstream
                     if fd >= 0:
@@ -356,6 +360,7 @@ class Connection:
         fd = self.upstream
         if fd >= 0:
             self.upstream = self.down.src = self.up.dst = NONE
+            self.down.ready = self.down.end = False      # a next try's connection starts afresh
             self.service.poller.forget(fd)
             sock = self.connecting
             if sock is not None:
@@ -368,10 +373,11 @@ class Connection:
         client = self.client
         up, down = self.up, self.down
         up.ready = down.ready = False            # whatever loop runs ends at its next turn
-        for direction in (up, down):
-            if direction.delayed is not None:
-                direction.delayed.cancel()
-                direction.delayed = None
+        if not self.service.plain:
+            for direction in (up, down):
+                if direction.delayed is not None:
+                    direction.delayed.cancel()
+                    direction.delayed = None
         down.dst = NONE
         if discard:
             # What the client sent and nobody will read would make close() answer with a reset: read

@@ -8,7 +8,7 @@ import os
 import socket
 
 from sheer.core.bind import BindTo
-from sheer.io.sockets import BindError, bind_local, family_of
+from sheer.io.sockets import BindError, bind_local
 
 TIMED_OUT = "upstream timed out (110: Connection timed out)"
 
@@ -96,7 +96,8 @@ def start_connect(address: tuple[str, int] | str, bind: BindTo | None) -> tuple[
         raise UpstreamConnectError(problem.message, False, local=problem) from None
     try:
         if bind is not None:
-            if family != socket.AF_UNIX and family_of(bind.host) != family:
+            bind_family = socket.AF_INET6 if ":" in bind.host else socket.AF_INET
+            if family != socket.AF_UNIX and bind_family != family:
                 raise BindError(f'local address "{bind}" and upstream "{address[0]}" are of different '
                                 "address families", level="error")
             bind_local(sock, family, socket.SOCK_STREAM, bind.host, bind.port, bind.transparent)

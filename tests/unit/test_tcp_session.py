@@ -86,6 +86,34 @@ def test_the_upstreams_eof_ends_the_session_by_default(tmp_path: Path) -> None:
     assert srv.balancer.peers[0].conns == 0             # type: ignore[union-attr]  # freed
 
 
+def test_without_info_lines_the_first_eof_is_a_close_alone(tmp_path: Path) -> None:
+    """An error log that takes no info lines: no line for the driver to match and drop per session."""
+    conf = server(tmp_path, "proxy_pass u;")
+    srv = TcpServer(conf, make_balancer(conf.upstream) if conf.upstream else None, False, info=False)
+    assert list(relaying(srv).eof(Side.CLIENT, 1.0)) == [CLOSE]
+
+
+@pytest.mark.parametrize(("bind", "host", "transparent"), [
+    ("$remote_addr transparent", CLIENT[0], True),      # the client's host, taken without rendering
+    ("$remote_addr", CLIENT[0], False),
+    ("${remote_addr}", CLIENT[0], False),
+    ("$remote_addr:$remote_port transparent", CLIENT[0], True),    # rendered, as any other template
+    ("192.0.2.99", "192.0.2.99", False),
+])
+def test_proxy_bind_binds_what_it_renders_to(tmp_path: Path, bind: str, host: str, transparent: bool) -> None:
+    s = session(shared(tmp_path, f"proxy_bind {bind}; proxy_pass u;"))
+    connect = [command for command in s.accepted(0.0) if isinstance(command, Connect)]
+    assert connect[0].bind is not None
+    assert (connect[0].bind.host, connect[0].bind.transparent) == (host, transparent)
+    assert connect[0].bind.port == (CLIENT[1] if "remote_port" in bind else 0)
+
+
+def test_proxy_bind_remote_addr_of_a_unix_client_is_an_invalid_address(tmp_path: Path) -> None:
+    srv = shared(tmp_path, "proxy_bind $remote_addr; proxy_pass u;")
+    commands = TcpSession(srv, ("unix:", None), Driver()).accepted(0.0)   # type: ignore[arg-type]
+    assert logs(commands)[0] == ("error", 'invalid local address "unix:" while connecting to upstream')
+
+
 def test_half_close_passes_each_eof_on_and_ends_after_both(tmp_path: Path) -> None:
     s = relaying(shared(tmp_path, "proxy_half_close on; proxy_pass u;"))
     assert list(s.eof(Side.CLIENT, 1.0)) == [Shutdown(Side.UPSTREAM)]

@@ -235,19 +235,22 @@ class RoundRobin:
             return only
         best: Peer | None = None
         total = 0
+        taken, health = tried.peers, self.health     # (per peer of every pick: _health_down inline)
         for peer in peers:
             server = peer.server
-            if peer.index in tried.peers or server.down or self._health_down(peer):
+            if (peer.index in taken or server.down or peer.health_down
+                    or (health is not None and health.down(peer.index))):
                 continue
-            if (server.max_fails and peer.fails >= server.max_fails
+            if (peer.fails and server.max_fails and peer.fails >= server.max_fails   # (no failure: no look)
                     and now - peer.checked <= server.fail_timeout):
                 continue
             if server.max_conns and peer.conns >= server.max_conns:
                 continue
-            peer.current_weight += peer.effective_weight
-            total += peer.effective_weight
-            if peer.effective_weight < server.weight:
-                peer.effective_weight += 1
+            weight = peer.effective_weight
+            peer.current_weight += weight
+            total += weight
+            if weight < server.weight:
+                peer.effective_weight = weight + 1
             if best is None or peer.current_weight > best.current_weight:
                 best = peer
         if best is None:
