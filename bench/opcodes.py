@@ -75,11 +75,12 @@ def upstream(close: bool) -> socket.socket:
     return listener
 
 
-def _config(mode: str, port: int, up: int, tmp: str) -> str:
+def _config(mode: str, port: int, up: int, tmp: str, peers: int = 1) -> str:
+    servers = f"server 127.0.0.21:{up}; " * peers    # the same upstream `peers` times: a balancer of N
     if mode in ("http", "https"):   # the bench's http (tls-keepalive) workload: keepalive client and upstream
         tls = (f" ssl; ssl_certificate {tmp}/cert.pem; ssl_certificate_key {tmp}/key.pem; "
                f"ssl_protocols TLSv1.3" if mode == "https" else "")
-        return (f"worker_processes 1;\nhttp {{ access_log off; upstream u {{ server 127.0.0.21:{up}; "
+        return (f"worker_processes 1;\nhttp {{ access_log off; upstream u {{ {servers}"
                 f"keepalive 8; }} server {{ listen 127.0.0.1:{port}{tls}; location / {{ proxy_pass http://u; "
                 f'proxy_http_version 1.1; proxy_set_header Connection ""; }} }} }}\n')
     if mode == "dsr":       # the bench's DSR workload: the upstream answers the client itself
@@ -90,6 +91,9 @@ def _config(mode: str, port: int, up: int, tmp: str) -> str:
     if mode == "udp":       # proxied datagrams, one answer each
         return (f"worker_processes 1;\nstream {{ upstream u {{ server 127.0.0.21:{up}; }} server {{ "
                 f"listen 127.0.0.1:{port} udp; proxy_responses 1; proxy_pass u; }} }}\n")
+    if peers > 1:
+        return (f"worker_processes 1;\nstream {{ upstream u {{ {servers}}} server {{ listen 127.0.0.1:{port}; "
+                f"proxy_bind $remote_addr transparent; proxy_pass u; }} }}\n")
     return (f"worker_processes 1;\nstream {{ server {{ listen 127.0.0.1:{port}; "
             f"proxy_bind $remote_addr transparent; proxy_pass 127.0.0.21:{up}; }} }}\n")
 
@@ -110,7 +114,7 @@ def udp_upstream() -> socket.socket:
     return sock
 
 
-def run(checkout: Path, mode: str, count: int) -> dict[str, float]:
+def run(checkout: Path, mode: str, count: int, peers: int = 1) -> dict[str, float]:
     """Opcodes per function over `count` operations (a datagram that probed the startup taken out)."""
     extra = 0
     with tempfile.TemporaryDirectory(prefix="sheer-opcodes-") as tmp:
@@ -124,7 +128,7 @@ def run(checkout: Path, mode: str, count: int) -> dict[str, float]:
             subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
                             "-nodes", "-keyout", f"{tmp}/key.pem", "-out", f"{tmp}/cert.pem", "-days", "1",
                             "-subj", "/CN=bench"], check=True, capture_output=True, timeout=30)
-        conf.write_text(_config(mode, port, up.getsockname()[1], tmp))
+        conf.write_text(_config(mode, port, up.getsockname()[1], tmp, peers))
         out = Path(tmp, "counts.json")
         env = {**os.environ, "PYTHONPATH": tmp, "SHEER_OPCODES": str(out)}
         proc = subprocess.Popen([str(checkout / ".venv/bin/sheer"), "-c", str(conf)], env=env)
@@ -198,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-n", "--count", type=int, default=200, help="connections (new) or requests (keepalive)")
     p.add_argument("-m", "--mode", choices=("new", "keepalive", "both", "http", "https", "udp", "dsr"),
                    default="both")
+    p.add_argument("--peers", type=int, default=1,
+                   help="upstream servers (http, https, new, keepalive): the balancer picks among N")
     p.add_argument("--top", type=int, default=0, help="also list the N functions executing the most")
     args = p.parse_args(argv)
     modes = ("new", "keepalive") if args.mode == "both" else (args.mode,)
@@ -206,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     for checkout in args.checkout:
         cells, tops = [], []
         for mode in modes:
-            counts = run(checkout.resolve(), mode, args.count)
+            counts = run(checkout.resolve(), mode, args.count, args.peers)
             cells.append(f"{sum(counts.values()) / args.count:,.0f}")
             tops += [f"  {mode} {n / args.count:8.1f} {name.rsplit('/', 2)[-1]}"
                      for name, n in sorted(counts.items(), key=lambda kv: -kv[1])[:args.top]]
