@@ -73,6 +73,10 @@ class BoardView:
         mem = self.mem
         return any(mem[offset + index] for offset in self.offsets)
 
+    def any_down(self, count: int) -> bool:
+        mem = self.mem
+        return any(mem[offset:offset + count].count(0) < count for offset in self.offsets)
+
 
 class HealthBoard:
     def __init__(self, config: Config, previous: HealthBoard | None = None) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from sheer.config.model import Upstream, UpstreamServer
 from sheer.core.flowkey import maglev_key
@@ -20,21 +20,35 @@ from sheer.core.variables import VariableSource, render
 @dataclass(slots=True, eq=False)
 class Peer:
     server: UpstreamServer
-    index: int                      # position in the upstream block: the bit in a request's `tried` set
+    index: int                      # position in the upstream block: `bit` in a request's `tried` set
     effective_weight: int = 0
     current_weight: int = 0
     conns: int = 0
     fails: int = 0
     accessed: float = 0.0
     checked: float = 0.0
-    health_down: bool = False       # set by hand (tests); active checks publish through HealthView
+    down_by_hand: bool = False      # `health_down` (tests); active checks publish through HealthView
     # Made once (a peer's server changes its parameters, never its address): asked per connection.
     name: str = field(init=False)
     address: tuple[str, int] | str = field(init=False)   # a unix-domain socket's is its path
+    bit: int = field(init=False)    # 1 << index
+    # Whether any peer was ever set down by hand in this process: then every pick looks at every peer.
+    hand_set: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         self.name = self.server.name
         self.address = self.server.sockaddr
+        self.bit = 1 << self.index
+
+    @property
+    def health_down(self) -> bool:
+        return self.down_by_hand
+
+    @health_down.setter
+    def health_down(self, value: bool) -> None:
+        """Set by hand (tests): round robin's quick pick (RoundRobin.get) stops being taken."""
+        self.down_by_hand = value
+        Peer.hand_set = True
 
 
 @dataclass(slots=True)
@@ -42,7 +56,7 @@ class Tried:
     """The peers one request has already tried, and how many more tries it may make."""
 
     left: int
-    peers: set[int] = field(default_factory=set)
+    peers: int = 0        # the peers' bits (Peer.bit): a set without an object per request
     key: bytes = b""      # the hash key (rendered `hash KEY`; ip_hash: the address bytes nginx hashes)
     hash: int = 0         # per-request hash state: nginx's hp->hash / iphp->hash / chash point
     rehash: int = 0       # `hash`: how many times the key was hashed (nginx's hp->rehash)
@@ -80,6 +94,10 @@ class HealthView(Protocol):
 
     def down(self, index: int) -> bool: ...
 
+    def any_down(self, count: int) -> bool:
+        """Whether any of the first `count` positions is down: one look per pick, not per peer."""
+        ...
+
 
 class Overrides(Protocol):
     """The upstream's peers as every worker must see them (sheer.core.control): what the API changed
@@ -106,6 +124,9 @@ class RoundRobin:
         self.overrides = overrides
         self._seen = 0          # the overrides' version last applied (0: none yet)
         self._cell = overrides.cell if overrides is not None else None
+        # A failure lowered a peer's effective weight or may keep it out (free(failed=True)): the
+        # quick pick waits until the full pick finds every primary whole again.
+        self._troubled = False
         # Every position (sheer.core.peers): the servers resolved at load, then the slots of
         # `server NAME resolve`, empty until the resolver fills them.
         self.positions: list[Peer | None] = [Peer(server, index, effective_weight=server.weight)
@@ -127,6 +148,11 @@ class RoundRobin:
         """nginx's peers->tries: the peers not `down` (a down one does not count towards the tries a
         request may make, so one live peer's 404 under `proxy_next_upstream http_404` is the answer)."""
         self.tries = sum(1 for peer in self.peers if not peer.server.down)
+        # The quick pick's peers and weights: two primaries or more, none `down` or with max_conns.
+        self.quick: list[tuple[Peer, int]] | None = None
+        primary = self.primary
+        if len(primary) > 1 and not any(peer.server.down or peer.server.max_conns for peer in primary):
+            self.quick = [(peer, peer.server.weight) for peer in primary]
 
     def derive(self) -> None:
         """What follows from the peers' weights; methods with tables of their own extend it.
@@ -186,7 +212,7 @@ class RoundRobin:
     def usable(self, peer: Peer, tried: Tried, now: float) -> bool:
         """nginx's per-peer tests in every method: not tried, not down, not failed, not at max_conns."""
         server = peer.server
-        if peer.index in tried.peers or server.down or self._health_down(peer):
+        if peer.bit & tried.peers or server.down or self._health_down(peer):
             return False
         if server.max_fails and peer.fails >= server.max_fails and now - peer.checked <= server.fail_timeout:
             return False
@@ -196,7 +222,7 @@ class RoundRobin:
         """Book the chosen peer for this request (what nginx does after `found:`)."""
         if now - peer.checked > peer.server.fail_timeout:
             peer.checked = now
-        tried.peers.add(peer.index)
+        tried.peers |= peer.bit
         tried.left -= 1
         peer.conns += 1
         return peer
@@ -205,16 +231,42 @@ class RoundRobin:
         """Pick the next peer for this request, or None ("no live upstreams")."""
         if tried.left <= 0:
             return None
-        peer = self._pick(self.primary, tried, now)
-        if peer is None and self.backup:
-            peer = self._pick(self.backup, tried, now)
-        if peer is None:
-            self.recover()
-            return None
-        tried.peers.add(peer.index)
+        quick, health = self.quick, self.health
+        if (quick is not None and not tried.peers and not self._troubled and not Peer.hand_set
+                and (health is None or not health.any_down(len(self.positions)))):
+            peer = self._smooth(quick, now)     # the common case: every primary usable at full weight
+        else:
+            peer = self._pick(self.primary, tried, now)
+            if peer is None and self.backup:
+                peer = self._pick(self.backup, tried, now)
+            if self._troubled:
+                self._troubled = not all(peer.effective_weight == peer.server.weight and not peer.fails
+                                         for peer in self.primary)
+            if peer is None:
+                self.recover()
+                return None
+        tried.peers |= peer.bit
         tried.left -= 1
         peer.conns += 1
         return peer
+
+    @staticmethod
+    def _smooth(quick: list[tuple[Peer, int]], now: float) -> Peer:
+        """_pick with nothing to skip and every effective weight at the server's weight: the same
+        choice, without the tests."""
+        best: Peer | None = None
+        high = total = 0
+        for peer, weight in quick:
+            current = peer.current_weight + weight
+            peer.current_weight = current
+            total += weight
+            if best is None or current > high:
+                best, high = peer, current
+        assert best is not None
+        best.current_weight = high - total
+        if now - best.checked > best.server.fail_timeout:
+            best.checked = now
+        return best
 
     def recover(self) -> None:
         """Nothing could be picked: nginx's "all peers failed, mark them as live for quick
@@ -228,7 +280,7 @@ class RoundRobin:
             # nginx (peers->single): a lone primary server is never considered unavailable
             # (max_fails is ignored), even when backup servers exist.
             only = peers[0]
-            if only is None or only.server.down or self._health_down(only) or only.index in tried.peers:
+            if only is None or only.server.down or self._health_down(only) or only.bit & tried.peers:
                 return None
             if only.server.max_conns and only.conns >= only.server.max_conns:
                 return None
@@ -238,7 +290,7 @@ class RoundRobin:
         taken, health = tried.peers, self.health     # (per peer of every pick: _health_down inline)
         for peer in peers:
             server = peer.server
-            if (peer.index in taken or server.down or peer.health_down
+            if (peer.bit & taken or server.down or peer.down_by_hand
                     or (health is not None and health.down(peer.index))):
                 continue
             if (peer.fails and server.max_fails and peer.fails >= server.max_fails   # (no failure: no look)
@@ -261,7 +313,7 @@ class RoundRobin:
         return best
 
     def _health_down(self, peer: Peer) -> bool:
-        return peer.health_down or (self.health is not None and self.health.down(peer.index))
+        return peer.down_by_hand or (self.health is not None and self.health.down(peer.index))
 
     def free(self, peer: Peer, *, failed: bool, now: float) -> bool:
         """Release a peer after use. Returns True when this failure made it unavailable."""
@@ -270,6 +322,7 @@ class RoundRobin:
         if len(self.primary) == 1 and not server.backup:
             return False
         if failed:
+            self._troubled = True
             peer.fails += 1
             peer.accessed = now
             peer.checked = now
