@@ -92,8 +92,8 @@ def _config(mode: str, port: int, up: int, tmp: str, peers: int = 1) -> str:
         return (f"worker_processes 1;\nstream {{ upstream u {{ server 127.0.0.21:{up}; }} server {{ "
                 f"listen 127.0.0.1:{port} udp; proxy_responses 1; proxy_pass u; }} }}\n")
     if peers > 1:
-        return (f"worker_processes 1;\nstream {{ upstream u {{ {servers}}} server {{ listen 127.0.0.1:{port}; "
-                f"proxy_bind $remote_addr transparent; proxy_pass u; }} }}\n")
+        return (f"worker_processes 1;\nstream {{ upstream u {{ {servers}}} server {{ "
+                f"listen 127.0.0.1:{port}; proxy_bind $remote_addr transparent; proxy_pass u; }} }}\n")
     return (f"worker_processes 1;\nstream {{ server {{ listen 127.0.0.1:{port}; "
             f"proxy_bind $remote_addr transparent; proxy_pass 127.0.0.21:{up}; }} }}\n")
 

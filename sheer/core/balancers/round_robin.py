@@ -232,16 +232,18 @@ class RoundRobin:
         if tried.left <= 0:
             return None
         quick, health = self.quick, self.health
+        peer: Peer | None
         if (quick is not None and not tried.peers and not self._troubled and not Peer.hand_set
                 and (health is None or not health.any_down(len(self.positions)))):
-            peer = self._smooth(quick, now)     # the common case: every primary usable at full weight
+            # the common case: every primary usable at full weight
+            peer = self._smooth(quick, self.total_weight, now)
         else:
             peer = self._pick(self.primary, tried, now)
             if peer is None and self.backup:
                 peer = self._pick(self.backup, tried, now)
             if self._troubled:
-                self._troubled = not all(peer.effective_weight == peer.server.weight and not peer.fails
-                                         for peer in self.primary)
+                self._troubled = not all(p.effective_weight == p.server.weight and not p.fails
+                                         for p in self.primary)
             if peer is None:
                 self.recover()
                 return None
@@ -251,15 +253,14 @@ class RoundRobin:
         return peer
 
     @staticmethod
-    def _smooth(quick: list[tuple[Peer, int]], now: float) -> Peer:
+    def _smooth(quick: list[tuple[Peer, int]], total: int, now: float) -> Peer:
         """_pick with nothing to skip and every effective weight at the server's weight: the same
         choice, without the tests."""
         best: Peer | None = None
-        high = total = 0
+        high = 0
         for peer, weight in quick:
             current = peer.current_weight + weight
             peer.current_weight = current
-            total += weight
             if best is None or current > high:
                 best, high = peer, current
         assert best is not None
