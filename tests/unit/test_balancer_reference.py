@@ -4,6 +4,7 @@ quick pick (every primary usable at full weight) must choose exactly what the fu
 
 from __future__ import annotations
 
+import mmap
 from dataclasses import dataclass, field
 
 from hypothesis import given, settings
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 
 from sheer.config.model import Upstream, UpstreamServer
 from sheer.core.balancers import Peer, RoundRobin
+from sheer.runtime.board import BoardView
 
 
 @dataclass
@@ -161,3 +163,14 @@ def test_a_peer_out_for_its_failures_at_full_weight_keeps_the_full_pick() -> Non
         peer, index = real.get(real.start(1), 1000.0), ref.get(set(), 1, 1000.0)
         assert peer is not None and peer.index == index
         assert real.free(peer, failed=index == 0, now=1000.0) == ref.free(index, index == 0, 1000.0)
+
+
+def test_the_boards_one_look_per_pick_agrees_with_its_look_per_peer() -> None:
+    mem = mmap.mmap(-1, 8)
+    view = BoardView(mem, (0, 4))           # two checks of one upstream of 3 positions
+    assert not view.any_down(3)
+    for at, state in [(3, 1), (7, 2)]:      # bytes of no position of this upstream
+        mem[at] = state
+    assert not view.any_down(3)
+    mem[5] = 2                              # the second check: position 1 is down
+    assert view.any_down(3) and view.down(1) and not view.down(0)
