@@ -13,7 +13,7 @@ from sheer.config.values import is_unix
 from sheer.core.balancers import Balancer
 from sheer.core.http.headers import FRAMING, RESPONSE_SKIP
 from sheer.core.http.request_head import Limits
-from sheer.core.http.routing import VirtualHosts
+from sheer.core.http.routing import VirtualHost, VirtualHosts
 from sheer.core.variables import VariableSource, render
 from sheer.io.context import WorkerContext
 from sheer.io.counting import peer_columns
@@ -23,6 +23,8 @@ from sheer.io.http.upstream_tls import UpstreamTlsSetup, setup_for
 from sheer.io.logs import AccessLogger, ErrorLogger
 
 SERVER = b"sheer"
+_MEMO_ROUTES = 512        # routes remembered per listener
+_MEMO_URI = 256           # longer URIs are not remembered
 
 
 class Plan:
@@ -171,6 +173,8 @@ class Site:
         self.hostname = ctx.hostname
         self.pid = ctx.pid
         self._targets: Targets | None = None
+        # where a host and URI were routed, when nothing else decided it (sheer.io.http.dispatch)
+        self.routes: dict[tuple[str, str], tuple[VirtualHost, Location, Plan]] = {}
 
     @property
     def targets(self) -> Targets:
@@ -193,6 +197,15 @@ class Site:
         if limited is not None and method not in limited[0]:
             location = limited[1]
         return self.plans[id(location)]
+
+    def remember(self, host: str, uri: str, vhost: VirtualHost, location: Location, plan: Plan) -> None:
+        """A route that depends on the host and URI alone; a few hundred kept at most (a client's
+        endless new URIs only start the memo again)."""
+        if len(uri) > _MEMO_URI:
+            return
+        if len(self.routes) >= _MEMO_ROUTES:
+            self.routes.clear()
+        self.routes[(host, uri)] = (vhost, location, plan)
 
     def connections(self) -> tuple[int, int, int, int]:
         """stub_status's active, reading, writing and waiting connections ($connections_active, ...)."""
