@@ -42,8 +42,7 @@ def route(client: Routing, request: Request, head: RequestHead) -> None:
     uri = head.uri
     known = site.routes.get((host, uri))      # where this host and URI went before, if nothing varies
     if known is not None:
-        vhost, location, plan = known
-        match = None
+        vhost, match = known[0], None
     elif site.vhosts.capturing:       # a server_name regex with captures: they are variables
         vhost, match = site.vhosts.find(host)
     else:
@@ -71,13 +70,16 @@ def route(client: Routing, request: Request, head: RequestHead) -> None:
         row = counters.row
         row[zone.processing] += 1
         row[zone.requests] += 1
+    location: Location | None
     if known is None:
-        location, plan = _locate(client, request, head, vhost, match is None)
-        if plan is None:                   # no location: a 404 from the server's own plan
+        location, found = _locate(client, request, head, vhost, match is None)
+        if found is None:                   # no location: a 404 from the server's own plan
             request.plan = site.refusal_plans[id(vhost.server)]
             request.keepalive = request.keepalive and not request.body.expected
             return
+        plan = found
     else:
+        _, location, plan = known
         real = for_request(location.real_ip, conn.remote_addr, conn.proxy, request.headers)
         if real is not None:
             variables.remote_addr = real[0]
