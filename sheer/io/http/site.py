@@ -37,6 +37,7 @@ class Plan:
         "balancer",
         "client_body_timeout",
         "client_max_body_size",
+        "direct",
         "dynamic",
         "error_log",
         "gzip",
@@ -132,6 +133,10 @@ class Plan:
             # answer tells); one that always sends `Connection: close` never has one to reuse.
             self.keepalive_ok = self.version == b"1.1" and (
                 not connection or not connection[0].is_literal or connection[0].text.lower() != "close")
+        # nothing but the proxy answers (no script, `return`, files, status handler or allow/deny): what
+        # sheer.io.http.client dispatches at once
+        self.direct = (location is not None and location.rewrite is None and return_ is None
+                       and self.handler is None and self.static is None and not location.access)
 
     def headers(self, source: VariableSource) -> list[tuple[bytes, bytes]]:
         out = []
