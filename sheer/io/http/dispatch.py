@@ -51,9 +51,7 @@ def route(client: Routing, request: Request, head: RequestHead) -> None:
     request.vars = variables = RequestVariables(conn, request.method, request.raw_uri, uri, head.args,
                                                 request.version, request.headers,
                                                 host or vhost.name or conn.server_addr, vhost.name,
-                                                request.length, time.time())
-    variables.line = head.line.decode("latin-1")
-    variables.connection_requests = request.number
+                                                request.length, time.time(), head.line, request.number)
     tls = vhost.server.tls
     if tls is not None and tls.verify_client != "off" and conn.tls is not None and conn.tls.server_name \
             and site.vhosts.select(conn.tls.server_name.lower()).server is not vhost.server:

@@ -153,7 +153,8 @@ class Reading:
             counters.row[counters.reading] += 1 if reading else -1
 
     def _head(self, head: RequestHead, more: bool) -> None:
-        self._count_head(False)
+        if self.in_head:
+            self._count_head(False)
         counters = self.service.counters
         row = counters.row
         row[counters.writing] += 1
@@ -163,7 +164,7 @@ class Reading:
         version = head.version
         request = Request(head.method, ("/" + head.target.decode("latin-1")) if head.empty_path
                           else head.target.decode("latin-1"),
-                          _protocol(version),
+                          _PROTOCOLS.get(version) or _protocol(version),
                           head.headers, head.keepalive,
                           RequestBody(self.client, head.content_length, head.chunked), head.host,
                           head.expect_continue)
@@ -182,7 +183,7 @@ class Reading:
             request.vars.pipe = True       # nginx's r->pipeline: it came before the one before ended
         if self.refuse and request.rejected is None:
             request.rejected = Rejected(self.refuse, _REFUSALS.get(self.refuse) or self._verify_error())
-        if request.body.expected:
+        if head.chunked or head.content_length:     # its body is expected
             self.receiving = request
             self.body_since = self.loop.time()
             self._arm(self.body_since + self.body_timeout)
@@ -238,6 +239,9 @@ class Reading:
                 self._body_broke(event)
                 return event
         return None
+
+
+_PROTOCOLS = {HTTP_11: "HTTP/1.1", HTTP_10: "HTTP/1.0"}
 
 
 def _protocol(version: int) -> str:
