@@ -14,7 +14,7 @@ from sheer.core.http.routing import VirtualHost
 from sheer.core.http.variables import Connection, RequestVariables
 from sheer.core.http.verdict import Rejected
 from sheer.core.realip import for_request
-from sheer.io.counting import HttpCounters
+from sheer.io.counting import HttpCounters, ZoneColumns
 from sheer.io.http.request import Request
 from sheer.io.http.rewriting import auto_redirect, captured, server_phase
 from sheer.io.http.site import Plan, Site
@@ -61,23 +61,22 @@ def route(client: Routing, request: Request, head: RequestHead) -> None:
                                          "that was negotiated")
     if match is not None:
         variables.captured(match)
-    counters = client.counters
-    zone = counters.zones.get(id(vhost.server))
+    zone = known[3] if known is not None else client.counters.zones.get(id(vhost.server))
     if zone is not None:
         request.zone = zone
-        row = counters.row
+        row = client.counters.row
         row[zone.processing] += 1
         row[zone.requests] += 1
     location: Location | None
     if known is None:
-        location, found = _locate(client, request, head, vhost, match is None)
+        location, found = _locate(client, request, head, vhost, zone, match is None)
         if found is None:                   # no location: a 404 from the server's own plan
             request.plan = site.refusal_plans[id(vhost.server)]
             request.keepalive = request.keepalive and not request.body.expected
             return
         plan = found
     else:
-        _, location, plan = known
+        _, location, plan, _ = known
         real = for_request(location.real_ip, conn.remote_addr, conn.proxy, request.headers)
         if real is not None:
             variables.remote_addr = real[0]
@@ -91,7 +90,7 @@ def route(client: Routing, request: Request, head: RequestHead) -> None:
 
 
 def _locate(client: Routing, request: Request, head: RequestHead, vhost: VirtualHost,
-            memo: bool) -> tuple[Location | None, Plan | None]:
+            zone: ZoneColumns | None, memo: bool) -> tuple[Location | None, Plan | None]:
     """The server's rewrite phase, the location and its plan (None: no location, a 404); the client
     address set_real_ip_from trusts. A location found for the URI alone (no script, captures, auto
     redirect or limit_except) is remembered for the host and URI (`memo`: the host's server was too)."""
@@ -124,5 +123,5 @@ def _locate(client: Routing, request: Request, head: RequestHead, vhost: Virtual
     if plan is None and location is not None:
         plan = site.plan(location, request.method)
         if memo and location.limit_except is None:
-            site.remember(head.host or "", uri, vhost, location, plan)
+            site.remember(head.host or "", uri, (vhost, location, plan, zone))
     return location, plan

@@ -16,7 +16,7 @@ from sheer.core.http.request_head import Limits
 from sheer.core.http.routing import VirtualHost, VirtualHosts
 from sheer.core.variables import VariableSource, render
 from sheer.io.context import WorkerContext
-from sheer.io.counting import peer_columns
+from sheer.io.counting import ZoneColumns, peer_columns
 from sheer.io.http.targets import Targets
 from sheer.io.http.upstream_pool import UpstreamPool, pool_for
 from sheer.io.http.upstream_tls import UpstreamTlsSetup, setup_for
@@ -147,6 +147,9 @@ class Plan:
         return out
 
 
+Route = tuple[VirtualHost, Location, Plan, ZoneColumns | None]
+
+
 class Site:
     """Per listener: routing and plans, plus the cached Date header."""
 
@@ -179,7 +182,7 @@ class Site:
         self.pid = ctx.pid
         self._targets: Targets | None = None
         # where a host and URI were routed, when nothing else decided it (sheer.io.http.dispatch)
-        self.routes: dict[tuple[str, str], tuple[VirtualHost, Location, Plan]] = {}
+        self.routes: dict[tuple[str, str], Route] = {}
 
     @property
     def targets(self) -> Targets:
@@ -203,14 +206,14 @@ class Site:
             location = limited[1]
         return self.plans[id(location)]
 
-    def remember(self, host: str, uri: str, vhost: VirtualHost, location: Location, plan: Plan) -> None:
-        """A route that depends on the host and URI alone; a few hundred kept at most (a client's
-        endless new URIs only start the memo again)."""
+    def remember(self, host: str, uri: str, route: Route) -> None:
+        """A route that depends on the host and URI alone (its server, location, plan and the server's
+        status_zone); a few hundred kept at most (a client's endless new URIs only start the memo again)."""
         if len(uri) > _MEMO_URI:
             return
         if len(self.routes) >= _MEMO_ROUTES:
             self.routes.clear()
-        self.routes[(host, uri)] = (vhost, location, plan)
+        self.routes[(host, uri)] = route
 
     def connections(self) -> tuple[int, int, int, int]:
         """stub_status's active, reading, writing and waiting connections ($connections_active, ...)."""
