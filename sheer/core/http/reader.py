@@ -66,8 +66,8 @@ class RequestReader:
     @property
     def reading_head(self) -> bool:
         """Bytes of a head that is not complete yet (stub_status "reading", client_header_timeout)."""
-        return (self.left < 0 and self.decoder is None and not self.stopped and not self.hold
-                and self.pos < len(self.buffer))
+        return (self.pos < len(self.buffer) and self.left < 0 and self.decoder is None and not self.stopped
+                and not self.hold)
 
     @property
     def in_body(self) -> bool:
@@ -106,11 +106,15 @@ class RequestReader:
         return None
 
     def next_event(self) -> Event | None:
-        if self.left >= 0:
+        left = self.left
+        if left >= 0:
+            if left == 0 and not self.last:      # a body complete, or none (the common GET)
+                self.left = -1
+                return END
             return self._length()
         if self.decoder is not None:
             return self._chunked()
-        if self.stopped or self.hold or self.pos >= len(self.buffer):
+        if self.pos >= len(self.buffer) or self.stopped or self.hold:
             return None
         head = parse_head(self.buffer, self.pos, self.limits)
         if head is None:

@@ -19,9 +19,10 @@ from sheer.core.http.verdict import Rejected
 Headers = list[tuple[bytes, bytes]]
 
 # The common head at once: a plain request line, header names of letters, digits and "-",
-# values without NUL or CR. Anything else goes the careful way.
-_HEAD = re.compile(rb"((?!CONNECT )([A-Z]+) (/[^\x00-\x20\x7f]*) HTTP/1\.([01]))\r?\n"
-                   rb"((?:[A-Za-z0-9-]+:(?:[^\x00\r\n]*[^\x00\r\n ])?\r?\n)*)\r?\n")
+# values without NUL or CR and not ending in a space. Anything else goes the careful way. (Possessive
+# repeats and a look-behind for the value's last character: nothing is tried twice.)
+_HEAD = re.compile(rb"((?!CONNECT )([A-Z]++) (/[^\x00-\x20\x7f]*+) HTTP/1\.([01]))\r?\n"
+                   rb"((?:[A-Za-z0-9-]++:[^\x00\r\n]*+(?<! )\r?\n)*+)\r?\n")
 _FIELD = re.compile(rb"([A-Za-z0-9-]+): *([^\r\n]*)\r?\n")
 _BLOCK = re.compile(rb"(?:[A-Za-z0-9-]+:[^\x00\r\n]*\r?\n)*")
 _LINE = re.compile(rb"([A-Za-z0-9-]+):[ ]*([^\x00\r]*?)[ ]*\r?")

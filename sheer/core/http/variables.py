@@ -88,7 +88,7 @@ class RequestVariables:
 
     def __init__(self, conn: Connection, method: bytes, request_uri: str, uri: str, args: str,
                  version: str, headers: Headers, host: str, server_name: str, request_length: int,
-                 start: float) -> None:
+                 start: float, line: bytes | str | None = None, connection_requests: int = 1) -> None:
         self.conn = conn
         # realip may replace these per request (a trusted hop's header); the connection keeps the peer.
         self.remote_addr, self.remote_port = conn.remote_addr, conn.remote_port
@@ -115,9 +115,10 @@ class RequestVariables:
         self.bytes_sent = 0
         self.body_bytes_sent = 0
         self._lower: dict[str, str] | None = None
-        self._mapped: dict[str, str] = {}
-        self.line: str | None = None          # $request as the client wrote it (nginx's request_line)
-        self.connection_requests = 1          # its place on the connection ($connection_requests)
+        self._mapped: dict[str, str] | None = None    # the maps' values worked out (made when first asked)
+        # $request as the client wrote it (nginx's request_line), decoded when first asked
+        self.line = line
+        self.connection_requests = connection_requests    # its place on the connection
         self.request_id: str | None = None    # made when first asked
         # nginx's r->limit_rate: None until set (`set $limit_rate`, X-Accel-Limit-Rate) or worked out from
         # `limit_rate` when the response starts
@@ -161,6 +162,8 @@ class RequestVariables:
             if value is not None:
                 return value
         if self.conn.maps:
+            if self._mapped is None:
+                self._mapped = {}
             mapped = lookup(self.conn.maps, name, self, self._mapped)
             if mapped is not None:
                 return mapped
@@ -285,8 +288,11 @@ def _tls(get: Callable[[TlsInfo], str]) -> Callable[[RequestVariables], str]:
 
 
 def _request_line(v: RequestVariables) -> str:
-    if v.line is not None:
-        return v.line
+    line = v.line
+    if isinstance(line, bytes):
+        v.line = line = line.decode("latin-1")
+    if line is not None:
+        return line
     return f"{v.method.decode('latin-1')} {v.request_uri} {v.version}"
 
 

@@ -214,7 +214,8 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
     def _start_next(self) -> None:
         request = self.queue.popleft()
         self.current = request
-        self.resume("pipeline")
+        if self.paused:
+            self.resume("pipeline")
         plan = request.plan
         if request.rejected is not None:
             if request.rejected.status == 413 and plan is not None:
@@ -235,6 +236,9 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
         location = plan.location
         if location is not None and request.vars is not None:
             request.vars.referers = location.referers        # $invalid_referer's
+        if plan.direct and request.answer is None:
+            self.task = self.loop.create_task(self.service.proxy(self, request, plan))
+            return
         if request.answer is not None or (location is not None and location.rewrite is not None):
             if (found := rewrite(self, request, plan)) is None:     # answered by the rewrite module
                 return

@@ -17,7 +17,7 @@ from sheer.core.proxy_protocol import Malformed, NeedMore, parse
 from sheer.io.counting import HttpCounters
 from sheer.io.http.answers import Client, refused_request
 from sheer.io.http.body import RequestBody
-from sheer.io.http.dispatch import Routing, route
+from sheer.io.http.dispatch import route
 from sheer.io.http.logline import client_error
 from sheer.io.http.request import Request
 from sheer.io.http.site import Site
@@ -71,14 +71,6 @@ class Reading:
         def client(self) -> Client:
             ...
 
-        @property
-        def routing(self) -> Routing:
-            ...
-
-        @property
-        def connection(self) -> Reusable:
-            ...
-
         def _arm(self, deadline: float) -> None:
             ...
 
@@ -86,6 +78,13 @@ class Reading:
             ...
 
         def pause(self, reason: str) -> None:
+            ...
+
+        def resume(self, reason: str) -> None:
+            ...
+
+        @property
+        def counters(self) -> HttpCounters:
             ...
 
         def close(self) -> None:
@@ -143,7 +142,7 @@ class Reading:
             if self.current is None and not self.queue:
                 self.head_since = self.loop.time()
                 self._arm(self.head_since + self.site.limits.client_header_timeout)
-                self.service.reusable(self.connection, False)
+                self.service.reusable(self, False)
 
     def _count_head(self, reading: bool) -> None:
         """stub_status "reading": from a head's first byte to its end."""
@@ -153,19 +152,20 @@ class Reading:
             counters.row[counters.reading] += 1 if reading else -1
 
     def _head(self, head: RequestHead, more: bool) -> None:
-        self._count_head(False)
+        if self.in_head:
+            self._count_head(False)
         counters = self.service.counters
         row = counters.row
         row[counters.writing] += 1
         row[counters.requests] += 1
         self.requests += 1
-        self.service.reusable(self.connection, False)
+        self.service.reusable(self, False)
         version = head.version
         request = Request(head.method, ("/" + head.target.decode("latin-1")) if head.empty_path
                           else head.target.decode("latin-1"),
-                          _protocol(version),
+                          _PROTOCOLS.get(version) or _protocol(version),
                           head.headers, head.keepalive,
-                          RequestBody(self.client, head.content_length, head.chunked), head.host,
+                          RequestBody(self, head.content_length, head.chunked), head.host,
                           head.expect_continue)
         request.length = head.length
         request.number = self.requests
@@ -177,12 +177,12 @@ class Reading:
             for message in head.ignored:
                 client_error(self.client, None, "info", message, "reading client request headers")
         pipelined = more or self.current is not None or bool(self.queue)
-        route(self.routing, request, head)
+        route(self, request, head)
         if pipelined and request.vars is not None:
             request.vars.pipe = True       # nginx's r->pipeline: it came before the one before ended
         if self.refuse and request.rejected is None:
             request.rejected = Rejected(self.refuse, _REFUSALS.get(self.refuse) or self._verify_error())
-        if request.body.expected:
+        if head.chunked or head.content_length:     # its body is expected
             self.receiving = request
             self.body_since = self.loop.time()
             self._arm(self.body_since + self.body_timeout)
@@ -238,6 +238,9 @@ class Reading:
                 self._body_broke(event)
                 return event
         return None
+
+
+_PROTOCOLS = {HTTP_11: "HTTP/1.1", HTTP_10: "HTTP/1.0"}
 
 
 def _protocol(version: int) -> str:

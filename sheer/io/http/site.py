@@ -13,16 +13,18 @@ from sheer.config.values import is_unix
 from sheer.core.balancers import Balancer
 from sheer.core.http.headers import FRAMING, RESPONSE_SKIP
 from sheer.core.http.request_head import Limits
-from sheer.core.http.routing import VirtualHosts
+from sheer.core.http.routing import VirtualHost, VirtualHosts
 from sheer.core.variables import VariableSource, render
 from sheer.io.context import WorkerContext
-from sheer.io.counting import peer_columns
+from sheer.io.counting import ZoneColumns, peer_columns
 from sheer.io.http.targets import Targets
 from sheer.io.http.upstream_pool import UpstreamPool, pool_for
 from sheer.io.http.upstream_tls import UpstreamTlsSetup, setup_for
 from sheer.io.logs import AccessLogger, ErrorLogger
 
 SERVER = b"sheer"
+_MEMO_ROUTES = 512        # routes remembered per listener
+_MEMO_URI = 256           # longer URIs are not remembered
 
 
 class Plan:
@@ -35,6 +37,7 @@ class Plan:
         "balancer",
         "client_body_timeout",
         "client_max_body_size",
+        "direct",
         "dynamic",
         "error_log",
         "gzip",
@@ -130,6 +133,10 @@ class Plan:
             # answer tells); one that always sends `Connection: close` never has one to reuse.
             self.keepalive_ok = self.version == b"1.1" and (
                 not connection or not connection[0].is_literal or connection[0].text.lower() != "close")
+        # nothing but the proxy answers (no script, `return`, files, status handler or allow/deny): what
+        # sheer.io.http.client dispatches at once
+        self.direct = (location is not None and location.rewrite is None and return_ is None
+                       and self.handler is None and self.static is None and not location.access)
 
     def headers(self, source: VariableSource) -> list[tuple[bytes, bytes]]:
         out = []
@@ -138,6 +145,9 @@ class Plan:
             if value:
                 out.append((name, value.encode("latin-1", "replace")))
         return out
+
+
+Route = tuple[VirtualHost, Location, Plan, ZoneColumns | None]
 
 
 class Site:
@@ -171,6 +181,8 @@ class Site:
         self.hostname = ctx.hostname
         self.pid = ctx.pid
         self._targets: Targets | None = None
+        # where a host and URI were routed, when nothing else decided it (sheer.io.http.dispatch)
+        self.routes: dict[tuple[str, str], Route] = {}
 
     @property
     def targets(self) -> Targets:
@@ -193,6 +205,15 @@ class Site:
         if limited is not None and method not in limited[0]:
             location = limited[1]
         return self.plans[id(location)]
+
+    def remember(self, host: str, uri: str, route: Route) -> None:
+        """A route that depends on the host and URI alone (its server, location, plan and the server's
+        status_zone); a few hundred kept at most (a client's endless new URIs only start the memo again)."""
+        if len(uri) > _MEMO_URI:
+            return
+        if len(self.routes) >= _MEMO_ROUTES:
+            self.routes.clear()
+        self.routes[(host, uri)] = route
 
     def connections(self) -> tuple[int, int, int, int]:
         """stub_status's active, reading, writing and waiting connections ($connections_active, ...)."""
