@@ -87,8 +87,14 @@ class WorkerContext:
     stream_maps: dict[str, Table] = field(default_factory=dict)
     _slots: ConnectionSlots | None = None
     _connections: int = 0
+    # an `api`, `prometheus` or `dashboard` location reads the upstreams' peer counters: without one,
+    # nothing does and proxied requests leave them alone (decided per configuration)
+    peers_read: bool = False
 
     def __post_init__(self) -> None:
+        if self.config.http is not None:
+            self.peers_read = any(location.handler is not None and location.handler.kind != "stub_status"
+                                  for server in self.config.http.servers for location in server.locations)
         if self.config.http is not None and not self.http_maps:
             self.http_maps = tables_of(self.config.http.maps, self.config.http.geos, self.config.http.splits)
         if self.config.stream is not None and not self.stream_maps:

@@ -242,7 +242,78 @@ class ProxiedRequest:
             exchange.skip = plan.response_skip
             self.exchange = exchange
             try:
-                result = await self._exchange(exchange, peer, head)
+                # the exchange itself, inline: one coroutine level less per resume
+                body = request.body
+                sent = body.expected and location.proxy_pass_request_body and location.proxy_set_body is None
+                exchange.send(head, body if sent else None, self.body_chunked)
+                await exchange.head
+                v, loop = self.vars, self.loop
+                header_time = v.upstream_header_times[-1] = loop.time() - self.began
+                status = exchange.status
+                v.upstream_statuses.append(str(status))
+                columns = self.columns
+                row = self.client.service.counters.row
+                if columns is not None:
+                    row[columns.header_time] += int(header_time * 1000)
+                    row[columns.header_n] += 1
+                    row[columns.classes[_STATUS_CLASS[status // 100]]] += 1
+                if status == 101 and request.upgrade:
+                    await self._upgraded(exchange)
+                    return None
+                failure = (status_failure(status, location.proxy_next_upstream) if status in STATUS_FAILURES
+                           else None)
+                if failure is not None:
+                    attempt = Attempt(request.method, body.replayable, False, self.tried.left,
+                                      self.loop.time() - self.started, location.proxy_next_upstream_timeout)
+                    if may_retry(failure, location.proxy_next_upstream, attempt):
+                        exchange.complete = False   # drop it: the connection is not reused
+                        return failure
+                v.upstream_headers = exchange.headers
+                client = self.client
+                headers = exchange.headers
+                if ((location.proxy_intercept_errors and intercepted(client, request, status, headers))
+                        or (exchange.redirected and accel_redirect(client, request, headers))):
+                    exchange.complete = False    # answered otherwise: the rest unread, the connection dropped
+                    self.response_started = True
+                    return None
+                if exchange.failed and (broken := exchange.done.exception()) is not None:
+                    # The body broke in the packets that brought the head: nginx has not flushed its head
+                    # yet (postpone_output) and closes with nothing sent; so does sheer.
+                    self.response_started = True
+                    raise broken
+                if request.status_override is not None:    # answering for an error_page: its code
+                    exchange.status = request.status_override
+                if location.gzip is not None:      # compressed: the length is no longer known
+                    exchange.deflater = v.deflater = gzip_proxied(exchange, location.gzip, request)
+                framing = framing_for(exchange, request, plan, client.keepalive_after(request),
+                                      self._record_times)
+                self.response_started = True
+                v.status = exchange.status
+                if exchange.redirected:     # proxy_redirect, proxy_cookie_domain, _path and _flags
+                    exchange.headers = rewrite_headers(
+                        exchange.headers, plan.redirects, v, location.proxy_cookie_domain,
+                        location.proxy_cookie_path, location.proxy_cookie_flags)
+                limited = location.limit_rate or location.proxy_limit_rate or v.limit_rate is not None
+                if limited or exchange.rate_header:
+                    limit_response(exchange, location, v, self.started,
+                                   lambda line: self._log("error", line, peer))
+                else:
+                    v.limit_rate = 0        # what limit_response works out with no limit
+                exchange.relay(framing)
+                try:
+                    await exchange.done
+                finally:
+                    if columns is not None:
+                        row[columns.response_time] += int((loop.time() - self.began) * 1000)
+                        row[columns.response_n] += 1
+                        row[columns.sent] += exchange.sent
+                        row[columns.received] += exchange.received
+                v.body_bytes_sent = exchange.body_bytes
+                v.bytes_sent += exchange.body_bytes
+                self._record_times()       # before the access log line that finish() writes
+                client.finish(request, plan, keepalive=framing.keepalive and request.body.done,
+                              checked=True)
+                return None
             except ClientBroke as broke:     # logged by the client connection
                 if self.response_started:
                     self.client.abort()
@@ -269,77 +340,6 @@ class ProxiedRequest:
                     exchange.conn.close()
                 else:
                     exchange.conn.abort()
-            return result
-
-    async def _exchange(self, exchange: Exchange, peer: Peer, head: bytes) -> Failure | None:
-        request, location = self.request, self.location
-        assert location is not None
-        sent = request.body.expected and location.proxy_pass_request_body and location.proxy_set_body is None
-        exchange.send(head, request.body if sent else None, self.body_chunked)
-        await exchange.head
-        v, loop = self.vars, self.loop
-        header_time = v.upstream_header_times[-1] = loop.time() - self.began
-        status = exchange.status
-        v.upstream_statuses.append(str(status))
-        columns = self.columns
-        row = self.client.service.counters.row
-        if columns is not None:
-            row[columns.header_time] += int(header_time * 1000)
-            row[columns.header_n] += 1
-            row[columns.classes[_STATUS_CLASS[status // 100]]] += 1
-        if status == 101 and request.upgrade:
-            await self._upgraded(exchange)
-            return None
-        failure = status_failure(status, location.proxy_next_upstream) if status in STATUS_FAILURES else None
-        if failure is not None:
-            attempt = Attempt(request.method, request.body.replayable, False, self.tried.left,
-                              self.loop.time() - self.started, location.proxy_next_upstream_timeout)
-            if may_retry(failure, location.proxy_next_upstream, attempt):
-                exchange.complete = False   # drop it: the connection is not reused
-                return failure
-        v.upstream_headers = exchange.headers
-        if ((location.proxy_intercept_errors and intercepted(self.client, request, status, exchange.headers))
-                or (exchange.redirected and accel_redirect(self.client, request, exchange.headers))):
-            exchange.complete = False       # answered otherwise: the rest is not read, the connection dropped
-            self.response_started = True
-            return None
-        client = self.client
-        if exchange.failed and (broken := exchange.done.exception()) is not None:
-            # The body broke in the packets that brought the head: nginx has not flushed its head yet
-            # (postpone_output) and closes with nothing sent; so does sheer.
-            self.response_started = True
-            raise broken
-        if request.status_override is not None:     # answering for an error_page: its code
-            exchange.status = request.status_override
-        if location.gzip is not None:      # compressed: the length is no longer known
-            exchange.deflater = v.deflater = gzip_proxied(exchange, location.gzip, request)
-        framing = framing_for(exchange, request, self.plan, client.keepalive_after(request),
-                              self._record_times)
-        self.response_started = True
-        v.status = exchange.status
-        if exchange.redirected:     # proxy_redirect, proxy_cookie_domain, _path and _flags
-            exchange.headers = rewrite_headers(exchange.headers, self.plan.redirects, v,
-                                               location.proxy_cookie_domain, location.proxy_cookie_path,
-                                               location.proxy_cookie_flags)
-        limited = location.limit_rate or location.proxy_limit_rate or v.limit_rate is not None
-        if limited or exchange.rate_header:
-            limit_response(exchange, location, v, self.started, lambda line: self._log("error", line, peer))
-        else:
-            v.limit_rate = 0        # what limit_response works out with no limit
-        exchange.relay(framing)
-        try:
-            await exchange.done
-        finally:
-            if columns is not None:
-                row[columns.response_time] += int((loop.time() - self.began) * 1000)
-                row[columns.response_n] += 1
-                row[columns.sent] += exchange.sent
-                row[columns.received] += exchange.received
-        v.body_bytes_sent = exchange.body_bytes
-        v.bytes_sent += exchange.body_bytes
-        self._record_times()       # before the access log line that finish() writes
-        client.finish(request, self.plan, keepalive=framing.keepalive and request.body.done, checked=True)
-        return None
 
     async def _upgraded(self, exchange: Exchange) -> None:
         """The upstream's 101 to a request with Upgrade: a tunnel both ways until either side ends

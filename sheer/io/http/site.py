@@ -104,7 +104,9 @@ class Plan:
         if location is not None and location.proxy_ssl is not None:
             self.tls = setup_for(location.proxy_ssl)
         self.pool: UpstreamPool | None = pool_for(self.upstream, ssl) if self.upstream else None
-        self.peer_columns = peer_columns(ctx.shared.layout, self.upstream) if self.upstream else ()
+        # counted only where an api, prometheus or dashboard location reads them (WorkerContext.peers_read)
+        self.peer_columns = (peer_columns(ctx.shared.layout, self.upstream)
+                             if self.upstream is not None and ctx.peers_read else ())
         self.proxy_host = self.upstream.name if self.upstream else ""
         default_port = ":443" if ssl else ":80"
         if self.upstream is not None and self.upstream.implicit and self.proxy_host.endswith(default_port):
