@@ -60,6 +60,7 @@ class Reading:
     lingering: bool
     refuse: int
     proxy_buffer: bytes | None      # a PROXY protocol header being read
+    idle_conns: dict[Reusable, None]    # ConnectionSlots.reusable
 
     def _verify_error(self) -> str:
         """495's log line (nginx: at info, the request then answered 400 "The SSL certificate error")."""
@@ -159,7 +160,7 @@ class Reading:
         row[counters.writing] += 1
         row[counters.requests] += 1
         self.requests += 1
-        self.service.reusable(self, False)
+        self.idle_conns.pop(self, None)          # busy: not to be closed to make room
         version = head.version
         request = Request(head.method, ("/" + head.target.decode("latin-1")) if head.empty_path
                           else head.target.decode("latin-1"),
