@@ -167,11 +167,7 @@ class Reading:
                           _PROTOCOLS.get(version) or _protocol(version),
                           head.headers, head.keepalive,
                           RequestBody(self, head.content_length, head.chunked), head.host,
-                          head.expect_continue)
-        request.length = head.length
-        request.number = self.requests
-        request.counted = True
-        request.http09 = version < 1000
+                          head.expect_continue, head.length, self.requests, version < 1000, True)
         if head.upgrade:
             request.upgrade = self.reader.hold = True     # until its answer: a 101, or more requests
         if head.ignored:
