@@ -58,7 +58,8 @@ class Clock:
 def connection(clock: Clock) -> tuple[Any, list[str]]:
     limits = ClientLimits(client_header_timeout=60.0, client_body_timeout=30.0, keepalive_timeout=75.0)
     site = SimpleNamespace(limits=limits, header_limits=Limits())
-    service: Any = SimpleNamespace(site=site, loop=clock, proxy_protocol=False)
+    service: Any = SimpleNamespace(site=site, loop=clock, proxy_protocol=False,
+                                   slots=SimpleNamespace(reusable={}))
     conn: Any = ClientConnection(service)
     ended: list[str] = []
     conn.close = lambda: ended.append(f"close {clock.now:g}")

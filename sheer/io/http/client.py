@@ -82,6 +82,8 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
         self.in_head = False               # counted in stub_status "reading"
         self.lingering, self.linger_until = False, 0.0    # answered: the rest of a body dropped, then close
         self.slot = True                   # its worker_connections slot, taken when it was accepted
+        # worker_connections' idle connections, oldest first (ConnectionSlots.idle, inline per request)
+        self.idle_conns = service.slots.reusable
         # Timeouts: one deadline timer, re-armed lazily; what it means is decided when it fires.
         self.timer: asyncio.TimerHandle | None = None
         self.idle_since = self.head_since = self.body_since = 0.0
@@ -336,18 +338,12 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
                 self.idle_since = now
                 self.idle_timeout = plan.keepalive_timeout if plan is not None else self.idle_timeout
                 self._arm(now + self.idle_timeout)
-                self.service.reusable(self, True)
+                idle_conns = self.idle_conns       # idle again: the newest to be reused
+                idle_conns.pop(self, None)
+                idle_conns[self] = None
 
     @property
     def client(self) -> ClientConnection:
-        return self
-
-    @property
-    def routing(self) -> ClientConnection:
-        return self
-
-    @property
-    def connection(self) -> ClientConnection:
         return self
 
     @property

@@ -83,7 +83,7 @@ def route(client: Routing, request: Request, head: RequestHead) -> None:
             variables.remote_port = "" if real[1] is None else str(real[1])
     request.plan = plan
     client.body_timeout = plan.client_body_timeout
-    if location is not None:
+    if location is not None and request.body.expected:     # no body: nothing to limit
         too_large = client.reader.limit_body(plan.client_max_body_size)
         if too_large is not None:          # answered 413; the body is read and dropped, then the close
             request.rejected = too_large

@@ -60,6 +60,7 @@ class Reading:
     lingering: bool
     refuse: int
     proxy_buffer: bytes | None      # a PROXY protocol header being read
+    idle_conns: dict[Reusable, None]    # ConnectionSlots.reusable
 
     def _verify_error(self) -> str:
         """495's log line (nginx: at info, the request then answered 400 "The SSL certificate error")."""
@@ -159,18 +160,14 @@ class Reading:
         row[counters.writing] += 1
         row[counters.requests] += 1
         self.requests += 1
-        self.service.reusable(self, False)
+        self.idle_conns.pop(self, None)          # busy: not to be closed to make room
         version = head.version
         request = Request(head.method, ("/" + head.target.decode("latin-1")) if head.empty_path
                           else head.target.decode("latin-1"),
                           _PROTOCOLS.get(version) or _protocol(version),
                           head.headers, head.keepalive,
                           RequestBody(self, head.content_length, head.chunked), head.host,
-                          head.expect_continue)
-        request.length = head.length
-        request.number = self.requests
-        request.counted = True
-        request.http09 = version < 1000
+                          head.expect_continue, head.length, self.requests, version < 1000, True)
         if head.upgrade:
             request.upgrade = self.reader.hold = True     # until its answer: a 101, or more requests
         if head.ignored:

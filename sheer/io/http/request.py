@@ -55,7 +55,8 @@ class Request:
     )
 
     def __init__(self, method: bytes, raw_uri: str, version: str, headers: list[tuple[bytes, bytes]],
-                 keepalive: bool, body: RequestBody, host: str | None, expect_continue: bool) -> None:
+                 keepalive: bool, body: RequestBody, host: str | None, expect_continue: bool,
+                 length: int = 0, number: int = 0, http09: bool = False, counted: bool = False) -> None:
         self.method = method
         self.raw_uri = raw_uri
         self.version = version
@@ -66,15 +67,15 @@ class Request:
         self.expect_continue = expect_continue
         self.vars: RequestVariables | None = None
         self.finished = False
-        self.length = 0
+        self.length = length      # the head's bytes
         self.error_paged = False    # went through an error_page once (nginx's recursive_error_pages off)
         self.internal = False       # internally redirected (r->internal): `internal` locations serve it
         self.status_override: int | None = None     # error_page's status for what its redirect answers
         self.vhost: VirtualHost | None = None       # its server (an error_page's redirect is looked up there)
-        self.number = 0             # its place on the connection (nginx's c->requests when it came)
-        self.counted = False        # counted as "writing" (stub_status) until it is finished
+        self.number = number        # its place on the connection (nginx's c->requests when it came)
+        self.counted = counted      # counted as "writing" (stub_status) until it is finished
         self.zone: ZoneColumns | None = None    # its status_zone's columns
-        self.http09 = False         # HTTP/0.9: the answer is the body alone, then the connection closes
+        self.http09 = http09        # HTTP/0.9: the answer is the body alone, then the connection closes
         self.rejected: Rejected | None = None   # refused before any handler: answered with nginx's status
         self.plan: Plan | None = None           # where it was routed (or its server, when refused)
         self.upgrade = False        # it asked for another protocol (Upgrade): a 101 makes a tunnel
