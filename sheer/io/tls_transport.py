@@ -46,12 +46,12 @@ async def accept_tls(loop: asyncio.AbstractEventLoop, sock: socket.socket, conte
                 except ssl.SSLWantWriteError:
                     await _ready(loop, fd, reading=False)
     except BaseException:
-        _discard_input(fd)      # what the client sent and OpenSSL did not read: no reset at close
+        discard_input(fd)      # what the client sent and OpenSSL did not read: no reset at close
         tls.close()
         raise
 
 
-def _discard_input(fd: int) -> None:
+def discard_input(fd: int) -> None:
     for _ in range(16):
         try:
             if not os.read(fd, 65536):
