@@ -108,8 +108,7 @@ def test_patch_without_write_is_method_disabled() -> None:
 
 
 @pytest.mark.parametrize(("body", "status", "code"), [
-    (b"{", 415, "JsonError"), (b"[" * 8000 + b"]" * 8000, 415, "JsonError"),
-    (b'{"a":' * 5000 + b"1" + b"}" * 5000, 415, "JsonError"), (b'"down"', 400, "UpstreamConfFormatError"),
+    (b"{", 415, "JsonError"), (b'"down"', 400, "UpstreamConfFormatError"),
     (b'{"down": 1}', 400, "UpstreamConfFormatError"), (b'{"weight": true}', 400, "UpstreamBadWeight"),
     (b'{"weight": -1}', 400, "UpstreamBadWeight"), (b'{"max_conns": 5}', 400, "UpstreamConfFormatError"),
     (b'{"id": 1}', 400, "UpstreamServerImmutable"), (b'{"servers": []}', 400, "UpstreamConfFormatError")])
@@ -117,6 +116,17 @@ def test_bad_patches_change_nothing(body: bytes, status: int, code: str) -> None
     board, api, _ = make()
     answer = api.handle("PATCH", "9/http/upstreams/app/servers/0", {}, body, "r")
     assert (answer.status, answer.body["error"]["code"]) == (status, code)
+    assert board.version == 0 and board.control[0] == [0, 0, 0]
+
+
+@pytest.mark.parametrize("body", [b"[" * 8000 + b"]" * 8000, b'{"a":' * 5000 + b"1" + b"}" * 5000])
+def test_a_body_nested_past_the_decoders_bound_is_a_json_error(body: bytes) -> None:
+    """Python 3.11's json gives up with RecursionError (a 415 JsonError here), 3.12's decodes it (then
+    not an object, or an unknown parameter: 400): either way an answer, and nothing changed."""
+    board, api, _ = make()
+    answer = api.handle("PATCH", "9/http/upstreams/app/servers/0", {}, body, "r")
+    said = (answer.status, answer.body["error"]["code"])
+    assert said in ((415, "JsonError"), (400, "UpstreamConfFormatError"))
     assert board.version == 0 and board.control[0] == [0, 0, 0]
 
 
