@@ -46,12 +46,12 @@ async def accept_tls(loop: asyncio.AbstractEventLoop, sock: socket.socket, conte
                 except ssl.SSLWantWriteError:
                     await _ready(loop, fd, reading=False)
     except BaseException:
-        discard_input(fd)      # what the client sent and OpenSSL did not read: no reset at close
+        _discard_input(fd)      # what the client sent and OpenSSL did not read: no reset at close
         tls.close()
         raise
 
 
-def discard_input(fd: int) -> None:
+def _discard_input(fd: int) -> None:
     for _ in range(16):
         try:
             if not os.read(fd, 65536):

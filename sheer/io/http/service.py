@@ -20,7 +20,7 @@ from sheer.io.http.tls_accept import Proxied, TlsAccept
 from sheer.io.slots import ConnectionSlots, Reusable
 from sheer.io.sockets import listening_on, shown
 from sheer.io.tls import TlsListener
-from sheer.io.tls_transport import TlsTransport
+from sheer.io.tls_transport import TlsTransport, accept_tls
 
 
 class HttpService:
@@ -99,10 +99,7 @@ class HttpService:
             self.slots.release()
 
     def _open_tls(self, sock: socket.socket, tls: bool, proxied: Proxied) -> None:
-        if tls:         # handshaken by TlsAccept, its socket still registered: the transport takes it on
-            TlsTransport(self.loop, sock, ClientConnection(self, 0, proxied)).start()  # type: ignore[arg-type]
-            return
-        self._start(self._open_plain(sock, proxied))
+        self._start(self._handshake(sock, proxied) if tls else self._open_plain(sock, proxied))
 
     async def _open_plain(self, sock: socket.socket, proxied: Proxied) -> None:
         """Plain HTTP on an ssl address: read, then answered 400 as nginx's NGX_HTTP_TO_HTTPS (497)."""
@@ -111,6 +108,21 @@ class HttpService:
         except OSError:
             sock.close()
             self.slots.release()
+
+    async def _handshake(self, sock: socket.socket, proxied: Proxied) -> None:
+        assert self.tls is not None and self.tls_accept is not None
+        try:
+            peer = sock.getpeername()[0]
+        except OSError:
+            peer = "?"
+        try:
+            tls = await accept_tls(self.loop, sock, self.tls.default, self.site.limits.client_header_timeout)
+        except (OSError, TimeoutError) as exc:   # ssl.SSLError is an OSError; so is a reset
+            self.tls_accept.handshake_failed(sock, peer, exc)
+            sock.close()
+            self.slots.release()
+            return
+        TlsTransport(self.loop, tls, ClientConnection(self, 0, proxied)).start()
 
     def reusable(self, conn: Reusable, idle: bool) -> None:
         self.slots.idle(conn, idle)

@@ -4,29 +4,22 @@ The first byte is peeked (MSG_PEEK, nothing consumed): 0x16 (a TLS handshake rec
 the high bit set (an SSLv2-style hello) starts the handshake, driven by the event loop's SSL transport;
 anything else is plain HTTP, read as usual and answered 400 "The plain HTTP request was sent to HTTPS
 port". Waiting for that byte and the handshake are each bounded by client_header_timeout (nginx's
-post_accept_timeout), and neither blocks the worker: loop callbacks, no task.
-
-The socket stays registered with the loop from the peek to the transport (TlsTransport.start replaces the
-callback): with uvloop each new registration costs an epoll_ctl ADD+DEL probe and an ioctl, each removal
-three epoll_ctl (docs/performance.md, "The TLS handshake's CPU"). Every way out that closes the socket
-removes it first: libuv would otherwise stop polling the next socket given that fd number."""
+post_accept_timeout), and neither blocks the worker: one loop callback per connection, one task per
+handshake."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
-import ssl
 from collections.abc import Callable
 
 from sheer.core.proxy_protocol import V2_MAX, Malformed, Parsed, ProxyHeader, parse
 from sheer.io.logs import ErrorLogger
 from sheer.io.tls import TlsListener, handshake_failure, rejected
-from sheer.io.tls_transport import discard_input
 
 # the PROXY header read before a TLS handshake (its header, or None for another transport's); None: not so
 Proxied = tuple[ProxyHeader | None] | None
-# (socket, is TLS, the PROXY header read before it, if the address expects one): open the connection;
-# a TLS socket comes handshaken (an ssl.SSLSocket), still registered for reading with the loop
+# (socket, is TLS, the PROXY header read before it, if the address expects one): open the connection
 Opened = Callable[[socket.socket, bool, Proxied], None]
 
 
@@ -77,16 +70,11 @@ class TlsAccept:
             if after is None:
                 return
             first = after
-        if first and (first[0] == 0x16 or first[0] & 0x80 != 0):
-            del self.waiting[fd]
-            waiting.timer.cancel()
-            Handshake(self, waiting.sock, waiting.proxied).step()      # the registration goes on
-            return
         self._forget(fd)
         if not first:               # closed (or reset) before a byte: nginx closes without a word
             self._close(waiting.sock)
             return
-        self.opened(waiting.sock, False, waiting.proxied)
+        self.opened(waiting.sock, first[0] == 0x16 or first[0] & 0x80 != 0, waiting.proxied)
 
     def _proxy_header(self, waiting: Waiting, peeked: bytes) -> bytes | None:
         """nginx's ngx_http_ssl_handshake with proxy_protocol: the header must be whole in what has come
@@ -142,60 +130,3 @@ class TlsAccept:
             waiting = self.waiting[fd]
             self._forget(fd)
             self._close(waiting.sock)
-
-
-class Handshake:
-    """The server side of one TLS handshake, driven by the loop's callbacks on the socket (already
-    registered for reading by TlsAccept), bounded by client_header_timeout; a failure is logged as
-    nginx's ngx_ssl_handshake logs it and closes the connection."""
-
-    __slots__ = ("accept", "fd", "peer", "proxied", "timer", "tls", "writer")
-
-    def __init__(self, accept: TlsAccept, sock: socket.socket, proxied: Proxied) -> None:
-        self.accept = accept
-        self.proxied = proxied
-        try:
-            self.peer = sock.getpeername()[0]
-        except OSError:
-            self.peer = "?"
-        self.fd = sock.fileno()
-        self.tls = accept.listener.default.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-        self.timer = accept.loop.call_later(accept.timeout, self._timed_out)
-        self.writer = False         # registered for writing too (OpenSSL wanted to write)
-
-    def step(self) -> None:
-        loop = self.accept.loop
-        try:
-            self.tls.do_handshake()
-        except ssl.SSLWantReadError:
-            if self.writer:
-                self.writer = False
-                loop.remove_writer(self.fd)
-            loop.add_reader(self.fd, self.step)
-            return
-        except ssl.SSLWantWriteError:
-            if not self.writer:
-                self.writer = True
-                loop.add_writer(self.fd, self.step)
-            return
-        except OSError as exc:      # ssl.SSLError is an OSError; so is a reset
-            self._failed(exc)
-            return
-        self.timer.cancel()
-        if self.writer:
-            loop.remove_writer(self.fd)
-        self.accept.opened(self.tls, True, self.proxied)
-
-    def _timed_out(self) -> None:
-        self._failed(TimeoutError())
-
-    def _failed(self, exc: BaseException) -> None:
-        accept, loop = self.accept, self.accept.loop
-        self.timer.cancel()
-        loop.remove_reader(self.fd)
-        if self.writer:
-            loop.remove_writer(self.fd)
-        accept.handshake_failed(self.tls, self.peer, exc)
-        discard_input(self.fd)      # what the client sent and OpenSSL did not read: no reset at close
-        self.tls.close()
-        accept.release()
