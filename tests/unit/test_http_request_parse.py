@@ -218,7 +218,7 @@ def events(*pieces: bytes) -> list[object]:
 def test_pipelined_requests_then_a_bad_one_in_order() -> None:
     good = b"GET /g HTTP/1.1\r\nHost: a\r\n\r\n"
     got = events(good * 10 + b"GET /bad HTTP/9.9\r\n\r\n" + good * 10)
-    assert got == [("head", b"GET /g HTTP/1.1"), END] * 10 + [505]     # nothing after the refused one
+    assert got == [("head", b"GET /g HTTP/1.1")] * 10 + [505]     # nothing after the refused one
 
 
 def test_bodies_between_heads_whatever_the_packets() -> None:

@@ -4,7 +4,8 @@
     while (event := reader.next_event()) is not None:
         RequestHead -> route it (then reader.limit_body(client_max_body_size))
         bytes       -> body data of the current request
-        END         -> its body is complete (the next head may follow at once: pipelining)
+        END         -> its body is complete (the next head may follow at once: pipelining); a head
+                       that declares no body (no Content-Length or 0, not chunked) has no END
         Rejected    -> what nginx answers; the reader stops: nothing after it is read
 
 A head is parsed only once the previous request's body is complete, so a bad request after
@@ -136,8 +137,8 @@ class RequestReader:
             self.stop()                      # HTTP/0.9: one request without a body, nothing after it
         elif head.chunked:
             self.decoder = ChunkedDecoder()
-        else:
-            self.left = head.content_length or 0     # 0: END comes next
+        elif head.content_length:
+            self.left = head.content_length          # no body declared: the next head comes next
         return head
 
     def _length(self) -> bytes | End | None:

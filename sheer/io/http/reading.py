@@ -134,6 +134,8 @@ class Reading:
             elif type(event) is RequestHead:
                 self._head(event, more)
                 more = True
+                if self.paused and not reader.in_body:
+                    return       # paused after a head without a body: no head is being read
             elif self.receiving is not None:
                 self._body_broke(cast(Rejected, event))
             else:
