@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sheer.config.errors import Source
 from sheer.config.template import HTTP_PREFIXES, HTTP_VARIABLES, compile_template
-from sheer.core.http.variables import Connection, RequestVariables
+from sheer.core.http.variables import Connection, RequestVariables, UpstreamTry
 from sheer.core.variables import render
 
 
@@ -27,8 +27,8 @@ def test_request_and_proxy_variables() -> None:
     v = variables()
     v.now = 1000.25
     v.status = 200
-    v.upstream_addrs += ["127.0.0.11:80", "127.0.0.12:80"]
-    v.upstream_statuses += ["502", "200"]
+    v.upstream += [UpstreamTry("127.0.0.11:80"), UpstreamTry("127.0.0.12:80")]
+    v.upstream[0].status, v.upstream[1].status = 502, 200
     expected = {
         "request": "GET /p?q=1 HTTP/1.1", "host": "example.com", "http_host": "Example.com:80",
         "http_user_agent": "curl/8", "cookie_sid": "xyz", "arg_q": "1", "args": "q=1", "is_args": "?",

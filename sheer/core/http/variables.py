@@ -41,6 +41,23 @@ class Connection:
         self.connections: Callable[[], tuple[int, int, int, int]] | None = None
 
 
+class UpstreamTry:
+    """One try of proxy_pass (nginx's u->state): its peer's address (the group's name for a try that
+    found no peer, `timed` False: no times of its own), its status once a head came, its times in
+    seconds (None: `-`, a phase not reached; formatted when read) and, once it is over, its bytes."""
+
+    # kept on the class until known: a try sets only what it reaches
+    status: int | None = None
+    time: float | None = None
+    connect: float | None = None
+    header: float | None = None
+    bytes: tuple[int, int, int] | None = None      # received, sent, body length
+    timed = True
+
+    def __init__(self, addr: str) -> None:
+        self.addr = addr
+
+
 class RequestVariables:
     """Filled by the io driver as the request progresses; `now` is set before each rendering."""
 
@@ -74,13 +91,8 @@ class RequestVariables:
         "start",
         "status",
         "trailers",
-        "upstream_addrs",
-        "upstream_bytes",
-        "upstream_connect_times",
-        "upstream_header_times",
+        "upstream",
         "upstream_headers",
-        "upstream_statuses",
-        "upstream_times",
         "uri",
         "user",
         "version",
@@ -104,13 +116,7 @@ class RequestVariables:
         self.start = start
         self.now = start
         self.proxy_host = ""
-        self.upstream_addrs: list[str] = []
-        self.upstream_statuses: list[str] = []
-        # seconds per try, None (`-`) for a phase the try has not reached: formatted when read
-        self.upstream_times: list[float | None] = []
-        self.upstream_connect_times: list[float | None] = []
-        self.upstream_header_times: list[float | None] = []
-        self.upstream_bytes: list[tuple[int, int, int]] = []    # received, sent, body length per try
+        self.upstream: list[UpstreamTry] = []     # proxy_pass's tries ($upstream_addr, ...), in order
         self.status = 0
         self.bytes_sent = 0
         self.body_bytes_sent = 0
@@ -301,6 +307,10 @@ def _times(seconds: list[float | None]) -> str:
     return ", ".join("-" if t is None else f"{t:.3f}" for t in seconds)
 
 
+def _bytes(tries: list[UpstreamTry], which: int) -> str:
+    return ", ".join(str(t.bytes[which]) for t in tries if t.bytes is not None)
+
+
 def _connections(v: RequestVariables, which: int) -> str:
     counts = v.conn.connections
     return str(counts()[which]) if counts is not None else "0"
@@ -365,14 +375,14 @@ _GETTERS: dict[str, Callable[[RequestVariables], str]] = {
     "connections_reading": lambda v: _connections(v, 1),
     "connections_writing": lambda v: _connections(v, 2),
     "connections_waiting": lambda v: _connections(v, 3),
-    "upstream_addr": lambda v: ", ".join(v.upstream_addrs),
-    "upstream_status": lambda v: ", ".join(v.upstream_statuses),
-    "upstream_response_time": lambda v: _times(v.upstream_times),
-    "upstream_connect_time": lambda v: _times(v.upstream_connect_times),
-    "upstream_header_time": lambda v: _times(v.upstream_header_times),
-    "upstream_bytes_received": lambda v: ", ".join(str(b[0]) for b in v.upstream_bytes),
-    "upstream_bytes_sent": lambda v: ", ".join(str(b[1]) for b in v.upstream_bytes),
-    "upstream_response_length": lambda v: ", ".join(str(b[2]) for b in v.upstream_bytes),
+    "upstream_addr": lambda v: ", ".join([t.addr for t in v.upstream]),
+    "upstream_status": lambda v: ", ".join([str(t.status) for t in v.upstream if t.status is not None]),
+    "upstream_response_time": lambda v: _times([t.time for t in v.upstream if t.timed]),
+    "upstream_connect_time": lambda v: _times([t.connect for t in v.upstream if t.timed]),
+    "upstream_header_time": lambda v: _times([t.header for t in v.upstream if t.timed]),
+    "upstream_bytes_received": lambda v: _bytes(v.upstream, 0),
+    "upstream_bytes_sent": lambda v: _bytes(v.upstream, 1),
+    "upstream_response_length": lambda v: _bytes(v.upstream, 2),
 }
 # $ssl_*: the connection's TLS facts (sheer.core.tls_vars), empty on a plain connection
 _GETTERS.update({name: _tls(get) for name, get in TLS_VARIABLES.items()})

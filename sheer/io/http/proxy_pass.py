@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import errno
 import time
+from collections.abc import Coroutine
+from typing import Any
 
 from sheer.core.balancers import Peer, Tried, request_key
 from sheer.core.bind import PLUMBING_HINT, BindTo, BindValueError, bind_to
-from sheer.core.http.add_header import added
 from sheer.core.http.headers import request_head
 from sheer.core.http.nextupstream import (
     NON_IDEMPOTENT,
@@ -22,6 +23,7 @@ from sheer.core.http.nextupstream import (
 )
 from sheer.core.http.redirects import rewrite_headers
 from sheer.core.http.uri import upstream_uri
+from sheer.core.http.variables import UpstreamTry
 from sheer.core.variables import render, render_bytes
 from sheer.io.counting import PeerColumns
 from sheer.io.http.answers import CONTINUE
@@ -34,10 +36,10 @@ from sheer.io.http.gzipping import gzip_proxied
 from sheer.io.http.logline import errno_text, upstream_error
 from sheer.io.http.relay_head import framing_for
 from sheer.io.http.request import Request
-from sheer.io.http.site import SERVER, Plan
+from sheer.io.http.site import Plan
 from sheer.io.http.targets import TargetError
 from sheer.io.http.throttle import limit_response
-from sheer.io.http.tunnel import Tunnel, switching_head
+from sheer.io.http.upgrade import tunnel_after_101
 from sheer.io.http.upstream_pool import NoSlot, UpstreamConnection, open_upstream
 from sheer.io.http.upstream_tls import UpstreamTlsFailed
 from sheer.io.sockets import BindError
@@ -58,123 +60,129 @@ class ProxiedRequest:
     exchange: Exchange | None = None
     tried: Tried                          # set in run()
 
+    state: UpstreamTry                    # the try under way's ($upstream_addr, ...), set in run()
+
     def __init__(self, client: ClientConnection, request: Request, plan: Plan) -> None:
-        self.client = client
-        self.request = request
-        self.plan = plan
-        self.location = plan.location
-        self.loop = client.loop
+        self.client, self.request, self.plan = client, request, plan
+        self.location, self.loop = plan.location, client.loop
         assert request.vars is not None and self.location is not None
         self.vars = request.vars
         self.vars.proxy_host = plan.proxy_host
         self.pool = plan.pool
 
     async def run(self) -> None:
-        request, plan, location = self.request, self.plan, self.location
-        assert location is not None and location.proxy_pass is not None
-        body = request.body
-        if request.expect_continue:
-            # nginx (ngx_http_test_expect) says it before reading the body, whatever came with the
-            # head, a body or none
-            self.client.write(CONTINUE)
-        if body.expected and (not location.proxy_pass_request_body or location.proxy_set_body is not None):
-            body.detach()        # nginx reads it and sends nothing of it: read and dropped
-        elif body.expected or (body.content_length == 0 and location.request_body.in_file_only != "off"):
-            # A client that stalls is the client connection's to time out (client_body_timeout); an
-            # empty body declared gets its (empty) file with client_body_in_file_only, as nginx's.
-            broken, request.body_file = await before_upstream(body, self.vars, location.request_body,
-                                                              plan.version)
-            if broken is not None:
-                self.client.respond_error(request, broken.status, plan, keepalive=False)
-                return
-        proxy = location.proxy_pass
-        if proxy.url is not None:      # written with variables: the target is chosen for this request
-            try:
-                target = await self.client.site.targets.choose(render(proxy.url, self.vars), location)
-            except TargetError as exc:
-                self._log("error", exc.message, None)
-                self.client.respond_error(request, exc.status, plan)
-                return
-            balancer, upstream, peer_columns = target.balancer, target.upstream, target.columns
-            self.pool = target.pool
-            self.vars.proxy_host = target.proxy_host
-            self.uri = target.uri or request.raw_uri
-        else:
-            assert plan.balancer is not None and proxy.upstream is not None
-            balancer, upstream, peer_columns = plan.balancer, proxy.upstream, plan.peer_columns
-            whole = request.rewritten is not None and not request.rewritten.valid_location
-            self.uri = upstream_uri(location, proxy, request.raw_uri, self.vars.uri, self.vars.args, whole)
-        if not plan.keepalive_ok:
-            self.pool = None
-        if location.proxy_bind is not None:
-            try:
-                self.bind = bind = bind_to(location.proxy_bind, self.vars)
-            except BindValueError as exc:
-                # nginx (ngx_http_upstream_set_local): said, and the upstream connection is made unbound (a
-                # client of a unix-domain listener, whose $remote_addr is "unix:", comes here)
-                self._log("error", f"{exc} while connecting to upstream", None)
+        """The task of the request (sheer.io.http.client.Handler: `proxy()` makes it)."""
+        try:
+            request, plan, location = self.request, self.plan, self.location
+            assert location is not None and location.proxy_pass is not None
+            body = request.body
+            if request.expect_continue:
+                # nginx (ngx_http_test_expect) says it before reading the body, whatever came with the
+                # head, a body or none
+                self.client.write(CONTINUE)
+            if body.expected and (not location.proxy_pass_request_body
+                                  or location.proxy_set_body is not None):
+                body.detach()        # nginx reads it and sends nothing of it: read and dropped
+            elif body.expected or (body.content_length == 0 and location.request_body.in_file_only != "off"):
+                # A client that stalls is the client connection's to time out (client_body_timeout); an
+                # empty body declared gets its (empty) file with client_body_in_file_only, as nginx's.
+                broken, request.body_file = await before_upstream(body, self.vars, location.request_body,
+                                                                  plan.version)
+                if broken is not None:
+                    self.client.respond_error(request, broken.status, plan, keepalive=False)
+                    return
+            proxy = location.proxy_pass
+            if proxy.url is not None:      # written with variables: the target is chosen for this request
+                try:
+                    target = await self.client.site.targets.choose(render(proxy.url, self.vars), location)
+                except TargetError as exc:
+                    self._log("error", exc.message, None)
+                    self.client.respond_error(request, exc.status, plan)
+                    return
+                balancer, upstream, peer_columns = target.balancer, target.upstream, target.columns
+                self.pool = target.pool
+                self.vars.proxy_host = target.proxy_host
+                self.uri = target.uri or request.raw_uri
             else:
-                self.source = None if bind is None else (bind.host, bind.port)
-        head = self._head()
-        loop, v = self.loop, self.vars
-        tried = self.tried = balancer.start(location.proxy_next_upstream_tries, request_key(upstream, v))
-        started = self.started = loop.time()
-        row = self.client.service.counters.row
-        while True:
-            peer = balancer.get(tried, loop.time())
-            if peer is None:
-                # nginx's u->state->peer of a try that found no peer (NGX_BUSY): the group's name
-                v.upstream_addrs.append(upstream.name)
-                self._log("error", "no live upstreams while connecting to upstream", None)
-                self.client.respond_error(request, 502, plan)
-                return
-            v.upstream_addrs.append(peer.name)
-            self.peer = peer
-            self.began = loop.time()
-            failure: Failure | None = None
-            columns = None
-            if peer_columns:
-                columns = self.columns = peer_columns[peer.index]
-                row[columns.requests] += 1
-                row[columns.active] += 1
-                row[columns.selected] = int(time.time() * 1000)
-            # nginx's u->state of this try, each time `-` until known (add_header sees no response time)
-            v.upstream_times.append(None)
-            v.upstream_connect_times.append(None)
-            v.upstream_header_times.append(None)
-            try:
-                failure = await self._try(peer, head)
-            except BindError as exc:
-                # Our side failed (proxy_bind, IP_TRANSPARENT): not the peer's fault, no retry.
-                self._count_transparent(exc.errno)
-                self._log(exc.level, f"{exc.message} while connecting to upstream", peer,
-                          f"; {exc.fix}" if exc.fix else "")
-                self.client.respond_error(request, 500, plan)
-                return
-            finally:
-                if not self.timed:
-                    self._record_times()
-                failed = failure is not None and peer_failed(failure)
-                disabled = balancer.free(peer, failed=failed, now=loop.time())
-                if columns is not None:
-                    row[columns.active] -= 1
-                    if failed:
-                        row[columns.fails] += 1
+                assert plan.balancer is not None and proxy.upstream is not None
+                balancer, upstream, peer_columns = plan.balancer, proxy.upstream, plan.peer_columns
+                whole = request.rewritten is not None and not request.rewritten.valid_location
+                self.uri = upstream_uri(location, proxy, request.raw_uri, self.vars.uri, self.vars.args,
+                                        whole)
+            if not plan.keepalive_ok:
+                self.pool = None
+            if location.proxy_bind is not None:
+                try:
+                    self.bind = bind = bind_to(location.proxy_bind, self.vars)
+                except BindValueError as exc:
+                    # nginx (ngx_http_upstream_set_local): said, and the upstream connection is made
+                    # unbound (a client of a unix-domain listener, whose $remote_addr is "unix:", comes here)
+                    self._log("error", f"{exc} while connecting to upstream", None)
+                else:
+                    self.source = None if bind is None else (bind.host, bind.port)
+            head = self._head()
+            loop, v = self.loop, self.vars
+            tried = self.tried = balancer.start(location.proxy_next_upstream_tries, request_key(upstream, v))
+            started = self.started = loop.time()
+            row = self.client.service.counters.row
+            while True:
+                peer = balancer.get(tried, loop.time())
+                if peer is None:
+                    # nginx's u->state->peer of a try that found no peer (NGX_BUSY): the group's name
+                    v.upstream.append(state := UpstreamTry(upstream.name))
+                    state.timed = False
+                    self._log("error", "no live upstreams while connecting to upstream", None)
+                    self.client.respond_error(request, 502, plan)
+                    return
+                v.upstream.append(state := UpstreamTry(peer.name))
+                self.state = state
+                self.peer = peer
+                self.began = loop.time()
+                failure: Failure | None = None
+                columns = None
+                if peer_columns:
+                    columns = self.columns = peer_columns[peer.index]
+                    row[columns.requests] += 1
+                    row[columns.active] += 1
+                    row[columns.selected] = int(time.time() * 1000)
+                try:
+                    failure = await self._try(peer, head)
+                except BindError as exc:
+                    # Our side failed (proxy_bind, IP_TRANSPARENT): not the peer's fault, no retry.
+                    self._count_transparent(exc.errno)
+                    self._log(exc.level, f"{exc.message} while connecting to upstream", peer,
+                              f"; {exc.fix}" if exc.fix else "")
+                    self.client.respond_error(request, 500, plan)
+                    return
+                finally:
+                    if not self.timed:
+                        self._record_times()
+                    failed = failure is not None and peer_failed(failure)
+                    disabled = balancer.free(peer, failed=failed, now=loop.time())
+                    if columns is not None:
+                        row[columns.active] -= 1
+                        if failed:
+                            row[columns.fails] += 1
+                        if disabled:
+                            row[columns.unavail] += 1
+                            row[columns.unavail_until] = int((time.time() + peer.server.fail_timeout) * 1000)
                     if disabled:
-                        row[columns.unavail] += 1
-                        row[columns.unavail_until] = int((time.time() + peer.server.fail_timeout) * 1000)
-                if disabled:
-                    self._log("warn", "upstream server temporarily disabled while connecting to upstream",
-                              peer)
-            if failure is None:
-                return
-            attempt = Attempt(request.method, body.replayable, self.response_started, tried.left,
-                              loop.time() - started, location.proxy_next_upstream_timeout)
-            if not may_retry(failure, location.proxy_next_upstream, attempt):
-                if not self.response_started:
-                    self.client.respond_error(request, final_status(failure), plan)
-                return
-            self.columns, self.exchange, self.timed = None, None, False     # the next try's
+                        self._log("warn", "upstream server temporarily disabled while connecting to upstream",
+                                  peer)
+                if failure is None:
+                    return
+                attempt = Attempt(request.method, body.replayable, self.response_started, tried.left,
+                                  loop.time() - started, location.proxy_next_upstream_timeout)
+                if not may_retry(failure, location.proxy_next_upstream, attempt):
+                    if not self.response_started:
+                        self.client.respond_error(request, final_status(failure), plan)
+                    return
+                self.columns, self.exchange, self.timed = None, None, False     # the next try's
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 -- a bug must cost one connection, not the worker
+            self.plan.error_log.log("crit", f"unexpected error while proxying: {exc!r}")
+            self.client.abort()
 
     def _head(self) -> bytes:
         request, plan, location = self.request, self.plan, self.location
@@ -234,7 +242,7 @@ class ProxiedRequest:
                     self._log("error", f"connect() failed ({errno_text(exc)}) while connecting to "
                               "upstream", peer)
                     return Failure.ERROR
-            self.vars.upstream_connect_times[-1] = self.loop.time() - self.began
+            self.state.connect = self.loop.time() - self.began
             exchange = Exchange(self.client, conn, request.method, location.proxy_read_timeout,
                                 location.proxy_send_timeout, self._warn)
             exchange.add_headers, exchange.variables = location.add_headers, request.vars
@@ -248,9 +256,9 @@ class ProxiedRequest:
                 exchange.send(head, body if sent else None, self.body_chunked)
                 await exchange.head
                 v, loop = self.vars, self.loop
-                header_time = v.upstream_header_times[-1] = loop.time() - self.began
-                status = exchange.status
-                v.upstream_statuses.append(str(status))
+                state = self.state
+                header_time = state.header = loop.time() - self.began
+                status = state.status = exchange.status
                 columns = self.columns
                 row = self.client.service.counters.row
                 if columns is not None:
@@ -258,7 +266,12 @@ class ProxiedRequest:
                     row[columns.header_n] += 1
                     row[columns.classes[_STATUS_CLASS[status // 100]]] += 1
                 if status == 101 and request.upgrade:
-                    await self._upgraded(exchange)
+                    self.response_started = True
+                    why = await tunnel_after_101(self.client, exchange, location, v, loop)
+                    if why.startswith("upstream timed out"):
+                        self._log("error", why, None)
+                    self._record_times()
+                    self.client.finish(request, plan, keepalive=False)
                     return None
                 failure = (status_failure(status, location.proxy_next_upstream) if status in STATUS_FAILURES
                            else None)
@@ -341,41 +354,16 @@ class ProxiedRequest:
                 else:
                     exchange.conn.abort()
 
-    async def _upgraded(self, exchange: Exchange) -> None:
-        """The upstream's 101 to a request with Upgrade: a tunnel both ways until either side ends
-        or proxy_read_timeout passes without a byte (sheer.io.http.tunnel)."""
-        client, location = self.client, self.location
-        assert location is not None
-        self.vars.body_bytes_sent = 0
-        tunnel = Tunnel(self.loop, client, exchange.conn, location.proxy_read_timeout, self.vars)
-        extra = added(location.add_headers, 101, self.vars)[0] if location.add_headers else []
-        client.write(switching_head(b"".join(exchange.reason), exchange.headers, SERVER, client.site.date(),
-                                    extra))
-        self.response_started = True
-        self.vars.status = 101
-        exchange.conn.user = client.relay = client.tunnel = tunnel
-        pending = client.reader.pending()
-        client.reader.stop()
-        tunnel.start(exchange.upgraded(), pending)
-        try:
-            why = await tunnel.done
-        finally:
-            client.tunnel = None
-        if why.startswith("upstream timed out"):
-            self._log("error", why, None)
-        self._record_times()
-        client.finish(self.request, self.plan, keepalive=False)
-
     def _record_times(self) -> None:
         """$upstream_response_time of this try, once, and its bytes (nginx's u->state; connect, header times
         were set as they came, None (`-`) for a phase the try never reached)."""
         if self.timed:
             return
         self.timed = True
-        v = self.vars
-        v.upstream_times[-1] = self.loop.time() - self.began
+        state = self.state
+        state.time = self.loop.time() - self.began
         e = self.exchange
-        v.upstream_bytes.append((e.received, e.sent, e.body_bytes) if e is not None else (0, 0, 0))
+        state.bytes = (e.received, e.sent, e.body_bytes) if e is not None else (0, 0, 0)
 
     def _count_transparent(self, code: int) -> None:
         """sheer_transparent_connect_errors_total{errno=...}: connects with the client's address."""
@@ -390,11 +378,6 @@ class ProxiedRequest:
         upstream_error(self.plan, self.vars, self.uri, level, message, peer, hint)
 
 
-async def proxy(client: ClientConnection, request: Request, plan: Plan) -> None:
-    try:
-        await ProxiedRequest(client, request, plan).run()
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:  # noqa: BLE001 -- a bug must cost one connection, not the worker
-        plan.error_log.log("crit", f"unexpected error while proxying: {exc!r}")
-        client.abort()
+def proxy(client: ClientConnection, request: Request, plan: Plan) -> Coroutine[Any, Any, None]:
+    """The proxied request's coroutine itself (no coroutine around it: one level less per resume)."""
+    return ProxiedRequest(client, request, plan).run()
