@@ -61,42 +61,28 @@ class UpstreamTry:
 class RequestVariables:
     """Filled by the io driver as the request progresses; `now` is set before each rendering."""
 
-    __slots__ = (
-        "_lower",
-        "_mapped",
-        "args",
-        "body",
-        "body_bytes_sent",
-        "body_file",
-        "bytes_sent",
-        "conn",
-        "connection_requests",
-        "deflater",
-        "headers",
-        "host",
-        "limit_rate",
-        "line",
-        "method",
-        "now",
-        "pipe",
-        "proxy_host",
-        "referers",
-        "remote_addr",
-        "remote_port",
-        "request_id",
-        "request_length",
-        "request_uri",
-        "sent",
-        "server_name",
-        "start",
-        "status",
-        "trailers",
-        "upstream",
-        "upstream_headers",
-        "uri",
-        "user",
-        "version",
-    )
+    # what a request starts with, on the class: set per instance only when it changes (slots were
+    # stored per request, and most of these are never read by a proxied request that logs nothing)
+    proxy_host = ""
+    status = 0
+    bytes_sent = 0
+    body_bytes_sent = 0
+    _lower: dict[str, str] | None = None
+    _mapped: dict[str, str] | None = None    # the maps' values worked out (made when first asked)
+    request_id: str | None = None            # made when first asked
+    # nginx's r->limit_rate: None until set (`set $limit_rate`, X-Accel-Limit-Rate) or worked out from
+    # `limit_rate` when the response starts
+    limit_rate: int | None = None
+    referers: Referers | None = None         # the location's valid_referers ($invalid_referer)
+    user: dict[str, str] | None = None       # `set` variables and regex captures (the rewrite module)
+    upstream_headers: Headers | None = None  # the last upstream answer's ($upstream_http_*)
+    body: Callable[[], bytes] | None = None  # $request_body, once the proxy read it whole
+    deflater: Deflater | None = None         # the response's gzip, for $gzip_ratio
+    pipe = False                             # $pipe: pipelined (came before the one before ended)
+    # the response's head as sent (or, while add_header renders, the lines added so far): $sent_http_*
+    sent: Headers | bytes | None = None
+    trailers: Headers | None = None          # the add_trailer lines made so far ($sent_trailer_*)
+    body_file: Callable[[], str] | None = None   # $request_body_file (written when first asked)
 
     def __init__(self, conn: Connection, method: bytes, request_uri: str, uri: str, args: str,
                  version: str, headers: Headers, host: str, server_name: str, request_length: int,
@@ -115,30 +101,10 @@ class RequestVariables:
         self.request_length = request_length
         self.start = start
         self.now = start
-        self.proxy_host = ""
         self.upstream: list[UpstreamTry] = []     # proxy_pass's tries ($upstream_addr, ...), in order
-        self.status = 0
-        self.bytes_sent = 0
-        self.body_bytes_sent = 0
-        self._lower: dict[str, str] | None = None
-        self._mapped: dict[str, str] | None = None    # the maps' values worked out (made when first asked)
         # $request as the client wrote it (nginx's request_line), decoded when first asked
         self.line = line
         self.connection_requests = connection_requests    # its place on the connection
-        self.request_id: str | None = None    # made when first asked
-        # nginx's r->limit_rate: None until set (`set $limit_rate`, X-Accel-Limit-Rate) or worked out from
-        # `limit_rate` when the response starts
-        self.limit_rate: int | None = None
-        self.referers: Referers | None = None     # the location's valid_referers ($invalid_referer)
-        self.user: dict[str, str] | None = None   # `set` variables and regex captures (the rewrite module)
-        self.upstream_headers: Headers | None = None     # the last upstream answer's ($upstream_http_*)
-        self.body: Callable[[], bytes] | None = None     # $request_body, once the proxy read it whole
-        self.deflater: Deflater | None = None     # the response's gzip, for $gzip_ratio
-        self.pipe = False                         # $pipe: pipelined (came before the one before ended)
-        # the response's head as sent (or, while add_header renders, the lines added so far): $sent_http_*
-        self.sent: Headers | bytes | None = None
-        self.trailers: Headers | None = None     # the add_trailer lines made so far ($sent_trailer_*)
-        self.body_file: Callable[[], str] | None = None  # $request_body_file (written when first asked)
 
     def referer(self) -> str | None:
         """The Referer as sent, None when there is none (an empty one is a Referer)."""

@@ -28,24 +28,19 @@ def _discard(data: bytes) -> None:
 
 
 class RequestBody:
-    __slots__ = (
-        "broken",
-        "chunked",
-        "chunks",
-        "content_length",
-        "done",
-        "end",
-        "expected",
-        "failed",
-        "keep",
-        "keeping",
-        "limit",
-        "reader",
-        "replayable",
-        "sink",
-        "size",
-        "waiter",
-    )
+    # what a body starts with, on the class: set per instance only when it changes (a request without
+    # a body never changes them)
+    size = 0
+    sink: Callable[[bytes], None] | None = None
+    end: Callable[[], None] | None = None
+    waiter: asyncio.Future[None] | None = None
+    limit = BUFFER_LIMIT
+    replayable = True
+    failed: Rejected | None = None       # the body broke nginx's rules (bad chunk, too large)
+    broken: Callable[[Rejected], None] | None = None     # told when it does while streaming
+    # $request_body: a body up to this size is kept for it, streamed or not (client_body_buffer_size)
+    keep = KEEP
+    keeping = False       # streaming, and what was streamed still fits in `keep`
 
     def __init__(self, reader: Reader, content_length: int | None, chunked: bool) -> None:
         self.reader = reader
@@ -53,18 +48,7 @@ class RequestBody:
         self.chunked = chunked
         self.expected = chunked or bool(content_length)     # a body comes (its framing never changes)
         self.chunks: list[bytes] = []
-        self.size = 0
         self.done = not self.expected
-        self.sink: Callable[[bytes], None] | None = None
-        self.end: Callable[[], None] | None = None
-        self.waiter: asyncio.Future[None] | None = None
-        self.limit = BUFFER_LIMIT
-        self.replayable = True
-        self.failed: Rejected | None = None      # the body broke nginx's rules (bad chunk, too large)
-        self.broken: Callable[[Rejected], None] | None = None   # told when it does while streaming
-        # $request_body: a body up to this size is kept for it, streamed or not (client_body_buffer_size)
-        self.keep = KEEP
-        self.keeping = False      # streaming, and what was streamed still fits in `keep`
 
     def feed(self, data: bytes) -> None:
         if self.sink is not None:

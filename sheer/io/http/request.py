@@ -22,37 +22,23 @@ class Relay(Protocol):
 
 
 class Request:
-    __slots__ = (
-        "answer",
-        "body",
-        "body_file",
-        "carried",
-        "counted",
-        "error_paged",
-        "expect_continue",
-        "finished",
-        "headers",
-        "headers_out",
-        "host",
-        "http09",
-        "internal",
-        "keepalive",
-        "length",
-        "method",
-        "number",
-        "plan",
-        "post_action",
-        "raw_uri",
-        "redirects",
-        "rejected",
-        "rewritten",
-        "status_override",
-        "upgrade",
-        "vars",
-        "version",
-        "vhost",
-        "zone",
-    )
+    # what a request that needs none of it keeps: on the class, set per instance only when it changes
+    # (a slot would be stored per request; these are read on rare paths only)
+    finished = False
+    error_paged = False       # went through an error_page once (nginx's recursive_error_pages off)
+    internal = False          # internally redirected (r->internal): `internal` locations serve it
+    status_override: int | None = None    # error_page's status for what its redirect answers
+    zone: ZoneColumns | None = None       # its status_zone's columns
+    rejected: Rejected | None = None      # refused before any handler: answered with nginx's status
+    upgrade = False           # it asked for another protocol (Upgrade): a 101 makes a tunnel
+    redirects = 0             # internal redirects so far (index, try_files): nginx allows 10
+    # headers for the error page sheer answers (a directory's Location, a 416's Content-Range)
+    headers_out: tuple[tuple[bytes, bytes], ...] = ()
+    answer: Result | None = None          # what the server's rewrite script answered (in its turn)
+    rewritten: RewriteState | None = None     # the rewrite module's flags, once a script ran
+    carried: tuple[tuple[bytes, bytes], ...] = ()    # an intercepted 401's WWW-Authenticate
+    post_action: Any = None               # its post_action under way (sheer.io.http.post_action)
+    body_file: BodyFile | None = None     # $request_body_file's, removed when it is finished
 
     def __init__(self, method: bytes, raw_uri: str, version: str, headers: list[tuple[bytes, bytes]],
                  keepalive: bool, body: RequestBody, host: str | None, expect_continue: bool,
@@ -66,27 +52,12 @@ class Request:
         self.host = host
         self.expect_continue = expect_continue
         self.vars: RequestVariables | None = None
-        self.finished = False
         self.length = length      # the head's bytes
-        self.error_paged = False    # went through an error_page once (nginx's recursive_error_pages off)
-        self.internal = False       # internally redirected (r->internal): `internal` locations serve it
-        self.status_override: int | None = None     # error_page's status for what its redirect answers
         self.vhost: VirtualHost | None = None       # its server (an error_page's redirect is looked up there)
         self.number = number        # its place on the connection (nginx's c->requests when it came)
         self.counted = counted      # counted as "writing" (stub_status) until it is finished
-        self.zone: ZoneColumns | None = None    # its status_zone's columns
         self.http09 = http09        # HTTP/0.9: the answer is the body alone, then the connection closes
-        self.rejected: Rejected | None = None   # refused before any handler: answered with nginx's status
         self.plan: Plan | None = None           # where it was routed (or its server, when refused)
-        self.upgrade = False        # it asked for another protocol (Upgrade): a 101 makes a tunnel
-        self.redirects = 0          # internal redirects so far (index, try_files): nginx allows 10
-        # headers for the error page sheer answers (a directory's Location, a 416's Content-Range)
-        self.headers_out: tuple[tuple[bytes, bytes], ...] = ()
-        self.answer: Result | None = None       # what the server's rewrite script answered (in its turn)
-        self.rewritten: RewriteState | None = None   # the rewrite module's flags, once a script ran
-        self.carried: tuple[tuple[bytes, bytes], ...] = ()   # an intercepted 401's WWW-Authenticate
-        self.post_action: Any = None            # its post_action under way (sheer.io.http.post_action)
-        self.body_file: BodyFile | None = None     # $request_body_file's, removed when it is finished
 
     def uncount(self, counters: HttpCounters) -> None:
         """Over (answered, or its connection lost): out of stub_status's "writing", into its zone; its
