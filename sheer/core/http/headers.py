@@ -41,13 +41,18 @@ def reason(status: int) -> bytes:
     return STATUS_REASONS.get(status, b"")
 
 
+def request_skip(set_names: frozenset[bytes]) -> frozenset[bytes]:
+    """The client's headers a request_head() leaves out: those nginx never passes on and those
+    proxy_set_header names (lowercase): made once per location."""
+    return _REQUEST_SKIP | set_names
+
+
 def request_head(method: bytes, uri: bytes, version: bytes, set_headers: Iterable[tuple[bytes, bytes]],
-                 set_names: frozenset[bytes], client_headers: Headers,
+                 skip: frozenset[bytes], client_headers: Headers,
                  body_length: int | None, chunked: bool) -> bytes:
     """The upstream request head as nginx builds it: proxy_set_header values (empty ones already left
     out), the body's framing (nginx's Content-Length and Transfer-Encoding defaults come right after
-    Host and Connection), then the client's headers minus those nginx leaves out and those
-    proxy_set_header names."""
+    Host and Connection), then the client's headers minus those in `skip` (request_skip())."""
     lines = [b"%s %s HTTP/%s\r\n" % (method, uri, version)]
     for name, value in set_headers:
         lines.append(b"%s: %s\r\n" % (name, value))
@@ -55,7 +60,6 @@ def request_head(method: bytes, uri: bytes, version: bytes, set_headers: Iterabl
         lines.append(b"Content-Length: %d\r\n" % body_length)
     elif chunked:
         lines.append(b"Transfer-Encoding: chunked\r\n")
-    skip = _REQUEST_SKIP | set_names
     for name, value in client_headers:
         if name.lower() not in skip:
             lines.append(b"%s: %s\r\n" % (name, value))

@@ -206,8 +206,10 @@ class ProxiedRequest:
         if location.proxy_set_body is not None:     # this body instead of the client's
             data = render_bytes(location.proxy_set_body, self.vars)
             length, chunked = len(data), False
-        return request_head(method, self.uri.encode("latin-1"), plan.version, plan.headers(self.vars),
-                            plan.set_names, client_headers, length, chunked) + data
+        fixed = plan.fixed_headers
+        return request_head(method, self.uri.encode("latin-1"), plan.version,
+                            plan.headers(self.vars) if fixed is None else fixed,
+                            plan.request_skip, client_headers, length, chunked) + data
 
     async def _try(self, peer: Peer, head: bytes) -> Failure | None:
         """None when a response went to the client; the failure otherwise."""

@@ -8,10 +8,10 @@ from email.utils import formatdate
 from sheer.config.model import ClientLimits, HttpReturn, HttpServer, Location, Upstream
 from sheer.config.proxy_headers import HIDDEN_BY_DEFAULT
 from sheer.config.responses import DEFAULT_REPLIES
-from sheer.config.template import Template
+from sheer.config.template import Template, Var
 from sheer.config.values import is_unix
 from sheer.core.balancers import Balancer
-from sheer.core.http.headers import FRAMING, RESPONSE_SKIP
+from sheer.core.http.headers import FRAMING, RESPONSE_SKIP, request_skip
 from sheer.core.http.request_head import Limits
 from sheer.core.http.routing import VirtualHost, VirtualHosts
 from sheer.core.variables import VariableSource, render
@@ -40,6 +40,7 @@ class Plan:
         "direct",
         "dynamic",
         "error_log",
+        "fixed_headers",
         "gzip",
         "handler",
         "keepalive_disable",
@@ -54,11 +55,11 @@ class Plan:
         "proxy_host",
         "redirects",
         "replies",
+        "request_skip",
         "response_skip",
         "return_",
         "send_timeout",
         "set_headers",
-        "set_names",
         "static",
         "tls",
         "upstream",
@@ -116,7 +117,10 @@ class Plan:
             self.proxy_host = "localhost"     # nginx (ngx_http_proxy_set_vars) for a unix-domain socket
         self.version = b"1.0"
         self.set_headers: list[tuple[bytes, Template]] = []
-        self.set_names: frozenset[bytes] = frozenset()
+        self.request_skip = request_skip(frozenset())     # the client's headers not passed on
+        # the proxy_set_header lines when none varies per request (literals, and $proxy_host when
+        # proxy_pass names no variables: the plan's own), made once
+        self.fixed_headers: list[tuple[bytes, bytes]] | None = None
         self.keepalive_ok = False
         # proxy_redirect's rules; the upstream headers the client never sees (proxy_hide_header)
         self.redirects = location.proxy_redirect if location is not None else ()
@@ -127,8 +131,10 @@ class Plan:
             self.version = location.proxy_http_version.encode()
             self.set_headers = [(name.encode("latin-1"), value) for name, value in location.proxy_set_header
                                 if not (value.is_literal and not value.text)]
-            self.set_names = frozenset(name.lower().encode("latin-1")
-                                       for name, _ in location.proxy_set_header)
+            self.request_skip = request_skip(frozenset(name.lower().encode("latin-1")
+                                                       for name, _ in location.proxy_set_header))
+            if proxy.url is None:
+                self.fixed_headers = _fixed(self.set_headers, self.proxy_host)
             connection = [value for name, value in location.proxy_set_header if name.lower() == "connection"]
             # nginx reuses upstream connections for HTTP/1.1 requests, when the upstream's answer keeps the
             # connection (a Connection made of variables, such as `$args`, may or may not say close: the
@@ -151,6 +157,22 @@ class Plan:
 
 Route = tuple[VirtualHost, Location, Plan, ZoneColumns | None]
 
+
+
+def _fixed(set_headers: list[tuple[bytes, Template]], proxy_host: str) -> list[tuple[bytes, bytes]] | None:
+    """What Plan.headers() renders for every request, when no line varies (None: one does)."""
+    out = []
+    for name, template in set_headers:
+        parts = template.parts
+        if all(isinstance(part, str) for part in parts):
+            value = "".join(part for part in parts if isinstance(part, str))
+        elif len(parts) == 1 and isinstance(parts[0], Var) and parts[0].name == "proxy_host":
+            value = proxy_host
+        else:
+            return None
+        if value:
+            out.append((name, value.encode("latin-1", "replace")))
+    return out
 
 class Site:
     """Per listener: routing and plans, plus the cached Date header."""
