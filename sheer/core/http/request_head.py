@@ -40,8 +40,12 @@ class RequestHead:
     authority ("/" when nothing does); `host` the validated name, from the request line first,
     then from Host."""
 
-    __slots__ = ("args", "chunked", "content_length", "empty_path", "expect_continue", "headers", "host",
-                 "ignored", "keepalive", "length", "line", "method", "target", "upgrade", "uri", "version")
+    # set per head only when it changes (or always, by parse_head: length, expect_continue)
+    length = 0                         # the head's bytes ($request_length without the body)
+    expect_continue = False
+    upgrade = False                    # an Upgrade header (nginx's headers_in.upgrade): a 101 tunnels
+    empty_path = False                 # `GET http://host?args`: the target is not sent as is
+    ignored: list[str] | None = None   # nginx's info lines for header lines it skipped
 
     def __init__(self, method: bytes, target: bytes, version: int, line: bytes, uri: str, args: str) -> None:
         self.method = method
@@ -55,11 +59,6 @@ class RequestHead:
         self.content_length: int | None = None
         self.chunked = False
         self.keepalive = version > HTTP_10
-        self.expect_continue = False
-        self.upgrade = False                 # an Upgrade header (nginx's headers_in.upgrade): a 101 tunnels
-        self.empty_path = False              # `GET http://host?args`: the target is not sent as is
-        self.length = 0                      # the head's bytes ($request_length without the body)
-        self.ignored: list[str] | None = None     # nginx's info lines for header lines it skipped
 
     @property
     def protocol(self) -> str:

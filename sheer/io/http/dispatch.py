@@ -77,10 +77,11 @@ def route(client: Routing, request: Request, head: RequestHead) -> None:
         plan = found
     else:
         _, location, plan, _ = known
-        real = for_request(location.real_ip, conn.remote_addr, conn.proxy, request.headers)
-        if real is not None:
-            variables.remote_addr = real[0]
-            variables.remote_port = "" if real[1] is None else str(real[1])
+        if location.real_ip is not None:      # set_real_ip_from
+            real = for_request(location.real_ip, conn.remote_addr, conn.proxy, request.headers)
+            if real is not None:
+                variables.remote_addr = real[0]
+                variables.remote_port = "" if real[1] is None else str(real[1])
     request.plan = plan
     client.body_timeout = plan.client_body_timeout
     if location is not None and request.body.expected:     # no body: nothing to limit

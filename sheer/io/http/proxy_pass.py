@@ -106,9 +106,12 @@ class ProxiedRequest:
             else:
                 assert plan.balancer is not None and proxy.upstream is not None
                 balancer, upstream, peer_columns = plan.balancer, proxy.upstream, plan.peer_columns
-                whole = request.rewritten is not None and not request.rewritten.valid_location
-                self.uri = upstream_uri(location, proxy, request.raw_uri, self.vars.uri, self.vars.args,
-                                        whole)
+                if proxy.uri is None:       # no URI part: the client's URI as it came
+                    self.uri = request.raw_uri
+                else:
+                    whole = request.rewritten is not None and not request.rewritten.valid_location
+                    self.uri = upstream_uri(location, proxy, request.raw_uri, self.vars.uri, self.vars.args,
+                                            whole)
             if not plan.keepalive_ok:
                 self.pool = None
             if location.proxy_bind is not None:
