@@ -214,7 +214,10 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
     # -- answering, in order --
 
     def _start_next(self) -> None:
-        request = self.queue.popleft()
+        self._start(self.queue.popleft())
+
+    def _start(self, request: Request) -> None:
+        """Answer `request` now: the first in line (nothing before it still answering)."""
         self.current = request
         if self.paused:
             self.resume("pipeline")

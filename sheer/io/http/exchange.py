@@ -29,6 +29,7 @@ class Exchange(Sending):
 
     # what an exchange starts with, kept on the class: set per instance only when it changes
     status = 0
+    reason = b""               # the status line's reason phrase, as it came (in one piece or several)
     # the location's add_header lines and the request's variables they render (set by proxy_pass)
     add_headers: tuple[AddHeader, ...] = ()
     expires: Expires | None = None      # the location's `expires`
@@ -62,7 +63,6 @@ class Exchange(Sending):
         parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True)
         self.head: asyncio.Future[None] = self.loop.create_future()
         self.done: asyncio.Future[None] = self.loop.create_future()
-        self.reason: list[bytes] = []
         self.headers: Headers = []
         self.pending: list[bytes] = []
         self.last_activity = self.loop.time()
@@ -185,7 +185,7 @@ class Exchange(Sending):
             raise _Unasked()
 
     def on_status(self, status: bytes) -> None:
-        self.reason.append(status)
+        self.reason += status
 
     def on_header(self, name: bytes, value: bytes) -> None:
         lname = name.lower()
@@ -207,7 +207,7 @@ class Exchange(Sending):
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
         if 100 <= status < 200 and status != 101:
-            self.reason, self.headers = [], []     # interim response: wait for the final one
+            self.reason, self.headers = b"", []     # interim response: wait for the final one
             return
         self.status = status
         if self.upstream_keepalive is not None:     # never after a 101: the connection is the tunnel's
@@ -342,13 +342,10 @@ class Exchange(Sending):
 
     @property
     def reusable(self) -> bool:
-        return (self.complete and self.request_sent and not self.conn.closed and self.body_complete
+        return (self.complete and self.request_sent and not self.conn.closed
+                and (self.body is None or self.body.done)
                 and upstream_reusable(self.method, self.status, bool(self.upstream_keepalive),
                                       self.content_length, self.chunked))
-
-    @property
-    def body_complete(self) -> bool:
-        return self.body is None or self.body.done
 
     def _fail(self, failure: Failure, message: str) -> None:
         self._abort(UpstreamFailed(failure, message))

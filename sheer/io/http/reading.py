@@ -78,6 +78,9 @@ class Reading:
         def _start_next(self) -> None:
             ...
 
+        def _start(self, request: Request) -> None:
+            ...
+
         def pause(self, reason: str) -> None:
             ...
 
@@ -185,6 +188,9 @@ class Reading:
             self.receiving = request
             self.body_since = self.loop.time()
             self._arm(self.body_since + self.body_timeout)
+        if self.current is None and not self.queue:
+            self._start(request)          # nothing before it: not queued
+            return
         self.queue.append(request)
         if len(self.queue) > PIPELINE_LIMIT:
             self.pause("pipeline")

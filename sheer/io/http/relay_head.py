@@ -30,7 +30,7 @@ class Exchange(Protocol):
     status: int
     method: bytes
     content_length: int | None
-    reason: list[bytes]
+    reason: bytes
     headers: Headers
     skip: frozenset[bytes]
     add_headers: tuple[AddHeader, ...]
@@ -77,7 +77,7 @@ def relay_head(exchange: Exchange, framing: Framing, date: bytes) -> bytes:
         lines, gone = upstream_expires(exchange.expires, exchange.status, exchange.headers, variables,
                                        time.time())
         extra, replaced = lines + extra, replaced | gone
-    head = response_head(exchange.status, b"".join(exchange.reason), exchange.headers, server=SERVER,
+    head = response_head(exchange.status, exchange.reason, exchange.headers, server=SERVER,
                          date=date, content_length=content_length,
                          chunked=mode is BodyMode.CHUNKED, keepalive=framing.keepalive,
                          added=extra, replaced=replaced, skip=exchange.skip,

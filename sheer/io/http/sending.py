@@ -38,12 +38,14 @@ class Sending:
     def send(self, head: bytes, body: RequestBody | None, chunked: bool) -> None:
         transport = self.conn.transport
         assert transport is not None
-        self.body, self.body_chunked = body, chunked
-        self.sent = len(head) + (body.size if body is not None else 0)
         if body is None:
+            self.sent = len(head)
             transport.write(head)
-            self._request_sent()
+            self.request_sent = True      # _request_sent(), inline: the common GET's
+            self.last_activity = self.loop.time()
         else:     # what of the body is here goes out with the head, in one writev (as nginx's)
+            self.body, self.body_chunked = body, chunked
+            self.sent = len(head) + body.size
             self.batch = [head]
             body.attach(self._send_body, self._send_end, self._client_broke)
             batch, self.batch = self.batch, None

@@ -20,7 +20,7 @@ async def tunnel_after_101(client: ClientConnection, exchange: Exchange, locatio
     variables.body_bytes_sent = 0
     tunnel = Tunnel(loop, client, exchange.conn, location.proxy_read_timeout, variables)
     extra = added(location.add_headers, 101, variables)[0] if location.add_headers else []
-    head = switching_head(b"".join(exchange.reason), exchange.headers, SERVER, client.site.date(), extra)
+    head = switching_head(exchange.reason, exchange.headers, SERVER, client.site.date(), extra)
     client.write(head)
     variables.status = 101
     exchange.conn.user = client.relay = client.tunnel = tunnel
