@@ -45,7 +45,7 @@ class Exchange(Sending):
     framing: Framing | None = None
     # the body's bytes relayed; bytes from the upstream and to it (its peer's `received` and `sent`)
     body_bytes = received = sent = 0
-    write_paused_at = 0.0
+    write_paused_at = last_activity = 0.0      # last_activity: set when the request is sent
     body: RequestBody | None = None
     early = b""           # the upstream's bytes right after a 101 (sheer.io.http.tunnel)
     throttle: Throttle | None = None        # limit_rate, proxy_limit_rate (None: no limit)
@@ -65,7 +65,6 @@ class Exchange(Sending):
         self.done: asyncio.Future[None] = self.loop.create_future()
         self.headers: Headers = []
         self.pending: list[bytes] = []
-        self.last_activity = self.loop.time()
         conn.user = self
         conn.requests += 1
 
@@ -336,7 +335,7 @@ class Exchange(Sending):
         self._body_sent()
 
     def _body_sent(self) -> None:
-        self._cancel_timer()
+        self.conn.timed = None         # _cancel_timer(), inline: no more timeouts for this exchange
         if not self.done.done():
             self.done.set_result(None)
 

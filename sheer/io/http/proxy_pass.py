@@ -126,10 +126,11 @@ class ProxiedRequest:
             head = self._head()
             loop, v = self.loop, self.vars
             tried = self.tried = balancer.start(location.proxy_next_upstream_tries, request_key(upstream, v))
-            started = self.started = loop.time()
+            # uvloop's clock moves once per loop iteration: one reading serves a step's uses
+            started = self.started = now = loop.time()
             row = self.client.service.counters.row
             while True:
-                peer = balancer.get(tried, loop.time())
+                peer = balancer.get(tried, now)
                 if peer is None:
                     # nginx's u->state->peer of a try that found no peer (NGX_BUSY): the group's name
                     v.upstream.append(state := UpstreamTry(upstream.name))
@@ -140,7 +141,7 @@ class ProxiedRequest:
                 v.upstream.append(state := UpstreamTry(peer.name))
                 self.state = state
                 self.peer = peer
-                self.began = loop.time()
+                self.began = now
                 failure: Failure | None = None
                 columns = None
                 if peer_columns:
@@ -161,7 +162,8 @@ class ProxiedRequest:
                     if not self.timed:
                         self._record_times()
                     failed = failure is not None and peer_failed(failure)
-                    disabled = balancer.free(peer, failed=failed, now=loop.time())
+                    now = loop.time()
+                    disabled = balancer.free(peer, failed=failed, now=now)
                     if columns is not None:
                         row[columns.active] -= 1
                         if failed:

@@ -42,16 +42,17 @@ class Sending:
             self.sent = len(head)
             transport.write(head)
             self.request_sent = True      # _request_sent(), inline: the common GET's
-            self.last_activity = self.loop.time()
+            self.last_activity = now = self.loop.time()
         else:     # what of the body is here goes out with the head, in one writev (as nginx's)
             self.body, self.body_chunked = body, chunked
             self.sent = len(head) + body.size
+            now = self.loop.time()
             self.batch = [head]
             body.attach(self._send_body, self._send_end, self._client_broke)
             batch, self.batch = self.batch, None
             if not self.conn.closed:       # the body may have broken nginx's rules on the way
                 transport.writelines(batch)
-        self._arm(self.loop.time() + min(self.read_timeout, self.send_timeout))
+        self._arm(now + min(self.read_timeout, self.send_timeout))
 
     def _send_body(self, data: bytes) -> None:
         transport = self.conn.transport

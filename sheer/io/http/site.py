@@ -87,6 +87,8 @@ class Plan:
         else:   # a server-level `return`, or a request refused before it reached a location
             self.access = AccessLogger(server.access_logs) if server is not None else None
             self.error_log = ctx.error_log(server.error_log if server is not None else None)
+        if self.access is not None and not self.access:
+            self.access = None          # `access_log off`: no logger to ask per request
         limits = server.limits if server is not None else ClientLimits()
         self.client_max_body_size = location.client_max_body_size if location else limits.client_max_body_size
         self.client_body_timeout = location.client_body_timeout if location else limits.client_body_timeout
