@@ -51,16 +51,22 @@ class Peer:
         Peer.hand_set = True
 
 
-@dataclass(slots=True)
 class Tried:
-    """The peers one request has already tried, and how many more tries it may make."""
+    """The peers one request has already tried, and how many more tries it may make. What a request
+    starts with is on the class (set per instance when it changes: a round-robin request sets two)."""
 
-    left: int
-    peers: int = 0        # the peers' bits (Peer.bit): a set without an object per request
-    key: bytes = b""      # the hash key (rendered `hash KEY`; ip_hash: the address bytes nginx hashes)
-    hash: int = 0         # per-request hash state: nginx's hp->hash / iphp->hash / chash point
-    rehash: int = 0       # `hash`: how many times the key was hashed (nginx's hp->rehash)
-    spins: int = 0        # picks that landed on an unusable peer; past 20, round robin decides
+    peers = 0             # the peers' bits (Peer.bit): a set without an object per request
+    key = b""             # the hash key (rendered `hash KEY`; ip_hash: the address bytes nginx hashes)
+    hash = 0              # per-request hash state: nginx's hp->hash / iphp->hash / chash point
+    rehash = 0            # `hash`: how many times the key was hashed (nginx's hp->rehash)
+    spins = 0             # picks that landed on an unusable peer; past 20, round robin decides
+
+    def __init__(self, left: int) -> None:
+        self.left = left
+
+    def __repr__(self) -> str:
+        return (f"Tried(left={self.left}, peers={self.peers}, key={self.key!r}, hash={self.hash}, "
+                f"rehash={self.rehash}, spins={self.spins})")
 
 
 class Balancer(Protocol):
@@ -153,6 +159,10 @@ class RoundRobin:
         primary = self.primary
         if len(primary) > 1 and not any(peer.server.down or peer.server.max_conns for peer in primary):
             self.quick = [(peer, peer.server.weight) for peer in primary]
+        # A lone primary, not `down`, without max_conns: what _pick's peers->single case takes at a first try.
+        self.single: Peer | None = None
+        if len(primary) == 1 and not primary[0].server.down and not primary[0].server.max_conns:
+            self.single = primary[0]
 
     def derive(self) -> None:
         """What follows from the peers' weights; methods with tables of their own extend it.
@@ -231,13 +241,16 @@ class RoundRobin:
         """Pick the next peer for this request, or None ("no live upstreams")."""
         if tried.left <= 0:
             return None
-        quick, health = self.quick, self.health
-        peer: Peer | None
-        if (quick is not None and not tried.peers and not self._troubled and not Peer.hand_set
-                and (health is None or not health.any_down(len(self.positions)))):
-            # the common case: every primary usable at full weight
-            peer = self._smooth(quick, self.total_weight, now)
-        else:
+        peer: Peer | None = None
+        if not tried.peers and not self._troubled and not Peer.hand_set:
+            health = self.health
+            if (quick := self.quick) is not None:
+                if health is None or not health.any_down(len(self.positions)):
+                    # the common case: every primary usable at full weight
+                    peer = self._smooth(quick, self.total_weight, now)
+            elif (single := self.single) is not None and (health is None or not health.down(single.index)):
+                peer = single          # _pick's peers->single, its tests made once per change of the peers
+        if peer is None:
             peer = self._pick(self.primary, tried, now)
             if peer is None and self.backup:
                 peer = self._pick(self.backup, tried, now)
