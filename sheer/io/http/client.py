@@ -313,7 +313,9 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
         request.uncount(self.service.counters)
         self.task = None
         self.relay = None
-        self._log_access(request, plan or request.plan)
+        logged = plan or request.plan
+        if logged is not None and logged.access is not None:     # (no call for a plan without logs)
+            self._log_access(request, logged)
         if self.current is request:
             self.current = None
         if self.closed:
@@ -334,7 +336,8 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
                 if self.current is not None or self.closed:
                     return
             now = self.loop.time()
-            if self.reader.reading_head:
+            reader = self.reader
+            if reader.pos < len(reader.buffer) and reader.reading_head:    # (nothing left: no property call)
                 self.head_since = now
                 self._arm(now + self.site.limits.client_header_timeout)
             else:

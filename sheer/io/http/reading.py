@@ -143,7 +143,7 @@ class Reading:
                 self._body_broke(cast(Rejected, event))
             else:
                 self._refused(cast(Rejected, event))
-        if reader.reading_head and not self.in_head:
+        if reader.pos < len(reader.buffer) and reader.reading_head and not self.in_head:  # all read: no call
             self._count_head(True)
             if self.current is None and not self.queue:
                 self.head_since = self.loop.time()
