@@ -125,7 +125,8 @@ class ProxiedRequest:
                     self.source = None if bind is None else (bind.host, bind.port)
             head = self._head()
             loop, v = self.loop, self.vars
-            tried = self.tried = balancer.start(location.proxy_next_upstream_tries, request_key(upstream, v))
+            key = b"" if upstream.balance.key is None else request_key(upstream, v)    # (no call: no key)
+            tried = self.tried = balancer.start(location.proxy_next_upstream_tries, key)
             # uvloop's clock moves once per loop iteration: one reading serves a step's uses
             started = self.started = now = loop.time()
             row = self.client.service.counters.row
