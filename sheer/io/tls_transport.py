@@ -46,12 +46,12 @@ async def accept_tls(loop: asyncio.AbstractEventLoop, sock: socket.socket, conte
                 except ssl.SSLWantWriteError:
                     await _ready(loop, fd, reading=False)
     except BaseException:
-        _discard_input(fd)      # what the client sent and OpenSSL did not read: no reset at close
+        discard_input(fd)      # what the client sent and OpenSSL did not read: no reset at close
         tls.close()
         raise
 
 
-def _discard_input(fd: int) -> None:
+def discard_input(fd: int) -> None:
     for _ in range(16):
         try:
             if not os.read(fd, 65536):
@@ -76,7 +76,9 @@ async def _ready(loop: asyncio.AbstractEventLoop, fd: int, reading: bool) -> Non
 
 class TlsTransport(asyncio.Transport):
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: ssl.SSLSocket,
-                 protocol: asyncio.Protocol) -> None:
+                 protocol: asyncio.Protocol, peername: Any = None) -> None:
+        """peername: the client's address as accept(2) gave it (else getpeername(), which a client that
+        has already reset the connection no longer has)."""
         super().__init__()
         self._loop = loop
         self._sock = sock
@@ -95,17 +97,23 @@ class TlsTransport(asyncio.Transport):
         self._lost = False
         self._extra: dict[str, Any] = {"socket": sock, "ssl_object": sock, "sslcontext": sock.context}
         try:
-            self._extra["peername"] = sock.getpeername()
+            self._extra["peername"] = sock.getpeername() if peername is None else peername
             self._extra["sockname"] = sock.getsockname()
         except OSError:
             pass
 
-    def start(self) -> None:
-        """Tell the protocol it is connected, then read."""
+    def start(self, read_now: bool = False) -> None:
+        """Tell the protocol it is connected, then read. read_now: the socket's registration with the loop
+        carries on from the handshake's and a read is tried at once, as nginx reads after its handshake:
+        uvloop calls a reader once for a socket in error (a reset) and then stops polling it, so when that
+        call went to the handshake (the client's Finished and its reset together: `openssl s_time -new`),
+        only a read finds the reset."""
         self._protocol.connection_made(self)
         if self._reading and not self._closing:
             self._loop.add_reader(self._fd, self._read_ready)
-            if self._pending():
+            if read_now:
+                self._read_ready()
+            elif self._pending():
                 self._loop.call_soon(self._read_ready)
 
     # --- reading --------------------------------------------------------------------------

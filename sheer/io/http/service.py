@@ -16,11 +16,11 @@ from sheer.io.http.client import ClientConnection, Handler
 from sheer.io.http.proxy_pass import proxy
 from sheer.io.http.site import Site
 from sheer.io.http.status import StatusLocations
-from sheer.io.http.tls_accept import Proxied, TlsAccept
+from sheer.io.http.tls_accept import Peer, Proxied, TlsAccept
 from sheer.io.slots import ConnectionSlots, Reusable
 from sheer.io.sockets import listening_on, shown
 from sheer.io.tls import TlsListener
-from sheer.io.tls_transport import TlsTransport, accept_tls
+from sheer.io.tls_transport import TlsTransport
 
 
 class HttpService:
@@ -82,7 +82,7 @@ class HttpService:
             return
         if self.tls_accept is not None:
             sock.setblocking(False)
-            self.tls_accept.accepted(sock)      # its first byte says TLS or plain HTTP
+            self.tls_accept.accepted(sock, peer)      # its first byte says TLS or plain HTTP
             return
         self._start(self._open(sock))
 
@@ -98,8 +98,12 @@ class HttpService:
             sock.close()
             self.slots.release()
 
-    def _open_tls(self, sock: socket.socket, tls: bool, proxied: Proxied) -> None:
-        self._start(self._handshake(sock, proxied) if tls else self._open_plain(sock, proxied))
+    def _open_tls(self, sock: socket.socket, tls: bool, proxied: Proxied, peer: Peer) -> None:
+        if tls:         # handshaken by TlsAccept, its socket still registered: the transport takes it on
+            conn = ClientConnection(self, 0, proxied)
+            TlsTransport(self.loop, sock, conn, peer).start(read_now=True)  # type: ignore[arg-type]
+            return
+        self._start(self._open_plain(sock, proxied))
 
     async def _open_plain(self, sock: socket.socket, proxied: Proxied) -> None:
         """Plain HTTP on an ssl address: read, then answered 400 as nginx's NGX_HTTP_TO_HTTPS (497)."""
@@ -108,21 +112,6 @@ class HttpService:
         except OSError:
             sock.close()
             self.slots.release()
-
-    async def _handshake(self, sock: socket.socket, proxied: Proxied) -> None:
-        assert self.tls is not None and self.tls_accept is not None
-        try:
-            peer = sock.getpeername()[0]
-        except OSError:
-            peer = "?"
-        try:
-            tls = await accept_tls(self.loop, sock, self.tls.default, self.site.limits.client_header_timeout)
-        except (OSError, TimeoutError) as exc:   # ssl.SSLError is an OSError; so is a reset
-            self.tls_accept.handshake_failed(sock, peer, exc)
-            sock.close()
-            self.slots.release()
-            return
-        TlsTransport(self.loop, tls, ClientConnection(self, 0, proxied)).start()
 
     def reusable(self, conn: Reusable, idle: bool) -> None:
         self.slots.idle(conn, idle)

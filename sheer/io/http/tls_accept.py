@@ -4,32 +4,43 @@ The first byte is peeked (MSG_PEEK, nothing consumed): 0x16 (a TLS handshake rec
 the high bit set (an SSLv2-style hello) starts the handshake, driven by the event loop's SSL transport;
 anything else is plain HTTP, read as usual and answered 400 "The plain HTTP request was sent to HTTPS
 port". Waiting for that byte and the handshake are each bounded by client_header_timeout (nginx's
-post_accept_timeout), and neither blocks the worker: one loop callback per connection, one task per
-handshake."""
+post_accept_timeout), and neither blocks the worker: loop callbacks, no task.
+
+The socket stays registered with the loop from the peek to the transport (TlsTransport.start replaces the
+callback): with uvloop each new registration costs an epoll_ctl ADD+DEL probe and an ioctl, each removal
+three epoll_ctl (docs/performance.md, "The TLS handshake's CPU"). Every way out that closes the socket
+removes it first: libuv would otherwise stop polling the next socket given that fd number."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from collections.abc import Callable
 
 from sheer.core.proxy_protocol import V2_MAX, Malformed, Parsed, ProxyHeader, parse
 from sheer.io.logs import ErrorLogger
 from sheer.io.tls import TlsListener, handshake_failure, rejected
+from sheer.io.tls_transport import discard_input
 
 # the PROXY header read before a TLS handshake (its header, or None for another transport's); None: not so
 Proxied = tuple[ProxyHeader | None] | None
-# (socket, is TLS, the PROXY header read before it, if the address expects one): open the connection
-Opened = Callable[[socket.socket, bool, Proxied], None]
+# the client's address as accept(2) gave it: a client that resets the connection right after its
+# Finished (`openssl s_time -new`) has none for getpeername() by the time its transport is made
+Peer = tuple[str, int]
+# (socket, is TLS, the PROXY header read before it, if the address expects one, the client's address):
+# open the connection; a TLS socket comes handshaken (an ssl.SSLSocket), still registered for reading
+Opened = Callable[[socket.socket, bool, Proxied, Peer], None]
 
 
 class Waiting:
     """A connection accepted on an ssl address whose first byte has not come yet."""
 
-    __slots__ = ("proxied", "sock", "timer")
+    __slots__ = ("peer", "proxied", "sock", "timer")
 
-    def __init__(self, sock: socket.socket, timer: asyncio.TimerHandle) -> None:
+    def __init__(self, sock: socket.socket, peer: Peer, timer: asyncio.TimerHandle) -> None:
         self.sock = sock
+        self.peer = peer
         self.timer = timer
         self.proxied: Proxied = None     # `listen ... ssl proxy_protocol`
 
@@ -48,10 +59,10 @@ class TlsAccept:
         self.proxy_protocol = proxy_protocol
         self.waiting: dict[int, Waiting] = {}
 
-    def accepted(self, sock: socket.socket) -> None:
+    def accepted(self, sock: socket.socket, peer: Peer) -> None:
         fd = sock.fileno()
         timer = self.loop.call_later(self.timeout, self._timed_out, fd)
-        self.waiting[fd] = Waiting(sock, timer)
+        self.waiting[fd] = Waiting(sock, peer, timer)
         self.loop.add_reader(fd, self._readable, fd)
 
     def _readable(self, fd: int) -> None:
@@ -70,11 +81,16 @@ class TlsAccept:
             if after is None:
                 return
             first = after
+        if first and (first[0] == 0x16 or first[0] & 0x80 != 0):
+            del self.waiting[fd]
+            waiting.timer.cancel()
+            Handshake(self, waiting).step()      # the registration goes on
+            return
         self._forget(fd)
         if not first:               # closed (or reset) before a byte: nginx closes without a word
             self._close(waiting.sock)
             return
-        self.opened(waiting.sock, first[0] == 0x16 or first[0] & 0x80 != 0, waiting.proxied)
+        self.opened(waiting.sock, False, waiting.proxied, waiting.peer)
 
     def _proxy_header(self, waiting: Waiting, peeked: bytes) -> bytes | None:
         """nginx's ngx_http_ssl_handshake with proxy_protocol: the header must be whole in what has come
@@ -83,7 +99,7 @@ class TlsAccept:
         if not isinstance(result, Parsed):
             reason = result.reason if isinstance(result, Malformed) else \
                 f'broken header: "{peeked.decode("latin-1")}"'
-            self._log_client(waiting.sock, "error", reason, "reading PROXY protocol")
+            self._log_client(waiting, "error", reason, "reading PROXY protocol")
             return b""
         try:
             waiting.sock.recv(result.length)
@@ -97,7 +113,7 @@ class TlsAccept:
         if waiting is None:
             return
         self._forget(fd)
-        self._log_client(waiting.sock, "info", "client timed out (110: Connection timed out)")
+        self._log_client(waiting, "info", "client timed out (110: Connection timed out)")
         self._close(waiting.sock)
 
     def _forget(self, fd: int) -> None:
@@ -109,20 +125,15 @@ class TlsAccept:
         sock.close()
         self.release()
 
-    def handshake_failed(self, sock: socket.socket, peer: str, exc: BaseException) -> None:
+    def handshake_failed(self, peer: str, exc: BaseException) -> None:
         if self.listener.rejecting and rejected(exc):      # ssl_reject_handshake: OpenSSL sent its alert
             self.log.info(f"handshake rejected while SSL handshaking, client: {peer}, server: {self.server}")
             return
         level, text = handshake_failure(exc)
         self.log.log(level, f"{text} while SSL handshaking, client: {peer}, server: {self.server}")
 
-    def _log_client(self, sock: socket.socket, level: str, text: str,
-                    action: str = "SSL handshaking") -> None:
-        try:
-            peer = sock.getpeername()[0]
-        except OSError:
-            peer = "?"
-        self.log.log(level, f"{text} while {action}, client: {peer}, server: {self.server}")
+    def _log_client(self, waiting: Waiting, level: str, text: str, action: str = "SSL handshaking") -> None:
+        self.log.log(level, f"{text} while {action}, client: {waiting.peer[0]}, server: {self.server}")
 
     def close_all(self) -> None:
         """Stopping: connections still silent go (nginx closes them at a graceful stop as idle ones)."""
@@ -130,3 +141,63 @@ class TlsAccept:
             waiting = self.waiting[fd]
             self._forget(fd)
             self._close(waiting.sock)
+
+
+class Handshake:
+    """The server side of one TLS handshake, driven by the loop's callbacks on the socket (already
+    registered for reading by TlsAccept), bounded by client_header_timeout; a failure is logged as
+    nginx's ngx_ssl_handshake logs it and closes the connection."""
+
+    __slots__ = ("accept", "fd", "peer", "proxied", "timer", "tls", "writer")
+
+    def __init__(self, accept: TlsAccept, waiting: Waiting) -> None:
+        self.accept = accept
+        self.proxied = waiting.proxied
+        self.peer = waiting.peer
+        sock = waiting.sock
+        self.fd = sock.fileno()
+        self.tls = accept.listener.default.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        self.timer = accept.loop.call_later(accept.timeout, self._timed_out)
+        self.writer = False         # registered for writing too (OpenSSL wanted to write)
+
+    def step(self) -> None:
+        loop = self.accept.loop
+        try:
+            self.tls.do_handshake()
+        except ssl.SSLWantReadError:
+            if self.writer:
+                self.writer = False
+                loop.remove_writer(self.fd)
+            loop.add_reader(self.fd, self.step)
+            return
+        except ssl.SSLWantWriteError:
+            if not self.writer:
+                self.writer = True
+                loop.add_writer(self.fd, self.step)
+            return
+        except OSError as exc:      # ssl.SSLError is an OSError; so is a reset
+            self._failed(exc)
+            return
+        self.timer.cancel()
+        if self.writer:
+            loop.remove_writer(self.fd)
+        try:
+            self.accept.opened(self.tls, True, self.proxied, self.peer)
+        except BaseException:       # a bug: still, the descriptor must not stay in the loop once closed
+            loop.remove_reader(self.fd)
+            self.tls.close()
+            raise
+
+    def _timed_out(self) -> None:
+        self._failed(TimeoutError())
+
+    def _failed(self, exc: BaseException) -> None:
+        accept, loop = self.accept, self.accept.loop
+        self.timer.cancel()
+        loop.remove_reader(self.fd)
+        if self.writer:
+            loop.remove_writer(self.fd)
+        accept.handshake_failed(self.peer[0], exc)
+        discard_input(self.fd)      # what the client sent and OpenSSL did not read: no reset at close
+        self.tls.close()
+        accept.release()
