@@ -96,7 +96,7 @@ class TlsSession:
         try:
             if service.tls is not None:     # OpenSSL on the socket (sheer.io.tls_transport)
                 tls = await accept_tls(self.loop, sock, service.tls.default, server.ssl_handshake_timeout)
-                TlsTransport(self.loop, tls, self.client).start()
+                TlsTransport(self.loop, sock, tls, self.client).start()
             else:
                 await self.loop.connect_accepted_socket(lambda: self.client, sock)
         except (OSError, TimeoutError) as exc:

@@ -27,19 +27,32 @@ CHUNK = 262144              # what one SSL_write takes from the buffer
 _WOULD_BLOCK = (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError, InterruptedError)
 
 
+def server_side(context: ssl.SSLContext, sock: socket.socket) -> ssl.SSLObject:
+    """TLS on an accepted non-blocking socket, server side: OpenSSL reads and writes the socket itself, as
+    inside an ssl.SSLSocket, without SSLSocket's Python layer (making one costs four system calls:
+    getsockopt SO_TYPE, getsockname, getpeername, ioctl FIONBIO; each of its do_handshake() calls one more
+    ioctl). The SSLObject is what the SNI callback, the $ssl_* variables and sheer.io.openssl take; OpenSSL's
+    object holds the socket by a weak reference only, so the socket must be kept as long (the transport
+    holds both)."""
+    tls: ssl.SSLObject = ssl.SSLObject.__new__(ssl.SSLObject)
+    tls._sslobj = context._wrap_socket(sock, True, None, owner=tls, session=None)  # type: ignore[attr-defined]
+    return tls
+
+
 async def accept_tls(loop: asyncio.AbstractEventLoop, sock: socket.socket, context: ssl.SSLContext,
-                     timeout: float) -> ssl.SSLSocket:
-    """The server side of the handshake on an accepted socket (made non-blocking; the returned
-    SSLSocket takes over), bounded by `timeout` (TimeoutError); a failure is the ssl module's
-    exception (an OSError), after which the connection is closed."""
+                     timeout: float) -> ssl.SSLObject:
+    """The server side of the handshake on an accepted socket (made non-blocking; the socket and the
+    returned SSLObject make a TlsTransport), bounded by `timeout` (TimeoutError); a failure is the ssl
+    module's exception (an OSError), after which the connection is closed."""
     sock.setblocking(False)
-    tls = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-    fd = tls.fileno()
+    tls = server_side(context, sock)
+    handshake = tls._sslobj.do_handshake        # type: ignore[attr-defined]
+    fd = sock.fileno()
     try:
         async with asyncio.timeout(timeout):
             while True:
                 try:
-                    tls.do_handshake()
+                    handshake()
                     return tls
                 except ssl.SSLWantReadError:
                     await _ready(loop, fd, reading=True)
@@ -47,7 +60,7 @@ async def accept_tls(loop: asyncio.AbstractEventLoop, sock: socket.socket, conte
                     await _ready(loop, fd, reading=False)
     except BaseException:
         discard_input(fd)      # what the client sent and OpenSSL did not read: no reset at close
-        tls.close()
+        sock.close()
         raise
 
 
@@ -75,19 +88,19 @@ async def _ready(loop: asyncio.AbstractEventLoop, fd: int, reading: bool) -> Non
 
 
 class TlsTransport(asyncio.Transport):
-    def __init__(self, loop: asyncio.AbstractEventLoop, sock: ssl.SSLSocket,
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, tls: ssl.SSLObject,
                  protocol: asyncio.Protocol, peername: Any = None) -> None:
-        """peername: the client's address as accept(2) gave it (else getpeername(), which a client that
-        has already reset the connection no longer has)."""
+        """tls: server_side(context, sock), handshaken; peername: the client's address as accept(2) gave it
+        (else getpeername(), which a client that has already reset the connection no longer has)."""
         super().__init__()
         self._loop = loop
         self._sock = sock
         self._fd = sock.fileno()
         self._protocol = protocol
-        # OpenSSL's SSL_read, SSL_write and SSL_pending as the ssl module's C object has them: what
-        # SSLSocket.recv and send call after checks (closed? flags?) this transport makes once
-        inner = sock._sslobj                # type: ignore[attr-defined]
+        # OpenSSL's SSL_read, SSL_write, SSL_pending and SSL_shutdown as the ssl module's C object has them
+        inner = tls._sslobj                 # type: ignore[attr-defined]
         self._recv, self._send, self._pending = inner.read, inner.write, inner.pending
+        self._shutdown = inner.shutdown
         self._buffer = bytearray()       # what SSL_write has not taken yet (retried from its start)
         self._high, self._low = 65536, 16384
         self._writing_paused = False     # the protocol was told pause_writing()
@@ -95,7 +108,7 @@ class TlsTransport(asyncio.Transport):
         self._reading = True
         self._closing = False
         self._lost = False
-        self._extra: dict[str, Any] = {"socket": sock, "ssl_object": sock, "sslcontext": sock.context}
+        self._extra: dict[str, Any] = {"socket": sock, "ssl_object": tls, "sslcontext": tls.context}
         try:
             self._extra["peername"] = sock.getpeername() if peername is None else peername
             self._extra["sockname"] = sock.getsockname()
@@ -263,7 +276,7 @@ class TlsTransport(asyncio.Transport):
 
     def _finish_close(self) -> None:
         try:
-            self._sock.unwrap()               # sends close_notify; the peer's is not waited for
+            self._shutdown()                  # sends close_notify; the peer's is not waited for
         except (OSError, ValueError):
             pass
         self._lose(None)

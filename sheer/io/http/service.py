@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from collections.abc import Coroutine
 from typing import Any
 
@@ -98,10 +99,9 @@ class HttpService:
             sock.close()
             self.slots.release()
 
-    def _open_tls(self, sock: socket.socket, tls: bool, proxied: Proxied, peer: Peer) -> None:
-        if tls:         # handshaken by TlsAccept, its socket still registered: the transport takes it on
-            conn = ClientConnection(self, 0, proxied)
-            TlsTransport(self.loop, sock, conn, peer).start(read_now=True)  # type: ignore[arg-type]
+    def _open_tls(self, sock: socket.socket, tls: ssl.SSLObject | None, proxied: Proxied, peer: Peer) -> None:
+        if tls is not None:     # handshaken by TlsAccept, still registered: the transport takes it on
+            TlsTransport(self.loop, sock, tls, ClientConnection(self, 0, proxied), peer).start(read_now=True)
             return
         self._start(self._open_plain(sock, proxied))
 

@@ -21,16 +21,16 @@ from collections.abc import Callable
 from sheer.core.proxy_protocol import V2_MAX, Malformed, Parsed, ProxyHeader, parse
 from sheer.io.logs import ErrorLogger
 from sheer.io.tls import TlsListener, handshake_failure, rejected
-from sheer.io.tls_transport import discard_input
+from sheer.io.tls_transport import discard_input, server_side
 
 # the PROXY header read before a TLS handshake (its header, or None for another transport's); None: not so
 Proxied = tuple[ProxyHeader | None] | None
 # the client's address as accept(2) gave it: a client that resets the connection right after its
 # Finished (`openssl s_time -new`) has none for getpeername() by the time its transport is made
 Peer = tuple[str, int]
-# (socket, is TLS, the PROXY header read before it, if the address expects one, the client's address):
-# open the connection; a TLS socket comes handshaken (an ssl.SSLSocket), still registered for reading
-Opened = Callable[[socket.socket, bool, Proxied, Peer], None]
+# (socket, its TLS if it is TLS, the PROXY header read before it, if the address expects one, the
+# client's address): open the connection; a TLS socket comes handshaken, still registered for reading
+Opened = Callable[[socket.socket, ssl.SSLObject | None, Proxied, Peer], None]
 
 
 class Waiting:
@@ -90,7 +90,7 @@ class TlsAccept:
         if not first:               # closed (or reset) before a byte: nginx closes without a word
             self._close(waiting.sock)
             return
-        self.opened(waiting.sock, False, waiting.proxied, waiting.peer)
+        self.opened(waiting.sock, None, waiting.proxied, waiting.peer)
 
     def _proxy_header(self, waiting: Waiting, peeked: bytes) -> bytes | None:
         """nginx's ngx_http_ssl_handshake with proxy_protocol: the header must be whole in what has come
@@ -148,27 +148,31 @@ class Handshake:
     registered for reading by TlsAccept), bounded by client_header_timeout; a failure is logged as
     nginx's ngx_ssl_handshake logs it and closes the connection."""
 
-    __slots__ = ("accept", "fd", "peer", "proxied", "timer", "tls", "writer")
+    __slots__ = ("accept", "fd", "handshake", "peer", "proxied", "reader", "sock", "timer", "tls", "writer")
 
     def __init__(self, accept: TlsAccept, waiting: Waiting) -> None:
         self.accept = accept
         self.proxied = waiting.proxied
         self.peer = waiting.peer
-        sock = waiting.sock
+        self.sock = sock = waiting.sock
         self.fd = sock.fileno()
-        self.tls = accept.listener.default.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        self.tls = server_side(accept.listener.default, sock)
+        self.handshake = self.tls._sslobj.do_handshake      # type: ignore[attr-defined]
         self.timer = accept.loop.call_later(accept.timeout, self._timed_out)
+        self.reader = False         # the registration's callback is step (else still TlsAccept's peek)
         self.writer = False         # registered for writing too (OpenSSL wanted to write)
 
     def step(self) -> None:
         loop = self.accept.loop
         try:
-            self.tls.do_handshake()
+            self.handshake()
         except ssl.SSLWantReadError:
             if self.writer:
                 self.writer = False
                 loop.remove_writer(self.fd)
-            loop.add_reader(self.fd, self.step)
+            if not self.reader:
+                self.reader = True
+                loop.add_reader(self.fd, self.step)
             return
         except ssl.SSLWantWriteError:
             if not self.writer:
@@ -182,10 +186,10 @@ class Handshake:
         if self.writer:
             loop.remove_writer(self.fd)
         try:
-            self.accept.opened(self.tls, True, self.proxied, self.peer)
+            self.accept.opened(self.sock, self.tls, self.proxied, self.peer)
         except BaseException:       # a bug: still, the descriptor must not stay in the loop once closed
             loop.remove_reader(self.fd)
-            self.tls.close()
+            self.sock.close()
             raise
 
     def _timed_out(self) -> None:
@@ -199,5 +203,5 @@ class Handshake:
             loop.remove_writer(self.fd)
         accept.handshake_failed(self.peer[0], exc)
         discard_input(self.fd)      # what the client sent and OpenSSL did not read: no reset at close
-        self.tls.close()
+        self.sock.close()
         accept.release()
