@@ -6,10 +6,11 @@ anything else is plain HTTP, read as usual and answered 400 "The plain HTTP requ
 port". Waiting for that byte and the handshake are each bounded by client_header_timeout (nginx's
 post_accept_timeout), and neither blocks the worker: loop callbacks, no task.
 
-The socket stays registered with the loop from the peek to the transport (TlsTransport.start replaces the
-callback): with uvloop each new registration costs an epoll_ctl ADD+DEL probe and an ioctl, each removal
-three epoll_ctl (docs/performance.md, "The TLS handshake's CPU"). Every way out that closes the socket
-removes it first: libuv would otherwise stop polling the next socket given that fd number."""
+The socket stays registered with the loop from the peek to the transport, with one callback (Handshake.step)
+until TlsTransport.start replaces it: with uvloop each new registration costs an epoll_ctl ADD+DEL probe and
+an ioctl, each removal three epoll_ctl, and each add_reader (a new callback too) a lookup in its weak
+dictionary of transports (docs/performance.md, "The TLS handshake's CPU"). Every way out that closes the
+socket removes it first: libuv would otherwise stop polling the next socket given that fd number."""
 
 from __future__ import annotations
 
@@ -33,18 +34,6 @@ Peer = tuple[str, int]
 Opened = Callable[[socket.socket, ssl.SSLObject | None, Proxied, Peer], None]
 
 
-class Waiting:
-    """A connection accepted on an ssl address whose first byte has not come yet."""
-
-    __slots__ = ("peer", "proxied", "sock", "timer")
-
-    def __init__(self, sock: socket.socket, peer: Peer, timer: asyncio.TimerHandle) -> None:
-        self.sock = sock
-        self.peer = peer
-        self.timer = timer
-        self.proxied: Proxied = None     # `listen ... ssl proxy_protocol`
-
-
 class TlsAccept:
     def __init__(self, loop: asyncio.AbstractEventLoop, listener: TlsListener, timeout: float,
                  log: ErrorLogger, server: str, release: Callable[[], None], opened: Opened,
@@ -57,42 +46,41 @@ class TlsAccept:
         self.release = release         # the connection's worker_connections slot
         self.opened = opened
         self.proxy_protocol = proxy_protocol
-        self.waiting: dict[int, Waiting] = {}
+        self.waiting: dict[int, Handshake] = {}     # the connections whose first byte has not come yet
 
     def accepted(self, sock: socket.socket, peer: Peer) -> None:
-        fd = sock.fileno()
-        timer = self.loop.call_later(self.timeout, self._timed_out, fd)
-        self.waiting[fd] = Waiting(sock, peer, timer)
-        self.loop.add_reader(fd, self._readable, fd)
+        waiting = Handshake(self, sock, peer)
+        self.waiting[waiting.fd] = waiting
+        self.loop.add_reader(waiting.fd, waiting.step)
 
-    def _readable(self, fd: int) -> None:
-        waiting = self.waiting.get(fd)
-        if waiting is None:
-            return
+    def peeked(self, waiting: Handshake) -> bool:
+        """The first byte (after a PROXY header, if expected): True if it starts a TLS handshake, which
+        `waiting` goes on with; else plain HTTP is opened, or the connection closed, or it waits on."""
+        fd = waiting.fd
         expect_header = self.proxy_protocol and waiting.proxied is None
         try:
             first = waiting.sock.recv(V2_MAX if expect_header else 1, socket.MSG_PEEK)
         except (BlockingIOError, InterruptedError):
-            return
+            return False
         except OSError:
             first = b""
         if first and expect_header:
             after = self._proxy_header(waiting, first)
             if after is None:
-                return
+                return False
             first = after
         if first and (first[0] == 0x16 or first[0] & 0x80 != 0):
             del self.waiting[fd]
-            waiting.timer.cancel()
-            Handshake(self, waiting).step()      # the registration goes on
-            return
+            waiting.start()             # the registration goes on
+            return True
         self._forget(fd)
         if not first:               # closed (or reset) before a byte: nginx closes without a word
             self._close(waiting.sock)
-            return
+            return False
         self.opened(waiting.sock, None, waiting.proxied, waiting.peer)
+        return False
 
-    def _proxy_header(self, waiting: Waiting, peeked: bytes) -> bytes | None:
+    def _proxy_header(self, waiting: Handshake, peeked: bytes) -> bytes | None:
         """nginx's ngx_http_ssl_handshake with proxy_protocol: the header must be whole in what has come
         (else a broken header); it is consumed, the handshake's first byte is what follows. None: wait."""
         result = parse(peeked)
@@ -108,9 +96,10 @@ class TlsAccept:
         waiting.proxied = (result.header if result.header.transport == "stream" else None,)
         return peeked[result.length:result.length + 1] or None
 
-    def _timed_out(self, fd: int) -> None:
-        waiting = self.waiting.get(fd)
-        if waiting is None:
+    def timed_out(self, waiting: Handshake) -> None:
+        """No first byte within client_header_timeout."""
+        fd = waiting.fd
+        if self.waiting.get(fd) is not waiting:
             return
         self._forget(fd)
         self._log_client(waiting, "info", "client timed out (110: Connection timed out)")
@@ -132,7 +121,7 @@ class TlsAccept:
         level, text = handshake_failure(exc)
         self.log.log(level, f"{text} while SSL handshaking, client: {peer}, server: {self.server}")
 
-    def _log_client(self, waiting: Waiting, level: str, text: str, action: str = "SSL handshaking") -> None:
+    def _log_client(self, waiting: Handshake, level: str, text: str, action: str = "SSL handshaking") -> None:
         self.log.log(level, f"{text} while {action}, client: {waiting.peer[0]}, server: {self.server}")
 
     def close_all(self) -> None:
@@ -144,35 +133,40 @@ class TlsAccept:
 
 
 class Handshake:
-    """The server side of one TLS handshake, driven by the loop's callbacks on the socket (already
-    registered for reading by TlsAccept), bounded by client_header_timeout; a failure is logged as
-    nginx's ngx_ssl_handshake logs it and closes the connection."""
+    """A connection accepted on an ssl address: its first byte awaited (TlsAccept.peeked), then the server
+    side of its TLS handshake, driven by the loop's callbacks on the socket (registered for reading by
+    TlsAccept), each bounded by client_header_timeout; a failure is logged as nginx's ngx_ssl_handshake
+    logs it and closes the connection."""
 
-    __slots__ = ("accept", "fd", "handshake", "peer", "proxied", "reader", "sock", "timer", "tls", "writer")
+    __slots__ = ("accept", "fd", "handshake", "peer", "proxied", "sock", "timer", "tls", "writer")
 
-    def __init__(self, accept: TlsAccept, waiting: Waiting) -> None:
+    def __init__(self, accept: TlsAccept, sock: socket.socket, peer: Peer) -> None:
         self.accept = accept
-        self.proxied = waiting.proxied
-        self.peer = waiting.peer
-        self.sock = sock = waiting.sock
+        self.sock = sock
+        self.peer = peer
         self.fd = sock.fileno()
-        self.tls = server_side(accept.listener.default, sock)
-        self.handshake = self.tls._sslobj.do_handshake      # type: ignore[attr-defined]
+        self.proxied: Proxied = None     # `listen ... ssl proxy_protocol`
+        self.tls: ssl.SSLObject | None = None     # until the first byte says TLS
+        self.handshake: Callable[[], None]        # OpenSSL's SSL_do_handshake, once started
         self.timer = accept.loop.call_later(accept.timeout, self._timed_out)
-        self.reader = False         # the registration's callback is step (else still TlsAccept's peek)
         self.writer = False         # registered for writing too (OpenSSL wanted to write)
+
+    def start(self) -> None:
+        self.timer.cancel()
+        self.tls = server_side(self.accept.listener.default, self.sock)
+        self.handshake = self.tls._sslobj.do_handshake      # type: ignore[attr-defined]
+        self.timer = self.accept.loop.call_later(self.accept.timeout, self._timed_out)
 
     def step(self) -> None:
         loop = self.accept.loop
+        if self.tls is None and not self.accept.peeked(self):
+            return
         try:
             self.handshake()
         except ssl.SSLWantReadError:
             if self.writer:
                 self.writer = False
                 loop.remove_writer(self.fd)
-            if not self.reader:
-                self.reader = True
-                loop.add_reader(self.fd, self.step)
             return
         except ssl.SSLWantWriteError:
             if not self.writer:
@@ -193,7 +187,10 @@ class Handshake:
             raise
 
     def _timed_out(self) -> None:
-        self._failed(TimeoutError())
+        if self.tls is None:
+            self.accept.timed_out(self)
+        else:
+            self._failed(TimeoutError())
 
     def _failed(self, exc: BaseException) -> None:
         accept, loop = self.accept, self.accept.loop
