@@ -24,7 +24,7 @@ from typing import Any
 RECV = 65536                # what one SSL_read may return (a record is at most 16 KiB)
 RECORD = 16384              # the most plaintext a TLS record carries: what a bulk sender's records hold
 CHUNK = 262144              # what one SSL_write takes from the buffer
-_WOULD_BLOCK = (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError, InterruptedError)
+WOULD_BLOCK = (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError, InterruptedError)
 
 
 def server_side(context: ssl.SSLContext, sock: socket.socket) -> ssl.SSLObject:
@@ -115,17 +115,21 @@ class TlsTransport(asyncio.Transport):
         except OSError:
             pass
 
-    def start(self, read_now: bool = False) -> None:
-        """Tell the protocol it is connected, then read. read_now: the socket's registration with the loop
-        carries on from the handshake's and a read is tried at once, as nginx reads after its handshake:
-        uvloop calls a reader once for a socket in error (a reset) and then stops polling it, so when that
-        call went to the handshake (the client's Finished and its reset together: `openssl s_time -new`),
-        only a read finds the reset."""
-        self._protocol.connection_made(self)
+    def start(self, first: bytes | None = None) -> None:
+        """Tell the protocol it is connected, then read. first: what a read right after the handshake
+        returned (sheer.io.http.service), given to the protocol at once."""
+        protocol = self._protocol
+        protocol.connection_made(self)
         if self._reading and not self._closing:
             self._loop.add_reader(self._fd, self._read_ready)
-            if read_now:
-                self._read_ready()
+            if first:
+                try:
+                    protocol.data_received(first)
+                except Exception as exc:  # noqa: BLE001 - a bug in one connection ends that connection only
+                    self._fatal(exc, "protocol.data_received() call failed")
+                    return
+                if len(first) >= RECORD or self._pending():
+                    self._read_ready()
             elif self._pending():
                 self._loop.call_soon(self._read_ready)
 
@@ -141,7 +145,7 @@ class TlsTransport(asyncio.Transport):
         while self._reading and not self._closing:
             try:
                 data = recv(RECV)
-            except _WOULD_BLOCK:
+            except WOULD_BLOCK:
                 return
             except ssl.SSLEOFError:        # the TCP FIN without close_notify (a ragged EOF): an end too
                 data = b""
@@ -196,7 +200,7 @@ class TlsTransport(asyncio.Transport):
             return
         try:
             sent = self._send(data)
-        except _WOULD_BLOCK:
+        except WOULD_BLOCK:
             sent = 0
         except OSError as exc:
             self._fatal(exc)
@@ -219,7 +223,7 @@ class TlsTransport(asyncio.Transport):
         while buffer:
             try:
                 sent = send(memoryview(buffer)[:CHUNK])
-            except _WOULD_BLOCK:
+            except WOULD_BLOCK:
                 return
             except OSError as exc:
                 self._fatal(exc)
@@ -296,9 +300,10 @@ class TlsTransport(asyncio.Transport):
         if self._lost:
             return
         self._lost = True
-        self._reading = False
         loop, fd = self._loop, self._fd
-        loop.remove_reader(fd)
+        if self._reading:       # else no longer registered (close, _eof, pause_reading took it out)
+            self._reading = False
+            loop.remove_reader(fd)
         if self._writer:
             self._writer = False
             loop.remove_writer(fd)

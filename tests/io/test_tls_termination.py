@@ -168,6 +168,7 @@ def test_handshakes_closed_without_a_request(harness: Harness, ca: trustme.CA, t
     assert counted is not None and int(counted.group(1)) > 20, run.stdout + run.stderr
     assert https(port, "a.test", client_context(files.ca))[0].startswith("https on TLSv1.3")
     wait_for(lambda: service.slots.used == 0 and not service.connections, what="every slot given back")
+    assert service.connected >= int(counted.group(1)) + 1        # each counted, as nginx's stub_status does
 
 
 def closed(sock: socket.socket, seconds: float) -> None:

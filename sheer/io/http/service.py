@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 from collections.abc import Coroutine
@@ -21,7 +22,7 @@ from sheer.io.http.tls_accept import Peer, Proxied, TlsAccept
 from sheer.io.slots import ConnectionSlots, Reusable
 from sheer.io.sockets import listening_on, shown
 from sheer.io.tls import TlsListener
-from sheer.io.tls_transport import TlsTransport
+from sheer.io.tls_transport import RECV, WOULD_BLOCK, TlsTransport
 
 
 class HttpService:
@@ -100,10 +101,42 @@ class HttpService:
             self.slots.release()
 
     def _open_tls(self, sock: socket.socket, tls: ssl.SSLObject | None, proxied: Proxied, peer: Peer) -> None:
-        if tls is not None:     # handshaken by TlsAccept, still registered: the transport takes it on
-            TlsTransport(self.loop, sock, tls, ClientConnection(self, 0, proxied), peer).start(read_now=True)
+        if tls is None:
+            self._start(self._open_plain(sock, proxied))
             return
-        self._start(self._open_plain(sock, proxied))
+        # Handshaken by TlsAccept, the socket still registered: read at once, as nginx does after its
+        # handshake. uvloop calls a reader once for a socket in error (a reset) and then stops polling it:
+        # when that call went to the handshake (the client's Finished and its reset together, `openssl
+        # s_time -new`), only a read finds the reset.
+        try:
+            first = tls._sslobj.read(RECV)     # type: ignore[attr-defined]
+        except WOULD_BLOCK:
+            first = None
+        except ssl.SSLEOFError:         # the TCP FIN without close_notify (a ragged EOF): an end too
+            first = b""
+        except OSError:                 # a reset, or a TLS error: closed as the transport would (no alert)
+            self._ended(sock, None)
+            return
+        if first == b"":
+            self._ended(sock, tls)
+            return
+        TlsTransport(self.loop, sock, tls, ClientConnection(self, 0, proxied), peer).start(first)
+
+    def _ended(self, sock: socket.socket, tls: ssl.SSLObject | None) -> None:
+        """The client ended the connection right after its handshake, before a byte of a request: counted
+        and numbered as any connection (stub_status, $connection), closed as the transport closes one
+        (close_notify after a clean end), without an HTTP connection's objects (nginx makes a request
+        only when its bytes come)."""
+        self.connected += 1
+        counters = self.counters
+        counters.row[counters.accepted] += 1
+        self.site.ctx.connection_number()
+        if tls is not None:
+            with contextlib.suppress(OSError, ValueError):
+                tls.unwrap()            # close_notify
+        self.loop.remove_reader(sock.fileno())
+        sock.close()
+        self.slots.release()
 
     async def _open_plain(self, sock: socket.socket, proxied: Proxied) -> None:
         """Plain HTTP on an ssl address: read, then answered 400 as nginx's NGX_HTTP_TO_HTTPS (497)."""
