@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 import ssl
 from collections.abc import Coroutine
@@ -46,7 +45,8 @@ class HttpService:
         self._drained: asyncio.Future[None] | None = None
         host, port = listening_on(sock)
         # `listen ... proxy_protocol` belongs to the address: any server listing it turns it on.
-        self.unix = sock.family == socket.AF_UNIX
+        self.family = sock.family          # asked once: each ask makes an AddressFamily (an enum call)
+        self.unix = self.family == socket.AF_UNIX
         self.proxy_protocol = any(listen.proxy_protocol for server in servers for listen in server.listens
                                   if listen.port == port and listen.bind_host == host)
         self.name = shown(host, port)
@@ -72,7 +72,7 @@ class HttpService:
         self.acceptor.start()
 
     def _accepted(self, fd: int, peer: tuple[str, int]) -> None:
-        sock = socket.socket(self.sock.family, socket.SOCK_STREAM, 0, fd)
+        sock = socket.socket(self.family, socket.SOCK_STREAM, 0, fd)
         try:
             if self.unix:
                 sock.getpeername()      # reset before we got to it: as TCP_NODELAY tells for TCP
@@ -132,8 +132,10 @@ class HttpService:
         counters.row[counters.accepted] += 1
         self.site.ctx.connection_number()
         if tls is not None:
-            with contextlib.suppress(OSError, ValueError):
+            try:
                 tls.unwrap()            # close_notify
+            except (OSError, ValueError):
+                pass
         self.loop.remove_reader(sock.fileno())
         sock.close()
         self.slots.release()
