@@ -1,7 +1,7 @@
 """From accept to the first request on a `listen ... ssl` address: nginx's ngx_http_ssl_handshake.
 
 The first byte is peeked (MSG_PEEK, nothing consumed): 0x16 (a TLS handshake record) or a byte with
-the high bit set (an SSLv2-style hello) starts the handshake, driven by the event loop's SSL transport;
+the high bit set (an SSLv2-style hello) starts the handshake, OpenSSL on the socket (SSL_do_handshake);
 anything else is plain HTTP, read as usual and answered 400 "The plain HTTP request was sent to HTTPS
 port". Waiting for that byte and the handshake are each bounded by client_header_timeout (nginx's
 post_accept_timeout), and neither blocks the worker: loop callbacks, no task.
