@@ -5,7 +5,8 @@
 #   PORT: a free port base (PORT = upstream nginx, PORT+1 = sheer);
 #   MODE: http | https (wrk -c8 through proxy_pass to a keepalive upstream) | tcp-new | tcp-keepalive (a stream
 #   server) | tls-new (new TLS 1.3 handshakes, ECDSA P-256, `return 200`, two `openssl s_time -new` clients)
-#   ROUNDS (default 3), SECS (default 5), CONNS (default 8), ACCESS=on (http/https: the access log written) from the environment.
+#   ROUNDS (default 3), SECS (default 5), CONNS (default 8), ACCESS=on (http/https: the access log written),
+#   WWW=off (tls-new: no request, the handshake then the close, as the lab's tls-handshake) from the environment.
 # Prints req/s and CPU µs per request (master + workers, utime+stime from /proc) per run, then medians.
 set -u
 port=$1; mode=$2; shift 2
@@ -45,7 +46,8 @@ for round in $(seq ${ROUNDS:-3}); do
   for i in $(seq 50); do ss -ltn | grep -q "127.0.0.1:$s " && break; sleep 0.1; done; sleep 0.5
   t0=$(cpu $m)
   if [ $mode = tls-new ]; then
-    for c in 1 2; do openssl s_time -connect 127.0.0.1:$s -new -www / -time ${SECS:-5} < /dev/null > $dir/st$c 2>&1 & done
+    www=(-www /); [ "${WWW:-on}" = off ] && www=()
+    for c in 1 2; do openssl s_time -connect 127.0.0.1:$s -new "${www[@]}" -time ${SECS:-5} < /dev/null > $dir/st$c 2>&1 & done
     wait $(jobs -p | grep -v "^$m$")
     n=$(cat $dir/st1 $dir/st2 | awk '/connections in [0-9.]+s/{n+=$1} END{print n}')
     r=$(python3 -c "print(round($n/${SECS:-5},1))")

@@ -8,7 +8,9 @@ upstream (a thread here that answers every chunk, and closes after the answer in
 function counting opcodes per function (sys.settrace with f_trace_opcodes, installed in the worker by a
 sitecustomize on PYTHONPATH). `new` opens a connection per request, `keepalive` sends every request on
 one connection; `http` and `https` are the bench's http and tls-keepalive workloads (a keepalive
-client, upstream keepalive; `https` over TLS 1.3 with an ECDSA P-256 certificate made with `openssl`).
+client, upstream keepalive; `https` over TLS 1.3 with an ECDSA P-256 certificate made with `openssl`);
+`tls-new` is the bench's tls-handshake (`listen ssl`, `return 200`; a TLS 1.3 handshake per connection,
+then the client closes without a request, as `openssl s_time -new` does).
 The count includes the event loop's Python around the relay, not the C code of socket calls or the
 kernel: compare builds with it, and the kernel side with `strace -c`."""
 
@@ -83,6 +85,10 @@ def _config(mode: str, port: int, up: int, tmp: str, peers: int = 1) -> str:
         return (f"worker_processes 1;\nhttp {{ access_log off; upstream u {{ {servers}"
                 f"keepalive 8; }} server {{ listen 127.0.0.1:{port}{tls}; location / {{ proxy_pass http://u; "
                 f'proxy_http_version 1.1; proxy_set_header Connection ""; }} }} }}\n')
+    if mode == "tls-new":   # the bench's tls-handshake workload
+        return (f"worker_processes 1;\nhttp {{ access_log off; server {{ listen 127.0.0.1:{port} ssl; "
+                f"ssl_certificate {tmp}/cert.pem; ssl_certificate_key {tmp}/key.pem; ssl_protocols TLSv1.3; "
+                f"location / {{ return 200; }} }} }}\n")
     if mode == "dsr":       # the bench's DSR workload: the upstream answers the client itself
         return (f"worker_processes 1;\nstream {{ upstream u {{ server 127.0.0.21:{up}; "
                 f"server 127.0.0.21:{up}; }} server {{ listen 127.0.0.1:{port} udp; proxy_responses 0; "
@@ -124,7 +130,7 @@ def run(checkout: Path, mode: str, count: int, peers: int = 1) -> dict[str, floa
         port = probe.getsockname()[1]
         probe.close()
         conf = Path(tmp, "lb.conf")
-        if mode == "https":
+        if mode in ("https", "tls-new"):
             subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
                             "-nodes", "-keyout", f"{tmp}/key.pem", "-out", f"{tmp}/cert.pem", "-days", "1",
                             "-subj", "/CN=bench"], check=True, capture_output=True, timeout=30)
@@ -171,6 +177,12 @@ def _load(proc: subprocess.Popen[bytes], out: Path, port: int, mode: str, count:
             for _ in range(count):
                 sock.sendto(b"ping", ("127.0.0.1", port))
                 sock.recvfrom(65536)         # DSR: from the upstream itself
+    elif mode == "tls-new":
+        client = ssl.create_default_context()
+        client.check_hostname, client.verify_mode = False, ssl.CERT_NONE
+        for _ in range(count):
+            with client.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5)):
+                pass
     elif mode == "new":
         for _ in range(count):
             with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
@@ -200,8 +212,8 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkout", type=Path, action="append", required=True, help="a checkout with its .venv")
     p.add_argument("-n", "--count", type=int, default=200, help="connections (new) or requests (keepalive)")
-    p.add_argument("-m", "--mode", choices=("new", "keepalive", "both", "http", "https", "udp", "dsr"),
-                   default="both")
+    p.add_argument("-m", "--mode", default="both",
+                   choices=("new", "keepalive", "both", "http", "https", "tls-new", "udp", "dsr"))
     p.add_argument("--peers", type=int, default=1,
                    help="upstream servers (http, https, new, keepalive): the balancer picks among N")
     p.add_argument("--top", type=int, default=0, help="also list the N functions executing the most")

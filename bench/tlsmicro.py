@@ -65,7 +65,7 @@ def _serve(mode: str, port: int, cert: str, key: str, ready: Any) -> None:
             conn, _ = await loop.sock_accept(listener)
             if mode == "transport":
                 from sheer.io.tls_transport import TlsTransport, accept_tls
-                TlsTransport(loop, await accept_tls(loop, conn, ctx, 10), Answer()).start()
+                TlsTransport(loop, conn, await accept_tls(loop, conn, ctx, 10), Answer()).start()
             elif mode == "sslsocket":
                 conn.setblocking(True)
                 tls = ctx.wrap_socket(conn, server_side=True)

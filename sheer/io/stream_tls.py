@@ -43,6 +43,7 @@ class TlsSession:
         self.loop = service.loop
         self.vars = StreamVariables(service.ctx, "TCP", peer, lambda: as_address(sock.getsockname()),
                                     time.time())
+        self.remote = peer          # as accept(2) gave it: the transport asks no getpeername()
         for name, value in service.server.sets:      # stream `set`, in nginx's preaccess phase
             self.vars.set_variable(name, render(value, self.vars))
         self.client = Side(self, True)
@@ -96,7 +97,7 @@ class TlsSession:
         try:
             if service.tls is not None:     # OpenSSL on the socket (sheer.io.tls_transport)
                 tls = await accept_tls(self.loop, sock, service.tls.default, server.ssl_handshake_timeout)
-                TlsTransport(self.loop, tls, self.client).start()
+                TlsTransport(self.loop, sock, tls, self.client, self.remote).start()
             else:
                 await self.loop.connect_accepted_socket(lambda: self.client, sock)
         except (OSError, TimeoutError) as exc:

@@ -24,34 +24,47 @@ from typing import Any
 RECV = 65536                # what one SSL_read may return (a record is at most 16 KiB)
 RECORD = 16384              # the most plaintext a TLS record carries: what a bulk sender's records hold
 CHUNK = 262144              # what one SSL_write takes from the buffer
-_WOULD_BLOCK = (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError, InterruptedError)
+WOULD_BLOCK = (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError, InterruptedError)
+
+
+def server_side(context: ssl.SSLContext, sock: socket.socket) -> ssl.SSLObject:
+    """TLS on an accepted non-blocking socket, server side: OpenSSL reads and writes the socket itself, as
+    inside an ssl.SSLSocket, without SSLSocket's Python layer (making one costs four system calls:
+    getsockopt SO_TYPE, getsockname, getpeername, ioctl FIONBIO; each of its do_handshake() calls one more
+    ioctl). The SSLObject is what the SNI callback, the $ssl_* variables and sheer.io.openssl take; OpenSSL's
+    object holds the socket by a weak reference only, so the socket must be kept as long (the transport
+    holds both)."""
+    tls: ssl.SSLObject = ssl.SSLObject.__new__(ssl.SSLObject)
+    tls._sslobj = context._wrap_socket(sock, True, None, owner=tls, session=None)  # type: ignore[attr-defined]
+    return tls
 
 
 async def accept_tls(loop: asyncio.AbstractEventLoop, sock: socket.socket, context: ssl.SSLContext,
-                     timeout: float) -> ssl.SSLSocket:
-    """The server side of the handshake on an accepted socket (made non-blocking; the returned
-    SSLSocket takes over), bounded by `timeout` (TimeoutError); a failure is the ssl module's
-    exception (an OSError), after which the connection is closed."""
+                     timeout: float) -> ssl.SSLObject:
+    """The server side of the handshake on an accepted socket (made non-blocking; the socket and the
+    returned SSLObject make a TlsTransport), bounded by `timeout` (TimeoutError); a failure is the ssl
+    module's exception (an OSError), after which the connection is closed."""
     sock.setblocking(False)
-    tls = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-    fd = tls.fileno()
+    tls = server_side(context, sock)
+    handshake = tls._sslobj.do_handshake        # type: ignore[attr-defined]
+    fd = sock.fileno()
     try:
         async with asyncio.timeout(timeout):
             while True:
                 try:
-                    tls.do_handshake()
+                    handshake()
                     return tls
                 except ssl.SSLWantReadError:
                     await _ready(loop, fd, reading=True)
                 except ssl.SSLWantWriteError:
                     await _ready(loop, fd, reading=False)
     except BaseException:
-        _discard_input(fd)      # what the client sent and OpenSSL did not read: no reset at close
-        tls.close()
+        discard_input(fd)      # what the client sent and OpenSSL did not read: no reset at close
+        sock.close()
         raise
 
 
-def _discard_input(fd: int) -> None:
+def discard_input(fd: int) -> None:
     for _ in range(16):
         try:
             if not os.read(fd, 65536):
@@ -75,17 +88,19 @@ async def _ready(loop: asyncio.AbstractEventLoop, fd: int, reading: bool) -> Non
 
 
 class TlsTransport(asyncio.Transport):
-    def __init__(self, loop: asyncio.AbstractEventLoop, sock: ssl.SSLSocket,
-                 protocol: asyncio.Protocol) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, tls: ssl.SSLObject,
+                 protocol: asyncio.Protocol, peername: Any = None) -> None:
+        """tls: server_side(context, sock), handshaken; peername: the client's address as accept(2) gave it
+        (else getpeername(), which a client that has already reset the connection no longer has)."""
         super().__init__()
         self._loop = loop
         self._sock = sock
         self._fd = sock.fileno()
         self._protocol = protocol
-        # OpenSSL's SSL_read, SSL_write and SSL_pending as the ssl module's C object has them: what
-        # SSLSocket.recv and send call after checks (closed? flags?) this transport makes once
-        inner = sock._sslobj                # type: ignore[attr-defined]
+        # OpenSSL's SSL_read, SSL_write, SSL_pending and SSL_shutdown as the ssl module's C object has them
+        inner = tls._sslobj                 # type: ignore[attr-defined]
         self._recv, self._send, self._pending = inner.read, inner.write, inner.pending
+        self._shutdown = inner.shutdown
         self._buffer = bytearray()       # what SSL_write has not taken yet (retried from its start)
         self._high, self._low = 65536, 16384
         self._writing_paused = False     # the protocol was told pause_writing()
@@ -93,19 +108,29 @@ class TlsTransport(asyncio.Transport):
         self._reading = True
         self._closing = False
         self._lost = False
-        self._extra: dict[str, Any] = {"socket": sock, "ssl_object": sock, "sslcontext": sock.context}
+        self._extra: dict[str, Any] = {"socket": sock, "ssl_object": tls, "sslcontext": tls.context}
         try:
-            self._extra["peername"] = sock.getpeername()
+            self._extra["peername"] = sock.getpeername() if peername is None else peername
             self._extra["sockname"] = sock.getsockname()
         except OSError:
             pass
 
-    def start(self) -> None:
-        """Tell the protocol it is connected, then read."""
-        self._protocol.connection_made(self)
+    def start(self, first: bytes | None = None) -> None:
+        """Tell the protocol it is connected, then read. first: what a read right after the handshake
+        returned (sheer.io.http.service), given to the protocol at once."""
+        protocol = self._protocol
+        protocol.connection_made(self)
         if self._reading and not self._closing:
             self._loop.add_reader(self._fd, self._read_ready)
-            if self._pending():
+            if first:
+                try:
+                    protocol.data_received(first)
+                except Exception as exc:  # noqa: BLE001 - a bug in one connection ends that connection only
+                    self._fatal(exc, "protocol.data_received() call failed")
+                    return
+                if len(first) >= RECORD or self._pending():
+                    self._read_ready()
+            elif self._pending():
                 self._loop.call_soon(self._read_ready)
 
     # --- reading --------------------------------------------------------------------------
@@ -120,7 +145,7 @@ class TlsTransport(asyncio.Transport):
         while self._reading and not self._closing:
             try:
                 data = recv(RECV)
-            except _WOULD_BLOCK:
+            except WOULD_BLOCK:
                 return
             except ssl.SSLEOFError:        # the TCP FIN without close_notify (a ragged EOF): an end too
                 data = b""
@@ -175,7 +200,7 @@ class TlsTransport(asyncio.Transport):
             return
         try:
             sent = self._send(data)
-        except _WOULD_BLOCK:
+        except WOULD_BLOCK:
             sent = 0
         except OSError as exc:
             self._fatal(exc)
@@ -198,7 +223,7 @@ class TlsTransport(asyncio.Transport):
         while buffer:
             try:
                 sent = send(memoryview(buffer)[:CHUNK])
-            except _WOULD_BLOCK:
+            except WOULD_BLOCK:
                 return
             except OSError as exc:
                 self._fatal(exc)
@@ -255,7 +280,7 @@ class TlsTransport(asyncio.Transport):
 
     def _finish_close(self) -> None:
         try:
-            self._sock.unwrap()               # sends close_notify; the peer's is not waited for
+            self._shutdown()                  # sends close_notify; the peer's is not waited for
         except (OSError, ValueError):
             pass
         self._lose(None)
@@ -275,9 +300,10 @@ class TlsTransport(asyncio.Transport):
         if self._lost:
             return
         self._lost = True
-        self._reading = False
         loop, fd = self._loop, self._fd
-        loop.remove_reader(fd)
+        if self._reading:       # else no longer registered (close, _eof, pause_reading took it out)
+            self._reading = False
+            loop.remove_reader(fd)
         if self._writer:
             self._writer = False
             loop.remove_writer(fd)

@@ -3,8 +3,11 @@ client negotiates, which certificate SNI picks, nginx's answers to plain HTTP an
 
 from __future__ import annotations
 
+import re
+import shutil
 import socket
 import ssl
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -145,6 +148,27 @@ def test_garbage_and_stalled_handshakes_do_not_stall_the_worker(harness: Harness
     garbage.close()
     stalled.close()
     silent.close()
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_handshakes_closed_without_a_request(harness: Harness, ca: trustme.CA, tmp_path: Path) -> None:
+    """The lab's tls-handshake load, `openssl s_time -new` without `-www`: a full handshake, then the
+    client closes before any request, with a reset (the server's session tickets unread) that often comes
+    with its Finished. Every such connection ends and gives its slot back, and the worker goes on serving.
+    Before: getpeername() failed on the reset socket, connection_made raised, and the slot (f794f32: s_time
+    hangs once worker_connections are used up) or the loop's registration of a closed descriptor (65a5c52:
+    hangs at once) was never given back; and uvloop, which calls a reader once for a socket in error and
+    then stops polling it, never told the transport of a reset the handshake's last step had been woken by."""
+    files = issue(ca, tmp_path, "a.test")
+    port = serve(harness, files)
+    service = harness.services[-1]
+    run = subprocess.run(["openssl", "s_time", "-connect", f"127.0.0.1:{port}", "-new", "-time", "2"],
+                         check=False, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=15)
+    counted = re.search(r"(\d+) connections in [0-9.]+s", run.stdout)
+    assert counted is not None and int(counted.group(1)) > 20, run.stdout + run.stderr
+    assert https(port, "a.test", client_context(files.ca))[0].startswith("https on TLSv1.3")
+    wait_for(lambda: service.slots.used == 0 and not service.connections, what="every slot given back")
+    assert service.connected >= int(counted.group(1)) + 1        # each counted, as nginx's stub_status does
 
 
 def closed(sock: socket.socket, seconds: float) -> None:

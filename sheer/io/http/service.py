@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from collections.abc import Coroutine
 from typing import Any
 
@@ -16,11 +17,11 @@ from sheer.io.http.client import ClientConnection, Handler
 from sheer.io.http.proxy_pass import proxy
 from sheer.io.http.site import Site
 from sheer.io.http.status import StatusLocations
-from sheer.io.http.tls_accept import Proxied, TlsAccept
+from sheer.io.http.tls_accept import Peer, Proxied, TlsAccept
 from sheer.io.slots import ConnectionSlots, Reusable
 from sheer.io.sockets import listening_on, shown
 from sheer.io.tls import TlsListener
-from sheer.io.tls_transport import TlsTransport, accept_tls
+from sheer.io.tls_transport import RECV, WOULD_BLOCK, TlsTransport
 
 
 class HttpService:
@@ -44,7 +45,8 @@ class HttpService:
         self._drained: asyncio.Future[None] | None = None
         host, port = listening_on(sock)
         # `listen ... proxy_protocol` belongs to the address: any server listing it turns it on.
-        self.unix = sock.family == socket.AF_UNIX
+        self.family = sock.family          # asked once: each ask makes an AddressFamily (an enum call)
+        self.unix = self.family == socket.AF_UNIX
         self.proxy_protocol = any(listen.proxy_protocol for server in servers for listen in server.listens
                                   if listen.port == port and listen.bind_host == host)
         self.name = shown(host, port)
@@ -70,7 +72,7 @@ class HttpService:
         self.acceptor.start()
 
     def _accepted(self, fd: int, peer: tuple[str, int]) -> None:
-        sock = socket.socket(self.sock.family, socket.SOCK_STREAM, 0, fd)
+        sock = socket.socket(self.family, socket.SOCK_STREAM, 0, fd)
         try:
             if self.unix:
                 sock.getpeername()      # reset before we got to it: as TCP_NODELAY tells for TCP
@@ -82,7 +84,7 @@ class HttpService:
             return
         if self.tls_accept is not None:
             sock.setblocking(False)
-            self.tls_accept.accepted(sock)      # its first byte says TLS or plain HTTP
+            self.tls_accept.accepted(sock, peer)      # its first byte says TLS or plain HTTP
             return
         self._start(self._open(sock))
 
@@ -98,8 +100,45 @@ class HttpService:
             sock.close()
             self.slots.release()
 
-    def _open_tls(self, sock: socket.socket, tls: bool, proxied: Proxied) -> None:
-        self._start(self._handshake(sock, proxied) if tls else self._open_plain(sock, proxied))
+    def _open_tls(self, sock: socket.socket, tls: ssl.SSLObject | None, proxied: Proxied, peer: Peer) -> None:
+        if tls is None:
+            self._start(self._open_plain(sock, proxied))
+            return
+        # Handshaken by TlsAccept, the socket still registered: read at once, as nginx does after its
+        # handshake. uvloop calls a reader once for a socket in error (a reset) and then stops polling it:
+        # when that call went to the handshake (the client's Finished and its reset together, `openssl
+        # s_time -new`), only a read finds the reset.
+        try:
+            first = tls._sslobj.read(RECV)     # type: ignore[attr-defined]
+        except WOULD_BLOCK:
+            first = None
+        except ssl.SSLEOFError:         # the TCP FIN without close_notify (a ragged EOF): an end too
+            first = b""
+        except OSError:                 # a reset, or a TLS error: closed as the transport would (no alert)
+            self._ended(sock, None)
+            return
+        if first == b"":
+            self._ended(sock, tls)
+            return
+        TlsTransport(self.loop, sock, tls, ClientConnection(self, 0, proxied), peer).start(first)
+
+    def _ended(self, sock: socket.socket, tls: ssl.SSLObject | None) -> None:
+        """The client ended the connection right after its handshake, before a byte of a request: counted
+        and numbered as any connection (stub_status, $connection), closed as the transport closes one
+        (close_notify after a clean end), without an HTTP connection's objects (nginx makes a request
+        only when its bytes come)."""
+        self.connected += 1
+        counters = self.counters
+        counters.row[counters.accepted] += 1
+        self.site.ctx.connection_number()
+        if tls is not None:
+            try:
+                tls.unwrap()            # close_notify
+            except (OSError, ValueError):
+                pass
+        self.loop.remove_reader(sock.fileno())
+        sock.close()
+        self.slots.release()
 
     async def _open_plain(self, sock: socket.socket, proxied: Proxied) -> None:
         """Plain HTTP on an ssl address: read, then answered 400 as nginx's NGX_HTTP_TO_HTTPS (497)."""
@@ -108,21 +147,6 @@ class HttpService:
         except OSError:
             sock.close()
             self.slots.release()
-
-    async def _handshake(self, sock: socket.socket, proxied: Proxied) -> None:
-        assert self.tls is not None and self.tls_accept is not None
-        try:
-            peer = sock.getpeername()[0]
-        except OSError:
-            peer = "?"
-        try:
-            tls = await accept_tls(self.loop, sock, self.tls.default, self.site.limits.client_header_timeout)
-        except (OSError, TimeoutError) as exc:   # ssl.SSLError is an OSError; so is a reset
-            self.tls_accept.handshake_failed(sock, peer, exc)
-            sock.close()
-            self.slots.release()
-            return
-        TlsTransport(self.loop, tls, ClientConnection(self, 0, proxied)).start()
 
     def reusable(self, conn: Reusable, idle: bool) -> None:
         self.slots.idle(conn, idle)
