@@ -18,6 +18,7 @@ from typing import Protocol
 from sheer.core.rate import RateLimit
 from sheer.core.tcp import TcpSession
 from sheer.core.tcp_commands import Command, Side
+from sheer.io.tcp_poller import IN
 
 PENDING_LIMIT = 65536    # bytes kept from the client while the upstream connects (nginx: proxy_buffer_size)
 BUFFER_SIZE = 262144
@@ -47,6 +48,12 @@ class Relay(Protocol):
 
     def ended(self, direction: Direction) -> None: ...
 
+    def client_event(self, events: int) -> None: ...
+
+    def upstream_event(self, events: int) -> None: ...
+
+    def crashed(self, exc: Exception) -> None: ...
+
     def early(self, direction: Direction, n: int) -> None: ...
 
     def watch_writable(self, direction: Direction) -> None: ...
@@ -57,10 +64,11 @@ class Relay(Protocol):
 class Direction:
     """Bytes from one side to the other: the same relay serves both directions."""
 
-    __slots__ = ("delayed", "dst", "end", "eof", "flushed", "held", "limit", "moved", "ready", "side", "src",
-                 "watching")
+    __slots__ = ("conn", "delayed", "dst", "end", "eof", "flushed", "held", "limit", "moved", "ready", "side",
+                 "src", "watching")
 
-    def __init__(self, src: int, dst: int, side: Side) -> None:
+    def __init__(self, src: int, dst: int, side: Side, conn: Relay) -> None:
+        self.conn = conn             # the connection (a cycle, ended by its close: `del direction.conn`)
         self.src = src               # the descriptor the bytes come from (NONE: not connected yet)
         self.dst = dst               # the one they go to (NONE: not connected yet)
         self.side = side             # the side the bytes come from
@@ -73,6 +81,56 @@ class Direction:
         self.flushed = 0             # bytes of held-back remainders written later (proxy_timeout progress)
         self.limit: RateLimit | None = None    # proxy_upload_rate / proxy_download_rate (None: no limit)
         self.delayed: asyncio.TimerHandle | None = None  # the timer that ends a pause of a limited direction
+
+    def event(self, events: int) -> None:
+        """The poller's handler of the source once connected, where the relay has no rate limit: `pump`
+        inline for the common event, data and nothing else (no EOF, no writability, nothing held back);
+        every other event goes to the connection's handler of that side. After an EOF or an error every
+        event of the socket says so (EPOLLRDHUP, EPOLLERR): an event of EPOLLIN alone never follows one."""
+        if events != IN or self.held is not None:
+            if self.side:
+                self.conn.upstream_event(events)
+            else:
+                self.conn.client_event(events)
+            return
+        src, dst = self.src, self.dst
+        while True:
+            try:
+                n = readv(src, BUFFERS)
+            except _AGAIN:
+                return
+            except OSError as exc:
+                conn = self.conn
+                conn.run(conn.core.failed(self.side, "recv", exc, conn.service.time()))
+                return
+            if n == 0:
+                if not self.eof:         # (read to its end earlier in this batch: said then)
+                    self.eof = True
+                    self.conn.ended(self)
+                return
+            self.moved += n
+            try:
+                sent = write(dst, VIEW[:n])
+            except _AGAIN:
+                sent = 0
+            except OSError as exc:
+                conn = self.conn
+                conn.run(conn.core.failed(OTHER[self.side], "send", exc, conn.service.time()))
+                return
+            if sent < n:
+                self.held = bytes(VIEW[sent:n])    # as in `pump`
+                self.ready = n == BUFFER_SIZE      # not drained: read on once the destination took it
+                if not self.watching:
+                    self.conn.watch_writable(self)
+                return
+            if n < BUFFER_SIZE:
+                return                   # drained: the next data brings another edge
+
+    def crashed(self, exc: Exception) -> None:
+        """A bug in `event`: the connection's (sheer.io.tcp_poller's dispatch looks for it)."""
+        conn = getattr(self, "conn", None)
+        if conn is not None:
+            conn.crashed(exc)
 
     def pump(self, conn: Relay) -> None:
         """Read while the source may have data and the destination takes it."""

@@ -1,15 +1,13 @@
 """The TCP stream relay: a connection's sockets, the bytes moved between them, and the one place that
 executes what its core session (sheer.core.tcp) decides.
 
-Sessions work on plain non-blocking sockets, not on asyncio transports: a transport pair costs more to
-set up than the whole relay of a short connection. Their sockets sit in one edge-triggered epoll per
-worker (sheer.io.tcp_poller), registered once for their whole life as nginx does (closing a socket takes
-it out). The bytes move in sheer.io.tcp_direction, one relay for each direction.
-
-The relay works on raw descriptors (readv/write/close), not on socket objects: a Python socket object
-costs its constructor (with a getsockname() to validate a descriptor it is given) and its close(), per
-connection and per side. The client's descriptor comes straight from accept4(); the upstream's from a
-socket object made to bind and connect it, detached once connected.
+Sessions work on plain non-blocking sockets, not on asyncio transports (a transport pair costs more to set
+up than the whole relay of a short connection), in one edge-triggered epoll per worker (sheer.io.tcp_poller),
+registered once for their whole life as nginx does (closing a socket takes it out). The bytes move in
+sheer.io.tcp_direction, one relay for each direction, on raw descriptors (readv/write/close): a Python
+socket object costs its constructor (with a getsockname() to validate a descriptor it is given) and its
+close(), per connection and per side. The client's descriptor comes straight from accept4(); the
+upstream's from a socket object made to bind and connect it, detached once connected.
 """
 
 from __future__ import annotations
@@ -69,13 +67,10 @@ class Service(Protocol):
     first_byte: bool                     # an access log names $upstream_first_byte_time
     plain: bool                          # no rate limits, no PROXY header to the upstream
 
-    def time(self) -> float:
-        """The event loop's clock."""
-        ...
+    def time(self) -> float: ...          # the event loop's clock
 
     def call_later(self, delay: float, callback: Callable[..., object], *args: Any) -> asyncio.TimerHandle:
-        """The event loop's timer."""
-        ...
+        ...                              # the event loop's timer
 
     def arm(self) -> None: ...
 
@@ -104,8 +99,8 @@ class Connection:
         self._local: Any = None
         self.first_byte: float | None = None    # $upstream_first_byte_time, where an access log asks
         self.core = TcpSession(service.shared, address, self)
-        self.up = Direction(client, NONE, Side.CLIENT)       # client -> upstream
-        self.down = Direction(NONE, client, Side.UPSTREAM)   # upstream -> client
+        self.up = Direction(client, NONE, Side.CLIENT, self)       # client -> upstream
+        self.down = Direction(NONE, client, Side.UPSTREAM, self)   # upstream -> client
 
     # --- what the variables and the log lines read --------------------------------------
 
@@ -158,13 +153,13 @@ class Connection:
         """upstream_event until the upstream's first byte, timed for $upstream_first_byte_time (a server
         whose access logs do not name it never comes here)."""
         if events & IN:
-            self.first_byte = self.service.time() - self.core.connect_began
-            self.service.poller.handlers[self.upstream] = self.upstream_event
+            service = self.service
+            self.first_byte = service.time() - self.core.connect_began
+            service.poller.handlers[self.upstream] = self.down.event if service.plain else self.upstream_event
         self.upstream_event(events)
 
     def ended(self, direction: Direction) -> None:
-        """A direction's source sent its EOF: the session hears of it once what came before is
-        delivered (while reading the PROXY header, at once)."""
+        """A direction's source sent its EOF: told once what came before is delivered (PREREAD: at once)."""
         if direction.held is None and direction.dst >= 0 or self.core.phase is Phase.PREREAD:
             self.run(self.core.eof(direction.side, self.service.time()))
 
@@ -222,8 +217,7 @@ class Connection:
             self.run(self.core.connecting(self.service.time()))
 
     def said_short(self, commands: Sequence[Command]) -> Sequence[Command]:
-        """Out of descriptors: the line goes to the service, which says it once a second with a count
-        and stops accepting until descriptors come back (sheer.io.accept)."""
+        """Out of descriptors: the line goes to the service (said once a second, accepting held meanwhile)."""
         rest = []
         for command in commands:
             if isinstance(command, Log):
@@ -256,8 +250,13 @@ class Connection:
             self.run(commands)
         up, down = self.up, self.down
         up.dst = self.upstream
-        if service.plain and up.held is None and not (up.eof or up.ready or down.ready):
-            return                       # the common case: nothing read yet either way
+        if service.plain:                # each side's events to its direction's own handler (`event`)
+            handlers = service.poller.handlers
+            handlers[self.client] = up.event
+            if not service.first_byte:
+                handlers[self.upstream] = down.event
+            if up.held is None and not (up.eof or up.ready or down.ready):
+                return                   # the common case: nothing read yet either way
         server = service.server
         if server.proxy_upload_rate or server.proxy_download_rate:
             self.limit_rates(server)
@@ -397,4 +396,5 @@ class Connection:
             with contextlib.suppress(Exception):
                 access.write(self)
         service.closed(self)
+        del up.conn, down.conn           # no cycle left
 
