@@ -18,7 +18,7 @@ from typing import Protocol
 from sheer.core.rate import RateLimit
 from sheer.core.tcp import TcpSession
 from sheer.core.tcp_commands import Command, Side
-from sheer.io.tcp_poller import IN
+from sheer.io.tcp_poller import IN, OUT
 
 PENDING_LIMIT = 65536    # bytes kept from the client while the upstream connects (nginx: proxy_buffer_size)
 BUFFER_SIZE = 262144
@@ -84,14 +84,16 @@ class Direction:
 
     def event(self, events: int) -> None:
         """The poller's handler of the source once connected, where the relay has no rate limit: `pump`
-        inline for the common event, data and nothing else (no EOF, no writability, nothing held back);
-        every other event goes to the connection's handler of that side. After an EOF or an error every
-        event of the socket says so (EPOLLRDHUP, EPOLLERR): an event of EPOLLIN alone never follows one."""
+        inline for the common event, data and nothing else with nothing held back; data with its end (or an
+        error) goes to `pump` at once; writability (the other direction's) and the rest to the connection's
+        handler of that side. After an EOF or an error every event of the socket says so (EPOLLRDHUP,
+        EPOLLERR): an event of EPOLLIN alone never follows one, so it means `end` is not set."""
         if events != IN or self.held is not None:
-            if self.side:
-                self.conn.upstream_event(events)
+            if events & OUT or self.eof or self.held is not None:
+                self.slow(events)
             else:
-                self.conn.client_event(events)
+                self.end = self.ready = True     # read to the end
+                self.pump(self.conn)
             return
         src, dst = self.src, self.dst
         while True:
@@ -125,6 +127,13 @@ class Direction:
                 return
             if n < BUFFER_SIZE:
                 return                   # drained: the next data brings another edge
+
+    def slow(self, events: int) -> None:
+        """An event `event` leaves to the connection's handler of the side."""
+        if self.side:
+            self.conn.upstream_event(events)
+        else:
+            self.conn.client_event(events)
 
     def crashed(self, exc: Exception) -> None:
         """A bug in `event`: the connection's (sheer.io.tcp_poller's dispatch looks for it)."""
