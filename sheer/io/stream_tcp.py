@@ -26,7 +26,9 @@ from sheer.io.stream_targets import StreamTargets
 from sheer.io.tcp_poller import Poller
 from sheer.io.tcp_relay import Connection
 
-ON = b"\x01\x00\x00\x00"     # ioctl(FIONBIO)'s int
+# ioctl(FIONBIO)'s int, in a bytearray: fcntl.ioctl() parses its argument as a writable buffer first, and
+# for bytes that failed attempt costs an exception and its formatted message per connection
+ON = bytearray(b"\x01\x00\x00\x00")
 
 __all__ = ["Poller", "TcpStreamService"]
 
