@@ -27,7 +27,8 @@ VIEW = memoryview(BUFFER)
 BUFFERS = [BUFFER]          # readv()'s list, made once
 _AGAIN = (BlockingIOError, InterruptedError)
 NONE = -1                   # no descriptor (yet)
-OTHER = (Side.UPSTREAM, Side.CLIENT)     # where a side's bytes go
+CLIENT, UPSTREAM = Side.CLIENT, Side.UPSTREAM     # (globals: an Enum class's attribute costs ~70 ns in 3.11)
+OTHER = (UPSTREAM, CLIENT)     # where a side's bytes go
 readv, write = os.readv, os.write
 
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol, assert_never
 from sheer.core import proxy_protocol
 from sheer.core.bind import BindTo
 from sheer.core.rate import RateLimit, evaluate
-from sheer.core.tcp import Phase, TcpSession
+from sheer.core.tcp import DONE, PREREAD, TcpSession
 from sheer.core.tcp_commands import (
     Answer,
     Arm,
@@ -34,10 +34,9 @@ from sheer.core.tcp_commands import (
     Log,
     Resolve,
     Shutdown,
-    Side,
 )
 from sheer.io.sockets import as_address, on_socket, shut_wr
-from sheer.io.tcp_direction import BUFFERS, NONE, VIEW, Direction
+from sheer.io.tcp_direction import BUFFERS, CLIENT, NONE, UPSTREAM, VIEW, Direction
 from sheer.io.tcp_poller import END_EVENTS, IN, OUT, READ_EVENTS
 from sheer.io.tcp_vars import variable
 from sheer.io.upstream_connect import UpstreamConnectError, connect_now, start_connect
@@ -99,8 +98,8 @@ class Connection:
         self._local: Any = None
         self.first_byte: float | None = None    # $upstream_first_byte_time, where an access log asks
         self.core = TcpSession(service.shared, address, self)
-        self.up = Direction(client, NONE, Side.CLIENT, self)       # client -> upstream
-        self.down = Direction(NONE, client, Side.UPSTREAM, self)   # upstream -> client
+        self.up = Direction(client, NONE, CLIENT, self)       # client -> upstream
+        self.down = Direction(NONE, client, UPSTREAM, self)   # upstream -> client
 
     # --- what the variables and the log lines read --------------------------------------
 
@@ -160,7 +159,7 @@ class Connection:
 
     def ended(self, direction: Direction) -> None:
         """A direction's source sent its EOF: told once what came before is delivered (PREREAD: at once)."""
-        if direction.held is None and direction.dst >= 0 or self.core.phase is Phase.PREREAD:
+        if direction.held is None and direction.dst >= 0 or self.core.phase is PREREAD:
             self.run(self.core.eof(direction.side, self.service.time()))
 
     def early(self, direction: Direction, n: int) -> None:
@@ -169,12 +168,12 @@ class Connection:
         held = direction.held
         direction.held = held = chunk if held is None else held + chunk
         core = self.core
-        if core.phase is not Phase.PREREAD:
+        if core.phase is not PREREAD:
             direction.moved += n         # kept until connected
             return
         commands = core.preread(held, self.service.time())
-        if core.phase is not Phase.PREREAD:
-            rest = held[core.header_length:] if core.phase is not Phase.DONE else b""
+        if core.phase is not PREREAD:
+            rest = held[core.header_length:] if core.phase is not DONE else b""
             direction.held = rest or None      # what followed the header waits for the upstream
             direction.moved += len(rest)
         self.run(commands)
@@ -309,27 +308,27 @@ class Connection:
     def run(self, commands: Sequence[Command]) -> None:
         for command in commands:
             match command:
-                case Close(discard):
-                    self.close(discard)
-                case Connect(peer, bind):
-                    self.connect(peer.address, bind)
+                case Close():            # (no positional patterns: each would look up __match_args__)
+                    self.close(command.discard)
+                case Connect():
+                    self.connect(command.peer.address, command.bind)
                 case Log():
                     log = self.service.log
                     if log.enabled(command.level):
                         line = self.describe(command.message, command.context, command.peer, command.hint)
                         log.log(command.level, line)
-                case Shutdown(side):
-                    fd = self.client if side is Side.CLIENT else self.upstream
+                case Shutdown():
+                    fd = self.client if command.side is CLIENT else self.upstream
                     if fd >= 0:
                         with contextlib.suppress(OSError):
                             on_socket(fd, self.service.family, shut_wr)
-                case Answer(data):
+                case Answer():
                     self.up.eof = self.down.eof = True     # the answer is all there is
-                    self.down.send(self, data)
+                    self.down.send(self, command.data)
                 case Arm():
                     self.service.arm()
-                case Resolve(value):
-                    self.service.resolve(self, value)
+                case Resolve():
+                    self.service.resolve(self, command.value)
                 case _:
                     assert_never(command)
 
