@@ -306,31 +306,31 @@ class Connection:
     # --- the one place that executes the session's commands ------------------------------
 
     def run(self, commands: Sequence[Command]) -> None:
+        # by exact type (final classes), most frequent first: a `match` case costs ~460 instructions
         for command in commands:
-            match command:
-                case Close():            # (no positional patterns: each would look up __match_args__)
-                    self.close(command.discard)
-                case Connect():
-                    self.connect(command.peer.address, command.bind)
-                case Log():
-                    log = self.service.log
-                    if log.enabled(command.level):
-                        line = self.describe(command.message, command.context, command.peer, command.hint)
-                        log.log(command.level, line)
-                case Shutdown():
-                    fd = self.client if command.side is CLIENT else self.upstream
-                    if fd >= 0:
-                        with contextlib.suppress(OSError):
-                            on_socket(fd, self.service.family, shut_wr)
-                case Answer():
-                    self.up.eof = self.down.eof = True     # the answer is all there is
-                    self.down.send(self, command.data)
-                case Arm():
-                    self.service.arm()
-                case Resolve():
-                    self.service.resolve(self, command.value)
-                case _:
-                    assert_never(command)
+            if type(command) is Close:
+                self.close(command.discard)
+            elif type(command) is Connect:
+                self.connect(command.peer.address, command.bind)
+            elif type(command) is Log:
+                log = self.service.log
+                if log.enabled(command.level):
+                    line = self.describe(command.message, command.context, command.peer, command.hint)
+                    log.log(command.level, line)
+            elif type(command) is Shutdown:
+                fd = self.client if command.side is CLIENT else self.upstream
+                if fd >= 0:
+                    with contextlib.suppress(OSError):
+                        on_socket(fd, self.service.family, shut_wr)
+            elif type(command) is Answer:
+                self.up.eof = self.down.eof = True     # the answer is all there is
+                self.down.send(self, command.data)
+            elif type(command) is Arm:
+                self.service.arm()
+            elif type(command) is Resolve:
+                self.service.resolve(self, command.value)
+            else:
+                assert_never(command)
 
     def describe(self, message: str, context: Context, peer: Any, hint: str) -> str:
         """nginx's log line: the message, then what it is about."""
