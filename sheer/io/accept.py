@@ -86,7 +86,9 @@ class Acceptor:
                 # still short: idle connections make room, or this client waits in the listen queue
                 self.hold(soon=slots.drain(at_least=ACCEPT_BATCH) > 0)
                 return
-            if not slots.take():
+            if slots.used < slots.roomy:        # ConnectionSlots.take's common case, inline
+                slots.used += 1
+            elif not slots.take():
                 self.hold(short=False)
                 return
             try:

@@ -359,7 +359,7 @@ class Connection:
         if fd >= 0:
             self.upstream = self.down.src = self.up.dst = NONE
             self.down.ready = self.down.end = False      # a next try's connection starts afresh
-            self.service.poller.forget(fd)
+            self.service.poller.handlers.pop(fd, None)     # Poller.forget, inline
             sock = self.connecting
             if sock is not None:
                 self.connecting = None
@@ -389,7 +389,7 @@ class Connection:
         access = service.access
         if access is not None:
             self.local  # noqa: B018  (asked while the socket is open)
-        service.poller.forget(client)
+        service.poller.handlers.pop(client, None)        # Poller.forget, inline
         os.close(client)
         if access is not None:
             with contextlib.suppress(Exception):
