@@ -72,20 +72,19 @@ class Direction:
     __slots__ = ("conn", "delayed", "dst", "end", "eof", "flushed", "held", "limit", "moved", "ready", "side",
                  "src", "watching")
 
-    def __init__(self, src: int, dst: int, side: Side, conn: Relay) -> None:
-        self.conn = conn             # the connection (a cycle, ended by its close: `del direction.conn`)
-        self.src = src               # the descriptor the bytes come from (NONE: not connected yet)
-        self.dst = dst               # the one they go to (NONE: not connected yet)
-        self.side = side             # the side the bytes come from
-        self.ready = False           # the source may have data (an edge not read to the end)
-        self.end = False             # EOF or an error is queued: read to the end
-        self.eof = False             # the source's EOF was read (or nothing is to be read)
-        self.held: bytes | None = None   # read, not taken by the destination yet (or waiting for it)
-        self.watching = False        # the destination reports writability (see Poller.add)
-        self.moved = 0               # bytes read from the source: $bytes_received or $bytes_sent
-        self.flushed = 0             # bytes of held-back remainders written later (proxy_timeout progress)
-        self.limit: RateLimit | None = None    # proxy_upload_rate / proxy_download_rate (None: no limit)
-        self.delayed: asyncio.TimerHandle | None = None  # the timer that ends a pause of a limited direction
+    conn: Relay                  # the connection (a cycle, ended by its close: `del direction.conn`)
+    src: int                     # the descriptor the bytes come from (NONE: not connected yet)
+    dst: int                     # the one they go to (NONE: not connected yet)
+    side: Side                   # the side the bytes come from
+    ready: bool                  # the source may have data (an edge not read to the end)
+    end: bool                    # EOF or an error is queued: read to the end
+    eof: bool                    # the source's EOF was read (or nothing is to be read)
+    held: bytes | None           # read, not taken by the destination yet (or waiting for it)
+    watching: bool               # the destination reports writability (see Poller.add)
+    moved: int                   # bytes read from the source: $bytes_received or $bytes_sent
+    flushed: int                 # bytes of held-back remainders written later (proxy_timeout progress)
+    limit: RateLimit | None      # proxy_upload_rate / proxy_download_rate (None: no limit)
+    delayed: asyncio.TimerHandle | None  # the timer that ends a pause of a limited direction
 
     def event(self, events: int) -> None:
         """The poller's handler of the source once connected, where the relay has no rate limit: `pump`
@@ -268,3 +267,21 @@ class Direction:
                 self.held = bytes(VIEW[sent:n])
                 if not self.watching:
                     conn.watch_writable(self)
+
+
+_new = object.__new__
+
+
+def directions(client: int, conn: Relay) -> tuple[Direction, Direction]:
+    """A new connection's two directions, client -> upstream and upstream -> client (the upstream not
+    connected yet). Made here, not by calling the class: its type call and __init__ frame, twice, cost
+    ~430 instructions more per connection."""
+    up, down = _new(Direction), _new(Direction)
+    up.conn = down.conn = conn
+    up.src = down.dst = client
+    up.dst = down.src = NONE
+    up.side, down.side = CLIENT, UPSTREAM
+    up.ready = up.end = up.eof = up.watching = down.ready = down.end = down.eof = down.watching = False
+    up.held = up.limit = up.delayed = down.held = down.limit = down.delayed = None
+    up.moved = up.flushed = down.moved = down.flushed = 0
+    return up, down

@@ -36,7 +36,7 @@ from sheer.core.tcp_commands import (
     Shutdown,
 )
 from sheer.io.sockets import as_address, on_socket, shut_wr
-from sheer.io.tcp_direction import BUFFERS, CLIENT, NONE, UPSTREAM, VIEW, Direction
+from sheer.io.tcp_direction import BUFFERS, CLIENT, NONE, VIEW, Direction, directions
 from sheer.io.tcp_poller import END_EVENTS, IN, OUT, READ_EVENTS
 from sheer.io.tcp_vars import variable
 from sheer.io.upstream_connect import UpstreamConnectError, connect_now, start_connect
@@ -98,8 +98,7 @@ class Connection:
         self._local: Any = None
         self.first_byte: float | None = None    # $upstream_first_byte_time, where an access log asks
         self.core = TcpSession(service.shared, address, self)
-        self.up = Direction(client, NONE, CLIENT, self)       # client -> upstream
-        self.down = Direction(NONE, client, UPSTREAM, self)   # upstream -> client
+        self.up, self.down = directions(client, self)   # client -> upstream, upstream -> client
 
     # --- what the variables and the log lines read --------------------------------------
 
