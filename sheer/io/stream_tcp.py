@@ -175,7 +175,11 @@ class TcpStreamService:
         sessions = self.sessions
         if session in sessions:
             sessions.discard(session)
-            self.slots.release(self.per_session)
+            slots = self.slots
+            if slots.free_waiters:
+                slots.release(self.per_session)
+            else:
+                slots.used -= self.per_session     # ConnectionSlots.release with no one to wake, inline
         if not sessions and self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
 
