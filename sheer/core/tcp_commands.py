@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum, IntEnum
+from typing import final
 
 from sheer.core.balancers import Balancer, Peer
 from sheer.core.bind import BindTo
@@ -16,6 +17,7 @@ class Side(IntEnum):
     UPSTREAM = 1
 
 
+@final
 @dataclass(slots=True)
 class Connect:
     """Open a connection to `peer`, bound as proxy_bind says; then report `connected` or `connect_failed`."""
@@ -24,6 +26,7 @@ class Connect:
     bind: BindTo | None
 
 
+@final
 @dataclass(frozen=True, slots=True)
 class Answer:
     """`return`: send `data` to the client; report `eof(UPSTREAM)` once it is delivered."""
@@ -31,6 +34,7 @@ class Answer:
     data: bytes
 
 
+@final
 @dataclass(frozen=True, slots=True)
 class Shutdown:
     """Pass an EOF on: shutdown(SHUT_WR) of the connection to `side`."""
@@ -38,6 +42,7 @@ class Shutdown:
     side: Side
 
 
+@final
 @dataclass(frozen=True, slots=True)
 class Close:
     """Close both connections, then write the access log. `discard`: first read away what the client
@@ -54,6 +59,7 @@ class Context(Enum):
     BYTES = "bytes"              # the bytes either way, alone
 
 
+@final
 @dataclass(frozen=True, slots=True)
 class Log:
     """Write `message` and its context to the server's error log at `level`; then `; hint` if any."""
@@ -65,6 +71,7 @@ class Log:
     hint: str = ""
 
 
+@final
 @dataclass(frozen=True, slots=True)
 class Resolve:
     """`proxy_pass $variable` rendered to a name and port: resolve it with the server's resolver, then
@@ -73,6 +80,7 @@ class Resolve:
     value: str
 
 
+@final
 @dataclass(frozen=True, slots=True)
 class Arm:
     """A deadline came before the driver's timer: set the timer to `Deadlines.next_deadline()` again."""

@@ -20,6 +20,7 @@ from sheer.io.slots import ConnectionSlots
 from sheer.io.sockets import as_address
 
 ACCEPT_BATCH = 16         # connections accepted per readiness event of a listener
+_BATCH = range(ACCEPT_BATCH)    # made once: range() per batch is a call and an object
 RETRY_DELAY = 0.5         # nginx's accept_mutex_delay: when nothing else wakes a stopped listener
 FREED_DELAY = 0.005       # after closing idle connections: their descriptors are closed by then
 _AGAIN = (BlockingIOError, InterruptedError)
@@ -80,12 +81,14 @@ class Acceptor:
         if self.short and self._free(self.need * ACCEPT_BATCH + 1):
             self.short = False            # plenty again: a whole batch may come in
 
-        for _ in range(ACCEPT_BATCH):
+        for _ in _BATCH:
             if self.short and not self._free(self.need + 1):
                 # still short: idle connections make room, or this client waits in the listen queue
                 self.hold(soon=slots.drain(at_least=ACCEPT_BATCH) > 0)
                 return
-            if not slots.take():
+            if slots.used < slots.roomy:        # ConnectionSlots.take's common case, inline
+                slots.used += 1
+            elif not slots.take():
                 self.hold(short=False)
                 return
             try:

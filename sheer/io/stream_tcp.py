@@ -23,10 +23,12 @@ from sheer.io.logs import AccessLogger, LogLimiter
 from sheer.io.slots import ConnectionSlots
 from sheer.io.sockets import listening_on
 from sheer.io.stream_targets import StreamTargets
-from sheer.io.tcp_poller import Poller
+from sheer.io.tcp_poller import WATCH, Poller
 from sheer.io.tcp_relay import Connection
 
-ON = b"\x01\x00\x00\x00"     # ioctl(FIONBIO)'s int
+# ioctl(FIONBIO)'s int, in a bytearray: fcntl.ioctl() parses its argument as a writable buffer first, and
+# for bytes that failed attempt costs an exception and its formatted message per connection
+ON = bytearray(b"\x01\x00\x00\x00")
 
 __all__ = ["Poller", "TcpStreamService"]
 
@@ -81,10 +83,13 @@ class TcpStreamService:
         """A connection with its slot (sheer.io.accept); a proxied one takes a second for its upstream
         connection, as nginx counts both against worker_connections."""
         slots = self.slots
-        if self.per_session == 2 and not slots.take():
-            os.close(fd)
-            slots.release()
-            return
+        if self.per_session == 2:
+            if slots.used < slots.roomy:        # ConnectionSlots.take's common case, inline
+                slots.used += 1
+            elif not slots.take():
+                os.close(fd)
+                slots.release()
+                return
         # accept4() here cannot ask for SOCK_NONBLOCK (Python passes SOCK_CLOEXEC only): one ioctl
         try:
             ioctl(fd, FIONBIO, ON)
@@ -96,7 +101,9 @@ class TcpStreamService:
         self.sessions.add(session)
         if self.info:           # nginx's first line of a session, at info level
             self.log.log("info", f"client {_address(peer)} connected to {self.listen_name}")
-        self.poller.add(fd, session.client_event)
+        poller = self.poller                    # Poller.add, inline
+        poller.handlers[fd] = session.client_event
+        poller.epoll.register(fd, WATCH)
         try:
             session.run(session.core.accepted(self.time()))
         except Exception as exc:  # noqa: BLE001 -- a bug costs this session, not the accept loop
@@ -168,7 +175,11 @@ class TcpStreamService:
         sessions = self.sessions
         if session in sessions:
             sessions.discard(session)
-            self.slots.release(self.per_session)
+            slots = self.slots
+            if slots.free_waiters:
+                slots.release(self.per_session)
+            else:
+                slots.used -= self.per_session     # ConnectionSlots.release with no one to wake, inline
         if not sessions and self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
 

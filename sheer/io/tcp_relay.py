@@ -1,15 +1,13 @@
 """The TCP stream relay: a connection's sockets, the bytes moved between them, and the one place that
 executes what its core session (sheer.core.tcp) decides.
 
-Sessions work on plain non-blocking sockets, not on asyncio transports: a transport pair costs more to
-set up than the whole relay of a short connection. Their sockets sit in one edge-triggered epoll per
-worker (sheer.io.tcp_poller), registered once for their whole life as nginx does (closing a socket takes
-it out). The bytes move in sheer.io.tcp_direction, one relay for each direction.
-
-The relay works on raw descriptors (readv/write/close), not on socket objects: a Python socket object
-costs its constructor (with a getsockname() to validate a descriptor it is given) and its close(), per
-connection and per side. The client's descriptor comes straight from accept4(); the upstream's from a
-socket object made to bind and connect it, detached once connected.
+Sessions work on plain non-blocking sockets, not on asyncio transports (a transport pair costs more to set
+up than the whole relay of a short connection), in one edge-triggered epoll per worker (sheer.io.tcp_poller),
+registered once for their whole life as nginx does (closing a socket takes it out). The bytes move in
+sheer.io.tcp_direction, one relay for each direction, on raw descriptors (readv/write/close): a Python
+socket object costs its constructor (with a getsockname() to validate a descriptor it is given) and its
+close(), per connection and per side. The client's descriptor comes straight from accept4(); the
+upstream's from a socket object made to bind and connect it, detached once connected.
 """
 
 from __future__ import annotations
@@ -25,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol, assert_never
 from sheer.core import proxy_protocol
 from sheer.core.bind import BindTo
 from sheer.core.rate import RateLimit, evaluate
-from sheer.core.tcp import Phase, TcpSession
+from sheer.core.tcp import DONE, PREREAD, TcpSession
 from sheer.core.tcp_commands import (
     Answer,
     Arm,
@@ -36,10 +34,9 @@ from sheer.core.tcp_commands import (
     Log,
     Resolve,
     Shutdown,
-    Side,
 )
 from sheer.io.sockets import as_address, on_socket, shut_wr
-from sheer.io.tcp_direction import BUFFERS, NONE, VIEW, Direction
+from sheer.io.tcp_direction import BUFFERS, CLIENT, NONE, VIEW, Direction, directions
 from sheer.io.tcp_poller import END_EVENTS, IN, OUT, READ_EVENTS
 from sheer.io.tcp_vars import variable
 from sheer.io.upstream_connect import UpstreamConnectError, connect_now, start_connect
@@ -69,13 +66,10 @@ class Service(Protocol):
     first_byte: bool                     # an access log names $upstream_first_byte_time
     plain: bool                          # no rate limits, no PROXY header to the upstream
 
-    def time(self) -> float:
-        """The event loop's clock."""
-        ...
+    def time(self) -> float: ...          # the event loop's clock
 
     def call_later(self, delay: float, callback: Callable[..., object], *args: Any) -> asyncio.TimerHandle:
-        """The event loop's timer."""
-        ...
+        ...                              # the event loop's timer
 
     def arm(self) -> None: ...
 
@@ -104,8 +98,7 @@ class Connection:
         self._local: Any = None
         self.first_byte: float | None = None    # $upstream_first_byte_time, where an access log asks
         self.core = TcpSession(service.shared, address, self)
-        self.up = Direction(client, NONE, Side.CLIENT)       # client -> upstream
-        self.down = Direction(NONE, client, Side.UPSTREAM)   # upstream -> client
+        self.up, self.down = directions(client, self)   # client -> upstream, upstream -> client
 
     # --- what the variables and the log lines read --------------------------------------
 
@@ -158,14 +151,14 @@ class Connection:
         """upstream_event until the upstream's first byte, timed for $upstream_first_byte_time (a server
         whose access logs do not name it never comes here)."""
         if events & IN:
-            self.first_byte = self.service.time() - self.core.connect_began
-            self.service.poller.handlers[self.upstream] = self.upstream_event
+            service = self.service
+            self.first_byte = service.time() - self.core.connect_began
+            service.poller.handlers[self.upstream] = self.down.event if service.plain else self.upstream_event
         self.upstream_event(events)
 
     def ended(self, direction: Direction) -> None:
-        """A direction's source sent its EOF: the session hears of it once what came before is
-        delivered (while reading the PROXY header, at once)."""
-        if direction.held is None and direction.dst >= 0 or self.core.phase is Phase.PREREAD:
+        """A direction's source sent its EOF: told once what came before is delivered (PREREAD: at once)."""
+        if direction.held is None and direction.dst >= 0 or self.core.phase is PREREAD:
             self.run(self.core.eof(direction.side, self.service.time()))
 
     def early(self, direction: Direction, n: int) -> None:
@@ -174,12 +167,12 @@ class Connection:
         held = direction.held
         direction.held = held = chunk if held is None else held + chunk
         core = self.core
-        if core.phase is not Phase.PREREAD:
+        if core.phase is not PREREAD:
             direction.moved += n         # kept until connected
             return
         commands = core.preread(held, self.service.time())
-        if core.phase is not Phase.PREREAD:
-            rest = held[core.header_length:] if core.phase is not Phase.DONE else b""
+        if core.phase is not PREREAD:
+            rest = held[core.header_length:] if core.phase is not DONE else b""
             direction.held = rest or None      # what followed the header waits for the upstream
             direction.moved += len(rest)
         self.run(commands)
@@ -222,8 +215,7 @@ class Connection:
             self.run(self.core.connecting(self.service.time()))
 
     def said_short(self, commands: Sequence[Command]) -> Sequence[Command]:
-        """Out of descriptors: the line goes to the service, which says it once a second with a count
-        and stops accepting until descriptors come back (sheer.io.accept)."""
+        """Out of descriptors: the line goes to the service (said once a second, accepting held meanwhile)."""
         rest = []
         for command in commands:
             if isinstance(command, Log):
@@ -256,8 +248,13 @@ class Connection:
             self.run(commands)
         up, down = self.up, self.down
         up.dst = self.upstream
-        if service.plain and up.held is None and not (up.eof or up.ready or down.ready):
-            return                       # the common case: nothing read yet either way
+        if service.plain:                # each side's events to its direction's own handler (`event`)
+            handlers = service.poller.handlers
+            handlers[self.client] = up.event
+            if not service.first_byte:
+                handlers[self.upstream] = down.event
+            if up.held is None and not (up.eof or up.ready or down.ready):
+                return                   # the common case: nothing read yet either way
         server = service.server
         if server.proxy_upload_rate or server.proxy_download_rate:
             self.limit_rates(server)
@@ -308,31 +305,31 @@ class Connection:
     # --- the one place that executes the session's commands ------------------------------
 
     def run(self, commands: Sequence[Command]) -> None:
+        # by exact type (final classes), most frequent first: a `match` case costs ~460 instructions
         for command in commands:
-            match command:
-                case Close(discard):
-                    self.close(discard)
-                case Connect(peer, bind):
-                    self.connect(peer.address, bind)
-                case Log():
-                    log = self.service.log
-                    if log.enabled(command.level):
-                        line = self.describe(command.message, command.context, command.peer, command.hint)
-                        log.log(command.level, line)
-                case Shutdown(side):
-                    fd = self.client if side is Side.CLIENT else self.upstream
-                    if fd >= 0:
-                        with contextlib.suppress(OSError):
-                            on_socket(fd, self.service.family, shut_wr)
-                case Answer(data):
-                    self.up.eof = self.down.eof = True     # the answer is all there is
-                    self.down.send(self, data)
-                case Arm():
-                    self.service.arm()
-                case Resolve(value):
-                    self.service.resolve(self, value)
-                case _:
-                    assert_never(command)
+            if type(command) is Close:
+                self.close(command.discard)
+            elif type(command) is Connect:
+                self.connect(command.peer.address, command.bind)
+            elif type(command) is Log:
+                log = self.service.log
+                if log.enabled(command.level):
+                    line = self.describe(command.message, command.context, command.peer, command.hint)
+                    log.log(command.level, line)
+            elif type(command) is Shutdown:
+                fd = self.client if command.side is CLIENT else self.upstream
+                if fd >= 0:
+                    with contextlib.suppress(OSError):
+                        on_socket(fd, self.service.family, shut_wr)
+            elif type(command) is Answer:
+                self.up.eof = self.down.eof = True     # the answer is all there is
+                self.down.send(self, command.data)
+            elif type(command) is Arm:
+                self.service.arm()
+            elif type(command) is Resolve:
+                self.service.resolve(self, command.value)
+            else:
+                assert_never(command)
 
     def describe(self, message: str, context: Context, peer: Any, hint: str) -> str:
         """nginx's log line: the message, then what it is about."""
@@ -361,7 +358,7 @@ class Connection:
         if fd >= 0:
             self.upstream = self.down.src = self.up.dst = NONE
             self.down.ready = self.down.end = False      # a next try's connection starts afresh
-            self.service.poller.forget(fd)
+            self.service.poller.handlers.pop(fd, None)     # Poller.forget, inline
             sock = self.connecting
             if sock is not None:
                 self.connecting = None
@@ -391,10 +388,11 @@ class Connection:
         access = service.access
         if access is not None:
             self.local  # noqa: B018  (asked while the socket is open)
-        service.poller.forget(client)
+        service.poller.handlers.pop(client, None)        # Poller.forget, inline
         os.close(client)
         if access is not None:
             with contextlib.suppress(Exception):
                 access.write(self)
         service.closed(self)
+        del up.conn, down.conn           # no cycle left
 

@@ -101,7 +101,11 @@ def start_connect(address: tuple[str, int] | str, bind: BindTo | None) -> tuple[
                 raise BindError(f'local address "{bind}" and upstream "{address[0]}" are of different '
                                 "address families", level="error")
             bind_local(sock, family, socket.SOCK_STREAM, bind.host, bind.port, bind.transparent)
-        code = connect_now(sock, address)
+        code = sock.connect_ex(address)         # connect_now(), inline: a frame less per connection
+        if code == errno.EINPROGRESS:
+            code = sock.connect_ex(address)
+            if code == errno.EALREADY:
+                code = errno.EINPROGRESS
         if code not in (0, errno.EINPROGRESS):
             raise UpstreamConnectError(f"connect() failed ({code}: {os.strerror(code)})", False)
         if family != socket.AF_UNIX:
