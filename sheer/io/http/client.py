@@ -51,6 +51,7 @@ class Listener(Protocol):
     slots: ConnectionSlots
     tls: TlsListener | None
 
+    def count_accepted(self) -> int: ...
     def connection_closed(self, conn: ClientConnection) -> None: ...
     def reusable(self, conn: Reusable, idle: bool) -> None: ...
     def release(self) -> None: ...
@@ -103,12 +104,10 @@ class ClientConnection(Reading, Timeouts, asyncio.Protocol):
         local = transport.get_extra_info("sockname")
         if local.__class__ is str:     # a unix-domain listener: ("unix:", None) and ("unix:/path", None)
             remote, local = as_address(remote or ""), as_address(local)
-        self.service.connected += 1
+        number = self.service.count_accepted()
         counters = self.service.counters
-        counters.row[counters.accepted] += 1
         counters.row[counters.active] += 1
-        self.conn = Connection(remote[:2], local[:2], self.site.ctx.connection_number(), self.site.hostname,
-                               self.site.pid)
+        self.conn = Connection(remote[:2], local[:2], number, self.site.hostname, self.site.pid)
         self.conn.maps = self.site.ctx.http_maps
         self.conn.start = time.time()
         self.conn.connections = self.site.connections

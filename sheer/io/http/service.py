@@ -122,15 +122,19 @@ class HttpService:
             return
         TlsTransport(self.loop, sock, tls, ClientConnection(self, 0, proxied), peer).start(first)
 
+    def count_accepted(self) -> int:
+        """A connection accepted: counted (the listener's, stub_status's accepts), numbered ($connection)."""
+        self.connected += 1
+        counters = self.counters
+        counters.row[counters.accepted] += 1
+        return self.site.ctx.connection_number()
+
     def _ended(self, sock: socket.socket, tls: ssl.SSLObject | None) -> None:
         """The client ended the connection right after its handshake, before a byte of a request: counted
         and numbered as any connection (stub_status, $connection), closed as the transport closes one
         (close_notify after a clean end), without an HTTP connection's objects (nginx makes a request
         only when its bytes come)."""
-        self.connected += 1
-        counters = self.counters
-        counters.row[counters.accepted] += 1
-        self.site.ctx.connection_number()
+        self.count_accepted()
         if tls is not None:
             try:
                 tls.unwrap()            # close_notify
