@@ -178,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"no nginx-tests at {SUITE} (set NGINX_TESTS)")
     files = args.files or (list(CI_SUBSET) if args.subset == "ci" else
                            sorted(path.name for path in SUITE.glob("*.t")))
+    unknown = [name for name in files if not (SUITE / name).is_file()]
+    if unknown:
+        parser.error(f"no such file in {SUITE}: {', '.join(unknown)} (the files are its *.t, e.g. proxy.t)")
     chosen = {name: env for name, env in binaries().items() if args.binary in ("both", name)}
     missing = claims(files)
     if not args.files and not args.every_file:
